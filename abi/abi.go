@@ -1,0 +1,94 @@
+// Package abi is the wharf_v1 contract between the wharf host and guest
+// modules: import and export names, status codes, handle kinds, flags and the
+// encoding of field lists. It is pure Go with no dependencies so that both the
+// host and the guest SDK use the same constants. README.md is the spec.
+package abi
+
+// Version is the ABI version a guest reports from ExportABIVersion. The host
+// refuses modules that report any other version.
+const Version = 1
+
+// ImportModule is the Wasm import module name of every host function.
+const ImportModule = "wharf_v1"
+
+// Names of the functions a guest exports.
+const (
+	// ExportABIVersion () -> i32 returns Version. Required.
+	ExportABIVersion = "wharf_abi_version"
+	// ExportOnFetch (req: handle) -> i32 handles one HTTP request. Required
+	// for a Worker.
+	ExportOnFetch = "wharf_on_fetch"
+	// ExportInitialize is the reactor initialiser Go and other toolchains
+	// emit; the host calls it once per instance before any event.
+	ExportInitialize = "_initialize"
+)
+
+// Names of the host functions in ImportModule. Signatures are in README.md and
+// in the host's registration table; every function returns a Status as i32.
+const (
+	ImportLastError    = "last_error"
+	ImportLog          = "log"
+	ImportRequestHead  = "request_head"
+	ImportRequestBody  = "request_body"
+	ImportResponseSend = "response_send"
+	ImportStreamRead   = "stream_read"
+	ImportStreamWrite  = "stream_write"
+	ImportStreamAbort  = "stream_abort"
+	ImportForward      = "forward"
+	ImportPoll         = "poll"
+	ImportTimerStart   = "timer_start"
+	ImportClose        = "close"
+	ImportFetch        = "fetch"
+	ImportFetchResult  = "fetch_result"
+	ImportResponseHead = "response_head"
+	ImportResponseBody = "response_body"
+)
+
+// Flags for stream_read and stream_write.
+const (
+	// StreamNonBlocking makes a read or write return StatusAgain instead of
+	// waiting.
+	StreamNonBlocking uint32 = 1 << 0
+)
+
+// Flags for response_send.
+const (
+	// ResponseStream asks for a writable body stream: the body given in the
+	// call is written first and more may follow through the stream.
+	ResponseStream uint32 = 1 << 0
+)
+
+// Flags for fetch.
+const (
+	// FetchBodyStream asks for a writable stream carrying the request body.
+	FetchBodyStream uint32 = 1 << 0
+)
+
+// Log levels for the log import; they match log/slog's levels.
+const (
+	LogDebug int32 = -4
+	LogInfo  int32 = 0
+	LogWarn  int32 = 4
+	LogError int32 = 8
+)
+
+// PollForever as a poll timeout waits without a deadline.
+const PollForever int64 = -1
+
+// Limits the host enforces.
+const (
+	// MaxHeadBytes bounds an encoded request or response head (status or
+	// method, URL and all headers).
+	MaxHeadBytes = 64 << 10
+	// MaxPollHandles bounds the handles one poll call may wait on.
+	MaxPollHandles = 1024
+)
+
+// Pseudo-field names carried in a head's field list before the headers.
+const (
+	FieldMethod = ":method"
+	FieldURL    = ":url"
+	FieldStatus = ":status"
+	// FieldRemoteAddr is the client address of an incoming request.
+	FieldRemoteAddr = ":remote"
+)

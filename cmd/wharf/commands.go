@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// version is set at link time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "wharf",
+		Short:         "Run Workers compiled to WebAssembly on your own hosts",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newBuildCommand(), newServeCommand(), newVersionCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print wharf's version and the ABI it implements",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "wharf %s (ABI %s v%d, %s %s/%s)\n",
+				version, abi.ImportModule, abi.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}
+
+func newBuildCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "build [dir|wharf.toml]",
+		Short: "Compile a Go plugin to Wasm (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := plugins.LoadManifest(argOrDot(args))
+			if err != nil {
+				return err
+			}
+			path, err := plugins.Build(cmd.Context(), m, out, os.Stderr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the module (default <dir>/.wharf/build/<name>.wasm)")
+	return cmd
+}
+
+func argOrDot(args []string) string {
+	if len(args) == 0 {
+		return "."
+	}
+	return args[0]
+}
+
+type serveFlags struct {
+	listen    string
+	dataDir   string
+	logLevel  string
+	logFormat string
+	noBuild   bool
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [dir|wharf.toml]",
+		Short: "Build (if needed) and serve a plugin over HTTP",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, argOrDot(args), f)
+		},
+	}
+	cmd.Flags().StringVar(&f.listen, "listen", "", "HTTP listen address (default: the manifest's listen, else "+plugins.DefaultListen+")")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default <dir>/.wharf)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
+	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
+}
+
+func serve(ctx context.Context, target string, f serveFlags) error {
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	m, err := plugins.LoadManifest(target)
+	if err != nil {
+		return err
+	}
+	wasm := m.WasmPath()
+	if m.NeedsBuild() && !f.noBuild {
+		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
+		if wasm, err = plugins.Build(ctx, m, "", os.Stderr); err != nil {
+			return err
+		}
+	}
+	dataDir := f.dataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(m.Dir, plugins.DefaultStateDir)
+	}
+	listen := f.listen
+	if listen == "" {
+		listen = m.Listen
+	}
+	start := time.Now()
+	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer worker.Close(context.Background())
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: worker, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	logger.Info("serving", "plugin", m.Name, "url", "http://"+ln.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "plugin", m.Name)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

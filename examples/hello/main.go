@@ -1,0 +1,40 @@
+// Command hello is the smallest useful wharf Worker: it answers GET /,
+// echoes a streamed request body on POST /echo, and fetches a URL on
+// GET /fetch?url=... through the host.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/wharfhq/wharf/sdk"
+)
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "Hello from wharf!")
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := io.Copy(w, r.Body); err != nil {
+			sdk.Logger.Error("echo failed", "err", err)
+		}
+	})
+	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
+		target := r.URL.Query().Get("url")
+		resp, err := http.Get(target)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		sdk.Logger.Info("fetched", "url", target, "status", resp.StatusCode)
+		w.Header().Set("X-Upstream-Status", fmt.Sprint(resp.StatusCode))
+		io.Copy(w, resp.Body)
+	})
+	sdk.Serve(mux)
+}
+
+func main() {}

@@ -1,0 +1,172 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// guest is the host-side state of one guest instance: its handle table, the
+// message of its last failed import and the event it is serving.
+type guest struct {
+	plugin  string
+	base    *slog.Logger
+	table   handleTable
+	lastErr string
+	wakeup  signal
+	scratch []byte // reused to encode heads
+
+	// The current event; set by beginEvent, cleared by endEvent.
+	ctx    context.Context
+	id     string
+	logger *slog.Logger
+}
+
+func newGuest(plugin string, base *slog.Logger) *guest {
+	return &guest{plugin: plugin, base: base, wakeup: newSignal()}
+}
+
+func (g *guest) wake() { g.wakeup.notify() }
+
+func (g *guest) beginEvent(ctx context.Context, id string) {
+	g.ctx, g.id, g.logger = ctx, id, nil
+}
+
+// log returns the logger of the current event, tagged with the plugin name
+// and the request id; it is made on first use.
+func (g *guest) log() *slog.Logger {
+	if g.logger == nil {
+		g.logger = g.base.With("plugin", g.plugin)
+		if g.id != "" {
+			g.logger = g.logger.With("request_id", g.id)
+		}
+	}
+	return g.logger
+}
+
+// endEvent releases every handle the event left open. Writable streams are
+// finished cleanly unless the guest failed, in which case they are aborted.
+func (g *guest) endEvent(failure error) {
+	g.table.drain(func(kind abi.Kind, obj any) { releaseObject(obj, failure) })
+	g.ctx, g.id, g.logger = nil, "", nil
+}
+
+// releaseObject frees what a handle held.
+func releaseObject(obj any, failure error) {
+	switch o := obj.(type) {
+	case *readStream:
+		o.close()
+	case *writeStream:
+		if failure != nil {
+			o.abort(failure)
+		} else {
+			o.close()
+		}
+	case *pending:
+		o.cancel()
+	case *timer:
+		o.stop()
+	case *fetchedResponse:
+		o.close()
+	}
+}
+
+// fail records err as the last error and returns its status.
+func (g *guest) fail(err error) abi.Status {
+	var st abi.Status
+	if !errors.As(err, &st) {
+		st = abi.StatusIO
+	}
+	g.lastErr = err.Error()
+	return st
+}
+
+// pending is a result that arrives later: a fetch or a forward.
+type pending struct {
+	done     chan struct{}
+	once     sync.Once
+	value    any
+	err      error
+	cancelFn func()
+	wake     func()
+}
+
+func newPending(wake func(), cancel func()) *pending {
+	return &pending{done: make(chan struct{}), wake: wake, cancelFn: cancel}
+}
+
+func (p *pending) resolve(v any, err error) {
+	p.once.Do(func() {
+		p.value, p.err = v, err
+		close(p.done)
+		p.wake()
+	})
+}
+
+func (p *pending) ready() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// cancel gives up on the result; a value that arrives anyway is released.
+func (p *pending) cancel() {
+	if p.cancelFn == nil {
+		return
+	}
+	p.cancelFn()
+	go func() {
+		<-p.done
+		if r, ok := p.value.(*fetchedResponse); ok {
+			r.close()
+		}
+	}()
+}
+
+// lineWriter turns a guest's stdout or stderr into log lines.
+type lineWriter struct {
+	g     *guest
+	level slog.Level
+	name  string
+	mu    sync.Mutex
+	buf   []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 4096 {
+		w.emit(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) emit(line []byte) {
+	w.g.log().Log(context.Background(), w.level, string(line), "stream", w.name)
+}
+
+// newInstanceData is plugins.Config.NewData for Workers.
+func newInstanceData(plugin string, base *slog.Logger) func() (any, io.Writer, io.Writer) {
+	return func() (any, io.Writer, io.Writer) {
+		g := newGuest(plugin, base)
+		return g, &lineWriter{g: g, level: slog.LevelInfo, name: "stdout"}, &lineWriter{g: g, level: slog.LevelWarn, name: "stderr"}
+	}
+}

@@ -1,0 +1,348 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// incoming is an HTTP request being served by a guest, and its response.
+type incoming struct {
+	r         *http.Request
+	rw        http.ResponseWriter
+	rc        *http.ResponseController
+	head      []byte // encoded on first request_head
+	body      *readStream
+	responded bool
+	status    int
+	stream    *writeStream // set when the response body streams
+}
+
+func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
+	return &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
+}
+
+// encodeRequestHead lays out :method, :url and the headers of r.
+func encodeRequestHead(buf []byte, r *http.Request) []byte {
+	b := abi.NewFieldsBuilder(buf)
+	b.Add(abi.FieldMethod, r.Method)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	b.Add(abi.FieldURL, scheme+"://"+r.Host+r.URL.RequestURI())
+	b.Add(abi.FieldRemoteAddr, r.RemoteAddr)
+	b.Add("Host", r.Host)
+	for name, values := range r.Header {
+		for _, v := range values {
+			b.Add(name, v)
+		}
+	}
+	return b.Bytes()
+}
+
+func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	if err != nil {
+		return err
+	}
+	in := obj.(*incoming)
+	if in.head == nil {
+		in.head = encodeRequestHead(g.scratch, in.r)
+		g.scratch = in.head
+	}
+	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), in.head)
+}
+
+func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	if err != nil {
+		return err
+	}
+	in := obj.(*incoming)
+	if in.body != nil {
+		return fmt.Errorf("%w: the request body was already taken", abi.StatusBusy)
+	}
+	var src io.ReadCloser
+	if in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0 {
+		src = in.r.Body
+	}
+	in.body = newReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
+	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
+}
+
+// decodeHead reads a field list into pseudo-fields and validated headers.
+func decodeHead(raw []byte, pseudo map[string]*string) (http.Header, error) {
+	if len(raw) > abi.MaxHeadBytes {
+		return nil, fmt.Errorf("%w: head is %d bytes, the limit is %d", abi.StatusTooLarge, len(raw), abi.MaxHeadBytes)
+	}
+	h := http.Header{}
+	var bad error
+	err := abi.RangeFields(raw, func(name, value []byte) bool {
+		if len(name) > 0 && name[0] == ':' {
+			p, ok := pseudo[string(name)]
+			if !ok {
+				bad = fmt.Errorf("%w: unknown pseudo-field %q", abi.StatusInvalid, name)
+				return false
+			}
+			*p = string(value)
+			return true
+		}
+		n, v := string(name), string(value)
+		if !httpguts.ValidHeaderFieldName(n) {
+			bad = fmt.Errorf("%w: invalid header name %q", abi.StatusInvalid, n)
+			return false
+		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			bad = fmt.Errorf("%w: invalid value for header %q", abi.StatusInvalid, n)
+			return false
+		}
+		h.Add(n, v)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return h, bad
+}
+
+// responseSink writes a streamed response body to the client.
+type responseSink struct{ in *incoming }
+
+func (s responseSink) write(p []byte) error {
+	if _, err := s.in.rw.Write(p); err != nil {
+		return err
+	}
+	return s.in.rc.Flush()
+}
+
+func (s responseSink) finish() error { return nil }
+
+func (s responseSink) abort(error) { s.in.rc.SetWriteDeadline(time.Now()) }
+
+func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	if err != nil {
+		return err
+	}
+	in := obj.(*incoming)
+	if in.responded {
+		return fmt.Errorf("%w: a response was already sent for this request", abi.StatusBusy)
+	}
+	raw, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	body, err := readMem(mem, u32(a[3]), u32(a[4]))
+	if err != nil {
+		return err
+	}
+	streaming := u32(a[5])&abi.ResponseStream != 0
+	var statusText string
+	header, err := decodeHead(raw, map[string]*string{abi.FieldStatus: &statusText})
+	if err != nil {
+		return err
+	}
+	status, err := strconv.Atoi(statusText)
+	if err != nil || status < 200 || status > 599 {
+		return fmt.Errorf("%w: response status %q is not a number from 200 to 599", abi.StatusInvalid, statusText)
+	}
+	if streaming {
+		if err := writeU32(mem, u32(a[6]), 0); err != nil {
+			return err
+		}
+	}
+	dst := in.rw.Header()
+	for k, v := range header {
+		dst[k] = v
+	}
+	if !streaming && dst.Get("Content-Length") == "" {
+		dst["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	in.responded, in.status = true, status
+	in.rw.WriteHeader(status)
+	if !streaming {
+		if len(body) > 0 {
+			stop := context.AfterFunc(ctx, func() { in.rc.SetWriteDeadline(time.Now()) })
+			defer stop()
+			if _, err := in.rw.Write(body); err != nil {
+				return fmt.Errorf("%w: writing the response: %w", abi.StatusClosed, err)
+			}
+		}
+		return nil
+	}
+	in.stream = newWriteStream(responseSink{in}, g.wake)
+	if _, err := in.stream.write(ctx, body, false); err != nil {
+		return err
+	}
+	return g.newHandle(mem, u32(a[6]), abi.KindWriteStream, in.stream)
+}
+
+// fetchedResponse is the response to an outbound fetch.
+type fetchedResponse struct {
+	resp      *http.Response
+	head      []byte
+	bodyTaken bool
+	cancel    context.CancelFunc
+}
+
+func (r *fetchedResponse) close() {
+	if !r.bodyTaken {
+		r.resp.Body.Close()
+		r.cancel()
+	}
+}
+
+// cancelingBody cancels a fetch's context when its body is closed.
+type cancelingBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// pipeSink feeds an outbound request body.
+type pipeSink struct{ w *io.PipeWriter }
+
+func (s pipeSink) write(p []byte) error {
+	_, err := s.w.Write(p)
+	return err
+}
+func (s pipeSink) finish() error   { return s.w.Close() }
+func (s pipeSink) abort(err error) { s.w.CloseWithError(err) }
+
+func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	withBody := u32(a[2])&abi.FetchBodyStream != 0
+	bodyOut, pendingOut := u32(a[3]), u32(a[4])
+	var method, rawURL string
+	header, err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL})
+	if err != nil {
+		return err
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !httpguts.ValidHeaderFieldName(method) {
+		return fmt.Errorf("%w: invalid method %q", abi.StatusInvalid, method)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: fetch needs an absolute http or https URL, got %q", abi.StatusInvalid, rawURL)
+	}
+	if err := writeU32(mem, pendingOut, 0); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	req.Header = header
+	if host := header.Get("Host"); host != "" {
+		req.Host = host
+	}
+	var body *writeStream
+	if withBody {
+		pr, pw := io.Pipe()
+		req.Body = pr
+		req.ContentLength = -1
+		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
+			req.ContentLength = cl
+		}
+		body = newWriteStream(pipeSink{pw}, g.wake)
+		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, body); err != nil {
+			cancel()
+			return err
+		}
+	}
+	p := newPending(g.wake, cancel)
+	if err := g.newHandle(mem, pendingOut, abi.KindPending, p); err != nil {
+		return err
+	}
+	go func() {
+		resp, err := s.client.Do(req)
+		if err != nil {
+			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", abi.StatusIO, method, u.Redacted(), err))
+			return
+		}
+		p.resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)
+	}()
+	return nil
+}
+
+func importFetchResult(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	h := handleArg(a[0])
+	obj, err := g.table.lookup(h, abi.KindPending)
+	if err != nil {
+		return err
+	}
+	p := obj.(*pending)
+	if !p.ready() {
+		return abi.StatusAgain
+	}
+	if p.err != nil {
+		g.table.remove(h)
+		return p.err
+	}
+	resp, ok := p.value.(*fetchedResponse)
+	if !ok {
+		return fmt.Errorf("%w: handle %d is not a fetch", abi.StatusBadHandle, h)
+	}
+	if err := g.newHandle(mem, u32(a[1]), abi.KindResponse, resp); err != nil {
+		return err
+	}
+	p.value = nil // now owned by the response handle
+	g.table.remove(h)
+	return nil
+}
+
+func importResponseHead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindResponse)
+	if err != nil {
+		return err
+	}
+	r := obj.(*fetchedResponse)
+	if r.head == nil {
+		b := abi.NewFieldsBuilder(nil)
+		b.Add(abi.FieldStatus, strconv.Itoa(r.resp.StatusCode))
+		for name, values := range r.resp.Header {
+			for _, v := range values {
+				b.Add(name, v)
+			}
+		}
+		r.head = b.Bytes()
+	}
+	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), r.head)
+}
+
+func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindResponse)
+	if err != nil {
+		return err
+	}
+	r := obj.(*fetchedResponse)
+	if r.bodyTaken {
+		return fmt.Errorf("%w: the response body was already taken", abi.StatusBusy)
+	}
+	r.bodyTaken = true
+	s := newReadStream(cancelingBody{r.resp.Body, r.cancel}, nil, g.wake)
+	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, s)
+}

@@ -1,0 +1,311 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// importFunc implements one wharf_v1 import. It returns nil for StatusOK, an
+// abi.Status, or an error wrapping one whose text becomes last_error.
+type importFunc func(ctx context.Context, g *guest, mem plugins.Memory, args []uint64) error
+
+var (
+	i32 = plugins.I32
+	i64 = plugins.I64
+)
+
+// hostFunc adapts an importFunc to the engine: it finds the guest, runs fn
+// and stores the status as the function's single i32 result.
+func hostFunc(name string, params []plugins.ValueType, fn importFunc) plugins.HostFunc {
+	return plugins.HostFunc{
+		Name: name, Params: params, Results: []plugins.ValueType{i32},
+		Fn: func(ctx context.Context, c plugins.Caller, stack []uint64) {
+			g := c.Data().(*guest)
+			if err := fn(ctx, g, c.Memory(), stack); err != nil {
+				stack[0] = uint64(uint32(g.fail(err)))
+				return
+			}
+			stack[0] = 0
+		},
+	}
+}
+
+func params(ts ...plugins.ValueType) []plugins.ValueType { return ts }
+
+// Imports returns the wharf_v1 host functions backed by services s.
+func (s *services) imports() []plugins.HostFunc {
+	return []plugins.HostFunc{
+		hostFunc(abi.ImportLastError, params(i32, i32, i32), importLastError),
+		hostFunc(abi.ImportLog, params(i32, i32, i32), importLog),
+		hostFunc(abi.ImportRequestHead, params(i32, i32, i32, i32), importRequestHead),
+		hostFunc(abi.ImportRequestBody, params(i32, i32), importRequestBody),
+		hostFunc(abi.ImportResponseSend, params(i32, i32, i32, i32, i32, i32, i32), importResponseSend),
+		hostFunc(abi.ImportStreamRead, params(i32, i32, i32, i32, i32), importStreamRead),
+		hostFunc(abi.ImportStreamWrite, params(i32, i32, i32, i32, i32), importStreamWrite),
+		hostFunc(abi.ImportStreamAbort, params(i32, i32, i32), importStreamAbort),
+		hostFunc(abi.ImportForward, params(i32, i32, i32), s.importForward),
+		hostFunc(abi.ImportPoll, params(i32, i32, i64, i32, i32), importPoll),
+		hostFunc(abi.ImportTimerStart, params(i64, i32), importTimerStart),
+		hostFunc(abi.ImportClose, params(i32), importClose),
+		hostFunc(abi.ImportFetch, params(i32, i32, i32, i32, i32), s.importFetch),
+		hostFunc(abi.ImportFetchResult, params(i32, i32), importFetchResult),
+		hostFunc(abi.ImportResponseHead, params(i32, i32, i32, i32), importResponseHead),
+		hostFunc(abi.ImportResponseBody, params(i32, i32), importResponseBody),
+	}
+}
+
+// Memory helpers. Every pointer and length from a guest is checked; a bad
+// one is StatusFault, never a host panic.
+
+func u32(v uint64) uint32 { return uint32(v) }
+
+func handleArg(v uint64) abi.Handle { return abi.Handle(uint32(v)) }
+
+func readMem(mem plugins.Memory, ptr, n uint32) ([]byte, error) {
+	b, ok := mem.Read(ptr, n)
+	if !ok {
+		return nil, fmt.Errorf("%w: range [%d, %d+%d) is outside guest memory (%d bytes)", abi.StatusFault, ptr, ptr, n, mem.Size())
+	}
+	return b, nil
+}
+
+func writeU32(mem plugins.Memory, ptr, v uint32) error {
+	if !mem.WriteUint32(ptr, v) {
+		return fmt.Errorf("%w: output pointer %d is outside guest memory (%d bytes)", abi.StatusFault, ptr, mem.Size())
+	}
+	return nil
+}
+
+// writeOut copies data to (ptr, cap) and its length to nOut. If cap is too
+// small nothing is copied, nOut gets the size needed and the status is
+// StatusBufferSmall.
+func writeOut(mem plugins.Memory, ptr, cap, nOut uint32, data []byte) error {
+	if err := writeU32(mem, nOut, uint32(len(data))); err != nil {
+		return err
+	}
+	if uint32(len(data)) > cap {
+		return fmt.Errorf("%w: need %d bytes, buffer has %d", abi.StatusBufferSmall, len(data), cap)
+	}
+	if len(data) > 0 && !mem.Write(ptr, data) {
+		return fmt.Errorf("%w: buffer [%d, %d+%d) is outside guest memory", abi.StatusFault, ptr, ptr, len(data))
+	}
+	return nil
+}
+
+// newHandle registers obj and writes its handle to out. If out is a bad
+// pointer the object is released again.
+func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
+	h := g.table.add(kind, obj)
+	if err := writeU32(mem, out, uint32(h)); err != nil {
+		g.table.remove(h)
+		releaseObject(obj, err)
+		return err
+	}
+	return nil
+}
+
+func importLastError(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), []byte(g.lastErr))
+}
+
+func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	msg, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	g.log().Log(ctx, slog.Level(int32(a[0])), string(msg))
+	return nil
+}
+
+func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindReadStream)
+	if err != nil {
+		return err
+	}
+	buf, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	if err := writeU32(mem, u32(a[4]), 0); err != nil {
+		return err
+	}
+	if len(buf) == 0 {
+		return fmt.Errorf("%w: read buffer has length 0", abi.StatusInvalid)
+	}
+	n, err := obj.(*readStream).read(ctx, buf, u32(a[3])&abi.StreamNonBlocking != 0)
+	if n > 0 {
+		return writeU32(mem, u32(a[4]), uint32(n))
+	}
+	return err
+}
+
+func importStreamWrite(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindWriteStream)
+	if err != nil {
+		return err
+	}
+	data, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	if err := writeU32(mem, u32(a[4]), 0); err != nil {
+		return err
+	}
+	n, werr := obj.(*writeStream).write(ctx, data, u32(a[3])&abi.StreamNonBlocking != 0)
+	if err := writeU32(mem, u32(a[4]), uint32(n)); err != nil {
+		return err
+	}
+	return werr
+}
+
+func importStreamAbort(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	msg, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	h := handleArg(a[0])
+	s, err := g.table.slot(h)
+	if err != nil {
+		return err
+	}
+	reason := errors.New(string(msg))
+	switch o := s.obj.(type) {
+	case *writeStream:
+		o.abort(reason)
+	case *readStream:
+		o.close()
+	default:
+		return fmt.Errorf("%w: handle %d is a %s, not a stream", abi.StatusBadHandle, h, s.kind)
+	}
+	g.table.remove(h)
+	return nil
+}
+
+func (s *services) importForward(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	srcH, dstH := handleArg(a[0]), handleArg(a[1])
+	src, err := g.table.lookup(srcH, abi.KindReadStream)
+	if err != nil {
+		return err
+	}
+	dst, err := g.table.lookup(dstH, abi.KindWriteStream)
+	if err != nil {
+		return err
+	}
+	p := newPending(g.wake, nil)
+	if err := g.newHandle(mem, u32(a[2]), abi.KindPending, p); err != nil {
+		return err
+	}
+	g.table.remove(srcH)
+	g.table.remove(dstH)
+	go forward(s.base, src.(*readStream), dst.(*writeStream), p)
+	return nil
+}
+
+// pollable is an object poll can wait on.
+type pollable interface{ ready() bool }
+
+func importPoll(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	n := u32(a[1])
+	timeout := int64(a[2])
+	readyPtr, nOut := u32(a[3]), u32(a[4])
+	if n > abi.MaxPollHandles {
+		return fmt.Errorf("%w: poll on %d handles, the limit is %d", abi.StatusTooLarge, n, abi.MaxPollHandles)
+	}
+	raw, err := readMem(mem, u32(a[0]), 4*n)
+	if err != nil {
+		return err
+	}
+	if _, err := readMem(mem, readyPtr, 4*n); err != nil {
+		return err
+	}
+	if err := writeU32(mem, nOut, 0); err != nil {
+		return err
+	}
+	handles := make([]abi.Handle, n)
+	objs := make([]pollable, n)
+	for i := range handles {
+		handles[i] = abi.Handle(binary.LittleEndian.Uint32(raw[4*i:]))
+		s, err := g.table.slot(handles[i])
+		if err != nil {
+			return err
+		}
+		p, ok := s.obj.(pollable)
+		if !ok {
+			return fmt.Errorf("%w: handle %d is a %s, which cannot be polled", abi.StatusBadHandle, handles[i], s.kind)
+		}
+		objs[i] = p
+	}
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(time.Duration(timeout))
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		select { // consume a stale wake-up before checking
+		case <-g.wakeup:
+		default:
+		}
+		ready := 0
+		for i, o := range objs {
+			if o.ready() {
+				mem.WriteUint32(readyPtr+uint32(4*ready), uint32(handles[i]))
+				ready++
+			}
+		}
+		if ready > 0 || timeout == 0 {
+			return writeU32(mem, nOut, uint32(ready))
+		}
+		select {
+		case <-g.wakeup:
+		case <-deadline:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx))
+		}
+	}
+}
+
+// timer becomes ready when it fires.
+type timer struct {
+	t     *time.Timer
+	fired chan struct{}
+}
+
+func (t *timer) ready() bool {
+	select {
+	case <-t.fired:
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *timer) stop() { t.t.Stop() }
+
+func importTimerStart(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	d := time.Duration(int64(a[0]))
+	if d < 0 {
+		return fmt.Errorf("%w: negative timer duration %d ns", abi.StatusInvalid, d)
+	}
+	t := &timer{fired: make(chan struct{})}
+	wake := g.wake
+	t.t = time.AfterFunc(d, func() { close(t.fired); wake() })
+	return g.newHandle(mem, u32(a[1]), abi.KindTimer, t)
+}
+
+func importClose(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+	_, obj, err := g.table.remove(handleArg(a[0]))
+	if err != nil {
+		return err
+	}
+	releaseObject(obj, nil)
+	return nil
+}

@@ -1,0 +1,506 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// Streams move bytes between guests and the outside in pooled chunks. A
+// readable stream is filled by a pump goroutine reading its source; a
+// writable stream is drained by a writer goroutine into its sink. Both keep at
+// most streamBufferLimit bytes queued, so a body of any size passes through in
+// bounded memory, and forward moves chunks from one to the other without
+// copying them.
+
+const (
+	chunkSize         = 64 << 10
+	streamBufferLimit = 4 * chunkSize
+)
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// chunk is a slice of a pooled buffer.
+type chunk struct {
+	buf  *[]byte // returned to chunkPool when the data is consumed; nil if not pooled
+	data []byte
+}
+
+func (c chunk) release() {
+	if c.buf != nil {
+		chunkPool.Put(c.buf)
+	}
+}
+
+// errStreamClosed is returned by operations on a stream after close.
+var errStreamClosed = errors.New("stream is closed")
+
+// signal is a wake-up with at most one pending token.
+type signal chan struct{}
+
+func newSignal() signal { return make(signal, 1) }
+
+func (s signal) notify() {
+	select {
+	case s <- struct{}{}:
+	default:
+	}
+}
+
+// queue is the bounded chunk buffer shared by both stream directions.
+type queue struct {
+	mu     sync.Mutex
+	chunks []chunk
+	queued int
+	data   signal // something was queued or the stream ended
+	space  signal // something was dequeued
+	wake   func() // tells the owning guest's poll to re-check readiness
+}
+
+func newQueue(wake func()) queue {
+	return queue{data: newSignal(), space: newSignal(), wake: wake}
+}
+
+func (q *queue) pushLocked(c chunk) {
+	q.chunks = append(q.chunks, c)
+	q.queued += len(c.data)
+}
+
+// popInto copies queued bytes into p. Callers hold q.mu.
+func (q *queue) popIntoLocked(p []byte) int {
+	n := 0
+	for n < len(p) && len(q.chunks) > 0 {
+		c := &q.chunks[0]
+		m := copy(p[n:], c.data)
+		c.data = c.data[m:]
+		n += m
+		if len(c.data) == 0 {
+			c.release()
+			q.chunks[0] = chunk{}
+			q.chunks = q.chunks[1:]
+		}
+	}
+	q.queued -= n
+	return n
+}
+
+func (q *queue) popChunkLocked() chunk {
+	c := q.chunks[0]
+	q.chunks[0] = chunk{}
+	q.chunks = q.chunks[1:]
+	q.queued -= len(c.data)
+	return c
+}
+
+func (q *queue) discardLocked() {
+	for _, c := range q.chunks {
+		c.release()
+	}
+	q.chunks, q.queued = nil, 0
+}
+
+func (q *queue) notifyData() {
+	q.data.notify()
+	q.wake()
+}
+
+func (q *queue) notifySpace() {
+	q.space.notify()
+	q.wake()
+}
+
+// readStream is a readable byte stream over an io.ReadCloser.
+type readStream struct {
+	queue
+	src     io.ReadCloser
+	unblock func() // makes a Read blocked in src return (e.g. a read deadline)
+	started bool
+	err     error // io.EOF at the end, or what broke the source
+	closed  bool
+	stop    chan struct{}
+	pumped  chan struct{} // closed when the pump has exited
+}
+
+// newReadStream makes a stream over src; a nil src is an empty stream.
+func newReadStream(src io.ReadCloser, unblock func(), wake func()) *readStream {
+	s := &readStream{queue: newQueue(wake), src: src, unblock: unblock, stop: make(chan struct{}), pumped: make(chan struct{})}
+	if src == nil {
+		s.err = io.EOF
+		s.started = true
+	}
+	if s.started {
+		close(s.pumped)
+	}
+	return s
+}
+
+func (s *readStream) startLocked() {
+	if !s.started {
+		s.started = true
+		go s.pump()
+	}
+}
+
+func (s *readStream) pump() {
+	defer close(s.pumped)
+	for {
+		buf := chunkPool.Get().(*[]byte)
+		n, err := s.src.Read(*buf)
+		s.mu.Lock()
+		if n > 0 && !s.closed {
+			s.pushLocked(chunk{buf: buf, data: (*buf)[:n]})
+		} else {
+			chunkPool.Put(buf)
+		}
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		full := s.queued >= streamBufferLimit
+		done := s.err != nil || s.closed
+		s.mu.Unlock()
+		s.notifyData()
+		if done {
+			return
+		}
+		for full {
+			select {
+			case <-s.space:
+			case <-s.stop:
+				return
+			}
+			s.mu.Lock()
+			full = s.queued >= streamBufferLimit && !s.closed
+			s.mu.Unlock()
+		}
+	}
+}
+
+// read copies available bytes into p, waiting for some unless nonBlocking.
+func (s *readStream) read(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("%w: %w", abi.StatusBadHandle, errStreamClosed)
+		}
+		if len(s.chunks) > 0 {
+			n := s.popIntoLocked(p)
+			s.mu.Unlock()
+			s.notifySpace()
+			return n, nil
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return 0, readError(err)
+		}
+		s.startLocked()
+		s.mu.Unlock()
+		if nonBlocking {
+			return 0, abi.StatusAgain
+		}
+		select {
+		case <-s.data:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx))
+		}
+	}
+}
+
+// nextChunk takes the next queued chunk whole, for forward.
+func (s *readStream) nextChunk(ctx context.Context) (chunk, error) {
+	for {
+		s.mu.Lock()
+		if len(s.chunks) > 0 {
+			c := s.popChunkLocked()
+			s.mu.Unlock()
+			s.notifySpace()
+			return c, nil
+		}
+		if s.err != nil || s.closed {
+			err := s.err
+			s.mu.Unlock()
+			if err == nil {
+				err = errStreamClosed
+			}
+			return chunk{}, err
+		}
+		s.startLocked()
+		s.mu.Unlock()
+		select {
+		case <-s.data:
+		case <-ctx.Done():
+			return chunk{}, context.Cause(ctx)
+		}
+	}
+}
+
+func readError(err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return abi.StatusEOF
+	case errors.Is(err, errAborted):
+		return fmt.Errorf("%w: %w", abi.StatusAborted, err)
+	}
+	return fmt.Errorf("%w: %w", abi.StatusIO, err)
+}
+
+// ready reports whether a read would not block; it starts the pump.
+func (s *readStream) ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return true
+	}
+	s.startLocked()
+	return len(s.chunks) > 0 || s.err != nil
+}
+
+// close stops the pump, closes the source and waits for the pump to exit, so
+// the source is never read after close returns.
+func (s *readStream) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.discardLocked()
+	reading := s.started && s.err == nil // the pump may be blocked in Read
+	if !s.started {
+		s.started = true // no pump will start now
+		close(s.pumped)
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	if s.src != nil {
+		if reading && s.unblock != nil {
+			s.unblock()
+		}
+		s.src.Close()
+	}
+	<-s.pumped
+}
+
+// errAborted marks a stream its writer aborted.
+var errAborted = errors.New("stream aborted")
+
+// sink is where a writable stream's bytes go.
+type sink interface {
+	// write delivers p; it may block.
+	write(p []byte) error
+	// finish marks a clean end of the stream.
+	finish() error
+	// abort ends the stream with an error the reader can see, and makes a
+	// blocked write return.
+	abort(err error)
+}
+
+// writeStream is a writable byte stream drained into a sink.
+type writeStream struct {
+	queue
+	sink    sink
+	started bool
+	closing bool  // no more writes; finish after draining
+	err     error // the sink failed or the stream was aborted
+	done    chan struct{}
+}
+
+func newWriteStream(s sink, wake func()) *writeStream {
+	return &writeStream{queue: newQueue(wake), sink: s, done: make(chan struct{})}
+}
+
+func (s *writeStream) startLocked() {
+	if !s.started {
+		s.started = true
+		go s.drain()
+	}
+}
+
+func (s *writeStream) drain() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		if s.err != nil {
+			s.discardLocked()
+			s.mu.Unlock()
+			s.notifySpace()
+			return
+		}
+		if len(s.chunks) == 0 {
+			if s.closing {
+				s.mu.Unlock()
+				if err := s.sink.finish(); err != nil {
+					s.fail(err)
+				}
+				return
+			}
+			s.mu.Unlock()
+			<-s.data
+			continue
+		}
+		c := s.popChunkLocked()
+		s.mu.Unlock()
+		err := s.sink.write(c.data)
+		c.release()
+		s.notifySpace()
+		if err != nil {
+			s.fail(err)
+		}
+	}
+}
+
+func (s *writeStream) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.notifySpace()
+}
+
+func (s *writeStream) check() error {
+	if s.err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusClosed, s.err)
+	}
+	if s.closing {
+		return fmt.Errorf("%w: %w", abi.StatusBadHandle, errStreamClosed)
+	}
+	return nil
+}
+
+// write queues a copy of p. Blocking, it returns once all of p is queued;
+// non-blocking, it queues what fits and returns StatusAgain if nothing did.
+func (s *writeStream) write(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
+	n := 0
+	for n < len(p) {
+		s.mu.Lock()
+		if err := s.check(); err != nil {
+			s.mu.Unlock()
+			return n, err
+		}
+		s.startLocked()
+		room := streamBufferLimit - s.queued
+		if room <= 0 {
+			s.mu.Unlock()
+			if nonBlocking {
+				if n == 0 {
+					return 0, abi.StatusAgain
+				}
+				return n, nil
+			}
+			select {
+			case <-s.space:
+			case <-ctx.Done():
+				return n, fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx))
+			}
+			continue
+		}
+		for room > 0 && n < len(p) {
+			buf := chunkPool.Get().(*[]byte)
+			m := copy((*buf)[:min(room, chunkSize)], p[n:])
+			s.pushLocked(chunk{buf: buf, data: (*buf)[:m]})
+			n += m
+			room -= m
+		}
+		s.mu.Unlock()
+		s.data.notify()
+	}
+	return n, nil
+}
+
+// pushChunk queues c whole, waiting for room; used by forward.
+func (s *writeStream) pushChunk(ctx context.Context, c chunk) error {
+	for {
+		s.mu.Lock()
+		if err := s.check(); err != nil {
+			s.mu.Unlock()
+			c.release()
+			return err
+		}
+		s.startLocked()
+		if s.queued < streamBufferLimit {
+			s.pushLocked(c)
+			s.mu.Unlock()
+			s.data.notify()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.space:
+		case <-ctx.Done():
+			c.release()
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// ready reports whether a write would not block.
+func (s *writeStream) ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued < streamBufferLimit || s.err != nil
+}
+
+// close ends the stream cleanly once queued bytes are written. It does not
+// wait; see wait.
+func (s *writeStream) close() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	s.startLocked()
+	s.mu.Unlock()
+	s.data.notify()
+}
+
+// abort drops queued bytes and ends the stream with err.
+func (s *writeStream) abort(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = fmt.Errorf("%w: %w", errAborted, err)
+	}
+	s.closing = true
+	s.startLocked()
+	s.mu.Unlock()
+	s.sink.abort(err)
+	s.data.notify()
+}
+
+// wait blocks until the stream is finished or failed and returns the failure.
+func (s *writeStream) wait() error {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// forward splices src into dst until src ends, then closes dst; on an error
+// of either side the other is aborted or closed. It resolves p when done.
+func forward(ctx context.Context, src *readStream, dst *writeStream, p *pending) {
+	var err error
+	for {
+		var c chunk
+		c, err = src.nextChunk(ctx)
+		if err != nil {
+			break
+		}
+		if err = dst.pushChunk(ctx, c); err != nil {
+			break
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		dst.close()
+		err = dst.wait()
+	} else {
+		dst.abort(err)
+	}
+	src.close()
+	p.resolve(nil, err)
+}

@@ -1,0 +1,161 @@
+// Package host is the worker host: HTTP ingress, the Worker pool, and the
+// wharf_v1 imports (handle table, streams, poll, timers, fetch) that connect
+// guests to services.
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// Config describes a Worker to serve.
+type Config struct {
+	// Manifest is the plugin's parsed wharf.toml.
+	Manifest *plugins.Manifest
+	// WasmPath is the compiled module.
+	WasmPath string
+	// DataDir holds the compilation cache and, later, object storage.
+	DataDir string
+	// Logger receives host and guest logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Client makes guests' outbound fetches; nil means a default client.
+	Client *http.Client
+}
+
+// services is what the imports need beyond the guest itself.
+type services struct {
+	base   context.Context // lives as long as the host; parents fetches and forwards
+	client *http.Client
+}
+
+// Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
+type Worker struct {
+	plugin   *plugins.Plugin
+	logger   *slog.Logger
+	services *services
+	cancel   context.CancelFunc
+	idPrefix string
+	nextID   atomic.Uint64
+	inFlight atomic.Int64
+}
+
+// NewWorker loads the Worker's module, validates it and warms its pool.
+func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{}
+	}
+	base, cancel := context.WithCancel(context.Background())
+	s := &services{base: base, client: client}
+	m := cfg.Manifest
+	p, err := plugins.Load(ctx, plugins.Config{
+		Name:             m.Name,
+		Path:             cfg.WasmPath,
+		CacheDir:         filepath.Join(cfg.DataDir, "cache", "wazero"),
+		MemoryLimitBytes: uint64(m.Limits.MemoryMiB) << 20,
+		EventTimeout:     m.Limits.Timeout.Duration,
+		Pool: plugins.PoolConfig{
+			MinIdle:      m.Limits.WarmInstances,
+			MaxInstances: m.Limits.Instances,
+			MaxEvents:    m.Limits.EventsPerInstance,
+		},
+		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: s.imports()},
+		RequiredExports: []string{abi.ExportOnFetch},
+		NewData:         newInstanceData(m.Name, logger),
+		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	var prefix [4]byte
+	rand.Read(prefix[:])
+	return &Worker{plugin: p, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}, nil
+}
+
+// Plugin is the Worker's loaded plugin.
+func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
+
+// InFlight is the number of requests being served.
+func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
+
+// Close stops fetches and forwards and releases the pool.
+func (w *Worker) Close(ctx context.Context) error {
+	w.cancel()
+	return w.plugin.Close(ctx)
+}
+
+func (w *Worker) newRequestID() string {
+	return fmt.Sprintf("%s-%d", w.idPrefix, w.nextID.Add(1))
+}
+
+// ServeHTTP runs one request through wharf_on_fetch. The instance goes back
+// to the pool as soon as the guest returns; a streamed body keeps flowing
+// (e.g. through forward) until it ends, and only then does ServeHTTP return.
+func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w.inFlight.Add(1)
+	defer w.inFlight.Add(-1)
+	id := w.newRequestID()
+	inst, err := w.plugin.Get(r.Context())
+	if err != nil {
+		w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id, "err", err)
+		http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	in := newIncoming(rw, r)
+	in.rc.EnableFullDuplex()
+	g := inst.Data.(*guest)
+	g.beginEvent(r.Context(), id)
+	h := g.table.add(abi.KindRequest, in)
+	ret, callErr := inst.Call(r.Context(), abi.ExportOnFetch, uint64(h))
+	if callErr == nil && int32(ret) != 0 {
+		callErr = fmt.Errorf("wharf_on_fetch returned %d", int32(ret))
+	}
+	logger := g.log()
+	g.endEvent(callErr) // a failed guest's open streams are aborted, not finished
+	w.plugin.Put(inst)
+
+	if callErr != nil {
+		if errors.Is(callErr, plugins.ErrCanceled) {
+			logger.Info("client went away", "err", callErr)
+		} else {
+			logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", callErr)
+		}
+	}
+	switch {
+	case !in.responded && callErr != nil:
+		status := http.StatusInternalServerError
+		if errors.Is(callErr, plugins.ErrDeadline) {
+			status = http.StatusGatewayTimeout
+		}
+		http.Error(rw, "worker failed: "+callErr.Error(), status)
+	case !in.responded:
+		logger.Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
+		http.Error(rw, "worker returned without sending a response", http.StatusInternalServerError)
+	}
+	var streamErr error
+	if in.stream != nil {
+		streamErr = in.stream.wait()
+	}
+	if in.body != nil {
+		in.body.close() // the body must not be read once ServeHTTP returns
+	}
+	if streamErr != nil {
+		logger.Warn("response body cut short", "err", streamErr)
+		panic(http.ErrAbortHandler) // close the connection so the client sees a cut body
+	}
+}

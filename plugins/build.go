@@ -1,0 +1,61 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultStateDir is the directory, next to wharf.toml, that holds build
+// output and the default data directory.
+const DefaultStateDir = ".wharf"
+
+// WasmPath returns the module the manifest's main names: the .wasm file
+// itself, or where Build puts the module compiled from a Go package.
+func (m *Manifest) WasmPath() string {
+	if strings.HasSuffix(m.Main, ".wasm") {
+		return filepath.Join(m.Dir, m.Main)
+	}
+	return filepath.Join(m.Dir, DefaultStateDir, "build", m.Name+".wasm")
+}
+
+// NeedsBuild reports whether main is a Go package rather than a .wasm file.
+func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm") }
+
+// Build compiles the manifest's Go package with GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared into out (WasmPath() if empty) and returns the path.
+// The go command's output is passed to stderr.
+func Build(ctx context.Context, m *Manifest, out string, stderr *os.File) (string, error) {
+	if !m.NeedsBuild() {
+		return "", fmt.Errorf("%s: main = %q is already a .wasm file; nothing to build", m.Path, m.Main)
+	}
+	if out == "" {
+		out = m.WasmPath()
+	}
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	pkg := filepath.Join(m.Dir, m.Main)
+	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%s: main = %q is neither a Go package directory nor a .wasm file", m.Path, m.Main)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.24 or newer) on PATH: %w", m.Name, err)
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Dir = pkg
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
+	}
+	return out, nil
+}

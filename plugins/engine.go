@@ -1,0 +1,96 @@
+// Package plugins loads and runs Wasm plugins: the manifest, validation
+// against the wharf_v1 ABI, compilation with an on-disk cache, warm pools of
+// initialised instances, and memory and time limits. The Engine interface
+// hides the Wasm runtime; wazero is the default implementation.
+package plugins
+
+import (
+	"context"
+	"io"
+)
+
+// ValueType is the Wasm type of a host function parameter or result.
+type ValueType byte
+
+// Value types used by wharf_v1 host functions.
+const (
+	I32 ValueType = iota + 1
+	I64
+)
+
+// HostFunc is one host function exported to guests. Fn reads its parameters
+// from stack and writes its results back into stack[0:len(Results)]; it must
+// not keep c or any view of guest memory after it returns.
+type HostFunc struct {
+	Name    string
+	Params  []ValueType
+	Results []ValueType
+	Fn      func(ctx context.Context, c Caller, stack []uint64)
+}
+
+// Caller is the guest instance a host function is running for.
+type Caller interface {
+	// Memory is the instance's linear memory.
+	Memory() Memory
+	// Data is the value given in InstanceConfig.Data.
+	Data() any
+}
+
+// Memory is a guest's linear memory. Views returned by Read are valid only
+// until the guest runs again or memory grows; copy what must be kept.
+type Memory interface {
+	Read(offset, length uint32) ([]byte, bool)
+	Write(offset uint32, data []byte) bool
+	ReadUint32(offset uint32) (uint32, bool)
+	WriteUint32(offset uint32, v uint32) bool
+	Size() uint32
+}
+
+// EngineConfig configures a runtime for one plugin.
+type EngineConfig struct {
+	// CacheDir holds compiled code across runs; empty disables the cache.
+	CacheDir string
+	// MemoryLimitBytes caps each instance's linear memory (rounded down to
+	// 64 KiB pages); zero means the Wasm maximum of 4 GiB.
+	MemoryLimitBytes uint64
+	// HostModules are the host functions by import module name.
+	HostModules map[string][]HostFunc
+}
+
+// Engine compiles modules for one plugin. Implementations must register the
+// host functions without reflection.
+type Engine interface {
+	Compile(ctx context.Context, wasm []byte) (CompiledModule, error)
+	Close(ctx context.Context) error
+}
+
+// ImportRef names one imported function.
+type ImportRef struct{ Module, Name string }
+
+// CompiledModule is compiled code that can be instantiated many times.
+type CompiledModule interface {
+	Imports() []ImportRef
+	Exports() []string
+	Instantiate(ctx context.Context, cfg InstanceConfig) (ModuleInstance, error)
+}
+
+// InstanceConfig configures one instance.
+type InstanceConfig struct {
+	// Data is returned by Caller.Data inside host functions.
+	Data any
+	// Stdout and Stderr receive the guest's WASI output.
+	Stdout, Stderr io.Writer
+}
+
+// ModuleInstance is one running copy of a module. It is not safe for concurrent
+// calls.
+type ModuleInstance interface {
+	Caller
+	// HasExport reports whether the module exports function name.
+	HasExport(name string) bool
+	// Call runs an exported function with integer arguments and returns its
+	// single result (zero if it has none). Any error leaves the instance
+	// unusable. A ctx that ends stops the guest.
+	Call(ctx context.Context, name string, args ...uint64) (uint64, error)
+	Close(ctx context.Context) error
+}

@@ -1,0 +1,193 @@
+package plugins
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// ManifestFile is the manifest's file name in a plugin directory.
+const ManifestFile = "wharf.toml"
+
+// Manifest is a parsed wharf.toml. Its shape follows wrangler.toml where the
+// concepts match.
+type Manifest struct {
+	// Name names the plugin.
+	Name string `toml:"name"`
+	// Main is a Go package directory or a .wasm file, relative to Dir.
+	Main string `toml:"main"`
+	// Listen is the HTTP address wharf serve listens on.
+	Listen string `toml:"listen"`
+	// Limits bounds each guest instance.
+	Limits Limits `toml:"limits"`
+
+	// Path is the manifest file; Dir is its directory.
+	Path string `toml:"-"`
+	Dir  string `toml:"-"`
+}
+
+// Limits are the [limits] table.
+type Limits struct {
+	// MemoryMiB caps one instance's linear memory.
+	MemoryMiB int `toml:"memory_mib"`
+	// Timeout bounds one event (a request handler's run), e.g. "30s".
+	Timeout Duration `toml:"timeout"`
+	// Instances caps concurrent instances of the Worker.
+	Instances int `toml:"instances"`
+	// WarmInstances are kept initialised ahead of requests.
+	WarmInstances int `toml:"warm_instances"`
+	// EventsPerInstance is how many events an instance serves before it is
+	// replaced; 0 means no limit.
+	EventsPerInstance int `toml:"events_per_instance"`
+}
+
+// Defaults applied to fields a manifest leaves out.
+const (
+	DefaultListen        = "127.0.0.1:8787"
+	DefaultMemoryMiB     = 128
+	DefaultTimeout       = 30 * time.Second
+	DefaultInstances     = 64
+	DefaultWarmInstances = 2
+)
+
+// Duration is a time.Duration written as a string such as "30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"500ms\", \"30s\", \"5m\")", b)
+	}
+	if v <= 0 {
+		return fmt.Errorf("duration %q must be positive", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// LoadManifest reads a manifest from a file or from the wharf.toml of a
+// directory. Unknown keys and values of the wrong type are errors naming the
+// key, file and line.
+func LoadManifest(path string) (*Manifest, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, ManifestFile)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	m.Path, _ = filepath.Abs(path)
+	m.Dir = filepath.Dir(m.Path)
+	return m, nil
+}
+
+// ParseManifest decodes manifest text and applies defaults. Errors start
+// with "line:column: " so a caller can prefix the file name.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, describeTOMLError(err)
+	}
+	if m.Name == "" {
+		return nil, errors.New("1:1: missing required key \"name\"")
+	}
+	if m.Main == "" {
+		return nil, errors.New("1:1: missing required key \"main\"")
+	}
+	if m.Listen == "" {
+		m.Listen = DefaultListen
+	}
+	l := &m.Limits
+	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
+		"limits.warm_instances": l.WarmInstances, "limits.events_per_instance": l.EventsPerInstance} {
+		if v < 0 {
+			return nil, fmt.Errorf("%s: must not be negative, got %d", lineOf(data, key), v)
+		}
+	}
+	if l.MemoryMiB == 0 {
+		l.MemoryMiB = DefaultMemoryMiB
+	}
+	if l.MemoryMiB > 4096 {
+		return nil, fmt.Errorf("%s: limits.memory_mib is %d, the Wasm maximum is 4096", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
+	}
+	if l.Timeout.Duration == 0 {
+		l.Timeout.Duration = DefaultTimeout
+	}
+	if l.Instances == 0 {
+		l.Instances = DefaultInstances
+	}
+	if l.WarmInstances == 0 {
+		l.WarmInstances = min(DefaultWarmInstances, l.Instances)
+	}
+	return &m, nil
+}
+
+// describeTOMLError turns go-toml's errors into "line:col: key: problem".
+func describeTOMLError(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		var msgs []string
+		for _, e := range strict.Errors {
+			row, col := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%d:%d: unknown key %q", row, col, strings.Join(e.Key(), ".")))
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if m := typeMismatch.FindStringSubmatch(msg); m != nil {
+			msg = fmt.Sprintf("expected %s, got %s", tomlTypeOf(m[2]), strings.ToLower(m[1]))
+		}
+		if key := strings.Join(de.Key(), "."); key != "" {
+			msg = fmt.Sprintf("%s: %s", key, msg)
+		}
+		return fmt.Errorf("%d:%d: %s", row, col, msg)
+	}
+	return fmt.Errorf("1:1: %w", err)
+}
+
+var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+
+// tomlTypeOf names the TOML type that decodes into a Go type.
+func tomlTypeOf(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "integer"
+	case strings.HasPrefix(goType, "float"):
+		return "float"
+	case goType == "bool":
+		return "boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "array"
+	case goType == "string", strings.HasSuffix(goType, "Duration"):
+		return "string"
+	}
+	return "table"
+}
+
+// lineOf finds the line of a dotted key's last part for messages about
+// values that decoded but are out of range.
+func lineOf(data []byte, key string) string {
+	last := key[strings.LastIndexByte(key, '.')+1:]
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), last) {
+			return fmt.Sprintf("%d:1: %s", i+1, key)
+		}
+	}
+	return "1:1: " + key
+}

@@ -1,0 +1,207 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// Config describes a plugin to load.
+type Config struct {
+	// Name identifies the plugin in logs and errors.
+	Name string
+	// Path is the .wasm file.
+	Path string
+	// CacheDir holds compiled code; empty disables the on-disk cache.
+	CacheDir string
+	// MemoryLimitBytes caps each instance's linear memory.
+	MemoryLimitBytes uint64
+	// EventTimeout bounds one call into the guest, initialisation included.
+	EventTimeout time.Duration
+	// Pool sizes the warm pool.
+	Pool PoolConfig
+	// HostModules are the host functions by import module name.
+	HostModules map[string][]HostFunc
+	// RequiredExports must all be exported by the module.
+	RequiredExports []string
+	// NewData makes the per-instance value host functions see as
+	// Caller.Data, and the writers for the guest's stdout and stderr.
+	NewData func() (data any, stdout, stderr io.Writer)
+	// OnPoolError reports a background refill that failed.
+	OnPoolError func(error)
+}
+
+// Plugin is a loaded, validated module with its warm pool.
+type Plugin struct {
+	cfg    Config
+	engine Engine
+	module CompiledModule
+	pool   *pool
+}
+
+// Instance is one initialised guest checked out of a plugin's pool.
+type Instance struct {
+	inst   ModuleInstance
+	plugin *Plugin
+	events int
+	broken bool
+	// Data is the value Config.NewData made for this instance.
+	Data any
+}
+
+// Load reads, validates and compiles the module at cfg.Path and fills its
+// warm pool. Its first instance is initialised synchronously so a module
+// reporting another ABI version is refused here. Errors name the file.
+func Load(ctx context.Context, cfg Config) (*Plugin, error) {
+	p, err := load(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Path, err)
+	}
+	return p, nil
+}
+
+func load(ctx context.Context, cfg Config) (*Plugin, error) {
+	if cfg.EventTimeout <= 0 {
+		cfg.EventTimeout = 30 * time.Second
+	}
+	if cfg.OnPoolError == nil {
+		cfg.OnPoolError = func(error) {}
+	}
+	wasm, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMagic(wasm); err != nil {
+		return nil, err
+	}
+	cacheDir := cfg.CacheDir
+	if cacheDir != "" {
+		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	engine, err := NewWazeroEngine(ctx, EngineConfig{
+		CacheDir:         cacheDir,
+		MemoryLimitBytes: cfg.MemoryLimitBytes,
+		HostModules:      cfg.HostModules,
+	})
+	if err != nil {
+		return nil, err
+	}
+	module, err := engine.Compile(ctx, wasm)
+	if err == nil {
+		err = validateModule(module, cfg.HostModules, append([]string{abi.ExportABIVersion}, cfg.RequiredExports...))
+	}
+	if err != nil {
+		engine.Close(ctx)
+		if !errors.Is(err, ErrInvalidModule) {
+			err = fmt.Errorf("%w: %w", ErrInvalidModule, err)
+		}
+		return nil, err
+	}
+	p := &Plugin{cfg: cfg, engine: engine, module: module}
+	first, err := p.newInstance(ctx)
+	if err != nil {
+		engine.Close(ctx)
+		return nil, err
+	}
+	p.pool = newPool(cfg.Pool, p.newInstance, cfg.OnPoolError)
+	p.pool.mu.Lock()
+	p.pool.idle = append(p.pool.idle, first)
+	p.pool.created++
+	p.pool.mu.Unlock()
+	return p, nil
+}
+
+// Name is the plugin's name.
+func (p *Plugin) Name() string { return p.cfg.Name }
+
+// HasExport reports whether the module exports function name.
+func (p *Plugin) HasExport(name string) bool {
+	for _, e := range p.module.Exports() {
+		if e == name {
+			return true
+		}
+	}
+	return false
+}
+
+// newInstance instantiates the module, runs its initialiser and checks the
+// ABI version it reports.
+func (p *Plugin) newInstance(ctx context.Context) (*Instance, error) {
+	var data any
+	var stdout, stderr io.Writer
+	if p.cfg.NewData != nil {
+		data, stdout, stderr = p.cfg.NewData()
+	}
+	mi, err := p.module.Instantiate(ctx, InstanceConfig{Data: data, Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	inst := &Instance{inst: mi, plugin: p, Data: data}
+	if mi.HasExport(abi.ExportInitialize) {
+		if _, err := inst.Call(ctx, abi.ExportInitialize); err != nil {
+			inst.close()
+			return nil, fmt.Errorf("initialise: %w", err)
+		}
+	}
+	v, err := inst.Call(ctx, abi.ExportABIVersion)
+	if err != nil {
+		inst.close()
+		return nil, fmt.Errorf("%s: %w", abi.ExportABIVersion, err)
+	}
+	if int32(v) != abi.Version {
+		inst.close()
+		return nil, fmt.Errorf("%w: module is built for ABI version %d, this host implements version %d",
+			ErrInvalidModule, int32(v), abi.Version)
+	}
+	inst.events = 0
+	return inst, nil
+}
+
+// Get checks out an initialised instance, waiting while the pool is at its
+// cap until ctx ends.
+func (p *Plugin) Get(ctx context.Context) (*Instance, error) { return p.pool.get(ctx) }
+
+// Put returns an instance; one that broke or is worn out is replaced.
+func (p *Plugin) Put(inst *Instance) { p.pool.put(inst) }
+
+// Stats reports the pool's counters.
+func (p *Plugin) Stats() PoolStats { return p.pool.stats() }
+
+// Close closes the pool and the engine.
+func (p *Plugin) Close(ctx context.Context) error {
+	p.pool.close()
+	return p.engine.Close(ctx)
+}
+
+// Call runs an export under the plugin's per-event deadline. After an error
+// the instance is marked broken and Put discards it.
+func (i *Instance) Call(ctx context.Context, name string, args ...uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, i.plugin.cfg.EventTimeout,
+		fmt.Errorf("%s did not return within %s", name, i.plugin.cfg.EventTimeout))
+	defer cancel()
+	i.events++
+	r, err := i.inst.Call(ctx, name, args...)
+	if err != nil {
+		i.broken = true
+	}
+	return r, err
+}
+
+// HasExport reports whether the instance's module exports name.
+func (i *Instance) HasExport(name string) bool { return i.inst.HasExport(name) }
+
+// Memory is the instance's linear memory.
+func (i *Instance) Memory() Memory { return i.inst.Memory() }
+
+// MarkBroken makes Put discard the instance, e.g. after its host state
+// became inconsistent.
+func (i *Instance) MarkBroken() { i.broken = true }
+
+func (i *Instance) close() { i.inst.Close(context.Background()) }

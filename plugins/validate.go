@@ -1,0 +1,55 @@
+package plugins
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+var wasmMagic = []byte{0x00, 'a', 's', 'm'}
+
+// wasiModule is the only import module other than abi.ImportModule a guest may
+// use.
+const wasiModule = "wasi_snapshot_preview1"
+
+// checkMagic refuses a file that is not a binary Wasm module before it reaches
+// the compiler, so the message is about the file rather than a decoder.
+func checkMagic(wasm []byte) error {
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		return fmt.Errorf("%w: not a WebAssembly module (no \\0asm header)", ErrInvalidModule)
+	}
+	return nil
+}
+
+// validateModule checks a compiled module against the host's imports and the
+// exports a plugin must have.
+func validateModule(m CompiledModule, known map[string][]HostFunc, required []string) error {
+	for _, imp := range m.Imports() {
+		funcs, ok := known[imp.Module]
+		if !ok {
+			if imp.Module == wasiModule {
+				continue
+			}
+			return fmt.Errorf("%w: imports %s.%s from unknown module %q (the host provides %s and %s)",
+				ErrInvalidModule, imp.Module, imp.Name, imp.Module, abi.ImportModule, wasiModule)
+		}
+		if !slices.ContainsFunc(funcs, func(f HostFunc) bool { return f.Name == imp.Name }) {
+			return fmt.Errorf("%w: unknown import %s.%s (this host implements ABI version %d)",
+				ErrInvalidModule, imp.Module, imp.Name, abi.Version)
+		}
+	}
+	exports := m.Exports()
+	var missing []string
+	for _, name := range required {
+		if !slices.Contains(exports, name) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing required export %s", ErrInvalidModule, strings.Join(missing, ", "))
+	}
+	return nil
+}

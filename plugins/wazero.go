@@ -1,0 +1,206 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// WazeroEngine is the Engine built on wazero's optimising compiler.
+type WazeroEngine struct {
+	runtime wazero.Runtime
+	cache   wazero.CompilationCache
+}
+
+// NewWazeroEngine creates a wazero runtime with WASI preview 1 and the given
+// host modules. Host functions are registered as api.GoModuleFunc values, so
+// calls do not go through reflection.
+func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, error) {
+	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	if cfg.MemoryLimitBytes > 0 {
+		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
+		rc = rc.WithMemoryLimitPages(pages)
+	}
+	e := &WazeroEngine{}
+	if cfg.CacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		e.cache = cache
+		rc = rc.WithCompilationCache(cache)
+	}
+	e.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.runtime); err != nil {
+		e.Close(ctx)
+		return nil, err
+	}
+	for name, funcs := range cfg.HostModules {
+		b := e.runtime.NewHostModuleBuilder(name)
+		for _, f := range funcs {
+			b.NewFunctionBuilder().
+				WithGoModuleFunction(wrapHostFunc(f.Fn), wazeroTypes(f.Params), wazeroTypes(f.Results)).
+				Export(f.Name)
+		}
+		if _, err := b.Instantiate(ctx); err != nil {
+			e.Close(ctx)
+			return nil, fmt.Errorf("host module %s: %w", name, err)
+		}
+	}
+	return e, nil
+}
+
+type callerKey struct{}
+
+// wrapHostFunc adapts fn to wazero; the calling instance travels in the
+// context given to Call.
+func wrapHostFunc(fn func(context.Context, Caller, []uint64)) api.GoModuleFunc {
+	return func(ctx context.Context, _ api.Module, stack []uint64) {
+		fn(ctx, ctx.Value(callerKey{}).(*wazeroInstance), stack)
+	}
+}
+
+func wazeroTypes(ts []ValueType) []api.ValueType {
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		if t == I64 {
+			out[i] = api.ValueTypeI64
+		} else {
+			out[i] = api.ValueTypeI32
+		}
+	}
+	return out
+}
+
+// Compile decodes and compiles wasm.
+func (e *WazeroEngine) Compile(ctx context.Context, wasm []byte) (CompiledModule, error) {
+	cm, err := e.runtime.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	return &wazeroModule{runtime: e.runtime, compiled: cm}, nil
+}
+
+// Close releases the runtime and every instance created from it.
+func (e *WazeroEngine) Close(ctx context.Context) error {
+	err := e.runtime.Close(ctx)
+	if e.cache != nil {
+		err = errors.Join(err, e.cache.Close(ctx))
+	}
+	return err
+}
+
+type wazeroModule struct {
+	runtime  wazero.Runtime
+	compiled wazero.CompiledModule
+}
+
+func (m *wazeroModule) Imports() []ImportRef {
+	var refs []ImportRef
+	for _, f := range m.compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		refs = append(refs, ImportRef{Module: mod, Name: name})
+	}
+	return refs
+}
+
+func (m *wazeroModule) Exports() []string {
+	var names []string
+	for name := range m.compiled.ExportedFunctions() {
+		names = append(names, name)
+	}
+	return names
+}
+
+func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (ModuleInstance, error) {
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // _initialize is called by the pool, under a deadline
+		WithSysNanotime().
+		WithSysWalltime().
+		WithSysNanosleep().
+		WithRandSource(cryptoRand{})
+	if cfg.Stdout != nil {
+		mc = mc.WithStdout(cfg.Stdout)
+	}
+	if cfg.Stderr != nil {
+		mc = mc.WithStderr(cfg.Stderr)
+	}
+	inst := &wazeroInstance{data: cfg.Data, funcs: map[string]api.Function{}}
+	mod, err := m.runtime.InstantiateModule(context.WithValue(ctx, callerKey{}, inst), m.compiled, mc)
+	if err != nil {
+		return nil, err
+	}
+	inst.mod = mod
+	for name := range m.compiled.ExportedFunctions() {
+		inst.funcs[name] = mod.ExportedFunction(name)
+	}
+	return inst, nil
+}
+
+type wazeroInstance struct {
+	mod   api.Module
+	data  any
+	funcs map[string]api.Function
+	mu    sync.Mutex // serialises Call; instances are not reentrant
+	stack [8]uint64
+}
+
+func (i *wazeroInstance) Memory() Memory { return wazeroMemory{i.mod.Memory()} }
+func (i *wazeroInstance) Data() any      { return i.data }
+
+func (i *wazeroInstance) HasExport(name string) bool {
+	_, ok := i.funcs[name]
+	return ok
+}
+
+func (i *wazeroInstance) Call(ctx context.Context, name string, args ...uint64) (uint64, error) {
+	f, ok := i.funcs[name]
+	if !ok {
+		return 0, fmt.Errorf("module does not export %q", name)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	stack := i.stack[:max(len(args), len(f.Definition().ResultTypes()))]
+	copy(stack, args)
+	if err := f.CallWithStack(context.WithValue(ctx, callerKey{}, i), stack); err != nil {
+		return 0, describeCallError(ctx, err)
+	}
+	if len(f.Definition().ResultTypes()) == 0 {
+		return 0, nil
+	}
+	return stack[0], nil
+}
+
+// describeCallError turns wazero's exit errors into the package's errors.
+func describeCallError(ctx context.Context, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return fmt.Errorf("%w: %w", ErrDeadline, context.Cause(ctx))
+		case sys.ExitCodeContextCanceled:
+			return fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
+		}
+		return fmt.Errorf("%w: guest exited with code %d", ErrTrap, exit.ExitCode())
+	}
+	return fmt.Errorf("%w: %w", ErrTrap, err)
+}
+
+func (i *wazeroInstance) Close(ctx context.Context) error { return i.mod.Close(ctx) }
+
+type wazeroMemory struct{ m api.Memory }
+
+func (w wazeroMemory) Read(off, n uint32) ([]byte, bool)    { return w.m.Read(off, n) }
+func (w wazeroMemory) Write(off uint32, b []byte) bool      { return w.m.Write(off, b) }
+func (w wazeroMemory) ReadUint32(off uint32) (uint32, bool) { return w.m.ReadUint32Le(off) }
+func (w wazeroMemory) WriteUint32(off uint32, v uint32) bool {
+	return w.m.WriteUint32Le(off, v)
+}
+func (w wazeroMemory) Size() uint32 { return w.m.Size() }

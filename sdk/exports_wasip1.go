@@ -1,0 +1,19 @@
+//go:build wasip1
+
+package sdk
+
+import (
+	"net/http"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+func init() {
+	http.DefaultTransport = Transport{}
+}
+
+//go:wasmexport wharf_abi_version
+func abiVersion() int32 { return abi.Version }
+
+//go:wasmexport wharf_on_fetch
+func wharfOnFetch(req uint32) int32 { return onFetch(req) }

@@ -1,0 +1,126 @@
+package sdk
+
+import (
+	"errors"
+	"io"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+// Stream is a host byte stream: a request or response body, or a body being
+// written. It is an io.Reader or an io.Writer depending on its direction.
+type Stream struct {
+	handle uint32
+	closed bool
+}
+
+// copyBufferSize is the chunk WriteTo and ReadFrom move per host call.
+const copyBufferSize = 256 << 10
+
+// Handle returns the stream's host handle, for Select.
+func (s *Stream) Handle() uint32 { return s.handle }
+
+// Read reads available bytes, waiting for some. It returns io.EOF at the end.
+func (s *Stream) Read(p []byte) (int, error) { return s.read(p, 0) }
+
+// TryRead is Read without waiting: it returns ErrWouldBlock if no bytes are
+// available yet.
+func (s *Stream) TryRead(p []byte) (int, error) { return s.read(p, abi.StreamNonBlocking) }
+
+func (s *Stream) read(p []byte, flags uint32) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := wharf.StreamRead(s.handle, p, flags)
+	if errors.Is(err, abi.StatusEOF) {
+		return n, io.EOF
+	}
+	return n, wouldBlock(err)
+}
+
+// Write writes all of p, waiting for room.
+func (s *Stream) Write(p []byte) (int, error) { return wharf.StreamWrite(s.handle, p, 0) }
+
+// TryWrite writes what fits without waiting; it returns ErrWouldBlock if
+// nothing did.
+func (s *Stream) TryWrite(p []byte) (int, error) {
+	n, err := wharf.StreamWrite(s.handle, p, abi.StreamNonBlocking)
+	return n, wouldBlock(err)
+}
+
+// WriteTo copies the stream to w in large chunks; io.Copy uses it.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, copyBufferSize)
+	var total int64
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// ReadFrom copies r into the stream in large chunks; io.Copy uses it.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(onlyWriter{s}, r, make([]byte, copyBufferSize))
+}
+
+// onlyWriter hides ReadFrom so io.CopyBuffer does not recurse.
+type onlyWriter struct{ io.Writer }
+
+// Close ends a writable stream cleanly, or discards the rest of a readable
+// one, and releases the handle.
+func (s *Stream) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return wharf.Close(s.handle)
+}
+
+// Abort ends the stream with an error the other side sees (a cut response
+// body, a failed upload) and releases the handle.
+func (s *Stream) Abort(reason string) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return wharf.StreamAbort(s.handle, reason)
+}
+
+// Pending is an operation the host finishes in the background.
+type Pending struct{ handle uint32 }
+
+// Handle returns the pending result's host handle, for Select.
+func (p *Pending) Handle() uint32 { return p.handle }
+
+// Wait blocks until the operation has finished and releases the handle.
+func (p *Pending) Wait() error {
+	if _, err := Select(-1, p); err != nil {
+		return err
+	}
+	return wharf.Close(p.handle)
+}
+
+// ForwardStream makes the host copy src into dst until src ends, then close
+// dst. It returns at once; src and dst belong to the host from then on and
+// keep flowing after the handler returns.
+func ForwardStream(src, dst *Stream) (*Pending, error) {
+	h, err := wharf.Forward(src.handle, dst.handle)
+	if err != nil {
+		return nil, err
+	}
+	src.closed, dst.closed = true, true
+	return &Pending{handle: h}, nil
+}

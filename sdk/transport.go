@@ -1,0 +1,142 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+// Transport is an http.RoundTripper that sends requests through the host's
+// fetch. The SDK installs it as http.DefaultTransport.
+type Transport struct{}
+
+// RoundTrip sends req and waits for the response head. The request body is
+// streamed to the host; the response body is a host stream. A deadline on
+// req's context bounds the wait.
+func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		return nil, errors.New("wharf: http request has no URL")
+	}
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMethod, req.Method)
+	b.Add(abi.FieldURL, req.URL.String())
+	if req.Host != "" {
+		b.Add("Host", req.Host)
+	}
+	for name, values := range req.Header {
+		for _, v := range values {
+			b.Add(name, v)
+		}
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody && req.ContentLength > 0 && req.Header.Get("Content-Length") == "" {
+		b.Add("Content-Length", strconv.FormatInt(req.ContentLength, 10))
+	}
+	var flags uint32
+	if hasBody {
+		flags = abi.FetchBodyStream
+	}
+	bodyH, pendingH, err := wharf.Fetch(b.Bytes(), flags)
+	if hasBody {
+		defer req.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	pending := &Pending{handle: pendingH}
+	if hasBody {
+		body := &Stream{handle: bodyH}
+		if _, err := io.Copy(body, req.Body); err != nil {
+			body.Abort(err.Error())
+			wharf.Close(pendingH)
+			return nil, fmt.Errorf("wharf: sending request body: %w", err)
+		}
+		body.Close()
+	}
+	timeout := time.Duration(-1)
+	if deadline, ok := req.Context().Deadline(); ok {
+		timeout = max(time.Until(deadline), 0)
+	}
+	ready, err := Select(timeout, pending)
+	if err == nil && len(ready) == 0 {
+		err = fmt.Errorf("wharf: fetch %s: %w", req.URL.Redacted(), req.Context().Err())
+		if req.Context().Err() == nil {
+			err = fmt.Errorf("wharf: fetch %s: deadline exceeded", req.URL.Redacted())
+		}
+	}
+	if err != nil {
+		wharf.Close(pendingH)
+		return nil, err
+	}
+	respH, err := wharf.FetchResult(pendingH)
+	if err != nil {
+		return nil, err
+	}
+	defer wharf.Close(respH)
+	head, err := wharf.ResponseHead(respH, make([]byte, 0, 2048))
+	if err != nil {
+		return nil, err
+	}
+	resp := &http.Response{
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Request: req, ContentLength: -1,
+	}
+	err = abi.RangeFields(head, func(name, value []byte) bool {
+		if string(name) == abi.FieldStatus {
+			resp.StatusCode, _ = strconv.Atoi(string(value))
+			return true
+		}
+		resp.Header.Add(string(name), string(value))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if cl := resp.Header.Get("Content-Length"); cl != "" {
+		resp.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
+	}
+	bodyStream, err := wharf.ResponseBody(respH)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &Stream{handle: bodyStream}
+	return resp, nil
+}
+
+// Forward sends src as the response body from the host side: the response
+// head is flushed, and the bytes keep flowing after the handler returns,
+// without passing through the guest. src must be a host stream: a request
+// body, a fetched response body, or a *Stream. w must be the ResponseWriter
+// the SDK passed to the handler.
+func Forward(w http.ResponseWriter, src io.Reader) (*Pending, error) {
+	in, err := streamOf(src)
+	if err != nil {
+		return nil, err
+	}
+	bs, ok := w.(interface{ BodyStream() (*Stream, error) })
+	if !ok {
+		return nil, errors.New("wharf: Forward needs the ResponseWriter given by the SDK")
+	}
+	out, err := bs.BodyStream()
+	if err != nil {
+		return nil, err
+	}
+	return ForwardStream(in, out)
+}
+
+func streamOf(r io.Reader) (*Stream, error) {
+	switch s := r.(type) {
+	case *Stream:
+		return s, nil
+	case interface{ Stream() (*Stream, error) }:
+		return s.Stream()
+	}
+	return nil, fmt.Errorf("wharf: %T is not a host stream", r)
+}

@@ -1,0 +1,294 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+var handler http.Handler
+
+// Serve registers h as the Worker's handler. Call it from an init function:
+// main is never run in a module built with -buildmode=c-shared.
+func Serve(h http.Handler) { handler = h }
+
+// headBuf is reused for every request's head; one event runs at a time.
+var headBuf = make([]byte, 0, 4096)
+
+// onFetch is the body of the wharf_on_fetch export.
+func onFetch(req uint32) (status int32) {
+	rw := &responseWriter{req: req, header: http.Header{}}
+	defer func() {
+		if p := recover(); p != nil {
+			wharf.Log(abi.LogError, fmt.Sprintf("panic serving request: %v\n%s", p, debug.Stack()))
+			rw.fail(fmt.Sprint(p))
+			status = 1
+		}
+	}()
+	if handler == nil {
+		http.Error(rw, "no handler: call sdk.Serve from an init function", http.StatusInternalServerError)
+		return rw.finish()
+	}
+	r, err := newRequest(req)
+	if err != nil {
+		wharf.Log(abi.LogError, "reading the request: "+err.Error())
+		return 1
+	}
+	handler.ServeHTTP(rw, r)
+	return rw.finish()
+}
+
+// newRequest builds an *http.Request from the host's request head. The body
+// stream is taken from the host only when the handler first reads it.
+func newRequest(req uint32) (*http.Request, error) {
+	head, err := wharf.RequestHead(req, headBuf)
+	if err != nil {
+		return nil, err
+	}
+	r := &http.Request{
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 8),
+	}
+	var rawURL string
+	err = abi.RangeFields(head, func(name, value []byte) bool {
+		switch string(name) {
+		case abi.FieldMethod:
+			r.Method = string(value)
+		case abi.FieldURL:
+			rawURL = string(value)
+		case abi.FieldRemoteAddr:
+			r.RemoteAddr = string(value)
+		case "Host":
+			r.Host = string(value)
+		default:
+			key := http.CanonicalHeaderKey(string(name))
+			r.Header[key] = append(r.Header[key], string(value))
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	// Like a server-side request: the URL holds the path and query only.
+	r.RequestURI = u.RequestURI()
+	r.URL = &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}
+	r.ContentLength = -1
+	if cl := r.Header.Get("Content-Length"); cl != "" {
+		r.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
+	} else if r.Header.Get("Transfer-Encoding") == "" {
+		r.ContentLength = 0
+	}
+	if r.ContentLength == 0 {
+		r.Body = http.NoBody
+	} else {
+		r.Body = &requestBody{req: req}
+	}
+	return r.WithContext(context.Background()), nil
+}
+
+// requestBody takes the host's body stream on first use.
+type requestBody struct {
+	req    uint32
+	stream *Stream
+	err    error
+}
+
+func (b *requestBody) open() error {
+	if b.stream == nil && b.err == nil {
+		h, err := wharf.RequestBody(b.req)
+		b.stream, b.err = &Stream{handle: h}, err
+	}
+	return b.err
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return b.stream.Read(p)
+}
+
+// WriteTo lets io.Copy move the body in large chunks.
+func (b *requestBody) WriteTo(w io.Writer) (int64, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return b.stream.WriteTo(w)
+}
+
+// Stream returns the body as a host stream, e.g. for ForwardStream.
+func (b *requestBody) Stream() (*Stream, error) { return b.stream, b.open() }
+
+func (b *requestBody) Close() error {
+	if b.stream == nil {
+		return nil
+	}
+	return b.stream.Close()
+}
+
+// maxBuffered is how much body a response buffers before it starts
+// streaming; a response that fits is sent in one host call.
+const maxBuffered = 64 << 10
+
+// responseWriter implements http.ResponseWriter and http.Flusher over
+// response_send and a body stream.
+type responseWriter struct {
+	req         uint32
+	header      http.Header
+	status      int
+	buf         []byte
+	stream      *Stream
+	err         error
+	headBuilder *abi.FieldsBuilder
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.stream != nil {
+		return w.stream.Write(p)
+	}
+	if len(w.buf)+len(p) <= maxBuffered {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if err := w.send(true); err != nil {
+		return 0, err
+	}
+	return w.stream.Write(p)
+}
+
+// ReadFrom copies r into the body in large chunks; io.Copy uses it.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(onlyWriter{w}, r, make([]byte, copyBufferSize))
+}
+
+// Flush sends the head and buffered bytes and switches to streaming.
+func (w *responseWriter) Flush() {
+	w.WriteHeader(http.StatusOK)
+	if w.stream == nil && w.err == nil {
+		w.send(true)
+	}
+}
+
+// BodyStream flushes the head and returns the response body stream, for
+// ForwardStream.
+func (w *responseWriter) BodyStream() (*Stream, error) {
+	w.Flush()
+	return w.stream, w.err
+}
+
+func (w *responseWriter) send(streaming bool) error {
+	if w.headBuilder == nil {
+		w.headBuilder = abi.NewFieldsBuilder(make([]byte, 0, 512))
+	}
+	b := w.headBuilder
+	b.Reset()
+	b.Add(abi.FieldStatus, strconv.Itoa(w.status))
+	if w.header.Get("Content-Type") == "" && len(w.buf) > 0 {
+		w.header.Set("Content-Type", http.DetectContentType(w.buf))
+	}
+	for name, values := range w.header {
+		for _, v := range values {
+			b.Add(name, v)
+		}
+	}
+	var flags uint32
+	if streaming {
+		flags = abi.ResponseStream
+	}
+	h, err := wharf.ResponseSend(w.req, b.Bytes(), w.buf, flags)
+	w.buf = nil
+	if err != nil {
+		w.err = err
+		wharf.Log(abi.LogError, "sending the response: "+err.Error())
+		return err
+	}
+	if streaming {
+		w.stream = &Stream{handle: h}
+	} else {
+		w.err = errResponseSent
+	}
+	return nil
+}
+
+var errResponseSent = fmt.Errorf("wharf: response already sent")
+
+// finish completes the response after the handler returned.
+func (w *responseWriter) finish() int32 {
+	w.WriteHeader(http.StatusOK)
+	switch {
+	case w.stream != nil:
+		if err := w.stream.Close(); err != nil {
+			return 1
+		}
+	case w.err == nil:
+		if w.send(false) != nil {
+			return 1
+		}
+	}
+	return 0
+}
+
+// fail ends a response after a panic: a 500 if nothing was sent yet, an
+// aborted body otherwise.
+func (w *responseWriter) fail(reason string) {
+	switch {
+	case w.stream != nil:
+		w.stream.Abort(reason)
+	case w.err == nil:
+		w.header = http.Header{}
+		w.status, w.buf = http.StatusInternalServerError, []byte("internal error\n")
+		w.send(false)
+	}
+}
+
+// Logger logs to the host's log, tagged with the plugin and request id.
+var Logger = slog.New(logHandler{})
+
+// logHandler formats records as text and sends them with the log import.
+type logHandler struct{ attrs []slog.Attr }
+
+func (logHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h logHandler) Handle(_ context.Context, r slog.Record) error {
+	b := []byte(r.Message)
+	add := func(a slog.Attr) bool {
+		b = fmt.Appendf(b, " %s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	wharf.Log(int32(r.Level), string(b))
+	return nil
+}
+
+func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return logHandler{attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+func (h logHandler) WithGroup(string) slog.Handler { return h }
