@@ -51,5 +51,5 @@ func (s Status) String() string {
 	return fmt.Sprintf("STATUS(%d)", int32(s))
 }
 
-// Error makes a Status usable as a sentinel error.
-func (s Status) Error() string { return "wharf: " + s.String() }
+// Error makes a Status usable as a sentinel error; the text is its name.
+func (s Status) Error() string { return s.String() }

@@ -42,6 +42,9 @@ func encodeRequestHead(buf []byte, r *http.Request) []byte {
 	b.Add(abi.FieldURL, scheme+"://"+r.Host+r.URL.RequestURI())
 	b.Add(abi.FieldRemoteAddr, r.RemoteAddr)
 	b.Add("Host", r.Host)
+	for _, te := range r.TransferEncoding { // net/http moves it out of r.Header
+		b.Add("Transfer-Encoding", te)
+	}
 	for name, values := range r.Header {
 		for _, v := range values {
 			b.Add(name, v)

@@ -28,6 +28,12 @@ func hostFunc(name string, params []plugins.ValueType, fn importFunc) plugins.Ho
 		Name: name, Params: params, Results: []plugins.ValueType{i32},
 		Fn: func(ctx context.Context, c plugins.Caller, stack []uint64) {
 			g := c.Data().(*guest)
+			select {
+			case <-ctx.Done(): // the event is over: refuse to act on its behalf
+				stack[0] = uint64(uint32(g.fail(fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx)))))
+				return
+			default:
+			}
 			if err := fn(ctx, g, c.Memory(), stack); err != nil {
 				stack[0] = uint64(uint32(g.fail(err)))
 				return

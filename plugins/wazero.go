@@ -172,6 +172,9 @@ func (i *wazeroInstance) Call(ctx context.Context, name string, args ...uint64) 
 	if err := f.CallWithStack(context.WithValue(ctx, callerKey{}, i), stack); err != nil {
 		return 0, describeCallError(ctx, err)
 	}
+	if ctx.Err() != nil { // ended while the guest was finishing up
+		return 0, describeCallError(ctx, sys.NewExitError(exitCodeOf(ctx)))
+	}
 	if len(f.Definition().ResultTypes()) == 0 {
 		return 0, nil
 	}
@@ -191,6 +194,13 @@ func describeCallError(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: guest exited with code %d", ErrTrap, exit.ExitCode())
 	}
 	return fmt.Errorf("%w: %w", ErrTrap, err)
+}
+
+func exitCodeOf(ctx context.Context) uint32 {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return sys.ExitCodeDeadlineExceeded
+	}
+	return sys.ExitCodeContextCanceled
 }
 
 func (i *wazeroInstance) Close(ctx context.Context) error { return i.mod.Close(ctx) }

@@ -95,7 +95,16 @@ func newRequest(req uint32) (*http.Request, error) {
 	} else {
 		r.Body = &requestBody{req: req}
 	}
-	return r.WithContext(context.Background()), nil
+	return r.WithContext(context.WithValue(context.Background(), requestHandleKey{}, req)), nil
+}
+
+type requestHandleKey struct{}
+
+// RequestHandle returns the host handle of an incoming request, for calling
+// wharf_v1 imports directly; it is 0 for a request the SDK did not create.
+func RequestHandle(r *http.Request) uint32 {
+	h, _ := r.Context().Value(requestHandleKey{}).(uint32)
+	return h
 }
 
 // requestBody takes the host's body stream on first use.

@@ -1,0 +1,464 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// logBuffer collects log output safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// sharedDataDir keeps compiled code across the tests of one run.
+var sharedDataDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wharf-host-test-")
+	if err != nil {
+		panic(err)
+	}
+	sharedDataDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type testWorker struct {
+	*Worker
+	url  string
+	logs *logBuffer
+}
+
+// startWorker serves testdata/guests/testworker on a loopback listener with
+// the manifest text's limits. Everything is shut down at cleanup.
+func startWorker(t *testing.T, manifestExtra string) *testWorker {
+	t.Helper()
+	wasm := testutil.BuildGuest(t, "testdata/guests/testworker")
+	m, err := plugins.ParseManifest([]byte("name = \"testworker\"\nmain = \"x.wasm\"\n" + manifestExtra))
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: sharedDataDir, Logger: logger})
+	require.NoError(t, err)
+	srv := httptest.NewServer(w)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		require.NoError(t, w.Close(context.Background()))
+		if t.Failed() {
+			t.Logf("host log:\n%s", logs.String())
+		}
+	})
+	return &testWorker{Worker: w, url: srv.URL, logs: logs}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// assertServing checks the host still answers after something went wrong.
+func (w *testWorker) assertServing(t *testing.T) {
+	t.Helper()
+	code, body := get(t, w.url+"/hello?name=again")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "hello again", body)
+}
+
+func TestHelloAndRequestHead(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/hello?name=wharf")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "hello wharf", body)
+
+	req, _ := http.NewRequest("PUT", w.url+"/headers?a=1&b=2", strings.NewReader("abc"))
+	req.Header.Set("X-Test", "value")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "PUT /headers a=1&b=2 host="+strings.TrimPrefix(w.url, "http://")+" x=value cl=3", string(b))
+
+	resp, err = http.Get(w.url + "/status?code=418")
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 418, resp.StatusCode)
+	assert.Equal(t, "yes", resp.Header.Get("X-Custom"))
+	assert.Equal(t, "status set", string(b))
+}
+
+// patternReader yields n deterministic bytes without holding them.
+type patternReader struct{ n, off int64 }
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n-r.off)]
+	for i := range p {
+		p[i] = byte((r.off + int64(i)) * 7 >> 3)
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// echo sends size bytes to path and checks they come back unchanged,
+// sampling the host's heap meanwhile; it returns the peak heap in use.
+func echo(t *testing.T, url string, size int64) uint64 {
+	t.Helper()
+	want := crc32.NewIEEE()
+	io.Copy(want, &patternReader{n: size})
+	var peak uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	resp, err := http.Post(url, "application/octet-stream", &patternReader{n: size})
+	require.NoError(t, err)
+	got := crc32.NewIEEE()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	close(stop)
+	<-sampled
+	require.NoError(t, err)
+	require.Equal(t, size, n)
+	require.Equal(t, want.Sum32(), got.Sum32(), "echoed bytes differ")
+	return peak
+}
+
+func TestEchoStreamsOneGiBInBoundedMemory(t *testing.T) {
+	w := startWorker(t, "[limits]\nmemory_mib = 64\n")
+	runtime.GC()
+	peak := echo(t, w.url+"/echo", 1<<30)
+	t.Logf("peak host heap during 1 GiB echo: %d MiB", peak>>20)
+	// Guests are capped at 64 MiB of linear memory and the host queues at
+	// most a few chunks per stream: nothing near the body's size.
+	assert.Less(t, peak, uint64(256<<20), "host heap grew with the body")
+	w.assertServing(t)
+}
+
+func TestForwardSplicesOnTheHost(t *testing.T) {
+	w := startWorker(t, "")
+	echo(t, w.url+"/forward", 64<<20)
+	w.assertServing(t)
+}
+
+func TestTrapHalfWayThroughResponse(t *testing.T) {
+	w := startWorker(t, "")
+	before := w.Plugin().Stats()
+	resp, err := http.Get(w.url + "/trap-mid")
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode, "the head was already sent")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "partial ", string(body))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the client must see a cut body, not a clean end")
+	logs := w.logs.String()
+	assert.Contains(t, logs, "guest crashed on purpose", "the guest's panic message reaches the log")
+	assert.Contains(t, logs, "guest trapped")
+	w.assertServing(t)
+	assert.Greater(t, w.Plugin().Stats().Discarded, before.Discarded, "the trapped instance must not be reused")
+}
+
+func TestTrapBeforeResponse(t *testing.T) {
+	w := startWorker(t, "")
+	for _, path := range []string{"/trap", "/exit"} {
+		code, body := get(t, w.url+path)
+		assert.Equal(t, 500, code, path)
+		assert.Contains(t, body, "guest trapped", path)
+	}
+	w.assertServing(t)
+}
+
+func TestHandlerPanicIs500(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/panic")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "internal error")
+	assert.Contains(t, w.logs.String(), "handler panicked on purpose")
+	w.assertServing(t)
+}
+
+func TestEndlessLoopHitsDeadline(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"300ms\"\n")
+	start := time.Now()
+	code, body := get(t, w.url+"/loop")
+	assert.Equal(t, http.StatusGatewayTimeout, code)
+	assert.Contains(t, body, "exceeded its time limit")
+	assert.Less(t, time.Since(start), 5*time.Second)
+	w.assertServing(t)
+}
+
+func TestDeadlineStopsBlockedImport(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"300ms\"\n")
+	code, body := get(t, w.url+"/sleep?d=1h")
+	assert.Equal(t, http.StatusGatewayTimeout, code)
+	assert.Contains(t, body, "did not return within 300ms")
+	w.assertServing(t)
+}
+
+func TestMemoryLimit(t *testing.T) {
+	w := startWorker(t, "[limits]\nmemory_mib = 64\n")
+	code, body := get(t, w.url+"/oom")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "guest trapped")
+	w.assertServing(t)
+}
+
+func TestOutOfBoundsPointerIsFault(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/oob")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "status=6 ")
+	assert.Contains(t, body, "outside guest memory")
+	w.assertServing(t)
+}
+
+func TestStaleAndForeignHandles(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/stale")
+	require.Equal(t, 200, code)
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	require.Len(t, lines, 3)
+	assert.Regexp(t, `^1 BADF: handle \d+ is not open`, lines[0], "closed handle")
+	assert.Regexp(t, `^1 BADF: handle 3735928559 is not open`, lines[1], "made-up handle")
+	assert.Regexp(t, `^1 BADF: handle \d+ is a request, which cannot be polled`, lines[2], "wrong kind")
+	w.assertServing(t)
+}
+
+func TestOversizedHeaders(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/bigheader")
+	assert.Equal(t, 500, code)
+	assert.NotContains(t, body, "never sent")
+	assert.Contains(t, w.logs.String(), "head is 71")
+	assert.Contains(t, w.logs.String(), "limit is 65536")
+
+	req, _ := http.NewRequest("GET", w.url+"/hello", nil)
+	req.Header.Set("X-Huge", strings.Repeat("h", 2<<20))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+	w.assertServing(t)
+}
+
+func TestInvalidResponseHeaderRefused(t *testing.T) {
+	w := startWorker(t, "")
+	resp, err := http.Get(w.url + "/badheader")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 500, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Injected"))
+	assert.Contains(t, w.logs.String(), `invalid value for header \"X-Bad\"`)
+	w.assertServing(t)
+}
+
+func TestNoResponse(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/noresponse")
+	// The SDK sends an empty 200 for a handler that wrote nothing, like
+	// net/http does.
+	assert.Equal(t, 200, code)
+	assert.Empty(t, body)
+}
+
+func TestClientDisconnectMidStreamLeaksNothing(t *testing.T) {
+	w := startWorker(t, "")
+	w.assertServing(t)
+	testutil.CheckGoroutines(t)
+	for i := 0; i < 3; i++ {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+		require.NoError(t, err)
+		fmt.Fprintf(conn, "GET /stream?n=100000&sleep=1ms HTTP/1.1\r\nHost: x\r\n\r\n")
+		buf := make([]byte, 8192)
+		_, err = io.ReadAtLeast(conn, buf, 4096)
+		require.NoError(t, err)
+		conn.Close()
+	}
+	require.Eventually(t, func() bool {
+		s := w.Plugin().Stats()
+		return w.InFlight() == 0 && s.Busy == 0
+	}, 10*time.Second, 10*time.Millisecond, "requests or instances stuck after the client left")
+	w.assertServing(t)
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestSleepUsesRealClockWithoutSpinning(t *testing.T) {
+	w := startWorker(t, "")
+	for _, q := range []string{"d=300ms", "d=300ms&go=1"} {
+		cpu := cpuTime()
+		code, body := get(t, w.url+"/sleep?"+q)
+		used := cpuTime() - cpu
+		require.Equal(t, 200, code)
+		var ms int
+		fmt.Sscan(body, &ms)
+		assert.GreaterOrEqual(t, ms, 300, q)
+		assert.Less(t, ms, 2000, q)
+		assert.Less(t, used, 150*time.Millisecond, "%s: sleeping burned CPU", q)
+	}
+}
+
+func TestSelectOverTimers(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/select")
+	assert.Equal(t, 200, code, body)
+	assert.Equal(t, "short fired, then 0 ready, err=<nil>", body)
+}
+
+func TestNonBlockingReadsAndPoll(t *testing.T) {
+	w := startWorker(t, "")
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 5; i++ {
+			pw.Write(bytes.Repeat([]byte("z"), 1000))
+			time.Sleep(20 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	resp, err := http.Post(w.url+"/poll-body", "text/plain", pr)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "read 5000 bytes", string(b))
+}
+
+func TestOutboundFetch(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rw.Header().Set("Content-Type", "text/plain")
+		rw.WriteHeader(201)
+		fmt.Fprintf(rw, "%s from-guest=%s body=%s", r.Method, r.Header.Get("X-From-Guest"), body)
+	}))
+	defer upstream.Close()
+	w := startWorker(t, "")
+
+	resp, err := http.Get(w.url + "/fetch?method=GET&url=" + upstream.URL)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "201", resp.Header.Get("X-Upstream-Status"))
+	assert.Equal(t, "GET from-guest=1 body=", string(b))
+
+	resp, err = http.Post(w.url+"/fetch?method=POST&url="+upstream.URL, "text/plain", strings.NewReader("payload"))
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "POST from-guest=1 body=payload", string(b))
+
+	// A port nobody listens on: the guest gets an error, the client a 502.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	code, body := get(t, w.url+"/fetch?method=GET&url="+dead)
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.Contains(t, body, "connection refused")
+
+	code, body = get(t, w.url+"/fetch?method=GET&url=ftp://example.invalid/")
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.Contains(t, body, "absolute http or https URL")
+	w.assertServing(t)
+}
+
+func TestGuestLogsCarryPluginAndRequestID(t *testing.T) {
+	w := startWorker(t, "")
+	code, _ := get(t, w.url+"/log")
+	require.Equal(t, 200, code)
+	logs := w.logs.String()
+	assert.Regexp(t, `level=WARN msg="guest says k=v" plugin=testworker request_id=[0-9a-f]{8}-\d+`, logs)
+	assert.Regexp(t, `level=INFO msg="to stdout" plugin=testworker request_id=[0-9a-f]{8}-\d+ stream=stdout`, logs)
+}
+
+func TestInstancesReplacedAfterMaxEvents(t *testing.T) {
+	w := startWorker(t, "[limits]\ninstances = 1\nwarm_instances = 1\nevents_per_instance = 2\n")
+	var got []string
+	for i := 0; i < 5; i++ {
+		_, body := get(t, w.url+"/served")
+		got = append(got, body)
+	}
+	assert.Equal(t, []string{"1", "2", "1", "2", "1"}, got)
+}
+
+func TestConcurrentRequestsUseSeparateInstances(t *testing.T) {
+	w := startWorker(t, "[limits]\ninstances = 4\n")
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Get(fmt.Sprintf("%s/sleep?d=20ms", w.url))
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.LessOrEqual(t, w.Plugin().Stats().Created, uint64(4), "the instance cap was exceeded")
+}

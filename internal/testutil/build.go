@@ -1,0 +1,57 @@
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	buildMu    sync.Mutex
+	buildCache = map[string]string{}
+)
+
+// RepoRoot returns the repository's root directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// BuildGuest compiles the Go package at pkgDir (relative to the repository
+// root) for GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, once per test
+// binary, and returns the .wasm path.
+func BuildGuest(t testing.TB, pkgDir string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildCache[pkgDir]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "wharf-guest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, strings.ReplaceAll(pkgDir, "/", "_")+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Dir = filepath.Join(RepoRoot(), pkgDir)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building guest %s: %v\n%s", pkgDir, err, b)
+	}
+	buildCache[pkgDir] = out
+	return out
+}
+
+// WriteFile writes data to a new file in t's temp dir and returns its path.
+func WriteFile(t testing.TB, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

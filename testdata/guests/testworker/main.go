@@ -1,0 +1,216 @@
+// Command testworker is a guest for the host's tests: besides well-behaved
+// routes it misbehaves on purpose (traps, endless loops, bad pointers,
+// stale handles, oversized headers) so tests can check the host survives.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/wharfhq/wharf/sdk"
+)
+
+// Raw imports, declared here so the guest can pass arguments the SDK never
+// would.
+//
+//go:wasmimport wharf_v1 stream_read
+func rawStreamRead(h uint32, buf uint32, cap uint32, flags uint32, nOut uint32) int32
+
+//go:wasmimport wharf_v1 request_body
+func rawRequestBody(req uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 close
+func rawClose(h uint32) int32
+
+//go:wasmimport wharf_v1 poll
+func rawPoll(handles unsafe.Pointer, n uint32, timeout int64, ready unsafe.Pointer, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 last_error
+func rawLastError(buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+func lastError() string {
+	buf := make([]byte, 512)
+	var n uint32
+	rawLastError(unsafe.Pointer(&buf[0]), uint32(len(buf)), unsafe.Pointer(&n))
+	return string(buf[:n])
+}
+
+var served int // per instance: shows whether an instance was reused
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		served++
+		fmt.Fprintf(w, "hello %s", r.URL.Query().Get("name"))
+	})
+	mux.HandleFunc("/served", func(w http.ResponseWriter, r *http.Request) {
+		served++
+		fmt.Fprint(w, served)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	})
+	mux.HandleFunc("/forward", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := sdk.Forward(w, r.Body); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s host=%s x=%s cl=%d", r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Get("X-Test"), r.ContentLength)
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.Header().Set("X-Custom", "yes")
+		w.WriteHeader(code)
+		fmt.Fprint(w, "status set")
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		// n chunks of 1 KiB, sleeping d between them.
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		d, _ := time.ParseDuration(r.URL.Query().Get("sleep"))
+		chunk := strings.Repeat("x", 1023) + "\n"
+		for i := 0; i < n; i++ {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			sdk.Sleep(d)
+		}
+	})
+	mux.HandleFunc("/trap-mid", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "partial ")
+		w.(http.Flusher).Flush()
+		crash()
+	})
+	mux.HandleFunc("/trap", func(w http.ResponseWriter, r *http.Request) { crash() })
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) { os.Exit(3) })
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) { panic("handler panicked on purpose") })
+	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; ; i++ {
+			served += i & 1
+		}
+	})
+	mux.HandleFunc("/oom", func(w http.ResponseWriter, r *http.Request) {
+		var keep [][]byte
+		for {
+			keep = append(keep, make([]byte, 16<<20))
+			served += len(keep)
+		}
+	})
+	mux.HandleFunc("/noresponse", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/oob", func(w http.ResponseWriter, r *http.Request) {
+		var h uint32
+		rawRequestBody(sdk.RequestHandle(r), unsafe.Pointer(&h))
+		st := rawStreamRead(h, 0xFFFFFF00, 0x1000, 0, 0)
+		fmt.Fprintf(w, "status=%d msg=%s", st, lastError())
+	})
+	mux.HandleFunc("/stale", func(w http.ResponseWriter, r *http.Request) {
+		var h uint32
+		rawRequestBody(sdk.RequestHandle(r), unsafe.Pointer(&h))
+		rawClose(h)
+		var n uint32
+		buf := make([]byte, 16)
+		st1 := rawStreamRead(h, uint32(uintptr(unsafe.Pointer(&buf[0]))), 16, 0, uint32(uintptr(unsafe.Pointer(&n))))
+		msg1 := lastError()
+		st2 := rawClose(0xdeadbeef)
+		msg2 := lastError()
+		handles := []uint32{sdk.RequestHandle(r)}
+		ready := make([]uint32, 1)
+		st3 := rawPoll(unsafe.Pointer(&handles[0]), 1, 0, unsafe.Pointer(&ready[0]), unsafe.Pointer(&n))
+		msg3 := lastError()
+		fmt.Fprintf(w, "%d %s\n%d %s\n%d %s\n", st1, msg1, st2, msg2, st3, msg3)
+	})
+	mux.HandleFunc("/bigheader", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big", strings.Repeat("a", 70<<10))
+		fmt.Fprint(w, "never sent")
+	})
+	mux.HandleFunc("/badheader", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Bad", "line\r\nInjected: yes")
+		fmt.Fprint(w, "never sent")
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		start := time.Now()
+		if r.URL.Query().Get("go") == "1" {
+			time.Sleep(d)
+		} else {
+			sdk.Sleep(d)
+		}
+		fmt.Fprint(w, time.Since(start).Milliseconds())
+	})
+	mux.HandleFunc("/select", func(w http.ResponseWriter, r *http.Request) {
+		short, _ := sdk.NewTimer(20 * time.Millisecond)
+		long, _ := sdk.NewTimer(time.Hour)
+		defer long.Stop()
+		ready, err := sdk.Select(-1, long, short)
+		if err != nil || len(ready) != 1 || ready[0] != sdk.Pollable(short) {
+			http.Error(w, fmt.Sprintf("select: %v %v", ready, err), 500)
+			return
+		}
+		none, err := sdk.Select(0, long)
+		fmt.Fprintf(w, "short fired, then %d ready, err=%v", len(none), err)
+	})
+	mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequest(r.URL.Query().Get("method"), r.URL.Query().Get("url"), r.Body)
+		if r.ContentLength == 0 {
+			req.Body = nil
+		}
+		req.Header.Set("X-From-Guest", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, "fetch failed: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("X-Upstream-Status", strconv.Itoa(resp.StatusCode))
+		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		sdk.Logger.Warn("guest says", "k", "v")
+		fmt.Println("to stdout")
+		fmt.Fprint(w, "logged")
+	})
+	mux.HandleFunc("/poll-body", func(w http.ResponseWriter, r *http.Request) {
+		// Non-blocking reads and Select over the request body.
+		s, err := r.Body.(interface{ Stream() (*sdk.Stream, error) }).Stream()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		buf := make([]byte, 4096)
+		total, waits := 0, 0
+		for {
+			n, err := s.TryRead(buf)
+			total += n
+			if err == sdk.ErrWouldBlock {
+				waits++
+				sdk.Select(-1, s)
+				continue
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+		}
+		fmt.Fprintf(w, "read %d bytes", total)
+	})
+	sdk.Serve(mux)
+}
+
+// crash kills the guest runtime: an unrecovered panic in a goroutine.
+func crash() {
+	done := make(chan struct{})
+	go func() { panic("guest crashed on purpose") }()
+	<-done
+}
+
+func main() {}
