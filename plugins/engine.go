@@ -64,8 +64,11 @@ type Engine interface {
 	Close(ctx context.Context) error
 }
 
-// ImportRef names one imported function.
-type ImportRef struct{ Module, Name string }
+// ImportRef names one imported function and its signature.
+type ImportRef struct {
+	Module, Name    string
+	Params, Results []ValueType
+}
 
 // CompiledModule is compiled code that can be instantiated many times.
 type CompiledModule interface {

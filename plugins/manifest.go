@@ -121,7 +121,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		l.MemoryMiB = DefaultMemoryMiB
 	}
 	if l.MemoryMiB > 4096 {
-		return nil, fmt.Errorf("%s: limits.memory_mib is %d, the Wasm maximum is 4096", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
+		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
 	}
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout

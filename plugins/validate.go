@@ -36,9 +36,14 @@ func validateModule(m CompiledModule, known map[string][]HostFunc, required []st
 			return fmt.Errorf("%w: imports %s.%s from unknown module %q (the host provides %s and %s)",
 				ErrInvalidModule, imp.Module, imp.Name, imp.Module, abi.ImportModule, wasiModule)
 		}
-		if !slices.ContainsFunc(funcs, func(f HostFunc) bool { return f.Name == imp.Name }) {
+		i := slices.IndexFunc(funcs, func(f HostFunc) bool { return f.Name == imp.Name })
+		if i < 0 {
 			return fmt.Errorf("%w: unknown import %s.%s (this host implements ABI version %d)",
 				ErrInvalidModule, imp.Module, imp.Name, abi.Version)
+		}
+		if f := funcs[i]; !slices.Equal(f.Params, imp.Params) || !slices.Equal(f.Results, imp.Results) {
+			return fmt.Errorf("%w: import %s.%s has signature %s, the host's is %s",
+				ErrInvalidModule, imp.Module, imp.Name, signature(imp.Params, imp.Results), signature(f.Params, f.Results))
 		}
 	}
 	exports := m.Exports()
@@ -52,4 +57,23 @@ func validateModule(m CompiledModule, known map[string][]HostFunc, required []st
 		return fmt.Errorf("%w: missing required export %s", ErrInvalidModule, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// signature formats a function type like "(i32, i64) -> i32".
+func signature(params, results []ValueType) string {
+	names := func(ts []ValueType) string {
+		var s []string
+		for _, t := range ts {
+			switch t {
+			case I32:
+				s = append(s, "i32")
+			case I64:
+				s = append(s, "i64")
+			default:
+				s = append(s, "?")
+			}
+		}
+		return strings.Join(s, ", ")
+	}
+	return "(" + names(params) + ") -> (" + names(results) + ")"
 }

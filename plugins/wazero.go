@@ -66,6 +66,21 @@ func wrapHostFunc(fn func(context.Context, Caller, []uint64)) api.GoModuleFunc {
 	}
 }
 
+// fromWazeroTypes maps types back; anything but i32 and i64 becomes 0, which
+// never matches a host function.
+func fromWazeroTypes(ts []api.ValueType) []ValueType {
+	out := make([]ValueType, len(ts))
+	for i, t := range ts {
+		switch t {
+		case api.ValueTypeI32:
+			out[i] = I32
+		case api.ValueTypeI64:
+			out[i] = I64
+		}
+	}
+	return out
+}
+
 func wazeroTypes(ts []ValueType) []api.ValueType {
 	out := make([]api.ValueType, len(ts))
 	for i, t := range ts {
@@ -105,7 +120,8 @@ func (m *wazeroModule) Imports() []ImportRef {
 	var refs []ImportRef
 	for _, f := range m.compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		refs = append(refs, ImportRef{Module: mod, Name: name})
+		refs = append(refs, ImportRef{Module: mod, Name: name,
+			Params: fromWazeroTypes(f.ParamTypes()), Results: fromWazeroTypes(f.ResultTypes())})
 	}
 	return refs
 }

@@ -1,0 +1,73 @@
+package plugins
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestManifestDefaults(t *testing.T) {
+	m, err := ParseManifest([]byte("name = \"hello\"\nmain = \".\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultListen, m.Listen)
+	assert.Equal(t, DefaultMemoryMiB, m.Limits.MemoryMiB)
+	assert.Equal(t, DefaultTimeout, m.Limits.Timeout.Duration)
+	assert.Equal(t, DefaultInstances, m.Limits.Instances)
+	assert.True(t, m.NeedsBuild())
+}
+
+func TestManifestValues(t *testing.T) {
+	m, err := ParseManifest([]byte(`name = "x"
+main = "plugin.wasm"
+listen = "127.0.0.1:9000"
+[limits]
+memory_mib = 32
+timeout = "1500ms"
+instances = 3
+warm_instances = 1
+events_per_instance = 10
+`))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9000", m.Listen)
+	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10}, m.Limits)
+	assert.False(t, m.NeedsBuild())
+}
+
+func TestManifestErrorsNameKeyAndLine(t *testing.T) {
+	cases := map[string]string{
+		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                       `3:1: unknown key "bogus"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":               `4:1: unknown key "limits.foo"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n": `4:14: limits.memory_mib: expected integer, got string`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":    `4:11: limits.timeout: invalid duration "soon"`,
+		"name = 3\nmain = \".\"\n":                                      `1:8: name: expected string, got integer`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":        `4:1: limits.instances: must not be negative, got -2`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":     `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
+		"main = \".\"\n":         `missing required key "name"`,
+		"name = \"a\"\n":         `missing required key "main"`,
+		"name = \"a\nmain = 1\n": `1:`,
+	}
+	for text, want := range cases {
+		_, err := ParseManifest([]byte(text))
+		if assert.Error(t, err, text) {
+			assert.Contains(t, err.Error(), want, text)
+		}
+	}
+}
+
+func TestLoadManifestFromDirAndFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ManifestFile)
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \".\"\nextra = true\n"), 0o644))
+	_, err := LoadManifest(dir)
+	assert.ErrorContains(t, err, path+":3:1: unknown key \"extra\"")
+
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"sub\"\n"), 0o644))
+	m, err := LoadManifest(path)
+	require.NoError(t, err)
+	assert.Equal(t, dir, m.Dir)
+	assert.Equal(t, filepath.Join(dir, ".wharf", "build", "a.wasm"), m.WasmPath())
+}
