@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	require.NoError(t, err)
+	assert.Regexp(t, `^wharf dev \(ABI wharf_v1 v1, go1\.\d+`, out)
+}
+
+func TestBuildWritesWasm(t *testing.T) {
+	dir := filepath.Join(testutil.RepoRoot(), "examples", "hello")
+	out := filepath.Join(t.TempDir(), "hello.wasm")
+	stdout, err := run(t, "build", dir, "-o", out)
+	require.NoError(t, err)
+	assert.Equal(t, out+"\n", stdout)
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("\x00asm"), data[:4])
+}
+
+func TestServeRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	notWasm := write("plugin.wasm", "hello, not wasm")
+	cases := map[string]string{
+		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
+		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
+		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `main = "missing" is neither a Go package directory nor a .wasm file`,
+		filepath.Join(dir, "absent.toml"):                                          "absent.toml: no such file or directory",
+	}
+	for manifest, want := range cases {
+		_, err := run(t, "serve", manifest, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+		if assert.Error(t, err, manifest) {
+			assert.Contains(t, err.Error(), want)
+		}
+	}
+	_, err := run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--log-level", "loud")
+	assert.ErrorContains(t, err, "--log-level")
+}

@@ -1,0 +1,136 @@
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	wharfOnce sync.Once
+	wharfBin  string
+	wharfErr  error
+)
+
+// BuildWharf builds the wharf command once per test binary and returns its
+// path.
+func BuildWharf(t testing.TB) string {
+	t.Helper()
+	wharfOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wharf-bin-")
+		if err != nil {
+			wharfErr = err
+			return
+		}
+		wharfBin = filepath.Join(dir, "wharf")
+		cmd := exec.Command("go", "build", "-o", wharfBin, "./cmd/wharf")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			wharfErr = err
+			wharfBin = string(out)
+		}
+	})
+	if wharfErr != nil {
+		t.Fatalf("building wharf: %v\n%s", wharfErr, wharfBin)
+	}
+	return wharfBin
+}
+
+// Serve is a running `wharf serve` process.
+type Serve struct {
+	URL  string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+var servingURL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`)
+
+// StartServe runs `wharf serve args...` and waits until it listens. The
+// process is killed at cleanup if still running; its log is printed if the
+// test failed.
+func StartServe(t testing.TB, args ...string) *Serve {
+	t.Helper()
+	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{"serve"}, args...)...), done: make(chan struct{})}
+	s.cmd.Dir = RepoRoot()
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdout = os.Stdout
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			s.mu.Unlock()
+			if m := servingURL.FindStringSubmatch(line); m != nil {
+				select {
+				case urls <- m[1]:
+				default:
+				}
+			}
+		}
+		s.err = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		s.Kill()
+		if t.Failed() {
+			t.Logf("wharf serve log:\n%s", s.Logs())
+		}
+	})
+	select {
+	case s.URL = <-urls:
+	case <-s.done:
+		t.Fatalf("wharf serve exited before listening: %v\n%s", s.err, s.Logs())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("wharf serve did not start listening\n%s", s.Logs())
+	}
+	return s
+}
+
+// Logs returns what the process has logged so far.
+func (s *Serve) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+// Stop sends SIGTERM and waits for a clean exit, returning its error.
+func (s *Serve) Stop(timeout time.Duration) error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(timeout):
+		s.Kill()
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// Kill sends SIGKILL, as a crash would, and waits for the process to go.
+func (s *Serve) Kill() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what wharf's build, tests and benchmarks need on a fresh Debian
+# machine, skipping what is already there.
+set -euo pipefail
+export PATH="$PATH:/usr/local/go/bin"
+
+need_apt=()
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v git >/dev/null || need_apt+=(git)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ "${WHARF_BENCH:-}" = 1 ]; then
+  command -v wrk >/dev/null || need_apt+=(wrk)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need_apt[*]}; run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  echo "installing: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Go 1.24 or newer is needed for //go:wasmexport.
+minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+if [ "${minor:-0}" -lt 24 ]; then
+  echo "wharf needs Go 1.24 or newer for GOOS=wasip1 -buildmode=c-shared; found $(go env GOVERSION)" >&2
+  exit 1
+fi
+go mod download
