@@ -78,11 +78,16 @@ func releaseObject(obj any, failure error) {
 
 // fail records err as the last error and returns its status.
 func (g *guest) fail(err error) abi.Status {
+	g.lastErr = err.Error()
+	return statusOf(err)
+}
+
+// statusOf finds the abi.Status an error wraps; IO if none.
+func statusOf(err error) abi.Status {
 	var st abi.Status
 	if !errors.As(err, &st) {
 		st = abi.StatusIO
 	}
-	g.lastErr = err.Error()
 	return st
 }
 
@@ -107,6 +112,10 @@ func (p *pending) resolve(v any, err error) {
 		p.wake()
 	})
 }
+
+// isFetch tells a fetch's pending result from a forward's: only a fetch can
+// be canceled.
+func (p *pending) isFetch() bool { return p.cancelFn != nil }
 
 func (p *pending) ready() bool {
 	select {

@@ -75,6 +75,9 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	if in.body != nil {
 		return fmt.Errorf("%w: the request body was already taken", abi.StatusBusy)
 	}
+	if err := writeU32(mem, u32(a[1]), 0); err != nil {
+		return err
+	}
 	var src io.ReadCloser
 	if in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0 {
 		src = in.r.Body
@@ -185,6 +188,7 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 	}
 	in.stream = newWriteStream(responseSink{in}, g.wake)
 	if _, err := in.stream.write(ctx, body, false); err != nil {
+		in.stream.abort(err) // no handle was issued: end it here
 		return err
 	}
 	return g.newHandle(mem, u32(a[6]), abi.KindWriteStream, in.stream)
@@ -283,6 +287,7 @@ func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, 
 	go func() {
 		resp, err := s.client.Do(req)
 		if err != nil {
+			cancel()
 			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", abi.StatusIO, method, u.Redacted(), err))
 			return
 		}
@@ -298,6 +303,12 @@ func importFetchResult(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		return err
 	}
 	p := obj.(*pending)
+	if !p.isFetch() {
+		return fmt.Errorf("%w: pending handle %d is a forward, not a fetch: poll it, then close it", abi.StatusInvalid, h)
+	}
+	if err := writeU32(mem, u32(a[1]), 0); err != nil {
+		return err
+	}
 	if !p.ready() {
 		return abi.StatusAgain
 	}
@@ -305,10 +316,7 @@ func importFetchResult(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		g.table.remove(h)
 		return p.err
 	}
-	resp, ok := p.value.(*fetchedResponse)
-	if !ok {
-		return fmt.Errorf("%w: handle %d is not a fetch", abi.StatusBadHandle, h)
-	}
+	resp := p.value.(*fetchedResponse)
 	if err := g.newHandle(mem, u32(a[1]), abi.KindResponse, resp); err != nil {
 		return err
 	}
@@ -344,6 +352,9 @@ func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uin
 	r := obj.(*fetchedResponse)
 	if r.bodyTaken {
 		return fmt.Errorf("%w: the response body was already taken", abi.StatusBusy)
+	}
+	if err := writeU32(mem, u32(a[1]), 0); err != nil {
+		return err
 	}
 	r.bodyTaken = true
 	s := newReadStream(cancelingBody{r.resp.Body, r.cancel}, nil, g.wake)

@@ -35,6 +35,10 @@ func hostFunc(name string, params []plugins.ValueType, fn importFunc) plugins.Ho
 			default:
 			}
 			if err := fn(ctx, g, c.Memory(), stack); err != nil {
+				if name == abi.ImportLastError { // keep the message being asked for
+					stack[0] = uint64(uint32(statusOf(err)))
+					return
+				}
 				stack[0] = uint64(uint32(g.fail(err)))
 				return
 			}
@@ -105,9 +109,17 @@ func writeOut(mem plugins.Memory, ptr, cap, nOut uint32, data []byte) error {
 	return nil
 }
 
+// maxHandles bounds the handles one instance may hold open at once.
+const maxHandles = 1 << 16
+
 // newHandle registers obj and writes its handle to out. If out is a bad
-// pointer the object is released again.
+// pointer or the table is full the object is released again.
 func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
+	if g.table.live >= maxHandles {
+		err := fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.live, maxHandles)
+		releaseObject(obj, err)
+		return err
+	}
 	h := g.table.add(kind, obj)
 	if err := writeU32(mem, out, uint32(h)); err != nil {
 		g.table.remove(h)

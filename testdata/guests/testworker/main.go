@@ -214,3 +214,30 @@ func crash() {
 }
 
 func main() {}
+
+var pollOut uint32
+
+// benchPoll calls the cheapest import, a poll on no handles that does not
+// wait, n times: the cost of a host call round trip.
+//
+//go:wasmexport bench_poll
+func benchPoll(n int32) int32 {
+	for i := int32(0); i < n; i++ {
+		rawPoll(nil, 0, 0, nil, unsafe.Pointer(&pollOut))
+	}
+	return n
+}
+
+//go:noinline
+func nothing(i int32) int32 { return i }
+
+// benchEmpty runs the same loop calling a Go function instead: the baseline.
+//
+//go:wasmexport bench_empty
+func benchEmpty(n int32) int32 {
+	var s int32
+	for i := int32(0); i < n; i++ {
+		s += nothing(i)
+	}
+	return s
+}

@@ -1,0 +1,166 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// The benchmarks print the figure and its ratio to a baseline measured in the
+// same run, as "ratio" metrics; `make bench` runs them. Medians over rounds
+// that alternate between wharf and the baseline damp a noisy machine.
+
+const benchRounds = 5
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// serveLoopback serves h on a loopback port until the benchmark ends.
+func serveLoopback(b *testing.B, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func benchWorker(b *testing.B, pkg string, limits string) *Worker {
+	wasm := testutil.BuildGuest(b, pkg)
+	m, err := plugins.ParseManifest([]byte("name = \"bench\"\nmain = \"x.wasm\"\n" + limits))
+	require.NoError(b, err)
+	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: sharedDataDir, Logger: discardLogger()})
+	require.NoError(b, err)
+	b.Cleanup(func() { w.Close(context.Background()) })
+	return w
+}
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// wrk runs the wrk load generator against url and returns requests/s.
+func wrk(b *testing.B, url string, d time.Duration) float64 {
+	out, err := exec.Command("wrk", "-t2", "-c64", "-d"+d.String(), url).CombinedOutput()
+	require.NoError(b, err, "wrk (apt-get install wrk; make bench does it): %s", out)
+	m := wrkRate.FindSubmatch(out)
+	require.NotNil(b, m, "no rate in wrk output: %s", out)
+	rate, _ := strconv.ParseFloat(string(m[1]), 64)
+	return rate
+}
+
+// BenchmarkHelloThroughput compares examples/hello served by wharf with a
+// plain net/http handler writing the same bytes, under wrk.
+func BenchmarkHelloThroughput(b *testing.B) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.Fatal("wrk is needed: apt-get install wrk (make bench installs it)")
+	}
+	w := benchWorker(b, "examples/hello", "")
+	wharfURL := serveLoopback(b, w)
+	plainURL := serveLoopback(b, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(rw, "Hello from wharf!")
+	}))
+	wrk(b, wharfURL+"/", 2*time.Second) // warm the pool to the connection count
+	var plain, wharf []float64
+	for i := 0; i < b.N*benchRounds; i++ {
+		plain = append(plain, wrk(b, plainURL+"/", 2*time.Second))
+		wharf = append(wharf, wrk(b, wharfURL+"/", 2*time.Second))
+	}
+	b.ReportMetric(median(wharf), "wharf_req/s")
+	b.ReportMetric(median(plain), "plain_go_req/s")
+	b.ReportMetric(median(wharf)/median(plain), "ratio")
+}
+
+// zeroReader yields n zero bytes.
+type zeroReader struct{ n int64 }
+
+func (z *zeroReader) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return 0, io.EOF
+	}
+	m := min(int64(len(p)), z.n)
+	clear(p[:m])
+	z.n -= m
+	return int(m), nil
+}
+
+// postMBps posts size bytes and reads the echo, returning MB/s.
+func postMBps(b *testing.B, url string, size int64) float64 {
+	start := time.Now()
+	resp, err := http.Post(url, "application/octet-stream", &zeroReader{size})
+	require.NoError(b, err)
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.NoError(b, err)
+	require.Equal(b, size, n)
+	return float64(size) / 1e6 / time.Since(start).Seconds()
+}
+
+// BenchmarkEchoThroughput streams 256 MB through a guest that copies the
+// request body to the response (every byte crosses guest memory twice), and
+// through the host-side forward splice, against a plain net/http io.Copy.
+func BenchmarkEchoThroughput(b *testing.B) {
+	w := benchWorker(b, "testdata/guests/testworker", "")
+	wharfURL := serveLoopback(b, w)
+	plainURL := serveLoopback(b, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(rw).EnableFullDuplex()
+		io.Copy(rw, r.Body)
+	}))
+	const size = 256 << 20
+	postMBps(b, wharfURL+"/echo", 16<<20)
+	var plain, guest, forward []float64
+	for i := 0; i < b.N*benchRounds; i++ {
+		plain = append(plain, postMBps(b, plainURL, size))
+		guest = append(guest, postMBps(b, wharfURL+"/echo", size))
+		forward = append(forward, postMBps(b, wharfURL+"/forward", size))
+	}
+	b.ReportMetric(median(guest), "guest_copy_MB/s")
+	b.ReportMetric(median(forward), "forward_MB/s")
+	b.ReportMetric(median(plain), "plain_go_MB/s")
+	b.ReportMetric(median(guest)/median(plain), "ratio")
+}
+
+// BenchmarkImportRoundTrip measures one call from guest to host and back
+// (poll on no handles, which returns at once) against the same guest loop
+// calling a Go function.
+func BenchmarkImportRoundTrip(b *testing.B) {
+	w := benchWorker(b, "testdata/guests/testworker", "")
+	inst, err := w.Plugin().Get(context.Background())
+	require.NoError(b, err)
+	defer w.Plugin().Put(inst)
+	g := inst.Data.(*guest)
+	g.beginEvent(context.Background(), "bench")
+	defer g.endEvent(nil)
+	const n = 1_000_000
+	perCall := func(export string) float64 {
+		start := time.Now()
+		_, err := inst.Call(context.Background(), export, n)
+		require.NoError(b, err)
+		return float64(time.Since(start).Nanoseconds()) / n
+	}
+	var imp, base []float64
+	for i := 0; i < b.N*benchRounds; i++ {
+		imp = append(imp, perCall("bench_poll"))
+		base = append(base, perCall("bench_empty"))
+	}
+	b.ReportMetric(median(imp), "ns/import")
+	b.ReportMetric(median(base), "ns/go_call")
+	b.ReportMetric(median(imp)/median(base), "ratio")
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
