@@ -22,7 +22,7 @@ type WazeroEngine struct {
 // host modules. Host functions are registered as api.GoModuleFunc values, so
 // calls do not go through reflection.
 func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, error) {
-	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	rc := wazero.NewRuntimeConfig()
 	if cfg.MemoryLimitBytes > 0 {
 		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
 		rc = rc.WithMemoryLimitPages(pages)
@@ -95,6 +95,10 @@ func wazeroTypes(ts []ValueType) []api.ValueType {
 
 // Compile decodes and compiles wasm.
 func (e *WazeroEngine) Compile(ctx context.Context, wasm []byte) (CompiledModule, error) {
+	wasm, err := instrumentInterrupts(wasm)
+	if err != nil {
+		return nil, err
+	}
 	cm, err := e.runtime.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, err
@@ -154,6 +158,13 @@ func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (Mod
 		return nil, err
 	}
 	inst.mod = mod
+	inst.mem = &wazeroMemory{mod.Memory()}
+	interrupt, ok := mod.ExportedGlobal(InterruptGlobal).(api.MutableGlobal)
+	if !ok {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("instrumented module lacks the %s global", InterruptGlobal)
+	}
+	inst.interrupt = interrupt
 	for name := range m.compiled.ExportedFunctions() {
 		inst.funcs[name] = mod.ExportedFunction(name)
 	}
@@ -161,14 +172,17 @@ func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (Mod
 }
 
 type wazeroInstance struct {
-	mod   api.Module
-	data  any
-	funcs map[string]api.Function
-	mu    sync.Mutex // serialises Call; instances are not reentrant
-	stack [8]uint64
+	mod api.Module
+	mem Memory // cached: building it per call would allocate
+	// interrupt, set to 1, makes the guest trap at its next loop header.
+	interrupt api.MutableGlobal
+	data      any
+	funcs     map[string]api.Function
+	mu        sync.Mutex // serialises Call; instances are not reentrant
+	stack     [8]uint64
 }
 
-func (i *wazeroInstance) Memory() Memory { return wazeroMemory{i.mod.Memory()} }
+func (i *wazeroInstance) Memory() Memory { return i.mem }
 func (i *wazeroInstance) Data() any      { return i.data }
 
 func (i *wazeroInstance) HasExport(name string) bool {
@@ -185,11 +199,14 @@ func (i *wazeroInstance) Call(ctx context.Context, name string, args ...uint64) 
 	defer i.mu.Unlock()
 	stack := i.stack[:max(len(args), len(f.Definition().ResultTypes()))]
 	copy(stack, args)
-	if err := f.CallWithStack(context.WithValue(ctx, callerKey{}, i), stack); err != nil {
-		return 0, describeCallError(ctx, err)
-	}
-	if ctx.Err() != nil { // ended while the guest was finishing up
+	stop := context.AfterFunc(ctx, func() { i.interrupt.Set(1) })
+	err := f.CallWithStack(context.WithValue(ctx, callerKey{}, i), stack)
+	stop()
+	if ctx.Err() != nil { // interrupted, or ended while the guest finished up
 		return 0, describeCallError(ctx, sys.NewExitError(exitCodeOf(ctx)))
+	}
+	if err != nil {
+		return 0, describeCallError(ctx, err)
 	}
 	if len(f.Definition().ResultTypes()) == 0 {
 		return 0, nil
@@ -223,10 +240,10 @@ func (i *wazeroInstance) Close(ctx context.Context) error { return i.mod.Close(c
 
 type wazeroMemory struct{ m api.Memory }
 
-func (w wazeroMemory) Read(off, n uint32) ([]byte, bool)    { return w.m.Read(off, n) }
-func (w wazeroMemory) Write(off uint32, b []byte) bool      { return w.m.Write(off, b) }
-func (w wazeroMemory) ReadUint32(off uint32) (uint32, bool) { return w.m.ReadUint32Le(off) }
-func (w wazeroMemory) WriteUint32(off uint32, v uint32) bool {
+func (w *wazeroMemory) Read(off, n uint32) ([]byte, bool)    { return w.m.Read(off, n) }
+func (w *wazeroMemory) Write(off uint32, b []byte) bool      { return w.m.Write(off, b) }
+func (w *wazeroMemory) ReadUint32(off uint32) (uint32, bool) { return w.m.ReadUint32Le(off) }
+func (w *wazeroMemory) WriteUint32(off uint32, v uint32) bool {
 	return w.m.WriteUint32Le(off, v)
 }
-func (w wazeroMemory) Size() uint32 { return w.m.Size() }
+func (w *wazeroMemory) Size() uint32 { return w.m.Size() }
