@@ -48,41 +48,48 @@ func (b *FieldsBuilder) Bytes() []byte {
 }
 
 // RangeFields calls fn for each pair of an encoded field list, in order. The
-// slices alias b. It stops early and returns nil if fn returns false.
-func RangeFields(b []byte, fn func(name, value []byte) bool) error {
-	if len(b) < 4 {
+// names and values alias b, which may be a string or a byte slice. It stops
+// early and returns nil if fn returns false.
+func RangeFields[T ~string | ~[]byte](b T, fn func(name, value T) bool) error {
+	n, ok := u32At(b, 0)
+	if !ok {
 		return ErrMalformedFields
 	}
-	n := binary.LittleEndian.Uint32(b)
-	b = b[4:]
+	off := 4
 	for i := uint32(0); i < n; i++ {
-		name, rest, ok := cut(b)
+		name, next, ok := fieldAt(b, off)
 		if !ok {
 			return ErrMalformedFields
 		}
-		value, rest, ok := cut(rest)
+		value, next, ok := fieldAt(b, next)
 		if !ok {
 			return ErrMalformedFields
 		}
-		b = rest
+		off = next
 		if !fn(name, value) {
 			return nil
 		}
 	}
-	if len(b) != 0 {
+	if off != len(b) {
 		return ErrMalformedFields
 	}
 	return nil
 }
 
-func cut(b []byte) (field, rest []byte, ok bool) {
-	if len(b) < 4 {
-		return nil, nil, false
+func u32At[T ~string | ~[]byte](b T, off int) (uint32, bool) {
+	if off < 0 || len(b)-off < 4 {
+		return 0, false
 	}
-	n := binary.LittleEndian.Uint32(b)
-	b = b[4:]
-	if uint64(n) > uint64(len(b)) {
-		return nil, nil, false
+	return uint32(b[off]) | uint32(b[off+1])<<8 | uint32(b[off+2])<<16 | uint32(b[off+3])<<24, true
+}
+
+// fieldAt reads the length-prefixed field at off and returns it and the
+// offset after it.
+func fieldAt[T ~string | ~[]byte](b T, off int) (T, int, bool) {
+	n, ok := u32At(b, off)
+	if !ok || uint64(n) > uint64(len(b)-off-4) {
+		return b[:0], 0, false
 	}
-	return b[:n], b[n:], true
+	start := off + 4
+	return b[start : start+int(n)], start + int(n), true
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/wharfhq/wharf/abi"
@@ -21,10 +22,24 @@ type guest struct {
 	wakeup  signal
 	scratch []byte // reused to encode heads
 
-	// The current event; set by beginEvent, cleared by endEvent.
+	// The current event; set by beginEvent, cleared by endEvent. The id is
+	// formatted only when something is logged.
 	ctx    context.Context
-	id     string
+	id     eventID
 	logger *slog.Logger
+}
+
+// eventID names an event in logs: a per-host prefix and a counter.
+type eventID struct {
+	prefix string
+	n      uint64
+}
+
+func (id eventID) String() string {
+	if id.prefix == "" {
+		return ""
+	}
+	return id.prefix + "-" + strconv.FormatUint(id.n, 10)
 }
 
 func newGuest(plugin string, base *slog.Logger) *guest {
@@ -33,7 +48,7 @@ func newGuest(plugin string, base *slog.Logger) *guest {
 
 func (g *guest) wake() { g.wakeup.notify() }
 
-func (g *guest) beginEvent(ctx context.Context, id string) {
+func (g *guest) beginEvent(ctx context.Context, id eventID) {
 	g.ctx, g.id, g.logger = ctx, id, nil
 }
 
@@ -42,8 +57,8 @@ func (g *guest) beginEvent(ctx context.Context, id string) {
 func (g *guest) log() *slog.Logger {
 	if g.logger == nil {
 		g.logger = g.base.With("plugin", g.plugin)
-		if g.id != "" {
-			g.logger = g.logger.With("request_id", g.id)
+		if id := g.id.String(); id != "" {
+			g.logger = g.logger.With("request_id", id)
 		}
 	}
 	return g.logger
@@ -53,7 +68,7 @@ func (g *guest) log() *slog.Logger {
 // finished cleanly unless the guest failed, in which case they are aborted.
 func (g *guest) endEvent(failure error) {
 	g.table.drain(func(kind abi.Kind, obj any) { releaseObject(obj, failure) })
-	g.ctx, g.id, g.logger = nil, "", nil
+	g.ctx, g.id, g.logger = nil, eventID{}, nil
 }
 
 // releaseObject frees what a handle held.

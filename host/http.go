@@ -86,12 +86,12 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
 }
 
-// decodeHead reads a field list into pseudo-fields and validated headers.
-func decodeHead(raw []byte, pseudo map[string]*string) (http.Header, error) {
+// decodeHead reads a field list into pseudo-fields and validated headers,
+// which are added to h.
+func decodeHead(raw []byte, pseudo map[string]*string, h http.Header) error {
 	if len(raw) > abi.MaxHeadBytes {
-		return nil, fmt.Errorf("%w: head is %d bytes, the limit is %d", abi.StatusTooLarge, len(raw), abi.MaxHeadBytes)
+		return fmt.Errorf("%w: head is %d bytes, the limit is %d", abi.StatusTooLarge, len(raw), abi.MaxHeadBytes)
 	}
-	h := http.Header{}
 	var bad error
 	err := abi.RangeFields(raw, func(name, value []byte) bool {
 		if len(name) > 0 && name[0] == ':' {
@@ -116,9 +116,9 @@ func decodeHead(raw []byte, pseudo map[string]*string) (http.Header, error) {
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	return h, bad
+	return bad
 }
 
 // responseSink writes a streamed response body to the client.
@@ -153,23 +153,21 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		return err
 	}
 	streaming := u32(a[5])&abi.ResponseStream != 0
-	var statusText string
-	header, err := decodeHead(raw, map[string]*string{abi.FieldStatus: &statusText})
-	if err != nil {
-		return err
-	}
-	status, err := strconv.Atoi(statusText)
-	if err != nil || status < 200 || status > 599 {
-		return fmt.Errorf("%w: response status %q is not a number from 200 to 599", abi.StatusInvalid, statusText)
-	}
 	if streaming {
 		if err := writeU32(mem, u32(a[6]), 0); err != nil {
 			return err
 		}
 	}
+	var statusText string
 	dst := in.rw.Header()
-	for k, v := range header {
-		dst[k] = v
+	if err := decodeHead(raw, map[string]*string{abi.FieldStatus: &statusText}, dst); err != nil {
+		clear(dst)
+		return err
+	}
+	status, err := strconv.Atoi(statusText)
+	if err != nil || status < 200 || status > 599 {
+		clear(dst)
+		return fmt.Errorf("%w: response status %q is not a number from 200 to 599", abi.StatusInvalid, statusText)
 	}
 	if !streaming && dst.Get("Content-Length") == "" {
 		dst["Content-Length"] = []string{strconv.Itoa(len(body))}
@@ -178,8 +176,10 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 	in.rw.WriteHeader(status)
 	if !streaming {
 		if len(body) > 0 {
-			stop := context.AfterFunc(ctx, func() { in.rc.SetWriteDeadline(time.Now()) })
-			defer stop()
+			if len(body) > chunkSize { // may block on a slow client: honour the deadline
+				stop := context.AfterFunc(ctx, func() { in.rc.SetWriteDeadline(time.Now()) })
+				defer stop()
+			}
 			if _, err := in.rw.Write(body); err != nil {
 				return fmt.Errorf("%w: writing the response: %w", abi.StatusClosed, err)
 			}
@@ -239,8 +239,8 @@ func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, 
 	withBody := u32(a[2])&abi.FetchBodyStream != 0
 	bodyOut, pendingOut := u32(a[3]), u32(a[4])
 	var method, rawURL string
-	header, err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL})
-	if err != nil {
+	header := http.Header{}
+	if err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
 		return err
 	}
 	if method == "" {

@@ -99,8 +99,8 @@ func (w *Worker) Close(ctx context.Context) error {
 	return w.plugin.Close(ctx)
 }
 
-func (w *Worker) newRequestID() string {
-	return fmt.Sprintf("%s-%d", w.idPrefix, w.nextID.Add(1))
+func (w *Worker) newRequestID() eventID {
+	return eventID{prefix: w.idPrefix, n: w.nextID.Add(1)}
 }
 
 // ServeHTTP runs one request through wharf_on_fetch. The instance goes back
@@ -112,7 +112,7 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	id := w.newRequestID()
 	inst, err := w.plugin.Get(r.Context())
 	if err != nil {
-		w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id, "err", err)
+		w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
 		http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -25,8 +25,8 @@ import (
 // guest traps within fuelPerYield loop iterations.
 
 // fuelPerYield is how many loop iterations run between two safe points: a
-// few microseconds to a few milliseconds of guest code.
-const fuelPerYield = 10_000
+// tenth of a millisecond to a few milliseconds of guest code.
+const fuelPerYield = 100_000
 
 // InterruptGlobal is the export name of the global that stops a guest.
 const InterruptGlobal = "wharf_interrupt"

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -47,43 +48,41 @@ func onFetch(req uint32) (status int32) {
 }
 
 // newRequest builds an *http.Request from the host's request head. The body
-// stream is taken from the host only when the handler first reads it.
+// stream is taken from the host only when the handler first reads it. Go
+// code runs many times slower in Wasm than natively, so this avoids
+// url.Parse and per-field allocations on the common path.
 func newRequest(req uint32) (*http.Request, error) {
-	head, err := wharf.RequestHead(req, headBuf)
+	raw, err := wharf.RequestHead(req, headBuf)
 	if err != nil {
 		return nil, err
 	}
+	head := string(raw) // one allocation; names and values slice into it
 	r := &http.Request{
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: make(http.Header, 8),
 	}
 	var rawURL string
-	err = abi.RangeFields(head, func(name, value []byte) bool {
-		switch string(name) {
+	err = abi.RangeFields(head, func(n, v string) bool {
+		switch n {
 		case abi.FieldMethod:
-			r.Method = string(value)
+			r.Method = v
 		case abi.FieldURL:
-			rawURL = string(value)
+			rawURL = v
 		case abi.FieldRemoteAddr:
-			r.RemoteAddr = string(value)
+			r.RemoteAddr = v
 		case "Host":
-			r.Host = string(value)
-		default:
-			key := http.CanonicalHeaderKey(string(name))
-			r.Header[key] = append(r.Header[key], string(value))
+			r.Host = v
+		default: // the host sends canonical header names
+			r.Header[n] = append(r.Header[n], v)
 		}
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
+	if r.URL, r.RequestURI, err = requestURL(rawURL); err != nil {
 		return nil, err
 	}
-	// Like a server-side request: the URL holds the path and query only.
-	r.RequestURI = u.RequestURI()
-	r.URL = &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}
 	r.ContentLength = -1
 	if cl := r.Header.Get("Content-Length"); cl != "" {
 		r.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
@@ -96,6 +95,27 @@ func newRequest(req uint32) (*http.Request, error) {
 		r.Body = &requestBody{req: req}
 	}
 	return r.WithContext(context.WithValue(context.Background(), requestHandleKey{}, req)), nil
+}
+
+// requestURL splits an absolute URL into a server-side request URL (path and
+// query only) and the request URI.
+func requestURL(rawURL string) (*url.URL, string, error) {
+	uri := "/"
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		rest := rawURL[i+3:]
+		if j := strings.IndexAny(rest, "/?"); j >= 0 {
+			uri = rest[j:]
+		}
+		if strings.HasPrefix(uri, "?") {
+			uri = "/" + uri
+		}
+	}
+	path, query, _ := strings.Cut(uri, "?")
+	if strings.ContainsAny(path, "%#") || !strings.HasPrefix(path, "/") {
+		u, err := url.ParseRequestURI(uri)
+		return u, uri, err
+	}
+	return &url.URL{Path: path, RawQuery: query}, uri, nil
 }
 
 type requestHandleKey struct{}
@@ -154,13 +174,12 @@ const maxBuffered = 64 << 10
 // responseWriter implements http.ResponseWriter and http.Flusher over
 // response_send and a body stream.
 type responseWriter struct {
-	req         uint32
-	header      http.Header
-	status      int
-	buf         []byte
-	stream      *Stream
-	err         error
-	headBuilder *abi.FieldsBuilder
+	req    uint32
+	header http.Header
+	status int
+	buf    []byte
+	stream *Stream
+	err    error
 }
 
 func (w *responseWriter) Header() http.Header { return w.header }
@@ -209,11 +228,11 @@ func (w *responseWriter) BodyStream() (*Stream, error) {
 	return w.stream, w.err
 }
 
+// respHead is reused for every response head; one event runs at a time.
+var respHead = abi.NewFieldsBuilder(make([]byte, 0, 1024))
+
 func (w *responseWriter) send(streaming bool) error {
-	if w.headBuilder == nil {
-		w.headBuilder = abi.NewFieldsBuilder(make([]byte, 0, 512))
-	}
-	b := w.headBuilder
+	b := respHead
 	b.Reset()
 	b.Add(abi.FieldStatus, strconv.Itoa(w.status))
 	if w.header.Get("Content-Type") == "" && len(w.buf) > 0 {
