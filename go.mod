@@ -3,6 +3,7 @@ module github.com/wharfhq/wharf
 go 1.26.8
 
 require (
+	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/spf13/cobra v1.10.2
 	github.com/stretchr/testify v1.12.1

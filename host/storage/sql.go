@@ -1,0 +1,116 @@
+package storage
+
+import (
+	"database/sql"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// MaxResultBytes bounds the rows one SQL statement may return at once.
+const MaxResultBytes = 32 << 20
+
+var (
+	txStatement  = regexp.MustCompile(`(?i)^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b`)
+	reservedName = regexp.MustCompile(`(?i)\b_wharf_`)
+	attachOrVac  = regexp.MustCompile(`(?i)^\s*(ATTACH|DETACH|VACUUM)\b`)
+)
+
+// Result is what a SQL statement returned: column names and rows of
+// values (int64, float64, string, []byte or nil).
+type Result struct {
+	Columns     []string
+	Rows        [][]any
+	RowsRead    int
+	RowsWritten int64
+}
+
+// Exec runs one SQL statement with positional arguments and returns its
+// rows. SQLite's error text is returned as is.
+func (d *DB) Exec(query string, args ...any) (*Result, error) {
+	switch {
+	case txStatement.MatchString(query):
+		return nil, ErrTxStatement
+	case reservedName.MatchString(query):
+		return nil, ErrReserved
+	case attachOrVac.MatchString(query):
+		return nil, fmt.Errorf("%s is not allowed", strings.Fields(query)[0])
+	}
+	tx, err := d.txn()
+	if err != nil {
+		return nil, err
+	}
+	// Savepoint the statement so a failing one leaves no partial write.
+	if _, err := tx.Exec("SAVEPOINT wharf_stmt"); err != nil {
+		return nil, err
+	}
+	res, err := d.query(tx, query, args)
+	if err != nil {
+		tx.Exec("ROLLBACK TO wharf_stmt")
+		tx.Exec("RELEASE wharf_stmt")
+		return nil, err
+	}
+	if _, err := tx.Exec("RELEASE wharf_stmt"); err != nil {
+		return nil, err
+	}
+	if res.RowsWritten > 0 || !isReadOnly(query) {
+		d.dirty = true
+	}
+	return res, nil
+}
+
+func isReadOnly(q string) bool {
+	f := strings.Fields(strings.ToUpper(q))
+	return len(f) > 0 && (f[0] == "SELECT" || f[0] == "EXPLAIN")
+}
+
+func (d *DB) query(tx *sql.Tx, query string, args []any) (*Result, error) {
+	before := totalChanges(tx)
+	rows, err := tx.Query(query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Columns: cols}
+	size := 0
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for _, v := range vals {
+			switch x := v.(type) {
+			case string:
+				size += len(x)
+			case []byte:
+				size += len(x)
+			default:
+				size += 8
+			}
+		}
+		if size > MaxResultBytes {
+			return nil, fmt.Errorf("result is larger than %d MiB; select fewer rows (LIMIT)", MaxResultBytes>>20)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	res.RowsRead = len(res.Rows)
+	res.RowsWritten = totalChanges(tx) - before
+	return res, nil
+}
+
+func totalChanges(tx *sql.Tx) int64 {
+	var n int64
+	tx.QueryRow("SELECT total_changes()").Scan(&n)
+	return n
+}

@@ -1,0 +1,420 @@
+// Package storage is a Durable Object's embedded database: one SQLite file
+// per object holding its key-value pairs, its SQL tables and its alarm.
+//
+// Writes of consecutive events accumulate in one open transaction and become
+// durable together at Flush (group commit); the caller holds back every
+// response that depends on them until Flush returns. Each event runs inside a
+// savepoint, so a failed event's writes are undone without touching the
+// events before it.
+//
+// The driver is mattn/go-sqlite3: the most widely used SQLite binding for Go,
+// with SQLite's own C code (cgo), WAL and synchronous=FULL, so a commit is on
+// disk when Flush returns.
+package storage
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+// Limits on what one object stores, as in the hosted system.
+const (
+	MaxKeyBytes   = 2 << 10
+	MaxValueBytes = 128 << 10
+	// MaxBatch bounds the keys of one batch call.
+	MaxBatch = 128
+)
+
+// Errors a caller can cause.
+var (
+	ErrKeyTooLarge   = fmt.Errorf("key is larger than %d bytes", MaxKeyBytes)
+	ErrValueTooLarge = fmt.Errorf("value is larger than %d bytes", MaxValueBytes)
+	ErrEmptyKey      = errors.New("key is empty")
+	ErrBatchTooLarge = fmt.Errorf("a batch may hold at most %d keys", MaxBatch)
+	ErrReserved      = errors.New("names starting with _wharf_ are reserved")
+	ErrTxStatement   = errors.New("transaction statements are not allowed in SQL; use the transaction API")
+	ErrNoTransaction = errors.New("no transaction is open")
+)
+
+// DB is one object's database. It is used by one goroutine at a time.
+type DB struct {
+	db         *sql.DB
+	tx         *sql.Tx
+	dirty      bool
+	savepoints int // open user transactions
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS _wharf_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _wharf_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+`
+
+// Open opens or creates the database at path.
+func Open(path string) (*DB, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_busy_timeout", "5000")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close commits what is pending and closes the file.
+func (d *DB) Close() error {
+	err := d.Flush()
+	return errors.Join(err, d.db.Close())
+}
+
+func (d *DB) txn() (*sql.Tx, error) {
+	if d.tx == nil {
+		tx, err := d.db.Begin()
+		if err != nil {
+			return nil, err
+		}
+		d.tx = tx
+	}
+	return d.tx, nil
+}
+
+func (d *DB) exec(query string, args ...any) (sql.Result, error) {
+	tx, err := d.txn()
+	if err != nil {
+		return nil, err
+	}
+	return tx.Exec(query, args...)
+}
+
+func (d *DB) write(query string, args ...any) (sql.Result, error) {
+	r, err := d.exec(query, args...)
+	if err == nil {
+		d.dirty = true
+	}
+	return r, err
+}
+
+// Dirty reports whether writes are waiting for Flush.
+func (d *DB) Dirty() bool { return d.dirty }
+
+// Flush commits the open transaction: everything written so far is durable
+// when it returns.
+func (d *DB) Flush() error {
+	if d.tx == nil {
+		return nil
+	}
+	if d.savepoints > 0 {
+		return errors.New("flush with a transaction still open")
+	}
+	err := d.tx.Commit()
+	d.tx, d.dirty = nil, false
+	return err
+}
+
+// BeginEvent starts the savepoint of one event.
+func (d *DB) BeginEvent() error {
+	_, err := d.exec("SAVEPOINT wharf_event")
+	return err
+}
+
+// EndEvent keeps the event's writes, or undoes them if it failed. User
+// transactions the event left open are rolled back.
+func (d *DB) EndEvent(failed bool) error {
+	if d.tx == nil {
+		return nil
+	}
+	if d.savepoints > 0 {
+		failed = true
+	}
+	d.savepoints = 0
+	if failed {
+		if _, err := d.tx.Exec("ROLLBACK TO wharf_event"); err != nil {
+			return err
+		}
+	}
+	_, err := d.tx.Exec("RELEASE wharf_event")
+	return err
+}
+
+// BeginTransaction opens a (nested) transaction inside the event.
+func (d *DB) BeginTransaction() error {
+	if _, err := d.exec(fmt.Sprintf("SAVEPOINT wharf_tx%d", d.savepoints+1)); err != nil {
+		return err
+	}
+	d.savepoints++
+	return nil
+}
+
+// EndTransaction commits or rolls back the innermost open transaction.
+func (d *DB) EndTransaction(commit bool) error {
+	if d.savepoints == 0 {
+		return ErrNoTransaction
+	}
+	name := fmt.Sprintf("wharf_tx%d", d.savepoints)
+	if !commit {
+		if _, err := d.exec("ROLLBACK TO " + name); err != nil {
+			return err
+		}
+	}
+	_, err := d.exec("RELEASE " + name)
+	d.savepoints--
+	return err
+}
+
+func checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return ErrEmptyKey
+	case len(key) > MaxKeyBytes:
+		return fmt.Errorf("%w (%d bytes)", ErrKeyTooLarge, len(key))
+	}
+	return nil
+}
+
+// Get returns the value of key and whether it exists.
+func (d *DB) Get(key []byte) ([]byte, bool, error) {
+	if err := checkKey(key); err != nil {
+		return nil, false, err
+	}
+	tx, err := d.txn()
+	if err != nil {
+		return nil, false, err
+	}
+	var v []byte
+	err = tx.QueryRow("SELECT value FROM _wharf_kv WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+// Pair is one key and its value.
+type Pair struct{ Key, Value []byte }
+
+// GetMany returns the pairs that exist among keys, in the order given.
+func (d *DB) GetMany(keys [][]byte) ([]Pair, error) {
+	if len(keys) > MaxBatch {
+		return nil, ErrBatchTooLarge
+	}
+	var out []Pair
+	for _, k := range keys {
+		v, ok, err := d.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, Pair{k, v})
+		}
+	}
+	return out, nil
+}
+
+// Put stores value under key.
+func (d *DB) Put(key, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueBytes {
+		return fmt.Errorf("%w (%d bytes)", ErrValueTooLarge, len(value))
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	_, err := d.write("INSERT INTO _wharf_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	return err
+}
+
+// PutMany stores every pair, all or none.
+func (d *DB) PutMany(pairs []Pair) error {
+	if len(pairs) > MaxBatch {
+		return ErrBatchTooLarge
+	}
+	for _, p := range pairs { // validate first so a bad pair writes nothing
+		if err := checkKey(p.Key); err != nil {
+			return err
+		}
+		if len(p.Value) > MaxValueBytes {
+			return fmt.Errorf("%w (%d bytes)", ErrValueTooLarge, len(p.Value))
+		}
+	}
+	for _, p := range pairs {
+		if err := d.Put(p.Key, p.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes key and reports whether it existed.
+func (d *DB) Delete(key []byte) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	r, err := d.write("DELETE FROM _wharf_kv WHERE key = ?", key)
+	if err != nil {
+		return false, err
+	}
+	n, err := r.RowsAffected()
+	return n > 0, err
+}
+
+// DeleteMany removes keys and returns how many existed.
+func (d *DB) DeleteMany(keys [][]byte) (int, error) {
+	if len(keys) > MaxBatch {
+		return 0, ErrBatchTooLarge
+	}
+	n := 0
+	for _, k := range keys {
+		ok, err := d.Delete(k)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ListOptions select a range of keys, as in the hosted system's list().
+type ListOptions struct {
+	Start      []byte // first key included
+	StartAfter []byte // first key excluded (wins over Start)
+	End        []byte // end key, excluded
+	Prefix     []byte
+	Reverse    bool
+	Limit      int // 0 = no limit
+}
+
+// List returns pairs in key order (reversed if asked) within the options.
+func (d *DB) List(o ListOptions) ([]Pair, error) {
+	var where []string
+	var args []any
+	if o.StartAfter != nil {
+		where, args = append(where, "key > ?"), append(args, o.StartAfter)
+	} else if o.Start != nil {
+		where, args = append(where, "key >= ?"), append(args, o.Start)
+	}
+	if o.End != nil {
+		where, args = append(where, "key < ?"), append(args, o.End)
+	}
+	if len(o.Prefix) > 0 {
+		where, args = append(where, "key >= ?"), append(args, o.Prefix)
+		if end := prefixEnd(o.Prefix); end != nil {
+			where, args = append(where, "key < ?"), append(args, end)
+		}
+	}
+	q := "SELECT key, value FROM _wharf_kv"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY key"
+	if o.Reverse {
+		q += " DESC"
+	}
+	if o.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", o.Limit)
+	}
+	tx, err := d.txn()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Pair
+	for rows.Next() {
+		var p Pair
+		if err := rows.Scan(&p.Key, &p.Value); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// prefixEnd is the smallest key greater than every key with prefix p, or
+// nil if there is none (p is all 0xff).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte{}, p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// DeleteAll removes every key-value pair, the alarm and every SQL table.
+func (d *DB) DeleteAll() error {
+	if _, err := d.write("DELETE FROM _wharf_kv"); err != nil {
+		return err
+	}
+	if _, err := d.write("DELETE FROM _wharf_alarm"); err != nil {
+		return err
+	}
+	tx, _ := d.txn()
+	rows, err := tx.Query("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_wharf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+	if err != nil {
+		return err
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, t := range tables {
+		if _, err := d.write(`DROP TABLE "` + strings.ReplaceAll(t, `"`, `""`) + `"`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Alarm returns the scheduled alarm time, if any.
+func (d *DB) Alarm() (time.Time, bool, error) {
+	tx, err := d.txn()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	var ms int64
+	err = tx.QueryRow("SELECT at_ms FROM _wharf_alarm WHERE id = 1").Scan(&ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(ms), true, nil
+}
+
+// SetAlarm schedules the object's one alarm, replacing any other.
+func (d *DB) SetAlarm(at time.Time) error {
+	_, err := d.write("INSERT INTO _wharf_alarm (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms", at.UnixMilli())
+	return err
+}
+
+// DeleteAlarm cancels the alarm.
+func (d *DB) DeleteAlarm() error {
+	_, err := d.write("DELETE FROM _wharf_alarm")
+	return err
+}

@@ -1,0 +1,210 @@
+package storage
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func open(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "obj.sqlite")
+	d, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	return d, path
+}
+
+func keys(ps []Pair) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, string(p.Key))
+	}
+	return out
+}
+
+func TestKeyValue(t *testing.T) {
+	d, _ := open(t)
+	require.NoError(t, d.Put([]byte("a"), []byte("1")))
+	v, ok, err := d.Get([]byte("a"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "1", string(v))
+	_, ok, err = d.Get([]byte("missing"))
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	require.NoError(t, d.PutMany([]Pair{{[]byte("b"), []byte("2")}, {[]byte("c"), []byte("3")}}))
+	got, err := d.GetMany([][]byte{[]byte("c"), []byte("zz"), []byte("a")})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c", "a"}, keys(got))
+
+	existed, err := d.Delete([]byte("a"))
+	require.NoError(t, err)
+	assert.True(t, existed)
+	existed, err = d.Delete([]byte("a"))
+	require.NoError(t, err)
+	assert.False(t, existed)
+	n, err := d.DeleteMany([][]byte{[]byte("b"), []byte("c"), []byte("nope")})
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}
+
+func TestList(t *testing.T) {
+	d, _ := open(t)
+	for _, k := range []string{"a", "b", "ba", "bb", "c", "d"} {
+		require.NoError(t, d.Put([]byte(k), []byte(k)))
+	}
+	cases := []struct {
+		o    ListOptions
+		want []string
+	}{
+		{ListOptions{}, []string{"a", "b", "ba", "bb", "c", "d"}},
+		{ListOptions{Prefix: []byte("b")}, []string{"b", "ba", "bb"}},
+		{ListOptions{Start: []byte("b"), End: []byte("c")}, []string{"b", "ba", "bb"}},
+		{ListOptions{StartAfter: []byte("b"), End: []byte("c")}, []string{"ba", "bb"}},
+		{ListOptions{Reverse: true, Limit: 2}, []string{"d", "c"}},
+		{ListOptions{Prefix: []byte("b"), Reverse: true, Limit: 2}, []string{"bb", "ba"}},
+	}
+	for _, c := range cases {
+		got, err := d.List(c.o)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, keys(got), "%+v", c.o)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	d, _ := open(t)
+	assert.ErrorIs(t, d.Put(bytes.Repeat([]byte("k"), MaxKeyBytes+1), nil), ErrKeyTooLarge)
+	assert.ErrorIs(t, d.Put([]byte("k"), make([]byte, MaxValueBytes+1)), ErrValueTooLarge)
+	assert.ErrorIs(t, d.Put(nil, []byte("v")), ErrEmptyKey)
+	assert.NoError(t, d.Put(bytes.Repeat([]byte("k"), MaxKeyBytes), make([]byte, MaxValueBytes)))
+	many := make([][]byte, MaxBatch+1)
+	_, err := d.GetMany(many)
+	assert.ErrorIs(t, err, ErrBatchTooLarge)
+	// A batch with one bad value writes nothing.
+	err = d.PutMany([]Pair{{[]byte("ok"), []byte("v")}, {[]byte("bad"), make([]byte, MaxValueBytes+1)}})
+	assert.ErrorIs(t, err, ErrValueTooLarge)
+	_, ok, _ := d.Get([]byte("ok"))
+	assert.False(t, ok)
+}
+
+func TestFlushIsDurableAndFailedEventIsUndone(t *testing.T) {
+	d, path := open(t)
+	require.NoError(t, d.BeginEvent())
+	require.NoError(t, d.Put([]byte("kept"), []byte("1")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.BeginEvent())
+	require.NoError(t, d.Put([]byte("undone"), []byte("2")))
+	require.NoError(t, d.EndEvent(true))
+	assert.True(t, d.Dirty())
+	require.NoError(t, d.Flush())
+	assert.False(t, d.Dirty())
+	require.NoError(t, d.db.Close())
+
+	d2, err := Open(path)
+	require.NoError(t, err)
+	defer d2.Close()
+	_, ok, _ := d2.Get([]byte("kept"))
+	assert.True(t, ok)
+	_, ok, _ = d2.Get([]byte("undone"))
+	assert.False(t, ok)
+}
+
+func TestUnflushedWritesAreLostOnCrash(t *testing.T) {
+	d, path := open(t)
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	// Simulate a crash: the connection goes away without a commit.
+	d.tx.Rollback()
+	d.tx = nil
+	d2, err := Open(path)
+	require.NoError(t, err)
+	defer d2.Close()
+	_, ok, _ := d2.Get([]byte("k"))
+	assert.False(t, ok)
+}
+
+func TestTransactions(t *testing.T) {
+	d, _ := open(t)
+	require.NoError(t, d.BeginEvent())
+	require.NoError(t, d.BeginTransaction())
+	require.NoError(t, d.Put([]byte("a"), []byte("1")))
+	require.NoError(t, d.EndTransaction(false))
+	_, ok, _ := d.Get([]byte("a"))
+	assert.False(t, ok, "rolled back")
+	require.NoError(t, d.BeginTransaction())
+	require.NoError(t, d.Put([]byte("b"), []byte("1")))
+	require.NoError(t, d.EndTransaction(true))
+	_, ok, _ = d.Get([]byte("b"))
+	assert.True(t, ok, "committed")
+	assert.ErrorIs(t, d.EndTransaction(true), ErrNoTransaction)
+	// A transaction left open fails the event's writes.
+	require.NoError(t, d.BeginTransaction())
+	require.NoError(t, d.Put([]byte("c"), []byte("1")))
+	require.NoError(t, d.EndEvent(false))
+	_, ok, _ = d.Get([]byte("b"))
+	assert.False(t, ok, "the event was undone")
+}
+
+func TestSQL(t *testing.T) {
+	d, _ := open(t)
+	_, err := d.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)")
+	require.NoError(t, err)
+	r, err := d.Exec("INSERT INTO t (name, score, data) VALUES (?, ?, ?), (?, ?, ?)", "a", 1.5, []byte{1}, "b", nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), r.RowsWritten)
+	r, err = d.Exec("SELECT id, name, score, data FROM t ORDER BY id")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"id", "name", "score", "data"}, r.Columns)
+	assert.Equal(t, [][]any{{int64(1), "a", 1.5, []byte{1}}, {int64(2), "b", nil, nil}}, r.Rows)
+
+	_, err = d.Exec("SELEC nonsense")
+	assert.ErrorContains(t, err, `near "SELEC": syntax error`)
+	_, err = d.Exec("INSERT INTO missing VALUES (1)")
+	assert.ErrorContains(t, err, "no such table: missing")
+	_, err = d.Exec("BEGIN")
+	assert.ErrorIs(t, err, ErrTxStatement)
+	_, err = d.Exec("SELECT * FROM _wharf_kv")
+	assert.ErrorIs(t, err, ErrReserved)
+	_, err = d.Exec("ATTACH DATABASE 'x' AS y")
+	assert.ErrorContains(t, err, "ATTACH is not allowed")
+
+	// A failing multi-row statement leaves nothing behind.
+	_, err = d.Exec("INSERT INTO t (id, name) VALUES (10, 'x'), (1, 'dup')")
+	assert.ErrorContains(t, err, "UNIQUE constraint failed")
+	r, err = d.Exec("SELECT count(*) FROM t")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), r.Rows[0][0])
+}
+
+func TestAlarmAndDeleteAll(t *testing.T) {
+	d, _ := open(t)
+	_, ok, err := d.Alarm()
+	require.NoError(t, err)
+	assert.False(t, ok)
+	at := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+	require.NoError(t, d.SetAlarm(at))
+	got, ok, err := d.Alarm()
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.True(t, at.Equal(got))
+
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	_, err = d.Exec("CREATE TABLE \"odd\"\"name\" (x)")
+	require.NoError(t, err)
+	require.NoError(t, d.DeleteAll())
+	all, _ := d.List(ListOptions{})
+	assert.Empty(t, all)
+	_, ok, _ = d.Alarm()
+	assert.False(t, ok)
+	r, err := d.Exec("SELECT name FROM sqlite_schema WHERE type='table'")
+	require.NoError(t, err)
+	for _, row := range r.Rows {
+		assert.True(t, strings.HasPrefix(row[0].(string), "_wharf_"), row[0])
+	}
+}
