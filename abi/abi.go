@@ -21,6 +21,15 @@ const (
 	// ExportInitialize is the reactor initialiser Go and other toolchains
 	// emit; the host calls it once per instance before any event.
 	ExportInitialize = "_initialize"
+	// ExportObjectNew () -> i32 constructs the Durable Object an instance is
+	// dedicated to (see object_self); non-zero fails the activation.
+	// Required when the manifest binds Durable Objects.
+	ExportObjectNew = "wharf_object_new"
+	// ExportOnCall (call: handle) -> i32 runs an RPC method of an object.
+	ExportOnCall = "wharf_on_call"
+	// ExportOnAlarm (retry: i32) -> i32 runs an object's alarm; non-zero
+	// means it failed and is retried.
+	ExportOnAlarm = "wharf_on_alarm"
 )
 
 // Names of the host functions in ImportModule. Signatures are in README.md and
@@ -42,6 +51,79 @@ const (
 	ImportFetchResult  = "fetch_result"
 	ImportResponseHead = "response_head"
 	ImportResponseBody = "response_body"
+
+	// Durable Objects: ids, stubs and the object side of calls.
+	ImportRegisterClass = "register_class"
+	ImportObjectID      = "object_id"
+	ImportObjectSelf    = "object_self"
+	ImportObjectFetch   = "object_fetch"
+	ImportObjectCall    = "object_call"
+	ImportCallResult    = "call_result"
+	ImportCallRequest   = "call_request"
+	ImportCallReturn    = "call_return"
+
+	// Durable Object storage, for the object an instance belongs to.
+	ImportStorageGet         = "storage_get"
+	ImportStoragePut         = "storage_put"
+	ImportStorageDelete      = "storage_delete"
+	ImportStorageGetMany     = "storage_get_many"
+	ImportStoragePutMany     = "storage_put_many"
+	ImportStorageDeleteMany  = "storage_delete_many"
+	ImportStorageList        = "storage_list"
+	ImportStorageDeleteAll   = "storage_delete_all"
+	ImportStorageTransaction = "storage_transaction"
+	ImportSQLExec            = "sql_exec"
+	ImportCursorRead         = "cursor_read"
+	ImportAlarmSet           = "alarm_set"
+	ImportAlarmGet           = "alarm_get"
+	ImportAlarmDelete        = "alarm_delete"
+)
+
+// How object_id makes an id.
+const (
+	IDFromName   uint32 = 0
+	IDUnique     uint32 = 1
+	IDFromString uint32 = 2
+)
+
+// ObjectIDLen is the length of an object id: 64 lowercase hex digits.
+const ObjectIDLen = 64
+
+// Operations of storage_transaction.
+const (
+	TxBegin    uint32 = 0
+	TxCommit   uint32 = 1
+	TxRollback uint32 = 2
+)
+
+// Options of storage_list, as field names of its options list.
+const (
+	ListStart      = "start"
+	ListStartAfter = "startAfter"
+	ListEnd        = "end"
+	ListPrefix     = "prefix"
+	ListReverse    = "reverse" // "1" for descending order
+	ListLimit      = "limit"   // decimal
+)
+
+// Type tags of SQL values in field lists: the field name is the tag and the
+// value its encoding (integers and floats as 8 little-endian bytes).
+const (
+	SQLNull  = "n"
+	SQLInt   = "i"
+	SQLFloat = "f"
+	SQLText  = "t"
+	SQLBlob  = "b"
+)
+
+// Pseudo-fields of object_self, call_request and sql results.
+const (
+	FieldClass       = ":class"
+	FieldID          = ":id"
+	FieldArgs        = ":args"
+	FieldColumn      = ":column"
+	FieldRow         = ":row"
+	FieldRowsWritten = ":rows_written"
 )
 
 // Flags for stream_read and stream_write.

@@ -34,6 +34,8 @@ const (
 	KindWriteStream Kind = 4 // a writable byte stream
 	KindPending     Kind = 5 // a result that is not ready yet (fetch, forward)
 	KindTimer       Kind = 6 // a timer that becomes ready when it fires
+	KindCall        Kind = 7 // an RPC call being served by an object
+	KindCursor      Kind = 8 // the result of a SQL statement
 )
 
 // String names the kind for error messages.
@@ -51,6 +53,10 @@ func (k Kind) String() string {
 		return "pending result"
 	case KindTimer:
 		return "timer"
+	case KindCall:
+		return "call"
+	case KindCursor:
+		return "cursor"
 	}
 	return "unknown"
 }

@@ -81,6 +81,9 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	var src io.ReadCloser
 	if in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0 {
 		src = in.r.Body
+		// Let the guest read while it writes (an echo). Only for a body it
+		// takes: net/http must handle an unread body itself.
+		in.rc.EnableFullDuplex()
 	}
 	in.body = newReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)

@@ -117,7 +117,6 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := newIncoming(rw, r)
-	in.rc.EnableFullDuplex()
 	g := inst.Data.(*guest)
 	g.beginEvent(r.Context(), id)
 	h := g.table.add(abi.KindRequest, in)

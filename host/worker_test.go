@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -461,4 +462,22 @@ func TestConcurrentRequestsUseSeparateInstances(t *testing.T) {
 		t.Error(err)
 	}
 	assert.LessOrEqual(t, w.Plugin().Stats().Created, uint64(4), "the instance cap was exceeded")
+}
+
+func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
+	w := startWorker(t, "")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i := 0; i < 5; i++ {
+		body := strings.Repeat("b", 1000*i+1)
+		fmt.Fprintf(conn, "POST /hello?name=k HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err, "request %d on the same connection", i)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, "hello k", string(b))
+	}
+	assert.NotContains(t, w.logs.String(), "panic")
 }

@@ -1,8 +1,10 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +30,7 @@ func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm"
 // Build compiles the manifest's Go package with GOOS=wasip1 GOARCH=wasm
 // -buildmode=c-shared into out (WasmPath() if empty) and returns the path.
 // The go command's output is passed to stderr.
-func Build(ctx context.Context, m *Manifest, out string, stderr *os.File) (string, error) {
+func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (string, error) {
 	if !m.NeedsBuild() {
 		return "", fmt.Errorf("%s: main = %q is already a .wasm file; nothing to build", m.Path, m.Main)
 	}
@@ -53,8 +55,13 @@ func Build(ctx context.Context, m *Manifest, out string, stderr *os.File) (strin
 	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", out, ".")
 	cmd.Dir = pkg
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	cmd.Stdout, cmd.Stderr = stderr, stderr
+	var output bytes.Buffer
+	cmd.Stdout = io.MultiWriter(stderr, &output)
+	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
+		if strings.Contains(output.String(), "function main is undeclared") {
+			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs an empty `func main() {}` (it is never called; register handlers in init)", pkg)
+		}
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}
 	return out, nil

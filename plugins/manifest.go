@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ type Manifest struct {
 	Listen string `toml:"listen"`
 	// Limits bounds each guest instance.
 	Limits Limits `toml:"limits"`
+	// DurableObjects binds object classes of the module to names.
+	DurableObjects DurableObjects `toml:"durable_objects"`
 
 	// Path is the manifest file; Dir is its directory.
 	Path string `toml:"-"`
@@ -48,6 +51,24 @@ type Limits struct {
 	EventsPerInstance int `toml:"events_per_instance"`
 }
 
+// DurableObjects is the [durable_objects] table.
+type DurableObjects struct {
+	// Bindings name the classes a Worker can reach, as in wrangler.toml.
+	Bindings []Binding `toml:"bindings"`
+	// IdleTimeout is how long an object stays live without events before
+	// it is evicted, e.g. "30s".
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxLive caps live objects; the least recently used idle one is
+	// evicted to make room.
+	MaxLive int `toml:"max_live"`
+}
+
+// Binding is one [[durable_objects.bindings]] entry.
+type Binding struct {
+	Name      string `toml:"name"`
+	ClassName string `toml:"class_name"`
+}
+
 // Defaults applied to fields a manifest leaves out.
 const (
 	DefaultListen        = "127.0.0.1:8787"
@@ -55,14 +76,20 @@ const (
 	DefaultTimeout       = 30 * time.Second
 	DefaultInstances     = 64
 	DefaultWarmInstances = 2
+	DefaultIdleTimeout   = 30 * time.Second
+	DefaultMaxLive       = 1000
 )
 
 // Duration is a time.Duration written as a string such as "30s".
 type Duration struct{ time.Duration }
 
-// UnmarshalText parses a Go duration string.
+// UnmarshalText parses a Go duration string such as "30s", or a whole
+// number of seconds.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
+	if secs, serr := strconv.ParseUint(string(b), 10, 32); serr == nil {
+		v, err = time.Duration(secs)*time.Second, nil
+	}
 	if err != nil {
 		return fmt.Errorf("invalid duration %q (use e.g. \"500ms\", \"30s\", \"5m\")", b)
 	}
@@ -132,6 +159,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if l.WarmInstances == 0 {
 		l.WarmInstances = min(DefaultWarmInstances, l.Instances)
 	}
+	if err := m.DurableObjects.check(data); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -159,6 +189,55 @@ func describeTOMLError(err error) error {
 		return fmt.Errorf("%d:%d: %s", row, col, msg)
 	}
 	return fmt.Errorf("1:1: %w", err)
+}
+
+func (d *DurableObjects) check(data []byte) error {
+	if d.MaxLive < 0 {
+		return fmt.Errorf("%s: must not be negative, got %d", lineOf(data, "durable_objects.max_live"), d.MaxLive)
+	}
+	if d.MaxLive == 0 {
+		d.MaxLive = DefaultMaxLive
+	}
+	if d.IdleTimeout.Duration == 0 {
+		d.IdleTimeout.Duration = DefaultIdleTimeout
+	}
+	seen := map[string]bool{}
+	for i, b := range d.Bindings {
+		where := fmt.Sprintf("%s: durable_objects.bindings[%d]", bindingLine(data, i), i)
+		switch {
+		case b.Name == "":
+			return fmt.Errorf("%s: missing required key \"name\"", where)
+		case b.ClassName == "":
+			return fmt.Errorf("%s: binding %s: missing required key \"class_name\"", where, b.Name)
+		case seen[b.Name]:
+			return fmt.Errorf("%s: binding name %q is used twice", where, b.Name)
+		}
+		seen[b.Name] = true
+	}
+	return nil
+}
+
+// bindingLine is the "line:col" of the i-th [[durable_objects.bindings]].
+func bindingLine(data []byte, i int) string {
+	for n, line := range strings.Split(string(data), "\n") {
+		if strings.ReplaceAll(strings.TrimSpace(line), " ", "") == "[[durable_objects.bindings]]" {
+			if i == 0 {
+				return fmt.Sprintf("%d:1", n+1)
+			}
+			i--
+		}
+	}
+	return "1:1"
+}
+
+// Binding returns the binding called name.
+func (d *DurableObjects) Binding(name string) (Binding, bool) {
+	for _, b := range d.Bindings {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Binding{}, false
 }
 
 var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)

@@ -37,6 +37,12 @@ events_per_instance = 10
 	assert.False(t, m.NeedsBuild())
 }
 
+func TestDurationAcceptsSeconds(t *testing.T) {
+	m, err := ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\ntimeout = 45\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 45*time.Second, m.Limits.Timeout.Duration)
+}
+
 func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 	cases := map[string]string{
 		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                       `3:1: unknown key "bogus"`,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -41,7 +42,8 @@ type Plugin struct {
 	cfg    Config
 	engine Engine
 	module CompiledModule
-	pool   *pool
+	pool   *Pool
+	pools  []*Pool
 }
 
 // Instance is one initialised guest checked out of a plugin's pool.
@@ -123,12 +125,7 @@ func (p *Plugin) Name() string { return p.cfg.Name }
 
 // HasExport reports whether the module exports function name.
 func (p *Plugin) HasExport(name string) bool {
-	for _, e := range p.module.Exports() {
-		if e == name {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.module.Exports(), name)
 }
 
 // newInstance instantiates the module, runs its initialiser and checks the
@@ -164,19 +161,31 @@ func (p *Plugin) newInstance(ctx context.Context) (*Instance, error) {
 	return inst, nil
 }
 
-// Get checks out an initialised instance, waiting while the pool is at its
-// cap until ctx ends.
-func (p *Plugin) Get(ctx context.Context) (*Instance, error) { return p.pool.get(ctx) }
+// Get checks out an initialised instance from the plugin's main pool,
+// waiting while the pool is at its cap until ctx ends.
+func (p *Plugin) Get(ctx context.Context) (*Instance, error) { return p.pool.Get(ctx) }
 
-// Put returns an instance; one that broke or is worn out is replaced.
-func (p *Plugin) Put(inst *Instance) { p.pool.put(inst) }
+// Put returns an instance to the main pool; one that broke or is worn out is
+// replaced.
+func (p *Plugin) Put(inst *Instance) { p.pool.Put(inst) }
 
-// Stats reports the pool's counters.
-func (p *Plugin) Stats() PoolStats { return p.pool.stats() }
+// Stats reports the main pool's counters.
+func (p *Plugin) Stats() PoolStats { return p.pool.Stats() }
 
-// Close closes the pool and the engine.
+// NewPool makes another pool of the same module, e.g. for instances that
+// are dedicated to one Durable Object each. Plugin.Close closes it.
+func (p *Plugin) NewPool(cfg PoolConfig) *Pool {
+	pool := newPool(cfg, p.newInstance, p.cfg.OnPoolError)
+	p.pools = append(p.pools, pool)
+	return pool
+}
+
+// Close closes the pools and the engine.
 func (p *Plugin) Close(ctx context.Context) error {
-	p.pool.close()
+	p.pool.Close()
+	for _, pool := range p.pools {
+		pool.Close()
+	}
 	return p.engine.Close(ctx)
 }
 

@@ -23,9 +23,9 @@ type PoolStats struct {
 	Created, Discarded uint64
 }
 
-// pool keeps initialised instances ready. Instances that broke or served
+// Pool keeps initialised instances ready. Instances that broke or served
 // MaxEvents are discarded, never reused; refills happen in the background.
-type pool struct {
+type Pool struct {
 	cfg     PoolConfig
 	newInst func(context.Context) (*Instance, error)
 	onError func(error)
@@ -43,12 +43,12 @@ type pool struct {
 	wg        sync.WaitGroup
 }
 
-func newPool(cfg PoolConfig, newInst func(context.Context) (*Instance, error), onError func(error)) *pool {
+func newPool(cfg PoolConfig, newInst func(context.Context) (*Instance, error), onError func(error)) *Pool {
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = 64
 	}
 	cfg.MinIdle = min(max(cfg.MinIdle, 0), cfg.MaxInstances)
-	p := &pool{
+	p := &Pool{
 		cfg: cfg, newInst: newInst, onError: onError,
 		freed:  make(chan struct{}, 1),
 		refill: make(chan struct{}, 1),
@@ -60,14 +60,14 @@ func newPool(cfg PoolConfig, newInst func(context.Context) (*Instance, error), o
 	return p
 }
 
-func (p *pool) kick() {
+func (p *Pool) kick() {
 	select {
 	case p.refill <- struct{}{}:
 	default:
 	}
 }
 
-func (p *pool) signalFreed() {
+func (p *Pool) signalFreed() {
 	select {
 	case p.freed <- struct{}{}:
 	default:
@@ -75,7 +75,7 @@ func (p *pool) signalFreed() {
 }
 
 // refiller keeps MinIdle instances ready.
-func (p *pool) refiller() {
+func (p *Pool) refiller() {
 	defer p.wg.Done()
 	for {
 		select {
@@ -115,10 +115,11 @@ func (p *pool) refiller() {
 	}
 }
 
-func (p *pool) liveLocked() int { return len(p.idle) + p.busy + p.creating }
+func (p *Pool) liveLocked() int { return len(p.idle) + p.busy + p.creating }
 
-// get returns an idle instance, creates one if under the cap, or waits.
-func (p *pool) get(ctx context.Context) (*Instance, error) {
+// Get returns an idle instance, creates one if under the cap, or waits
+// until ctx ends.
+func (p *Pool) Get(ctx context.Context) (*Instance, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -159,9 +160,9 @@ func (p *pool) get(ctx context.Context) (*Instance, error) {
 	}
 }
 
-// put returns an instance after an event. Broken or worn-out instances are
+// Put returns an instance after an event. Broken or worn-out instances are
 // closed and replaced.
-func (p *pool) put(inst *Instance) {
+func (p *Pool) Put(inst *Instance) {
 	keep := !inst.broken && (p.cfg.MaxEvents == 0 || inst.events < p.cfg.MaxEvents)
 	p.mu.Lock()
 	p.busy--
@@ -177,15 +178,16 @@ func (p *pool) put(inst *Instance) {
 	p.signalFreed()
 }
 
-func (p *pool) stats() PoolStats {
+// Stats reports the pool's counters.
+func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return PoolStats{Idle: len(p.idle), Busy: p.busy, Created: p.created, Discarded: p.discarded}
 }
 
-// close stops the refiller and closes idle instances; busy ones are closed
+// Close stops the refiller and closes idle instances; busy ones are closed
 // as they come back.
-func (p *pool) close() {
+func (p *Pool) Close() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

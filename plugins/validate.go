@@ -54,7 +54,11 @@ func validateModule(m CompiledModule, known map[string][]HostFunc, required []st
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: missing required export %s", ErrInvalidModule, strings.Join(missing, ", "))
+		hint := ""
+		if slices.Contains(missing, abi.ExportABIVersion) {
+			hint = " (a Go plugin gets them by importing github.com/wharfhq/wharf/sdk and calling sdk.Serve from an init function)"
+		}
+		return fmt.Errorf("%w: missing required export %s%s", ErrInvalidModule, strings.Join(missing, ", "), hint)
 	}
 	return nil
 }
