@@ -21,6 +21,12 @@ type guest struct {
 	lastErr string
 	wakeup  signal
 	scratch []byte // reused to encode heads
+	// object is the Durable Object this instance is dedicated to; nil in a
+	// Worker instance.
+	object *object
+	// classes are the object classes the guest registered while it
+	// initialised.
+	classes []string
 
 	// The current event; set by beginEvent, cleared by endEvent. The id is
 	// formatted only when something is logged.

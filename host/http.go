@@ -25,6 +25,9 @@ type incoming struct {
 	responded bool
 	status    int
 	stream    *writeStream // set when the response body streams
+	// streamed, if set, runs before a streamed response's head is released
+	// (an object commits its writes there).
+	streamed func() error
 }
 
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
@@ -134,9 +137,24 @@ func (s responseSink) write(p []byte) error {
 	return s.in.rc.Flush()
 }
 
-func (s responseSink) finish() error { return nil }
+// bodyEnder is a ResponseWriter whose body must be ended explicitly (an
+// object's response to another guest).
+type bodyEnder interface{ endBody(error) }
 
-func (s responseSink) abort(error) { s.in.rc.SetWriteDeadline(time.Now()) }
+func (s responseSink) finish() error {
+	if e, ok := s.in.rw.(bodyEnder); ok {
+		e.endBody(nil)
+	}
+	return nil
+}
+
+func (s responseSink) abort(err error) {
+	if e, ok := s.in.rw.(bodyEnder); ok {
+		e.endBody(err)
+		return
+	}
+	s.in.rc.SetWriteDeadline(time.Now())
+}
 
 func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
@@ -190,6 +208,12 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		return nil
 	}
 	in.stream = newWriteStream(responseSink{in}, g.wake)
+	if in.streamed != nil {
+		if err := in.streamed(); err != nil {
+			in.stream.abort(err)
+			return fmt.Errorf("%w: %w", abi.StatusIO, err)
+		}
+	}
 	if _, err := in.stream.write(ctx, body, false); err != nil {
 		in.stream.abort(err) // no handle was issued: end it here
 		return err

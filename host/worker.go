@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/wharfhq/wharf/abi"
@@ -34,8 +36,9 @@ type Config struct {
 
 // services is what the imports need beyond the guest itself.
 type services struct {
-	base   context.Context // lives as long as the host; parents fetches and forwards
-	client *http.Client
+	base    context.Context // lives as long as the host; parents fetches and forwards
+	client  *http.Client
+	objects *Objects // nil without Durable Object bindings
 }
 
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
@@ -62,6 +65,10 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	base, cancel := context.WithCancel(context.Background())
 	s := &services{base: base, client: client}
 	m := cfg.Manifest
+	required := []string{abi.ExportOnFetch}
+	if len(m.DurableObjects.Bindings) > 0 {
+		required = append(required, abi.ExportObjectNew, abi.ExportOnCall, abi.ExportOnAlarm)
+	}
 	p, err := plugins.Load(ctx, plugins.Config{
 		Name:             m.Name,
 		Path:             cfg.WasmPath,
@@ -73,14 +80,26 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			MaxInstances: m.Limits.Instances,
 			MaxEvents:    m.Limits.EventsPerInstance,
 		},
-		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: s.imports()},
-		RequiredExports: []string{abi.ExportOnFetch},
+		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: append(s.imports(), s.objectImports()...)},
+		RequiredExports: required,
 		NewData:         newInstanceData(m.Name, logger),
 		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
 	})
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	if len(m.DurableObjects.Bindings) > 0 {
+		if err := checkClasses(ctx, p, m); err != nil {
+			p.Close(ctx)
+			cancel()
+			return nil, err
+		}
+		if s.objects, err = newObjects(p, m, cfg.DataDir, logger); err != nil {
+			p.Close(ctx)
+			cancel()
+			return nil, err
+		}
 	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
@@ -93,10 +112,35 @@ func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
 // InFlight is the number of requests being served.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
-// Close stops fetches and forwards and releases the pool.
+// checkClasses refuses a manifest binding a class the module does not
+// register (the SDK registers classes while the instance initialises).
+func checkClasses(ctx context.Context, p *plugins.Plugin, m *plugins.Manifest) error {
+	inst, err := p.Get(ctx)
+	if err != nil {
+		return err
+	}
+	registered := inst.Data.(*guest).classes
+	p.Put(inst)
+	for _, b := range m.DurableObjects.Bindings {
+		if !slices.Contains(registered, b.ClassName) {
+			return fmt.Errorf("%s: durable object binding %s: class %q is not registered by the module (it registers: %s)",
+				m.Path, b.Name, b.ClassName, strings.Join(registered, ", "))
+		}
+	}
+	return nil
+}
+
+// Objects is the Durable Object runtime, nil without bindings.
+func (w *Worker) Objects() *Objects { return w.services.objects }
+
+// Close stops fetches, forwards and objects and releases the pools.
 func (w *Worker) Close(ctx context.Context) error {
+	var err error
+	if w.services.objects != nil {
+		err = w.services.objects.Close()
+	}
 	w.cancel()
-	return w.plugin.Close(ctx)
+	return errors.Join(err, w.plugin.Close(ctx))
 }
 
 func (w *Worker) newRequestID() eventID {

@@ -209,6 +209,9 @@ func (i *Instance) HasExport(name string) bool { return i.inst.HasExport(name) }
 // Memory is the instance's linear memory.
 func (i *Instance) Memory() Memory { return i.inst.Memory() }
 
+// Broken reports whether a call failed, so the instance must not be reused.
+func (i *Instance) Broken() bool { return i.broken }
+
 // MarkBroken makes Put discard the instance, e.g. after its host state
 // became inconsistent.
 func (i *Instance) MarkBroken() { i.broken = true }

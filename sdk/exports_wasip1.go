@@ -17,3 +17,12 @@ func abiVersion() int32 { return abi.Version }
 
 //go:wasmexport wharf_on_fetch
 func wharfOnFetch(req uint32) int32 { return onFetch(req) }
+
+//go:wasmexport wharf_object_new
+func wharfObjectNew() int32 { return onObjectNew() }
+
+//go:wasmexport wharf_on_call
+func wharfOnCall(call uint32) int32 { return onCall(call) }
+
+//go:wasmexport wharf_on_alarm
+func wharfOnAlarm(retry int32) int32 { return onAlarm(retry) }

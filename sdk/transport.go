@@ -20,6 +20,12 @@ type Transport struct{}
 // streamed to the host; the response body is a host stream. A deadline on
 // req's context bounds the wait.
 func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return roundTrip(req, wharf.Fetch)
+}
+
+// roundTrip sends req through start (fetch, or object_fetch) and waits for
+// the response head.
+func roundTrip(req *http.Request, start func(head []byte, flags uint32) (body, pending uint32, err error)) (*http.Response, error) {
 	if req.URL == nil {
 		return nil, errors.New("wharf: http request has no URL")
 	}
@@ -42,7 +48,7 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if hasBody {
 		flags = abi.FetchBodyStream
 	}
-	bodyH, pendingH, err := wharf.Fetch(b.Bytes(), flags)
+	bodyH, pendingH, err := start(b.Bytes(), flags)
 	if hasBody {
 		defer req.Body.Close()
 	}

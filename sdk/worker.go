@@ -34,7 +34,11 @@ func onFetch(req uint32) (status int32) {
 			status = 1
 		}
 	}()
-	if handler == nil {
+	h := handler
+	if current != nil { // this instance is a Durable Object
+		h = objectHandler()
+	}
+	if h == nil {
 		http.Error(rw, "no handler: call sdk.Serve from an init function", http.StatusInternalServerError)
 		return rw.finish()
 	}
@@ -43,7 +47,7 @@ func onFetch(req uint32) (status int32) {
 		wharf.Log(abi.LogError, "reading the request: "+err.Error())
 		return 1
 	}
-	handler.ServeHTTP(rw, r)
+	h.ServeHTTP(rw, r)
 	return rw.finish()
 }
 

@@ -43,3 +43,40 @@ func responseHead(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 	return unsupported
 }
 func responseBody(uint32, unsafe.Pointer) int32 { return unsupported }
+
+func registerClass(unsafe.Pointer, uint32) int32 { return unsupported }
+func objectID(unsafe.Pointer, uint32, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func objectSelf(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func objectFetch(unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
+	return unsupported
+}
+func objectCall(unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func callResult(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32  { return unsupported }
+func callRequest(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func callReturn(uint32, uint32, unsafe.Pointer, uint32) int32          { return unsupported }
+func storageGet(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func storagePut(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 { return unsupported }
+func storageDelete(unsafe.Pointer, uint32, unsafe.Pointer) int32      { return unsupported }
+func storageGetMany(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func storagePutMany(unsafe.Pointer, uint32) int32                    { return unsupported }
+func storageDeleteMany(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func storageList(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func storageDeleteAll() int32         { return unsupported }
+func storageTransaction(uint32) int32 { return unsupported }
+func sqlExec(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func cursorRead(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func alarmSet(int64) int32                                            { return unsupported }
+func alarmGet(unsafe.Pointer) int32                                   { return unsupported }
+func alarmDelete() int32                                              { return unsupported }

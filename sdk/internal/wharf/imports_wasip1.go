@@ -51,3 +51,69 @@ func responseHead(resp uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Point
 
 //go:wasmimport wharf_v1 response_body
 func responseBody(resp uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 register_class
+func registerClass(name unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 object_id
+func objectID(ns unsafe.Pointer, nsLen uint32, how uint32, arg unsafe.Pointer, argLen uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 object_self
+func objectSelf(buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 object_fetch
+func objectFetch(ns unsafe.Pointer, nsLen uint32, id unsafe.Pointer, head unsafe.Pointer, headLen uint32, flags uint32, bodyOut unsafe.Pointer, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 object_call
+func objectCall(ns unsafe.Pointer, nsLen uint32, id unsafe.Pointer, method unsafe.Pointer, methodLen uint32, args unsafe.Pointer, argsLen uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 call_result
+func callResult(p uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 call_request
+func callRequest(c uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 call_return
+func callReturn(c uint32, status uint32, data unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 storage_get
+func storageGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 storage_put
+func storagePut(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uint32) int32
+
+//go:wasmimport wharf_v1 storage_delete
+func storageDelete(key unsafe.Pointer, keyLen uint32, existed unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 storage_get_many
+func storageGetMany(keys unsafe.Pointer, keysLen uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 storage_put_many
+func storagePutMany(pairs unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 storage_delete_many
+func storageDeleteMany(keys unsafe.Pointer, n uint32, count unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 storage_list
+func storageList(opts unsafe.Pointer, optsLen uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 storage_delete_all
+func storageDeleteAll() int32
+
+//go:wasmimport wharf_v1 storage_transaction
+func storageTransaction(op uint32) int32
+
+//go:wasmimport wharf_v1 sql_exec
+func sqlExec(query unsafe.Pointer, queryLen uint32, args unsafe.Pointer, argsLen uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 cursor_read
+func cursorRead(c uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 alarm_set
+func alarmSet(atMS int64) int32
+
+//go:wasmimport wharf_v1 alarm_get
+func alarmGet(out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 alarm_delete
+func alarmDelete() int32

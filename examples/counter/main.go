@@ -1,0 +1,90 @@
+// Command counter is a Worker in front of a Durable Object class: every
+// name under /counter/ is its own Counter object, whose value survives
+// restarts of the host.
+//
+//	GET  /counter/{name}        the current value (RPC: Get)
+//	POST /counter/{name}        add one and return the new value (RPC: Increment)
+//	GET  /counter/{name}/fetch  the object answers over HTTP itself
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/wharfhq/wharf/sdk"
+)
+
+// Counter is a Durable Object holding one number.
+type Counter struct {
+	state *sdk.ObjectState
+	value int64
+}
+
+func newCounter(state *sdk.ObjectState) any {
+	c := &Counter{state: state}
+	if v, ok, err := state.Storage.Get("value"); err == nil && ok {
+		c.value, _ = strconv.ParseInt(string(v), 10, 64)
+	}
+	return c
+}
+
+// Increment adds by to the value and stores it; the caller's answer waits
+// until the write is durable.
+func (c *Counter) Increment(by int64) (int64, error) {
+	c.value += by
+	return c.value, c.state.Storage.Put("value", []byte(strconv.FormatInt(c.value, 10)))
+}
+
+// Get returns the value.
+func (c *Counter) Get() (int64, error) { return c.value, nil }
+
+// ServeHTTP answers fetches sent to the object itself.
+func (c *Counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintf(w, "counter %s… = %d\n", c.state.ID[:12], c.value)
+}
+
+func init() {
+	sdk.RegisterClass("Counter", newCounter)
+	counters := sdk.GetNamespace("COUNTER")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /counter/{name}", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, counters, r.PathValue("name"), "Get", nil)
+	})
+	mux.HandleFunc("POST /counter/{name}", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, counters, r.PathValue("name"), "Increment", 1)
+	})
+	mux.HandleFunc("GET /counter/{name}/fetch", func(w http.ResponseWriter, r *http.Request) {
+		stub, err := counters.GetByName(r.PathValue("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		req, _ := http.NewRequest("GET", "http://counter/", nil)
+		resp, err := stub.Fetch(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		resp.Body.(*sdk.Stream).WriteTo(w)
+	})
+	sdk.Serve(mux)
+}
+
+func answer(w http.ResponseWriter, ns *sdk.Namespace, name, method string, args any) {
+	stub, err := ns.GetByName(name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var value int64
+	if err := stub.Call(method, args, &value); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintln(w, value)
+}
+
+func main() {}

@@ -1,0 +1,101 @@
+package host
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// Object ids are 32 bytes shown as 64 hex digits: 24 bytes that identify
+// the object (an HMAC of its name, or random) and an 8-byte tag, an HMAC of
+// those bytes under the namespace's key, so an id from another namespace or a
+// mistyped one is refused instead of creating a stray object.
+
+const (
+	idBodyLen = 24
+	idTagLen  = 8
+)
+
+// Errors from parsing ids.
+var (
+	ErrMalformedID = errors.New("invalid Durable Object id")
+	ErrForeignID   = errors.New("Durable Object id belongs to another namespace")
+)
+
+// idCodec makes and checks the ids of one namespace.
+type idCodec struct{ key []byte }
+
+// loadNamespaceKey reads the namespace's secret key from path, creating it
+// on first use.
+func loadNamespaceKey(path string) (idCodec, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) == 32 {
+		return idCodec{key}, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return idCodec{}, err
+	}
+	key = make([]byte, 32)
+	rand.Read(key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return idCodec{}, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return idCodec{}, err
+	}
+	return idCodec{key}, os.Rename(tmp, path)
+}
+
+func (c idCodec) mac(parts ...string) []byte {
+	m := hmac.New(sha256.New, c.key)
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}
+
+func (c idCodec) withTag(body []byte) string {
+	tag := c.mac("tag", string(body))[:idTagLen]
+	return hex.EncodeToString(append(body, tag...))
+}
+
+// fromName returns the id of name: the same name always maps to the same id
+// in this namespace.
+func (c idCodec) fromName(name string) string {
+	return c.withTag(c.mac("name", name)[:idBodyLen])
+}
+
+// unique returns a new random id.
+func (c idCodec) unique() string {
+	body := make([]byte, idBodyLen)
+	rand.Read(body)
+	return c.withTag(body)
+}
+
+// parse checks that s is an id of this namespace.
+func (c idCodec) parse(s string) (string, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(s) != abi.ObjectIDLen || s != hex.EncodeToString(raw) {
+		return "", fmt.Errorf("%w %q: must be %d lowercase hexadecimal digits", ErrMalformedID, truncate(s, 80), abi.ObjectIDLen)
+	}
+	if !hmac.Equal(raw[idBodyLen:], c.mac("tag", string(raw[:idBodyLen]))[:idTagLen]) {
+		return "", fmt.Errorf("%w: %s was not made by this namespace", ErrForeignID, s)
+	}
+	return s, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

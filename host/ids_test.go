@@ -1,0 +1,44 @@
+package host
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestObjectIDs(t *testing.T) {
+	dir := t.TempDir()
+	a, err := loadNamespaceKey(filepath.Join(dir, "a.key"))
+	require.NoError(t, err)
+	again, err := loadNamespaceKey(filepath.Join(dir, "a.key"))
+	require.NoError(t, err)
+	b, err := loadNamespaceKey(filepath.Join(dir, "b.key"))
+	require.NoError(t, err)
+
+	id := a.fromName("alice")
+	assert.Len(t, id, 64)
+	assert.Equal(t, id, again.fromName("alice"), "stable across restarts")
+	assert.NotEqual(t, id, a.fromName("bob"))
+	assert.NotEqual(t, id, b.fromName("alice"), "namespaces differ")
+	u1, u2 := a.unique(), a.unique()
+	assert.NotEqual(t, u1, u2)
+
+	for _, good := range []string{id, u1} {
+		got, err := a.parse(good)
+		require.NoError(t, err)
+		assert.Equal(t, good, got)
+	}
+	_, err = b.parse(id)
+	assert.ErrorIs(t, err, ErrForeignID)
+	for _, bad := range []string{"", "xyz", id[:63], id + "0", strings.ToUpper(id), "zz" + id[2:]} {
+		_, err := a.parse(bad)
+		assert.ErrorIs(t, err, ErrMalformedID, bad)
+	}
+	flipped := []byte(id)
+	flipped[0] = map[bool]byte{true: '1', false: '0'}[flipped[0] == '0']
+	_, err = a.parse(string(flipped))
+	assert.ErrorIs(t, err, ErrForeignID, "a tampered id fails its tag")
+}

@@ -1,0 +1,717 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/storage"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// objectImports are the wharf_v1 functions for Durable Objects.
+func (s *services) objectImports() []plugins.HostFunc {
+	return []plugins.HostFunc{
+		hostFunc(abi.ImportRegisterClass, params(i32, i32), importRegisterClass),
+		hostFunc(abi.ImportObjectID, params(i32, i32, i32, i32, i32, i32), s.importObjectID),
+		hostFunc(abi.ImportObjectSelf, params(i32, i32, i32), importObjectSelf),
+		hostFunc(abi.ImportObjectFetch, params(i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectFetch),
+		hostFunc(abi.ImportObjectCall, params(i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectCall),
+		hostFunc(abi.ImportCallResult, params(i32, i32, i32, i32), importCallResult),
+		hostFunc(abi.ImportCallRequest, params(i32, i32, i32, i32), importCallRequest),
+		hostFunc(abi.ImportCallReturn, params(i32, i32, i32, i32), importCallReturn),
+		hostFunc(abi.ImportStorageGet, params(i32, i32, i32, i32, i32), importStorageGet),
+		hostFunc(abi.ImportStoragePut, params(i32, i32, i32, i32), importStoragePut),
+		hostFunc(abi.ImportStorageDelete, params(i32, i32, i32), importStorageDelete),
+		hostFunc(abi.ImportStorageGetMany, params(i32, i32, i32, i32, i32), importStorageGetMany),
+		hostFunc(abi.ImportStoragePutMany, params(i32, i32), importStoragePutMany),
+		hostFunc(abi.ImportStorageDeleteMany, params(i32, i32, i32), importStorageDeleteMany),
+		hostFunc(abi.ImportStorageList, params(i32, i32, i32, i32, i32), importStorageList),
+		hostFunc(abi.ImportStorageDeleteAll, nil, importStorageDeleteAll),
+		hostFunc(abi.ImportStorageTransaction, params(i32), importStorageTransaction),
+		hostFunc(abi.ImportSQLExec, params(i32, i32, i32, i32, i32), importSQLExec),
+		hostFunc(abi.ImportCursorRead, params(i32, i32, i32, i32), importCursorRead),
+		hostFunc(abi.ImportAlarmSet, params(i64), importAlarmSet),
+		hostFunc(abi.ImportAlarmGet, params(i32), importAlarmGet),
+		hostFunc(abi.ImportAlarmDelete, nil, importAlarmDelete),
+	}
+}
+
+func importRegisterClass(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	name, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	if len(name) == 0 {
+		return fmt.Errorf("%w: empty class name", abi.StatusInvalid)
+	}
+	g.classes = append(g.classes, string(name))
+	return nil
+}
+
+// binding finds the namespace named by a guest string.
+func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*namespace, error) {
+	if s.objects == nil {
+		return nil, fmt.Errorf("%w: the manifest declares no Durable Object bindings", abi.StatusNotFound)
+	}
+	name, err := readMem(mem, ptr, n)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := s.objects.namespace(string(name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, err)
+	}
+	return ns, nil
+}
+
+// objectIDArg reads a 64-byte id and checks it belongs to ns.
+func objectIDArg(mem plugins.Memory, ns *namespace, ptr uint32) (string, error) {
+	raw, err := readMem(mem, ptr, abi.ObjectIDLen)
+	if err != nil {
+		return "", err
+	}
+	id, err := ns.ids.parse(string(raw))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return id, nil
+}
+
+func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	arg, err := readMem(mem, u32(a[3]), u32(a[4]))
+	if err != nil {
+		return err
+	}
+	var id string
+	switch u32(a[2]) {
+	case abi.IDFromName:
+		id = ns.ids.fromName(string(arg))
+	case abi.IDUnique:
+		id = ns.ids.unique()
+	case abi.IDFromString:
+		if id, err = ns.ids.parse(string(arg)); err != nil {
+			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		}
+	default:
+		return fmt.Errorf("%w: unknown id kind %d", abi.StatusInvalid, u32(a[2]))
+	}
+	if !mem.Write(u32(a[5]), []byte(id)) {
+		return fmt.Errorf("%w: id buffer is outside guest memory", abi.StatusFault)
+	}
+	return nil
+}
+
+func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	if g.object == nil {
+		return fmt.Errorf("%w: this instance is a Worker, not a Durable Object", abi.StatusNotFound)
+	}
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldClass, g.object.ns.class)
+	b.Add(abi.FieldID, g.object.id)
+	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
+}
+
+// objectFetch is object_fetch(ns, ns_len, id, head, head_len, flags,
+// body_out, pending_out): like fetch, to a Durable Object.
+func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	id, err := objectIDArg(mem, ns, u32(a[2]))
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[3]), u32(a[4]))
+	if err != nil {
+		return err
+	}
+	withBody := u32(a[5])&abi.FetchBodyStream != 0
+	bodyOut, pendingOut := u32(a[6]), u32(a[7])
+	var method, rawURL string
+	header := http.Header{}
+	if err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
+		return err
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || !u.IsAbs() {
+		return fmt.Errorf("%w: an object fetch needs an absolute URL, got %q", abi.StatusInvalid, rawURL)
+	}
+	if err := writeU32(mem, pendingOut, 0); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	req := (&http.Request{Method: method, URL: u, Header: header, Host: u.Host, RequestURI: u.RequestURI(),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody}).WithContext(ctx)
+	if host := header.Get("Host"); host != "" {
+		req.Host = host
+	}
+	if withBody {
+		pr, pw := io.Pipe()
+		req.Body, req.ContentLength = pr, -1
+		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
+			req.ContentLength = cl
+		}
+		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, newWriteStream(pipeSink{pw}, g.wake)); err != nil {
+			cancel()
+			return err
+		}
+	}
+	p := newPending(g.wake, cancel)
+	if err := g.newHandle(mem, pendingOut, abi.KindPending, p); err != nil {
+		return err
+	}
+	resp := newObjectResponse(func(r *http.Response, err error) {
+		if err != nil {
+			cancel()
+			p.resolve(nil, fmt.Errorf("%w: %s %s: %w", abi.StatusIO, ns.class, id[:8], err))
+			return
+		}
+		p.resolve(&fetchedResponse{resp: r, cancel: cancel}, nil)
+	})
+	ev := &objectEvent{kind: fetchEvent, ctx: ctx, req: req, resp: resp}
+	if err := s.objects.dispatch(ns, id, ev); err != nil {
+		resp.release(err)
+	}
+	return nil
+}
+
+// callState is one RPC call: its request, and its result once answered.
+type callState struct {
+	method string
+	args   []byte
+
+	mu       sync.Mutex
+	answered bool
+	status   abi.Status
+	result   []byte
+	pending  *pending
+}
+
+// resolve hands the answer (or err) to the caller.
+func (c *callState) resolve(err error) {
+	c.mu.Lock()
+	answered, status, result := c.answered, c.status, c.result
+	c.mu.Unlock()
+	switch {
+	case err != nil:
+		c.pending.resolve(nil, fmt.Errorf("%w: %w", abi.StatusIO, err))
+	case !answered:
+		c.pending.resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
+	case status != abi.StatusOK:
+		c.pending.resolve(nil, fmt.Errorf("%w: %s", status, result))
+	default:
+		c.pending.resolve(result, nil)
+	}
+}
+
+func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	id, err := objectIDArg(mem, ns, u32(a[2]))
+	if err != nil {
+		return err
+	}
+	method, err := readMem(mem, u32(a[3]), u32(a[4]))
+	if err != nil {
+		return err
+	}
+	args, err := readMem(mem, u32(a[5]), u32(a[6]))
+	if err != nil {
+		return err
+	}
+	if len(method) == 0 {
+		return fmt.Errorf("%w: empty method name", abi.StatusInvalid)
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	c := &callState{method: string(method), args: append([]byte(nil), args...)}
+	c.pending = newPending(g.wake, cancel)
+	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, c.pending); err != nil {
+		return err
+	}
+	ev := &objectEvent{kind: callEvent, ctx: ctx, call: c}
+	if err := s.objects.dispatch(ns, id, ev); err != nil {
+		c.resolve(err)
+	}
+	return nil
+}
+
+// importCallResult is call_result(pending, buf, cap, n_out): the answer of
+// an object_call.
+func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	h := handleArg(a[0])
+	obj, err := g.table.lookup(h, abi.KindPending)
+	if err != nil {
+		return err
+	}
+	p := obj.(*pending)
+	if !p.ready() {
+		return abi.StatusAgain
+	}
+	if p.err != nil {
+		g.table.remove(h)
+		return p.err
+	}
+	result, ok := p.value.([]byte)
+	if !ok {
+		return fmt.Errorf("%w: pending handle %d is not an object call", abi.StatusInvalid, h)
+	}
+	if err := writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), result); err != nil {
+		return err
+	}
+	g.table.remove(h)
+	return nil
+}
+
+func importCallRequest(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCall)
+	if err != nil {
+		return err
+	}
+	c := obj.(*callState)
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMethod, c.method)
+	b.Add(abi.FieldArgs, string(c.args))
+	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), b.Bytes())
+}
+
+// importCallReturn is call_return(call, status, ptr, len): the result bytes
+// for status 0, else an error message.
+func importCallReturn(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCall)
+	if err != nil {
+		return err
+	}
+	data, err := readMem(mem, u32(a[2]), u32(a[3]))
+	if err != nil {
+		return err
+	}
+	c := obj.(*callState)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.answered {
+		return fmt.Errorf("%w: call %q was already answered", abi.StatusBusy, c.method)
+	}
+	c.answered, c.status, c.result = true, abi.Status(u32(a[1])), append([]byte(nil), data...)
+	return nil
+}
+
+// db returns the storage of the object the guest belongs to.
+func (g *guest) db() (*storage.DB, error) {
+	if g.object == nil || g.object.db == nil {
+		return nil, fmt.Errorf("%w: storage is only available inside a Durable Object", abi.StatusUnsupported)
+	}
+	return g.object.db, nil
+}
+
+// storageErr maps storage errors a guest can cause to statuses.
+func storageErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrKeyTooLarge), errors.Is(err, storage.ErrValueTooLarge), errors.Is(err, storage.ErrBatchTooLarge):
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	case errors.Is(err, storage.ErrEmptyKey), errors.Is(err, storage.ErrReserved), errors.Is(err, storage.ErrTxStatement), errors.Is(err, storage.ErrNoTransaction):
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return fmt.Errorf("%w: %w", abi.StatusInvalid, err) // SQLite's own message
+}
+
+func importStorageGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	key, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	v, ok, err := db.Get(key)
+	if err != nil {
+		return storageErr(err)
+	}
+	if !ok {
+		if err := writeU32(mem, u32(a[4]), 0); err != nil {
+			return err
+		}
+		return abi.StatusNotFound
+	}
+	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), v)
+}
+
+func importStoragePut(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	key, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	value, err := readMem(mem, u32(a[2]), u32(a[3]))
+	if err != nil {
+		return err
+	}
+	return storageErr(db.Put(key, value))
+}
+
+func importStorageDelete(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	key, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	existed, err := db.Delete(key)
+	if err != nil {
+		return storageErr(err)
+	}
+	return writeU32(mem, u32(a[2]), b2u(existed))
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fieldNames returns the names of an encoded field list (batch keys).
+func fieldNames(raw []byte) ([][]byte, error) {
+	var keys [][]byte
+	err := abi.RangeFields(raw, func(name, _ []byte) bool {
+		keys = append(keys, name)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return keys, nil
+}
+
+func encodePairs(pairs []storage.Pair) []byte {
+	b := abi.NewFieldsBuilder(nil)
+	for _, p := range pairs {
+		b.Add(string(p.Key), string(p.Value))
+	}
+	return b.Bytes()
+}
+
+func importStorageGetMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	keys, err := fieldNames(raw)
+	if err != nil {
+		return err
+	}
+	pairs, err := db.GetMany(keys)
+	if err != nil {
+		return storageErr(err)
+	}
+	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), encodePairs(pairs))
+}
+
+func importStoragePutMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	var pairs []storage.Pair
+	if err := abi.RangeFields(raw, func(k, v []byte) bool {
+		pairs = append(pairs, storage.Pair{Key: k, Value: v})
+		return true
+	}); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return storageErr(db.PutMany(pairs))
+}
+
+func importStorageDeleteMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	keys, err := fieldNames(raw)
+	if err != nil {
+		return err
+	}
+	n, err := db.DeleteMany(keys)
+	if err != nil {
+		return storageErr(err)
+	}
+	return writeU32(mem, u32(a[2]), uint32(n))
+}
+
+func importStorageList(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	var o storage.ListOptions
+	var bad error
+	err = abi.RangeFields(raw, func(name, value []byte) bool {
+		v := append([]byte{}, value...)
+		switch string(name) {
+		case abi.ListStart:
+			o.Start = v
+		case abi.ListStartAfter:
+			o.StartAfter = v
+		case abi.ListEnd:
+			o.End = v
+		case abi.ListPrefix:
+			o.Prefix = v
+		case abi.ListReverse:
+			o.Reverse = string(v) == "1"
+		case abi.ListLimit:
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n < 0 {
+				bad = fmt.Errorf("%w: list limit %q is not a non-negative integer", abi.StatusInvalid, v)
+				return false
+			}
+			o.Limit = n
+		default:
+			bad = fmt.Errorf("%w: unknown list option %q", abi.StatusInvalid, name)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	if bad != nil {
+		return bad
+	}
+	pairs, err := db.List(o)
+	if err != nil {
+		return storageErr(err)
+	}
+	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), encodePairs(pairs))
+}
+
+func importStorageDeleteAll(_ context.Context, g *guest, _ plugins.Memory, _ []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	if err := db.DeleteAll(); err != nil {
+		return storageErr(err)
+	}
+	g.object.objs.alarms.remove(alarmKey{g.object.ns.class, g.object.id})
+	return nil
+}
+
+func importStorageTransaction(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	switch u32(a[0]) {
+	case abi.TxBegin:
+		return storageErr(db.BeginTransaction())
+	case abi.TxCommit:
+		return storageErr(db.EndTransaction(true))
+	case abi.TxRollback:
+		return storageErr(db.EndTransaction(false))
+	}
+	return fmt.Errorf("%w: unknown transaction operation %d", abi.StatusInvalid, u32(a[0]))
+}
+
+// decodeSQLArgs turns a typed field list into driver values.
+func decodeSQLArgs(raw []byte) ([]any, error) {
+	var args []any
+	var bad error
+	err := abi.RangeFields(raw, func(tag, v []byte) bool {
+		switch string(tag) {
+		case abi.SQLNull:
+			args = append(args, nil)
+		case abi.SQLInt, abi.SQLFloat:
+			if len(v) != 8 {
+				bad = fmt.Errorf("%w: %s argument must be 8 bytes", abi.StatusInvalid, tag)
+				return false
+			}
+			u := binary.LittleEndian.Uint64(v)
+			if string(tag) == abi.SQLInt {
+				args = append(args, int64(u))
+			} else {
+				args = append(args, math.Float64frombits(u))
+			}
+		case abi.SQLText:
+			args = append(args, string(v))
+		case abi.SQLBlob:
+			args = append(args, append([]byte{}, v...))
+		default:
+			bad = fmt.Errorf("%w: unknown SQL value type %q", abi.StatusInvalid, tag)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	return args, bad
+}
+
+// encodeSQLResult lays out columns, rows and counts as a field list:
+// ":column" per column, then ":row" before each row's typed values, then
+// ":rows_written".
+func encodeSQLResult(r *storage.Result) []byte {
+	b := abi.NewFieldsBuilder(nil)
+	for _, c := range r.Columns {
+		b.Add(abi.FieldColumn, c)
+	}
+	var num [8]byte
+	for _, row := range r.Rows {
+		b.Add(abi.FieldRow, "")
+		for _, v := range row {
+			switch x := v.(type) {
+			case nil:
+				b.Add(abi.SQLNull, "")
+			case int64:
+				binary.LittleEndian.PutUint64(num[:], uint64(x))
+				b.Add(abi.SQLInt, string(num[:]))
+			case float64:
+				binary.LittleEndian.PutUint64(num[:], math.Float64bits(x))
+				b.Add(abi.SQLFloat, string(num[:]))
+			case string:
+				b.Add(abi.SQLText, x)
+			case []byte:
+				b.Add(abi.SQLBlob, string(x))
+			case bool:
+				binary.LittleEndian.PutUint64(num[:], uint64(b2u(x)))
+				b.Add(abi.SQLInt, string(num[:]))
+			case time.Time:
+				b.Add(abi.SQLText, x.Format(time.RFC3339Nano))
+			default:
+				b.Add(abi.SQLText, fmt.Sprint(x))
+			}
+		}
+	}
+	b.Add(abi.FieldRowsWritten, strconv.FormatInt(r.RowsWritten, 10))
+	return b.Bytes()
+}
+
+// cursor is the encoded result of one SQL statement, kept so a guest can
+// retry a read with a bigger buffer without running the statement again.
+type cursor struct{ data []byte }
+
+func importSQLExec(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	query, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[2]), u32(a[3]))
+	if err != nil {
+		return err
+	}
+	args, err := decodeSQLArgs(raw)
+	if err != nil {
+		return err
+	}
+	if err := writeU32(mem, u32(a[4]), 0); err != nil {
+		return err
+	}
+	res, err := db.Exec(string(query), args...)
+	if err != nil {
+		return storageErr(err)
+	}
+	return g.newHandle(mem, u32(a[4]), abi.KindCursor, &cursor{data: encodeSQLResult(res)})
+}
+
+func importCursorRead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCursor)
+	if err != nil {
+		return err
+	}
+	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), obj.(*cursor).data)
+}
+
+func importAlarmSet(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	at := time.UnixMilli(int64(a[0]))
+	if err := db.SetAlarm(at); err != nil {
+		return storageErr(err)
+	}
+	k := alarmKey{g.object.ns.class, g.object.id}
+	if err := g.object.objs.alarms.set(k, at); err != nil {
+		return fmt.Errorf("%w: alarm index: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+func importAlarmGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	at, ok, err := db.Alarm()
+	if err != nil {
+		return storageErr(err)
+	}
+	if !ok {
+		return abi.StatusNotFound
+	}
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], uint64(at.UnixMilli()))
+	if !mem.Write(u32(a[0]), buf[:]) {
+		return fmt.Errorf("%w: alarm output is outside guest memory", abi.StatusFault)
+	}
+	return nil
+}
+
+func importAlarmDelete(_ context.Context, g *guest, _ plugins.Memory, _ []uint64) error {
+	db, err := g.db()
+	if err != nil {
+		return err
+	}
+	if err := db.DeleteAlarm(); err != nil {
+		return storageErr(err)
+	}
+	g.object.objs.alarms.remove(alarmKey{g.object.ns.class, g.object.id})
+	return nil
+}

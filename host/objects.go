@@ -1,0 +1,504 @@
+package host
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/storage"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// Durable Objects. Every live object owns one guest instance and its
+// storage, and one goroutine that delivers its events one at a time in
+// arrival order. Writes of back-to-back events are committed together (group
+// commit); the replies of those events are held until the commit returns, so
+// nothing that depends on a write leaves before it is durable. A guest that
+// fails an event loses its instance (the next event re-creates it from
+// storage) and that event's writes; other events and objects are unaffected.
+
+// maxBatch bounds the events whose replies wait for one commit.
+const maxBatch = 64
+
+// ErrUnknownBinding is a stub for a binding the manifest does not declare.
+var ErrUnknownBinding = errors.New("no Durable Object binding")
+
+// namespace is the id space and storage directory of one class.
+type namespace struct {
+	class string
+	ids   idCodec
+	dir   string
+}
+
+// Objects runs the Durable Objects of one plugin.
+type Objects struct {
+	plugin   *plugins.Plugin
+	pool     *plugins.Pool
+	logger   *slog.Logger
+	bindings map[string]*namespace // by binding name
+	classes  map[string]*namespace // by class name
+	idle     time.Duration
+	maxLive  int
+	alarms   *alarmScheduler
+
+	mu     sync.Mutex
+	live   map[string]*object // by class + "/" + id
+	lru    *list.List         // idle objects, least recently used first
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// object is one Durable Object: its event queue and, while live, its
+// instance and database (owned by its run goroutine).
+type object struct {
+	objs *Objects
+	ns   *namespace
+	id   string
+
+	mu       sync.Mutex
+	queue    []*objectEvent
+	running  bool
+	evictNow bool // the host needs room: retire when idle
+	lruElem  *list.Element
+	wakeup   signal
+
+	inst *plugins.Instance
+	db   *storage.DB
+}
+
+type eventKind int
+
+const (
+	fetchEvent eventKind = iota
+	callEvent
+	alarmEvent
+)
+
+// objectEvent is one delivery to an object and how to answer it.
+type objectEvent struct {
+	kind eventKind
+	ctx  context.Context
+	// fetch
+	req  *http.Request
+	resp *objectResponse
+	// call
+	call *callState
+	// alarm
+	retry int
+	// reply is called once the event's writes are durable (or failed).
+	reply func(error)
+}
+
+func newObjects(p *plugins.Plugin, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
+	o := &Objects{
+		plugin: p, logger: logger,
+		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
+		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
+		live: map[string]*object{}, lru: list.New(),
+	}
+	root := filepath.Join(dataDir, "objects")
+	for _, b := range m.DurableObjects.Bindings {
+		ns := o.classes[b.ClassName]
+		if ns == nil {
+			dir := filepath.Join(root, b.ClassName)
+			ids, err := loadNamespaceKey(filepath.Join(dir, "namespace.key"))
+			if err != nil {
+				return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
+			}
+			ns = &namespace{class: b.ClassName, ids: ids, dir: dir}
+			o.classes[b.ClassName] = ns
+		}
+		o.bindings[b.Name] = ns
+	}
+	o.pool = p.NewPool(plugins.PoolConfig{MinIdle: 1, MaxInstances: o.maxLive + 8})
+	alarms, err := newAlarmScheduler(filepath.Join(root, "alarms.sqlite"), o)
+	if err != nil {
+		return nil, err
+	}
+	o.alarms = alarms
+	return o, nil
+}
+
+func (o *Objects) namespace(binding string) (*namespace, error) {
+	ns, ok := o.bindings[binding]
+	if !ok {
+		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, binding)
+	}
+	return ns, nil
+}
+
+// dispatch queues ev for the object and starts its goroutine if needed.
+func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
+	key := ns.class + "/" + id
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return plugins.ErrPoolClosed
+	}
+	obj := o.live[key]
+	if obj == nil {
+		obj = &object{objs: o, ns: ns, id: id, wakeup: newSignal()}
+		o.live[key] = obj
+	}
+	obj.mu.Lock()
+	obj.queue = append(obj.queue, ev)
+	start := !obj.running
+	obj.running = true
+	if obj.lruElem != nil {
+		o.lru.Remove(obj.lruElem)
+		obj.lruElem = nil
+	}
+	obj.mu.Unlock()
+	if start {
+		o.wg.Add(1)
+	}
+	o.mu.Unlock()
+	if start {
+		go obj.run()
+	} else {
+		obj.wakeup.notify()
+	}
+	return nil
+}
+
+// run delivers events until the object has been idle for the idle timeout.
+func (obj *object) run() {
+	defer obj.objs.wg.Done()
+	var waiting []func(error) // replies held until the next commit
+	commit := func() {
+		var err error
+		if obj.db != nil {
+			err = obj.db.Flush()
+		}
+		if err != nil {
+			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
+			obj.deactivate() // its memory may reflect writes that were lost
+			err = fmt.Errorf("storage commit failed: %w", err)
+		}
+		for _, reply := range waiting {
+			reply(err)
+		}
+		waiting = waiting[:0]
+	}
+	for {
+		ev := obj.next()
+		if ev == nil {
+			commit()
+			if obj.waitOrRetire() {
+				return
+			}
+			continue
+		}
+		obj.handle(ev)
+		waiting = append(waiting, ev.reply)
+		if len(waiting) >= maxBatch {
+			commit()
+		}
+	}
+}
+
+func (obj *object) next() *objectEvent {
+	obj.mu.Lock()
+	defer obj.mu.Unlock()
+	if len(obj.queue) == 0 {
+		return nil
+	}
+	ev := obj.queue[0]
+	obj.queue[0] = nil
+	obj.queue = obj.queue[1:]
+	return ev
+}
+
+// waitOrRetire waits for an event. After the idle timeout, when the host
+// needs room or is shutting down, the object is evicted and waitOrRetire
+// returns true. Only the object's own goroutine retires it.
+func (obj *object) waitOrRetire() bool {
+	o := obj.objs
+	o.mu.Lock()
+	closed := o.closed
+	if obj.lruElem == nil && !closed {
+		obj.lruElem = o.lru.PushBack(obj)
+	}
+	o.mu.Unlock()
+	if closed {
+		return obj.retire()
+	}
+	o.evictOverflow()
+	timer := time.NewTimer(o.idle)
+	defer timer.Stop()
+	select {
+	case <-obj.wakeup:
+		obj.mu.Lock()
+		evict := obj.evictNow
+		obj.evictNow = false
+		obj.mu.Unlock()
+		o.mu.Lock()
+		closed = o.closed
+		o.mu.Unlock()
+		if !evict && !closed {
+			return false
+		}
+	case <-timer.C:
+	}
+	return obj.retire()
+}
+
+// retire evicts the object unless an event arrived meanwhile.
+func (obj *object) retire() bool {
+	o := obj.objs
+	o.mu.Lock()
+	obj.mu.Lock()
+	if len(obj.queue) > 0 {
+		obj.mu.Unlock()
+		o.mu.Unlock()
+		return false
+	}
+	obj.running = false
+	if obj.lruElem != nil {
+		o.lru.Remove(obj.lruElem)
+		obj.lruElem = nil
+	}
+	delete(o.live, obj.ns.class+"/"+obj.id)
+	obj.mu.Unlock()
+	o.mu.Unlock()
+	obj.deactivate()
+	if obj.db != nil {
+		if err := obj.db.Close(); err != nil {
+			o.logger.Error("closing object storage", "class", obj.ns.class, "id", obj.id, "err", err)
+		}
+		obj.db = nil
+	}
+	return true
+}
+
+// evictOverflow asks the least recently used idle objects to retire while
+// more than maxLive are live.
+func (o *Objects) evictOverflow() {
+	o.mu.Lock()
+	excess := len(o.live) - o.maxLive
+	var victims []*object
+	for e := o.lru.Front(); e != nil && len(victims) < excess; e = e.Next() {
+		victims = append(victims, e.Value.(*object))
+	}
+	o.mu.Unlock()
+	for _, v := range victims {
+		v.mu.Lock()
+		v.evictNow = true
+		v.mu.Unlock()
+		v.wakeup.notify()
+	}
+}
+
+// LiveObjects is the number of objects with a running instance or queue.
+func (o *Objects) LiveObjects() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.live)
+}
+
+// activate gives the object an instance and opens its storage, running the
+// class's constructor.
+func (obj *object) activate(ctx context.Context) error {
+	if obj.db == nil {
+		db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
+		if err != nil {
+			return fmt.Errorf("opening storage: %w", err)
+		}
+		obj.db = db
+	}
+	if obj.inst != nil {
+		return nil
+	}
+	inst, err := obj.objs.pool.Get(ctx)
+	if err != nil {
+		return err
+	}
+	g := inst.Data.(*guest)
+	g.object = obj
+	g.beginEvent(ctx, eventID{prefix: obj.ns.class, n: 0})
+	if err := obj.db.BeginEvent(); err != nil {
+		g.endEvent(err)
+		inst.MarkBroken()
+		obj.objs.pool.Put(inst)
+		return err
+	}
+	ret, err := inst.Call(ctx, abi.ExportObjectNew)
+	if err == nil && int32(ret) != 0 {
+		err = fmt.Errorf("%s returned %d: %s", abi.ExportObjectNew, int32(ret), g.lastErr)
+	}
+	g.endEvent(err)
+	obj.db.EndEvent(err != nil)
+	if err != nil {
+		inst.MarkBroken()
+		obj.objs.pool.Put(inst)
+		return fmt.Errorf("constructing %s: %w", obj.ns.class, err)
+	}
+	obj.inst = inst
+	return nil
+}
+
+// deactivate discards the instance; the next event builds a new one.
+func (obj *object) deactivate() {
+	if obj.inst != nil {
+		obj.inst.MarkBroken()
+		obj.objs.pool.Put(obj.inst)
+		obj.inst = nil
+	}
+}
+
+// handle runs one event in the object's instance.
+func (obj *object) handle(ev *objectEvent) {
+	if ev.kind == alarmEvent && !obj.alarmDue(ev) {
+		return
+	}
+	if err := obj.activate(ev.ctx); err != nil {
+		obj.objs.logger.Error("activating object failed", "class", obj.ns.class, "id", obj.id, "err", err)
+		ev.finish(err)
+		return
+	}
+	inst := obj.inst
+	g := inst.Data.(*guest)
+	g.beginEvent(ev.ctx, eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: 0})
+	err := obj.db.BeginEvent()
+	if err == nil && ev.kind == alarmEvent {
+		err = obj.db.DeleteAlarm() // a failed alarm gets it back; the handler may set a new one
+	}
+	var ret uint64
+	if err == nil {
+		switch ev.kind {
+		case fetchEvent:
+			in := newIncoming(ev.resp, ev.req)
+			in.streamed = func() error { return obj.streamed(ev) }
+			ev.resp.in = in
+			ret, err = inst.Call(ev.ctx, abi.ExportOnFetch, uint64(g.table.add(abi.KindRequest, in)))
+		case callEvent:
+			ret, err = inst.Call(ev.ctx, abi.ExportOnCall, uint64(g.table.add(abi.KindCall, ev.call)))
+		case alarmEvent:
+			ret, err = inst.Call(ev.ctx, abi.ExportOnAlarm, uint64(ev.retry))
+		}
+		if err == nil && int32(ret) != 0 {
+			err = fmt.Errorf("%s failed (returned %d)", obj.ns.class, int32(ret))
+		}
+	}
+	g.endEvent(err)
+	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {
+		err = dberr
+	}
+	if err != nil {
+		g.log().Error("object event failed", "err", err)
+		if inst.Broken() {
+			obj.deactivate()
+		}
+	}
+	ev.finish(err)
+}
+
+// streamed commits before a streamed response's head leaves, so the bytes
+// that follow never get ahead of the writes made before them.
+func (obj *object) streamed(ev *objectEvent) error {
+	if err := obj.db.Flush(); err != nil {
+		return err
+	}
+	ev.resp.release(nil)
+	return nil
+}
+
+// finish records the event's outcome; the reply goes out at the next commit.
+func (ev *objectEvent) finish(err error) {
+	switch ev.kind {
+	case fetchEvent:
+		if err == nil && !ev.resp.responded() {
+			err = errors.New("the object returned without sending a response")
+		}
+		ev.reply = func(commitErr error) { ev.resp.release(errors.Join(err, commitErr)) }
+	case callEvent:
+		ev.reply = func(commitErr error) { ev.call.resolve(errors.Join(err, commitErr)) }
+	case alarmEvent:
+		done := ev.reply
+		ev.reply = func(commitErr error) { done(errors.Join(err, commitErr)) }
+	}
+}
+
+// Close stops delivering events and retires every object.
+func (o *Objects) Close() error {
+	o.alarms.close()
+	o.mu.Lock()
+	o.closed = true
+	objs := make([]*object, 0, len(o.live))
+	for _, obj := range o.live {
+		objs = append(objs, obj)
+	}
+	o.mu.Unlock()
+	for _, obj := range objs {
+		obj.wakeup.notify()
+	}
+	o.wg.Wait()
+	return nil
+}
+
+// objectResponse is an object's answer to a fetch: held until the event's
+// writes are durable, or streamed once they are.
+type objectResponse struct {
+	in      *incoming
+	header  http.Header
+	status  int
+	body    bytes.Buffer
+	pipe    *io.PipeWriter
+	once    sync.Once
+	deliver func(*http.Response, error)
+}
+
+func newObjectResponse(deliver func(*http.Response, error)) *objectResponse {
+	return &objectResponse{header: http.Header{}, deliver: deliver}
+}
+
+func (r *objectResponse) Header() http.Header { return r.header }
+
+func (r *objectResponse) WriteHeader(status int) { r.status = status }
+
+func (r *objectResponse) Write(p []byte) (int, error) {
+	if r.pipe != nil {
+		return r.pipe.Write(p)
+	}
+	return r.body.Write(p)
+}
+
+func (r *objectResponse) responded() bool { return r.in != nil && r.in.responded }
+
+// release hands the response to the caller: the whole buffered body, or a
+// pipe the rest of a streamed body flows through.
+func (r *objectResponse) release(err error) {
+	r.once.Do(func() {
+		if err != nil {
+			r.deliver(nil, err)
+			return
+		}
+		resp := &http.Response{StatusCode: r.status, Status: fmt.Sprintf("%d %s", r.status, http.StatusText(r.status)),
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: r.header.Clone(), ContentLength: -1}
+		if r.in != nil && r.in.stream != nil {
+			pr, pw := io.Pipe()
+			r.pipe = pw
+			resp.Body = pr
+		} else {
+			resp.ContentLength = int64(r.body.Len())
+			resp.Body = io.NopCloser(bytes.NewReader(r.body.Bytes()))
+		}
+		r.deliver(resp, nil)
+	})
+}
+
+// endBody ends a streamed body: cleanly, or with err for the reader.
+func (r *objectResponse) endBody(err error) {
+	if r.pipe != nil {
+		r.pipe.CloseWithError(err)
+	}
+}
