@@ -48,6 +48,14 @@ func encodeRequestHead(buf []byte, r *http.Request) []byte {
 	for _, te := range r.TransferEncoding { // net/http moves it out of r.Header
 		b.Add("Transfer-Encoding", te)
 	}
+	if r.Header.Get("Content-Length") == "" && r.Body != nil && r.Body != http.NoBody {
+		switch { // a request built by the host (to an object) says how its body ends
+		case r.ContentLength > 0:
+			b.Add("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		case r.ContentLength < 0 && len(r.TransferEncoding) == 0:
+			b.Add("Transfer-Encoding", "chunked")
+		}
+	}
 	for name, values := range r.Header {
 		for _, v := range values {
 			b.Add(name, v)

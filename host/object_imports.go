@@ -211,6 +211,8 @@ func (c *callState) resolve(err error) {
 	answered, status, result := c.answered, c.status, c.result
 	c.mu.Unlock()
 	switch {
+	case err != nil && answered && status != abi.StatusOK: // the guest said why
+		c.pending.resolve(nil, fmt.Errorf("%w: %s", status, result))
 	case err != nil:
 		c.pending.resolve(nil, fmt.Errorf("%w: %w", abi.StatusIO, err))
 	case !answered:

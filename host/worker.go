@@ -26,8 +26,11 @@ type Config struct {
 	Manifest *plugins.Manifest
 	// WasmPath is the compiled module.
 	WasmPath string
-	// DataDir holds the compilation cache and, later, object storage.
+	// DataDir holds the compilation cache and Durable Object storage.
 	DataDir string
+	// CacheDir overrides where compiled code is cached (default
+	// DataDir/cache/wazero).
+	CacheDir string
 	// Logger receives host and guest logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means a default client.
@@ -65,6 +68,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	base, cancel := context.WithCancel(context.Background())
 	s := &services{base: base, client: client}
 	m := cfg.Manifest
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache", "wazero")
+	}
 	required := []string{abi.ExportOnFetch}
 	if len(m.DurableObjects.Bindings) > 0 {
 		required = append(required, abi.ExportObjectNew, abi.ExportOnCall, abi.ExportOnAlarm)
@@ -72,7 +78,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	p, err := plugins.Load(ctx, plugins.Config{
 		Name:             m.Name,
 		Path:             cfg.WasmPath,
-		CacheDir:         filepath.Join(cfg.DataDir, "cache", "wazero"),
+		CacheDir:         cfg.CacheDir,
 		MemoryLimitBytes: uint64(m.Limits.MemoryMiB) << 20,
 		EventTimeout:     m.Limits.Timeout.Duration,
 		Pool: plugins.PoolConfig{

@@ -62,6 +62,7 @@ type testWorker struct {
 	*Worker
 	url  string
 	logs *logBuffer
+	stop func() // shuts the worker down early (restart tests)
 }
 
 // startWorker serves testdata/guests/testworker on a loopback listener with

@@ -109,7 +109,14 @@ func objectHandler() http.Handler {
 
 // onCall is the body of wharf_on_call.
 func onCall(call uint32) (status int32) {
-	defer recoverTo(&status, "call")
+	defer func() {
+		if p := recover(); p != nil { // fail the event, and tell the caller why
+			msg := fmt.Sprintf("panic in %T call: %v", current, p)
+			wharf.Log(abi.LogError, msg)
+			wharf.CallReturn(call, abi.StatusIO, []byte(msg))
+			status = 1
+		}
+	}()
 	raw, err := wharf.CallRequest(call)
 	if err != nil {
 		return 1

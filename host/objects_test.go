@@ -1,0 +1,307 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+const objectsManifest = `name = "objects"
+main = "x.wasm"
+[[durable_objects.bindings]]
+name = "STORE"
+class_name = "Store"
+[[durable_objects.bindings]]
+name = "ALARMED"
+class_name = "Alarmed"
+[[durable_objects.bindings]]
+name = "BROKEN"
+class_name = "Broken"
+`
+
+// startObjects serves testdata/guests/objects with its storage in dataDir.
+func startObjects(t *testing.T, dataDir, extra string) *testWorker {
+	t.Helper()
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	m, err := plugins.ParseManifest([]byte(objectsManifest + extra))
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: dataDir,
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger})
+	require.NoError(t, err)
+	srv := httptest.NewServer(w)
+	closed := false
+	tw := &testWorker{Worker: w, url: srv.URL, logs: logs}
+	tw.stop = func() {
+		if closed {
+			return
+		}
+		closed = true
+		srv.CloseClientConnections()
+		srv.Close()
+		require.NoError(t, w.Close(context.Background()))
+	}
+	t.Cleanup(func() {
+		tw.stop()
+		if t.Failed() {
+			t.Logf("host log:\n%s", logs.String())
+		}
+	})
+	return tw
+}
+
+// call invokes an RPC method through the test Worker and returns the HTTP
+// status and the body (JSON result or error text).
+func (w *testWorker) call(t *testing.T, binding, name, method string, args any) (int, string) {
+	t.Helper()
+	body, _ := json.Marshal(args)
+	resp, err := http.Post(fmt.Sprintf("%s/call/%s/%s/%s", w.url, binding, name, method), "application/json", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func (w *testWorker) mustCall(t *testing.T, binding, name, method string, args any) string {
+	t.Helper()
+	code, body := w.call(t, binding, name, method, args)
+	require.Equal(t, 200, code, "%s.%s(%v): %s", binding, method, args, body)
+	return body
+}
+
+func TestObjectKeyValueStorage(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "a", "Put", map[string]string{"key": "k1", "value": "v1"})
+	assert.Equal(t, `"v1"`, w.mustCall(t, "STORE", "a", "Get", "k1"))
+	w.mustCall(t, "STORE", "a", "PutMany", []map[string]string{{"key": "b1", "value": "x"}, {"key": "b2", "value": "y"}, {"key": "c1", "value": "z"}})
+	assert.JSONEq(t, `{"b1":"x","b2":"y"}`, w.mustCall(t, "STORE", "a", "GetMany", []string{"b1", "b2", "nope"}))
+	assert.Equal(t, `["b1=x","b2=y"]`, w.mustCall(t, "STORE", "a", "List", map[string]any{"Prefix": "b"}))
+	assert.Equal(t, `["k1=v1","c1=z"]`, w.mustCall(t, "STORE", "a", "List", map[string]any{"Reverse": true, "Limit": 2}))
+	assert.Equal(t, `["b2=y","c1=z"]`, w.mustCall(t, "STORE", "a", "List", map[string]any{"StartAfter": "b1", "End": "k1"}))
+	assert.Equal(t, "true", w.mustCall(t, "STORE", "a", "Delete", "k1"))
+	assert.Equal(t, "false", w.mustCall(t, "STORE", "a", "Delete", "k1"))
+	assert.Equal(t, "2", w.mustCall(t, "STORE", "a", "DeleteMany", []string{"b1", "b2", "zz"}))
+	// Another object has its own storage.
+	code, body := w.call(t, "STORE", "other", "Get", "c1")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `no key "c1"`)
+	w.mustCall(t, "STORE", "a", "DeleteAll", nil)
+	assert.Equal(t, `null`, w.mustCall(t, "STORE", "a", "List", map[string]any{}))
+}
+
+func TestObjectStorageSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "STORE", "durable", "Put", map[string]string{"key": "k", "value": "kept"})
+	w.stop()
+	w2 := startObjects(t, dir, "")
+	assert.Equal(t, `"kept"`, w2.mustCall(t, "STORE", "durable", "Get", "k"))
+}
+
+func TestObjectEventsAreSerialPerObjectAndParallelAcross(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	run := func(names []string) time.Duration {
+		var wg sync.WaitGroup
+		start := time.Now()
+		for _, n := range names {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.mustCall(t, "STORE", n, "Sleep", 150) }()
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	run([]string{"s", "p1", "p2", "p3"}) // activate them first
+	same := run([]string{"s", "s", "s", "s"})
+	different := run([]string{"p1", "p2", "p3", "s"})
+	assert.GreaterOrEqual(t, same, 600*time.Millisecond, "events of one object overlapped")
+	assert.Less(t, different, 550*time.Millisecond, "different objects did not run in parallel")
+
+	// Arrival order is delivery order: one client's puts land in order.
+	for i := 0; i < 20; i++ {
+		w.mustCall(t, "STORE", "order", "Put", map[string]string{"key": "last", "value": fmt.Sprint(i)})
+	}
+	assert.Equal(t, `"19"`, w.mustCall(t, "STORE", "order", "Get", "last"))
+}
+
+func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "t", "Put", map[string]string{"key": "a", "value": "1"})
+	w.mustCall(t, "STORE", "bystander", "Put", map[string]string{"key": "a", "value": "1"})
+
+	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "guest trapped")
+	assert.Contains(t, w.logs.String(), "object trapped on purpose")
+
+	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "t", "Get", "a"), "earlier writes survive")
+	code, body = w.call(t, "STORE", "t", "Get", "b")
+	assert.Equal(t, 500, code, "the failed event's write was undone")
+	assert.Contains(t, body, `no key "b"`)
+	// Put, Get, Get: 3 in a surviving instance, 2 in a rebuilt one.
+	assert.Equal(t, "2", w.mustCall(t, "STORE", "t", "Events", nil), "a new instance was built from storage")
+	w.mustCall(t, "STORE", "bystander", "Put", map[string]string{"key": "a", "value": "2"})
+	assert.Equal(t, "2", w.mustCall(t, "STORE", "bystander", "Events", nil), "other objects never noticed")
+
+	code, body = w.call(t, "STORE", "t", "PutThenPanic", "c")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "object panicked on purpose")
+	code, _ = w.call(t, "STORE", "t", "Get", "c")
+	assert.Equal(t, 500, code, "a panicking event's write was undone")
+}
+
+func TestObjectConstructorFailure(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, body := w.call(t, "BROKEN", "x", "Anything", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "constructing Broken")
+	assert.Contains(t, w.logs.String(), "constructor failed on purpose")
+	assert.Equal(t, `"v"`, func() string {
+		w.mustCall(t, "STORE", "ok", "Put", map[string]string{"key": "k", "value": "v"})
+		return w.mustCall(t, "STORE", "ok", "Get", "k")
+	}(), "the host keeps serving")
+}
+
+func TestObjectIDErrors(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, id := get(t, w.url+"/id/STORE?name=alice")
+	require.Equal(t, 200, code)
+	assert.Len(t, id, 64)
+	code, again := get(t, w.url+"/id/STORE?from="+id)
+	assert.Equal(t, 200, code)
+	assert.Equal(t, id, again)
+	_, unique := get(t, w.url+"/id/STORE")
+	assert.NotEqual(t, id, unique)
+
+	code, body := get(t, w.url+"/id/STORE?from=not-an-id")
+	assert.Equal(t, 400, code)
+	assert.Contains(t, body, `invalid Durable Object id "not-an-id": must be 64 lowercase hexadecimal digits`)
+
+	_, alarmedID := get(t, w.url+"/id/ALARMED?name=alice")
+	code, body = get(t, w.url+"/id/STORE?from="+alarmedID)
+	assert.Equal(t, 400, code)
+	assert.Contains(t, body, "belongs to another namespace")
+	code, body = w.call(t, "STORE", "id:"+alarmedID, "Get", "k")
+	assert.Equal(t, 400, code)
+	assert.Contains(t, body, "belongs to another namespace")
+
+	code, body = get(t, w.url+"/id/NOPE?name=x")
+	assert.Equal(t, 400, code)
+	assert.Contains(t, body, `no Durable Object binding named "NOPE"`)
+
+	// The id names the same object as the name.
+	w.mustCall(t, "STORE", "alice", "Put", map[string]string{"key": "k", "value": "by-name"})
+	assert.Equal(t, `"by-name"`, w.mustCall(t, "STORE", "id:"+id, "Get", "k"))
+}
+
+func TestObjectBadCalls(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, body := w.call(t, "STORE", "x", "Nope", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `*main.Store has no method "Nope"`)
+	code, body = w.call(t, "STORE", "x", "Get", map[string]int{"not": 1})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "arguments of Get")
+
+	code, body = w.call(t, "STORE", "x", "PutBig", []int{2049, 1})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "key is larger than 2048 bytes")
+	code, body = w.call(t, "STORE", "x", "PutBig", []int{1, 128<<10 + 1})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "value is larger than 131072 bytes")
+	w.mustCall(t, "STORE", "x", "PutBig", []int{2048, 128 << 10})
+}
+
+func TestObjectSQL(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "db", "SQL", []any{"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL)"})
+	w.mustCall(t, "STORE", "db", "SQL", []any{"INSERT INTO t (name, score) VALUES (?, ?), (?, ?)", "a", 1.5, "b", nil})
+	assert.Equal(t, `[[1,"a",1.5],[2,"b",null]]`, w.mustCall(t, "STORE", "db", "SQL", []any{"SELECT id, name, score FROM t ORDER BY id"}))
+	code, body := w.call(t, "STORE", "db", "SQL", []any{"SELEC broken"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `near "SELEC": syntax error`)
+	code, body = w.call(t, "STORE", "db", "SQL", []any{"SELECT * FROM _wharf_kv"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "reserved")
+	w.mustCall(t, "STORE", "db", "TxFail", "txkey")
+}
+
+func TestObjectFetch(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	resp, err := http.Post(w.url+"/fetch/STORE/f/some/path", "text/plain", strings.NewReader("payload"))
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Regexp(t, `^Store [0-9a-f]{8} /some/path payload$`, string(b))
+}
+
+func TestUnknownClassRefusedAtLoad(t *testing.T) {
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	m, err := plugins.ParseManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))
+	require.NoError(t, err)
+	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `durable object binding C: class "Countr" is not registered by the module (it registers: Store, Alarmed, Broken)`)
+}
+
+func TestAlarmRunsAndRetries(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "ALARMED", "a", "Schedule", []int{100, 2})
+	assert.Equal(t, "true", w.mustCall(t, "ALARMED", "a", "Pending", nil))
+	// Runs 0 and 1 fail, so their writes are undone; run 2 (after 1 s and
+	// 2 s of backoff) succeeds.
+	require.Eventually(t, func() bool {
+		return w.mustCall(t, "ALARMED", "a", "Runs", nil) == `"2,"`
+	}, 10*time.Second, 50*time.Millisecond, "two failures, then success")
+	assert.Equal(t, "false", w.mustCall(t, "ALARMED", "a", "Pending", nil))
+	assert.Contains(t, w.logs.String(), "failing alarm run 0 on purpose")
+	assert.Contains(t, w.logs.String(), "failing alarm run 1 on purpose")
+
+	w.mustCall(t, "ALARMED", "c", "Schedule", []int{200, 0})
+	w.mustCall(t, "ALARMED", "c", "Cancel", nil)
+	time.Sleep(400 * time.Millisecond)
+	assert.Equal(t, `""`, w.mustCall(t, "ALARMED", "c", "Runs", nil), "a cancelled alarm never runs")
+}
+
+func TestAlarmFiresAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "ALARMED", "r", "Schedule", []int{300, 0})
+	w.stop()
+	time.Sleep(500 * time.Millisecond) // it came due while the host was down
+	w2 := startObjects(t, dir, "")
+	require.Eventually(t, func() bool {
+		return w2.mustCall(t, "ALARMED", "r", "Runs", nil) == `"0,"`
+	}, 5*time.Second, 50*time.Millisecond)
+}
+
+func TestIdleObjectsAreEvicted(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 4\nidle_timeout = \"200ms\"\n")
+	for i := 0; i < 12; i++ {
+		w.mustCall(t, "STORE", fmt.Sprint("e", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+	}
+	require.Eventually(t, func() bool { return w.Objects().LiveObjects() <= 4 }, 5*time.Second, 20*time.Millisecond,
+		"live objects stay within max_live")
+	require.Eventually(t, func() bool { return w.Objects().LiveObjects() == 0 }, 5*time.Second, 20*time.Millisecond,
+		"idle objects are evicted")
+	for i := 0; i < 12; i++ {
+		assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(i)), w.mustCall(t, "STORE", fmt.Sprint("e", i), "Get", "k"), "re-created from storage")
+	}
+}

@@ -1,0 +1,239 @@
+// Command objects is a guest for the Durable Object tests: a Worker that
+// routes /{class}/{name}/{method} to RPC calls and fetches, and classes that
+// exercise storage, SQL, alarms and failures.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wharfhq/wharf/sdk"
+)
+
+// Store exposes its storage through RPC methods.
+type Store struct {
+	state  *sdk.ObjectState
+	events int // in memory only: shows whether the instance survived
+}
+
+// KV is one entry in RPC arguments and results.
+type KV struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+func (s *Store) Put(kv KV) error { s.events++; return s.state.Storage.Put(kv.Key, []byte(kv.Value)) }
+
+func (s *Store) Get(key string) (string, error) {
+	s.events++
+	v, ok, err := s.state.Storage.Get(key)
+	if !ok && err == nil {
+		return "", fmt.Errorf("no key %q", key)
+	}
+	return string(v), err
+}
+
+func (s *Store) PutMany(kvs []KV) error {
+	m := map[string][]byte{}
+	for _, kv := range kvs {
+		m[kv.Key] = []byte(kv.Value)
+	}
+	return s.state.Storage.PutMany(m)
+}
+
+func (s *Store) GetMany(keys []string) (map[string]string, error) {
+	m, err := s.state.Storage.GetMany(keys...)
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = string(v)
+	}
+	return out, err
+}
+
+func (s *Store) Delete(key string) (bool, error) { return s.state.Storage.Delete(key) }
+
+func (s *Store) DeleteMany(keys []string) (int, error) { return s.state.Storage.DeleteMany(keys...) }
+
+func (s *Store) List(o sdk.ListOptions) ([]string, error) {
+	entries, err := s.state.Storage.List(o)
+	var keys []string
+	for _, e := range entries {
+		keys = append(keys, e.Key+"="+string(e.Value))
+	}
+	return keys, err
+}
+
+func (s *Store) DeleteAll() error { return s.state.Storage.DeleteAll() }
+
+// PutBig writes a value of n bytes under a key of k bytes.
+func (s *Store) PutBig(sizes [2]int) error {
+	return s.state.Storage.Put(strings.Repeat("k", sizes[0]), make([]byte, sizes[1]))
+}
+
+// SQL runs a statement and returns its rows as JSON-friendly values.
+func (s *Store) SQL(args []any) ([][]any, error) {
+	c, err := s.state.Storage.Exec(args[0].(string), args[1:]...)
+	if err != nil {
+		return nil, err
+	}
+	return c.All(), nil
+}
+
+// TxFail writes inside a transaction that fails: nothing must remain.
+func (s *Store) TxFail(key string) error {
+	err := s.state.Storage.Transaction(func() error {
+		s.state.Storage.Put(key, []byte("x"))
+		return fmt.Errorf("rolled back on purpose")
+	})
+	if err == nil {
+		return fmt.Errorf("transaction should have failed")
+	}
+	_, ok, _ := s.state.Storage.Get(key)
+	if ok {
+		return fmt.Errorf("write survived the rollback")
+	}
+	return nil
+}
+
+// PutThenPanic writes and then crashes the event: the write must be undone.
+func (s *Store) PutThenPanic(key string) error {
+	s.state.Storage.Put(key, []byte("lost"))
+	panic("object panicked on purpose")
+}
+
+// PutThenTrap writes and then kills the guest runtime.
+func (s *Store) PutThenTrap(key string) error {
+	s.state.Storage.Put(key, []byte("lost"))
+	done := make(chan struct{})
+	go func() { panic("object trapped on purpose") }()
+	<-done
+	return nil
+}
+
+func (s *Store) Events() (int, error) { return s.events, nil }
+
+func (s *Store) Sleep(ms int) error { time.Sleep(time.Duration(ms) * time.Millisecond); return nil }
+
+// ServeHTTP echoes the request body with the object's id.
+func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	fmt.Fprintf(w, "%s %s %s %s", s.state.Class, s.state.ID[:8], r.URL.Path, body)
+}
+
+// Alarmed records each alarm run; it fails the first `fail` runs.
+type Alarmed struct{ state *sdk.ObjectState }
+
+func (a *Alarmed) Schedule(args [2]int) error { // ms from now, failures wanted
+	a.state.Storage.Put("fail", []byte(strconv.Itoa(args[1])))
+	return a.state.Storage.SetAlarm(time.Now().Add(time.Duration(args[0]) * time.Millisecond))
+}
+
+func (a *Alarmed) Cancel() error { return a.state.Storage.DeleteAlarm() }
+
+func (a *Alarmed) Pending() (bool, error) {
+	_, ok, err := a.state.Storage.GetAlarm()
+	return ok, err
+}
+
+func (a *Alarmed) Runs() (string, error) {
+	v, _, err := a.state.Storage.Get("runs")
+	return string(v), err
+}
+
+func (a *Alarmed) Alarm(retry int) error {
+	v, _, _ := a.state.Storage.Get("runs")
+	a.state.Storage.Put("runs", append(v, []byte(fmt.Sprintf("%d,", retry))...))
+	f, _, _ := a.state.Storage.Get("fail")
+	if n, _ := strconv.Atoi(string(f)); retry < n {
+		return fmt.Errorf("failing alarm run %d on purpose", retry)
+	}
+	return nil
+}
+
+// Broken panics in its constructor.
+type Broken struct{}
+
+func init() {
+	sdk.RegisterClass("Store", func(st *sdk.ObjectState) any { return &Store{state: st} })
+	sdk.RegisterClass("Alarmed", func(st *sdk.ObjectState) any { return &Alarmed{state: st} })
+	sdk.RegisterClass("Broken", func(st *sdk.ObjectState) any { panic("constructor failed on purpose") })
+
+	mux := http.NewServeMux()
+	// POST /call/{binding}/{name}/{method} with JSON args in the body.
+	mux.HandleFunc("POST /call/{binding}/{name}/{method}", func(w http.ResponseWriter, r *http.Request) {
+		stub, err := stubFor(r)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		args, _ := io.ReadAll(r.Body)
+		var in any
+		if len(args) > 0 {
+			json.Unmarshal(args, &in)
+		}
+		var out any
+		if err := stub.Call(r.PathValue("method"), in, &out); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		json.NewEncoder(w).Encode(out)
+	})
+	// ANY /fetch/{binding}/{name}/... forwards the request to the object.
+	mux.HandleFunc("/fetch/{binding}/{name}/", func(w http.ResponseWriter, r *http.Request) {
+		stub, err := stubFor(r)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		req, _ := http.NewRequest(r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
+		resp, err := stub.Fetch(req)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	// GET /id/{binding}?from=... checks an id string.
+	mux.HandleFunc("GET /id/{binding}", func(w http.ResponseWriter, r *http.Request) {
+		ns := sdk.GetNamespace(r.PathValue("binding"))
+		var id string
+		var err error
+		switch {
+		case r.URL.Query().Has("from"):
+			id, err = ns.IDFromString(r.URL.Query().Get("from"))
+		case r.URL.Query().Has("name"):
+			id, err = ns.IDFromName(r.URL.Query().Get("name"))
+		default:
+			id, err = ns.NewUniqueID()
+		}
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		fmt.Fprint(w, id)
+	})
+	sdk.Serve(mux)
+}
+
+// stubFor resolves /…/{binding}/{name}: a name, or "id:<hex>".
+func stubFor(r *http.Request) (*sdk.Stub, error) {
+	ns := sdk.GetNamespace(r.PathValue("binding"))
+	name := r.PathValue("name")
+	if id, ok := strings.CutPrefix(name, "id:"); ok {
+		checked, err := ns.IDFromString(id)
+		if err != nil {
+			return nil, err
+		}
+		return ns.Get(checked), nil
+	}
+	return ns.GetByName(name)
+}
+
+func main() {}
