@@ -351,7 +351,10 @@ func importFetchResult(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		g.table.remove(h)
 		return p.err
 	}
-	resp := p.value.(*fetchedResponse)
+	resp, ok := p.value.(*fetchedResponse)
+	if !ok {
+		return fmt.Errorf("%w: pending handle %d is an object call, not a fetch: use call_result", abi.StatusInvalid, h)
+	}
 	if err := g.newHandle(mem, u32(a[1]), abi.KindResponse, resp); err != nil {
 		return err
 	}

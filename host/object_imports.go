@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
+
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/plugins"
@@ -330,12 +332,16 @@ func storageErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, storage.ErrKeyTooLarge), errors.Is(err, storage.ErrValueTooLarge), errors.Is(err, storage.ErrBatchTooLarge):
+	case errors.Is(err, storage.ErrKeyTooLarge), errors.Is(err, storage.ErrValueTooLarge),
+		errors.Is(err, storage.ErrBatchTooLarge), errors.Is(err, storage.ErrResultTooLarge):
 		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
-	case errors.Is(err, storage.ErrEmptyKey), errors.Is(err, storage.ErrReserved), errors.Is(err, storage.ErrTxStatement), errors.Is(err, storage.ErrNoTransaction):
-		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	return fmt.Errorf("%w: %w", abi.StatusInvalid, err) // SQLite's own message
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrIoErr || se.Code == sqlite3.ErrFull || se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrCantOpen) {
+		return fmt.Errorf("%w: %w", abi.StatusIO, err)
+	}
+	// The caller's mistake: a bad key, reserved name, SQLite's own message.
+	return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 }
 
 func importStorageGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -534,11 +540,9 @@ func importStorageDeleteAll(_ context.Context, g *guest, _ plugins.Memory, _ []u
 	if err != nil {
 		return err
 	}
-	if err := db.DeleteAll(); err != nil {
-		return storageErr(err)
-	}
-	g.object.objs.alarms.remove(alarmKey{g.object.ns.class, g.object.id})
-	return nil
+	// The alarm index keeps its entry: if this event fails the alarm comes
+	// back, and a stale entry is dropped when it fires and finds nothing.
+	return storageErr(db.DeleteAll())
 }
 
 func importStorageTransaction(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
@@ -711,9 +715,5 @@ func importAlarmDelete(_ context.Context, g *guest, _ plugins.Memory, _ []uint64
 	if err != nil {
 		return err
 	}
-	if err := db.DeleteAlarm(); err != nil {
-		return storageErr(err)
-	}
-	g.object.objs.alarms.remove(alarmKey{g.object.ns.class, g.object.id})
-	return nil
+	return storageErr(db.DeleteAlarm()) // the index entry goes when it fires (see storage_delete_all)
 }

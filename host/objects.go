@@ -409,7 +409,7 @@ func (obj *object) streamed(ev *objectEvent) error {
 		return err
 	}
 	ev.resp.release(nil)
-	return nil
+	return obj.db.BeginEvent() // the rest of the event gets a savepoint of its own
 }
 
 // finish records the event's outcome; the reply goes out at the next commit.
@@ -464,6 +464,9 @@ func newObjectResponse(deliver func(*http.Response, error)) *objectResponse {
 func (r *objectResponse) Header() http.Header { return r.header }
 
 func (r *objectResponse) WriteHeader(status int) { r.status = status }
+
+// Flush is a no-op: a streamed body goes straight into the caller's pipe.
+func (r *objectResponse) Flush() {}
 
 func (r *objectResponse) Write(p []byte) (int, error) {
 	if r.pipe != nil {

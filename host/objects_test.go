@@ -251,6 +251,16 @@ func TestObjectFetch(t *testing.T) {
 	assert.Regexp(t, `^Store [0-9a-f]{8} /some/path payload$`, string(b))
 }
 
+func TestObjectStreamedResponse(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	start := time.Now()
+	code, body := get(t, w.url+"/fetch/STORE/st/stream")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "one two three", body)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Equal(t, `"yes"`, w.mustCall(t, "STORE", "st", "Get", "streamed"), "the write before the stream is durable")
+}
+
 func TestUnknownClassRefusedAtLoad(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
 	m, err := plugins.ParseManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))

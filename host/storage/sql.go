@@ -2,6 +2,7 @@ package storage
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -16,6 +17,53 @@ var (
 	attachOrVac  = regexp.MustCompile(`(?i)^\s*(ATTACH|DETACH|VACUUM)\b`)
 )
 
+// Errors of Exec a caller can cause.
+var (
+	ErrMultipleStatements = errors.New("Exec runs one SQL statement; split the text")
+	ErrResultTooLarge     = fmt.Errorf("result is larger than %d MiB; select fewer rows (LIMIT)", MaxResultBytes>>20)
+)
+
+// singleStatement reports whether q holds at most one statement: no ';'
+// outside literals, identifiers and comments except at the end.
+func singleStatement(q string) bool {
+	end := len(strings.TrimRight(q, " \t\r\n;"))
+	for i := 0; i < end; i++ {
+		switch c := q[i]; c {
+		case '\'', '"', '`':
+			j := strings.IndexByte(q[i+1:], c)
+			if j < 0 {
+				return true // unterminated: SQLite reports it
+			}
+			i += j + 1
+		case '[':
+			j := strings.IndexByte(q[i+1:], ']')
+			if j < 0 {
+				return true
+			}
+			i += j + 1
+		case '-':
+			if i+1 < end && q[i+1] == '-' {
+				j := strings.IndexByte(q[i:], '\n')
+				if j < 0 {
+					return true
+				}
+				i += j
+			}
+		case '/':
+			if i+1 < end && q[i+1] == '*' {
+				j := strings.Index(q[i+2:], "*/")
+				if j < 0 {
+					return true
+				}
+				i += j + 3
+			}
+		case ';':
+			return false
+		}
+	}
+	return true
+}
+
 // Result is what a SQL statement returned: column names and rows of
 // values (int64, float64, string, []byte or nil).
 type Result struct {
@@ -29,6 +77,8 @@ type Result struct {
 // rows. SQLite's error text is returned as is.
 func (d *DB) Exec(query string, args ...any) (*Result, error) {
 	switch {
+	case !singleStatement(query):
+		return nil, ErrMultipleStatements
 	case txStatement.MatchString(query):
 		return nil, ErrTxStatement
 	case reservedName.MatchString(query):
@@ -97,7 +147,7 @@ func (d *DB) query(tx *sql.Tx, query string, args []any) (*Result, error) {
 			}
 		}
 		if size > MaxResultBytes {
-			return nil, fmt.Errorf("result is larger than %d MiB; select fewer rows (LIMIT)", MaxResultBytes>>20)
+			return nil, ErrResultTooLarge
 		}
 		res.Rows = append(res.Rows, vals)
 	}

@@ -40,6 +40,7 @@ var (
 	ErrReserved      = errors.New("names starting with _wharf_ are reserved")
 	ErrTxStatement   = errors.New("transaction statements are not allowed in SQL; use the transaction API")
 	ErrNoTransaction = errors.New("no transaction is open")
+	ErrTxLeftOpen    = errors.New("the event ended with a transaction still open; its writes were undone")
 )
 
 // DB is one object's database. It is used by one goroutine at a time.
@@ -48,6 +49,8 @@ type DB struct {
 	tx         *sql.Tx
 	dirty      bool
 	savepoints int // open user transactions
+	stmts      map[string]*sql.Stmt
+	txStmts    map[string]*sql.Stmt // stmts bound to tx
 }
 
 const schema = `
@@ -72,12 +75,54 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	d := &DB{db: db, stmts: map[string]*sql.Stmt{}, txStmts: map[string]*sql.Stmt{}}
+	for _, q := range hotStatements { // prepared once, while no transaction holds the connection
+		s, err := db.Prepare(q)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		d.stmts[q] = s
+	}
+	return d, nil
+}
+
+// hotStatements run on nearly every event; they are parsed once per
+// database instead of once per call.
+var hotStatements = []string{
+	"SAVEPOINT wharf_event",
+	"RELEASE wharf_event",
+	"ROLLBACK TO wharf_event",
+	"SELECT value FROM _wharf_kv WHERE key = ?",
+	"INSERT INTO _wharf_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	"DELETE FROM _wharf_kv WHERE key = ?",
+}
+
+// stmt returns a hot statement bound to the open transaction, or nil for
+// any other query.
+func (d *DB) stmt(query string) (*sql.Stmt, error) {
+	tx, err := d.txn()
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := d.txStmts[query]; ok {
+		return s, nil
+	}
+	s, ok := d.stmts[query]
+	if !ok {
+		return nil, nil
+	}
+	bound := tx.Stmt(s)
+	d.txStmts[query] = bound
+	return bound, nil
 }
 
 // Close commits what is pending and closes the file.
 func (d *DB) Close() error {
 	err := d.Flush()
+	for _, s := range d.stmts {
+		s.Close()
+	}
 	return errors.Join(err, d.db.Close())
 }
 
@@ -93,11 +138,14 @@ func (d *DB) txn() (*sql.Tx, error) {
 }
 
 func (d *DB) exec(query string, args ...any) (sql.Result, error) {
-	tx, err := d.txn()
+	s, err := d.stmt(query)
 	if err != nil {
 		return nil, err
 	}
-	return tx.Exec(query, args...)
+	if s == nil {
+		return d.tx.Exec(query, args...)
+	}
+	return s.Exec(args...)
 }
 
 func (d *DB) write(query string, args ...any) (sql.Result, error) {
@@ -118,10 +166,11 @@ func (d *DB) Flush() error {
 		return nil
 	}
 	if d.savepoints > 0 {
-		return errors.New("flush with a transaction still open")
+		return errors.New("a streamed response cannot start inside a transaction")
 	}
 	err := d.tx.Commit()
 	d.tx, d.dirty = nil, false
+	clear(d.txStmts)
 	return err
 }
 
@@ -140,13 +189,17 @@ func (d *DB) EndEvent(failed bool) error {
 	if d.savepoints > 0 {
 		failed = true
 	}
+	leftOpen := d.savepoints > 0
 	d.savepoints = 0
 	if failed {
-		if _, err := d.tx.Exec("ROLLBACK TO wharf_event"); err != nil {
+		if _, err := d.exec("ROLLBACK TO wharf_event"); err != nil {
 			return err
 		}
 	}
-	_, err := d.tx.Exec("RELEASE wharf_event")
+	_, err := d.exec("RELEASE wharf_event")
+	if err == nil && leftOpen {
+		err = ErrTxLeftOpen
+	}
 	return err
 }
 
@@ -190,12 +243,12 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if err := checkKey(key); err != nil {
 		return nil, false, err
 	}
-	tx, err := d.txn()
+	s, err := d.stmt("SELECT value FROM _wharf_kv WHERE key = ?")
 	if err != nil {
 		return nil, false, err
 	}
 	var v []byte
-	err = tx.QueryRow("SELECT value FROM _wharf_kv WHERE key = ?", key).Scan(&v)
+	err = s.QueryRow(key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -209,6 +262,11 @@ type Pair struct{ Key, Value []byte }
 func (d *DB) GetMany(keys [][]byte) ([]Pair, error) {
 	if len(keys) > MaxBatch {
 		return nil, ErrBatchTooLarge
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return nil, err
+		}
 	}
 	var out []Pair
 	for _, k := range keys {
@@ -272,10 +330,15 @@ func (d *DB) Delete(key []byte) (bool, error) {
 	return n > 0, err
 }
 
-// DeleteMany removes keys and returns how many existed.
+// DeleteMany removes keys, all or none, and returns how many existed.
 func (d *DB) DeleteMany(keys [][]byte) (int, error) {
 	if len(keys) > MaxBatch {
 		return 0, ErrBatchTooLarge
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for _, k := range keys {

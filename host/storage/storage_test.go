@@ -143,10 +143,10 @@ func TestTransactions(t *testing.T) {
 	_, ok, _ = d.Get([]byte("b"))
 	assert.True(t, ok, "committed")
 	assert.ErrorIs(t, d.EndTransaction(true), ErrNoTransaction)
-	// A transaction left open fails the event's writes.
+	// A transaction left open fails the event and undoes its writes.
 	require.NoError(t, d.BeginTransaction())
 	require.NoError(t, d.Put([]byte("c"), []byte("1")))
-	require.NoError(t, d.EndEvent(false))
+	require.ErrorIs(t, d.EndEvent(false), ErrTxLeftOpen)
 	_, ok, _ = d.Get([]byte("b"))
 	assert.False(t, ok, "the event was undone")
 }
@@ -171,6 +171,11 @@ func TestSQL(t *testing.T) {
 	assert.ErrorIs(t, err, ErrTxStatement)
 	_, err = d.Exec("SELECT * FROM _wharf_kv")
 	assert.ErrorIs(t, err, ErrReserved)
+	_, err = d.Exec("SELECT 1; COMMIT")
+	assert.ErrorIs(t, err, ErrMultipleStatements)
+	r, err = d.Exec("SELECT ';' AS semi, 'a;b' /* x;y */ -- z;\n;")
+	require.NoError(t, err, "semicolons in literals and comments do not end a statement")
+	assert.Equal(t, [][]any{{";", "a;b"}}, r.Rows)
 	_, err = d.Exec("ATTACH DATABASE 'x' AS y")
 	assert.ErrorContains(t, err, "ATTACH is not allowed")
 

@@ -119,8 +119,17 @@ func (s *Store) Events() (int, error) { return s.events, nil }
 
 func (s *Store) Sleep(ms int) error { time.Sleep(time.Duration(ms) * time.Millisecond); return nil }
 
-// ServeHTTP echoes the request body with the object's id.
+// ServeHTTP echoes the request body with the object's id; /stream streams
+// a response after a write, in flushed pieces.
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/stream" {
+		s.state.Storage.Put("streamed", []byte("yes"))
+		for _, part := range []string{"one ", "two ", "three"} {
+			io.WriteString(w, part)
+			w.(http.Flusher).Flush()
+		}
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	fmt.Fprintf(w, "%s %s %s %s", s.state.Class, s.state.ID[:8], r.URL.Path, body)
 }
@@ -199,6 +208,10 @@ func init() {
 		defer resp.Body.Close()
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
+	})
+	// GET /alone answers without any object: the Worker-only baseline.
+	mux.HandleFunc("GET /alone", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(0)
 	})
 	// GET /id/{binding}?from=... checks an id string.
 	mux.HandleFunc("GET /id/{binding}", func(w http.ResponseWriter, r *http.Request) {
