@@ -77,7 +77,7 @@ const (
 	DefaultInstances     = 64
 	DefaultWarmInstances = 2
 	DefaultIdleTimeout   = 30 * time.Second
-	DefaultMaxLive       = 1000
+	DefaultMaxLive       = 200
 )
 
 // Duration is a time.Duration written as a string such as "30s".
