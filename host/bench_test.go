@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -23,14 +22,6 @@ import (
 // The benchmarks print the figure and its ratio to a baseline measured in the
 // same run, as "ratio" metrics; `make bench` runs them. Medians over rounds
 // that alternate between wharf and the baseline damp a noisy machine.
-
-const benchRounds = 5
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 // serveLoopback serves h on a loopback port until the benchmark ends.
 func serveLoopback(b *testing.B, h http.Handler) string {
@@ -77,13 +68,13 @@ func BenchmarkHelloThroughput(b *testing.B) {
 	}))
 	wrk(b, wharfURL+"/", 2*time.Second) // warm the pool to the connection count
 	var plain, wharf []float64
-	for i := 0; i < b.N*benchRounds; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		plain = append(plain, wrk(b, plainURL+"/", 2*time.Second))
 		wharf = append(wharf, wrk(b, wharfURL+"/", 2*time.Second))
 	}
-	b.ReportMetric(median(wharf), "wharf_req/s")
-	b.ReportMetric(median(plain), "plain_go_req/s")
-	b.ReportMetric(median(wharf)/median(plain), "ratio")
+	b.ReportMetric(testutil.Median(wharf), "wharf_req/s")
+	b.ReportMetric(testutil.Median(plain), "plain_go_req/s")
+	b.ReportMetric(testutil.Median(wharf)/testutil.Median(plain), "ratio")
 }
 
 // zeroReader yields n zero bytes.
@@ -133,15 +124,15 @@ func BenchmarkEchoThroughput(b *testing.B) {
 	const size = 256 << 20
 	postMBps(b, wharfURL+"/echo", 16<<20)
 	var plain, guest, forward []float64
-	for i := 0; i < b.N*benchRounds; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		plain = append(plain, postMBps(b, plainURL, size))
 		guest = append(guest, postMBps(b, wharfURL+"/echo", size))
 		forward = append(forward, postMBps(b, wharfURL+"/forward", size))
 	}
-	b.ReportMetric(median(guest), "guest_copy_MB/s")
-	b.ReportMetric(median(forward), "forward_MB/s")
-	b.ReportMetric(median(plain), "plain_go_MB/s")
-	b.ReportMetric(median(guest)/median(plain), "ratio")
+	b.ReportMetric(testutil.Median(guest), "guest_copy_MB/s")
+	b.ReportMetric(testutil.Median(forward), "forward_MB/s")
+	b.ReportMetric(testutil.Median(plain), "plain_go_MB/s")
+	b.ReportMetric(testutil.Median(guest)/testutil.Median(plain), "ratio")
 }
 
 // BenchmarkImportRoundTrip measures one call from guest to host and back
@@ -163,13 +154,13 @@ func BenchmarkImportRoundTrip(b *testing.B) {
 		return float64(time.Since(start).Nanoseconds()) / n
 	}
 	var imp, base []float64
-	for i := 0; i < b.N*benchRounds; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		imp = append(imp, perCall("bench_poll"))
 		base = append(base, perCall("bench_empty"))
 	}
-	b.ReportMetric(median(imp), "ns/import")
-	b.ReportMetric(median(base), "ns/go_call")
-	b.ReportMetric(median(imp)/median(base), "ratio")
+	b.ReportMetric(testutil.Median(imp), "ns/import")
+	b.ReportMetric(testutil.Median(base), "ns/go_call")
+	b.ReportMetric(testutil.Median(imp)/testutil.Median(base), "ratio")
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -266,42 +266,36 @@ func (s pipeSink) write(p []byte) error {
 func (s pipeSink) finish() error   { return s.w.Close() }
 func (s pipeSink) abort(err error) { s.w.CloseWithError(err) }
 
-func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
-	withBody := u32(a[2])&abi.FetchBodyStream != 0
-	bodyOut, pendingOut := u32(a[3]), u32(a[4])
+// outboundRequest builds the request of fetch or object_fetch from a guest
+// head: method (default GET), an absolute URL that check accepts, headers,
+// and, with withBody, a writable body stream registered at bodyOut. The
+// request's context is a child of the host's, canceled by the returned func.
+func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, withBody bool, bodyOut uint32, check func(*url.URL) bool, want string) (*http.Request, context.CancelFunc, error) {
 	var method, rawURL string
 	header := http.Header{}
 	if err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if method == "" {
 		method = http.MethodGet
 	}
 	if !httpguts.ValidHeaderFieldName(method) {
-		return fmt.Errorf("%w: invalid method %q", abi.StatusInvalid, method)
+		return nil, nil, fmt.Errorf("%w: invalid method %q", abi.StatusInvalid, method)
 	}
 	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: fetch needs an absolute http or https URL, got %q", abi.StatusInvalid, rawURL)
-	}
-	if err := writeU32(mem, pendingOut, 0); err != nil {
-		return err
+	if err != nil || !check(u) {
+		return nil, nil, fmt.Errorf("%w: %s, got %q", abi.StatusInvalid, want, rawURL)
 	}
 	ctx, cancel := context.WithCancel(s.base)
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	req.Header = header
 	if host := header.Get("Host"); host != "" {
 		req.Host = host
 	}
-	var body *writeStream
 	if withBody {
 		pr, pw := io.Pipe()
 		req.Body = pr
@@ -309,21 +303,36 @@ func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, 
 		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
 			req.ContentLength = cl
 		}
-		body = newWriteStream(pipeSink{pw}, g.wake)
-		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, body); err != nil {
+		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, newWriteStream(pipeSink{pw}, g.wake)); err != nil {
 			cancel()
-			return err
+			return nil, nil, err
 		}
 	}
+	return req, cancel, nil
+}
+
+func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	if err := writeU32(mem, u32(a[4]), 0); err != nil {
+		return err
+	}
+	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
+	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[2])&abi.FetchBodyStream != 0, u32(a[3]), httpURL, "fetch needs an absolute http or https URL")
+	if err != nil {
+		return err
+	}
 	p := newPending(g.wake, cancel)
-	if err := g.newHandle(mem, pendingOut, abi.KindPending, p); err != nil {
+	if err := g.newHandle(mem, u32(a[4]), abi.KindPending, p); err != nil {
 		return err
 	}
 	go func() {
 		resp, err := s.client.Do(req)
 		if err != nil {
 			cancel()
-			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", abi.StatusIO, method, u.Redacted(), err))
+			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", abi.StatusIO, req.Method, req.URL.Redacted(), err))
 			return
 		}
 		p.resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)

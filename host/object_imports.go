@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -31,20 +30,20 @@ func (s *services) objectImports() []plugins.HostFunc {
 		hostFunc(abi.ImportCallResult, params(i32, i32, i32, i32), importCallResult),
 		hostFunc(abi.ImportCallRequest, params(i32, i32, i32, i32), importCallRequest),
 		hostFunc(abi.ImportCallReturn, params(i32, i32, i32, i32), importCallReturn),
-		hostFunc(abi.ImportStorageGet, params(i32, i32, i32, i32, i32), importStorageGet),
-		hostFunc(abi.ImportStoragePut, params(i32, i32, i32, i32), importStoragePut),
-		hostFunc(abi.ImportStorageDelete, params(i32, i32, i32), importStorageDelete),
-		hostFunc(abi.ImportStorageGetMany, params(i32, i32, i32, i32, i32), importStorageGetMany),
-		hostFunc(abi.ImportStoragePutMany, params(i32, i32), importStoragePutMany),
-		hostFunc(abi.ImportStorageDeleteMany, params(i32, i32, i32), importStorageDeleteMany),
-		hostFunc(abi.ImportStorageList, params(i32, i32, i32, i32, i32), importStorageList),
-		hostFunc(abi.ImportStorageDeleteAll, nil, importStorageDeleteAll),
-		hostFunc(abi.ImportStorageTransaction, params(i32), importStorageTransaction),
-		hostFunc(abi.ImportSQLExec, params(i32, i32, i32, i32, i32), importSQLExec),
+		hostFunc(abi.ImportStorageGet, params(i32, i32, i32, i32, i32), withDBInput(importStorageGet)),
+		hostFunc(abi.ImportStoragePut, params(i32, i32, i32, i32), withDBInput(importStoragePut)),
+		hostFunc(abi.ImportStorageDelete, params(i32, i32, i32), withDBInput(importStorageDelete)),
+		hostFunc(abi.ImportStorageGetMany, params(i32, i32, i32, i32, i32), withDBInput(importStorageGetMany)),
+		hostFunc(abi.ImportStoragePutMany, params(i32, i32), withDBInput(importStoragePutMany)),
+		hostFunc(abi.ImportStorageDeleteMany, params(i32, i32, i32), withDBInput(importStorageDeleteMany)),
+		hostFunc(abi.ImportStorageList, params(i32, i32, i32, i32, i32), withDBInput(importStorageList)),
+		hostFunc(abi.ImportStorageDeleteAll, nil, withDB(importStorageDeleteAll)),
+		hostFunc(abi.ImportStorageTransaction, params(i32), withDB(importStorageTransaction)),
+		hostFunc(abi.ImportSQLExec, params(i32, i32, i32, i32, i32), withDB(importSQLExec)),
 		hostFunc(abi.ImportCursorRead, params(i32, i32, i32, i32), importCursorRead),
-		hostFunc(abi.ImportAlarmSet, params(i64), importAlarmSet),
-		hostFunc(abi.ImportAlarmGet, params(i32), importAlarmGet),
-		hostFunc(abi.ImportAlarmDelete, nil, importAlarmDelete),
+		hostFunc(abi.ImportAlarmSet, params(i64), withDB(importAlarmSet)),
+		hostFunc(abi.ImportAlarmGet, params(i32), withDB(importAlarmGet)),
+		hostFunc(abi.ImportAlarmDelete, nil, withDB(importAlarmDelete)),
 	}
 }
 
@@ -142,42 +141,17 @@ func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Me
 	if err != nil {
 		return err
 	}
-	withBody := u32(a[5])&abi.FetchBodyStream != 0
-	bodyOut, pendingOut := u32(a[6]), u32(a[7])
-	var method, rawURL string
-	header := http.Header{}
-	if err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
+	if err := writeU32(mem, u32(a[7]), 0); err != nil {
 		return err
 	}
-	if method == "" {
-		method = http.MethodGet
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil || !u.IsAbs() {
-		return fmt.Errorf("%w: an object fetch needs an absolute URL, got %q", abi.StatusInvalid, rawURL)
-	}
-	if err := writeU32(mem, pendingOut, 0); err != nil {
+	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[5])&abi.FetchBodyStream != 0, u32(a[6]), (*url.URL).IsAbs, "an object fetch needs an absolute URL")
+	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(s.base)
-	req := (&http.Request{Method: method, URL: u, Header: header, Host: u.Host, RequestURI: u.RequestURI(),
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody}).WithContext(ctx)
-	if host := header.Get("Host"); host != "" {
-		req.Host = host
-	}
-	if withBody {
-		pr, pw := io.Pipe()
-		req.Body, req.ContentLength = pr, -1
-		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
-			req.ContentLength = cl
-		}
-		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, newWriteStream(pipeSink{pw}, g.wake)); err != nil {
-			cancel()
-			return err
-		}
-	}
+	req.RequestURI = req.URL.RequestURI()
+	ctx := req.Context()
 	p := newPending(g.wake, cancel)
-	if err := g.newHandle(mem, pendingOut, abi.KindPending, p); err != nil {
+	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
 	resp := newObjectResponse(func(r *http.Response, err error) {
@@ -327,6 +301,32 @@ func (g *guest) db() (*storage.DB, error) {
 	return g.object.db, nil
 }
 
+// storageFunc is an import that works on the calling object's storage.
+type storageFunc func(db *storage.DB, g *guest, mem plugins.Memory, a []uint64) error
+
+// withDB adapts a storageFunc; a Worker calling it gets UNSUPPORTED.
+func withDB(fn storageFunc) importFunc {
+	return func(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+		db, err := g.db()
+		if err != nil {
+			return err
+		}
+		return fn(db, g, mem, a)
+	}
+}
+
+// withDBInput is withDB for imports whose first two arguments are a
+// (pointer, length) input, passed to fn as in.
+func withDBInput(fn func(db *storage.DB, mem plugins.Memory, in []byte, a []uint64) error) importFunc {
+	return withDB(func(db *storage.DB, _ *guest, mem plugins.Memory, a []uint64) error {
+		in, err := readMem(mem, u32(a[0]), u32(a[1]))
+		if err != nil {
+			return err
+		}
+		return fn(db, mem, in, a)
+	})
+}
+
 // storageErr maps storage errors a guest can cause to statuses.
 func storageErr(err error) error {
 	switch {
@@ -344,15 +344,7 @@ func storageErr(err error) error {
 	return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 }
 
-func importStorageGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	key, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStorageGet(db *storage.DB, mem plugins.Memory, key []byte, a []uint64) error {
 	v, ok, err := db.Get(key)
 	if err != nil {
 		return storageErr(err)
@@ -366,15 +358,7 @@ func importStorageGet(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), v)
 }
 
-func importStoragePut(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	key, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStoragePut(db *storage.DB, mem plugins.Memory, key []byte, a []uint64) error {
 	value, err := readMem(mem, u32(a[2]), u32(a[3]))
 	if err != nil {
 		return err
@@ -382,15 +366,7 @@ func importStoragePut(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	return storageErr(db.Put(key, value))
 }
 
-func importStorageDelete(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	key, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStorageDelete(db *storage.DB, mem plugins.Memory, key []byte, a []uint64) error {
 	existed, err := db.Delete(key)
 	if err != nil {
 		return storageErr(err)
@@ -426,15 +402,7 @@ func encodePairs(pairs []storage.Pair) []byte {
 	return b.Bytes()
 }
 
-func importStorageGetMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStorageGetMany(db *storage.DB, mem plugins.Memory, raw []byte, a []uint64) error {
 	keys, err := fieldNames(raw)
 	if err != nil {
 		return err
@@ -446,15 +414,7 @@ func importStorageGetMany(_ context.Context, g *guest, mem plugins.Memory, a []u
 	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), encodePairs(pairs))
 }
 
-func importStoragePutMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStoragePutMany(db *storage.DB, _ plugins.Memory, raw []byte, _ []uint64) error {
 	var pairs []storage.Pair
 	if err := abi.RangeFields(raw, func(k, v []byte) bool {
 		pairs = append(pairs, storage.Pair{Key: k, Value: v})
@@ -465,15 +425,7 @@ func importStoragePutMany(_ context.Context, g *guest, mem plugins.Memory, a []u
 	return storageErr(db.PutMany(pairs))
 }
 
-func importStorageDeleteMany(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStorageDeleteMany(db *storage.DB, mem plugins.Memory, raw []byte, a []uint64) error {
 	keys, err := fieldNames(raw)
 	if err != nil {
 		return err
@@ -485,18 +437,10 @@ func importStorageDeleteMany(_ context.Context, g *guest, mem plugins.Memory, a 
 	return writeU32(mem, u32(a[2]), uint32(n))
 }
 
-func importStorageList(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
+func importStorageList(db *storage.DB, mem plugins.Memory, raw []byte, a []uint64) error {
 	var o storage.ListOptions
 	var bad error
-	err = abi.RangeFields(raw, func(name, value []byte) bool {
+	err := abi.RangeFields(raw, func(name, value []byte) bool {
 		v := append([]byte{}, value...)
 		switch string(name) {
 		case abi.ListStart:
@@ -535,21 +479,13 @@ func importStorageList(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), encodePairs(pairs))
 }
 
-func importStorageDeleteAll(_ context.Context, g *guest, _ plugins.Memory, _ []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importStorageDeleteAll(db *storage.DB, _ *guest, _ plugins.Memory, _ []uint64) error {
 	// The alarm index keeps its entry: if this event fails the alarm comes
 	// back, and a stale entry is dropped when it fires and finds nothing.
 	return storageErr(db.DeleteAll())
 }
 
-func importStorageTransaction(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importStorageTransaction(db *storage.DB, _ *guest, _ plugins.Memory, a []uint64) error {
 	switch u32(a[0]) {
 	case abi.TxBegin:
 		return storageErr(db.BeginTransaction())
@@ -639,11 +575,7 @@ func encodeSQLResult(r *storage.Result) []byte {
 // retry a read with a bigger buffer without running the statement again.
 type cursor struct{ data []byte }
 
-func importSQLExec(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importSQLExec(db *storage.DB, g *guest, mem plugins.Memory, a []uint64) error {
 	query, err := readMem(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
@@ -674,11 +606,7 @@ func importCursorRead(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), obj.(*cursor).data)
 }
 
-func importAlarmSet(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importAlarmSet(db *storage.DB, g *guest, _ plugins.Memory, a []uint64) error {
 	at := time.UnixMilli(int64(a[0]))
 	if err := db.SetAlarm(at); err != nil {
 		return storageErr(err)
@@ -690,11 +618,7 @@ func importAlarmSet(_ context.Context, g *guest, _ plugins.Memory, a []uint64) e
 	return nil
 }
 
-func importAlarmGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importAlarmGet(db *storage.DB, _ *guest, mem plugins.Memory, a []uint64) error {
 	at, ok, err := db.Alarm()
 	if err != nil {
 		return storageErr(err)
@@ -710,10 +634,6 @@ func importAlarmGet(_ context.Context, g *guest, mem plugins.Memory, a []uint64)
 	return nil
 }
 
-func importAlarmDelete(_ context.Context, g *guest, _ plugins.Memory, _ []uint64) error {
-	db, err := g.db()
-	if err != nil {
-		return err
-	}
+func importAlarmDelete(db *storage.DB, _ *guest, _ plugins.Memory, _ []uint64) error {
 	return storageErr(db.DeleteAlarm()) // the index entry goes when it fires (see storage_delete_all)
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,12 +48,6 @@ func latencies(b *testing.B, method, url string, n int) []float64 {
 	return out
 }
 
-func percentile(xs []float64, p float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p)]
-}
-
 // BenchmarkObjectRoundTrip compares a Worker that calls a Durable Object
 // (RPC, answered from the object's memory) with the same Worker answering
 // alone, by sequential request latency.
@@ -63,13 +56,13 @@ func BenchmarkObjectRoundTrip(b *testing.B) {
 	latencies(b, "POST", url+"/call/STORE/bench/Events", 200)
 	latencies(b, "GET", url+"/alone", 200)
 	var obj, alone []float64
-	for i := 0; i < b.N*benchRounds; i++ {
-		alone = append(alone, percentile(latencies(b, "GET", url+"/alone", 400), 0.5))
-		obj = append(obj, percentile(latencies(b, "POST", url+"/call/STORE/bench/Events", 400), 0.5))
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
+		alone = append(alone, testutil.Percentile(latencies(b, "GET", url+"/alone", 400), 0.5))
+		obj = append(obj, testutil.Percentile(latencies(b, "POST", url+"/call/STORE/bench/Events", 400), 0.5))
 	}
-	b.ReportMetric(median(obj), "object_p50_µs")
-	b.ReportMetric(median(alone), "worker_p50_µs")
-	b.ReportMetric(median(obj)/median(alone), "ratio")
+	b.ReportMetric(testutil.Median(obj), "object_p50_µs")
+	b.ReportMetric(testutil.Median(alone), "worker_p50_µs")
+	b.ReportMetric(testutil.Median(obj)/testutil.Median(alone), "ratio")
 }
 
 // BenchmarkCounterIncrements drives examples/counter's object with 32
@@ -106,11 +99,11 @@ func BenchmarkCounterIncrements(b *testing.B) {
 	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 64
 	rate("POST", "/counter/hot", time.Second)
 	var incs []float64
-	for i := 0; i < b.N*benchRounds; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		incs = append(incs, rate("POST", "/counter/hot", 3*time.Second))
 	}
-	b.ReportMetric(median(incs), "increments/s")
-	b.ReportMetric(median(incs)/10000, "ratio_to_10k_target")
+	b.ReportMetric(testutil.Median(incs), "increments/s")
+	b.ReportMetric(testutil.Median(incs)/10000, "ratio_to_10k_target")
 }
 
 func rssBytes() uint64 {
@@ -135,15 +128,15 @@ func rssBytes() uint64 {
 // live object with 1,000 objects alive.
 func BenchmarkObjectActivation(b *testing.B) {
 	w, url := benchObjects(b, "testdata/guests/objects", objectsManifest+"[durable_objects]\nmax_live = 1100\nidle_timeout = \"10m\"\n")
-	warm := percentile(latencies(b, "POST", url+"/call/STORE/warm/Events", 200), 0.5)
+	warm := testutil.Percentile(latencies(b, "POST", url+"/call/STORE/warm/Events", 200), 0.5)
 	var cold []float64
 	for i := 0; i < 200; i++ {
 		time.Sleep(30 * time.Millisecond) // let the pool refill, as between real activations
 		cold = append(cold, latencies(b, "POST", fmt.Sprintf("%s/call/STORE/cold%d/Events", url, i), 1)[0])
 	}
-	b.ReportMetric(percentile(cold, 0.5), "activation_p50_µs")
-	b.ReportMetric(percentile(cold, 0.9), "activation_p90_µs")
-	b.ReportMetric(percentile(cold, 0.5)/warm, "ratio_to_warm")
+	b.ReportMetric(testutil.Percentile(cold, 0.5), "activation_p50_µs")
+	b.ReportMetric(testutil.Percentile(cold, 0.9), "activation_p90_µs")
+	b.ReportMetric(testutil.Percentile(cold, 0.5)/warm, "ratio_to_warm")
 
 	before := rssBytes()
 	live0 := w.Objects().LiveObjects()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -12,14 +11,6 @@ import (
 
 	"github.com/wharfhq/wharf/internal/testutil"
 )
-
-const benchRounds = 5
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 func loadBench(b *testing.B, pkg string, hostModules map[string][]HostFunc, pool PoolConfig) *Plugin {
 	p, err := Load(context.Background(), Config{
@@ -49,13 +40,13 @@ func BenchmarkNoopImport(b *testing.B) {
 		return float64(time.Since(start).Nanoseconds()) / n
 	}
 	var imp, base []float64
-	for i := 0; i < b.N*benchRounds; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		imp = append(imp, perCall("loop_nop"))
 		base = append(base, perCall("loop_go"))
 	}
-	b.ReportMetric(median(imp), "ns/import")
-	b.ReportMetric(median(base), "ns/go_call")
-	b.ReportMetric(median(imp)/median(base), "ratio")
+	b.ReportMetric(testutil.Median(imp), "ns/import")
+	b.ReportMetric(testutil.Median(base), "ns/go_call")
+	b.ReportMetric(testutil.Median(imp)/testutil.Median(base), "ratio")
 }
 
 // BenchmarkInstanceStart measures a cold instance of examples/hello
@@ -65,7 +56,7 @@ func BenchmarkInstanceStart(b *testing.B) {
 	p := loadBench(b, "examples/hello", stubImports(b, "examples/hello"), PoolConfig{MinIdle: 1, MaxInstances: 4})
 	ctx := context.Background()
 	var cold, warm []float64
-	for i := 0; i < b.N*benchRounds*4; i++ {
+	for i := 0; i < b.N*testutil.BenchRounds*4; i++ {
 		start := time.Now()
 		inst, err := p.newInstance(ctx)
 		require.NoError(b, err)
@@ -81,9 +72,9 @@ func BenchmarkInstanceStart(b *testing.B) {
 		}
 		warm = append(warm, float64(time.Since(start).Nanoseconds())/checkouts)
 	}
-	b.ReportMetric(median(cold), "cold_µs")
-	b.ReportMetric(median(warm), "warm_ns")
-	b.ReportMetric(median(cold)*1000/median(warm), "ratio")
+	b.ReportMetric(testutil.Median(cold), "cold_µs")
+	b.ReportMetric(testutil.Median(warm), "warm_ns")
+	b.ReportMetric(testutil.Median(cold)*1000/testutil.Median(warm), "ratio")
 }
 
 // stubImports answers every non-WASI import of a guest with status 0. The

@@ -3,6 +3,8 @@ package plugins
 import (
 	"errors"
 	"fmt"
+
+	"github.com/wharfhq/wharf/internal/leb128"
 )
 
 // A guest stuck in a loop must be stoppable at its deadline, and must not
@@ -76,18 +78,18 @@ func instrumentInterrupts(wasm []byte) ([]byte, error) {
 	fuel := interrupt + 1
 	// Both are mutable i32: interrupt = 0, fuel = fuelPerYield.
 	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
-	newGlobals = appendS32(newGlobals, fuelPerYield)
+	newGlobals = leb128.AppendS32(newGlobals, fuelPerYield)
 	newGlobals = append(newGlobals, 0x0b)
 	out := append([]byte{}, wasm[:8]...)
 	wroteGlobal := false
 	writeGlobalSection := func(body []byte) {
 		var nb []byte
 		if body == nil {
-			nb = appendU32(nil, 2)
+			nb = leb128.AppendU32(nil, 2)
 		} else {
 			sr := &wasmReader{b: body}
 			n := sr.u32()
-			nb = appendU32(nil, n+2)
+			nb = leb128.AppendU32(nil, n+2)
 			nb = append(nb, body[sr.pos:]...)
 		}
 		nb = append(nb, newGlobals...)
@@ -107,12 +109,12 @@ func instrumentInterrupts(wasm []byte) ([]byte, error) {
 			if sr.err != nil {
 				return nil, sr.err
 			}
-			nb := appendU32(nil, n+1)
+			nb := leb128.AppendU32(nil, n+1)
 			nb = append(nb, s.body[sr.pos:]...)
-			nb = appendU32(nb, uint32(len(InterruptGlobal)))
+			nb = leb128.AppendU32(nb, uint32(len(InterruptGlobal)))
 			nb = append(nb, InterruptGlobal...)
 			nb = append(nb, 0x03) // global export
-			nb = appendU32(nb, interrupt)
+			nb = leb128.AppendU32(nb, interrupt)
 			out = appendSectionBytes(out, 7, nb)
 		case 10:
 			code, err := instrumentCode(s.body, loopCheck(interrupt, fuel))
@@ -193,14 +195,14 @@ func countImportedGlobals(body []byte) (uint32, error) {
 
 // loopCheck is the code inserted at each loop header.
 func loopCheck(interrupt, fuel uint32) []byte {
-	get := func(b []byte, g uint32) []byte { return appendU32(append(b, 0x23), g) }
-	set := func(b []byte, g uint32) []byte { return appendU32(append(b, 0x24), g) }
+	get := func(b []byte, g uint32) []byte { return leb128.AppendU32(append(b, 0x23), g) }
+	set := func(b []byte, g uint32) []byte { return leb128.AppendU32(append(b, 0x24), g) }
 	b := get(nil, fuel)
 	b = append(b, 0x41, 0x01, 0x6b) // i32.const 1; i32.sub
 	b = set(b, fuel)
 	b = get(b, fuel)
 	b = append(b, 0x45, 0x04, 0x40) // i32.eqz; if
-	b = appendS32(append(b, 0x41), fuelPerYield)
+	b = leb128.AppendS32(append(b, 0x41), fuelPerYield)
 	b = set(b, fuel)
 	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
 	b = get(b, interrupt)
@@ -242,7 +244,7 @@ func importsMemory(sections []section) bool {
 func instrumentCode(body []byte, check []byte) ([]byte, error) {
 	r := &wasmReader{b: body}
 	n := r.u32()
-	out := appendU32(nil, n)
+	out := leb128.AppendU32(nil, n)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
@@ -255,7 +257,7 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
 		r.pos += int(size)
-		out = appendU32(out, uint32(len(fn)))
+		out = leb128.AppendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
 	return out, r.err
@@ -436,30 +438,8 @@ func (r *wasmReader) skipSIMDImmediates(sub uint32) {
 	}
 }
 
-func appendU32(out []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
-}
-
-func appendS32(out []byte, v int32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
-}
-
 func appendSectionBytes(out []byte, id byte, body []byte) []byte {
 	out = append(out, id)
-	out = appendU32(out, uint32(len(body)))
+	out = leb128.AppendU32(out, uint32(len(body)))
 	return append(out, body...)
 }

@@ -2,6 +2,8 @@
 // modules, hand-assembling small Wasm modules, and leak checks.
 package testutil
 
+import "github.com/wharfhq/wharf/internal/leb128"
+
 // ModuleSpec describes a tiny Wasm module: imported functions of type
 // () -> i32 and exported functions that return a constant i32. It lets tests
 // produce modules a Go toolchain would never emit, such as one importing an
@@ -17,7 +19,7 @@ func (s ModuleSpec) Wasm() []byte {
 	// Type section: type 0 is () -> i32.
 	out = appendSection(out, 1, []byte{0x01, 0x60, 0x00, 0x01, 0x7f})
 	if len(s.Imports) > 0 {
-		body := uleb(nil, uint32(len(s.Imports)))
+		body := leb128.AppendU32(nil, uint32(len(s.Imports)))
 		for _, imp := range s.Imports {
 			body = appendName(body, imp[0])
 			body = appendName(body, imp[1])
@@ -26,27 +28,27 @@ func (s ModuleSpec) Wasm() []byte {
 		out = appendSection(out, 2, body)
 	}
 	names := sortedKeys(s.Exports)
-	funcs := uleb(nil, uint32(len(names)))
+	funcs := leb128.AppendU32(nil, uint32(len(names)))
 	for range names {
 		funcs = append(funcs, 0x00)
 	}
 	out = appendSection(out, 3, funcs)
 	out = appendSection(out, 5, []byte{0x01, 0x00, 0x01}) // one memory, min 1 page
-	exports := uleb(nil, uint32(len(names)+1))
+	exports := leb128.AppendU32(nil, uint32(len(names)+1))
 	for i, name := range names {
 		exports = appendName(exports, name)
 		exports = append(exports, 0x00)
-		exports = uleb(exports, uint32(len(s.Imports)+i))
+		exports = leb128.AppendU32(exports, uint32(len(s.Imports)+i))
 	}
 	exports = appendName(exports, "memory")
 	exports = append(exports, 0x02, 0x00)
 	out = appendSection(out, 7, exports)
-	code := uleb(nil, uint32(len(names)))
+	code := leb128.AppendU32(nil, uint32(len(names)))
 	for _, name := range names {
 		body := []byte{0x00, 0x41} // no locals; i32.const
-		body = sleb(body, s.Exports[name])
+		body = leb128.AppendS32(body, s.Exports[name])
 		body = append(body, 0x0b) // end
-		code = uleb(code, uint32(len(body)))
+		code = leb128.AppendU32(code, uint32(len(body)))
 		code = append(code, body...)
 	}
 	return appendSection(out, 10, code)
@@ -67,34 +69,11 @@ func sortedKeys(m map[string]int32) []string {
 
 func appendSection(out []byte, id byte, body []byte) []byte {
 	out = append(out, id)
-	out = uleb(out, uint32(len(body)))
+	out = leb128.AppendU32(out, uint32(len(body)))
 	return append(out, body...)
 }
 
 func appendName(out []byte, s string) []byte {
-	out = uleb(out, uint32(len(s)))
+	out = leb128.AppendU32(out, uint32(len(s)))
 	return append(out, s...)
-}
-
-func uleb(out []byte, v uint32) []byte {
-	for {
-		b := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			out = append(out, b|0x80)
-			continue
-		}
-		return append(out, b)
-	}
-}
-
-func sleb(out []byte, v int32) []byte {
-	for {
-		b := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && b&0x40 == 0) || (v == -1 && b&0x40 != 0) {
-			return append(out, b)
-		}
-		out = append(out, b|0x80)
-	}
 }
