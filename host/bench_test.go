@@ -146,21 +146,10 @@ func BenchmarkImportRoundTrip(b *testing.B) {
 	g := inst.Data.(*guest)
 	g.beginEvent(context.Background(), eventID{})
 	defer g.endEvent(nil)
-	const n = 1_000_000
-	perCall := func(export string) float64 {
-		start := time.Now()
+	testutil.CompareLoops(b, 1_000_000, func(export string, n uint64) error {
 		_, err := inst.Call(context.Background(), export, n)
-		require.NoError(b, err)
-		return float64(time.Since(start).Nanoseconds()) / n
-	}
-	var imp, base []float64
-	for i := 0; i < b.N*testutil.BenchRounds; i++ {
-		imp = append(imp, perCall("bench_poll"))
-		base = append(base, perCall("bench_empty"))
-	}
-	b.ReportMetric(testutil.Median(imp), "ns/import")
-	b.ReportMetric(testutil.Median(base), "ns/go_call")
-	b.ReportMetric(testutil.Median(imp)/testutil.Median(base), "ratio")
+		return err
+	}, "bench_poll", "bench_empty", "ns/import", "ns/go_call")
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

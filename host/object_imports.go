@@ -126,14 +126,21 @@ func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
 }
 
+// target reads the (binding, binding_len, id) arguments that start
+// object_fetch and object_call.
+func (s *services) target(mem plugins.Memory, a []uint64) (*namespace, string, error) {
+	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := objectIDArg(mem, ns, u32(a[2]))
+	return ns, id, err
+}
+
 // objectFetch is object_fetch(ns, ns_len, id, head, head_len, flags,
 // body_out, pending_out): like fetch, to a Durable Object.
 func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
-	id, err := objectIDArg(mem, ns, u32(a[2]))
+	ns, id, err := s.target(mem, a)
 	if err != nil {
 		return err
 	}
@@ -201,11 +208,7 @@ func (c *callState) resolve(err error) {
 }
 
 func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
-	if err != nil {
-		return err
-	}
-	id, err := objectIDArg(mem, ns, u32(a[2]))
+	ns, id, err := s.target(mem, a)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -37,33 +35,7 @@ class_name = "Broken"
 // startObjects serves testdata/guests/objects with its storage in dataDir.
 func startObjects(t *testing.T, dataDir, extra string) *testWorker {
 	t.Helper()
-	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
-	m, err := plugins.ParseManifest([]byte(objectsManifest + extra))
-	require.NoError(t, err)
-	logs := &logBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: dataDir,
-		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger})
-	require.NoError(t, err)
-	srv := httptest.NewServer(w)
-	closed := false
-	tw := &testWorker{Worker: w, url: srv.URL, logs: logs}
-	tw.stop = func() {
-		if closed {
-			return
-		}
-		closed = true
-		srv.CloseClientConnections()
-		srv.Close()
-		require.NoError(t, w.Close(context.Background()))
-	}
-	t.Cleanup(func() {
-		tw.stop()
-		if t.Failed() {
-			t.Logf("host log:\n%s", logs.String())
-		}
-	})
-	return tw
+	return serveGuest(t, "testdata/guests/objects", objectsManifest+extra, dataDir)
 }
 
 // call invokes an RPC method through the test Worker and returns the HTTP

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -69,23 +70,38 @@ type testWorker struct {
 // the manifest text's limits. Everything is shut down at cleanup.
 func startWorker(t *testing.T, manifestExtra string) *testWorker {
 	t.Helper()
-	wasm := testutil.BuildGuest(t, "testdata/guests/testworker")
-	m, err := plugins.ParseManifest([]byte("name = \"testworker\"\nmain = \"x.wasm\"\n" + manifestExtra))
+	return serveGuest(t, "testdata/guests/testworker", "name = \"testworker\"\nmain = \"x.wasm\"\n"+manifestExtra, sharedDataDir)
+}
+
+// serveGuest builds the guest package, loads it with the manifest text and
+// data directory, and serves it on loopback until cleanup (or stop).
+func serveGuest(t *testing.T, pkg, manifest, dataDir string) *testWorker {
+	t.Helper()
+	wasm := testutil.BuildGuest(t, pkg)
+	m, err := plugins.ParseManifest([]byte(manifest))
 	require.NoError(t, err)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: sharedDataDir, Logger: logger})
+	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: dataDir,
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger})
 	require.NoError(t, err)
 	srv := httptest.NewServer(w)
+	tw := &testWorker{Worker: w, url: srv.URL, logs: logs}
+	var once sync.Once
+	tw.stop = func() {
+		once.Do(func() {
+			srv.CloseClientConnections()
+			srv.Close()
+			require.NoError(t, w.Close(context.Background()))
+		})
+	}
 	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		require.NoError(t, w.Close(context.Background()))
+		tw.stop()
 		if t.Failed() {
 			t.Logf("host log:\n%s", logs.String())
 		}
 	})
-	return &testWorker{Worker: w, url: srv.URL, logs: logs}
+	return tw
 }
 
 func get(t *testing.T, url string) (int, string) {

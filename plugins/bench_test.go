@@ -32,21 +32,10 @@ func BenchmarkNoopImport(b *testing.B) {
 	inst, err := p.Get(context.Background())
 	require.NoError(b, err)
 	defer p.Put(inst)
-	const n = 2_000_000
-	perCall := func(export string) float64 {
-		start := time.Now()
+	testutil.CompareLoops(b, 2_000_000, func(export string, n uint64) error {
 		_, err := inst.Call(context.Background(), export, n)
-		require.NoError(b, err)
-		return float64(time.Since(start).Nanoseconds()) / n
-	}
-	var imp, base []float64
-	for i := 0; i < b.N*testutil.BenchRounds; i++ {
-		imp = append(imp, perCall("loop_nop"))
-		base = append(base, perCall("loop_go"))
-	}
-	b.ReportMetric(testutil.Median(imp), "ns/import")
-	b.ReportMetric(testutil.Median(base), "ns/go_call")
-	b.ReportMetric(testutil.Median(imp)/testutil.Median(base), "ratio")
+		return err
+	}, "loop_nop", "loop_go", "ns/import", "ns/go_call")
 }
 
 // BenchmarkInstanceStart measures a cold instance of examples/hello
