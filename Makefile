@@ -32,5 +32,6 @@ lint:
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
 
+# clean removes build output only: examples/*/.wharf also holds object data.
 clean:
-	rm -rf bin examples/*/.wharf
+	rm -rf bin examples/*/.wharf/build

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -143,11 +144,21 @@ func onCall(call uint32) (status int32) {
 
 var errorType = reflect.TypeFor[error]()
 
+// notCallable are methods with a role of their own, not for RPC.
+var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true}
+
 // invoke calls an exported method by name with JSON arguments.
 func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
 	m := reflect.ValueOf(obj).MethodByName(method)
-	if !m.IsValid() {
-		return nil, abi.StatusNotFound, fmt.Errorf("%T has no method %q", obj, method)
+	if !m.IsValid() || notCallable[method] {
+		var names []string
+		t := reflect.TypeOf(obj)
+		for i := 0; i < t.NumMethod(); i++ {
+			if !notCallable[t.Method(i).Name] {
+				names = append(names, t.Method(i).Name)
+			}
+		}
+		return nil, abi.StatusNotFound, fmt.Errorf("%T has no method %q that can be called (it has: %s)", obj, method, strings.Join(names, ", "))
 	}
 	t := m.Type()
 	if t.NumIn() > 1 || t.NumOut() == 0 || t.NumOut() > 2 || !t.Out(t.NumOut()-1).Implements(errorType) {
@@ -165,7 +176,9 @@ func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
 	}
 	out := m.Call(in)
 	if err, _ := out[len(out)-1].Interface().(error); err != nil {
-		return nil, abi.StatusIO, err
+		status := abi.StatusIO
+		errors.As(err, &status) // a host error keeps its status for the caller
+		return nil, status, err
 	}
 	if len(out) == 1 {
 		return []byte("null"), abi.StatusOK, nil
@@ -234,9 +247,21 @@ type Stub struct{ ns, id string }
 // ID is the object's id.
 func (s *Stub) ID() string { return s.id }
 
+// checkID refuses an id that is not 64 characters before it reaches the
+// host, which reads exactly that many bytes.
+func (s *Stub) checkID() error {
+	if len(s.id) != abi.ObjectIDLen {
+		return fmt.Errorf("invalid Durable Object id %q: must be %d lowercase hexadecimal digits", s.id, abi.ObjectIDLen)
+	}
+	return nil
+}
+
 // Fetch sends an HTTP request to the object. The URL must be absolute (its
 // host is up to you, e.g. http://object/path).
 func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
+	if err := s.checkID(); err != nil {
+		return nil, err
+	}
 	return roundTrip(req, func(head []byte, flags uint32) (uint32, uint32, error) {
 		return wharf.ObjectFetch(s.ns, s.id, head, flags)
 	})
@@ -245,6 +270,9 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 // Call invokes an exported method of the object with args encoded as JSON
 // and decodes its result into result (which may be nil).
 func (s *Stub) Call(method string, args, result any) error {
+	if err := s.checkID(); err != nil {
+		return err
+	}
 	data, err := json.Marshal(args)
 	if err != nil {
 		return fmt.Errorf("arguments of %s: %w", method, err)

