@@ -47,7 +47,7 @@ func TestHelloThroughWharfServe(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "from upstream", string(body))
 	assert.Equal(t, "200", resp.Header.Get("X-Upstream-Status"))
-	assert.Contains(t, srv.Logs(), `msg="fetched url=`+upstream.URL)
+	assert.True(t, srv.WaitLog(`msg="fetched url=`+upstream.URL, 5*time.Second), "the guest's log line reaches the host log")
 
 	resp, err = http.Get(srv.URL + "/nope")
 	require.NoError(t, err)
@@ -55,5 +55,5 @@ func TestHelloThroughWharfServe(t *testing.T) {
 	assert.Equal(t, 404, resp.StatusCode)
 
 	require.NoError(t, srv.Stop(15*time.Second), "wharf serve exits cleanly on SIGTERM")
-	assert.Contains(t, srv.Logs(), "shutting down")
+	assert.True(t, srv.WaitLog("shutting down", 5*time.Second))
 }

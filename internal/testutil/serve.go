@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -110,6 +111,19 @@ func (s *Serve) Logs() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.logs.String()
+}
+
+// WaitLog reports whether the process logs a line containing substr within
+// timeout; lines reach the log asynchronously.
+func (s *Serve) WaitLog(substr string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(s.Logs(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // Stop sends SIGTERM and waits for a clean exit, returning its error.
