@@ -8,6 +8,10 @@ need_apt=()
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v git >/dev/null || need_apt+=(git)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v gcc >/dev/null || need_apt+=(gcc)                  # cgo: SQLite
+command -v containerd >/dev/null || need_apt+=(containerd)    # the container backend
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)             # test images
 if [ "${WHARF_BENCH:-}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)
 fi

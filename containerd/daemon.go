@@ -1,0 +1,196 @@
+// Package containerd is wharf's container backend: the containerd daemon it
+// supervises, images, and (next) containers, tasks, exec and networking. It
+// knows nothing about Wasm.
+package containerd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+)
+
+// Namespace is the containerd namespace wharf keeps everything in.
+const Namespace = "wharf"
+
+// ErrMissingBinary names a program wharf needs and the package that has it.
+var ErrMissingBinary = errors.New("missing program")
+
+// requiredBinaries maps each program the embedded daemon needs to its
+// Debian package.
+var requiredBinaries = map[string]string{
+	"containerd":               "containerd",
+	"containerd-shim-runc-v2": "containerd",
+	"runc":                     "runc",
+}
+
+// Daemon is a containerd wharf started and supervises, with a private root,
+// state and socket.
+type Daemon struct {
+	// Address is the daemon's gRPC socket.
+	Address string
+	cmd     *exec.Cmd
+	done    chan error
+	logs    *os.File
+}
+
+// CheckBinaries reports the first program the daemon needs that is not on
+// PATH, with the package to install.
+func CheckBinaries() error {
+	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
+		if _, err := exec.LookPath(name); err != nil {
+			return fmt.Errorf("%w: %s is not on PATH; install the Debian package %q (apt-get install containerd runc)",
+				ErrMissingBinary, name, requiredBinaries[name])
+		}
+	}
+	return nil
+}
+
+// disabledPlugins are containerd plugins wharf does not use.
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.zfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.tracing.processor.v1.otlp",
+	"io.containerd.internal.v1.tracing",
+}
+
+// socketPath puts the socket under dir unless the path would be too long
+// for a unix socket, in which case it goes to a short directory in /run or
+// the temp dir named after dir.
+func socketPath(dir string) string {
+	p := filepath.Join(dir, "containerd.sock")
+	if len(p) < 100 {
+		return p
+	}
+	sum := sha256.Sum256([]byte(dir))
+	base := "/run"
+	if st, err := os.Stat(base); err != nil || !st.IsDir() {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "wharf-"+hex.EncodeToString(sum[:6]), "containerd.sock")
+}
+
+// StartDaemon starts containerd with its root and state under dir and waits
+// until it answers. Its log goes to dir/containerd.log.
+func StartDaemon(ctx context.Context, dir string, logger *slog.Logger) (*Daemon, error) {
+	if err := CheckBinaries(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	sock := socketPath(dir)
+	for _, d := range []string{filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Dir(sock)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = [%s]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), quoteAll(disabledPlugins), sock, sock+".ttrpc")
+	configPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	logs, err := os.OpenFile(filepath.Join(dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("containerd", "--config", configPath)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// Its own process group, so a Ctrl-C aimed at wharf does not stop it
+	// before wharf has cleaned up; and it goes when wharf dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	d := &Daemon{Address: sock, cmd: cmd, done: make(chan error, 1), logs: logs}
+	go func() { d.done <- cmd.Wait() }()
+	if err := d.waitReady(ctx, 15*time.Second); err != nil {
+		d.Stop()
+		return nil, fmt.Errorf("containerd did not start (see %s): %w", logs.Name(), err)
+	}
+	logger.Info("containerd started", "address", sock, "pid", cmd.Process.Pid)
+	return d, nil
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := Connect(ctx, d.Address)
+		if err == nil {
+			_, err = c.Version(ctx)
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case exitErr := <-d.done:
+			d.done <- exitErr
+			return fmt.Errorf("containerd exited: %v", exitErr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// Stop asks containerd to exit and waits; it is killed after 10 s.
+func (d *Daemon) Stop() error {
+	defer d.logs.Close()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+		return errors.New("containerd did not stop within 10 s and was killed")
+	}
+}
+
+// Connect opens a client to the daemon at address.
+func Connect(ctx context.Context, address string) (*client.Client, error) {
+	return client.New(address, client.WithDefaultNamespace(Namespace), client.WithTimeout(5*time.Second))
+}
+
+// WithNamespace scopes ctx to wharf's containerd namespace.
+func WithNamespace(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, Namespace)
+}

@@ -1,0 +1,100 @@
+// Package testimages builds the container images wharf's tests use, from
+// Debian's busybox-static and nothing downloaded, with go-containerregistry.
+package testimages
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// BusyboxRef is the name of the busybox test image.
+const BusyboxRef = "wharf.test/busybox:latest"
+
+// busyboxPath is where Debian's busybox-static installs the binary.
+const busyboxPath = "/bin/busybox"
+
+// Busybox writes an image archive with a static busybox, its applets as
+// symlinks, and users root (0) and app (1000), and returns its path.
+func Busybox(dir string) (string, error) {
+	bin, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return "", fmt.Errorf("the test image needs %s: install the Debian package busybox-static: %w", busyboxPath, err)
+	}
+	out, err := exec.Command(busyboxPath, "--list").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --list: %w", busyboxPath, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := []string{"bin/", "etc/", "tmp/", "home/app/", "work/"}
+	for _, d := range dirs {
+		mode := int64(0o755)
+		if d == "tmp/" {
+			mode = 0o1777
+		}
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode})
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+		"etc/group":  "root:x:0:\napp:x:1000:\n",
+	}
+	for n, body := range files {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(body))})
+		io.WriteString(tw, body)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))})
+	tw.Write(bin)
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" {
+			continue
+		}
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777})
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return "", err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return "", err
+	}
+	img, err = mutate.Config(img, v1.Config{
+		Env:        []string{"PATH=/bin", "IMAGE_VAR=from-image"},
+		Cmd:        []string{"sh"},
+		WorkingDir: "/",
+	})
+	if err != nil {
+		return "", err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return "", err
+	}
+	ref, err := name.NewTag(BusyboxRef)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "busybox.tar")
+	return path, tarball.WriteToFile(path, ref, img)
+}
