@@ -30,9 +30,9 @@ var ErrMissingBinary = errors.New("missing program")
 // requiredBinaries maps each program the embedded daemon needs to its
 // Debian package.
 var requiredBinaries = map[string]string{
-	"containerd":               "containerd",
+	"containerd":              "containerd",
 	"containerd-shim-runc-v2": "containerd",
-	"runc":                     "runc",
+	"runc":                    "runc",
 }
 
 // Daemon is a containerd wharf started and supervises, with a private root,
