@@ -2,13 +2,17 @@ package containerd
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -94,4 +98,128 @@ func TestSocketPathStaysShort(t *testing.T) {
 	assert.Less(t, len(p), 100)
 	assert.Equal(t, p, socketPath(long), "stable for the same data dir")
 	assert.Equal(t, "/x/containerd.sock", socketPath("/x"))
+}
+
+// runtime starts a daemon with the busybox image imported, and checks at
+// cleanup that nothing the test created is left.
+func runtime(t *testing.T) (*client.Client, string, string) {
+	t.Helper()
+	d := startDaemon(t)
+	c, err := Connect(context.Background(), d.Address)
+	require.NoError(t, err)
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), c, archivePath, "")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		left, err := Leftovers(context.Background(), c, d.Address)
+		require.NoError(t, err)
+		assert.Empty(t, left, "the test left things behind")
+		c.Close()
+	})
+	return c, imgs[0].Name, d.RuncRoot
+}
+
+func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, script string) *Container {
+	t.Helper()
+	ctr, err := StartContainer(context.Background(), c, ContainerSpec{
+		ID: id, Image: image, Labels: map[string]string{"wharf.class": "Test"},
+		Env:        []string{"FROM_START=1"},
+		Entrypoint: []string{"sh", "-c", script},
+		Resources:  Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64},
+		RuncRoot:   runcRoot,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { ctr.Destroy(context.Background()) })
+	return ctr
+}
+
+func execOut(t *testing.T, ctr *Container, spec ExecSpec) (uint32, string, string) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	spec.Stdout, spec.Stderr = &stdout, &stderr
+	p, err := ctr.Exec(context.Background(), spec)
+	require.NoError(t, err)
+	code, err := p.Wait(context.Background())
+	require.NoError(t, err)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestContainerLifecycleAndExec(t *testing.T) {
+	c, image, runcRoot := runtime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "lifecycle", "trap 'exit 3' TERM; while true; do sleep 0.1; done")
+	assert.NotZero(t, ctr.Pid())
+
+	code, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo check failed >&2; exit 7"}})
+	assert.Equal(t, uint32(7), code)
+	code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo out; echo err >&2"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "out\n", out)
+	assert.Equal(t, "err\n", errOut)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"cat"}, Stdin: strings.NewReader("from stdin")})
+	assert.Equal(t, "from stdin", out)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"cat"}})
+	assert.Equal(t, "", out, "no stdin is an immediate EOF")
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"pwd"}, Cwd: "/tmp"})
+	assert.Equal(t, "/tmp\n", out)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo $IMAGE_VAR $FROM_START $EXTRA"}, Env: []string{"EXTRA=x", "FROM_START=overridden"}})
+	assert.Equal(t, "from-image overridden x\n", out)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"id", "-u"}, User: "app"})
+	assert.Equal(t, "1000\n", out)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"id", "-u"}, User: "4242"})
+	assert.Equal(t, "4242\n", out)
+	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "nobody-here"})
+	assert.ErrorContains(t, err, `user "nobody-here" does not exist in the image's /etc/passwd`)
+	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"/no/such/binary"}})
+	assert.Error(t, err)
+
+	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sleep", "100"}})
+	require.NoError(t, err)
+	require.NoError(t, p.Kill(context.Background(), syscall.SIGTERM))
+	code, err = p.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint32(143), code)
+
+	require.NoError(t, ctr.Signal(context.Background(), syscall.SIGTERM))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, err = ctr.Wait(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(3), code)
+	require.NoError(t, ctr.Destroy(context.Background()))
+}
+
+// cgroupValue reads a cgroup v1 file of pid's cgroup for a controller, as
+// the host sees it; on a cgroup v2 host it reads v2File instead.
+func cgroupValue(t *testing.T, pid uint32, controller, file, v2File string) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), controller) {
+			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parts[1], parts[2], file))
+			require.NoError(t, err)
+			return strings.TrimSpace(string(b))
+		}
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", rest, v2File))
+			require.NoError(t, err)
+			return strings.TrimSpace(string(b))
+		}
+	}
+	t.Fatalf("no %s cgroup for pid %d in %s", controller, pid, data)
+	return ""
+}
+
+func TestContainerLimits(t *testing.T) {
+	c, image, runcRoot := runtime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "limits", "sleep 3600")
+	assert.Equal(t, "67108864", cgroupValue(t, ctr.Pid(), "memory", "memory.limit_in_bytes", "memory.max"))
+	assert.Contains(t, cgroupValue(t, ctr.Pid(), "cpu", "cpu.cfs_quota_us", "cpu.max"), "50000")
+	assert.Equal(t, "64", cgroupValue(t, ctr.Pid(), "pids", "pids.max", "pids.max"))
+	require.NoError(t, ctr.Destroy(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), c, image))
 }

@@ -40,9 +40,11 @@ var requiredBinaries = map[string]string{
 type Daemon struct {
 	// Address is the daemon's gRPC socket.
 	Address string
-	cmd     *exec.Cmd
-	done    chan error
-	logs    *os.File
+	// RuncRoot is where runc keeps the state of this daemon's containers.
+	RuncRoot string
+	cmd      *exec.Cmd
+	done     chan error
+	logs     *os.File
 }
 
 // CheckBinaries reports the first program the daemon needs that is not on
@@ -128,7 +130,7 @@ disabled_plugins = [%s]
 		logs.Close()
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}
-	d := &Daemon{Address: sock, cmd: cmd, done: make(chan error, 1), logs: logs}
+	d := &Daemon{Address: sock, RuncRoot: filepath.Join(dir, "runc"), cmd: cmd, done: make(chan error, 1), logs: logs}
 	go func() { d.done <- cmd.Wait() }()
 	if err := d.waitReady(ctx, 15*time.Second); err != nil {
 		d.Stop()

@@ -1,0 +1,310 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/errdefs"
+)
+
+// Resources are a container's limits: cgroup memory limit, CFS CPU quota
+// and a pids limit.
+type Resources struct {
+	VCPU        float64 // fraction of one CPU, e.g. 0.25; 0 = unlimited
+	MemoryBytes uint64  // 0 = unlimited
+	Pids        int64   // 0 = unlimited
+}
+
+// cfsPeriod is the CFS period quotas are expressed in (100 ms).
+const cfsPeriod = 100_000
+
+// ContainerSpec describes a container to start.
+type ContainerSpec struct {
+	ID     string            // unique within wharf's namespace
+	Image  string            // an image in wharf's namespace
+	Labels map[string]string // on the container and its snapshot
+	// Env is added to (and overrides) the image's environment.
+	Env []string
+	// Entrypoint replaces the image's entrypoint and command if set.
+	Entrypoint []string
+	Resources  Resources
+	// RuncRoot keeps runc's state for this daemon apart from any other
+	// containerd on the host (runc's default root is shared).
+	RuncRoot string
+}
+
+// Container is a running container: its containerd container and task.
+type Container struct {
+	c      *client.Client
+	ctr    client.Container
+	task   client.Task
+	exitCh <-chan client.ExitStatus
+}
+
+// StartContainer creates and starts a container from spec. It returns
+// without waiting for anything inside to be ready. Its network namespace is
+// private (loopback only) until wharf's networking joins it to the host.
+func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (*Container, error) {
+	ctx = WithNamespace(ctx)
+	img, err := c.GetImage(ctx, spec.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", spec.Image, err)
+	}
+	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID))}
+	if len(spec.Entrypoint) > 0 {
+		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
+	}
+	if len(spec.Env) > 0 {
+		opts = append(opts, oci.WithEnv(spec.Env))
+	}
+	if r := spec.Resources; r.MemoryBytes > 0 {
+		opts = append(opts, oci.WithMemoryLimit(r.MemoryBytes))
+	}
+	if r := spec.Resources; r.VCPU > 0 {
+		opts = append(opts, oci.WithCPUCFS(int64(r.VCPU*cfsPeriod), cfsPeriod))
+	}
+	if r := spec.Resources; r.Pids > 0 {
+		opts = append(opts, oci.WithPidsLimit(r.Pids))
+	}
+	ctr, err := c.NewContainer(ctx, spec.ID,
+		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
+		client.WithImage(img),
+		client.WithSnapshotter(Snapshotter),
+		client.WithNewSnapshot(spec.ID+"-rootfs", img),
+		client.WithContainerLabels(spec.Labels),
+		client.WithNewSpec(opts...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
+	}
+	task, err := ctr.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		ctr.Delete(ctx, client.WithSnapshotCleanup)
+		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
+	}
+	cont := &Container{c: c, ctr: ctr, task: task}
+	if cont.exitCh, err = task.Wait(ctx); err == nil {
+		err = task.Start(ctx)
+	}
+	if err != nil {
+		cont.Destroy(context.Background())
+		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
+	}
+	return cont, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 63 {
+		return id[:63]
+	}
+	return id
+}
+
+// ID is the container's id.
+func (c *Container) ID() string { return c.ctr.ID() }
+
+// Pid is the host pid of the container's init process.
+func (c *Container) Pid() uint32 { return c.task.Pid() }
+
+// Wait blocks until the container's main process exits and returns its
+// exit code.
+func (c *Container) Wait(ctx context.Context) (uint32, error) {
+	select {
+	case st := <-c.exitCh:
+		code, _, err := st.Result()
+		return code, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Signal sends sig to the container's main process.
+func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
+	return c.task.Kill(WithNamespace(ctx), sig)
+}
+
+// Destroy kills the container's processes and removes its task, container
+// and snapshot.
+func (c *Container) Destroy(ctx context.Context) error {
+	ctx = WithNamespace(ctx)
+	var errs []error
+	if st, err := c.task.Status(ctx); err == nil && st.Status != client.Stopped {
+		if err := c.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+		select {
+		case <-c.exitCh:
+		case <-time.After(10 * time.Second):
+			errs = append(errs, errors.New("the container did not exit after SIGKILL"))
+		}
+	}
+	if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ExecSpec describes a process to run in a container.
+type ExecSpec struct {
+	Args []string
+	// Env is added to (and overrides) the container's environment.
+	Env  []string
+	Cwd  string
+	User string // a user name from the image's /etc/passwd, or a uid
+	// Stdin, Stdout and Stderr may be nil: no input (EOF), output dropped.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Process is a process started with Exec.
+type Process struct {
+	proc   client.Process
+	exitCh <-chan client.ExitStatus
+}
+
+var execSeq atomic.Uint64
+
+// Exec starts a process in the container.
+func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
+	ctx = WithNamespace(ctx)
+	if len(spec.Args) == 0 {
+		return nil, errors.New("exec needs a command")
+	}
+	ociSpec, err := c.ctr.Spec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pspec := *ociSpec.Process
+	pspec.Args = spec.Args
+	pspec.Terminal = false
+	pspec.Env = mergeEnv(pspec.Env, spec.Env)
+	if spec.Cwd != "" {
+		pspec.Cwd = spec.Cwd
+	}
+	if spec.User != "" {
+		u, err := resolveUser(c.task.Pid(), spec.User)
+		if err != nil {
+			return nil, err
+		}
+		pspec.User = u
+	}
+	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
+	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}
+	streams := []cio.Opt{cio.WithStreams(stdin, orDiscard(spec.Stdout), orDiscard(spec.Stderr))}
+	proc, err := c.task.Exec(ctx, id, &pspec, cio.NewCreator(streams...))
+	if err != nil {
+		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+	}
+	p := &Process{proc: proc}
+	if p.exitCh, err = proc.Wait(ctx); err == nil {
+		err = proc.Start(ctx)
+	}
+	if err != nil {
+		proc.Delete(ctx, client.WithProcessKill)
+		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+	}
+	stdin.started <- proc
+	return p, nil
+}
+
+// stdinCloser feeds a process's stdin and, at the end of the input (at once
+// for no input), closes it so the process sees EOF: the shim keeps its stdin
+// pipe open until told.
+type stdinCloser struct {
+	r       io.Reader
+	started chan client.Process
+	once    sync.Once
+}
+
+func (s *stdinCloser) Read(p []byte) (int, error) {
+	if s.r == nil {
+		s.closeStdin()
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		s.closeStdin()
+	}
+	return n, err
+}
+
+func (s *stdinCloser) closeStdin() {
+	s.once.Do(func() {
+		go func() {
+			proc := <-s.started
+			proc.CloseIO(WithNamespace(context.Background()), client.WithStdinCloser)
+		}()
+	})
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// Pid is the process's host pid.
+func (p *Process) Pid() uint32 { return p.proc.Pid() }
+
+// Wait waits for the process to exit, releases it and returns its exit code.
+func (p *Process) Wait(ctx context.Context) (uint32, error) {
+	ctx = WithNamespace(ctx)
+	select {
+	case st := <-p.exitCh:
+		code, _, err := st.Result()
+		p.proc.IO().Wait() // all output delivered
+		p.proc.Delete(ctx)
+		return code, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Kill sends sig to the process.
+func (p *Process) Kill(ctx context.Context, sig syscall.Signal) error {
+	return p.proc.Kill(WithNamespace(ctx), sig)
+}
+
+// CloseStdin signals EOF on the process's stdin.
+func (p *Process) CloseStdin(ctx context.Context) error {
+	return p.proc.CloseIO(WithNamespace(ctx), client.WithStdinCloser)
+}
+
+// mergeEnv overrides base KEY=VALUE entries with extra ones.
+func mergeEnv(base, extra []string) []string {
+	out := append([]string{}, base...)
+	for _, kv := range extra {
+		key := kv
+		for i := 0; i < len(kv); i++ {
+			if kv[i] == '=' {
+				key = kv[:i]
+				break
+			}
+		}
+		replaced := false
+		for i, old := range out {
+			if len(old) > len(key) && old[:len(key)] == key && old[len(key)] == '=' {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
