@@ -3,7 +3,9 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,9 +102,9 @@ func TestSocketPathStaysShort(t *testing.T) {
 	assert.Equal(t, "/x/containerd.sock", socketPath("/x"))
 }
 
-// runtime starts a daemon with the busybox image imported, and checks at
+// testRuntime starts a daemon with the busybox image imported, and checks at
 // cleanup that nothing the test created is left.
-func runtime(t *testing.T) (*client.Client, string, string) {
+func testRuntime(t *testing.T) (*client.Client, string, string) {
 	t.Helper()
 	d := startDaemon(t)
 	c, err := Connect(context.Background(), d.Address)
@@ -146,7 +148,7 @@ func execOut(t *testing.T, ctr *Container, spec ExecSpec) (uint32, string, strin
 }
 
 func TestContainerLifecycleAndExec(t *testing.T) {
-	c, image, runcRoot := runtime(t)
+	c, image, runcRoot := testRuntime(t)
 	ctr := startBusybox(t, c, image, runcRoot, "lifecycle", "trap 'exit 3' TERM; while true; do sleep 0.1; done")
 	assert.NotZero(t, ctr.Pid())
 
@@ -215,11 +217,48 @@ func cgroupValue(t *testing.T, pid uint32, controller, file, v2File string) stri
 }
 
 func TestContainerLimits(t *testing.T) {
-	c, image, runcRoot := runtime(t)
+	c, image, runcRoot := testRuntime(t)
 	ctr := startBusybox(t, c, image, runcRoot, "limits", "sleep 3600")
 	assert.Equal(t, "67108864", cgroupValue(t, ctr.Pid(), "memory", "memory.limit_in_bytes", "memory.max"))
 	assert.Contains(t, cgroupValue(t, ctr.Pid(), "cpu", "cpu.cfs_quota_us", "cpu.max"), "50000")
 	assert.Equal(t, "64", cgroupValue(t, ctr.Pid(), "pids", "pids.max", "pids.max"))
 	require.NoError(t, ctr.Destroy(context.Background()))
 	require.NoError(t, RemoveImage(context.Background(), c, image))
+}
+
+func TestContainerNetworkReachableFromHost(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	n := NewNetwork(DefaultSubnet)
+	ep, err := n.Setup("net-test")
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, ep.Teardown()) }()
+	ctr, err := StartContainer(context.Background(), c, ContainerSpec{
+		ID: "net-test", Image: image, RuncRoot: runcRoot, NetNSPath: ep.NetNSPath,
+		Entrypoint: []string{"sh", "-c", "mkdir -p /www && echo served from the container > /www/index.html && exec httpd -f -p 8080 -h /www"},
+	})
+	require.NoError(t, err)
+	defer ctr.Destroy(context.Background())
+
+	url := fmt.Sprintf("http://%s:8080/", ep.ContainerIP)
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	}, 10*time.Second, 20*time.Millisecond, "the host reaches the container at %s", url)
+	assert.Equal(t, "served from the container\n", body)
+
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"ip", "route"}})
+	assert.Contains(t, out, "default via "+ep.HostIP.String())
+	// A second endpoint gets another /30.
+	ep2, err := n.Setup("net-test-2")
+	require.NoError(t, err)
+	assert.NotEqual(t, ep.ContainerIP, ep2.ContainerIP)
+	require.NoError(t, ep2.Teardown())
+	require.NoError(t, ctr.Destroy(context.Background()))
 }

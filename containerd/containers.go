@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
@@ -39,6 +40,9 @@ type ContainerSpec struct {
 	// Entrypoint replaces the image's entrypoint and command if set.
 	Entrypoint []string
 	Resources  Resources
+	// NetNSPath is the network namespace to join (see Network.Setup);
+	// empty gives the container a private namespace with no links.
+	NetNSPath string
 	// RuncRoot keeps runc's state for this daemon apart from any other
 	// containerd on the host (runc's default root is shared).
 	RuncRoot string
@@ -67,6 +71,9 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	}
 	if len(spec.Env) > 0 {
 		opts = append(opts, oci.WithEnv(spec.Env))
+	}
+	if spec.NetNSPath != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNSPath}))
 	}
 	if r := spec.Resources; r.MemoryBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(r.MemoryBytes))

@@ -11,9 +11,9 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 )
 
-// Leftovers lists what wharf created in containerd that still exists:
-// containers, tasks, snapshots, and shim processes serving the daemon at
-// address. An empty list means nothing leaked.
+// Leftovers lists what wharf created that still exists: containers, tasks,
+// snapshots, shim processes serving the daemon at address, and wharf's
+// network namespaces and veth links. An empty list means nothing leaked.
 func Leftovers(ctx context.Context, c *client.Client, address string) ([]string, error) {
 	ctx = WithNamespace(ctx)
 	var out []string
@@ -36,7 +36,8 @@ func Leftovers(ctx context.Context, c *client.Client, address string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	return append(out, shimProcesses(address)...), nil
+	out = append(out, shimProcesses(address)...)
+	return append(out, networkLeftovers()...), nil
 }
 
 // shimProcesses finds containerd shims started for the daemon at address.

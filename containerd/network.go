@@ -1,0 +1,225 @@
+package containerd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Every container gets its own network namespace joined to the host by a
+// veth pair with a /30 of its own: the host side is the first address, the
+// container (eth0) the second, and its default route points at the host.
+// The host can then dial the container directly. Nothing is routed out of
+// the namespace unless the host forwards it (egress is a later layer).
+
+// Name prefixes of what the network layer creates on the host, so leftovers
+// can be found.
+const (
+	netnsPrefix = "wharf-"
+	vethPrefix  = "wh"
+)
+
+// DefaultSubnet is where container /30s are taken from.
+var DefaultSubnet = netip.MustParsePrefix("10.209.0.0/16")
+
+// Network hands out /30 subnets and sets up container namespaces.
+type Network struct {
+	subnet netip.Prefix
+	mu     sync.Mutex
+	used   map[int]bool // /30 indexes
+}
+
+// NewNetwork allocates container subnets from subnet (at least a /28).
+func NewNetwork(subnet netip.Prefix) *Network {
+	return &Network{subnet: subnet.Masked(), used: map[int]bool{}}
+}
+
+// Endpoint is one container's network: its namespace and addresses.
+type Endpoint struct {
+	// NetNSPath is the namespace to run the container in.
+	NetNSPath string
+	// HostIP and ContainerIP are the two ends of the veth pair.
+	HostIP, ContainerIP netip.Addr
+	name                string
+	hostLink            string
+	slot                int
+	net                 *Network
+}
+
+// linkName derives a short interface name (at most 15 bytes) from id.
+func linkName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return vethPrefix + hex.EncodeToString(sum[:6])
+}
+
+func (n *Network) allocate() (int, netip.Addr, netip.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	slots := 1 << (32 - n.subnet.Bits() - 2)
+	for i := 1; i < slots; i++ { // slot 0 is left alone
+		if n.used[i] {
+			continue
+		}
+		n.used[i] = true
+		base := n.subnet.Addr().As4()
+		v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+		v += uint32(i) * 4
+		host := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 1)})
+		ctr := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 2)})
+		return i, host, ctr, nil
+	}
+	return 0, netip.Addr{}, netip.Addr{}, fmt.Errorf("no free /30 left in %s", n.subnet)
+}
+
+func (n *Network) release(slot int) {
+	n.mu.Lock()
+	delete(n.used, slot)
+	n.mu.Unlock()
+}
+
+// Setup creates the namespace and veth pair for container id.
+func (n *Network) Setup(id string) (ep *Endpoint, err error) {
+	slot, hostIP, ctrIP, err := n.allocate()
+	if err != nil {
+		return nil, err
+	}
+	ep = &Endpoint{name: netnsPrefix + linkName(id)[len(vethPrefix):], hostLink: linkName(id), slot: slot, net: n,
+		HostIP: hostIP, ContainerIP: ctrIP}
+	ep.NetNSPath = "/var/run/netns/" + ep.name
+	defer func() {
+		if err != nil {
+			ep.Teardown()
+		}
+	}()
+	ns, err := newNamedNetNS(ep.name)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace for %s: %w", id, err)
+	}
+	defer ns.Close()
+	peer := ep.hostLink + "c"
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.hostLink}, PeerName: peer}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("veth for %s: %w", id, err)
+	}
+	host, err := netlink.LinkByName(ep.hostLink)
+	if err != nil {
+		return nil, err
+	}
+	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostIP, 30)}); err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return nil, err
+	}
+	peerLink, err := netlink.LinkByName(peer)
+	if err != nil {
+		return nil, err
+	}
+	if err := netlink.LinkSetNsFd(peerLink, int(ns)); err != nil {
+		return nil, err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	inner, err := h.LinkByName(peer)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetName(inner, "eth0"); err != nil {
+		return nil, err
+	}
+	if err := h.AddrAdd(inner, &netlink.Addr{IPNet: ipNet(ctrIP, 30)}); err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetUp(inner); err != nil {
+		return nil, err
+	}
+	if lo, err := h.LinkByName("lo"); err == nil {
+		h.LinkSetUp(lo)
+	}
+	gw := net.IP(hostIP.AsSlice())
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: inner.Attrs().Index, Gw: gw}); err != nil {
+		return nil, fmt.Errorf("default route for %s: %w", id, err)
+	}
+	return ep, nil
+}
+
+func ipNet(a netip.Addr, bits int) *net.IPNet {
+	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, 32)}
+}
+
+// newNamedNetNS creates a namespace bind-mounted at /var/run/netns/name.
+// Creating it moves the current thread into it, so that happens on a
+// goroutine of its own; if the thread cannot move back it is not returned
+// to the runtime (a locked goroutine that exits takes its thread along).
+func newNamedNetNS(name string) (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			done <- result{ns, errors.Join(err, serr)}
+			return // still locked: the thread dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		done <- result{ns, err}
+	}()
+	r := <-done
+	return r.ns, r.err
+}
+
+// Teardown removes the veth pair and the namespace.
+func (ep *Endpoint) Teardown() error {
+	var errs []error
+	if link, err := netlink.LinkByName(ep.hostLink); err == nil {
+		if err := netlink.LinkDel(link); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := netns.DeleteNamed(ep.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	ep.net.release(ep.slot)
+	return errors.Join(errs...)
+}
+
+// networkLeftovers lists wharf namespaces and veth links on the host.
+func networkLeftovers() []string {
+	var out []string
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), netnsPrefix) {
+			out = append(out, "network namespace "+e.Name())
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, vethPrefix) {
+			out = append(out, "link "+l.Attrs().Name)
+		}
+	}
+	return out
+}
