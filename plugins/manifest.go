@@ -30,6 +30,8 @@ type Manifest struct {
 	Limits Limits `toml:"limits"`
 	// DurableObjects binds object classes of the module to names.
 	DurableObjects DurableObjects `toml:"durable_objects"`
+	// Containers give Durable Object classes a container each.
+	Containers []Container `toml:"containers"`
 
 	// Path is the manifest file; Dir is its directory.
 	Path string `toml:"-"`
@@ -162,6 +164,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
 	}
+	if err := m.checkContainers(data); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -203,7 +208,7 @@ func (d *DurableObjects) check(data []byte) error {
 	}
 	seen := map[string]bool{}
 	for i, b := range d.Bindings {
-		where := fmt.Sprintf("%s: durable_objects.bindings[%d]", bindingLine(data, i), i)
+		where := fmt.Sprintf("%s: durable_objects.bindings[%d]", tableLine(data, "[[durable_objects.bindings]]", i), i)
 		switch {
 		case b.Name == "":
 			return fmt.Errorf("%s: missing required key \"name\"", where)
@@ -215,19 +220,6 @@ func (d *DurableObjects) check(data []byte) error {
 		seen[b.Name] = true
 	}
 	return nil
-}
-
-// bindingLine is the "line:col" of the i-th [[durable_objects.bindings]].
-func bindingLine(data []byte, i int) string {
-	for n, line := range strings.Split(string(data), "\n") {
-		if strings.ReplaceAll(strings.TrimSpace(line), " ", "") == "[[durable_objects.bindings]]" {
-			if i == 0 {
-				return fmt.Sprintf("%d:1", n+1)
-			}
-			i--
-		}
-	}
-	return "1:1"
 }
 
 // Binding returns the binding called name.

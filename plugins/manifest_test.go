@@ -77,3 +77,37 @@ func TestLoadManifestFromDirAndFile(t *testing.T) {
 	assert.Equal(t, dir, m.Dir)
 	assert.Equal(t, filepath.Join(dir, ".wharf", "build", "a.wasm"), m.WasmPath())
 }
+
+func TestManifestContainers(t *testing.T) {
+	base := "name = \"x\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"S\"\nclass_name = \"Sandbox\"\n"
+	m, err := ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"wharf.test/busybox:latest\"\nmax_instances = 3\ninstance_type = \"standard-1\"\n"))
+	require.NoError(t, err)
+	require.Len(t, m.Containers, 1)
+	assert.Equal(t, InstanceType{VCPU: 0.5, MemoryMiB: 4096, DiskMB: 8000}, m.Containers[0].Resources)
+	assert.Equal(t, 3, m.Containers[0].MaxInstances)
+
+	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, InstanceTypes["lite"], m.Containers[0].Resources, "lite by default")
+
+	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 0.75, memory_mib = 512, disk_mb = 1000 }\n"))
+	require.NoError(t, err)
+	assert.Equal(t, InstanceType{VCPU: 0.75, MemoryMiB: 512, DiskMB: 1000}, m.Containers[0].Resources)
+
+	cases := map[string]string{
+		"[[containers]]\nimage = \"i\"\n":                                                         `6:1: containers[0]: missing required key "class_name"`,
+		"[[containers]]\nclass_name = \"Sandbox\"\n":                                              `class Sandbox: missing required key "image"`,
+		"[[containers]]\nclass_name = \"Other\"\nimage = \"i\"\n":                                 `class "Other" has no [[durable_objects.bindings]] entry`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = \"huge\"\n":     `instance_type: unknown instance type "huge" (use one of basic, lite, standard-1`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1 }\n": "a custom instance type needs vcpu and memory_mib",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { cpus = 1 }\n": `unknown key "cpus"`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = -1\n":           "max_instances must not be negative",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                    `unknown key "containers.ports"`,
+	}
+	for extra, want := range cases {
+		_, err := ParseManifest([]byte(base + extra))
+		if assert.Error(t, err, extra) {
+			assert.Contains(t, err.Error(), want, extra)
+		}
+	}
+}

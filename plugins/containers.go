@@ -1,0 +1,137 @@
+package plugins
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Container is one [[containers]] entry: the container every object of a
+// Durable Object class gets.
+type Container struct {
+	ClassName    string `toml:"class_name"`
+	Image        string `toml:"image"`
+	MaxInstances int    `toml:"max_instances"`
+	// InstanceType is a name ("lite", "basic", "standard-1"…"standard-4")
+	// or a table {vcpu, memory_mib, disk_mb}; see Resources.
+	InstanceType any `toml:"instance_type"`
+
+	// Resources is InstanceType resolved.
+	Resources InstanceType `toml:"-"`
+}
+
+// InstanceType is the CPU, memory and disk a container may use.
+type InstanceType struct {
+	VCPU      float64
+	MemoryMiB int
+	DiskMB    int
+}
+
+// InstanceTypes are the named sizes of the hosted system.
+var InstanceTypes = map[string]InstanceType{
+	"lite":       {VCPU: 1.0 / 16, MemoryMiB: 256, DiskMB: 2000},
+	"basic":      {VCPU: 0.25, MemoryMiB: 1024, DiskMB: 4000},
+	"standard-1": {VCPU: 0.5, MemoryMiB: 4096, DiskMB: 8000},
+	"standard-2": {VCPU: 1, MemoryMiB: 6144, DiskMB: 12000},
+	"standard-3": {VCPU: 2, MemoryMiB: 8192, DiskMB: 16000},
+	"standard-4": {VCPU: 4, MemoryMiB: 12288, DiskMB: 20000},
+}
+
+// DefaultInstanceType is used when a container names none, as in the
+// hosted system.
+const DefaultInstanceType = "lite"
+
+// checkContainers resolves instance types and checks every container
+// belongs to a bound class.
+func (m *Manifest) checkContainers(data []byte) error {
+	seen := map[string]bool{}
+	for i := range m.Containers {
+		c := &m.Containers[i]
+		where := fmt.Sprintf("%s: containers[%d]", tableLine(data, "[[containers]]", i), i)
+		switch {
+		case c.ClassName == "":
+			return fmt.Errorf("%s: missing required key \"class_name\"", where)
+		case c.Image == "":
+			return fmt.Errorf("%s: class %s: missing required key \"image\"", where, c.ClassName)
+		case c.MaxInstances < 0:
+			return fmt.Errorf("%s: class %s: max_instances must not be negative, got %d", where, c.ClassName, c.MaxInstances)
+		case seen[c.ClassName]:
+			return fmt.Errorf("%s: class %s has two [[containers]] entries", where, c.ClassName)
+		}
+		seen[c.ClassName] = true
+		if !slices.ContainsFunc(m.DurableObjects.Bindings, func(b Binding) bool { return b.ClassName == c.ClassName }) {
+			return fmt.Errorf("%s: class %q has no [[durable_objects.bindings]] entry; containers belong to Durable Object classes", where, c.ClassName)
+		}
+		r, err := resolveInstanceType(c.InstanceType)
+		if err != nil {
+			return fmt.Errorf("%s: class %s: instance_type: %w", where, c.ClassName, err)
+		}
+		c.Resources = r
+	}
+	return nil
+}
+
+func resolveInstanceType(v any) (InstanceType, error) {
+	switch t := v.(type) {
+	case nil:
+		return InstanceTypes[DefaultInstanceType], nil
+	case string:
+		if r, ok := InstanceTypes[t]; ok {
+			return r, nil
+		}
+		names := make([]string, 0, len(InstanceTypes))
+		for n := range InstanceTypes {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return InstanceType{}, fmt.Errorf("unknown instance type %q (use one of %s, or {vcpu, memory_mib, disk_mb})", t, strings.Join(names, ", "))
+	case map[string]any:
+		var r InstanceType
+		for k, val := range t {
+			num, ok := toFloat(val)
+			if !ok || num <= 0 {
+				return InstanceType{}, fmt.Errorf("%s must be a positive number, got %v", k, val)
+			}
+			switch k {
+			case "vcpu":
+				r.VCPU = num
+			case "memory_mib":
+				r.MemoryMiB = int(num)
+			case "disk_mb":
+				r.DiskMB = int(num)
+			default:
+				return InstanceType{}, fmt.Errorf("unknown key %q (use vcpu, memory_mib, disk_mb)", k)
+			}
+		}
+		if r.VCPU == 0 || r.MemoryMiB == 0 {
+			return InstanceType{}, fmt.Errorf("a custom instance type needs vcpu and memory_mib")
+		}
+		return r, nil
+	}
+	return InstanceType{}, fmt.Errorf("must be a name or a table, got %v", v)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// tableLine is the "line:col" of the i-th occurrence of an array-of-tables
+// header such as [[containers]].
+func tableLine(data []byte, header string, i int) string {
+	for n, line := range strings.Split(string(data), "\n") {
+		if strings.ReplaceAll(strings.TrimSpace(line), " ", "") == header {
+			if i == 0 {
+				return fmt.Sprintf("%d:1", n+1)
+			}
+			i--
+		}
+	}
+	return "1:1"
+}
