@@ -196,3 +196,47 @@ func Connect(ctx context.Context, address string) (*client.Client, error) {
 func WithNamespace(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, Namespace)
 }
+
+// Backend is a connection to containerd: the one at an address the operator
+// gave, or a daemon wharf started under its data directory.
+type Backend struct {
+	Client *client.Client
+	// Address is the daemon's socket; RuncRoot keeps runc's state apart.
+	Address, RuncRoot string
+	daemon            *Daemon
+}
+
+// OpenBackend connects to address, or starts an embedded daemon under
+// dataDir/containerd when address is empty.
+func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
+	b := &Backend{Address: address, RuncRoot: filepath.Join(dataDir, "containerd", "runc")}
+	if address == "" {
+		d, err := StartDaemon(ctx, filepath.Join(dataDir, "containerd"), logger)
+		if err != nil {
+			return nil, err
+		}
+		b.daemon, b.Address, b.RuncRoot = d, d.Address, d.RuncRoot
+	}
+	c, err := Connect(ctx, b.Address)
+	if err == nil {
+		_, err = c.Version(ctx)
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("containerd at %s: %w", b.Address, err)
+	}
+	b.Client = c
+	return b, nil
+}
+
+// Close disconnects and stops the embedded daemon, if wharf started one.
+func (b *Backend) Close() error {
+	var err error
+	if b.Client != nil {
+		err = b.Client.Close()
+	}
+	if b.daemon != nil {
+		err = errors.Join(err, b.daemon.Stop())
+	}
+	return err
+}

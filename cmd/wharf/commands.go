@@ -31,7 +31,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBuildCommand(), newServeCommand(), newVersionCommand())
+	root.AddCommand(newBuildCommand(), newServeCommand(), newVersionCommand(), newImagesCommand())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -62,4 +63,25 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 	_, err := run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--log-level", "loud")
 	assert.ErrorContains(t, err, "--log-level")
+}
+
+func TestImagesImportListRemove(t *testing.T) {
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	data := t.TempDir()
+	out, err := run(t, "images", "import", archivePath, "--data-dir", data)
+	require.NoError(t, err)
+	assert.Contains(t, out, "imported wharf.test/busybox:latest (sha256:")
+	out, err = run(t, "images", "ls", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB$`, out)
+	out, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Equal(t, "removed wharf.test/busybox:latest\n", out)
+	_, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
+	assert.ErrorContains(t, err, "removing image wharf.test/busybox:latest")
+	_, err = run(t, "images", "import", "/nonexistent.tar", "--data-dir", data)
+	assert.ErrorContains(t, err, "/nonexistent.tar")
+	_, err = run(t, "images", "ls", "--containerd-address", filepath.Join(t.TempDir(), "none.sock"))
+	assert.ErrorContains(t, err, "none.sock")
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wharfhq/wharf/containerd"
+)
+
+type backendFlags struct {
+	dataDir, address string
+}
+
+func (f *backendFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", ".wharf", "data directory (the embedded containerd lives under it)")
+	cmd.PersistentFlags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one")
+}
+
+func (f *backendFlags) open(ctx context.Context) (*containerd.Backend, error) {
+	return containerd.OpenBackend(ctx, f.dataDir, f.address, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+func newImagesCommand() *cobra.Command {
+	var f backendFlags
+	cmd := &cobra.Command{Use: "images", Short: "Manage the container images wharf runs"}
+	f.register(cmd)
+	var name string
+	importCmd := &cobra.Command{
+		Use:   "import archive.tar",
+		Short: "Import an OCI or Docker image archive",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			imgs, err := containerd.ImportArchive(cmd.Context(), b.Client, args[0], name)
+			if err != nil {
+				return err
+			}
+			for _, img := range imgs {
+				fmt.Fprintf(cmd.OutOrStdout(), "imported %s (%s)\n", img.Name, img.Digest)
+			}
+			return nil
+		},
+	}
+	importCmd.Flags().StringVar(&name, "name", "", "name for images the archive leaves unnamed")
+	lsCmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			imgs, err := containerd.ListImages(cmd.Context(), b.Client)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tDIGEST\tSIZE")
+			for _, img := range imgs {
+				fmt.Fprintf(w, "%s\t%s\t%.1f MB\n", img.Name, img.Digest, float64(img.Size)/1e6)
+			}
+			return w.Flush()
+		},
+	}
+	rmCmd := &cobra.Command{
+		Use:   "rm name...",
+		Short: "Remove images",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			for _, n := range args {
+				if err := containerd.RemoveImage(cmd.Context(), b.Client, n); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", n)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(importCmd, lsCmd, rmCmd)
+	return cmd
+}
