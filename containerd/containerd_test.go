@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,10 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -261,4 +266,35 @@ func TestContainerNetworkReachableFromHost(t *testing.T) {
 	assert.NotEqual(t, ep.ContainerIP, ep2.ContainerIP)
 	require.NoError(t, ep2.Teardown())
 	require.NoError(t, ctr.Destroy(context.Background()))
+}
+
+func TestPullFromLoopbackRegistry(t *testing.T) {
+	d := startDaemon(t)
+	c, err := Connect(context.Background(), d.Address)
+	require.NoError(t, err)
+	defer c.Close()
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	img, err := tarball.ImageFromPath(archivePath, nil)
+	require.NoError(t, err)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	ref, err := name.NewTag(host + "/test/busybox:v1")
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(ref, img))
+
+	var progress strings.Builder
+	got, err := Pull(context.Background(), c, ref.String(), &progress)
+	require.NoError(t, err)
+	assert.Equal(t, ref.String(), got.Name)
+	assert.Contains(t, progress.String(), "manifest")
+	assert.Contains(t, progress.String(), "layer")
+	list, err := ListImages(context.Background(), c)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+
+	_, err = Pull(context.Background(), c, host+"/test/missing:v1", nil)
+	assert.ErrorContains(t, err, "pulling "+host+"/test/missing:v1")
+	require.NoError(t, RemoveImage(context.Background(), c, ref.String()))
 }

@@ -92,6 +92,24 @@ func newImagesCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(importCmd, lsCmd, rmCmd)
+	pullCmd := &cobra.Command{
+		Use:   "pull reference",
+		Short: "Pull an image from a registry, with progress on stderr",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			img, err := containerd.Pull(cmd.Context(), b.Client, args[0], cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s, %.1f MB)\n", img.Name, img.Digest, float64(img.Size)/1e6)
+			return nil
+		},
+	}
+	cmd.AddCommand(importCmd, pullCmd, lsCmd, rmCmd)
 	return cmd
 }

@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -72,6 +78,21 @@ func TestImagesImportListRemove(t *testing.T) {
 	out, err := run(t, "images", "import", archivePath, "--data-dir", data)
 	require.NoError(t, err)
 	assert.Contains(t, out, "imported wharf.test/busybox:latest (sha256:")
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	img, err := tarball.ImageFromPath(archivePath, nil)
+	require.NoError(t, err)
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/x/busybox:v1"
+	tag, err := name.NewTag(ref)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(tag, img))
+	out, err = run(t, "images", "pull", ref, "--data-dir", data)
+	require.NoError(t, err)
+	assert.Contains(t, out, "pulled "+ref+" (sha256:")
+	assert.Contains(t, out, ": 1 blobs", "progress lines (stderr shares the buffer here)")
+	_, err = run(t, "images", "rm", ref, "--data-dir", data)
+	require.NoError(t, err)
+
 	out, err = run(t, "images", "ls", "--data-dir", data)
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB$`, out)

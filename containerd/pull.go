@@ -1,0 +1,55 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Pull fetches ref from its registry and unpacks it, writing a line of
+// progress per blob to progress (which may be nil). Registries on
+// localhost are spoken to over plain HTTP, as containerd does by default.
+func Pull(ctx context.Context, c *client.Client, ref string, progress io.Writer) (Image, error) {
+	ctx = WithNamespace(ctx)
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
+	})
+	var fetched, total atomic.Int64
+	report := images.HandlerFunc(func(_ context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		n := fetched.Add(1)
+		size := total.Add(desc.Size)
+		if progress != nil {
+			fmt.Fprintf(progress, "%s: %d blobs, %.1f MB: %s %s (%.1f MB)\n", ref, n, float64(size)/1e6,
+				shortMediaType(desc.MediaType), desc.Digest.Encoded()[:12], float64(desc.Size)/1e6)
+		}
+		return nil, nil
+	})
+	img, err := c.Pull(ctx, ref,
+		client.WithResolver(resolver),
+		client.WithPullUnpack,
+		client.WithPullSnapshotter(Snapshotter),
+		client.WithImageHandler(report),
+	)
+	if err != nil {
+		return Image{}, fmt.Errorf("pulling %s: %w", ref, err)
+	}
+	return describe(ctx, c, img.Metadata()), nil
+}
+
+func shortMediaType(mt string) string {
+	switch mt {
+	case ocispec.MediaTypeImageManifest, images.MediaTypeDockerSchema2Manifest:
+		return "manifest"
+	case ocispec.MediaTypeImageIndex, images.MediaTypeDockerSchema2ManifestList:
+		return "index"
+	case ocispec.MediaTypeImageConfig, images.MediaTypeDockerSchema2Config:
+		return "config"
+	}
+	return "layer"
+}
