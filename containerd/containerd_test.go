@@ -180,6 +180,13 @@ func TestContainerLifecycleAndExec(t *testing.T) {
 	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"/no/such/binary"}})
 	assert.Error(t, err)
 
+	// 100,000 lines on each of stdout and stderr, drained concurrently.
+	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, 100000, strings.Count(out, "\n"))
+	assert.Equal(t, 100000, strings.Count(errOut, "\n"))
+	assert.True(t, strings.HasSuffix(out, "\n100000\n") && strings.HasSuffix(errOut, "\n100000\n"))
+
 	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sleep", "100"}})
 	require.NoError(t, err)
 	require.NoError(t, p.Kill(context.Background(), syscall.SIGTERM))
