@@ -305,3 +305,55 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	assert.ErrorContains(t, err, "pulling "+host+"/test/missing:v1")
 	require.NoError(t, RemoveImage(context.Background(), c, ref.String()))
 }
+
+func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
+	data := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	b1, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
+	require.NoError(t, err)
+	m1 := NewManager(b1, DefaultSubnet)
+	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
+	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec)
+	require.NoError(t, err)
+	_, err = m1.Start(context.Background(), "Gone", "obj2", spec)
+	require.NoError(t, err)
+	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec)
+	assert.ErrorContains(t, err, "already running")
+
+	// The host goes away without cleaning up: its containerd stops, the
+	// containers keep running under their shims.
+	require.NoError(t, b1.Close())
+
+	b2, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	defer func() {
+		left, err := Leftovers(context.Background(), b2.Client, b2.Address)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		b2.Close()
+	}()
+	m2 := NewManager(b2, DefaultSubnet)
+	adopted, removed, err := m2.Recover(context.Background(), func(class string) bool { return class == "Sandbox" })
+	require.NoError(t, err)
+	assert.Equal(t, 1, adopted)
+	assert.Equal(t, 1, removed)
+
+	mc, ok := m2.Get("Sandbox", "obj1")
+	require.True(t, ok, "the running container was adopted")
+	assert.Equal(t, kept.Pid(), mc.Pid())
+	assert.Equal(t, kept.Endpoint.ContainerIP, mc.Endpoint.ContainerIP)
+	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"echo", "still here"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "still here\n", out)
+	_, ok = m2.Get("Gone", "obj2")
+	assert.False(t, ok)
+
+	require.NoError(t, m2.DestroyAll(context.Background()))
+	_, ok = m2.Get("Sandbox", "obj1")
+	assert.False(t, ok)
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name))
+}

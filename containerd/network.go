@@ -56,6 +56,13 @@ type Endpoint struct {
 	net                 *Network
 }
 
+// newEndpoint names the namespace and link of container id.
+func newEndpoint(n *Network, id string, slot int) *Endpoint {
+	ep := &Endpoint{name: netnsPrefix + linkName(id)[len(vethPrefix):], hostLink: linkName(id), slot: slot, net: n}
+	ep.NetNSPath = "/var/run/netns/" + ep.name
+	return ep
+}
+
 // linkName derives a short interface name (at most 15 bytes) from id.
 func linkName(id string) string {
 	sum := sha256.Sum256([]byte(id))
@@ -81,6 +88,13 @@ func (n *Network) allocate() (int, netip.Addr, netip.Addr, error) {
 	return 0, netip.Addr{}, netip.Addr{}, fmt.Errorf("no free /30 left in %s", n.subnet)
 }
 
+// reserve marks a slot an adopted container already uses.
+func (n *Network) reserve(slot int) {
+	n.mu.Lock()
+	n.used[slot] = true
+	n.mu.Unlock()
+}
+
 func (n *Network) release(slot int) {
 	n.mu.Lock()
 	delete(n.used, slot)
@@ -93,9 +107,8 @@ func (n *Network) Setup(id string) (ep *Endpoint, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ep = &Endpoint{name: netnsPrefix + linkName(id)[len(vethPrefix):], hostLink: linkName(id), slot: slot, net: n,
-		HostIP: hostIP, ContainerIP: ctrIP}
-	ep.NetNSPath = "/var/run/netns/" + ep.name
+	ep = newEndpoint(n, id, slot)
+	ep.HostIP, ep.ContainerIP = hostIP, ctrIP
 	defer func() {
 		if err != nil {
 			ep.Teardown()
