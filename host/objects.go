@@ -428,8 +428,12 @@ func (ev *objectEvent) finish(err error) {
 	}
 }
 
-// Close stops delivering events and retires every object.
+// Close stops delivering events and retires every object. A nil Objects
+// has nothing to close.
 func (o *Objects) Close() error {
+	if o == nil {
+		return nil
+	}
 	o.alarms.close()
 	o.mu.Lock()
 	o.closed = true

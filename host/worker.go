@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	// CacheDir overrides where compiled code is cached (default
 	// DataDir/cache/wazero).
 	CacheDir string
+	// ContainerdAddress names an existing containerd socket; empty starts
+	// wharf's own under DataDir when the manifest declares containers.
+	ContainerdAddress string
 	// Logger receives host and guest logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means a default client.
@@ -39,9 +43,11 @@ type Config struct {
 
 // services is what the imports need beyond the guest itself.
 type services struct {
-	base    context.Context // lives as long as the host; parents fetches and forwards
-	client  *http.Client
-	objects *Objects // nil without Durable Object bindings
+	base       context.Context // lives as long as the host; parents fetches and forwards
+	client     *http.Client
+	objects    *Objects            // nil without Durable Object bindings
+	containers *containerd.Manager // nil without [[containers]]
+	backend    *containerd.Backend
 }
 
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
@@ -107,6 +113,14 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			return nil, err
 		}
 	}
+	if len(m.Containers) > 0 {
+		if err := s.openContainers(ctx, m, cfg, logger); err != nil {
+			s.objects.Close()
+			p.Close(ctx)
+			cancel()
+			return nil, err
+		}
+	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
 	return &Worker{plugin: p, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}, nil
@@ -139,11 +153,45 @@ func checkClasses(ctx context.Context, p *plugins.Plugin, m *plugins.Manifest) e
 // Objects is the Durable Object runtime, nil without bindings.
 func (w *Worker) Objects() *Objects { return w.services.objects }
 
-// Close stops fetches, forwards and objects and releases the pools.
+// openContainers connects to containerd (starting wharf's own unless an
+// address is given), checks every image is there, and adopts or removes
+// the containers a previous run left.
+func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg Config, logger *slog.Logger) error {
+	b, err := containerd.OpenBackend(ctx, cfg.DataDir, cfg.ContainerdAddress, logger)
+	if err != nil {
+		return err
+	}
+	classes := map[string]bool{}
+	for i, c := range m.Containers {
+		classes[c.ClassName] = true
+		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), c.Image); err != nil {
+			b.Close()
+			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",
+				m.Path, i, c.ClassName, c.Image)
+		}
+	}
+	mgr := containerd.NewManager(b, containerd.DefaultSubnet)
+	adopted, removed, err := mgr.Recover(ctx, func(class string) bool { return classes[class] })
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("recovering containers: %w", err)
+	}
+	if adopted+removed > 0 {
+		logger.Info("containers from a previous run", "adopted", adopted, "removed", removed)
+	}
+	s.backend, s.containers = b, mgr
+	return nil
+}
+
+// Close stops fetches, forwards and objects, removes the containers it ran
+// and releases the pools and containerd.
 func (w *Worker) Close(ctx context.Context) error {
 	var err error
 	if w.services.objects != nil {
 		err = w.services.objects.Close()
+	}
+	if w.services.containers != nil {
+		err = errors.Join(err, w.services.containers.DestroyAll(ctx), w.services.backend.Close())
 	}
 	w.cancel()
 	return errors.Join(err, w.plugin.Close(ctx))

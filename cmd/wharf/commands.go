@@ -83,6 +83,7 @@ type serveFlags struct {
 	logLevel  string
 	logFormat string
 	noBuild   bool
+	address   string
 }
 
 func newServeCommand() *cobra.Command {
@@ -102,6 +103,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
 	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
+	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
 	return cmd
 }
 
@@ -145,7 +147,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		listen = m.Listen
 	}
 	start := time.Now()
-	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger})
+	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger, ContainerdAddress: f.address})
 	if err != nil {
 		return err
 	}
