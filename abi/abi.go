@@ -77,6 +77,30 @@ const (
 	ImportAlarmSet           = "alarm_set"
 	ImportAlarmGet           = "alarm_get"
 	ImportAlarmDelete        = "alarm_delete"
+
+	// The container of the Durable Object an instance belongs to.
+	ImportContainerStart   = "container_start"
+	ImportContainerRunning = "container_running"
+	ImportContainerDestroy = "container_destroy"
+	ImportContainerSignal  = "container_signal"
+	ImportContainerMonitor = "container_monitor"
+	ImportContainerExec    = "container_exec"
+	ImportProcessStatus    = "process_status"
+	ImportProcessKill      = "process_kill"
+	ImportProcessPid       = "process_pid"
+)
+
+// Field names of container_start and container_exec option lists.
+const (
+	OptEnv            = "env"        // KEY=VALUE, repeatable
+	OptEntrypoint     = "entrypoint" // one argument, repeatable
+	OptEnableInternet = "enable_internet"
+	OptArg            = "arg" // one argument, repeatable
+	OptCwd            = "cwd"
+	OptUser           = "user"
+	OptStdin          = "stdin"  // "pipe" or absent (immediate EOF)
+	OptStdout         = "stdout" // "pipe" (default) or "ignore"
+	OptStderr         = "stderr" // "pipe" (default), "ignore" or "combined"
 )
 
 // How object_id makes an id.

@@ -36,6 +36,7 @@ const (
 	KindTimer       Kind = 6 // a timer that becomes ready when it fires
 	KindCall        Kind = 7 // an RPC call being served by an object
 	KindCursor      Kind = 8 // the result of a SQL statement
+	KindProcess     Kind = 9 // a process started in a container
 )
 
 // String names the kind for error messages.
@@ -57,6 +58,8 @@ func (k Kind) String() string {
 		return "call"
 	case KindCursor:
 		return "cursor"
+	case KindProcess:
+		return "process"
 	}
 	return "unknown"
 }

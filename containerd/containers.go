@@ -53,7 +53,29 @@ type Container struct {
 	c      *client.Client
 	ctr    client.Container
 	task   client.Task
-	exitCh <-chan client.ExitStatus
+	exited chan struct{} // closed when the main process has exited
+	code   uint32
+	err    error
+}
+
+// watch records the main process's exit from exitCh.
+func (c *Container) watch(exitCh <-chan client.ExitStatus) {
+	c.exited = make(chan struct{})
+	go func() {
+		st := <-exitCh
+		c.code, _, c.err = st.Result()
+		close(c.exited)
+	}()
+}
+
+// Exited reports whether the main process has exited.
+func (c *Container) Exited() bool {
+	select {
+	case <-c.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // StartContainer creates and starts a container from spec. It returns
@@ -101,7 +123,9 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
 	}
 	cont := &Container{c: c, ctr: ctr, task: task}
-	if cont.exitCh, err = task.Wait(ctx); err == nil {
+	exitCh, err := task.Wait(context.WithoutCancel(ctx)) // outlives the caller's context
+	if err == nil {
+		cont.watch(exitCh)
 		err = task.Start(ctx)
 	}
 	if err != nil {
@@ -128,9 +152,8 @@ func (c *Container) Pid() uint32 { return c.task.Pid() }
 // exit code.
 func (c *Container) Wait(ctx context.Context) (uint32, error) {
 	select {
-	case st := <-c.exitCh:
-		code, _, err := st.Result()
-		return code, err
+	case <-c.exited:
+		return c.code, c.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -151,7 +174,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		select {
-		case <-c.exitCh:
+		case <-c.exited:
 		case <-time.After(10 * time.Second):
 			errs = append(errs, errors.New("the container did not exit after SIGKILL"))
 		}
@@ -217,7 +240,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
 	}
 	p := &Process{proc: proc}
-	if p.exitCh, err = proc.Wait(ctx); err == nil {
+	if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
 		err = proc.Start(ctx)
 	}
 	if err != nil {

@@ -37,7 +37,7 @@ func Leftovers(ctx context.Context, c *client.Client, address string) ([]string,
 		return nil, err
 	}
 	out = append(out, shimProcesses(address)...)
-	return append(out, networkLeftovers()...), nil
+	return append(out, NetworkLeftovers()...), nil
 }
 
 // shimProcesses finds containerd shims started for the daemon at address.

@@ -28,6 +28,25 @@ type Managed struct {
 	*Container
 	Class, Object string
 	Endpoint      *Endpoint
+	mu            sync.Mutex
+	reason        string
+}
+
+// SetDestroyReason records why the container is being destroyed, for
+// WaitExit.
+func (m *Managed) SetDestroyReason(r string) {
+	m.mu.Lock()
+	m.reason = r
+	m.mu.Unlock()
+}
+
+// WaitExit waits for the main process to exit and returns its code and the
+// destroy reason, if it was destroyed with one.
+func (m *Managed) WaitExit() (uint32, string) {
+	<-m.exited
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.code, m.reason
 }
 
 // Manager runs at most one container per Durable Object.
@@ -152,11 +171,12 @@ func (m *Manager) Recover(ctx context.Context, keep func(class string) bool) (ad
 			running = err == nil && (st.Status == client.Running || st.Status == client.Paused)
 		}
 		if running && keep(labels[LabelClass]) {
-			exitCh, err := task.Wait(ctx)
+			exitCh, err := task.Wait(context.WithoutCancel(ctx))
 			if err == nil {
 				m.net.reserve(ep.slot)
-				mc := &Managed{Container: &Container{c: m.b.Client, ctr: ctr, task: task, exitCh: exitCh},
-					Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep}
+				cont := &Container{c: m.b.Client, ctr: ctr, task: task}
+				cont.watch(exitCh)
+				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep}
 				m.mu.Lock()
 				m.byID[ctr.ID()] = mc
 				m.mu.Unlock()
@@ -166,8 +186,10 @@ func (m *Manager) Recover(ctx context.Context, keep func(class string) bool) (ad
 		}
 		c := &Container{c: m.b.Client, ctr: ctr}
 		if terr == nil {
-			c.task = task
-			c.exitCh, _ = task.Wait(ctx)
+			if exitCh, err := task.Wait(ctx); err == nil {
+				c.task = task
+				c.watch(exitCh)
+			}
 		}
 		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown()); err != nil {
 			return adopted, removed, err

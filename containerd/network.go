@@ -219,8 +219,8 @@ func (ep *Endpoint) Teardown() error {
 	return errors.Join(errs...)
 }
 
-// networkLeftovers lists wharf namespaces and veth links on the host.
-func networkLeftovers() []string {
+// NetworkLeftovers lists wharf network namespaces and veth links on the host.
+func NetworkLeftovers() []string {
 	var out []string
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,8 +18,11 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-const containersManifest = objectsManifest + `[[containers]]
-class_name = "Store"
+const containersManifest = objectsManifest + `[[durable_objects.bindings]]
+name = "BOX"
+class_name = "Box"
+[[containers]]
+class_name = "Box"
 image = "wharf.test/busybox:latest"
 instance_type = "basic"
 `
@@ -36,7 +40,7 @@ func TestContainersBackendLifecycle(t *testing.T) {
 
 	_, err = NewWorker(context.Background(), cfg)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Store): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
+	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
 	assert.Empty(t, containerdProcesses(data), "the refused load stopped its containerd")
 
 	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
@@ -69,4 +73,81 @@ func containerdProcesses(dir string) []string {
 		}
 	}
 	return out
+}
+
+// importBusybox puts the busybox test image into the containerd of data.
+func importBusybox(t *testing.T, data string) {
+	t.Helper()
+	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer b.Close()
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
+	require.NoError(t, err)
+}
+
+func TestObjectDrivesItsContainer(t *testing.T) {
+	data := t.TempDir()
+	importBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+
+	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container is not running")
+
+	w.mustCall(t, "BOX", "b", "Start", []string{"sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"})
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
+	code, body = w.call(t, "BOX", "b", "Start", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container is already running")
+
+	exec := func(args map[string]any) map[string]any {
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "b", "Exec", args)), &r))
+		return r
+	}
+	r := exec(map[string]any{"Cmd": []string{"sh", "-c", "echo check failed >&2; exit 7"}})
+	assert.Equal(t, map[string]any{"Stdout": "", "Stderr": "check failed\n", "Code": 7.0}, r)
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stdout": "ignore"})
+	assert.Equal(t, "", r["Stdout"], "ignored stdout is zero bytes")
+	assert.Equal(t, "err\n", r["Stderr"])
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stderr": "combined"})
+	// Both streams land in Stdout; their relative order is not kept (the
+	// shim delivers them through separate pipes).
+	assert.ElementsMatch(t, []string{"out", "err"}, strings.Fields(r["Stdout"].(string)))
+	assert.Equal(t, "", r["Stderr"])
+	r = exec(map[string]any{"Cmd": []string{"cat"}, "Stdin": "piped in"})
+	assert.Equal(t, "piped in", r["Stdout"])
+	r = exec(map[string]any{"Cmd": []string{"cat"}})
+	assert.Equal(t, "", r["Stdout"], "omitted stdin is an immediate EOF")
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "pwd; id -u; echo $FROM_START $EXTRA $IMAGE_VAR"}, "Cwd": "/tmp", "User": "app", "Env": map[string]string{"EXTRA": "x"}})
+	assert.Equal(t, "/tmp\n1000\nyes x from-image\n", r["Stdout"])
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})
+	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
+	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
+
+	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"id"}, "User": "ghost"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `user "ghost" does not exist`)
+	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}, "Stderr": "sideways"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `stderr must be "pipe", "ignore" or "combined", got "sideways"`)
+	code, body = w.call(t, "BOX", "b", "Signal", 65)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "signal must be from 1 to 64, got 65")
+
+	w.mustCall(t, "BOX", "b", "Signal", 15)
+	assert.Equal(t, `"the container exited with code 3"`, w.mustCall(t, "BOX", "b", "Monitor", nil))
+
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	w.mustCall(t, "BOX", "b", "Destroy", "shutting down on purpose")
+	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running")
+
+	w.mustCall(t, "BOX", "left-running", "Start", []string{"sleep", "3600"})
+	w.stop() // a clean shutdown removes what is still running
+	assert.Empty(t, containerd.NetworkLeftovers())
+	assert.Empty(t, containerdProcesses(data))
 }

@@ -48,6 +48,8 @@ type services struct {
 	objects    *Objects            // nil without Durable Object bindings
 	containers *containerd.Manager // nil without [[containers]]
 	backend    *containerd.Backend
+	// containerSpecs are the [[containers]] entries by class.
+	containerSpecs map[string]plugins.Container
 }
 
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
@@ -92,7 +94,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			MaxInstances: m.Limits.Instances,
 			MaxEvents:    m.Limits.EventsPerInstance,
 		},
-		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: append(s.imports(), s.objectImports()...)},
+		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports())},
 		RequiredExports: required,
 		NewData:         newInstanceData(m.Name, logger),
 		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
@@ -162,8 +164,10 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 		return err
 	}
 	classes := map[string]bool{}
+	s.containerSpecs = map[string]plugins.Container{}
 	for i, c := range m.Containers {
 		classes[c.ClassName] = true
+		s.containerSpecs[c.ClassName] = c
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), c.Image); err != nil {
 			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",

@@ -35,6 +35,8 @@ type ObjectState struct {
 	Class string
 	// Storage is the object's own durable storage.
 	Storage *Storage
+	// Container is the object's container, if its class has one.
+	Container *Container
 }
 
 // Constructor makes an object from its state. The object may implement
@@ -71,7 +73,7 @@ func onObjectNew() (status int32) {
 		wharf.Log(abi.LogError, err.Error())
 		return 1
 	}
-	st := &ObjectState{Storage: &Storage{}}
+	st := &ObjectState{Storage: &Storage{}, Container: &Container{}}
 	abi.RangeFields(string(raw), func(n, v string) bool {
 		switch n {
 		case abi.FieldClass:

@@ -80,3 +80,15 @@ func cursorRead(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return u
 func alarmSet(int64) int32                                            { return unsupported }
 func alarmGet(unsafe.Pointer) int32                                   { return unsupported }
 func alarmDelete() int32                                              { return unsupported }
+
+func containerStart(unsafe.Pointer, uint32) int32   { return unsupported }
+func containerRunning(unsafe.Pointer) int32         { return unsupported }
+func containerDestroy(unsafe.Pointer, uint32) int32 { return unsupported }
+func containerSignal(uint32) int32                  { return unsupported }
+func containerMonitor(unsafe.Pointer) int32         { return unsupported }
+func containerExec(unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer) int32 {
+	return unsupported
+}
+func processStatus(uint32, unsafe.Pointer) int32 { return unsupported }
+func processKill(uint32, uint32) int32           { return unsupported }
+func processPid(uint32, unsafe.Pointer) int32    { return unsupported }

@@ -117,3 +117,30 @@ func alarmGet(out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v1 alarm_delete
 func alarmDelete() int32
+
+//go:wasmimport wharf_v1 container_start
+func containerStart(opts unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 container_running
+func containerRunning(out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 container_destroy
+func containerDestroy(reason unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 container_signal
+func containerSignal(sig uint32) int32
+
+//go:wasmimport wharf_v1 container_monitor
+func containerMonitor(out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 container_exec
+func containerExec(opts unsafe.Pointer, n uint32, stdin, stdout, stderr, proc unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 process_status
+func processStatus(p uint32, code unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 process_kill
+func processKill(p uint32, sig uint32) int32
+
+//go:wasmimport wharf_v1 process_pid
+func processPid(p uint32, out unsafe.Pointer) int32

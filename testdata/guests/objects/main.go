@@ -164,12 +164,60 @@ func (a *Alarmed) Alarm(retry int) error {
 	return nil
 }
 
+// Box drives its container through ctx.container.
+type Box struct{ state *sdk.ObjectState }
+
+func (b *Box) Start(entrypoint []string) error {
+	return b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint, Env: map[string]string{"FROM_START": "yes"}})
+}
+
+func (b *Box) Running() (bool, error) { return b.state.Container.Running(), nil }
+
+func (b *Box) Destroy(reason string) error { return b.state.Container.Destroy(reason) }
+
+func (b *Box) Signal(n int) error { return b.state.Container.Signal(n) }
+
+func (b *Box) Monitor() (string, error) {
+	if err := b.state.Container.Monitor(); err != nil {
+		return err.Error(), nil
+	}
+	return "exited cleanly", nil
+}
+
+// ExecArgs and ExecResult carry Exec over RPC.
+type ExecArgs struct {
+	Cmd            []string
+	Stdin          string
+	Stdout, Stderr string
+	Cwd, User      string
+	Env            map[string]string
+}
+
+type ExecResult struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
+	opts := sdk.ExecOptions{Stdout: a.Stdout, Stderr: a.Stderr, Cwd: a.Cwd, User: a.User, Env: a.Env}
+	if a.Stdin != "" {
+		opts.Stdin = strings.NewReader(a.Stdin)
+	}
+	p, err := b.state.Container.Exec(a.Cmd, opts)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	out, errOut, code, err := p.Output()
+	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: code}, err
+}
+
 // Broken panics in its constructor.
 type Broken struct{}
 
 func init() {
 	sdk.RegisterClass("Store", func(st *sdk.ObjectState) any { return &Store{state: st} })
 	sdk.RegisterClass("Alarmed", func(st *sdk.ObjectState) any { return &Alarmed{state: st} })
+	sdk.RegisterClass("Box", func(st *sdk.ObjectState) any { return &Box{state: st} })
 	sdk.RegisterClass("Broken", func(st *sdk.ObjectState) any { panic("constructor failed on purpose") })
 
 	mux := http.NewServeMux()

@@ -1,0 +1,355 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// containerImports are the wharf_v1 functions behind ctx.container.
+func (s *services) containerImports() []plugins.HostFunc {
+	return []plugins.HostFunc{
+		hostFunc(abi.ImportContainerStart, params(i32, i32), s.importContainerStart),
+		hostFunc(abi.ImportContainerRunning, params(i32), s.importContainerRunning),
+		hostFunc(abi.ImportContainerDestroy, params(i32, i32), s.importContainerDestroy),
+		hostFunc(abi.ImportContainerSignal, params(i32), s.importContainerSignal),
+		hostFunc(abi.ImportContainerMonitor, params(i32), s.importContainerMonitor),
+		hostFunc(abi.ImportContainerExec, params(i32, i32, i32, i32, i32, i32), s.importContainerExec),
+		hostFunc(abi.ImportProcessStatus, params(i32, i32), importProcessStatus),
+		hostFunc(abi.ImportProcessKill, params(i32, i32), importProcessKill),
+		hostFunc(abi.ImportProcessPid, params(i32, i32), importProcessPid),
+	}
+}
+
+// Errors of ctx.container a guest can cause.
+var (
+	errNoContainer      = errors.New("this Durable Object class has no container ([[containers]] in wharf.toml)")
+	errNotRunning       = errors.New("the container is not running")
+	errAlreadyRunning   = errors.New("the container is already running")
+	errSignalOutOfRange = errors.New("signal must be from 1 to 64")
+)
+
+// containerOf returns the calling object's container config.
+func (s *services) containerOf(g *guest) (plugins.Container, error) {
+	if g.object == nil {
+		return plugins.Container{}, fmt.Errorf("%w: ctx.container exists only in a Durable Object", abi.StatusUnsupported)
+	}
+	c, ok := s.containerSpecs[g.object.ns.class]
+	if !ok || s.containers == nil {
+		return plugins.Container{}, fmt.Errorf("%w: %w", abi.StatusUnsupported, errNoContainer)
+	}
+	return c, nil
+}
+
+// running returns the calling object's running container.
+func (s *services) running(g *guest) (*containerd.Managed, error) {
+	if _, err := s.containerOf(g); err != nil {
+		return nil, err
+	}
+	mc, ok := s.containers.Get(g.object.ns.class, g.object.id)
+	if !ok || mc.Exited() {
+		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+	}
+	return mc, nil
+}
+
+func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	cfg, err := s.containerOf(g)
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
+		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024}}
+	if err := abi.RangeFields(raw, func(n, v []byte) bool {
+		switch string(n) {
+		case abi.OptEnv:
+			spec.Env = append(spec.Env, string(v))
+		case abi.OptEntrypoint:
+			spec.Entrypoint = append(spec.Entrypoint, string(v))
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	class, id := g.object.ns.class, g.object.id
+	if mc, ok := s.containers.Get(class, id); ok {
+		if !mc.Exited() {
+			return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
+		}
+		s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
+	}
+	if _, err := s.containers.Start(ctx, class, id, spec); err != nil {
+		return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+func (s *services) importContainerRunning(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	_, err := s.running(g)
+	if errors.Is(err, abi.StatusUnsupported) {
+		return err
+	}
+	return writeU32(mem, u32(a[0]), b2u(err == nil))
+}
+
+func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	if _, err := s.containerOf(g); err != nil {
+		return err
+	}
+	reason, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	if mc, ok := s.containers.Get(g.object.ns.class, g.object.id); ok {
+		mc.SetDestroyReason(string(reason))
+	}
+	if err := s.containers.Destroy(ctx, g.object.ns.class, g.object.id); err != nil {
+		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+func checkSignal(n uint32) error {
+	if n < 1 || n > 64 {
+		return fmt.Errorf("%w: %w, got %d", abi.StatusInvalid, errSignalOutOfRange, n)
+	}
+	return nil
+}
+
+func (s *services) importContainerSignal(ctx context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+	if err := checkSignal(u32(a[0])); err != nil {
+		return err
+	}
+	mc, err := s.running(g)
+	if err != nil {
+		return err
+	}
+	if err := mc.Signal(ctx, syscall.Signal(u32(a[0]))); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+// importContainerMonitor is container_monitor(pending_out): a pending
+// result, read with call_result, that is ready when the container exits:
+// OK for exit code 0, else IO with the exit code or the destroy reason.
+func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	mc, err := s.running(g)
+	if err != nil {
+		return err
+	}
+	p := newPending(g.wake, func() {})
+	if err := g.newHandle(mem, u32(a[0]), abi.KindPending, p); err != nil {
+		return err
+	}
+	go func() {
+		code, reason := mc.WaitExit()
+		switch {
+		case reason != "":
+			p.resolve(nil, fmt.Errorf("%w: %s", abi.StatusIO, reason))
+		case code != 0:
+			p.resolve(nil, fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code))
+		default:
+			p.resolve([]byte{}, nil)
+		}
+	}()
+	return nil
+}
+
+// process is an exec'd process as a guest sees it; ready once it exited.
+type process struct {
+	proc *containerd.Process
+	done chan struct{}
+	code uint32
+	err  error
+}
+
+func (p *process) ready() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// importContainerExec is container_exec(opts, opts_len, stdin_out,
+// stdout_out, stderr_out, proc_out). Unpiped streams get handle 0.
+func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	mc, err := s.running(g)
+	if err != nil {
+		return err
+	}
+	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	for _, out := range a[2:6] {
+		if err := writeU32(mem, u32(out), 0); err != nil {
+			return err
+		}
+	}
+	var spec containerd.ExecSpec
+	stdin, stdout, stderr := "", "pipe", "pipe"
+	var bad error
+	if err := abi.RangeFields(raw, func(n, v []byte) bool {
+		switch val := string(v); string(n) {
+		case abi.OptArg:
+			spec.Args = append(spec.Args, val)
+		case abi.OptEnv:
+			spec.Env = append(spec.Env, val)
+		case abi.OptCwd:
+			spec.Cwd = val
+		case abi.OptUser:
+			spec.User = val
+		case abi.OptStdin:
+			stdin = val
+		case abi.OptStdout:
+			stdout = val
+		case abi.OptStderr:
+			stderr = val
+		default:
+			bad = fmt.Errorf("%w: unknown exec option %q", abi.StatusInvalid, n)
+			return false
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	if bad != nil {
+		return bad
+	}
+	switch {
+	case len(spec.Args) == 0:
+		return fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
+	case stdin != "" && stdin != "pipe":
+		return fmt.Errorf("%w: stdin must be \"pipe\" or absent, got %q", abi.StatusInvalid, stdin)
+	case stdout != "pipe" && stdout != "ignore":
+		return fmt.Errorf("%w: stdout must be \"pipe\" or \"ignore\", got %q", abi.StatusInvalid, stdout)
+	case stderr != "pipe" && stderr != "ignore" && stderr != "combined":
+		return fmt.Errorf("%w: stderr must be \"pipe\", \"ignore\" or \"combined\", got %q", abi.StatusInvalid, stderr)
+	}
+	var closers []*io.PipeWriter
+	var outR, errR *io.PipeReader
+	if stdout == "pipe" {
+		r, w := io.Pipe()
+		outR, spec.Stdout, closers = r, w, append(closers, w)
+	}
+	switch stderr {
+	case "pipe":
+		r, w := io.Pipe()
+		errR, spec.Stderr, closers = r, w, append(closers, w)
+	case "combined":
+		spec.Stderr = spec.Stdout
+		if spec.Stderr == nil { // combined into an ignored stdout
+			spec.Stderr = io.Discard
+		} else {
+			spec.Stderr = &lockedWriter{w: spec.Stdout}
+			spec.Stdout = spec.Stderr
+		}
+	}
+	var inW *io.PipeWriter
+	if stdin == "pipe" {
+		r, w := io.Pipe()
+		spec.Stdin, inW = r, w
+	}
+	proc, err := mc.Exec(s.base, spec)
+	if err != nil {
+		for _, w := range closers {
+			w.Close()
+		}
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	p := &process{proc: proc, done: make(chan struct{})}
+	wake := g.wake
+	go func() {
+		p.code, p.err = proc.Wait(s.base)
+		for _, w := range closers {
+			w.Close()
+		}
+		close(p.done)
+		wake()
+	}()
+	if inW != nil {
+		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(pipeSink{inW}, g.wake)); err != nil {
+			return err
+		}
+	}
+	if outR != nil {
+		if err := g.newHandle(mem, u32(a[3]), abi.KindReadStream, newReadStream(outR, nil, g.wake)); err != nil {
+			return err
+		}
+	}
+	if errR != nil {
+		if err := g.newHandle(mem, u32(a[4]), abi.KindReadStream, newReadStream(errR, nil, g.wake)); err != nil {
+			return err
+		}
+	}
+	return g.newHandle(mem, u32(a[5]), abi.KindProcess, p)
+}
+
+// lockedWriter serialises the two output streams of a combined exec.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// importProcessStatus is process_status(proc, code_out): AGAIN while the
+// process runs, then OK with its exit code.
+func importProcessStatus(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	if err != nil {
+		return err
+	}
+	p := obj.(*process)
+	if !p.ready() {
+		return abi.StatusAgain
+	}
+	if p.err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusIO, p.err)
+	}
+	return writeU32(mem, u32(a[1]), p.code)
+}
+
+func importProcessKill(ctx context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	if err != nil {
+		return err
+	}
+	if err := checkSignal(u32(a[1])); err != nil {
+		return err
+	}
+	p := obj.(*process)
+	if p.ready() {
+		return fmt.Errorf("%w: the process has exited", abi.StatusNotFound)
+	}
+	if err := p.proc.Kill(ctx, syscall.Signal(u32(a[1]))); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+func importProcessPid(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	if err != nil {
+		return err
+	}
+	return writeU32(mem, u32(a[1]), obj.(*process).proc.Pid())
+}

@@ -1,0 +1,232 @@
+package sdk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+// Container is ctx.container: the container of a Durable Object whose class
+// has a [[containers]] entry in wharf.toml.
+type Container struct{}
+
+// StartOptions configure Start.
+type StartOptions struct {
+	// Env is added to the image's environment.
+	Env map[string]string
+	// Entrypoint replaces the image's entrypoint and command.
+	Entrypoint []string
+}
+
+func sortedPairs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Start starts the container. It returns once the container runs, without
+// waiting for anything inside it to be ready.
+func (*Container) Start(opts StartOptions) error {
+	b := abi.NewFieldsBuilder(nil)
+	for _, kv := range sortedPairs(opts.Env) {
+		b.Add(abi.OptEnv, kv)
+	}
+	for _, a := range opts.Entrypoint {
+		b.Add(abi.OptEntrypoint, a)
+	}
+	return wharf.ContainerStart(b.Bytes())
+}
+
+// Running reports whether the container's main process runs.
+func (*Container) Running() bool {
+	ok, _ := wharf.ContainerRunning()
+	return ok
+}
+
+// Destroy stops and removes the container; Monitor returns reason as its
+// error.
+func (*Container) Destroy(reason string) error { return wharf.ContainerDestroy(reason) }
+
+// Signal sends signal n (1 to 64) to the container's main process.
+func (*Container) Signal(n int) error { return wharf.ContainerSignal(uint32(n)) }
+
+// Monitor waits until the container exits: nil for exit code 0, otherwise
+// an error with the exit code or the reason given to Destroy.
+func (*Container) Monitor() error {
+	h, err := wharf.ContainerMonitor()
+	if err != nil {
+		return err
+	}
+	if _, err := Select(-1, &Pending{handle: h}); err != nil {
+		return err
+	}
+	_, err = wharf.CallResult(h)
+	var we *wharf.Error
+	if errors.As(err, &we) && we.Status == abi.StatusIO {
+		// The exit code or the reason given to Destroy.
+		return errors.New(strings.TrimPrefix(we.Message, abi.StatusIO.String()+": "))
+	}
+	return err
+}
+
+// ExecOptions configure Exec.
+type ExecOptions struct {
+	// Stdin feeds the process: nil gives an immediate EOF; StdinPipe gives
+	// a writable Process.Stdin instead.
+	Stdin     io.Reader
+	StdinPipe bool
+	// Stdout is "pipe" (default) or "ignore"; Stderr is "pipe" (default),
+	// "ignore" or "combined" (into Stdout).
+	Stdout, Stderr string
+	Cwd            string
+	// Env is added to, and overrides, the container's environment.
+	Env map[string]string
+	// User is a name from the image's /etc/passwd or a numeric uid.
+	User string
+}
+
+// Process is a command running in the container.
+type Process struct {
+	handle uint32
+	// Pid is the process id as the host sees it.
+	Pid int
+	// Stdin is set with StdinPipe; close it to send EOF.
+	Stdin *Stream
+	// Stdout and Stderr are set unless ignored or combined.
+	Stdout, Stderr *Stream
+	read           bool
+}
+
+// Handle makes a Process usable with Select: ready when it has exited.
+func (p *Process) Handle() uint32 { return p.handle }
+
+// Exec starts cmd in the running container.
+func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
+	b := abi.NewFieldsBuilder(nil)
+	for _, a := range cmd {
+		b.Add(abi.OptArg, a)
+	}
+	for _, kv := range sortedPairs(opts.Env) {
+		b.Add(abi.OptEnv, kv)
+	}
+	for name, v := range map[string]string{abi.OptCwd: opts.Cwd, abi.OptUser: opts.User, abi.OptStdout: opts.Stdout, abi.OptStderr: opts.Stderr} {
+		if v != "" {
+			b.Add(name, v)
+		}
+	}
+	if opts.StdinPipe || opts.Stdin != nil {
+		b.Add(abi.OptStdin, "pipe")
+	}
+	in, out, errH, proc, err := wharf.ContainerExec(b.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{handle: proc}
+	pid, _ := wharf.ProcessPid(proc)
+	p.Pid = int(pid)
+	if in != 0 {
+		p.Stdin = &Stream{handle: in}
+	}
+	if out != 0 {
+		p.Stdout = &Stream{handle: out}
+	}
+	if errH != 0 {
+		p.Stderr = &Stream{handle: errH}
+	}
+	if opts.Stdin != nil && !opts.StdinPipe {
+		if src, err := streamOf(opts.Stdin); err == nil {
+			_, err = ForwardStream(src, p.Stdin) // host-side: e.g. a request body
+			p.Stdin = nil
+			return p, err
+		}
+		_, err := io.Copy(p.Stdin, opts.Stdin)
+		p.Stdin.Close()
+		p.Stdin = nil
+		if err != nil {
+			return p, fmt.Errorf("writing stdin: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Wait waits for the process to exit and returns its exit code.
+func (p *Process) Wait() (int, error) {
+	for {
+		code, err := wharf.ProcessStatus(p.handle)
+		if errors.Is(err, abi.StatusAgain) {
+			if _, err := Select(-1, p); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return int(code), err
+	}
+}
+
+// ErrOutputAfterRead is returned by Output once a stream has been read.
+var ErrOutputAfterRead = errors.New("wharf: Output can be called once, and not after reading Stdout or Stderr")
+
+// Output reads all of stdout and stderr, concurrently, and waits for the
+// process. It can be called once, and not after a stream was read.
+func (p *Process) Output() (stdout, stderr []byte, code int, err error) {
+	if p.read {
+		return nil, nil, 0, ErrOutputAfterRead
+	}
+	p.read = true
+	var outBuf, errBuf bytes.Buffer
+	streams := map[uint32]*bytes.Buffer{}
+	var waiting []Pollable
+	for s, buf := range map[*Stream]*bytes.Buffer{p.Stdout: &outBuf, p.Stderr: &errBuf} {
+		if s != nil {
+			streams[s.handle] = buf
+			waiting = append(waiting, s)
+		}
+	}
+	chunk := make([]byte, copyBufferSize)
+	for len(waiting) > 0 {
+		ready, err := Select(-1, waiting...)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for _, r := range ready {
+			s := r.(*Stream)
+			n, err := s.TryRead(chunk)
+			streams[s.handle].Write(chunk[:n])
+			if err == io.EOF {
+				s.Close()
+				waiting = removePollable(waiting, s)
+			} else if err != nil && err != ErrWouldBlock {
+				return nil, nil, 0, err
+			}
+		}
+	}
+	code, err = p.Wait()
+	return outBuf.Bytes(), errBuf.Bytes(), code, err
+}
+
+func removePollable(ps []Pollable, x Pollable) []Pollable {
+	out := ps[:0]
+	for _, p := range ps {
+		if p != x {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Kill sends sig (15 if zero; 1 to 64) to the process.
+func (p *Process) Kill(sig int) error {
+	if sig == 0 {
+		sig = 15
+	}
+	return wharf.ProcessKill(p.handle, uint32(sig))
+}

@@ -1,0 +1,52 @@
+package wharf
+
+import "unsafe"
+
+// ContainerStart starts the object's container with encoded options.
+func ContainerStart(opts []byte) error {
+	return check("container_start", containerStart(ptr(opts), uint32(len(opts))))
+}
+
+// ContainerRunning reports whether the object's container runs.
+func ContainerRunning() (bool, error) {
+	var v uint32
+	err := check("container_running", containerRunning(unsafe.Pointer(&v)))
+	return v == 1, err
+}
+
+// ContainerDestroy stops and removes the container; reason reaches Monitor.
+func ContainerDestroy(reason string) error {
+	return check("container_destroy", containerDestroy(strPtr(reason), uint32(len(reason))))
+}
+
+// ContainerSignal sends a signal to the container's main process.
+func ContainerSignal(sig uint32) error { return check("container_signal", containerSignal(sig)) }
+
+// ContainerMonitor returns a pending handle ready when the container exits.
+func ContainerMonitor() (uint32, error) {
+	var h uint32
+	return h, check("container_monitor", containerMonitor(unsafe.Pointer(&h)))
+}
+
+// ContainerExec starts a process; unpiped streams come back as 0.
+func ContainerExec(opts []byte) (stdin, stdout, stderr, proc uint32, err error) {
+	st := containerExec(ptr(opts), uint32(len(opts)), unsafe.Pointer(&stdin), unsafe.Pointer(&stdout),
+		unsafe.Pointer(&stderr), unsafe.Pointer(&proc))
+	return stdin, stdout, stderr, proc, check("container_exec", st)
+}
+
+// ProcessStatus returns a process's exit code, or abi.StatusAgain while it
+// runs.
+func ProcessStatus(p uint32) (uint32, error) {
+	var code uint32
+	return code, check("process_status", processStatus(p, unsafe.Pointer(&code)))
+}
+
+// ProcessKill signals a process.
+func ProcessKill(p, sig uint32) error { return check("process_kill", processKill(p, sig)) }
+
+// ProcessPid returns a process's pid.
+func ProcessPid(p uint32) (uint32, error) {
+	var pid uint32
+	return pid, check("process_pid", processPid(p, unsafe.Pointer(&pid)))
+}
