@@ -88,6 +88,9 @@ const (
 	ImportProcessStatus    = "process_status"
 	ImportProcessKill      = "process_kill"
 	ImportProcessPid       = "process_pid"
+	// ImportContainerConnect opens a TCP connection to a port of the
+	// container: a readable and a writable stream.
+	ImportContainerConnect = "container_connect"
 )
 
 // Field names of container_start and container_exec option lists.

@@ -23,6 +23,7 @@ const (
 	StatusTooLarge    Status = 12 // a size limit was exceeded
 	StatusAborted     Status = 13 // the stream was aborted by its writer
 	StatusBusy        Status = 14 // the object is already in use (e.g. body taken twice)
+	StatusRefused     Status = 15 // a connection was refused: nothing listens on the port
 )
 
 var statusNames = [...]string{
@@ -41,6 +42,7 @@ var statusNames = [...]string{
 	StatusTooLarge:    "TOOLARGE",
 	StatusAborted:     "ABORTED",
 	StatusBusy:        "BUSY",
+	StatusRefused:     "REFUSED",
 }
 
 // String returns the status' short name, such as "BADF".

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
@@ -25,6 +28,7 @@ func (s *services) containerImports() []plugins.HostFunc {
 		hostFunc(abi.ImportProcessStatus, params(i32, i32), importProcessStatus),
 		hostFunc(abi.ImportProcessKill, params(i32, i32), importProcessKill),
 		hostFunc(abi.ImportProcessPid, params(i32, i32), importProcessPid),
+		hostFunc(abi.ImportContainerConnect, params(i32, i32, i32), s.importContainerConnect),
 	}
 }
 
@@ -352,4 +356,89 @@ func importProcessPid(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 		return err
 	}
 	return writeU32(mem, u32(a[1]), obj.(*process).proc.Pid())
+}
+
+// tcpConn is a connection to a container port seen as two streams; each
+// closes its own direction and the last one closes the socket.
+type tcpConn struct {
+	conn *net.TCPConn
+	mu   sync.Mutex
+	open int
+}
+
+func (c *tcpConn) done() {
+	c.mu.Lock()
+	c.open--
+	last := c.open == 0
+	c.mu.Unlock()
+	if last {
+		c.conn.Close()
+	}
+}
+
+// tcpReader is the readable half.
+type tcpReader struct{ *tcpConn }
+
+func (r tcpReader) Read(p []byte) (int, error) { return r.conn.Read(p) }
+
+func (r tcpReader) Close() error {
+	r.conn.CloseRead()
+	r.done()
+	return nil
+}
+
+// tcpSink is the writable half.
+type tcpSink struct{ *tcpConn }
+
+func (s tcpSink) write(p []byte) error {
+	_, err := s.conn.Write(p)
+	return err
+}
+
+func (s tcpSink) finish() error {
+	err := s.conn.CloseWrite()
+	s.done()
+	return err
+}
+
+func (s tcpSink) abort(error) {
+	s.conn.SetLinger(0)
+	s.done()
+}
+
+// connectTimeout bounds a dial to a container port.
+const connectTimeout = 5 * time.Second
+
+// importContainerConnect is container_connect(port, read_out, write_out):
+// a TCP connection to the container's address, as a readable and a
+// writable stream. A port nobody listens on is StatusRefused.
+func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	port := u32(a[0])
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("%w: port must be from 1 to 65535, got %d", abi.StatusInvalid, port)
+	}
+	mc, err := s.running(g)
+	if err != nil {
+		return err
+	}
+	for _, out := range a[1:3] {
+		if err := writeU32(mem, u32(out), 0); err != nil {
+			return err
+		}
+	}
+	addr := net.JoinHostPort(mc.Endpoint.ContainerIP.String(), strconv.Itoa(int(port)))
+	d := net.Dialer{Timeout: connectTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w: nothing listens on port %d of the container", abi.StatusRefused, port)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: connecting to port %d: %w", abi.StatusIO, port, err)
+	}
+	tc := &tcpConn{conn: conn.(*net.TCPConn), open: 2}
+	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, newReadStream(tcpReader{tc}, nil, g.wake)); err != nil {
+		tc.done() // the write half was never handed out
+		return err
+	}
+	return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(tcpSink{tc}, g.wake))
 }

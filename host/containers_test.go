@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -145,6 +146,23 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	w.mustCall(t, "BOX", "b", "Destroy", "shutting down on purpose")
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
 	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running")
+
+	// Ports: HTTP fetch, a raw connection, and a port nobody listens on.
+	w.mustCall(t, "BOX", "web", "Start", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"})
+	var fetched string
+	require.Eventually(t, func() bool {
+		code, body := w.call(t, "BOX", "web", "Fetch", map[string]any{"Port": 8080, "Path": "/passwd"})
+		fetched = body
+		return code == 200
+	}, 10*time.Second, 20*time.Millisecond, "the container's server answers")
+	assert.Contains(t, fetched, "200 root:x:0:0")
+	raw := w.mustCall(t, "BOX", "web", "Raw", 8080)
+	assert.Contains(t, raw, " 200 OK")
+	assert.Contains(t, raw, "app:x:1000")
+	assert.Contains(t, w.mustCall(t, "BOX", "web", "Raw", 9999), "refused: wharf: nothing listens on the container port: port 9999")
+	code, body = w.call(t, "BOX", "web", "Raw", 70000)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "port must be from 1 to 65535, got 70000")
 
 	w.mustCall(t, "BOX", "left-running", "Start", []string{"sleep", "3600"})
 	w.stop() // a clean shutdown removes what is still running

@@ -50,3 +50,9 @@ func ProcessPid(p uint32) (uint32, error) {
 	var pid uint32
 	return pid, check("process_pid", processPid(p, unsafe.Pointer(&pid)))
 }
+
+// ContainerConnect opens a TCP connection to a container port.
+func ContainerConnect(port uint32) (read, write uint32, err error) {
+	st := containerConnect(port, unsafe.Pointer(&read), unsafe.Pointer(&write))
+	return read, write, check("container_connect", st)
+}

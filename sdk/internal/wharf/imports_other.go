@@ -92,3 +92,5 @@ func containerExec(unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, unsaf
 func processStatus(uint32, unsafe.Pointer) int32 { return unsupported }
 func processKill(uint32, uint32) int32           { return unsupported }
 func processPid(uint32, unsafe.Pointer) int32    { return unsupported }
+
+func containerConnect(uint32, unsafe.Pointer, unsafe.Pointer) int32 { return unsupported }

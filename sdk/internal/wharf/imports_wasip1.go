@@ -144,3 +144,6 @@ func processKill(p uint32, sig uint32) int32
 
 //go:wasmimport wharf_v1 process_pid
 func processPid(p uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 container_connect
+func containerConnect(port uint32, readOut, writeOut unsafe.Pointer) int32

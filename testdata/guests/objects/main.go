@@ -5,6 +5,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -209,6 +210,36 @@ func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
 	}
 	out, errOut, code, err := p.Output()
 	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: code}, err
+}
+
+// Fetch GETs path on a port of the container.
+func (b *Box) Fetch(args struct {
+	Port int
+	Path string
+}) (string, error) {
+	req, _ := http.NewRequest("GET", "http://container"+args.Path, nil)
+	resp, err := b.state.Container.GetTCPPort(args.Port).Fetch(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, body), err
+}
+
+// Raw speaks HTTP/1.0 by hand over a raw connection.
+func (b *Box) Raw(port int) (string, error) {
+	conn, err := b.state.Container.GetTCPPort(port).Connect()
+	if err != nil {
+		if errors.Is(err, sdk.ErrPortRefused) {
+			return "refused: " + err.Error(), nil
+		}
+		return "", err
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /passwd HTTP/1.0\r\n\r\n")
+	out, err := io.ReadAll(conn)
+	return string(out), err
 }
 
 // Broken panics in its constructor.
