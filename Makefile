@@ -13,12 +13,14 @@ build: deps
 deps:
 	@./scripts/deps.sh
 
+# demo runs examples/sandbox: a Worker and a Durable Object per session,
+# each with a real container (busybox, built from Debian's busybox-static).
 demo: build
-	@echo "== wharf serve examples/hello on http://$(LISTEN)"
-	@echo "   try:  curl http://$(LISTEN)/"
-	@echo "         curl --data-binary @README.md http://$(LISTEN)/echo"
-	@echo "         curl 'http://$(LISTEN)/fetch?url=http://$(LISTEN)/'"
-	./$(BIN) serve examples/hello --listen $(LISTEN)
+	@$(GO) run ./internal/testimages/mkimage examples/sandbox/.wharf/image >/dev/null
+	@./$(BIN) images import examples/sandbox/.wharf/image/busybox.tar --data-dir examples/sandbox/.wharf
+	@echo "== wharf serve examples/sandbox on http://$(LISTEN)"
+	@echo "   try:  curl --data-binary 'echo hello from a container; uname -a; sleep 1; echo done' http://$(LISTEN)/run/demo"
+	./$(BIN) serve examples/sandbox --listen $(LISTEN)
 
 test: deps lint
 	$(GO) test -count=1 -timeout 30m ./...
@@ -30,7 +32,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./examples/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/...
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/hello
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/counter
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/sandbox
 
 # clean removes build output only: examples/*/.wharf also holds object data.
 clean:

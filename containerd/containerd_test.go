@@ -99,6 +99,13 @@ func TestImportListRemoveImage(t *testing.T) {
 	assert.ErrorContains(t, err, "/nonexistent.tar")
 }
 
+func TestContainerIDFitsContainerd(t *testing.T) {
+	id := ContainerID("AVeryLongDurableObjectClassNameIndeed", strings.Repeat("ab", 32))
+	assert.LessOrEqual(t, len(id), 76)
+	assert.NotEqual(t, id, ContainerID("Other", strings.Repeat("ab", 32)), "the class is part of the name")
+	assert.Equal(t, id, ContainerID("AVeryLongDurableObjectClassNameIndeed", strings.Repeat("ab", 32)))
+}
+
 func TestSocketPathStaysShort(t *testing.T) {
 	long := "/tmp/" + strings.Repeat("d", 120)
 	p := socketPath(long)

@@ -115,6 +115,8 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		client.WithNewSpec(opts...),
 	)
 	if err != nil {
+		// The snapshot may exist even though the container does not.
+		c.SnapshotService(Snapshotter).Remove(ctx, spec.ID+"-rootfs")
 		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
 	task, err := ctr.NewTask(ctx, cio.NullIO)

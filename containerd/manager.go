@@ -2,6 +2,8 @@ package containerd
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -63,9 +65,12 @@ func NewManager(b *Backend, subnet netip.Prefix) *Manager {
 	return &Manager{b: b, net: NewNetwork(subnet), byID: map[string]*Managed{}}
 }
 
-// ContainerID names the container of an object: class and object id.
+// ContainerID names the container of an object: part of the object id and
+// a hash of the class, within containerd's 76-character limit. The full
+// class and id are in the container's labels.
 func ContainerID(class, object string) string {
-	return "wharf-" + class + "-" + object
+	sum := sha256.Sum256([]byte(class))
+	return fmt.Sprintf("wharf-%.40s-%s", object, hex.EncodeToString(sum[:4]))
 }
 
 // Start starts the object's container from spec (ID, labels, network and

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// TestSandboxStreamsScriptOutput runs the example through the real wharf
+// binary with a real container: output arrives while the script still
+// runs, the session keeps its files, and nothing is left after shutdown.
+func TestSandboxStreamsScriptOutput(t *testing.T) {
+	data := t.TempDir()
+	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	start := time.Now()
+	resp, err := http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader("echo one; sleep 1; echo two; echo oops >&2; touch /work/made-by-run-1"))
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	r := bufio.NewReader(resp.Body)
+	first, err := r.ReadString('\n')
+	require.NoError(t, err)
+	firstAt := time.Since(start)
+	rest, _ := io.ReadAll(r)
+	resp.Body.Close()
+	doneAt := time.Since(start)
+	assert.Equal(t, "one\n", first)
+	// stderr is combined into the output (the two streams' relative order
+	// is not kept).
+	assert.ElementsMatch(t, []string{"two", "oops"}, strings.Fields(string(rest)))
+	assert.Less(t, firstAt+700*time.Millisecond, doneAt, "the first line arrived while the script still ran (%s vs %s)", firstAt, doneAt)
+
+	resp, err = http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader("ls /work"))
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "made-by-run-1\n", string(out), "a session keeps its container between runs")
+
+	resp, err = http.Post(srv.URL+"/run/s2", "text/plain", strings.NewReader("ls /work"))
+	require.NoError(t, err)
+	out, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "", string(out), "another session has its own container")
+
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers())
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
+	}
+}
