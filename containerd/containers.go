@@ -268,7 +268,7 @@ func (s *stdinCloser) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := s.r.Read(p)
-	if err == io.EOF {
+	if err != nil { // the end of the input, or its writer gave up: EOF either way
 		s.closeStdin()
 	}
 	return n, err

@@ -42,13 +42,13 @@ func (m *Managed) SetDestroyReason(r string) {
 	m.mu.Unlock()
 }
 
-// WaitExit waits for the main process to exit and returns its code and the
-// destroy reason, if it was destroyed with one.
-func (m *Managed) WaitExit() (uint32, string) {
+// WaitExit waits for the main process to exit and returns its code, the
+// destroy reason if it was destroyed with one, and any error waiting.
+func (m *Managed) WaitExit() (uint32, string, error) {
 	<-m.exited
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.code, m.reason
+	return m.code, m.reason, m.err
 }
 
 // Manager runs at most one container per Durable Object.

@@ -149,17 +149,24 @@ func (s *services) importContainerSignal(ctx context.Context, g *guest, _ plugin
 // result, read with call_result, that is ready when the container exits:
 // OK for exit code 0, else IO with the exit code or the destroy reason.
 func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	mc, err := s.running(g)
-	if err != nil {
+	if _, err := s.containerOf(g); err != nil {
 		return err
+	}
+	// An exited container is still known until the next start or destroy,
+	// so a monitor that comes late gets its exit code.
+	mc, ok := s.containers.Get(g.object.ns.class, g.object.id)
+	if !ok {
+		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 	}
 	p := newPending(g.wake, func() {})
 	if err := g.newHandle(mem, u32(a[0]), abi.KindPending, p); err != nil {
 		return err
 	}
 	go func() {
-		code, reason := mc.WaitExit()
+		code, reason, err := mc.WaitExit()
 		switch {
+		case err != nil:
+			p.resolve(nil, fmt.Errorf("%w: waiting for the container: %w", abi.StatusIO, err))
 		case reason != "":
 			p.resolve(nil, fmt.Errorf("%w: %s", abi.StatusIO, reason))
 		case code != 0:
@@ -263,10 +270,11 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 			spec.Stdout = spec.Stderr
 		}
 	}
+	var inR *io.PipeReader
 	var inW *io.PipeWriter
 	if stdin == "pipe" {
-		r, w := io.Pipe()
-		spec.Stdin, inW = r, w
+		inR, inW = io.Pipe()
+		spec.Stdin = inR
 	}
 	proc, err := mc.Exec(s.base, spec)
 	if err != nil {
@@ -282,6 +290,9 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		for _, w := range closers {
 			w.Close()
 		}
+		if inR != nil {
+			inR.Close() // later writes to stdin fail instead of piling up
+		}
 		close(p.done)
 		wake()
 	}()
@@ -290,13 +301,18 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 			return err
 		}
 	}
-	if outR != nil {
-		if err := g.newHandle(mem, u32(a[3]), abi.KindReadStream, newReadStream(outR, nil, g.wake)); err != nil {
-			return err
+	// Output is read ahead into the streams' buffers from the start, so a
+	// process that prints a little can exit even if nobody reads it yet.
+	for _, o := range []struct {
+		r   *io.PipeReader
+		out uint64
+	}{{outR, a[3]}, {errR, a[4]}} {
+		if o.r == nil {
+			continue
 		}
-	}
-	if errR != nil {
-		if err := g.newHandle(mem, u32(a[4]), abi.KindReadStream, newReadStream(errR, nil, g.wake)); err != nil {
+		rs := newReadStream(o.r, nil, g.wake)
+		rs.ready() // starts the pump
+		if err := g.newHandle(mem, u32(o.out), abi.KindReadStream, rs); err != nil {
 			return err
 		}
 	}

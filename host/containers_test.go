@@ -129,6 +129,9 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
 	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
 
+	assert.Equal(t, "5", w.mustCall(t, "BOX", "b", "ExecWait", []string{"sh", "-c", "echo unread output; exit 5"}),
+		"Wait returns even when the output is never read")
+
 	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"id"}, "User": "ghost"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `user "ghost" does not exist`)
@@ -140,12 +143,14 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, body, "signal must be from 1 to 64, got 65")
 
 	w.mustCall(t, "BOX", "b", "Signal", 15)
+	time.Sleep(300 * time.Millisecond) // a monitor after the exit still gets the code
 	assert.Equal(t, `"the container exited with code 3"`, w.mustCall(t, "BOX", "b", "Monitor", nil))
+	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
 
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
 	w.mustCall(t, "BOX", "b", "Destroy", "shutting down on purpose")
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
-	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running")
+	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running", "a destroyed container is gone")
 
 	// Ports: HTTP fetch, a raw connection, and a port nobody listens on.
 	w.mustCall(t, "BOX", "web", "Start", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"})

@@ -212,6 +212,15 @@ func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
 	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: code}, err
 }
 
+// ExecWait runs cmd and waits without reading its output.
+func (b *Box) ExecWait(cmd []string) (int, error) {
+	p, err := b.state.Container.Exec(cmd, sdk.ExecOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return p.Wait()
+}
+
 // Fetch GETs path on a port of the container.
 func (b *Box) Fetch(args struct {
 	Port int
