@@ -129,6 +129,8 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
 	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
 
+	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: process_kill: INVAL: signal must be from 1 to 64, got 65"`,
+		w.mustCall(t, "BOX", "b", "PipeAndKill", nil))
 	assert.Equal(t, "5", w.mustCall(t, "BOX", "b", "ExecWait", []string{"sh", "-c", "echo unread output; exit 5"}),
 		"Wait returns even when the output is never read")
 

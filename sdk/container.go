@@ -178,7 +178,7 @@ var ErrOutputAfterRead = errors.New("wharf: Output can be called once, and not a
 // Output reads all of stdout and stderr, concurrently, and waits for the
 // process. It can be called once, and not after a stream was read.
 func (p *Process) Output() (stdout, stderr []byte, code int, err error) {
-	if p.read {
+	if p.read || p.Stdout.wasRead() || p.Stderr.wasRead() {
 		return nil, nil, 0, ErrOutputAfterRead
 	}
 	p.read = true

@@ -13,7 +13,11 @@ import (
 type Stream struct {
 	handle uint32
 	closed bool
+	used   bool // something was read from it
 }
+
+// wasRead reports whether s (which may be nil) has been read from.
+func (s *Stream) wasRead() bool { return s != nil && s.used }
 
 // copyBufferSize is the chunk WriteTo and ReadFrom move per host call.
 const copyBufferSize = 256 << 10
@@ -32,6 +36,7 @@ func (s *Stream) read(p []byte, flags uint32) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	s.used = true
 	n, err := wharf.StreamRead(s.handle, p, flags)
 	if errors.Is(err, abi.StatusEOF) {
 		return n, io.EOF

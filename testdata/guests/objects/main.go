@@ -221,6 +221,37 @@ func (b *Box) ExecWait(cmd []string) (int, error) {
 	return p.Wait()
 }
 
+// PipeAndKill exercises StdinPipe, Kill and Output's rules: it writes to
+// cat through a pipe, reads one line, checks Output now refuses, and kills
+// a sleep.
+func (b *Box) PipeAndKill() (string, error) {
+	p, err := b.state.Container.Exec([]string{"cat"}, sdk.ExecOptions{StdinPipe: true})
+	if err != nil {
+		return "", err
+	}
+	io.WriteString(p.Stdin, "through the pipe\n")
+	p.Stdin.Close()
+	line := make([]byte, 17)
+	if _, err := io.ReadFull(p.Stdout, line); err != nil {
+		return "", err
+	}
+	_, _, _, outErr := p.Output()
+	code, err := p.Wait()
+	if err != nil {
+		return "", err
+	}
+	sleeper, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
+	if err != nil {
+		return "", err
+	}
+	if err := sleeper.Kill(0); err != nil {
+		return "", err
+	}
+	killed, err := sleeper.Wait()
+	badKill := sleeper.Kill(65)
+	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
+}
+
 // Fetch GETs path on a port of the container.
 func (b *Box) Fetch(args struct {
 	Port int
