@@ -77,7 +77,7 @@ func containerdProcesses(dir string) []string {
 }
 
 // importBusybox puts the busybox test image into the containerd of data.
-func importBusybox(t *testing.T, data string) {
+func importBusybox(t testing.TB, data string) {
 	t.Helper()
 	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -175,4 +175,17 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	w.stop() // a clean shutdown removes what is still running
 	assert.Empty(t, containerd.NetworkLeftovers())
 	assert.Empty(t, containerdProcesses(data))
+}
+
+// serveGuestB serves the objects guest with containers for a benchmark.
+func serveGuestB(b *testing.B, data string) *testWorker {
+	return serveGuest(b, "testdata/guests/objects", containersManifest, data)
+}
+
+// idFor returns the id the objects guest's BOX namespace gives name.
+func idFor(t testing.TB, w *testWorker, name string) string {
+	t.Helper()
+	code, id := get(t, w.url+"/id/BOX?name="+name)
+	require.Equal(t, 200, code, id)
+	return id
 }

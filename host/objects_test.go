@@ -40,7 +40,7 @@ func startObjects(t *testing.T, dataDir, extra string) *testWorker {
 
 // call invokes an RPC method through the test Worker and returns the HTTP
 // status and the body (JSON result or error text).
-func (w *testWorker) call(t *testing.T, binding, name, method string, args any) (int, string) {
+func (w *testWorker) call(t testing.TB, binding, name, method string, args any) (int, string) {
 	t.Helper()
 	body, _ := json.Marshal(args)
 	resp, err := http.Post(fmt.Sprintf("%s/call/%s/%s/%s", w.url, binding, name, method), "application/json", strings.NewReader(string(body)))
@@ -50,7 +50,7 @@ func (w *testWorker) call(t *testing.T, binding, name, method string, args any) 
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
-func (w *testWorker) mustCall(t *testing.T, binding, name, method string, args any) string {
+func (w *testWorker) mustCall(t testing.TB, binding, name, method string, args any) string {
 	t.Helper()
 	code, body := w.call(t, binding, name, method, args)
 	require.Equal(t, 200, code, "%s.%s(%v): %s", binding, method, args, body)

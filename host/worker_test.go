@@ -75,7 +75,7 @@ func startWorker(t *testing.T, manifestExtra string) *testWorker {
 
 // serveGuest builds the guest package, loads it with the manifest text and
 // data directory, and serves it on loopback until cleanup (or stop).
-func serveGuest(t *testing.T, pkg, manifest, dataDir string) *testWorker {
+func serveGuest(t testing.TB, pkg, manifest, dataDir string) *testWorker {
 	t.Helper()
 	wasm := testutil.BuildGuest(t, pkg)
 	m, err := plugins.ParseManifest([]byte(manifest))
@@ -104,7 +104,7 @@ func serveGuest(t *testing.T, pkg, manifest, dataDir string) *testWorker {
 	return tw
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	require.NoError(t, err)

@@ -252,6 +252,37 @@ func (b *Box) PipeAndKill() (string, error) {
 	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
 }
 
+// TimeExecTrue runs `true` n times and returns the mean round trip in µs,
+// measured inside the guest.
+func (b *Box) TimeExecTrue(n int) (float64, error) {
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		p, err := b.state.Container.Exec([]string{"true"}, sdk.ExecOptions{Stdout: "ignore", Stderr: "ignore"})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := p.Wait(); err != nil {
+			return 0, err
+		}
+	}
+	return float64(time.Since(start).Microseconds()) / float64(n), nil
+}
+
+// TimeFetch fetches path n times and returns the mean in µs.
+func (b *Box) TimeFetch(args struct{ Port, N int }) (float64, error) {
+	start := time.Now()
+	for i := 0; i < args.N; i++ {
+		req, _ := http.NewRequest("GET", "http://container/passwd", nil)
+		resp, err := b.state.Container.GetTCPPort(args.Port).Fetch(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return float64(time.Since(start).Microseconds()) / float64(args.N), nil
+}
+
 // Fetch GETs path on a port of the container.
 func (b *Box) Fetch(args struct {
 	Port int
