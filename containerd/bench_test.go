@@ -35,7 +35,7 @@ func benchBackend(b *testing.B) (*client.Client, string, string) {
 // 150 ms target.
 func BenchmarkContainerStart(b *testing.B) {
 	c, image, runcRoot := benchBackend(b)
-	n := NewNetwork(DefaultSubnet)
+	n := NewNetwork(DefaultSubnet, b.Name())
 	var running, ready []float64
 	for i := 0; i < 20*b.N; i++ {
 		id := fmt.Sprintf("start-%d", i)

@@ -126,7 +126,7 @@ func testRuntime(t *testing.T) (*client.Client, string, string) {
 	imgs, err := ImportArchive(context.Background(), c, archivePath, "")
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		left, err := Leftovers(context.Background(), c, d.Address)
+		left, err := Leftovers(context.Background(), c, d.Address, t.Name())
 		require.NoError(t, err)
 		assert.Empty(t, left, "the test left things behind")
 		c.Close()
@@ -247,7 +247,7 @@ func TestContainerLimits(t *testing.T) {
 
 func TestContainerNetworkReachableFromHost(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
-	n := NewNetwork(DefaultSubnet)
+	n := NewNetwork(DefaultSubnet, t.Name())
 	ep, err := n.Setup("net-test")
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, ep.Teardown()) }()
@@ -338,7 +338,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	b2, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
 	defer func() {
-		left, err := Leftovers(context.Background(), b2.Client, b2.Address)
+		left, err := Leftovers(context.Background(), b2.Client, b2.Address, b2.DataDir)
 		require.NoError(t, err)
 		assert.Empty(t, left)
 		b2.Close()

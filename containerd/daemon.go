@@ -203,13 +203,19 @@ type Backend struct {
 	Client *client.Client
 	// Address is the daemon's socket; RuncRoot keeps runc's state apart.
 	Address, RuncRoot string
-	daemon            *Daemon
+	// DataDir is wharf's data directory; it scopes network names.
+	DataDir string
+	daemon  *Daemon
 }
 
 // OpenBackend connects to address, or starts an embedded daemon under
 // dataDir/containerd when address is empty.
 func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
-	b := &Backend{Address: address, RuncRoot: filepath.Join(dataDir, "containerd", "runc")}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{Address: address, RuncRoot: filepath.Join(dataDir, "containerd", "runc"), DataDir: dataDir}
 	if address == "" {
 		d, err := StartDaemon(ctx, filepath.Join(dataDir, "containerd"), logger)
 		if err != nil {

@@ -12,9 +12,10 @@ import (
 )
 
 // Leftovers lists what wharf created that still exists: containers, tasks,
-// snapshots, shim processes serving the daemon at address, and wharf's
-// network namespaces and veth links. An empty list means nothing leaked.
-func Leftovers(ctx context.Context, c *client.Client, address string) ([]string, error) {
+// snapshots, shim processes serving the daemon at address, and the network
+// namespaces and veth links of the wharf whose data is at scope (see
+// NewNetwork). An empty list means nothing leaked.
+func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]string, error) {
 	ctx = WithNamespace(ctx)
 	var out []string
 	ctrs, err := c.Containers(ctx)
@@ -37,7 +38,7 @@ func Leftovers(ctx context.Context, c *client.Client, address string) ([]string,
 		return nil, err
 	}
 	out = append(out, shimProcesses(address)...)
-	return append(out, NetworkLeftovers()...), nil
+	return append(out, NetworkLeftovers(scope)...), nil
 }
 
 // shimProcesses finds containerd shims started for the daemon at address.

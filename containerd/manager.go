@@ -60,9 +60,10 @@ type Manager struct {
 	byID map[string]*Managed
 }
 
-// NewManager manages containers on backend b with addresses from subnet.
+// NewManager manages containers on backend b with addresses from subnet;
+// its network scope is the backend's data directory.
 func NewManager(b *Backend, subnet netip.Prefix) *Manager {
-	return &Manager{b: b, net: NewNetwork(subnet), byID: map[string]*Managed{}}
+	return &Manager{b: b, net: NewNetwork(subnet, b.DataDir), byID: map[string]*Managed{}}
 }
 
 // ContainerID names the container of an object: part of the object id and

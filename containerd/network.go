@@ -32,16 +32,26 @@ const (
 // DefaultSubnet is where container /30s are taken from.
 var DefaultSubnet = netip.MustParsePrefix("10.209.0.0/16")
 
-// Network hands out /30 subnets and sets up container namespaces.
+// Network hands out /30 subnets and sets up container namespaces. Its
+// scope, part of every name it creates, keeps two wharf hosts on one
+// machine (or two test runs) from touching each other's links.
 type Network struct {
 	subnet netip.Prefix
+	scope  string
 	mu     sync.Mutex
 	used   map[int]bool // /30 indexes
 }
 
-// NewNetwork allocates container subnets from subnet (at least a /28).
-func NewNetwork(subnet netip.Prefix) *Network {
-	return &Network{subnet: subnet.Masked(), used: map[int]bool{}}
+// NewNetwork allocates container subnets from subnet (at least a /28) for
+// the wharf whose data lives at scope (any stable string).
+func NewNetwork(subnet netip.Prefix, scope string) *Network {
+	return &Network{subnet: subnet.Masked(), scope: Scope(scope), used: map[int]bool{}}
+}
+
+// Scope is the short tag names of the wharf at dir carry.
+func Scope(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(sum[:2])
 }
 
 // Endpoint is one container's network: its namespace and addresses.
@@ -58,31 +68,38 @@ type Endpoint struct {
 
 // newEndpoint names the namespace and link of container id.
 func newEndpoint(n *Network, id string, slot int) *Endpoint {
-	ep := &Endpoint{name: netnsPrefix + linkName(id)[len(vethPrefix):], hostLink: linkName(id), slot: slot, net: n}
+	sum := sha256.Sum256([]byte(id))
+	tag := n.scope + hex.EncodeToString(sum[:4])
+	ep := &Endpoint{name: netnsPrefix + tag, hostLink: vethPrefix + tag, slot: slot, net: n}
 	ep.NetNSPath = "/var/run/netns/" + ep.name
 	return ep
-}
-
-// linkName derives a short interface name (at most 15 bytes) from id.
-func linkName(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return vethPrefix + hex.EncodeToString(sum[:6])
 }
 
 func (n *Network) allocate() (int, netip.Addr, netip.Addr, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	inUse := map[netip.Addr]bool{} // addresses on the host, e.g. another wharf's
+	if addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+				inUse[ip] = true
+			}
+		}
+	}
 	slots := 1 << (32 - n.subnet.Bits() - 2)
 	for i := 1; i < slots; i++ { // slot 0 is left alone
 		if n.used[i] {
 			continue
 		}
-		n.used[i] = true
 		base := n.subnet.Addr().As4()
 		v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
 		v += uint32(i) * 4
 		host := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 1)})
 		ctr := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v + 2)})
+		if inUse[host] {
+			continue
+		}
+		n.used[i] = true
 		return i, host, ctr, nil
 	}
 	return 0, netip.Addr{}, netip.Addr{}, fmt.Errorf("no free /30 left in %s", n.subnet)
@@ -219,18 +236,20 @@ func (ep *Endpoint) Teardown() error {
 	return errors.Join(errs...)
 }
 
-// NetworkLeftovers lists wharf network namespaces and veth links on the host.
-func NetworkLeftovers() []string {
+// NetworkLeftovers lists the network namespaces and veth links on the host
+// that the wharf with data at scope created.
+func NetworkLeftovers(scope string) []string {
 	var out []string
+	tag := Scope(scope)
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), netnsPrefix) {
+		if strings.HasPrefix(e.Name(), netnsPrefix+tag) {
 			out = append(out, "network namespace "+e.Name())
 		}
 	}
 	links, _ := netlink.LinkList()
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, vethPrefix) {
+		if strings.HasPrefix(l.Attrs().Name, vethPrefix+tag) {
 			out = append(out, "link "+l.Attrs().Name)
 		}
 	}

@@ -250,6 +250,8 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		return fmt.Errorf("%w: stdout must be \"pipe\" or \"ignore\", got %q", abi.StatusInvalid, stdout)
 	case stderr != "pipe" && stderr != "ignore" && stderr != "combined":
 		return fmt.Errorf("%w: stderr must be \"pipe\", \"ignore\" or \"combined\", got %q", abi.StatusInvalid, stderr)
+	case stderr == "combined" && stdout != "pipe":
+		return fmt.Errorf("%w: stderr \"combined\" needs stdout \"pipe\"", abi.StatusInvalid)
 	}
 	var closers []*io.PipeWriter
 	var outR, errR *io.PipeReader
@@ -262,13 +264,8 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		r, w := io.Pipe()
 		errR, spec.Stderr, closers = r, w, append(closers, w)
 	case "combined":
+		spec.Stdout = &lockedWriter{w: spec.Stdout}
 		spec.Stderr = spec.Stdout
-		if spec.Stderr == nil { // combined into an ignored stdout
-			spec.Stderr = io.Discard
-		} else {
-			spec.Stderr = &lockedWriter{w: spec.Stdout}
-			spec.Stdout = spec.Stderr
-		}
 	}
 	var inR *io.PipeReader
 	var inW *io.PipeWriter
@@ -281,7 +278,10 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		for _, w := range closers {
 			w.Close()
 		}
-		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		if errors.Is(err, containerd.ErrUnknownUser) {
+			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		}
+		return fmt.Errorf("%w: the runtime could not start the process: %w", abi.StatusIO, err)
 	}
 	p := &process{proc: proc, done: make(chan struct{})}
 	wake := g.wake

@@ -94,6 +94,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
 
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "NotRunningError", nil))
 	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the container is not running")
@@ -103,6 +104,8 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	code, body = w.call(t, "BOX", "b", "Start", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the container is already running")
+	assert.Equal(t, `["empty command: wharf: invalid argument","combined without pipe: wharf: invalid argument","bad mode: wharf: invalid argument","missing binary: wharf: the process could not be started","signal 0: wharf: signal out of range"]`,
+		w.mustCall(t, "BOX", "b", "Errors", nil))
 
 	exec := func(args map[string]any) map[string]any {
 		var r map[string]any
@@ -114,6 +117,8 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stdout": "ignore"})
 	assert.Equal(t, "", r["Stdout"], "ignored stdout is zero bytes")
 	assert.Equal(t, "err\n", r["Stderr"])
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stdout": "ignore", "Stderr": "ignore"})
+	assert.Equal(t, "", r["Stdout"].(string)+r["Stderr"].(string))
 	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stderr": "combined"})
 	// Both streams land in Stdout; their relative order is not kept (the
 	// shim delivers them through separate pipes).
@@ -129,7 +134,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
 	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
 
-	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: process_kill: INVAL: signal must be from 1 to 64, got 65"`,
+	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: signal out of range: wharf: process_kill: INVAL: signal must be from 1 to 64, got 65"`,
 		w.mustCall(t, "BOX", "b", "PipeAndKill", nil))
 	assert.Equal(t, "5", w.mustCall(t, "BOX", "b", "ExecWait", []string{"sh", "-c", "echo unread output; exit 5"}),
 		"Wait returns even when the output is never read")
@@ -173,7 +178,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 
 	w.mustCall(t, "BOX", "left-running", "Start", []string{"sleep", "3600"})
 	w.stop() // a clean shutdown removes what is still running
-	assert.Empty(t, containerd.NetworkLeftovers())
+	assert.Empty(t, containerd.NetworkLeftovers(data))
 	assert.Empty(t, containerdProcesses(data))
 }
 

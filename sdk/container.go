@@ -12,6 +12,35 @@ import (
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
+// Errors of ctx.container, as in the hosted system: match them with
+// errors.Is. The host's message stays in the error text.
+var (
+	// ErrNotRunning: the call needs a running container.
+	ErrNotRunning = errors.New("wharf: the container is not running")
+	// ErrInvalidArgument: an empty command, an unknown option mode, or
+	// stderr "combined" without stdout "pipe" (the hosted system's
+	// TypeError).
+	ErrInvalidArgument = errors.New("wharf: invalid argument")
+	// ErrSignalRange: a signal outside 1 to 64 (the hosted system's
+	// RangeError).
+	ErrSignalRange = errors.New("wharf: signal out of range")
+	// ErrExecFailed: the runtime could not create or start the process.
+	ErrExecFailed = errors.New("wharf: the process could not be started")
+)
+
+// containerError adds the matching sentinel to a host error.
+func containerError(err error, invalid error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, abi.StatusNotFound):
+		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+	case errors.Is(err, abi.StatusInvalid):
+		return fmt.Errorf("%w: %w", invalid, err)
+	}
+	return err
+}
+
 // Container is ctx.container: the container of a Durable Object whose class
 // has a [[containers]] entry in wharf.toml.
 type Container struct{}
@@ -57,7 +86,9 @@ func (*Container) Running() bool {
 func (*Container) Destroy(reason string) error { return wharf.ContainerDestroy(reason) }
 
 // Signal sends signal n (1 to 64) to the container's main process.
-func (*Container) Signal(n int) error { return wharf.ContainerSignal(uint32(n)) }
+func (*Container) Signal(n int) error {
+	return containerError(wharf.ContainerSignal(uint32(n)), ErrSignalRange)
+}
 
 // Monitor waits until the container exits: nil for exit code 0, otherwise
 // an error with the exit code or the reason given to Destroy.
@@ -111,6 +142,9 @@ func (p *Process) Handle() uint32 { return p.handle }
 
 // Exec starts cmd in the running container.
 func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
+	if len(cmd) == 0 {
+		return nil, fmt.Errorf("%w: exec needs a command", ErrInvalidArgument)
+	}
 	b := abi.NewFieldsBuilder(nil)
 	for _, a := range cmd {
 		b.Add(abi.OptArg, a)
@@ -127,8 +161,11 @@ func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 		b.Add(abi.OptStdin, "pipe")
 	}
 	in, out, errH, proc, err := wharf.ContainerExec(b.Bytes())
+	if errors.Is(err, abi.StatusIO) {
+		return nil, fmt.Errorf("%w: %w", ErrExecFailed, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, containerError(err, ErrInvalidArgument)
 	}
 	p := &Process{handle: proc}
 	pid, _ := wharf.ProcessPid(proc)
@@ -228,5 +265,5 @@ func (p *Process) Kill(sig int) error {
 	if sig == 0 {
 		sig = 15
 	}
-	return wharf.ProcessKill(p.handle, uint32(sig))
+	return containerError(wharf.ProcessKill(p.handle, uint32(sig)), ErrSignalRange)
 }

@@ -64,7 +64,7 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 	assert.Equal(t, "", string(out), "another session has its own container")
 
 	require.NoError(t, srv.Stop(30*time.Second))
-	assert.Empty(t, containerd.NetworkLeftovers())
+	assert.Empty(t, containerd.NetworkLeftovers(data))
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, _ := os.ReadFile(p)

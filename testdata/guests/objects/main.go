@@ -283,6 +283,37 @@ func (b *Box) TimeFetch(args struct{ Port, N int }) (float64, error) {
 	return float64(time.Since(start).Microseconds()) / float64(args.N), nil
 }
 
+// Errors names the sentinel each bad call matches.
+func (b *Box) Errors() ([]string, error) {
+	c := b.state.Container
+	var out []string
+	check := func(what string, err error, sentinels ...error) {
+		for _, s := range sentinels {
+			if errors.Is(err, s) {
+				out = append(out, what+": "+s.Error())
+				return
+			}
+		}
+		out = append(out, fmt.Sprintf("%s: unexpected %v", what, err))
+	}
+	_, err := c.Exec(nil, sdk.ExecOptions{})
+	check("empty command", err, sdk.ErrInvalidArgument)
+	_, err = c.Exec([]string{"true"}, sdk.ExecOptions{Stdout: "ignore", Stderr: "combined"})
+	check("combined without pipe", err, sdk.ErrInvalidArgument)
+	_, err = c.Exec([]string{"true"}, sdk.ExecOptions{Stdout: "loud"})
+	check("bad mode", err, sdk.ErrInvalidArgument)
+	_, err = c.Exec([]string{"/no/such/binary"}, sdk.ExecOptions{})
+	check("missing binary", err, sdk.ErrExecFailed)
+	check("signal 0", c.Signal(0), sdk.ErrSignalRange)
+	return out, nil
+}
+
+// NotRunningError shows what exec says without a container.
+func (b *Box) NotRunningError() (bool, error) {
+	_, err := b.state.Container.Exec([]string{"true"}, sdk.ExecOptions{})
+	return errors.Is(err, sdk.ErrNotRunning), nil
+}
+
 // Fetch GETs path on a port of the container.
 func (b *Box) Fetch(args struct {
 	Port int
