@@ -22,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/wharfhq/wharf/internal/testimages"
 )
@@ -248,7 +250,7 @@ func TestContainerLimits(t *testing.T) {
 func TestContainerNetworkReachableFromHost(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	n := NewNetwork(DefaultSubnet, t.Name())
-	ep, err := n.Setup("net-test")
+	ep, err := n.Setup("net-test", true)
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, ep.Teardown()) }()
 	ctr, err := StartContainer(context.Background(), c, ContainerSpec{
@@ -275,9 +277,20 @@ func TestContainerNetworkReachableFromHost(t *testing.T) {
 	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"ip", "route"}})
 	assert.Contains(t, out, "default via "+ep.HostIP.String())
 	// A second endpoint gets another /30.
-	ep2, err := n.Setup("net-test-2")
+	ep2, err := n.Setup("net-test-2", false)
 	require.NoError(t, err)
 	assert.NotEqual(t, ep.ContainerIP, ep2.ContainerIP)
+	ns, err := netns.GetFromPath(ep2.NetNSPath)
+	require.NoError(t, err)
+	h, err := netlink.NewHandleAt(ns)
+	require.NoError(t, err)
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	require.NoError(t, err)
+	for _, r := range routes {
+		assert.NotNil(t, r.Dst, "without internet there is no default route: %v", r)
+	}
+	h.Close()
+	ns.Close()
 	require.NoError(t, ep2.Teardown())
 	require.NoError(t, ctr.Destroy(context.Background()))
 }
@@ -324,12 +337,15 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	m1 := NewManager(b1, DefaultSubnet)
 	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
-	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec)
+	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, false, 0)
 	require.NoError(t, err)
-	_, err = m1.Start(context.Background(), "Gone", "obj2", spec)
+	_, err = m1.Start(context.Background(), "Gone", "obj2", spec, false, 0)
 	require.NoError(t, err)
-	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec)
+	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec, false, 0)
 	assert.ErrorContains(t, err, "already running")
+	_, err = m1.Start(context.Background(), "Sandbox", "obj3", spec, false, 1)
+	assert.ErrorIs(t, err, ErrMaxInstances)
+	assert.ErrorContains(t, err, "class Sandbox already runs 1 containers (max_instances = 1)")
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.

@@ -75,17 +75,22 @@ func ContainerID(class, object string) string {
 }
 
 // Start starts the object's container from spec (ID, labels, network and
-// runc root are filled in). It fails if one is already running.
-func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec) (*Managed, error) {
+// runc root are filled in). It fails if one is already running, or if
+// maxPerClass (when positive) containers of the class already run.
+func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, internet bool, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
 	m.mu.Lock()
 	if _, ok := m.byID[id]; ok {
 		m.mu.Unlock()
 		return nil, fmt.Errorf("the container of %s %s is already running", class, object)
 	}
+	if n := m.runningLocked(class); maxPerClass > 0 && n >= maxPerClass {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: class %s already runs %d containers (max_instances = %d)", ErrMaxInstances, class, n, maxPerClass)
+	}
 	m.byID[id] = nil // reserved while starting
 	m.mu.Unlock()
-	mc, err := m.start(ctx, id, class, object, spec)
+	mc, err := m.start(ctx, id, class, object, spec, internet)
 	m.mu.Lock()
 	if err != nil {
 		delete(m.byID, id)
@@ -96,8 +101,22 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 	return mc, err
 }
 
-func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec) (*Managed, error) {
-	ep, err := m.net.Setup(id)
+// ErrMaxInstances is a start beyond a class's max_instances.
+var ErrMaxInstances = errors.New("too many containers")
+
+// runningLocked counts the class's containers that have not exited.
+func (m *Manager) runningLocked(class string) int {
+	n := 0
+	for _, mc := range m.byID {
+		if mc != nil && mc.Class == class && !mc.Exited() {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, internet bool) (*Managed, error) {
+	ep, err := m.net.Setup(id, internet)
 	if err != nil {
 		return nil, err
 	}

@@ -75,12 +75,15 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	}
 	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024}}
+	internet := false
 	if err := abi.RangeFields(raw, func(n, v []byte) bool {
 		switch string(n) {
 		case abi.OptEnv:
 			spec.Env = append(spec.Env, string(v))
 		case abi.OptEntrypoint:
 			spec.Entrypoint = append(spec.Entrypoint, string(v))
+		case abi.OptEnableInternet:
+			internet = string(v) == "1"
 		}
 		return true
 	}); err != nil {
@@ -93,7 +96,10 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		}
 		s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
 	}
-	if _, err := s.containers.Start(ctx, class, id, spec); err != nil {
+	if _, err := s.containers.Start(ctx, class, id, spec, internet, cfg.MaxInstances); err != nil {
+		if errors.Is(err, containerd.ErrMaxInstances) {
+			return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+		}
 		return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
 	}
 	return nil

@@ -51,6 +51,9 @@ type StartOptions struct {
 	Env map[string]string
 	// Entrypoint replaces the image's entrypoint and command.
 	Entrypoint []string
+	// EnableInternet gives the container a route out through the host;
+	// without it the container reaches nothing beyond its host link.
+	EnableInternet bool
 }
 
 func sortedPairs(m map[string]string) []string {
@@ -71,6 +74,9 @@ func (*Container) Start(opts StartOptions) error {
 	}
 	for _, a := range opts.Entrypoint {
 		b.Add(abi.OptEntrypoint, a)
+	}
+	if opts.EnableInternet {
+		b.Add(abi.OptEnableInternet, "1")
 	}
 	return wharf.ContainerStart(b.Bytes())
 }
