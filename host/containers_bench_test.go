@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -34,7 +35,7 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 	url := fmt.Sprintf("http://%s:8080/passwd", mc.Endpoint.ContainerIP)
 	require.Eventually(b, func() bool { resp, err := http.Get(url); return err == nil && resp.Body.Close() == nil }, 10*time.Second, 10*time.Millisecond)
 
-	var guestExec, directExec, guestFetch, directFetch []float64
+	var guestExec, directExec, guestFetch, directFetch, guestMBps, directMBps []float64
 	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		v, _ := strconv.ParseFloat(call("TimeExecTrue", 10), 64)
 		guestExec = append(guestExec, v/1000)
@@ -56,7 +57,18 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 			resp.Body.Close()
 		}
 		directFetch = append(directFetch, float64(time.Since(start).Microseconds())/50)
+
+		v, _ = strconv.ParseFloat(call("ExecThroughput", 512), 64)
+		guestMBps = append(guestMBps, v)
+		start = time.Now()
+		p, err := mc.Exec(context.Background(), containerd.ExecSpec{Args: []string{"dd", "if=/dev/zero", "bs=1048576", "count=512"}, Stdout: io.Discard})
+		require.NoError(b, err)
+		_, err = p.Wait(context.Background())
+		require.NoError(b, err)
+		directMBps = append(directMBps, 512*1048576/1e6/time.Since(start).Seconds())
 	}
+	b.ReportMetric(testutil.Median(guestMBps), "guest_exec_stdout_MB/s")
+	b.ReportMetric(testutil.Median(directMBps), "client_exec_stdout_MB/s")
 	b.ReportMetric(testutil.Median(guestExec), "guest_exec_true_ms")
 	b.ReportMetric(testutil.Median(directExec), "client_exec_true_ms")
 	b.ReportMetric(testutil.Median(guestExec)/testutil.Median(directExec), "exec_ratio")

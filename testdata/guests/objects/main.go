@@ -268,6 +268,24 @@ func (b *Box) TimeExecTrue(n int) (float64, error) {
 	return float64(time.Since(start).Microseconds()) / float64(n), nil
 }
 
+// ExecThroughput streams mb MiB of zeros from an exec's stdout through the
+// guest and returns MB/s.
+func (b *Box) ExecThroughput(mb int) (float64, error) {
+	start := time.Now()
+	p, err := b.state.Container.Exec([]string{"dd", "if=/dev/zero", "bs=1048576", fmt.Sprintf("count=%d", mb)}, sdk.ExecOptions{Stderr: "ignore"})
+	if err != nil {
+		return 0, err
+	}
+	n, err := p.Stdout.WriteTo(io.Discard)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := p.Wait(); err != nil {
+		return 0, err
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
+}
+
 // TimeFetch fetches path n times and returns the mean in µs.
 func (b *Box) TimeFetch(args struct{ Port, N int }) (float64, error) {
 	start := time.Now()
