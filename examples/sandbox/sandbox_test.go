@@ -71,3 +71,35 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
 	}
 }
+
+// TestSandboxContainerSurvivesHostCrash kills wharf serve with SIGKILL; the
+// next start adopts the session's running container (its files are still
+// there), and a clean stop then removes everything.
+func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
+	data := t.TempDir()
+	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+	dir := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
+	run := func(srv *testutil.Serve, script string) string {
+		resp, err := http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader(script))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return string(out)
+	}
+
+	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
+	assert.Equal(t, "", run(srv, "touch /work/before-crash"))
+	srv.Kill()
+
+	srv = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
+	assert.True(t, srv.WaitLog("adopted=1", 5*time.Second), "the running container was adopted")
+	assert.Equal(t, "before-crash\n", run(srv, "ls /work"), "the same container, not a new one")
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
