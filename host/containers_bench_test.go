@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -21,7 +22,7 @@ import (
 // straight to the container's address.
 func BenchmarkContainerFromGuest(b *testing.B) {
 	data := b.TempDir()
-	importBusybox(b, data)
+	fixture.ImportBusybox(b, data)
 	w := serveGuestB(b, data)
 	call := func(method string, args any) string {
 		b.Helper()

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd"
-	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -44,13 +43,7 @@ func TestContainersBackendLifecycle(t *testing.T) {
 	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
 	assert.Empty(t, containerdProcesses(data), "the refused load stopped its containerd")
 
-	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
-	require.NoError(t, err)
-	require.NoError(t, b.Close())
+	fixture.ImportBusybox(t, data)
 
 	w, err := NewWorker(context.Background(), cfg)
 	require.NoError(t, err)
@@ -76,21 +69,9 @@ func containerdProcesses(dir string) []string {
 	return out
 }
 
-// importBusybox puts the busybox test image into the containerd of data.
-func importBusybox(t testing.TB, data string) {
-	t.Helper()
-	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	defer b.Close()
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
-	require.NoError(t, err)
-}
-
 func TestObjectDrivesItsContainer(t *testing.T) {
 	data := t.TempDir()
-	importBusybox(t, data)
+	fixture.ImportBusybox(t, data)
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
 
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))

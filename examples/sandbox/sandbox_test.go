@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd"
-	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -25,13 +23,7 @@ import (
 // runs, the session keeps its files, and nothing is left after shutdown.
 func TestSandboxStreamsScriptOutput(t *testing.T) {
 	data := t.TempDir()
-	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
-	require.NoError(t, err)
-	require.NoError(t, b.Close())
+	fixture.ImportBusybox(t, data)
 
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
 	start := time.Now()
@@ -77,13 +69,7 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 // there), and a clean stop then removes everything.
 func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
 	data := t.TempDir()
-	b, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	_, err = containerd.ImportArchive(context.Background(), b.Client, archive, "")
-	require.NoError(t, err)
-	require.NoError(t, b.Close())
+	fixture.ImportBusybox(t, data)
 	dir := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
 	run := func(srv *testutil.Serve, script string) string {
 		resp, err := http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader(script))
