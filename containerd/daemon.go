@@ -27,12 +27,12 @@ const Namespace = "wharf"
 // ErrMissingBinary names a program wharf needs and the package that has it.
 var ErrMissingBinary = errors.New("missing program")
 
-// requiredBinaries maps each program the embedded daemon needs to its
-// Debian package.
-var requiredBinaries = map[string]string{
-	"containerd":              "containerd",
-	"containerd-shim-runc-v2": "containerd",
-	"runc":                    "runc",
+// requiredBinaries are the programs the embedded daemon needs, in the
+// order they are checked, with their Debian packages.
+var requiredBinaries = []struct{ name, pkg string }{
+	{"containerd", "containerd"},
+	{"containerd-shim-runc-v2", "containerd"},
+	{"runc", "runc"},
 }
 
 // Daemon is a containerd wharf started and supervises, with a private root,
@@ -50,10 +50,10 @@ type Daemon struct {
 // CheckBinaries reports the first program the daemon needs that is not on
 // PATH, with the package to install.
 func CheckBinaries() error {
-	for _, name := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
-		if _, err := exec.LookPath(name); err != nil {
+	for _, b := range requiredBinaries {
+		if _, err := exec.LookPath(b.name); err != nil {
 			return fmt.Errorf("%w: %s is not on PATH; install the Debian package %q (apt-get install containerd runc)",
-				ErrMissingBinary, name, requiredBinaries[name])
+				ErrMissingBinary, b.name, b.pkg)
 		}
 	}
 	return nil

@@ -55,14 +55,15 @@ func instrumentInterrupts(wasm []byte) ([]byte, error) {
 		return nil, r.err
 	}
 	importedGlobals, globals := uint32(0), uint32(0)
+	importedMemory := false
 	for _, s := range sections {
 		switch s.id {
 		case 2:
-			n, err := countImportedGlobals(s.body)
+			n, mem, err := scanImports(s.body)
 			if err != nil {
 				return nil, err
 			}
-			importedGlobals = n
+			importedGlobals, importedMemory = n, mem
 		case 6:
 			sr := &wasmReader{b: s.body}
 			globals = sr.u32()
@@ -71,7 +72,7 @@ func instrumentInterrupts(wasm []byte) ([]byte, error) {
 			}
 		}
 	}
-	if !hasSection(sections, 5) && !importsMemory(sections) {
+	if !hasSection(sections, 5) && !importedMemory {
 		return nil, fmt.Errorf("%w: the module has no memory", errMalformed)
 	}
 	interrupt := importedGlobals + globals
@@ -164,10 +165,11 @@ func sectionOrder(id byte) int {
 	return int(id) * 10
 }
 
-func countImportedGlobals(body []byte) (uint32, error) {
+// scanImports counts the imported globals of an import section and reports
+// whether it imports a memory.
+func scanImports(body []byte) (globals uint32, memory bool, err error) {
 	r := &wasmReader{b: body}
 	n := r.u32()
-	var globals uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.skipName()
 		r.skipName()
@@ -179,6 +181,7 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.skipLimits()
 		case 0x02: // memory
 			r.skipLimits()
+			memory = true
 		case 0x03: // global
 			r.byte()
 			r.byte()
@@ -187,10 +190,10 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, fmt.Errorf("%w: unknown import kind", errMalformed)
+			return 0, false, fmt.Errorf("%w: unknown import kind", errMalformed)
 		}
 	}
-	return globals, r.err
+	return globals, memory, r.err
 }
 
 // loopCheck is the code inserted at each loop header.
@@ -207,37 +210,6 @@ func loopCheck(interrupt, fuel uint32) []byte {
 	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0; memory.grow 0; drop
 	b = get(b, interrupt)
 	return append(b, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
-}
-
-// importsMemory reports whether the import section brings in a memory.
-func importsMemory(sections []section) bool {
-	for _, s := range sections {
-		if s.id != 2 {
-			continue
-		}
-		r := &wasmReader{b: s.body}
-		n := r.u32()
-		for i := uint32(0); i < n && r.err == nil; i++ {
-			r.skipName()
-			r.skipName()
-			switch r.byte() {
-			case 0x00:
-				r.u32()
-			case 0x01:
-				r.byte()
-				r.skipLimits()
-			case 0x02:
-				return true
-			case 0x03:
-				r.byte()
-				r.byte()
-			case 0x04:
-				r.byte()
-				r.u32()
-			}
-		}
-	}
-	return false
 }
 
 // instrumentCode rewrites every function body of the code section.
