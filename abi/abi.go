@@ -30,6 +30,11 @@ const (
 	// ExportOnAlarm (retry: i32) -> i32 runs an object's alarm; non-zero
 	// means it failed and is retried.
 	ExportOnAlarm = "wharf_on_alarm"
+	// ExportOnOutbound (req: handle) -> i32 answers a request a container
+	// sent that an interception rule routes to the Worker: like
+	// wharf_on_fetch, with the rule's handler name and the container's
+	// object in FieldHandler, FieldClass and FieldID. Optional.
+	ExportOnOutbound = "wharf_on_outbound"
 )
 
 // Names of the host functions in ImportModule. Signatures are in README.md and
@@ -91,6 +96,31 @@ const (
 	// ImportContainerConnect opens a TCP connection to a port of the
 	// container: a readable and a writable stream.
 	ImportContainerConnect = "container_connect"
+	// ImportContainerIntercept (kind: i32, target: ptr, len, handler: ptr,
+	// len) routes the container's outbound HTTP or HTTPS through the
+	// Worker's wharf_on_outbound.
+	ImportContainerIntercept = "container_intercept"
+	// ImportContainerEgress (list: i32, edit: i32, hosts: ptr, len) changes
+	// the container's allowedHosts or deniedHosts; hosts is a field list of
+	// OptHost.
+	ImportContainerEgress = "container_egress"
+)
+
+// Kinds of container_intercept.
+const (
+	InterceptHTTP    = 1 // a hostname, glob, IP, IP:port or CIDR
+	InterceptAllHTTP = 2 // every plain HTTP request (target empty)
+	InterceptHTTPS   = 3 // a hostname or glob; "*" is every name
+)
+
+// Lists and edits of container_egress.
+const (
+	EgressAllowed = 1
+	EgressDenied  = 2
+
+	EgressAdd     = 1
+	EgressRemove  = 2
+	EgressReplace = 3
 )
 
 // Field names of container_start and container_exec option lists.
@@ -104,6 +134,7 @@ const (
 	OptStdin          = "stdin"  // "pipe" or absent (immediate EOF)
 	OptStdout         = "stdout" // "pipe" (default) or "ignore"
 	OptStderr         = "stderr" // "pipe" (default), "ignore" or "combined"
+	OptHost           = "host"   // one host glob of container_egress, repeatable
 )
 
 // How object_id makes an id.
@@ -200,4 +231,7 @@ const (
 	FieldStatus = ":status"
 	// FieldRemoteAddr is the client address of an incoming request.
 	FieldRemoteAddr = ":remote"
+	// FieldHandler, FieldClass and FieldID tell wharf_on_outbound which
+	// rule's handler runs and whose container sent the request.
+	FieldHandler = ":handler"
 )

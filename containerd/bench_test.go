@@ -40,7 +40,7 @@ func BenchmarkContainerStart(b *testing.B) {
 	for i := 0; i < 20*b.N; i++ {
 		id := fmt.Sprintf("start-%d", i)
 		start := time.Now()
-		ep, err := n.Setup(id, false)
+		ep, err := n.Setup(id)
 		require.NoError(b, err)
 		ctr, err := StartContainer(context.Background(), c, ContainerSpec{
 			ID: id, Image: image, RuncRoot: runcRoot, NetNSPath: ep.NetNSPath,

@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,8 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/wharfhq/wharf/internal/testimages"
 )
@@ -250,7 +249,7 @@ func TestContainerLimits(t *testing.T) {
 func TestContainerNetworkReachableFromHost(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	n := NewNetwork(DefaultSubnet, t.Name())
-	ep, err := n.Setup("net-test", true)
+	ep, err := n.Setup("net-test")
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, ep.Teardown()) }()
 	ctr, err := StartContainer(context.Background(), c, ContainerSpec{
@@ -277,20 +276,9 @@ func TestContainerNetworkReachableFromHost(t *testing.T) {
 	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"ip", "route"}})
 	assert.Contains(t, out, "default via "+ep.HostIP.String())
 	// A second endpoint gets another /30.
-	ep2, err := n.Setup("net-test-2", false)
+	ep2, err := n.Setup("net-test-2")
 	require.NoError(t, err)
 	assert.NotEqual(t, ep.ContainerIP, ep2.ContainerIP)
-	ns, err := netns.GetFromPath(ep2.NetNSPath)
-	require.NoError(t, err)
-	h, err := netlink.NewHandleAt(ns)
-	require.NoError(t, err)
-	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
-	require.NoError(t, err)
-	for _, r := range routes {
-		assert.NotNil(t, r.Dst, "without internet there is no default route: %v", r)
-	}
-	h.Close()
-	ns.Close()
 	require.NoError(t, ep2.Teardown())
 	require.NoError(t, ctr.Destroy(context.Background()))
 }
@@ -335,21 +323,24 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
 	require.NoError(t, err)
-	m1 := NewManager(b1, DefaultSubnet)
+	m1, err := NewManager(b1, DefaultSubnet, egress.Config{Logger: logger})
+	require.NoError(t, err)
+	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
 	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
-	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, false, 0)
+	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, policy(), 0)
 	require.NoError(t, err)
-	_, err = m1.Start(context.Background(), "Gone", "obj2", spec, false, 0)
+	_, err = m1.Start(context.Background(), "Gone", "obj2", spec, policy(), 0)
 	require.NoError(t, err)
-	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec, false, 0)
+	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec, policy(), 0)
 	assert.ErrorContains(t, err, "already running")
-	_, err = m1.Start(context.Background(), "Sandbox", "obj3", spec, false, 1)
+	_, err = m1.Start(context.Background(), "Sandbox", "obj3", spec, policy(), 1)
 	assert.ErrorIs(t, err, ErrMaxInstances)
 	assert.ErrorContains(t, err, "class Sandbox already runs 1 containers (max_instances = 1)")
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.
 	require.NoError(t, b1.Close())
+	m1.Gateway().Close()
 
 	b2, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
@@ -359,8 +350,14 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 		assert.Empty(t, left)
 		b2.Close()
 	}()
-	m2 := NewManager(b2, DefaultSubnet)
-	adopted, removed, err := m2.Recover(context.Background(), func(class string) bool { return class == "Sandbox" })
+	m2, err := NewManager(b2, DefaultSubnet, egress.Config{Logger: logger})
+	require.NoError(t, err)
+	adopted, removed, err := m2.Recover(context.Background(), func(class string, _ bool) *egress.Policy {
+		if class == "Sandbox" {
+			return policy()
+		}
+		return nil
+	})
 	require.NoError(t, err)
 	assert.Equal(t, 1, adopted)
 	assert.Equal(t, 1, removed)
@@ -375,7 +372,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	_, ok = m2.Get("Gone", "obj2")
 	assert.False(t, ok)
 
-	require.NoError(t, m2.DestroyAll(context.Background()))
+	require.NoError(t, m2.Close(context.Background()))
 	_, ok = m2.Get("Sandbox", "obj1")
 	assert.False(t, ok)
 	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name))

@@ -46,6 +46,8 @@ type ContainerSpec struct {
 	// RuncRoot keeps runc's state for this daemon apart from any other
 	// containerd on the host (runc's default root is shared).
 	RuncRoot string
+	// Mounts are added to the image's.
+	Mounts []specs.Mount
 }
 
 // Container is a running container: its containerd container and task.
@@ -93,6 +95,9 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	}
 	if len(spec.Env) > 0 {
 		opts = append(opts, oci.WithEnv(spec.Env))
+	}
+	if len(spec.Mounts) > 0 {
+		opts = append(opts, oci.WithMounts(spec.Mounts))
 	}
 	if spec.NetNSPath != "" {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNSPath}))

@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,7 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 		return nil, err
 	}
 	out = append(out, shimProcesses(address)...)
+	out = append(out, egress.FirewallLeftovers(Scope(scope))...)
 	return append(out, NetworkLeftovers(scope)...), nil
 }
 

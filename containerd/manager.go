@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"sync"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/wharfhq/wharf/containerd/egress"
 )
 
 // Labels wharf puts on every container it creates, so a restarted host can
@@ -22,6 +24,7 @@ const (
 	labelSlot        = "wharf.net.slot"
 	labelContainerIP = "wharf.net.ip"
 	labelHostIP      = "wharf.net.host"
+	labelInternet    = "wharf.net.internet"
 )
 
 // Managed is a container that belongs to one Durable Object, with its
@@ -30,8 +33,11 @@ type Managed struct {
 	*Container
 	Class, Object string
 	Endpoint      *Endpoint
-	mu            sync.Mutex
-	reason        string
+	// Policy governs the container's egress; it outlives the object's
+	// instance, which finds it here when it is activated again.
+	Policy *egress.Policy
+	mu     sync.Mutex
+	reason string
 }
 
 // SetDestroyReason records why the container is being destroyed, for
@@ -51,20 +57,35 @@ func (m *Managed) WaitExit() (uint32, string, error) {
 	return m.code, m.reason, m.err
 }
 
-// Manager runs at most one container per Durable Object.
+// Manager runs at most one container per Durable Object, with the egress
+// gateway all their outbound traffic goes through.
 type Manager struct {
 	b   *Backend
 	net *Network
+	gw  *egress.Gateway
 
 	mu   sync.Mutex
 	byID map[string]*Managed
 }
 
 // NewManager manages containers on backend b with addresses from subnet;
-// its network scope is the backend's data directory.
-func NewManager(b *Backend, subnet netip.Prefix) *Manager {
-	return &Manager{b: b, net: NewNetwork(subnet, b.DataDir), byID: map[string]*Managed{}}
+// its network scope is the backend's data directory. It starts the egress
+// gateway from eg, filling in where its files live, its scope and the
+// container links.
+func NewManager(b *Backend, subnet netip.Prefix, eg egress.Config) (*Manager, error) {
+	n := NewNetwork(subnet, b.DataDir)
+	eg.Dir = filepath.Join(b.DataDir, "egress")
+	eg.Scope, eg.LinkPrefix = n.scope, vethPrefix+n.scope
+	eg.Internal = append(eg.Internal, n.subnet)
+	gw, err := egress.Start(eg)
+	if err != nil {
+		return nil, fmt.Errorf("egress gateway: %w", err)
+	}
+	return &Manager{b: b, net: n, gw: gw, byID: map[string]*Managed{}}, nil
 }
+
+// Gateway is the egress gateway of the manager's containers.
+func (m *Manager) Gateway() *egress.Gateway { return m.gw }
 
 // ContainerID names the container of an object: part of the object id and
 // a hash of the class, within containerd's 76-character limit. The full
@@ -75,9 +96,10 @@ func ContainerID(class, object string) string {
 }
 
 // Start starts the object's container from spec (ID, labels, network and
-// runc root are filled in). It fails if one is already running, or if
-// maxPerClass (when positive) containers of the class already run.
-func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, internet bool, maxPerClass int) (*Managed, error) {
+// runc root are filled in); policy governs its egress. It fails if one is
+// already running, or if maxPerClass (when positive) containers of the
+// class already run.
+func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egress.Policy, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
 	m.mu.Lock()
 	if _, ok := m.byID[id]; ok {
@@ -90,7 +112,7 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 	}
 	m.byID[id] = nil // reserved while starting
 	m.mu.Unlock()
-	mc, err := m.start(ctx, id, class, object, spec, internet)
+	mc, err := m.start(ctx, id, class, object, spec, policy)
 	m.mu.Lock()
 	if err != nil {
 		delete(m.byID, id)
@@ -115,24 +137,31 @@ func (m *Manager) runningLocked(class string) int {
 	return n
 }
 
-func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, internet bool) (*Managed, error) {
-	ep, err := m.net.Setup(id, internet)
+func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (*Managed, error) {
+	ep, err := m.net.Setup(id)
 	if err != nil {
 		return nil, err
 	}
+	if err := m.gw.Attach(egress.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {
+		ep.Teardown()
+		return nil, err
+	}
 	spec.ID, spec.NetNSPath, spec.RuncRoot = id, ep.NetNSPath, m.b.RuncRoot
+	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
-		labelSlot: strconv.Itoa(ep.slot), labelContainerIP: ep.ContainerIP.String(), labelHostIP: ep.HostIP.String()}
+		labelSlot: strconv.Itoa(ep.slot), labelContainerIP: ep.ContainerIP.String(), labelHostIP: ep.HostIP.String(),
+		labelInternet: strconv.FormatBool(policy.Internet())}
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
 	spec.Labels = labels
 	ctr, err := StartContainer(ctx, m.b.Client, spec)
 	if err != nil {
+		m.gw.Detach(ep.ContainerIP)
 		ep.Teardown()
 		return nil, err
 	}
-	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep}, nil
+	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep, Policy: policy}, nil
 }
 
 // Get returns the object's container, if it has one.
@@ -153,7 +182,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	if mc == nil {
 		return nil
 	}
-	return errors.Join(mc.Destroy(ctx), mc.Endpoint.Teardown())
+	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown())
 }
 
 // DestroyAll removes every container the manager runs, as on a clean
@@ -174,10 +203,17 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Recover looks at the containers a previous run left: those whose class
-// keep(class) accepts and whose task still runs are adopted, the rest are
-// removed with their networks. It returns how many it adopted and removed.
-func (m *Manager) Recover(ctx context.Context, keep func(class string) bool) (adopted, removed int, err error) {
+// Close removes every container and stops the egress gateway, as on a
+// clean shutdown.
+func (m *Manager) Close(ctx context.Context) error {
+	return errors.Join(m.DestroyAll(ctx), m.gw.Close())
+}
+
+// Recover looks at the containers a previous run left: a container whose
+// task still runs is adopted if policy(class, internet) gives its egress
+// policy (internet is what it was started with); the rest are removed with
+// their networks. It returns how many it adopted and removed.
+func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egress.Policy) (adopted, removed int, err error) {
 	ctx = WithNamespace(ctx)
 	ctrs, err := m.b.Client.Containers(ctx)
 	if err != nil {
@@ -195,13 +231,20 @@ func (m *Manager) Recover(ctx context.Context, keep func(class string) bool) (ad
 			st, err := task.Status(ctx)
 			running = err == nil && (st.Status == client.Running || st.Status == client.Paused)
 		}
-		if running && keep(labels[LabelClass]) {
+		var p *egress.Policy
+		if running {
+			p = policy(labels[LabelClass], labels[labelInternet] == "true")
+		}
+		if p != nil {
 			exitCh, err := task.Wait(context.WithoutCancel(ctx))
+			if err == nil {
+				err = m.gw.Attach(egress.Source{Class: labels[LabelClass], Object: labels[LabelObject], Addr: ep.ContainerIP}, p)
+			}
 			if err == nil {
 				m.net.reserve(ep.slot)
 				cont := &Container{c: m.b.Client, ctr: ctr, task: task}
 				cont.watch(exitCh)
-				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep}
+				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep, Policy: p}
 				m.mu.Lock()
 				m.byID[ctr.ID()] = mc
 				m.mu.Unlock()

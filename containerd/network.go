@@ -19,9 +19,8 @@ import (
 // Every container gets its own network namespace joined to the host by a
 // veth pair with a /30 of its own: the host side is the first address, the
 // container (eth0) the second. The host can then dial the container
-// directly. With internet the container's default route points at the host
-// (which forwards nothing yet: egress is a later layer); without, it has
-// no route out at all.
+// directly. The container's default route points at the host, where the
+// egress gateway's nft table decides what may leave.
 
 // Name prefixes of what the network layer creates on the host, so leftovers
 // can be found.
@@ -119,10 +118,9 @@ func (n *Network) release(slot int) {
 	n.mu.Unlock()
 }
 
-// Setup creates the namespace and veth pair for container id. Without
-// internet the namespace has no default route: only the host's end of the
-// pair is reachable.
-func (n *Network) Setup(id string, internet bool) (ep *Endpoint, err error) {
+// Setup creates the namespace and veth pair for container id, with a
+// default route via the host's end.
+func (n *Network) Setup(id string) (ep *Endpoint, err error) {
 	slot, hostIP, ctrIP, err := n.allocate()
 	if err != nil {
 		return nil, err
@@ -182,11 +180,9 @@ func (n *Network) Setup(id string, internet bool) (ep *Endpoint, err error) {
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
 	}
-	if internet {
-		gw := net.IP(hostIP.AsSlice())
-		if err := h.RouteAdd(&netlink.Route{LinkIndex: inner.Attrs().Index, Gw: gw}); err != nil {
-			return nil, fmt.Errorf("default route for %s: %w", id, err)
-		}
+	gw := net.IP(hostIP.AsSlice())
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: inner.Attrs().Index, Gw: gw}); err != nil {
+		return nil, fmt.Errorf("default route for %s: %w", id, err)
 	}
 	return ep, nil
 }

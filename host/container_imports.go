@@ -89,6 +89,10 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	}); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
+	policy, err := s.policyOf(g)
+	if err != nil {
+		return err
+	}
 	class, id := g.object.ns.class, g.object.id
 	if mc, ok := s.containers.Get(class, id); ok {
 		if !mc.Exited() {
@@ -96,7 +100,8 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		}
 		s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
 	}
-	if _, err := s.containers.Start(ctx, class, id, spec, internet, cfg.MaxInstances); err != nil {
+	policy.SetInternet(internet)
+	if _, err := s.containers.Start(ctx, class, id, spec, policy, cfg.MaxInstances); err != nil {
 		if errors.Is(err, containerd.ErrMaxInstances) {
 			return fmt.Errorf("%w: %w", abi.StatusBusy, err)
 		}

@@ -28,16 +28,22 @@ type incoming struct {
 	// streamed, if set, runs before a streamed response's head is released
 	// (an object commits its writes there).
 	streamed func() error
+	// pseudo are extra pseudo-fields of the head (wharf_on_outbound's).
+	pseudo [][2]string
 }
 
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
 	return &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
 }
 
-// encodeRequestHead lays out :method, :url and the headers of r.
-func encodeRequestHead(buf []byte, r *http.Request) []byte {
+// encodeRequestHead lays out :method, :url, any other pseudo-fields and the
+// headers of r.
+func encodeRequestHead(buf []byte, r *http.Request, pseudo [][2]string) []byte {
 	b := abi.NewFieldsBuilder(buf)
 	b.Add(abi.FieldMethod, r.Method)
+	for _, f := range pseudo {
+		b.Add(f[0], f[1])
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -71,7 +77,7 @@ func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	}
 	in := obj.(*incoming)
 	if in.head == nil {
-		in.head = encodeRequestHead(g.scratch, in.r)
+		in.head = encodeRequestHead(g.scratch, in.r, in.pseudo)
 		g.scratch = in.head
 	}
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), in.head)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,6 +74,9 @@ type object struct {
 
 	inst *plugins.Instance
 	db   *storage.DB
+	// egress is the policy of the object's container, made on first use;
+	// only the object's own events touch it.
+	egress *egress.Policy
 }
 
 type eventKind int

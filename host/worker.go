@@ -18,6 +18,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means a default client.
 	Client *http.Client
+	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
+	// names are resolved with; empty means the host's /etc/resolv.conf.
+	DNSUpstream []string
 }
 
 // services is what the imports need beyond the guest itself.
@@ -50,6 +54,8 @@ type services struct {
 	backend    *containerd.Backend
 	// containerSpecs are the [[containers]] entries by class.
 	containerSpecs map[string]plugins.Container
+	// worker answers intercepted container requests once it exists.
+	worker atomic.Pointer[Worker]
 }
 
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
@@ -94,7 +100,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			MaxInstances: m.Limits.Instances,
 			MaxEvents:    m.Limits.EventsPerInstance,
 		},
-		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports())},
+		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.egressImports())},
 		RequiredExports: required,
 		NewData:         newInstanceData(m.Name, logger),
 		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
@@ -125,7 +131,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
-	return &Worker{plugin: p, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}, nil
+	w := &Worker{plugin: p, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
+	s.worker.Store(w)
+	return w, nil
 }
 
 // Plugin is the Worker's loaded plugin.
@@ -163,20 +171,35 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 	if err != nil {
 		return err
 	}
-	classes := map[string]bool{}
 	s.containerSpecs = map[string]plugins.Container{}
 	for i, c := range m.Containers {
-		classes[c.ClassName] = true
 		s.containerSpecs[c.ClassName] = c
+		if _, err := newPolicy(c, false); err != nil {
+			b.Close()
+			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
+		}
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), c.Image); err != nil {
 			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",
 				m.Path, i, c.ClassName, c.Image)
 		}
 	}
-	mgr := containerd.NewManager(b, containerd.DefaultSubnet)
-	adopted, removed, err := mgr.Recover(ctx, func(class string) bool { return classes[class] })
+	mgr, err := containerd.NewManager(b, containerd.DefaultSubnet, egress.Config{
+		Upstream: cfg.DNSUpstream, Interceptor: s, Logger: logger})
 	if err != nil {
+		b.Close()
+		return err
+	}
+	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
+		c, ok := s.containerSpecs[class]
+		if !ok {
+			return nil
+		}
+		p, _ := newPolicy(c, internet) // checked above
+		return p
+	})
+	if err != nil {
+		mgr.Close(ctx)
 		b.Close()
 		return fmt.Errorf("recovering containers: %w", err)
 	}
@@ -195,7 +218,7 @@ func (w *Worker) Close(ctx context.Context) error {
 		err = w.services.objects.Close()
 	}
 	if w.services.containers != nil {
-		err = errors.Join(err, w.services.containers.DestroyAll(ctx), w.services.backend.Close())
+		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}
 	w.cancel()
 	return errors.Join(err, w.plugin.Close(ctx))
@@ -209,6 +232,12 @@ func (w *Worker) newRequestID() eventID {
 // to the pool as soon as the guest returns; a streamed body keeps flowing
 // (e.g. through forward) until it ends, and only then does ServeHTTP return.
 func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w.serve(rw, r, abi.ExportOnFetch, nil)
+}
+
+// serve runs one request through export, with extra pseudo-fields in its
+// head.
+func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, export string, pseudo [][2]string) {
 	w.inFlight.Add(1)
 	defer w.inFlight.Add(-1)
 	id := w.newRequestID()
@@ -219,12 +248,13 @@ func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := newIncoming(rw, r)
+	in.pseudo = pseudo
 	g := inst.Data.(*guest)
 	g.beginEvent(r.Context(), id)
 	h := g.table.add(abi.KindRequest, in)
-	ret, callErr := inst.Call(r.Context(), abi.ExportOnFetch, uint64(h))
+	ret, callErr := inst.Call(r.Context(), export, uint64(h))
 	if callErr == nil && int32(ret) != 0 {
-		callErr = fmt.Errorf("wharf_on_fetch returned %d", int32(ret))
+		callErr = fmt.Errorf("%s returned %d", export, int32(ret))
 	}
 	logger := g.log()
 	g.endEvent(callErr) // a failed guest's open streams are aborted, not finished

@@ -16,6 +16,11 @@ type Container struct {
 	// InstanceType is a name ("lite", "basic", "standard-1"…"standard-4")
 	// or a table {vcpu, memory_mib, disk_mb}; see Resources.
 	InstanceType any `toml:"instance_type"`
+	// AllowedHosts are host globs the container may reach even with
+	// enableInternet off; DeniedHosts it may never reach (reference 004's
+	// allowedHosts and deniedHosts). Objects can change both at run time.
+	AllowedHosts []string `toml:"allowed_hosts"`
+	DeniedHosts  []string `toml:"denied_hosts"`
 
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`

@@ -1,0 +1,170 @@
+package egress
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// syntheticTTL keeps answers for intercepted names short, so a rule
+// removed is noticed soon.
+const syntheticTTL = 5
+
+// startResolver listens for DNS on one port, UDP and TCP, on every address
+// (the nft redirect sends containers' queries to the host end of their
+// link).
+func (g *Gateway) startResolver() error {
+	var pc net.PacketConn
+	var ln net.Listener
+	for range 20 { // the same free port for both protocols
+		u, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return err
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		t, err := net.Listen("tcp4", ":"+strconv.Itoa(port))
+		if err != nil {
+			u.Close()
+			continue
+		}
+		pc, ln = u, t
+		break
+	}
+	if pc == nil {
+		return errDNSPort
+	}
+	g.dnsUDP = &dns.Server{PacketConn: pc, Handler: g}
+	g.dnsTCP = &dns.Server{Listener: ln, Handler: g}
+	for _, s := range []*dns.Server{g.dnsUDP, g.dnsTCP} {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			s.ActivateAndServe()
+		}()
+		<-started
+	}
+	g.resolver = &net.Resolver{PreferGo: true, Dial: g.dialUpstreamDNS}
+	return nil
+}
+
+var errDNSPort = &net.AddrError{Err: "no port free for both UDP and TCP", Addr: "resolver"}
+
+func (g *Gateway) dnsPort() uint16 {
+	return uint16(g.dnsUDP.PacketConn.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// dialUpstreamDNS sends the host-side resolver's queries to the upstream
+// servers.
+func (g *Gateway) dialUpstreamDNS(ctx context.Context, network, _ string) (net.Conn, error) {
+	var d net.Dialer
+	var err error
+	for _, s := range g.cfg.Upstream {
+		var c net.Conn
+		if c, err = d.DialContext(ctx, network, s); err == nil {
+			return c, nil
+		}
+	}
+	if err == nil {
+		err = &net.DNSError{Err: "no upstream DNS server configured", IsNotFound: true}
+	}
+	return nil, err
+}
+
+// ServeDNS answers a container's query by its policy: a denied name does
+// not exist; a name a rule claims gets a synthetic address; a permitted
+// name is resolved upstream; with a catch-all rule any other name gets a
+// synthetic address; anything else does not exist.
+func (g *Gateway) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(q)
+	m.RecursionAvailable = true
+	src, _ := netip.ParseAddrPort(w.RemoteAddr().String())
+	a := g.attachment(src.Addr())
+	switch {
+	case a == nil:
+		m.Rcode = dns.RcodeRefused
+	case len(q.Question) != 1:
+		m.Rcode = dns.RcodeFormatError
+	default:
+		g.answer(a, q, m)
+	}
+	w.WriteMsg(m)
+}
+
+func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg) {
+	question := q.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
+	p := a.policy
+	switch {
+	case p.denies(name):
+		m.Rcode = dns.RcodeNameError
+	case p.claimsName(name):
+		g.answerSynthetic(m, question, name)
+	case p.permits(name):
+		if g.forward(a, q, m) {
+			return
+		}
+		if p.claimsAll() {
+			g.answerSynthetic(m, question, name)
+			return
+		}
+		m.Rcode = dns.RcodeServerFailure
+	case p.claimsAll():
+		g.answerSynthetic(m, question, name)
+	default:
+		m.Rcode = dns.RcodeNameError
+	}
+}
+
+// answerSynthetic answers A with name's synthetic address and any other
+// type with no records.
+func (g *Gateway) answerSynthetic(m *dns.Msg, q dns.Question, name string) {
+	if q.Qtype != dns.TypeA {
+		return
+	}
+	ip, err := g.synthetic(name)
+	if err != nil {
+		m.Rcode = dns.RcodeServerFailure
+		return
+	}
+	m.Answer = append(m.Answer, &dns.A{
+		Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: syntheticTTL},
+		A:   ip.AsSlice(),
+	})
+}
+
+// forward asks the upstream servers and copies their answer into m,
+// remembering the addresses for the proxy. It reports whether one answered.
+func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg) bool {
+	c := &dns.Client{Timeout: 2 * time.Second}
+	for _, s := range g.cfg.Upstream {
+		r, _, err := c.ExchangeContext(g.ctx, q, s)
+		if err != nil {
+			continue
+		}
+		name := strings.ToLower(strings.TrimSuffix(q.Question[0].Name, "."))
+		for _, rr := range r.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				if ip, ok := netip.AddrFromSlice(v.A.To4()); ok {
+					a.remember(ip, name)
+				}
+			case *dns.AAAA:
+				if ip, ok := netip.AddrFromSlice(v.AAAA); ok {
+					a.remember(ip, name)
+				}
+			}
+		}
+		r.Id = q.Id
+		*m = *r
+		return true
+	}
+	return false
+}

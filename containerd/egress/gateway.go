@@ -1,0 +1,268 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Where containers find the CA: the path the hosted system uses (images
+// built for it trust it already) and wharf's own.
+const (
+	ReferenceCAPath = "/etc/cloudflare/certs/cloudflare-containers-ca.crt"
+	WharfCAPath     = "/etc/wharf/ca.crt"
+)
+
+// ResolverAddr is the nameserver in containers' resolv.conf. Any DNS
+// packet a container sends is answered by wharf; this address only gives
+// the stub resolver somewhere to send it.
+var ResolverAddr = netip.MustParseAddr("198.18.0.1")
+
+// Source is the container a connection or query came from.
+type Source struct {
+	Class, Object string
+	Addr          netip.Addr
+}
+
+// Interceptor answers intercepted requests: handler is the name a rule
+// gave, r.URL the original absolute URL.
+type Interceptor interface {
+	ServeOutbound(w http.ResponseWriter, r *http.Request, src Source, handler string)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Dir holds the CA and the containers' resolv.conf.
+	Dir string
+	// Scope names the nft table (see containerd.Scope).
+	Scope string
+	// LinkPrefix is the name prefix of the host ends of container links.
+	LinkPrefix string
+	// Internal are addresses the proxy never dials for a container (other
+	// containers, for one); loopback and SyntheticRange always are.
+	Internal []netip.Prefix
+	// Upstream are the DNS servers ("ip:port") permitted names are
+	// resolved with; empty means those of /etc/resolv.conf.
+	Upstream []string
+	// Interceptor answers intercepted requests.
+	Interceptor Interceptor
+	// Logger gets refused connections and errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Gateway is the egress path of every container of one wharf: the nft
+// table, the resolver, the proxy and the CA.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	fw       *firewall
+	ca       *CA
+	resolv   string // resolv.conf for containers
+	dnsUDP   *dns.Server
+	dnsTCP   *dns.Server
+	proxyLn  *net.TCPListener
+	http     *http.Server
+	httpConn chan net.Conn
+	upstream *http.Transport
+	resolver *net.Resolver
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu       sync.RWMutex
+	attached map[netip.Addr]*attachment
+	synth    map[string]netip.Addr
+	synthIP  map[netip.Addr]string
+	meta     sync.Map // net.Conn → *connMeta, for the HTTP server
+}
+
+// attachment is one container known to the gateway.
+type attachment struct {
+	src      Source
+	policy   *Policy
+	internet bool // in the forward set
+	mu       sync.Mutex
+	names    map[netip.Addr]string // addresses its DNS answers gave, by name
+}
+
+// Start installs the nft table and starts the resolver and proxy.
+func Start(cfg Config) (g *Gateway, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Upstream) == 0 {
+		cfg.Upstream = systemResolvers()
+	}
+	ca, err := LoadCA(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	resolv := filepath.Join(cfg.Dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+ResolverAddr.String()+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g = &Gateway{cfg: cfg, log: cfg.Logger, ca: ca, resolv: resolv, ctx: ctx, cancel: cancel,
+		attached: map[netip.Addr]*attachment{}, synth: map[string]netip.Addr{}, synthIP: map[netip.Addr]string{},
+		httpConn: make(chan net.Conn)}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if err := g.startResolver(); err != nil {
+		return nil, err
+	}
+	if err := g.startProxy(); err != nil {
+		return nil, err
+	}
+	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, g.dnsPort(), uint16(g.proxyLn.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// systemResolvers are the host's nameservers.
+func systemResolvers() []string {
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out
+}
+
+// Mounts are the files every container gets: resolv.conf pointing at
+// wharf's resolver, and the CA certificate at both paths.
+func (g *Gateway) Mounts() []specs.Mount {
+	ro := []string{"rbind", "ro"}
+	return []specs.Mount{
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: g.resolv, Options: ro},
+		{Destination: ReferenceCAPath, Type: "bind", Source: g.ca.CertPath, Options: ro},
+		{Destination: WharfCAPath, Type: "bind", Source: g.ca.CertPath, Options: ro},
+	}
+}
+
+// CA is the gateway's certificate authority.
+func (g *Gateway) CA() *CA { return g.ca }
+
+// Attach starts applying policy to traffic from src.Addr.
+func (g *Gateway) Attach(src Source, policy *Policy) error {
+	a := &attachment{src: src, policy: policy, names: map[netip.Addr]string{}}
+	if policy.Internet() {
+		if changed, err := enableForwarding(); err != nil {
+			return err
+		} else if changed {
+			g.log.Info("enabled net.ipv4.ip_forward for containers with internet")
+		}
+		if err := g.fw.allowForward(src.Addr, true); err != nil {
+			return fmt.Errorf("nft: letting %s out: %w", src.Addr, err)
+		}
+		a.internet = true
+	}
+	g.mu.Lock()
+	g.attached[src.Addr] = a
+	g.mu.Unlock()
+	return nil
+}
+
+// Detach stops traffic from addr and removes its firewall entry.
+func (g *Gateway) Detach(addr netip.Addr) error {
+	g.mu.Lock()
+	a := g.attached[addr]
+	delete(g.attached, addr)
+	g.mu.Unlock()
+	if a != nil && a.internet {
+		return g.fw.allowForward(addr, false)
+	}
+	return nil
+}
+
+func (g *Gateway) attachment(addr netip.Addr) *attachment {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.attached[addr.Unmap()]
+}
+
+// synthetic returns the synthetic address of name, allocating one.
+func (g *Gateway) synthetic(name string) (netip.Addr, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ip, ok := g.synth[name]; ok {
+		return ip, nil
+	}
+	// .0.0 and .0.1 (the resolver) are skipped.
+	ip := SyntheticRange.Addr().Next().Next()
+	for i := 0; i < len(g.synth); i++ {
+		ip = ip.Next()
+	}
+	if !SyntheticRange.Contains(ip) {
+		return netip.Addr{}, errors.New("no synthetic addresses left")
+	}
+	g.synth[name], g.synthIP[ip] = ip, name
+	return ip, nil
+}
+
+// nameOf is the name behind a destination address, as the container's DNS
+// answers gave it, or "".
+func (g *Gateway) nameOf(a *attachment, ip netip.Addr) string {
+	g.mu.RLock()
+	name, ok := g.synthIP[ip]
+	g.mu.RUnlock()
+	if ok {
+		return name
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.names[ip]
+}
+
+// remember records that a DNS answer gave ip for name.
+func (a *attachment) remember(ip netip.Addr, name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.names) >= 4096 {
+		clear(a.names)
+	}
+	a.names[ip] = name
+}
+
+// Close removes the nft table and stops the resolver and proxy, closing
+// every connection they hold.
+func (g *Gateway) Close() error {
+	g.cancel()
+	var errs []error
+	if g.fw != nil {
+		errs = append(errs, g.fw.remove())
+	}
+	if g.proxyLn != nil {
+		g.proxyLn.Close()
+	}
+	if g.http != nil {
+		g.http.Close()
+	}
+	for _, s := range []*dns.Server{g.dnsUDP, g.dnsTCP} {
+		if s != nil {
+			s.Shutdown()
+		}
+	}
+	g.wg.Wait()
+	if g.upstream != nil {
+		g.upstream.CloseIdleConnections()
+	}
+	return errors.Join(errs...)
+}

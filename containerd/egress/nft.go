@@ -1,0 +1,232 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The firewall is one nft table (family ip) in the host namespace, named
+// after the wharf's scope so two wharfs never touch each other's rules.
+// Container links are matched by name prefix ("wh<scope>"):
+//
+//	prerouting (nat):  DNS (udp/tcp 53) → the resolver; all other TCP → the proxy
+//	input:             from containers only the resolver and proxy ports
+//	forward:           containers in @internet may send (UDP, ICMP) out; replies come back
+//	postrouting (nat): masquerade @internet leaving through a non-container link
+//
+// TCP never crosses forward: the proxy dials out itself, so every TCP
+// connection meets the policy.
+const (
+	tablePrefix = "wharf-"
+	internetSet = "internet"
+)
+
+// SyntheticRange is where names a rule intercepts resolve to; the proxy
+// maps those addresses back to their names. (198.18.0.0/15 is the
+// benchmarking range, never routed on the internet.)
+var SyntheticRange = netip.MustParsePrefix("198.18.0.0/15")
+
+type firewall struct {
+	table *nftables.Table
+	set   *nftables.Set
+}
+
+// installFirewall creates the table for links named linkPrefix*, sending
+// DNS to dnsPort and TCP to proxyPort. A table left by a crashed run of the
+// same scope is replaced.
+func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16) (*firewall, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	fw := &firewall{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: tablePrefix + scope}}
+	if old, err := c.ListTableOfFamily(fw.table.Name, fw.table.Family); err == nil && old != nil {
+		c.DelTable(fw.table)
+		if err := c.Flush(); err != nil {
+			return nil, fmt.Errorf("removing the old nft table %s: %w", fw.table.Name, err)
+		}
+	}
+	c.AddTable(fw.table)
+	fw.set = &nftables.Set{Table: fw.table, Name: internetSet, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(fw.set, nil); err != nil {
+		return nil, err
+	}
+	chain := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: fw.table, Type: typ, Hooknum: hook, Priority: prio})
+	}
+	pre := chain("prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	input := chain("input", nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	fwd := chain("forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	post := chain("postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+
+	fromCtr := ifname(expr.MetaKeyIIFNAME, linkPrefix, expr.CmpOpEq)
+	toCtr := ifname(expr.MetaKeyOIFNAME, linkPrefix, expr.CmpOpEq)
+	notToCtr := ifname(expr.MetaKeyOIFNAME, linkPrefix, expr.CmpOpNeq)
+	add := func(ch *nftables.Chain, exprs ...[]expr.Any) {
+		var all []expr.Any
+		for _, e := range exprs {
+			all = append(all, e...)
+		}
+		c.AddRule(&nftables.Rule{Table: fw.table, Chain: ch, Exprs: all})
+	}
+	// DNS to the resolver, whatever server the container asked.
+	add(pre, fromCtr, l4(unix.IPPROTO_UDP), dport(53), redirect(dnsPort))
+	add(pre, fromCtr, l4(unix.IPPROTO_TCP), dport(53), redirect(dnsPort))
+	add(pre, fromCtr, l4(unix.IPPROTO_TCP), redirect(proxyPort))
+
+	add(input, fromCtr, established(), verdict(expr.VerdictAccept))
+	add(input, fromCtr, l4(unix.IPPROTO_TCP), dport(proxyPort), verdict(expr.VerdictAccept))
+	add(input, fromCtr, l4(unix.IPPROTO_TCP), dport(dnsPort), verdict(expr.VerdictAccept))
+	add(input, fromCtr, l4(unix.IPPROTO_UDP), dport(dnsPort), verdict(expr.VerdictAccept))
+	add(input, fromCtr, l4(unix.IPPROTO_ICMP), verdict(expr.VerdictAccept))
+	add(input, fromCtr, verdict(expr.VerdictDrop))
+
+	add(fwd, fromCtr, daddrIn(SyntheticRange), verdict(expr.VerdictDrop))
+	add(fwd, fromCtr, notToCtr, saddrInSet(fw.set), verdict(expr.VerdictAccept))
+	add(fwd, fromCtr, verdict(expr.VerdictDrop))
+	add(fwd, toCtr, established(), verdict(expr.VerdictAccept))
+	add(fwd, toCtr, verdict(expr.VerdictDrop))
+
+	add(post, notToCtr, saddrInSet(fw.set), []expr.Any{&expr.Masq{}})
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("installing the nft table %s: %w", fw.table.Name, err)
+	}
+	return fw, nil
+}
+
+// allowForward adds or removes a container address from @internet.
+func (fw *firewall) allowForward(ip netip.Addr, on bool) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	el := []nftables.SetElement{{Key: ip.AsSlice()}}
+	if on {
+		err = c.SetAddElements(fw.set, el)
+	} else {
+		err = c.SetDeleteElements(fw.set, el)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// remove deletes the table with its chains, rules and set.
+func (fw *firewall) remove() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	c.DelTable(fw.table)
+	return c.Flush()
+}
+
+// FirewallLeftovers lists the nft tables of the wharf whose scope tag is
+// scope, and the elements left in their sets.
+func FirewallLeftovers(scope string) []string {
+	c, err := nftables.New()
+	if err != nil {
+		return []string{"nftables: " + err.Error()}
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return []string{"nftables: " + err.Error()}
+	}
+	var out []string
+	for _, t := range tables {
+		if t.Name == tablePrefix+scope {
+			out = append(out, "nft table ip "+t.Name)
+		}
+	}
+	return out
+}
+
+// enableForwarding turns on IPv4 forwarding, which NAT for containers with
+// internet needs (as Docker does). It is left on.
+func enableForwarding() (changed bool, err error) {
+	const knob = "/proc/sys/net/ipv4/ip_forward"
+	v, err := os.ReadFile(knob)
+	if err != nil {
+		return false, err
+	}
+	if strings.TrimSpace(string(v)) == "1" {
+		return false, nil
+	}
+	if err := os.WriteFile(knob, []byte("1\n"), 0o644); err != nil {
+		return false, errors.Join(errors.New("enabling net.ipv4.ip_forward for containers with internet"), err)
+	}
+	return true, nil
+}
+
+func ifname(key expr.MetaKey, prefix string, op expr.CmpOp) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte(prefix)}, // a prefix compare is nft's "name*"
+	}
+}
+
+func l4(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+func dport(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+func redirect(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.Redir{RegisterProtoMin: 1},
+	}
+}
+
+func established() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+func saddrInSet(s *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+	}
+}
+
+func daddrIn(p netip.Prefix) []expr.Any {
+	mask := netipMask(p)
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
+}
+
+func netipMask(p netip.Prefix) []byte {
+	m := make([]byte, 4)
+	for i := 0; i < p.Bits(); i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }

@@ -1,0 +1,400 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// peekWait bounds how long the proxy waits for a new connection's first
+// bytes to tell HTTP and TLS from other protocols. A protocol where the
+// server speaks first (SSH, SMTP) is passed on after this wait.
+const peekWait = 300 * time.Millisecond
+
+// connMeta is what the proxy knows about one intercepted connection.
+type connMeta struct {
+	from *attachment
+	dst  netip.AddrPort // the original destination
+	name string         // the name behind dst (DNS, or the SNI), or ""
+	tls  bool           // TLS terminated by the proxy
+}
+
+type metaKey struct{}
+
+func (g *Gateway) startProxy() error {
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{})
+	if err != nil {
+		return err
+	}
+	g.proxyLn = ln
+	g.upstream = &http.Transport{
+		DialContext:         g.dialUpstream,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	forward := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			m := pr.In.Context().Value(metaKey{}).(*connMeta)
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", m.dst.String()
+			if m.tls || m.dst.Addr().Is4() && SyntheticRange.Contains(m.dst.Addr()) {
+				pr.Out.URL.Host = net.JoinHostPort(m.name, strconv.Itoa(int(m.dst.Port())))
+			}
+			if m.tls {
+				pr.Out.URL.Scheme = "https"
+			}
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     g.upstream,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, "wharf egress: upstream "+r.Host+": "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	g.http = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.serveHTTP(w, r, forward) }),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			m, _ := g.meta.Load(c)
+			return context.WithValue(ctx, metaKey{}, m)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateClosed || s == http.StateHijacked {
+				g.meta.Delete(c)
+			}
+		},
+		ReadHeaderTimeout: time.Minute,
+		ErrorLog:          nil,
+	}
+	g.wg.Add(2)
+	go func() {
+		defer g.wg.Done()
+		g.http.Serve(chanListener{g})
+	}()
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go g.handle(c)
+		}
+	}()
+	return nil
+}
+
+// chanListener hands the HTTP server the connections the proxy decided are
+// HTTP (or TLS it terminated).
+type chanListener struct{ g *Gateway }
+
+func (l chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.g.httpConn:
+		return c, nil
+	case <-l.g.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+func (l chanListener) Close() error   { return nil }
+func (l chanListener) Addr() net.Addr { return l.g.proxyLn.Addr() }
+
+// serveHTTP passes one HTTP request from a container on its way: the policy
+// is read per request, so a rule changed while a keep-alive connection is
+// open applies to its next request.
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, forward http.Handler) {
+	m := r.Context().Value(metaKey{}).(*connMeta)
+	p := m.from.policy
+	host := strings.ToLower(r.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "" || net.ParseIP(host) != nil && m.name != "" {
+		host = m.name
+	}
+	var handler string
+	var claimed bool
+	if m.tls {
+		handler, claimed = p.httpsHandler(host)
+	} else {
+		handler, claimed = p.httpHandler(host, m.dst)
+	}
+	switch {
+	case p.denies(host):
+		g.refuse(m, host, "it is in deniedHosts")
+		http.Error(w, "wharf egress: "+host+" is in deniedHosts", http.StatusForbidden)
+	case claimed:
+		r.URL.Scheme, r.URL.Host = "http", r.Host
+		if m.tls {
+			r.URL.Scheme = "https"
+		}
+		g.cfg.Interceptor.ServeOutbound(w, r, m.from.src, handler)
+	case p.permits(host):
+		forward.ServeHTTP(w, r)
+	default:
+		g.refuse(m, host, "enableInternet is false and it is not in allowedHosts")
+		http.Error(w, "wharf egress: "+describe(m, host)+" is not allowed: enableInternet is false and it is not in allowedHosts", http.StatusForbidden)
+	}
+}
+
+func describe(m *connMeta, host string) string {
+	if host != "" {
+		return host
+	}
+	return m.dst.String()
+}
+
+func (g *Gateway) refuse(m *connMeta, host, why string) {
+	g.log.Info("egress refused", "class", m.from.src.Class, "object", m.from.src.Object, "to", describe(m, host), "dst", m.dst.String(), "why", why)
+}
+
+// handle sorts a new connection into TLS, HTTP and anything else.
+func (g *Gateway) handle(c *net.TCPConn) {
+	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	a := g.attachment(src.Addr())
+	dst, err := originalDst(c)
+	if a == nil || err != nil {
+		c.Close() // not a container of ours
+		return
+	}
+	m := &connMeta{from: a, dst: dst, name: g.nameOf(a, dst.Addr())}
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(peekWait))
+	first, err := br.Peek(1)
+	if err == nil && first[0] != 0x16 {
+		br.Peek(8) // a method and its space; a short request line ends at the deadline
+	}
+	c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{TCPConn: c, r: br}
+	switch {
+	case err == nil && first[0] == 0x16:
+		g.handleTLS(pc, m)
+	case err == nil && looksLikeHTTP(br):
+		g.serveConn(pc, m)
+	default:
+		g.handleOpaque(pc, m)
+	}
+}
+
+// serveConn gives a connection to the HTTP server.
+func (g *Gateway) serveConn(c net.Conn, m *connMeta) {
+	g.meta.Store(c, m)
+	select {
+	case g.httpConn <- c:
+	case <-g.ctx.Done():
+		g.meta.Delete(c)
+		c.Close()
+	}
+}
+
+var methods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+func looksLikeHTTP(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	method, _, ok := bytes.Cut(b, []byte(" "))
+	if !ok {
+		return false
+	}
+	for _, m := range methods {
+		if string(method) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// handleTLS reads the ClientHello for its name, then terminates the
+// connection if a rule intercepts that name, passes it through unchanged
+// if the policy lets it out, or closes it.
+func (g *Gateway) handleTLS(c *peekedConn, m *connMeta) {
+	hello, replay := readClientHello(c)
+	if hello != nil && hello.ServerName != "" {
+		m.name = strings.ToLower(hello.ServerName)
+	}
+	p := m.from.policy
+	rc := &replayConn{peekedConn: c, r: io.MultiReader(bytes.NewReader(replay), c.r)}
+	if hello == nil {
+		g.handleOpaque(rc, m)
+		return
+	}
+	_, claimed := p.httpsHandler(m.name)
+	switch {
+	case p.denies(m.name):
+		g.refuse(m, m.name, "it is in deniedHosts")
+		c.Close()
+	case claimed:
+		m.tls = true
+		cfg := &tls.Config{NextProtos: []string{"http/1.1"}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return g.ca.Leaf(m.name)
+		}}
+		g.serveConn(tls.Server(rc, cfg), m)
+	case p.permits(m.name):
+		g.splice(rc, m)
+	default:
+		g.refuse(m, m.name, "enableInternet is false and it is not in allowedHosts")
+		c.Close()
+	}
+}
+
+// handleOpaque passes a connection that is neither HTTP nor TLS through if
+// the policy lets its destination out.
+func (g *Gateway) handleOpaque(c net.Conn, m *connMeta) {
+	p := m.from.policy
+	switch {
+	case p.denies(m.name):
+		g.refuse(m, m.name, "it is in deniedHosts")
+		c.Close()
+	case p.permits(m.name):
+		g.splice(c, m)
+	default:
+		g.refuse(m, m.name, "enableInternet is false and it is not in allowedHosts")
+		c.Close()
+	}
+}
+
+// splice connects c to its original destination and copies both ways.
+func (g *Gateway) splice(c net.Conn, m *connMeta) {
+	ctx, cancel := context.WithTimeout(context.WithValue(g.ctx, metaKey{}, m), 10*time.Second)
+	up, err := g.dialUpstream(ctx, "tcp", m.dst.String())
+	cancel()
+	if err != nil {
+		g.log.Info("egress dial failed", "class", m.from.src.Class, "object", m.from.src.Object, "to", describe(m, m.name), "err", err)
+		c.Close()
+		return
+	}
+	stop := context.AfterFunc(g.ctx, func() { c.Close(); up.Close() })
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(up, c)
+		closeWrite(up)
+		close(done)
+	}()
+	io.Copy(c, up)
+	closeWrite(c)
+	<-done
+	c.Close()
+	up.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+// dialUpstream dials a container's original destination from the host; a
+// synthetic address is dialled by its name. Loopback, the synthetic range
+// and internal addresses are never dialled.
+func (g *Gateway) dialUpstream(ctx context.Context, network, _ string) (net.Conn, error) {
+	m := ctx.Value(metaKey{}).(*connMeta)
+	dst := m.dst
+	if SyntheticRange.Contains(dst.Addr()) {
+		ips, err := g.resolver.LookupNetIP(ctx, "ip4", m.name)
+		if err != nil {
+			return nil, err
+		}
+		dst = netip.AddrPortFrom(ips[0], dst.Port())
+	}
+	if err := g.checkDial(dst.Addr()); err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, dst.String())
+}
+
+func (g *Gateway) checkDial(ip netip.Addr) error {
+	if ip.IsLoopback() || ip.IsUnspecified() || SyntheticRange.Contains(ip) {
+		return fmt.Errorf("%s is not an outside address", ip)
+	}
+	for _, p := range g.cfg.Internal {
+		if p.Contains(ip) {
+			return fmt.Errorf("%s is a wharf-internal address", ip)
+		}
+	}
+	return nil
+}
+
+// originalDst is the destination a redirected connection was sent to.
+func originalDst(c *net.TCPConn) (netip.AddrPort, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var mreq *unix.IPv6Mreq
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		mreq, serr = unix.GetsockoptIPv6Mreq(int(fd), unix.SOL_IP, unix.SO_ORIGINAL_DST)
+	}); err != nil {
+		return netip.AddrPort{}, err
+	}
+	if serr != nil {
+		return netip.AddrPort{}, serr
+	}
+	// A struct sockaddr_in: family, port (big-endian), address.
+	b := mreq.Multiaddr
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:4])), nil
+}
+
+// peekedConn is a connection whose first bytes sit in a bufio.Reader.
+type peekedConn struct {
+	*net.TCPConn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// replayConn reads the bytes a ClientHello parse consumed, then the rest.
+type replayConn struct {
+	*peekedConn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+var errHelloRead = errors.New("hello read")
+
+// readClientHello parses a TLS ClientHello from c with crypto/tls itself,
+// recording the bytes it reads so they can be replayed to whichever side
+// gets the connection. It returns nil if c does not start with one.
+func readClientHello(c *peekedConn) (*tls.ClientHelloInfo, []byte) {
+	var rec bytes.Buffer
+	var hello *tls.ClientHelloInfo
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	tls.Server(readOnlyConn{r: io.TeeReader(c.r, &rec)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			hello = &tls.ClientHelloInfo{ServerName: h.ServerName}
+			return nil, errHelloRead
+		},
+	}).Handshake()
+	return hello, rec.Bytes()
+}
+
+// readOnlyConn lets crypto/tls read a ClientHello; it never gets to write.
+type readOnlyConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c readOnlyConn) Read(p []byte) (int, error)     { return c.r.Read(p) }
+func (readOnlyConn) Write(p []byte) (int, error)      { return 0, io.ErrClosedPipe }
+func (readOnlyConn) Close() error                     { return nil }
+func (readOnlyConn) SetDeadline(time.Time) error      { return nil }
+func (readOnlyConn) SetReadDeadline(time.Time) error  { return nil }
+func (readOnlyConn) SetWriteDeadline(time.Time) error { return nil }
+func (readOnlyConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (readOnlyConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
