@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/plugins"
@@ -159,8 +160,16 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 
 	w.mustCall(t, "BOX", "left-running", "Start", []string{"sleep", "3600"})
 	w.stop() // a clean shutdown removes what is still running
-	assert.Empty(t, containerd.NetworkLeftovers(data))
-	assert.Empty(t, containerdProcesses(data))
+	assertNoLeftovers(t, data)
+}
+
+// assertNoLeftovers checks that the wharf with data at dir left no
+// network namespace, link, nft table or containerd process behind.
+func assertNoLeftovers(t testing.TB, dir string) {
+	t.Helper()
+	assert.Empty(t, containerd.NetworkLeftovers(dir))
+	assert.Empty(t, egress.FirewallLeftovers(containerd.Scope(dir)))
+	assert.Empty(t, containerdProcesses(dir))
 }
 
 // serveGuestB serves the objects guest with containers for a benchmark.

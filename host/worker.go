@@ -167,17 +167,18 @@ func (w *Worker) Objects() *Objects { return w.services.objects }
 // address is given), checks every image is there, and adopts or removes
 // the containers a previous run left.
 func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg Config, logger *slog.Logger) error {
-	b, err := containerd.OpenBackend(ctx, cfg.DataDir, cfg.ContainerdAddress, logger)
-	if err != nil {
-		return err
-	}
 	s.containerSpecs = map[string]plugins.Container{}
 	for i, c := range m.Containers {
 		s.containerSpecs[c.ClassName] = c
 		if _, err := newPolicy(c, false); err != nil {
-			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
 		}
+	}
+	b, err := containerd.OpenBackend(ctx, cfg.DataDir, cfg.ContainerdAddress, logger)
+	if err != nil {
+		return err
+	}
+	for i, c := range m.Containers {
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), c.Image); err != nil {
 			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",

@@ -77,13 +77,20 @@ func startWorker(t *testing.T, manifestExtra string) *testWorker {
 // data directory, and serves it on loopback until cleanup (or stop).
 func serveGuest(t testing.TB, pkg, manifest, dataDir string) *testWorker {
 	t.Helper()
+	return serveGuestConfig(t, pkg, manifest, dataDir, func(*Config) {})
+}
+
+// serveGuestConfig is serveGuest with the Config changed by edit.
+func serveGuestConfig(t testing.TB, pkg, manifest, dataDir string, edit func(*Config)) *testWorker {
+	t.Helper()
 	wasm := testutil.BuildGuest(t, pkg)
 	m, err := plugins.ParseManifest([]byte(manifest))
 	require.NoError(t, err)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: dataDir,
-		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger})
+	cfg := Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger}
+	edit(&cfg)
+	w, err := NewWorker(context.Background(), cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(w)
 	tw := &testWorker{Worker: w, url: srv.URL, logs: logs}

@@ -26,3 +26,6 @@ func wharfOnCall(call uint32) int32 { return onCall(call) }
 
 //go:wasmexport wharf_on_alarm
 func wharfOnAlarm(retry int32) int32 { return onAlarm(retry) }
+
+//go:wasmexport wharf_on_outbound
+func wharfOnOutbound(req uint32) int32 { return onOutbound(req) }

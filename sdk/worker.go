@@ -25,7 +25,17 @@ func Serve(h http.Handler) { handler = h }
 var headBuf = make([]byte, 0, 4096)
 
 // onFetch is the body of the wharf_on_fetch export.
-func onFetch(req uint32) (status int32) {
+func onFetch(req uint32) int32 {
+	return serveRequest(req, func(*http.Request) http.Handler {
+		if current != nil { // this instance is a Durable Object
+			return objectHandler()
+		}
+		return handler
+	})
+}
+
+// serveRequest answers request req with the handler pick chooses for it.
+func serveRequest(req uint32, pick func(*http.Request) http.Handler) (status int32) {
 	rw := &responseWriter{req: req, header: http.Header{}}
 	defer func() {
 		if p := recover(); p != nil {
@@ -34,18 +44,19 @@ func onFetch(req uint32) (status int32) {
 			status = 1
 		}
 	}()
-	h := handler
-	if current != nil { // this instance is a Durable Object
-		h = objectHandler()
-	}
-	if h == nil {
-		http.Error(rw, "no handler: call sdk.Serve from an init function", http.StatusInternalServerError)
-		return rw.finish()
-	}
 	r, err := newRequest(req)
 	if err != nil {
 		wharf.Log(abi.LogError, "reading the request: "+err.Error())
 		return 1
+	}
+	h := pick(r)
+	if h == nil {
+		msg := "no handler: call sdk.Serve from an init function"
+		if src, ok := r.Context().Value(outboundKey{}).(*outboundSource); ok {
+			msg = fmt.Sprintf("no outbound handler named %q: register it with sdk.HandleOutbound", src.handler)
+		}
+		http.Error(rw, msg, http.StatusInternalServerError)
+		return rw.finish()
 	}
 	h.ServeHTTP(rw, r)
 	return rw.finish()
@@ -66,8 +77,14 @@ func newRequest(req uint32) (*http.Request, error) {
 		Header: make(http.Header, 8),
 	}
 	var rawURL string
+	var out *outboundSource
 	err = abi.RangeFields(head, func(n, v string) bool {
 		switch n {
+		case abi.FieldHandler, abi.FieldClass, abi.FieldID:
+			if out == nil {
+				out = &outboundSource{}
+			}
+			*map[string]*string{abi.FieldHandler: &out.handler, abi.FieldClass: &out.class, abi.FieldID: &out.id}[n] = v
 		case abi.FieldMethod:
 			r.Method = v
 		case abi.FieldURL:
@@ -98,7 +115,13 @@ func newRequest(req uint32) (*http.Request, error) {
 	} else {
 		r.Body = &requestBody{req: req}
 	}
-	return r.WithContext(context.WithValue(context.Background(), requestHandleKey{}, req)), nil
+	ctx := context.WithValue(context.Background(), requestHandleKey{}, req)
+	if out != nil { // a container's request keeps its absolute URL
+		r.URL.Scheme, _, _ = strings.Cut(rawURL, "://")
+		r.URL.Host = r.Host
+		ctx = context.WithValue(ctx, outboundKey{}, out)
+	}
+	return r.WithContext(ctx), nil
 }
 
 // requestURL splits an absolute URL into a server-side request URL (path and

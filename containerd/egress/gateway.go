@@ -126,7 +126,8 @@ func Start(cfg Config) (g *Gateway, err error) {
 	if err := g.startProxy(); err != nil {
 		return nil, err
 	}
-	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, g.dnsPort(), uint16(g.proxyLn.Addr().(*net.TCPAddr).Port))
+	proxyPort, dnsPort := g.Ports()
+	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, dnsPort, proxyPort)
 	if err != nil {
 		return nil, err
 	}
@@ -265,4 +266,9 @@ func (g *Gateway) Close() error {
 		g.upstream.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
+}
+
+// Ports are the proxy's and the resolver's listening ports.
+func (g *Gateway) Ports() (proxy, resolver uint16) {
+	return uint16(g.proxyLn.Addr().(*net.TCPAddr).Port), g.dnsPort()
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -77,7 +78,7 @@ func (g *Gateway) startProxy() error {
 			}
 		},
 		ReadHeaderTimeout: time.Minute,
-		ErrorLog:          nil,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	g.wg.Add(2)
 	go func() {
@@ -279,7 +280,7 @@ func (g *Gateway) splice(c net.Conn, m *connMeta) {
 	defer stop()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(up, c)
+		io.Copy(up, onlyReader{c}) // not c's WriteTo, which would skip bytes already peeked
 		closeWrite(up)
 		close(done)
 	}()
@@ -348,6 +349,9 @@ func originalDst(c *net.TCPConn) (netip.AddrPort, error) {
 	b := mreq.Multiaddr
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), binary.BigEndian.Uint16(b[2:4])), nil
 }
+
+// onlyReader hides everything but Read.
+type onlyReader struct{ io.Reader }
 
 // peekedConn is a connection whose first bytes sit in a bufio.Reader.
 type peekedConn struct {

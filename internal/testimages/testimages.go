@@ -27,7 +27,8 @@ const BusyboxRef = "wharf.test/busybox:latest"
 const busyboxPath = "/bin/busybox"
 
 // Busybox writes an image archive with a static busybox, its applets as
-// symlinks, and users root (0) and app (1000), and returns its path.
+// symlinks, the probe network client (/bin/probe), and users root (0) and
+// app (1000), and returns its path.
 func Busybox(dir string) (string, error) {
 	bin, err := os.ReadFile(busyboxPath)
 	if err != nil {
@@ -57,6 +58,12 @@ func Busybox(dir string) (string, error) {
 	}
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))})
 	tw.Write(bin)
+	probe, err := buildProbe(dir)
+	if err != nil {
+		return "", err
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/probe", Mode: 0o755, Size: int64(len(probe))})
+	tw.Write(probe)
 	for _, applet := range strings.Fields(string(out)) {
 		if applet == "busybox" {
 			continue
@@ -97,4 +104,17 @@ func Busybox(dir string) (string, error) {
 	}
 	path := filepath.Join(dir, "busybox.tar")
 	return path, tarball.WriteToFile(path, ref, img)
+}
+
+// buildProbe compiles the probe command static (it runs in a busybox
+// image with no libc) and returns the binary.
+func buildProbe(dir string) ([]byte, error) {
+	out := filepath.Join(dir, "probe")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/wharfhq/wharf/internal/testimages/probe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the probe for the test image: %v\n%s", err, msg)
+	}
+	defer os.Remove(out)
+	return os.ReadFile(out)
 }

@@ -56,3 +56,14 @@ func ContainerConnect(port uint32) (read, write uint32, err error) {
 	st := containerConnect(port, unsafe.Pointer(&read), unsafe.Pointer(&write))
 	return read, write, check("container_connect", st)
 }
+
+// ContainerIntercept adds an interception rule of kind for target.
+func ContainerIntercept(kind uint32, target, handler string) error {
+	st := containerIntercept(kind, strPtr(target), uint32(len(target)), strPtr(handler), uint32(len(handler)))
+	return check("container_intercept", st)
+}
+
+// ContainerEgress edits the allow or deny list with encoded hosts.
+func ContainerEgress(list, edit uint32, hosts []byte) error {
+	return check("container_egress", containerEgress(list, edit, ptr(hosts), uint32(len(hosts))))
+}

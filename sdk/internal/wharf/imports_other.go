@@ -94,3 +94,8 @@ func processKill(uint32, uint32) int32           { return unsupported }
 func processPid(uint32, unsafe.Pointer) int32    { return unsupported }
 
 func containerConnect(uint32, unsafe.Pointer, unsafe.Pointer) int32 { return unsupported }
+
+func containerIntercept(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
+	return unsupported
+}
+func containerEgress(uint32, uint32, unsafe.Pointer, uint32) int32 { return unsupported }

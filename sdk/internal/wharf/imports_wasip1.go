@@ -147,3 +147,9 @@ func processPid(p uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v1 container_connect
 func containerConnect(port uint32, readOut, writeOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 container_intercept
+func containerIntercept(kind uint32, target unsafe.Pointer, tn uint32, handler unsafe.Pointer, hn uint32) int32
+
+//go:wasmimport wharf_v1 container_egress
+func containerEgress(list, edit uint32, hosts unsafe.Pointer, n uint32) int32

@@ -362,6 +362,88 @@ func (b *Box) Raw(port int) (string, error) {
 	return string(out), err
 }
 
+// StartArgs starts a Box's container with or without internet.
+type StartArgs struct {
+	Entrypoint []string
+	Internet   bool
+}
+
+func (b *Box) StartWith(a StartArgs) error {
+	return b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint, EnableInternet: a.Internet})
+}
+
+// InterceptArgs adds an interception rule: Kind is http, all or https.
+type InterceptArgs struct{ Kind, Target, Handler string }
+
+func (b *Box) Intercept(a InterceptArgs) error {
+	c := b.state.Container
+	switch a.Kind {
+	case "http":
+		return c.InterceptOutboundHTTP(a.Target, a.Handler)
+	case "all":
+		return c.InterceptAllOutboundHTTP(a.Handler)
+	case "https":
+		return c.InterceptOutboundHTTPS(a.Target, a.Handler)
+	}
+	return fmt.Errorf("unknown kind %q", a.Kind)
+}
+
+// EditArgs edits an egress list: List is allowed or denied, Edit is add,
+// remove or set.
+type EditArgs struct {
+	List, Edit string
+	Hosts      []string
+}
+
+func (b *Box) EditHosts(a EditArgs) error {
+	e := b.state.Container.Egress()
+	switch a.List + " " + a.Edit {
+	case "allowed add":
+		return e.Allow(a.Hosts...)
+	case "denied add":
+		return e.Deny(a.Hosts...)
+	case "allowed remove":
+		return e.RemoveAllowed(a.Hosts...)
+	case "denied remove":
+		return e.RemoveDenied(a.Hosts...)
+	case "allowed set":
+		return e.SetAllowed(a.Hosts)
+	case "denied set":
+		return e.SetDenied(a.Hosts)
+	}
+	return fmt.Errorf("unknown edit %q", a.List+" "+a.Edit)
+}
+
+// Outbound handlers for intercepted container requests: inject and other
+// answer themselves; upstream fetches the original URL with a secret added
+// and streams the answer back from the host side.
+func outboundHandlers() {
+	sdk.HandleOutbound("inject", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		class, id, _ := sdk.OutboundSource(r)
+		w.Header().Set("X-Injected", "yes")
+		fmt.Fprintf(w, "inject: %s %s from %s/%.8s probe=%s", r.Method, r.URL, class, id, r.Header.Get("X-Probe"))
+	}))
+	sdk.HandleOutbound("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "other: %s", r.URL)
+	}))
+	sdk.HandleOutbound("upstream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequest(r.Method, r.URL.String(), nil)
+		req.Header.Set("X-Secret", "s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		if _, err := sdk.Forward(w, resp.Body); err != nil {
+			resp.Body.Close()
+		}
+	}))
+}
+
 // Broken panics in its constructor.
 type Broken struct{}
 
@@ -370,6 +452,7 @@ func init() {
 	sdk.RegisterClass("Alarmed", func(st *sdk.ObjectState) any { return &Alarmed{state: st} })
 	sdk.RegisterClass("Box", func(st *sdk.ObjectState) any { return &Box{state: st} })
 	sdk.RegisterClass("Broken", func(st *sdk.ObjectState) any { panic("constructor failed on purpose") })
+	outboundHandlers()
 
 	mux := http.NewServeMux()
 	// POST /call/{binding}/{name}/{method} with JSON args in the body.

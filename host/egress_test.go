@@ -1,0 +1,262 @@
+package host
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/fakenet"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// egressWorker serves the objects guest with containers, resolving
+// permitted names with the fake internet's DNS.
+func egressWorker(t *testing.T, manifest string) (*testWorker, *fakenet.Internet, string) {
+	inet := fakenet.Start(t)
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuestConfig(t, "testdata/guests/objects", manifest, data, func(c *Config) {
+		c.DNSUpstream, c.Client = []string{inet.DNS}, inet.Client()
+	})
+	return w, inet, data
+}
+
+// run runs cmd in the object's container and returns its output.
+func (w *testWorker) run(t *testing.T, name string, cmd ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var r struct {
+		Stdout, Stderr string
+		Code           int
+	}
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", name, "Exec", map[string]any{"Cmd": cmd})), &r))
+	return r.Stdout, r.Stderr, r.Code
+}
+
+// runEnv runs cmd with env added and returns its stdout.
+func (w *testWorker) runEnv(t *testing.T, name string, env map[string]string, cmd ...string) string {
+	t.Helper()
+	var r struct{ Stdout string }
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", name, "Exec", map[string]any{"Cmd": cmd, "Env": env})), &r))
+	return r.Stdout
+}
+
+func (w *testWorker) startBox(t *testing.T, name string, internet bool) {
+	w.mustCall(t, "BOX", name, "StartWith", map[string]any{"Entrypoint": []string{"sleep", "3600"}, "Internet": internet})
+}
+
+func (w *testWorker) intercept(t *testing.T, name, kind, target, handler string) {
+	w.mustCall(t, "BOX", name, "Intercept", map[string]string{"Kind": kind, "Target": target, "Handler": handler})
+}
+
+// TestEgressInterceptionByTarget routes a container's HTTP and HTTPS
+// through the Worker by each kind of target, with enableInternet off: the
+// fake internet never sees a request.
+func TestEgressInterceptionByTarget(t *testing.T) {
+	w, inet, data := egressWorker(t, containersManifest)
+	fake := inet.Addr.String()
+
+	// A rule made before Start applies once the container runs.
+	w.intercept(t, "b", "http", "api.internal.test", "inject")
+	w.startBox(t, "b", false)
+	out, _, code := w.run(t, "b", "probe", "get", "http://api.internal.test/v1?q=1")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "status=200\nX-Injected: yes\n")
+	assert.Contains(t, out, "inject: GET http://api.internal.test/v1?q=1 from Box/")
+
+	w.intercept(t, "b", "http", "*.glob.test", "other")
+	out, _, _ = w.run(t, "b", "probe", "get", "http://deep.sub.glob.test/x")
+	assert.Contains(t, out, "other: http://deep.sub.glob.test/x")
+	out, _, _ = w.run(t, "b", "probe", "get", "http://glob.test/x")
+	assert.NotContains(t, out, "other:", "*.glob.test does not match glob.test itself")
+
+	// By address: IP, IP:port and CIDR, each in a container of its own.
+	for _, tc := range []struct{ name, target, url, want string }{
+		{"by-ip", fake, "http://" + fake + "/ip", "inject: GET http://" + fake + "/ip"},
+		{"by-ipport", fake + ":8080", "http://" + fake + ":8080/p", "inject: GET http://" + fake + ":8080/p"},
+		{"by-cidr", "10.210.0.0/16", "http://" + fake + "/c", "inject: GET http://" + fake + "/c"},
+	} {
+		w.startBox(t, tc.name, false)
+		w.intercept(t, tc.name, "http", tc.target, "inject")
+		out, _, _ := w.run(t, tc.name, "probe", "get", tc.url)
+		assert.Contains(t, out, tc.want, tc.name)
+	}
+	out, _, _ = w.run(t, "by-ipport", "probe", "get", "http://"+fake+"/other-port")
+	assert.Contains(t, out, "status=403", "IP:port does not claim another port")
+	assert.Contains(t, out, "is not allowed: enableInternet is false and it is not in allowedHosts")
+
+	// HTTPS: terminated only for the name intercepted, with a leaf the
+	// container verifies against wharf's CA at both paths.
+	w.intercept(t, "b", "https", "secrets.internal.test", "inject")
+	for _, ca := range []string{egress.WharfCAPath, egress.ReferenceCAPath} {
+		out, errOut, code := w.run(t, "b", "probe", "get", "https://secrets.internal.test/key", ca)
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, out, "inject: GET https://secrets.internal.test/key")
+	}
+	_, errOut, code := w.run(t, "b", "probe", "get", "https://secrets.internal.test/key")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "certificate signed by unknown authority", "the leaf comes from wharf's CA, not a public one")
+
+	// A catch-all takes what no other rule claims, even names nobody
+	// could resolve.
+	w.intercept(t, "b", "all", "", "other")
+	out, _, _ = w.run(t, "b", "probe", "get", "http://anything.example/z")
+	assert.Contains(t, out, "other: http://anything.example/z")
+	out, _, _ = w.run(t, "b", "probe", "get", "http://api.internal.test/still")
+	assert.Contains(t, out, "inject: GET http://api.internal.test/still", "a specific rule beats the catch-all")
+
+	// The deny list beats an interception: in DNS, and for a request
+	// that names the host only in its Host header.
+	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "denied", "Edit": "add", "Hosts": []string{"api.internal.test"}})
+	_, errOut, code = w.run(t, "b", "probe", "resolve", "api.internal.test")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no such host")
+	out = w.runEnv(t, "b", map[string]string{"PROBE_HOST": "api.internal.test"}, "probe", "get", "http://"+fake+"/x")
+	assert.Contains(t, out, "status=403")
+	assert.Contains(t, out, "api.internal.test is in deniedHosts")
+	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "denied", "Edit": "remove", "Hosts": []string{"api.internal.test"}})
+	out, _, _ = w.run(t, "b", "probe", "get", "http://api.internal.test/back")
+	assert.Contains(t, out, "inject: GET http://api.internal.test/back")
+
+	assert.Zero(t, inet.Hits(), "nothing reached the internet")
+	proxyPort, dnsPort := w.services.containers.Gateway().Ports()
+	w.stop()
+	assertNoLeftovers(t, data)
+	for _, port := range []uint16{proxyPort, dnsPort} {
+		_, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), time.Second)
+		assert.Error(t, err, "nothing listens on port %d after Close", port)
+	}
+}
+
+// TestEgressRuleChangeOnOpenConnection changes a rule while a keep-alive
+// connection is open: its next request follows the new rule, on the same
+// connection.
+func TestEgressRuleChangeOnOpenConnection(t *testing.T) {
+	w, _, data := egressWorker(t, containersManifest)
+	w.intercept(t, "k", "http", "ka.test", "inject")
+	w.startBox(t, "k", false)
+	w.run(t, "k", "sh", "-c", "probe keepalive http://ka.test/ /tmp/go > /tmp/ka.out 2>&1 &")
+	require.Eventually(t, func() bool {
+		_, _, code := w.run(t, "k", "test", "-e", "/tmp/go.ready")
+		return code == 0
+	}, 10*time.Second, 50*time.Millisecond, "the first request was answered")
+	w.intercept(t, "k", "http", "ka.test", "other")
+	w.run(t, "k", "touch", "/tmp/go")
+	var out string
+	require.Eventually(t, func() bool {
+		out, _, _ = w.run(t, "k", "cat", "/tmp/ka.out")
+		return strings.Contains(out, "request 2")
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Contains(t, out, "request 1 reused=false\nstatus=200\nX-Injected: yes\ninject: GET http://ka.test/")
+	assert.Contains(t, out, "request 2 reused=true\nstatus=200\nother: http://ka.test/")
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestEgressInternetSwitch runs clients in containers against the fake
+// internet: without enableInternet nothing reaches it, by IP or by name,
+// over TCP or UDP; with it, all of that does; allowedHosts opens single
+// names; an interception can fetch upstream with a secret added.
+func TestEgressInternetSwitch(t *testing.T) {
+	w, inet, data := egressWorker(t, containersManifest)
+	fake := inet.Addr.String()
+	name := fakenet.Name("www")
+
+	w.startBox(t, "closed", false)
+	out, _, _ := w.run(t, "closed", "probe", "get", "http://"+fake+"/")
+	assert.Contains(t, out, "status=403")
+	_, errOut, code := w.run(t, "closed", "probe", "get", "http://"+name+"/")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no such host")
+	_, errOut, code = w.run(t, "closed", "probe", "tcp", fake+":7", "hi")
+	assert.Equal(t, 1, code, "TCP by IP is refused")
+	assert.NotContains(t, errOut, "echo")
+	_, errOut, code = w.run(t, "closed", "probe", "udp", fake+":7", "hi")
+	assert.Equal(t, 1, code, "UDP by IP is dropped")
+	assert.Contains(t, errOut, "timeout")
+	assert.Zero(t, inet.Hits())
+
+	w.startBox(t, "open", true)
+	out, _, code = w.run(t, "open", "probe", "get", "http://"+name+"/page")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "hello from the internet: "+name+" /page")
+	out, _, _ = w.run(t, "open", "probe", "tcp", fake+":7", "over tcp")
+	assert.Equal(t, "echo: over tcp\n", out)
+	out, _, _ = w.run(t, "open", "probe", "udp", fake+":7", "over udp")
+	assert.Equal(t, "echo: over udp\n", out)
+	// TLS to a name no rule intercepts passes through untouched: the
+	// container verifies the internet's own certificate.
+	w.mustCall(t, "BOX", "open", "Exec", map[string]any{"Cmd": []string{"sh", "-c", "cat > /tmp/inet.crt"}, "Stdin": string(inet.CACertPEM)})
+	out, errOut, code = w.run(t, "open", "probe", "get", "https://"+name+"/tls", "/tmp/inet.crt")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "hello from the internet: "+name+" /tls")
+	// The deny list overrides enableInternet.
+	w.mustCall(t, "BOX", "open", "EditHosts", map[string]any{"List": "denied", "Edit": "set", "Hosts": []string{"*.inet.test"}})
+	_, errOut, _ = w.run(t, "open", "probe", "get", "http://"+name+"/")
+	assert.Contains(t, errOut, "no such host")
+	out = w.runEnv(t, "open", map[string]string{"PROBE_HOST": name}, "probe", "get", "http://"+fake+"/")
+	assert.Contains(t, out, "www.inet.test is in deniedHosts")
+	_, _, code = w.run(t, "open", "probe", "get", "https://"+name+"/tls", "/tmp/inet.crt")
+	assert.Equal(t, 1, code, "denied over TLS too")
+	w.mustCall(t, "BOX", "open", "EditHosts", map[string]any{"List": "denied", "Edit": "set", "Hosts": []string{}})
+
+	// An interception that fetches upstream, adding a secret.
+	w.intercept(t, "open", "http", "*.inet.test", "upstream")
+	out, _, _ = w.run(t, "open", "probe", "get", "http://api.inet.test/with-secret")
+	assert.Contains(t, out, "X-Seen-Secret: s3cret")
+	assert.Contains(t, out, "hello from the internet: api.inet.test /with-secret")
+
+	// allowedHosts opens one name without internet.
+	w.startBox(t, "allow", false)
+	w.mustCall(t, "BOX", "allow", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"www.inet.test"}})
+	out, _, _ = w.run(t, "allow", "probe", "get", "http://"+name+"/allowed")
+	assert.Contains(t, out, "hello from the internet: "+name+" /allowed")
+	_, errOut, _ = w.run(t, "allow", "probe", "get", "http://"+fakenet.Name("other")+"/")
+	assert.Contains(t, errOut, "no such host")
+
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestEgressErrors covers what a plugin author can get wrong: each error
+// names the problem and the host keeps serving.
+func TestEgressErrors(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	for _, tc := range []struct {
+		method string
+		args   any
+		want   string
+	}{
+		{"Intercept", map[string]string{"Kind": "http", "Target": "bad host!", "Handler": "inject"}, `invalid egress target "bad host!": want a hostname, a glob such as *.example.com, an IP, IP:port or a CIDR`},
+		{"Intercept", map[string]string{"Kind": "https", "Target": "10.0.0.1/8", "Handler": "inject"}, `HTTPS is matched by name`},
+		{"Intercept", map[string]string{"Kind": "http", "Target": "a.test", "Handler": "nobody"}, `no outbound handler named "nobody": register it with sdk.HandleOutbound`},
+		{"EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"a/b"}}, `'/' is not allowed in a host pattern`},
+	} {
+		code, body := w.call(t, "BOX", "e", tc.method, tc.args)
+		assert.Equal(t, 500, code)
+		assert.Contains(t, body, tc.want)
+		assert.Contains(t, body, "invalid argument")
+	}
+	code, _ := get(t, w.url+"/alone")
+	assert.Equal(t, 200, code, "the host keeps serving")
+
+	// A bad pattern in wharf.toml is refused at load.
+	m, err := plugins.ParseManifest([]byte(containersManifest + "allowed_hosts = [\"ok.test\", \"not ok\"]\n"))
+	require.NoError(t, err)
+	_, err = NewWorker(t.Context(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"), DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf(`containers[0] (class Box): allowed_hosts/denied_hosts: invalid egress target %q`, "not ok"))
+}

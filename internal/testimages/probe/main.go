@@ -1,0 +1,164 @@
+// Command probe is the network client in wharf's test image: HTTP and
+// HTTPS requests (verifying a given CA), raw TCP and UDP exchanges, and
+// name lookups, each printing what it got so a test can read it. It is
+// built static and added to the busybox image as /bin/probe.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strings"
+	"time"
+)
+
+const usage = `usage:
+  probe get URL [CA-FILE]       GET (Host from $PROBE_HOST if set); prints the status, X- headers and body
+  probe keepalive URL WAIT-FILE GET twice on one connection: WAIT-FILE.ready after the first, the second once WAIT-FILE exists
+  probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
+  probe udp ADDR MESSAGE        sends a datagram, prints the reply
+  probe resolve NAME            prints NAME's addresses`
+
+func main() {
+	if len(os.Args) < 3 {
+		fail(usage)
+	}
+	var err error
+	switch arg := os.Args[2]; os.Args[1] {
+	case "get":
+		ca := ""
+		if len(os.Args) > 3 {
+			ca = os.Args[3]
+		}
+		err = get(arg, ca)
+	case "keepalive":
+		if len(os.Args) < 4 {
+			fail(usage)
+		}
+		err = keepalive(arg, os.Args[3])
+	case "tcp", "udp":
+		if len(os.Args) < 4 {
+			fail(usage)
+		}
+		err = exchange(os.Args[1], arg, os.Args[3])
+	case "resolve":
+		var addrs []string
+		if addrs, err = net.LookupHost(arg); err == nil {
+			fmt.Println(strings.Join(addrs, " "))
+		}
+	default:
+		fail(usage)
+	}
+	if err != nil {
+		fail("error: " + err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, msg)
+	os.Exit(1)
+}
+
+func client(caFile string) (*http.Client, error) {
+	tr := &http.Transport{Proxy: nil}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}, nil
+}
+
+func printResponse(resp *http.Response) error {
+	defer resp.Body.Close()
+	fmt.Printf("status=%d\n", resp.StatusCode)
+	for name, v := range resp.Header {
+		if strings.HasPrefix(name, "X-") {
+			fmt.Printf("%s: %s\n", name, strings.Join(v, ","))
+		}
+	}
+	_, err := io.Copy(os.Stdout, resp.Body)
+	fmt.Println()
+	return err
+}
+
+func get(url, caFile string) error {
+	c, err := client(caFile)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return err
+	}
+	req.Host = os.Getenv("PROBE_HOST")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	return printResponse(resp)
+}
+
+// keepalive sends two requests over one kept-alive connection and says
+// whether the second reused it.
+func keepalive(url, waitFile string) error {
+	c, _ := client("")
+	for i := range 2 {
+		if i == 1 {
+			for {
+				if _, err := os.Stat(waitFile); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		var reused bool
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+		})
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("request %d reused=%v\n", i+1, reused)
+		if err := printResponse(resp); err != nil {
+			return err
+		}
+		if i == 0 {
+			os.WriteFile(waitFile+".ready", nil, 0o644)
+		}
+	}
+	return nil
+}
+
+func exchange(network, addr, msg string) error {
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(conn, msg+"\n"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	fmt.Print(line)
+	return nil
+}
