@@ -36,6 +36,7 @@ lint:
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/hello
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/counter
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/sandbox
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/egress
 
 # clean removes build output only: examples/*/.wharf also holds object data.
 clean:

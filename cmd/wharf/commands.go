@@ -78,12 +78,13 @@ func argOrDot(args []string) string {
 }
 
 type serveFlags struct {
-	listen    string
-	dataDir   string
-	logLevel  string
-	logFormat string
-	noBuild   bool
-	address   string
+	listen      string
+	dataDir     string
+	logLevel    string
+	logFormat   string
+	noBuild     bool
+	address     string
+	dnsUpstream []string
 }
 
 func newServeCommand() *cobra.Command {
@@ -104,6 +105,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
 	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
+	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 	return cmd
 }
 
@@ -147,7 +149,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		listen = m.Listen
 	}
 	start := time.Now()
-	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger, ContainerdAddress: f.address})
+	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger, ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream})
 	if err != nil {
 		return err
 	}
