@@ -22,7 +22,7 @@ import (
 
 // egressWorker serves the objects guest with containers, resolving
 // permitted names with the fake internet's DNS.
-func egressWorker(t *testing.T, manifest string) (*testWorker, *fakenet.Internet, string) {
+func egressWorker(t testing.TB, manifest string) (*testWorker, *fakenet.Internet, string) {
 	inet := fakenet.Start(t)
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -33,7 +33,7 @@ func egressWorker(t *testing.T, manifest string) (*testWorker, *fakenet.Internet
 }
 
 // run runs cmd in the object's container and returns its output.
-func (w *testWorker) run(t *testing.T, name string, cmd ...string) (stdout, stderr string, code int) {
+func (w *testWorker) run(t testing.TB, name string, cmd ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var r struct {
 		Stdout, Stderr string
@@ -51,11 +51,11 @@ func (w *testWorker) runEnv(t *testing.T, name string, env map[string]string, cm
 	return r.Stdout
 }
 
-func (w *testWorker) startBox(t *testing.T, name string, internet bool) {
+func (w *testWorker) startBox(t testing.TB, name string, internet bool) {
 	w.mustCall(t, "BOX", name, "StartWith", map[string]any{"Entrypoint": []string{"sleep", "3600"}, "Internet": internet})
 }
 
-func (w *testWorker) intercept(t *testing.T, name, kind, target, handler string) {
+func (w *testWorker) intercept(t testing.TB, name, kind, target, handler string) {
 	w.mustCall(t, "BOX", name, "Intercept", map[string]string{"Kind": kind, "Target": target, "Handler": handler})
 }
 

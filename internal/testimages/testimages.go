@@ -58,7 +58,12 @@ func Busybox(dir string) (string, error) {
 	}
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))})
 	tw.Write(bin)
-	probe, err := buildProbe(dir)
+	probePath, err := BuildProbe(dir)
+	if err != nil {
+		return "", err
+	}
+	probe, err := os.ReadFile(probePath)
+	os.Remove(probePath)
 	if err != nil {
 		return "", err
 	}
@@ -106,15 +111,14 @@ func Busybox(dir string) (string, error) {
 	return path, tarball.WriteToFile(path, ref, img)
 }
 
-// buildProbe compiles the probe command static (it runs in a busybox
-// image with no libc) and returns the binary.
-func buildProbe(dir string) ([]byte, error) {
+// BuildProbe compiles the probe command static (it runs in a busybox
+// image with no libc) into dir and returns its path.
+func BuildProbe(dir string) (string, error) {
 	out := filepath.Join(dir, "probe")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/wharfhq/wharf/internal/testimages/probe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the probe for the test image: %v\n%s", err, msg)
+		return "", fmt.Errorf("building the probe for the test image: %v\n%s", err, msg)
 	}
-	defer os.Remove(out)
-	return os.ReadFile(out)
+	return out, nil
 }

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +24,8 @@ import (
 const usage = `usage:
   probe get URL [CA-FILE]       GET (Host from $PROBE_HOST if set); prints the status, X- headers and body
   probe keepalive URL WAIT-FILE GET twice on one connection: WAIT-FILE.ready after the first, the second once WAIT-FILE exists
+  probe bench URL N             N GETs on one connection; prints the p50 and p90 latency
+  probe download URL            GET, discarding the body; prints its size and MB/s
   probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
   probe udp ADDR MESSAGE        sends a datagram, prints the reply
   probe resolve NAME            prints NAME's addresses`
@@ -43,6 +47,14 @@ func main() {
 			fail(usage)
 		}
 		err = keepalive(arg, os.Args[3])
+	case "bench":
+		n := 0
+		if len(os.Args) > 3 {
+			n, _ = strconv.Atoi(os.Args[3])
+		}
+		err = bench(arg, max(n, 1))
+	case "download":
+		err = download(arg)
 	case "tcp", "udp":
 		if len(os.Args) < 4 {
 			fail(usage)
@@ -160,5 +172,46 @@ func exchange(network, addr, msg string) error {
 		return err
 	}
 	fmt.Print(line)
+	return nil
+}
+
+// bench times n sequential GETs on one kept-alive connection.
+func bench(url string, n int) error {
+	c, _ := client("")
+	var took []time.Duration
+	for range n {
+		start := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	fmt.Printf("p50_us=%d p90_us=%d\n", took[n/2].Microseconds(), took[n*9/10].Microseconds())
+	return nil
+}
+
+// download reads a response body to the end and reports the rate.
+func download(url string) error {
+	c, _ := client("")
+	c.Timeout = 5 * time.Minute
+	start := time.Now()
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fmt.Printf("bytes=%d seconds=%.3f mbps=%.1f\n", n, d.Seconds(), float64(n)/1e6/d.Seconds())
 	return nil
 }
