@@ -323,7 +323,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
 	require.NoError(t, err)
-	m1, err := NewManager(b1, DefaultSubnet, egress.Config{Logger: logger})
+	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
 	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
@@ -350,7 +350,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 		assert.Empty(t, left)
 		b2.Close()
 	}()
-	m2, err := NewManager(b2, DefaultSubnet, egress.Config{Logger: logger})
+	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	adopted, removed, err := m2.Recover(context.Background(), func(class string, _ bool) *egress.Policy {
 		if class == "Sandbox" {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +50,10 @@ type ContainerSpec struct {
 	RuncRoot string
 	// Mounts are added to the image's.
 	Mounts []specs.Mount
+	// LogPath, if set, receives the main process's stdout and stderr
+	// (written by the shim, so it outlives wharf); otherwise they are
+	// discarded.
+	LogPath string
 }
 
 // Container is a running container: its containerd container and task.
@@ -124,7 +130,14 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		c.SnapshotService(Snapshotter).Remove(ctx, spec.ID+"-rootfs")
 		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
-	task, err := ctr.NewTask(ctx, cio.NullIO)
+	creator := cio.NullIO
+	if spec.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+			return nil, err
+		}
+		creator = cio.LogFile(spec.LogPath)
+	}
+	task, err := ctr.NewTask(ctx, creator)
 	if err != nil {
 		ctr.Delete(ctx, client.WithSnapshotCleanup)
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)

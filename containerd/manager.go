@@ -6,13 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
 )
 
@@ -38,6 +42,22 @@ type Managed struct {
 	Policy *egress.Policy
 	mu     sync.Mutex
 	reason string
+	// stopping is set by a signal the host sent on purpose (a stop).
+	stopping bool
+}
+
+// MarkStopRequested records that the next exit was asked for (a stop), so
+// it is not logged as a failure.
+func (m *Managed) MarkStopRequested() {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
+}
+
+func (m *Managed) stopRequested() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopping
 }
 
 // SetDestroyReason records why the container is being destroyed, for
@@ -60,28 +80,50 @@ func (m *Managed) WaitExit() (uint32, string, error) {
 // Manager runs at most one container per Durable Object, with the egress
 // gateway all their outbound traffic goes through.
 type Manager struct {
-	b   *Backend
-	net *Network
-	gw  *egress.Gateway
+	b    *Backend
+	net  *Network
+	gw   *egress.Gateway
+	life *lifecycle
 
 	mu   sync.Mutex
 	byID map[string]*Managed
 }
 
-// NewManager manages containers on backend b with addresses from subnet;
-// its network scope is the backend's data directory. It starts the egress
-// gateway from eg, filling in where its files live, its scope and the
-// container links.
-func NewManager(b *Backend, subnet netip.Prefix, eg egress.Config) (*Manager, error) {
-	n := NewNetwork(subnet, b.DataDir)
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	// Subnet is where container /30s come from (DefaultSubnet if unset).
+	Subnet netip.Prefix
+	// Egress configures the gateway; its Dir, Scope, LinkPrefix and
+	// Internal are filled in.
+	Egress egress.Config
+	// Logger gets the lifecycle lines; nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics registers the lifecycle metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// NewManager manages containers on backend b; its network scope is the
+// backend's data directory. It starts the egress gateway.
+func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
+	if !o.Subnet.IsValid() {
+		o.Subnet = DefaultSubnet
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	n := NewNetwork(o.Subnet, b.DataDir)
+	eg := o.Egress
 	eg.Dir = filepath.Join(b.DataDir, "egress")
 	eg.Scope, eg.LinkPrefix = n.scope, vethPrefix+n.scope
 	eg.Internal = append(eg.Internal, n.subnet)
+	if eg.Logger == nil {
+		eg.Logger = o.Logger
+	}
 	gw, err := egress.Start(eg)
 	if err != nil {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
-	return &Manager{b: b, net: n, gw: gw, byID: map[string]*Managed{}}, nil
+	return &Manager{b: b, net: n, gw: gw, life: newLifecycle(o.Logger, o.Metrics), byID: map[string]*Managed{}}, nil
 }
 
 // Gateway is the egress gateway of the manager's containers.
@@ -112,6 +154,7 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 	}
 	m.byID[id] = nil // reserved while starting
 	m.mu.Unlock()
+	began := time.Now()
 	mc, err := m.start(ctx, id, class, object, spec, policy)
 	m.mu.Lock()
 	if err != nil {
@@ -120,6 +163,11 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		m.byID[id] = mc
 	}
 	m.mu.Unlock()
+	if err != nil {
+		m.life.startFailed(class, object, err)
+	} else {
+		m.life.started(mc, time.Since(began))
+	}
 	return mc, err
 }
 
@@ -146,7 +194,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 		ep.Teardown()
 		return nil, err
 	}
-	spec.ID, spec.NetNSPath, spec.RuncRoot = id, ep.NetNSPath, m.b.RuncRoot
+	spec.ID, spec.NetNSPath, spec.RuncRoot, spec.LogPath = id, ep.NetNSPath, m.b.RuncRoot, m.LogPath(class, object)
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
 		labelSlot: strconv.Itoa(ep.slot), labelContainerIP: ep.ContainerIP.String(), labelHostIP: ep.HostIP.String(),
@@ -182,7 +230,20 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	if mc == nil {
 		return nil
 	}
-	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown())
+	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), removeIfExists(m.LogPath(class, object)))
+}
+
+// LogPath is the file the main process's stdout and stderr go to; it is
+// kept after an exit, until the next start or a destroy.
+func (m *Manager) LogPath(class, object string) string {
+	return filepath.Join(m.b.DataDir, "containerd", "logs", ContainerID(class, object)+".log")
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // DestroyAll removes every container the manager runs, as on a clean
@@ -248,6 +309,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				m.mu.Lock()
 				m.byID[ctr.ID()] = mc
 				m.mu.Unlock()
+				m.life.watch(mc)
 				adopted++
 				continue
 			}
@@ -259,7 +321,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				c.watch(exitCh)
 			}
 		}
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown()); err != nil {
+		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), removeIfExists(m.LogPath(labels[LabelClass], labels[LabelObject]))); err != nil {
 			return adopted, removed, err
 		}
 		removed++

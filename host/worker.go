@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/egress"
@@ -40,6 +42,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means a default client.
 	Client *http.Client
+	// Metrics registers the host's Prometheus metrics; nil registers none.
+	Metrics prometheus.Registerer
 	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
 	// names are resolved with; empty means the host's /etc/resolv.conf.
 	DNSUpstream []string
@@ -185,8 +189,8 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 				m.Path, i, c.ClassName, c.Image)
 		}
 	}
-	mgr, err := containerd.NewManager(b, containerd.DefaultSubnet, egress.Config{
-		Upstream: cfg.DNSUpstream, Interceptor: s, Logger: logger})
+	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
+		Egress: egress.Config{Upstream: cfg.DNSUpstream, Interceptor: s}, Logger: logger, Metrics: cfg.Metrics})
 	if err != nil {
 		b.Close()
 		return err

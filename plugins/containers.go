@@ -1,7 +1,10 @@
 package plugins
 
 import (
+	"path"
+
 	"fmt"
+	"github.com/wharfhq/wharf/abi"
 	"slices"
 	"sort"
 	"strings"
@@ -21,9 +24,35 @@ type Container struct {
 	// allowedHosts and deniedHosts). Objects can change both at run time.
 	AllowedHosts []string `toml:"allowed_hosts"`
 	DeniedHosts  []string `toml:"denied_hosts"`
+	// SleepAfter and HardTimeout are the Container class's idle timeout
+	// and lifetime cap ("30s", "5m", "1h" or seconds); the SDK's values
+	// win when set.
+	SleepAfter  string `toml:"sleep_after"`
+	HardTimeout string `toml:"hard_timeout"`
+	// ReadyOn are readiness probes that gate the Container class's
+	// proxying.
+	ReadyOn []ReadyProbe `toml:"ready_on"`
+	// Secrets name environment variables of `wharf serve` injected into
+	// the container's environment at every start.
+	Secrets []string `toml:"secrets"`
+	// Labels are put on every container of the class (and shown by
+	// `wharf ps`).
+	Labels map[string]string `toml:"labels"`
+	// PersistentDirs are absolute paths in the container kept per object
+	// across container and host restarts, until the object's storage is
+	// deleted.
+	PersistentDirs []string `toml:"persistent_dirs"`
 
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`
+}
+
+// ReadyProbe is one readiness check: an HTTP GET of Path on Port (0: the
+// class's default port) that must answer Status (0: 200).
+type ReadyProbe struct {
+	Path   string `toml:"path"`
+	Port   int    `toml:"port"`
+	Status int    `toml:"status"`
 }
 
 // InstanceType is the CPU, memory and disk a container may use.
@@ -73,6 +102,9 @@ func (m *Manifest) checkContainers(data []byte) error {
 			return fmt.Errorf("%s: class %s: instance_type: %w", where, c.ClassName, err)
 		}
 		c.Resources = r
+		if err := c.checkLifecycle(); err != nil {
+			return fmt.Errorf("%s: class %s: %w", where, c.ClassName, err)
+		}
 	}
 	return nil
 }
@@ -139,4 +171,31 @@ func tableLine(data []byte, header string, i int) string {
 		}
 	}
 	return "1:1"
+}
+
+// checkLifecycle validates the Container class settings.
+func (c *Container) checkLifecycle() error {
+	for key, v := range map[string]string{"sleep_after": c.SleepAfter, "hard_timeout": c.HardTimeout} {
+		if v != "" {
+			if _, err := abi.ParseDuration(v); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	for i, p := range c.ReadyOn {
+		if p.Port < 0 || p.Port > 65535 || p.Status < 0 || p.Status > 599 {
+			return fmt.Errorf("ready_on[%d]: port must be 1-65535 and status 100-599", i)
+		}
+	}
+	for _, name := range c.Secrets {
+		if name == "" || strings.ContainsAny(name, "= ") {
+			return fmt.Errorf("secrets: %q is not an environment variable name", name)
+		}
+	}
+	for _, d := range c.PersistentDirs {
+		if !path.IsAbs(d) || path.Clean(d) != d || d == "/" {
+			return fmt.Errorf("persistent_dirs: %q must be a clean absolute path other than /", d)
+		}
+	}
+	return nil
 }

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/wharfhq/wharf/abi"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -86,20 +86,11 @@ const (
 type Duration struct{ time.Duration }
 
 // UnmarshalText parses a Go duration string such as "30s", or a whole
-// number of seconds.
+// number of seconds (abi.ParseDuration).
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if secs, serr := strconv.ParseUint(string(b), 10, 32); serr == nil {
-		v, err = time.Duration(secs)*time.Second, nil
-	}
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (use e.g. \"500ms\", \"30s\", \"5m\")", b)
-	}
-	if v <= 0 {
-		return fmt.Errorf("duration %q must be positive", b)
-	}
+	v, err := abi.ParseDuration(string(b))
 	d.Duration = v
-	return nil
+	return err
 }
 
 // LoadManifest reads a manifest from a file or from the wharf.toml of a

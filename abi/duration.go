@@ -1,0 +1,24 @@
+package abi
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ParseDuration reads a duration as wharf.toml and the SDK write them: a Go
+// duration such as "30s", "5m" or "1h", or a whole number of seconds. It
+// must be positive.
+func ParseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if secs, serr := strconv.ParseUint(s, 10, 32); serr == nil {
+		v, err = time.Duration(secs)*time.Second, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: use e.g. \"30s\", \"5m\", \"1h\" or a number of seconds", s)
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("duration %q must be positive", s)
+	}
+	return v, nil
+}
