@@ -146,6 +146,12 @@ func (n *Network) Setup(id string) (ep *Endpoint, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// No IPv6 on the host end (the egress table is IPv4: a link-local
+	// address would reach host services unfiltered), and strict reverse
+	// path filtering, so a container cannot send with another's address.
+	if err := setLinkSysctls(ep.hostLink); err != nil {
+		return nil, err
+	}
 	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostIP, 30)}); err != nil {
 		return nil, err
 	}
@@ -255,4 +261,16 @@ func NetworkLeftovers(scope string) []string {
 		}
 	}
 	return out
+}
+
+func setLinkSysctls(link string) error {
+	for path, v := range map[string]string{
+		"/proc/sys/net/ipv6/conf/" + link + "/disable_ipv6": "1",
+		"/proc/sys/net/ipv4/conf/" + link + "/rp_filter":    "1",
+	} {
+		if err := os.WriteFile(path, []byte(v), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("setting %s: %w", path, err)
+		}
+	}
+	return nil
 }

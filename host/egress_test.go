@@ -216,9 +216,13 @@ func TestEgressInternetSwitch(t *testing.T) {
 	assert.Contains(t, out, "X-Seen-Secret: s3cret")
 	assert.Contains(t, out, "hello from the internet: api.inet.test /with-secret")
 
-	// allowedHosts opens one name without internet.
+	// allowedHosts opens one name without internet, and only for the
+	// addresses the container's DNS gave for it: a Host header that names
+	// an allowed host does not open another address.
 	w.startBox(t, "allow", false)
 	w.mustCall(t, "BOX", "allow", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"www.inet.test"}})
+	out = w.runEnv(t, "allow", map[string]string{"PROBE_HOST": name}, "probe", "get", "http://"+fake+"/spoofed")
+	assert.Contains(t, out, "status=403", "a Host header alone does not let traffic out")
 	out, _, _ = w.run(t, "allow", "probe", "get", "http://"+name+"/allowed")
 	assert.Contains(t, out, "hello from the internet: "+name+" /allowed")
 	_, errOut, _ = w.run(t, "allow", "probe", "get", "http://"+fakenet.Name("other")+"/")

@@ -104,6 +104,10 @@ func newCA() (certPEM, keyPEM []byte, err error) {
 // a day before it ends.
 const leafLifetime = 7 * 24 * time.Hour
 
+// maxLeaves bounds the certificates kept (an HTTPS "*" rule mints one per
+// name a container asks for).
+const maxLeaves = 4096
+
 // Leaf returns a certificate for name signed by the CA, minted once and
 // cached.
 func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
@@ -134,6 +138,9 @@ func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
 		return nil, err
 	}
 	c := &tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}
+	if len(ca.leaves) >= maxLeaves {
+		clear(ca.leaves) // re-minting is cheap; unbounded growth is not
+	}
 	ca.leaves[name] = c
 	return c, nil
 }

@@ -93,12 +93,12 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	case len(q.Question) != 1:
 		m.Rcode = dns.RcodeFormatError
 	default:
-		g.answer(a, q, m)
+		g.answer(a, q, m, w.RemoteAddr().Network())
 	}
 	w.WriteMsg(m)
 }
 
-func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg) {
+func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) {
 	question := q.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
 	p := a.policy
@@ -108,7 +108,7 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg) {
 	case p.claimsName(name):
 		g.answerSynthetic(m, question, name)
 	case p.permits(name):
-		if g.forward(a, q, m) {
+		if g.forward(a, q, m, network) {
 			return
 		}
 		if p.claimsAll() {
@@ -140,12 +140,17 @@ func (g *Gateway) answerSynthetic(m *dns.Msg, q dns.Question, name string) {
 	})
 }
 
-// forward asks the upstream servers and copies their answer into m,
-// remembering the addresses for the proxy. It reports whether one answered.
-func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg) bool {
-	c := &dns.Client{Timeout: 2 * time.Second}
+// forward asks the upstream servers over the protocol the query came by
+// (and TCP again for an answer truncated over UDP), copies their answer
+// into m and remembers the addresses for the proxy. It reports whether one
+// answered.
+func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg, network string) bool {
+	c := &dns.Client{Net: network, Timeout: 2 * time.Second}
 	for _, s := range g.cfg.Upstream {
 		r, _, err := c.ExchangeContext(g.ctx, q, s)
+		if err == nil && r.Truncated && network == "udp" {
+			r, _, err = (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).ExchangeContext(g.ctx, q, s)
+		}
 		if err != nil {
 			continue
 		}

@@ -83,7 +83,8 @@ type Gateway struct {
 	attached map[netip.Addr]*attachment
 	synth    map[string]netip.Addr
 	synthIP  map[netip.Addr]string
-	meta     sync.Map // net.Conn → *connMeta, for the HTTP server
+	nextIP   netip.Addr // the next synthetic address to hand out
+	meta     sync.Map   // net.Conn → *connMeta, for the HTTP server
 }
 
 // attachment is one container known to the gateway.
@@ -206,14 +207,14 @@ func (g *Gateway) synthetic(name string) (netip.Addr, error) {
 	if ip, ok := g.synth[name]; ok {
 		return ip, nil
 	}
-	// .0.0 and .0.1 (the resolver) are skipped.
-	ip := SyntheticRange.Addr().Next().Next()
-	for i := 0; i < len(g.synth); i++ {
-		ip = ip.Next()
+	if !g.nextIP.IsValid() {
+		g.nextIP = ResolverAddr.Next() // .0.0 and .0.1 (the resolver) are skipped
 	}
+	ip := g.nextIP
 	if !SyntheticRange.Contains(ip) {
 		return netip.Addr{}, errors.New("no synthetic addresses left")
 	}
+	g.nextIP = ip.Next()
 	g.synth[name], g.synthIP[ip] = ip, name
 	return ip, nil
 }

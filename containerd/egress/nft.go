@@ -34,6 +34,8 @@ const (
 // benchmarking range, never routed on the internet.)
 var SyntheticRange = netip.MustParsePrefix("198.18.0.0/15")
 
+var linkLocal = netip.MustParsePrefix("169.254.0.0/16")
+
 type firewall struct {
 	table *nftables.Table
 	set   *nftables.Set
@@ -90,6 +92,7 @@ func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16) (*fire
 	add(input, fromCtr, verdict(expr.VerdictDrop))
 
 	add(fwd, fromCtr, daddrIn(SyntheticRange), verdict(expr.VerdictDrop))
+	add(fwd, fromCtr, daddrIn(linkLocal), verdict(expr.VerdictDrop)) // e.g. cloud metadata
 	add(fwd, fromCtr, notToCtr, saddrInSet(fw.set), verdict(expr.VerdictAccept))
 	add(fwd, fromCtr, verdict(expr.VerdictDrop))
 	add(fwd, toCtr, established(), verdict(expr.VerdictAccept))
@@ -131,7 +134,7 @@ func (fw *firewall) remove() error {
 }
 
 // FirewallLeftovers lists the nft tables of the wharf whose scope tag is
-// scope, and the elements left in their sets.
+// scope (its set elements go with it).
 func FirewallLeftovers(scope string) []string {
 	c, err := nftables.New()
 	if err != nil {

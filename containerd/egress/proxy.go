@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -30,9 +31,40 @@ const peekWait = 300 * time.Millisecond
 type connMeta struct {
 	from *attachment
 	dst  netip.AddrPort // the original destination
-	name string         // the name behind dst (DNS, or the SNI), or ""
-	tls  bool           // TLS terminated by the proxy
+	// resolved is the name the container's own DNS answer gave for dst
+	// (or "" ): the only name that can let traffic out by allowedHosts,
+	// since a Host header or an SNI is whatever the client says.
+	resolved string
+	sni      string // the TLS ClientHello's server name, or ""
+	tls      bool   // TLS terminated by the proxy
 }
+
+// normName lower-cases a host name and drops a trailing dot.
+func normName(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") }
+
+// tlsName is the name a TLS connection is for: its SNI, else the name
+// behind its address.
+func (m *connMeta) tlsName() string {
+	if m.sni != "" {
+		return m.sni
+	}
+	return m.resolved
+}
+
+// denied reports whether any name the connection or request goes by is on
+// the deny list.
+func (m *connMeta) denied(names ...string) (string, bool) {
+	for _, n := range append(names, m.resolved, m.sni) {
+		if n != "" && m.from.policy.denies(n) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// permitted reports whether the connection may go out to its destination:
+// with internet, or when the name its address was resolved from is allowed.
+func (m *connMeta) permitted() bool { return m.from.policy.permits(m.resolved) }
 
 type metaKey struct{}
 
@@ -52,11 +84,11 @@ func (g *Gateway) startProxy() error {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			m := pr.In.Context().Value(metaKey{}).(*connMeta)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", m.dst.String()
-			if m.tls || m.dst.Addr().Is4() && SyntheticRange.Contains(m.dst.Addr()) {
-				pr.Out.URL.Host = net.JoinHostPort(m.name, strconv.Itoa(int(m.dst.Port())))
-			}
-			if m.tls {
-				pr.Out.URL.Scheme = "https"
+			switch { // the dial goes to dst (or the name behind a synthetic address) either way
+			case m.tls: // the name the certificate must be for
+				pr.Out.URL.Scheme, pr.Out.URL.Host = "https", net.JoinHostPort(m.tlsName(), strconv.Itoa(int(m.dst.Port())))
+			case SyntheticRange.Contains(m.dst.Addr()):
+				pr.Out.URL.Host = net.JoinHostPort(m.resolved, strconv.Itoa(int(m.dst.Port())))
 			}
 			pr.Out.Host = pr.In.Host
 		},
@@ -78,6 +110,7 @@ func (g *Gateway) startProxy() error {
 			}
 		},
 		ReadHeaderTimeout: time.Minute,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	g.wg.Add(2)
@@ -119,35 +152,37 @@ func (l chanListener) Addr() net.Addr { return l.g.proxyLn.Addr() }
 func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, forward http.Handler) {
 	m := r.Context().Value(metaKey{}).(*connMeta)
 	p := m.from.policy
-	host := strings.ToLower(r.Host)
+	host := normName(r.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if host == "" || net.ParseIP(host) != nil && m.name != "" {
-		host = m.name
+	if net.ParseIP(host) != nil {
+		host = "" // an address says nothing about the name
 	}
 	var handler string
 	var claimed bool
 	if m.tls {
-		handler, claimed = p.httpsHandler(host)
+		handler, claimed = p.httpsHandler(cmp.Or(host, m.tlsName()))
 	} else {
-		handler, claimed = p.httpHandler(host, m.dst)
+		handler, claimed = p.httpHandler(cmp.Or(host, m.resolved), m.dst)
 	}
+	denied, isDenied := m.denied(host)
 	switch {
-	case p.denies(host):
-		g.refuse(m, host, "it is in deniedHosts")
-		http.Error(w, "wharf egress: "+host+" is in deniedHosts", http.StatusForbidden)
+	case isDenied:
+		g.refuse(m, denied, "it is in deniedHosts")
+		http.Error(w, "wharf egress: "+denied+" is in deniedHosts", http.StatusForbidden)
 	case claimed:
 		r.URL.Scheme, r.URL.Host = "http", r.Host
 		if m.tls {
 			r.URL.Scheme = "https"
 		}
 		g.cfg.Interceptor.ServeOutbound(w, r, m.from.src, handler)
-	case p.permits(host):
+	case m.permitted():
 		forward.ServeHTTP(w, r)
 	default:
-		g.refuse(m, host, "enableInternet is false and it is not in allowedHosts")
-		http.Error(w, "wharf egress: "+describe(m, host)+" is not allowed: enableInternet is false and it is not in allowedHosts", http.StatusForbidden)
+		to := describe(m, cmp.Or(host, m.resolved))
+		g.refuse(m, to, "enableInternet is false and it is not in allowedHosts")
+		http.Error(w, "wharf egress: "+to+" is not allowed: enableInternet is false and it is not in allowedHosts", http.StatusForbidden)
 	}
 }
 
@@ -171,7 +206,7 @@ func (g *Gateway) handle(c *net.TCPConn) {
 		c.Close() // not a container of ours
 		return
 	}
-	m := &connMeta{from: a, dst: dst, name: g.nameOf(a, dst.Addr())}
+	m := &connMeta{from: a, dst: dst, resolved: g.nameOf(a, dst.Addr())}
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(peekWait))
 	first, err := br.Peek(1)
@@ -222,30 +257,29 @@ func looksLikeHTTP(br *bufio.Reader) bool {
 // if the policy lets it out, or closes it.
 func (g *Gateway) handleTLS(c *peekedConn, m *connMeta) {
 	hello, replay := readClientHello(c)
-	if hello != nil && hello.ServerName != "" {
-		m.name = strings.ToLower(hello.ServerName)
-	}
-	p := m.from.policy
 	rc := &replayConn{peekedConn: c, r: io.MultiReader(bytes.NewReader(replay), c.r)}
 	if hello == nil {
 		g.handleOpaque(rc, m)
 		return
 	}
-	_, claimed := p.httpsHandler(m.name)
+	m.sni = normName(hello.ServerName)
+	name := m.tlsName()
+	_, claimed := m.from.policy.httpsHandler(name)
+	denied, isDenied := m.denied()
 	switch {
-	case p.denies(m.name):
-		g.refuse(m, m.name, "it is in deniedHosts")
+	case isDenied:
+		g.refuse(m, denied, "it is in deniedHosts")
 		c.Close()
 	case claimed:
 		m.tls = true
-		cfg := &tls.Config{NextProtos: []string{"http/1.1"}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return g.ca.Leaf(m.name)
+		cfg := &tls.Config{NextProtos: []string{"http/1.1"}, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return g.ca.Leaf(name)
 		}}
 		g.serveConn(tls.Server(rc, cfg), m)
-	case p.permits(m.name):
+	case m.permitted():
 		g.splice(rc, m)
 	default:
-		g.refuse(m, m.name, "enableInternet is false and it is not in allowedHosts")
+		g.refuse(m, name, "enableInternet is false and it is not in allowedHosts")
 		c.Close()
 	}
 }
@@ -253,15 +287,15 @@ func (g *Gateway) handleTLS(c *peekedConn, m *connMeta) {
 // handleOpaque passes a connection that is neither HTTP nor TLS through if
 // the policy lets its destination out.
 func (g *Gateway) handleOpaque(c net.Conn, m *connMeta) {
-	p := m.from.policy
+	denied, isDenied := m.denied()
 	switch {
-	case p.denies(m.name):
-		g.refuse(m, m.name, "it is in deniedHosts")
+	case isDenied:
+		g.refuse(m, denied, "it is in deniedHosts")
 		c.Close()
-	case p.permits(m.name):
+	case m.permitted():
 		g.splice(c, m)
 	default:
-		g.refuse(m, m.name, "enableInternet is false and it is not in allowedHosts")
+		g.refuse(m, m.resolved, "enableInternet is false and it is not in allowedHosts")
 		c.Close()
 	}
 }
@@ -272,20 +306,28 @@ func (g *Gateway) splice(c net.Conn, m *connMeta) {
 	up, err := g.dialUpstream(ctx, "tcp", m.dst.String())
 	cancel()
 	if err != nil {
-		g.log.Info("egress dial failed", "class", m.from.src.Class, "object", m.from.src.Object, "to", describe(m, m.name), "err", err)
+		g.log.Info("egress dial failed", "class", m.from.src.Class, "object", m.from.src.Object, "to", describe(m, m.resolved), "err", err)
 		c.Close()
 		return
 	}
 	stop := context.AfterFunc(g.ctx, func() { c.Close(); up.Close() })
 	defer stop()
+	// A direction that ends cleanly half-closes the other side; one that
+	// fails closes both, so neither copy can outlive the other's error.
+	pipe := func(dst, src net.Conn, r io.Reader) {
+		if _, err := io.Copy(dst, r); err != nil {
+			c.Close()
+			up.Close()
+			return
+		}
+		closeWrite(dst)
+	}
 	done := make(chan struct{})
 	go func() {
-		io.Copy(up, onlyReader{c}) // not c's WriteTo, which would skip bytes already peeked
-		closeWrite(up)
+		pipe(up, c, onlyReader{c}) // not c's WriteTo, which would skip bytes already peeked
 		close(done)
 	}()
-	io.Copy(c, up)
-	closeWrite(c)
+	pipe(c, up, up)
 	<-done
 	c.Close()
 	up.Close()
@@ -304,7 +346,7 @@ func (g *Gateway) dialUpstream(ctx context.Context, network, _ string) (net.Conn
 	m := ctx.Value(metaKey{}).(*connMeta)
 	dst := m.dst
 	if SyntheticRange.Contains(dst.Addr()) {
-		ips, err := g.resolver.LookupNetIP(ctx, "ip4", m.name)
+		ips, err := g.resolver.LookupNetIP(ctx, "ip4", m.resolved)
 		if err != nil {
 			return nil, err
 		}
@@ -318,7 +360,7 @@ func (g *Gateway) dialUpstream(ctx context.Context, network, _ string) (net.Conn
 }
 
 func (g *Gateway) checkDial(ip netip.Addr) error {
-	if ip.IsLoopback() || ip.IsUnspecified() || SyntheticRange.Contains(ip) {
+	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || SyntheticRange.Contains(ip) || hostAddress(ip) {
 		return fmt.Errorf("%s is not an outside address", ip)
 	}
 	for _, p := range g.cfg.Internal {
@@ -402,3 +444,17 @@ func (readOnlyConn) SetReadDeadline(time.Time) error  { return nil }
 func (readOnlyConn) SetWriteDeadline(time.Time) error { return nil }
 func (readOnlyConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
 func (readOnlyConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+
+// hostAddress reports whether ip is one of the host's own addresses (its
+// services are not the internet).
+func hostAddress(ip netip.Addr) bool {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if h, ok := netip.AddrFromSlice(n.IP); ok && h.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
+}
