@@ -104,6 +104,10 @@ const (
 	// the container's allowedHosts or deniedHosts; hosts is a field list of
 	// OptHost.
 	ImportContainerEgress = "container_egress"
+	// ImportContainerConfig (out: ptr, cap, len_out: ptr) gives the class's
+	// Container settings from wharf.toml as a field list of OptSleepAfter,
+	// OptHardTimeout and OptReadyOn.
+	ImportContainerConfig = "container_config"
 )
 
 // Kinds of container_intercept.
@@ -135,6 +139,11 @@ const (
 	OptStdout         = "stdout" // "pipe" (default) or "ignore"
 	OptStderr         = "stderr" // "pipe" (default), "ignore" or "combined"
 	OptHost           = "host"   // one host glob of container_egress, repeatable
+	OptSecret         = "secret" // container_start: an env var of wharf serve to pass in, repeatable
+	OptLabel          = "label"  // container_start: KEY=VALUE put on the container, repeatable
+	OptSleepAfter     = "sleep_after"
+	OptHardTimeout    = "hard_timeout"
+	OptReadyOn        = "ready_on" // "port status path", repeatable
 )
 
 // How object_id makes an id.

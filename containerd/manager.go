@@ -230,6 +230,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	if mc == nil {
 		return nil
 	}
+	mc.MarkStopRequested()
 	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), removeIfExists(m.LogPath(class, object)))
 }
 

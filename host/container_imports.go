@@ -1,9 +1,16 @@
 package host
 
 import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"io"
 	"net"
 	"strconv"
@@ -15,6 +22,28 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/plugins"
 )
+
+// labelPrefix marks the labels of [[containers]] labels and the SDK's on
+// containerd containers.
+const labelPrefix = "wharf.label/"
+
+// persistDir is where the object's persistent directories live on the
+// host; deleting the object's storage removes it.
+func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.id) }
+
+// persistentMounts bind-mounts each persistent directory of the class from
+// the object's host directory, creating it.
+func (s *services) persistentMounts(g *guest, cfg plugins.Container) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for _, d := range cfg.PersistentDirs {
+		src := filepath.Join(persistDir(g.object), url.PathEscape(d))
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return nil, err
+		}
+		out = append(out, specs.Mount{Destination: d, Type: "bind", Source: src, Options: []string{"rbind", "rw"}})
+	}
+	return out, nil
+}
 
 // containerImports are the wharf_v1 functions behind ctx.container.
 func (s *services) containerImports() []plugins.HostFunc {
@@ -29,6 +58,7 @@ func (s *services) containerImports() []plugins.HostFunc {
 		hostFunc(abi.ImportProcessKill, params(i32, i32), importProcessKill),
 		hostFunc(abi.ImportProcessPid, params(i32, i32), importProcessPid),
 		hostFunc(abi.ImportContainerConnect, params(i32, i32, i32), s.importContainerConnect),
+		hostFunc(abi.ImportContainerConfig, params(i32, i32, i32), s.importContainerConfig),
 	}
 }
 
@@ -76,6 +106,11 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024}}
 	internet := false
+	secrets := slices.Clone(cfg.Secrets)
+	labels := map[string]string{}
+	for k, v := range cfg.Labels {
+		labels[labelPrefix+k] = v
+	}
 	if err := abi.RangeFields(raw, func(n, v []byte) bool {
 		switch string(n) {
 		case abi.OptEnv:
@@ -84,11 +119,29 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 			spec.Entrypoint = append(spec.Entrypoint, string(v))
 		case abi.OptEnableInternet:
 			internet = string(v) == "1"
+		case abi.OptSecret:
+			secrets = append(secrets, string(v))
+		case abi.OptLabel:
+			k, val, _ := strings.Cut(string(v), "=")
+			labels[labelPrefix+k] = val
 		}
 		return true
 	}); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
+	for _, name := range secrets {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, name)
+		}
+		spec.Env = append(spec.Env, name+"="+v)
+	}
+	spec.Labels = labels
+	mounts, err := s.persistentMounts(g, cfg)
+	if err != nil {
+		return fmt.Errorf("%w: persistent_dirs: %w", abi.StatusIO, err)
+	}
+	spec.Mounts = mounts
 	policy, err := s.policyOf(g)
 	if err != nil {
 		return err
@@ -150,6 +203,7 @@ func (s *services) importContainerSignal(ctx context.Context, g *guest, _ plugin
 	if err != nil {
 		return err
 	}
+	mc.MarkStopRequested() // an exit the object asked for is not a failure
 	if err := mc.Signal(ctx, syscall.Signal(u32(a[0]))); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
@@ -468,4 +522,24 @@ func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plu
 		return err
 	}
 	return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(tcpSink{tc}, g.wake))
+}
+
+// importContainerConfig is container_config(out, cap, len_out): the
+// class's Container settings from wharf.toml as a field list.
+func (s *services) importContainerConfig(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	cfg, err := s.containerOf(g)
+	if err != nil {
+		return err
+	}
+	b := abi.NewFieldsBuilder(nil)
+	if cfg.SleepAfter != "" {
+		b.Add(abi.OptSleepAfter, cfg.SleepAfter)
+	}
+	if cfg.HardTimeout != "" {
+		b.Add(abi.OptHardTimeout, cfg.HardTimeout)
+	}
+	for _, p := range cfg.ReadyOn {
+		b.Add(abi.OptReadyOn, fmt.Sprintf("%d %d %s", p.Port, p.Status, p.Path))
+	}
+	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -482,10 +483,18 @@ func importStorageList(db *storage.DB, mem plugins.Memory, raw []byte, a []uint6
 	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), encodePairs(pairs))
 }
 
-func importStorageDeleteAll(db *storage.DB, _ *guest, _ plugins.Memory, _ []uint64) error {
+func importStorageDeleteAll(db *storage.DB, g *guest, _ plugins.Memory, _ []uint64) error {
 	// The alarm index keeps its entry: if this event fails the alarm comes
 	// back, and a stale entry is dropped when it fires and finds nothing.
-	return storageErr(db.DeleteAll())
+	if err := db.DeleteAll(); err != nil {
+		return storageErr(err)
+	}
+	// The object's persistent container directories go with its storage
+	// (at once: a failed event does not bring them back).
+	if err := os.RemoveAll(persistDir(g.object)); err != nil {
+		return fmt.Errorf("%w: removing persistent directories: %w", abi.StatusIO, err)
+	}
+	return nil
 }
 
 func importStorageTransaction(db *storage.DB, _ *guest, _ plugins.Memory, a []uint64) error {

@@ -51,9 +51,15 @@ type StartOptions struct {
 	Env map[string]string
 	// Entrypoint replaces the image's entrypoint and command.
 	Entrypoint []string
-	// EnableInternet gives the container a route out through the host;
-	// without it the container reaches nothing beyond its host link.
+	// EnableInternet lets traffic no egress rule claims leave; without it
+	// only what an interception or allowedHosts claims does.
 	EnableInternet bool
+	// Secrets name environment variables of wharf serve passed into the
+	// container's environment (with wharf.toml's secrets); a missing one
+	// fails the start.
+	Secrets []string
+	// Labels are put on the container (with wharf.toml's labels).
+	Labels map[string]string
 }
 
 func sortedPairs(m map[string]string) []string {
@@ -78,6 +84,12 @@ func (*Container) Start(opts StartOptions) error {
 	if opts.EnableInternet {
 		b.Add(abi.OptEnableInternet, "1")
 	}
+	for _, name := range opts.Secrets {
+		b.Add(abi.OptSecret, name)
+	}
+	for _, kv := range sortedPairs(opts.Labels) {
+		b.Add(abi.OptLabel, kv)
+	}
 	return wharf.ContainerStart(b.Bytes())
 }
 
@@ -96,8 +108,22 @@ func (*Container) Signal(n int) error {
 	return containerError(wharf.ContainerSignal(uint32(n)), ErrSignalRange)
 }
 
+// ExitError is Monitor's error for a container that exited with a non-zero
+// code (Code) or was destroyed with a reason (Reason, Code -1).
+type ExitError struct {
+	Code   int
+	Reason string
+}
+
+func (e *ExitError) Error() string {
+	if e.Reason != "" {
+		return e.Reason
+	}
+	return fmt.Sprintf("the container exited with code %d", e.Code)
+}
+
 // Monitor waits until the container exits: nil for exit code 0, otherwise
-// an error with the exit code or the reason given to Destroy.
+// an *ExitError with the exit code or the reason given to Destroy.
 func (*Container) Monitor() error {
 	h, err := wharf.ContainerMonitor()
 	if err != nil {
@@ -110,7 +136,12 @@ func (*Container) Monitor() error {
 	var we *wharf.Error
 	if errors.As(err, &we) && we.Status == abi.StatusIO {
 		// The exit code or the reason given to Destroy.
-		return errors.New(strings.TrimPrefix(we.Message, abi.StatusIO.String()+": "))
+		msg := strings.TrimPrefix(we.Message, abi.StatusIO.String()+": ")
+		var code int
+		if _, err := fmt.Sscanf(msg, "the container exited with code %d", &code); err == nil {
+			return &ExitError{Code: code}
+		}
+		return &ExitError{Code: -1, Reason: msg}
 	}
 	return err
 }

@@ -67,3 +67,10 @@ func ContainerIntercept(kind uint32, target, handler string) error {
 func ContainerEgress(list, edit uint32, hosts []byte) error {
 	return check("container_egress", containerEgress(list, edit, ptr(hosts), uint32(len(hosts))))
 }
+
+// ContainerConfig returns the class's Container settings from wharf.toml.
+func ContainerConfig() ([]byte, error) {
+	return readInto("container_config", make([]byte, 0, 256), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return containerConfig(p, c, n)
+	})
+}

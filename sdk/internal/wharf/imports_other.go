@@ -99,3 +99,4 @@ func containerIntercept(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32) 
 	return unsupported
 }
 func containerEgress(uint32, uint32, unsafe.Pointer, uint32) int32 { return unsupported }
+func containerConfig(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }

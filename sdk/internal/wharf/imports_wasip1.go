@@ -153,3 +153,6 @@ func containerIntercept(kind uint32, target unsafe.Pointer, tn uint32, handler u
 
 //go:wasmimport wharf_v1 container_egress
 func containerEgress(list, edit uint32, hosts unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v1 container_config
+func containerConfig(out unsafe.Pointer, cap uint32, n unsafe.Pointer) int32

@@ -444,6 +444,70 @@ func outboundHandlers() {
 	}))
 }
 
+// Web is a ContainerClass: busybox httpd on 8080, ready once /ready
+// exists (half a second after start); it exits 3 when /www/crash appears
+// and takes a second to stop on SIGTERM. Hooks are recorded in storage.
+type Web struct {
+	sdk.ContainerClass
+	st *sdk.ObjectState
+}
+
+const webScript = `mkdir -p /www; httpd -p 8080 -h /www; (sleep 0.5; echo ok > /www/ready) &
+trap 'sleep 1; exit 0' TERM
+while [ ! -e /www/crash ]; do sleep 0.1; done; exit 3`
+
+func newWeb(st *sdk.ObjectState) any {
+	no := false
+	w := &Web{st: st, ContainerClass: sdk.ContainerClass{
+		DefaultPort:    8080,
+		Entrypoint:     []string{"sh", "-c", webScript},
+		EnableInternet: &no,
+		ReadyOn:        []sdk.ReadyProbe{{Path: "/ready"}},
+	}}
+	w.OnStart = func() error { return w.hook("start") }
+	w.OnStop = func(i sdk.StopInfo) { w.hook(fmt.Sprintf("stop:%d:%s", i.ExitCode, i.Reason)) }
+	w.OnError = func(err error) { w.hook("error:" + err.Error()) }
+	if err := w.Bind(st); err != nil {
+		panic(err)
+	}
+	return w
+}
+
+func (w *Web) hook(name string) error {
+	v, _, _ := w.st.Storage.Get("hooks")
+	return w.st.Storage.Put("hooks", append(v, []byte(name+"\n")...))
+}
+
+// Hooks returns the hooks that ran, in order.
+func (w *Web) Hooks() (string, error) {
+	v, _, err := w.st.Storage.Get("hooks")
+	return string(v), err
+}
+
+// Status returns the state's status only.
+func (w *Web) Status() (string, error) {
+	st, err := w.State()
+	return st.Status, err
+}
+
+// Run runs a shell command in the container and returns its output.
+func (w *Web) Run(script string) (string, error) {
+	p, err := w.st.Container.Exec([]string{"sh", "-c", script}, sdk.ExecOptions{Stderr: "combined"})
+	if err != nil {
+		return "", err
+	}
+	out, _, _, err := p.Output()
+	return string(out), err
+}
+
+// StartWithSecret starts the raw container with one SDK secret.
+func (w *Web) StartWithSecret(name string) error {
+	return w.st.Container.Start(sdk.StartOptions{Entrypoint: []string{"sleep", "3600"}, Secrets: []string{name}})
+}
+
+// Wipe deletes the object's storage (and so its persistent directories).
+func (w *Web) Wipe() error { return w.st.Storage.DeleteAll() }
+
 // Broken panics in its constructor.
 type Broken struct{}
 
@@ -452,6 +516,8 @@ func init() {
 	sdk.RegisterClass("Alarmed", func(st *sdk.ObjectState) any { return &Alarmed{state: st} })
 	sdk.RegisterClass("Box", func(st *sdk.ObjectState) any { return &Box{state: st} })
 	sdk.RegisterClass("Broken", func(st *sdk.ObjectState) any { panic("constructor failed on purpose") })
+	sdk.RegisterClass("Web", newWeb)
+	sdk.RegisterClass("WebHard", newWeb)
 	outboundHandlers()
 
 	mux := http.NewServeMux()

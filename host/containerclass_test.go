@@ -1,0 +1,135 @@
+package host
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+)
+
+const webManifest = containersManifest + `[[durable_objects.bindings]]
+name = "WEB"
+class_name = "Web"
+[[durable_objects.bindings]]
+name = "WEBHARD"
+class_name = "WebHard"
+[[containers]]
+class_name = "Web"
+image = "wharf.test/busybox:latest"
+persistent_dirs = ["/data"]
+secrets = ["WHARF_TEST_SECRET"]
+labels = { team = "web" }
+[[containers]]
+class_name = "WebHard"
+image = "wharf.test/busybox:latest"
+hard_timeout = "3s"
+`
+
+func (w *testWorker) status(t *testing.T, binding, name string) string {
+	t.Helper()
+	return w.callString(t, binding, name, "Status", nil)
+}
+
+// callString calls a method that returns a string.
+func (w *testWorker) callString(t *testing.T, binding, name, method string, args any) string {
+	t.Helper()
+	var s string
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, binding, name, method, args)), &s))
+	return s
+}
+
+// TestContainerClassStates drives every state of the Container class
+// against real containers: stopped, running→healthy behind a readiness
+// probe, a crash while healthy (stopped_with_code), a visible stop and a
+// start that waits for it, and the hooks in order.
+func TestContainerClassStates(t *testing.T) {
+	t.Setenv("WHARF_TEST_SECRET", "s3cret-value")
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", webManifest, data)
+
+	assert.Equal(t, "stopped", w.status(t, "WEB", "a"))
+	start := time.Now()
+	w.mustCall(t, "WEB", "a", "Start", nil)
+	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "healthy only once the ready_on probe passes")
+	assert.Equal(t, "healthy", w.status(t, "WEB", "a"))
+	code, body := get(t, w.url+"/fetch/WEB/a/ready")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok\n", body, "ServeHTTP proxies to DefaultPort")
+	assert.Equal(t, "s3cret-value\n", w.callString(t, "WEB", "a", "Run", "echo $WHARF_TEST_SECRET"), "the manifest's secret is in the environment")
+
+	// A crash while healthy is never reported healthy.
+	w.mustCall(t, "WEB", "a", "Run", "touch /www/crash")
+	require.Eventually(t, func() bool { return w.status(t, "WEB", "a") != "healthy" }, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "stopped_with_code", w.status(t, "WEB", "a"))
+	assert.Contains(t, w.mustCall(t, "WEB", "a", "State", nil), `"ExitCode":3`)
+
+	// A fetch starts it again; a stop is visible, and a start waits for it.
+	code, _ = get(t, w.url+"/fetch/WEB/a/ready")
+	assert.Equal(t, 200, code, "a request to a stopped container starts it")
+	w.mustCall(t, "WEB", "a", "Stop", 15)
+	assert.Equal(t, "stopping", w.status(t, "WEB", "a"), "the container takes a second to stop")
+	w.mustCall(t, "WEB", "a", "Start", nil)
+	assert.Equal(t, "healthy", w.status(t, "WEB", "a"))
+	assert.Equal(t, "start\nstop:3:exited\nstart\nstop:0:stopped\nstart\n", w.callString(t, "WEB", "a", "Hooks", nil))
+
+	// A secret that is not set fails the start and names it.
+	code, body = w.call(t, "WEB", "b", "StartWithSecret", "WHARF_NOT_SET_ANYWHERE")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `secret "WHARF_NOT_SET_ANYWHERE" is not set: export it in the environment of wharf serve`)
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestContainerClassHardTimeout: hard_timeout (from wharf.toml) ends a
+// run counted from its start, and a run started later is not ended by the
+// earlier run's deadline.
+func TestContainerClassHardTimeout(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", webManifest, data)
+	w.mustCall(t, "WEBHARD", "h", "Start", nil)
+	time.Sleep(1500 * time.Millisecond)
+	w.mustCall(t, "WEBHARD", "h", "Destroy", nil)
+	w.mustCall(t, "WEBHARD", "h", "Start", nil) // a new run: its own 3 s
+	time.Sleep(2 * time.Second)                 // past the first run's deadline
+	assert.Equal(t, "healthy", w.status(t, "WEBHARD", "h"), "the first run's deadline does not end the second")
+	require.Eventually(t, func() bool {
+		s := w.status(t, "WEBHARD", "h")
+		return s == "stopping" || s == "stopped"
+	}, 5*time.Second, 100*time.Millisecond, "the second run ends at its own deadline")
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestPersistentDirs keeps /data across container restarts and a host
+// restart, and removes it with the object's storage.
+func TestPersistentDirs(t *testing.T) {
+	t.Setenv("WHARF_TEST_SECRET", "x")
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", webManifest, data)
+	w.mustCall(t, "WEB", "p", "Start", nil)
+	w.mustCall(t, "WEB", "p", "Run", "echo kept > /data/file; echo lost > /tmp/file")
+	w.mustCall(t, "WEB", "p", "Destroy", nil)
+	w.mustCall(t, "WEB", "p", "Start", nil)
+	assert.Equal(t, "kept\n", w.callString(t, "WEB", "p", "Run", "cat /data/file /tmp/file 2>/dev/null"))
+	w.stop()
+
+	w = serveGuest(t, "testdata/guests/objects", webManifest, data)
+	w.mustCall(t, "WEB", "p", "Start", nil)
+	assert.Equal(t, "kept\n", w.callString(t, "WEB", "p", "Run", "cat /data/file"), "kept across a host restart")
+	w.mustCall(t, "WEB", "p", "Destroy", nil)
+	w.mustCall(t, "WEB", "p", "Wipe", nil)
+	dirs, _ := filepath.Glob(filepath.Join(data, "objects", "Web", "persist", "*"))
+	assert.Empty(t, dirs, "deleting the object's storage removes its directories")
+	w.mustCall(t, "WEB", "p", "Start", nil)
+	assert.Equal(t, "", w.callString(t, "WEB", "p", "Run", "ls /data"))
+	w.stop()
+	assertNoLeftovers(t, data)
+}
