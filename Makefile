@@ -37,6 +37,7 @@ lint:
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/counter
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/sandbox
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/egress
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/webapp
 
 # clean removes build output only: examples/*/.wharf also holds object data.
 clean:

@@ -404,7 +404,7 @@ func (c *ContainerClass) becomeHealthy(cfg *classConfig, ports []int, timeout ti
 			c.setStatus(StateStopped)
 			return fmt.Errorf("the container was not ready after %s: %s", timeout, pending[0].what)
 		}
-		Sleep(20 * time.Millisecond)
+		Sleep(5 * time.Millisecond)
 	}
 	if err := c.setStatus(StateHealthy); err != nil {
 		return err
@@ -482,10 +482,21 @@ func (c *ContainerClass) Alarm(int) error {
 		return err
 	}
 	rec, err := c.refresh()
-	if err != nil || (rec.Status != StateHealthy && rec.Status != StateRunning) {
-		return err // nothing runs: no alarm is re-armed
+	if err != nil {
+		return err
 	}
 	now := time.Now()
+	switch rec.Status {
+	case StateStopping: // the grace period of a stop has passed
+		if err := c.st.Container.Destroy("did not stop within " + stopGrace.String()); err != nil {
+			return err
+		}
+		_, err := c.refresh()
+		return err
+	case StateHealthy, StateRunning:
+	default:
+		return nil // nothing runs: no alarm is re-armed
+	}
 	if rec.HardDeadline != 0 && !now.Before(time.UnixMilli(rec.HardDeadline)) {
 		// The deadline belongs to the current run (it is reset by every
 		// start), so an alarm left from an older run cannot end this one
@@ -503,7 +514,10 @@ func (c *ContainerClass) Alarm(int) error {
 }
 
 // Stop sends signal sig (15 if 0) to the container and marks it stopping;
-// it returns without waiting for the exit, which the next call notices.
+// it returns without waiting for the exit, which the next call notices. A
+// container still running after the grace period (10 s) is destroyed by
+// the alarm. (A main process that is PID 1 ignores SIGTERM unless it
+// handles it: use a shell with a trap, or an init.)
 func (c *ContainerClass) Stop(sig int) error {
 	rec, err := c.refresh()
 	if err != nil {
@@ -515,7 +529,10 @@ func (c *ContainerClass) Stop(sig int) error {
 	if err := c.st.Container.Signal(cmpOr(sig, 15)); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
-	return c.setStatus(StateStopping)
+	if err := c.setStatus(StateStopping); err != nil {
+		return err
+	}
+	return c.st.Storage.SetAlarm(time.Now().Add(stopGrace))
 }
 
 // Destroy removes the container at once.

@@ -1,0 +1,91 @@
+// Command webapp is a Worker in front of a Container class: every session
+// name gets its own Durable Object and container (busybox httpd on port
+// 8080). The first request starts the container and waits until it is
+// ready; later requests are proxied to it; after sleep_after without
+// requests it stops, and the next request wakes it.
+//
+//	GET /s/{session}/...       proxied to the session's container
+//	GET /s/{session}/_state    the container's state
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/wharfhq/wharf/sdk"
+)
+
+// The container writes a page naming itself and when it started, then
+// serves it. The shell stays PID 1 so SIGTERM (a stop, or sleep) ends it
+// at once: PID 1 ignores signals it does not handle.
+const server = `mkdir -p /www
+echo "session container $(hostname), started $(date +%s%N)" > /www/index.html
+trap 'exit 0' TERM
+httpd -f -p 8080 -h /www & wait`
+
+// App is the session's Durable Object: a Container class.
+type App struct{ sdk.ContainerClass }
+
+func newApp(st *sdk.ObjectState) any {
+	no := false
+	a := &App{sdk.ContainerClass{
+		DefaultPort:    8080,
+		Entrypoint:     []string{"sh", "-c", server},
+		EnableInternet: &no,
+	}}
+	a.OnStart = func() error {
+		sdk.Logger.Info("session container ready", "object", st.ID[:8])
+		return nil
+	}
+	if err := a.Bind(st); err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func init() {
+	sdk.RegisterClass("App", newApp)
+	apps := sdk.GetNamespace("APP")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /s/{session}/_state", func(w http.ResponseWriter, r *http.Request) {
+		c, err := sdk.GetContainer(apps, r.PathValue("session"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		st, err := c.State()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("/s/{session}/", func(w http.ResponseWriter, r *http.Request) {
+		c, err := sdk.GetContainer(apps, r.PathValue("session"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rest := strings.TrimPrefix(r.URL.Path, "/s/"+r.PathValue("session"))
+		req, _ := http.NewRequest(r.Method, "http://app"+rest, nil)
+		resp, err := c.Fetch(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "GET /s/{session}/ reaches the session's own web server; /s/{session}/_state tells its state\n")
+	})
+	sdk.Serve(mux)
+}
+
+func main() {}
