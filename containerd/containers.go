@@ -218,6 +218,9 @@ type ExecSpec struct {
 	// Stdin, Stdout and Stderr may be nil: no input (EOF), output dropped.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Terminal runs the process on a pseudo-terminal: Stdout gets both
+	// output streams and Stderr is unused.
+	Terminal bool
 }
 
 // Process is a process started with Exec.
@@ -240,7 +243,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	}
 	pspec := *ociSpec.Process
 	pspec.Args = spec.Args
-	pspec.Terminal = false
+	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)
 	if spec.Cwd != "" {
 		pspec.Cwd = spec.Cwd
@@ -255,6 +258,9 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}
 	streams := []cio.Opt{cio.WithStreams(stdin, orDiscard(spec.Stdout), orDiscard(spec.Stderr))}
+	if spec.Terminal {
+		streams = append(streams, cio.WithTerminal)
+	}
 	proc, err := c.task.Exec(ctx, id, &pspec, cio.NewCreator(streams...))
 	if err != nil {
 		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
@@ -310,6 +316,11 @@ func orDiscard(w io.Writer) io.Writer {
 
 // Pid is the process's host pid.
 func (p *Process) Pid() uint32 { return p.proc.Pid() }
+
+// Resize sets the size of the process's terminal.
+func (p *Process) Resize(ctx context.Context, cols, rows uint32) error {
+	return p.proc.Resize(WithNamespace(ctx), cols, rows)
+}
 
 // Wait waits for the process to exit, releases it and returns its exit code.
 func (p *Process) Wait(ctx context.Context) (uint32, error) {

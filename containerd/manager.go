@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -37,6 +38,9 @@ type Managed struct {
 	*Container
 	Class, Object string
 	Endpoint      *Endpoint
+	// Started is when the container started (for an adopted one, when it
+	// was created).
+	Started time.Time
 	// Policy governs the container's egress; it outlives the object's
 	// instance, which finds it here when it is activated again.
 	Policy *egress.Policy
@@ -209,7 +213,49 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 		ep.Teardown()
 		return nil, err
 	}
-	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep, Policy: policy}, nil
+	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep, Policy: policy, Started: time.Now()}, nil
+}
+
+// List returns every container the manager holds, running or exited.
+func (m *Manager) List() []*Managed {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Managed, 0, len(m.byID))
+	for _, mc := range m.byID {
+		if mc != nil {
+			out = append(out, mc)
+		}
+	}
+	return out
+}
+
+// Stop sends SIGTERM to the object's container and destroys it if it has
+// not exited after grace.
+func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Duration) error {
+	mc, ok := m.Get(class, object)
+	if !ok {
+		return fmt.Errorf("%s %s has no container", class, object)
+	}
+	if !mc.Exited() {
+		mc.MarkStopRequested()
+		if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
+			return err
+		}
+		select {
+		case <-mc.exited:
+			return nil
+		case <-time.After(grace):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return m.Destroy(ctx, class, object)
+}
+
+// Labels returns the labels of the object's container.
+func (m *Manager) Labels(ctx context.Context, mc *Managed) map[string]string {
+	labels, _ := mc.ctr.Labels(WithNamespace(ctx))
+	return labels
 }
 
 // Get returns the object's container, if it has one.
@@ -307,6 +353,9 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				cont := &Container{c: m.b.Client, ctr: ctr, task: task}
 				cont.watch(exitCh)
 				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep, Policy: p}
+				if info, err := ctr.Info(ctx); err == nil {
+					mc.Started = info.CreatedAt
+				}
 				m.mu.Lock()
 				m.byID[ctr.ID()] = mc
 				m.mu.Unlock()

@@ -65,6 +65,7 @@ type services struct {
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
 type Worker struct {
 	plugin   *plugins.Plugin
+	manifest *plugins.Manifest
 	logger   *slog.Logger
 	services *services
 	cancel   context.CancelFunc
@@ -135,7 +136,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
-	w := &Worker{plugin: p, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
+	w := &Worker{plugin: p, manifest: m, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
 	s.worker.Store(w)
 	return w, nil
 }

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/abi"
@@ -32,6 +35,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBuildCommand(), newServeCommand(), newVersionCommand(), newImagesCommand())
+	root.AddCommand(operatorCommands()...)
 	return root
 }
 
@@ -78,13 +82,14 @@ func argOrDot(args []string) string {
 }
 
 type serveFlags struct {
-	listen      string
-	dataDir     string
-	logLevel    string
-	logFormat   string
-	noBuild     bool
-	address     string
-	dnsUpstream []string
+	listen        string
+	dataDir       string
+	logLevel      string
+	logFormat     string
+	noBuild       bool
+	address       string
+	dnsUpstream   []string
+	metricsListen string
 }
 
 func newServeCommand() *cobra.Command {
@@ -105,6 +110,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
 	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
+	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 	return cmd
 }
@@ -149,11 +155,28 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		listen = m.Listen
 	}
 	start := time.Now()
-	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger, ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream})
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
+		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	defer worker.Close(context.Background())
+	adm, err := host.StartAdmin(dataDir, worker, metrics)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	if f.metricsListen != "" {
+		mln, err := net.Listen("tcp", f.metricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		msrv := &http.Server{Handler: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 const server = `mkdir -p /www
 echo "session container $(hostname), started $(date +%s%N)" > /www/index.html
 trap 'exit 0' TERM
+echo "serving $(cat /www/index.html) on :8080"
 httpd -f -p 8080 -h /www & wait`
 
 // App is the session's Durable Object: a Container class.

@@ -1,0 +1,263 @@
+// Package admin is the operator API of a running `wharf serve`: HTTP over
+// a unix socket in the data directory (owner-only, never TCP), used by
+// `wharf ps`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
+// types, the exec framing and the client; the host serves it.
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SocketName is the admin socket's name in the data directory.
+const SocketName = "admin.sock"
+
+// SocketPath is the admin socket of the wharf whose data is in dataDir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, SocketName) }
+
+// Container describes one object's container, as `wharf ps` shows it.
+type Container struct {
+	Bindings []string          `json:"bindings"`
+	Class    string            `json:"class"`
+	Object   string            `json:"object"`
+	State    string            `json:"state"` // "running", or "exited (code N)"
+	Started  time.Time         `json:"started"`
+	Address  string            `json:"address"`
+	Pid      uint32            `json:"pid"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// ExecRequest is the command `wharf exec` runs.
+type ExecRequest struct {
+	Cmd  []string `json:"cmd"`
+	TTY  bool     `json:"tty"`
+	Cols uint16   `json:"cols,omitempty"`
+	Rows uint16   `json:"rows,omitempty"`
+}
+
+// Exec frames: after the upgrade both sides exchange frames of a type
+// byte, a big-endian u32 length and the payload.
+const (
+	FrameStdin    byte = 0 // client → server: input bytes
+	FrameStdout   byte = 1 // server → client
+	FrameStderr   byte = 2 // server → client (not with a TTY)
+	FrameExit     byte = 3 // server → client: the exit code, u32; last frame
+	FrameResize   byte = 4 // client → server: cols, rows as two u16
+	FrameStdinEOF byte = 5 // client → server: no more input
+	// FrameError is server → client: the exec failed to start; last frame.
+	FrameError byte = 6
+)
+
+// maxFrame bounds a frame's payload.
+const maxFrame = 1 << 20
+
+// WriteFrame writes one frame.
+func WriteFrame(w io.Writer, typ byte, p []byte) error {
+	var hdr [5]byte
+	hdr[0] = typ
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p)))
+	if _, err := w.Write(append(hdr[:], p...)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ReadFrame reads one frame.
+func ReadFrame(r io.Reader) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("admin: frame of %d bytes", n)
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(r, p)
+	return hdr[0], p, err
+}
+
+// FrameWriter writes frames of one type, safely from several goroutines
+// sharing mu.
+type FrameWriter struct {
+	W   io.Writer
+	Mu  *sync.Mutex
+	Typ byte
+}
+
+func (f FrameWriter) Write(p []byte) (int, error) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	for rest := p; len(rest) > 0; {
+		n := min(len(rest), maxFrame)
+		if err := WriteFrame(f.W, f.Typ, rest[:n]); err != nil {
+			return len(p) - len(rest), err
+		}
+		rest = rest[n:]
+	}
+	return len(p), nil
+}
+
+// Client talks to a running wharf over its admin socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient is a client for the wharf whose data is in dataDir.
+func NewClient(dataDir string) *Client {
+	socket := SocketPath(dataDir)
+	return &Client{socket: socket, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+	}}}
+}
+
+// ErrNotRunning is returned when no wharf serves the data directory.
+var ErrNotRunning = errors.New("no wharf serve is running with this data directory")
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://wharf"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, err)
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return nil, errors.New(strings.TrimSpace(string(msg)))
+	}
+	return resp, nil
+}
+
+// ObjectPath is the API path of an object: a binding and a name, or
+// "id:<hex>" for an id.
+func ObjectPath(binding, name string) string {
+	return "/v1/objects/" + url.PathEscape(binding) + "/" + url.PathEscape(name)
+}
+
+// Containers lists every container the host runs.
+func (c *Client) Containers(ctx context.Context) ([]Container, error) {
+	resp, err := c.do(ctx, "GET", "/v1/containers", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Container
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// Stop stops the object's container (SIGTERM, then SIGKILL after 10 s).
+func (c *Client) Stop(ctx context.Context, binding, name string) error {
+	return c.post(ctx, ObjectPath(binding, name)+"/stop")
+}
+
+// Destroy removes the object's container at once.
+func (c *Client) Destroy(ctx context.Context, binding, name string) error {
+	return c.post(ctx, ObjectPath(binding, name)+"/destroy")
+}
+
+func (c *Client) post(ctx context.Context, path string) error {
+	resp, err := c.do(ctx, "POST", path, nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// Logs copies the container's output to w; with follow it keeps copying
+// until the container exits or ctx ends.
+func (c *Client) Logs(ctx context.Context, binding, name string, follow bool, w io.Writer) error {
+	path := ObjectPath(binding, name) + "/logs"
+	if follow {
+		path += "?follow=1"
+	}
+	resp, err := c.do(ctx, "GET", path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Exec runs req in the object's container with stdin, stdout and stderr,
+// sending terminal sizes from resize, and returns the exit code.
+func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan [2]uint16) (int, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return 0, fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, err)
+	}
+	defer conn.Close()
+	body, _ := json.Marshal(req)
+	fmt.Fprintf(conn, "POST %s/exec HTTP/1.1\r\nHost: wharf\r\nConnection: Upgrade\r\nUpgrade: wharf-exec\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		ObjectPath(binding, name), len(body), body)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		msg, _ := io.ReadAll(resp.Body)
+		return 0, errors.New(strings.TrimSpace(string(msg)))
+	}
+	var mu sync.Mutex
+	go func() {
+		if stdin != nil {
+			io.Copy(FrameWriter{W: conn, Mu: &mu, Typ: FrameStdin}, stdin)
+		}
+		mu.Lock()
+		WriteFrame(conn, FrameStdinEOF, nil)
+		mu.Unlock()
+	}()
+	go func() {
+		for size := range resize {
+			var p [4]byte
+			binary.BigEndian.PutUint16(p[:2], size[0])
+			binary.BigEndian.PutUint16(p[2:], size[1])
+			mu.Lock()
+			WriteFrame(conn, FrameResize, p[:])
+			mu.Unlock()
+		}
+	}()
+	for {
+		typ, p, err := ReadFrame(br)
+		if err != nil {
+			return 0, fmt.Errorf("exec: the connection ended early: %w", err)
+		}
+		switch typ {
+		case FrameStdout:
+			stdout.Write(p)
+		case FrameStderr:
+			stderr.Write(p)
+		case FrameExit:
+			return int(binary.BigEndian.Uint32(p)), nil
+		case FrameError:
+			return 0, errors.New(string(bytes.TrimSpace(p)))
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// wharfCmd runs the real binary and returns its combined output and exit
+// code.
+func wharfCmd(t *testing.T, stdin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(testutil.BuildWharf(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return string(out), code
+}
+
+// TestOperatorCLI runs examples/webapp and reaches its containers from the
+// terminal: ps, logs, exec (with stdin, an exit code and a TTY), stop,
+// destroy, the errors an operator can cause, and /metrics on the admin
+// socket.
+func TestOperatorCLI(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	dd := "--data-dir=" + data
+
+	out, code := wharfCmd(t, "", "ps", dd)
+	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^BINDING\s+CLASS\s+OBJECT\s+STATE\s+AGE\s+ADDRESS\s+PID\s+LABELS$`, out)
+	assert.Regexp(t, `(?m)^APP\s+App\s+[0-9a-f]{16}\s+running\s+\d+s\s+10\.\d+\.\d+\.\d+\s+\d+\s+example=webapp$`, out)
+
+	out, code = wharfCmd(t, "", "logs", dd, "APP", "alice")
+	assert.Equal(t, 0, code, out)
+	assert.Equal(t, "serving "+strings.TrimSpace(string(page))+" on :8080\n", out)
+
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "cat /www/index.html; echo oops >&2; exit 3")
+	assert.Equal(t, 3, code, "the command's exit code is wharf's")
+	assert.Contains(t, out, string(page))
+	assert.Contains(t, out, "oops")
+	out, code = wharfCmd(t, "typed in\n", "exec", dd, "APP", "alice", "--", "cat")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "typed in\n", out, "stdin reaches the command")
+	if _, err := exec.LookPath("script"); err == nil { // util-linux: run wharf on a pseudo-terminal
+		cmd := exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- tty", "/dev/null")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "/dev/pts/", "a terminal gets a TTY in the container")
+	}
+
+	// /metrics on the admin socket.
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", admin.SocketPath(data))
+	}}}
+	resp, err = c.Get("http://wharf/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(metrics), `wharf_container_starts_total{class="App"} 1`)
+	assert.Contains(t, string(metrics), `wharf_containers_running{class="App"} 1`)
+	assert.Contains(t, string(metrics), `wharf_container_execs_total{class="App"} 3`)
+	assert.Contains(t, string(metrics), `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
+
+	// Errors an operator can cause.
+	out, code = wharfCmd(t, "", "stop", dd, "NOPE", "alice")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, `no Durable Object binding "NOPE" (the manifest has: APP)`)
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "nobody", "--", "true")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "APP nobody has no container")
+	out, code = wharfCmd(t, "", "ps", "--data-dir", t.TempDir())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "no wharf serve is running with this data directory")
+
+	out, code = wharfCmd(t, "", "stop", dd, "APP", "alice")
+	require.Equal(t, 0, code, out)
+	out, _ = wharfCmd(t, "", "ps", dd)
+	assert.Contains(t, out, "exited (code 0)")
+	out, code = wharfCmd(t, "", "destroy", dd, "APP", "alice")
+	require.Equal(t, 0, code, out)
+	out, _ = wharfCmd(t, "", "ps", dd)
+	assert.NotContains(t, out, "App ")
+	resp, err = http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, "the next request starts it again")
+
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+	assert.NoFileExists(t, admin.SocketPath(data), "the socket is removed on shutdown")
+}

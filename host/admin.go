@@ -1,0 +1,278 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/containerd"
+)
+
+// operatorStopGrace is how long `wharf stop` waits after SIGTERM.
+const operatorStopGrace = 10 * time.Second
+
+// Admin serves the operator API (package admin) on a unix socket in the
+// data directory: only its owner (root) can connect.
+type Admin struct {
+	w    *Worker
+	srv  *http.Server
+	ln   net.Listener
+	path string
+}
+
+// StartAdmin listens on the data directory's admin socket. gather, if not
+// nil, is served at /metrics. It refuses to take over the socket of
+// another wharf that is still running.
+func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, error) {
+	path := admin.SocketPath(dataDir)
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another wharf serve is running with the data directory %s (%s answers)", dataDir, path)
+	}
+	os.Remove(path) // a socket left by a crash
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	a := &Admin{w: w, ln: ln, path: path}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/containers", a.containers)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/stop", a.stop)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", a.destroy)
+	mux.HandleFunc("GET /v1/objects/{binding}/{name}/logs", a.logs)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/exec", a.exec)
+	if gather != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	}
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+// Close stops the API and removes the socket.
+func (a *Admin) Close() error {
+	err := a.srv.Close()
+	os.Remove(a.path)
+	return err
+}
+
+func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
+	out := []admin.Container{}
+	s := a.w.services
+	if s.containers != nil {
+		for _, mc := range s.containers.List() {
+			state := "running"
+			if mc.Exited() {
+				code, reason, _ := mc.WaitExit()
+				state = fmt.Sprintf("exited (code %d)", code)
+				if reason != "" {
+					state = "destroyed: " + reason
+				}
+			}
+			labels := map[string]string{}
+			for k, v := range s.containers.Labels(r.Context(), mc) {
+				if name, ok := strings.CutPrefix(k, labelPrefix); ok {
+					labels[name] = v
+				}
+			}
+			out = append(out, admin.Container{Bindings: a.bindingsOf(mc.Class), Class: mc.Class, Object: mc.Object,
+				State: state, Started: mc.Started, Address: mc.Endpoint.ContainerIP.String(), Pid: mc.Pid(), Labels: labels})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	json.NewEncoder(rw).Encode(out)
+}
+
+func (a *Admin) bindingsOf(class string) []string {
+	var out []string
+	for _, b := range a.w.manifest.DurableObjects.Bindings {
+		if b.ClassName == class {
+			out = append(out, b.Name)
+		}
+	}
+	return out
+}
+
+// object resolves {binding}/{name} (or id:<hex>) to a running container.
+func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
+	s := a.w.services
+	binding, name := r.PathValue("binding"), r.PathValue("name")
+	if s.objects == nil || s.containers == nil {
+		return nil, errors.New("this plugin has no containers")
+	}
+	ns, ok := s.objects.bindings[binding]
+	if !ok {
+		return nil, fmt.Errorf("no Durable Object binding %q (the manifest has: %s)", binding, strings.Join(s.objects.bindingNames(), ", "))
+	}
+	id := ns.ids.fromName(name)
+	if hex, isID := strings.CutPrefix(name, "id:"); isID {
+		var err error
+		if id, err = ns.ids.parse(hex); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := s.containerSpecs[ns.class]; !ok {
+		return nil, fmt.Errorf("class %s has no container", ns.class)
+	}
+	mc, ok := s.containers.Get(ns.class, id)
+	if !ok {
+		return nil, fmt.Errorf("%s %s has no container", binding, name)
+	}
+	return mc, nil
+}
+
+func (a *Admin) stop(rw http.ResponseWriter, r *http.Request) {
+	mc, err := a.object(r)
+	if err == nil {
+		err = a.w.services.containers.Stop(r.Context(), mc.Class, mc.Object, operatorStopGrace)
+	}
+	answer(rw, err)
+}
+
+func (a *Admin) destroy(rw http.ResponseWriter, r *http.Request) {
+	mc, err := a.object(r)
+	if err == nil {
+		mc.SetDestroyReason("destroyed by the operator")
+		err = a.w.services.containers.Destroy(r.Context(), mc.Class, mc.Object)
+	}
+	answer(rw, err)
+}
+
+func answer(rw http.ResponseWriter, err error) {
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusNotFound)
+		return
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// logs sends the container's output so far and, with follow, what it
+// writes until it exits or the client goes away.
+func (a *Admin) logs(rw http.ResponseWriter, r *http.Request) {
+	mc, err := a.object(r)
+	if err != nil {
+		answer(rw, err)
+		return
+	}
+	f, err := os.Open(a.w.services.containers.LogPath(mc.Class, mc.Object))
+	if err != nil {
+		answer(rw, fmt.Errorf("no output recorded: %w", err))
+		return
+	}
+	defer f.Close()
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(rw)
+	follow := r.URL.Query().Get("follow") != ""
+	for {
+		io.Copy(rw, f)
+		rc.Flush()
+		if !follow || mc.Exited() {
+			io.Copy(rw, f)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// exec upgrades the connection and runs a process, framing its streams
+// (see package admin).
+func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
+	var req admin.ExecRequest
+	mc, err := a.object(r)
+	if err == nil {
+		err = json.NewDecoder(r.Body).Decode(&req)
+	}
+	if err == nil && len(req.Cmd) == 0 {
+		err = errors.New("exec needs a command")
+	}
+	if err == nil && mc.Exited() {
+		err = errors.New("the container is not running")
+	}
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(rw).Hijack()
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer conn.Close()
+	io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: wharf-exec\r\nConnection: Upgrade\r\n\r\n")
+	var mu sync.Mutex
+	stdinR, stdinW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	proc, err := mc.Exec(ctx, containerd.ExecSpec{Args: req.Cmd, Stdin: stdinR, Terminal: req.TTY,
+		Stdout: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStdout},
+		Stderr: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStderr}})
+	if err != nil {
+		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
+		return
+	}
+	a.w.services.containers.CountExec(mc.Class)
+	if req.TTY && req.Cols > 0 {
+		proc.Resize(ctx, uint32(req.Cols), uint32(req.Rows))
+	}
+	go func() { // the client's input, resizes and end of input
+		defer stdinW.Close()
+		for {
+			typ, p, err := admin.ReadFrame(brw)
+			if err != nil {
+				proc.Kill(ctx, 9) // the client is gone
+				return
+			}
+			switch typ {
+			case admin.FrameStdin:
+				stdinW.Write(p)
+			case admin.FrameStdinEOF:
+				stdinW.Close()
+			case admin.FrameResize:
+				if len(p) == 4 {
+					proc.Resize(ctx, uint32(binary.BigEndian.Uint16(p[:2])), uint32(binary.BigEndian.Uint16(p[2:])))
+				}
+			}
+		}
+	}()
+	code, err := proc.Wait(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
+		return
+	}
+	admin.WriteFrame(conn, admin.FrameExit, binary.BigEndian.AppendUint32(nil, code))
+}
+
+// bindingNames lists the manifest's bindings, for messages.
+func (o *Objects) bindingNames() []string {
+	var out []string
+	for b := range o.bindings {
+		out = append(out, b)
+	}
+	slices.Sort(out)
+	return out
+}
