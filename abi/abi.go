@@ -108,6 +108,11 @@ const (
 	// Container settings from wharf.toml as a field list of OptSleepAfter,
 	// OptHardTimeout and OptReadyOn.
 	ImportContainerConfig = "container_config"
+	// ImportContainerFetch (port: i32, head: ptr, len, flags, body_out,
+	// pending_out) is fetch to a port of the container: the host makes the
+	// HTTP request (keeping connections alive), so the response body is a
+	// host stream.
+	ImportContainerFetch = "container_fetch"
 )
 
 // Kinds of container_intercept.

@@ -1,6 +1,8 @@
 package host
 
 import (
+	"cmp"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,6 +61,7 @@ func (s *services) containerImports() []plugins.HostFunc {
 		hostFunc(abi.ImportProcessPid, params(i32, i32), importProcessPid),
 		hostFunc(abi.ImportContainerConnect, params(i32, i32, i32), s.importContainerConnect),
 		hostFunc(abi.ImportContainerConfig, params(i32, i32, i32), s.importContainerConfig),
+		hostFunc(abi.ImportContainerFetch, params(i32, i32, i32, i32, i32, i32), s.importContainerFetch),
 	}
 }
 
@@ -542,4 +545,34 @@ func (s *services) importContainerConfig(_ context.Context, g *guest, mem plugin
 		b.Add(abi.OptReadyOn, fmt.Sprintf("%d %d %s", p.Port, p.Status, p.Path))
 	}
 	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
+}
+
+// containerClient makes container_fetch requests: straight to the
+// container's address, connections kept alive, redirects not followed.
+var containerClient = &http.Client{
+	Transport:     &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, DisableCompression: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// importContainerFetch is container_fetch(port, head, len, flags,
+// body_out, pending_out): fetch to a port of the running container. The
+// head's URL may be absolute (its host becomes the Host header) or just a
+// path.
+func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	port := u32(a[0])
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("%w: port must be from 1 to 65535, got %d", abi.StatusInvalid, port)
+	}
+	mc, err := s.running(g)
+	if err != nil {
+		return err
+	}
+	anyURL := func(u *url.URL) bool { return u.Path != "" || u.Host != "" }
+	return s.startFetch(g, mem, a[1:], anyURL, "container_fetch needs a URL or a path", containerClient, func(req *http.Request) error {
+		if req.Host == "" {
+			req.Host = cmp.Or(req.URL.Host, "container")
+		}
+		req.URL.Scheme, req.URL.Host = "http", net.JoinHostPort(mc.Endpoint.ContainerIP.String(), strconv.Itoa(int(port)))
+		return nil
+	})
 }

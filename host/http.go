@@ -2,11 +2,13 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -318,6 +320,14 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 }
 
 func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
+	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", s.client, func(req *http.Request) error { return nil })
+}
+
+// startFetch is fetch and container_fetch from a[0:5] (head, len, flags,
+// body_out, pending_out): check vets the URL, route may redirect the
+// request before client sends it.
+func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check func(*url.URL) bool, want string, client *http.Client, route func(*http.Request) error) error {
 	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
@@ -325,9 +335,12 @@ func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, 
 	if err := writeU32(mem, u32(a[4]), 0); err != nil {
 		return err
 	}
-	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
-	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[2])&abi.FetchBodyStream != 0, u32(a[3]), httpURL, "fetch needs an absolute http or https URL")
+	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[2])&abi.FetchBodyStream != 0, u32(a[3]), check, want)
 	if err != nil {
+		return err
+	}
+	if err := route(req); err != nil {
+		cancel()
 		return err
 	}
 	p := newPending(g.wake, cancel)
@@ -335,10 +348,14 @@ func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, 
 		return err
 	}
 	go func() {
-		resp, err := s.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			cancel()
-			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", abi.StatusIO, req.Method, req.URL.Redacted(), err))
+			status := abi.StatusIO
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				status = abi.StatusRefused
+			}
+			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
 			return
 		}
 		p.resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)

@@ -590,6 +590,7 @@ func (c *ContainerClass) ContainerFetch(w http.ResponseWriter, r *http.Request, 
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
-	resp.Body.Close()
+	if _, err := Forward(w, resp.Body); err != nil { // the host copies the body
+		resp.Body.Close()
+	}
 }

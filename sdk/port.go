@@ -1,10 +1,8 @@
 package sdk
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/wharfhq/wharf/abi"
@@ -52,34 +50,17 @@ func (p *Port) Connect() (*Conn, error) {
 	return &Conn{R: &Stream{handle: r}, W: &Stream{handle: w}}, nil
 }
 
-// Fetch sends req to the port over HTTP/1.1 and returns the response; its
-// body reads from the connection, which closes when the body is closed.
+// Fetch sends req to the port over HTTP/1.1 and returns the response. The
+// host makes the request (keeping connections to the container alive), so
+// the body is a host stream that Forward can pass on without copying it
+// through the guest. req's URL may be a path or absolute (its host is the
+// Host header). Nothing listening gives ErrPortRefused.
 func (p *Port) Fetch(req *http.Request) (*http.Response, error) {
-	conn, err := p.Connect()
-	if err != nil {
-		return nil, err
+	resp, err := roundTrip(req, func(head []byte, flags uint32) (uint32, uint32, error) {
+		return wharf.ContainerFetch(uint32(p.port), head, flags)
+	})
+	if errors.Is(err, abi.StatusRefused) {
+		return nil, fmt.Errorf("%w: port %d: %w", ErrPortRefused, p.port, err)
 	}
-	req.Close = true // one request per connection
-	if req.Host == "" && req.URL != nil {
-		req.Host = req.URL.Host
-	}
-	if err := req.Write(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("wharf: writing the request to port %d: %w", p.port, err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("wharf: reading the response from port %d: %w", p.port, err)
-	}
-	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn}
-	return resp, nil
+	return resp, containerError(err, ErrInvalidArgument)
 }
-
-// connBody closes the connection with the response body.
-type connBody struct {
-	io.ReadCloser
-	conn *Conn
-}
-
-func (b *connBody) Close() error { return errors.Join(b.ReadCloser.Close(), b.conn.Close()) }

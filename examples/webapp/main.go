@@ -21,7 +21,7 @@ import (
 // serves it. The shell stays PID 1 so SIGTERM (a stop, or sleep) ends it
 // at once: PID 1 ignores signals it does not handle.
 const server = `mkdir -p /www
-echo "session container $(hostname), started $(date +%s%N)" > /www/index.html
+echo "session container $(hostname), started $(date +%s) #$RANDOM" > /www/index.html
 trap 'exit 0' TERM
 echo "serving $(cat /www/index.html) on :8080"
 httpd -f -p 8080 -h /www & wait`
@@ -76,12 +76,13 @@ func init() {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		defer resp.Body.Close()
 		for k, v := range resp.Header {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		if _, err := sdk.Forward(w, resp.Body); err != nil { // the host copies the body
+			resp.Body.Close()
+		}
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "GET /s/{session}/ reaches the session's own web server; /s/{session}/_state tells its state\n")

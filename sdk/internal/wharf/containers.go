@@ -74,3 +74,10 @@ func ContainerConfig() ([]byte, error) {
 		return containerConfig(p, c, n)
 	})
 }
+
+// ContainerFetch starts an HTTP request to a port of the container; see
+// Fetch.
+func ContainerFetch(port uint32, head []byte, flags uint32) (body, pending uint32, err error) {
+	st := containerFetch(port, ptr(head), uint32(len(head)), flags, unsafe.Pointer(&body), unsafe.Pointer(&pending))
+	return body, pending, check("container_fetch", st)
+}

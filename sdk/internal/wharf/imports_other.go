@@ -100,3 +100,6 @@ func containerIntercept(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32) 
 }
 func containerEgress(uint32, uint32, unsafe.Pointer, uint32) int32 { return unsupported }
 func containerConfig(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func containerFetch(uint32, unsafe.Pointer, uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
+	return unsupported
+}

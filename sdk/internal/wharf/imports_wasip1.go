@@ -156,3 +156,6 @@ func containerEgress(list, edit uint32, hosts unsafe.Pointer, n uint32) int32
 
 //go:wasmimport wharf_v1 container_config
 func containerConfig(out unsafe.Pointer, cap uint32, n unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 container_fetch
+func containerFetch(port uint32, head unsafe.Pointer, n uint32, flags uint32, bodyOut, pendingOut unsafe.Pointer) int32
