@@ -327,8 +327,12 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
 	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
-	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, policy(), 0)
+	keptPolicy := policy()
+	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, keptPolicy, 0)
 	require.NoError(t, err)
+	// Rules and list edits made while it runs are kept for the next host.
+	require.NoError(t, keptPolicy.InterceptHTTP("api.test", "h"))
+	require.NoError(t, keptPolicy.EditHosts(egress.Denied, egress.Add, []string{"*.evil.test"}))
 	_, err = m1.Start(context.Background(), "Gone", "obj2", spec, policy(), 0)
 	require.NoError(t, err)
 	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec, policy(), 0)
@@ -366,6 +370,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.True(t, ok, "the running container was adopted")
 	assert.Equal(t, kept.Pid(), mc.Pid())
 	assert.Equal(t, kept.Endpoint.ContainerIP, mc.Endpoint.ContainerIP)
+	assert.Equal(t, keptPolicy.State(), mc.Policy.State(), "the adopted container keeps its egress rules and lists")
 	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"echo", "still here"}})
 	assert.Equal(t, uint32(0), code)
 	assert.Equal(t, "still here\n", out)

@@ -40,6 +40,10 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 	}
 	out = append(out, shimProcesses(address)...)
 	out = append(out, egress.FirewallLeftovers(Scope(scope))...)
+	policies, _ := filepath.Glob(filepath.Join(scope, "egress", "policies", "*.json"))
+	for _, p := range policies {
+		out = append(out, "egress policy "+p)
+	}
 	return append(out, NetworkLeftovers(scope)...), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -198,6 +199,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 		ep.Teardown()
 		return nil, err
 	}
+	m.keepPolicy(id, policy)
 	spec.ID, spec.NetNSPath, spec.RuncRoot, spec.LogPath = id, ep.NetNSPath, m.b.RuncRoot, m.LogPath(class, object)
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
@@ -209,6 +211,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	spec.Labels = labels
 	ctr, err := StartContainer(ctx, m.b.Client, spec)
 	if err != nil {
+		m.forgetPolicy(id, policy)
 		m.gw.Detach(ep.ContainerIP)
 		ep.Teardown()
 		return nil, err
@@ -277,7 +280,50 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 		return nil
 	}
 	mc.MarkStopRequested()
+	m.forgetPolicy(id, mc.Policy)
 	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), removeIfExists(m.LogPath(class, object)))
+}
+
+// policyPath is where a container's egress policy is kept, so rules and
+// list edits survive a restart of wharf that adopts the container.
+func (m *Manager) policyPath(id string) string {
+	return filepath.Join(m.b.DataDir, "egress", "policies", id+".json")
+}
+
+// keepPolicy saves p now and after every change.
+func (m *Manager) keepPolicy(id string, p *egress.Policy) {
+	path := m.policyPath(id)
+	p.OnChange(func(st egress.PolicyState) {
+		raw, _ := json.Marshal(st)
+		os.MkdirAll(filepath.Dir(path), 0o700)
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			m.life.log.Warn("saving the egress policy", "container", id, "err", err)
+		}
+	})
+}
+
+func (m *Manager) forgetPolicy(id string, p *egress.Policy) {
+	if p != nil {
+		p.OnChange(nil)
+	}
+	removeIfExists(m.policyPath(id))
+}
+
+// savedPolicy is the policy kept for container id, or fallback.
+func (m *Manager) savedPolicy(id string, fallback *egress.Policy) *egress.Policy {
+	raw, err := os.ReadFile(m.policyPath(id))
+	if err != nil {
+		return fallback
+	}
+	var st egress.PolicyState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fallback
+	}
+	p, err := egress.PolicyFromState(st)
+	if err != nil {
+		return fallback
+	}
+	return p
 }
 
 // LogPath is the file the main process's stdout and stderr go to; it is
@@ -342,6 +388,12 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		var p *egress.Policy
 		if running {
 			p = policy(labels[LabelClass], labels[labelInternet] == "true")
+		}
+		if p != nil {
+			p = m.savedPolicy(ctr.ID(), p)
+			m.keepPolicy(ctr.ID(), p)
+		} else {
+			removeIfExists(m.policyPath(ctr.ID()))
 		}
 		if p != nil {
 			exitCh, err := task.Wait(context.WithoutCancel(ctx))

@@ -137,6 +137,7 @@ const (
 // are already open.
 type Policy struct {
 	mu       sync.RWMutex
+	onChange func(PolicyState) // called (outside mu) after every change
 	internet bool
 	allowed  []string
 	denied   []string
@@ -169,6 +170,7 @@ func (p *Policy) SetInternet(on bool) {
 	p.mu.Lock()
 	p.internet = on
 	p.mu.Unlock()
+	p.changed()
 }
 
 func setRule(rules []rule, r rule) []rule {
@@ -189,6 +191,7 @@ func (p *Policy) InterceptHTTP(target, handler string) error {
 	p.mu.Lock()
 	p.http = setRule(p.http, rule{t, handler})
 	p.mu.Unlock()
+	p.changed()
 	return nil
 }
 
@@ -198,6 +201,7 @@ func (p *Policy) InterceptAllHTTP(handler string) {
 	p.mu.Lock()
 	p.httpAll = handler
 	p.mu.Unlock()
+	p.changed()
 }
 
 // InterceptHTTPS terminates TLS for names matching target and routes their
@@ -210,6 +214,7 @@ func (p *Policy) InterceptHTTPS(target, handler string) error {
 	p.mu.Lock()
 	p.https = setRule(p.https, rule{t, handler})
 	p.mu.Unlock()
+	p.changed()
 	return nil
 }
 
@@ -223,6 +228,7 @@ func (p *Policy) EditHosts(list List, edit Edit, hosts []string) error {
 		}
 		clean = append(clean, c)
 	}
+	defer p.changed()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := &p.allowed
@@ -315,4 +321,72 @@ func (p *Policy) claimsAll() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.httpAll != "" || slices.ContainsFunc(p.https, func(r rule) bool { return r.target.host == "*" })
+}
+
+// PolicyState is a Policy as data, to keep it across restarts.
+type PolicyState struct {
+	Internet bool        `json:"internet"`
+	Allowed  []string    `json:"allowed,omitempty"`
+	Denied   []string    `json:"denied,omitempty"`
+	HTTP     []RuleState `json:"http,omitempty"`
+	HTTPAll  string      `json:"http_all,omitempty"`
+	HTTPS    []RuleState `json:"https,omitempty"`
+}
+
+// RuleState is one interception rule as data.
+type RuleState struct {
+	Target  string `json:"target"`
+	Handler string `json:"handler"`
+}
+
+// State returns the policy as data.
+func (p *Policy) State() PolicyState {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	st := PolicyState{Internet: p.internet, Allowed: slices.Clone(p.allowed), Denied: slices.Clone(p.denied), HTTPAll: p.httpAll}
+	for _, r := range p.http {
+		st.HTTP = append(st.HTTP, RuleState{r.target.String(), r.handler})
+	}
+	for _, r := range p.https {
+		st.HTTPS = append(st.HTTPS, RuleState{r.target.String(), r.handler})
+	}
+	return st
+}
+
+// PolicyFromState rebuilds a policy saved with State.
+func PolicyFromState(st PolicyState) (*Policy, error) {
+	p, err := NewPolicy(st.Internet, st.Allowed, st.Denied)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range st.HTTP {
+		if err := p.InterceptHTTP(r.Target, r.Handler); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range st.HTTPS {
+		if err := p.InterceptHTTPS(r.Target, r.Handler); err != nil {
+			return nil, err
+		}
+	}
+	p.httpAll = st.HTTPAll
+	return p, nil
+}
+
+// OnChange makes f receive the policy's state after every change (and
+// once now); nil stops it.
+func (p *Policy) OnChange(f func(PolicyState)) {
+	p.mu.Lock()
+	p.onChange = f
+	p.mu.Unlock()
+	p.changed()
+}
+
+func (p *Policy) changed() {
+	p.mu.RLock()
+	f := p.onChange
+	p.mu.RUnlock()
+	if f != nil {
+		f(p.State())
+	}
 }
