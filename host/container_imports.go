@@ -493,15 +493,22 @@ func (s tcpSink) abort(error) {
 // connectTimeout bounds a dial to a container port.
 const connectTimeout = 5 * time.Second
 
+// runningPort checks a port argument (first, so a bad port is INVAL
+// anywhere) and returns the running container.
+func (s *services) runningPort(g *guest, arg uint64) (*containerd.Managed, uint32, error) {
+	port := u32(arg)
+	if port < 1 || port > 65535 {
+		return nil, 0, fmt.Errorf("%w: port must be from 1 to 65535, got %d", abi.StatusInvalid, port)
+	}
+	mc, err := s.running(g)
+	return mc, port, err
+}
+
 // importContainerConnect is container_connect(port, read_out, write_out):
 // a TCP connection to the container's address, as a readable and a
 // writable stream. A port nobody listens on is StatusRefused.
 func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	port := u32(a[0])
-	if port < 1 || port > 65535 {
-		return fmt.Errorf("%w: port must be from 1 to 65535, got %d", abi.StatusInvalid, port)
-	}
-	mc, err := s.running(g)
+	mc, port, err := s.runningPort(g, a[0])
 	if err != nil {
 		return err
 	}
@@ -559,11 +566,7 @@ var containerClient = &http.Client{
 // head's URL may be absolute (its host becomes the Host header) or just a
 // path.
 func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	port := u32(a[0])
-	if port < 1 || port > 65535 {
-		return fmt.Errorf("%w: port must be from 1 to 65535, got %d", abi.StatusInvalid, port)
-	}
-	mc, err := s.running(g)
+	mc, port, err := s.runningPort(g, a[0])
 	if err != nil {
 		return err
 	}

@@ -291,12 +291,18 @@ func (c *ContainerClass) StartAndWaitForPorts(ports []int, timeout time.Duration
 	return err
 }
 
-func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
+// current is the configuration and the state, with any exit noticed.
+func (c *ContainerClass) current() (*classConfig, *containerRecord, error) {
 	cfg, err := c.config()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rec, err := c.refresh()
+	return cfg, rec, err
+}
+
+func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
+	cfg, rec, err := c.current()
 	if err != nil {
 		return err
 	}
@@ -477,11 +483,7 @@ func (c *ContainerClass) touch() {
 // Alarm drives SleepAfter and HardTimeout; an object with its own Alarm
 // must call it.
 func (c *ContainerClass) Alarm(int) error {
-	cfg, err := c.config()
-	if err != nil {
-		return err
-	}
-	rec, err := c.refresh()
+	cfg, rec, err := c.current()
 	if err != nil {
 		return err
 	}
@@ -586,11 +588,5 @@ func (c *ContainerClass) ContainerFetch(w http.ResponseWriter, r *http.Request, 
 		http.Error(w, "wharf: proxying to the container failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	if _, err := Forward(w, resp.Body); err != nil { // the host copies the body
-		resp.Body.Close()
-	}
+	WriteResponse(w, resp)
 }

@@ -146,3 +146,20 @@ func streamOf(r io.Reader) (*Stream, error) {
 	}
 	return nil, fmt.Errorf("wharf: %T is not a host stream", r)
 }
+
+// WriteResponse answers with resp: its headers, its status and its body,
+// which the host copies (Forward) when it is a host stream (a fetched,
+// object or container response) and the guest copies otherwise. It closes
+// resp.Body.
+func WriteResponse(w http.ResponseWriter, resp *http.Response) error {
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := Forward(w, resp.Body); err == nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	_, err := io.Copy(w, resp.Body)
+	return err
+}

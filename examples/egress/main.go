@@ -90,11 +90,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		if _, err := sdk.Forward(w, resp.Body); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		sdk.WriteResponse(w, resp) // the host copies the body
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "GET /call/{agent}: the agent's container calls two APIs the Worker answers")

@@ -54,11 +54,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
-		w.WriteHeader(resp.StatusCode)
-		if _, err := sdk.Forward(w, resp.Body); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		sdk.WriteResponse(w, resp) // the host copies the body
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")

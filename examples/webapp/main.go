@@ -76,13 +76,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		if _, err := sdk.Forward(w, resp.Body); err != nil { // the host copies the body
-			resp.Body.Close()
-		}
+		sdk.WriteResponse(w, resp) // the host copies the body
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "GET /s/{session}/ reaches the session's own web server; /s/{session}/_state tells its state\n")

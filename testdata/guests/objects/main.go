@@ -434,13 +434,7 @@ func outboundHandlers() {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		if _, err := sdk.Forward(w, resp.Body); err != nil {
-			resp.Body.Close()
-		}
+		sdk.WriteResponse(w, resp) // the host copies the body
 	}))
 }
 
