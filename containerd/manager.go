@@ -131,6 +131,18 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	return &Manager{b: b, net: n, gw: gw, life: newLifecycle(o.Logger, o.Metrics), byID: map[string]*Managed{}}, nil
 }
 
+// Track makes the per-class metrics of classes appear (at zero) before
+// anything happens to them.
+func (m *Manager) Track(classes ...string) {
+	for _, c := range classes {
+		m.life.running.WithLabelValues(c)
+		m.life.starts.WithLabelValues(c)
+		m.life.execs.WithLabelValues(c)
+		m.life.failures.WithLabelValues(c, "start")
+		m.life.failures.WithLabelValues(c, "exit")
+	}
+}
+
 // Gateway is the egress gateway of the manager's containers.
 func (m *Manager) Gateway() *egress.Gateway { return m.gw }
 
@@ -241,6 +253,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	}
 	if !mc.Exited() {
 		mc.MarkStopRequested()
+		mc.SetDestroyReason("stopped by the operator")
 		if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
 			return err
 		}
@@ -352,6 +365,7 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, mc := range all {
+		mc.SetDestroyReason("wharf is shutting down")
 		errs = append(errs, m.Destroy(ctx, mc.Class, mc.Object))
 	}
 	return errors.Join(errs...)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/containerd"
 )
@@ -85,7 +86,7 @@ func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 				code, reason, _ := mc.WaitExit()
 				state = fmt.Sprintf("exited (code %d)", code)
 				if reason != "" {
-					state = "destroyed: " + reason
+					state += ": " + reason
 				}
 			}
 			labels := map[string]string{}
@@ -126,7 +127,7 @@ func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
 	id := ns.ids.fromName(name)
 	if hex, isID := strings.CutPrefix(name, "id:"); isID {
 		var err error
-		if id, err = ns.ids.parse(hex); err != nil {
+		if id, err = a.idFromPrefix(ns.class, hex); err != nil {
 			return nil, err
 		}
 	}
@@ -138,6 +139,27 @@ func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
 		return nil, fmt.Errorf("%s %s has no container", binding, name)
 	}
 	return mc, nil
+}
+
+// idFromPrefix finds the running object of class whose id starts with
+// prefix (as `wharf ps` shows it); a whole id is taken as it is.
+func (a *Admin) idFromPrefix(class, prefix string) (string, error) {
+	if len(prefix) == abi.ObjectIDLen {
+		return a.w.services.objects.classes[class].ids.parse(prefix)
+	}
+	var found []string
+	for _, mc := range a.w.services.containers.List() {
+		if mc.Class == class && strings.HasPrefix(mc.Object, prefix) && prefix != "" {
+			found = append(found, mc.Object)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("no container of class %s has an object id starting with %q", class, prefix)
+	}
+	return "", fmt.Errorf("%d containers of class %s have an object id starting with %q: give more digits", len(found), class, prefix)
 }
 
 func (a *Admin) stop(rw http.ResponseWriter, r *http.Request) {

@@ -196,6 +196,9 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 		b.Close()
 		return err
 	}
+	for class := range s.containerSpecs {
+		mgr.Track(class)
+	}
 	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
 		c, ok := s.containerSpecs[class]
 		if !ok {

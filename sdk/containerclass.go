@@ -248,8 +248,8 @@ func (c *ContainerClass) refresh() (*containerRecord, error) {
 	case err != nil:
 		info.Reason = err.Error() // no container left (destroyed elsewhere)
 	}
-	status := StateStopped
-	if info.ExitCode != 0 && rec.Status != StateStopping {
+	status := StateStopped // also when someone destroyed or stopped it (a reason, code -1)
+	if info.ExitCode > 0 && rec.Status != StateStopping {
 		status = StateStoppedWithCode
 	}
 	if rec.Status == StateStopping {

@@ -82,7 +82,12 @@ func operatorCommands() []*cobra.Command {
 	exec := &cobra.Command{
 		Use:   "exec " + objectArgs + " -- cmd [args...]",
 		Short: "Run a command in an object's container (with a TTY when the terminal is one)",
-		Args:  cobra.MinimumNArgs(3),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) < 3 {
+				return fmt.Errorf("usage: wharf exec %s -- cmd [args...] (got %d arguments)", objectArgs, len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code, err := runExec(cmd.Context(), client(), args[0], args[1], args[2:], !noTTY)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Contains(t, string(metrics), `wharf_containers_running{class="App"} 1`)
 	assert.Contains(t, string(metrics), `wharf_container_execs_total{class="App"} 3`)
 	assert.Contains(t, string(metrics), `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
+	assert.Contains(t, string(metrics), `wharf_container_failures_total{class="App",kind="start"} 0`, "failures show before any happened")
 
 	// Errors an operator can cause.
 	out, code = wharfCmd(t, "", "stop", dd, "NOPE", "alice")
@@ -98,10 +100,21 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "no wharf serve is running with this data directory")
 
-	out, code = wharfCmd(t, "", "stop", dd, "APP", "alice")
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "usage: wharf exec <binding> <name|id:HEX> -- cmd [args...]")
+
+	// An object can be named by the id prefix ps shows.
+	out, _ = wharfCmd(t, "", "ps", dd)
+	prefix := regexp.MustCompile(`(?m)^APP\s+App\s+([0-9a-f]{16})`).FindStringSubmatch(out)
+	require.NotNil(t, prefix, out)
+	out, code = wharfCmd(t, "", "stop", dd, "APP", "id:"+prefix[1])
 	require.Equal(t, 0, code, out)
 	out, _ = wharfCmd(t, "", "ps", dd)
-	assert.Contains(t, out, "exited (code 0)")
+	assert.Contains(t, out, "exited (code 0): stopped by the operator")
+	out, code = wharfCmd(t, "", "logs", dd, "APP", "id:ffff")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, `no container of class App has an object id starting with "ffff"`)
 	out, code = wharfCmd(t, "", "destroy", dd, "APP", "alice")
 	require.Equal(t, 0, code, out)
 	out, _ = wharfCmd(t, "", "ps", dd)

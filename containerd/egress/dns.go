@@ -104,6 +104,7 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) 
 	p := a.policy
 	switch {
 	case p.denies(name):
+		g.log.Info("egress refused", "class", a.src.Class, "object", a.src.Object, "to", name, "why", "it is in deniedHosts (DNS)")
 		m.Rcode = dns.RcodeNameError
 	case p.claimsName(name):
 		g.answerSynthetic(m, question, name)

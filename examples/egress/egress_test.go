@@ -33,8 +33,7 @@ func TestEgressExample(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode, string(body))
 	out := string(body)
-	assert.Contains(t, out, "X-Injected-By: wharf-worker")
-	assert.Contains(t, out, `{"url":"http://api.internal.test/v1/status","agent":"`)
+	assert.Contains(t, out, "status=200\nX-Injected-By: wharf-worker\n"+`{"url":"http://api.internal.test/v1/status","agent":"`)
 	assert.Contains(t, out, "status=200\nX-Injected-By: wharf-worker\n"+`{"url":"https://secrets.internal.test/v1/token","token":"minted-by-the-worker"}`)
 	assert.Contains(t, out, "wget: bad address 'www.evil.test'")
 

@@ -40,8 +40,10 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var out strings.Builder
 	for _, call := range [][]string{
-		{"wget", "-q", "-S", "-O", "-", "http://api.internal.test/v1/status"},
-		// probe verifies the certificate against wharf's CA.
+		// probe, the test image's HTTP client, prints the status, the X-
+		// headers and the body; for HTTPS it verifies the certificate
+		// against wharf's CA.
+		{"probe", "get", "http://api.internal.test/v1/status"},
 		{"probe", "get", "https://secrets.internal.test/v1/token", "/etc/wharf/ca.crt"},
 		{"wget", "-q", "-O", "-", "http://www.evil.test/"},
 	} {
