@@ -571,11 +571,32 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 		return err
 	}
 	anyURL := func(u *url.URL) bool { return u.Path != "" || u.Host != "" }
-	return s.startFetch(g, mem, a[1:], anyURL, "container_fetch needs a URL or a path", containerClient, func(req *http.Request) error {
+	return s.startFetch(g, mem, a[1:], anyURL, "container_fetch needs a URL or a path", containerClient, func(req *http.Request) (func(*http.Response), error) {
 		if req.Host == "" {
 			req.Host = cmp.Or(req.URL.Host, "container")
 		}
 		req.URL.Scheme, req.URL.Host = "http", net.JoinHostPort(mc.Endpoint.ContainerIP.String(), strconv.Itoa(int(port)))
-		return nil
+		if !wantsUpgrade(req.Header) {
+			return nil, nil
+		}
+		// A protocol switch (e.g. a WebSocket): the request body is what
+		// follows a 101 on the connection, not an HTTP body.
+		up := req.Body
+		req.Body, req.ContentLength = nil, 0
+		req.Header.Del("Transfer-Encoding")
+		req.Header.Del("Content-Length")
+		return func(resp *http.Response) {
+			rwc, ok := resp.Body.(io.ReadWriteCloser)
+			if resp.StatusCode != http.StatusSwitchingProtocols || !ok || up == nil {
+				if up != nil {
+					up.Close()
+				}
+				return
+			}
+			go func() {
+				io.Copy(rwc, up)
+				up.Close()
+			}()
+		}, nil
 	})
 }

@@ -3,11 +3,13 @@ package host
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/websocket"
 
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 )
@@ -28,6 +30,12 @@ labels = { team = "web" }
 class_name = "WebHard"
 image = "wharf.test/busybox:latest"
 hard_timeout = "3s"
+[[durable_objects.bindings]]
+name = "ECHO"
+class_name = "Echo"
+[[containers]]
+class_name = "Echo"
+image = "wharf.test/busybox:latest"
 `
 
 func (w *testWorker) status(t *testing.T, binding, name string) string {
@@ -130,6 +138,34 @@ func TestPersistentDirs(t *testing.T) {
 	assert.Empty(t, dirs, "deleting the object's storage removes its directories")
 	w.mustCall(t, "WEB", "p", "Start", nil)
 	assert.Equal(t, "", w.callString(t, "WEB", "p", "Run", "ls /data"))
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestContainerClassWebSocket opens a WebSocket through the Worker and the
+// object to the container's echo server: messages flow both ways on the
+// switched connection, plain requests still work, and closing it ends the
+// container side.
+func TestContainerClassWebSocket(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", webManifest, data)
+	code, body := get(t, w.url+"/fetch/ECHO/e/")
+	require.Equal(t, 200, code, body)
+	assert.Equal(t, "ws echo", body, "a plain request is proxied as before")
+
+	ws, err := websocket.Dial("ws"+strings.TrimPrefix(w.url, "http")+"/fetch/ECHO/e/socket", "", "http://localhost/")
+	require.NoError(t, err)
+	for _, msg := range []string{"hello", "a second message", strings.Repeat("x", 100000)} {
+		require.NoError(t, websocket.Message.Send(ws, msg))
+		var got string
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		require.NoError(t, websocket.Message.Receive(ws, &got))
+		assert.Equal(t, "echo: "+msg, got)
+	}
+	require.NoError(t, ws.Close())
+	code, _ = get(t, w.url+"/alone")
+	assert.Equal(t, 200, code, "the host keeps serving")
 	w.stop()
 	assertNoLeftovers(t, data)
 }

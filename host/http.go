@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,10 +34,64 @@ type incoming struct {
 	streamed func() error
 	// pseudo are extra pseudo-fields of the head (wharf_on_outbound's).
 	pseudo [][2]string
+	// upgrade is set for a client's request to switch protocols (e.g. a
+	// WebSocket): answered with 101, the connection is taken over.
+	upgrade *upgrade
+}
+
+// upgrade carries a switched connection: the client's bytes reach the
+// guest's request body through a pipe, the response body goes to conn.
+type upgrade struct {
+	r    *io.PipeReader
+	w    *io.PipeWriter
+	conn net.Conn // set once the 101 is sent
+}
+
+// wantsUpgrade reports whether r asks to switch protocols.
+func wantsUpgrade(h http.Header) bool {
+	return h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
 }
 
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
-	return &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
+	in := &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
+	if _, ok := rw.(http.Hijacker); ok && wantsUpgrade(r.Header) {
+		pr, pw := io.Pipe()
+		in.upgrade = &upgrade{r: pr, w: pw}
+	}
+	return in
+}
+
+// switchProtocols answers 101 on the client's own connection and starts
+// feeding what the client sends into the request body.
+func (in *incoming) switchProtocols(h http.Header) error {
+	conn, brw, err := in.rc.Hijack()
+	if err != nil {
+		return err
+	}
+	var head strings.Builder
+	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	h.Write(&head)
+	head.WriteString("\r\n")
+	if _, err := io.WriteString(conn, head.String()); err != nil {
+		conn.Close()
+		return err
+	}
+	in.upgrade.conn = conn
+	go func() {
+		_, err := io.Copy(in.upgrade.w, brw)
+		in.upgrade.w.CloseWithError(err)
+	}()
+	return nil
+}
+
+// endUpgrade closes a switched connection, or ends the unused pipe.
+func (in *incoming) endUpgrade() {
+	if in.upgrade != nil {
+		in.upgrade.w.Close()
+		if in.upgrade.conn != nil {
+			in.upgrade.conn.Close()
+		}
+	}
 }
 
 // encodeRequestHead lays out :method, :url, any other pseudo-fields and the
@@ -98,7 +154,10 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		return err
 	}
 	var src io.ReadCloser
-	if in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0 {
+	switch {
+	case in.upgrade != nil: // what the client sends after a 101
+		src = in.upgrade.r
+	case in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0:
 		src = in.r.Body
 		// Let the guest read while it writes (an echo). Only for a body it
 		// takes: net/http must handle an unread body itself.
@@ -147,6 +206,10 @@ func decodeHead(raw []byte, pseudo map[string]*string, h http.Header) error {
 type responseSink struct{ in *incoming }
 
 func (s responseSink) write(p []byte) error {
+	if u := s.in.upgrade; u != nil && u.conn != nil {
+		_, err := u.conn.Write(p)
+		return err
+	}
 	if _, err := s.in.rw.Write(p); err != nil {
 		return err
 	}
@@ -167,6 +230,10 @@ func (s responseSink) finish() error {
 func (s responseSink) abort(err error) {
 	if e, ok := s.in.rw.(bodyEnder); ok {
 		e.endBody(err)
+		return
+	}
+	if u := s.in.upgrade; u != nil && u.conn != nil {
+		u.conn.Close()
 		return
 	}
 	s.in.rc.SetWriteDeadline(time.Now())
@@ -202,15 +269,22 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		return err
 	}
 	status, err := strconv.Atoi(statusText)
-	if err != nil || status < 200 || status > 599 {
+	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && wantsUpgrade(in.r.Header)
+	if (err != nil || status < 200 || status > 599) && !switchProto {
 		clear(dst)
-		return fmt.Errorf("%w: response status %q is not a number from 200 to 599", abi.StatusInvalid, statusText)
+		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request)", abi.StatusInvalid, statusText)
 	}
 	if !streaming && dst.Get("Content-Length") == "" {
 		dst["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
 	in.responded, in.status = true, status
-	in.rw.WriteHeader(status)
+	if switchProto && in.upgrade != nil { // the client's connection: take it over
+		if err := in.switchProtocols(dst); err != nil {
+			return fmt.Errorf("%w: switching protocols: %w", abi.StatusClosed, err)
+		}
+	} else {
+		in.rw.WriteHeader(status)
+	}
 	if !streaming {
 		if len(body) > 0 {
 			if len(body) > chunkSize { // may block on a slow client: honour the deadline
@@ -321,13 +395,15 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 
 func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
-	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", s.client, func(req *http.Request) error { return nil })
+	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", s.client, nil)
 }
 
 // startFetch is fetch and container_fetch from a[0:5] (head, len, flags,
-// body_out, pending_out): check vets the URL, route may redirect the
-// request before client sends it.
-func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check func(*url.URL) bool, want string, client *http.Client, route func(*http.Request) error) error {
+// body_out, pending_out): check vets the URL, route (if set) may redirect
+// the request before client sends it and returns what to do with the
+// response.
+func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check func(*url.URL) bool, want string, client *http.Client,
+	route func(*http.Request) (func(*http.Response), error)) error {
 	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
@@ -339,9 +415,12 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 	if err != nil {
 		return err
 	}
-	if err := route(req); err != nil {
-		cancel()
-		return err
+	var after func(*http.Response)
+	if route != nil {
+		if after, err = route(req); err != nil {
+			cancel()
+			return err
+		}
 	}
 	p := newPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[4]), abi.KindPending, p); err != nil {
@@ -357,6 +436,9 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			}
 			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
 			return
+		}
+		if after != nil {
+			after(resp)
 		}
 		p.resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)
 	}()

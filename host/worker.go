@@ -294,6 +294,10 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, export string, p
 	if in.body != nil {
 		in.body.close() // the body must not be read once ServeHTTP returns
 	}
+	if in.upgrade != nil {
+		in.endUpgrade()
+		return // a switched connection is closed, not aborted
+	}
 	if streamErr != nil {
 		logger.Warn("response body cut short", "err", streamErr)
 		panic(http.ErrAbortHandler) // close the connection so the client sees a cut body

@@ -58,12 +58,20 @@ func roundTrip(req *http.Request, start func(head []byte, flags uint32) (body, p
 	pending := &Pending{handle: pendingH}
 	if hasBody {
 		body := &Stream{handle: bodyH}
-		if _, err := io.Copy(body, req.Body); err != nil {
+		if src, err := streamOf(req.Body); err == nil {
+			// A host stream (an incoming body, say) is copied by the host,
+			// while the response is awaited: it may never end (a WebSocket).
+			if _, err := ForwardStream(src, body); err != nil {
+				wharf.Close(pendingH)
+				return nil, fmt.Errorf("wharf: sending request body: %w", err)
+			}
+		} else if _, err := io.Copy(body, req.Body); err != nil {
 			body.Abort(err.Error())
 			wharf.Close(pendingH)
 			return nil, fmt.Errorf("wharf: sending request body: %w", err)
+		} else {
+			body.Close()
 		}
-		body.Close()
 	}
 	timeout := time.Duration(-1)
 	if deadline, ok := req.Context().Deadline(); ok {

@@ -107,8 +107,8 @@ func newRequest(req uint32) (*http.Request, error) {
 	r.ContentLength = -1
 	if cl := r.Header.Get("Content-Length"); cl != "" {
 		r.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
-	} else if r.Header.Get("Transfer-Encoding") == "" {
-		r.ContentLength = 0
+	} else if r.Header.Get("Transfer-Encoding") == "" && r.Header.Get("Upgrade") == "" {
+		r.ContentLength = 0 // an Upgrade request's body is what follows a 101
 	}
 	if r.ContentLength == 0 {
 		r.Body = http.NoBody
@@ -219,6 +219,9 @@ func (w *responseWriter) WriteHeader(status int) {
 
 func (w *responseWriter) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
+	if w.status == http.StatusSwitchingProtocols && w.stream == nil {
+		w.Flush() // a switched connection streams from the first byte
+	}
 	if w.err != nil {
 		return 0, w.err
 	}

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/websocket"
 )
 
 const usage = `usage:
@@ -26,6 +28,7 @@ const usage = `usage:
   probe keepalive URL WAIT-FILE GET twice on one connection: WAIT-FILE.ready after the first, the second once WAIT-FILE exists
   probe bench URL N             N GETs on one connection; prints the p50 and p90 latency
   probe download URL            GET, discarding the body; prints its size and MB/s
+  probe wsecho PORT             serves WebSocket echo on PORT (any path), and HTTP GET / with "ws echo"
   probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
   probe udp ADDR MESSAGE        sends a datagram, prints the reply
   probe resolve NAME            prints NAME's addresses`
@@ -55,6 +58,8 @@ func main() {
 		err = bench(arg, max(n, 1))
 	case "download":
 		err = download(arg)
+	case "wsecho":
+		err = wsEcho(arg)
 	case "tcp", "udp":
 		if len(os.Args) < 4 {
 			fail(usage)
@@ -214,4 +219,27 @@ func download(url string) error {
 	d := time.Since(start)
 	fmt.Printf("bytes=%d seconds=%.3f mbps=%.1f\n", n, d.Seconds(), float64(n)/1e6/d.Seconds())
 	return nil
+}
+
+// wsEcho serves a WebSocket that sends back every message it gets,
+// prefixed with "echo: ".
+func wsEcho(port string) error {
+	echo := websocket.Handler(func(c *websocket.Conn) {
+		for {
+			var msg string
+			if err := websocket.Message.Receive(c, &msg); err != nil {
+				return
+			}
+			if err := websocket.Message.Send(c, "echo: "+msg); err != nil {
+				return
+			}
+		}
+	})
+	return http.ListenAndServe(":"+port, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			io.WriteString(w, "ws echo")
+			return
+		}
+		echo.ServeHTTP(w, r)
+	}))
 }

@@ -502,6 +502,9 @@ func (w *Web) StartWithSecret(name string) error {
 // Wipe deletes the object's storage (and so its persistent directories).
 func (w *Web) Wipe() error { return w.st.Storage.DeleteAll() }
 
+// Echo is a ContainerClass whose container serves WebSocket echo.
+type Echo struct{ sdk.ContainerClass }
+
 // Broken panics in its constructor.
 type Broken struct{}
 
@@ -511,6 +514,13 @@ func init() {
 	sdk.RegisterClass("Box", func(st *sdk.ObjectState) any { return &Box{state: st} })
 	sdk.RegisterClass("Broken", func(st *sdk.ObjectState) any { panic("constructor failed on purpose") })
 	sdk.RegisterClass("Web", newWeb)
+	sdk.RegisterClass("Echo", func(st *sdk.ObjectState) any {
+		e := &Echo{sdk.ContainerClass{DefaultPort: 9000, Entrypoint: []string{"probe", "wsecho", "9000"}}}
+		if err := e.Bind(st); err != nil {
+			panic(err)
+		}
+		return e
+	})
 	sdk.RegisterClass("WebHard", newWeb)
 	outboundHandlers()
 
@@ -542,14 +552,13 @@ func init() {
 			return
 		}
 		req, _ := http.NewRequest(r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
+		req.Header = r.Header.Clone() // an Upgrade (WebSocket) passes through
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), 502)
 			return
 		}
-		defer resp.Body.Close()
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		sdk.WriteResponse(w, resp)
 	})
 	// GET /alone answers without any object: the Worker-only baseline.
 	mux.HandleFunc("GET /alone", func(w http.ResponseWriter, r *http.Request) {
