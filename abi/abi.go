@@ -115,6 +115,11 @@ const (
 	ImportContainerFetch = "container_fetch"
 )
 
+// MethodContainerExited is the RPC method (wharf_on_call, no arguments)
+// the host calls on an object when its container's main process has
+// ended, whoever ended it. An object that does not know it may ignore it.
+const MethodContainerExited = "wharf.container_exited"
+
 // Kinds of container_intercept.
 const (
 	InterceptHTTP    = 1 // a hostname, glob, IP, IP:port or CIDR

@@ -16,6 +16,7 @@ type lifecycle struct {
 	execs        *prometheus.CounterVec
 	failures     *prometheus.CounterVec
 	startSeconds *prometheus.HistogramVec
+	onExit       func(class, object string)
 }
 
 func newLifecycle(log *slog.Logger, reg prometheus.Registerer) *lifecycle {
@@ -58,6 +59,9 @@ func (l *lifecycle) watch(mc *Managed) {
 	go func() {
 		code, reason, err := mc.WaitExit()
 		l.running.WithLabelValues(mc.Class).Dec()
+		if l.onExit != nil {
+			defer l.onExit(mc.Class, mc.Object)
+		}
 		tag := Tag(mc.Class, mc.Object)
 		switch {
 		case err != nil:

@@ -105,6 +105,9 @@ type ManagerOptions struct {
 	Logger *slog.Logger
 	// Metrics registers the lifecycle metrics; nil registers none.
 	Metrics prometheus.Registerer
+	// OnExit, if set, is called (on its own goroutine) after the main
+	// process of an object's container has ended.
+	OnExit func(class, object string)
 }
 
 // NewManager manages containers on backend b; its network scope is the
@@ -128,7 +131,9 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
-	return &Manager{b: b, net: n, gw: gw, life: newLifecycle(o.Logger, o.Metrics), byID: map[string]*Managed{}}, nil
+	life := newLifecycle(o.Logger, o.Metrics)
+	life.onExit = o.OnExit
+	return &Manager{b: b, net: n, gw: gw, life: life, byID: map[string]*Managed{}}, nil
 }
 
 // Track makes the per-class metrics of classes appear (at zero) before

@@ -600,3 +600,18 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 		}, nil
 	})
 }
+
+// containerExited tells the object its container's main process ended
+// (MethodContainerExited), activating it if it was evicted. Nothing
+// answers; an object being shut down is not told.
+func (s *services) containerExited(class, object string) {
+	ns, ok := s.objects.classes[class]
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.base, time.Minute)
+	c := &callState{method: abi.MethodContainerExited, pending: newPending(func() {}, cancel)}
+	if err := s.objects.dispatch(ns, object, &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
+		cancel()
+	}
+}

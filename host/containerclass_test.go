@@ -71,9 +71,12 @@ func TestContainerClassStates(t *testing.T) {
 	assert.Equal(t, "ok\n", body, "ServeHTTP proxies to DefaultPort")
 	assert.Equal(t, "s3cret-value\n", w.callString(t, "WEB", "a", "Run", "echo $WHARF_TEST_SECRET"), "the manifest's secret is in the environment")
 
-	// A crash while healthy is never reported healthy.
+	// A crash while healthy is never reported healthy; the host tells the
+	// object at once, so OnStop runs without anyone asking.
 	w.mustCall(t, "WEB", "a", "Run", "touch /www/crash")
-	require.Eventually(t, func() bool { return w.status(t, "WEB", "a") != "healthy" }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(w.callString(t, "WEB", "a", "Hooks", nil), "stop:3:exited")
+	}, 5*time.Second, 50*time.Millisecond, "OnStop ran on the exit event")
 	assert.Equal(t, "stopped_with_code", w.status(t, "WEB", "a"))
 	assert.Contains(t, w.mustCall(t, "WEB", "a", "State", nil), `"ExitCode":3`)
 

@@ -191,7 +191,8 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 		}
 	}
 	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
-		Egress: egress.Config{Upstream: cfg.DNSUpstream, Interceptor: s}, Logger: logger, Metrics: cfg.Metrics})
+		Egress: egress.Config{Upstream: cfg.DNSUpstream, Interceptor: s}, Logger: logger, Metrics: cfg.Metrics,
+		OnExit: s.containerExited})
 	if err != nil {
 		b.Close()
 		return err

@@ -265,6 +265,14 @@ func (c *ContainerClass) refresh() (*containerRecord, error) {
 	return rec, nil
 }
 
+// containerExited is the host telling the object its container ended:
+// the state is updated and OnStop runs now, not on the next call.
+func (c *ContainerClass) containerExited() {
+	if c.st != nil {
+		c.refresh()
+	}
+}
+
 // State returns the container's state, noticing an exit first.
 func (c *ContainerClass) State() (ContainerStatus, error) {
 	rec, err := c.refresh()

@@ -135,6 +135,13 @@ func onCall(call uint32) (status int32) {
 		}
 		return true
 	})
+	if method == abi.MethodContainerExited { // from the host, not a caller
+		if h, ok := current.(interface{ containerExited() }); ok {
+			h.containerExited()
+		}
+		wharf.CallReturn(call, abi.StatusOK, nil)
+		return 0
+	}
 	result, st, err := invoke(current, method, args)
 	if err != nil {
 		wharf.CallReturn(call, st, []byte(err.Error()))
