@@ -382,6 +382,31 @@ func (m *Manager) Close(ctx context.Context) error {
 	return errors.Join(m.DestroyAll(ctx), m.gw.Close())
 }
 
+// StopAll sends SIGTERM to every running container and waits, up to
+// grace, for them all to exit (as before a shutdown: what has not exited
+// is then destroyed).
+func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
+	var signalled []*Managed
+	for _, mc := range m.List() {
+		if mc.Exited() {
+			continue
+		}
+		mc.MarkStopRequested()
+		mc.SetDestroyReason("wharf is shutting down")
+		if mc.Signal(ctx, syscall.SIGTERM) == nil {
+			signalled = append(signalled, mc)
+		}
+	}
+	deadline := time.After(grace)
+	for _, mc := range signalled {
+		select {
+		case <-mc.exited:
+		case <-deadline:
+			return
+		}
+	}
+}
+
 // Recover looks at the containers a previous run left: a container whose
 // task still runs is adopted if policy(class, internet) gives its egress
 // policy (internet is what it was started with); the rest are removed with

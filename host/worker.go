@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,6 +43,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means a default client.
 	Client *http.Client
+	// StopGrace is how long Close lets containers exit after SIGTERM
+	// before killing them; 0 kills them at once.
+	StopGrace time.Duration
 	// Metrics registers the host's Prometheus metrics; nil registers none.
 	Metrics prometheus.Registerer
 	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
@@ -64,14 +68,15 @@ type services struct {
 
 // Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
 type Worker struct {
-	plugin   *plugins.Plugin
-	manifest *plugins.Manifest
-	logger   *slog.Logger
-	services *services
-	cancel   context.CancelFunc
-	idPrefix string
-	nextID   atomic.Uint64
-	inFlight atomic.Int64
+	plugin    *plugins.Plugin
+	manifest  *plugins.Manifest
+	stopGrace time.Duration
+	logger    *slog.Logger
+	services  *services
+	cancel    context.CancelFunc
+	idPrefix  string
+	nextID    atomic.Uint64
+	inFlight  atomic.Int64
 }
 
 // NewWorker loads the Worker's module, validates it and warms its pool.
@@ -136,7 +141,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
-	w := &Worker{plugin: p, manifest: m, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
+	w := &Worker{plugin: p, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
 	s.worker.Store(w)
 	return w, nil
 }
@@ -228,6 +233,9 @@ func (w *Worker) Close(ctx context.Context) error {
 		err = w.services.objects.Close()
 	}
 	if w.services.containers != nil {
+		if w.stopGrace > 0 {
+			w.services.containers.StopAll(ctx, w.stopGrace)
+		}
 		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}
 	w.cancel()

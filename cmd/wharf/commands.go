@@ -90,6 +90,7 @@ type serveFlags struct {
 	address       string
 	dnsUpstream   []string
 	metricsListen string
+	stopGrace     time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -110,6 +111,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
 	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
+	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 	return cmd
@@ -158,7 +160,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
-		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics})
+		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace})
 	if err != nil {
 		return err
 	}

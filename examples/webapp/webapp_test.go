@@ -68,6 +68,8 @@ func TestWebapp(t *testing.T) {
 	assert.NotEqual(t, cold, woken, "the next request wakes a new run")
 
 	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Regexp(t, `container:App#\S+ stop" .*exit_code=0 reason="wharf is shutting down"`, srv.Logs(),
+		"a clean shutdown lets the server exit on SIGTERM")
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 	assert.Empty(t, egress.FirewallLeftovers(containerd.Scope(data)))
 }
