@@ -166,8 +166,11 @@ func ContainerID(class, object string) string {
 func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egress.Policy, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
 	m.mu.Lock()
-	if _, ok := m.byID[id]; ok {
+	if mc, ok := m.byID[id]; ok {
 		m.mu.Unlock()
+		if mc == nil {
+			return nil, fmt.Errorf("the container of %s %s is being started or removed: try again", class, object)
+		}
 		return nil, fmt.Errorf("the container of %s %s is already running", class, object)
 	}
 	if n := m.runningLocked(class); maxPerClass > 0 && n >= maxPerClass {
@@ -292,11 +295,18 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	id := ContainerID(class, object)
 	m.mu.Lock()
 	mc := m.byID[id]
-	delete(m.byID, id)
+	if mc != nil {
+		m.byID[id] = nil // reserved until the names are free again
+	}
 	m.mu.Unlock()
 	if mc == nil {
 		return nil
 	}
+	defer func() {
+		m.mu.Lock()
+		delete(m.byID, id)
+		m.mu.Unlock()
+	}()
 	mc.MarkStopRequested()
 	m.forgetPolicy(id, mc.Policy)
 	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), removeIfExists(m.LogPath(class, object)))

@@ -246,6 +246,7 @@ func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
 	io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: wharf-exec\r\nConnection: Upgrade\r\n\r\n")
 	var mu sync.Mutex
 	stdinR, stdinW := io.Pipe()
+	defer stdinR.Close() // input that arrives after the exit is dropped
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	proc, err := mc.Exec(ctx, containerd.ExecSpec{Args: req.Cmd, Stdin: stdinR, Terminal: req.TTY,

@@ -109,7 +109,8 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024}}
 	internet := false
-	secrets := slices.Clone(cfg.Secrets)
+	secrets := cfg.Secrets // every start gets them all; the SDK may only name them
+	var bad error
 	labels := map[string]string{}
 	for k, v := range cfg.Labels {
 		labels[labelPrefix+k] = v
@@ -123,7 +124,10 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		case abi.OptEnableInternet:
 			internet = string(v) == "1"
 		case abi.OptSecret:
-			secrets = append(secrets, string(v))
+			if !slices.Contains(cfg.Secrets, string(v)) {
+				bad = fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, v)
+				return false
+			}
 		case abi.OptLabel:
 			k, val, _ := strings.Cut(string(v), "=")
 			labels[labelPrefix+k] = val
@@ -131,6 +135,9 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		return true
 	}); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	if bad != nil {
+		return bad
 	}
 	for _, name := range secrets {
 		v, ok := os.LookupEnv(name)
@@ -206,7 +213,9 @@ func (s *services) importContainerSignal(ctx context.Context, g *guest, _ plugin
 	if err != nil {
 		return err
 	}
-	mc.MarkStopRequested() // an exit the object asked for is not a failure
+	if sig := u32(a[0]); sig == uint32(syscall.SIGTERM) || sig == uint32(syscall.SIGKILL) || sig == uint32(syscall.SIGINT) {
+		mc.MarkStopRequested() // an exit the object asked for is not a failure
+	}
 	if err := mc.Signal(ctx, syscall.Signal(u32(a[0]))); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
@@ -593,9 +602,10 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 				}
 				return
 			}
-			go func() {
+			go func() { // the client is done: so is the switched connection
 				io.Copy(rwc, up)
 				up.Close()
+				rwc.Close()
 			}()
 		}, nil
 	})

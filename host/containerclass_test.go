@@ -2,6 +2,7 @@ package host
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,10 +90,15 @@ func TestContainerClassStates(t *testing.T) {
 	assert.Equal(t, "healthy", w.status(t, "WEB", "a"))
 	assert.Equal(t, "start\nstop:3:exited\nstart\nstop:0:stopped\nstart\n", w.callString(t, "WEB", "a", "Hooks", nil))
 
-	// A secret that is not set fails the start and names it.
-	code, body = w.call(t, "WEB", "b", "StartWithSecret", "WHARF_NOT_SET_ANYWHERE")
+	// A plugin may only ask for the secrets its wharf.toml declares, and a
+	// declared secret that is not set fails the start and names it.
+	code, body = w.call(t, "WEB", "b", "StartWithSecret", "HOME")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, `secret "WHARF_NOT_SET_ANYWHERE" is not set: export it in the environment of wharf serve`)
+	assert.Contains(t, body, `secret "HOME" is not declared: list it in secrets of the class's [[containers]] in wharf.toml`)
+	os.Unsetenv("WHARF_TEST_SECRET") // t.Setenv puts it back
+	code, body = w.call(t, "WEB", "b", "Start", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `secret "WHARF_TEST_SECRET" is not set: export it in the environment of wharf serve`)
 	w.stop()
 	assertNoLeftovers(t, data)
 }

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,11 @@ const (
 // Defaults of a ContainerClass.
 const (
 	DefaultSleepAfter   = "10m"
-	DefaultStartTimeout = 30 * time.Second
+	// DefaultStartTimeout stays under the default event timeout (30s), so
+	// a slow start fails with its own message.
+	DefaultStartTimeout = 20 * time.Second
+	// probeTimeout bounds one readiness probe.
+	probeTimeout = 5 * time.Second
 	// stopGrace is how long a start waits for a stopping container before
 	// destroying it.
 	stopGrace = 10 * time.Second
@@ -93,7 +98,8 @@ type ContainerClass struct {
 	// container; Labels are put on it. Both add to wharf.toml's.
 	Secrets []string
 	Labels  map[string]string
-	// StartTimeout bounds a start: ports and probes (default 30s).
+	// StartTimeout bounds a start: ports and probes (default 20s; keep it
+	// under the manifest's event timeout).
 	StartTimeout time.Duration
 
 	// Hooks. OnStart runs once the container is healthy; OnStop when a run
@@ -320,14 +326,24 @@ func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
 	if ports == nil {
 		ports = c.ports()
 	}
-	switch rec.Status {
-	case StateHealthy:
+	switch {
+	case rec.Status == StateHealthy:
 		return nil
-	case StateStopping:
+	case rec.Status == StateStopping:
 		if err := c.waitStopped(); err != nil {
 			return err
 		}
-	case StateRunning: // a start that did not finish (a failed event): wait again
+	case rec.Status == StateRunning || c.st.Container.Running():
+		// A start that did not finish: the event that made it failed (its
+		// deadline, say) and its writes were rolled back, but the
+		// container runs. Wait for it again rather than start another.
+		if rec.Status != StateRunning {
+			rec.Gen++
+			rec.LastActive = time.Now().UnixMilli()
+			if err := c.setStatus(StateRunning); err != nil {
+				return err
+			}
+		}
 		return c.becomeHealthy(cfg, ports, timeout)
 	}
 	internet := c.EnableInternet == nil || *c.EnableInternet
@@ -442,9 +458,12 @@ func (c *ContainerClass) portOpen(port int) bool {
 	return true
 }
 
-// probe GETs path on port and returns the status, 0 if it failed.
+// probe GETs path on port and returns the status, 0 if it failed or took
+// longer than probeTimeout.
 func (c *ContainerClass) probe(port int, path string) int {
-	req, _ := http.NewRequest("GET", "http://container"+path, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://container"+path, nil)
 	resp, err := c.st.Container.GetTCPPort(port).Fetch(req)
 	if err != nil {
 		return 0
@@ -515,10 +534,21 @@ func (c *ContainerClass) Alarm(int) error {
 		return c.Stop(15)
 	}
 	if !now.Before(time.UnixMilli(rec.LastActive).Add(cfg.sleepAfter)) {
-		if c.OnActivityExpired != nil {
-			return c.OnActivityExpired()
+		if c.OnActivityExpired == nil {
+			return c.Stop(15)
 		}
-		return c.Stop(15)
+		if err := c.OnActivityExpired(); err != nil {
+			return err
+		}
+		if c.rec.Status != StateRunning && c.rec.Status != StateHealthy {
+			return nil
+		}
+		// The hook kept it running: a new idle period starts, and the
+		// hard deadline still holds.
+		c.rec.LastActive = now.UnixMilli()
+		if err := c.save(); err != nil {
+			return err
+		}
 	}
 	return c.armAlarm(cfg)
 }

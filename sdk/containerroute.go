@@ -15,7 +15,9 @@ type RetryOptions struct {
 	// for a cold start, 100 ms in a pool), capped at 30 s.
 	Backoff time.Duration
 	// RetryOn decides which responses a Pool retries on another instance
-	// (default: any 5xx).
+	// (default: any 5xx). A request whose method is not idempotent (POST,
+	// PATCH) is retried only when it never reached the application (a
+	// provisioning failure).
 	RetryOn func(*http.Response) bool
 }
 
@@ -30,6 +32,15 @@ func (o RetryOptions) withDefaults(backoff time.Duration) RetryOptions {
 
 func (o RetryOptions) wait(attempt int) {
 	Sleep(min(o.Backoff<<attempt, 30*time.Second))
+}
+
+// idempotent reports whether a request with method may be sent twice.
+func idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // replayable reports whether req can be sent again: no body, or one
@@ -113,6 +124,9 @@ func (o RetryOptions) do(req *http.Request, pick func() (*Stub, error), retryabl
 		resp, err = stub.Fetch(req)
 		if err == nil && !retryable(resp) {
 			return resp, nil
+		}
+		if !idempotent(req.Method) && (err != nil || resp.Header.Get(ProvisioningHeader) == "") {
+			return resp, err // it may have reached the application: never sent twice
 		}
 		if i < attempts-1 && resp != nil {
 			resp.Body.Close()

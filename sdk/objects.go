@@ -154,7 +154,7 @@ func onCall(call uint32) (status int32) {
 var errorType = reflect.TypeFor[error]()
 
 // notCallable are methods with a role of their own, not for RPC.
-var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true}
+var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true, "Bind": true}
 
 // invoke calls an exported method by name with JSON arguments.
 func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
