@@ -26,7 +26,7 @@ const (
 
 // Defaults of a ContainerClass.
 const (
-	DefaultSleepAfter   = "10m"
+	DefaultSleepAfter = "10m"
 	// DefaultStartTimeout stays under the default event timeout (30s), so
 	// a slow start fails with its own message.
 	DefaultStartTimeout = 20 * time.Second
