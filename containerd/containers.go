@@ -50,6 +50,10 @@ type ContainerSpec struct {
 	RuncRoot string
 	// Mounts are added to the image's.
 	Mounts []specs.Mount
+	// OwnedDirs are host directories (bind-mounted in Mounts) handed to
+	// the user the container runs as, so an image with a USER can write
+	// to them.
+	OwnedDirs []string
 	// LogPath, if set, receives the main process's stdout and stderr
 	// (written by the shim, so it outlives wharf); otherwise they are
 	// discarded.
@@ -129,6 +133,12 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		// The snapshot may exist even though the container does not.
 		c.SnapshotService(Snapshotter).Remove(ctx, spec.ID+"-rootfs")
 		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
+	}
+	if len(spec.OwnedDirs) > 0 {
+		if err := chownToProcessUser(ctx, ctr, spec.OwnedDirs); err != nil {
+			ctr.Delete(ctx, client.WithSnapshotCleanup)
+			return nil, err
+		}
 	}
 	creator := cio.NullIO
 	if spec.LogPath != "" {
@@ -368,4 +378,20 @@ func mergeEnv(base, extra []string) []string {
 		}
 	}
 	return out
+}
+
+// chownToProcessUser gives dirs to the uid and gid the container's main
+// process runs as (the image's USER, resolved in its own /etc/passwd).
+func chownToProcessUser(ctx context.Context, ctr client.Container, dirs []string) error {
+	oci, err := ctr.Spec(ctx)
+	if err != nil {
+		return err
+	}
+	u := oci.Process.User
+	for _, d := range dirs {
+		if err := os.Chown(d, int(u.UID), int(u.GID)); err != nil {
+			return fmt.Errorf("giving %s to uid %d: %w", d, u.UID, err)
+		}
+	}
+	return nil
 }

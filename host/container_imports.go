@@ -152,6 +152,9 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		return fmt.Errorf("%w: persistent_dirs: %w", abi.StatusIO, err)
 	}
 	spec.Mounts = mounts
+	for _, m := range mounts {
+		spec.OwnedDirs = append(spec.OwnedDirs, m.Source)
+	}
 	policy, err := s.policyOf(g)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/websocket"
 
+	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 )
 
@@ -147,6 +148,25 @@ func TestPersistentDirs(t *testing.T) {
 	assert.Empty(t, dirs, "deleting the object's storage removes its directories")
 	w.mustCall(t, "WEB", "p", "Start", nil)
 	assert.Equal(t, "", w.callString(t, "WEB", "p", "Run", "ls /data"))
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestPersistentDirsBelongToTheImageUser: an image with a USER can write
+// to its persistent directories.
+func TestPersistentDirsBelongToTheImageUser(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportImages(t, data, testimages.Busybox, testimages.BusyboxApp)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest+`[[durable_objects.bindings]]
+name = "SLEEPER"
+class_name = "Sleeper"
+[[containers]]
+class_name = "Sleeper"
+image = "`+testimages.BusyboxAppRef+`"
+persistent_dirs = ["/workspace"]
+`, data)
+	w.mustCall(t, "SLEEPER", "u", "Start", nil)
+	assert.Equal(t, "1000\nwritten\n", w.callString(t, "SLEEPER", "u", "Run", "id -u; echo written > /workspace/f && cat /workspace/f"))
 	w.stop()
 	assertNoLeftovers(t, data)
 }

@@ -20,8 +20,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// BusyboxRef is the name of the busybox test image.
-const BusyboxRef = "wharf.test/busybox:latest"
+// BusyboxRef is the name of the busybox test image; BusyboxAppRef is the
+// same image run as the user app (uid 1000), like images with a USER.
+const (
+	BusyboxRef    = "wharf.test/busybox:latest"
+	BusyboxAppRef = "wharf.test/busybox-app:latest"
+)
 
 // busyboxPath is where Debian's busybox-static installs the binary.
 const busyboxPath = "/bin/busybox"
@@ -29,7 +33,12 @@ const busyboxPath = "/bin/busybox"
 // Busybox writes an image archive with a static busybox, its applets as
 // symlinks, the probe network client (/bin/probe), and users root (0) and
 // app (1000), and returns its path.
-func Busybox(dir string) (string, error) {
+func Busybox(dir string) (string, error) { return busybox(dir, BusyboxRef, "") }
+
+// BusyboxApp writes the archive of BusyboxAppRef.
+func BusyboxApp(dir string) (string, error) { return busybox(dir, BusyboxAppRef, "app") }
+
+func busybox(dir, refName, user string) (string, error) {
 	bin, err := os.ReadFile(busyboxPath)
 	if err != nil {
 		return "", fmt.Errorf("the test image needs %s: install the Debian package busybox-static: %w", busyboxPath, err)
@@ -91,6 +100,7 @@ func Busybox(dir string) (string, error) {
 		Env:        []string{"PATH=/bin", "IMAGE_VAR=from-image"},
 		Cmd:        []string{"sh"},
 		WorkingDir: "/",
+		User:       user,
 	})
 	if err != nil {
 		return "", err
@@ -103,11 +113,11 @@ func Busybox(dir string) (string, error) {
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
 	}
-	ref, err := name.NewTag(BusyboxRef)
+	ref, err := name.NewTag(refName)
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "busybox.tar")
+	path := filepath.Join(dir, strings.TrimPrefix(strings.Split(refName, ":")[0], "wharf.test/")+".tar")
 	return path, tarball.WriteToFile(path, ref, img)
 }
 

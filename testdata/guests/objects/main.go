@@ -522,6 +522,13 @@ func init() {
 		return e
 	})
 	sdk.RegisterClass("WebHard", newWeb)
+	sdk.RegisterClass("Sleeper", func(st *sdk.ObjectState) any { // no ports: healthy once it runs
+		w := &Web{st: st, ContainerClass: sdk.ContainerClass{Entrypoint: []string{"sleep", "3600"}}}
+		if err := w.Bind(st); err != nil {
+			panic(err)
+		}
+		return w
+	})
 	outboundHandlers()
 
 	mux := http.NewServeMux()
