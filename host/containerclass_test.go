@@ -91,6 +91,14 @@ func TestContainerClassStates(t *testing.T) {
 	assert.Equal(t, "healthy", w.status(t, "WEB", "a"))
 	assert.Equal(t, "start\nstop:3:exited\nstart\nstop:0:stopped\nstart\n", w.callString(t, "WEB", "a", "Hooks", nil))
 
+	// Removed from outside (as `wharf destroy` does): the object hears of
+	// it and says so.
+	require.NoError(t, w.services.containers.Destroy(t.Context(), "Web", w.services.objects.bindings["WEB"].ids.fromName("a")))
+	require.Eventually(t, func() bool {
+		return strings.HasSuffix(w.callString(t, "WEB", "a", "Hooks", nil), "stop:-1:the container was removed\n")
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "stopped", w.status(t, "WEB", "a"))
+
 	// A plugin may only ask for the secrets its wharf.toml declares, and a
 	// declared secret that is not set fails the start and names it.
 	code, body = w.call(t, "WEB", "b", "StartWithSecret", "HOME")

@@ -251,8 +251,8 @@ func (c *ContainerClass) refresh() (*containerRecord, error) {
 	switch err := c.st.Container.Monitor(); {
 	case errors.As(err, &exit):
 		info.ExitCode, info.Reason = exit.Code, firstNonEmpty(exit.Reason, "exited")
-	case err != nil:
-		info.Reason = err.Error() // no container left (destroyed elsewhere)
+	case err != nil: // no container left: removed from outside (an operator, a shutdown)
+		info.ExitCode, info.Reason = -1, "the container was removed"
 	}
 	status := StateStopped // also when someone destroyed or stopped it (a reason, code -1)
 	if info.ExitCode > 0 && rec.Status != StateStopping {
