@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -46,12 +47,8 @@ func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, 
 		return nil, fmt.Errorf("another wharf serve is running with the data directory %s (%s answers)", dataDir, path)
 	}
 	os.Remove(path) // a socket left by a crash
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	a := &Admin{w: w, ln: ln, path: path}
@@ -67,6 +64,29 @@ func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, 
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go a.srv.Serve(ln)
 	return a, nil
+}
+
+// listenPrivate listens on a unix socket at path that only its owner can
+// use: it is made in a directory only the owner can enter, made 0600 and
+// only then moved into place, so there is no moment anyone else could
+// connect.
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".admin-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // the path changes below; Close removes it
+	if err := errors.Join(os.Chmod(tmp, 0o600), os.Rename(tmp, path)); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // Close stops the API and removes the socket.

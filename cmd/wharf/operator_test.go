@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -51,6 +52,11 @@ func TestOperatorCLI(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
 	dd := "--data-dir=" + data
+	fi, err := os.Stat(admin.SocketPath(data))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "only the owner can use the admin socket")
+	tmp, _ := filepath.Glob(filepath.Join(data, ".admin-*"))
+	assert.Empty(t, tmp)
 
 	out, code := wharfCmd(t, "", "ps", dd)
 	require.Equal(t, 0, code, out)
