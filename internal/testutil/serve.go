@@ -91,7 +91,9 @@ func StartServe(t testing.TB, args ...string) *Serve {
 		close(s.done)
 	}()
 	t.Cleanup(func() {
-		s.Kill()
+		// A clean stop, even after a failed test: wharf removes its
+		// containers, networks and firewall rules on the way out.
+		s.Stop(30 * time.Second)
 		if t.Failed() {
 			t.Logf("wharf serve log:\n%s", s.Logs())
 		}
