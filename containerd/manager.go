@@ -276,9 +276,9 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	return m.Destroy(ctx, class, object)
 }
 
-// Labels returns the labels of the object's container.
-func (m *Manager) Labels(ctx context.Context, mc *Managed) map[string]string {
-	labels, _ := mc.ctr.Labels(WithNamespace(ctx))
+// Labels returns the container's labels.
+func (m *Managed) Labels(ctx context.Context) map[string]string {
+	labels, _ := m.ctr.Labels(WithNamespace(ctx))
 	return labels
 }
 

@@ -110,7 +110,7 @@ func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 				}
 			}
 			labels := map[string]string{}
-			for k, v := range s.containers.Labels(r.Context(), mc) {
+			for k, v := range mc.Labels(r.Context()) {
 				if name, ok := strings.CutPrefix(k, labelPrefix); ok {
 					labels[name] = v
 				}
@@ -147,7 +147,7 @@ func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
 	id := ns.ids.fromName(name)
 	if hex, isID := strings.CutPrefix(name, "id:"); isID {
 		var err error
-		if id, err = a.idFromPrefix(ns.class, hex); err != nil {
+		if id, err = a.idFromPrefix(ns, hex); err != nil {
 			return nil, err
 		}
 	}
@@ -161,11 +161,12 @@ func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
 	return mc, nil
 }
 
-// idFromPrefix finds the running object of class whose id starts with
+// idFromPrefix finds the running object of ns whose id starts with
 // prefix (as `wharf ps` shows it); a whole id is taken as it is.
-func (a *Admin) idFromPrefix(class, prefix string) (string, error) {
+func (a *Admin) idFromPrefix(ns *namespace, prefix string) (string, error) {
+	class := ns.class
 	if len(prefix) == abi.ObjectIDLen {
-		return a.w.services.objects.classes[class].ids.parse(prefix)
+		return ns.ids.parse(prefix)
 	}
 	var found []string
 	for _, mc := range a.w.services.containers.List() {

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -177,11 +178,11 @@ func (c *ContainerClass) config() (*classConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	sleep := firstNonEmpty(c.SleepAfter, manifestSleep, DefaultSleepAfter)
+	sleep := cmp.Or(c.SleepAfter, manifestSleep, DefaultSleepAfter)
 	if cfg.sleepAfter, err = abi.ParseDuration(sleep); err != nil {
 		return nil, fmt.Errorf("%w: SleepAfter: %w", ErrInvalidArgument, err)
 	}
-	if hard := firstNonEmpty(c.HardTimeout, manifestHard); hard != "" {
+	if hard := cmp.Or(c.HardTimeout, manifestHard); hard != "" {
 		if cfg.hardTimeout, err = abi.ParseDuration(hard); err != nil {
 			return nil, fmt.Errorf("%w: HardTimeout: %w", ErrInvalidArgument, err)
 		}
@@ -189,15 +190,6 @@ func (c *ContainerClass) config() (*classConfig, error) {
 	cfg.readyOn = append(cfg.readyOn, c.ReadyOn...)
 	c.cfg = cfg
 	return cfg, nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func (c *ContainerClass) load() (*containerRecord, error) {
@@ -250,7 +242,7 @@ func (c *ContainerClass) refresh() (*containerRecord, error) {
 	var exit *ExitError
 	switch err := c.st.Container.Monitor(); {
 	case errors.As(err, &exit):
-		info.ExitCode, info.Reason = exit.Code, firstNonEmpty(exit.Reason, "exited")
+		info.ExitCode, info.Reason = exit.Code, cmp.Or(exit.Reason, "exited")
 	case err != nil: // no container left: removed from outside (an operator, a shutdown)
 		info.ExitCode, info.Reason = -1, "the container was removed"
 	}
@@ -320,15 +312,16 @@ func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	if rec.Status == StateHealthy { // every proxied request passes here
+		return nil
+	}
 	if timeout <= 0 {
-		timeout = cmpOr(c.StartTimeout, DefaultStartTimeout)
+		timeout = cmp.Or(c.StartTimeout, DefaultStartTimeout)
 	}
 	if ports == nil {
 		ports = c.ports()
 	}
 	switch {
-	case rec.Status == StateHealthy:
-		return nil
 	case rec.Status == StateStopping:
 		if err := c.waitStopped(); err != nil {
 			return err
@@ -362,14 +355,6 @@ func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
 		return err
 	}
 	return c.becomeHealthy(cfg, ports, timeout)
-}
-
-func cmpOr[T comparable](a, b T) T {
-	var zero T
-	if a != zero {
-		return a
-	}
-	return b
 }
 
 // ports are DefaultPort and RequiredPorts.
@@ -406,7 +391,7 @@ func (c *ContainerClass) becomeHealthy(cfg *classConfig, ports []int, timeout ti
 		}})
 	}
 	for _, p := range cfg.readyOn {
-		port, want := cmpOr(p.Port, c.DefaultPort), cmpOr(p.Status, 200)
+		port, want := cmp.Or(p.Port, c.DefaultPort), cmp.Or(p.Status, 200)
 		path := "/" + strings.TrimPrefix(p.Path, "/")
 		pending = append(pending, check{fmt.Sprintf("ready_on %s on port %d did not answer %d", path, port, want),
 			func() bool { return c.probe(port, path) == want }})
@@ -566,7 +551,7 @@ func (c *ContainerClass) Stop(sig int) error {
 	if rec.Status != StateRunning && rec.Status != StateHealthy {
 		return nil
 	}
-	if err := c.st.Container.Signal(cmpOr(sig, 15)); err != nil && !errors.Is(err, ErrNotRunning) {
+	if err := c.st.Container.Signal(cmp.Or(sig, 15)); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	if err := c.setStatus(StateStopping); err != nil {
@@ -614,9 +599,7 @@ func (c *ContainerClass) ContainerFetch(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	c.touch()
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	resp, err := c.st.Container.GetTCPPort(port).Fetch(out)
+	resp, err := c.st.Container.GetTCPPort(port).Fetch(r) // it only reads r
 	switch {
 	case errors.Is(err, ErrPortRefused):
 		w.Header().Set(ProvisioningHeader, "not-listening")

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -22,8 +23,8 @@ type RetryOptions struct {
 }
 
 func (o RetryOptions) withDefaults(backoff time.Duration) RetryOptions {
-	o.Attempts = cmpOr(o.Attempts, 3)
-	o.Backoff = cmpOr(o.Backoff, backoff)
+	o.Attempts = cmp.Or(o.Attempts, 3)
+	o.Backoff = cmp.Or(o.Backoff, backoff)
 	if o.RetryOn == nil {
 		o.RetryOn = func(r *http.Response) bool { return r.StatusCode >= 500 }
 	}

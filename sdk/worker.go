@@ -84,7 +84,14 @@ func newRequest(req uint32) (*http.Request, error) {
 			if out == nil {
 				out = &outboundSource{}
 			}
-			*map[string]*string{abi.FieldHandler: &out.handler, abi.FieldClass: &out.class, abi.FieldID: &out.id}[n] = v
+			switch n {
+			case abi.FieldHandler:
+				out.handler = v
+			case abi.FieldClass:
+				out.class = v
+			default:
+				out.id = v
+			}
 		case abi.FieldMethod:
 			r.Method = v
 		case abi.FieldURL:

@@ -109,7 +109,7 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) 
 	case p.claimsName(name):
 		g.answerSynthetic(m, question, name)
 	case p.permits(name):
-		if g.forward(a, q, m, network) {
+		if g.forward(a, q, m, name, network) {
 			return
 		}
 		if p.claimsAll() {
@@ -145,7 +145,7 @@ func (g *Gateway) answerSynthetic(m *dns.Msg, q dns.Question, name string) {
 // (and TCP again for an answer truncated over UDP), copies their answer
 // into m and remembers the addresses for the proxy. It reports whether one
 // answered.
-func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg, network string) bool {
+func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg, name, network string) bool {
 	c := &dns.Client{Net: network, Timeout: 2 * time.Second}
 	for _, s := range g.cfg.Upstream {
 		r, _, err := c.ExchangeContext(g.ctx, q, s)
@@ -155,7 +155,6 @@ func (g *Gateway) forward(a *attachment, q *dns.Msg, m *dns.Msg, network string)
 		if err != nil {
 			continue
 		}
-		name := strings.ToLower(strings.TrimSuffix(q.Question[0].Name, "."))
 		for _, rr := range r.Answer {
 			switch v := rr.(type) {
 			case *dns.A:

@@ -3,6 +3,7 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -216,20 +217,12 @@ func saddrInSet(s *nftables.Set) []expr.Any {
 }
 
 func daddrIn(p netip.Prefix) []expr.Any {
-	mask := netipMask(p)
+	mask := net.CIDRMask(p.Bits(), 32)
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
-}
-
-func netipMask(p netip.Prefix) []byte {
-	m := make([]byte, 4)
-	for i := 0; i < p.Bits(); i++ {
-		m[i/8] |= 0x80 >> (i % 8)
-	}
-	return m
 }
 
 func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
