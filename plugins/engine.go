@@ -1,13 +1,36 @@
 // Package plugins loads and runs Wasm plugins: the manifest, validation
 // against the wharf_v1 ABI, compilation with an on-disk cache, warm pools of
 // initialised instances, and memory and time limits. The Engine interface
-// hides the Wasm runtime; wazero is the default implementation.
+// hides the Wasm runtime: wazero (pure Go, the default) or wasmtime (cgo).
 package plugins
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 )
+
+// Engine names, as wharf.toml's [limits] engine and wharf serve --engine
+// spell them.
+const (
+	EngineWazero   = "wazero"
+	EngineWasmtime = "wasmtime"
+)
+
+// Engines lists the engine names, the default first.
+var Engines = []string{EngineWazero, EngineWasmtime}
+
+// NewEngine creates the named engine; an empty name is the default.
+func NewEngine(ctx context.Context, name string, cfg EngineConfig) (Engine, error) {
+	switch name {
+	case "", EngineWazero:
+		return NewWazeroEngine(ctx, cfg)
+	case EngineWasmtime:
+		return NewWasmtimeEngine(ctx, cfg)
+	}
+	return nil, fmt.Errorf("unknown engine %q (want %s)", name, strings.Join(Engines, " or "))
+}
 
 // ValueType is the Wasm type of a host function parameter or result.
 type ValueType byte

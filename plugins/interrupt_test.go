@@ -20,37 +20,41 @@ func TestInterruptStopsEndlessLoop(t *testing.T) {
 	wasm, err := os.ReadFile(testutil.BuildGuest(t, "testdata/guests/nop"))
 	require.NoError(t, err)
 	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
-	e, err := NewWazeroEngine(context.Background(), EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
-	require.NoError(t, err)
-	defer e.Close(context.Background())
-	m, err := e.Compile(context.Background(), wasm)
-	require.NoError(t, err)
-	for _, export := range []string{"spin", "loop_go"} {
-		inst, err := m.Instantiate(context.Background(), InstanceConfig{})
-		require.NoError(t, err)
-		_, err = inst.Call(context.Background(), "_initialize")
-		require.NoError(t, err)
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			e, err := NewEngine(context.Background(), engine, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
+			require.NoError(t, err)
+			defer e.Close(context.Background())
+			m, err := e.Compile(context.Background(), wasm)
+			require.NoError(t, err)
+			for _, export := range []string{"spin", "loop_go", "loop_nop"} {
+				inst, err := m.Instantiate(context.Background(), InstanceConfig{})
+				require.NoError(t, err)
+				_, err = inst.Call(context.Background(), "_initialize")
+				require.NoError(t, err)
 
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		start := time.Now()
-		gcDone := make(chan time.Duration, 1)
-		go func() {
-			time.Sleep(50 * time.Millisecond)
-			runtime.GC()
-			gcDone <- time.Since(start)
-		}()
-		_, err = inst.Call(ctx, export, 2_000_000_000)
-		elapsed := time.Since(start)
-		cancel()
-		assert.ErrorIs(t, err, ErrDeadline, export)
-		assert.Less(t, elapsed, 2*time.Second, "%s: the guest ran past its deadline", export)
-		select {
-		case gc := <-gcDone:
-			assert.Less(t, gc, 300*time.Millisecond, "%s: the GC waited for the guest", export)
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: GC never finished", export)
-		}
-		inst.Close(context.Background())
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				start := time.Now()
+				gcDone := make(chan time.Duration, 1)
+				go func() {
+					time.Sleep(50 * time.Millisecond)
+					runtime.GC()
+					gcDone <- time.Since(start)
+				}()
+				_, err = inst.Call(ctx, export, 2_000_000_000)
+				elapsed := time.Since(start)
+				cancel()
+				assert.ErrorIs(t, err, ErrDeadline, export)
+				assert.Less(t, elapsed, 2*time.Second, "%s: the guest ran past its deadline", export)
+				select {
+				case gc := <-gcDone:
+					assert.Less(t, gc, 300*time.Millisecond, "%s: the GC waited for the guest", export)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: GC never finished", export)
+				}
+				inst.Close(context.Background())
+			}
+		})
 	}
 }
 

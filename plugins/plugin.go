@@ -18,6 +18,8 @@ type Config struct {
 	Name string
 	// Path is the .wasm file.
 	Path string
+	// Engine is the Wasm runtime, one of Engines; empty means wazero.
+	Engine string
 	// CacheDir holds compiled code; empty disables the on-disk cache.
 	CacheDir string
 	// MemoryLimitBytes caps each instance's linear memory.
@@ -87,7 +89,7 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 			return nil, err
 		}
 	}
-	engine, err := NewWazeroEngine(ctx, EngineConfig{
+	engine, err := NewEngine(ctx, cfg.Engine, EngineConfig{
 		CacheDir:         cacheDir,
 		MemoryLimitBytes: cfg.MemoryLimitBytes,
 		HostModules:      cfg.HostModules,

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -14,11 +15,11 @@ import (
 
 // loadSpec writes a hand-assembled module and loads it the way the host
 // does, with one wharf_v1 import known to the host.
-func loadSpec(t *testing.T, name string, wasm []byte) (*Plugin, string, error) {
+func loadSpec(t *testing.T, engine, name string, wasm []byte) (*Plugin, string, error) {
 	t.Helper()
 	path := testutil.WriteFile(t, name, wasm)
 	p, err := Load(context.Background(), Config{
-		Name: "t", Path: path, CacheDir: filepath.Join(t.TempDir(), "cache"),
+		Name: "t", Path: path, Engine: engine, CacheDir: filepath.Join(t.TempDir(), "cache"),
 		HostModules: map[string][]HostFunc{abi.ImportModule: {
 			{Name: "ping", Results: []ValueType{I32}, Fn: func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }},
 			{Name: abi.ImportClose, Params: []ValueType{I32}, Results: []ValueType{I32}, Fn: func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }},
@@ -34,19 +35,33 @@ func loadSpec(t *testing.T, name string, wasm []byte) (*Plugin, string, error) {
 
 var goodExports = map[string]int32{abi.ExportABIVersion: abi.Version, abi.ExportOnFetch: 0}
 
+// forEachEngine runs test once per engine, as a subtest named after it.
+func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) { test(t, engine) })
+	}
+}
+
 func TestLoadValidModule(t *testing.T) {
-	p, _, err := loadSpec(t, "ok.wasm", testutil.ModuleSpec{
-		Imports: [][2]string{{abi.ImportModule, "ping"}},
-		Exports: goodExports,
-	}.Wasm())
-	require.NoError(t, err)
-	inst, err := p.Get(context.Background())
-	require.NoError(t, err)
-	r, err := inst.Call(context.Background(), abi.ExportOnFetch)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(0), r)
-	p.Put(inst)
-	assert.Equal(t, 0, p.Stats().Busy)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		p, _, err := loadSpec(t, engine, "ok.wasm", testutil.ModuleSpec{
+			Imports: [][2]string{{abi.ImportModule, "ping"}},
+			Exports: goodExports,
+		}.Wasm())
+		require.NoError(t, err)
+		inst, err := p.Get(context.Background())
+		require.NoError(t, err)
+		r, err := inst.Call(context.Background(), abi.ExportOnFetch)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(0), r)
+		p.Put(inst)
+		assert.Equal(t, 0, p.Stats().Busy)
+	})
+}
+
+func TestUnknownEngineIsRefused(t *testing.T) {
+	_, _, err := loadSpec(t, "v8", "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+	assert.ErrorContains(t, err, `unknown engine "v8" (want wazero or wasmtime)`)
 }
 
 func TestLoadRefusesBadModules(t *testing.T) {
@@ -73,15 +88,17 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		{"v2.wasm", testutil.ModuleSpec{Exports: map[string]int32{abi.ExportABIVersion: 2, abi.ExportOnFetch: 0}}.Wasm(),
 			"module is built for ABI version 2, this host implements version 1"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, path, err := loadSpec(t, c.name, c.wasm)
-			require.Error(t, err)
-			assert.ErrorIs(t, err, ErrInvalidModule)
-			assert.Contains(t, err.Error(), c.want)
-			assert.Contains(t, err.Error(), path, "the error names the file")
-		})
-	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				_, path, err := loadSpec(t, engine, c.name, c.wasm)
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ErrInvalidModule)
+				assert.Contains(t, err.Error(), c.want)
+				assert.Contains(t, err.Error(), path, "the error names the file")
+			})
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		_, err := Load(context.Background(), Config{Path: "/nonexistent/x.wasm"})
 		assert.ErrorContains(t, err, "/nonexistent/x.wasm")
@@ -89,13 +106,29 @@ func TestLoadRefusesBadModules(t *testing.T) {
 }
 
 func TestCompiledCodeIsCachedOnDisk(t *testing.T) {
-	dir := t.TempDir()
-	path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
-	cfg := Config{Name: "t", Path: path, CacheDir: dir, RequiredExports: []string{abi.ExportOnFetch}}
-	p, err := Load(context.Background(), cfg)
-	require.NoError(t, err)
-	p.Close(context.Background())
-	entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
-	require.NoError(t, err)
-	assert.NotEmpty(t, entries, "compiled code was written to the cache dir")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		dir := t.TempDir()
+		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir, RequiredExports: []string{abi.ExportOnFetch}}
+		onFetch := func() uint64 {
+			p, err := Load(context.Background(), cfg)
+			require.NoError(t, err)
+			defer p.Close(context.Background())
+			inst, err := p.Get(context.Background())
+			require.NoError(t, err)
+			defer p.Put(inst)
+			r, err := inst.Call(context.Background(), abi.ExportOnFetch)
+			require.NoError(t, err)
+			return r
+		}
+		assert.Equal(t, uint64(0), onFetch())
+		entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+		require.NoError(t, err)
+		assert.NotEmpty(t, entries, "compiled code was written to the cache dir")
+		assert.Equal(t, uint64(0), onFetch(), "loaded from the cache")
+
+		rebuilt := testutil.ModuleSpec{Exports: map[string]int32{abi.ExportABIVersion: abi.Version, abi.ExportOnFetch: 7}}.Wasm()
+		require.NoError(t, os.WriteFile(path, rebuilt, 0o644))
+		assert.Equal(t, uint64(7), onFetch(), "a rebuilt module never runs stale code")
+	})
 }
