@@ -59,6 +59,7 @@ const (
 
 	// Durable Objects: ids, stubs and the object side of calls.
 	ImportRegisterClass = "register_class"
+	ImportUseBinding    = "use_binding"
 	ImportObjectID      = "object_id"
 	ImportObjectSelf    = "object_self"
 	ImportObjectFetch   = "object_fetch"

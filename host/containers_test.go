@@ -142,14 +142,15 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running", "a destroyed container is gone")
 
 	// Ports: HTTP fetch, a raw connection, and a port nobody listens on.
-	w.mustCall(t, "BOX", "web", "Start", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"})
-	var fetched string
-	require.Eventually(t, func() bool {
-		code, body := w.call(t, "BOX", "web", "Fetch", map[string]any{"Port": 8080, "Path": "/passwd"})
-		fetched = body
-		return code == 200
-	}, 10*time.Second, 20*time.Millisecond, "the container's server answers")
-	assert.Contains(t, fetched, "200 root:x:0:0")
+	assert.Equal(t, `"not running: wharf: the container is not running: waiting for port 8080"`,
+		w.mustCall(t, "BOX", "web", "WaitPort", map[string]any{"Port": 8080, "Timeout": "1s"}))
+	w.mustCall(t, "BOX", "web", "Start", []string{"sh", "-c", "sleep 0.5; exec httpd -f -p 8080 -h /etc"})
+	assert.Equal(t, `"ready"`, w.mustCall(t, "BOX", "web", "WaitPort", map[string]any{"Port": 8080, "Timeout": "10s"}),
+		"WaitReady waits for the server that starts late")
+	assert.Contains(t, w.mustCall(t, "BOX", "web", "Fetch", map[string]any{"Port": 8080, "Path": "/passwd"}), "200 root:x:0:0",
+		"a fetch right after WaitReady is answered")
+	assert.Equal(t, `"timeout: waiting for port 9999: context deadline exceeded"`,
+		w.mustCall(t, "BOX", "web", "WaitPort", map[string]any{"Port": 9999, "Timeout": "300ms"}))
 	raw := w.mustCall(t, "BOX", "web", "Raw", 8080)
 	assert.Contains(t, raw, " 200 OK")
 	assert.Contains(t, raw, "app:x:1000")

@@ -27,6 +27,9 @@ type guest struct {
 	// classes are the object classes the guest registered while it
 	// initialised.
 	classes []string
+	// bindings are the Durable Object bindings the guest said it uses
+	// (sdk.GetNamespace) while it initialised.
+	bindings []string
 
 	// The current event; set by beginEvent, cleared by endEvent. The id is
 	// formatted only when something is logged.

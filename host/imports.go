@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -138,7 +140,14 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 	if err != nil {
 		return err
 	}
-	g.log().Log(ctx, slog.Level(int32(a[0])), string(msg))
+	text := string(msg)
+	// A panic's trace (the SDK writes it after the message) becomes an
+	// attribute, which the text log prints on lines of its own.
+	if first, trace, ok := strings.Cut(text, "\n"); ok && strings.HasPrefix(trace, "goroutine ") {
+		g.log().Log(ctx, slog.Level(int32(a[0])), first, textlog.StackKey, trace)
+		return nil
+	}
+	g.log().Log(ctx, slog.Level(int32(a[0])), text)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 func (s *services) objectImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportRegisterClass, params(i32, i32), importRegisterClass),
+		hostFunc(abi.ImportUseBinding, params(i32, i32), importUseBinding),
 		hostFunc(abi.ImportObjectID, params(i32, i32, i32, i32, i32, i32), s.importObjectID),
 		hostFunc(abi.ImportObjectSelf, params(i32, i32, i32), importObjectSelf),
 		hostFunc(abi.ImportObjectFetch, params(i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectFetch),
@@ -87,6 +89,19 @@ func objectIDArg(mem plugins.Memory, ns *namespace, ptr uint32) (string, error) 
 		return "", fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	return id, nil
+}
+
+// importUseBinding records a binding the guest uses; NewWorker checks the
+// first instance's list against the manifest.
+func importUseBinding(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	name, err := readMem(mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(g.bindings, string(name)) {
+		g.bindings = append(g.bindings, string(name))
+	}
+	return nil
 }
 
 func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {

@@ -199,7 +199,7 @@ func TestObjectBadCalls(t *testing.T) {
 
 	code, body = w.call(t, "STORE", "x", "PutBig", []int{2049, 1})
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "call_result: TOOLARGE: ", "the storage status reaches the caller")
+	assert.Contains(t, body, "call PutBig: wharf: storage_put: TOOLARGE: ", "the storage status reaches the caller, named once")
 	assert.Contains(t, body, "key is larger than 2048 bytes")
 	code, body = w.call(t, "STORE", "x", "PutBig", []int{1, 128<<10 + 1})
 	assert.Equal(t, 500, code)
@@ -249,6 +249,16 @@ func TestUnknownClassRefusedAtLoad(t *testing.T) {
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `durable object binding C: class "Countr" is not registered by the module (it registers: Store, Alarmed, Box, Broken, `)
+}
+
+func TestUnknownBindingRefusedAtLoad(t *testing.T) {
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	m, err := plugins.ParseManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"STORES\"\nclass_name = \"Store\"\n"))
+	require.NoError(t, err)
+	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	require.Error(t, err)
+	assert.EqualError(t, err, `: the module uses Durable Object binding "STORE" (sdk.GetNamespace), which has no [[durable_objects.bindings]] entry (declared: STORES)`, "the manifest's path (empty here) comes first")
 }
 
 func TestAlarmRunsAndRetries(t *testing.T) {

@@ -4,6 +4,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -119,12 +120,12 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cancel()
 		return nil, err
 	}
+	if err := checkModule(ctx, p, m); err != nil {
+		p.Close(ctx)
+		cancel()
+		return nil, err
+	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if err := checkClasses(ctx, p, m); err != nil {
-			p.Close(ctx)
-			cancel()
-			return nil, err
-		}
 		if s.objects, err = newObjects(p, m, cfg.DataDir, logger); err != nil {
 			p.Close(ctx)
 			cancel()
@@ -152,19 +153,31 @@ func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
 // InFlight is the number of requests being served.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
-// checkClasses refuses a manifest binding a class the module does not
-// register (the SDK registers classes while the instance initialises).
-func checkClasses(ctx context.Context, p *plugins.Plugin, m *plugins.Manifest) error {
+// checkModule refuses a manifest binding a class the module does not
+// register, and a module using a binding the manifest lacks (the SDK
+// registers classes and bindings while the instance initialises).
+func checkModule(ctx context.Context, p *plugins.Plugin, m *plugins.Manifest) error {
 	inst, err := p.Get(ctx)
 	if err != nil {
 		return err
 	}
-	registered := inst.Data.(*guest).classes
+	g := inst.Data.(*guest)
+	registered, used := g.classes, g.bindings
 	p.Put(inst)
+	var declared []string
+	for _, b := range m.DurableObjects.Bindings {
+		declared = append(declared, b.Name)
+	}
 	for _, b := range m.DurableObjects.Bindings {
 		if !slices.Contains(registered, b.ClassName) {
 			return fmt.Errorf("%s: durable object binding %s: class %q is not registered by the module (it registers: %s)",
 				m.Path, b.Name, b.ClassName, strings.Join(registered, ", "))
+		}
+	}
+	for _, name := range used {
+		if !slices.Contains(declared, name) {
+			return fmt.Errorf("%s: the module uses Durable Object binding %q (sdk.GetNamespace), which has no [[durable_objects.bindings]] entry (declared: %s)",
+				m.Path, name, cmp.Or(strings.Join(declared, ", "), "none"))
 		}
 	}
 	return nil

@@ -251,7 +251,8 @@ func TestHandlerPanicIs500(t *testing.T) {
 	code, body := get(t, w.url+"/panic")
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "internal error")
-	assert.Contains(t, w.logs.String(), "handler panicked on purpose")
+	assert.Contains(t, w.logs.String(), `msg="panic serving request: handler panicked on purpose" plugin=testworker`)
+	assert.Contains(t, w.logs.String(), ` stack="goroutine `, "the trace is an attribute of its own, not part of the message")
 	w.assertServing(t)
 }
 

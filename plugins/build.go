@@ -50,7 +50,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.24 or newer) on PATH: %w", m.Name, err)
+		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.26 or newer, as go.mod says) on PATH: %w", m.Name, err)
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", out, ".")
 	cmd.Dir = pkg

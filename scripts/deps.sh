@@ -25,10 +25,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# Go 1.24 or newer is needed for //go:wasmexport.
+# The Go version go.mod names (go 1.N.x) or newer.
+need=$(sed -nE 's/^go 1\.([0-9]+).*/\1/p' go.mod)
 minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-if [ "${minor:-0}" -lt 24 ]; then
-  echo "wharf needs Go 1.24 or newer for GOOS=wasip1 -buildmode=c-shared; found $(go env GOVERSION)" >&2
+if [ "${minor:-0}" -lt "$need" ]; then
+  echo "wharf needs Go 1.$need or newer (go.mod); found $(go env GOVERSION)" >&2
   exit 1
 fi
 go mod download

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -95,7 +96,7 @@ func onObjectNew() (status int32) {
 // recoverTo turns a panic in an object's code into a failed event.
 func recoverTo(status *int32, what string) {
 	if p := recover(); p != nil {
-		wharf.Log(abi.LogError, fmt.Sprintf("panic in %s: %v", what, p))
+		wharf.Log(abi.LogError, fmt.Sprintf("panic in %s: %v\n%s", what, p, debug.Stack()))
 		*status = 1
 	}
 }
@@ -115,7 +116,7 @@ func onCall(call uint32) (status int32) {
 	defer func() {
 		if p := recover(); p != nil { // fail the event, and tell the caller why
 			msg := fmt.Sprintf("panic in %T call: %v", current, p)
-			wharf.Log(abi.LogError, msg)
+			wharf.Log(abi.LogError, msg+"\n"+string(debug.Stack()))
 			wharf.CallReturn(call, abi.StatusIO, []byte(msg))
 			status = 1
 		}
@@ -218,8 +219,13 @@ func onAlarm(retry int32) (status int32) {
 type Namespace struct{ binding string }
 
 // GetNamespace returns the namespace of a binding declared in wharf.toml.
-// An unknown binding is reported when it is first used.
-func GetNamespace(binding string) *Namespace { return &Namespace{binding: binding} }
+// Called from init (or a package-level variable), a binding the manifest
+// lacks makes the host refuse the module when it loads; called later, the
+// binding's first use fails.
+func GetNamespace(binding string) *Namespace {
+	wharf.UseBinding(binding) // the host checks the list at load
+	return &Namespace{binding: binding}
+}
 
 // IDFromName returns the id the name maps to: always the same in this
 // namespace.
@@ -296,13 +302,35 @@ func (s *Stub) Call(method string, args, result any) error {
 	}
 	out, err := wharf.CallResult(h)
 	if err != nil {
-		return err
+		return fmt.Errorf("call %s: %w", method, calleeError(err))
 	}
 	if result == nil {
 		return nil
 	}
 	return json.Unmarshal(out, result)
 }
+
+// calleeError is what a failed call's result says: the called object's own
+// error text (the host puts its status in front, which the error matches
+// instead), not wrapped again in the name of the import that fetched it.
+func calleeError(err error) error {
+	var e *wharf.Error
+	if !errors.As(err, &e) || e.Op != abi.ImportCallResult {
+		return err
+	}
+	return &remoteError{status: e.Status, msg: strings.TrimPrefix(e.Message, e.Status.String()+": ")}
+}
+
+// remoteError is an error returned by a called object.
+type remoteError struct {
+	status abi.Status
+	msg    string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+// Unwrap makes errors.Is(err, abi.StatusTooLarge) and friends work.
+func (e *remoteError) Unwrap() error { return e.status }
 
 // Storage is an object's durable storage: key-value pairs, SQL tables and
 // one alarm. Keys are at most 2 KiB, values at most 128 KiB.

@@ -1,9 +1,11 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -13,10 +15,46 @@ import (
 var ErrPortRefused = errors.New("wharf: nothing listens on the container port")
 
 // Port is a TCP port of the object's container.
-type Port struct{ port int }
+type Port struct {
+	container *Container
+	port      int
+}
 
 // GetTCPPort returns port p of the container.
-func (*Container) GetTCPPort(p int) *Port { return &Port{port: p} }
+func (c *Container) GetTCPPort(p int) *Port { return &Port{container: c, port: p} }
+
+// portPollInterval is how often WaitReady tries the port.
+const portPollInterval = 10 * time.Millisecond
+
+// WaitReady waits until something accepts connections on the port, so a
+// Fetch or Connect right after Start does not race the server's start-up.
+// It fails with ErrNotRunning when the container stops first, and with
+// ctx's error (context.DeadlineExceeded, …) when ctx ends first.
+func (p *Port) WaitReady(ctx context.Context) error {
+	deadline, hasDeadline := ctx.Deadline()
+	for {
+		conn, err := p.Connect()
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if errors.Is(err, ErrNotRunning) || errors.Is(err, ErrPortRefused) && !p.container.Running() {
+			return fmt.Errorf("%w: waiting for port %d", ErrNotRunning, p.port)
+		}
+		if !errors.Is(err, ErrPortRefused) {
+			return err
+		}
+		// The guest only runs between host calls, so the deadline is
+		// checked by the clock as well as through ctx.
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("waiting for port %d: %w", p.port, err)
+		}
+		if hasDeadline && !time.Now().Before(deadline) {
+			return fmt.Errorf("waiting for port %d: %w", p.port, context.DeadlineExceeded)
+		}
+		Sleep(portPollInterval)
+	}
+}
 
 // Conn is a TCP connection to a container port: read its replies, write
 // to it, and close (or CloseWrite) when done.
@@ -45,7 +83,7 @@ func (p *Port) Connect() (*Conn, error) {
 		if errors.Is(err, abi.StatusRefused) {
 			return nil, fmt.Errorf("%w: port %d", ErrPortRefused, p.port)
 		}
-		return nil, err
+		return nil, containerError(err, ErrInvalidArgument)
 	}
 	return &Conn{R: &Stream{handle: r}, W: &Stream{handle: w}}, nil
 }

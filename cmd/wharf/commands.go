@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -125,7 +126,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(textlog.New(os.Stderr, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}

@@ -45,6 +45,7 @@ func responseHead(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 func responseBody(uint32, unsafe.Pointer) int32 { return unsupported }
 
 func registerClass(unsafe.Pointer, uint32) int32 { return unsupported }
+func useBinding(unsafe.Pointer, uint32) int32    { return unsupported }
 func objectID(unsafe.Pointer, uint32, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 	return unsupported
 }

@@ -55,6 +55,9 @@ func responseBody(resp uint32, out unsafe.Pointer) int32
 //go:wasmimport wharf_v1 register_class
 func registerClass(name unsafe.Pointer, n uint32) int32
 
+//go:wasmimport wharf_v1 use_binding
+func useBinding(name unsafe.Pointer, n uint32) int32
+
 //go:wasmimport wharf_v1 object_id
 func objectID(ns unsafe.Pointer, nsLen uint32, how uint32, arg unsafe.Pointer, argLen uint32, out unsafe.Pointer) int32
 

@@ -12,6 +12,12 @@ func RegisterClass(name string) error {
 	return check("register_class", registerClass(strPtr(name), uint32(len(name))))
 }
 
+// UseBinding tells the host the module uses a Durable Object binding, so
+// one missing from the manifest is refused when the module loads.
+func UseBinding(name string) error {
+	return check("use_binding", useBinding(strPtr(name), uint32(len(name))))
+}
+
 // ObjectID makes an id in the namespace of binding ns; how is one of
 // abi.IDFromName, abi.IDUnique and abi.IDFromString.
 func ObjectID(ns string, how uint32, arg string) (string, error) {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -347,6 +348,30 @@ func (b *Box) Fetch(args struct {
 	return fmt.Sprintf("%d %s", resp.StatusCode, body), err
 }
 
+// WaitPort waits up to Timeout for something to listen on Port and says
+// how the wait ended.
+func (b *Box) WaitPort(args struct {
+	Port    int
+	Timeout string
+}) (string, error) {
+	d, err := time.ParseDuration(args.Timeout)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	err = b.state.Container.GetTCPPort(args.Port).WaitReady(ctx)
+	switch {
+	case err == nil:
+		return "ready", nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout: " + err.Error(), nil
+	case errors.Is(err, sdk.ErrNotRunning):
+		return "not running: " + err.Error(), nil
+	}
+	return "", err
+}
+
 // Raw speaks HTTP/1.0 by hand over a raw connection.
 func (b *Box) Raw(port int) (string, error) {
 	conn, err := b.state.Container.GetTCPPort(port).Connect()
@@ -508,6 +533,9 @@ type Echo struct{ sdk.ContainerClass }
 // Broken panics in its constructor.
 type Broken struct{}
 
+// stores is taken at init: a manifest without a STORE binding is refused.
+var stores = sdk.GetNamespace("STORE")
+
 func init() {
 	sdk.RegisterClass("Store", func(st *sdk.ObjectState) any { return &Store{state: st} })
 	sdk.RegisterClass("Alarmed", func(st *sdk.ObjectState) any { return &Alarmed{state: st} })
@@ -566,6 +594,17 @@ func init() {
 			return
 		}
 		sdk.WriteResponse(w, resp)
+	})
+	// GET /store-id/{name} answers with the id of a Store through a
+	// namespace the module took at init, so the host checks the binding at
+	// load.
+	mux.HandleFunc("GET /store-id/{name}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := stores.IDFromName(r.PathValue("name"))
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprint(w, id)
 	})
 	// GET /alone answers without any object: the Worker-only baseline.
 	mux.HandleFunc("GET /alone", func(w http.ResponseWriter, r *http.Request) {

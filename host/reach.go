@@ -1,0 +1,63 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+)
+
+// Reaching objects from the host side: a test harness or an operator tool
+// sends an event to an object named like a Worker would name it, through
+// the same queue (one event at a time, replies after the commit).
+
+// Call runs method on the object that name maps to in binding's namespace
+// with JSON args and returns its JSON result. An error the method returns
+// matches its abi.Status (abi.StatusIO for the method's own errors).
+func (o *Objects) Call(ctx context.Context, binding, name, method string, args []byte) ([]byte, error) {
+	ns, err := o.namespace(binding)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &callState{method: method, args: args}
+	c.pending = newPending(func() {}, cancel)
+	if err := o.dispatch(ns, ns.ids.fromName(name), &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
+		c.resolve(err)
+	}
+	select {
+	case <-c.pending.done:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	if c.pending.err != nil {
+		return nil, fmt.Errorf("%s %q: %s: %w", binding, name, method, c.pending.err)
+	}
+	return c.pending.value.([]byte), nil
+}
+
+// Fetch sends req to the object that name maps to in binding's namespace
+// and returns its response; the body streams until the object ends it.
+func (o *Objects) Fetch(binding, name string, req *http.Request) (*http.Response, error) {
+	ns, err := o.namespace(binding)
+	if err != nil {
+		return nil, err
+	}
+	if req.RequestURI == "" {
+		req.RequestURI = req.URL.RequestURI()
+	}
+	got := make(chan struct{})
+	var resp *http.Response
+	out := newObjectResponse(func(r *http.Response, e error) {
+		resp, err = r, e
+		close(got)
+	})
+	if derr := o.dispatch(ns, ns.ids.fromName(name), &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out}); derr != nil {
+		out.release(derr)
+	}
+	<-got
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", binding, name, err)
+	}
+	return resp, nil
+}
