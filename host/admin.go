@@ -38,15 +38,11 @@ type Admin struct {
 }
 
 // StartAdmin listens on the data directory's admin socket. gather, if not
-// nil, is served at /metrics. It refuses to take over the socket of
-// another wharf that is still running.
+// nil, is served at /metrics. The caller owns the data directory (see
+// LockDataDir), so a socket already there was left by a crash.
 func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, error) {
 	path := admin.SocketPath(dataDir)
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another wharf serve is running with the data directory %s (%s answers)", dataDir, path)
-	}
-	os.Remove(path) // a socket left by a crash
+	os.Remove(path)
 	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)

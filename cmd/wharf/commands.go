@@ -142,16 +142,21 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	dataDir := f.dataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(m.Dir, plugins.DefaultStateDir)
+	}
+	lock, err := host.LockDataDir(dataDir) // before anything touches it
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
 		if wasm, err = plugins.Build(ctx, m, "", os.Stderr); err != nil {
 			return err
 		}
-	}
-	dataDir := f.dataDir
-	if dataDir == "" {
-		dataDir = filepath.Join(m.Dir, plugins.DefaultStateDir)
 	}
 	listen := f.listen
 	if listen == "" {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/host"
 )
 
 type backendFlags struct {
@@ -23,6 +24,13 @@ func (f *backendFlags) register(cmd *cobra.Command) {
 // run makes a cobra RunE that calls fn with an open backend, closed after.
 func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
+		if f.address == "" { // the embedded containerd lives in the data directory
+			lock, err := host.LockDataDir(f.dataDir)
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
 		if err != nil {

@@ -108,6 +108,9 @@ func StartServe(t testing.TB, args ...string) *Serve {
 	return s
 }
 
+// Pid is the process id of the wharf serve.
+func (s *Serve) Pid() int { return s.cmd.Process.Pid }
+
 // Logs returns what the process has logged so far.
 func (s *Serve) Logs() string {
 	s.mu.Lock()
