@@ -326,7 +326,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
-	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}
+	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
 	keptPolicy := policy()
 	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, keptPolicy, 0)
 	require.NoError(t, err)
@@ -340,6 +340,9 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	_, err = m1.Start(context.Background(), "Sandbox", "obj3", spec, policy(), 1)
 	assert.ErrorIs(t, err, ErrMaxInstances)
 	assert.ErrorContains(t, err, "class Sandbox already runs 1 containers (max_instances = 1)")
+
+	// A start cut short by the crash left a mounted disk.
+	require.NoError(t, m1.mountDisks("wharf-cut-short", &ContainerSpec{DiskMB: 8}))
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.
@@ -371,9 +374,10 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	assert.Equal(t, kept.Pid(), mc.Pid())
 	assert.Equal(t, kept.Endpoint.ContainerIP, mc.Endpoint.ContainerIP)
 	assert.Equal(t, keptPolicy.State(), mc.Policy.State(), "the adopted container keeps its egress rules and lists")
-	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"echo", "still here"}})
+	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "echo still here > /f && cat /f"}})
 	assert.Equal(t, uint32(0), code)
-	assert.Equal(t, "still here\n", out)
+	assert.Equal(t, "still here\n", out, "its writable disk is still there")
+	assert.Equal(t, []string{m2.writableDisk(mc.ID()).dir}, mountsUnder(m2.disksDir()), "the other disks were unmounted")
 	_, ok = m2.Get("Gone", "obj2")
 	assert.False(t, ok)
 

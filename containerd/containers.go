@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/plugins"
@@ -54,10 +57,31 @@ type ContainerSpec struct {
 	// the user the container runs as, so an image with a USER can write
 	// to them.
 	OwnedDirs []string
+	// DiskMB caps the writable layer (Manager.Start puts it on a disk of
+	// that size); 0 is no cap.
+	DiskMB int
+	// Persistent are directories Manager.Start keeps across starts on a
+	// disk of their own.
+	Persistent PersistentDirs
+	// WritableDir, if set, holds the container's writable layer (the
+	// overlay's upper and work directories) instead of the snapshotter's
+	// directory: a disk mounted there caps it.
+	WritableDir string
 	// LogPath, if set, receives the main process's stdout and stderr
 	// (written by the shim, so it outlives wharf); otherwise they are
 	// discarded.
 	LogPath string
+}
+
+// PersistentDirs are directories of a container kept across its starts,
+// all on one disk image.
+type PersistentDirs struct {
+	// Paths are absolute paths in the container.
+	Paths []string
+	// Image is the disk image file holding them (created on first use).
+	Image string
+	// SizeMB caps them all together.
+	SizeMB int
 }
 
 // Container is a running container: its containerd container and task.
@@ -147,7 +171,16 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		}
 		creator = cio.LogFile(spec.LogPath)
 	}
-	task, err := ctr.NewTask(ctx, creator)
+	var taskOpts []client.NewTaskOpts
+	if spec.WritableDir != "" {
+		rootfs, err := writableOn(ctx, c, spec.ID+"-rootfs", spec.WritableDir)
+		if err != nil {
+			ctr.Delete(ctx, client.WithSnapshotCleanup)
+			return nil, err
+		}
+		taskOpts = append(taskOpts, client.WithRootFS(rootfs))
+	}
+	task, err := ctr.NewTask(ctx, creator, taskOpts...)
 	if err != nil {
 		ctr.Delete(ctx, client.WithSnapshotCleanup)
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
@@ -163,6 +196,33 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
 	}
 	return cont, nil
+}
+
+// writableOn returns the rootfs mounts of snapshot key with its overlay's
+// upper and work directories moved to dir.
+func writableOn(ctx context.Context, c *client.Client, key, dir string) ([]mount.Mount, error) {
+	mounts, err := c.SnapshotService(Snapshotter).Mounts(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(mounts) != 1 || mounts[0].Type != "overlay" {
+		return nil, fmt.Errorf("the %s snapshot of %s is not one overlay mount: cannot move its writable layer", Snapshotter, key)
+	}
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	if err := errors.Join(os.Mkdir(upper, 0o755), os.Mkdir(work, 0o700)); err != nil {
+		return nil, err
+	}
+	m := mounts[0]
+	m.Options = slices.Clone(m.Options)
+	for i, o := range m.Options {
+		switch {
+		case strings.HasPrefix(o, "upperdir="):
+			m.Options[i] = "upperdir=" + upper
+		case strings.HasPrefix(o, "workdir="):
+			m.Options[i] = "workdir=" + work
+		}
+	}
+	return []mount.Mount{m}, nil
 }
 
 func shortID(id string) string {

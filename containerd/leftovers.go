@@ -14,8 +14,8 @@ import (
 
 // Leftovers lists what wharf created that still exists: containers, tasks,
 // snapshots, shim processes serving the daemon at address, and the network
-// namespaces and veth links of the wharf whose data is at scope (see
-// NewNetwork). An empty list means nothing leaked.
+// namespaces, veth links, mounts and loop devices of the wharf whose data
+// is at scope (see NewNetwork). An empty list means nothing leaked.
 func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]string, error) {
 	ctx = WithNamespace(ctx)
 	var out []string
@@ -43,6 +43,12 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 	policies, _ := filepath.Glob(filepath.Join(scope, "egress", "policies", "*.json"))
 	for _, p := range policies {
 		out = append(out, "egress policy "+p)
+	}
+	for _, m := range mountsUnder(scope) {
+		out = append(out, "mount "+m)
+	}
+	for _, l := range loopDevicesOf(scope) {
+		out = append(out, "loop device "+l)
 	}
 	return append(out, NetworkLeftovers(scope)...), nil
 }

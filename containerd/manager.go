@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
 )
@@ -210,7 +213,7 @@ func (m *Manager) runningLocked(class string) int {
 	return n
 }
 
-func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (*Managed, error) {
+func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (mc *Managed, err error) {
 	ep, err := m.net.Setup(id)
 	if err != nil {
 		return nil, err
@@ -220,7 +223,19 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 		return nil, err
 	}
 	m.keepPolicy(id, policy)
+	defer func() {
+		if err != nil {
+			m.forgetPolicy(id, policy)
+			m.gw.Detach(ep.ContainerIP)
+			ep.Teardown()
+			m.removeDisks(id)
+		}
+	}()
+	if err := m.mountDisks(id, &spec); err != nil {
+		return nil, err
+	}
 	spec.ID, spec.NetNSPath, spec.RuncRoot, spec.LogPath = id, ep.NetNSPath, m.b.RuncRoot, m.LogPath(class, object)
+	spec.WritableDir = m.writableDisk(id).dir
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
 		labelSlot: strconv.Itoa(ep.slot), labelContainerIP: ep.ContainerIP.String(), labelHostIP: ep.HostIP.String(),
@@ -231,12 +246,69 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	spec.Labels = labels
 	ctr, err := StartContainer(ctx, m.b.Client, spec)
 	if err != nil {
-		m.forgetPolicy(id, policy)
-		m.gw.Detach(ep.ContainerIP)
-		ep.Teardown()
 		return nil, err
 	}
 	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep, Policy: policy, Started: time.Now()}, nil
+}
+
+// disksDir holds the containers' disks, their mount points and the
+// templates new disks are copied from.
+func (m *Manager) disksDir() string { return filepath.Join(m.b.DataDir, "containerd", "disks") }
+
+// writableDisk holds container id's writable layer and log.
+func (m *Manager) writableDisk(id string) disk {
+	return disk{image: filepath.Join(m.disksDir(), id+".img"), dir: filepath.Join(m.disksDir(), id)}
+}
+
+// persistentDisk is where container id's persistent directories are
+// mounted from image.
+func (m *Manager) persistentDisk(id, image string) disk {
+	return disk{image: image, dir: filepath.Join(m.disksDir(), id+".persist"), journaled: true}
+}
+
+// mountDisks mounts the writable disk of container id (a plain directory
+// when spec.DiskMB is 0) and its persistent directories' disk, adding
+// their bind mounts to spec.
+func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
+	templates := filepath.Join(m.disksDir(), "templates")
+	w := m.writableDisk(id)
+	if err := removeIfExists(w.image); err != nil { // a new layer every start
+		return err
+	}
+	if spec.DiskMB > 0 {
+		if err := w.mount(templates, spec.DiskMB); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(w.dir, 0o700); err != nil {
+		return err
+	}
+	p := spec.Persistent
+	if len(p.Paths) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p.Image), 0o700); err != nil {
+		return err
+	}
+	pd := m.persistentDisk(id, p.Image)
+	if err := pd.mount(templates, p.SizeMB); err != nil {
+		return fmt.Errorf("persistent directories: %w", err)
+	}
+	for _, path := range p.Paths {
+		src := filepath.Join(pd.dir, url.PathEscape(path))
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: path, Type: "bind", Source: src, Options: []string{"rbind", "rw"}})
+		spec.OwnedDirs = append(spec.OwnedDirs, src)
+	}
+	return nil
+}
+
+// removeDisks unmounts container id's disks, removing its writable one,
+// and removes its log.
+func (m *Manager) removeDisks(id string) error {
+	return errors.Join(m.writableDisk(id).unmount(false), m.persistentDisk(id, "").unmount(true),
+		removeIfExists(filepath.Join(m.b.DataDir, "containerd", "logs", id+".log")))
 }
 
 // List returns every container the manager holds, running or exited.
@@ -309,7 +381,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	}()
 	mc.MarkStopRequested()
 	m.forgetPolicy(id, mc.Policy)
-	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), removeIfExists(m.LogPath(class, object)))
+	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), m.removeDisks(id))
 }
 
 // policyPath is where a container's egress policy is kept, so rules and
@@ -477,12 +549,43 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				c.watch(exitCh)
 			}
 		}
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), removeIfExists(m.LogPath(labels[LabelClass], labels[LabelObject]))); err != nil {
+		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(ctr.ID())); err != nil {
 			return adopted, removed, err
 		}
 		removed++
 	}
-	return adopted, removed, nil
+	return adopted, removed, m.removeStrayDisks()
+}
+
+// removeStrayDisks unmounts and removes the disks of containers that were
+// not adopted (a start or destroy cut short by a crash), and half-made
+// templates.
+func (m *Manager) removeStrayDisks() error {
+	entries, err := os.ReadDir(m.disksDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		id, _, _ := strings.Cut(e.Name(), ".")
+		if id == "templates" {
+			tmps, _ := filepath.Glob(filepath.Join(m.disksDir(), "templates", "*.tmp"))
+			for _, t := range tmps {
+				errs = append(errs, os.Remove(t))
+			}
+			continue
+		}
+		m.mu.Lock()
+		adopted := m.byID[id] != nil
+		m.mu.Unlock()
+		if !adopted {
+			errs = append(errs, disk{dir: filepath.Join(m.disksDir(), e.Name())}.unmount(true))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // destroyRecovered is Destroy for a container whose task may be gone.

@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/opencontainers/runtime-spec/specs-go"
 	"io"
 	"net"
 	"strconv"
@@ -32,20 +31,6 @@ const labelPrefix = "wharf.label/"
 // persistDir is where the object's persistent directories live on the
 // host; deleting the object's storage removes it.
 func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.id) }
-
-// persistentMounts bind-mounts each persistent directory of the class from
-// the object's host directory, creating it.
-func (s *services) persistentMounts(g *guest, cfg plugins.Container) ([]specs.Mount, error) {
-	var out []specs.Mount
-	for _, d := range cfg.PersistentDirs {
-		src := filepath.Join(persistDir(g.object), url.PathEscape(d))
-		if err := os.MkdirAll(src, 0o755); err != nil {
-			return nil, err
-		}
-		out = append(out, specs.Mount{Destination: d, Type: "bind", Source: src, Options: []string{"rbind", "rw"}})
-	}
-	return out, nil
-}
 
 // containerImports are the wharf_v1 functions behind ctx.container.
 func (s *services) containerImports() []plugins.HostFunc {
@@ -107,7 +92,10 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		return err
 	}
 	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
-		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024}}
+		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024},
+		DiskMB: cfg.Resources.DiskMB,
+		Persistent: containerd.PersistentDirs{Paths: cfg.PersistentDirs, SizeMB: cfg.PersistentMB,
+			Image: filepath.Join(persistDir(g.object), "disk.img")}}
 	internet := false
 	secrets := cfg.Secrets // every start gets them all; the SDK may only name them
 	var bad error
@@ -147,14 +135,6 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		spec.Env = append(spec.Env, name+"="+v)
 	}
 	spec.Labels = labels
-	mounts, err := s.persistentMounts(g, cfg)
-	if err != nil {
-		return fmt.Errorf("%w: persistent_dirs: %w", abi.StatusIO, err)
-	}
-	spec.Mounts = mounts
-	for _, m := range mounts {
-		spec.OwnedDirs = append(spec.OwnedDirs, m.Source)
-	}
 	policy, err := s.policyOf(g)
 	if err != nil {
 		return err

@@ -42,6 +42,9 @@ type Container struct {
 	// across container and host restarts, until the object's storage is
 	// deleted.
 	PersistentDirs []string `toml:"persistent_dirs"`
+	// PersistentMB caps the persistent directories together (0: the
+	// instance type's disk_mb).
+	PersistentMB int `toml:"persistent_mb"`
 
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`
@@ -102,6 +105,12 @@ func (m *Manifest) checkContainers(data []byte) error {
 			return fmt.Errorf("%s: class %s: instance_type: %w", where, c.ClassName, err)
 		}
 		c.Resources = r
+		switch {
+		case c.PersistentMB < 0:
+			return fmt.Errorf("%s: class %s: persistent_mb must not be negative, got %d", where, c.ClassName, c.PersistentMB)
+		case c.PersistentMB == 0:
+			c.PersistentMB = r.DiskMB
+		}
 		if err := c.checkLifecycle(); err != nil {
 			return fmt.Errorf("%s: class %s: %w", where, c.ClassName, err)
 		}
@@ -143,6 +152,9 @@ func resolveInstanceType(v any) (InstanceType, error) {
 		}
 		if r.VCPU == 0 || r.MemoryMiB == 0 {
 			return InstanceType{}, fmt.Errorf("a custom instance type needs vcpu and memory_mib")
+		}
+		if r.DiskMB == 0 {
+			r.DiskMB = InstanceTypes[DefaultInstanceType].DiskMB
 		}
 		return r, nil
 	}

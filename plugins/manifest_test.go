@@ -93,6 +93,11 @@ func TestManifestContainers(t *testing.T) {
 	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 0.75, memory_mib = 512, disk_mb = 1000 }\n"))
 	require.NoError(t, err)
 	assert.Equal(t, InstanceType{VCPU: 0.75, MemoryMiB: 512, DiskMB: 1000}, m.Containers[0].Resources)
+	assert.Equal(t, 1000, m.Containers[0].PersistentMB, "persistent directories get the instance type's disk by default")
+	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512 }\npersistent_mb = 300\n"))
+	require.NoError(t, err)
+	assert.Equal(t, InstanceType{VCPU: 1, MemoryMiB: 512, DiskMB: 2000}, m.Containers[0].Resources, "a custom type without disk_mb gets lite's disk")
+	assert.Equal(t, 300, m.Containers[0].PersistentMB)
 
 	cases := map[string]string{
 		"[[containers]]\nimage = \"i\"\n":                                                         `6:1: containers[0]: missing required key "class_name"`,
@@ -102,6 +107,7 @@ func TestManifestContainers(t *testing.T) {
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1 }\n": "a custom instance type needs vcpu and memory_mib",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { cpus = 1 }\n": `unknown key "cpus"`,
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = -1\n":           "max_instances must not be negative",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = -5\n":           "class Sandbox: persistent_mb must not be negative, got -5",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                    `unknown key "containers.ports"`,
 	}
 	for extra, want := range cases {

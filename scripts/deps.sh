@@ -11,6 +11,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v gcc >/dev/null || need_apt+=(gcc)                  # cgo: SQLite
 command -v containerd >/dev/null || need_apt+=(containerd)    # the container backend
 command -v runc >/dev/null || need_apt+=(runc)
+command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)      # container disk quotas
 [ -x /bin/busybox ] || need_apt+=(busybox-static)             # test images
 if [ "${WHARF_BENCH:-}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)

@@ -1,0 +1,84 @@
+package containerd
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/testimages"
+)
+
+// testManager opens a backend with its own containerd on a new data
+// directory, with busybox imported, and checks at cleanup that the manager
+// closed cleanly and nothing is left.
+func testManager(t *testing.T) (*Manager, string) {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
+	require.NoError(t, err)
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b.Client, archivePath, "")
+	require.NoError(t, err)
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		assert.NoError(t, m.Close(context.Background()))
+		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+		assert.NoError(t, err)
+		assert.Empty(t, left, "the test left things behind")
+		b.Close()
+	})
+	return m, imgs[0].Name
+}
+
+func openPolicy() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+
+// allocatedMB is how much of the host's disk a file really uses.
+func allocatedMB(t *testing.T, path string) int64 {
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Stat(path, &st))
+	return st.Blocks * 512 >> 20
+}
+
+func TestDiskQuotaCapsWritableLayerAndPersistentDirs(t *testing.T) {
+	m, image := testManager(t)
+	persistImage := filepath.Join(m.b.DataDir, "objects", "Sandbox", "persist", "obj", "disk.img")
+	spec := ContainerSpec{Image: image, DiskMB: 10,
+		Persistent: PersistentDirs{Paths: []string{"/data"}, Image: persistImage, SizeMB: 8},
+		Entrypoint: []string{"sleep", "3600"}}
+	mc, err := m.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
+	require.NoError(t, err)
+
+	code, _, errOut := execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/big", "bs=1M", "count=60"}})
+	assert.NotZero(t, code, "a write beyond disk_mb fails")
+	assert.Contains(t, errOut, "No space left on device")
+	code, _, errOut = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/data/big", "bs=1M", "count=60"}})
+	assert.NotZero(t, code, "a write beyond persistent_mb fails")
+	assert.Contains(t, errOut, "No space left on device")
+	assert.LessOrEqual(t, allocatedMB(t, m.writableDisk(mc.ID()).image), int64(11), "the host gives the container no more than disk_mb")
+	assert.LessOrEqual(t, allocatedMB(t, persistImage), int64(9))
+
+	// Persistent directories survive the container; its writable layer does not.
+	code, _, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "rm /data/big /big; echo kept > /data/f; echo gone > /f"}})
+	require.Zero(t, code)
+	require.NoError(t, m.Destroy(context.Background(), "Sandbox", "obj"))
+	assert.Empty(t, mountsUnder(m.b.DataDir), "destroy unmounts the disks")
+	assert.Empty(t, loopDevicesOf(m.b.DataDir), "and frees their loop devices")
+	mc, err = m.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
+	require.NoError(t, err)
+	_, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "cat /data/f; cat /f 2>&1"}})
+	assert.Equal(t, "kept\ncat: can't open '/f': No such file or directory\n", out)
+	// The host keeps serving: another container starts and writes.
+	other, err := m.Start(context.Background(), "Sandbox", "other", ContainerSpec{Image: image, DiskMB: 10,
+		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
+	require.NoError(t, err)
+	code, _, _ = execOut(t, other.Container, ExecSpec{Args: []string{"sh", "-c", "echo fine > /f"}})
+	assert.Zero(t, code)
+}
