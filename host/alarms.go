@@ -212,7 +212,7 @@ func (obj *object) alarmDue(ev *objectEvent) bool {
 		return false
 	}
 	if obj.db == nil {
-		if err := obj.activate(ev.ctx); err != nil {
+		if err := obj.activate(ev); err != nil {
 			ev.finish(err)
 			return false
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -50,6 +51,8 @@ type Objects struct {
 	idle     time.Duration
 	maxLive  int
 	alarms   *alarmScheduler
+	// nextEvent numbers events in their ids.
+	nextEvent atomic.Uint64
 
 	mu     sync.Mutex
 	live   map[string]*object // by class + "/" + id
@@ -91,6 +94,9 @@ const (
 type objectEvent struct {
 	kind eventKind
 	ctx  context.Context
+	// id names the event in logs and in what its caller is told when it
+	// fails; set when its delivery starts.
+	id eventID
 	// fetch
 	req  *http.Request
 	resp *objectResponse
@@ -311,7 +317,7 @@ func (o *Objects) LiveObjects() int {
 
 // activate gives the object an instance and opens its storage, running the
 // class's constructor.
-func (obj *object) activate(ctx context.Context) error {
+func (obj *object) activate(ev *objectEvent) error {
 	if obj.db == nil {
 		db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
 		if err != nil {
@@ -322,20 +328,20 @@ func (obj *object) activate(ctx context.Context) error {
 	if obj.inst != nil {
 		return nil
 	}
-	inst, err := obj.objs.pool.Get(ctx)
+	inst, err := obj.objs.pool.Get(ev.ctx)
 	if err != nil {
 		return err
 	}
 	g := inst.Data.(*guest)
 	g.object = obj
-	g.beginEvent(ctx, eventID{prefix: obj.ns.class, n: 0})
+	g.beginEvent(ev.ctx, ev.id)
 	if err := obj.db.BeginEvent(); err != nil {
 		g.endEvent(err)
 		inst.MarkBroken()
 		obj.objs.pool.Put(inst)
 		return err
 	}
-	ret, err := inst.Call(ctx, abi.ExportObjectNew)
+	ret, err := inst.Call(ev.ctx, abi.ExportObjectNew)
 	if err == nil && int32(ret) != 0 {
 		err = fmt.Errorf("%s returned %d: %s", abi.ExportObjectNew, int32(ret), g.lastErr)
 	}
@@ -344,7 +350,7 @@ func (obj *object) activate(ctx context.Context) error {
 	if err != nil {
 		inst.MarkBroken()
 		obj.objs.pool.Put(inst)
-		return fmt.Errorf("constructing %s: %w", obj.ns.class, err)
+		return &constructorError{class: obj.ns.class, err: err}
 	}
 	obj.inst = inst
 	return nil
@@ -361,17 +367,18 @@ func (obj *object) deactivate() {
 
 // handle runs one event in the object's instance.
 func (obj *object) handle(ev *objectEvent) {
+	ev.id = eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: obj.objs.nextEvent.Add(1)}
 	if ev.kind == alarmEvent && !obj.alarmDue(ev) {
 		return
 	}
-	if err := obj.activate(ev.ctx); err != nil {
-		obj.objs.logger.Error("activating object failed", "class", obj.ns.class, "id", obj.id, "err", err)
+	if err := obj.activate(ev); err != nil {
+		obj.objs.logger.Error("activating object failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
 		ev.finish(err)
 		return
 	}
 	inst := obj.inst
 	g := inst.Data.(*guest)
-	g.beginEvent(ev.ctx, eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: 0})
+	g.beginEvent(ev.ctx, ev.id)
 	err := obj.db.BeginEvent()
 	if err == nil && ev.kind == alarmEvent {
 		err = obj.db.DeleteAlarm() // a failed alarm gets it back; the handler may set a new one
@@ -393,12 +400,13 @@ func (obj *object) handle(ev *objectEvent) {
 			err = fmt.Errorf("%s failed (returned %d)", obj.ns.class, int32(ret))
 		}
 	}
+	logger := g.log() // tagged with the event's id, which endEvent clears
 	g.endEvent(err)
 	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {
 		err = dberr
 	}
 	if err != nil {
-		g.log().Error("object event failed", "err", err)
+		logger.Error("object event failed", "err", err)
 		if inst.Broken() {
 			obj.deactivate()
 		}
@@ -417,7 +425,16 @@ func (obj *object) streamed(ev *objectEvent) error {
 }
 
 // finish records the event's outcome; the reply goes out at the next commit.
+// A failure reaches the caller as a short message with the event's id: the
+// details (a trap's stack trace, say) are in the log under that id.
 func (ev *objectEvent) finish(err error) {
+	if err != nil {
+		what := "the object's event"
+		if c, ok := errors.AsType[*constructorError](err); ok {
+			what = "constructing " + c.class
+		}
+		err = &eventFailure{what: what, id: ev.id.String(), err: err}
+	}
 	switch ev.kind {
 	case fetchEvent:
 		if err == nil && !ev.resp.responded() {

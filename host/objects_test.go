@@ -118,7 +118,7 @@ func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
 
 	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "guest trapped")
+	assert.Contains(t, body, "the object's event failed (request id ")
 	assert.Contains(t, w.logs.String(), "object trapped on purpose")
 
 	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "t", "Get", "a"), "earlier writes survive")

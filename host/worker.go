@@ -299,15 +299,11 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, export string, p
 		}
 	}
 	switch {
-	case !in.responded && callErr != nil:
-		status := http.StatusInternalServerError
-		if errors.Is(callErr, plugins.ErrDeadline) {
-			status = http.StatusGatewayTimeout
-		}
-		http.Error(rw, "worker failed: "+callErr.Error(), status)
+	case !in.responded && callErr != nil: // the details are in the log, under the id
+		http.Error(rw, (&eventFailure{what: "worker", id: id.String(), err: callErr}).Error(), failureStatus(callErr))
 	case !in.responded:
 		logger.Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
-		http.Error(rw, "worker returned without sending a response", http.StatusInternalServerError)
+		http.Error(rw, "worker returned without sending a response (request id "+id.String()+")", http.StatusInternalServerError)
 	}
 	var streamErr error
 	if in.stream != nil {

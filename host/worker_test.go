@@ -241,7 +241,7 @@ func TestTrapBeforeResponse(t *testing.T) {
 	for _, path := range []string{"/trap", "/exit"} {
 		code, body := get(t, w.url+path)
 		assert.Equal(t, 500, code, path)
-		assert.Contains(t, body, "guest trapped", path)
+		assert.Contains(t, body, "worker failed (request id ", path)
 	}
 	w.assertServing(t)
 }
@@ -250,7 +250,7 @@ func TestHandlerPanicIs500(t *testing.T) {
 	w := startWorker(t, "")
 	code, body := get(t, w.url+"/panic")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "internal error")
+	assert.Contains(t, body, "worker failed (request id ")
 	assert.Contains(t, w.logs.String(), `msg="panic serving request: handler panicked on purpose" plugin=testworker`)
 	assert.Contains(t, w.logs.String(), ` stack="goroutine `, "the trace is an attribute of its own, not part of the message")
 	w.assertServing(t)
@@ -270,7 +270,8 @@ func TestDeadlineStopsBlockedImport(t *testing.T) {
 	w := startWorker(t, "[limits]\ntimeout = \"300ms\"\n")
 	code, body := get(t, w.url+"/sleep?d=1h")
 	assert.Equal(t, http.StatusGatewayTimeout, code)
-	assert.Contains(t, body, "did not return within 300ms")
+	assert.Contains(t, body, "worker exceeded its time limit (request id ")
+	assert.Contains(t, w.logs.String(), "did not return within 300ms")
 	w.assertServing(t)
 }
 
@@ -278,7 +279,8 @@ func TestMemoryLimit(t *testing.T) {
 	w := startWorker(t, "[limits]\nmemory_mib = 64\n")
 	code, body := get(t, w.url+"/oom")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "guest trapped")
+	assert.Contains(t, body, "worker failed (request id ")
+	assert.Contains(t, w.logs.String(), "guest trapped")
 	w.assertServing(t)
 }
 

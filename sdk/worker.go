@@ -317,16 +317,12 @@ func (w *responseWriter) finish() int32 {
 	return 0
 }
 
-// fail ends a response after a panic: a 500 if nothing was sent yet, an
-// aborted body otherwise.
+// fail ends a response after a panic: a streamed body is aborted; if
+// nothing was sent yet, the host answers the client with a 500 naming the
+// request id the panic was logged under.
 func (w *responseWriter) fail(reason string) {
-	switch {
-	case w.stream != nil:
+	if w.stream != nil {
 		w.stream.Abort(reason)
-	case w.err == nil:
-		w.header = http.Header{}
-		w.status, w.buf = http.StatusInternalServerError, []byte("internal error\n")
-		w.send(false)
 	}
 }
 

@@ -1,0 +1,70 @@
+package host
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// internals are what a failed guest leaves in the host's log and a client
+// must never see: stack traces, panic values, source positions.
+var internals = []string{"stack", "goroutine", "on purpose", ".go:", "wasm", "panic", "exit"}
+
+// requestIDIn finds the request id a failure answer names.
+var requestIDIn = regexp.MustCompile(`\(request id ([^)\s]+)\)`)
+
+// assertOnlyRequestID checks body is a short generic message naming a
+// request id, and that the host log holds the details under that id.
+func assertOnlyRequestID(t *testing.T, logs, body, detail string) {
+	t.Helper()
+	for _, s := range internals {
+		assert.NotContains(t, strings.ToLower(body), s, "the answer leaks guest internals: %q", body)
+	}
+	m := requestIDIn.FindStringSubmatch(body)
+	require.NotNil(t, m, "the answer names no request id: %q", body)
+	var found bool
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "request_id="+m[1]) && strings.Contains(line, detail) {
+			found = true
+		}
+	}
+	assert.True(t, found, "no log line with request_id=%s holds %q", m[1], detail)
+}
+
+func TestGuestFailuresAnswerWithARequestIDOnly(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"500ms\"\n")
+	for _, c := range []struct {
+		path, want, detail string
+		code               int
+	}{
+		{"/trap", "worker failed (request id ", "guest crashed on purpose", 500},
+		{"/trap", "worker failed (request id ", "wasm stack trace", 500},
+		{"/exit", "worker failed (request id ", "exited with code 3", 500},
+		{"/panic", "worker failed (request id ", "handler panicked on purpose", 500},
+		{"/panic", "worker failed (request id ", "goroutine", 500},
+		{"/loop", "worker exceeded its time limit (request id ", "did not return within 500ms", 504},
+	} {
+		code, body := get(t, w.url+c.path)
+		assert.Equal(t, c.code, code, c.path)
+		assert.True(t, strings.HasPrefix(body, c.want), "%s: %q", c.path, body)
+		assertOnlyRequestID(t, w.logs.String(), body, c.detail)
+	}
+	w.assertServing(t)
+}
+
+func TestObjectFailuresReachCallersAsARequestIDOnly(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the object's event failed (request id ")
+	assertOnlyRequestID(t, w.logs.String(), body, "wasm stack trace")
+
+	code, body = w.call(t, "BROKEN", "x", "Anything", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "constructing Broken failed (request id ")
+	assertOnlyRequestID(t, w.logs.String(), body, "constructor failed on purpose")
+	w.mustCall(t, "STORE", "t", "Put", map[string]string{"key": "a", "value": "1"})
+}
