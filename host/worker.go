@@ -35,7 +35,7 @@ type Config struct {
 	// DataDir holds the compilation cache and Durable Object storage.
 	DataDir string
 	// CacheDir overrides where compiled code is cached (default
-	// DataDir/cache/wazero).
+	// DataDir/cache).
 	CacheDir string
 	// ContainerdAddress names an existing containerd socket; empty starts
 	// wharf's own under DataDir when the manifest declares containers.
@@ -94,7 +94,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	s := &services{base: base, client: client}
 	m := cfg.Manifest
 	if cfg.CacheDir == "" {
-		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache", "wazero")
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
 	}
 	required := []string{abi.ExportOnFetch}
 	if len(m.DurableObjects.Bindings) > 0 {
@@ -103,7 +103,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	p, err := plugins.Load(ctx, plugins.Config{
 		Name:             m.Name,
 		Path:             cfg.WasmPath,
+		Engine:           m.Limits.Engine,
 		CacheDir:         cfg.CacheDir,
+		Logger:           logger,
 		MemoryLimitBytes: uint64(m.Limits.MemoryMiB) << 20,
 		EventTimeout:     m.Limits.Timeout.Duration,
 		Pool: plugins.PoolConfig{

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -21,6 +22,14 @@ const (
 // Engines lists the engine names, the default first.
 var Engines = []string{EngineWazero, EngineWasmtime}
 
+// CheckEngine refuses a name that is not one of Engines.
+func CheckEngine(name string) error {
+	if !slices.Contains(Engines, name) {
+		return fmt.Errorf("unknown engine %q (want %s)", name, strings.Join(Engines, " or "))
+	}
+	return nil
+}
+
 // NewEngine creates the named engine; an empty name is the default.
 func NewEngine(ctx context.Context, name string, cfg EngineConfig) (Engine, error) {
 	switch name {
@@ -29,7 +38,7 @@ func NewEngine(ctx context.Context, name string, cfg EngineConfig) (Engine, erro
 	case EngineWasmtime:
 		return NewWasmtimeEngine(ctx, cfg)
 	}
-	return nil, fmt.Errorf("unknown engine %q (want %s)", name, strings.Join(Engines, " or "))
+	return nil, CheckEngine(name)
 }
 
 // ValueType is the Wasm type of a host function parameter or result.

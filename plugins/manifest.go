@@ -51,6 +51,8 @@ type Limits struct {
 	// EventsPerInstance is how many events an instance serves before it is
 	// replaced; 0 means no limit.
 	EventsPerInstance int `toml:"events_per_instance"`
+	// Engine is the Wasm runtime, one of Engines; the default is wazero.
+	Engine string `toml:"engine"`
 }
 
 // DurableObjects is the [durable_objects] table.
@@ -142,6 +144,12 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if l.MemoryMiB > 4096 {
 		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
+	}
+	if l.Engine == "" {
+		l.Engine = EngineWazero
+	}
+	if err := CheckEngine(l.Engine); err != nil {
+		return nil, fmt.Errorf("%s: %w", lineOf(data, "limits.engine"), err)
 	}
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout

@@ -17,6 +17,7 @@ func TestManifestDefaults(t *testing.T) {
 	assert.Equal(t, DefaultMemoryMiB, m.Limits.MemoryMiB)
 	assert.Equal(t, DefaultTimeout, m.Limits.Timeout.Duration)
 	assert.Equal(t, DefaultInstances, m.Limits.Instances)
+	assert.Equal(t, EngineWazero, m.Limits.Engine)
 	assert.True(t, m.NeedsBuild())
 }
 
@@ -30,10 +31,11 @@ timeout = "1500ms"
 instances = 3
 warm_instances = 1
 events_per_instance = 10
+engine = "wasmtime"
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
-	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10}, m.Limits)
+	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10, Engine: EngineWasmtime}, m.Limits)
 	assert.False(t, m.NeedsBuild())
 }
 
@@ -52,6 +54,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = 3\nmain = \".\"\n":                                      `1:8: name: expected string, got integer`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":        `4:1: limits.instances: must not be negative, got -2`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":     `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
+		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":     `5:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 		"main = \".\"\n":         `missing required key "name"`,
 		"name = \"a\"\n":         `missing required key "main"`,
 		"name = \"a\nmain = 1\n": `1:`,

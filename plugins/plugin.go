@@ -1,11 +1,16 @@
 package plugins
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -37,6 +42,9 @@ type Config struct {
 	NewData func() (data any, stdout, stderr io.Writer)
 	// OnPoolError reports a background refill that failed.
 	OnPoolError func(error)
+	// Logger, if set, hears about compiles that take a while (a cold
+	// cache).
+	Logger *slog.Logger
 }
 
 // Plugin is a loaded, validated module with its warm pool.
@@ -97,7 +105,7 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	module, err := engine.Compile(ctx, wasm)
+	module, err := compile(ctx, engine, cfg, wasm)
 	if err == nil {
 		err = validateModule(module, cfg.HostModules, append([]string{abi.ExportABIVersion}, cfg.RequiredExports...))
 	}
@@ -120,6 +128,33 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 	p.pool.created++
 	p.pool.mu.Unlock()
 	return p, nil
+}
+
+// compile runs engine.Compile. Without compiled code in the cache (no
+// record that this module was compiled by this engine into it), it tells
+// cfg.Logger what is happening and, afterwards, what it cost.
+func compile(ctx context.Context, engine Engine, cfg Config, wasm []byte) (CompiledModule, error) {
+	if cfg.Logger == nil || cfg.CacheDir == "" {
+		return engine.Compile(ctx, wasm)
+	}
+	engineName := cmp.Or(cfg.Engine, EngineWazero)
+	sum := sha256.Sum256(wasm)
+	record := filepath.Join(cfg.CacheDir, "compiled", engineName+"-"+hex.EncodeToString(sum[:16]))
+	if _, err := os.Stat(record); err == nil {
+		return engine.Compile(ctx, wasm)
+	}
+	file := filepath.Base(cfg.Path)
+	cfg.Logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
+	start := time.Now()
+	m, err := engine.Compile(ctx, wasm)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", time.Since(start).Round(time.Millisecond), "cache", cfg.CacheDir)
+	if err := os.MkdirAll(filepath.Dir(record), 0o755); err == nil {
+		os.WriteFile(record, nil, 0o644)
+	}
+	return m, nil
 }
 
 // Name is the plugin's name.

@@ -92,6 +92,7 @@ type serveFlags struct {
 	dnsUpstream   []string
 	metricsListen string
 	stopGrace     time.Duration
+	engine        string
 }
 
 func newServeCommand() *cobra.Command {
@@ -114,6 +115,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
+	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 	return cmd
 }
@@ -141,6 +143,12 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	m, err := plugins.LoadManifest(target)
 	if err != nil {
 		return err
+	}
+	if f.engine != "" {
+		if err := plugins.CheckEngine(f.engine); err != nil {
+			return fmt.Errorf("--engine: %w", err)
+		}
+		m.Limits.Engine = f.engine
 	}
 	dataDir := f.dataDir
 	if dataDir == "" {

@@ -56,10 +56,11 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 	notWasm := write("plugin.wasm", "hello, not wasm")
 	cases := map[string]string{
-		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
-		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
-		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `main = "missing" is neither a Go package directory nor a .wasm file`,
-		filepath.Join(dir, "absent.toml"):                                          "absent.toml: no such file or directory",
+		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"):                `unknown.toml:3:1: unknown key "port"`,
+		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):                           "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
+		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                                `main = "missing" is neither a Go package directory nor a .wasm file`,
+		filepath.Join(dir, "absent.toml"):                                                         "absent.toml: no such file or directory",
+		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"): `engine.toml:4:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 	}
 	for manifest, want := range cases {
 		_, err := run(t, "serve", manifest, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
@@ -69,6 +70,8 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 	_, err := run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--log-level", "loud")
 	assert.ErrorContains(t, err, "--log-level")
+	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--engine", "v8")
+	assert.ErrorContains(t, err, `--engine: unknown engine "v8" (want wazero or wasmtime)`)
 }
 
 func TestImagesImportListRemove(t *testing.T) {
