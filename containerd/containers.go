@@ -16,7 +16,10 @@ import (
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
+	contribapparmor "github.com/containerd/containerd/v2/contrib/apparmor"
+	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/plugins"
@@ -53,6 +56,9 @@ type ContainerSpec struct {
 	RuncRoot string
 	// Mounts are added to the image's.
 	Mounts []specs.Mount
+	// Capabilities are added to the default set (containerd's, without
+	// CAP_NET_RAW), e.g. "CAP_NET_RAW".
+	Capabilities []string
 	// OwnedDirs are host directories (bind-mounted in Mounts) handed to
 	// the user the container runs as, so an image with a USER can write
 	// to them.
@@ -67,6 +73,9 @@ type ContainerSpec struct {
 	// overlay's upper and work directories) instead of the snapshotter's
 	// directory: a disk mounted there caps it.
 	WritableDir string
+	// unconfined leaves the sandbox out: the baseline of
+	// BenchmarkSandboxCost.
+	unconfined bool
 	// LogPath, if set, receives the main process's stdout and stderr
 	// (written by the shim, so it outlives wharf); otherwise they are
 	// discarded.
@@ -144,6 +153,9 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	}
 	if r := spec.Resources; r.Pids > 0 {
 		opts = append(opts, oci.WithPidsLimit(r.Pids))
+	}
+	if !spec.unconfined {
+		opts = append(opts, sandbox(spec.Capabilities)...)
 	}
 	ctr, err := c.NewContainer(ctx, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
@@ -224,6 +236,25 @@ func writableOn(ctx context.Context, c *client.Client, key, dir string) ([]mount
 	}
 	return []mount.Mount{m}, nil
 }
+
+// sandbox confines a container's root as Docker does: containerd's default
+// capabilities without CAP_NET_RAW (plus those asked for), its default
+// seccomp profile (Docker's rules, which follow the capabilities: no
+// unshare, mount or keyctl without CAP_SYS_ADMIN), no-new-privileges (in
+// containerd's default spec) and, where the host has AppArmor, its default
+// profile.
+func sandbox(capabilities []string) []oci.SpecOpts {
+	opts := []oci.SpecOpts{oci.WithDroppedCapabilities([]string{"CAP_NET_RAW"}), oci.WithAddedCapabilities(capabilities),
+		seccomp.WithDefaultProfile()} // after the capabilities
+	if apparmor.HostSupports() {
+		opts = append(opts, contribapparmor.WithDefaultProfile(appArmorProfile))
+	}
+	return opts
+}
+
+// appArmorProfile is the name wharf loads containerd's default AppArmor
+// profile under.
+const appArmorProfile = "wharf-default"
 
 func shortID(id string) string {
 	if len(id) > 63 {

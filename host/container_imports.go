@@ -96,6 +96,9 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		DiskMB: cfg.Resources.DiskMB,
 		Persistent: containerd.PersistentDirs{Paths: cfg.PersistentDirs, SizeMB: cfg.PersistentMB,
 			Image: filepath.Join(persistDir(g.object), "disk.img")}}
+	for _, c := range cfg.Capabilities {
+		spec.Capabilities = append(spec.Capabilities, "CAP_"+c)
+	}
 	internet := false
 	secrets := cfg.Secrets // every start gets them all; the SDK may only name them
 	var bad error

@@ -28,6 +28,7 @@ image = "wharf.test/busybox:latest"
 persistent_dirs = ["/data"]
 secrets = ["WHARF_TEST_SECRET"]
 labels = { team = "web" }
+capabilities = ["NET_RAW"]
 [[containers]]
 class_name = "WebHard"
 image = "wharf.test/busybox:latest"
@@ -72,6 +73,7 @@ func TestContainerClassStates(t *testing.T) {
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "ok\n", body, "ServeHTTP proxies to DefaultPort")
 	assert.Equal(t, "s3cret-value\n", w.callString(t, "WEB", "a", "Run", "echo $WHARF_TEST_SECRET"), "the manifest's secret is in the environment")
+	assert.Equal(t, "ok\n", w.callString(t, "WEB", "a", "Run", "probe syscall raw 2>&1"), "the class asked for NET_RAW")
 
 	// A crash while healthy is never reported healthy; the host tells the
 	// object at once, so OnStop runs without anyone asking.

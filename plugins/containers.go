@@ -45,6 +45,10 @@ type Container struct {
 	// PersistentMB caps the persistent directories together (0: the
 	// instance type's disk_mb).
 	PersistentMB int `toml:"persistent_mb"`
+	// Capabilities are Linux capabilities the class's containers get
+	// beyond the default set, without the CAP_ prefix; only those in
+	// GrantableCapabilities may be asked for.
+	Capabilities []string `toml:"capabilities"`
 
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`
@@ -74,6 +78,11 @@ var InstanceTypes = map[string]InstanceType{
 	"standard-3": {VCPU: 2, MemoryMiB: 8192, DiskMB: 16000},
 	"standard-4": {VCPU: 4, MemoryMiB: 12288, DiskMB: 20000},
 }
+
+// GrantableCapabilities are the capabilities a class may add to its
+// containers' default set (containerd's, without NET_RAW): NET_RAW, for
+// ping and raw sockets.
+var GrantableCapabilities = []string{"NET_RAW"}
 
 // DefaultInstanceType is used when a container names none, as in the
 // hosted system.
@@ -202,6 +211,11 @@ func (c *Container) checkLifecycle() error {
 	for _, name := range c.Secrets {
 		if name == "" || strings.ContainsAny(name, "= ") {
 			return fmt.Errorf("secrets: %q is not an environment variable name", name)
+		}
+	}
+	for _, name := range c.Capabilities {
+		if !slices.Contains(GrantableCapabilities, name) {
+			return fmt.Errorf("capabilities: %q cannot be granted (a class may ask for %s)", name, strings.Join(GrantableCapabilities, ", "))
 		}
 	}
 	for _, d := range c.PersistentDirs {

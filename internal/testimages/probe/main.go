@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	"golang.org/x/sys/unix"
 )
 
 const usage = `usage:
@@ -31,7 +32,8 @@ const usage = `usage:
   probe wsecho PORT             serves WebSocket echo on PORT (any path), and HTTP GET / with "ws echo"
   probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
   probe udp ADDR MESSAGE        sends a datagram, prints the reply
-  probe resolve NAME            prints NAME's addresses`
+  probe resolve NAME            prints NAME's addresses
+  probe syscall raw|keyctl      opens a raw ICMP socket, or joins a new session keyring; prints ok or the error`
 
 func main() {
 	if len(os.Args) < 3 {
@@ -70,6 +72,8 @@ func main() {
 		if addrs, err = net.LookupHost(arg); err == nil {
 			fmt.Println(strings.Join(addrs, " "))
 		}
+	case "syscall":
+		err = trySyscall(arg)
 	default:
 		fail(usage)
 	}
@@ -242,4 +246,25 @@ func wsEcho(port string) error {
 		}
 		echo.ServeHTTP(w, r)
 	}))
+}
+
+// trySyscall makes a call a sandboxed container should be refused: a raw
+// socket (needs CAP_NET_RAW) or keyctl (blocked by the seccomp profile).
+func trySyscall(name string) error {
+	switch name {
+	case "raw":
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		unix.Close(fd)
+	case "keyctl":
+		if _, err := unix.KeyctlJoinSessionKeyring("wharf-probe"); err != nil {
+			return fmt.Errorf("keyctl: %w", err)
+		}
+	default:
+		fail(usage)
+	}
+	fmt.Println("ok")
+	return nil
 }
