@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +16,7 @@ import (
 type guest struct {
 	plugin  string
 	base    *slog.Logger
+	logs    *guestLogs // bounds what the guest logs
 	table   handleTable
 	lastErr string
 	wakeup  signal
@@ -51,8 +51,8 @@ func (id eventID) String() string {
 	return id.prefix + "-" + strconv.FormatUint(id.n, 10)
 }
 
-func newGuest(plugin string, base *slog.Logger) *guest {
-	return &guest{plugin: plugin, base: base, wakeup: newSignal()}
+func newGuest(logs *guestLogs) *guest {
+	return &guest{plugin: logs.plugin, base: logs.base, logs: logs, wakeup: newSignal()}
 }
 
 func (g *guest) wake() { g.wakeup.notify() }
@@ -164,42 +164,12 @@ func (p *pending) cancel() {
 	}()
 }
 
-// lineWriter turns a guest's stdout or stderr into log lines.
-type lineWriter struct {
-	g     *guest
-	level slog.Level
-	name  string
-	mu    sync.Mutex
-	buf   []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[i+1:]
-	}
-	if len(w.buf) > 4096 {
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) emit(line []byte) {
-	w.g.log().Log(context.Background(), w.level, string(line), "stream", w.name)
-}
-
-// newInstanceData is plugins.Config.NewData for Workers.
-func newInstanceData(plugin string, base *slog.Logger) func() (any, io.Writer, io.Writer) {
+// newInstanceData is plugins.Config.NewData for Workers: every instance logs
+// through logs.
+func newInstanceData(logs *guestLogs) func() (any, io.Writer, io.Writer) {
 	return func() (any, io.Writer, io.Writer) {
-		g := newGuest(plugin, base)
-		return g, &lineWriter{g: g, level: slog.LevelInfo, name: "stdout"}, &lineWriter{g: g, level: slog.LevelWarn, name: "stderr"}
+		g := newGuest(logs)
+		return g, &lineWriter{g: g, logs: logs, level: slog.LevelInfo, name: "stdout"},
+			&lineWriter{g: g, logs: logs, level: slog.LevelWarn, name: "stderr"}
 	}
 }

@@ -1,12 +1,12 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -140,14 +140,13 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 	if err != nil {
 		return err
 	}
-	text := string(msg)
 	// A panic's trace (the SDK writes it after the message) becomes an
 	// attribute, which the text log prints on lines of its own.
-	if first, trace, ok := strings.Cut(text, "\n"); ok && strings.HasPrefix(trace, "goroutine ") {
-		g.log().Log(ctx, slog.Level(int32(a[0])), first, textlog.StackKey, trace)
-		return nil
+	var attrs []any
+	if first, trace, ok := bytes.Cut(msg, []byte("\n")); ok && bytes.HasPrefix(trace, []byte("goroutine ")) {
+		msg, attrs = first, []any{textlog.StackKey, g.logs.cut(trace)}
 	}
-	g.log().Log(ctx, slog.Level(int32(a[0])), text)
+	g.logs.emit(g.log(), slog.Level(int32(a[0])), msg, attrs...)
 	return nil
 }
 

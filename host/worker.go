@@ -115,7 +115,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		},
 		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.egressImports())},
 		RequiredExports: required,
-		NewData:         newInstanceData(m.Name, logger),
+		NewData:         newInstanceData(newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)),
 		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
 	})
 	if err != nil {

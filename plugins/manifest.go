@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"github.com/wharfhq/wharf/abi"
@@ -26,7 +27,7 @@ type Manifest struct {
 	Main string `toml:"main"`
 	// Listen is the HTTP address wharf serve listens on.
 	Listen string `toml:"listen"`
-	// Limits bounds each guest instance.
+	// Limits bounds each guest instance and its logs.
 	Limits Limits `toml:"limits"`
 	// DurableObjects binds object classes of the module to names.
 	DurableObjects DurableObjects `toml:"durable_objects"`
@@ -53,6 +54,14 @@ type Limits struct {
 	EventsPerInstance int `toml:"events_per_instance"`
 	// Engine is the Wasm runtime, one of Engines; the default is wazero.
 	Engine string `toml:"engine"`
+	// LogLineBytes caps one guest log line; a longer line is cut and marked.
+	LogLineBytes int `toml:"log_line_bytes"`
+	// LogLinesPerSecond is how many lines the plugin's guests may log per
+	// second, together; lines beyond it are dropped and counted.
+	LogLinesPerSecond int `toml:"log_lines_per_second"`
+	// LogBurst is how many lines may be logged at once before the rate
+	// applies.
+	LogBurst int `toml:"log_burst"`
 }
 
 // DurableObjects is the [durable_objects] table.
@@ -82,6 +91,9 @@ const (
 	DefaultWarmInstances = 2
 	DefaultIdleTimeout   = 30 * time.Second
 	DefaultMaxLive       = 200
+	DefaultLogLineBytes  = 16 << 10
+	DefaultLogLines      = 100
+	DefaultLogBurst      = 1000
 )
 
 // Duration is a time.Duration written as a string such as "30s".
@@ -134,7 +146,8 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
-		"limits.warm_instances": l.WarmInstances, "limits.events_per_instance": l.EventsPerInstance} {
+		"limits.warm_instances": l.WarmInstances, "limits.events_per_instance": l.EventsPerInstance,
+		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst} {
 		if v < 0 {
 			return nil, fmt.Errorf("%s: must not be negative, got %d", lineOf(data, key), v)
 		}
@@ -160,6 +173,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if l.WarmInstances == 0 {
 		l.WarmInstances = min(DefaultWarmInstances, l.Instances)
 	}
+	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
+	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)
+	l.LogBurst = cmp.Or(l.LogBurst, DefaultLogBurst)
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
 	}

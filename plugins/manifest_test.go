@@ -18,6 +18,9 @@ func TestManifestDefaults(t *testing.T) {
 	assert.Equal(t, DefaultTimeout, m.Limits.Timeout.Duration)
 	assert.Equal(t, DefaultInstances, m.Limits.Instances)
 	assert.Equal(t, EngineWazero, m.Limits.Engine)
+	assert.Equal(t, DefaultLogLineBytes, m.Limits.LogLineBytes)
+	assert.Equal(t, DefaultLogLines, m.Limits.LogLinesPerSecond)
+	assert.Equal(t, DefaultLogBurst, m.Limits.LogBurst)
 	assert.True(t, m.NeedsBuild())
 }
 
@@ -32,10 +35,14 @@ instances = 3
 warm_instances = 1
 events_per_instance = 10
 engine = "wasmtime"
+log_line_bytes = 1000
+log_lines_per_second = 5
+log_burst = 20
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
-	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10, Engine: EngineWasmtime}, m.Limits)
+	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10, Engine: EngineWasmtime,
+		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20}, m.Limits)
 	assert.False(t, m.NeedsBuild())
 }
 
@@ -47,14 +54,15 @@ func TestDurationAcceptsSeconds(t *testing.T) {
 
 func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 	cases := map[string]string{
-		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                       `3:1: unknown key "bogus"`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":               `4:1: unknown key "limits.foo"`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n": `4:14: limits.memory_mib: expected integer, got string`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":    `4:11: limits.timeout: invalid duration "soon"`,
-		"name = 3\nmain = \".\"\n":                                      `1:8: name: expected string, got integer`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":        `4:1: limits.instances: must not be negative, got -2`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":     `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
-		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":     `5:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                             `3:1: unknown key "bogus"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":                     `4:1: unknown key "limits.foo"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n":       `4:14: limits.memory_mib: expected integer, got string`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":          `4:11: limits.timeout: invalid duration "soon"`,
+		"name = 3\nmain = \".\"\n":                                            `1:8: name: expected string, got integer`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":              `4:1: limits.instances: must not be negative, got -2`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":           `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
+		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":           `5:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n": `5:1: limits.log_burst: must not be negative, got -1`,
 		"main = \".\"\n":         `missing required key "name"`,
 		"name = \"a\"\n":         `missing required key "main"`,
 		"name = \"a\nmain = 1\n": `1:`,

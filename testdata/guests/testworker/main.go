@@ -176,6 +176,31 @@ func init() {
 		fmt.Println("to stdout")
 		fmt.Fprint(w, "logged")
 	})
+	mux.HandleFunc("/logflood", func(w http.ResponseWriter, r *http.Request) {
+		// n lines, alternately through the log import and stdout.
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		for i := 0; i < n; i++ {
+			if i%2 == 0 {
+				sdk.Logger.Info(fmt.Sprintf("flood %d", i))
+			} else {
+				fmt.Printf("flood %d\n", i)
+			}
+		}
+		fmt.Fprint(w, "flooded")
+	})
+	mux.HandleFunc("/logbig", func(w http.ResponseWriter, r *http.Request) {
+		// A 10 MB line through the log import, then one through stderr in
+		// pieces, then a short line.
+		big := strings.Repeat("é", 5<<20)
+		sdk.Logger.Info("big-import " + big)
+		fmt.Fprint(os.Stderr, "big-stderr ")
+		for i := 0; i < 10; i++ {
+			fmt.Fprint(os.Stderr, big[:1<<20])
+		}
+		fmt.Fprintln(os.Stderr, " tail")
+		fmt.Fprintln(os.Stderr, "after the big lines")
+		fmt.Fprint(w, "logged")
+	})
 	mux.HandleFunc("/poll-body", func(w http.ResponseWriter, r *http.Request) {
 		// Non-blocking reads and Select over the request body.
 		s, err := r.Body.(interface{ Stream() (*sdk.Stream, error) }).Stream()

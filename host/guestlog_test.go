@@ -1,0 +1,56 @@
+package host
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestGuestLogLinesAreCutAndMarked(t *testing.T) {
+	w := startWorker(t, "[limits]\nlog_line_bytes = 1000\n")
+	code, _ := get(t, w.url+"/logbig")
+	require.Equal(t, 200, code)
+	logs := w.logs.String()
+	for _, line := range strings.Split(logs, "\n") {
+		assert.Less(t, len(line), 1300, "a log line is over the limit: %.200s…", line)
+		assert.True(t, utf8.ValidString(line), "a cut split a character")
+	}
+	for _, prefix := range []string{"big-import ", "big-stderr "} {
+		assert.Regexp(t, `msg="`+prefix+`(é)+ …\[truncated\]"`, logs, "the cut line is logged, marked")
+	}
+	assert.NotContains(t, logs, "tail", "the rest of a cut line is discarded")
+	assert.Contains(t, logs, `msg="after the big lines"`, "the next line is logged whole")
+	w.assertServing(t)
+}
+
+var droppedReport = regexp.MustCompile(`guest log lines dropped: the plugin logs more than 50 lines per second" plugin=testworker dropped=(\d+)`)
+
+func TestGuestLogRateIsLimitedAndDropsAreCounted(t *testing.T) {
+	w := startWorker(t, "[limits]\nlog_lines_per_second = 50\nlog_burst = 200\n")
+	const n = 5000
+	start := time.Now()
+	code, _ := get(t, w.url+"/logflood?n="+strconv.Itoa(n))
+	require.Equal(t, 200, code)
+	elapsed := time.Since(start)
+
+	var dropped int
+	require.Eventually(t, func() bool {
+		dropped = 0
+		for _, m := range droppedReport.FindAllStringSubmatch(w.logs.String(), -1) {
+			d, _ := strconv.Atoi(m[1])
+			dropped += d
+		}
+		logged := strings.Count(w.logs.String(), `msg="flood `)
+		return logged+dropped == n
+	}, 5*time.Second, 50*time.Millisecond, "every line is either logged or counted as dropped")
+	logged := n - dropped
+	assert.GreaterOrEqual(t, logged, 200, "the burst is logged")
+	assert.LessOrEqual(t, float64(logged), 200+50*(elapsed.Seconds()+1), "more lines than the rate allows")
+	w.assertServing(t)
+}
