@@ -48,8 +48,9 @@ type Config struct {
 	Scope string
 	// LinkPrefix is the name prefix of the host ends of container links.
 	LinkPrefix string
-	// Internal are addresses the proxy never dials for a container (other
-	// containers, for one); loopback and SyntheticRange always are.
+	// Internal are addresses no container may reach (other containers,
+	// for one): the proxy never dials them and the firewall forwards
+	// nothing to them; loopback and SyntheticRange always are.
 	Internal []netip.Prefix
 	// Upstream are the DNS servers ("ip:port") permitted names are
 	// resolved with; empty means those of /etc/resolv.conf.
@@ -128,7 +129,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 		return nil, err
 	}
 	proxyPort, dnsPort := g.Ports()
-	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, dnsPort, proxyPort)
+	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, dnsPort, proxyPort, cfg.Internal)
 	if err != nil {
 		return nil, err
 	}

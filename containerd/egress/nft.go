@@ -19,12 +19,16 @@ import (
 // Container links are matched by name prefix ("wh<scope>"):
 //
 //	prerouting (nat):  DNS (udp/tcp 53) → the resolver; all other TCP → the proxy
-//	input:             from containers only the resolver and proxy ports
-//	forward:           containers in @internet may send (UDP, ICMP) out; replies come back
+//	input:             from containers only the resolver and proxy ports (and
+//	                   what belongs to their connections); no ICMP
+//	forward:           containers in @internet may send (UDP, ICMP) out, never
+//	                   to wharf's own ranges (internal, the synthetic range,
+//	                   link-local); replies come back
 //	postrouting (nat): masquerade @internet leaving through a non-container link
 //
 // TCP never crosses forward: the proxy dials out itself, so every TCP
-// connection meets the policy.
+// connection meets the policy. So nothing from a container reaches wharf's
+// ranges or the host but the proxy and the resolver.
 const (
 	tablePrefix = "wharf-"
 	internetSet = "internet"
@@ -43,9 +47,9 @@ type firewall struct {
 }
 
 // installFirewall creates the table for links named linkPrefix*, sending
-// DNS to dnsPort and TCP to proxyPort. A table left by a crashed run of the
-// same scope is replaced.
-func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16) (*firewall, error) {
+// DNS to dnsPort and TCP to proxyPort and forwarding nothing to internal.
+// A table left by a crashed run of the same scope is replaced.
+func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16, internal []netip.Prefix) (*firewall, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -89,11 +93,11 @@ func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16) (*fire
 	add(input, fromCtr, l4(unix.IPPROTO_TCP), dport(proxyPort), verdict(expr.VerdictAccept))
 	add(input, fromCtr, l4(unix.IPPROTO_TCP), dport(dnsPort), verdict(expr.VerdictAccept))
 	add(input, fromCtr, l4(unix.IPPROTO_UDP), dport(dnsPort), verdict(expr.VerdictAccept))
-	add(input, fromCtr, l4(unix.IPPROTO_ICMP), verdict(expr.VerdictAccept))
 	add(input, fromCtr, verdict(expr.VerdictDrop))
 
-	add(fwd, fromCtr, daddrIn(SyntheticRange), verdict(expr.VerdictDrop))
-	add(fwd, fromCtr, daddrIn(linkLocal), verdict(expr.VerdictDrop)) // e.g. cloud metadata
+	for _, p := range append([]netip.Prefix{SyntheticRange, linkLocal}, internal...) { // link-local: e.g. cloud metadata
+		add(fwd, fromCtr, daddrIn(p), verdict(expr.VerdictDrop))
+	}
 	add(fwd, fromCtr, notToCtr, saddrInSet(fw.set), verdict(expr.VerdictAccept))
 	add(fwd, fromCtr, verdict(expr.VerdictDrop))
 	add(fwd, toCtr, established(), verdict(expr.VerdictAccept))

@@ -1,0 +1,131 @@
+package containerd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/fakenet"
+	"github.com/wharfhq/wharf/internal/testimages"
+)
+
+// TestContainerReachesNothingOfWharfOrHost sends UDP and ICMP from an
+// internet-enabled container (with NET_RAW, so it can ping) to wharf's own
+// ranges and to the host's addresses, and counts, with a table of the
+// test's own placed after wharf's, every such packet the host accepted or
+// forwarded: none. The same container still reaches the fake internet.
+func TestContainerReachesNothingOfWharfOrHost(t *testing.T) {
+	inet := fakenet.Start(t)
+	data := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b.Client, archive, "")
+	require.NoError(t, err)
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, m.Close(context.Background()))
+		require.NoError(t, RemoveImage(context.Background(), b.Client, imgs[0].Name))
+		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		b.Close()
+	})
+	policy := func(internet bool) *egress.Policy { p, _ := egress.NewPolicy(internet, nil, nil); return p }
+	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, Capabilities: []string{"CAP_NET_RAW"}}
+	open, err := m.Start(context.Background(), "Box", "open", spec, policy(true), 0)
+	require.NoError(t, err)
+	other, err := m.Start(context.Background(), "Box", "other", spec, policy(false), 0)
+	require.NoError(t, err)
+	count := countFrom(t, open.Endpoint.hostLink, inet.Addr)
+
+	run := func(args ...string) (uint32, string) {
+		code, out, errOut := execOut(t, open.Container, ExecSpec{Args: args})
+		return code, out + errOut
+	}
+	unused := netip.MustParseAddr("10.209.255.253") // in wharf's range, no container's
+	targets := map[string]netip.Addr{
+		"an unused address of the container range": unused,
+		"another container":                        other.Endpoint.ContainerIP,
+		"another container's host end":             other.Endpoint.HostIP,
+		"the container's own gateway":              open.Endpoint.HostIP,
+		"a host address on another link":           inet.HostAddr,
+		"the synthetic DNS range":                  netip.MustParseAddr("198.18.0.77"),
+	}
+	for what, ip := range targets {
+		code, out := run("probe", "udp", ip.String()+":7", "hello")
+		assert.NotEqual(t, uint32(0), code, "UDP to %s (%s): %s", what, ip, out)
+		code, out = run("ping", "-c", "1", "-W", "1", ip.String())
+		assert.NotEqual(t, uint32(0), code, "ICMP to %s (%s): %s", what, ip, out)
+	}
+	accepted, forwarded := count()
+	assert.Zero(t, accepted, "UDP or ICMP packets the host accepted from the container")
+	assert.Zero(t, forwarded, "packets the host forwarded to somewhere other than the fake internet")
+
+	code, out := run("probe", "udp", inet.Addr.String()+":7", "over udp")
+	assert.Equal(t, uint32(0), code, out)
+	assert.Equal(t, "echo: over udp\n", out, "the internet is still reachable")
+	code, out = run("ping", "-c", "1", "-W", "2", inet.Addr.String())
+	assert.Equal(t, uint32(0), code, "ICMP to the internet: %s", out)
+}
+
+// countFrom installs a table of the test's own that, after wharf's table
+// has decided, counts the UDP and ICMP packets from link the host accepts
+// for itself and counts and drops every packet from link it would forward
+// anywhere but to allowed. It returns a function reading the two counts;
+// the table is removed at cleanup.
+func countFrom(t *testing.T, link string, allowed netip.Addr) func() (accepted, forwarded uint64) {
+	c, err := nftables.New()
+	require.NoError(t, err)
+	var tag [3]byte
+	rand.Read(tag[:])
+	table := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "wharftest-" + hex.EncodeToString(tag[:])})
+	t.Cleanup(func() {
+		c.DelTable(table)
+		assert.NoError(t, c.Flush())
+	})
+	late := nftables.ChainPriority(100) // after wharf's filter chains
+	input := c.AddChain(&nftables.Chain{Name: "input", Table: table, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: &late})
+	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: table, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: &late})
+	fromLink := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(link + "\x00")},
+	}
+	c.AddRule(&nftables.Rule{Table: table, Chain: input, Exprs: append(fromLink,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Counter{})})
+	c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: append(fromLink,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: allowed.AsSlice()},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop})}) // nothing leaves the machine, even on failure
+	require.NoError(t, c.Flush())
+	packets := func(ch *nftables.Chain) uint64 {
+		rules, err := c.GetRules(table, ch)
+		require.NoError(t, err)
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if n, ok := e.(*expr.Counter); ok {
+					return n.Packets
+				}
+			}
+		}
+		t.Fatal("no counter in chain " + ch.Name)
+		return 0
+	}
+	return func() (uint64, uint64) { return packets(input), packets(fwd) }
+}
