@@ -341,7 +341,12 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	assert.ErrorIs(t, err, ErrMaxInstances)
 	assert.ErrorContains(t, err, "class Sandbox already runs 1 containers (max_instances = 1)")
 
-	// A start cut short by the crash left a mounted disk.
+	// A start cut short by the crash left a network and a mounted disk,
+	// known only from wharf's journal.
+	ep, err := m1.net.reserve("wharf-cut-short")
+	require.NoError(t, err)
+	require.NoError(t, m1.jnl.put("wharf-cut-short", record{Class: "Sandbox", Object: "obj9", Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP}))
+	require.NoError(t, ep.create())
 	require.NoError(t, m1.mountDisks("wharf-cut-short", &ContainerSpec{DiskMB: 8}))
 
 	// The host goes away without cleaning up: its containerd stops, the
@@ -367,7 +372,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 1, adopted)
-	assert.Equal(t, 1, removed)
+	assert.Equal(t, 2, removed, "the Gone container and the start cut short")
 
 	mc, ok := m2.Get("Sandbox", "obj1")
 	require.True(t, ok, "the running container was adopted")

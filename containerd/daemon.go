@@ -86,6 +86,12 @@ func socketPath(dir string) string {
 	return filepath.Join(base, "wharf-"+hex.EncodeToString(sum[:6]), "containerd.sock")
 }
 
+// EmbeddedAddress is the socket of the containerd that wharf serve starts
+// for the data directory dataDir (an absolute path).
+func EmbeddedAddress(dataDir string) string {
+	return socketPath(filepath.Join(dataDir, "containerd"))
+}
+
 // StartDaemon starts containerd with its root and state under dir and waits
 // until it answers. Its log goes to dir/containerd.log.
 func StartDaemon(ctx context.Context, dir string, logger *slog.Logger) (*Daemon, error) {

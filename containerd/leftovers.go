@@ -6,6 +6,8 @@ import (
 	"github.com/wharfhq/wharf/containerd/egress"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/client"
@@ -13,9 +15,9 @@ import (
 )
 
 // Leftovers lists what wharf created that still exists: containers, tasks,
-// snapshots, shim processes serving the daemon at address, and the network
-// namespaces, veth links, mounts and loop devices of the wharf whose data
-// is at scope (see NewNetwork). An empty list means nothing leaked.
+// snapshots, shim processes serving the daemon at address, and the
+// HostLeftovers of the wharf whose data is at scope (see NewNetwork). An
+// empty list means nothing leaked.
 func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]string, error) {
 	ctx = WithNamespace(ctx)
 	var out []string
@@ -39,10 +41,27 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 		return nil, err
 	}
 	out = append(out, shimProcesses(address)...)
-	out = append(out, egress.FirewallLeftovers(Scope(scope))...)
+	return append(out, HostLeftovers(scope)...), nil
+}
+
+// HostLeftovers lists what the wharf with data at scope created outside
+// containerd that still exists: its nft table, egress policies, journal
+// records, task bundles and runc containers (of the containerd it started),
+// mounts, loop devices, network namespaces and veth links. It
+// needs no containerd, so it can check a host after wharf has stopped.
+func HostLeftovers(scope string) []string {
+	out := egress.FirewallLeftovers(Scope(scope))
 	policies, _ := filepath.Glob(filepath.Join(scope, "egress", "policies", "*.json"))
 	for _, p := range policies {
 		out = append(out, "egress policy "+p)
+	}
+	out = append(out, journalAt(scope).leftovers()...)
+	for id := range taskBundles(scope) {
+		out = append(out, "task bundle "+id)
+	}
+	runc, _ := os.ReadDir(filepath.Join(scope, "containerd", "runc", Namespace))
+	for _, e := range runc {
+		out = append(out, "runc container "+e.Name())
 	}
 	for _, m := range mountsUnder(scope) {
 		out = append(out, "mount "+m)
@@ -50,22 +69,56 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 	for _, l := range loopDevicesOf(scope) {
 		out = append(out, "loop device "+l)
 	}
-	return append(out, NetworkLeftovers(scope)...), nil
+	return append(out, NetworkLeftovers(scope)...)
 }
 
 // shimProcesses finds containerd shims started for the daemon at address.
 func shimProcesses(address string) []string {
 	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range dirs {
+	for _, sh := range shims(address) {
+		out = append(out, "shim process "+strconv.Itoa(sh.pid)+": "+sh.cmdline)
+	}
+	return out
+}
+
+// taskBundles lists the task bundles (by container id) of the containerd
+// that the wharf with data at dataDir started.
+func taskBundles(dataDir string) map[string]string {
+	dir := filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", Namespace)
+	entries, _ := os.ReadDir(dir)
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Name()] = filepath.Join(dir, e.Name())
+	}
+	return out
+}
+
+// shim is a containerd shim process.
+type shim struct {
+	pid     int
+	id      string // the container it was started for
+	cmdline string
+}
+
+// shims lists the shim processes serving the daemon at address.
+func shims(address string) []shim {
+	var out []shim
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "containerd-shim") && strings.Contains(cmd, address) {
-			out = append(out, "shim process "+filepath.Base(filepath.Dir(f))+": "+cmd)
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 0 || !strings.Contains(args[0], "containerd-shim") || !slices.Contains(args, address) {
+			continue
 		}
+		sh := shim{cmdline: strings.Join(args, " ")}
+		sh.pid, _ = strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if i := slices.Index(args, "-id"); i >= 0 && i+1 < len(args) {
+			sh.id = args[i+1]
+		}
+		out = append(out, sh)
 	}
 	return out
 }

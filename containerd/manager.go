@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,10 +20,12 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"golang.org/x/sys/unix"
 )
 
 // Labels wharf puts on every container it creates, so a restarted host can
@@ -92,6 +95,7 @@ type Manager struct {
 	net  *Network
 	gw   *egress.Gateway
 	life *lifecycle
+	jnl  journal
 
 	mu   sync.Mutex
 	byID map[string]*Managed
@@ -136,7 +140,8 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	}
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
-	return &Manager{b: b, net: n, gw: gw, life: life, byID: map[string]*Managed{}}, nil
+	return &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
+		byID: map[string]*Managed{}}, nil
 }
 
 // Track makes the per-class metrics of classes appear (at zero) before
@@ -214,23 +219,35 @@ func (m *Manager) runningLocked(class string) int {
 }
 
 func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (mc *Managed, err error) {
-	ep, err := m.net.Setup(id)
+	ep, err := m.net.reserve(id)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.gw.Attach(egress.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {
-		ep.Teardown()
-		return nil, err
+	rec := record{Class: class, Object: object, Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP}
+	if err := m.jnl.put(id, rec); err != nil {
+		m.net.release(ep.slot)
+		return nil, fmt.Errorf("recording container %s: %w", id, err)
 	}
-	m.keepPolicy(id, policy)
+	attached := false
 	defer func() {
 		if err != nil {
 			m.forgetPolicy(id, policy)
-			m.gw.Detach(ep.ContainerIP)
-			ep.Teardown()
-			m.removeDisks(id)
+			if attached {
+				m.gw.Detach(ep.ContainerIP)
+			}
+			if errors.Join(ep.Teardown(), m.removeDisks(id)) == nil {
+				m.jnl.remove(id)
+			}
 		}
 	}()
+	if err := ep.create(); err != nil {
+		return nil, err
+	}
+	if err := m.gw.Attach(egress.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {
+		return nil, err
+	}
+	attached = true
+	m.keepPolicy(id, policy)
 	if err := m.mountDisks(id, &spec); err != nil {
 		return nil, err
 	}
@@ -247,6 +264,11 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	ctr, err := StartContainer(ctx, m.b.Client, spec)
 	if err != nil {
 		return nil, err
+	}
+	rec.Started = true
+	if err := m.jnl.put(id, rec); err != nil {
+		ctr.Destroy(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("recording container %s: %w", id, err)
 	}
 	return &Managed{Container: ctr, Class: class, Object: object, Endpoint: ep, Policy: policy, Started: time.Now()}, nil
 }
@@ -381,7 +403,16 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	}()
 	mc.MarkStopRequested()
 	m.forgetPolicy(id, mc.Policy)
-	return errors.Join(mc.Destroy(ctx), m.gw.Detach(mc.Endpoint.ContainerIP), mc.Endpoint.Teardown(), m.removeDisks(id))
+	ep := mc.Endpoint
+	if err := m.jnl.put(id, record{Class: class, Object: object, Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP,
+		Destroying: true}); err != nil {
+		return fmt.Errorf("recording container %s: %w", id, err)
+	}
+	err := errors.Join(mc.Destroy(ctx), m.gw.Detach(ep.ContainerIP), ep.Teardown(), m.removeDisks(id))
+	if err == nil {
+		err = m.jnl.remove(id)
+	}
+	return err
 }
 
 // policyPath is where a container's egress policy is kept, so rules and
@@ -489,12 +520,19 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 	}
 }
 
-// Recover looks at the containers a previous run left: a container whose
-// task still runs is adopted if policy(class, internet) gives its egress
-// policy (internet is what it was started with); the rest are removed with
-// their networks. It returns how many it adopted and removed.
+// Recover looks at what a previous run left, from containerd's containers
+// and wharf's journal: a container whose start completed and whose task
+// still runs is adopted if policy(class, internet) gives its egress policy
+// (internet is what it was started with); everything else a record or a
+// container names (the container, its task and snapshot, network, disks and
+// policy) is removed. It returns how many containers it adopted and how
+// many it removed.
 func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egress.Policy) (adopted, removed int, err error) {
 	ctx = WithNamespace(ctx)
+	records, err := m.jnl.all()
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the container journal: %w", err)
+	}
 	ctrs, err := m.b.Client.Containers(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -504,22 +542,30 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		if err != nil || labels[LabelClass] == "" {
 			continue // not ours
 		}
-		ep := endpointFromLabels(m.net, ctr.ID(), labels)
+		id := ctr.ID()
+		rec, recorded := records[id]
+		delete(records, id)
+		ep := endpointFromLabels(m.net, id, labels)
+		if recorded {
+			ep = rec.endpoint(m.net, id)
+		}
 		task, terr := ctr.Task(ctx, nil)
 		var running bool
 		if terr == nil {
 			st, err := task.Status(ctx)
 			running = err == nil && (st.Status == client.Running || st.Status == client.Paused)
 		}
+		// A container without a record was started before wharf kept one.
+		complete := !recorded || (rec.Started && !rec.Destroying)
 		var p *egress.Policy
-		if running {
+		if running && complete {
 			p = policy(labels[LabelClass], labels[labelInternet] == "true")
 		}
 		if p != nil {
-			p = m.savedPolicy(ctr.ID(), p)
-			m.keepPolicy(ctr.ID(), p)
+			p = m.savedPolicy(id, p)
+			m.keepPolicy(id, p)
 		} else {
-			removeIfExists(m.policyPath(ctr.ID()))
+			removeIfExists(m.policyPath(id))
 		}
 		if p != nil {
 			exitCh, err := task.Wait(context.WithoutCancel(ctx))
@@ -527,7 +573,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				err = m.gw.Attach(egress.Source{Class: labels[LabelClass], Object: labels[LabelObject], Addr: ep.ContainerIP}, p)
 			}
 			if err == nil {
-				m.net.reserve(ep.slot)
+				m.net.reserveSlot(ep.slot)
 				cont := &Container{c: m.b.Client, ctr: ctr, task: task}
 				cont.watch(exitCh)
 				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep, Policy: p}
@@ -535,7 +581,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 					mc.Started = info.CreatedAt
 				}
 				m.mu.Lock()
-				m.byID[ctr.ID()] = mc
+				m.byID[id] = mc
 				m.mu.Unlock()
 				m.life.watch(mc)
 				adopted++
@@ -549,12 +595,92 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				c.watch(exitCh)
 			}
 		}
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(ctr.ID())); err != nil {
+		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), m.jnl.remove(id)); err != nil {
 			return adopted, removed, err
 		}
 		removed++
 	}
-	return adopted, removed, m.removeStrayDisks()
+	// Records without a container: a start cut short before its container
+	// existed, or a destroy after it was deleted.
+	for id, rec := range records {
+		err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
+			removeIfExists(m.policyPath(id)))
+		if err == nil {
+			err = m.jnl.remove(id)
+		}
+		if err != nil {
+			return adopted, removed, err
+		}
+		removed++
+	}
+	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks())
+}
+
+// removeOrphanTasks removes the tasks containerd does not report of
+// containers that were not adopted: a kill during a task's creation can
+// leave a shim, runc's container and the task's bundle, which holds the
+// container's id. It does what containerd does after a shim dies: kill
+// the shim, run its delete command (runc delete --force, unmounting the
+// rootfs) and remove the bundle. Bundles are only known for the
+// containerd wharf started itself.
+func (m *Manager) removeOrphanTasks() error {
+	orphans := map[string][]int{} // container id → shim pids
+	for _, sh := range shims(m.b.Address) {
+		if !m.adopted(sh.id) {
+			orphans[sh.id] = append(orphans[sh.id], sh.pid)
+		}
+	}
+	bundles := taskBundles(m.b.DataDir)
+	for id := range bundles {
+		if !m.adopted(id) {
+			orphans[id] = append(orphans[id], 0)
+		}
+	}
+	var errs []error
+	for id, pids := range orphans {
+		for _, pid := range pids {
+			if pid > 0 {
+				errs = append(errs, killAndWait(pid))
+			}
+		}
+		bundle, ok := bundles[id]
+		if !ok {
+			continue
+		}
+		shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", Namespace, "-address", m.b.Address, "-id", id, "-bundle", bundle, "delete")
+		shimDelete.Dir = bundle
+		shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
+		runcDelete := exec.Command("runc", "--root", filepath.Join(m.b.RuncRoot, Namespace), "delete", "--force", id)
+		runcDelete.Run() // best effort: runc may never have created it
+		errs = append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))
+	}
+	return errors.Join(errs...)
+}
+
+// removeSnapshot removes the rootfs snapshot of container id, if it exists.
+func (m *Manager) removeSnapshot(ctx context.Context, id string) error {
+	err := m.b.Client.SnapshotService(Snapshotter).Remove(ctx, id+"-rootfs")
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (m *Manager) adopted(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.byID[id] != nil
+}
+
+// killAndWait sends SIGKILL to pid and waits (up to 10 s) for it to go.
+func killAndWait(pid int) error {
+	syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d did not exit after SIGKILL", pid)
+		}
+	}
+	return nil
 }
 
 // removeStrayDisks unmounts and removes the disks of containers that were
@@ -578,10 +704,7 @@ func (m *Manager) removeStrayDisks() error {
 			}
 			continue
 		}
-		m.mu.Lock()
-		adopted := m.byID[id] != nil
-		m.mu.Unlock()
-		if !adopted {
+		if !m.adopted(id) {
 			errs = append(errs, disk{dir: filepath.Join(m.disksDir(), e.Name())}.unmount(true))
 		}
 	}
@@ -597,6 +720,13 @@ func (c *Container) destroyRecovered(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// endpoint is the network the record names.
+func (r record) endpoint(n *Network, id string) *Endpoint {
+	ep := newEndpoint(n, id, r.Slot)
+	ep.HostIP, ep.ContainerIP = r.HostIP, r.ContainerIP
+	return ep
 }
 
 func endpointFromLabels(n *Network, id string, labels map[string]string) *Endpoint {

@@ -60,6 +60,7 @@ type Endpoint struct {
 	NetNSPath string
 	// HostIP and ContainerIP are the two ends of the veth pair.
 	HostIP, ContainerIP netip.Addr
+	id                  string
 	name                string
 	hostLink            string
 	slot                int
@@ -70,7 +71,7 @@ type Endpoint struct {
 func newEndpoint(n *Network, id string, slot int) *Endpoint {
 	sum := sha256.Sum256([]byte(id))
 	tag := n.scope + hex.EncodeToString(sum[:4])
-	ep := &Endpoint{name: netnsPrefix + tag, hostLink: vethPrefix + tag, slot: slot, net: n}
+	ep := &Endpoint{id: id, name: netnsPrefix + tag, hostLink: vethPrefix + tag, slot: slot, net: n}
 	ep.NetNSPath = "/var/run/netns/" + ep.name
 	return ep
 }
@@ -105,8 +106,8 @@ func (n *Network) allocate() (int, netip.Addr, netip.Addr, error) {
 	return 0, netip.Addr{}, netip.Addr{}, fmt.Errorf("no free /30 left in %s", n.subnet)
 }
 
-// reserve marks a slot an adopted container already uses.
-func (n *Network) reserve(slot int) {
+// reserveSlot marks a slot an adopted container already uses.
+func (n *Network) reserveSlot(slot int) {
 	n.mu.Lock()
 	n.used[slot] = true
 	n.mu.Unlock()
@@ -120,13 +121,31 @@ func (n *Network) release(slot int) {
 
 // Setup creates the namespace and veth pair for container id, with a
 // default route via the host's end.
-func (n *Network) Setup(id string) (ep *Endpoint, err error) {
+func (n *Network) Setup(id string) (*Endpoint, error) {
+	ep, err := n.reserve(id)
+	if err != nil {
+		return nil, err
+	}
+	return ep, ep.create()
+}
+
+// reserve takes a /30 for container id and names its namespace and link,
+// creating nothing yet.
+func (n *Network) reserve(id string) (*Endpoint, error) {
 	slot, hostIP, ctrIP, err := n.allocate()
 	if err != nil {
 		return nil, err
 	}
-	ep = newEndpoint(n, id, slot)
+	ep := newEndpoint(n, id, slot)
 	ep.HostIP, ep.ContainerIP = hostIP, ctrIP
+	return ep, nil
+}
+
+// create makes the endpoint's namespace and veth pair; on failure it
+// removes what it made.
+func (ep *Endpoint) create() (err error) {
+	id := ep.id
+	hostIP, ctrIP := ep.HostIP, ep.ContainerIP
 	defer func() {
 		if err != nil {
 			ep.Teardown()
@@ -134,63 +153,63 @@ func (n *Network) Setup(id string) (ep *Endpoint, err error) {
 	}()
 	ns, err := newNamedNetNS(ep.name)
 	if err != nil {
-		return nil, fmt.Errorf("network namespace for %s: %w", id, err)
+		return fmt.Errorf("network namespace for %s: %w", id, err)
 	}
 	defer ns.Close()
 	peer := ep.hostLink + "c"
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.hostLink}, PeerName: peer}
 	if err := netlink.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("veth for %s: %w", id, err)
+		return fmt.Errorf("veth for %s: %w", id, err)
 	}
 	host, err := netlink.LinkByName(ep.hostLink)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// No IPv6 on the host end (the egress table is IPv4: a link-local
 	// address would reach host services unfiltered), and strict reverse
 	// path filtering, so a container cannot send with another's address.
 	if err := setLinkSysctls(ep.hostLink); err != nil {
-		return nil, err
+		return err
 	}
 	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostIP, 30)}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := netlink.LinkSetUp(host); err != nil {
-		return nil, err
+		return err
 	}
 	peerLink, err := netlink.LinkByName(peer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := netlink.LinkSetNsFd(peerLink, int(ns)); err != nil {
-		return nil, err
+		return err
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer h.Close()
 	inner, err := h.LinkByName(peer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := h.LinkSetName(inner, "eth0"); err != nil {
-		return nil, err
+		return err
 	}
 	if err := h.AddrAdd(inner, &netlink.Addr{IPNet: ipNet(ctrIP, 30)}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := h.LinkSetUp(inner); err != nil {
-		return nil, err
+		return err
 	}
 	if lo, err := h.LinkByName("lo"); err == nil {
 		h.LinkSetUp(lo)
 	}
 	gw := net.IP(hostIP.AsSlice())
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: inner.Attrs().Index, Gw: gw}); err != nil {
-		return nil, fmt.Errorf("default route for %s: %w", id, err)
+		return fmt.Errorf("default route for %s: %w", id, err)
 	}
-	return ep, nil
+	return nil
 }
 
 func ipNet(a netip.Addr, bits int) *net.IPNet {

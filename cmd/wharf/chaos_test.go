@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// TestCrashRecoveryChaos kills wharf serve (SIGKILL) at 20 random moments
+// while clients start containers, run scripts in them (exec), end them
+// from inside and destroy them, and restarts it each time. After each
+// restart every container left is one wharf adopted, with exactly its own
+// task, snapshot, shim, network namespace, veth, disk (mount and loop
+// device), policy and journal record, and it still works (the same
+// container answers); after a clean stop nothing at all is left.
+func TestCrashRecoveryChaos(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	sessions := []string{"c0", "c1", "c2", "c3"}
+	serve := func() *testutil.Serve {
+		return testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	}
+	hc := &http.Client{Timeout: time.Minute}
+	run := func(url, session, script string) (string, error) {
+		resp, err := hc.Post(url+"/run/"+session, "text/plain", strings.NewReader(script))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		return string(out), err
+	}
+	adm := admin.NewClient(data)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := os.ReadFile(filepath.Join(data, "containerd", "containerd.log"))
+			t.Logf("containerd log:\n%s", logs)
+		}
+	})
+	srv := serve()
+	for round := range 20 {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 3 {
+			r := rand.New(rand.NewPCG(rng.Uint64(), 1))
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					s := sessions[r.IntN(len(sessions))]
+					switch r.IntN(4) {
+					case 0, 1: // a start if the session has no container, and an exec
+						run(srv.URL, s, "echo ok")
+					case 2: // the main process ends: the next run destroys and starts
+						run(srv.URL, s, "kill 1")
+					case 3:
+						adm.Destroy(context.Background(), "SANDBOX", s)
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
+		srv.Kill()
+		close(stop)
+		wg.Wait()
+
+		srv = serve()
+		pids := onlyAdopted(t, data)
+		for _, s := range sessions {
+			out, err := run(srv.URL, s, "echo ok")
+			require.NoError(t, err)
+			require.Equal(t, "ok\n", out, "round %d: session %s works after the restart", round, s)
+		}
+		after := onlyAdopted(t, data)
+		for id, pid := range pids {
+			assert.Equal(t, pid, after[id], "round %d: the adopted container %s answered, not a new one", round, id)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.HostLeftovers(data), "a clean stop leaves nothing")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
+	}
+}
+
+// onlyAdopted checks that what the running wharf at data holds is exactly
+// one set of resources per container, and returns the containers' task
+// pids by id.
+func onlyAdopted(t *testing.T, data string) map[string]uint32 {
+	t.Helper()
+	address := containerd.EmbeddedAddress(data)
+	c, err := containerd.Connect(context.Background(), address)
+	require.NoError(t, err)
+	defer c.Close()
+	left, err := containerd.Leftovers(context.Background(), c, address, data)
+	require.NoError(t, err)
+	counts := map[string]int{}
+	kinds := []string{"container", "task bundle", "task", "snapshot", "shim process", "network namespace", "link",
+		"loop device", "journal record", "egress policy", "nft table", "runc container"} // "task bundle" before "task"
+	for _, l := range left {
+		if strings.HasPrefix(l, "mount ") {
+			if strings.Contains(l, "/containerd/disks/") {
+				counts["disk mount"]++
+			}
+			continue
+		}
+		for _, k := range kinds {
+			if strings.HasPrefix(l, k+" ") {
+				counts[k]++
+				break
+			}
+		}
+	}
+	want := map[string]int{"nft table": 1}
+	if n := counts["container"]; n > 0 {
+		for _, k := range append(kinds, "disk mount") {
+			if k != "nft table" {
+				want[k] = n
+			}
+		}
+	}
+	assert.Equal(t, want, counts, "one of each per adopted container:\n%s", strings.Join(left, "\n"))
+	ctx := containerd.WithNamespace(context.Background())
+	ctrs, err := c.Containers(ctx)
+	require.NoError(t, err)
+	pids := map[string]uint32{}
+	for _, ctr := range ctrs {
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			pids[ctr.ID()] = task.Pid()
+		}
+	}
+	return pids
+}
