@@ -1,6 +1,6 @@
 // Package admin is the operator API of a running `wharf serve`: HTTP over
 // a unix socket in the data directory (owner-only, never TCP), used by
-// `wharf ps`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
+// `wharf ps`, `inspect`, `stats`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
 // types, the exec framing and the client; the host serves it.
 package admin
 
@@ -33,11 +33,46 @@ type Container struct {
 	Bindings []string          `json:"bindings"`
 	Class    string            `json:"class"`
 	Object   string            `json:"object"`
-	State    string            `json:"state"` // "running", or "exited (code N)"
+	Name     string            `json:"name,omitempty"` // what the id was made from, when known
+	State    string            `json:"state"`          // "running", or "exited (code N)"
 	Started  time.Time         `json:"started"`
 	Address  string            `json:"address"`
 	Pid      uint32            `json:"pid"`
 	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// ContainerStats is one container's resource use from its cgroup, as
+// `wharf stats` shows it; counters are totals since the container started.
+type ContainerStats struct {
+	Bindings         []string  `json:"bindings"`
+	Name             string    `json:"name,omitempty"`
+	Class            string    `json:"class"`
+	Object           string    `json:"object"`
+	At               time.Time `json:"at"`
+	CPUNanos         uint64    `json:"cpu_ns"`
+	MemoryBytes      uint64    `json:"memory_bytes"`
+	MemoryLimitBytes uint64    `json:"memory_limit_bytes"`
+	Pids             uint64    `json:"pids"`
+	ReadBytes        uint64    `json:"read_bytes"`
+	WriteBytes       uint64    `json:"write_bytes"`
+}
+
+// Object is an object's full state, as `wharf inspect` prints it.
+type Object struct {
+	Bindings []string `json:"bindings"`
+	Class    string   `json:"class"`
+	Object   string   `json:"object"`
+	Name     string   `json:"name,omitempty"`
+	// Live is whether the object has an instance now.
+	Live bool `json:"live"`
+	// Storage is its SQLite file (absent until it first writes).
+	Storage string `json:"storage"`
+	// Image is its class's container image, if the class has one.
+	Image       string            `json:"image,omitempty"`
+	Container   *Container        `json:"container,omitempty"`
+	ContainerID string            `json:"container_id,omitempty"`
+	AllLabels   map[string]string `json:"all_labels,omitempty"`
+	Stats       *ContainerStats   `json:"stats,omitempty"`
 }
 
 // ExecRequest is the command `wharf exec` runs.
@@ -159,13 +194,29 @@ func ObjectPath(binding, name string) string {
 
 // Containers lists every container the host runs.
 func (c *Client) Containers(ctx context.Context) ([]Container, error) {
-	resp, err := c.do(ctx, "GET", "/v1/containers", nil)
+	var out []Container
+	return out, c.getJSON(ctx, "/v1/containers", &out)
+}
+
+// Stats reads every running container's resource use.
+func (c *Client) Stats(ctx context.Context) ([]ContainerStats, error) {
+	var out []ContainerStats
+	return out, c.getJSON(ctx, "/v1/stats", &out)
+}
+
+// Inspect returns an object's full state.
+func (c *Client) Inspect(ctx context.Context, binding, name string) (*Object, error) {
+	var out Object
+	return &out, c.getJSON(ctx, ObjectPath(binding, name), &out)
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, "GET", path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	var out []Container
-	return out, json.NewDecoder(resp.Body).Decode(&out)
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // Stop stops the object's container (SIGTERM, then SIGKILL after 10 s).

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -50,6 +51,8 @@ func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, 
 	a := &Admin{w: w, ln: ln, path: path}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/containers", a.containers)
+	mux.HandleFunc("GET /v1/stats", a.stats)
+	mux.HandleFunc("GET /v1/objects/{binding}/{name}", a.inspect)
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/stop", a.stop)
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", a.destroy)
 	mux.HandleFunc("GET /v1/objects/{binding}/{name}/logs", a.logs)
@@ -94,29 +97,88 @@ func (a *Admin) Close() error {
 
 func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 	out := []admin.Container{}
-	s := a.w.services
-	if s.containers != nil {
+	if s := a.w.services; s.containers != nil {
 		for _, mc := range s.containers.List() {
-			state := "running"
-			if mc.Exited() {
-				code, reason, _ := mc.WaitExit()
-				state = fmt.Sprintf("exited (code %d)", code)
-				if reason != "" {
-					state += ": " + reason
-				}
-			}
-			labels := map[string]string{}
-			for k, v := range mc.Labels(r.Context()) {
-				if name, ok := strings.CutPrefix(k, labelPrefix); ok {
-					labels[name] = v
-				}
-			}
-			out = append(out, admin.Container{Bindings: a.bindingsOf(mc.Class), Class: mc.Class, Object: mc.Object,
-				State: state, Started: mc.Started, Address: mc.Endpoint.ContainerIP.String(), Pid: mc.Pid(), Labels: labels})
+			out = append(out, a.describe(r.Context(), mc))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	json.NewEncoder(rw).Encode(out)
+}
+
+// describe is what ps shows of a container.
+func (a *Admin) describe(ctx context.Context, mc *containerd.Managed) admin.Container {
+	state := "running"
+	if mc.Exited() {
+		code, reason, _ := mc.WaitExit()
+		state = fmt.Sprintf("exited (code %d)", code)
+		if reason != "" {
+			state += ": " + reason
+		}
+	}
+	labels := map[string]string{}
+	all := mc.Labels(ctx)
+	for k, v := range all {
+		if name, ok := strings.CutPrefix(k, labelPrefix); ok {
+			labels[name] = v
+		}
+	}
+	return admin.Container{Bindings: a.bindingsOf(mc.Class), Class: mc.Class, Object: mc.Object, Name: all[nameLabel],
+		State: state, Started: mc.Started, Address: mc.Endpoint.ContainerIP.String(), Pid: mc.Pid(), Labels: labels}
+}
+
+// inspect answers an object's full state.
+func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
+	ns, id, err := a.resolve(r)
+	if err != nil {
+		answer(rw, err)
+		return
+	}
+	s := a.w.services
+	out := admin.Object{Bindings: a.bindingsOf(ns.class), Class: ns.class, Object: id, Live: s.objects.isLive(ns, id),
+		Storage: filepath.Join(ns.dir, id+".sqlite")}
+	out.Name, _ = ns.names.name(id)
+	if spec, ok := s.containerSpecs[ns.class]; ok {
+		out.Image = spec.Image
+		if mc, ok := s.containers.Get(ns.class, id); ok {
+			c := a.describe(r.Context(), mc)
+			out.Name = cmp.Or(out.Name, c.Name)
+			out.Container = &c
+			out.ContainerID = mc.ID()
+			out.AllLabels = mc.Labels(r.Context())
+			if !mc.Exited() {
+				if st, err := mc.Stats(r.Context()); err == nil {
+					out.Stats = statsOf(c, st)
+				}
+			}
+		}
+	}
+	json.NewEncoder(rw).Encode(out)
+}
+
+// stats answers every running container's resource use.
+func (a *Admin) stats(rw http.ResponseWriter, r *http.Request) {
+	out := []admin.ContainerStats{}
+	if s := a.w.services; s.containers != nil {
+		for _, mc := range s.containers.List() {
+			if mc.Exited() {
+				continue
+			}
+			st, err := mc.Stats(r.Context())
+			if err != nil {
+				continue // it exited meanwhile
+			}
+			out = append(out, *statsOf(a.describe(r.Context(), mc), st))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
+	json.NewEncoder(rw).Encode(out)
+}
+
+func statsOf(c admin.Container, st containerd.Stats) *admin.ContainerStats {
+	return &admin.ContainerStats{Bindings: c.Bindings, Name: c.Name, Class: c.Class, Object: c.Object, At: time.Now(),
+		CPUNanos: st.CPUNanos, MemoryBytes: st.MemoryBytes, MemoryLimitBytes: st.MemoryLimitBytes, Pids: st.Pids,
+		ReadBytes: st.ReadBytes, WriteBytes: st.WriteBytes}
 }
 
 func (a *Admin) bindingsOf(class string) []string {
@@ -129,54 +191,83 @@ func (a *Admin) bindingsOf(class string) []string {
 	return out
 }
 
-// object resolves {binding}/{name} (or id:<hex>) to a running container.
-func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
+// anyBinding in place of a binding lets an id prefix alone name an object
+// of any class.
+const anyBinding = "*"
+
+// resolve finds the object {binding}/{name} names: a binding and a name,
+// or id:<hex or prefix> with a binding or anyBinding.
+func (a *Admin) resolve(r *http.Request) (*namespace, string, error) {
 	s := a.w.services
 	binding, name := r.PathValue("binding"), r.PathValue("name")
-	if s.objects == nil || s.containers == nil {
-		return nil, errors.New("this plugin has no containers")
+	if s.objects == nil {
+		return nil, "", errors.New("this plugin has no Durable Objects")
+	}
+	hex, isID := strings.CutPrefix(name, "id:")
+	if binding == anyBinding {
+		if !isID {
+			return nil, "", fmt.Errorf("an object is named by <binding> <name>, or by id:<hex> alone; got %q alone", name)
+		}
+		return a.idFromPrefix(nil, hex)
 	}
 	ns, ok := s.objects.bindings[binding]
 	if !ok {
-		return nil, fmt.Errorf("no Durable Object binding %q (the manifest has: %s)", binding, strings.Join(s.objects.bindingNames(), ", "))
+		return nil, "", fmt.Errorf("no Durable Object binding %q (the manifest has: %s)", binding, strings.Join(s.objects.bindingNames(), ", "))
 	}
-	id := ns.ids.fromName(name)
-	if hex, isID := strings.CutPrefix(name, "id:"); isID {
-		var err error
-		if id, err = a.idFromPrefix(ns, hex); err != nil {
-			return nil, err
-		}
+	if isID {
+		return a.idFromPrefix(ns, hex)
+	}
+	return ns, ns.idFromName(name), nil
+}
+
+// object resolves the request's object to its container.
+func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
+	s := a.w.services
+	if s.containers == nil {
+		return nil, errors.New("this plugin has no containers")
+	}
+	ns, id, err := a.resolve(r)
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := s.containerSpecs[ns.class]; !ok {
 		return nil, fmt.Errorf("class %s has no container", ns.class)
 	}
 	mc, ok := s.containers.Get(ns.class, id)
 	if !ok {
-		return nil, fmt.Errorf("%s %s has no container", binding, name)
+		return nil, fmt.Errorf("%s %s has no container", r.PathValue("binding"), r.PathValue("name"))
 	}
 	return mc, nil
 }
 
-// idFromPrefix finds the running object of ns whose id starts with
-// prefix (as `wharf ps` shows it); a whole id is taken as it is.
-func (a *Admin) idFromPrefix(ns *namespace, prefix string) (string, error) {
-	class := ns.class
-	if len(prefix) == abi.ObjectIDLen {
-		return ns.ids.parse(prefix)
+// idFromPrefix finds the object whose container's id starts with prefix
+// (as `wharf ps` shows it), in ns or, if nil, in any class; a whole id is
+// taken as it is.
+func (a *Admin) idFromPrefix(ns *namespace, prefix string) (*namespace, string, error) {
+	objs := a.w.services.objects
+	if ns != nil && len(prefix) == abi.ObjectIDLen {
+		id, err := ns.ids.parse(prefix)
+		return ns, id, err
 	}
-	var found []string
-	for _, mc := range a.w.services.containers.List() {
-		if mc.Class == class && strings.HasPrefix(mc.Object, prefix) && prefix != "" {
-			found = append(found, mc.Object)
+	where := "any class"
+	if ns != nil {
+		where = "class " + ns.class
+	}
+	var found []*containerd.Managed
+	if a.w.services.containers != nil {
+		for _, mc := range a.w.services.containers.List() {
+			if (ns == nil || mc.Class == ns.class) && strings.HasPrefix(mc.Object, prefix) && prefix != "" {
+				found = append(found, mc)
+			}
 		}
 	}
 	switch len(found) {
 	case 1:
-		return found[0], nil
+		return objs.classes[found[0].Class], found[0].Object, nil
 	case 0:
-		return "", fmt.Errorf("no container of class %s has an object id starting with %q", class, prefix)
+		return nil, "", fmt.Errorf("no container of %s has an object id starting with %q", where, prefix)
 	}
-	return "", fmt.Errorf("%d containers of class %s have an object id starting with %q: give more digits", len(found), class, prefix)
+	return nil, "", fmt.Errorf("%d containers of %s have an object id starting with %q: give more digits", len(found), where, prefix)
 }
 
 func (a *Admin) stop(rw http.ResponseWriter, r *http.Request) {

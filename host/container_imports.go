@@ -28,6 +28,10 @@ import (
 // containerd containers.
 const labelPrefix = "wharf.label/"
 
+// nameLabel holds the name the object's id was made from, when the host
+// saw it (shown by `wharf ps`, kept across restarts with the container).
+const nameLabel = "wharf.name"
+
 // persistDir is where the object's persistent directories live on the
 // host; deleting the object's storage removes it.
 func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.id) }
@@ -103,6 +107,9 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	secrets := cfg.Secrets // every start gets them all; the SDK may only name them
 	var bad error
 	labels := map[string]string{}
+	if name, ok := g.object.ns.names.name(g.object.id); ok {
+		labels[nameLabel] = name
+	}
 	for k, v := range cfg.Labels {
 		labels[labelPrefix+k] = v
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/wharfhq/wharf/abi"
 )
@@ -98,4 +99,43 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// maxNames bounds how many names a namespace remembers for its ids.
+const maxNames = 100_000
+
+// nameBook remembers the names ids were made from (IDFromName), so
+// operators see `alice` rather than an id; ids cannot be turned back into
+// names. It stops learning new names once it holds maxNames.
+type nameBook struct {
+	mu    sync.Mutex
+	names map[string]string
+}
+
+// note records that id was made from name.
+func (b *nameBook) note(id, name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.names == nil {
+		b.names = map[string]string{}
+	}
+	if _, ok := b.names[id]; ok || len(b.names) >= maxNames {
+		return
+	}
+	b.names[id] = name
+}
+
+// name returns the name id was made from, if known.
+func (b *nameBook) name(id string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, ok := b.names[id]
+	return n, ok
+}
+
+// idFromName is ids.fromName, remembering the name.
+func (ns *namespace) idFromName(name string) string {
+	id := ns.ids.fromName(name)
+	ns.names.note(id, name)
+	return id
 }

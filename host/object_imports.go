@@ -116,7 +116,7 @@ func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memor
 	var id string
 	switch u32(a[2]) {
 	case abi.IDFromName:
-		id = ns.ids.fromName(string(arg))
+		id = ns.idFromName(string(arg))
 	case abi.IDUnique:
 		id = ns.ids.unique()
 	case abi.IDFromString:

@@ -39,6 +39,7 @@ type namespace struct {
 	class string
 	ids   idCodec
 	dir   string
+	names nameBook
 }
 
 // Objects runs the Durable Objects of one plugin.
@@ -306,6 +307,13 @@ func (o *Objects) evictOverflow() {
 		v.mu.Unlock()
 		v.wakeup.notify()
 	}
+}
+
+// isLive reports whether the object has an instance now.
+func (o *Objects) isLive(ns *namespace, id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.live[ns.class+"/"+id] != nil
 }
 
 // LiveObjects is the number of objects with a running instance or queue.

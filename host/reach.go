@@ -22,7 +22,7 @@ func (o *Objects) Call(ctx context.Context, binding, name, method string, args [
 	defer cancel()
 	c := &callState{method: method, args: args}
 	c.pending = newPending(func() {}, cancel)
-	if err := o.dispatch(ns, ns.ids.fromName(name), &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
+	if err := o.dispatch(ns, ns.idFromName(name), &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
 		c.resolve(err)
 	}
 	select {
@@ -52,7 +52,7 @@ func (o *Objects) Fetch(binding, name string, req *http.Request) (*http.Response
 		resp, err = r, e
 		close(got)
 	})
-	if derr := o.dispatch(ns, ns.ids.fromName(name), &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out}); derr != nil {
+	if derr := o.dispatch(ns, ns.idFromName(name), &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out}); derr != nil {
 		out.release(derr)
 	}
 	<-got

@@ -27,24 +27,6 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // sharedDataDir keeps compiled code across the tests of one run.
 var sharedDataDir string
 
@@ -62,7 +44,7 @@ func TestMain(m *testing.M) {
 type testWorker struct {
 	*Worker
 	url  string
-	logs *logBuffer
+	logs *testutil.LogBuffer
 	stop func() // shuts the worker down early (restart tests)
 }
 
@@ -86,7 +68,7 @@ func serveGuestConfig(t testing.TB, pkg, manifest, dataDir string, edit func(*Co
 	wasm := testutil.BuildGuest(t, pkg)
 	m, err := plugins.ParseManifest([]byte(manifest))
 	require.NoError(t, err)
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger}
 	edit(&cfg)

@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBuildCommand(), newServeCommand(), newVersionCommand(), newImagesCommand())
+	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newVersionCommand(), newImagesCommand())
 	root.AddCommand(operatorCommands()...)
 	return root
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -26,55 +30,72 @@ func operatorCommands() []*cobra.Command {
 		c.Flags().StringVar(&dataDir, "data-dir", plugins.DefaultStateDir, "data directory of the running wharf serve")
 		return c
 	}
-	objectArgs := "<binding> <name|id:HEX>"
+	objectArgs := "<binding> <name|id:HEX> | id:HEX"
 
+	var all bool
+	var format string
 	ps := &cobra.Command{
 		Use:   "ps",
-		Short: "List the containers of a running wharf: objects, states, ages, addresses",
+		Short: "List the running containers of a wharf: objects and their names, states, ages, addresses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format must be table or json, got %q", format)
+			}
 			list, err := client().Containers(cmd.Context())
 			if err != nil {
 				return err
 			}
+			if !all {
+				list = slices.DeleteFunc(list, func(c admin.Container) bool { return c.State != "running" })
+			}
+			if format == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDING\tCLASS\tOBJECT\tSTATE\tAGE\tADDRESS\tPID\tLABELS")
+			fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tSTATE\tAGE\tADDRESS\tPID\tLABELS")
 			for _, c := range list {
 				var labels []string
 				for k, v := range c.Labels {
 					labels = append(labels, k+"="+v)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), c.Class, c.Object[:min(16, len(c.Object))],
+				slices.Sort(labels)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), cmp.Or(c.Name, "-"), c.Class, c.Object[:min(16, len(c.Object))],
 					c.State, time.Since(c.Started).Round(time.Second), c.Address, c.Pid, strings.Join(labels, ","))
 			}
 			return tw.Flush()
 		},
 	}
+	ps.Flags().BoolVarP(&all, "all", "a", false, "also show containers that exited")
+	ps.Flags().StringVar(&format, "format", "table", "table or json")
 	stop := &cobra.Command{
 		Use:   "stop " + objectArgs,
 		Short: "Stop an object's container (SIGTERM, then SIGKILL after 10s)",
-		Args:  cobra.ExactArgs(2),
+		Args:  objectArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return client().Stop(cmd.Context(), args[0], args[1])
+			binding, name := objectRef(args)
+			return client().Stop(cmd.Context(), binding, name)
 		},
 	}
 	destroy := &cobra.Command{
 		Use:   "destroy " + objectArgs,
 		Short: "Remove an object's container at once",
-		Args:  cobra.ExactArgs(2),
+		Args:  objectArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return client().Destroy(cmd.Context(), args[0], args[1])
+			binding, name := objectRef(args)
+			return client().Destroy(cmd.Context(), binding, name)
 		},
 	}
 	var follow bool
 	logs := &cobra.Command{
 		Use:   "logs " + objectArgs,
 		Short: "Print an object's container output (stdout and stderr of its main process)",
-		Args:  cobra.ExactArgs(2),
+		Args:  objectArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
-			return client().Logs(ctx, args[0], args[1], follow, cmd.OutOrStdout())
+			binding, name := objectRef(args)
+			return client().Logs(ctx, binding, name, follow, cmd.OutOrStdout())
 		},
 	}
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the container exits")
@@ -83,13 +104,17 @@ func operatorCommands() []*cobra.Command {
 		Use:   "exec " + objectArgs + " -- cmd [args...]",
 		Short: "Run a command in an object's container (with a TTY when the terminal is one)",
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 3 {
+			if len(args) < 3 && !(len(args) == 2 && strings.HasPrefix(args[0], "id:")) {
 				return fmt.Errorf("usage: wharf exec %s -- cmd [args...] (got %d arguments)", objectArgs, len(args))
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := runExec(cmd.Context(), client(), args[0], args[1], args[2:], !noTTY)
+			binding, name, cmdArgs := args[0], args[1], args[2:]
+			if strings.HasPrefix(args[0], "id:") {
+				binding, name, cmdArgs = anyBinding, args[0], args[1:]
+			}
+			code, err := runExec(cmd.Context(), client(), binding, name, cmdArgs, !noTTY)
 			if err != nil {
 				return err
 			}
@@ -100,7 +125,34 @@ func operatorCommands() []*cobra.Command {
 		},
 	}
 	exec.Flags().BoolVarP(&noTTY, "no-tty", "T", false, "no terminal even if stdin is one")
-	cmds := []*cobra.Command{ps, stop, destroy, logs, exec}
+	inspect := &cobra.Command{
+		Use:   "inspect " + objectArgs,
+		Short: "Print an object's full state as JSON: name, liveness, storage, container, labels, resource use",
+		Args:  objectArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			binding, name := objectRef(args)
+			obj, err := client().Inspect(cmd.Context(), binding, name)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), obj)
+		},
+	}
+	var noStream bool
+	var interval time.Duration
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "Show each running container's CPU, memory, pids and block I/O (from its cgroup), refreshed live",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			return runStats(ctx, client(), cmd.OutOrStdout(), interval, noStream)
+		},
+	}
+	stats.Flags().BoolVar(&noStream, "no-stream", false, "print one table (CPU over one interval) and exit")
+	stats.Flags().DurationVar(&interval, "interval", time.Second, "how often to refresh (and the CPU sampling window)")
+	cmds := []*cobra.Command{ps, stop, destroy, logs, exec, inspect, stats}
 	for _, c := range cmds {
 		withDataDir(c)
 	}
@@ -135,4 +187,93 @@ func runExec(ctx context.Context, c *admin.Client, binding, name string, cmd []s
 		}()
 	}
 	return c.Exec(ctx, binding, name, req, os.Stdin, os.Stdout, os.Stderr, resize)
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// anyBinding is what the admin API takes for an object named by id alone.
+const anyBinding = "*"
+
+// objectArg accepts <binding> <name> or id:HEX alone.
+func objectArg(_ *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 2:
+		return nil
+	case len(args) == 1 && strings.HasPrefix(args[0], "id:"):
+		return nil
+	}
+	return fmt.Errorf("name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got %d arguments)", len(args))
+}
+
+// objectRef is the binding and name objectArg accepted.
+func objectRef(args []string) (binding, name string) {
+	if len(args) == 1 {
+		return anyBinding, args[0]
+	}
+	return args[0], args[1]
+}
+
+// runStats prints a table of every running container's use, with CPU as
+// a percentage of one core over the interval, until ctx ends (or once).
+func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.Duration, once bool) error {
+	prev, err := c.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+		cur, err := c.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		before := map[string]admin.ContainerStats{}
+		for _, s := range prev {
+			before[s.Class+"/"+s.Object] = s
+		}
+		if !once {
+			fmt.Fprint(w, "\x1b[H\x1b[2J") // clear the screen, as top does
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tCPU %\tMEM\tLIMIT\tMEM %\tPIDS\tREAD\tWRITTEN")
+		for _, s := range cur {
+			cpu := "-"
+			if p, ok := before[s.Class+"/"+s.Object]; ok && s.At.After(p.At) && s.CPUNanos >= p.CPUNanos {
+				cpu = fmt.Sprintf("%.1f", float64(s.CPUNanos-p.CPUNanos)/float64(s.At.Sub(p.At).Nanoseconds())*100)
+			}
+			memPct := "-"
+			if s.MemoryLimitBytes > 0 && s.MemoryLimitBytes < 1<<62 {
+				memPct = fmt.Sprintf("%.1f", float64(s.MemoryBytes)/float64(s.MemoryLimitBytes)*100)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), cmp.Or(s.Name, "-"), s.Class,
+				s.Object[:min(16, len(s.Object))], cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
+				bytesIEC(s.ReadBytes), bytesIEC(s.WriteBytes))
+		}
+		if err := tw.Flush(); err != nil || once {
+			return err
+		}
+		prev = cur
+	}
+}
+
+// bytesIEC formats n as 1.5MiB.
+func bytesIEC(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -60,8 +61,51 @@ func TestOperatorCLI(t *testing.T) {
 
 	out, code := wharfCmd(t, "", "ps", dd)
 	require.Equal(t, 0, code, out)
-	assert.Regexp(t, `(?m)^BINDING\s+CLASS\s+OBJECT\s+STATE\s+AGE\s+ADDRESS\s+PID\s+LABELS$`, out)
-	assert.Regexp(t, `(?m)^APP\s+App\s+[0-9a-f]{16}\s+running\s+\d+s\s+10\.\d+\.\d+\.\d+\s+\d+\s+example=webapp$`, out)
+	assert.Regexp(t, `(?m)^BINDING\s+NAME\s+CLASS\s+OBJECT\s+STATE\s+AGE\s+ADDRESS\s+PID\s+LABELS$`, out)
+	assert.Regexp(t, `(?m)^APP\s+alice\s+App\s+[0-9a-f]{16}\s+running\s+\d+s\s+10\.\d+\.\d+\.\d+\s+\d+\s+example=webapp$`, out,
+		"the name the object was created from")
+	out, code = wharfCmd(t, "", "ps", dd, "--format", "json")
+	require.Equal(t, 0, code, out)
+	var listed []admin.Container
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Len(t, listed, 1)
+	assert.Equal(t, "alice", listed[0].Name)
+	assert.Equal(t, "running", listed[0].State)
+	assert.Equal(t, []string{"APP"}, listed[0].Bindings)
+	out, code = wharfCmd(t, "", "ps", dd, "--format", "yaml")
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "wharf: --format must be table or json, got \"yaml\"\n", out)
+
+	// inspect, by name and by an id prefix alone.
+	out, code = wharfCmd(t, "", "inspect", dd, "APP", "alice")
+	require.Equal(t, 0, code, out)
+	var obj admin.Object
+	require.NoError(t, json.Unmarshal([]byte(out), &obj), out)
+	assert.Equal(t, "alice", obj.Name)
+	assert.Equal(t, listed[0].Object, obj.Object)
+	assert.Equal(t, "wharf.test/busybox:latest", obj.Image)
+	require.NotNil(t, obj.Container)
+	assert.Equal(t, "running", obj.Container.State)
+	require.NotNil(t, obj.Stats, "a running container's cgroup counters")
+	assert.Greater(t, obj.Stats.MemoryBytes, uint64(0))
+	assert.Equal(t, uint64(1024<<20), obj.Stats.MemoryLimitBytes, "basic: 1 GiB")
+	assert.Greater(t, obj.Stats.Pids, uint64(0))
+	assert.Greater(t, obj.Stats.CPUNanos, uint64(0))
+	out2, code := wharfCmd(t, "", "inspect", dd, "id:"+obj.Object[:10])
+	require.Equal(t, 0, code, out2)
+	assert.Contains(t, out2, `"name": "alice"`)
+	out, code = wharfCmd(t, "", "inspect", dd, "alice")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got 1 arguments)")
+	out, code = wharfCmd(t, "", "inspect", dd, "id:ffff")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, `no container of any class has an object id starting with "ffff"`)
+
+	// stats: live counters from the cgroup.
+	out, code = wharfCmd(t, "", "stats", dd, "--no-stream", "--interval", "200ms")
+	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^BINDING\s+NAME\s+CLASS\s+OBJECT\s+CPU %\s+MEM\s+LIMIT\s+MEM %\s+PIDS\s+READ\s+WRITTEN$`, out)
+	assert.Regexp(t, `(?m)^APP\s+alice\s+App\s+[0-9a-f]{16}\s+\d+\.\d\s+[\d.]+[KM]iB\s+1\.0GiB\s+\d+\.\d\s+\d+\s+\S+\s+\S+$`, out)
 
 	out, code = wharfCmd(t, "", "logs", dd, "APP", "alice")
 	assert.Equal(t, 0, code, out)
@@ -108,22 +152,24 @@ func TestOperatorCLI(t *testing.T) {
 
 	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "usage: wharf exec <binding> <name|id:HEX> -- cmd [args...]")
+	assert.Contains(t, out, "usage: wharf exec <binding> <name|id:HEX> | id:HEX -- cmd [args...]")
 
 	// An object can be named by the id prefix ps shows.
 	out, _ = wharfCmd(t, "", "ps", dd)
-	prefix := regexp.MustCompile(`(?m)^APP\s+App\s+([0-9a-f]{16})`).FindStringSubmatch(out)
+	prefix := regexp.MustCompile(`(?m)^APP\s+alice\s+App\s+([0-9a-f]{16})`).FindStringSubmatch(out)
 	require.NotNil(t, prefix, out)
 	out, code = wharfCmd(t, "", "stop", dd, "APP", "id:"+prefix[1])
 	require.Equal(t, 0, code, out)
 	out, _ = wharfCmd(t, "", "ps", dd)
-	assert.Contains(t, out, "exited (code 0): stopped by the operator")
+	assert.NotContains(t, out, "App ", "ps shows running containers")
+	out, _ = wharfCmd(t, "", "ps", "-a", dd)
+	assert.Contains(t, out, "exited (code 0): stopped by the operator", "ps -a shows the exited ones too")
 	out, code = wharfCmd(t, "", "logs", dd, "APP", "id:ffff")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, `no container of class App has an object id starting with "ffff"`)
-	out, code = wharfCmd(t, "", "destroy", dd, "APP", "alice")
+	out, code = wharfCmd(t, "", "destroy", dd, "id:"+prefix[1])
 	require.Equal(t, 0, code, out)
-	out, _ = wharfCmd(t, "", "ps", dd)
+	out, _ = wharfCmd(t, "", "ps", "-a", dd)
 	assert.NotContains(t, out, "App ")
 	resp, err = http.Get(srv.URL + "/s/alice/index.html")
 	require.NoError(t, err)

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wharfhq/wharf/scaffold"
+)
+
+func newInitCommand() *cobra.Command {
+	var opts scaffold.Options
+	cmd := &cobra.Command{
+		Use:   "init [dir]",
+		Short: "Write a new plugin: wharf.toml, a Worker, a Durable Object, a test, go.mod and go.sum",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Dir = argOrDot(args)
+			if err := scaffold.Write(cmd.Context(), opts); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote a plugin in %s: `wharf serve %s` serves it, `go test` there tests it\n", opts.Dir, opts.Dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.SDK, "sdk", "", "wharf checkout for go.mod's replace (default: the one this wharf was built from)")
+	cmd.Flags().BoolVar(&opts.Container, "container", false, "add a Container class and its [[containers]] entry")
+	cmd.Flags().StringVar(&opts.ModulePath, "module", "", "module path of the new go.mod (default example.com/<name>)")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "plugin name (default: the directory's name)")
+	return cmd
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// offlineGoTest runs `go test` in dir with no module proxy: the go.mod and
+// go.sum wharf init wrote must be complete.
+func offlineGoTest(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("go", "test", "-count=1", "-v", "./...")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "--- PASS: TestNotes")
+	assert.NotContains(t, string(out), "SKIP", "this machine runs containers, so nothing is skipped")
+}
+
+// TestInitWritesAWorkingPlugin: `wharf init`, then `go test` offline and
+// `wharf serve` in the new directory, through the real binary.
+func TestInitWritesAWorkingPlugin(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "My Notes")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "wrote a plugin in "+dir)
+	gitignore, _ := os.ReadFile(filepath.Join(dir, ".gitignore"))
+	assert.Contains(t, string(gitignore), "\n.wharf/\n")
+	mod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+	assert.Contains(t, string(mod), "module example.com/my-notes\n")
+	assert.Contains(t, string(mod), "replace github.com/wharfhq/wharf => "+testutil.RepoRoot()+"\n")
+
+	offlineGoTest(t, dir)
+
+	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0")
+	resp, err := http.Get(srv.URL + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "Hello from my-notes!\n", string(body))
+
+	out, err = exec.Command(wharf, "init", dir).CombinedOutput()
+	require.Error(t, err, "init does not overwrite a plugin")
+	assert.Equal(t, "wharf: "+dir+" already has go.mod: wharf init writes a new plugin into a new or empty directory\n", string(out))
+	out, err = exec.Command(wharf, "init", "--sdk", t.TempDir(), filepath.Join(t.TempDir(), "x")).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "is not a checkout of github.com/wharfhq/wharf")
+}
+
+// TestInitWithContainer: the Container class variant passes its own tests
+// with a real container.
+func TestInitWithContainer(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	offlineGoTest(t, dir)
+}

@@ -1,0 +1,190 @@
+// Package wharftest runs a plugin in a real wharf from the plugin's own
+// `go test`: it builds the plugin to Wasm, serves it in-process on
+// loopback with real object storage (and real containers when the machine
+// can run them), and gives the test a URL and ways to reach objects by
+// name.
+//
+//	func TestHello(t *testing.T) {
+//		p := wharftest.Start(t, wharftest.Options{})
+//		resp, err := http.Get(p.URL + "/")
+//		...
+//		var n int64
+//		err = p.Call("COUNTER", "alice", "Increment", 1, &n)
+//	}
+//
+// A plugin whose wharf.toml declares [[containers]] needs root and
+// containerd on PATH; without them Start skips the test and says why.
+package wharftest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/internal/textlog"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// Options configure Start.
+type Options struct {
+	// Dir is the plugin's directory or its wharf.toml; default "." (the
+	// directory `go test` runs a package's tests in).
+	Dir string
+	// DataDir holds storage and containerd's state; default a new
+	// temporary directory, removed after the test.
+	DataDir string
+	// Images are OCI or Docker image archives imported before the plugin
+	// starts (BusyboxImage makes one).
+	Images []string
+	// StopGrace is how long containers get to exit when the test ends.
+	StopGrace time.Duration
+	// DNSUpstream are the DNS servers ("ip:port") for names containers may
+	// reach; default the host's /etc/resolv.conf.
+	DNSUpstream []string
+}
+
+// Plugin is a plugin served for one test.
+type Plugin struct {
+	// URL is where the Worker answers, e.g. http://127.0.0.1:41234.
+	URL string
+	// DataDir is the plugin's data directory.
+	DataDir string
+	// Worker is the running host.
+	Worker *host.Worker
+
+	srv  *httptest.Server
+	logs *testutil.LogBuffer
+	once sync.Once
+	stop func()
+}
+
+// Start builds the plugin in opts.Dir and serves it until the test ends.
+// A build or load error fails the test with the message `wharf serve`
+// would print.
+func Start(t testing.TB, opts Options) *Plugin {
+	t.Helper()
+	m, err := plugins.LoadManifest(cmp.Or(opts.Dir, "."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Containers) > 0 {
+		if reason := cannotRunContainers(); reason != "" {
+			t.Skipf("wharftest: %s declares [[containers]], which %s", m.Path, reason)
+		}
+	}
+	wasm := m.WasmPath()
+	if m.NeedsBuild() {
+		var out bytes.Buffer
+		if wasm, err = plugins.Build(context.Background(), m, filepath.Join(t.TempDir(), m.Name+".wasm"), &out); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+	}
+	p := &Plugin{DataDir: opts.DataDir, logs: &testutil.LogBuffer{}}
+	if p.DataDir == "" {
+		p.DataDir = t.TempDir()
+	}
+	if len(opts.Images) > 0 {
+		fixture.ImportArchives(t, p.DataDir, opts.Images...)
+	}
+	logger := slog.New(textlog.New(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p.Worker, err = host.NewWorker(context.Background(), host.Config{Manifest: m, WasmPath: wasm, DataDir: p.DataDir,
+		Logger: logger, StopGrace: opts.StopGrace, DNSUpstream: opts.DNSUpstream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv = httptest.NewServer(p.Worker)
+	p.URL = p.srv.URL
+	p.stop = func() {
+		p.srv.CloseClientConnections()
+		p.srv.Close()
+		if err := p.Worker.Close(context.Background()); err != nil {
+			t.Errorf("wharftest: closing %s: %v", m.Name, err)
+		}
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("wharf log of %s:\n%s", m.Name, p.Logs())
+		}
+	})
+	return p
+}
+
+// Stop shuts the plugin down (its containers too), as the end of the test
+// would; later calls do nothing.
+func (p *Plugin) Stop() { p.once.Do(p.stop) }
+
+// Logs returns what the host and the plugin have logged so far, in wharf
+// serve's text format.
+func (p *Plugin) Logs() string { return p.logs.String() }
+
+// Call runs method on the object that name maps to in the binding (as
+// sdk.GetNamespace(binding).GetByName(name) would) with args encoded as
+// JSON, and decodes its result into result unless result is nil.
+func (p *Plugin) Call(binding, name, method string, args, result any) error {
+	objs := p.Worker.Objects()
+	if objs == nil {
+		return fmt.Errorf("wharftest: the plugin has no Durable Object bindings")
+	}
+	data, err := json.Marshal(args)
+	if err != nil {
+		return fmt.Errorf("arguments of %s: %w", method, err)
+	}
+	out, err := objs.Call(context.Background(), binding, name, method, data)
+	if err != nil || result == nil {
+		return err
+	}
+	return json.Unmarshal(out, result)
+}
+
+// Fetch sends req to the object that name maps to in the binding and
+// returns its response.
+func (p *Plugin) Fetch(binding, name string, req *http.Request) (*http.Response, error) {
+	objs := p.Worker.Objects()
+	if objs == nil {
+		return nil, fmt.Errorf("wharftest: the plugin has no Durable Object bindings")
+	}
+	return objs.Fetch(binding, name, req)
+}
+
+// BusyboxImage writes wharf's test image (wharf.test/busybox:latest, a
+// static busybox from Debian's busybox-static, nothing downloaded) into a
+// temporary directory and returns the archive for Options.Images. The test
+// is skipped when busybox-static is not installed.
+func BusyboxImage(t testing.TB) string {
+	t.Helper()
+	archive, err := testimages.Busybox(t.TempDir())
+	if err != nil {
+		t.Skipf("wharftest: %v", err)
+	}
+	return archive
+}
+
+// cannotRunContainers says why this machine cannot run containers, or ""
+// when it can.
+func cannotRunContainers() string {
+	if os.Geteuid() != 0 {
+		return fmt.Sprintf("need root (the test runs as uid %d)", os.Geteuid())
+	}
+	for _, bin := range []string{"containerd", "runc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Sprintf("need %s on PATH (scripts/deps.sh installs it)", bin)
+		}
+	}
+	return ""
+}
