@@ -27,7 +27,8 @@ type Manifest struct {
 	Main string `toml:"main"`
 	// Listen is the HTTP address wharf serve listens on.
 	Listen string `toml:"listen"`
-	// Limits bounds each guest instance and its logs.
+	// Limits bounds each guest instance, its logs and wharf serve's HTTP
+	// connections.
 	Limits Limits `toml:"limits"`
 	// DurableObjects binds object classes of the module to names.
 	DurableObjects DurableObjects `toml:"durable_objects"`
@@ -62,6 +63,19 @@ type Limits struct {
 	// LogBurst is how many lines may be logged at once before the rate
 	// applies.
 	LogBurst int `toml:"log_burst"`
+
+	// MaxConnections caps the client connections wharf serve holds at
+	// once; more wait in the listen queue until one closes.
+	MaxConnections int `toml:"max_connections"`
+	// MaxHeaderBytes caps a request's line and headers; a longer head is
+	// answered 431.
+	MaxHeaderBytes int `toml:"max_header_bytes"`
+	// HeaderTimeout bounds reading a request's line and headers, from the
+	// connection's start or its first byte after the previous response.
+	HeaderTimeout Duration `toml:"header_timeout"`
+	// IdleTimeout closes a keep-alive connection that has waited this long
+	// for its next request.
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // DurableObjects is the [durable_objects] table.
@@ -94,6 +108,10 @@ const (
 	DefaultLogLineBytes  = 16 << 10
 	DefaultLogLines      = 100
 	DefaultLogBurst      = 1000
+	DefaultMaxConns      = 1024
+	DefaultMaxHeader     = 64 << 10
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultConnIdle      = 30 * time.Second
 )
 
 // Duration is a time.Duration written as a string such as "30s".
@@ -147,7 +165,8 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
 		"limits.warm_instances": l.WarmInstances, "limits.events_per_instance": l.EventsPerInstance,
-		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst} {
+		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst,
+		"limits.max_connections": l.MaxConnections, "limits.max_header_bytes": l.MaxHeaderBytes} {
 		if v < 0 {
 			return nil, fmt.Errorf("%s: must not be negative, got %d", lineOf(data, key), v)
 		}
@@ -176,6 +195,10 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
 	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)
 	l.LogBurst = cmp.Or(l.LogBurst, DefaultLogBurst)
+	l.MaxConnections = cmp.Or(l.MaxConnections, DefaultMaxConns)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, DefaultMaxHeader)
+	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)
+	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
 	}

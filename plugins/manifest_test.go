@@ -21,6 +21,10 @@ func TestManifestDefaults(t *testing.T) {
 	assert.Equal(t, DefaultLogLineBytes, m.Limits.LogLineBytes)
 	assert.Equal(t, DefaultLogLines, m.Limits.LogLinesPerSecond)
 	assert.Equal(t, DefaultLogBurst, m.Limits.LogBurst)
+	assert.Equal(t, DefaultMaxConns, m.Limits.MaxConnections)
+	assert.Equal(t, DefaultMaxHeader, m.Limits.MaxHeaderBytes)
+	assert.Equal(t, DefaultHeaderTimeout, m.Limits.HeaderTimeout.Duration)
+	assert.Equal(t, DefaultConnIdle, m.Limits.IdleTimeout.Duration)
 	assert.True(t, m.NeedsBuild())
 }
 
@@ -38,11 +42,16 @@ engine = "wasmtime"
 log_line_bytes = 1000
 log_lines_per_second = 5
 log_burst = 20
+max_connections = 7
+max_header_bytes = 2048
+header_timeout = "2s"
+idle_timeout = 3
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
 	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10, Engine: EngineWasmtime,
-		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20}, m.Limits)
+		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20,
+		MaxConnections: 7, MaxHeaderBytes: 2048, HeaderTimeout: Duration{2 * time.Second}, IdleTimeout: Duration{3 * time.Second}}, m.Limits)
 	assert.False(t, m.NeedsBuild())
 }
 
@@ -54,15 +63,18 @@ func TestDurationAcceptsSeconds(t *testing.T) {
 
 func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 	cases := map[string]string{
-		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                             `3:1: unknown key "bogus"`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":                     `4:1: unknown key "limits.foo"`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n":       `4:14: limits.memory_mib: expected integer, got string`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":          `4:11: limits.timeout: invalid duration "soon"`,
-		"name = 3\nmain = \".\"\n":                                            `1:8: name: expected string, got integer`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":              `4:1: limits.instances: must not be negative, got -2`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":           `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
-		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":           `5:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n": `5:1: limits.log_burst: must not be negative, got -1`,
+		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                                                                  `3:1: unknown key "bogus"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":                                                          `4:1: unknown key "limits.foo"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n":                                            `4:14: limits.memory_mib: expected integer, got string`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":                                               `4:11: limits.timeout: invalid duration "soon"`,
+		"name = 3\nmain = \".\"\n":                                                                                 `1:8: name: expected string, got integer`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:1: limits.instances: must not be negative, got -2`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":                                                `4:1: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
+		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":                                                `5:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:1: limits.log_burst: must not be negative, got -1`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:1: limits.max_connections: must not be negative, got -3`,
+		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,
 		"main = \".\"\n":         `missing required key "name"`,
 		"name = \"a\"\n":         `missing required key "main"`,
 		"name = \"a\nmain = 1\n": `1:`,

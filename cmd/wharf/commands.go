@@ -193,14 +193,14 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		go msrv.Serve(mln)
 		defer msrv.Close()
 	}
-	ln, err := net.Listen("tcp", listen)
+	ingress, err := host.ListenIngress(listen, worker, m.Limits, logger)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: worker, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	logger.Info("serving", "plugin", m.Name, "url", "http://"+ln.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
+	srv := ingress.Server()
+	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- ingress.Serve() }()
 	select {
 	case err := <-errc:
 		return err

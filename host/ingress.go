@@ -1,0 +1,49 @@
+package host
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+
+	"golang.org/x/net/netutil"
+
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// Ingress is the HTTP server wharf serve puts in front of a Worker, bounded
+// by the manifest's [limits]: a connection that takes longer than
+// header_timeout to send a request's head (slowloris) or waits idle longer
+// than idle_timeout is closed, a head over max_header_bytes is answered 431,
+// and at most max_connections connections are held at once; others wait in
+// the kernel's listen queue until one closes.
+type Ingress struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// ListenIngress listens on addr (TCP) for h.
+func ListenIngress(addr string, h http.Handler, lim plugins.Limits, logger *slog.Logger) (*Ingress, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Ingress{
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: lim.HeaderTimeout.Duration,
+			IdleTimeout:       lim.IdleTimeout.Duration,
+			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		ln: netutil.LimitListener(ln, lim.MaxConnections),
+	}, nil
+}
+
+// Addr is the address the ingress listens on.
+func (i *Ingress) Addr() net.Addr { return i.ln.Addr() }
+
+// Server is the ingress's HTTP server, for Serve, Shutdown and Close.
+func (i *Ingress) Server() *http.Server { return i.srv }
+
+// Serve accepts connections until the server is shut down.
+func (i *Ingress) Serve() error { return i.srv.Serve(i.ln) }
