@@ -6,8 +6,11 @@ export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: build demo test bench lint deps clean
 
+# buildkitd (BuildKit, a tool of this module) goes next to wharf, which
+# starts it to build images from Dockerfiles.
 build: deps
 	$(GO) build -o $(BIN) ./cmd/wharf
+	$(GO) build -o bin/buildkitd github.com/moby/buildkit/cmd/buildkitd
 
 # deps installs what a fresh Debian machine lacks (needs root for apt).
 deps:

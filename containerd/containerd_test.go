@@ -2,12 +2,12 @@ package containerd
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"github.com/wharfhq/wharf/containerd/egress"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,14 +17,11 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testregistry"
 )
 
 func TestMain(m *testing.M) {
@@ -89,15 +86,31 @@ func TestImportListRemoveImage(t *testing.T) {
 	require.Len(t, list, 1)
 	assert.Equal(t, imported[0].Digest, list[0].Digest)
 
-	require.NoError(t, RemoveImage(ctx, c, list[0].Name))
+	name := list[0].Name
+	require.NoError(t, MarkInUse(ctx, c, name, "myplugin"))
+	err = RemoveImage(ctx, c, name, false)
+	require.ErrorIs(t, err, ErrImageInUse)
+	assert.ErrorContains(t, err, name+" is used by the loaded plugin myplugin; stop it first or pass --force")
+	pruned, err := PruneImages(ctx, c)
+	require.NoError(t, err)
+	assert.Empty(t, pruned, "prune keeps an image in use")
+	require.NoError(t, ReleaseInUse(ctx, c, name, "myplugin"))
+	require.NoError(t, MarkInUse(ctx, c, name, "other"))
+	require.NoError(t, RemoveImage(ctx, c, name, true), "--force removes it anyway")
 	list, err = ListImages(ctx, c)
 	require.NoError(t, err)
 	assert.Empty(t, list)
-	err = RemoveImage(ctx, c, "wharf.test/nope:1")
+	err = RemoveImage(ctx, c, "wharf.test/nope:1", false)
 	assert.ErrorContains(t, err, "removing image wharf.test/nope:1")
 
 	_, err = ImportArchive(ctx, c, "/nonexistent.tar", "")
 	assert.ErrorContains(t, err, "/nonexistent.tar")
+
+	_, err = ImportArchive(ctx, c, archivePath, "")
+	require.NoError(t, err)
+	pruned, err = PruneImages(ctx, c)
+	require.NoError(t, err)
+	assert.Equal(t, []string{name}, pruned, "prune removes an image nothing uses")
 }
 
 func TestContainerIDFitsContainerd(t *testing.T) {
@@ -109,10 +122,10 @@ func TestContainerIDFitsContainerd(t *testing.T) {
 
 func TestSocketPathStaysShort(t *testing.T) {
 	long := "/tmp/" + strings.Repeat("d", 120)
-	p := socketPath(long)
+	p := SocketPath(long, "containerd.sock")
 	assert.Less(t, len(p), 100)
-	assert.Equal(t, p, socketPath(long), "stable for the same data dir")
-	assert.Equal(t, "/x/containerd.sock", socketPath("/x"))
+	assert.Equal(t, p, SocketPath(long, "containerd.sock"), "stable for the same data dir")
+	assert.Equal(t, "/x/containerd.sock", SocketPath("/x", "containerd.sock"))
 }
 
 // testRuntime starts a daemon with the busybox image imported, and checks at
@@ -243,7 +256,7 @@ func TestContainerLimits(t *testing.T) {
 	assert.Contains(t, cgroupValue(t, ctr.Pid(), "cpu", "cpu.cfs_quota_us", "cpu.max"), "50000")
 	assert.Equal(t, "64", cgroupValue(t, ctr.Pid(), "pids", "pids.max", "pids.max"))
 	require.NoError(t, ctr.Destroy(context.Background()))
-	require.NoError(t, RemoveImage(context.Background(), c, image))
+	require.NoError(t, RemoveImage(context.Background(), c, image, false))
 }
 
 func TestContainerNetworkReachableFromHost(t *testing.T) {
@@ -288,30 +301,61 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	c, err := Connect(context.Background(), d.Address)
 	require.NoError(t, err)
 	defer c.Close()
-	reg := httptest.NewServer(registry.New())
-	defer reg.Close()
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
-	img, err := tarball.ImageFromPath(archivePath, nil)
-	require.NoError(t, err)
-	host := strings.TrimPrefix(reg.URL, "http://")
-	ref, err := name.NewTag(host + "/test/busybox:v1")
-	require.NoError(t, err)
-	require.NoError(t, remote.Write(ref, img))
+	reg := testregistry.Start(t, "", "")
+	ref := reg.PushArchive(t, archivePath, "test/busybox:v1")
 
 	var progress strings.Builder
-	got, err := Pull(context.Background(), c, ref.String(), &progress)
+	got, err := Pull(context.Background(), c, Registries{}, ref, &progress)
 	require.NoError(t, err)
-	assert.Equal(t, ref.String(), got.Name)
+	assert.Equal(t, ref, got.Name)
 	assert.Contains(t, progress.String(), "manifest")
 	assert.Contains(t, progress.String(), "layer")
 	list, err := ListImages(context.Background(), c)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 
-	_, err = Pull(context.Background(), c, host+"/test/missing:v1", nil)
-	assert.ErrorContains(t, err, "pulling "+host+"/test/missing:v1")
-	require.NoError(t, RemoveImage(context.Background(), c, ref.String()))
+	_, err = Pull(context.Background(), c, Registries{}, reg.Host+"/test/missing:v1", nil)
+	assert.ErrorContains(t, err, "pulling "+reg.Host+"/test/missing:v1")
+	require.NoError(t, RemoveImage(context.Background(), c, ref, false))
+}
+
+// writeDockerConfig writes a docker config.json with a login for host.
+func writeDockerConfig(t *testing.T, host, user, password string) string {
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	p := filepath.Join(t.TempDir(), "config.json")
+	require.NoError(t, os.WriteFile(p, []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600))
+	return p
+}
+
+func TestPullWithCredentials(t *testing.T) {
+	d := startDaemon(t)
+	c, err := Connect(context.Background(), d.Address)
+	require.NoError(t, err)
+	defer c.Close()
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	reg := testregistry.Start(t, "puller", "s3cret")
+	ref := reg.PushArchive(t, archivePath, "private/busybox:v1")
+
+	wrong, err := LoadRegistryAuth(writeDockerConfig(t, reg.Host, "puller", "wrong"))
+	require.NoError(t, err)
+	_, err = Pull(context.Background(), c, Registries{Auth: wrong}, ref, nil)
+	require.ErrorIs(t, err, ErrRegistryAuth)
+	assert.ErrorContains(t, err, "registry refused the credentials for "+ref+" (credentials from "+wrong.Filename)
+
+	_, err = Pull(context.Background(), c, Registries{}, ref, nil)
+	require.ErrorIs(t, err, ErrRegistryAuth, "no credentials at all")
+
+	// The default file is docker's: $DOCKER_CONFIG/config.json.
+	t.Setenv("DOCKER_CONFIG", filepath.Dir(writeDockerConfig(t, reg.Host, "puller", "s3cret")))
+	right, err := LoadRegistryAuth("")
+	require.NoError(t, err)
+	got, err := Pull(context.Background(), c, Registries{Auth: right}, ref, nil)
+	require.NoError(t, err)
+	assert.Equal(t, ref, got.Name)
+	require.NoError(t, RemoveImage(context.Background(), c, ref, false))
 }
 
 func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
@@ -389,5 +433,5 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, m2.Close(context.Background()))
 	_, ok = m2.Get("Sandbox", "obj1")
 	assert.False(t, ok)
-	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name))
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
 }

@@ -70,11 +70,11 @@ var disabledPlugins = []string{
 	"io.containerd.internal.v1.tracing",
 }
 
-// socketPath puts the socket under dir unless the path would be too long
-// for a unix socket, in which case it goes to a short directory in /run or
-// the temp dir named after dir.
-func socketPath(dir string) string {
-	p := filepath.Join(dir, "containerd.sock")
+// SocketPath puts the unix socket name under dir unless the path would be
+// too long for a unix socket, in which case it goes to a short directory in
+// /run or the temp dir named after dir.
+func SocketPath(dir, name string) string {
+	p := filepath.Join(dir, name)
 	if len(p) < 100 {
 		return p
 	}
@@ -83,13 +83,13 @@ func socketPath(dir string) string {
 	if st, err := os.Stat(base); err != nil || !st.IsDir() {
 		base = os.TempDir()
 	}
-	return filepath.Join(base, "wharf-"+hex.EncodeToString(sum[:6]), "containerd.sock")
+	return filepath.Join(base, "wharf-"+hex.EncodeToString(sum[:6]), name)
 }
 
 // EmbeddedAddress is the socket of the containerd that wharf serve starts
 // for the data directory dataDir (an absolute path).
 func EmbeddedAddress(dataDir string) string {
-	return socketPath(filepath.Join(dataDir, "containerd"))
+	return SocketPath(filepath.Join(dataDir, "containerd"), "containerd.sock")
 }
 
 // StartDaemon starts containerd with its root and state under dir and waits
@@ -102,7 +102,7 @@ func StartDaemon(ctx context.Context, dir string, logger *slog.Logger) (*Daemon,
 	if err != nil {
 		return nil, err
 	}
-	sock := socketPath(dir)
+	sock := SocketPath(dir, "containerd.sock")
 	for _, d := range []string{filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Dir(sock)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -221,9 +221,10 @@ func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{Address: address, RuncRoot: filepath.Join(dataDir, "containerd", "runc"), DataDir: dataDir}
+	daemonDir := filepath.Join(dataDir, "containerd")
+	b := &Backend{Address: address, RuncRoot: filepath.Join(daemonDir, "runc"), DataDir: dataDir}
 	if address == "" {
-		d, err := StartDaemon(ctx, filepath.Join(dataDir, "containerd"), logger)
+		d, err := StartDaemon(ctx, daemonDir, logger)
 		if err != nil {
 			return nil, err
 		}

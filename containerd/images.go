@@ -2,9 +2,14 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
@@ -26,19 +31,29 @@ type Image struct {
 // unpacks its images for this platform. Images without a name in the
 // archive get name.
 func ImportArchive(ctx context.Context, c *client.Client, path, name string) ([]Image, error) {
-	ctx = WithNamespace(ctx)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	imgs, err := Import(ctx, c, f, name)
+	if err != nil {
+		return nil, fmt.Errorf("importing %s: %w", path, err)
+	}
+	return imgs, nil
+}
+
+// Import reads an OCI or Docker image archive from r and unpacks its
+// images for this platform. Images without a name in the archive get name.
+func Import(ctx context.Context, c *client.Client, r io.Reader, name string) ([]Image, error) {
+	ctx = WithNamespace(ctx)
 	opts := []client.ImportOpt{client.WithImportPlatform(platforms.Default())}
 	if name != "" {
 		opts = append(opts, client.WithImageRefTranslator(archive.AddRefPrefix(name)), client.WithIndexName(name))
 	}
-	imgs, err := c.Import(ctx, io.Reader(f), opts...)
+	imgs, err := c.Import(ctx, r, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("importing %s: %w", path, err)
+		return nil, err
 	}
 	var out []Image
 	for _, img := range imgs {
@@ -69,12 +84,84 @@ func ListImages(ctx context.Context, c *client.Client) ([]Image, error) {
 	return out, nil
 }
 
-// RemoveImage deletes an image; its content and snapshots are garbage
-// collected by containerd.
-func RemoveImage(ctx context.Context, c *client.Client, name string) error {
+// ErrImageInUse means a loaded plugin uses the image.
+var ErrImageInUse = errors.New("image in use")
+
+// labelUsedBy prefixes the label a running wharf serve puts on each image
+// its plugin uses: labelUsedBy+plugin = the serving process's id.
+const labelUsedBy = "wharf.used-by."
+
+// MarkInUse records that plugin, served by this process, uses the image.
+func MarkInUse(ctx context.Context, c *client.Client, name, plugin string) error {
+	return setLabel(ctx, c, name, labelUsedBy+plugin, strconv.Itoa(os.Getpid()))
+}
+
+// ReleaseInUse removes MarkInUse's record.
+func ReleaseInUse(ctx context.Context, c *client.Client, name, plugin string) error {
+	return setLabel(ctx, c, name, labelUsedBy+plugin, "")
+}
+
+// setLabel sets (or with an empty value removes) one label of an image.
+func setLabel(ctx context.Context, c *client.Client, name, key, value string) error {
 	ctx = WithNamespace(ctx)
+	img := images.Image{Name: name, Labels: map[string]string{key: value}}
+	if _, err := c.ImageService().Update(ctx, img, "labels."+key); err != nil {
+		return fmt.Errorf("labelling image %s: %w", name, err)
+	}
+	return nil
+}
+
+// users are the plugins of live wharf serve processes that use img.
+func users(img images.Image) []string {
+	var out []string
+	for k, v := range img.Labels {
+		plugin, ok := strings.CutPrefix(k, labelUsedBy)
+		if !ok {
+			continue
+		}
+		if pid, err := strconv.Atoi(v); err == nil && syscall.Kill(pid, 0) == nil {
+			out = append(out, plugin)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RemoveImage deletes an image; its content and snapshots are garbage
+// collected by containerd. An image a loaded plugin uses is refused with
+// ErrImageInUse unless force.
+func RemoveImage(ctx context.Context, c *client.Client, name string, force bool) error {
+	ctx = WithNamespace(ctx)
+	img, err := c.ImageService().Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("removing image %s: %w", name, err)
+	}
+	if u := users(img); len(u) > 0 && !force {
+		return fmt.Errorf("%w: %s is used by the loaded plugin %s; stop it first or pass --force", ErrImageInUse, name, strings.Join(u, ", "))
+	}
 	if err := c.ImageService().Delete(ctx, name, images.SynchronousDelete()); err != nil {
 		return fmt.Errorf("removing image %s: %w", name, err)
 	}
 	return nil
+}
+
+// PruneImages removes every image no loaded plugin uses and returns their
+// names.
+func PruneImages(ctx context.Context, c *client.Client) ([]string, error) {
+	ctx = WithNamespace(ctx)
+	imgs, err := c.ImageService().List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, img := range imgs {
+		if len(users(img)) > 0 {
+			continue
+		}
+		if err := c.ImageService().Delete(ctx, img.Name, images.SynchronousDelete()); err != nil {
+			return removed, fmt.Errorf("removing image %s: %w", img.Name, err)
+		}
+		removed = append(removed, img.Name)
+	}
+	return removed, nil
 }

@@ -38,7 +38,7 @@ func TestContainerReachesNothingOfWharfOrHost(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, m.Close(context.Background()))
-		require.NoError(t, RemoveImage(context.Background(), b.Client, imgs[0].Name))
+		require.NoError(t, RemoveImage(context.Background(), b.Client, imgs[0].Name, false))
 		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
 		require.NoError(t, err)
 		assert.Empty(t, left)

@@ -12,14 +12,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Pull fetches ref from its registry and unpacks it, writing a line of
-// progress per blob to progress (which may be nil). Registries on
-// localhost are spoken to over plain HTTP, as containerd does by default.
-func Pull(ctx context.Context, c *client.Client, ref string, progress io.Writer) (Image, error) {
+// Pull fetches ref from its registry with reg's credentials and unpacks
+// it, writing a line of progress per blob to progress (which may be nil).
+func Pull(ctx context.Context, c *client.Client, reg Registries, ref string, progress io.Writer) (Image, error) {
 	ctx = WithNamespace(ctx)
-	resolver := docker.NewResolver(docker.ResolverOptions{
-		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
-	})
+	resolver := docker.NewResolver(reg.resolver())
 	var fetched, total atomic.Int64
 	report := images.HandlerFunc(func(_ context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 		n := fetched.Add(1)
@@ -37,7 +34,7 @@ func Pull(ctx context.Context, c *client.Client, ref string, progress io.Writer)
 		client.WithImageHandler(report),
 	)
 	if err != nil {
-		return Image{}, fmt.Errorf("pulling %s: %w", ref, err)
+		return Image{}, fmt.Errorf("pulling %s: %w", ref, reg.explain(ref, err))
 	}
 	return describe(ctx, c, img.Metadata()), nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -52,6 +54,11 @@ type Config struct {
 	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
 	// names are resolved with; empty means the host's /etc/resolv.conf.
 	DNSUpstream []string
+	// Registries are the credentials and plain-HTTP registries for
+	// builds of Dockerfile images.
+	Registries containerd.Registries
+	// BuildOutput receives the progress of image builds; nil discards it.
+	BuildOutput io.Writer
 }
 
 // services is what the imports need beyond the guest itself.
@@ -203,11 +210,20 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 	if err != nil {
 		return err
 	}
+	if err := s.buildImages(ctx, m, b, cfg, logger); err != nil {
+		b.Close()
+		return err
+	}
 	for i, c := range m.Containers {
-		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), c.Image); err != nil {
+		image := s.containerSpecs[c.ClassName].Image
+		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
 			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",
-				m.Path, i, c.ClassName, c.Image)
+				m.Path, i, c.ClassName, image)
+		}
+		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
+			b.Close()
+			return err
 		}
 	}
 	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
@@ -240,6 +256,44 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 	return nil
 }
 
+// buildImages builds the images of classes whose image is a Dockerfile
+// when their context changed (see build.Options.Hash) and points their
+// specs at the tags built.
+func (s *services) buildImages(ctx context.Context, m *plugins.Manifest, b *containerd.Backend, cfg Config, logger *slog.Logger) error {
+	var targets []build.Options
+	for i, c := range m.Containers {
+		src, ok := c.BuildSource(m.Dir)
+		if !ok {
+			continue
+		}
+		contextDir, dockerfile, err := build.Source(src)
+		if err != nil {
+			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
+		}
+		o := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
+			Auth: cfg.Registries.Auth, Progress: cfg.BuildOutput, Exclude: inside(contextDir, b.DataDir)}
+		hash, err := o.Hash(ctx)
+		if err != nil {
+			return err
+		}
+		o.Tag = build.Tag(m.Name, c.ClassName, hash)
+		targets = append(targets, o)
+		c.Image = o.Tag
+		s.containerSpecs[c.ClassName] = c
+	}
+	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: cfg.Registries.Insecure, Logger: logger})
+}
+
+// inside returns path relative to dir, as a one-element exclude list, when
+// it lies inside dir.
+func inside(dir, path string) []string {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil
+	}
+	return []string{rel}
+}
+
 // Close stops fetches, forwards and objects, removes the containers it ran
 // and releases the pools and containerd.
 func (w *Worker) Close(ctx context.Context) error {
@@ -250,6 +304,9 @@ func (w *Worker) Close(ctx context.Context) error {
 	if w.services.containers != nil {
 		if w.stopGrace > 0 {
 			w.services.containers.StopAll(ctx, w.stopGrace)
+		}
+		for _, c := range w.services.containerSpecs {
+			err = errors.Join(err, containerd.ReleaseInUse(ctx, w.services.backend.Client, c.Image, w.manifest.Name))
 		}
 		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}

@@ -1,21 +1,29 @@
 package plugins
 
 import (
-	"path"
-
 	"fmt"
-	"github.com/wharfhq/wharf/abi"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/wharfhq/wharf/abi"
 )
 
 // Container is one [[containers]] entry: the container every object of a
 // Durable Object class gets.
 type Container struct {
-	ClassName    string `toml:"class_name"`
-	Image        string `toml:"image"`
-	MaxInstances int    `toml:"max_instances"`
+	ClassName string `toml:"class_name"`
+	// Image is an image reference in wharf's containerd, or (as in
+	// wrangler) a Dockerfile or a directory holding one, relative to the
+	// manifest, which `wharf serve` builds; see BuildSource.
+	Image string `toml:"image"`
+	// BuildArgs are the Dockerfile's build arguments (wrangler's
+	// image_vars), only with a Dockerfile Image.
+	BuildArgs    map[string]string `toml:"build_args"`
+	MaxInstances int               `toml:"max_instances"`
 	// InstanceType is a name ("lite", "basic", "standard-1"…"standard-4")
 	// or a table {vcpu, memory_mib, disk_mb}; see Resources.
 	InstanceType any `toml:"instance_type"`
@@ -52,6 +60,25 @@ type Container struct {
 
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`
+}
+
+// BuildSource returns the Dockerfile or directory Image names, resolved
+// against the manifest's directory dir, when Image is a path that exists
+// rather than an image reference.
+func (c Container) BuildSource(dir string) (string, bool) {
+	p := c.Image
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", false
+	}
+	return p, true
+}
+
+// looksLikePath reports whether an image is written as a path.
+func looksLikePath(image string) bool {
+	return strings.HasPrefix(image, "./") || strings.HasPrefix(image, "../") || strings.HasPrefix(image, "/")
 }
 
 // ReadyProbe is one readiness check: an HTTP GET of Path on Port (0: the
@@ -122,6 +149,22 @@ func (m *Manifest) checkContainers(data []byte) error {
 		}
 		if err := c.checkLifecycle(); err != nil {
 			return fmt.Errorf("%s: class %s: %w", where, c.ClassName, err)
+		}
+	}
+	return nil
+}
+
+// checkImages checks images written as paths exist (relative to m.Dir)
+// and build_args come with a Dockerfile.
+func (m *Manifest) checkImages(data []byte) error {
+	for i, c := range m.Containers {
+		where := fmt.Sprintf("%s: containers[%d]: class %s", tableLine(data, "[[containers]]", i), i, c.ClassName)
+		_, build := c.BuildSource(m.Dir)
+		switch {
+		case !build && looksLikePath(c.Image):
+			return fmt.Errorf("%s: image %q: no such Dockerfile or directory", where, c.Image)
+		case !build && len(c.BuildArgs) > 0:
+			return fmt.Errorf("%s: build_args needs image to be a Dockerfile or a directory holding one, got the reference %q", where, c.Image)
 		}
 	}
 	return nil

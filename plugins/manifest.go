@@ -142,6 +142,9 @@ func LoadManifest(path string) (*Manifest, error) {
 	}
 	m.Path, _ = filepath.Abs(path)
 	m.Dir = filepath.Dir(m.Path)
+	if err := m.checkImages(data); err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
 	return m, nil
 }
 

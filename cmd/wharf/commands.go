@@ -93,6 +93,7 @@ type serveFlags struct {
 	metricsListen string
 	stopGrace     time.Duration
 	engine        string
+	registryFlags
 }
 
 func newServeCommand() *cobra.Command {
@@ -116,6 +117,7 @@ func newServeCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
+	f.registryFlags.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 	return cmd
 }
@@ -170,11 +172,16 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if listen == "" {
 		listen = m.Listen
 	}
+	reg, err := f.load()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
-		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace})
+		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace,
+		Registries: reg, BuildOutput: os.Stderr})
 	if err != nil {
 		return err
 	}

@@ -1,24 +1,47 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/host"
 )
 
 type backendFlags struct {
 	dataDir, address string
+	registryFlags
 }
 
 func (f *backendFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", ".wharf", "data directory (the embedded containerd lives under it)")
 	cmd.PersistentFlags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one")
+	f.registryFlags.register(cmd.PersistentFlags())
+}
+
+// registryFlags say where registry credentials come from and which
+// registries speak plain HTTP.
+type registryFlags struct {
+	auth     string
+	insecure []string
+}
+
+func (f *registryFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.auth, "registry-auth", "", "registry credentials file in docker's config.json format (default ~/.docker/config.json)")
+	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry (host:port) to reach over plain HTTP; loopback registries always are")
+}
+
+func (f *registryFlags) load() (containerd.Registries, error) {
+	auth, err := containerd.LoadRegistryAuth(f.auth)
+	return containerd.Registries{Auth: auth, Insecure: f.insecure}, err
 }
 
 // run makes a cobra RunE that calls fn with an open backend, closed after.
@@ -79,17 +102,39 @@ func newImagesCommand() *cobra.Command {
 			return w.Flush()
 		}),
 	}
+	var force bool
 	rmCmd := &cobra.Command{
 		Use:   "rm name...",
-		Short: "Remove images",
+		Short: "Remove images (not one a loaded plugin uses, unless --force)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			for _, n := range args {
-				if err := containerd.RemoveImage(cmd.Context(), b.Client, n); err != nil {
+				if err := containerd.RemoveImage(cmd.Context(), b.Client, n, force); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", n)
 			}
+			return nil
+		}),
+	}
+	rmCmd.Flags().BoolVar(&force, "force", false, "remove images even if a loaded plugin uses them")
+	pruneCmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove every image no loaded plugin uses, and the build cache",
+		Args:  cobra.NoArgs,
+		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, _ []string) error {
+			removed, err := containerd.PruneImages(cmd.Context(), b.Client)
+			for _, n := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", n)
+			}
+			if err != nil {
+				return err
+			}
+			freed, err := build.PruneCache(cmd.Context(), b)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "build cache: freed %.1f MB\n", float64(freed)/1e6)
 			return nil
 		}),
 	}
@@ -98,7 +143,11 @@ func newImagesCommand() *cobra.Command {
 		Short: "Pull an image from a registry, with progress on stderr",
 		Args:  cobra.ExactArgs(1),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
-			img, err := containerd.Pull(cmd.Context(), b.Client, args[0], cmd.ErrOrStderr())
+			reg, err := f.load()
+			if err != nil {
+				return err
+			}
+			img, err := containerd.Pull(cmd.Context(), b.Client, reg, args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -106,6 +155,64 @@ func newImagesCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.AddCommand(importCmd, pullCmd, lsCmd, rmCmd)
+	cmd.AddCommand(importCmd, pullCmd, lsCmd, rmCmd, pruneCmd, newImagesBuildCommand(&f))
 	return cmd
+}
+
+func newImagesBuildCommand(f *backendFlags) *cobra.Command {
+	var tag, dockerfile string
+	var buildArgs []string
+	cmd := &cobra.Command{
+		Use:   "build [dir|Dockerfile]",
+		Short: "Build an image from a Dockerfile with BuildKit (no Docker daemon), progress on stderr",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
+			if tag == "" {
+				return errors.New("--tag is required")
+			}
+			contextDir, df, err := build.Source(argOrDot(args))
+			if err != nil {
+				return err
+			}
+			if dockerfile != "" {
+				df = dockerfile
+			}
+			bargs, err := parseBuildArgs(buildArgs)
+			if err != nil {
+				return err
+			}
+			reg, err := f.load()
+			if err != nil {
+				return err
+			}
+			e, err := build.Start(cmd.Context(), b, build.EngineOptions{InsecureRegistries: reg.Insecure})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			img, err := e.Build(cmd.Context(), build.Options{Context: contextDir, Dockerfile: df, Tag: tag,
+				BuildArgs: bargs, Auth: reg.Auth, Progress: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "built %s (%s, %.1f MB)\n", img.Name, img.Digest, float64(img.Size)/1e6)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVarP(&tag, "tag", "t", "", "name of the image (required)")
+	cmd.Flags().StringVarP(&dockerfile, "file", "f", "", "Dockerfile (default <context>/Dockerfile)")
+	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "build argument K=V (repeatable)")
+	return cmd
+}
+
+func parseBuildArgs(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

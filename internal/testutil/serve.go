@@ -3,6 +3,7 @@ package testutil
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,4 +153,30 @@ func (s *Serve) Kill() {
 	}
 	s.cmd.Process.Kill()
 	<-s.done
+}
+
+var (
+	buildkitdOnce sync.Once
+	buildkitdErr  error
+)
+
+// BuildBuildkitd builds buildkitd (a tool of this module) next to the wharf
+// binary of BuildWharf, where wharf looks for it, once per test binary, and
+// puts that directory first on PATH for in-process builds. It returns the
+// directory.
+func BuildBuildkitd(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Dir(BuildWharf(t))
+	buildkitdOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "buildkitd"), "github.com/moby/buildkit/cmd/buildkitd")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildkitdErr = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if buildkitdErr != nil {
+		t.Fatalf("building buildkitd: %v", buildkitdErr)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return dir
 }

@@ -1,0 +1,291 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/cli/cli/config/configfile"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/solver/errdefs"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wharfhq/wharf/containerd"
+)
+
+// Options describe one build, with docker build's meaning.
+type Options struct {
+	// Context is the build context directory.
+	Context string
+	// Dockerfile is the Dockerfile's path (default Context/Dockerfile).
+	Dockerfile string
+	// Tag names the image in wharf's containerd.
+	Tag string
+	// BuildArgs are the --build-arg values.
+	BuildArgs map[string]string
+	// Exclude are paths (relative to Context, .dockerignore syntax) never
+	// sent, besides those .dockerignore excludes: wharf's data directory
+	// when it lies in the context.
+	Exclude []string
+	// Auth holds registry credentials for FROM (nil: none).
+	Auth *configfile.ConfigFile
+	// Progress receives docker build's plain progress (nil: discarded).
+	Progress io.Writer
+}
+
+// Source resolves a manifest's or the command line's build target, a
+// Dockerfile or a directory holding one, into Context and Dockerfile.
+func Source(target string) (contextDir, dockerfile string, err error) {
+	st, err := os.Stat(target)
+	if err != nil {
+		return "", "", err
+	}
+	if st.IsDir() {
+		dockerfile = filepath.Join(target, "Dockerfile")
+		if _, err := os.Stat(dockerfile); err != nil {
+			return "", "", fmt.Errorf("%s has no Dockerfile", target)
+		}
+		return target, dockerfile, nil
+	}
+	return filepath.Dir(target), target, nil
+}
+
+func (o *Options) dockerfile() string {
+	if o.Dockerfile != "" {
+		return o.Dockerfile
+	}
+	return filepath.Join(o.Context, "Dockerfile")
+}
+
+// excludes are the context's .dockerignore patterns and o.Exclude.
+func (o *Options) excludes() ([]string, error) {
+	f, err := os.Open(filepath.Join(o.Context, ".dockerignore"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return o.Exclude, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return append(patterns, o.Exclude...), nil
+}
+
+// contextFS is the build context as BuildKit receives it.
+func (o *Options) contextFS() (fsutil.FS, error) {
+	excludes, err := o.excludes()
+	if err != nil {
+		return nil, err
+	}
+	base, err := fsutil.NewFS(o.Context)
+	if err != nil {
+		return nil, err
+	}
+	return fsutil.NewFilterFS(base, &fsutil.FilterOpt{ExcludePatterns: excludes})
+}
+
+// Hash is a digest of everything a build depends on locally: the
+// Dockerfile, the build arguments and every file of the context that
+// .dockerignore lets through (path, mode and content). Images a Dockerfile
+// pulls are not part of it.
+func (o *Options) Hash(ctx context.Context) (string, error) {
+	h := sha256.New()
+	df, err := os.ReadFile(o.dockerfile())
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(h, "dockerfile %d\n", len(df))
+	h.Write(df)
+	keys := make([]string, 0, len(o.BuildArgs))
+	for k := range o.BuildArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "arg %q=%q\n", k, o.BuildArgs[k])
+	}
+	cfs, err := o.contextFS()
+	if err != nil {
+		return "", err
+	}
+	err = cfs.Walk(ctx, "", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "file %q %o %d\n", path, info.Mode(), info.Size())
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := cfs.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(h, f)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing the build context %s: %w", o.Context, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Build builds the image for Platform and imports it into wharf's
+// containerd as o.Tag. A failed step's error names the Dockerfile and
+// line, whose neighbourhood is printed to o.Progress.
+func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	dockerfile := o.dockerfile()
+	cfs, err := o.contextFS()
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	dfs, err := fsutil.NewFS(filepath.Dir(dockerfile))
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	attrs := map[string]string{"filename": filepath.Base(dockerfile), "platform": Platform}
+	for k, v := range o.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	auth := o.Auth
+	if auth == nil {
+		auth = configfile.New("")
+	}
+	pr, pw := io.Pipe()
+	solve := bkclient.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   map[string]fsutil.FS{"context": cfs, "dockerfile": dfs},
+		Exports: []bkclient.ExportEntry{{
+			Type:   bkclient.ExporterOCI,
+			Output: func(map[string]string) (io.WriteCloser, error) { return pw, nil },
+		}},
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(auth),
+		})},
+	}
+	display, err := progressui.NewDisplay(progress, progressui.PlainMode)
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	var imgs []containerd.Image
+	var solveErr error
+	status := make(chan *bkclient.SolveStatus)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, solveErr = e.client.Solve(gctx, nil, solve, status)
+		// Ends the import if the build stopped before the exporter
+		// closed the pipe; a no-op after a complete export.
+		pw.CloseWithError(errors.Join(solveErr, io.ErrUnexpectedEOF))
+		return solveErr
+	})
+	g.Go(func() error {
+		_, err := display.UpdateFrom(context.WithoutCancel(gctx), status)
+		return err
+	})
+	g.Go(func() error {
+		var err error
+		imgs, err = containerd.Import(gctx, e.backend.Client, pr, o.Tag)
+		pr.CloseWithError(err)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		if solveErr != nil {
+			err = solveErr
+		}
+		return containerd.Image{}, buildError(progress, dockerfile, err)
+	}
+	if i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }); i >= 0 {
+		return imgs[i], nil
+	}
+	return containerd.Image{}, fmt.Errorf("building %s: the build produced no image named %s", dockerfile, o.Tag)
+}
+
+// buildError prints the Dockerfile lines an error points at and names the
+// first of them in the error.
+func buildError(progress io.Writer, dockerfile string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "failed to solve: ")
+	for _, src := range errdefs.Sources(err) {
+		src.Print(progress)
+		if len(src.Ranges) > 0 && src.Info != nil {
+			return fmt.Errorf("%s:%d: %s", dockerfile, src.Ranges[0].Start.Line, msg)
+		}
+	}
+	return fmt.Errorf("building %s: %s", dockerfile, msg)
+}
+
+// Tag names the image built for a plugin's class from a context whose Hash
+// is hash: <plugin>-<class>:<first 12 hex digits>, lowercased, with any
+// character a reference may not hold replaced by '-'.
+func Tag(plugin, class, hash string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+				return r
+			}
+			return '-'
+		}, strings.ToLower(s))
+	}
+	return clean(plugin) + "-" + clean(class) + ":" + hash[:12]
+}
+
+// EnsureBuilt builds every target whose Tag is not in wharf's containerd
+// yet. buildkitd is started only if one is missing, and stopped after.
+func EnsureBuilt(ctx context.Context, b *containerd.Backend, targets []Options, opts EngineOptions) error {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var missing []Options
+	for _, t := range targets {
+		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), t.Tag); err == nil {
+			logger.Info("image up to date", "image", t.Tag, "dockerfile", t.dockerfile())
+			continue
+		}
+		missing = append(missing, t)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	e, err := Start(ctx, b, opts)
+	if err != nil {
+		return err
+	}
+	for _, t := range missing {
+		logger.Info("building image", "image", t.Tag, "dockerfile", t.dockerfile())
+		began := time.Now()
+		if _, err := e.Build(ctx, t); err != nil {
+			return errors.Join(err, e.Close())
+		}
+		logger.Info("image built", "image", t.Tag, "took", time.Since(began).Round(time.Millisecond))
+	}
+	return e.Close()
+}

@@ -1,0 +1,216 @@
+package build_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/build"
+	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testregistry"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// multiStage uses every instruction the issue lists, FROM a base image on
+// a loopback registry named by a build argument.
+const multiStage = `ARG BASE
+FROM ${BASE} AS builder
+ARG GREETING=hello
+RUN echo "$GREETING from the builder" > /greeting
+FROM ${BASE}
+ENV APP_MODE=test
+WORKDIR /srv
+COPY --from=builder /greeting ./greeting
+COPY app/ ./app/
+RUN test ! -e ./app/secret.txt && test -e ./app/main.sh && mkdir /data && chown app /data
+USER app
+EXPOSE 8080
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /srv/greeting"]
+`
+
+type fixture struct {
+	backend *containerd.Backend
+	engine  *build.Engine
+	base    string
+}
+
+// start runs wharf's containerd and buildkitd in a temp data dir, with the
+// busybox test image on a loopback registry as the base.
+func start(t *testing.T) *fixture {
+	testutil.BuildBuildkitd(t)
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	reg := testregistry.Start(t, "", "")
+	base := reg.PushArchive(t, archive, "base/busybox:1")
+	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		leftovers, err := containerd.Leftovers(ctx, b.Client, b.Address, dataDir)
+		assert.NoError(t, err)
+		assert.Empty(t, leftovers)
+		b.Close()
+	})
+	e, err := build.Start(ctx, b, build.EngineOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, e.Close())
+		assert.Empty(t, build.Mounts(dataDir), "mounts left after buildkitd stopped")
+		assert.Empty(t, buildkitdProcesses(build.Dir(dataDir)), "buildkitd still running")
+	})
+	return &fixture{backend: b, engine: e, base: base}
+}
+
+func buildkitdProcesses(dir string) []string {
+	var out []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		b, _ := os.ReadFile(f)
+		if cmd := string(b); strings.Contains(cmd, "buildkitd") && strings.Contains(cmd, dir) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func writeContext(t *testing.T, files map[string]string) string {
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	}
+	return dir
+}
+
+func TestBuildMultiStageThenCached(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{
+		"Dockerfile":     multiStage,
+		".dockerignore":  "app/secret.txt\n",
+		"app/main.sh":    "echo main\n",
+		"app/secret.txt": "not for the image\n",
+	})
+	opts := build.Options{Context: dir, Tag: "wharf.test/built:1",
+		BuildArgs: map[string]string{"BASE": f.base, "GREETING": "hi"}}
+	var progress bytes.Buffer
+	opts.Progress = &progress
+	began := time.Now()
+	img, err := f.engine.Build(ctx, opts)
+	require.NoError(t, err, progress.String())
+	t.Logf("first build: %v", time.Since(began).Round(time.Millisecond))
+	assert.Equal(t, "wharf.test/built:1", img.Name)
+	assert.Contains(t, progress.String(), "[stage-1 5/5] RUN test ! -e ./app/secret.txt")
+	assert.Contains(t, progress.String(), "DONE")
+
+	spec, greeting := inspect(t, f.backend, img.Name, "srv/greeting")
+	assert.Equal(t, "hi from the builder\n", greeting)
+	cfg := spec.Config
+	assert.Contains(t, cfg.Env, "APP_MODE=test")
+	assert.Equal(t, "/srv", cfg.WorkingDir)
+	assert.Equal(t, "app", cfg.User)
+	assert.Contains(t, cfg.ExposedPorts, "8080/tcp")
+	assert.Equal(t, []string{"/bin/sh", "-c"}, cfg.Entrypoint)
+	assert.Equal(t, []string{"cat /srv/greeting"}, cfg.Cmd)
+	assert.Equal(t, "amd64", spec.Architecture)
+
+	progress.Reset()
+	began = time.Now()
+	again, err := f.engine.Build(ctx, opts)
+	require.NoError(t, err, progress.String())
+	t.Logf("second build (cache): %v", time.Since(began).Round(time.Millisecond))
+	assert.Equal(t, img.Name, again.Name)
+	assert.Equal(t, 5, strings.Count(progress.String(), "CACHED"), "every RUN, COPY and WORKDIR step comes from the cache")
+}
+
+func TestBuildErrorNamesTheLine(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ name, dockerfile, want string }{
+		{"failing RUN", "ARG BASE\nFROM ${BASE}\nRUN echo ok\nRUN exit 3\n", ":4: process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3"},
+		{"unknown instruction", "ARG BASE\nFROM ${BASE}\nFROBNICATE now\n", ":3: dockerfile parse error on line 3: unknown instruction: FROBNICATE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeContext(t, map[string]string{"Dockerfile": tc.dockerfile})
+			var progress bytes.Buffer
+			_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/broken:1",
+				BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+tc.want)
+			assert.Contains(t, progress.String(), ">>>", "the failing line is shown")
+		})
+	}
+	// The engine still builds after the failures.
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
+	_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
+	require.NoError(t, err)
+}
+
+func TestHashFollowsTheContext(t *testing.T) {
+	dir := writeContext(t, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY . /\n",
+		".dockerignore": "ignored/\n",
+		"a.txt":         "a",
+		"ignored/x":     "x",
+	})
+	opts := build.Options{Context: dir}
+	ctx := context.Background()
+	h1, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ignored", "x"), []byte("changed"), 0o644))
+	h2, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, h1, h2, "an ignored file does not count")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("changed"), 0o644))
+	h3, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, h1, h3)
+	opts.BuildArgs = map[string]string{"K": "V"}
+	h4, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, h3, h4, "build arguments count")
+}
+
+// inspect returns an image's config and the content of one file of its
+// root filesystem, read through a snapshot view.
+func inspect(t *testing.T, b *containerd.Backend, name, file string) (spec ocispec.Image, content string) {
+	ctx := containerd.WithNamespace(context.Background())
+	img, err := b.Client.GetImage(ctx, name)
+	require.NoError(t, err)
+	spec, err = img.Spec(ctx)
+	require.NoError(t, err)
+	diffIDs, err := img.RootFS(ctx)
+	require.NoError(t, err)
+	sn := b.Client.SnapshotService(containerd.Snapshotter)
+	key := "inspect-" + t.Name()
+	mounts, err := sn.View(ctx, key, identity.ChainID(diffIDs).String())
+	require.NoError(t, err)
+	defer sn.Remove(ctx, key)
+	require.NoError(t, mount.WithReadonlyTempMount(ctx, mounts, func(root string) error {
+		f, err := os.Open(filepath.Join(root, file))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		content = string(b)
+		return err
+	}))
+	return spec, content
+}

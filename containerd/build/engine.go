@@ -1,0 +1,243 @@
+// Package build builds container images from Dockerfiles with BuildKit,
+// never a Docker daemon: wharf starts a buildkitd of its own for the
+// builds, with the containerd worker on wharf's containerd (in the
+// namespace BuildNamespace, so its cache never mixes with wharf's
+// containers), drives it through BuildKit's Go client, and imports the
+// result into wharf's namespace. buildkitd runs only while wharf builds.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	bkclient "github.com/moby/buildkit/client"
+
+	"github.com/wharfhq/wharf/containerd"
+)
+
+// BuildNamespace is the containerd namespace buildkitd keeps its build
+// cache and build containers in.
+const BuildNamespace = "wharf-build"
+
+// Platform is the one platform wharf builds for.
+const Platform = "linux/amd64"
+
+// ErrMissingBuildkitd means the buildkitd program was not found.
+var ErrMissingBuildkitd = errors.New("buildkitd not found")
+
+// Engine is a running buildkitd wharf started, and a client to it.
+type Engine struct {
+	client  *bkclient.Client
+	backend *containerd.Backend
+	cmd     *exec.Cmd
+	done    chan error
+	logs    *os.File
+	root    string
+	logger  *slog.Logger
+}
+
+// EngineOptions configure the buildkitd wharf starts.
+type EngineOptions struct {
+	// InsecureRegistries (host[:port]) are spoken to over plain HTTP;
+	// loopback registries always are.
+	InsecureRegistries []string
+	// Logger receives the engine's start and stop.
+	Logger *slog.Logger
+}
+
+// Binary finds buildkitd: next to the running program (where `make build`
+// puts it), then on PATH.
+func Binary() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "buildkitd")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("buildkitd"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%w next to wharf or on PATH: build it with `make build` (go build -o bin/ github.com/moby/buildkit/cmd/buildkitd)", ErrMissingBuildkitd)
+}
+
+// Dir is where the engine keeps its state under wharf's data directory.
+func Dir(dataDir string) string { return filepath.Join(dataDir, "buildkit") }
+
+// Start runs buildkitd with its state under the backend's data directory
+// and waits until it answers.
+func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Engine, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dir := Dir(b.DataDir)
+	root := filepath.Join(dir, "root")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	sock := containerd.SocketPath(dir, "buildkitd.sock")
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return nil, err
+	}
+	os.Remove(sock) // left by a killed run
+	configPath := filepath.Join(dir, "buildkitd.toml")
+	if err := os.WriteFile(configPath, []byte(config(root, sock, b.Address, opts.InsecureRegistries)), 0o600); err != nil {
+		return nil, err
+	}
+	logs, err := os.OpenFile(filepath.Join(dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", configPath)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// Its own process group, so a Ctrl-C aimed at wharf reaches it only
+	// through wharf; and it goes when wharf dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("starting buildkitd: %w", err)
+	}
+	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, root: root, logger: logger}
+	go func() { e.done <- cmd.Wait() }()
+	if err := e.connect(ctx, "unix://"+sock, 30*time.Second); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("buildkitd did not start (see %s): %w", logs.Name(), err)
+	}
+	logger.Info("buildkitd started", "pid", cmd.Process.Pid, "address", sock)
+	return e, nil
+}
+
+// config is buildkitd's configuration: only the containerd worker, on
+// wharf's containerd, building for Platform with the host's network.
+func config(root, sock, containerdAddress string, insecure []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `root = %q
+
+[grpc]
+  address = [%q]
+
+[worker.oci]
+  enabled = false
+
+[worker.containerd]
+  enabled = true
+  address = %q
+  namespace = %q
+  snapshotter = %q
+  platforms = [%q]
+  networkMode = "host"
+  gc = true
+`, root, "unix://"+sock, containerdAddress, BuildNamespace, containerd.Snapshotter, Platform)
+	for _, r := range insecure {
+		fmt.Fprintf(&b, "\n[registry.%q]\n  http = true\n", r)
+	}
+	return b.String()
+}
+
+func (e *Engine) connect(ctx context.Context, address string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := bkclient.New(ctx, address)
+		if err == nil {
+			_, err = c.ListWorkers(ctx)
+			if err == nil {
+				e.client = c
+				return nil
+			}
+			c.Close()
+		}
+		select {
+		case exitErr := <-e.done:
+			e.done <- exitErr
+			return fmt.Errorf("buildkitd exited: %v", exitErr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// Close stops buildkitd (it is killed after 10 s) and removes any mount it
+// left under its root.
+func (e *Engine) Close() error {
+	if e.client != nil {
+		e.client.Close()
+	}
+	defer e.logs.Close()
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		e.cmd.Process.Kill()
+		<-e.done
+		err = errors.New("buildkitd did not stop within 10 s and was killed")
+	}
+	e.logger.Info("buildkitd stopped")
+	return errors.Join(err, unmountUnder(e.root))
+}
+
+// Mounts lists the mount points under dir, deepest first.
+func Mounts(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append([]string{f[4]}, out...)
+		}
+	}
+	return out
+}
+
+func unmountUnder(dir string) error {
+	var errs []error
+	for _, m := range Mounts(dir) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PruneCache removes BuildKit's whole build cache (buildkitd is started for
+// it when it has state) and returns the bytes freed.
+func PruneCache(ctx context.Context, b *containerd.Backend) (int64, error) {
+	if _, err := os.Stat(Dir(b.DataDir)); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	e, err := Start(ctx, b, EngineOptions{})
+	if err != nil {
+		return 0, err
+	}
+	ch := make(chan bkclient.UsageInfo)
+	counted := make(chan int64)
+	go func() {
+		var freed int64
+		for u := range ch {
+			freed += u.Size
+		}
+		counted <- freed
+	}()
+	err = e.client.Prune(ctx, ch, bkclient.PruneAll)
+	close(ch)
+	return <-counted, errors.Join(err, e.Close())
+}
