@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/docker/cli/cli/config/configfile"
+	"github.com/docker/cli/cli/config/types"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/assert"
@@ -213,4 +215,32 @@ func inspect(t *testing.T, b *containerd.Backend, name, file string) (spec ocisp
 		return err
 	}))
 	return spec, content
+}
+
+// TestBuildFromPrivateRegistry builds FROM a base on a loopback registry
+// that requires a password: with docker's config.json the build pulls it;
+// with a wrong password it fails saying the registry refused.
+func TestBuildFromPrivateRegistry(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	reg := testregistry.Start(t, "builder", "s3cret")
+	base := reg.PushArchive(t, archive, "private/busybox:1")
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo private > /from.txt\n"})
+	auth := func(password string) *configfile.ConfigFile {
+		cfg := configfile.New("")
+		cfg.AuthConfigs = map[string]types.AuthConfig{reg.Host: {Username: "builder", Password: password}}
+		return cfg
+	}
+
+	var progress bytes.Buffer
+	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/private:1", Auth: auth("wrong"), Progress: &progress})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "401 Unauthorized")
+
+	img, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/private:1", Auth: auth("s3cret")})
+	require.NoError(t, err)
+	_, content := inspect(t, f.backend, img.Name, "from.txt")
+	assert.Equal(t, "private\n", content)
 }

@@ -103,7 +103,7 @@ func StartServe(t testing.TB, args ...string) *Serve {
 	case s.URL = <-urls:
 	case <-s.done:
 		t.Fatalf("wharf serve exited before listening: %v\n%s", s.err, s.Logs())
-	case <-time.After(3 * time.Minute):
+	case <-time.After(10 * time.Minute): // a load may build an image first
 		t.Fatalf("wharf serve did not start listening\n%s", s.Logs())
 	}
 	return s
