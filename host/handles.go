@@ -13,6 +13,35 @@ type handleTable struct {
 	slots []slot
 	free  []uint32
 	live  int
+	// byKind counts the live handles of each kind.
+	byKind [16]int
+}
+
+// eventCap bounds the live handles of one kind. The table is emptied at the
+// end of every event, so this caps what one event holds at once: a pending
+// fetch holds a socket, a stream a buffer, a process a process in a
+// container.
+type eventCap struct {
+	max  int
+	what string
+}
+
+// eventCaps are the caps by kind; a kind without one is bounded only by
+// maxHandles.
+var eventCaps = [...]eventCap{
+	abi.KindPending:     {1000, "pending results (fetches, object calls, forwards, monitors)"},
+	abi.KindReadStream:  {1000, "readable streams"},
+	abi.KindWriteStream: {1000, "writable streams"},
+	abi.KindProcess:     {64, "processes"},
+}
+
+// checkCap refuses one more handle of kind beyond its event cap.
+func (t *handleTable) checkCap(kind abi.Kind) error {
+	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || t.byKind[kind] < eventCaps[kind].max {
+		return nil
+	}
+	c := eventCaps[kind]
+	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, t.byKind[kind], c.what, c.max)
 }
 
 type slot struct {
@@ -38,6 +67,7 @@ func (t *handleTable) add(kind abi.Kind, obj any) abi.Handle {
 	s := &t.slots[idx]
 	s.kind, s.obj = kind, obj
 	t.live++
+	t.byKind[kind%16]++
 	return abi.MakeHandle(idx, s.gen)
 }
 
@@ -75,6 +105,7 @@ func (t *handleTable) remove(h abi.Handle) (abi.Kind, any, error) {
 	}
 	t.free = append(t.free, h.Index())
 	t.live--
+	t.byKind[kind%16]--
 	return kind, obj, nil
 }
 

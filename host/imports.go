@@ -117,8 +117,11 @@ const maxHandles = 1 << 16
 // newHandle registers obj and writes its handle to out. If out is a bad
 // pointer or the table is full the object is released again.
 func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
-	if g.table.live >= maxHandles {
-		err := fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.live, maxHandles)
+	err := g.table.checkCap(kind)
+	if err == nil && g.table.live >= maxHandles {
+		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.live, maxHandles)
+	}
+	if err != nil {
 		releaseObject(obj, err)
 		return err
 	}

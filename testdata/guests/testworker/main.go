@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk"
 )
 
@@ -30,6 +31,9 @@ func rawClose(h uint32) int32
 
 //go:wasmimport wharf_v1 poll
 func rawPoll(handles unsafe.Pointer, n uint32, timeout int64, ready unsafe.Pointer, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 fetch
+func rawFetch(head unsafe.Pointer, headLen uint32, flags uint32, bodyOut unsafe.Pointer, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v1 last_error
 func rawLastError(buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
@@ -175,6 +179,26 @@ func init() {
 		sdk.Logger.Warn("guest says", "k", "v")
 		fmt.Println("to stdout")
 		fmt.Fprint(w, "logged")
+	})
+	mux.HandleFunc("/fetchflood", func(w http.ResponseWriter, r *http.Request) {
+		// Starts n fetches of url without waiting for them, reports the
+		// first refusal, then sleeps for d (past the deadline, if long).
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		d, _ := time.ParseDuration(r.URL.Query().Get("sleep"))
+		head := abi.NewFieldsBuilder(nil)
+		head.Add(abi.FieldURL, r.URL.Query().Get("url"))
+		raw := head.Bytes()
+		started, refusal := 0, ""
+		for i := 0; i < n; i++ {
+			var body, pending uint32
+			if st := rawFetch(unsafe.Pointer(&raw[0]), uint32(len(raw)), 0, unsafe.Pointer(&body), unsafe.Pointer(&pending)); st != 0 {
+				refusal = fmt.Sprintf("status=%d msg=%s", st, lastError())
+				break
+			}
+			started++
+		}
+		sdk.Sleep(d)
+		fmt.Fprintf(w, "started %d; %s", started, refusal)
 	})
 	mux.HandleFunc("/logflood", func(w http.ResponseWriter, r *http.Request) {
 		// n lines, alternately through the log import and stdout.
