@@ -6,11 +6,14 @@ export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: build demo test bench lint deps clean
 
-# buildkitd (BuildKit, a tool of this module) goes next to wharf, which
-# starts it to build images from Dockerfiles.
+# wharf-init, the agent wharf runs as PID 1 in containers, and buildkitd
+# (BuildKit, a tool of this module, which wharf starts to build images from
+# Dockerfiles) go next to wharf, where wharf looks for them. wharf-init is
+# static so any image can run it.
 build: deps
 	$(GO) build -o $(BIN) ./cmd/wharf
 	$(GO) build -o bin/buildkitd github.com/moby/buildkit/cmd/buildkitd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(dir $(BIN))wharf-init ./cmd/wharf-init
 
 # deps installs what a fresh Debian machine lacks (needs root for apt).
 deps:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testregistry"
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -30,7 +31,13 @@ func TestMain(m *testing.M) {
 		println("containerd tests need root: run them as root (CI does)")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	removeInit, err := testutil.UseInit()
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	removeInit()
+	os.Exit(code)
 }
 
 // startDaemon runs a private containerd for the test and checks at cleanup
@@ -148,17 +155,30 @@ func testRuntime(t *testing.T) (*client.Client, string, string) {
 	return c, imgs[0].Name, d.RuncRoot
 }
 
-func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, script string) *Container {
+// startBusybox starts a busybox container running script, with the agent
+// as PID 1 if withInit (and its directory checked removed at cleanup).
+func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, script string, withInit bool) *Container {
 	t.Helper()
-	ctr, err := StartContainer(context.Background(), c, ContainerSpec{
+	spec := ContainerSpec{
 		ID: id, Image: image, Labels: map[string]string{"wharf.class": "Test"},
 		Env:        []string{"FROM_START=1"},
 		Entrypoint: []string{"sh", "-c", script},
 		Resources:  Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64},
 		RuncRoot:   runcRoot,
-	})
+	}
+	if withInit {
+		init, err := FindInit()
+		require.NoError(t, err)
+		spec.Init, spec.AgentDir = init, filepath.Join(t.TempDir(), "agent")
+	}
+	ctr, err := StartContainer(context.Background(), c, spec)
 	require.NoError(t, err)
-	t.Cleanup(func() { ctr.Destroy(context.Background()) })
+	t.Cleanup(func() {
+		ctr.Destroy(context.Background())
+		if withInit {
+			assert.NoDirExists(t, spec.AgentDir, "the agent's directory is removed with the container")
+		}
+	})
 	return ctr
 }
 
@@ -173,9 +193,19 @@ func execOut(t *testing.T, ctr *Container, spec ExecSpec) (uint32, string, strin
 	return code, stdout.String(), stderr.String()
 }
 
+// TestContainerLifecycleAndExec runs every exec pattern through runc and
+// through the agent.
 func TestContainerLifecycleAndExec(t *testing.T) {
-	c, image, runcRoot := testRuntime(t)
-	ctr := startBusybox(t, c, image, runcRoot, "lifecycle", "trap 'exit 3' TERM; while true; do sleep 0.1; done")
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, image, runcRoot := testRuntime(t)
+			ctr := startBusybox(t, c, image, runcRoot, "lifecycle", "trap 'exit 3' TERM; while true; do sleep 0.1; done", withInit)
+			checkLifecycleAndExec(t, ctr)
+		})
+	}
+}
+
+func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	assert.NotZero(t, ctr.Pid())
 
 	code, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo check failed >&2; exit 7"}})
@@ -251,7 +281,7 @@ func cgroupValue(t *testing.T, pid uint32, controller, file, v2File string) stri
 
 func TestContainerLimits(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
-	ctr := startBusybox(t, c, image, runcRoot, "limits", "sleep 3600")
+	ctr := startBusybox(t, c, image, runcRoot, "limits", "sleep 3600", false)
 	assert.Equal(t, "67108864", cgroupValue(t, ctr.Pid(), "memory", "memory.limit_in_bytes", "memory.max"))
 	assert.Contains(t, cgroupValue(t, ctr.Pid(), "cpu", "cpu.cfs_quota_us", "cpu.max"), "50000")
 	assert.Equal(t, "64", cgroupValue(t, ctr.Pid(), "pids", "pids.max", "pids.max"))

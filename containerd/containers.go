@@ -25,6 +25,9 @@ import (
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/wharfhq/wharf/containerd/agent"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
@@ -80,6 +83,13 @@ type ContainerSpec struct {
 	// (written by the shim, so it outlives wharf); otherwise they are
 	// discarded.
 	LogPath string
+	// Init, if set, is the path of wharf-init: it becomes PID 1, runs the
+	// entrypoint as its child and serves exec on a socket in AgentDir, a
+	// host directory it creates that only root may enter. Empty keeps
+	// runc's way: the entrypoint is PID 1 and execs go through runc.
+	Init, AgentDir string
+	// NoInit, for Manager.Start, keeps runc's way for this container.
+	NoInit bool
 }
 
 // PersistentDirs are directories of a container kept across its starts,
@@ -101,6 +111,10 @@ type Container struct {
 	exited chan struct{} // closed when the main process has exited
 	code   uint32
 	err    error
+	// agent serves execs if the container runs wharf-init; agentDir is
+	// the host directory of its socket.
+	agent    *agent.Client
+	agentDir string
 }
 
 // watch records the main process's exit from exitCh.
@@ -157,6 +171,14 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if !spec.unconfined {
 		opts = append(opts, sandbox(spec.Capabilities)...)
 	}
+	var user specs.User // the image's (or the entrypoint's) user
+	opts = append(opts, captureUser(&user))
+	if spec.Init != "" {
+		if err := makeAgentDir(spec.AgentDir); err != nil {
+			return nil, fmt.Errorf("the agent's directory: %w", err)
+		}
+		opts = append(opts, withInit(spec.Init, spec.AgentDir))
+	}
 	ctr, err := c.NewContainer(ctx, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
 		client.WithImage(img),
@@ -168,13 +190,13 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if err != nil {
 		// The snapshot may exist even though the container does not.
 		c.SnapshotService(Snapshotter).Remove(ctx, spec.ID+"-rootfs")
+		removeAgentDir(spec.AgentDir)
 		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
-	if len(spec.OwnedDirs) > 0 {
-		if err := chownToProcessUser(ctx, ctr, spec.OwnedDirs); err != nil {
-			ctr.Delete(ctx, client.WithSnapshotCleanup)
-			return nil, err
-		}
+	if err := chownTo(user, spec.OwnedDirs); err != nil {
+		ctr.Delete(ctx, client.WithSnapshotCleanup)
+		removeAgentDir(spec.AgentDir)
+		return nil, err
 	}
 	creator := cio.NullIO
 	if spec.LogPath != "" {
@@ -195,9 +217,14 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	task, err := ctr.NewTask(ctx, creator, taskOpts...)
 	if err != nil {
 		ctr.Delete(ctx, client.WithSnapshotCleanup)
+		removeAgentDir(spec.AgentDir)
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
 	}
 	cont := &Container{c: c, ctr: ctr, task: task}
+	if spec.Init != "" {
+		cont.agentDir = spec.AgentDir
+		cont.agent = agent.New(spec.AgentDir, int(task.Pid()))
+	}
 	exitCh, err := task.Wait(context.WithoutCancel(ctx)) // outlives the caller's context
 	if err == nil {
 		cont.watch(exitCh)
@@ -306,7 +333,22 @@ func (c *Container) Destroy(ctx context.Context) error {
 	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, removeAgentDir(c.agentDir))...)
+}
+
+// adoptAgent connects to the agent of a container a previous run of wharf
+// started, if it runs one.
+func (c *Container) adoptAgent(ctx context.Context) {
+	s, err := c.ctr.Spec(ctx)
+	if err != nil {
+		return
+	}
+	if dir := agentDir(s); dir != "" {
+		c.agentDir = dir
+		if c.task != nil {
+			c.agent = agent.New(dir, int(c.task.Pid()))
+		}
+	}
 }
 
 // ExecSpec describes a process to run in a container.
@@ -325,15 +367,30 @@ type ExecSpec struct {
 }
 
 // Process is a process started with Exec.
-type Process struct {
+type Process interface {
+	// Pid is the process's pid: in the container's PID namespace through
+	// the agent, on the host through runc.
+	Pid() uint32
+	// Resize sets the size of the process's terminal.
+	Resize(ctx context.Context, cols, rows uint32) error
+	// Wait waits for the process to exit and all its output to be
+	// delivered, releases it and returns its exit code.
+	Wait(ctx context.Context) (uint32, error)
+	// Kill sends sig to the process.
+	Kill(ctx context.Context, sig syscall.Signal) error
+}
+
+// runcProcess is a process runc started (a container without the agent).
+type runcProcess struct {
 	proc   client.Process
 	exitCh <-chan client.ExitStatus
 }
 
 var execSeq atomic.Uint64
 
-// Exec starts a process in the container.
-func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
+// Exec starts a process in the container: through its agent if it runs
+// one, else through runc.
+func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	ctx = WithNamespace(ctx)
 	if len(spec.Args) == 0 {
 		return nil, errors.New("exec needs a command")
@@ -349,12 +406,20 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	if spec.Cwd != "" {
 		pspec.Cwd = spec.Cwd
 	}
+	var user *wire.Cred
 	if spec.User != "" {
 		u, err := resolveUser(c.task.Pid(), spec.User)
 		if err != nil {
 			return nil, err
 		}
-		pspec.User = u
+		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
+	}
+	if c.agent != nil {
+		p, err := c.agentExec(ctx, spec, wire.Exec{Args: pspec.Args, Env: pspec.Env, Cwd: pspec.Cwd, User: user, Terminal: spec.Terminal})
+		if err != nil {
+			return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+		}
+		return p, nil
 	}
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}
@@ -366,7 +431,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
 	}
-	p := &Process{proc: proc}
+	p := &runcProcess{proc: proc}
 	if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
 		err = proc.Start(ctx)
 	}
@@ -415,16 +480,13 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-// Pid is the process's host pid.
-func (p *Process) Pid() uint32 { return p.proc.Pid() }
+func (p *runcProcess) Pid() uint32 { return p.proc.Pid() }
 
-// Resize sets the size of the process's terminal.
-func (p *Process) Resize(ctx context.Context, cols, rows uint32) error {
+func (p *runcProcess) Resize(ctx context.Context, cols, rows uint32) error {
 	return p.proc.Resize(WithNamespace(ctx), cols, rows)
 }
 
-// Wait waits for the process to exit, releases it and returns its exit code.
-func (p *Process) Wait(ctx context.Context) (uint32, error) {
+func (p *runcProcess) Wait(ctx context.Context) (uint32, error) {
 	ctx = WithNamespace(ctx)
 	select {
 	case st := <-p.exitCh:
@@ -437,14 +499,8 @@ func (p *Process) Wait(ctx context.Context) (uint32, error) {
 	}
 }
 
-// Kill sends sig to the process.
-func (p *Process) Kill(ctx context.Context, sig syscall.Signal) error {
+func (p *runcProcess) Kill(ctx context.Context, sig syscall.Signal) error {
 	return p.proc.Kill(WithNamespace(ctx), sig)
-}
-
-// CloseStdin signals EOF on the process's stdin.
-func (p *Process) CloseStdin(ctx context.Context) error {
-	return p.proc.CloseIO(WithNamespace(ctx), client.WithStdinCloser)
 }
 
 // mergeEnv overrides base KEY=VALUE entries with extra ones.
@@ -471,14 +527,9 @@ func mergeEnv(base, extra []string) []string {
 	return out
 }
 
-// chownToProcessUser gives dirs to the uid and gid the container's main
-// process runs as (the image's USER, resolved in its own /etc/passwd).
-func chownToProcessUser(ctx context.Context, ctr client.Container, dirs []string) error {
-	oci, err := ctr.Spec(ctx)
-	if err != nil {
-		return err
-	}
-	u := oci.Process.User
+// chownTo gives dirs to u, the user the container's main process runs as
+// (the image's USER, resolved in its own /etc/passwd).
+func chownTo(u specs.User, dirs []string) error {
 	for _, d := range dirs {
 		if err := os.Chown(d, int(u.UID), int(u.GID)); err != nil {
 			return fmt.Errorf("giving %s to uid %d: %w", d, u.UID, err)

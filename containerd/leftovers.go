@@ -69,6 +69,10 @@ func HostLeftovers(scope string) []string {
 	for _, l := range loopDevicesOf(scope) {
 		out = append(out, "loop device "+l)
 	}
+	agents, _ := filepath.Glob(filepath.Join(scope, "containerd", "agents", "*"))
+	for _, a := range agents {
+		out = append(out, "agent directory "+a)
+	}
 	return append(out, NetworkLeftovers(scope)...)
 }
 

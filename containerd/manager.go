@@ -96,6 +96,9 @@ type Manager struct {
 	gw   *egress.Gateway
 	life *lifecycle
 	jnl  journal
+	// init is the agent binary, or why there is none.
+	init    string
+	initErr error
 
 	mu   sync.Mutex
 	byID map[string]*Managed
@@ -115,6 +118,9 @@ type ManagerOptions struct {
 	// OnExit, if set, is called (on its own goroutine) after the main
 	// process of an object's container has ended.
 	OnExit func(class, object string)
+	// Init is the path of the wharf-init binary; empty looks for it with
+	// FindInit. Without it, only containers started with NoInit start.
+	Init string
 }
 
 // NewManager manages containers on backend b; its network scope is the
@@ -140,8 +146,12 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	}
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
-	return &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}}, nil
+	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
+		byID: map[string]*Managed{}, init: o.Init}
+	if m.init == "" {
+		m.init, m.initErr = FindInit()
+	}
+	return m, nil
 }
 
 // Track makes the per-class metrics of classes appear (at zero) before
@@ -219,6 +229,12 @@ func (m *Manager) runningLocked(class string) int {
 }
 
 func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (mc *Managed, err error) {
+	if !spec.NoInit {
+		if m.initErr != nil {
+			return nil, m.initErr
+		}
+		spec.Init, spec.AgentDir = m.init, m.agentDir(id)
+	}
 	ep, err := m.net.reserve(id)
 	if err != nil {
 		return nil, err
@@ -457,6 +473,26 @@ func (m *Manager) savedPolicy(id string, fallback *egress.Policy) *egress.Policy
 	return p
 }
 
+// agentDir is the host directory of the socket of container id's agent.
+func (m *Manager) agentDir(id string) string {
+	return filepath.Join(m.b.DataDir, "containerd", "agents", id)
+}
+
+// removeStrayAgentDirs removes the agent directories of containers not
+// running (left by a crash before their container existed).
+func (m *Manager) removeStrayAgentDirs() error {
+	dirs, _ := filepath.Glob(m.agentDir("*"))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, d := range dirs {
+		if m.byID[filepath.Base(d)] == nil {
+			errs = append(errs, os.RemoveAll(d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // LogPath is the file the main process's stdout and stderr go to; it is
 // kept after an exit, until the next start or a destroy.
 func (m *Manager) LogPath(class, object string) string {
@@ -575,6 +611,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			if err == nil {
 				m.net.reserveSlot(ep.slot)
 				cont := &Container{c: m.b.Client, ctr: ctr, task: task}
+				cont.adoptAgent(ctx)
 				cont.watch(exitCh)
 				mc := &Managed{Container: cont, Class: labels[LabelClass], Object: labels[LabelObject], Endpoint: ep, Policy: p}
 				if info, err := ctr.Info(ctx); err == nil {
@@ -595,6 +632,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				c.watch(exitCh)
 			}
 		}
+		c.adoptAgent(ctx)
 		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), m.jnl.remove(id)); err != nil {
 			return adopted, removed, err
 		}
@@ -613,7 +651,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		removed++
 	}
-	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks())
+	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks(), m.removeStrayAgentDirs())
 }
 
 // removeOrphanTasks removes the tasks containerd does not report of
@@ -719,7 +757,7 @@ func (c *Container) destroyRecovered(ctx context.Context) error {
 	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
-	return nil
+	return removeAgentDir(c.agentDir)
 }
 
 // endpoint is the network the record names.

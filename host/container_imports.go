@@ -95,7 +95,7 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	if err != nil {
 		return err
 	}
-	spec := containerd.ContainerSpec{Image: cfg.Image, Resources: containerd.Resources{
+	spec := containerd.ContainerSpec{Image: cfg.Image, NoInit: !cfg.RunsInit(), Resources: containerd.Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024},
 		DiskMB: cfg.Resources.DiskMB,
 		Persistent: containerd.PersistentDirs{Paths: cfg.PersistentDirs, SizeMB: cfg.PersistentMB,
@@ -250,7 +250,7 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 
 // process is an exec'd process as a guest sees it; ready once it exited.
 type process struct {
-	proc *containerd.Process
+	proc containerd.Process
 	done chan struct{}
 	code uint32
 	err  error
@@ -323,31 +323,51 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	case stderr == "combined" && stdout != "pipe":
 		return fmt.Errorf("%w: stderr \"combined\" needs stdout \"pipe\"", abi.StatusInvalid)
 	}
-	var closers []*io.PipeWriter
-	var outR, errR *io.PipeReader
+	// The process writes into pipes whose other ends the guest's streams
+	// read; combined is one pipe for both, so their order is kept.
+	var theirs []*os.File // closed once the process has exited
+	var outR, errR *os.File
+	pipe := func() (r, w *os.File, err error) {
+		if r, w, err = containerd.Pipe(); err == nil {
+			theirs = append(theirs, w)
+		}
+		return r, w, err
+	}
+	closeAll := func(files ...*os.File) {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	var outW, errW, inR, inW *os.File
 	if stdout == "pipe" {
-		r, w := io.Pipe()
-		outR, spec.Stdout, closers = r, w, append(closers, w)
+		if outR, outW, err = pipe(); err != nil {
+			return fmt.Errorf("%w: %w", abi.StatusIO, err)
+		}
+		spec.Stdout = outW
 	}
 	switch stderr {
 	case "pipe":
-		r, w := io.Pipe()
-		errR, spec.Stderr, closers = r, w, append(closers, w)
+		if errR, errW, err = pipe(); err != nil {
+			closeAll(append(theirs, outR)...)
+			return fmt.Errorf("%w: %w", abi.StatusIO, err)
+		}
+		spec.Stderr = errW
 	case "combined":
-		spec.Stdout = &lockedWriter{w: spec.Stdout}
-		spec.Stderr = spec.Stdout
+		spec.Stderr = outW
 	}
-	var inR *io.PipeReader
-	var inW *io.PipeWriter
 	if stdin == "pipe" {
-		inR, inW = io.Pipe()
+		if inR, inW, err = containerd.Pipe(); err != nil {
+			closeAll(append(theirs, outR, errR)...)
+			return fmt.Errorf("%w: %w", abi.StatusIO, err)
+		}
+		theirs = append(theirs, inR) // later writes to stdin fail instead of piling up
 		spec.Stdin = inR
 	}
 	proc, err := mc.Exec(s.base, spec)
 	if err != nil {
-		for _, w := range closers {
-			w.Close()
-		}
+		closeAll(append(theirs, outR, errR, inW)...)
 		if errors.Is(err, containerd.ErrUnknownUser) {
 			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
@@ -357,24 +377,19 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	wake := g.wake
 	go func() {
 		p.code, p.err = proc.Wait(s.base)
-		for _, w := range closers {
-			w.Close()
-		}
-		if inR != nil {
-			inR.Close() // later writes to stdin fail instead of piling up
-		}
+		closeAll(theirs...)
 		close(p.done)
 		wake()
 	}()
 	if inW != nil {
-		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(pipeSink{inW}, g.wake)); err != nil {
+		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(fileSink{inW}, g.wake)); err != nil {
 			return err
 		}
 	}
 	// Output is read ahead into the streams' buffers from the start, so a
 	// process that prints a little can exit even if nobody reads it yet.
 	for _, o := range []struct {
-		r   *io.PipeReader
+		r   *os.File
 		out uint64
 	}{{outR, a[3]}, {errR, a[4]}} {
 		if o.r == nil {
@@ -389,17 +404,15 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	return g.newHandle(mem, u32(a[5]), abi.KindProcess, p)
 }
 
-// lockedWriter serialises the two output streams of a combined exec.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
+// fileSink is a writable stream into a pipe (a process's stdin).
+type fileSink struct{ f *os.File }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
+func (s fileSink) write(p []byte) error {
+	_, err := s.f.Write(p)
+	return err
 }
+func (s fileSink) finish() error   { return s.f.Close() }
+func (s fileSink) abort(err error) { s.f.Close() }
 
 // importProcessStatus is process_status(proc, code_out): AGAIN while the
 // process runs, then OK with its exit code.

@@ -28,6 +28,18 @@ image = "wharf.test/busybox:latest"
 instance_type = "basic"
 `
 
+// withRuncBox adds class RuncBox (binding RUNCBOX): Box's methods with
+// init = false.
+const withRuncBox = containersManifest + `[[durable_objects.bindings]]
+name = "RUNCBOX"
+class_name = "RuncBox"
+[[containers]]
+class_name = "RuncBox"
+image = "wharf.test/busybox:latest"
+instance_type = "basic"
+init = false
+`
+
 // TestContainersBackendLifecycle loads a manifest with [[containers]]: a
 // missing image is refused with what to do; with the image present the host
 // starts its own containerd and stops it on Close, leaving no process.
@@ -73,7 +85,7 @@ func containerdProcesses(dir string) []string {
 func TestObjectDrivesItsContainer(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
-	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w := serveGuest(t, "testdata/guests/objects", withRuncBox, data)
 
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "NotRunningError", nil))
@@ -101,11 +113,11 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, "err\n", r["Stderr"])
 	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stdout": "ignore", "Stderr": "ignore"})
 	assert.Equal(t, "", r["Stdout"].(string)+r["Stderr"].(string))
-	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo out; echo err >&2"}, "Stderr": "combined"})
-	// Both streams land in Stdout; their relative order is not kept (the
-	// shim delivers them through separate pipes).
-	assert.ElementsMatch(t, []string{"out", "err"}, strings.Fields(r["Stdout"].(string)))
+	r = exec(map[string]any{"Cmd": []string{"sh", "-c", "echo 1; echo 2 >&2; echo 3; echo 4 >&2; echo 5"}, "Stderr": "combined"})
+	assert.Equal(t, "1\n2\n3\n4\n5\n", r["Stdout"], "both streams in Stdout, in order (one pipe)")
 	assert.Equal(t, "", r["Stderr"])
+	r = exec(map[string]any{"Cmd": []string{"cat", "/proc/1/cmdline"}})
+	assert.Equal(t, "/.wharf/init", strings.Split(r["Stdout"].(string), "\x00")[0], "wharf-init is PID 1")
 	r = exec(map[string]any{"Cmd": []string{"cat"}, "Stdin": "piped in"})
 	assert.Equal(t, "piped in", r["Stdout"])
 	r = exec(map[string]any{"Cmd": []string{"cat"}})
@@ -159,6 +171,12 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "port must be from 1 to 65535, got 70000")
 
+	// init = false: the entrypoint is PID 1 and exec goes through runc.
+	w.mustCall(t, "RUNCBOX", "r", "Start", []string{"sleep", "3600"})
+	code, body = w.call(t, "RUNCBOX", "r", "Exec", map[string]any{"Cmd": []string{"cat", "/proc/1/cmdline"}})
+	assert.Equal(t, 200, code, body)
+	assert.Contains(t, body, `"Stdout":"sleep\u00003600\u0000"`)
+
 	w.mustCall(t, "BOX", "left-running", "Start", []string{"sleep", "3600"})
 	w.stop() // a clean shutdown removes what is still running
 	assertNoLeftovers(t, data)
@@ -173,9 +191,10 @@ func assertNoLeftovers(t testing.TB, dir string) {
 	assert.Empty(t, containerdProcesses(dir))
 }
 
-// serveGuestB serves the objects guest with containers for a benchmark.
+// serveGuestB serves the objects guest with containers (Box and RuncBox)
+// for a benchmark.
 func serveGuestB(b *testing.B, data string) *testWorker {
-	return serveGuest(b, "testdata/guests/objects", containersManifest, data)
+	return serveGuest(b, "testdata/guests/objects", withRuncBox, data)
 }
 
 // idFor returns the id the objects guest's BOX namespace gives name.

@@ -36,7 +36,12 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	sharedDataDir = dir
+	removeInit, err := testutil.UseInit()
+	if err != nil {
+		panic(err)
+	}
 	code := m.Run()
+	removeInit()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

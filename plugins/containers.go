@@ -58,6 +58,12 @@ type Container struct {
 	// GrantableCapabilities may be asked for.
 	Capabilities []string `toml:"capabilities"`
 
+	// Init (default true) runs wharf-init as the container's PID 1, with
+	// the image's entrypoint as its child: signals are forwarded, zombies
+	// reaped, and exec goes through it. false keeps the entrypoint as
+	// PID 1 and exec through runc, for an image that must be its own init.
+	Init *bool `toml:"init"`
+
 	// Resources is InstanceType resolved.
 	Resources InstanceType `toml:"-"`
 }
@@ -80,6 +86,9 @@ func (c Container) BuildSource(dir string) (string, bool) {
 func looksLikePath(image string) bool {
 	return strings.HasPrefix(image, "./") || strings.HasPrefix(image, "../") || strings.HasPrefix(image, "/")
 }
+
+// RunsInit reports whether the class's containers run wharf-init.
+func (c Container) RunsInit() bool { return c.Init == nil || *c.Init }
 
 // ReadyProbe is one readiness check: an HTTP GET of Path on Port (0: the
 // class's default port) that must answer Status (0: 200).

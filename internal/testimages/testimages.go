@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // BusyboxRef is the name of the busybox test image; BusyboxAppRef is the
@@ -125,10 +127,8 @@ func busybox(dir, refName, user string) (string, error) {
 // image with no libc) into dir and returns its path.
 func BuildProbe(dir string) (string, error) {
 	out := filepath.Join(dir, "probe")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/wharfhq/wharf/internal/testimages/probe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the probe for the test image: %v\n%s", err, msg)
+	if err := testutil.BuildStatic("github.com/wharfhq/wharf/internal/testimages/probe", out); err != nil {
+		return "", fmt.Errorf("the probe for the test image: %w", err)
 	}
 	return out, nil
 }

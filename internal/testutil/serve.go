@@ -21,8 +21,8 @@ var (
 	wharfErr  error
 )
 
-// BuildWharf builds the wharf command once per test binary and returns its
-// path.
+// BuildWharf builds the wharf command once per test binary, with the
+// container agent next to it as `make build` puts it, and returns its path.
 func BuildWharf(t testing.TB) string {
 	t.Helper()
 	wharfOnce.Do(func() {
@@ -37,6 +37,10 @@ func BuildWharf(t testing.TB) string {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			wharfErr = err
 			wharfBin = string(out)
+			return
+		}
+		if _, err := BuildInit(dir); err != nil {
+			wharfErr, wharfBin = err, ""
 		}
 	})
 	if wharfErr != nil {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,8 @@ import (
 
 	"golang.org/x/net/websocket"
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 const usage = `usage:
@@ -33,7 +36,9 @@ const usage = `usage:
   probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
   probe udp ADDR MESSAGE        sends a datagram, prints the reply
   probe resolve NAME            prints NAME's addresses
-  probe syscall raw|keyctl      opens a raw ICMP socket, or joins a new session keyring; prints ok or the error`
+  probe syscall raw|keyctl      opens a raw ICMP socket, or joins a new session keyring; prints ok or the error
+
+  probe agent SOCKET CMD...     asks the wharf agent at SOCKET to run CMD; prints its reply`
 
 func main() {
 	if len(os.Args) < 3 {
@@ -67,6 +72,8 @@ func main() {
 			fail(usage)
 		}
 		err = exchange(os.Args[1], arg, os.Args[3])
+	case "agent":
+		err = driveAgent(arg, os.Args[3:])
 	case "resolve":
 		var addrs []string
 		if addrs, err = net.LookupHost(arg); err == nil {
@@ -266,5 +273,24 @@ func trySyscall(name string) error {
 		fail(usage)
 	}
 	fmt.Println("ok")
+	return nil
+}
+
+// driveAgent asks the agent listening at socket to run cmd, as wharf
+// would, and prints the agent's reply.
+func driveAgent(socket string, cmd []string) error {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Net: "unix", Name: socket})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// An agent that refuses the caller answers and hangs up at once, so
+	// the request may not go through; its answer is there to read.
+	sendErr := wire.Send(c, wire.Request{Exec: &wire.Exec{Args: cmd, Stdin: -1, Stdout: -1, Stderr: -1}})
+	var r wire.Reply
+	if _, err := wire.Receive(c, &r); err != nil {
+		return errors.Join(sendErr, err)
+	}
+	fmt.Printf("started=%v error=%s\n", r.Started, r.Error)
 	return nil
 }

@@ -1,0 +1,226 @@
+// Package agent is wharf's client of wharf-init, the agent that is PID 1 in
+// a container (internal/agent): it starts processes in the container with
+// descriptors wharf created, so their input and output do not pass through
+// the agent.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/agent/wire"
+)
+
+// Client talks to the agent of one container.
+type Client struct {
+	// dir is the host directory mounted at wire.SocketDir in the
+	// container; pid the agent's host pid.
+	dir string
+	pid int
+}
+
+// New returns a client of the agent listening in dir (a host directory
+// only root may enter), which must be the process pid.
+func New(dir string, pid int) *Client { return &Client{dir: dir, pid: pid} }
+
+// Errors of the agent.
+var (
+	// ErrNotFound is a program that does not exist in the container.
+	ErrNotFound = errors.New("executable file not found")
+	// ErrImpostor is a socket served by another process than the agent.
+	ErrImpostor = errors.New("the agent's socket is not served by the container's init process")
+)
+
+// dialWait is how long a dial retries while the agent starts up.
+const dialWait = 5 * time.Second
+
+// dial connects to the agent, retrying while it starts, and checks the
+// peer is the agent.
+func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
+	// The directory's path may be longer than a socket address allows:
+	// reach it through a descriptor.
+	d, err := os.Open(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("the agent's directory: %w", err)
+	}
+	defer d.Close()
+	addr := &net.UnixAddr{Net: "unix", Name: fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), wire.SocketName)}
+	deadline := time.Now().Add(dialWait)
+	for {
+		conn, err := net.DialUnix("unix", nil, addr)
+		if err == nil {
+			if err := c.checkPeer(conn); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
+		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("connecting to the agent: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// checkPeer refuses a socket the container's root put in the agent's
+// place.
+func (c *Client) checkPeer(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	if cerr := raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	if int(cred.Pid) != c.pid {
+		return fmt.Errorf("%w (pid %d, want %d)", ErrImpostor, cred.Pid, c.pid)
+	}
+	return nil
+}
+
+// Process is a process the agent started.
+type Process struct {
+	conn *net.UnixConn
+	// Pid is the process's pid in the container.
+	Pid int
+	// Terminal is the controlling side of the process's terminal, if it
+	// has one.
+	Terminal *os.File
+	exited   chan struct{}
+	code     int
+	err      error
+	once     sync.Once
+}
+
+// Exec starts x in the container with files as its descriptors (x names
+// them by index). The files are the caller's to close.
+func (c *Client) Exec(ctx context.Context, x wire.Exec, files ...*os.File) (*Process, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := wire.Send(conn, wire.Request{Exec: &x}, files...); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var r wire.Reply
+	got, err := wire.Receive(conn, &r)
+	if err == nil && r.Error != "" {
+		err = replyError(r)
+	}
+	if err == nil && !r.Started {
+		err = errors.New("agent: unexpected reply")
+	}
+	if err != nil {
+		for _, f := range got {
+			f.Close()
+		}
+		conn.Close()
+		return nil, err
+	}
+	p := &Process{conn: conn, Pid: r.Pid, exited: make(chan struct{})}
+	if len(got) > 0 {
+		p.Terminal = got[0]
+	}
+	go p.waitExit()
+	return p, nil
+}
+
+func replyError(r wire.Reply) error {
+	switch r.Kind {
+	case wire.KindNotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, r.Error)
+	default:
+		return errors.New(r.Error)
+	}
+}
+
+// waitExit reads the exit reply; the connection then closes.
+func (p *Process) waitExit() {
+	var r wire.Reply
+	_, err := wire.Receive(p.conn, &r)
+	switch {
+	case errors.Is(err, io.EOF):
+		// The agent ended, and with it the container and its processes.
+		p.code = 128 + int(syscall.SIGKILL)
+	case err != nil:
+		p.err = fmt.Errorf("lost the agent: %w", err)
+	case !r.Exited:
+		p.err = errors.New("agent: unexpected reply")
+	default:
+		p.code = r.Code
+	}
+	p.conn.Close()
+	close(p.exited)
+}
+
+// Wait waits for the process to exit and returns its exit code (128+n for
+// a process ended by signal n).
+func (p *Process) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-p.exited:
+		return p.code, p.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Exited is closed once the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.exited:
+		return errors.New("the process has exited")
+	default:
+	}
+	return wire.Send(p.conn, wire.Request{Signal: int(sig)})
+}
+
+// Close kills the process if it still runs (the agent kills a process
+// whose caller hangs up) and releases its terminal.
+func (p *Process) Close() {
+	p.once.Do(func() {
+		p.conn.Close()
+		if p.Terminal != nil {
+			p.Terminal.Close()
+		}
+	})
+}
+
+// Resize sets the size of the process's terminal.
+func (p *Process) Resize(cols, rows uint16) error {
+	if p.Terminal == nil {
+		return errors.New("the process has no terminal")
+	}
+	raw, err := p.Terminal.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if cerr := raw.Control(func(fd uintptr) {
+		err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}

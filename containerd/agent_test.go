@@ -1,0 +1,235 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// waitExit waits up to 10 s for the container's main process to exit.
+func waitExit(t *testing.T, ctr *Container) uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, err := ctr.Wait(ctx)
+	require.NoError(t, err)
+	return code
+}
+
+// TestAgentIsInit: with the agent as PID 1, a shell main process stops on
+// SIGTERM (it ignores it as PID 1), its exit code is the container's, and
+// orphans are reaped. Without it (init = false) the shell is PID 1 and
+// ignores SIGTERM.
+func TestAgentIsInit(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	const script = "sleep 3600; echo never"
+
+	ctr := startBusybox(t, c, image, runcRoot, "init", script, true)
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/proc/1/cmdline"}})
+	assert.Equal(t, "/.wharf/init", strings.Split(out, "\x00")[0], "the agent is PID 1")
+	// Orphans: each subshell exits at once, leaving its sleep to PID 1.
+	code, _, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.2 &); done"}})
+	require.Equal(t, uint32(0), code)
+	time.Sleep(600 * time.Millisecond)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "cat /proc/[0-9]*/stat"}})
+	assert.NotContains(t, out, ") Z ", "no zombie is left:\n%s", out)
+	require.NoError(t, ctr.Signal(context.Background(), syscall.SIGTERM))
+	assert.Equal(t, uint32(128+15), waitExit(t, ctr), "the shell ended by SIGTERM; its code is the container's")
+
+	ctr = startBusybox(t, c, image, runcRoot, "init-exit", "exit 7", true)
+	assert.Equal(t, uint32(7), waitExit(t, ctr))
+
+	ctr = startBusybox(t, c, image, runcRoot, "no-init", script, false)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"cat", "/proc/1/cmdline"}})
+	assert.Equal(t, "sh", strings.Split(out, "\x00")[0], "without the agent the entrypoint is PID 1")
+	require.NoError(t, ctr.Signal(context.Background(), syscall.SIGTERM))
+	time.Sleep(500 * time.Millisecond)
+	assert.False(t, ctr.Exited(), "a shell as PID 1 ignores SIGTERM")
+}
+
+// TestAgentRefusesContainerProcesses: a process of the container can
+// neither drive the agent as root (the peer check) nor reach its socket as
+// another user (the directory is root's).
+func TestAgentRefusesContainerProcesses(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "peer", "sleep 3600", true)
+	code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"probe", "agent", "/.wharf/agent.sock", "touch", "/tmp/driven"}})
+	assert.Equal(t, uint32(0), code, errOut)
+	assert.Equal(t, "started=false error=the agent only serves wharf: the caller is inside the container\n", out)
+	code, _, errOut = execOut(t, ctr, ExecSpec{Args: []string{"probe", "agent", "/.wharf/agent.sock", "touch", "/tmp/driven"}, User: "app"})
+	assert.Equal(t, uint32(1), code)
+	assert.Contains(t, errOut, "permission denied")
+	code, _, _ = execOut(t, ctr, ExecSpec{Args: []string{"test", "-e", "/tmp/driven"}})
+	assert.Equal(t, uint32(1), code, "nothing ran")
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+	assert.Equal(t, "still serving\n", out)
+}
+
+// TestAgentCombinedKeepsOrder: stdout and stderr on one pipe keep the
+// order the process wrote them in.
+func TestAgentCombinedKeepsOrder(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "combined", "sleep 3600", true)
+	r, w, err := Pipe()
+	require.NoError(t, err)
+	p, err := ctr.Exec(context.Background(), ExecSpec{
+		Args:   []string{"sh", "-c", `i=0; while [ $i -lt 5000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`},
+		Stdout: w, Stderr: w})
+	require.NoError(t, err)
+	w.Close()
+	got, err := io.ReadAll(r)
+	require.NoError(t, err)
+	r.Close()
+	code, err := p.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0), code)
+	var want strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&want, "out %d\nerr %d\n", i, i)
+	}
+	assert.Equal(t, want.String(), string(got), "10,000 interleaved lines in order")
+}
+
+// TestAgentTerminal: `exec -t` gets a terminal the agent opened, which
+// wharf can resize.
+func TestAgentTerminal(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "tty", "sleep 3600", true)
+	var out strings.Builder
+	in, inW := io.Pipe()
+	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sh", "-c", "read line; tty; stty size; echo got $line"},
+		Terminal: true, Stdin: in, Stdout: &out})
+	require.NoError(t, err)
+	require.NoError(t, p.Resize(context.Background(), 123, 45))
+	io.WriteString(inW, "typed\n")
+	code, err := p.Wait(context.Background())
+	require.NoError(t, err)
+	inW.Close()
+	assert.Equal(t, uint32(0), code)
+	assert.Contains(t, out.String(), "/dev/pts/")
+	assert.Contains(t, out.String(), "45 123")
+	assert.Contains(t, out.String(), "got typed")
+}
+
+// TestAgentExecsEndWithTheContainer: an exec still running when the
+// container stops is killed, and its Wait returns.
+func TestAgentExecsEndWithTheContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "stops", "sleep 3600", true)
+	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sleep", "3600"}})
+	require.NoError(t, err)
+	require.NoError(t, ctr.Signal(context.Background(), syscall.SIGTERM))
+	waitExit(t, ctr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, err := p.Wait(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(128+9), code, "killed with its container")
+}
+
+// TestAgentLeavesNoDescriptors runs 200 concurrent execs in 20 containers
+// and counts the descriptors of wharf (this process), the shims and the
+// agents before and after.
+func TestAgentLeavesNoDescriptors(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	var ctrs []*Container
+	for i := range 20 {
+		ctrs = append(ctrs, startBusybox(t, c, image, runcRoot, fmt.Sprintf("fds-%d", i), "sleep 3600", true))
+	}
+	runAll := func(perContainer int) {
+		var wg sync.WaitGroup
+		for _, ctr := range ctrs {
+			for j := range perContainer {
+				wg.Go(func() {
+					spec := ExecSpec{Args: []string{"sh", "-c", "cat; echo err >&2"}, Stdin: strings.NewReader("in")}
+					var out, errOut strings.Builder
+					spec.Stdout, spec.Stderr = &out, &errOut
+					if j%2 == 1 { // half with pipes of the caller's
+						r, w, err := Pipe()
+						if !assert.NoError(t, err) {
+							return
+						}
+						defer r.Close()
+						go io.Copy(&out, r)
+						spec.Stdout = w
+						defer w.Close()
+					}
+					p, err := ctr.Exec(context.Background(), spec)
+					if !assert.NoError(t, err) {
+						return
+					}
+					code, err := p.Wait(context.Background())
+					assert.NoError(t, err)
+					assert.Equal(t, uint32(0), code)
+					assert.Equal(t, "err\n", errOut.String())
+				})
+			}
+		}
+		wg.Wait()
+	}
+	runAll(1) // warm up: every lazily opened descriptor is open now
+	// An agent closes its end of a connection just after wharf has seen
+	// the exit, so counts settle a moment after the last Wait.
+	settled := func() map[string]int {
+		last := descriptorCounts(t, c, ctrs)
+		for range 50 {
+			time.Sleep(100 * time.Millisecond)
+			now := descriptorCounts(t, c, ctrs)
+			if maps.Equal(now, last) {
+				break
+			}
+			last = now
+		}
+		return last
+	}
+	before := settled()
+	runAll(10)
+	// A shim's own descriptors come and go (its connections to
+	// containerd); none may be left by the execs.
+	after := settled()
+	for who, n := range after {
+		assert.LessOrEqual(t, n, before[who], "%s has more descriptors after 200 execs", who)
+	}
+}
+
+// descriptorCounts counts the open descriptors of this process, of the
+// shims of ctrs and of their agents.
+func descriptorCounts(t *testing.T, c *client.Client, ctrs []*Container) map[string]int {
+	t.Helper()
+	counts := map[string]int{"wharf": countFds(t, os.Getpid())}
+	for i, ctr := range ctrs {
+		counts["agent "+strconv.Itoa(i)] = countFds(t, int(ctr.Pid()))
+		shim := parentPid(t, int(ctr.Pid()))
+		counts["shim "+strconv.Itoa(i)] = countFds(t, shim)
+	}
+	return counts
+}
+
+func countFds(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	return len(fds)
+}
+
+func parentPid(t *testing.T, pid int) int {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	ppid, err := strconv.Atoi(fields[1])
+	require.NoError(t, err)
+	return ppid
+}

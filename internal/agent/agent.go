@@ -1,0 +1,329 @@
+// Package agent is wharf-init, the agent that runs as PID 1 in a
+// container: it starts the image's entrypoint as its child, reaps every
+// zombie, forwards signals to the child and exits with its exit code. On a
+// unix socket that only callers outside the container's PID namespace may
+// use (that is, wharf), it starts processes with the descriptors wharf
+// passes, so their output goes straight to wharf.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/agent/wire"
+)
+
+// Config is what the agent runs.
+type Config struct {
+	// Socket is the path the agent listens on.
+	Socket string
+	// Main is the container's main process (its arguments) and User the
+	// user it and, by default, every exec runs as.
+	Main []string
+	User wire.Cred
+}
+
+// Run starts the main process, serves wharf, and returns the main
+// process's exit code once it has exited.
+func Run(cfg Config) int {
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	a := &agent{user: cfg.User, children: map[int]chan int{}}
+	mainPid, mainExit, err := a.start(wire.Exec{Args: cfg.Main, Env: os.Environ(), Stdin: 0, Stdout: 1, Stderr: 2},
+		[]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil)
+	if err != nil {
+		log.Printf("wharf-init: %v", err)
+		return 127
+	}
+	if err := a.listen(cfg.Socket); err != nil {
+		log.Printf("wharf-init: %v", err)
+	}
+	for {
+		select {
+		case code := <-mainExit:
+			return code
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGCHLD:
+				a.reap()
+			case syscall.SIGURG, syscall.SIGPIPE: // the Go runtime's own
+			default:
+				syscall.Kill(mainPid, sig.(syscall.Signal))
+			}
+		}
+	}
+}
+
+type agent struct {
+	user wire.Cred
+	// mu is held while a child is started and registered, and while a
+	// reaped status is handed over, so no exit is seen before its child is
+	// known.
+	mu       sync.Mutex
+	children map[int]chan int
+}
+
+// reap collects every exited child (the container's orphans too) and
+// hands the exit codes of ours to their waiters.
+func (a *agent) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+		code := ws.ExitStatus()
+		if ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		a.mu.Lock()
+		if ch, ok := a.children[pid]; ok {
+			ch <- code
+			delete(a.children, pid)
+		}
+		a.mu.Unlock()
+	}
+}
+
+// errNotFound is a program that does not exist.
+var errNotFound = errors.New("executable file not found")
+
+// start starts a process with files as its descriptors (indexes from x);
+// tty, if set, is the terminal it runs on. It returns the pid and a
+// channel that receives the exit code.
+func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan int, error) {
+	if len(x.Args) == 0 {
+		return 0, nil, errors.New("exec needs a command")
+	}
+	argv0, err := lookPath(x.Args[0], x.Env)
+	if err != nil {
+		return 0, nil, err
+	}
+	if x.Cwd != "" {
+		if st, err := os.Stat(x.Cwd); err != nil {
+			return 0, nil, fmt.Errorf("cwd %s: %w", x.Cwd, err)
+		} else if !st.IsDir() {
+			return 0, nil, fmt.Errorf("cwd %s: not a directory", x.Cwd)
+		}
+	}
+	cred := a.user
+	if x.User != nil {
+		cred = *x.User
+	}
+	attr := &syscall.ProcAttr{Dir: x.Cwd, Env: x.Env, Sys: &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups},
+	}}
+	if tty != nil {
+		attr.Files = []uintptr{tty.Fd(), tty.Fd(), tty.Fd()}
+		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
+	} else {
+		attr.Sys.Setpgid = true
+		devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer devNull.Close()
+		for _, idx := range []int{x.Stdin, x.Stdout, x.Stderr} {
+			f := devNull
+			if idx >= 0 && idx < len(files) {
+				f = files[idx]
+			}
+			attr.Files = append(attr.Files, f.Fd())
+		}
+	}
+	exit := make(chan int, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pid, err := syscall.ForkExec(argv0, x.Args, attr)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return 0, nil, fmt.Errorf("%w: %s", errNotFound, x.Args[0])
+		}
+		return 0, nil, fmt.Errorf("starting %s: %w", x.Args[0], err)
+	}
+	a.children[pid] = exit
+	return pid, exit, nil
+}
+
+// lookPath finds a command without a slash in the PATH of env.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s in $PATH", errNotFound, name)
+}
+
+// listen serves wharf on a unix socket at path.
+func (a *agent) listen(path string) error {
+	os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := l.AcceptUnix()
+			if err != nil {
+				log.Printf("wharf-init: accept: %v", err)
+				return
+			}
+			go a.serve(c)
+		}
+	}()
+	return nil
+}
+
+// fromHost reports whether the peer of c runs outside this PID namespace:
+// the kernel reports the pid of a process this namespace cannot see as 0.
+func fromHost(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	return err == nil && cred.Pid == 0
+}
+
+// serve runs one connection's operation.
+func (a *agent) serve(c *net.UnixConn) {
+	defer c.Close()
+	if !fromHost(c) {
+		wire.Send(c, wire.Reply{Error: wire.ErrNotFromHost.Error(), Kind: wire.KindRefused})
+		return
+	}
+	var req wire.Request
+	files, err := wire.Receive(c, &req)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if err != nil {
+		return
+	}
+	if req.Exec == nil {
+		wire.Send(c, wire.Reply{Error: "unknown request"})
+		return
+	}
+	a.exec(c, *req.Exec, files)
+}
+
+// exec runs one process for wharf: it replies Started, forwards the
+// signals wharf sends, kills the process if wharf hangs up first, and
+// replies Exited.
+func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
+	var master, tty *os.File
+	if x.Terminal {
+		var err error
+		if master, tty, err = openPty(x.Rows, x.Cols); err != nil {
+			wire.Send(c, wire.Reply{Error: err.Error()})
+			return
+		}
+		defer master.Close()
+	}
+	pid, exit, err := a.start(x, files, tty)
+	if tty != nil {
+		tty.Close()
+	}
+	for _, f := range files { // the process has its own copies now
+		f.Close()
+	}
+	if err != nil {
+		r := wire.Reply{Error: err.Error()}
+		if errors.Is(err, errNotFound) {
+			r.Kind = wire.KindNotFound
+		}
+		wire.Send(c, r)
+		return
+	}
+	var send []*os.File
+	if master != nil {
+		send = append(send, master)
+	}
+	if err := wire.Send(c, wire.Reply{Started: true, Pid: pid}, send...); err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if master != nil {
+		master.Close()
+	}
+	hangup := make(chan struct{})
+	go func() {
+		defer close(hangup)
+		for {
+			var req wire.Request
+			extra, err := wire.Receive(c, &req)
+			for _, f := range extra {
+				f.Close()
+			}
+			if err != nil {
+				return
+			}
+			if req.Signal > 0 {
+				syscall.Kill(pid, syscall.Signal(req.Signal))
+			}
+		}
+	}()
+	select {
+	case code := <-exit:
+		wire.Send(c, wire.Reply{Exited: true, Code: code})
+	case <-hangup:
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-exit
+	}
+}
+
+// openPty opens a new pseudo-terminal of rows x cols and returns its
+// controlling side and the terminal.
+func openPty(rows, cols uint16) (master, tty *os.File, err error) {
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening a terminal: %w", err)
+	}
+	master = os.NewFile(uintptr(fd), "/dev/ptmx")
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0)
+	}
+	if err == nil && rows > 0 && cols > 0 {
+		err = unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}
+	if err == nil {
+		tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	}
+	if err != nil {
+		master.Close()
+		return nil, nil, fmt.Errorf("opening a terminal: %w", err)
+	}
+	return master, tty, nil
+}

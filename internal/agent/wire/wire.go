@@ -1,0 +1,185 @@
+// Package wire is the protocol between wharf and wharf-init, the agent that
+// is PID 1 in a container: length-prefixed JSON messages on a unix stream
+// socket, with descriptors passed alongside a message (SCM_RIGHTS). Each
+// operation uses its own connection: the caller sends one Request, the
+// agent answers with Replies on the same connection.
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// SocketDir is where the agent's socket directory is mounted in the
+// container, and Socket the socket in it; Binary is where the agent itself
+// is mounted.
+const (
+	SocketDir = "/.wharf"
+	Socket    = SocketDir + "/agent.sock"
+	Binary    = SocketDir + "/init"
+	// SocketName is the socket's name in its directory.
+	SocketName = "agent.sock"
+)
+
+// InitName is the agent's program name; InitEnv names a path to it that
+// overrides the default (InitName next to the wharf executable).
+const (
+	InitName = "wharf-init"
+	InitEnv  = "WHARF_INIT"
+)
+
+// Request is one operation asked of the agent.
+type Request struct {
+	Exec *Exec `json:",omitempty"`
+	// Signal is sent, on an exec's connection after it started, to
+	// deliver a signal to the process.
+	Signal int `json:",omitempty"`
+}
+
+// Cred is a user and its groups.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32 `json:",omitempty"`
+}
+
+// Exec starts a process. Its standard streams are the descriptors sent
+// with the request, named by their index (-1: /dev/null); stdout and
+// stderr may name the same descriptor, which keeps their order.
+type Exec struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	// User is nil for the user the container's main process runs as.
+	User                  *Cred `json:",omitempty"`
+	Stdin, Stdout, Stderr int
+	// Terminal runs the process on a new pseudo-terminal of Rows x Cols
+	// (the standard stream indexes are then unused).
+	Terminal   bool
+	Rows, Cols uint16 `json:",omitempty"`
+}
+
+// Reply is the agent's answer. For an exec: Started (with the terminal's
+// controlling side as the one descriptor if Terminal), then Exited; or
+// Error.
+type Reply struct {
+	Started bool `json:",omitempty"`
+	Pid     int  `json:",omitempty"`
+	Exited  bool `json:",omitempty"`
+	// Code is the exit code, 128+n for a process ended by signal n.
+	Code  int    `json:",omitempty"`
+	Error string `json:",omitempty"`
+	// Kind classifies Error: KindNotFound for a program that does not
+	// exist, KindRefused for a caller that may not use the agent.
+	Kind string `json:",omitempty"`
+}
+
+// Error kinds.
+const (
+	KindNotFound = "not-found"
+	KindRefused  = "refused"
+)
+
+// maxMessage bounds a message (arguments and environment included).
+const maxMessage = 4 << 20
+
+// maxFiles bounds the descriptors sent with one message.
+const maxFiles = 8
+
+// Send writes v with files attached. The files stay open.
+func Send(c *net.UnixConn, v any, files ...*os.File) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
+	msg = append(msg, body...)
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = syscall.UnixRights(fds...)
+	}
+	n, _, err := c.WriteMsgUnix(msg, oob, nil)
+	if err == nil && n < len(msg) {
+		_, err = c.Write(msg[n:])
+	}
+	return err
+}
+
+// Receive reads one message into v and returns the descriptors that came
+// with it, which the caller owns.
+func Receive(c *net.UnixConn, v any) ([]*os.File, error) {
+	head := make([]byte, 4)
+	oob := make([]byte, syscall.CmsgSpace(maxFiles*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(head, oob)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, io.EOF
+	}
+	files, err := parseRights(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	if n < 4 {
+		if _, err := io.ReadFull(c, head[n:]); err != nil {
+			closeAll(files)
+			return nil, err
+		}
+	}
+	size := binary.BigEndian.Uint32(head)
+	if size > maxMessage {
+		closeAll(files)
+		return nil, fmt.Errorf("agent message of %d bytes is over the limit", size)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c, body); err != nil {
+		closeAll(files)
+		return nil, err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		closeAll(files)
+		return nil, err
+	}
+	return files, nil
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			closeAll(files)
+			return nil, err
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "agent-fd"))
+		}
+	}
+	return files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// ErrNotFromHost is a connection from inside the container.
+var ErrNotFromHost = errors.New("the agent only serves wharf: the caller is inside the container")
