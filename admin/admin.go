@@ -1,6 +1,6 @@
 // Package admin is the operator API of a running `wharf serve`: HTTP over
 // a unix socket in the data directory (owner-only, never TCP), used by
-// `wharf ps`, `inspect`, `stats`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
+// `wharf ps`, `inspect`, `stats`, `tail`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
 // types, the exec framing and the client; the host serves it.
 package admin
 
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -244,6 +245,12 @@ func (c *Client) Logs(ctx context.Context, binding, name string, follow bool, w 
 	if follow {
 		path += "?follow=1"
 	}
+	return c.stream(ctx, path, w)
+}
+
+// stream copies the answer to a GET of path to w until it ends or ctx
+// does (which is not an error).
+func (c *Client) stream(ctx context.Context, path string, w io.Writer) error {
 	resp, err := c.do(ctx, "GET", path, nil)
 	if err != nil {
 		return err
@@ -311,4 +318,73 @@ func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest
 			return 0, errors.New(string(bytes.TrimSpace(p)))
 		}
 	}
+}
+
+// TailFilter picks the log lines `wharf tail` shows; empty fields match
+// everything.
+type TailFilter struct {
+	// Level is the lowest level shown (debug, info, warn, error).
+	Level string
+	// Class matches lines of a Durable Object class: its events (request
+	// ids "Class#…") and its container's lifecycle.
+	Class string
+	// Object matches lines of objects whose id starts with it.
+	Object string
+	// Grep matches lines containing it.
+	Grep string
+}
+
+// Query encodes the filter for the API.
+func (f TailFilter) Query() url.Values {
+	return url.Values{"level": {f.Level}, "class": {f.Class}, "object": {f.Object}, "grep": {f.Grep}}
+}
+
+// TailFilterFrom decodes a filter from the API's query.
+func TailFilterFrom(q url.Values) (TailFilter, error) {
+	f := TailFilter{Level: q.Get("level"), Class: q.Get("class"), Object: q.Get("object"), Grep: q.Get("grep")}
+	if f.Level != "" {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(f.Level)); err != nil {
+			return f, fmt.Errorf("--level: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// Match reports whether a JSON log line passes the filter.
+func (f TailFilter) Match(line []byte) bool {
+	if f.Grep != "" && !bytes.Contains(line, []byte(f.Grep)) {
+		return false
+	}
+	var rec map[string]any
+	if json.Unmarshal(line, &rec) != nil {
+		return false
+	}
+	str := func(k string) string { s, _ := rec[k].(string); return s }
+	if f.Level != "" {
+		var min, lv slog.Level
+		min.UnmarshalText([]byte(f.Level))
+		if lv.UnmarshalText([]byte(str("level"))) != nil || lv < min {
+			return false
+		}
+	}
+	// Object events are tagged request_id=Class#<8 hex>-n; container
+	// lifecycle lines carry class and object.
+	eventClass, eventObject, _ := strings.Cut(str("request_id"), "#")
+	if f.Class != "" && str("class") != f.Class && eventClass != f.Class {
+		return false
+	}
+	if f.Object != "" {
+		short := f.Object[:min(8, len(f.Object))]
+		if !strings.HasPrefix(str("object"), f.Object) && !strings.HasPrefix(eventObject, short) {
+			return false
+		}
+	}
+	return true
+}
+
+// Tail copies the host's log lines that pass f to w as JSON lines until
+// ctx ends or the host stops.
+func (c *Client) Tail(ctx context.Context, f TailFilter, w io.Writer) error {
+	return c.stream(ctx, "/v1/tail?"+f.Query().Encode(), w)
 }

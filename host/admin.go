@@ -24,6 +24,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/logtap"
 )
 
 // operatorStopGrace is how long `wharf stop` waits after SIGTERM.
@@ -33,25 +34,28 @@ const operatorStopGrace = 10 * time.Second
 // data directory: only its owner (root) can connect.
 type Admin struct {
 	w    *Worker
+	tap  *logtap.Tap
 	srv  *http.Server
 	ln   net.Listener
 	path string
 }
 
 // StartAdmin listens on the data directory's admin socket. gather, if not
-// nil, is served at /metrics. The caller owns the data directory (see
+// nil, is served at /metrics; tap, if not nil, is followed by /v1/tail.
+// The caller owns the data directory (see
 // LockDataDir), so a socket already there was left by a crash.
-func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer) (*Admin, error) {
+func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer, tap *logtap.Tap) (*Admin, error) {
 	path := admin.SocketPath(dataDir)
 	os.Remove(path)
 	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	a := &Admin{w: w, ln: ln, path: path}
+	a := &Admin{w: w, tap: tap, ln: ln, path: path}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/containers", a.containers)
 	mux.HandleFunc("GET /v1/stats", a.stats)
+	mux.HandleFunc("GET /v1/tail", a.tail)
 	mux.HandleFunc("GET /v1/objects/{binding}/{name}", a.inspect)
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/stop", a.stop)
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", a.destroy)
@@ -125,6 +129,39 @@ func (a *Admin) describe(ctx context.Context, mc *containerd.Managed) admin.Cont
 	}
 	return admin.Container{Bindings: a.bindingsOf(mc.Class), Class: mc.Class, Object: mc.Object, Name: all[nameLabel],
 		State: state, Started: mc.Started, Address: mc.Endpoint.ContainerIP.String(), Pid: mc.Pid(), Labels: labels}
+}
+
+// tail streams the log lines that pass the request's filter until the
+// client goes away.
+func (a *Admin) tail(rw http.ResponseWriter, r *http.Request) {
+	f, err := admin.TailFilterFrom(r.URL.Query())
+	if err == nil && a.tap == nil {
+		err = errors.New("this host's log cannot be followed")
+	}
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	lines, stop := a.tap.Listen()
+	defer stop()
+	rw.Header().Set("Content-Type", "application/x-ndjson")
+	rw.WriteHeader(http.StatusOK)
+	flush := http.NewResponseController(rw).Flush
+	flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case line := <-lines:
+			if !f.Match(line) {
+				continue
+			}
+			if _, err := rw.Write(line); err != nil {
+				return
+			}
+			flush()
+		}
+	}
 }
 
 // inspect answers an object's full state.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -122,7 +123,8 @@ func newServeCommand() *cobra.Command {
 	return cmd
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+// newLogHandler is the handler of wharf serve's log on stderr.
+func newLogHandler(level, format string) (slog.Handler, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -130,18 +132,20 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(textlog.New(os.Stderr, opts)), nil
+		return textlog.New(os.Stderr, opts), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.NewJSONHandler(os.Stderr, opts), nil
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
 }
 
 func serve(ctx context.Context, target string, f serveFlags) error {
-	logger, err := newLogger(f.logLevel, f.logFormat)
+	handler, err := newLogHandler(f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
+	tapped, tap := logtap.New(handler) // wharf tail follows it
+	logger := slog.New(tapped)
 	m, err := plugins.LoadManifest(target)
 	if err != nil {
 		return err
@@ -186,7 +190,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer worker.Close(context.Background())
-	adm, err := host.StartAdmin(dataDir, worker, metrics)
+	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
 	if err != nil {
 		return err
 	}

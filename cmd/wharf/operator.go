@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -18,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -152,7 +157,31 @@ func operatorCommands() []*cobra.Command {
 	}
 	stats.Flags().BoolVar(&noStream, "no-stream", false, "print one table (CPU over one interval) and exit")
 	stats.Flags().DurationVar(&interval, "interval", time.Second, "how often to refresh (and the CPU sampling window)")
-	cmds := []*cobra.Command{ps, stop, destroy, logs, exec, inspect, stats}
+	var filter admin.TailFilter
+	var tailFormat string
+	tail := &cobra.Command{
+		Use:   "tail",
+		Short: "Follow the log of a running wharf live: Worker requests, object events, container lifecycle",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tailFormat != "text" && tailFormat != "json" {
+				return fmt.Errorf("--format must be text or json, got %q", tailFormat)
+			}
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			out := cmd.OutOrStdout()
+			if tailFormat == "text" {
+				out = &jsonToText{w: out}
+			}
+			return client().Tail(ctx, filter, out)
+		},
+	}
+	tail.Flags().StringVar(&filter.Level, "level", "", "lowest level shown: debug, info, warn or error")
+	tail.Flags().StringVar(&filter.Class, "class", "", "only this Durable Object class (its events and its containers)")
+	tail.Flags().StringVar(&filter.Object, "object", "", "only objects whose id starts with this (as ps shows it)")
+	tail.Flags().StringVar(&filter.Grep, "grep", "", "only lines containing this text")
+	tail.Flags().StringVar(&tailFormat, "format", "text", "text or json (one record per line)")
+	cmds := []*cobra.Command{ps, stop, destroy, logs, exec, inspect, stats, tail}
 	for _, c := range cmds {
 		withDataDir(c)
 	}
@@ -276,4 +305,55 @@ func bytesIEC(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// jsonToText turns the JSON lines of wharf tail into text lines like
+// wharf serve's: time, level and message first, then the attributes.
+type jsonToText struct {
+	w       io.Writer
+	partial []byte
+}
+
+func (j *jsonToText) Write(p []byte) (int, error) {
+	j.partial = append(j.partial, p...)
+	for {
+		line, rest, ok := bytes.Cut(j.partial, []byte("\n"))
+		if !ok {
+			return len(p), nil
+		}
+		j.partial = rest
+		if _, err := io.WriteString(j.w, recordText(line)); err != nil {
+			return len(p), err
+		}
+	}
+}
+
+// recordText formats one JSON record; the stack of a panic goes on lines
+// of its own.
+func recordText(line []byte) string {
+	var rec map[string]any
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if dec.Decode(&rec) != nil {
+		return string(line) + "\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %v %v", rec[slog.TimeKey], rec[slog.LevelKey], rec[slog.MessageKey])
+	keys := slices.Sorted(maps.Keys(rec))
+	for _, k := range keys {
+		switch k {
+		case slog.TimeKey, slog.LevelKey, slog.MessageKey, textlog.StackKey:
+			continue
+		}
+		v := fmt.Sprint(rec[k])
+		if strings.ContainsAny(v, " =\"") {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", k, v)
+	}
+	b.WriteString("\n")
+	if stack, ok := rec[textlog.StackKey].(string); ok {
+		b.WriteString(textlog.IndentStack(stack))
+	}
+	return b.String()
 }

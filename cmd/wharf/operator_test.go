@@ -139,6 +139,35 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Contains(t, string(metrics), `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
 	assert.Contains(t, string(metrics), `wharf_container_failures_total{class="App",kind="start"} 0`, "failures show before any happened")
 
+	// tail follows the log live, filtered.
+	startTail := func(args ...string) (*testutil.LogBuffer, func()) {
+		var out testutil.LogBuffer
+		cmd := exec.Command(testutil.BuildWharf(t), append([]string{"tail", dd}, args...)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		return &out, func() { cmd.Process.Kill(); cmd.Wait() }
+	}
+	byClass, stopByClass := startTail("--class", "App")
+	defer stopByClass()
+	errorsOnly, stopErrors := startTail("--level", "error", "--format", "json")
+	defer stopErrors()
+	otherClass, stopOther := startTail("--class", "Other")
+	defer stopOther()
+	time.Sleep(2 * time.Second) // let them connect
+	resp, err = http.Get(srv.URL + "/s/bob/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Eventually(t, func() bool { return strings.Contains(byClass.String(), "container:App#") }, 30*time.Second, 50*time.Millisecond,
+		"tail shows bob's container starting: %s", byClass.String())
+	assert.Regexp(t, `(?m)^\S+ INFO container:App#[0-9a-f]{8} start .*class=App .*took=`, byClass.String())
+	assert.Empty(t, errorsOnly.String(), "nothing at error level")
+	assert.Empty(t, otherClass.String(), "nothing of another class")
+	out, code = wharfCmd(t, "", "tail", dd, "--level", "loud")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "--level: slog: level string \"loud\": unknown name")
+	out, code = wharfCmd(t, "", "destroy", dd, "APP", "bob")
+	require.Equal(t, 0, code, out)
+
 	// Errors an operator can cause.
 	out, code = wharfCmd(t, "", "stop", dd, "NOPE", "alice")
 	assert.Equal(t, 1, code)

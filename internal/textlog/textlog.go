@@ -52,12 +52,17 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if err := h.inner.Handle(ctx, r); err != nil || stack == "" {
 		return err
 	}
+	_, err := io.WriteString(h.w, IndentStack(stack))
+	return err
+}
+
+// IndentStack returns a stack's lines, each after a tab.
+func IndentStack(stack string) string {
 	var b strings.Builder
 	for line := range strings.Lines(strings.TrimRight(stack, "\n")) {
 		b.WriteString("\t" + strings.TrimRight(line, "\n") + "\n")
 	}
-	_, err := io.WriteString(h.w, b.String())
-	return err
+	return b.String()
 }
 
 // WithAttrs returns a handler adding attrs to every record.
