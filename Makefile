@@ -44,6 +44,7 @@ lint:
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/sandbox
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/egress
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/webapp
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o /dev/null ./examples/pyapp
 
 # clean removes build output only: examples/*/.wharf also holds object data.
 clean:
