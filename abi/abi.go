@@ -114,6 +114,14 @@ const (
 	// HTTP request (keeping connections alive), so the response body is a
 	// host stream.
 	ImportContainerFetch = "container_fetch"
+	// ImportFileOpen (opts: ptr, len, stream_out) opens a file of the
+	// container (through wharf-init) as a readable stream (OptFileMode
+	// "read"), a writable stream ("write": created or truncated), or a
+	// readable stream of its changes as JSON lines ("watch").
+	ImportFileOpen = "file_open"
+	// ImportFileOp (opts: ptr, len, out: ptr, cap, len_out) runs OptFileOp
+	// stat, list, mkdir, remove or rename; stat and list write JSON.
+	ImportFileOp = "file_op"
 )
 
 // MethodContainerExited is the RPC method (wharf_on_call, no arguments)
@@ -155,6 +163,16 @@ const (
 	OptSleepAfter     = "sleep_after"
 	OptHardTimeout    = "hard_timeout"
 	OptReadyOn        = "ready_on" // "port status path", repeatable
+)
+
+// Field names of file_open and file_op option lists (with OptUser).
+const (
+	OptPath      = "path"      // absolute, resolved in the container
+	OptTo        = "to"        // rename's destination
+	OptFileOp    = "op"        // file_op: stat, list, mkdir, remove or rename
+	OptFileMode  = "mode"      // file_open: read (default), write or watch
+	OptRecursive = "recursive" // file_op remove: "true" removes a whole tree
+	OptPerm      = "perm"      // file_open write: octal permission bits (default 644)
 )
 
 // How object_id makes an id.

@@ -24,6 +24,7 @@ const (
 	StatusAborted     Status = 13 // the stream was aborted by its writer
 	StatusBusy        Status = 14 // the object is already in use (e.g. body taken twice)
 	StatusRefused     Status = 15 // a connection was refused: nothing listens on the port
+	StatusDenied      Status = 16 // permission denied to the user the operation runs as
 )
 
 var statusNames = [...]string{
@@ -43,6 +44,7 @@ var statusNames = [...]string{
 	StatusAborted:     "ABORTED",
 	StatusBusy:        "BUSY",
 	StatusRefused:     "REFUSED",
+	StatusDenied:      "DENIED",
 }
 
 // String returns the status' short name, such as "BADF".

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -16,7 +17,8 @@ import (
 // BenchmarkContainerFromGuest compares, in one run: exec of `true` from a
 // guest (p50, timed inside the guest) and exec stdout streamed into a
 // guest, through wharf-init (class Box) and through runc (class RuncBox,
-// init = false); and a GetTCPPort fetch from a guest with an HTTP request
+// init = false); writing then reading 1 GiB through the files API; and a
+// GetTCPPort fetch from a guest with an HTTP request
 // straight to the container's address.
 func BenchmarkContainerFromGuest(b *testing.B) {
 	data := b.TempDir()
@@ -40,12 +42,16 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 		require.NoError(b, err)
 		return v
 	}
-	var agentExec, runcExec, agentMBps, runcMBps, guestFetch, directFetch []float64
+	var agentExec, runcExec, agentMBps, runcMBps, guestFetch, directFetch, fileWrite, fileRead []float64
 	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		agentExec = append(agentExec, measure("BOX", "TimeExecTrue", 20)/1000)
 		runcExec = append(runcExec, measure("RUNCBOX", "TimeExecTrue", 20)/1000)
 		agentMBps = append(agentMBps, measure("BOX", "ExecThroughput", 512))
 		runcMBps = append(runcMBps, measure("RUNCBOX", "ExecThroughput", 512))
+
+		var rt struct{ WriteMBps, ReadMBps float64 }
+		require.NoError(b, json.Unmarshal([]byte(call("BOX", "FilesRoundTrip", 1024)), &rt))
+		fileWrite, fileRead = append(fileWrite, rt.WriteMBps), append(fileRead, rt.ReadMBps)
 
 		guestFetch = append(guestFetch, measure("BOX", "TimeFetch", map[string]int{"Port": 8080, "N": 50}))
 		start := time.Now()
@@ -62,6 +68,9 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 	b.ReportMetric(testutil.Median(agentMBps), "guest_exec_stdout_MB/s")
 	b.ReportMetric(testutil.Median(runcMBps), "guest_exec_stdout_runc_MB/s")
 	b.ReportMetric(testutil.Median(agentMBps)/testutil.Median(runcMBps), "stdout_ratio_to_runc")
+	b.ReportMetric(testutil.Median(fileWrite), "files_write_1GiB_MB/s")
+	b.ReportMetric(testutil.Median(fileRead), "files_read_1GiB_MB/s")
+	b.ReportMetric(min(testutil.Median(fileWrite), testutil.Median(fileRead))/500, "files_ratio_to_500MB/s_target")
 	b.ReportMetric(testutil.Median(guestFetch), "guest_fetch_µs")
 	b.ReportMetric(testutil.Median(directFetch), "direct_fetch_µs")
 	b.ReportMetric(testutil.Median(guestFetch)/testutil.Median(directFetch), "fetch_ratio")

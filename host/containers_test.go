@@ -204,3 +204,46 @@ func idFor(t testing.TB, w *testWorker, name string) string {
 	require.Equal(t, 200, code, id)
 	return id
 }
+
+// TestObjectFiles drives the files API from a guest: a round trip with a
+// checksum, every operation and its errors, a watch; and the errors of a
+// container without the agent or not running.
+func TestObjectFiles(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", withRuncBox, data)
+
+	code, body := w.call(t, "BOX", "f", "FilesOps", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container is not running")
+
+	w.mustCall(t, "BOX", "f", "Start", []string{"sleep", "3600"})
+	var rt map[string]any
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "f", "FilesRoundTrip", 64)), &rt))
+	assert.Equal(t, true, rt["Same"], "64 MiB written and read back with the same checksum")
+	assert.Equal(t, float64(64<<20), rt["Read"])
+
+	var ops []string
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "f", "FilesOps", nil)), &ops))
+	assert.Equal(t, []string{
+		"mkdir: ok",
+		"write: ok",
+		"read hello files: ok",
+		"stat hello.txt 11 false 644: ok",
+		"rename: ok",
+		"list hello.txt(dir=false) y(dir=true): ok",
+		"remove non-empty: remove /work/x: wharf: file_op: INVAL: remove /work/x: directory not empty",
+		"remove all: ok",
+		"stat removed: [file does not exist] stat /work/x: wharf: file_op: NOTFOUND: lstat /work/x: no such file or directory",
+		"list a file: list /etc/passwd: wharf: file_op: INVAL: open /etc/passwd: not a directory",
+		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: file_open: DENIED: open /etc/app.txt: permission denied",
+		"unknown user: stat /: wharf: file_op: INVAL: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
+		"watch create /tmp/watched: ok",
+	}, ops)
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "f", "Running", nil), "the object and its container keep serving")
+
+	w.mustCall(t, "RUNCBOX", "f", "Start", []string{"sleep", "3600"})
+	code, body = w.call(t, "RUNCBOX", "f", "FilesOps", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container does not run wharf-init (init = false): files need it")
+}

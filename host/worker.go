@@ -120,7 +120,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			MaxInstances: m.Limits.Instances,
 			MaxEvents:    m.Limits.EventsPerInstance,
 		},
-		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.egressImports())},
+		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
 		RequiredExports: required,
 		NewData:         newInstanceData(newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)),
 		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },

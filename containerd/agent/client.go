@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"sync"
@@ -32,13 +33,31 @@ type Client struct {
 // only root may enter), which must be the process pid.
 func New(dir string, pid int) *Client { return &Client{dir: dir, pid: pid} }
 
-// Errors of the agent.
-var (
-	// ErrNotFound is a program that does not exist in the container.
-	ErrNotFound = errors.New("executable file not found")
-	// ErrImpostor is a socket served by another process than the agent.
-	ErrImpostor = errors.New("the agent's socket is not served by the container's init process")
-)
+// ErrImpostor is a socket served by another process than the agent.
+var ErrImpostor = errors.New("the agent's socket is not served by the container's init process")
+
+// kindErrors are what errors.Is matches for the agent's error kinds.
+var kindErrors = map[string]error{
+	wire.KindNotFound:   fs.ErrNotExist,
+	wire.KindPermission: fs.ErrPermission,
+	wire.KindExists:     fs.ErrExist,
+	wire.KindInvalid:    fs.ErrInvalid,
+	wire.KindNotDir:     syscall.ENOTDIR,
+	wire.KindIsDir:      syscall.EISDIR,
+}
+
+// Error is an operation the agent refused or that failed in the
+// container: its message (as the agent gave it, e.g. "open /x: no such
+// file or directory") and, for errors.Is, the matching fs or syscall error.
+type Error struct {
+	Message string
+	kind    error
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the fs or syscall error of the kind, if any.
+func (e *Error) Unwrap() error { return e.kind }
 
 // dialWait is how long a dial retries while the agent starts up.
 const dialWait = 5 * time.Second
@@ -146,12 +165,35 @@ func (c *Client) Exec(ctx context.Context, x wire.Exec, files ...*os.File) (*Pro
 }
 
 func replyError(r wire.Reply) error {
-	switch r.Kind {
-	case wire.KindNotFound:
-		return fmt.Errorf("%w: %s", ErrNotFound, r.Error)
-	default:
-		return errors.New(r.Error)
+	return &Error{Message: r.Error, kind: kindErrors[r.Kind]}
+}
+
+// File runs a file operation and returns the reply and the descriptor
+// that came with it (read, write and watch), which the caller owns.
+func (c *Client) File(ctx context.Context, op wire.File) (wire.Reply, []*os.File, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return wire.Reply{}, nil, err
 	}
+	defer conn.Close()
+	if err := wire.Send(conn, wire.Request{File: &op}); err != nil {
+		return wire.Reply{}, nil, fmt.Errorf("agent: %w", err)
+	}
+	var r wire.Reply
+	files, err := wire.Receive(conn, &r)
+	if err == nil && r.Error != "" {
+		err = replyError(r)
+	}
+	if err == nil && (op.Op == wire.FileRead || op.Op == wire.FileWrite || op.Op == wire.FileWatch) && len(files) != 1 {
+		err = errors.New("agent: no descriptor in the reply")
+	}
+	if err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return wire.Reply{}, nil, err
+	}
+	return r, files, nil
 }
 
 // waitExit reads the exit reply; the connection then closes.

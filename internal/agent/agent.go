@@ -232,11 +232,14 @@ func (a *agent) serve(c *net.UnixConn) {
 	if err != nil {
 		return
 	}
-	if req.Exec == nil {
-		wire.Send(c, wire.Reply{Error: "unknown request"})
-		return
+	switch {
+	case req.Exec != nil:
+		a.exec(c, *req.Exec, files)
+	case req.File != nil:
+		a.file(c, *req.File)
+	default:
+		wire.Send(c, wire.Reply{Error: "unknown request", Kind: wire.KindInvalid})
 	}
-	a.exec(c, *req.Exec, files)
 }
 
 // exec runs one process for wharf: it replies Started, forwards the

@@ -37,6 +37,7 @@ const (
 // Request is one operation asked of the agent.
 type Request struct {
 	Exec *Exec `json:",omitempty"`
+	File *File `json:",omitempty"`
 	// Signal is sent, on an exec's connection after it started, to
 	// deliver a signal to the process.
 	Signal int `json:",omitempty"`
@@ -64,6 +65,45 @@ type Exec struct {
 	Rows, Cols uint16 `json:",omitempty"`
 }
 
+// File is an operation on the container's files, run as User (nil: the
+// main process's user). Read, Write and Watch answer with one descriptor:
+// the open file, or an inotify descriptor watching Path.
+type File struct {
+	Op       string
+	Path, To string `json:",omitempty"`
+	User     *Cred  `json:",omitempty"`
+	// Recursive removes a directory and everything in it.
+	Recursive bool `json:",omitempty"`
+	// Mode is the permission bits of a file Write creates (0: 0644).
+	Mode uint32 `json:",omitempty"`
+}
+
+// File operations.
+const (
+	FileRead   = "read"
+	FileWrite  = "write"
+	FileStat   = "stat"
+	FileList   = "list"
+	FileMkdir  = "mkdir"
+	FileRemove = "remove"
+	FileRename = "rename"
+	FileWatch  = "watch"
+)
+
+// FileInfo describes a file of the container.
+type FileInfo struct {
+	Path string `json:"path"`
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Mode is the Go fs.FileMode: permission bits and type bits.
+	Mode uint32 `json:"mode"`
+	// ModTime is the modification time in Unix milliseconds.
+	ModTime int64 `json:"mtime"`
+	IsDir   bool  `json:"is_dir"`
+	// Target is a symbolic link's target.
+	Target string `json:"target,omitempty"`
+}
+
 // Reply is the agent's answer. For an exec: Started (with the terminal's
 // controlling side as the one descriptor if Terminal), then Exited; or
 // Error.
@@ -74,15 +114,25 @@ type Reply struct {
 	// Code is the exit code, 128+n for a process ended by signal n.
 	Code  int    `json:",omitempty"`
 	Error string `json:",omitempty"`
-	// Kind classifies Error: KindNotFound for a program that does not
-	// exist, KindRefused for a caller that may not use the agent.
+	// Kind classifies Error (see the Kind constants).
 	Kind string `json:",omitempty"`
+	// Info and Entries answer FileStat and FileList.
+	Info    *FileInfo  `json:",omitempty"`
+	Entries []FileInfo `json:",omitempty"`
 }
 
-// Error kinds.
+// Error kinds: a file or program that does not exist, a caller that may
+// not use the agent, a bad argument, a path that is not a directory or is
+// one, a user that may not do it, a file that exists (or a directory that
+// is not empty).
 const (
-	KindNotFound = "not-found"
-	KindRefused  = "refused"
+	KindNotFound   = "not-found"
+	KindRefused    = "refused"
+	KindInvalid    = "invalid"
+	KindNotDir     = "not-a-directory"
+	KindIsDir      = "is-a-directory"
+	KindPermission = "permission"
+	KindExists     = "exists"
 )
 
 // maxMessage bounds a message (arguments and environment included).

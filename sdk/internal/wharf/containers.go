@@ -81,3 +81,16 @@ func ContainerFetch(port uint32, head []byte, flags uint32) (body, pending uint3
 	st := containerFetch(port, ptr(head), uint32(len(head)), flags, unsafe.Pointer(&body), unsafe.Pointer(&pending))
 	return body, pending, check("container_fetch", st)
 }
+
+// FileOpen opens a stream on a file of the container; see Files.
+func FileOpen(opts []byte) (uint32, error) {
+	var h uint32
+	return h, check("file_open", fileOpen(ptr(opts), uint32(len(opts)), unsafe.Pointer(&h)))
+}
+
+// FileOp runs a file operation; stat and list return JSON.
+func FileOp(opts []byte) ([]byte, error) {
+	return readInto("file_op", make([]byte, 0, 4096), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return fileOp(ptr(opts), uint32(len(opts)), p, c, n)
+	})
+}

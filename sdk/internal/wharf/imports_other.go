@@ -104,3 +104,7 @@ func containerConfig(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsu
 func containerFetch(uint32, unsafe.Pointer, uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
 	return unsupported
 }
+func fileOpen(unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func fileOp(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}

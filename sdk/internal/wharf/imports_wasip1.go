@@ -162,3 +162,9 @@ func containerConfig(out unsafe.Pointer, cap uint32, n unsafe.Pointer) int32
 
 //go:wasmimport wharf_v1 container_fetch
 func containerFetch(port uint32, head unsafe.Pointer, n uint32, flags uint32, bodyOut, pendingOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 file_open
+func fileOpen(opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
+
+//go:wasmimport wharf_v1 file_op
+func fileOp(opts unsafe.Pointer, n uint32, out unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32

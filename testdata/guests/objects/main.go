@@ -4,11 +4,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"slices"
 	"strconv"
@@ -655,3 +658,96 @@ func stubFor(r *http.Request) (*sdk.Stub, error) {
 }
 
 func main() {}
+
+// FilesRoundTrip writes mb MiB through the files API, reads them back, and
+// reports both checksums and speeds (MB/s).
+func (b *Box) FilesRoundTrip(mb int) (map[string]any, error) {
+	files := b.state.Container.Files()
+	start := time.Now()
+	w, err := files.Create("/tmp/roundtrip.bin")
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.New()
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
+	}
+	for i := 0; i < mb; i++ {
+		chunk[0] = byte(i)
+		sum.Write(chunk)
+		if _, err := w.Write(chunk); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil { // returns once the file has it all
+		return nil, err
+	}
+	writeMBps := float64(mb) * 1.048576 / time.Since(start).Seconds()
+	start = time.Now()
+	r, err := files.Open("/tmp/roundtrip.bin")
+	if err != nil {
+		return nil, err
+	}
+	back := sha256.New()
+	n, err := r.WriteTo(back)
+	r.Close()
+	if err != nil {
+		return nil, err
+	}
+	readMBps := float64(n) / 1e6 / time.Since(start).Seconds()
+	files.Remove("/tmp/roundtrip.bin")
+	return map[string]any{"Same": bytes.Equal(sum.Sum(nil), back.Sum(nil)), "Read": n,
+		"WriteMBps": writeMBps, "ReadMBps": readMBps}, nil
+}
+
+// FilesOps exercises every file operation and returns what each gave.
+func (b *Box) FilesOps() ([]string, error) {
+	files := b.state.Container.Files()
+	var out []string
+	note := func(what string, err error) {
+		msg := "ok"
+		if err != nil {
+			msg = err.Error()
+			for _, e := range []error{fs.ErrNotExist, fs.ErrPermission, sdk.ErrNotRunning} {
+				if errors.Is(err, e) {
+					msg = "[" + e.Error() + "] " + msg
+				}
+			}
+		}
+		out = append(out, what+": "+msg)
+	}
+	note("mkdir", files.MkdirAll("/work/x/y"))
+	note("write", files.WriteFile("/work/x/y/hello.txt", strings.NewReader("hello files")))
+	data, err := files.ReadFile("/work/x/y/hello.txt")
+	note("read "+string(data), err)
+	info, err := files.Stat("/work/x/y/hello.txt")
+	note(fmt.Sprintf("stat %s %d %v %o", info.Name, info.Size, info.IsDir, info.Mode.Perm()), err)
+	note("rename", files.Rename("/work/x/y/hello.txt", "/work/x/hello.txt"))
+	list, err := files.List("/work/x")
+	var names []string
+	for _, e := range list {
+		names = append(names, fmt.Sprintf("%s(dir=%v)", e.Name, e.IsDir))
+	}
+	note("list "+strings.Join(names, " "), err)
+	note("remove non-empty", files.Remove("/work/x"))
+	note("remove all", files.RemoveAll("/work/x"))
+	_, err = files.Stat("/work/x")
+	note("stat removed", err)
+	_, err = files.List("/etc/passwd")
+	note("list a file", err)
+	note("write as app into /etc", files.As("app").WriteFile("/etc/app.txt", strings.NewReader("x")))
+	_, err = files.As("ghost").Stat("/")
+	note("unknown user", err)
+	w, err := files.Watch("/tmp")
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	if _, err := b.state.Container.Exec([]string{"touch", "/tmp/watched"}, sdk.ExecOptions{}); err != nil {
+		return nil, err
+	}
+	e, err := w.Next()
+	note("watch "+e.Op+" "+e.Path, err)
+	return out, nil
+}

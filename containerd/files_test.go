@@ -1,0 +1,140 @@
+package containerd
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAgentFiles: files are read and written as streams, described,
+// listed, created, removed and renamed through the agent, in the
+// container's file system, as the image's user or another, with errors
+// that say what went wrong; watches stream changes.
+func TestAgentFiles(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "files", "ln -s /etc /work/etc-link; sleep 3600", true)
+	ctx := context.Background()
+
+	// 64 MiB written from a stream and read back with the same checksum.
+	const size = 64 << 20
+	w, err := ctr.OpenFile(ctx, "/work/big.bin", "", true, 0)
+	require.NoError(t, err)
+	sum := sha256.New()
+	_, err = io.Copy(io.MultiWriter(w, sum), io.LimitReader(pattern{}, size))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	r, err := ctr.OpenFile(ctx, "/work/big.bin", "", false, 0)
+	require.NoError(t, err)
+	back := sha256.New()
+	n, err := io.Copy(back, r)
+	require.NoError(t, err)
+	r.Close()
+	assert.Equal(t, int64(size), n)
+	assert.Equal(t, sum.Sum(nil), back.Sum(nil))
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"stat", "-c", "%s %a %U", "/work/big.bin"}})
+	assert.Equal(t, "67108864 644 root\n", out, "the file is in the container")
+
+	info, err := ctr.Stat(ctx, "/work/big.bin", "")
+	require.NoError(t, err)
+	assert.Equal(t, int64(size), info.Size)
+	assert.False(t, info.IsDir)
+	info, err = ctr.Stat(ctx, "/work/etc-link", "")
+	require.NoError(t, err)
+	assert.Equal(t, "/etc", info.Target)
+	// Paths resolve in the container: the link leads to its /etc.
+	r, err = ctr.OpenFile(ctx, "/work/etc-link/passwd", "", false, 0)
+	require.NoError(t, err)
+	passwd, _ := io.ReadAll(r)
+	r.Close()
+	assert.Contains(t, string(passwd), "app:x:1000")
+
+	require.NoError(t, ctr.MkdirAll(ctx, "/work/a/b/c", ""))
+	require.NoError(t, ctr.MkdirAll(ctx, "/work/a/b/c", ""), "mkdir -p of an existing directory")
+	require.NoError(t, ctr.Rename(ctx, "/work/big.bin", "/work/a/b/moved.bin", ""))
+	list, err := ctr.ListDir(ctx, "/work/a/b", "")
+	require.NoError(t, err)
+	var names []string
+	for _, e := range list {
+		names = append(names, e.Name)
+	}
+	assert.Equal(t, []string{"c", "moved.bin"}, names)
+	err = ctr.Remove(ctx, "/work/a", "", false)
+	assert.ErrorIs(t, err, fs.ErrExist)
+	assert.ErrorContains(t, err, "directory not empty")
+	require.NoError(t, ctr.Remove(ctx, "/work/a", "", true))
+	_, err = ctr.Stat(ctx, "/work/a", "")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.ErrorContains(t, err, "lstat /work/a: no such file or directory")
+
+	// Errors.
+	_, err = ctr.OpenFile(ctx, "/nope/x", "", false, 0)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	_, err = ctr.ListDir(ctx, "/etc/passwd", "")
+	assert.ErrorIs(t, err, syscall.ENOTDIR)
+	assert.ErrorContains(t, err, "not a directory")
+	_, err = ctr.OpenFile(ctx, "/etc", "", false, 0)
+	assert.ErrorIs(t, err, syscall.EISDIR)
+	_, err = ctr.OpenFile(ctx, "relative/path", "", false, 0)
+	assert.ErrorIs(t, err, fs.ErrInvalid)
+	assert.ErrorContains(t, err, "the path must be absolute: relative/path")
+	// As another user: the image's root-owned files are out of reach.
+	_, err = ctr.OpenFile(ctx, "/etc/owned-by-root", "app", true, 0)
+	assert.ErrorIs(t, err, fs.ErrPermission)
+	assert.ErrorContains(t, err, "permission denied")
+	require.NoError(t, ctr.MkdirAll(ctx, "/tmp/app-project", "app"))
+	w, err = ctr.OpenFile(ctx, "/tmp/app-project/notes.txt", "app", true, 0o600)
+	require.NoError(t, err)
+	io.WriteString(w, "mine")
+	w.Close()
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"stat", "-c", "%a %U", "/tmp/app-project/notes.txt"}})
+	assert.Equal(t, "600 app\n", out, "created as the user")
+	_, err = ctr.OpenFile(ctx, "/tmp/app-project/notes.txt", "4242", false, 0)
+	assert.ErrorIs(t, err, fs.ErrPermission)
+	_, err = ctr.Stat(ctx, "/x", "ghost")
+	assert.ErrorIs(t, err, ErrUnknownUser)
+
+	// Watch: changes to a directory's entries, as JSON lines.
+	watch, err := ctr.Watch(ctx, "/tmp", "")
+	require.NoError(t, err)
+	code, _, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo hi > /tmp/new.txt; mv /tmp/new.txt /tmp/renamed.txt; rm /tmp/renamed.txt; mkdir /tmp/d"}})
+	require.Equal(t, uint32(0), code)
+	lines := bufio.NewScanner(watch)
+	var ops []string
+	deadline := time.AfterFunc(10*time.Second, func() { watch.Close() })
+	for lines.Scan() {
+		var e FileEvent
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &e))
+		ops = append(ops, e.Op+" "+e.Path)
+		if e.Path == "/tmp/d" {
+			break
+		}
+	}
+	deadline.Stop()
+	watch.Close()
+	got := strings.Join(ops, "\n")
+	for _, want := range []string{"create /tmp/new.txt", "close_write /tmp/new.txt", "moved_from /tmp/new.txt", "moved_to /tmp/renamed.txt", "delete /tmp/renamed.txt", "create /tmp/d"} {
+		assert.Contains(t, got, want)
+	}
+	_, err = ctr.Watch(ctx, "/no/such/dir", "")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// pattern is an endless non-constant byte stream.
+type pattern struct{}
+
+func (pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/agent/wire"
+)
+
+// watchEvents are the inotify events a watch reports.
+const watchEvents = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF
+
+// file runs one file operation for wharf, as the user it names (or the
+// main process's), on the container's file system: paths and symlinks
+// resolve here, in the container's mount namespace.
+func (a *agent) file(c *net.UnixConn, op wire.File) {
+	cred := a.user
+	if op.User != nil {
+		cred = *op.User
+	}
+	var r wire.Reply
+	var send []*os.File
+	asUser(cred, func() { r, send = doFile(op) })
+	wire.Send(c, r, send...)
+	for _, f := range send {
+		f.Close()
+	}
+}
+
+// asUser runs fn on a thread of its own whose file-system identity is
+// cred, so permissions are checked as the user. The thread is never given
+// back: it ends with fn, and its identity with it.
+func asUser(cred wire.Cred, fn func()) {
+	if cred.UID == 0 && cred.GID == 0 && len(cred.Groups) == 0 {
+		fn()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // not unlocked: the thread exits with this goroutine
+		groups := make([]int, len(cred.Groups))
+		for i, g := range cred.Groups {
+			groups[i] = int(g)
+		}
+		// Raw system calls: they change this thread only.
+		if err := unix.Setgroups(groups); err != nil {
+			panic(err)
+		}
+		unix.Setfsgid(int(cred.GID))
+		unix.Setfsuid(int(cred.UID))
+		fn()
+	}()
+	<-done
+}
+
+func doFile(op wire.File) (wire.Reply, []*os.File) {
+	if !filepath.IsAbs(op.Path) {
+		return wire.Reply{Error: "the path must be absolute: " + op.Path, Kind: wire.KindInvalid}, nil
+	}
+	switch op.Op {
+	case wire.FileRead:
+		f, err := os.Open(op.Path)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil && st.IsDir() {
+				err = &fs.PathError{Op: "open", Path: op.Path, Err: unix.EISDIR}
+			}
+			if err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			return errorReply(err), nil
+		}
+		return wire.Reply{}, []*os.File{f}
+	case wire.FileWrite:
+		perm := fs.FileMode(op.Mode) & fs.ModePerm
+		if perm == 0 {
+			perm = 0o644
+		}
+		f, err := os.OpenFile(op.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+		if err != nil {
+			return errorReply(err), nil
+		}
+		return wire.Reply{}, []*os.File{f}
+	case wire.FileStat:
+		st, err := os.Lstat(op.Path)
+		if err != nil {
+			return errorReply(err), nil
+		}
+		info := fileInfo(op.Path, st)
+		return wire.Reply{Info: &info}, nil
+	case wire.FileList:
+		entries, err := os.ReadDir(op.Path)
+		if err != nil {
+			return errorReply(err), nil
+		}
+		list := make([]wire.FileInfo, 0, len(entries))
+		for _, e := range entries {
+			st, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			list = append(list, fileInfo(filepath.Join(op.Path, e.Name()), st))
+		}
+		return wire.Reply{Entries: list}, nil
+	case wire.FileMkdir:
+		return errorReply(os.MkdirAll(op.Path, 0o755)), nil
+	case wire.FileRemove:
+		if op.Recursive {
+			if _, err := os.Lstat(op.Path); err != nil {
+				return errorReply(err), nil
+			}
+			return errorReply(os.RemoveAll(op.Path)), nil
+		}
+		return errorReply(os.Remove(op.Path)), nil
+	case wire.FileRename:
+		if !filepath.IsAbs(op.To) {
+			return wire.Reply{Error: "the path must be absolute: " + op.To, Kind: wire.KindInvalid}, nil
+		}
+		return errorReply(os.Rename(op.Path, op.To)), nil
+	case wire.FileWatch:
+		fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			return errorReply(err), nil
+		}
+		if _, err := unix.InotifyAddWatch(fd, op.Path, watchEvents); err != nil {
+			unix.Close(fd)
+			return errorReply(&fs.PathError{Op: "watch", Path: op.Path, Err: err}), nil
+		}
+		return wire.Reply{}, []*os.File{os.NewFile(uintptr(fd), "inotify")}
+	}
+	return wire.Reply{Error: "unknown file operation " + op.Op, Kind: wire.KindInvalid}, nil
+}
+
+func fileInfo(path string, st os.FileInfo) wire.FileInfo {
+	info := wire.FileInfo{Path: path, Name: st.Name(), Size: st.Size(), Mode: uint32(st.Mode()),
+		ModTime: st.ModTime().UnixMilli(), IsDir: st.IsDir()}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		info.Target, _ = os.Readlink(path)
+	}
+	return info
+}
+
+// errorReply is the reply for err (an empty one for nil), with the kind
+// wharf maps to a status.
+func errorReply(err error) wire.Reply {
+	if err == nil {
+		return wire.Reply{}
+	}
+	r := wire.Reply{Error: err.Error()}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case unix.ENOENT:
+			r.Kind = wire.KindNotFound
+		case unix.ENOTDIR:
+			r.Kind = wire.KindNotDir
+		case unix.EACCES, unix.EPERM, unix.EROFS:
+			r.Kind = wire.KindPermission
+		case unix.EISDIR:
+			r.Kind = wire.KindIsDir
+		case unix.EEXIST, unix.ENOTEMPTY:
+			r.Kind = wire.KindExists
+		}
+	}
+	return r
+}

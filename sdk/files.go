@@ -1,0 +1,246 @@
+package sdk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+// Files is the file system of the running container, through wharf-init
+// (classes with init = false have none). Paths are absolute and resolved
+// in the container (its symbolic links included), never on the host.
+// Every call runs as the user of FileOptions, or the image's user.
+// Errors are *fs.PathError: errors.Is(err, fs.ErrNotExist) for a missing
+// file, fs.ErrPermission for one the user may not touch.
+type Files struct{ user string }
+
+// Files returns the container's file system, acting as the image's user.
+func (*Container) Files() *Files { return &Files{} }
+
+// As returns the file system acting as user (a name from the image's
+// /etc/passwd, or a uid).
+func (f *Files) As(user string) *Files { return &Files{user: user} }
+
+// FileInfo describes a file of the container.
+type FileInfo struct {
+	Path    string      `json:"path"`
+	Name    string      `json:"name"`
+	Size    int64       `json:"size"`
+	Mode    fs.FileMode `json:"mode"`
+	ModTime int64       `json:"mtime"` // Unix milliseconds
+	IsDir   bool        `json:"is_dir"`
+	// Target is a symbolic link's target.
+	Target string `json:"target,omitempty"`
+}
+
+// Modified is the file's modification time.
+func (i FileInfo) Modified() time.Time { return time.UnixMilli(i.ModTime) }
+
+// FileEvent is one change Watch reports.
+type FileEvent struct {
+	// Op is create, delete, modify, close_write, moved_from, moved_to,
+	// attrib, delete_self or move_self.
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	IsDir bool   `json:"is_dir,omitempty"`
+}
+
+func (f *Files) fields(op, path string, extra ...string) []byte {
+	b := abi.NewFieldsBuilder(nil)
+	if op != "" {
+		b.Add(abi.OptFileOp, op)
+	}
+	b.Add(abi.OptPath, path)
+	if f.user != "" {
+		b.Add(abi.OptUser, f.user)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		b.Add(extra[i], extra[i+1])
+	}
+	return b.Bytes()
+}
+
+// pathError turns a host error into an *fs.PathError.
+func pathError(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e) && strings.Contains(e.Message, "the container is not running"):
+		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+	case errors.Is(err, abi.StatusNotFound):
+		err = kindError{err, fs.ErrNotExist}
+	case errors.Is(err, abi.StatusDenied):
+		err = kindError{err, fs.ErrPermission}
+	}
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// kindError is a host error that also matches an fs error.
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
+
+func (f *Files) open(path, mode string, extra ...string) (*Stream, error) {
+	h, err := wharf.FileOpen(f.fields("", path, append([]string{abi.OptFileMode, mode}, extra...)...))
+	if err != nil {
+		return nil, pathError(mode, path, err)
+	}
+	return &Stream{handle: h}, nil
+}
+
+// Open opens a file for reading as a stream (the file is never held in
+// memory whole).
+func (f *Files) Open(path string) (*Stream, error) { return f.open(path, "read") }
+
+// Create creates or truncates a file (mode 0644) and returns a writer
+// that streams into it; Close it to finish.
+func (f *Files) Create(path string) (*FileWriter, error) { return f.create(path) }
+
+// CreateMode is Create with the file's permission bits.
+func (f *Files) CreateMode(path string, perm fs.FileMode) (*FileWriter, error) {
+	return f.create(path, abi.OptPerm, strconv.FormatUint(uint64(perm.Perm()), 8))
+}
+
+func (f *Files) create(path string, extra ...string) (*FileWriter, error) {
+	s, err := f.open(path, "write", extra...)
+	if err != nil {
+		return nil, err
+	}
+	return &FileWriter{s: s, files: f, path: path}, nil
+}
+
+// FileWriter writes a file of the container as a stream.
+type FileWriter struct {
+	s       *Stream
+	files   *Files
+	path    string
+	written int64
+}
+
+// Write writes p to the file, waiting for room in the stream.
+func (w *FileWriter) Write(p []byte) (int, error) {
+	n, err := w.s.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// ReadFrom copies r into the file in large chunks; io.Copy uses it.
+func (w *FileWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(onlyWriter{w}, r, make([]byte, copyBufferSize))
+}
+
+// Close finishes the file and returns once it holds every byte written
+// (the stream itself ends asynchronously).
+func (w *FileWriter) Close() error {
+	if err := w.s.Close(); err != nil {
+		return err
+	}
+	for {
+		info, err := w.files.Stat(w.path)
+		if err != nil || info.Size >= w.written {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Abort stops writing; the file keeps what it got.
+func (w *FileWriter) Abort(reason string) error { return w.s.Abort(reason) }
+
+// ReadFile reads a whole (small) file.
+func (f *Files) ReadFile(path string) ([]byte, error) {
+	s, err := f.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return io.ReadAll(s)
+}
+
+// WriteFile creates or truncates path with the bytes of r.
+func (f *Files) WriteFile(path string, r io.Reader) error {
+	s, err := f.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := s.ReadFrom(r); err != nil {
+		s.Abort(err.Error())
+		return pathError("write", path, err)
+	}
+	return s.Close()
+}
+
+func (f *Files) op(op, path string, out any, extra ...string) error {
+	raw, err := wharf.FileOp(f.fields(op, path, extra...))
+	if err == nil && out != nil {
+		err = json.Unmarshal(raw, out)
+	}
+	return pathError(op, path, err)
+}
+
+// Stat describes path (a symbolic link itself, not what it points to).
+func (f *Files) Stat(path string) (FileInfo, error) {
+	var info FileInfo
+	return info, f.op("stat", path, &info)
+}
+
+// List describes the entries of the directory path.
+func (f *Files) List(path string) ([]FileInfo, error) {
+	var list []FileInfo
+	return list, f.op("list", path, &list)
+}
+
+// MkdirAll creates a directory and any missing parents (mkdir -p).
+func (f *Files) MkdirAll(path string) error { return f.op("mkdir", path, nil) }
+
+// Remove removes a file or an empty directory.
+func (f *Files) Remove(path string) error { return f.op("remove", path, nil) }
+
+// RemoveAll removes path and everything in it; a missing path is an error.
+func (f *Files) RemoveAll(path string) error {
+	return f.op("remove", path, nil, abi.OptRecursive, "true")
+}
+
+// Rename renames (moves) from to to.
+func (f *Files) Rename(from, to string) error { return f.op("rename", from, nil, abi.OptTo, to) }
+
+// Watcher streams the changes to a watched path.
+type Watcher struct {
+	s   *Stream
+	dec *json.Decoder
+}
+
+// Watch watches path: a directory's entries, or a file. Read the changes
+// with Next; Close stops watching.
+func (f *Files) Watch(path string) (*Watcher, error) {
+	s, err := f.open(path, "watch")
+	if err != nil {
+		return nil, err
+	}
+	return &Watcher{s: s, dec: json.NewDecoder(s)}, nil
+}
+
+// Next waits for the next change.
+func (w *Watcher) Next() (FileEvent, error) {
+	var e FileEvent
+	err := w.dec.Decode(&e)
+	return e, err
+}
+
+// Handle makes a Watcher usable with Select: ready when a change is
+// waiting (or buffered in the decoder).
+func (w *Watcher) Handle() uint32 { return w.s.Handle() }
+
+// Close stops watching.
+func (w *Watcher) Close() error { return w.s.Close() }
