@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 // The benchmarks print the figure and its ratio to a baseline measured in the
@@ -35,7 +34,7 @@ func serveLoopback(b *testing.B, h http.Handler) string {
 
 func benchWorker(b *testing.B, pkg string, limits string) *Worker {
 	wasm := testutil.BuildGuest(b, pkg)
-	m, err := plugins.ParseManifest([]byte("name = \"bench\"\nmain = \"x.wasm\"\n" + limits))
+	m, err := parseTestManifest([]byte("name = \"bench\"\nmain = \"x.wasm\"\n" + limits))
 	require.NoError(b, err)
 	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: sharedDataDir, Logger: discardLogger()})
 	require.NoError(b, err)

@@ -16,7 +16,6 @@ import (
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 const containersManifest = objectsManifest + `[[durable_objects.bindings]]
@@ -46,7 +45,7 @@ init = false
 func TestContainersBackendLifecycle(t *testing.T) {
 	data := t.TempDir()
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
-	m, err := plugins.ParseManifest([]byte(containersManifest))
+	m, err := parseTestManifest([]byte(containersManifest))
 	require.NoError(t, err)
 	m.Path = "wharf.toml"
 	cfg := Config{Manifest: m, WasmPath: wasm, DataDir: data, CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()}

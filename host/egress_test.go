@@ -17,7 +17,6 @@ import (
 	"github.com/wharfhq/wharf/internal/fakenet"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 // egressWorker serves the objects guest with containers, resolving
@@ -257,7 +256,7 @@ func TestEgressErrors(t *testing.T) {
 	assert.Equal(t, 200, code, "the host keeps serving")
 
 	// A bad pattern in wharf.toml is refused at load.
-	m, err := plugins.ParseManifest([]byte(containersManifest + "allowed_hosts = [\"ok.test\", \"not ok\"]\n"))
+	m, err := parseTestManifest([]byte(containersManifest + "allowed_hosts = [\"ok.test\", \"not ok\"]\n"))
 	require.NoError(t, err)
 	_, err = NewWorker(t.Context(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"), DataDir: t.TempDir(),
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})

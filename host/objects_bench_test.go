@@ -18,12 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 func benchObjects(b *testing.B, pkg, manifest string) (*Worker, string) {
 	wasm := testutil.BuildGuest(b, pkg)
-	m, err := plugins.ParseManifest([]byte(manifest))
+	m, err := parseTestManifest([]byte(manifest))
 	require.NoError(b, err)
 	w, err := NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: b.TempDir(),
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: slog.New(slog.DiscardHandler)})

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 const objectsManifest = `name = "objects"
@@ -243,7 +242,7 @@ func TestObjectStreamedResponse(t *testing.T) {
 
 func TestUnknownClassRefusedAtLoad(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
-	m, err := plugins.ParseManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))
+	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))
 	require.NoError(t, err)
 	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
@@ -253,7 +252,7 @@ func TestUnknownClassRefusedAtLoad(t *testing.T) {
 
 func TestUnknownBindingRefusedAtLoad(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
-	m, err := plugins.ParseManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"STORES\"\nclass_name = \"Store\"\n"))
+	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"STORES\"\nclass_name = \"Store\"\n"))
 	require.NoError(t, err)
 	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})

@@ -40,10 +40,20 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	code := m.Run()
+	code := testutil.RunEachEngine(m, plugins.Engines)
 	removeInit()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// parseTestManifest is plugins.ParseManifest on the engine of this run of
+// the tests (testutil.RunEachEngine).
+func parseTestManifest(text []byte) (*plugins.Manifest, error) {
+	m, err := plugins.ParseManifest(text)
+	if err == nil && testutil.Engine != "" {
+		m.Limits.Engine = testutil.Engine
+	}
+	return m, err
 }
 
 type testWorker struct {
@@ -71,7 +81,7 @@ func serveGuest(t testing.TB, pkg, manifest, dataDir string) *testWorker {
 func serveGuestConfig(t testing.TB, pkg, manifest, dataDir string, edit func(*Config)) *testWorker {
 	t.Helper()
 	wasm := testutil.BuildGuest(t, pkg)
-	m, err := plugins.ParseManifest([]byte(manifest))
+	m, err := parseTestManifest([]byte(manifest))
 	require.NoError(t, err)
 	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -33,7 +33,7 @@ const engineModule = `(module
   (func (export "spin") (loop $l (br $l)))
 )`
 
-func compileEngineModule(t *testing.T, engine string, memLimit uint64) CompiledModule {
+func compileEngineModule(t testing.TB, engine string, memLimit uint64) CompiledModule {
 	wasm, err := wasmtime.Wat2Wasm(engineModule)
 	require.NoError(t, err)
 	read := HostFunc{Name: "read", Params: []ValueType{I32, I32}, Results: []ValueType{I32},
@@ -55,7 +55,7 @@ func compileEngineModule(t *testing.T, engine string, memLimit uint64) CompiledM
 	return m
 }
 
-func instantiate(t *testing.T, m CompiledModule, cfg InstanceConfig) ModuleInstance {
+func instantiate(t testing.TB, m CompiledModule, cfg InstanceConfig) ModuleInstance {
 	inst, err := m.Instantiate(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { inst.Close(context.Background()) })

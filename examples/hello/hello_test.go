@@ -14,23 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 // TestHelloThroughWharfServe builds the example and the wharf binary and
-// runs them for real on loopback, on each engine.
+// runs them for real on loopback.
 func TestHelloThroughWharfServe(t *testing.T) {
-	for _, engine := range plugins.Engines {
-		t.Run(engine, func(t *testing.T) { testHello(t, engine) })
-	}
-}
-
-func testHello(t *testing.T, engine string) {
 	dir := filepath.Join(testutil.RepoRoot(), "examples", "hello")
 	data := t.TempDir()
-	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data, "--engine", engine)
+	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
 	assert.Contains(t, srv.Logs(), "compiling hello.wasm (", "a cold cache says what it is doing")
-	assert.Contains(t, srv.Logs(), "engine="+engine)
+	assert.Contains(t, srv.Logs(), "engine="+testutil.Engine)
 
 	resp, err := http.Get(srv.URL + "/")
 	require.NoError(t, err)
@@ -67,7 +60,7 @@ func testHello(t *testing.T, engine string) {
 	require.NoError(t, srv.Stop(15*time.Second), "wharf serve exits cleanly on SIGTERM")
 	assert.True(t, srv.WaitLog("shutting down", 5*time.Second))
 
-	restarted := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data, "--engine", engine, "--no-build")
+	restarted := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data, "--no-build")
 	assert.NotContains(t, restarted.Logs(), "compiling", "the compile cache survives a restart")
 	resp, err = http.Get(restarted.URL + "/")
 	require.NoError(t, err)

@@ -61,12 +61,12 @@ type Serve struct {
 
 var servingURL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`)
 
-// StartServe runs `wharf serve args...` and waits until it listens. The
+// StartServe runs `wharf serve args...` (on Engine) and waits until it listens. The
 // process is killed at cleanup if still running; its log is printed if the
 // test failed.
 func StartServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{"serve"}, args...)...), done: make(chan struct{})}
+	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{"serve"}, engineArgs(args)...)...), done: make(chan struct{})}
 	s.cmd.Dir = RepoRoot()
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
