@@ -82,6 +82,9 @@ func Start(t testing.TB, opts Options) *Plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if testutil.Engine != "" { // this run of wharf's own tests is on one engine
+		m.Limits.Engine = testutil.Engine
+	}
 	if len(m.Containers) > 0 {
 		if reason := cannotRunContainers(); reason != "" {
 			t.Skipf("wharftest: %s declares [[containers]], which %s", m.Path, reason)
