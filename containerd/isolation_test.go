@@ -4,19 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/fakenet"
-	"github.com/wharfhq/wharf/internal/testimages"
 )
 
 // TestContainerReachesNothingOfWharfOrHost sends UDP and ICMP from an
@@ -26,26 +27,9 @@ import (
 // forwarded: none. The same container still reaches the fake internet.
 func TestContainerReachesNothingOfWharfOrHost(t *testing.T) {
 	inet := fakenet.Start(t)
-	data := t.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	b, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	imgs, err := ImportArchive(context.Background(), b.Client, archive, "")
-	require.NoError(t, err)
-	m, err := NewManager(b, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, m.Close(context.Background()))
-		require.NoError(t, RemoveImage(context.Background(), b.Client, imgs[0].Name, false))
-		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
-		require.NoError(t, err)
-		assert.Empty(t, left)
-		b.Close()
-	})
+	m, image := testManager(t)
 	policy := func(internet bool) *egress.Policy { p, _ := egress.NewPolicy(internet, nil, nil); return p }
-	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, Capabilities: []string{"CAP_NET_RAW"}}
+	spec := ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}, Capabilities: []string{"CAP_NET_RAW"}}
 	open, err := m.Start(context.Background(), "Box", "open", spec, policy(true), 0)
 	require.NoError(t, err)
 	other, err := m.Start(context.Background(), "Box", "other", spec, policy(false), 0)
@@ -80,6 +64,41 @@ func TestContainerReachesNothingOfWharfOrHost(t *testing.T) {
 	assert.Equal(t, "echo: over udp\n", out, "the internet is still reachable")
 	code, out = run("ping", "-c", "1", "-W", "2", inet.Addr.String())
 	assert.Equal(t, uint32(0), code, "ICMP to the internet: %s", out)
+}
+
+// TestProxyAndResolverListenForContainersOnly reaches for the egress proxy
+// and resolver at the host's other addresses: they are not there, while
+// containers use both.
+func TestProxyAndResolverListenForContainersOnly(t *testing.T) {
+	inet := fakenet.Start(t)
+	m, image := testManager(t)
+	proxy, resolver := m.Gateway().Ports()
+	for _, ip := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), inet.HostAddr} {
+		_, err := net.DialTimeout("tcp", netip.AddrPortFrom(ip, proxy).String(), time.Second)
+		assert.ErrorIs(t, err, unix.ECONNREFUSED, "the proxy at %s", ip)
+		_, err = net.DialTimeout("tcp", netip.AddrPortFrom(ip, resolver).String(), time.Second)
+		assert.ErrorIs(t, err, unix.ECONNREFUSED, "the resolver (TCP) at %s", ip)
+		q := new(dns.Msg).SetQuestion("example.test.", dns.TypeA)
+		_, _, err = (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(q, netip.AddrPortFrom(ip, resolver).String())
+		assert.Error(t, err, "the resolver (UDP) at %s", ip)
+	}
+	p, _ := egress.NewPolicy(false, nil, nil)
+	require.NoError(t, p.InterceptHTTP("api.test", "h"))
+	mc, err := m.Start(context.Background(), "Box", "a", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, p, 0)
+	require.NoError(t, err)
+	// Each container link carries the listen address: it stays when
+	// another link goes.
+	gone, err := m.Start(context.Background(), "Box", "b", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, p, 0)
+	require.NoError(t, err)
+	_, out, _ := execOut(t, gone.Container, ExecSpec{Args: []string{"probe", "resolve", "api.test"}})
+	assert.Contains(t, out, "198.18.")
+	require.NoError(t, m.Destroy(context.Background(), "Box", "b"))
+	code, out, errOut := execOut(t, mc.Container, ExecSpec{Args: []string{"probe", "resolve", "api.test"}})
+	assert.Equal(t, uint32(0), code, errOut)
+	assert.Contains(t, out, "198.18.", "the resolver answers the container")
+	code, out, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"probe", "get", "http://" + inet.Addr.String() + "/"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Contains(t, out, "status=403", "the proxy answers the container")
 }
 
 // countFrom installs a table of the test's own that, after wharf's table

@@ -135,7 +135,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	n := NewNetwork(o.Subnet, b.DataDir)
 	eg := o.Egress
 	eg.Dir = filepath.Join(b.DataDir, "egress")
-	eg.Scope, eg.LinkPrefix = n.scope, vethPrefix+n.scope
+	eg.Scope, eg.LinkPrefix, eg.ListenAddr = n.scope, vethPrefix+n.scope, n.Gateway()
 	eg.Internal = append(eg.Internal, n.subnet)
 	if eg.Logger == nil {
 		eg.Logger = o.Logger
@@ -605,6 +605,9 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		if p != nil {
 			exitCh, err := task.Wait(context.WithoutCancel(ctx))
+			if err == nil {
+				err = ep.carryGateway()
+			}
 			if err == nil {
 				err = m.gw.Attach(egress.Source{Class: labels[LabelClass], Object: labels[LabelObject], Addr: ep.ContainerIP}, p)
 			}

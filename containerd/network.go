@@ -106,6 +106,12 @@ func (n *Network) allocate() (int, netip.Addr, netip.Addr, error) {
 	return 0, netip.Addr{}, netip.Addr{}, fmt.Errorf("no free /30 left in %s", n.subnet)
 }
 
+// Gateway is the address of slot 0, which no container gets: every host
+// end of a container link carries it as well, and the egress proxy and
+// resolver listen on it, so they are reachable from containers and from
+// nowhere else.
+func (n *Network) Gateway() netip.Addr { return n.subnet.Addr().Next() }
+
 // reserveSlot marks a slot an adopted container already uses.
 func (n *Network) reserveSlot(slot int) {
 	n.mu.Lock()
@@ -174,6 +180,9 @@ func (ep *Endpoint) create() (err error) {
 	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostIP, 30)}); err != nil {
 		return err
 	}
+	if err := ep.carryGateway(); err != nil {
+		return err
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return err
 	}
@@ -208,6 +217,19 @@ func (ep *Endpoint) create() (err error) {
 	gw := net.IP(hostIP.AsSlice())
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: inner.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route for %s: %w", id, err)
+	}
+	return nil
+}
+
+// carryGateway puts the network's gateway address on the host end of the
+// link (links made by an older wharf lack it).
+func (ep *Endpoint) carryGateway() error {
+	link, err := netlink.LinkByName(ep.hostLink)
+	if err == nil {
+		err = netlink.AddrReplace(link, &netlink.Addr{IPNet: ipNet(ep.net.Gateway(), 32)})
+	}
+	if err != nil {
+		return fmt.Errorf("gateway address on %s: %w", ep.hostLink, err)
 	}
 	return nil
 }

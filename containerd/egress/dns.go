@@ -15,19 +15,18 @@ import (
 // removed is noticed soon.
 const syntheticTTL = 5
 
-// startResolver listens for DNS on one port, UDP and TCP, on every address
-// (the nft redirect sends containers' queries to the host end of their
-// link).
+// startResolver listens for DNS on one port, UDP and TCP, at the listen
+// address (where the firewall sends containers' queries).
 func (g *Gateway) startResolver() error {
 	var pc net.PacketConn
 	var ln net.Listener
 	for range 20 { // the same free port for both protocols
-		u, err := net.ListenPacket("udp4", ":0")
+		u, err := listenConfig.ListenPacket(context.Background(), "udp4", net.JoinHostPort(g.cfg.ListenAddr.String(), "0"))
 		if err != nil {
 			return err
 		}
 		port := u.LocalAddr().(*net.UDPAddr).Port
-		t, err := net.Listen("tcp4", ":"+strconv.Itoa(port))
+		t, err := listenConfig.Listen(context.Background(), "tcp4", net.JoinHostPort(g.cfg.ListenAddr.String(), strconv.Itoa(port)))
 		if err != nil {
 			u.Close()
 			continue

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/miekg/dns"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Where containers find the CA: the path the hosted system uses (images
@@ -48,6 +50,10 @@ type Config struct {
 	Scope string
 	// LinkPrefix is the name prefix of the host ends of container links.
 	LinkPrefix string
+	// ListenAddr is the container-facing address the proxy and resolver
+	// listen on, and only there: every container link carries it, and
+	// the firewall sends containers' TCP and DNS to it.
+	ListenAddr netip.Addr
 	// Internal are addresses no container may reach (other containers,
 	// for one): the proxy never dials them and the firewall forwards
 	// nothing to them; loopback and SyntheticRange always are.
@@ -129,12 +135,20 @@ func Start(cfg Config) (g *Gateway, err error) {
 		return nil, err
 	}
 	proxyPort, dnsPort := g.Ports()
-	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, dnsPort, proxyPort, cfg.Internal)
+	g.fw, err = installFirewall(cfg.Scope, cfg.LinkPrefix, cfg.ListenAddr, dnsPort, proxyPort, cfg.Internal)
 	if err != nil {
 		return nil, err
 	}
 	return g, nil
 }
+
+// listenConfig binds with IP_FREEBIND: the listen address lives on the
+// container links, which come and go with the containers.
+var listenConfig = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1) })
+	return errors.Join(err, serr)
+}}
 
 // systemResolvers are the host's nameservers.
 func systemResolvers() []string {

@@ -19,6 +19,7 @@ import (
 // Container links are matched by name prefix ("wh<scope>"):
 //
 //	prerouting (nat):  DNS (udp/tcp 53) → the resolver; all other TCP → the proxy
+//	                   (both at the listen address every container link carries)
 //	input:             from containers only the resolver and proxy ports (and
 //	                   what belongs to their connections); no ICMP
 //	forward:           containers in @internet may send (UDP, ICMP) out, never
@@ -47,9 +48,10 @@ type firewall struct {
 }
 
 // installFirewall creates the table for links named linkPrefix*, sending
-// DNS to dnsPort and TCP to proxyPort and forwarding nothing to internal.
+// DNS to listen:dnsPort and TCP to listen:proxyPort and forwarding nothing
+// to internal.
 // A table left by a crashed run of the same scope is replaced.
-func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16, internal []netip.Prefix) (*firewall, error) {
+func installFirewall(scope, linkPrefix string, listen netip.Addr, dnsPort, proxyPort uint16, internal []netip.Prefix) (*firewall, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -85,9 +87,9 @@ func installFirewall(scope, linkPrefix string, dnsPort, proxyPort uint16, intern
 		c.AddRule(&nftables.Rule{Table: fw.table, Chain: ch, Exprs: all})
 	}
 	// DNS to the resolver, whatever server the container asked.
-	add(pre, fromCtr, l4(unix.IPPROTO_UDP), dport(53), redirect(dnsPort))
-	add(pre, fromCtr, l4(unix.IPPROTO_TCP), dport(53), redirect(dnsPort))
-	add(pre, fromCtr, l4(unix.IPPROTO_TCP), redirect(proxyPort))
+	add(pre, fromCtr, l4(unix.IPPROTO_UDP), dport(53), dnat(listen, dnsPort))
+	add(pre, fromCtr, l4(unix.IPPROTO_TCP), dport(53), dnat(listen, dnsPort))
+	add(pre, fromCtr, l4(unix.IPPROTO_TCP), dnat(listen, proxyPort))
 
 	add(input, fromCtr, established(), verdict(expr.VerdictAccept))
 	add(input, fromCtr, l4(unix.IPPROTO_TCP), dport(proxyPort), verdict(expr.VerdictAccept))
@@ -196,10 +198,11 @@ func dport(port uint16) []expr.Any {
 	}
 }
 
-func redirect(port uint16) []expr.Any {
+func dnat(addr netip.Addr, port uint16) []expr.Any {
 	return []expr.Any{
-		&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
-		&expr.Redir{RegisterProtoMin: 1},
+		&expr.Immediate{Register: 1, Data: addr.AsSlice()},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(port)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 	}
 }
 

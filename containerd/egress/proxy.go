@@ -69,11 +69,11 @@ func (m *connMeta) permitted() bool { return m.from.policy.permits(m.resolved) }
 type metaKey struct{}
 
 func (g *Gateway) startProxy() error {
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{})
+	ln, err := listenConfig.Listen(context.Background(), "tcp4", net.JoinHostPort(g.cfg.ListenAddr.String(), "0"))
 	if err != nil {
 		return err
 	}
-	g.proxyLn = ln
+	g.proxyLn = ln.(*net.TCPListener)
 	g.upstream = &http.Transport{
 		DialContext:         g.dialUpstream,
 		MaxIdleConnsPerHost: 64,
@@ -121,7 +121,7 @@ func (g *Gateway) startProxy() error {
 	go func() {
 		defer g.wg.Done()
 		for {
-			c, err := ln.AcceptTCP()
+			c, err := g.proxyLn.AcceptTCP()
 			if err != nil {
 				return
 			}
