@@ -131,7 +131,9 @@ func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
 
 	code, body = w.call(t, "STORE", "t", "PutThenPanic", "c")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "object panicked on purpose")
+	assert.Contains(t, body, "the object's event failed (request id ", "the caller learns the request id")
+	assert.NotContains(t, body, "panicked on purpose", "never the panic")
+	assert.Contains(t, w.logs.String(), "object panicked on purpose", "the log has it")
 	code, _ = w.call(t, "STORE", "t", "Get", "c")
 	assert.Equal(t, 500, code, "a panicking event's write was undone")
 }

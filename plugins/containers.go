@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -151,8 +152,8 @@ func (m *Manifest) checkContainers(data []byte) error {
 		}
 		c.Resources = r
 		switch {
-		case c.PersistentMB < 0:
-			return fmt.Errorf("%s: class %s: persistent_mb must not be negative, got %d", where, c.ClassName, c.PersistentMB)
+		case c.PersistentMB < 0 || c.PersistentMB > MaxDiskMB:
+			return fmt.Errorf("%s: class %s: persistent_mb must be between 0 and %d, got %d", where, c.ClassName, MaxDiskMB, c.PersistentMB)
 		case c.PersistentMB == 0:
 			c.PersistentMB = r.DiskMB
 		}
@@ -196,9 +197,16 @@ func resolveInstanceType(v any) (InstanceType, error) {
 	case map[string]any:
 		var r InstanceType
 		for k, val := range t {
+			limit, ok := instanceTypeLimits[k]
+			if !ok {
+				return InstanceType{}, fmt.Errorf("unknown key %q (use vcpu, memory_mib, disk_mb)", k)
+			}
 			num, ok := toFloat(val)
-			if !ok || num <= 0 {
-				return InstanceType{}, fmt.Errorf("%s must be a positive number, got %v", k, val)
+			if !ok || !(num > 0 && num <= limit) { // also refuses NaN
+				return InstanceType{}, fmt.Errorf("%s must be a number above 0 and at most %g, got %v", k, limit, val)
+			}
+			if k != "vcpu" && num != math.Trunc(num) {
+				return InstanceType{}, fmt.Errorf("%s must be a whole number, got %v", k, val)
 			}
 			switch k {
 			case "vcpu":
@@ -207,8 +215,6 @@ func resolveInstanceType(v any) (InstanceType, error) {
 				r.MemoryMiB = int(num)
 			case "disk_mb":
 				r.DiskMB = int(num)
-			default:
-				return InstanceType{}, fmt.Errorf("unknown key %q (use vcpu, memory_mib, disk_mb)", k)
 			}
 		}
 		if r.VCPU == 0 || r.MemoryMiB == 0 {
@@ -221,6 +227,18 @@ func resolveInstanceType(v any) (InstanceType, error) {
 	}
 	return InstanceType{}, fmt.Errorf("must be a name or a table, got %v", v)
 }
+
+// instanceTypeLimits are the largest values a custom instance type may
+// ask for: beyond them a size no longer fits the cgroup and filesystem
+// arithmetic, and a host this large does not exist.
+var instanceTypeLimits = map[string]float64{
+	"vcpu":       1024,
+	"memory_mib": 1 << 24, // 16 TiB
+	"disk_mb":    MaxDiskMB,
+}
+
+// MaxDiskMB is the largest disk_mb or persistent_mb (1 PiB).
+const MaxDiskMB = 1 << 30
 
 func toFloat(v any) (float64, bool) {
 	switch n := v.(type) {

@@ -123,16 +123,22 @@ func TestManifestContainers(t *testing.T) {
 	assert.Equal(t, 300, m.Containers[0].PersistentMB)
 
 	cases := map[string]string{
-		"[[containers]]\nimage = \"i\"\n":                                                           `6:1: containers[0]: missing required key "class_name"`,
-		"[[containers]]\nclass_name = \"Sandbox\"\n":                                                `class Sandbox: missing required key "image"`,
-		"[[containers]]\nclass_name = \"Other\"\nimage = \"i\"\n":                                   `class "Other" has no [[durable_objects.bindings]] entry`,
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = \"huge\"\n":       `instance_type: unknown instance type "huge" (use one of basic, lite, standard-1`,
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1 }\n":   "a custom instance type needs vcpu and memory_mib",
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { cpus = 1 }\n":   `unknown key "cpus"`,
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = -1\n":             "max_instances must not be negative",
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = -5\n":             "class Sandbox: persistent_mb must not be negative, got -5",
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ncapabilities = [\"SYS_ADMIN\"]\n": `class Sandbox: capabilities: "SYS_ADMIN" cannot be granted (a class may ask for NET_RAW)`,
-		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                      `unknown key "containers.ports"`,
+		"[[containers]]\nimage = \"i\"\n":                                                                                                          `6:1: containers[0]: missing required key "class_name"`,
+		"[[containers]]\nclass_name = \"Sandbox\"\n":                                                                                               `class Sandbox: missing required key "image"`,
+		"[[containers]]\nclass_name = \"Other\"\nimage = \"i\"\n":                                                                                  `class "Other" has no [[durable_objects.bindings]] entry`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = \"huge\"\n":                                                      `instance_type: unknown instance type "huge" (use one of basic, lite, standard-1`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1 }\n":                                                  "a custom instance type needs vcpu and memory_mib",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { cpus = 1 }\n":                                                  `unknown key "cpus"`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = -1\n":                                                            "max_instances must not be negative",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = -5\n":                                                            "class Sandbox: persistent_mb must be between 0 and 1073741824, got -5",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = 9223372036854775807\n":                                           "class Sandbox: persistent_mb must be between 0 and 1073741824, got 9223372036854775807",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = nan, memory_mib = 512 }\n":                              "vcpu must be a number above 0 and at most 1024, got NaN",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = inf, memory_mib = 512 }\n":                              "vcpu must be a number above 0 and at most 1024, got +Inf",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 1e300 }\n":                              "memory_mib must be a number above 0 and at most 1.6777216e+07, got 1e+300",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512, disk_mb = 0.5 }\n":                 "disk_mb must be a whole number, got 0.5",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512, disk_mb = 9223372036854775807 }\n": "disk_mb must be a number above 0 and at most 1.073741824e+09",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ncapabilities = [\"SYS_ADMIN\"]\n":                                                `class Sandbox: capabilities: "SYS_ADMIN" cannot be granted (a class may ask for NET_RAW)`,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                                                                     `unknown key "containers.ports"`,
 	}
 	for extra, want := range cases {
 		_, err := ParseManifest([]byte(base + extra))

@@ -114,10 +114,8 @@ func objectHandler() http.Handler {
 // onCall is the body of wharf_on_call.
 func onCall(call uint32) (status int32) {
 	defer func() {
-		if p := recover(); p != nil { // fail the event, and tell the caller why
-			msg := fmt.Sprintf("panic in %T call: %v", current, p)
-			wharf.Log(abi.LogError, msg+"\n"+string(debug.Stack()))
-			wharf.CallReturn(call, abi.StatusIO, []byte(msg))
+		if p := recover(); p != nil { // fail the event; the host tells the caller its request id, never the panic
+			wharf.Log(abi.LogError, fmt.Sprintf("panic in %T call: %v\n%s", current, p, debug.Stack()))
 			status = 1
 		}
 	}()

@@ -165,6 +165,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer lock.Unlock()
+	dataDir = lock.Path
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))

@@ -53,6 +53,14 @@ func TestSecondServeOnSameDataDirIsRefused(t *testing.T) {
 	out, code = wharfCmd(t, "", "images", "ls", "--data-dir", data)
 	assert.Equal(t, 1, code)
 	assert.Equal(t, want, out)
+	// The lock is on the directory: neither another path to it nor deleting
+	// the pid file lets a second wharf in.
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(abs, link))
+	require.NoError(t, os.Remove(filepath.Join(data, "wharf.lock")))
+	out, code = wharfCmd(t, "", "serve", app, "--listen", "127.0.0.1:0", "--data-dir", link)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, "wharf: the data directory "+link+" is in use by another wharf; stop it or choose another --data-dir\n", out)
 
 	assert.Equal(t, 200, get(), "the first wharf still serves")
 	out, code = wharfCmd(t, "", "ps", "--data-dir", data)

@@ -53,6 +53,7 @@ func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, ar
 				return err
 			}
 			defer lock.Unlock()
+			f.dataDir = lock.Path
 		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
