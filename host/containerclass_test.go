@@ -121,11 +121,14 @@ func TestContainerClassHardTimeout(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	w := serveGuest(t, "testdata/guests/objects", webManifest, data)
+	first := time.Now()
 	w.mustCall(t, "WEBHARD", "h", "Start", nil)
 	time.Sleep(1500 * time.Millisecond)
 	w.mustCall(t, "WEBHARD", "h", "Destroy", nil)
-	w.mustCall(t, "WEBHARD", "h", "Start", nil) // a new run: its own 3 s
-	time.Sleep(2 * time.Second)                 // past the first run's deadline
+	second := time.Now()
+	w.mustCall(t, "WEBHARD", "h", "Start", nil)                // a new run: its own 3 s
+	time.Sleep(time.Until(first.Add(3500 * time.Millisecond))) // past the first run's deadline
+	require.Less(t, time.Since(second), 3*time.Second, "the check must come before the second run's own deadline")
 	assert.Equal(t, "healthy", w.status(t, "WEBHARD", "h"), "the first run's deadline does not end the second")
 	require.Eventually(t, func() bool {
 		s := w.status(t, "WEBHARD", "h")

@@ -115,9 +115,12 @@ func Write(ctx context.Context, opts Options) error {
 	return tidy(ctx, dir)
 }
 
-// tidy runs go mod tidy against the local module cache only.
+// tidy runs go mod tidy against the local module cache only. With -e it
+// does not give up on packages that only the tests of wharf's own
+// dependencies import (they are never built for the plugin, and may be
+// missing from the cache).
 func tidy(ctx context.Context, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "mod", "tidy")
+	cmd := exec.CommandContext(ctx, "go", "mod", "tidy", "-e")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -88,6 +89,9 @@ func Start(t testing.TB, opts Options) *Plugin {
 	if len(m.Containers) > 0 {
 		if reason := cannotRunContainers(); reason != "" {
 			t.Skipf("wharftest: %s declares [[containers]], which %s", m.Path, reason)
+		}
+		if err := useInit(m.Dir); err != nil {
+			t.Fatal(err)
 		}
 	}
 	wasm := m.WasmPath()
@@ -190,4 +194,36 @@ func cannotRunContainers() string {
 		}
 	}
 	return ""
+}
+
+var (
+	initOnce sync.Once
+	initErr  error
+)
+
+// useInit builds the container agent once per test process, from the
+// plugin's own module in dir, and points WHARF_INIT at it, unless
+// WHARF_INIT already names one. The binary lives in the system's temporary
+// directory for the rest of the process (a few MB).
+func useInit(dir string) error {
+	if os.Getenv(wire.InitEnv) != "" {
+		return nil
+	}
+	initOnce.Do(func() {
+		tmp, err := os.MkdirTemp("", "wharftest-init-")
+		if err != nil {
+			initErr = err
+			return
+		}
+		out := filepath.Join(tmp, wire.InitName)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/wharfhq/wharf/cmd/wharf-init")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			initErr = fmt.Errorf("wharftest: building the container agent: %v\n%s", err, msg)
+			return
+		}
+		initErr = os.Setenv(wire.InitEnv, out)
+	})
+	return initErr
 }

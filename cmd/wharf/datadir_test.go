@@ -37,7 +37,7 @@ func TestSecondServeOnSameDataDirIsRefused(t *testing.T) {
 		return resp.StatusCode
 	}
 	require.Equal(t, 200, get())
-	pidOf := regexp.MustCompile(`(?m)^APP\s+App\s+[0-9a-f]{16}\s+running\s+\S+\s+\S+\s+(\d+)`)
+	pidOf := regexp.MustCompile(`(?m)^APP\s+\S+\s+App\s+[0-9a-f]{16}\s+running\s+\S+\s+\S+\s+(\d+)`)
 	out, code := wharfCmd(t, "", "ps", "--data-dir", data)
 	require.Equal(t, 0, code, out)
 	before := pidOf.FindStringSubmatch(out)
