@@ -68,7 +68,9 @@ func newAlarmScheduler(path string, objs *Objects) (*alarmScheduler, error) {
 		}
 	}
 	rows.Close()
+	s.mu.Lock() // fire may run before AfterFunc returns; reschedule waits for the timer
 	s.timer = time.AfterFunc(0, s.fire)
+	s.mu.Unlock()
 	return s, nil
 }
 
