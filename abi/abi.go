@@ -1,45 +1,69 @@
-// Package abi is the wharf_v1 contract between the wharf host and guest
+// Package abi is the wharf_v2 contract between the wharf host and guest
 // modules: import and export names, status codes, handle kinds, flags and the
 // encoding of field lists. It is pure Go with no dependencies so that both the
 // host and the guest SDK use the same constants. README.md is the spec.
 package abi
 
-// Version is the ABI version a guest reports from ExportABIVersion. The host
-// refuses modules that report any other version.
-const Version = 1
+// Version is the ABI version; its import module is ImportModule. A module
+// importing another version's module is refused with a message to rebuild.
+const Version = 2
 
 // ImportModule is the Wasm import module name of every host function.
-const ImportModule = "wharf_v1"
+const ImportModule = "wharf_v2"
 
-// Names of the functions a guest exports.
+// ImportModuleV1 is the import module of ABI version 1, whose modules the
+// host refuses.
+const ImportModuleV1 = "wharf_v1"
+
+// ExportStart is the one export a plugin needs: a WASI command's entry
+// point. Its main registers classes and handlers and then calls serve and
+// reads events from the descriptor serve returns, forever.
+const ExportStart = "_start"
+
+// EventRecordSize is the size of one event record read from the event
+// descriptor: four little-endian u32s, EventKind, the event's handle, the
+// object's handle (0 for a Worker event) and an argument.
+const EventRecordSize = 16
+
+// EventKind says what an event record asks of the guest.
+type EventKind uint32
+
+// Event kinds. Each event except EventDrop ends with event_done.
 const (
-	// ExportABIVersion () -> i32 returns Version. Required.
-	ExportABIVersion = "wharf_abi_version"
-	// ExportOnFetch (req: handle) -> i32 handles one HTTP request. Required
-	// for a Worker.
-	ExportOnFetch = "wharf_on_fetch"
-	// ExportInitialize is the reactor initialiser Go and other toolchains
-	// emit; the host calls it once per instance before any event.
-	ExportInitialize = "_initialize"
-	// ExportObjectNew () -> i32 constructs the Durable Object an instance is
-	// dedicated to (see object_self); non-zero fails the activation.
-	// Required when the manifest binds Durable Objects.
-	ExportObjectNew = "wharf_object_new"
-	// ExportOnCall (call: handle) -> i32 runs an RPC method of an object.
-	ExportOnCall = "wharf_on_call"
-	// ExportOnAlarm (retry: i32) -> i32 runs an object's alarm; non-zero
-	// means it failed and is retried.
-	ExportOnAlarm = "wharf_on_alarm"
-	// ExportOnOutbound (req: handle) -> i32 answers a request a container
-	// sent that an interception rule routes to the Worker: like
-	// wharf_on_fetch, with the rule's handler name and the container's
-	// object in FieldHandler, FieldClass and FieldID. Optional.
-	ExportOnOutbound = "wharf_on_outbound"
+	// EventFetch: an HTTP request; the argument is a KindRequest handle.
+	// With an object handle, it is for that object.
+	EventFetch EventKind = 1
+	// EventCall: an RPC method of an object; the argument is a KindCall.
+	EventCall EventKind = 2
+	// EventAlarm: an object's alarm; the argument is the retry count.
+	EventAlarm EventKind = 3
+	// EventConstruct: build the object (object_self names its class and
+	// id); a failed construction fails the activation.
+	EventConstruct EventKind = 4
+	// EventOutbound: a request a container sent that an interception rule
+	// routes to the Worker, as EventFetch; the request's head has
+	// FieldHandler, FieldClass and FieldID.
+	EventOutbound EventKind = 5
+	// EventDrop: the object was evicted; forget its value. The event handle
+	// is 0 and there is nothing to answer.
+	EventDrop EventKind = 6
 )
 
 // Names of the host functions in ImportModule. Signatures are in README.md and
-// in the host's registration table; every function returns a Status as i32.
+// in the host's registration table; every function returns a Status as i32
+// and takes as its first parameter the event it acts for (an event handle,
+// or 0 for the instance itself outside any event).
 const (
+	// ImportServe (fd_out: ptr) ends initialisation (classes, bindings and
+	// handlers are registered) and gives the event descriptor.
+	ImportServe = "serve"
+	// ImportEventDone (status: i32) ends the event: 0 succeeded, anything
+	// else failed (its writes are rolled back).
+	ImportEventDone = "event_done"
+	// ImportWaitFD (handles: ptr, n, fd_out: ptr) gives a descriptor that
+	// becomes readable once one of the handles is ready (see poll); close
+	// it with fd_close.
+	ImportWaitFD       = "wait_fd"
 	ImportLastError    = "last_error"
 	ImportLog          = "log"
 	ImportRequestHead  = "request_head"

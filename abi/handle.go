@@ -28,15 +28,17 @@ type Kind uint8
 
 // Handle kinds.
 const (
-	KindRequest     Kind = 1 // an incoming HTTP request
-	KindResponse    Kind = 2 // a response received from fetch
-	KindReadStream  Kind = 3 // a readable byte stream
-	KindWriteStream Kind = 4 // a writable byte stream
-	KindPending     Kind = 5 // a result that is not ready yet (fetch, forward)
-	KindTimer       Kind = 6 // a timer that becomes ready when it fires
-	KindCall        Kind = 7 // an RPC call being served by an object
-	KindCursor      Kind = 8 // the result of a SQL statement
-	KindProcess     Kind = 9 // a process started in a container
+	KindRequest     Kind = 1  // an incoming HTTP request
+	KindResponse    Kind = 2  // a response received from fetch
+	KindReadStream  Kind = 3  // a readable byte stream
+	KindWriteStream Kind = 4  // a writable byte stream
+	KindPending     Kind = 5  // a result that is not ready yet (fetch, forward)
+	KindTimer       Kind = 6  // a timer that becomes ready when it fires
+	KindCall        Kind = 7  // an RPC call being served by an object
+	KindCursor      Kind = 8  // the result of a SQL statement
+	KindProcess     Kind = 9  // a process started in a container
+	KindEvent       Kind = 10 // an event being served (see EventKind)
+	KindObject      Kind = 11 // a live Durable Object hosted by the instance
 )
 
 // String names the kind for error messages.
@@ -60,6 +62,10 @@ func (k Kind) String() string {
 		return "cursor"
 	case KindProcess:
 		return "process"
+	case KindEvent:
+		return "event"
+	case KindObject:
+		return "object"
 	}
 	return "unknown"
 }

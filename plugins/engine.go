@@ -115,6 +115,9 @@ type InstanceConfig struct {
 	Data any
 	// Stdout and Stderr receive the guest's WASI output.
 	Stdout, Stderr io.Writer
+	// Descriptors are the instance's file descriptors from 3 up; nil means
+	// none.
+	Descriptors Descriptors
 }
 
 // ModuleInstance is one running copy of a module. It is not safe for concurrent

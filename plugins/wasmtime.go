@@ -116,12 +116,14 @@ func NewWasmtimeEngine(ctx context.Context, cfg EngineConfig) (*WasmtimeEngine, 
 		e.Close(ctx)
 		return nil, err
 	}
-	// Guest output goes to the instance's writers; wasmtime's WASI only
-	// writes to files, so fd_write is wharf's own.
+	// Guest output and descriptors are wharf's own (wasmtime's WASI only
+	// knows files).
 	e.linker.AllowShadowing(true)
-	if err := e.define(wasiModule, fdWrite); err != nil {
-		e.Close(ctx)
-		return nil, err
+	for _, f := range wasiFuncs {
+		if err := e.define(wasiModule, f); err != nil {
+			e.Close(ctx)
+			return nil, err
+		}
 	}
 	for module, funcs := range cfg.HostModules {
 		for _, f := range funcs {
@@ -226,49 +228,6 @@ func wharfHostCall(id C.uintptr_t, cx *C.wasmtime_context_t, raw *C.wasmtime_val
 		vals[i].lo = C.uint64_t(stack[i])
 	}
 	return nil
-}
-
-// fdWrite is WASI's fd_write for stdout and stderr; other descriptors do
-// not exist for a plugin.
-var fdWrite = HostFunc{
-	Name:    "fd_write",
-	Params:  []ValueType{I32, I32, I32, I32},
-	Results: []ValueType{I32},
-	Fn: func(_ context.Context, c Caller, s []uint64) {
-		const errnoBadf, errnoFault = 8, 21
-		inst := c.(*wasmtimeInstance)
-		var w io.Writer
-		switch s[0] {
-		case 1:
-			w = inst.stdout
-		case 2:
-			w = inst.stderr
-		default:
-			s[0] = errnoBadf
-			return
-		}
-		iovs, n, out := uint32(s[1]), uint32(s[2]), uint32(s[3])
-		mem := inst.Memory()
-		var total uint32
-		for i := range n {
-			ptr, ok1 := mem.ReadUint32(iovs + 8*i)
-			size, ok2 := mem.ReadUint32(iovs + 8*i + 4)
-			b, ok3 := mem.Read(ptr, size)
-			if !ok1 || !ok2 || !ok3 {
-				s[0] = errnoFault
-				return
-			}
-			if w != nil {
-				w.Write(b)
-			}
-			total += size
-		}
-		if !mem.WriteUint32(out, total) {
-			s[0] = errnoFault
-			return
-		}
-		s[0] = 0
-	},
 }
 
 // Compile loads the module's compiled code from the cache or compiles it
@@ -402,7 +361,7 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, cfg InstanceConfig) (M
 	store.SetWasi(wasmtime.NewWasiConfig())
 	inst := &wasmtimeInstance{
 		store: store, cx: (*C.wasmtime_context_t)(unsafe.Pointer(store.Context())),
-		data: cfg.Data, stdout: cfg.Stdout, stderr: cfg.Stderr, ctx: ctx,
+		data: cfg.Data, stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), ctx: ctx,
 		funcs:     map[string]*wasmtimeFunc{},
 		interrupt: (*C.int32_t)(C.calloc(1, 4)),
 	}
@@ -446,6 +405,7 @@ type wasmtimeInstance struct {
 	data   any
 	stdout io.Writer
 	stderr io.Writer
+	fds    Descriptors
 	// interrupt, set to 1 from any goroutine, stops the guest at its next
 	// epoch tick. It is C memory so the epoch callback can read it.
 	interrupt *C.int32_t
@@ -458,6 +418,14 @@ type wasmtimeInstance struct {
 
 func (i *wasmtimeInstance) Memory() Memory { return &i.mem }
 func (i *wasmtimeInstance) Data() any      { return i.data }
+
+func (i *wasmtimeInstance) descriptors() Descriptors { return i.fds }
+func (i *wasmtimeInstance) output(fd uint32) io.Writer {
+	if fd == fdStdout {
+		return i.stdout
+	}
+	return i.stderr
+}
 
 func (i *wasmtimeInstance) HasExport(name string) bool {
 	_, ok := i.funcs[name]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -37,7 +38,14 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 		rc = rc.WithCompilationCache(cache)
 	}
 	e.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.runtime); err != nil {
+	wasi := e.runtime.NewHostModuleBuilder(wasiModule)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
+	for _, f := range wasiFuncs { // wharf's own descriptors replace WASI's files
+		wasi.NewFunctionBuilder().
+			WithGoModuleFunction(wrapHostFunc(f.Fn), wazeroTypes(f.Params), wazeroTypes(f.Results)).
+			Export(f.Name)
+	}
+	if _, err := wasi.Instantiate(ctx); err != nil {
 		e.Close(ctx)
 		return nil, err
 	}
@@ -146,13 +154,8 @@ func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (Mod
 		WithSysWalltime().
 		WithSysNanosleep().
 		WithRandSource(cryptoRand{})
-	if cfg.Stdout != nil {
-		mc = mc.WithStdout(cfg.Stdout)
-	}
-	if cfg.Stderr != nil {
-		mc = mc.WithStderr(cfg.Stderr)
-	}
-	inst := &wazeroInstance{data: cfg.Data, funcs: map[string]api.Function{}}
+	inst := &wazeroInstance{data: cfg.Data, funcs: map[string]api.Function{},
+		stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors)}
 	mod, err := m.runtime.InstantiateModule(context.WithValue(ctx, callerKey{}, inst), m.compiled, mc)
 	if err != nil {
 		return nil, err
@@ -177,6 +180,9 @@ type wazeroInstance struct {
 	// interrupt, set to 1, makes the guest trap at its next loop header.
 	interrupt api.MutableGlobal
 	data      any
+	stdout    io.Writer
+	stderr    io.Writer
+	fds       Descriptors
 	funcs     map[string]api.Function
 	mu        sync.Mutex // serialises Call; instances are not reentrant
 	stack     [8]uint64
@@ -184,6 +190,14 @@ type wazeroInstance struct {
 
 func (i *wazeroInstance) Memory() Memory { return i.mem }
 func (i *wazeroInstance) Data() any      { return i.data }
+
+func (i *wazeroInstance) descriptors() Descriptors { return i.fds }
+func (i *wazeroInstance) output(fd uint32) io.Writer {
+	if fd == fdStdout {
+		return i.stdout
+	}
+	return i.stderr
+}
 
 func (i *wazeroInstance) HasExport(name string) bool {
 	_, ok := i.funcs[name]
