@@ -190,9 +190,6 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if l.Instances == 0 {
 		l.Instances = runtime.NumCPU()
 	}
-	if l.CPUSlice.Duration < 0 {
-		return nil, fmt.Errorf("%s: must not be negative, got %s", lineOf(data, "limits.cpu_slice"), l.CPUSlice.Duration)
-	}
 	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, DefaultCPUSlice)
 	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
 	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)

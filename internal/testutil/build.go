@@ -22,7 +22,7 @@ func RepoRoot() string {
 }
 
 // BuildGuest compiles the Go package at pkgDir (relative to the repository
-// root) for GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, once per test
+// root), a WASI command, for GOOS=wasip1 GOARCH=wasm, once per test
 // binary, and returns the .wasm path.
 func BuildGuest(t testing.TB, pkgDir string) string {
 	t.Helper()
@@ -36,7 +36,7 @@ func BuildGuest(t testing.TB, pkgDir string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, strings.ReplaceAll(pkgDir, "/", "_")+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = filepath.Join(RepoRoot(), pkgDir)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
