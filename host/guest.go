@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -129,6 +130,16 @@ func (g *guest) end(failure error) {
 	}
 	g.ended = true
 	g.status = failure
+	g.release(failure)
+	if g.handle != 0 {
+		g.table.remove(g.handle)
+	}
+	g.inst.events--
+	close(g.done)
+}
+
+// release frees the handles g owns.
+func (g *guest) release(failure error) {
 	for _, h := range g.owned {
 		if s, err := g.table.slot(h); err == nil && s.owner == g {
 			_, obj, _ := g.table.remove(h)
@@ -136,11 +147,17 @@ func (g *guest) end(failure error) {
 		}
 	}
 	g.owned = nil
-	if g.handle != 0 {
-		g.table.remove(g.handle)
+}
+
+// objectScope is the scope of the event's object itself, for handles that
+// outlive the event (a container monitor a constructor's goroutine waits
+// on); they are released when the object leaves the instance.
+func (g *guest) objectScope() *guest {
+	obj := g.object
+	if obj.scope == nil || obj.scope.inst != g.inst {
+		obj.scope = &guest{inst: g.inst, table: g.table, ctx: context.Background(), object: obj, done: make(chan struct{})}
 	}
-	g.inst.events--
-	close(g.done)
+	return obj.scope
 }
 
 // releaseObject frees what a handle held.
@@ -162,6 +179,10 @@ func releaseObject(obj any, failure error) {
 		o.close()
 	case *waitFD:
 		o.closed = true
+	case *process:
+		if !o.ready() { // an exec no event waits for any more
+			go o.proc.Kill(context.Background(), syscall.SIGKILL)
+		}
 	}
 }
 

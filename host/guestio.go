@@ -131,6 +131,9 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 		if d.kind == abi.EventDrop && obj != 0 {
 			in.table.remove(obj)
 			d.obj.ref = 0
+			if sc := d.obj.scope; sc != nil && sc.inst == in {
+				sc.release(nil)
+			}
 		}
 		rec := p[n : n+abi.EventRecordSize]
 		binary.LittleEndian.PutUint32(rec[0:], uint32(d.kind))

@@ -80,7 +80,9 @@ type object struct {
 	// there; nil and 0 while it has none.
 	inst *instance
 	ref  abi.Handle
-	db   *storage.DB
+	// scope owns the object's handles that outlive its events.
+	scope *guest
+	db    *storage.DB
 	// egress is the policy of the object's container, made on first use;
 	// only the object's own events touch it.
 	egress *egress.Policy
@@ -414,8 +416,13 @@ func (obj *object) handle(ev *objectEvent) {
 			logger = g.log()
 		}
 		logger.Error("object event failed", "err", err)
-		if !obj.inst.alive() {
+		switch {
+		case !obj.inst.alive():
 			obj.inst, obj.ref = nil, 0
+		case errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
+			// The guest may still be running the event it was abandoned
+			// in: its value is rebuilt from storage on the next event.
+			obj.deactivate()
 		}
 	}
 	ev.finish(err)

@@ -30,6 +30,8 @@ type instanceSet struct {
 	changed   chan struct{} // closed and replaced when instances change
 	closed    bool
 	refilling bool
+	started   uint64
+	ended     uint64
 	wg        sync.WaitGroup
 }
 
@@ -84,6 +86,7 @@ func (rt *instanceSet) add(in *instance) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.instances = append(rt.instances, in)
+	rt.started++
 	rt.notifyLocked()
 	rt.wg.Add(1)
 	go rt.supervise(in)
@@ -132,6 +135,7 @@ func (rt *instanceSet) supervise(in *instance) {
 		}
 	}
 	closed := rt.closed
+	rt.ended++
 	rt.notifyLocked()
 	rt.mu.Unlock()
 	if closed || plugins.Stopped(err) {
@@ -235,6 +239,29 @@ func (rt *instanceSet) refill() {
 		rt.refilling = false
 		rt.mu.Unlock()
 	}()
+}
+
+// InstanceStats is a snapshot of a plugin's instances.
+type InstanceStats struct {
+	// Live instances are running; Started and Ended count them since
+	// the host started (replacements included).
+	Live           int
+	Started, Ended uint64
+	// Events are being served now; Objects are live on the instances.
+	Events, Objects int
+}
+
+func (rt *instanceSet) stats() InstanceStats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st := InstanceStats{Live: len(rt.instances), Started: rt.started, Ended: rt.ended}
+	for _, in := range rt.instances {
+		in.mu.Lock()
+		st.Events += in.events
+		st.Objects += in.objects
+		in.mu.Unlock()
+	}
+	return st
 }
 
 // first is an instance that is up, for checks after start.

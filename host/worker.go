@@ -155,6 +155,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 // Plugin is the Worker's loaded plugin.
 func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
 
+// Instances reports the plugin's instances.
+func (w *Worker) Instances() InstanceStats { return w.rt.stats() }
+
 // InFlight is the number of requests being served.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
