@@ -134,21 +134,4 @@ func BenchmarkEchoThroughput(b *testing.B) {
 	b.ReportMetric(testutil.Median(guest)/testutil.Median(plain), "ratio")
 }
 
-// BenchmarkImportRoundTrip measures one call from guest to host and back
-// (poll on no handles, which returns at once) against the same guest loop
-// calling a Go function.
-func BenchmarkImportRoundTrip(b *testing.B) {
-	w := benchWorker(b, "testdata/guests/testworker", "")
-	inst, err := w.Plugin().Get(context.Background())
-	require.NoError(b, err)
-	defer w.Plugin().Put(inst)
-	g := inst.Data.(*guest)
-	g.beginEvent(context.Background(), eventID{})
-	defer g.endEvent(nil)
-	testutil.CompareLoops(b, 1_000_000, func(export string, n uint64) error {
-		_, err := inst.Call(context.Background(), export, n)
-		return err
-	}, "bench_poll", "bench_empty", "ns/import", "ns/go_call")
-}
-
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -229,7 +229,7 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 	}
 	p := newPending(g.wake, func() {})
-	if err := g.newHandle(mem, u32(a[0]), abi.KindPending, p); err != nil {
+	if err := g.objectScope().newHandle(mem, u32(a[0]), abi.KindPending, p); err != nil {
 		return err
 	}
 	go func() {

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -108,22 +107,15 @@ func (s *services) importContainerEgress(_ context.Context, g *guest, mem plugin
 	return nil
 }
 
-// errNoOutboundExport is an interception whose plugin cannot answer it.
-var errNoOutboundExport = errors.New("the plugin does not export wharf_on_outbound: register the handler with sdk.HandleOutbound")
-
 // ServeOutbound answers a container's intercepted request with the
-// Worker's wharf_on_outbound, telling it the handler and the container's
-// object.
+// Worker's outbound handler (an abi.EventOutbound event), telling it the
+// handler and the container's object.
 func (s *services) ServeOutbound(w http.ResponseWriter, r *http.Request, src egress.Source, handler string) {
 	wk := s.worker.Load()
-	switch {
-	case wk == nil:
+	if wk == nil {
 		http.Error(w, "wharf egress: the Worker is still loading", http.StatusServiceUnavailable)
 		return
-	case !wk.plugin.HasExport(abi.ExportOnOutbound):
-		http.Error(w, "wharf egress: "+errNoOutboundExport.Error(), http.StatusBadGateway)
-		return
 	}
-	wk.serve(w, r, abi.ExportOnOutbound, [][2]string{
+	wk.serve(w, r, abi.EventOutbound, [][2]string{
 		{abi.FieldHandler, handler}, {abi.FieldClass, src.Class}, {abi.FieldID, src.Object}})
 }

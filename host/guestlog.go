@@ -91,7 +91,7 @@ func cutUTF8(b []byte, n int) []byte {
 // than the limit is logged cut, and the rest of it, up to the next newline,
 // is discarded.
 type lineWriter struct {
-	g        *guest
+	in       *instance
 	logs     *guestLogs
 	level    slog.Level
 	name     string
@@ -133,5 +133,5 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) emit(line []byte) {
-	w.logs.emit(w.g.log(), w.level, line, "stream", w.name)
+	w.logs.emit(w.in.self.log(), w.level, line, "stream", w.name)
 }

@@ -13,12 +13,10 @@ type handleTable struct {
 	slots []slot
 	free  []uint32
 	live  int
-	// byKind counts the live handles of each kind.
-	byKind [16]int
 }
 
-// eventCap bounds the live handles of one kind. The table is emptied at the
-// end of every event, so this caps what one event holds at once: a pending
+// eventCap bounds the live handles of one kind an event owns at once
+// (those it created; they are released when it ends): a pending
 // fetch holds a socket, a stream a buffer, a process a process in a
 // container.
 type eventCap struct {
@@ -36,18 +34,20 @@ var eventCaps = [...]eventCap{
 }
 
 // checkCap refuses one more handle of kind beyond its event cap.
-func (t *handleTable) checkCap(kind abi.Kind) error {
-	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || t.byKind[kind] < eventCaps[kind].max {
+func (g *guest) checkCap(kind abi.Kind) error {
+	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || g.byKind[kind] < eventCaps[kind].max {
 		return nil
 	}
 	c := eventCaps[kind]
-	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, t.byKind[kind], c.what, c.max)
+	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, g.byKind[kind], c.what, c.max)
 }
 
 type slot struct {
 	gen  uint32
 	kind abi.Kind
 	obj  any
+	// owner is the event (or instance scope) that created the handle.
+	owner *guest
 }
 
 const maxGeneration = 1<<(32-abi.IndexBits) - 1
@@ -67,7 +67,6 @@ func (t *handleTable) add(kind abi.Kind, obj any) abi.Handle {
 	s := &t.slots[idx]
 	s.kind, s.obj = kind, obj
 	t.live++
-	t.byKind[kind%16]++
 	return abi.MakeHandle(idx, s.gen)
 }
 
@@ -98,14 +97,16 @@ func (t *handleTable) remove(h abi.Handle) (abi.Kind, any, error) {
 		return 0, nil, err
 	}
 	kind, obj := s.kind, s.obj
-	s.obj = nil
+	if s.owner != nil {
+		s.owner.byKind[kind%16]--
+	}
+	s.obj, s.owner = nil, nil
 	s.gen++
 	if s.gen > maxGeneration {
 		s.gen = 1
 	}
 	t.free = append(t.free, h.Index())
 	t.live--
-	t.byKind[kind%16]--
 	return kind, obj, nil
 }
 

@@ -135,8 +135,8 @@ func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	}
 	in := obj.(*incoming)
 	if in.head == nil {
-		in.head = encodeRequestHead(g.scratch, in.r, in.pseudo)
-		g.scratch = in.head
+		in.head = encodeRequestHead(g.inst.scratch, in.r, in.pseudo)
+		g.inst.scratch = in.head
 	}
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), in.head)
 }

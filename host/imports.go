@@ -23,28 +23,37 @@ var (
 	i64 = plugins.I64
 )
 
-// hostFunc adapts an importFunc to the engine: it finds the guest, runs fn
-// and stores the status as the function's single i32 result.
-func hostFunc(name string, params []plugins.ValueType, fn importFunc) plugins.HostFunc {
+// hostFunc adapts an importFunc to the engine. Every import's first
+// parameter is the event it acts for (0: the instance itself); hostFunc
+// finds that scope under the instance's lock, runs fn with the remaining
+// arguments and stores the status as the function's single i32 result.
+func hostFunc(name string, ps []plugins.ValueType, fn importFunc) plugins.HostFunc {
 	return plugins.HostFunc{
-		Name: name, Params: params, Results: []plugins.ValueType{i32},
+		Name: name, Params: append([]plugins.ValueType{i32}, ps...), Results: []plugins.ValueType{i32},
 		Fn: func(ctx context.Context, c plugins.Caller, stack []uint64) {
-			g := c.Data().(*guest)
-			select {
-			case <-ctx.Done(): // the event is over: refuse to act on its behalf
-				stack[0] = uint64(uint32(g.fail(fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx)))))
-				return
-			default:
-			}
-			if err := fn(ctx, g, c.Memory(), stack); err != nil {
-				if name == abi.ImportLastError { // keep the message being asked for
-					stack[0] = uint64(uint32(statusOf(err)))
-					return
+			in := c.Data().(*instance)
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			g, err := in.scope(handleArg(stack[0]))
+			if err == nil {
+				select {
+				case <-g.ctx.Done(): // the event is over: refuse to act on its behalf
+					err = fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(g.ctx))
+				default:
+					err = fn(g.ctx, g, c.Memory(), stack[1:])
 				}
-				stack[0] = uint64(uint32(g.fail(err)))
-				return
 			}
-			stack[0] = 0
+			switch {
+			case err == nil:
+				stack[0] = 0
+			case g == nil:
+				in.self.lastErr = err.Error()
+				stack[0] = uint64(uint32(statusOf(err)))
+			case name == abi.ImportLastError: // keep the message being asked for
+				stack[0] = uint64(uint32(statusOf(err)))
+			default:
+				stack[0] = uint64(uint32(g.fail(err)))
+			}
 		},
 	}
 }
@@ -64,6 +73,9 @@ func (s *services) imports() []plugins.HostFunc {
 		hostFunc(abi.ImportStreamAbort, params(i32, i32, i32), importStreamAbort),
 		hostFunc(abi.ImportForward, params(i32, i32, i32), s.importForward),
 		hostFunc(abi.ImportPoll, params(i32, i32, i64, i32, i32), importPoll),
+		hostFunc(abi.ImportWaitFD, params(i32, i32, i32), importWaitFD),
+		hostFunc(abi.ImportServe, params(i32), importServe),
+		hostFunc(abi.ImportEventDone, params(i32), importEventDone),
 		hostFunc(abi.ImportTimerStart, params(i64, i32), importTimerStart),
 		hostFunc(abi.ImportClose, params(i32), importClose),
 		hostFunc(abi.ImportFetch, params(i32, i32, i32, i32, i32), s.importFetch),
@@ -117,7 +129,7 @@ const maxHandles = 1 << 16
 // newHandle registers obj and writes its handle to out. If out is a bad
 // pointer or the table is full the object is released again.
 func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
-	err := g.table.checkCap(kind)
+	err := g.checkCap(kind)
 	if err == nil && g.table.live >= maxHandles {
 		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.live, maxHandles)
 	}
@@ -125,7 +137,7 @@ func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any
 		releaseObject(obj, err)
 		return err
 	}
-	h := g.table.add(kind, obj)
+	h := g.add(kind, obj)
 	if err := writeU32(mem, out, uint32(h)); err != nil {
 		g.table.remove(h)
 		releaseObject(obj, err)
@@ -147,9 +159,9 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 	// attribute, which the text log prints on lines of its own.
 	var attrs []any
 	if first, trace, ok := bytes.Cut(msg, []byte("\n")); ok && bytes.HasPrefix(trace, []byte("goroutine ")) {
-		msg, attrs = first, []any{textlog.StackKey, g.logs.cut(trace)}
+		msg, attrs = first, []any{textlog.StackKey, g.inst.logs.cut(trace)}
 	}
-	g.logs.emit(g.log(), slog.Level(int32(a[0])), msg, attrs...)
+	g.inst.logs.emit(g.log(), slog.Level(int32(a[0])), msg, attrs...)
 	return nil
 }
 
@@ -168,7 +180,7 @@ func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uin
 	if len(buf) == 0 {
 		return fmt.Errorf("%w: read buffer has length 0", abi.StatusInvalid)
 	}
-	n, err := obj.(*readStream).read(ctx, buf, u32(a[3])&abi.StreamNonBlocking != 0)
+	n, err := obj.(*readStream).read(ctx, buf, true) // never blocks the instance: wait with wait_fd
 	if n > 0 {
 		return writeU32(mem, u32(a[4]), uint32(n))
 	}
@@ -187,7 +199,7 @@ func importStreamWrite(ctx context.Context, g *guest, mem plugins.Memory, a []ui
 	if err := writeU32(mem, u32(a[4]), 0); err != nil {
 		return err
 	}
-	n, werr := obj.(*writeStream).write(ctx, data, u32(a[3])&abi.StreamNonBlocking != 0)
+	n, werr := obj.(*writeStream).write(ctx, data, true) // never blocks the instance: wait with wait_fd
 	if err := writeU32(mem, u32(a[4]), uint32(n)); err != nil {
 		return err
 	}
@@ -240,66 +252,53 @@ func (s *services) importForward(_ context.Context, g *guest, mem plugins.Memory
 // pollable is an object poll can wait on.
 type pollable interface{ ready() bool }
 
-func importPoll(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	n := u32(a[1])
-	timeout := int64(a[2])
-	readyPtr, nOut := u32(a[3]), u32(a[4])
-	if n > abi.MaxPollHandles {
-		return fmt.Errorf("%w: poll on %d handles, the limit is %d", abi.StatusTooLarge, n, abi.MaxPollHandles)
+// importPoll is poll(handles, n, timeout, ready_out, n_out): which of the
+// handles are ready now. Only timeout 0 is accepted: a guest waits with
+// wait_fd, which parks one goroutine instead of the whole instance.
+func importPoll(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	if timeout := int64(a[2]); timeout != 0 {
+		return fmt.Errorf("%w: poll only checks (timeout 0, not %d): wait with %s", abi.StatusInvalid, timeout, abi.ImportWaitFD)
 	}
-	raw, err := readMem(mem, u32(a[0]), 4*n)
+	readyPtr, nOut := u32(a[3]), u32(a[4])
+	handles, err := pollHandles(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
-	if _, err := readMem(mem, readyPtr, 4*n); err != nil {
+	if _, err := readMem(mem, readyPtr, 4*uint32(len(handles))); err != nil {
 		return err
 	}
-	if err := writeU32(mem, nOut, 0); err != nil {
-		return err
+	ready := uint32(0)
+	for _, h := range handles {
+		s, _ := g.table.slot(h)
+		if s.obj.(pollable).ready() {
+			mem.WriteUint32(readyPtr+4*ready, uint32(h))
+			ready++
+		}
+	}
+	return writeU32(mem, nOut, ready)
+}
+
+// pollHandles reads n handles at ptr and checks each can be polled.
+func pollHandles(g *guest, mem plugins.Memory, ptr, n uint32) ([]abi.Handle, error) {
+	if n > abi.MaxPollHandles {
+		return nil, fmt.Errorf("%w: poll on %d handles, the limit is %d", abi.StatusTooLarge, n, abi.MaxPollHandles)
+	}
+	raw, err := readMem(mem, ptr, 4*n)
+	if err != nil {
+		return nil, err
 	}
 	handles := make([]abi.Handle, n)
-	objs := make([]pollable, n)
 	for i := range handles {
 		handles[i] = abi.Handle(binary.LittleEndian.Uint32(raw[4*i:]))
 		s, err := g.table.slot(handles[i])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		p, ok := s.obj.(pollable)
-		if !ok {
-			return fmt.Errorf("%w: handle %d is a %s, which cannot be polled", abi.StatusBadHandle, handles[i], s.kind)
-		}
-		objs[i] = p
-	}
-	var deadline <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(time.Duration(timeout))
-		defer t.Stop()
-		deadline = t.C
-	}
-	for {
-		select { // consume a stale wake-up before checking
-		case <-g.wakeup:
-		default:
-		}
-		ready := 0
-		for i, o := range objs {
-			if o.ready() {
-				mem.WriteUint32(readyPtr+uint32(4*ready), uint32(handles[i]))
-				ready++
-			}
-		}
-		if ready > 0 || timeout == 0 {
-			return writeU32(mem, nOut, uint32(ready))
-		}
-		select {
-		case <-g.wakeup:
-		case <-deadline:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(ctx))
+		if _, ok := s.obj.(pollable); !ok {
+			return nil, fmt.Errorf("%w: handle %d is a %s, which cannot be polled", abi.StatusBadHandle, handles[i], s.kind)
 		}
 	}
+	return handles, nil
 }
 
 // timer becomes ready when it fires.

@@ -58,7 +58,7 @@ func importRegisterClass(_ context.Context, g *guest, mem plugins.Memory, a []ui
 	if len(name) == 0 {
 		return fmt.Errorf("%w: empty class name", abi.StatusInvalid)
 	}
-	g.classes = append(g.classes, string(name))
+	g.inst.classes = append(g.inst.classes, string(name))
 	return nil
 }
 
@@ -98,8 +98,8 @@ func importUseBinding(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(g.bindings, string(name)) {
-		g.bindings = append(g.bindings, string(name))
+	if !slices.Contains(g.inst.bindings, string(name)) {
+		g.inst.bindings = append(g.inst.bindings, string(name))
 	}
 	return nil
 }

@@ -20,13 +20,14 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// Durable Objects. Every live object owns one guest instance and its
-// storage, and one goroutine that delivers its events one at a time in
-// arrival order. Writes of back-to-back events are committed together (group
+// Durable Objects. Every live object is a value in one of the plugin's
+// long-running instances (placed on the least loaded one, and kept there
+// while live), has its storage open, and has one host goroutine that
+// delivers its events one at a time in arrival order. Writes of back-to-back events are committed together (group
 // commit); the replies of those events are held until the commit returns, so
-// nothing that depends on a write leaves before it is durable. A guest that
-// fails an event loses its instance (the next event re-creates it from
-// storage) and that event's writes; other events and objects are unaffected.
+// nothing that depends on a write leaves before it is durable. A failed
+// event loses its writes; an instance that ends takes its objects' values
+// with it, and each comes back from storage on its next event.
 
 // maxBatch bounds the events whose replies wait for one commit.
 const maxBatch = 64
@@ -44,8 +45,7 @@ type namespace struct {
 
 // Objects runs the Durable Objects of one plugin.
 type Objects struct {
-	plugin   *plugins.Plugin
-	pool     *plugins.Pool
+	rt       *instanceSet
 	logger   *slog.Logger
 	bindings map[string]*namespace // by binding name
 	classes  map[string]*namespace // by class name
@@ -76,8 +76,13 @@ type object struct {
 	lruElem  *list.Element
 	wakeup   signal
 
-	inst *plugins.Instance
-	db   *storage.DB
+	// inst is the instance hosting the object's value and ref its handle
+	// there; nil and 0 while it has none.
+	inst *instance
+	ref  abi.Handle
+	// scope owns the object's handles that outlive its events.
+	scope *guest
+	db    *storage.DB
 	// egress is the policy of the object's container, made on first use;
 	// only the object's own events touch it.
 	egress *egress.Policy
@@ -109,9 +114,9 @@ type objectEvent struct {
 	reply func(error)
 }
 
-func newObjects(p *plugins.Plugin, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
+func newObjects(rt *instanceSet, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
-		plugin: p, logger: logger,
+		rt: rt, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
 		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
 		live: map[string]*object{}, lru: list.New(),
@@ -130,7 +135,6 @@ func newObjects(p *plugins.Plugin, m *plugins.Manifest, dataDir string, logger *
 		}
 		o.bindings[b.Name] = ns
 	}
-	o.pool = p.NewPool(plugins.PoolConfig{MinIdle: 1, MaxInstances: o.maxLive + 8})
 	alarms, err := newAlarmScheduler(filepath.Join(root, "alarms.sqlite"), o)
 	if err != nil {
 		return nil, err
@@ -323,8 +327,8 @@ func (o *Objects) LiveObjects() int {
 	return len(o.live)
 }
 
-// activate gives the object an instance and opens its storage, running the
-// class's constructor.
+// activate places the object on an instance and opens its storage,
+// running the class's constructor there.
 func (obj *object) activate(ev *objectEvent) error {
 	if obj.db == nil {
 		db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
@@ -333,43 +337,44 @@ func (obj *object) activate(ev *objectEvent) error {
 		}
 		obj.db = db
 	}
-	if obj.inst != nil {
+	if obj.inst != nil && obj.inst.alive() {
 		return nil
 	}
-	inst, err := obj.objs.pool.Get(ev.ctx)
+	obj.inst, obj.ref = nil, 0 // its instance ended: build it anew from storage
+	in, err := obj.objs.rt.pick(ev.ctx)
 	if err != nil {
 		return err
 	}
-	g := inst.Data.(*guest)
-	g.object = obj
-	g.beginEvent(ev.ctx, ev.id)
+	in.mu.Lock()
+	in.objects++
+	in.mu.Unlock()
+	obj.inst = in
 	if err := obj.db.BeginEvent(); err != nil {
-		g.endEvent(err)
-		inst.MarkBroken()
-		obj.objs.pool.Put(inst)
+		obj.deactivate()
 		return err
 	}
-	ret, err := inst.Call(ev.ctx, abi.ExportObjectNew)
-	if err == nil && int32(ret) != 0 {
-		err = fmt.Errorf("%s returned %d: %s", abi.ExportObjectNew, int32(ret), g.lastErr)
-	}
-	g.endEvent(err)
+	_, err = in.deliver(ev.ctx, ev.id, obj, abi.EventConstruct, nil)
 	obj.db.EndEvent(err != nil)
 	if err != nil {
-		inst.MarkBroken()
-		obj.objs.pool.Put(inst)
+		obj.deactivate()
 		return &constructorError{class: obj.ns.class, err: err}
 	}
-	obj.inst = inst
 	return nil
 }
 
-// deactivate discards the instance; the next event builds a new one.
+// deactivate drops the object's value from its instance; the next event
+// builds it anew.
 func (obj *object) deactivate() {
-	if obj.inst != nil {
-		obj.inst.MarkBroken()
-		obj.objs.pool.Put(obj.inst)
-		obj.inst = nil
+	in := obj.inst
+	if in == nil {
+		return
+	}
+	obj.inst = nil
+	in.mu.Lock()
+	in.objects--
+	in.mu.Unlock()
+	if obj.ref != 0 {
+		in.post(&delivery{kind: abi.EventDrop, obj: obj})
 	}
 }
 
@@ -384,38 +389,39 @@ func (obj *object) handle(ev *objectEvent) {
 		ev.finish(err)
 		return
 	}
-	inst := obj.inst
-	g := inst.Data.(*guest)
-	g.beginEvent(ev.ctx, ev.id)
 	err := obj.db.BeginEvent()
 	if err == nil && ev.kind == alarmEvent {
 		err = obj.db.DeleteAlarm() // a failed alarm gets it back; the handler may set a new one
 	}
-	var ret uint64
+	var g *guest
 	if err == nil {
 		switch ev.kind {
 		case fetchEvent:
 			in := newIncoming(ev.resp, ev.req)
 			in.streamed = func() error { return obj.streamed(ev) }
 			ev.resp.in = in
-			ret, err = inst.Call(ev.ctx, abi.ExportOnFetch, uint64(g.table.add(abi.KindRequest, in)))
+			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventFetch, in)
 		case callEvent:
-			ret, err = inst.Call(ev.ctx, abi.ExportOnCall, uint64(g.table.add(abi.KindCall, ev.call)))
+			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventCall, ev.call)
 		case alarmEvent:
-			ret, err = inst.Call(ev.ctx, abi.ExportOnAlarm, uint64(ev.retry))
-		}
-		if err == nil && int32(ret) != 0 {
-			err = fmt.Errorf("%s failed (returned %d)", obj.ns.class, int32(ret))
+			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventAlarm, ev.retry)
 		}
 	}
-	logger := g.log() // tagged with the event's id, which endEvent clears
-	g.endEvent(err)
 	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {
 		err = dberr
 	}
 	if err != nil {
+		logger := obj.objs.logger
+		if g != nil {
+			logger = g.log()
+		}
 		logger.Error("object event failed", "err", err)
-		if inst.Broken() {
+		switch {
+		case !obj.inst.alive():
+			obj.inst, obj.ref = nil, 0
+		case errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
+			// The guest may still be running the event it was abandoned
+			// in: its value is rebuilt from storage on the next event.
 			obj.deactivate()
 		}
 	}

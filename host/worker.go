@@ -74,9 +74,11 @@ type services struct {
 	worker atomic.Pointer[Worker]
 }
 
-// Worker serves HTTP requests by calling wharf_on_fetch in pooled instances.
+// Worker serves HTTP requests as events of the plugin's long-running
+// instances.
 type Worker struct {
 	plugin    *plugins.Plugin
+	rt        *instanceSet
 	manifest  *plugins.Manifest
 	stopGrace time.Duration
 	logger    *slog.Logger
@@ -103,55 +105,49 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
 	}
-	required := []string{abi.ExportOnFetch}
-	if len(m.DurableObjects.Bindings) > 0 {
-		required = append(required, abi.ExportObjectNew, abi.ExportOnCall, abi.ExportOnAlarm)
-	}
+	memoryLimit := uint64(m.Limits.MemoryMiB) << 20
 	p, err := plugins.Load(ctx, plugins.Config{
 		Name:             m.Name,
 		Path:             cfg.WasmPath,
 		Engine:           m.Limits.Engine,
 		CacheDir:         cfg.CacheDir,
 		Logger:           logger,
-		MemoryLimitBytes: uint64(m.Limits.MemoryMiB) << 20,
-		EventTimeout:     m.Limits.Timeout.Duration,
-		Pool: plugins.PoolConfig{
-			MinIdle:      m.Limits.WarmInstances,
-			MaxInstances: m.Limits.Instances,
-			MaxEvents:    m.Limits.EventsPerInstance,
-		},
-		HostModules:     map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
-		RequiredExports: required,
-		NewData:         newInstanceData(newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)),
-		OnPoolError:     func(err error) { logger.Error("warming an instance failed", "plugin", m.Name, "err", err) },
+		MemoryLimitBytes: memoryLimit,
+		CPUSlice:         m.Limits.CPUSlice.Duration,
+		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
 	})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	if err := checkModule(ctx, p, m); err != nil {
+	logs := newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)
+	rt := newInstanceSet(p, logs, logger, m.Limits.Instances, uint32(memoryLimit/4*3), m.Limits.Timeout.Duration)
+	fail := func(err error) (*Worker, error) {
+		s.objects.Close()
+		rt.close()
 		p.Close(ctx)
 		cancel()
 		return nil, err
 	}
+	if err := rt.start(ctx); err != nil {
+		return fail(fmt.Errorf("plugin %s: %w", cfg.WasmPath, err))
+	}
+	if err := checkModule(rt.first(), m); err != nil {
+		return fail(err)
+	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = newObjects(p, m, cfg.DataDir, logger); err != nil {
-			p.Close(ctx)
-			cancel()
-			return nil, err
+		if s.objects, err = newObjects(rt, m, cfg.DataDir, logger); err != nil {
+			return fail(err)
 		}
 	}
 	if len(m.Containers) > 0 {
 		if err := s.openContainers(ctx, m, cfg, logger); err != nil {
-			s.objects.Close()
-			p.Close(ctx)
-			cancel()
-			return nil, err
+			return fail(err)
 		}
 	}
 	var prefix [4]byte
 	rand.Read(prefix[:])
-	w := &Worker{plugin: p, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
+	w := &Worker{plugin: p, rt: rt, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
 	s.worker.Store(w)
 	return w, nil
 }
@@ -159,20 +155,19 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 // Plugin is the Worker's loaded plugin.
 func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
 
+// Instances reports the plugin's instances.
+func (w *Worker) Instances() InstanceStats { return w.rt.stats() }
+
 // InFlight is the number of requests being served.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
 // checkModule refuses a manifest binding a class the module does not
 // register, and a module using a binding the manifest lacks (the SDK
 // registers classes and bindings while the instance initialises).
-func checkModule(ctx context.Context, p *plugins.Plugin, m *plugins.Manifest) error {
-	inst, err := p.Get(ctx)
-	if err != nil {
-		return err
-	}
-	g := inst.Data.(*guest)
-	registered, used := g.classes, g.bindings
-	p.Put(inst)
+func checkModule(in *instance, m *plugins.Manifest) error {
+	in.mu.Lock()
+	registered, used := in.classes, in.bindings
+	in.mu.Unlock()
 	var declared []string
 	for _, b := range m.DurableObjects.Bindings {
 		declared = append(declared, b.Name)
@@ -310,6 +305,7 @@ func (w *Worker) Close(ctx context.Context) error {
 		}
 		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}
+	w.rt.close()
 	w.cancel()
 	return errors.Join(err, w.plugin.Close(ctx))
 }
@@ -318,20 +314,20 @@ func (w *Worker) newRequestID() eventID {
 	return eventID{prefix: w.idPrefix, n: w.nextID.Add(1)}
 }
 
-// ServeHTTP runs one request through wharf_on_fetch. The instance goes back
-// to the pool as soon as the guest returns; a streamed body keeps flowing
-// (e.g. through forward) until it ends, and only then does ServeHTTP return.
+// ServeHTTP runs one request as an event of the least loaded instance. A
+// streamed body keeps flowing (e.g. through forward) after the event ends,
+// and only then does ServeHTTP return.
 func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	w.serve(rw, r, abi.ExportOnFetch, nil)
+	w.serve(rw, r, abi.EventFetch, nil)
 }
 
-// serve runs one request through export, with extra pseudo-fields in its
-// head.
-func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, export string, pseudo [][2]string) {
+// serve runs one request as an event of kind, with extra pseudo-fields in
+// its head.
+func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKind, pseudo [][2]string) {
 	w.inFlight.Add(1)
 	defer w.inFlight.Add(-1)
 	id := w.newRequestID()
-	inst, err := w.plugin.Get(r.Context())
+	inst, err := w.rt.pick(r.Context())
 	if err != nil {
 		w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
 		http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
@@ -339,16 +335,8 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, export string, p
 	}
 	in := newIncoming(rw, r)
 	in.pseudo = pseudo
-	g := inst.Data.(*guest)
-	g.beginEvent(r.Context(), id)
-	h := g.table.add(abi.KindRequest, in)
-	ret, callErr := inst.Call(r.Context(), export, uint64(h))
-	if callErr == nil && int32(ret) != 0 {
-		callErr = fmt.Errorf("%s returned %d", export, int32(ret))
-	}
+	g, callErr := inst.deliver(r.Context(), id, nil, kind, in)
 	logger := g.log()
-	g.endEvent(callErr) // a failed guest's open streams are aborted, not finished
-	w.plugin.Put(inst)
 
 	if callErr != nil {
 		if errors.Is(callErr, plugins.ErrCanceled) {

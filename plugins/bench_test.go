@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -21,11 +23,11 @@ func forEachEngineB(b *testing.B, bench func(b *testing.B, engine string)) {
 	}
 }
 
-func loadBench(b *testing.B, engine, pkg string, hostModules map[string][]HostFunc, pool PoolConfig) *Plugin {
+func loadBench(b *testing.B, engine, pkg string, hostModules map[string][]HostFunc) *Plugin {
 	p, err := Load(context.Background(), Config{
 		Name: "bench", Path: testutil.BuildGuest(b, pkg), Engine: engine,
 		CacheDir:    filepath.Join(b.TempDir(), "cache"),
-		HostModules: hostModules, Pool: pool,
+		HostModules: hostModules,
 	})
 	require.NoError(b, err)
 	b.Cleanup(func() { p.Close(context.Background()) })
@@ -45,13 +47,20 @@ func BenchmarkNoopImport(b *testing.B) {
 	})
 }
 
-// nopInstance is an initialised instance of testdata/guests/nop.
-func nopInstance(b *testing.B, engine string) *Instance {
+// nopInstance is an initialised instance of testdata/guests/nop, a module
+// of exports.
+func nopInstance(b *testing.B, engine string) ModuleInstance {
 	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
-	p := loadBench(b, engine, "testdata/guests/nop", map[string][]HostFunc{"bench": {nop}}, PoolConfig{MinIdle: 1})
-	inst, err := p.Get(context.Background())
+	e, err := NewEngine(context.Background(), engine, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
 	require.NoError(b, err)
-	b.Cleanup(func() { p.Put(inst) })
+	b.Cleanup(func() { e.Close(context.Background()) })
+	wasm, err := os.ReadFile(testutil.BuildReactor(b, "testdata/guests/nop"))
+	require.NoError(b, err)
+	m, err := e.Compile(context.Background(), wasm)
+	require.NoError(b, err)
+	inst := instantiate(b, m, InstanceConfig{})
+	_, err = inst.Call(context.Background(), "_initialize")
+	require.NoError(b, err)
 	return inst
 }
 
@@ -93,28 +102,53 @@ func BenchmarkInstanceStart(b *testing.B) {
 }
 
 func benchmarkInstanceStart(b *testing.B, engine string) {
-	p := loadBench(b, engine, "examples/hello", stubImports(b, "examples/hello"), PoolConfig{MinIdle: 1, MaxInstances: 4})
+	p := loadBench(b, engine, "examples/hello", stubImports(b, "examples/hello"))
 	ctx := context.Background()
-	var cold, warm []float64
+	var start, event []float64
 	for i := 0; i < b.N*testutil.BenchRounds*4; i++ {
-		start := time.Now()
-		inst, err := p.newInstance(ctx)
-		require.NoError(b, err)
-		cold = append(cold, float64(time.Since(start).Microseconds()))
-		inst.close()
-
-		start = time.Now()
-		const checkouts = 1000
-		for j := 0; j < checkouts; j++ {
-			inst, err := p.Get(ctx)
-			require.NoError(b, err)
-			p.Put(inst)
-		}
-		warm = append(warm, float64(time.Since(start).Nanoseconds())/checkouts)
+		t0 := time.Now()
+		inst := launchServing(b, p)
+		start = append(start, float64(time.Since(t0).Microseconds()))
+		inst.Stop(ErrStopped)
+		<-inst.Done()
 	}
-	b.ReportMetric(testutil.Median(cold), "cold_µs")
-	b.ReportMetric(testutil.Median(warm), "warm_ns")
-	b.ReportMetric(testutil.Median(cold)*1000/testutil.Median(warm), "ratio")
+	// What an event costs instead: nothing is instantiated, a record is
+	// read from a descriptor. Measured as a host call round trip.
+	inst := instantiate(b, compileEngineModule(b, engine, 0), InstanceConfig{})
+	const calls = 100_000
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
+		t0 := time.Now()
+		_, err := inst.Call(ctx, "read", 16, 9)
+		require.NoError(b, err)
+		for j := 0; j < calls; j++ {
+			inst.Call(ctx, "read", 16, 9)
+		}
+		event = append(event, float64(time.Since(t0).Nanoseconds())/calls)
+	}
+	b.ReportMetric(testutil.Median(start), "start_µs")
+	b.ReportMetric(testutil.Median(event), "call_ns")
+	b.ReportMetric(testutil.Median(start)*1000/testutil.Median(event), "ratio")
+}
+
+// launchServing launches an instance of p and waits until its main called
+// serve (the stub in stubImports closes the channel its Data is).
+func launchServing(b *testing.B, p *Plugin) *Instance {
+	served := &servingPipe{commandPipe: newCommandPipe(), served: make(chan struct{})}
+	inst, err := p.Launch(context.Background(), served, nil, nil)
+	require.NoError(b, err)
+	select {
+	case <-served.served:
+	case <-inst.Done():
+		b.Fatalf("instance ended: %v", inst.Err())
+	}
+	return inst
+}
+
+// servingPipe is an empty event descriptor that hears serve.
+type servingPipe struct {
+	*commandPipe
+	served chan struct{}
+	once   sync.Once
 }
 
 // stubImports answers every non-WASI import of a guest with status 0. The
@@ -133,15 +167,24 @@ func stubImports(b *testing.B, pkg string) map[string][]HostFunc {
 		if imp.Module == wasiModule {
 			continue
 		}
-		out[imp.Module] = append(out[imp.Module], HostFunc{Name: imp.Name, Params: imp.Params, Results: imp.Results,
-			Fn: func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }})
+		fn := func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }
+		if imp.Name == abi.ImportServe {
+			fn = func(_ context.Context, c Caller, s []uint64) {
+				c.Memory().WriteUint32(uint32(s[1]), 3)
+				if sp, ok := c.Data().(*servingPipe); ok {
+					sp.once.Do(func() { close(sp.served) })
+				}
+				s[0] = 0
+			}
+		}
+		out[imp.Module] = append(out[imp.Module], HostFunc{Name: imp.Name, Params: imp.Params, Results: imp.Results, Fn: fn})
 	}
 	return out
 }
 
 // BenchmarkCompileHello measures, per engine, compiling examples/hello with
 // an empty cache against loading it from a warm cache, and the memory each
-// initialised instance adds to the process (RSS growth over 32 instances).
+// running instance adds to the process (RSS growth over 32 instances).
 func BenchmarkCompileHello(b *testing.B) {
 	forEachEngineB(b, func(b *testing.B, engine string) {
 		path := testutil.BuildGuest(b, "examples/hello")
@@ -167,21 +210,20 @@ func BenchmarkCompileHello(b *testing.B) {
 	})
 }
 
-// instanceMemory is the RSS growth per initialised instance of p, in KiB.
+// instanceMemory is the RSS growth per running instance of p, in KiB.
 func instanceMemory(b *testing.B, p *Plugin) float64 {
 	const n = 32
 	debug.FreeOSMemory() // so RSS counts live memory, whoever allocated it
 	before := rssKiB(b)
 	insts := make([]*Instance, n)
 	for i := range insts {
-		inst, err := p.newInstance(context.Background())
-		require.NoError(b, err)
-		insts[i] = inst
+		insts[i] = launchServing(b, p)
 	}
 	debug.FreeOSMemory()
 	grown := rssKiB(b) - before
 	for _, inst := range insts {
-		inst.close()
+		inst.Stop(ErrStopped)
+		<-inst.Done()
 	}
 	return grown / n
 }

@@ -27,8 +27,8 @@ func (m *Manifest) WasmPath() string {
 // NeedsBuild reports whether main is a Go package rather than a .wasm file.
 func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm") }
 
-// Build compiles the manifest's Go package with GOOS=wasip1 GOARCH=wasm
-// -buildmode=c-shared into out (WasmPath() if empty) and returns the path.
+// Build compiles the manifest's Go package, a WASI command, with
+// GOOS=wasip1 GOARCH=wasm into out (WasmPath() if empty) and returns the path.
 // The go command's output is passed to stderr.
 func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (string, error) {
 	if !m.NeedsBuild() {
@@ -52,7 +52,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if err != nil {
 		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.26 or newer, as go.mod says) on PATH: %w", m.Name, err)
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
 	cmd.Dir = pkg
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	var output bytes.Buffer
@@ -60,7 +60,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(output.String(), "function main is undeclared") {
-			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs an empty `func main() {}` (it is never called; register handlers in init)", pkg)
+			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs `func main() { sdk.Serve() }` (register handlers before it, or in init)", pkg)
 		}
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}

@@ -118,6 +118,8 @@ type InstanceConfig struct {
 	// Descriptors are the instance's file descriptors from 3 up; nil means
 	// none.
 	Descriptors Descriptors
+	// activity hears about host calls (Launch sets it).
+	activity *activity
 }
 
 // ModuleInstance is one running copy of a module. It is not safe for concurrent

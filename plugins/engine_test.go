@@ -33,6 +33,12 @@ const engineModule = `(module
   (func (export "spin") (loop $l (br $l)))
 )`
 
+func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) { test(t, engine) })
+	}
+}
+
 func compileEngineModule(t testing.TB, engine string, memLimit uint64) CompiledModule {
 	wasm, err := wasmtime.Wat2Wasm(engineModule)
 	require.NoError(t, err)

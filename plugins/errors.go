@@ -5,8 +5,7 @@ import (
 	"errors"
 )
 
-// Errors a call into a guest can end with. All of them leave the instance
-// unusable; the pool replaces it.
+// Errors an instance can end with.
 var (
 	// ErrTrap is a guest that trapped, panicked or exited.
 	ErrTrap = errors.New("guest trapped")
@@ -16,8 +15,16 @@ var (
 	ErrCanceled = errors.New("event canceled")
 	// ErrInvalidModule is a file refused at load time.
 	ErrInvalidModule = errors.New("invalid plugin module")
-	// ErrPoolClosed is a Get on a pool that was closed.
+	// ErrPoolClosed is an event for a plugin that is shutting down.
 	ErrPoolClosed = errors.New("plugin is shutting down")
+	// ErrCPUSlice is an instance stopped because it computed longer than
+	// its CPU slice without calling the host.
+	ErrCPUSlice = errors.New("guest computed without yielding for longer than its CPU slice")
+	// ErrMainReturned is a guest whose main returned: it must end in
+	// sdk.Serve, which serves events forever.
+	ErrMainReturned = errors.New("the plugin's main returned (it must end by calling sdk.Serve())")
+	// ErrStopped is an instance the host stopped (shutdown, replacement).
+	ErrStopped = errors.New("instance stopped")
 )
 
 // cryptoRand feeds the guest's random_get from the host's CSPRNG.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -46,13 +47,12 @@ type Limits struct {
 	MemoryMiB int `toml:"memory_mib"`
 	// Timeout bounds one event (a request handler's run), e.g. "30s".
 	Timeout Duration `toml:"timeout"`
-	// Instances caps concurrent instances of the Worker.
+	// Instances is how many long-running instances of the plugin serve its
+	// Worker and host its Durable Objects; the default is one per CPU.
 	Instances int `toml:"instances"`
-	// WarmInstances are kept initialised ahead of requests.
-	WarmInstances int `toml:"warm_instances"`
-	// EventsPerInstance is how many events an instance serves before it is
-	// replaced; 0 means no limit.
-	EventsPerInstance int `toml:"events_per_instance"`
+	// CPUSlice is how long an instance may compute without calling the
+	// host (Wasm has no preemption) before it is stopped, e.g. "5s".
+	CPUSlice Duration `toml:"cpu_slice"`
 	// Engine is the Wasm runtime, one of Engines; the default is wazero.
 	Engine string `toml:"engine"`
 	// LogLineBytes caps one guest log line; a longer line is cut and marked.
@@ -101,8 +101,7 @@ const (
 	DefaultListen        = "127.0.0.1:8787"
 	DefaultMemoryMiB     = 128
 	DefaultTimeout       = 30 * time.Second
-	DefaultInstances     = 64
-	DefaultWarmInstances = 2
+	DefaultCPUSlice      = 5 * time.Second
 	DefaultIdleTimeout   = 30 * time.Second
 	DefaultMaxLive       = 200
 	DefaultLogLineBytes  = 16 << 10
@@ -167,7 +166,6 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
-		"limits.warm_instances": l.WarmInstances, "limits.events_per_instance": l.EventsPerInstance,
 		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst,
 		"limits.max_connections": l.MaxConnections, "limits.max_header_bytes": l.MaxHeaderBytes} {
 		if v < 0 {
@@ -190,11 +188,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		l.Timeout.Duration = DefaultTimeout
 	}
 	if l.Instances == 0 {
-		l.Instances = DefaultInstances
+		l.Instances = runtime.NumCPU()
 	}
-	if l.WarmInstances == 0 {
-		l.WarmInstances = min(DefaultWarmInstances, l.Instances)
-	}
+	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, DefaultCPUSlice)
 	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
 	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)
 	l.LogBurst = cmp.Or(l.LogBurst, DefaultLogBurst)
@@ -211,6 +207,12 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// removedKeys are keys of earlier versions, with what replaced them.
+var removedKeys = map[string]string{
+	"limits.warm_instances":      "removed: instances are long-running and always warm; limits.instances sets how many",
+	"limits.events_per_instance": "removed: instances are long-running; one whose memory grew too large is replaced by itself",
+}
+
 // describeTOMLError turns go-toml's errors into "line:col: key: problem".
 func describeTOMLError(err error) error {
 	var strict *toml.StrictMissingError
@@ -218,7 +220,12 @@ func describeTOMLError(err error) error {
 		var msgs []string
 		for _, e := range strict.Errors {
 			row, col := e.Position()
-			msgs = append(msgs, fmt.Sprintf("%d:%d: unknown key %q", row, col, strings.Join(e.Key(), ".")))
+			key := strings.Join(e.Key(), ".")
+			msg := fmt.Sprintf("%d:%d: unknown key %q", row, col, key)
+			if why, ok := removedKeys[key]; ok {
+				msg += " (" + why + ")"
+			}
+			msgs = append(msgs, msg)
 		}
 		return errors.New(strings.Join(msgs, "; "))
 	}

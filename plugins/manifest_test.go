@@ -3,6 +3,7 @@ package plugins
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ func TestManifestDefaults(t *testing.T) {
 	assert.Equal(t, DefaultListen, m.Listen)
 	assert.Equal(t, DefaultMemoryMiB, m.Limits.MemoryMiB)
 	assert.Equal(t, DefaultTimeout, m.Limits.Timeout.Duration)
-	assert.Equal(t, DefaultInstances, m.Limits.Instances)
+	assert.Equal(t, runtime.NumCPU(), m.Limits.Instances)
+	assert.Equal(t, DefaultCPUSlice, m.Limits.CPUSlice.Duration)
 	assert.Equal(t, EngineWazero, m.Limits.Engine)
 	assert.Equal(t, DefaultLogLineBytes, m.Limits.LogLineBytes)
 	assert.Equal(t, DefaultLogLines, m.Limits.LogLinesPerSecond)
@@ -36,8 +38,7 @@ listen = "127.0.0.1:9000"
 memory_mib = 32
 timeout = "1500ms"
 instances = 3
-warm_instances = 1
-events_per_instance = 10
+cpu_slice = "2s"
 engine = "wasmtime"
 log_line_bytes = 1000
 log_lines_per_second = 5
@@ -49,10 +50,21 @@ idle_timeout = 3
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
-	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, WarmInstances: 1, EventsPerInstance: 10, Engine: EngineWasmtime,
+	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, CPUSlice: Duration{2 * time.Second}, Engine: EngineWasmtime,
 		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20,
 		MaxConnections: 7, MaxHeaderBytes: 2048, HeaderTimeout: Duration{2 * time.Second}, IdleTimeout: Duration{3 * time.Second}}, m.Limits)
 	assert.False(t, m.NeedsBuild())
+}
+
+// TestRemovedLimitsAreExplained: keys of the per-event instance pool name
+// what replaced them.
+func TestRemovedLimitsAreExplained(t *testing.T) {
+	_, err := ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\nwarm_instances = 2\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `4:1: unknown key "limits.warm_instances" (removed: instances are long-running`)
+	_, err = ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\ncpu_slice = \"-1s\"\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `4:13: limits.cpu_slice: duration "-1s" must be positive`)
 }
 
 func TestDurationAcceptsSeconds(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 )
 
 // loadSpec writes a hand-assembled module and loads it the way the host
-// does, with one wharf_v1 import known to the host.
+// does, with one wharf_v2 import known to the host.
 func loadSpec(t *testing.T, engine, name string, wasm []byte) (*Plugin, string, error) {
 	t.Helper()
 	path := testutil.WriteFile(t, name, wasm)
@@ -24,8 +24,6 @@ func loadSpec(t *testing.T, engine, name string, wasm []byte) (*Plugin, string, 
 			{Name: "ping", Results: []ValueType{I32}, Fn: func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }},
 			{Name: abi.ImportClose, Params: []ValueType{I32}, Results: []ValueType{I32}, Fn: func(_ context.Context, _ Caller, s []uint64) { s[0] = 0 }},
 		}},
-		RequiredExports: []string{abi.ExportOnFetch},
-		Pool:            PoolConfig{MinIdle: 1, MaxInstances: 2},
 	})
 	if p != nil {
 		t.Cleanup(func() { p.Close(context.Background()) })
@@ -33,15 +31,10 @@ func loadSpec(t *testing.T, engine, name string, wasm []byte) (*Plugin, string, 
 	return p, path, err
 }
 
-var goodExports = map[string]int32{abi.ExportABIVersion: abi.Version, abi.ExportOnFetch: 0}
+var goodExports = map[string]int32{abi.ExportStart: 0}
 
-// forEachEngine runs test once per engine, as a subtest named after it.
-func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
-	for _, engine := range Engines {
-		t.Run(engine, func(t *testing.T) { test(t, engine) })
-	}
-}
-
+// TestLoadValidModule loads a command and runs it: its main returns at once,
+// which ends the instance with ErrMainReturned.
 func TestLoadValidModule(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		p, _, err := loadSpec(t, engine, "ok.wasm", testutil.ModuleSpec{
@@ -49,13 +42,10 @@ func TestLoadValidModule(t *testing.T) {
 			Exports: goodExports,
 		}.Wasm())
 		require.NoError(t, err)
-		inst, err := p.Get(context.Background())
+		inst, err := p.Launch(context.Background(), nil, nil, nil)
 		require.NoError(t, err)
-		r, err := inst.Call(context.Background(), abi.ExportOnFetch)
-		require.NoError(t, err)
-		assert.Equal(t, uint64(0), r)
-		p.Put(inst)
-		assert.Equal(t, 0, p.Stats().Busy)
+		<-inst.Done()
+		assert.ErrorIs(t, inst.Err(), ErrMainReturned)
 	})
 }
 
@@ -72,21 +62,20 @@ func TestLoadRefusesBadModules(t *testing.T) {
 	}{
 		{"text.wasm", []byte("this is not wasm\n"), "not a WebAssembly module"},
 		{"truncated.wasm", []byte{0x00, 'a', 's', 'm', 0x01}, "invalid plugin module"},
-		{"nofetch.wasm", testutil.ModuleSpec{Exports: map[string]int32{abi.ExportABIVersion: abi.Version}}.Wasm(),
-			"missing required export wharf_on_fetch"},
-		{"noversion.wasm", testutil.ModuleSpec{Exports: map[string]int32{abi.ExportOnFetch: 0}}.Wasm(),
-			"missing required export wharf_abi_version"},
+		{"reactor.wasm", testutil.ModuleSpec{Exports: map[string]int32{"_initialize": 0}}.Wasm(),
+			"missing required export _start (a plugin is a WASI command: build it with GOOS=wasip1 GOARCH=wasm go build, without -buildmode=c-shared, and make its main call sdk.Serve())"},
 		{"unknownimport.wasm", testutil.ModuleSpec{
 			Imports: [][2]string{{abi.ImportModule, "teleport"}}, Exports: goodExports}.Wasm(),
-			"unknown import wharf_v1.teleport"},
+			"unknown import wharf_v2.teleport"},
 		{"badsignature.wasm", testutil.ModuleSpec{
 			Imports: [][2]string{{abi.ImportModule, abi.ImportClose}}, Exports: goodExports}.Wasm(),
-			"import wharf_v1.close has signature () -> (i32), the host's is (i32) -> (i32)"},
+			"import wharf_v2.close has signature () -> (i32), the host's is (i32) -> (i32)"},
 		{"unknownmodule.wasm", testutil.ModuleSpec{
 			Imports: [][2]string{{"env", "abort"}}, Exports: goodExports}.Wasm(),
 			`imports env.abort from unknown module "env"`},
-		{"v2.wasm", testutil.ModuleSpec{Exports: map[string]int32{abi.ExportABIVersion: 2, abi.ExportOnFetch: 0}}.Wasm(),
-			"module is built for ABI version 2, this host implements version 1"},
+		{"v1.wasm", testutil.ModuleSpec{
+			Imports: [][2]string{{abi.ImportModuleV1, "log"}}, Exports: map[string]int32{"wharf_abi_version": 1}}.Wasm(),
+			"the module was built against wharf ABI version 1 (it imports wharf_v1.log); this host runs version 2: rebuild it with this wharf's SDK (wharf build)"},
 	}
 	forEachEngine(t, func(t *testing.T, engine string) {
 		for _, c := range cases {
@@ -109,26 +98,24 @@ func TestCompiledCodeIsCachedOnDisk(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		dir := t.TempDir()
 		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
-		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir, RequiredExports: []string{abi.ExportOnFetch}}
-		onFetch := func() uint64 {
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
+		load := func() {
 			p, err := Load(context.Background(), cfg)
 			require.NoError(t, err)
-			defer p.Close(context.Background())
-			inst, err := p.Get(context.Background())
-			require.NoError(t, err)
-			defer p.Put(inst)
-			r, err := inst.Call(context.Background(), abi.ExportOnFetch)
-			require.NoError(t, err)
-			return r
+			p.Close(context.Background())
 		}
-		assert.Equal(t, uint64(0), onFetch())
-		entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+		load()
+		first, err := filepath.Glob(filepath.Join(dir, "*", "*"))
 		require.NoError(t, err)
-		assert.NotEmpty(t, entries, "compiled code was written to the cache dir")
-		assert.Equal(t, uint64(0), onFetch(), "loaded from the cache")
+		assert.NotEmpty(t, first, "compiled code was written to the cache dir")
+		load() // from the cache
+		again, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+		assert.Equal(t, first, again, "a cached module is not compiled again")
 
-		rebuilt := testutil.ModuleSpec{Exports: map[string]int32{abi.ExportABIVersion: abi.Version, abi.ExportOnFetch: 7}}.Wasm()
+		rebuilt := testutil.ModuleSpec{Exports: map[string]int32{abi.ExportStart: 7}}.Wasm()
 		require.NoError(t, os.WriteFile(path, rebuilt, 0o644))
-		assert.Equal(t, uint64(7), onFetch(), "a rebuilt module never runs stale code")
+		load()
+		after, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+		assert.Greater(t, len(after), len(first), "a rebuilt module is compiled anew, never run from stale code")
 	})
 }

@@ -28,6 +28,10 @@ func checkMagic(wasm []byte) error {
 // exports a plugin must have.
 func validateModule(m CompiledModule, known map[string][]HostFunc, required []string) error {
 	for _, imp := range m.Imports() {
+		if imp.Module == abi.ImportModuleV1 {
+			return fmt.Errorf("%w: the module was built against wharf ABI version 1 (it imports %s.%s); this host runs version %d: rebuild it with this wharf's SDK (wharf build) and make its main call sdk.Serve()",
+				ErrInvalidModule, imp.Module, imp.Name, abi.Version)
+		}
 		funcs, ok := known[imp.Module]
 		if !ok {
 			if imp.Module == wasiModule {
@@ -54,11 +58,8 @@ func validateModule(m CompiledModule, known map[string][]HostFunc, required []st
 		}
 	}
 	if len(missing) > 0 {
-		hint := ""
-		if slices.Contains(missing, abi.ExportABIVersion) {
-			hint = " (a Go plugin gets them by importing github.com/wharfhq/wharf/sdk and calling sdk.Serve from an init function)"
-		}
-		return fmt.Errorf("%w: missing required export %s%s", ErrInvalidModule, strings.Join(missing, ", "), hint)
+		return fmt.Errorf("%w: missing required export %s (a plugin is a WASI command: build it with GOOS=wasip1 GOARCH=wasm go build, without -buildmode=c-shared, and make its main call sdk.Serve())",
+			ErrInvalidModule, strings.Join(missing, ", "))
 	}
 	return nil
 }

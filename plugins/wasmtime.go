@@ -119,7 +119,7 @@ func NewWasmtimeEngine(ctx context.Context, cfg EngineConfig) (*WasmtimeEngine, 
 	// Guest output and descriptors are wharf's own (wasmtime's WASI only
 	// knows files).
 	e.linker.AllowShadowing(true)
-	for _, f := range wasiFuncs {
+	for _, f := range trackAll(wasiFuncs) {
 		if err := e.define(wasiModule, f); err != nil {
 			e.Close(ctx)
 			return nil, err
@@ -361,7 +361,7 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, cfg InstanceConfig) (M
 	store.SetWasi(wasmtime.NewWasiConfig())
 	inst := &wasmtimeInstance{
 		store: store, cx: (*C.wasmtime_context_t)(unsafe.Pointer(store.Context())),
-		data: cfg.Data, stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), ctx: ctx,
+		data: cfg.Data, stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), act: activityOr(cfg.activity), ctx: ctx,
 		funcs:     map[string]*wasmtimeFunc{},
 		interrupt: (*C.int32_t)(C.calloc(1, 4)),
 	}
@@ -406,6 +406,7 @@ type wasmtimeInstance struct {
 	stdout io.Writer
 	stderr io.Writer
 	fds    Descriptors
+	act    *activity
 	// interrupt, set to 1 from any goroutine, stops the guest at its next
 	// epoch tick. It is C memory so the epoch callback can read it.
 	interrupt *C.int32_t
@@ -420,6 +421,7 @@ func (i *wasmtimeInstance) Memory() Memory { return &i.mem }
 func (i *wasmtimeInstance) Data() any      { return i.data }
 
 func (i *wasmtimeInstance) descriptors() Descriptors { return i.fds }
+func (i *wasmtimeInstance) activity() *activity      { return i.act }
 func (i *wasmtimeInstance) output(fd uint32) io.Writer {
 	if fd == fdStdout {
 		return i.stdout

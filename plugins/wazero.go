@@ -40,7 +40,7 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 	e.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
 	wasi := e.runtime.NewHostModuleBuilder(wasiModule)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
-	for _, f := range wasiFuncs { // wharf's own descriptors replace WASI's files
+	for _, f := range trackAll(wasiFuncs) { // wharf's own descriptors replace WASI's files
 		wasi.NewFunctionBuilder().
 			WithGoModuleFunction(wrapHostFunc(f.Fn), wazeroTypes(f.Params), wazeroTypes(f.Results)).
 			Export(f.Name)
@@ -155,7 +155,7 @@ func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (Mod
 		WithSysNanosleep().
 		WithRandSource(cryptoRand{})
 	inst := &wazeroInstance{data: cfg.Data, funcs: map[string]api.Function{},
-		stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors)}
+		stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), act: activityOr(cfg.activity)}
 	mod, err := m.runtime.InstantiateModule(context.WithValue(ctx, callerKey{}, inst), m.compiled, mc)
 	if err != nil {
 		return nil, err
@@ -183,6 +183,7 @@ type wazeroInstance struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	fds       Descriptors
+	act       *activity
 	funcs     map[string]api.Function
 	mu        sync.Mutex // serialises Call; instances are not reentrant
 	stack     [8]uint64
@@ -192,6 +193,7 @@ func (i *wazeroInstance) Memory() Memory { return i.mem }
 func (i *wazeroInstance) Data() any      { return i.data }
 
 func (i *wazeroInstance) descriptors() Descriptors { return i.fds }
+func (i *wazeroInstance) activity() *activity      { return i.act }
 func (i *wazeroInstance) output(fd uint32) io.Writer {
 	if fd == fdStdout {
 		return i.stdout

@@ -57,7 +57,7 @@ func newBuildCommand() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "build [dir|wharf.toml]",
-		Short: "Compile a Go plugin to Wasm (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)",
+		Short: "Compile a Go plugin to Wasm (GOOS=wasip1 GOARCH=wasm, a WASI command)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := plugins.LoadManifest(argOrDot(args))

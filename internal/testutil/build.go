@@ -22,13 +22,26 @@ func RepoRoot() string {
 }
 
 // BuildGuest compiles the Go package at pkgDir (relative to the repository
-// root) for GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, once per test
+// root), a WASI command, for GOOS=wasip1 GOARCH=wasm, once per test
 // binary, and returns the .wasm path.
 func BuildGuest(t testing.TB, pkgDir string) string {
 	t.Helper()
+	return buildWasm(t, pkgDir)
+}
+
+// BuildReactor compiles the Go package at pkgDir with -buildmode=c-shared:
+// a module of exports for engine benchmarks, not a plugin.
+func BuildReactor(t testing.TB, pkgDir string) string {
+	t.Helper()
+	return buildWasm(t, pkgDir, "-buildmode=c-shared")
+}
+
+func buildWasm(t testing.TB, pkgDir string, flags ...string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := buildCache[pkgDir]; ok {
+	key := strings.Join(append([]string{pkgDir}, flags...), " ")
+	if p, ok := buildCache[key]; ok {
 		return p
 	}
 	dir, err := os.MkdirTemp("", "wharf-guest-")
@@ -36,13 +49,13 @@ func BuildGuest(t testing.TB, pkgDir string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, strings.ReplaceAll(pkgDir, "/", "_")+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", out, ".")...)
 	cmd.Dir = filepath.Join(RepoRoot(), pkgDir)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building guest %s: %v\n%s", pkgDir, err, b)
 	}
-	buildCache[pkgDir] = out
+	buildCache[key] = out
 	return out
 }
 

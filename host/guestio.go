@@ -1,0 +1,284 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// Guest I/O: the descriptors a long-running instance waits on. Descriptor 3
+// carries event records (abi.EventRecordSize bytes each); wait descriptors
+// from 4 up become readable when one of the handles they watch is ready. So
+// a goroutine of the guest parks in Go's netpoller, and the instance sleeps
+// in poll_oneoff only when every goroutine waits: one armed descriptor for
+// the event queue, one per goroutine waiting on the host, none per idle
+// object.
+
+const (
+	eventFD     = 3
+	firstWaitFD = 4
+	// maxWaitFDs bounds an instance's wait descriptors (Go's wasip1
+	// netpoller takes at most 65,535 at once).
+	maxWaitFDs = 60000
+)
+
+// delivery is an event posted to an instance, waiting to be read.
+type delivery struct {
+	kind  abi.EventKind
+	scope *guest // nil for EventDrop
+	obj   *object
+	// arg is the Go value of the event's argument: an *incoming for fetch
+	// and outbound, a *callState for a call, the retry count for an alarm.
+	arg any
+}
+
+// waitFD is a wait descriptor: readable once one of its handles is ready.
+type waitFD struct {
+	handles []abi.Handle
+	closed  bool // its owner ended; reads see it ready, then EOF
+}
+
+// post queues d for the guest and wakes it.
+func (in *instance) post(d *delivery) error {
+	in.mu.Lock()
+	if in.dead {
+		in.mu.Unlock()
+		return fmt.Errorf("the instance ended: %w", in.run.Err())
+	}
+	in.queue = append(in.queue, d)
+	if d.scope != nil {
+		in.events++
+	}
+	in.mu.Unlock()
+	in.wakeup.notify()
+	return nil
+}
+
+// abandon ends an event whose caller gave up (deadline, client gone) if it
+// has not ended: its handles are released and the guest's later calls for
+// it are refused. It reports whether the event was still running.
+func (in *instance) abandon(g *guest, why error) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if g.ended {
+		return false
+	}
+	for i, d := range in.queue {
+		if d.scope == g {
+			in.queue = append(in.queue[:i], in.queue[i+1:]...)
+			break
+		}
+	}
+	g.end(why)
+	return true
+}
+
+// Read serves the event descriptor and wait descriptors.
+func (in *instance) Read(fd uint32, p []byte) (int, plugins.Errno) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if fd == eventFD {
+		return in.readEvents(p)
+	}
+	w, ok := in.waits[fd]
+	if !ok {
+		return 0, plugins.ErrnoBadf
+	}
+	if !in.waitReady(w) {
+		return 0, plugins.ErrnoAgain
+	}
+	p[0] = 1
+	return 1, plugins.ErrnoSuccess
+}
+
+// readEvents turns queued deliveries into records: the event and its
+// argument get handles now, on the instance's own goroutine.
+func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
+	if len(p) < abi.EventRecordSize {
+		return 0, plugins.ErrnoInval
+	}
+	if len(in.queue) == 0 {
+		return 0, plugins.ErrnoAgain
+	}
+	n := 0
+	for len(in.queue) > 0 && len(p)-n >= abi.EventRecordSize {
+		d := in.queue[0]
+		in.queue[0] = nil
+		in.queue = in.queue[1:]
+		var ev, obj, arg abi.Handle
+		if d.obj != nil {
+			if d.obj.ref == 0 {
+				d.obj.ref = in.self.add(abi.KindObject, d.obj)
+			}
+			obj = d.obj.ref
+		}
+		if g := d.scope; g != nil {
+			ev = in.table.add(abi.KindEvent, g) // released last, by end
+			g.handle = ev
+			switch a := d.arg.(type) {
+			case *incoming:
+				arg = g.add(abi.KindRequest, a)
+			case *callState:
+				arg = g.add(abi.KindCall, a)
+			case int:
+				arg = abi.Handle(a)
+			}
+		}
+		if d.kind == abi.EventDrop && obj != 0 {
+			in.table.remove(obj)
+			d.obj.ref = 0
+			if sc := d.obj.scope; sc != nil && sc.inst == in {
+				sc.release(nil)
+			}
+		}
+		rec := p[n : n+abi.EventRecordSize]
+		binary.LittleEndian.PutUint32(rec[0:], uint32(d.kind))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(ev))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(obj))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(arg))
+		n += abi.EventRecordSize
+	}
+	return n, plugins.ErrnoSuccess
+}
+
+// waitReady reports whether one of w's handles is ready or gone.
+func (in *instance) waitReady(w *waitFD) bool {
+	if w.closed {
+		return true
+	}
+	for _, h := range w.handles {
+		s, err := in.table.slot(h)
+		if err != nil {
+			return true // closed meanwhile: the guest's next call says so
+		}
+		if p, ok := s.obj.(pollable); !ok || p.ready() {
+			return true
+		}
+	}
+	return false
+}
+
+// Write refuses: no descriptor of a guest is writable.
+func (in *instance) Write(uint32, []byte) (int, plugins.Errno) { return 0, plugins.ErrnoBadf }
+
+// Close frees a wait descriptor.
+func (in *instance) Close(fd uint32) plugins.Errno {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if _, ok := in.waits[fd]; !ok {
+		return plugins.ErrnoBadf
+	}
+	delete(in.waits, fd)
+	in.freeFDs = append(in.freeFDs, fd)
+	return plugins.ErrnoSuccess
+}
+
+// Open reports whether fd is one of the instance's descriptors.
+func (in *instance) Open(fd uint32) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	_, ok := in.waits[fd]
+	return ok || fd == eventFD && in.serving
+}
+
+// Ready reports, level-triggered, whether a read of fd would not block.
+func (in *instance) Ready(fd uint32, write bool) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if write {
+		return true
+	}
+	if fd == eventFD {
+		return len(in.queue) > 0
+	}
+	w, ok := in.waits[fd]
+	return !ok || in.waitReady(w)
+}
+
+// Wait blocks until something the guest waits on may have changed.
+func (in *instance) Wait(ctx context.Context, timeout time.Duration) {
+	var expired <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-in.wakeup:
+	case <-expired:
+	case <-ctx.Done():
+	}
+}
+
+// importWaitFD is wait_fd(handles, n, fd_out).
+func importWaitFD(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	handles, err := pollHandles(g, mem, u32(a[0]), u32(a[1]))
+	if err != nil {
+		return err
+	}
+	in := g.inst
+	if len(in.waits) >= maxWaitFDs {
+		return fmt.Errorf("%w: %d goroutines wait on the host, the limit is %d", abi.StatusTooLarge, len(in.waits), maxWaitFDs)
+	}
+	fd := in.nextFD
+	if n := len(in.freeFDs); n > 0 {
+		fd, in.freeFDs = in.freeFDs[n-1], in.freeFDs[:n-1]
+	} else {
+		in.nextFD++
+	}
+	if err := writeU32(mem, u32(a[2]), fd); err != nil {
+		in.freeFDs = append(in.freeFDs, fd)
+		return err
+	}
+	in.waits[fd] = &waitFD{handles: handles}
+	return nil
+}
+
+// importServe is serve(fd_out): the guest is initialised and reads events
+// from then on.
+func importServe(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	in := g.inst
+	if in.serving {
+		return fmt.Errorf("%w: serve was already called", abi.StatusInvalid)
+	}
+	if err := writeU32(mem, u32(a[0]), eventFD); err != nil {
+		return err
+	}
+	in.serving = true
+	close(in.ready)
+	return nil
+}
+
+// importEventDone is event_done(status): the event g ended; non-zero means
+// it failed.
+func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	if g == g.inst.self {
+		return fmt.Errorf("%w: event_done needs an event handle", abi.StatusInvalid)
+	}
+	var failure error
+	if st := int32(a[0]); st != 0 {
+		failure = &guestStatus{status: st, detail: g.lastErr}
+	}
+	if in := g.inst; in.drainAt > 0 && mem.Size() > in.drainAt {
+		in.draining = true // Wasm memory never shrinks: replace the instance
+	}
+	g.end(failure)
+	return nil
+}
+
+// guestStatus is an event the guest ended with a non-zero status.
+type guestStatus struct {
+	status int32
+	detail string
+}
+
+func (e *guestStatus) Error() string {
+	if e.detail != "" {
+		return fmt.Sprintf("the guest failed the event (status %d; last error: %s)", e.status, e.detail)
+	}
+	return fmt.Sprintf("the guest failed the event (status %d)", e.status)
+}

@@ -1,0 +1,316 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// instanceSet keeps a plugin's long-running instances: a few per host (one per
+// core by default), each serving many concurrent Worker requests and hosting
+// many live Durable Objects. An instance that ends (a trap, memory
+// exhaustion, a CPU slice overrun) is replaced; one whose memory grew past
+// the drain threshold takes no new work and is replaced once idle.
+type instanceSet struct {
+	plugin  *plugins.Plugin
+	logs    *guestLogs
+	logger  *slog.Logger
+	want    int
+	drainAt uint32
+	timeout time.Duration // to initialise (serve) and to serve one event
+
+	mu        sync.Mutex
+	instances []*instance
+	changed   chan struct{} // closed and replaced when instances change
+	closed    bool
+	refilling bool
+	started   uint64
+	ended     uint64
+	wg        sync.WaitGroup
+}
+
+func newInstanceSet(p *plugins.Plugin, logs *guestLogs, logger *slog.Logger, want int, drainAt uint32, timeout time.Duration) *instanceSet {
+	return &instanceSet{plugin: p, logs: logs, logger: logger, want: max(want, 1), drainAt: drainAt,
+		timeout: timeout, changed: make(chan struct{})}
+}
+
+// start launches the instances; the first error (a module that traps or
+// never calls serve) is returned.
+func (rt *instanceSet) start(ctx context.Context) error {
+	for range rt.want {
+		in, err := rt.launch(ctx)
+		if err != nil {
+			rt.close()
+			return err
+		}
+		rt.add(in)
+	}
+	return nil
+}
+
+// launch starts one instance and waits until its main called serve.
+func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
+	in := newInstance(rt.logs)
+	in.drainAt, in.timeout = rt.drainAt, rt.timeout
+	run, err := rt.plugin.Launch(ctx, in,
+		&lineWriter{in: in, logs: rt.logs, level: slog.LevelInfo, name: "stdout"},
+		&lineWriter{in: in, logs: rt.logs, level: slog.LevelWarn, name: "stderr"})
+	if err != nil {
+		return nil, err
+	}
+	in.run = run
+	t := time.NewTimer(rt.timeout)
+	defer t.Stop()
+	select {
+	case <-in.ready:
+		return in, nil
+	case <-run.Done():
+		return nil, fmt.Errorf("initialise: %w", run.Err())
+	case <-t.C:
+		err = fmt.Errorf("initialise: the plugin's main did not call sdk.Serve() within %s", rt.timeout)
+	case <-ctx.Done():
+		err = fmt.Errorf("initialise: %w", context.Cause(ctx))
+	}
+	run.Stop(fmt.Errorf("%w: %w", plugins.ErrStopped, err))
+	<-run.Done()
+	return nil, err
+}
+
+func (rt *instanceSet) add(in *instance) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.instances = append(rt.instances, in)
+	rt.started++
+	rt.notifyLocked()
+	rt.wg.Add(1)
+	go rt.supervise(in)
+}
+
+func (rt *instanceSet) notifyLocked() {
+	close(rt.changed)
+	rt.changed = make(chan struct{})
+}
+
+// supervise waits for the instance to end, fails what it was serving and
+// replaces it.
+func (rt *instanceSet) supervise(in *instance) {
+	defer rt.wg.Done()
+	<-in.run.Done()
+	err := in.run.Err()
+	in.mu.Lock()
+	in.dead = true
+	var failed []string
+	ended := func(g *guest) {
+		failed = append(failed, g.id.String())
+		if !g.ended {
+			g.ended, g.status = true, fmt.Errorf("the instance ended: %w", err)
+			close(g.done)
+		}
+	}
+	for _, d := range in.queue {
+		if d.scope != nil {
+			ended(d.scope)
+		}
+	}
+	in.queue = nil
+	in.table.drain(func(kind abi.Kind, obj any) {
+		if g, ok := obj.(*guest); ok && kind == abi.KindEvent {
+			ended(g)
+			return
+		}
+		releaseObject(obj, err)
+	})
+	in.mu.Unlock()
+	rt.mu.Lock()
+	for i, x := range rt.instances {
+		if x == in {
+			rt.instances = append(rt.instances[:i], rt.instances[i+1:]...)
+			break
+		}
+	}
+	closed := rt.closed
+	rt.ended++
+	rt.notifyLocked()
+	rt.mu.Unlock()
+	if closed || plugins.Stopped(err) {
+		return
+	}
+	rt.logger.Error("plugin instance ended; replacing it", "plugin", rt.plugin.Name(), "err", err, "events_failed", failed)
+	rt.replace()
+}
+
+// replace launches a new instance, retrying with a growing pause while the
+// module keeps failing.
+func (rt *instanceSet) replace() {
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 10*time.Second) {
+		rt.mu.Lock()
+		closed := rt.closed
+		rt.mu.Unlock()
+		if closed {
+			return
+		}
+		in, err := rt.launch(context.Background())
+		if err == nil {
+			rt.mu.Lock()
+			if rt.closed {
+				rt.mu.Unlock()
+				in.run.Stop(plugins.ErrStopped)
+				return
+			}
+			rt.mu.Unlock()
+			rt.add(in)
+			return
+		}
+		rt.logger.Error("starting a plugin instance failed", "plugin", rt.plugin.Name(), "err", err)
+		time.Sleep(pause)
+	}
+}
+
+// pick returns the least loaded instance for new work (a Worker request,
+// an object to place), waiting while none is up until ctx ends.
+func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
+	for {
+		rt.mu.Lock()
+		if rt.closed {
+			rt.mu.Unlock()
+			return nil, plugins.ErrPoolClosed
+		}
+		var best *instance
+		bestLoad := 0
+		for _, in := range rt.instances {
+			in.mu.Lock()
+			load, ok := in.events+in.objects, !in.dead && !in.draining
+			if in.draining && in.events == 0 && in.objects == 0 {
+				in.run.Stop(fmt.Errorf("%w: drained (its memory grew past %d bytes)", plugins.ErrStopped, rt.drainAt))
+			}
+			in.mu.Unlock()
+			if ok && (best == nil || load < bestLoad) {
+				best, bestLoad = in, load
+			}
+		}
+		draining := len(rt.instances) - rt.countLive()
+		changed := rt.changed
+		rt.mu.Unlock()
+		if draining > 0 {
+			rt.refill()
+		}
+		if best != nil {
+			return best, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no plugin instance is up: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// countLive counts instances taking new work (under rt.mu).
+func (rt *instanceSet) countLive() int {
+	n := 0
+	for _, in := range rt.instances {
+		in.mu.Lock()
+		if !in.dead && !in.draining {
+			n++
+		}
+		in.mu.Unlock()
+	}
+	return n
+}
+
+// refill launches replacements for draining instances, one at a time.
+func (rt *instanceSet) refill() {
+	rt.mu.Lock()
+	if rt.closed || rt.countLive() >= rt.want || rt.refilling {
+		rt.mu.Unlock()
+		return
+	}
+	rt.refilling = true
+	rt.mu.Unlock()
+	go func() {
+		rt.replace()
+		rt.mu.Lock()
+		rt.refilling = false
+		rt.mu.Unlock()
+	}()
+}
+
+// InstanceStats is a snapshot of a plugin's instances.
+type InstanceStats struct {
+	// Live instances are running; Started and Ended count them since
+	// the host started (replacements included).
+	Live           int
+	Started, Ended uint64
+	// Events are being served now; Objects are live on the instances.
+	Events, Objects int
+}
+
+func (rt *instanceSet) stats() InstanceStats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st := InstanceStats{Live: len(rt.instances), Started: rt.started, Ended: rt.ended}
+	for _, in := range rt.instances {
+		in.mu.Lock()
+		st.Events += in.events
+		st.Objects += in.objects
+		in.mu.Unlock()
+	}
+	return st
+}
+
+// first is an instance that is up, for checks after start.
+func (rt *instanceSet) first() *instance {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.instances[0]
+}
+
+// close stops every instance and waits for them.
+func (rt *instanceSet) close() {
+	rt.mu.Lock()
+	rt.closed = true
+	instances := rt.instances
+	rt.mu.Unlock()
+	for _, in := range instances {
+		in.run.Stop(fmt.Errorf("%w: the host is shutting down", plugins.ErrStopped))
+	}
+	rt.wg.Wait()
+}
+
+// deliver posts an event to in and waits until the guest ends it, the
+// instance ends, the event's time limit passes or ctx ends; then the event
+// is abandoned (its handles released, the guest's later calls for it
+// refused) and the error says whether the time ran out or the caller went
+// away. It returns the event's scope, for its logger.
+func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind abi.EventKind, arg any) (*guest, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("the event did not end within %s", in.timeout))
+	defer cancel()
+	g := in.newEvent(ctx, id, obj)
+	if err := in.post(&delivery{kind: kind, scope: g, obj: obj, arg: arg}); err != nil {
+		return g, err
+	}
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		kind := plugins.ErrCanceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			kind = plugins.ErrDeadline
+		}
+		in.abandon(g, fmt.Errorf("%w: %w", kind, context.Cause(ctx)))
+		<-g.done
+	}
+	return g, g.status
+}
+
+// alive reports whether the instance still runs and takes work.
+func (in *instance) alive() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return !in.dead
+}

@@ -1,0 +1,158 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// commandPipe is descriptor 3 of the descriptors guest: lines the test
+// sends, read without blocking.
+type commandPipe struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	closed bool
+	wake   chan struct{}
+}
+
+func newCommandPipe() *commandPipe { return &commandPipe{wake: make(chan struct{}, 1)} }
+
+func (p *commandPipe) send(line string) {
+	p.mu.Lock()
+	p.buf.WriteString(line + "\n")
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *commandPipe) Read(fd uint32, b []byte) (int, Errno) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fd != 3 {
+		return 0, ErrnoBadf
+	}
+	if p.buf.Len() == 0 {
+		if p.closed {
+			return 0, ErrnoSuccess
+		}
+		return 0, ErrnoAgain
+	}
+	n, _ := p.buf.Read(b)
+	return n, ErrnoSuccess
+}
+
+func (p *commandPipe) Write(uint32, []byte) (int, Errno) { return 0, ErrnoBadf }
+func (p *commandPipe) Close(uint32) Errno                { return ErrnoSuccess }
+func (p *commandPipe) Open(fd uint32) bool               { return fd == 3 }
+func (p *commandPipe) Ready(fd uint32, write bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fd != 3 || write || p.buf.Len() > 0 || p.closed
+}
+func (p *commandPipe) Wait(ctx context.Context, timeout time.Duration) {
+	var expired <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-p.wake:
+	case <-expired:
+	case <-ctx.Done():
+	}
+}
+
+// lockedBuffer collects a guest's stdout.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// launchDescriptors runs the descriptors guest with a short CPU slice.
+func launchDescriptors(t *testing.T, engine string) (*Instance, *commandPipe, *lockedBuffer) {
+	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
+	p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine,
+		CacheDir: t.TempDir(), CPUSlice: 300 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close(context.Background()) })
+	pipe, out := newCommandPipe(), &lockedBuffer{}
+	inst, err := p.Launch(context.Background(), pipe, out, out)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		inst.Stop(ErrStopped)
+		<-inst.Done()
+	})
+	return inst, pipe, out
+}
+
+// TestGoroutinesWaitOnDescriptors runs a Go guest whose goroutines wait on
+// a host descriptor and on time.Sleep at once, on both engines.
+func TestGoroutinesWaitOnDescriptors(t *testing.T) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			inst, pipe, out := launchDescriptors(t, engine)
+			pipe.send("sleep")
+			pipe.send("echo first")
+			require.Eventually(t, func() bool { return bytes.Contains([]byte(out.String()), []byte("slept")) }, 10*time.Second, 5*time.Millisecond)
+			// The reader answered before the sleeper woke: neither blocked the other.
+			assert.Equal(t, "first\nslept\n", out.String())
+			time.Sleep(50 * time.Millisecond) // idle: parked in poll_oneoff
+			pipe.send("echo second")
+			require.Eventually(t, func() bool { return out.String() == "first\nslept\nsecond\n" }, 10*time.Second, 5*time.Millisecond)
+			select {
+			case <-inst.Done():
+				t.Fatalf("instance ended: %v", inst.Err())
+			default:
+			}
+		})
+	}
+}
+
+// TestSpinningGuestIsStopped: a guest that computes without calling the
+// host for longer than its CPU slice is stopped with ErrCPUSlice.
+func TestSpinningGuestIsStopped(t *testing.T) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			inst, pipe, _ := launchDescriptors(t, engine)
+			pipe.send("spin")
+			select {
+			case <-inst.Done():
+			case <-time.After(20 * time.Second):
+				t.Fatal("a spinning guest was not stopped")
+			}
+			assert.ErrorIs(t, inst.Err(), ErrCPUSlice)
+		})
+	}
+}
+
+// TestMainReturning: a guest whose main returns ends with ErrMainReturned,
+// which tells the author to call sdk.Serve.
+func TestMainReturning(t *testing.T) {
+	inst, pipe, _ := launchDescriptors(t, EngineWazero)
+	pipe.send("exit")
+	<-inst.Done()
+	assert.ErrorIs(t, inst.Err(), ErrMainReturned)
+	assert.Contains(t, inst.Err().Error(), "sdk.Serve()")
+}

@@ -1,0 +1,130 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+)
+
+// Instance is one long-running copy of the plugin's module: its main runs on
+// a goroutine of its own until it returns, traps or is stopped. Wasm has no
+// preemption, so a watchdog stops an instance that computes longer than its
+// CPU slice without calling the host.
+type Instance struct {
+	inst ModuleInstance
+	// Data is the value given to Launch, seen by host functions as
+	// Caller.Data.
+	Data any
+	act  *activity
+	stop context.CancelCauseFunc
+	done chan struct{}
+	err  error
+}
+
+// activity tells the watchdog whether the guest calls the host.
+type activity struct {
+	inHost atomic.Int32  // host functions running now
+	calls  atomic.Uint64 // host functions started
+}
+
+func activityOr(a *activity) *activity {
+	if a == nil {
+		return &activity{}
+	}
+	return a
+}
+
+// tracked reports host function calls to the instance's watchdog.
+type tracked interface{ activity() *activity }
+
+// trackAll wraps funcs so the watchdog sees their calls.
+func trackAll(funcs []HostFunc) []HostFunc {
+	out := make([]HostFunc, len(funcs))
+	for i, f := range funcs {
+		out[i] = track(f)
+	}
+	return out
+}
+
+func track(f HostFunc) HostFunc {
+	fn := f.Fn
+	f.Fn = func(ctx context.Context, c Caller, s []uint64) {
+		a := c.(tracked).activity()
+		a.calls.Add(1)
+		a.inHost.Add(1)
+		defer a.inHost.Add(-1)
+		fn(ctx, c, s)
+	}
+	return f
+}
+
+// Launch instantiates the module and runs its main. data is what host
+// functions see as Caller.Data; if it implements Descriptors, those are the
+// instance's descriptors. stdout and stderr receive its WASI output.
+func (p *Plugin) Launch(ctx context.Context, data any, stdout, stderr io.Writer) (*Instance, error) {
+	fds, _ := data.(Descriptors)
+	act := &activity{}
+	mi, err := p.module.Instantiate(ctx, InstanceConfig{Data: data, Stdout: stdout, Stderr: stderr, Descriptors: fds, activity: act})
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	runCtx, stop := context.WithCancelCause(context.Background())
+	i := &Instance{inst: mi, Data: data, act: act, stop: stop, done: make(chan struct{})}
+	go i.run(runCtx)
+	go i.watch(runCtx, p.cfg.CPUSlice)
+	return i, nil
+}
+
+func (i *Instance) run(ctx context.Context) {
+	defer close(i.done)
+	_, err := i.inst.Call(ctx, "_start")
+	switch {
+	case ctx.Err() != nil:
+		err = context.Cause(ctx)
+	case err == nil || err.Error() == fmt.Sprintf("%s: guest exited with code 0", ErrTrap):
+		err = ErrMainReturned
+	}
+	i.err = err
+	i.stop(err)
+	i.inst.Close(context.Background())
+}
+
+// watch stops the instance when it has run guest code for longer than slice
+// without a host call.
+func (i *Instance) watch(ctx context.Context, slice time.Duration) {
+	t := time.NewTicker(slice / 4)
+	defer t.Stop()
+	last, since := i.act.calls.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if calls := i.act.calls.Load(); calls != last || i.act.inHost.Load() > 0 {
+				last, since = calls, now
+			} else if now.Sub(since) > slice {
+				i.Stop(fmt.Errorf("%w (%s)", ErrCPUSlice, slice))
+				return
+			}
+		}
+	}
+}
+
+// Stop ends the instance with cause: a guest that is computing traps at its
+// next loop, one waiting in the host is woken up to.
+func (i *Instance) Stop(cause error) { i.stop(cause) }
+
+// Done is closed once the instance has ended.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// Err is why the instance ended; valid once Done is closed.
+func (i *Instance) Err() error { return i.err }
+
+// Memory is the instance's linear memory; use it only from host functions.
+func (i *Instance) Memory() Memory { return i.inst.Memory() }
+
+// Stopped reports whether err is an instance's end the host asked for.
+func Stopped(err error) bool { return errors.Is(err, ErrStopped) }
