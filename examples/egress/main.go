@@ -86,7 +86,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		req, _ := http.NewRequest("GET", "http://agent/", nil)
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://agent/", nil)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

@@ -459,7 +459,7 @@ func outboundHandlers() {
 		fmt.Fprintf(w, "other: %s", r.URL)
 	}))
 	sdk.HandleOutbound("upstream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequest(r.Method, r.URL.String(), nil)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
 		req.Header.Set("X-Secret", "s3cret")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -581,7 +581,7 @@ func init() {
 			json.Unmarshal(args, &in)
 		}
 		var out any
-		if err := stub.Call(r.PathValue("method"), in, &out); err != nil {
+		if err := stub.CallContext(r.Context(), r.PathValue("method"), in, &out); err != nil {
 			http.Error(w, err.Error(), 500)
 			return
 		}
@@ -594,7 +594,7 @@ func init() {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		req, _ := http.NewRequest(r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
 		req.Header = r.Header.Clone() // an Upgrade (WebSocket) passes through
 		resp, err := stub.Fetch(req)
 		if err != nil {
