@@ -143,6 +143,7 @@ func (o *object) call(call uint32) (status int32) {
 		return true
 	})
 	if method == abi.MethodContainerExited { // from the host, not a caller
+		o.state.Container.exited()
 		if h, ok := o.value.(interface{ containerExited() }); ok {
 			h.containerExited()
 		}

@@ -181,7 +181,7 @@ func (b *Box) Running() (bool, error) { return b.state.Container.Running(), nil 
 
 func (b *Box) Destroy(reason string) error { return b.state.Container.Destroy(reason) }
 
-func (b *Box) Signal(n int) error { return b.state.Container.Signal(n) }
+func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
 
 func (b *Box) Monitor() (string, error) {
 	if err := b.state.Container.Monitor(); err != nil {
@@ -205,7 +205,7 @@ type ExecResult struct {
 }
 
 func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
-	opts := sdk.ExecOptions{Stdout: a.Stdout, Stderr: a.Stderr, Cwd: a.Cwd, User: a.User, Env: a.Env}
+	opts := sdk.ExecOptions{Stdout: sdk.Stdio(a.Stdout), Stderr: sdk.Stdio(a.Stderr), Cwd: a.Cwd, User: a.User, Env: a.Env}
 	if a.Stdin != "" {
 		opts.Stdin = strings.NewReader(a.Stdin)
 	}
@@ -213,8 +213,18 @@ func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
 	if err != nil {
 		return ExecResult{}, err
 	}
-	out, errOut, code, err := p.Output()
-	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: code}, err
+	out, errOut, err := p.Output()
+	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: p.ExitCode()}, exitOK(err)
+}
+
+// exitOK drops the error of a non-zero exit code, which the caller reports
+// as the code.
+func exitOK(err error) error {
+	var exit *sdk.ExitError
+	if errors.As(err, &exit) {
+		return nil
+	}
+	return err
 }
 
 // ExecWait runs cmd and waits without reading its output.
@@ -223,7 +233,8 @@ func (b *Box) ExecWait(cmd []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.Wait()
+	err = exitOK(p.Wait())
+	return p.ExitCode(), err
 }
 
 // PipeAndKill exercises StdinPipe, Kill and Output's rules: it writes to
@@ -240,11 +251,11 @@ func (b *Box) PipeAndKill() (string, error) {
 	if _, err := io.ReadFull(p.Stdout, line); err != nil {
 		return "", err
 	}
-	_, _, _, outErr := p.Output()
-	code, err := p.Wait()
-	if err != nil {
+	_, _, outErr := p.Output()
+	if err := exitOK(p.Wait()); err != nil {
 		return "", err
 	}
+	code := p.ExitCode()
 	sleeper, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
 	if err != nil {
 		return "", err
@@ -252,7 +263,8 @@ func (b *Box) PipeAndKill() (string, error) {
 	if err := sleeper.Kill(0); err != nil {
 		return "", err
 	}
-	killed, err := sleeper.Wait()
+	err = exitOK(sleeper.Wait())
+	killed := sleeper.ExitCode()
 	badKill := sleeper.Kill(65)
 	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
 }
@@ -267,7 +279,7 @@ func (b *Box) TimeExecTrue(n int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if _, err := p.Wait(); err != nil {
+		if err := p.Wait(); err != nil {
 			return 0, err
 		}
 		times = append(times, float64(time.Since(start).Microseconds()))
@@ -288,7 +300,7 @@ func (b *Box) ExecThroughput(mb int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := p.Wait(); err != nil {
+	if err := p.Wait(); err != nil {
 		return 0, err
 	}
 	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
@@ -513,7 +525,7 @@ func (w *Web) Hooks() (string, error) {
 // Status returns the state's status only.
 func (w *Web) Status() (string, error) {
 	st, err := w.State()
-	return st.Status, err
+	return string(st.Status), err
 }
 
 // Run runs a shell command in the container and returns its output.
@@ -522,8 +534,8 @@ func (w *Web) Run(script string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, _, _, err := p.Output()
-	return string(out), err
+	out, _, err := p.Output()
+	return string(out), exitOK(err)
 }
 
 // StartWithSecret starts the raw container with one SDK secret.
