@@ -19,10 +19,6 @@ import (
 var (
 	// ErrNotRunning: the call needs a running container.
 	ErrNotRunning = errors.New("wharf: the container is not running")
-	// ErrInvalidArgument: an empty command, an unknown option mode, or
-	// stderr "combined" without stdout "pipe" (the hosted system's
-	// TypeError).
-	ErrInvalidArgument = errors.New("wharf: invalid argument")
 	// ErrSignalRange: a signal outside 1 to 64 (the hosted system's
 	// RangeError).
 	ErrSignalRange = errors.New("wharf: signal out of range")
