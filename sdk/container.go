@@ -46,6 +46,10 @@ type Container struct {
 	obj   *object
 	mu    sync.Mutex
 	watch *exitWatch // the exit Monitor calls outside events wait for
+	// destroyed is the reason given to Destroy, for Monitor calls waiting
+	// outside events: the destroyed container is gone when its exit is
+	// reported.
+	destroyed string
 }
 
 // event is the event the container's object serves now.
@@ -140,7 +144,15 @@ func (c *Container) Running() bool {
 
 // Destroy stops and removes the container; Monitor returns reason as its
 // error.
-func (c *Container) Destroy(reason string) error { return c.event().ContainerDestroy(reason) }
+func (c *Container) Destroy(reason string) error {
+	if err := c.event().ContainerDestroy(reason); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.destroyed = reason
+	c.mu.Unlock()
+	return nil
+}
 
 // Signal sends sig (1 to 64) to the container's main process.
 func (c *Container) Signal(sig Signal) error {
@@ -210,8 +222,20 @@ type exitWatch struct {
 var ErrEvicted = errors.New("wharf: the Durable Object was evicted")
 
 // exited runs in the object's event that reports the container's exit:
-// Monitor calls waiting outside events get the exit.
-func (c *Container) exited() { c.endWatch(func() error { return c.monitorIn(c.event()) }) }
+// Monitor calls waiting outside events get the exit, or the reason given
+// to Destroy.
+func (c *Container) exited() {
+	c.mu.Lock()
+	reason := c.destroyed
+	c.destroyed = ""
+	c.mu.Unlock()
+	c.endWatch(func() error {
+		if reason != "" {
+			return &ExitError{Code: -1, Reason: reason}
+		}
+		return c.monitorIn(c.event())
+	})
+}
 
 // evicted ends the Monitor calls waiting outside events with ErrEvicted.
 func (c *Container) evicted() { c.endWatch(func() error { return ErrEvicted }) }

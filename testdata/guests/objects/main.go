@@ -25,6 +25,9 @@ import (
 type Store struct {
 	state  *sdk.ObjectState
 	events int // in memory only: shows whether the instance survived
+	// later carries what a goroutine started by Later or PutLater
+	// delivers to a later event.
+	later chan string
 }
 
 // KV is one entry in RPC arguments and results.
@@ -125,6 +128,46 @@ func (s *Store) Events() (int, error) { return s.events, nil }
 
 func (s *Store) Sleep(ms int) error { time.Sleep(time.Duration(ms) * time.Millisecond); return nil }
 
+// Later starts a goroutine that, ms from now, leaves a message for Collect,
+// which a later event calls: a goroutine outlives its event.
+func (s *Store) Later(ms int) error {
+	s.later = make(chan string, 1)
+	go func() {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		s.later <- fmt.Sprintf("delivered %dms later", ms)
+	}()
+	return nil
+}
+
+// PutLater starts a goroutine that writes key ms from now, after the event
+// ended; Collect returns what the host said to the write.
+func (s *Store) PutLater(args struct {
+	Key string
+	MS  int
+}) error {
+	s.later = make(chan string, 1)
+	go func() {
+		time.Sleep(time.Duration(args.MS) * time.Millisecond)
+		err := s.state.Storage.Put(args.Key, []byte("too late"))
+		s.later <- fmt.Sprintf("put after the event: %v", err)
+	}()
+	return nil
+}
+
+// Collect waits up to 10 s for what Later's or PutLater's goroutine
+// delivers.
+func (s *Store) Collect() (string, error) {
+	if s.later == nil {
+		return "", errors.New("nothing was started: call Later or PutLater first")
+	}
+	select {
+	case msg := <-s.later:
+		return msg, nil
+	case <-time.After(10 * time.Second):
+		return "", errors.New("nothing arrived within 10s")
+	}
+}
+
 // ServeHTTP echoes the request body with the object's id; /stream streams
 // a response after a write, in flushed pieces.
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +214,40 @@ func (a *Alarmed) Alarm(retry int) error {
 }
 
 // Box drives its container through ctx.container.
-type Box struct{ state *sdk.ObjectState }
+type Box struct {
+	state *sdk.ObjectState
+	// watched receives what a Monitor started by WatchInBackground
+	// returned.
+	watched chan error
+}
+
+// WatchInBackground calls Monitor from a goroutine that outlives the event;
+// Watched, in a later event, returns what it got.
+func (b *Box) WatchInBackground() error {
+	b.watched = make(chan error, 1)
+	go func() { b.watched <- b.state.Container.Monitor() }()
+	return nil
+}
+
+// Watched returns what the background Monitor returned: its error's text,
+// "exited cleanly" for nil, or "waiting" while it waits. It never blocks:
+// the exit reaches the object as an event of its own, which a blocked
+// event would hold up.
+func (b *Box) Watched() (string, error) {
+	if b.watched == nil {
+		return "", errors.New("call WatchInBackground first")
+	}
+	select {
+	case err := <-b.watched:
+		b.watched = nil
+		if err != nil {
+			return err.Error(), nil
+		}
+		return "exited cleanly", nil
+	default:
+		return "waiting", nil
+	}
+}
 
 func (b *Box) Start(entrypoint []string) error {
 	return b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint, Env: map[string]string{"FROM_START": "yes"}})
