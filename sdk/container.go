@@ -42,8 +42,12 @@ func containerError(err error, invalid error) error {
 }
 
 // Container is ctx.container: the container of a Durable Object whose class
-// has a [[containers]] entry in wharf.toml.
-type Container struct{}
+// has a [[containers]] entry in wharf.toml. Its calls act for the object's
+// current event.
+type Container struct{ obj *object }
+
+// event is the event the container's object serves now.
+func (c *Container) event() wharf.Event { return c.obj.event() }
 
 // StartOptions configure Start.
 type StartOptions struct {
@@ -73,7 +77,7 @@ func sortedPairs(m map[string]string) []string {
 
 // Start starts the container. It returns once the container runs, without
 // waiting for anything inside it to be ready.
-func (*Container) Start(opts StartOptions) error {
+func (c *Container) Start(opts StartOptions) error {
 	b := abi.NewFieldsBuilder(nil)
 	for _, kv := range sortedPairs(opts.Env) {
 		b.Add(abi.OptEnv, kv)
@@ -90,22 +94,22 @@ func (*Container) Start(opts StartOptions) error {
 	for _, kv := range sortedPairs(opts.Labels) {
 		b.Add(abi.OptLabel, kv)
 	}
-	return wharf.ContainerStart(b.Bytes())
+	return c.event().ContainerStart(b.Bytes())
 }
 
 // Running reports whether the container's main process runs.
-func (*Container) Running() bool {
-	ok, _ := wharf.ContainerRunning()
+func (c *Container) Running() bool {
+	ok, _ := c.event().ContainerRunning()
 	return ok
 }
 
 // Destroy stops and removes the container; Monitor returns reason as its
 // error.
-func (*Container) Destroy(reason string) error { return wharf.ContainerDestroy(reason) }
+func (c *Container) Destroy(reason string) error { return c.event().ContainerDestroy(reason) }
 
 // Signal sends signal n (1 to 64) to the container's main process.
-func (*Container) Signal(n int) error {
-	return containerError(wharf.ContainerSignal(uint32(n)), ErrSignalRange)
+func (c *Container) Signal(n int) error {
+	return containerError(c.event().ContainerSignal(uint32(n)), ErrSignalRange)
 }
 
 // ExitError is Monitor's error for a container that exited with a non-zero
@@ -124,15 +128,16 @@ func (e *ExitError) Error() string {
 
 // Monitor waits until the container exits: nil for exit code 0, otherwise
 // an *ExitError with the exit code or the reason given to Destroy.
-func (*Container) Monitor() error {
-	h, err := wharf.ContainerMonitor()
+func (c *Container) Monitor() error {
+	ev := c.event()
+	h, err := ev.ContainerMonitor()
 	if err != nil {
 		return err
 	}
-	if _, err := Select(-1, &Pending{handle: h}); err != nil {
+	if _, err := Select(-1, &Pending{ev: ev, handle: h}); err != nil {
 		return err
 	}
-	_, err = wharf.CallResult(h)
+	_, err = ev.CallResult(h)
 	var we *wharf.Error
 	if errors.As(err, &we) && we.Status == abi.StatusIO {
 		// The exit code or the reason given to Destroy.
@@ -164,6 +169,7 @@ type ExecOptions struct {
 
 // Process is a command running in the container.
 type Process struct {
+	ev     wharf.Event
 	handle uint32
 	// Pid is the process id as the host sees it.
 	Pid int
@@ -177,8 +183,10 @@ type Process struct {
 // Handle makes a Process usable with Select: ready when it has exited.
 func (p *Process) Handle() uint32 { return p.handle }
 
+func (p *Process) event() wharf.Event { return p.ev }
+
 // Exec starts cmd in the running container.
-func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
+func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("%w: exec needs a command", ErrInvalidArgument)
 	}
@@ -197,24 +205,25 @@ func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if opts.StdinPipe || opts.Stdin != nil {
 		b.Add(abi.OptStdin, "pipe")
 	}
-	in, out, errH, proc, err := wharf.ContainerExec(b.Bytes())
+	ev := c.event()
+	in, out, errH, proc, err := ev.ContainerExec(b.Bytes())
 	if errors.Is(err, abi.StatusIO) {
 		return nil, fmt.Errorf("%w: %w", ErrExecFailed, err)
 	}
 	if err != nil {
 		return nil, containerError(err, ErrInvalidArgument)
 	}
-	p := &Process{handle: proc}
-	pid, _ := wharf.ProcessPid(proc)
+	p := &Process{ev: ev, handle: proc}
+	pid, _ := ev.ProcessPid(proc)
 	p.Pid = int(pid)
 	if in != 0 {
-		p.Stdin = &Stream{handle: in}
+		p.Stdin = &Stream{ev: ev, handle: in}
 	}
 	if out != 0 {
-		p.Stdout = &Stream{handle: out}
+		p.Stdout = &Stream{ev: ev, handle: out}
 	}
 	if errH != 0 {
-		p.Stderr = &Stream{handle: errH}
+		p.Stderr = &Stream{ev: ev, handle: errH}
 	}
 	if opts.Stdin != nil && !opts.StdinPipe {
 		if src, err := streamOf(opts.Stdin); err == nil {
@@ -235,7 +244,7 @@ func (*Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 // Wait waits for the process to exit and returns its exit code.
 func (p *Process) Wait() (int, error) {
 	for {
-		code, err := wharf.ProcessStatus(p.handle)
+		code, err := p.ev.ProcessStatus(p.handle)
 		if errors.Is(err, abi.StatusAgain) {
 			if _, err := Select(-1, p); err != nil {
 				return 0, err
@@ -302,5 +311,5 @@ func (p *Process) Kill(sig int) error {
 	if sig == 0 {
 		sig = 15
 	}
-	return containerError(wharf.ProcessKill(p.handle, uint32(sig)), ErrSignalRange)
+	return containerError(p.ev.ProcessKill(p.handle, uint32(sig)), ErrSignalRange)
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 // The states of a ContainerClass (reference 003/004).
@@ -153,7 +152,7 @@ func (c *ContainerClass) config() (*classConfig, error) {
 	if c.cfg != nil {
 		return c.cfg, nil
 	}
-	raw, err := wharf.ContainerConfig()
+	raw, err := c.st.Container.event().ContainerConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -419,12 +418,12 @@ func (c *ContainerClass) becomeHealthy(cfg *classConfig, ports []int, timeout ti
 			c.setStatus(StateStopped)
 			return fmt.Errorf("the container was not ready after %s: %s", timeout, pending[0].what)
 		}
-		Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := c.setStatus(StateHealthy); err != nil {
 		return err
 	}
-	wharf.Log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" healthy")
+	c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" healthy")
 	if err := c.armAlarm(cfg); err != nil {
 		return err
 	}
@@ -467,7 +466,7 @@ func (c *ContainerClass) waitStopped() error {
 			c.st.Container.Destroy("did not stop in time")
 			break
 		}
-		Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	_, err := c.refresh()
 	return err
@@ -515,7 +514,7 @@ func (c *ContainerClass) Alarm(int) error {
 		// The deadline belongs to the current run (it is reset by every
 		// start), so an alarm left from an older run cannot end this one
 		// early.
-		wharf.Log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" hard timeout")
+		c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" hard timeout")
 		return c.Stop(15)
 	}
 	if !now.Before(time.UnixMilli(rec.LastActive).Add(cfg.sleepAfter)) {

@@ -32,7 +32,7 @@ func (o RetryOptions) withDefaults(backoff time.Duration) RetryOptions {
 }
 
 func (o RetryOptions) wait(attempt int) {
-	Sleep(min(o.Backoff<<attempt, 30*time.Second))
+	time.Sleep(min(o.Backoff<<attempt, 30*time.Second))
 }
 
 // idempotent reports whether a request with method may be sent twice.

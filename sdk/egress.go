@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 var outboundHandlers = map[string]http.Handler{}
@@ -34,15 +33,14 @@ func OutboundSource(r *http.Request) (class, objectID string, ok bool) {
 	return src.class, src.id, true
 }
 
-// onOutbound is the body of the wharf_on_outbound export.
-func onOutbound(req uint32) int32 {
-	return serveRequest(req, func(r *http.Request) http.Handler {
-		src, _ := r.Context().Value(outboundKey{}).(*outboundSource)
-		if src == nil || outboundHandlers[src.handler] == nil {
-			return nil
-		}
-		return outboundHandlers[src.handler]
-	})
+// outboundHandler picks the handler of an EventOutbound request: the one
+// its interception rule names.
+func outboundHandler(r *http.Request) http.Handler {
+	src, _ := r.Context().Value(outboundKey{}).(*outboundSource)
+	if src == nil {
+		return nil
+	}
+	return outboundHandlers[src.handler]
 }
 
 func checkHandler(name string) error {
@@ -52,11 +50,11 @@ func checkHandler(name string) error {
 	return nil
 }
 
-func intercept(kind uint32, target, handler string) error {
+func (c *Container) intercept(kind uint32, target, handler string) error {
 	if err := checkHandler(handler); err != nil {
 		return err
 	}
-	return containerError(wharf.ContainerIntercept(kind, target, handler), ErrInvalidArgument)
+	return containerError(c.event().ContainerIntercept(kind, target, handler), ErrInvalidArgument)
 }
 
 // InterceptOutboundHTTP routes the container's plain HTTP requests to target
@@ -65,14 +63,14 @@ func intercept(kind uint32, target, handler string) error {
 // characters), an IP, an IP:port, or a CIDR (IPv4 or IPv6). It may be
 // called before or after Start; connections already open use the new rule
 // from their next request. A second rule for the same target replaces it.
-func (*Container) InterceptOutboundHTTP(target, handler string) error {
-	return intercept(abi.InterceptHTTP, target, handler)
+func (c *Container) InterceptOutboundHTTP(target, handler string) error {
+	return c.intercept(abi.InterceptHTTP, target, handler)
 }
 
 // InterceptAllOutboundHTTP routes every plain HTTP request of the container
 // that no InterceptOutboundHTTP rule claims through handler.
-func (*Container) InterceptAllOutboundHTTP(handler string) error {
-	return intercept(abi.InterceptAllHTTP, "", handler)
+func (c *Container) InterceptAllOutboundHTTP(handler string) error {
+	return c.intercept(abi.InterceptAllHTTP, "", handler)
 }
 
 // InterceptOutboundHTTPS terminates the container's TLS connections to
@@ -81,49 +79,49 @@ func (*Container) InterceptAllOutboundHTTP(handler string) error {
 // The container must trust the CA, mounted at
 // /etc/cloudflare/certs/cloudflare-containers-ca.crt and /etc/wharf/ca.crt.
 // TLS to other names is never terminated.
-func (*Container) InterceptOutboundHTTPS(target, handler string) error {
-	return intercept(abi.InterceptHTTPS, target, handler)
+func (c *Container) InterceptOutboundHTTPS(target, handler string) error {
+	return c.intercept(abi.InterceptHTTPS, target, handler)
 }
 
 // Egress edits the container's allowedHosts and deniedHosts (reference
 // 004): host globs that may be reached even without internet, and that may
 // never be reached, whatever else allows them. They start from wharf.toml's
 // allowed_hosts and denied_hosts.
-type Egress struct{}
+type Egress struct{ container *Container }
 
 // Egress returns the container's egress lists.
-func (*Container) Egress() Egress { return Egress{} }
+func (c *Container) Egress() Egress { return Egress{container: c} }
 
-func editHosts(list, edit uint32, hosts []string) error {
+func (e Egress) edit(list, edit uint32, hosts []string) error {
 	b := abi.NewFieldsBuilder(nil)
 	for _, h := range hosts {
 		b.Add(abi.OptHost, h)
 	}
-	return containerError(wharf.ContainerEgress(list, edit, b.Bytes()), ErrInvalidArgument)
+	return containerError(e.container.event().ContainerEgress(list, edit, b.Bytes()), ErrInvalidArgument)
 }
 
 // Allow adds hosts to allowedHosts.
-func (Egress) Allow(hosts ...string) error { return editHosts(abi.EgressAllowed, abi.EgressAdd, hosts) }
+func (e Egress) Allow(hosts ...string) error { return e.edit(abi.EgressAllowed, abi.EgressAdd, hosts) }
 
 // Deny adds hosts to deniedHosts.
-func (Egress) Deny(hosts ...string) error { return editHosts(abi.EgressDenied, abi.EgressAdd, hosts) }
+func (e Egress) Deny(hosts ...string) error { return e.edit(abi.EgressDenied, abi.EgressAdd, hosts) }
 
 // RemoveAllowed drops hosts from allowedHosts.
-func (Egress) RemoveAllowed(hosts ...string) error {
-	return editHosts(abi.EgressAllowed, abi.EgressRemove, hosts)
+func (e Egress) RemoveAllowed(hosts ...string) error {
+	return e.edit(abi.EgressAllowed, abi.EgressRemove, hosts)
 }
 
 // RemoveDenied drops hosts from deniedHosts.
-func (Egress) RemoveDenied(hosts ...string) error {
-	return editHosts(abi.EgressDenied, abi.EgressRemove, hosts)
+func (e Egress) RemoveDenied(hosts ...string) error {
+	return e.edit(abi.EgressDenied, abi.EgressRemove, hosts)
 }
 
 // SetAllowed replaces allowedHosts.
-func (Egress) SetAllowed(hosts []string) error {
-	return editHosts(abi.EgressAllowed, abi.EgressReplace, hosts)
+func (e Egress) SetAllowed(hosts []string) error {
+	return e.edit(abi.EgressAllowed, abi.EgressReplace, hosts)
 }
 
 // SetDenied replaces deniedHosts.
-func (Egress) SetDenied(hosts []string) error {
-	return editHosts(abi.EgressDenied, abi.EgressReplace, hosts)
+func (e Egress) SetDenied(hosts []string) error {
+	return e.edit(abi.EgressDenied, abi.EgressReplace, hosts)
 }

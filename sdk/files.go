@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 // Files is the file system of the running container, through wharf-init
@@ -20,14 +19,17 @@ import (
 // Every call runs as the user of FileOptions, or the image's user.
 // Errors are *fs.PathError: errors.Is(err, fs.ErrNotExist) for a missing
 // file, fs.ErrPermission for one the user may not touch.
-type Files struct{ user string }
+type Files struct {
+	container *Container
+	user      string
+}
 
 // Files returns the container's file system, acting as the image's user.
-func (*Container) Files() *Files { return &Files{} }
+func (c *Container) Files() *Files { return &Files{container: c} }
 
 // As returns the file system acting as user (a name from the image's
 // /etc/passwd, or a uid).
-func (f *Files) As(user string) *Files { return &Files{user: user} }
+func (f *Files) As(user string) *Files { return &Files{container: f.container, user: user} }
 
 // FileInfo describes a file of the container.
 type FileInfo struct {
@@ -92,11 +94,12 @@ func (e kindError) Error() string   { return e.err.Error() }
 func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 func (f *Files) open(path, mode string, extra ...string) (*Stream, error) {
-	h, err := wharf.FileOpen(f.fields("", path, append([]string{abi.OptFileMode, mode}, extra...)...))
+	ev := f.container.event()
+	h, err := ev.FileOpen(f.fields("", path, append([]string{abi.OptFileMode, mode}, extra...)...))
 	if err != nil {
 		return nil, pathError(mode, path, err)
 	}
-	return &Stream{handle: h}, nil
+	return &Stream{ev: ev, handle: h}, nil
 }
 
 // Open opens a file for reading as a stream (the file is never held in
@@ -182,7 +185,7 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 }
 
 func (f *Files) op(op, path string, out any, extra ...string) error {
-	raw, err := wharf.FileOp(f.fields(op, path, extra...))
+	raw, err := f.container.event().FileOp(f.fields(op, path, extra...))
 	if err == nil && out != nil {
 		err = json.Unmarshal(raw, out)
 	}

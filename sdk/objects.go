@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +22,15 @@ import (
 // each object, gives it its own storage, and delivers its events (fetch,
 // RPC call, alarm) one at a time in arrival order. "Single-threaded" means
 // exactly that: while an event runs no other event of the same object runs,
-// so the object's fields need no locks; events of different objects run in
-// parallel in their own instances. An event that fails (a panic, a trap, a
-// timeout) loses the object's in-memory state and that event's storage
-// writes; the next event constructs the object again from its storage. The
-// response to an event leaves only once the storage writes made before it
-// are durable.
+// so the object's fields need no locks (unless goroutines it starts touch
+// them); events of different objects run concurrently, many objects living
+// in one instance as ordinary Go values. Storage, container and alarm calls
+// act for the object's current event: made from a goroutine after the event
+// ended, the host refuses them. A failed event (a panic, a timeout) rolls
+// back that event's storage writes; an instance that ends (a trap) loses the
+// in-memory state of its objects, which are constructed again from their
+// storage on their next event. The response to an event leaves only once
+// the storage writes made before it are durable.
 
 // ObjectState is what the host gives an object: its id and its storage.
 type ObjectState struct {
@@ -52,29 +56,31 @@ type AlarmHandler interface {
 	Alarm(retry int) error
 }
 
-var (
-	classes = map[string]Constructor{}
-	current any // the object this instance is dedicated to
-)
+var classes = map[string]Constructor{}
 
-// RegisterClass registers a Durable Object class. Call it from an init
-// function, like Serve.
+// RegisterClass registers a Durable Object class. Call it before Serve, from
+// main or an init function.
 func RegisterClass(name string, ctor Constructor) {
 	classes[name] = ctor
-	if err := wharf.RegisterClass(name); err != nil && !errors.Is(err, abi.StatusUnsupported) {
+	if err := wharf.Event(0).RegisterClass(name); err != nil && !errors.Is(err, abi.StatusUnsupported) {
 		panic(fmt.Sprintf("registering class %s: %v", name, err))
 	}
 }
 
-// onObjectNew is the body of wharf_object_new: it constructs the object.
-func onObjectNew() (status int32) {
-	defer recoverTo(&status, "constructor")
-	raw, err := wharf.ObjectSelf()
+// construct serves EventConstruct: it builds the object with handle h and
+// keeps it among the live objects.
+func construct(ev wharf.Event, h uint32) (status int32) {
+	defer recoverTo(ev, &status, "constructor")
+	raw, err := ev.ObjectSelf()
 	if err != nil {
-		wharf.Log(abi.LogError, err.Error())
+		ev.Log(abi.LogError, err.Error())
 		return 1
 	}
-	st := &ObjectState{Storage: &Storage{}, Container: &Container{}}
+	o := &object{handle: h}
+	o.ev.Store(uint32(ev))
+	defer o.ev.Store(0)
+	st := &ObjectState{Storage: &Storage{obj: o}, Container: &Container{obj: o}}
+	o.state = st
 	abi.RangeFields(string(raw), func(n, v string) bool {
 		switch n {
 		case abi.FieldClass:
@@ -86,40 +92,42 @@ func onObjectNew() (status int32) {
 	})
 	ctor, ok := classes[st.Class]
 	if !ok {
-		wharf.Log(abi.LogError, fmt.Sprintf("class %q is not registered in this module", st.Class))
+		ev.Log(abi.LogError, fmt.Sprintf("class %q is not registered in this module", st.Class))
 		return 1
 	}
-	current = ctor(st)
+	o.value = ctor(st)
+	objects.Store(h, o)
 	return 0
 }
 
 // recoverTo turns a panic in an object's code into a failed event.
-func recoverTo(status *int32, what string) {
+func recoverTo(ev wharf.Event, status *int32, what string) {
 	if p := recover(); p != nil {
-		wharf.Log(abi.LogError, fmt.Sprintf("panic in %s: %v\n%s", what, p, debug.Stack()))
+		ev.Log(abi.LogError, fmt.Sprintf("panic in %s: %v\n%s", what, p, debug.Stack()))
 		*status = 1
 	}
 }
 
-// onObjectFetch routes a fetch to the object's ServeHTTP.
-func objectHandler() http.Handler {
-	if h, ok := current.(http.Handler); ok {
+// handler routes a fetch to the object's ServeHTTP.
+func (o *object) handler() http.Handler {
+	if h, ok := o.value.(http.Handler); ok {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, fmt.Sprintf("%T does not handle fetch (implement http.Handler)", current), http.StatusNotImplemented)
+		http.Error(w, fmt.Sprintf("%T does not handle fetch (implement http.Handler)", o.value), http.StatusNotImplemented)
 	})
 }
 
-// onCall is the body of wharf_on_call.
-func onCall(call uint32) (status int32) {
+// call serves EventCall: the RPC call with handle call.
+func (o *object) call(call uint32) (status int32) {
+	ev := o.event()
 	defer func() {
 		if p := recover(); p != nil { // fail the event; the host tells the caller its request id, never the panic
-			wharf.Log(abi.LogError, fmt.Sprintf("panic in %T call: %v\n%s", current, p, debug.Stack()))
+			ev.Log(abi.LogError, fmt.Sprintf("panic in %T call: %v\n%s", o.value, p, debug.Stack()))
 			status = 1
 		}
 	}()
-	raw, err := wharf.CallRequest(call)
+	raw, err := ev.CallRequest(call)
 	if err != nil {
 		return 1
 	}
@@ -135,18 +143,18 @@ func onCall(call uint32) (status int32) {
 		return true
 	})
 	if method == abi.MethodContainerExited { // from the host, not a caller
-		if h, ok := current.(interface{ containerExited() }); ok {
+		if h, ok := o.value.(interface{ containerExited() }); ok {
 			h.containerExited()
 		}
-		wharf.CallReturn(call, abi.StatusOK, nil)
+		ev.CallReturn(call, abi.StatusOK, nil)
 		return 0
 	}
-	result, st, err := invoke(current, method, args)
+	result, st, err := invoke(o.value, method, args)
 	if err != nil {
-		wharf.CallReturn(call, st, []byte(err.Error()))
+		ev.CallReturn(call, st, []byte(err.Error()))
 		return 0
 	}
-	wharf.CallReturn(call, abi.StatusOK, result)
+	ev.CallReturn(call, abi.StatusOK, result)
 	return 0
 }
 
@@ -198,16 +206,17 @@ func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
 	return b, abi.StatusOK, nil
 }
 
-// onAlarm is the body of wharf_on_alarm.
-func onAlarm(retry int32) (status int32) {
-	defer recoverTo(&status, "alarm")
-	a, ok := current.(AlarmHandler)
+// alarm serves EventAlarm; retry counts the earlier failed attempts.
+func (o *object) alarm(retry int) (status int32) {
+	ev := o.event()
+	defer recoverTo(ev, &status, "alarm")
+	a, ok := o.value.(AlarmHandler)
 	if !ok {
-		wharf.Log(abi.LogError, fmt.Sprintf("%T has an alarm but does not implement Alarm(retry int) error", current))
+		ev.Log(abi.LogError, fmt.Sprintf("%T has an alarm but does not implement Alarm(retry int) error", o.value))
 		return 1
 	}
-	if err := a.Alarm(int(retry)); err != nil {
-		wharf.Log(abi.LogWarn, "alarm failed: "+err.Error())
+	if err := a.Alarm(retry); err != nil {
+		ev.Log(abi.LogWarn, "alarm failed: "+err.Error())
 		return 1
 	}
 	return 0
@@ -221,25 +230,25 @@ type Namespace struct{ binding string }
 // lacks makes the host refuse the module when it loads; called later, the
 // binding's first use fails.
 func GetNamespace(binding string) *Namespace {
-	wharf.UseBinding(binding) // the host checks the list at load
+	wharf.Event(0).UseBinding(binding) // the host checks the list at load
 	return &Namespace{binding: binding}
 }
 
 // IDFromName returns the id the name maps to: always the same in this
 // namespace.
 func (ns *Namespace) IDFromName(name string) (string, error) {
-	return wharf.ObjectID(ns.binding, abi.IDFromName, name)
+	return wharf.Event(0).ObjectID(ns.binding, abi.IDFromName, name)
 }
 
 // NewUniqueID returns a new random id.
 func (ns *Namespace) NewUniqueID() (string, error) {
-	return wharf.ObjectID(ns.binding, abi.IDUnique, "")
+	return wharf.Event(0).ObjectID(ns.binding, abi.IDUnique, "")
 }
 
 // IDFromString checks an id received as text; malformed ids and ids of
 // other namespaces are errors.
 func (ns *Namespace) IDFromString(s string) (string, error) {
-	return wharf.ObjectID(ns.binding, abi.IDFromString, s)
+	return wharf.Event(0).ObjectID(ns.binding, abi.IDFromString, s)
 }
 
 // Get returns a stub for the object with the given id.
@@ -275,14 +284,22 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	if err := s.checkID(); err != nil {
 		return nil, err
 	}
-	return roundTrip(req, func(head []byte, flags uint32) (uint32, uint32, error) {
-		return wharf.ObjectFetch(s.ns, s.id, head, flags)
+	return roundTrip(req, func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
+		return ev.ObjectFetch(s.ns, s.id, head, flags)
 	})
 }
 
 // Call invokes an exported method of the object with args encoded as JSON
-// and decodes its result into result (which may be nil).
+// and decodes its result into result (which may be nil). It is CallContext
+// with context.Background().
 func (s *Stub) Call(method string, args, result any) error {
+	return s.CallContext(context.Background(), method, args, result)
+}
+
+// CallContext is Call on behalf of the request ctx belongs to (pass
+// r.Context() in a handler): the host ties the call to that request's
+// event, and ctx's end (a deadline, a cancel) stops the wait.
+func (s *Stub) CallContext(ctx context.Context, method string, args, result any) error {
 	if err := s.checkID(); err != nil {
 		return err
 	}
@@ -290,15 +307,16 @@ func (s *Stub) Call(method string, args, result any) error {
 	if err != nil {
 		return fmt.Errorf("arguments of %s: %w", method, err)
 	}
-	h, err := wharf.ObjectCall(s.ns, s.id, method, data)
+	ev := eventOf(ctx)
+	h, err := ev.ObjectCall(s.ns, s.id, method, data)
 	if err != nil {
 		return err
 	}
-	if _, err := Select(-1, &Pending{handle: h}); err != nil {
-		wharf.Close(h)
-		return err
+	if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
+		ev.Close(h)
+		return fmt.Errorf("call %s: %w", method, err)
 	}
-	out, err := wharf.CallResult(h)
+	out, err := ev.CallResult(h)
 	if err != nil {
 		return fmt.Errorf("call %s: %w", method, calleeError(err))
 	}
@@ -332,7 +350,7 @@ func (e *remoteError) Unwrap() error { return e.status }
 
 // Storage is an object's durable storage: key-value pairs, SQL tables and
 // one alarm. Keys are at most 2 KiB, values at most 128 KiB.
-type Storage struct{}
+type Storage struct{ obj *object }
 
 // Entry is one key and its value.
 type Entry struct {
@@ -341,8 +359,8 @@ type Entry struct {
 }
 
 // Get returns the value of key and whether it exists.
-func (*Storage) Get(key string) ([]byte, bool, error) {
-	v, err := wharf.StorageGet(key)
+func (s *Storage) Get(key string) ([]byte, bool, error) {
+	v, err := s.obj.event().StorageGet(key)
 	if errors.Is(err, abi.StatusNotFound) {
 		return nil, false, nil
 	}
@@ -350,12 +368,12 @@ func (*Storage) Get(key string) ([]byte, bool, error) {
 }
 
 // GetMany returns the values of the keys that exist.
-func (*Storage) GetMany(keys ...string) (map[string][]byte, error) {
+func (s *Storage) GetMany(keys ...string) (map[string][]byte, error) {
 	b := abi.NewFieldsBuilder(nil)
 	for _, k := range keys {
 		b.Add(k, "")
 	}
-	raw, err := wharf.StorageGetMany(b.Bytes())
+	raw, err := s.obj.event().StorageGetMany(b.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -367,27 +385,27 @@ func (*Storage) GetMany(keys ...string) (map[string][]byte, error) {
 }
 
 // Put stores value under key.
-func (*Storage) Put(key string, value []byte) error { return wharf.StoragePut(key, value) }
+func (s *Storage) Put(key string, value []byte) error { return s.obj.event().StoragePut(key, value) }
 
 // PutMany stores all entries, or none if one is invalid.
-func (*Storage) PutMany(entries map[string][]byte) error {
+func (s *Storage) PutMany(entries map[string][]byte) error {
 	b := abi.NewFieldsBuilder(nil)
 	for k, v := range entries {
 		b.Add(k, string(v))
 	}
-	return wharf.StoragePutMany(b.Bytes())
+	return s.obj.event().StoragePutMany(b.Bytes())
 }
 
 // Delete removes key and reports whether it existed.
-func (*Storage) Delete(key string) (bool, error) { return wharf.StorageDelete(key) }
+func (s *Storage) Delete(key string) (bool, error) { return s.obj.event().StorageDelete(key) }
 
 // DeleteMany removes keys and returns how many existed.
-func (*Storage) DeleteMany(keys ...string) (int, error) {
+func (s *Storage) DeleteMany(keys ...string) (int, error) {
 	b := abi.NewFieldsBuilder(nil)
 	for _, k := range keys {
 		b.Add(k, "")
 	}
-	return wharf.StorageDeleteMany(b.Bytes())
+	return s.obj.event().StorageDeleteMany(b.Bytes())
 }
 
 // ListOptions select keys for List. Empty strings mean "not set".
@@ -401,7 +419,7 @@ type ListOptions struct {
 }
 
 // List returns entries in key order (descending with Reverse).
-func (*Storage) List(o ListOptions) ([]Entry, error) {
+func (s *Storage) List(o ListOptions) ([]Entry, error) {
 	b := abi.NewFieldsBuilder(nil)
 	for name, v := range map[string]string{abi.ListStart: o.Start, abi.ListStartAfter: o.StartAfter, abi.ListEnd: o.End, abi.ListPrefix: o.Prefix} {
 		if v != "" {
@@ -414,7 +432,7 @@ func (*Storage) List(o ListOptions) ([]Entry, error) {
 	if o.Limit > 0 {
 		b.Add(abi.ListLimit, fmt.Sprint(o.Limit))
 	}
-	raw, err := wharf.StorageList(b.Bytes())
+	raw, err := s.obj.event().StorageList(b.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -426,34 +444,34 @@ func (*Storage) List(o ListOptions) ([]Entry, error) {
 }
 
 // DeleteAll removes every key, every SQL table and the alarm.
-func (*Storage) DeleteAll() error { return wharf.StorageDeleteAll() }
+func (s *Storage) DeleteAll() error { return s.obj.event().StorageDeleteAll() }
 
 // Transaction runs fn atomically: its writes are kept if it returns nil and
 // undone if it returns an error or panics.
-func (*Storage) Transaction(fn func() error) (err error) {
-	if err := wharf.StorageTransaction(abi.TxBegin); err != nil {
+func (s *Storage) Transaction(fn func() error) (err error) {
+	if err := s.obj.event().StorageTransaction(abi.TxBegin); err != nil {
 		return err
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			wharf.StorageTransaction(abi.TxRollback)
+			s.obj.event().StorageTransaction(abi.TxRollback)
 			panic(p)
 		}
 		if err != nil {
-			wharf.StorageTransaction(abi.TxRollback)
+			s.obj.event().StorageTransaction(abi.TxRollback)
 			return
 		}
-		err = wharf.StorageTransaction(abi.TxCommit)
+		err = s.obj.event().StorageTransaction(abi.TxCommit)
 	}()
 	return fn()
 }
 
 // SetAlarm schedules the object's alarm (one per object) at t.
-func (*Storage) SetAlarm(t time.Time) error { return wharf.AlarmSet(t.UnixMilli()) }
+func (s *Storage) SetAlarm(t time.Time) error { return s.obj.event().AlarmSet(t.UnixMilli()) }
 
 // GetAlarm returns the scheduled alarm, if any.
-func (*Storage) GetAlarm() (time.Time, bool, error) {
-	ms, err := wharf.AlarmGet()
+func (s *Storage) GetAlarm() (time.Time, bool, error) {
+	ms, err := s.obj.event().AlarmGet()
 	if errors.Is(err, abi.StatusNotFound) {
 		return time.Time{}, false, nil
 	}
@@ -464,4 +482,4 @@ func (*Storage) GetAlarm() (time.Time, bool, error) {
 }
 
 // DeleteAlarm cancels the alarm.
-func (*Storage) DeleteAlarm() error { return wharf.AlarmDelete() }
+func (s *Storage) DeleteAlarm() error { return s.obj.event().AlarmDelete() }

@@ -1,28 +1,42 @@
 package sdk
 
 import (
+	"context"
+	"errors"
 	"time"
 
-	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
-// Pollable is anything Select can wait on: streams, pending results, timers.
+// Pollable is anything Select can wait on: streams, pending results,
+// timers, processes.
 type Pollable interface{ Handle() uint32 }
+
+// owned is a Pollable that belongs to an event: waiting on it acts for
+// that event.
+type owned interface{ event() wharf.Event }
 
 // Select waits until at least one of ps is ready or timeout passes and
 // returns the ready ones (none on timeout). A negative timeout waits without
-// limit; zero only checks. Select blocks the whole guest while it waits.
+// limit; zero only checks. Only the calling goroutine waits: the plugin's
+// other goroutines, requests and objects keep running.
 func Select(timeout time.Duration, ps ...Pollable) ([]Pollable, error) {
+	if len(ps) == 0 {
+		if timeout < 0 {
+			return nil, errors.New("wharf: Select on nothing, without a timeout, would never return")
+		}
+		time.Sleep(timeout)
+		return nil, nil
+	}
+	var ev wharf.Event
 	handles := make([]uint32, len(ps))
 	for i, p := range ps {
 		handles[i] = p.Handle()
+		if o, ok := p.(owned); ok && ev == 0 {
+			ev = o.event()
+		}
 	}
-	ns := int64(timeout)
-	if timeout < 0 {
-		ns = abi.PollForever
-	}
-	ready, err := wharf.Poll(handles, ns, make([]uint32, len(ps)))
+	ready, err := ev.Wait(handles, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -38,20 +52,40 @@ func Select(timeout time.Duration, ps ...Pollable) ([]Pollable, error) {
 	return out, nil
 }
 
-// Sleep pauses the guest for d using the host's clock.
-func Sleep(d time.Duration) {
-	if d <= 0 {
-		return
+// waitContext waits until p is ready or ctx ends: by its deadline or,
+// checked before the wait, by a cancel.
+func waitContext(ctx context.Context, p Pollable) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	wharf.Poll(nil, int64(d), nil)
+	timeout := time.Duration(-1)
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(deadline), 0)
+	}
+	ready, err := Select(timeout, p)
+	if err != nil {
+		return err
+	}
+	if len(ready) == 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return context.DeadlineExceeded
+	}
+	return nil
 }
+
+// Sleep pauses the calling goroutine for d. It is time.Sleep, which works
+// in a wharf plugin like anywhere else.
+func Sleep(d time.Duration) { time.Sleep(d) }
 
 // Timer becomes ready for Select when its duration has passed.
 type Timer struct{ handle uint32 }
 
-// NewTimer starts a timer that fires after d.
+// NewTimer starts a timer that fires after d. It belongs to the instance,
+// not to an event: Stop releases it.
 func NewTimer(d time.Duration) (*Timer, error) {
-	h, err := wharf.TimerStart(int64(max(d, 0)))
+	h, err := wharf.Event(0).TimerStart(int64(max(d, 0)))
 	if err != nil {
 		return nil, err
 	}
@@ -62,4 +96,4 @@ func NewTimer(d time.Duration) (*Timer, error) {
 func (t *Timer) Handle() uint32 { return t.handle }
 
 // Stop cancels the timer and releases its handle.
-func (t *Timer) Stop() error { return wharf.Close(t.handle) }
+func (t *Timer) Stop() error { return wharf.Event(0).Close(t.handle) }

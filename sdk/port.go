@@ -44,15 +44,13 @@ func (p *Port) WaitReady(ctx context.Context) error {
 		if !errors.Is(err, ErrPortRefused) {
 			return err
 		}
-		// The guest only runs between host calls, so the deadline is
-		// checked by the clock as well as through ctx.
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("waiting for port %d: %w", p.port, err)
 		}
 		if hasDeadline && !time.Now().Before(deadline) {
 			return fmt.Errorf("waiting for port %d: %w", p.port, context.DeadlineExceeded)
 		}
-		Sleep(portPollInterval)
+		time.Sleep(portPollInterval)
 	}
 }
 
@@ -78,25 +76,28 @@ func (c *Conn) Close() error { return errors.Join(c.W.Close(), c.R.Close()) }
 // Connect opens a raw TCP connection to the port. A port nobody listens on
 // gives an error matching ErrPortRefused.
 func (p *Port) Connect() (*Conn, error) {
-	r, w, err := wharf.ContainerConnect(uint32(p.port))
+	ev := p.container.event()
+	r, w, err := ev.ContainerConnect(uint32(p.port))
 	if err != nil {
 		if errors.Is(err, abi.StatusRefused) {
 			return nil, fmt.Errorf("%w: port %d", ErrPortRefused, p.port)
 		}
 		return nil, containerError(err, ErrInvalidArgument)
 	}
-	return &Conn{R: &Stream{handle: r}, W: &Stream{handle: w}}, nil
+	return &Conn{R: &Stream{ev: ev, handle: r}, W: &Stream{ev: ev, handle: w}}, nil
 }
 
-// Fetch sends req to the port over HTTP/1.1 and returns the response. The
+// Fetch sends req to the port over HTTP/1.1 and returns the response, on
+// behalf of the object's current event (whatever req's context says). The
 // host makes the request (keeping connections to the container alive), so
 // the body is a host stream that Forward can pass on without copying it
 // through the guest. req's URL may be a path or absolute (its host is the
 // Host header). Nothing listening gives ErrPortRefused.
 func (p *Port) Fetch(req *http.Request) (*http.Response, error) {
-	resp, err := roundTrip(req, func(head []byte, flags uint32) (uint32, uint32, error) {
-		return wharf.ContainerFetch(uint32(p.port), head, flags)
-	})
+	resp, err := roundTrip(req.WithContext(withEvent(req.Context(), p.container.event())),
+		func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
+			return ev.ContainerFetch(uint32(p.port), head, flags)
+		})
 	if errors.Is(err, abi.StatusRefused) {
 		return nil, fmt.Errorf("%w: port %d: %w", ErrPortRefused, p.port, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 // Exec runs one SQL statement on the object's database with positional
@@ -15,7 +14,7 @@ import (
 // floats, bools, strings or []byte. Errors carry SQLite's own message.
 // Tables named _wharf_* are reserved, and transactions go through
 // Transaction, not BEGIN/COMMIT.
-func (*Storage) Exec(query string, args ...any) (*Cursor, error) {
+func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 	b := abi.NewFieldsBuilder(nil)
 	var num [8]byte
 	for i, a := range args {
@@ -41,7 +40,7 @@ func (*Storage) Exec(query string, args ...any) (*Cursor, error) {
 			b.Add(abi.SQLInt, string(num[:]))
 		}
 	}
-	raw, err := wharf.SQLExec(query, b.Bytes())
+	raw, err := s.obj.event().SQLExec(query, b.Bytes())
 	if err != nil {
 		return nil, err
 	}

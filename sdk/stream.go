@@ -11,6 +11,7 @@ import (
 // Stream is a host byte stream: a request or response body, or a body being
 // written. It is an io.Reader or an io.Writer depending on its direction.
 type Stream struct {
+	ev     wharf.Event // the event that owns the handle
 	handle uint32
 	closed bool
 	used   bool // something was read from it
@@ -25,32 +26,58 @@ const copyBufferSize = 256 << 10
 // Handle returns the stream's host handle, for Select.
 func (s *Stream) Handle() uint32 { return s.handle }
 
-// Read reads available bytes, waiting for some. It returns io.EOF at the end.
-func (s *Stream) Read(p []byte) (int, error) { return s.read(p, 0) }
+func (s *Stream) event() wharf.Event { return s.ev }
+
+// Read reads available bytes, waiting for some. It returns io.EOF at the
+// end. Only the calling goroutine waits.
+func (s *Stream) Read(p []byte) (int, error) {
+	for {
+		n, err := s.TryRead(p)
+		if err != ErrWouldBlock {
+			return n, err
+		}
+		if _, err := Select(-1, s); err != nil {
+			return 0, err
+		}
+	}
+}
 
 // TryRead is Read without waiting: it returns ErrWouldBlock if no bytes are
 // available yet.
-func (s *Stream) TryRead(p []byte) (int, error) { return s.read(p, abi.StreamNonBlocking) }
-
-func (s *Stream) read(p []byte, flags uint32) (int, error) {
+func (s *Stream) TryRead(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	s.used = true
-	n, err := wharf.StreamRead(s.handle, p, flags)
+	n, err := s.ev.StreamRead(s.handle, p, abi.StreamNonBlocking)
 	if errors.Is(err, abi.StatusEOF) {
 		return n, io.EOF
 	}
 	return n, wouldBlock(err)
 }
 
-// Write writes all of p, waiting for room.
-func (s *Stream) Write(p []byte) (int, error) { return wharf.StreamWrite(s.handle, p, 0) }
+// Write writes all of p, waiting for room. Only the calling goroutine
+// waits.
+func (s *Stream) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		n, err := s.TryWrite(p[total:])
+		total += n
+		switch {
+		case err == ErrWouldBlock:
+			if _, err := Select(-1, s); err != nil {
+				return total, err
+			}
+		case err != nil || total == len(p):
+			return total, err
+		}
+	}
+}
 
 // TryWrite writes what fits without waiting; it returns ErrWouldBlock if
 // nothing did.
 func (s *Stream) TryWrite(p []byte) (int, error) {
-	n, err := wharf.StreamWrite(s.handle, p, abi.StreamNonBlocking)
+	n, err := s.ev.StreamWrite(s.handle, p, abi.StreamNonBlocking)
 	return n, wouldBlock(err)
 }
 
@@ -91,7 +118,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	return wharf.Close(s.handle)
+	return s.ev.Close(s.handle)
 }
 
 // Abort ends the stream with an error the other side sees (a cut response
@@ -101,31 +128,37 @@ func (s *Stream) Abort(reason string) error {
 		return nil
 	}
 	s.closed = true
-	return wharf.StreamAbort(s.handle, reason)
+	return s.ev.StreamAbort(s.handle, reason)
 }
 
 // Pending is an operation the host finishes in the background.
-type Pending struct{ handle uint32 }
+type Pending struct {
+	ev     wharf.Event
+	handle uint32
+}
 
 // Handle returns the pending result's host handle, for Select.
 func (p *Pending) Handle() uint32 { return p.handle }
 
-// Wait blocks until the operation has finished and releases the handle.
+func (p *Pending) event() wharf.Event { return p.ev }
+
+// Wait blocks the calling goroutine until the operation has finished and
+// releases the handle.
 func (p *Pending) Wait() error {
 	if _, err := Select(-1, p); err != nil {
 		return err
 	}
-	return wharf.Close(p.handle)
+	return p.ev.Close(p.handle)
 }
 
 // ForwardStream makes the host copy src into dst until src ends, then close
 // dst. It returns at once; src and dst belong to the host from then on and
 // keep flowing after the handler returns.
 func ForwardStream(src, dst *Stream) (*Pending, error) {
-	h, err := wharf.Forward(src.handle, dst.handle)
+	h, err := dst.ev.Forward(src.handle, dst.handle)
 	if err != nil {
 		return nil, err
 	}
 	src.closed, dst.closed = true, true
-	return &Pending{handle: h}, nil
+	return &Pending{ev: dst.ev, handle: h}, nil
 }

@@ -1,12 +1,12 @@
 package sdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -17,15 +17,17 @@ import (
 type Transport struct{}
 
 // RoundTrip sends req and waits for the response head. The request body is
-// streamed to the host; the response body is a host stream. A deadline on
-// req's context bounds the wait.
+// streamed to the host; the response body is a host stream. A request made
+// with a handler's context (http.NewRequestWithContext(r.Context(), ...))
+// acts for that request's event; a deadline on its context bounds the wait.
 func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return roundTrip(req, wharf.Fetch)
+	return roundTrip(req, wharf.Event.Fetch)
 }
 
-// roundTrip sends req through start (fetch, or object_fetch) and waits for
-// the response head.
-func roundTrip(req *http.Request, start func(head []byte, flags uint32) (body, pending uint32, err error)) (*http.Response, error) {
+// roundTrip sends req through start (fetch, object_fetch or
+// container_fetch) on behalf of the event req's context carries, and waits
+// for the response head.
+func roundTrip(req *http.Request, start func(ev wharf.Event, head []byte, flags uint32) (body, pending uint32, err error)) (*http.Response, error) {
 	if req.URL == nil {
 		return nil, errors.New("wharf: http request has no URL")
 	}
@@ -48,52 +50,45 @@ func roundTrip(req *http.Request, start func(head []byte, flags uint32) (body, p
 	if hasBody {
 		flags = abi.FetchBodyStream
 	}
-	bodyH, pendingH, err := start(b.Bytes(), flags)
+	ev := eventOf(req.Context())
+	bodyH, pendingH, err := start(ev, b.Bytes(), flags)
 	if hasBody {
 		defer req.Body.Close()
 	}
 	if err != nil {
 		return nil, err
 	}
-	pending := &Pending{handle: pendingH}
+	pending := &Pending{ev: ev, handle: pendingH}
 	if hasBody {
-		body := &Stream{handle: bodyH}
+		body := &Stream{ev: ev, handle: bodyH}
 		if src, err := streamOf(req.Body); err == nil {
 			// A host stream (an incoming body, say) is copied by the host,
 			// while the response is awaited: it may never end (a WebSocket).
 			if _, err := ForwardStream(src, body); err != nil {
-				wharf.Close(pendingH)
+				ev.Close(pendingH)
 				return nil, fmt.Errorf("wharf: sending request body: %w", err)
 			}
 		} else if _, err := io.Copy(body, req.Body); err != nil {
 			body.Abort(err.Error())
-			wharf.Close(pendingH)
+			ev.Close(pendingH)
 			return nil, fmt.Errorf("wharf: sending request body: %w", err)
 		} else {
 			body.Close()
 		}
 	}
-	timeout := time.Duration(-1)
-	if deadline, ok := req.Context().Deadline(); ok {
-		timeout = max(time.Until(deadline), 0)
-	}
-	ready, err := Select(timeout, pending)
-	if err == nil && len(ready) == 0 {
-		err = fmt.Errorf("wharf: fetch %s: %w", req.URL.Redacted(), req.Context().Err())
-		if req.Context().Err() == nil {
-			err = fmt.Errorf("wharf: fetch %s: deadline exceeded", req.URL.Redacted())
+	if err := waitContext(req.Context(), pending); err != nil {
+		ev.Close(pendingH)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("wharf: fetch %s: %w", req.URL.Redacted(), err)
 		}
-	}
-	if err != nil {
-		wharf.Close(pendingH)
 		return nil, err
 	}
-	respH, err := wharf.FetchResult(pendingH)
+	respH, err := ev.FetchResult(pendingH)
 	if err != nil {
 		return nil, err
 	}
-	defer wharf.Close(respH)
-	head, err := wharf.ResponseHead(respH, make([]byte, 0, 2048))
+	defer ev.Close(respH)
+	head, err := ev.ResponseHead(respH, make([]byte, 0, 2048))
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +111,11 @@ func roundTrip(req *http.Request, start func(head []byte, flags uint32) (body, p
 	if cl := resp.Header.Get("Content-Length"); cl != "" {
 		resp.ContentLength, _ = strconv.ParseInt(cl, 10, 64)
 	}
-	bodyStream, err := wharf.ResponseBody(respH)
+	bodyStream, err := ev.ResponseBody(respH)
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = &Stream{handle: bodyStream}
+	resp.Body = &Stream{ev: ev, handle: bodyStream}
 	return resp, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -17,41 +18,33 @@ import (
 
 var handler http.Handler
 
-// Serve registers h as the Worker's handler. Call it from an init function:
-// main is never run in a module built with -buildmode=c-shared.
-func Serve(h http.Handler) { handler = h }
+// Handle registers h as the Worker's handler, which serves every request
+// the plugin receives. Call it before Serve, from main or an init function.
+// Requests reach h concurrently, each on its own goroutine.
+func Handle(h http.Handler) { handler = h }
 
-// headBuf is reused for every request's head; one event runs at a time.
-var headBuf = make([]byte, 0, 4096)
+// headBufs are buffers for request heads.
+var headBufs = sync.Pool{New: func() any { return new([4096]byte) }}
 
-// onFetch is the body of the wharf_on_fetch export.
-func onFetch(req uint32) int32 {
-	return serveRequest(req, func(*http.Request) http.Handler {
-		if current != nil { // this instance is a Durable Object
-			return objectHandler()
-		}
-		return handler
-	})
-}
-
-// serveRequest answers request req with the handler pick chooses for it.
-func serveRequest(req uint32, pick func(*http.Request) http.Handler) (status int32) {
-	rw := &responseWriter{req: req, header: http.Header{}}
+// serveRequest answers request req of event ev with the handler pick
+// chooses for it.
+func serveRequest(ev wharf.Event, req uint32, pick func(*http.Request) http.Handler) (status int32) {
+	rw := &responseWriter{ev: ev, req: req, header: http.Header{}}
 	defer func() {
 		if p := recover(); p != nil {
-			wharf.Log(abi.LogError, fmt.Sprintf("panic serving request: %v\n%s", p, debug.Stack()))
+			ev.Log(abi.LogError, fmt.Sprintf("panic serving request: %v\n%s", p, debug.Stack()))
 			rw.fail(fmt.Sprint(p))
 			status = 1
 		}
 	}()
-	r, err := newRequest(req)
+	r, err := newRequest(ev, req)
 	if err != nil {
-		wharf.Log(abi.LogError, "reading the request: "+err.Error())
+		ev.Log(abi.LogError, "reading the request: "+err.Error())
 		return 1
 	}
 	h := pick(r)
 	if h == nil {
-		msg := "no handler: call sdk.Serve from an init function"
+		msg := "no handler: call sdk.Handle before sdk.Serve"
 		if src, ok := r.Context().Value(outboundKey{}).(*outboundSource); ok {
 			msg = fmt.Sprintf("no outbound handler named %q: register it with sdk.HandleOutbound", src.handler)
 		}
@@ -66,12 +59,14 @@ func serveRequest(req uint32, pick func(*http.Request) http.Handler) (status int
 // stream is taken from the host only when the handler first reads it. Go
 // code runs many times slower in Wasm than natively, so this avoids
 // url.Parse and per-field allocations on the common path.
-func newRequest(req uint32) (*http.Request, error) {
-	raw, err := wharf.RequestHead(req, headBuf)
+func newRequest(ev wharf.Event, req uint32) (*http.Request, error) {
+	buf := headBufs.Get().(*[4096]byte)
+	raw, err := ev.RequestHead(req, buf[:0])
+	head := string(raw) // one allocation; names and values slice into it
+	headBufs.Put(buf)
 	if err != nil {
 		return nil, err
 	}
-	head := string(raw) // one allocation; names and values slice into it
 	r := &http.Request{
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: make(http.Header, 8),
@@ -120,9 +115,9 @@ func newRequest(req uint32) (*http.Request, error) {
 	if r.ContentLength == 0 {
 		r.Body = http.NoBody
 	} else {
-		r.Body = &requestBody{req: req}
+		r.Body = &requestBody{ev: ev, req: req}
 	}
-	ctx := context.WithValue(context.Background(), requestHandleKey{}, req)
+	ctx := context.WithValue(withEvent(context.Background(), ev), requestHandleKey{}, req)
 	if out != nil { // a container's request keeps its absolute URL
 		r.URL.Scheme, _, _ = strings.Cut(rawURL, "://")
 		r.URL.Host = r.Host
@@ -155,14 +150,20 @@ func requestURL(rawURL string) (*url.URL, string, error) {
 type requestHandleKey struct{}
 
 // RequestHandle returns the host handle of an incoming request, for calling
-// wharf_v1 imports directly; it is 0 for a request the SDK did not create.
+// wharf_v2 imports directly; it is 0 for a request the SDK did not create.
 func RequestHandle(r *http.Request) uint32 {
 	h, _ := r.Context().Value(requestHandleKey{}).(uint32)
 	return h
 }
 
+// EventHandle returns the handle of the event ctx (a request's context) is
+// served for, the first parameter of every wharf_v2 import; it is 0 outside
+// any event.
+func EventHandle(ctx context.Context) uint32 { return uint32(eventOf(ctx)) }
+
 // requestBody takes the host's body stream on first use.
 type requestBody struct {
+	ev     wharf.Event
 	req    uint32
 	stream *Stream
 	err    error
@@ -170,8 +171,8 @@ type requestBody struct {
 
 func (b *requestBody) open() error {
 	if b.stream == nil && b.err == nil {
-		h, err := wharf.RequestBody(b.req)
-		b.stream, b.err = &Stream{handle: h}, err
+		h, err := b.ev.RequestBody(b.req)
+		b.stream, b.err = &Stream{ev: b.ev, handle: h}, err
 	}
 	return b.err
 }
@@ -208,6 +209,7 @@ const maxBuffered = 64 << 10
 // responseWriter implements http.ResponseWriter and http.Flusher over
 // response_send and a body stream.
 type responseWriter struct {
+	ev     wharf.Event
 	req    uint32
 	header http.Header
 	status int
@@ -265,11 +267,12 @@ func (w *responseWriter) BodyStream() (*Stream, error) {
 	return w.stream, w.err
 }
 
-// respHead is reused for every response head; one event runs at a time.
-var respHead = abi.NewFieldsBuilder(make([]byte, 0, 1024))
+// respHeads are builders for response heads.
+var respHeads = sync.Pool{New: func() any { return abi.NewFieldsBuilder(make([]byte, 0, 1024)) }}
 
 func (w *responseWriter) send(streaming bool) error {
-	b := respHead
+	b := respHeads.Get().(*abi.FieldsBuilder)
+	defer respHeads.Put(b)
 	b.Reset()
 	b.Add(abi.FieldStatus, strconv.Itoa(w.status))
 	if w.header.Get("Content-Type") == "" && len(w.buf) > 0 {
@@ -284,15 +287,15 @@ func (w *responseWriter) send(streaming bool) error {
 	if streaming {
 		flags = abi.ResponseStream
 	}
-	h, err := wharf.ResponseSend(w.req, b.Bytes(), w.buf, flags)
+	h, err := w.ev.ResponseSend(w.req, b.Bytes(), w.buf, flags)
 	w.buf = nil
 	if err != nil {
 		w.err = err
-		wharf.Log(abi.LogError, "sending the response: "+err.Error())
+		w.ev.Log(abi.LogError, "sending the response: "+err.Error())
 		return err
 	}
 	if streaming {
-		w.stream = &Stream{handle: h}
+		w.stream = &Stream{ev: w.ev, handle: h}
 	} else {
 		w.err = errResponseSent
 	}
@@ -326,7 +329,8 @@ func (w *responseWriter) fail(reason string) {
 	}
 }
 
-// Logger logs to the host's log, tagged with the plugin and request id.
+// Logger logs to the host's log, tagged with the plugin and, when given a
+// request's context (Logger.InfoContext(r.Context(), ...)), the request id.
 var Logger = slog.New(logHandler{})
 
 // logHandler formats records as text and sends them with the log import.
@@ -334,7 +338,7 @@ type logHandler struct{ attrs []slog.Attr }
 
 func (logHandler) Enabled(context.Context, slog.Level) bool { return true }
 
-func (h logHandler) Handle(_ context.Context, r slog.Record) error {
+func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
 	b := []byte(r.Message)
 	add := func(a slog.Attr) bool {
 		b = fmt.Appendf(b, " %s=%v", a.Key, a.Value)
@@ -344,7 +348,7 @@ func (h logHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
-	wharf.Log(int32(r.Level), string(b))
+	eventOf(ctx).Log(int32(r.Level), string(b))
 	return nil
 }
 

@@ -1,5 +1,6 @@
-// Package wharf wraps the raw wharf_v1 imports in Go functions that take
-// slices and return errors. It is internal to the SDK; the public API is in
+// Package wharf wraps the raw wharf_v2 imports in Go functions that take
+// slices and return errors. Every import acts for an event, so the wrappers
+// are methods of Event. It is internal to the SDK; the public API is in
 // package sdk.
 package wharf
 
@@ -9,6 +10,13 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 )
+
+// Event is the handle of the event a call acts for; the zero Event is the
+// instance itself, outside any event. Handles a call creates belong to its
+// event and are released by the host when the event ends (those of the zero
+// Event stay until closed). The host keeps the last error per event, so
+// check asks the same Event for the message.
+type Event uint32
 
 // Error is a failed import: its status and the host's message.
 type Error struct {
@@ -38,7 +46,7 @@ func strPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s
 
 // check turns a status into an error carrying last_error's message. AGAIN and
 // EOF are returned as bare statuses: they are answers, not failures.
-func check(op string, st int32) error {
+func (ev Event) check(op string, st int32) error {
 	s := abi.Status(st)
 	switch s {
 	case abi.StatusOK:
@@ -46,17 +54,17 @@ func check(op string, st int32) error {
 	case abi.StatusAgain, abi.StatusEOF:
 		return s
 	}
-	return &Error{Op: op, Status: s, Message: LastError()}
+	return &Error{Op: op, Status: s, Message: ev.LastError()}
 }
 
 // LastError returns the host's message for the last failed import.
-func LastError() string {
+func (ev Event) LastError() string {
 	var buf [256]byte
 	var n uint32
-	st := lastError(unsafe.Pointer(&buf[0]), uint32(len(buf)), unsafe.Pointer(&n))
+	st := lastError(uint32(ev), unsafe.Pointer(&buf[0]), uint32(len(buf)), unsafe.Pointer(&n))
 	if abi.Status(st) == abi.StatusBufferSmall {
 		big := make([]byte, n)
-		if lastError(ptr(big), n, unsafe.Pointer(&n)) == 0 {
+		if lastError(uint32(ev), ptr(big), n, unsafe.Pointer(&n)) == 0 {
 			return string(big[:n])
 		}
 	}
@@ -67,7 +75,7 @@ func LastError() string {
 }
 
 // readInto calls a (buf, cap, n_out) import, growing buf on BUFLEN.
-func readInto(op string, buf []byte, call func(p unsafe.Pointer, cap uint32, n unsafe.Pointer) int32) ([]byte, error) {
+func (ev Event) readInto(op string, buf []byte, call func(p unsafe.Pointer, cap uint32, n unsafe.Pointer) int32) ([]byte, error) {
 	for {
 		var n uint32
 		st := call(ptr(buf[:cap(buf)]), uint32(cap(buf)), unsafe.Pointer(&n))
@@ -75,7 +83,7 @@ func readInto(op string, buf []byte, call func(p unsafe.Pointer, cap uint32, n u
 			buf = make([]byte, 0, n)
 			continue
 		}
-		if err := check(op, st); err != nil {
+		if err := ev.check(op, st); err != nil {
 			return nil, err
 		}
 		return buf[:n], nil
@@ -83,104 +91,89 @@ func readInto(op string, buf []byte, call func(p unsafe.Pointer, cap uint32, n u
 }
 
 // Log sends a message at level to the host's log.
-func Log(level int32, msg string) {
-	log(level, strPtr(msg), uint32(len(msg)))
+func (ev Event) Log(level int32, msg string) {
+	log(uint32(ev), level, strPtr(msg), uint32(len(msg)))
 }
 
 // RequestHead returns the encoded head of request req, using buf if it is
 // big enough.
-func RequestHead(req uint32, buf []byte) ([]byte, error) {
-	return readInto("request_head", buf, func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
-		return requestHead(req, p, c, n)
+func (ev Event) RequestHead(req uint32, buf []byte) ([]byte, error) {
+	return ev.readInto("request_head", buf, func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return requestHead(uint32(ev), req, p, c, n)
 	})
 }
 
 // RequestBody takes the body stream of request req.
-func RequestBody(req uint32) (uint32, error) {
+func (ev Event) RequestBody(req uint32) (uint32, error) {
 	var h uint32
-	return h, check("request_body", requestBody(req, unsafe.Pointer(&h)))
+	return h, ev.check("request_body", requestBody(uint32(ev), req, unsafe.Pointer(&h)))
 }
 
 // ResponseSend sends the response head and first body bytes for req. With
 // abi.ResponseStream in flags it returns a writable body stream.
-func ResponseSend(req uint32, head, body []byte, flags uint32) (uint32, error) {
+func (ev Event) ResponseSend(req uint32, head, body []byte, flags uint32) (uint32, error) {
 	var h uint32
-	st := responseSend(req, ptr(head), uint32(len(head)), ptr(body), uint32(len(body)), flags, unsafe.Pointer(&h))
-	return h, check("response_send", st)
+	st := responseSend(uint32(ev), req, ptr(head), uint32(len(head)), ptr(body), uint32(len(body)), flags, unsafe.Pointer(&h))
+	return h, ev.check("response_send", st)
 }
 
 // StreamRead reads into p.
-func StreamRead(h uint32, p []byte, flags uint32) (int, error) {
+func (ev Event) StreamRead(h uint32, p []byte, flags uint32) (int, error) {
 	var n uint32
-	st := streamRead(h, ptr(p), uint32(len(p)), flags, unsafe.Pointer(&n))
-	return int(n), check("stream_read", st)
+	st := streamRead(uint32(ev), h, ptr(p), uint32(len(p)), flags, unsafe.Pointer(&n))
+	return int(n), ev.check("stream_read", st)
 }
 
 // StreamWrite writes p.
-func StreamWrite(h uint32, p []byte, flags uint32) (int, error) {
+func (ev Event) StreamWrite(h uint32, p []byte, flags uint32) (int, error) {
 	var n uint32
-	st := streamWrite(h, ptr(p), uint32(len(p)), flags, unsafe.Pointer(&n))
-	return int(n), check("stream_write", st)
+	st := streamWrite(uint32(ev), h, ptr(p), uint32(len(p)), flags, unsafe.Pointer(&n))
+	return int(n), ev.check("stream_write", st)
 }
 
 // StreamAbort aborts a stream with a reason and releases its handle.
-func StreamAbort(h uint32, reason string) error {
-	return check("stream_abort", streamAbort(h, strPtr(reason), uint32(len(reason))))
+func (ev Event) StreamAbort(h uint32, reason string) error {
+	return ev.check("stream_abort", streamAbort(uint32(ev), h, strPtr(reason), uint32(len(reason))))
 }
 
 // Forward splices src into dst on the host and returns a pending handle
 // that is ready when the splice ends.
-func Forward(src, dst uint32) (uint32, error) {
+func (ev Event) Forward(src, dst uint32) (uint32, error) {
 	var h uint32
-	return h, check("forward", forward(src, dst, unsafe.Pointer(&h)))
-}
-
-// Poll waits up to timeoutNS (abi.PollForever for no limit) until one of
-// handles is ready and returns the ready ones in ready's backing array.
-func Poll(handles []uint32, timeoutNS int64, ready []uint32) ([]uint32, error) {
-	var n uint32
-	var hp, rp unsafe.Pointer
-	if len(handles) > 0 {
-		hp, rp = unsafe.Pointer(&handles[0]), unsafe.Pointer(&ready[:len(handles)][0])
-	}
-	st := poll(hp, uint32(len(handles)), timeoutNS, rp, unsafe.Pointer(&n))
-	if err := check("poll", st); err != nil {
-		return nil, err
-	}
-	return ready[:n], nil
+	return h, ev.check("forward", forward(uint32(ev), src, dst, unsafe.Pointer(&h)))
 }
 
 // TimerStart returns a handle that becomes ready after ns nanoseconds.
-func TimerStart(ns int64) (uint32, error) {
+func (ev Event) TimerStart(ns int64) (uint32, error) {
 	var h uint32
-	return h, check("timer_start", timerStart(ns, unsafe.Pointer(&h)))
+	return h, ev.check("timer_start", timerStart(uint32(ev), ns, unsafe.Pointer(&h)))
 }
 
 // Close releases a handle.
-func Close(h uint32) error { return check("close", closeHandle(h)) }
+func (ev Event) Close(h uint32) error { return ev.check("close", closeHandle(uint32(ev), h)) }
 
 // Fetch starts an outbound request; with abi.FetchBodyStream it also
 // returns a writable stream for the request body.
-func Fetch(head []byte, flags uint32) (body, pending uint32, err error) {
-	st := fetch(ptr(head), uint32(len(head)), flags, unsafe.Pointer(&body), unsafe.Pointer(&pending))
-	return body, pending, check("fetch", st)
+func (ev Event) Fetch(head []byte, flags uint32) (body, pending uint32, err error) {
+	st := fetch(uint32(ev), ptr(head), uint32(len(head)), flags, unsafe.Pointer(&body), unsafe.Pointer(&pending))
+	return body, pending, ev.check("fetch", st)
 }
 
 // FetchResult takes the response of a finished fetch.
-func FetchResult(pending uint32) (uint32, error) {
+func (ev Event) FetchResult(pending uint32) (uint32, error) {
 	var h uint32
-	return h, check("fetch_result", fetchResult(pending, unsafe.Pointer(&h)))
+	return h, ev.check("fetch_result", fetchResult(uint32(ev), pending, unsafe.Pointer(&h)))
 }
 
 // ResponseHead returns the encoded head of a fetched response.
-func ResponseHead(resp uint32, buf []byte) ([]byte, error) {
-	return readInto("response_head", buf, func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
-		return responseHead(resp, p, c, n)
+func (ev Event) ResponseHead(resp uint32, buf []byte) ([]byte, error) {
+	return ev.readInto("response_head", buf, func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return responseHead(uint32(ev), resp, p, c, n)
 	})
 }
 
 // ResponseBody takes the body stream of a fetched response.
-func ResponseBody(resp uint32) (uint32, error) {
+func (ev Event) ResponseBody(resp uint32) (uint32, error) {
 	var h uint32
-	return h, check("response_body", responseBody(resp, unsafe.Pointer(&h)))
+	return h, ev.check("response_body", responseBody(uint32(ev), resp, unsafe.Pointer(&h)))
 }

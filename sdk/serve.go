@@ -1,0 +1,161 @@
+package sdk
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
+)
+
+// Serve ends the plugin's initialisation and serves events until the host
+// stops the instance; it never returns. Call it at the end of main, after
+// Handle, RegisterClass, HandleOutbound and GetNamespace (from main or from
+// init functions):
+//
+//	func main() { sdk.Serve() }
+//
+// The main goroutine reads the host's events; each event runs on a
+// goroutine of its own, so Worker requests and different objects are served
+// concurrently, while the events of one object arrive one at a time.
+func Serve() {
+	fd, err := wharf.Serve()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wharf: serve:", err)
+		os.Exit(2)
+	}
+	events := bufio.NewReaderSize(os.NewFile(uintptr(fd), "wharf-events"), 64*abi.EventRecordSize)
+	var rec [abi.EventRecordSize]byte
+	for {
+		if _, err := io.ReadFull(events, rec[:]); err != nil {
+			if errors.Is(err, io.EOF) { // the host is done with this instance
+				os.Exit(0)
+			}
+			fmt.Fprintln(os.Stderr, "wharf: reading events:", err)
+			os.Exit(2)
+		}
+		e := event{
+			kind:   abi.EventKind(binary.LittleEndian.Uint32(rec[0:])),
+			ev:     wharf.Event(binary.LittleEndian.Uint32(rec[4:])),
+			object: binary.LittleEndian.Uint32(rec[8:]),
+			arg:    binary.LittleEndian.Uint32(rec[12:]),
+		}
+		if e.kind == abi.EventDrop { // nothing to answer
+			objects.Delete(e.object)
+			continue
+		}
+		go e.run()
+	}
+}
+
+// event is one record of the event descriptor.
+type event struct {
+	kind   abi.EventKind
+	ev     wharf.Event
+	object uint32 // 0 for a Worker event
+	arg    uint32
+}
+
+// run serves the event and ends it with its status. A panic that escapes
+// the handlers still ends the event, as failed.
+func (e event) run() {
+	status := int32(1)
+	defer func() {
+		if p := recover(); p != nil {
+			e.ev.Log(abi.LogError, fmt.Sprintf("panic serving event: %v\n%s", p, debug.Stack()))
+		}
+		if err := e.ev.Done(status); err != nil {
+			e.ev.Log(abi.LogError, "ending the event: "+err.Error())
+		}
+	}()
+	if e.object == 0 {
+		status = e.worker()
+		return
+	}
+	if e.kind == abi.EventConstruct {
+		status = construct(e.ev, e.object)
+		return
+	}
+	v, ok := objects.Load(e.object)
+	if !ok {
+		e.ev.Log(abi.LogError, fmt.Sprintf("event %d for object %d, which is not live in this instance", e.kind, e.object))
+		return
+	}
+	o := v.(*object)
+	o.ev.Store(uint32(e.ev))
+	defer o.ev.Store(0) // calls from goroutines left running are refused, not misattributed
+	switch e.kind {
+	case abi.EventFetch:
+		status = serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return o.handler() })
+	case abi.EventCall:
+		status = o.call(e.arg)
+	case abi.EventAlarm:
+		status = o.alarm(int(e.arg))
+	default:
+		e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for an object", e.kind))
+	}
+}
+
+// worker serves a Worker event: a request or an intercepted outbound
+// request.
+func (e event) worker() int32 {
+	switch e.kind {
+	case abi.EventFetch:
+		return serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return handler })
+	case abi.EventOutbound:
+		return serveRequest(e.ev, e.arg, outboundHandler)
+	}
+	e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for the Worker", e.kind))
+	return 1
+}
+
+// objects holds the live Durable Objects of this instance by object handle.
+var objects sync.Map // uint32 → *object
+
+// object is a live Durable Object: its value and the event it is serving.
+type object struct {
+	handle uint32
+	// ev is the event being served, 0 between events. Every call the
+	// object's storage, container and the like make passes it: the host
+	// acts only for an object's current event.
+	ev    atomic.Uint32
+	state *ObjectState
+	value any
+}
+
+// event is the event the object serves now.
+func (o *object) event() wharf.Event {
+	if o == nil {
+		return 0
+	}
+	return wharf.Event(o.ev.Load())
+}
+
+// log logs on behalf of the object's current event.
+func (o *object) log(level int32, msg string) { o.event().Log(level, msg) }
+
+// eventKey carries the event a request is served for in its context.
+type eventKey struct{}
+
+// withEvent returns ctx carrying ev.
+func withEvent(ctx context.Context, ev wharf.Event) context.Context {
+	return context.WithValue(ctx, eventKey{}, ev)
+}
+
+// eventOf returns the event ctx carries, or 0 (the instance itself).
+func eventOf(ctx context.Context) wharf.Event {
+	if ctx == nil {
+		return 0
+	}
+	ev, _ := ctx.Value(eventKey{}).(wharf.Event)
+	return ev
+}
