@@ -74,47 +74,42 @@ func (e event) run() {
 			e.ev.Log(abi.LogError, fmt.Sprintf("panic serving event: %v\n%s", p, debug.Stack()))
 		}
 		if err := e.ev.Done(status); err != nil {
-			e.ev.Log(abi.LogError, "ending the event: "+err.Error())
+			wharf.Event(0).Log(abi.LogError, fmt.Sprintf("ending event %d: %v", e.ev, err))
 		}
 	}()
-	if e.object == 0 {
-		status = e.worker()
-		return
-	}
-	if e.kind == abi.EventConstruct {
+	switch {
+	case e.kind == abi.EventOutbound: // from a container, for the Worker
+		status = serveRequest(e.ev, e.arg, outboundHandler)
+	case e.kind == abi.EventFetch && e.object == 0:
+		status = serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return handler })
+	case e.kind == abi.EventConstruct:
 		status = construct(e.ev, e.object)
-		return
+	case e.object == 0:
+		e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for the Worker", e.kind))
+	default:
+		status = e.forObject()
 	}
+}
+
+// forObject serves an event of a live object: a fetch, a call or an alarm.
+func (e event) forObject() int32 {
 	v, ok := objects.Load(e.object)
 	if !ok {
 		e.ev.Log(abi.LogError, fmt.Sprintf("event %d for object %d, which is not live in this instance", e.kind, e.object))
-		return
+		return 1
 	}
 	o := v.(*object)
 	o.ev.Store(uint32(e.ev))
 	defer o.ev.Store(0) // calls from goroutines left running are refused, not misattributed
 	switch e.kind {
 	case abi.EventFetch:
-		status = serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return o.handler() })
+		return serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return o.handler() })
 	case abi.EventCall:
-		status = o.call(e.arg)
+		return o.call(e.arg)
 	case abi.EventAlarm:
-		status = o.alarm(int(e.arg))
-	default:
-		e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for an object", e.kind))
+		return o.alarm(int(e.arg))
 	}
-}
-
-// worker serves a Worker event: a request or an intercepted outbound
-// request.
-func (e event) worker() int32 {
-	switch e.kind {
-	case abi.EventFetch:
-		return serveRequest(e.ev, e.arg, func(*http.Request) http.Handler { return handler })
-	case abi.EventOutbound:
-		return serveRequest(e.ev, e.arg, outboundHandler)
-	}
-	e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for the Worker", e.kind))
+	e.ev.Log(abi.LogError, fmt.Sprintf("unknown event kind %d for an object", e.kind))
 	return 1
 }
 

@@ -70,7 +70,7 @@ func init() {
 		w.WriteHeader(resp.StatusCode)
 		resp.Body.(*sdk.Stream).WriteTo(w)
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
 func answer(w http.ResponseWriter, ns *sdk.Namespace, name, method string, args any) {
@@ -87,4 +87,4 @@ func answer(w http.ResponseWriter, ns *sdk.Namespace, name, method string, args 
 	fmt.Fprintln(w, value)
 }
 
-func main() {}
+func main() { sdk.Serve() }

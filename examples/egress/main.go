@@ -97,7 +97,7 @@ func init() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "GET /call/{agent}: the agent's container calls two APIs the Worker answers")
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
-func main() {}
+func main() { sdk.Serve() }

@@ -34,7 +34,7 @@ func init() {
 		w.Header().Set("X-Upstream-Status", fmt.Sprint(resp.StatusCode))
 		io.Copy(w, resp.Body)
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
-func main() {}
+func main() { sdk.Serve() }

@@ -50,7 +50,7 @@ func init() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "GET|POST /t/{tenant}/notes reaches the tenant's Python API\n")
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
-func main() {}
+func main() { sdk.Serve() }

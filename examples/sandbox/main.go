@@ -59,7 +59,7 @@ func init() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
-func main() {}
+func main() { sdk.Serve() }

@@ -82,7 +82,7 @@ func init() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "GET /s/{session}/ reaches the session's own web server; /s/{session}/_state tells its state\n")
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
-func main() {}
+func main() { sdk.Serve() }

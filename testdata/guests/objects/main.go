@@ -637,7 +637,7 @@ func init() {
 		}
 		fmt.Fprint(w, id)
 	})
-	sdk.Serve(mux)
+	sdk.Handle(mux)
 }
 
 // stubFor resolves /…/{binding}/{name}: a name, or "id:<hex>".
@@ -657,7 +657,7 @@ func stubFor(r *http.Request) (*sdk.Stub, error) {
 	return ns.GetByName(name)
 }
 
-func main() {}
+func main() { sdk.Serve() }
 
 // FilesRoundTrip writes mb MiB through the files API, reads them back, and
 // reports both checksums and speeds (MB/s).
