@@ -43,10 +43,9 @@ func TestTrapEndsOneInstanceOnly(t *testing.T) {
 	rebuilt := 0
 	for i := range 100 {
 		assert.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", fmt.Sprint("o", i), "Get", "k"))
-		if w.mustCall(t, "STORE", fmt.Sprint("o", i), "Events", nil) != "2" { // Put, Get, Events in one value: 3
-			continue
+		if w.mustCall(t, "STORE", fmt.Sprint("o", i), "Events", nil) == "1" { // a surviving value counted Put and Get
+			rebuilt++
 		}
-		rebuilt++
 	}
 	assert.Equal(t, uint64(1), w.Instances().Ended-before.Ended, "only the trapping instance ended")
 	assert.Greater(t, rebuilt, 0, "the trapped instance's objects came back from storage")

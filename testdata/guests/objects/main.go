@@ -25,6 +25,7 @@ import (
 type Store struct {
 	state  *sdk.ObjectState
 	events int // in memory only: shows whether the instance survived
+	later  chan string
 }
 
 // KV is one entry in RPC arguments and results.
@@ -124,6 +125,36 @@ func (s *Store) PutThenTrap(key string) error {
 func (s *Store) Events() (int, error) { return s.events, nil }
 
 func (s *Store) Sleep(ms int) error { time.Sleep(time.Duration(ms) * time.Millisecond); return nil }
+
+// Later starts a goroutine that outlives the event and hands v to whichever
+// later event asks (Received).
+func (s *Store) Later(v string) error {
+	s.later = make(chan string, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.later <- v
+	}()
+	return nil
+}
+
+// Received waits for what Later's goroutine sends.
+func (s *Store) Received() (string, error) {
+	select {
+	case v := <-s.later:
+		return v, nil
+	case <-time.After(5 * time.Second):
+		return "", errors.New("nothing arrived from the earlier event's goroutine")
+	}
+}
+
+// Spin computes forever without calling the host.
+func (s *Store) Spin() error {
+	for n := 0; ; n++ {
+		if n < 0 {
+			return nil
+		}
+	}
+}
 
 // ServeHTTP echoes the request body with the object's id; /stream streams
 // a response after a write, in flushed pieces.
