@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	sharedDataDir = dir
+	RaiseFileLimit()
 	removeInit, err := testutil.UseInit()
 	if err != nil {
 		panic(err)

@@ -140,6 +140,7 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 }
 
 func serve(ctx context.Context, target string, f serveFlags) error {
+	host.RaiseFileLimit()
 	handler, err := newLogHandler(f.logLevel, f.logFormat)
 	if err != nil {
 		return err

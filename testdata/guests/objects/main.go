@@ -26,7 +26,7 @@ type Store struct {
 	state  *sdk.ObjectState
 	events int // in memory only: shows whether the instance survived
 	// later carries what a goroutine started by Later or PutLater
-	// delivers to a later event.
+	// delivers to a later event (Received).
 	later chan string
 }
 
@@ -128,19 +128,19 @@ func (s *Store) Events() (int, error) { return s.events, nil }
 
 func (s *Store) Sleep(ms int) error { time.Sleep(time.Duration(ms) * time.Millisecond); return nil }
 
-// Later starts a goroutine that, ms from now, leaves a message for Collect,
-// which a later event calls: a goroutine outlives its event.
-func (s *Store) Later(ms int) error {
+// Later starts a goroutine that outlives the event and hands v to whichever
+// later event asks (Received).
+func (s *Store) Later(v string) error {
 	s.later = make(chan string, 1)
 	go func() {
-		time.Sleep(time.Duration(ms) * time.Millisecond)
-		s.later <- fmt.Sprintf("delivered %dms later", ms)
+		time.Sleep(20 * time.Millisecond)
+		s.later <- v
 	}()
 	return nil
 }
 
 // PutLater starts a goroutine that writes key ms from now, after the event
-// ended; Collect returns what the host said to the write.
+// ended; Received returns what the host said to the write.
 func (s *Store) PutLater(args struct {
 	Key string
 	MS  int
@@ -154,17 +154,22 @@ func (s *Store) PutLater(args struct {
 	return nil
 }
 
-// Collect waits up to 10 s for what Later's or PutLater's goroutine
-// delivers.
-func (s *Store) Collect() (string, error) {
-	if s.later == nil {
-		return "", errors.New("nothing was started: call Later or PutLater first")
-	}
+// Received waits for what Later's goroutine sends.
+func (s *Store) Received() (string, error) {
 	select {
-	case msg := <-s.later:
-		return msg, nil
-	case <-time.After(10 * time.Second):
-		return "", errors.New("nothing arrived within 10s")
+	case v := <-s.later:
+		return v, nil
+	case <-time.After(5 * time.Second):
+		return "", errors.New("nothing arrived from the earlier event's goroutine")
+	}
+}
+
+// Spin computes forever without calling the host.
+func (s *Store) Spin() error {
+	for n := 0; ; n++ {
+		if n < 0 {
+			return nil
+		}
 	}
 }
 

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,6 +61,14 @@ func init() {
 	})
 	mux.HandleFunc("/served", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, served.Add(1))
+	})
+	mux.HandleFunc("/barrier", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		if err := barrier.wait(n); err != nil {
+			http.Error(w, err.Error(), http.StatusGatewayTimeout)
+			return
+		}
+		fmt.Fprint(w, "all ", n, " arrived")
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body)
@@ -329,3 +338,30 @@ func benchRoundTrip(w http.ResponseWriter, r *http.Request) {
 
 //go:noinline
 func nothing(i int32) int32 { return i }
+
+// barrier holds requests until n of them have arrived: only an instance
+// that serves events concurrently lets them all finish.
+var barrier = &arrivals{all: make(chan struct{})}
+
+type arrivals struct {
+	mu   sync.Mutex
+	n    int
+	all  chan struct{}
+	done bool
+}
+
+func (a *arrivals) wait(want int) error {
+	a.mu.Lock()
+	a.n++
+	if a.n >= want && !a.done {
+		a.done = true
+		close(a.all)
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.all:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("the other requests never arrived: events are not concurrent")
+	}
+}

@@ -1,0 +1,181 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Guest runtime v2: long-running instances hosting many objects.
+
+// TestGoroutineDeliversToALaterEvent: a goroutine an event started keeps
+// running after it and hands its result to a later event of the object.
+func TestGoroutineDeliversToALaterEvent(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "later", "Later", "from the past")
+	assert.Equal(t, `"from the past"`, w.mustCall(t, "STORE", "later", "Received", nil))
+}
+
+// TestTrapEndsOneInstanceOnly: 100 objects live on two instances; an
+// object's trap ends its instance alone. Every object answers afterwards
+// with its storage, those on the other instance without being rebuilt.
+func TestTrapEndsOneInstanceOnly(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	for i := range 100 {
+		w.mustCall(t, "STORE", fmt.Sprint("o", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+	}
+	require.Equal(t, 100, w.Instances().Objects)
+	before := w.Instances()
+	code, body := w.call(t, "STORE", "o0", "PutThenTrap", "x")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the object's event failed (request id ")
+	require.Eventually(t, func() bool { return w.Instances().Ended == before.Ended+1 }, 5*time.Second, 10*time.Millisecond)
+	rebuilt := 0
+	for i := range 100 {
+		assert.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", fmt.Sprint("o", i), "Get", "k"))
+		if w.mustCall(t, "STORE", fmt.Sprint("o", i), "Events", nil) == "1" { // a surviving value counted Put and Get
+			rebuilt++
+		}
+	}
+	assert.Equal(t, uint64(1), w.Instances().Ended-before.Ended, "only the trapping instance ended")
+	assert.Greater(t, rebuilt, 0, "the trapped instance's objects came back from storage")
+	assert.Less(t, rebuilt, 100, "the other instance's objects were untouched")
+	assert.Contains(t, w.logs.String(), "plugin instance ended; replacing it")
+}
+
+// TestSpinningEventStopsItsInstance: an event that computes without
+// yielding is stopped after the CPU slice; other instances keep serving and
+// the spinning one is replaced.
+func TestSpinningEventStopsItsInstance(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\ncpu_slice = \"300ms\"\n")
+	w.mustCall(t, "STORE", "a", "Put", map[string]string{"key": "k", "value": "v"})
+	w.mustCall(t, "STORE", "b", "Put", map[string]string{"key": "k", "value": "v"})
+	code, body := w.call(t, "STORE", "a", "Spin", nil)
+	assert.Equal(t, 500, code, body)
+	assert.Contains(t, w.logs.String(), "guest computed without yielding for longer than its CPU slice (300ms)")
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "b", "Get", "k"))
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "a", "Get", "k"), "the spinner's object comes back")
+	require.Eventually(t, func() bool { return w.Instances().Live == 2 }, 10*time.Second, 10*time.Millisecond, "replaced")
+}
+
+// TestTenThousandLiveObjects keeps 10,000 objects live in one host.
+func TestTenThousandLiveObjects(t *testing.T) {
+	const n = 10_000
+	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 20000\nidle_timeout = \"10m\"\n")
+	parallel(t, 32, n, func(i int) error {
+		code, body := w.call(t, "STORE", fmt.Sprint("live", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+		if code != 200 {
+			return fmt.Errorf("object %d: %d %s", i, code, body)
+		}
+		return nil
+	})
+	assert.Equal(t, n, w.Objects().LiveObjects())
+	assert.Equal(t, n, w.Instances().Objects)
+	for _, i := range []int{0, 4321, n - 1} {
+		assert.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", fmt.Sprint("live", i), "Get", "k"))
+	}
+	assert.Equal(t, uint64(0), w.Instances().Ended)
+}
+
+// TestBurstOfNewObjectsWithDisconnects: 32 clients create 1,000 objects
+// and give up on half of them half-way; nothing panics and every later
+// request is served.
+func TestBurstOfNewObjectsWithDisconnects(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	parallel(t, 32, 1000, func(i int) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if i%2 == 0 {
+			time.AfterFunc(time.Duration(i%7)*time.Millisecond, cancel)
+		}
+		req, _ := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("%s/call/STORE/burst%d/Put", w.url, i),
+			strings.NewReader(`{"key":"k","value":"v"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil
+	})
+	for i := range 1000 {
+		w.mustCall(t, "STORE", fmt.Sprint("burst", i), "Put", map[string]string{"key": "k", "value": "v"})
+	}
+	logs := w.logs.String()
+	assert.NotContains(t, logs, "panic")
+	assert.NotContains(t, logs, "TIMEOUT")
+	assert.Equal(t, uint64(0), w.Instances().Ended, "no instance ended")
+}
+
+// TestNoGrowthAfterManyEvents: 100,000 events leave no descriptors,
+// goroutines or heap behind.
+func TestNoGrowthAfterManyEvents(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	round := func(n int) {
+		parallel(t, 16, n, func(i int) error {
+			code, body := w.call(t, "STORE", fmt.Sprint("g", i%100), "Put", map[string]string{"key": "k", "value": "v"})
+			if code != 200 {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		})
+	}
+	round(2000) // warm: objects live, pools filled
+	http.DefaultClient.CloseIdleConnections()
+	fds, goroutines, heap := openFDs(t), runtime.NumGoroutine(), heapInUse()
+	round(100_000)
+	http.DefaultClient.CloseIdleConnections()
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+8 }, 10*time.Second, 50*time.Millisecond,
+		"goroutines grew from %d to %d", goroutines, runtime.NumGoroutine())
+	assert.LessOrEqual(t, openFDs(t), fds+8, "descriptors grew")
+	assert.Less(t, heapInUse(), heap+64<<20, "host heap grew")
+}
+
+// parallel runs fn for 0..n-1 on workers goroutines and fails t on the
+// first error.
+func parallel(t *testing.T, workers, n int, fn func(i int) error) {
+	t.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, first)
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(entries)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
