@@ -238,7 +238,6 @@ func init() {
 		fmt.Fprint(w, "logged")
 	})
 	mux.HandleFunc("/bench/roundtrip", benchRoundTrip)
-	mux.HandleFunc("/barrier", barrier)
 	mux.HandleFunc("/poll-body", func(w http.ResponseWriter, r *http.Request) {
 		// Non-blocking reads and Select over the request body.
 		s, err := r.Body.(interface{ Stream() (*sdk.Stream, error) }).Stream()
@@ -277,37 +276,6 @@ func crash() {
 }
 
 func main() { sdk.Serve() }
-
-// arrivals is the round of /barrier being gathered.
-var arrivals struct {
-	sync.Mutex
-	n    int
-	open chan struct{}
-}
-
-// barrier answers GET /barrier?n=N once N requests are in it at the same
-// time (each waits on a channel, up to 10 s): it proves that one instance
-// serves concurrent requests and that goroutines parked on channels wake
-// as others arrive.
-func barrier(w http.ResponseWriter, r *http.Request) {
-	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-	arrivals.Lock()
-	if arrivals.open == nil {
-		arrivals.open = make(chan struct{})
-	}
-	open := arrivals.open
-	if arrivals.n++; arrivals.n >= n {
-		close(open)
-		arrivals.n, arrivals.open = 0, nil
-	}
-	arrivals.Unlock()
-	select {
-	case <-open:
-		fmt.Fprintf(w, "%d arrived", n)
-	case <-time.After(10 * time.Second):
-		http.Error(w, fmt.Sprintf("fewer than %d requests arrived within 10s", n), http.StatusGatewayTimeout)
-	}
-}
 
 // spun keeps the endless loops from being optimised away.
 var spun int
