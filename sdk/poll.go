@@ -75,8 +75,9 @@ func waitContext(ctx context.Context, p Pollable) error {
 	return nil
 }
 
-// Sleep pauses the calling goroutine for d. It is time.Sleep, which works
-// in a wharf plugin like anywhere else.
+// Sleep pauses the calling goroutine for d.
+//
+// Deprecated: use time.Sleep, which works in a plugin like anywhere else.
 func Sleep(d time.Duration) { time.Sleep(d) }
 
 // Timer becomes ready for Select when its duration has passed.
