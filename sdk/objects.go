@@ -47,7 +47,10 @@ type ObjectState struct {
 // Constructor makes an object from its state. The object may implement
 // http.Handler (fetch), AlarmHandler (alarms), and exported methods called
 // with Stub.Call: func(Args) (Result, error), func(Args) error,
-// func() (Result, error) or func() error, with JSON-encodable types.
+// func() (Result, error) or func() error, with JSON-encodable types. A
+// method may take a context.Context first: it carries the call's event, to
+// pass on to calls the method makes (Stub.CallContext,
+// http.NewRequestWithContext).
 type Constructor func(state *ObjectState) any
 
 // AlarmHandler is implemented by objects that use alarms. retry counts the
@@ -150,7 +153,7 @@ func (o *object) call(call uint32) (status int32) {
 		ev.CallReturn(call, abi.StatusOK, nil)
 		return 0
 	}
-	result, st, err := invoke(o.value, method, args)
+	result, st, err := invoke(withEvent(context.Background(), ev), o.value, method, args)
 	if err != nil {
 		ev.CallReturn(call, st, []byte(err.Error()))
 		return 0
@@ -159,13 +162,16 @@ func (o *object) call(call uint32) (status int32) {
 	return 0
 }
 
-var errorType = reflect.TypeFor[error]()
+var (
+	errorType   = reflect.TypeFor[error]()
+	contextType = reflect.TypeFor[context.Context]()
+)
 
 // notCallable are methods with a role of their own, not for RPC.
 var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true, "Bind": true}
 
 // invoke calls an exported method by name with JSON arguments.
-func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
+func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, abi.Status, error) {
 	m := reflect.ValueOf(obj).MethodByName(method)
 	if !m.IsValid() || notCallable[method] {
 		var names []string
@@ -178,12 +184,17 @@ func invoke(obj any, method string, args []byte) ([]byte, abi.Status, error) {
 		return nil, abi.StatusNotFound, fmt.Errorf("%T has no method %q that can be called (it has: %s)", obj, method, strings.Join(names, ", "))
 	}
 	t := m.Type()
-	if t.NumIn() > 1 || t.NumOut() == 0 || t.NumOut() > 2 || !t.Out(t.NumOut()-1).Implements(errorType) {
-		return nil, abi.StatusInvalid, fmt.Errorf("%T.%s cannot be called: it must look like func([Args]) ([Result,] error)", obj, method)
-	}
 	var in []reflect.Value
-	if t.NumIn() == 1 {
-		arg := reflect.New(t.In(0))
+	first := 0 // the index of Args
+	if t.NumIn() > 0 && t.In(0) == contextType {
+		in = append(in, reflect.ValueOf(ctx))
+		first = 1
+	}
+	if t.NumIn() > first+1 || t.NumOut() == 0 || t.NumOut() > 2 || !t.Out(t.NumOut()-1).Implements(errorType) {
+		return nil, abi.StatusInvalid, fmt.Errorf("%T.%s cannot be called: it must look like func([ctx context.Context,] [Args]) ([Result,] error)", obj, method)
+	}
+	if t.NumIn() == first+1 {
+		arg := reflect.New(t.In(first))
 		if len(args) > 0 && string(args) != "null" {
 			if err := json.Unmarshal(args, arg.Interface()); err != nil {
 				return nil, abi.StatusInvalid, fmt.Errorf("arguments of %s: %w", method, err)
