@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -25,17 +26,27 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p, err := c.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: "combined", Cwd: "/work"})
+	p, err := c.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined, Cwd: "/work"})
 	if err != nil {
 		http.Error(w, "running the script: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	// The host copies the output to the client as it comes; the handler
-	// returns at once.
-	if _, err := sdk.Forward(w, p.Stdout); err != nil {
+	// The host copies the output to the client as it comes, without it
+	// passing through the guest.
+	copied, err := sdk.Forward(w, p.Stdout)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
+	// A process lives as long as an event waits for it: this request lasts
+	// until the script is done and its output delivered. A failing script
+	// (an *sdk.ExitError) has said why in its output.
+	var exit *sdk.ExitError
+	if err := p.Wait(); err != nil && !errors.As(err, &exit) {
+		sdk.Logger.ErrorContext(r.Context(), "running the script", "err", err)
+	}
+	copied.Wait()
 }
 
 func init() {
