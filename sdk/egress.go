@@ -13,8 +13,8 @@ var outboundHandlers = map[string]http.Handler{}
 // container sends that an interception rule routes to name reach h with
 // their original absolute URL in r.URL (scheme and host as the container
 // used them). h may answer itself or fetch upstream: its own fetches leave
-// from the host and do not pass the container's rules again. Call it from
-// an init function.
+// from the host and do not pass the container's rules again. Call it before
+// Serve, from main or an init function.
 func HandleOutbound(name string, h http.Handler) { outboundHandlers[name] = h }
 
 // outboundKey carries an outbound request's source in its context.
