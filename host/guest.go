@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,9 @@ type instance struct {
 	base   *slog.Logger
 	logs   *guestLogs // bounds what the guest logs
 	run    *plugins.Instance
+	// lastPanic is the last "panic: " or "fatal error: " line the guest
+	// wrote: why its Go runtime ended the instance.
+	lastPanic atomic.Value
 
 	mu      sync.Mutex
 	table   handleTable

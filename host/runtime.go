@@ -103,6 +103,9 @@ func (rt *instanceSet) supervise(in *instance) {
 	defer rt.wg.Done()
 	<-in.run.Done()
 	err := in.run.Err()
+	if msg, ok := in.lastPanic.Load().(string); ok {
+		err = fmt.Errorf("%w (%s)", err, msg)
+	}
 	in.mu.Lock()
 	in.dead = true
 	var failed []string
@@ -114,8 +117,9 @@ func (rt *instanceSet) supervise(in *instance) {
 		}
 	}
 	for _, d := range in.queue {
-		if d.scope != nil {
-			ended(d.scope)
+		if g := d.scope; g != nil && !g.ended { // never started: its caller delivers it again
+			g.ended, g.status = true, errNotStarted
+			close(g.done)
 		}
 	}
 	in.queue = nil
@@ -172,6 +176,13 @@ func (rt *instanceSet) replace() {
 	}
 }
 
+// stalledPenalty ranks a stalled instance after every one that is not.
+const stalledPenalty = 1 << 30
+
+// errNotStarted is an event whose instance ended before the guest read it:
+// it can be delivered again elsewhere.
+var errNotStarted = errors.New("the instance ended before the event started")
+
 // pick returns the least loaded instance for new work (a Worker request,
 // an object to place), waiting while none is up until ctx ends.
 func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
@@ -186,6 +197,9 @@ func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
 		for _, in := range rt.instances {
 			in.mu.Lock()
 			load, ok := in.events+in.objects, !in.dead && !in.draining
+			if in.run.Stalled() {
+				load += stalledPenalty // a guest computing without yielding serves nothing meanwhile
+			}
 			if in.draining && in.events == 0 && in.objects == 0 {
 				in.run.Stop(fmt.Errorf("%w: drained (its memory grew past %d bytes)", plugins.ErrStopped, rt.drainAt))
 			}
