@@ -263,7 +263,9 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 	if st := int32(a[0]); st != 0 {
 		failure = &guestStatus{status: st, detail: g.lastErr}
 	}
-	if in := g.inst; in.drainAt > 0 && mem.Size() > in.drainAt {
+	in := g.inst
+	in.memory = mem.Size()
+	if in.drainAt > 0 && in.memory > in.drainAt {
 		in.draining = true // Wasm memory never shrinks: replace the instance
 	}
 	g.end(failure)

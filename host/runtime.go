@@ -263,6 +263,9 @@ type InstanceStats struct {
 	Started, Ended uint64
 	// Events are being served now; Objects are live on the instances.
 	Events, Objects int
+	// MemoryBytes is the instances' linear memory together, as of the end
+	// of their last events.
+	MemoryBytes uint64
 }
 
 func (rt *instanceSet) stats() InstanceStats {
@@ -273,6 +276,7 @@ func (rt *instanceSet) stats() InstanceStats {
 		in.mu.Lock()
 		st.Events += in.events
 		st.Objects += in.objects
+		st.MemoryBytes += uint64(in.memory)
 		in.mu.Unlock()
 	}
 	return st
