@@ -2,11 +2,13 @@ package sdk
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -17,10 +19,6 @@ import (
 var (
 	// ErrNotRunning: the call needs a running container.
 	ErrNotRunning = errors.New("wharf: the container is not running")
-	// ErrInvalidArgument: an empty command, an unknown option mode, or
-	// stderr "combined" without stdout "pipe" (the hosted system's
-	// TypeError).
-	ErrInvalidArgument = errors.New("wharf: invalid argument")
 	// ErrSignalRange: a signal outside 1 to 64 (the hosted system's
 	// RangeError).
 	ErrSignalRange = errors.New("wharf: signal out of range")
@@ -44,7 +42,15 @@ func containerError(err error, invalid error) error {
 // Container is ctx.container: the container of a Durable Object whose class
 // has a [[containers]] entry in wharf.toml. Its calls act for the object's
 // current event.
-type Container struct{ obj *object }
+type Container struct {
+	obj   *object
+	mu    sync.Mutex
+	watch *exitWatch // the exit Monitor calls outside events wait for
+	// destroyed is the reason given to Destroy, for Monitor calls waiting
+	// outside events: the destroyed container is gone when its exit is
+	// reported.
+	destroyed string
+}
 
 // event is the event the container's object serves now.
 func (c *Container) event() wharf.Event { return c.obj.event() }
@@ -66,7 +72,22 @@ type StartOptions struct {
 	Labels map[string]string
 }
 
-func sortedPairs(m map[string]string) []string {
+// envPairs returns m as sorted KEY=VALUE pairs; a name that is empty or
+// holds '=' is ErrInvalidArgument.
+func envPairs(m map[string]string) ([]string, error) {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		if k == "" || strings.Contains(k, "=") {
+			return nil, fmt.Errorf("%w: environment variable name %q (it must be non-empty, without '=')", ErrInvalidArgument, k)
+		}
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// labelPairs returns m as sorted KEY=VALUE pairs.
+func labelPairs(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k, v := range m {
 		out = append(out, k+"="+v)
@@ -75,11 +96,29 @@ func sortedPairs(m map[string]string) []string {
 	return out
 }
 
+// Signal is a signal sent to a container's process, numbered as on Linux.
+type Signal int
+
+// Signals most often sent; any number from 1 to 64 is allowed.
+const (
+	SIGHUP  Signal = 1
+	SIGINT  Signal = 2
+	SIGQUIT Signal = 3
+	SIGKILL Signal = 9
+	SIGUSR1 Signal = 10
+	SIGUSR2 Signal = 12
+	SIGTERM Signal = 15
+)
+
 // Start starts the container. It returns once the container runs, without
 // waiting for anything inside it to be ready.
 func (c *Container) Start(opts StartOptions) error {
+	env, err := envPairs(opts.Env)
+	if err != nil {
+		return err
+	}
 	b := abi.NewFieldsBuilder(nil)
-	for _, kv := range sortedPairs(opts.Env) {
+	for _, kv := range env {
 		b.Add(abi.OptEnv, kv)
 	}
 	for _, a := range opts.Entrypoint {
@@ -91,7 +130,7 @@ func (c *Container) Start(opts StartOptions) error {
 	for _, name := range opts.Secrets {
 		b.Add(abi.OptSecret, name)
 	}
-	for _, kv := range sortedPairs(opts.Labels) {
+	for _, kv := range labelPairs(opts.Labels) {
 		b.Add(abi.OptLabel, kv)
 	}
 	return c.event().ContainerStart(b.Bytes())
@@ -105,31 +144,115 @@ func (c *Container) Running() bool {
 
 // Destroy stops and removes the container; Monitor returns reason as its
 // error.
-func (c *Container) Destroy(reason string) error { return c.event().ContainerDestroy(reason) }
-
-// Signal sends signal n (1 to 64) to the container's main process.
-func (c *Container) Signal(n int) error {
-	return containerError(c.event().ContainerSignal(uint32(n)), ErrSignalRange)
+func (c *Container) Destroy(reason string) error {
+	if err := c.event().ContainerDestroy(reason); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.destroyed = reason
+	c.mu.Unlock()
+	return nil
 }
 
-// ExitError is Monitor's error for a container that exited with a non-zero
-// code (Code) or was destroyed with a reason (Reason, Code -1).
+// Signal sends sig (1 to 64) to the container's main process.
+func (c *Container) Signal(sig Signal) error {
+	return containerError(c.event().ContainerSignal(uint32(sig)), ErrSignalRange)
+}
+
+// ExitError is the error of a process (Process.Wait) or a container
+// (Container.Monitor) that exited with a non-zero code, or of a container
+// destroyed with a reason (Reason, Code -1). Match it with errors.As.
 type ExitError struct {
 	Code   int
 	Reason string
+	what   string // "the process" or "the container"
 }
 
 func (e *ExitError) Error() string {
 	if e.Reason != "" {
 		return e.Reason
 	}
-	return fmt.Sprintf("the container exited with code %d", e.Code)
+	return fmt.Sprintf("%s exited with code %d", cmp.Or(e.what, "the container"), e.Code)
 }
 
+// ExitCode returns the exit code, -1 for a destroyed container.
+func (e *ExitError) ExitCode() int { return e.Code }
+
 // Monitor waits until the container exits: nil for exit code 0, otherwise
-// an *ExitError with the exit code or the reason given to Destroy.
+// an *ExitError with the exit code or the reason given to Destroy. Called
+// in one of the object's events, it waits for the running container (and
+// returns at once if none runs). Called from a goroutine outside the
+// object's events (one started in the constructor, say), it waits for the
+// next exit the host reports to the object, whoever caused it (Destroy,
+// Signal, the process itself), and returns ErrEvicted if the object is
+// evicted first:
+//
+//	go func() {
+//		if err := st.Container.Monitor(); err != nil {
+//			sdk.Logger.Warn("container ended", "err", err)
+//		}
+//	}()
 func (c *Container) Monitor() error {
-	ev := c.event()
+	if ev := c.event(); ev != 0 {
+		err := c.monitorIn(ev)
+		if c.event() == ev { // the event still runs: that is the answer
+			return err
+		}
+		// The event ended while Monitor waited (a goroutine started in
+		// the constructor ran before it returned): wait as outside events.
+	}
+	c.mu.Lock()
+	if c.watch == nil {
+		c.watch = &exitWatch{done: make(chan struct{})}
+	}
+	w := c.watch
+	c.mu.Unlock()
+	<-w.done
+	return w.err
+}
+
+// exitWatch is one exit awaited by Monitor calls made outside events.
+type exitWatch struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// ErrEvicted is Monitor's error when the object was evicted while it
+// waited outside the object's events.
+var ErrEvicted = errors.New("wharf: the Durable Object was evicted")
+
+// exited runs in the object's event that reports the container's exit:
+// Monitor calls waiting outside events get the exit, or the reason given
+// to Destroy.
+func (c *Container) exited() {
+	c.mu.Lock()
+	reason := c.destroyed
+	c.destroyed = ""
+	c.mu.Unlock()
+	c.endWatch(func() error {
+		if reason != "" {
+			return &ExitError{Code: -1, Reason: reason}
+		}
+		return c.monitorIn(c.event())
+	})
+}
+
+// evicted ends the Monitor calls waiting outside events with ErrEvicted.
+func (c *Container) evicted() { c.endWatch(func() error { return ErrEvicted }) }
+
+func (c *Container) endWatch(result func() error) {
+	c.mu.Lock()
+	w := c.watch
+	c.watch = nil
+	c.mu.Unlock()
+	if w != nil {
+		w.err = result()
+		close(w.done)
+	}
+}
+
+// monitorIn waits for the container's exit on behalf of event ev.
+func (c *Container) monitorIn(ev wharf.Event) error {
 	h, err := ev.ContainerMonitor()
 	if err != nil {
 		return err
@@ -151,15 +274,28 @@ func (c *Container) Monitor() error {
 	return err
 }
 
+// Stdio says what becomes of a process's stdout or stderr.
+type Stdio string
+
+// Stdio modes; the zero value is StdioPipe.
+const (
+	// StdioPipe makes the stream readable as Process.Stdout or Stderr.
+	StdioPipe Stdio = "pipe"
+	// StdioIgnore discards it.
+	StdioIgnore Stdio = "ignore"
+	// StdioCombined (stderr only) sends stderr into stdout's pipe.
+	StdioCombined Stdio = "combined"
+)
+
 // ExecOptions configure Exec.
 type ExecOptions struct {
 	// Stdin feeds the process: nil gives an immediate EOF; StdinPipe gives
 	// a writable Process.Stdin instead.
 	Stdin     io.Reader
 	StdinPipe bool
-	// Stdout is "pipe" (default) or "ignore"; Stderr is "pipe" (default),
-	// "ignore" or "combined" (into Stdout).
-	Stdout, Stderr string
+	// Stdout is StdioPipe (default) or StdioIgnore; Stderr is StdioPipe
+	// (default), StdioIgnore or StdioCombined.
+	Stdout, Stderr Stdio
 	Cwd            string
 	// Env is added to, and overrides, the container's environment.
 	Env map[string]string
@@ -171,6 +307,7 @@ type ExecOptions struct {
 type Process struct {
 	ev     wharf.Event
 	handle uint32
+	code   int // -1 until Wait saw the exit
 	// Pid is the process id as the host sees it.
 	Pid int
 	// Stdin is set with StdinPipe; close it to send EOF.
@@ -190,14 +327,18 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("%w: exec needs a command", ErrInvalidArgument)
 	}
+	env, err := envPairs(opts.Env)
+	if err != nil {
+		return nil, err
+	}
 	b := abi.NewFieldsBuilder(nil)
 	for _, a := range cmd {
 		b.Add(abi.OptArg, a)
 	}
-	for _, kv := range sortedPairs(opts.Env) {
+	for _, kv := range env {
 		b.Add(abi.OptEnv, kv)
 	}
-	for name, v := range map[string]string{abi.OptCwd: opts.Cwd, abi.OptUser: opts.User, abi.OptStdout: opts.Stdout, abi.OptStderr: opts.Stderr} {
+	for name, v := range map[string]string{abi.OptCwd: opts.Cwd, abi.OptUser: opts.User, abi.OptStdout: string(opts.Stdout), abi.OptStderr: string(opts.Stderr)} {
 		if v != "" {
 			b.Add(name, v)
 		}
@@ -213,7 +354,7 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if err != nil {
 		return nil, containerError(err, ErrInvalidArgument)
 	}
-	p := &Process{ev: ev, handle: proc}
+	p := &Process{ev: ev, handle: proc, code: -1}
 	pid, _ := ev.ProcessPid(proc)
 	p.Pid = int(pid)
 	if in != 0 {
@@ -241,75 +382,65 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	return p, nil
 }
 
-// Wait waits for the process to exit and returns its exit code.
-func (p *Process) Wait() (int, error) {
+// Wait waits for the process to exit: nil for exit code 0, otherwise an
+// *ExitError with the code, as os/exec does. Only the calling goroutine
+// waits.
+func (p *Process) Wait() error {
 	for {
 		code, err := p.ev.ProcessStatus(p.handle)
 		if errors.Is(err, abi.StatusAgain) {
 			if _, err := Select(-1, p); err != nil {
-				return 0, err
+				return err
 			}
 			continue
 		}
-		return int(code), err
+		if err != nil {
+			return err
+		}
+		p.code = int(code)
+		if code != 0 {
+			return &ExitError{Code: int(code), what: "the process"}
+		}
+		return nil
 	}
 }
+
+// ExitCode returns the exit code once Wait has returned, -1 before.
+func (p *Process) ExitCode() int { return p.code }
 
 // ErrOutputAfterRead is returned by Output once a stream has been read.
 var ErrOutputAfterRead = errors.New("wharf: Output can be called once, and not after reading Stdout or Stderr")
 
-// Output reads all of stdout and stderr, concurrently, and waits for the
-// process. It can be called once, and not after a stream was read.
-func (p *Process) Output() (stdout, stderr []byte, code int, err error) {
+// Output reads all of stdout and stderr, each on a goroutine of its own,
+// and waits for the process; the error is Wait's (an *ExitError for a
+// non-zero exit code). It can be called once, and not after a stream was
+// read.
+func (p *Process) Output() (stdout, stderr []byte, err error) {
 	if p.read || p.Stdout.wasRead() || p.Stderr.wasRead() {
-		return nil, nil, 0, ErrOutputAfterRead
+		return nil, nil, ErrOutputAfterRead
 	}
 	p.read = true
 	var outBuf, errBuf bytes.Buffer
-	streams := map[uint32]*bytes.Buffer{}
-	var waiting []Pollable
-	for s, buf := range map[*Stream]*bytes.Buffer{p.Stdout: &outBuf, p.Stderr: &errBuf} {
+	var outErr, errErr error
+	var wg sync.WaitGroup
+	drain := func(s *Stream, buf *bytes.Buffer, err *error) {
 		if s != nil {
-			streams[s.handle] = buf
-			waiting = append(waiting, s)
+			wg.Go(func() {
+				defer s.Close()
+				_, *err = buf.ReadFrom(s)
+			})
 		}
 	}
-	chunk := make([]byte, copyBufferSize)
-	for len(waiting) > 0 {
-		ready, err := Select(-1, waiting...)
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		for _, r := range ready {
-			s := r.(*Stream)
-			n, err := s.TryRead(chunk)
-			streams[s.handle].Write(chunk[:n])
-			if err == io.EOF {
-				s.Close()
-				waiting = removePollable(waiting, s)
-			} else if err != nil && err != ErrWouldBlock {
-				return nil, nil, 0, err
-			}
-		}
+	drain(p.Stdout, &outBuf, &outErr)
+	drain(p.Stderr, &errBuf, &errErr)
+	wg.Wait()
+	if err := errors.Join(outErr, errErr); err != nil {
+		return nil, nil, err
 	}
-	code, err = p.Wait()
-	return outBuf.Bytes(), errBuf.Bytes(), code, err
+	return outBuf.Bytes(), errBuf.Bytes(), p.Wait()
 }
 
-func removePollable(ps []Pollable, x Pollable) []Pollable {
-	out := ps[:0]
-	for _, p := range ps {
-		if p != x {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// Kill sends sig (15 if zero; 1 to 64) to the process.
-func (p *Process) Kill(sig int) error {
-	if sig == 0 {
-		sig = 15
-	}
-	return containerError(p.ev.ProcessKill(p.handle, uint32(sig)), ErrSignalRange)
+// Kill sends sig (SIGTERM if zero; 1 to 64) to the process.
+func (p *Process) Kill(sig Signal) error {
+	return containerError(p.ev.ProcessKill(p.handle, uint32(cmp.Or(sig, SIGTERM))), ErrSignalRange)
 }

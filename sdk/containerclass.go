@@ -15,18 +15,21 @@ import (
 	"github.com/wharfhq/wharf/abi"
 )
 
-// The states of a ContainerClass (reference 003/004).
+// State is the state of a ContainerClass's container (reference 003/004).
+type State string
+
+// The states of a ContainerClass.
 const (
-	StateStopped         = "stopped"           // never started, stopped, or exited with code 0
-	StateRunning         = "running"           // started, not yet ready
-	StateHealthy         = "healthy"           // ports open and every readiness probe passed
-	StateStopping        = "stopping"          // a stop signal was sent; the process has not exited yet
-	StateStoppedWithCode = "stopped_with_code" // exited on its own with a non-zero code
+	StateStopped         State = "stopped"           // never started, stopped, or exited with code 0
+	StateRunning         State = "running"           // started, not yet ready
+	StateHealthy         State = "healthy"           // ports open and every readiness probe passed
+	StateStopping        State = "stopping"          // a stop signal was sent; the process has not exited yet
+	StateStoppedWithCode State = "stopped_with_code" // exited on its own with a non-zero code
 )
 
 // Defaults of a ContainerClass.
 const (
-	DefaultSleepAfter = "10m"
+	DefaultSleepAfter = 10 * time.Minute
 	// DefaultStartTimeout stays under the default event timeout (30s), so
 	// a slow start fails with its own message.
 	DefaultStartTimeout = 20 * time.Second
@@ -47,7 +50,7 @@ type ReadyProbe struct {
 
 // ContainerStatus is a ContainerClass's state.
 type ContainerStatus struct {
-	Status     string
+	Status     State
 	LastChange time.Time
 	// ExitCode is the last exit code (stopped, stopped_with_code).
 	ExitCode int
@@ -76,13 +79,12 @@ type ContainerClass struct {
 	// healthy.
 	DefaultPort   int
 	RequiredPorts []int
-	// SleepAfter stops the container after this long without requests
-	// ("30s", "5m", "1h" or seconds); default wharf.toml's sleep_after,
-	// else "10m".
-	SleepAfter string
+	// SleepAfter stops the container after this long without requests;
+	// default wharf.toml's sleep_after, else DefaultSleepAfter.
+	SleepAfter time.Duration
 	// HardTimeout caps a run's lifetime from its start, busy or not; default
 	// wharf.toml's hard_timeout, else none.
-	HardTimeout string
+	HardTimeout time.Duration
 	// EnvVars and Entrypoint are passed to every start.
 	EnvVars    map[string]string
 	Entrypoint []string
@@ -117,7 +119,7 @@ type ContainerClass struct {
 
 // containerRecord is the persisted state of a ContainerClass.
 type containerRecord struct {
-	Status       string
+	Status       State
 	LastChange   int64 // unix ms
 	ExitCode     int
 	Gen          int   // run generation, one per start
@@ -140,7 +142,7 @@ type classConfig struct {
 }
 
 // Bind attaches the class to its object; call it in the constructor. It
-// checks SleepAfter and HardTimeout against the duration grammar.
+// reads the class's settings from wharf.toml.
 func (c *ContainerClass) Bind(st *ObjectState) error {
 	c.st = st
 	_, err := c.config()
@@ -177,18 +179,29 @@ func (c *ContainerClass) config() (*classConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	sleep := cmp.Or(c.SleepAfter, manifestSleep, DefaultSleepAfter)
-	if cfg.sleepAfter, err = abi.ParseDuration(sleep); err != nil {
-		return nil, fmt.Errorf("%w: SleepAfter: %w", ErrInvalidArgument, err)
+	if cfg.sleepAfter, err = durationOr(c.SleepAfter, manifestSleep, DefaultSleepAfter); err != nil {
+		return nil, fmt.Errorf("%w: wharf.toml's sleep_after: %w", ErrInvalidArgument, err)
 	}
-	if hard := cmp.Or(c.HardTimeout, manifestHard); hard != "" {
-		if cfg.hardTimeout, err = abi.ParseDuration(hard); err != nil {
-			return nil, fmt.Errorf("%w: HardTimeout: %w", ErrInvalidArgument, err)
-		}
+	if cfg.hardTimeout, err = durationOr(c.HardTimeout, manifestHard, 0); err != nil {
+		return nil, fmt.Errorf("%w: wharf.toml's hard_timeout: %w", ErrInvalidArgument, err)
+	}
+	if cfg.sleepAfter < 0 || cfg.hardTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative SleepAfter or HardTimeout", ErrInvalidArgument)
 	}
 	cfg.readyOn = append(cfg.readyOn, c.ReadyOn...)
 	c.cfg = cfg
 	return cfg, nil
+}
+
+// durationOr is d if set, else manifest's duration if set, else def.
+func durationOr(d time.Duration, manifest string, def time.Duration) (time.Duration, error) {
+	switch {
+	case d != 0:
+		return d, nil
+	case manifest != "":
+		return abi.ParseDuration(manifest)
+	}
+	return def, nil
 }
 
 func (c *ContainerClass) load() (*containerRecord, error) {
@@ -217,7 +230,7 @@ func (c *ContainerClass) save() error {
 	return c.st.Storage.Put(recordKey, raw)
 }
 
-func (c *ContainerClass) setStatus(status string) error {
+func (c *ContainerClass) setStatus(status State) error {
 	c.rec.Status, c.rec.LastChange = status, time.Now().UnixMilli()
 	return c.save()
 }
@@ -515,11 +528,11 @@ func (c *ContainerClass) Alarm(int) error {
 		// start), so an alarm left from an older run cannot end this one
 		// early.
 		c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" hard timeout")
-		return c.Stop(15)
+		return c.Stop(SIGTERM)
 	}
 	if !now.Before(time.UnixMilli(rec.LastActive).Add(cfg.sleepAfter)) {
 		if c.OnActivityExpired == nil {
-			return c.Stop(15)
+			return c.Stop(SIGTERM)
 		}
 		if err := c.OnActivityExpired(); err != nil {
 			return err
@@ -537,12 +550,12 @@ func (c *ContainerClass) Alarm(int) error {
 	return c.armAlarm(cfg)
 }
 
-// Stop sends signal sig (15 if 0) to the container and marks it stopping;
+// Stop sends signal sig (SIGTERM if 0) to the container and marks it stopping;
 // it returns without waiting for the exit, which the next call notices. A
 // container still running after the grace period (10 s) is destroyed by
 // the alarm. (A main process that is PID 1 ignores SIGTERM unless it
 // handles it: use a shell with a trap, or an init.)
-func (c *ContainerClass) Stop(sig int) error {
+func (c *ContainerClass) Stop(sig Signal) error {
 	rec, err := c.refresh()
 	if err != nil {
 		return err
@@ -550,7 +563,7 @@ func (c *ContainerClass) Stop(sig int) error {
 	if rec.Status != StateRunning && rec.Status != StateHealthy {
 		return nil
 	}
-	if err := c.st.Container.Signal(cmp.Or(sig, 15)); err != nil && !errors.Is(err, ErrNotRunning) {
+	if err := c.st.Container.Signal(cmp.Or(sig, SIGTERM)); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	if err := c.setStatus(StateStopping); err != nil {

@@ -140,7 +140,7 @@ func (o RetryOptions) do(req *http.Request, pick func() (*Stub, error), retryabl
 func (s *ContainerStub) Start() error { return s.Call("Start", nil, nil) }
 
 // Stop sends SIGTERM to the container.
-func (s *ContainerStub) Stop() error { return s.Call("Stop", 15, nil) }
+func (s *ContainerStub) Stop() error { return s.Call("Stop", SIGTERM, nil) }
 
 // Destroy removes the container.
 func (s *ContainerStub) Destroy() error { return s.Call("Destroy", nil, nil) }

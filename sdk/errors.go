@@ -8,8 +8,33 @@ import (
 )
 
 // Error is a failed host call: the operation, its abi.Status and the host's
-// message. errors.Is(err, abi.StatusBadHandle) and the like match the status.
+// message. Match it with the sentinels below: errors.Is(err, ErrTooLarge).
 type Error = wharf.Error
+
+// Errors of host calls, matched with errors.Is. Each stands for one kind of
+// failure, whatever call failed; the error's text keeps the host's message.
+var (
+	// ErrInvalidArgument: an argument the host (or the SDK) refuses: an
+	// empty command, an unknown option, a malformed id or key.
+	ErrInvalidArgument = wharf.ErrInvalid
+	// ErrNotFound: a named thing does not exist (an RPC method, a file).
+	ErrNotFound = wharf.ErrNotFound
+	// ErrTooLarge: a size or count limit was exceeded (a value, a head,
+	// open handles, pending fetches).
+	ErrTooLarge = wharf.ErrTooLarge
+	// ErrTimeout: a deadline passed, or the event the call acted for has
+	// ended.
+	ErrTimeout = wharf.ErrTimeout
+	// ErrClosed: the other end is gone (a client that left, a closed
+	// stream).
+	ErrClosed = wharf.ErrClosed
+	// ErrAborted: the stream was aborted by its writer.
+	ErrAborted = wharf.ErrAborted
+	// ErrBusy: already in use (a body taken twice).
+	ErrBusy = wharf.ErrBusy
+	// ErrPortRefused: nothing listens on the container port.
+	ErrPortRefused = wharf.ErrRefused
+)
 
 // ErrWouldBlock is returned by TryRead and TryWrite when the stream is not
 // ready; Select on the stream to wait for it.

@@ -143,6 +143,7 @@ func (o *object) call(call uint32) (status int32) {
 		return true
 	})
 	if method == abi.MethodContainerExited { // from the host, not a caller
+		o.state.Container.exited()
 		if h, ok := o.value.(interface{ containerExited() }); ok {
 			h.containerExited()
 		}
@@ -345,8 +346,8 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 
-// Unwrap makes errors.Is(err, abi.StatusTooLarge) and friends work.
-func (e *remoteError) Unwrap() error { return e.status }
+// Unwrap makes errors.Is(err, ErrTooLarge) and friends work.
+func (e *remoteError) Unwrap() []error { return wharf.Causes(e.status) }
 
 // Storage is an object's durable storage: key-value pairs, SQL tables and
 // one alarm. Keys are at most 2 KiB, values at most 128 KiB.

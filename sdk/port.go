@@ -11,9 +11,6 @@ import (
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
-// ErrPortRefused is returned when nothing listens on a container port.
-var ErrPortRefused = errors.New("wharf: nothing listens on the container port")
-
 // Port is a TCP port of the object's container.
 type Port struct {
 	container *Container

@@ -50,7 +50,9 @@ func Serve() {
 			arg:    binary.LittleEndian.Uint32(rec[12:]),
 		}
 		if e.kind == abi.EventDrop { // nothing to answer
-			objects.Delete(e.object)
+			if o, ok := objects.LoadAndDelete(e.object); ok {
+				o.(*object).state.Container.evicted()
+			}
 			continue
 		}
 		go e.run()

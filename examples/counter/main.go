@@ -49,10 +49,10 @@ func init() {
 	counters := sdk.GetNamespace("COUNTER")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /counter/{name}", func(w http.ResponseWriter, r *http.Request) {
-		answer(w, counters, r.PathValue("name"), "Get", nil)
+		answer(w, r, counters, "Get", nil)
 	})
 	mux.HandleFunc("POST /counter/{name}", func(w http.ResponseWriter, r *http.Request) {
-		answer(w, counters, r.PathValue("name"), "Increment", 1)
+		answer(w, r, counters, "Increment", 1)
 	})
 	mux.HandleFunc("GET /counter/{name}/fetch", func(w http.ResponseWriter, r *http.Request) {
 		stub, err := counters.GetByName(r.PathValue("name"))
@@ -60,7 +60,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		req, _ := http.NewRequest("GET", "http://counter/", nil)
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://counter/", nil)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
@@ -73,14 +73,16 @@ func init() {
 	sdk.Handle(mux)
 }
 
-func answer(w http.ResponseWriter, ns *sdk.Namespace, name, method string, args any) {
-	stub, err := ns.GetByName(name)
+// answer calls method on the counter the request names and writes its
+// value. Passing the request's context ties the call to the request.
+func answer(w http.ResponseWriter, r *http.Request, ns *sdk.Namespace, method string, args any) {
+	stub, err := ns.GetByName(r.PathValue("name"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	var value int64
-	if err := stub.Call(method, args, &value); err != nil {
+	if err := stub.CallContext(r.Context(), method, args, &value); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -52,12 +53,13 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		stdout, _, code, err := p.Output()
-		if err != nil {
+		stdout, _, err := p.Output()
+		var exit *sdk.ExitError
+		if err != nil && !errors.As(err, &exit) { // a non-zero exit is shown below
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintf(&out, "$ %s\n%s\n(exit %d)\n\n", strings.Join(call, " "), strings.TrimSpace(string(stdout)), code)
+		fmt.Fprintf(&out, "$ %s\n%s\n(exit %d)\n\n", strings.Join(call, " "), strings.TrimSpace(string(stdout)), p.ExitCode())
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprint(w, out.String())
@@ -86,7 +88,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		req, _ := http.NewRequest("GET", "http://agent/", nil)
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://agent/", nil)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

@@ -19,18 +19,23 @@ func init() {
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := io.Copy(w, r.Body); err != nil {
-			sdk.Logger.Error("echo failed", "err", err)
+			sdk.Logger.ErrorContext(r.Context(), "echo failed", "err", err)
 		}
 	})
 	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
 		target := r.URL.Query().Get("url")
-		resp, err := http.Get(target)
+		req, err := http.NewRequestWithContext(r.Context(), "GET", target, nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
-		sdk.Logger.Info("fetched", "url", target, "status", resp.StatusCode)
+		sdk.Logger.InfoContext(r.Context(), "fetched", "url", target, "status", resp.StatusCode)
 		w.Header().Set("X-Upstream-Status", fmt.Sprint(resp.StatusCode))
 		io.Copy(w, resp.Body)
 	})

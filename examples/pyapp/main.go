@@ -38,7 +38,7 @@ func init() {
 			return
 		}
 		rest := strings.TrimPrefix(r.URL.Path, "/t/"+r.PathValue("tenant"))
-		req, _ := http.NewRequest(r.Method, "http://api"+rest, r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://api"+rest, r.Body)
 		req.Header = r.Header.Clone()
 		resp, err := c.Fetch(req)
 		if err != nil {

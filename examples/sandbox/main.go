@@ -48,7 +48,7 @@ func init() {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		req, _ := http.NewRequest("POST", "http://sandbox/run", r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), "POST", "http://sandbox/run", r.Body)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

@@ -70,7 +70,7 @@ func init() {
 			return
 		}
 		rest := strings.TrimPrefix(r.URL.Path, "/s/"+r.PathValue("session"))
-		req, _ := http.NewRequest(r.Method, "http://app"+rest, r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://app"+rest, r.Body)
 		req.Header = r.Header.Clone() // headers and body pass on (a WebSocket upgrade too)
 		resp, err := c.Fetch(req)
 		if err != nil {

@@ -32,8 +32,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("wharf: %s: %s", e.Op, e.Message)
 }
 
-// Unwrap makes errors.Is(err, abi.StatusBadHandle) and friends work.
-func (e *Error) Unwrap() error { return e.Status }
+// Unwrap makes errors.Is match the status (abi.StatusTooLarge) and its
+// sentinel (sdk.ErrTooLarge).
+func (e *Error) Unwrap() []error { return Causes(e.Status) }
 
 func ptr(b []byte) unsafe.Pointer {
 	if len(b) == 0 {

@@ -25,7 +25,9 @@ import (
 type Store struct {
 	state  *sdk.ObjectState
 	events int // in memory only: shows whether the instance survived
-	later  chan string
+	// later carries what a goroutine started by Later or PutLater
+	// delivers to a later event (Received).
+	later chan string
 }
 
 // KV is one entry in RPC arguments and results.
@@ -137,6 +139,21 @@ func (s *Store) Later(v string) error {
 	return nil
 }
 
+// PutLater starts a goroutine that writes key ms from now, after the event
+// ended; Received returns what the host said to the write.
+func (s *Store) PutLater(args struct {
+	Key string
+	MS  int
+}) error {
+	s.later = make(chan string, 1)
+	go func() {
+		time.Sleep(time.Duration(args.MS) * time.Millisecond)
+		err := s.state.Storage.Put(args.Key, []byte("too late"))
+		s.later <- fmt.Sprintf("put after the event: %v", err)
+	}()
+	return nil
+}
+
 // Received waits for what Later's goroutine sends.
 func (s *Store) Received() (string, error) {
 	select {
@@ -202,7 +219,40 @@ func (a *Alarmed) Alarm(retry int) error {
 }
 
 // Box drives its container through ctx.container.
-type Box struct{ state *sdk.ObjectState }
+type Box struct {
+	state *sdk.ObjectState
+	// watched receives what a Monitor started by WatchInBackground
+	// returned.
+	watched chan error
+}
+
+// WatchInBackground calls Monitor from a goroutine that outlives the event;
+// Watched, in a later event, returns what it got.
+func (b *Box) WatchInBackground() error {
+	b.watched = make(chan error, 1)
+	go func() { b.watched <- b.state.Container.Monitor() }()
+	return nil
+}
+
+// Watched returns what the background Monitor returned: its error's text,
+// "exited cleanly" for nil, or "waiting" while it waits. It never blocks:
+// the exit reaches the object as an event of its own, which a blocked
+// event would hold up.
+func (b *Box) Watched() (string, error) {
+	if b.watched == nil {
+		return "", errors.New("call WatchInBackground first")
+	}
+	select {
+	case err := <-b.watched:
+		b.watched = nil
+		if err != nil {
+			return err.Error(), nil
+		}
+		return "exited cleanly", nil
+	default:
+		return "waiting", nil
+	}
+}
 
 func (b *Box) Start(entrypoint []string) error {
 	return b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint, Env: map[string]string{"FROM_START": "yes"}})
@@ -212,7 +262,7 @@ func (b *Box) Running() (bool, error) { return b.state.Container.Running(), nil 
 
 func (b *Box) Destroy(reason string) error { return b.state.Container.Destroy(reason) }
 
-func (b *Box) Signal(n int) error { return b.state.Container.Signal(n) }
+func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
 
 func (b *Box) Monitor() (string, error) {
 	if err := b.state.Container.Monitor(); err != nil {
@@ -236,7 +286,7 @@ type ExecResult struct {
 }
 
 func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
-	opts := sdk.ExecOptions{Stdout: a.Stdout, Stderr: a.Stderr, Cwd: a.Cwd, User: a.User, Env: a.Env}
+	opts := sdk.ExecOptions{Stdout: sdk.Stdio(a.Stdout), Stderr: sdk.Stdio(a.Stderr), Cwd: a.Cwd, User: a.User, Env: a.Env}
 	if a.Stdin != "" {
 		opts.Stdin = strings.NewReader(a.Stdin)
 	}
@@ -244,8 +294,18 @@ func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
 	if err != nil {
 		return ExecResult{}, err
 	}
-	out, errOut, code, err := p.Output()
-	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: code}, err
+	out, errOut, err := p.Output()
+	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: p.ExitCode()}, exitOK(err)
+}
+
+// exitOK drops the error of a non-zero exit code, which the caller reports
+// as the code.
+func exitOK(err error) error {
+	var exit *sdk.ExitError
+	if errors.As(err, &exit) {
+		return nil
+	}
+	return err
 }
 
 // ExecWait runs cmd and waits without reading its output.
@@ -254,7 +314,8 @@ func (b *Box) ExecWait(cmd []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.Wait()
+	err = exitOK(p.Wait())
+	return p.ExitCode(), err
 }
 
 // PipeAndKill exercises StdinPipe, Kill and Output's rules: it writes to
@@ -271,11 +332,11 @@ func (b *Box) PipeAndKill() (string, error) {
 	if _, err := io.ReadFull(p.Stdout, line); err != nil {
 		return "", err
 	}
-	_, _, _, outErr := p.Output()
-	code, err := p.Wait()
-	if err != nil {
+	_, _, outErr := p.Output()
+	if err := exitOK(p.Wait()); err != nil {
 		return "", err
 	}
+	code := p.ExitCode()
 	sleeper, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
 	if err != nil {
 		return "", err
@@ -283,7 +344,8 @@ func (b *Box) PipeAndKill() (string, error) {
 	if err := sleeper.Kill(0); err != nil {
 		return "", err
 	}
-	killed, err := sleeper.Wait()
+	err = exitOK(sleeper.Wait())
+	killed := sleeper.ExitCode()
 	badKill := sleeper.Kill(65)
 	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
 }
@@ -298,7 +360,7 @@ func (b *Box) TimeExecTrue(n int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if _, err := p.Wait(); err != nil {
+		if err := p.Wait(); err != nil {
 			return 0, err
 		}
 		times = append(times, float64(time.Since(start).Microseconds()))
@@ -319,7 +381,7 @@ func (b *Box) ExecThroughput(mb int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := p.Wait(); err != nil {
+	if err := p.Wait(); err != nil {
 		return 0, err
 	}
 	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
@@ -490,7 +552,7 @@ func outboundHandlers() {
 		fmt.Fprintf(w, "other: %s", r.URL)
 	}))
 	sdk.HandleOutbound("upstream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequest(r.Method, r.URL.String(), nil)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
 		req.Header.Set("X-Secret", "s3cret")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -544,7 +606,7 @@ func (w *Web) Hooks() (string, error) {
 // Status returns the state's status only.
 func (w *Web) Status() (string, error) {
 	st, err := w.State()
-	return st.Status, err
+	return string(st.Status), err
 }
 
 // Run runs a shell command in the container and returns its output.
@@ -553,8 +615,8 @@ func (w *Web) Run(script string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, _, _, err := p.Output()
-	return string(out), err
+	out, _, err := p.Output()
+	return string(out), exitOK(err)
 }
 
 // StartWithSecret starts the raw container with one SDK secret.
@@ -612,7 +674,7 @@ func init() {
 			json.Unmarshal(args, &in)
 		}
 		var out any
-		if err := stub.Call(r.PathValue("method"), in, &out); err != nil {
+		if err := stub.CallContext(r.Context(), r.PathValue("method"), in, &out); err != nil {
 			http.Error(w, err.Error(), 500)
 			return
 		}
@@ -625,7 +687,7 @@ func init() {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		req, _ := http.NewRequest(r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), r.Body)
 		req.Header = r.Header.Clone() // an Upgrade (WebSocket) passes through
 		resp, err := stub.Fetch(req)
 		if err != nil {

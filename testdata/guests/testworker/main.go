@@ -187,7 +187,7 @@ func init() {
 		io.Copy(w, resp.Body)
 	})
 	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
-		sdk.Logger.Warn("guest says", "k", "v")
+		sdk.Logger.WarnContext(r.Context(), "guest says", "k", "v")
 		fmt.Println("to stdout")
 		fmt.Fprint(w, "logged")
 	})

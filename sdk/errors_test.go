@@ -1,0 +1,51 @@
+package sdk
+
+import (
+	"errors"
+	"io/fs"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+func TestHostErrorsMatchTheirSentinel(t *testing.T) {
+	for status, sentinel := range map[abi.Status]error{
+		abi.StatusTooLarge: ErrTooLarge, abi.StatusInvalid: ErrInvalidArgument, abi.StatusNotFound: ErrNotFound,
+		abi.StatusTimeout: ErrTimeout, abi.StatusRefused: ErrPortRefused, abi.StatusDenied: fs.ErrPermission,
+	} {
+		err := error(&Error{Op: "storage_put", Status: status, Message: "the host's words"})
+		assert.ErrorIs(t, err, sentinel, status.String())
+		assert.ErrorIs(t, err, status, "the status still matches")
+		assert.Equal(t, "wharf: storage_put: the host's words", err.Error())
+		remote := calleeError(&Error{Op: abi.ImportCallResult, Status: status, Message: status.String() + ": the callee's words"})
+		assert.ErrorIs(t, remote, sentinel, "a called object's error, %s", status)
+		assert.Equal(t, "the callee's words", remote.Error())
+	}
+	assert.NotErrorIs(t, &Error{Status: abi.StatusIO}, ErrTooLarge)
+}
+
+func TestEnvNamesWithEqualsAreRefused(t *testing.T) {
+	for _, name := range []string{"A=B", "=", ""} {
+		_, err := envPairs(map[string]string{name: "v"})
+		require.ErrorIs(t, err, ErrInvalidArgument, name)
+		assert.Contains(t, err.Error(), "environment variable name")
+	}
+	pairs, err := envPairs(map[string]string{"B": "2=3", "A": "1"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"A=1", "B=2=3"}, pairs)
+	_, err = (&Container{}).Exec([]string{"true"}, ExecOptions{Env: map[string]string{"X=Y": "1"}})
+	assert.ErrorIs(t, err, ErrInvalidArgument, "checked before the host is asked")
+}
+
+func TestExitError(t *testing.T) {
+	var exit *ExitError
+	err := error(&ExitError{Code: 3, what: "the process"})
+	require.True(t, errors.As(err, &exit))
+	assert.Equal(t, 3, exit.ExitCode())
+	assert.Equal(t, "the process exited with code 3", err.Error())
+	assert.Equal(t, "the container exited with code 1", (&ExitError{Code: 1}).Error())
+	assert.Equal(t, "shutting down", (&ExitError{Code: -1, Reason: "shutting down"}).Error())
+}
