@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/plugins"
@@ -51,7 +50,6 @@ type instance struct {
 	// drained and replaced; 0 never.
 	drainAt  uint32
 	memory   uint32        // linear memory size when the last event ended
-	timeout  time.Duration // one event's time limit
 	draining bool
 	dead     bool
 }
@@ -182,8 +180,6 @@ func releaseObject(obj any, failure error) {
 		o.stop()
 	case *fetchedResponse:
 		o.close()
-	case *waitFD:
-		o.closed = true
 	case *process:
 		if !o.ready() { // an exec no event waits for any more
 			go o.proc.Kill(context.Background(), syscall.SIGKILL)

@@ -409,7 +409,9 @@ func (obj *object) activate(ev *objectEvent) error {
 		return nil
 	}
 	obj.inst, obj.ref = nil, 0 // its instance ended: build it anew from storage
-	in, err := obj.objs.rt.pick(ev.ctx)
+	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	defer cancel()
+	in, err := obj.objs.rt.pick(ctx)
 	if err != nil {
 		return err
 	}
@@ -421,7 +423,7 @@ func (obj *object) activate(ev *objectEvent) error {
 		obj.deactivate()
 		return err
 	}
-	_, err = in.deliver(ev.ctx, ev.id, obj, abi.EventConstruct, nil)
+	_, err = in.deliver(ctx, ev.id, obj, abi.EventConstruct, nil)
 	obj.db.EndEvent(err != nil)
 	if err != nil {
 		obj.deactivate()
@@ -437,12 +439,13 @@ func (obj *object) deactivate() {
 	if in == nil {
 		return
 	}
-	obj.inst = nil
+	ref := obj.ref
+	obj.inst, obj.ref = nil, 0
 	in.mu.Lock()
 	in.objects--
 	in.mu.Unlock()
-	if obj.ref != 0 {
-		in.post(&delivery{kind: abi.EventDrop, obj: obj})
+	if ref != 0 {
+		in.post(&delivery{kind: abi.EventDrop, obj: obj, ref: ref})
 	}
 }
 
@@ -458,10 +461,12 @@ func (obj *object) handle(ev *objectEvent) {
 		in.streamed = func() error { return obj.streamed(ev) }
 		ev.resp.in = in
 	}
+	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	defer cancel()
 	var g *guest
 	var err error
 	for attempt := 0; attempt < maxDeliveries; attempt++ {
-		if g, err = obj.attempt(ev, in); !errors.Is(err, errNotStarted) {
+		if g, err = obj.attempt(ctx, ev, in); !errors.Is(err, errNotStarted) {
 			break
 		}
 		obj.inst, obj.ref = nil, 0 // its instance ended before the event started
@@ -486,7 +491,7 @@ func (obj *object) handle(ev *objectEvent) {
 
 // attempt activates the object if needed and delivers the event, inside a
 // storage event that is rolled back if it fails.
-func (obj *object) attempt(ev *objectEvent, in *incoming) (*guest, error) {
+func (obj *object) attempt(ctx context.Context, ev *objectEvent, in *incoming) (*guest, error) {
 	if err := obj.activate(ev); err != nil {
 		return nil, err
 	}
@@ -498,11 +503,11 @@ func (obj *object) attempt(ev *objectEvent, in *incoming) (*guest, error) {
 	if err == nil {
 		switch ev.kind {
 		case fetchEvent:
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventFetch, in)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventFetch, in)
 		case callEvent:
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventCall, ev.call)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventCall, ev.call)
 		case alarmEvent:
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventAlarm, ev.retry)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventAlarm, ev.retry)
 		}
 	}
 	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {

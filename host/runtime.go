@@ -57,7 +57,7 @@ func (rt *instanceSet) start(ctx context.Context) error {
 // launch starts one instance and waits until its main called serve.
 func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 	in := newInstance(rt.logs)
-	in.drainAt, in.timeout = rt.drainAt, rt.timeout
+	in.drainAt = rt.drainAt
 	run, err := rt.plugin.Launch(ctx, in,
 		&lineWriter{in: in, logs: rt.logs, level: slog.LevelInfo, name: "stdout"},
 		&lineWriter{in: in, logs: rt.logs, level: slog.LevelWarn, name: "stderr"})
@@ -302,13 +302,10 @@ func (rt *instanceSet) close() {
 }
 
 // deliver posts an event to in and waits until the guest ends it, the
-// instance ends, the event's time limit passes or ctx ends; then the event
-// is abandoned (its handles released, the guest's later calls for it
+// instance ends or ctx (see eventContext) ends; then the event is abandoned (its handles released, the guest's later calls for it
 // refused) and the error says whether the time ran out or the caller went
 // away. It returns the event's scope, for its logger.
 func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind abi.EventKind, arg any) (*guest, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("the event did not end within %s", in.timeout))
-	defer cancel()
 	g := in.newEvent(ctx, id, obj)
 	if err := in.post(&delivery{kind: kind, scope: g, obj: obj, arg: arg}); err != nil {
 		return g, err
@@ -324,6 +321,12 @@ func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind a
 		<-g.done
 	}
 	return g, g.status
+}
+
+// eventContext bounds an event, however often it is delivered, by the
+// plugin's time limit.
+func (rt *instanceSet) eventContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, rt.timeout, fmt.Errorf("the event did not end within %s", rt.timeout))
 }
 
 // alive reports whether the instance still runs and takes work.

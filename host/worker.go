@@ -333,16 +333,18 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	id := w.newRequestID()
 	in := newIncoming(rw, r)
 	in.pseudo = pseudo
+	ctx, cancel := w.rt.eventContext(r.Context())
+	defer cancel()
 	var g *guest
 	callErr := errNotStarted
 	for attempt := 0; errors.Is(callErr, errNotStarted) && attempt < maxDeliveries; attempt++ {
-		inst, err := w.rt.pick(r.Context())
+		inst, err := w.rt.pick(ctx)
 		if err != nil {
 			w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		g, callErr = inst.deliver(r.Context(), id, nil, kind, in)
+		g, callErr = inst.deliver(ctx, id, nil, kind, in)
 	}
 	logger := g.log()
 
