@@ -49,7 +49,7 @@ type instance struct {
 	// drainAt is the linear memory size past which the instance is
 	// drained and replaced; 0 never.
 	drainAt  uint32
-	memory   uint32        // linear memory size when the last event ended
+	memory   uint32 // linear memory size when the last event ended
 	draining bool
 	dead     bool
 }
