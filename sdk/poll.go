@@ -75,10 +75,6 @@ func waitContext(ctx context.Context, p Pollable) error {
 	return nil
 }
 
-// Sleep pauses the calling goroutine for d. It is time.Sleep, which works
-// in a wharf plugin like anywhere else.
-func Sleep(d time.Duration) { time.Sleep(d) }
-
 // Timer becomes ready for Select when its duration has passed.
 type Timer struct{ handle uint32 }
 

@@ -75,9 +75,9 @@ func (e event) run() {
 		if p := recover(); p != nil {
 			e.ev.Log(abi.LogError, fmt.Sprintf("panic serving event: %v\n%s", p, debug.Stack()))
 		}
-		if err := e.ev.Done(status); err != nil {
-			wharf.Event(0).Log(abi.LogError, fmt.Sprintf("ending event %d: %v", e.ev, err))
-		}
+		// An error means the host ended the event already (a client that
+		// left, a deadline) and has logged why: nothing is left to do.
+		e.ev.Done(status)
 	}()
 	switch {
 	case e.kind == abi.EventOutbound: // from a container, for the Worker

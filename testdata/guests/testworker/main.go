@@ -156,7 +156,7 @@ func init() {
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		start := time.Now()
-		time.Sleep(d) // ?go=1 once chose time.Sleep over sdk.Sleep: they are one now
+		time.Sleep(d) // ?go=1 once chose time.Sleep over the SDK's own sleep: there is one now
 		fmt.Fprint(w, time.Since(start).Milliseconds())
 	})
 	mux.HandleFunc("/select", func(w http.ResponseWriter, r *http.Request) {
