@@ -39,9 +39,9 @@ func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.
 // containerImports are the wharf_v1 functions behind ctx.container.
 func (s *services) containerImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
-		hostFunc(abi.ImportContainerStart, params(i32, i32), s.importContainerStart),
+		hostFunc(abi.ImportContainerStart, params(i32, i32, i32), s.importContainerStart),
 		hostFunc(abi.ImportContainerRunning, params(i32), s.importContainerRunning),
-		hostFunc(abi.ImportContainerDestroy, params(i32, i32), s.importContainerDestroy),
+		hostFunc(abi.ImportContainerDestroy, params(i32, i32, i32), s.importContainerDestroy),
 		hostFunc(abi.ImportContainerSignal, params(i32), s.importContainerSignal),
 		hostFunc(abi.ImportContainerMonitor, params(i32), s.importContainerMonitor),
 		hostFunc(abi.ImportContainerExec, params(i32, i32, i32, i32, i32, i32), s.importContainerExec),
@@ -150,19 +150,40 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		return err
 	}
 	class, id := g.object.ns.class, g.object.id
-	if mc, ok := s.containers.Get(class, id); ok {
-		if !mc.Exited() {
-			return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
-		}
-		s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
+	mc, running := s.containers.Get(class, id)
+	if running && !mc.Exited() {
+		return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
 	}
 	policy.SetInternet(internet)
-	if _, err := s.containers.Start(ctx, class, id, spec, policy, cfg.MaxInstances); err != nil {
-		if errors.Is(err, containerd.ErrMaxInstances) {
-			return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+	return s.inBackground(g, mem, u32(a[2]), func() error {
+		if running {
+			s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
 		}
-		return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+		if _, err := s.containers.Start(ctx, class, id, spec, policy, cfg.MaxInstances); err != nil {
+			if errors.Is(err, containerd.ErrMaxInstances) {
+				return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+			}
+			return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+		}
+		return nil
+	})
+}
+
+// inBackground runs slow containerd work off the instance's thread: the
+// guest gets a pending handle (at out) that call_result reads once work
+// returns, and its other goroutines run meanwhile.
+func (s *services) inBackground(g *guest, mem plugins.Memory, out uint32, work func() error) error {
+	p := newPending(g.wake, nil)
+	if err := g.newHandle(mem, out, abi.KindPending, p); err != nil {
+		return err
 	}
+	go func() {
+		if err := work(); err != nil {
+			p.resolve(nil, err)
+			return
+		}
+		p.resolve([]byte{}, nil)
+	}()
 	return nil
 }
 
@@ -182,13 +203,16 @@ func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plu
 	if err != nil {
 		return err
 	}
-	if mc, ok := s.containers.Get(g.object.ns.class, g.object.id); ok {
+	class, id := g.object.ns.class, g.object.id
+	if mc, ok := s.containers.Get(class, id); ok {
 		mc.SetDestroyReason(string(reason))
 	}
-	if err := s.containers.Destroy(ctx, g.object.ns.class, g.object.id); err != nil {
-		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
-	}
-	return nil
+	return s.inBackground(g, mem, u32(a[2]), func() error {
+		if err := s.containers.Destroy(ctx, class, id); err != nil {
+			return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
+		}
+		return nil
+	})
 }
 
 func checkSignal(n uint32) error {

@@ -41,11 +41,11 @@ func TestGuestFailuresAnswerWithARequestIDOnly(t *testing.T) {
 		code               int
 	}{
 		{"/trap", "worker failed (request id ", "guest crashed on purpose", 500},
-		{"/trap", "worker failed (request id ", "wasm stack trace", 500},
+		{"/trap", "worker failed (request id ", "exited with code 2", 500},
 		{"/exit", "worker failed (request id ", "exited with code 3", 500},
 		{"/panic", "worker failed (request id ", "handler panicked on purpose", 500},
 		{"/panic", "worker failed (request id ", "goroutine", 500},
-		{"/loop", "worker exceeded its time limit (request id ", "did not return within 500ms", 504},
+		{"/loop", "worker exceeded its time limit (request id ", "did not end within 500ms", 504},
 	} {
 		code, body := get(t, w.url+c.path)
 		assert.Equal(t, c.code, code, c.path)
@@ -60,7 +60,7 @@ func TestObjectFailuresReachCallersAsARequestIDOnly(t *testing.T) {
 	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the object's event failed (request id ")
-	assertOnlyRequestID(t, w.logs.String(), body, "wasm stack trace")
+	assertOnlyRequestID(t, w.logs.String(), body, "object trapped on purpose")
 
 	code, body = w.call(t, "BROKEN", "x", "Anything", nil)
 	assert.Equal(t, 500, code)

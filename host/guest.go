@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/plugins"
@@ -24,6 +24,9 @@ type instance struct {
 	base   *slog.Logger
 	logs   *guestLogs // bounds what the guest logs
 	run    *plugins.Instance
+	// lastPanic is the last "panic: " or "fatal error: " line the guest
+	// wrote: why its Go runtime ended the instance.
+	lastPanic atomic.Value
 
 	mu      sync.Mutex
 	table   handleTable
@@ -46,7 +49,7 @@ type instance struct {
 	// drainAt is the linear memory size past which the instance is
 	// drained and replaced; 0 never.
 	drainAt  uint32
-	timeout  time.Duration // one event's time limit
+	memory   uint32 // linear memory size when the last event ended
 	draining bool
 	dead     bool
 }
@@ -177,8 +180,6 @@ func releaseObject(obj any, failure error) {
 		o.stop()
 	case *fetchedResponse:
 		o.close()
-	case *waitFD:
-		o.closed = true
 	case *process:
 		if !o.ready() { // an exec no event waits for any more
 			go o.proc.Kill(context.Background(), syscall.SIGKILL)

@@ -31,15 +31,18 @@ type delivery struct {
 	kind  abi.EventKind
 	scope *guest // nil for EventDrop
 	obj   *object
+	// ref is the object's handle an EventDrop names: taken when the drop
+	// is posted, as the object may be placed anew before it is read.
+	ref abi.Handle
 	// arg is the Go value of the event's argument: an *incoming for fetch
 	// and outbound, a *callState for a call, the retry count for an alarm.
 	arg any
 }
 
-// waitFD is a wait descriptor: readable once one of its handles is ready.
+// waitFD is a wait descriptor: readable once one of its handles is ready
+// or released.
 type waitFD struct {
 	handles []abi.Handle
-	closed  bool // its owner ended; reads see it ready, then EOF
 }
 
 // post queues d for the guest and wakes it.
@@ -110,7 +113,10 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 		in.queue[0] = nil
 		in.queue = in.queue[1:]
 		var ev, obj, arg abi.Handle
-		if d.obj != nil {
+		switch {
+		case d.kind == abi.EventDrop:
+			obj = d.ref
+		case d.obj != nil:
 			if d.obj.ref == 0 {
 				d.obj.ref = in.self.add(abi.KindObject, d.obj)
 			}
@@ -128,9 +134,8 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 				arg = abi.Handle(a)
 			}
 		}
-		if d.kind == abi.EventDrop && obj != 0 {
+		if d.kind == abi.EventDrop {
 			in.table.remove(obj)
-			d.obj.ref = 0
 			if sc := d.obj.scope; sc != nil && sc.inst == in {
 				sc.release(nil)
 			}
@@ -147,9 +152,6 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 
 // waitReady reports whether one of w's handles is ready or gone.
 func (in *instance) waitReady(w *waitFD) bool {
-	if w.closed {
-		return true
-	}
 	for _, h := range w.handles {
 		s, err := in.table.slot(h)
 		if err != nil {
@@ -263,7 +265,9 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 	if st := int32(a[0]); st != 0 {
 		failure = &guestStatus{status: st, detail: g.lastErr}
 	}
-	if in := g.inst; in.drainAt > 0 && mem.Size() > in.drainAt {
+	in := g.inst
+	in.memory = mem.Size()
+	if in.drainAt > 0 && in.memory > in.drainAt {
 		in.draining = true // Wasm memory never shrinks: replace the instance
 	}
 	g.end(failure)

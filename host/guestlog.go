@@ -133,5 +133,8 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) emit(line []byte) {
+	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
+		w.in.lastPanic.Store(string(w.logs.cut(line)))
+	}
 	w.logs.emit(w.in.self.log(), w.level, line, "stream", w.name)
 }

@@ -35,6 +35,9 @@ func hostFunc(name string, ps []plugins.ValueType, fn importFunc) plugins.HostFu
 			in.mu.Lock()
 			defer in.mu.Unlock()
 			g, err := in.scope(handleArg(stack[0]))
+			if err != nil && name == abi.ImportLastError {
+				g, err = in.self, nil // a call for an ended event left its message there
+			}
 			if err == nil {
 				select {
 				case <-g.ctx.Done(): // the event is over: refuse to act on its behalf
@@ -330,7 +333,11 @@ func importTimerStart(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 }
 
 func importClose(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
-	_, obj, err := g.table.remove(handleArg(a[0]))
+	h := handleArg(a[0])
+	if s, err := g.table.slot(h); err == nil && (s.kind == abi.KindEvent || s.kind == abi.KindObject) {
+		return fmt.Errorf("%w: handle %d is an %s, which the host ends (event_done ends an event)", abi.StatusBadHandle, h, s.kind)
+	}
+	_, obj, err := g.table.remove(h)
 	if err != nil {
 		return err
 	}

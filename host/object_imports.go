@@ -134,7 +134,7 @@ func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memor
 
 func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	if g.object == nil {
-		return fmt.Errorf("%w: this instance is a Worker, not a Durable Object", abi.StatusNotFound)
+		return fmt.Errorf("%w: the call is not for an event of a Durable Object", abi.StatusNotFound)
 	}
 	b := abi.NewFieldsBuilder(nil)
 	b.Add(abi.FieldClass, g.object.ns.class)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -55,11 +56,17 @@ type Objects struct {
 	// nextEvent numbers events in their ids.
 	nextEvent atomic.Uint64
 
-	mu     sync.Mutex
-	live   map[string]*object // by class + "/" + id
-	lru    *list.List         // idle objects, least recently used first
-	closed bool
-	wg     sync.WaitGroup
+	mu   sync.Mutex
+	live map[string]*object // by class + "/" + id
+	lru  *list.List         // idle objects, least recently used first
+	// Open databases are capped (each holds three descriptors): idle live
+	// objects beyond the cap close theirs, least recently used first, and
+	// reopen it on their next event.
+	openDBs   int
+	maxOpenDB int
+	idleDBs   *list.List // idle objects with an open database, LRU first
+	closed    bool
+	wg        sync.WaitGroup
 }
 
 // object is one Durable Object: its event queue and, while live, its
@@ -74,6 +81,8 @@ type object struct {
 	running  bool
 	evictNow bool // the host needs room: retire when idle
 	lruElem  *list.Element
+	dbElem   *list.Element // in Objects.idleDBs
+	closeDB  bool          // the host needs descriptors: close the database when idle
 	wakeup   signal
 
 	// inst is the instance hosting the object's value and ref its handle
@@ -119,7 +128,7 @@ func newObjects(rt *instanceSet, m *plugins.Manifest, dataDir string, logger *sl
 		rt: rt, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
 		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
-		live: map[string]*object{}, lru: list.New(),
+		live: map[string]*object{}, lru: list.New(), idleDBs: list.New(), maxOpenDB: maxOpenDatabases(),
 	}
 	root := filepath.Join(dataDir, "objects")
 	for _, b := range m.DurableObjects.Bindings {
@@ -243,6 +252,9 @@ func (obj *object) waitOrRetire() bool {
 	if obj.lruElem == nil && !closed {
 		obj.lruElem = o.lru.PushBack(obj)
 	}
+	if obj.db != nil && obj.dbElem == nil {
+		obj.dbElem = o.idleDBs.PushBack(obj)
+	}
 	o.mu.Unlock()
 	if closed {
 		return obj.retire()
@@ -253,12 +265,20 @@ func (obj *object) waitOrRetire() bool {
 	select {
 	case <-obj.wakeup:
 		obj.mu.Lock()
-		evict := obj.evictNow
-		obj.evictNow = false
+		evict, closeDB := obj.evictNow, obj.closeDB && len(obj.queue) == 0
+		obj.evictNow, obj.closeDB = false, false
 		obj.mu.Unlock()
 		o.mu.Lock()
 		closed = o.closed
+		if obj.dbElem != nil {
+			o.idleDBs.Remove(obj.dbElem)
+			obj.dbElem = nil
+		}
 		o.mu.Unlock()
+		if closeDB && !evict && !closed {
+			obj.closeStorage()
+			return false
+		}
 		if !evict && !closed {
 			return false
 		}
@@ -286,13 +306,63 @@ func (obj *object) retire() bool {
 	obj.mu.Unlock()
 	o.mu.Unlock()
 	obj.deactivate()
-	if obj.db != nil {
-		if err := obj.db.Close(); err != nil {
-			o.logger.Error("closing object storage", "class", obj.ns.class, "id", obj.id, "err", err)
-		}
-		obj.db = nil
-	}
+	obj.closeStorage()
 	return true
+}
+
+// closeStorage closes the object's database; its next event reopens it.
+func (obj *object) closeStorage() {
+	if obj.db == nil {
+		return
+	}
+	o := obj.objs
+	if err := obj.db.Close(); err != nil {
+		o.logger.Error("closing object storage", "class", obj.ns.class, "id", obj.id, "err", err)
+	}
+	obj.db = nil
+	o.mu.Lock()
+	o.openDBs--
+	if obj.dbElem != nil {
+		o.idleDBs.Remove(obj.dbElem)
+		obj.dbElem = nil
+	}
+	o.mu.Unlock()
+}
+
+// openStorage opens the object's database, asking the least recently used
+// idle objects to close theirs while more than maxOpenDB are open.
+func (obj *object) openStorage() error {
+	db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
+	if err != nil {
+		return fmt.Errorf("opening storage: %w", err)
+	}
+	obj.db = db
+	o := obj.objs
+	o.mu.Lock()
+	o.openDBs++
+	var victims []*object
+	for e := o.idleDBs.Front(); e != nil && o.openDBs-len(victims) > o.maxOpenDB; e = e.Next() {
+		victims = append(victims, e.Value.(*object))
+	}
+	o.mu.Unlock()
+	for _, v := range victims {
+		v.mu.Lock()
+		v.closeDB = true
+		v.mu.Unlock()
+		v.wakeup.notify()
+	}
+	return nil
+}
+
+// maxOpenDatabases is how many object databases may be open at once: what
+// the process's descriptor limit allows (three each, a quarter kept for
+// everything else).
+func maxOpenDatabases() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1000
+	}
+	return max(int(min(lim.Cur, 1<<30)/4*3/3), 64)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while
@@ -331,17 +401,17 @@ func (o *Objects) LiveObjects() int {
 // running the class's constructor there.
 func (obj *object) activate(ev *objectEvent) error {
 	if obj.db == nil {
-		db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
-		if err != nil {
-			return fmt.Errorf("opening storage: %w", err)
+		if err := obj.openStorage(); err != nil {
+			return err
 		}
-		obj.db = db
 	}
 	if obj.inst != nil && obj.inst.alive() {
 		return nil
 	}
 	obj.inst, obj.ref = nil, 0 // its instance ended: build it anew from storage
-	in, err := obj.objs.rt.pick(ev.ctx)
+	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	defer cancel()
+	in, err := obj.objs.rt.pick(ctx)
 	if err != nil {
 		return err
 	}
@@ -353,7 +423,7 @@ func (obj *object) activate(ev *objectEvent) error {
 		obj.deactivate()
 		return err
 	}
-	_, err = in.deliver(ev.ctx, ev.id, obj, abi.EventConstruct, nil)
+	_, err = in.deliver(ctx, ev.id, obj, abi.EventConstruct, nil)
 	obj.db.EndEvent(err != nil)
 	if err != nil {
 		obj.deactivate()
@@ -369,12 +439,13 @@ func (obj *object) deactivate() {
 	if in == nil {
 		return
 	}
-	obj.inst = nil
+	ref := obj.ref
+	obj.inst, obj.ref = nil, 0
 	in.mu.Lock()
 	in.objects--
 	in.mu.Unlock()
-	if obj.ref != 0 {
-		in.post(&delivery{kind: abi.EventDrop, obj: obj})
+	if ref != 0 {
+		in.post(&delivery{kind: abi.EventDrop, obj: obj, ref: ref})
 	}
 }
 
@@ -384,10 +455,45 @@ func (obj *object) handle(ev *objectEvent) {
 	if ev.kind == alarmEvent && !obj.alarmDue(ev) {
 		return
 	}
+	var in *incoming
+	if ev.kind == fetchEvent {
+		in = newIncoming(ev.resp, ev.req)
+		in.streamed = func() error { return obj.streamed(ev) }
+		ev.resp.in = in
+	}
+	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	defer cancel()
+	var g *guest
+	var err error
+	for attempt := 0; attempt < maxDeliveries; attempt++ {
+		if g, err = obj.attempt(ctx, ev, in); !errors.Is(err, errNotStarted) {
+			break
+		}
+		obj.inst, obj.ref = nil, 0 // its instance ended before the event started
+	}
+	if err != nil {
+		logger := obj.objs.logger.With("class", obj.ns.class, "id", obj.id, "request_id", ev.id.String())
+		if g != nil {
+			logger = g.log()
+		}
+		logger.Error("object event failed", "err", err)
+		switch {
+		case obj.inst != nil && !obj.inst.alive():
+			obj.inst, obj.ref = nil, 0
+		case errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
+			// The guest may still be running the event it was abandoned
+			// in: its value is rebuilt from storage on the next event.
+			obj.deactivate()
+		}
+	}
+	ev.finish(err)
+}
+
+// attempt activates the object if needed and delivers the event, inside a
+// storage event that is rolled back if it fails.
+func (obj *object) attempt(ctx context.Context, ev *objectEvent, in *incoming) (*guest, error) {
 	if err := obj.activate(ev); err != nil {
-		obj.objs.logger.Error("activating object failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
-		ev.finish(err)
-		return
+		return nil, err
 	}
 	err := obj.db.BeginEvent()
 	if err == nil && ev.kind == alarmEvent {
@@ -397,35 +503,17 @@ func (obj *object) handle(ev *objectEvent) {
 	if err == nil {
 		switch ev.kind {
 		case fetchEvent:
-			in := newIncoming(ev.resp, ev.req)
-			in.streamed = func() error { return obj.streamed(ev) }
-			ev.resp.in = in
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventFetch, in)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventFetch, in)
 		case callEvent:
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventCall, ev.call)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventCall, ev.call)
 		case alarmEvent:
-			g, err = obj.inst.deliver(ev.ctx, ev.id, obj, abi.EventAlarm, ev.retry)
+			g, err = obj.inst.deliver(ctx, ev.id, obj, abi.EventAlarm, ev.retry)
 		}
 	}
 	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {
 		err = dberr
 	}
-	if err != nil {
-		logger := obj.objs.logger
-		if g != nil {
-			logger = g.log()
-		}
-		logger.Error("object event failed", "err", err)
-		switch {
-		case !obj.inst.alive():
-			obj.inst, obj.ref = nil, 0
-		case errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
-			// The guest may still be running the event it was abandoned
-			// in: its value is rebuilt from storage on the next event.
-			obj.deactivate()
-		}
-	}
-	ev.finish(err)
+	return g, err
 }
 
 // streamed commits before a streamed response's head leaves, so the bytes

@@ -57,7 +57,7 @@ func (rt *instanceSet) start(ctx context.Context) error {
 // launch starts one instance and waits until its main called serve.
 func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 	in := newInstance(rt.logs)
-	in.drainAt, in.timeout = rt.drainAt, rt.timeout
+	in.drainAt = rt.drainAt
 	run, err := rt.plugin.Launch(ctx, in,
 		&lineWriter{in: in, logs: rt.logs, level: slog.LevelInfo, name: "stdout"},
 		&lineWriter{in: in, logs: rt.logs, level: slog.LevelWarn, name: "stderr"})
@@ -103,6 +103,9 @@ func (rt *instanceSet) supervise(in *instance) {
 	defer rt.wg.Done()
 	<-in.run.Done()
 	err := in.run.Err()
+	if msg, ok := in.lastPanic.Load().(string); ok {
+		err = fmt.Errorf("%w (%s)", err, msg)
+	}
 	in.mu.Lock()
 	in.dead = true
 	var failed []string
@@ -114,8 +117,9 @@ func (rt *instanceSet) supervise(in *instance) {
 		}
 	}
 	for _, d := range in.queue {
-		if d.scope != nil {
-			ended(d.scope)
+		if g := d.scope; g != nil && !g.ended { // never started: its caller delivers it again
+			g.ended, g.status = true, errNotStarted
+			close(g.done)
 		}
 	}
 	in.queue = nil
@@ -172,6 +176,13 @@ func (rt *instanceSet) replace() {
 	}
 }
 
+// stalledPenalty ranks a stalled instance after every one that is not.
+const stalledPenalty = 1 << 30
+
+// errNotStarted is an event whose instance ended before the guest read it:
+// it can be delivered again elsewhere.
+var errNotStarted = errors.New("the instance ended before the event started")
+
 // pick returns the least loaded instance for new work (a Worker request,
 // an object to place), waiting while none is up until ctx ends.
 func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
@@ -186,6 +197,9 @@ func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
 		for _, in := range rt.instances {
 			in.mu.Lock()
 			load, ok := in.events+in.objects, !in.dead && !in.draining
+			if in.run.Stalled() {
+				load += stalledPenalty // a guest computing without yielding serves nothing meanwhile
+			}
 			if in.draining && in.events == 0 && in.objects == 0 {
 				in.run.Stop(fmt.Errorf("%w: drained (its memory grew past %d bytes)", plugins.ErrStopped, rt.drainAt))
 			}
@@ -249,6 +263,9 @@ type InstanceStats struct {
 	Started, Ended uint64
 	// Events are being served now; Objects are live on the instances.
 	Events, Objects int
+	// MemoryBytes is the instances' linear memory together, as of the end
+	// of their last events.
+	MemoryBytes uint64
 }
 
 func (rt *instanceSet) stats() InstanceStats {
@@ -259,6 +276,7 @@ func (rt *instanceSet) stats() InstanceStats {
 		in.mu.Lock()
 		st.Events += in.events
 		st.Objects += in.objects
+		st.MemoryBytes += uint64(in.memory)
 		in.mu.Unlock()
 	}
 	return st
@@ -284,13 +302,10 @@ func (rt *instanceSet) close() {
 }
 
 // deliver posts an event to in and waits until the guest ends it, the
-// instance ends, the event's time limit passes or ctx ends; then the event
-// is abandoned (its handles released, the guest's later calls for it
+// instance ends or ctx (see eventContext) ends; then the event is abandoned (its handles released, the guest's later calls for it
 // refused) and the error says whether the time ran out or the caller went
 // away. It returns the event's scope, for its logger.
 func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind abi.EventKind, arg any) (*guest, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("the event did not end within %s", in.timeout))
-	defer cancel()
 	g := in.newEvent(ctx, id, obj)
 	if err := in.post(&delivery{kind: kind, scope: g, obj: obj, arg: arg}); err != nil {
 		return g, err
@@ -306,6 +321,12 @@ func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind a
 		<-g.done
 	}
 	return g, g.status
+}
+
+// eventContext bounds an event, however often it is delivered, by the
+// plugin's time limit.
+func (rt *instanceSet) eventContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, rt.timeout, fmt.Errorf("the event did not end within %s", rt.timeout))
 }
 
 // alive reports whether the instance still runs and takes work.

@@ -113,7 +113,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		CacheDir:         cfg.CacheDir,
 		Logger:           logger,
 		MemoryLimitBytes: memoryLimit,
-		CPUSlice:         m.Limits.CPUSlice.Duration,
+		CPUSlice:         min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration),
 		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
 	})
 	if err != nil {
@@ -314,6 +314,10 @@ func (w *Worker) newRequestID() eventID {
 	return eventID{prefix: w.idPrefix, n: w.nextID.Add(1)}
 }
 
+// maxDeliveries bounds how often an event whose instance ended before it
+// started is delivered again.
+const maxDeliveries = 3
+
 // ServeHTTP runs one request as an event of the least loaded instance. A
 // streamed body keeps flowing (e.g. through forward) after the event ends,
 // and only then does ServeHTTP return.
@@ -327,15 +331,21 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	w.inFlight.Add(1)
 	defer w.inFlight.Add(-1)
 	id := w.newRequestID()
-	inst, err := w.rt.pick(r.Context())
-	if err != nil {
-		w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
-		http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
 	in := newIncoming(rw, r)
 	in.pseudo = pseudo
-	g, callErr := inst.deliver(r.Context(), id, nil, kind, in)
+	ctx, cancel := w.rt.eventContext(r.Context())
+	defer cancel()
+	var g *guest
+	callErr := errNotStarted
+	for attempt := 0; errors.Is(callErr, errNotStarted) && attempt < maxDeliveries; attempt++ {
+		inst, err := w.rt.pick(ctx)
+		if err != nil {
+			w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
+			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		g, callErr = inst.deliver(ctx, id, nil, kind, in)
+	}
 	logger := g.log()
 
 	if callErr != nil {

@@ -272,7 +272,7 @@ func TestDeadlineStopsBlockedImport(t *testing.T) {
 	code, body := get(t, w.url+"/sleep?d=1h")
 	assert.Equal(t, http.StatusGatewayTimeout, code)
 	assert.Contains(t, body, "worker exceeded its time limit (request id ")
-	assert.Contains(t, w.logs.String(), "did not return within 300ms")
+	assert.Contains(t, w.logs.String(), "did not end within 300ms")
 	w.assertServing(t)
 }
 

@@ -123,8 +123,8 @@ func iovecs(mem Memory, iovs, n uint32, fn func([]byte) (int, Errno)) (uint32, E
 		}
 		got, errno := fn(b)
 		if errno != ErrnoSuccess {
-			if total > 0 && errno == ErrnoAgain {
-				break // report what was done; the next call sees EAGAIN
+			if total > 0 {
+				break // report what was done; the next call sees the error
 			}
 			return total, errno
 		}

@@ -28,6 +28,9 @@ type Instance struct {
 type activity struct {
 	inHost atomic.Int32  // host functions running now
 	calls  atomic.Uint64 // host functions started
+	// stalled is set by the watchdog once the guest has run for a tick
+	// without calling the host.
+	stalled atomic.Bool
 }
 
 func activityOr(a *activity) *activity {
@@ -92,10 +95,13 @@ func (i *Instance) run(ctx context.Context) {
 	i.inst.Close(context.Background())
 }
 
-// watch stops the instance when it has run guest code for longer than slice
-// without a host call.
+// stallTick is how often the watchdog looks at an instance.
+const stallTick = 50 * time.Millisecond
+
+// watch marks the instance stalled while it runs guest code for a tick
+// without a host call, and stops it past slice.
 func (i *Instance) watch(ctx context.Context, slice time.Duration) {
-	t := time.NewTicker(slice / 4)
+	t := time.NewTicker(min(slice/4, stallTick))
 	defer t.Stop()
 	last, since := i.act.calls.Load(), time.Now()
 	for {
@@ -105,13 +111,21 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 		case now := <-t.C:
 			if calls := i.act.calls.Load(); calls != last || i.act.inHost.Load() > 0 {
 				last, since = calls, now
-			} else if now.Sub(since) > slice {
+				i.act.stalled.Store(false)
+				continue
+			}
+			i.act.stalled.Store(true)
+			if now.Sub(since) > slice {
 				i.Stop(fmt.Errorf("%w (%s)", ErrCPUSlice, slice))
 				return
 			}
 		}
 	}
 }
+
+// Stalled reports whether the instance has been computing for a while
+// without calling the host: new work is better placed elsewhere.
+func (i *Instance) Stalled() bool { return i.act.stalled.Load() }
 
 // Stop ends the instance with cause: a guest that is computing traps at its
 // next loop, one waiting in the host is woken up to.

@@ -2,9 +2,14 @@ package wharf
 
 import "unsafe"
 
-// ContainerStart starts the object's container with encoded options.
+// ContainerStart starts the object's container with encoded options. Only
+// the calling goroutine waits for containerd.
 func (ev Event) ContainerStart(opts []byte) error {
-	return ev.check("container_start", containerStart(uint32(ev), ptr(opts), uint32(len(opts))))
+	var p uint32
+	if err := ev.check("container_start", containerStart(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&p))); err != nil {
+		return err
+	}
+	return ev.await(p)
 }
 
 // ContainerRunning reports whether the object's container runs.
@@ -15,8 +20,23 @@ func (ev Event) ContainerRunning() (bool, error) {
 }
 
 // ContainerDestroy stops and removes the container; reason reaches Monitor.
+// Only the calling goroutine waits for containerd.
 func (ev Event) ContainerDestroy(reason string) error {
-	return ev.check("container_destroy", containerDestroy(uint32(ev), strPtr(reason), uint32(len(reason))))
+	var p uint32
+	if err := ev.check("container_destroy", containerDestroy(uint32(ev), strPtr(reason), uint32(len(reason)), unsafe.Pointer(&p))); err != nil {
+		return err
+	}
+	return ev.await(p)
+}
+
+// await waits for a pending result with no value and returns its error.
+func (ev Event) await(p uint32) error {
+	if _, err := ev.Wait([]uint32{p}, -1); err != nil {
+		ev.Close(p)
+		return err
+	}
+	_, err := ev.CallResult(p)
+	return err
 }
 
 // ContainerSignal sends a signal to the container's main process.

@@ -82,11 +82,13 @@ func alarmSet(uint32, int64) int32                                            { 
 func alarmGet(uint32, unsafe.Pointer) int32                                   { return unsupported }
 func alarmDelete(uint32) int32                                                { return unsupported }
 
-func containerStart(uint32, unsafe.Pointer, uint32) int32   { return unsupported }
-func containerRunning(uint32, unsafe.Pointer) int32         { return unsupported }
-func containerDestroy(uint32, unsafe.Pointer, uint32) int32 { return unsupported }
-func containerSignal(uint32, uint32) int32                  { return unsupported }
-func containerMonitor(uint32, unsafe.Pointer) int32         { return unsupported }
+func containerStart(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func containerRunning(uint32, unsafe.Pointer) int32                       { return unsupported }
+func containerDestroy(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func containerSignal(uint32, uint32) int32          { return unsupported }
+func containerMonitor(uint32, unsafe.Pointer) int32 { return unsupported }
 func containerExec(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer) int32 {
 	return unsupported
 }

@@ -122,13 +122,13 @@ func alarmGet(ev uint32, out unsafe.Pointer) int32
 func alarmDelete(ev uint32) int32
 
 //go:wasmimport wharf_v2 container_start
-func containerStart(ev uint32, opts unsafe.Pointer, n uint32) int32
+func containerStart(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_running
 func containerRunning(ev uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_destroy
-func containerDestroy(ev uint32, reason unsafe.Pointer, n uint32) int32
+func containerDestroy(ev uint32, reason unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_signal
 func containerSignal(ev uint32, sig uint32) int32
