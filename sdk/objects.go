@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -172,7 +171,7 @@ var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true, "Bind": true
 
 // invoke calls an exported method by name with JSON arguments.
 func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, abi.Status, error) {
-	m := reflect.ValueOf(obj).MethodByName(method)
+	m := methodByName(reflect.ValueOf(obj), method)
 	if !m.IsValid() || notCallable[method] {
 		var names []string
 		t := reflect.TypeOf(obj)
@@ -196,7 +195,7 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 	if t.NumIn() == first+1 {
 		arg := reflect.New(t.In(first))
 		if len(args) > 0 && string(args) != "null" {
-			if err := json.Unmarshal(args, arg.Interface()); err != nil {
+			if err := unmarshalJSON(args, arg.Interface()); err != nil {
 				return nil, abi.StatusInvalid, fmt.Errorf("arguments of %s: %w", method, err)
 			}
 		}
@@ -211,7 +210,7 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 	if len(out) == 1 {
 		return []byte("null"), abi.StatusOK, nil
 	}
-	b, err := json.Marshal(out[0].Interface())
+	b, err := marshalJSON(out[0].Interface())
 	if err != nil {
 		return nil, abi.StatusIO, fmt.Errorf("result of %s: %w", method, err)
 	}
@@ -315,7 +314,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if err := s.checkID(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(args)
+	data, err := marshalJSON(args)
 	if err != nil {
 		return fmt.Errorf("arguments of %s: %w", method, err)
 	}
@@ -335,7 +334,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if result == nil {
 		return nil
 	}
-	return json.Unmarshal(out, result)
+	return unmarshalJSON(out, result)
 }
 
 // calleeError is what a failed call's result says: the called object's own

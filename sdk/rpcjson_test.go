@@ -1,0 +1,51 @@
+package sdk
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The direct paths write and accept exactly what encoding/json does.
+func TestRPCJSONMatchesEncodingJSON(t *testing.T) {
+	for _, v := range []any{nil, 0, -7, 1 << 40, int64(-1 << 62), int32(5), uint64(1 << 63), uint32(9), true, false,
+		"", "plain text 123", "quote\"d", "back\\slash", "<tag>", "a&b", "tab\t", "é", "\u2028", "\x7f",
+		map[string]string{"key": "k"}, []int{1, 2}, 1.5, Signal(15)} {
+		want, err := json.Marshal(v)
+		require.NoError(t, err)
+		got, err := marshalJSON(v)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(got), "%#v", v)
+	}
+	for _, data := range []string{"0", "-0", "12", "-12", "9223372036854775807", "9223372036854775808", "01", "+1", "1.0", "1e3",
+		" 1", "null", `"x"`, "", "-"} {
+		var want, got int64
+		wantErr := json.Unmarshal([]byte(data), &want)
+		gotErr := unmarshalJSON([]byte(data), &got)
+		assert.Equal(t, wantErr == nil, gotErr == nil, "int64 %q: %v / %v", data, wantErr, gotErr)
+		assert.Equal(t, want, got, "int64 %q", data)
+		var wantInt, gotInt int
+		assert.Equal(t, json.Unmarshal([]byte(data), &wantInt) == nil, unmarshalJSON([]byte(data), &gotInt) == nil, "int %q", data)
+		assert.Equal(t, wantInt, gotInt, "int %q", data)
+	}
+	for _, data := range []string{`""`, `"plain"`, `"esc\"aped"`, `"\u00e9"`, `"é"`, `"a\\b"`, `"unterminated`, `12`, `null`} {
+		var want, got string
+		wantErr := json.Unmarshal([]byte(data), &want)
+		gotErr := unmarshalJSON([]byte(data), &got)
+		assert.Equal(t, wantErr == nil, gotErr == nil, "string %q", data)
+		assert.Equal(t, want, got, "string %q", data)
+	}
+}
+
+func TestMethodByNameIsCached(t *testing.T) {
+	v := reflect.ValueOf(rpcTarget{})
+	for range 2 {
+		m := methodByName(v, "Double")
+		require.True(t, m.IsValid())
+		assert.Equal(t, 42, m.Call([]reflect.Value{reflect.ValueOf(21)})[0].Interface())
+		assert.False(t, methodByName(v, "Nope").IsValid())
+	}
+}
