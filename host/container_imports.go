@@ -103,9 +103,6 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	for _, c := range cfg.Capabilities {
 		spec.Capabilities = append(spec.Capabilities, "CAP_"+c)
 	}
-	internet := false
-	secrets := cfg.Secrets // every start gets them all; the SDK may only name them
-	var bad error
 	labels := map[string]string{}
 	if name, ok := g.object.ns.names.name(g.object.id); ok {
 		labels[nameLabel] = name
@@ -113,31 +110,22 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	for k, v := range cfg.Labels {
 		labels[labelPrefix+k] = v
 	}
-	if err := abi.RangeFields(raw, func(n, v []byte) bool {
-		switch string(n) {
-		case abi.OptEnv:
-			spec.Env = append(spec.Env, string(v))
-		case abi.OptEntrypoint:
-			spec.Entrypoint = append(spec.Entrypoint, string(v))
-		case abi.OptEnableInternet:
-			internet = string(v) == "1"
-		case abi.OptSecret:
-			if !slices.Contains(cfg.Secrets, string(v)) {
-				bad = fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, v)
-				return false
-			}
-		case abi.OptLabel:
-			k, val, _ := strings.Cut(string(v), "=")
-			labels[labelPrefix+k] = val
-		}
-		return true
-	}); err != nil {
+	opts, err := abi.DecodeStartOptions(raw)
+	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	if bad != nil {
-		return bad
+	spec.Env = append(spec.Env, opts.Env...)
+	spec.Entrypoint = append(spec.Entrypoint, opts.Entrypoint...)
+	for _, name := range opts.Secrets {
+		if !slices.Contains(cfg.Secrets, name) {
+			return fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, name)
+		}
 	}
-	for _, name := range secrets {
+	for _, kv := range opts.Labels {
+		k, val, _ := strings.Cut(kv, "=")
+		labels[labelPrefix+k] = val
+	}
+	for _, name := range cfg.Secrets { // every start gets them all; the SDK may only name them
 		v, ok := os.LookupEnv(name)
 		if !ok {
 			return fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, name)
@@ -154,7 +142,7 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	if running && !mc.Exited() {
 		return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
 	}
-	policy.SetInternet(internet)
+	policy.SetInternet(opts.EnableInternet)
 	return s.inBackground(g, mem, u32(a[2]), func() error {
 		if running {
 			s.containers.Destroy(ctx, class, id) // an exited run makes room for the next
@@ -305,36 +293,12 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 			return err
 		}
 	}
-	var spec containerd.ExecSpec
-	stdin, stdout, stderr := "", "pipe", "pipe"
-	var bad error
-	if err := abi.RangeFields(raw, func(n, v []byte) bool {
-		switch val := string(v); string(n) {
-		case abi.OptArg:
-			spec.Args = append(spec.Args, val)
-		case abi.OptEnv:
-			spec.Env = append(spec.Env, val)
-		case abi.OptCwd:
-			spec.Cwd = val
-		case abi.OptUser:
-			spec.User = val
-		case abi.OptStdin:
-			stdin = val
-		case abi.OptStdout:
-			stdout = val
-		case abi.OptStderr:
-			stderr = val
-		default:
-			bad = fmt.Errorf("%w: unknown exec option %q", abi.StatusInvalid, n)
-			return false
-		}
-		return true
-	}); err != nil {
+	opts, err := abi.DecodeExecOptions(raw)
+	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	if bad != nil {
-		return bad
-	}
+	spec := containerd.ExecSpec{Args: opts.Args, Env: opts.Env, Cwd: opts.Cwd, User: opts.User}
+	stdin, stdout, stderr := opts.Stdin, cmp.Or(opts.Stdout, "pipe"), cmp.Or(opts.Stderr, "pipe")
 	switch {
 	case len(spec.Args) == 0:
 		return fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
@@ -580,17 +544,11 @@ func (s *services) importContainerConfig(_ context.Context, g *guest, mem plugin
 	if err != nil {
 		return err
 	}
-	b := abi.NewFieldsBuilder(nil)
-	if cfg.SleepAfter != "" {
-		b.Add(abi.OptSleepAfter, cfg.SleepAfter)
-	}
-	if cfg.HardTimeout != "" {
-		b.Add(abi.OptHardTimeout, cfg.HardTimeout)
-	}
+	out := abi.ContainerConfig{SleepAfter: cfg.SleepAfter, HardTimeout: cfg.HardTimeout}
 	for _, p := range cfg.ReadyOn {
-		b.Add(abi.OptReadyOn, fmt.Sprintf("%d %d %s", p.Port, p.Status, p.Path))
+		out.ReadyOn = append(out.ReadyOn, abi.ReadyProbe{Port: p.Port, Status: p.Status, Path: p.Path})
 	}
-	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
+	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), out.Encode(nil))
 }
 
 // containerClient makes container_fetch requests: straight to the

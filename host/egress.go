@@ -87,13 +87,8 @@ func (s *services) importContainerEgress(_ context.Context, g *guest, mem plugin
 	if err != nil {
 		return err
 	}
-	var hosts []string
-	if err := abi.RangeFields(raw, func(n, v []byte) bool {
-		if string(n) == abi.OptHost {
-			hosts = append(hosts, string(v))
-		}
-		return true
-	}); err != nil {
+	opts, err := abi.DecodeEgressOptions(raw)
+	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	list := map[uint32]egress.List{abi.EgressAllowed: egress.Allowed, abi.EgressDenied: egress.Denied}[u32(a[0])]
@@ -101,7 +96,7 @@ func (s *services) importContainerEgress(_ context.Context, g *guest, mem plugin
 	if list == 0 || edit == 0 {
 		return fmt.Errorf("%w: unknown egress list %d or edit %d", abi.StatusInvalid, u32(a[0]), u32(a[1]))
 	}
-	if err := p.EditHosts(list, edit, hosts); err != nil {
+	if err := p.EditHosts(list, edit, opts.Hosts); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	return nil

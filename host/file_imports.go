@@ -21,49 +21,14 @@ func (s *services) fileImports() []plugins.HostFunc {
 	}
 }
 
-// fileOptions are the fields of file_open and file_op.
-type fileOptions struct {
-	op, path, to, user, mode string
-	recursive                bool
-	perm                     uint32
-}
-
-func parseFileOptions(raw []byte) (fileOptions, error) {
-	var o fileOptions
-	var bad error
-	if err := abi.RangeFields(raw, func(n, v []byte) bool {
-		switch val := string(v); string(n) {
-		case abi.OptFileOp:
-			o.op = val
-		case abi.OptPath:
-			o.path = val
-		case abi.OptTo:
-			o.to = val
-		case abi.OptUser:
-			o.user = val
-		case abi.OptFileMode:
-			o.mode = val
-		case abi.OptRecursive:
-			o.recursive = val == "true"
-		case abi.OptPerm:
-			var perm uint32
-			if _, err := fmt.Sscanf(val, "%o", &perm); err != nil || perm > 0o7777 {
-				bad = fmt.Errorf("%w: perm must be octal permission bits, got %q", abi.StatusInvalid, val)
-				return false
-			}
-			o.perm = perm
-		default:
-			bad = fmt.Errorf("%w: unknown file option %q", abi.StatusInvalid, n)
-			return false
-		}
-		return true
-	}); err != nil {
+// parseFileOptions decodes the options of file_open and file_op, which
+// all need a path.
+func parseFileOptions(raw []byte) (abi.FileOptions, error) {
+	o, err := abi.DecodeFileOptions(raw)
+	if err != nil {
 		return o, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	if bad != nil {
-		return o, bad
-	}
-	if o.path == "" {
+	if o.Path == "" {
 		return o, fmt.Errorf("%w: a file operation needs a path", abi.StatusInvalid)
 	}
 	return o, nil
@@ -104,27 +69,27 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 	if err != nil {
 		return err
 	}
-	switch o.mode {
+	switch o.Mode {
 	case "read", "":
-		f, err := mc.OpenFile(ctx, o.path, o.user, false, 0)
+		f, err := mc.OpenFile(ctx, o.Path, o.User, false, 0)
 		if err != nil {
 			return fileStatus(err)
 		}
 		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, newReadStream(f, nil, g.wake))
 	case "write":
-		f, err := mc.OpenFile(ctx, o.path, o.user, true, o.perm)
+		f, err := mc.OpenFile(ctx, o.Path, o.User, true, o.Perm)
 		if err != nil {
 			return fileStatus(err)
 		}
 		return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(fileSink{f}, g.wake))
 	case "watch":
-		r, err := mc.Watch(ctx, o.path, o.user)
+		r, err := mc.Watch(ctx, o.Path, o.User)
 		if err != nil {
 			return fileStatus(err)
 		}
 		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, newReadStream(r, nil, g.wake))
 	}
-	return fmt.Errorf("%w: mode must be \"read\", \"write\" or \"watch\", got %q", abi.StatusInvalid, o.mode)
+	return fmt.Errorf("%w: mode must be \"read\", \"write\" or \"watch\", got %q", abi.StatusInvalid, o.Mode)
 }
 
 // importFileOp is file_op(opts, len, out, cap, len_out): stat and list
@@ -144,22 +109,22 @@ func (s *services) importFileOp(ctx context.Context, g *guest, mem plugins.Memor
 		return err
 	}
 	var result any
-	switch o.op {
+	switch o.Op {
 	case "stat":
-		result, err = mc.Stat(ctx, o.path, o.user)
+		result, err = mc.Stat(ctx, o.Path, o.User)
 	case "list":
-		result, err = mc.ListDir(ctx, o.path, o.user)
+		result, err = mc.ListDir(ctx, o.Path, o.User)
 	case "mkdir":
-		err = mc.MkdirAll(ctx, o.path, o.user)
+		err = mc.MkdirAll(ctx, o.Path, o.User)
 	case "remove":
-		err = mc.Remove(ctx, o.path, o.user, o.recursive)
+		err = mc.Remove(ctx, o.Path, o.User, o.Recursive)
 	case "rename":
-		if o.to == "" {
+		if o.To == "" {
 			return fmt.Errorf("%w: rename needs to", abi.StatusInvalid)
 		}
-		err = mc.Rename(ctx, o.path, o.to, o.user)
+		err = mc.Rename(ctx, o.Path, o.To, o.User)
 	default:
-		return fmt.Errorf("%w: op must be stat, list, mkdir, remove or rename, got %q", abi.StatusInvalid, o.op)
+		return fmt.Errorf("%w: op must be stat, list, mkdir, remove or rename, got %q", abi.StatusInvalid, o.Op)
 	}
 	if err != nil {
 		return fileStatus(err)

@@ -457,41 +457,11 @@ func importStorageDeleteMany(db *storage.DB, mem plugins.Memory, raw []byte, a [
 }
 
 func importStorageList(db *storage.DB, mem plugins.Memory, raw []byte, a []uint64) error {
-	var o storage.ListOptions
-	var bad error
-	err := abi.RangeFields(raw, func(name, value []byte) bool {
-		v := append([]byte{}, value...)
-		switch string(name) {
-		case abi.ListStart:
-			o.Start = v
-		case abi.ListStartAfter:
-			o.StartAfter = v
-		case abi.ListEnd:
-			o.End = v
-		case abi.ListPrefix:
-			o.Prefix = v
-		case abi.ListReverse:
-			o.Reverse = string(v) == "1"
-		case abi.ListLimit:
-			n, err := strconv.Atoi(string(v))
-			if err != nil || n < 0 {
-				bad = fmt.Errorf("%w: list limit %q is not a non-negative integer", abi.StatusInvalid, v)
-				return false
-			}
-			o.Limit = n
-		default:
-			bad = fmt.Errorf("%w: unknown list option %q", abi.StatusInvalid, name)
-			return false
-		}
-		return true
-	})
+	opts, err := abi.DecodeListOptions(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	if bad != nil {
-		return bad
-	}
-	pairs, err := db.List(o)
+	pairs, err := db.List(storage.ListOptions(opts))
 	if err != nil {
 		return storageErr(err)
 	}

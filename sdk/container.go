@@ -117,23 +117,8 @@ func (c *Container) Start(opts StartOptions) error {
 	if err != nil {
 		return err
 	}
-	b := abi.NewFieldsBuilder(nil)
-	for _, kv := range env {
-		b.Add(abi.OptEnv, kv)
-	}
-	for _, a := range opts.Entrypoint {
-		b.Add(abi.OptEntrypoint, a)
-	}
-	if opts.EnableInternet {
-		b.Add(abi.OptEnableInternet, "1")
-	}
-	for _, name := range opts.Secrets {
-		b.Add(abi.OptSecret, name)
-	}
-	for _, kv := range labelPairs(opts.Labels) {
-		b.Add(abi.OptLabel, kv)
-	}
-	return c.event().ContainerStart(b.Bytes())
+	return c.event().ContainerStart(abi.StartOptions{Env: env, Entrypoint: opts.Entrypoint,
+		EnableInternet: opts.EnableInternet, Secrets: opts.Secrets, Labels: labelPairs(opts.Labels)}.Encode(nil))
 }
 
 // Running reports whether the container's main process runs.
@@ -331,23 +316,13 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := abi.NewFieldsBuilder(nil)
-	for _, a := range cmd {
-		b.Add(abi.OptArg, a)
-	}
-	for _, kv := range env {
-		b.Add(abi.OptEnv, kv)
-	}
-	for name, v := range map[string]string{abi.OptCwd: opts.Cwd, abi.OptUser: opts.User, abi.OptStdout: string(opts.Stdout), abi.OptStderr: string(opts.Stderr)} {
-		if v != "" {
-			b.Add(name, v)
-		}
-	}
+	eo := abi.ExecOptions{Args: cmd, Env: env, Cwd: opts.Cwd, User: opts.User,
+		Stdout: string(opts.Stdout), Stderr: string(opts.Stderr)}
 	if opts.StdinPipe || opts.Stdin != nil {
-		b.Add(abi.OptStdin, "pipe")
+		eo.Stdin = "pipe"
 	}
 	ev := c.event()
-	in, out, errH, proc, err := ev.ContainerExec(b.Bytes())
+	in, out, errH, proc, err := ev.ContainerExec(eo.Encode(nil))
 	if errors.Is(err, abi.StatusIO) {
 		return nil, fmt.Errorf("%w: %w", ErrExecFailed, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -159,30 +158,17 @@ func (c *ContainerClass) config() (*classConfig, error) {
 		return nil, err
 	}
 	cfg := &classConfig{}
-	var manifestSleep, manifestHard string
-	err = abi.RangeFields(string(raw), func(n, v string) bool {
-		switch n {
-		case abi.OptSleepAfter:
-			manifestSleep = v
-		case abi.OptHardTimeout:
-			manifestHard = v
-		case abi.OptReadyOn:
-			var p ReadyProbe
-			f := strings.SplitN(v, " ", 3)
-			p.Port, _ = strconv.Atoi(f[0])
-			p.Status, _ = strconv.Atoi(f[1])
-			p.Path = f[2]
-			cfg.readyOn = append(cfg.readyOn, p)
-		}
-		return true
-	})
+	manifest, err := abi.DecodeContainerConfig(raw)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.sleepAfter, err = durationOr(c.SleepAfter, manifestSleep, DefaultSleepAfter); err != nil {
+	for _, p := range manifest.ReadyOn {
+		cfg.readyOn = append(cfg.readyOn, ReadyProbe{Path: p.Path, Port: p.Port, Status: p.Status})
+	}
+	if cfg.sleepAfter, err = durationOr(c.SleepAfter, manifest.SleepAfter, DefaultSleepAfter); err != nil {
 		return nil, fmt.Errorf("%w: wharf.toml's sleep_after: %w", ErrInvalidArgument, err)
 	}
-	if cfg.hardTimeout, err = durationOr(c.HardTimeout, manifestHard, 0); err != nil {
+	if cfg.hardTimeout, err = durationOr(c.HardTimeout, manifest.HardTimeout, 0); err != nil {
 		return nil, fmt.Errorf("%w: wharf.toml's hard_timeout: %w", ErrInvalidArgument, err)
 	}
 	if cfg.sleepAfter < 0 || cfg.hardTimeout < 0 {

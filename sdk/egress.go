@@ -93,11 +93,8 @@ type Egress struct{ container *Container }
 func (c *Container) Egress() Egress { return Egress{container: c} }
 
 func (e Egress) edit(list, edit uint32, hosts []string) error {
-	b := abi.NewFieldsBuilder(nil)
-	for _, h := range hosts {
-		b.Add(abi.OptHost, h)
-	}
-	return containerError(e.container.event().ContainerEgress(list, edit, b.Bytes()), ErrInvalidArgument)
+	opts := abi.EgressOptions{Hosts: hosts}.Encode(nil)
+	return containerError(e.container.event().ContainerEgress(list, edit, opts), ErrInvalidArgument)
 }
 
 // Allow adds hosts to allowedHosts.

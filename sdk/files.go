@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,19 +54,10 @@ type FileEvent struct {
 	IsDir bool   `json:"is_dir,omitempty"`
 }
 
-func (f *Files) fields(op, path string, extra ...string) []byte {
-	b := abi.NewFieldsBuilder(nil)
-	if op != "" {
-		b.Add(abi.OptFileOp, op)
-	}
-	b.Add(abi.OptPath, path)
-	if f.user != "" {
-		b.Add(abi.OptUser, f.user)
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		b.Add(extra[i], extra[i+1])
-	}
-	return b.Bytes()
+// encode encodes o, run as the user of f.
+func (f *Files) encode(o abi.FileOptions) []byte {
+	o.User = f.user
+	return o.Encode(nil)
 }
 
 // pathError turns a host error into an *fs.PathError.
@@ -93,34 +83,39 @@ type kindError struct{ err, kind error }
 func (e kindError) Error() string   { return e.err.Error() }
 func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
-func (f *Files) open(path, mode string, extra ...string) (*Stream, error) {
+func (f *Files) open(o abi.FileOptions) (*Stream, error) {
 	ev := f.container.event()
-	h, err := ev.FileOpen(f.fields("", path, append([]string{abi.OptFileMode, mode}, extra...)...))
+	h, err := ev.FileOpen(f.encode(o))
 	if err != nil {
-		return nil, pathError(mode, path, err)
+		return nil, pathError(o.Mode, o.Path, err)
 	}
 	return &Stream{ev: ev, handle: h}, nil
 }
 
 // Open opens a file for reading as a stream (the file is never held in
 // memory whole).
-func (f *Files) Open(path string) (*Stream, error) { return f.open(path, "read") }
+func (f *Files) Open(path string) (*Stream, error) {
+	return f.open(abi.FileOptions{Path: path, Mode: "read"})
+}
 
 // Create creates or truncates a file (mode 0644) and returns a writer
 // that streams into it; Close it to finish.
-func (f *Files) Create(path string) (*FileWriter, error) { return f.create(path) }
+func (f *Files) Create(path string) (*FileWriter, error) {
+	return f.create(abi.FileOptions{Path: path})
+}
 
 // CreateMode is Create with the file's permission bits.
 func (f *Files) CreateMode(path string, perm fs.FileMode) (*FileWriter, error) {
-	return f.create(path, abi.OptPerm, strconv.FormatUint(uint64(perm.Perm()), 8))
+	return f.create(abi.FileOptions{Path: path, Perm: uint32(perm.Perm())})
 }
 
-func (f *Files) create(path string, extra ...string) (*FileWriter, error) {
-	s, err := f.open(path, "write", extra...)
+func (f *Files) create(o abi.FileOptions) (*FileWriter, error) {
+	o.Mode = "write"
+	s, err := f.open(o)
 	if err != nil {
 		return nil, err
 	}
-	return &FileWriter{s: s, files: f, path: path}, nil
+	return &FileWriter{s: s, files: f, path: o.Path}, nil
 }
 
 // FileWriter writes a file of the container as a stream.
@@ -184,39 +179,45 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 	return s.Close()
 }
 
-func (f *Files) op(op, path string, out any, extra ...string) error {
-	raw, err := f.container.event().FileOp(f.fields(op, path, extra...))
+func (f *Files) op(o abi.FileOptions, out any) error {
+	raw, err := f.container.event().FileOp(f.encode(o))
 	if err == nil && out != nil {
 		err = json.Unmarshal(raw, out)
 	}
-	return pathError(op, path, err)
+	return pathError(o.Op, o.Path, err)
 }
 
 // Stat describes path (a symbolic link itself, not what it points to).
 func (f *Files) Stat(path string) (FileInfo, error) {
 	var info FileInfo
-	return info, f.op("stat", path, &info)
+	return info, f.op(abi.FileOptions{Op: "stat", Path: path}, &info)
 }
 
 // List describes the entries of the directory path.
 func (f *Files) List(path string) ([]FileInfo, error) {
 	var list []FileInfo
-	return list, f.op("list", path, &list)
+	return list, f.op(abi.FileOptions{Op: "list", Path: path}, &list)
 }
 
 // MkdirAll creates a directory and any missing parents (mkdir -p).
-func (f *Files) MkdirAll(path string) error { return f.op("mkdir", path, nil) }
+func (f *Files) MkdirAll(path string) error {
+	return f.op(abi.FileOptions{Op: "mkdir", Path: path}, nil)
+}
 
 // Remove removes a file or an empty directory.
-func (f *Files) Remove(path string) error { return f.op("remove", path, nil) }
+func (f *Files) Remove(path string) error {
+	return f.op(abi.FileOptions{Op: "remove", Path: path}, nil)
+}
 
 // RemoveAll removes path and everything in it; a missing path is an error.
 func (f *Files) RemoveAll(path string) error {
-	return f.op("remove", path, nil, abi.OptRecursive, "true")
+	return f.op(abi.FileOptions{Op: "remove", Path: path, Recursive: true}, nil)
 }
 
 // Rename renames (moves) from to to.
-func (f *Files) Rename(from, to string) error { return f.op("rename", from, nil, abi.OptTo, to) }
+func (f *Files) Rename(from, to string) error {
+	return f.op(abi.FileOptions{Op: "rename", Path: from, To: to}, nil)
+}
 
 // Watcher streams the changes to a watched path.
 type Watcher struct {
@@ -227,7 +228,7 @@ type Watcher struct {
 // Watch watches path: a directory's entries, or a file. Read the changes
 // with Next; Close stops watching.
 func (f *Files) Watch(path string) (*Watcher, error) {
-	s, err := f.open(path, "watch")
+	s, err := f.open(abi.FileOptions{Path: path, Mode: "watch"})
 	if err != nil {
 		return nil, err
 	}

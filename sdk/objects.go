@@ -429,21 +429,19 @@ type ListOptions struct {
 	Limit      int // 0 = all
 }
 
+// keyOpt is a ListOptions key as abi.ListOptions has it: nil when not set.
+func keyOpt(k string) []byte {
+	if k == "" {
+		return nil
+	}
+	return []byte(k)
+}
+
 // List returns entries in key order (descending with Reverse).
 func (s *Storage) List(o ListOptions) ([]Entry, error) {
-	b := abi.NewFieldsBuilder(nil)
-	for name, v := range map[string]string{abi.ListStart: o.Start, abi.ListStartAfter: o.StartAfter, abi.ListEnd: o.End, abi.ListPrefix: o.Prefix} {
-		if v != "" {
-			b.Add(name, v)
-		}
-	}
-	if o.Reverse {
-		b.Add(abi.ListReverse, "1")
-	}
-	if o.Limit > 0 {
-		b.Add(abi.ListLimit, fmt.Sprint(o.Limit))
-	}
-	raw, err := s.obj.event().StorageList(b.Bytes())
+	opts := abi.ListOptions{Start: keyOpt(o.Start), StartAfter: keyOpt(o.StartAfter), End: keyOpt(o.End),
+		Prefix: keyOpt(o.Prefix), Reverse: o.Reverse, Limit: max(o.Limit, 0)}
+	raw, err := s.obj.event().StorageList(opts.Encode(nil))
 	if err != nil {
 		return nil, err
 	}
