@@ -115,6 +115,10 @@ type Container struct {
 	// the host directory of its socket.
 	agent    *agent.Client
 	agentDir string
+	// process is the spec's process, the base of every exec: it never
+	// changes, so it is fetched from containerd once (processMu).
+	processMu sync.Mutex
+	process   *specs.Process
 }
 
 // watch records the main process's exit from exitCh.
@@ -179,6 +183,8 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		}
 		opts = append(opts, withInit(spec.Init, spec.AgentDir))
 	}
+	var process *specs.Process
+	opts = append(opts, captureProcess(&process)) // last: the process as containerd keeps it
 	ctr, err := c.NewContainer(ctx, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
 		client.WithImage(img),
@@ -220,7 +226,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		removeAgentDir(spec.AgentDir)
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
 	}
-	cont := &Container{c: c, ctr: ctr, task: task}
+	cont := &Container{c: c, ctr: ctr, task: task, process: process}
 	if spec.Init != "" {
 		cont.agentDir = spec.AgentDir
 		cont.agent = agent.New(spec.AgentDir, int(task.Pid()))
@@ -351,6 +357,21 @@ func (c *Container) adoptAgent(ctx context.Context) {
 	}
 }
 
+// processSpec returns a copy of the container's process spec, fetched from
+// containerd on first use by a container this run of wharf did not start.
+func (c *Container) processSpec(ctx context.Context) (specs.Process, error) {
+	c.processMu.Lock()
+	defer c.processMu.Unlock()
+	if c.process == nil {
+		s, err := c.ctr.Spec(ctx)
+		if err != nil {
+			return specs.Process{}, err
+		}
+		c.process = s.Process
+	}
+	return *c.process, nil
+}
+
 // ExecSpec describes a process to run in a container.
 type ExecSpec struct {
 	Args []string
@@ -395,11 +416,10 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	if len(spec.Args) == 0 {
 		return nil, errors.New("exec needs a command")
 	}
-	ociSpec, err := c.ctr.Spec(ctx)
+	pspec, err := c.processSpec(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pspec := *ociSpec.Process
 	pspec.Args = spec.Args
 	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)
