@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd/agent"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/keptlog"
 )
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
@@ -79,10 +81,12 @@ type ContainerSpec struct {
 	// unconfined leaves the sandbox out: the baseline of
 	// BenchmarkSandboxCost.
 	unconfined bool
-	// LogPath, if set, receives the main process's stdout and stderr
-	// (written by the shim, so it outlives wharf); otherwise they are
-	// discarded.
-	LogPath string
+	// LogPath, if set, receives the main process's stdout and stderr,
+	// kept within LogMaxBytes (DefaultLogMaxBytes if 0) by LogKeeper,
+	// the wharf-init binary, which the shim runs, so it outlives wharf
+	// (see package keptlog); otherwise they are discarded.
+	LogPath, LogKeeper string
+	LogMaxBytes        int64
 	// Init, if set, is the path of wharf-init: it becomes PID 1, runs the
 	// entrypoint as its child and serves exec on a socket in AgentDir, a
 	// host directory it creates that only root may enter. Empty keeps
@@ -204,12 +208,11 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		removeAgentDir(spec.AgentDir)
 		return nil, err
 	}
-	creator := cio.NullIO
-	if spec.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
-			return nil, err
-		}
-		creator = cio.LogFile(spec.LogPath)
+	creator, err := outputTo(spec)
+	if err != nil {
+		ctr.Delete(ctx, client.WithSnapshotCleanup)
+		removeAgentDir(spec.AgentDir)
+		return nil, err
 	}
 	var taskOpts []client.NewTaskOpts
 	if spec.WritableDir != "" {
@@ -241,6 +244,32 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
 	}
 	return cont, nil
+}
+
+// DefaultLogMaxBytes is how much of a container's output is kept when
+// its spec does not say.
+const DefaultLogMaxBytes = 10 << 20
+
+// outputTo is where the main process's output goes: spec's log, kept by
+// its keeper, or nowhere.
+func outputTo(spec ContainerSpec) (cio.Creator, error) {
+	if spec.LogPath == "" {
+		return cio.NullIO, nil
+	}
+	if spec.LogKeeper == "" {
+		return nil, errors.New("a container log needs its keeper, " + wire.InitName)
+	}
+	// Created here, so a keeper that cannot open it never leaves the
+	// container writing into a closed pipe.
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("the container's log: %w", err)
+	}
+	f.Close()
+	return cio.BinaryIO(spec.LogKeeper, keptlog.Args(spec.LogPath, cmp.Or(spec.LogMaxBytes, DefaultLogMaxBytes))), nil
 }
 
 // writableOn returns the rootfs mounts of snapshot key with its overlay's

@@ -19,6 +19,12 @@ import (
 // closed cleanly and nothing is left.
 func testManager(t *testing.T) (*Manager, string) {
 	t.Helper()
+	return testManagerWith(t, ManagerOptions{})
+}
+
+// testManagerWith is testManager with options o (their Logger is set).
+func testManagerWith(t *testing.T, o ManagerOptions) (*Manager, string) {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	b, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
 	require.NoError(t, err)
@@ -26,7 +32,8 @@ func testManager(t *testing.T) (*Manager, string) {
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b.Client, archivePath, "")
 	require.NoError(t, err)
-	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	o.Logger = logger
+	m, err := NewManager(b, o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assert.NoError(t, m.Close(context.Background()))

@@ -25,6 +25,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/keptlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,8 +98,9 @@ type Manager struct {
 	life *lifecycle
 	jnl  journal
 	// init is the agent binary, or why there is none.
-	init    string
-	initErr error
+	init        string
+	initErr     error
+	logMaxBytes int64
 
 	mu   sync.Mutex
 	byID map[string]*Managed
@@ -119,8 +121,13 @@ type ManagerOptions struct {
 	// process of an object's container has ended.
 	OnExit func(class, object string)
 	// Init is the path of the wharf-init binary; empty looks for it with
-	// FindInit. Without it, only containers started with NoInit start.
+	// FindInit. Without it, only containers started with NoInit start,
+	// and their output is discarded (wharf-init keeps it).
 	Init string
+	// LogMaxBytes caps the output kept of each container's main process
+	// (DefaultLogMaxBytes if 0): the newest half in its log, the half
+	// before in the log's previous file (see package keptlog).
+	LogMaxBytes int64
 }
 
 // NewManager manages containers on backend b; its network scope is the
@@ -147,7 +154,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}, init: o.Init}
+		byID: map[string]*Managed{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
 	}
@@ -267,7 +274,12 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	if err := m.mountDisks(id, &spec); err != nil {
 		return nil, err
 	}
-	spec.ID, spec.NetNSPath, spec.RuncRoot, spec.LogPath = id, ep.NetNSPath, m.b.RuncRoot, m.LogPath(class, object)
+	spec.ID, spec.NetNSPath, spec.RuncRoot = id, ep.NetNSPath, m.b.RuncRoot
+	if m.initErr == nil { // wharf-init keeps the output
+		spec.LogPath, spec.LogKeeper, spec.LogMaxBytes = m.LogPath(class, object), m.init, m.logMaxBytes
+	} else {
+		m.life.log.Warn(Tag(class, object)+" output discarded", "class", class, "object", object, "err", m.initErr)
+	}
 	spec.WritableDir = m.writableDisk(id).dir
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
@@ -345,8 +357,9 @@ func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
 // removeDisks unmounts container id's disks, removing its writable one,
 // and removes its log.
 func (m *Manager) removeDisks(id string) error {
+	log := m.logPath(id)
 	return errors.Join(m.writableDisk(id).unmount(false), m.persistentDisk(id, "").unmount(true),
-		removeIfExists(filepath.Join(m.b.DataDir, "containerd", "logs", id+".log")))
+		removeIfExists(log), removeIfExists(keptlog.Previous(log)))
 }
 
 // List returns every container the manager holds, running or exited.
@@ -493,10 +506,13 @@ func (m *Manager) removeStrayAgentDirs() error {
 	return errors.Join(errs...)
 }
 
-// LogPath is the file the main process's stdout and stderr go to; it is
-// kept after an exit, until the next start or a destroy.
-func (m *Manager) LogPath(class, object string) string {
-	return filepath.Join(m.b.DataDir, "containerd", "logs", ContainerID(class, object)+".log")
+// LogPath is the file the main process's stdout and stderr go to (the
+// newest of them: read it with keptlog.Open); it is kept after an exit,
+// until the next start or a destroy.
+func (m *Manager) LogPath(class, object string) string { return m.logPath(ContainerID(class, object)) }
+
+func (m *Manager) logPath(id string) string {
+	return filepath.Join(m.b.DataDir, "containerd", "logs", id+".log")
 }
 
 func removeIfExists(path string) error {
