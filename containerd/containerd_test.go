@@ -421,7 +421,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m1.jnl.put("wharf-cut-short", record{Class: "Sandbox", Object: "obj9", Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP}))
 	require.NoError(t, ep.create())
-	require.NoError(t, m1.mountDisks("wharf-cut-short", &ContainerSpec{DiskMB: 8}))
+	require.NoError(t, m1.mountDisks("wharf-cut-short", "Sandbox", "obj9", &ContainerSpec{DiskMB: 8}))
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.

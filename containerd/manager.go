@@ -271,7 +271,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	}
 	attached = true
 	m.keepPolicy(id, policy)
-	if err := m.mountDisks(id, &spec); err != nil {
+	if err := m.mountDisks(id, class, object, &spec); err != nil {
 		return nil, err
 	}
 	spec.ID, spec.NetNSPath, spec.RuncRoot = id, ep.NetNSPath, m.b.RuncRoot
@@ -317,16 +317,16 @@ func (m *Manager) persistentDisk(id, image string) disk {
 }
 
 // mountDisks mounts the writable disk of container id (a plain directory
-// when spec.DiskMB is 0) and its persistent directories' disk, adding
-// their bind mounts to spec.
-func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
+// when spec.DiskMB is 0) and its persistent directories' disk, grown to
+// their size if it was smaller, adding their bind mounts to spec.
+func (m *Manager) mountDisks(id, class, object string, spec *ContainerSpec) error {
 	templates := filepath.Join(m.disksDir(), "templates")
 	w := m.writableDisk(id)
 	if err := removeIfExists(w.image); err != nil { // a new layer every start
 		return err
 	}
 	if spec.DiskMB > 0 {
-		if err := w.mount(templates, spec.DiskMB); err != nil {
+		if _, err := w.mount(templates, spec.DiskMB); err != nil {
 			return err
 		}
 	} else if err := os.MkdirAll(w.dir, 0o700); err != nil {
@@ -340,8 +340,15 @@ func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
 		return err
 	}
 	pd := m.persistentDisk(id, p.Image)
-	if err := pd.mount(templates, p.SizeMB); err != nil {
+	hadMB, err := pd.mount(templates, p.SizeMB)
+	if err != nil {
 		return fmt.Errorf("persistent directories: %w", err)
+	}
+	if tag := Tag(class, object); hadMB > p.SizeMB {
+		m.life.log.Warn(tag+" persistent disk kept", "image", p.Image, "size_mb", hadMB, "persistent_mb", p.SizeMB,
+			"reason", "persistent_mb is smaller than the object's disk, which is never shrunk: delete the object's storage to start a smaller one")
+	} else if hadMB > 0 && hadMB < p.SizeMB {
+		m.life.log.Info(tag+" persistent disk grown", "image", p.Image, "from_mb", hadMB, "to_mb", p.SizeMB)
 	}
 	for _, path := range p.Paths {
 		src := filepath.Join(pd.dir, url.PathEscape(path))
