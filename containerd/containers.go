@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -317,6 +318,17 @@ func sandbox(capabilities []string) []oci.SpecOpts {
 // appArmorProfile is the name wharf loads containerd's default AppArmor
 // profile under.
 const appArmorProfile = "wharf-default"
+
+// logSandbox says once, at start, whether containers get the AppArmor
+// profile: a host without AppArmor confines them without it.
+func logSandbox(log *slog.Logger) {
+	if apparmor.HostSupports() {
+		log.Info("containers get the AppArmor profile " + appArmorProfile)
+		return
+	}
+	log.Warn("AppArmor is not available on this host: containers run without an AppArmor profile " +
+		"(seccomp, the capability set and no-new-privileges still confine them)")
+}
 
 func shortID(id string) string {
 	if len(id) > 63 {

@@ -151,6 +151,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
+	logSandbox(o.Logger)
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
