@@ -465,3 +465,16 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	assert.False(t, ok)
 	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
 }
+
+// TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a
+// named network namespace's file and mounting it leaves a plain file, which
+// recovery must remove (unmounting it fails with EINVAL).
+func TestTeardownRemovesANamespaceFileNeverMounted(t *testing.T) {
+	n := NewNetwork(DefaultSubnet, t.Name())
+	ep := newEndpoint(n, "cut-short", 3)
+	require.NoError(t, os.MkdirAll(filepath.Dir(ep.NetNSPath), 0o755))
+	require.NoError(t, os.WriteFile(ep.NetNSPath, nil, 0o444))
+	require.NoError(t, ep.Teardown())
+	assert.NoFileExists(t, ep.NetNSPath)
+	assert.Empty(t, NetworkLeftovers(t.Name()))
+}
