@@ -92,6 +92,34 @@ func BenchmarkSandboxCost(b *testing.B) {
 	b.ReportMetric(testutil.Percentile(sandboxed, 0.5)/testutil.Percentile(unconfined, 0.5), "ratio_to_unconfined")
 }
 
+// BenchmarkLogKeeperCost measures what keeping the main process's output
+// (the shim starting wharf-init as its log keeper) adds to start → port
+// ready: alternating starts with it and with the output discarded; the
+// ratio is kept p50 over discarded p50.
+func BenchmarkLogKeeperCost(b *testing.B) {
+	c, image, runcRoot := benchBackend(b)
+	n := NewNetwork(DefaultSubnet, b.Name())
+	keeper, err := FindInit()
+	require.NoError(b, err)
+	logs := b.TempDir()
+	var kept, discarded []float64
+	for i := 0; i < 20*b.N; i++ {
+		spec := ContainerSpec{ID: fmt.Sprintf("logs-%d", i), Image: image, RuncRoot: runcRoot}
+		if i%2 == 0 {
+			spec.LogPath, spec.LogKeeper = filepath.Join(logs, spec.ID+".log"), keeper
+		}
+		_, ready := startToPortReady(b, c, n, spec)
+		if spec.LogPath != "" {
+			kept = append(kept, ready)
+		} else {
+			discarded = append(discarded, ready)
+		}
+	}
+	b.ReportMetric(testutil.Percentile(kept, 0.5), "kept_ready_p50_ms")
+	b.ReportMetric(testutil.Percentile(discarded, 0.5), "discarded_ready_p50_ms")
+	b.ReportMetric(testutil.Percentile(kept, 0.5)/testutil.Percentile(discarded, 0.5), "ratio_to_discarded")
+}
+
 // startToPortReady starts spec (busybox httpd on port 8080) in a network
 // of n, waits until the host fetches a page from it, removes it, and
 // returns the milliseconds to running and to port ready.
