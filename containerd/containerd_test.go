@@ -421,7 +421,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m1.jnl.put("wharf-cut-short", record{Class: "Sandbox", Object: "obj9", Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP}))
 	require.NoError(t, ep.create())
-	require.NoError(t, m1.mountDisks("wharf-cut-short", &ContainerSpec{DiskMB: 8}))
+	require.NoError(t, m1.mountDisks("wharf-cut-short", "Sandbox", "obj9", &ContainerSpec{DiskMB: 8}))
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.
@@ -464,4 +464,17 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	_, ok = m2.Get("Sandbox", "obj1")
 	assert.False(t, ok)
 	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
+}
+
+// TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a
+// named network namespace's file and mounting it leaves a plain file, which
+// recovery must remove (unmounting it fails with EINVAL).
+func TestTeardownRemovesANamespaceFileNeverMounted(t *testing.T) {
+	n := NewNetwork(DefaultSubnet, t.Name())
+	ep := newEndpoint(n, "cut-short", 3)
+	require.NoError(t, os.MkdirAll(filepath.Dir(ep.NetNSPath), 0o755))
+	require.NoError(t, os.WriteFile(ep.NetNSPath, nil, 0o444))
+	require.NoError(t, ep.Teardown())
+	assert.NoFileExists(t, ep.NetNSPath)
+	assert.Empty(t, NetworkLeftovers(t.Name()))
 }

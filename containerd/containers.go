@@ -1,10 +1,12 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd/agent"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/keptlog"
 )
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
@@ -79,10 +82,12 @@ type ContainerSpec struct {
 	// unconfined leaves the sandbox out: the baseline of
 	// BenchmarkSandboxCost.
 	unconfined bool
-	// LogPath, if set, receives the main process's stdout and stderr
-	// (written by the shim, so it outlives wharf); otherwise they are
-	// discarded.
-	LogPath string
+	// LogPath, if set, receives the main process's stdout and stderr,
+	// kept within LogMaxBytes (DefaultLogMaxBytes if 0) by LogKeeper,
+	// the wharf-init binary, which the shim runs, so it outlives wharf
+	// (see package keptlog); otherwise they are discarded.
+	LogPath, LogKeeper string
+	LogMaxBytes        int64
 	// Init, if set, is the path of wharf-init: it becomes PID 1, runs the
 	// entrypoint as its child and serves exec on a socket in AgentDir, a
 	// host directory it creates that only root may enter. Empty keeps
@@ -115,6 +120,10 @@ type Container struct {
 	// the host directory of its socket.
 	agent    *agent.Client
 	agentDir string
+	// process is the spec's process, the base of every exec: it never
+	// changes, so it is fetched from containerd once (processMu).
+	processMu sync.Mutex
+	process   *specs.Process
 }
 
 // watch records the main process's exit from exitCh.
@@ -179,6 +188,8 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		}
 		opts = append(opts, withInit(spec.Init, spec.AgentDir))
 	}
+	var process *specs.Process
+	opts = append(opts, captureProcess(&process)) // last: the process as containerd keeps it
 	ctr, err := c.NewContainer(ctx, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
 		client.WithImage(img),
@@ -198,12 +209,11 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		removeAgentDir(spec.AgentDir)
 		return nil, err
 	}
-	creator := cio.NullIO
-	if spec.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
-			return nil, err
-		}
-		creator = cio.LogFile(spec.LogPath)
+	creator, err := outputTo(spec)
+	if err != nil {
+		ctr.Delete(ctx, client.WithSnapshotCleanup)
+		removeAgentDir(spec.AgentDir)
+		return nil, err
 	}
 	var taskOpts []client.NewTaskOpts
 	if spec.WritableDir != "" {
@@ -220,7 +230,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		removeAgentDir(spec.AgentDir)
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
 	}
-	cont := &Container{c: c, ctr: ctr, task: task}
+	cont := &Container{c: c, ctr: ctr, task: task, process: process}
 	if spec.Init != "" {
 		cont.agentDir = spec.AgentDir
 		cont.agent = agent.New(spec.AgentDir, int(task.Pid()))
@@ -235,6 +245,32 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
 	}
 	return cont, nil
+}
+
+// DefaultLogMaxBytes is how much of a container's output is kept when
+// its spec does not say.
+const DefaultLogMaxBytes = 10 << 20
+
+// outputTo is where the main process's output goes: spec's log, kept by
+// its keeper, or nowhere.
+func outputTo(spec ContainerSpec) (cio.Creator, error) {
+	if spec.LogPath == "" {
+		return cio.NullIO, nil
+	}
+	if spec.LogKeeper == "" {
+		return nil, errors.New("a container log needs its keeper, " + wire.InitName)
+	}
+	// Created here, so a keeper that cannot open it never leaves the
+	// container writing into a closed pipe.
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("the container's log: %w", err)
+	}
+	f.Close()
+	return cio.BinaryIO(spec.LogKeeper, keptlog.Args(spec.LogPath, cmp.Or(spec.LogMaxBytes, DefaultLogMaxBytes))), nil
 }
 
 // writableOn returns the rootfs mounts of snapshot key with its overlay's
@@ -282,6 +318,17 @@ func sandbox(capabilities []string) []oci.SpecOpts {
 // appArmorProfile is the name wharf loads containerd's default AppArmor
 // profile under.
 const appArmorProfile = "wharf-default"
+
+// logSandbox says once, at start, whether containers get the AppArmor
+// profile: a host without AppArmor confines them without it.
+func logSandbox(log *slog.Logger) {
+	if apparmor.HostSupports() {
+		log.Info("containers get the AppArmor profile " + appArmorProfile)
+		return
+	}
+	log.Warn("AppArmor is not available on this host: containers run without an AppArmor profile " +
+		"(seccomp, the capability set and no-new-privileges still confine them)")
+}
 
 func shortID(id string) string {
 	if len(id) > 63 {
@@ -351,6 +398,21 @@ func (c *Container) adoptAgent(ctx context.Context) {
 	}
 }
 
+// processSpec returns a copy of the container's process spec, fetched from
+// containerd on first use by a container this run of wharf did not start.
+func (c *Container) processSpec(ctx context.Context) (specs.Process, error) {
+	c.processMu.Lock()
+	defer c.processMu.Unlock()
+	if c.process == nil {
+		s, err := c.ctr.Spec(ctx)
+		if err != nil {
+			return specs.Process{}, err
+		}
+		c.process = s.Process
+	}
+	return *c.process, nil
+}
+
 // ExecSpec describes a process to run in a container.
 type ExecSpec struct {
 	Args []string
@@ -395,11 +457,10 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	if len(spec.Args) == 0 {
 		return nil, errors.New("exec needs a command")
 	}
-	ociSpec, err := c.ctr.Spec(ctx)
+	pspec, err := c.processSpec(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pspec := *ociSpec.Process
 	pspec.Args = spec.Args
 	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)

@@ -23,8 +23,8 @@ import (
 // is a sparse copy of a template formatted once per size, which takes
 // milliseconds where mkfs takes tens of them.
 
-// ErrMissingMkfs is a host without mkfs.ext4 (Debian: e2fsprogs).
-var ErrMissingMkfs = errors.New("mkfs.ext4 is not on PATH; install the Debian package \"e2fsprogs\"")
+// ErrMissingE2fsprogs is a host without mkfs.ext4, e2fsck or resize2fs.
+var ErrMissingE2fsprogs = errors.New("install the Debian package \"e2fsprogs\"")
 
 // disk is one size-limited filesystem: its image file and mount point.
 type disk struct {
@@ -34,26 +34,68 @@ type disk struct {
 	journaled bool
 }
 
-// mount creates the image (sizeMB, sparse) if it does not exist, and
-// mounts it at the disk's directory.
-func (d disk) mount(templates string, sizeMB int) error {
-	if _, err := os.Stat(d.image); errors.Is(err, os.ErrNotExist) {
+// mount creates the image (sizeMB, sparse) if it does not exist, grows an
+// existing smaller one to sizeMB, and mounts it at the disk's directory.
+// It returns the size the image had in MB (0 for a new one): a larger one
+// keeps its size, since ext4 cannot shrink while mounted and shrinking
+// could lose data.
+func (d disk) mount(templates string, sizeMB int) (hadMB int, err error) {
+	st, err := os.Stat(d.image)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		tmpl, err := template(templates, sizeMB, d.journaled)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := copySparse(d.image, tmpl); err != nil {
-			return fmt.Errorf("creating the disk %s: %w", d.image, err)
+			return 0, fmt.Errorf("creating the disk %s: %w", d.image, err)
+		}
+	case err != nil:
+		return 0, err
+	default:
+		hadMB = int(st.Size() >> 20)
+	}
+	if hadMB > 0 && hadMB < sizeMB {
+		if err := grow(d.image, sizeMB); err != nil {
+			return hadMB, fmt.Errorf("growing the disk %s from %d to %d MB: %w", d.image, hadMB, sizeMB, err)
 		}
 	}
 	if err := os.MkdirAll(d.dir, 0o700); err != nil {
-		return err
+		return hadMB, err
 	}
 	// noinit_itable: the kernel would otherwise write zeros over every
 	// inode table in the background, filling the sparse image.
 	m := mount.Mount{Type: "ext4", Source: d.image, Options: []string{"loop", "noatime", "noinit_itable"}}
 	if err := m.Mount(d.dir); err != nil {
-		return fmt.Errorf("mounting the disk %s: %w", d.image, err)
+		return hadMB, fmt.Errorf("mounting the disk %s: %w", d.image, err)
+	}
+	return hadMB, nil
+}
+
+// grow enlarges the unmounted disk image to sizeMB (sparse) and its
+// filesystem to fill it. It is done offline: the kernel's online resize
+// needs CAP_SYS_RESOURCE, which a containerized host may lack.
+func grow(image string, sizeMB int) error {
+	e2fsck, err := findE2fsprog("e2fsck")
+	if err != nil {
+		return err
+	}
+	resize2fs, err := findE2fsprog("resize2fs")
+	if err != nil {
+		return err
+	}
+	if err := os.Truncate(image, int64(sizeMB)<<20); err != nil {
+		return err
+	}
+	// resize2fs wants a freshly checked filesystem; -p repairs only what
+	// is safe, and exit code 1 means it did.
+	if out, err := exec.Command(e2fsck, "-f", "-p", image).CombinedOutput(); err != nil {
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+			return fmt.Errorf("e2fsck: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	if out, err := exec.Command(resize2fs, image).CombinedOutput(); err != nil {
+		return fmt.Errorf("resize2fs: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -86,7 +128,7 @@ func template(dir string, sizeMB int, journaled bool) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	mkfs, err := findMkfs()
+	mkfs, err := findE2fsprog("mkfs.ext4")
 	if err != nil {
 		return "", err
 	}
@@ -116,19 +158,22 @@ func template(dir string, sizeMB int, journaled bool) (string, error) {
 	return path, os.Rename(tmp.Name(), path)
 }
 
-// findMkfs finds mkfs.ext4 on PATH or in /usr/sbin and /sbin, which a
-// user's PATH may lack.
-func findMkfs() (string, error) {
-	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+// findE2fsprog finds a program of e2fsprogs (mkfs.ext4, e2fsck,
+// resize2fs) on PATH or in /usr/sbin and /sbin, which a user's PATH may
+// lack.
+func findE2fsprog(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"} {
-		if _, err := os.Stat(p); err == nil {
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
 			return p, nil
 		}
 	}
-	return "", ErrMissingMkfs
+	return "", fmt.Errorf("%s is not on PATH: %w", name, ErrMissingE2fsprogs)
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // copySparse copies src to a new file dst, holes included, writing only the
 // data extents.

@@ -12,12 +12,20 @@ import (
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // testManager opens a backend with its own containerd on a new data
 // directory, with busybox imported, and checks at cleanup that the manager
 // closed cleanly and nothing is left.
 func testManager(t *testing.T) (*Manager, string) {
+	t.Helper()
+	return testManagerWith(t, ManagerOptions{})
+}
+
+// testManagerWith is testManager with options o (logs discarded unless
+// o.Logger is set).
+func testManagerWith(t *testing.T, o ManagerOptions) (*Manager, string) {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	b, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
@@ -26,7 +34,10 @@ func testManager(t *testing.T) (*Manager, string) {
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b.Client, archivePath, "")
 	require.NoError(t, err)
-	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	if o.Logger == nil {
+		o.Logger = logger
+	}
+	m, err := NewManager(b, o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assert.NoError(t, m.Close(context.Background()))
@@ -81,4 +92,46 @@ func TestDiskQuotaCapsWritableLayerAndPersistentDirs(t *testing.T) {
 	require.NoError(t, err)
 	code, _, _ = execOut(t, other.Container, ExecSpec{Args: []string{"sh", "-c", "echo fine > /f"}})
 	assert.Zero(t, code)
+}
+
+// TestPersistentDiskGrowsAndNeverShrinks: a larger persistent_mb grows an
+// object's existing disk at its next start, keeping what is on it; a
+// smaller one keeps the disk as it is and says so.
+func TestPersistentDiskGrowsAndNeverShrinks(t *testing.T) {
+	var logs testutil.LogBuffer
+	m, image := testManagerWith(t, ManagerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	persistImage := filepath.Join(m.b.DataDir, "objects", "Sandbox", "persist", "obj", "disk.img")
+	start := func(sizeMB int) *Managed {
+		t.Helper()
+		mc, err := m.Start(context.Background(), "Sandbox", "obj", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"},
+			Persistent: PersistentDirs{Paths: []string{"/data"}, Image: persistImage, SizeMB: sizeMB}}, openPolicy(), 0)
+		require.NoError(t, err)
+		return mc
+	}
+	mc := start(8)
+	code, _, errOut := execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/urandom", "of=/data/a", "bs=1M", "count=5"}})
+	require.Zero(t, code, errOut)
+	_, sum, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"md5sum", "/data/a"}})
+	code, _, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/data/b", "bs=1M", "count=12"}})
+	assert.NotZero(t, code, "12 MB more do not fit in 8")
+	require.NoError(t, m.Destroy(context.Background(), "Sandbox", "obj"))
+
+	mc = start(24)
+	assert.Contains(t, logs.String(), `msg="container:Sandbox#obj persistent disk grown" image=`+persistImage+" from_mb=8 to_mb=24")
+	_, again, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"md5sum", "/data/a"}})
+	assert.Equal(t, sum, again, "the data is kept")
+	code, _, errOut = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/data/b", "bs=1M", "count=12"}})
+	assert.Zero(t, code, "the grown disk takes 12 MB more: %s", errOut)
+	code, _, errOut = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/data/c", "bs=1M", "count=20"}})
+	assert.NotZero(t, code, "and is capped at its new size")
+	assert.Contains(t, errOut, "No space left on device")
+	require.NoError(t, m.Destroy(context.Background(), "Sandbox", "obj"))
+	assert.Equal(t, int64(24<<20), fileSize(t, persistImage))
+
+	mc = start(10)
+	assert.Contains(t, logs.String(), `level=WARN msg="container:Sandbox#obj persistent disk kept" image=`+persistImage+
+		` size_mb=24 persistent_mb=10 reason="persistent_mb is smaller than the object's disk, which is never shrunk: delete the object's storage to start a smaller one"`)
+	_, again, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"md5sum", "/data/a"}})
+	assert.Equal(t, sum, again, "nothing is lost")
+	assert.Equal(t, int64(24<<20), fileSize(t, persistImage))
 }

@@ -77,6 +77,15 @@ func captureUser(u *specs.User) oci.SpecOpts {
 	}
 }
 
+// captureProcess records the spec's process (once every option before it
+// has changed it).
+func captureProcess(p **specs.Process) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		*p = s.Process
+		return nil
+	}
+}
+
 // agentDir returns the host directory of the agent of a container whose
 // spec runs one, or "".
 func agentDir(s *oci.Spec) string {

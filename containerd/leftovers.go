@@ -3,7 +3,6 @@ package containerd
 import (
 	"context"
 	"fmt"
-	"github.com/wharfhq/wharf/containerd/egress"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,9 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/keptlog"
 )
 
 // Leftovers lists what wharf created that still exists: containers, tasks,
@@ -47,7 +49,7 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 // HostLeftovers lists what the wharf with data at scope created outside
 // containerd that still exists: its nft table, egress policies, journal
 // records, task bundles and runc containers (of the containerd it started),
-// mounts, loop devices, network namespaces and veth links. It
+// mounts, loop devices, log keepers, network namespaces and veth links. It
 // needs no containerd, so it can check a host after wharf has stopped.
 func HostLeftovers(scope string) []string {
 	out := egress.FirewallLeftovers(Scope(scope))
@@ -73,7 +75,41 @@ func HostLeftovers(scope string) []string {
 	for _, a := range agents {
 		out = append(out, "agent directory "+a)
 	}
+	out = append(out, logKeepers(scope)...)
 	return append(out, NetworkLeftovers(scope)...)
+}
+
+// logKeepers finds the keepers of container logs below scope (wharf-init
+// run by a shim as its logger, see package keptlog).
+func logKeepers(scope string) []string {
+	var out []string
+	for _, p := range processes() {
+		if i := slices.Index(p.args, keptlog.Flag); i >= 0 && i+1 < len(p.args) && strings.HasPrefix(p.args[i+1], scope+"/") {
+			out = append(out, "log keeper process "+strconv.Itoa(p.pid)+": "+strings.Join(p.args, " "))
+		}
+	}
+	return out
+}
+
+// process is a running process and its arguments.
+type process struct {
+	pid  int
+	args []string
+}
+
+// processes lists the host's processes.
+func processes() []process {
+	var out []process
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		out = append(out, process{pid: pid, args: strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")})
+	}
+	return out
 }
 
 // shimProcesses finds containerd shims started for the daemon at address.
@@ -107,20 +143,13 @@ type shim struct {
 // shims lists the shim processes serving the daemon at address.
 func shims(address string) []shim {
 	var out []shim
-	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
+	for _, p := range processes() {
+		if !strings.Contains(p.args[0], "containerd-shim") || !slices.Contains(p.args, address) {
 			continue
 		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 0 || !strings.Contains(args[0], "containerd-shim") || !slices.Contains(args, address) {
-			continue
-		}
-		sh := shim{cmdline: strings.Join(args, " ")}
-		sh.pid, _ = strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if i := slices.Index(args, "-id"); i >= 0 && i+1 < len(args) {
-			sh.id = args[i+1]
+		sh := shim{pid: p.pid, cmdline: strings.Join(p.args, " ")}
+		if i := slices.Index(p.args, "-id"); i >= 0 && i+1 < len(p.args) {
+			sh.id = p.args[i+1]
 		}
 		out = append(out, sh)
 	}

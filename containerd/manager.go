@@ -25,6 +25,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/keptlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,8 +98,9 @@ type Manager struct {
 	life *lifecycle
 	jnl  journal
 	// init is the agent binary, or why there is none.
-	init    string
-	initErr error
+	init        string
+	initErr     error
+	logMaxBytes int64
 
 	mu   sync.Mutex
 	byID map[string]*Managed
@@ -119,8 +121,13 @@ type ManagerOptions struct {
 	// process of an object's container has ended.
 	OnExit func(class, object string)
 	// Init is the path of the wharf-init binary; empty looks for it with
-	// FindInit. Without it, only containers started with NoInit start.
+	// FindInit. Without it, only containers started with NoInit start,
+	// and their output is discarded (wharf-init keeps it).
 	Init string
+	// LogMaxBytes caps the output kept of each container's main process
+	// (DefaultLogMaxBytes if 0): the newest half in its log, the half
+	// before in the log's previous file (see package keptlog).
+	LogMaxBytes int64
 }
 
 // NewManager manages containers on backend b; its network scope is the
@@ -144,10 +151,11 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
+	logSandbox(o.Logger)
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}, init: o.Init}
+		byID: map[string]*Managed{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
 	}
@@ -264,10 +272,15 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	}
 	attached = true
 	m.keepPolicy(id, policy)
-	if err := m.mountDisks(id, &spec); err != nil {
+	if err := m.mountDisks(id, class, object, &spec); err != nil {
 		return nil, err
 	}
-	spec.ID, spec.NetNSPath, spec.RuncRoot, spec.LogPath = id, ep.NetNSPath, m.b.RuncRoot, m.LogPath(class, object)
+	spec.ID, spec.NetNSPath, spec.RuncRoot = id, ep.NetNSPath, m.b.RuncRoot
+	if m.initErr == nil { // wharf-init keeps the output
+		spec.LogPath, spec.LogKeeper, spec.LogMaxBytes = m.LogPath(class, object), m.init, m.logMaxBytes
+	} else {
+		m.life.log.Warn(Tag(class, object)+" output discarded", "class", class, "object", object, "err", m.initErr)
+	}
 	spec.WritableDir = m.writableDisk(id).dir
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
@@ -305,16 +318,16 @@ func (m *Manager) persistentDisk(id, image string) disk {
 }
 
 // mountDisks mounts the writable disk of container id (a plain directory
-// when spec.DiskMB is 0) and its persistent directories' disk, adding
-// their bind mounts to spec.
-func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
+// when spec.DiskMB is 0) and its persistent directories' disk, grown to
+// their size if it was smaller, adding their bind mounts to spec.
+func (m *Manager) mountDisks(id, class, object string, spec *ContainerSpec) error {
 	templates := filepath.Join(m.disksDir(), "templates")
 	w := m.writableDisk(id)
 	if err := removeIfExists(w.image); err != nil { // a new layer every start
 		return err
 	}
 	if spec.DiskMB > 0 {
-		if err := w.mount(templates, spec.DiskMB); err != nil {
+		if _, err := w.mount(templates, spec.DiskMB); err != nil {
 			return err
 		}
 	} else if err := os.MkdirAll(w.dir, 0o700); err != nil {
@@ -328,8 +341,15 @@ func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
 		return err
 	}
 	pd := m.persistentDisk(id, p.Image)
-	if err := pd.mount(templates, p.SizeMB); err != nil {
+	hadMB, err := pd.mount(templates, p.SizeMB)
+	if err != nil {
 		return fmt.Errorf("persistent directories: %w", err)
+	}
+	if tag := Tag(class, object); hadMB > p.SizeMB {
+		m.life.log.Warn(tag+" persistent disk kept", "image", p.Image, "size_mb", hadMB, "persistent_mb", p.SizeMB,
+			"reason", "persistent_mb is smaller than the object's disk, which is never shrunk: delete the object's storage to start a smaller one")
+	} else if hadMB > 0 && hadMB < p.SizeMB {
+		m.life.log.Info(tag+" persistent disk grown", "image", p.Image, "from_mb", hadMB, "to_mb", p.SizeMB)
 	}
 	for _, path := range p.Paths {
 		src := filepath.Join(pd.dir, url.PathEscape(path))
@@ -345,8 +365,9 @@ func (m *Manager) mountDisks(id string, spec *ContainerSpec) error {
 // removeDisks unmounts container id's disks, removing its writable one,
 // and removes its log.
 func (m *Manager) removeDisks(id string) error {
+	log := m.logPath(id)
 	return errors.Join(m.writableDisk(id).unmount(false), m.persistentDisk(id, "").unmount(true),
-		removeIfExists(filepath.Join(m.b.DataDir, "containerd", "logs", id+".log")))
+		removeIfExists(log), removeIfExists(keptlog.Previous(log)))
 }
 
 // List returns every container the manager holds, running or exited.
@@ -493,10 +514,13 @@ func (m *Manager) removeStrayAgentDirs() error {
 	return errors.Join(errs...)
 }
 
-// LogPath is the file the main process's stdout and stderr go to; it is
-// kept after an exit, until the next start or a destroy.
-func (m *Manager) LogPath(class, object string) string {
-	return filepath.Join(m.b.DataDir, "containerd", "logs", ContainerID(class, object)+".log")
+// LogPath is the file the main process's stdout and stderr go to (the
+// newest of them: read it with keptlog.Open); it is kept after an exit,
+// until the next start or a destroy.
+func (m *Manager) LogPath(class, object string) string { return m.logPath(ContainerID(class, object)) }
+
+func (m *Manager) logPath(id string) string {
+	return filepath.Join(m.b.DataDir, "containerd", "logs", id+".log")
 }
 
 func removeIfExists(path string) error {

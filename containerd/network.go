@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Every container gets its own network namespace joined to the host by a
@@ -277,8 +278,12 @@ func (ep *Endpoint) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := netns.DeleteNamed(ep.name); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
+	err := netns.DeleteNamed(ep.name)
+	if errors.Is(err, unix.EINVAL) { // not mounted: a crash came between creating the file and mounting it
+		err = removeIfExists(ep.NetNSPath)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("network namespace %s: %w", ep.NetNSPath, err))
 	}
 	ep.net.release(ep.slot)
 	return errors.Join(errs...)

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // TestContainerSandbox checks what root in a container may not do: make a
@@ -69,4 +73,17 @@ func TestContainerSandbox(t *testing.T) {
 	assert.Equal(t, "ok\n", out, "a class that asks for NET_RAW gets it")
 	code, _, _ = execOut(t, withRaw, ExecSpec{Args: refused["unshare"]})
 	assert.NotEqual(t, uint32(0), code, "and nothing else")
+}
+
+// TestSandboxSaysWhetherAppArmorApplies: the start log tells a host
+// without AppArmor that containers run without a profile.
+func TestSandboxSaysWhetherAppArmorApplies(t *testing.T) {
+	var logs testutil.LogBuffer
+	logSandbox(slog.New(slog.NewTextHandler(&logs, nil)))
+	if apparmor.HostSupports() {
+		assert.Contains(t, logs.String(), `level=INFO msg="containers get the AppArmor profile wharf-default"`)
+		return
+	}
+	assert.Contains(t, logs.String(), `level=WARN msg="AppArmor is not available on this host: containers run without an AppArmor profile `+
+		`(seccomp, the capability set and no-new-privileges still confine them)"`)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // Container is one [[containers]] entry: the container every object of a
@@ -160,6 +161,9 @@ func (m *Manifest) checkContainers(data []byte) error {
 		if err := c.checkLifecycle(); err != nil {
 			return fmt.Errorf("%s: class %s: %w", where, c.ClassName, err)
 		}
+		if err := checkPersistentDirs(c.PersistentDirs); err != nil {
+			return fmt.Errorf("%s: containers[%d]: class %s: persistent_dirs: %w", keyLine(data, "[[containers]]", i, "persistent_dirs"), i, c.ClassName, err)
+		}
 	}
 	return nil
 }
@@ -253,15 +257,23 @@ func toFloat(v any) (float64, bool) {
 // tableLine is the "line:col" of the i-th occurrence of an array-of-tables
 // header such as [[containers]].
 func tableLine(data []byte, header string, i int) string {
-	for n, line := range strings.Split(string(data), "\n") {
+	_, n := tableAt(data, header, i)
+	return fmt.Sprintf("%d:1", n+1)
+}
+
+// tableAt returns the manifest's lines and the index of the i-th line
+// holding header (0 if there is none).
+func tableAt(data []byte, header string, i int) ([]string, int) {
+	lines := strings.Split(string(data), "\n")
+	for n, line := range lines {
 		if strings.ReplaceAll(strings.TrimSpace(line), " ", "") == header {
 			if i == 0 {
-				return fmt.Sprintf("%d:1", n+1)
+				return lines, n
 			}
 			i--
 		}
 	}
-	return "1:1"
+	return lines, 0
 }
 
 // checkLifecycle validates the Container class settings.
@@ -288,10 +300,53 @@ func (c *Container) checkLifecycle() error {
 			return fmt.Errorf("capabilities: %q cannot be granted (a class may ask for %s)", name, strings.Join(GrantableCapabilities, ", "))
 		}
 	}
-	for _, d := range c.PersistentDirs {
+	return nil
+}
+
+// ReservedDirs are the container directories its runtime provides (and
+// wharf's agent uses): no persistent directory may be one or inside one.
+var ReservedDirs = []string{"/proc", "/dev", "/sys", wire.SocketDir}
+
+// checkPersistentDirs refuses persistent directories that are not clean
+// absolute paths, are reserved, listed twice or inside one another (each
+// is a mount; one inside another would hide or duplicate the other).
+func checkPersistentDirs(dirs []string) error {
+	for i, d := range dirs {
 		if !path.IsAbs(d) || path.Clean(d) != d || d == "/" {
-			return fmt.Errorf("persistent_dirs: %q must be a clean absolute path other than /", d)
+			return fmt.Errorf("%q must be a clean absolute path other than /", d)
+		}
+		for _, r := range ReservedDirs {
+			if within(d, r) {
+				return fmt.Errorf("%q is inside %s, which the container's runtime provides; choose another directory", d, r)
+			}
+		}
+		for _, other := range dirs[:i] {
+			switch {
+			case d == other:
+				return fmt.Errorf("%q is listed twice", d)
+			case within(d, other), within(other, d):
+				outer, inner := other, d
+				if within(other, d) {
+					outer, inner = d, other
+				}
+				return fmt.Errorf("%q is inside %q; list only %q (it keeps everything below it)", inner, outer, outer)
+			}
 		}
 	}
 	return nil
+}
+
+// within reports whether the clean absolute path p is dir or below it.
+func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// keyLine is the "line:col" of key in the i-th array-of-tables header's
+// table (the table's own line if the key is not found there).
+func keyLine(data []byte, header string, i int, key string) string {
+	lines, n := tableAt(data, header, i)
+	for k := n + 1; k < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[k]), "["); k++ {
+		if name, _, ok := strings.Cut(lines[k], "="); ok && strings.TrimSpace(name) == key {
+			return fmt.Sprintf("%d:1", k+1)
+		}
+	}
+	return fmt.Sprintf("%d:1", n+1)
 }

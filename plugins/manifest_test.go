@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +159,41 @@ func TestManifestContainers(t *testing.T) {
 			assert.Contains(t, err.Error(), want, extra)
 		}
 	}
+}
+
+// TestManifestPersistentDirs refuses persistent directories the runtime
+// provides, listed twice or inside one another, at the line of the key in
+// the class's own table.
+func TestManifestPersistentDirs(t *testing.T) {
+	base := "name = \"x\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"A\"\nclass_name = \"First\"\n" +
+		"[[durable_objects.bindings]]\nname = \"B\"\nclass_name = \"Second\"\n" +
+		"[[containers]]\nclass_name = \"First\"\nimage = \"i\"\npersistent_dirs = [\"/data\"]\n" + // lines 9-12
+		"[[containers]]\nclass_name = \"Second\"\nimage = \"i\"\n" // lines 13-15
+	m, err := ParseManifest([]byte(base + "persistent_dirs = [\"/data\", \"/var/lib/app\", \"/database\", \"/devices\"]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/data", "/var/lib/app", "/database", "/devices"}, m.Containers[1].PersistentDirs)
+
+	prefix := "16:1: containers[1]: class Second: persistent_dirs: "
+	cases := map[string]string{
+		`["/proc"]`:              `"/proc" is inside /proc, which the container's runtime provides; choose another directory`,
+		`["/dev/shm"]`:           `"/dev/shm" is inside /dev, which the container's runtime provides; choose another directory`,
+		`["/sys/fs/cgroup/x"]`:   `"/sys/fs/cgroup/x" is inside /sys, which the container's runtime provides; choose another directory`,
+		`["/.wharf"]`:            `"/.wharf" is inside /.wharf, which the container's runtime provides; choose another directory`,
+		`["/data", "/data"]`:     `"/data" is listed twice`,
+		`["/data", "/data/db"]`:  `"/data/db" is inside "/data"; list only "/data" (it keeps everything below it)`,
+		`["/a/b/c", "/x", "/a"]`: `"/a/b/c" is inside "/a"; list only "/a" (it keeps everything below it)`,
+		`["data"]`:               `"data" must be a clean absolute path other than /`,
+		`["/data/../etc"]`:       `"/data/../etc" must be a clean absolute path other than /`,
+		`["/"]`:                  `"/" must be a clean absolute path other than /`,
+	}
+	for dirs, want := range cases {
+		_, err := ParseManifest([]byte(base + "persistent_dirs = " + dirs + "\n"))
+		if assert.Error(t, err, dirs) {
+			assert.Equal(t, prefix+want, err.Error(), dirs)
+		}
+	}
+	// The first table's line when the error is there.
+	_, err = ParseManifest([]byte(strings.Replace(base, `["/data"]`, `["/proc/1"]`, 1)))
+	require.Error(t, err)
+	assert.Equal(t, `12:1: containers[0]: class First: persistent_dirs: "/proc/1" is inside /proc, which the container's runtime provides; choose another directory`, err.Error())
 }

@@ -3,6 +3,13 @@
 //
 //	/.wharf/init --uid UID --gid GID [--groups G,G...] -- ENTRYPOINT...
 //
+// It is also the keeper of a container's output (package keptlog): the
+// container's shim runs it on the host as its log binary, with
+//
+//	wharf-init -log PATH -log-max-bytes N
+//
+// and the container's stdout and stderr on descriptors 3 and 4.
+//
 // It is built static (CGO_ENABLED=0): `make build` puts it next to wharf.
 package main
 
@@ -10,11 +17,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/wharfhq/wharf/internal/agent"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/keptlog"
 )
 
 func main() {
@@ -22,7 +32,12 @@ func main() {
 	gid := flag.Uint("gid", 0, "group id of the main process and of execs by default")
 	groups := flag.String("groups", "", "supplementary group ids, comma-separated")
 	socket := flag.String("socket", wire.Socket, "path of the socket wharf connects to")
+	logPath := flag.String(strings.TrimPrefix(keptlog.Flag, "-"), "", "keep the output on descriptors 3 and 4 in this file (as a shim's log binary)")
+	logMax := flag.Int64(strings.TrimPrefix(keptlog.MaxFlag, "-"), 0, "with -log: the most bytes of output kept")
 	flag.Parse()
+	if *logPath != "" {
+		os.Exit(keepLog(*logPath, *logMax))
+	}
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: wharf-init [--uid N] [--gid N] [--groups N,N] -- COMMAND [ARG...]")
 		os.Exit(2)
@@ -37,4 +52,23 @@ func main() {
 		cred.Groups = append(cred.Groups, uint32(n))
 	}
 	os.Exit(agent.Run(agent.Config{Socket: *socket, Main: flag.Args(), User: cred}))
+}
+
+// keepLog runs as containerd's shim logger: descriptors 3 and 4 are the
+// container's stdout and stderr, and closing 5 tells the shim it is ready.
+func keepLog(path string, maxBytes int64) int {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	w, err := keptlog.Create(path, maxBytes)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wharf-init: %v\n", err)
+		return 1
+	}
+	defer w.Close()
+	os.NewFile(5, "ready").Close()
+	if err := keptlog.Keep(w, stop, os.NewFile(3, "stdout"), os.NewFile(4, "stderr")); err != nil {
+		fmt.Fprintf(os.Stderr, "wharf-init: keeping %s: %v\n", path, err)
+		return 1
+	}
+	return 0
 }

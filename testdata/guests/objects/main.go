@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -753,7 +752,7 @@ func stubFor(r *http.Request) (*sdk.Stub, error) {
 func main() { sdk.Serve() }
 
 // FilesRoundTrip writes mb MiB through the files API, reads them back, and
-// reports both checksums and speeds (MB/s).
+// reports whether they came back the same and both speeds (MB/s).
 func (b *Box) FilesRoundTrip(mb int) (map[string]any, error) {
 	files := b.state.Container.Files()
 	start := time.Now()
@@ -761,14 +760,9 @@ func (b *Box) FilesRoundTrip(mb int) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.New()
-	chunk := make([]byte, 1<<20)
-	for i := range chunk {
-		chunk[i] = byte(i * 7)
-	}
+	chunk := roundTripChunk()
 	for i := 0; i < mb; i++ {
 		chunk[0] = byte(i)
-		sum.Write(chunk)
 		if _, err := w.Write(chunk); err != nil {
 			return nil, err
 		}
@@ -782,7 +776,7 @@ func (b *Box) FilesRoundTrip(mb int) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	back := sha256.New()
+	back := &roundTripCheck{chunk: roundTripChunk(), same: true}
 	n, err := r.WriteTo(back)
 	r.Close()
 	if err != nil {
@@ -790,8 +784,41 @@ func (b *Box) FilesRoundTrip(mb int) (map[string]any, error) {
 	}
 	readMBps := float64(n) / 1e6 / time.Since(start).Seconds()
 	files.Remove("/tmp/roundtrip.bin")
-	return map[string]any{"Same": bytes.Equal(sum.Sum(nil), back.Sum(nil)), "Read": n,
+	return map[string]any{"Same": back.same && n == int64(mb)<<20, "Read": n,
 		"WriteMBps": writeMBps, "ReadMBps": readMBps}, nil
+}
+
+// roundTripChunk is a MiB of FilesRoundTrip's content: MiB i of the file is
+// it with byte(i) first.
+func roundTripChunk() []byte {
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
+	}
+	return chunk
+}
+
+// roundTripCheck compares what is written to it with FilesRoundTrip's
+// content. It is a comparison, not a checksum: SHA-256 in Wasm runs at
+// about 100 MB/s and was what the benchmark measured.
+type roundTripCheck struct {
+	chunk []byte
+	off   int64
+	same  bool
+}
+
+func (c *roundTripCheck) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		j := int(c.off % int64(len(c.chunk)))
+		if j == 0 {
+			c.chunk[0] = byte(c.off / int64(len(c.chunk)))
+		}
+		k := min(len(p), len(c.chunk)-j)
+		c.same = c.same && bytes.Equal(p[:k], c.chunk[j:j+k])
+		p, c.off = p[k:], c.off+int64(k)
+	}
+	return n, nil
 }
 
 // FilesOps exercises every file operation and returns what each gave.
