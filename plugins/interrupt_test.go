@@ -21,7 +21,7 @@ func TestInterruptStopsEndlessLoop(t *testing.T) {
 	// A GC that waited for the guest would end at the deadline; a loaded
 	// machine may slow a GC that did not to a few hundred milliseconds.
 	const deadline = time.Second
-	wasm, err := os.ReadFile(testutil.BuildGuest(t, "testdata/guests/nop"))
+	wasm, err := os.ReadFile(testutil.BuildReactor(t, "testdata/guests/nop"))
 	require.NoError(t, err)
 	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
 	for _, engine := range Engines {

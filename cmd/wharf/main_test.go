@@ -33,7 +33,7 @@ func run(t *testing.T, args ...string) (string, error) {
 func TestVersion(t *testing.T) {
 	out, err := run(t, "version")
 	require.NoError(t, err)
-	assert.Regexp(t, `^wharf dev \(ABI wharf_v1 v1, go1\.\d+`, out)
+	assert.Regexp(t, `^wharf dev \(ABI wharf_v2 v2, go1\.\d+`, out)
 }
 
 func TestBuildWritesWasm(t *testing.T) {

@@ -1,6 +1,6 @@
 // Command nop is a benchmark guest: it imports a host function that does
 // nothing, to measure the cost of one guest→host→guest round trip through
-// the engine. It is not a wharf_v1 plugin.
+// the engine. It is not a wharf plugin.
 package main
 
 //go:wasmimport bench nop
