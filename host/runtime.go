@@ -82,6 +82,8 @@ func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 	return nil, err
 }
 
+// add puts a launched instance in service under supervision; one launched
+// while the set closed is stopped at once (close waits for it).
 func (rt *instanceSet) add(in *instance) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -90,6 +92,9 @@ func (rt *instanceSet) add(in *instance) {
 	rt.notifyLocked()
 	rt.wg.Add(1)
 	go rt.supervise(in)
+	if rt.closed {
+		in.run.Stop(fmt.Errorf("%w: the host is shutting down", plugins.ErrStopped))
+	}
 }
 
 func (rt *instanceSet) notifyLocked() {
@@ -161,13 +166,6 @@ func (rt *instanceSet) replace() {
 		}
 		in, err := rt.launch(context.Background())
 		if err == nil {
-			rt.mu.Lock()
-			if rt.closed {
-				rt.mu.Unlock()
-				in.run.Stop(plugins.ErrStopped)
-				return
-			}
-			rt.mu.Unlock()
 			rt.add(in)
 			return
 		}
@@ -246,8 +244,10 @@ func (rt *instanceSet) refill() {
 		return
 	}
 	rt.refilling = true
+	rt.wg.Add(1) // close waits for the replacement too
 	rt.mu.Unlock()
 	go func() {
+		defer rt.wg.Done()
 		rt.replace()
 		rt.mu.Lock()
 		rt.refilling = false
