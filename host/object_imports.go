@@ -204,7 +204,8 @@ type callState struct {
 	pending  *pending
 }
 
-// resolve hands the answer (or err) to the caller.
+// resolve hands the answer (or err) to the caller and releases the call's
+// context.
 func (c *callState) resolve(err error) {
 	c.mu.Lock()
 	answered, status, result := c.answered, c.status, c.result
@@ -220,6 +221,9 @@ func (c *callState) resolve(err error) {
 		c.pending.resolve(nil, fmt.Errorf("%w: %s", status, result))
 	default:
 		c.pending.resolve(result, nil)
+	}
+	if c.pending.cancelFn != nil {
+		c.pending.cancelFn() // the call is over: release its context
 	}
 }
 
