@@ -6,7 +6,7 @@ import "fmt"
 // is an error whose message the guest can read with last_error.
 type Status int32
 
-// Status codes of wharf_v1.
+// Status codes of the wharf ABI.
 const (
 	StatusOK          Status = 0  // success
 	StatusBadHandle   Status = 1  // unknown, stale or wrong-kind handle

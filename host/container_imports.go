@@ -36,7 +36,7 @@ const nameLabel = "wharf.name"
 // host; deleting the object's storage removes it.
 func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.id) }
 
-// containerImports are the wharf_v1 functions behind ctx.container.
+// containerImports are the wharf functions behind ctx.container.
 func (s *services) containerImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportContainerStart, params(i32, i32, i32), s.importContainerStart),

@@ -10,7 +10,7 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// egressImports are the wharf_v1 functions behind the container's outbound
+// egressImports are the wharf functions behind the container's outbound
 // interception and its allow and deny lists.
 func (s *services) egressImports() []plugins.HostFunc {
 	return []plugins.HostFunc{

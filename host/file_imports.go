@@ -13,7 +13,7 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// fileImports are the wharf_v1 functions behind Container.Files().
+// fileImports are the wharf functions behind Container.Files().
 func (s *services) fileImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportFileOpen, params(i32, i32, i32), s.importFileOpen),

@@ -14,7 +14,7 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// importFunc implements one wharf_v1 import. It returns nil for StatusOK, an
+// importFunc implements one wharf import. It returns nil for StatusOK, an
 // abi.Status, or an error wrapping one whose text becomes last_error.
 type importFunc func(ctx context.Context, g *guest, mem plugins.Memory, args []uint64) error
 
@@ -63,7 +63,7 @@ func hostFunc(name string, ps []plugins.ValueType, fn importFunc) plugins.HostFu
 
 func params(ts ...plugins.ValueType) []plugins.ValueType { return ts }
 
-// Imports returns the wharf_v1 host functions backed by services s.
+// Imports returns the wharf host functions backed by services s.
 func (s *services) imports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportLastError, params(i32, i32, i32), importLastError),

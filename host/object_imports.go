@@ -21,7 +21,7 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// objectImports are the wharf_v1 functions for Durable Objects.
+// objectImports are the wharf functions for Durable Objects.
 func (s *services) objectImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportRegisterClass, params(i32, i32), importRegisterClass),

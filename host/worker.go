@@ -1,5 +1,5 @@
-// Package host is the worker host: HTTP ingress, the Worker pool, and the
-// wharf_v1 imports (handle table, streams, poll, timers, fetch) that connect
+// Package host is the worker host: HTTP ingress, the plugin's instances, and
+// the wharf imports (handle table, streams, poll, timers, fetch) that connect
 // guests to services.
 package host
 
@@ -89,7 +89,7 @@ type Worker struct {
 	inFlight  atomic.Int64
 }
 
-// NewWorker loads the Worker's module, validates it and warms its pool.
+// NewWorker loads the Worker's module, validates it and starts its instances.
 func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	logger := cfg.Logger
 	if logger == nil {
@@ -290,7 +290,7 @@ func inside(dir, path string) []string {
 }
 
 // Close stops fetches, forwards and objects, removes the containers it ran
-// and releases the pools and containerd.
+// and stops the instances and releases containerd.
 func (w *Worker) Close(ctx context.Context) error {
 	var err error
 	if w.services.objects != nil {

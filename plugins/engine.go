@@ -1,6 +1,6 @@
 // Package plugins loads and runs Wasm plugins: the manifest, validation
-// against the wharf_v1 ABI, compilation with an on-disk cache, warm pools of
-// initialised instances, and memory and time limits. The Engine interface
+// against the wharf ABI, compilation with an on-disk cache, long-running
+// instances (Launch) and their memory and time limits. The Engine interface
 // hides the Wasm runtime: wazero (pure Go, the default) or wasmtime (cgo).
 package plugins
 
@@ -44,7 +44,7 @@ func NewEngine(ctx context.Context, name string, cfg EngineConfig) (Engine, erro
 // ValueType is the Wasm type of a host function parameter or result.
 type ValueType byte
 
-// Value types used by wharf_v1 host functions.
+// Value types used by wharf host functions.
 const (
 	I32 ValueType = iota + 1
 	I64

@@ -149,7 +149,7 @@ func (m *wazeroModule) Exports() []string {
 func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (ModuleInstance, error) {
 	mc := wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions(). // _initialize is called by the pool, under a deadline
+		WithStartFunctions(). // _start runs on the instance's own goroutine (plugins.Launch)
 		WithSysNanotime().
 		WithSysWalltime().
 		WithSysNanosleep().
