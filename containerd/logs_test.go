@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +54,17 @@ func TestContainerOutputIsCapped(t *testing.T) {
 	assert.LessOrEqual(t, kept, int64(maxBytes), "the host keeps no more than the cap")
 	assert.Greater(t, kept, int64(maxBytes/2), "and the older half too")
 
-	// A reader from the start gets the newest output, in order, without gaps.
+	// A reader from the start gets the newest output, in order, without
+	// gaps. The container is stopped first: a reader slower than the
+	// writer skips what is rotated away twice between its reads.
+	mc, ok := m.Get("Spam", "obj")
+	require.True(t, ok)
+	require.NoError(t, mc.Signal(context.Background(), syscall.SIGKILL))
+	select {
+	case <-mc.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the container did not exit after SIGKILL")
+	}
 	r, err := keptlog.Open(path)
 	require.NoError(t, err)
 	all := bufio.NewScanner(r)

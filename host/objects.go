@@ -46,7 +46,7 @@ type namespace struct {
 
 // Objects runs the Durable Objects of one plugin.
 type Objects struct {
-	rt       *instanceSet
+	sets     *currentSet
 	logger   *slog.Logger
 	bindings map[string]*namespace // by binding name
 	classes  map[string]*namespace // by class name
@@ -123,9 +123,9 @@ type objectEvent struct {
 	reply func(error)
 }
 
-func newObjects(rt *instanceSet, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
+func newObjects(sets *currentSet, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
-		rt: rt, logger: logger,
+		sets: sets, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
 		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
 		live: map[string]*object{}, lru: list.New(), idleDBs: list.New(), maxOpenDB: maxOpenDatabases(),
@@ -405,13 +405,16 @@ func (obj *object) activate(ev *objectEvent) error {
 			return err
 		}
 	}
-	if obj.inst != nil && obj.inst.alive() {
-		return nil
+	if obj.inst != nil {
+		if obj.inst.alive() {
+			return nil
+		}
+		obj.deactivate() // its instance ended or drains: build it anew from storage
 	}
-	obj.inst, obj.ref = nil, 0 // its instance ended: build it anew from storage
-	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	rt := obj.objs.sets.Load()
+	ctx, cancel := rt.eventContext(ev.ctx)
 	defer cancel()
-	in, err := obj.objs.rt.pick(ctx)
+	in, err := rt.pick(ctx)
 	if err != nil {
 		return err
 	}
@@ -461,7 +464,7 @@ func (obj *object) handle(ev *objectEvent) {
 		in.streamed = func() error { return obj.streamed(ev) }
 		ev.resp.in = in
 	}
-	ctx, cancel := obj.objs.rt.eventContext(ev.ctx)
+	ctx, cancel := obj.objs.sets.Load().eventContext(ev.ctx)
 	defer cancel()
 	var g *guest
 	var err error
@@ -469,7 +472,7 @@ func (obj *object) handle(ev *objectEvent) {
 		if g, err = obj.attempt(ctx, ev, in); !errors.Is(err, errNotStarted) {
 			break
 		}
-		obj.inst, obj.ref = nil, 0 // its instance ended before the event started
+		obj.deactivate() // its instance ended before the event started
 	}
 	if err != nil {
 		logger := obj.objs.logger.With("class", obj.ns.class, "id", obj.id, "request_id", ev.id.String())
@@ -478,11 +481,11 @@ func (obj *object) handle(ev *objectEvent) {
 		}
 		logger.Error("object event failed", "err", err)
 		switch {
-		case obj.inst != nil && !obj.inst.alive():
-			obj.inst, obj.ref = nil, 0
-		case errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
-			// The guest may still be running the event it was abandoned
-			// in: its value is rebuilt from storage on the next event.
+		case obj.inst != nil && !obj.inst.alive(),
+			errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
+			// Its instance ended or drains, or the guest may still be
+			// running the event it was abandoned in: its value is rebuilt
+			// from storage on the next event.
 			obj.deactivate()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -29,6 +30,7 @@ type instanceSet struct {
 	instances []*instance
 	changed   chan struct{} // closed and replaced when instances change
 	closed    bool
+	retired   bool // replaced by new code: an instance that ends is not replaced
 	refilling bool
 	started   uint64
 	ended     uint64
@@ -143,7 +145,7 @@ func (rt *instanceSet) supervise(in *instance) {
 			break
 		}
 	}
-	closed := rt.closed
+	closed := rt.closed || rt.retired
 	rt.ended++
 	rt.notifyLocked()
 	rt.mu.Unlock()
@@ -329,9 +331,35 @@ func (rt *instanceSet) eventContext(ctx context.Context) (context.Context, conte
 	return context.WithTimeoutCause(ctx, rt.timeout, fmt.Errorf("the event did not end within %s", rt.timeout))
 }
 
-// alive reports whether the instance still runs and takes work.
+// alive reports whether the instance still runs and takes work: its
+// objects stay on it. An object on a draining instance (grown too large, or
+// running replaced code) moves at its next event.
 func (in *instance) alive() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return !in.dead
+	return !in.dead && !in.draining
 }
+
+// currentSet holds the instance set new events go to; Reload swaps it.
+type currentSet = atomic.Pointer[instanceSet]
+
+// retire takes the set out of service: its instances get no new work, its
+// objects move at their next event, and it closes once its events have
+// ended (or after its event time limit at most).
+func (rt *instanceSet) retire() {
+	rt.mu.Lock()
+	rt.retired = true
+	for _, in := range rt.instances {
+		in.mu.Lock()
+		in.draining = true
+		in.mu.Unlock()
+	}
+	rt.mu.Unlock()
+	for deadline := time.Now().Add(rt.timeout); rt.stats().Events > 0 && time.Now().Before(deadline); {
+		time.Sleep(retirePoll)
+	}
+	rt.close()
+}
+
+// retirePoll is how often a retiring set looks whether its events ended.
+const retirePoll = 20 * time.Millisecond

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,8 +78,9 @@ type services struct {
 // Worker serves HTTP requests as events of the plugin's long-running
 // instances.
 type Worker struct {
-	plugin    *plugins.Plugin
-	rt        *instanceSet
+	sets      currentSet // the instances of the code being served
+	cfg       Config     // with its defaults filled in
+	logs      *guestLogs
 	manifest  *plugins.Manifest
 	stopGrace time.Duration
 	logger    *slog.Logger
@@ -87,56 +89,44 @@ type Worker struct {
 	idPrefix  string
 	nextID    atomic.Uint64
 	inFlight  atomic.Int64
+
+	reloadMu sync.Mutex     // one Reload at a time
+	retiring sync.WaitGroup // sets replaced by Reload, until they close
 }
 
 // NewWorker loads the Worker's module, validates it and starts its instances.
 func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	client := cfg.Client
-	if client == nil {
-		client = &http.Client{}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
 	}
-	base, cancel := context.WithCancel(context.Background())
-	s := &services{base: base, client: client}
-	m := cfg.Manifest
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
 	}
-	memoryLimit := uint64(m.Limits.MemoryMiB) << 20
-	p, err := plugins.Load(ctx, plugins.Config{
-		Name:             m.Name,
-		Path:             cfg.WasmPath,
-		Engine:           m.Limits.Engine,
-		CacheDir:         cfg.CacheDir,
-		Logger:           logger,
-		MemoryLimitBytes: memoryLimit,
-		CPUSlice:         min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration),
-		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
-	})
+	m, logger := cfg.Manifest, cfg.Logger
+	base, cancel := context.WithCancel(context.Background())
+	s := &services{base: base, client: cfg.Client}
+	var prefix [4]byte
+	rand.Read(prefix[:])
+	w := &Worker{cfg: cfg, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:]),
+		logs: newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)}
+	rt, err := w.startCode(ctx, cfg.WasmPath)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	logs := newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)
-	rt := newInstanceSet(p, logs, logger, m.Limits.Instances, uint32(memoryLimit/4*3), m.Limits.Timeout.Duration)
+	w.sets.Store(rt)
 	fail := func(err error) (*Worker, error) {
 		s.objects.Close()
 		rt.close()
-		p.Close(ctx)
+		rt.plugin.Close(ctx)
 		cancel()
 		return nil, err
 	}
-	if err := rt.start(ctx); err != nil {
-		return fail(fmt.Errorf("plugin %s: %w", cfg.WasmPath, err))
-	}
-	if err := checkModule(rt.first(), m); err != nil {
-		return fail(err)
-	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = newObjects(rt, m, cfg.DataDir, logger); err != nil {
+		if s.objects, err = newObjects(&w.sets, m, cfg.DataDir, logger); err != nil {
 			return fail(err)
 		}
 	}
@@ -145,18 +135,70 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			return fail(err)
 		}
 	}
-	var prefix [4]byte
-	rand.Read(prefix[:])
-	w := &Worker{plugin: p, rt: rt, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:])}
 	s.worker.Store(w)
 	return w, nil
 }
 
-// Plugin is the Worker's loaded plugin.
-func (w *Worker) Plugin() *plugins.Plugin { return w.plugin }
+// startCode loads the module at wasmPath and starts its instances, which
+// must register the manifest's classes and bindings.
+func (w *Worker) startCode(ctx context.Context, wasmPath string) (*instanceSet, error) {
+	m, s := w.manifest, w.services
+	memoryLimit := uint64(m.Limits.MemoryMiB) << 20
+	p, err := plugins.Load(ctx, plugins.Config{
+		Name:             m.Name,
+		Path:             wasmPath,
+		Engine:           m.Limits.Engine,
+		CacheDir:         w.cfg.CacheDir,
+		Logger:           w.logger,
+		MemoryLimitBytes: memoryLimit,
+		CPUSlice:         min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration),
+		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt := newInstanceSet(p, w.logs, w.logger, m.Limits.Instances, uint32(memoryLimit/4*3), m.Limits.Timeout.Duration)
+	err = rt.start(ctx)
+	if err != nil {
+		err = fmt.Errorf("plugin %s: %w", wasmPath, err)
+	} else {
+		err = checkModule(rt.first(), m)
+	}
+	if err != nil {
+		rt.close()
+		p.Close(ctx)
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Reload switches the Worker to the module at wasmPath (a new build of the
+// same manifest) without failing a request: new events go to its
+// instances, events under way end on the old ones, live objects move to
+// the new code (rebuilt from storage) at their next event, and containers
+// keep running. A module that fails to start leaves the old one serving.
+func (w *Worker) Reload(ctx context.Context, wasmPath string) error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	rt, err := w.startCode(ctx, wasmPath)
+	if err != nil {
+		return err
+	}
+	old := w.sets.Swap(rt)
+	w.retiring.Add(1)
+	go func() {
+		defer w.retiring.Done()
+		old.retire()
+		old.plugin.Close(context.Background())
+	}()
+	return nil
+}
+
+// Plugin is the loaded plugin being served.
+func (w *Worker) Plugin() *plugins.Plugin { return w.sets.Load().plugin }
 
 // Instances reports the plugin's instances.
-func (w *Worker) Instances() InstanceStats { return w.rt.stats() }
+func (w *Worker) Instances() InstanceStats { return w.sets.Load().stats() }
 
 // InFlight is the number of requests being served.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
@@ -305,9 +347,13 @@ func (w *Worker) Close(ctx context.Context) error {
 		}
 		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}
-	w.rt.close()
+	w.reloadMu.Lock() // no Reload starts a set after this
+	defer w.reloadMu.Unlock()
+	rt := w.sets.Load()
+	rt.close()
+	w.retiring.Wait()
 	w.cancel()
-	return errors.Join(err, w.plugin.Close(ctx))
+	return errors.Join(err, rt.plugin.Close(ctx))
 }
 
 func (w *Worker) newRequestID() eventID {
@@ -333,14 +379,15 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	id := w.newRequestID()
 	in := newIncoming(rw, r)
 	in.pseudo = pseudo
-	ctx, cancel := w.rt.eventContext(r.Context())
+	rt := w.sets.Load()
+	ctx, cancel := rt.eventContext(r.Context())
 	defer cancel()
 	var g *guest
 	callErr := errNotStarted
 	for attempt := 0; errors.Is(callErr, errNotStarted) && attempt < maxDeliveries; attempt++ {
-		inst, err := w.rt.pick(ctx)
+		inst, err := w.sets.Load().pick(ctx)
 		if err != nil {
-			w.logger.Warn("no instance available", "plugin", w.plugin.Name(), "request_id", id.String(), "err", err)
+			w.logger.Warn("no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

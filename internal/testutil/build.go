@@ -29,6 +29,13 @@ func BuildGuest(t testing.TB, pkgDir string) string {
 	return buildWasm(t, pkgDir)
 }
 
+// BuildGuestWith compiles the plugin at pkgDir with extra go build flags
+// (e.g. -ldflags=-X main.v=2), as a distinct build.
+func BuildGuestWith(t testing.TB, pkgDir string, flags ...string) string {
+	t.Helper()
+	return buildWasm(t, pkgDir, flags...)
+}
+
 // BuildReactor compiles the Go package at pkgDir with -buildmode=c-shared:
 // a module of exports for engine benchmarks, not a plugin.
 func BuildReactor(t testing.TB, pkgDir string) string {

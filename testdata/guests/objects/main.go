@@ -706,6 +706,10 @@ func init() {
 		}
 		fmt.Fprint(w, id)
 	})
+	// GET /version names the build (reload tests set it with -X).
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, codeVersion)
+	})
 	// GET /alone answers without any object: the Worker-only baseline.
 	mux.HandleFunc("GET /alone", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(0)
@@ -748,6 +752,10 @@ func stubFor(r *http.Request) (*sdk.Stub, error) {
 	}
 	return ns.GetByName(name)
 }
+
+// codeVersion names the build: reload tests build the guest again with
+// -ldflags=-X main.codeVersion=....
+var codeVersion = "1"
 
 func main() { sdk.Serve() }
 
