@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newVersionCommand(), newImagesCommand())
+	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newDevCommand(), newVersionCommand(), newImagesCommand())
 	root.AddCommand(operatorCommands()...)
 	return root
 }
@@ -95,6 +95,9 @@ type serveFlags struct {
 	stopGrace     time.Duration
 	engine        string
 	registryFlags
+	// watch rebuilds and reloads the plugin when its sources change
+	// (wharf dev).
+	watch bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -109,18 +112,47 @@ func newServeCommand() *cobra.Command {
 			return serve(ctx, argOrDot(args), f)
 		},
 	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
+	return cmd
+}
+
+// newDevCommand is wharf serve that rebuilds and reloads the plugin on
+// every save.
+func newDevCommand() *cobra.Command {
+	f := serveFlags{watch: true}
+	cmd := &cobra.Command{
+		Use:   "dev [dir|wharf.toml]",
+		Short: "Serve a plugin and reload it on every save (requests and containers carry on)",
+		Long: `wharf dev serves the plugin like wharf serve, watches its directory, and on
+a change to a .go file, go.mod or go.sum rebuilds it and switches to the
+new code without failing a request: new events go to the new code, events
+under way end on the old, live objects come back from storage at their next
+event, and containers keep running. A build error is printed and the old
+code keeps serving. A change to wharf.toml needs a restart.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, argOrDot(args), f)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// register adds the flags wharf serve and wharf dev share.
+func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "", "HTTP listen address (default: the manifest's listen, else "+plugins.DefaultListen+")")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default <dir>/.wharf)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
-	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
 	f.registryFlags.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
-	return cmd
 }
 
 // newLogHandler is the handler of wharf serve's log on stderr.
@@ -150,6 +182,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	m, err := plugins.LoadManifest(target)
 	if err != nil {
 		return err
+	}
+	if f.watch && !m.NeedsBuild() {
+		return fmt.Errorf("wharf dev rebuilds the plugin from its Go sources, but %s names a built module (main = %q): use wharf serve", m.Path, m.Main)
 	}
 	if f.engine != "" {
 		if err := plugins.CheckEngine(f.engine); err != nil {
@@ -214,6 +249,14 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	errc := make(chan error, 1)
 	go func() { errc <- ingress.Serve() }()
+	if f.watch {
+		w, err := newSourceWatcher(m.Dir, dataDir)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		go w.reloadOnChange(ctx, m, worker, logger)
+	}
 	select {
 	case err := <-errc:
 		return err

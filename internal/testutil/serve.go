@@ -49,7 +49,7 @@ func BuildWharf(t testing.TB) string {
 	return wharfBin
 }
 
-// Serve is a running `wharf serve` process.
+// Serve is a running `wharf serve` or `wharf dev` process.
 type Serve struct {
 	URL  string
 	cmd  *exec.Cmd
@@ -66,7 +66,18 @@ var servingURL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`)
 // test failed.
 func StartServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{"serve"}, engineArgs(args)...)...), done: make(chan struct{})}
+	return start(t, "serve", args)
+}
+
+// StartDev runs `wharf dev args...` (on Engine) like StartServe.
+func StartDev(t testing.TB, args ...string) *Serve {
+	t.Helper()
+	return start(t, "dev", args)
+}
+
+func start(t testing.TB, command string, args []string) *Serve {
+	t.Helper()
+	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{command}, engineArgs(args)...)...), done: make(chan struct{})}
 	s.cmd.Dir = RepoRoot()
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -100,15 +111,15 @@ func StartServe(t testing.TB, args ...string) *Serve {
 		// containers, networks and firewall rules on the way out.
 		s.Stop(30 * time.Second)
 		if t.Failed() {
-			t.Logf("wharf serve log:\n%s", s.Logs())
+			t.Logf("wharf %s log:\n%s", command, s.Logs())
 		}
 	})
 	select {
 	case s.URL = <-urls:
 	case <-s.done:
-		t.Fatalf("wharf serve exited before listening: %v\n%s", s.err, s.Logs())
+		t.Fatalf("wharf %s exited before listening: %v\n%s", command, s.err, s.Logs())
 	case <-time.After(10 * time.Minute): // a load may build an image first
-		t.Fatalf("wharf serve did not start listening\n%s", s.Logs())
+		t.Fatalf("wharf %s did not start listening\n%s", command, s.Logs())
 	}
 	return s
 }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// helloLine is the line of the scaffold's main.go that TestDevReloadsOnSave
+// edits.
+const helloLine = `fmt.Fprintln(w, "Hello from app!")`
+
+// getBody is GET url's status and body; a transport error is status 0.
+func getBody(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// containers is `wharf ps --format json` of the wharf using dataDir.
+func containers(t *testing.T, dataDir string) []admin.Container {
+	t.Helper()
+	out, err := exec.Command(testutil.BuildWharf(t), "ps", "--format", "json", "--data-dir", dataDir).Output()
+	require.NoError(t, err)
+	var list []admin.Container
+	require.NoError(t, json.Unmarshal(out, &list), "%s", out)
+	return list
+}
+
+// TestDevReloadsOnSave edits a plugin ten times (one edit a build error)
+// while clients keep requesting its Worker, its Durable Object and its
+// container: no request fails, every edit is served, the broken one is
+// reported while the old code serves on, and the container is the same
+// process throughout.
+func TestDevReloadsOnSave(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	image, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	data := filepath.Join(dir, ".wharf")
+	out, err = exec.Command(wharf, "images", "import", image, "--data-dir", data).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	mainGo := filepath.Join(dir, "main.go")
+	source, err := os.ReadFile(mainGo)
+	require.NoError(t, err)
+	require.Contains(t, string(source), helloLine)
+
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	code, body := getBody(srv.URL + "/app/a/passwd")
+	require.Equal(t, 200, code, body)
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/notes/a", strings.NewReader("kept"))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	before := containers(t, data)
+	require.Len(t, before, 1)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	var failures sync.Map
+	for _, path := range []string{"/", "/notes/a", "/app/a/passwd", "/"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if code, body := getBody(srv.URL + path); code != 200 {
+					failures.Store(fmt.Sprintf("%s: %d %s", path, code, body), true)
+				}
+				served.Add(1)
+			}
+		}()
+	}
+
+	var took []time.Duration
+	for i := 1; i <= 10; i++ {
+		line := fmt.Sprintf(`fmt.Fprintln(w, "Hello, edit %d")`, i)
+		if i == 5 { // a build error: reported, and the old code serves on
+			line += " +"
+		}
+		saved := time.Now()
+		require.NoError(t, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, line, 1)), 0o644))
+		if i == 5 {
+			require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", time.Minute), "the build error is reported")
+			_, body := getBody(srv.URL + "/")
+			assert.Equal(t, "Hello, edit 4\n", body)
+			continue
+		}
+		want := fmt.Sprintf("Hello, edit %d\n", i)
+		require.Eventually(t, func() bool { _, body := getBody(srv.URL + "/"); return body == want },
+			time.Minute, 10*time.Millisecond, "edit %d is served", i)
+		took = append(took, time.Since(saved))
+	}
+	close(stop)
+	wg.Wait()
+
+	var failed []string
+	failures.Range(func(k, _ any) bool { failed = append(failed, k.(string)); return true })
+	assert.Empty(t, failed, "requests failed while the plugin reloaded")
+	after := containers(t, data)
+	require.Len(t, after, 1)
+	assert.Equal(t, before[0].Pid, after[0].Pid, "the container kept running")
+	assert.Equal(t, before[0].Started, after[0].Started)
+	_, body = getBody(srv.URL + "/notes/a")
+	assert.Equal(t, "kept", body)
+	slices.Sort(took)
+	t.Logf("%d requests; save to new code answering: median %s, max %s", served.Load(), took[len(took)/2], took[len(took)-1])
+}
+
+// TestDevRefusesBuiltModule: wharf dev rebuilds from sources, so a
+// manifest naming a .wasm is refused with the reason.
+func TestDevRefusesBuiltModule(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("name = \"x\"\nmain = \"x.wasm\"\n"), 0o644))
+	_, err := run(t, "dev", dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `names a built module (main = "x.wasm"): use wharf serve`)
+}
