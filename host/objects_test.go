@@ -110,14 +110,38 @@ func TestObjectEventsAreSerialPerObjectAndParallelAcross(t *testing.T) {
 	assert.Equal(t, `"19"`, w.mustCall(t, "STORE", "order", "Get", "last"))
 }
 
+// instanceOf is the instance the live object binding/name is on.
+func (w *testWorker) instanceOf(t *testing.T, binding, name string) *instance {
+	t.Helper()
+	o := w.Objects()
+	ns, err := o.namespace(binding)
+	require.NoError(t, err)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obj, ok := o.live[ns.class+"/"+ns.idFromName(name)]
+	require.True(t, ok, "%s %s is live", binding, name)
+	return obj.inst
+}
+
 func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
-	w := startObjects(t, t.TempDir(), "")
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
 	w.mustCall(t, "STORE", "t", "Put", map[string]string{"key": "a", "value": "1"})
-	w.mustCall(t, "STORE", "bystander", "Put", map[string]string{"key": "a", "value": "1"})
+	// Objects are spread over the instances: some end up beside t, some
+	// elsewhere; those elsewhere must never notice t's trap.
+	var elsewhere []string
+	for i := range 6 {
+		name := fmt.Sprint("bystander", i)
+		w.mustCall(t, "STORE", name, "Put", map[string]string{"key": "a", "value": "1"})
+		if w.instanceOf(t, "STORE", name) != w.instanceOf(t, "STORE", "t") {
+			elsewhere = append(elsewhere, name)
+		}
+	}
+	require.NotEmpty(t, elsewhere, "objects are placed on both instances")
 
 	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "the object's event failed (request id ")
+	// The Worker's event failed too if it ran on the trapped instance.
+	assert.Regexp(t, `(the object's event|worker) failed \(request id `, body)
 	assert.Contains(t, w.logs.String(), "object trapped on purpose")
 
 	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "t", "Get", "a"), "earlier writes survive")
@@ -126,8 +150,10 @@ func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
 	assert.Contains(t, body, `no key "b"`)
 	// Put, Get, Get: 3 in a surviving instance, 2 in a rebuilt one.
 	assert.Equal(t, "2", w.mustCall(t, "STORE", "t", "Events", nil), "a new instance was built from storage")
-	w.mustCall(t, "STORE", "bystander", "Put", map[string]string{"key": "a", "value": "2"})
-	assert.Equal(t, "2", w.mustCall(t, "STORE", "bystander", "Events", nil), "other objects never noticed")
+	for _, name := range elsewhere {
+		w.mustCall(t, "STORE", name, "Put", map[string]string{"key": "a", "value": "2"})
+		assert.Equal(t, "2", w.mustCall(t, "STORE", name, "Events", nil), "%s on another instance never noticed", name)
+	}
 
 	code, body = w.call(t, "STORE", "t", "PutThenPanic", "c")
 	assert.Equal(t, 500, code)
