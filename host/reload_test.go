@@ -60,7 +60,7 @@ func TestReloadSwitchesCodeWithoutFailedRequests(t *testing.T) {
 	for v := 2; v <= 4; v++ {
 		before := served.Load()
 		require.Eventually(t, func() bool { return served.Load() > before+20 }, 10*time.Second, 10*time.Millisecond, "no requests served")
-		require.NoError(t, w.Reload(context.Background(), builds[v]))
+		require.NoError(t, w.Reload(context.Background(), builds[v], v == 3))
 		_, version := get(t, w.url+"/version")
 		assert.Equal(t, fmt.Sprint(v), version, "the new build answers at once")
 	}
@@ -83,7 +83,7 @@ func TestReloadSwitchesCodeWithoutFailedRequests(t *testing.T) {
 func TestReloadRefusesModuleThatDoesNotFit(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "")
 	w.mustCall(t, "STORE", "kept", "Put", map[string]string{"key": "k", "value": "v"})
-	err := w.Reload(context.Background(), testutil.BuildGuest(t, "testdata/guests/testworker"))
+	err := w.Reload(context.Background(), testutil.BuildGuest(t, "testdata/guests/testworker"), false)
 	require.ErrorContains(t, err, `class "Store"`)
 	_, version := get(t, w.url+"/version")
 	assert.Equal(t, "1", version)

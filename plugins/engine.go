@@ -87,6 +87,10 @@ type EngineConfig struct {
 	MemoryLimitBytes uint64
 	// HostModules are the host functions by import module name.
 	HostModules map[string][]HostFunc
+	// Interpret runs modules on wazero's interpreter (wazero only): a
+	// module loads in about a third of the compiler's time, and guest code
+	// runs several times slower. Compiled code is not cached.
+	Interpret bool
 }
 
 // Engine compiles modules for one plugin. Implementations must register the

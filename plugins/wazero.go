@@ -24,6 +24,9 @@ type WazeroEngine struct {
 // calls do not go through reflection.
 func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, error) {
 	rc := wazero.NewRuntimeConfig()
+	if cfg.Interpret {
+		rc, cfg.CacheDir = wazero.NewRuntimeConfigInterpreter(), ""
+	}
 	if cfg.MemoryLimitBytes > 0 {
 		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
 		rc = rc.WithMemoryLimitPages(pages)

@@ -128,8 +128,10 @@ func newDevCommand() *cobra.Command {
 a change to a .go file, go.mod or go.sum rebuilds it and switches to the
 new code without failing a request: new events go to the new code, events
 under way end on the old, live objects come back from storage at their next
-event, and containers keep running. A build error is printed and the old
-code keeps serving. A change to wharf.toml needs a restart.`,
+event, and containers keep running. The new build first runs on wazero's
+interpreter, which is ready in about a third of the compile time, and
+moves to compiled code once that is ready. A build error is printed and the
+old code keeps serving. A change to wharf.toml needs a restart.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

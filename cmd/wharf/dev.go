@@ -97,8 +97,12 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 			logger.Info("rebuilding", "plugin", m.Name, "changed", changed)
 			var out bytes.Buffer
 			wasm, err := plugins.Build(ctx, m, "", &out)
+			if err == nil { // serve it interpreted at once, then compiled
+				err = worker.Reload(ctx, wasm, true)
+			}
 			if err == nil {
-				err = worker.Reload(ctx, wasm)
+				logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+				err = worker.Reload(ctx, wasm, false)
 			}
 			if errors.Is(err, context.Canceled) {
 				return
@@ -107,7 +111,7 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 				logger.Error("reload failed; the previous build keeps serving", "plugin", m.Name, "err", err, "output", strings.TrimSpace(out.String()))
 				continue
 			}
-			logger.Info("reloaded", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+			logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
 }

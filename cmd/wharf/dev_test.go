@@ -144,3 +144,48 @@ func TestDevRefusesBuiltModule(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `names a built module (main = "x.wasm"): use wharf serve`)
 }
+
+// BenchmarkDevSaveToServed measures, for a new plugin (wharf init), the
+// time from saving an edit to the new code answering under wharf dev,
+// against the same edit served by restarting wharf serve (build, compile,
+// start), alternating in the same run.
+func BenchmarkDevSaveToServed(b *testing.B) {
+	wharf := testutil.BuildWharf(b)
+	dir := filepath.Join(b.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	mainGo := filepath.Join(dir, "main.go")
+	source, err := os.ReadFile(mainGo)
+	require.NoError(b, err)
+	edit := 0
+	save := func() string {
+		edit++
+		line := fmt.Sprintf(`fmt.Fprintln(w, "Hello, edit %d")`, edit)
+		require.NoError(b, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, line, 1)), 0o644))
+		return fmt.Sprintf("Hello, edit %d\n", edit)
+	}
+	served := func(url, want string) {
+		require.Eventually(b, func() bool { _, body := getBody(url + "/"); return body == want }, time.Minute, 5*time.Millisecond)
+	}
+	dev := testutil.StartDev(b, dir, "--listen", "127.0.0.1:0")
+	var devMs, restartMs []float64
+	for range 3 * b.N {
+		start := time.Now()
+		served(dev.URL, save())
+		devMs = append(devMs, float64(time.Since(start).Milliseconds()))
+		time.Sleep(8 * time.Second) // the compiled tier lands before the next edit
+
+		data := b.TempDir()
+		start = time.Now()
+		want := save()
+		srv := testutil.StartServe(b, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
+		served(srv.URL, want)
+		restartMs = append(restartMs, float64(time.Since(start).Milliseconds()))
+		require.NoError(b, srv.Stop(30*time.Second))
+		served(dev.URL, want) // and dev caught up before the next round
+	}
+	d, r := testutil.Median(devMs), testutil.Median(restartMs)
+	b.ReportMetric(d, "dev-save-to-served-p50-ms")
+	b.ReportMetric(r, "serve-restart-p50-ms")
+	b.ReportMetric(d/r, "ratio")
+}
