@@ -48,9 +48,9 @@ type waitFD struct {
 // post queues d for the guest and wakes it.
 func (in *instance) post(d *delivery) error {
 	in.mu.Lock()
-	if in.dead {
+	if in.dead { // picked just before it ended: the caller delivers it elsewhere
 		in.mu.Unlock()
-		return fmt.Errorf("the instance ended: %w", in.run.Err())
+		return fmt.Errorf("%w: %w", errNotStarted, in.run.Err())
 	}
 	in.queue = append(in.queue, d)
 	if d.scope != nil {

@@ -414,7 +414,7 @@ func (obj *object) activate(ev *objectEvent) error {
 	rt := obj.objs.sets.Load()
 	ctx, cancel := rt.eventContext(ev.ctx)
 	defer cancel()
-	in, err := rt.pick(ctx)
+	in, err := obj.objs.sets.pick(ctx)
 	if err != nil {
 		return err
 	}

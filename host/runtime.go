@@ -188,6 +188,10 @@ var errNotStarted = errors.New("the instance ended before the event started")
 func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
 	for {
 		rt.mu.Lock()
+		if rt.retired {
+			rt.mu.Unlock()
+			return nil, errRetired
+		}
 		if rt.closed {
 			rt.mu.Unlock()
 			return nil, plugins.ErrPoolClosed
@@ -341,7 +345,22 @@ func (in *instance) alive() bool {
 }
 
 // currentSet holds the instance set new events go to; Reload swaps it.
-type currentSet = atomic.Pointer[instanceSet]
+type currentSet struct{ atomic.Pointer[instanceSet] }
+
+// pick returns the least loaded instance of the current set, moving on to
+// the set that replaced one retired under it.
+func (c *currentSet) pick(ctx context.Context) (*instance, error) {
+	for {
+		in, err := c.Load().pick(ctx)
+		if !errors.Is(err, errRetired) {
+			return in, err
+		}
+	}
+}
+
+// errRetired is a pick from a set that new code replaced: the current set
+// takes the work.
+var errRetired = errors.New("the instance set was replaced")
 
 // retire takes the set out of service: its instances get no new work, its
 // objects move at their next event, and it closes once its events have
@@ -354,6 +373,7 @@ func (rt *instanceSet) retire() {
 		in.draining = true
 		in.mu.Unlock()
 	}
+	rt.notifyLocked() // a pick waiting here moves to the new set
 	rt.mu.Unlock()
 	for deadline := time.Now().Add(rt.timeout); rt.stats().Events > 0 && time.Now().Before(deadline); {
 		time.Sleep(retirePoll)

@@ -90,7 +90,8 @@ type Worker struct {
 	nextID    atomic.Uint64
 	inFlight  atomic.Int64
 
-	reloadMu sync.Mutex     // one Reload at a time
+	reloadMu sync.Mutex     // guards the swap of sets and closed
+	closed   bool           // Close has begun: a Reload's new set is discarded
 	retiring sync.WaitGroup // sets replaced by Reload, until they close
 }
 
@@ -182,11 +183,20 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 // With interpret, the module runs on wazero's interpreter: it serves about
 // three times sooner and runs several times slower (until a Reload
 // without).
+//
+// The module loads (compiles) while the old code serves, and several
+// Reloads may load at once; a Reload whose ctx ended by the time its module
+// is ready discards it (a newer build took its place).
 func (w *Worker) Reload(ctx context.Context, wasmPath string, interpret bool) error {
-	w.reloadMu.Lock()
-	defer w.reloadMu.Unlock()
 	rt, err := w.startCode(ctx, wasmPath, interpret)
 	if err != nil {
+		return err
+	}
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	if err := cmp.Or(ctx.Err(), w.closedErr()); err != nil {
+		rt.close()
+		rt.plugin.Close(context.Background())
 		return err
 	}
 	old := w.sets.Swap(rt)
@@ -196,6 +206,14 @@ func (w *Worker) Reload(ctx context.Context, wasmPath string, interpret bool) er
 		old.retire()
 		old.plugin.Close(context.Background())
 	}()
+	return nil
+}
+
+// closedErr is plugins.ErrPoolClosed once Close has begun (under reloadMu).
+func (w *Worker) closedErr() error {
+	if w.closed {
+		return plugins.ErrPoolClosed
+	}
 	return nil
 }
 
@@ -352,8 +370,9 @@ func (w *Worker) Close(ctx context.Context) error {
 		}
 		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
 	}
-	w.reloadMu.Lock() // no Reload starts a set after this
-	defer w.reloadMu.Unlock()
+	w.reloadMu.Lock()
+	w.closed = true // no Reload swaps a set in after this
+	w.reloadMu.Unlock()
 	rt := w.sets.Load()
 	rt.close()
 	w.retiring.Wait()
@@ -390,7 +409,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	var g *guest
 	callErr := errNotStarted
 	for attempt := 0; errors.Is(callErr, errNotStarted) && attempt < maxDeliveries; attempt++ {
-		inst, err := w.sets.Load().pick(ctx)
+		inst, err := w.sets.pick(ctx)
 		if err != nil {
 			w.logger.Warn("no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // DefaultStateDir is the directory, next to wharf.toml, that holds build
@@ -55,6 +56,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
 	cmd.Dir = pkg
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no build outlives a killed wharf
 	var output bytes.Buffer
 	cmd.Stdout = io.MultiWriter(stderr, &output)
 	cmd.Stderr = cmd.Stdout

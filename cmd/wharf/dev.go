@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -34,24 +36,32 @@ func newSourceWatcher(dir, dataDir string) (*sourceWatcher, error) {
 		return nil, err
 	}
 	w := &sourceWatcher{Watcher: fw, skip: dataDir}
-	if err := w.addTree(dir); err != nil {
+	if err := w.Add(dir); err != nil {
 		fw.Close()
-		return nil, err
+		return nil, fmt.Errorf("watching %s: %w", dir, err)
 	}
+	w.addTree(dir)
 	return w, nil
 }
 
-// addTree watches dir and the directories under it.
-func (w *sourceWatcher) addTree(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		if path != dir && (strings.HasPrefix(d.Name(), ".") || path == w.skip) {
+// addTree watches dir and the directories under it, and returns a source
+// file found there, if any.
+func (w *sourceWatcher) addTree(dir string) (source string) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil // gone already, or unreadable: nothing to watch
+		case !d.IsDir():
+			if isSource(path) {
+				source = path
+			}
+			return nil
+		case path != dir && (strings.HasPrefix(d.Name(), ".") || path == w.skip):
 			return filepath.SkipDir
 		}
 		return w.Add(path)
 	})
+	return source
 }
 
 // isSource reports whether a change to path calls for a rebuild.
@@ -61,11 +71,16 @@ func isSource(path string) bool {
 }
 
 // reloadOnChange rebuilds the plugin once its sources settle after a
-// change and reloads the Worker with the new build; a failed build or a
-// module that does not fit is logged and the old code keeps serving.
+// change and reloads the Worker with the new build: interpreted at once,
+// then compiled in the background. A newer save abandons that compile. A
+// failed build or a module that does not fit is logged and the old code
+// keeps serving.
 func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest, worker *host.Worker, logger *slog.Logger) {
 	var timer <-chan time.Time
 	var changed string
+	manifestChanged := false
+	stopCompile := func() {}
+	defer func() { stopCompile() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,30 +94,39 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 			if !ok {
 				return
 			}
+			if ev.Has(fsnotify.Chmod) {
+				continue
+			}
 			if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && ev.Has(fsnotify.Create) {
-				w.addTree(ev.Name)
+				// Files written with the directory came before its watch.
+				if src := w.addTree(ev.Name); src != "" {
+					changed, timer = src, time.After(settle)
+				}
 				continue
 			}
-			if ev.Name == m.Path && !ev.Has(fsnotify.Chmod) {
-				logger.Warn("wharf.toml changed: restart wharf dev to apply it (code changes reload by themselves)", "path", m.Path)
-				continue
-			}
-			if isSource(ev.Name) && !ev.Has(fsnotify.Chmod) {
-				changed = ev.Name
-				timer = time.After(settle)
+			switch {
+			case ev.Name == m.Path:
+				manifestChanged, timer = true, time.After(settle)
+			case isSource(ev.Name):
+				changed, timer = ev.Name, time.After(settle)
 			}
 		case <-timer:
 			timer = nil
+			if manifestChanged {
+				manifestChanged = false
+				logger.Warn("wharf.toml changed: restart wharf dev to apply it (code changes reload by themselves)", "path", m.Path)
+			}
+			if changed == "" {
+				continue
+			}
+			stopCompile() // the build it was compiling is out of date
 			start := time.Now()
 			logger.Info("rebuilding", "plugin", m.Name, "changed", changed)
+			changed = ""
 			var out bytes.Buffer
 			wasm, err := plugins.Build(ctx, m, "", &out)
-			if err == nil { // serve it interpreted at once, then compiled
-				err = worker.Reload(ctx, wasm, true)
-			}
 			if err == nil {
-				logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
-				err = worker.Reload(ctx, wasm, false)
+				err = worker.Reload(ctx, wasm, true)
 			}
 			if errors.Is(err, context.Canceled) {
 				return
@@ -111,7 +135,20 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 				logger.Error("reload failed; the previous build keeps serving", "plugin", m.Name, "err", err, "output", strings.TrimSpace(out.String()))
 				continue
 			}
-			logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+			logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+			compileCtx, cancel := context.WithCancel(ctx)
+			stopCompile = cancel
+			go func() {
+				err := worker.Reload(compileCtx, wasm, false)
+				switch {
+				case compileCtx.Err() != nil: // a newer build, or shutting down
+				case err != nil:
+					logger.Error("compiling the new build failed; it stays interpreted", "plugin", m.Name, "err", err)
+				default:
+					logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+				}
+				debug.FreeOSMemory() // the replaced builds' code and the compiler's garbage
+			}()
 		}
 	}
 }
