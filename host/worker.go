@@ -331,7 +331,7 @@ func (s *services) buildImages(ctx context.Context, m *plugins.Manifest, b *cont
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
 		}
 		o := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
-			Auth: cfg.Registries.Auth, Progress: cfg.BuildOutput, Exclude: inside(contextDir, b.DataDir)}
+			Auth: cfg.Registries.Auth, Progress: cfg.BuildOutput, Exclude: build.ExcludeInside(contextDir, b.DataDir)}
 		hash, err := o.Hash(ctx)
 		if err != nil {
 			return err
@@ -342,16 +342,6 @@ func (s *services) buildImages(ctx context.Context, m *plugins.Manifest, b *cont
 		s.containerSpecs[c.ClassName] = c
 	}
 	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: cfg.Registries.Insecure, Logger: logger})
-}
-
-// inside returns path relative to dir, as a one-element exclude list, when
-// it lies inside dir.
-func inside(dir, path string) []string {
-	rel, err := filepath.Rel(dir, path)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return nil
-	}
-	return []string{rel}
 }
 
 // Close stops fetches, forwards and objects, removes the containers it ran

@@ -192,7 +192,7 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 			}
 			defer e.Close()
 			img, err := e.Build(cmd.Context(), build.Options{Context: contextDir, Dockerfile: df, Tag: tag,
-				BuildArgs: bargs, Auth: reg.Auth, Progress: cmd.ErrOrStderr()})
+				BuildArgs: bargs, Auth: reg.Auth, Progress: cmd.ErrOrStderr(), Exclude: build.ExcludeInside(contextDir, b.DataDir)})
 			if err != nil {
 				return err
 			}

@@ -73,6 +73,19 @@ func (o *Options) dockerfile() string {
 	return filepath.Join(o.Context, "Dockerfile")
 }
 
+// ExcludeInside is the exclusion (for Options.Exclude) of path from a
+// build context at dir when it lies inside: a data directory must never be
+// sent to a build (it holds object storage and the egress CA).
+func ExcludeInside(dir, path string) []string {
+	dir, err1 := filepath.Abs(dir)
+	path, err2 := filepath.Abs(path)
+	rel, err3 := filepath.Rel(dir, path)
+	if err1 != nil || err2 != nil || err3 != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil
+	}
+	return []string{rel}
+}
+
 // excludes are the context's .dockerignore patterns and o.Exclude.
 func (o *Options) excludes() ([]string, error) {
 	f, err := os.Open(filepath.Join(o.Context, ".dockerignore"))
