@@ -50,13 +50,9 @@ func TestContainerOutputIsCapped(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, followed, 3*maxBytes, "the follower read on across rotations (and the container kept printing)")
 
-	kept := fileSize(t, path) + fileSize(t, keptlog.Previous(path))
-	assert.LessOrEqual(t, kept, int64(maxBytes), "the host keeps no more than the cap")
-	assert.Greater(t, kept, int64(maxBytes/2), "and the older half too")
-
-	// A reader from the start gets the newest output, in order, without
-	// gaps. The container is stopped first: a reader slower than the
-	// writer skips what is rotated away twice between its reads.
+	// The rest looks at the files at rest: the container is stopped (a
+	// reader slower than the writer skips what is rotated away twice
+	// between its reads, and mid-rotation the newest file is missing).
 	mc, ok := m.Get("Spam", "obj")
 	require.True(t, ok)
 	require.NoError(t, mc.Signal(context.Background(), syscall.SIGKILL))
@@ -65,6 +61,15 @@ func TestContainerOutputIsCapped(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the container did not exit after SIGKILL")
 	}
+	require.Eventually(t, func() bool { _, err := os.Stat(path); return err == nil }, 10*time.Second, 10*time.Millisecond,
+		"the logger finished its last rotation")
+
+	kept := fileSize(t, path) + fileSize(t, keptlog.Previous(path))
+	assert.LessOrEqual(t, kept, int64(maxBytes), "the host keeps no more than the cap")
+	assert.Greater(t, kept, int64(maxBytes/2), "and the older half too")
+
+	// A reader from the start gets the newest output, in order, without
+	// gaps.
 	r, err := keptlog.Open(path)
 	require.NoError(t, err)
 	all := bufio.NewScanner(r)
