@@ -75,21 +75,9 @@ func BenchmarkContainerStart(b *testing.B) {
 // alternating starts with and without it; the ratio is sandboxed p50 over
 // unconfined p50.
 func BenchmarkSandboxCost(b *testing.B) {
-	c, image, runcRoot := benchBackend(b)
-	n := NewNetwork(DefaultSubnet, b.Name())
-	var sandboxed, unconfined []float64
-	for i := 0; i < 20*b.N; i++ {
-		spec := ContainerSpec{ID: fmt.Sprintf("sandbox-%d", i), Image: image, RuncRoot: runcRoot, unconfined: i%2 == 1}
-		_, ready := startToPortReady(b, c, n, spec)
-		if spec.unconfined {
-			unconfined = append(unconfined, ready)
-		} else {
-			sandboxed = append(sandboxed, ready)
-		}
-	}
-	b.ReportMetric(testutil.Percentile(sandboxed, 0.5), "sandboxed_ready_p50_ms")
-	b.ReportMetric(testutil.Percentile(unconfined, 0.5), "unconfined_ready_p50_ms")
-	b.ReportMetric(testutil.Percentile(sandboxed, 0.5)/testutil.Percentile(unconfined, 0.5), "ratio_to_unconfined")
+	compareReady(b, "sandboxed", "unconfined", func(i int, with bool, spec *ContainerSpec) {
+		spec.ID, spec.unconfined = fmt.Sprintf("sandbox-%d", i), !with
+	})
 }
 
 // BenchmarkLogKeeperCost measures what keeping the main process's output
@@ -97,27 +85,33 @@ func BenchmarkSandboxCost(b *testing.B) {
 // ready: alternating starts with it and with the output discarded; the
 // ratio is kept p50 over discarded p50.
 func BenchmarkLogKeeperCost(b *testing.B) {
-	c, image, runcRoot := benchBackend(b)
-	n := NewNetwork(DefaultSubnet, b.Name())
 	keeper, err := FindInit()
 	require.NoError(b, err)
 	logs := b.TempDir()
-	var kept, discarded []float64
-	for i := 0; i < 20*b.N; i++ {
-		spec := ContainerSpec{ID: fmt.Sprintf("logs-%d", i), Image: image, RuncRoot: runcRoot}
-		if i%2 == 0 {
+	compareReady(b, "kept", "discarded", func(i int, with bool, spec *ContainerSpec) {
+		spec.ID = fmt.Sprintf("logs-%d", i)
+		if with {
 			spec.LogPath, spec.LogKeeper = filepath.Join(logs, spec.ID+".log"), keeper
 		}
-		_, ready := startToPortReady(b, c, n, spec)
-		if spec.LogPath != "" {
-			kept = append(kept, ready)
-		} else {
-			discarded = append(discarded, ready)
-		}
+	})
+}
+
+// compareReady starts 20·b.N containers, alternately with a feature and
+// without (set sets it up on the spec), and reports each side's start →
+// port ready p50 and their ratio.
+func compareReady(b *testing.B, with, without string, set func(i int, with bool, spec *ContainerSpec)) {
+	c, image, runcRoot := benchBackend(b)
+	n := NewNetwork(DefaultSubnet, b.Name())
+	var ready [2][]float64 // with, without
+	for i := 0; i < 20*b.N; i++ {
+		spec := ContainerSpec{Image: image, RuncRoot: runcRoot}
+		set(i, i%2 == 0, &spec)
+		_, ms := startToPortReady(b, c, n, spec)
+		ready[i%2] = append(ready[i%2], ms)
 	}
-	b.ReportMetric(testutil.Percentile(kept, 0.5), "kept_ready_p50_ms")
-	b.ReportMetric(testutil.Percentile(discarded, 0.5), "discarded_ready_p50_ms")
-	b.ReportMetric(testutil.Percentile(kept, 0.5)/testutil.Percentile(discarded, 0.5), "ratio_to_discarded")
+	b.ReportMetric(testutil.Percentile(ready[0], 0.5), with+"_ready_p50_ms")
+	b.ReportMetric(testutil.Percentile(ready[1], 0.5), without+"_ready_p50_ms")
+	b.ReportMetric(testutil.Percentile(ready[0], 0.5)/testutil.Percentile(ready[1], 0.5), "ratio_to_"+without)
 }
 
 // startToPortReady starts spec (busybox httpd on port 8080) in a network

@@ -411,8 +411,7 @@ func (obj *object) activate(ev *objectEvent) error {
 		}
 		obj.deactivate() // its instance ended or drains: build it anew from storage
 	}
-	rt := obj.objs.sets.Load()
-	ctx, cancel := rt.eventContext(ev.ctx)
+	ctx, cancel := obj.objs.sets.Load().eventContext(ev.ctx)
 	defer cancel()
 	in, err := obj.objs.sets.pick(ctx)
 	if err != nil {

@@ -48,7 +48,6 @@ func (rt *instanceSet) start(ctx context.Context) error {
 	for range rt.want {
 		in, err := rt.launch(ctx)
 		if err != nil {
-			rt.close()
 			return err
 		}
 		rt.add(in)
@@ -295,9 +294,14 @@ func (rt *instanceSet) first() *instance {
 	return rt.instances[0]
 }
 
-// close stops every instance and waits for them.
-func (rt *instanceSet) close() {
+// close stops every instance, waits for them and releases the plugin; the
+// set owns its plugin. Only the first call does anything.
+func (rt *instanceSet) close() error {
 	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
 	rt.closed = true
 	instances := rt.instances
 	rt.mu.Unlock()
@@ -305,6 +309,7 @@ func (rt *instanceSet) close() {
 		in.run.Stop(fmt.Errorf("%w: the host is shutting down", plugins.ErrStopped))
 	}
 	rt.wg.Wait()
+	return rt.plugin.Close(context.Background())
 }
 
 // deliver posts an event to in and waits until the guest ends it, the
@@ -363,8 +368,8 @@ func (c *currentSet) pick(ctx context.Context) (*instance, error) {
 var errRetired = errors.New("the instance set was replaced")
 
 // retire takes the set out of service: its instances get no new work, its
-// objects move at their next event, and it closes once its events have
-// ended (or after its event time limit at most).
+// objects move at their next event, and it closes (with its plugin) once
+// its events have ended, or after its event time limit at most.
 func (rt *instanceSet) retire() {
 	rt.mu.Lock()
 	rt.retired = true

@@ -122,7 +122,6 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	fail := func(err error) (*Worker, error) {
 		s.objects.Close()
 		rt.close()
-		rt.plugin.Close(ctx)
 		cancel()
 		return nil, err
 	}
@@ -169,7 +168,6 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 	}
 	if err != nil {
 		rt.close()
-		p.Close(ctx)
 		return nil, err
 	}
 	return rt, nil
@@ -194,9 +192,12 @@ func (w *Worker) Reload(ctx context.Context, wasmPath string, interpret bool) er
 	}
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
-	if err := cmp.Or(ctx.Err(), w.closedErr()); err != nil {
+	err = ctx.Err()
+	if w.closed {
+		err = plugins.ErrPoolClosed
+	}
+	if err != nil {
 		rt.close()
-		rt.plugin.Close(context.Background())
 		return err
 	}
 	old := w.sets.Swap(rt)
@@ -204,16 +205,7 @@ func (w *Worker) Reload(ctx context.Context, wasmPath string, interpret bool) er
 	go func() {
 		defer w.retiring.Done()
 		old.retire()
-		old.plugin.Close(context.Background())
 	}()
-	return nil
-}
-
-// closedErr is plugins.ErrPoolClosed once Close has begun (under reloadMu).
-func (w *Worker) closedErr() error {
-	if w.closed {
-		return plugins.ErrPoolClosed
-	}
 	return nil
 }
 
@@ -363,11 +355,10 @@ func (w *Worker) Close(ctx context.Context) error {
 	w.reloadMu.Lock()
 	w.closed = true // no Reload swaps a set in after this
 	w.reloadMu.Unlock()
-	rt := w.sets.Load()
-	rt.close()
+	err = errors.Join(err, w.sets.Load().close())
 	w.retiring.Wait()
 	w.cancel()
-	return errors.Join(err, rt.plugin.Close(ctx))
+	return err
 }
 
 func (w *Worker) newRequestID() eventID {
@@ -393,8 +384,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	id := w.newRequestID()
 	in := newIncoming(rw, r)
 	in.pseudo = pseudo
-	rt := w.sets.Load()
-	ctx, cancel := rt.eventContext(r.Context())
+	ctx, cancel := w.sets.Load().eventContext(r.Context())
 	defer cancel()
 	var g *guest
 	callErr := errNotStarted

@@ -106,11 +106,7 @@ func newServeCommand() *cobra.Command {
 		Use:   "serve [dir|wharf.toml]",
 		Short: "Build (if needed) and serve a plugin over HTTP",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, argOrDot(args), f)
-		},
+		RunE:  f.run,
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&f.noBuild, "no-build", false, "serve the last build instead of running go build")
@@ -133,14 +129,17 @@ interpreter, which is ready in about a third of the compile time, and
 moves to compiled code once that is ready. A build error is printed and the
 old code keeps serving. A change to wharf.toml needs a restart.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, argOrDot(args), f)
-		},
+		RunE: f.run,
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// run serves the plugin named by args until SIGINT or SIGTERM.
+func (f *serveFlags) run(cmd *cobra.Command, args []string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, argOrDot(args), *f)
 }
 
 // register adds the flags wharf serve and wharf dev share.
