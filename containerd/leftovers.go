@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 )
 
 // Leftovers lists what wharf created that still exists: containers, tasks,
-// snapshots, shim processes serving the daemon at address, and the
+// snapshots, what a build left in BuildNamespace, shim processes serving the daemon at address, and the
 // HostLeftovers of the wharf whose data is at scope (see NewNetwork). An
 // empty list means nothing leaked.
 func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]string, error) {
@@ -42,6 +43,11 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 	if err != nil {
 		return nil, err
 	}
+	build, err := buildLeftovers(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, build...)
 	out = append(out, shimProcesses(address)...)
 	return append(out, HostLeftovers(scope)...), nil
 }
@@ -58,12 +64,14 @@ func HostLeftovers(scope string) []string {
 		out = append(out, "egress policy "+p)
 	}
 	out = append(out, journalAt(scope).leftovers()...)
-	for id := range taskBundles(scope) {
-		out = append(out, "task bundle "+id)
-	}
-	runc, _ := os.ReadDir(filepath.Join(scope, "containerd", "runc", Namespace))
-	for _, e := range runc {
-		out = append(out, "runc container "+e.Name())
+	for ns, prefix := range map[string]string{Namespace: "", BuildNamespace: "build "} {
+		for id := range taskBundles(scope, ns) {
+			out = append(out, prefix+"task bundle "+id)
+		}
+		runc, _ := os.ReadDir(filepath.Join(scope, "containerd", "runc", ns))
+		for _, e := range runc {
+			out = append(out, prefix+"runc container "+e.Name())
+		}
 	}
 	for _, m := range mountsUnder(scope) {
 		out = append(out, "mount "+m)
@@ -84,7 +92,7 @@ func HostLeftovers(scope string) []string {
 func logKeepers(scope string) []string {
 	var out []string
 	for _, p := range processes() {
-		if i := slices.Index(p.args, keptlog.Flag); i >= 0 && i+1 < len(p.args) && strings.HasPrefix(p.args[i+1], scope+"/") {
+		if strings.HasPrefix(argAfter(p.args, keptlog.Flag), scope+"/") {
 			out = append(out, "log keeper process "+strconv.Itoa(p.pid)+": "+strings.Join(p.args, " "))
 		}
 	}
@@ -112,6 +120,26 @@ func processes() []process {
 	return out
 }
 
+// argAfter is the argument after flag in args, or "".
+func argAfter(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+// KillProcesses kills (SIGKILL) every process on the host whose arguments
+// match, and waits for them to go.
+func KillProcesses(match func(args []string) bool) error {
+	var errs []error
+	for _, p := range processes() {
+		if match(p.args) {
+			errs = append(errs, killAndWait(p.pid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // shimProcesses finds containerd shims started for the daemon at address.
 func shimProcesses(address string) []string {
 	var out []string
@@ -121,10 +149,10 @@ func shimProcesses(address string) []string {
 	return out
 }
 
-// taskBundles lists the task bundles (by container id) of the containerd
-// that the wharf with data at dataDir started.
-func taskBundles(dataDir string) map[string]string {
-	dir := filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", Namespace)
+// taskBundles lists the task bundles (by container id) in namespace ns of
+// the containerd that the wharf with data at dataDir started.
+func taskBundles(dataDir, ns string) map[string]string {
+	dir := filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", ns)
 	entries, _ := os.ReadDir(dir)
 	out := map[string]string{}
 	for _, e := range entries {
@@ -135,9 +163,10 @@ func taskBundles(dataDir string) map[string]string {
 
 // shim is a containerd shim process.
 type shim struct {
-	pid     int
-	id      string // the container it was started for
-	cmdline string
+	pid       int
+	id        string // the container it was started for
+	namespace string // the container's containerd namespace
+	cmdline   string
 }
 
 // shims lists the shim processes serving the daemon at address.
@@ -148,9 +177,7 @@ func shims(address string) []shim {
 			continue
 		}
 		sh := shim{pid: p.pid, cmdline: strings.Join(p.args, " ")}
-		if i := slices.Index(p.args, "-id"); i >= 0 && i+1 < len(p.args) {
-			sh.id = p.args[i+1]
-		}
+		sh.id, sh.namespace = argAfter(p.args, "-id"), argAfter(p.args, "-namespace")
 		out = append(out, sh)
 	}
 	return out

@@ -682,22 +682,28 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 }
 
 // removeOrphanTasks removes the tasks containerd does not report of
-// containers that were not adopted: a kill during a task's creation can
+// containers that were not adopted (see removeOrphanTasksIn).
+func (m *Manager) removeOrphanTasks() error {
+	return m.b.removeOrphanTasksIn(Namespace, m.adopted)
+}
+
+// removeOrphanTasksIn removes the tasks in containerd namespace ns of
+// containers keep does not name: a kill during a task's creation can
 // leave a shim, runc's container and the task's bundle, which holds the
 // container's id. It does what containerd does after a shim dies: kill
 // the shim, run its delete command (runc delete --force, unmounting the
 // rootfs) and remove the bundle. Bundles are only known for the
 // containerd wharf started itself.
-func (m *Manager) removeOrphanTasks() error {
+func (b *Backend) removeOrphanTasksIn(ns string, keep func(id string) bool) error {
 	orphans := map[string][]int{} // container id → shim pids
-	for _, sh := range shims(m.b.Address) {
-		if !m.adopted(sh.id) {
+	for _, sh := range shims(b.Address) {
+		if sh.namespace == ns && !keep(sh.id) {
 			orphans[sh.id] = append(orphans[sh.id], sh.pid)
 		}
 	}
-	bundles := taskBundles(m.b.DataDir)
+	bundles := taskBundles(b.DataDir, ns)
 	for id := range bundles {
-		if !m.adopted(id) {
+		if !keep(id) {
 			orphans[id] = append(orphans[id], 0)
 		}
 	}
@@ -712,10 +718,10 @@ func (m *Manager) removeOrphanTasks() error {
 		if !ok {
 			continue
 		}
-		shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", Namespace, "-address", m.b.Address, "-id", id, "-bundle", bundle, "delete")
+		shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
 		shimDelete.Dir = bundle
 		shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
-		runcDelete := exec.Command("runc", "--root", filepath.Join(m.b.RuncRoot, Namespace), "delete", "--force", id)
+		runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
 		runcDelete.Run() // best effort: runc may never have created it
 		errs = append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))
 	}

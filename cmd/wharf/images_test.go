@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,25 +54,70 @@ func servedBuild(t *testing.T, plugin, data string, wantBuild bool) (*testutil.S
 func stopped(t *testing.T, srv *testutil.Serve, data string) {
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, build.Mounts(data), "mounts left under the data directory")
+	assert.Empty(t, buildkitdOf(data), "buildkitd still running")
+}
+
+// buildkitdOf lists the command lines of the buildkitd processes of the
+// data directory data.
+func buildkitdOf(data string) []string {
+	var out []string
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range cmdlines {
 		b, _ := os.ReadFile(f)
-		assert.False(t, strings.Contains(string(b), "buildkitd") && strings.Contains(string(b), data), "buildkitd still running: %s", b)
+		if strings.Contains(string(b), "buildkitd") && strings.Contains(string(b), data) {
+			out = append(out, string(b))
+		}
 	}
+	return out
 }
 
-// TestServeBuildsDockerfileImages runs the webapp example's module with its
-// class's image given as a directory holding a Dockerfile (FROM a base on a
-// loopback registry, named by a build argument): wharf serve builds it,
-// reuses it while the context is unchanged, rebuilds it when it changes;
-// images rm refuses it while served; prune removes the stale one;
-// `wharf images build` builds by hand.
-func TestServeBuildsDockerfileImages(t *testing.T) {
+// TestServeRecoversFromAKillDuringABuild kills wharf serve (SIGKILL)
+// while its build runs a container: buildkitd dies with it, and the next
+// wharf serve on the data directory starts, removes the build container
+// left running, builds and serves; a clean stop then leaves nothing in
+// either of wharf's containerd namespaces or on the host.
+func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 	testutil.BuildBuildkitd(t)
 	archive, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 	reg := testregistry.Start(t, "", "")
 	base := reg.PushArchive(t, archive, "base/busybox:1")
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 600\n")
+	data := t.TempDir()
+
+	srv := testutil.LaunchServe(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data)
+	address := containerd.EmbeddedAddress(data)
+	require.Eventually(t, func() bool {
+		c, err := containerd.Connect(context.Background(), address)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		left, _ := containerd.Leftovers(context.Background(), c, address, data)
+		return slices.ContainsFunc(left, func(l string) bool { return strings.HasPrefix(l, "build task ") })
+	}, 3*time.Minute, 200*time.Millisecond, "the slow build's container never ran:\n%s", srv.Logs())
+	srv.Kill()
+	assert.Eventually(t, func() bool { return len(buildkitdOf(data)) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"buildkitd outlived the wharf that started it")
+
+	require.NoError(t, os.WriteFile(filepath.Join(plugin, "container", "Dockerfile"),
+		[]byte("ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\n"), 0o644))
+	srv, _ = servedBuild(t, plugin, data, true)
+	stopped(t, srv, data)
+
+	b, err := containerd.OpenBackend(context.Background(), data, "", slog.Default())
+	require.NoError(t, err)
+	left, err := containerd.Leftovers(context.Background(), b.Client, b.Address, data)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	require.NoError(t, b.Close())
+	assert.Empty(t, containerd.HostLeftovers(data))
+}
+
+// builtPlugin writes a plugin running the webapp example's module whose
+// class's image is a directory holding dockerfile (and note.txt), built
+// with the build argument BASE=base, and returns its directory.
+func builtPlugin(t *testing.T, base, dockerfile string) string {
 	plugin := t.TempDir()
 	module, err := filepath.Rel(plugin, filepath.Join(testutil.RepoRoot(), "examples", "webapp"))
 	require.NoError(t, err)
@@ -87,13 +135,29 @@ image = "./container"
 build_args = { BASE = "` + base + `" }
 ready_on = [{ path = "/index.html" }]
 `,
-		"container/Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n",
+		"container/Dockerfile": dockerfile,
 		"container/note.txt":   "v1\n",
 	}
 	for name, body := range files {
 		require.NoError(t, os.MkdirAll(filepath.Join(plugin, filepath.Dir(name)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(plugin, name), []byte(body), 0o644))
 	}
+	return plugin
+}
+
+// TestServeBuildsDockerfileImages runs the webapp example's module with its
+// class's image given as a directory holding a Dockerfile (FROM a base on a
+// loopback registry, named by a build argument): wharf serve builds it,
+// reuses it while the context is unchanged, rebuilds it when it changes;
+// images rm refuses it while served; prune removes the stale one;
+// `wharf images build` builds by hand.
+func TestServeBuildsDockerfileImages(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	reg := testregistry.Start(t, "", "")
+	base := reg.PushArchive(t, archive, "base/busybox:1")
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n")
 	data := t.TempDir()
 	// The CLI reaches the containerd of a running wharf serve by its
 	// address (the data directory itself is locked by serve).

@@ -271,7 +271,8 @@ func Tag(plugin, class, hash string) string {
 }
 
 // EnsureBuilt builds every target whose Tag is not in wharf's containerd
-// yet. buildkitd is started only if one is missing, and stopped after.
+// yet. buildkitd is started only if one is missing, and stopped after;
+// what a killed build left is removed either way (see RecoverKilled).
 func EnsureBuilt(ctx context.Context, b *containerd.Backend, targets []Options, opts EngineOptions) error {
 	logger := opts.Logger
 	if logger == nil {
@@ -286,7 +287,7 @@ func EnsureBuilt(ctx context.Context, b *containerd.Backend, targets []Options, 
 		missing = append(missing, t)
 	}
 	if len(missing) == 0 {
-		return nil
+		return RecoverKilled(ctx, b)
 	}
 	e, err := Start(ctx, b, opts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,15 @@ type fixture struct {
 	backend *containerd.Backend
 	engine  *build.Engine
 	base    string
+	dataDir string
+}
+
+// leftovers is what containerd.Leftovers lists for the fixture's data
+// directory.
+func (f *fixture) leftovers(t *testing.T) []string {
+	left, err := containerd.Leftovers(context.Background(), f.backend.Client, f.backend.Address, f.dataDir)
+	require.NoError(t, err)
+	return left
 }
 
 // start runs wharf's containerd and buildkitd in a temp data dir, with the
@@ -75,7 +85,7 @@ func start(t *testing.T) *fixture {
 		assert.Empty(t, build.Mounts(dataDir), "mounts left after buildkitd stopped")
 		assert.Empty(t, buildkitdProcesses(build.Dir(dataDir)), "buildkitd still running")
 	})
-	return &fixture{backend: b, engine: e, base: base}
+	return &fixture{backend: b, engine: e, base: base, dataDir: dataDir}
 }
 
 func buildkitdProcesses(dir string) []string {
@@ -243,4 +253,39 @@ func TestBuildFromPrivateRegistry(t *testing.T) {
 	require.NoError(t, err)
 	_, content := inspect(t, f.backend, img.Name, "from.txt")
 	assert.Equal(t, "private\n", content)
+}
+
+// TestStartRecoversFromAnAbandonedBuild plays wharf killed while building:
+// the fixture's buildkitd is left running a build container (as one
+// outliving a killed wharf would, holding its lock on its state) and a new
+// engine is started on the same data directory. The start kills the old
+// buildkitd and removes the build container, its task and shim; the new
+// engine builds, and nothing is left after (the fixture checks).
+func TestStartRecoversFromAnAbandonedBuild(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	slow := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN sleep 600\n"})
+	abandoned := make(chan error, 1)
+	go func() {
+		_, err := f.engine.Build(ctx, build.Options{Context: slow, Tag: "wharf.test/slow:1", BuildArgs: map[string]string{"BASE": f.base}})
+		abandoned <- err
+	}()
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(f.leftovers(t), func(l string) bool { return strings.HasPrefix(l, "build task ") })
+	}, 2*time.Minute, 100*time.Millisecond, "the slow build's container never ran")
+
+	e, err := build.Start(ctx, f.backend, build.EngineOptions{})
+	require.NoError(t, err, "a buildkitd left running on the data directory does not stop a new one")
+	defer func() { require.NoError(t, e.Close()) }()
+	select {
+	case err := <-abandoned:
+		require.Error(t, err, "the old buildkitd is gone")
+	case <-time.After(time.Minute):
+		t.Fatal("the abandoned build still runs")
+	}
+	assert.Empty(t, slices.DeleteFunc(f.leftovers(t), func(l string) bool { return !strings.HasPrefix(l, "build ") }),
+		"the build container, its task and its temporary leases are removed")
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
+	_, err = e.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
+	require.NoError(t, err)
 }

@@ -1,7 +1,7 @@
 // Package build builds container images from Dockerfiles with BuildKit,
 // never a Docker daemon: wharf starts a buildkitd of its own for the
 // builds, with the containerd worker on wharf's containerd (in the
-// namespace BuildNamespace, so its cache never mixes with wharf's
+// namespace containerd.BuildNamespace, so its cache never mixes with wharf's
 // containers), drives it through BuildKit's Go client, and imports the
 // result into wharf's namespace. buildkitd runs only while wharf builds.
 package build
@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,10 +23,6 @@ import (
 
 	"github.com/wharfhq/wharf/containerd"
 )
-
-// BuildNamespace is the containerd namespace buildkitd keeps its build
-// cache and build containers in.
-const BuildNamespace = "wharf-build"
 
 // Platform is the one platform wharf builds for.
 const Platform = "linux/amd64"
@@ -40,7 +37,7 @@ type Engine struct {
 	cmd     *exec.Cmd
 	done    chan error
 	logs    *os.File
-	root    string
+	dir     string
 	logger  *slog.Logger
 }
 
@@ -83,33 +80,40 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		logger = slog.New(slog.DiscardHandler)
 	}
 	dir := Dir(b.DataDir)
-	root := filepath.Join(dir, "root")
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	root, tmp := filepath.Join(dir, "root"), filepath.Join(dir, "tmp")
+	sock := containerd.SocketPath(dir, "buildkitd.sock")
+	conf := configPath(dir)
+	if err := RecoverKilled(ctx, b); err != nil {
 		return nil, err
 	}
-	sock := containerd.SocketPath(dir, "buildkitd.sock")
-	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{root, tmp, filepath.Dir(sock)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	os.Remove(sock) // left by a killed run
-	configPath := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(configPath, []byte(config(root, sock, b.Address, opts.InsecureRegistries)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(config(root, sock, b.Address, opts.InsecureRegistries)), 0o600); err != nil {
 		return nil, err
 	}
 	logs, err := os.OpenFile(filepath.Join(dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--config", configPath)
+	cmd := exec.Command(bin, "--config", conf)
 	cmd.Stdout, cmd.Stderr = logs, logs
+	// The snapshots it mounts go under its directory, not /tmp, so that
+	// what a killed build leaves is found and unmounted.
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "XDG_RUNTIME_DIR="+tmp)
 	// Its own process group, so a Ctrl-C aimed at wharf reaches it only
-	// through wharf; and it goes when wharf dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// through wharf. It is killed outright when wharf dies: asked to
+	// stop, it would wait for the containerd that died with wharf,
+	// holding its lock on root.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("starting buildkitd: %w", err)
 	}
-	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, root: root, logger: logger}
+	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger}
 	go func() { e.done <- cmd.Wait() }()
 	if err := e.connect(ctx, "unix://"+sock, 30*time.Second); err != nil {
 		e.Close()
@@ -139,7 +143,7 @@ func config(root, sock, containerdAddress string, insecure []string) string {
   platforms = [%q]
   networkMode = "host"
   gc = true
-`, root, "unix://"+sock, containerdAddress, BuildNamespace, containerd.Snapshotter, Platform)
+`, root, "unix://"+sock, containerdAddress, containerd.BuildNamespace, containerd.Snapshotter, Platform)
 	for _, r := range insecure {
 		fmt.Fprintf(&b, "\n[registry.%q]\n  http = true\n", r)
 	}
@@ -172,8 +176,30 @@ func (e *Engine) connect(ctx context.Context, address string, timeout time.Durat
 	}
 }
 
+// configPath is where the configuration of the buildkitd whose state is at
+// dir is written; its command line names it.
+func configPath(dir string) string { return filepath.Join(dir, "buildkitd.toml") }
+
+// RecoverKilled removes what the data directory's buildkitd left when
+// wharf was killed while building: the
+// process itself if it outlived wharf (it would hold its lock on its root,
+// so no new one could start), its mounts, and its build containers and
+// temporary leases (see containerd.RemoveBuildLeftovers). The caller owns
+// the data directory, so no buildkitd of it is in use.
+func RecoverKilled(ctx context.Context, b *containerd.Backend) error {
+	dir := Dir(b.DataDir)
+	err := containerd.KillProcesses(func(args []string) bool {
+		return filepath.Base(args[0]) == "buildkitd" && slices.Contains(args, configPath(dir))
+	})
+	if err = errors.Join(err, unmountUnder(dir), b.RemoveBuildLeftovers(ctx)); err != nil {
+		return fmt.Errorf("cleaning up after an interrupted build: %w", err)
+	}
+	return nil
+}
+
 // Close stops buildkitd (it is killed after 10 s) and removes any mount it
-// left under its root.
+// left under its directory and the temporary leases it kept (see
+// containerd.RemoveBuildLeftovers).
 func (e *Engine) Close() error {
 	if e.client != nil {
 		e.client.Close()
@@ -189,7 +215,7 @@ func (e *Engine) Close() error {
 		err = errors.New("buildkitd did not stop within 10 s and was killed")
 	}
 	e.logger.Info("buildkitd stopped")
-	return errors.Join(err, unmountUnder(e.root))
+	return errors.Join(err, unmountUnder(e.dir), e.backend.RemoveBuildLeftovers(context.Background()))
 }
 
 // Mounts lists the mount points under dir, deepest first.

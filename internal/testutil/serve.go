@@ -55,6 +55,7 @@ type Serve struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	logs bytes.Buffer
+	urls chan string // the URL it serves at, once it listens
 	done chan struct{}
 	err  error
 }
@@ -77,6 +78,26 @@ func StartDev(t testing.TB, args ...string) *Serve {
 
 func start(t testing.TB, command string, args []string) *Serve {
 	t.Helper()
+	s := launch(t, command, args)
+	select {
+	case s.URL = <-s.urls:
+	case <-s.done:
+		t.Fatalf("wharf %s exited before listening: %v\n%s", command, s.err, s.Logs())
+	case <-time.After(10 * time.Minute): // a load may build an image first
+		t.Fatalf("wharf %s did not start listening\n%s", command, s.Logs())
+	}
+	return s
+}
+
+// LaunchServe runs `wharf serve args...` (on Engine) like StartServe but
+// returns at once, before it listens (URL is empty).
+func LaunchServe(t testing.TB, args ...string) *Serve {
+	t.Helper()
+	return launch(t, "serve", args)
+}
+
+func launch(t testing.TB, command string, args []string) *Serve {
+	t.Helper()
 	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{command}, engineArgs(args)...)...), done: make(chan struct{})}
 	s.cmd.Dir = RepoRoot()
 	stderr, err := s.cmd.StderrPipe()
@@ -88,6 +109,7 @@ func start(t testing.TB, command string, args []string) *Serve {
 		t.Fatal(err)
 	}
 	urls := make(chan string, 1)
+	s.urls = urls
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -114,13 +136,6 @@ func start(t testing.TB, command string, args []string) *Serve {
 			t.Logf("wharf %s log:\n%s", command, s.Logs())
 		}
 	})
-	select {
-	case s.URL = <-urls:
-	case <-s.done:
-		t.Fatalf("wharf %s exited before listening: %v\n%s", command, s.err, s.Logs())
-	case <-time.After(10 * time.Minute): // a load may build an image first
-		t.Fatalf("wharf %s did not start listening\n%s", command, s.Logs())
-	}
 	return s
 }
 

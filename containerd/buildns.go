@@ -1,0 +1,104 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+)
+
+// BuildNamespace is the containerd namespace the build engine (package
+// build) keeps its build cache and build containers in, apart from
+// wharf's containers.
+const BuildNamespace = "wharf-build"
+
+// buildLeaseFilter selects the leases BuildKit holds only while it builds
+// (it deletes them itself when it starts).
+const buildLeaseFilter = `labels."buildkit/lease.temporary"`
+
+// RemoveBuildLeftovers removes what a build cut short (wharf killed while
+// building) left in BuildNamespace: build containers with their tasks,
+// shims, bundles and runc state, and BuildKit's temporary leases, whose
+// snapshots containerd then collects. The build cache stays. No build may
+// be running; it does nothing on a containerd wharf did not start, which
+// other builders may share.
+func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
+	if b.daemon == nil {
+		return nil
+	}
+	ctx = namespaces.WithNamespace(ctx, BuildNamespace)
+	ctrs, err := b.Client.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ctr := range ctrs {
+		errs = append(errs, removeContainer(ctx, ctr))
+	}
+	errs = append(errs, b.removeOrphanTasksIn(BuildNamespace, func(string) bool { return false }))
+	ls := b.Client.LeasesService()
+	held, err := ls.List(ctx, buildLeaseFilter)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, l := range held {
+		if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeContainer kills a container's task, if it has one, and deletes
+// both.
+func removeContainer(ctx context.Context, ctr client.Container) error {
+	var errs []error
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		if exited, err := task.Wait(ctx); err == nil {
+			if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err == nil {
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					errs = append(errs, errors.New("build container "+ctr.ID()+" did not exit after SIGKILL"))
+				}
+			}
+		}
+		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// buildLeftovers lists the build containers, tasks and temporary leases in
+// BuildNamespace.
+func buildLeftovers(ctx context.Context, c *client.Client) ([]string, error) {
+	ctx = namespaces.WithNamespace(ctx, BuildNamespace)
+	var out []string
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, ctr := range ctrs {
+		out = append(out, "build container "+ctr.ID())
+		if _, err := ctr.Task(ctx, nil); err == nil {
+			out = append(out, "build task "+ctr.ID())
+		}
+	}
+	held, err := c.LeasesService().List(ctx, buildLeaseFilter)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range held {
+		out = append(out, "build lease "+l.ID)
+	}
+	return out, nil
+}
