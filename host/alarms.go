@@ -68,10 +68,19 @@ func newAlarmScheduler(path string, objs *Objects) (*alarmScheduler, error) {
 		}
 	}
 	rows.Close()
-	s.mu.Lock() // fire may run before AfterFunc returns; reschedule waits for the timer
-	s.timer = time.AfterFunc(0, s.fire)
-	s.mu.Unlock()
 	return s, nil
+}
+
+// start begins delivering alarms, those already due first. Until then
+// alarms are only recorded: the worker calls it once it has fully started
+// (containers opened, images built), or an alarm due meanwhile would fail
+// for want of what it needs and, after its retries, be dropped.
+func (s *alarmScheduler) start() {
+	s.mu.Lock() // fire may run before AfterFunc returns; reschedule waits for the timer
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.timer = time.AfterFunc(0, s.fire)
+	}
 }
 
 // set records that the object's alarm is due at t.
@@ -101,7 +110,7 @@ func (s *alarmScheduler) remove(k alarmKey) {
 func (s *alarmScheduler) reschedule() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.timer == nil { // not started: start fires what is due
 		return
 	}
 	var next time.Time
@@ -196,7 +205,9 @@ func (s *alarmScheduler) finished(k alarmKey, dueAt time.Time, err error) {
 func (s *alarmScheduler) close() {
 	s.mu.Lock()
 	s.closed = true
-	s.timer.Stop()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	s.mu.Unlock()
 	s.db.Close()
 }

@@ -14,7 +14,9 @@ import (
 
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -245,4 +247,45 @@ func TestObjectFiles(t *testing.T) {
 	code, body = w.call(t, "RUNCBOX", "f", "FilesOps", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the container does not run wharf-init (init = false): files need it")
+}
+
+// TestAlarmWaitsForTheBuildAtLoad restarts a worker whose Box class's image
+// must be rebuilt (a slow RUN) while an alarm set before the restart falls
+// due: the alarm, whose handler starts the container, is delivered once the
+// worker has started, on its first try, and never fails for want of the
+// container.
+func TestAlarmWaitsForTheBuildAtLoad(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	reg := testregistry.Start(t, "", "")
+	base := reg.PushArchive(t, archive, "base/busybox:1")
+	image := t.TempDir()
+	dockerfile := func(step string) {
+		require.NoError(t, os.WriteFile(filepath.Join(image, "Dockerfile"), []byte("FROM "+base+"\n"+step+"\n"), 0o644))
+	}
+	manifest := objectsManifest + `[[durable_objects.bindings]]
+name = "BOX"
+class_name = "Box"
+[[containers]]
+class_name = "Box"
+image = "` + image + `"
+`
+	data := t.TempDir()
+	dockerfile("RUN true")
+	w := serveGuest(t, "testdata/guests/objects", manifest, data)
+	w.mustCall(t, "BOX", "a", "ArmAlarm", 2000)
+	w.stop()
+
+	dockerfile("RUN sleep 8")
+	began := time.Now()
+	w = serveGuest(t, "testdata/guests/objects", manifest, data)
+	require.Greater(t, time.Since(began), 4*time.Second, "the alarm fell due during the build")
+	require.Eventually(t, func() bool { return w.callString(t, "BOX", "a", "AlarmRuns", nil) != "" },
+		30*time.Second, 50*time.Millisecond, "the alarm was delivered")
+	assert.Equal(t, "0,", w.callString(t, "BOX", "a", "AlarmRuns", nil), "once, on its first try")
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "a", "Running", nil), "the alarm started the container")
+	assert.NotContains(t, w.logs.String(), "alarm failed")
+	w.stop()
+	assertNoLeftovers(t, data)
 }

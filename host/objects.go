@@ -152,6 +152,9 @@ func newObjects(sets *currentSet, m *plugins.Manifest, dataDir string, logger *s
 	return o, nil
 }
 
+// startAlarms begins delivering alarms (see alarmScheduler.start).
+func (o *Objects) startAlarms() { o.alarms.start() }
+
 func (o *Objects) namespace(binding string) (*namespace, error) {
 	ns, ok := o.bindings[binding]
 	if !ok {

@@ -136,6 +136,11 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		}
 	}
 	s.worker.Store(w)
+	if s.objects != nil {
+		// Objects exist before containers (an adopted container's exit
+		// reaches its object), but alarms wait for the whole worker.
+		s.objects.startAlarms()
+	}
 	return w, nil
 }
 

@@ -259,6 +259,28 @@ func (b *Box) Start(entrypoint []string) error {
 
 func (b *Box) Running() (bool, error) { return b.state.Container.Running(), nil }
 
+// ArmAlarm sets the alarm ms from now; the alarm starts the container.
+func (b *Box) ArmAlarm(ms int) error {
+	return b.state.Storage.SetAlarm(time.Now().Add(time.Duration(ms) * time.Millisecond))
+}
+
+// Alarm records its retry number and starts the container (sleep 3600):
+// an alarm that needs the container.
+func (b *Box) Alarm(retry int) error {
+	v, _, _ := b.state.Storage.Get("alarm-runs")
+	b.state.Storage.Put("alarm-runs", append(v, []byte(fmt.Sprintf("%d,", retry))...))
+	if b.state.Container.Running() {
+		return nil
+	}
+	return b.Start([]string{"sleep", "3600"})
+}
+
+// AlarmRuns lists the retry numbers of the alarm runs that succeeded.
+func (b *Box) AlarmRuns() (string, error) {
+	v, _, err := b.state.Storage.Get("alarm-runs")
+	return string(v), err
+}
+
 func (b *Box) Destroy(reason string) error { return b.state.Container.Destroy(reason) }
 
 func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
