@@ -230,6 +230,12 @@ func (c *Client) Destroy(ctx context.Context, binding, name string) error {
 	return c.post(ctx, ObjectPath(binding, name)+"/destroy")
 }
 
+// Drain moves the host's Durable Objects to the other hosts of its
+// cluster and returns when none is left on it.
+func (c *Client) Drain(ctx context.Context) error {
+	return c.post(ctx, "/v1/cluster/drain")
+}
+
 func (c *Client) post(ctx context.Context, path string) error {
 	resp, err := c.do(ctx, "POST", path, nil)
 	if err != nil {

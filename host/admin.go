@@ -61,6 +61,7 @@ func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer, tap *logt
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", a.destroy)
 	mux.HandleFunc("GET /v1/objects/{binding}/{name}/logs", a.logs)
 	mux.HandleFunc("POST /v1/objects/{binding}/{name}/exec", a.exec)
+	mux.HandleFunc("POST /v1/cluster/drain", a.drain)
 	if gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	}
@@ -322,6 +323,11 @@ func (a *Admin) destroy(rw http.ResponseWriter, r *http.Request) {
 		err = a.w.services.containers.Destroy(r.Context(), mc.Class, mc.Object)
 	}
 	answer(rw, err)
+}
+
+// drain moves the host's objects to the other hosts of its cluster.
+func (a *Admin) drain(rw http.ResponseWriter, r *http.Request) {
+	answer(rw, a.w.Drain(r.Context()))
 }
 
 func answer(rw http.ResponseWriter, err error) {

@@ -222,8 +222,23 @@ func (c *callState) resolve(err error) {
 	default:
 		c.pending.resolve(result, nil)
 	}
+	c.over()
+}
+
+// answer hands the caller the answer another host's object gave.
+func (c *callState) answer(status abi.Status, result []byte) {
+	if status == abi.StatusOK {
+		c.pending.resolve(result, nil)
+	} else {
+		c.pending.resolve(nil, &peerError{status: status, msg: string(result)})
+	}
+	c.over()
+}
+
+// over releases the call's context.
+func (c *callState) over() {
 	if c.pending.cancelFn != nil {
-		c.pending.cancelFn() // the call is over: release its context
+		c.pending.cancelFn()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -53,6 +54,8 @@ type Objects struct {
 	idle     time.Duration
 	maxLive  int
 	alarms   *alarmScheduler
+	// cluster places and forwards events; nil on a single host.
+	cluster *clusterRouting
 	// nextEvent numbers events in their ids.
 	nextEvent atomic.Uint64
 
@@ -95,6 +98,11 @@ type object struct {
 	// egress is the policy of the object's container, made on first use;
 	// only the object's own events touch it.
 	egress *egress.Policy
+	// place is the object's placement in the cluster while this host owns
+	// it (its storage is open only then); only the run goroutine touches it.
+	place cluster.Placement
+	// owned mirrors place for other goroutines (Drain).
+	owned atomic.Bool
 }
 
 type eventKind int
@@ -121,9 +129,13 @@ type objectEvent struct {
 	retry int
 	// reply is called once the event's writes are durable (or failed).
 	reply func(error)
+	// forwarded is an event another host sent: it is not forwarded again.
+	forwarded bool
+	// firstForward is when this host first sent the event to another.
+	firstForward time.Time
 }
 
-func newObjects(sets *currentSet, m *plugins.Manifest, dataDir string, logger *slog.Logger) (*Objects, error) {
+func newObjects(ctx context.Context, sets *currentSet, m *plugins.Manifest, dataDir string, cc *ClusterConfig, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
 		sets: sets, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
@@ -139,6 +151,11 @@ func newObjects(sets *currentSet, m *plugins.Manifest, dataDir string, logger *s
 			if err != nil {
 				return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
 			}
+			if cc != nil { // every host must make the same ids
+				if ids.key, err = cc.Member.Shared(ctx, "namespace-keys/"+m.Name+"/"+b.ClassName, ids.key); err != nil {
+					return nil, fmt.Errorf("namespace %s: the cluster's key: %w", b.ClassName, err)
+				}
+			}
 			ns = &namespace{class: b.ClassName, ids: ids, dir: dir}
 			o.classes[b.ClassName] = ns
 		}
@@ -149,6 +166,9 @@ func newObjects(sets *currentSet, m *plugins.Manifest, dataDir string, logger *s
 		return nil, err
 	}
 	o.alarms = alarms
+	if cc != nil {
+		o.cluster = &clusterRouting{ClusterConfig: *cc, plugin: m.Name}
+	}
 	return o, nil
 }
 
@@ -225,6 +245,12 @@ func (obj *object) run() {
 			}
 			continue
 		}
+		if c := obj.objs.cluster; c != nil && !c.owns(obj) {
+			commit() // under the placement the writes were made in
+			if !c.route(obj, ev) {
+				continue
+			}
+		}
 		obj.handle(ev)
 		waiting = append(waiting, ev.reply)
 		if len(waiting) >= maxBatch {
@@ -280,6 +306,9 @@ func (obj *object) waitOrRetire() bool {
 		o.mu.Unlock()
 		if closeDB && !evict && !closed {
 			obj.closeStorage()
+			if c := o.cluster; c != nil {
+				c.disown(obj) // its storage opens only with a placement
+			}
 			return false
 		}
 		if !evict && !closed {
@@ -306,10 +335,14 @@ func (obj *object) retire() bool {
 		obj.lruElem = nil
 	}
 	delete(o.live, obj.ns.class+"/"+obj.id)
+	closed := o.closed
 	obj.mu.Unlock()
 	o.mu.Unlock()
 	obj.deactivate()
 	obj.closeStorage()
+	if c := o.cluster; c != nil && !closed { // on shutdown the revoked lease releases them all
+		c.disown(obj)
+	}
 	return true
 }
 
@@ -335,7 +368,7 @@ func (obj *object) closeStorage() {
 // openStorage opens the object's database, asking the least recently used
 // idle objects to close theirs while more than maxOpenDB are open.
 func (obj *object) openStorage() error {
-	db, err := storage.Open(filepath.Join(obj.ns.dir, obj.id+".sqlite"))
+	db, err := storage.Open(obj.storagePath())
 	if err != nil {
 		return fmt.Errorf("opening storage: %w", err)
 	}
@@ -356,6 +389,9 @@ func (obj *object) openStorage() error {
 	}
 	return nil
 }
+
+// storagePath is the object's database file.
+func (obj *object) storagePath() string { return filepath.Join(obj.ns.dir, obj.id+".sqlite") }
 
 // maxOpenDatabases is how many object databases may be open at once: what
 // the process's descriptor limit allows (three each, a quarter kept for
@@ -456,7 +492,7 @@ func (obj *object) deactivate() {
 
 // handle runs one event in the object's instance.
 func (obj *object) handle(ev *objectEvent) {
-	ev.id = eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: obj.objs.nextEvent.Add(1)}
+	obj.number(ev)
 	if ev.kind == alarmEvent && !obj.alarmDue(ev) {
 		return
 	}
@@ -492,6 +528,19 @@ func (obj *object) handle(ev *objectEvent) {
 		}
 	}
 	ev.finish(err)
+}
+
+// number gives ev its id.
+func (obj *object) number(ev *objectEvent) {
+	ev.id = eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: obj.objs.nextEvent.Add(1)}
+}
+
+// fail answers ev with err without delivering it.
+func (obj *object) fail(ev *objectEvent, err error) {
+	obj.number(ev)
+	obj.objs.logger.Error("object event failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
+	ev.finish(err)
+	ev.reply(nil)
 }
 
 // attempt activates the object if needed and delivers the event, inside a
@@ -608,6 +657,12 @@ func (r *objectResponse) Write(p []byte) (int, error) {
 }
 
 func (r *objectResponse) responded() bool { return r.in != nil && r.in.responded }
+
+// deliverOnce hands the caller a response (or error) made elsewhere: the
+// answer of the host the event was forwarded to.
+func (r *objectResponse) deliverOnce(resp *http.Response, err error) {
+	r.once.Do(func() { r.deliver(resp, err) })
+}
 
 // release hands the response to the caller: the whole buffered body, or a
 // pipe the rest of a streamed body flows through.

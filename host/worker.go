@@ -60,6 +60,9 @@ type Config struct {
 	Registries containerd.Registries
 	// BuildOutput receives the progress of image builds; nil discards it.
 	BuildOutput io.Writer
+	// Cluster joins the Worker's objects to a cluster; nil serves them on
+	// this host alone.
+	Cluster *ClusterConfig
 }
 
 // services is what the imports need beyond the guest itself.
@@ -126,7 +129,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = newObjects(&w.sets, m, cfg.DataDir, logger); err != nil {
+		if s.objects, err = newObjects(ctx, &w.sets, m, cfg.DataDir, cfg.Cluster, logger); err != nil {
 			return fail(err)
 		}
 	}

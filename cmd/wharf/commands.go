@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newDevCommand(), newVersionCommand(), newImagesCommand())
+	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newDevCommand(), newVersionCommand(), newImagesCommand(), newClusterCommand())
 	root.AddCommand(operatorCommands()...)
 	return root
 }
@@ -95,6 +95,7 @@ type serveFlags struct {
 	stopGrace     time.Duration
 	engine        string
 	registryFlags
+	clusterFlags
 	// watch rebuilds and reloads the plugin when its sources change
 	// (wharf dev).
 	watch bool
@@ -153,6 +154,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
 	f.registryFlags.register(cmd.Flags())
+	f.clusterFlags.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
 }
 
@@ -219,15 +221,27 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	start := time.Now()
+	peer, err := f.clusterFlags.join(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer peer.close()
+	var cc *host.ClusterConfig
+	if peer != nil {
+		cc = peer.config
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
 		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace,
-		Registries: reg, BuildOutput: os.Stderr})
+		Registries: reg, BuildOutput: os.Stderr, Cluster: cc})
 	if err != nil {
 		return err
 	}
 	defer worker.Close(context.Background())
+	if peer != nil {
+		peer.serve(worker)
+	}
 	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
 	if err != nil {
 		return err

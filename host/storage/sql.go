@@ -105,6 +105,9 @@ func (d *DB) Exec(query string, args ...any) (*Result, error) {
 	}
 	if res.RowsWritten > 0 || !isReadOnly(query) {
 		d.dirty = true
+		if err := d.record(query, args); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

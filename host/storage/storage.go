@@ -51,11 +51,18 @@ type DB struct {
 	savepoints int // open user transactions
 	stmts      map[string]*sql.Stmt
 	txStmts    map[string]*sql.Stmt // stmts bound to tx
+
+	// replicator, when set, receives each commit's recorded writes.
+	replicator Replicator
+	recorded   []statement
+	eventMark  int   // recorded writes before the open event
+	txMarks    []int // recorded writes before each open user transaction
 }
 
 const schema = `
 CREATE TABLE IF NOT EXISTS _wharf_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _wharf_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _wharf_replica (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 `
 
 // Open opens or creates the database at path.
@@ -152,6 +159,7 @@ func (d *DB) write(query string, args ...any) (sql.Result, error) {
 	r, err := d.exec(query, args...)
 	if err == nil {
 		d.dirty = true
+		err = d.record(query, args)
 	}
 	return r, err
 }
@@ -160,7 +168,8 @@ func (d *DB) write(query string, args ...any) (sql.Result, error) {
 func (d *DB) Dirty() bool { return d.dirty }
 
 // Flush commits the open transaction: everything written so far is durable
-// when it returns.
+// (and replicated, with a Replicator) when it returns. If replication
+// fails, the writes are undone.
 func (d *DB) Flush() error {
 	if d.tx == nil {
 		return nil
@@ -168,14 +177,20 @@ func (d *DB) Flush() error {
 	if d.savepoints > 0 {
 		return errors.New("a streamed response cannot start inside a transaction")
 	}
+	if err := d.replicate(); err != nil {
+		d.rollback()
+		return err
+	}
 	err := d.tx.Commit()
 	d.tx, d.dirty = nil, false
 	clear(d.txStmts)
+	d.undo(0)
 	return err
 }
 
 // BeginEvent starts the savepoint of one event.
 func (d *DB) BeginEvent() error {
+	d.eventMark = d.mark()
 	_, err := d.exec("SAVEPOINT wharf_event")
 	return err
 }
@@ -190,11 +205,12 @@ func (d *DB) EndEvent(failed bool) error {
 		failed = true
 	}
 	leftOpen := d.savepoints > 0
-	d.savepoints = 0
+	d.savepoints, d.txMarks = 0, d.txMarks[:0]
 	if failed {
 		if _, err := d.exec("ROLLBACK TO wharf_event"); err != nil {
 			return err
 		}
+		d.undo(d.eventMark)
 	}
 	_, err := d.exec("RELEASE wharf_event")
 	if err == nil && leftOpen {
@@ -209,6 +225,7 @@ func (d *DB) BeginTransaction() error {
 		return err
 	}
 	d.savepoints++
+	d.txMarks = append(d.txMarks, d.mark())
 	return nil
 }
 
@@ -218,13 +235,16 @@ func (d *DB) EndTransaction(commit bool) error {
 		return ErrNoTransaction
 	}
 	name := fmt.Sprintf("wharf_tx%d", d.savepoints)
+	m := d.txMarks[len(d.txMarks)-1]
 	if !commit {
 		if _, err := d.exec("ROLLBACK TO " + name); err != nil {
 			return err
 		}
+		d.undo(m)
 	}
 	_, err := d.exec("RELEASE " + name)
 	d.savepoints--
+	d.txMarks = d.txMarks[:len(d.txMarks)-1]
 	return err
 }
 

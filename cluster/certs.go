@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Hosts talk to each other over mutual TLS: a cluster CA (made once, by
+// wharf cluster init) signs one certificate per host, and a host accepts a
+// peer only if its certificate chains to that CA. The name every host's
+// certificate carries, and every client checks, is PeerServerName.
+
+// PeerServerName is the DNS name in every host certificate.
+const PeerServerName = "peer.wharf.cluster"
+
+// File names in a cluster certificate directory.
+const (
+	caCertFile = "ca.pem"
+	caKeyFile  = "ca-key.pem"
+)
+
+func hostCertFile(name string) string { return name + ".pem" }
+func hostKeyFile(name string) string  { return name + "-key.pem" }
+
+// InitCA creates the cluster CA in dir. It refuses to replace one.
+func InitCA(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, caKeyFile)); err == nil {
+		return fmt.Errorf("%s already holds a cluster CA (%s)", dir, caKeyFile)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "wharf cluster CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return writePair(dir, caCertFile, caKeyFile, der, key)
+}
+
+// IssueHost signs a certificate for host name with the CA in dir.
+func IssueHost(dir, name string) error {
+	ca, caKey, err := loadCA(dir)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{PeerServerName, name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(2, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	return writePair(dir, hostCertFile(name), hostKeyFile(name), der, key)
+}
+
+// PeerTLS returns the TLS configurations host name serves its peers with
+// and reaches them with, from the certificates in dir.
+func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
+	caPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init)", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fmt.Errorf("cluster certificates: %s holds no certificate", filepath.Join(dir, caCertFile))
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, hostCertFile(name)), filepath.Join(dir, hostKeyFile(name)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s)", name, err, name)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: PeerServerName, MinVersion: tls.VersionTLS13}
+	return server, client, nil
+}
+
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("cluster CA: the key is not an ECDSA key")
+	}
+	return cert, key, nil
+}
+
+func writePair(dir, certName, keyName string, der []byte, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, keyName), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, certName), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}

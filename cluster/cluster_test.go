@@ -1,0 +1,317 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/internal/testetcd"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// A cluster of real wharf serve processes on loopback, with an etcd of
+// three members in the test process, serving the counter example.
+
+const ttl = 2 * time.Second
+
+type testCluster struct {
+	etcd  string
+	certs string
+	wasm  string
+	hosts map[string]*testHost
+}
+
+type testHost struct {
+	name    string
+	dataDir string
+	serve   *testutil.Serve
+}
+
+func newTestCluster(t *testing.T) *testCluster {
+	t.Helper()
+	c := &testCluster{etcd: testetcd.Start(t, 3), certs: t.TempDir(), hosts: map[string]*testHost{}}
+	require.NoError(t, cluster.InitCA(c.certs))
+	c.wasm = testutil.BuildGuest(t, "examples/counter")
+	t.Cleanup(func() { c.checkNoKeysLeft(t) })
+	return c
+}
+
+// start runs host name; the same name again restarts it on its data.
+func (c *testCluster) start(t *testing.T, name string) *testHost {
+	t.Helper()
+	h := c.hosts[name]
+	if h == nil {
+		require.NoError(t, cluster.IssueHost(c.certs, name))
+		h = &testHost{name: name, dataDir: t.TempDir()}
+		c.hosts[name] = h
+	}
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(c.wasm)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "counter.wasm"), wasm, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(`name = "counter"
+main = "counter.wasm"
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+`), 0o644))
+	peer := testutil.FreeLoopbackAddr(t)
+	h.serve = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
+		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", peer,
+		"--cluster-certs", c.certs, "--cluster-ttl", ttl.String())
+	return h
+}
+
+// increment adds one to counter name through host h and returns the new
+// value.
+func (h *testHost) increment(name string) (int64, error) {
+	resp, err := http.Post(h.serve.URL+"/counter/"+name, "", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(body)), 10, 64)
+}
+
+func (h *testHost) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get(h.serve.URL + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	return strings.TrimSpace(string(body))
+}
+
+// owner is the host that owns counter name now.
+func (c *testCluster) owner(t *testing.T, name string) string {
+	t.Helper()
+	cli := c.client(t)
+	resp, err := cli.Get(context.Background(), "wharf/objects/counter/Counter/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1, "one placed object")
+	return string(resp.Kvs[0].Value)
+}
+
+func (c *testCluster) client(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func (c *testCluster) wharf(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(testutil.BuildWharf(t), args...).CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+// checkNoKeysLeft stops every host cleanly and checks that no host and no
+// placement is left in etcd: their leases were revoked.
+func (c *testCluster) checkNoKeysLeft(t *testing.T) {
+	for _, h := range c.hosts {
+		if h.serve != nil {
+			h.serve.Stop(30 * time.Second)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer cli.Close()
+	for _, p := range []string{"wharf/hosts/", "wharf/objects/"} {
+		resp, err := cli.Get(context.Background(), p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		assert.Zero(t, resp.Count, "keys left under %s", p)
+	}
+}
+
+func TestClusterServesEachObjectOnOneHost(t *testing.T) {
+	c := newTestCluster(t)
+	hosts := []*testHost{c.start(t, "h1"), c.start(t, "h2"), c.start(t, "h3")}
+
+	// Increments through every host reach the one object, in turn.
+	for i := range 30 {
+		v, err := hosts[i%3].increment("shared")
+		require.NoError(t, err)
+		require.Equal(t, int64(i+1), v)
+	}
+	for _, h := range hosts {
+		assert.Equal(t, "30", h.get(t, "/counter/shared"))
+		assert.Contains(t, h.get(t, "/counter/shared/fetch"), "= 30", "a fetch to the object is forwarded too")
+	}
+	owner := c.owner(t, "shared")
+
+	status := c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd)
+	for _, h := range hosts {
+		want := "0"
+		if h.name == owner {
+			want = "1"
+		}
+		assert.Regexp(t, h.name+`\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
+	}
+}
+
+func TestClusterKeepsAcknowledgedWritesWhenTheOwnerIsKilled(t *testing.T) {
+	c := newTestCluster(t)
+	hosts := map[string]*testHost{}
+	for _, n := range []string{"h1", "h2", "h3"} {
+		hosts[n] = c.start(t, n)
+	}
+	_, err := hosts["h1"].increment("k")
+	require.NoError(t, err)
+	owner := c.owner(t, "k")
+	var survivors []*testHost
+	for n, h := range hosts {
+		if n != owner {
+			survivors = append(survivors, h)
+		}
+	}
+
+	var mu sync.Mutex
+	acked := []int64{1}
+	failed := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v, err := survivors[i%2].increment("k")
+				mu.Lock()
+				if err == nil {
+					acked = append(acked, v)
+				} else {
+					failed++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	killed := time.Now()
+	hosts[owner].serve.Kill()
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	// Serving again on a survivor within the lease TTL and a little.
+	deadline := killed.Add(ttl + 10*time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n > before+50 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	require.Greater(t, len(acked), before+50, "the object serves again after its owner died")
+	t.Logf("%d increments acknowledged (%d before the kill), %d failed", len(acked), before, failed)
+
+	// No acknowledged increment is lost or given twice: each returned a
+	// distinct value, and the counter is at least at the highest.
+	slices.Sort(acked)
+	assert.Equal(t, len(acked), len(slices.Compact(slices.Clone(acked))), "two increments returned the same value: a write was lost or the object ran twice")
+	final, err := strconv.ParseInt(survivors[0].get(t, "/counter/k"), 10, 64)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, final, acked[len(acked)-1])
+	assert.NotEqual(t, owner, c.owner(t, "k"))
+
+	// The killed host comes back and serves the same value.
+	c.start(t, owner)
+	assert.Equal(t, strconv.FormatInt(final, 10), c.hosts[owner].get(t, "/counter/k"))
+}
+
+func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
+	c := newTestCluster(t)
+	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
+	names := []string{"a", "b", "c", "d"}
+	for _, n := range names {
+		_, err := h1.increment(n) // placed on h1, where they arrive
+		require.NoError(t, err)
+		assert.Equal(t, "h1", c.ownerOf(t, n))
+	}
+	var mu sync.Mutex
+	var errs []error
+	count := map[string]int64{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := []*testHost{h1, h2}[i%2]
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := names[(i+j)%len(names)]
+				_, err := h.increment(n)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					count[n]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	out := c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir)
+	assert.Contains(t, out, "drained")
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	assert.Empty(t, errs, "no request failed while h1 drained")
+	for _, n := range names {
+		assert.Equal(t, "h2", c.ownerOf(t, n))
+		assert.Equal(t, strconv.FormatInt(count[n]+1, 10), h1.get(t, "/counter/"+n), "h1 still answers, forwarding")
+	}
+	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
+}
+
+// ownerOf is the host that owns counter name (it must be placed).
+func (c *testCluster) ownerOf(t *testing.T, name string) string {
+	t.Helper()
+	cli := c.client(t)
+	resp, err := cli.Get(context.Background(), "wharf/objects/counter/Counter/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	id := c.hosts["h1"].get(t, "/counter/"+name+"/fetch")
+	for _, kv := range resp.Kvs {
+		if strings.Contains(id, string(kv.Key[len("wharf/objects/counter/Counter/"):])[:12]) {
+			return string(kv.Value)
+		}
+	}
+	t.Fatalf("counter %s is not placed", name)
+	return ""
+}

@@ -1,0 +1,522 @@
+// Package cluster joins wharf hosts into one cluster on etcd: each host
+// holds an etcd lease while it lives, an object's owner is decided by an
+// etcd transaction that creates the object's placement key under the
+// owner's lease, and an object's commits are appended to etcd under that
+// placement, so a host that lost it can never write again. etcd decides;
+// nothing here is a consensus protocol of its own.
+//
+// Keys (under "wharf/"):
+//
+//	hosts/<name>              the host's peer address, under its lease
+//	objects/<object>          the owner's name, under its lease; the key's
+//	                          create revision is the placement's epoch
+//	commits/<object>/<seq>    an object's replicated commits, in order
+//	secrets/<name>            values every host must share (namespace keys)
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DefaultTTL is the lease TTL of a host: how long after its last renewal a
+// lost host's objects may move.
+const DefaultTTL = 5 * time.Second
+
+const prefix = "wharf/"
+
+// Errors a caller can meet.
+var (
+	// ErrFenced is a commit or event of a placement that is no longer this
+	// host's: the object moved, or this host's lease ran out.
+	ErrFenced = errors.New("this host no longer owns the object")
+	// ErrUnknownHost names a host that is not (or no longer) in the
+	// cluster.
+	ErrUnknownHost = errors.New("no such host in the cluster")
+)
+
+// Config says how a host joins the cluster.
+type Config struct {
+	// Endpoints are etcd's client URLs.
+	Endpoints []string
+	// Name identifies the host; unique in the cluster.
+	Name string
+	// Advertise is the host:port where other hosts reach this one's peer
+	// server.
+	Advertise string
+	// TTL is the host's lease TTL, in whole seconds; 0 means DefaultTTL.
+	TTL time.Duration
+	// Logger receives lease events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Host is one member of the cluster as etcd lists it.
+type Host struct {
+	Name      string `json:"name"`
+	Advertise string `json:"advertise"`
+	Draining  bool   `json:"draining,omitempty"`
+	// Lease is the host's etcd lease and TTL its remaining seconds.
+	Lease int64 `json:"lease"`
+	TTL   int64 `json:"ttl"`
+}
+
+// Placement says which host owns an object and since when.
+type Placement struct {
+	Owner string
+	// Epoch is the create revision of the object's placement key: a fencing
+	// token that grows with every new placement.
+	Epoch int64
+	// term is this host's lease term the placement was made in (ours only).
+	term uint64
+}
+
+// Member is this host's membership: its lease, kept alive until Close.
+type Member struct {
+	cli    *clientv3.Client
+	cfg    Config
+	logger *slog.Logger
+	ttl    int64 // seconds
+
+	mu       sync.Mutex
+	lease    clientv3.LeaseID
+	term     uint64
+	draining bool
+	// validUntil (unix ns) is when the lease may expire at the earliest, as
+	// far as this host knows: it serves its objects only until then.
+	validUntil atomic.Int64
+	// onLost is called when the lease expired (the host's objects may run
+	// elsewhere now).
+	onLost atomic.Pointer[func()]
+
+	addrs sync.Map // host name -> advertise address
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// Join connects to etcd, takes a lease and registers the host. It fails if
+// another live host has the same name.
+func Join(ctx context.Context, cfg Config) (*Member, error) {
+	if cfg.Name == "" || strings.ContainsAny(cfg.Name, "/ ") {
+		return nil, fmt.Errorf("cluster host name %q: must be non-empty, without '/' or spaces", cfg.Name)
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.TTL < 2*time.Second {
+		return nil, fmt.Errorf("cluster lease TTL %s: must be at least 2s (etcd's minimum)", cfg.TTL)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cli, err := newClient(cfg.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), done: make(chan struct{})}
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.register(jctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	kctx, stop := context.WithCancel(context.Background())
+	m.stop = stop
+	go m.keepAlive(kctx)
+	return m, nil
+}
+
+// Name is this host's name.
+func (m *Member) Name() string { return m.cfg.Name }
+
+// OnLeaseLost sets what runs when the host's lease expired: every object it
+// owned may already run elsewhere.
+func (m *Member) OnLeaseLost(f func()) { m.onLost.Store(&f) }
+
+// register takes a new lease and puts the host's key under it, unless a
+// live host already has the name.
+func (m *Member) register(ctx context.Context) error {
+	start := time.Now()
+	g, err := m.cli.Grant(ctx, m.ttl)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	draining := m.draining
+	m.mu.Unlock()
+	val, _ := json.Marshal(Host{Name: m.cfg.Name, Advertise: m.cfg.Advertise, Draining: draining})
+	k := prefix + "hosts/" + m.cfg.Name
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(val), clientv3.WithLease(g.ID))).
+		Commit()
+	if err != nil {
+		m.cli.Revoke(context.Background(), g.ID)
+		return err
+	}
+	if !resp.Succeeded {
+		m.cli.Revoke(context.Background(), g.ID)
+		return fmt.Errorf("a live host is already named %q", m.cfg.Name)
+	}
+	m.mu.Lock()
+	m.lease = g.ID
+	m.term++
+	m.mu.Unlock()
+	m.validUntil.Store(start.Add(time.Duration(g.TTL) * time.Second).UnixNano())
+	return nil
+}
+
+// keepAlive renews the lease every third of its TTL. If etcd cannot be
+// reached the host stops serving its objects when the lease may have run
+// out; if the lease expired, it takes a new one.
+func (m *Member) keepAlive(ctx context.Context) {
+	defer close(m.done)
+	interval := time.Duration(m.ttl) * time.Second / 3
+	for {
+		m.mu.Lock()
+		lease := m.lease
+		m.mu.Unlock()
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, interval)
+		resp, err := m.cli.KeepAliveOnce(rctx, lease)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			m.validUntil.Store(start.Add(time.Duration(resp.TTL) * time.Second).UnixNano())
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			m.logger.Error("cluster lease expired: this host's objects may run elsewhere now; rejoining")
+			m.validUntil.Store(0)
+			if f := m.onLost.Load(); f != nil {
+				(*f)()
+			}
+			if err := m.register(ctx); err != nil {
+				m.logger.Error("rejoining the cluster", "err", err)
+			}
+		default:
+			m.logger.Warn("renewing the cluster lease", "err", err, "serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
+			interval := interval / 4 // retry soon
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(interval):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Valid reports whether this host's lease is certainly still alive.
+func (m *Member) Valid() bool { return time.Now().UnixNano() < m.validUntil.Load() }
+
+// Owns reports whether p is this host's and still in force as far as this
+// host can tell (its lease has not run out since p was made).
+func (m *Member) Owns(p Placement) bool {
+	m.mu.Lock()
+	term := m.term
+	m.mu.Unlock()
+	return p.Owner == m.cfg.Name && p.term == term && m.Valid()
+}
+
+func objectKey(object string) string { return prefix + "objects/" + object }
+
+func commitPrefix(object string) string { return prefix + "commits/" + object + "/" }
+
+func commitKey(object string, seq uint64) string {
+	return fmt.Sprintf("%s%016x", commitPrefix(object), seq)
+}
+
+// Place returns the object's owner, making this host the owner if it has
+// none (unless this host is draining).
+func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
+	m.mu.Lock()
+	lease, term, draining := m.lease, m.term, m.draining
+	m.mu.Unlock()
+	k := objectKey(object)
+	if draining {
+		resp, err := m.cli.Get(ctx, k)
+		if err != nil {
+			return Placement{}, err
+		}
+		if len(resp.Kvs) == 0 {
+			return Placement{}, nil
+		}
+		return m.placement(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, term), nil
+	}
+	if !m.Valid() {
+		return Placement{}, fmt.Errorf("%w: its cluster lease may have expired", ErrFenced)
+	}
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, m.cfg.Name, clientv3.WithLease(lease))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return Placement{}, err
+	}
+	if resp.Succeeded {
+		return Placement{Owner: m.cfg.Name, Epoch: resp.Header.Revision, term: term}, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 { // released between the compare and the get: try again
+		return m.Place(ctx, object)
+	}
+	return m.placement(kvs[0].Value, kvs[0].CreateRevision, term), nil
+}
+
+func (m *Member) placement(owner []byte, epoch int64, term uint64) Placement {
+	p := Placement{Owner: string(owner), Epoch: epoch}
+	if p.Owner == m.cfg.Name {
+		p.term = term
+	}
+	return p
+}
+
+// Release gives up an object this host owns, if p is still its placement.
+func (m *Member) Release(ctx context.Context, object string, p Placement) error {
+	k := objectKey(object)
+	_, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", p.Epoch)).
+		Then(clientv3.OpDelete(k)).
+		Commit()
+	return err
+}
+
+// Append stores commit seq of the object, if p is still its placement and
+// the commit is new; it returns ErrFenced otherwise.
+func (m *Member) Append(ctx context.Context, object string, p Placement, seq uint64, commit []byte) error {
+	if !m.Owns(p) {
+		return ErrFenced
+	}
+	ck := commitKey(object, seq)
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(objectKey(object)), "=", p.Epoch),
+			clientv3.Compare(clientv3.CreateRevision(ck), "=", 0)).
+		Then(clientv3.OpPut(ck, string(commit))).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return ErrFenced
+	}
+	return nil
+}
+
+// Commit is one replicated commit of an object.
+type Commit struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Commits returns the object's commits after seq, in order.
+func (m *Member) Commits(ctx context.Context, object string, after uint64) ([]Commit, error) {
+	end := clientv3.GetPrefixRangeEnd(commitPrefix(object))
+	from := commitKey(object, after+1)
+	var out []Commit
+	for {
+		resp, err := m.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(256))
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			var seq uint64
+			fmt.Sscanf(string(kv.Key[len(commitPrefix(object)):]), "%x", &seq)
+			out = append(out, Commit{Seq: seq, Data: kv.Value})
+		}
+		if !resp.More {
+			return out, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Shared returns the value every host uses for name: the first one any
+// host proposed.
+func (m *Member) Shared(ctx context.Context, name string, proposed []byte) ([]byte, error) {
+	k := prefix + "secrets/" + name
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(proposed))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return nil, err
+	}
+	if resp.Succeeded {
+		return proposed, nil
+	}
+	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
+}
+
+// Hosts lists the live hosts with their leases' remaining TTLs.
+func (m *Member) Hosts(ctx context.Context) ([]Host, error) { return listHosts(ctx, m.cli) }
+
+func listHosts(ctx context.Context, cli *clientv3.Client) ([]Host, error) {
+	resp, err := cli.Get(ctx, prefix+"hosts/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []Host
+	for _, kv := range resp.Kvs {
+		var h Host
+		if err := json.Unmarshal(kv.Value, &h); err != nil {
+			continue
+		}
+		h.Lease = kv.Lease
+		if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+			h.TTL = ttl.TTL
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Address returns where host name serves its peers.
+func (m *Member) Address(ctx context.Context, name string) (string, error) {
+	if a, ok := m.addrs.Load(name); ok {
+		return a.(string), nil
+	}
+	resp, err := m.cli.Get(ctx, prefix+"hosts/"+name)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("%w: %q", ErrUnknownHost, name)
+	}
+	var h Host
+	if err := json.Unmarshal(resp.Kvs[0].Value, &h); err != nil {
+		return "", err
+	}
+	m.addrs.Store(name, h.Advertise)
+	return h.Advertise, nil
+}
+
+// ForgetAddress drops a cached address (the host did not answer there).
+func (m *Member) ForgetAddress(name string) { m.addrs.Delete(name) }
+
+// Status is what wharf cluster status shows: the live hosts and how many
+// objects each owns.
+type Status struct {
+	Hosts   []Host         `json:"hosts"`
+	Objects map[string]int `json:"objects"`
+}
+
+// ReadStatus reads the cluster's status from etcd without joining it.
+func ReadStatus(ctx context.Context, endpoints []string) (*Status, error) {
+	cli, err := newClient(endpoints)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	hosts, err := listHosts(ctx, cli)
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+	}
+	counts, err := objectCounts(ctx, cli)
+	if err != nil {
+		return nil, err
+	}
+	return &Status{Hosts: hosts, Objects: counts}, nil
+}
+
+func objectCounts(ctx context.Context, cli *clientv3.Client) (map[string]int, error) {
+	counts := map[string]int{}
+	k := prefix + "objects/"
+	from := k
+	end := clientv3.GetPrefixRangeEnd(k)
+	for {
+		resp, err := cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1000))
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			counts[string(kv.Value)]++
+		}
+		if !resp.More {
+			return counts, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+func newClient(endpoints []string) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+	}
+	return cli, nil
+}
+
+// Close leaves the cluster: the lease is revoked, which releases every
+// object this host still owns.
+func (m *Member) Close() error {
+	m.stop()
+	<-m.done
+	m.mu.Lock()
+	lease := m.lease
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := m.cli.Revoke(ctx, lease)
+	return errors.Join(err, m.cli.Close())
+}
+
+// Drain marks the host as draining: it takes no new objects, and Place
+// answers with the current owner or none.
+func (m *Member) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	m.draining = true
+	lease := m.lease
+	m.mu.Unlock()
+	val, _ := json.Marshal(Host{Name: m.cfg.Name, Advertise: m.cfg.Advertise, Draining: true})
+	_, err := m.cli.Put(ctx, prefix+"hosts/"+m.cfg.Name, string(val), clientv3.WithLease(lease))
+	return err
+}
+
+// Draining reports whether Drain was called.
+func (m *Member) Draining() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.draining
+}
+
+// PickHost returns a live host other than this one that takes new objects,
+// chosen by the object's name so that the choice is stable.
+func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
+	hosts, err := m.Hosts(ctx)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, h := range hosts {
+		if h.Name != m.cfg.Name && !h.Draining {
+			names = append(names, h.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("%w: every other host is draining or gone", ErrUnknownHost)
+	}
+	var sum uint32
+	for _, c := range []byte(object) {
+		sum = sum*31 + uint32(c)
+	}
+	return names[sum%uint32(len(names))], nil
+}

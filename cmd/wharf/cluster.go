@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// clusterFlags are wharf serve's flags for joining a cluster.
+type clusterFlags struct {
+	cluster   string
+	name      string
+	listen    string
+	advertise string
+	certs     string
+	ttl       time.Duration
+}
+
+func (f *clusterFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.cluster, "cluster", "", "join a cluster: etcd=<endpoint>[,<endpoint>...] (etcd's client URLs)")
+	fs.StringVar(&f.name, "cluster-name", "", "this host's name in the cluster (default: the machine's hostname)")
+	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
+	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen if it names a host)")
+	fs.StringVar(&f.certs, "cluster-certs", "cluster-certs", "directory of the cluster CA and this host's certificate (wharf cluster init, wharf cluster cert)")
+	fs.DurationVar(&f.ttl, "cluster-ttl", cluster.DefaultTTL, "lease TTL: how soon after this host is lost its objects move")
+}
+
+// endpoints parses --cluster.
+func (f *clusterFlags) endpoints() ([]string, error) {
+	v, ok := strings.CutPrefix(f.cluster, "etcd=")
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil, fmt.Errorf("--cluster: want etcd=<endpoint>[,<endpoint>...], got %q", f.cluster)
+	}
+	return strings.Split(v, ","), nil
+}
+
+// peerNode is this host's side of a cluster: its membership and its peer
+// server.
+type peerNode struct {
+	member *cluster.Member
+	ln     net.Listener
+	srv    *http.Server
+	config *host.ClusterConfig
+}
+
+// join listens for peers and joins the cluster; nil without --cluster.
+func (f *clusterFlags) join(ctx context.Context, logger *slog.Logger) (*peerNode, error) {
+	if f.cluster == "" {
+		return nil, nil
+	}
+	endpoints, err := f.endpoints()
+	if err != nil {
+		return nil, err
+	}
+	name := f.name
+	if name == "" {
+		if name, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("--cluster-name: %w", err)
+		}
+	}
+	serverTLS, clientTLS, err := cluster.PeerTLS(f.certs, name)
+	if err != nil {
+		return nil, err
+	}
+	advertise := f.advertise
+	if advertise == "" {
+		h, _, err := net.SplitHostPort(f.listen)
+		if err != nil || h == "" || net.ParseIP(h).IsUnspecified() {
+			return nil, fmt.Errorf("--cluster-advertise is needed: --cluster-listen %q names no address other hosts can reach", f.listen)
+		}
+		advertise = f.listen
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-listen: %w", err)
+	}
+	m, err := cluster.Join(ctx, cluster.Config{Endpoints: endpoints, Name: name, Advertise: advertise, TTL: f.ttl, Logger: logger})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	peers := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64,
+		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}
+	srv := &http.Server{TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("joined the cluster", "host", name, "peer_address", advertise, "etcd", strings.Join(endpoints, ","))
+	return &peerNode{member: m, ln: ln, srv: srv, config: &host.ClusterConfig{Member: m, Peers: peers}}, nil
+}
+
+// serve answers other hosts' forwarded events for w.
+func (p *peerNode) serve(w *host.Worker) {
+	p.srv.Handler = w.PeerHandler()
+	go p.srv.ServeTLS(p.ln, "", "")
+}
+
+// close leaves the cluster (releasing every object still placed here) and
+// stops the peer server.
+func (p *peerNode) close() {
+	if p == nil {
+		return
+	}
+	p.member.Close()
+	p.srv.Close()
+	p.ln.Close()
+}
+
+// newClusterCommand is wharf cluster: certificates, status and draining.
+func newClusterCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Run several wharf hosts as one: certificates, status, draining"}
+	var certs string
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the cluster CA that signs every host's certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cluster.InitCA(certs); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster CA created in %s\nnext: wharf cluster cert <host> --certs %s, once per host, and copy %s/ca.pem, <host>.pem and <host>-key.pem to that host\n", certs, certs, certs)
+			return nil
+		},
+	}
+	certCmd := &cobra.Command{
+		Use:   "cert <host>",
+		Short: "Sign a certificate for a host with the cluster CA",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cluster.IssueHost(certs, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "certificate of %s written to %s\n", args[0], certs)
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{initCmd, certCmd} {
+		c.Flags().StringVar(&certs, "certs", "cluster-certs", "directory of the cluster's certificates")
+	}
+	var etcd string
+	statusCmd := &cobra.Command{
+		Use:   "status",
+		Short: "List the cluster's hosts, their leases and how many objects each owns",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := clusterFlags{cluster: etcd}
+			endpoints, err := f.endpoints()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			st, err := cluster.ReadStatus(ctx, endpoints)
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(st.Hosts, func(a, b cluster.Host) int { return strings.Compare(a.Name, b.Name) })
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")
+			for _, h := range st.Hosts {
+				state := "serving"
+				if h.Draining {
+					state = "draining"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%x\t%ds\t%d\n", h.Name, h.Advertise, state, h.Lease, h.TTL, st.Objects[h.Name])
+			}
+			return tw.Flush()
+		},
+	}
+	statusCmd.Flags().StringVar(&etcd, "cluster", "", "the cluster: etcd=<endpoint>[,<endpoint>...]")
+	var dataDir string
+	drainCmd := &cobra.Command{
+		Use:   "drain",
+		Short: "Move a running host's objects to the other hosts (before maintenance); returns when none is left",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := admin.NewClient(dataDir).Drain(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "drained: no object is left on this host; it forwards requests until it stops")
+			return nil
+		},
+	}
+	drainCmd.Flags().StringVar(&dataDir, "data-dir", plugins.DefaultStateDir, "data directory of the running wharf serve")
+	cmd.AddCommand(initCmd, certCmd, statusCmd, drainCmd)
+	return cmd
+}

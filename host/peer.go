@@ -1,0 +1,158 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// The peer server: where other hosts of the cluster deliver the events of
+// objects this host owns (behind mutual TLS, which the caller sets up). An
+// event for an object this host does not own is answered 421 Misdirected
+// Request, and the sender places the object again.
+
+// PeerHandler serves the events other hosts forward to this Worker's
+// objects.
+func (w *Worker) PeerHandler() http.Handler {
+	mux := http.NewServeMux()
+	o := w.services.objects
+	mux.HandleFunc("POST /wharf/v1/objects/{class}/{id}/{kind}", func(rw http.ResponseWriter, r *http.Request) {
+		if o == nil {
+			http.Error(rw, "this plugin has no Durable Objects", http.StatusNotFound)
+			return
+		}
+		ns, ok := o.classes[r.PathValue("class")]
+		if !ok {
+			http.Error(rw, "no Durable Object class "+strconv.Quote(r.PathValue("class")), http.StatusNotFound)
+			return
+		}
+		id, err := ns.ids.parse(r.PathValue("id"))
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		switch r.PathValue("kind") {
+		case "fetch":
+			o.servePeerFetch(rw, r, ns, id)
+		case "call":
+			o.servePeerCall(rw, r, ns, id)
+		case "alarm":
+			o.servePeerAlarm(rw, r, ns, id)
+		default:
+			http.NotFound(rw, r)
+		}
+	})
+	return mux
+}
+
+// peerFailure answers a forwarded event that failed here.
+func peerFailure(rw http.ResponseWriter, err error) {
+	status := peerFailedStatus
+	if errors.Is(err, errNotOwner) {
+		status = http.StatusMisdirectedRequest
+	}
+	rw.Header().Set(peerFailedHeader, "1")
+	http.Error(rw, err.Error(), status)
+}
+
+func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+	u, err := url.Parse(r.Header.Get(peerURLHeader))
+	if err != nil {
+		http.Error(rw, "bad "+peerURLHeader+": "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	req := r.Clone(r.Context())
+	req.Method, req.URL, req.RequestURI, req.Host = r.Header.Get(peerMethodHeader), u, u.RequestURI(), u.Host
+	req.Header.Del(peerMethodHeader)
+	req.Header.Del(peerURLHeader)
+	got := make(chan struct{})
+	var resp *http.Response
+	out := newObjectResponse(func(res *http.Response, e error) {
+		resp, err = res, e
+		close(got)
+	})
+	if derr := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out, forwarded: true}); derr != nil {
+		out.release(derr)
+	}
+	<-got
+	if err != nil {
+		peerFailure(rw, err)
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		rw.Header()[k] = vs
+	}
+	rw.WriteHeader(resp.StatusCode)
+	flusher, _ := rw.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := rw.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+	args, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	c := &callState{method: r.Header.Get(peerMethodHeader), args: args}
+	c.pending = newPending(func() {}, cancel)
+	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}); err != nil {
+		c.resolve(err)
+	}
+	select {
+	case <-c.pending.done:
+	case <-r.Context().Done():
+		return
+	}
+	if err := c.pending.err; err != nil {
+		if errors.Is(err, errNotOwner) {
+			peerFailure(rw, err)
+			return
+		}
+		status := abi.StatusIO
+		if s, ok := errors.AsType[abi.Status](err); ok {
+			status = s
+		}
+		rw.Header().Set(peerStatusHeader, strconv.Itoa(int(status)))
+		io.WriteString(rw, err.Error())
+		return
+	}
+	rw.Header().Set(peerStatusHeader, strconv.Itoa(int(abi.StatusOK)))
+	rw.Write(c.pending.value.([]byte))
+}
+
+func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+	retry, _ := strconv.Atoi(r.Header.Get(peerRetryHeader))
+	done := make(chan error, 1)
+	ev := &objectEvent{kind: alarmEvent, ctx: r.Context(), retry: retry, forwarded: true, reply: func(err error) { done <- err }}
+	if err := o.dispatch(ns, id, ev); err != nil {
+		peerFailure(rw, err)
+		return
+	}
+	switch err := <-done; {
+	case errors.Is(err, errAlarmSkipped):
+		rw.Header().Set(peerStatusHeader, "skipped")
+	case err != nil:
+		peerFailure(rw, err)
+	}
+}
