@@ -84,6 +84,11 @@ func (h *testHost) increment(name string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return readValue(resp)
+}
+
+// readValue reads a counter's value from a response.
+func readValue(resp *http.Response) (int64, error) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {

@@ -10,11 +10,13 @@
 //	hosts/<name>              the host's peer address, under its lease
 //	objects/<object>          the owner's name, under its lease; the key's
 //	                          create revision is the placement's epoch
-//	commits/<object>/<seq>    an object's replicated commits, in order
+//	commits/<object>/<seq>    an object's replicated commits, in order:
+//	                          "<epoch> <host>\n" and the commit
 //	secrets/<name>            values every host must share (namespace keys)
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -309,7 +311,7 @@ func (m *Member) Append(ctx context.Context, object string, p Placement, seq uin
 	resp, err := m.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(objectKey(object)), "=", p.Epoch),
 			clientv3.Compare(clientv3.CreateRevision(ck), "=", 0)).
-		Then(clientv3.OpPut(ck, string(commit))).
+		Then(clientv3.OpPut(ck, fmt.Sprintf("%d %s\n%s", p.Epoch, m.cfg.Name, commit))).
 		Commit()
 	if err != nil {
 		return err
@@ -324,22 +326,44 @@ func (m *Member) Append(ctx context.Context, object string, p Placement, seq uin
 type Commit struct {
 	Seq  uint64
 	Data []byte
+	// Epoch and Host are the placement that wrote it; Revision is etcd's
+	// revision of the write.
+	Epoch    int64
+	Host     string
+	Revision int64
 }
 
 // Commits returns the object's commits after seq, in order.
 func (m *Member) Commits(ctx context.Context, object string, after uint64) ([]Commit, error) {
+	return readCommits(ctx, m.cli, object, after)
+}
+
+// ReadCommits returns every replicated commit of an object (named
+// "<plugin>/<class>/<id>"), in order: its history, for operators and tests.
+func ReadCommits(ctx context.Context, cli *clientv3.Client, object string) ([]Commit, error) {
+	return readCommits(ctx, cli, object, 0)
+}
+
+func readCommits(ctx context.Context, cli *clientv3.Client, object string, after uint64) ([]Commit, error) {
 	end := clientv3.GetPrefixRangeEnd(commitPrefix(object))
 	from := commitKey(object, after+1)
 	var out []Commit
 	for {
-		resp, err := m.cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(256))
+		resp, err := cli.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(256))
 		if err != nil {
 			return nil, err
 		}
 		for _, kv := range resp.Kvs {
-			var seq uint64
-			fmt.Sscanf(string(kv.Key[len(commitPrefix(object)):]), "%x", &seq)
-			out = append(out, Commit{Seq: seq, Data: kv.Value})
+			c := Commit{Revision: kv.ModRevision}
+			head, data, ok := bytes.Cut(kv.Value, []byte("\n"))
+			if _, err := fmt.Sscanf(string(kv.Key[len(commitPrefix(object)):]), "%x", &c.Seq); err != nil || !ok {
+				return nil, fmt.Errorf("malformed commit %s", kv.Key)
+			}
+			if _, err := fmt.Sscanf(string(head), "%d %s", &c.Epoch, &c.Host); err != nil {
+				return nil, fmt.Errorf("malformed commit %s: %w", kv.Key, err)
+			}
+			c.Data = data
+			out = append(out, c)
 		}
 		if !resp.More {
 			return out, nil
@@ -458,7 +482,10 @@ func objectCounts(ctx context.Context, cli *clientv3.Client) (map[string]int, er
 }
 
 func newClient(endpoints []string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	// Keepalive pings find a connection that stopped carrying packets (a
+	// partition) within seconds, so a healed host reconnects at once.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second}) // etcd refuses pings more often than every 5s
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
 	}

@@ -10,8 +10,9 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
@@ -51,10 +52,37 @@ const forwardPatience = cluster.DefaultTTL + 5*time.Second
 // clusterRouting places and forwards the events of one Worker's objects.
 type clusterRouting struct {
 	ClusterConfig
-	plugin string
-	// forwarded counts events sent to other hosts; forwardFailures those
-	// that failed on the way.
-	forwarded, forwardFailures atomic.Int64
+	plugin  string
+	metrics clusterMetrics
+}
+
+// clusterMetrics are the cluster's Prometheus metrics.
+type clusterMetrics struct {
+	forwarded       prometheus.Counter
+	forwardFailures prometheus.Counter
+	forwardSeconds  prometheus.Histogram
+	replicaSeconds  prometheus.Histogram
+	placements      prometheus.Counter
+}
+
+func newClusterRouting(cc ClusterConfig, plugin string, reg prometheus.Registerer) *clusterRouting {
+	buckets := prometheus.ExponentialBuckets(0.0002, 2, 16)
+	m := clusterMetrics{
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: "wharf_cluster_forwarded_total",
+			Help: "Object events sent to the host that owns the object."}),
+		forwardFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "wharf_cluster_forward_failures_total",
+			Help: "Forwarded object events that failed on the way (the owner could not be reached or answered in error)."}),
+		forwardSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wharf_cluster_forward_seconds",
+			Help: "Time from sending a forwarded event to its answer's head.", Buckets: buckets}),
+		replicaSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wharf_cluster_replication_seconds",
+			Help: "Replication lag: how long a commit waits for etcd to hold it before it is committed locally and its replies leave.", Buckets: buckets}),
+		placements: prometheus.NewCounter(prometheus.CounterOpts{Name: "wharf_cluster_placements_total",
+			Help: "Objects this host took (placed here and restored from the replicated commits)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.forwarded, m.forwardFailures, m.forwardSeconds, m.replicaSeconds, m.placements)
+	}
+	return &clusterRouting{ClusterConfig: cc, plugin: plugin, metrics: m}
 }
 
 // objectName is the object's name in the cluster's keys.
@@ -77,6 +105,9 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 	defer cancel()
 	p, err := c.Member.Place(ctx, c.objectName(obj))
 	if err != nil {
+		if ev.forwarded && errors.Is(err, cluster.ErrFenced) {
+			err = fmt.Errorf("%w: %w", errNotOwner, err) // the sender tries again until the object moved
+		}
 		obj.fail(ev, fmt.Errorf("placing the object in the cluster: %w", err))
 		return false
 	}
@@ -141,6 +172,7 @@ func (c *clusterRouting) adopt(obj *object) error {
 		}
 	}
 	obj.db.SetReplicator(&objectReplica{c: c, name: name, place: obj.place})
+	c.metrics.placements.Inc()
 	if at, ok, err := obj.db.Alarm(); err == nil && ok {
 		obj.objs.alarms.set(alarmKey{obj.ns.class, obj.id}, at)
 	}
@@ -174,7 +206,10 @@ type objectReplica struct {
 func (r *objectReplica) Replicate(seq uint64, commit []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return r.c.Member.Append(ctx, r.name, r.place, seq, commit)
+	start := time.Now()
+	err := r.c.Member.Append(ctx, r.name, r.place, seq, commit)
+	r.c.metrics.replicaSeconds.Observe(time.Since(start).Seconds())
+	return err
 }
 
 // peerPath is where a host's peer server takes the events of an object.
@@ -187,11 +222,13 @@ func peerPath(obj *object, kind eventKind) string {
 // does not own the object, the event goes back to the object's queue to be
 // placed again, until forwardPatience has passed.
 func (c *clusterRouting) forward(obj *object, ev *objectEvent, owner string) {
-	c.forwarded.Add(1)
+	c.metrics.forwarded.Inc()
 	if ev.firstForward.IsZero() {
 		ev.firstForward = time.Now()
 	}
+	start := time.Now()
 	retry, err := c.send(obj, ev, owner)
+	c.metrics.forwardSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return
 	}
@@ -201,7 +238,7 @@ func (c *clusterRouting) forward(obj *object, ev *objectEvent, owner string) {
 			return
 		}
 	}
-	c.forwardFailures.Add(1)
+	c.metrics.forwardFailures.Inc()
 	if pe, ok := errors.AsType[*peerError](err); ok { // the owner's own words
 		switch ev.kind {
 		case fetchEvent:

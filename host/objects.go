@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host/storage"
@@ -135,7 +137,7 @@ type objectEvent struct {
 	firstForward time.Time
 }
 
-func newObjects(ctx context.Context, sets *currentSet, m *plugins.Manifest, dataDir string, cc *ClusterConfig, logger *slog.Logger) (*Objects, error) {
+func newObjects(ctx context.Context, sets *currentSet, m *plugins.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
 		sets: sets, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
@@ -167,7 +169,7 @@ func newObjects(ctx context.Context, sets *currentSet, m *plugins.Manifest, data
 	}
 	o.alarms = alarms
 	if cc != nil {
-		o.cluster = &clusterRouting{ClusterConfig: *cc, plugin: m.Name}
+		o.cluster = newClusterRouting(*cc, m.Name, reg)
 	}
 	return o, nil
 }

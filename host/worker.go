@@ -129,7 +129,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = newObjects(ctx, &w.sets, m, cfg.DataDir, cfg.Cluster, logger); err != nil {
+		if s.objects, err = newObjects(ctx, &w.sets, m, cfg.DataDir, cfg.Cluster, cfg.Metrics, logger); err != nil {
 			return fail(err)
 		}
 	}

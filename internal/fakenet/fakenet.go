@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,6 +26,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/wharfhq/wharf/internal/testnet"
 )
 
 // Domain is the zone the fake internet's DNS answers: every name in it
@@ -59,7 +60,7 @@ func Start(t testing.TB) *Internet {
 	hostAddr, addr := freeSubnet(t)
 	in := &Internet{Addr: addr, HostAddr: hostAddr, DNS: net.JoinHostPort(addr.String(), "53")}
 
-	ns := inNamespace(t, name, func() {})
+	ns := testnet.InNamespace(t, name, func() {})
 	t.Cleanup(func() {
 		ns.Close()
 		netns.DeleteNamed(name)
@@ -118,43 +119,6 @@ func freeSubnet(t testing.TB) (host, inside netip.Addr) {
 	return
 }
 
-// inNamespace creates the named namespace and runs f inside it on a locked
-// thread; sockets f opens stay in the namespace.
-func inNamespace(t testing.TB, name string, f func()) netns.NsHandle {
-	done := make(chan netns.NsHandle)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			ns, err = netns.NewNamed(name) // moves this thread into it
-		} else {
-			err = netns.Set(ns)
-		}
-		if err != nil {
-			errc <- err
-			return
-		}
-		f()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		done <- ns
-	}()
-	select {
-	case ns := <-done:
-		return ns
-	case err := <-errc:
-		t.Fatalf("network namespace %s: %v", name, err)
-	}
-	return 0
-}
-
 // serve starts the servers inside the namespace.
 func (in *Internet) serve(t testing.TB, name string) {
 	var httpLn, tlsLn, tcpEcho net.Listener
@@ -179,7 +143,7 @@ func (in *Internet) serve(t testing.TB, name string) {
 		}
 		dnsTCP, err = net.Listen("tcp4", ":53")
 	}
-	ns := inNamespace(t, name, listen)
+	ns := testnet.InNamespace(t, name, listen)
 	ns.Close()
 	require.NoError(t, err)
 

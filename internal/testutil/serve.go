@@ -68,18 +68,24 @@ var servingURL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`)
 // test failed.
 func StartServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return start(t, "serve", args)
+	return start(t, "", "serve", args)
+}
+
+// StartServeIn is StartServe inside the named network namespace.
+func StartServeIn(t testing.TB, netns string, args ...string) *Serve {
+	t.Helper()
+	return start(t, netns, "serve", args)
 }
 
 // StartDev runs `wharf dev args...` (on Engine) like StartServe.
 func StartDev(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return start(t, "dev", args)
+	return start(t, "", "dev", args)
 }
 
-func start(t testing.TB, command string, args []string) *Serve {
+func start(t testing.TB, netns, command string, args []string) *Serve {
 	t.Helper()
-	s := launch(t, command, args)
+	s := launch(t, netns, command, args)
 	select {
 	case s.URL = <-s.urls:
 	case <-s.done:
@@ -94,12 +100,16 @@ func start(t testing.TB, command string, args []string) *Serve {
 // returns at once, before it listens (URL is empty).
 func LaunchServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return launch(t, "serve", args)
+	return launch(t, "", "serve", args)
 }
 
-func launch(t testing.TB, command string, args []string) *Serve {
+func launch(t testing.TB, netns, command string, args []string) *Serve {
 	t.Helper()
-	s := &Serve{cmd: exec.Command(BuildWharf(t), append([]string{command}, engineArgs(args)...)...), done: make(chan struct{})}
+	argv := append([]string{BuildWharf(t), command}, engineArgs(args)...)
+	if netns != "" {
+		argv = append([]string{"ip", "netns", "exec", netns}, argv...) // ip execs wharf: the pid is wharf's
+	}
+	s := &Serve{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	s.cmd.Dir = RepoRoot()
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
