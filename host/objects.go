@@ -325,6 +325,15 @@ func (obj *object) waitOrRetire() bool {
 func (obj *object) retire() bool {
 	o := obj.objs
 	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if c := o.cluster; c != nil && obj.place.Owner != "" && !closed {
+		// Give the placement up while the object is still the only one with
+		// its id here: an event arriving after the release places it anew
+		// (on shutdown the revoked lease releases them all).
+		c.disown(obj)
+	}
+	o.mu.Lock()
 	obj.mu.Lock()
 	if len(obj.queue) > 0 {
 		obj.mu.Unlock()
@@ -337,14 +346,10 @@ func (obj *object) retire() bool {
 		obj.lruElem = nil
 	}
 	delete(o.live, obj.ns.class+"/"+obj.id)
-	closed := o.closed
 	obj.mu.Unlock()
 	o.mu.Unlock()
 	obj.deactivate()
 	obj.closeStorage()
-	if c := o.cluster; c != nil && !closed { // on shutdown the revoked lease releases them all
-		c.disown(obj)
-	}
 	return true
 }
 
