@@ -42,7 +42,7 @@ type testHost struct {
 	serve   *testutil.Serve
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	t.Helper()
 	c := &testCluster{etcd: testetcd.Start(t, 3), certs: t.TempDir(), hosts: map[string]*testHost{}}
 	require.NoError(t, cluster.InitCA(c.certs))
@@ -52,7 +52,7 @@ func newTestCluster(t *testing.T) *testCluster {
 }
 
 // start runs host name; the same name again restarts it on its data.
-func (c *testCluster) start(t *testing.T, name string) *testHost {
+func (c *testCluster) start(t testing.TB, name string) *testHost {
 	t.Helper()
 	h := c.hosts[name]
 	if h == nil {
@@ -97,7 +97,7 @@ func readValue(resp *http.Response) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(body)), 10, 64)
 }
 
-func (h *testHost) get(t *testing.T, path string) string {
+func (h *testHost) get(t testing.TB, path string) string {
 	t.Helper()
 	resp, err := http.Get(h.serve.URL + path)
 	require.NoError(t, err)
@@ -108,7 +108,7 @@ func (h *testHost) get(t *testing.T, path string) string {
 }
 
 // owner is the host that owns counter name now.
-func (c *testCluster) owner(t *testing.T, name string) string {
+func (c *testCluster) owner(t testing.TB, name string) string {
 	t.Helper()
 	cli := c.client(t)
 	resp, err := cli.Get(context.Background(), "wharf/objects/counter/Counter/", clientv3.WithPrefix())
@@ -117,7 +117,7 @@ func (c *testCluster) owner(t *testing.T, name string) string {
 	return string(resp.Kvs[0].Value)
 }
 
-func (c *testCluster) client(t *testing.T) *clientv3.Client {
+func (c *testCluster) client(t testing.TB) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second})
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func (c *testCluster) client(t *testing.T) *clientv3.Client {
 	return cli
 }
 
-func (c *testCluster) wharf(t *testing.T, args ...string) string {
+func (c *testCluster) wharf(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(testutil.BuildWharf(t), args...).CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -134,7 +134,7 @@ func (c *testCluster) wharf(t *testing.T, args ...string) string {
 
 // checkNoKeysLeft stops every host cleanly and checks that no host and no
 // placement is left in etcd: their leases were revoked.
-func (c *testCluster) checkNoKeysLeft(t *testing.T) {
+func (c *testCluster) checkNoKeysLeft(t testing.TB) {
 	for _, h := range c.hosts {
 		if h.serve != nil {
 			h.serve.Stop(30 * time.Second)
@@ -306,7 +306,7 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 }
 
 // ownerOf is the host that owns counter name (it must be placed).
-func (c *testCluster) ownerOf(t *testing.T, name string) string {
+func (c *testCluster) ownerOf(t testing.TB, name string) string {
 	t.Helper()
 	cli := c.client(t)
 	resp, err := cli.Get(context.Background(), "wharf/objects/counter/Counter/", clientv3.WithPrefix())

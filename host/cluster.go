@@ -101,6 +101,13 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 	if obj.place.Owner != "" {
 		c.disown(obj)
 	}
+	switch {
+	case !ev.firstForward.IsZero(): // sending it to obj.remote failed: ask etcd
+		obj.remote = ""
+	case obj.remote != "" && !ev.forwarded:
+		go c.forward(obj, ev, obj.remote)
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p, err := c.Member.Place(ctx, c.objectName(obj))
@@ -111,6 +118,7 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 		obj.fail(ev, fmt.Errorf("placing the object in the cluster: %w", err))
 		return false
 	}
+	obj.remote = ""
 	if p.Owner == c.Member.Name() {
 		obj.place = p
 		obj.owned.Store(true)
@@ -131,6 +139,8 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 			obj.fail(ev, err)
 			return false
 		}
+	} else {
+		obj.remote = owner
 	}
 	go c.forward(obj, ev, owner)
 	return false

@@ -103,6 +103,9 @@ type object struct {
 	// place is the object's placement in the cluster while this host owns
 	// it (its storage is open only then); only the run goroutine touches it.
 	place cluster.Placement
+	// remote is the other host that owned the object when this one last
+	// asked: its events go there without asking etcd again.
+	remote string
 	// owned mirrors place for other goroutines (Drain).
 	owned atomic.Bool
 }
