@@ -320,3 +320,32 @@ func (c *testCluster) ownerOf(t testing.TB, name string) string {
 	t.Fatalf("counter %s is not placed", name)
 	return ""
 }
+
+func TestClusterCompactsCommitsIntoSnapshots(t *testing.T) {
+	c := newTestCluster(t)
+	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
+	const n = 1100 // one commit each: more than a snapshot's worth
+	for i := range n {
+		v, err := h1.increment("s")
+		require.NoError(t, err)
+		require.Equal(t, int64(i+1), v)
+	}
+	cli := c.client(t)
+	snap, err := cli.Get(context.Background(), "wharf/snapshot/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	require.Len(t, snap.Kvs, 1, "the object's commits were compacted")
+	commits, err := cli.Get(context.Background(), "wharf/commits/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	assert.Less(t, commits.Count, int64(n-900), "the commits the snapshot holds were deleted")
+
+	// The owner dies; the next owner starts from the snapshot and the
+	// commits after it.
+	require.Equal(t, "h1", c.owner(t, "s"))
+	h1.serve.Kill()
+	var v int64
+	require.Eventually(t, func() bool {
+		v, err = h2.increment("s")
+		return err == nil
+	}, 10*ttl, 50*time.Millisecond)
+	assert.Equal(t, int64(n+1), v)
+}

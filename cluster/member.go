@@ -547,3 +547,93 @@ func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
 	}
 	return names[sum%uint32(len(names))], nil
 }
+
+// Snapshots. An object's commits are compacted into a snapshot of its
+// database now and then: the file is stored in chunks (etcd takes values of
+// about a megabyte at most), and one fenced transaction points at it and
+// deletes the commits it holds and older snapshots.
+
+const snapshotChunk = 1 << 20
+
+func snapshotKey(object string) string { return prefix + "snapshot/" + object }
+
+func snapshotChunks(object string, seq uint64) string {
+	return fmt.Sprintf("%ssnapshots/%s/%016x/", prefix, object, seq)
+}
+
+// SaveSnapshot stores data, the object's database holding commits up to
+// seq, and drops those commits, if p is still the object's placement.
+func (m *Member) SaveSnapshot(ctx context.Context, object string, p Placement, seq uint64, data []byte) error {
+	if !m.Owns(p) {
+		return ErrFenced
+	}
+	chunks := 0
+	for off := 0; off < len(data) || chunks == 0; off += snapshotChunk {
+		chunk := data[off:min(off+snapshotChunk, len(data))]
+		if _, err := m.cli.Put(ctx, fmt.Sprintf("%s%06d", snapshotChunks(object, seq), chunks), string(chunk)); err != nil {
+			return err
+		}
+		chunks++
+	}
+	resp, err := m.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(objectKey(object)), "=", p.Epoch)).
+		Then(clientv3.OpPut(snapshotKey(object), fmt.Sprintf("%d %d", seq, chunks)),
+			clientv3.OpDelete(commitKey(object, 1), clientv3.WithRange(commitKey(object, seq+1))),
+			clientv3.OpDelete(prefix+"snapshots/"+object+"/", clientv3.WithRange(snapshotChunks(object, seq)))).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return ErrFenced // the chunks go with the next snapshot's cleanup
+	}
+	return nil
+}
+
+// SnapshotSeq returns the commit the object's latest snapshot holds; 0 if
+// it has none.
+func (m *Member) SnapshotSeq(ctx context.Context, object string) (seq uint64, chunks int, err error) {
+	resp, err := m.cli.Get(ctx, snapshotKey(object))
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0, 0, err
+	}
+	if _, err := fmt.Sscanf(string(resp.Kvs[0].Value), "%d %d", &seq, &chunks); err != nil {
+		return 0, 0, fmt.Errorf("malformed snapshot pointer of %s: %w", object, err)
+	}
+	return seq, chunks, nil
+}
+
+// LoadSnapshot returns the database of the object's snapshot seq.
+func (m *Member) LoadSnapshot(ctx context.Context, object string, seq uint64, chunks int) ([]byte, error) {
+	p := snapshotChunks(object, seq)
+	resp, err := m.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) != chunks {
+		return nil, fmt.Errorf("snapshot %d of %s has %d of its %d chunks", seq, object, len(resp.Kvs), chunks)
+	}
+	var data []byte
+	for _, kv := range resp.Kvs {
+		data = append(data, kv.Value...)
+	}
+	return data, nil
+}
+
+// LastSeq is the number of the object's last replicated commit.
+func (m *Member) LastSeq(ctx context.Context, object string) (uint64, error) {
+	snap, _, err := m.SnapshotSeq(ctx, object)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := m.cli.Get(ctx, commitPrefix(object), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return snap, nil
+	}
+	var last uint64
+	fmt.Sscanf(string(resp.Kvs[0].Key[len(commitPrefix(object)):]), "%x", &last)
+	return max(last, snap), nil
+}

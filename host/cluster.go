@@ -147,7 +147,8 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 }
 
 // adopt opens the object's storage for a new placement: it catches up with
-// the commits other hosts made and replicates every later one.
+// what other hosts committed (from the latest snapshot and the commits
+// after it) and replicates every later commit.
 func (c *clusterRouting) adopt(obj *object) error {
 	if err := obj.openStorage(); err != nil {
 		return err
@@ -159,24 +160,41 @@ func (c *clusterRouting) adopt(obj *object) error {
 	if err != nil {
 		return err
 	}
-	commits, err := c.Member.Commits(ctx, name, 0)
+	if err := obj.db.Flush(); err != nil { // AppliedSeq opened a transaction
+		return err
+	}
+	last, err := c.Member.LastSeq(ctx, name)
 	if err != nil {
 		return fmt.Errorf("reading the object's replicated commits: %w", err)
 	}
-	if have > uint64(len(commits)) {
+	if have > last {
 		// Commits this file has were never replicated (it belongs to an
 		// earlier cluster, say): the replicated log is the truth.
-		obj.objs.logger.Warn("object storage is ahead of the cluster's log; rebuilding it from the log", "class", obj.ns.class, "id", obj.id, "local", have, "replicated", len(commits))
-		obj.closeStorage()
-		if err := os.Remove(obj.storagePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if err := obj.openStorage(); err != nil {
+		obj.objs.logger.Warn("object storage is ahead of the cluster's log; rebuilding it from the log", "class", obj.ns.class, "id", obj.id, "local", have, "replicated", last)
+		if err := obj.replaceStorage(nil); err != nil {
 			return err
 		}
 		have = 0
 	}
-	for _, cm := range commits[have:] {
+	snap, chunks, err := c.Member.SnapshotSeq(ctx, name)
+	if err != nil {
+		return fmt.Errorf("reading the object's snapshot: %w", err)
+	}
+	if have < snap {
+		data, err := c.Member.LoadSnapshot(ctx, name, snap, chunks)
+		if err != nil {
+			return fmt.Errorf("reading the object's snapshot: %w", err)
+		}
+		if err := obj.replaceStorage(data); err != nil {
+			return err
+		}
+		have = snap
+	}
+	commits, err := c.Member.Commits(ctx, name, have)
+	if err != nil {
+		return fmt.Errorf("reading the object's replicated commits: %w", err)
+	}
+	for _, cm := range commits {
 		if err := obj.db.Apply(cm.Seq, cm.Data); err != nil {
 			return fmt.Errorf("restoring the object's storage: %w", err)
 		}
@@ -187,6 +205,36 @@ func (c *clusterRouting) adopt(obj *object) error {
 		obj.objs.alarms.set(alarmKey{obj.ns.class, obj.id}, at)
 	}
 	return obj.db.Flush()
+}
+
+// snapshotEvery is how many commits an object makes between snapshots.
+const snapshotEvery = 1000
+
+// snapshot compacts the object's replicated commits into a copy of its
+// database once it has made snapshotEvery of them; its writes are flushed.
+func (c *clusterRouting) snapshot(obj *object) error {
+	r, ok := obj.db.Replicator().(*objectReplica)
+	if !ok || r.commits < snapshotEvery {
+		return nil
+	}
+	path := obj.storagePath() + ".snapshot"
+	os.Remove(path)
+	defer os.Remove(path)
+	seq, err := obj.db.SnapshotTo(path)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Member.SaveSnapshot(ctx, r.name, r.place, seq, data); err != nil {
+		return fmt.Errorf("saving the object's snapshot: %w", err)
+	}
+	r.commits = 0
+	return nil
 }
 
 // disown drops the object's value and storage after its placement ended
@@ -211,6 +259,8 @@ type objectReplica struct {
 	c     *clusterRouting
 	name  string
 	place cluster.Placement
+	// commits counts the commits since the last snapshot.
+	commits int
 }
 
 func (r *objectReplica) Replicate(seq uint64, commit []byte) error {
@@ -219,6 +269,9 @@ func (r *objectReplica) Replicate(seq uint64, commit []byte) error {
 	start := time.Now()
 	err := r.c.Member.Append(ctx, r.name, r.place, seq, commit)
 	r.c.metrics.replicaSeconds.Observe(time.Since(start).Seconds())
+	if err == nil {
+		r.commits++
+	}
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -234,7 +235,14 @@ func (obj *object) run() {
 		if err != nil {
 			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
 			obj.deactivate() // its memory may reflect writes that were lost
+			if c := obj.objs.cluster; c != nil {
+				c.disown(obj) // fenced, perhaps: the next event places it again
+			}
 			err = fmt.Errorf("storage commit failed: %w", err)
+		} else if c := obj.objs.cluster; c != nil && obj.db != nil {
+			if serr := c.snapshot(obj); serr != nil { // the commits stay: nothing is lost
+				obj.objs.logger.Warn("compacting the object's replicated commits", "class", obj.ns.class, "id", obj.id, "err", serr)
+			}
 		}
 		for _, reply := range waiting {
 			reply(err)
@@ -398,6 +406,27 @@ func (obj *object) openStorage() error {
 		v.wakeup.notify()
 	}
 	return nil
+}
+
+// replaceStorage replaces the object's database file with data (a
+// snapshot), or with an empty database for nil, and opens it.
+func (obj *object) replaceStorage(data []byte) error {
+	obj.closeStorage()
+	path := obj.storagePath()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the new file
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if data != nil {
+		if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return err
+		}
+	}
+	return obj.openStorage()
 }
 
 // storagePath is the object's database file.

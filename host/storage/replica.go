@@ -75,6 +75,9 @@ func (a arg) value() any {
 // from AppliedSeq.
 func (d *DB) SetReplicator(r Replicator) { d.replicator = r }
 
+// Replicator is the database's Replicator; nil without one.
+func (d *DB) Replicator() Replicator { return d.replicator }
+
 // record keeps a write for the replicator.
 func (d *DB) record(query string, args []any) error {
 	if d.replicator == nil {
@@ -199,4 +202,22 @@ func appliedSeq(tx *sql.Tx) (uint64, error) {
 func setAppliedSeq(tx *sql.Tx, seq uint64) error {
 	_, err := tx.Exec("INSERT INTO _wharf_replica (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq", seq)
 	return err
+}
+
+// SnapshotTo writes a consistent copy of the database to path (which must
+// not exist) and returns the replicated commit it holds. Writes must have
+// been flushed.
+func (d *DB) SnapshotTo(path string) (uint64, error) {
+	if d.tx != nil {
+		return 0, errors.New("snapshot: a transaction is open")
+	}
+	var seq uint64
+	err := d.db.QueryRow("SELECT seq FROM _wharf_replica WHERE id = 1").Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	if _, err := d.db.Exec("VACUUM INTO ?", path); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return seq, nil
 }
