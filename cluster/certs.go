@@ -17,12 +17,9 @@ import (
 )
 
 // Hosts talk to each other over mutual TLS: a cluster CA (made once, by
-// wharf cluster init) signs one certificate per host, and a host accepts a
-// peer only if its certificate chains to that CA. The name every host's
-// certificate carries, and every client checks, is PeerServerName.
-
-// PeerServerName is the DNS name in every host certificate.
-const PeerServerName = "peer.wharf.cluster"
+// wharf cluster init) signs one certificate per host, naming the host, and
+// a host accepts a peer only if its certificate chains to that CA; a client
+// also checks that the server's certificate names the host it meant.
 
 // File names in a cluster certificate directory.
 const (
@@ -63,6 +60,9 @@ func InitCA(dir string) error {
 
 // IssueHost signs a certificate for host name with the CA in dir.
 func IssueHost(dir, name string) error {
+	if err := CheckHostName(name); err != nil {
+		return err
+	}
 	ca, caKey, err := loadCA(dir)
 	if err != nil {
 		return err
@@ -74,7 +74,7 @@ func IssueHost(dir, name string) error {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{PeerServerName, name},
+		DNSNames:     []string{name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(2, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -88,7 +88,8 @@ func IssueHost(dir, name string) error {
 }
 
 // PeerTLS returns the TLS configurations host name serves its peers with
-// and reaches them with, from the certificates in dir.
+// and reaches them with (the client's ServerName is set per peer), from
+// the certificates in dir.
 func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	caPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
 	if err != nil {
@@ -103,7 +104,7 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s)", name, err, name)
 	}
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
-	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: PeerServerName, MinVersion: tls.VersionTLS13}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}
 	return server, client, nil
 }
 

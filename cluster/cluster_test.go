@@ -51,8 +51,15 @@ func newTestCluster(t testing.TB) *testCluster {
 	return c
 }
 
-// start runs host name; the same name again restarts it on its data.
+// start runs host name serving the counter; the same name again restarts
+// it on its data.
 func (c *testCluster) start(t testing.TB, name string) *testHost {
+	t.Helper()
+	return c.startPlugin(t, name, "counter")
+}
+
+// startPlugin is start with the counter's module under another plugin name.
+func (c *testCluster) startPlugin(t testing.TB, name, plugin string) *testHost {
 	t.Helper()
 	h := c.hosts[name]
 	if h == nil {
@@ -64,7 +71,7 @@ func (c *testCluster) start(t testing.TB, name string) *testHost {
 	wasm, err := os.ReadFile(c.wasm)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "counter.wasm"), wasm, 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(`name = "counter"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(`name = "`+plugin+`"
 main = "counter.wasm"
 [[durable_objects.bindings]]
 name = "COUNTER"
@@ -172,7 +179,7 @@ func TestClusterServesEachObjectOnOneHost(t *testing.T) {
 		if h.name == owner {
 			want = "1"
 		}
-		assert.Regexp(t, h.name+`\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
+		assert.Regexp(t, h.name+`\s+counter\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
 	}
 }
 
@@ -348,4 +355,19 @@ func TestClusterCompactsCommitsIntoSnapshots(t *testing.T) {
 		return err == nil
 	}, 10*ttl, 50*time.Millisecond)
 	assert.Equal(t, int64(n+1), v)
+}
+
+func TestClusterDrainNeedsAHostOfTheSamePlugin(t *testing.T) {
+	c := newTestCluster(t)
+	h1 := c.start(t, "h1")
+	c.startPlugin(t, "h2", "other")
+	_, err := h1.increment("x")
+	require.NoError(t, err)
+	out, err := exec.Command(testutil.BuildWharf(t), "cluster", "drain", "--data-dir", h1.dataDir).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), `no host to move the objects to: no such host in the cluster: no other host serving plugin "counter" takes new objects`)
+	v, err := h1.increment("x")
+	require.NoError(t, err, "h1 keeps serving")
+	assert.Equal(t, int64(2), v)
+	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "other")
 }

@@ -52,8 +52,12 @@ var (
 type Config struct {
 	// Endpoints are etcd's client URLs.
 	Endpoints []string
-	// Name identifies the host; unique in the cluster.
+	// Name identifies the host; unique among every host on the etcd
+	// (CheckHostName says which names are valid).
 	Name string
+	// Plugin is the name of the plugin the host serves: objects move only
+	// between hosts serving the same one.
+	Plugin string
 	// Advertise is the host:port where other hosts reach this one's peer
 	// server.
 	Advertise string
@@ -63,11 +67,23 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// States of a host.
+const (
+	StateStarting = "starting" // joined, not yet serving (compiling, say)
+	StateServing  = "serving"
+	StateDraining = "draining" // takes no new objects
+)
+
+// MaxTTL bounds the lease TTL: a lost host's objects are unavailable that
+// long.
+const MaxTTL = time.Minute
+
 // Host is one member of the cluster as etcd lists it.
 type Host struct {
 	Name      string `json:"name"`
+	Plugin    string `json:"plugin"`
 	Advertise string `json:"advertise"`
-	Draining  bool   `json:"draining,omitempty"`
+	State     string `json:"state"`
 	// Lease is the host's etcd lease and TTL its remaining seconds.
 	Lease int64 `json:"lease"`
 	TTL   int64 `json:"ttl"`
@@ -90,10 +106,10 @@ type Member struct {
 	logger *slog.Logger
 	ttl    int64 // seconds
 
-	mu       sync.Mutex
-	lease    clientv3.LeaseID
-	term     uint64
-	draining bool
+	mu    sync.Mutex
+	lease clientv3.LeaseID
+	term  uint64
+	state string
 	// validUntil (unix ns) is when the lease may expire at the earliest, as
 	// far as this host knows: it serves its objects only until then.
 	validUntil atomic.Int64
@@ -110,14 +126,14 @@ type Member struct {
 // Join connects to etcd, takes a lease and registers the host. It fails if
 // another live host has the same name.
 func Join(ctx context.Context, cfg Config) (*Member, error) {
-	if cfg.Name == "" || strings.ContainsAny(cfg.Name, "/ ") {
-		return nil, fmt.Errorf("cluster host name %q: must be non-empty, without '/' or spaces", cfg.Name)
+	if err := CheckHostName(cfg.Name); err != nil {
+		return nil, err
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
-	if cfg.TTL < 2*time.Second {
-		return nil, fmt.Errorf("cluster lease TTL %s: must be at least 2s (etcd's minimum)", cfg.TTL)
+	if cfg.TTL < 2*time.Second || cfg.TTL > MaxTTL {
+		return nil, fmt.Errorf("cluster lease TTL %s: must be between 2s (etcd's minimum) and %s", cfg.TTL, MaxTTL)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -126,12 +142,28 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), done: make(chan struct{})}
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting, done: make(chan struct{})}
+	// A host restarted after a crash finds its old lease still alive for up
+	// to a TTL: it waits that long for the name before giving up.
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second+cfg.TTL)
 	defer cancel()
-	if err := m.register(jctx); err != nil {
+	for {
+		err = m.register(jctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errNameTaken) && jctx.Err() == nil {
+			select {
+			case <-jctx.Done():
+			case <-time.After(500 * time.Millisecond):
+				continue
+			}
+		}
 		cli.Close()
-		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+		if errors.Is(err, errNameTaken) {
+			return nil, fmt.Errorf("a live host is already named %q (a host of that name that died less than %s ago would have let it go by now)", cfg.Name, cfg.TTL)
+		}
+		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	kctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
@@ -146,6 +178,50 @@ func (m *Member) Name() string { return m.cfg.Name }
 // owned may already run elsewhere.
 func (m *Member) OnLeaseLost(f func()) { m.onLost.Store(&f) }
 
+// errNameTaken is a host name another live host holds.
+var errNameTaken = errors.New("host name taken")
+
+// record is the host's key's value.
+func (m *Member) record() string {
+	m.mu.Lock()
+	state := m.state
+	m.mu.Unlock()
+	val, _ := json.Marshal(Host{Name: m.cfg.Name, Plugin: m.cfg.Plugin, Advertise: m.cfg.Advertise, State: state})
+	return string(val)
+}
+
+// setState records the host's state in etcd.
+func (m *Member) setState(ctx context.Context, state string) error {
+	m.mu.Lock()
+	m.state = state
+	lease := m.lease
+	m.mu.Unlock()
+	_, err := m.cli.Put(ctx, prefix+"hosts/"+m.cfg.Name, m.record(), clientv3.WithLease(lease))
+	return err
+}
+
+// Serving marks the host as ready: its peer server answers.
+func (m *Member) Serving(ctx context.Context) error { return m.setState(ctx, StateServing) }
+
+// CheckHostName accepts names of letters, digits, '.' and '-', starting
+// with a letter or digit, at most 63 bytes (a DNS label's length): names
+// that are safe as file names and in URLs.
+func CheckHostName(name string) error {
+	ok := name != "" && len(name) <= 63 && name != "ca"
+	for i, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case (r == '.' || r == '-') && i > 0:
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("cluster host name %q: use letters, digits, '.' and '-' (at most 63, starting with a letter or digit; not \"ca\")", name)
+	}
+	return nil
+}
+
 // register takes a new lease and puts the host's key under it, unless a
 // live host already has the name.
 func (m *Member) register(ctx context.Context) error {
@@ -154,14 +230,10 @@ func (m *Member) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	draining := m.draining
-	m.mu.Unlock()
-	val, _ := json.Marshal(Host{Name: m.cfg.Name, Advertise: m.cfg.Advertise, Draining: draining})
 	k := prefix + "hosts/" + m.cfg.Name
 	resp, err := m.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, string(val), clientv3.WithLease(g.ID))).
+		Then(clientv3.OpPut(k, m.record(), clientv3.WithLease(g.ID))).
 		Commit()
 	if err != nil {
 		m.cli.Revoke(context.Background(), g.ID)
@@ -169,7 +241,7 @@ func (m *Member) register(ctx context.Context) error {
 	}
 	if !resp.Succeeded {
 		m.cli.Revoke(context.Background(), g.ID)
-		return fmt.Errorf("a live host is already named %q", m.cfg.Name)
+		return errNameTaken
 	}
 	m.mu.Lock()
 	m.lease = g.ID
@@ -249,7 +321,7 @@ func commitKey(object string, seq uint64) string {
 // none (unless this host is draining).
 func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
 	m.mu.Lock()
-	lease, term, draining := m.lease, m.term, m.draining
+	lease, term, draining := m.lease, m.term, m.state == StateDraining
 	m.mu.Unlock()
 	k := objectKey(object)
 	if draining {
@@ -508,25 +580,18 @@ func (m *Member) Close() error {
 
 // Drain marks the host as draining: it takes no new objects, and Place
 // answers with the current owner or none.
-func (m *Member) Drain(ctx context.Context) error {
-	m.mu.Lock()
-	m.draining = true
-	lease := m.lease
-	m.mu.Unlock()
-	val, _ := json.Marshal(Host{Name: m.cfg.Name, Advertise: m.cfg.Advertise, Draining: true})
-	_, err := m.cli.Put(ctx, prefix+"hosts/"+m.cfg.Name, string(val), clientv3.WithLease(lease))
-	return err
-}
+func (m *Member) Drain(ctx context.Context) error { return m.setState(ctx, StateDraining) }
 
 // Draining reports whether Drain was called.
 func (m *Member) Draining() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.draining
+	return m.state == StateDraining
 }
 
-// PickHost returns a live host other than this one that takes new objects,
-// chosen by the object's name so that the choice is stable.
+// PickHost returns a live host other than this one that serves the same
+// plugin and takes new objects, chosen by the object's name so that the
+// choice is stable.
 func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
 	hosts, err := m.Hosts(ctx)
 	if err != nil {
@@ -534,12 +599,12 @@ func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
 	}
 	var names []string
 	for _, h := range hosts {
-		if h.Name != m.cfg.Name && !h.Draining {
+		if h.Name != m.cfg.Name && h.Plugin == m.cfg.Plugin && h.State == StateServing {
 			names = append(names, h.Name)
 		}
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("%w: every other host is draining or gone", ErrUnknownHost)
+		return "", fmt.Errorf("%w: no other host serving plugin %q takes new objects", ErrUnknownHost, m.cfg.Plugin)
 	}
 	var sum uint32
 	for _, c := range []byte(object) {

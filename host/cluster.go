@@ -285,9 +285,9 @@ func peerPath(obj *object, kind eventKind) string {
 // does not own the object, the event goes back to the object's queue to be
 // placed again, until forwardPatience has passed.
 func (c *clusterRouting) forward(obj *object, ev *objectEvent, owner string) {
-	c.metrics.forwarded.Inc()
 	if ev.firstForward.IsZero() {
 		ev.firstForward = time.Now()
+		c.metrics.forwarded.Inc()
 	}
 	start := time.Now()
 	retry, err := c.send(obj, ev, owner)
@@ -323,9 +323,10 @@ func (c *clusterRouting) forward(obj *object, ev *objectEvent, owner string) {
 // event is untouched and may be sent again.
 func (c *clusterRouting) send(obj *object, ev *objectEvent, owner string) (retry bool, err error) {
 	ctx := ev.ctx
-	addr, err := c.Member.Address(ctx, owner)
-	if err != nil {
-		return true, err
+	if ev.kind == alarmEvent { // an alarm has no caller to give up on it
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, forwardPatience)
+		defer cancel()
 	}
 	var body io.Reader
 	var sent *countingReader
@@ -338,7 +339,8 @@ func (c *clusterRouting) send(obj *object, ev *objectEvent, owner string) (retry
 	case callEvent:
 		body = bytes.NewReader(ev.call.args)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+peerPath(obj, ev.kind), body)
+	// The URL names the host; the peer client's dialer finds its address.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+owner+peerPath(obj, ev.kind), body)
 	if err != nil {
 		return false, err
 	}

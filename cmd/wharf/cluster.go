@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,9 +36,9 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cluster, "cluster", "", "join a cluster: etcd=<endpoint>[,<endpoint>...] (etcd's client URLs)")
 	fs.StringVar(&f.name, "cluster-name", "", "this host's name in the cluster (default: the machine's hostname)")
 	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
-	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen if it names a host)")
-	fs.StringVar(&f.certs, "cluster-certs", "cluster-certs", "directory of the cluster CA and this host's certificate (wharf cluster init, wharf cluster cert)")
-	fs.DurationVar(&f.ttl, "cluster-ttl", cluster.DefaultTTL, "lease TTL: how soon after this host is lost its objects move")
+	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen's address, or this host's name if it names none)")
+	fs.StringVar(&f.certs, "cluster-certs", "cluster-certs", "directory of the cluster CA and this host's certificate, relative to the working directory (wharf cluster init, wharf cluster cert)")
+	fs.DurationVar(&f.ttl, "cluster-ttl", cluster.DefaultTTL, "lease TTL: how soon after this host is lost its objects move (2s to 1m)")
 }
 
 // endpoints parses --cluster.
@@ -59,7 +60,7 @@ type peerNode struct {
 }
 
 // join listens for peers and joins the cluster; nil without --cluster.
-func (f *clusterFlags) join(ctx context.Context, logger *slog.Logger) (*peerNode, error) {
+func (f *clusterFlags) join(ctx context.Context, plugin string, logger *slog.Logger) (*peerNode, error) {
 	if f.cluster == "" {
 		return nil, nil
 	}
@@ -79,32 +80,75 @@ func (f *clusterFlags) join(ctx context.Context, logger *slog.Logger) (*peerNode
 	}
 	advertise := f.advertise
 	if advertise == "" {
-		h, _, err := net.SplitHostPort(f.listen)
-		if err != nil || h == "" || net.ParseIP(h).IsUnspecified() {
-			return nil, fmt.Errorf("--cluster-advertise is needed: --cluster-listen %q names no address other hosts can reach", f.listen)
+		h, port, err := net.SplitHostPort(f.listen)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
 		}
-		advertise = f.listen
+		if h == "" || net.ParseIP(h).IsUnspecified() {
+			h = name // other hosts reach this one by its name
+		}
+		advertise = net.JoinHostPort(h, port)
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen: %w", err)
 	}
-	m, err := cluster.Join(ctx, cluster.Config{Endpoints: endpoints, Name: name, Advertise: advertise, TTL: f.ttl, Logger: logger})
+	m, err := cluster.Join(ctx, cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, Advertise: advertise, TTL: f.ttl, Logger: logger})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	peers := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64,
-		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}
+	peers := &http.Client{Transport: &http.Transport{
+		DialTLSContext:    peerDialer(m, clientTLS),
+		ForceAttemptHTTP2: true,
+		// A peer that stops answering (frozen, cut off) fails the events
+		// under way within seconds instead of holding them.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
+	}}
 	srv := &http.Server{TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("joined the cluster", "host", name, "peer_address", advertise, "etcd", strings.Join(endpoints, ","))
 	return &peerNode{member: m, ln: ln, srv: srv, config: &host.ClusterConfig{Member: m, Peers: peers}}, nil
 }
 
-// serve answers other hosts' forwarded events for w.
-func (p *peerNode) serve(w *host.Worker) {
+// peerDialer connects to a host by its name (URLs name hosts, not
+// addresses): it looks the address up in the cluster and checks that the
+// certificate there is that host's. Any failure before the connection is
+// ready is a dial error, which the sender may retry.
+func peerDialer(m *cluster.Member, base *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		name, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		dialErr := func(err error) error { return &net.OpError{Op: "dial", Net: network, Err: err} }
+		target, err := m.Address(ctx, name)
+		if err != nil {
+			return nil, dialErr(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		raw, err := (&net.Dialer{}).DialContext(ctx, network, target)
+		if err != nil {
+			return nil, dialErr(err)
+		}
+		cfg := base.Clone()
+		cfg.ServerName = name
+		cfg.NextProtos = []string{"h2"}
+		conn := tls.Client(raw, cfg)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, dialErr(err)
+		}
+		return conn, nil
+	}
+}
+
+// serve answers other hosts' forwarded events for w, and then says in the
+// cluster that this host serves.
+func (p *peerNode) serve(ctx context.Context, w *host.Worker) error {
 	p.srv.Handler = w.PeerHandler()
 	go p.srv.ServeTLS(p.ln, "", "")
+	return p.member.Serving(ctx)
 }
 
 // close leaves the cluster (releasing every object still placed here) and
@@ -168,13 +212,9 @@ func newClusterCommand() *cobra.Command {
 			}
 			slices.SortFunc(st.Hosts, func(a, b cluster.Host) int { return strings.Compare(a.Name, b.Name) })
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")
+			fmt.Fprintln(tw, "HOST\tPLUGIN\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")
 			for _, h := range st.Hosts {
-				state := "serving"
-				if h.Draining {
-					state = "draining"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%x\t%ds\t%d\n", h.Name, h.Advertise, state, h.Lease, h.TTL, st.Objects[h.Name])
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%x\t%ds\t%d\n", h.Name, h.Plugin, h.Advertise, h.State, h.Lease, h.TTL, st.Objects[h.Name])
 			}
 			return tw.Flush()
 		},

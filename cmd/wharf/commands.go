@@ -221,7 +221,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	start := time.Now()
-	peer, err := f.clusterFlags.join(ctx, logger)
+	peer, err := f.clusterFlags.join(ctx, m.Name, logger)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	defer worker.Close(context.Background())
 	if peer != nil {
-		peer.serve(worker)
+		if err := peer.serve(ctx, worker); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
 	}
 	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
 	if err != nil {
