@@ -14,6 +14,7 @@ command -v runc >/dev/null || need_apt+=(runc)
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)      # container disk quotas
 [ -x /bin/busybox ] || need_apt+=(busybox-static)             # test images
 command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)    # the Debian base image (examples/pyapp)
+command -v ip >/dev/null || need_apt+=(iproute2)             # ip netns exec: the cluster partition test
 if [ "${WHARF_BENCH:-}" = 1 ]; then
   command -v wrk >/dev/null || need_apt+=(wrk)
 fi
