@@ -152,8 +152,11 @@ func (c *Container) Exited() bool {
 func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (*Container, error) {
 	ctx = WithNamespace(ctx)
 	img, err := c.GetImage(ctx, spec.Image)
+	if errdefs.IsNotFound(err) {
+		return nil, MissingImage(spec.Image)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("image %q: %w", spec.Image, err)
+		return nil, err // containerd's error names the image
 	}
 	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID))}
 	if len(spec.Entrypoint) > 0 {

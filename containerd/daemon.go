@@ -214,12 +214,20 @@ type Backend struct {
 	daemon  *Daemon
 }
 
-// OpenBackend connects to address, or starts an embedded daemon under
+// OpenBackend connects to address (a socket path, relative to the working
+// directory, or a URL), or starts an embedded daemon under
 // dataDir/containerd when address is empty.
 func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err
+	}
+	if address != "" && !strings.Contains(address, "://") {
+		// gRPC takes a relative path for an authority, and buildkitd
+		// runs elsewhere.
+		if address, err = filepath.Abs(address); err != nil {
+			return nil, err
+		}
 	}
 	daemonDir := filepath.Join(dataDir, "containerd")
 	b := &Backend{Address: address, RuncRoot: filepath.Join(daemonDir, "runc"), DataDir: dataDir}

@@ -165,3 +165,12 @@ func PruneImages(ctx context.Context, c *client.Client) ([]string, error) {
 	}
 	return removed, nil
 }
+
+// ErrImageMissing means an image is not in wharf's containerd.
+var ErrImageMissing = errors.New("not in wharf's containerd")
+
+// MissingImage is the error for an image that is not in wharf's
+// containerd, saying how to put it there.
+func MissingImage(name string) error {
+	return fmt.Errorf("image %q is %w: import it with `wharf images import` or `wharf images pull`", name, ErrImageMissing)
+}

@@ -97,7 +97,7 @@ func (r Registries) resolver() docker.ResolverOptions {
 }
 
 // explain turns a registry's refusal of credentials into ErrRegistryAuth
-// naming where credentials come from.
+// (see RefusedCredentials).
 func (r Registries) explain(ref string, err error) error {
 	var status remoteerrors.ErrUnexpectedStatus
 	refused := errors.Is(err, docker.ErrInvalidAuthorization) ||
@@ -105,9 +105,17 @@ func (r Registries) explain(ref string, err error) error {
 	if !refused {
 		return err
 	}
+	return RefusedCredentials(r.Auth, ref, err)
+}
+
+// RefusedCredentials is the error for a registry that refused the
+// credentials for ref (or asked for some): ErrRegistryAuth, saying where
+// credentials came from (auth; nil for the default) and how to give
+// others, and the registry's answer err.
+func RefusedCredentials(auth *configfile.ConfigFile, ref string, err error) error {
 	from := "~/.docker/config.json"
-	if r.Auth != nil && r.Auth.Filename != "" {
-		from = r.Auth.Filename
+	if auth != nil && auth.Filename != "" {
+		from = auth.Filename
 	}
 	return fmt.Errorf("%w for %s (credentials from %s; log in with docker login or pass --registry-auth FILE): %v", ErrRegistryAuth, ref, from, err)
 }

@@ -289,3 +289,28 @@ image = "` + image + `"
 	w.stop()
 	assertNoLeftovers(t, data)
 }
+
+// TestStartWithoutItsImage removes a class's image while the plugin is
+// loaded (as `wharf images rm --force` does): a start fails saying, once,
+// which image is missing and how to put it back; the host keeps serving,
+// and once the image is imported again the start works.
+func TestStartWithoutItsImage(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	ctx := context.Background()
+	const image = "wharf.test/busybox:latest"
+	require.NoError(t, containerd.RemoveImage(ctx, w.services.backend.Client, image, true))
+
+	code, body := w.call(t, "BOX", "a", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `starting the container: image "`+image+"\" is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`")
+	assert.Equal(t, 1, strings.Count(body, image), "the image is named once: %s", body)
+
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = containerd.ImportArchive(ctx, w.services.backend.Client, archive, "")
+	require.NoError(t, err)
+	w.mustCall(t, "BOX", "a", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "a", "Running", nil))
+}

@@ -278,8 +278,7 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 		image := s.containerSpecs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
 			b.Close()
-			return fmt.Errorf("%s: containers[%d] (class %s): image %q is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`",
-				m.Path, i, c.ClassName, image)
+			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
 		}
 		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
 			b.Close()
@@ -326,7 +325,7 @@ func (s *services) buildImages(ctx context.Context, m *plugins.Manifest, b *cont
 		if !ok {
 			continue
 		}
-		contextDir, dockerfile, err := build.Source(src)
+		contextDir, dockerfile, err := build.Source(src, "")
 		if err != nil {
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
 		}

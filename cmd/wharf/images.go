@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -63,6 +64,22 @@ func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, ar
 		defer b.Close()
 		return fn(cmd, b, args)
 	}
+}
+
+// ownDataDir makes sure this command owns the data directory, whose build
+// engine state it is about to use: a command on the embedded containerd
+// owns it already; with --containerd-address it takes the lock for as
+// long as the returned func is not called, and fails (ErrDataDirInUse)
+// if a running wharf owns it, whose buildkitd may be building.
+func (f *backendFlags) ownDataDir() (unlock func(), err error) {
+	if f.address == "" {
+		return func() {}, nil
+	}
+	lock, err := host.LockDataDir(f.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return func() { lock.Unlock() }, nil
 }
 
 func newImagesCommand() *cobra.Command {
@@ -131,6 +148,15 @@ func newImagesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			unlock, err := f.ownDataDir()
+			if errors.Is(err, host.ErrDataDirInUse) {
+				fmt.Fprintf(cmd.OutOrStdout(), "build cache: kept: %v\n", err)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			freed, err := build.PruneCache(cmd.Context(), b)
 			if err != nil {
 				return err
@@ -171,13 +197,18 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 			if tag == "" {
 				return errors.New("--tag is required")
 			}
-			contextDir, df, err := build.Source(argOrDot(args))
+			if _, err := name.NewTag(tag); err != nil {
+				return fmt.Errorf("--tag %q is not an image name (like myapp:1 or registry.example/team/app:v2): %w", tag, err)
+			}
+			contextDir, df, err := build.Source(argOrDot(args), dockerfile)
 			if err != nil {
 				return err
 			}
-			if dockerfile != "" {
-				df = dockerfile
+			unlock, err := f.ownDataDir()
+			if err != nil {
+				return err
 			}
+			defer unlock()
 			bargs, err := parseBuildArgs(buildArgs)
 			if err != nil {
 				return err

@@ -165,9 +165,22 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 
 	srv, first := servedBuild(t, plugin, data, true)
 	assert.Regexp(t, `^built-app:[0-9a-f]{12}$`, first)
-	_, err = run(t, append([]string{"images", "rm", first}, shared...)...)
+	// A relative --containerd-address works (gRPC refused it as an
+	// authority).
+	cwd, err := os.Getwd()
+	require.NoError(t, err)
+	relative, err := filepath.Rel(cwd, containerd.EmbeddedAddress(data))
+	require.NoError(t, err)
+	_, err = run(t, "images", "rm", first, "--data-dir", data, "--containerd-address", relative)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "image in use: "+first+" is used by the loaded plugin built; stop it first or pass --force")
+	// The build engine's state belongs to the running wharf: a build
+	// through its containerd is refused.
+	_, err = run(t, append([]string{"images", "build", filepath.Join(plugin, "container"), "--tag", "wharf.test/meanwhile:1",
+		"--build-arg", "BASE=" + base}, shared...)...)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the data directory "+data+" is in use by another wharf (pid ")
+	stillServes(t, srv)
 	stopped(t, srv, data)
 
 	srv, _ = servedBuild(t, plugin, data, false)
@@ -180,7 +193,14 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "removed "+first)
 	assert.NotContains(t, out, "removed "+second, "the served image stays")
+	assert.Contains(t, out, "build cache: kept: the data directory "+data+" is in use by another wharf (pid ",
+		"the running wharf's build engine state is left alone")
+	assert.DirExists(t, filepath.Join(build.Dir(data), "root"))
+	stillServes(t, srv)
 	stopped(t, srv, data)
+	out, err = run(t, "images", "prune", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Regexp(t, `build cache: freed \d+\.\d MB`, out, "once it stopped, prune empties the build cache")
 
 	out, err = run(t, "images", "build", filepath.Join(plugin, "container"), "--tag", "wharf.test/by-hand:1",
 		"--build-arg", "BASE="+base, "--data-dir", data)
@@ -189,5 +209,30 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	out, err = run(t, "images", "build", filepath.Join(plugin, "container"), "--data-dir", data)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--tag is required")
+	_, err = run(t, "images", "build", filepath.Join(plugin, "container"), "--tag", "Not An/Image", "--data-dir", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `--tag "Not An/Image" is not an image name (like myapp:1 or registry.example/team/app:v2): `)
+
+	// -f names a Dockerfile apart from the context, as docker build's.
+	other := filepath.Join(t.TempDir(), "other.Dockerfile")
+	require.NoError(t, os.WriteFile(other, []byte("ARG BASE\nFROM ${BASE}\nCOPY note.txt /other-note.txt\n"), 0o644))
+	out, err = run(t, "images", "build", filepath.Join(plugin, "container"), "-f", other, "--tag", "wharf.test/other:1",
+		"--build-arg", "BASE="+base, "--data-dir", data)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "built wharf.test/other:1")
+	_, err = run(t, "images", "build", filepath.Join(plugin, "container"), "-f", other+".missing", "--tag", "wharf.test/other:1", "--data-dir", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "stat "+other+".missing: no such file or directory")
+	_, err = run(t, "images", "build", other, "-f", other, "--tag", "wharf.test/other:1", "--data-dir", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), other+" is not a directory: with a Dockerfile given, name the build context")
 	assert.Empty(t, build.Mounts(data))
+}
+
+// stillServes checks the running wharf serve still answers.
+func stillServes(t *testing.T, srv *testutil.Serve) {
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
 }

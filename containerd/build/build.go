@@ -50,18 +50,31 @@ type Options struct {
 }
 
 // Source resolves a manifest's or the command line's build target, a
-// Dockerfile or a directory holding one, into Context and Dockerfile.
-func Source(target string) (contextDir, dockerfile string, err error) {
+// Dockerfile or a directory holding one, into Context and Dockerfile. With
+// dockerfile given (docker build's -f), target is the context directory
+// and dockerfile the Dockerfile, wherever it is.
+func Source(target, dockerfile string) (contextDir, df string, err error) {
 	st, err := os.Stat(target)
 	if err != nil {
 		return "", "", err
 	}
-	if st.IsDir() {
-		dockerfile = filepath.Join(target, "Dockerfile")
-		if _, err := os.Stat(dockerfile); err != nil {
-			return "", "", fmt.Errorf("%s has no Dockerfile", target)
+	switch {
+	case dockerfile != "":
+		if !st.IsDir() {
+			return "", "", fmt.Errorf("%s is not a directory: with a Dockerfile given, name the build context", target)
+		}
+		if st, err := os.Stat(dockerfile); err != nil {
+			return "", "", err
+		} else if st.IsDir() {
+			return "", "", fmt.Errorf("%s is a directory, not a Dockerfile", dockerfile)
 		}
 		return target, dockerfile, nil
+	case st.IsDir():
+		df = filepath.Join(target, "Dockerfile")
+		if _, err := os.Stat(df); err != nil {
+			return "", "", fmt.Errorf("%s has no Dockerfile", target)
+		}
+		return target, df, nil
 	}
 	return filepath.Dir(target), target, nil
 }
@@ -233,7 +246,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		if solveErr != nil {
 			err = solveErr
 		}
-		return containerd.Image{}, buildError(progress, dockerfile, err)
+		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, err)
 	}
 	if i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }); i >= 0 {
 		return imgs[i], nil
@@ -242,16 +255,22 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 }
 
 // buildError prints the Dockerfile lines an error points at and names the
-// first of them in the error.
-func buildError(progress io.Writer, dockerfile string, err error) error {
+// first of them in the error. A registry's refusal of the credentials for
+// an image the Dockerfile pulls is explained as `wharf images pull`
+// explains it.
+func buildError(progress io.Writer, dockerfile string, auth *configfile.ConfigFile, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "failed to solve: ")
+	cause := errors.New(msg)
+	if strings.Contains(msg, ": 401 Unauthorized") || strings.Contains(msg, ": 403 Forbidden") {
+		cause = containerd.RefusedCredentials(auth, "an image the Dockerfile pulls", cause)
+	}
 	for _, src := range errdefs.Sources(err) {
 		src.Print(progress)
 		if len(src.Ranges) > 0 && src.Info != nil {
-			return fmt.Errorf("%s:%d: %s", dockerfile, src.Ranges[0].Start.Line, msg)
+			return fmt.Errorf("%s:%d: %w", dockerfile, src.Ranges[0].Start.Line, cause)
 		}
 	}
-	return fmt.Errorf("building %s: %s", dockerfile, msg)
+	return fmt.Errorf("building %s: %w", dockerfile, cause)
 }
 
 // Tag names the image built for a plugin's class from a context whose Hash

@@ -239,7 +239,7 @@ func TestBuildFromPrivateRegistry(t *testing.T) {
 	base := reg.PushArchive(t, archive, "private/busybox:1")
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo private > /from.txt\n"})
 	auth := func(password string) *configfile.ConfigFile {
-		cfg := configfile.New("")
+		cfg := configfile.New("test-auth.json")
 		cfg.AuthConfigs = map[string]types.AuthConfig{reg.Host: {Username: "builder", Password: password}}
 		return cfg
 	}
@@ -247,6 +247,9 @@ func TestBuildFromPrivateRegistry(t *testing.T) {
 	var progress bytes.Buffer
 	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/private:1", Auth: auth("wrong"), Progress: &progress})
 	require.Error(t, err)
+	assert.ErrorIs(t, err, containerd.ErrRegistryAuth, "explained as wharf images pull explains it")
+	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":1: registry refused the credentials for an image the Dockerfile pulls "+
+		"(credentials from test-auth.json; log in with docker login or pass --registry-auth FILE): ")
 	assert.Contains(t, err.Error(), "401 Unauthorized")
 
 	img, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/private:1", Auth: auth("s3cret")})
