@@ -101,12 +101,8 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 	if obj.place.Owner != "" {
 		c.disown(obj)
 	}
-	switch {
-	case !ev.firstForward.IsZero(): // sending it to obj.remote failed: ask etcd
-		obj.remote = ""
-	case obj.remote != "" && !ev.forwarded:
-		go c.forward(obj, ev, obj.remote)
-		return false
+	if !ev.firstForward.IsZero() { // sending it to the remembered owner failed: ask etcd
+		obj.remote.Store(nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -118,7 +114,7 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 		obj.fail(ev, fmt.Errorf("placing the object in the cluster: %w", err))
 		return false
 	}
-	obj.remote = ""
+	obj.remote.Store(nil)
 	if p.Owner == c.Member.Name() {
 		obj.place = p
 		obj.owned.Store(true)
@@ -140,7 +136,7 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 			return false
 		}
 	} else {
-		obj.remote = owner
+		obj.remote.Store(&owner)
 	}
 	go c.forward(obj, ev, owner)
 	return false

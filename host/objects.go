@@ -105,8 +105,8 @@ type object struct {
 	// it (its storage is open only then); only the run goroutine touches it.
 	place cluster.Placement
 	// remote is the other host that owned the object when this one last
-	// asked: its events go there without asking etcd again.
-	remote string
+	// asked: dispatch sends its events there without asking etcd again.
+	remote atomic.Pointer[string]
 	// owned mirrors place for other goroutines (Drain).
 	owned atomic.Bool
 }
@@ -198,6 +198,11 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 		return plugins.ErrPoolClosed
 	}
 	obj := o.live[key]
+	if r := o.remoteOwner(obj, ev); r != "" {
+		o.mu.Unlock()
+		go o.cluster.forward(obj, ev, r)
+		return nil
+	}
 	if obj == nil {
 		obj = &object{objs: o, ns: ns, id: id, wakeup: newSignal()}
 		o.live[key] = obj
@@ -221,6 +226,19 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 		obj.wakeup.notify()
 	}
 	return nil
+}
+
+// remoteOwner is the other host ev goes straight to: the object's
+// remembered owner, for an event that is neither forwarded here nor being
+// retried.
+func (o *Objects) remoteOwner(obj *object, ev *objectEvent) string {
+	if obj == nil || o.cluster == nil || ev.forwarded || !ev.firstForward.IsZero() {
+		return ""
+	}
+	if r := obj.remote.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // run delivers events until the object has been idle for the idle timeout.
