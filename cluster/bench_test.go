@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,28 +48,17 @@ func BenchmarkClusterForwardedRequest(b *testing.B) {
 // incrementRate runs clients concurrent increments on the counters names
 // through hosts (round robin) for d and returns increments per second.
 func incrementRate(b *testing.B, hosts []*testHost, names []string, clients int, d time.Duration) float64 {
-	var done atomic.Int64
-	var failed atomic.Int64
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; time.Now().Before(deadline); j++ {
-				if _, err := hosts[(i+j)%len(hosts)].increment(names[(i+j)%len(names)]); err != nil {
-					failed.Add(1)
-					continue
-				}
-				done.Add(1)
-			}
-		}()
+	via := map[string]*testHost{} // each counter through one host, as clients go round both lists together
+	for k, n := range names {
+		via[n] = hosts[k%len(hosts)]
 	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		b.Fatalf("%d increments failed", failed.Load())
+	load := startLoad(clients, names, func(_ int, n string) (int64, error) { return via[n].increment(n) })
+	time.Sleep(d)
+	load.end()
+	if len(load.errs) > 0 {
+		b.Fatalf("%d increments failed: %v", len(load.errs), load.errs[0])
 	}
-	return float64(done.Load()) / d.Seconds()
+	return float64(load.done()) / d.Seconds()
 }
 
 // singleHost serves the counter without a cluster.

@@ -2,18 +2,15 @@ package cluster
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wharfhq/wharf/internal/pki"
 )
 
 // Hosts talk to each other over mutual TLS: a cluster CA (made once, by
@@ -35,27 +32,14 @@ func InitCA(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, caKeyFile)); err == nil {
 		return fmt.Errorf("%s already holds a cluster CA (%s)", dir, caKeyFile)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "wharf cluster CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	certPEM, keyPEM, err := pki.NewCA(pkix.Name{CommonName: "wharf cluster CA"})
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return writePair(dir, caCertFile, caKeyFile, der, key)
+	return writePair(dir, caCertFile, caKeyFile, certPEM, keyPEM)
 }
 
 // IssueHost signs a certificate for host name with the CA in dir.
@@ -67,24 +51,22 @@ func IssueHost(dir, name string) error {
 	if err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, key, err := pki.Sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: name},
+		DNSNames:    []string{name},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().AddDate(2, 0, 0),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, ca, caKey)
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(2, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	certPEM, keyPEM, err := pki.EncodePEM(der, key)
 	if err != nil {
 		return err
 	}
-	return writePair(dir, hostCertFile(name), hostKeyFile(name), der, key)
+	return writePair(dir, hostCertFile(name), hostKeyFile(name), certPEM, keyPEM)
 }
 
 // PeerTLS returns the TLS configurations host name serves its peers with
@@ -109,33 +91,24 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 }
 
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile))
+	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
 	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, nil, errors.New("cluster CA: the key is not an ECDSA key")
+	cert, key, err := pki.Parse(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster CA: %w", err)
 	}
 	return cert, key, nil
 }
 
-func writePair(dir, certName, keyName string, der []byte, key *ecdsa.PrivateKey) error {
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
+func writePair(dir, certName, keyName string, certPEM, keyPEM []byte) error {
+	if err := os.WriteFile(filepath.Join(dir, keyName), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, keyName), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, certName), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
+	return os.WriteFile(filepath.Join(dir, certName), certPEM, 0o644)
 }

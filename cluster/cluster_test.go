@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -199,57 +198,19 @@ func TestClusterKeepsAcknowledgedWritesWhenTheOwnerIsKilled(t *testing.T) {
 		}
 	}
 
-	var mu sync.Mutex
-	acked := []int64{1}
-	failed := 0
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v, err := survivors[i%2].increment("k")
-				mu.Lock()
-				if err == nil {
-					acked = append(acked, v)
-				} else {
-					failed++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := startLoad(8, []string{"k"}, func(i int, n string) (int64, error) { return survivors[i%2].increment(n) })
 	time.Sleep(time.Second)
-	killed := time.Now()
 	hosts[owner].serve.Kill()
-	mu.Lock()
-	before := len(acked)
-	mu.Unlock()
+	before := load.done()
 	// Serving again on a survivor within the lease TTL and a little.
-	deadline := killed.Add(ttl + 10*time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n > before+50 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+	load.waitForMore(before+50, ttl+10*time.Second)
+	load.end()
+	acked := load.sortedAcks("k", 1)
 	require.Greater(t, len(acked), before+50, "the object serves again after its owner died")
-	t.Logf("%d increments acknowledged (%d before the kill), %d failed", len(acked), before, failed)
+	t.Logf("%d increments acknowledged (%d before the kill), %d failed", len(acked), before, len(load.errs))
 
 	// No acknowledged increment is lost or given twice: each returned a
 	// distinct value, and the counter is at least at the highest.
-	slices.Sort(acked)
 	assert.Equal(t, len(acked), len(slices.Compact(slices.Clone(acked))), "two increments returned the same value: a write was lost or the object ran twice")
 	final, err := strconv.ParseInt(survivors[0].get(t, "/counter/k"), 10, 64)
 	require.NoError(t, err)
@@ -270,44 +231,16 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "h1", c.ownerOf(t, n))
 	}
-	var mu sync.Mutex
-	var errs []error
-	count := map[string]int64{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := []*testHost{h1, h2}[i%2]
-			for j := 0; ; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				n := names[(i+j)%len(names)]
-				_, err := h.increment(n)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					count[n]++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := startLoad(8, names, func(i int, n string) (int64, error) { return []*testHost{h1, h2}[i%2].increment(n) })
 	time.Sleep(500 * time.Millisecond)
 	out := c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir)
 	assert.Contains(t, out, "drained")
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	assert.Empty(t, errs, "no request failed while h1 drained")
+	load.end()
+	assert.Empty(t, load.errs, "no request failed while h1 drained")
 	for _, n := range names {
 		assert.Equal(t, "h2", c.ownerOf(t, n))
-		assert.Equal(t, strconv.FormatInt(count[n]+1, 10), h1.get(t, "/counter/"+n), "h1 still answers, forwarding")
+		assert.Equal(t, strconv.Itoa(len(load.acked[n])+1), h1.get(t, "/counter/"+n), "h1 still answers, forwarding")
 	}
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
 }

@@ -462,10 +462,9 @@ func (m *Member) Shared(ctx context.Context, name string, proposed []byte) ([]by
 	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
 }
 
-// Hosts lists the live hosts with their leases' remaining TTLs.
-func (m *Member) Hosts(ctx context.Context) ([]Host, error) { return listHosts(ctx, m.cli) }
-
-func listHosts(ctx context.Context, cli *clientv3.Client) ([]Host, error) {
+// listHosts lists the live hosts, with their leases' remaining TTLs if
+// withTTL (one more request per host).
+func listHosts(ctx context.Context, cli *clientv3.Client, withTTL bool) ([]Host, error) {
 	resp, err := cli.Get(ctx, prefix+"hosts/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
@@ -477,8 +476,10 @@ func listHosts(ctx context.Context, cli *clientv3.Client) ([]Host, error) {
 			continue
 		}
 		h.Lease = kv.Lease
-		if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
-			h.TTL = ttl.TTL
+		if withTTL {
+			if ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				h.TTL = ttl.TTL
+			}
 		}
 		out = append(out, h)
 	}
@@ -522,7 +523,7 @@ func ReadStatus(ctx context.Context, endpoints []string) (*Status, error) {
 		return nil, err
 	}
 	defer cli.Close()
-	hosts, err := listHosts(ctx, cli)
+	hosts, err := listHosts(ctx, cli, true)
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
 	}
@@ -593,7 +594,7 @@ func (m *Member) Draining() bool {
 // plugin and takes new objects, chosen by the object's name so that the
 // choice is stable.
 func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
-	hosts, err := m.Hosts(ctx)
+	hosts, err := listHosts(ctx, m.cli, false)
 	if err != nil {
 		return "", err
 	}
@@ -655,19 +656,6 @@ func (m *Member) SaveSnapshot(ctx context.Context, object string, p Placement, s
 	return nil
 }
 
-// SnapshotSeq returns the commit the object's latest snapshot holds; 0 if
-// it has none.
-func (m *Member) SnapshotSeq(ctx context.Context, object string) (seq uint64, chunks int, err error) {
-	resp, err := m.cli.Get(ctx, snapshotKey(object))
-	if err != nil || len(resp.Kvs) == 0 {
-		return 0, 0, err
-	}
-	if _, err := fmt.Sscanf(string(resp.Kvs[0].Value), "%d %d", &seq, &chunks); err != nil {
-		return 0, 0, fmt.Errorf("malformed snapshot pointer of %s: %w", object, err)
-	}
-	return seq, chunks, nil
-}
-
 // LoadSnapshot returns the database of the object's snapshot seq.
 func (m *Member) LoadSnapshot(ctx context.Context, object string, seq uint64, chunks int) ([]byte, error) {
 	p := snapshotChunks(object, seq)
@@ -685,20 +673,37 @@ func (m *Member) LoadSnapshot(ctx context.Context, object string, seq uint64, ch
 	return data, nil
 }
 
-// LastSeq is the number of the object's last replicated commit.
-func (m *Member) LastSeq(ctx context.Context, object string) (uint64, error) {
-	snap, _, err := m.SnapshotSeq(ctx, object)
+// Log is where an object's replicated log stands.
+type Log struct {
+	// Snapshot is the commit the latest snapshot holds (0: none), in Chunks
+	// chunks.
+	Snapshot uint64
+	Chunks   int
+	// Last is the number of the last replicated commit.
+	Last uint64
+}
+
+// Log reads where the object's replicated log stands.
+func (m *Member) Log(ctx context.Context, object string) (Log, error) {
+	var l Log
+	resp, err := m.cli.Get(ctx, snapshotKey(object))
 	if err != nil {
-		return 0, err
+		return l, err
 	}
-	resp, err := m.cli.Get(ctx, commitPrefix(object), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if len(resp.Kvs) > 0 {
+		if _, err := fmt.Sscanf(string(resp.Kvs[0].Value), "%d %d", &l.Snapshot, &l.Chunks); err != nil {
+			return l, fmt.Errorf("malformed snapshot pointer of %s: %w", object, err)
+		}
+	}
+	resp, err = m.cli.Get(ctx, commitPrefix(object), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
 	if err != nil {
-		return 0, err
+		return l, err
 	}
-	if len(resp.Kvs) == 0 {
-		return snap, nil
+	l.Last = l.Snapshot
+	if len(resp.Kvs) > 0 {
+		var last uint64
+		fmt.Sscanf(string(resp.Kvs[0].Key[len(commitPrefix(object)):]), "%x", &last)
+		l.Last = max(last, l.Snapshot)
 	}
-	var last uint64
-	fmt.Sscanf(string(resp.Kvs[0].Key[len(commitPrefix(object)):]), "%x", &last)
-	return max(last, snap), nil
+	return l, nil
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -216,49 +215,15 @@ func TestClusterPartitionedOwnerStopsWritingBeforeItsSuccessorStarts(t *testing.
 		}
 	}
 
-	var mu sync.Mutex
-	acked := []int64{1}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if v, err := c.increment(others[i%2], "p"); err == nil {
-					mu.Lock()
-					acked = append(acked, v)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startLoad(8, []string{"p"}, func(i int, n string) (int64, error) { return c.increment(others[i%2], n) })
 	time.Sleep(time.Second)
 	heal := partition(t, owner)
-	mu.Lock()
-	before := len(acked)
-	mu.Unlock()
-	deadline := time.Now().Add(ttl + 20*time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n > before+50 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+	before := load.done()
+	load.waitForMore(before+50, ttl+20*time.Second)
+	load.end()
+	acked := load.sortedAcks("p", 1)
 	require.Greater(t, len(acked), before+50, "a successor serves the object while its old owner is cut off")
 	assert.True(t, owner.serve.WaitLog("renewing the cluster lease", 0), "the cut-off owner noticed")
-
-	slices.Sort(acked)
 	assert.Equal(t, len(acked), len(slices.Compact(slices.Clone(acked))), "two increments returned the same value: split brain")
 
 	// The history in etcd: every commit was written by the placement of its

@@ -135,9 +135,8 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 			obj.fail(ev, err)
 			return false
 		}
-	} else {
-		obj.remote.Store(&owner)
 	}
+	obj.remote.Store(&owner)
 	go c.forward(obj, ev, owner)
 	return false
 }
@@ -159,32 +158,28 @@ func (c *clusterRouting) adopt(obj *object) error {
 	if err := obj.db.Flush(); err != nil { // AppliedSeq opened a transaction
 		return err
 	}
-	last, err := c.Member.LastSeq(ctx, name)
+	log, err := c.Member.Log(ctx, name)
 	if err != nil {
 		return fmt.Errorf("reading the object's replicated commits: %w", err)
 	}
-	if have > last {
+	if have > log.Last {
 		// Commits this file has were never replicated (it belongs to an
 		// earlier cluster, say): the replicated log is the truth.
-		obj.objs.logger.Warn("object storage is ahead of the cluster's log; rebuilding it from the log", "class", obj.ns.class, "id", obj.id, "local", have, "replicated", last)
+		obj.objs.logger.Warn("object storage is ahead of the cluster's log; rebuilding it from the log", "class", obj.ns.class, "id", obj.id, "local", have, "replicated", log.Last)
 		if err := obj.replaceStorage(nil); err != nil {
 			return err
 		}
 		have = 0
 	}
-	snap, chunks, err := c.Member.SnapshotSeq(ctx, name)
-	if err != nil {
-		return fmt.Errorf("reading the object's snapshot: %w", err)
-	}
-	if have < snap {
-		data, err := c.Member.LoadSnapshot(ctx, name, snap, chunks)
+	if have < log.Snapshot {
+		data, err := c.Member.LoadSnapshot(ctx, name, log.Snapshot, log.Chunks)
 		if err != nil {
 			return fmt.Errorf("reading the object's snapshot: %w", err)
 		}
 		if err := obj.replaceStorage(data); err != nil {
 			return err
 		}
-		have = snap
+		have = log.Snapshot
 	}
 	commits, err := c.Member.Commits(ctx, name, have)
 	if err != nil {
