@@ -16,7 +16,6 @@ import (
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
-	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -256,10 +255,7 @@ func TestObjectFiles(t *testing.T) {
 // container.
 func TestAlarmWaitsForTheBuildAtLoad(t *testing.T) {
 	testutil.BuildBuildkitd(t)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	reg := testregistry.Start(t, "", "")
-	base := reg.PushArchive(t, archive, "base/busybox:1")
+	base := testimages.BusyboxBase(t)
 	image := t.TempDir()
 	dockerfile := func(step string) {
 		require.NoError(t, os.WriteFile(filepath.Join(image, "Dockerfile"), []byte("FROM "+base+"\n"+step+"\n"), 0o644))

@@ -19,7 +19,6 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/internal/testimages"
-	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -78,10 +77,7 @@ func buildkitdOf(data string) []string {
 // either of wharf's containerd namespaces or on the host.
 func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 	testutil.BuildBuildkitd(t)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	reg := testregistry.Start(t, "", "")
-	base := reg.PushArchive(t, archive, "base/busybox:1")
+	base := testimages.BusyboxBase(t)
 	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 600\n")
 	data := t.TempDir()
 
@@ -153,10 +149,7 @@ ready_on = [{ path = "/index.html" }]
 // `wharf images build` builds by hand.
 func TestServeBuildsDockerfileImages(t *testing.T) {
 	testutil.BuildBuildkitd(t)
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	reg := testregistry.Start(t, "", "")
-	base := reg.PushArchive(t, archive, "base/busybox:1")
+	base := testimages.BusyboxBase(t)
 	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n")
 	data := t.TempDir()
 	// The CLI reaches the containerd of a running wharf serve by its

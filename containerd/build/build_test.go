@@ -66,10 +66,7 @@ func start(t *testing.T) *fixture {
 	testutil.BuildBuildkitd(t)
 	ctx := context.Background()
 	dataDir := t.TempDir()
-	archive, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	reg := testregistry.Start(t, "", "")
-	base := reg.PushArchive(t, archive, "base/busybox:1")
+	base := testimages.BusyboxBase(t)
 	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
 	require.NoError(t, err)
 	t.Cleanup(func() {

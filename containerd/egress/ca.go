@@ -2,19 +2,17 @@ package egress
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/wharfhq/wharf/internal/pki"
 )
 
 // CA is wharf's certificate authority for HTTPS interception. Its key and
@@ -38,7 +36,7 @@ func LoadCA(dir string) (*CA, error) {
 	keyPEM, kerr := os.ReadFile(keyPath)
 	if errors.Is(cerr, os.ErrNotExist) && errors.Is(kerr, os.ErrNotExist) {
 		var err error
-		if certPEM, keyPEM, err = newCA(); err != nil {
+		if certPEM, keyPEM, err = pki.NewCA(pkix.Name{CommonName: "wharf egress CA", Organization: []string{"wharf"}}); err != nil {
 			return nil, err
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -53,51 +51,11 @@ func LoadCA(dir string) (*CA, error) {
 	} else if err := errors.Join(cerr, kerr); err != nil {
 		return nil, fmt.Errorf("wharf CA in %s: %w", dir, err)
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, key, err := pki.Parse(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("wharf CA in %s: %w", dir, err)
 	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("wharf CA in %s: the key is not ECDSA", dir)
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, err
-	}
 	return &CA{cert: cert, key: key, CertPEM: certPEM, CertPath: certPath, leaves: map[string]*tls.Certificate{}}, nil
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	return n
-}
-
-func newCA() (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "wharf egress CA", Organization: []string{"wharf"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
 // leafLifetime is how long a minted certificate is valid; it is re-minted
@@ -116,20 +74,15 @@ func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
 	if c, ok := ca.leaves[name]; ok && time.Until(c.Leaf.NotAfter) > 24*time.Hour {
 		return c, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(leafLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: name},
+		DNSNames:    []string{name},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(leafLifetime),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, key, err := pki.Sign(tmpl, ca.cert, ca.key)
 	if err != nil {
 		return nil, err
 	}
