@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -190,4 +191,77 @@ func BenchmarkDevSaveToServed(b *testing.B) {
 	b.ReportMetric(d, "dev-save-to-served-p50-ms")
 	b.ReportMetric(r, "serve-restart-p50-ms")
 	b.ReportMetric(d/r, "ratio")
+}
+
+// BenchmarkDevReloadRSS runs wharf dev on a copy of examples/hello, saves
+// devReloads edits, each served and compiled before the next, and reports
+// the process's resident memory after the first serve and after the last
+// reload, and their ratio: replaced builds that were not freed show as a
+// ratio growing with the number of reloads.
+func BenchmarkDevReloadRSS(b *testing.B) {
+	const devReloads = 10
+	wharf := testutil.BuildWharf(b)
+	dir := filepath.Join(b.TempDir(), "hello")
+	out, err := exec.Command(wharf, "init", "--name", "hello", dir).CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	require.NoError(b, os.Remove(filepath.Join(dir, "main_test.go")))
+	for _, name := range []string{"main.go", "wharf.toml"} {
+		data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "examples", "hello", name))
+		require.NoError(b, err)
+		require.NoError(b, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	source, err := os.ReadFile(filepath.Join(dir, "main.go"))
+	require.NoError(b, err)
+	const greeting = `fmt.Fprintln(w, "Hello from wharf!")`
+	require.Contains(b, string(source), greeting)
+
+	var first, middle, last []float64
+	for range b.N {
+		dev := testutil.StartDev(b, dir, "--listen", "127.0.0.1:0", "--data-dir", b.TempDir())
+		code, body := getBody(dev.URL + "/")
+		require.Equal(b, 200, code, body)
+		first = append(first, settledRSSMiB(b, dev.Pid()))
+		for i := 1; i <= devReloads; i++ {
+			line := fmt.Sprintf(`fmt.Fprintln(w, "Hello, edit %d")`, i)
+			require.NoError(b, os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(string(source), greeting, line, 1)), 0o644))
+			want := fmt.Sprintf("Hello, edit %d\n", i)
+			require.Eventually(b, func() bool { _, body := getBody(dev.URL + "/"); return body == want },
+				time.Minute, 5*time.Millisecond, "edit %d is served", i)
+			require.Eventually(b, func() bool { return strings.Count(dev.Logs(), "reloaded, compiled") >= i },
+				2*time.Minute, 10*time.Millisecond, "edit %d is compiled", i)
+			if i == devReloads/2 {
+				middle = append(middle, settledRSSMiB(b, dev.Pid()))
+			}
+		}
+		last = append(last, settledRSSMiB(b, dev.Pid()))
+		require.NoError(b, dev.Stop(30*time.Second))
+	}
+	f, m, l := testutil.Median(first), testutil.Median(middle), testutil.Median(last)
+	b.ReportMetric(f, "rss-first-serve-MiB")
+	b.ReportMetric(m, fmt.Sprintf("rss-after-%d-reloads-MiB", devReloads/2))
+	b.ReportMetric(l, fmt.Sprintf("rss-after-%d-reloads-MiB", devReloads))
+	b.ReportMetric(l/f, "ratio")
+}
+
+// settledRSSMiB is the resident memory of process pid once the replaced
+// builds had time to drain and the runtime to return freed memory (wharf
+// dev frees it after each compile): the lowest of a few readings over two
+// seconds.
+func settledRSSMiB(b *testing.B, pid int) float64 {
+	b.Helper()
+	lowest := math.Inf(1)
+	for range 5 {
+		time.Sleep(400 * time.Millisecond)
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		require.NoError(b, err)
+		var kib float64
+		for _, line := range strings.Split(string(status), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				_, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kib)
+				require.NoError(b, err)
+			}
+		}
+		lowest = min(lowest, kib/1024)
+	}
+	return lowest
 }
