@@ -460,23 +460,9 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	if len(spec.Args) == 0 {
 		return nil, errors.New("exec needs a command")
 	}
-	pspec, err := c.processSpec(ctx)
+	pspec, user, err := c.execProcess(ctx, spec)
 	if err != nil {
 		return nil, err
-	}
-	pspec.Args = spec.Args
-	pspec.Terminal = spec.Terminal
-	pspec.Env = mergeEnv(pspec.Env, spec.Env)
-	if spec.Cwd != "" {
-		pspec.Cwd = spec.Cwd
-	}
-	var user *wire.Cred
-	if spec.User != "" {
-		u, err := resolveUser(c.task.Pid(), spec.User)
-		if err != nil {
-			return nil, err
-		}
-		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
 	}
 	if c.agent != nil {
 		p, err := c.agentExec(ctx, spec, wire.Exec{Args: pspec.Args, Env: pspec.Env, Cwd: pspec.Cwd, User: user, Terminal: spec.Terminal})
@@ -505,6 +491,31 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}
 	stdin.started <- proc
 	return p, nil
+}
+
+// execProcess is the process spec runc runs spec with: the container's
+// environment, directory and user with spec's changes; and the user for the
+// agent (nil: the main process's).
+func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Process, *wire.Cred, error) {
+	pspec, err := c.processSpec(ctx)
+	if err != nil {
+		return pspec, nil, err
+	}
+	pspec.Args = spec.Args
+	pspec.Terminal = spec.Terminal
+	pspec.Env = mergeEnv(pspec.Env, spec.Env)
+	if spec.Cwd != "" {
+		pspec.Cwd = spec.Cwd
+	}
+	var user *wire.Cred
+	if spec.User != "" {
+		u, err := resolveUser(c.task.Pid(), spec.User)
+		if err != nil {
+			return pspec, nil, err
+		}
+		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
+	}
+	return pspec, user, nil
 }
 
 // stdinCloser feeds a process's stdin and, at the end of the input (at once

@@ -44,7 +44,12 @@ var kindErrors = map[string]error{
 	wire.KindInvalid:    fs.ErrInvalid,
 	wire.KindNotDir:     syscall.ENOTDIR,
 	wire.KindIsDir:      syscall.EISDIR,
+	wire.KindLimit:      ErrLimit,
 }
+
+// ErrLimit is an operation the agent refused because a limit is reached
+// (e.g. too many background processes).
+var ErrLimit = errors.New("limit reached")
 
 // Error is an operation the agent refused or that failed in the
 // container: its message (as the agent gave it, e.g. "open /x: no such
@@ -265,4 +270,80 @@ func (p *Process) Resize(cols, rows uint16) error {
 		return cerr
 	}
 	return err
+}
+
+// Background runs a background operation that answers with one reply
+// (start, list, get, kill).
+func (c *Client) Background(ctx context.Context, b wire.Background) (wire.Reply, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return wire.Reply{}, err
+	}
+	defer conn.Close()
+	return roundTrip(conn, b)
+}
+
+// roundTrip sends a background request on conn and reads its first reply.
+func roundTrip(conn *net.UnixConn, b wire.Background) (wire.Reply, error) {
+	if err := wire.Send(conn, wire.Request{Background: &b}); err != nil {
+		return wire.Reply{}, fmt.Errorf("agent: %w", err)
+	}
+	var r wire.Reply
+	files, err := wire.Receive(conn, &r)
+	closeFiles(files)
+	if errors.Is(err, io.EOF) {
+		err = errAgentGone
+	}
+	if err == nil && r.Error != "" {
+		err = replyError(r)
+	}
+	return r, err
+}
+
+// errAgentGone is the agent hanging up: it ended, with its container.
+var errAgentGone = errors.New("the container stopped")
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// Logs streams the output of background process id, kept from its start
+// (fromStart) or from now on, and says how many bytes from the start were
+// already overwritten. Closing the reader stops the stream.
+func (c *Client) Logs(ctx context.Context, id string, fromStart bool) (io.ReadCloser, int64, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := roundTrip(conn, wire.Background{Op: wire.BackgroundLogs, ID: id, FromStart: fromStart})
+	if err != nil {
+		conn.Close()
+		return nil, 0, err
+	}
+	return conn, r.Dropped, nil
+}
+
+// WaitBackground waits until background process id exits and returns its
+// description. Canceling ctx stops the wait; the process is unaffected.
+func (c *Client) WaitBackground(ctx context.Context, id string) (wire.ProcessInfo, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return wire.ProcessInfo{}, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	r, err := roundTrip(conn, wire.Background{Op: wire.BackgroundWait, ID: id})
+	if ctx.Err() != nil {
+		return wire.ProcessInfo{}, ctx.Err()
+	}
+	if err == nil && r.Process == nil {
+		err = errors.New("agent: unexpected reply")
+	}
+	if err != nil {
+		return wire.ProcessInfo{}, err
+	}
+	return *r.Process, nil
 }

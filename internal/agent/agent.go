@@ -3,7 +3,8 @@
 // zombie, forwards signals to the child and exits with its exit code. On a
 // unix socket that only callers outside the container's PID namespace may
 // use (that is, wharf), it starts processes with the descriptors wharf
-// passes, so their output goes straight to wharf.
+// passes, so their output goes straight to wharf, works on the container's
+// files, and keeps background processes with their output.
 package agent
 
 import (
@@ -38,7 +39,7 @@ type Config struct {
 func Run(cfg Config) int {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
-	a := &agent{user: cfg.User, children: map[int]chan int{}}
+	a := &agent{user: cfg.User, children: map[int]chan int{}, bg: &backgrounds{}}
 	mainPid, mainExit, err := a.start(wire.Exec{Args: cfg.Main, Env: os.Environ(), Stdin: 0, Stdout: 1, Stderr: 2},
 		[]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil)
 	if err != nil {
@@ -71,6 +72,7 @@ type agent struct {
 	// known.
 	mu       sync.Mutex
 	children map[int]chan int
+	bg       *backgrounds
 }
 
 // reap collects every exited child (the container's orphans too) and
@@ -237,6 +239,8 @@ func (a *agent) serve(c *net.UnixConn) {
 		a.exec(c, *req.Exec, files)
 	case req.File != nil:
 		a.file(c, *req.File)
+	case req.Background != nil:
+		a.background(c, *req.Background)
 	default:
 		wire.Send(c, wire.Reply{Error: "unknown request", Kind: wire.KindInvalid})
 	}

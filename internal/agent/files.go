@@ -158,7 +158,13 @@ func errorReply(err error) wire.Reply {
 	}
 	r := wire.Reply{Error: err.Error()}
 	var errno unix.Errno
-	if errors.As(err, &errno) {
+	var kind *kindError
+	switch {
+	case errors.As(err, &kind):
+		r.Kind = kind.kind
+	case errors.Is(err, errNotFound):
+		r.Kind = wire.KindNotFound
+	case errors.As(err, &errno):
 		switch errno {
 		case unix.ENOENT:
 			r.Kind = wire.KindNotFound

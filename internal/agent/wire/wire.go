@@ -36,8 +36,9 @@ const (
 
 // Request is one operation asked of the agent.
 type Request struct {
-	Exec *Exec `json:",omitempty"`
-	File *File `json:",omitempty"`
+	Exec       *Exec       `json:",omitempty"`
+	File       *File       `json:",omitempty"`
+	Background *Background `json:",omitempty"`
 	// Signal is sent, on an exec's connection after it started, to
 	// deliver a signal to the process.
 	Signal int `json:",omitempty"`
@@ -90,6 +91,68 @@ const (
 	FileWatch  = "watch"
 )
 
+// Background is an operation on the container's background processes:
+// processes the agent keeps, each with an id and its combined output in a
+// ring buffer, until the container stops.
+type Background struct {
+	Op string
+	// ID names the process (start: a chosen id, or empty for a new one).
+	ID string `json:",omitempty"`
+	// Exec is the process to start; its standard stream indexes are
+	// unused (stdin is /dev/null, stdout and stderr one pipe of the
+	// agent's).
+	Exec *Exec `json:",omitempty"`
+	// Signal is what BackgroundKill sends.
+	Signal int `json:",omitempty"`
+	// FromStart streams the output kept from the start (BackgroundLogs);
+	// otherwise only what the process writes from now on.
+	FromStart bool `json:",omitempty"`
+}
+
+// MaxBackground is how many background processes a container keeps at
+// once (running, or exited and not yet replaced); OutputBuffer is how many
+// bytes of a background process's output (stdout and stderr together) the
+// agent keeps.
+const (
+	MaxBackground = 64
+	OutputBuffer  = 1 << 20
+)
+
+// Background operations. Start, List, Get and Kill answer with one Reply;
+// Logs answers with a Reply (Dropped) and then the raw output on the same
+// connection until the output ends or wharf hangs up; Wait answers with a
+// Reply once the process has exited (Exited, Code).
+const (
+	BackgroundStart = "start"
+	BackgroundList  = "list"
+	BackgroundGet   = "get"
+	BackgroundKill  = "kill"
+	BackgroundLogs  = "logs"
+	BackgroundWait  = "wait"
+)
+
+// Status of a background process.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed" // exited with code 0
+	StatusFailed    = "failed"    // exited with another code
+	StatusKilled    = "killed"    // ended after a BackgroundKill
+)
+
+// ProcessInfo describes a background process.
+type ProcessInfo struct {
+	ID      string   `json:"id"`
+	Pid     int      `json:"pid"`
+	Command []string `json:"command"`
+	Status  string   `json:"status"`
+	// ExitCode is set once the process has exited: its code, or 128+n
+	// for a process ended by signal n.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Started and Exited are Unix milliseconds (Exited 0 while it runs).
+	Started int64 `json:"started"`
+	Exited  int64 `json:"exited,omitempty"`
+}
+
 // FileInfo describes a file of the container.
 type FileInfo struct {
 	Path string `json:"path"`
@@ -119,12 +182,18 @@ type Reply struct {
 	// Info and Entries answer FileStat and FileList.
 	Info    *FileInfo  `json:",omitempty"`
 	Entries []FileInfo `json:",omitempty"`
+	// Process and Processes answer BackgroundStart and Get, and List.
+	Process   *ProcessInfo  `json:",omitempty"`
+	Processes []ProcessInfo `json:",omitempty"`
+	// Dropped is, for BackgroundLogs from the start, how many bytes of
+	// the output were overwritten in the buffer before the stream began.
+	Dropped int64 `json:",omitempty"`
 }
 
 // Error kinds: a file or program that does not exist, a caller that may
 // not use the agent, a bad argument, a path that is not a directory or is
 // one, a user that may not do it, a file that exists (or a directory that
-// is not empty).
+// is not empty), a limit reached.
 const (
 	KindNotFound   = "not-found"
 	KindRefused    = "refused"
@@ -133,6 +202,7 @@ const (
 	KindIsDir      = "is-a-directory"
 	KindPermission = "permission"
 	KindExists     = "exists"
+	KindLimit      = "limit"
 )
 
 // maxMessage bounds a message (arguments and environment included).

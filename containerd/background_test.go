@@ -1,0 +1,156 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestBackgroundProcesses drives background processes through the agent
+// of a real container: output kept in order from the start or followed
+// from now, a buffer that overwrites what is older than OutputBuffer and
+// says how much, kill of a process group, wait, the errors; afterwards
+// no descriptor is left in wharf, the shim or the agent.
+func TestBackgroundProcesses(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "bg", "sleep 3600", true)
+	ctx := context.Background()
+	settled := func() map[string]int {
+		last := descriptorCounts(t, c, []*Container{ctr})
+		for range 50 {
+			time.Sleep(100 * time.Millisecond)
+			now := descriptorCounts(t, c, []*Container{ctr})
+			if maps.Equal(now, last) {
+				break
+			}
+			last = now
+		}
+		return last
+	}
+	// Warm up: the agent's and wharf's lazily opened descriptors.
+	_, err := ctr.StartBackground(ctx, ExecSpec{Args: []string{"true"}}, "warm")
+	require.NoError(t, err)
+	_, err = ctr.WaitBackground(ctx, "warm")
+	require.NoError(t, err)
+	before := settled()
+
+	// A server that prints a line per request-like tick, in both streams.
+	info, err := ctr.StartBackground(ctx, ExecSpec{Args: []string{"sh", "-c",
+		`echo "starting $MODE"; i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.05; done`},
+		Env: []string{"MODE=dev"}}, "server")
+	require.NoError(t, err)
+	assert.Equal(t, "server", info.ID)
+	assert.Equal(t, "running", info.Status)
+	assert.Positive(t, info.Pid)
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"sleep", "1"}}, "server")
+	assert.EqualError(t, err, `background process "server" is already running`)
+
+	logs, dropped, err := ctr.BackgroundLogs(ctx, "server", true)
+	require.NoError(t, err)
+	assert.Zero(t, dropped)
+	lines := readLines(t, logs, 7)
+	assert.Equal(t, []string{"starting dev", "out 1", "err 1", "out 2", "err 2", "out 3", "err 3"}, lines,
+		"from the start, stdout and stderr in the order written")
+	logs.Close()
+
+	now, _, err := ctr.BackgroundLogs(ctx, "server", false)
+	require.NoError(t, err)
+	first := readLines(t, now, 1)[0]
+	assert.NotEqual(t, "starting dev", first, "from now: not what was written before")
+
+	list, err := ctr.Backgrounds(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, []string{"warm", "server"}, []string{list[0].ID, list[1].ID})
+	assert.Equal(t, "completed", list[0].Status)
+	assert.Equal(t, 0, *list[0].ExitCode)
+
+	require.NoError(t, ctr.KillBackground(ctx, "server", int(syscall.SIGTERM)))
+	done, err := ctr.WaitBackground(ctx, "server")
+	require.NoError(t, err)
+	assert.Equal(t, "killed", done.Status)
+	assert.Equal(t, 128+15, *done.ExitCode)
+	rest, err := io.ReadAll(now)
+	require.NoError(t, err, "the followed stream ends when the process group is gone")
+	now.Close()
+	assert.NotContains(t, string(rest), "starting")
+	_, code, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "ps -o comm | grep -c sleep"}})
+	assert.Equal(t, "1\n", code, "the kill reached the group: only the main sleep is left")
+
+	// A process writing twice the buffer: from the start, what was
+	// overwritten is counted, and the rest ends with the last line.
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"sh", "-c", "seq 1 300000"}}, "chatty")
+	require.NoError(t, err)
+	_, err = ctr.WaitBackground(ctx, "chatty")
+	require.NoError(t, err)
+	full, dropped, err := ctr.BackgroundLogs(ctx, "chatty", true)
+	require.NoError(t, err)
+	out, err := io.ReadAll(full)
+	require.NoError(t, err)
+	full.Close()
+	total := 0
+	for i := 1; i <= 300000; i++ {
+		total += len(fmt.Sprint(i)) + 1
+	}
+	assert.Equal(t, OutputBuffer, len(out))
+	assert.Equal(t, int64(total-OutputBuffer), dropped)
+	assert.True(t, strings.HasSuffix(string(out), "\n299999\n300000\n"))
+
+	// Errors.
+	_, err = ctr.Background(ctx, "nope")
+	assert.EqualError(t, err, `no background process "nope"`)
+	assert.EqualError(t, ctr.KillBackground(ctx, "chatty", 15), `background process "chatty" has exited`)
+	assert.EqualError(t, ctr.KillBackground(ctx, "chatty", 65), `signal must be from 1 to 64, got 65`)
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"true"}}, "bad id!")
+	assert.ErrorContains(t, err, `a process id is 1 to 64 letters`)
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"no-such-program"}}, "")
+	assert.ErrorContains(t, err, "executable file not found")
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"true"}, User: "ghost"}, "")
+	assert.ErrorIs(t, err, ErrUnknownUser)
+
+	after := settled()
+	for who, n := range after {
+		assert.LessOrEqual(t, n, before[who], "%s has more descriptors after the background processes", who)
+	}
+
+	// The processes belong to the container: they end with it.
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"sleep", "3600"}}, "long")
+	require.NoError(t, err)
+	wait := make(chan error, 1)
+	go func() { _, err := ctr.WaitBackground(ctx, "long"); wait <- err }()
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGTERM))
+	waitExit(t, ctr)
+	select {
+	case err := <-wait:
+		assert.ErrorContains(t, err, `waiting for background process "long": the container stopped`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait did not end with the container")
+	}
+}
+
+// readLines reads n lines from r.
+func readLines(t *testing.T, r io.Reader, n int) []string {
+	t.Helper()
+	var lines []string
+	var line []byte
+	b := make([]byte, 1)
+	for len(lines) < n {
+		_, err := r.Read(b)
+		require.NoError(t, err)
+		if b[0] == '\n' {
+			lines = append(lines, string(line))
+			line = nil
+			continue
+		}
+		line = append(line, b[0])
+	}
+	return lines
+}
