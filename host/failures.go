@@ -25,6 +25,19 @@ func (f *eventFailure) Error() string {
 
 func (f *eventFailure) Unwrap() error { return f.err }
 
+// toldAs is how a failure of event g reads outside the guest (to the reader
+// of a stream it aborts): what failed and the request id, no details.
+func (g *guest) toldAs(failure error) error {
+	if failure == nil {
+		return nil
+	}
+	what := "worker"
+	if g.object != nil {
+		what = "the object's event"
+	}
+	return &eventFailure{what: what, id: g.id.String(), err: failure}
+}
+
 // outcome says in a few words how an event ended, without its details.
 func outcome(err error) string {
 	switch {

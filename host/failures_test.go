@@ -1,6 +1,7 @@
 package host
 
 import (
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ func TestGuestFailuresAnswerWithARequestIDOnly(t *testing.T) {
 		{"/exit", "worker failed (request id ", "exited with code 3", 500},
 		{"/panic", "worker failed (request id ", "handler panicked on purpose", 500},
 		{"/panic", "worker failed (request id ", "goroutine", 500},
+		{"/panic-after-head", "worker failed (request id ", "handler panicked after its head on purpose", 500},
 		{"/loop", "worker exceeded its time limit (request id ", "did not end within 500ms", 504},
 	} {
 		code, body := get(t, w.url+c.path)
@@ -67,4 +69,26 @@ func TestObjectFailuresReachCallersAsARequestIDOnly(t *testing.T) {
 	assert.Contains(t, body, "constructing Broken failed (request id ")
 	assertOnlyRequestID(t, w.logs.String(), body, "constructor failed on purpose")
 	w.mustCall(t, "STORE", "t", "Put", map[string]string{"key": "a", "value": "1"})
+}
+
+func TestObjectPanicAfterStreamingReachesReadersAsARequestIDOnly(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	const detail = "object panicked after streaming on purpose"
+
+	// A guest reading the object's streamed body gets the failure as the
+	// read's error, without the panic.
+	code, body := get(t, w.url+"/read/STORE/sp/stream-panic")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, `200 "" wharf: stream_read: IO: the object's event failed (request id Store#`)
+	assertOnlyRequestID(t, w.logs.String(), body, detail)
+
+	// A client whose Worker forwards that body gets a 502 naming the
+	// Worker's request, not an empty reply.
+	code, body = get(t, w.url+"/fetch/STORE/sp/stream-panic")
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.True(t, strings.HasPrefix(body, "the worker's response failed (request id "), body)
+	assertOnlyRequestID(t, w.logs.String(), body, "response body failed before its first byte")
+	code, body = get(t, w.url+"/fetch/STORE/sp/stream")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "one two three", body, "the object serves on")
 }

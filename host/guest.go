@@ -133,7 +133,7 @@ func (g *guest) end(failure error) {
 	}
 	g.ended = true
 	g.status = failure
-	g.release(failure)
+	g.release(g.toldAs(failure))
 	if g.handle != 0 {
 		g.table.remove(g.handle)
 	}

@@ -28,6 +28,7 @@ type incoming struct {
 	body      *readStream
 	responded bool
 	status    int
+	headSent  bool         // the response's status and header went to rw
 	stream    *writeStream // set when the response body streams
 	// streamed, if set, runs before a streamed response's head is released
 	// (an object commits its writes there).
@@ -50,6 +51,14 @@ type upgrade struct {
 // wantsUpgrade reports whether r asks to switch protocols.
 func wantsUpgrade(h http.Header) bool {
 	return h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
+}
+
+// writeHead hands the response's status and header to rw, once.
+func (in *incoming) writeHead() {
+	if !in.headSent {
+		in.headSent = true
+		in.rw.WriteHeader(in.status)
+	}
 }
 
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
@@ -210,6 +219,7 @@ func (s responseSink) write(p []byte) error {
 		_, err := u.conn.Write(p)
 		return err
 	}
+	s.in.writeHead()
 	if _, err := s.in.rw.Write(p); err != nil {
 		return err
 	}
@@ -221,6 +231,9 @@ func (s responseSink) write(p []byte) error {
 type bodyEnder interface{ endBody(error) }
 
 func (s responseSink) finish() error {
+	if s.in.upgrade == nil || s.in.upgrade.conn == nil {
+		s.in.writeHead()
+	}
 	if e, ok := s.in.rw.(bodyEnder); ok {
 		e.endBody(nil)
 	}
@@ -282,8 +295,11 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		if err := in.switchProtocols(dst); err != nil {
 			return fmt.Errorf("%w: switching protocols: %w", abi.StatusClosed, err)
 		}
-	} else {
-		in.rw.WriteHeader(status)
+	} else if !streaming || in.streamed != nil {
+		// A client's streamed response sends its head with the first body
+		// bytes or the clean end, so a stream that fails before them is
+		// answered with an error status. An object's is handed over at once.
+		in.writeHead()
 	}
 	if !streaming {
 		if len(body) > 0 {

@@ -431,6 +431,17 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		in.endUpgrade()
 		return // a switched connection is closed, not aborted
 	}
+	if streamErr != nil && !in.headSent { // no byte reached the client: it can get a status
+		logger.Warn("response body failed before its first byte", "err", streamErr)
+		clear(rw.Header())
+		in.rc.SetWriteDeadline(time.Time{}) // the abort set it to stop a write in flight
+		if callErr == nil {
+			http.Error(rw, (&eventFailure{what: "the worker's response", id: id.String(), err: streamErr}).Error(), http.StatusBadGateway)
+		} else {
+			http.Error(rw, (&eventFailure{what: "worker", id: id.String(), err: callErr}).Error(), failureStatus(callErr))
+		}
+		return
+	}
 	if streamErr != nil {
 		logger.Warn("response body cut short", "err", streamErr)
 		panic(http.ErrAbortHandler) // close the connection so the client sees a cut body

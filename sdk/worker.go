@@ -33,8 +33,7 @@ func serveRequest(ev wharf.Event, req uint32, pick func(*http.Request) http.Hand
 	defer func() {
 		if p := recover(); p != nil {
 			ev.Log(abi.LogError, fmt.Sprintf("panic serving request: %v\n%s", p, debug.Stack()))
-			rw.fail(fmt.Sprint(p))
-			status = 1
+			status = 1 // the host aborts a streamed body, naming the request id only
 		}
 	}()
 	r, err := newRequest(ev, req)
@@ -318,15 +317,6 @@ func (w *responseWriter) finish() int32 {
 		}
 	}
 	return 0
-}
-
-// fail ends a response after a panic: a streamed body is aborted; if
-// nothing was sent yet, the host answers the client with a 500 naming the
-// request id the panic was logged under.
-func (w *responseWriter) fail(reason string) {
-	if w.stream != nil {
-		w.stream.Abort(reason)
-	}
 }
 
 // Logger logs to the host's log, tagged with the plugin and, when given a

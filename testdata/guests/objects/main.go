@@ -173,7 +173,8 @@ func (s *Store) Spin() error {
 }
 
 // ServeHTTP echoes the request body with the object's id; /stream streams
-// a response after a write, in flushed pieces.
+// a response after a write, in flushed pieces; /stream-panic panics once
+// its head is flushed.
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/stream" {
 		s.state.Storage.Put("streamed", []byte("yes"))
@@ -182,6 +183,10 @@ func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.(http.Flusher).Flush()
 		}
 		return
+	}
+	if r.URL.Path == "/stream-panic" {
+		w.(http.Flusher).Flush()
+		panic("object panicked after streaming on purpose")
 	}
 	body, _ := io.ReadAll(r.Body)
 	fmt.Fprintf(w, "%s %s %s %s", s.state.Class, s.state.ID[:8], r.URL.Path, body)
@@ -716,6 +721,23 @@ func init() {
 			return
 		}
 		sdk.WriteResponse(w, resp)
+	})
+	// GET /read/{binding}/{name}/... reads the object's whole answer and
+	// says what reading it gave: the body, or the error that ended it.
+	mux.HandleFunc("GET /read/{binding}/{name}/", func(w http.ResponseWriter, r *http.Request) {
+		stub, err := stubFor(r)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://object/"+strings.Join(strings.Split(r.URL.Path, "/")[4:], "/"), nil)
+		resp, err := stub.Fetch(req)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		fmt.Fprintf(w, "%d %q %v", resp.StatusCode, body, err)
 	})
 	// GET /store-id/{name} answers with the id of a Store through a
 	// namespace the module took at init, so the host checks the binding at

@@ -107,6 +107,10 @@ func init() {
 	})
 	mux.HandleFunc("/trap", func(w http.ResponseWriter, r *http.Request) { crash() })
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) { os.Exit(3) })
+	mux.HandleFunc("/panic-after-head", func(w http.ResponseWriter, r *http.Request) {
+		w.(http.Flusher).Flush()
+		panic("handler panicked after its head on purpose")
+	})
 	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) { panic("handler panicked on purpose") })
 	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) {
 		for i := 0; ; i++ {
