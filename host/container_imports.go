@@ -554,7 +554,8 @@ func (s *services) importContainerConfig(_ context.Context, g *guest, mem plugin
 // containerClient makes container_fetch requests: straight to the
 // container's address, connections kept alive, redirects not followed.
 var containerClient = &http.Client{
-	Transport:     &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, DisableCompression: true},
+	Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, DisableCompression: true,
+		DialContext: boundDial(&net.Dialer{Timeout: connectTimeout})},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 

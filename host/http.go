@@ -385,7 +385,7 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 		return nil, nil, fmt.Errorf("%w: %s, got %q", abi.StatusInvalid, want, rawURL)
 	}
 	ctx, cancel := context.WithCancel(s.base)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	req, err := http.NewRequestWithContext(withDialBound(ctx), method, u.String(), nil)
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)

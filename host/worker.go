@@ -45,7 +45,8 @@ type Config struct {
 	ContainerdAddress string
 	// Logger receives host and guest logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Client makes guests' outbound fetches; nil means a default client.
+	// Client makes guests' outbound fetches; nil means net/http's defaults
+	// with each dial bound to its event.
 	Client *http.Client
 	// StopGrace is how long Close lets containers exit after SIGTERM
 	// before killing them; 0 kills them at once.
@@ -104,7 +105,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{}
+		cfg.Client = newFetchClient()
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
