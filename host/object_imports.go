@@ -607,7 +607,10 @@ func importSQLExec(db *storage.DB, g *guest, mem plugins.Memory, a []uint64) err
 	if err := writeU32(mem, u32(a[4]), 0); err != nil {
 		return err
 	}
-	res, err := db.Exec(string(query), args...)
+	res, err := db.ExecContext(g.ctx, string(query), args...)
+	if err != nil && g.ctx.Err() != nil { // interrupted: the event is over
+		return fmt.Errorf("%w: %w", abi.StatusTimeout, context.Cause(g.ctx))
+	}
 	if err != nil {
 		return storageErr(err)
 	}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -76,6 +77,13 @@ type Result struct {
 // Exec runs one SQL statement with positional arguments and returns its
 // rows. SQLite's error text is returned as is.
 func (d *DB) Exec(query string, args ...any) (*Result, error) {
+	return d.ExecContext(context.Background(), query, args...)
+}
+
+// ExecContext is Exec that interrupts the statement when ctx ends (a
+// statement can run for ever: a recursive query without a bound); it then
+// fails with SQLite's "interrupted" and leaves no partial write.
+func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (*Result, error) {
 	switch {
 	case !singleStatement(query):
 		return nil, ErrMultipleStatements
@@ -94,7 +102,7 @@ func (d *DB) Exec(query string, args ...any) (*Result, error) {
 	if _, err := tx.Exec("SAVEPOINT wharf_stmt"); err != nil {
 		return nil, err
 	}
-	res, err := d.query(tx, query, args)
+	res, err := d.query(ctx, tx, query, args)
 	if err != nil {
 		tx.Exec("ROLLBACK TO wharf_stmt")
 		tx.Exec("RELEASE wharf_stmt")
@@ -117,9 +125,9 @@ func isReadOnly(q string) bool {
 	return len(f) > 0 && (f[0] == "SELECT" || f[0] == "EXPLAIN")
 }
 
-func (d *DB) query(tx *sql.Tx, query string, args []any) (*Result, error) {
+func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args []any) (*Result, error) {
 	before := totalChanges(tx)
-	rows, err := tx.Query(query, args...)
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

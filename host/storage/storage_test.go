@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,6 +150,47 @@ func TestTransactions(t *testing.T) {
 	require.ErrorIs(t, d.EndEvent(false), ErrTxLeftOpen)
 	_, ok, _ = d.Get([]byte("b"))
 	assert.False(t, ok, "the event was undone")
+}
+
+func TestSQLEndsWithItsContext(t *testing.T) {
+	d, _ := open(t)
+	_, err := d.Exec("CREATE TABLE t (x)")
+	require.NoError(t, err)
+	require.NoError(t, d.Flush())
+	require.NoError(t, d.BeginEvent())
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.BeginEvent())
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = d.ExecContext(ctx, "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c)")
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	require.NoError(t, d.EndEvent(true))
+	require.NoError(t, d.Flush(), "an interrupted read keeps the batch")
+	_, ok, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+
+	// SQLite rolls back the whole transaction when it interrupts a write:
+	// the batch's commit must fail, so no reply says its writes are kept.
+	require.NoError(t, d.BeginEvent())
+	require.NoError(t, d.Put([]byte("k2"), []byte("v")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.BeginEvent())
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = d.ExecContext(ctx, "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c")
+	require.Error(t, err)
+	assert.Error(t, d.EndEvent(true))
+	assert.Error(t, d.Flush())
+	_, ok, err = d.Get([]byte("k2"))
+	require.NoError(t, err)
+	assert.False(t, ok)
+	r, err := d.Exec("SELECT count(*) FROM t")
+	require.NoError(t, err)
+	assert.Equal(t, [][]any{{int64(0)}}, r.Rows)
 }
 
 func TestSQL(t *testing.T) {
