@@ -3,6 +3,7 @@ package plugins
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -155,4 +156,30 @@ func TestMainReturning(t *testing.T) {
 	<-inst.Done()
 	assert.ErrorIs(t, inst.Err(), ErrMainReturned)
 	assert.Contains(t, inst.Err().Error(), "sdk.Serve()")
+}
+
+// TestPollOneoffRefusesHugeSubscriptionCounts: a subscription count whose
+// byte size overflows 32 bits, or more subscriptions than Go's netpoller
+// ever asks for, is refused without a host panic or a huge allocation; a
+// valid poll still works after.
+func TestPollOneoffRefusesHugeSubscriptionCounts(t *testing.T) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			inst, pipe, out := launchDescriptors(t, engine)
+			// 1<<31 subscriptions and their events take 0 bytes in 32-bit
+			// arithmetic (a 86 GB table on the host); 1<<20 is more than Go
+			// ever asks for.
+			want := fmt.Sprintf("poll 2147483648 errno %d\npoll 1048576 errno %d\npoll 1 errno 0\n", ErrnoInval, ErrnoInval)
+			for _, n := range []string{"2147483648", "1048576", "1"} {
+				pipe.send("poll " + n)
+			}
+			assert.Eventually(t, func() bool { return out.String() == want }, 10*time.Second, 5*time.Millisecond)
+			assert.Equal(t, want, out.String())
+			select {
+			case <-inst.Done():
+				t.Fatalf("instance ended: %v", inst.Err())
+			default:
+			}
+		})
+	}
 }

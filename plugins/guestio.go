@@ -94,6 +94,10 @@ const (
 	eventFdRead      = 1
 	eventFdWrite     = 2
 	subclockAbstime  = 1
+
+	// maxSubscriptions bounds one poll_oneoff: Go's wasip1 netpoller asks
+	// for at most 65,535 descriptors and a clock.
+	maxSubscriptions = 1 << 17
 )
 
 // wasiFuncs are the WASI functions the host serves itself; the rest of WASI
@@ -234,7 +238,7 @@ func wasiPollOneoff(ctx context.Context, c Caller, s []uint64) {
 	g := c.(guestIO)
 	mem := g.Memory()
 	in, out, n, nOut := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
-	if n == 0 {
+	if n == 0 || n > maxSubscriptions { // n*subscriptionSize must not wrap
 		s[0] = uint64(ErrnoInval)
 		return
 	}

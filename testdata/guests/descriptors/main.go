@@ -6,15 +6,31 @@
 //	"sleep":  writes "slept" after 20ms of time.Sleep, without blocking reads
 //	"spin":   computes forever without calling the host
 //	"exit":   returns from main
+//	"poll N": calls poll_oneoff directly with N subscriptions (one real
+//	          one in memory) and writes "poll N errno E"
 package main
 
 import (
 	"bufio"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
+
+//go:wasmimport wasi_snapshot_preview1 poll_oneoff
+func rawPollOneoff(in, out unsafe.Pointer, n uint32, nOut unsafe.Pointer) uint32
+
+// pollN asks poll_oneoff to read n subscriptions from a buffer that holds
+// one clock subscription due at once.
+func pollN(n uint32) uint32 {
+	var sub [48]byte // kind 0 (clock), timeout 0: due at once
+	var ev [32]byte
+	var nOut uint32
+	return rawPollOneoff(unsafe.Pointer(&sub[0]), unsafe.Pointer(&ev[0]), n, unsafe.Pointer(&nOut))
+}
 
 func main() {
 	f := os.NewFile(3, "commands")
@@ -33,6 +49,9 @@ func main() {
 			spin()
 		case "exit":
 			return
+		case "poll":
+			n, _ := strconv.ParseUint(arg, 10, 32)
+			fmt.Printf("poll %d errno %d\n", n, pollN(uint32(n)))
 		}
 	}
 	fmt.Println("eof", lines.Err())
