@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,17 +43,23 @@ func newInstanceSet(p *plugins.Plugin, logs *guestLogs, logger *slog.Logger, wan
 		timeout: timeout, changed: make(chan struct{})}
 }
 
-// start launches the instances; the first error (a module that traps or
-// never calls serve) is returned.
+// start launches the instances at once (each runs its Go runtime's
+// start-up); an error (a module that traps or never calls serve) is
+// returned, and the instances that did start are in the set for close.
 func (rt *instanceSet) start(ctx context.Context) error {
-	for range rt.want {
-		in, err := rt.launch(ctx)
-		if err != nil {
-			return err
-		}
-		rt.add(in)
+	errs := make([]error, rt.want)
+	var wg sync.WaitGroup
+	for i := range rt.want {
+		wg.Go(func() {
+			in, err := rt.launch(ctx)
+			if err == nil {
+				rt.add(in)
+			}
+			errs[i] = err
+		})
 	}
-	return nil
+	wg.Wait()
+	return cmp.Or(errs...)
 }
 
 // launch starts one instance and waits until its main called serve.

@@ -56,7 +56,7 @@ func nopInstance(b *testing.B, engine string) ModuleInstance {
 	b.Cleanup(func() { e.Close(context.Background()) })
 	wasm, err := os.ReadFile(testutil.BuildReactor(b, "testdata/guests/nop"))
 	require.NoError(b, err)
-	m, err := e.Compile(context.Background(), wasm)
+	m, err := e.Compile(context.Background(), ModuleBytes(wasm))
 	require.NoError(b, err)
 	inst := instantiate(b, m, InstanceConfig{})
 	_, err = inst.Call(context.Background(), "_initialize")
@@ -160,7 +160,7 @@ func stubImports(b *testing.B, pkg string) map[string][]HostFunc {
 	e, err := NewWazeroEngine(context.Background(), EngineConfig{})
 	require.NoError(b, err)
 	defer e.Close(context.Background())
-	m, err := e.Compile(context.Background(), wasm)
+	m, err := e.Compile(context.Background(), ModuleBytes(wasm))
 	require.NoError(b, err)
 	out := map[string][]HostFunc{}
 	for _, imp := range m.Imports() {

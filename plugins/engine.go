@@ -96,7 +96,9 @@ type EngineConfig struct {
 // Engine compiles modules for one plugin. Implementations must register the
 // host functions without reflection.
 type Engine interface {
-	Compile(ctx context.Context, wasm []byte) (CompiledModule, error)
+	// Compile loads the module's compiled code from the cache, or compiles
+	// it (reading its bytes) and stores the result there.
+	Compile(ctx context.Context, module *ModuleFile) (CompiledModule, error)
 	Close(ctx context.Context) error
 }
 

@@ -56,7 +56,7 @@ func compileEngineModule(t testing.TB, engine string, memLimit uint64) CompiledM
 		MemoryLimitBytes: memLimit, HostModules: map[string][]HostFunc{"test": {read, boom}}})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close(context.Background()) })
-	m, err := e.Compile(context.Background(), wasm)
+	m, err := e.Compile(context.Background(), ModuleBytes(wasm))
 	require.NoError(t, err)
 	return m
 }

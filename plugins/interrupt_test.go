@@ -29,7 +29,7 @@ func TestInterruptStopsEndlessLoop(t *testing.T) {
 			e, err := NewEngine(context.Background(), engine, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
 			require.NoError(t, err)
 			defer e.Close(context.Background())
-			m, err := e.Compile(context.Background(), wasm)
+			m, err := e.Compile(context.Background(), ModuleBytes(wasm))
 			require.NoError(t, err)
 			newInstance := func() ModuleInstance {
 				inst, err := m.Instantiate(context.Background(), InstanceConfig{})

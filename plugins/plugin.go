@@ -3,8 +3,6 @@ package plugins
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,18 +60,15 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 	if cfg.CPUSlice <= 0 {
 		cfg.CPUSlice = DefaultCPUSlice
 	}
-	wasm, err := os.ReadFile(cfg.Path)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkMagic(wasm); err != nil {
-		return nil, err
-	}
 	cacheDir := cfg.CacheDir
 	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	wasm, err := OpenModule(cfg.Path, cacheDir)
+	if err != nil {
+		return nil, err
 	}
 	hostModules := map[string][]HostFunc{}
 	for name, funcs := range cfg.HostModules {
@@ -109,20 +104,23 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 // compile runs engine.Compile. Without compiled code in the cache (no
 // record that this module was compiled by this engine into it), it tells
 // cfg.Logger what is happening and, afterwards, what it cost.
-func compile(ctx context.Context, engine Engine, cfg Config, wasm []byte) (CompiledModule, error) {
+func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile) (CompiledModule, error) {
 	if cfg.Logger == nil || cfg.CacheDir == "" {
-		return engine.Compile(ctx, wasm)
+		return engine.Compile(ctx, module)
 	}
 	engineName := cmp.Or(cfg.Engine, EngineWazero)
-	sum := sha256.Sum256(wasm)
-	record := filepath.Join(cfg.CacheDir, "compiled", engineName+"-"+hex.EncodeToString(sum[:16]))
+	record := filepath.Join(cfg.CacheDir, "compiled", engineName+"-"+module.Digest)
 	if _, err := os.Stat(record); err == nil {
-		return engine.Compile(ctx, wasm)
+		return engine.Compile(ctx, module)
+	}
+	wasm, err := module.Bytes()
+	if err != nil {
+		return nil, err
 	}
 	file := filepath.Base(cfg.Path)
 	cfg.Logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
 	start := time.Now()
-	m, err := engine.Compile(ctx, wasm)
+	m, err := engine.Compile(ctx, module)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -118,4 +119,31 @@ func TestCompiledCodeIsCachedOnDisk(t *testing.T) {
 		after, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
 		assert.Greater(t, len(after), len(first), "a rebuilt module is compiled anew, never run from stale code")
 	})
+}
+
+func TestOpenModuleRehashesAFileWrittenSinceItsDigest(t *testing.T) {
+	cache := t.TempDir()
+	original := testutil.ModuleSpec{Exports: goodExports}.Wasm()
+	path := testutil.WriteFile(t, "m.wasm", original)
+	first, err := OpenModule(path, cache)
+	require.NoError(t, err)
+	assert.Equal(t, ModuleBytes(original).Digest, first.Digest)
+	again, err := OpenModule(path, cache)
+	require.NoError(t, err)
+	assert.Equal(t, first.Digest, again.Digest)
+	assert.Nil(t, again.wasm, "an unchanged file's digest comes from the index, without reading it")
+
+	// Same size, modification time put back: the change time still differs.
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	changed := bytes.Clone(original)
+	changed[len(changed)-1] ^= 0xff
+	require.NoError(t, os.WriteFile(path, changed, 0o644))
+	require.NoError(t, os.Chtimes(path, st.ModTime(), st.ModTime()))
+	rewritten, err := OpenModule(path, cache)
+	require.NoError(t, err)
+	assert.Equal(t, ModuleBytes(changed).Digest, rewritten.Digest)
+
+	_, err = OpenModule(testutil.WriteFile(t, "x.wasm", []byte("not wasm")), cache)
+	assert.ErrorContains(t, err, "not a WebAssembly module")
 }

@@ -6,13 +6,10 @@ import "C"
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime/cgo"
 	"runtime/debug"
@@ -232,13 +229,17 @@ func wharfHostCall(id C.uintptr_t, cx *C.wasmtime_context_t, raw *C.wasmtime_val
 
 // Compile loads the module's compiled code from the cache or compiles it
 // and stores the result there.
-func (e *WasmtimeEngine) Compile(ctx context.Context, wasm []byte) (CompiledModule, error) {
+func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (CompiledModule, error) {
 	var cached string
 	if e.cfg.CacheDir != "" {
-		cached = filepath.Join(e.cfg.CacheDir, "wasmtime", wasmtimeCacheKey(wasm)+".cwasm")
+		cached = filepath.Join(e.cfg.CacheDir, "wasmtime", wasmtimeCacheKey(module.Digest)+".cwasm")
 		if m, err := wasmtime.NewModuleDeserializeFile(e.engine, cached); err == nil {
 			return newWasmtimeModule(e, m), nil
 		}
+	}
+	wasm, err := module.Bytes()
+	if err != nil {
+		return nil, err
 	}
 	m, err := wasmtime.NewModule(e.engine, wasm)
 	if err != nil {
@@ -252,10 +253,10 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, wasm []byte) (CompiledModu
 	return newWasmtimeModule(e, m), nil
 }
 
-// wasmtimeCacheKey identifies compiled code: the module's contents, the
+// wasmtimeCacheKey identifies compiled code: the module's digest, the
 // wasmtime version and the engine settings. wasmtime also refuses to load
 // code compiled by another version or configuration.
-func wasmtimeCacheKey(wasm []byte) string {
+func wasmtimeCacheKey(digest string) string {
 	version := "unknown"
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range info.Deps {
@@ -264,32 +265,16 @@ func wasmtimeCacheKey(wasm []byte) string {
 			}
 		}
 	}
-	sum := sha256.Sum256(wasm)
-	return hex.EncodeToString(sum[:16]) + "-" + version + "-" + wasmtimeConfigKey
+	return digest + "-" + version + "-" + wasmtimeConfigKey
 }
 
-// writeCompiled stores a module's machine code atomically, so a concurrent
-// or interrupted writer never leaves a partial file under the final name.
+// writeCompiled stores a module's machine code atomically.
 func writeCompiled(path string, m *wasmtime.Module) error {
 	code, err := m.Serialize()
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".compiling-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(code)
-	if err = errors.Join(err, tmp.Close()); err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return writeFileAtomic(path, code)
 }
 
 // Close releases the linker and the host functions. Instances must be

@@ -1,0 +1,113 @@
+package plugins
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// ModuleFile is a Wasm module to compile: its content digest, which keys
+// compiled code, and its bytes, read only when an engine needs them. With a
+// warm cache, wasmtime loads compiled code by the digest alone, so a start
+// neither reads nor hashes the (often 10+ MB) module.
+type ModuleFile struct {
+	// Digest identifies the module's contents (hex, 128 bits of SHA-256).
+	Digest string
+	path   string
+	wasm   []byte
+}
+
+// ModuleBytes is a module already in memory.
+func ModuleBytes(wasm []byte) *ModuleFile {
+	return &ModuleFile{Digest: digestOf(wasm), wasm: wasm}
+}
+
+// Bytes returns the module's contents, reading the file once. A file that
+// no longer has the digest it was opened with (rewritten since) is refused.
+func (f *ModuleFile) Bytes() ([]byte, error) {
+	if f.wasm != nil {
+		return f.wasm, nil
+	}
+	wasm, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMagic(wasm); err != nil {
+		return nil, err
+	}
+	if digestOf(wasm) != f.Digest {
+		return nil, fmt.Errorf("%s changed while it was loading", f.path)
+	}
+	f.wasm = wasm
+	return wasm, nil
+}
+
+func digestOf(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:16])
+}
+
+// OpenModule names the module at path by its digest. The digest of a file
+// whose identity (device, inode, size, modification and change times, to
+// the nanosecond) is unchanged since it was last hashed comes from an index
+// in cacheDir; any write or replacement of the file changes that identity.
+// Without cacheDir the file is read and hashed.
+func OpenModule(path, cacheDir string) (*ModuleFile, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	identity := fmt.Sprintf("%d %d %d %d.%d %d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+	var index string
+	if cacheDir != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		index = filepath.Join(cacheDir, "digests", digestOf([]byte(abs)))
+		if raw, err := os.ReadFile(index); err == nil {
+			if known, digest, ok := strings.Cut(strings.TrimSpace(string(raw)), "\n"); ok && known == identity {
+				return &ModuleFile{Digest: digest, path: path}, nil
+			}
+		}
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMagic(wasm); err != nil {
+		return nil, err
+	}
+	f := ModuleBytes(wasm)
+	f.path = path
+	if index != "" { // best effort: without it the next start hashes again
+		writeFileAtomic(index, []byte(identity+"\n"+f.Digest+"\n"))
+	}
+	return f, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so a concurrent or interrupted writer never leaves a partial file
+// under the final name.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".writing-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err = errors.Join(err, tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
