@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,6 +180,31 @@ func TestPollOneoffRefusesHugeSubscriptionCounts(t *testing.T) {
 			case <-inst.Done():
 				t.Fatalf("instance ended: %v", inst.Err())
 			default:
+			}
+		})
+	}
+}
+
+// TestPollOneoffWaitsForAbsoluteClockTimes: a clock subscription with an
+// absolute time waits until the guest's clock (realtime or monotonic, as
+// clock_time_get gives it) reads that time, on both engines.
+func TestPollOneoffWaitsForAbsoluteClockTimes(t *testing.T) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			_, pipe, out := launchDescriptors(t, engine)
+			for i, clock := range []string{"0", "1"} {
+				pipe.send("abs " + clock + " 400")
+				var got string
+				require.Eventually(t, func() bool {
+					lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+					got = lines[len(lines)-1]
+					return len(lines) == i+1 && got != ""
+				}, 10*time.Second, 5*time.Millisecond)
+				var waited int
+				_, err := fmt.Sscanf(got, "abs "+clock+" waited %dms", &waited)
+				require.NoError(t, err, got)
+				assert.GreaterOrEqual(t, waited, 395, "clock %s: woke before its time", clock)
+				assert.Less(t, waited, 2000, "clock %s: overslept", clock)
 			}
 		})
 	}

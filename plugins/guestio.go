@@ -78,6 +78,9 @@ type guestIO interface {
 	Caller
 	descriptors() Descriptors
 	output(fd uint32) io.Writer
+	// monotonicZero is when the guest's monotonic clock (WASI's, as the
+	// engine provides it) read zero.
+	monotonicZero() time.Time
 }
 
 // WASI layout constants (wasi_snapshot_preview1).
@@ -94,6 +97,8 @@ const (
 	eventFdRead      = 1
 	eventFdWrite     = 2
 	subclockAbstime  = 1
+	clockRealtime    = 0
+	clockMonotonic   = 1
 
 	// maxSubscriptions bounds one poll_oneoff: Go's wasip1 netpoller asks
 	// for at most 65,535 descriptors and a clock.
@@ -258,11 +263,17 @@ func wasiPollOneoff(ctx context.Context, c Caller, s []uint64) {
 		sub := subscription{userdata: binary.LittleEndian.Uint64(b), kind: b[8]}
 		switch sub.kind {
 		case eventClock:
-			timeout := binary.LittleEndian.Uint64(b[24:])
-			if binary.LittleEndian.Uint16(b[40:])&subclockAbstime != 0 {
-				timeout = 0 // Go asks for relative timeouts only; treat absolute ones as due
+			timeout := time.Duration(min(binary.LittleEndian.Uint64(b[24:]), 1<<62))
+			if binary.LittleEndian.Uint16(b[40:])&subclockAbstime == 0 {
+				sub.deadline = now.Add(timeout)
+				break
 			}
-			sub.deadline = now.Add(time.Duration(min(timeout, uint64(1<<62))))
+			switch binary.LittleEndian.Uint32(b[16:]) {
+			case clockRealtime:
+				sub.deadline = time.Unix(0, int64(timeout))
+			case clockMonotonic:
+				sub.deadline = g.monotonicZero().Add(timeout)
+			} // CPU-time clocks: due at once (the zero deadline)
 		case eventFdRead, eventFdWrite:
 			sub.fd = binary.LittleEndian.Uint32(b[16:])
 		default:

@@ -344,7 +344,7 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, cfg InstanceConfig) (M
 	}
 	store.Limiter(limit, -1, -1, -1, -1)
 	store.SetWasi(wasmtime.NewWasiConfig())
-	inst := &wasmtimeInstance{
+	inst := &wasmtimeInstance{monoZero: time.Now(),
 		store: store, cx: (*C.wasmtime_context_t)(unsafe.Pointer(store.Context())),
 		data: cfg.Data, stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), act: activityOr(cfg.activity), ctx: ctx,
 		funcs:     map[string]*wasmtimeFunc{},
@@ -400,6 +400,10 @@ type wasmtimeInstance struct {
 	panicked  error
 	raw       [16]C.wasmtime_val_raw_t
 	hostStack [16]uint64
+	// monoZero is when WASI's monotonic clock read zero: wasmtime counts it
+	// from the WASI context's creation (taken just after, so an absolute
+	// wait never ends early).
+	monoZero time.Time
 }
 
 func (i *wasmtimeInstance) Memory() Memory { return &i.mem }
@@ -407,6 +411,8 @@ func (i *wasmtimeInstance) Data() any      { return i.data }
 
 func (i *wasmtimeInstance) descriptors() Descriptors { return i.fds }
 func (i *wasmtimeInstance) activity() *activity      { return i.act }
+func (i *wasmtimeInstance) monotonicZero() time.Time { return i.monoZero }
+
 func (i *wasmtimeInstance) output(fd uint32) io.Writer {
 	if fd == fdStdout {
 		return i.stdout

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+	"golang.org/x/sys/unix"
 )
 
 // WazeroEngine is the Engine built on wazero's optimising compiler.
@@ -242,6 +244,19 @@ func (i *wazeroInstance) Data() any      { return i.data }
 
 func (i *wazeroInstance) descriptors() Descriptors { return i.fds }
 func (i *wazeroInstance) activity() *activity      { return i.act }
+
+// monotonicZero: wazero's monotonic clock (WithSysNanotime) is the
+// system's CLOCK_MONOTONIC.
+func (i *wazeroInstance) monotonicZero() time.Time { return systemMonotonicZero() }
+
+// systemMonotonicZero is when CLOCK_MONOTONIC read zero, as a time with a
+// monotonic reading.
+var systemMonotonicZero = sync.OnceValue(func() time.Time {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now().Add(-time.Duration(ts.Nano()))
+})
+
 func (i *wazeroInstance) output(fd uint32) io.Writer {
 	if fd == fdStdout {
 		return i.stdout

@@ -8,6 +8,9 @@
 //	"exit":   returns from main
 //	"poll N": calls poll_oneoff directly with N subscriptions (one real
 //	          one in memory) and writes "poll N errno E"
+//	"abs C MS": waits in poll_oneoff for clock C (0 realtime, 1 monotonic)
+//	          to read MS milliseconds later than now, as an absolute time,
+//	          and writes "abs C waited Wms"
 package main
 
 import (
@@ -32,6 +35,25 @@ func pollN(n uint32) uint32 {
 	return rawPollOneoff(unsafe.Pointer(&sub[0]), unsafe.Pointer(&ev[0]), n, unsafe.Pointer(&nOut))
 }
 
+//go:wasmimport wasi_snapshot_preview1 clock_time_get
+func rawClockTimeGet(id uint32, precision uint64, out unsafe.Pointer) uint32
+
+// pollUntil waits in poll_oneoff until clock reads ms later than now,
+// given as an absolute time (subclockflags abstime).
+func pollUntil(clock uint32, ms uint64) time.Duration {
+	var now uint64
+	rawClockTimeGet(clock, 1, unsafe.Pointer(&now))
+	var sub [48]byte
+	*(*uint32)(unsafe.Pointer(&sub[16])) = clock
+	*(*uint64)(unsafe.Pointer(&sub[24])) = now + ms*1e6
+	*(*uint16)(unsafe.Pointer(&sub[40])) = 1 // abstime
+	var ev [32]byte
+	var nOut uint32
+	start := time.Now()
+	rawPollOneoff(unsafe.Pointer(&sub[0]), unsafe.Pointer(&ev[0]), 1, unsafe.Pointer(&nOut))
+	return time.Since(start)
+}
+
 func main() {
 	f := os.NewFile(3, "commands")
 	lines := bufio.NewScanner(f)
@@ -49,6 +71,11 @@ func main() {
 			spin()
 		case "exit":
 			return
+		case "abs":
+			c, ms, _ := strings.Cut(arg, " ")
+			clock, _ := strconv.ParseUint(c, 10, 32)
+			n, _ := strconv.ParseUint(ms, 10, 64)
+			fmt.Printf("abs %d waited %dms\n", clock, pollUntil(uint32(clock), n).Milliseconds())
 		case "poll":
 			n, _ := strconv.ParseUint(arg, 10, 32)
 			fmt.Printf("poll %d errno %d\n", n, pollN(uint32(n)))
