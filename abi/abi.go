@@ -146,6 +146,18 @@ const (
 	// ImportFileOp (opts: ptr, len, out: ptr, cap, len_out) runs OptFileOp
 	// stat, list, mkdir, remove or rename; stat and list write JSON.
 	ImportFileOp = "file_op"
+	// ImportBackgroundOp (opts: ptr, len, out: ptr, cap, len_out) runs
+	// OptBackgroundOp start, list, get or kill on the container's
+	// background processes (kept by wharf-init across events); start, get
+	// and list write JSON.
+	ImportBackgroundOp = "background_op"
+	// ImportBackgroundLogs (opts: ptr, len, stream_out, dropped_out:
+	// ptr<u64>) streams a background process's combined output, from the
+	// start of what is kept or from now (OptFrom).
+	ImportBackgroundLogs = "background_logs"
+	// ImportBackgroundWait (opts: ptr, len, pending_out) returns a pending
+	// result, ready when a background process has exited.
+	ImportBackgroundWait = "background_wait"
 )
 
 // MethodContainerExited is the RPC method (wharf_on_call, no arguments)
@@ -197,6 +209,24 @@ const (
 	OptFileMode  = "mode"      // file_open: read (default), write or watch
 	OptRecursive = "recursive" // file_op remove: "true" removes a whole tree
 	OptPerm      = "perm"      // file_open write: octal permission bits (default 644)
+)
+
+// Field names of background_op, background_logs and background_wait
+// option lists (with OptArg, OptEnv, OptCwd and OptUser for start).
+const (
+	OptBackgroundOp = "op"     // background_op: start, list, get or kill
+	OptID           = "id"     // the process's id (start: optional, chosen)
+	OptSignal       = "signal" // kill: decimal signal number, default 15
+	OptFrom         = "from"   // background_logs: start (default) or now
+)
+
+// MaxBackgroundProcesses is how many background processes a container
+// keeps at once (running, or exited and not yet replaced);
+// BackgroundOutputBuffer is how many bytes of a background process's
+// output (stdout and stderr together) are kept.
+const (
+	MaxBackgroundProcesses = 64
+	BackgroundOutputBuffer = 1 << 20
 )
 
 // How object_id makes an id.

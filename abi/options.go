@@ -222,6 +222,69 @@ func DecodeFileOptions(raw []byte) (FileOptions, error) {
 	return o, err
 }
 
+// BackgroundOptions are the options of background_op, background_logs
+// and background_wait. Empty strings are absent.
+type BackgroundOptions struct {
+	Op     string   // OptBackgroundOp (background_op): start, list, get or kill
+	ID     string   // OptID
+	Args   []string // OptArg (start)
+	Env    []string // OptEnv (start), KEY=VALUE
+	Cwd    string   // OptCwd (start)
+	User   string   // OptUser (start)
+	Signal uint32   // OptSignal (kill), decimal; 0 is absent (the default, 15)
+	From   string   // OptFrom (background_logs): start (when absent) or now
+}
+
+// Encode appends the options as a field list to buf[:0].
+func (o BackgroundOptions) Encode(buf []byte) []byte {
+	b := NewFieldsBuilder(buf)
+	addSet(b, OptBackgroundOp, o.Op)
+	addSet(b, OptID, o.ID)
+	addAll(b, OptArg, o.Args)
+	addAll(b, OptEnv, o.Env)
+	addSet(b, OptCwd, o.Cwd)
+	addSet(b, OptUser, o.User)
+	if o.Signal != 0 {
+		b.Add(OptSignal, strconv.FormatUint(uint64(o.Signal), 10))
+	}
+	addSet(b, OptFrom, o.From)
+	return b.Bytes()
+}
+
+// DecodeBackgroundOptions reads the options of background_op,
+// background_logs and background_wait.
+func DecodeBackgroundOptions(raw []byte) (BackgroundOptions, error) {
+	var o BackgroundOptions
+	err := decodeOptions(raw, "background", func(n, v string) (bool, error) {
+		switch n {
+		case OptBackgroundOp:
+			o.Op = v
+		case OptID:
+			o.ID = v
+		case OptArg:
+			o.Args = append(o.Args, v)
+		case OptEnv:
+			o.Env = append(o.Env, v)
+		case OptCwd:
+			o.Cwd = v
+		case OptUser:
+			o.User = v
+		case OptSignal:
+			sig, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return true, fmt.Errorf("signal must be a decimal number, got %q", v)
+			}
+			o.Signal = uint32(sig)
+		case OptFrom:
+			o.From = v
+		default:
+			return false, nil
+		}
+		return true, nil
+	})
+	return o, err
+}
+
 // EgressOptions are the options of container_egress.
 type EgressOptions struct {
 	Hosts []string // OptHost: host globs

@@ -31,6 +31,11 @@ func TestOptionsRoundTrip(t *testing.T) {
 			roundTrip(t, FileOptions{Op: "rename", Path: "/a b", To: "/c", User: "app", Mode: "write",
 				Recursive: true, Perm: 0o4755}, DecodeFileOptions)
 		},
+		"background empty": func(t *testing.T) { roundTrip(t, BackgroundOptions{}, DecodeBackgroundOptions) },
+		"background full": func(t *testing.T) {
+			roundTrip(t, BackgroundOptions{Op: "start", ID: "dev-server", Args: []string{"httpd", "-f"}, Env: []string{"A=1"},
+				Cwd: "/srv", User: "app", Signal: 9, From: "now"}, DecodeBackgroundOptions)
+		},
 		"egress empty": func(t *testing.T) { roundTrip(t, EgressOptions{}, DecodeEgressOptions) },
 		"egress full": func(t *testing.T) {
 			roundTrip(t, EgressOptions{Hosts: []string{"*.example.com", "api.test"}}, DecodeEgressOptions)

@@ -13,13 +13,6 @@ import (
 // ProcessInfo describes a background process of a container.
 type ProcessInfo = wire.ProcessInfo
 
-// Background processes: how many a container keeps, and how much of each
-// one's output.
-const (
-	MaxBackground = wire.MaxBackground
-	OutputBuffer  = wire.OutputBuffer
-)
-
 // Errors of background processes.
 var (
 	// ErrNoAgentBackground is a background process asked of a container
@@ -41,7 +34,7 @@ func (c *Container) background(ctx context.Context, b wire.Background) (wire.Rep
 // StartBackground starts a process that the container's agent keeps until
 // the container stops, whoever asked for it: id is the id it gets (empty:
 // a new one). Its stdin is /dev/null; its stdout and stderr, in the order
-// it wrote them, go to a buffer of OutputBuffer bytes (see Logs).
+// it wrote them, go to a buffer of abi.BackgroundOutputBuffer bytes (see Logs).
 func (c *Container) StartBackground(ctx context.Context, spec ExecSpec, id string) (ProcessInfo, error) {
 	if c.agent == nil {
 		return ProcessInfo{}, ErrNoAgentBackground

@@ -12,11 +12,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
 )
 
 // TestBackgroundProcesses drives background processes through the agent
 // of a real container: output kept in order from the start or followed
-// from now, a buffer that overwrites what is older than OutputBuffer and
+// from now, a buffer that overwrites what is older than abi.BackgroundOutputBuffer and
 // says how much, kill of a process group, wait, the errors; afterwards
 // no descriptor is left in wharf, the shim or the agent.
 func TestBackgroundProcesses(t *testing.T) {
@@ -100,8 +102,8 @@ func TestBackgroundProcesses(t *testing.T) {
 	for i := 1; i <= 300000; i++ {
 		total += len(fmt.Sprint(i)) + 1
 	}
-	assert.Equal(t, OutputBuffer, len(out))
-	assert.Equal(t, int64(total-OutputBuffer), dropped)
+	assert.Equal(t, abi.BackgroundOutputBuffer, len(out))
+	assert.Equal(t, int64(total-abi.BackgroundOutputBuffer), dropped)
 	assert.True(t, strings.HasSuffix(string(out), "\n299999\n300000\n"))
 
 	// Errors.

@@ -162,7 +162,7 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 		Logger:           w.logger,
 		MemoryLimitBytes: memoryLimit,
 		CPUSlice:         min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration),
-		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.egressImports())},
+		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.backgroundImports(), s.egressImports())},
 		Interpret:        interpret,
 	})
 	if err != nil {

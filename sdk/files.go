@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -65,9 +64,8 @@ func pathError(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
 	switch {
-	case errors.As(err, &e) && strings.Contains(e.Message, "the container is not running"):
+	case notRunning(err):
 		return fmt.Errorf("%w: %w", ErrNotRunning, err)
 	case errors.Is(err, abi.StatusNotFound):
 		err = kindError{err, fs.ErrNotExist}

@@ -2,31 +2,60 @@
 // and the session's Durable Object runs it in its own container, streaming
 // the output back as it is produced. Each session keeps its container (and
 // files) between runs.
+//
+// A session also runs background processes that outlive the request that
+// started them, such as a dev server: POST its command to
+// /start/{session}/{id}, follow its output with GET
+// /logs/{session}/{id}?from=start (or from=now) from any later request,
+// list them with GET /ps/{session}, and stop one with POST
+// /kill/{session}/{id}.
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/wharfhq/wharf/sdk"
 )
 
 // Sandbox is a Durable Object with a container.
-type Sandbox struct{ state *sdk.ObjectState }
+type Sandbox struct {
+	state *sdk.ObjectState
+	mux   *http.ServeMux
+}
 
-// ServeHTTP runs the request body as a script and streams its output.
+func newSandbox(st *sdk.ObjectState) any {
+	s := &Sandbox{state: st, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /run", s.run)
+	s.mux.HandleFunc("POST /start/{id}", s.startProcess)
+	s.mux.HandleFunc("GET /logs/{id}", s.logs)
+	s.mux.HandleFunc("GET /ps", s.list)
+	s.mux.HandleFunc("POST /kill/{id}", s.kill)
+	return s
+}
+
+// ServeHTTP starts the session's container if it does not run, then
+// serves the request.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := s.state.Container
 	if !c.Running() {
 		// The main process only keeps the container alive; scripts run
-		// through exec.
+		// through exec, servers as background processes.
 		if err := c.Start(sdk.StartOptions{Entrypoint: []string{"sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait; done"}}); err != nil {
 			http.Error(w, "starting the sandbox: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 	}
-	p, err := c.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined, Cwd: "/work"})
+	s.mux.ServeHTTP(w, r)
+}
+
+// run runs the request body as a script and streams its output.
+func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
+	p, err := s.state.Container.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined, Cwd: "/work"})
 	if err != nil {
 		http.Error(w, "running the script: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -49,26 +78,119 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	copied.Wait()
 }
 
+// startProcess starts the request body as a background process: it keeps
+// running after this request, until it exits, is killed or the container
+// stops.
+func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
+	script, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p, err := s.state.Container.StartProcess([]string{"sh", "-c", string(script)},
+		sdk.ProcessOptions{ProcessID: r.PathValue("id"), Cwd: "/work"})
+	if err != nil {
+		http.Error(w, "starting the process: "+err.Error(), statusOf(err))
+		return
+	}
+	writeJSON(w, p)
+}
+
+// logs streams a background process's output (stdout and stderr in the
+// order written) until it exits or the client leaves; X-Dropped-Bytes says
+// how much of the start was no longer kept.
+func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
+	logs, err := s.state.Container.StreamProcessLogs(r.PathValue("id"), sdk.LogsFrom(r.URL.Query().Get("from")))
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Dropped-Bytes", strconv.FormatInt(logs.Dropped, 10))
+	// The host forwards the log to the client after this event ends, so
+	// the session serves other requests while the client follows (an
+	// object's events never overlap).
+	if _, err := sdk.Forward(w, logs.Stream); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+// list describes the session's background processes.
+func (s *Sandbox) list(w http.ResponseWriter, r *http.Request) {
+	list, err := s.state.Container.ListProcesses()
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	writeJSON(w, list)
+}
+
+// kill stops a background process (SIGTERM to its process group) and
+// answers with its final description.
+func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.state.Container.KillProcess(id, sdk.SIGTERM); err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	p, err := s.state.Container.WaitProcess(id)
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	writeJSON(w, p)
+}
+
+// statusOf is the HTTP status for a background process error.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, sdk.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, sdk.ErrExecFailed):
+		return http.StatusBadRequest
+	case errors.Is(err, sdk.ErrTooLarge):
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
 func init() {
-	sdk.RegisterClass("Sandbox", func(st *sdk.ObjectState) any { return &Sandbox{state: st} })
+	sdk.RegisterClass("Sandbox", newSandbox)
 	sandboxes := sdk.GetNamespace("SANDBOX")
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /run/{session}", func(w http.ResponseWriter, r *http.Request) {
+	// /{action}/{session}[/{id}] goes to the session's object as
+	// /{action}[/{id}].
+	forward := func(w http.ResponseWriter, r *http.Request) {
 		stub, err := sandboxes.GetByName(r.PathValue("session"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		req, _ := http.NewRequestWithContext(r.Context(), "POST", "http://sandbox/run", r.Body)
+		path := "/" + r.PathValue("action")
+		if id := r.PathValue("id"); id != "" {
+			path += "/" + id
+		}
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://sandbox"+path, r.Body)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		sdk.WriteResponse(w, resp) // the host copies the body
-	})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{action}/{session}", forward)
+	mux.HandleFunc("/{action}/{session}/{id}", forward)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")
+		fmt.Fprintln(w, "Background: POST a command to /start/{session}/{id}, GET /logs/{session}/{id}?from=start|now, GET /ps/{session}, POST /kill/{session}/{id}")
 	})
 	sdk.Handle(mux)
 }

@@ -38,9 +38,9 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 	resp.Body.Close()
 	doneAt := time.Since(start)
 	assert.Equal(t, "one\n", first)
-	// stderr is combined into the output (the two streams' relative order
-	// is not kept).
-	assert.ElementsMatch(t, []string{"two", "oops"}, strings.Fields(string(rest)))
+	// stderr is combined into the output, in the order written (one pipe
+	// through the agent).
+	assert.Equal(t, "two\noops\n", string(rest))
 	assert.Less(t, firstAt+700*time.Millisecond, doneAt, "the first line arrived while the script still ran (%s vs %s)", firstAt, doneAt)
 
 	resp, err = http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader("ls /work"))
@@ -86,6 +86,112 @@ func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
 	srv = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
 	assert.True(t, srv.WaitLog("adopted=1", 5*time.Second), "the running container was adopted")
 	assert.Equal(t, "before-crash\n", run(srv, "ls /work"), "the same container, not a new one")
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
+// TestSandboxDevServerInBackground starts a dev server (busybox httpd) as
+// a background process in one request; later requests fetch from it,
+// follow its log from the start and from now, list it and kill it, and
+// the followed log ends with it.
+func TestSandboxDevServerInBackground(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "text/plain", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	// follow opens a log stream; its head arrives with the first log bytes.
+	follow := func(from string) (*http.Response, error) {
+		client := &http.Client{Timeout: 30 * time.Second} // a log that never shows the line fails, not hangs
+		return client.Get(srv.URL + "/logs/s1/dev?from=" + from)
+	}
+	// lineWith reads lines until one contains s.
+	lineWith := func(r *bufio.Reader, s string) string {
+		for {
+			line, err := r.ReadString('\n')
+			require.NoError(t, err, "the log ended before a line with %q", s)
+			if strings.Contains(line, s) {
+				return line
+			}
+		}
+	}
+
+	_, out := post("/run/s1", "echo '<h1>hello</h1>' > /work/index.html")
+	require.Equal(t, "", out)
+	code, out := post("/start/s1/dev", `echo "dev server on :8080"; exec httpd -f -vv -p 8080 -h /work`)
+	require.Equal(t, 200, code, out)
+	assert.Contains(t, out, `"id":"dev","pid":`)
+	assert.Contains(t, out, `"status":"running"`)
+	code, out = post("/start/s1/dev", "true")
+	assert.Equal(t, 400, code)
+	assert.Contains(t, out, `background process "dev" is already running`)
+
+	// The server outlived the request that started it.
+	_, out = post("/run/s1", "sleep 0.3; wget -q -O - http://127.0.0.1:8080/index.html")
+	assert.Equal(t, "<h1>hello</h1>\n", out)
+
+	resp, err := follow("start")
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "0", resp.Header.Get("X-Dropped-Bytes"))
+	fromStart := bufio.NewReader(resp.Body)
+	first, err := fromStart.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "dev server on :8080\n", first)
+	lineWith(fromStart, "url:/index.html") // httpd -vv logs each request to stderr
+
+	// From now: the head reaches the client with the first log bytes, so
+	// requests to the server go on until the follower has them.
+	type followed struct {
+		resp *http.Response
+		err  error
+	}
+	opened := make(chan followed, 1)
+	go func() { resp, err := follow("now"); opened <- followed{resp, err} }()
+	var now *followed
+	for now == nil {
+		_, out = post("/run/s1", "wget -q -O - http://127.0.0.1:8080/second.html 2>&1")
+		assert.Contains(t, out, "404")
+		select {
+		case f := <-opened:
+			now = &f
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	require.NoError(t, now.err)
+	nowResp := now.resp
+	fromNow := bufio.NewReader(nowResp.Body)
+	line, err := fromNow.ReadString('\n')
+	require.NoError(t, err)
+	assert.NotContains(t, line, "index.html", "from now: nothing logged before")
+	post("/run/s1", "wget -q -O - http://127.0.0.1:8080/second.html")
+	lineWith(fromNow, "url:/second.html")
+	resp.Body.Close() // a client that leaves stops following; the server runs on
+
+	resp, err = http.Get(srv.URL + "/ps/s1")
+	require.NoError(t, err)
+	list, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(list), `"id":"dev"`)
+	assert.Contains(t, string(list), `"status":"running"`)
+
+	code, out = post("/kill/s1/dev", "")
+	require.Equal(t, 200, code, out)
+	assert.Contains(t, out, `"status":"killed"`)
+	assert.Contains(t, out, `"exit_code":143`)
+	_, err = io.ReadAll(fromNow)
+	assert.NoError(t, err, "the followed log ends when the server exits")
+	nowResp.Body.Close()
+
+	resp, err = http.Get(srv.URL + "/logs/s1/nope")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 404, resp.StatusCode)
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 }

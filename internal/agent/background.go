@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
@@ -100,7 +101,7 @@ func (a *agent) startBackground(b wire.Background) (*wire.ProcessInfo, error) {
 		r.Close()
 		return nil, err
 	}
-	p := &bgProcess{out: newRing(wire.OutputBuffer), exited: make(chan struct{}), info: wire.ProcessInfo{
+	p := &bgProcess{out: newRing(abi.BackgroundOutputBuffer), exited: make(chan struct{}), info: wire.ProcessInfo{
 		ID: id, Pid: pid, Command: x.Args, Status: wire.StatusRunning, Started: time.Now().UnixMilli()}}
 	bg.procs = append(bg.procs, p)
 	go p.out.fill(r)
@@ -125,7 +126,7 @@ func (bg *backgrounds) newID(id string) (string, error) {
 		}
 		bg.procs = slices.Delete(bg.procs, i, i+1)
 	}
-	if len(bg.procs) < wire.MaxBackground {
+	if len(bg.procs) < abi.MaxBackgroundProcesses {
 		return id, nil
 	}
 	for i, p := range bg.procs {
@@ -134,7 +135,7 @@ func (bg *backgrounds) newID(id string) (string, error) {
 			return id, nil
 		}
 	}
-	return "", &kindError{wire.KindLimit, fmt.Errorf("too many background processes: %d are running, the limit is %d", len(bg.procs), wire.MaxBackground)}
+	return "", &kindError{wire.KindLimit, fmt.Errorf("too many background processes: %d are running, the limit is %d", len(bg.procs), abi.MaxBackgroundProcesses)}
 }
 
 // exit records the process's exit code when the reaper hands it over.

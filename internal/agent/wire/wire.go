@@ -109,15 +109,6 @@ type Background struct {
 	FromStart bool `json:",omitempty"`
 }
 
-// MaxBackground is how many background processes a container keeps at
-// once (running, or exited and not yet replaced); OutputBuffer is how many
-// bytes of a background process's output (stdout and stderr together) the
-// agent keeps.
-const (
-	MaxBackground = 64
-	OutputBuffer  = 1 << 20
-)
-
 // Background operations. Start, List, Get and Kill answer with one Reply;
 // Logs answers with a Reply (Dropped) and then the raw output on the same
 // connection until the output ends or wharf hangs up; Wait answers with a

@@ -118,3 +118,25 @@ func (ev Event) FileOp(opts []byte) ([]byte, error) {
 		return fileOp(uint32(ev), ptr(opts), uint32(len(opts)), p, c, n)
 	})
 }
+
+// BackgroundOp runs a background process operation; start, list and get
+// return JSON.
+func (ev Event) BackgroundOp(opts []byte) ([]byte, error) {
+	return ev.readInto("background_op", make([]byte, 0, 4096), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return backgroundOp(uint32(ev), ptr(opts), uint32(len(opts)), p, c, n)
+	})
+}
+
+// BackgroundLogs opens a stream of a background process's output and
+// says how many bytes from its start were overwritten.
+func (ev Event) BackgroundLogs(opts []byte) (stream uint32, dropped uint64, err error) {
+	st := backgroundLogs(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&stream), unsafe.Pointer(&dropped))
+	return stream, dropped, ev.check("background_logs", st)
+}
+
+// BackgroundWait returns a pending handle ready when a background process
+// has exited; call_result gives its JSON description.
+func (ev Event) BackgroundWait(opts []byte) (uint32, error) {
+	var h uint32
+	return h, ev.check("background_wait", backgroundWait(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&h)))
+}

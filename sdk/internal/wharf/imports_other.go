@@ -110,6 +110,13 @@ func fileOpen(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return uns
 func fileOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 	return unsupported
 }
+func backgroundOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+	return unsupported
+}
+func backgroundLogs(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
+	return unsupported
+}
+func backgroundWait(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
 
 func serve(uint32, unsafe.Pointer) int32                          { return unsupported }
 func eventDone(uint32, int32) int32                               { return unsupported }

@@ -169,6 +169,15 @@ func fileOpen(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int3
 //go:wasmimport wharf_v2 file_op
 func fileOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
 
+//go:wasmimport wharf_v2 background_op
+func backgroundOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v2 background_logs
+func backgroundLogs(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, dropped unsafe.Pointer) int32
+
+//go:wasmimport wharf_v2 background_wait
+func backgroundWait(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
+
 //go:wasmimport wharf_v2 serve
 func serve(ev uint32, fdOut unsafe.Pointer) int32
 

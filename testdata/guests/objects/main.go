@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -922,4 +923,128 @@ func (b *Box) FilesOps() ([]string, error) {
 	e, err := w.Next()
 	note("watch "+e.Op+" "+e.Path, err)
 	return out, nil
+}
+
+// BgArgs carry the background process methods over RPC.
+type BgArgs struct {
+	ID     string
+	Cmd    []string
+	User   string
+	Signal int
+	From   string
+	// Lines is how many lines BgLogs reads (0: to the end).
+	Lines int
+}
+
+// BgStart starts a background process and returns its description.
+func (b *Box) BgStart(a BgArgs) (*sdk.BackgroundProcess, error) {
+	return b.state.Container.StartProcess(a.Cmd, sdk.ProcessOptions{ProcessID: a.ID, User: a.User, Env: map[string]string{"MODE": "dev"}})
+}
+
+// BgList lists the background processes as "id=status" entries.
+func (b *Box) BgList() ([]string, error) {
+	list, err := b.state.Container.ListProcesses()
+	var out []string
+	for _, p := range list {
+		out = append(out, p.ID+"="+string(p.Status))
+	}
+	return out, err
+}
+
+// BgGet describes one background process.
+func (b *Box) BgGet(id string) (*sdk.BackgroundProcess, error) {
+	return b.state.Container.GetProcess(id)
+}
+
+// BgKill signals one.
+func (b *Box) BgKill(a BgArgs) error {
+	return b.state.Container.KillProcess(a.ID, sdk.Signal(a.Signal))
+}
+
+// BgWait waits for one to exit.
+func (b *Box) BgWait(id string) (*sdk.BackgroundProcess, error) {
+	return b.state.Container.WaitProcess(id)
+}
+
+// BgLogs reads Lines lines (0: all) of a background process's output from
+// a.From, and how many bytes were dropped before.
+func (b *Box) BgLogs(a BgArgs) (map[string]any, error) {
+	logs, err := b.state.Container.StreamProcessLogs(a.ID, sdk.LogsFrom(a.From))
+	if err != nil {
+		return nil, err
+	}
+	defer logs.Close()
+	var out []byte
+	if a.Lines == 0 {
+		out, err = io.ReadAll(logs)
+	} else {
+		r := bufio.NewReader(logs)
+		for range a.Lines {
+			line, rerr := r.ReadBytes('\n')
+			out, err = append(out, line...), rerr
+			if err != nil {
+				break
+			}
+		}
+	}
+	return map[string]any{"Output": string(out), "Dropped": logs.Dropped, "Bytes": len(out)}, err
+}
+
+// BgErrors returns the errors of background process calls a user can
+// cause, each with the sentinel it matches.
+func (b *Box) BgErrors() ([]string, error) {
+	c := b.state.Container
+	var out []string
+	note := func(what string, err error) {
+		var kinds []string
+		for _, k := range []struct {
+			name string
+			err  error
+		}{{"not-found", sdk.ErrNotFound}, {"invalid", sdk.ErrInvalidArgument}, {"signal", sdk.ErrSignalRange},
+			{"exec-failed", sdk.ErrExecFailed}, {"not-running", sdk.ErrNotRunning}, {"too-large", sdk.ErrTooLarge}} {
+			if errors.Is(err, k.err) {
+				kinds = append(kinds, k.name)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s: %v %v", what, kinds, err))
+	}
+	_, err := c.GetProcess("nope")
+	note("get unknown", err)
+	note("kill unknown", c.KillProcess("nope", 0))
+	note("kill signal 65", c.KillProcess("nope", 65))
+	_, err = c.StartProcess(nil, sdk.ProcessOptions{})
+	note("start nothing", err)
+	_, err = c.StartProcess([]string{"true"}, sdk.ProcessOptions{ProcessID: "no spaces"})
+	note("bad id", err)
+	_, err = c.StartProcess([]string{"no-such-program"}, sdk.ProcessOptions{})
+	note("missing program", err)
+	_, err = c.StartProcess([]string{"true"}, sdk.ProcessOptions{User: "ghost"})
+	note("unknown user", err)
+	_, err = c.StreamProcessLogs("nope", sdk.FromStart)
+	note("logs unknown", err)
+	_, err = c.StreamProcessLogs("nope", "sideways")
+	note("logs from sideways", err)
+	_, err = c.WaitProcess("nope")
+	note("wait unknown", err)
+	return out, nil
+}
+
+// BgFill starts background sleeps until the container refuses one and
+// returns how many started and the refusal.
+func (b *Box) BgFill() (string, error) {
+	for i := 0; ; i++ {
+		if _, err := b.state.Container.StartProcess([]string{"sleep", "3600"}, sdk.ProcessOptions{ProcessID: fmt.Sprint("fill-", i)}); err != nil {
+			return fmt.Sprintf("%d started, then %v (too-large=%v)", i, err, errors.Is(err, sdk.ErrTooLarge)), nil
+		}
+	}
+}
+
+// ExecLeftRunning starts `sleep 3600` with exec and returns its pid
+// without waiting: the event's end must kill it.
+func (b *Box) ExecLeftRunning() (int, error) {
+	p, err := b.state.Container.Exec([]string{"sleep", "3600"}, sdk.ExecOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return p.Pid, nil
 }

@@ -1,0 +1,121 @@
+package host
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+)
+
+// TestBackgroundProcessesAcrossEvents starts a background process in one
+// event and, in later events (one after the object was evicted), lists
+// it, follows its output from the start and from now, kills it and waits
+// for it; then the errors a guest can cause, the cap of 64 per container,
+// a container without the agent, and the end of the processes with their
+// container.
+func TestBackgroundProcessesAcrossEvents(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", withRuncBox+"[durable_objects]\nidle_timeout = \"300ms\"\n", data)
+	info := func(body string) map[string]any {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(body), &m), body)
+		return m
+	}
+
+	code, body := w.call(t, "BOX", "bg", "BgList", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container is not running")
+
+	w.mustCall(t, "BOX", "bg", "Start", []string{"sleep", "3600"})
+	started := info(w.mustCall(t, "BOX", "bg", "BgStart", map[string]any{"ID": "server", "Cmd": []string{"sh", "-c",
+		`echo "starting $MODE as $(id -u)"; i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.05; done`},
+		"User": "app"}))
+	assert.Equal(t, "server", started["id"])
+	assert.Equal(t, "running", started["status"])
+	assert.Positive(t, started["pid"])
+
+	require.Eventually(t, func() bool { return w.Objects().LiveObjects() == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the idle object is evicted")
+	assert.Equal(t, `["server=running"]`, w.mustCall(t, "BOX", "bg", "BgList", nil), "the process outlived the event and the object's eviction")
+
+	logs := info(w.mustCall(t, "BOX", "bg", "BgLogs", map[string]any{"ID": "server", "Lines": 5}))
+	assert.Equal(t, "starting dev as 1000\nout 1\nerr 1\nout 2\nerr 2\n", logs["Output"], "from the start, in the order written")
+	assert.Equal(t, 0.0, logs["Dropped"])
+	logs = info(w.mustCall(t, "BOX", "bg", "BgLogs", map[string]any{"ID": "server", "From": "now", "Lines": 1}))
+	assert.NotContains(t, logs["Output"], "starting", "from now")
+
+	w.mustCall(t, "BOX", "bg", "BgKill", map[string]any{"ID": "server"})
+	done := info(w.mustCall(t, "BOX", "bg", "BgWait", "server"))
+	assert.Equal(t, "killed", done["status"])
+	assert.Equal(t, 143.0, done["exit_code"], "SIGTERM by default")
+	assert.Equal(t, "killed", info(w.mustCall(t, "BOX", "bg", "BgGet", "server"))["status"])
+
+	// A process that writes more than the buffer keeps: the stream from
+	// the start says how much was dropped and ends with the process.
+	w.mustCall(t, "BOX", "bg", "BgStart", map[string]any{"ID": "chatty", "Cmd": []string{"seq", "1", "300000"}})
+	assert.Equal(t, "completed", info(w.mustCall(t, "BOX", "bg", "BgWait", "chatty"))["status"])
+	logs = info(w.mustCall(t, "BOX", "bg", "BgLogs", map[string]any{"ID": "chatty"}))
+	assert.Equal(t, float64(1<<20), logs["Bytes"])
+	assert.Equal(t, float64(seqBytes(300000)-1<<20), logs["Dropped"])
+	assert.True(t, strings.HasSuffix(logs["Output"].(string), "\n300000\n"))
+
+	var errs []string
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "bg", "BgErrors", nil)), &errs))
+	assert.Equal(t, []string{
+		`get unknown: [not-found] wharf: background_op: NOTFOUND: no background process "nope"`,
+		`kill unknown: [not-found] wharf: background_op: NOTFOUND: no background process "nope"`,
+		`kill signal 65: [invalid signal] wharf: signal out of range: wharf: background_op: INVAL: signal must be from 1 to 64, got 65`,
+		`start nothing: [invalid] wharf: invalid argument: exec needs a command`,
+		`bad id: [invalid] wharf: background_op: INVAL: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
+		`missing program: [exec-failed] wharf: the process could not be started: wharf: background_op: IO: the process could not be started: executable file not found: no-such-program in $PATH`,
+		`unknown user: [invalid] wharf: background_op: INVAL: unknown user: user "ghost" does not exist in the image's /etc/passwd`,
+		`logs unknown: [not-found] wharf: background_logs: NOTFOUND: no background process "nope"`,
+		`logs from sideways: [invalid] wharf: background_logs: INVAL: from must be "start" or "now", got "sideways"`,
+		`wait unknown: [not-found] wharf: call_result: NOTFOUND: waiting for background process "nope": no background process "nope"`,
+	}, errs)
+
+	assert.Equal(t, `"64 started, then wharf: background_op: TOOLARGE: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
+		w.mustCall(t, "BOX", "bg", "BgFill", nil), "the two exited processes are forgotten to make room for 64 running ones, then the cap")
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "bg", "Running", nil), "the object and its container keep serving")
+
+	// They belong to the container: a new container has none.
+	w.mustCall(t, "BOX", "bg", "Destroy", "")
+	w.mustCall(t, "BOX", "bg", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, "null", w.mustCall(t, "BOX", "bg", "BgList", nil))
+
+	w.mustCall(t, "RUNCBOX", "bg", "Start", []string{"sleep", "3600"})
+	code, body = w.call(t, "RUNCBOX", "bg", "BgList", nil)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "the container does not run wharf-init (init = false): background processes need it")
+}
+
+// seqBytes is the size of the output of seq 1 n.
+func seqBytes(n int) int {
+	total := 0
+	for i := 1; i <= n; i++ {
+		total += len(fmt.Sprint(i)) + 1
+	}
+	return total
+}
+
+// TestExecEndsWithItsEvent: a process exec'd in an event that ends
+// without waiting for it is killed (the ABI's end of an event), while the
+// container keeps running.
+func TestExecEndsWithItsEvent(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "e", "Start", []string{"sleep", "3600"})
+	pid := w.mustCall(t, "BOX", "e", "ExecLeftRunning", nil)
+	r := w.mustCall(t, "BOX", "e", "Exec", map[string]any{"Cmd": []string{"sh", "-c",
+		"for i in $(seq 100); do kill -0 " + pid + " 2>/dev/null || { echo gone; exit; }; sleep 0.05; done; echo alive"}})
+	assert.Contains(t, r, `"Stdout":"gone\n"`, "the exec'd sleep %s was killed when its event ended", pid)
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "e", "Running", nil))
+}

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRingKeepsTheLastBytes writes a numbered output in uneven pieces
+// through a small ring and checks every reader: from the start (what is
+// kept, and how much was dropped), from now, and one that fell behind.
+func TestRingKeepsTheLastBytes(t *testing.T) {
+	var all bytes.Buffer
+	for i := range 2000 {
+		fmt.Fprintf(&all, "line %d\n", i)
+	}
+	r := newRing(1000)
+	read := func(from int64) (string, int64, bool) {
+		var out []byte
+		buf := make([]byte, 7) // smaller than the ring: reads in pieces
+		for {
+			n, next, ended, _ := r.read(from, buf)
+			out, from = append(out, buf[:n]...), next
+			if n == 0 {
+				return string(out), from, ended
+			}
+		}
+	}
+	start, dropped := r.begin(true)
+	assert.Zero(t, start)
+	assert.Zero(t, dropped)
+	data := all.Bytes()
+	half := len(data) / 2
+	for i, n := 0, 1; i < half; i, n = i+n, n%97+13 {
+		r.write(data[i:min(i+n, half)])
+	}
+	early, next, ended := read(0)
+	assert.False(t, ended)
+	assert.Equal(t, string(data[half-1000:half]), early, "a reader behind the ring skips to what is kept")
+	assert.Equal(t, int64(half), next)
+
+	from, _ := r.begin(false)
+	assert.Equal(t, int64(half), from)
+	r.write(data[half:])
+	start, dropped = r.begin(true)
+	assert.Equal(t, int64(len(data)-1000), start)
+	assert.Equal(t, int64(len(data)-1000), dropped)
+	kept, _, _ := read(start)
+	assert.Equal(t, string(data[len(data)-1000:]), kept)
+
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	pw.Close()
+	r.fill(pr) // the output ends
+	_, _, ended = read(int64(len(data)))
+	assert.True(t, ended)
+}
