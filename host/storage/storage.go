@@ -59,10 +59,11 @@ type DB struct {
 	txMarks    []int // recorded writes before each open user transaction
 }
 
-const schema = `
+const schema = `BEGIN;
 CREATE TABLE IF NOT EXISTS _wharf_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _wharf_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _wharf_replica (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+COMMIT;
 `
 
 // Open opens or creates the database at path.
