@@ -2,10 +2,15 @@ package host
 
 import (
 	"net/http"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
 )
 
 // Attacks on the guest runtime by a hostile plugin: each must end in a
@@ -26,4 +31,40 @@ func TestEndlessSQLEndsAtTheEventDeadline(t *testing.T) {
 	start = time.Now()
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "bystander", "Get", "k"), "the instance serves on")
 	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+// heapAfterGC is the host's live heap.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func TestDeclarationFloodsDoNotGrowTheHost(t *testing.T) {
+	w := startWorker(t, "")
+	before := heapAfterGC()
+	code, body := get(t, w.url+"/declflood?n=300")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "0 0", body, "declarations after serve are accepted and have no effect")
+	grown := int64(heapAfterGC()) - int64(before)
+	assert.Less(t, grown, int64(64<<20), "300 register_class and use_binding calls of 1 MiB each after serve kept %d MiB in the host", grown>>20)
+	w.assertServing(t)
+}
+
+func TestDeclarationsBeforeServeAreBounded(t *testing.T) {
+	in := &instance{}
+	require.NoError(t, in.declare(&in.classes, "classes", []byte("A")))
+	require.NoError(t, in.declare(&in.classes, "classes", []byte("A")))
+	assert.Equal(t, []string{"A"}, in.classes, "a repeated name is kept once")
+	err := in.declare(&in.classes, "classes", make([]byte, maxDeclarationSize+1))
+	assert.ErrorIs(t, err, abi.StatusTooLarge)
+	assert.EqualError(t, err, "TOOLARGE: name of 1025 bytes, the limit is 1024")
+	for i := len(in.classes); i < maxDeclarations; i++ {
+		require.NoError(t, in.declare(&in.classes, "classes", []byte(strconv.Itoa(i))))
+	}
+	assert.EqualError(t, in.declare(&in.classes, "classes", []byte("one more")), "TOOLARGE: 1024 classes declared, the limit is 1024")
+	in.serving = true
+	assert.NoError(t, in.declare(&in.classes, "classes", []byte("after serve")))
+	assert.Len(t, in.classes, maxDeclarations)
 }

@@ -58,7 +58,28 @@ func importRegisterClass(_ context.Context, g *guest, mem plugins.Memory, a []ui
 	if len(name) == 0 {
 		return fmt.Errorf("%w: empty class name", abi.StatusInvalid)
 	}
-	g.inst.classes = append(g.inst.classes, string(name))
+	return g.inst.declare(&g.inst.classes, "classes", name)
+}
+
+// Declarations (register_class, use_binding) bound what a guest makes the
+// host keep: the list is read once, after serve, so later ones are dropped.
+const (
+	maxDeclarations    = 1024
+	maxDeclarationSize = 1024
+)
+
+// declare adds name to list unless it is there or serve was called.
+func (in *instance) declare(list *[]string, what string, name []byte) error {
+	if in.serving || slices.Contains(*list, string(name)) {
+		return nil
+	}
+	if len(name) > maxDeclarationSize {
+		return fmt.Errorf("%w: name of %d bytes, the limit is %d", abi.StatusTooLarge, len(name), maxDeclarationSize)
+	}
+	if len(*list) >= maxDeclarations {
+		return fmt.Errorf("%w: %d %s declared, the limit is %d", abi.StatusTooLarge, len(*list), what, maxDeclarations)
+	}
+	*list = append(*list, string(name))
 	return nil
 }
 
@@ -98,10 +119,7 @@ func importUseBinding(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(g.inst.bindings, string(name)) {
-		g.inst.bindings = append(g.inst.bindings, string(name))
-	}
-	return nil
+	return g.inst.declare(&g.inst.bindings, "bindings", name)
 }
 
 func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {

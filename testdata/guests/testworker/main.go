@@ -41,6 +41,12 @@ func rawFetch(ev uint32, head unsafe.Pointer, headLen uint32, flags uint32, body
 //go:wasmimport wharf_v2 last_error
 func rawLastError(ev uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
 
+//go:wasmimport wharf_v2 register_class
+func rawRegisterClass(ev uint32, name unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v2 use_binding
+func rawUseBinding(ev uint32, name unsafe.Pointer, n uint32) int32
+
 // lastError is the host's message for the last failed call of event ev.
 func lastError(ev uint32) string {
 	buf := make([]byte, 512)
@@ -131,6 +137,18 @@ func init() {
 		rawRequestBody(ev, sdk.RequestHandle(r), unsafe.Pointer(&h))
 		st := rawStreamRead(ev, h, 0xFFFFFF00, 0x1000, 0, 0)
 		fmt.Fprintf(w, "status=%d msg=%s", st, lastError(ev))
+	})
+	mux.HandleFunc("/declflood", func(w http.ResponseWriter, r *http.Request) {
+		// n distinct 1 MiB class and binding names, declared after serve.
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		name := make([]byte, 1<<20)
+		var st1, st2 int32
+		for i := 0; i < n; i++ {
+			copy(name, strconv.Itoa(i))
+			st1 = rawRegisterClass(0, unsafe.Pointer(&name[0]), uint32(len(name)))
+			st2 = rawUseBinding(0, unsafe.Pointer(&name[0]), uint32(len(name)))
+		}
+		fmt.Fprintf(w, "%d %d", st1, st2)
 	})
 	mux.HandleFunc("/stale", func(w http.ResponseWriter, r *http.Request) {
 		ev := sdk.EventHandle(r.Context())
