@@ -187,6 +187,18 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	return resp, nil
 }
 
+// Metrics is the running wharf's Prometheus metrics (/metrics), in the
+// text format.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 // ObjectPath is the API path of an object: a binding and a name, or
 // "id:<hex>" for an id.
 func ObjectPath(binding, name string) string {

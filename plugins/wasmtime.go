@@ -36,6 +36,7 @@ type WasmtimeEngine struct {
 	linker  *wasmtime.Linker
 	cfg     EngineConfig
 	handles []cgo.Handle // the host functions, as the C trampoline finds them
+	modules []*wasmtime.Module
 }
 
 // epochTick is how often the engine's epoch advances: the longest a guest
@@ -277,9 +278,14 @@ func writeCompiled(path string, m *wasmtime.Module) error {
 	return writeFileAtomic(path, code)
 }
 
-// Close releases the linker and the host functions. Instances must be
-// closed first.
+// Close releases the linker, the host functions and the compiled code
+// (at once, not when the garbage collector finds it: wharf dev replaces
+// builds). Instances must be closed first.
 func (e *WasmtimeEngine) Close(context.Context) error {
+	for _, m := range e.modules {
+		m.Close()
+	}
+	e.modules = nil
 	e.linker.Close()
 	for _, h := range e.handles {
 		h.Delete()
@@ -298,6 +304,7 @@ type wasmtimeModule struct {
 
 func newWasmtimeModule(e *WasmtimeEngine, m *wasmtime.Module) *wasmtimeModule {
 	wm := &wasmtimeModule{engine: e, module: m}
+	e.modules = append(e.modules, m)
 	for _, imp := range m.Imports() {
 		ft := imp.Type().FuncType()
 		if ft == nil {

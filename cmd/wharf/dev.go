@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -147,7 +146,6 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 				default:
 					logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
 				}
-				debug.FreeOSMemory() // the replaced builds' code and the compiler's garbage
 			}()
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -195,9 +196,11 @@ func BenchmarkDevSaveToServed(b *testing.B) {
 
 // BenchmarkDevReloadRSS runs wharf dev on a copy of examples/hello, saves
 // devReloads edits, each served and compiled before the next, and reports
-// the process's resident memory after the first serve and after the last
-// reload, and their ratio: replaced builds that were not freed show as a
-// ratio growing with the number of reloads.
+// the process's resident memory after the first serve, half-way and after
+// the last reload, and the ratio last/first: replaced builds that were not
+// freed show as a ratio growing with the number of reloads. The Go heap in
+// use (from /metrics) after the first serve and the last reload tells Go
+// memory from the engines' (wasmtime's is C).
 func BenchmarkDevReloadRSS(b *testing.B) {
 	const devReloads = 10
 	wharf := testutil.BuildWharf(b)
@@ -215,12 +218,14 @@ func BenchmarkDevReloadRSS(b *testing.B) {
 	const greeting = `fmt.Fprintln(w, "Hello from wharf!")`
 	require.Contains(b, string(source), greeting)
 
-	var first, middle, last []float64
+	var first, middle, last, heapFirst, heapLast []float64
 	for range b.N {
-		dev := testutil.StartDev(b, dir, "--listen", "127.0.0.1:0", "--data-dir", b.TempDir())
+		data := b.TempDir()
+		dev := testutil.StartDev(b, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
 		code, body := getBody(dev.URL + "/")
 		require.Equal(b, 200, code, body)
 		first = append(first, settledRSSMiB(b, dev.Pid()))
+		heapFirst = append(heapFirst, goHeapMiB(b, data))
 		for i := 1; i <= devReloads; i++ {
 			line := fmt.Sprintf(`fmt.Fprintln(w, "Hello, edit %d")`, i)
 			require.NoError(b, os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(string(source), greeting, line, 1)), 0o644))
@@ -234,13 +239,33 @@ func BenchmarkDevReloadRSS(b *testing.B) {
 			}
 		}
 		last = append(last, settledRSSMiB(b, dev.Pid()))
+		heapLast = append(heapLast, goHeapMiB(b, data))
 		require.NoError(b, dev.Stop(30*time.Second))
 	}
 	f, m, l := testutil.Median(first), testutil.Median(middle), testutil.Median(last)
 	b.ReportMetric(f, "rss-first-serve-MiB")
 	b.ReportMetric(m, fmt.Sprintf("rss-after-%d-reloads-MiB", devReloads/2))
 	b.ReportMetric(l, fmt.Sprintf("rss-after-%d-reloads-MiB", devReloads))
+	b.ReportMetric(testutil.Median(heapFirst), "go-heap-first-serve-MiB")
+	b.ReportMetric(testutil.Median(heapLast), fmt.Sprintf("go-heap-after-%d-reloads-MiB", devReloads))
 	b.ReportMetric(l/f, "ratio")
+}
+
+// goHeapMiB is the Go heap in use of the wharf serving dataDir, from its
+// metrics.
+func goHeapMiB(b *testing.B, dataDir string) float64 {
+	b.Helper()
+	metrics, err := admin.NewClient(dataDir).Metrics(context.Background())
+	require.NoError(b, err)
+	var bytes float64
+	for _, line := range strings.Split(metrics, "\n") {
+		if rest, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			_, err := fmt.Sscanf(rest, "%g", &bytes)
+			require.NoError(b, err)
+		}
+	}
+	require.NotZero(b, bytes, "go_memstats_heap_inuse_bytes in /metrics")
+	return bytes / (1 << 20)
 }
 
 // settledRSSMiB is the resident memory of process pid once the replaced

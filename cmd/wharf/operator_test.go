@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -126,18 +125,13 @@ func TestOperatorCLI(t *testing.T) {
 	}
 
 	// /metrics on the admin socket.
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", admin.SocketPath(data))
-	}}}
-	resp, err = c.Get("http://wharf/metrics")
+	metrics, err := admin.NewClient(data).Metrics(context.Background())
 	require.NoError(t, err)
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Contains(t, string(metrics), `wharf_container_starts_total{class="App"} 1`)
-	assert.Contains(t, string(metrics), `wharf_containers_running{class="App"} 1`)
-	assert.Contains(t, string(metrics), `wharf_container_execs_total{class="App"} 3`)
-	assert.Contains(t, string(metrics), `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
-	assert.Contains(t, string(metrics), `wharf_container_failures_total{class="App",kind="start"} 0`, "failures show before any happened")
+	assert.Contains(t, metrics, `wharf_container_starts_total{class="App"} 1`)
+	assert.Contains(t, metrics, `wharf_containers_running{class="App"} 1`)
+	assert.Contains(t, metrics, `wharf_container_execs_total{class="App"} 3`)
+	assert.Contains(t, metrics, `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
+	assert.Contains(t, metrics, `wharf_container_failures_total{class="App",kind="start"} 0`, "failures show before any happened")
 
 	// tail follows the log live, filtered.
 	startTail := func(args ...string) (*testutil.LogBuffer, func()) {
