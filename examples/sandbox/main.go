@@ -1,7 +1,9 @@
 // Command sandbox is a code runner: POST a shell script to /run/{session}
 // and the session's Durable Object runs it in its own container, streaming
-// the output back as it is produced. Each session keeps its container (and
-// files) between runs.
+// the output back as it is produced; a script that fails ends the output
+// with a line "[exit status N]". Each session keeps its container (and
+// files) between runs: PUT /files/{session}/{path} uploads a file into
+// it, GET /files/{session}/{path} downloads one.
 //
 // A session also runs background processes that outlive the request that
 // started them, such as a dev server: POST its command to
@@ -16,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/wharfhq/wharf/sdk"
 )
@@ -35,6 +39,8 @@ func newSandbox(st *sdk.ObjectState) any {
 	s.mux.HandleFunc("GET /logs/{id}", s.logs)
 	s.mux.HandleFunc("GET /ps", s.list)
 	s.mux.HandleFunc("POST /kill/{id}", s.kill)
+	s.mux.HandleFunc("PUT /files/{path...}", s.upload)
+	s.mux.HandleFunc("GET /files/{path...}", s.download)
 	return s
 }
 
@@ -53,7 +59,9 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// run runs the request body as a script and streams its output.
+// run runs the request body as a script and streams its output; a
+// failing script's output ends with "[exit status N]" (the status line left
+// with the first output, so the code comes last).
 func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
 	p, err := s.state.Container.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined, Cwd: "/work"})
 	if err != nil {
@@ -61,21 +69,74 @@ func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	// The host copies the output to the client as it comes, without it
-	// passing through the guest.
-	copied, err := sdk.Forward(w, p.Stdout)
+	// Each piece of output goes to the client as soon as it is read.
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := p.Stdout.Read(buf)
+		if n > 0 {
+			w.Write(buf[:n])
+			w.(http.Flusher).Flush()
+		}
+		if err != nil {
+			break
+		}
+	}
+	// The process lives as long as an event waits for it: this request
+	// lasts until the script is done.
+	var exit *sdk.ExitError
+	switch err := p.Wait(); {
+	case errors.As(err, &exit):
+		fmt.Fprintf(w, "[exit status %d]\n", exit.Code)
+	case err != nil:
+		fmt.Fprintf(w, "[the script failed: %v]\n", err)
+	}
+}
+
+// upload writes the request body into the container at /{path}, streamed
+// through the files API (never held whole in memory).
+func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
+	path := "/" + r.PathValue("path")
+	f, err := s.state.Container.Files().Create(path)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, err.Error(), fileStatus(err))
 		return
 	}
-	// A process lives as long as an event waits for it: this request lasts
-	// until the script is done and its output delivered. A failing script
-	// (an *sdk.ExitError) has said why in its output.
-	var exit *sdk.ExitError
-	if err := p.Wait(); err != nil && !errors.As(err, &exit) {
-		sdk.Logger.ErrorContext(r.Context(), "running the script", "err", err)
+	_, err = io.Copy(f, r.Body)
+	if err = errors.Join(err, f.Close()); err != nil {
+		http.Error(w, err.Error(), fileStatus(err))
+		return
 	}
-	copied.Wait()
+	info, err := s.state.Container.Files().Stat(path)
+	if err != nil {
+		http.Error(w, err.Error(), fileStatus(err))
+		return
+	}
+	writeJSON(w, info)
+}
+
+// download sends the container's file /{path}; the host copies it to the
+// client.
+func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
+	f, err := s.state.Container.Files().Open("/" + r.PathValue("path"))
+	if err != nil {
+		http.Error(w, err.Error(), fileStatus(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if _, err := sdk.Forward(w, f); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+// fileStatus is the HTTP status for a files API error.
+func fileStatus(err error) int {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return http.StatusNotFound
+	case errors.Is(err, fs.ErrPermission):
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
 }
 
 // startProcess starts the request body as a background process: it keeps
@@ -162,17 +223,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 func init() {
 	sdk.RegisterClass("Sandbox", newSandbox)
 	sandboxes := sdk.GetNamespace("SANDBOX")
-	// /{action}/{session}[/{id}] goes to the session's object as
-	// /{action}[/{id}].
+	// /{action}/{session}[/{rest}] goes to the session's object as
+	// /{action}[/{rest}].
 	forward := func(w http.ResponseWriter, r *http.Request) {
 		stub, err := sandboxes.GetByName(r.PathValue("session"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		path := "/" + r.PathValue("action")
-		if id := r.PathValue("id"); id != "" {
-			path += "/" + id
+		path := "/" + strings.SplitN(r.URL.Path, "/", 3)[1]
+		if rest := r.PathValue("rest"); rest != "" {
+			path += "/" + rest
 		}
 		if r.URL.RawQuery != "" {
 			path += "?" + r.URL.RawQuery
@@ -187,9 +248,10 @@ func init() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{action}/{session}", forward)
-	mux.HandleFunc("/{action}/{session}/{id}", forward)
+	mux.HandleFunc("/{action}/{session}/{rest...}", forward)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")
+		fmt.Fprintln(w, "Files: PUT or GET /files/{session}/{path} (curl -T FILE, curl -o FILE)")
 		fmt.Fprintln(w, "Background: POST a command to /start/{session}/{id}, GET /logs/{session}/{id}?from=start|now, GET /ps/{session}, POST /kill/{session}/{id}")
 	})
 	sdk.Handle(mux)

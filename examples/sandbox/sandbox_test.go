@@ -2,6 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
@@ -62,6 +66,60 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 		b, _ := os.ReadFile(p)
 		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
 	}
+}
+
+// TestSandboxExitCodesAndFiles: a failing script's output ends with its
+// exit code; files go in and out of a session through the files API.
+func TestSandboxExitCodesAndFiles(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	do := func(method, path string, body io.Reader) (int, string) {
+		req, err := http.NewRequest(method, srv.URL+path, body)
+		require.NoError(t, err)
+		req.Close = true // an upload refused before its body was read ends its connection
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(out)
+	}
+	for script, want := range map[string]string{
+		"exit 3":            "[exit status 3]\n",
+		"echo hi; false":    "hi\n[exit status 1]\n",
+		"echo fine":         "fine\n",
+		"no-such-command-x": "sh: no-such-command-x: not found\n[exit status 127]\n",
+	} {
+		code, out := do("POST", "/run/s1", strings.NewReader(script))
+		assert.Equal(t, 200, code, script)
+		assert.Equal(t, want, out, script)
+	}
+
+	payload := make([]byte, 3<<20)
+	rand.Read(payload)
+	code, out := do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload))
+	assert.Equal(t, 404, code, "no directory /work/up yet: %s", out)
+	do("POST", "/run/s1", strings.NewReader("mkdir -p /work/up"))
+	code, out = do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload))
+	require.Equal(t, 200, code, out)
+	assert.Contains(t, out, `"size":3145728`)
+	sum := sha256.Sum256(payload)
+	_, out = do("POST", "/run/s1", strings.NewReader("sha256sum /work/up/data.bin"))
+	assert.Equal(t, hex.EncodeToString(sum[:])+"  /work/up/data.bin\n", out, "the container sees the uploaded bytes")
+	code, out = do("GET", "/files/s1/work/up/data.bin", nil)
+	assert.Equal(t, 200, code)
+	assert.True(t, out == string(payload), "the download differs from the upload (%d bytes)", len(out))
+
+	code, out = do("GET", "/files/s1/work/nope.txt", nil)
+	assert.Equal(t, 404, code, out)
+	assert.Contains(t, out, "/work/nope.txt")
+	code, out = do("GET", "/files/s1/work/up", nil)
+	assert.Equal(t, 400, code, out)
+	code, _ = do("POST", "/run/s1", strings.NewReader("true"))
+	assert.Equal(t, 200, code, "the session serves on")
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
 }
 
 // TestSandboxContainerSurvivesHostCrash kills wharf serve with SIGKILL; the
