@@ -71,7 +71,7 @@ var readmeOutputs = map[string]string{
 	"examples/counter: curl http://127.0.0.1:8787/counter/a":                                  "1\n",
 	"examples/sandbox: curl --data-binary 'echo hi; uname -a' http://127.0.0.1:8787/run/demo": "hi\nLinux ",
 	"examples/sandbox: curl --data-binary 'exit 3' http://127.0.0.1:8787/run/demo":            "[exit status 3]\n",
-	"examples/sandbox: curl -T README.md http://127.0.0.1:8787/files/demo/work/README.md":      `"size":`,
+	"examples/sandbox: curl -T README.md http://127.0.0.1:8787/files/demo/work/README.md":     `"size":`,
 	"examples/webapp: curl http://127.0.0.1:8787/s/alice/index.html":                          "session container",
 	"examples/webapp: curl http://127.0.0.1:8787/s/alice/_state":                              `"Status":"healthy"`,
 	"examples/egress: curl http://127.0.0.1:8787/call/a1":                                     "minted-by-the-worker",
