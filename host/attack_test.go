@@ -1,9 +1,13 @@
 package host
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,4 +71,39 @@ func TestDeclarationsBeforeServeAreBounded(t *testing.T) {
 	in.serving = true
 	assert.NoError(t, in.declare(&in.classes, "classes", []byte("after serve")))
 	assert.Len(t, in.classes, maxDeclarations)
+}
+
+func TestObjectCallingItselfEndsAtItsDeadline(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ntimeout = \"2s\"\n")
+	start := time.Now()
+	code, body := w.call(t, "STORE", "narcissus", "CallSelf", "narcissus")
+	assert.Less(t, time.Since(start), 10*time.Second, "the call waits for an event queued behind its own: the deadline ends it")
+	assert.Equal(t, http.StatusGatewayTimeout, code, body)
+	assert.Equal(t, "0", w.mustCall(t, "STORE", "other", "CallSelf", "narcissus"), "the object serves on")
+	w.mustCall(t, "STORE", "narcissus", "Events", nil)
+}
+
+// stalledClient pipelines n requests for path on one connection with a tiny
+// receive buffer and never reads the answers.
+func stalledClient(t *testing.T, addr, path string, n int) {
+	t.Helper()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.SetReadBuffer(1024))
+	for range n {
+		_, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		require.NoError(t, err)
+	}
+}
+
+func TestStalledClientDoesNotHoldTheInstance(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"2s\"\ninstances = 1\n")
+	stalledClient(t, strings.TrimPrefix(w.url, "http://"), "/bytes?n=65536", 64)
+	time.Sleep(time.Second) // the stalled answers fill the socket
+	start := time.Now()
+	code, body := get(t, w.url+"/hello?name=x")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "hello x", body)
+	assert.Less(t, time.Since(start), 5*time.Second, "a client that does not read holds its own requests only")
 }

@@ -301,6 +301,18 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		// answered with an error status. An object's is handed over at once.
 		in.writeHead()
 	}
+	if !streaming && len(body) > bufferedBodyBytes && in.streamed == nil {
+		// A client that does not read would block the write, and the
+		// instance with it: the body goes out from a writer goroutine,
+		// which the request's handler waits for.
+		in.stream = newWriteStream(responseSink{in}, g.wake)
+		if _, err := in.stream.write(ctx, body, false); err != nil {
+			in.stream.abort(err)
+			return err
+		}
+		in.stream.close()
+		return nil
+	}
 	if !streaming {
 		if len(body) > 0 {
 			if len(body) > chunkSize { // may block on a slow client: honour the deadline
@@ -326,6 +338,11 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 	}
 	return g.newHandle(mem, u32(a[6]), abi.KindWriteStream, in.stream)
 }
+
+// bufferedBodyBytes is the body net/http buffers before it writes to the
+// connection (its bufferBeforeChunkingSize): a body this small is written
+// without waiting for the client.
+const bufferedBodyBytes = 2048
 
 // fetchedResponse is the response to an outbound fetch.
 type fetchedResponse struct {

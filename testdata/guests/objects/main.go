@@ -164,6 +164,18 @@ func (s *Store) Received() (string, error) {
 	}
 }
 
+// CallSelf calls the object named name (itself, for a deadlock) and
+// returns its event count.
+func (s *Store) CallSelf(name string) (int, error) {
+	stub, err := stores.GetByName(name)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = stub.Call("Events", nil, &n)
+	return n, err
+}
+
 // Spin computes forever without calling the host.
 func (s *Store) Spin() error {
 	for n := 0; ; n++ {

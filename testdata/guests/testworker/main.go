@@ -138,6 +138,11 @@ func init() {
 		st := rawStreamRead(ev, h, 0xFFFFFF00, 0x1000, 0, 0)
 		fmt.Fprintf(w, "status=%d msg=%s", st, lastError(ev))
 	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		// n bytes in one write: up to 64 KiB, a body sent whole.
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write([]byte(strings.Repeat("x", n)))
+	})
 	mux.HandleFunc("/declflood", func(w http.ResponseWriter, r *http.Request) {
 		// n distinct 1 MiB class and binding names, declared after serve.
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
