@@ -20,8 +20,23 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
+	"github.com/mattn/go-sqlite3"
 )
+
+// MaxSQLValueBytes bounds one string or BLOB an object's SQL may make
+// (SQLite's own limit is 1 GB, allocated in the host's memory): a value
+// cannot be returned beyond MaxResultBytes anyway.
+const MaxSQLValueBytes = MaxResultBytes
+
+// driverName is SQLite with MaxSQLValueBytes applied to every connection.
+const driverName = "sqlite3_wharf"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		c.SetLimit(sqlite3.SQLITE_LIMIT_LENGTH, MaxSQLValueBytes)
+		return nil
+	}})
+}
 
 // Limits on what one object stores, as in the hosted system.
 const (
@@ -73,7 +88,7 @@ func Open(path string) (*DB, error) {
 	q.Set("_synchronous", "FULL")
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,16 @@ func TestTransactions(t *testing.T) {
 	assert.False(t, ok, "the event was undone")
 }
 
+func TestSQLValuesAreBounded(t *testing.T) {
+	d, _ := open(t)
+	_, err := d.Exec("SELECT length(randomblob(?))", MaxSQLValueBytes+1)
+	require.Error(t, err, "a value over the limit is refused before SQLite allocates it")
+	assert.Contains(t, err.Error(), "string or blob too big")
+	r, err := d.Exec("SELECT length(randomblob(?))", MaxSQLValueBytes)
+	require.NoError(t, err)
+	assert.Equal(t, [][]any{{int64(MaxSQLValueBytes)}}, r.Rows)
+}
+
 func TestSQLEndsWithItsContext(t *testing.T) {
 	d, _ := open(t)
 	_, err := d.Exec("CREATE TABLE t (x)")
