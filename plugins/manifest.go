@@ -262,6 +262,8 @@ func (d *DurableObjects) check(data []byte) error {
 			return fmt.Errorf("%s: missing required key \"name\"", where)
 		case b.ClassName == "":
 			return fmt.Errorf("%s: binding %s: missing required key \"class_name\"", where, b.Name)
+		case !className.MatchString(b.ClassName):
+			return fmt.Errorf("%s: binding %s: class_name %q must be an identifier (letters, digits and _, not starting with a digit): it names the class's storage directory", where, b.Name, b.ClassName)
 		case seen[b.Name]:
 			return fmt.Errorf("%s: binding name %q is used twice", where, b.Name)
 		}
@@ -269,6 +271,10 @@ func (d *DurableObjects) check(data []byte) error {
 	}
 	return nil
 }
+
+// className is what a class_name may be: it becomes a directory name
+// under the data directory, so it must not be a path.
+var className = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Binding returns the binding called name.
 func (d *DurableObjects) Binding(name string) (Binding, bool) {

@@ -88,6 +88,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:1: limits.max_connections: must not be negative, got -3`,
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,
+		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
 		"main = \".\"\n":         `missing required key "name"`,
 		"name = \"a\"\n":         `missing required key "main"`,
 		"name = \"a\nmain = 1\n": `1:`,
