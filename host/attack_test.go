@@ -107,3 +107,27 @@ func TestStalledClientDoesNotHoldTheInstance(t *testing.T) {
 	assert.Equal(t, "hello x", body)
 	assert.Less(t, time.Since(start), 5*time.Second, "a client that does not read holds its own requests only")
 }
+
+func TestDescriptorAndLifecycleMisuse(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/fdabuse")
+	require.Equal(t, 200, code, body)
+	assert.Equal(t, `close event fd: Bad file number
+read event fd 1 byte: Invalid argument
+wait_fd 0 handles: 0
+close it: <nil>
+close it again: Bad file number
+read closed wait fd: Bad file number
+wait_fd 1025 handles: 12
+wait_fd on the event: 1
+timer max: 0
+wait fds opened: 5000
+wait fds ready: 0
+close timer: 0
+serve again: 2
+event_done 0: 2
+close the event: 1
+wait_fd bad pointer: 6
+`, body, "BADF, INVAL, TOOLARGE and FAULT where the ABI says; 5000 wait descriptors on an unfired timer are not ready")
+	w.assertServing(t)
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -46,6 +47,23 @@ func rawRegisterClass(ev uint32, name unsafe.Pointer, n uint32) int32
 
 //go:wasmimport wharf_v2 use_binding
 func rawUseBinding(ev uint32, name unsafe.Pointer, n uint32) int32
+
+//go:wasmimport wharf_v2 wait_fd
+func rawWaitFD(ev uint32, handles unsafe.Pointer, n uint32, fdOut unsafe.Pointer) int32
+
+// rawWaitFDAt is wait_fd with raw addresses.
+//
+//go:wasmimport wharf_v2 wait_fd
+func rawWaitFDAt(ev uint32, handles uint32, n uint32, fdOut uint32) int32
+
+//go:wasmimport wharf_v2 serve
+func rawServe(ev uint32, fdOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v2 event_done
+func rawEventDone(ev uint32, status uint32) int32
+
+//go:wasmimport wharf_v2 timer_start
+func rawTimerStart(ev uint32, ns int64, out unsafe.Pointer) int32
 
 // lastError is the host's message for the last failed call of event ev.
 func lastError(ev uint32) string {
@@ -142,6 +160,48 @@ func init() {
 		// n bytes in one write: up to 64 KiB, a body sent whole.
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		w.Write([]byte(strings.Repeat("x", n)))
+	})
+	mux.HandleFunc("/fdabuse", func(w http.ResponseWriter, r *http.Request) {
+		// Misuse of the event descriptor, wait descriptors and the
+		// lifecycle imports; one line per try: what the host answered.
+		ev := sdk.EventHandle(r.Context())
+		say := func(what string, v any) { fmt.Fprintf(w, "%s: %v\n", what, v) }
+		say("close event fd", syscall.Close(3))
+		_, err := syscall.Read(3, make([]byte, 1))
+		say("read event fd 1 byte", err)
+		var fd uint32
+		say("wait_fd 0 handles", rawWaitFD(ev, nil, 0, unsafe.Pointer(&fd)))
+		say("close it", syscall.Close(int(fd)))
+		say("close it again", syscall.Close(int(fd)))
+		_, err = syscall.Read(int(fd), make([]byte, 1))
+		say("read closed wait fd", err)
+		many := make([]uint32, 1025)
+		say("wait_fd 1025 handles", rawWaitFD(ev, unsafe.Pointer(&many[0]), 1025, unsafe.Pointer(&fd)))
+		many[0] = ev
+		say("wait_fd on the event", rawWaitFD(ev, unsafe.Pointer(&many[0]), 1, unsafe.Pointer(&fd)))
+		var timer uint32
+		say("timer max", rawTimerStart(ev, 1<<63-1, unsafe.Pointer(&timer)))
+		fds := make([]uint32, 5000)
+		opened := 0
+		for i := range fds {
+			if rawWaitFD(ev, unsafe.Pointer(&timer), 1, unsafe.Pointer(&fds[i])) == 0 {
+				opened++
+			}
+		}
+		say("wait fds opened", opened)
+		ready := 0
+		for _, fd := range fds {
+			if _, err := syscall.Read(int(fd), make([]byte, 1)); err == nil {
+				ready++
+			}
+			syscall.Close(int(fd))
+		}
+		say("wait fds ready", ready)
+		say("close timer", rawClose(ev, timer))
+		say("serve again", rawServe(0, unsafe.Pointer(&fd)))
+		say("event_done 0", rawEventDone(0, 0))
+		say("close the event", rawClose(ev, ev))
+		say("wait_fd bad pointer", rawWaitFDAt(ev, 0xFFFFFFF0, 8, uint32(uintptr(unsafe.Pointer(&fd)))))
 	})
 	mux.HandleFunc("/declflood", func(w http.ResponseWriter, r *http.Request) {
 		// n distinct 1 MiB class and binding names, declared after serve.
