@@ -245,13 +245,14 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
 }
 
-// ownerOf is the host that owns counter name (it must be placed).
+// ownerOf is the host that owns counter name. The fetch of its id comes
+// first: it places the object again if, idle, it gave its placement up.
 func (c *testCluster) ownerOf(t testing.TB, name string) string {
 	t.Helper()
+	id := c.hosts["h1"].get(t, "/counter/"+name+"/fetch")
 	cli := c.client(t)
 	resp, err := cli.Get(context.Background(), "wharf/objects/counter/Counter/", clientv3.WithPrefix())
 	require.NoError(t, err)
-	id := c.hosts["h1"].get(t, "/counter/"+name+"/fetch")
 	for _, kv := range resp.Kvs {
 		if strings.Contains(id, string(kv.Key[len("wharf/objects/counter/Counter/"):])[:12]) {
 			return string(kv.Value)
