@@ -301,10 +301,11 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		// answered with an error status. An object's is handed over at once.
 		in.writeHead()
 	}
-	if !streaming && len(body) > bufferedBodyBytes && in.streamed == nil {
+	if !streaming && len(body) > bufferedBodyBytes && in.streamed == nil && status != http.StatusNoContent && status != http.StatusNotModified {
 		// A client that does not read would block the write, and the
 		// instance with it: the body goes out from a writer goroutine,
-		// which the request's handler waits for.
+		// which the request's handler waits for. (A 204 or 304 refuses a
+		// body: that write fails at once, as CLOSED.)
 		in.stream = newWriteStream(responseSink{in}, g.wake)
 		if _, err := in.stream.write(ctx, body, false); err != nil {
 			in.stream.abort(err)
