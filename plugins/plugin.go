@@ -105,7 +105,7 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 // record that this module was compiled by this engine into it), it tells
 // cfg.Logger what is happening and, afterwards, what it cost.
 func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile) (CompiledModule, error) {
-	if cfg.Logger == nil || cfg.CacheDir == "" {
+	if cfg.Logger == nil || cfg.CacheDir == "" || cfg.Interpret { // the interpreter compiles nothing
 		return engine.Compile(ctx, module)
 	}
 	engineName := cmp.Or(cfg.Engine, EngineWazero)
