@@ -338,7 +338,13 @@ func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind a
 		in.abandon(g, fmt.Errorf("%w: %w", kind, context.Cause(ctx)))
 		<-g.done
 	}
-	return g, g.status
+	err := g.status
+	if err != nil && !errors.Is(err, plugins.ErrDeadline) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// Stopped as its time ran out, by whichever came first: the CPU
+		// slice (which the deadline caps) ends at the same moment.
+		err = fmt.Errorf("%w: %w", plugins.ErrDeadline, err)
+	}
+	return g, err
 }
 
 // eventContext bounds an event, however often it is delivered, by the
