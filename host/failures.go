@@ -14,10 +14,16 @@ import (
 // The details stay reachable through errors.Is and errors.As, never through
 // Error.
 type eventFailure struct {
-	what string // names what failed: "worker", "the object's event"
+	what string // names what failed: failedWorker, failedObjectEvent, ...
 	id   string
 	err  error
 }
+
+// What failed, as an eventFailure names it.
+const (
+	failedWorker      = "worker"
+	failedObjectEvent = "the object's event"
+)
 
 func (f *eventFailure) Error() string {
 	return fmt.Sprintf("%s %s (request id %s)", f.what, outcome(f.err), f.id)
@@ -31,9 +37,9 @@ func (g *guest) toldAs(failure error) error {
 	if failure == nil {
 		return nil
 	}
-	what := "worker"
+	what := failedWorker
 	if g.object != nil {
-		what = "the object's event"
+		what = failedObjectEvent
 	}
 	return &eventFailure{what: what, id: g.id.String(), err: failure}
 }

@@ -28,7 +28,7 @@ type incoming struct {
 	body      *readStream
 	responded bool
 	status    int
-	headSent  bool         // the response's status and header went to rw
+	headSent  bool         // the response's status and header went out (to rw, or the 101 on a switched connection)
 	stream    *writeStream // set when the response body streams
 	// streamed, if set, runs before a streamed response's head is released
 	// (an object commits its writes there).
@@ -231,9 +231,7 @@ func (s responseSink) write(p []byte) error {
 type bodyEnder interface{ endBody(error) }
 
 func (s responseSink) finish() error {
-	if s.in.upgrade == nil || s.in.upgrade.conn == nil {
-		s.in.writeHead()
-	}
+	s.in.writeHead()
 	if e, ok := s.in.rw.(bodyEnder); ok {
 		e.endBody(nil)
 	}
@@ -295,6 +293,7 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		if err := in.switchProtocols(dst); err != nil {
 			return fmt.Errorf("%w: switching protocols: %w", abi.StatusClosed, err)
 		}
+		in.headSent = true // the 101 went on the taken-over connection
 	} else if !streaming || in.streamed != nil {
 		// A client's streamed response sends its head with the first body
 		// bytes or the clean end, so a stream that fails before them is

@@ -642,7 +642,7 @@ func (obj *object) streamed(ev *objectEvent) error {
 // details (a trap's stack trace, say) are in the log under that id.
 func (ev *objectEvent) finish(err error) {
 	if err != nil {
-		what := "the object's event"
+		what := failedObjectEvent
 		if c, ok := errors.AsType[*constructorError](err); ok {
 			what = "constructing " + c.class
 		}

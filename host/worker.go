@@ -418,9 +418,14 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 			logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", callErr)
 		}
 	}
+	// fail answers the client that what failed, naming the request id only:
+	// the details are in the log, under the id.
+	fail := func(what string, err error, status int) {
+		http.Error(rw, (&eventFailure{what: what, id: id.String(), err: err}).Error(), status)
+	}
 	switch {
-	case !in.responded && callErr != nil: // the details are in the log, under the id
-		http.Error(rw, (&eventFailure{what: "worker", id: id.String(), err: callErr}).Error(), failureStatus(callErr))
+	case !in.responded && callErr != nil:
+		fail(failedWorker, callErr, failureStatus(callErr))
 	case !in.responded:
 		logger.Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
 		http.Error(rw, "worker returned without sending a response (request id "+id.String()+")", http.StatusInternalServerError)
@@ -441,9 +446,9 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		clear(rw.Header())
 		in.rc.SetWriteDeadline(time.Time{}) // the abort set it to stop a write in flight
 		if callErr == nil {
-			http.Error(rw, (&eventFailure{what: "the worker's response", id: id.String(), err: streamErr}).Error(), http.StatusBadGateway)
+			fail("the worker's response", streamErr, http.StatusBadGateway)
 		} else {
-			http.Error(rw, (&eventFailure{what: "worker", id: id.String(), err: callErr}).Error(), failureStatus(callErr))
+			fail(failedWorker, callErr, failureStatus(callErr))
 		}
 		return
 	}
