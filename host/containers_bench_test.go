@@ -50,7 +50,7 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 		runcMBps = append(runcMBps, measure("RUNCBOX", "ExecThroughput", 512))
 
 		var rt struct{ WriteMBps, ReadMBps float64 }
-		require.NoError(b, json.Unmarshal([]byte(call("BOX", "FilesRoundTrip", 1024)), &rt))
+		require.NoError(b, json.Unmarshal([]byte(call("BOX", "FilesRoundTrip", map[string]any{"MB": 1024})), &rt))
 		fileWrite, fileRead = append(fileWrite, rt.WriteMBps), append(fileRead, rt.ReadMBps)
 
 		guestFetch = append(guestFetch, measure("BOX", "TimeFetch", map[string]int{"Port": 8080, "N": 50}))

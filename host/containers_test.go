@@ -219,7 +219,7 @@ func TestObjectFiles(t *testing.T) {
 
 	w.mustCall(t, "BOX", "f", "Start", []string{"sleep", "3600"})
 	var rt map[string]any
-	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "f", "FilesRoundTrip", 64)), &rt))
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "f", "FilesRoundTrip", map[string]any{"MB": 64, "Check": true})), &rt))
 	assert.Equal(t, true, rt["Same"], "64 MiB written and read back with the same checksum")
 	assert.Equal(t, float64(64<<20), rt["Read"])
 
