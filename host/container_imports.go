@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -63,13 +64,13 @@ var (
 )
 
 // containerOf returns the calling object's container config.
-func (s *services) containerOf(g *guest) (plugins.Container, error) {
+func (s *services) containerOf(g *guest) (manifest.Container, error) {
 	if g.object == nil {
-		return plugins.Container{}, fmt.Errorf("%w: ctx.container exists only in a Durable Object", abi.StatusUnsupported)
+		return manifest.Container{}, fmt.Errorf("%w: ctx.container exists only in a Durable Object", abi.StatusUnsupported)
 	}
 	c, ok := s.containerSpecs[g.object.ns.class]
 	if !ok || s.containers == nil {
-		return plugins.Container{}, fmt.Errorf("%w: %w", abi.StatusUnsupported, errNoContainer)
+		return manifest.Container{}, fmt.Errorf("%w: %w", abi.StatusUnsupported, errNoContainer)
 	}
 	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -20,7 +21,7 @@ func (s *services) egressImports() []plugins.HostFunc {
 }
 
 // newPolicy is a class's egress policy as wharf.toml configures it.
-func newPolicy(c plugins.Container, internet bool) (*egress.Policy, error) {
+func newPolicy(c manifest.Container, internet bool) (*egress.Policy, error) {
 	p, err := egress.NewPolicy(internet, c.AllowedHosts, c.DeniedHosts)
 	if err != nil {
 		return nil, fmt.Errorf("allowed_hosts/denied_hosts: %w", err)

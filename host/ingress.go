@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
-	"github.com/wharfhq/wharf/plugins"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // Ingress is the HTTP server wharf serve puts in front of a Worker, bounded
@@ -22,7 +22,7 @@ type Ingress struct {
 }
 
 // ListenIngress listens on addr (TCP) for h.
-func ListenIngress(addr string, h http.Handler, lim plugins.Limits, logger *slog.Logger) (*Ingress, error) {
+func ListenIngress(addr string, h http.Handler, lim manifest.Limits, logger *slog.Logger) (*Ingress, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

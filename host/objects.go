@@ -22,6 +22,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host/storage"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -141,7 +142,7 @@ type objectEvent struct {
 	firstForward time.Time
 }
 
-func newObjects(ctx context.Context, sets *currentSet, m *plugins.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
+func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
 		sets: sets, logger: logger,
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},

@@ -27,13 +27,14 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
 // Config describes a Worker to serve.
 type Config struct {
 	// Manifest is the plugin's parsed wharf.toml.
-	Manifest *plugins.Manifest
+	Manifest *manifest.Manifest
 	// WasmPath is the compiled module.
 	WasmPath string
 	// DataDir holds the compilation cache and Durable Object storage.
@@ -75,7 +76,7 @@ type services struct {
 	containers *containerd.Manager // nil without [[containers]]
 	backend    *containerd.Backend
 	// containerSpecs are the [[containers]] entries by class.
-	containerSpecs map[string]plugins.Container
+	containerSpecs map[string]manifest.Container
 	// worker answers intercepted container requests once it exists.
 	worker atomic.Pointer[Worker]
 }
@@ -86,7 +87,7 @@ type Worker struct {
 	sets      currentSet // the instances of the code being served
 	cfg       Config     // with its defaults filled in
 	logs      *guestLogs
-	manifest  *plugins.Manifest
+	manifest  *manifest.Manifest
 	stopGrace time.Duration
 	logger    *slog.Logger
 	services  *services
@@ -234,7 +235,7 @@ func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 // checkModule refuses a manifest binding a class the module does not
 // register, and a module using a binding the manifest lacks (the SDK
 // registers classes and bindings while the instance initialises).
-func checkModule(in *instance, m *plugins.Manifest) error {
+func checkModule(in *instance, m *manifest.Manifest) error {
 	in.mu.Lock()
 	registered, used := in.classes, in.bindings
 	in.mu.Unlock()
@@ -263,8 +264,8 @@ func (w *Worker) Objects() *Objects { return w.services.objects }
 // openContainers connects to containerd (starting wharf's own unless an
 // address is given), checks every image is there, and adopts or removes
 // the containers a previous run left.
-func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg Config, logger *slog.Logger) error {
-	s.containerSpecs = map[string]plugins.Container{}
+func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg Config, logger *slog.Logger) error {
+	s.containerSpecs = map[string]manifest.Container{}
 	for i, c := range m.Containers {
 		s.containerSpecs[c.ClassName] = c
 		if _, err := newPolicy(c, false); err != nil {
@@ -323,7 +324,7 @@ func (s *services) openContainers(ctx context.Context, m *plugins.Manifest, cfg 
 // buildImages builds the images of classes whose image is a Dockerfile
 // when their context changed (see build.Options.Hash) and points their
 // specs at the tags built.
-func (s *services) buildImages(ctx context.Context, m *plugins.Manifest, b *containerd.Backend, cfg Config, logger *slog.Logger) error {
+func (s *services) buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, cfg Config, logger *slog.Logger) error {
 	var targets []build.Options
 	for i, c := range m.Containers {
 		src, ok := c.BuildSource(m.Dir)

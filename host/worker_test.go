@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -47,10 +48,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// parseTestManifest is plugins.ParseManifest on the engine of this run of
+// parseTestManifest is manifest.Parse on the engine of this run of
 // the tests (testutil.RunEachEngine).
-func parseTestManifest(text []byte) (*plugins.Manifest, error) {
-	m, err := plugins.ParseManifest(text)
+func parseTestManifest(text []byte) (*manifest.Manifest, error) {
+	m, err := manifest.Parse(text)
 	if err == nil && testutil.Engine != "" {
 		m.Limits.Engine = testutil.Engine
 	}
@@ -73,16 +74,16 @@ func startWorker(t *testing.T, manifestExtra string) *testWorker {
 
 // serveGuest builds the guest package, loads it with the manifest text and
 // data directory, and serves it on loopback until cleanup (or stop).
-func serveGuest(t testing.TB, pkg, manifest, dataDir string) *testWorker {
+func serveGuest(t testing.TB, pkg, manifestText, dataDir string) *testWorker {
 	t.Helper()
-	return serveGuestConfig(t, pkg, manifest, dataDir, func(*Config) {})
+	return serveGuestConfig(t, pkg, manifestText, dataDir, func(*Config) {})
 }
 
 // serveGuestConfig is serveGuest with the Config changed by edit.
-func serveGuestConfig(t testing.TB, pkg, manifest, dataDir string, edit func(*Config)) *testWorker {
+func serveGuestConfig(t testing.TB, pkg, manifestText, dataDir string, edit func(*Config)) *testWorker {
 	t.Helper()
 	wasm := testutil.BuildGuest(t, pkg)
-	m, err := parseTestManifest([]byte(manifest))
+	m, err := parseTestManifest([]byte(manifestText))
 	require.NoError(t, err)
 	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,7 +1,7 @@
-// Package plugins loads and runs Wasm plugins: the manifest, validation
-// against the wharf ABI, compilation with an on-disk cache, long-running
-// instances (Launch) and their memory and time limits. The Engine interface
-// hides the Wasm runtime: wazero (pure Go, the default) or wasmtime (cgo).
+// Package plugins loads and runs Wasm plugins: validation against the wharf
+// ABI, compilation with an on-disk cache, long-running instances (Launch)
+// and their memory and time limits. The Engine interface hides the Wasm
+// runtime: wazero (pure Go, the default) or wasmtime (cgo).
 package plugins
 
 import (

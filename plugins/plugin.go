@@ -13,6 +13,9 @@ import (
 	"github.com/wharfhq/wharf/abi"
 )
 
+// DefaultCPUSlice is the CPU slice of a Config that sets none.
+const DefaultCPUSlice = 5 * time.Second
+
 // Config describes a plugin to load.
 type Config struct {
 	// Name identifies the plugin in logs and errors.

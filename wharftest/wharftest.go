@@ -38,7 +38,7 @@ import (
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/internal/textlog"
-	"github.com/wharfhq/wharf/plugins"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // Options configure Start.
@@ -79,7 +79,7 @@ type Plugin struct {
 // would print.
 func Start(t testing.TB, opts Options) *Plugin {
 	t.Helper()
-	m, err := plugins.LoadManifest(cmp.Or(opts.Dir, "."))
+	m, err := manifest.Load(cmp.Or(opts.Dir, "."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func Start(t testing.TB, opts Options) *Plugin {
 	wasm := m.WasmPath()
 	if m.NeedsBuild() {
 		var out bytes.Buffer
-		if wasm, err = plugins.Build(context.Background(), m, filepath.Join(t.TempDir(), m.Name+".wasm"), &out); err != nil {
+		if wasm, err = manifest.Build(context.Background(), m, filepath.Join(t.TempDir(), m.Name+".wasm"), &out); err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
 		}
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host"
-	"github.com/wharfhq/wharf/plugins"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // clusterFlags are wharf serve's flags for joining a cluster.
@@ -233,7 +233,7 @@ func newClusterCommand() *cobra.Command {
 			return nil
 		},
 	}
-	drainCmd.Flags().StringVar(&dataDir, "data-dir", plugins.DefaultStateDir, "data directory of the running wharf serve")
+	drainCmd.Flags().StringVar(&dataDir, "data-dir", manifest.DefaultStateDir, "data directory of the running wharf serve")
 	cmd.AddCommand(initCmd, certCmd, statusCmd, drainCmd)
 	return cmd
 }

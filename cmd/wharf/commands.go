@@ -23,6 +23,7 @@ import (
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/internal/textlog"
+	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -60,11 +61,11 @@ func newBuildCommand() *cobra.Command {
 		Short: "Compile a Go plugin to Wasm (GOOS=wasip1 GOARCH=wasm, a WASI command)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := plugins.LoadManifest(argOrDot(args))
+			m, err := manifest.Load(argOrDot(args))
 			if err != nil {
 				return err
 			}
-			path, err := plugins.Build(cmd.Context(), m, out, os.Stderr)
+			path, err := manifest.Build(cmd.Context(), m, out, os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -145,7 +146,7 @@ func (f *serveFlags) run(cmd *cobra.Command, args []string) error {
 
 // register adds the flags wharf serve and wharf dev share.
 func (f *serveFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.listen, "listen", "", "HTTP listen address (default: the manifest's listen, else "+plugins.DefaultListen+")")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "HTTP listen address (default: the manifest's listen, else "+manifest.DefaultListen+")")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory (default <dir>/.wharf)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -182,7 +183,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	tapped, tap := logtap.New(handler) // wharf tail follows it
 	logger := slog.New(tapped)
-	m, err := plugins.LoadManifest(target)
+	m, err := manifest.Load(target)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	dataDir := f.dataDir
 	if dataDir == "" {
-		dataDir = filepath.Join(m.Dir, plugins.DefaultStateDir)
+		dataDir = filepath.Join(m.Dir, manifest.DefaultStateDir)
 	}
 	lock, err := host.LockDataDir(dataDir) // before anything touches it
 	if err != nil {
@@ -208,7 +209,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
-		if wasm, err = plugins.Build(ctx, m, "", os.Stderr); err != nil {
+		if wasm, err = manifest.Build(ctx, m, "", os.Stderr); err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wharfhq/wharf/host"
-	"github.com/wharfhq/wharf/plugins"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // settle is how long the sources must stay unchanged before a rebuild: an
@@ -74,7 +74,7 @@ func isSource(path string) bool {
 // then compiled in the background. A newer save abandons that compile. A
 // failed build or a module that does not fit is logged and the old code
 // keeps serving.
-func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest, worker *host.Worker, logger *slog.Logger) {
+func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest, worker *host.Worker, logger *slog.Logger) {
 	var timer <-chan time.Time
 	var changed string
 	manifestChanged := false
@@ -123,7 +123,7 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *plugins.Manifest,
 			logger.Info("rebuilding", "plugin", m.Name, "changed", changed)
 			changed = ""
 			var out bytes.Buffer
-			wasm, err := plugins.Build(ctx, m, "", &out)
+			wasm, err := manifest.Build(ctx, m, "", &out)
 			if err == nil {
 				err = worker.Reload(ctx, wasm, true)
 			}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/internal/textlog"
-	"github.com/wharfhq/wharf/plugins"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // operatorCommands reach a running `wharf serve` through the admin socket
@@ -32,7 +32,7 @@ func operatorCommands() []*cobra.Command {
 	var dataDir string
 	client := func() *admin.Client { return admin.NewClient(dataDir) }
 	withDataDir := func(c *cobra.Command) *cobra.Command {
-		c.Flags().StringVar(&dataDir, "data-dir", plugins.DefaultStateDir, "data directory of the running wharf serve")
+		c.Flags().StringVar(&dataDir, "data-dir", manifest.DefaultStateDir, "data directory of the running wharf serve")
 		return c
 	}
 	objectArgs := "<binding> <name|id:HEX> | id:HEX"

@@ -1,4 +1,4 @@
-package plugins
+package manifest
 
 import (
 	"os"
@@ -10,17 +10,19 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/plugins"
 )
 
 func TestManifestDefaults(t *testing.T) {
-	m, err := ParseManifest([]byte("name = \"hello\"\nmain = \".\"\n"))
+	m, err := Parse([]byte("name = \"hello\"\nmain = \".\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, DefaultListen, m.Listen)
 	assert.Equal(t, DefaultMemoryMiB, m.Limits.MemoryMiB)
 	assert.Equal(t, DefaultTimeout, m.Limits.Timeout.Duration)
 	assert.Equal(t, runtime.NumCPU(), m.Limits.Instances)
-	assert.Equal(t, DefaultCPUSlice, m.Limits.CPUSlice.Duration)
-	assert.Equal(t, EngineWazero, m.Limits.Engine)
+	assert.Equal(t, plugins.DefaultCPUSlice, m.Limits.CPUSlice.Duration)
+	assert.Equal(t, plugins.EngineWazero, m.Limits.Engine)
 	assert.Equal(t, DefaultLogLineBytes, m.Limits.LogLineBytes)
 	assert.Equal(t, DefaultLogLines, m.Limits.LogLinesPerSecond)
 	assert.Equal(t, DefaultLogBurst, m.Limits.LogBurst)
@@ -32,7 +34,7 @@ func TestManifestDefaults(t *testing.T) {
 }
 
 func TestManifestValues(t *testing.T) {
-	m, err := ParseManifest([]byte(`name = "x"
+	m, err := Parse([]byte(`name = "x"
 main = "plugin.wasm"
 listen = "127.0.0.1:9000"
 [limits]
@@ -51,7 +53,7 @@ idle_timeout = 3
 `))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
-	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, CPUSlice: Duration{2 * time.Second}, Engine: EngineWasmtime,
+	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, CPUSlice: Duration{2 * time.Second}, Engine: plugins.EngineWasmtime,
 		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20,
 		MaxConnections: 7, MaxHeaderBytes: 2048, HeaderTimeout: Duration{2 * time.Second}, IdleTimeout: Duration{3 * time.Second}}, m.Limits)
 	assert.False(t, m.NeedsBuild())
@@ -60,16 +62,16 @@ idle_timeout = 3
 // TestRemovedLimitsAreExplained: keys of the per-event instance pool name
 // what replaced them.
 func TestRemovedLimitsAreExplained(t *testing.T) {
-	_, err := ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\nwarm_instances = 2\n"))
+	_, err := Parse([]byte("name = \"x\"\nmain = \".\"\n[limits]\nwarm_instances = 2\n"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `4:1: unknown key "limits.warm_instances" (removed: instances are long-running`)
-	_, err = ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\ncpu_slice = \"-1s\"\n"))
+	_, err = Parse([]byte("name = \"x\"\nmain = \".\"\n[limits]\ncpu_slice = \"-1s\"\n"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `4:13: limits.cpu_slice: duration "-1s" must be positive`)
 }
 
 func TestDurationAcceptsSeconds(t *testing.T) {
-	m, err := ParseManifest([]byte("name = \"x\"\nmain = \".\"\n[limits]\ntimeout = 45\n"))
+	m, err := Parse([]byte("name = \"x\"\nmain = \".\"\n[limits]\ntimeout = 45\n"))
 	require.NoError(t, err)
 	assert.Equal(t, 45*time.Second, m.Limits.Timeout.Duration)
 }
@@ -94,22 +96,22 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\nmain = 1\n": `1:`,
 	}
 	for text, want := range cases {
-		_, err := ParseManifest([]byte(text))
+		_, err := Parse([]byte(text))
 		if assert.Error(t, err, text) {
 			assert.Contains(t, err.Error(), want, text)
 		}
 	}
 }
 
-func TestLoadManifestFromDirAndFile(t *testing.T) {
+func TestLoadFromDirAndFile(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, ManifestFile)
+	path := filepath.Join(dir, FileName)
 	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \".\"\nextra = true\n"), 0o644))
-	_, err := LoadManifest(dir)
+	_, err := Load(dir)
 	assert.ErrorContains(t, err, path+":3:1: unknown key \"extra\"")
 
 	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"sub\"\n"), 0o644))
-	m, err := LoadManifest(path)
+	m, err := Load(path)
 	require.NoError(t, err)
 	assert.Equal(t, dir, m.Dir)
 	assert.Equal(t, filepath.Join(dir, ".wharf", "build", "a.wasm"), m.WasmPath())
@@ -117,21 +119,21 @@ func TestLoadManifestFromDirAndFile(t *testing.T) {
 
 func TestManifestContainers(t *testing.T) {
 	base := "name = \"x\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"S\"\nclass_name = \"Sandbox\"\n"
-	m, err := ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"wharf.test/busybox:latest\"\nmax_instances = 3\ninstance_type = \"standard-1\"\n"))
+	m, err := Parse([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"wharf.test/busybox:latest\"\nmax_instances = 3\ninstance_type = \"standard-1\"\n"))
 	require.NoError(t, err)
 	require.Len(t, m.Containers, 1)
 	assert.Equal(t, InstanceType{VCPU: 0.5, MemoryMiB: 4096, DiskMB: 8000}, m.Containers[0].Resources)
 	assert.Equal(t, 3, m.Containers[0].MaxInstances)
 
-	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"))
+	m, err = Parse([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, InstanceTypes["lite"], m.Containers[0].Resources, "lite by default")
 
-	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 0.75, memory_mib = 512, disk_mb = 1000 }\n"))
+	m, err = Parse([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 0.75, memory_mib = 512, disk_mb = 1000 }\n"))
 	require.NoError(t, err)
 	assert.Equal(t, InstanceType{VCPU: 0.75, MemoryMiB: 512, DiskMB: 1000}, m.Containers[0].Resources)
 	assert.Equal(t, 1000, m.Containers[0].PersistentMB, "persistent directories get the instance type's disk by default")
-	m, err = ParseManifest([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512 }\npersistent_mb = 300\n"))
+	m, err = Parse([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512 }\npersistent_mb = 300\n"))
 	require.NoError(t, err)
 	assert.Equal(t, InstanceType{VCPU: 1, MemoryMiB: 512, DiskMB: 2000}, m.Containers[0].Resources, "a custom type without disk_mb gets lite's disk")
 	assert.Equal(t, 300, m.Containers[0].PersistentMB)
@@ -155,7 +157,7 @@ func TestManifestContainers(t *testing.T) {
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                                                                     `unknown key "containers.ports"`,
 	}
 	for extra, want := range cases {
-		_, err := ParseManifest([]byte(base + extra))
+		_, err := Parse([]byte(base + extra))
 		if assert.Error(t, err, extra) {
 			assert.Contains(t, err.Error(), want, extra)
 		}
@@ -170,7 +172,7 @@ func TestManifestPersistentDirs(t *testing.T) {
 		"[[durable_objects.bindings]]\nname = \"B\"\nclass_name = \"Second\"\n" +
 		"[[containers]]\nclass_name = \"First\"\nimage = \"i\"\npersistent_dirs = [\"/data\"]\n" + // lines 9-12
 		"[[containers]]\nclass_name = \"Second\"\nimage = \"i\"\n" // lines 13-15
-	m, err := ParseManifest([]byte(base + "persistent_dirs = [\"/data\", \"/var/lib/app\", \"/database\", \"/devices\"]\n"))
+	m, err := Parse([]byte(base + "persistent_dirs = [\"/data\", \"/var/lib/app\", \"/database\", \"/devices\"]\n"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"/data", "/var/lib/app", "/database", "/devices"}, m.Containers[1].PersistentDirs)
 
@@ -188,13 +190,13 @@ func TestManifestPersistentDirs(t *testing.T) {
 		`["/"]`:                  `"/" must be a clean absolute path other than /`,
 	}
 	for dirs, want := range cases {
-		_, err := ParseManifest([]byte(base + "persistent_dirs = " + dirs + "\n"))
+		_, err := Parse([]byte(base + "persistent_dirs = " + dirs + "\n"))
 		if assert.Error(t, err, dirs) {
 			assert.Equal(t, prefix+want, err.Error(), dirs)
 		}
 	}
 	// The first table's line when the error is there.
-	_, err = ParseManifest([]byte(strings.Replace(base, `["/data"]`, `["/proc/1"]`, 1)))
+	_, err = Parse([]byte(strings.Replace(base, `["/data"]`, `["/proc/1"]`, 1)))
 	require.Error(t, err)
 	assert.Equal(t, `12:1: containers[0]: class First: persistent_dirs: "/proc/1" is inside /proc, which the container's runtime provides; choose another directory`, err.Error())
 }

@@ -1,11 +1,10 @@
-package plugins
+package manifest
 
 import (
 	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/wharfhq/wharf/abi"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,10 +13,13 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/plugins"
 )
 
-// ManifestFile is the manifest's file name in a plugin directory.
-const ManifestFile = "wharf.toml"
+// FileName is the manifest's file name in a plugin directory.
+const FileName = "wharf.toml"
 
 // Manifest is a parsed wharf.toml. Its shape follows wrangler.toml where the
 // concepts match.
@@ -53,7 +55,7 @@ type Limits struct {
 	// CPUSlice is how long an instance may compute without calling the
 	// host (Wasm has no preemption) before it is stopped, e.g. "5s".
 	CPUSlice Duration `toml:"cpu_slice"`
-	// Engine is the Wasm runtime, one of Engines; the default is wazero.
+	// Engine is the Wasm runtime, one of plugins.Engines; the default is wazero.
 	Engine string `toml:"engine"`
 	// LogLineBytes caps one guest log line; a longer line is cut and marked.
 	LogLineBytes int `toml:"log_line_bytes"`
@@ -101,7 +103,6 @@ const (
 	DefaultListen        = "127.0.0.1:8787"
 	DefaultMemoryMiB     = 128
 	DefaultTimeout       = 30 * time.Second
-	DefaultCPUSlice      = 5 * time.Second
 	DefaultIdleTimeout   = 30 * time.Second
 	DefaultMaxLive       = 200
 	DefaultLogLineBytes  = 16 << 10
@@ -124,18 +125,18 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return err
 }
 
-// LoadManifest reads a manifest from a file or from the wharf.toml of a
+// Load reads a manifest from a file or from the wharf.toml of a
 // directory. Unknown keys and values of the wrong type are errors naming the
 // key, file and line.
-func LoadManifest(path string) (*Manifest, error) {
+func Load(path string) (*Manifest, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = filepath.Join(path, ManifestFile)
+		path = filepath.Join(path, FileName)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	m, err := ParseManifest(data)
+	m, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
@@ -147,9 +148,9 @@ func LoadManifest(path string) (*Manifest, error) {
 	return m, nil
 }
 
-// ParseManifest decodes manifest text and applies defaults. Errors start
+// Parse decodes manifest text and applies defaults. Errors start
 // with "line:column: " so a caller can prefix the file name.
-func ParseManifest(data []byte) (*Manifest, error) {
+func Parse(data []byte) (*Manifest, error) {
 	var m Manifest
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
@@ -179,9 +180,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
 	}
 	if l.Engine == "" {
-		l.Engine = EngineWazero
+		l.Engine = plugins.EngineWazero
 	}
-	if err := CheckEngine(l.Engine); err != nil {
+	if err := plugins.CheckEngine(l.Engine); err != nil {
 		return nil, fmt.Errorf("%s: %w", lineOf(data, "limits.engine"), err)
 	}
 	if l.Timeout.Duration == 0 {
@@ -190,7 +191,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if l.Instances == 0 {
 		l.Instances = runtime.NumCPU()
 	}
-	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, DefaultCPUSlice)
+	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
 	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
 	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)
 	l.LogBurst = cmp.Or(l.LogBurst, DefaultLogBurst)
