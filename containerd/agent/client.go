@@ -142,12 +142,8 @@ func (c *Client) Exec(ctx context.Context, x wire.Exec, files ...*os.File) (*Pro
 	if err != nil {
 		return nil, err
 	}
-	if err := wire.Send(conn, wire.Request{Exec: &x}, files...); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("agent: %w", err)
-	}
 	var r wire.Reply
-	got, err := wire.Receive(conn, &r)
+	got, err := request(ctx, conn, wire.Request{Exec: &x}, &r, files...)
 	if err == nil && r.Error != "" {
 		err = replyError(r)
 	}
@@ -181,11 +177,8 @@ func (c *Client) File(ctx context.Context, op wire.File) (wire.Reply, []*os.File
 		return wire.Reply{}, nil, err
 	}
 	defer conn.Close()
-	if err := wire.Send(conn, wire.Request{File: &op}); err != nil {
-		return wire.Reply{}, nil, fmt.Errorf("agent: %w", err)
-	}
 	var r wire.Reply
-	files, err := wire.Receive(conn, &r)
+	files, err := request(ctx, conn, wire.Request{File: &op}, &r)
 	if err == nil && r.Error != "" {
 		err = replyError(r)
 	}
@@ -280,16 +273,35 @@ func (c *Client) Background(ctx context.Context, b wire.Background) (wire.Reply,
 		return wire.Reply{}, err
 	}
 	defer conn.Close()
-	return roundTrip(conn, b)
+	return roundTrip(ctx, conn, b)
+}
+
+// request sends req (with files) on conn and reads the first reply into
+// r, or gives up when ctx ends: an agent that does not answer (a
+// container's process can make an operation block in it) holds no caller
+// past its deadline.
+func request(ctx context.Context, conn *net.UnixConn, req wire.Request, r *wire.Reply, files ...*os.File) ([]*os.File, error) {
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	err := wire.Send(conn, req, files...)
+	var got []*os.File
+	if err == nil {
+		got, err = wire.Receive(conn, r)
+	}
+	if !stop() { // ctx ended: the deadline may have cut the exchange
+		closeFiles(got)
+		return nil, fmt.Errorf("agent: %w", context.Cause(ctx))
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("agent: %w", err)
+	}
+	return got, err
 }
 
 // roundTrip sends a background request on conn and reads its first reply.
-func roundTrip(conn *net.UnixConn, b wire.Background) (wire.Reply, error) {
-	if err := wire.Send(conn, wire.Request{Background: &b}); err != nil {
-		return wire.Reply{}, fmt.Errorf("agent: %w", err)
-	}
+func roundTrip(ctx context.Context, conn *net.UnixConn, b wire.Background) (wire.Reply, error) {
 	var r wire.Reply
-	files, err := wire.Receive(conn, &r)
+	files, err := request(ctx, conn, wire.Request{Background: &b}, &r)
 	closeFiles(files)
 	if errors.Is(err, io.EOF) {
 		err = errAgentGone
@@ -317,7 +329,7 @@ func (c *Client) Logs(ctx context.Context, id string, fromStart bool) (io.ReadCl
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := roundTrip(conn, wire.Background{Op: wire.BackgroundLogs, ID: id, FromStart: fromStart})
+	r, err := roundTrip(ctx, conn, wire.Background{Op: wire.BackgroundLogs, ID: id, FromStart: fromStart})
 	if err != nil {
 		conn.Close()
 		return nil, 0, err
@@ -335,7 +347,7 @@ func (c *Client) WaitBackground(ctx context.Context, id string) (wire.ProcessInf
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	r, err := roundTrip(conn, wire.Background{Op: wire.BackgroundWait, ID: id})
+	r, err := roundTrip(ctx, conn, wire.Background{Op: wire.BackgroundWait, ID: id})
 	if ctx.Err() != nil {
 		return wire.ProcessInfo{}, ctx.Err()
 	}

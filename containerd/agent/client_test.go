@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/agent/wire"
+)
+
+// TestClientGivesUpWithItsContext: an agent that accepts an operation and
+// never answers (a container's process can make one block in it) holds
+// no caller past its context; each connection is closed.
+func TestClientGivesUpWithItsContext(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
+	require.NoError(t, err)
+	defer l.Close()
+	closed := make(chan struct{}, 8)
+	go func() {
+		for {
+			c, err := l.AcceptUnix()
+			if err != nil {
+				return
+			}
+			go func() { // reads the request and answers nothing
+				defer c.Close()
+				var b [4096]byte
+				for {
+					if _, err := c.Read(b[:]); err != nil {
+						closed <- struct{}{}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	client := New(dir, os.Getpid())
+	ops := map[string]func(ctx context.Context) error{
+		"file": func(ctx context.Context) error {
+			_, _, err := client.File(ctx, wire.File{Op: wire.FileRead, Path: "/tmp/fifo"})
+			return err
+		},
+		"exec": func(ctx context.Context) error {
+			_, err := client.Exec(ctx, wire.Exec{Args: []string{"true"}, Stdin: -1, Stdout: -1, Stderr: -1})
+			return err
+		},
+		"background": func(ctx context.Context) error {
+			_, err := client.Background(ctx, wire.Background{Op: wire.BackgroundList})
+			return err
+		},
+		"logs": func(ctx context.Context) error {
+			_, _, err := client.Logs(ctx, "p", true)
+			return err
+		},
+	}
+	for name, op := range ops {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := op(ctx)
+		cancel()
+		assert.ErrorIs(t, err, context.DeadlineExceeded, name)
+		assert.Less(t, time.Since(start), 2*time.Second, name)
+		select {
+		case <-closed:
+		case <-time.After(2 * time.Second):
+			t.Errorf("%s: the connection was left open", name)
+		}
+	}
+}
