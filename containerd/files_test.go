@@ -138,3 +138,47 @@ func (pattern) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestAgentFilesHostileTargets: a named pipe (whose open would wait for a
+// writer for ever), a socket, a path with a NUL byte, a huge path and a
+// link loop are refused at once with what is wrong; an endless device is
+// read until the reader stops; the agent serves on.
+func TestAgentFilesHostileTargets(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "files-hostile", "mkfifo /tmp/fifo; ln -s /tmp/loop /tmp/loop; sleep 3600", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.Eventually(t, func() bool {
+		_, err := ctr.Stat(ctx, "/tmp/loop", "")
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	for _, c := range []struct {
+		path  string
+		write bool
+		msg   string
+	}{
+		{"/tmp/fifo", false, "open /tmp/fifo: not a file (a named pipe or a socket)"},
+		{"/tmp/fifo", true, "open /tmp/fifo: not a file (a named pipe or a socket)"},
+		{"/.wharf/agent.sock", false, "open /.wharf/agent.sock: not a file (a named pipe or a socket)"},
+		{"/tmp/a\x00b", false, "invalid argument"},
+		{"/tmp/" + strings.Repeat("x", 5000), true, "file name too long"},
+		{"/tmp/loop", false, "too many levels of symbolic links"},
+	} {
+		start := time.Now()
+		_, err := ctr.OpenFile(ctx, c.path, "", c.write, 0)
+		assert.ErrorIs(t, err, fs.ErrInvalid, "%.40q", c.path)
+		assert.ErrorContains(t, err, c.msg)
+		assert.Less(t, time.Since(start), 2*time.Second, "answered at once")
+	}
+	_, err := ctr.Stat(ctx, "/tmp/a\x00b", "")
+	assert.ErrorIs(t, err, fs.ErrInvalid)
+
+	zero, err := ctr.OpenFile(ctx, "/dev/zero", "", false, 0)
+	require.NoError(t, err)
+	n, err := io.Copy(io.Discard, io.LimitReader(zero, 8<<20))
+	require.NoError(t, err)
+	assert.Equal(t, int64(8<<20), n)
+	zero.Close()
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+	assert.Equal(t, "still serving\n", out)
+}

@@ -66,27 +66,8 @@ func doFile(op wire.File) (wire.Reply, []*os.File) {
 		return wire.Reply{Error: "the path must be absolute: " + op.Path, Kind: wire.KindInvalid}, nil
 	}
 	switch op.Op {
-	case wire.FileRead:
-		f, err := os.Open(op.Path)
-		if err == nil {
-			var st os.FileInfo
-			if st, err = f.Stat(); err == nil && st.IsDir() {
-				err = &fs.PathError{Op: "open", Path: op.Path, Err: unix.EISDIR}
-			}
-			if err != nil {
-				f.Close()
-			}
-		}
-		if err != nil {
-			return errorReply(err), nil
-		}
-		return wire.Reply{}, []*os.File{f}
-	case wire.FileWrite:
-		perm := fs.FileMode(op.Mode) & fs.ModePerm
-		if perm == 0 {
-			perm = 0o644
-		}
-		f, err := os.OpenFile(op.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	case wire.FileRead, wire.FileWrite:
+		f, err := openFile(op)
 		if err != nil {
 			return errorReply(err), nil
 		}
@@ -141,6 +122,46 @@ func doFile(op wire.File) (wire.Reply, []*os.File) {
 	return wire.Reply{Error: "unknown file operation " + op.Op, Kind: wire.KindInvalid}, nil
 }
 
+// openFile opens op.Path for reading, or creates or truncates it for
+// writing. The open never waits: a named pipe would block it until a
+// process of the container opens the other end, so a pipe or a socket is
+// refused, as is a directory.
+func openFile(op wire.File) (*os.File, error) {
+	flag, perm := os.O_RDONLY, fs.FileMode(0)
+	if op.Op == wire.FileWrite {
+		flag, perm = os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(op.Mode)&fs.ModePerm
+		if perm == 0 {
+			perm = 0o644
+		}
+	}
+	f, err := os.OpenFile(op.Path, flag|unix.O_NONBLOCK|unix.O_NOCTTY, perm)
+	if errors.Is(err, unix.ENXIO) { // a pipe without a reader, a socket
+		return nil, notAFile(op.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+	case st.IsDir():
+		err = &fs.PathError{Op: "open", Path: op.Path, Err: unix.EISDIR}
+	case st.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0:
+		err = notAFile(op.Path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// notAFile is the error for a path that is a named pipe or a socket.
+func notAFile(path string) error {
+	return &kindError{wire.KindInvalid, &fs.PathError{Op: "open", Path: path,
+		Err: errors.New("not a file (a named pipe or a socket): the files API reads and writes files")}}
+}
+
 func fileInfo(path string, st os.FileInfo) wire.FileInfo {
 	info := wire.FileInfo{Path: path, Name: st.Name(), Size: st.Size(), Mode: uint32(st.Mode()),
 		ModTime: st.ModTime().UnixMilli(), IsDir: st.IsDir()}
@@ -176,6 +197,8 @@ func errorReply(err error) wire.Reply {
 			r.Kind = wire.KindIsDir
 		case unix.EEXIST, unix.ENOTEMPTY:
 			r.Kind = wire.KindExists
+		case unix.EINVAL, unix.ENAMETOOLONG, unix.ELOOP: // a NUL byte, a huge path, a link loop
+			r.Kind = wire.KindInvalid
 		}
 	}
 	return r
