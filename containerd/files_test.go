@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,5 +183,43 @@ func TestAgentFilesHostileTargets(t *testing.T) {
 	assert.Equal(t, int64(8<<20), n)
 	zero.Close()
 	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+	assert.Equal(t, "still serving\n", out)
+}
+
+// TestUserResolvesInTheContainer: a user name is looked up in the
+// container's /etc/passwd with its links resolved in the container: a
+// link to a path of the host reads the container's file of that path, not
+// the host's; a named pipe in its place is refused at once.
+func TestUserResolvesInTheContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	hostDir := t.TempDir()
+	hostPasswd := filepath.Join(hostDir, "passwd")
+	require.NoError(t, os.WriteFile(hostPasswd, []byte("hostonly:x:777:777::/:/bin/sh\n"), 0o644))
+	script := fmt.Sprintf("mkdir -p %s && echo inner:x:4242:4242::/:/bin/sh > %s && ln -sf %s /etc/passwd && touch /tmp/ready; sleep 3600",
+		hostDir, hostPasswd, hostPasswd)
+	ctr := startBusybox(t, c, image, runcRoot, "user-in-root", script, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.Eventually(t, func() bool {
+		_, err := ctr.Stat(ctx, "/tmp/ready", "")
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+
+	_, err := ctr.Exec(ctx, ExecSpec{Args: []string{"id", "-u"}, User: "hostonly"})
+	assert.ErrorIs(t, err, ErrUnknownUser, "the host's file was not read")
+	assert.ErrorContains(t, err, `user "hostonly" does not exist in the image's /etc/passwd`)
+	_, err = ctr.Stat(ctx, "/", "hostonly")
+	assert.ErrorIs(t, err, ErrUnknownUser)
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"id", "-u"}, User: "inner"})
+	assert.Equal(t, "4242\n", out, "the link led to the container's file")
+
+	code, _, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd"}})
+	require.Equal(t, uint32(0), code, errOut)
+	start := time.Now()
+	_, err = ctr.Exec(ctx, ExecSpec{Args: []string{"id", "-u"}, User: "inner"})
+	assert.ErrorIs(t, err, ErrUnknownUser)
+	assert.ErrorContains(t, err, "open /etc/passwd: not a regular file")
+	assert.Less(t, time.Since(start), 2*time.Second, "answered at once")
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
 	assert.Equal(t, "still serving\n", out)
 }
