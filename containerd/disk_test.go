@@ -70,6 +70,13 @@ func TestDiskQuotaCapsWritableLayerAndPersistentDirs(t *testing.T) {
 	code, _, errOut := execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/big", "bs=1M", "count=60"}})
 	assert.NotZero(t, code, "a write beyond disk_mb fails")
 	assert.Contains(t, errOut, "No space left on device")
+	// The agent's socket directory, writable by the container's root, is
+	// on the same disk: no way around disk_mb onto the host's disk.
+	code, _, errOut = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/.wharf/big", "bs=1M", "count=60"}})
+	assert.NotZero(t, code, "a write beyond disk_mb in /.wharf fails")
+	assert.Contains(t, errOut, "No space left on device")
+	code, _, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"rm", "/.wharf/big"}})
+	require.Zero(t, code)
 	code, _, errOut = execOut(t, mc.Container, ExecSpec{Args: []string{"dd", "if=/dev/zero", "of=/data/big", "bs=1M", "count=60"}})
 	assert.NotZero(t, code, "a write beyond persistent_mb fails")
 	assert.Contains(t, errOut, "No space left on device")

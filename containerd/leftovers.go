@@ -79,7 +79,7 @@ func HostLeftovers(scope string) []string {
 	for _, l := range loopDevicesOf(scope) {
 		out = append(out, "loop device "+l)
 	}
-	agents, _ := filepath.Glob(filepath.Join(scope, "containerd", "agents", "*"))
+	agents, _ := filepath.Glob(filepath.Join(scope, "containerd", "disks", "*", "agent"))
 	for _, a := range agents {
 		out = append(out, "agent directory "+a)
 	}

@@ -494,24 +494,12 @@ func (m *Manager) savedPolicy(id string, fallback *egress.Policy) *egress.Policy
 	return p
 }
 
-// agentDir is the host directory of the socket of container id's agent.
+// agentDir is the host directory of the socket of container id's agent,
+// mounted writable in the container: it is on the container's writable
+// disk, so what the container's root writes there counts against disk_mb
+// (and goes with the disk).
 func (m *Manager) agentDir(id string) string {
-	return filepath.Join(m.b.DataDir, "containerd", "agents", id)
-}
-
-// removeStrayAgentDirs removes the agent directories of containers not
-// running (left by a crash before their container existed).
-func (m *Manager) removeStrayAgentDirs() error {
-	dirs, _ := filepath.Glob(m.agentDir("*"))
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
-	for _, d := range dirs {
-		if m.byID[filepath.Base(d)] == nil {
-			errs = append(errs, os.RemoveAll(d))
-		}
-	}
-	return errors.Join(errs...)
+	return filepath.Join(m.writableDisk(id).dir, "agent")
 }
 
 // LogPath is the file the main process's stdout and stderr go to (the
@@ -678,7 +666,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		removed++
 	}
-	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks(), m.removeStrayAgentDirs())
+	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks())
 }
 
 // removeOrphanTasks removes the tasks containerd does not report of
