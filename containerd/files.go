@@ -86,7 +86,9 @@ func (c *Container) Rename(ctx context.Context, from, to, user string) error {
 }
 
 // Watch streams the changes to path (a directory: its entries; a file:
-// the file) as JSON lines, one FileEvent each, until closed.
+// the file) as JSON lines, one FileEvent each, until closed, or until
+// path is removed (or its file system unmounted): the stream then ends
+// after delete_self.
 func (c *Container) Watch(ctx context.Context, path, user string) (io.ReadCloser, error) {
 	_, files, err := c.fileOp(ctx, wire.File{Op: wire.FileWatch, Path: path}, user)
 	if err != nil {
@@ -119,11 +121,17 @@ type watchReader struct {
 	f       *os.File
 	dir     string
 	pending bytes.Buffer
-	buf     [64 << 10]byte
+	// gone is set once the kernel dropped the watch (IN_IGNORED): no
+	// event will come.
+	gone bool
+	buf  [64 << 10]byte
 }
 
 func (w *watchReader) Read(p []byte) (int, error) {
 	for w.pending.Len() == 0 {
+		if w.gone {
+			return 0, io.EOF
+		}
 		n, err := w.f.Read(w.buf[:])
 		if err != nil {
 			return 0, err
@@ -144,6 +152,9 @@ func (w *watchReader) decode(b []byte) {
 		}
 		name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00"))
 		b = b[end:]
+		if mask&unix.IN_IGNORED != 0 {
+			w.gone = true
+		}
 		path := w.dir
 		if name != "" {
 			path = filepath.Join(w.dir, name)

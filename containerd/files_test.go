@@ -130,6 +130,25 @@ func TestAgentFiles(t *testing.T) {
 	}
 	_, err = ctr.Watch(ctx, "/no/such/dir", "")
 	assert.ErrorIs(t, err, fs.ErrNotExist)
+
+	// A watched directory that is removed ends its stream: nothing more
+	// can come.
+	require.NoError(t, ctr.MkdirAll(ctx, "/tmp/gone", ""))
+	watch, err = ctr.Watch(ctx, "/tmp/gone", "")
+	require.NoError(t, err)
+	defer watch.Close()
+	require.NoError(t, ctr.Remove(ctx, "/tmp/gone", "", false))
+	ended := make(chan string, 1)
+	go func() {
+		all, err := io.ReadAll(watch)
+		ended <- fmt.Sprintf("%s%v", all, err)
+	}()
+	select {
+	case got := <-ended:
+		assert.Equal(t, `{"op":"delete_self","path":"/tmp/gone"}`+"\n<nil>", got)
+	case <-time.After(10 * time.Second):
+		t.Error("the watch of a removed directory did not end")
+	}
 }
 
 // pattern is an endless non-constant byte stream.

@@ -224,7 +224,8 @@ type Watcher struct {
 }
 
 // Watch watches path: a directory's entries, or a file. Read the changes
-// with Next; Close stops watching.
+// with Next (io.EOF once path was removed, after its delete_self); Close
+// stops watching.
 func (f *Files) Watch(path string) (*Watcher, error) {
 	s, err := f.open(abi.FileOptions{Path: path, Mode: "watch"})
 	if err != nil {
