@@ -248,6 +248,36 @@ func TestObjectFiles(t *testing.T) {
 	assert.Contains(t, body, "the container does not run wharf-init (init = false): files need it")
 }
 
+// TestObjectFilesHostile: a guest's hostile file operations (a named pipe,
+// a NUL byte, a huge name, a device, a removed watch) each get a clear
+// error or a clean end at once; an endless read of /dev/zero is ended by
+// the event's deadline, and the object and its container serve on.
+func TestObjectFilesHostile(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest+"[limits]\ntimeout = \"3s\"\n", data)
+	w.mustCall(t, "BOX", "h", "Start", []string{"sleep", "3600"})
+
+	var got []string
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "h", "FilesHostile", nil)), &got))
+	assert.Equal(t, []string{
+		"read fifo: read /tmp/fifo: wharf: file_open: INVAL: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"write fifo: write /tmp/fifo: wharf: file_open: INVAL: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"nul byte: stat /tmp/a\x00b: wharf: file_op: INVAL: lstat /tmp/a\x00b: invalid argument",
+		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: file_op: INVAL: lstat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
+		"read /dev/zero 4194304: ok",
+		"remove watched: ok",
+		"watch delete_self /tmp/gone: ok",
+		"watch ends: EOF",
+	}, got)
+
+	start := time.Now()
+	code, body := w.call(t, "BOX", "h", "ReadEndless", "/dev/zero")
+	assert.Less(t, time.Since(start), 10*time.Second, "the deadline ended the read")
+	assert.NotEqual(t, 200, code, body)
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "h", "Running", nil), "the object and its container keep serving")
+}
+
 // TestAlarmWaitsForTheBuildAtLoad restarts a worker whose Box class's image
 // must be rebuilt (a slow RUN) while an alarm set before the restart falls
 // due: the alarm, whose handler starts the container, is delivered once the

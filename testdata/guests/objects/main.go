@@ -947,6 +947,66 @@ func (b *Box) FilesOps() ([]string, error) {
 	return out, nil
 }
 
+// FilesHostile tries what a careless or hostile caller could: a named
+// pipe read and written (an open that would wait for a peer), a NUL byte
+// and a huge name in a path, a device read for a while, a watch of a
+// directory that is then removed; and returns what each gave.
+func (b *Box) FilesHostile() ([]string, error) {
+	files := b.state.Container.Files()
+	var out []string
+	note := func(what string, err error) {
+		msg := "ok"
+		if err != nil {
+			msg = err.Error()
+		}
+		out = append(out, what+": "+msg)
+	}
+	if _, err := b.ExecWait([]string{"sh", "-c", "mkfifo /tmp/fifo && mkdir -p /tmp/gone"}); err != nil {
+		return nil, err
+	}
+	_, err := files.ReadFile("/tmp/fifo")
+	note("read fifo", err)
+	note("write fifo", files.WriteFile("/tmp/fifo", strings.NewReader("x")))
+	_, err = files.Stat("/tmp/a\x00b")
+	note("nul byte", err)
+	_, err = files.Stat("/tmp/" + strings.Repeat("x", 300))
+	note("long name", err)
+	zero, err := files.Open("/dev/zero")
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(zero, 4<<20))
+	zero.Close()
+	note(fmt.Sprintf("read /dev/zero %d", n), err)
+	w, err := files.Watch("/tmp/gone")
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	note("remove watched", files.Remove("/tmp/gone"))
+	for {
+		e, err := w.Next()
+		if err != nil {
+			note("watch ends", err)
+			break
+		}
+		note("watch "+e.Op+" "+e.Path, nil)
+	}
+	return out, nil
+}
+
+// ReadEndless reads path (say /dev/zero) through the files API until it
+// ends or the event's deadline stops it, and reports how it ended.
+func (b *Box) ReadEndless(path string) (string, error) {
+	r, err := b.state.Container.Files().Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	n, err := io.Copy(io.Discard, r)
+	return fmt.Sprintf("read %d bytes, then %v", n, err), nil
+}
+
 // BgArgs carry the background process methods over RPC.
 type BgArgs struct {
 	ID     string
