@@ -518,10 +518,7 @@ func (obj *object) activate(ev *objectEvent) error {
 	in.objects++
 	in.mu.Unlock()
 	obj.inst = in
-	if err := obj.db.BeginEvent(); err != nil {
-		obj.deactivate()
-		return err
-	}
+	obj.db.BeginEvent()
 	_, err = in.deliver(ctx, ev.id, obj, abi.EventConstruct, nil)
 	obj.db.EndEvent(err != nil)
 	if err != nil {
@@ -607,8 +604,9 @@ func (obj *object) attempt(ctx context.Context, ev *objectEvent, in *incoming) (
 	if err := obj.activate(ev); err != nil {
 		return nil, err
 	}
-	err := obj.db.BeginEvent()
-	if err == nil && ev.kind == alarmEvent {
+	obj.db.BeginEvent()
+	var err error
+	if ev.kind == alarmEvent {
 		err = obj.db.DeleteAlarm() // a failed alarm gets it back; the handler may set a new one
 	}
 	var g *guest
@@ -635,7 +633,8 @@ func (obj *object) streamed(ev *objectEvent) error {
 		return err
 	}
 	ev.resp.release(nil)
-	return obj.db.BeginEvent() // the rest of the event gets a savepoint of its own
+	obj.db.BeginEvent() // the rest of the event gets a savepoint of its own
+	return nil
 }
 
 // finish records the event's outcome; the reply goes out at the next commit.

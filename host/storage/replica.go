@@ -175,8 +175,7 @@ func (d *DB) Apply(seq uint64, commit []byte) error {
 		return err
 	}
 	err = tx.Commit()
-	d.tx = nil
-	clear(d.txStmts)
+	d.txDone()
 	return err
 }
 
@@ -185,8 +184,8 @@ func (d *DB) rollback() {
 	if d.tx != nil {
 		d.tx.Rollback()
 	}
-	d.tx, d.dirty = nil, false
-	clear(d.txStmts)
+	d.txDone()
+	d.dirty = false
 	d.undo(0)
 }
 

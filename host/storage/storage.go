@@ -71,6 +71,10 @@ type DB struct {
 	replicator Replicator
 	recorded   []statement
 	eventMark  int   // recorded writes before the open event
+	// eventPending is an event whose savepoint opens with its first
+	// statement, so an event that never touches storage costs no SQL;
+	// eventOpen is that savepoint, open in tx.
+	eventPending, eventOpen bool
 	txMarks    []int // recorded writes before each open user transaction
 }
 
@@ -149,6 +153,8 @@ func (d *DB) Close() error {
 	return errors.Join(err, d.db.Close())
 }
 
+// txn returns the open transaction, beginning it, and the savepoint of an
+// event that has not run a statement yet, if needed.
 func (d *DB) txn() (*sql.Tx, error) {
 	if d.tx == nil {
 		tx, err := d.db.Begin()
@@ -157,7 +163,21 @@ func (d *DB) txn() (*sql.Tx, error) {
 		}
 		d.tx = tx
 	}
+	if d.eventPending {
+		d.eventPending = false
+		if _, err := d.exec("SAVEPOINT wharf_event"); err != nil {
+			return nil, err
+		}
+		d.eventOpen = true
+	}
 	return d.tx, nil
+}
+
+// txDone forgets the transaction that just ended, the statements bound to
+// it and the event savepoint it held.
+func (d *DB) txDone() {
+	d.tx, d.eventOpen = nil, false
+	clear(d.txStmts)
 }
 
 func (d *DB) exec(query string, args ...any) (sql.Result, error) {
@@ -198,25 +218,27 @@ func (d *DB) Flush() error {
 		return err
 	}
 	err := d.tx.Commit()
-	d.tx, d.dirty = nil, false
-	clear(d.txStmts)
+	d.txDone()
+	d.dirty = false
 	d.undo(0)
 	return err
 }
 
-// BeginEvent starts the savepoint of one event.
-func (d *DB) BeginEvent() error {
+// BeginEvent starts one event. Its savepoint opens with its first
+// statement.
+func (d *DB) BeginEvent() {
 	d.eventMark = d.mark()
-	_, err := d.exec("SAVEPOINT wharf_event")
-	return err
+	d.eventPending = true
 }
 
 // EndEvent keeps the event's writes, or undoes them if it failed. User
 // transactions the event left open are rolled back.
 func (d *DB) EndEvent(failed bool) error {
-	if d.tx == nil {
-		return nil
+	d.eventPending = false
+	if !d.eventOpen {
+		return nil // no statement ran since it began (or since a Flush)
 	}
+	d.eventOpen = false
 	if d.savepoints > 0 {
 		failed = true
 	}

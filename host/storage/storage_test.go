@@ -97,10 +97,10 @@ func TestLimits(t *testing.T) {
 
 func TestFlushIsDurableAndFailedEventIsUndone(t *testing.T) {
 	d, path := open(t)
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	require.NoError(t, d.Put([]byte("kept"), []byte("1")))
 	require.NoError(t, d.EndEvent(false))
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	require.NoError(t, d.Put([]byte("undone"), []byte("2")))
 	require.NoError(t, d.EndEvent(true))
 	assert.True(t, d.Dirty())
@@ -114,6 +114,30 @@ func TestFlushIsDurableAndFailedEventIsUndone(t *testing.T) {
 	_, ok, _ := d2.Get([]byte("kept"))
 	assert.True(t, ok)
 	_, ok, _ = d2.Get([]byte("undone"))
+	assert.False(t, ok)
+}
+
+// TestEventWithoutStatementsCostsNoSQL: an event that never touches storage
+// opens no transaction, and the next event's failure still undoes only its
+// own writes.
+func TestEventWithoutStatementsCostsNoSQL(t *testing.T) {
+	d, _ := open(t)
+	d.BeginEvent()
+	require.NoError(t, d.EndEvent(true))
+	assert.Nil(t, d.tx, "an event without statements began a transaction")
+
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("kept"), []byte("1")))
+	require.NoError(t, d.EndEvent(false))
+	d.BeginEvent()
+	require.NoError(t, d.EndEvent(true)) // failed, but wrote nothing
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("undone"), []byte("2")))
+	require.NoError(t, d.EndEvent(true))
+	require.NoError(t, d.Flush())
+	_, ok, _ := d.Get([]byte("kept"))
+	assert.True(t, ok)
+	_, ok, _ = d.Get([]byte("undone"))
 	assert.False(t, ok)
 }
 
@@ -132,7 +156,7 @@ func TestUnflushedWritesAreLostOnCrash(t *testing.T) {
 
 func TestTransactions(t *testing.T) {
 	d, _ := open(t)
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	require.NoError(t, d.BeginTransaction())
 	require.NoError(t, d.Put([]byte("a"), []byte("1")))
 	require.NoError(t, d.EndTransaction(false))
@@ -167,10 +191,10 @@ func TestSQLEndsWithItsContext(t *testing.T) {
 	_, err := d.Exec("CREATE TABLE t (x)")
 	require.NoError(t, err)
 	require.NoError(t, d.Flush())
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	require.NoError(t, d.Put([]byte("k"), []byte("v")))
 	require.NoError(t, d.EndEvent(false))
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -185,10 +209,10 @@ func TestSQLEndsWithItsContext(t *testing.T) {
 
 	// SQLite rolls back the whole transaction when it interrupts a write:
 	// the batch's commit must fail, so no reply says its writes are kept.
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	require.NoError(t, d.Put([]byte("k2"), []byte("v")))
 	require.NoError(t, d.EndEvent(false))
-	require.NoError(t, d.BeginEvent())
+	d.BeginEvent()
 	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err = d.ExecContext(ctx, "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c")
