@@ -70,12 +70,13 @@ type DB struct {
 	// replicator, when set, receives each commit's recorded writes.
 	replicator Replicator
 	recorded   []statement
-	eventMark  int // recorded writes before the open event
+	eventMark  int   // recorded writes before the open event
+	txMarks    []int // recorded writes before each open user transaction
+
 	// eventPending is an event whose savepoint opens with its first
 	// statement, so an event that never touches storage costs no SQL;
 	// eventOpen is that savepoint, open in tx.
 	eventPending, eventOpen bool
-	txMarks                 []int // recorded writes before each open user transaction
 }
 
 const schema = `BEGIN;
