@@ -77,6 +77,36 @@ func TestAgentRefusesContainerProcesses(t *testing.T) {
 	assert.Equal(t, "still serving\n", out)
 }
 
+// TestExecRefusesWhatTheKernelCannotTake: a NUL byte in an argument, the
+// environment or the directory, and a relative directory, are refused
+// with what is wrong (the kernel says only "invalid argument"), through
+// the agent and through runc, and the container serves on.
+func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	for _, withInit := range []bool{true, false} {
+		ctr := startBusybox(t, c, image, runcRoot, fmt.Sprint("badexec-", withInit), "sleep 3600", withInit)
+		for _, bad := range []struct {
+			spec ExecSpec
+			msg  string
+		}{
+			{ExecSpec{Args: []string{"echo", "a\x00b"}}, `bad exec: argument "a\x00b" contains a NUL byte`},
+			{ExecSpec{Args: []string{"env"}, Env: []string{"A=1\x002"}}, `bad exec: environment entry "A=1\x002" contains a NUL byte`},
+			{ExecSpec{Args: []string{"pwd"}, Cwd: "/tmp\x00"}, `bad exec: cwd "/tmp\x00" contains a NUL byte`},
+			{ExecSpec{Args: []string{"pwd"}, Cwd: "tmp"}, `bad exec: cwd must be an absolute path, got "tmp"`},
+		} {
+			_, err := ctr.Exec(context.Background(), bad.spec)
+			assert.ErrorIs(t, err, ErrBadExec)
+			assert.EqualError(t, err, bad.msg)
+			_, err = ctr.StartBackground(context.Background(), bad.spec, "")
+			if withInit {
+				assert.ErrorIs(t, err, ErrBadExec)
+			}
+		}
+		_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+		assert.Equal(t, "still serving\n", out)
+	}
+}
+
 // TestAgentCombinedKeepsOrder: stdout and stderr on one pipe keep the
 // order the process wrote them in.
 func TestAgentCombinedKeepsOrder(t *testing.T) {

@@ -497,6 +497,9 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 // environment, directory and user with spec's changes; and the user for the
 // agent (nil: the main process's).
 func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Process, *wire.Cred, error) {
+	if err := checkExec(spec); err != nil {
+		return specs.Process{}, nil, err
+	}
 	pspec, err := c.processSpec(ctx)
 	if err != nil {
 		return pspec, nil, err
@@ -516,6 +519,32 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
 	}
 	return pspec, user, nil
+}
+
+// ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
+// argument, the environment or the directory, or a relative directory.
+var ErrBadExec = errors.New("bad exec")
+
+// checkExec refuses what execve and chdir cannot take, with what is wrong
+// (the kernel would only say "invalid argument").
+func checkExec(spec ExecSpec) error {
+	for _, a := range spec.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("%w: argument %q contains a NUL byte", ErrBadExec, a)
+		}
+	}
+	for _, kv := range spec.Env {
+		if strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("%w: environment entry %q contains a NUL byte", ErrBadExec, kv)
+		}
+	}
+	switch {
+	case strings.IndexByte(spec.Cwd, 0) >= 0:
+		return fmt.Errorf("%w: cwd %q contains a NUL byte", ErrBadExec, spec.Cwd)
+	case spec.Cwd != "" && !strings.HasPrefix(spec.Cwd, "/"):
+		return fmt.Errorf("%w: cwd must be an absolute path, got %q", ErrBadExec, spec.Cwd)
+	}
+	return nil
 }
 
 // stdinCloser feeds a process's stdin and, at the end of the input (at once

@@ -357,7 +357,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	proc, err := mc.Exec(s.base, spec)
 	if err != nil {
 		closeAll(append(theirs, outR, errR, inW)...)
-		if errors.Is(err, containerd.ErrUnknownUser) {
+		if errors.Is(err, containerd.ErrUnknownUser) || errors.Is(err, containerd.ErrBadExec) {
 			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
 		return fmt.Errorf("%w: the runtime could not start the process: %w", abi.StatusIO, err)

@@ -98,7 +98,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	code, body = w.call(t, "BOX", "b", "Start", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the container is already running")
-	assert.Equal(t, `["empty command: wharf: invalid argument","combined without pipe: wharf: invalid argument","bad mode: wharf: invalid argument","missing binary: wharf: the process could not be started","signal 0: wharf: signal out of range"]`,
+	assert.Equal(t, `["empty command: wharf: invalid argument","combined without pipe: wharf: invalid argument","bad mode: wharf: invalid argument","missing binary: wharf: the process could not be started","NUL in an argument: wharf: invalid argument","relative cwd: wharf: invalid argument","signal 0: wharf: signal out of range"]`,
 		w.mustCall(t, "BOX", "b", "Errors", nil))
 
 	exec := func(args map[string]any) map[string]any {

@@ -462,6 +462,10 @@ func (b *Box) Errors() ([]string, error) {
 	check("bad mode", err, sdk.ErrInvalidArgument)
 	_, err = c.Exec([]string{"/no/such/binary"}, sdk.ExecOptions{})
 	check("missing binary", err, sdk.ErrExecFailed)
+	_, err = c.Exec([]string{"echo", "a\x00b"}, sdk.ExecOptions{})
+	check("NUL in an argument", err, sdk.ErrInvalidArgument)
+	_, err = c.Exec([]string{"pwd"}, sdk.ExecOptions{Cwd: "tmp"})
+	check("relative cwd", err, sdk.ErrInvalidArgument)
 	check("signal 0", c.Signal(0), sdk.ErrSignalRange)
 	return out, nil
 }
