@@ -271,11 +271,14 @@ func TestObjectFilesHostile(t *testing.T) {
 		"watch ends: EOF",
 	}, got)
 
+	before := openFDs(t)
 	start := time.Now()
 	code, body := w.call(t, "BOX", "h", "ReadEndless", "/dev/zero")
 	assert.Less(t, time.Since(start), 10*time.Second, "the deadline ended the read")
 	assert.NotEqual(t, 200, code, body)
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "h", "Running", nil), "the object and its container keep serving")
+	assert.Eventually(t, func() bool { return openFDs(t) <= before }, 5*time.Second, 50*time.Millisecond,
+		"the device and the agent's connection are closed")
 }
 
 // TestAlarmWaitsForTheBuildAtLoad restarts a worker whose Box class's image
