@@ -124,6 +124,8 @@ type Container struct {
 	// changes, so it is fetched from containerd once (processMu).
 	processMu sync.Mutex
 	process   *specs.Process
+	// watches counts the open watches of its files (MaxWatches).
+	watches atomic.Int32
 }
 
 // watch records the main process's exit from exitCh.

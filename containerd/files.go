@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -85,16 +87,31 @@ func (c *Container) Rename(ctx context.Context, from, to, user string) error {
 	return err
 }
 
+// MaxWatches is how many watches of a container's files may be open at
+// once. Each is an inotify instance of the agent, which runs as root, and
+// the kernel allows root 128 instances on the whole host by default
+// (fs.inotify.max_user_instances): without a cap one object could take
+// them all from the host's own root processes.
+const MaxWatches = 16
+
+// ErrTooManyWatches is a watch over MaxWatches.
+var ErrTooManyWatches = errors.New("too many watches")
+
 // Watch streams the changes to path (a directory: its entries; a file:
 // the file) as JSON lines, one FileEvent each, until closed, or until
 // path is removed (or its file system unmounted): the stream then ends
 // after delete_self.
 func (c *Container) Watch(ctx context.Context, path, user string) (io.ReadCloser, error) {
+	if c.watches.Add(1) > MaxWatches {
+		c.watches.Add(-1)
+		return nil, fmt.Errorf("%w: %d are open on this container, the limit is %d: close one first", ErrTooManyWatches, MaxWatches, MaxWatches)
+	}
 	_, files, err := c.fileOp(ctx, wire.File{Op: wire.FileWatch, Path: path}, user)
 	if err != nil {
+		c.watches.Add(-1)
 		return nil, err
 	}
-	return &watchReader{f: files[0], dir: path}, nil
+	return &watchReader{f: files[0], dir: path, release: func() { c.watches.Add(-1) }}, nil
 }
 
 // FileEvent is a change Watch reports.
@@ -125,6 +142,9 @@ type watchReader struct {
 	// event will come.
 	gone bool
 	buf  [64 << 10]byte
+	// release gives the watch back to its container, once.
+	release func()
+	closed  sync.Once
 }
 
 func (w *watchReader) Read(p []byte) (int, error) {
@@ -167,4 +187,7 @@ func (w *watchReader) decode(b []byte) {
 	}
 }
 
-func (w *watchReader) Close() error { return w.f.Close() }
+func (w *watchReader) Close() error {
+	w.closed.Do(w.release)
+	return w.f.Close()
+}

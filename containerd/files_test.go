@@ -164,7 +164,7 @@ func (pattern) Read(p []byte) (int, error) {
 // TestAgentFilesHostileTargets: a named pipe (whose open would wait for a
 // writer for ever), a socket, a path with a NUL byte, a huge path and a
 // link loop are refused at once with what is wrong; an endless device is
-// read until the reader stops; the agent serves on.
+// read until the reader stops; watches are capped; the agent serves on.
 func TestAgentFilesHostileTargets(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	ctr := startBusybox(t, c, image, runcRoot, "files-hostile", "mkfifo /tmp/fifo; ln -s /tmp/loop /tmp/loop; sleep 3600", true)
@@ -201,6 +201,38 @@ func TestAgentFilesHostileTargets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(8<<20), n)
 	zero.Close()
+
+	// Watches are inotify instances of root, of which the host has 128
+	// by default: a container gets MaxWatches at once.
+	var watches []io.ReadCloser
+	defer func() {
+		for _, w := range watches {
+			w.Close()
+		}
+	}()
+	for range MaxWatches {
+		w, err := ctr.Watch(ctx, "/tmp", "")
+		require.NoError(t, err)
+		watches = append(watches, w)
+	}
+	_, err = ctr.Watch(ctx, "/tmp", "")
+	assert.ErrorIs(t, err, ErrTooManyWatches)
+	assert.EqualError(t, err, "too many watches: 16 are open on this container, the limit is 16: close one first")
+	_, err = ctr.Watch(ctx, "/no/such/dir", "")
+	assert.ErrorIs(t, err, ErrTooManyWatches, "the cap comes first")
+	watches[0].Close()
+	watches[0].Close() // a second close gives nothing back twice
+	watches[0], err = ctr.Watch(ctx, "/tmp", "")
+	require.NoError(t, err, "a closed watch makes room")
+	_, err = ctr.Watch(ctx, "/tmp", "")
+	assert.ErrorIs(t, err, ErrTooManyWatches)
+	for _, w := range watches[1:] {
+		w.Close()
+	}
+	watches = watches[:1]
+	_, err = ctr.Watch(ctx, "/no/such/dir", "")
+	assert.ErrorIs(t, err, fs.ErrNotExist, "a failed watch takes no room")
+
 	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
 	assert.Equal(t, "still serving\n", out)
 }

@@ -249,7 +249,8 @@ func TestObjectFiles(t *testing.T) {
 }
 
 // TestObjectFilesHostile: a guest's hostile file operations (a named pipe,
-// a NUL byte, a huge name, a device, a removed watch) each get a clear
+// a NUL byte, a huge name, a device, watches past the cap, a removed
+// watch) each get a clear
 // error or a clean end at once; an endless read of /dev/zero is ended by
 // the event's deadline, and the object and its container serve on.
 func TestObjectFilesHostile(t *testing.T) {
@@ -266,6 +267,7 @@ func TestObjectFilesHostile(t *testing.T) {
 		"nul byte: stat /tmp/a\x00b: wharf: file_op: INVAL: lstat /tmp/a\x00b: invalid argument",
 		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: file_op: INVAL: lstat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
 		"read /dev/zero 4194304: ok",
+		"watch 17: watch /tmp: wharf: file_open: TOOLARGE: too many watches: 16 are open on this container, the limit is 16: close one first",
 		"remove watched: ok",
 		"watch delete_self /tmp/gone: ok",
 		"watch ends: EOF",

@@ -41,6 +41,8 @@ func fileStatus(err error) error {
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w: %w", abi.StatusDenied, err)
+	case errors.Is(err, containerd.ErrTooManyWatches):
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
 	case errors.Is(err, containerd.ErrUnknownUser), errors.Is(err, containerd.ErrNoAgent),
 		errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR), errors.Is(err, fs.ErrExist),
 		errors.Is(err, fs.ErrInvalid):

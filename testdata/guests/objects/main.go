@@ -953,8 +953,9 @@ func (b *Box) FilesOps() ([]string, error) {
 
 // FilesHostile tries what a careless or hostile caller could: a named
 // pipe read and written (an open that would wait for a peer), a NUL byte
-// and a huge name in a path, a device read for a while, a watch of a
-// directory that is then removed; and returns what each gave.
+// and a huge name in a path, a device read for a while, watches until
+// refused, a watch of a directory that is then removed; and returns what
+// each gave.
 func (b *Box) FilesHostile() ([]string, error) {
 	files := b.state.Container.Files()
 	var out []string
@@ -982,6 +983,18 @@ func (b *Box) FilesHostile() ([]string, error) {
 	n, err := io.Copy(io.Discard, io.LimitReader(zero, 4<<20))
 	zero.Close()
 	note(fmt.Sprintf("read /dev/zero %d", n), err)
+	var watches []*sdk.Watcher
+	for {
+		w, err := files.Watch("/tmp")
+		if err != nil {
+			note(fmt.Sprintf("watch %d", len(watches)+1), err)
+			break
+		}
+		watches = append(watches, w)
+	}
+	for _, w := range watches {
+		w.Close()
+	}
 	w, err := files.Watch("/tmp/gone")
 	if err != nil {
 		return nil, err
