@@ -174,6 +174,10 @@ func (d *DB) Apply(seq uint64, commit []byte) error {
 		d.rollback()
 		return err
 	}
+	if err := d.durable(); err != nil {
+		d.rollback()
+		return err
+	}
 	err = tx.Commit()
 	d.txDone()
 	return err

@@ -61,6 +61,8 @@ var (
 // DB is one object's database. It is used by one goroutine at a time.
 type DB struct {
 	db         *sql.DB
+	path       string
+	unsynced   bool // the file was created and is not yet durable (syncNew)
 	tx         *sql.Tx
 	dirty      bool
 	savepoints int // open user transactions
@@ -88,6 +90,10 @@ COMMIT;
 
 // Open opens or creates the database at path.
 func Open(path string) (*DB, error) {
+	created, err := create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
@@ -103,7 +109,7 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	d := &DB{db: db, stmts: map[string]*sql.Stmt{}, txStmts: map[string]*sql.Stmt{}}
+	d := &DB{db: db, path: path, unsynced: created, stmts: map[string]*sql.Stmt{}, txStmts: map[string]*sql.Stmt{}}
 	for _, q := range hotStatements { // prepared once, while no transaction holds the connection
 		s, err := db.Prepare(q)
 		if err != nil {
@@ -214,6 +220,10 @@ func (d *DB) Flush() error {
 	if d.savepoints > 0 {
 		return errors.New("a streamed response cannot start inside a transaction")
 	}
+	if err := d.durable(); err != nil {
+		d.rollback()
+		return err
+	}
 	if err := d.replicate(); err != nil {
 		d.rollback()
 		return err
@@ -223,6 +233,18 @@ func (d *DB) Flush() error {
 	d.dirty = false
 	d.undo(0)
 	return err
+}
+
+// durable syncs the database's file before its first commit.
+func (d *DB) durable() error {
+	if !d.unsynced {
+		return nil
+	}
+	if err := syncNew(d.path); err != nil {
+		return err
+	}
+	d.unsynced = false
+	return nil
 }
 
 // BeginEvent starts one event. Its savepoint opens with its first
