@@ -1,14 +1,18 @@
 package containerd
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +20,8 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/agent"
 )
 
 // waitExit waits up to 10 s for the container's main process to exit.
@@ -75,6 +81,58 @@ func TestAgentRefusesContainerProcesses(t *testing.T) {
 	assert.Equal(t, uint32(1), code, "nothing ran")
 	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
 	assert.Equal(t, "still serving\n", out)
+}
+
+// TestAgentSocketReplacedInTheContainer: the container's root can replace
+// the agent's socket. A listener of its own is refused before wharf sends
+// it anything (the peer is not the container's init); a symbolic link to
+// a socket of the host is not followed (wharf would have connected to the
+// host's socket).
+func TestAgentSocketReplacedInTheContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctx := context.Background()
+
+	ctr := startBusybox(t, c, image, runcRoot, "impostor", "sleep 3600", true)
+	out, outW := io.Pipe()
+	imp, err := ctr.Exec(ctx, ExecSpec{Args: []string{"probe", "impostor", "/.wharf/agent.sock"}, Stdout: outW})
+	require.NoError(t, err)
+	lines := bufio.NewReader(out)
+	first, err := lines.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "listening\n", first)
+	_, err = ctr.Exec(ctx, ExecSpec{Args: []string{"true"}})
+	assert.ErrorIs(t, err, agent.ErrImpostor)
+	assert.ErrorContains(t, err, "the agent's socket is not served by the container's init process")
+	_, err = ctr.Stat(ctx, "/", "")
+	assert.ErrorIs(t, err, agent.ErrImpostor)
+	require.NoError(t, imp.Kill(ctx, syscall.SIGKILL)) // on the exec's own connection
+	outW.Close()
+	rest, _ := io.ReadAll(lines)
+	assert.Empty(t, string(rest), "the impostor got no request")
+
+	hostSock := filepath.Join(t.TempDir(), "host.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: hostSock})
+	require.NoError(t, err)
+	defer l.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	ctr = startBusybox(t, c, image, runcRoot, "socket-link", "sleep 3600", true)
+	code, _, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "rm /.wharf/agent.sock && ln -s " + hostSock + " /.wharf/agent.sock"}})
+	require.Equal(t, uint32(0), code, errOut)
+	_, err = ctr.Exec(ctx, ExecSpec{Args: []string{"true"}})
+	assert.ErrorIs(t, err, agent.ErrNotASocket)
+	assert.ErrorContains(t, err, "connecting to the agent: the agent's socket is not a socket")
+	time.Sleep(100 * time.Millisecond)
+	assert.Zero(t, accepted.Load(), "wharf did not connect to the host's socket")
 }
 
 // TestExecRefusesWhatTheKernelCannotTake: a NUL byte in an argument, the

@@ -77,10 +77,9 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		return nil, fmt.Errorf("the agent's directory: %w", err)
 	}
 	defer d.Close()
-	addr := &net.UnixAddr{Net: "unix", Name: fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), wire.SocketName)}
 	deadline := time.Now().Add(dialWait)
 	for {
-		conn, err := net.DialUnix("unix", nil, addr)
+		conn, err := dialSocket(int(d.Fd()))
 		if err == nil {
 			if err := c.checkPeer(conn); err != nil {
 				conn.Close()
@@ -97,6 +96,30 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// ErrNotASocket is something else than a socket where the agent's socket
+// should be: the container's root can put a symbolic link there, which
+// would lead wharf to a socket of the host.
+var ErrNotASocket = errors.New("the agent's socket is not a socket")
+
+// dialSocket connects to the socket in the directory dir, without
+// following a symbolic link: it connects through a descriptor of the
+// socket file itself.
+func dialSocket(dir int) (*net.UnixConn, error) {
+	fd, err := unix.Openat(dir, wire.SocketName, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("%w (mode %#o)", ErrNotASocket, st.Mode)
+	}
+	return net.DialUnix("unix", nil, &net.UnixAddr{Net: "unix", Name: fmt.Sprintf("/proc/self/fd/%d", fd)})
 }
 
 // checkPeer refuses a socket the container's root put in the agent's

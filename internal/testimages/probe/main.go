@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,9 @@ const usage = `usage:
   probe resolve NAME            prints NAME's addresses
   probe syscall raw|keyctl      opens a raw ICMP socket, or joins a new session keyring; prints ok or the error
 
-  probe agent SOCKET CMD...     asks the wharf agent at SOCKET to run CMD; prints its reply`
+  probe agent SOCKET CMD...     asks the wharf agent at SOCKET to run CMD; prints its reply
+  probe impostor SOCKET         replaces SOCKET with a listener of its own, prints "listening", then
+                                "request" and what came for each connection that sent one`
 
 func main() {
 	if len(os.Args) < 3 {
@@ -74,6 +77,8 @@ func main() {
 		err = exchange(os.Args[1], arg, os.Args[3])
 	case "agent":
 		err = driveAgent(arg, os.Args[3:])
+	case "impostor":
+		err = impostor(arg)
 	case "resolve":
 		var addrs []string
 		if addrs, err = net.LookupHost(arg); err == nil {
@@ -278,6 +283,29 @@ func trySyscall(name string) error {
 
 // driveAgent asks the agent listening at socket to run cmd, as wharf
 // would, and prints the agent's reply.
+// impostor listens in the agent's place at socket (removed first) and
+// prints each request a caller sends before it hangs up.
+func impostor(socket string) error {
+	os.Remove(socket)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: socket})
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening")
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return err
+		}
+		var req wire.Request
+		if _, err := wire.Receive(c, &req); err == nil {
+			b, _ := json.Marshal(req)
+			fmt.Printf("request %s\n", b)
+		}
+		c.Close()
+	}
+}
+
 func driveAgent(socket string, cmd []string) error {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Net: "unix", Name: socket})
 	if err != nil {
