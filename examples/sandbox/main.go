@@ -63,7 +63,10 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // failing script's output ends with "[exit status N]" (the status line left
 // with the first output, so the code comes last).
 func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
-	p, err := s.state.Container.Exec([]string{"sh", "-s"}, sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined, Cwd: "/work"})
+	// The script runs in /work, made again if an earlier script removed
+	// it (as the exec's Cwd, a removed /work would fail every later run).
+	p, err := s.state.Container.Exec([]string{"sh", "-c", "mkdir -p /work && cd /work && exec sh -s"},
+		sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined})
 	if err != nil {
 		http.Error(w, "running the script: "+err.Error(), http.StatusInternalServerError)
 		return
