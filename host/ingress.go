@@ -21,15 +21,17 @@ type Ingress struct {
 	ln  net.Listener
 }
 
-// ListenIngress listens on addr (TCP) for h.
-func ListenIngress(addr string, h http.Handler, lim manifest.Limits, logger *slog.Logger) (*Ingress, error) {
+// ListenIngress listens on addr (TCP). Until Serve, connections wait in the
+// kernel's listen queue: wharf serve listens before it loads the plugin, so
+// a request sent while it starts is answered once it is ready rather than
+// refused, and an address in use is reported before a long compile.
+func ListenIngress(addr string, lim manifest.Limits, logger *slog.Logger) (*Ingress, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	return &Ingress{
 		srv: &http.Server{
-			Handler:           h,
 			ReadHeaderTimeout: lim.HeaderTimeout.Duration,
 			IdleTimeout:       lim.IdleTimeout.Duration,
 			MaxHeaderBytes:    lim.MaxHeaderBytes,
@@ -39,11 +41,18 @@ func ListenIngress(addr string, h http.Handler, lim manifest.Limits, logger *slo
 	}, nil
 }
 
+// Close stops listening; for a server that serves, Shutdown or Close it
+// first.
+func (i *Ingress) Close() error { return i.ln.Close() }
+
 // Addr is the address the ingress listens on.
 func (i *Ingress) Addr() net.Addr { return i.ln.Addr() }
 
 // Server is the ingress's HTTP server, for Serve, Shutdown and Close.
 func (i *Ingress) Server() *http.Server { return i.srv }
 
-// Serve accepts connections until the server is shut down.
-func (i *Ingress) Serve() error { return i.srv.Serve(i.ln) }
+// Serve accepts connections for h until the server is shut down.
+func (i *Ingress) Serve(h http.Handler) error {
+	i.srv.Handler = h
+	return i.srv.Serve(i.ln)
+}

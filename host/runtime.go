@@ -46,7 +46,36 @@ func newInstanceSet(p *plugins.Plugin, logs *guestLogs, logger *slog.Logger, wan
 // start launches the instances at once (each runs its Go runtime's
 // start-up); an error (a module that traps or never calls serve) is
 // returned, and the instances that did start are in the set for close.
-func (rt *instanceSet) start(ctx context.Context) error {
+// With early, start launches one instance alone and returns once it is
+// up, so the set serves while the others start (a failed one is logged and
+// replaced); its failure is returned.
+func (rt *instanceSet) start(ctx context.Context, early bool) error {
+	if early {
+		in, err := rt.launch(ctx)
+		if err != nil {
+			return err
+		}
+		rt.add(in)
+		for range rt.want - 1 {
+			rt.wg.Add(1) // close waits for launches under way
+			go func() {
+				defer rt.wg.Done()
+				in, err := rt.launch(ctx)
+				if err == nil {
+					rt.add(in)
+					return
+				}
+				rt.mu.Lock()
+				closed := rt.closed || rt.retired
+				rt.mu.Unlock()
+				if !closed && ctx.Err() == nil {
+					rt.logger.Error("starting a plugin instance failed", "plugin", rt.plugin.Name(), "err", err)
+					rt.replace()
+				}
+			}()
+		}
+		return nil
+	}
 	errs := make([]error, rt.want)
 	var wg sync.WaitGroup
 	for i := range rt.want {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // Guest runtime v2: long-running instances hosting many objects.
@@ -195,3 +198,32 @@ var eventsForGrowth = 100_000
 
 // guestMemory is the linear memory of the Worker's instances together.
 func (w *testWorker) guestMemory() uint64 { return w.Instances().MemoryBytes }
+
+// TestServeEarlyServesWhileTheOtherInstancesStart: with ServeEarly,
+// NewWorker returns once one instance is up; the others start meanwhile
+// and take work once up.
+func TestServeEarlyServesWhileTheOtherInstancesStart(t *testing.T) {
+	w := serveGuestConfig(t, "testdata/guests/testworker", "name = \"testworker\"\nmain = \"x.wasm\"\n[limits]\ninstances = 3\n",
+		sharedDataDir, func(c *Config) { c.ServeEarly = true })
+	assert.GreaterOrEqual(t, w.Instances().Live, 1)
+	w.assertServing(t)
+	require.Eventually(t, func() bool { return w.Instances().Live == 3 }, 30*time.Second, 10*time.Millisecond, "the others start")
+	assert.Equal(t, uint64(3), w.Instances().Started)
+	assert.Equal(t, uint64(0), w.Instances().Ended)
+	w.assertServing(t)
+}
+
+// TestServeEarlyRefusedModuleLeavesNothing: a module refused once its first
+// instance is up (here: a class the manifest binds and it lacks) is
+// reported with ServeEarly too, and the instances still starting are
+// stopped with it: no goroutine is left.
+func TestServeEarlyRefusedModuleLeavesNothing(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[limits]\ninstances = 4\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))
+	require.NoError(t, err)
+	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger(), ServeEarly: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `durable object binding C: class "Countr" is not registered by the module`)
+}

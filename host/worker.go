@@ -66,6 +66,10 @@ type Config struct {
 	// Cluster joins the Worker's objects to a cluster; nil serves them on
 	// this host alone.
 	Cluster *ClusterConfig
+	// ServeEarly lets NewWorker and Reload return as soon as one of the
+	// plugin's instances is up, the others starting meanwhile, so the first
+	// request is answered sooner; by default they wait for every instance.
+	ServeEarly bool
 }
 
 // services is what the imports need beyond the guest itself.
@@ -171,7 +175,7 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 		return nil, err
 	}
 	rt := newInstanceSet(p, w.logs, w.logger, m.Limits.Instances, uint32(memoryLimit/4*3), m.Limits.Timeout.Duration)
-	err = rt.start(ctx)
+	err = rt.start(ctx, w.cfg.ServeEarly)
 	if err != nil {
 		err = fmt.Errorf("plugin %s: %w", wasmPath, err)
 	} else {

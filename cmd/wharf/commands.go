@@ -217,6 +217,11 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if listen == "" {
 		listen = m.Listen
 	}
+	ingress, err := host.ListenIngress(listen, m.Limits, logger) // requests wait in the listen queue until the plugin is up
+	if err != nil {
+		return err
+	}
+	defer ingress.Close()
 	reg, err := f.load()
 	if err != nil {
 		return err
@@ -235,7 +240,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
 		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace,
-		Registries: reg, BuildOutput: os.Stderr, Cluster: cc})
+		Registries: reg, BuildOutput: os.Stderr, Cluster: cc, ServeEarly: true})
 	if err != nil {
 		return err
 	}
@@ -245,6 +250,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 			return fmt.Errorf("cluster: %w", err)
 		}
 	}
+	srv := ingress.Server()
+	errc := make(chan error, 1)
+	go func() { errc <- ingress.Serve(worker) }()
 	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
 	if err != nil {
 		return err
@@ -259,14 +267,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		go msrv.Serve(mln)
 		defer msrv.Close()
 	}
-	ingress, err := host.ListenIngress(listen, worker, m.Limits, logger)
-	if err != nil {
-		return err
-	}
-	srv := ingress.Server()
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
-	errc := make(chan error, 1)
-	go func() { errc <- ingress.Serve() }()
 	if f.watch {
 		w, err := newSourceWatcher(m.Dir, dataDir)
 		if err != nil {
