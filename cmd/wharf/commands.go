@@ -253,6 +253,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	srv := ingress.Server()
 	errc := make(chan error, 1)
 	go func() { errc <- ingress.Serve(worker) }()
+	defer srv.Close() // a failure below stops serving before the worker closes
 	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
 	if err != nil {
 		return err
