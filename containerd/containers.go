@@ -524,23 +524,37 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 }
 
 // ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
-// argument, the environment or the directory, or a relative directory.
+// argument, the environment or the directory, an argument or environment
+// entry over the kernel's limit, or a relative directory.
 var ErrBadExec = errors.New("bad exec")
 
+// maxArgBytes is the most bytes an argument or an environment entry may
+// have (the kernel's MAX_ARG_STRLEN).
+const maxArgBytes = 128 << 10
+
 // checkExec refuses what execve and chdir cannot take, with what is wrong
-// (the kernel would only say "invalid argument").
+// (the kernel would only say "invalid argument" or "argument list too
+// long").
 func checkExec(spec ExecSpec) error {
-	for _, a := range spec.Args {
+	for i, a := range spec.Args {
+		if len(a) > maxArgBytes {
+			return fmt.Errorf("%w: argument %d is %d bytes, over the kernel's limit of %d", ErrBadExec, i, len(a), maxArgBytes)
+		}
 		if strings.IndexByte(a, 0) >= 0 {
 			return fmt.Errorf("%w: argument %q contains a NUL byte", ErrBadExec, a)
 		}
 	}
-	for _, kv := range spec.Env {
+	for i, kv := range spec.Env {
+		if len(kv) > maxArgBytes {
+			return fmt.Errorf("%w: environment entry %d is %d bytes, over the kernel's limit of %d", ErrBadExec, i, len(kv), maxArgBytes)
+		}
 		if strings.IndexByte(kv, 0) >= 0 {
 			return fmt.Errorf("%w: environment entry %q contains a NUL byte", ErrBadExec, kv)
 		}
 	}
 	switch {
+	case len(spec.Cwd) >= maxPath:
+		return fmt.Errorf("%w: cwd is %d bytes, over the kernel's limit of %d", ErrBadExec, len(spec.Cwd), maxPath-1)
 	case strings.IndexByte(spec.Cwd, 0) >= 0:
 		return fmt.Errorf("%w: cwd %q contains a NUL byte", ErrBadExec, spec.Cwd)
 	case spec.Cwd != "" && !strings.HasPrefix(spec.Cwd, "/"):

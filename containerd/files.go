@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,11 +24,19 @@ type FileInfo = wire.FileInfo
 // ErrNoAgent is a files operation on a container without wharf-init.
 var ErrNoAgent = errors.New("the container does not run wharf-init (init = false): files need it")
 
+// maxPath is the kernel's PATH_MAX: a path has fewer bytes.
+const maxPath = 4096
+
 // fileOp runs op through the agent as user (a name or uid of the image;
 // empty for the image's user).
 func (c *Container) fileOp(ctx context.Context, op wire.File, user string) (wire.Reply, []*os.File, error) {
 	if c.agent == nil {
 		return wire.Reply{}, nil, ErrNoAgent
+	}
+	for _, p := range []string{op.Path, op.To} {
+		if len(p) >= maxPath {
+			return wire.Reply{}, nil, fmt.Errorf("%w: a path of %d bytes: the limit is %d", fs.ErrInvalid, len(p), maxPath-1)
+		}
 	}
 	if user != "" {
 		u, err := resolveUser(c.task.Pid(), user)

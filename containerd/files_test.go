@@ -183,7 +183,8 @@ func TestAgentFilesHostileTargets(t *testing.T) {
 		{"/tmp/fifo", true, "open /tmp/fifo: not a file (a named pipe or a socket)"},
 		{"/.wharf/agent.sock", false, "open /.wharf/agent.sock: not a file (a named pipe or a socket)"},
 		{"/tmp/a\x00b", false, "invalid argument"},
-		{"/tmp/" + strings.Repeat("x", 5000), true, "file name too long"},
+		{"/tmp/" + strings.Repeat("x", 300), true, "file name too long"},
+		{"/" + strings.Repeat("x", 5<<20), false, "a path of 5242881 bytes: the limit is 4095"},
 		{"/tmp/loop", false, "too many levels of symbolic links"},
 	} {
 		start := time.Now()
@@ -194,6 +195,11 @@ func TestAgentFilesHostileTargets(t *testing.T) {
 	}
 	_, err := ctr.Stat(ctx, "/tmp/a\x00b", "")
 	assert.ErrorIs(t, err, fs.ErrInvalid)
+	err = ctr.Rename(ctx, "/tmp/loop", "/"+strings.Repeat("x", 5000), "")
+	assert.EqualError(t, err, "invalid argument: a path of 5001 bytes: the limit is 4095")
+	_, err = ctr.OpenFile(ctx, "/.wharf/init", "", true, 0)
+	assert.ErrorIs(t, err, fs.ErrPermission)
+	assert.EqualError(t, err, "open /.wharf/init: read-only file system")
 
 	zero, err := ctr.OpenFile(ctx, "/dev/zero", "", false, 0)
 	require.NoError(t, err)

@@ -208,6 +208,9 @@ func Send(c *net.UnixConn, v any, files ...*os.File) error {
 	if err != nil {
 		return err
 	}
+	if len(body) > maxMessage {
+		return fmt.Errorf("agent message of %d bytes is over the limit of %d", len(body), maxMessage)
+	}
 	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
 	msg = append(msg, body...)
 	var oob []byte

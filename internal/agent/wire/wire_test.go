@@ -1,0 +1,36 @@
+package wire
+
+import (
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSendRefusesWhatReceiveWould: a message over the limit fails in
+// Send with its size, and nothing is written (the agent would have hung
+// up on it, and wharf seen only a broken pipe).
+func TestSendRefusesWhatReceiveWould(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	conns := make([]*net.UnixConn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socket")
+		c, err := net.FileConn(f) // a copy of f's descriptor
+		f.Close()
+		require.NoError(t, err)
+		conns[i] = c.(*net.UnixConn)
+		defer c.Close()
+	}
+	err = Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("x", maxMessage)}})
+	assert.EqualError(t, err, "agent message of 4194337 bytes is over the limit of 4194304")
+	require.NoError(t, Send(conns[0], Request{File: &File{Op: FileStat, Path: "/ok"}}))
+	var req Request
+	_, err = Receive(conns[1], &req)
+	require.NoError(t, err)
+	assert.Equal(t, "/ok", req.File.Path, "the refused message left nothing on the connection")
+}
