@@ -900,22 +900,32 @@ func (c *roundTripCheck) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// outcomes collects what operations gave, one "what: ok" or "what: error"
+// line each; an error matching one of marks is prefixed with it in
+// brackets.
+type outcomes struct {
+	lines []string
+	marks []error
+}
+
+func (o *outcomes) note(what string, err error) {
+	msg := "ok"
+	if err != nil {
+		msg = err.Error()
+		for _, e := range o.marks {
+			if errors.Is(err, e) {
+				msg = "[" + e.Error() + "] " + msg
+			}
+		}
+	}
+	o.lines = append(o.lines, what+": "+msg)
+}
+
 // FilesOps exercises every file operation and returns what each gave.
 func (b *Box) FilesOps() ([]string, error) {
 	files := b.state.Container.Files()
-	var out []string
-	note := func(what string, err error) {
-		msg := "ok"
-		if err != nil {
-			msg = err.Error()
-			for _, e := range []error{fs.ErrNotExist, fs.ErrPermission, sdk.ErrNotRunning} {
-				if errors.Is(err, e) {
-					msg = "[" + e.Error() + "] " + msg
-				}
-			}
-		}
-		out = append(out, what+": "+msg)
-	}
+	out := &outcomes{marks: []error{fs.ErrNotExist, fs.ErrPermission, sdk.ErrNotRunning}}
+	note := out.note
 	note("mkdir", files.MkdirAll("/work/x/y"))
 	note("write", files.WriteFile("/work/x/y/hello.txt", strings.NewReader("hello files")))
 	data, err := files.ReadFile("/work/x/y/hello.txt")
@@ -948,7 +958,7 @@ func (b *Box) FilesOps() ([]string, error) {
 	}
 	e, err := w.Next()
 	note("watch "+e.Op+" "+e.Path, err)
-	return out, nil
+	return out.lines, nil
 }
 
 // FilesHostile tries what a careless or hostile caller could: a named
@@ -958,14 +968,8 @@ func (b *Box) FilesOps() ([]string, error) {
 // each gave.
 func (b *Box) FilesHostile() ([]string, error) {
 	files := b.state.Container.Files()
-	var out []string
-	note := func(what string, err error) {
-		msg := "ok"
-		if err != nil {
-			msg = err.Error()
-		}
-		out = append(out, what+": "+msg)
-	}
+	out := &outcomes{}
+	note := out.note
 	if _, err := b.ExecWait([]string{"sh", "-c", "mkfifo /tmp/fifo && mkdir -p /tmp/gone"}); err != nil {
 		return nil, err
 	}
@@ -1009,7 +1013,7 @@ func (b *Box) FilesHostile() ([]string, error) {
 		}
 		note("watch "+e.Op+" "+e.Path, nil)
 	}
-	return out, nil
+	return out.lines, nil
 }
 
 // ReadEndless reads path (say /dev/zero) through the files API until it
