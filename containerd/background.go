@@ -71,7 +71,8 @@ func (c *Container) Background(ctx context.Context, id string) (ProcessInfo, err
 }
 
 // KillBackground sends sig (1 to 64) to background process id and the
-// processes it started (its process group).
+// processes it started (its process group), also after it exited while
+// processes it left behind still hold its output.
 func (c *Container) KillBackground(ctx context.Context, id string, sig int) error {
 	_, err := c.background(ctx, wire.Background{Op: wire.BackgroundKill, ID: id, Signal: sig})
 	return err

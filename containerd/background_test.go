@@ -106,6 +106,29 @@ func TestBackgroundProcesses(t *testing.T) {
 	assert.Equal(t, int64(total-abi.BackgroundOutputBuffer), dropped)
 	assert.True(t, strings.HasSuffix(string(out), "\n299999\n300000\n"))
 
+	// A shell that leaves a child behind has exited, but its group lives
+	// on in the child, which holds the output: a kill still reaches it,
+	// and then the stream ends.
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"sh", "-c", "sleep 1000 & echo started"}}, "orphan")
+	require.NoError(t, err)
+	parent, err := ctr.WaitBackground(ctx, "orphan")
+	require.NoError(t, err)
+	assert.Equal(t, "completed", parent.Status)
+	orphanLogs, _, err := ctr.BackgroundLogs(ctx, "orphan", true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"started"}, readLines(t, orphanLogs, 1))
+	require.NoError(t, ctr.KillBackground(ctx, "orphan", int(syscall.SIGKILL)))
+	rest, err = io.ReadAll(orphanLogs)
+	require.NoError(t, err, "the stream ends once the group is gone")
+	orphanLogs.Close()
+	assert.Empty(t, string(rest))
+	_, left, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "ps -o args | grep -c '^sleep 1000'"}})
+	assert.Equal(t, "0\n", left, "the orphan was killed")
+	gone, err := ctr.Background(ctx, "orphan")
+	require.NoError(t, err)
+	assert.Equal(t, "completed", gone.Status, "the recorded exit of the process itself stands")
+	assert.EqualError(t, ctr.KillBackground(ctx, "orphan", 15), `background process "orphan" has exited`)
+
 	// Errors.
 	_, err = ctr.Background(ctx, "nope")
 	assert.EqualError(t, err, `no background process "nope"`)

@@ -142,7 +142,9 @@ func (c *Container) GetProcess(id string) (*BackgroundProcess, error) {
 }
 
 // KillProcess sends sig (0: SIGTERM) to background process id and to the
-// processes it started (its process group). ErrNotFound if it has exited.
+// processes it started (its process group), also after it exited while
+// processes it left behind still hold its output (`server &` in a shell).
+// ErrNotFound once all of them have exited.
 func (c *Container) KillProcess(id string, sig Signal) error {
 	return c.backgroundOp(abi.BackgroundOptions{Op: "kill", ID: id, Signal: uint32(max(sig, 0))}, nil)
 }

@@ -194,7 +194,11 @@ func (bg *backgrounds) list() []wire.ProcessInfo {
 }
 
 // kill sends sig to the process's group: the process and the children it
-// started (a dev server's workers, a shell's commands).
+// started (a dev server's workers, a shell's commands). A process that
+// exited while children it left behind still hold its output (`sleep 1000
+// &` in a shell) can still be killed: its group lives on in them, and the
+// kernel does not give the group's number to another process while it
+// has members.
 func (bg *backgrounds) kill(id string, sig int) error {
 	if sig < 1 || sig > 64 {
 		return &kindError{wire.KindInvalid, fmt.Errorf("signal must be from 1 to 64, got %d", sig)}
@@ -206,10 +210,10 @@ func (bg *backgrounds) kill(id string, sig int) error {
 		return &kindError{wire.KindNotFound, fmt.Errorf("no background process %q", id)}
 	}
 	p := bg.procs[i]
-	if p.info.Status != wire.StatusRunning {
+	if p.info.Status != wire.StatusRunning && p.out.hasEnded() {
 		return &kindError{wire.KindNotFound, fmt.Errorf("background process %q has exited", id)}
 	}
-	p.killed = true
+	p.killed = p.killed || p.info.Status == wire.StatusRunning
 	if err := syscall.Kill(-p.info.Pid, syscall.Signal(sig)); err != nil && err != syscall.ESRCH {
 		return err
 	}
@@ -309,6 +313,14 @@ func (r *ring) fill(f *os.File) {
 	r.ended = true
 	close(r.changed)
 	r.mu.Unlock()
+}
+
+// hasEnded reports whether the output has ended: every process holding
+// it has exited.
+func (r *ring) hasEnded() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ended
 }
 
 func (r *ring) write(p []byte) {
