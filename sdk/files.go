@@ -14,7 +14,7 @@ import (
 // Files is the file system of the running container, through wharf-init
 // (classes with init = false have none). Paths are absolute and resolved
 // in the container (its symbolic links included), never on the host.
-// Every call runs as the user of FileOptions, or the image's user.
+// Every call runs as the image's user, or as the user given to As.
 // Errors are *fs.PathError: errors.Is(err, fs.ErrNotExist) for a missing
 // file, fs.ErrPermission for one the user may not touch.
 type Files struct {
