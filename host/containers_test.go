@@ -239,6 +239,7 @@ func TestObjectFiles(t *testing.T) {
 		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: file_open: DENIED: open /etc/app.txt: permission denied",
 		"unknown user: stat /: wharf: file_op: INVAL: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
 		"watch create /tmp/watched: ok",
+		"select, then watch create /tmp/watched2: ok",
 	}, ops)
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "f", "Running", nil), "the object and its container keep serving")
 

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -244,6 +245,14 @@ func (w *Watcher) Next() (FileEvent, error) {
 // Handle makes a Watcher usable with Select: ready when a change is
 // waiting (or buffered in the decoder).
 func (w *Watcher) Handle() uint32 { return w.s.Handle() }
+
+// buffered reports whether the decoder holds a whole change that Next
+// has not returned yet (the host writes one JSON line per change, and a
+// read may bring several), which Select must count as ready.
+func (w *Watcher) buffered() bool {
+	rest, _ := io.ReadAll(w.dec.Buffered())
+	return bytes.IndexByte(bytes.TrimLeft(rest, " \t\r\n"), '\n') >= 0
+}
 
 // Close stops watching.
 func (w *Watcher) Close() error { return w.s.Close() }

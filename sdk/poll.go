@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -15,6 +16,11 @@ type Pollable interface{ Handle() uint32 }
 // owned is a Pollable that belongs to an event: waiting on it acts for
 // that event.
 type owned interface{ event() wharf.Event }
+
+// buffered is a Pollable that may hold what it read from its handle but
+// has not handed out yet (a Watcher's decoder): Select reports it ready
+// without waiting, since its handle alone would not say so.
+type buffered interface{ buffered() bool }
 
 // Select waits until at least one of ps is ready or timeout passes and
 // returns the ready ones (none on timeout). A negative timeout waits without
@@ -29,19 +35,28 @@ func Select(timeout time.Duration, ps ...Pollable) ([]Pollable, error) {
 		return nil, nil
 	}
 	var ev wharf.Event
+	out := make([]Pollable, 0, len(ps))
 	handles := make([]uint32, len(ps))
 	for i, p := range ps {
 		handles[i] = p.Handle()
 		if o, ok := p.(owned); ok && ev == 0 {
 			ev = o.event()
 		}
+		if b, ok := p.(buffered); ok && b.buffered() {
+			out = append(out, p)
+		}
+	}
+	if len(out) > 0 {
+		timeout = 0 // only check the others
 	}
 	ready, err := ev.Wait(handles, timeout)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Pollable, 0, len(ready))
 	for _, h := range ready {
+		if slices.ContainsFunc(out, func(p Pollable) bool { return p.Handle() == h }) {
+			continue // already ready from its buffer
+		}
 		for _, p := range ps {
 			if p.Handle() == h {
 				out = append(out, p)

@@ -953,11 +953,28 @@ func (b *Box) FilesOps() ([]string, error) {
 		return nil, err
 	}
 	defer w.Close()
-	if _, err := b.state.Container.Exec([]string{"touch", "/tmp/watched"}, sdk.ExecOptions{}); err != nil {
+	touch, err := b.state.Container.Exec([]string{"touch", "/tmp/watched", "/tmp/watched2"}, sdk.ExecOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := touch.Wait(); err != nil {
 		return nil, err
 	}
 	e, err := w.Next()
 	note("watch "+e.Op+" "+e.Path, err)
+	// The changes after the first came in the same read: Select must say
+	// they are there, though the stream itself has nothing left.
+	for {
+		ready, err := sdk.Select(5*time.Second, w)
+		if err != nil || len(ready) == 0 {
+			note("select on the watcher timed out", err)
+			break
+		}
+		if e, err = w.Next(); err != nil || e.Path == "/tmp/watched2" {
+			note("select, then watch "+e.Op+" "+e.Path, err)
+			break
+		}
+	}
 	return out.lines, nil
 }
 
