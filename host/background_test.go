@@ -96,6 +96,26 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	assert.Contains(t, body, "the container does not run wharf-init (init = false): background processes need it")
 }
 
+// TestForwardedProcessLogs: a background process's log stream handed to
+// sdk.Forward keeps flowing to the client after the event that opened it
+// ended, past the event timeout, until the process exits.
+func TestForwardedProcessLogs(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest+"[limits]\ntimeout = \"2s\"\n", data)
+	w.mustCall(t, "BOX", "fl", "Start", []string{"sleep", "3600"})
+	w.mustCall(t, "BOX", "fl", "BgStart", map[string]any{"ID": "slow", "Cmd": []string{"sh", "-c", "echo first; sleep 3; echo last"}})
+
+	code, body := get(t, w.url+"/fetch/BOX/fl/logs/slow")
+	assert.Equal(t, 200, code, body)
+	assert.Equal(t, "first\nlast\n", body, "what the process wrote after the event's 2 s timeout arrives too")
+
+	code, body = get(t, w.url+"/fetch/BOX/fl/logs/nope")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `no background process "nope"`)
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "fl", "Running", nil), "the object and its container keep serving")
+}
+
 // seqBytes is the size of the output of seq 1 n.
 func seqBytes(n int) int {
 	total := 0

@@ -122,8 +122,9 @@ func roundTrip(req *http.Request, start func(ev wharf.Event, head []byte, flags 
 // Forward sends src as the response body from the host side: the response
 // head is flushed, and the bytes keep flowing after the handler returns,
 // without passing through the guest. src must be a host stream: a request
-// body, a fetched response body, or a *Stream. w must be the ResponseWriter
-// the SDK passed to the handler.
+// body, a fetched response body, a *Stream (a file of Files.Open) or a
+// *ProcessLogs, which then follows the process past the event's end. w must
+// be the ResponseWriter the SDK passed to the handler.
 func Forward(w http.ResponseWriter, src io.Reader) (*Pending, error) {
 	in, err := streamOf(src)
 	if err != nil {
@@ -144,6 +145,8 @@ func streamOf(r io.Reader) (*Stream, error) {
 	switch s := r.(type) {
 	case *Stream:
 		return s, nil
+	case *ProcessLogs:
+		return s.Stream, nil
 	case interface{ Stream() (*Stream, error) }:
 		return s.Stream()
 	}

@@ -1076,6 +1076,25 @@ func (b *Box) BgGet(id string) (*sdk.BackgroundProcess, error) {
 	return b.state.Container.GetProcess(id)
 }
 
+// ServeHTTP answers GET /logs/{id}: a background process's output from
+// the start, handed to the host with Forward, so it keeps flowing after the
+// event.
+func (b *Box) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutPrefix(r.URL.Path, "/logs/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	logs, err := b.state.Container.StreamProcessLogs(id, sdk.FromStart)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if _, err := sdk.Forward(w, logs); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
 // BgKill signals one.
 func (b *Box) BgKill(a BgArgs) error {
 	return b.state.Container.KillProcess(a.ID, sdk.Signal(a.Signal))
