@@ -536,20 +536,17 @@ const maxArgBytes = 128 << 10
 // (the kernel would only say "invalid argument" or "argument list too
 // long").
 func checkExec(spec ExecSpec) error {
-	for i, a := range spec.Args {
-		if len(a) > maxArgBytes {
-			return fmt.Errorf("%w: argument %d is %d bytes, over the kernel's limit of %d", ErrBadExec, i, len(a), maxArgBytes)
-		}
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("%w: argument %q contains a NUL byte", ErrBadExec, a)
-		}
-	}
-	for i, kv := range spec.Env {
-		if len(kv) > maxArgBytes {
-			return fmt.Errorf("%w: environment entry %d is %d bytes, over the kernel's limit of %d", ErrBadExec, i, len(kv), maxArgBytes)
-		}
-		if strings.IndexByte(kv, 0) >= 0 {
-			return fmt.Errorf("%w: environment entry %q contains a NUL byte", ErrBadExec, kv)
+	for _, l := range []struct {
+		what  string
+		items []string
+	}{{"argument", spec.Args}, {"environment entry", spec.Env}} {
+		for i, s := range l.items {
+			if len(s) > maxArgBytes {
+				return fmt.Errorf("%w: %s %d is %d bytes, over the kernel's limit of %d", ErrBadExec, l.what, i, len(s), maxArgBytes)
+			}
+			if strings.IndexByte(s, 0) >= 0 {
+				return fmt.Errorf("%w: %s %q contains a NUL byte", ErrBadExec, l.what, s)
+			}
 		}
 	}
 	switch {

@@ -34,7 +34,7 @@ func backgroundStatus(err error) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, containerd.ErrNoAgentBackground), errors.Is(err, fs.ErrInvalid), errors.Is(err, fs.ErrExist),
-		errors.Is(err, containerd.ErrUnknownUser), errors.Is(err, containerd.ErrBadExec):
+		badExec(err):
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	case errors.Is(err, containerd.ErrBackgroundLimit):
 		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)

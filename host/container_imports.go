@@ -63,6 +63,13 @@ var (
 	errSignalOutOfRange = errors.New("signal must be from 1 to 64")
 )
 
+// badExec reports whether an exec (or background start) was refused for
+// what the caller asked: a user the image lacks, or what the kernel
+// cannot run as given. Such a refusal is INVALID, not an I/O failure.
+func badExec(err error) bool {
+	return errors.Is(err, containerd.ErrUnknownUser) || errors.Is(err, containerd.ErrBadExec)
+}
+
 // containerOf returns the calling object's container config.
 func (s *services) containerOf(g *guest) (manifest.Container, error) {
 	if g.object == nil {
@@ -357,7 +364,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	proc, err := mc.Exec(s.base, spec)
 	if err != nil {
 		closeAll(append(theirs, outR, errR, inW)...)
-		if errors.Is(err, containerd.ErrUnknownUser) || errors.Is(err, containerd.ErrBadExec) {
+		if badExec(err) {
 			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
 		return fmt.Errorf("%w: the runtime could not start the process: %w", abi.StatusIO, err)

@@ -281,8 +281,6 @@ func trySyscall(name string) error {
 	return nil
 }
 
-// driveAgent asks the agent listening at socket to run cmd, as wharf
-// would, and prints the agent's reply.
 // impostor listens in the agent's place at socket (removed first) and
 // prints each request a caller sends before it hangs up.
 func impostor(socket string) error {
@@ -306,6 +304,8 @@ func impostor(socket string) error {
 	}
 }
 
+// driveAgent asks the agent listening at socket to run cmd, as wharf
+// would, and prints the agent's reply.
 func driveAgent(socket string, cmd []string) error {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Net: "unix", Name: socket})
 	if err != nil {
