@@ -193,10 +193,15 @@ func (g *guest) fail(err error) abi.Status {
 	return statusOf(err)
 }
 
-// statusOf finds the abi.Status an error wraps; IO if none.
+// statusOf finds the abi.Status an error wraps; TIMEOUT for an event
+// (such as a called object's) that exceeded its time limit; IO if none.
 func statusOf(err error) abi.Status {
 	var st abi.Status
-	if !errors.As(err, &st) {
+	switch {
+	case errors.As(err, &st):
+	case errors.Is(err, plugins.ErrDeadline):
+		st = abi.StatusTimeout
+	default:
 		st = abi.StatusIO
 	}
 	return st

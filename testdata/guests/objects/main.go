@@ -718,7 +718,11 @@ func init() {
 		}
 		var out any
 		if err := stub.CallContext(r.Context(), r.PathValue("method"), in, &out); err != nil {
-			http.Error(w, err.Error(), 500)
+			code := 500
+			if errors.Is(err, sdk.ErrTimeout) {
+				code = 504 // the object's event exceeded its time limit
+			}
+			http.Error(w, err.Error(), code)
 			return
 		}
 		json.NewEncoder(w).Encode(out)
