@@ -174,7 +174,7 @@ func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
 	}
 	s := a.w.services
 	out := admin.Object{Bindings: a.bindingsOf(ns.class), Class: ns.class, Object: id, Live: s.objects.isLive(ns, id),
-		Storage: filepath.Join(ns.dir, id+".sqlite")}
+		Storage: ns.storagePath(id)}
 	out.Name, _ = ns.names.name(id)
 	if spec, ok := s.containerSpecs[ns.class]; ok {
 		out.Image = spec.Image

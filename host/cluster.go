@@ -145,9 +145,7 @@ func (c *clusterRouting) route(obj *object, ev *objectEvent) bool {
 // what other hosts committed (from the latest snapshot and the commits
 // after it) and replicates every later commit.
 func (c *clusterRouting) adopt(obj *object) error {
-	if err := obj.openStorage(); err != nil {
-		return err
-	}
+	obj.openStorage()
 	name := c.objectName(obj)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

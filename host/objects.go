@@ -402,14 +402,11 @@ func (obj *object) closeStorage() {
 	o.mu.Unlock()
 }
 
-// openStorage opens the object's database, asking the least recently used
-// idle objects to close theirs while more than maxOpenDB are open.
-func (obj *object) openStorage() error {
-	db, err := storage.Open(obj.storagePath())
-	if err != nil {
-		return fmt.Errorf("opening storage: %w", err)
-	}
-	obj.db = db
+// openStorage gives the object its database (the file opens with its
+// first statement), asking the least recently used idle objects to close
+// theirs while more than maxOpenDB are open.
+func (obj *object) openStorage() {
+	obj.db = storage.Lazy(obj.storagePath())
 	o := obj.objs
 	o.mu.Lock()
 	o.openDBs++
@@ -424,7 +421,6 @@ func (obj *object) openStorage() error {
 		v.mu.Unlock()
 		v.wakeup.notify()
 	}
-	return nil
 }
 
 // replaceStorage replaces the object's database file with data (a
@@ -445,11 +441,15 @@ func (obj *object) replaceStorage(data []byte) error {
 			return err
 		}
 	}
-	return obj.openStorage()
+	obj.openStorage()
+	return nil
 }
 
 // storagePath is the object's database file.
-func (obj *object) storagePath() string { return filepath.Join(obj.ns.dir, obj.id+".sqlite") }
+func (obj *object) storagePath() string { return obj.ns.storagePath(obj.id) }
+
+// storagePath is the database file of the object with the given id.
+func (ns *namespace) storagePath(id string) string { return filepath.Join(ns.dir, id+".sqlite") }
 
 // maxOpenDatabases is how many object databases may be open at once: what
 // the process's descriptor limit allows (three each, a quarter kept for
@@ -494,13 +494,11 @@ func (o *Objects) LiveObjects() int {
 	return len(o.live)
 }
 
-// activate places the object on an instance and opens its storage,
+// activate places the object on an instance and gives it its storage,
 // running the class's constructor there.
 func (obj *object) activate(ev *objectEvent) error {
 	if obj.db == nil {
-		if err := obj.openStorage(); err != nil {
-			return err
-		}
+		obj.openStorage()
 	}
 	if obj.inst != nil {
 		if obj.inst.alive() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,33 @@ func TestObjectStorageSurvivesRestart(t *testing.T) {
 	w.stop()
 	w2 := startObjects(t, dir, "")
 	assert.Equal(t, `"kept"`, w2.mustCall(t, "STORE", "durable", "Get", "k"))
+}
+
+// TestObjectWithoutStorageHasNoFile: an object's database file is made by
+// its first storage call, so an object that never uses storage costs no
+// file; one that does keeps its data across eviction.
+func TestObjectWithoutStorageHasNoFile(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[durable_objects]\nidle_timeout = \"1s\"\n")
+	databases := func() []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, ".sqlite") && d.Name() != "alarms.sqlite" {
+				out = append(out, d.Name())
+			}
+			return nil
+		})
+		return out
+	}
+	assert.Equal(t, "0", w.mustCall(t, "STORE", "quiet", "Events", nil))
+	w.mustCall(t, "STORE", "writer", "Put", map[string]string{"key": "k", "value": "v"})
+	code, writer := get(t, w.url+"/id/STORE?name=writer")
+	require.Equal(t, 200, code, writer)
+	assert.Equal(t, []string{writer + ".sqlite"}, databases(), "only the object that wrote has a database")
+	require.Eventually(t, func() bool { return w.Objects().LiveObjects() == 0 }, 10*time.Second, 50*time.Millisecond, "both objects are evicted")
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "writer", "Get", "k"))
+	assert.Equal(t, "0", w.mustCall(t, "STORE", "quiet", "Events", nil))
+	assert.Equal(t, []string{writer + ".sqlite"}, databases(), "eviction and reactivation made no file either")
 }
 
 func TestObjectEventsAreSerialPerObjectAndParallelAcross(t *testing.T) {

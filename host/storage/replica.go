@@ -214,6 +214,9 @@ func (d *DB) SnapshotTo(path string) (uint64, error) {
 	if d.tx != nil {
 		return 0, errors.New("snapshot: a transaction is open")
 	}
+	if err := d.connect(); err != nil {
+		return 0, err
+	}
 	var seq uint64
 	err := d.db.QueryRow("SELECT seq FROM _wharf_replica WHERE id = 1").Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

@@ -90,35 +90,55 @@ COMMIT;
 
 // Open opens or creates the database at path.
 func Open(path string) (*DB, error) {
-	created, err := create(path)
+	d := Lazy(path)
+	if err := d.connect(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Lazy returns the database at path without touching it: its first
+// statement opens the file, creating it if missing. A Durable Object that
+// never uses its storage costs no file and no descriptor.
+func Lazy(path string) *DB {
+	return &DB{path: path, txStmts: map[string]*sql.Stmt{}}
+}
+
+// connect opens the database's file if it is not open yet.
+func (d *DB) connect() error {
+	if d.db != nil {
+		return nil
+	}
+	created, err := create(d.path)
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
+		return fmt.Errorf("create %s: %w", d.path, err)
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
+	db, err := sql.Open(driverName, "file:"+d.path+"?"+q.Encode())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s: %w", d.path, err)
 	}
-	d := &DB{db: db, path: path, unsynced: created, stmts: map[string]*sql.Stmt{}, txStmts: map[string]*sql.Stmt{}}
+	stmts := make(map[string]*sql.Stmt, len(hotStatements))
 	for _, q := range hotStatements { // prepared once, while no transaction holds the connection
 		s, err := db.Prepare(q)
 		if err != nil {
 			db.Close()
-			return nil, fmt.Errorf("open %s: %w", path, err)
+			return fmt.Errorf("open %s: %w", d.path, err)
 		}
-		d.stmts[q] = s
+		stmts[q] = s
 	}
-	return d, nil
+	d.db, d.stmts, d.unsynced = db, stmts, created
+	return nil
 }
 
 // hotStatements run on nearly every event; they are parsed once per
@@ -151,8 +171,11 @@ func (d *DB) stmt(query string) (*sql.Stmt, error) {
 	return bound, nil
 }
 
-// Close commits what is pending and closes the file.
+// Close commits what is pending and closes the file, if it was opened.
 func (d *DB) Close() error {
+	if d.db == nil {
+		return nil
+	}
 	err := d.Flush()
 	for _, s := range d.stmts {
 		s.Close()
@@ -164,6 +187,9 @@ func (d *DB) Close() error {
 // event that has not run a statement yet, if needed.
 func (d *DB) txn() (*sql.Tx, error) {
 	if d.tx == nil {
+		if err := d.connect(); err != nil {
+			return nil, err
+		}
 		tx, err := d.db.Begin()
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -288,4 +289,38 @@ func TestAlarmAndDeleteAll(t *testing.T) {
 	for _, row := range r.Rows {
 		assert.True(t, strings.HasPrefix(row[0].(string), "_wharf_"), row[0])
 	}
+}
+
+func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "obj.sqlite")
+	d := Lazy(path)
+	d.BeginEvent()
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+	require.NoError(t, d.Close())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "a database without statements leaves no file")
+
+	d = Lazy(path)
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Close())
+	assert.FileExists(t, path)
+	d = Lazy(path)
+	defer d.Close()
+	v, ok, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "v", string(v), "the next lazy open reads what the first wrote")
+}
+
+func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
+	d := Lazy(filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite"))
+	_, _, err := d.Get([]byte("k"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "missing-dir/obj.sqlite")
+	assert.NoError(t, d.Close(), "nothing was opened")
 }
