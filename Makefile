@@ -29,7 +29,7 @@ demo: build
 	./$(BIN) serve examples/sandbox --listen $(LISTEN)
 
 test: deps lint
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 40m ./...
 
 bench: deps
 	@./scripts/bench.sh

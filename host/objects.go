@@ -64,17 +64,31 @@ type Objects struct {
 	nextEvent atomic.Uint64
 
 	mu   sync.Mutex
-	live map[string]*object // by class + "/" + id
+	live map[string]*object // by liveKey
 	lru  *list.List         // idle objects, least recently used first
-	// Open databases are capped (each holds three descriptors): idle live
-	// objects beyond the cap close theirs, least recently used first, and
-	// reopen it on their next event.
+	// Open databases are capped (each holds three descriptors): beyond the
+	// cap, parked databases are closed first, then idle live objects close
+	// theirs, least recently used first, and reopen it on their next event.
 	openDBs   int
 	maxOpenDB int
 	idleDBs   *list.List // idle objects with an open database, LRU first
+	// parked holds the open databases of evicted objects (single host
+	// only), so an object that comes back skips opening its file;
+	// parkedLRU orders them, least recently parked first.
+	parked    map[string]*list.Element // by liveKey; values *parkedDB
+	parkedLRU *list.List
 	closed    bool
 	wg        sync.WaitGroup
 }
+
+// parkedDB is the open database of an evicted object.
+type parkedDB struct {
+	key string
+	db  *storage.DB
+}
+
+// liveKey names an object in Objects' maps.
+func liveKey(ns *namespace, id string) string { return ns.class + "/" + id }
 
 // object is one Durable Object: its event queue and, while live, its
 // instance and database (owned by its run goroutine).
@@ -148,6 +162,7 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
 		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
 		live: map[string]*object{}, lru: list.New(), idleDBs: list.New(), maxOpenDB: maxOpenDatabases(),
+		parked: map[string]*list.Element{}, parkedLRU: list.New(),
 	}
 	root := filepath.Join(dataDir, "objects")
 	for _, b := range m.DurableObjects.Bindings {
@@ -192,7 +207,7 @@ func (o *Objects) namespace(binding string) (*namespace, error) {
 
 // dispatch queues ev for the object and starts its goroutine if needed.
 func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
-	key := ns.class + "/" + id
+	key := liveKey(ns, id)
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -375,7 +390,18 @@ func (obj *object) retire() bool {
 		o.lru.Remove(obj.lruElem)
 		obj.lruElem = nil
 	}
-	delete(o.live, obj.ns.class+"/"+obj.id)
+	key := liveKey(obj.ns, obj.id)
+	delete(o.live, key)
+	if o.cluster == nil && !closed && obj.db != nil && obj.db.Opened() {
+		// Parked in the same critical section that ends the object, so
+		// the next object of its id finds the database here.
+		if obj.dbElem != nil {
+			o.idleDBs.Remove(obj.dbElem)
+			obj.dbElem = nil
+		}
+		o.parked[key] = o.parkedLRU.PushBack(&parkedDB{key: key, db: obj.db})
+		obj.db = nil
+	}
 	obj.mu.Unlock()
 	o.mu.Unlock()
 	obj.deactivate()
@@ -402,19 +428,35 @@ func (obj *object) closeStorage() {
 	o.mu.Unlock()
 }
 
-// openStorage gives the object its database (the file opens with its
-// first statement), asking the least recently used idle objects to close
-// theirs while more than maxOpenDB are open.
+// openStorage gives the object its database: the one it parked when it
+// was evicted, or one whose file opens with its first statement. While
+// more than maxOpenDB are open, parked databases are closed and the least
+// recently used idle objects are asked to close theirs.
 func (obj *object) openStorage() {
-	obj.db = storage.Lazy(obj.storagePath())
 	o := obj.objs
+	key := liveKey(obj.ns, obj.id)
 	o.mu.Lock()
+	if e := o.parked[key]; e != nil {
+		delete(o.parked, key)
+		obj.db = o.parkedLRU.Remove(e).(*parkedDB).db
+		o.mu.Unlock()
+		return
+	}
+	obj.db = storage.Lazy(obj.storagePath())
 	o.openDBs++
+	var parked []*parkedDB
+	for o.openDBs > o.maxOpenDB && o.parkedLRU.Len() > 0 {
+		p := o.parkedLRU.Remove(o.parkedLRU.Front()).(*parkedDB)
+		delete(o.parked, p.key)
+		parked = append(parked, p)
+		o.openDBs--
+	}
 	var victims []*object
 	for e := o.idleDBs.Front(); e != nil && o.openDBs-len(victims) > o.maxOpenDB; e = e.Next() {
 		victims = append(victims, e.Value.(*object))
 	}
 	o.mu.Unlock()
+	o.closeParked(parked)
 	for _, v := range victims {
 		v.mu.Lock()
 		v.closeDB = true
@@ -484,7 +526,7 @@ func (o *Objects) evictOverflow() {
 func (o *Objects) isLive(ns *namespace, id string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.live[ns.class+"/"+id] != nil
+	return o.live[liveKey(ns, id)] != nil
 }
 
 // LiveObjects is the number of objects with a running instance or queue.
@@ -678,7 +720,27 @@ func (o *Objects) Close() error {
 		obj.wakeup.notify()
 	}
 	o.wg.Wait()
+	o.mu.Lock()
+	var parked []*parkedDB
+	for e := o.parkedLRU.Front(); e != nil; e = e.Next() {
+		parked = append(parked, e.Value.(*parkedDB))
+	}
+	o.parkedLRU.Init()
+	clear(o.parked)
+	o.openDBs -= len(parked)
+	o.mu.Unlock()
+	o.closeParked(parked)
 	return nil
+}
+
+// closeParked closes databases taken out of the parked list (and out of
+// openDBs).
+func (o *Objects) closeParked(dbs []*parkedDB) {
+	for _, p := range dbs {
+		if err := p.db.Close(); err != nil {
+			o.logger.Error("closing object storage", "object", p.key, "err", err)
+		}
+	}
 }
 
 // objectResponse is an object's answer to a fetch: held until the event's

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -359,4 +360,46 @@ func TestIdleObjectsAreEvicted(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(i)), w.mustCall(t, "STORE", fmt.Sprint("e", i), "Get", "k"), "re-created from storage")
 	}
+}
+
+// openDatabaseFiles counts the object databases under dir this process
+// holds open.
+func openDatabaseFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	files := map[string]bool{}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, ".sqlite") && filepath.Base(target) != "alarms.sqlite" {
+			files[target] = true
+		}
+	}
+	return len(files)
+}
+
+// TestEvictedObjectsParkTheirDatabases: an evicted object's database stays
+// open, so its next activation does not open the file again; the cap on
+// open databases closes parked ones first, and nothing is lost either way.
+func TestEvictedObjectsParkTheirDatabases(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[durable_objects]\nmax_live = 2\nidle_timeout = \"10m\"\n")
+	o := w.Objects()
+	o.mu.Lock()
+	o.maxOpenDB = 5
+	o.mu.Unlock()
+	for i := range 4 {
+		w.mustCall(t, "STORE", fmt.Sprint("p", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+	}
+	require.Eventually(t, func() bool { return o.LiveObjects() <= 2 }, 5*time.Second, 20*time.Millisecond, "max_live evicts")
+	assert.Equal(t, 4, openDatabaseFiles(t, dir), "the evicted objects' databases stay open")
+	for i := range 12 {
+		w.mustCall(t, "STORE", fmt.Sprint("p", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+	}
+	assert.LessOrEqual(t, openDatabaseFiles(t, dir), 5, "parked databases are closed beyond the cap")
+	for i := range 12 {
+		assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(i)), w.mustCall(t, "STORE", fmt.Sprint("p", i), "Get", "k"), "object p%d came back with its storage", i)
+	}
+	w.stop()
+	assert.Zero(t, openDatabaseFiles(t, dir), "shutting down closes parked databases")
 }

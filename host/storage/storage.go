@@ -171,6 +171,9 @@ func (d *DB) stmt(query string) (*sql.Stmt, error) {
 	return bound, nil
 }
 
+// Opened reports whether the database's file has been opened.
+func (d *DB) Opened() bool { return d.db != nil }
+
 // Close commits what is pending and closes the file, if it was opened.
 func (d *DB) Close() error {
 	if d.db == nil {
