@@ -104,7 +104,7 @@ const (
 	DefaultMemoryMiB     = 128
 	DefaultTimeout       = 30 * time.Second
 	DefaultIdleTimeout   = 30 * time.Second
-	DefaultMaxLive       = 200
+	DefaultMaxLive       = 10_000
 	DefaultLogLineBytes  = 16 << 10
 	DefaultLogLines      = 100
 	DefaultLogBurst      = 1000
