@@ -14,6 +14,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -161,7 +162,7 @@ func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugi
 	}
 	binary.LittleEndian.PutUint64(dropped[:], uint64(n))
 	mem.Write(u32(a[3]), dropped[:])
-	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, newReadStream(r, nil, g.wake))
+	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, nil, g.wake))
 }
 
 // importBackgroundWait is background_wait(opts, len, pending_out): a
@@ -173,7 +174,7 @@ func (s *services) importBackgroundWait(_ context.Context, g *guest, mem plugins
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := newPending(g.wake, cancel)
+	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[2]), abi.KindPending, p); err != nil {
 		cancel()
 		return err
@@ -181,11 +182,11 @@ func (s *services) importBackgroundWait(_ context.Context, g *guest, mem plugins
 	go func() {
 		info, err := mc.WaitBackground(ctx, o.ID)
 		if err != nil {
-			p.resolve(nil, backgroundStatus(err))
+			p.Resolve(nil, backgroundStatus(err))
 			return
 		}
 		out, _ := json.Marshal(info)
-		p.resolve(out, nil)
+		p.Resolve(out, nil)
 	}()
 	return nil
 }

@@ -446,7 +446,7 @@ func (w *Worker) Drain(ctx context.Context) error {
 				obj.mu.Lock()
 				obj.evictNow = true
 				obj.mu.Unlock()
-				obj.wakeup.notify()
+				obj.wakeup.Notify()
 			}
 		}
 		if owned == 0 {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -169,16 +170,16 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 // guest gets a pending handle (at out) that call_result reads once work
 // returns, and its other goroutines run meanwhile.
 func (s *services) inBackground(g *guest, mem plugins.Memory, out uint32, work func() error) error {
-	p := newPending(g.wake, nil)
+	p := guestio.NewPending(g.wake, nil)
 	if err := g.newHandle(mem, out, abi.KindPending, p); err != nil {
 		return err
 	}
 	go func() {
 		if err := work(); err != nil {
-			p.resolve(nil, err)
+			p.Resolve(nil, err)
 			return
 		}
-		p.resolve([]byte{}, nil)
+		p.Resolve([]byte{}, nil)
 	}()
 	return nil
 }
@@ -248,7 +249,7 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 	if !ok {
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 	}
-	p := newPending(g.wake, func() {})
+	p := guestio.NewPending(g.wake, func() {})
 	if err := g.objectScope().newHandle(mem, u32(a[0]), abi.KindPending, p); err != nil {
 		return err
 	}
@@ -256,13 +257,13 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 		code, reason, err := mc.WaitExit()
 		switch {
 		case err != nil:
-			p.resolve(nil, fmt.Errorf("%w: waiting for the container: %w", abi.StatusIO, err))
+			p.Resolve(nil, fmt.Errorf("%w: waiting for the container: %w", abi.StatusIO, err))
 		case reason != "":
-			p.resolve(nil, fmt.Errorf("%w: %s", abi.StatusIO, reason))
+			p.Resolve(nil, fmt.Errorf("%w: %s", abi.StatusIO, reason))
 		case code != 0:
-			p.resolve(nil, fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code))
+			p.Resolve(nil, fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code))
 		default:
-			p.resolve([]byte{}, nil)
+			p.Resolve([]byte{}, nil)
 		}
 	}()
 	return nil
@@ -276,7 +277,8 @@ type process struct {
 	err  error
 }
 
-func (p *process) ready() bool {
+// Ready reports whether the process has exited.
+func (p *process) Ready() bool {
 	select {
 	case <-p.done:
 		return true
@@ -378,7 +380,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		wake()
 	}()
 	if inW != nil {
-		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(fileSink{inW}, g.wake)); err != nil {
+		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(fileSink{inW}, g.wake)); err != nil {
 			return err
 		}
 	}
@@ -391,8 +393,8 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		if o.r == nil {
 			continue
 		}
-		rs := newReadStream(o.r, nil, g.wake)
-		rs.ready() // starts the pump
+		rs := guestio.NewReadStream(o.r, nil, g.wake)
+		rs.Ready() // starts the pump
 		if err := g.newHandle(mem, u32(o.out), abi.KindReadStream, rs); err != nil {
 			return err
 		}
@@ -403,22 +405,22 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 // fileSink is a writable stream into a pipe (a process's stdin).
 type fileSink struct{ f *os.File }
 
-func (s fileSink) write(p []byte) error {
+func (s fileSink) Write(p []byte) error {
 	_, err := s.f.Write(p)
 	return err
 }
-func (s fileSink) finish() error   { return s.f.Close() }
-func (s fileSink) abort(err error) { s.f.Close() }
+func (s fileSink) Finish() error   { return s.f.Close() }
+func (s fileSink) Abort(err error) { s.f.Close() }
 
 // importProcessStatus is process_status(proc, code_out): AGAIN while the
 // process runs, then OK with its exit code.
 func importProcessStatus(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindProcess)
 	if err != nil {
 		return err
 	}
 	p := obj.(*process)
-	if !p.ready() {
+	if !p.Ready() {
 		return abi.StatusAgain
 	}
 	if p.err != nil {
@@ -428,7 +430,7 @@ func importProcessStatus(_ context.Context, g *guest, mem plugins.Memory, a []ui
 }
 
 func importProcessKill(ctx context.Context, g *guest, _ plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindProcess)
 	if err != nil {
 		return err
 	}
@@ -436,7 +438,7 @@ func importProcessKill(ctx context.Context, g *guest, _ plugins.Memory, a []uint
 		return err
 	}
 	p := obj.(*process)
-	if p.ready() {
+	if p.Ready() {
 		return fmt.Errorf("%w: the process has exited", abi.StatusNotFound)
 	}
 	if err := p.proc.Kill(ctx, syscall.Signal(u32(a[1]))); err != nil {
@@ -446,7 +448,7 @@ func importProcessKill(ctx context.Context, g *guest, _ plugins.Memory, a []uint
 }
 
 func importProcessPid(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindProcess)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindProcess)
 	if err != nil {
 		return err
 	}
@@ -485,18 +487,18 @@ func (r tcpReader) Close() error {
 // tcpSink is the writable half.
 type tcpSink struct{ *tcpConn }
 
-func (s tcpSink) write(p []byte) error {
+func (s tcpSink) Write(p []byte) error {
 	_, err := s.conn.Write(p)
 	return err
 }
 
-func (s tcpSink) finish() error {
+func (s tcpSink) Finish() error {
 	err := s.conn.CloseWrite()
 	s.done()
 	return err
 }
 
-func (s tcpSink) abort(error) {
+func (s tcpSink) Abort(error) {
 	s.conn.SetLinger(0)
 	s.done()
 }
@@ -538,11 +540,11 @@ func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plu
 		return fmt.Errorf("%w: connecting to port %d: %w", abi.StatusIO, port, err)
 	}
 	tc := &tcpConn{conn: conn.(*net.TCPConn), open: 2}
-	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, newReadStream(tcpReader{tc}, nil, g.wake)); err != nil {
+	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, guestio.NewReadStream(tcpReader{tc}, nil, g.wake)); err != nil {
 		tc.done() // the write half was never handed out
 		return err
 	}
-	return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(tcpSink{tc}, g.wake))
+	return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(tcpSink{tc}, g.wake))
 }
 
 // importContainerConfig is container_config(out, cap, len_out): the
@@ -617,7 +619,7 @@ func (s *services) containerExited(class, object string) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)
-	c := &callState{method: abi.MethodContainerExited, pending: newPending(func() {}, cancel)}
+	c := &callState{method: abi.MethodContainerExited, pending: guestio.NewPending(func() {}, cancel)}
 	if err := s.objects.dispatch(ns, object, &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
 		cancel()
 	}

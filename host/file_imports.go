@@ -10,6 +10,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -77,19 +78,19 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 		if err != nil {
 			return fileStatus(err)
 		}
-		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, newReadStream(f, nil, g.wake))
+		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(f, nil, g.wake))
 	case "write":
 		f, err := mc.OpenFile(ctx, o.Path, o.User, true, o.Perm)
 		if err != nil {
 			return fileStatus(err)
 		}
-		return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, newWriteStream(fileSink{f}, g.wake))
+		return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(fileSink{f}, g.wake))
 	case "watch":
 		r, err := mc.Watch(ctx, o.Path, o.User)
 		if err != nil {
 			return fileStatus(err)
 		}
-		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, newReadStream(r, nil, g.wake))
+		return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, nil, g.wake))
 	}
 	return fmt.Errorf("%w: mode must be \"read\", \"write\" or \"watch\", got %q", abi.StatusInvalid, o.Mode)
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -29,8 +30,8 @@ type instance struct {
 	lastPanic atomic.Value
 
 	mu      sync.Mutex
-	table   handleTable
-	wakeup  signal
+	table   guestio.Table[*guest]
+	wakeup  guestio.Signal
 	scratch []byte // reused to encode heads
 	// self is the scope of calls made outside any event (event handle 0).
 	self *guest
@@ -58,7 +59,7 @@ type instance struct {
 // (self). Handles an event creates are released when it ends.
 type guest struct {
 	inst   *instance
-	table  *handleTable
+	table  *guestio.Table[*guest]
 	handle abi.Handle // the event's handle; 0 for self and until it is read
 	ctx    context.Context
 	id     eventID
@@ -88,7 +89,7 @@ func (id eventID) String() string {
 }
 
 func newInstance(logs *guestLogs) *instance {
-	in := &instance{plugin: logs.plugin, base: logs.base, logs: logs, wakeup: newSignal(),
+	in := &instance{plugin: logs.plugin, base: logs.base, logs: logs, wakeup: guestio.NewSignal(),
 		ready: make(chan struct{}), waits: map[uint32]*waitFD{}, nextFD: firstWaitFD}
 	in.self = &guest{inst: in, table: &in.table, ctx: context.Background()}
 	return in
@@ -99,7 +100,7 @@ func (in *instance) newEvent(ctx context.Context, id eventID, obj *object) *gues
 	return &guest{inst: in, table: &in.table, ctx: ctx, id: id, object: obj, done: make(chan struct{})}
 }
 
-func (g *guest) wake() { g.inst.wakeup.notify() }
+func (g *guest) wake() { g.inst.wakeup.Notify() }
 
 // log returns the logger of the event, tagged with the plugin name and the
 // request id; it is made on first use.
@@ -115,13 +116,43 @@ func (g *guest) log() *slog.Logger {
 
 // add registers obj as a handle the event owns.
 func (g *guest) add(kind abi.Kind, obj any) abi.Handle {
-	h := g.table.add(kind, obj)
-	g.table.slots[h.Index()].owner = g
+	h := g.table.Add(kind, obj, g)
 	g.byKind[kind%16]++
 	if g.done != nil {
 		g.owned = append(g.owned, h)
 	}
 	return h
+}
+
+// Released counts a handle g owned of kind as released; the handle table
+// calls it.
+func (g *guest) Released(kind abi.Kind) { g.byKind[kind%16]-- }
+
+// eventCap bounds the live handles of one kind an event owns at once
+// (those it created; they are released when it ends): a pending
+// fetch holds a socket, a stream a buffer, a process a process in a
+// container.
+type eventCap struct {
+	max  int
+	what string
+}
+
+// eventCaps are the caps by kind; a kind without one is bounded only by
+// maxHandles.
+var eventCaps = [...]eventCap{
+	abi.KindPending:     {1000, "pending results (fetches, object calls, forwards, monitors)"},
+	abi.KindReadStream:  {1000, "readable streams"},
+	abi.KindWriteStream: {1000, "writable streams"},
+	abi.KindProcess:     {64, "processes"},
+}
+
+// checkCap refuses one more handle of kind beyond its event cap.
+func (g *guest) checkCap(kind abi.Kind) error {
+	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || g.byKind[kind] < eventCaps[kind].max {
+		return nil
+	}
+	c := eventCaps[kind]
+	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, g.byKind[kind], c.what, c.max)
 }
 
 // end finishes the event (under inst.mu): it releases every handle the
@@ -135,7 +166,7 @@ func (g *guest) end(failure error) {
 	g.status = failure
 	g.release(g.toldAs(failure))
 	if g.handle != 0 {
-		g.table.remove(g.handle)
+		g.table.Remove(g.handle)
 	}
 	g.inst.events--
 	close(g.done)
@@ -144,8 +175,8 @@ func (g *guest) end(failure error) {
 // release frees the handles g owns.
 func (g *guest) release(failure error) {
 	for _, h := range g.owned {
-		if s, err := g.table.slot(h); err == nil && s.owner == g {
-			_, obj, _ := g.table.remove(h)
+		if s, err := g.table.Get(h); err == nil && s.Owner == g {
+			_, obj, _ := g.table.Remove(h)
 			releaseObject(obj, failure)
 		}
 	}
@@ -166,24 +197,32 @@ func (g *guest) objectScope() *guest {
 // releaseObject frees what a handle held.
 func releaseObject(obj any, failure error) {
 	switch o := obj.(type) {
-	case *readStream:
-		o.close()
-	case *writeStream:
+	case *guestio.ReadStream:
+		o.Close()
+	case *guestio.WriteStream:
 		if failure != nil {
-			o.abort(failure)
+			o.Abort(failure)
 		} else {
-			o.close()
+			o.Close()
 		}
-	case *pending:
-		o.cancel()
+	case *guestio.Pending:
+		o.Cancel(releaseLate)
 	case *timer:
 		o.stop()
 	case *fetchedResponse:
 		o.close()
 	case *process:
-		if !o.ready() { // an exec no event waits for any more
+		if !o.Ready() { // an exec no event waits for any more
 			go o.proc.Kill(context.Background(), syscall.SIGKILL)
 		}
+	}
+}
+
+// releaseLate frees a result that arrives after its pending handle was
+// given up on.
+func releaseLate(v any) {
+	if r, ok := v.(*fetchedResponse); ok {
+		r.close()
 	}
 }
 
@@ -212,58 +251,9 @@ func (in *instance) scope(h abi.Handle) (*guest, error) {
 	if h == 0 {
 		return in.self, nil
 	}
-	obj, err := in.table.lookup(h, abi.KindEvent)
+	obj, err := in.table.Lookup(h, abi.KindEvent)
 	if err != nil {
 		return nil, fmt.Errorf("%w: event %d is not being served (it ended, timed out or never existed)", abi.StatusBadHandle, h)
 	}
 	return obj.(*guest), nil
-}
-
-// pending is a result that arrives later: a fetch or a forward.
-type pending struct {
-	done     chan struct{}
-	once     sync.Once
-	value    any
-	err      error
-	cancelFn func()
-	wake     func()
-}
-
-func newPending(wake func(), cancel func()) *pending {
-	return &pending{done: make(chan struct{}), wake: wake, cancelFn: cancel}
-}
-
-func (p *pending) resolve(v any, err error) {
-	p.once.Do(func() {
-		p.value, p.err = v, err
-		close(p.done)
-		p.wake()
-	})
-}
-
-// isFetch tells a fetch's pending result from a forward's: only a fetch can
-// be canceled.
-func (p *pending) isFetch() bool { return p.cancelFn != nil }
-
-func (p *pending) ready() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// cancel gives up on the result; a value that arrives anyway is released.
-func (p *pending) cancel() {
-	if p.cancelFn == nil {
-		return
-	}
-	p.cancelFn()
-	go func() {
-		<-p.done
-		if r, ok := p.value.(*fetchedResponse); ok {
-			r.close()
-		}
-	}()
 }

@@ -57,7 +57,7 @@ func (in *instance) post(d *delivery) error {
 		in.events++
 	}
 	in.mu.Unlock()
-	in.wakeup.notify()
+	in.wakeup.Notify()
 	return nil
 }
 
@@ -123,7 +123,7 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 			obj = d.obj.ref
 		}
 		if g := d.scope; g != nil {
-			ev = in.table.add(abi.KindEvent, g) // released last, by end
+			ev = in.table.Add(abi.KindEvent, g, nil) // released last, by end
 			g.handle = ev
 			switch a := d.arg.(type) {
 			case *incoming:
@@ -135,7 +135,7 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 			}
 		}
 		if d.kind == abi.EventDrop {
-			in.table.remove(obj)
+			in.table.Remove(obj)
 			if sc := d.obj.scope; sc != nil && sc.inst == in {
 				sc.release(nil)
 			}
@@ -153,11 +153,11 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 // waitReady reports whether one of w's handles is ready or gone.
 func (in *instance) waitReady(w *waitFD) bool {
 	for _, h := range w.handles {
-		s, err := in.table.slot(h)
+		s, err := in.table.Get(h)
 		if err != nil {
 			return true // closed meanwhile: the guest's next call says so
 		}
-		if p, ok := s.obj.(pollable); !ok || p.ready() {
+		if p, ok := s.Obj.(pollable); !ok || p.Ready() {
 			return true
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -25,11 +26,11 @@ type incoming struct {
 	rw        http.ResponseWriter
 	rc        *http.ResponseController
 	head      []byte // encoded on first request_head
-	body      *readStream
+	body      *guestio.ReadStream
 	responded bool
 	status    int
-	headSent  bool         // the response's status and header went out (to rw, or the 101 on a switched connection)
-	stream    *writeStream // set when the response body streams
+	headSent  bool                 // the response's status and header went out (to rw, or the 101 on a switched connection)
+	stream    *guestio.WriteStream // set when the response body streams
 	// streamed, if set, runs before a streamed response's head is released
 	// (an object commits its writes there).
 	streamed func() error
@@ -138,7 +139,7 @@ func encodeRequestHead(buf []byte, r *http.Request, pseudo [][2]string) []byte {
 }
 
 func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindRequest)
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint
 }
 
 func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindRequest)
 	if err != nil {
 		return err
 	}
@@ -172,7 +173,7 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		// takes: net/http must handle an unread body itself.
 		in.rc.EnableFullDuplex()
 	}
-	in.body = newReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
+	in.body = guestio.NewReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
 }
 
@@ -214,7 +215,7 @@ func decodeHead(raw []byte, pseudo map[string]*string, h http.Header) error {
 // responseSink writes a streamed response body to the client.
 type responseSink struct{ in *incoming }
 
-func (s responseSink) write(p []byte) error {
+func (s responseSink) Write(p []byte) error {
 	if u := s.in.upgrade; u != nil && u.conn != nil {
 		_, err := u.conn.Write(p)
 		return err
@@ -230,7 +231,7 @@ func (s responseSink) write(p []byte) error {
 // object's response to another guest).
 type bodyEnder interface{ endBody(error) }
 
-func (s responseSink) finish() error {
+func (s responseSink) Finish() error {
 	s.in.writeHead()
 	if e, ok := s.in.rw.(bodyEnder); ok {
 		e.endBody(nil)
@@ -238,7 +239,7 @@ func (s responseSink) finish() error {
 	return nil
 }
 
-func (s responseSink) abort(err error) {
+func (s responseSink) Abort(err error) {
 	if e, ok := s.in.rw.(bodyEnder); ok {
 		e.endBody(err)
 		return
@@ -251,7 +252,7 @@ func (s responseSink) abort(err error) {
 }
 
 func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindRequest)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindRequest)
 	if err != nil {
 		return err
 	}
@@ -305,17 +306,17 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		// instance with it: the body goes out from a writer goroutine,
 		// which the request's handler waits for. (A 204 or 304 refuses a
 		// body: that write fails at once, as CLOSED.)
-		in.stream = newWriteStream(responseSink{in}, g.wake)
-		if _, err := in.stream.write(ctx, body, false); err != nil {
-			in.stream.abort(err)
+		in.stream = guestio.NewWriteStream(responseSink{in}, g.wake)
+		if _, err := in.stream.Write(ctx, body, false); err != nil {
+			in.stream.Abort(err)
 			return err
 		}
-		in.stream.close()
+		in.stream.Close()
 		return nil
 	}
 	if !streaming {
 		if len(body) > 0 {
-			if len(body) > chunkSize { // may block on a slow client: honour the deadline
+			if len(body) > guestio.ChunkSize { // may block on a slow client: honour the deadline
 				stop := context.AfterFunc(ctx, func() { in.rc.SetWriteDeadline(time.Now()) })
 				defer stop()
 			}
@@ -325,15 +326,15 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		}
 		return nil
 	}
-	in.stream = newWriteStream(responseSink{in}, g.wake)
+	in.stream = guestio.NewWriteStream(responseSink{in}, g.wake)
 	if in.streamed != nil {
 		if err := in.streamed(); err != nil {
-			in.stream.abort(err)
+			in.stream.Abort(err)
 			return fmt.Errorf("%w: %w", abi.StatusIO, err)
 		}
 	}
-	if _, err := in.stream.write(ctx, body, false); err != nil {
-		in.stream.abort(err) // no handle was issued: end it here
+	if _, err := in.stream.Write(ctx, body, false); err != nil {
+		in.stream.Abort(err) // no handle was issued: end it here
 		return err
 	}
 	return g.newHandle(mem, u32(a[6]), abi.KindWriteStream, in.stream)
@@ -374,12 +375,12 @@ func (b cancelingBody) Close() error {
 // pipeSink feeds an outbound request body.
 type pipeSink struct{ w *io.PipeWriter }
 
-func (s pipeSink) write(p []byte) error {
+func (s pipeSink) Write(p []byte) error {
 	_, err := s.w.Write(p)
 	return err
 }
-func (s pipeSink) finish() error   { return s.w.Close() }
-func (s pipeSink) abort(err error) { s.w.CloseWithError(err) }
+func (s pipeSink) Finish() error   { return s.w.Close() }
+func (s pipeSink) Abort(err error) { s.w.CloseWithError(err) }
 
 // outboundRequest builds the request of fetch or object_fetch from a guest
 // head: method (default GET), an absolute URL that check accepts, headers,
@@ -418,7 +419,7 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
 			req.ContentLength = cl
 		}
-		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, newWriteStream(pipeSink{pw}, g.wake)); err != nil {
+		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, guestio.NewWriteStream(pipeSink{pw}, g.wake)); err != nil {
 			cancel()
 			return nil, nil, err
 		}
@@ -455,7 +456,7 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			return err
 		}
 	}
-	p := newPending(g.wake, cancel)
+	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[4]), abi.KindPending, p); err != nil {
 		return err
 	}
@@ -467,51 +468,51 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				status = abi.StatusRefused
 			}
-			p.resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
+			p.Resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
 			return
 		}
 		if after != nil {
 			after(resp)
 		}
-		p.resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)
+		p.Resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)
 	}()
 	return nil
 }
 
 func importFetchResult(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	h := handleArg(a[0])
-	obj, err := g.table.lookup(h, abi.KindPending)
+	obj, err := g.table.Lookup(h, abi.KindPending)
 	if err != nil {
 		return err
 	}
-	p := obj.(*pending)
-	if !p.isFetch() {
+	p := obj.(*guestio.Pending)
+	if !p.Cancelable() { // only a fetch's pending result can be canceled, not a forward's
 		return fmt.Errorf("%w: pending handle %d is a forward, not a fetch: poll it, then close it", abi.StatusInvalid, h)
 	}
 	if err := writeU32(mem, u32(a[1]), 0); err != nil {
 		return err
 	}
-	if !p.ready() {
+	if !p.Ready() {
 		return abi.StatusAgain
 	}
-	if p.err != nil {
-		g.table.remove(h)
-		return p.err
+	v, err := p.Result()
+	if err != nil {
+		g.table.Remove(h)
+		return err
 	}
-	resp, ok := p.value.(*fetchedResponse)
+	resp, ok := v.(*fetchedResponse)
 	if !ok {
 		return fmt.Errorf("%w: pending handle %d is an object call, not a fetch: use call_result", abi.StatusInvalid, h)
 	}
 	if err := g.newHandle(mem, u32(a[1]), abi.KindResponse, resp); err != nil {
 		return err
 	}
-	p.value = nil // now owned by the response handle
-	g.table.remove(h)
+	g.table.Remove(h) // resp is now owned by the response handle
 	return nil
 }
 
 func importResponseHead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindResponse)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindResponse)
 	if err != nil {
 		return err
 	}
@@ -530,7 +531,7 @@ func importResponseHead(_ context.Context, g *guest, mem plugins.Memory, a []uin
 }
 
 func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindResponse)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindResponse)
 	if err != nil {
 		return err
 	}
@@ -542,6 +543,6 @@ func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uin
 		return err
 	}
 	r.bodyTaken = true
-	s := newReadStream(cancelingBody{r.resp.Body, r.cancel}, nil, g.wake)
+	s := guestio.NewReadStream(cancelingBody{r.resp.Body, r.cancel}, nil, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, s)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -133,8 +134,8 @@ const maxHandles = 1 << 16
 // pointer or the table is full the object is released again.
 func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
 	err := g.checkCap(kind)
-	if err == nil && g.table.live >= maxHandles {
-		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.live, maxHandles)
+	if err == nil && g.table.Live() >= maxHandles {
+		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.Live(), maxHandles)
 	}
 	if err != nil {
 		releaseObject(obj, err)
@@ -142,7 +143,7 @@ func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any
 	}
 	h := g.add(kind, obj)
 	if err := writeU32(mem, out, uint32(h)); err != nil {
-		g.table.remove(h)
+		g.table.Remove(h)
 		releaseObject(obj, err)
 		return err
 	}
@@ -169,7 +170,7 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 }
 
 func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindReadStream)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindReadStream)
 	if err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uin
 	if len(buf) == 0 {
 		return fmt.Errorf("%w: read buffer has length 0", abi.StatusInvalid)
 	}
-	n, err := obj.(*readStream).read(ctx, buf, true) // never blocks the instance: wait with wait_fd
+	n, err := obj.(*guestio.ReadStream).Read(ctx, buf, true) // never blocks the instance: wait with wait_fd
 	if n > 0 {
 		return writeU32(mem, u32(a[4]), uint32(n))
 	}
@@ -191,7 +192,7 @@ func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uin
 }
 
 func importStreamWrite(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindWriteStream)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindWriteStream)
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func importStreamWrite(ctx context.Context, g *guest, mem plugins.Memory, a []ui
 	if err := writeU32(mem, u32(a[4]), 0); err != nil {
 		return err
 	}
-	n, werr := obj.(*writeStream).write(ctx, data, true) // never blocks the instance: wait with wait_fd
+	n, werr := obj.(*guestio.WriteStream).Write(ctx, data, true) // never blocks the instance: wait with wait_fd
 	if err := writeU32(mem, u32(a[4]), uint32(n)); err != nil {
 		return err
 	}
@@ -215,45 +216,45 @@ func importStreamAbort(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		return err
 	}
 	h := handleArg(a[0])
-	s, err := g.table.slot(h)
+	s, err := g.table.Get(h)
 	if err != nil {
 		return err
 	}
 	reason := errors.New(string(msg))
-	switch o := s.obj.(type) {
-	case *writeStream:
-		o.abort(reason)
-	case *readStream:
-		o.close()
+	switch o := s.Obj.(type) {
+	case *guestio.WriteStream:
+		o.Abort(reason)
+	case *guestio.ReadStream:
+		o.Close()
 	default:
-		return fmt.Errorf("%w: handle %d is a %s, not a stream", abi.StatusBadHandle, h, s.kind)
+		return fmt.Errorf("%w: handle %d is a %s, not a stream", abi.StatusBadHandle, h, s.Kind)
 	}
-	g.table.remove(h)
+	g.table.Remove(h)
 	return nil
 }
 
 func (s *services) importForward(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	srcH, dstH := handleArg(a[0]), handleArg(a[1])
-	src, err := g.table.lookup(srcH, abi.KindReadStream)
+	src, err := g.table.Lookup(srcH, abi.KindReadStream)
 	if err != nil {
 		return err
 	}
-	dst, err := g.table.lookup(dstH, abi.KindWriteStream)
+	dst, err := g.table.Lookup(dstH, abi.KindWriteStream)
 	if err != nil {
 		return err
 	}
-	p := newPending(g.wake, nil)
+	p := guestio.NewPending(g.wake, nil)
 	if err := g.newHandle(mem, u32(a[2]), abi.KindPending, p); err != nil {
 		return err
 	}
-	g.table.remove(srcH)
-	g.table.remove(dstH)
-	go forward(s.base, src.(*readStream), dst.(*writeStream), p)
+	g.table.Remove(srcH)
+	g.table.Remove(dstH)
+	go guestio.Forward(s.base, src.(*guestio.ReadStream), dst.(*guestio.WriteStream), p)
 	return nil
 }
 
 // pollable is an object poll can wait on.
-type pollable interface{ ready() bool }
+type pollable interface{ Ready() bool }
 
 // importPoll is poll(handles, n, timeout, ready_out, n_out): which of the
 // handles are ready now. Only timeout 0 is accepted: a guest waits with
@@ -272,8 +273,8 @@ func importPoll(_ context.Context, g *guest, mem plugins.Memory, a []uint64) err
 	}
 	ready := uint32(0)
 	for _, h := range handles {
-		s, _ := g.table.slot(h)
-		if s.obj.(pollable).ready() {
+		s, _ := g.table.Get(h)
+		if s.Obj.(pollable).Ready() {
 			mem.WriteUint32(readyPtr+4*ready, uint32(h))
 			ready++
 		}
@@ -293,12 +294,12 @@ func pollHandles(g *guest, mem plugins.Memory, ptr, n uint32) ([]abi.Handle, err
 	handles := make([]abi.Handle, n)
 	for i := range handles {
 		handles[i] = abi.Handle(binary.LittleEndian.Uint32(raw[4*i:]))
-		s, err := g.table.slot(handles[i])
+		s, err := g.table.Get(handles[i])
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := s.obj.(pollable); !ok {
-			return nil, fmt.Errorf("%w: handle %d is a %s, which cannot be polled", abi.StatusBadHandle, handles[i], s.kind)
+		if _, ok := s.Obj.(pollable); !ok {
+			return nil, fmt.Errorf("%w: handle %d is a %s, which cannot be polled", abi.StatusBadHandle, handles[i], s.Kind)
 		}
 	}
 	return handles, nil
@@ -310,7 +311,8 @@ type timer struct {
 	fired chan struct{}
 }
 
-func (t *timer) ready() bool {
+// Ready reports whether the timer has fired.
+func (t *timer) Ready() bool {
 	select {
 	case <-t.fired:
 		return true
@@ -334,10 +336,10 @@ func importTimerStart(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 
 func importClose(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
 	h := handleArg(a[0])
-	if s, err := g.table.slot(h); err == nil && (s.kind == abi.KindEvent || s.kind == abi.KindObject) {
-		return fmt.Errorf("%w: handle %d is an %s, which the host ends (event_done ends an event)", abi.StatusBadHandle, h, s.kind)
+	if s, err := g.table.Get(h); err == nil && (s.Kind == abi.KindEvent || s.Kind == abi.KindObject) {
+		return fmt.Errorf("%w: handle %d is an %s, which the host ends (event_done ends an event)", abi.StatusBadHandle, h, s.Kind)
 	}
-	_, obj, err := g.table.remove(h)
+	_, obj, err := g.table.Remove(h)
 	if err != nil {
 		return err
 	}

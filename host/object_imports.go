@@ -17,6 +17,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -191,17 +192,17 @@ func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Me
 	}
 	req.RequestURI = req.URL.RequestURI()
 	ctx := req.Context()
-	p := newPending(g.wake, cancel)
+	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
 	resp := newObjectResponse(func(r *http.Response, err error) {
 		if err != nil {
 			cancel()
-			p.resolve(nil, fmt.Errorf("%w: %s %s: %w", abi.StatusIO, ns.class, id[:8], err))
+			p.Resolve(nil, fmt.Errorf("%w: %s %s: %w", abi.StatusIO, ns.class, id[:8], err))
 			return
 		}
-		p.resolve(&fetchedResponse{resp: r, cancel: cancel}, nil)
+		p.Resolve(&fetchedResponse{resp: r, cancel: cancel}, nil)
 	})
 	ev := &objectEvent{kind: fetchEvent, ctx: ctx, req: req, resp: resp}
 	if err := s.objects.dispatch(ns, id, ev); err != nil {
@@ -219,7 +220,7 @@ type callState struct {
 	answered bool
 	status   abi.Status
 	result   []byte
-	pending  *pending
+	pending  *guestio.Pending
 }
 
 // resolve hands the answer (or err) to the caller and releases the call's
@@ -230,15 +231,15 @@ func (c *callState) resolve(err error) {
 	c.mu.Unlock()
 	switch {
 	case err != nil && answered && status != abi.StatusOK: // the guest said why
-		c.pending.resolve(nil, fmt.Errorf("%w: %s", status, result))
+		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
 	case err != nil:
-		c.pending.resolve(nil, fmt.Errorf("%w: %w", abi.StatusIO, err))
+		c.pending.Resolve(nil, fmt.Errorf("%w: %w", abi.StatusIO, err))
 	case !answered:
-		c.pending.resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
+		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
 	case status != abi.StatusOK:
-		c.pending.resolve(nil, fmt.Errorf("%w: %s", status, result))
+		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
 	default:
-		c.pending.resolve(result, nil)
+		c.pending.Resolve(result, nil)
 	}
 	c.over()
 }
@@ -246,18 +247,16 @@ func (c *callState) resolve(err error) {
 // answer hands the caller the answer another host's object gave.
 func (c *callState) answer(status abi.Status, result []byte) {
 	if status == abi.StatusOK {
-		c.pending.resolve(result, nil)
+		c.pending.Resolve(result, nil)
 	} else {
-		c.pending.resolve(nil, &peerError{status: status, msg: string(result)})
+		c.pending.Resolve(nil, &peerError{status: status, msg: string(result)})
 	}
 	c.over()
 }
 
 // over releases the call's context.
 func (c *callState) over() {
-	if c.pending.cancelFn != nil {
-		c.pending.cancelFn()
-	}
+	c.pending.Cancel(nil)
 }
 
 func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -278,7 +277,7 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 	}
 	ctx, cancel := context.WithCancel(s.base)
 	c := &callState{method: string(method), args: append([]byte(nil), args...)}
-	c.pending = newPending(g.wake, cancel)
+	c.pending = guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, c.pending); err != nil {
 		return err
 	}
@@ -293,31 +292,32 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 // an object_call.
 func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	h := handleArg(a[0])
-	obj, err := g.table.lookup(h, abi.KindPending)
+	obj, err := g.table.Lookup(h, abi.KindPending)
 	if err != nil {
 		return err
 	}
-	p := obj.(*pending)
-	if !p.ready() {
+	p := obj.(*guestio.Pending)
+	if !p.Ready() {
 		return abi.StatusAgain
 	}
-	if p.err != nil {
-		g.table.remove(h)
-		return p.err
+	v, err := p.Result()
+	if err != nil {
+		g.table.Remove(h)
+		return err
 	}
-	result, ok := p.value.([]byte)
+	result, ok := v.([]byte)
 	if !ok {
 		return fmt.Errorf("%w: pending handle %d is not an object call", abi.StatusInvalid, h)
 	}
 	if err := writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), result); err != nil {
 		return err
 	}
-	g.table.remove(h)
+	g.table.Remove(h)
 	return nil
 }
 
 func importCallRequest(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCall)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindCall)
 	if err != nil {
 		return err
 	}
@@ -331,7 +331,7 @@ func importCallRequest(_ context.Context, g *guest, mem plugins.Memory, a []uint
 // importCallReturn is call_return(call, status, ptr, len): the result bytes
 // for status 0, else an error message.
 func importCallReturn(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCall)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindCall)
 	if err != nil {
 		return err
 	}
@@ -636,7 +636,7 @@ func importSQLExec(db *storage.DB, g *guest, mem plugins.Memory, a []uint64) err
 }
 
 func importCursorRead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	obj, err := g.table.lookup(handleArg(a[0]), abi.KindCursor)
+	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindCursor)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -104,7 +105,7 @@ type object struct {
 	lruElem  *list.Element
 	dbElem   *list.Element // in Objects.idleDBs
 	closeDB  bool          // the host needs descriptors: close the database when idle
-	wakeup   signal
+	wakeup   guestio.Signal
 
 	// inst is the instance hosting the object's value and ref its handle
 	// there; nil and 0 while it has none.
@@ -220,7 +221,7 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 		return nil
 	}
 	if obj == nil {
-		obj = &object{objs: o, ns: ns, id: id, wakeup: newSignal()}
+		obj = &object{objs: o, ns: ns, id: id, wakeup: guestio.NewSignal()}
 		o.live[key] = obj
 	}
 	obj.mu.Lock()
@@ -239,7 +240,7 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 	if start {
 		go obj.run()
 	} else {
-		obj.wakeup.notify()
+		obj.wakeup.Notify()
 	}
 	return nil
 }
@@ -461,7 +462,7 @@ func (obj *object) openStorage() {
 		v.mu.Lock()
 		v.closeDB = true
 		v.mu.Unlock()
-		v.wakeup.notify()
+		v.wakeup.Notify()
 	}
 }
 
@@ -518,7 +519,7 @@ func (o *Objects) evictOverflow() {
 		v.mu.Lock()
 		v.evictNow = true
 		v.mu.Unlock()
-		v.wakeup.notify()
+		v.wakeup.Notify()
 	}
 }
 
@@ -717,7 +718,7 @@ func (o *Objects) Close() error {
 	}
 	o.mu.Unlock()
 	for _, obj := range objs {
-		obj.wakeup.notify()
+		obj.wakeup.Notify()
 	}
 	o.wg.Wait()
 	o.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 )
 
 // The peer server: where other hosts of the cluster deliver the events of
@@ -115,16 +116,17 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *nam
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	c := &callState{method: r.Header.Get(peerMethodHeader), args: args}
-	c.pending = newPending(func() {}, cancel)
+	c.pending = guestio.NewPending(func() {}, cancel)
 	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}); err != nil {
 		c.resolve(err)
 	}
 	select {
-	case <-c.pending.done:
+	case <-c.pending.Done():
 	case <-r.Context().Done():
 		return
 	}
-	if err := c.pending.err; err != nil {
+	v, err := c.pending.Result()
+	if err != nil {
 		if errors.Is(err, errNotOwner) {
 			peerFailure(rw, err)
 			return
@@ -138,7 +140,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *nam
 		return
 	}
 	rw.Header().Set(peerStatusHeader, strconv.Itoa(int(abi.StatusOK)))
-	rw.Write(c.pending.value.([]byte))
+	rw.Write(v.([]byte))
 }
 
 func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {

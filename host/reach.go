@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+
+	"github.com/wharfhq/wharf/host/guestio"
 )
 
 // Reaching objects from the host side: a test harness or an operator tool
@@ -21,19 +23,20 @@ func (o *Objects) Call(ctx context.Context, binding, name, method string, args [
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := &callState{method: method, args: args}
-	c.pending = newPending(func() {}, cancel)
+	c.pending = guestio.NewPending(func() {}, cancel)
 	if err := o.dispatch(ns, ns.idFromName(name), &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
 		c.resolve(err)
 	}
 	select {
-	case <-c.pending.done:
+	case <-c.pending.Done():
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
-	if c.pending.err != nil {
-		return nil, fmt.Errorf("%s %q: %s: %w", binding, name, method, c.pending.err)
+	v, err := c.pending.Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %s: %w", binding, name, method, err)
 	}
-	return c.pending.value.([]byte), nil
+	return v.([]byte), nil
 }
 
 // Fetch sends req to the object that name maps to in binding's namespace

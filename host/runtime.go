@@ -165,7 +165,7 @@ func (rt *instanceSet) supervise(in *instance) {
 		}
 	}
 	in.queue = nil
-	in.table.drain(func(kind abi.Kind, obj any) {
+	in.table.Drain(func(kind abi.Kind, obj any) {
 		if g, ok := obj.(*guest); ok && kind == abi.KindEvent {
 			ended(g)
 			return

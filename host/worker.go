@@ -437,10 +437,10 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	}
 	var streamErr error
 	if in.stream != nil {
-		streamErr = in.stream.wait()
+		streamErr = in.stream.Wait()
 	}
 	if in.body != nil {
-		in.body.close() // the body must not be read once ServeHTTP returns
+		in.body.Close() // the body must not be read once ServeHTTP returns
 	}
 	if in.upgrade != nil {
 		in.endUpgrade()

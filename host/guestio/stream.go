@@ -1,4 +1,4 @@
-package host
+package guestio
 
 import (
 	"context"
@@ -14,15 +14,16 @@ import (
 // readable stream is filled by a pump goroutine reading its source; a
 // writable stream is drained by a writer goroutine into its sink. Both keep at
 // most streamBufferLimit bytes queued, so a body of any size passes through in
-// bounded memory, and forward moves chunks from one to the other without
+// bounded memory, and Forward moves chunks from one to the other without
 // copying them.
 
-const (
-	chunkSize         = 64 << 10
-	streamBufferLimit = 4 * chunkSize
-)
+// ChunkSize is the size of a pooled chunk: the most a stream's source is
+// read for at once.
+const ChunkSize = 64 << 10
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+const streamBufferLimit = 4 * ChunkSize
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 
 // chunk is a slice of a pooled buffer.
 type chunk struct {
@@ -39,12 +40,14 @@ func (c chunk) release() {
 // errStreamClosed is returned by operations on a stream after close.
 var errStreamClosed = errors.New("stream is closed")
 
-// signal is a wake-up with at most one pending token.
-type signal chan struct{}
+// Signal is a wake-up with at most one pending token.
+type Signal chan struct{}
 
-func newSignal() signal { return make(signal, 1) }
+// NewSignal makes a Signal with no token.
+func NewSignal() Signal { return make(Signal, 1) }
 
-func (s signal) notify() {
+// Notify leaves a token unless one is pending already.
+func (s Signal) Notify() {
 	select {
 	case s <- struct{}{}:
 	default:
@@ -56,13 +59,13 @@ type queue struct {
 	mu     sync.Mutex
 	chunks []chunk
 	queued int
-	data   signal // something was queued or the stream ended
-	space  signal // something was dequeued
+	data   Signal // something was queued or the stream ended
+	space  Signal // something was dequeued
 	wake   func() // tells the owning guest's poll to re-check readiness
 }
 
 func newQueue(wake func()) queue {
-	return queue{data: newSignal(), space: newSignal(), wake: wake}
+	return queue{data: NewSignal(), space: NewSignal(), wake: wake}
 }
 
 func (q *queue) pushLocked(c chunk) {
@@ -104,17 +107,17 @@ func (q *queue) discardLocked() {
 }
 
 func (q *queue) notifyData() {
-	q.data.notify()
+	q.data.Notify()
 	q.wake()
 }
 
 func (q *queue) notifySpace() {
-	q.space.notify()
+	q.space.Notify()
 	q.wake()
 }
 
-// readStream is a readable byte stream over an io.ReadCloser.
-type readStream struct {
+// ReadStream is a readable byte stream over an io.ReadCloser.
+type ReadStream struct {
 	queue
 	src     io.ReadCloser
 	unblock func() // makes a Read blocked in src return (e.g. a read deadline)
@@ -125,9 +128,11 @@ type readStream struct {
 	pumped  chan struct{} // closed when the pump has exited
 }
 
-// newReadStream makes a stream over src; a nil src is an empty stream.
-func newReadStream(src io.ReadCloser, unblock func(), wake func()) *readStream {
-	s := &readStream{queue: newQueue(wake), src: src, unblock: unblock, stop: make(chan struct{}), pumped: make(chan struct{})}
+// NewReadStream makes a stream over src; a nil src is an empty stream.
+// unblock (optional) makes a Read blocked in src return; wake tells the
+// owning guest's poll to re-check readiness.
+func NewReadStream(src io.ReadCloser, unblock func(), wake func()) *ReadStream {
+	s := &ReadStream{queue: newQueue(wake), src: src, unblock: unblock, stop: make(chan struct{}), pumped: make(chan struct{})}
 	if src == nil {
 		s.err = io.EOF
 		s.started = true
@@ -138,14 +143,14 @@ func newReadStream(src io.ReadCloser, unblock func(), wake func()) *readStream {
 	return s
 }
 
-func (s *readStream) startLocked() {
+func (s *ReadStream) startLocked() {
 	if !s.started {
 		s.started = true
 		go s.pump()
 	}
 }
 
-func (s *readStream) pump() {
+func (s *ReadStream) pump() {
 	defer close(s.pumped)
 	for {
 		buf := chunkPool.Get().(*[]byte)
@@ -179,8 +184,8 @@ func (s *readStream) pump() {
 	}
 }
 
-// read copies available bytes into p, waiting for some unless nonBlocking.
-func (s *readStream) read(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
+// Read copies available bytes into p, waiting for some unless nonBlocking.
+func (s *ReadStream) Read(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -211,8 +216,8 @@ func (s *readStream) read(ctx context.Context, p []byte, nonBlocking bool) (int,
 	}
 }
 
-// nextChunk takes the next queued chunk whole, for forward.
-func (s *readStream) nextChunk(ctx context.Context) (chunk, error) {
+// nextChunk takes the next queued chunk whole, for Forward.
+func (s *ReadStream) nextChunk(ctx context.Context) (chunk, error) {
 	for {
 		s.mu.Lock()
 		if len(s.chunks) > 0 {
@@ -249,8 +254,8 @@ func readError(err error) error {
 	return fmt.Errorf("%w: %w", abi.StatusIO, err)
 }
 
-// ready reports whether a read would not block; it starts the pump.
-func (s *readStream) ready() bool {
+// Ready reports whether a read would not block; it starts the pump.
+func (s *ReadStream) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -260,9 +265,9 @@ func (s *readStream) ready() bool {
 	return len(s.chunks) > 0 || s.err != nil
 }
 
-// close stops the pump, closes the source and waits for the pump to exit, so
-// the source is never read after close returns.
-func (s *readStream) close() {
+// Close stops the pump, closes the source and waits for the pump to exit, so
+// the source is never read after Close returns.
+func (s *ReadStream) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -289,39 +294,41 @@ func (s *readStream) close() {
 // errAborted marks a stream its writer aborted.
 var errAborted = errors.New("stream aborted")
 
-// sink is where a writable stream's bytes go.
-type sink interface {
-	// write delivers p; it may block.
-	write(p []byte) error
-	// finish marks a clean end of the stream.
-	finish() error
-	// abort ends the stream with an error the reader can see, and makes a
-	// blocked write return.
-	abort(err error)
+// Sink is where a writable stream's bytes go.
+type Sink interface {
+	// Write delivers p; it may block.
+	Write(p []byte) error
+	// Finish marks a clean end of the stream.
+	Finish() error
+	// Abort ends the stream with an error the reader can see, and makes a
+	// blocked Write return.
+	Abort(err error)
 }
 
-// writeStream is a writable byte stream drained into a sink.
-type writeStream struct {
+// WriteStream is a writable byte stream drained into a Sink.
+type WriteStream struct {
 	queue
-	sink    sink
+	sink    Sink
 	started bool
 	closing bool  // no more writes; finish after draining
 	err     error // the sink failed or the stream was aborted
 	done    chan struct{}
 }
 
-func newWriteStream(s sink, wake func()) *writeStream {
-	return &writeStream{queue: newQueue(wake), sink: s, done: make(chan struct{})}
+// NewWriteStream makes a stream drained into s; wake tells the owning
+// guest's poll to re-check readiness.
+func NewWriteStream(s Sink, wake func()) *WriteStream {
+	return &WriteStream{queue: newQueue(wake), sink: s, done: make(chan struct{})}
 }
 
-func (s *writeStream) startLocked() {
+func (s *WriteStream) startLocked() {
 	if !s.started {
 		s.started = true
 		go s.drain()
 	}
 }
 
-func (s *writeStream) drain() {
+func (s *WriteStream) drain() {
 	defer close(s.done)
 	for {
 		s.mu.Lock()
@@ -334,7 +341,7 @@ func (s *writeStream) drain() {
 		if len(s.chunks) == 0 {
 			if s.closing {
 				s.mu.Unlock()
-				if err := s.sink.finish(); err != nil {
+				if err := s.sink.Finish(); err != nil {
 					s.fail(err)
 				}
 				return
@@ -345,7 +352,7 @@ func (s *writeStream) drain() {
 		}
 		c := s.popChunkLocked()
 		s.mu.Unlock()
-		err := s.sink.write(c.data)
+		err := s.sink.Write(c.data)
 		c.release()
 		s.notifySpace()
 		if err != nil {
@@ -354,7 +361,7 @@ func (s *writeStream) drain() {
 	}
 }
 
-func (s *writeStream) fail(err error) {
+func (s *WriteStream) fail(err error) {
 	s.mu.Lock()
 	if s.err == nil {
 		s.err = err
@@ -363,7 +370,7 @@ func (s *writeStream) fail(err error) {
 	s.notifySpace()
 }
 
-func (s *writeStream) check() error {
+func (s *WriteStream) check() error {
 	if s.err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusClosed, s.err)
 	}
@@ -373,9 +380,9 @@ func (s *writeStream) check() error {
 	return nil
 }
 
-// write queues a copy of p. Blocking, it returns once all of p is queued;
+// Write queues a copy of p. Blocking, it returns once all of p is queued;
 // non-blocking, it queues what fits and returns StatusAgain if nothing did.
-func (s *writeStream) write(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
+func (s *WriteStream) Write(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
 	n := 0
 	for n < len(p) {
 		s.mu.Lock()
@@ -402,19 +409,19 @@ func (s *writeStream) write(ctx context.Context, p []byte, nonBlocking bool) (in
 		}
 		for room > 0 && n < len(p) {
 			buf := chunkPool.Get().(*[]byte)
-			m := copy((*buf)[:min(room, chunkSize)], p[n:])
+			m := copy((*buf)[:min(room, ChunkSize)], p[n:])
 			s.pushLocked(chunk{buf: buf, data: (*buf)[:m]})
 			n += m
 			room -= m
 		}
 		s.mu.Unlock()
-		s.data.notify()
+		s.data.Notify()
 	}
 	return n, nil
 }
 
-// pushChunk queues c whole, waiting for room; used by forward.
-func (s *writeStream) pushChunk(ctx context.Context, c chunk) error {
+// pushChunk queues c whole, waiting for room; used by Forward.
+func (s *WriteStream) pushChunk(ctx context.Context, c chunk) error {
 	for {
 		s.mu.Lock()
 		if err := s.check(); err != nil {
@@ -426,7 +433,7 @@ func (s *writeStream) pushChunk(ctx context.Context, c chunk) error {
 		if s.queued < streamBufferLimit {
 			s.pushLocked(c)
 			s.mu.Unlock()
-			s.data.notify()
+			s.data.Notify()
 			return nil
 		}
 		s.mu.Unlock()
@@ -439,16 +446,16 @@ func (s *writeStream) pushChunk(ctx context.Context, c chunk) error {
 	}
 }
 
-// ready reports whether a write would not block.
-func (s *writeStream) ready() bool {
+// Ready reports whether a write would not block.
+func (s *WriteStream) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.queued < streamBufferLimit || s.err != nil
 }
 
-// close ends the stream cleanly once queued bytes are written. It does not
-// wait; see wait.
-func (s *writeStream) close() {
+// Close ends the stream cleanly once queued bytes are written. It does not
+// wait; see Wait.
+func (s *WriteStream) Close() {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -457,11 +464,11 @@ func (s *writeStream) close() {
 	s.closing = true
 	s.startLocked()
 	s.mu.Unlock()
-	s.data.notify()
+	s.data.Notify()
 }
 
-// abort drops queued bytes and ends the stream with err.
-func (s *writeStream) abort(err error) {
+// Abort drops queued bytes and ends the stream with err.
+func (s *WriteStream) Abort(err error) {
 	s.mu.Lock()
 	if s.err == nil {
 		s.err = fmt.Errorf("%w: %w", errAborted, err)
@@ -469,21 +476,21 @@ func (s *writeStream) abort(err error) {
 	s.closing = true
 	s.startLocked()
 	s.mu.Unlock()
-	s.sink.abort(err)
-	s.data.notify()
+	s.sink.Abort(err)
+	s.data.Notify()
 }
 
-// wait blocks until the stream is finished or failed and returns the failure.
-func (s *writeStream) wait() error {
+// Wait blocks until the stream is finished or failed and returns the failure.
+func (s *WriteStream) Wait() error {
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
 }
 
-// forward splices src into dst until src ends, then closes dst; on an error
+// Forward splices src into dst until src ends, then closes dst; on an error
 // of either side the other is aborted or closed. It resolves p when done.
-func forward(ctx context.Context, src *readStream, dst *writeStream, p *pending) {
+func Forward(ctx context.Context, src *ReadStream, dst *WriteStream, p *Pending) {
 	var err error
 	for {
 		var c chunk
@@ -496,11 +503,11 @@ func forward(ctx context.Context, src *readStream, dst *writeStream, p *pending)
 		}
 	}
 	if errors.Is(err, io.EOF) {
-		dst.close()
-		err = dst.wait()
+		dst.Close()
+		err = dst.Wait()
 	} else {
-		dst.abort(err)
+		dst.Abort(err)
 	}
-	src.close()
-	p.resolve(nil, err)
+	src.Close()
+	p.Resolve(nil, err)
 }
