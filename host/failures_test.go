@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -59,7 +60,16 @@ func TestGuestFailuresAnswerWithARequestIDOnly(t *testing.T) {
 
 func TestObjectFailuresReachCallersAsARequestIDOnly(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "")
-	code, body := w.call(t, "STORE", "t", "PutThenTrap", "b")
+	var code int
+	var body string
+	for i := range 5 {
+		// An object placed on the calling Worker's own instance takes the
+		// Worker's event down with it ("worker failed"): try another.
+		code, body = w.call(t, "STORE", fmt.Sprint("t", i), "PutThenTrap", "b")
+		if !strings.HasPrefix(body, "worker failed") {
+			break
+		}
+	}
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the object's event failed (request id ")
 	assertOnlyRequestID(t, w.logs.String(), body, "object trapped on purpose")
