@@ -98,16 +98,17 @@ func rssBytes() uint64 {
 }
 
 // BenchmarkObjectActivation measures activating objects that are not live
-// from 4 clients at once, against events of live objects: new objects
-// (placement, creating their storage, the constructor, then the event) and
-// objects coming back after eviction (their storage reopened), then the
-// memory each idle live object adds with 10,000 of them live.
+// from 4 clients at once, against events of live objects: new objects that
+// do not use storage (placement, the constructor, then the event: Events),
+// and objects coming back after eviction whose event reads their storage
+// (List; their database was parked), then the memory each idle live object
+// adds with 10,000 of them live.
 func BenchmarkObjectActivation(b *testing.B) {
 	w, url := benchObjects(b, "testdata/guests/objects", objectsManifest+"[durable_objects]\nmax_live = 20000\nidle_timeout = \"10m\"\n")
 	// max_live = 1000: activating one set of 1,000 evicts the other.
 	_, evicting := benchObjects(b, "testdata/guests/objects", objectsManifest+"[durable_objects]\nmax_live = 1000\nidle_timeout = \"10m\"\n")
 	var next atomic.Int64
-	burst := func(url, prefix string, n int) (perSecond float64, p50 float64) {
+	burst := func(url, prefix, method string, n int) (perSecond float64, p50 float64) {
 		var mu sync.Mutex
 		var all []float64
 		start := time.Now()
@@ -117,7 +118,7 @@ func BenchmarkObjectActivation(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for int(next.Add(1)) <= n {
-					lat := latencies(b, "POST", fmt.Sprintf("%s/call/STORE/%s%d/Events", url, prefix, next.Load()), 1)
+					lat := latencies(b, "POST", fmt.Sprintf("%s/call/STORE/%s%d/%s", url, prefix, next.Load(), method), 1)
 					mu.Lock()
 					all = append(all, lat...)
 					mu.Unlock()
@@ -129,15 +130,15 @@ func BenchmarkObjectActivation(b *testing.B) {
 	}
 	for _, set := range []string{"a", "b"} { // create both sets' storage
 		next.Store(0)
-		burst(evicting, set, 1000)
+		burst(evicting, set, "List", 1000)
 	}
 	var rates, p50s, backRates, backP50s, warm []float64
 	for i := 0; i < b.N*testutil.BenchRounds; i++ {
 		next.Store(0)
-		r, p := burst(url, fmt.Sprint("cold", i, "-"), 1000)
+		r, p := burst(url, fmt.Sprint("cold", i, "-"), "Events", 1000)
 		rates, p50s = append(rates, r), append(p50s, p)
 		next.Store(0)
-		r, p = burst(evicting, []string{"a", "b"}[i%2], 1000)
+		r, p = burst(evicting, []string{"a", "b"}[i%2], "List", 1000)
 		backRates, backP50s = append(backRates, r), append(backP50s, p)
 		warm = append(warm, testutil.Percentile(latencies(b, "POST", url+"/call/STORE/cold0-1/Events", 200), 0.5))
 	}
@@ -152,7 +153,7 @@ func BenchmarkObjectActivation(b *testing.B) {
 	before := rssBytes()
 	live0 := w.Objects().LiveObjects()
 	next.Store(0)
-	burst(url, "mem", 10_000-live0)
+	burst(url, "mem", "Events", 10_000-live0)
 	runtime.GC()
 	n := w.Objects().LiveObjects() - live0
 	b.ReportMetric(float64(w.Objects().LiveObjects()), "live_objects")
