@@ -324,3 +324,7 @@ func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
 	assert.Contains(t, err.Error(), "missing-dir/obj.sqlite")
 	assert.NoError(t, d.Close(), "nothing was opened")
 }
+
+func TestSQLiteIsConfiguredBeforeItsFirstConnection(t *testing.T) {
+	assert.NoError(t, configError, "connections would each allocate a bulk page cache")
+}
