@@ -494,15 +494,20 @@ func (obj *object) storagePath() string { return obj.ns.storagePath(obj.id) }
 // storagePath is the database file of the object with the given id.
 func (ns *namespace) storagePath(id string) string { return filepath.Join(ns.dir, id+".sqlite") }
 
+// memoryOpenDatabases caps open object databases by memory: an open
+// SQLite connection to a small database holds about 124 KiB (measured), so
+// this many hold about 500 MiB.
+const memoryOpenDatabases = 4096
+
 // maxOpenDatabases is how many object databases may be open at once: what
 // the process's descriptor limit allows (three each, a quarter kept for
-// everything else).
+// everything else), at most memoryOpenDatabases.
 func maxOpenDatabases() int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 1000
 	}
-	return max(int(min(lim.Cur, 1<<30)/4*3/3), 64)
+	return min(max(int(min(lim.Cur, 1<<30)/4*3/3), 64), memoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while

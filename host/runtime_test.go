@@ -75,7 +75,8 @@ func TestSpinningEventStopsItsInstance(t *testing.T) {
 // TestTenThousandLiveObjects keeps 10,000 objects live in one host.
 func TestTenThousandLiveObjects(t *testing.T) {
 	const n = 10_000
-	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 20000\nidle_timeout = \"10m\"\n")
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[durable_objects]\nmax_live = 20000\nidle_timeout = \"10m\"\n")
 	parallel(t, 32, n, func(i int) error {
 		code, body := w.call(t, "STORE", fmt.Sprint("live", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
 		if code != 200 {
@@ -89,6 +90,8 @@ func TestTenThousandLiveObjects(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", fmt.Sprint("live", i), "Get", "k"))
 	}
 	assert.Equal(t, uint64(0), w.Instances().Ended)
+	assert.Eventually(t, func() bool { return openDatabaseFiles(t, dir) <= memoryOpenDatabases }, 10*time.Second, 100*time.Millisecond,
+		"idle objects close their databases beyond the cap (%d open)", openDatabaseFiles(t, dir))
 }
 
 // TestBurstOfNewObjectsWithDisconnects: 32 clients create 1,000 objects
