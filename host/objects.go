@@ -439,8 +439,17 @@ func (obj *object) openStorage() {
 	o.mu.Lock()
 	if e := o.parked[key]; e != nil {
 		delete(o.parked, key)
-		obj.db = o.parkedLRU.Remove(e).(*parkedDB).db
+		p := o.parkedLRU.Remove(e).(*parkedDB)
 		o.mu.Unlock()
+		if !p.db.Replaced() {
+			obj.db = p.db
+			return
+		}
+		// Its file was deleted or replaced while it was parked: the
+		// object gets the file there now, as it would had it been closed.
+		o.logger.Warn("an evicted object's database file was deleted or replaced on disk; using the file there now", "object", key)
+		o.closeParked([]*parkedDB{p})
+		obj.db = storage.Lazy(obj.storagePath()) // takes p's place in openDBs
 		return
 	}
 	obj.db = storage.Lazy(obj.storagePath())

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -402,4 +404,39 @@ func TestEvictedObjectsParkTheirDatabases(t *testing.T) {
 	}
 	w.stop()
 	assert.Zero(t, openDatabaseFiles(t, dir), "shutting down closes parked databases")
+}
+
+// TestParkedDatabaseFileDeletedOnDisk: an operator who deletes an evicted
+// object's file resets the object, as when its database was closed: the
+// parked database, open on the deleted file, is not reused, and what the
+// object writes next is in the file at its path.
+func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[durable_objects]\nmax_live = 1\nidle_timeout = \"10m\"\n")
+	o := w.Objects()
+	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "old", "value": "1"})
+	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
+	require.NoError(t, err)
+	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
+	require.Len(t, files, 1)
+	w.mustCall(t, "STORE", "d1", "Put", map[string]string{"key": "k", "value": "v"}) // evicts d0: max_live is 1
+	require.Eventually(t, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.parked) == 1
+	}, 5*time.Second, 20*time.Millisecond, "d0 parks its database")
+	for _, p := range []string{files[0], files[0] + "-wal", files[0] + "-shm"} {
+		require.NoError(t, os.Remove(p))
+	}
+	_, body := w.call(t, "STORE", "d0", "Get", "old")
+	assert.Contains(t, body, `no key "old"`, "the deleted file's data is gone")
+	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "new", "value": "2"})
+	w.stop()
+	db, err := storage.Open(files[0])
+	require.NoError(t, err, "the object's file is back at its path")
+	defer db.Close()
+	v, ok, err := db.Get([]byte("new"))
+	require.NoError(t, err)
+	assert.True(t, ok, "the write after the deletion is in the file at the object's path")
+	assert.Equal(t, "2", string(v))
 }

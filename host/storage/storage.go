@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -62,7 +63,8 @@ var (
 type DB struct {
 	db         *sql.DB
 	path       string
-	unsynced   bool // the file was created and is not yet durable (syncNew)
+	file       os.FileInfo // the file at path when it was opened
+	unsynced   bool        // the file was created and is not yet durable (syncNew)
 	tx         *sql.Tx
 	dirty      bool
 	savepoints int // open user transactions
@@ -137,8 +139,24 @@ func (d *DB) connect() error {
 		}
 		stmts[q] = s
 	}
-	d.db, d.stmts, d.unsynced = db, stmts, created
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open %s: %w", d.path, err)
+	}
+	d.db, d.stmts, d.unsynced, d.file = db, stmts, created, fi
 	return nil
+}
+
+// Replaced reports whether the open database's file is no longer at its
+// path: deleted or replaced on disk since it was opened. Its writes would
+// go to a file nobody opens again.
+func (d *DB) Replaced() bool {
+	if d.db == nil {
+		return false
+	}
+	fi, err := os.Stat(d.path)
+	return err != nil || !os.SameFile(fi, d.file)
 }
 
 // hotStatements run on nearly every event; they are parsed once per
