@@ -370,6 +370,9 @@ func (obj *object) waitOrRetire() bool {
 // retire evicts the object unless an event arrived meanwhile.
 func (obj *object) retire() bool {
 	o := obj.objs
+	if o.cluster == nil && obj.db != nil {
+		obj.db.ShrinkMemory() // it may be parked
+	}
 	o.mu.Lock()
 	closed := o.closed
 	o.mu.Unlock()

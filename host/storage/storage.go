@@ -115,6 +115,9 @@ func (d *DB) connect() error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", d.path, err)
 	}
+	// A file this call made stays to be synced, even if opening it fails
+	// now and a later call finds it there.
+	d.unsynced = d.unsynced || created
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
@@ -144,7 +147,7 @@ func (d *DB) connect() error {
 		db.Close()
 		return fmt.Errorf("open %s: %w", d.path, err)
 	}
-	d.db, d.stmts, d.unsynced, d.file = db, stmts, created, fi
+	d.db, d.stmts, d.file = db, stmts, fi
 	return nil
 }
 
@@ -187,6 +190,14 @@ func (d *DB) stmt(query string) (*sql.Stmt, error) {
 	bound := tx.Stmt(s)
 	d.txStmts[query] = bound
 	return bound, nil
+}
+
+// ShrinkMemory gives back the memory SQLite caches for the open database
+// (up to 2 MiB of pages): for a database that will sit unused a while.
+func (d *DB) ShrinkMemory() {
+	if d.db != nil && d.tx == nil {
+		d.db.Exec("PRAGMA shrink_memory")
+	}
 }
 
 // Opened reports whether the database's file has been opened.
