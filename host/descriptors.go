@@ -203,17 +203,7 @@ func (in *instance) Ready(fd uint32, write bool) bool {
 
 // Wait blocks until something the guest waits on may have changed.
 func (in *instance) Wait(ctx context.Context, timeout time.Duration) {
-	var expired <-chan time.Time
-	if timeout >= 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case <-in.wakeup:
-	case <-expired:
-	case <-ctx.Done():
-	}
+	plugins.WaitFor(ctx, in.wakeup, timeout)
 }
 
 // importWaitFD is wait_fd(handles, n, fd_out).

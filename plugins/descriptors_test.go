@@ -61,17 +61,7 @@ func (p *commandPipe) Ready(fd uint32, write bool) bool {
 	return fd != 3 || write || p.buf.Len() > 0 || p.closed
 }
 func (p *commandPipe) Wait(ctx context.Context, timeout time.Duration) {
-	var expired <-chan time.Time
-	if timeout >= 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case <-p.wake:
-	case <-expired:
-	case <-ctx.Done():
-	}
+	WaitFor(ctx, p.wake, timeout)
 }
 
 // lockedBuffer collects a guest's stdout.

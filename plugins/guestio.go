@@ -54,15 +54,23 @@ func (noDescriptors) Close(uint32) Errno                { return ErrnoBadf }
 func (noDescriptors) Open(uint32) bool                  { return false }
 func (noDescriptors) Ready(uint32, bool) bool           { return true }
 func (noDescriptors) Wait(ctx context.Context, timeout time.Duration) {
-	if timeout < 0 {
-		<-ctx.Done()
-		return
+	WaitFor(ctx, nil, timeout)
+}
+
+// WaitFor is a Descriptors.Wait over a wake-up channel: it blocks until
+// wake delivers (a nil wake never does), timeout passes (negative: no
+// limit) or ctx ends.
+func WaitFor(ctx context.Context, wake <-chan struct{}, timeout time.Duration) {
+	var expired <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
+	case <-wake:
+	case <-expired:
 	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 
