@@ -232,8 +232,8 @@ func (c *callState) resolve(err error) {
 	switch {
 	case err != nil && answered && status != abi.StatusOK: // the guest said why
 		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
-	case err != nil:
-		c.pending.Resolve(nil, fmt.Errorf("%w: %w", abi.StatusIO, err))
+	case err != nil: // TIMEOUT when the called event ran out of time
+		c.pending.Resolve(nil, fmt.Errorf("%w: %w", statusOf(err), err))
 	case !answered:
 		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
 	case status != abi.StatusOK:
