@@ -370,12 +370,12 @@ func (obj *object) waitOrRetire() bool {
 // retire evicts the object unless an event arrived meanwhile.
 func (obj *object) retire() bool {
 	o := obj.objs
-	if o.cluster == nil && obj.db != nil {
-		obj.db.ShrinkMemory() // it may be parked
-	}
 	o.mu.Lock()
 	closed := o.closed
 	o.mu.Unlock()
+	if o.cluster == nil && !closed && obj.db != nil {
+		obj.db.ShrinkMemory() // it is about to be parked
+	}
 	if c := o.cluster; c != nil && obj.place.Owner != "" && !closed {
 		// Give the placement up while the object is still the only one with
 		// its id here: an event arriving after the release places it anew

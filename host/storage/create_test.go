@@ -27,7 +27,7 @@ func TestNewDatabaseIsSyncedBeforeItsFirstCommit(t *testing.T) {
 	assert.False(t, d.unsynced)
 	require.NoError(t, d.Close())
 
-	d2, err := Open(path)
+	d2, err := openNow(path)
 	require.NoError(t, err)
 	defer d2.Close()
 	assert.False(t, d2.unsynced, "an existing database was taken for a new one")
@@ -51,7 +51,7 @@ func TestStaleWALOfAMissingDatabaseIsNotReplayed(t *testing.T) {
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, os.WriteFile(path+"-wal", wal, 0o644))
 
-	d2, err := Open(path)
+	d2, err := openNow(path)
 	require.NoError(t, err)
 	defer d2.Close()
 	_, ok, err := d2.Get([]byte("old"))

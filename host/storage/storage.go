@@ -90,15 +90,6 @@ CREATE TABLE IF NOT EXISTS _wharf_replica (id INTEGER PRIMARY KEY CHECK (id = 1)
 COMMIT;
 `
 
-// Open opens or creates the database at path.
-func Open(path string) (*DB, error) {
-	d := Lazy(path)
-	if err := d.connect(); err != nil {
-		return nil, err
-	}
-	return d, nil
-}
-
 // Lazy returns the database at path without touching it: its first
 // statement opens the file, creating it if missing. A Durable Object that
 // never uses its storage costs no file and no descriptor.

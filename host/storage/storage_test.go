@@ -13,10 +13,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// openNow opens the database at path at once, not at its first statement.
+func openNow(path string) (*DB, error) {
+	d := Lazy(path)
+	if err := d.connect(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
 func open(t *testing.T) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "obj.sqlite")
-	d, err := Open(path)
+	d, err := openNow(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
 	return d, path
@@ -109,7 +118,7 @@ func TestFlushIsDurableAndFailedEventIsUndone(t *testing.T) {
 	assert.False(t, d.Dirty())
 	require.NoError(t, d.db.Close())
 
-	d2, err := Open(path)
+	d2, err := openNow(path)
 	require.NoError(t, err)
 	defer d2.Close()
 	_, ok, _ := d2.Get([]byte("kept"))
@@ -148,7 +157,7 @@ func TestUnflushedWritesAreLostOnCrash(t *testing.T) {
 	// Simulate a crash: the connection goes away without a commit.
 	d.tx.Rollback()
 	d.tx = nil
-	d2, err := Open(path)
+	d2, err := openNow(path)
 	require.NoError(t, err)
 	defer d2.Close()
 	_, ok, _ := d2.Get([]byte("k"))
