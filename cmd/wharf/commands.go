@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
@@ -95,6 +96,7 @@ type serveFlags struct {
 	metricsListen string
 	stopGrace     time.Duration
 	engine        string
+	storageMB     int64
 	registryFlags
 	clusterFlags
 	// watch rebuilds and reloads the plugin when its sources change
@@ -154,6 +156,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
+	cmd.Flags().Int64Var(&f.storageMB, "storage-memory-mb", storage.DefaultMemoryLimit>>20, "memory SQLite may cache for all Durable Object databases together (0: no limit)")
 	f.registryFlags.register(cmd.Flags())
 	f.clusterFlags.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
@@ -190,6 +193,10 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if f.watch && !m.NeedsBuild() {
 		return fmt.Errorf("wharf dev rebuilds the plugin from its Go sources, but %s names a built module (main = %q): use wharf serve", m.Path, m.Main)
 	}
+	if f.storageMB < 0 {
+		return fmt.Errorf("--storage-memory-mb must be 0 (no limit) or more, got %d", f.storageMB)
+	}
+	storage.SetMemoryLimit(f.storageMB << 20)
 	if f.engine != "" {
 		if err := plugins.CheckEngine(f.engine); err != nil {
 			return fmt.Errorf("--engine: %w", err)

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -336,4 +337,46 @@ func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
 
 func TestSQLiteIsConfiguredBeforeItsFirstConnection(t *testing.T) {
 	assert.NoError(t, configError, "connections would each allocate a bulk page cache")
+}
+
+// TestPageCachesStayWithinTheMemoryLimit reads 512 KiB from each of 80
+// open databases: without a limit SQLite keeps every page it read, with
+// one the caches stop growing near it.
+func TestPageCachesStayWithinTheMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	value := bytes.Repeat([]byte("x"), 4<<10)
+	var dbs []*DB
+	for i := range 80 {
+		d, err := openNow(filepath.Join(dir, fmt.Sprintf("%d.sqlite", i)))
+		require.NoError(t, err)
+		defer d.Close()
+		for k := range 128 {
+			require.NoError(t, d.Put([]byte(fmt.Sprint(k)), value))
+		}
+		require.NoError(t, d.Flush())
+		d.ShrinkMemory()
+		dbs = append(dbs, d)
+	}
+	readAll := func() int64 {
+		before := MemoryUsed()
+		for _, d := range dbs {
+			pairs, err := d.List(ListOptions{})
+			require.NoError(t, err)
+			require.Len(t, pairs, 128)
+		}
+		grown := MemoryUsed() - before
+		for _, d := range dbs {
+			require.NoError(t, d.Flush()) // ends the read transaction
+			d.ShrinkMemory()
+		}
+		return grown
+	}
+	defer SetMemoryLimit(DefaultMemoryLimit)
+	SetMemoryLimit(0)
+	unlimited := readAll()
+	SetMemoryLimit(MemoryUsed() + 8<<20)
+	limited := readAll()
+	t.Logf("SQLite memory grew by %d KiB without a limit, %d KiB with 8 MiB of room", unlimited>>10, limited>>10)
+	assert.Greater(t, unlimited, int64(30<<20), "80 × 512 KiB of pages stay cached without a limit")
+	assert.Less(t, limited, int64(12<<20), "the caches stop growing near the limit")
 }
