@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"maps"
 	"net"
@@ -174,7 +175,7 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 func TestAgentCombinedKeepsOrder(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	ctr := startBusybox(t, c, image, runcRoot, "combined", "sleep 3600", true)
-	r, w, err := Pipe()
+	r, w, err := hostcontainers.Pipe()
 	require.NoError(t, err)
 	p, err := ctr.Exec(context.Background(), ExecSpec{
 		Args:   []string{"sh", "-c", `i=0; while [ $i -lt 5000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`},
@@ -249,7 +250,7 @@ func TestAgentLeavesNoDescriptors(t *testing.T) {
 					var out, errOut strings.Builder
 					spec.Stdout, spec.Stderr = &out, &errOut
 					if j%2 == 1 { // half with pipes of the caller's
-						r, w, err := Pipe()
+						r, w, err := hostcontainers.Pipe()
 						if !assert.NoError(t, err) {
 							return
 						}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 
 	"github.com/wharfhq/wharf/containerd/agent"
@@ -17,7 +18,7 @@ type ProcessInfo = wire.ProcessInfo
 var (
 	// ErrNoAgentBackground is a background process asked of a container
 	// without wharf-init.
-	ErrNoAgentBackground = errors.New("the container does not run wharf-init (init = false): background processes need it")
+	ErrNoAgentBackground = hostcontainers.ErrNoAgentBackground
 	// ErrBackgroundLimit is a start while MaxBackground processes run.
 	ErrBackgroundLimit = agent.ErrLimit
 )

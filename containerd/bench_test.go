@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"log/slog"
 	"net/http"
@@ -202,7 +203,7 @@ func execTrueP50(b *testing.B, ctr *Container, n int) float64 {
 // execStdoutMBps reads mb MiB of zeros from an exec's stdout through a pipe
 // (as wharf hands it to a guest's stream) and returns MB/s.
 func execStdoutMBps(b *testing.B, ctr *Container, mb int) float64 {
-	r, w, err := Pipe()
+	r, w, err := hostcontainers.Pipe()
 	require.NoError(b, err)
 	defer r.Close()
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"log/slog"
 	"os"
@@ -35,11 +36,7 @@ import (
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
 // and a pids limit.
-type Resources struct {
-	VCPU        float64 // fraction of one CPU, e.g. 0.25; 0 = unlimited
-	MemoryBytes uint64  // 0 = unlimited
-	Pids        int64   // 0 = unlimited
-}
+type Resources = hostcontainers.Resources
 
 // cfsPeriod is the CFS period quotas are expressed in (100 ms).
 const cfsPeriod = 100_000
@@ -99,14 +96,7 @@ type ContainerSpec struct {
 
 // PersistentDirs are directories of a container kept across its starts,
 // all on one disk image.
-type PersistentDirs struct {
-	// Paths are absolute paths in the container.
-	Paths []string
-	// Image is the disk image file holding them (created on first use).
-	Image string
-	// SizeMB caps them all together.
-	SizeMB int
-}
+type PersistentDirs = hostcontainers.PersistentDirs
 
 // Container is a running container: its containerd container and task.
 type Container struct {
@@ -419,33 +409,10 @@ func (c *Container) processSpec(ctx context.Context) (specs.Process, error) {
 }
 
 // ExecSpec describes a process to run in a container.
-type ExecSpec struct {
-	Args []string
-	// Env is added to (and overrides) the container's environment.
-	Env  []string
-	Cwd  string
-	User string // a user name from the image's /etc/passwd, or a uid
-	// Stdin, Stdout and Stderr may be nil: no input (EOF), output dropped.
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-	// Terminal runs the process on a pseudo-terminal: Stdout gets both
-	// output streams and Stderr is unused.
-	Terminal bool
-}
+type ExecSpec = hostcontainers.ExecSpec
 
 // Process is a process started with Exec.
-type Process interface {
-	// Pid is the process's pid: in the container's PID namespace through
-	// the agent, on the host through runc.
-	Pid() uint32
-	// Resize sets the size of the process's terminal.
-	Resize(ctx context.Context, cols, rows uint32) error
-	// Wait waits for the process to exit and all its output to be
-	// delivered, releases it and returns its exit code.
-	Wait(ctx context.Context) (uint32, error)
-	// Kill sends sig to the process.
-	Kill(ctx context.Context, sig syscall.Signal) error
-}
+type Process = hostcontainers.Process
 
 // runcProcess is a process runc started (a container without the agent).
 type runcProcess struct {
@@ -526,7 +493,7 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 // ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
 // argument, the environment or the directory, an argument or environment
 // entry over the kernel's limit, or a relative directory.
-var ErrBadExec = errors.New("bad exec")
+var ErrBadExec = hostcontainers.ErrBadExec
 
 // maxArgBytes is the most bytes an argument or an environment entry may
 // have (the kernel's MAX_ARG_STRLEN).

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"io/fs"
 	"os"
@@ -22,7 +22,7 @@ import (
 type FileInfo = wire.FileInfo
 
 // ErrNoAgent is a files operation on a container without wharf-init.
-var ErrNoAgent = errors.New("the container does not run wharf-init (init = false): files need it")
+var ErrNoAgent = hostcontainers.ErrNoAgent
 
 // maxPath is the kernel's PATH_MAX: a path has fewer bytes.
 const maxPath = 4096
@@ -104,7 +104,7 @@ func (c *Container) Rename(ctx context.Context, from, to, user string) error {
 const MaxWatches = 16
 
 // ErrTooManyWatches is a watch over MaxWatches.
-var ErrTooManyWatches = errors.New("too many watches")
+var ErrTooManyWatches = hostcontainers.ErrTooManyWatches
 
 // Watch streams the changes to path (a directory: its entries; a file:
 // the file) as JSON lines, one FileEvent each, until closed, or until

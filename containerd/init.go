@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/agent"
 	"github.com/wharfhq/wharf/internal/agent/wire"
@@ -112,22 +112,6 @@ func makeAgentDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
-// pipeSize is the capacity wharf gives the pipes it creates for a process's
-// output (the kernel's default, 64 KiB, costs a context switch per 64 KiB).
-const pipeSize = 1 << 20
-
-// Pipe returns a pipe for a process's stream, with a large buffer.
-func Pipe() (r, w *os.File, err error) {
-	r, w, err = os.Pipe()
-	if err != nil {
-		return nil, nil, err
-	}
-	if raw, err := w.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
-	}
-	return r, w, nil
-}
-
 // agentProcess is a process the container's agent started.
 type agentProcess struct {
 	p *agent.Process
@@ -162,7 +146,7 @@ func (c *Container) agentExec(ctx context.Context, spec ExecSpec, x wire.Exec) (
 		case *os.File:
 			x.Stdin = add(in)
 		default:
-			r, w, err := Pipe()
+			r, w, err := hostcontainers.Pipe()
 			if err != nil {
 				return nil, err
 			}
@@ -185,7 +169,7 @@ func (c *Container) agentExec(ctx context.Context, spec ExecSpec, x wire.Exec) (
 				outFile = out
 				*o.idx = add(out)
 			default:
-				r, w, err := Pipe()
+				r, w, err := hostcontainers.Pipe()
 				if err != nil {
 					return nil, err
 				}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -223,7 +224,7 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 }
 
 // ErrMaxInstances is a start beyond a class's max_instances.
-var ErrMaxInstances = errors.New("too many containers")
+var ErrMaxInstances = hostcontainers.ErrMaxInstances
 
 // runningLocked counts the class's containers that have not exited.
 func (m *Manager) runningLocked(class string) int {

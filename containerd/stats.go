@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
@@ -11,17 +12,7 @@ import (
 
 // Stats are a container's resource use, read from its cgroup through
 // containerd (cgroup v1 or v2).
-type Stats struct {
-	// CPUNanos is the CPU time used since the container started.
-	CPUNanos uint64
-	// MemoryBytes is memory in use without the inactive page cache (what
-	// `docker stats` shows); MemoryLimitBytes is the cgroup's limit.
-	MemoryBytes, MemoryLimitBytes uint64
-	// Pids is the number of processes and threads.
-	Pids uint64
-	// ReadBytes and WriteBytes are block I/O since the container started.
-	ReadBytes, WriteBytes uint64
-}
+type Stats = hostcontainers.Stats
 
 // Stats reads the container's cgroup counters.
 func (c *Container) Stats(ctx context.Context) (Stats, error) {

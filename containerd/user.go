@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"io/fs"
 	"os"
@@ -15,7 +16,7 @@ import (
 )
 
 // ErrUnknownUser is an exec user the image does not know.
-var ErrUnknownUser = errors.New("unknown user")
+var ErrUnknownUser = hostcontainers.ErrUnknownUser
 
 // maxPasswd bounds how much of a container's /etc/passwd is read.
 const maxPasswd = 4 << 20

@@ -23,7 +23,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/admin"
-	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/logtap"
 )
 
@@ -103,7 +103,7 @@ func (a *Admin) Close() error {
 func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 	out := []admin.Container{}
 	if s := a.w.services; s.containers != nil {
-		for _, mc := range s.containers.List() {
+		for _, mc := range s.containers.Backend().List() {
 			out = append(out, a.describe(r.Context(), mc))
 		}
 	}
@@ -112,7 +112,7 @@ func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 }
 
 // describe is what ps shows of a container.
-func (a *Admin) describe(ctx context.Context, mc *containerd.Managed) admin.Container {
+func (a *Admin) describe(ctx context.Context, mc containers.Container) admin.Container {
 	state := "running"
 	if mc.Exited() {
 		code, reason, _ := mc.WaitExit()
@@ -124,12 +124,13 @@ func (a *Admin) describe(ctx context.Context, mc *containerd.Managed) admin.Cont
 	labels := map[string]string{}
 	all := mc.Labels(ctx)
 	for k, v := range all {
-		if name, ok := strings.CutPrefix(k, labelPrefix); ok {
+		if name, ok := strings.CutPrefix(k, containers.LabelPrefix); ok {
 			labels[name] = v
 		}
 	}
-	return admin.Container{Bindings: a.bindingsOf(mc.Class), Class: mc.Class, Object: mc.Object, Name: all[nameLabel],
-		State: state, Started: mc.Started, Address: mc.Endpoint.ContainerIP.String(), Pid: mc.Pid(), Labels: labels}
+	info := mc.Info()
+	return admin.Container{Bindings: a.bindingsOf(info.Class), Class: info.Class, Object: info.Object, Name: all[containers.NameLabel],
+		State: state, Started: info.Started, Address: info.Address.String(), Pid: mc.Pid(), Labels: labels}
 }
 
 // tail streams the log lines that pass the request's filter until the
@@ -176,13 +177,13 @@ func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
 	out := admin.Object{Bindings: a.bindingsOf(ns.class), Class: ns.class, Object: id, Live: s.objects.isLive(ns, id),
 		Storage: ns.storagePath(id)}
 	out.Name, _ = ns.names.name(id)
-	if spec, ok := s.containerSpecs[ns.class]; ok {
+	if spec, ok := s.containers.Spec(ns.class); ok {
 		out.Image = spec.Image
-		if mc, ok := s.containers.Get(ns.class, id); ok {
+		if mc, ok := s.containers.Backend().Get(ns.class, id); ok {
 			c := a.describe(r.Context(), mc)
 			out.Name = cmp.Or(out.Name, c.Name)
 			out.Container = &c
-			out.ContainerID = mc.ID()
+			out.ContainerID = mc.Info().ID
 			out.AllLabels = mc.Labels(r.Context())
 			if !mc.Exited() {
 				if st, err := mc.Stats(r.Context()); err == nil {
@@ -198,7 +199,7 @@ func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
 func (a *Admin) stats(rw http.ResponseWriter, r *http.Request) {
 	out := []admin.ContainerStats{}
 	if s := a.w.services; s.containers != nil {
-		for _, mc := range s.containers.List() {
+		for _, mc := range s.containers.Backend().List() {
 			if mc.Exited() {
 				continue
 			}
@@ -213,7 +214,7 @@ func (a *Admin) stats(rw http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(rw).Encode(out)
 }
 
-func statsOf(c admin.Container, st containerd.Stats) *admin.ContainerStats {
+func statsOf(c admin.Container, st containers.Stats) *admin.ContainerStats {
 	return &admin.ContainerStats{Bindings: c.Bindings, Name: c.Name, Class: c.Class, Object: c.Object, At: time.Now(),
 		CPUNanos: st.CPUNanos, MemoryBytes: st.MemoryBytes, MemoryLimitBytes: st.MemoryLimitBytes, Pids: st.Pids,
 		ReadBytes: st.ReadBytes, WriteBytes: st.WriteBytes}
@@ -259,7 +260,7 @@ func (a *Admin) resolve(r *http.Request) (*namespace, string, error) {
 }
 
 // object resolves the request's object to its container.
-func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
+func (a *Admin) object(r *http.Request) (containers.Container, error) {
 	s := a.w.services
 	if s.containers == nil {
 		return nil, errors.New("this plugin has no containers")
@@ -268,10 +269,10 @@ func (a *Admin) object(r *http.Request) (*containerd.Managed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.containerSpecs[ns.class]; !ok {
+	if _, ok := s.containers.Spec(ns.class); !ok {
 		return nil, fmt.Errorf("class %s has no container", ns.class)
 	}
-	mc, ok := s.containers.Get(ns.class, id)
+	mc, ok := s.containers.Backend().Get(ns.class, id)
 	if !ok {
 		return nil, fmt.Errorf("%s %s has no container", r.PathValue("binding"), r.PathValue("name"))
 	}
@@ -291,11 +292,12 @@ func (a *Admin) idFromPrefix(ns *namespace, prefix string) (*namespace, string, 
 	if ns != nil {
 		where = "class " + ns.class
 	}
-	var found []*containerd.Managed
+	var found []containers.Info
 	if a.w.services.containers != nil {
-		for _, mc := range a.w.services.containers.List() {
-			if (ns == nil || mc.Class == ns.class) && strings.HasPrefix(mc.Object, prefix) && prefix != "" {
-				found = append(found, mc)
+		for _, mc := range a.w.services.containers.Backend().List() {
+			info := mc.Info()
+			if (ns == nil || info.Class == ns.class) && strings.HasPrefix(info.Object, prefix) && prefix != "" {
+				found = append(found, info)
 			}
 		}
 	}
@@ -311,7 +313,8 @@ func (a *Admin) idFromPrefix(ns *namespace, prefix string) (*namespace, string, 
 func (a *Admin) stop(rw http.ResponseWriter, r *http.Request) {
 	mc, err := a.object(r)
 	if err == nil {
-		err = a.w.services.containers.Stop(r.Context(), mc.Class, mc.Object, operatorStopGrace)
+		info := mc.Info()
+		err = a.w.services.containers.Backend().Stop(r.Context(), info.Class, info.Object, operatorStopGrace)
 	}
 	answer(rw, err)
 }
@@ -320,7 +323,8 @@ func (a *Admin) destroy(rw http.ResponseWriter, r *http.Request) {
 	mc, err := a.object(r)
 	if err == nil {
 		mc.SetDestroyReason("destroyed by the operator")
-		err = a.w.services.containers.Destroy(r.Context(), mc.Class, mc.Object)
+		info := mc.Info()
+		err = a.w.services.containers.Backend().Destroy(r.Context(), info.Class, info.Object)
 	}
 	answer(rw, err)
 }
@@ -346,7 +350,8 @@ func (a *Admin) logs(rw http.ResponseWriter, r *http.Request) {
 		answer(rw, err)
 		return
 	}
-	f, err := os.Open(a.w.services.containers.LogPath(mc.Class, mc.Object))
+	info := mc.Info()
+	f, err := os.Open(a.w.services.containers.Backend().LogPath(info.Class, info.Object))
 	if err != nil {
 		answer(rw, fmt.Errorf("no output recorded: %w", err))
 		return
@@ -400,14 +405,14 @@ func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
 	defer stdinR.Close() // input that arrives after the exit is dropped
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	proc, err := mc.Exec(ctx, containerd.ExecSpec{Args: req.Cmd, Stdin: stdinR, Terminal: req.TTY,
+	proc, err := mc.Exec(ctx, containers.ExecSpec{Args: req.Cmd, Stdin: stdinR, Terminal: req.TTY,
 		Stdout: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStdout},
 		Stderr: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStderr}})
 	if err != nil {
 		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
 		return
 	}
-	a.w.services.containers.CountExec(mc.Class)
+	a.w.services.containers.Backend().CountExec(mc.Info().Class)
 	if req.TTY && req.Cols > 0 {
 		proc.Resize(ctx, uint32(req.Cols), uint32(req.Rows))
 	}

@@ -127,7 +127,7 @@ func TestEgressInterceptionByTarget(t *testing.T) {
 	assert.Contains(t, out, "inject: GET http://api.internal.test/back")
 
 	assert.Zero(t, inet.Hits(), "nothing reached the internet")
-	proxyPort, dnsPort := w.services.containers.Gateway().Ports()
+	proxyPort, dnsPort := w.services.manager.Gateway().Ports()
 	w.stop()
 	assertNoLeftovers(t, data)
 	for _, port := range []uint16{proxyPort, dnsPort} {

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -211,10 +211,8 @@ func releaseObject(obj any, failure error) {
 		o.stop()
 	case *fetchedResponse:
 		o.close()
-	case *process:
-		if !o.Ready() { // an exec no event waits for any more
-			go o.proc.Kill(context.Background(), syscall.SIGKILL)
-		}
+	case *containers.Execution:
+		o.Release()
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/host/containers"
 	"io"
 	"log/slog"
 	"net/http"
@@ -116,7 +116,7 @@ type object struct {
 	db    *storage.DB
 	// egress is the policy of the object's container, made on first use;
 	// only the object's own events touch it.
-	egress *egress.Policy
+	egress *containers.Policy
 	// place is the object's placement in the cluster while this host owns
 	// it (its storage is open only then); only the run goroutine touches it.
 	place cluster.Placement

@@ -27,6 +27,7 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -77,10 +78,9 @@ type services struct {
 	base       context.Context // lives as long as the host; parents fetches and forwards
 	client     *http.Client
 	objects    *Objects            // nil without Durable Object bindings
-	containers *containerd.Manager // nil without [[containers]]
+	containers *containers.Service // nil without [[containers]]
+	manager    *containerd.Manager // runs them
 	backend    *containerd.Backend
-	// containerSpecs are the [[containers]] entries by class.
-	containerSpecs map[string]manifest.Container
 	// worker answers intercepted container requests once it exists.
 	worker atomic.Pointer[Worker]
 }
@@ -269,10 +269,10 @@ func (w *Worker) Objects() *Objects { return w.services.objects }
 // address is given), checks every image is there, and adopts or removes
 // the containers a previous run left.
 func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg Config, logger *slog.Logger) error {
-	s.containerSpecs = map[string]manifest.Container{}
+	specs := map[string]manifest.Container{}
 	for i, c := range m.Containers {
-		s.containerSpecs[c.ClassName] = c
-		if _, err := newPolicy(c, false); err != nil {
+		specs[c.ClassName] = c
+		if _, err := containers.NewPolicy(c, false); err != nil {
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
 		}
 	}
@@ -280,12 +280,12 @@ func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg
 	if err != nil {
 		return err
 	}
-	if err := s.buildImages(ctx, m, b, cfg, logger); err != nil {
+	if err := buildImages(ctx, m, b, cfg, specs, logger); err != nil {
 		b.Close()
 		return err
 	}
 	for i, c := range m.Containers {
-		image := s.containerSpecs[c.ClassName].Image
+		image := specs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
 			b.Close()
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
@@ -302,15 +302,15 @@ func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg
 		b.Close()
 		return err
 	}
-	for class := range s.containerSpecs {
+	for class := range specs {
 		mgr.Track(class)
 	}
 	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
-		c, ok := s.containerSpecs[class]
+		c, ok := specs[class]
 		if !ok {
 			return nil
 		}
-		p, _ := newPolicy(c, internet) // checked above
+		p, _ := containers.NewPolicy(c, internet) // checked above
 		return p
 	})
 	if err != nil {
@@ -321,14 +321,27 @@ func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg
 	if adopted+removed > 0 {
 		logger.Info("containers from a previous run", "adopted", adopted, "removed", removed)
 	}
-	s.backend, s.containers = b, mgr
+	s.backend, s.manager, s.containers = b, mgr, containers.New(mgr.Containers(), specs)
 	return nil
+}
+
+// ServeOutbound answers a container's intercepted request with the
+// Worker's outbound handler (an abi.EventOutbound event), telling it the
+// handler and the container's object.
+func (s *services) ServeOutbound(w http.ResponseWriter, r *http.Request, src egress.Source, handler string) {
+	wk := s.worker.Load()
+	if wk == nil {
+		http.Error(w, "wharf egress: the Worker is still loading", http.StatusServiceUnavailable)
+		return
+	}
+	wk.serve(w, r, abi.EventOutbound, [][2]string{
+		{abi.FieldHandler, handler}, {abi.FieldClass, src.Class}, {abi.FieldID, src.Object}})
 }
 
 // buildImages builds the images of classes whose image is a Dockerfile
 // when their context changed (see build.Options.Hash) and points their
 // specs at the tags built.
-func (s *services) buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, cfg Config, logger *slog.Logger) error {
+func buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, cfg Config, specs map[string]manifest.Container, logger *slog.Logger) error {
 	var targets []build.Options
 	for i, c := range m.Containers {
 		src, ok := c.BuildSource(m.Dir)
@@ -348,7 +361,7 @@ func (s *services) buildImages(ctx context.Context, m *manifest.Manifest, b *con
 		o.Tag = build.Tag(m.Name, c.ClassName, hash)
 		targets = append(targets, o)
 		c.Image = o.Tag
-		s.containerSpecs[c.ClassName] = c
+		specs[c.ClassName] = c
 	}
 	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: cfg.Registries.Insecure, Logger: logger})
 }
@@ -360,14 +373,15 @@ func (w *Worker) Close(ctx context.Context) error {
 	if w.services.objects != nil {
 		err = w.services.objects.Close()
 	}
-	if w.services.containers != nil {
+	if s := w.services; s.manager != nil {
 		if w.stopGrace > 0 {
-			w.services.containers.StopAll(ctx, w.stopGrace)
+			s.manager.StopAll(ctx, w.stopGrace)
 		}
-		for _, c := range w.services.containerSpecs {
-			err = errors.Join(err, containerd.ReleaseInUse(ctx, w.services.backend.Client, c.Image, w.manifest.Name))
+		for _, c := range w.manifest.Containers {
+			spec, _ := s.containers.Spec(c.ClassName)
+			err = errors.Join(err, containerd.ReleaseInUse(ctx, s.backend.Client, spec.Image, w.manifest.Name))
 		}
-		err = errors.Join(err, w.services.containers.Close(ctx), w.services.backend.Close())
+		err = errors.Join(err, s.manager.Close(ctx), s.backend.Close())
 	}
 	w.reloadMu.Lock()
 	w.closed = true // no Reload swaps a set in after this

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"io/fs"
 	"net"
@@ -49,7 +50,7 @@ var kindErrors = map[string]error{
 
 // ErrLimit is an operation the agent refused because a limit is reached
 // (e.g. too many background processes).
-var ErrLimit = errors.New("limit reached")
+var ErrLimit = hostcontainers.ErrLimit
 
 // Error is an operation the agent refused or that failed in the
 // container: its message (as the agent gave it, e.g. "open /x: no such

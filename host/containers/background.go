@@ -1,0 +1,133 @@
+package containers
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"strings"
+	"syscall"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// backgroundStatus maps an error of a background operation on a process
+// that exists (or should) to its status.
+func backgroundStatus(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
+	case errors.Is(err, ErrNoAgentBackground), errors.Is(err, fs.ErrInvalid), errors.Is(err, fs.ErrExist),
+		badExec(err):
+		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	case errors.Is(err, ErrLimit):
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	}
+	return fmt.Errorf("%w: %w", abi.StatusIO, err)
+}
+
+// startStatus maps an error of a start: a process that could not be
+// started (no such program or directory) is IO, as for container_exec.
+func startStatus(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: the process could not be started: %w", abi.StatusIO, err)
+	}
+	return backgroundStatus(err)
+}
+
+// ParseBackground decodes the options of a background import; every
+// operation but list and start names a process.
+func ParseBackground(raw []byte) (abi.BackgroundOptions, error) {
+	o, err := abi.DecodeBackgroundOptions(raw)
+	if err != nil {
+		return o, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	if o.ID == "" && o.Op != "start" && o.Op != "list" {
+		return o, fmt.Errorf("%w: a background process operation needs an id", abi.StatusInvalid)
+	}
+	return o, nil
+}
+
+// maxStartResult is the largest description start can write for args:
+// the guest's buffer must hold it before anything starts.
+func maxStartResult(args []string) int {
+	code := math.MaxInt32
+	out, _ := json.Marshal(ProcessInfo{ID: strings.Repeat("x", 64), Pid: math.MaxInt32, Command: args,
+		Status: "completed", ExitCode: &code, Started: math.MaxInt64, Exited: math.MaxInt64})
+	return len(out)
+}
+
+// BackgroundOp runs the operation background_op asks: start (answers the
+// new process's JSON description), list (a JSON array of them), get (one)
+// or kill (nothing). A start whose description might not fit in capacity
+// bytes starts nothing and is BUFFER_SMALL with need, the bytes it needs.
+func BackgroundOp(ctx context.Context, c Container, o abi.BackgroundOptions, capacity uint32) (out []byte, need uint32, err error) {
+	var result any
+	switch o.Op {
+	case "start":
+		if len(o.Args) == 0 {
+			return nil, 0, fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
+		}
+		if need := maxStartResult(o.Args); capacity < uint32(need) {
+			return nil, uint32(need), fmt.Errorf("%w: start needs a buffer of %d bytes, it has %d (nothing was started)", abi.StatusBufferSmall, need, capacity)
+		}
+		info, err := c.StartBackground(ctx, ExecSpec{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User}, o.ID)
+		if err != nil {
+			return nil, 0, startStatus(err)
+		}
+		result = info
+	case "list":
+		list, err := c.Backgrounds(ctx)
+		if err != nil {
+			return nil, 0, backgroundStatus(err)
+		}
+		result = list
+	case "get":
+		info, err := c.Background(ctx, o.ID)
+		if err != nil {
+			return nil, 0, backgroundStatus(err)
+		}
+		result = info
+	case "kill":
+		sig := cmp.Or(o.Signal, uint32(syscall.SIGTERM))
+		if err := CheckSignal(sig); err != nil {
+			return nil, 0, err
+		}
+		if err := c.KillBackground(ctx, o.ID, int(sig)); err != nil {
+			return nil, 0, backgroundStatus(err)
+		}
+		return nil, 0, nil
+	default:
+		return nil, 0, fmt.Errorf("%w: op must be start, list, get or kill, got %q", abi.StatusInvalid, o.Op)
+	}
+	out, _ = json.Marshal(result)
+	return out, 0, nil
+}
+
+// BackgroundLogs streams a background process's output as background_logs
+// asks, and says how many bytes from its start were dropped.
+func BackgroundLogs(ctx context.Context, c Container, o abi.BackgroundOptions) (io.ReadCloser, int64, error) {
+	if o.From != "" && o.From != "start" && o.From != "now" {
+		return nil, 0, fmt.Errorf("%w: from must be \"start\" or \"now\", got %q", abi.StatusInvalid, o.From)
+	}
+	r, n, err := c.BackgroundLogs(ctx, o.ID, o.From != "now")
+	if err != nil {
+		return nil, 0, backgroundStatus(err)
+	}
+	return r, n, nil
+}
+
+// WaitBackground waits until background process id has exited and
+// answers its JSON description.
+func WaitBackground(ctx context.Context, c Container, id string) ([]byte, error) {
+	info, err := c.WaitBackground(ctx, id)
+	if err != nil {
+		return nil, backgroundStatus(err)
+	}
+	out, _ := json.Marshal(info)
+	return out, nil
+}

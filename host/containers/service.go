@@ -1,0 +1,237 @@
+// Package containers is the host's container service: each Durable
+// Object's container, started from its class's [[containers]] entry, and
+// what the object does with it (signals, processes, files, ports, egress
+// policy), over a Backend that runs containers (package containerd
+// implements it). It knows nothing of guests: the host's imports read
+// their arguments from guest memory, call it and hand its results back;
+// its errors carry the abi status the guest gets.
+package containers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/manifest"
+)
+
+// LabelPrefix marks the labels of [[containers]] labels and the SDK's on
+// the containers.
+const LabelPrefix = "wharf.label/"
+
+// NameLabel holds the name the object's id was made from, when the host
+// saw it (shown by `wharf ps`, kept across restarts with the container).
+const NameLabel = "wharf.name"
+
+// Errors of ctx.container a guest can cause.
+var (
+	errNoContainer      = errors.New("this Durable Object class has no container ([[containers]] in wharf.toml)")
+	errNotRunning       = errors.New("the container is not running")
+	errAlreadyRunning   = errors.New("the container is already running")
+	errSignalOutOfRange = errors.New("signal must be from 1 to 64")
+)
+
+// Service is the container service of the classes with a [[containers]]
+// entry. A nil *Service has no classes: every call is UNSUPPORTED.
+type Service struct {
+	backend Backend
+	specs   map[string]manifest.Container
+}
+
+// New is the service of specs (the [[containers]] entries by class, their
+// Dockerfile images resolved to the tags built) over backend.
+func New(backend Backend, specs map[string]manifest.Container) *Service {
+	return &Service{backend: backend, specs: specs}
+}
+
+// Backend is what runs the containers.
+func (s *Service) Backend() Backend { return s.backend }
+
+// Spec returns class's [[containers]] entry, if it has one.
+func (s *Service) Spec(class string) (manifest.Container, bool) {
+	if s == nil {
+		return manifest.Container{}, false
+	}
+	c, ok := s.specs[class]
+	return c, ok
+}
+
+// Config returns class's [[containers]] entry, or UNSUPPORTED.
+func (s *Service) Config(class string) (manifest.Container, error) {
+	c, ok := s.Spec(class)
+	if !ok {
+		return manifest.Container{}, fmt.Errorf("%w: %w", abi.StatusUnsupported, errNoContainer)
+	}
+	return c, nil
+}
+
+// Running returns the object's running container.
+func (s *Service) Running(class, object string) (Container, error) {
+	if _, err := s.Config(class); err != nil {
+		return nil, err
+	}
+	c, ok := s.backend.Get(class, object)
+	if !ok || c.Exited() {
+		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+	}
+	return c, nil
+}
+
+// Object is a Durable Object as the service sees it.
+type Object struct {
+	Class, ID string
+	// Name is the name its id was made from, if Named.
+	Name  string
+	Named bool
+	// PersistDir is the host directory of its persistent directories.
+	PersistDir string
+}
+
+// Start checks a start of the object's container with the options of
+// container_start (raw) and its egress policy, and returns the start
+// itself, which is slow: the caller runs it off the instance's thread.
+func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Policy) (func() error, error) {
+	cfg, err := s.Config(o.Class)
+	if err != nil {
+		return nil, err
+	}
+	spec := Spec{Image: cfg.Image, NoInit: !cfg.RunsInit(), Resources: Resources{
+		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024},
+		DiskMB: cfg.Resources.DiskMB,
+		Persistent: PersistentDirs{Paths: cfg.PersistentDirs, SizeMB: cfg.PersistentMB,
+			Image: filepath.Join(o.PersistDir, "disk.img")}}
+	for _, c := range cfg.Capabilities {
+		spec.Capabilities = append(spec.Capabilities, "CAP_"+c)
+	}
+	labels := map[string]string{}
+	if o.Named {
+		labels[NameLabel] = o.Name
+	}
+	for k, v := range cfg.Labels {
+		labels[LabelPrefix+k] = v
+	}
+	opts, err := abi.DecodeStartOptions(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+	}
+	spec.Env = append(spec.Env, opts.Env...)
+	spec.Entrypoint = append(spec.Entrypoint, opts.Entrypoint...)
+	for _, name := range opts.Secrets {
+		if !slices.Contains(cfg.Secrets, name) {
+			return nil, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, name)
+		}
+	}
+	for _, kv := range opts.Labels {
+		k, val, _ := strings.Cut(kv, "=")
+		labels[LabelPrefix+k] = val
+	}
+	for _, name := range cfg.Secrets { // every start gets them all; the SDK may only name them
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, name)
+		}
+		spec.Env = append(spec.Env, name+"="+v)
+	}
+	spec.Labels = labels
+	c, running := s.backend.Get(o.Class, o.ID)
+	if running && !c.Exited() {
+		return nil, fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
+	}
+	policy.SetInternet(opts.EnableInternet)
+	return func() error {
+		if running {
+			s.backend.Destroy(ctx, o.Class, o.ID) // an exited run makes room for the next
+		}
+		if _, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances); err != nil {
+			if errors.Is(err, ErrMaxInstances) {
+				return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+			}
+			return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+		}
+		return nil
+	}, nil
+}
+
+// Destroy removes the object's container, which exits for reason.
+func (s *Service) Destroy(ctx context.Context, class, object, reason string) error {
+	if c, ok := s.backend.Get(class, object); ok {
+		c.SetDestroyReason(reason)
+	}
+	if err := s.backend.Destroy(ctx, class, object); err != nil {
+		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+// CheckSignal refuses a signal number out of range (INVALID).
+func CheckSignal(n uint32) error {
+	if n < 1 || n > 64 {
+		return fmt.Errorf("%w: %w, got %d", abi.StatusInvalid, errSignalOutOfRange, n)
+	}
+	return nil
+}
+
+// Signal sends signal sig (checked with CheckSignal) to the container's
+// main process.
+func Signal(ctx context.Context, c Container, sig uint32) error {
+	if sig == uint32(syscall.SIGTERM) || sig == uint32(syscall.SIGKILL) || sig == uint32(syscall.SIGINT) {
+		c.MarkStopRequested() // an exit the object asked for is not a failure
+	}
+	if err := c.Signal(ctx, syscall.Signal(sig)); err != nil {
+		return fmt.Errorf("%w: %w", abi.StatusIO, err)
+	}
+	return nil
+}
+
+// Monitor returns a wait for the exit of the object's container (running
+// or exited): nil for exit code 0, else IO with the exit code or the
+// destroy reason.
+func (s *Service) Monitor(class, object string) (func() error, error) {
+	if _, err := s.Config(class); err != nil {
+		return nil, err
+	}
+	// An exited container is still known until the next start or destroy,
+	// so a monitor that comes late gets its exit code.
+	c, ok := s.backend.Get(class, object)
+	if !ok {
+		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+	}
+	return func() error {
+		code, reason, err := c.WaitExit()
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: waiting for the container: %w", abi.StatusIO, err)
+		case reason != "":
+			return fmt.Errorf("%w: %s", abi.StatusIO, reason)
+		case code != 0:
+			return fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code)
+		}
+		return nil
+	}, nil
+}
+
+// EncodeConfig is the class's Container settings from wharf.toml as
+// container_config answers them.
+func EncodeConfig(cfg manifest.Container) []byte {
+	out := abi.ContainerConfig{SleepAfter: cfg.SleepAfter, HardTimeout: cfg.HardTimeout}
+	for _, p := range cfg.ReadyOn {
+		out.ReadyOn = append(out.ReadyOn, abi.ReadyProbe{Port: p.Port, Status: p.Status, Path: p.Path})
+	}
+	return out.Encode(nil)
+}
+
+// NewPolicy is a class's egress policy as wharf.toml configures it.
+func NewPolicy(c manifest.Container, internet bool) (*Policy, error) {
+	p, err := egress.NewPolicy(internet, c.AllowedHosts, c.DeniedHosts)
+	if err != nil {
+		return nil, fmt.Errorf("allowed_hosts/denied_hosts: %w", err)
+	}
+	return p, nil
+}
