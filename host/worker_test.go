@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -384,6 +385,40 @@ func TestSleepUsesRealClockWithoutSpinning(t *testing.T) {
 		assert.GreaterOrEqual(t, ms, 300, q)
 		assert.Less(t, ms, 2000, q)
 		assert.Less(t, used, 150*time.Millisecond, "%s: sleeping burned CPU", q)
+	}
+}
+
+// TestEventGoroutinesAreReusedWithinABound: the goroutines 200 concurrent
+// events ran on wait for later events, at most 64 of them, however many
+// bursts come.
+func TestEventGoroutinesAreReusedWithinABound(t *testing.T) {
+	w := startWorker(t, "[limits]\ninstances = 1\n")
+	goroutines := func() int {
+		code, body := get(t, w.url+"/goroutines")
+		require.Equal(t, 200, code, body)
+		n, err := strconv.Atoi(body)
+		require.NoError(t, err, body)
+		return n
+	}
+	before := goroutines()
+	var counts []int
+	for range 2 {
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, _ := get(t, w.url+"/sleep?d=100ms")
+				assert.Equal(t, 200, code)
+			}()
+		}
+		wg.Wait()
+		counts = append(counts, goroutines())
+	}
+	t.Logf("guest goroutines: %d before, %v after each burst of 200 events", before, counts)
+	for _, n := range counts {
+		assert.LessOrEqual(t, n, before+64+1, "idle event goroutines are bounded")
+		assert.GreaterOrEqual(t, n, before+32, "event goroutines wait for the next event")
 	}
 }
 

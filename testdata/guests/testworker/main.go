@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,6 +246,9 @@ func init() {
 		start := time.Now()
 		time.Sleep(d) // ?go=1 once chose time.Sleep over the SDK's own sleep: there is one now
 		fmt.Fprint(w, time.Since(start).Milliseconds())
+	})
+	mux.HandleFunc("/goroutines", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, runtime.NumGoroutine())
 	})
 	mux.HandleFunc("/select", func(w http.ResponseWriter, r *http.Request) {
 		short, _ := sdk.NewTimer(20 * time.Millisecond)
