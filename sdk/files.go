@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 // Files is the file system of the running container, through wharf-init
@@ -245,6 +246,9 @@ func (w *Watcher) Next() (FileEvent, error) {
 // Handle makes a Watcher usable with Select: ready when a change is
 // waiting (or buffered in the decoder).
 func (w *Watcher) Handle() uint32 { return w.s.Handle() }
+
+// event is the event the watch belongs to: Select waits on its behalf.
+func (w *Watcher) event() wharf.Event { return w.s.event() }
 
 // buffered reports whether the decoder holds a whole change that Next
 // has not returned yet (the host writes one JSON line per change, and a
