@@ -42,6 +42,11 @@ func TestInitWritesAWorkingPlugin(t *testing.T) {
 	assert.Contains(t, string(mod), "replace github.com/wharfhq/wharf => "+testutil.RepoRoot()+"\n")
 
 	offlineGoTest(t, dir)
+	vet := exec.Command("go", "vet", "./...")
+	vet.Dir = dir
+	vet.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=", "GOOS=wasip1", "GOARCH=wasm")
+	out, err = vet.CombinedOutput()
+	require.NoError(t, err, "go vet for the plugin's own platform (an editor set to wasip1 does the same): %s", out)
 
 	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0")
 	resp, err := http.Get(srv.URL + "/")
