@@ -32,9 +32,9 @@ func BenchmarkContainerFromGuest(b *testing.B) {
 	}
 	call("BOX", "Start", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"})
 	call("RUNCBOX", "Start", []string{"sleep", "3600"})
-	mc, ok := w.services.manager.Get("Box", idFor(b, w, "bench"))
+	mc, ok := w.services.containers.Backend().Get("Box", idFor(b, w, "bench"))
 	require.True(b, ok)
-	url := fmt.Sprintf("http://%s:8080/passwd", mc.Endpoint.ContainerIP)
+	url := fmt.Sprintf("http://%s:8080/passwd", mc.Info().Address)
 	require.Eventually(b, func() bool { resp, err := http.Get(url); return err == nil && resp.Body.Close() == nil }, 10*time.Second, 10*time.Millisecond)
 
 	measure := func(binding, method string, args any) float64 {

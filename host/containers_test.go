@@ -14,6 +14,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -51,18 +52,30 @@ func TestContainersBackendLifecycle(t *testing.T) {
 	m.Path = "wharf.toml"
 	cfg := Config{Manifest: m, WasmPath: wasm, DataDir: data, CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()}
 
-	_, err = NewWorker(context.Background(), cfg)
+	_, err = newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
 	assert.Empty(t, containerdProcesses(data), "the refused load stopped its containerd")
 
 	fixture.ImportBusybox(t, data)
 
-	w, err := NewWorker(context.Background(), cfg)
+	w, err := newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.NoError(t, err)
 	assert.NotEmpty(t, containerdProcesses(data), "the host runs its own containerd")
 	require.NoError(t, w.Close(context.Background()))
 	assert.Empty(t, containerdProcesses(data), "Close stopped containerd")
+}
+
+// TestContainersNeedTheirService: a manifest with [[containers]] loaded
+// without the container service (a caller that forgot
+// hostbackend.Open) is refused, saying what is missing.
+func TestContainersNeedTheirService(t *testing.T) {
+	m, err := parseTestManifest([]byte(containersManifest))
+	require.NoError(t, err)
+	m.Path = "wharf.toml"
+	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"),
+		DataDir: t.TempDir(), CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	assert.EqualError(t, err, "wharf.toml: the manifest declares [[containers]] and Config.Containers is nil (open it with package containerd/hostbackend)")
 }
 
 // containerdProcesses lists containerd daemons whose config is under dir.
@@ -332,7 +345,8 @@ func TestStartWithoutItsImage(t *testing.T) {
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
 	ctx := context.Background()
 	const image = "wharf.test/busybox:latest"
-	require.NoError(t, containerd.RemoveImage(ctx, w.services.backend.Client, image, true))
+	_, backend := hostbackend.Parts(w.services.containers)
+	require.NoError(t, containerd.RemoveImage(ctx, backend.Client, image, true))
 
 	code, body := w.call(t, "BOX", "a", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, 500, code)
@@ -341,7 +355,7 @@ func TestStartWithoutItsImage(t *testing.T) {
 
 	archive, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
-	_, err = containerd.ImportArchive(ctx, w.services.backend.Client, archive, "")
+	_, err = containerd.ImportArchive(ctx, backend.Client, archive, "")
 	require.NoError(t, err)
 	w.mustCall(t, "BOX", "a", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "a", "Running", nil))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/internal/fakenet"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -24,8 +25,8 @@ func egressWorker(t testing.TB, manifest string) (*testWorker, *fakenet.Internet
 	inet := fakenet.Start(t)
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
-	w := serveGuestConfig(t, "testdata/guests/objects", manifest, data, func(c *Config) {
-		c.DNSUpstream, c.Client = []string{inet.DNS}, inet.Client()
+	w := serveGuestConfig(t, "testdata/guests/objects", manifest, data, func(c *Config, o *hostbackend.Options) {
+		o.DNSUpstream, c.Client = []string{inet.DNS}, inet.Client()
 	})
 	return w, inet, data
 }
@@ -127,7 +128,8 @@ func TestEgressInterceptionByTarget(t *testing.T) {
 	assert.Contains(t, out, "inject: GET http://api.internal.test/back")
 
 	assert.Zero(t, inet.Hits(), "nothing reached the internet")
-	proxyPort, dnsPort := w.services.manager.Gateway().Ports()
+	mgr, _ := hostbackend.Parts(w.services.containers)
+	proxyPort, dnsPort := mgr.Gateway().Ports()
 	w.stop()
 	assertNoLeftovers(t, data)
 	for _, port := range []uint16{proxyPort, dnsPort} {
@@ -281,8 +283,8 @@ func TestEgressErrors(t *testing.T) {
 	// A bad pattern in wharf.toml is refused at load.
 	m, err := parseTestManifest([]byte(containersManifest + "allowed_hosts = [\"ok.test\", \"not ok\"]\n"))
 	require.NoError(t, err)
-	_, err = NewWorker(t.Context(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"), DataDir: t.TempDir(),
-		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	_, err = newWorker(t.Context(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"), DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()}, hostbackend.Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), fmt.Sprintf(`containers[0] (class Box): allowed_hosts/denied_hosts: invalid egress target %q`, "not ok"))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -207,7 +208,7 @@ func (w *testWorker) guestMemory() uint64 { return w.Instances().MemoryBytes }
 // and take work once up.
 func TestServeEarlyServesWhileTheOtherInstancesStart(t *testing.T) {
 	w := serveGuestConfig(t, "testdata/guests/testworker", "name = \"testworker\"\nmain = \"x.wasm\"\n[limits]\ninstances = 3\n",
-		sharedDataDir, func(c *Config) { c.ServeEarly = true })
+		sharedDataDir, func(c *Config, _ *hostbackend.Options) { c.ServeEarly = true })
 	assert.GreaterOrEqual(t, w.Instances().Live, 1)
 	w.assertServing(t)
 	require.Eventually(t, func() bool { return w.Instances().Live == 3 }, 30*time.Second, 10*time.Millisecond, "the others start")

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -24,9 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/containerd"
-	"github.com/wharfhq/wharf/containerd/build"
-	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -43,9 +39,10 @@ type Config struct {
 	// CacheDir overrides where compiled code is cached (default
 	// DataDir/cache).
 	CacheDir string
-	// ContainerdAddress names an existing containerd socket; empty starts
-	// wharf's own under DataDir when the manifest declares containers.
-	ContainerdAddress string
+	// Containers runs the manifest's [[containers]] (see package
+	// containerd/hostbackend); nil without. The Worker owns it from
+	// NewWorker on: Close, or a NewWorker that fails, closes it.
+	Containers *containers.Service
 	// Logger receives host and guest logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Client makes guests' outbound fetches; nil means net/http's defaults
@@ -56,14 +53,6 @@ type Config struct {
 	StopGrace time.Duration
 	// Metrics registers the host's Prometheus metrics; nil registers none.
 	Metrics prometheus.Registerer
-	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
-	// names are resolved with; empty means the host's /etc/resolv.conf.
-	DNSUpstream []string
-	// Registries are the credentials and plain-HTTP registries for
-	// builds of Dockerfile images.
-	Registries containerd.Registries
-	// BuildOutput receives the progress of image builds; nil discards it.
-	BuildOutput io.Writer
 	// Cluster joins the Worker's objects to a cluster; nil serves them on
 	// this host alone.
 	Cluster *ClusterConfig
@@ -79,10 +68,6 @@ type services struct {
 	client     *http.Client
 	objects    *Objects            // nil without Durable Object bindings
 	containers *containers.Service // nil without [[containers]]
-	manager    *containerd.Manager // runs them
-	backend    *containerd.Backend
-	// worker answers intercepted container requests once it exists.
-	worker atomic.Pointer[Worker]
 }
 
 // Worker serves HTTP requests as events of the plugin's long-running
@@ -117,20 +102,25 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
 	}
 	m, logger := cfg.Manifest, cfg.Logger
+	if len(m.Containers) > 0 && cfg.Containers == nil {
+		return nil, fmt.Errorf("%s: the manifest declares [[containers]] and Config.Containers is nil (open it with package containerd/hostbackend)", m.Path)
+	}
 	base, cancel := context.WithCancel(context.Background())
-	s := &services{base: base, client: cfg.Client}
+	s := &services{base: base, client: cfg.Client, containers: cfg.Containers}
 	var prefix [4]byte
 	rand.Read(prefix[:])
 	w := &Worker{cfg: cfg, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:]),
 		logs: newGuestLogs(m.Name, logger, m.Limits.LogLineBytes, m.Limits.LogLinesPerSecond, m.Limits.LogBurst)}
 	rt, err := w.startCode(ctx, cfg.WasmPath, false)
 	if err != nil {
+		s.containers.Close(context.WithoutCancel(ctx), 0)
 		cancel()
 		return nil, err
 	}
 	w.sets.Store(rt)
 	fail := func(err error) (*Worker, error) {
 		s.objects.Close()
+		s.containers.Close(context.WithoutCancel(ctx), 0)
 		rt.close()
 		cancel()
 		return nil, err
@@ -140,15 +130,15 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 			return fail(err)
 		}
 	}
-	if len(m.Containers) > 0 {
-		if err := s.openContainers(ctx, m, cfg, logger); err != nil {
-			return fail(err)
-		}
+	if s.containers != nil {
+		// Exits of containers adopted before the objects existed reach
+		// them now, and intercepted requests are answered.
+		s.containers.Bind(s.containerExited, func(rw http.ResponseWriter, r *http.Request, class, object, handler string) {
+			w.serve(rw, r, abi.EventOutbound, [][2]string{{abi.FieldHandler, handler}, {abi.FieldClass, class}, {abi.FieldID, object}})
+		})
 	}
-	s.worker.Store(w)
 	if s.objects != nil {
-		// Objects exist before containers (an adopted container's exit
-		// reaches its object), but alarms wait for the whole worker.
+		// Alarms wait for the whole worker.
 		s.objects.startAlarms()
 	}
 	return w, nil
@@ -265,107 +255,6 @@ func checkModule(in *instance, m *manifest.Manifest) error {
 // Objects is the Durable Object runtime, nil without bindings.
 func (w *Worker) Objects() *Objects { return w.services.objects }
 
-// openContainers connects to containerd (starting wharf's own unless an
-// address is given), checks every image is there, and adopts or removes
-// the containers a previous run left.
-func (s *services) openContainers(ctx context.Context, m *manifest.Manifest, cfg Config, logger *slog.Logger) error {
-	specs := map[string]manifest.Container{}
-	for i, c := range m.Containers {
-		specs[c.ClassName] = c
-		if _, err := containers.NewPolicy(c, false); err != nil {
-			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
-		}
-	}
-	b, err := containerd.OpenBackend(ctx, cfg.DataDir, cfg.ContainerdAddress, logger)
-	if err != nil {
-		return err
-	}
-	if err := buildImages(ctx, m, b, cfg, specs, logger); err != nil {
-		b.Close()
-		return err
-	}
-	for i, c := range m.Containers {
-		image := specs[c.ClassName].Image
-		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
-			b.Close()
-			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
-		}
-		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
-			b.Close()
-			return err
-		}
-	}
-	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
-		Egress: egress.Config{Upstream: cfg.DNSUpstream, Interceptor: s}, Logger: logger, Metrics: cfg.Metrics,
-		OnExit: s.containerExited})
-	if err != nil {
-		b.Close()
-		return err
-	}
-	for class := range specs {
-		mgr.Track(class)
-	}
-	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
-		c, ok := specs[class]
-		if !ok {
-			return nil
-		}
-		p, _ := containers.NewPolicy(c, internet) // checked above
-		return p
-	})
-	if err != nil {
-		mgr.Close(ctx)
-		b.Close()
-		return fmt.Errorf("recovering containers: %w", err)
-	}
-	if adopted+removed > 0 {
-		logger.Info("containers from a previous run", "adopted", adopted, "removed", removed)
-	}
-	s.backend, s.manager, s.containers = b, mgr, containers.New(mgr.Containers(), specs)
-	return nil
-}
-
-// ServeOutbound answers a container's intercepted request with the
-// Worker's outbound handler (an abi.EventOutbound event), telling it the
-// handler and the container's object.
-func (s *services) ServeOutbound(w http.ResponseWriter, r *http.Request, src egress.Source, handler string) {
-	wk := s.worker.Load()
-	if wk == nil {
-		http.Error(w, "wharf egress: the Worker is still loading", http.StatusServiceUnavailable)
-		return
-	}
-	wk.serve(w, r, abi.EventOutbound, [][2]string{
-		{abi.FieldHandler, handler}, {abi.FieldClass, src.Class}, {abi.FieldID, src.Object}})
-}
-
-// buildImages builds the images of classes whose image is a Dockerfile
-// when their context changed (see build.Options.Hash) and points their
-// specs at the tags built.
-func buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, cfg Config, specs map[string]manifest.Container, logger *slog.Logger) error {
-	var targets []build.Options
-	for i, c := range m.Containers {
-		src, ok := c.BuildSource(m.Dir)
-		if !ok {
-			continue
-		}
-		contextDir, dockerfile, err := build.Source(src, "")
-		if err != nil {
-			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
-		}
-		o := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
-			Auth: cfg.Registries.Auth, Progress: cfg.BuildOutput, Exclude: build.ExcludeInside(contextDir, b.DataDir)}
-		hash, err := o.Hash(ctx)
-		if err != nil {
-			return err
-		}
-		o.Tag = build.Tag(m.Name, c.ClassName, hash)
-		targets = append(targets, o)
-		c.Image = o.Tag
-		specs[c.ClassName] = c
-	}
-	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: cfg.Registries.Insecure, Logger: logger})
-}
-
 // Close stops fetches, forwards and objects, removes the containers it ran
 // and stops the instances and releases containerd.
 func (w *Worker) Close(ctx context.Context) error {
@@ -373,16 +262,7 @@ func (w *Worker) Close(ctx context.Context) error {
 	if w.services.objects != nil {
 		err = w.services.objects.Close()
 	}
-	if s := w.services; s.manager != nil {
-		if w.stopGrace > 0 {
-			s.manager.StopAll(ctx, w.stopGrace)
-		}
-		for _, c := range w.manifest.Containers {
-			spec, _ := s.containers.Spec(c.ClassName)
-			err = errors.Join(err, containerd.ReleaseInUse(ctx, s.backend.Client, spec.Image, w.manifest.Name))
-		}
-		err = errors.Join(err, s.manager.Close(ctx), s.backend.Close())
-	}
+	err = errors.Join(err, w.services.containers.Close(ctx, w.stopGrace))
 	w.reloadMu.Lock()
 	w.closed = true // no Reload swaps a set in after this
 	w.reloadMu.Unlock()

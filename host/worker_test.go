@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -59,6 +60,18 @@ func parseTestManifest(text []byte) (*manifest.Manifest, error) {
 	return m, err
 }
 
+// newWorker opens the manifest's containers, if any, with o as wharf serve
+// does (on cfg's data directory, with its logger) and loads the Worker
+// with them.
+func newWorker(ctx context.Context, cfg Config, o hostbackend.Options) (*Worker, error) {
+	o.DataDir, o.Logger = cfg.DataDir, cfg.Logger
+	var err error
+	if cfg.Containers, err = hostbackend.Open(ctx, cfg.Manifest, o); err != nil {
+		return nil, err
+	}
+	return NewWorker(ctx, cfg)
+}
+
 type testWorker struct {
 	*Worker
 	url  string
@@ -77,11 +90,12 @@ func startWorker(t *testing.T, manifestExtra string) *testWorker {
 // data directory, and serves it on loopback until cleanup (or stop).
 func serveGuest(t testing.TB, pkg, manifestText, dataDir string) *testWorker {
 	t.Helper()
-	return serveGuestConfig(t, pkg, manifestText, dataDir, func(*Config) {})
+	return serveGuestConfig(t, pkg, manifestText, dataDir, func(*Config, *hostbackend.Options) {})
 }
 
-// serveGuestConfig is serveGuest with the Config changed by edit.
-func serveGuestConfig(t testing.TB, pkg, manifestText, dataDir string, edit func(*Config)) *testWorker {
+// serveGuestConfig is serveGuest with the Config and the containers'
+// options changed by edit.
+func serveGuestConfig(t testing.TB, pkg, manifestText, dataDir string, edit func(*Config, *hostbackend.Options)) *testWorker {
 	t.Helper()
 	wasm := testutil.BuildGuest(t, pkg)
 	m, err := parseTestManifest([]byte(manifestText))
@@ -89,8 +103,9 @@ func serveGuestConfig(t testing.TB, pkg, manifestText, dataDir string, edit func
 	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: logger}
-	edit(&cfg)
-	w, err := NewWorker(context.Background(), cfg)
+	var o hostbackend.Options
+	edit(&cfg, &o)
+	w, err := newWorker(context.Background(), cfg, o)
 	require.NoError(t, err)
 	srv := httptest.NewServer(w)
 	tw := &testWorker{Worker: w, url: srv.URL, logs: logs}

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/testimages"
@@ -109,8 +110,12 @@ func Start(t testing.TB, opts Options) *Plugin {
 		fixture.ImportArchives(t, p.DataDir, opts.Images...)
 	}
 	logger := slog.New(textlog.New(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p.Worker, err = host.NewWorker(context.Background(), host.Config{Manifest: m, WasmPath: wasm, DataDir: p.DataDir,
-		Logger: logger, StopGrace: opts.StopGrace, DNSUpstream: opts.DNSUpstream})
+	ctrs, err := hostbackend.Open(context.Background(), m, hostbackend.Options{DataDir: p.DataDir, Logger: logger,
+		DNSUpstream: opts.DNSUpstream})
+	if err == nil {
+		p.Worker, err = host.NewWorker(context.Background(), host.Config{Manifest: m, WasmPath: wasm, DataDir: p.DataDir,
+			Logger: logger, StopGrace: opts.StopGrace, Containers: ctrs})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/logtap"
@@ -245,9 +246,13 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctrs, err := hostbackend.Open(ctx, m, hostbackend.Options{DataDir: dataDir, Address: f.address, Logger: logger,
+		Metrics: metrics, DNSUpstream: f.dnsUpstream, Registries: reg, BuildOutput: os.Stderr})
+	if err != nil {
+		return err
+	}
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
-		ContainerdAddress: f.address, DNSUpstream: f.dnsUpstream, Metrics: metrics, StopGrace: f.stopGrace,
-		Registries: reg, BuildOutput: os.Stderr, Cluster: cc, ServeEarly: true})
+		Containers: ctrs, Metrics: metrics, StopGrace: f.stopGrace, Cluster: cc, ServeEarly: true})
 	if err != nil {
 		return err
 	}

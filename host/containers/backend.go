@@ -27,8 +27,8 @@ type Backend interface {
 	Get(class, object string) (Container, bool)
 	// List returns every container.
 	List() []Container
-	// Stop sends SIGTERM to the object's container and, after grace,
-	// SIGKILL, then removes it.
+	// Stop sends SIGTERM to the object's container and destroys it if it
+	// has not exited after grace.
 	Stop(ctx context.Context, class, object string, grace time.Duration) error
 	// Destroy removes the object's container and its network.
 	Destroy(ctx context.Context, class, object string) error
@@ -36,6 +36,9 @@ type Backend interface {
 	LogPath(class, object string) string
 	// CountExec counts an exec into a container of class in the metrics.
 	CountExec(class string)
+	// Close stops the containers (SIGTERM, and SIGKILL after grace; 0
+	// kills them at once), removes them and releases what runs them.
+	Close(ctx context.Context, grace time.Duration) error
 }
 
 // Container is an object's container.

@@ -11,11 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd/egress"
@@ -43,12 +45,29 @@ var (
 type Service struct {
 	backend Backend
 	specs   map[string]manifest.Container
+	hooks   *Hooks
 }
 
 // New is the service of specs (the [[containers]] entries by class, their
-// Dockerfile images resolved to the tags built) over backend.
-func New(backend Backend, specs map[string]manifest.Container) *Service {
-	return &Service{backend: backend, specs: specs}
+// Dockerfile images resolved to the tags built) over backend, which
+// reaches the host through hooks.
+func New(backend Backend, specs map[string]manifest.Container, hooks *Hooks) *Service {
+	return &Service{backend: backend, specs: specs, hooks: hooks}
+}
+
+// Bind has the service's hooks tell the host of exits (exited runs on a
+// goroutine of its own) and intercepted requests (outbound answers them).
+func (s *Service) Bind(exited func(class, object string), outbound func(w http.ResponseWriter, r *http.Request, class, object, handler string)) {
+	s.hooks.bind(exited, outbound)
+}
+
+// Close stops the containers (SIGTERM, and SIGKILL after grace; 0 kills
+// them at once), removes them and releases the backend.
+func (s *Service) Close(ctx context.Context, grace time.Duration) error {
+	if s == nil {
+		return nil
+	}
+	return s.backend.Close(ctx, grace)
 }
 
 // Backend is what runs the containers.

@@ -1,0 +1,222 @@
+// Package hostbackend opens what a plugin's [[containers]] run on and hands
+// it to the host as its container service (package host/containers over
+// package containerd): containerd (wharf's own under the data directory,
+// or the operator's), the Dockerfile images built, every image checked and
+// marked in use, the manager with its egress gateway, and the containers a
+// previous run left adopted or removed. `wharf serve` and the tests that
+// run containers open it the same way.
+package hostbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/build"
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/manifest"
+)
+
+// Options configure Open.
+type Options struct {
+	// DataDir is the plugin's data directory (wharf's containerd, disks,
+	// egress CA and journal live under it).
+	DataDir string
+	// Address names an existing containerd socket; empty starts wharf's
+	// own under DataDir.
+	Address string
+	// Logger receives the lifecycle lines; nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics registers the lifecycle metrics; nil registers none.
+	Metrics prometheus.Registerer
+	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
+	// names are resolved with; empty means the host's /etc/resolv.conf.
+	DNSUpstream []string
+	// Registries are the credentials and plain-HTTP registries for
+	// builds of Dockerfile images.
+	Registries containerd.Registries
+	// BuildOutput receives the progress of image builds; nil discards it.
+	BuildOutput io.Writer
+}
+
+// Open connects to containerd (starting wharf's own unless an address is
+// given), builds the images of Dockerfile classes, checks every image is
+// there, starts the manager and adopts or removes the containers a
+// previous run left. It returns nil for a manifest without [[containers]].
+// The service's Close (the host's, once given it) releases it all.
+func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Service, error) {
+	if len(m.Containers) == 0 {
+		return nil, nil
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	specs := map[string]manifest.Container{}
+	for i, c := range m.Containers {
+		specs[c.ClassName] = c
+		if _, err := containers.NewPolicy(c, false); err != nil {
+			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
+		}
+	}
+	b, err := containerd.OpenBackend(ctx, o.DataDir, o.Address, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := buildImages(ctx, m, b, o, specs, logger); err != nil {
+		b.Close()
+		return nil, err
+	}
+	be := &backend{b: b, plugin: m.Name}
+	for i, c := range m.Containers {
+		image := specs[c.ClassName].Image
+		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
+		}
+		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
+			b.Close()
+			return nil, err
+		}
+		be.images = append(be.images, image)
+	}
+	hooks := &containers.Hooks{}
+	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
+		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks}, Logger: logger, Metrics: o.Metrics,
+		OnExit: hooks.Exited})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	for class := range specs {
+		mgr.Track(class)
+	}
+	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
+		c, ok := specs[class]
+		if !ok {
+			return nil
+		}
+		p, _ := containers.NewPolicy(c, internet) // checked above
+		return p
+	})
+	if err != nil {
+		mgr.Close(ctx)
+		b.Close()
+		return nil, fmt.Errorf("recovering containers: %w", err)
+	}
+	if adopted+removed > 0 {
+		logger.Info("containers from a previous run", "adopted", adopted, "removed", removed)
+	}
+	be.mgr = mgr
+	return containers.New(be, specs, hooks), nil
+}
+
+// buildImages builds the images of classes whose image is a Dockerfile
+// when their context changed (see build.Options.Hash) and points their
+// specs at the tags built.
+func buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, o Options, specs map[string]manifest.Container, logger *slog.Logger) error {
+	var targets []build.Options
+	for i, c := range m.Containers {
+		src, ok := c.BuildSource(m.Dir)
+		if !ok {
+			continue
+		}
+		contextDir, dockerfile, err := build.Source(src, "")
+		if err != nil {
+			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
+		}
+		bo := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
+			Auth: o.Registries.Auth, Progress: o.BuildOutput, Exclude: build.ExcludeInside(contextDir, b.DataDir)}
+		hash, err := bo.Hash(ctx)
+		if err != nil {
+			return err
+		}
+		bo.Tag = build.Tag(m.Name, c.ClassName, hash)
+		targets = append(targets, bo)
+		c.Image = bo.Tag
+		specs[c.ClassName] = c
+	}
+	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: o.Registries.Insecure, Logger: logger})
+}
+
+// Parts returns the manager and the containerd connection behind s, a
+// service Open returned, for tests that look under it.
+func Parts(s *containers.Service) (*containerd.Manager, *containerd.Backend) {
+	be := s.Backend().(*backend)
+	return be.mgr, be.b
+}
+
+// backend is a containerd.Manager as a containers.Backend, with the
+// containerd it runs on and the images the plugin marked in use.
+type backend struct {
+	mgr    *containerd.Manager
+	b      *containerd.Backend
+	images []string
+	plugin string
+}
+
+var _ containers.Backend = (*backend)(nil)
+
+func (be *backend) Start(ctx context.Context, class, object string, spec containers.Spec, policy *containers.Policy, maxPerClass int) (containers.Container, error) {
+	mc, err := be.mgr.Start(ctx, class, object, containerd.ContainerSpec{Image: spec.Image, Labels: spec.Labels, Env: spec.Env,
+		Entrypoint: spec.Entrypoint, Resources: spec.Resources, Capabilities: spec.Capabilities, DiskMB: spec.DiskMB,
+		Persistent: spec.Persistent, NoInit: spec.NoInit}, policy, maxPerClass)
+	if err != nil {
+		return nil, err
+	}
+	return container{mc}, nil
+}
+
+func (be *backend) Get(class, object string) (containers.Container, bool) {
+	mc, ok := be.mgr.Get(class, object)
+	if !ok {
+		return nil, false
+	}
+	return container{mc}, true
+}
+
+func (be *backend) List() []containers.Container {
+	var out []containers.Container
+	for _, mc := range be.mgr.List() {
+		out = append(out, container{mc})
+	}
+	return out
+}
+
+func (be *backend) Stop(ctx context.Context, class, object string, grace time.Duration) error {
+	return be.mgr.Stop(ctx, class, object, grace)
+}
+
+func (be *backend) Destroy(ctx context.Context, class, object string) error {
+	return be.mgr.Destroy(ctx, class, object)
+}
+
+func (be *backend) LogPath(class, object string) string { return be.mgr.LogPath(class, object) }
+
+func (be *backend) CountExec(class string) { be.mgr.CountExec(class) }
+
+func (be *backend) Close(ctx context.Context, grace time.Duration) error {
+	if grace > 0 {
+		be.mgr.StopAll(ctx, grace)
+	}
+	var err error
+	for _, image := range be.images {
+		err = errors.Join(err, containerd.ReleaseInUse(ctx, be.b.Client, image, be.plugin))
+	}
+	return errors.Join(err, be.mgr.Close(ctx), be.b.Close())
+}
+
+// container is a containerd.Managed as a containers.Container.
+type container struct{ *containerd.Managed }
+
+func (c container) Info() containers.Info {
+	return containers.Info{Class: c.Class, Object: c.Object, ID: c.ID(), Address: c.Endpoint.ContainerIP,
+		Started: c.Started, Policy: c.Policy}
+}
