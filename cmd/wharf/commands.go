@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -194,8 +195,8 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if f.watch && !m.NeedsBuild() {
 		return fmt.Errorf("wharf dev rebuilds the plugin from its Go sources, but %s names a built module (main = %q): use wharf serve", m.Path, m.Main)
 	}
-	if f.storageMB < 0 {
-		return fmt.Errorf("--storage-memory-mb must be 0 (no limit) or more, got %d", f.storageMB)
+	if f.storageMB < 0 || f.storageMB > math.MaxInt64>>20 {
+		return fmt.Errorf("--storage-memory-mb must be 0 (no limit) or more, and fit in 64 bits as bytes, got %d", f.storageMB)
 	}
 	storage.SetMemoryLimit(f.storageMB << 20)
 	if f.engine != "" {

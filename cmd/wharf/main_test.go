@@ -72,8 +72,10 @@ func TestServeRefusesBadInput(t *testing.T) {
 	assert.ErrorContains(t, err, "--log-level")
 	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--engine", "v8")
 	assert.ErrorContains(t, err, `--engine: unknown engine "v8" (want wazero or wasmtime)`)
-	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--storage-memory-mb", "-1")
-	assert.ErrorContains(t, err, "--storage-memory-mb must be 0 (no limit) or more, got -1")
+	for _, mb := range []string{"-1", "8796093022208"} { // 2^43 MiB is 2^63 bytes
+		_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--storage-memory-mb", mb)
+		assert.ErrorContains(t, err, "--storage-memory-mb must be 0 (no limit) or more, and fit in 64 bits as bytes, got "+mb)
+	}
 }
 
 func TestImagesImportListRemove(t *testing.T) {
