@@ -270,6 +270,11 @@ func (obj *object) run() {
 		if err != nil {
 			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
 			obj.deactivate() // its memory may reflect writes that were lost
+			if errors.Is(err, storage.ErrFileReplaced) {
+				// The next event opens the file at the object's path.
+				obj.db.Close()
+				obj.db = storage.Lazy(obj.storagePath())
+			}
 			if c := obj.objs.cluster; c != nil {
 				c.disown(obj) // fenced, perhaps: the next event places it again
 			}

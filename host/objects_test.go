@@ -440,3 +440,35 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	assert.True(t, ok, "the write after the deletion is in the file at the object's path")
 	assert.Equal(t, "2", string(v))
 }
+
+// TestLiveDatabaseFileDeletedOnDisk: a live object whose file is deleted
+// on disk does not acknowledge writes that would go to the unlinked file;
+// it says why, and its next event uses the file at its path.
+func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "old", "value": "1"})
+	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
+	require.NoError(t, err)
+	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
+	require.Len(t, files, 1)
+	for _, p := range []string{files[0], files[0] + "-wal", files[0] + "-shm"} {
+		require.NoError(t, os.Remove(p))
+	}
+	code, body := w.call(t, "STORE", "live", "Put", map[string]string{"key": "lost", "value": "2"})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "storage commit failed: the database file was deleted or replaced on disk while open")
+	_, body = w.call(t, "STORE", "live", "Get", "old")
+	assert.Contains(t, body, `no key "old"`, "the object came back from the file at its path")
+	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "new", "value": "3"})
+	w.stop()
+	db := storage.Lazy(files[0])
+	defer db.Close()
+	v, ok, err := db.Get([]byte("new"))
+	require.NoError(t, err)
+	assert.True(t, ok, "the write after the deletion is in the file at the object's path")
+	assert.Equal(t, "3", string(v))
+	_, ok, err = db.Get([]byte("lost"))
+	require.NoError(t, err)
+	assert.False(t, ok, "the refused write is nowhere")
+}

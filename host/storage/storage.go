@@ -57,6 +57,10 @@ var (
 	ErrTxStatement   = errors.New("transaction statements are not allowed in SQL; use the transaction API")
 	ErrNoTransaction = errors.New("no transaction is open")
 	ErrTxLeftOpen    = errors.New("the event ended with a transaction still open; its writes were undone")
+	// ErrFileReplaced is a commit refused because the file was deleted or
+	// replaced on disk: its writes would have gone to a file nobody opens
+	// again.
+	ErrFileReplaced = errors.New("the database file was deleted or replaced on disk while open; the writes since the last commit were undone")
 )
 
 // DB is one object's database. It is used by one goroutine at a time.
@@ -268,6 +272,10 @@ func (d *DB) Flush() error {
 	}
 	if d.savepoints > 0 {
 		return errors.New("a streamed response cannot start inside a transaction")
+	}
+	if d.dirty && d.Replaced() {
+		d.rollback()
+		return ErrFileReplaced
 	}
 	if err := d.durable(); err != nil {
 		d.rollback()

@@ -380,3 +380,24 @@ func TestPageCachesStayWithinTheMemoryLimit(t *testing.T) {
 	assert.Greater(t, unlimited, int64(30<<20), "80 × 512 KiB of pages stay cached without a limit")
 	assert.Less(t, limited, int64(12<<20), "the caches stop growing near the limit")
 }
+
+// TestCommitRefusedWhenTheFileWasDeleted: writes to a database whose file
+// was removed on disk would be acknowledged and then lost; Flush refuses
+// them instead.
+func TestCommitRefusedWhenTheFileWasDeleted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "obj.sqlite")
+	d, err := openNow(path)
+	require.NoError(t, err)
+	defer d.Close()
+	require.NoError(t, d.Put([]byte("a"), []byte("1")))
+	require.NoError(t, d.Flush())
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		require.NoError(t, os.Remove(p))
+	}
+	require.NoError(t, d.Put([]byte("b"), []byte("2")))
+	assert.ErrorIs(t, d.Flush(), ErrFileReplaced)
+	_, ok, err := d.Get([]byte("b"))
+	require.NoError(t, err)
+	assert.False(t, ok, "the refused write is undone")
+	require.NoError(t, d.Flush(), "a read-only transaction commits: nothing would be lost")
+}
