@@ -176,7 +176,7 @@ func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
 	s := a.w.services
 	out := admin.Object{Bindings: a.bindingsOf(ns.class), Class: ns.class, Object: id, Live: s.objects.isLive(ns, id),
 		Storage: ns.storagePath(id)}
-	out.Name, _ = ns.names.name(id)
+	out.Name, _ = ns.names.Name(id)
 	if spec, ok := s.containers.Spec(ns.class); ok {
 		out.Image = spec.Image
 		if mc, ok := s.containers.Backend().Get(ns.class, id); ok {
@@ -285,7 +285,7 @@ func (a *Admin) object(r *http.Request) (containers.Container, error) {
 func (a *Admin) idFromPrefix(ns *namespace, prefix string) (*namespace, string, error) {
 	objs := a.w.services.objects
 	if ns != nil && len(prefix) == abi.ObjectIDLen {
-		id, err := ns.ids.parse(prefix)
+		id, err := ns.ids.Parse(prefix)
 		return ns, id, err
 	}
 	where := "any class"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/host/objects"
 )
 
 // Objects in a cluster. An object runs on the host that owns its placement
@@ -191,7 +192,7 @@ func (c *clusterRouting) adopt(obj *object) error {
 	obj.db.SetReplicator(&objectReplica{c: c, name: name, place: obj.place})
 	c.metrics.placements.Inc()
 	if at, ok, err := obj.db.Alarm(); err == nil && ok {
-		obj.objs.alarms.set(alarmKey{obj.ns.class, obj.id}, at)
+		obj.objs.alarms.Set(obj.ns.class, obj.id, at)
 	}
 	return obj.db.Flush()
 }
@@ -376,7 +377,7 @@ func (c *clusterRouting) send(obj *object, ev *objectEvent, owner string) (retry
 		resp.Body.Close()
 		var aerr error
 		if resp.Header.Get(peerStatusHeader) == "skipped" {
-			aerr = errAlarmSkipped
+			aerr = objects.ErrAlarmSkipped
 		}
 		ev.reply(aerr)
 	}

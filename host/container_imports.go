@@ -73,7 +73,7 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 		return err
 	}
 	o := g.object
-	name, named := o.ns.names.name(o.id)
+	name, named := o.ns.names.Name(o.id)
 	start, err := s.containers.Start(ctx, containers.Object{Class: o.ns.class, ID: o.id, Name: name, Named: named,
 		PersistDir: persistDir(o)}, raw, policy)
 	if err != nil {

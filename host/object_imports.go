@@ -106,7 +106,7 @@ func objectIDArg(mem plugins.Memory, ns *namespace, ptr uint32) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	id, err := ns.ids.parse(string(raw))
+	id, err := ns.ids.Parse(string(raw))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
@@ -137,9 +137,9 @@ func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memor
 	case abi.IDFromName:
 		id = ns.idFromName(string(arg))
 	case abi.IDUnique:
-		id = ns.ids.unique()
+		id = ns.ids.Unique()
 	case abi.IDFromString:
-		if id, err = ns.ids.parse(string(arg)); err != nil {
+		if id, err = ns.ids.Parse(string(arg)); err != nil {
 			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
 	default:
@@ -648,8 +648,7 @@ func importAlarmSet(db *storage.DB, g *guest, _ plugins.Memory, a []uint64) erro
 	if err := db.SetAlarm(at); err != nil {
 		return storageErr(err)
 	}
-	k := alarmKey{g.object.ns.class, g.object.id}
-	if err := g.object.objs.alarms.set(k, at); err != nil {
+	if err := g.object.objs.alarms.Set(g.object.ns.class, g.object.id, at); err != nil {
 		return fmt.Errorf("%w: alarm index: %w", abi.StatusIO, err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/wharfhq/wharf/host/containers"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,7 +20,9 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -45,9 +46,9 @@ var ErrUnknownBinding = errors.New("no Durable Object binding")
 // namespace is the id space and storage directory of one class.
 type namespace struct {
 	class string
-	ids   idCodec
+	ids   objects.IDs
 	dir   string
-	names nameBook
+	names objects.Names
 }
 
 // Objects runs the Durable Objects of one plugin.
@@ -58,7 +59,7 @@ type Objects struct {
 	classes  map[string]*namespace // by class name
 	idle     time.Duration
 	maxLive  int
-	alarms   *alarmScheduler
+	alarms   *objects.Alarms
 	// cluster places and forwards events; nil on a single host.
 	cluster *clusterRouting
 	// nextEvent numbers events in their ids.
@@ -170,21 +171,24 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 		ns := o.classes[b.ClassName]
 		if ns == nil {
 			dir := filepath.Join(root, b.ClassName)
-			ids, err := loadNamespaceKey(filepath.Join(dir, "namespace.key"))
+			ids, err := objects.LoadIDs(filepath.Join(dir, "namespace.key"))
 			if err != nil {
 				return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
 			}
 			if cc != nil { // every host must make the same ids
-				if ids.key, err = cc.Member.Shared(ctx, "namespace-keys/"+m.Name+"/"+b.ClassName, ids.key); err != nil {
+				key, err := cc.Member.Shared(ctx, "namespace-keys/"+m.Name+"/"+b.ClassName, ids.Key())
+				if err != nil {
 					return nil, fmt.Errorf("namespace %s: the cluster's key: %w", b.ClassName, err)
 				}
+				ids = objects.WithKey(key)
 			}
 			ns = &namespace{class: b.ClassName, ids: ids, dir: dir}
 			o.classes[b.ClassName] = ns
 		}
 		o.bindings[b.Name] = ns
 	}
-	alarms, err := newAlarmScheduler(filepath.Join(root, "alarms.sqlite"), o)
+	known := func(class string) bool { _, ok := o.classes[class]; return ok }
+	alarms, err := objects.OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +199,8 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 	return o, nil
 }
 
-// startAlarms begins delivering alarms (see alarmScheduler.start).
-func (o *Objects) startAlarms() { o.alarms.start() }
+// startAlarms begins delivering alarms (see objects.Alarms.Start).
+func (o *Objects) startAlarms() { o.alarms.Start() }
 
 func (o *Objects) namespace(binding string) (*namespace, error) {
 	ns, ok := o.bindings[binding]
@@ -731,7 +735,7 @@ func (o *Objects) Close() error {
 	if o == nil {
 		return nil
 	}
-	o.alarms.close()
+	o.alarms.Close()
 	o.mu.Lock()
 	o.closed = true
 	objs := make([]*object, 0, len(o.live))

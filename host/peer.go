@@ -10,6 +10,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 )
 
 // The peer server: where other hosts of the cluster deliver the events of
@@ -32,7 +33,7 @@ func (w *Worker) PeerHandler() http.Handler {
 			http.Error(rw, "no Durable Object class "+strconv.Quote(r.PathValue("class")), http.StatusNotFound)
 			return
 		}
-		id, err := ns.ids.parse(r.PathValue("id"))
+		id, err := ns.ids.Parse(r.PathValue("id"))
 		if err != nil {
 			http.Error(rw, err.Error(), http.StatusBadRequest)
 			return
@@ -152,7 +153,7 @@ func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *na
 		return
 	}
 	switch err := <-done; {
-	case errors.Is(err, errAlarmSkipped):
+	case errors.Is(err, objects.ErrAlarmSkipped):
 		rw.Header().Set(peerStatusHeader, "skipped")
 	case err != nil:
 		peerFailure(rw, err)

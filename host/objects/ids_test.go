@@ -1,4 +1,4 @@
-package host
+package objects
 
 import (
 	"path/filepath"
@@ -11,34 +11,34 @@ import (
 
 func TestObjectIDs(t *testing.T) {
 	dir := t.TempDir()
-	a, err := loadNamespaceKey(filepath.Join(dir, "a.key"))
+	a, err := LoadIDs(filepath.Join(dir, "a.key"))
 	require.NoError(t, err)
-	again, err := loadNamespaceKey(filepath.Join(dir, "a.key"))
+	again, err := LoadIDs(filepath.Join(dir, "a.key"))
 	require.NoError(t, err)
-	b, err := loadNamespaceKey(filepath.Join(dir, "b.key"))
+	b, err := LoadIDs(filepath.Join(dir, "b.key"))
 	require.NoError(t, err)
 
-	id := a.fromName("alice")
+	id := a.FromName("alice")
 	assert.Len(t, id, 64)
-	assert.Equal(t, id, again.fromName("alice"), "stable across restarts")
-	assert.NotEqual(t, id, a.fromName("bob"))
-	assert.NotEqual(t, id, b.fromName("alice"), "namespaces differ")
-	u1, u2 := a.unique(), a.unique()
+	assert.Equal(t, id, again.FromName("alice"), "stable across restarts")
+	assert.NotEqual(t, id, a.FromName("bob"))
+	assert.NotEqual(t, id, b.FromName("alice"), "namespaces differ")
+	u1, u2 := a.Unique(), a.Unique()
 	assert.NotEqual(t, u1, u2)
 
 	for _, good := range []string{id, u1} {
-		got, err := a.parse(good)
+		got, err := a.Parse(good)
 		require.NoError(t, err)
 		assert.Equal(t, good, got)
 	}
-	_, err = b.parse(id)
+	_, err = b.Parse(id)
 	assert.ErrorIs(t, err, ErrForeignID)
 	for _, bad := range []string{"", "xyz", id[:63], id + "0", strings.ToUpper(id), "zz" + id[2:]} {
-		_, err := a.parse(bad)
+		_, err := a.Parse(bad)
 		assert.ErrorIs(t, err, ErrMalformedID, bad)
 	}
 	flipped := []byte(id)
 	flipped[0] = map[bool]byte{true: '1', false: '0'}[flipped[0] == '0']
-	_, err = a.parse(string(flipped))
+	_, err = a.Parse(string(flipped))
 	assert.ErrorIs(t, err, ErrForeignID, "a tampered id fails its tag")
 }

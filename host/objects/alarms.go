@@ -1,0 +1,224 @@
+package objects
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the index's database
+)
+
+// Alarms. The truth is each object's own database; the scheduler keeps an
+// index (class, id, time) in one SQLite file so it knows, after a restart,
+// which objects to wake without opening every database. The index is
+// written before the object's commit, so it may name an alarm that was never
+// committed or has moved; the object's database is checked before the alarm
+// runs. Delivery is at least once: a failed alarm is retried with
+// exponential backoff.
+
+const (
+	maxAlarmRetries = 6
+	firstRetryDelay = time.Second
+)
+
+type alarmKey struct{ class, id string }
+
+// Alarms is the alarm index and scheduler of a Worker's objects.
+type Alarms struct {
+	deliver func(class, id string, retry int, done func(error)) error
+	logger  *slog.Logger
+	db      *sql.DB
+
+	mu      sync.Mutex
+	due     map[alarmKey]time.Time
+	retries map[alarmKey]int
+	running map[alarmKey]bool
+	timer   *time.Timer
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// OpenAlarms opens the alarm index at path, keeping the alarms of the
+// classes known accepts. deliver runs an object's alarm (retry is how many
+// times it failed before) and calls done with its outcome, unless it
+// returns an error: then nothing was delivered.
+func OpenAlarms(path string, known func(class string) bool, deliver func(class, id string, retry int, done func(error)) error, logger *slog.Logger) (*Alarms, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS alarms (class TEXT, id TEXT, at_ms INTEGER, PRIMARY KEY (class, id)) WITHOUT ROWID"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("alarm index %s: %w", path, err)
+	}
+	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
+	rows, err := db.Query("SELECT class, id, at_ms FROM alarms")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for rows.Next() {
+		var k alarmKey
+		var ms int64
+		if err := rows.Scan(&k.class, &k.id, &ms); err == nil {
+			if known(k.class) {
+				s.due[k] = time.UnixMilli(ms)
+			}
+		}
+	}
+	rows.Close()
+	return s, nil
+}
+
+// Start begins delivering alarms, those already due first. Until then
+// alarms are only recorded: the worker calls it once it has fully started
+// (containers opened, images built), or an alarm due meanwhile would fail
+// for want of what it needs and, after its retries, be dropped.
+func (s *Alarms) Start() {
+	s.mu.Lock() // fire may run before AfterFunc returns; reschedule waits for the timer
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.timer = time.AfterFunc(0, s.fire)
+	}
+}
+
+// Set records that the object's alarm is due at t.
+func (s *Alarms) Set(class, id string, t time.Time) error {
+	k := alarmKey{class, id}
+	if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms",
+		k.class, k.id, t.UnixMilli()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.due[k] = t
+	delete(s.retries, k)
+	s.mu.Unlock()
+	s.reschedule()
+	return nil
+}
+
+// Remove forgets the object's alarm.
+func (s *Alarms) Remove(class, id string) { s.remove(alarmKey{class, id}) }
+
+func (s *Alarms) remove(k alarmKey) {
+	s.db.Exec("DELETE FROM alarms WHERE class = ? AND id = ?", k.class, k.id)
+	s.mu.Lock()
+	delete(s.due, k)
+	delete(s.retries, k)
+	s.mu.Unlock()
+}
+
+// reschedule arms the timer for the earliest alarm that is not running.
+func (s *Alarms) reschedule() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.timer == nil { // not started: start fires what is due
+		return
+	}
+	var next time.Time
+	for k, t := range s.due {
+		if !s.running[k] && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if !next.IsZero() {
+		s.timer.Reset(max(time.Until(next), 0))
+	}
+}
+
+// fire delivers every alarm that is due.
+func (s *Alarms) fire() {
+	now := time.Now()
+	s.mu.Lock()
+	var ready []alarmKey
+	for k, t := range s.due {
+		if !s.running[k] && !t.After(now) {
+			s.running[k] = true
+			ready = append(ready, k)
+		}
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	for _, k := range ready {
+		s.run(k)
+	}
+	s.reschedule()
+}
+
+func (s *Alarms) run(k alarmKey) {
+	s.mu.Lock()
+	retry := s.retries[k]
+	dueAt := s.due[k]
+	s.mu.Unlock()
+	s.wg.Add(1)
+	done := func(err error) {
+		defer s.wg.Done()
+		s.finished(k, dueAt, err)
+	}
+	if err := s.deliver(k.class, k.id, retry, done); err != nil {
+		s.wg.Done()
+		s.mu.Lock()
+		delete(s.running, k)
+		s.mu.Unlock()
+	}
+}
+
+// ErrAlarmSkipped is the outcome of an alarm event that found nothing due
+// in the object's database (which fixed the index with Set or Remove).
+var ErrAlarmSkipped = errors.New("alarm not due")
+
+// finished records an alarm's outcome: done, moved, or retried later.
+func (s *Alarms) finished(k alarmKey, dueAt time.Time, err error) {
+	s.mu.Lock()
+	delete(s.running, k)
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrAlarmSkipped):
+		// The object's database says it moved or is gone; alarmDue fixed
+		// the index.
+	case err == nil:
+		s.mu.Lock()
+		again := !s.due[k].Equal(dueAt) // the handler set a new alarm
+		s.mu.Unlock()
+		if !again {
+			s.remove(k)
+		}
+	default:
+		s.mu.Lock()
+		n := s.retries[k] + 1
+		if n > maxAlarmRetries {
+			s.mu.Unlock()
+			s.logger.Error("alarm failed too often; giving up", "class", k.class, "id", k.id, "retries", maxAlarmRetries, "err", err)
+			s.remove(k)
+			return
+		}
+		s.retries[k] = n
+		s.due[k] = time.Now().Add(firstRetryDelay << (n - 1))
+		s.mu.Unlock()
+		s.logger.Warn("alarm failed; retrying", "class", k.class, "id", k.id, "retry", n, "err", err)
+	}
+	s.reschedule()
+}
+
+// Close stops delivering alarms and closes the index.
+func (s *Alarms) Close() {
+	s.mu.Lock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	s.db.Close()
+}

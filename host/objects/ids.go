@@ -1,0 +1,145 @@
+// Package objects is the Durable Object machinery that needs no guest: a
+// namespace's ids (the codec that makes and checks them, the book of the
+// names they were made from) and the alarm index and scheduler. The
+// object runtime in package host delivers events over it.
+package objects
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// Object ids are 32 bytes shown as 64 hex digits: 24 bytes that identify
+// the object (an HMAC of its name, or random) and an 8-byte tag, an HMAC of
+// those bytes under the namespace's key, so an id from another namespace or a
+// mistyped one is refused instead of creating a stray object.
+
+const (
+	idBodyLen = 24
+	idTagLen  = 8
+)
+
+// Errors from parsing ids.
+var (
+	ErrMalformedID = errors.New("invalid Durable Object id")
+	ErrForeignID   = errors.New("Durable Object id belongs to another namespace")
+)
+
+// IDs makes and checks the ids of one namespace.
+type IDs struct{ key []byte }
+
+// LoadIDs reads the namespace's secret key from path, creating it on first
+// use.
+func LoadIDs(path string) (IDs, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) == 32 {
+		return IDs{key}, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return IDs{}, err
+	}
+	key = make([]byte, 32)
+	rand.Read(key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return IDs{}, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return IDs{}, err
+	}
+	return IDs{key}, os.Rename(tmp, path)
+}
+
+// Key is the namespace's secret key.
+func (c IDs) Key() []byte { return c.key }
+
+// WithKey is the codec of the namespace whose secret key is key (a
+// cluster's, shared by every host so they make the same ids).
+func WithKey(key []byte) IDs { return IDs{key} }
+
+func (c IDs) mac(parts ...string) []byte {
+	m := hmac.New(sha256.New, c.key)
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}
+
+func (c IDs) withTag(body []byte) string {
+	tag := c.mac("tag", string(body))[:idTagLen]
+	return hex.EncodeToString(append(body, tag...))
+}
+
+// FromName returns the id of name: the same name always maps to the same
+// id in this namespace.
+func (c IDs) FromName(name string) string {
+	return c.withTag(c.mac("name", name)[:idBodyLen])
+}
+
+// Unique returns a new random id.
+func (c IDs) Unique() string {
+	body := make([]byte, idBodyLen)
+	rand.Read(body)
+	return c.withTag(body)
+}
+
+// Parse checks that s is an id of this namespace.
+func (c IDs) Parse(s string) (string, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(s) != abi.ObjectIDLen || s != hex.EncodeToString(raw) {
+		return "", fmt.Errorf("%w %q: must be %d lowercase hexadecimal digits", ErrMalformedID, truncate(s, 80), abi.ObjectIDLen)
+	}
+	if !hmac.Equal(raw[idBodyLen:], c.mac("tag", string(raw[:idBodyLen]))[:idTagLen]) {
+		return "", fmt.Errorf("%w: %s was not made by this namespace", ErrForeignID, s)
+	}
+	return s, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// maxNames bounds how many names a namespace remembers for its ids.
+const maxNames = 100_000
+
+// Names remembers the names ids were made from (IDFromName), so operators
+// see `alice` rather than an id; ids cannot be turned back into names. It
+// stops learning new names once it holds maxNames.
+type Names struct {
+	mu    sync.Mutex
+	names map[string]string
+}
+
+// Note records that id was made from name.
+func (b *Names) Note(id, name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.names == nil {
+		b.names = map[string]string{}
+	}
+	if _, ok := b.names[id]; ok || len(b.names) >= maxNames {
+		return
+	}
+	b.names[id] = name
+}
+
+// Name returns the name id was made from, if known.
+func (b *Names) Name(id string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, ok := b.names[id]
+	return n, ok
+}
