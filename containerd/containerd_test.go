@@ -466,6 +466,86 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
 }
 
+// TestInterruptedRecoveryLeavesTheRestRunning: Ctrl-C while wharf serve
+// recovers a crashed run's containers cancels Recover's context. It stops
+// between containers: the one it was adopting is adopted whole, the others
+// keep their task, network and disk for the next run to adopt. (Each call
+// failing with the cancelled context read as a dead or foreign container:
+// the network and disks of running containers were torn down.)
+func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
+	data := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	b1, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
+	require.NoError(t, err)
+	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
+	pids := map[string]uint32{}
+	for _, obj := range []string{"obj1", "obj2", "obj3"} {
+		mc, err := m1.Start(context.Background(), "Sandbox", obj, spec, policy(), 0)
+		require.NoError(t, err)
+		pids[obj] = mc.Pid()
+	}
+	// The host crashes: the containers keep running under their shims.
+	require.NoError(t, b1.Close())
+	m1.Gateway().Close()
+
+	b2, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	adopted, removed, err := m2.Recover(ctx, func(string, bool) *egress.Policy {
+		cancel() // the interrupt arrives while the first container is looked at
+		return policy()
+	})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, adopted, "the container being looked at when the interrupt came")
+	assert.Equal(t, 0, removed)
+	first := m2.List()
+	require.Len(t, first, 1)
+	assert.Len(t, mountsUnder(m2.disksDir()), 3, "every container keeps its disk")
+	// As wharf serve does on an error: the adopted one is destroyed, the
+	// others are left as a crash leaves them.
+	require.NoError(t, m2.Close(context.Background()))
+	require.NoError(t, b2.Close())
+
+	b3, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	defer func() {
+		left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		b3.Close()
+	}()
+	m3, err := NewManager(b3, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	defer m3.Close(context.Background())
+	adopted, removed, err = m3.Recover(context.Background(), func(string, bool) *egress.Policy { return policy() })
+	require.NoError(t, err)
+	assert.Equal(t, 2, adopted, "the containers the interrupted recovery had not reached")
+	assert.Equal(t, 0, removed)
+	for obj, pid := range pids {
+		mc, ok := m3.Get("Sandbox", obj)
+		if obj == first[0].Object {
+			assert.False(t, ok, "%s was destroyed with the interrupted run", obj)
+			continue
+		}
+		require.True(t, ok, obj)
+		assert.Equal(t, pid, mc.Pid(), obj)
+		code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "ip -4 addr show eth0 | grep -c inet; echo x > /f && cat /f"}})
+		assert.Equal(t, uint32(0), code, obj)
+		assert.Equal(t, "1\nx\n", out, "%s keeps its network and writable disk", obj)
+	}
+	require.NoError(t, m3.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b3.Client, imgs[0].Name, false))
+}
+
 // TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a
 // named network namespace's file and mounting it leaves a plain file, which
 // recovery must remove (unmounting it fails with EINVAL).

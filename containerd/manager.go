@@ -576,8 +576,15 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 // container names (the container, its task and snapshot, network, disks and
 // policy) is removed. It returns how many containers it adopted and how
 // many it removed.
+//
+// ctx is looked at between containers only: once it is done Recover
+// returns its error and leaves the containers it has not reached as they
+// are, for the next run. Each container is handled whole, as a failed
+// call (a task's status, its labels) would otherwise read as a dead or
+// foreign container and tear down one that runs.
 func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egress.Policy) (adopted, removed int, err error) {
-	ctx = WithNamespace(ctx)
+	stop := ctx
+	ctx = WithNamespace(context.WithoutCancel(ctx))
 	records, err := m.jnl.all()
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading the container journal: %w", err)
@@ -587,6 +594,9 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		return 0, 0, err
 	}
 	for _, ctr := range ctrs {
+		if err := stop.Err(); err != nil {
+			return adopted, removed, err
+		}
 		labels, err := ctr.Labels(ctx)
 		if err != nil || labels[LabelClass] == "" {
 			continue // not ours
@@ -657,6 +667,9 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// Records without a container: a start cut short before its container
 	// existed, or a destroy after it was deleted.
 	for id, rec := range records {
+		if err := stop.Err(); err != nil {
+			return adopted, removed, err
+		}
 		err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
 			removeIfExists(m.policyPath(id)))
 		if err == nil {

@@ -107,7 +107,9 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Ser
 		return p
 	})
 	if err != nil {
-		mgr.Close(ctx)
+		// An interrupt (Ctrl-C) stops recovery between containers: the
+		// ones adopted are destroyed whole, the others left for the next run.
+		mgr.Close(context.WithoutCancel(ctx))
 		b.Close()
 		return nil, fmt.Errorf("recovering containers: %w", err)
 	}
