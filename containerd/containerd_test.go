@@ -558,3 +558,22 @@ func TestTeardownRemovesANamespaceFileNeverMounted(t *testing.T) {
 	assert.NoFileExists(t, ep.NetNSPath)
 	assert.Empty(t, NetworkLeftovers(t.Name()))
 }
+
+// TestOpenBackendSaysWhatTheAddressIs: a --containerd-address naming no
+// socket is refused at once with what it names, not after gRPC's dial
+// timeout with "timeout" (nothing there) or "connection refused" (a file).
+func TestOpenBackendSaysWhatTheAddressIs(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	for address, want := range map[string]string{
+		filepath.Join(dir, "none.sock"): "containerd at " + dir + "/none.sock: no such socket: is containerd running, and is this its address?",
+		file:                            "containerd at " + file + ": not a socket: the address is containerd's socket, e.g. /run/containerd/containerd.sock",
+		dir:                             "containerd at " + dir + ": not a socket: the address is containerd's socket, e.g. /run/containerd/containerd.sock",
+	} {
+		start := time.Now()
+		_, err := OpenBackend(context.Background(), t.TempDir(), address, slog.New(slog.DiscardHandler))
+		assert.EqualError(t, err, want)
+		assert.Less(t, time.Since(start), time.Second, "%s is refused without waiting for a dial", address)
+	}
+}

@@ -228,6 +228,11 @@ func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logg
 		if address, err = filepath.Abs(address); err != nil {
 			return nil, err
 		}
+		// gRPC would wait out its dial timeout for a missing socket and
+		// then say "timeout", and "connection refused" for a file.
+		if err := checkSocket(address); err != nil {
+			return nil, err
+		}
 	}
 	daemonDir := filepath.Join(dataDir, "containerd")
 	b := &Backend{Address: address, RuncRoot: filepath.Join(daemonDir, "runc"), DataDir: dataDir}
@@ -248,6 +253,22 @@ func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logg
 	}
 	b.Client = c
 	return b, nil
+}
+
+// checkSocket says what is wrong with a containerd address that names no
+// socket.
+func checkSocket(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("containerd at %s: no such socket: is containerd running, and is this its address?", path)
+	}
+	if err != nil {
+		return fmt.Errorf("containerd at %s: %w", path, err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("containerd at %s: not a socket: the address is containerd's socket, e.g. /run/containerd/containerd.sock", path)
+	}
+	return nil
 }
 
 // Close disconnects and stops the embedded daemon, if wharf started one.
