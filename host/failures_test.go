@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,12 +65,15 @@ func TestGuestFailuresAnswerWithARequestIDOnly(t *testing.T) {
 }
 
 func TestObjectFailuresReachCallersAsARequestIDOnly(t *testing.T) {
-	w := startObjects(t, t.TempDir(), "")
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
 	var code int
 	var body string
-	for i := range 5 {
+	for i := range 20 {
 		// An object placed on the calling Worker's own instance takes the
-		// Worker's event down with it ("worker failed"): try another.
+		// Worker's event down with it ("worker failed"): try another, once
+		// the trapped instance's replacement is up (objects go to the least
+		// loaded of the live instances).
+		require.Eventually(t, func() bool { return w.Instances().Live == 2 }, 30*time.Second, 10*time.Millisecond)
 		code, body = w.call(t, "STORE", fmt.Sprint("t", i), "PutThenTrap", "b")
 		if !strings.HasPrefix(body, "worker failed") {
 			break

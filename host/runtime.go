@@ -38,6 +38,11 @@ type instanceSet struct {
 	wg        sync.WaitGroup
 }
 
+// minInitTimeout is the least time an instance's main gets to call
+// sdk.Serve, whatever the event timeout: a Go runtime's start-up is not an
+// event, and on a loaded host it can take longer than a short timeout.
+const minInitTimeout = 10 * time.Second
+
 func newInstanceSet(p *plugins.Plugin, logs *guestLogs, logger *slog.Logger, want int, drainAt uint32, timeout time.Duration) *instanceSet {
 	return &instanceSet{plugin: p, logs: logs, logger: logger, want: max(want, 1), drainAt: drainAt,
 		timeout: timeout, changed: make(chan struct{})}
@@ -102,7 +107,8 @@ func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	in.run = run
-	t := time.NewTimer(rt.timeout)
+	limit := max(rt.timeout, minInitTimeout)
+	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
 	case <-in.ready:
@@ -110,7 +116,7 @@ func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 	case <-run.Done():
 		return nil, fmt.Errorf("initialise: %w", run.Err())
 	case <-t.C:
-		err = fmt.Errorf("initialise: the plugin's main did not call sdk.Serve() within %s", rt.timeout)
+		err = fmt.Errorf("initialise: the plugin's main did not call sdk.Serve() within %s", limit)
 	case <-ctx.Done():
 		err = fmt.Errorf("initialise: %w", context.Cause(ctx))
 	}
