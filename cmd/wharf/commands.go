@@ -145,7 +145,15 @@ old code keeps serving. A change to wharf.toml needs a restart.`,
 func (f *serveFlags) run(cmd *cobra.Command, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, argOrDot(args), *f)
+	err := serve(ctx, argOrDot(args), *f)
+	if err != nil && ctx.Err() != nil {
+		// Stopped before serving (serve returns nil once it has served):
+		// the step cut short failed with the cancellation ("go build:
+		// signal: killed", "containerd did not start: context canceled",
+		// "cleaning up after an interrupted build"), which misleads.
+		return fmt.Errorf("stopped while starting: %v", context.Cause(ctx))
+	}
+	return err
 }
 
 // register adds the flags wharf serve and wharf dev share.

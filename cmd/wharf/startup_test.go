@@ -162,3 +162,23 @@ func firstAnswer(b *testing.B, addr string, argv []string) float64 {
 		}
 	}
 }
+
+// TestServeStoppedWhileStartingSaysSo: SIGTERM (or Ctrl-C) while wharf
+// serve builds the plugin ends it with that reason, not with the error of
+// the step it cut short ("go build of D failed: signal: killed", as if the
+// compiler had crashed; "context canceled" from containerd's steps).
+func TestServeStoppedWhileStartingSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command(testutil.BuildWharf(t), "init", "--name", "hello", dir).CombinedOutput()
+	require.NoError(t, err, string(out))
+	srv := testutil.LaunchServe(t, dir, "--listen", freeAddr(t), "--data-dir", t.TempDir())
+	require.True(t, srv.WaitLog("msg=building", time.Minute), srv.Logs())
+	err = srv.Stop(time.Minute)
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, srv.Logs())
+	assert.Equal(t, 1, exit.ExitCode())
+	logs := srv.Logs()
+	assert.Contains(t, logs, "\nwharf: stopped while starting: terminated signal received\n")
+	assert.NotContains(t, logs, "signal: killed")
+	assert.NotContains(t, logs, "msg=serving")
+}
