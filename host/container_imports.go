@@ -18,6 +18,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -348,7 +349,7 @@ func (s *services) importContainerConfig(_ context.Context, g *guest, mem plugin
 // container's address, connections kept alive, redirects not followed.
 var containerClient = &http.Client{
 	Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, DisableCompression: true,
-		DialContext: boundDial(&net.Dialer{Timeout: containers.ConnectTimeout})},
+		DialContext: web.BoundDial(&net.Dialer{Timeout: containers.ConnectTimeout})},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
@@ -367,7 +368,7 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 			req.Host = cmp.Or(req.URL.Host, "container")
 		}
 		req.URL.Scheme, req.URL.Host = "http", containers.Address(c, port)
-		if !wantsUpgrade(req.Header) {
+		if !web.WantsUpgrade(req.Header) {
 			return nil, nil
 		}
 		// A protocol switch (e.g. a WebSocket): the request body is what

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -49,11 +50,6 @@ type upgrade struct {
 	conn net.Conn // set once the 101 is sent
 }
 
-// wantsUpgrade reports whether r asks to switch protocols.
-func wantsUpgrade(h http.Header) bool {
-	return h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
-}
-
 // writeHead hands the response's status and header to rw, once.
 func (in *incoming) writeHead() {
 	if !in.headSent {
@@ -64,7 +60,7 @@ func (in *incoming) writeHead() {
 
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
 	in := &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
-	if _, ok := rw.(http.Hijacker); ok && wantsUpgrade(r.Header) {
+	if _, ok := rw.(http.Hijacker); ok && web.WantsUpgrade(r.Header) {
 		pr, pw := io.Pipe()
 		in.upgrade = &upgrade{r: pr, w: pw}
 	}
@@ -104,40 +100,6 @@ func (in *incoming) endUpgrade() {
 	}
 }
 
-// encodeRequestHead lays out :method, :url, any other pseudo-fields and the
-// headers of r.
-func encodeRequestHead(buf []byte, r *http.Request, pseudo [][2]string) []byte {
-	b := abi.NewFieldsBuilder(buf)
-	b.Add(abi.FieldMethod, r.Method)
-	for _, f := range pseudo {
-		b.Add(f[0], f[1])
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	b.Add(abi.FieldURL, scheme+"://"+r.Host+r.URL.RequestURI())
-	b.Add(abi.FieldRemoteAddr, r.RemoteAddr)
-	b.Add("Host", r.Host)
-	for _, te := range r.TransferEncoding { // net/http moves it out of r.Header
-		b.Add("Transfer-Encoding", te)
-	}
-	if r.Header.Get("Content-Length") == "" && r.Body != nil && r.Body != http.NoBody {
-		switch { // a request built by the host (to an object) says how its body ends
-		case r.ContentLength > 0:
-			b.Add("Content-Length", strconv.FormatInt(r.ContentLength, 10))
-		case r.ContentLength < 0 && len(r.TransferEncoding) == 0:
-			b.Add("Transfer-Encoding", "chunked")
-		}
-	}
-	for name, values := range r.Header {
-		for _, v := range values {
-			b.Add(name, v)
-		}
-	}
-	return b.Bytes()
-}
-
 func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindRequest)
 	if err != nil {
@@ -145,7 +107,7 @@ func importRequestHead(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	}
 	in := obj.(*incoming)
 	if in.head == nil {
-		in.head = encodeRequestHead(g.inst.scratch, in.r, in.pseudo)
+		in.head = web.EncodeRequestHead(g.inst.scratch, in.r, in.pseudo)
 		g.inst.scratch = in.head
 	}
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), in.head)
@@ -175,41 +137,6 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	}
 	in.body = guestio.NewReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
-}
-
-// decodeHead reads a field list into pseudo-fields and validated headers,
-// which are added to h.
-func decodeHead(raw []byte, pseudo map[string]*string, h http.Header) error {
-	if len(raw) > abi.MaxHeadBytes {
-		return fmt.Errorf("%w: head is %d bytes, the limit is %d", abi.StatusTooLarge, len(raw), abi.MaxHeadBytes)
-	}
-	var bad error
-	err := abi.RangeFields(raw, func(name, value []byte) bool {
-		if len(name) > 0 && name[0] == ':' {
-			p, ok := pseudo[string(name)]
-			if !ok {
-				bad = fmt.Errorf("%w: unknown pseudo-field %q", abi.StatusInvalid, name)
-				return false
-			}
-			*p = string(value)
-			return true
-		}
-		n, v := string(name), string(value)
-		if !httpguts.ValidHeaderFieldName(n) {
-			bad = fmt.Errorf("%w: invalid header name %q", abi.StatusInvalid, n)
-			return false
-		}
-		if !httpguts.ValidHeaderFieldValue(v) {
-			bad = fmt.Errorf("%w: invalid value for header %q", abi.StatusInvalid, n)
-			return false
-		}
-		h.Add(n, v)
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
-	}
-	return bad
 }
 
 // responseSink writes a streamed response body to the client.
@@ -276,12 +203,12 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 	}
 	var statusText string
 	dst := in.rw.Header()
-	if err := decodeHead(raw, map[string]*string{abi.FieldStatus: &statusText}, dst); err != nil {
+	if err := web.DecodeHead(raw, map[string]*string{abi.FieldStatus: &statusText}, dst); err != nil {
 		clear(dst)
 		return err
 	}
 	status, err := strconv.Atoi(statusText)
-	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && wantsUpgrade(in.r.Header)
+	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && web.WantsUpgrade(in.r.Header)
 	if (err != nil || status < 200 || status > 599) && !switchProto {
 		clear(dst)
 		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request)", abi.StatusInvalid, statusText)
@@ -360,28 +287,6 @@ func (r *fetchedResponse) close() {
 	}
 }
 
-// cancelingBody cancels a fetch's context when its body is closed.
-type cancelingBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b cancelingBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
-}
-
-// pipeSink feeds an outbound request body.
-type pipeSink struct{ w *io.PipeWriter }
-
-func (s pipeSink) Write(p []byte) error {
-	_, err := s.w.Write(p)
-	return err
-}
-func (s pipeSink) Finish() error   { return s.w.Close() }
-func (s pipeSink) Abort(err error) { s.w.CloseWithError(err) }
-
 // outboundRequest builds the request of fetch or object_fetch from a guest
 // head: method (default GET), an absolute URL that check accepts, headers,
 // and, with withBody, a writable body stream registered at bodyOut. The
@@ -389,7 +294,7 @@ func (s pipeSink) Abort(err error) { s.w.CloseWithError(err) }
 func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, withBody bool, bodyOut uint32, check func(*url.URL) bool, want string) (*http.Request, context.CancelFunc, error) {
 	var method, rawURL string
 	header := http.Header{}
-	if err := decodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
+	if err := web.DecodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
 		return nil, nil, err
 	}
 	if method == "" {
@@ -403,7 +308,7 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 		return nil, nil, fmt.Errorf("%w: %s, got %q", abi.StatusInvalid, want, rawURL)
 	}
 	ctx, cancel := context.WithCancel(s.base)
-	req, err := http.NewRequestWithContext(withDialBound(ctx), method, u.String(), nil)
+	req, err := http.NewRequestWithContext(web.WithDialBound(ctx), method, u.String(), nil)
 	if err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
@@ -419,7 +324,7 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 		if cl, err := strconv.ParseInt(header.Get("Content-Length"), 10, 64); err == nil {
 			req.ContentLength = cl
 		}
-		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, guestio.NewWriteStream(pipeSink{pw}, g.wake)); err != nil {
+		if err := g.newHandle(mem, bodyOut, abi.KindWriteStream, guestio.NewWriteStream(web.PipeSink{W: pw}, g.wake)); err != nil {
 			cancel()
 			return nil, nil, err
 		}
@@ -518,14 +423,7 @@ func importResponseHead(_ context.Context, g *guest, mem plugins.Memory, a []uin
 	}
 	r := obj.(*fetchedResponse)
 	if r.head == nil {
-		b := abi.NewFieldsBuilder(nil)
-		b.Add(abi.FieldStatus, strconv.Itoa(r.resp.StatusCode))
-		for name, values := range r.resp.Header {
-			for _, v := range values {
-				b.Add(name, v)
-			}
-		}
-		r.head = b.Bytes()
+		r.head = web.EncodeResponseHead(r.resp)
 	}
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), r.head)
 }
@@ -543,6 +441,6 @@ func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uin
 		return err
 	}
 	r.bodyTaken = true
-	s := guestio.NewReadStream(cancelingBody{r.resp.Body, r.cancel}, nil, g.wake)
+	s := guestio.NewReadStream(web.CancelingBody{ReadCloser: r.resp.Body, Cancel: r.cancel}, nil, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, s)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -96,7 +97,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Client == nil {
-		cfg.Client = newFetchClient()
+		cfg.Client = web.NewFetchClient()
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")

@@ -24,6 +24,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/storage"
+	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
@@ -234,7 +235,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if listen == "" {
 		listen = m.Listen
 	}
-	ingress, err := host.ListenIngress(listen, m.Limits, logger) // requests wait in the listen queue until the plugin is up
+	ingress, err := web.ListenIngress(listen, m.Limits, logger) // requests wait in the listen queue until the plugin is up
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package host
+package web
 
 import (
 	"context"
@@ -16,15 +16,15 @@ import (
 // dialBoundKey marks the context a request's dials are bound to.
 type dialBoundKey struct{}
 
-// withDialBound returns ctx marked so that a dial made for a request with
+// WithDialBound returns ctx marked so that a dial made for a request with
 // it stops when ctx is done.
-func withDialBound(ctx context.Context) context.Context {
+func WithDialBound(ctx context.Context) context.Context {
 	return context.WithValue(ctx, dialBoundKey{}, ctx)
 }
 
-// boundDial dials with d, stopping when the requesting context that
-// withDialBound marked is done.
-func boundDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// BoundDial dials with d, stopping when the requesting context that
+// WithDialBound marked is done.
+func BoundDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if bound, ok := ctx.Value(dialBoundKey{}).(context.Context); ok {
 			var cancel context.CancelFunc
@@ -36,11 +36,11 @@ func boundDial(d *net.Dialer) func(ctx context.Context, network, addr string) (n
 	}
 }
 
-// newFetchClient is the default client of guests' outbound fetches:
+// NewFetchClient is the default client of guests' outbound fetches:
 // net/http's defaults (proxy from the environment, HTTP/2, timeouts) with
 // bounded dials.
-func newFetchClient() *http.Client {
+func NewFetchClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = boundDial(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+	t.DialContext = BoundDial(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
 	return &http.Client{Transport: t}
 }

@@ -1,4 +1,4 @@
-package host
+package web
 
 import (
 	"log/slog"
