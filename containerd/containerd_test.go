@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -544,6 +545,49 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	}
 	require.NoError(t, m3.Close(context.Background()))
 	require.NoError(t, RemoveImage(context.Background(), b3.Client, imgs[0].Name, false))
+}
+
+// TestRecoveryLeavesAnotherWharfsContainers: two wharf serves may share
+// one containerd (--containerd-address). The second one's recovery must
+// neither adopt nor remove the first one's running containers: it killed
+// them (exit 137, "exited unexpectedly" in the first one's log).
+func TestRecoveryLeavesAnotherWharfsContainers(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	b1, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
+	require.NoError(t, err)
+	defer b1.Close()
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
+	require.NoError(t, err)
+	defer RemoveImage(context.Background(), b1.Client, imgs[0].Name, false)
+	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	defer m1.Close(context.Background())
+	policy := func(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+	first, err := m1.Start(context.Background(), "Sandbox", "obj1", ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}, policy("", false), 0)
+	require.NoError(t, err)
+
+	// A second wharf, with a data directory of its own, on the same containerd.
+	b2, err := OpenBackend(context.Background(), t.TempDir(), b1.Address, logger)
+	require.NoError(t, err)
+	defer b2.Close()
+	m2, err := NewManager(b2, ManagerOptions{Logger: logger, Subnet: netip.MustParsePrefix("10.211.0.0/16")})
+	require.NoError(t, err)
+	adopted, removed, err := m2.Recover(context.Background(), policy)
+	require.NoError(t, err)
+	assert.Equal(t, 0, adopted)
+	assert.Equal(t, 0, removed)
+	require.NoError(t, m2.Close(context.Background()))
+
+	assert.False(t, first.Exited(), "the first wharf's container still runs")
+	code, out, _ := execOut(t, first.Container, ExecSpec{Args: []string{"echo", "still here"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "still here\n", out)
+	require.NoError(t, m1.Close(context.Background()))
+	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }
 
 // TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a

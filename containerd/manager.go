@@ -39,6 +39,10 @@ const (
 	labelContainerIP = "wharf.net.ip"
 	labelHostIP      = "wharf.net.host"
 	labelInternet    = "wharf.net.internet"
+	// labelDataDir is the data directory of the wharf that started the
+	// container: containerd may be shared (--containerd-address), and
+	// another wharf's containers are not this one's to adopt or remove.
+	labelDataDir = "wharf.data-dir"
 )
 
 // Managed is a container that belongs to one Durable Object, with its
@@ -286,7 +290,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	spec.Mounts = append(spec.Mounts, m.gw.Mounts()...)
 	labels := map[string]string{LabelClass: class, LabelObject: object,
 		labelSlot: strconv.Itoa(ep.slot), labelContainerIP: ep.ContainerIP.String(), labelHostIP: ep.HostIP.String(),
-		labelInternet: strconv.FormatBool(policy.Internet())}
+		labelInternet: strconv.FormatBool(policy.Internet()), labelDataDir: m.b.DataDir}
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
@@ -593,6 +597,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	if err != nil {
 		return 0, 0, err
 	}
+	others := map[string]bool{}
 	for _, ctr := range ctrs {
 		if err := stop.Err(); err != nil {
 			return adopted, removed, err
@@ -602,6 +607,10 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			continue // not ours
 		}
 		id := ctr.ID()
+		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
+			others[id] = true // another wharf's, on a shared containerd
+			continue
+		}
 		rec, recorded := records[id]
 		delete(records, id)
 		ep := endpointFromLabels(m.net, id, labels)
@@ -680,13 +689,13 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		removed++
 	}
-	return adopted, removed, errors.Join(m.removeOrphanTasks(), m.removeStrayDisks())
+	return adopted, removed, errors.Join(m.removeOrphanTasks(others), m.removeStrayDisks())
 }
 
-// removeOrphanTasks removes the tasks containerd does not report of
-// containers that were not adopted (see removeOrphanTasksIn).
-func (m *Manager) removeOrphanTasks() error {
-	return m.b.removeOrphanTasksIn(Namespace, m.adopted)
+// removeOrphanTasks removes the tasks of containers that were neither
+// adopted nor another wharf's (see removeOrphanTasksIn).
+func (m *Manager) removeOrphanTasks(others map[string]bool) error {
+	return m.b.removeOrphanTasksIn(Namespace, func(id string) bool { return m.adopted(id) || others[id] })
 }
 
 // removeOrphanTasksIn removes the tasks in containerd namespace ns of
