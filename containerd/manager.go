@@ -269,7 +269,11 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 			}
 		}
 	}()
-	if err := ep.create(); err != nil {
+	ep, err = m.net.claim(id, ep, func(next *Endpoint) error {
+		rec.Slot, rec.HostIP, rec.ContainerIP = next.slot, next.HostIP, next.ContainerIP
+		return m.jnl.put(id, rec)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := m.gw.Attach(egress.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {

@@ -66,6 +66,7 @@ type Endpoint struct {
 	hostLink            string
 	slot                int
 	net                 *Network
+	released            bool // Teardown gave the slot back
 }
 
 // newEndpoint names the namespace and link of container id.
@@ -133,7 +134,64 @@ func (n *Network) Setup(id string) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ep, ep.create()
+	return n.claim(id, ep, nil)
+}
+
+// errAddressTaken is a container address another wharf on this host put on
+// one of its links after this one reserved it.
+var errAddressTaken = errors.New("another wharf on this host took the address meanwhile")
+
+// claim creates ep (see create). If another wharf on this host took its
+// address since it was reserved, claim reserves the next free /30 and
+// tries again, a few times; reserved (if not nil) hears of each new
+// reservation before its namespace and link are made.
+func (n *Network) claim(id string, ep *Endpoint, reserved func(*Endpoint) error) (*Endpoint, error) {
+	for tries := 1; ; tries++ {
+		err := ep.create()
+		if !errors.Is(err, errAddressTaken) || tries == 5 {
+			return ep, err
+		}
+		// create tore ep down and freed its slot; the next reservation
+		// skips the address, which is now on the other wharf's link.
+		next, err := n.reserve(id)
+		if err != nil {
+			return ep, err
+		}
+		ep = next
+		if reserved != nil {
+			if err := reserved(ep); err != nil {
+				return ep, err
+			}
+		}
+	}
+}
+
+// networkLockPath is the lock wharf processes on a host take while they
+// check that a container's host address is free and put it on its link.
+const networkLockPath = "/run/wharf-network.lock"
+
+// addHostAddress puts hostIP/30 on link unless a link on the host already
+// has it (another wharf's container, which would then share a route with
+// this one): errAddressTaken. Wharfs on one host serialise this step.
+func addHostAddress(link netlink.Link, hostIP netip.Addr) error {
+	f, err := os.OpenFile(networkLockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("host network lock: %w", err)
+	}
+	defer f.Close() // and with it the lock
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("host network lock %s: %w", networkLockPath, err)
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == hostIP {
+			return fmt.Errorf("%s: %w", hostIP, errAddressTaken)
+		}
+	}
+	return netlink.AddrAdd(link, &netlink.Addr{IPNet: ipNet(hostIP, 30)})
 }
 
 // reserve takes a /30 for container id and names its namespace and link,
@@ -178,7 +236,7 @@ func (ep *Endpoint) create() (err error) {
 	if err := setLinkSysctls(ep.hostLink); err != nil {
 		return err
 	}
-	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostIP, 30)}); err != nil {
+	if err := addHostAddress(host, hostIP); err != nil {
 		return err
 	}
 	if err := ep.carryGateway(); err != nil {
@@ -285,7 +343,10 @@ func (ep *Endpoint) Teardown() error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("network namespace %s: %w", ep.NetNSPath, err))
 	}
-	ep.net.release(ep.slot)
+	if !ep.released {
+		ep.net.release(ep.slot)
+		ep.released = true
+	}
 	return errors.Join(errs...)
 }
 
