@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
 
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testregistry"
@@ -588,6 +589,46 @@ func TestRecoveryLeavesAnotherWharfsContainers(t *testing.T) {
 	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
 	require.NoError(t, err)
 	assert.Empty(t, left)
+}
+
+// TestRecoveryThatCannotAdoptRemovesThePolicy: a running container that
+// cannot be adopted (here its host link was deleted, so its gateway cannot
+// be given back) is removed with everything it had, its saved egress
+// policy too (the file was left for good).
+func TestRecoveryThatCannotAdoptRemovesThePolicy(t *testing.T) {
+	data := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	b1, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
+	require.NoError(t, err)
+	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	policy := func(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+	mc, err := m1.Start(context.Background(), "Sandbox", "obj1", ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}, policy("", false), 0)
+	require.NoError(t, err)
+	require.NoError(t, b1.Close()) // the host crashes
+	m1.Gateway().Close()
+	link, err := netlink.LinkByName(mc.Endpoint.hostLink)
+	require.NoError(t, err)
+	require.NoError(t, netlink.LinkDel(link))
+
+	b2, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	defer b2.Close()
+	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	adopted, removed, err := m2.Recover(context.Background(), policy)
+	require.NoError(t, err)
+	assert.Equal(t, 0, adopted)
+	assert.Equal(t, 1, removed)
+	require.NoError(t, m2.Close(context.Background()))
+	left, err := Leftovers(context.Background(), b2.Client, b2.Address, b2.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
 }
 
 // TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a

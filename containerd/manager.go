@@ -672,7 +672,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			}
 		}
 		c.adoptAgent(ctx)
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), m.jnl.remove(id)); err != nil {
+		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id)); err != nil {
 			return adopted, removed, err
 		}
 		removed++
