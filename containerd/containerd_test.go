@@ -390,19 +390,29 @@ func TestPullWithCredentials(t *testing.T) {
 	require.NoError(t, RemoveImage(context.Background(), c, ref, false))
 }
 
-func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
-	data := t.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	b1, err := OpenBackend(context.Background(), data, "", logger)
+// crashingHost is a backend and manager on a new data directory with the
+// busybox image, for the recovery tests (they crash it and start another on
+// the same data), and the spec of a container that sleeps.
+func crashingHost(t *testing.T) (data string, logger *slog.Logger, b *Backend, m *Manager, sleeper ContainerSpec) {
+	t.Helper()
+	data, logger = t.TempDir(), slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
-	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
+	imgs, err := ImportArchive(context.Background(), b.Client, archivePath, "")
 	require.NoError(t, err)
-	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
+	m, err = NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
-	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
-	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
+	return data, logger, b, m, ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
+}
+
+// offlinePolicy is the egress policy of a container without internet.
+func offlinePolicy(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+
+func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	policy := func() *egress.Policy { return offlinePolicy("", false) }
 	keptPolicy := policy()
 	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, keptPolicy, 0)
 	require.NoError(t, err)
@@ -465,7 +475,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, m2.Close(context.Background()))
 	_, ok = m2.Get("Sandbox", "obj1")
 	assert.False(t, ok)
-	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, spec.Image, false))
 }
 
 // TestInterruptedRecoveryLeavesTheRestRunning: Ctrl-C while wharf serve
@@ -475,18 +485,8 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 // failing with the cancelled context read as a dead or foreign container:
 // the network and disks of running containers were torn down.)
 func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
-	data := t.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	b1, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	archivePath, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
-	require.NoError(t, err)
-	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	policy := func() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
-	spec := ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
+	data, logger, b1, m1, spec := crashingHost(t)
+	policy := func() *egress.Policy { return offlinePolicy("", false) }
 	pids := map[string]uint32{}
 	for _, obj := range []string{"obj1", "obj2", "obj3"} {
 		mc, err := m1.Start(context.Background(), "Sandbox", obj, spec, policy(), 0)
@@ -545,7 +545,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 		assert.Equal(t, "1\nx\n", out, "%s keeps its network and writable disk", obj)
 	}
 	require.NoError(t, m3.Close(context.Background()))
-	require.NoError(t, RemoveImage(context.Background(), b3.Client, imgs[0].Name, false))
+	require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
 }
 
 // TestRecoveryLeavesAnotherWharfsContainers: two wharf serves may share
@@ -553,20 +553,12 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 // neither adopt nor remove the first one's running containers: it killed
 // them (exit 137, "exited unexpectedly" in the first one's log).
 func TestRecoveryLeavesAnotherWharfsContainers(t *testing.T) {
-	logger := slog.New(slog.DiscardHandler)
-	b1, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
-	require.NoError(t, err)
+	_, logger, b1, m1, spec := crashingHost(t)
 	defer b1.Close()
-	archivePath, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
-	require.NoError(t, err)
-	defer RemoveImage(context.Background(), b1.Client, imgs[0].Name, false)
-	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
+	defer RemoveImage(context.Background(), b1.Client, spec.Image, false)
 	defer m1.Close(context.Background())
-	policy := func(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
-	first, err := m1.Start(context.Background(), "Sandbox", "obj1", ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}, policy("", false), 0)
+	policy := offlinePolicy
+	first, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, policy("", false), 0)
 	require.NoError(t, err)
 
 	// A second wharf, with a data directory of its own, on the same containerd.
@@ -596,18 +588,9 @@ func TestRecoveryLeavesAnotherWharfsContainers(t *testing.T) {
 // be given back) is removed with everything it had, its saved egress
 // policy too (the file was left for good).
 func TestRecoveryThatCannotAdoptRemovesThePolicy(t *testing.T) {
-	data := t.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	b1, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	archivePath, err := testimages.Busybox(t.TempDir())
-	require.NoError(t, err)
-	imgs, err := ImportArchive(context.Background(), b1.Client, archivePath, "")
-	require.NoError(t, err)
-	m1, err := NewManager(b1, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	policy := func(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
-	mc, err := m1.Start(context.Background(), "Sandbox", "obj1", ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}, policy("", false), 0)
+	data, logger, b1, m1, spec := crashingHost(t)
+	policy := offlinePolicy
+	mc, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, policy("", false), 0)
 	require.NoError(t, err)
 	require.NoError(t, b1.Close()) // the host crashes
 	m1.Gateway().Close()
@@ -628,7 +611,7 @@ func TestRecoveryThatCannotAdoptRemovesThePolicy(t *testing.T) {
 	left, err := Leftovers(context.Background(), b2.Client, b2.Address, b2.DataDir)
 	require.NoError(t, err)
 	assert.Empty(t, left)
-	require.NoError(t, RemoveImage(context.Background(), b2.Client, imgs[0].Name, false))
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, spec.Image, false))
 }
 
 // TestTeardownRemovesANamespaceFileNeverMounted: a kill between creating a
