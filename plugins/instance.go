@@ -108,7 +108,11 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
+			// Not the tick's own time: a tick delivered late on a loaded
+			// host carries when it was due, which would date the last call
+			// it observes too early and stop the guest before its slice.
+			now := time.Now()
 			if calls := i.act.calls.Load(); calls != last || i.act.inHost.Load() > 0 {
 				last, since = calls, now
 				i.act.stalled.Store(false)
