@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -181,4 +185,28 @@ func TestServeStoppedWhileStartingSaysSo(t *testing.T) {
 	assert.Contains(t, logs, "\nwharf: stopped while starting: terminated signal received\n")
 	assert.NotContains(t, logs, "signal: killed")
 	assert.NotContains(t, logs, "msg=serving")
+}
+
+// TestServeAddsAPPerInstance: wharf serve runs with one P per core plus
+// one per plugin instance (here 3), unless GOMAXPROCS says otherwise.
+func TestServeAddsAPPerInstance(t *testing.T) {
+	dir := helloPlugin(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("name = \"hello\"\nmain = \"hello.wasm\"\n[limits]\ninstances = 3\n"), 0o644))
+	data := t.TempDir()
+	gomaxprocs := func() string {
+		srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
+		defer srv.Stop(30 * time.Second)
+		metrics, err := admin.NewClient(data).Metrics(context.Background())
+		require.NoError(t, err)
+		for _, line := range strings.Split(metrics, "\n") {
+			if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
+				return v
+			}
+		}
+		t.Fatalf("no go_sched_gomaxprocs_threads in /metrics:\n%s", metrics)
+		return ""
+	}
+	assert.Equal(t, strconv.Itoa(runtime.GOMAXPROCS(0)+3), gomaxprocs())
+	t.Setenv("GOMAXPROCS", "1")
+	assert.Equal(t, "1", gomaxprocs(), "the environment's GOMAXPROCS wins")
 }
