@@ -182,9 +182,13 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 // the requests/s at less CPU per request, wazero 1.2–1.5×.
 func raiseGOMAXPROCS(instances int) {
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + instances)
+		runtime.GOMAXPROCS(defaultGOMAXPROCS + instances)
 	}
 }
+
+// defaultGOMAXPROCS is Go's own choice for this process (the CPUs it may
+// use), taken before any serve raised it.
+var defaultGOMAXPROCS = runtime.GOMAXPROCS(0)
 
 // newLogHandler is the handler of wharf serve's log on stderr.
 func newLogHandler(level, format string) (slog.Handler, error) {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,7 +205,8 @@ func TestServeAddsAPPerInstance(t *testing.T) {
 		t.Fatalf("no go_sched_gomaxprocs_threads in /metrics:\n%s", metrics)
 		return ""
 	}
-	assert.Equal(t, strconv.Itoa(runtime.GOMAXPROCS(0)+3), gomaxprocs())
+	t.Setenv("GOMAXPROCS", "") // unset for Go and for wharf
+	assert.Equal(t, strconv.Itoa(defaultGOMAXPROCS+3), gomaxprocs())
 	t.Setenv("GOMAXPROCS", "1")
 	assert.Equal(t, "1", gomaxprocs(), "the environment's GOMAXPROCS wins")
 }
