@@ -51,7 +51,7 @@ type Options struct {
 // there, starts the manager and adopts or removes the containers a
 // previous run left. It returns nil for a manifest without [[containers]].
 // The service's Close (the host's, once given it) releases it all.
-func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Service, error) {
+func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.Service, err error) {
 	if len(m.Containers) == 0 {
 		return nil, nil
 	}
@@ -70,19 +70,21 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Ser
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
 	if err := buildImages(ctx, m, b, o, specs, logger); err != nil {
-		b.Close()
 		return nil, err
 	}
 	be := &backend{b: b, plugin: m.Name}
 	for i, c := range m.Containers {
 		image := specs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
-			b.Close()
 			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
 		}
 		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
-			b.Close()
 			return nil, err
 		}
 		be.images = append(be.images, image)
@@ -92,7 +94,6 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Ser
 		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks}, Logger: logger, Metrics: o.Metrics,
 		OnExit: hooks.Exited})
 	if err != nil {
-		b.Close()
 		return nil, err
 	}
 	for class := range specs {
@@ -110,7 +111,6 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (*containers.Ser
 		// An interrupt (Ctrl-C) stops recovery between containers: the
 		// ones adopted are destroyed whole, the others left for the next run.
 		mgr.Close(context.WithoutCancel(ctx))
-		b.Close()
 		return nil, fmt.Errorf("recovering containers: %w", err)
 	}
 	if adopted+removed > 0 {
