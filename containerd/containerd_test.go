@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
 	"log/slog"
 	"net/http"
@@ -408,17 +408,20 @@ func crashingHost(t *testing.T) (data string, logger *slog.Logger, b *Backend, m
 }
 
 // offlinePolicy is the egress policy of a container without internet.
-func offlinePolicy(string, bool) *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+func offlinePolicy(string, bool) *egresspolicy.Policy {
+	p, _ := egresspolicy.New(false, nil, nil)
+	return p
+}
 
 func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	data, logger, b1, m1, spec := crashingHost(t)
-	policy := func() *egress.Policy { return offlinePolicy("", false) }
+	policy := func() *egresspolicy.Policy { return offlinePolicy("", false) }
 	keptPolicy := policy()
 	kept, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, keptPolicy, 0)
 	require.NoError(t, err)
 	// Rules and list edits made while it runs are kept for the next host.
 	require.NoError(t, keptPolicy.InterceptHTTP("api.test", "h"))
-	require.NoError(t, keptPolicy.EditHosts(egress.Denied, egress.Add, []string{"*.evil.test"}))
+	require.NoError(t, keptPolicy.EditHosts(egresspolicy.Denied, egresspolicy.Add, []string{"*.evil.test"}))
 	_, err = m1.Start(context.Background(), "Gone", "obj2", spec, policy(), 0)
 	require.NoError(t, err)
 	_, err = m1.Start(context.Background(), "Sandbox", "obj1", spec, policy(), 0)
@@ -450,7 +453,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	}()
 	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
-	adopted, removed, err := m2.Recover(context.Background(), func(class string, _ bool) *egress.Policy {
+	adopted, removed, err := m2.Recover(context.Background(), func(class string, _ bool) *egresspolicy.Policy {
 		if class == "Sandbox" {
 			return policy()
 		}
@@ -486,7 +489,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 // the network and disks of running containers were torn down.)
 func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	data, logger, b1, m1, spec := crashingHost(t)
-	policy := func() *egress.Policy { return offlinePolicy("", false) }
+	policy := func() *egresspolicy.Policy { return offlinePolicy("", false) }
 	pids := map[string]uint32{}
 	for _, obj := range []string{"obj1", "obj2", "obj3"} {
 		mc, err := m1.Start(context.Background(), "Sandbox", obj, spec, policy(), 0)
@@ -502,7 +505,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	adopted, removed, err := m2.Recover(ctx, func(string, bool) *egress.Policy {
+	adopted, removed, err := m2.Recover(ctx, func(string, bool) *egresspolicy.Policy {
 		cancel() // the interrupt arrives while the first container is looked at
 		return policy()
 	})
@@ -528,7 +531,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	m3, err := NewManager(b3, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	defer m3.Close(context.Background())
-	adopted, removed, err = m3.Recover(context.Background(), func(string, bool) *egress.Policy { return policy() })
+	adopted, removed, err = m3.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return policy() })
 	require.NoError(t, err)
 	assert.Equal(t, 2, adopted, "the containers the interrupted recovery had not reached")
 	assert.Equal(t, 0, removed)

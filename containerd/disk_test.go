@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -49,7 +49,7 @@ func testManagerWith(t *testing.T, o ManagerOptions) (*Manager, string) {
 	return m, imgs[0].Name
 }
 
-func openPolicy() *egress.Policy { p, _ := egress.NewPolicy(false, nil, nil); return p }
+func openPolicy() *egresspolicy.Policy { p, _ := egresspolicy.New(false, nil, nil); return p }
 
 // allocatedMB is how much of the host's disk a file really uses.
 func allocatedMB(t *testing.T, path string) int64 {

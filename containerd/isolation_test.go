@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/fakenet"
 )
 
@@ -28,7 +28,7 @@ import (
 func TestContainerReachesNothingOfWharfOrHost(t *testing.T) {
 	inet := fakenet.Start(t)
 	m, image := testManager(t)
-	policy := func(internet bool) *egress.Policy { p, _ := egress.NewPolicy(internet, nil, nil); return p }
+	policy := func(internet bool) *egresspolicy.Policy { p, _ := egresspolicy.New(internet, nil, nil); return p }
 	spec := ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}, Capabilities: []string{"CAP_NET_RAW"}}
 	open, err := m.Start(context.Background(), "Box", "open", spec, policy(true), 0)
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestProxyAndResolverListenForContainersOnly(t *testing.T) {
 		_, _, err = (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(q, netip.AddrPortFrom(ip, resolver).String())
 		assert.Error(t, err, "the resolver (UDP) at %s", ip)
 	}
-	p, _ := egress.NewPolicy(false, nil, nil)
+	p, _ := egresspolicy.New(false, nil, nil)
 	require.NoError(t, p.InterceptHTTP("api.test", "h"))
 	mc, err := m.Start(context.Background(), "Box", "a", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, p, 0)
 	require.NoError(t, err)

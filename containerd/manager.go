@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/keptlog"
 	"golang.org/x/sys/unix"
 )
@@ -56,7 +57,7 @@ type Managed struct {
 	Started time.Time
 	// Policy governs the container's egress; it outlives the object's
 	// instance, which finds it here when it is activated again.
-	Policy *egress.Policy
+	Policy *egresspolicy.Policy
 	mu     sync.Mutex
 	reason string
 	// stopping is set by a signal the host sent on purpose (a stop).
@@ -194,7 +195,7 @@ func ContainerID(class, object string) string {
 // runc root are filled in); policy governs its egress. It fails if one is
 // already running, or if maxPerClass (when positive) containers of the
 // class already run.
-func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egress.Policy, maxPerClass int) (*Managed, error) {
+func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egresspolicy.Policy, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
 	m.mu.Lock()
 	if mc, ok := m.byID[id]; ok {
@@ -241,7 +242,7 @@ func (m *Manager) runningLocked(class string) int {
 	return n
 }
 
-func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egress.Policy) (mc *Managed, err error) {
+func (m *Manager) start(ctx context.Context, id, class, object string, spec ContainerSpec, policy *egresspolicy.Policy) (mc *Managed, err error) {
 	if !spec.NoInit {
 		if m.initErr != nil {
 			return nil, m.initErr
@@ -276,7 +277,7 @@ func (m *Manager) start(ctx context.Context, id, class, object string, spec Cont
 	if err != nil {
 		return nil, err
 	}
-	if err := m.gw.Attach(egress.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {
+	if err := m.gw.Attach(egresspolicy.Source{Class: class, Object: object, Addr: ep.ContainerIP}, policy); err != nil {
 		return nil, err
 	}
 	attached = true
@@ -468,9 +469,9 @@ func (m *Manager) policyPath(id string) string {
 }
 
 // keepPolicy saves p now and after every change.
-func (m *Manager) keepPolicy(id string, p *egress.Policy) {
+func (m *Manager) keepPolicy(id string, p *egresspolicy.Policy) {
 	path := m.policyPath(id)
-	p.OnChange(func(st egress.PolicyState) {
+	p.OnChange(func(st egresspolicy.State) {
 		raw, _ := json.Marshal(st)
 		os.MkdirAll(filepath.Dir(path), 0o700)
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
@@ -479,7 +480,7 @@ func (m *Manager) keepPolicy(id string, p *egress.Policy) {
 	})
 }
 
-func (m *Manager) forgetPolicy(id string, p *egress.Policy) {
+func (m *Manager) forgetPolicy(id string, p *egresspolicy.Policy) {
 	if p != nil {
 		p.OnChange(nil)
 	}
@@ -487,16 +488,16 @@ func (m *Manager) forgetPolicy(id string, p *egress.Policy) {
 }
 
 // savedPolicy is the policy kept for container id, or fallback.
-func (m *Manager) savedPolicy(id string, fallback *egress.Policy) *egress.Policy {
+func (m *Manager) savedPolicy(id string, fallback *egresspolicy.Policy) *egresspolicy.Policy {
 	raw, err := os.ReadFile(m.policyPath(id))
 	if err != nil {
 		return fallback
 	}
-	var st egress.PolicyState
+	var st egresspolicy.State
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fallback
 	}
-	p, err := egress.PolicyFromState(st)
+	p, err := egresspolicy.FromState(st)
 	if err != nil {
 		return fallback
 	}
@@ -590,7 +591,7 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 // are, for the next run. Each container is handled whole, as a failed
 // call (a task's status, its labels) would otherwise read as a dead or
 // foreign container and tear down one that runs.
-func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egress.Policy) (adopted, removed int, err error) {
+func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egresspolicy.Policy) (adopted, removed int, err error) {
 	stop := ctx
 	ctx = WithNamespace(context.WithoutCancel(ctx))
 	records, err := m.jnl.all()
@@ -629,7 +630,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		// A container without a record was started before wharf kept one.
 		complete := !recorded || (rec.Started && !rec.Destroying)
-		var p *egress.Policy
+		var p *egresspolicy.Policy
 		if running && complete {
 			p = policy(labels[LabelClass], labels[labelInternet] == "true")
 		}
@@ -645,7 +646,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				err = ep.carryGateway()
 			}
 			if err == nil {
-				err = m.gw.Attach(egress.Source{Class: labels[LabelClass], Object: labels[LabelObject], Addr: ep.ContainerIP}, p)
+				err = m.gw.Attach(egresspolicy.Source{Class: labels[LabelClass], Object: labels[LabelObject], Addr: ep.ContainerIP}, p)
 			}
 			if err == nil {
 				m.net.reserveSlot(ep.slot)

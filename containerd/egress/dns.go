@@ -102,21 +102,21 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) 
 	name := strings.ToLower(strings.TrimSuffix(question.Name, "."))
 	p := a.policy
 	switch {
-	case p.denies(name):
+	case p.Denies(name):
 		g.log.Info("egress refused", "class", a.src.Class, "object", a.src.Object, "to", name, "why", "it is in deniedHosts (DNS)")
 		m.Rcode = dns.RcodeNameError
-	case p.claimsName(name):
+	case p.ClaimsName(name):
 		g.answerSynthetic(m, question, name)
-	case p.permits(name):
+	case p.Permits(name):
 		if g.forward(a, q, m, name, network) {
 			return
 		}
-		if p.claimsAll() {
+		if p.ClaimsAll() {
 			g.answerSynthetic(m, question, name)
 			return
 		}
 		m.Rcode = dns.RcodeServerFailure
-	case p.claimsAll():
+	case p.ClaimsAll():
 		g.answerSynthetic(m, question, name)
 	default:
 		m.Rcode = dns.RcodeNameError

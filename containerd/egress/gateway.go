@@ -1,3 +1,9 @@
+// Package egress governs what leaves a container: one nft table in the host
+// namespace redirects the containers' outbound TCP and DNS to a proxy and a
+// resolver inside the wharf process, which enforce each container's
+// egresspolicy.Policy (deny list, interception rules, allow list, then
+// enableInternet) and terminate HTTPS only for names a rule intercepts,
+// with leaf certificates minted from wharf's own CA.
 package egress
 
 import (
@@ -16,6 +22,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/egresspolicy"
 )
 
 // Where containers find the CA: the path the hosted system uses (images
@@ -30,16 +38,10 @@ const (
 // the stub resolver somewhere to send it.
 var ResolverAddr = netip.MustParseAddr("198.18.0.1")
 
-// Source is the container a connection or query came from.
-type Source struct {
-	Class, Object string
-	Addr          netip.Addr
-}
-
 // Interceptor answers intercepted requests: handler is the name a rule
 // gave, r.URL the original absolute URL.
 type Interceptor interface {
-	ServeOutbound(w http.ResponseWriter, r *http.Request, src Source, handler string)
+	ServeOutbound(w http.ResponseWriter, r *http.Request, src egresspolicy.Source, handler string)
 }
 
 // Config configures a Gateway.
@@ -96,8 +98,8 @@ type Gateway struct {
 
 // attachment is one container known to the gateway.
 type attachment struct {
-	src      Source
-	policy   *Policy
+	src      egresspolicy.Source
+	policy   *egresspolicy.Policy
 	internet bool // in the forward set
 	mu       sync.Mutex
 	names    map[netip.Addr]string // addresses its DNS answers gave, by name
@@ -178,7 +180,7 @@ func (g *Gateway) Mounts() []specs.Mount {
 func (g *Gateway) CA() *CA { return g.ca }
 
 // Attach starts applying policy to traffic from src.Addr.
-func (g *Gateway) Attach(src Source, policy *Policy) error {
+func (g *Gateway) Attach(src egresspolicy.Source, policy *egresspolicy.Policy) error {
 	a := &attachment{src: src, policy: policy, names: map[netip.Addr]string{}}
 	if policy.Internet() {
 		if changed, err := enableForwarding(); err != nil {

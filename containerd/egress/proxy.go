@@ -55,7 +55,7 @@ func (m *connMeta) tlsName() string {
 // the deny list.
 func (m *connMeta) denied(names ...string) (string, bool) {
 	for _, n := range append(names, m.resolved, m.sni) {
-		if n != "" && m.from.policy.denies(n) {
+		if n != "" && m.from.policy.Denies(n) {
 			return n, true
 		}
 	}
@@ -64,7 +64,7 @@ func (m *connMeta) denied(names ...string) (string, bool) {
 
 // permitted reports whether the connection may go out to its destination:
 // with internet, or when the name its address was resolved from is allowed.
-func (m *connMeta) permitted() bool { return m.from.policy.permits(m.resolved) }
+func (m *connMeta) permitted() bool { return m.from.policy.Permits(m.resolved) }
 
 type metaKey struct{}
 
@@ -162,9 +162,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, forward http
 	var handler string
 	var claimed bool
 	if m.tls {
-		handler, claimed = p.httpsHandler(cmp.Or(host, m.tlsName()))
+		handler, claimed = p.HTTPSHandler(cmp.Or(host, m.tlsName()))
 	} else {
-		handler, claimed = p.httpHandler(cmp.Or(host, m.resolved), m.dst)
+		handler, claimed = p.HTTPHandler(cmp.Or(host, m.resolved), m.dst)
 	}
 	denied, isDenied := m.denied(host)
 	switch {
@@ -264,7 +264,7 @@ func (g *Gateway) handleTLS(c *peekedConn, m *connMeta) {
 	}
 	m.sni = normName(hello.ServerName)
 	name := m.tlsName()
-	_, claimed := m.from.policy.httpsHandler(name)
+	_, claimed := m.from.policy.HTTPSHandler(name)
 	denied, isDenied := m.denied()
 	switch {
 	case isDenied:

@@ -20,6 +20,7 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/manifest"
 )
@@ -99,7 +100,7 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	for class := range specs {
 		mgr.Track(class)
 	}
-	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egress.Policy {
+	adopted, removed, err := mgr.Recover(ctx, func(class string, internet bool) *egresspolicy.Policy {
 		c, ok := specs[class]
 		if !ok {
 			return nil

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"golang.org/x/sys/unix"
 )
@@ -122,7 +122,7 @@ type Info struct {
 
 // Policy is a container's egress policy: what it may reach, and which of
 // its requests the Worker's outbound handlers answer.
-type Policy = egress.Policy
+type Policy = egresspolicy.Policy
 
 // Spec is what the host decides of a container to start.
 type Spec struct {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 )
 
 // Policy returns the object's egress policy: its container's, or a new
@@ -53,8 +53,8 @@ func EditHosts(p *Policy, list, edit uint32, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
-	l := map[uint32]egress.List{abi.EgressAllowed: egress.Allowed, abi.EgressDenied: egress.Denied}[list]
-	e := map[uint32]egress.Edit{abi.EgressAdd: egress.Add, abi.EgressRemove: egress.Remove, abi.EgressReplace: egress.Replace}[edit]
+	l := map[uint32]egresspolicy.List{abi.EgressAllowed: egresspolicy.Allowed, abi.EgressDenied: egresspolicy.Denied}[list]
+	e := map[uint32]egresspolicy.Edit{abi.EgressAdd: egresspolicy.Add, abi.EgressRemove: egresspolicy.Remove, abi.EgressReplace: egresspolicy.Replace}[edit]
 	if l == 0 || e == 0 {
 		return fmt.Errorf("%w: unknown egress list %d or edit %d", abi.StatusInvalid, list, edit)
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 )
 
 // Hooks are how the backend reaches the host: the main process of an
@@ -33,8 +33,8 @@ func (h *Hooks) Exited(class, object string) {
 }
 
 // ServeOutbound has the host answer a container's intercepted request
-// (egress.Interceptor).
-func (h *Hooks) ServeOutbound(w http.ResponseWriter, r *http.Request, src egress.Source, handler string) {
+// (the Interceptor of containerd/egress).
+func (h *Hooks) ServeOutbound(w http.ResponseWriter, r *http.Request, src egresspolicy.Source, handler string) {
 	h.mu.Lock()
 	f := h.outbound
 	h.mu.Unlock()

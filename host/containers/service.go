@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/manifest"
 )
 
@@ -248,7 +248,7 @@ func EncodeConfig(cfg manifest.Container) []byte {
 
 // NewPolicy is a class's egress policy as wharf.toml configures it.
 func NewPolicy(c manifest.Container, internet bool) (*Policy, error) {
-	p, err := egress.NewPolicy(internet, c.AllowedHosts, c.DeniedHosts)
+	p, err := egresspolicy.New(internet, c.AllowedHosts, c.DeniedHosts)
 	if err != nil {
 		return nil, fmt.Errorf("allowed_hosts/denied_hosts: %w", err)
 	}

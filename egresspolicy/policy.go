@@ -1,10 +1,10 @@
-// Package egress governs what leaves a container: one nft table in the host
-// namespace redirects the containers' outbound TCP and DNS to a proxy and a
-// resolver inside the wharf process, which apply each container's Policy
-// (deny list, interception rules, allow list, then enableInternet) and
-// terminate HTTPS only for names a rule intercepts, with leaf certificates
-// minted from wharf's own CA.
-package egress
+// Package egresspolicy is what a container may reach and which of its
+// requests the Worker answers: each container's Policy (deny list,
+// interception rules, allow list, then enableInternet) with its host
+// patterns and interception targets, kept as data across restarts. It is
+// the model only: the host edits a Policy as the guest asks
+// (host/containers), and containerd/egress enforces it on the wire.
+package egresspolicy
 
 import (
 	"errors"
@@ -107,6 +107,12 @@ func (t Target) matchesAddr(dst netip.AddrPort) bool {
 	return t.host == "" && t.prefix.Contains(dst.Addr().Unmap()) && (t.port == 0 || t.port == dst.Port())
 }
 
+// Source is the container a connection or query came from.
+type Source struct {
+	Class, Object string
+	Addr          netip.Addr
+}
+
 type rule struct {
 	target  Target
 	handler string
@@ -137,7 +143,7 @@ const (
 // are already open.
 type Policy struct {
 	mu       sync.RWMutex
-	onChange func(PolicyState) // called (outside mu) after every change
+	onChange func(State) // called (outside mu) after every change
 	internet bool
 	allowed  []string
 	denied   []string
@@ -146,8 +152,8 @@ type Policy struct {
 	https    []rule
 }
 
-// NewPolicy makes a policy from a class's configured host lists.
-func NewPolicy(internet bool, allowed, denied []string) (*Policy, error) {
+// New makes a policy from a class's configured host lists.
+func New(internet bool, allowed, denied []string) (*Policy, error) {
 	p := &Policy{internet: internet}
 	if err := p.EditHosts(Allowed, Replace, allowed); err != nil {
 		return nil, err
@@ -262,22 +268,22 @@ func (p *Policy) Hosts(list List) []string {
 	return slices.Clone(p.allowed)
 }
 
-// denies reports whether name is on the deny list.
-func (p *Policy) denies(name string) bool {
+// Denies reports whether name is on the deny list.
+func (p *Policy) Denies(name string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return anyHostMatches(p.denied, name)
 }
 
-// permits reports whether traffic to name that no rule claims may leave.
-func (p *Policy) permits(name string) bool {
+// Permits reports whether traffic to name that no rule claims may leave.
+func (p *Policy) Permits(name string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.internet || anyHostMatches(p.allowed, name)
 }
 
-// httpHandler is the handler of a plain HTTP request for host sent to dst.
-func (p *Policy) httpHandler(host string, dst netip.AddrPort) (string, bool) {
+// HTTPHandler is the handler of a plain HTTP request for host sent to dst.
+func (p *Policy) HTTPHandler(host string, dst netip.AddrPort) (string, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, r := range p.http {
@@ -288,8 +294,8 @@ func (p *Policy) httpHandler(host string, dst netip.AddrPort) (string, bool) {
 	return p.httpAll, p.httpAll != ""
 }
 
-// httpsHandler is the handler of HTTPS to name (the SNI).
-func (p *Policy) httpsHandler(name string) (string, bool) {
+// HTTPSHandler is the handler of HTTPS to name (the SNI).
+func (p *Policy) HTTPSHandler(name string) (string, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, r := range p.https {
@@ -300,9 +306,9 @@ func (p *Policy) httpsHandler(name string) (string, bool) {
 	return "", false
 }
 
-// claimsName reports whether a name rule (HTTP or HTTPS) matches name, so
+// ClaimsName reports whether a name rule (HTTP or HTTPS) matches name, so
 // its DNS answer is a synthetic address the proxy recognises.
-func (p *Policy) claimsName(name string) bool {
+func (p *Policy) ClaimsName(name string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, rs := range [][]rule{p.http, p.https} {
@@ -315,16 +321,16 @@ func (p *Policy) claimsName(name string) bool {
 	return false
 }
 
-// claimsAll reports whether a catch-all rule would take a request to any
+// ClaimsAll reports whether a catch-all rule would take a request to any
 // name, so a name that cannot be resolved still gets a synthetic address.
-func (p *Policy) claimsAll() bool {
+func (p *Policy) ClaimsAll() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.httpAll != "" || slices.ContainsFunc(p.https, func(r rule) bool { return r.target.host == "*" })
 }
 
-// PolicyState is a Policy as data, to keep it across restarts.
-type PolicyState struct {
+// State is a Policy as data, to keep it across restarts.
+type State struct {
 	Internet bool        `json:"internet"`
 	Allowed  []string    `json:"allowed,omitempty"`
 	Denied   []string    `json:"denied,omitempty"`
@@ -340,10 +346,10 @@ type RuleState struct {
 }
 
 // State returns the policy as data.
-func (p *Policy) State() PolicyState {
+func (p *Policy) State() State {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	st := PolicyState{Internet: p.internet, Allowed: slices.Clone(p.allowed), Denied: slices.Clone(p.denied), HTTPAll: p.httpAll}
+	st := State{Internet: p.internet, Allowed: slices.Clone(p.allowed), Denied: slices.Clone(p.denied), HTTPAll: p.httpAll}
 	for _, r := range p.http {
 		st.HTTP = append(st.HTTP, RuleState{r.target.String(), r.handler})
 	}
@@ -353,9 +359,9 @@ func (p *Policy) State() PolicyState {
 	return st
 }
 
-// PolicyFromState rebuilds a policy saved with State.
-func PolicyFromState(st PolicyState) (*Policy, error) {
-	p, err := NewPolicy(st.Internet, st.Allowed, st.Denied)
+// FromState rebuilds a policy saved with State.
+func FromState(st State) (*Policy, error) {
+	p, err := New(st.Internet, st.Allowed, st.Denied)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +381,7 @@ func PolicyFromState(st PolicyState) (*Policy, error) {
 
 // OnChange makes f receive the policy's state after every change (and
 // once now); nil stops it.
-func (p *Policy) OnChange(f func(PolicyState)) {
+func (p *Policy) OnChange(f func(State)) {
 	p.mu.Lock()
 	p.onChange = f
 	p.mu.Unlock()

@@ -1,10 +1,6 @@
-package egress
+package egresspolicy
 
 import (
-	"bufio"
-	"crypto/tls"
-	"crypto/x509"
-	"net"
 	"net/netip"
 	"testing"
 
@@ -38,7 +34,7 @@ func TestParseTargets(t *testing.T) {
 }
 
 func TestPolicyMatching(t *testing.T) {
-	p, err := NewPolicy(false, []string{"*.stripe.com"}, []string{"*.evil.com"})
+	p, err := New(false, []string{"*.stripe.com"}, []string{"*.evil.com"})
 	require.NoError(t, err)
 	dst := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 	require.NoError(t, p.InterceptHTTP("api.example.com", "a"))
@@ -57,73 +53,33 @@ func TestPolicyMatching(t *testing.T) {
 		{"", "10.1.2.3:80", ""},
 		{"glob.test", "1.1.1.1:80", ""},
 	} {
-		h, ok := p.httpHandler(tc.host, dst(tc.dst))
+		h, ok := p.HTTPHandler(tc.host, dst(tc.dst))
 		assert.Equal(t, tc.want, h, "%s %s", tc.host, tc.dst)
 		assert.Equal(t, tc.want != "", ok)
 	}
 	p.InterceptAllHTTP("all")
-	h, _ := p.httpHandler("other.test", dst("1.1.1.1:80"))
+	h, _ := p.HTTPHandler("other.test", dst("1.1.1.1:80"))
 	assert.Equal(t, "all", h)
 	require.NoError(t, p.InterceptHTTP("api.example.com", "a2"))
-	h, _ = p.httpHandler("api.example.com", dst("1.1.1.1:80"))
+	h, _ = p.HTTPHandler("api.example.com", dst("1.1.1.1:80"))
 	assert.Equal(t, "a2", h, "a second rule for a target replaces the first")
 
-	assert.True(t, p.permits("api.stripe.com"))
-	assert.False(t, p.permits("stripe.com"), "*.stripe.com needs a label before it")
-	assert.False(t, p.permits("example.org"))
-	assert.True(t, p.denies("x.evil.com"))
+	assert.True(t, p.Permits("api.stripe.com"))
+	assert.False(t, p.Permits("stripe.com"), "*.stripe.com needs a label before it")
+	assert.False(t, p.Permits("example.org"))
+	assert.True(t, p.Denies("x.evil.com"))
 	require.NoError(t, p.EditHosts(Denied, Replace, nil))
-	assert.False(t, p.denies("x.evil.com"))
+	assert.False(t, p.Denies("x.evil.com"))
 	require.NoError(t, p.EditHosts(Allowed, Add, []string{"example.org", "example.org"}))
 	assert.Equal(t, []string{"*.stripe.com", "example.org"}, p.Hosts(Allowed))
 	require.NoError(t, p.EditHosts(Allowed, Remove, []string{"*.stripe.com"}))
 	assert.Equal(t, []string{"example.org"}, p.Hosts(Allowed))
 	assert.ErrorIs(t, p.EditHosts(Allowed, Add, []string{"bad host"}), ErrInvalidTarget)
 	p.SetInternet(true)
-	assert.True(t, p.permits("anything.test"))
+	assert.True(t, p.Permits("anything.test"))
 
-	assert.True(t, p.claimsName("secrets.test"))
-	assert.True(t, p.claimsName("a.glob.test"))
-	assert.False(t, p.claimsName("nothing.test"))
-	assert.True(t, p.claimsAll())
-}
-
-// TestCALeafAndClientHello mints a leaf, verifies it against the CA as a
-// container would, and reads the SNI of a real ClientHello.
-func TestCALeafAndClientHello(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := LoadCA(dir)
-	require.NoError(t, err)
-	again, err := LoadCA(dir)
-	require.NoError(t, err)
-	assert.Equal(t, ca.CertPEM, again.CertPEM, "the CA is kept in the data dir")
-
-	leaf, err := ca.Leaf("api.example.com")
-	require.NoError(t, err)
-	same, _ := ca.Leaf("api.example.com")
-	assert.Same(t, leaf, same, "leaves are cached")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.CertPEM)
-	_, err = leaf.Leaf.Verify(x509.VerifyOptions{DNSName: "api.example.com", Roots: pool})
-	assert.NoError(t, err)
-	_, err = leaf.Leaf.Verify(x509.VerifyOptions{DNSName: "other.example.com", Roots: pool})
-	assert.Error(t, err)
-
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "sni.example.com", RootCAs: pool})
-		if err == nil {
-			c.Close()
-		}
-	}()
-	c, err := ln.AcceptTCP()
-	require.NoError(t, err)
-	defer c.Close()
-	pc := &peekedConn{TCPConn: c, r: bufio.NewReader(c)}
-	hello, replay := readClientHello(pc)
-	require.NotNil(t, hello)
-	assert.Equal(t, "sni.example.com", hello.ServerName)
-	assert.Equal(t, byte(0x16), replay[0], "the bytes read are kept to replay")
+	assert.True(t, p.ClaimsName("secrets.test"))
+	assert.True(t, p.ClaimsName("a.glob.test"))
+	assert.False(t, p.ClaimsName("nothing.test"))
+	assert.True(t, p.ClaimsAll())
 }
