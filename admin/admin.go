@@ -1,7 +1,7 @@
 // Package admin is the operator API of a running `wharf serve`: HTTP over
 // a unix socket in the data directory (owner-only, never TCP), used by
 // `wharf ps`, `inspect`, `stats`, `tail`, `exec`, `logs`, `stop` and `destroy`. It holds the wire
-// types, the exec framing and the client; the host serves it.
+// types, the exec framing and the client; host/adminserver serves it.
 package admin
 
 import (

@@ -23,6 +23,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/host/adminserver"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/internal/logtap"
@@ -294,7 +295,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	errc := make(chan error, 1)
 	go func() { errc <- ingress.Serve(worker) }()
 	defer srv.Close() // a failure below stops serving before the worker closes
-	adm, err := host.StartAdmin(dataDir, worker, metrics, tap)
+	adm, err := adminserver.Start(dataDir, worker, metrics, tap)
 	if err != nil {
 		return err
 	}

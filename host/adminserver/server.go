@@ -1,4 +1,8 @@
-package host
+// Package adminserver serves the operator API (package admin) of a
+// running Worker on a unix socket in the data directory. It reaches the
+// Worker only through the Worker interface, so package host does not
+// depend on it: cmd/wharf starts it over a host.Worker.
+package adminserver
 
 import (
 	"cmp"
@@ -25,49 +29,74 @@ import (
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/logtap"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // operatorStopGrace is how long `wharf stop` waits after SIGTERM.
 const operatorStopGrace = 10 * time.Second
 
-// Admin serves the operator API (package admin) on a unix socket in the
+// Worker is what the operator API needs of the Worker it serves
+// (host.Worker implements it).
+type Worker interface {
+	// ObjectBindings are the manifest's Durable Object bindings, in its
+	// order; none if the plugin has no Durable Objects.
+	ObjectBindings() []manifest.Binding
+	// ObjectIDFromName is the id name gives an object of class,
+	// remembering the name.
+	ObjectIDFromName(class, name string) (string, error)
+	// ParseObjectID checks a whole object id of class, in hex.
+	ParseObjectID(class, hex string) (string, error)
+	// ObjectState is what the host knows of an object apart from its
+	// container: the name its id was made from (if known), whether it
+	// has an instance now, and its SQLite file.
+	ObjectState(class, id string) (name string, live bool, storage string)
+	// ContainerBackend runs the objects' containers; nil if the plugin
+	// has no [[containers]].
+	ContainerBackend() containers.Backend
+	// ContainerImage is the image of class's container, if the class has
+	// one.
+	ContainerImage(class string) (string, bool)
+	// Drain moves the host's objects to the other hosts of its cluster.
+	Drain(ctx context.Context) error
+}
+
+// Server serves the operator API (package admin) on a unix socket in the
 // data directory: only its owner (root) can connect.
-type Admin struct {
-	w    *Worker
+type Server struct {
+	w    Worker
 	tap  *logtap.Tap
 	srv  *http.Server
-	ln   net.Listener
 	path string
 }
 
-// StartAdmin listens on the data directory's admin socket. gather, if not
-// nil, is served at /metrics; tap, if not nil, is followed by /v1/tail.
-// The caller owns the data directory (see
-// LockDataDir), so a socket already there was left by a crash.
-func StartAdmin(dataDir string, w *Worker, gather prometheus.Gatherer, tap *logtap.Tap) (*Admin, error) {
+// Start listens on the data directory's admin socket. gather, if not nil,
+// is served at /metrics; tap, if not nil, is followed by /v1/tail. The
+// caller owns the data directory (see host.LockDataDir), so a socket
+// already there was left by a crash.
+func Start(dataDir string, w Worker, gather prometheus.Gatherer, tap *logtap.Tap) (*Server, error) {
 	path := admin.SocketPath(dataDir)
 	os.Remove(path)
 	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	a := &Admin{w: w, tap: tap, ln: ln, path: path}
+	s := &Server{w: w, tap: tap, path: path}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/containers", a.containers)
-	mux.HandleFunc("GET /v1/stats", a.stats)
-	mux.HandleFunc("GET /v1/tail", a.tail)
-	mux.HandleFunc("GET /v1/objects/{binding}/{name}", a.inspect)
-	mux.HandleFunc("POST /v1/objects/{binding}/{name}/stop", a.stop)
-	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", a.destroy)
-	mux.HandleFunc("GET /v1/objects/{binding}/{name}/logs", a.logs)
-	mux.HandleFunc("POST /v1/objects/{binding}/{name}/exec", a.exec)
-	mux.HandleFunc("POST /v1/cluster/drain", a.drain)
+	mux.HandleFunc("GET /v1/containers", s.containers)
+	mux.HandleFunc("GET /v1/stats", s.stats)
+	mux.HandleFunc("GET /v1/tail", s.tail)
+	mux.HandleFunc("GET /v1/objects/{binding}/{name}", s.inspect)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/stop", s.stop)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/destroy", s.destroy)
+	mux.HandleFunc("GET /v1/objects/{binding}/{name}/logs", s.logs)
+	mux.HandleFunc("POST /v1/objects/{binding}/{name}/exec", s.exec)
+	mux.HandleFunc("POST /v1/cluster/drain", s.drain)
 	if gather != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	}
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go a.srv.Serve(ln)
-	return a, nil
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.srv.Serve(ln)
+	return s, nil
 }
 
 // listenPrivate listens on a unix socket at path that only its owner can
@@ -94,17 +123,17 @@ func listenPrivate(path string) (net.Listener, error) {
 }
 
 // Close stops the API and removes the socket.
-func (a *Admin) Close() error {
-	err := a.srv.Close()
-	os.Remove(a.path)
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	os.Remove(s.path)
 	return err
 }
 
-func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
+func (s *Server) containers(rw http.ResponseWriter, r *http.Request) {
 	out := []admin.Container{}
-	if s := a.w.services; s.containers != nil {
-		for _, mc := range s.containers.Backend().List() {
-			out = append(out, a.describe(r.Context(), mc))
+	if be := s.w.ContainerBackend(); be != nil {
+		for _, mc := range be.List() {
+			out = append(out, s.describe(r.Context(), mc))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
@@ -112,7 +141,7 @@ func (a *Admin) containers(rw http.ResponseWriter, r *http.Request) {
 }
 
 // describe is what ps shows of a container.
-func (a *Admin) describe(ctx context.Context, mc containers.Container) admin.Container {
+func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Container {
 	state := "running"
 	if mc.Exited() {
 		code, reason, _ := mc.WaitExit()
@@ -129,22 +158,22 @@ func (a *Admin) describe(ctx context.Context, mc containers.Container) admin.Con
 		}
 	}
 	info := mc.Info()
-	return admin.Container{Bindings: a.bindingsOf(info.Class), Class: info.Class, Object: info.Object, Name: all[containers.NameLabel],
+	return admin.Container{Bindings: s.bindingsOf(info.Class), Class: info.Class, Object: info.Object, Name: all[containers.NameLabel],
 		State: state, Started: info.Started, Address: info.Address.String(), Pid: mc.Pid(), Labels: labels}
 }
 
 // tail streams the log lines that pass the request's filter until the
 // client goes away.
-func (a *Admin) tail(rw http.ResponseWriter, r *http.Request) {
+func (s *Server) tail(rw http.ResponseWriter, r *http.Request) {
 	f, err := admin.TailFilterFrom(r.URL.Query())
-	if err == nil && a.tap == nil {
+	if err == nil && s.tap == nil {
 		err = errors.New("this host's log cannot be followed")
 	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	lines, stop := a.tap.Listen()
+	lines, stop := s.tap.Listen()
 	defer stop()
 	rw.Header().Set("Content-Type", "application/x-ndjson")
 	rw.WriteHeader(http.StatusOK)
@@ -167,20 +196,18 @@ func (a *Admin) tail(rw http.ResponseWriter, r *http.Request) {
 }
 
 // inspect answers an object's full state.
-func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
-	ns, id, err := a.resolve(r)
+func (s *Server) inspect(rw http.ResponseWriter, r *http.Request) {
+	class, id, err := s.resolve(r)
 	if err != nil {
 		answer(rw, err)
 		return
 	}
-	s := a.w.services
-	out := admin.Object{Bindings: a.bindingsOf(ns.class), Class: ns.class, Object: id, Live: s.objects.isLive(ns, id),
-		Storage: ns.storagePath(id)}
-	out.Name, _ = ns.names.Name(id)
-	if spec, ok := s.containers.Spec(ns.class); ok {
-		out.Image = spec.Image
-		if mc, ok := s.containers.Backend().Get(ns.class, id); ok {
-			c := a.describe(r.Context(), mc)
+	out := admin.Object{Bindings: s.bindingsOf(class), Class: class, Object: id}
+	out.Name, out.Live, out.Storage = s.w.ObjectState(class, id)
+	if image, ok := s.w.ContainerImage(class); ok {
+		out.Image = image
+		if mc, ok := s.w.ContainerBackend().Get(class, id); ok {
+			c := s.describe(r.Context(), mc)
 			out.Name = cmp.Or(out.Name, c.Name)
 			out.Container = &c
 			out.ContainerID = mc.Info().ID
@@ -196,10 +223,10 @@ func (a *Admin) inspect(rw http.ResponseWriter, r *http.Request) {
 }
 
 // stats answers every running container's resource use.
-func (a *Admin) stats(rw http.ResponseWriter, r *http.Request) {
+func (s *Server) stats(rw http.ResponseWriter, r *http.Request) {
 	out := []admin.ContainerStats{}
-	if s := a.w.services; s.containers != nil {
-		for _, mc := range s.containers.Backend().List() {
+	if be := s.w.ContainerBackend(); be != nil {
+		for _, mc := range be.List() {
 			if mc.Exited() {
 				continue
 			}
@@ -207,7 +234,7 @@ func (a *Admin) stats(rw http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				continue // it exited meanwhile
 			}
-			out = append(out, *statsOf(a.describe(r.Context(), mc), st))
+			out = append(out, *statsOf(s.describe(r.Context(), mc), st))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
@@ -220,9 +247,9 @@ func statsOf(c admin.Container, st containers.Stats) *admin.ContainerStats {
 		ReadBytes: st.ReadBytes, WriteBytes: st.WriteBytes}
 }
 
-func (a *Admin) bindingsOf(class string) []string {
+func (s *Server) bindingsOf(class string) []string {
 	var out []string
-	for _, b := range a.w.manifest.DurableObjects.Bindings {
+	for _, b := range s.w.ObjectBindings() {
 		if b.ClassName == class {
 			out = append(out, b.Name)
 		}
@@ -234,45 +261,47 @@ func (a *Admin) bindingsOf(class string) []string {
 // of any class.
 const anyBinding = "*"
 
-// resolve finds the object {binding}/{name} names: a binding and a name,
-// or id:<hex or prefix> with a binding or anyBinding.
-func (a *Admin) resolve(r *http.Request) (*namespace, string, error) {
-	s := a.w.services
+// resolve finds the class and id of the object {binding}/{name} names: a
+// binding and a name, or id:<hex or prefix> with a binding or anyBinding.
+func (s *Server) resolve(r *http.Request) (class, id string, err error) {
+	bindings := s.w.ObjectBindings()
 	binding, name := r.PathValue("binding"), r.PathValue("name")
-	if s.objects == nil {
-		return nil, "", errors.New("this plugin has no Durable Objects")
+	if len(bindings) == 0 {
+		return "", "", errors.New("this plugin has no Durable Objects")
 	}
 	hex, isID := strings.CutPrefix(name, "id:")
 	if binding == anyBinding {
 		if !isID {
-			return nil, "", fmt.Errorf("an object is named by <binding> <name>, or by id:<hex> alone; got %q alone", name)
+			return "", "", fmt.Errorf("an object is named by <binding> <name>, or by id:<hex> alone; got %q alone", name)
 		}
-		return a.idFromPrefix(nil, hex)
+		return s.idFromPrefix("", hex)
 	}
-	ns, ok := s.objects.bindings[binding]
-	if !ok {
-		return nil, "", fmt.Errorf("no Durable Object binding %q (the manifest has: %s)", binding, strings.Join(s.objects.bindingNames(), ", "))
+	i := slices.IndexFunc(bindings, func(b manifest.Binding) bool { return b.Name == binding })
+	if i < 0 {
+		return "", "", fmt.Errorf("no Durable Object binding %q (the manifest has: %s)", binding, strings.Join(bindingNames(bindings), ", "))
 	}
+	class = bindings[i].ClassName
 	if isID {
-		return a.idFromPrefix(ns, hex)
+		return s.idFromPrefix(class, hex)
 	}
-	return ns, ns.idFromName(name), nil
+	id, err = s.w.ObjectIDFromName(class, name)
+	return class, id, err
 }
 
 // object resolves the request's object to its container.
-func (a *Admin) object(r *http.Request) (containers.Container, error) {
-	s := a.w.services
-	if s.containers == nil {
+func (s *Server) object(r *http.Request) (containers.Container, error) {
+	be := s.w.ContainerBackend()
+	if be == nil {
 		return nil, errors.New("this plugin has no containers")
 	}
-	ns, id, err := a.resolve(r)
+	class, id, err := s.resolve(r)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.containers.Spec(ns.class); !ok {
-		return nil, fmt.Errorf("class %s has no container", ns.class)
+	if _, ok := s.w.ContainerImage(class); !ok {
+		return nil, fmt.Errorf("class %s has no container", class)
 	}
-	mc, ok := s.containers.Backend().Get(ns.class, id)
+	mc, ok := be.Get(class, id)
 	if !ok {
 		return nil, fmt.Errorf("%s %s has no container", r.PathValue("binding"), r.PathValue("name"))
 	}
@@ -280,58 +309,57 @@ func (a *Admin) object(r *http.Request) (containers.Container, error) {
 }
 
 // idFromPrefix finds the object whose container's id starts with prefix
-// (as `wharf ps` shows it), in ns or, if nil, in any class; a whole id is
-// taken as it is.
-func (a *Admin) idFromPrefix(ns *namespace, prefix string) (*namespace, string, error) {
-	objs := a.w.services.objects
-	if ns != nil && len(prefix) == abi.ObjectIDLen {
-		id, err := ns.ids.Parse(prefix)
-		return ns, id, err
+// (as `wharf ps` shows it), in class or, if empty, in any class; a whole
+// id is taken as it is.
+func (s *Server) idFromPrefix(class, prefix string) (string, string, error) {
+	if class != "" && len(prefix) == abi.ObjectIDLen {
+		id, err := s.w.ParseObjectID(class, prefix)
+		return class, id, err
 	}
 	where := "any class"
-	if ns != nil {
-		where = "class " + ns.class
+	if class != "" {
+		where = "class " + class
 	}
 	var found []containers.Info
-	if a.w.services.containers != nil {
-		for _, mc := range a.w.services.containers.Backend().List() {
+	if be := s.w.ContainerBackend(); be != nil {
+		for _, mc := range be.List() {
 			info := mc.Info()
-			if (ns == nil || info.Class == ns.class) && strings.HasPrefix(info.Object, prefix) && prefix != "" {
+			if (class == "" || info.Class == class) && strings.HasPrefix(info.Object, prefix) && prefix != "" {
 				found = append(found, info)
 			}
 		}
 	}
 	switch len(found) {
 	case 1:
-		return objs.classes[found[0].Class], found[0].Object, nil
+		return found[0].Class, found[0].Object, nil
 	case 0:
-		return nil, "", fmt.Errorf("no container of %s has an object id starting with %q", where, prefix)
+		return "", "", fmt.Errorf("no container of %s has an object id starting with %q", where, prefix)
 	}
-	return nil, "", fmt.Errorf("%d containers of %s have an object id starting with %q: give more digits", len(found), where, prefix)
+	return "", "", fmt.Errorf("%d containers of %s have an object id starting with %q: give more digits", len(found), where, prefix)
 }
 
-func (a *Admin) stop(rw http.ResponseWriter, r *http.Request) {
-	mc, err := a.object(r)
+func (s *Server) stop(rw http.ResponseWriter, r *http.Request) {
+	mc, err := s.object(r)
 	if err == nil {
 		info := mc.Info()
-		err = a.w.services.containers.Backend().Stop(r.Context(), info.Class, info.Object, operatorStopGrace)
+		err = s.w.ContainerBackend().Stop(r.Context(), info.Class, info.Object, operatorStopGrace)
 	}
 	answer(rw, err)
 }
 
-func (a *Admin) destroy(rw http.ResponseWriter, r *http.Request) {
-	mc, err := a.object(r)
+func (s *Server) destroy(rw http.ResponseWriter, r *http.Request) {
+	mc, err := s.object(r)
 	if err == nil {
 		mc.SetDestroyReason("destroyed by the operator")
 		info := mc.Info()
-		err = a.w.services.containers.Backend().Destroy(r.Context(), info.Class, info.Object)
+		err = s.w.ContainerBackend().Destroy(r.Context(), info.Class, info.Object)
 	}
 	answer(rw, err)
 }
 
 // drain moves the host's objects to the other hosts of its cluster.
-func (a *Admin) drain(rw http.ResponseWriter, r *http.Request) {
-	answer(rw, a.w.Drain(r.Context()))
+func (s *Server) drain(rw http.ResponseWriter, r *http.Request) {
+	answer(rw, s.w.Drain(r.Context()))
 }
 
 func answer(rw http.ResponseWriter, err error) {
@@ -344,14 +372,14 @@ func answer(rw http.ResponseWriter, err error) {
 
 // logs sends the container's output so far and, with follow, what it
 // writes until it exits or the client goes away.
-func (a *Admin) logs(rw http.ResponseWriter, r *http.Request) {
-	mc, err := a.object(r)
+func (s *Server) logs(rw http.ResponseWriter, r *http.Request) {
+	mc, err := s.object(r)
 	if err != nil {
 		answer(rw, err)
 		return
 	}
 	info := mc.Info()
-	f, err := os.Open(a.w.services.containers.Backend().LogPath(info.Class, info.Object))
+	f, err := os.Open(s.w.ContainerBackend().LogPath(info.Class, info.Object))
 	if err != nil {
 		answer(rw, fmt.Errorf("no output recorded: %w", err))
 		return
@@ -377,9 +405,9 @@ func (a *Admin) logs(rw http.ResponseWriter, r *http.Request) {
 
 // exec upgrades the connection and runs a process, framing its streams
 // (see package admin).
-func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
+func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 	var req admin.ExecRequest
-	mc, err := a.object(r)
+	mc, err := s.object(r)
 	if err == nil {
 		err = json.NewDecoder(r.Body).Decode(&req)
 	}
@@ -412,7 +440,7 @@ func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
 		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
 		return
 	}
-	a.w.services.containers.Backend().CountExec(mc.Info().Class)
+	s.w.ContainerBackend().CountExec(mc.Info().Class)
 	if req.TTY && req.Cols > 0 {
 		proc.Resize(ctx, uint32(req.Cols), uint32(req.Rows))
 	}
@@ -446,11 +474,11 @@ func (a *Admin) exec(rw http.ResponseWriter, r *http.Request) {
 	admin.WriteFrame(conn, admin.FrameExit, binary.BigEndian.AppendUint32(nil, code))
 }
 
-// bindingNames lists the manifest's bindings, for messages.
-func (o *Objects) bindingNames() []string {
+// bindingNames lists the bindings' names, sorted, for messages.
+func bindingNames(bindings []manifest.Binding) []string {
 	var out []string
-	for b := range o.bindings {
-		out = append(out, b)
+	for _, b := range bindings {
+		out = append(out, b.Name)
 	}
 	slices.Sort(out)
 	return out
