@@ -52,13 +52,20 @@ func (in *instance) post(d *delivery) error {
 		in.mu.Unlock()
 		return fmt.Errorf("%w: %w", errNotStarted, in.run.Err())
 	}
+	in.postLocked(d)
+	in.mu.Unlock()
+	in.wakeup.Notify()
+	return nil
+}
+
+// postLocked queues d under in.mu, without waking the guest: an import
+// posting for the running guest, whose next read of the event descriptor
+// finds it.
+func (in *instance) postLocked(d *delivery) {
 	in.queue = append(in.queue, d)
 	if d.scope != nil {
 		in.events++
 	}
-	in.mu.Unlock()
-	in.wakeup.Notify()
-	return nil
 }
 
 // abandon ends an event whose caller gave up (deadline, client gone) if it
@@ -259,6 +266,9 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 	in.memory = mem.Size()
 	if in.drainAt > 0 && in.memory > in.drainAt {
 		in.draining = true // Wasm memory never shrinks: replace the instance
+	}
+	if g.chains {
+		failure = g.object.chain(g, failure)
 	}
 	g.end(failure)
 	return nil

@@ -65,10 +65,15 @@ type guest struct {
 	id     eventID
 	logger *slog.Logger
 	// object is the Durable Object the event is for; nil for a Worker event.
-	object  *object
-	lastErr string
-	owned   []abi.Handle
-	byKind  [16]int
+	object *object
+	// chains marks an object event whose end may deliver the object's next
+	// event (see object.chain); storageEnded is set when its end ended its
+	// storage event too.
+	chains       bool
+	storageEnded bool
+	lastErr      string
+	owned        []abi.Handle
+	byKind       [16]int
 	// done is closed when the event ends; status is then its outcome.
 	done   chan struct{}
 	ended  bool

@@ -354,15 +354,19 @@ func (rt *instanceSet) close() error {
 	return rt.plugin.Close(context.Background())
 }
 
-// deliver posts an event to in and waits until the guest ends it, the
-// instance ends or ctx (see eventContext) ends; then the event is abandoned (its handles released, the guest's later calls for it
-// refused) and the error says whether the time ran out or the caller went
-// away. It returns the event's scope, for its logger.
-func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind abi.EventKind, arg any) (*guest, error) {
-	g := in.newEvent(ctx, id, obj)
-	if err := in.post(&delivery{kind: kind, scope: g, obj: obj, arg: arg}); err != nil {
-		return g, err
+// deliver posts the event g to in and waits for it (see await).
+func (in *instance) deliver(ctx context.Context, g *guest, kind abi.EventKind, arg any) error {
+	if err := in.post(&delivery{kind: kind, scope: g, obj: g.object, arg: arg}); err != nil {
+		return err
 	}
+	return in.await(ctx, g)
+}
+
+// await waits until the guest ends the posted event g, the instance ends
+// or ctx (see eventContext) ends; then the event is abandoned (its handles
+// released, the guest's later calls for it refused) and the error says
+// whether the time ran out or the caller went away.
+func (in *instance) await(ctx context.Context, g *guest) error {
 	select {
 	case <-g.done:
 	case <-ctx.Done():
@@ -379,7 +383,7 @@ func (in *instance) deliver(ctx context.Context, id eventID, obj *object, kind a
 		// slice (which the deadline caps) ends at the same moment.
 		err = fmt.Errorf("%w: %w", plugins.ErrDeadline, err)
 	}
-	return g, err
+	return err
 }
 
 // pastDeadline reports whether ctx's deadline has passed by the clock; on

@@ -307,7 +307,8 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		g, callErr = inst.deliver(ctx, id, nil, kind, in)
+		g = inst.newEvent(ctx, id, nil)
+		callErr = inst.deliver(ctx, g, kind, in)
 	}
 	logger := g.log()
 
