@@ -119,6 +119,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.sets.Store(rt)
+	// Loading left the compiler's garbage (tens of MB for a large module):
+	// it goes back to the system now, not at some later collection.
+	go debug.FreeOSMemory()
 	fail := func(err error) (*Worker, error) {
 		s.objects.Close()
 		s.containers.Close(context.WithoutCancel(ctx), 0)
