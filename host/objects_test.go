@@ -198,6 +198,91 @@ func TestBackToBackEventsKeepTheirGuarantees(t *testing.T) {
 	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "busy", "Get", "after"))
 }
 
+// TestChainedEventsThroughTrapsAndCancels keeps one object's queue full
+// while some events trap the instance (so events chained or queued behind
+// them must be delivered again on a new instance) and some callers go away
+// mid-request. Every acknowledged insert is in storage exactly once, a
+// trapped event's write is gone, an insert whose caller got no answer is
+// there at most once, and the object still serves afterwards.
+func TestChainedEventsThroughTrapsAndCancels(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ntimeout = \"5s\"\n")
+	w.mustCall(t, "STORE", "mix", "SQL", []any{"CREATE TABLE log (k TEXT)"})
+	var mu sync.Mutex
+	var kept, trapped, abandoned []string
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 16 {
+				key := fmt.Sprintf("k%d-%d", c, i)
+				switch {
+				case i%8 == 5 && c%4 == 0:
+					code, body := w.call(t, "STORE", "mix", "PutThenTrap", key)
+					assert.NotEqual(t, 200, code, body)
+					mu.Lock()
+					trapped = append(trapped, key)
+					mu.Unlock()
+				case i%4 == 2:
+					body, _ := json.Marshal([]any{"INSERT INTO log (k) VALUES (?)", key})
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+c%5)*time.Millisecond)
+					req, err := http.NewRequestWithContext(ctx, "POST", w.url+"/call/STORE/mix/SQL", strings.NewReader(string(body)))
+					require.NoError(t, err)
+					resp, err := http.DefaultClient.Do(req)
+					if err == nil {
+						_, err = io.ReadAll(resp.Body)
+						resp.Body.Close()
+					}
+					cancel()
+					mu.Lock()
+					if err == nil && resp.StatusCode == 200 {
+						kept = append(kept, key)
+					} else {
+						abandoned = append(abandoned, key)
+					}
+					mu.Unlock()
+				default:
+					// A trap fails the Worker events on its instance too,
+					// those relaying other clients' calls: their inserts
+					// may or may not have run.
+					code, _ := w.call(t, "STORE", "mix", "SQL", []any{"INSERT INTO log (k) VALUES (?)", key})
+					mu.Lock()
+					if code == 200 {
+						kept = append(kept, key)
+					} else {
+						abandoned = append(abandoned, key)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NotEmpty(t, trapped)
+	require.Greater(t, len(kept), len(abandoned), "most inserts are acknowledged")
+	var rows [][]any
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "STORE", "mix", "SQL", []any{"SELECT k, count(*) FROM log GROUP BY k"})), &rows))
+	count := map[string]float64{}
+	for _, r := range rows {
+		count[r[0].(string)] = r[1].(float64)
+	}
+	for _, key := range kept {
+		assert.Equal(t, 1.0, count[key], "%s: an acknowledged insert is there once", key)
+	}
+	for _, key := range abandoned {
+		assert.LessOrEqual(t, count[key], 1.0, "%s: an abandoned insert is there at most once", key)
+	}
+	assert.LessOrEqual(t, len(count), len(kept)+len(abandoned), "no insert nobody made")
+	for _, key := range trapped {
+		code, body := w.call(t, "STORE", "mix", "Get", key)
+		assert.Equal(t, 500, code, "%s: a trapped event's write was undone", key)
+		assert.Contains(t, body, "no key")
+	}
+	t.Logf("kept %d, abandoned %d (%d of them ran), trapped %d", len(kept), len(abandoned), len(count)-len(kept), len(trapped))
+	w.mustCall(t, "STORE", "mix", "Put", map[string]string{"key": "after", "value": "1"})
+	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "mix", "Get", "after"))
+}
+
 // instanceOf is the instance the live object binding/name is on.
 func (w *testWorker) instanceOf(t *testing.T, binding, name string) *instance {
 	t.Helper()

@@ -89,3 +89,72 @@ func TestReloadRefusesModuleThatDoesNotFit(t *testing.T) {
 	assert.Equal(t, "1", version)
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "kept", "Get", "k"))
 }
+
+// TestReloadDuringBackToBackEvents reloads twice while clients keep one
+// object's queue full, so events chained on an instance of the old build
+// are in flight as it retires, and streamed responses from the same
+// object come in between: every request succeeds, every write is read
+// back, and each stream arrives whole after the write it made.
+func TestReloadDuringBackToBackEvents(t *testing.T) {
+	const pkg = "testdata/guests/objects"
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	builds := map[int]string{}
+	for v := 2; v <= 3; v++ {
+		builds[v] = testutil.BuildGuestWith(t, pkg, fmt.Sprintf("-ldflags=-X main.codeVersion=%d", v))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	last := make([]atomic.Int64, 12)
+	for c := range last {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprint("n", c)
+			for n := int64(1); ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c%4 == 3 { // a streamed response in the middle of the queue
+					code, body := get(t, w.url+"/fetch/STORE/shared/stream")
+					if !assert.Equal(t, 200, code, body) || !assert.Equal(t, "one two three", body) {
+						return
+					}
+					served.Add(1)
+					continue
+				}
+				code, body := w.call(t, "STORE", "shared", "Put", map[string]string{"key": key, "value": fmt.Sprint(n)})
+				if !assert.Equal(t, 200, code, "client %d, write %d: %s", c, n, body) {
+					return
+				}
+				last[c].Store(n)
+				code, body = w.call(t, "STORE", "shared", "Get", key)
+				if !assert.Equal(t, 200, code, body) || !assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(n)), body, "client %d", c) {
+					return
+				}
+				served.Add(1)
+			}
+		}()
+	}
+	for v := 2; v <= 3; v++ {
+		before := served.Load()
+		require.Eventually(t, func() bool { return served.Load() > before+50 }, 20*time.Second, 10*time.Millisecond, "no requests served")
+		require.NoError(t, w.Reload(context.Background(), builds[v], false))
+		_, version := get(t, w.url+"/version")
+		assert.Equal(t, fmt.Sprint(v), version)
+	}
+	before := served.Load()
+	require.Eventually(t, func() bool { return served.Load() > before+50 }, 20*time.Second, 10*time.Millisecond, "no requests served after the last reload")
+	close(stop)
+	wg.Wait()
+	for c := range last {
+		if c%4 != 3 {
+			assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(last[c].Load())), w.mustCall(t, "STORE", "shared", "Get", fmt.Sprint("n", c)))
+		}
+	}
+	assert.Equal(t, `"yes"`, w.mustCall(t, "STORE", "shared", "Get", "streamed"))
+	assert.Equal(t, w.manifest.Limits.Instances, w.Instances().Live)
+	t.Logf("%d requests served across 2 reloads", served.Load())
+}
