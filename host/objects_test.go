@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,6 +282,70 @@ func TestChainedEventsThroughTrapsAndCancels(t *testing.T) {
 	t.Logf("kept %d, abandoned %d (%d of them ran), trapped %d", len(kept), len(abandoned), len(count)-len(kept), len(trapped))
 	w.mustCall(t, "STORE", "mix", "Put", map[string]string{"key": "after", "value": "1"})
 	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "mix", "Get", "after"))
+}
+
+// TestChainedEventsCallingABusyObject has events of one object call
+// another whose queue clients keep full, while both queues chain: every
+// call is answered, what the caller sees of the callee only grows (its
+// events ran once each, in order), and the callee ran every put once.
+func TestChainedEventsCallingABusyObject(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	var puts atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen := -1
+			for i := range 40 {
+				if c%2 == 0 {
+					w.mustCall(t, "STORE", "callee", "Put", map[string]string{"key": fmt.Sprintf("k%d-%d", c, i), "value": "v"})
+					puts.Add(1)
+					continue
+				}
+				var n int
+				require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "STORE", "caller", "CallSelf", "callee")), &n))
+				assert.GreaterOrEqual(t, n, seen, "client %d: the callee's event count went back", c)
+				seen = n
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, fmt.Sprint(puts.Load()), w.mustCall(t, "STORE", "callee", "Events", nil))
+}
+
+// TestAlarmsArriveAmidChainedEvents sets alarms on an object whose queue
+// clients keep full, so each alarm is queued behind events that chain:
+// every alarm runs, once, and its write is kept.
+func TestAlarmsArriveAmidChainedEvents(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w.mustCall(t, "ALARMED", "busy", "Runs", nil)
+			}
+		}()
+	}
+	for round := 1; round <= 10; round++ {
+		w.mustCall(t, "ALARMED", "busy", "Schedule", []int{10 * round, 0})
+		want := fmt.Sprintf("%q", strings.Repeat("0,", round))
+		require.Eventually(t, func() bool {
+			return w.mustCall(t, "ALARMED", "busy", "Runs", nil) == want
+		}, 10*time.Second, 5*time.Millisecond, "alarm %d ran once", round)
+		assert.Equal(t, "false", w.mustCall(t, "ALARMED", "busy", "Pending", nil))
+	}
+	close(stop)
+	wg.Wait()
+	assert.Equal(t, fmt.Sprintf("%q", strings.Repeat("0,", 10)), w.mustCall(t, "ALARMED", "busy", "Runs", nil))
 }
 
 // instanceOf is the instance the live object binding/name is on.
