@@ -731,8 +731,7 @@ func (obj *object) attempt(ev *objectEvent) (*guest, error) {
 			err = obj.db.DeleteAlarm() // a failed alarm gets it back; the handler may set a new one
 		}
 		if err == nil {
-			g = obj.inst.newEvent(ev.runCtx, ev.id, obj)
-			g.chains = ev.kind != alarmEvent
+			g = obj.scopeOn(obj.inst, ev)
 			kind, arg := ev.delivery()
 			err = obj.inst.deliver(ev.runCtx, g, kind, arg)
 		}
@@ -763,31 +762,40 @@ func (obj *object) chain(g *guest, failure error) error {
 	if failure != nil || obj.objs.cluster != nil || obj.chainRoom <= 0 || in.draining {
 		return failure
 	}
+	// Only the run goroutine takes queued events too, and it waits for g:
+	// the first stays first until it moves to chained below.
 	obj.mu.Lock()
-	ready := len(obj.queue) > 0 && obj.queue[0].kind != alarmEvent
+	var next *objectEvent
+	if len(obj.queue) > 0 && obj.queue[0].kind != alarmEvent {
+		next = obj.queue[0]
+	}
 	obj.mu.Unlock()
-	if !ready {
+	if next == nil {
 		return nil
 	}
 	g.storageEnded = true
 	if err := obj.db.EndEvent(false); err != nil {
 		return err
 	}
-	obj.mu.Lock()
-	next := pop(&obj.queue) // the run goroutine takes queued events only once it finished g
-	obj.mu.Unlock()
 	obj.chainRoom--
 	obj.number(next)
 	obj.prepare(next)
 	obj.db.BeginEvent()
-	next.scope = in.newEvent(next.runCtx, next.id, obj)
-	next.scope.chains = true
+	next.scope = obj.scopeOn(in, next)
 	kind, arg := next.delivery()
 	in.postLocked(&delivery{kind: kind, scope: next.scope, obj: obj, arg: arg})
 	obj.mu.Lock()
-	obj.chained = append(obj.chained, next)
+	obj.chained = append(obj.chained, pop(&obj.queue))
 	obj.mu.Unlock()
 	return nil
+}
+
+// scopeOn makes ev's scope on in. Every event but an alarm may chain the
+// next one when it ends.
+func (obj *object) scopeOn(in *instance, ev *objectEvent) *guest {
+	g := in.newEvent(ev.runCtx, ev.id, obj)
+	g.chains = ev.kind != alarmEvent
+	return g
 }
 
 // streamed commits before a streamed response's head leaves, so the bytes
