@@ -147,6 +147,11 @@ old code keeps serving. A change to wharf.toml needs a restart.`,
 func (f *serveFlags) run(cmd *cobra.Command, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A server outlives whatever reads its log (a pipe to a shipper that
+	// restarts, a terminal that closed): without this, Go ends the process
+	// at its next log line, before it removes its containers and networks.
+	// Notify, not Ignore, so the processes wharf starts keep the default.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err := serve(ctx, argOrDot(args), *f)
 	if err != nil && ctx.Err() != nil {
 		// Stopped before serving (serve returns nil once it has served):

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,12 +117,22 @@ func launch(t testing.TB, netns, command string, args []string) *Serve {
 		t.Fatal(err)
 	}
 	s.cmd.Stdout = os.Stdout
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// A test binary that is killed (kill -9, or its -timeout) runs no
+	// cleanup: SIGTERM makes wharf stop cleanly then, as in Stop. The
+	// kernel sends it when the thread that started wharf ends, so that
+	// thread stays locked to the goroutine that waits for wharf.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	urls := make(chan string, 1)
 	s.urls = urls
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := s.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -139,6 +150,9 @@ func launch(t testing.TB, netns, command string, args []string) *Serve {
 		s.err = s.cmd.Wait()
 		close(s.done)
 	}()
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		// A clean stop, even after a failed test: wharf removes its
 		// containers, networks and firewall rules on the way out.

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// sandboxRun posts script to examples/sandbox's /run/{session} at url and
+// returns its output.
+func sandboxRun(t *testing.T, url, session, script string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: time.Minute}).Post(url+"/run/"+session, "text/plain", strings.NewReader(script))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", out)
+	return string(out)
+}
+
+// assertNothingLeft checks that the wharf with data at data left no
+// container resources and no process behind.
+func assertNothingLeft(t *testing.T, data string) {
+	t.Helper()
+	assert.Empty(t, containerd.HostLeftovers(data))
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		assert.NotContains(t, string(b), data, "a process of that wharf survived: %q", b)
+	}
+}
+
+// TestServeOutlivesItsLogReader: wharf serve whose stderr reader goes away
+// (a log shipper that restarts, a closed terminal) keeps serving, and on
+// SIGTERM still stops cleanly, removing its container, instead of being
+// ended by SIGPIPE at its next log line.
+func TestServeOutlivesItsLogReader(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	addr := freeAddr(t)
+	args := []string{"serve", filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", addr, "--data-dir", data}
+	if testutil.Engine != "" {
+		args = append(args, "--engine", testutil.Engine)
+	}
+	cmd := exec.Command(testutil.BuildWharf(t), args...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(stderr)
+	for !strings.Contains(lines.Text(), "msg=serving") {
+		if !lines.Scan() {
+			cmd.Wait()
+			t.Fatal("wharf serve ended before it served")
+		}
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	url := "http://" + addr
+	require.Equal(t, "ok\n", sandboxRun(t, url, "s1", "echo ok"))
+
+	require.NoError(t, stderr.(io.Closer).Close()) // nobody reads wharf's log any more
+	assert.Equal(t, "still\n", sandboxRun(t, url, "s1", "echo still"), "it serves on")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "a clean exit, not SIGPIPE")
+	case <-time.After(time.Minute):
+		t.Fatal("wharf serve did not stop")
+	}
+	assertNothingLeft(t, data)
+}
+
+// TestKilledTestStopsItsWharf: a test binary killed with SIGKILL (as a
+// -timeout or an impatient developer does) runs no cleanup; the wharf
+// serve it started stops cleanly anyway, container and all.
+func TestKilledTestStopsItsWharf(t *testing.T) {
+	if data := os.Getenv("WHARF_TEST_KILLED_CHILD_DATA"); data != "" {
+		srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+		sandboxRun(t, srv.URL, "s1", "echo ok")
+		fmt.Printf("wharf pid %d\n", srv.Pid())
+		select {} // until killed
+	}
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	child := exec.Command(os.Args[0], "-test.run=^TestKilledTestStopsItsWharf$", "-test.timeout=10m")
+	child.Env = append(os.Environ(), "WHARF_TEST_KILLED_CHILD_DATA="+data)
+	if testutil.Engine != "" {
+		child.Env = append(child.Env, "WHARF_TEST_ENGINES="+testutil.Engine)
+	}
+	out, err := child.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, child.Start())
+	t.Cleanup(func() {
+		child.Process.Kill()
+		child.Wait()
+	})
+	var pid int
+	lines := bufio.NewScanner(out)
+	for pid == 0 && lines.Scan() {
+		fmt.Sscanf(lines.Text(), "wharf pid %d", &pid)
+	}
+	require.NotZero(t, pid, "the child test started wharf serve")
+	go io.Copy(io.Discard, out) // wharf's own stdout is this pipe too
+
+	require.NoError(t, child.Process.Kill())
+	deadline := time.Now().Add(time.Minute)
+	for syscall.Kill(pid, 0) == nil {
+		require.True(t, time.Now().Before(deadline), "wharf serve (pid %d) outlived the killed test by a minute", pid)
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertNothingLeft(t, data)
+}
