@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -50,7 +51,7 @@ func (in *instance) post(d *delivery) error {
 	in.mu.Lock()
 	if in.dead { // picked just before it ended: the caller delivers it elsewhere
 		in.mu.Unlock()
-		return fmt.Errorf("%w: %w", errNotStarted, in.run.Err())
+		return fmt.Errorf("%w: %w", guestio.ErrNotStarted, in.run.Err())
 	}
 	in.postLocked(d)
 	in.mu.Unlock()

@@ -118,9 +118,9 @@ func TestObjectPanicAfterStreamingReachesReadersAsARequestIDOnly(t *testing.T) {
 func TestCalledEventOutOfTimeIsATimeout(t *testing.T) {
 	for cause, want := range map[error]abi.Status{plugins.ErrDeadline: abi.StatusTimeout, errors.New("trapped"): abi.StatusIO} {
 		c := &callState{method: "M", pending: guestio.NewPending(func() {}, nil)}
-		c.resolve(&eventFailure{what: failedObjectEvent, id: "Store#1-1", err: cause})
+		c.resolve(&guestio.Failure{What: guestio.FailedObjectEvent, ID: "Store#1-1", Err: cause})
 		_, err := c.pending.Result()
-		assert.Equal(t, want, statusOf(err), "%v", cause)
+		assert.Equal(t, want, guestio.StatusOf(err), "%v", cause)
 		assert.Contains(t, err.Error(), "the object's event")
 	}
 }

@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -62,7 +60,7 @@ type guest struct {
 	table  *guestio.Table[*guest]
 	handle abi.Handle // the event's handle; 0 for self and until it is read
 	ctx    context.Context
-	id     eventID
+	id     guestio.EventID
 	logger *slog.Logger
 	// object is the Durable Object the event is for; nil for a Worker event.
 	object *object
@@ -80,19 +78,6 @@ type guest struct {
 	status error
 }
 
-// eventID names an event in logs: a per-host prefix and a counter.
-type eventID struct {
-	prefix string
-	n      uint64
-}
-
-func (id eventID) String() string {
-	if id.prefix == "" {
-		return ""
-	}
-	return id.prefix + "-" + strconv.FormatUint(id.n, 10)
-}
-
 func newInstance(logs *guestLogs) *instance {
 	in := &instance{plugin: logs.plugin, base: logs.base, logs: logs, wakeup: guestio.NewSignal(),
 		ready: make(chan struct{}), waits: map[uint32]*waitFD{}, nextFD: firstWaitFD}
@@ -101,7 +86,7 @@ func newInstance(logs *guestLogs) *instance {
 }
 
 // newEvent makes the scope of an event for obj (nil for the Worker).
-func (in *instance) newEvent(ctx context.Context, id eventID, obj *object) *guest {
+func (in *instance) newEvent(ctx context.Context, id guestio.EventID, obj *object) *guest {
 	return &guest{inst: in, table: &in.table, ctx: ctx, id: id, object: obj, done: make(chan struct{})}
 }
 
@@ -232,21 +217,7 @@ func releaseLate(v any) {
 // fail records err as the last error and returns its status.
 func (g *guest) fail(err error) abi.Status {
 	g.lastErr = err.Error()
-	return statusOf(err)
-}
-
-// statusOf finds the abi.Status an error wraps; TIMEOUT for an event
-// (such as a called object's) that exceeded its time limit; IO if none.
-func statusOf(err error) abi.Status {
-	var st abi.Status
-	switch {
-	case errors.As(err, &st):
-	case errors.Is(err, plugins.ErrDeadline):
-		st = abi.StatusTimeout
-	default:
-		st = abi.StatusIO
-	}
-	return st
+	return guestio.StatusOf(err)
 }
 
 // scope finds what a call with event handle h acts for.

@@ -52,9 +52,9 @@ func hostFunc(name string, ps []plugins.ValueType, fn importFunc) plugins.HostFu
 				stack[0] = 0
 			case g == nil:
 				in.self.lastErr = err.Error()
-				stack[0] = uint64(uint32(statusOf(err)))
+				stack[0] = uint64(uint32(guestio.StatusOf(err)))
 			case name == abi.ImportLastError: // keep the message being asked for
-				stack[0] = uint64(uint32(statusOf(err)))
+				stack[0] = uint64(uint32(guestio.StatusOf(err)))
 			default:
 				stack[0] = uint64(uint32(g.fail(err)))
 			}

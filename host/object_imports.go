@@ -233,7 +233,7 @@ func (c *callState) resolve(err error) {
 	case err != nil && answered && status != abi.StatusOK: // the guest said why
 		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
 	case err != nil: // TIMEOUT when the called event ran out of time
-		c.pending.Resolve(nil, fmt.Errorf("%w: %w", statusOf(err), err))
+		c.pending.Resolve(nil, fmt.Errorf("%w: %w", guestio.StatusOf(err), err))
 	case !answered:
 		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
 	case status != abi.StatusOK:

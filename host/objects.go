@@ -148,7 +148,7 @@ type objectEvent struct {
 	// id names the event in logs and in what its caller is told when it
 	// fails; set when its delivery starts (prepare), with runCtx, which
 	// bounds it by the plugin's time limit, and cancel, which ends runCtx.
-	id     eventID
+	id     guestio.EventID
 	runCtx context.Context
 	cancel context.CancelFunc
 	// scope is the event's scope when the instance delivered it as the
@@ -655,8 +655,8 @@ func (obj *object) handle(ev *objectEvent) {
 	defer ev.cancel()
 	var g *guest
 	var err error
-	for attempt := 0; attempt < maxDeliveries; attempt++ {
-		if g, err = obj.attempt(ev); !errors.Is(err, errNotStarted) {
+	for attempt := 0; attempt < guestio.MaxDeliveries; attempt++ {
+		if g, err = obj.attempt(ev); !errors.Is(err, guestio.ErrNotStarted) {
 			break
 		}
 		obj.deactivate() // its instance ended before the event started
@@ -681,7 +681,7 @@ func (obj *object) handle(ev *objectEvent) {
 
 // number gives ev its id.
 func (obj *object) number(ev *objectEvent) {
-	ev.id = eventID{prefix: obj.ns.class + "#" + obj.id[:8], n: obj.objs.nextEvent.Add(1)}
+	ev.id = guestio.EventID{Prefix: obj.ns.class + "#" + obj.id[:8], N: obj.objs.nextEvent.Add(1)}
 }
 
 // prepare readies a numbered event for delivery: its time limit starts,
@@ -814,11 +814,11 @@ func (obj *object) streamed(ev *objectEvent) error {
 // details (a trap's stack trace, say) are in the log under that id.
 func (ev *objectEvent) finish(err error) {
 	if err != nil {
-		what := failedObjectEvent
+		what := guestio.FailedObjectEvent
 		if c, ok := errors.AsType[*constructorError](err); ok {
 			what = "constructing " + c.class
 		}
-		err = &eventFailure{what: what, id: ev.id.String(), err: err}
+		err = &guestio.Failure{What: what, ID: ev.id.String(), Err: err}
 	}
 	switch ev.kind {
 	case fetchEvent:

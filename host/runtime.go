@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -166,7 +167,7 @@ func (rt *instanceSet) supervise(in *instance) {
 	}
 	for _, d := range in.queue {
 		if g := d.scope; g != nil && !g.ended { // never started: its caller delivers it again
-			g.ended, g.status = true, errNotStarted
+			g.ended, g.status = true, guestio.ErrNotStarted
 			close(g.done)
 		}
 	}
@@ -219,10 +220,6 @@ func (rt *instanceSet) replace() {
 
 // stalledPenalty ranks a stalled instance after every one that is not.
 const stalledPenalty = 1 << 30
-
-// errNotStarted is an event whose instance ended before the guest read it:
-// it can be delivered again elsewhere.
-var errNotStarted = errors.New("the instance ended before the event started")
 
 // pick returns the least loaded instance for new work (a Worker request,
 // an object to place), waiting while none is up until ctx ends.

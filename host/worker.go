@@ -24,6 +24,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -276,13 +277,9 @@ func (w *Worker) Close(ctx context.Context) error {
 	return err
 }
 
-func (w *Worker) newRequestID() eventID {
-	return eventID{prefix: w.idPrefix, n: w.nextID.Add(1)}
+func (w *Worker) newRequestID() guestio.EventID {
+	return guestio.EventID{Prefix: w.idPrefix, N: w.nextID.Add(1)}
 }
-
-// maxDeliveries bounds how often an event whose instance ended before it
-// started is delivered again.
-const maxDeliveries = 3
 
 // ServeHTTP runs one request as an event of the least loaded instance. A
 // streamed body keeps flowing (e.g. through forward) after the event ends,
@@ -302,8 +299,8 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	ctx, cancel := w.sets.Load().eventContext(r.Context())
 	defer cancel()
 	var g *guest
-	callErr := errNotStarted
-	for attempt := 0; errors.Is(callErr, errNotStarted) && attempt < maxDeliveries; attempt++ {
+	callErr := guestio.ErrNotStarted
+	for attempt := 0; errors.Is(callErr, guestio.ErrNotStarted) && attempt < guestio.MaxDeliveries; attempt++ {
 		inst, err := w.sets.pick(ctx)
 		if err != nil {
 			w.logger.Warn("no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
@@ -325,11 +322,11 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	// fail answers the client that what failed, naming the request id only:
 	// the details are in the log, under the id.
 	fail := func(what string, err error, status int) {
-		http.Error(rw, (&eventFailure{what: what, id: id.String(), err: err}).Error(), status)
+		http.Error(rw, (&guestio.Failure{What: what, ID: id.String(), Err: err}).Error(), status)
 	}
 	switch {
 	case !in.responded && callErr != nil:
-		fail(failedWorker, callErr, failureStatus(callErr))
+		fail(guestio.FailedWorker, callErr, failureStatus(callErr))
 	case !in.responded:
 		logger.Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
 		http.Error(rw, "worker returned without sending a response (request id "+id.String()+")", http.StatusInternalServerError)
@@ -352,7 +349,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		if callErr == nil {
 			fail("the worker's response", streamErr, http.StatusBadGateway)
 		} else {
-			fail(failedWorker, callErr, failureStatus(callErr))
+			fail(guestio.FailedWorker, callErr, failureStatus(callErr))
 		}
 		return
 	}
