@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/manifest"
 )
 
@@ -20,7 +21,7 @@ func (w *Worker) ObjectIDFromName(class, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return ns.idFromName(name), nil
+	return ns.IDFromName(name), nil
 }
 
 // ParseObjectID checks a whole object id of class, in hex.
@@ -29,7 +30,7 @@ func (w *Worker) ParseObjectID(class, hex string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return ns.ids.Parse(hex)
+	return ns.IDs().Parse(hex)
 }
 
 // ObjectState is what the host knows of an object apart from its
@@ -40,15 +41,15 @@ func (w *Worker) ObjectState(class, id string) (name string, live bool, storage 
 	if err != nil {
 		return "", false, ""
 	}
-	name, _ = ns.names.Name(id)
-	return name, w.services.objects.isLive(ns, id), ns.storagePath(id)
+	name, _ = ns.Name(id)
+	return name, w.services.objects.IsLive(ns, id), ns.StoragePath(id)
 }
 
 // objectClass is class's namespace.
-func (w *Worker) objectClass(class string) (*namespace, error) {
-	var ns *namespace
+func (w *Worker) objectClass(class string) (*objects.Namespace, error) {
+	var ns *objects.Namespace
 	if w.services.objects != nil {
-		ns = w.services.objects.classes[class]
+		ns, _ = w.services.objects.Class(class)
 	}
 	if ns == nil {
 		return nil, fmt.Errorf("no Durable Object class %q", class)

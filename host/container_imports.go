@@ -2,30 +2,25 @@ package host
 
 import (
 	"cmp"
-	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
-
-// persistDir is where the object's persistent directories live on the
-// host; deleting the object's storage removes it.
-func persistDir(o *object) string { return filepath.Join(o.ns.dir, "persist", o.id) }
 
 // containerImports are the wharf functions behind ctx.container.
 func (s *services) containerImports() []plugins.HostFunc {
@@ -50,7 +45,7 @@ func (s *services) containerOf(g *guest) (manifest.Container, error) {
 	if g.object == nil {
 		return manifest.Container{}, fmt.Errorf("%w: ctx.container exists only in a Durable Object", abi.StatusUnsupported)
 	}
-	return s.containers.Config(g.object.ns.class)
+	return s.containers.Config(g.object.obj.Class())
 }
 
 // running returns the calling object's running container.
@@ -58,7 +53,7 @@ func (s *services) running(g *guest) (containers.Container, error) {
 	if _, err := s.containerOf(g); err != nil {
 		return nil, err
 	}
-	return s.containers.Running(g.object.ns.class, g.object.id)
+	return s.containers.Running(g.object.obj.Class(), g.object.obj.ID())
 }
 
 func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -73,10 +68,10 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	if err != nil {
 		return err
 	}
-	o := g.object
-	name, named := o.ns.names.Name(o.id)
-	start, err := s.containers.Start(ctx, containers.Object{Class: o.ns.class, ID: o.id, Name: name, Named: named,
-		PersistDir: persistDir(o)}, raw, policy)
+	o := g.object.obj
+	name, named := o.Name()
+	start, err := s.containers.Start(ctx, containers.Object{Class: o.Class(), ID: o.ID(), Name: name, Named: named,
+		PersistDir: o.PersistDir()}, raw, policy)
 	if err != nil {
 		return err
 	}
@@ -117,7 +112,7 @@ func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plu
 	if err != nil {
 		return err
 	}
-	class, id := g.object.ns.class, g.object.id
+	class, id := g.object.obj.Class(), g.object.obj.ID()
 	return s.inBackground(g, mem, u32(a[2]), func() error {
 		return s.containers.Destroy(ctx, class, id, string(reason))
 	})
@@ -141,7 +136,7 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 	if _, err := s.containerOf(g); err != nil {
 		return err
 	}
-	wait, err := s.containers.Monitor(g.object.ns.class, g.object.id)
+	wait, err := s.containers.Monitor(g.object.obj.Class(), g.object.obj.ID())
 	if err != nil {
 		return err
 	}
@@ -398,13 +393,10 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 // (MethodContainerExited), activating it if it was evicted. Nothing
 // answers; an object being shut down is not told.
 func (s *services) containerExited(class, object string) {
-	ns, ok := s.objects.classes[class]
+	ns, ok := s.objects.Class(class)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)
-	c := &callState{method: abi.MethodContainerExited, pending: guestio.NewPending(func() {}, cancel)}
-	if err := s.objects.dispatch(ns, object, &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
-		cancel()
-	}
+	s.objects.SendCall(ctx, ns, object, objects.NewCall(abi.MethodContainerExited, nil, guestio.NewPending(func() {}, cancel)))
 }

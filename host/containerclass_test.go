@@ -95,7 +95,9 @@ func TestContainerClassStates(t *testing.T) {
 
 	// Removed from outside (as `wharf destroy` does): the object hears of
 	// it and says so.
-	require.NoError(t, w.services.containers.Backend().Destroy(t.Context(), "Web", w.services.objects.bindings["WEB"].ids.FromName("a")))
+	ns, err := w.Objects().Namespace("WEB")
+	require.NoError(t, err)
+	require.NoError(t, w.services.containers.Backend().Destroy(t.Context(), "Web", ns.IDs().FromName("a")))
 	require.Eventually(t, func() bool {
 		return strings.HasSuffix(w.callString(t, "WEB", "a", "Hooks", nil), "stop:-1:the container was removed\n")
 	}, 5*time.Second, 50*time.Millisecond)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -31,12 +32,13 @@ const (
 type delivery struct {
 	kind  abi.EventKind
 	scope *guest // nil for EventDrop
-	obj   *object
+	obj   *placement
 	// ref is the object's handle an EventDrop names: taken when the drop
 	// is posted, as the object may be placed anew before it is read.
 	ref abi.Handle
 	// arg is the Go value of the event's argument: an *incoming for fetch
-	// and outbound, a *callState for a call, the retry count for an alarm.
+	// and outbound, an *objects.Call for a call, the retry count for an
+	// alarm.
 	arg any
 }
 
@@ -136,7 +138,7 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 			switch a := d.arg.(type) {
 			case *incoming:
 				arg = g.add(abi.KindRequest, a)
-			case *callState:
+			case *objects.Call:
 				arg = g.add(abi.KindCall, a)
 			case int:
 				arg = abi.Handle(a)
@@ -144,7 +146,7 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 		}
 		if d.kind == abi.EventDrop {
 			in.table.Remove(obj)
-			if sc := d.obj.scope; sc != nil && sc.inst == in {
+			if sc := d.obj.scope; sc != nil {
 				sc.release(nil)
 			}
 		}
@@ -269,7 +271,7 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 		in.draining = true // Wasm memory never shrinks: replace the instance
 	}
 	if g.chains {
-		failure = g.object.chain(g, failure)
+		failure = g.object.obj.Chain(g, failure)
 	}
 	g.end(failure)
 	return nil

@@ -23,15 +23,15 @@ func (s *services) policyOf(g *guest) (*containers.Policy, error) {
 	if _, err := s.containerOf(g); err != nil {
 		return nil, err
 	}
-	o := g.object
-	if o.egress == nil {
-		p, err := s.containers.Policy(o.ns.class, o.id)
+	o := g.object.obj
+	if o.Egress() == nil {
+		p, err := s.containers.Policy(o.Class(), o.ID())
 		if err != nil {
 			return nil, err
 		}
-		o.egress = p
+		o.SetEgress(p)
 	}
-	return o.egress, nil
+	return o.Egress(), nil
 }
 
 func (s *services) importContainerIntercept(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {

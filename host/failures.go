@@ -2,7 +2,6 @@ package host
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/wharfhq/wharf/host/guestio"
@@ -29,15 +28,3 @@ func failureStatus(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-// constructorError is a Durable Object whose constructor failed.
-type constructorError struct {
-	class string
-	err   error
-}
-
-func (e *constructorError) Error() string {
-	return fmt.Sprintf("constructing %s: %v", e.class, e.err)
-}
-
-func (e *constructorError) Unwrap() error { return e.err }

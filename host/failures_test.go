@@ -1,7 +1,6 @@
 package host
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -11,10 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/wharfhq/wharf/abi"
-	"github.com/wharfhq/wharf/host/guestio"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 // internals are what a failed guest leaves in the host's log and a client
@@ -110,17 +105,4 @@ func TestObjectPanicAfterStreamingReachesReadersAsARequestIDOnly(t *testing.T) {
 	code, body = get(t, w.url+"/fetch/STORE/sp/stream")
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "one two three", body, "the object serves on")
-}
-
-// TestCalledEventOutOfTimeIsATimeout: a call whose object's event ran out
-// of time reaches the caller as TIMEOUT (sdk.ErrTimeout), any other failure
-// of that event as IO.
-func TestCalledEventOutOfTimeIsATimeout(t *testing.T) {
-	for cause, want := range map[error]abi.Status{plugins.ErrDeadline: abi.StatusTimeout, errors.New("trapped"): abi.StatusIO} {
-		c := &callState{method: "M", pending: guestio.NewPending(func() {}, nil)}
-		c.resolve(&guestio.Failure{What: guestio.FailedObjectEvent, ID: "Store#1-1", Err: cause})
-		_, err := c.pending.Result()
-		assert.Equal(t, want, guestio.StatusOf(err), "%v", cause)
-		assert.Contains(t, err.Error(), "the object's event")
-	}
 }

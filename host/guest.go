@@ -62,11 +62,12 @@ type guest struct {
 	ctx    context.Context
 	id     guestio.EventID
 	logger *slog.Logger
-	// object is the Durable Object the event is for; nil for a Worker event.
-	object *object
+	// object is the Durable Object the event is for, on this instance; nil
+	// for a Worker event.
+	object *placement
 	// chains marks an object event whose end may deliver the object's next
-	// event (see object.chain); storageEnded is set when its end ended its
-	// storage event too.
+	// event (see objects.Object.Chain); storageEnded is set when its end
+	// ended its storage event too.
 	chains       bool
 	storageEnded bool
 	lastErr      string
@@ -86,15 +87,15 @@ func newInstance(logs *guestLogs) *instance {
 }
 
 // newEvent makes the scope of an event for obj (nil for the Worker).
-func (in *instance) newEvent(ctx context.Context, id guestio.EventID, obj *object) *guest {
+func (in *instance) newEvent(ctx context.Context, id guestio.EventID, obj *placement) *guest {
 	return &guest{inst: in, table: &in.table, ctx: ctx, id: id, object: obj, done: make(chan struct{})}
 }
 
 func (g *guest) wake() { g.inst.wakeup.Notify() }
 
-// log returns the logger of the event, tagged with the plugin name and the
+// Log returns the logger of the event, tagged with the plugin name and the
 // request id; it is made on first use.
-func (g *guest) log() *slog.Logger {
+func (g *guest) Log() *slog.Logger {
 	if g.logger == nil {
 		g.logger = g.inst.base.With("plugin", g.inst.plugin)
 		if id := g.id.String(); id != "" {
@@ -177,11 +178,11 @@ func (g *guest) release(failure error) {
 // outlive the event (a container monitor a constructor's goroutine waits
 // on); they are released when the object leaves the instance.
 func (g *guest) objectScope() *guest {
-	obj := g.object
-	if obj.scope == nil || obj.scope.inst != g.inst {
-		obj.scope = &guest{inst: g.inst, table: g.table, ctx: context.Background(), object: obj, done: make(chan struct{})}
+	p := g.object
+	if p.scope == nil {
+		p.scope = &guest{inst: g.inst, table: g.table, ctx: context.Background(), object: p, done: make(chan struct{})}
 	}
-	return obj.scope
+	return p.scope
 }
 
 // releaseObject frees what a handle held.

@@ -136,5 +136,5 @@ func (w *lineWriter) emit(line []byte) {
 	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
 		w.in.lastPanic.Store(string(w.logs.cut(line)))
 	}
-	w.logs.emit(w.in.self.log(), w.level, line, "stream", w.name)
+	w.logs.emit(w.in.self.Log(), w.level, line, "stream", w.name)
 }

@@ -42,6 +42,14 @@ type incoming struct {
 	upgrade *upgrade
 }
 
+// Responded reports whether the guest sent the response's head (for
+// objects.Request).
+func (in *incoming) Responded() bool { return in.responded }
+
+// Streams reports whether the response's body streams (for
+// objects.Request).
+func (in *incoming) Streams() bool { return in.stream != nil }
+
 // upgrade carries a switched connection: the client's bytes reach the
 // guest's request body through a pipe, the response body goes to conn.
 type upgrade struct {
@@ -155,20 +163,20 @@ func (s responseSink) Write(p []byte) error {
 }
 
 // bodyEnder is a ResponseWriter whose body must be ended explicitly (an
-// object's response to another guest).
-type bodyEnder interface{ endBody(error) }
+// object's response to another guest, objects.Response).
+type bodyEnder interface{ EndBody(error) }
 
 func (s responseSink) Finish() error {
 	s.in.writeHead()
 	if e, ok := s.in.rw.(bodyEnder); ok {
-		e.endBody(nil)
+		e.EndBody(nil)
 	}
 	return nil
 }
 
 func (s responseSink) Abort(err error) {
 	if e, ok := s.in.rw.(bodyEnder); ok {
-		e.endBody(err)
+		e.EndBody(err)
 		return
 	}
 	if u := s.in.upgrade; u != nil && u.conn != nil {

@@ -165,7 +165,7 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 	if first, trace, ok := bytes.Cut(msg, []byte("\n")); ok && bytes.HasPrefix(trace, []byte("goroutine ")) {
 		msg, attrs = first, []any{textlog.StackKey, g.inst.logs.cut(trace)}
 	}
-	g.inst.logs.emit(g.log(), slog.Level(int32(a[0])), msg, attrs...)
+	g.inst.logs.emit(g.Log(), slog.Level(int32(a[0])), msg, attrs...)
 	return nil
 }
 

@@ -11,13 +11,13 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -85,7 +85,7 @@ func (in *instance) declare(list *[]string, what string, name []byte) error {
 }
 
 // binding finds the namespace named by a guest string.
-func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*namespace, error) {
+func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*objects.Namespace, error) {
 	if s.objects == nil {
 		return nil, fmt.Errorf("%w: the manifest declares no Durable Object bindings", abi.StatusNotFound)
 	}
@@ -93,7 +93,7 @@ func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*namespace, error
 	if err != nil {
 		return nil, err
 	}
-	ns, err := s.objects.namespace(string(name))
+	ns, err := s.objects.Namespace(string(name))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	}
@@ -101,12 +101,12 @@ func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*namespace, error
 }
 
 // objectIDArg reads a 64-byte id and checks it belongs to ns.
-func objectIDArg(mem plugins.Memory, ns *namespace, ptr uint32) (string, error) {
+func objectIDArg(mem plugins.Memory, ns *objects.Namespace, ptr uint32) (string, error) {
 	raw, err := readMem(mem, ptr, abi.ObjectIDLen)
 	if err != nil {
 		return "", err
 	}
-	id, err := ns.ids.Parse(string(raw))
+	id, err := ns.IDs().Parse(string(raw))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
@@ -135,11 +135,11 @@ func (s *services) importObjectID(_ context.Context, g *guest, mem plugins.Memor
 	var id string
 	switch u32(a[2]) {
 	case abi.IDFromName:
-		id = ns.idFromName(string(arg))
+		id = ns.IDFromName(string(arg))
 	case abi.IDUnique:
-		id = ns.ids.Unique()
+		id = ns.IDs().Unique()
 	case abi.IDFromString:
-		if id, err = ns.ids.Parse(string(arg)); err != nil {
+		if id, err = ns.IDs().Parse(string(arg)); err != nil {
 			return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
 	default:
@@ -156,14 +156,14 @@ func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 		return fmt.Errorf("%w: the call is not for an event of a Durable Object", abi.StatusNotFound)
 	}
 	b := abi.NewFieldsBuilder(nil)
-	b.Add(abi.FieldClass, g.object.ns.class)
-	b.Add(abi.FieldID, g.object.id)
+	b.Add(abi.FieldClass, g.object.obj.Class())
+	b.Add(abi.FieldID, g.object.obj.ID())
 	return writeOut(mem, u32(a[0]), u32(a[1]), u32(a[2]), b.Bytes())
 }
 
 // target reads the (binding, binding_len, id) arguments that start
 // object_fetch and object_call.
-func (s *services) target(mem plugins.Memory, a []uint64) (*namespace, string, error) {
+func (s *services) target(mem plugins.Memory, a []uint64) (*objects.Namespace, string, error) {
 	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return nil, "", err
@@ -191,72 +191,19 @@ func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Me
 		return err
 	}
 	req.RequestURI = req.URL.RequestURI()
-	ctx := req.Context()
 	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
-	resp := newObjectResponse(func(r *http.Response, err error) {
+	s.objects.SendFetch(ns, id, req, objects.NewResponse(func(r *http.Response, err error) {
 		if err != nil {
 			cancel()
-			p.Resolve(nil, fmt.Errorf("%w: %s %s: %w", abi.StatusIO, ns.class, id[:8], err))
+			p.Resolve(nil, fmt.Errorf("%w: %s %s: %w", abi.StatusIO, ns.Class(), id[:8], err))
 			return
 		}
 		p.Resolve(&fetchedResponse{resp: r, cancel: cancel}, nil)
-	})
-	ev := &objectEvent{kind: fetchEvent, ctx: ctx, req: req, resp: resp}
-	if err := s.objects.dispatch(ns, id, ev); err != nil {
-		resp.release(err)
-	}
+	}))
 	return nil
-}
-
-// callState is one RPC call: its request, and its result once answered.
-type callState struct {
-	method string
-	args   []byte
-
-	mu       sync.Mutex
-	answered bool
-	status   abi.Status
-	result   []byte
-	pending  *guestio.Pending
-}
-
-// resolve hands the answer (or err) to the caller and releases the call's
-// context.
-func (c *callState) resolve(err error) {
-	c.mu.Lock()
-	answered, status, result := c.answered, c.status, c.result
-	c.mu.Unlock()
-	switch {
-	case err != nil && answered && status != abi.StatusOK: // the guest said why
-		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
-	case err != nil: // TIMEOUT when the called event ran out of time
-		c.pending.Resolve(nil, fmt.Errorf("%w: %w", guestio.StatusOf(err), err))
-	case !answered:
-		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
-	case status != abi.StatusOK:
-		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
-	default:
-		c.pending.Resolve(result, nil)
-	}
-	c.over()
-}
-
-// answer hands the caller the answer another host's object gave.
-func (c *callState) answer(status abi.Status, result []byte) {
-	if status == abi.StatusOK {
-		c.pending.Resolve(result, nil)
-	} else {
-		c.pending.Resolve(nil, &peerError{status: status, msg: string(result)})
-	}
-	c.over()
-}
-
-// over releases the call's context.
-func (c *callState) over() {
-	c.pending.Cancel(nil)
 }
 
 func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -276,15 +223,11 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 		return fmt.Errorf("%w: empty method name", abi.StatusInvalid)
 	}
 	ctx, cancel := context.WithCancel(s.base)
-	c := &callState{method: string(method), args: append([]byte(nil), args...)}
-	c.pending = guestio.NewPending(g.wake, cancel)
-	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, c.pending); err != nil {
+	p := guestio.NewPending(g.wake, cancel)
+	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
-	ev := &objectEvent{kind: callEvent, ctx: ctx, call: c}
-	if err := s.objects.dispatch(ns, id, ev); err != nil {
-		c.resolve(err)
-	}
+	s.objects.SendCall(ctx, ns, id, objects.NewCall(string(method), append([]byte(nil), args...), p))
 	return nil
 }
 
@@ -321,10 +264,10 @@ func importCallRequest(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	if err != nil {
 		return err
 	}
-	c := obj.(*callState)
+	c := obj.(*objects.Call)
 	b := abi.NewFieldsBuilder(nil)
-	b.Add(abi.FieldMethod, c.method)
-	b.Add(abi.FieldArgs, string(c.args))
+	b.Add(abi.FieldMethod, c.Method())
+	b.Add(abi.FieldArgs, string(c.Args()))
 	return writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), b.Bytes())
 }
 
@@ -339,22 +282,15 @@ func importCallReturn(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	if err != nil {
 		return err
 	}
-	c := obj.(*callState)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.answered {
-		return fmt.Errorf("%w: call %q was already answered", abi.StatusBusy, c.method)
-	}
-	c.answered, c.status, c.result = true, abi.Status(u32(a[1])), append([]byte(nil), data...)
-	return nil
+	return obj.(*objects.Call).Return(abi.Status(u32(a[1])), data)
 }
 
 // db returns the storage of the object the guest belongs to.
 func (g *guest) db() (*storage.DB, error) {
-	if g.object == nil || g.object.db == nil {
+	if g.object == nil || g.object.obj.DB() == nil {
 		return nil, fmt.Errorf("%w: storage is only available inside a Durable Object", abi.StatusUnsupported)
 	}
-	return g.object.db, nil
+	return g.object.obj.DB(), nil
 }
 
 // storageFunc is an import that works on the calling object's storage.
@@ -513,7 +449,7 @@ func importStorageDeleteAll(db *storage.DB, g *guest, _ plugins.Memory, _ []uint
 	}
 	// The object's persistent container directories go with its storage
 	// (at once: a failed event does not bring them back).
-	if err := os.RemoveAll(persistDir(g.object)); err != nil {
+	if err := os.RemoveAll(g.object.obj.PersistDir()); err != nil {
 		return fmt.Errorf("%w: removing persistent directories: %w", abi.StatusIO, err)
 	}
 	return nil
@@ -648,7 +584,7 @@ func importAlarmSet(db *storage.DB, g *guest, _ plugins.Memory, a []uint64) erro
 	if err := db.SetAlarm(at); err != nil {
 		return storageErr(err)
 	}
-	if err := g.object.objs.alarms.Set(g.object.ns.class, g.object.id, at); err != nil {
+	if err := g.object.obj.ScheduleAlarm(at); err != nil {
 		return fmt.Errorf("%w: alarm index: %w", abi.StatusIO, err)
 	}
 	return nil

@@ -352,13 +352,11 @@ func TestAlarmsArriveAmidChainedEvents(t *testing.T) {
 func (w *testWorker) instanceOf(t *testing.T, binding, name string) *instance {
 	t.Helper()
 	o := w.Objects()
-	ns, err := o.namespace(binding)
+	ns, err := o.Namespace(binding)
 	require.NoError(t, err)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	obj, ok := o.live[ns.class+"/"+ns.idFromName(name)]
+	p, ok := o.PlacementOf(ns, ns.IDFromName(name))
 	require.True(t, ok, "%s %s is live", binding, name)
-	return obj.inst
+	return p.(*placement).in
 }
 
 func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
@@ -594,9 +592,7 @@ func TestEvictedObjectsParkTheirDatabases(t *testing.T) {
 	dir := t.TempDir()
 	w := startObjects(t, dir, "[durable_objects]\nmax_live = 2\nidle_timeout = \"10m\"\n")
 	o := w.Objects()
-	o.mu.Lock()
-	o.maxOpenDB = 5
-	o.mu.Unlock()
+	o.SetMaxOpenDatabases(5)
 	for i := range 4 {
 		w.mustCall(t, "STORE", fmt.Sprint("p", i), "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
 	}
@@ -628,9 +624,7 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	require.Len(t, files, 1)
 	w.mustCall(t, "STORE", "d1", "Put", map[string]string{"key": "k", "value": "v"}) // evicts d0: max_live is 1
 	require.Eventually(t, func() bool {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		return len(o.parked) == 1
+		return o.ParkedDatabases() == 1
 	}, 5*time.Second, 20*time.Millisecond, "d0 parks its database")
 	for _, p := range []string{files[0], files[0] + "-wal", files[0] + "-shm"} {
 		require.NoError(t, os.Remove(p))

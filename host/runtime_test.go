@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd/hostbackend"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -91,7 +92,7 @@ func TestTenThousandLiveObjects(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", fmt.Sprint("live", i), "Get", "k"))
 	}
 	assert.Equal(t, uint64(0), w.Instances().Ended)
-	assert.Eventually(t, func() bool { return openDatabaseFiles(t, dir) <= memoryOpenDatabases }, 10*time.Second, 100*time.Millisecond,
+	assert.Eventually(t, func() bool { return openDatabaseFiles(t, dir) <= objects.MemoryOpenDatabases }, 10*time.Second, 100*time.Millisecond,
 		"idle objects close their databases beyond the cap (%d open)", openDatabaseFiles(t, dir))
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -57,7 +58,7 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Cluster joins the Worker's objects to a cluster; nil serves them on
 	// this host alone.
-	Cluster *ClusterConfig
+	Cluster *objects.ClusterConfig
 	// ServeEarly lets NewWorker and Reload return as soon as one of the
 	// plugin's instances is up, the others starting meanwhile, so the first
 	// request is answered sooner; by default they wait for every instance.
@@ -68,7 +69,7 @@ type Config struct {
 type services struct {
 	base       context.Context // lives as long as the host; parents fetches and forwards
 	client     *http.Client
-	objects    *Objects            // nil without Durable Object bindings
+	objects    *objects.Objects    // nil without Durable Object bindings
 	containers *containers.Service // nil without [[containers]]
 }
 
@@ -131,7 +132,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = newObjects(ctx, &w.sets, m, cfg.DataDir, cfg.Cluster, cfg.Metrics, logger); err != nil {
+		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, cfg.Cluster, cfg.Metrics, logger); err != nil {
 			return fail(err)
 		}
 	}
@@ -144,7 +145,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if s.objects != nil {
 		// Alarms wait for the whole worker.
-		s.objects.startAlarms()
+		s.objects.StartAlarms()
 	}
 	return w, nil
 }
@@ -258,7 +259,7 @@ func checkModule(in *instance, m *manifest.Manifest) error {
 }
 
 // Objects is the Durable Object runtime, nil without bindings.
-func (w *Worker) Objects() *Objects { return w.services.objects }
+func (w *Worker) Objects() *objects.Objects { return w.services.objects }
 
 // Close stops fetches, forwards and objects, removes the containers it ran
 // and stops the instances and releases containerd.
@@ -310,7 +311,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		g = inst.newEvent(ctx, id, nil)
 		callErr = inst.deliver(ctx, g, kind, in)
 	}
-	logger := g.log()
+	logger := g.Log()
 
 	if callErr != nil {
 		if errors.Is(callErr, plugins.ErrCanceled) {

@@ -19,6 +19,7 @@ import (
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/manifest"
 )
 
@@ -56,7 +57,7 @@ type peerNode struct {
 	member *cluster.Member
 	ln     net.Listener
 	srv    *http.Server
-	config *host.ClusterConfig
+	config *objects.ClusterConfig
 }
 
 // join listens for peers and joins the cluster; nil without --cluster.
@@ -107,7 +108,7 @@ func (f *clusterFlags) join(ctx context.Context, plugin string, logger *slog.Log
 	}}
 	srv := &http.Server{TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("joined the cluster", "host", name, "peer_address", advertise, "etcd", strings.Join(endpoints, ","))
-	return &peerNode{member: m, ln: ln, srv: srv, config: &host.ClusterConfig{Member: m, Peers: peers}}, nil
+	return &peerNode{member: m, ln: ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}}, nil
 }
 
 // peerDialer connects to a host by its name (URLs name hosts, not

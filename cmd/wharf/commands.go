@@ -24,6 +24,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/adminserver"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/internal/logtap"
@@ -274,7 +275,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer peer.close()
-	var cc *host.ClusterConfig
+	var cc *objects.ClusterConfig
 	if peer != nil {
 		cc = peer.config
 	}

@@ -1,7 +1,3 @@
-// Package objects is the Durable Object machinery that needs no guest: a
-// namespace's ids (the codec that makes and checks them, the book of the
-// names they were made from) and the alarm index and scheduler. The
-// object runtime in package host delivers events over it.
 package objects
 
 import (

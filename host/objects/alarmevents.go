@@ -1,13 +1,11 @@
-package host
+package objects
 
 import (
 	"context"
 	"time"
-
-	"github.com/wharfhq/wharf/host/objects"
 )
 
-// deliverAlarm runs the object's alarm as an event (objects.Alarms calls
+// deliverAlarm runs the object's alarm as an event (Alarms calls
 // it); done gets the outcome.
 func (o *Objects) deliverAlarm(class, id string, retry int, done func(error)) error {
 	ev := &objectEvent{kind: alarmEvent, ctx: context.Background(), retry: retry, reply: done}
@@ -18,12 +16,12 @@ func (o *Objects) deliverAlarm(class, id string, retry int, done func(error)) er
 // alarm is there and due, it is deleted inside the event (so the handler can
 // set a new one, and a failure restores it); otherwise the index is fixed
 // and the event is skipped.
-func (obj *object) alarmDue(ev *objectEvent) bool {
+func (obj *Object) alarmDue(ev *objectEvent) bool {
 	class, id := obj.ns.class, obj.id
 	sched := obj.objs.alarms
 	skip := func() bool {
 		done := ev.reply
-		ev.reply = func(error) { done(objects.ErrAlarmSkipped) }
+		ev.reply = func(error) { done(ErrAlarmSkipped) }
 		return false
 	}
 	if obj.db == nil {

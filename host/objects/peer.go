@@ -1,4 +1,4 @@
-package host
+package objects
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
-	"github.com/wharfhq/wharf/host/objects"
 )
 
 // The peer server: where other hosts of the cluster deliver the events of
@@ -18,11 +17,10 @@ import (
 // event for an object this host does not own is answered 421 Misdirected
 // Request, and the sender places the object again.
 
-// PeerHandler serves the events other hosts forward to this Worker's
-// objects.
-func (w *Worker) PeerHandler() http.Handler {
+// PeerHandler serves the events other hosts forward to these objects. A
+// nil Objects (a plugin without Durable Objects) answers 404.
+func (o *Objects) PeerHandler() http.Handler {
 	mux := http.NewServeMux()
-	o := w.services.objects
 	mux.HandleFunc("POST /wharf/v1/objects/{class}/{id}/{kind}", func(rw http.ResponseWriter, r *http.Request) {
 		if o == nil {
 			http.Error(rw, "this plugin has no Durable Objects", http.StatusNotFound)
@@ -62,7 +60,7 @@ func peerFailure(rw http.ResponseWriter, err error) {
 	http.Error(rw, err.Error(), status)
 }
 
-func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *Namespace, id string) {
 	u, err := url.Parse(r.Header.Get(peerURLHeader))
 	if err != nil {
 		http.Error(rw, "bad "+peerURLHeader+": "+err.Error(), http.StatusBadRequest)
@@ -74,7 +72,7 @@ func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *na
 	req.Header.Del(peerURLHeader)
 	got := make(chan struct{})
 	var resp *http.Response
-	out := newObjectResponse(func(res *http.Response, e error) {
+	out := NewResponse(func(res *http.Response, e error) {
 		resp, err = res, e
 		close(got)
 	})
@@ -109,15 +107,14 @@ func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *na
 	}
 }
 
-func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Namespace, id string) {
 	args, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	c := &callState{method: r.Header.Get(peerMethodHeader), args: args}
-	c.pending = guestio.NewPending(func() {}, cancel)
+	c := NewCall(r.Header.Get(peerMethodHeader), args, guestio.NewPending(func() {}, cancel))
 	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}); err != nil {
 		c.resolve(err)
 	}
@@ -144,7 +141,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *nam
 	rw.Write(v.([]byte))
 }
 
-func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *namespace, id string) {
+func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *Namespace, id string) {
 	retry, _ := strconv.Atoi(r.Header.Get(peerRetryHeader))
 	done := make(chan error, 1)
 	ev := &objectEvent{kind: alarmEvent, ctx: r.Context(), retry: retry, forwarded: true, reply: func(err error) { done <- err }}
@@ -153,7 +150,7 @@ func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *na
 		return
 	}
 	switch err := <-done; {
-	case errors.Is(err, objects.ErrAlarmSkipped):
+	case errors.Is(err, ErrAlarmSkipped):
 		rw.Header().Set(peerStatusHeader, "skipped")
 	case err != nil:
 		peerFailure(rw, err)

@@ -1,4 +1,4 @@
-package host
+package objects
 
 import (
 	"bytes"
@@ -22,7 +22,6 @@ import (
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
-	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -43,30 +42,22 @@ const maxBatch = 64
 // ErrUnknownBinding is a stub for a binding the manifest does not declare.
 var ErrUnknownBinding = errors.New("no Durable Object binding")
 
-// namespace is the id space and storage directory of one class.
-type namespace struct {
-	class string
-	ids   objects.IDs
-	dir   string
-	names objects.Names
-}
-
 // Objects runs the Durable Objects of one plugin.
 type Objects struct {
-	sets     *currentSet
+	rt       Runtime
 	logger   *slog.Logger
-	bindings map[string]*namespace // by binding name
-	classes  map[string]*namespace // by class name
+	bindings map[string]*Namespace // by binding name
+	classes  map[string]*Namespace // by class name
 	idle     time.Duration
 	maxLive  int
-	alarms   *objects.Alarms
+	alarms   *Alarms
 	// cluster places and forwards events; nil on a single host.
 	cluster *clusterRouting
 	// nextEvent numbers events in their ids.
 	nextEvent atomic.Uint64
 
 	mu   sync.Mutex
-	live map[string]*object // by liveKey
+	live map[string]*Object // by liveKey
 	lru  *list.List         // idle objects, least recently used first
 	// Open databases are capped (each holds three descriptors): beyond the
 	// cap, parked databases are closed first, then idle live objects close
@@ -90,13 +81,13 @@ type parkedDB struct {
 }
 
 // liveKey names an object in Objects' maps.
-func liveKey(ns *namespace, id string) string { return ns.class + "/" + id }
+func liveKey(ns *Namespace, id string) string { return ns.class + "/" + id }
 
-// object is one Durable Object: its event queue and, while live, its
-// instance and database (owned by its run goroutine).
-type object struct {
+// Object is one Durable Object: its event queue and, while live, its
+// placement on an instance and its database (owned by its run goroutine).
+type Object struct {
 	objs *Objects
-	ns   *namespace
+	ns   *Namespace
 	id   string
 
 	mu       sync.Mutex
@@ -108,13 +99,9 @@ type object struct {
 	closeDB  bool          // the host needs descriptors: close the database when idle
 	wakeup   guestio.Signal
 
-	// inst is the instance hosting the object's value and ref its handle
-	// there; nil and 0 while it has none.
-	inst *instance
-	ref  abi.Handle
-	// scope owns the object's handles that outlive its events.
-	scope *guest
-	db    *storage.DB
+	// inst is the object's value on an instance; nil while it has none.
+	inst Placement
+	db   *storage.DB
 	// egress is the policy of the object's container, made on first use;
 	// only the object's own events touch it.
 	egress *containers.Policy
@@ -152,13 +139,13 @@ type objectEvent struct {
 	runCtx context.Context
 	cancel context.CancelFunc
 	// scope is the event's scope when the instance delivered it as the
-	// previous one ended (see chain); nil until then.
-	scope *guest
+	// previous one ended (see Chain); nil until then.
+	scope Event
 	// fetch
 	req  *http.Request
-	resp *objectResponse
+	resp *Response
 	// call
-	call *callState
+	call *Call
 	// alarm
 	retry int
 	// reply is called once the event's writes are durable (or failed).
@@ -169,12 +156,17 @@ type objectEvent struct {
 	firstForward time.Time
 }
 
-func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
+// New opens the Durable Objects of the plugin m describes: its
+// namespaces (their keys under dataDir, shared by the cluster cc joins
+// unless cc is nil) and its alarm index. The objects' events run on rt's
+// instances; reg registers the cluster's metrics (nil: none). StartAlarms
+// begins delivering alarms.
+func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
-		sets: sets, logger: logger,
-		bindings: map[string]*namespace{}, classes: map[string]*namespace{},
+		rt: rt, logger: logger,
+		bindings: map[string]*Namespace{}, classes: map[string]*Namespace{},
 		idle: m.DurableObjects.IdleTimeout.Duration, maxLive: m.DurableObjects.MaxLive,
-		live: map[string]*object{}, lru: list.New(), idleDBs: list.New(), maxOpenDB: maxOpenDatabases(),
+		live: map[string]*Object{}, lru: list.New(), idleDBs: list.New(), maxOpenDB: maxOpenDatabases(),
 		parked: map[string]*list.Element{}, parkedLRU: list.New(),
 	}
 	root := filepath.Join(dataDir, "objects")
@@ -182,7 +174,7 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 		ns := o.classes[b.ClassName]
 		if ns == nil {
 			dir := filepath.Join(root, b.ClassName)
-			ids, err := objects.LoadIDs(filepath.Join(dir, "namespace.key"))
+			ids, err := LoadIDs(filepath.Join(dir, "namespace.key"))
 			if err != nil {
 				return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
 			}
@@ -191,15 +183,15 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 				if err != nil {
 					return nil, fmt.Errorf("namespace %s: the cluster's key: %w", b.ClassName, err)
 				}
-				ids = objects.WithKey(key)
+				ids = WithKey(key)
 			}
-			ns = &namespace{class: b.ClassName, ids: ids, dir: dir}
+			ns = &Namespace{class: b.ClassName, ids: ids, dir: dir}
 			o.classes[b.ClassName] = ns
 		}
 		o.bindings[b.Name] = ns
 	}
 	known := func(class string) bool { _, ok := o.classes[class]; return ok }
-	alarms, err := objects.OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
+	alarms, err := OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -210,10 +202,11 @@ func newObjects(ctx context.Context, sets *currentSet, m *manifest.Manifest, dat
 	return o, nil
 }
 
-// startAlarms begins delivering alarms (see objects.Alarms.Start).
-func (o *Objects) startAlarms() { o.alarms.Start() }
+// StartAlarms begins delivering alarms (see Alarms.Start).
+func (o *Objects) StartAlarms() { o.alarms.Start() }
 
-func (o *Objects) namespace(binding string) (*namespace, error) {
+// Namespace is the namespace binding names in the manifest.
+func (o *Objects) Namespace(binding string) (*Namespace, error) {
 	ns, ok := o.bindings[binding]
 	if !ok {
 		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, binding)
@@ -222,7 +215,7 @@ func (o *Objects) namespace(binding string) (*namespace, error) {
 }
 
 // dispatch queues ev for the object and starts its goroutine if needed.
-func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
+func (o *Objects) dispatch(ns *Namespace, id string, ev *objectEvent) error {
 	key := liveKey(ns, id)
 	o.mu.Lock()
 	if o.closed {
@@ -236,7 +229,7 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 		return nil
 	}
 	if obj == nil {
-		obj = &object{objs: o, ns: ns, id: id, wakeup: guestio.NewSignal()}
+		obj = &Object{objs: o, ns: ns, id: id, wakeup: guestio.NewSignal()}
 		o.live[key] = obj
 	}
 	obj.mu.Lock()
@@ -263,7 +256,7 @@ func (o *Objects) dispatch(ns *namespace, id string, ev *objectEvent) error {
 // remoteOwner is the other host ev goes straight to: the object's
 // remembered owner, for an event that is neither forwarded here nor being
 // retried.
-func (o *Objects) remoteOwner(obj *object, ev *objectEvent) string {
+func (o *Objects) remoteOwner(obj *Object, ev *objectEvent) string {
 	if obj == nil || o.cluster == nil || ev.forwarded || !ev.firstForward.IsZero() {
 		return ""
 	}
@@ -274,7 +267,7 @@ func (o *Objects) remoteOwner(obj *object, ev *objectEvent) string {
 }
 
 // run delivers events until the object has been idle for the idle timeout.
-func (obj *object) run() {
+func (obj *Object) run() {
 	defer obj.objs.wg.Done()
 	var waiting []func(error) // replies held until the next commit
 	commit := func() {
@@ -332,7 +325,7 @@ func (obj *object) run() {
 
 // next is the event to run or finish next: the first the instance chained,
 // else the first queued.
-func (obj *object) next() *objectEvent {
+func (obj *Object) next() *objectEvent {
 	obj.mu.Lock()
 	defer obj.mu.Unlock()
 	if len(obj.chained) > 0 {
@@ -345,7 +338,7 @@ func (obj *object) next() *objectEvent {
 }
 
 // chaining reports whether chained events wait for the run goroutine.
-func (obj *object) chaining() bool {
+func (obj *Object) chaining() bool {
 	obj.mu.Lock()
 	defer obj.mu.Unlock()
 	return len(obj.chained) > 0
@@ -362,7 +355,7 @@ func pop(q *[]*objectEvent) *objectEvent {
 // waitOrRetire waits for an event. After the idle timeout, when the host
 // needs room or is shutting down, the object is evicted and waitOrRetire
 // returns true. Only the object's own goroutine retires it.
-func (obj *object) waitOrRetire() bool {
+func (obj *Object) waitOrRetire() bool {
 	o := obj.objs
 	o.mu.Lock()
 	closed := o.closed
@@ -408,7 +401,7 @@ func (obj *object) waitOrRetire() bool {
 }
 
 // retire evicts the object unless an event arrived meanwhile.
-func (obj *object) retire() bool {
+func (obj *Object) retire() bool {
 	o := obj.objs
 	o.mu.Lock()
 	closed := o.closed
@@ -454,7 +447,7 @@ func (obj *object) retire() bool {
 }
 
 // closeStorage closes the object's database; its next event reopens it.
-func (obj *object) closeStorage() {
+func (obj *Object) closeStorage() {
 	if obj.db == nil {
 		return
 	}
@@ -476,7 +469,7 @@ func (obj *object) closeStorage() {
 // was evicted, or one whose file opens with its first statement. While
 // more than maxOpenDB are open, parked databases are closed and the least
 // recently used idle objects are asked to close theirs.
-func (obj *object) openStorage() {
+func (obj *Object) openStorage() {
 	o := obj.objs
 	key := liveKey(obj.ns, obj.id)
 	o.mu.Lock()
@@ -504,9 +497,9 @@ func (obj *object) openStorage() {
 		parked = append(parked, p)
 		o.openDBs--
 	}
-	var victims []*object
+	var victims []*Object
 	for e := o.idleDBs.Front(); e != nil && o.openDBs-len(victims) > o.maxOpenDB; e = e.Next() {
-		victims = append(victims, e.Value.(*object))
+		victims = append(victims, e.Value.(*Object))
 	}
 	o.mu.Unlock()
 	o.closeParked(parked)
@@ -520,7 +513,7 @@ func (obj *object) openStorage() {
 
 // replaceStorage replaces the object's database file with data (a
 // snapshot), or with an empty database for nil, and opens it.
-func (obj *object) replaceStorage(data []byte) error {
+func (obj *Object) replaceStorage(data []byte) error {
 	obj.closeStorage()
 	path := obj.storagePath()
 	for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the new file
@@ -541,25 +534,22 @@ func (obj *object) replaceStorage(data []byte) error {
 }
 
 // storagePath is the object's database file.
-func (obj *object) storagePath() string { return obj.ns.storagePath(obj.id) }
+func (obj *Object) storagePath() string { return obj.ns.StoragePath(obj.id) }
 
-// storagePath is the database file of the object with the given id.
-func (ns *namespace) storagePath(id string) string { return filepath.Join(ns.dir, id+".sqlite") }
-
-// memoryOpenDatabases caps open object databases by memory: an open
+// MemoryOpenDatabases caps open object databases by memory: an open
 // SQLite connection to a small database holds about 124 KiB (measured), so
 // this many hold about 500 MiB.
-const memoryOpenDatabases = 4096
+const MemoryOpenDatabases = 4096
 
 // maxOpenDatabases is how many object databases may be open at once: what
 // the process's descriptor limit allows (three each, a quarter kept for
-// everything else), at most memoryOpenDatabases.
+// everything else), at most MemoryOpenDatabases.
 func maxOpenDatabases() int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 1000
 	}
-	return min(max(int(min(lim.Cur, 1<<30)/4*3/3), 64), memoryOpenDatabases)
+	return min(max(int(min(lim.Cur, 1<<30)/4*3/3), 64), MemoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while
@@ -567,9 +557,9 @@ func maxOpenDatabases() int {
 func (o *Objects) evictOverflow() {
 	o.mu.Lock()
 	excess := len(o.live) - o.maxLive
-	var victims []*object
+	var victims []*Object
 	for e := o.lru.Front(); e != nil && len(victims) < excess; e = e.Next() {
-		victims = append(victims, e.Value.(*object))
+		victims = append(victims, e.Value.(*Object))
 	}
 	o.mu.Unlock()
 	for _, v := range victims {
@@ -580,11 +570,41 @@ func (o *Objects) evictOverflow() {
 	}
 }
 
-// isLive reports whether the object has an instance now.
-func (o *Objects) isLive(ns *namespace, id string) bool {
+// IsLive reports whether the object id of ns has an instance or events
+// now.
+func (o *Objects) IsLive(ns *Namespace, id string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.live[liveKey(ns, id)] != nil
+}
+
+// PlacementOf is where the live object id of ns is placed now; false if it
+// is not live. Only a check that the object is idle can rely on it.
+func (o *Objects) PlacementOf(ns *Namespace, id string) (Placement, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obj, ok := o.live[liveKey(ns, id)]
+	if !ok {
+		return nil, false
+	}
+	return obj.inst, true
+}
+
+// SetMaxOpenDatabases caps the object databases open at once (by default
+// what the descriptor limit allows); it takes effect as objects open
+// theirs.
+func (o *Objects) SetMaxOpenDatabases(n int) {
+	o.mu.Lock()
+	o.maxOpenDB = n
+	o.mu.Unlock()
+}
+
+// ParkedDatabases counts the open databases of evicted objects, kept for
+// their next event.
+func (o *Objects) ParkedDatabases() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.parked)
 }
 
 // LiveObjects is the number of objects with a running instance or queue.
@@ -596,28 +616,25 @@ func (o *Objects) LiveObjects() int {
 
 // activate places the object on an instance and gives it its storage,
 // running the class's constructor there.
-func (obj *object) activate(ev *objectEvent) error {
+func (obj *Object) activate(ev *objectEvent) error {
 	if obj.db == nil {
 		obj.openStorage()
 	}
 	if obj.inst != nil {
-		if obj.inst.alive() {
+		if obj.inst.Alive() {
 			return nil
 		}
 		obj.deactivate() // its instance ended or drains: build it anew from storage
 	}
-	ctx, cancel := obj.objs.sets.Load().eventContext(ev.ctx)
+	ctx, cancel := obj.objs.rt.EventContext(ev.ctx)
 	defer cancel()
-	in, err := obj.objs.sets.pick(ctx)
+	in, err := obj.objs.rt.Place(ctx, obj)
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	in.objects++
-	in.mu.Unlock()
 	obj.inst = in
 	obj.db.BeginEvent()
-	err = in.deliver(ctx, in.newEvent(ctx, ev.id, obj), abi.EventConstruct, nil)
+	err = in.Deliver(ctx, in.NewEvent(ctx, ev.id, false), abi.EventConstruct, nil)
 	obj.db.EndEvent(err != nil)
 	if err != nil {
 		obj.deactivate()
@@ -628,23 +645,17 @@ func (obj *object) activate(ev *objectEvent) error {
 
 // deactivate drops the object's value from its instance; the next event
 // builds it anew.
-func (obj *object) deactivate() {
+func (obj *Object) deactivate() {
 	in := obj.inst
 	if in == nil {
 		return
 	}
-	ref := obj.ref
-	obj.inst, obj.ref = nil, 0
-	in.mu.Lock()
-	in.objects--
-	in.mu.Unlock()
-	if ref != 0 {
-		in.post(&delivery{kind: abi.EventDrop, obj: obj, ref: ref})
-	}
+	obj.inst = nil
+	in.Drop()
 }
 
 // handle runs one event in the object's instance.
-func (obj *object) handle(ev *objectEvent) {
+func (obj *Object) handle(ev *objectEvent) {
 	if ev.scope == nil {
 		obj.number(ev)
 		if ev.kind == alarmEvent && !obj.alarmDue(ev) {
@@ -653,7 +664,7 @@ func (obj *object) handle(ev *objectEvent) {
 		obj.prepare(ev)
 	}
 	defer ev.cancel()
-	var g *guest
+	var g Event
 	var err error
 	for attempt := 0; attempt < guestio.MaxDeliveries; attempt++ {
 		if g, err = obj.attempt(ev); !errors.Is(err, guestio.ErrNotStarted) {
@@ -664,11 +675,11 @@ func (obj *object) handle(ev *objectEvent) {
 	if err != nil {
 		logger := obj.objs.logger.With("class", obj.ns.class, "id", obj.id, "request_id", ev.id.String())
 		if g != nil {
-			logger = g.log()
+			logger = g.Log()
 		}
 		logger.Error("object event failed", "err", err)
 		switch {
-		case obj.inst != nil && !obj.inst.alive(),
+		case obj.inst != nil && !obj.inst.Alive(),
 			errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
 			// Its instance ended or drains, or the guest may still be
 			// running the event it was abandoned in: its value is rebuilt
@@ -680,19 +691,17 @@ func (obj *object) handle(ev *objectEvent) {
 }
 
 // number gives ev its id.
-func (obj *object) number(ev *objectEvent) {
+func (obj *Object) number(ev *objectEvent) {
 	ev.id = guestio.EventID{Prefix: obj.ns.class + "#" + obj.id[:8], N: obj.objs.nextEvent.Add(1)}
 }
 
 // prepare readies a numbered event for delivery: its time limit starts,
 // and a fetch gets the request the guest reads.
-func (obj *object) prepare(ev *objectEvent) {
+func (obj *Object) prepare(ev *objectEvent) {
 	if ev.kind == fetchEvent {
-		in := newIncoming(ev.resp, ev.req)
-		in.streamed = func() error { return obj.streamed(ev) }
-		ev.resp.in = in
+		ev.resp.in = obj.objs.rt.Request(ev.resp, ev.req, func() error { return obj.streamed(ev) })
 	}
-	ev.runCtx, ev.cancel = obj.objs.sets.Load().eventContext(ev.ctx)
+	ev.runCtx, ev.cancel = obj.objs.rt.EventContext(ev.ctx)
 }
 
 // delivery is what the guest reads for ev: its kind and argument.
@@ -708,7 +717,7 @@ func (ev *objectEvent) delivery() (abi.EventKind, any) {
 }
 
 // fail answers ev with err without delivering it.
-func (obj *object) fail(ev *objectEvent, err error) {
+func (obj *Object) fail(ev *objectEvent, err error) {
 	obj.number(ev)
 	obj.objs.logger.Error("object event failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
 	ev.finish(err)
@@ -718,7 +727,7 @@ func (obj *object) fail(ev *objectEvent, err error) {
 // attempt activates the object if needed and delivers the event, inside a
 // storage event that is rolled back if it fails. An event the instance
 // chained is delivered already: attempt waits for it.
-func (obj *object) attempt(ev *objectEvent) (*guest, error) {
+func (obj *Object) attempt(ev *objectEvent) (Event, error) {
 	g := ev.scope
 	ev.scope = nil // a second attempt delivers it anew
 	var err error
@@ -733,12 +742,12 @@ func (obj *object) attempt(ev *objectEvent) (*guest, error) {
 		if err == nil {
 			g = obj.scopeOn(obj.inst, ev)
 			kind, arg := ev.delivery()
-			err = obj.inst.deliver(ev.runCtx, g, kind, arg)
+			err = obj.inst.Deliver(ev.runCtx, g, kind, arg)
 		}
 	} else {
-		err = g.inst.await(ev.runCtx, g)
+		err = g.Await(ev.runCtx)
 	}
-	if g != nil && g.storageEnded {
+	if g != nil && g.StorageEnded() {
 		return g, err
 	}
 	if dberr := obj.db.EndEvent(err != nil); dberr != nil && err == nil {
@@ -747,7 +756,7 @@ func (obj *object) attempt(ev *objectEvent) (*guest, error) {
 	return g, err
 }
 
-// chain ends the object's event g on its instance's goroutine, as the
+// Chain ends the object's event g on its instance's goroutine, as the
 // guest reports it done (under the instance's lock), and delivers the
 // object's next queued event there and then. Without it the next event
 // waits for two goroutine hand-offs (to the object's goroutine, which ends
@@ -756,10 +765,11 @@ func (obj *object) attempt(ev *objectEvent) (*guest, error) {
 // single host, on an instance that keeps its objects, while the batch has
 // room, and never an alarm (whose due time the run goroutine checks). The
 // run goroutine finishes g as usual and then waits for the chained event.
-// chain returns g's outcome: a failure if its storage event could not end.
-func (obj *object) chain(g *guest, failure error) error {
-	in := g.inst
-	if failure != nil || obj.objs.cluster != nil || obj.chainRoom <= 0 || in.draining {
+// Chain returns g's outcome: a failure if its storage event could not end.
+// The instance calls it for an event made to chain (Placement.NewEvent).
+func (obj *Object) Chain(g Event, failure error) error {
+	in := g.Placement()
+	if failure != nil || obj.objs.cluster != nil || obj.chainRoom <= 0 || in.DrainingLocked() {
 		return failure
 	}
 	// Only the run goroutine takes queued events too, and it waits for g:
@@ -773,7 +783,7 @@ func (obj *object) chain(g *guest, failure error) error {
 	if next == nil {
 		return nil
 	}
-	g.storageEnded = true
+	g.EndStorage()
 	if err := obj.db.EndEvent(false); err != nil {
 		return err
 	}
@@ -783,7 +793,7 @@ func (obj *object) chain(g *guest, failure error) error {
 	obj.db.BeginEvent()
 	next.scope = obj.scopeOn(in, next)
 	kind, arg := next.delivery()
-	in.postLocked(&delivery{kind: kind, scope: next.scope, obj: obj, arg: arg})
+	in.PostLocked(next.scope, kind, arg)
 	obj.mu.Lock()
 	obj.chained = append(obj.chained, pop(&obj.queue))
 	obj.mu.Unlock()
@@ -792,15 +802,13 @@ func (obj *object) chain(g *guest, failure error) error {
 
 // scopeOn makes ev's scope on in. Every event but an alarm may chain the
 // next one when it ends.
-func (obj *object) scopeOn(in *instance, ev *objectEvent) *guest {
-	g := in.newEvent(ev.runCtx, ev.id, obj)
-	g.chains = ev.kind != alarmEvent
-	return g
+func (obj *Object) scopeOn(in Placement, ev *objectEvent) Event {
+	return in.NewEvent(ev.runCtx, ev.id, ev.kind != alarmEvent)
 }
 
 // streamed commits before a streamed response's head leaves, so the bytes
 // that follow never get ahead of the writes made before them.
-func (obj *object) streamed(ev *objectEvent) error {
+func (obj *Object) streamed(ev *objectEvent) error {
 	if err := obj.db.Flush(); err != nil {
 		return err
 	}
@@ -843,7 +851,7 @@ func (o *Objects) Close() error {
 	o.alarms.Close()
 	o.mu.Lock()
 	o.closed = true
-	objs := make([]*object, 0, len(o.live))
+	objs := make([]*Object, 0, len(o.live))
 	for _, obj := range o.live {
 		objs = append(objs, obj)
 	}
@@ -875,10 +883,10 @@ func (o *Objects) closeParked(dbs []*parkedDB) {
 	}
 }
 
-// objectResponse is an object's answer to a fetch: held until the event's
+// Response is an object's answer to a fetch: held until the event's
 // writes are durable, or streamed once they are.
-type objectResponse struct {
-	in      *incoming
+type Response struct {
+	in      Request
 	header  http.Header
 	status  int
 	body    bytes.Buffer
@@ -887,35 +895,41 @@ type objectResponse struct {
 	deliver func(*http.Response, error)
 }
 
-func newObjectResponse(deliver func(*http.Response, error)) *objectResponse {
-	return &objectResponse{header: http.Header{}, deliver: deliver}
+// NewResponse makes the answer to a fetch of an object; deliver gets the
+// response (or why there is none) once.
+func NewResponse(deliver func(*http.Response, error)) *Response {
+	return &Response{header: http.Header{}, deliver: deliver}
 }
 
-func (r *objectResponse) Header() http.Header { return r.header }
+// Header is the response's header, as the guest sets it.
+func (r *Response) Header() http.Header { return r.header }
 
-func (r *objectResponse) WriteHeader(status int) { r.status = status }
+// WriteHeader sets the response's status.
+func (r *Response) WriteHeader(status int) { r.status = status }
 
 // Flush is a no-op: a streamed body goes straight into the caller's pipe.
-func (r *objectResponse) Flush() {}
+func (r *Response) Flush() {}
 
-func (r *objectResponse) Write(p []byte) (int, error) {
+// Write adds to the body: to the buffer, or to the caller's pipe once the
+// response streams.
+func (r *Response) Write(p []byte) (int, error) {
 	if r.pipe != nil {
 		return r.pipe.Write(p)
 	}
 	return r.body.Write(p)
 }
 
-func (r *objectResponse) responded() bool { return r.in != nil && r.in.responded }
+func (r *Response) responded() bool { return r.in != nil && r.in.Responded() }
 
 // deliverOnce hands the caller a response (or error) made elsewhere: the
 // answer of the host the event was forwarded to.
-func (r *objectResponse) deliverOnce(resp *http.Response, err error) {
+func (r *Response) deliverOnce(resp *http.Response, err error) {
 	r.once.Do(func() { r.deliver(resp, err) })
 }
 
 // release hands the response to the caller: the whole buffered body, or a
 // pipe the rest of a streamed body flows through.
-func (r *objectResponse) release(err error) {
+func (r *Response) release(err error) {
 	r.once.Do(func() {
 		if err != nil {
 			r.deliver(nil, err)
@@ -923,7 +937,7 @@ func (r *objectResponse) release(err error) {
 		}
 		resp := &http.Response{StatusCode: r.status, Status: fmt.Sprintf("%d %s", r.status, http.StatusText(r.status)),
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: r.header.Clone(), ContentLength: -1}
-		if r.in != nil && r.in.stream != nil {
+		if r.in != nil && r.in.Streams() {
 			pr, pw := io.Pipe()
 			r.pipe = pw
 			resp.Body = pr
@@ -935,9 +949,21 @@ func (r *objectResponse) release(err error) {
 	})
 }
 
-// endBody ends a streamed body: cleanly, or with err for the reader.
-func (r *objectResponse) endBody(err error) {
+// EndBody ends a streamed body: cleanly, or with err for the reader.
+func (r *Response) EndBody(err error) {
 	if r.pipe != nil {
 		r.pipe.CloseWithError(err)
 	}
 }
+
+// constructorError is a Durable Object whose constructor failed.
+type constructorError struct {
+	class string
+	err   error
+}
+
+func (e *constructorError) Error() string {
+	return fmt.Sprintf("constructing %s: %v", e.class, e.err)
+}
+
+func (e *constructorError) Unwrap() error { return e.err }

@@ -1,4 +1,4 @@
-package host
+package objects
 
 import (
 	"context"
@@ -16,17 +16,14 @@ import (
 // with JSON args and returns its JSON result. An error the method returns
 // matches its abi.Status (abi.StatusIO for the method's own errors).
 func (o *Objects) Call(ctx context.Context, binding, name, method string, args []byte) ([]byte, error) {
-	ns, err := o.namespace(binding)
+	ns, err := o.Namespace(binding)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &callState{method: method, args: args}
-	c.pending = guestio.NewPending(func() {}, cancel)
-	if err := o.dispatch(ns, ns.idFromName(name), &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
-		c.resolve(err)
-	}
+	c := NewCall(method, args, guestio.NewPending(func() {}, cancel))
+	o.SendCall(ctx, ns, ns.IDFromName(name), c)
 	select {
 	case <-c.pending.Done():
 	case <-ctx.Done():
@@ -42,7 +39,7 @@ func (o *Objects) Call(ctx context.Context, binding, name, method string, args [
 // Fetch sends req to the object that name maps to in binding's namespace
 // and returns its response; the body streams until the object ends it.
 func (o *Objects) Fetch(binding, name string, req *http.Request) (*http.Response, error) {
-	ns, err := o.namespace(binding)
+	ns, err := o.Namespace(binding)
 	if err != nil {
 		return nil, err
 	}
@@ -51,13 +48,11 @@ func (o *Objects) Fetch(binding, name string, req *http.Request) (*http.Response
 	}
 	got := make(chan struct{})
 	var resp *http.Response
-	out := newObjectResponse(func(r *http.Response, e error) {
+	out := NewResponse(func(r *http.Response, e error) {
 		resp, err = r, e
 		close(got)
 	})
-	if derr := o.dispatch(ns, ns.idFromName(name), &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out}); derr != nil {
-		out.release(derr)
-	}
+	o.SendFetch(ns, ns.IDFromName(name), req, out)
 	<-got
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", binding, name, err)

@@ -1,0 +1,64 @@
+package objects
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/host/storage"
+)
+
+// What the host's imports read and set of the object an event is for.
+// Only the object's own events call these.
+
+// Class is the object's class name.
+func (obj *Object) Class() string { return obj.ns.class }
+
+// ID is the object's id, in hex.
+func (obj *Object) ID() string { return obj.id }
+
+// Name is the name the object's id was made from, if the host saw it.
+func (obj *Object) Name() (string, bool) { return obj.ns.names.Name(obj.id) }
+
+// DB is the object's storage; nil while it has none open.
+func (obj *Object) DB() *storage.DB { return obj.db }
+
+// PersistDir is where the object's persistent directories live on the
+// host; deleting the object's storage removes it.
+func (obj *Object) PersistDir() string { return filepath.Join(obj.ns.dir, "persist", obj.id) }
+
+// Egress is the policy of the object's container; nil until SetEgress.
+func (obj *Object) Egress() *containers.Policy { return obj.egress }
+
+// SetEgress sets the policy of the object's container (made on first use).
+func (obj *Object) SetEgress(p *containers.Policy) { obj.egress = p }
+
+// ScheduleAlarm puts the object's alarm at at in the alarm index (the
+// object's own database holds the truth).
+func (obj *Object) ScheduleAlarm(at time.Time) error {
+	return obj.objs.alarms.Set(obj.ns.class, obj.id, at)
+}
+
+// SendFetch sends req to the object id of ns; resp gets its answer, or why
+// there is none.
+func (o *Objects) SendFetch(ns *Namespace, id string, req *http.Request, resp *Response) {
+	if err := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: resp}); err != nil {
+		resp.release(err)
+	}
+}
+
+// SendCall sends c to the object id of ns, as an event bounded by ctx; c
+// gets its answer, or why there is none.
+func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Call) {
+	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
+		c.resolve(err)
+	}
+}
+
+// Class is the namespace of class, if the manifest binds it.
+func (o *Objects) Class(class string) (*Namespace, bool) {
+	ns, ok := o.classes[class]
+	return ns, ok
+}

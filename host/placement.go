@@ -1,0 +1,89 @@
+package host
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/host/objects"
+)
+
+// The Durable Objects runtime (package objects) reaches the plugin's
+// instances through objectRuntime: it places an object on the least loaded
+// instance, delivers its events there and awaits them, and the instance
+// chains the object's next event as the guest ends one (event_done).
+
+// objectRuntime is the plugin's instances as the objects see them
+// (objects.Runtime).
+type objectRuntime struct{ sets *currentSet }
+
+func (r objectRuntime) EventContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return r.sets.Load().eventContext(ctx)
+}
+
+func (r objectRuntime) Place(ctx context.Context, obj *objects.Object) (objects.Placement, error) {
+	in, err := r.sets.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	in.objects++
+	in.mu.Unlock()
+	return &placement{in: in, obj: obj}, nil
+}
+
+func (objectRuntime) Request(resp *objects.Response, req *http.Request, streamed func() error) objects.Request {
+	in := newIncoming(resp, req)
+	in.streamed = streamed
+	return in
+}
+
+// placement is an object's value on an instance (objects.Placement).
+type placement struct {
+	in  *instance
+	obj *objects.Object
+	// ref is the object's handle on in, made when the guest reads its
+	// first event; 0 until then.
+	ref abi.Handle
+	// scope owns the object's handles that outlive its events.
+	scope *guest
+}
+
+func (p *placement) Alive() bool { return p.in.alive() }
+
+func (p *placement) NewEvent(ctx context.Context, id guestio.EventID, chains bool) objects.Event {
+	g := p.in.newEvent(ctx, id, p)
+	g.chains = chains
+	return g
+}
+
+func (p *placement) Deliver(ctx context.Context, ev objects.Event, kind abi.EventKind, arg any) error {
+	return p.in.deliver(ctx, ev.(*guest), kind, arg)
+}
+
+func (p *placement) Drop() {
+	ref := p.ref
+	p.in.mu.Lock()
+	p.in.objects--
+	p.in.mu.Unlock()
+	if ref != 0 {
+		p.in.post(&delivery{kind: abi.EventDrop, obj: p, ref: ref})
+	}
+}
+
+func (p *placement) DrainingLocked() bool { return p.in.draining }
+
+func (p *placement) PostLocked(ev objects.Event, kind abi.EventKind, arg any) {
+	p.in.postLocked(&delivery{kind: kind, scope: ev.(*guest), obj: p, arg: arg})
+}
+
+// An object event's scope is an objects.Event.
+
+func (g *guest) Placement() objects.Placement { return g.object }
+
+func (g *guest) Await(ctx context.Context) error { return g.inst.await(ctx, g) }
+
+func (g *guest) EndStorage() { g.storageEnded = true }
+
+func (g *guest) StorageEnded() bool { return g.storageEnded }
