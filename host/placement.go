@@ -18,10 +18,12 @@ import (
 // (objects.Runtime).
 type objectRuntime struct{ sets *currentSet }
 
+// EventContext bounds an event by the current code's time limit.
 func (r objectRuntime) EventContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return r.sets.Load().eventContext(ctx)
 }
 
+// Place counts obj on the least loaded instance of the current set.
 func (r objectRuntime) Place(ctx context.Context, obj *objects.Object) (objects.Placement, error) {
 	in, err := r.sets.pick(ctx)
 	if err != nil {
@@ -33,6 +35,7 @@ func (r objectRuntime) Place(ctx context.Context, obj *objects.Object) (objects.
 	return &placement{in: in, obj: obj}, nil
 }
 
+// Request is the fetch's request as the guest reads it (guest I/O).
 func (objectRuntime) Request(resp *objects.Response, req *http.Request, streamed func() error) objects.Request {
 	in := newIncoming(resp, req)
 	in.streamed = streamed
@@ -50,18 +53,23 @@ type placement struct {
 	scope *guest
 }
 
+// Alive reports whether the instance still takes work.
 func (p *placement) Alive() bool { return p.in.alive() }
 
+// NewEvent makes the scope of one of the object's events on the instance.
 func (p *placement) NewEvent(ctx context.Context, id guestio.EventID, chains bool) objects.Event {
 	g := p.in.newEvent(ctx, id, p)
 	g.chains = chains
 	return g
 }
 
+// Deliver posts ev to the instance and waits for it.
 func (p *placement) Deliver(ctx context.Context, ev objects.Event, kind abi.EventKind, arg any) error {
 	return p.in.deliver(ctx, ev.(*guest), kind, arg)
 }
 
+// Drop counts the object off the instance and posts its drop, naming
+// the handle it had there (if the guest ever saw it).
 func (p *placement) Drop() {
 	ref := p.ref
 	p.in.mu.Lock()
@@ -72,18 +80,24 @@ func (p *placement) Drop() {
 	}
 }
 
+// DrainingLocked reports whether the instance drains (under in.mu).
 func (p *placement) DrainingLocked() bool { return p.in.draining }
 
+// PostLocked queues ev for the guest (under in.mu, at event_done).
 func (p *placement) PostLocked(ev objects.Event, kind abi.EventKind, arg any) {
 	p.in.postLocked(&delivery{kind: kind, scope: ev.(*guest), obj: p, arg: arg})
 }
 
 // An object event's scope is an objects.Event.
 
+// Placement is the object value the event runs on.
 func (g *guest) Placement() objects.Placement { return g.object }
 
+// Await waits for the event (see instance.await).
 func (g *guest) Await(ctx context.Context) error { return g.inst.await(ctx, g) }
 
+// EndStorage records that the event's end ended its storage event.
 func (g *guest) EndStorage() { g.storageEnded = true }
 
+// StorageEnded reports whether EndStorage was called.
 func (g *guest) StorageEnded() bool { return g.storageEnded }
