@@ -15,6 +15,7 @@ type EventID struct {
 	N      uint64
 }
 
+// String is the id as logs and failures show it; empty for no id.
 func (id EventID) String() string {
 	if id.Prefix == "" {
 		return ""
@@ -47,10 +48,12 @@ const (
 	FailedObjectEvent = "the object's event"
 )
 
+// Error says what failed, how, and under which request id.
 func (f *Failure) Error() string {
 	return fmt.Sprintf("%s %s (request id %s)", f.What, outcome(f.Err), f.ID)
 }
 
+// Unwrap is the failure's details.
 func (f *Failure) Unwrap() error { return f.Err }
 
 // outcome says in a few words how an event ended, without its details.
