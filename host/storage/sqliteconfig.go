@@ -15,6 +15,14 @@ extern int64_t sqlite3_memory_used(void);
 static int noBulkPageCache(void) {
 	return sqlite3_config(7, (void *)0, 0, 0); // SQLITE_CONFIG_PAGECACHE
 }
+
+// noLookaside stops each connection from reserving its lookaside
+// allocator (about 36 KiB of slots for small objects) when it opens: with
+// thousands of connections that is most of what an idle one holds, and
+// its small allocations come from malloc instead at no measured cost.
+static int noLookaside(void) {
+	return sqlite3_config(13, 0, 0); // SQLITE_CONFIG_LOOKASIDE
+}
 */
 import "C"
 
@@ -31,10 +39,14 @@ const DefaultMemoryLimit = 256 << 20
 var configError = configure()
 
 func configure() error {
-	rc := C.noBulkPageCache()
-	SetMemoryLimit(DefaultMemoryLimit)
-	if rc != 0 {
+	// sqlite3_config works only before SQLite initialises, which setting
+	// the memory limit does.
+	defer SetMemoryLimit(DefaultMemoryLimit)
+	if rc := C.noBulkPageCache(); rc != 0 {
 		return fmt.Errorf("sqlite3_config(SQLITE_CONFIG_PAGECACHE): error %d", rc)
+	}
+	if rc := C.noLookaside(); rc != 0 {
+		return fmt.Errorf("sqlite3_config(SQLITE_CONFIG_LOOKASIDE): error %d", rc)
 	}
 	return nil
 }
