@@ -47,7 +47,7 @@ type placement struct {
 	in  *instance
 	obj *objects.Object
 	// ref is the object's handle on in, made when the guest reads its
-	// first event; 0 until then.
+	// first event (guarded by in.mu); 0 until then.
 	ref abi.Handle
 	// scope owns the object's handles that outlive its events.
 	scope *guest
@@ -69,10 +69,12 @@ func (p *placement) Deliver(ctx context.Context, ev objects.Event, kind abi.Even
 }
 
 // Drop counts the object off the instance and posts its drop, naming
-// the handle it had there (if the guest ever saw it).
+// the handle it had there (if the guest ever saw it). The handle is read
+// under the instance's lock, which readEvents holds as it makes it: an
+// abandoned event may still be read after the object let go.
 func (p *placement) Drop() {
-	ref := p.ref
 	p.in.mu.Lock()
+	ref := p.ref
 	p.in.objects--
 	p.in.mu.Unlock()
 	if ref != 0 {
