@@ -55,15 +55,15 @@ func TestContainersBackendLifecycle(t *testing.T) {
 	_, err = newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
-	assert.Empty(t, containerdProcesses(data), "the refused load stopped its containerd")
+	assert.Empty(t, testutil.Processes("containerd --config", data), "the refused load stopped its containerd")
 
 	fixture.ImportBusybox(t, data)
 
 	w, err := newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.NoError(t, err)
-	assert.NotEmpty(t, containerdProcesses(data), "the host runs its own containerd")
+	assert.NotEmpty(t, testutil.Processes("containerd --config", data), "the host runs its own containerd")
 	require.NoError(t, w.Close(context.Background()))
-	assert.Empty(t, containerdProcesses(data), "Close stopped containerd")
+	assert.Empty(t, testutil.Processes("containerd --config", data), "Close stopped containerd")
 }
 
 // TestContainersNeedTheirService: a manifest with [[containers]] loaded
@@ -76,23 +76,6 @@ func TestContainersNeedTheirService(t *testing.T) {
 	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: testutil.BuildGuest(t, "testdata/guests/objects"),
 		DataDir: t.TempDir(), CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
 	assert.EqualError(t, err, "wharf.toml: the manifest declares [[containers]] and Config.Containers is nil (open it with package containerd/hostbackend)")
-}
-
-// containerdProcesses lists containerd daemons whose config is under dir.
-func containerdProcesses(dir string) []string {
-	var out []string
-	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.HasPrefix(cmd, "containerd ") && strings.Contains(cmd, dir) {
-			out = append(out, cmd)
-		}
-	}
-	return out
 }
 
 func TestObjectDrivesItsContainer(t *testing.T) {
@@ -201,7 +184,7 @@ func assertNoLeftovers(t testing.TB, dir string) {
 	t.Helper()
 	assert.Empty(t, containerd.NetworkLeftovers(dir))
 	assert.Empty(t, egress.FirewallLeftovers(containerd.Scope(dir)))
-	assert.Empty(t, containerdProcesses(dir))
+	assert.Empty(t, testutil.Processes("containerd --config", dir))
 }
 
 // serveGuestB serves the objects guest with containers (Box and RuncBox)

@@ -102,12 +102,7 @@ func TestCrashRecoveryChaos(t *testing.T) {
 		}
 	}
 	require.NoError(t, srv.Stop(30*time.Second))
-	assert.Empty(t, containerd.HostLeftovers(data), "a clean stop leaves nothing")
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
-	}
+	assertNothingLeft(t, data)
 }
 
 // onlyAdopted checks that what the running wharf at data holds is exactly

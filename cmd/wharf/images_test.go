@@ -53,21 +53,7 @@ func servedBuild(t *testing.T, plugin, data string, wantBuild bool) (*testutil.S
 func stopped(t *testing.T, srv *testutil.Serve, data string) {
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, build.Mounts(data), "mounts left under the data directory")
-	assert.Empty(t, buildkitdOf(data), "buildkitd still running")
-}
-
-// buildkitdOf lists the command lines of the buildkitd processes of the
-// data directory data.
-func buildkitdOf(data string) []string {
-	var out []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, _ := os.ReadFile(f)
-		if strings.Contains(string(b), "buildkitd") && strings.Contains(string(b), data) {
-			out = append(out, string(b))
-		}
-	}
-	return out
+	assert.Empty(t, testutil.Processes("buildkitd", data), "buildkitd still running")
 }
 
 // TestServeRecoversFromAKillDuringABuild kills wharf serve (SIGKILL)
@@ -93,7 +79,7 @@ func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 		return slices.ContainsFunc(left, func(l string) bool { return strings.HasPrefix(l, "build task ") })
 	}, 3*time.Minute, 200*time.Millisecond, "the slow build's container never ran:\n%s", srv.Logs())
 	srv.Kill()
-	assert.Eventually(t, func() bool { return len(buildkitdOf(data)) == 0 }, 10*time.Second, 50*time.Millisecond,
+	assert.Eventually(t, func() bool { return len(testutil.Processes("buildkitd", data)) == 0 }, 10*time.Second, 50*time.Millisecond,
 		"buildkitd outlived the wharf that started it")
 
 	require.NoError(t, os.WriteFile(filepath.Join(plugin, "container", "Dockerfile"),

@@ -39,11 +39,7 @@ func sandboxRun(t *testing.T, url, session, script string) string {
 func assertNothingLeft(t *testing.T, data string) {
 	t.Helper()
 	assert.Empty(t, containerd.HostLeftovers(data))
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		assert.NotContains(t, string(b), data, "a process of that wharf survived: %q", b)
-	}
+	assert.Empty(t, testutil.Processes(data), "a process of that wharf survived")
 }
 
 // TestServeOutlivesItsLogReader: wharf serve whose stderr reader goes away

@@ -80,21 +80,9 @@ func start(t *testing.T) *fixture {
 	t.Cleanup(func() {
 		require.NoError(t, e.Close())
 		assert.Empty(t, build.Mounts(dataDir), "mounts left after buildkitd stopped")
-		assert.Empty(t, buildkitdProcesses(build.Dir(dataDir)), "buildkitd still running")
+		assert.Empty(t, testutil.Processes("buildkitd", build.Dir(dataDir)), "buildkitd still running")
 	})
 	return &fixture{backend: b, engine: e, base: base, dataDir: dataDir}
-}
-
-func buildkitdProcesses(dir string) []string {
-	var out []string
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, _ := os.ReadFile(f)
-		if cmd := string(b); strings.Contains(cmd, "buildkitd") && strings.Contains(cmd, dir) {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func writeContext(t *testing.T, files map[string]string) string {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,11 +60,7 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		assert.NotContains(t, string(b), data, "a process of the test's containerd survived: %q", b)
-	}
+	assert.Empty(t, testutil.Processes(data), "a process of the test's containerd survived")
 }
 
 // TestSandboxExitCodesAndFiles: a failing script's output ends with its
