@@ -32,10 +32,10 @@ const (
 type delivery struct {
 	kind  abi.EventKind
 	scope *guest // nil for EventDrop
-	obj   *placement
-	// ref is the object's handle an EventDrop names: taken when the drop
-	// is posted, as the object may be placed anew before it is read.
-	ref abi.Handle
+	// obj is the object the event is for (or an EventDrop drops): its
+	// value on this instance, so its handle (placement.ref) is this
+	// instance's and, once made, never changes.
+	obj *placement
 	// arg is the Go value of the event's argument: an *incoming for fetch
 	// and outbound, an *objects.Call for a call, the retry count for an
 	// alarm.
@@ -123,10 +123,7 @@ func (in *instance) readEvents(p []byte) (int, plugins.Errno) {
 		in.queue[0] = nil
 		in.queue = in.queue[1:]
 		var ev, obj, arg abi.Handle
-		switch {
-		case d.kind == abi.EventDrop:
-			obj = d.ref
-		case d.obj != nil:
+		if d.obj != nil {
 			if d.obj.ref == 0 {
 				d.obj.ref = in.self.add(abi.KindObject, d.obj)
 			}

@@ -68,17 +68,17 @@ func (p *placement) Deliver(ctx context.Context, ev objects.Event, kind abi.Even
 	return p.in.deliver(ctx, ev.(*guest), kind, arg)
 }
 
-// Drop counts the object off the instance and posts its drop, naming
-// the handle it had there (if the guest ever saw it). The handle is read
-// under the instance's lock, which readEvents holds as it makes it: an
-// abandoned event may still be read after the object let go.
+// Drop counts the object off the instance and, if the guest ever saw it,
+// posts its drop. The handle is looked at under the instance's lock, which
+// readEvents holds as it makes it: an abandoned event may still be read
+// after the object let go.
 func (p *placement) Drop() {
 	p.in.mu.Lock()
-	ref := p.ref
+	seen := p.ref != 0
 	p.in.objects--
 	p.in.mu.Unlock()
-	if ref != 0 {
-		p.in.post(&delivery{kind: abi.EventDrop, obj: p, ref: ref})
+	if seen {
+		p.in.post(&delivery{kind: abi.EventDrop, obj: p})
 	}
 }
 
