@@ -29,7 +29,7 @@ var templates embed.FS
 
 // Options describe the plugin to write.
 type Options struct {
-	// Dir is where to write it: a new or empty directory.
+	// Dir is where to write it; none of the plugin's files may be there.
 	Dir string
 	// Name is the plugin's name; default the directory's base name.
 	Name string
@@ -58,6 +58,9 @@ func Write(ctx context.Context, opts Options) error {
 	}
 	if opts.Name == "" {
 		opts.Name = pluginName(filepath.Base(dir))
+	} else if pluginName(opts.Name) != opts.Name {
+		// It goes into go.mod's module path and wharf.toml.
+		return fmt.Errorf("--name %q: a plugin name is lower case letters, digits and dashes (%q, say)", opts.Name, pluginName(opts.Name))
 	}
 	if opts.ModulePath == "" {
 		opts.ModulePath = "example.com/" + opts.Name
@@ -76,7 +79,7 @@ func Write(ctx context.Context, opts Options) error {
 	}
 	for _, name := range append([]string{"go.mod", "go.sum", ".gitignore"}, slices.Collect(maps.Values(files))...) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return fmt.Errorf("%s already has %s: wharf init writes a new plugin into a new or empty directory", dir, name)
+			return fmt.Errorf("%s already has %s: wharf init does not overwrite a plugin's files", dir, name)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +20,7 @@ func newInitCommand() *cobra.Command {
 			if err := scaffold.Write(cmd.Context(), opts); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote a plugin in %s: `wharf serve %s` serves it, `go test` there tests it\n", opts.Dir, opts.Dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote a plugin in %s: `wharf serve %s` serves it, `go test` there tests it\n", opts.Dir, shellQuote(opts.Dir))
 			return nil
 		},
 	}
@@ -28,4 +29,13 @@ func newInitCommand() *cobra.Command {
 	cmd.Flags().StringVar(&opts.ModulePath, "module", "", "module path of the new go.mod (default example.com/<name>)")
 	cmd.Flags().StringVar(&opts.Name, "name", "", "plugin name (default: the directory's name)")
 	return cmd
+}
+
+// shellQuote is s as one shell word: unchanged when it needs no quoting,
+// else in single quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

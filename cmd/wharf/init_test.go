@@ -57,7 +57,12 @@ func TestInitWritesAWorkingPlugin(t *testing.T) {
 
 	out, err = exec.Command(wharf, "init", dir).CombinedOutput()
 	require.Error(t, err, "init does not overwrite a plugin")
-	assert.Equal(t, "wharf: "+dir+" already has go.mod: wharf init writes a new plugin into a new or empty directory\n", string(out))
+	assert.Equal(t, "wharf: "+dir+" already has go.mod: wharf init does not overwrite a plugin's files\n", string(out))
+	spaced := filepath.Join(t.TempDir(), "p")
+	out, err = exec.Command(wharf, "init", "--name", "my plugin", spaced).CombinedOutput()
+	require.Error(t, err, "a name go.mod and wharf.toml cannot hold")
+	assert.Equal(t, "wharf: --name \"my plugin\": a plugin name is lower case letters, digits and dashes (\"my-plugin\", say)\n", string(out))
+	assert.NoDirExists(t, spaced, "nothing is written")
 	out, err = exec.Command(wharf, "init", "--sdk", t.TempDir(), filepath.Join(t.TempDir(), "x")).CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "is not a checkout of github.com/wharfhq/wharf")
@@ -71,4 +76,11 @@ func TestInitWithContainer(t *testing.T) {
 	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	offlineGoTest(t, dir)
+}
+
+func TestShellQuote(t *testing.T) {
+	assert.Equal(t, "/tmp/my-notes_1.x", shellQuote("/tmp/my-notes_1.x"))
+	assert.Equal(t, "'/tmp/my plugin'", shellQuote("/tmp/my plugin"))
+	assert.Equal(t, `'it'\''s'`, shellQuote("it's"))
+	assert.Equal(t, "''", shellQuote(""))
 }
