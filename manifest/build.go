@@ -58,7 +58,10 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no build outlives a killed wharf
 	var output bytes.Buffer
-	cmd.Stdout = io.MultiWriter(stderr, &output)
+	// A log nobody reads any more (wharf serve 2>&1 | head -1) fails its
+	// writes: they are lost, not passed on, or the copy would stop and go
+	// build die of SIGPIPE at its next line, failing a good build.
+	cmd.Stdout = io.MultiWriter(&output, lossy{stderr})
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(output.String(), "function main is undeclared") {
@@ -67,4 +70,12 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}
 	return out, nil
+}
+
+// lossy passes writes on to a log and drops those the log fails.
+type lossy struct{ log io.Writer }
+
+func (w lossy) Write(p []byte) (int, error) {
+	w.log.Write(p)
+	return len(p), nil
 }

@@ -1,0 +1,51 @@
+package manifest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// brokenLog is a log whose reader went away: every write fails, as
+// os.Stderr's do with EPIPE once wharf serve's stderr reader has exited.
+type brokenLog struct{}
+
+func (brokenLog) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// plugin writes a one-file module whose package main is src and returns
+// its manifest.
+func plugin(t *testing.T, src string) *Manifest {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.26\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("name = \"probe\"\nmain = \".\"\n"), 0o644))
+	m, err := Load(filepath.Join(dir, "wharf.toml"))
+	require.NoError(t, err)
+	return m
+}
+
+// TestBuildOutlivesItsLogReader: go build's output is copied to wharf's
+// log; a log nobody reads any more (wharf serve 2>&1 | head -1) must not
+// fail a build that prints something (go build -v, go: downloading), nor
+// lose the output a failed build is explained from.
+func TestBuildOutlivesItsLogReader(t *testing.T) {
+	t.Setenv("GOFLAGS", "-v") // go build names the packages it compiles
+	m := plugin(t, "package main\n\nconst dir = "+`"`+filepath.ToSlash(t.TempDir())+`"`+"\n\nfunc main() { println(dir) }\n")
+	out := filepath.Join(t.TempDir(), "probe.wasm")
+	_, err := Build(context.Background(), m, out, brokenLog{})
+	assert.NoError(t, err, "the build printed to a log nobody reads")
+	assert.FileExists(t, out)
+
+	m = plugin(t, "package main\n")
+	_, err = Build(context.Background(), m, "", brokenLog{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "needs `func main() { sdk.Serve() }`")
+	assert.False(t, errors.Is(err, syscall.EPIPE))
+}
