@@ -32,8 +32,12 @@ func newCounter(state *sdk.ObjectState) any {
 // Increment adds by to the value and stores it; the caller's answer waits
 // until the write is durable.
 func (c *Counter) Increment(by int64) (int64, error) {
-	c.value += by
-	return c.value, c.state.Storage.Put("value", []byte(strconv.FormatInt(c.value, 10)))
+	next := c.value + by
+	if err := c.state.Storage.Put("value", []byte(strconv.FormatInt(next, 10))); err != nil {
+		return c.value, err // a failed write leaves the value as stored
+	}
+	c.value = next
+	return next, nil
 }
 
 // Get returns the value.
