@@ -484,7 +484,7 @@ func (obj *Object) openStorage() {
 		// Its file was deleted or replaced while it was parked: the
 		// object gets the file there now, as it would had it been closed.
 		o.logger.Warn("an evicted object's database file was deleted or replaced on disk; using the file there now", "object", key)
-		o.closeParked([]*parkedDB{p})
+		o.closeParkedDB(p)
 		obj.db = storage.Lazy(obj.storagePath()) // takes p's place in openDBs
 		return
 	}
@@ -874,13 +874,34 @@ func (o *Objects) Close() error {
 	return nil
 }
 
+// parkedClosers bounds the databases closeParked closes at once. Closing
+// one that was written checkpoints its WAL (fsyncs), so a shutdown with
+// thousands parked waits on the disk, one at a time, unless they overlap.
+const parkedClosers = 16
+
 // closeParked closes databases taken out of the parked list (and out of
-// openDBs).
+// openDBs), up to parkedClosers at once.
 func (o *Objects) closeParked(dbs []*parkedDB) {
+	next := make(chan *parkedDB)
+	var wg sync.WaitGroup
+	for range min(len(dbs), parkedClosers) {
+		wg.Go(func() {
+			for p := range next {
+				o.closeParkedDB(p)
+			}
+		})
+	}
 	for _, p := range dbs {
-		if err := p.db.Close(); err != nil {
-			o.logger.Error("closing object storage", "object", p.key, "err", err)
-		}
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+}
+
+// closeParkedDB closes one parked database, logging a failure.
+func (o *Objects) closeParkedDB(p *parkedDB) {
+	if err := p.db.Close(); err != nil {
+		o.logger.Error("closing object storage", "object", p.key, "err", err)
 	}
 }
 
