@@ -214,13 +214,17 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 }
 
 func serve(ctx context.Context, target string, f serveFlags) error {
-	host.RaiseFileLimit()
+	fileLimit := host.RaiseFileLimit()
 	handler, err := newLogHandler(f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}
 	tapped, tap := logtap.New(handler) // wharf tail follows it
 	logger := slog.New(tapped)
+	if n := objects.OpenDatabases(fileLimit); n < objects.MemoryOpenDatabases {
+		logger.Warn("the open-file limit is low and wharf may not raise it: fewer object databases stay open, so more objects reopen theirs on their next event; raise ulimit -n",
+			"limit", fileLimit, "open_databases", n)
+	}
 	m, err := manifest.Load(target)
 	if err != nil {
 		return err

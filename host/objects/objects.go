@@ -542,15 +542,22 @@ func (obj *Object) storagePath() string { return obj.ns.StoragePath(obj.id) }
 // this many hold about 365 MiB.
 const MemoryOpenDatabases = 4096
 
-// maxOpenDatabases is how many object databases may be open at once: what
-// the process's descriptor limit allows (three each, a quarter kept for
-// everything else), at most MemoryOpenDatabases.
+// maxOpenDatabases is OpenDatabases under the process's descriptor limit.
 func maxOpenDatabases() int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 1000
 	}
-	return min(max(int(min(lim.Cur, 1<<30)/4*3/3), 64), MemoryOpenDatabases)
+	return OpenDatabases(lim.Cur)
+}
+
+// OpenDatabases is how many object databases may be open at once under a
+// descriptor limit of fileLimit: three descriptors each (the database, its
+// WAL and its shared memory) in three quarters of the limit, so
+// connections, containerd and logs keep a quarter; at least 16, at most
+// MemoryOpenDatabases.
+func OpenDatabases(fileLimit uint64) int {
+	return min(max(int(min(fileLimit, 1<<30)/4), 16), MemoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while

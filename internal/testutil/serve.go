@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,24 +70,31 @@ var servingURL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`)
 // test failed.
 func StartServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return start(t, "", "serve", args)
+	return start(t, nil, "serve", args)
 }
 
 // StartServeIn is StartServe inside the named network namespace.
 func StartServeIn(t testing.TB, netns string, args ...string) *Serve {
 	t.Helper()
-	return start(t, netns, "serve", args)
+	return StartServeUnder(t, []string{"ip", "netns", "exec", netns}, args...)
+}
+
+// StartServeUnder is StartServe run by a command that sets something up and
+// execs it, so the pid is still wharf's: ip netns exec, prlimit, setpriv.
+func StartServeUnder(t testing.TB, wrapper []string, args ...string) *Serve {
+	t.Helper()
+	return start(t, wrapper, "serve", args)
 }
 
 // StartDev runs `wharf dev args...` (on Engine) like StartServe.
 func StartDev(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return start(t, "", "dev", args)
+	return start(t, nil, "dev", args)
 }
 
-func start(t testing.TB, netns, command string, args []string) *Serve {
+func start(t testing.TB, wrapper []string, command string, args []string) *Serve {
 	t.Helper()
-	s := launch(t, netns, command, args)
+	s := launch(t, wrapper, command, args)
 	select {
 	case s.URL = <-s.urls:
 	case <-s.done:
@@ -101,15 +109,12 @@ func start(t testing.TB, netns, command string, args []string) *Serve {
 // returns at once, before it listens (URL is empty).
 func LaunchServe(t testing.TB, args ...string) *Serve {
 	t.Helper()
-	return launch(t, "", "serve", args)
+	return launch(t, nil, "serve", args)
 }
 
-func launch(t testing.TB, netns, command string, args []string) *Serve {
+func launch(t testing.TB, wrapper []string, command string, args []string) *Serve {
 	t.Helper()
-	argv := append([]string{BuildWharf(t), command}, engineArgs(args)...)
-	if netns != "" {
-		argv = append([]string{"ip", "netns", "exec", netns}, argv...) // ip execs wharf: the pid is wharf's
-	}
+	argv := append(append(slices.Clone(wrapper), BuildWharf(t), command), engineArgs(args)...)
 	s := &Serve{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	s.cmd.Dir = RepoRoot()
 	stderr, err := s.cmd.StderrPipe()
