@@ -316,15 +316,21 @@ func (s *Server) idFromPrefix(class, prefix string) (string, string, error) {
 		id, err := s.w.ParseObjectID(class, prefix)
 		return class, id, err
 	}
+	if prefix == "" || len(prefix) > abi.ObjectIDLen || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return "", "", fmt.Errorf("id:%s is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", prefix, abi.ObjectIDLen)
+	}
 	where := "any class"
 	if class != "" {
+		if _, ok := s.w.ContainerImage(class); !ok {
+			return "", "", fmt.Errorf("objects of class %s have no containers, so only their whole id (%d hex digits) names them, not id:%s", class, abi.ObjectIDLen, prefix)
+		}
 		where = "class " + class
 	}
 	var found []containers.Info
 	if be := s.w.ContainerBackend(); be != nil {
 		for _, mc := range be.List() {
 			info := mc.Info()
-			if (class == "" || info.Class == class) && strings.HasPrefix(info.Object, prefix) && prefix != "" {
+			if (class == "" || info.Class == class) && strings.HasPrefix(info.Object, prefix) {
 				found = append(found, info)
 			}
 		}
