@@ -59,13 +59,14 @@ func busybox(dir, refName, user string) (string, error) {
 		}
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode})
 	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-		"etc/group":  "root:x:0:\napp:x:1000:\n",
+	// In a fixed order, so the same inputs give the same digest.
+	files := []struct{ name, body string }{
+		{"etc/group", "root:x:0:\napp:x:1000:\n"},
+		{"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"},
 	}
-	for n, body := range files {
-		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(body))})
-		io.WriteString(tw, body)
+	for _, f := range files {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o644, Size: int64(len(f.body))})
+		io.WriteString(tw, f.body)
 	}
 	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))})
 	tw.Write(bin)
