@@ -150,27 +150,34 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
+// CompileConfig is what compiling the module at wasmPath for this Worker
+// needs (for plugins.Precompile): a Reload then finds the compiled code in
+// the cache.
+func (w *Worker) CompileConfig(wasmPath string) plugins.Config {
+	return plugins.Config{
+		Name:             w.manifest.Name,
+		Path:             wasmPath,
+		Engine:           w.manifest.Limits.Engine,
+		CacheDir:         w.cfg.CacheDir,
+		MemoryLimitBytes: uint64(w.manifest.Limits.MemoryMiB) << 20,
+	}
+}
+
 // startCode loads the module at wasmPath (on wazero's interpreter if
 // interpret) and starts its instances, which must register the manifest's
 // classes and bindings.
 func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool) (*instanceSet, error) {
 	m, s := w.manifest, w.services
-	memoryLimit := uint64(m.Limits.MemoryMiB) << 20
-	p, err := plugins.Load(ctx, plugins.Config{
-		Name:             m.Name,
-		Path:             wasmPath,
-		Engine:           m.Limits.Engine,
-		CacheDir:         w.cfg.CacheDir,
-		Logger:           w.logger,
-		MemoryLimitBytes: memoryLimit,
-		CPUSlice:         min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration),
-		HostModules:      map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.backgroundImports(), s.egressImports())},
-		Interpret:        interpret,
-	})
+	cfg := w.CompileConfig(wasmPath)
+	cfg.Logger = w.logger
+	cfg.CPUSlice = min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration)
+	cfg.HostModules = map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.backgroundImports(), s.egressImports())}
+	cfg.Interpret = interpret
+	p, err := plugins.Load(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	rt := newInstanceSet(p, w.logs, w.logger, m.Limits.Instances, uint32(memoryLimit/4*3), m.Limits.Timeout.Duration)
+	rt := newInstanceSet(p, w.logs, w.logger, m.Limits.Instances, uint32(cfg.MemoryLimitBytes/4*3), m.Limits.Timeout.Duration)
 	err = rt.start(ctx, w.cfg.ServeEarly)
 	if err != nil {
 		err = fmt.Errorf("plugin %s: %w", wasmPath, err)

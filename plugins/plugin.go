@@ -60,33 +60,7 @@ func Load(ctx context.Context, cfg Config) (*Plugin, error) {
 }
 
 func load(ctx context.Context, cfg Config) (*Plugin, error) {
-	if cfg.CPUSlice <= 0 {
-		cfg.CPUSlice = DefaultCPUSlice
-	}
-	cacheDir := cfg.CacheDir
-	if cacheDir != "" {
-		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	wasm, err := OpenModule(cfg.Path, cacheDir)
-	if err != nil {
-		return nil, err
-	}
-	hostModules := map[string][]HostFunc{}
-	for name, funcs := range cfg.HostModules {
-		hostModules[name] = trackAll(funcs)
-	}
-	name := cfg.Engine
-	if cfg.Interpret {
-		name = EngineWazero
-	}
-	engine, err := NewEngine(ctx, name, EngineConfig{
-		CacheDir:         cacheDir,
-		MemoryLimitBytes: cfg.MemoryLimitBytes,
-		HostModules:      hostModules,
-		Interpret:        cfg.Interpret,
-	})
+	engine, wasm, err := openEngine(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +78,67 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 	return &Plugin{cfg: cfg, engine: engine, module: module}, nil
 }
 
+// Precompile compiles the module at cfg.Path into cfg.CacheDir, where a
+// Load with the same Engine and MemoryLimitBytes finds it, without
+// instantiating it (cfg.HostModules are not needed). A process can run it
+// apart, to be killed when its result is no longer wanted: an engine
+// cannot stop a compile half-way.
+func Precompile(ctx context.Context, cfg Config) error {
+	if cfg.CacheDir == "" || cfg.Interpret {
+		return errors.New("precompiling needs a cache directory and a compiling engine")
+	}
+	engine, wasm, err := openEngine(ctx, &cfg)
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", cfg.Path, err)
+	}
+	defer engine.Close(ctx)
+	if _, err := compile(ctx, engine, cfg, wasm); err != nil {
+		return fmt.Errorf("plugin %s: %w: %w", cfg.Path, ErrInvalidModule, err)
+	}
+	return nil
+}
+
+// openEngine reads the module at cfg.Path and makes the engine that
+// compiles it, filling in cfg's defaults.
+func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
+	if cfg.CPUSlice <= 0 {
+		cfg.CPUSlice = DefaultCPUSlice
+	}
+	cacheDir := cfg.CacheDir
+	if cacheDir != "" {
+		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+			return nil, nil, err
+		}
+	}
+	wasm, err := OpenModule(cfg.Path, cacheDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	hostModules := map[string][]HostFunc{}
+	for name, funcs := range cfg.HostModules {
+		hostModules[name] = trackAll(funcs)
+	}
+	name := cfg.Engine
+	if cfg.Interpret {
+		name = EngineWazero
+	}
+	engine, err := NewEngine(ctx, name, EngineConfig{
+		CacheDir:         cacheDir,
+		MemoryLimitBytes: cfg.MemoryLimitBytes,
+		HostModules:      hostModules,
+		Interpret:        cfg.Interpret,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return engine, wasm, nil
+}
+
 // compile runs engine.Compile. Without compiled code in the cache (no
 // record that this module was compiled by this engine into it), it tells
-// cfg.Logger what is happening and, afterwards, what it cost.
+// cfg.Logger, if set, what is happening and, afterwards, what it cost.
 func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile) (CompiledModule, error) {
-	if cfg.Logger == nil || cfg.CacheDir == "" || cfg.Interpret { // the interpreter compiles nothing
+	if cfg.CacheDir == "" || cfg.Interpret { // the interpreter compiles nothing
 		return engine.Compile(ctx, module)
 	}
 	engineName := cmp.Or(cfg.Engine, EngineWazero)
@@ -116,18 +146,22 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	if _, err := os.Stat(record); err == nil {
 		return engine.Compile(ctx, module)
 	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	wasm, err := module.Bytes()
 	if err != nil {
 		return nil, err
 	}
 	file := filepath.Base(cfg.Path)
-	cfg.Logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
+	logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
 	start := time.Now()
 	m, err := engine.Compile(ctx, module)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", time.Since(start).Round(time.Millisecond), "cache", cfg.CacheDir)
+	logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", time.Since(start).Round(time.Millisecond), "cache", cfg.CacheDir)
 	if err := os.MkdirAll(filepath.Dir(record), 0o755); err == nil {
 		os.WriteFile(record, nil, 0o644)
 	}

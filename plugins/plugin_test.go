@@ -3,6 +3,7 @@ package plugins
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -146,4 +147,34 @@ func TestOpenModuleRehashesAFileWrittenSinceItsDigest(t *testing.T) {
 
 	_, err = OpenModule(testutil.WriteFile(t, "x.wasm", []byte("not wasm")), cache)
 	assert.ErrorContains(t, err, "not a WebAssembly module")
+}
+
+// TestPrecompileFillsTheCache: a module Precompile compiled (as wharf dev's
+// compile process does) loads from the cache, without compiling again; a
+// module that is not wasm is refused with its file named.
+func TestPrecompileFillsTheCache(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		dir := t.TempDir()
+		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
+		require.NoError(t, Precompile(context.Background(), cfg))
+		compiled, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+		require.NoError(t, err)
+		assert.NotEmpty(t, compiled)
+
+		var log bytes.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		p, err := Load(context.Background(), cfg)
+		require.NoError(t, err)
+		p.Close(context.Background())
+		assert.NotContains(t, log.String(), "compiling", "Load found the precompiled code")
+		again, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+		assert.Equal(t, compiled, again)
+
+		bad := testutil.WriteFile(t, "text.wasm", []byte("this is not wasm\n"))
+		err = Precompile(context.Background(), Config{Path: bad, Engine: engine, CacheDir: dir})
+		assert.ErrorIs(t, err, ErrInvalidModule)
+		assert.ErrorContains(t, err, bad)
+		assert.ErrorContains(t, Precompile(context.Background(), Config{Path: path, Engine: engine}), "needs a cache directory")
+	})
 }

@@ -43,7 +43,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newDevCommand(), newVersionCommand(), newImagesCommand(), newClusterCommand())
+	root.AddCommand(newInitCommand(), newBuildCommand(), newServeCommand(), newDevCommand(), newCompileCommand(), newVersionCommand(), newImagesCommand(), newClusterCommand())
 	root.AddCommand(operatorCommands()...)
 	return root
 }
@@ -135,7 +135,8 @@ new code without failing a request: new events go to the new code, events
 under way end on the old, live objects come back from storage at their next
 event, and containers keep running. The new build first runs on wazero's
 interpreter, which is ready in about a third of the compile time, and
-moves to compiled code once that is ready. A build error is printed and the
+moves to compiled code once a process of its own has compiled it; the
+next save stops that process. A build error is printed and the
 old code keeps serving. A change to wharf.toml needs a restart.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: f.run,
@@ -253,6 +254,13 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	defer lock.Unlock()
 	dataDir = lock.Path
+	var sources *sourceWatcher
+	if f.watch { // before the first build, so no save is missed
+		if sources, err = newSourceWatcher(m.Dir, dataDir); err != nil {
+			return err
+		}
+		defer sources.Close()
+	}
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
@@ -320,13 +328,8 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		defer msrv.Close()
 	}
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
-	if f.watch {
-		w, err := newSourceWatcher(m.Dir, dataDir)
-		if err != nil {
-			return err
-		}
-		defer w.Close()
-		go w.reloadOnChange(ctx, m, worker, logger)
+	if sources != nil {
+		go sources.reloadOnChange(ctx, m, worker, logger)
 	}
 	select {
 	case err := <-errc:

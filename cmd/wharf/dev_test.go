@@ -290,3 +290,43 @@ func settledRSSMiB(b *testing.B, pid int) float64 {
 	}
 	return lowest
 }
+
+// TestDevKillsAReplacedCompile: wharf dev compiles a new build in a
+// process of its own, which the next save kills (an engine cannot stop a
+// compile half-way, and two would share the CPU), as does a kill -9 of
+// wharf dev itself.
+func TestDevKillsAReplacedCompile(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	mainGo := filepath.Join(dir, "main.go")
+	source, err := os.ReadFile(mainGo)
+	require.NoError(t, err)
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	compiles := func() []string { return testutil.Processes(dir, compileCommand) }
+	save := func(i int) {
+		t.Helper()
+		edited := strings.Replace(string(source), `"Hello from app!"`, fmt.Sprintf(`"Hello, edit %d"`, i), 1)
+		require.NotEqual(t, string(source), edited)
+		require.NoError(t, os.WriteFile(mainGo, []byte(edited), 0o644))
+	}
+	interpreted := func(n int) {
+		t.Helper()
+		require.Eventually(t, func() bool { return strings.Count(srv.Logs(), "reloaded, interpreted until compiled") >= n },
+			2*time.Minute, 10*time.Millisecond, "edit %d is served interpreted", n)
+	}
+
+	save(1)
+	interpreted(1)
+	require.Eventually(t, func() bool { return len(compiles()) == 1 }, 5*time.Second, 10*time.Millisecond, "edit 1 compiles apart")
+	save(2)
+	require.Eventually(t, func() bool { return len(compiles()) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"edit 2's rebuild killed edit 1's compile")
+	interpreted(2)
+	require.Eventually(t, func() bool { return len(compiles()) == 1 }, 5*time.Second, 10*time.Millisecond, "edit 2 compiles apart")
+	srv.Kill()
+	require.Eventually(t, func() bool { return len(compiles()) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"a compile dies with the wharf dev that started it")
+	assert.NotContains(t, srv.Logs(), "compiling the new build failed")
+}
