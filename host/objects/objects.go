@@ -685,7 +685,11 @@ func (obj *Object) handle(ev *objectEvent) {
 		if g != nil {
 			logger = g.Log()
 		}
-		logger.Error("object event failed", "err", err)
+		if errors.Is(err, plugins.ErrCanceled) { // as for a Worker's request
+			logger.Info("caller went away", "err", err)
+		} else {
+			logger.Error("object event failed", "err", err)
+		}
 		switch {
 		case obj.inst != nil && !obj.inst.Alive(),
 			errors.Is(err, plugins.ErrDeadline), errors.Is(err, plugins.ErrCanceled):
