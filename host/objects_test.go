@@ -504,6 +504,20 @@ func TestObjectStreamedResponse(t *testing.T) {
 	assert.Equal(t, `"yes"`, w.mustCall(t, "STORE", "st", "Get", "streamed"), "the write before the stream is durable")
 }
 
+// TestObjectEventOutlivesItsAnsweredCaller: an object that ends its
+// streamed answer and then works on is not abandoned when its caller, with
+// the whole answer read, finishes first: the event's later write lands and
+// the object keeps its value (it is not rebuilt from storage).
+func TestObjectEventOutlivesItsAnsweredCaller(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, body := get(t, w.url+"/fetch/STORE/early/answer-early")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "answered", body)
+	assert.Equal(t, `"yes"`, w.mustCall(t, "STORE", "early", "Get", "lingered"), "the event ran to its end")
+	assert.Equal(t, "2", w.mustCall(t, "STORE", "early", "Events", nil), "the same value served both events")
+	assert.NotContains(t, w.logs.String(), "caller went away")
+}
+
 func TestUnknownClassRefusedAtLoad(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
 	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"C\"\nclass_name = \"Countr\"\n"))

@@ -710,10 +710,13 @@ func (obj *Object) number(ev *objectEvent) {
 // prepare readies a numbered event for delivery: its time limit starts,
 // and a fetch gets the request the guest reads.
 func (obj *Object) prepare(ev *objectEvent) {
+	caller, release := ev.ctx, func() {}
 	if ev.kind == fetchEvent {
 		ev.resp.in = obj.objs.rt.Request(ev.resp, ev.req, func() error { return obj.streamed(ev) })
+		caller, release = ev.resp.untilAnswered(caller)
 	}
-	ev.runCtx, ev.cancel = obj.objs.rt.EventContext(ev.ctx)
+	runCtx, cancel := obj.objs.rt.EventContext(caller)
+	ev.runCtx, ev.cancel = runCtx, func() { cancel(); release() }
 }
 
 // delivery is what the guest reads for ev: its kind and argument.
@@ -926,6 +929,29 @@ type Response struct {
 	pipe    *io.PipeWriter
 	once    sync.Once
 	deliver func(*http.Response, error)
+	// answered is set once a streamed body has ended cleanly: the caller
+	// has the whole answer.
+	answered atomic.Bool
+}
+
+// untilAnswered is ctx (the caller's), whose cancellation no longer ends
+// the event once a streamed body has ended cleanly. A caller that read the
+// whole answer may finish before the object's event does (the guest ends
+// its body, then returns from its handler); that is not a caller going
+// away, and the event finishes under its own time limit. ctx's deadline
+// still holds. release frees what this holds once the event ended.
+func (r *Response) untilAnswered(ctx context.Context) (detached context.Context, release func()) {
+	detached, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		if !r.answered.Load() || !errors.Is(ctx.Err(), context.Canceled) {
+			cancel(context.Cause(ctx))
+		}
+	})
+	endDeadline := func() {}
+	if deadline, ok := ctx.Deadline(); ok {
+		detached, endDeadline = context.WithDeadline(detached, deadline)
+	}
+	return detached, func() { stop(); endDeadline(); cancel(nil) }
 }
 
 // NewResponse makes the answer to a fetch of an object; deliver gets the
@@ -985,6 +1011,7 @@ func (r *Response) release(err error) {
 // EndBody ends a streamed body: cleanly, or with err for the reader.
 func (r *Response) EndBody(err error) {
 	if r.pipe != nil {
+		r.answered.Store(err == nil)
 		r.pipe.CloseWithError(err)
 	}
 }

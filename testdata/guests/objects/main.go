@@ -186,8 +186,9 @@ func (s *Store) Spin() error {
 }
 
 // ServeHTTP echoes the request body with the object's id; /stream streams
-// a response after a write, in flushed pieces; /stream-panic panics once
-// its head is flushed.
+// a response after a write, in flushed pieces; /answer-early ends its
+// answer, then works on and writes; /stream-panic panics once its head is
+// flushed.
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/stream" {
 		s.state.Storage.Put("streamed", []byte("yes"))
@@ -195,6 +196,16 @@ func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, part)
 			w.(http.Flusher).Flush()
 		}
+		return
+	}
+	if r.URL.Path == "/answer-early" { // the whole answer, then more work
+		s.events++
+		if body, err := w.(interface{ BodyStream() (*sdk.Stream, error) }).BodyStream(); err == nil {
+			body.Write([]byte("answered"))
+			body.Close()
+		}
+		time.Sleep(300 * time.Millisecond) // its caller has finished by now
+		s.state.Storage.Put("lingered", []byte("yes"))
 		return
 	}
 	if r.URL.Path == "/stream-panic" {
