@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,13 +81,37 @@ func isSource(path string) bool {
 // change and reloads the Worker with the new build: interpreted at once,
 // then compiled in the background, in a process of its own that a newer
 // save kills. A failed build or a module that does not fit is logged and
-// the old code keeps serving.
+// the old code keeps serving; if its compile was under way, it starts
+// again, so the old code does not stay interpreted. A build is written
+// next to the module's path and moved there once it serves, so the path
+// always holds the module being served, which that compile reads.
 func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest, worker *host.Worker, logger *slog.Logger) {
 	var timer <-chan time.Time
 	var changed string
 	manifestChanged := false
+	wasm, next := m.WasmPath(), m.WasmPath()+".next"
 	stopCompile := func() {}
 	defer func() { stopCompile() }()
+	var compiled *atomic.Bool // the served build's compile succeeded; nil: it was loaded compiled
+	compile := func(start time.Time) {
+		compileCtx, cancel := context.WithCancel(ctx)
+		done := new(atomic.Bool)
+		stopCompile, compiled = cancel, done
+		go func() {
+			err := compileApart(compileCtx, worker.CompileConfig(wasm))
+			if err == nil {
+				err = worker.Reload(compileCtx, wasm, false) // from the cache
+			}
+			switch {
+			case compileCtx.Err() != nil: // a newer build, or shutting down
+			case err != nil:
+				logger.Error("compiling the new build failed; it stays interpreted", "plugin", m.Name, "err", err)
+			default:
+				done.Store(true)
+				logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -130,33 +155,29 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 			logger.Info("rebuilding", "plugin", m.Name, "changed", changed)
 			changed = ""
 			var out bytes.Buffer
-			wasm, err := manifest.Build(ctx, m, "", &out)
+			_, err := manifest.Build(ctx, m, next, &out)
 			if err == nil {
-				err = worker.Reload(ctx, wasm, true)
+				if err = worker.Reload(ctx, next, true); err != nil {
+					os.Remove(next)
+				}
 			}
 			if errors.Is(err, context.Canceled) {
 				return
 			}
 			if err != nil {
 				logger.Error("reload failed; the previous build keeps serving", "plugin", m.Name, "err", err, "output", strings.TrimSpace(out.String()))
+				if compiled != nil && !compiled.Load() {
+					compile(time.Now()) // the build still served, whose compile stopped for this one
+				}
+				continue
+			}
+			if err := os.Rename(next, wasm); err != nil { // the compile would read the old build
+				compiled = nil
+				logger.Error("reloaded, but it stays interpreted", "plugin", m.Name, "err", err)
 				continue
 			}
 			logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
-			compileCtx, cancel := context.WithCancel(ctx)
-			stopCompile = cancel
-			go func() {
-				err := compileApart(compileCtx, worker.CompileConfig(wasm))
-				if err == nil {
-					err = worker.Reload(compileCtx, wasm, false) // from the cache
-				}
-				switch {
-				case compileCtx.Err() != nil: // a newer build, or shutting down
-				case err != nil:
-					logger.Error("compiling the new build failed; it stays interpreted", "plugin", m.Name, "err", err)
-				default:
-					logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
-				}
-			}()
+			compile(start)
 		}
 	}
 }

@@ -294,7 +294,9 @@ func settledRSSMiB(b *testing.B, pid int) float64 {
 // TestDevKillsAReplacedCompile: wharf dev compiles a new build in a
 // process of its own, which the next save kills (an engine cannot stop a
 // compile half-way, and two would share the CPU), as does a kill -9 of
-// wharf dev itself.
+// wharf dev itself. A save whose build is refused leaves the build it
+// replaced serving, and that build's killed compile starts again: it ends
+// up compiled, not interpreted for good.
 func TestDevKillsAReplacedCompile(t *testing.T) {
 	wharf := testutil.BuildWharf(t)
 	dir := filepath.Join(t.TempDir(), "app")
@@ -325,6 +327,23 @@ func TestDevKillsAReplacedCompile(t *testing.T) {
 		"edit 2's rebuild killed edit 1's compile")
 	interpreted(2)
 	require.Eventually(t, func() bool { return len(compiles()) == 1 }, 5*time.Second, 10*time.Millisecond, "edit 2 compiles apart")
+	// Edit 3 builds, but uses a binding wharf.toml lacks: refused at load.
+	refused := strings.Replace(string(source), `notes := sdk.GetNamespace("NOTES")`,
+		`notes := sdk.GetNamespace("NOTES")
+	sdk.GetNamespace("MISSING")`, 1)
+	require.NotEqual(t, string(source), refused)
+	require.NoError(t, os.WriteFile(mainGo, []byte(refused), 0o644))
+	require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", 2*time.Minute), "edit 3 is refused")
+	assert.Contains(t, srv.Logs(), `the module uses Durable Object binding \"MISSING\"`)
+	require.True(t, srv.WaitLog("reloaded, compiled", 2*time.Minute), "edit 2, still served, is compiled after all")
+	_, body := getBody(srv.URL + "/")
+	assert.Equal(t, "Hello, edit 2\n", body)
+	assert.NotContains(t, srv.Logs(), "compiling the new build failed")
+	require.Eventually(t, func() bool { return len(compiles()) == 0 }, 5*time.Second, 10*time.Millisecond, "the compile ended")
+
+	save(4)
+	interpreted(3)
+	require.Eventually(t, func() bool { return len(compiles()) == 1 }, 5*time.Second, 10*time.Millisecond, "edit 4 compiles apart")
 	srv.Kill()
 	require.Eventually(t, func() bool { return len(compiles()) == 0 }, 5*time.Second, 10*time.Millisecond,
 		"a compile dies with the wharf dev that started it")
