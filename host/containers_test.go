@@ -54,7 +54,7 @@ func TestContainersBackendLifecycle(t *testing.T) {
 
 	_, err = newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import`")
+	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import` or `wharf images pull`, with --data-dir "+data)
 	assert.Empty(t, testutil.Processes("containerd --config", data), "the refused load stopped its containerd")
 
 	fixture.ImportBusybox(t, data)

@@ -83,7 +83,11 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	for i, c := range m.Containers {
 		image := specs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
-			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, containerd.MissingImage(image))
+			into := "--data-dir " + o.DataDir // the command run elsewhere would use ./.wharf
+			if o.Address != "" {
+				into = "--containerd-address " + o.Address
+			}
+			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w, with %s", m.Path, i, c.ClassName, containerd.MissingImage(image), into)
 		}
 		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
 			return nil, err
