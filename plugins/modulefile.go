@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ModuleFile is a Wasm module to compile: its content digest, which keys
@@ -110,4 +111,33 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp.Name())
 	}
 	return err
+}
+
+// staleTemp is the age past which a temporary file in a compile cache is a
+// killed writer's: a live one writes it in well under a second.
+const staleTemp = time.Minute
+
+// sweepTemps removes the temporary files that writers killed mid-write
+// left in cacheDir's directories: writeFileAtomic's, and those of wazero's
+// compilation cache (<key>.<random>.tmp). wharf dev kills a compile at the
+// next save, which may be while it writes 50 MB of code; nothing reads
+// these files, but each would stay. Files younger than staleTemp may still
+// be written, by this process or another using the cache, and are kept.
+func sweepTemps(cacheDir string) {
+	dirs, _ := os.ReadDir(cacheDir)
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		dir := filepath.Join(cacheDir, d.Name())
+		files, _ := os.ReadDir(dir)
+		for _, f := range files {
+			name := f.Name()
+			temp := strings.HasPrefix(name, ".writing-") ||
+				strings.HasPrefix(d.Name(), "wazero-") && strings.HasSuffix(name, ".tmp")
+			if info, err := f.Info(); temp && err == nil && time.Since(info.ModTime()) > staleTemp {
+				os.Remove(filepath.Join(dir, name))
+			}
+		}
+	}
 }

@@ -109,6 +109,7 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 			return nil, nil, err
 		}
+		sweepTemps(cacheDir)
 	}
 	wasm, err := OpenModule(cfg.Path, cacheDir)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -176,5 +178,51 @@ func TestPrecompileFillsTheCache(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidModule)
 		assert.ErrorContains(t, err, bad)
 		assert.ErrorContains(t, Precompile(context.Background(), Config{Path: path, Engine: engine}), "needs a cache directory")
+	})
+}
+
+// TestLoadSweepsKilledWritersTemps: temporary files a compile killed
+// mid-write left in the cache (wharf dev kills one at each save) go at the
+// next load once they are a minute old; younger ones, maybe still being
+// written, and the cache's entries stay.
+func TestLoadSweepsKilledWritersTemps(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		dir := t.TempDir()
+		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
+		require.NoError(t, Precompile(context.Background(), cfg))
+		entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+		require.NoError(t, err)
+		require.NotEmpty(t, entries)
+		for _, e := range entries {
+			old := time.Now().Add(-time.Hour)
+			require.NoError(t, os.Chtimes(e, old, old))
+		}
+
+		wazeroDir, _ := filepath.Glob(filepath.Join(dir, "wazero-*"))
+		stale := []string{filepath.Join(dir, "wasmtime", ".writing-123"), filepath.Join(dir, "instrumented", ".writing-456")}
+		fresh := []string{filepath.Join(dir, "wasmtime", ".writing-789")}
+		if len(wazeroDir) == 1 {
+			stale = append(stale, filepath.Join(wazeroDir[0], "abc.123.tmp"))
+			fresh = append(fresh, filepath.Join(wazeroDir[0], "abc.456.tmp"))
+		}
+		for _, f := range append(slices.Clone(stale), fresh...) {
+			require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o755))
+			require.NoError(t, os.WriteFile(f, []byte("half a module"), 0o600))
+		}
+		for _, f := range stale {
+			old := time.Now().Add(-2 * time.Minute)
+			require.NoError(t, os.Chtimes(f, old, old))
+		}
+
+		p, err := Load(context.Background(), cfg)
+		require.NoError(t, err)
+		p.Close(context.Background())
+		for _, f := range stale {
+			assert.NoFileExists(t, f)
+		}
+		for _, f := range append(fresh, entries...) {
+			assert.FileExists(t, f)
+		}
 	})
 }
