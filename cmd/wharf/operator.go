@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,10 +110,13 @@ func operatorCommands() []*cobra.Command {
 		Use:   "exec " + objectArgs + " -- cmd [args...]",
 		Short: "Run a command in an object's container (with a TTY when the terminal is one)",
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) < 3 && !(len(args) == 2 && strings.HasPrefix(args[0], "id:")) {
+			switch {
+			case len(args) >= 2 && strings.HasPrefix(args[0], "id:"):
+				return nil
+			case len(args) < 3:
 				return fmt.Errorf("usage: wharf exec %s -- cmd [args...] (got %d arguments)", objectArgs, len(args))
 			}
-			return nil
+			return nonEmpty(args[:2])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			binding, name, cmdArgs := args[0], args[1], args[2:]
@@ -232,11 +236,20 @@ const anyBinding = "*"
 func objectArg(_ *cobra.Command, args []string) error {
 	switch {
 	case len(args) == 2:
-		return nil
+		return nonEmpty(args)
 	case len(args) == 1 && strings.HasPrefix(args[0], "id:"):
 		return nil
 	}
 	return fmt.Errorf("name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got %d arguments)", len(args))
+}
+
+// nonEmpty refuses an empty binding or name, which the admin API's paths
+// cannot carry (the answer was a bare "404 page not found").
+func nonEmpty(objectArgs []string) error {
+	if slices.Contains(objectArgs, "") {
+		return errors.New(`the binding and the name must not be empty ("*" is any binding, id:HEX names an object by its id)`)
+	}
+	return nil
 }
 
 // objectRef is the binding and name objectArg accepted.

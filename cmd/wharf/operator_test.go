@@ -203,3 +203,27 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 	assert.NoFileExists(t, admin.SocketPath(data), "the socket is removed on shutdown")
 }
+
+// TestOperatorRefusesEmptyNames: an empty binding or name cannot be in the
+// admin API's paths (the answer was "404 page not found", "Method Not
+// Allowed" or an empty error), so the commands refuse it with the reason
+// before asking any wharf.
+func TestOperatorRefusesEmptyNames(t *testing.T) {
+	dataDir := t.TempDir() // no wharf serve: the arguments are refused first
+	const want = `the binding and the name must not be empty ("*" is any binding, id:HEX names an object by its id)`
+	for _, args := range [][]string{
+		{"inspect", "COUNTER", ""},
+		{"inspect", "", "alice"},
+		{"stop", "COUNTER", ""},
+		{"destroy", "", ""},
+		{"logs", "*", ""},
+		{"exec", "COUNTER", "", "--", "ls"},
+		{"exec", "", "alice", "ls"},
+	} {
+		_, err := run(t, append(args, "--data-dir", dataDir)...)
+		require.Error(t, err, "%q", args)
+		assert.Equal(t, want, err.Error(), "%q", args)
+	}
+	_, err := run(t, "inspect", "COUNTER", "alice", "--data-dir", dataDir)
+	assert.ErrorIs(t, err, admin.ErrNotRunning, "a name is asked of the wharf")
+}
