@@ -66,7 +66,8 @@ type Object struct {
 	Name     string   `json:"name,omitempty"`
 	// Live is whether the object has an instance now.
 	Live bool `json:"live"`
-	// Storage is its SQLite file (absent until it first writes).
+	// Storage is its SQLite file; empty while it has none (its first
+	// storage call, a read too, makes it).
 	Storage string `json:"storage"`
 	// Image is its class's container image, if the class has one.
 	Image       string            `json:"image,omitempty"`

@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/objects"
@@ -35,14 +36,18 @@ func (w *Worker) ParseObjectID(class, hex string) (string, error) {
 
 // ObjectState is what the host knows of an object apart from its
 // container: the name its id was made from (if known), whether it has an
-// instance now, and its SQLite file. It is empty for an unknown class.
+// instance now, and its SQLite file if it has one. It is empty for an
+// unknown class.
 func (w *Worker) ObjectState(class, id string) (name string, live bool, storage string) {
 	ns, err := w.objectClass(class)
 	if err != nil {
 		return "", false, ""
 	}
 	name, _ = ns.Name(id)
-	return name, w.services.objects.IsLive(ns, id), ns.StoragePath(id)
+	if _, err := os.Stat(ns.StoragePath(id)); err == nil {
+		storage = ns.StoragePath(id)
+	}
+	return name, w.services.objects.IsLive(ns, id), storage
 }
 
 // objectClass is class's namespace.

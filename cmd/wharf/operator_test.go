@@ -90,6 +90,12 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Equal(t, uint64(1024<<20), obj.Stats.MemoryLimitBytes, "basic: 1 GiB")
 	assert.Greater(t, obj.Stats.Pids, uint64(0))
 	assert.Greater(t, obj.Stats.CPUNanos, uint64(0))
+	out, code = wharfCmd(t, "", "inspect", dd, "APP", "nobody")
+	require.Equal(t, 0, code, out)
+	var unused admin.Object
+	require.NoError(t, json.Unmarshal([]byte(out), &unused), out)
+	assert.False(t, unused.Live)
+	assert.Empty(t, unused.Storage, "an object that never touched its storage has no database")
 	out2, code := wharfCmd(t, "", "inspect", dd, "id:"+obj.Object[:10])
 	require.Equal(t, 0, code, out2)
 	assert.Contains(t, out2, `"name": "alice"`)
