@@ -151,18 +151,27 @@ func TestOpenModuleRehashesAFileWrittenSinceItsDigest(t *testing.T) {
 	assert.ErrorContains(t, err, "not a WebAssembly module")
 }
 
+// precompiled precompiles a small module for engine into a new cache and
+// returns its config and the cache's entries.
+func precompiled(t *testing.T, engine string) (Config, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+	cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
+	require.NoError(t, Precompile(context.Background(), cfg))
+	entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	return cfg, entries
+}
+
 // TestPrecompileFillsTheCache: a module Precompile compiled (as wharf dev's
 // compile process does) loads from the cache, without compiling again; a
 // module that is not wasm is refused with its file named.
 func TestPrecompileFillsTheCache(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		dir := t.TempDir()
-		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
-		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
-		require.NoError(t, Precompile(context.Background(), cfg))
-		compiled, err := filepath.Glob(filepath.Join(dir, "*", "*"))
-		require.NoError(t, err)
-		assert.NotEmpty(t, compiled)
+		cfg, compiled := precompiled(t, engine)
+		dir, path := cfg.CacheDir, cfg.Path
 
 		var log bytes.Buffer
 		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
@@ -187,13 +196,8 @@ func TestPrecompileFillsTheCache(t *testing.T) {
 // written, and the cache's entries stay.
 func TestLoadSweepsKilledWritersTemps(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
-		dir := t.TempDir()
-		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
-		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: dir}
-		require.NoError(t, Precompile(context.Background(), cfg))
-		entries, err := filepath.Glob(filepath.Join(dir, "*", "*"))
-		require.NoError(t, err)
-		require.NotEmpty(t, entries)
+		cfg, entries := precompiled(t, engine)
+		dir := cfg.CacheDir
 		for _, e := range entries {
 			old := time.Now().Add(-time.Hour)
 			require.NoError(t, os.Chtimes(e, old, old))
