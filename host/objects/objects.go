@@ -553,11 +553,12 @@ func maxOpenDatabases() int {
 
 // OpenDatabases is how many object databases may be open at once under a
 // descriptor limit of fileLimit: three descriptors each (the database, its
-// WAL and its shared memory) in three quarters of the limit, so
-// connections, containerd and logs keep a quarter; at least 16, at most
-// MemoryOpenDatabases.
+// WAL and its shared memory) in half the limit; at least 16, at most
+// MemoryOpenDatabases. The other half is for connections, containerd, logs
+// and the databases of busy objects past the cap (it is enforced by
+// closing idle objects' databases, after a new one opened).
 func OpenDatabases(fileLimit uint64) int {
-	return min(max(int(min(fileLimit, 1<<30)/4), 16), MemoryOpenDatabases)
+	return min(max(int(min(fileLimit, 1<<30)/6), 16), MemoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while
