@@ -222,10 +222,6 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	tapped, tap := logtap.New(handler) // wharf tail follows it
 	logger := slog.New(tapped)
-	if n := objects.OpenDatabases(fileLimit); n < objects.MemoryOpenDatabases {
-		logger.Warn("the open-file limit is low and wharf may not raise it: fewer object databases stay open, so more objects reopen theirs on their next event; raise ulimit -n",
-			"limit", fileLimit, "open_databases", n)
-	}
 	m, err := manifest.Load(target)
 	if err != nil {
 		return err
@@ -254,6 +250,10 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	defer lock.Unlock()
 	dataDir = lock.Path
+	if n := objects.OpenDatabases(fileLimit); n < objects.MemoryOpenDatabases/4 {
+		logger.Warn("the open-file limit is low and wharf may not raise it: fewer object databases stay open, so more objects reopen theirs on their next event; raise ulimit -n",
+			"limit", fileLimit, "open_databases", n)
+	}
 	var sources *sourceWatcher
 	if f.watch { // before the first build, so no save is missed
 		if sources, err = newSourceWatcher(m.Dir, dataDir); err != nil {
