@@ -182,10 +182,19 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		msg, _ := io.ReadAll(resp.Body)
-		return nil, errors.New(strings.TrimSpace(string(msg)))
+		return nil, responseError(resp)
 	}
 	return resp, nil
+}
+
+// responseError is the error a refusing answer carries in its body, or its
+// status when the body is empty.
+func responseError(resp *http.Response) error {
+	msg, _ := io.ReadAll(resp.Body)
+	if text := strings.TrimSpace(string(msg)); text != "" {
+		return errors.New(text)
+	}
+	return fmt.Errorf("the running wharf answered %s with no message", resp.Status)
 }
 
 // Metrics is the running wharf's Prometheus metrics (/metrics), in the
@@ -299,8 +308,7 @@ func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest
 		return 0, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		msg, _ := io.ReadAll(resp.Body)
-		return 0, errors.New(strings.TrimSpace(string(msg)))
+		return 0, responseError(resp)
 	}
 	var mu sync.Mutex
 	go func() {

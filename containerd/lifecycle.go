@@ -57,7 +57,7 @@ func (l *lifecycle) started(mc *Managed, took time.Duration) {
 func (l *lifecycle) watch(mc *Managed) {
 	l.running.WithLabelValues(mc.Class).Inc()
 	go func() {
-		code, reason, err := mc.WaitExit()
+		code, _, err := mc.WaitExit()
 		l.running.WithLabelValues(mc.Class).Dec()
 		if l.onExit != nil {
 			defer l.onExit(mc.Class, mc.Object)
@@ -66,8 +66,8 @@ func (l *lifecycle) watch(mc *Managed) {
 		switch {
 		case err != nil:
 			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "err", err)
-		case reason != "" || mc.stopRequested():
-			l.log.Info(tag+" stop", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", reason)
+		case mc.StopCause() != "":
+			l.log.Info(tag+" stop", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", mc.StopCause())
 		case code == 0:
 			l.log.Info(tag+" stop", "class", mc.Class, "object", mc.Object, "exit_code", code)
 		default:

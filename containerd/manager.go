@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -60,22 +61,25 @@ type Managed struct {
 	Policy *egresspolicy.Policy
 	mu     sync.Mutex
 	reason string
-	// stopping is set by a signal the host sent on purpose (a stop).
-	stopping bool
+	// stopCause is set by a stop the host asked for on purpose.
+	stopCause string
 }
 
-// MarkStopRequested records that the next exit was asked for (a stop), so
-// it is not logged as a failure.
-func (m *Managed) MarkStopRequested() {
+// MarkStopRequested records that the next exit was asked for, and by what
+// (cause, for logs and ps), so it is not logged as a failure.
+func (m *Managed) MarkStopRequested(cause string) {
 	m.mu.Lock()
-	m.stopping = true
+	m.stopCause = cause
 	m.mu.Unlock()
 }
 
-func (m *Managed) stopRequested() bool {
+// StopCause says why the main process was asked to stop: the destroy
+// reason, else the cause given to MarkStopRequested; empty when nobody
+// asked.
+func (m *Managed) StopCause() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.stopping
+	return cmp.Or(m.reason, m.stopCause)
 }
 
 // SetDestroyReason records why the container is being destroyed, for
@@ -401,8 +405,8 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 		return fmt.Errorf("%s %s has no container", class, object)
 	}
 	if !mc.Exited() {
-		mc.MarkStopRequested()
 		mc.SetDestroyReason("stopped by the operator")
+		mc.MarkStopRequested("stopped by the operator")
 		if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
 			return err
 		}
@@ -448,7 +452,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 		delete(m.byID, id)
 		m.mu.Unlock()
 	}()
-	mc.MarkStopRequested()
+	mc.MarkStopRequested("destroyed")
 	m.forgetPolicy(id, mc.Policy)
 	ep := mc.Endpoint
 	if err := m.jnl.put(id, record{Class: class, Object: object, Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP,
@@ -562,8 +566,8 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 		if mc.Exited() {
 			continue
 		}
-		mc.MarkStopRequested()
 		mc.SetDestroyReason("wharf is shutting down")
+		mc.MarkStopRequested("wharf is shutting down")
 		if mc.Signal(ctx, syscall.SIGTERM) == nil {
 			signalled = append(signalled, mc)
 		}

@@ -333,7 +333,7 @@ func TestStartWithoutItsImage(t *testing.T) {
 
 	code, body := w.call(t, "BOX", "a", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, `starting the container: image "`+image+"\" is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`")
+	assert.Contains(t, body, `starting the container: image "`+image+"\" is not in wharf's containerd: import it with `wharf images import` or `wharf images pull`, with --data-dir "+data)
 	assert.Equal(t, 1, strings.Count(body, image), "the image is named once: %s", body)
 
 	archive, err := testimages.Busybox(t.TempDir())

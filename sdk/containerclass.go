@@ -422,7 +422,7 @@ func (c *ContainerClass) becomeHealthy(cfg *classConfig, ports []int, timeout ti
 	if err := c.setStatus(StateHealthy); err != nil {
 		return err
 	}
-	c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" healthy")
+	c.logInfo("healthy")
 	if err := c.armAlarm(cfg); err != nil {
 		return err
 	}
@@ -454,6 +454,11 @@ func (c *ContainerClass) probe(port int, path string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// logInfo logs msg about the container, tagged as the host tags it.
+func (c *ContainerClass) logInfo(msg string) {
+	c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" "+msg)
 }
 
 // waitStopped waits for a stopping container to exit, destroying it after
@@ -513,11 +518,12 @@ func (c *ContainerClass) Alarm(int) error {
 		// The deadline belongs to the current run (it is reset by every
 		// start), so an alarm left from an older run cannot end this one
 		// early.
-		c.st.Container.obj.log(abi.LogInfo, "container:"+c.st.Class+"#"+c.st.ID[:8]+" hard timeout")
+		c.logInfo("hard timeout")
 		return c.Stop(SIGTERM)
 	}
 	if !now.Before(time.UnixMilli(rec.LastActive).Add(cfg.sleepAfter)) {
 		if c.OnActivityExpired == nil {
+			c.logInfo("idle for sleep_after (" + cfg.sleepAfter.String() + "): stopping")
 			return c.Stop(SIGTERM)
 		}
 		if err := c.OnActivityExpired(); err != nil {

@@ -79,15 +79,14 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	if err := buildImages(ctx, m, b, o, specs, logger); err != nil {
 		return nil, err
 	}
-	be := &backend{b: b, plugin: m.Name}
+	be := &backend{b: b, plugin: m.Name, importWith: "--data-dir " + o.DataDir} // the command run elsewhere would use ./.wharf
+	if o.Address != "" {
+		be.importWith = "--containerd-address " + o.Address
+	}
 	for i, c := range m.Containers {
 		image := specs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
-			into := "--data-dir " + o.DataDir // the command run elsewhere would use ./.wharf
-			if o.Address != "" {
-				into = "--containerd-address " + o.Address
-			}
-			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w, with %s", m.Path, i, c.ClassName, containerd.MissingImage(image), into)
+			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w, with %s", m.Path, i, c.ClassName, containerd.MissingImage(image), be.importWith)
 		}
 		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
 			return nil, err
@@ -167,6 +166,9 @@ type backend struct {
 	b      *containerd.Backend
 	images []string
 	plugin string
+	// importWith is the option that points `wharf images import` at this
+	// containerd, for the error of a missing image.
+	importWith string
 }
 
 var _ containers.Backend = (*backend)(nil)
@@ -175,6 +177,9 @@ func (be *backend) Start(ctx context.Context, class, object string, spec contain
 	mc, err := be.mgr.Start(ctx, class, object, containerd.ContainerSpec{Image: spec.Image, Labels: spec.Labels, Env: spec.Env,
 		Entrypoint: spec.Entrypoint, Resources: spec.Resources, Capabilities: spec.Capabilities, DiskMB: spec.DiskMB,
 		Persistent: spec.Persistent, NoInit: spec.NoInit}, policy, maxPerClass)
+	if errors.Is(err, containerd.ErrImageMissing) {
+		return nil, fmt.Errorf("%w, with %s", err, be.importWith)
+	}
 	if err != nil {
 		return nil, err
 	}

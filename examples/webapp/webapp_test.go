@@ -67,6 +67,10 @@ func TestWebapp(t *testing.T) {
 	assert.True(t, strings.HasPrefix(woken, "session container "))
 	assert.NotEqual(t, cold, woken, "the next request wakes a new run")
 
+	assert.Regexp(t, `container:App#\S+ idle for sleep_after \(2s\): stopping`, srv.Logs())
+	assert.Regexp(t, `container:App#\S+ stop" .*exit_code=\d+ reason="SIGTERM from the object"`, srv.Logs(),
+		"the log says why the sleeping container exited")
+
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Regexp(t, `container:App#\S+ stop" .*exit_code=0 reason="wharf is shutting down"`, srv.Logs(),
 		"a clean shutdown lets the server exit on SIGTERM")

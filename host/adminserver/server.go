@@ -144,9 +144,9 @@ func (s *Server) containers(rw http.ResponseWriter, r *http.Request) {
 func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Container {
 	state := "running"
 	if mc.Exited() {
-		code, reason, _ := mc.WaitExit()
+		code, _, _ := mc.WaitExit()
 		state = fmt.Sprintf("exited (code %d)", code)
-		if reason != "" {
+		if reason := mc.StopCause(); reason != "" {
 			state += ": " + reason
 		}
 	}
@@ -317,12 +317,12 @@ func (s *Server) idFromPrefix(class, prefix string) (string, string, error) {
 		return class, id, err
 	}
 	if prefix == "" || len(prefix) > abi.ObjectIDLen || strings.Trim(prefix, "0123456789abcdef") != "" {
-		return "", "", fmt.Errorf("id:%s is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", prefix, abi.ObjectIDLen)
+		return "", "", fmt.Errorf("%q is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", "id:"+prefix, abi.ObjectIDLen)
 	}
 	where := "any class"
 	if class != "" {
 		if _, ok := s.w.ContainerImage(class); !ok {
-			return "", "", fmt.Errorf("objects of class %s have no containers, so only their whole id (%d hex digits) names them, not id:%s", class, abi.ObjectIDLen, prefix)
+			return "", "", fmt.Errorf("objects of class %s have no containers, so only their whole id (%d hex digits) names them, not %q", class, abi.ObjectIDLen, "id:"+prefix)
 		}
 		where = "class " + class
 	}

@@ -54,9 +54,13 @@ type Container interface {
 	// SetDestroyReason records why the container is being destroyed, for
 	// WaitExit.
 	SetDestroyReason(reason string)
-	// MarkStopRequested records that the next exit was asked for, so it
-	// is not logged as a failure.
-	MarkStopRequested()
+	// MarkStopRequested records that the next exit was asked for, and by
+	// what (cause), so it is not logged as a failure.
+	MarkStopRequested(cause string)
+	// StopCause says why the main process was asked to stop: the destroy
+	// reason, else the cause given to MarkStopRequested; empty when nobody
+	// asked.
+	StopCause() string
 	// Signal sends sig to the main process.
 	Signal(ctx context.Context, sig syscall.Signal) error
 	// Pid is the main process's pid on the host.
