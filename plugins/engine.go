@@ -91,6 +91,10 @@ type EngineConfig struct {
 	// module loads in about a third of the compiler's time, and guest code
 	// runs several times slower. Compiled code is not cached.
 	Interpret bool
+	// CacheUnwritable, if set, hears that compiled code could not be
+	// stored in CacheDir (a full or read-only disk); the module loads all
+	// the same, and the next start compiles it again.
+	CacheUnwritable func(error)
 }
 
 // Engine compiles modules for one plugin. Implementations must register the

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -38,8 +39,12 @@ type Config struct {
 	// slower (wharf dev serves a new build this way while it compiles).
 	Interpret bool
 	// Logger, if set, hears about compiles that take a while (a cold
-	// cache).
+	// cache) and about a cache that cannot be written.
 	Logger *slog.Logger
+
+	// cacheUnwritable is set, by the engine openEngine made, when
+	// compiled code could not be stored in CacheDir.
+	cacheUnwritable *atomic.Bool
 }
 
 // Plugin is a loaded, validated and compiled module.
@@ -104,10 +109,18 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 	if cfg.CPUSlice <= 0 {
 		cfg.CPUSlice = DefaultCPUSlice
 	}
+	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.cacheUnwritable = new(atomic.Bool)
+	unwritable := func(err error) {
+		cfg.cacheUnwritable.Store(true)
+		logger.Warn("the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again",
+			"plugin", cfg.Name, "cache", cfg.CacheDir, "err", err)
+	}
 	cacheDir := cfg.CacheDir
 	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-			return nil, nil, err
+			unwritable(err)
+			cacheDir, cfg.CacheDir = "", ""
 		}
 		sweepTemps(cacheDir)
 	}
@@ -128,6 +141,7 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		MemoryLimitBytes: cfg.MemoryLimitBytes,
 		HostModules:      hostModules,
 		Interpret:        cfg.Interpret,
+		CacheUnwritable:  unwritable,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -147,10 +161,7 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	if _, err := os.Stat(record); err == nil {
 		return engine.Compile(ctx, module)
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	wasm, err := module.Bytes()
 	if err != nil {
 		return nil, err
@@ -162,7 +173,12 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", time.Since(start).Round(time.Millisecond), "cache", cfg.CacheDir)
+	took := time.Since(start).Round(time.Millisecond)
+	if cfg.cacheUnwritable.Load() {
+		logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took)
+		return m, nil
+	}
+	logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took, "cache", cfg.CacheDir)
 	if err := os.MkdirAll(filepath.Dir(record), 0o755); err == nil {
 		os.WriteFile(record, nil, 0o644)
 	}

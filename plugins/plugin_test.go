@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // loadSpec writes a hand-assembled module and loads it the way the host
@@ -227,6 +229,50 @@ func TestLoadSweepsKilledWritersTemps(t *testing.T) {
 		}
 		for _, f := range append(fresh, entries...) {
 			assert.FileExists(t, f)
+		}
+	})
+}
+
+// TestLoadWithAnUnwritableCache: a compile cache on a full disk, or one
+// that cannot be created, costs a warning, not the start: the module
+// loads, compiled without storing its code, and runs.
+func TestLoadWithAnUnwritableCache(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts a small tmpfs: run it as root")
+	}
+	full := t.TempDir()
+	require.NoError(t, unix.Mount("tmpfs", full, "tmpfs", 0, "size=64k"))
+	t.Cleanup(func() { unix.Unmount(full, unix.MNT_DETACH) })
+	filler, err := os.Create(filepath.Join(full, "filler"))
+	require.NoError(t, err)
+	_, err = filler.Write(make([]byte, 1<<20))
+	require.ErrorIs(t, err, unix.ENOSPC, "the tmpfs is full")
+	filler.Close()
+	notADir := testutil.WriteFile(t, "file", []byte("a file, not a directory\n"))
+
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+	  (func (export "_start") (loop $l (br_if $l (i32.const 0)))))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "start.wasm", wasm)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		for _, cache := range []struct{ dir, err string }{
+			{filepath.Join(full, "cache"), "no space left on device"},
+			{filepath.Join(notADir, "cache"), "not a directory"},
+		} {
+			var log bytes.Buffer
+			p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: cache.dir,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err, cache.dir)
+			assert.Contains(t, log.String(), `level=WARN msg="the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again"`)
+			assert.Contains(t, log.String(), cache.err)
+			assert.NotRegexp(t, `msg="compiled start.wasm".* cache=`, log.String(), "the compile is not said to be cached")
+			assert.NoFileExists(t, filepath.Join(cache.dir, "compiled", engine+"-"+digestOf(wasm)), "nor recorded as such")
+			inst, err := p.module.Instantiate(context.Background(), InstanceConfig{})
+			require.NoError(t, err)
+			_, err = inst.Call(context.Background(), abi.ExportStart)
+			assert.NoError(t, err, "the module runs")
+			inst.Close(context.Background())
+			p.Close(context.Background())
 		}
 	})
 }

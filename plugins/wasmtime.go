@@ -248,8 +248,8 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 		return nil, err
 	}
 	if cached != "" {
-		if err := writeCompiled(cached, m); err != nil {
-			return nil, fmt.Errorf("compilation cache: %w", err)
+		if err := writeCompiled(cached, m); err != nil && e.cfg.CacheUnwritable != nil {
+			e.cfg.CacheUnwritable(err)
 		}
 	}
 	return newWasmtimeModule(e, m), nil

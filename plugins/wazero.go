@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,9 +20,10 @@ import (
 
 // WazeroEngine is the Engine built on wazero's optimising compiler.
 type WazeroEngine struct {
-	runtime  wazero.Runtime
-	cache    wazero.CompilationCache
-	cacheDir string // also holds instrumented modules
+	runtime    wazero.Runtime
+	cache      wazero.CompilationCache
+	cacheDir   string      // also holds instrumented modules
+	unwritable func(error) // EngineConfig.CacheUnwritable
 }
 
 // NewWazeroEngine creates a wazero runtime with WASI preview 1 and the given
@@ -36,14 +38,18 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
 		rc = rc.WithMemoryLimitPages(pages)
 	}
-	e := &WazeroEngine{}
+	e := &WazeroEngine{unwritable: cfg.CacheUnwritable}
 	if cfg.CacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
-		if err != nil {
+		switch {
+		case err == nil:
+			e.cache, e.cacheDir = cache, cfg.CacheDir
+			rc = rc.WithCompilationCache(cache)
+		case e.unwritable != nil:
+			e.unwritable(err)
+		default:
 			return nil, fmt.Errorf("compilation cache %s: %w", cfg.CacheDir, err)
 		}
-		e.cache, e.cacheDir = cache, cfg.CacheDir
-		rc = rc.WithCompilationCache(cache)
 	}
 	e.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
 	wasi := e.runtime.NewHostModuleBuilder(wasiModule)
@@ -117,10 +123,24 @@ func (e *WazeroEngine) Compile(ctx context.Context, module *ModuleFile) (Compile
 		return nil, err
 	}
 	cm, err := e.runtime.CompileModule(ctx, wasm)
+	if e.cache != nil && isFileError(err) && e.unwritable != nil {
+		// Storing the code failed. wazero keeps it in memory before it
+		// writes the cache, so compiling again finds it there.
+		e.unwritable(err)
+		cm, err = e.runtime.CompileModule(ctx, wasm)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &wazeroModule{runtime: e.runtime, compiled: cm}, nil
+}
+
+// isFileError reports whether err is a file system's (as a cache write
+// fails), not a module's.
+func isFileError(err error) bool {
+	var path *fs.PathError
+	var link *os.LinkError
+	return errors.As(err, &path) || errors.As(err, &link)
 }
 
 // instrumented is the module with its interrupt checks (see
