@@ -95,6 +95,10 @@ type EngineConfig struct {
 	// stored in CacheDir (a full or read-only disk); the module loads all
 	// the same, and the next start compiles it again.
 	CacheUnwritable func(error)
+	// CacheDamaged, if set, hears that code in CacheDir failed its
+	// checksum (damaged on disk); it is not run, and the module compiles
+	// again.
+	CacheDamaged func(error)
 }
 
 // Engine compiles modules for one plugin. Implementations must register the

@@ -116,6 +116,10 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		logger.Warn("the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again",
 			"plugin", cfg.Name, "cache", cfg.CacheDir, "err", err)
 	}
+	damaged := func(err error) {
+		logger.Warn("compiled code in the cache is damaged (it fails its checksum): it is not run, and the module compiles again",
+			"plugin", cfg.Name, "err", err)
+	}
 	cacheDir := cfg.CacheDir
 	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
@@ -142,6 +146,7 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		HostModules:      hostModules,
 		Interpret:        cfg.Interpret,
 		CacheUnwritable:  unwritable,
+		CacheDamaged:     damaged,
 	})
 	if err != nil {
 		return nil, nil, err

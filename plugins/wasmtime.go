@@ -10,7 +10,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime/cgo"
 	"runtime/debug"
@@ -235,8 +237,12 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 	var cached string
 	if e.cfg.CacheDir != "" {
 		cached = filepath.Join(e.cfg.CacheDir, "wasmtime", wasmtimeCacheKey(module.Digest)+".cwasm")
-		if m, err := wasmtime.NewModuleDeserializeFile(e.engine, cached); err == nil {
+		m, err := readCompiled(e.engine, cached)
+		if err == nil {
 			return newWasmtimeModule(e, m), nil
+		}
+		if errors.Is(err, errDamaged) && e.cfg.CacheDamaged != nil {
+			e.cfg.CacheDamaged(err)
 		}
 	}
 	wasm, err := module.Bytes()
@@ -270,13 +276,47 @@ func wasmtimeCacheKey(digest string) string {
 	return digest + "-" + version + "-" + wasmtimeConfigKey
 }
 
-// writeCompiled stores a module's machine code atomically.
+// checksumSuffix names the file beside compiled code that holds its
+// CRC-32C (8 hex digits).
+const checksumSuffix = ".crc32c"
+
+// writeCompiled stores a module's machine code atomically, then its
+// checksum beside it.
 func writeCompiled(path string, m *wasmtime.Module) error {
 	code, err := m.Serialize()
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, code)
+	if err := writeFileAtomic(path, code); err != nil {
+		return err
+	}
+	sum := fmt.Sprintf("%08x", crc32.Checksum(code, castagnoli))
+	if err := writeFileAtomic(path+checksumSuffix, []byte(sum)); err != nil {
+		os.Remove(path) // of no use without its checksum
+		return err
+	}
+	return nil
+}
+
+// readCompiled maps the machine code cached at path once it matches the
+// checksum stored beside it: wasmtime checks neither the code nor its
+// tables, so code damaged on disk (a bit flipped; zeros or a short file
+// after a power loss, as writes are not synced) would run, crashing wharf
+// or computing wrongly, rather than fail to load. Code without a checksum
+// is not loaded either.
+func readCompiled(engine *wasmtime.Engine, path string) (*wasmtime.Module, error) {
+	want, err := os.ReadFile(path + checksumSuffix)
+	if err != nil {
+		return nil, err
+	}
+	got, err := fileChecksum(path)
+	if err != nil {
+		return nil, err
+	}
+	if string(want) != fmt.Sprintf("%08x", got) {
+		return nil, fmt.Errorf("%s: %w", path, errDamaged)
+	}
+	return wasmtime.NewModuleDeserializeFile(engine, path)
 }
 
 // Close releases the linker, the host functions and the compiled code

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type WazeroEngine struct {
 	cache      wazero.CompilationCache
 	cacheDir   string      // also holds instrumented modules
 	unwritable func(error) // EngineConfig.CacheUnwritable
+	damaged    func(error) // EngineConfig.CacheDamaged
 }
 
 // NewWazeroEngine creates a wazero runtime with WASI preview 1 and the given
@@ -38,7 +40,7 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
 		rc = rc.WithMemoryLimitPages(pages)
 	}
-	e := &WazeroEngine{unwritable: cfg.CacheUnwritable}
+	e := &WazeroEngine{unwritable: cfg.CacheUnwritable, damaged: cfg.CacheDamaged}
 	if cfg.CacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		switch {
@@ -123,6 +125,14 @@ func (e *WazeroEngine) Compile(ctx context.Context, module *ModuleFile) (Compile
 		return nil, err
 	}
 	cm, err := e.runtime.CompileModule(ctx, wasm)
+	if e.cache != nil && isDamagedEntry(err) {
+		// wazero checks the code it cached (a checksum), but then fails
+		// the compile rather than compiling again, and does not say which
+		// file it read.
+		e.tell(e.damaged, err)
+		e.clearCompiled()
+		cm, err = e.runtime.CompileModule(ctx, wasm)
+	}
 	if e.cache != nil && isFileError(err) && e.unwritable != nil {
 		// Storing the code failed. wazero keeps it in memory before it
 		// writes the cache, so compiling again finds it there.
@@ -133,6 +143,31 @@ func (e *WazeroEngine) Compile(ctx context.Context, module *ModuleFile) (Compile
 		return nil, err
 	}
 	return &wazeroModule{runtime: e.runtime, compiled: cm}, nil
+}
+
+// tell calls a callback of EngineConfig, if set.
+func (e *WazeroEngine) tell(callback func(error), err error) {
+	if callback != nil {
+		callback(err)
+	}
+}
+
+// isDamagedEntry reports whether err is wazero's refusal of an entry of
+// its compilation cache (damaged: its checksum fails, or it is short).
+func isDamagedEntry(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "compilationcache: ")
+}
+
+// clearCompiled removes the code wazero cached, every entry: wazero does
+// not say which one it refused, and its keys cannot be computed outside
+// it. Temporary files, maybe being written, stay.
+func (e *WazeroEngine) clearCompiled() {
+	entries, _ := filepath.Glob(filepath.Join(e.cacheDir, "wazero-*", "*"))
+	for _, path := range entries {
+		if !strings.HasSuffix(path, ".tmp") {
+			os.Remove(path)
+		}
+	}
 }
 
 // isFileError reports whether err is a file system's (as a cache write
@@ -151,8 +186,12 @@ func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
 	if e.cacheDir != "" {
 		if exe, err := executableIdentity(); err == nil {
 			cached = filepath.Join(e.cacheDir, "instrumented", module.Digest+"-"+exe+".wasm")
-			if wasm, err := os.ReadFile(cached); err == nil {
+			wasm, err := readChecked(cached)
+			if err == nil {
 				return wasm, nil
+			}
+			if errors.Is(err, errDamaged) {
+				e.tell(e.damaged, err)
 			}
 		}
 	}
@@ -164,7 +203,7 @@ func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
 		return nil, err
 	}
 	if cached != "" {
-		writeFileAtomic(cached, wasm) // best effort: without it the next start instruments again
+		writeChecked(cached, wasm) // best effort: without it the next start instruments again
 	}
 	return wasm, nil
 }
