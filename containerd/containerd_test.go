@@ -291,6 +291,41 @@ func TestContainerLimits(t *testing.T) {
 	require.NoError(t, RemoveImage(context.Background(), c, image, false))
 }
 
+// TestContainerOutOfMemory: a main process the kernel kills at the
+// container's memory limit is said to have run out of memory, in
+// OutOfMemory and the lifecycle log (not just "exited unexpectedly" with
+// code 137); one killed by a SIGKILL is not.
+func TestContainerOutOfMemory(t *testing.T) {
+	_, _, b, _, spec := crashingHost(t)
+	defer b.Close()
+	defer RemoveImage(context.Background(), b.Client, spec.Image, false)
+	var log testutil.LogBuffer
+	m, err := NewManager(b, ManagerOptions{Logger: slog.New(slog.NewTextHandler(&log, nil)), Subnet: netip.MustParsePrefix("10.212.0.0/16")})
+	require.NoError(t, err)
+	defer m.Close(context.Background())
+	spec.Resources = Resources{VCPU: 0.5, MemoryBytes: 32 << 20, Pids: 64}
+	hungry, killed := spec, spec
+	hungry.Entrypoint = []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"}
+
+	oom, err := m.Start(context.Background(), "Box", "hungry", hungry, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	k, err := m.Start(context.Background(), "Box", "killed", killed, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	require.NoError(t, k.Signal(context.Background(), syscall.SIGKILL))
+	for _, mc := range []*Managed{oom, k} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		code, err := mc.Wait(ctx)
+		cancel()
+		require.NoError(t, err, mc.Object)
+		assert.Equal(t, uint32(137), code, mc.Object)
+	}
+	assert.True(t, oom.OutOfMemory())
+	assert.False(t, k.OutOfMemory(), "a SIGKILL is not a lack of memory")
+	assert.Eventually(t, func() bool { return strings.Count(log.String(), "exit_code=137") == 2 }, 10*time.Second, 10*time.Millisecond)
+	assert.Regexp(t, `container:Box#\S+ error" class=Box object=hungry exit_code=137 reason="out of memory \(killed at the instance type's memory limit\)"`, log.String())
+	assert.Regexp(t, `container:Box#\S+ error" class=Box object=killed exit_code=137 reason="exited unexpectedly"`, log.String())
+}
+
 func TestContainerNetworkReachableFromHost(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	n := NewNetwork(DefaultSubnet, t.Name())

@@ -106,6 +106,8 @@ type Container struct {
 	exited chan struct{} // closed when the main process has exited
 	code   uint32
 	err    error
+	// oom: the kernel killed the main process for lack of memory.
+	oom bool
 	// agent serves execs if the container runs wharf-init; agentDir is
 	// the host directory of its socket.
 	agent    *agent.Client
@@ -124,8 +126,20 @@ func (c *Container) watch(exitCh <-chan client.ExitStatus) {
 	go func() {
 		st := <-exitCh
 		c.code, _, c.err = st.Result()
+		// Killed (SIGKILL) with an OOM kill in the cgroup: the
+		// kernel's doing, unless the host killed it too (a stop
+		// cause says so). The cgroup stays until the task is deleted.
+		c.oom = c.err == nil && c.code == 128+uint32(syscall.SIGKILL) && c.oomKills() > 0
 		close(c.exited)
 	}()
+}
+
+// OutOfMemory reports whether the main process, now exited, was killed
+// for lack of memory (the kernel's OOM killer, at the container's memory
+// limit).
+func (c *Container) OutOfMemory() bool {
+	<-c.exited
+	return c.oom
 }
 
 // Exited reports whether the main process has exited.

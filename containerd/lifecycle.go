@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 )
 
 // lifecycle reports container starts, stops and failures as structured log
@@ -70,6 +72,9 @@ func (l *lifecycle) watch(mc *Managed) {
 			l.log.Info(tag+" stop", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", mc.StopCause())
 		case code == 0:
 			l.log.Info(tag+" stop", "class", mc.Class, "object", mc.Object, "exit_code", code)
+		case mc.OutOfMemory():
+			l.failures.WithLabelValues(mc.Class, "exit").Inc()
+			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", hostcontainers.OutOfMemory)
 		default:
 			l.failures.WithLabelValues(mc.Class, "exit").Inc()
 			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", "exited unexpectedly")

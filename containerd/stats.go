@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
+	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
@@ -54,6 +55,28 @@ func (c *Container) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, fmt.Errorf("container %s: unknown metrics type %T", c.ID(), data)
 	}
 	return s, nil
+}
+
+// oomKills counts the processes of the container the kernel killed for
+// lack of memory (0 when the cgroup cannot be read).
+func (c *Container) oomKills() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := c.task.Metrics(WithNamespace(ctx))
+	if err != nil {
+		return 0
+	}
+	data, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return 0
+	}
+	switch m := data.(type) {
+	case *v1.Metrics:
+		return m.GetMemoryOomControl().GetOomKill()
+	case *v2.Metrics:
+		return m.GetMemoryEvents().GetOomKill()
+	}
+	return 0
 }
 
 func saturatingSub(a, b uint64) uint64 {

@@ -145,8 +145,9 @@ func (c *Container) Signal(sig Signal) error {
 }
 
 // ExitError is the error of a process (Process.Wait) or a container
-// (Container.Monitor) that exited with a non-zero code, or of a container
-// destroyed with a reason (Reason, Code -1). Match it with errors.As.
+// (Container.Monitor) that exited with a non-zero code (with a Reason if
+// the host knows one: "out of memory (…)"), or of a container destroyed
+// with a reason (Reason, Code -1). Match it with errors.As.
 type ExitError struct {
 	Code   int
 	Reason string
@@ -154,10 +155,14 @@ type ExitError struct {
 }
 
 func (e *ExitError) Error() string {
-	if e.Reason != "" {
-		return e.Reason
+	exited := fmt.Sprintf("%s exited with code %d", cmp.Or(e.what, "the container"), e.Code)
+	switch {
+	case e.Reason == "":
+		return exited
+	case e.Code >= 0:
+		return exited + ": " + e.Reason
 	}
-	return fmt.Sprintf("%s exited with code %d", cmp.Or(e.what, "the container"), e.Code)
+	return e.Reason
 }
 
 // ExitCode returns the exit code, -1 for a destroyed container.
@@ -252,7 +257,8 @@ func (c *Container) monitorIn(ev wharf.Event) error {
 		msg := strings.TrimPrefix(we.Message, abi.StatusIO.String()+": ")
 		var code int
 		if _, err := fmt.Sscanf(msg, "the container exited with code %d", &code); err == nil {
-			return &ExitError{Code: code}
+			_, why, _ := strings.Cut(msg, ": ") // out of memory
+			return &ExitError{Code: code, Reason: why}
 		}
 		return &ExitError{Code: -1, Reason: msg}
 	}

@@ -57,7 +57,7 @@ type ContainerStatus struct {
 
 // StopInfo tells OnStop how the container ended: its exit code, and the
 // reason given to Destroy (or "stopped", "activity expired", "hard
-// timeout").
+// timeout", "exited", or why the host saw it end: "out of memory (…)").
 type StopInfo struct {
 	ExitCode int
 	Reason   string

@@ -48,4 +48,6 @@ func TestExitError(t *testing.T) {
 	assert.Equal(t, "the process exited with code 3", err.Error())
 	assert.Equal(t, "the container exited with code 1", (&ExitError{Code: 1}).Error())
 	assert.Equal(t, "shutting down", (&ExitError{Code: -1, Reason: "shutting down"}).Error())
+	assert.Equal(t, "the container exited with code 137: out of memory", (&ExitError{Code: 137, Reason: "out of memory"}).Error(),
+		"the code and why the host saw it end")
 }

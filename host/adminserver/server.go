@@ -148,6 +148,8 @@ func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Co
 		state = fmt.Sprintf("exited (code %d)", code)
 		if reason := mc.StopCause(); reason != "" {
 			state += ": " + reason
+		} else if mc.OutOfMemory() {
+			state += ": " + containers.OutOfMemory
 		}
 	}
 	labels := map[string]string{}

@@ -41,6 +41,10 @@ type Backend interface {
 	Close(ctx context.Context, grace time.Duration) error
 }
 
+// OutOfMemory is why a container ended whose main process the kernel
+// killed for lack of memory, in the log, wharf ps and a monitor's error.
+const OutOfMemory = "out of memory (killed at the instance type's memory limit)"
+
 // Container is an object's container.
 type Container interface {
 	// Info describes the container.
@@ -61,6 +65,9 @@ type Container interface {
 	// reason, else the cause given to MarkStopRequested; empty when nobody
 	// asked.
 	StopCause() string
+	// OutOfMemory reports whether the main process, once exited, was
+	// killed for lack of memory.
+	OutOfMemory() bool
 	// Signal sends sig to the main process.
 	Signal(ctx context.Context, sig syscall.Signal) error
 	// Pid is the main process's pid on the host.

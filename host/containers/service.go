@@ -231,6 +231,8 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 			return fmt.Errorf("%w: waiting for the container: %w", abi.StatusIO, err)
 		case reason != "":
 			return fmt.Errorf("%w: %s", abi.StatusIO, reason)
+		case code != 0 && c.OutOfMemory():
+			return fmt.Errorf("%w: the container exited with code %d: %s", abi.StatusIO, code, OutOfMemory)
 		case code != 0:
 			return fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code)
 		}
