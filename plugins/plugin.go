@@ -42,9 +42,9 @@ type Config struct {
 	// cache) and about a cache that cannot be written.
 	Logger *slog.Logger
 
-	// cacheUnwritable is set, by the engine openEngine made, when
+	// cacheUnwritable is set, by the engine openEngine made, to why
 	// compiled code could not be stored in CacheDir.
-	cacheUnwritable *atomic.Bool
+	cacheUnwritable *atomic.Pointer[error]
 }
 
 // Plugin is a loaded, validated and compiled module.
@@ -87,7 +87,9 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 // Load with the same Engine and MemoryLimitBytes finds it, without
 // instantiating it (cfg.HostModules are not needed). A process can run it
 // apart, to be killed when its result is no longer wanted: an engine
-// cannot stop a compile half-way.
+// cannot stop a compile half-way. A cache that cannot be written is an
+// error (a Load would compile the module all over again), found before
+// the compile when it can be.
 func Precompile(ctx context.Context, cfg Config) error {
 	if cfg.CacheDir == "" || cfg.Interpret {
 		return errors.New("precompiling needs a cache directory and a compiling engine")
@@ -97,10 +99,19 @@ func Precompile(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("plugin %s: %w", cfg.Path, err)
 	}
 	defer engine.Close(ctx)
+	unwritable := func() error {
+		if why := cfg.cacheUnwritable.Load(); why != nil {
+			return fmt.Errorf("plugin %s: the compile cache cannot be written: %w", cfg.Path, *why)
+		}
+		return nil
+	}
+	if err := unwritable(); err != nil {
+		return err
+	}
 	if _, err := compile(ctx, engine, cfg, wasm); err != nil {
 		return fmt.Errorf("plugin %s: %w: %w", cfg.Path, ErrInvalidModule, err)
 	}
-	return nil
+	return unwritable()
 }
 
 // openEngine reads the module at cfg.Path and makes the engine that
@@ -110,9 +121,9 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		cfg.CPUSlice = DefaultCPUSlice
 	}
 	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	cfg.cacheUnwritable = new(atomic.Bool)
+	cfg.cacheUnwritable = new(atomic.Pointer[error])
 	unwritable := func(err error) {
-		cfg.cacheUnwritable.Store(true)
+		cfg.cacheUnwritable.CompareAndSwap(nil, &err)
 		logger.Warn("the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again",
 			"plugin", cfg.Name, "cache", cfg.CacheDir, "err", err)
 	}
@@ -179,7 +190,7 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 		return nil, err
 	}
 	took := time.Since(start).Round(time.Millisecond)
-	if cfg.cacheUnwritable.Load() {
+	if cfg.cacheUnwritable.Load() != nil {
 		logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took)
 		return m, nil
 	}

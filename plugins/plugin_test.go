@@ -235,7 +235,8 @@ func TestLoadSweepsKilledWritersTemps(t *testing.T) {
 
 // TestLoadWithAnUnwritableCache: a compile cache on a full disk, or one
 // that cannot be created, costs a warning, not the start: the module
-// loads, compiled without storing its code, and runs.
+// loads, compiled without storing its code, and runs. Precompile, whose
+// purpose is the cache, fails.
 func TestLoadWithAnUnwritableCache(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test mounts a small tmpfs: run it as root")
@@ -273,6 +274,12 @@ func TestLoadWithAnUnwritableCache(t *testing.T) {
 			assert.NoError(t, err, "the module runs")
 			inst.Close(context.Background())
 			p.Close(context.Background())
+
+			// wharf dev's compile process: storing the code is its
+			// purpose, so it fails, saying why.
+			err = Precompile(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: cache.dir})
+			assert.ErrorContains(t, err, "plugin "+path+": the compile cache cannot be written: ")
+			assert.ErrorContains(t, err, cache.err)
 		}
 	})
 }
