@@ -134,7 +134,9 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 	cacheDir := cfg.CacheDir
 	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-			unwritable(err)
+			if !cfg.Interpret { // which caches no code
+				unwritable(err)
+			}
 			cacheDir, cfg.CacheDir = "", ""
 		}
 		sweepTemps(cacheDir)

@@ -276,6 +276,15 @@ func TestLoadWithAnUnwritableCache(t *testing.T) {
 			inst.Close(context.Background())
 			p.Close(context.Background())
 
+			// The interpreter, which wharf dev serves a new build on at
+			// once, caches no code: no warning.
+			log.Reset()
+			p, err = Load(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: cache.dir, Interpret: true,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err)
+			p.Close(context.Background())
+			assert.NotContains(t, log.String(), "level=WARN", "interpreted")
+
 			// wharf dev's compile process: storing the code is its
 			// purpose, so it fails, saying why.
 			err = Precompile(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: cache.dir})
