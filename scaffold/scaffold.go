@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+
+	"golang.org/x/mod/module"
 )
 
 // Module is the module path of wharf, which plugins require.
@@ -64,6 +66,10 @@ func Write(ctx context.Context, opts Options) error {
 	}
 	if opts.ModulePath == "" {
 		opts.ModulePath = "example.com/" + opts.Name
+	} else if err := module.CheckImportPath(opts.ModulePath); err != nil {
+		// Checked before anything is written: go mod tidy would refuse
+		// it only after, leaving files that block the next wharf init.
+		return fmt.Errorf("--module: %w", err)
 	}
 	if opts.SDK == "" {
 		if opts.SDK, err = SourceCheckout(); err != nil {

@@ -84,3 +84,14 @@ func TestShellQuote(t *testing.T) {
 	assert.Equal(t, `'it'\''s'`, shellQuote("it's"))
 	assert.Equal(t, "''", shellQuote(""))
 }
+
+// TestInitRefusesABadModulePath: a --module go.mod cannot hold is refused
+// before anything is written (go mod tidy refused it after, and the files
+// left behind made the next wharf init refuse to overwrite them).
+func TestInitRefusesABadModulePath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	_, err := run(t, "init", "--module", "not a module", dir)
+	require.Error(t, err)
+	assert.Equal(t, `--module: malformed import path "not a module": invalid char ' '`, err.Error())
+	assert.NoDirExists(t, dir, "nothing is written")
+}
