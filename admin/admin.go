@@ -372,7 +372,7 @@ func TailFilterFrom(q url.Values) (TailFilter, error) {
 	if f.Level != "" {
 		var lv slog.Level
 		if err := lv.UnmarshalText([]byte(f.Level)); err != nil {
-			return f, fmt.Errorf("--level: %w", err)
+			return f, fmt.Errorf("--level must be debug, info, warn or error, got %q", f.Level)
 		}
 	}
 	return f, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,4 +35,15 @@ func TestRefusalsCarryAMessage(t *testing.T) {
 	assert.EqualError(t, err, "no such object")
 	_, err = c.Exec(context.Background(), "APP", "bob", ExecRequest{Cmd: []string{"true"}}, nil, nil, nil, nil)
 	assert.EqualError(t, err, "no such object")
+}
+
+// TestTailFilterLevel: a level slog does not know is refused with the
+// levels there are; a known one filters lower ones out.
+func TestTailFilterLevel(t *testing.T) {
+	_, err := TailFilterFrom(url.Values{"level": {"loud"}})
+	assert.EqualError(t, err, `--level must be debug, info, warn or error, got "loud"`)
+	f, err := TailFilterFrom(url.Values{"level": {"warn"}})
+	require.NoError(t, err)
+	assert.False(t, f.Match([]byte(`{"level":"INFO","msg":"x"}`)))
+	assert.True(t, f.Match([]byte(`{"level":"ERROR","msg":"x"}`)))
 }

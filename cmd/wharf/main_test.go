@@ -69,7 +69,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 		}
 	}
 	_, err := run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--log-level", "loud")
-	assert.ErrorContains(t, err, "--log-level")
+	assert.EqualError(t, err, `--log-level must be debug, info, warn or error, got "loud"`)
 	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--engine", "v8")
 	assert.ErrorContains(t, err, `--engine: unknown engine "v8" (want wazero or wasmtime)`)
 	for _, mb := range []string{"-1", "8796093022208"} { // 2^43 MiB is 2^63 bytes

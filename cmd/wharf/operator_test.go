@@ -164,7 +164,7 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Empty(t, otherClass.String(), "nothing of another class")
 	out, code = wharfCmd(t, "", "tail", dd, "--level", "loud")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "--level: slog: level string \"loud\": unknown name")
+	assert.Equal(t, "wharf: --level must be debug, info, warn or error, got \"loud\"\n", out)
 	out, code = wharfCmd(t, "", "destroy", dd, "APP", "bob")
 	require.Equal(t, 0, code, out)
 
