@@ -114,7 +114,7 @@ func operatorCommands() []*cobra.Command {
 			case len(args) >= 2 && strings.HasPrefix(args[0], "id:"):
 				return nil
 			case len(args) < 3:
-				return fmt.Errorf("usage: wharf exec %s -- cmd [args...] (got %d arguments)", objectArgs, len(args))
+				return fmt.Errorf("usage: wharf exec %s -- cmd [args...] (got %s)", objectArgs, gotArgs(args))
 			}
 			return nonEmpty(args[:2])
 		},
@@ -240,7 +240,15 @@ func objectArg(_ *cobra.Command, args []string) error {
 	case len(args) == 1 && strings.HasPrefix(args[0], "id:"):
 		return nil
 	}
-	return fmt.Errorf("name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got %d arguments)", len(args))
+	return fmt.Errorf("name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got %s)", gotArgs(args))
+}
+
+// gotArgs says what a command that wants an object was given instead.
+func gotArgs(args []string) string {
+	if len(args) == 1 {
+		return strconv.Quote(args[0]) + " alone"
+	}
+	return strconv.Itoa(len(args)) + " arguments"
 }
 
 // nonEmpty refuses an empty binding or name, which the admin API's paths

@@ -101,7 +101,7 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Contains(t, out2, `"name": "alice"`)
 	out, code = wharfCmd(t, "", "inspect", dd, "alice")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got 1 arguments)")
+	assert.Contains(t, out, `name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got "alice" alone)`)
 	out, code = wharfCmd(t, "", "inspect", dd, "id:ffff")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, `no container of any class has an object id starting with "ffff"`)
@@ -232,4 +232,25 @@ func TestOperatorRefusesEmptyNames(t *testing.T) {
 	}
 	_, err := run(t, "inspect", "COUNTER", "alice", "--data-dir", dataDir)
 	assert.ErrorIs(t, err, admin.ErrNotRunning, "a name is asked of the wharf")
+}
+
+// TestOperatorArgumentErrors: a command given no object, a bare name or
+// too many words says what it got, before asking any wharf.
+func TestOperatorArgumentErrors(t *testing.T) {
+	dataDir := t.TempDir()
+	const object = "name an object by <binding> <name>, <binding> id:HEX or id:HEX alone"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect"}, object + " (got 0 arguments)"},
+		{[]string{"stop", "alice"}, object + ` (got "alice" alone)`},
+		{[]string{"logs", "APP", "alice", "extra"}, object + " (got 3 arguments)"},
+		{[]string{"exec", "APP", "alice"}, "usage: wharf exec <binding> <name|id:HEX> | id:HEX -- cmd [args...] (got 2 arguments)"},
+		{[]string{"exec", "id:ab"}, `usage: wharf exec <binding> <name|id:HEX> | id:HEX -- cmd [args...] (got "id:ab" alone)`},
+	} {
+		_, err := run(t, append(tc.args, "--data-dir", dataDir)...)
+		require.Error(t, err, "%q", tc.args)
+		assert.Equal(t, tc.want, err.Error(), "%q", tc.args)
+	}
 }

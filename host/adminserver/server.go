@@ -274,7 +274,7 @@ func (s *Server) resolve(r *http.Request) (class, id string, err error) {
 	hex, isID := strings.CutPrefix(name, "id:")
 	if binding == anyBinding {
 		if !isID {
-			return "", "", fmt.Errorf("an object is named by <binding> <name>, or by id:<hex> alone; got %q alone", name)
+			return "", "", fmt.Errorf("%q (any binding) names an object only by id:<hex>, not by a name: got %q", anyBinding, name)
 		}
 		return s.idFromPrefix("", hex)
 	}

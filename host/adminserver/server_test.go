@@ -253,8 +253,8 @@ func TestOperatorErrors(t *testing.T) {
 		call func() error
 		want string
 	}{
-		{"a name alone", func() error { _, err := c.Inspect(ctx, "*", "alice"); return err },
-			`an object is named by <binding> <name>, or by id:<hex> alone; got "alice" alone`},
+		{"a name with any binding", func() error { _, err := c.Inspect(ctx, "*", "alice"); return err },
+			`"*" (any binding) names an object only by id:<hex>, not by a name: got "alice"`},
 		{"an unknown binding", func() error { _, err := c.Inspect(ctx, "NOPE", "x"); return err },
 			`no Durable Object binding "NOPE" (the manifest has: APP, APP2, CACHE)`},
 		{"an ambiguous prefix", func() error { _, err := c.Inspect(ctx, "*", "id:a1"); return err },
