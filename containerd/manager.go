@@ -398,25 +398,27 @@ func (m *Manager) List() []*Managed {
 }
 
 // Stop sends SIGTERM to the object's container and destroys it if it has
-// not exited after grace.
+// not exited after grace. A container that has exited already is left as
+// it is, with its output, for ps -a and logs (destroy removes it).
 func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Duration) error {
 	mc, ok := m.Get(class, object)
 	if !ok {
 		return fmt.Errorf("%s %s has no container", class, object)
 	}
-	if !mc.Exited() {
-		mc.SetDestroyReason("stopped by the operator")
-		mc.MarkStopRequested("stopped by the operator")
-		if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
-			return err
-		}
-		select {
-		case <-mc.exited:
-			return nil
-		case <-time.After(grace):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if mc.Exited() {
+		return nil
+	}
+	mc.SetDestroyReason("stopped by the operator")
+	mc.MarkStopRequested("stopped by the operator")
+	if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-mc.exited:
+		return nil
+	case <-time.After(grace):
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return m.Destroy(ctx, class, object)
 }

@@ -28,7 +28,7 @@ type Backend interface {
 	// List returns every container.
 	List() []Container
 	// Stop sends SIGTERM to the object's container and destroys it if it
-	// has not exited after grace.
+	// has not exited after grace; an exited container is left as it is.
 	Stop(ctx context.Context, class, object string, grace time.Duration) error
 	// Destroy removes the object's container and its network.
 	Destroy(ctx context.Context, class, object string) error
