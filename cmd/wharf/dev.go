@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
 )
@@ -165,7 +166,11 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 				return
 			}
 			if err != nil {
-				logger.Error("reload failed; the previous build keeps serving", "plugin", m.Name, "err", err, "output", strings.TrimSpace(out.String()))
+				attrs := []any{"plugin", m.Name, "err", err}
+				if output := strings.TrimSpace(out.String()); output != "" { // go build's errors
+					attrs = append(attrs, textlog.OutputKey, output)
+				}
+				logger.Error("reload failed; the previous build keeps serving", attrs...)
 				if compiled != nil && !compiled.Load() {
 					compile(time.Now()) // the build still served, whose compile stopped for this one
 				}

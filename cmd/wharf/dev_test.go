@@ -112,6 +112,7 @@ func TestDevReloadsOnSave(t *testing.T) {
 		require.NoError(t, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, line, 1)), 0o644))
 		if i == 5 {
 			require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", time.Minute), "the build error is reported")
+			assert.Regexp(t, `(?m)^\t\./main\.go:\d+:\d+: `, srv.Logs(), "go build's errors on lines of their own, not quoted with \\n")
 			_, body := getBody(srv.URL + "/")
 			assert.Equal(t, "Hello, edit 4\n", body)
 			continue
@@ -335,6 +336,7 @@ func TestDevKillsAReplacedCompile(t *testing.T) {
 	require.NoError(t, os.WriteFile(mainGo, []byte(refused), 0o644))
 	require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", 2*time.Minute), "edit 3 is refused")
 	assert.Contains(t, srv.Logs(), `the module uses Durable Object binding \"MISSING\"`)
+	assert.NotContains(t, srv.Logs(), `output=`, "the build said nothing: no empty output")
 	require.True(t, srv.WaitLog("reloaded, compiled", 2*time.Minute), "edit 2, still served, is compiled after all")
 	_, body := getBody(srv.URL + "/")
 	assert.Equal(t, "Hello, edit 2\n", body)

@@ -349,8 +349,8 @@ func (j *jsonToText) Write(p []byte) (int, error) {
 	}
 }
 
-// recordText formats one JSON record; the stack of a panic goes on lines
-// of its own.
+// recordText formats one JSON record; the stack of a panic and a
+// command's output go on lines of their own.
 func recordText(line []byte) string {
 	var rec map[string]any
 	dec := json.NewDecoder(bytes.NewReader(line))
@@ -363,8 +363,13 @@ func recordText(line []byte) string {
 	keys := slices.Sorted(maps.Keys(rec))
 	for _, k := range keys {
 		switch k {
-		case slog.TimeKey, slog.LevelKey, slog.MessageKey, textlog.StackKey:
+		case slog.TimeKey, slog.LevelKey, slog.MessageKey:
 			continue
+		}
+		if textlog.OnLines(k) {
+			if _, ok := rec[k].(string); ok {
+				continue
+			}
 		}
 		v := fmt.Sprint(rec[k])
 		if strings.ContainsAny(v, " =\"") {
@@ -373,8 +378,10 @@ func recordText(line []byte) string {
 		fmt.Fprintf(&b, " %s=%s", k, v)
 	}
 	b.WriteString("\n")
-	if stack, ok := rec[textlog.StackKey].(string); ok {
-		b.WriteString(textlog.IndentStack(stack))
+	for _, k := range keys {
+		if text, ok := rec[k].(string); ok && textlog.OnLines(k) {
+			b.WriteString(textlog.IndentLines(text))
+		}
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -260,4 +261,14 @@ func TestOperatorArgumentErrors(t *testing.T) {
 		require.Error(t, err, "%q", tc.args)
 		assert.Equal(t, tc.want, err.Error(), "%q", tc.args)
 	}
+}
+
+// TestTailTextPutsOutputOnLines: wharf tail's text format prints a panic's
+// stack and a failed build's output after their line, as wharf serve does.
+func TestTailTextPutsOutputOnLines(t *testing.T) {
+	var out bytes.Buffer
+	w := &jsonToText{w: &out}
+	_, err := w.Write([]byte(`{"time":"T","level":"ERROR","msg":"reload failed","err":"exit status 1","output":"# p\n./main.go:3:1: bad","plugin":"p"}` + "\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "T ERROR reload failed err=\"exit status 1\" plugin=p\n\t# p\n\t./main.go:3:1: bad\n", out.String())
 }

@@ -1,6 +1,7 @@
 // Package textlog is slog's text format for people: a record's "stack"
-// attribute (a guest's panic trace) is printed after the line, one frame
-// per line, instead of as one quoted value full of \n.
+// attribute (a guest's panic trace) and "output" attribute (a failed
+// command's output, such as go build's errors) are printed after the line,
+// one line of theirs per line, instead of as one quoted value full of \n.
 package textlog
 
 import (
@@ -11,8 +12,14 @@ import (
 	"sync"
 )
 
-// StackKey is the attribute printed on lines of its own.
-const StackKey = "stack"
+// StackKey and OutputKey are the attributes printed on lines of their own.
+const (
+	StackKey  = "stack"
+	OutputKey = "output"
+)
+
+// OnLines reports whether the attribute key is printed on lines of its own.
+func OnLines(key string) bool { return key == StackKey || key == OutputKey }
 
 // Handler wraps slog.TextHandler.
 type Handler struct {
@@ -31,15 +38,15 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 	return h.inner.Enabled(ctx, level)
 }
 
-// Handle writes the record without its stack, then the stack indented by
-// a tab.
+// Handle writes the record without its stack and output, then each of
+// them indented by a tab.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	var stack string
+	var blocks []string
 	if r.NumAttrs() > 0 {
 		rest := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == StackKey && a.Value.Kind() == slog.KindString {
-				stack = a.Value.String()
+			if OnLines(a.Key) && a.Value.Kind() == slog.KindString {
+				blocks = append(blocks, a.Value.String())
 			} else {
 				rest.AddAttrs(a)
 			}
@@ -49,17 +56,21 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := h.inner.Handle(ctx, r); err != nil || stack == "" {
+	if err := h.inner.Handle(ctx, r); err != nil {
 		return err
 	}
-	_, err := io.WriteString(h.w, IndentStack(stack))
-	return err
+	for _, block := range blocks {
+		if _, err := io.WriteString(h.w, IndentLines(block)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// IndentStack returns a stack's lines, each after a tab.
-func IndentStack(stack string) string {
+// IndentLines returns text's lines, each after a tab.
+func IndentLines(text string) string {
 	var b strings.Builder
-	for line := range strings.Lines(strings.TrimRight(stack, "\n")) {
+	for line := range strings.Lines(strings.TrimRight(text, "\n")) {
 		b.WriteString("\t" + strings.TrimRight(line, "\n") + "\n")
 	}
 	return b.String()
