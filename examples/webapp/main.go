@@ -18,8 +18,9 @@ import (
 )
 
 // The container writes a page naming itself and when it started, then
-// serves it. The shell stays PID 1 so SIGTERM (a stop, or sleep) ends it
-// at once: PID 1 ignores signals it does not handle.
+// serves it. wharf-init (PID 1) forwards SIGTERM (a stop, or sleep) to the
+// shell, whose trap ends it at once with code 0: without the trap a shell
+// waiting on a job would also die of it, but with code 143.
 const server = `mkdir -p /www
 echo "session container $(hostname), started $(date +%s) #$RANDOM" > /www/index.html
 trap 'exit 0' TERM
