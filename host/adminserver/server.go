@@ -423,7 +423,7 @@ func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 		err = errors.New("exec needs a command")
 	}
 	if err == nil && mc.Exited() {
-		err = errors.New("the container is not running")
+		err = fmt.Errorf("%s %s: the container is not running (%s)", r.PathValue("binding"), r.PathValue("name"), s.describe(r.Context(), mc).State)
 	}
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)

@@ -124,10 +124,16 @@ type fakeContainer struct {
 
 	mu     sync.Mutex
 	reason string
+	// exited, with its code and the cause of its stop, if it has.
+	exited bool
+	code   uint32
+	cause  string
 }
 
 func (c *fakeContainer) Info() containers.Info                    { return c.info }
-func (c *fakeContainer) Exited() bool                             { return false }
+func (c *fakeContainer) Exited() bool                             { return c.exited }
+func (c *fakeContainer) WaitExit() (uint32, string, error)        { return c.code, c.reason, nil }
+func (c *fakeContainer) StopCause() string                        { return c.cause }
 func (c *fakeContainer) Pid() uint32                              { return 42 }
 func (c *fakeContainer) Labels(context.Context) map[string]string { return c.labels }
 func (c *fakeContainer) Stats(context.Context) (containers.Stats, error) {
@@ -245,7 +251,8 @@ func TestStopDestroyDrain(t *testing.T) {
 // make, and that the API keeps serving after it.
 func TestOperatorErrors(t *testing.T) {
 	w, be := webapp()
-	be.list = append(be.list, &fakeContainer{info: containers.Info{Class: "App", Object: idOf("a1f")}})
+	be.list = append(be.list, &fakeContainer{info: containers.Info{Class: "App", Object: idOf("a1f")}},
+		&fakeContainer{info: containers.Info{Class: "App", Object: idOf("b0")}, exited: true, code: 143, cause: "SIGTERM from the object"})
 	c, _ := start(t, w, nil)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -277,6 +284,10 @@ func TestOperatorErrors(t *testing.T) {
 			_, err := c.Exec(ctx, "*", "id:a2", admin.ExecRequest{}, strings.NewReader(""), nil, nil, nil)
 			return err
 		}, "exec needs a command"},
+		{"exec in an exited container", func() error {
+			_, err := c.Exec(ctx, "APP", "id:b0", admin.ExecRequest{Cmd: []string{"true"}}, strings.NewReader(""), nil, nil, nil)
+			return err
+		}, "APP id:b0: the container is not running (exited (code 143): SIGTERM from the object)"},
 		{"a log nobody taps", func() error { return c.Tail(ctx, admin.TailFilter{}, nil) },
 			"this host's log cannot be followed"},
 	} {
@@ -285,7 +296,7 @@ func TestOperatorErrors(t *testing.T) {
 		assert.Equal(t, tc.want, err.Error(), tc.name)
 		ps, err := c.Containers(ctx)
 		require.NoError(t, err, "still serving after %s", tc.name)
-		assert.Len(t, ps, 3)
+		assert.Len(t, ps, 4)
 	}
 	assert.Empty(t, be.recorded(), "no mistake reached the backend")
 }
