@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -51,7 +53,7 @@ func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, ar
 		if f.address == "" { // the embedded containerd lives in the data directory
 			lock, err := host.LockDataDir(f.dataDir)
 			if err != nil {
-				return err
+				return withContainerdHint(err, f.dataDir)
 			}
 			defer lock.Unlock()
 			f.dataDir = lock.Path
@@ -64,6 +66,26 @@ func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, ar
 		defer b.Close()
 		return fn(cmd, b, args)
 	}
+}
+
+// withContainerdHint adds to the refusal of a data directory a running
+// wharf owns the way to reach that wharf's containerd, when it has one.
+func withContainerdHint(err error, dataDir string) error {
+	abs, absErr := filepath.Abs(dataDir)
+	if !errors.Is(err, host.ErrDataDirInUse) || absErr != nil {
+		return err
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	sock := containerd.EmbeddedAddress(abs)
+	if st, statErr := os.Stat(sock); statErr != nil || st.Mode().Type() != fs.ModeSocket {
+		return err
+	}
+	if sock == filepath.Join(abs, "containerd", "containerd.sock") {
+		sock = filepath.Join(dataDir, "containerd", "containerd.sock") // as the user wrote it
+	}
+	return fmt.Errorf("%w (while it runs, use its containerd: --containerd-address %s)", err, sock)
 }
 
 // ownDataDir makes sure this command owns the data directory, whose build
