@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,10 @@ func TestEgressInternetSwitch(t *testing.T) {
 	_, errOut, code := w.run(t, "closed", "probe", "get", "http://"+name+"/")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no such host")
+	refusal := regexp.MustCompile(`msg="egress refused" class=Box object=\S+ to=` + regexp.QuoteMeta(name) +
+		` why="enableInternet is false and it is not in allowedHosts \(DNS\)"`)
+	assert.Len(t, refusal.FindAllString(w.logs.String(), -1), 1,
+		"the refused lookup is logged, once, not once per query type: %s", w.logs.String())
 	_, errOut, code = w.run(t, "closed", "probe", "tcp", fake+":7", "hi")
 	assert.Equal(t, 1, code, "TCP by IP is refused")
 	assert.NotContains(t, errOut, "echo")

@@ -103,7 +103,7 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) 
 	p := a.policy
 	switch {
 	case p.Denies(name):
-		g.log.Info("egress refused", "class", a.src.Class, "object", a.src.Object, "to", name, "why", "it is in deniedHosts (DNS)")
+		g.refuseLookup(a, name, "it is in deniedHosts")
 		m.Rcode = dns.RcodeNameError
 	case p.ClaimsName(name):
 		g.answerSynthetic(m, question, name)
@@ -119,7 +119,16 @@ func (g *Gateway) answer(a *attachment, q *dns.Msg, m *dns.Msg, network string) 
 	case p.ClaimsAll():
 		g.answerSynthetic(m, question, name)
 	default:
+		g.refuseLookup(a, name, "enableInternet is false and it is not in allowedHosts")
 		m.Rcode = dns.RcodeNameError
+	}
+}
+
+// refuseLookup logs that a's lookup of name was refused, once a second at
+// most: a resolver asks for A and AAAA at once, and asks again.
+func (g *Gateway) refuseLookup(a *attachment, name, why string) {
+	if a.newRefusal(name, time.Now()) {
+		g.log.Info("egress refused", "class", a.src.Class, "object", a.src.Object, "to", name, "why", why+" (DNS)")
 	}
 }
 

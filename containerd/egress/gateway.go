@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -103,6 +104,7 @@ type attachment struct {
 	internet bool // in the forward set
 	mu       sync.Mutex
 	names    map[netip.Addr]string // addresses its DNS answers gave, by name
+	refused  map[string]time.Time  // when a refused lookup of a name was last logged
 }
 
 // Start installs the nft table and starts the resolver and proxy.
@@ -181,7 +183,7 @@ func (g *Gateway) CA() *CA { return g.ca }
 
 // Attach starts applying policy to traffic from src.Addr.
 func (g *Gateway) Attach(src egresspolicy.Source, policy *egresspolicy.Policy) error {
-	a := &attachment{src: src, policy: policy, names: map[netip.Addr]string{}}
+	a := &attachment{src: src, policy: policy, names: map[netip.Addr]string{}, refused: map[string]time.Time{}}
 	if policy.Internet() {
 		if changed, err := enableForwarding(); err != nil {
 			return err
@@ -258,6 +260,21 @@ func (a *attachment) remember(ip netip.Addr, name string) {
 		clear(a.names)
 	}
 	a.names[ip] = name
+}
+
+// newRefusal reports whether a refused lookup of name at now is news: none
+// was logged in the second before.
+func (a *attachment) newRefusal(name string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if last, ok := a.refused[name]; ok && now.Sub(last) < time.Second {
+		return false
+	}
+	if len(a.refused) >= 4096 {
+		clear(a.refused)
+	}
+	a.refused[name] = now
+	return true
 }
 
 // Close removes the nft table and stops the resolver and proxy, closing
