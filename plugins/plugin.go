@@ -38,6 +38,9 @@ type Config struct {
 	// says: it loads about three times faster and runs several times
 	// slower (wharf dev serves a new build this way while it compiles).
 	Interpret bool
+	// CacheLimitBytes is the size CacheDir is kept under, least recently
+	// used code removed first; zero means DefaultCacheLimitBytes.
+	CacheLimitBytes int64
 	// Logger, if set, hears about compiles that take a while (a cold
 	// cache) and about a cache that cannot be written.
 	Logger *slog.Logger
@@ -168,37 +171,44 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 }
 
 // compile runs engine.Compile. Without compiled code in the cache (no
-// record that this module was compiled by this engine into it), it tells
-// cfg.Logger, if set, what is happening and, afterwards, what it cost.
+// record of the files that held this module's code for this engine, or
+// one of them gone), it tells cfg.Logger, if set, what is happening and,
+// afterwards, what it cost. It then records the files holding the code,
+// marks them used and trims the cache to cfg.CacheLimitBytes, least
+// recently used code first.
 func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile) (CompiledModule, error) {
 	if cfg.CacheDir == "" || cfg.Interpret { // the interpreter compiles nothing
 		return engine.Compile(ctx, module)
 	}
 	engineName := cmp.Or(cfg.Engine, EngineWazero)
-	record := filepath.Join(cfg.CacheDir, "compiled", engineName+"-"+module.Digest)
-	if _, err := os.Stat(record); err == nil {
-		return engine.Compile(ctx, module)
-	}
+	record := filepath.Join(cfg.CacheDir, recordsDir, engineName+"-"+module.Digest)
+	listed, cached := readRecord(cfg.CacheDir, record)
+	before := codeFiles(cfg.CacheDir)
 	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
-	wasm, err := module.Bytes()
-	if err != nil {
-		return nil, err
-	}
 	file := filepath.Base(cfg.Path)
-	logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
+	if !cached {
+		wasm, err := module.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
+	}
 	start := time.Now()
 	m, err := engine.Compile(ctx, module)
 	if err != nil {
 		return nil, err
 	}
-	took := time.Since(start).Round(time.Millisecond)
-	if cfg.cacheUnwritable.Load() != nil {
-		logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took)
-		return m, nil
+	unwritable := cfg.cacheUnwritable.Load() != nil
+	if !cached {
+		took := time.Since(start).Round(time.Millisecond)
+		if unwritable {
+			logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took)
+		} else {
+			logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took, "cache", cfg.CacheDir)
+		}
 	}
-	logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took, "cache", cfg.CacheDir)
-	if err := os.MkdirAll(filepath.Dir(record), 0o755); err == nil {
-		os.WriteFile(record, nil, 0o644)
+	if !unwritable {
+		noteUse(cfg.CacheDir, record, listed, before, codeFiles(cfg.CacheDir), cmp.Or(cfg.CacheLimitBytes, DefaultCacheLimitBytes))
 	}
 	return m, nil
 }

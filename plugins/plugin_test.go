@@ -379,3 +379,49 @@ func TestLoadNeverRunsDamagedCode(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheKeptUnderItsLimit: the compile cache stays under
+// CacheLimitBytes (wharf dev adds a build's code at every save) by
+// removing the least recently used code: a module loaded again is kept, one
+// left alone goes and compiles again, saying so.
+func TestCacheKeptUnderItsLimit(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		dir := t.TempDir()
+		var log bytes.Buffer
+		load := func(name string, limit int64) {
+			t.Helper()
+			log.Reset()
+			wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+			  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
+			require.NoError(t, err)
+			p, err := Load(context.Background(), Config{Name: "t", Path: testutil.WriteFile(t, name+".wasm", wasm), Engine: engine,
+				CacheDir: dir, CacheLimitBytes: limit, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err)
+			p.Close(context.Background())
+		}
+		size := func() (total int64) {
+			for _, info := range codeFiles(dir) {
+				total += info.Size()
+			}
+			return total
+		}
+		load("a", 1<<30)
+		one := size()
+		require.Positive(t, one)
+		limit := one*5/2 + one/4 // room for two modules' code, not three
+		load("b", limit)
+		time.Sleep(20 * time.Millisecond) // mtimes order the uses
+		load("a", limit)
+		assert.NotContains(t, log.String(), "compiling", "a is in the cache")
+		time.Sleep(20 * time.Millisecond)
+		load("c", limit)
+		assert.LessOrEqual(t, size(), limit)
+		records, _ := os.ReadDir(filepath.Join(dir, recordsDir))
+		assert.Len(t, records, 2, "b's record went with its code")
+
+		load("a", limit)
+		assert.NotContains(t, log.String(), "compiling", "a was used after b, so b's code went")
+		load("b", limit)
+		assert.Contains(t, log.String(), "compiling b.wasm", "b compiles again, and says so")
+	})
+}

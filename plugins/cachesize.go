@@ -1,0 +1,147 @@
+package plugins
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultCacheLimitBytes is the size a compile cache is kept under when
+// Config.CacheLimitBytes is zero. Every build adds its code (examples/hello:
+// 70 MB on wazero, 44 MB on wasmtime), and wharf dev makes a build per save.
+const DefaultCacheLimitBytes = 2 << 30
+
+// Directories of a compile cache that hold no compiled code, only small
+// files about it.
+const (
+	recordsDir = "compiled" // per engine and module: the files holding its code
+	digestsDir = "digests"  // per module path: its digest (OpenModule)
+)
+
+// codeFiles lists the files of cacheDir that hold compiled code (and the
+// checksums beside it), by path relative to cacheDir, without the
+// temporary files of writers.
+func codeFiles(cacheDir string) map[string]fs.FileInfo {
+	files := map[string]fs.FileInfo{}
+	dirs, _ := os.ReadDir(cacheDir)
+	for _, d := range dirs {
+		if !d.IsDir() || d.Name() == recordsDir || d.Name() == digestsDir {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(cacheDir, d.Name()))
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".writing-") || strings.HasSuffix(name, ".tmp") || e.IsDir() {
+				continue
+			}
+			if info, err := e.Info(); err == nil {
+				files[filepath.Join(d.Name(), name)] = info
+			}
+		}
+	}
+	return files
+}
+
+// readRecord lists the files that held a module's code when it was last
+// loaded, from its record; ok is false when there is no record or one of
+// them is gone (the code must be compiled).
+func readRecord(cacheDir, record string) (files []string, ok bool) {
+	data, err := os.ReadFile(record)
+	if err != nil {
+		return nil, false
+	}
+	files = strings.Fields(string(data))
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(cacheDir, f)); err != nil {
+			return nil, false
+		}
+	}
+	return files, true
+}
+
+// noteUse records the files that hold a module's code (those its record
+// listed, and those its load just wrote), marks them and the record used
+// now, and trims the cache to limit bytes.
+func noteUse(cacheDir, record string, listed []string, before, after map[string]fs.FileInfo, limit int64) {
+	files := slices.Clone(listed)
+	for f := range after {
+		if _, old := before[f]; !old && !slices.Contains(files, f) {
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files)
+	data := []byte(strings.Join(files, "\n") + "\n")
+	if old, err := os.ReadFile(record); err != nil || !bytes.Equal(old, data) {
+		writeFileAtomic(record, data) // best effort: without it the files age and go first
+	}
+	now := time.Now()
+	for _, f := range append(files, filepath.Join(recordsDir, filepath.Base(record))) {
+		os.Chtimes(filepath.Join(cacheDir, f), now, now)
+	}
+	trimCache(cacheDir, limit)
+}
+
+// trimCache removes the least recently used compiled code of cacheDir
+// until its code files take at most limit bytes: a module's files (as its
+// record lists them) and its record go together, as of when the record was
+// last used; files no record lists go by their own age. The records of
+// modules whose code is all gone go too.
+func trimCache(cacheDir string, limit int64) {
+	files := codeFiles(cacheDir)
+	var total int64
+	for _, info := range files {
+		total += info.Size()
+	}
+	type unit struct {
+		record string   // path, empty for a file no record lists
+		files  []string // relative to cacheDir
+		used   time.Time
+	}
+	var units []unit
+	listed := map[string]bool{}
+	records, _ := os.ReadDir(filepath.Join(cacheDir, recordsDir))
+	for _, r := range records {
+		path := filepath.Join(cacheDir, recordsDir, r.Name())
+		data, err := os.ReadFile(path)
+		info, statErr := r.Info()
+		if err != nil || statErr != nil {
+			continue
+		}
+		u := unit{record: path, used: info.ModTime()}
+		names := strings.Fields(string(data))
+		for _, f := range names {
+			if _, ok := files[f]; ok {
+				u.files = append(u.files, f)
+				listed[f] = true
+			}
+		}
+		if len(names) > 0 && len(u.files) == 0 {
+			os.Remove(path) // its code is gone
+			continue
+		}
+		units = append(units, u)
+	}
+	for f, info := range files {
+		if !listed[f] {
+			units = append(units, unit{files: []string{f}, used: info.ModTime()})
+		}
+	}
+	slices.SortFunc(units, func(a, b unit) int { return a.used.Compare(b.used) })
+	for _, u := range units {
+		if total <= limit {
+			break
+		}
+		for _, f := range u.files {
+			if os.Remove(filepath.Join(cacheDir, f)) == nil {
+				total -= files[f].Size()
+			}
+		}
+		if u.record != "" {
+			os.Remove(u.record)
+		}
+	}
+}
