@@ -77,7 +77,11 @@ func (l *lifecycle) watch(mc *Managed) {
 			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", hostcontainers.OutOfMemory)
 		default:
 			l.failures.WithLabelValues(mc.Class, "exit").Inc()
-			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", "exited unexpectedly")
+			reason := "exited unexpectedly"
+			if sig := mc.SignalledByObject(); sig != "" {
+				reason += ", after " + sig
+			}
+			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", reason)
 		}
 	}()
 }

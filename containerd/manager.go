@@ -63,24 +63,56 @@ type Managed struct {
 	reason string
 	// stopCause is set by a stop the host asked for on purpose.
 	stopCause string
+	// objectSignal is the last signal the object sent the main process.
+	objectSignal syscall.Signal
 }
 
-// MarkStopRequested records that the next exit was asked for, and by what
+// markStopRequested records that the next exit was asked for, and by what
 // (cause, for logs and ps), so it is not logged as a failure.
-func (m *Managed) MarkStopRequested(cause string) {
+func (m *Managed) markStopRequested(cause string) {
 	m.mu.Lock()
 	m.stopCause = cause
 	m.mu.Unlock()
 }
 
-// StopCause says why the main process was asked to stop: the destroy
-// reason, else the cause given to MarkStopRequested; empty when nobody
-// asked.
+// NoteObjectSignal records a signal the object sends the main process,
+// so an exit it caused is told as the object's doing.
+func (m *Managed) NoteObjectSignal(sig syscall.Signal) {
+	m.mu.Lock()
+	m.objectSignal = sig
+	m.mu.Unlock()
+}
+
+// StopCause says why the main process stopped when someone asked it to:
+// the destroy reason, else the host's stop, else the signal the object
+// sent, if the exit came of it (death by that signal, or a clean exit
+// after SIGTERM or SIGINT); empty when nobody asked, or the process went
+// on to fail by itself.
 func (m *Managed) StopCause() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return cmp.Or(m.reason, m.stopCause)
+	if cause := cmp.Or(m.reason, m.stopCause); cause != "" {
+		return cause
+	}
+	if sig := m.objectSignal; sig != 0 && m.Exited() &&
+		(m.code == 128+uint32(sig) || m.code == 0 && (sig == syscall.SIGTERM || sig == syscall.SIGINT)) {
+		return objectSignalText(sig)
+	}
+	return ""
 }
+
+// SignalledByObject says which signal the object last sent the main
+// process ("SIGTERM from the object"), empty if none.
+func (m *Managed) SignalledByObject() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objectSignal == 0 {
+		return ""
+	}
+	return objectSignalText(m.objectSignal)
+}
+
+func objectSignalText(sig syscall.Signal) string { return unix.SignalName(sig) + " from the object" }
 
 // SetDestroyReason records why the container is being destroyed, for
 // WaitExit.
@@ -409,7 +441,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 		return nil
 	}
 	mc.SetDestroyReason("stopped by the operator")
-	mc.MarkStopRequested("stopped by the operator")
+	mc.markStopRequested("stopped by the operator")
 	if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
 		return err
 	}
@@ -454,7 +486,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 		delete(m.byID, id)
 		m.mu.Unlock()
 	}()
-	mc.MarkStopRequested("destroyed")
+	mc.markStopRequested("destroyed")
 	m.forgetPolicy(id, mc.Policy)
 	ep := mc.Endpoint
 	if err := m.jnl.put(id, record{Class: class, Object: object, Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP,
@@ -569,7 +601,7 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 			continue
 		}
 		mc.SetDestroyReason("wharf is shutting down")
-		mc.MarkStopRequested("wharf is shutting down")
+		mc.markStopRequested("wharf is shutting down")
 		if mc.Signal(ctx, syscall.SIGTERM) == nil {
 			signalled = append(signalled, mc)
 		}

@@ -143,6 +143,14 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a monitor after the exit still gets the code
 	assert.Equal(t, `"the container exited with code 3"`, w.mustCall(t, "BOX", "b", "Monitor", nil))
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	assert.Regexp(t, `container:Box#\S+ error" .*exit_code=3 reason="exited unexpectedly, after SIGTERM from the object"`, w.logs.String(),
+		"an exit code of its own after the object's SIGTERM is a failure, not the object's doing")
+
+	// Any signal the object sends is its doing when the process dies of it.
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	w.mustCall(t, "BOX", "b", "Signal", 1)
+	require.Eventually(t, func() bool { return w.mustCall(t, "BOX", "b", "Running", nil) == "false" }, 10*time.Second, 20*time.Millisecond)
+	assert.Regexp(t, `container:Box#\S+ stop" .*exit_code=129 reason="SIGHUP from the object"`, w.logs.String())
 
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
 	w.mustCall(t, "BOX", "b", "Destroy", "shutting down on purpose")

@@ -58,12 +58,12 @@ type Container interface {
 	// SetDestroyReason records why the container is being destroyed, for
 	// WaitExit.
 	SetDestroyReason(reason string)
-	// MarkStopRequested records that the next exit was asked for, and by
-	// what (cause), so it is not logged as a failure.
-	MarkStopRequested(cause string)
-	// StopCause says why the main process was asked to stop: the destroy
-	// reason, else the cause given to MarkStopRequested; empty when nobody
-	// asked.
+	// NoteObjectSignal records a signal the object sends the main
+	// process, so an exit it caused is told as the object's doing.
+	NoteObjectSignal(sig syscall.Signal)
+	// StopCause says why the main process stopped when someone asked it
+	// to (a destroy reason, a host stop, or the object's signal if the
+	// exit came of it); empty when nobody asked.
 	StopCause() string
 	// OutOfMemory reports whether the main process, once exited, was
 	// killed for lack of memory.

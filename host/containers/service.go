@@ -22,7 +22,6 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/manifest"
-	"golang.org/x/sys/unix"
 )
 
 // LabelPrefix marks the labels of [[containers]] labels and the SDK's on
@@ -201,10 +200,7 @@ func CheckSignal(n uint32) error {
 // Signal sends signal sig (checked with CheckSignal) to the container's
 // main process.
 func Signal(ctx context.Context, c Container, sig uint32) error {
-	if sig == uint32(syscall.SIGTERM) || sig == uint32(syscall.SIGKILL) || sig == uint32(syscall.SIGINT) {
-		// An exit the object asked for is not a failure.
-		c.MarkStopRequested(unix.SignalName(syscall.Signal(sig)) + " from the object")
-	}
+	c.NoteObjectSignal(syscall.Signal(sig)) // an exit the object caused is not a failure
 	if err := c.Signal(ctx, syscall.Signal(sig)); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
