@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -133,6 +134,9 @@ func Load(path string) (*Manifest, error) {
 		path = filepath.Join(path, FileName)
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no plugin at %s: give a plugin's directory or its %s (wharf init makes one): %w", path, FileName, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -329,6 +329,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	if sources != nil {
+		logger.Info("watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads", "plugin", m.Name, "dir", m.Dir)
 		go sources.reloadOnChange(ctx, m, worker, logger)
 	}
 	select {

@@ -71,6 +71,7 @@ func TestDevReloadsOnSave(t *testing.T) {
 	require.Contains(t, string(source), helloLine)
 
 	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	require.True(t, srv.WaitLog(`msg="watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads"`, time.Minute), srv.Logs())
 	code, body := getBody(srv.URL + "/app/a/passwd")
 	require.Equal(t, 200, code, body)
 	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/notes/a", strings.NewReader("kept"))

@@ -56,10 +56,12 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 	notWasm := write("plugin.wasm", "hello, not wasm")
 	cases := map[string]string{
-		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"):                `unknown.toml:3:1: unknown key "port"`,
-		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):                           "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
-		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                                `main = "missing" is neither a Go package directory nor a .wasm file`,
-		filepath.Join(dir, "absent.toml"):                                                         "absent.toml: no such file or directory",
+		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
+		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
+		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `main = "missing" is neither a Go package directory nor a .wasm file`,
+		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
+		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
+		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
 		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"): `engine.toml:4:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 	}
 	for manifest, want := range cases {
