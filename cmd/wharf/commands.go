@@ -261,6 +261,17 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		}
 		defer sources.Close()
 	}
+	listen := f.listen
+	if listen == "" {
+		listen = m.Listen
+	}
+	// Requests wait in the listen queue until the plugin is up, and an
+	// address in use is reported before a build.
+	ingress, err := web.ListenIngress(listen, m.Limits, logger)
+	if err != nil {
+		return err
+	}
+	defer ingress.Close()
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
@@ -268,15 +279,6 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 			return err
 		}
 	}
-	listen := f.listen
-	if listen == "" {
-		listen = m.Listen
-	}
-	ingress, err := web.ListenIngress(listen, m.Limits, logger) // requests wait in the listen queue until the plugin is up
-	if err != nil {
-		return err
-	}
-	defer ingress.Close()
 	reg, err := f.load()
 	if err != nil {
 		return err

@@ -84,6 +84,16 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "listen tcp "+ln.Addr().String()+": bind: address already in use")
 	assert.NoDirExists(t, filepath.Join(data, "cache"), "nothing was compiled")
+
+	source := t.TempDir() // main is a Go package: refused before go build
+	out, err := exec.Command(testutil.BuildWharf(t), "init", "--name", "hello", source).CombinedOutput()
+	require.NoError(t, err, string(out))
+	_, err = run(t, "serve", source, "--listen", ln.Addr().String(), "--data-dir", data)
+	assert.ErrorContains(t, err, "bind: address already in use")
+	assert.NoFileExists(t, filepath.Join(source, "hello.wasm"), "nothing was built")
+	wasms, _ := filepath.Glob(filepath.Join(source, ".wharf", "build", "*"))
+	assert.Empty(t, wasms, "nothing was built")
+
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "still mine") }))
 	resp, err := http.Get("http://" + ln.Addr().String() + "/")
 	require.NoError(t, err)
