@@ -148,6 +148,8 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 
 	// Any signal the object sends is its doing when the process dies of it.
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	// The signal goes to sleep, not to an init still starting it.
+	w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"sh", "-c", "until pidof sleep; do sleep 0.05; done"}})
 	w.mustCall(t, "BOX", "b", "Signal", 1)
 	require.Eventually(t, func() bool { return w.mustCall(t, "BOX", "b", "Running", nil) == "false" }, 10*time.Second, 20*time.Millisecond)
 	assert.Regexp(t, `container:Box#\S+ stop" .*exit_code=129 reason="SIGHUP from the object"`, w.logs.String())
