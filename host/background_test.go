@@ -69,19 +69,19 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	var errs []string
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "bg", "BgErrors", nil)), &errs))
 	assert.Equal(t, []string{
-		`get unknown: [not-found] wharf: background_op: NOTFOUND: no background process "nope"`,
-		`kill unknown: [not-found] wharf: background_op: NOTFOUND: no background process "nope"`,
-		`kill signal 65: [invalid signal] wharf: signal out of range: wharf: background_op: INVAL: signal must be from 1 to 64, got 65`,
+		`get unknown: [not-found] wharf: no background process "nope"`,
+		`kill unknown: [not-found] wharf: no background process "nope"`,
+		`kill signal 65: [invalid signal] wharf: signal out of range: wharf: signal must be from 1 to 64, got 65`,
 		`start nothing: [invalid] wharf: invalid argument: exec needs a command`,
-		`bad id: [invalid] wharf: background_op: INVAL: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
-		`missing program: [exec-failed] wharf: the process could not be started: wharf: background_op: IO: the process could not be started: executable file not found: no-such-program in $PATH`,
-		`unknown user: [invalid] wharf: background_op: INVAL: unknown user: user "ghost" does not exist in the image's /etc/passwd`,
-		`logs unknown: [not-found] wharf: background_logs: NOTFOUND: no background process "nope"`,
-		`logs from sideways: [invalid] wharf: background_logs: INVAL: from must be "start" or "now", got "sideways"`,
-		`wait unknown: [not-found] wharf: call_result: NOTFOUND: waiting for background process "nope": no background process "nope"`,
+		`bad id: [invalid] wharf: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
+		`missing program: [exec-failed] wharf: the process could not be started: wharf: the process could not be started: executable file not found: no-such-program in $PATH`,
+		`unknown user: [invalid] wharf: unknown user: user "ghost" does not exist in the image's /etc/passwd`,
+		`logs unknown: [not-found] wharf: no background process "nope"`,
+		`logs from sideways: [invalid] wharf: from must be "start" or "now", got "sideways"`,
+		`wait unknown: [not-found] wharf: waiting for background process "nope": no background process "nope"`,
 	}, errs)
 
-	assert.Equal(t, `"64 started, then wharf: background_op: TOOLARGE: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
+	assert.Equal(t, `"64 started, then wharf: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
 		w.mustCall(t, "BOX", "bg", "BgFill", nil), "the two exited processes are forgotten to make room for 64 running ones, then the cap")
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "bg", "Running", nil), "the object and its container keep serving")
 

@@ -124,7 +124,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
 	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
 
-	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: signal out of range: wharf: process_kill: INVAL: signal must be from 1 to 64, got 65"`,
+	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: signal out of range: wharf: signal must be from 1 to 64, got 65"`,
 		w.mustCall(t, "BOX", "b", "PipeAndKill", nil))
 	assert.Equal(t, "5", w.mustCall(t, "BOX", "b", "ExecWait", []string{"sh", "-c", "echo unread output; exit 5"}),
 		"Wait returns even when the output is never read")
@@ -238,12 +238,12 @@ func TestObjectFiles(t *testing.T) {
 		"stat hello.txt 11 false 644: ok",
 		"rename: ok",
 		"list hello.txt(dir=false) y(dir=true): ok",
-		"remove non-empty: remove /work/x: wharf: file_op: INVAL: remove /work/x: directory not empty",
+		"remove non-empty: remove /work/x: wharf: remove /work/x: directory not empty",
 		"remove all: ok",
-		"stat removed: [file does not exist] stat /work/x: wharf: file_op: NOTFOUND: lstat /work/x: no such file or directory",
-		"list a file: list /etc/passwd: wharf: file_op: INVAL: open /etc/passwd: not a directory",
-		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: file_open: DENIED: open /etc/app.txt: permission denied",
-		"unknown user: stat /: wharf: file_op: INVAL: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
+		"stat removed: [file does not exist] stat /work/x: wharf: lstat /work/x: no such file or directory",
+		"list a file: list /etc/passwd: wharf: open /etc/passwd: not a directory",
+		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: open /etc/app.txt: permission denied",
+		"unknown user: stat /: wharf: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
 		"watch create /tmp/watched: ok",
 		"select, then watch create /tmp/watched2: ok",
 	}, ops)
@@ -269,12 +269,12 @@ func TestObjectFilesHostile(t *testing.T) {
 	var got []string
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "h", "FilesHostile", nil)), &got))
 	assert.Equal(t, []string{
-		"read fifo: read /tmp/fifo: wharf: file_open: INVAL: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
-		"write fifo: write /tmp/fifo: wharf: file_open: INVAL: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
-		"nul byte: stat /tmp/a\x00b: wharf: file_op: INVAL: lstat /tmp/a\x00b: invalid argument",
-		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: file_op: INVAL: lstat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
+		"read fifo: read /tmp/fifo: wharf: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"write fifo: write /tmp/fifo: wharf: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"nul byte: stat /tmp/a\x00b: wharf: lstat /tmp/a\x00b: invalid argument",
+		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: lstat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
 		"read /dev/zero 4194304: ok",
-		"watch 17: watch /tmp: wharf: file_open: TOOLARGE: too many watches: 16 are open on this container, the limit is 16: close one first",
+		"watch 17: watch /tmp: wharf: too many watches: 16 are open on this container, the limit is 16: close one first",
 		"remove watched: ok",
 		"watch delete_self /tmp/gone: ok",
 		"watch ends: EOF",

@@ -93,7 +93,7 @@ func TestObjectPanicAfterStreamingReachesReadersAsARequestIDOnly(t *testing.T) {
 	// read's error, without the panic.
 	code, body := get(t, w.url+"/read/STORE/sp/stream-panic")
 	assert.Equal(t, 200, code)
-	assert.Contains(t, body, `200 "" wharf: stream_read: IO: the object's event failed (request id Store#`)
+	assert.Contains(t, body, `200 "" wharf: the object's event failed (request id Store#`)
 	assertOnlyRequestID(t, w.logs.String(), body, detail)
 
 	// A client whose Worker forwards that body gets a 502 naming the

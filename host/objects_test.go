@@ -462,7 +462,9 @@ func TestObjectBadCalls(t *testing.T) {
 
 	code, body = w.call(t, "STORE", "x", "PutBig", []int{2049, 1})
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "call PutBig: wharf: storage_put: TOOLARGE: ", "the storage status reaches the caller, named once")
+	assert.Contains(t, body, "call PutBig: wharf: ", "the storage error reaches the caller, named once")
+	assert.NotContains(t, body, "storage_put", "in words, without the ABI's names")
+	assert.NotContains(t, body, "TOOLARGE", "in words, without the ABI's names")
 	assert.Contains(t, body, "key is larger than 2048 bytes")
 	code, body = w.call(t, "STORE", "x", "PutBig", []int{1, 128<<10 + 1})
 	assert.Equal(t, 500, code)

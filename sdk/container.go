@@ -254,13 +254,10 @@ func (c *Container) monitorIn(ev wharf.Event) error {
 	var we *wharf.Error
 	if errors.As(err, &we) && we.Status == abi.StatusIO {
 		// The exit code or the reason given to Destroy.
-		msg := strings.TrimPrefix(we.Message, abi.StatusIO.String()+": ")
-		var code int
-		if _, err := fmt.Sscanf(msg, "the container exited with code %d", &code); err == nil {
-			_, why, _ := strings.Cut(msg, ": ") // out of memory
+		if code, why, ok := abi.ParseContainerExit(we.Message); ok {
 			return &ExitError{Code: code, Reason: why}
 		}
-		return &ExitError{Code: -1, Reason: msg}
+		return &ExitError{Code: -1, Reason: we.Message}
 	}
 	return err
 }

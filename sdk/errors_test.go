@@ -3,12 +3,14 @@ package sdk
 import (
 	"errors"
 	"io/fs"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 func TestHostErrorsMatchTheirSentinel(t *testing.T) {
@@ -16,15 +18,20 @@ func TestHostErrorsMatchTheirSentinel(t *testing.T) {
 		abi.StatusTooLarge: ErrTooLarge, abi.StatusInvalid: ErrInvalidArgument, abi.StatusNotFound: ErrNotFound,
 		abi.StatusTimeout: ErrTimeout, abi.StatusRefused: ErrPortRefused, abi.StatusDenied: fs.ErrPermission,
 	} {
-		err := error(&Error{Op: "storage_put", Status: status, Message: "the host's words"})
+		err := error(wharf.NewError("storage_put", status, status.String()+": the host's words"))
 		assert.ErrorIs(t, err, sentinel, status.String())
 		assert.ErrorIs(t, err, status, "the status still matches")
-		assert.Equal(t, "wharf: storage_put: the host's words", err.Error())
-		remote := calleeError(&Error{Op: abi.ImportCallResult, Status: status, Message: status.String() + ": the callee's words"})
+		assert.Equal(t, "wharf: the host's words", err.Error(), "no ABI names in a message that has words")
+		assert.Equal(t, "wharf: storage_put: "+strings.TrimPrefix(sentinel.Error(), "wharf: "), wharf.NewError("storage_put", status, status.String()).Error(),
+			"without words, the import and what its status means")
+		remote := calleeError(wharf.NewError(abi.ImportCallResult, status, status.String()+": the callee's words"))
 		assert.ErrorIs(t, remote, sentinel, "a called object's error, %s", status)
 		assert.Equal(t, "the callee's words", remote.Error())
 	}
 	assert.NotErrorIs(t, &Error{Status: abi.StatusIO}, ErrTooLarge)
+	assert.Equal(t, "wharf: INVALIDATED by x", wharf.NewError("op", abi.StatusInvalid, "INVALIDATED by x").Error(),
+		"only a whole status name is dropped")
+	assert.Equal(t, "wharf: event_done: IO", wharf.NewError("event_done", abi.StatusIO, "").Error(), "a status without a sentinel keeps its name")
 }
 
 func TestEnvNamesWithEqualsAreRefused(t *testing.T) {

@@ -338,14 +338,13 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 }
 
 // calleeError is what a failed call's result says: the called object's own
-// error text (the host puts its status in front, which the error matches
-// instead), not wrapped again in the name of the import that fetched it.
+// error text, not wrapped again in the name of the import that fetched it.
 func calleeError(err error) error {
 	var e *wharf.Error
 	if !errors.As(err, &e) || e.Op != abi.ImportCallResult {
 		return err
 	}
-	return &remoteError{status: e.Status, msg: strings.TrimPrefix(e.Message, e.Status.String()+": ")}
+	return &remoteError{status: e.Status, msg: e.Message}
 }
 
 // remoteError is an error returned by a called object.

@@ -228,9 +228,9 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 		case reason != "":
 			return fmt.Errorf("%w: %s", abi.StatusIO, reason)
 		case code != 0 && c.OutOfMemory():
-			return fmt.Errorf("%w: the container exited with code %d: %s", abi.StatusIO, code, OutOfMemory)
+			return abi.ContainerExitError(int(code), OutOfMemory)
 		case code != 0:
-			return fmt.Errorf("%w: the container exited with code %d", abi.StatusIO, code)
+			return abi.ContainerExitError(int(code), "")
 		}
 		return nil
 	}, nil

@@ -3,6 +3,7 @@ package wharf
 import (
 	"errors"
 	"io/fs"
+	"strings"
 
 	"github.com/wharfhq/wharf/abi"
 )
@@ -32,6 +33,14 @@ var sentinels = map[abi.Status]error{
 	abi.StatusRefused:     ErrRefused,
 	abi.StatusDenied:      fs.ErrPermission,
 	abi.StatusUnsupported: errors.ErrUnsupported,
+}
+
+// describe says what status s means: its sentinel's words, else its name.
+func describe(s abi.Status) string {
+	if e, ok := sentinels[s]; ok {
+		return strings.TrimPrefix(e.Error(), "wharf: ")
+	}
+	return s.String()
 }
 
 // Causes returns what an error with status s matches: s and its sentinel.

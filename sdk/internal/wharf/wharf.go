@@ -6,6 +6,7 @@ package wharf
 
 import (
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"github.com/wharfhq/wharf/abi"
@@ -18,18 +19,21 @@ import (
 // check asks the same Event for the message.
 type Event uint32
 
-// Error is a failed import: its status and the host's message.
+// Error is a failed import: the import's name, its status and the host's
+// message without the status name the host puts in front of it.
 type Error struct {
 	Op      string
 	Status  abi.Status
 	Message string
 }
 
+// Error is the host's message, or, when it gave none, the import and what
+// its status means: the ABI's names stay out of a message that has words.
 func (e *Error) Error() string {
-	if e.Message == "" || e.Message == e.Status.String() {
-		return fmt.Sprintf("wharf: %s: %s", e.Op, e.Status)
+	if e.Message == "" {
+		return fmt.Sprintf("wharf: %s: %s", e.Op, describe(e.Status))
 	}
-	return fmt.Sprintf("wharf: %s: %s", e.Op, e.Message)
+	return "wharf: " + e.Message
 }
 
 // Unwrap makes errors.Is match the status (abi.StatusTooLarge) and its
@@ -55,7 +59,16 @@ func (ev Event) check(op string, st int32) error {
 	case abi.StatusAgain, abi.StatusEOF:
 		return s
 	}
-	return &Error{Op: op, Status: s, Message: ev.LastError()}
+	return NewError(op, s, ev.LastError())
+}
+
+// NewError is the error of import op that returned status s with
+// last_error lastError, whose leading status name it drops.
+func NewError(op string, s abi.Status, lastError string) *Error {
+	if lastError == s.String() {
+		lastError = ""
+	}
+	return &Error{Op: op, Status: s, Message: strings.TrimPrefix(lastError, s.String()+": ")}
 }
 
 // LastError returns the host's message for the last failed import.

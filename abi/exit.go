@@ -1,0 +1,42 @@
+package abi
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// exitPrefix begins container_monitor's message for a non-zero exit.
+const exitPrefix = "the container exited with code "
+
+// FormatContainerExit is container_monitor's message (after its IO) for an
+// exit with code: "the container exited with code N", then ": why" if why is
+// not empty (out of memory, say).
+func FormatContainerExit(code int, why string) string {
+	msg := exitPrefix + strconv.Itoa(code)
+	if why != "" {
+		msg += ": " + why
+	}
+	return msg
+}
+
+// ParseContainerExit reads a message made by FormatContainerExit; ok is
+// false for any other message (a reason given to container_destroy).
+func ParseContainerExit(msg string) (code int, why string, ok bool) {
+	rest, found := strings.CutPrefix(msg, exitPrefix)
+	if !found {
+		return 0, "", false
+	}
+	digits, why, _ := strings.Cut(rest, ": ")
+	code, err := strconv.Atoi(digits)
+	if err != nil {
+		return 0, "", false
+	}
+	return code, why, true
+}
+
+// ContainerExitError is the IO error container_monitor's result carries for
+// an exit with a non-zero code.
+func ContainerExitError(code int, why string) error {
+	return fmt.Errorf("%w: %s", StatusIO, FormatContainerExit(code, why))
+}
