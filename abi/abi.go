@@ -63,9 +63,12 @@ const (
 	// ImportWaitFD (handles: ptr, n, fd_out: ptr) gives a descriptor that
 	// becomes readable once one of the handles is ready (see poll); close
 	// it with fd_close.
-	ImportWaitFD       = "wait_fd"
-	ImportLastError    = "last_error"
-	ImportLog          = "log"
+	ImportWaitFD    = "wait_fd"
+	ImportLastError = "last_error"
+	ImportLog       = "log"
+	// ImportLogRecord (level, list: ptr, len) logs a structured record:
+	// a field list of FieldMessage, then one field per attribute.
+	ImportLogRecord    = "log_record"
 	ImportRequestHead  = "request_head"
 	ImportRequestBody  = "request_body"
 	ImportResponseSend = "response_send"
@@ -326,4 +329,6 @@ const (
 	// FieldHandler, FieldClass and FieldID tell wharf_on_outbound which
 	// rule's handler runs and whose container sent the request.
 	FieldHandler = ":handler"
+	// FieldMessage is the first field of a log_record list: the message.
+	FieldMessage = ":msg"
 )

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/time/rate"
+
+	"github.com/wharfhq/wharf/abi"
 )
 
 // guestLogs bounds what the instances of one plugin log, through the log
@@ -47,6 +49,35 @@ func (l *guestLogs) emit(logger *slog.Logger, level slog.Level, line []byte, att
 		return
 	}
 	logger.Log(context.Background(), level, l.cut(line), attrs...)
+}
+
+// record reads a log_record list: its message and its attributes. The
+// attributes' names and values share a budget of maxLine bytes; the one
+// that crosses it is cut and marked, and those after it are dropped.
+func (l *guestLogs) record(list []byte) ([]byte, []any, error) {
+	var msg []byte
+	var attrs []any
+	hasMessage, budget := false, l.maxLine
+	err := abi.RangeFields(list, func(name, value []byte) bool {
+		if !hasMessage {
+			msg, hasMessage = value, string(name) == abi.FieldMessage
+			return hasMessage
+		}
+		if budget -= len(name) + len(value); budget < 0 {
+			keep := max(0, len(value)+budget)
+			attrs = append(attrs, slog.String(string(name), string(cutUTF8(value, keep))+truncatedMarker))
+			return false
+		}
+		attrs = append(attrs, slog.String(string(name), string(value)))
+		return true
+	})
+	switch {
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w: log_record: %w", abi.StatusInvalid, err)
+	case !hasMessage:
+		return nil, nil, fmt.Errorf("%w: log_record: the list must start with the field %s", abi.StatusInvalid, abi.FieldMessage)
+	}
+	return msg, attrs, nil
 }
 
 // cut returns b as a string of at most maxLine bytes and the marker.

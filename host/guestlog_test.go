@@ -1,6 +1,7 @@
 package host
 
 import (
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,7 +11,38 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
 )
+
+// TestGuestLogRecords: log_record's list is the message, then attributes
+// that share one budget of log_line_bytes; a list that does not start with
+// the message, or is malformed, is refused as INVAL.
+func TestGuestLogRecords(t *testing.T) {
+	logs := newGuestLogs("p", nil, 20, 1, 1)
+	list := func(fields ...string) []byte {
+		b := abi.NewFieldsBuilder(nil)
+		for i := 0; i < len(fields); i += 2 {
+			b.Add(fields[i], fields[i+1])
+		}
+		return b.Bytes()
+	}
+	msg, attrs, err := logs.record(list(abi.FieldMessage, "hi", "k", "v", "long", "0123456789abcdef", "dropped", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(msg))
+	assert.Equal(t, []any{slog.String("k", "v"), slog.String("long", "0123456789abcd"+truncatedMarker)}, attrs,
+		"the attribute crossing the budget is cut and marked, later ones dropped")
+	msg, attrs, err = logs.record(list(abi.FieldMessage, ""))
+	require.NoError(t, err)
+	assert.Equal(t, "", string(msg))
+	assert.Empty(t, attrs)
+	for _, bad := range [][]byte{list(), list("k", "v", abi.FieldMessage, "hi"), list(abi.FieldMessage, "hi")[:9]} {
+		_, _, err := logs.record(bad)
+		assert.ErrorIs(t, err, abi.StatusInvalid, "%q", bad)
+	}
+	_, _, err = logs.record(list("k", "v"))
+	assert.EqualError(t, err, "INVAL: log_record: the list must start with the field :msg")
+}
 
 func TestGuestLogLinesAreCutAndMarked(t *testing.T) {
 	w := startWorker(t, "[limits]\nlog_line_bytes = 1000\n")

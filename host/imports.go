@@ -69,6 +69,7 @@ func (s *services) imports() []plugins.HostFunc {
 	return []plugins.HostFunc{
 		hostFunc(abi.ImportLastError, params(i32, i32, i32), importLastError),
 		hostFunc(abi.ImportLog, params(i32, i32, i32), importLog),
+		hostFunc(abi.ImportLogRecord, params(i32, i32, i32), importLogRecord),
 		hostFunc(abi.ImportRequestHead, params(i32, i32, i32, i32), importRequestHead),
 		hostFunc(abi.ImportRequestBody, params(i32, i32), importRequestBody),
 		hostFunc(abi.ImportResponseSend, params(i32, i32, i32, i32, i32, i32, i32), importResponseSend),
@@ -164,6 +165,21 @@ func importLog(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) er
 	var attrs []any
 	if first, trace, ok := bytes.Cut(msg, []byte("\n")); ok && bytes.HasPrefix(trace, []byte("goroutine ")) {
 		msg, attrs = first, []any{textlog.StackKey, g.inst.logs.cut(trace)}
+	}
+	g.inst.logs.emit(g.Log(), slog.Level(int32(a[0])), msg, attrs...)
+	return nil
+}
+
+// importLogRecord is log_record(level, list, len): a field list of the
+// message, then the record's attributes, logged as attributes of the line.
+func importLogRecord(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	list, err := readMem(mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	msg, attrs, err := g.inst.logs.record(list)
+	if err != nil {
+		return err
 	}
 	g.inst.logs.emit(g.Log(), slog.Level(int32(a[0])), msg, attrs...)
 	return nil

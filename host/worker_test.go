@@ -503,7 +503,8 @@ func TestGuestLogsCarryPluginAndRequestID(t *testing.T) {
 	code, _ := get(t, w.url+"/log")
 	require.Equal(t, 200, code)
 	logs := w.logs.String()
-	assert.Regexp(t, `level=WARN msg="guest says k=v" plugin=testworker request_id=[0-9a-f]{8}-\d+`, logs)
+	assert.Regexp(t, `level=WARN msg="guest says" plugin=testworker request_id=[0-9a-f]{8}-\d+ k=v n=3 g.a="b c"\n`, logs,
+		"the guest's attributes are attributes of the line")
 	// Output to stdout belongs to the instance, which serves many events at
 	// once: it carries the plugin, not a request id.
 	assert.Regexp(t, `level=INFO msg="to stdout" plugin=testworker stream=stdout`, logs)

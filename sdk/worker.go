@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,27 +324,64 @@ func (w *responseWriter) finish() int32 {
 // request's context (Logger.InfoContext(r.Context(), ...)), the request id.
 var Logger = slog.New(logHandler{})
 
-// logHandler formats records as text and sends them with the log import.
-type logHandler struct{ attrs []slog.Attr }
+// logHandler sends records with the log_record import: the message and
+// each attribute as a field, so the host logs them as attributes (keys and
+// values in its JSON log, not words of the message). A group's members are
+// named group.member, as slog's text handler names them.
+type logHandler struct {
+	pairs  []string // name, value, … of WithAttrs, named within their groups
+	prefix string   // the groups open for attributes to come: "g." each
+}
 
 func (logHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
-	b := []byte(r.Message)
-	add := func(a slog.Attr) bool {
-		b = fmt.Appendf(b, " %s=%v", a.Key, a.Value)
-		return true
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
-	r.Attrs(add)
-	eventOf(ctx).Log(int32(r.Level), string(b))
+	eventOf(ctx).LogRecord(int32(r.Level), h.encode(r))
 	return nil
 }
 
-func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return logHandler{attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+// encode is r as log_record's field list.
+func (h logHandler) encode(r slog.Record) []byte {
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMessage, r.Message)
+	for i := 0; i < len(h.pairs); i += 2 {
+		b.Add(h.pairs[i], h.pairs[i+1])
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		addAttr(b.Add, h.prefix, a)
+		return true
+	})
+	return b.Bytes()
 }
 
-func (h logHandler) WithGroup(string) slog.Handler { return h }
+// addAttr adds a as name/value pairs: a group's members one by one, an
+// empty attribute not at all (as slog's handlers do).
+func addAttr(add func(name, value string), prefix string, a slog.Attr) {
+	v := a.Value.Resolve()
+	switch {
+	case v.Kind() == slog.KindGroup:
+		if a.Key != "" {
+			prefix += a.Key + "."
+		}
+		for _, m := range v.Group() {
+			addAttr(add, prefix, m)
+		}
+	case !a.Equal(slog.Attr{}):
+		add(prefix+a.Key, v.String())
+	}
+}
+
+func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	pairs := slices.Clone(h.pairs)
+	for _, a := range as {
+		addAttr(func(name, value string) { pairs = append(pairs, name, value) }, h.prefix, a)
+	}
+	return logHandler{pairs: pairs, prefix: h.prefix}
+}
+
+func (h logHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return logHandler{pairs: h.pairs, prefix: h.prefix + name + "."}
+}

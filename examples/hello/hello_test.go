@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -50,7 +51,9 @@ func TestHelloThroughWharfServe(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, "from upstream", string(body))
 	assert.Equal(t, "200", resp.Header.Get("X-Upstream-Status"))
-	assert.True(t, srv.WaitLog(`msg="fetched url=`+upstream.URL, 5*time.Second), "the guest's log line reaches the host log")
+	assert.True(t, srv.WaitLog(" url="+upstream.URL+" status=200\n", 5*time.Second), "the guest's log line reaches the host log")
+	assert.Regexp(t, `level=INFO msg=fetched plugin=hello request_id=\S+ url=`+regexp.QuoteMeta(upstream.URL)+` status=200\n`, srv.Logs(),
+		"with its attributes as attributes")
 
 	resp, err = http.Get(srv.URL + "/nope")
 	require.NoError(t, err)

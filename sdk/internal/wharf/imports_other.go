@@ -15,6 +15,7 @@ const unsupported = int32(abi.StatusUnsupported)
 
 func lastError(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
 func log(uint32, int32, unsafe.Pointer, uint32) int32                { return unsupported }
+func logRecord(uint32, int32, unsafe.Pointer, uint32) int32          { return unsupported }
 func requestHead(uint32, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 	return unsupported
 }

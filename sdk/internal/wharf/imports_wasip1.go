@@ -10,6 +10,9 @@ func lastError(ev uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) i
 //go:wasmimport wharf_v2 log
 func log(ev uint32, level int32, msg unsafe.Pointer, n uint32) int32
 
+//go:wasmimport wharf_v2 log_record
+func logRecord(ev uint32, level int32, list unsafe.Pointer, n uint32) int32
+
 //go:wasmimport wharf_v2 request_head
 func requestHead(ev uint32, req uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
 

@@ -109,6 +109,11 @@ func (ev Event) Log(level int32, msg string) {
 	log(uint32(ev), level, strPtr(msg), uint32(len(msg)))
 }
 
+// LogRecord logs a field list of abi.FieldMessage and then attributes.
+func (ev Event) LogRecord(level int32, list []byte) {
+	logRecord(uint32(ev), level, ptr(list), uint32(len(list)))
+}
+
 // RequestHead returns the encoded head of request req, using buf if it is
 // big enough.
 func (ev Event) RequestHead(req uint32, buf []byte) ([]byte, error) {

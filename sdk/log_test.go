@@ -1,0 +1,30 @@
+package sdk
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// TestLogRecordsKeepTheirAttributes: a record crosses to the host as its
+// message and one field per attribute, groups named group.member as in
+// slog's text handler, so the host logs attributes, not words.
+func TestLogRecordsKeepTheirAttributes(t *testing.T) {
+	var h slog.Handler = logHandler{}
+	h = h.WithAttrs([]slog.Attr{slog.String("svc", "api")}).WithGroup("req")
+	h = h.WithAttrs([]slog.Attr{slog.Int("id", 7)})
+	r := slog.NewRecord(time.Now(), slog.LevelWarn, "slow answer", 0)
+	r.AddAttrs(slog.Duration("took", 1500*time.Millisecond), slog.Group("user", "name", "ann", "admin", true),
+		slog.Attr{}, slog.Group("", slog.String("inline", "yes")))
+	var got []string
+	require.NoError(t, abi.RangeFields(h.(logHandler).encode(r), func(name, value []byte) bool {
+		got = append(got, string(name)+"="+string(value))
+		return true
+	}))
+	assert.Equal(t, []string{":msg=slow answer", "svc=api", "req.id=7", "req.took=1.5s", "req.user.name=ann", "req.user.admin=true", "req.inline=yes"}, got)
+}
