@@ -63,8 +63,12 @@ type Managed struct {
 	reason string
 	// stopCause is set by a stop the host asked for on purpose.
 	stopCause string
-	// objectSignal is the last signal the object sent the main process.
-	objectSignal syscall.Signal
+	// objectSignal is the last signal the object sent the main process,
+	// and objectSignals every one it sent (bit n-1 for signal n): an exit
+	// is the object's doing if any of them caused it, not only the last
+	// (a SIGTERM the process died of, then a SIGKILL too late to matter).
+	objectSignal  syscall.Signal
+	objectSignals uint64
 }
 
 // markStopRequested records that the next exit was asked for, and by what
@@ -80,23 +84,41 @@ func (m *Managed) markStopRequested(cause string) {
 func (m *Managed) NoteObjectSignal(sig syscall.Signal) {
 	m.mu.Lock()
 	m.objectSignal = sig
+	if sig >= 1 && sig <= 64 {
+		m.objectSignals |= 1 << (sig - 1)
+	}
 	m.mu.Unlock()
+}
+
+// sentByObject reports whether the object sent the main process sig.
+// m.mu is held.
+func (m *Managed) sentByObject(sig syscall.Signal) bool {
+	return sig >= 1 && sig <= 64 && m.objectSignals&(1<<(sig-1)) != 0
 }
 
 // StopCause says why the main process stopped when someone asked it to:
 // the destroy reason, else the host's stop, else the signal the object
-// sent, if the exit came of it (death by that signal, or a clean exit
-// after SIGTERM or SIGINT); empty when nobody asked, or the process went
-// on to fail by itself.
+// sent, if the exit came of it (death by a signal it sent, or a clean
+// exit after its SIGTERM or SIGINT); empty when nobody asked, or the
+// process went on to fail by itself.
 func (m *Managed) StopCause() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if cause := cmp.Or(m.reason, m.stopCause); cause != "" {
 		return cause
 	}
-	if sig := m.objectSignal; sig != 0 && m.Exited() &&
-		(m.code == 128+uint32(sig) || m.code == 0 && (sig == syscall.SIGTERM || sig == syscall.SIGINT)) {
-		return objectSignalText(sig)
+	if m.objectSignals == 0 || !m.Exited() {
+		return ""
+	}
+	switch {
+	case m.code > 128 && m.sentByObject(syscall.Signal(m.code-128)):
+		return objectSignalText(syscall.Signal(m.code - 128))
+	case m.code == 0 && (m.objectSignal == syscall.SIGTERM || m.objectSignal == syscall.SIGINT):
+		return objectSignalText(m.objectSignal)
+	case m.code == 0 && m.sentByObject(syscall.SIGTERM):
+		return objectSignalText(syscall.SIGTERM)
+	case m.code == 0 && m.sentByObject(syscall.SIGINT):
+		return objectSignalText(syscall.SIGINT)
 	}
 	return ""
 }
