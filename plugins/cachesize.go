@@ -2,12 +2,15 @@ package plugins
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCacheLimitBytes is the size a compile cache is kept under when
@@ -47,8 +50,9 @@ func codeFiles(cacheDir string) map[string]fs.FileInfo {
 }
 
 // readRecord lists the files that held a module's code when it was last
-// loaded, from its record; ok is false when there is no record or one of
-// them is gone (the code must be compiled).
+// loaded, from its record; ok is false when there is no record, it lists
+// no file (an older wharf's record, which was empty) or one of them is
+// gone (the code must be compiled).
 func readRecord(cacheDir, record string) (files []string, ok bool) {
 	data, err := os.ReadFile(record)
 	if err != nil {
@@ -60,14 +64,70 @@ func readRecord(cacheDir, record string) (files []string, ok bool) {
 			return nil, false
 		}
 	}
-	return files, true
+	return files, len(files) > 0
 }
 
-// noteUse records the files that hold a module's code (those its record
-// listed, and those its load just wrote), marks them and the record used
-// now, and trims the cache to limit bytes.
+// watchOpens starts noting which files of cacheDir's code directories are
+// opened, by this process or another, and returns the function that stops
+// and lists them (relative to cacheDir), or says it could not watch. A
+// load that finds its code in the cache writes nothing, and this is how
+// its record learns where that code is when the record is gone or was
+// left by an older wharf.
+func watchOpens(cacheDir string) func() (opened []string, ok bool) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return func() ([]string, bool) { return nil, false }
+	}
+	dirs := map[int32]string{}
+	entries, _ := os.ReadDir(cacheDir)
+	for _, d := range entries {
+		if d.IsDir() && d.Name() != recordsDir && d.Name() != digestsDir {
+			wd, err := unix.InotifyAddWatch(fd, filepath.Join(cacheDir, d.Name()), unix.IN_OPEN)
+			if err != nil {
+				unix.Close(fd)
+				return func() ([]string, bool) { return nil, false }
+			}
+			dirs[int32(wd)] = d.Name()
+		}
+	}
+	return func() ([]string, bool) {
+		defer unix.Close(fd)
+		var opened []string
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := unix.Read(fd, buf)
+			if err != nil || n <= 0 {
+				return opened, err == unix.EAGAIN
+			}
+			for off := 0; off+unix.SizeofInotifyEvent <= n; {
+				wd := int32(binary.NativeEndian.Uint32(buf[off:]))
+				mask := binary.NativeEndian.Uint32(buf[off+4:])
+				size := int(binary.NativeEndian.Uint32(buf[off+12:]))
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+size]), "\x00")
+				if mask&unix.IN_Q_OVERFLOW != 0 {
+					return nil, false
+				}
+				if dir, ok := dirs[wd]; ok && name != "" && mask&unix.IN_ISDIR == 0 {
+					opened = append(opened, filepath.Join(dir, name))
+				}
+				off += unix.SizeofInotifyEvent + size
+			}
+		}
+	}
+}
+
+// noteUse records the files that hold a module's code (listed: those its
+// load opened, or else those its record listed; and those its load just
+// wrote), marks them and the record used now, and trims the cache to limit
+// bytes. Without any, the record goes: an empty one would say the code is
+// cached.
 func noteUse(cacheDir, record string, listed []string, before, after map[string]fs.FileInfo, limit int64) {
-	files := slices.Clone(listed)
+	var files []string
+	for _, f := range listed {
+		if _, ok := after[f]; ok && !slices.Contains(files, f) {
+			files = append(files, f)
+		}
+	}
 	for f := range after {
 		if _, old := before[f]; !old && !slices.Contains(files, f) {
 			files = append(files, f)
@@ -75,7 +135,9 @@ func noteUse(cacheDir, record string, listed []string, before, after map[string]
 	}
 	slices.Sort(files)
 	data := []byte(strings.Join(files, "\n") + "\n")
-	if old, err := os.ReadFile(record); err != nil || !bytes.Equal(old, data) {
+	if len(files) == 0 {
+		os.Remove(record)
+	} else if old, err := os.ReadFile(record); err != nil || !bytes.Equal(old, data) {
 		writeFileAtomic(record, data) // best effort: without it the files age and go first
 	}
 	now := time.Now()
@@ -88,8 +150,9 @@ func noteUse(cacheDir, record string, listed []string, before, after map[string]
 // trimCache removes the least recently used compiled code of cacheDir
 // until its code files take at most limit bytes: a module's files (as its
 // record lists them) and its record go together, as of when the record was
-// last used; files no record lists go by their own age. The records of
-// modules whose code is all gone go too.
+// last used (a file two records list, as of the later); files no record
+// lists go by their own age. The records of modules whose code is all gone
+// go too.
 func trimCache(cacheDir string, limit int64) {
 	files := codeFiles(cacheDir)
 	var total int64
@@ -130,12 +193,23 @@ func trimCache(cacheDir string, limit int64) {
 			units = append(units, unit{files: []string{f}, used: info.ModTime()})
 		}
 	}
+	lastUse := map[string]time.Time{} // a file two records list goes with the later
+	for _, u := range units {
+		for _, f := range u.files {
+			if u.used.After(lastUse[f]) {
+				lastUse[f] = u.used
+			}
+		}
+	}
 	slices.SortFunc(units, func(a, b unit) int { return a.used.Compare(b.used) })
 	for _, u := range units {
 		if total <= limit {
 			break
 		}
 		for _, f := range u.files {
+			if lastUse[f].After(u.used) {
+				continue
+			}
 			if os.Remove(filepath.Join(cacheDir, f)) == nil {
 				total -= files[f].Size()
 			}

@@ -173,9 +173,10 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 // compile runs engine.Compile. Without compiled code in the cache (no
 // record of the files that held this module's code for this engine, or
 // one of them gone), it tells cfg.Logger, if set, what is happening and,
-// afterwards, what it cost. It then records the files holding the code,
-// marks them used and trims the cache to cfg.CacheLimitBytes, least
-// recently used code first.
+// afterwards, what it cost. It then records the files holding the code
+// (those the engine opened in the cache, and those it wrote), marks them
+// used and trims the cache to cfg.CacheLimitBytes, least recently used
+// code first.
 func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile) (CompiledModule, error) {
 	if cfg.CacheDir == "" || cfg.Interpret { // the interpreter compiles nothing
 		return engine.Compile(ctx, module)
@@ -193,10 +194,15 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 		}
 		logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
 	}
+	opened := watchOpens(cfg.CacheDir)
 	start := time.Now()
 	m, err := engine.Compile(ctx, module)
+	read, watched := opened()
 	if err != nil {
 		return nil, err
+	}
+	if watched { // the files it read and wrote, not those of a load before
+		listed = read
 	}
 	unwritable := cfg.cacheUnwritable.Load() != nil
 	if !cached {

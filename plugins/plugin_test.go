@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,4 +338,126 @@ func TestCacheKeptUnderItsLimit(t *testing.T) {
 		load("b", limit)
 		assert.Contains(t, log.String(), "compiling b.wasm", "b compiles again, and says so")
 	})
+}
+
+// TestCacheRecordFindsCodeItDidNotWrite: a module whose record is empty
+// (an older wharf wrote empty records) or gone (deleted, or its writer
+// killed after the engine stored the code) while its code is in the cache
+// still has its code kept as it is used. Its record was rewritten empty,
+// which said "cached" without naming a file: its code, unlisted, went
+// first at a trim however recently it was loaded, and then compiled again
+// without 'compiling…'.
+func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		for _, damage := range []string{"emptied", "removed"} {
+			t.Run(damage, func(t *testing.T) {
+				dir := t.TempDir()
+				var log bytes.Buffer
+				load := func(name string, limit int64) {
+					t.Helper()
+					log.Reset()
+					wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+					  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
+					require.NoError(t, err)
+					p, err := Load(context.Background(), Config{Name: "t", Path: testutil.WriteFile(t, name+".wasm", wasm), Engine: engine,
+						CacheDir: dir, CacheLimitBytes: limit, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+					require.NoError(t, err)
+					p.Close(context.Background())
+				}
+				load("a", 1<<30)
+				var one int64
+				for _, info := range codeFiles(dir) {
+					one += info.Size()
+				}
+				records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*"))
+				require.NoError(t, err)
+				require.Len(t, records, 1)
+				recordOfA := records[0]
+				if damage == "emptied" {
+					require.NoError(t, os.WriteFile(recordOfA, nil, 0o644))
+				} else {
+					require.NoError(t, os.Remove(recordOfA))
+				}
+
+				load("a", 1<<30)
+				assert.Contains(t, log.String(), "compiling a.wasm", "without a record naming its code, a load cannot tell it is cached")
+				limit := one*5/2 + one/4 // room for two modules' code, not three
+				time.Sleep(20 * time.Millisecond)
+				load("b", limit)
+				time.Sleep(20 * time.Millisecond)
+				load("a", limit)
+				assert.NotContains(t, log.String(), "compiling")
+				time.Sleep(20 * time.Millisecond)
+				load("c", limit)
+
+				data, err := os.ReadFile(recordOfA)
+				require.NoError(t, err)
+				files := strings.Fields(string(data))
+				assert.NotEmpty(t, files, "a's record names its code")
+				code := codeFiles(dir)
+				for _, f := range files {
+					assert.Contains(t, code, f, "a was used after b, so its code stays")
+				}
+				load("b", limit)
+				assert.Contains(t, log.String(), "compiling b.wasm", "b, used least recently, went")
+			})
+		}
+	})
+}
+
+// TestCacheRecordForgetsCodeNoLongerRead: a module's record names the
+// files its last load read, not every file it ever had. A new build of
+// wharf instruments a module again (the instrumented module is kept per
+// build of wharf): the old build's copy, never read again, was kept in the
+// record and touched at every load, so it never left the cache while the
+// module was in use.
+func TestCacheRecordForgetsCodeNoLongerRead(t *testing.T) {
+	exe := executableIdentity
+	t.Cleanup(func() { executableIdentity = exe })
+	dir := t.TempDir()
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1) (func (export "_start")))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "a.wasm", wasm)
+	for _, build := range []string{"build1", "build2"} {
+		executableIdentity = func() (string, error) { return build, nil }
+		p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: EngineWazero, CacheDir: dir})
+		require.NoError(t, err)
+		p.Close(context.Background())
+	}
+	records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*"))
+	require.NoError(t, err)
+	require.Len(t, records, 1)
+	data, err := os.ReadFile(records[0])
+	require.NoError(t, err)
+	assert.Contains(t, string(data), "-build2.wasm")
+	assert.NotContains(t, string(data), "-build1.wasm", "build1's instrumented module is read no more")
+}
+
+// TestTrimKeepsAFileALaterRecordNames: a file two records name (loads of
+// two modules at once in processes sharing the cache each see the other's
+// opens) goes with the record used later, not with the older one, whose
+// trim took the code of a module in use.
+func TestTrimKeepsAFileALaterRecordNames(t *testing.T) {
+	dir := t.TempDir()
+	write := func(path string, size int, used time.Time) {
+		t.Helper()
+		path = filepath.Join(dir, path)
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte{'x'}, size), 0o644))
+		require.NoError(t, os.Chtimes(path, used, used))
+	}
+	now := time.Now()
+	write("wasmtime/old.cwasm", 100, now.Add(-time.Hour))
+	write("wasmtime/new.cwasm", 100, now)
+	write(filepath.Join(recordsDir, "wasmtime-old"), 0, now.Add(-time.Hour))
+	write(filepath.Join(recordsDir, "wasmtime-new"), 0, now)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, recordsDir, "wasmtime-old"), []byte("wasmtime/old.cwasm\nwasmtime/new.cwasm\n"), 0o644))
+	require.NoError(t, os.Chtimes(filepath.Join(dir, recordsDir, "wasmtime-old"), now.Add(-time.Hour), now.Add(-time.Hour)))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, recordsDir, "wasmtime-new"), []byte("wasmtime/new.cwasm\n"), 0o644))
+
+	trimCache(dir, 150)
+	assert.NoFileExists(t, filepath.Join(dir, "wasmtime/old.cwasm"))
+	assert.NoFileExists(t, filepath.Join(dir, recordsDir, "wasmtime-old"))
+	assert.FileExists(t, filepath.Join(dir, "wasmtime/new.cwasm"), "the later record names it")
+	assert.FileExists(t, filepath.Join(dir, recordsDir, "wasmtime-new"))
 }
