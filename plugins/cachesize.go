@@ -49,6 +49,23 @@ func codeFiles(cacheDir string) map[string]fs.FileInfo {
 	return files
 }
 
+// codeKey names the code an engine looks for in the cache for the module
+// of digest, for the module's record: what changes the engine's own key
+// changes it. A new build of wharf may bring another wazero, whose code is
+// kept apart, or other instrumentation (so another key), and another
+// wasmtime likewise: a record of the old build's code, whose files are all
+// there, said the code was cached, and the module compiled again without
+// 'compiling…' (half a minute for examples/hello).
+func codeKey(engine, digest string) string {
+	if engine == EngineWasmtime {
+		return wasmtimeCacheKey(digest)
+	}
+	if exe, err := executableIdentity(); err == nil {
+		return digest + "-" + exe
+	}
+	return digest
+}
+
 // readRecord lists the files that held a module's code when it was last
 // loaded, from its record; ok is false when there is no record, it lists
 // no file (an older wharf's record, which was empty) or one of them is

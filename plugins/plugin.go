@@ -182,7 +182,7 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 		return engine.Compile(ctx, module)
 	}
 	engineName := cmp.Or(cfg.Engine, EngineWazero)
-	record := filepath.Join(cfg.CacheDir, recordsDir, engineName+"-"+module.Digest)
+	record := filepath.Join(cfg.CacheDir, recordsDir, engineName+"-"+codeKey(engineName, module.Digest))
 	listed, cached := readRecord(cfg.CacheDir, record)
 	before := codeFiles(cfg.CacheDir)
 	logger := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))

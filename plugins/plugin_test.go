@@ -405,13 +405,14 @@ func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
 	})
 }
 
-// TestCacheRecordForgetsCodeNoLongerRead: a module's record names the
-// files its last load read, not every file it ever had. A new build of
-// wharf instruments a module again (the instrumented module is kept per
-// build of wharf): the old build's copy, never read again, was kept in the
-// record and touched at every load, so it never left the cache while the
-// module was in use.
-func TestCacheRecordForgetsCodeNoLongerRead(t *testing.T) {
+// TestCacheRecordOfANewBuildNamesTheCodeItReads: the record of a module
+// loaded by a new build of wharf names the code that build reads, the
+// previous build's wazero code included (wazero's key did not change), and
+// not the previous build's instrumented module, read no more. Naming only
+// what a load wrote, it named the new instrumented module alone: the code
+// went with the previous build's record when that aged, and the module
+// then compiled again without 'compiling…'.
+func TestCacheRecordOfANewBuildNamesTheCodeItReads(t *testing.T) {
 	exe := executableIdentity
 	t.Cleanup(func() { executableIdentity = exe })
 	dir := t.TempDir()
@@ -424,12 +425,16 @@ func TestCacheRecordForgetsCodeNoLongerRead(t *testing.T) {
 		require.NoError(t, err)
 		p.Close(context.Background())
 	}
-	records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*"))
+	code, err := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
+	require.NoError(t, err)
+	require.Len(t, code, 1, "build2's wazero found build1's code")
+	records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*-build2"))
 	require.NoError(t, err)
 	require.Len(t, records, 1)
 	data, err := os.ReadFile(records[0])
 	require.NoError(t, err)
 	assert.Contains(t, string(data), "-build2.wasm")
+	assert.Contains(t, string(data), filepath.Base(code[0]), "build2 reads that code")
 	assert.NotContains(t, string(data), "-build1.wasm", "build1's instrumented module is read no more")
 }
 
@@ -460,4 +465,50 @@ func TestTrimKeepsAFileALaterRecordNames(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(dir, recordsDir, "wasmtime-old"))
 	assert.FileExists(t, filepath.Join(dir, "wasmtime/new.cwasm"), "the later record names it")
 	assert.FileExists(t, filepath.Join(dir, recordsDir, "wasmtime-new"))
+}
+
+// TestNewBuildOfWharfAnnouncesItsCompile: a new build of wharf that brings
+// another wazero (which keeps its code apart, by version) compiles a module
+// again, and says so. The module's record, naming the old build's code
+// (all of it still there), said it was cached: half a minute's compile of
+// examples/hello without 'compiling…'.
+func TestNewBuildOfWharfAnnouncesItsCompile(t *testing.T) {
+	exe := executableIdentity
+	t.Cleanup(func() { executableIdentity = exe })
+	dir := t.TempDir()
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1) (func (export "_start")))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "a.wasm", wasm)
+	var log bytes.Buffer
+	load := func(build string) {
+		t.Helper()
+		log.Reset()
+		executableIdentity = func() (string, error) { return build, nil }
+		p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: EngineWazero, CacheDir: dir,
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		require.NoError(t, err)
+		p.Close(context.Background())
+	}
+	load("build1")
+	load("build1")
+	assert.NotContains(t, log.String(), "compiling", "cached")
+
+	// build1's wazero was another version: its code is in a directory of
+	// its own, which build2's wazero does not read.
+	code, err := filepath.Glob(filepath.Join(dir, "wazero-*"))
+	require.NoError(t, err)
+	require.Len(t, code, 1)
+	older := filepath.Join(dir, "wazero-v0.0.1-older")
+	require.NoError(t, os.Rename(code[0], older))
+	records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*"))
+	require.NoError(t, err)
+	for _, r := range records {
+		data, err := os.ReadFile(r)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(r, bytes.ReplaceAll(data, []byte(filepath.Base(code[0])), []byte(filepath.Base(older))), 0o644))
+	}
+	load("build2")
+	assert.Contains(t, log.String(), "compiling a.wasm", "build2 compiles it")
+	load("build2")
+	assert.NotContains(t, log.String(), "compiling", "cached")
 }
