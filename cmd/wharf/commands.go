@@ -266,12 +266,20 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		listen = m.Listen
 	}
 	// Requests wait in the listen queue until the plugin is up, and an
-	// address in use is reported before a build.
+	// address in use (this one or --metrics-listen's) is reported before a
+	// build.
 	ingress, err := web.ListenIngress(listen, m.Limits, logger)
 	if err != nil {
 		return err
 	}
 	defer ingress.Close()
+	var metricsLn net.Listener
+	if f.metricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", f.metricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
@@ -320,13 +328,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer adm.Close()
-	if f.metricsListen != "" {
-		mln, err := net.Listen("tcp", f.metricsListen)
-		if err != nil {
-			return fmt.Errorf("--metrics-listen: %w", err)
-		}
+	if metricsLn != nil {
 		msrv := &http.Server{Handler: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(mln)
+		go msrv.Serve(metricsLn)
 		defer msrv.Close()
 	}
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))

@@ -94,6 +94,12 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	wasms, _ := filepath.Glob(filepath.Join(source, ".wharf", "build", "*"))
 	assert.Empty(t, wasms, "nothing was built")
 
+	// --metrics-listen's address too: it was refused once the module had
+	// compiled (seconds) and the Worker had started.
+	_, err = run(t, "serve", helloPlugin(t), "--listen", freeAddr(t), "--metrics-listen", ln.Addr().String(), "--data-dir", data)
+	assert.ErrorContains(t, err, "--metrics-listen: listen tcp "+ln.Addr().String()+": bind: address already in use")
+	assert.NoDirExists(t, filepath.Join(data, "cache"), "nothing was compiled")
+
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "still mine") }))
 	resp, err := http.Get("http://" + ln.Addr().String() + "/")
 	require.NoError(t, err)
