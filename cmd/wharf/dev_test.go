@@ -279,18 +279,24 @@ func settledRSSMiB(b *testing.B, pid int) float64 {
 	lowest := math.Inf(1)
 	for range 5 {
 		time.Sleep(400 * time.Millisecond)
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		require.NoError(b, err)
-		var kib float64
-		for _, line := range strings.Split(string(status), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				_, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kib)
-				require.NoError(b, err)
-			}
-		}
-		lowest = min(lowest, kib/1024)
+		lowest = min(lowest, rssMiB(b, pid))
 	}
 	return lowest
+}
+
+// rssMiB is the resident memory of process pid now.
+func rssMiB(b *testing.B, pid int) float64 {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(b, err)
+	var kib float64
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			_, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kib)
+			require.NoError(b, err)
+		}
+	}
+	return kib / 1024
 }
 
 // TestDevKillsAReplacedCompile: wharf dev compiles a new build in a

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,25 +117,12 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 // answering the same route, started alternately in the same run. The
 // client dials and sends GET / every millisecond until one is answered.
 func BenchmarkWarmStart(b *testing.B) {
-	wharf, dir, data := testutil.BuildWharf(b), helloPlugin(b), b.TempDir()
-	plain := filepath.Join(b.TempDir(), "plainhello")
-	build := exec.Command("go", "build", "-o", plain, "./testdata/plainhello")
-	build.Dir = testutil.RepoRoot()
-	out, err := build.CombinedOutput()
-	require.NoError(b, err, "%s", out)
-	addr := freeAddr(b)
-	serve := func() []string {
-		args := []string{wharf, "serve", dir, "--listen", addr, "--data-dir", data}
-		if testutil.Engine != "" {
-			args = append(args, "--engine", testutil.Engine)
-		}
-		return args
-	}
-	firstAnswer(b, addr, serve()) // fills the cache
+	wharf, plain, addr := helloServers(b)
+	firstAnswer(b, addr, wharf, nil) // fills the cache
 	var wharfMs, plainMs []float64
 	for range b.N * testutil.BenchRounds {
-		wharfMs = append(wharfMs, firstAnswer(b, addr, serve()))
-		plainMs = append(plainMs, firstAnswer(b, addr, []string{plain, "-listen", addr}))
+		wharfMs = append(wharfMs, firstAnswer(b, addr, wharf, nil))
+		plainMs = append(plainMs, firstAnswer(b, addr, plain, nil))
 	}
 	w, p := testutil.Median(wharfMs), testutil.Median(plainMs)
 	b.ReportMetric(w, "wharf-first-200-p50-ms")
@@ -140,9 +130,88 @@ func BenchmarkWarmStart(b *testing.B) {
 	b.ReportMetric(w/p, "ratio")
 }
 
-// firstAnswer starts argv, waits for a 200 to GET / on addr and stops it:
-// the milliseconds from exec to the answer.
-func firstAnswer(b *testing.B, addr string, argv []string) float64 {
+// BenchmarkHelloServerMemory measures the resident memory of `wharf serve`
+// on examples/hello (warm compile cache, its default instances) after two
+// seconds of GET / from 32 connections (the issue's goal: 100 MB), against
+// the plain Go net/http server of the same route under the same load,
+// started alternately in the same run.
+func BenchmarkHelloServerMemory(b *testing.B) {
+	wharf, plain, addr := helloServers(b)
+	firstAnswer(b, addr, wharf, nil) // fills the cache
+	underLoad := func(argv []string) (mib float64) {
+		firstAnswer(b, addr, argv, func(pid int) {
+			load(b, "http://"+addr+"/", 32, 2*time.Second)
+			mib = rssMiB(b, pid)
+		})
+		return mib
+	}
+	var wharfMiB, plainMiB []float64
+	for range b.N * testutil.BenchRounds {
+		wharfMiB = append(wharfMiB, underLoad(wharf))
+		plainMiB = append(plainMiB, underLoad(plain))
+	}
+	w, p := testutil.Median(wharfMiB), testutil.Median(plainMiB)
+	b.ReportMetric(w, "wharf-rss-MiB")
+	b.ReportMetric(p, "plain-go-rss-MiB")
+	b.ReportMetric(w/p, "ratio")
+}
+
+// helloServers are the command lines of `wharf serve` on examples/hello
+// (on testutil.Engine) and of a plain Go server of the same route, both
+// to listen on addr.
+func helloServers(b *testing.B) (wharf, plain []string, addr string) {
+	bin, dir, data := testutil.BuildWharf(b), helloPlugin(b), b.TempDir()
+	plainBin := filepath.Join(b.TempDir(), "plainhello")
+	build := exec.Command("go", "build", "-o", plainBin, "./testdata/plainhello")
+	build.Dir = testutil.RepoRoot()
+	out, err := build.CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	addr = freeAddr(b)
+	wharf = []string{bin, "serve", dir, "--listen", addr, "--data-dir", data}
+	if testutil.Engine != "" {
+		wharf = append(wharf, "--engine", testutil.Engine)
+	}
+	return wharf, []string{plainBin, "-listen", addr}, addr
+}
+
+// load sends GET url from conns keep-alive connections for d; every
+// answer must be a 200.
+func load(b *testing.B, url string, conns int, d time.Duration) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}, Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatalf("GET %s under load: %v", url, err)
+	}
+}
+
+// firstAnswer starts argv, waits for a 200 to GET / on addr, runs whileUp
+// (if not nil) with its process id, and stops it: the milliseconds from
+// exec to the answer.
+func firstAnswer(b *testing.B, addr string, argv []string, whileUp func(pid int)) float64 {
 	b.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var logs strings.Builder
@@ -167,7 +236,11 @@ func firstAnswer(b *testing.B, addr string, argv []string) float64 {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return float64(time.Since(start).Microseconds()) / 1000
+				took := float64(time.Since(start).Microseconds()) / 1000
+				if whileUp != nil {
+					whileUp(cmd.Process.Pid)
+				}
+				return took
 			}
 		}
 		select {
