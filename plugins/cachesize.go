@@ -170,6 +170,24 @@ func noteUse(cacheDir, record string, listed []string, before, after map[string]
 // last used (a file two records list, as of the later); files no record
 // lists go by their own age. The records of modules whose code is all gone
 // go too.
+// codeSize is the total size of cacheDir's compiled code.
+func codeSize(cacheDir string) (total int64) {
+	for _, info := range codeFiles(cacheDir) {
+		total += info.Size()
+	}
+	return total
+}
+
+// makeRoom removes the older half of cacheDir's compiled code, by last
+// use, after storing code failed for lack of space, and returns how many
+// bytes went. Without it a cache on a full disk stayed as it was, and
+// every start compiled again.
+func makeRoom(cacheDir string) int64 {
+	before := codeSize(cacheDir)
+	trimCache(cacheDir, before/2)
+	return before - codeSize(cacheDir)
+}
+
 func trimCache(cacheDir string, limit int64) {
 	files := codeFiles(cacheDir)
 	var total int64

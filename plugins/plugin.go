@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -127,7 +128,7 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 	cfg.cacheUnwritable = new(atomic.Pointer[error])
 	unwritable := func(err error) {
 		cfg.cacheUnwritable.CompareAndSwap(nil, &err)
-		logger.Warn("the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again",
+		logger.Warn("the compile cache cannot be written: this start compiles without storing the code",
 			"plugin", cfg.Name, "cache", cfg.CacheDir, "err", err)
 	}
 	damaged := func(err error) {
@@ -213,8 +214,14 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 			logger.Info("compiled "+file, "plugin", cfg.Name, "engine", engineName, "took", took, "cache", cfg.CacheDir)
 		}
 	}
-	if !unwritable {
+	switch why := cfg.cacheUnwritable.Load(); {
+	case why == nil:
 		noteUse(cfg.CacheDir, record, listed, before, codeFiles(cfg.CacheDir), cmp.Or(cfg.CacheLimitBytes, DefaultCacheLimitBytes))
+	case errors.Is(*why, syscall.ENOSPC):
+		if freed := makeRoom(cfg.CacheDir); freed > 0 {
+			logger.Info(fmt.Sprintf("the disk is full: removed the least recently used half of the compiled code (%.1f MB) so that the next start can store its own", float64(freed)/1e6),
+				"plugin", cfg.Name, "cache", cfg.CacheDir)
+		}
 	}
 	return m, nil
 }

@@ -265,7 +265,7 @@ func TestLoadWithAnUnwritableCache(t *testing.T) {
 			p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: cache.dir,
 				Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			require.NoError(t, err, cache.dir)
-			assert.Contains(t, log.String(), `level=WARN msg="the compile cache cannot be written: this start compiles without storing the code, and the next one compiles again"`)
+			assert.Contains(t, log.String(), `level=WARN msg="the compile cache cannot be written: this start compiles without storing the code"`)
 			assert.Contains(t, log.String(), cache.err)
 			assert.NotRegexp(t, `msg="compiled start.wasm".* cache=`, log.String(), "the compile is not said to be cached")
 			assert.NoFileExists(t, filepath.Join(cache.dir, "compiled", engine+"-"+digestOf(wasm)), "nor recorded as such")
@@ -291,6 +291,54 @@ func TestLoadWithAnUnwritableCache(t *testing.T) {
 			assert.ErrorContains(t, err, "plugin "+path+": the compile cache cannot be written: ")
 			assert.ErrorContains(t, err, cache.err)
 		}
+	})
+}
+
+// TestFullDiskMakesRoomInTheCache: when storing a module's code fails for
+// lack of space, the least recently used half of the cache's code goes, so
+// that the next start stores it; a cache that had filled the disk stayed
+// full, and every start compiled again.
+func TestFullDiskMakesRoomInTheCache(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts a small tmpfs: run it as root")
+	}
+	module := func(name string) string {
+		wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+		  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
+		require.NoError(t, err)
+		return testutil.WriteFile(t, name+".wasm", wasm)
+	}
+	a, b := module("a"), module("b")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		load := func(dir, path string) string {
+			t.Helper()
+			var log bytes.Buffer
+			p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: dir,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err)
+			p.Close(context.Background())
+			return log.String()
+		}
+		full := t.TempDir()
+		require.NoError(t, unix.Mount("tmpfs", full, "tmpfs", 0, "size=4m"))
+		t.Cleanup(func() { unix.Unmount(full, unix.MNT_DETACH) })
+		assert.NotContains(t, load(full, a), "level=WARN", "a fits")
+		filler, err := os.Create(filepath.Join(full, "filler")) // the disk fills up
+		require.NoError(t, err)
+		for err == nil {
+			_, err = filler.Write(make([]byte, 4096))
+		}
+		require.ErrorIs(t, err, unix.ENOSPC)
+		info, err := filler.Stat()
+		require.NoError(t, err)
+		require.NoError(t, filler.Truncate(info.Size()-4096)) // a page for b's record, once there is room for its code
+		filler.Close()
+
+		log := load(full, b)
+		assert.Contains(t, log, "no space left on device", "b does not")
+		assert.Contains(t, log, "msg=\"the disk is full: removed the least recently used half of the compiled code (")
+		assert.NotContains(t, load(full, b), "level=WARN", "b is stored at its next start")
+		assert.NotContains(t, load(full, b), "compiling", "and loaded from the cache")
 	})
 }
 
