@@ -6,6 +6,15 @@ import (
 	"strings"
 )
 
+// ContainerNotRunning is the whole message of the NOTFOUND a container
+// call gets when the object's container is not running; the SDK tells it
+// by this text from the NOTFOUND of a thing not found (a file, a process).
+const ContainerNotRunning = "the container is not running"
+
+// SignalOutOfRange begins the message of the INVAL a signal outside 1 to
+// 64 gets (", got N" follows from a background process's kill).
+const SignalOutOfRange = "signal must be from 1 to 64"
+
 // exitPrefix begins container_monitor's message for a non-zero exit.
 const exitPrefix = "the container exited with code "
 

@@ -71,14 +71,16 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	assert.Equal(t, []string{
 		`get unknown: [not-found] wharf: no background process "nope"`,
 		`kill unknown: [not-found] wharf: no background process "nope"`,
-		`kill signal 65: [invalid signal] wharf: signal out of range: wharf: signal must be from 1 to 64, got 65`,
+		`kill signal 65: [invalid signal] wharf: signal out of range: signal must be from 1 to 64, got 65`,
 		`start nothing: [invalid] wharf: invalid argument: exec needs a command`,
 		`bad id: [invalid] wharf: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
-		`missing program: [exec-failed] wharf: the process could not be started: wharf: the process could not be started: executable file not found: no-such-program in $PATH`,
+		`missing program: [exec-failed] wharf: the process could not be started: executable file not found: no-such-program in $PATH`,
 		`unknown user: [invalid] wharf: unknown user: user "ghost" does not exist in the image's /etc/passwd`,
 		`logs unknown: [not-found] wharf: no background process "nope"`,
 		`logs from sideways: [invalid] wharf: from must be "start" or "now", got "sideways"`,
 		`wait unknown: [not-found] wharf: waiting for background process "nope": no background process "nope"`,
+		`get a name with the words of an error: [not-found] wharf: no background process "the container is not running"`,
+		`an id with the words of an error: [invalid] wharf: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "signal must be from 1 to 64"`,
 	}, errs)
 
 	assert.Equal(t, `"64 started, then wharf: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,

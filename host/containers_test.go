@@ -87,7 +87,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "NotRunningError", nil))
 	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}})
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "the container is not running")
+	assert.Equal(t, "call Exec: wharf: the container is not running", strings.TrimSpace(body), "said once")
 
 	w.mustCall(t, "BOX", "b", "Start", []string{"sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"})
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
@@ -124,7 +124,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, 100000, strings.Count(r["Stdout"].(string), "\n"))
 	assert.Equal(t, 100000, strings.Count(r["Stderr"].(string), "\n"))
 
-	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: signal out of range: wharf: signal must be from 1 to 64, got 65"`,
+	assert.Equal(t, `"\"through the pipe\\n\" cat=0 output-after-read=wharf: Output can be called once, and not after reading Stdout or Stderr killed=143 bad-kill=wharf: signal out of range: signal must be from 1 to 64, got 65"`,
 		w.mustCall(t, "BOX", "b", "PipeAndKill", nil))
 	assert.Equal(t, "5", w.mustCall(t, "BOX", "b", "ExecWait", []string{"sh", "-c", "echo unread output; exit 5"}),
 		"Wait returns even when the output is never read")
@@ -273,6 +273,7 @@ func TestObjectFilesHostile(t *testing.T) {
 		"write fifo: write /tmp/fifo: wharf: open /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
 		"nul byte: stat /tmp/a\x00b: wharf: lstat /tmp/a\x00b: invalid argument",
 		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: lstat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
+		"a name with the words of an error (not-exist=true not-running=false): stat /tmp/the container is not running: wharf: lstat /tmp/the container is not running: no such file or directory",
 		"read /dev/zero 4194304: ok",
 		"watch 17: watch /tmp: wharf: too many watches: 16 are open on this container, the limit is 16: close one first",
 		"remove watched: ok",

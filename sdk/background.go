@@ -77,25 +77,33 @@ func backgroundError(err error) error {
 	case err == nil:
 		return nil
 	case notRunning(err):
-		return fmt.Errorf("%w: %w", ErrNotRunning, err)
-	case errors.Is(err, abi.StatusInvalid) && strings.Contains(err.Error(), "signal must be"):
-		return fmt.Errorf("%w: %w", ErrSignalRange, err)
+		return withSentinel(ErrNotRunning, err)
+	case signalOutOfRange(err):
+		return withSentinel(ErrSignalRange, err)
 	}
 	return err
 }
 
 // notRunning reports whether err is the host's "the container is not
-// running".
+// running": that NOTFOUND, not one whose message names a file or process
+// that only contains those words.
 func notRunning(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && strings.Contains(e.Message, "the container is not running")
+	return errors.As(err, &e) && e.Status == abi.StatusNotFound && e.Message == abi.ContainerNotRunning
+}
+
+// signalOutOfRange reports whether err is the host's INVAL for a signal
+// outside 1 to 64, not another INVAL that quotes those words.
+func signalOutOfRange(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == abi.StatusInvalid && strings.HasPrefix(e.Message, abi.SignalOutOfRange)
 }
 
 func (c *Container) backgroundOp(o abi.BackgroundOptions, into any) error {
 	out, err := c.event().BackgroundOp(o.Encode(nil))
 	if err != nil {
 		if o.Op == "start" && errors.Is(err, abi.StatusIO) {
-			return fmt.Errorf("%w: %w", ErrExecFailed, err)
+			return withSentinel(ErrExecFailed, err)
 		}
 		return backgroundError(err)
 	}

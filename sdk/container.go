@@ -32,9 +32,9 @@ func containerError(err error, invalid error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, abi.StatusNotFound):
-		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+		return withSentinel(ErrNotRunning, err)
 	case errors.Is(err, abi.StatusInvalid):
-		return fmt.Errorf("%w: %w", invalid, err)
+		return withSentinel(invalid, err)
 	}
 	return err
 }
@@ -327,7 +327,7 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	ev := c.event()
 	in, out, errH, proc, err := ev.ContainerExec(eo.Encode(nil))
 	if errors.Is(err, abi.StatusIO) {
-		return nil, fmt.Errorf("%w: %w", ErrExecFailed, err)
+		return nil, withSentinel(ErrExecFailed, err)
 	}
 	if err != nil {
 		return nil, containerError(err, ErrInvalidArgument)

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -47,3 +48,23 @@ func wouldBlock(err error) error {
 	}
 	return err
 }
+
+// withSentinel is host error err, matching sentinel as well, said once:
+// the sentinel's words, then err's unless they already begin with them
+// ("wharf: the container is not running", not that twice), with one
+// "wharf: " in front.
+func withSentinel(sentinel, err error) error { return &sentinelError{sentinel: sentinel, err: err} }
+
+// sentinelError is what withSentinel returns.
+type sentinelError struct{ sentinel, err error }
+
+func (e *sentinelError) Error() string {
+	words := strings.TrimPrefix(e.sentinel.Error(), "wharf: ")
+	msg := strings.TrimPrefix(e.err.Error(), "wharf: ")
+	if msg == words || strings.HasPrefix(msg, words+": ") {
+		return "wharf: " + msg
+	}
+	return "wharf: " + words + ": " + msg
+}
+
+func (e *sentinelError) Unwrap() []error { return []error{e.sentinel, e.err} }

@@ -58,3 +58,55 @@ func TestExitError(t *testing.T) {
 	assert.Equal(t, "the container exited with code 137: out of memory", (&ExitError{Code: 137, Reason: "out of memory"}).Error(),
 		"the code and why the host saw it end")
 }
+
+// TestSentinelsAddedToHostErrorsReadOnce: an SDK sentinel put in front of
+// a host error is said once, whatever the host's words: not "wharf: the
+// container is not running: wharf: the container is not running", nor
+// "wharf: signal out of range: wharf: signal must be …"; and the error
+// still matches the sentinel, the status and *Error.
+func TestSentinelsAddedToHostErrorsReadOnce(t *testing.T) {
+	notRunning := wharf.NewError("container_exec", abi.StatusNotFound, "NOTFOUND: "+abi.ContainerNotRunning)
+	for _, c := range []struct {
+		err  error
+		want string
+		is   []error
+	}{
+		{containerError(notRunning, ErrInvalidArgument), "wharf: the container is not running",
+			[]error{ErrNotRunning, ErrNotFound, abi.StatusNotFound}},
+		{containerError(wharf.NewError("container_signal", abi.StatusInvalid, "INVAL: signal must be from 1 to 64, got 65"), ErrSignalRange),
+			"wharf: signal out of range: signal must be from 1 to 64, got 65", []error{ErrSignalRange, ErrInvalidArgument}},
+		{backgroundError(wharf.NewError("background_op", abi.StatusInvalid, "INVAL: signal must be from 1 to 64, got 65")),
+			"wharf: signal out of range: signal must be from 1 to 64, got 65", []error{ErrSignalRange, ErrInvalidArgument}},
+		{backgroundError(wharf.NewError("background_op", abi.StatusNotFound, "NOTFOUND: "+abi.ContainerNotRunning)),
+			"wharf: the container is not running", []error{ErrNotRunning, ErrNotFound}},
+		{withSentinel(ErrExecFailed, wharf.NewError("background_op", abi.StatusIO, "IO: the process could not be started: executable file not found: x in $PATH")),
+			"wharf: the process could not be started: executable file not found: x in $PATH", []error{ErrExecFailed, abi.StatusIO}},
+		{containerError(wharf.NewError("container_exec", abi.StatusInvalid, "INVAL: relative cwd"), ErrInvalidArgument),
+			"wharf: invalid argument: relative cwd", []error{ErrInvalidArgument}},
+		{pathError("stat", "/x", notRunning), "wharf: the container is not running", []error{ErrNotRunning}},
+	} {
+		assert.Equal(t, c.want, c.err.Error())
+		for _, s := range c.is {
+			assert.ErrorIs(t, c.err, s, c.want)
+		}
+		var e *Error
+		assert.True(t, errors.As(c.err, &e), "still the host's *Error underneath: %s", c.want)
+	}
+}
+
+// TestNotRunningIsTheHostsMessageNotWordsInIt: a file or a process whose
+// name has "the container is not running" or "signal must be from 1 to 64"
+// in it is not taken for a stopped container or a bad signal.
+func TestNotRunningIsTheHostsMessageNotWordsInIt(t *testing.T) {
+	err := pathError("stat", "/tmp/the container is not running",
+		wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: lstat /tmp/the container is not running: no such file or directory"))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.NotErrorIs(t, err, ErrNotRunning)
+	err = backgroundError(wharf.NewError("background_op", abi.StatusNotFound, `NOTFOUND: no background process "the container is not running"`))
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.NotErrorIs(t, err, ErrNotRunning)
+	err = backgroundError(wharf.NewError("background_op", abi.StatusInvalid,
+		`INVAL: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "signal must be from 1 to 64"`))
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.NotErrorIs(t, err, ErrSignalRange)
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"time"
@@ -68,7 +67,7 @@ func pathError(op, path string, err error) error {
 	}
 	switch {
 	case notRunning(err):
-		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+		return withSentinel(ErrNotRunning, err)
 	case errors.Is(err, abi.StatusNotFound):
 		err = kindError{err, fs.ErrNotExist}
 	case errors.Is(err, abi.StatusDenied):

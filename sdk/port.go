@@ -96,7 +96,7 @@ func (p *Port) Fetch(req *http.Request) (*http.Response, error) {
 			return ev.ContainerFetch(uint32(p.port), head, flags)
 		})
 	if errors.Is(err, abi.StatusRefused) {
-		return nil, fmt.Errorf("%w: port %d: %w", ErrPortRefused, p.port, err)
+		return nil, withSentinel(ErrPortRefused, err)
 	}
 	return resp, containerError(err, ErrInvalidArgument)
 }

@@ -35,9 +35,9 @@ const NameLabel = "wharf.name"
 // Errors of ctx.container a guest can cause.
 var (
 	errNoContainer      = errors.New("this Durable Object class has no container ([[containers]] in wharf.toml)")
-	errNotRunning       = errors.New("the container is not running")
+	errNotRunning       = errors.New(abi.ContainerNotRunning)
 	errAlreadyRunning   = errors.New("the container is already running")
-	errSignalOutOfRange = errors.New("signal must be from 1 to 64")
+	errSignalOutOfRange = errors.New(abi.SignalOutOfRange)
 )
 
 // Service is the container service of the classes with a [[containers]]

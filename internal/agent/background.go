@@ -201,7 +201,7 @@ func (bg *backgrounds) list() []wire.ProcessInfo {
 // has members.
 func (bg *backgrounds) kill(id string, sig int) error {
 	if sig < 1 || sig > 64 {
-		return &kindError{wire.KindInvalid, fmt.Errorf("signal must be from 1 to 64, got %d", sig)}
+		return &kindError{wire.KindInvalid, fmt.Errorf("%s, got %d", abi.SignalOutOfRange, sig)}
 	}
 	bg.mu.Lock()
 	defer bg.mu.Unlock()

@@ -1012,6 +1012,9 @@ func (b *Box) FilesHostile() ([]string, error) {
 	note("nul byte", err)
 	_, err = files.Stat("/tmp/" + strings.Repeat("x", 300))
 	note("long name", err)
+	_, err = files.Stat("/tmp/the container is not running")
+	note(fmt.Sprintf("a name with the words of an error (not-exist=%v not-running=%v)",
+		errors.Is(err, fs.ErrNotExist), errors.Is(err, sdk.ErrNotRunning)), err)
 	zero, err := files.Open("/dev/zero")
 	if err != nil {
 		return nil, err
@@ -1180,6 +1183,10 @@ func (b *Box) BgErrors() ([]string, error) {
 	note("logs from sideways", err)
 	_, err = c.WaitProcess("nope")
 	note("wait unknown", err)
+	_, err = c.GetProcess("the container is not running")
+	note("get a name with the words of an error", err)
+	_, err = c.StartProcess([]string{"true"}, sdk.ProcessOptions{ProcessID: "signal must be from 1 to 64"})
+	note("an id with the words of an error", err)
 	return out, nil
 }
 
