@@ -51,24 +51,56 @@ func (l *guestLogs) emit(logger *slog.Logger, level slog.Level, line []byte, att
 	logger.Log(context.Background(), level, l.cut(line), attrs...)
 }
 
+// attrOverhead is what an attribute costs of a record's budget besides its
+// name and value: the space and '=' a text line puts around them. Without
+// it, attributes with an empty name and value cost nothing, and a list of
+// them made a line of any length.
+const attrOverhead = 2
+
+// hostKeys are the attributes the host's line for a guest record already
+// has. A guest attribute of one of these names is logged as guestKeyPrefix
+// and its name: a second "level" or "plugin" would read, to a log reader
+// that keeps the last (jq, wharf tail), as the host's.
+var hostKeys = map[string]bool{
+	slog.TimeKey: true, slog.LevelKey: true, slog.MessageKey: true, slog.SourceKey: true,
+	"plugin": true, "request_id": true,
+}
+
+// guestKeyPrefix names a guest attribute that has the name of a host's.
+const guestKeyPrefix = "guest."
+
 // record reads a log_record list: its message and its attributes. The
-// attributes' names and values share a budget of maxLine bytes; the one
-// that crosses it is cut and marked, and those after it are dropped.
+// attributes share a budget of maxLine bytes (names, values and
+// attrOverhead each); the one that crosses it is cut and marked, and those
+// after it are dropped.
 func (l *guestLogs) record(list []byte) ([]byte, []any, error) {
 	var msg []byte
 	var attrs []any
 	hasMessage, budget := false, l.maxLine
-	err := abi.RangeFields(list, func(name, value []byte) bool {
+	err := abi.RangeFields(list, func(nameBytes, value []byte) bool {
 		if !hasMessage {
-			msg, hasMessage = value, string(name) == abi.FieldMessage
+			msg, hasMessage = value, string(nameBytes) == abi.FieldMessage
 			return hasMessage
 		}
-		if budget -= len(name) + len(value); budget < 0 {
-			keep := max(0, len(value)+budget)
-			attrs = append(attrs, slog.String(string(name), string(cutUTF8(value, keep))+truncatedMarker))
+		name := string(nameBytes)
+		if hostKeys[name] {
+			name = guestKeyPrefix + name
+		}
+		cost := len(name) + len(value) + attrOverhead
+		if cost > budget {
+			// The last one: cut to what room is left, its name too if that
+			// alone is longer.
+			room := max(0, budget-attrOverhead)
+			if len(name) > room {
+				name, value = string(cutUTF8([]byte(name), room)), nil
+			} else {
+				value = cutUTF8(value, room-len(name))
+			}
+			attrs = append(attrs, slog.String(name, string(value)+truncatedMarker))
 			return false
 		}
-		attrs = append(attrs, slog.String(string(name), string(value)))
+		budget -= cost
+		attrs = append(attrs, slog.String(name, string(value)))
 		return true
 	})
 	switch {

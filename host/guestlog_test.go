@@ -30,7 +30,7 @@ func TestGuestLogRecords(t *testing.T) {
 	msg, attrs, err := logs.record(list(abi.FieldMessage, "hi", "k", "v", "long", "0123456789abcdef", "dropped", "x"))
 	require.NoError(t, err)
 	assert.Equal(t, "hi", string(msg))
-	assert.Equal(t, []any{slog.String("k", "v"), slog.String("long", "0123456789abcd"+truncatedMarker)}, attrs,
+	assert.Equal(t, []any{slog.String("k", "v"), slog.String("long", "0123456789"+truncatedMarker)}, attrs,
 		"the attribute crossing the budget is cut and marked, later ones dropped")
 	msg, attrs, err = logs.record(list(abi.FieldMessage, ""))
 	require.NoError(t, err)
@@ -42,6 +42,45 @@ func TestGuestLogRecords(t *testing.T) {
 	}
 	_, _, err = logs.record(list("k", "v"))
 	assert.EqualError(t, err, "INVAL: log_record: the list must start with the field :msg")
+}
+
+// TestGuestLogRecordsAreBounded: attributes with an empty name and value
+// cost their separators, so a list of thousands of them does not make a
+// line of any length; a name longer than the budget is cut too.
+func TestGuestLogRecordsAreBounded(t *testing.T) {
+	logs := newGuestLogs("p", nil, 20, 1, 1)
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMessage, "empties")
+	for range 20000 {
+		b.Add("", "")
+	}
+	_, attrs, err := logs.record(b.Bytes())
+	require.NoError(t, err)
+	assert.Len(t, attrs, 11, "ten that fit in 20 bytes at 2 each, then the marked one")
+	b = abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMessage, "long name")
+	b.Add(strings.Repeat("n", 1<<20), "v")
+	_, attrs, err = logs.record(b.Bytes())
+	require.NoError(t, err)
+	assert.Equal(t, []any{slog.String(strings.Repeat("n", 18), truncatedMarker)}, attrs)
+}
+
+// TestGuestLogRecordsKeepTheHostsKeys: a guest attribute named like one of
+// the host's own (msg, level, time, source, plugin, request_id) is logged
+// as guest.<name>, so the line's level, message, plugin and request id are
+// the host's to whoever reads the last of equal keys.
+func TestGuestLogRecordsKeepTheHostsKeys(t *testing.T) {
+	logs := newGuestLogs("p", nil, 1000, 1, 1)
+	b := abi.NewFieldsBuilder(nil)
+	b.Add(abi.FieldMessage, "spoof")
+	for _, k := range []string{"msg", "level", "time", "source", "plugin", "request_id", "k", "guest.plugin"} {
+		b.Add(k, "x")
+	}
+	_, attrs, err := logs.record(b.Bytes())
+	require.NoError(t, err)
+	assert.Equal(t, []any{slog.String("guest.msg", "x"), slog.String("guest.level", "x"), slog.String("guest.time", "x"),
+		slog.String("guest.source", "x"), slog.String("guest.plugin", "x"), slog.String("guest.request_id", "x"),
+		slog.String("k", "x"), slog.String("guest.plugin", "x")}, attrs)
 }
 
 func TestGuestLogLinesAreCutAndMarked(t *testing.T) {

@@ -503,8 +503,8 @@ func TestGuestLogsCarryPluginAndRequestID(t *testing.T) {
 	code, _ := get(t, w.url+"/log")
 	require.Equal(t, 200, code)
 	logs := w.logs.String()
-	assert.Regexp(t, `level=WARN msg="guest says" plugin=testworker request_id=[0-9a-f]{8}-\d+ k=v n=3 g.a="b c"\n`, logs,
-		"the guest's attributes are attributes of the line")
+	assert.Regexp(t, `level=WARN msg="guest says" plugin=testworker request_id=[0-9a-f]{8}-\d+ k=v n=3 g.a="b c" guest.plugin=not-me\n`, logs,
+		"the guest's attributes are attributes of the line; one named like the host's plugin is renamed, not a second plugin")
 	// Output to stdout belongs to the instance, which serves many events at
 	// once: it carries the plugin, not a request id.
 	assert.Regexp(t, `level=INFO msg="to stdout" plugin=testworker stream=stdout`, logs)

@@ -279,7 +279,7 @@ func init() {
 		io.Copy(w, resp.Body)
 	})
 	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
-		sdk.Logger.WarnContext(r.Context(), "guest says", "k", "v", "n", 3, slog.Group("g", "a", "b c"))
+		sdk.Logger.WarnContext(r.Context(), "guest says", "k", "v", "n", 3, slog.Group("g", "a", "b c"), "plugin", "not-me")
 		fmt.Println("to stdout")
 		fmt.Fprint(w, "logged")
 	})
