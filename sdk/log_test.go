@@ -28,3 +28,17 @@ func TestLogRecordsKeepTheirAttributes(t *testing.T) {
 	}))
 	assert.Equal(t, []string{":msg=slow answer", "svc=api", "req.id=7", "req.took=1.5s", "req.user.name=ann", "req.user.admin=true", "req.inline=yes"}, got)
 }
+
+// TestLogRecordTimesReadAsSlogWritesThem: a time attribute crosses as RFC
+// 3339, as slog's handlers write one, not as time.Time.String's
+// "2026-01-02 03:04:05.006 +0000 UTC".
+func TestLogRecordTimesReadAsSlogWritesThem(t *testing.T) {
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "m", 0)
+	r.AddAttrs(slog.Time("at", time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)), slog.Any("t", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600))))
+	var got []string
+	require.NoError(t, abi.RangeFields(logHandler{}.encode(r), func(name, value []byte) bool {
+		got = append(got, string(name)+"="+string(value))
+		return true
+	}))
+	assert.Equal(t, []string{":msg=m", "at=2026-01-02T03:04:05.006Z", "t=2026-01-02T03:04:05+01:00"}, got)
+}

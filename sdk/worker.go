@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -367,8 +368,18 @@ func addAttr(add func(name, value string), prefix string, a slog.Attr) {
 			addAttr(add, prefix, m)
 		}
 	case !a.Equal(slog.Attr{}):
-		add(prefix+a.Key, v.String())
+		add(prefix+a.Key, valueText(v))
 	}
+}
+
+// valueText is v as slog's own handlers write it: a time in RFC 3339, not
+// in Go's "2006-01-02 15:04:05.999999999 -0700 MST"; anything else as
+// Value.String does.
+func valueText(v slog.Value) string {
+	if v.Kind() == slog.KindTime {
+		return v.Time().Format(time.RFC3339Nano)
+	}
+	return v.String()
 }
 
 func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
