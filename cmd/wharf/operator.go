@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -328,6 +329,18 @@ func bytesIEC(n uint64) string {
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// quoteWord quotes s if it is empty or has a space, '=', '"' or a
+// character that does not print (a newline): an attribute's name or value
+// stays one word of its line, as slog's text handler keeps it. A guest
+// names its attributes, and a name with a newline in it made a line of its
+// own.
+func quoteWord(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '=' || r == '"' || !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 // jsonToText turns the JSON lines of wharf tail into text lines like
 // wharf serve's: time, level and message first, then the attributes.
 type jsonToText struct {
@@ -359,7 +372,11 @@ func recordText(line []byte) string {
 		return string(line) + "\n"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%v %v %v", rec[slog.TimeKey], rec[slog.LevelKey], rec[slog.MessageKey])
+	msg := fmt.Sprint(rec[slog.MessageKey])
+	if strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		msg = strconv.Quote(msg)
+	}
+	fmt.Fprintf(&b, "%v %v %s", rec[slog.TimeKey], rec[slog.LevelKey], msg)
 	keys := slices.Sorted(maps.Keys(rec))
 	for _, k := range keys {
 		switch k {
@@ -371,11 +388,7 @@ func recordText(line []byte) string {
 				continue
 			}
 		}
-		v := fmt.Sprint(rec[k])
-		if strings.ContainsAny(v, " =\"") {
-			v = strconv.Quote(v)
-		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
+		fmt.Fprintf(&b, " %s=%s", quoteWord(k), quoteWord(fmt.Sprint(rec[k])))
 	}
 	b.WriteString("\n")
 	for _, k := range keys {

@@ -272,3 +272,15 @@ func TestTailTextPutsOutputOnLines(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "T ERROR reload failed err=\"exit status 1\" plugin=p\n\t# p\n\t./main.go:3:1: bad\n", out.String())
 }
+
+// TestTailTextKeepsGuestWordsOnTheirLine: wharf tail's text format quotes a
+// name, a value or a message with a newline or a space in it, as wharf
+// serve's does: a guest's attribute cannot start a line that reads as
+// another record.
+func TestTailTextKeepsGuestWordsOnTheirLine(t *testing.T) {
+	var out bytes.Buffer
+	w := &jsonToText{w: &out}
+	_, err := w.Write([]byte(`{"time":"T","level":"INFO","msg":"m\nT ERROR forged","plugin":"p","k\nT ERROR forged plugin=q":"v","a":"x\ny","has space":"","e":""}` + "\n"))
+	require.NoError(t, err)
+	assert.Equal(t, `T INFO "m\nT ERROR forged" a="x\ny" e="" "has space"="" "k\nT ERROR forged plugin=q"=v plugin=p`+"\n", out.String())
+}
