@@ -112,6 +112,10 @@ func TestContainerClassStates(t *testing.T) {
 	code, body = w.call(t, "WEB", "b", "Start", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `secret "WHARF_TEST_SECRET" is not set: export it in the environment of wharf serve`)
+	code, body = get(t, w.url+"/fetch/WEB/b/ready")
+	assert.Equal(t, 503, code)
+	assert.Equal(t, `wharf: the container could not start: secret "WHARF_TEST_SECRET" is not set: export it in the environment of wharf serve`+"\n", body,
+		"a proxied request's answer says why, once")
 	w.stop()
 	assertNoLeftovers(t, data)
 }

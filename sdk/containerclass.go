@@ -340,7 +340,7 @@ func (c *ContainerClass) start(ports []int, timeout time.Duration) error {
 	internet := c.EnableInternet == nil || *c.EnableInternet
 	if err := c.st.Container.Start(StartOptions{Env: c.EnvVars, Entrypoint: c.Entrypoint, EnableInternet: internet,
 		Secrets: c.Secrets, Labels: c.Labels}); err != nil {
-		return fmt.Errorf("starting the container: %w", err)
+		return withSentinel(errStartFailed, err)
 	}
 	now := time.Now()
 	rec.Gen++
@@ -588,6 +588,10 @@ func (c *ContainerClass) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.ContainerFetch(w, r, c.DefaultPort)
 }
 
+// errStartFailed begins the error of a start that failed, said once
+// however the error is passed on (withSentinel).
+var errStartFailed = errors.New("wharf: the container could not start")
+
 // ContainerFetch starts the container if needed, waits until it is
 // healthy, renews its activity and proxies r to port. A start that fails
 // answers 503, a container that is not listening 503, any other failure
@@ -599,7 +603,7 @@ func (c *ContainerClass) ContainerFetch(w http.ResponseWriter, r *http.Request, 
 	}
 	if err := c.Start(); err != nil {
 		w.Header().Set(ProvisioningHeader, "start-failed")
-		http.Error(w, "wharf: the container could not start: "+err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, withSentinel(errStartFailed, err).Error(), http.StatusServiceUnavailable)
 		return
 	}
 	c.touch()
