@@ -381,6 +381,12 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				status = abi.StatusRefused
 			}
+			// Not the client's *url.Error: its `Get "URL": ` would say
+			// again what this message says first.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
 			p.Resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
 			return
 		}
