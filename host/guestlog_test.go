@@ -125,3 +125,20 @@ func TestGuestLogRateIsLimitedAndDropsAreCounted(t *testing.T) {
 	assert.LessOrEqual(t, float64(logged), 200+50*(elapsed.Seconds()+1), "more lines than the rate allows")
 	w.assertServing(t)
 }
+
+// TestMalformedLogRecordIsRefused: a log_record list that does not start
+// with :msg, or is cut in the middle of a field, is INVAL with a message
+// saying so; nothing is logged and the Worker keeps serving.
+func TestMalformedLogRecordIsRefused(t *testing.T) {
+	w := startWorker(t, "")
+	code, body := get(t, w.url+"/logrecordbad")
+	require.Equal(t, 200, code)
+	inval := int32(abi.StatusInvalid)
+	assert.Equal(t, "status="+strconv.Itoa(int(inval))+" msg=INVAL: log_record: the list must start with the field :msg\n"+
+		"status="+strconv.Itoa(int(inval))+" msg=INVAL: log_record: malformed field list\n", body)
+	assert.NotContains(t, w.logs.String(), "late")
+	assert.NotContains(t, w.logs.String(), "msg=cut")
+	code, body = get(t, w.url+"/hello?name=after")
+	assert.Equal(t, 200, code, "the Worker keeps serving")
+	assert.Equal(t, "hello after", body)
+}

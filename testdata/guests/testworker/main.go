@@ -41,6 +41,9 @@ func rawPoll(ev uint32, handles unsafe.Pointer, n uint32, timeout int64, ready u
 //go:wasmimport wharf_v2 fetch
 func rawFetch(ev uint32, head unsafe.Pointer, headLen uint32, flags uint32, bodyOut unsafe.Pointer, out unsafe.Pointer) int32
 
+//go:wasmimport wharf_v2 log_record
+func rawLogRecord(ev uint32, level int32, list unsafe.Pointer, n uint32) int32
+
 //go:wasmimport wharf_v2 last_error
 func rawLastError(ev uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
 
@@ -148,6 +151,24 @@ func init() {
 		for {
 			keep = append(keep, make([]byte, 16<<20))
 			spun += len(keep)
+		}
+	})
+	mux.HandleFunc("/logrecordbad", func(w http.ResponseWriter, r *http.Request) {
+		// log_record with lists the SDK never sends: one not starting with
+		// :msg, and one cut in the middle of a field.
+		ev := sdk.EventHandle(r.Context())
+		b := abi.NewFieldsBuilder(nil)
+		b.Add("k", "v")
+		b.Add(abi.FieldMessage, "late")
+		noMsg := b.Bytes()
+		b = abi.NewFieldsBuilder(nil)
+		b.Add(abi.FieldMessage, "cut")
+		b.Add("k", "value")
+		cut := b.Bytes()
+		cut = cut[:len(cut)-2]
+		for _, list := range [][]byte{noMsg, cut} {
+			st := rawLogRecord(ev, 0, unsafe.Pointer(&list[0]), uint32(len(list)))
+			fmt.Fprintf(w, "status=%d msg=%s\n", st, lastError(ev))
 		}
 	})
 	mux.HandleFunc("/noresponse", func(w http.ResponseWriter, r *http.Request) {})
