@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"io/fs"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -109,4 +110,17 @@ func TestNotRunningIsTheHostsMessageNotWordsInIt(t *testing.T) {
 		`INVAL: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "signal must be from 1 to 64"`))
 	assert.ErrorIs(t, err, ErrInvalidArgument)
 	assert.NotErrorIs(t, err, ErrSignalRange)
+}
+
+// TestRequestBodyErrorReadsOnce: a request body the host would not take
+// fails the fetch with "wharf: sending request body: " and the host's
+// words, not a second "wharf: " (here the stubs of a native build refuse
+// stream_write without a message).
+func TestRequestBodyErrorReadsOnce(t *testing.T) {
+	req, err := http.NewRequest("POST", "http://example.invalid/", strings.NewReader("payload"))
+	require.NoError(t, err)
+	_, err = roundTrip(req, func(wharf.Event, []byte, uint32) (uint32, uint32, error) { return 1, 2, nil })
+	require.Error(t, err)
+	assert.Equal(t, "wharf: sending request body: stream_write: unsupported operation", err.Error())
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
 }

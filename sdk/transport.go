@@ -24,6 +24,10 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return roundTrip(req, wharf.Event.Fetch)
 }
 
+// errSendingBody begins the error of a request whose body could not be
+// sent, said once (withSentinel): not "wharf: sending request body: wharf: …".
+var errSendingBody = errors.New("wharf: sending request body")
+
 // roundTrip sends req through start (fetch, object_fetch or
 // container_fetch) on behalf of the event req's context carries, and waits
 // for the response head.
@@ -66,12 +70,12 @@ func roundTrip(req *http.Request, start func(ev wharf.Event, head []byte, flags 
 			// while the response is awaited: it may never end (a WebSocket).
 			if _, err := ForwardStream(src, body); err != nil {
 				ev.Close(pendingH)
-				return nil, fmt.Errorf("wharf: sending request body: %w", err)
+				return nil, withSentinel(errSendingBody, err)
 			}
 		} else if _, err := io.Copy(body, req.Body); err != nil {
 			body.Abort(err.Error())
 			ev.Close(pendingH)
-			return nil, fmt.Errorf("wharf: sending request body: %w", err)
+			return nil, withSentinel(errSendingBody, err)
 		} else {
 			body.Close()
 		}
