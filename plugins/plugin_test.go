@@ -302,27 +302,11 @@ func TestFullDiskMakesRoomInTheCache(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test mounts a small tmpfs: run it as root")
 	}
-	module := func(name string) string {
-		wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-		  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
-		require.NoError(t, err)
-		return testutil.WriteFile(t, name+".wasm", wasm)
-	}
-	a, b := module("a"), module("b")
 	forEachEngine(t, func(t *testing.T, engine string) {
-		load := func(dir, path string) string {
-			t.Helper()
-			var log bytes.Buffer
-			p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: dir,
-				Logger: slog.New(slog.NewTextHandler(&log, nil))})
-			require.NoError(t, err)
-			p.Close(context.Background())
-			return log.String()
-		}
 		full := t.TempDir()
 		require.NoError(t, unix.Mount("tmpfs", full, "tmpfs", 0, "size=4m"))
 		t.Cleanup(func() { unix.Unmount(full, unix.MNT_DETACH) })
-		assert.NotContains(t, load(full, a), "level=WARN", "a fits")
+		assert.NotContains(t, loadNamed(t, engine, full, "a", 0), "level=WARN", "a fits")
 		filler, err := os.Create(filepath.Join(full, "filler")) // the disk fills up
 		require.NoError(t, err)
 		for err == nil {
@@ -334,12 +318,32 @@ func TestFullDiskMakesRoomInTheCache(t *testing.T) {
 		require.NoError(t, filler.Truncate(info.Size()-4096)) // a page for b's record, once there is room for its code
 		filler.Close()
 
-		log := load(full, b)
+		log := loadNamed(t, engine, full, "b", 0)
 		assert.Contains(t, log, "no space left on device", "b does not")
 		assert.Contains(t, log, "msg=\"the disk is full: removed the least recently used half of the compiled code (")
-		assert.NotContains(t, load(full, b), "level=WARN", "b is stored at its next start")
-		assert.NotContains(t, load(full, b), "compiling", "and loaded from the cache")
+		assert.NotContains(t, loadNamed(t, engine, full, "b", 0), "level=WARN", "b is stored at its next start")
+		assert.NotContains(t, loadNamed(t, engine, full, "b", 0), "compiling", "and loaded from the cache")
 	})
+}
+
+// loadNamed loads a small module exporting name, from name.wasm beside
+// cache dir (written once, so that its digest is remembered once), with
+// the cache kept under limit (0: the default), and returns its log.
+func loadNamed(t *testing.T, engine, dir, name string, limit int64) string {
+	t.Helper()
+	path := filepath.Join(filepath.Dir(dir), name+".wasm")
+	if _, err := os.Stat(path); err != nil {
+		wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+		  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, wasm, 0o644))
+	}
+	var log bytes.Buffer
+	p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine,
+		CacheDir: dir, CacheLimitBytes: limit, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	require.NoError(t, err)
+	p.Close(context.Background())
+	return log.String()
 }
 
 // TestCacheKeptUnderItsLimit: the compile cache stays under
@@ -349,17 +353,10 @@ func TestFullDiskMakesRoomInTheCache(t *testing.T) {
 func TestCacheKeptUnderItsLimit(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		dir := t.TempDir()
-		var log bytes.Buffer
+		var log string
 		load := func(name string, limit int64) {
 			t.Helper()
-			log.Reset()
-			wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-			  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
-			require.NoError(t, err)
-			p, err := Load(context.Background(), Config{Name: "t", Path: testutil.WriteFile(t, name+".wasm", wasm), Engine: engine,
-				CacheDir: dir, CacheLimitBytes: limit, Logger: slog.New(slog.NewTextHandler(&log, nil))})
-			require.NoError(t, err)
-			p.Close(context.Background())
+			log = loadNamed(t, engine, dir, name, limit)
 		}
 		size := func() (total int64) {
 			for _, info := range codeFiles(dir) {
@@ -374,7 +371,7 @@ func TestCacheKeptUnderItsLimit(t *testing.T) {
 		load("b", limit)
 		time.Sleep(20 * time.Millisecond) // mtimes order the uses
 		load("a", limit)
-		assert.NotContains(t, log.String(), "compiling", "a is in the cache")
+		assert.NotContains(t, log, "compiling", "a is in the cache")
 		time.Sleep(20 * time.Millisecond)
 		load("c", limit)
 		assert.LessOrEqual(t, size(), limit)
@@ -382,9 +379,9 @@ func TestCacheKeptUnderItsLimit(t *testing.T) {
 		assert.Len(t, records, 2, "b's record went with its code")
 
 		load("a", limit)
-		assert.NotContains(t, log.String(), "compiling", "a was used after b, so b's code went")
+		assert.NotContains(t, log, "compiling", "a was used after b, so b's code went")
 		load("b", limit)
-		assert.Contains(t, log.String(), "compiling b.wasm", "b compiles again, and says so")
+		assert.Contains(t, log, "compiling b.wasm", "b compiles again, and says so")
 	})
 }
 
@@ -400,17 +397,10 @@ func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
 		for _, damage := range []string{"emptied", "removed"} {
 			t.Run(damage, func(t *testing.T) {
 				dir := t.TempDir()
-				var log bytes.Buffer
+				var log string
 				load := func(name string, limit int64) {
 					t.Helper()
-					log.Reset()
-					wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-					  (func (export "_start")) (func (export "` + name + `") (result i32) i32.const 7))`)
-					require.NoError(t, err)
-					p, err := Load(context.Background(), Config{Name: "t", Path: testutil.WriteFile(t, name+".wasm", wasm), Engine: engine,
-						CacheDir: dir, CacheLimitBytes: limit, Logger: slog.New(slog.NewTextHandler(&log, nil))})
-					require.NoError(t, err)
-					p.Close(context.Background())
+					log = loadNamed(t, engine, dir, name, limit)
 				}
 				load("a", 1<<30)
 				var one int64
@@ -428,13 +418,13 @@ func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
 				}
 
 				load("a", 1<<30)
-				assert.Contains(t, log.String(), "compiling a.wasm", "without a record naming its code, a load cannot tell it is cached")
+				assert.Contains(t, log, "compiling a.wasm", "without a record naming its code, a load cannot tell it is cached")
 				limit := one*5/2 + one/4 // room for two modules' code, not three
 				time.Sleep(20 * time.Millisecond)
 				load("b", limit)
 				time.Sleep(20 * time.Millisecond)
 				load("a", limit)
-				assert.NotContains(t, log.String(), "compiling")
+				assert.NotContains(t, log, "compiling")
 				time.Sleep(20 * time.Millisecond)
 				load("c", limit)
 
@@ -447,7 +437,7 @@ func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
 					assert.Contains(t, code, f, "a was used after b, so its code stays")
 				}
 				load("b", limit)
-				assert.Contains(t, log.String(), "compiling b.wasm", "b, used least recently, went")
+				assert.Contains(t, log, "compiling b.wasm", "b, used least recently, went")
 			})
 		}
 	})
@@ -464,14 +454,9 @@ func TestCacheRecordOfANewBuildNamesTheCodeItReads(t *testing.T) {
 	exe := executableIdentity
 	t.Cleanup(func() { executableIdentity = exe })
 	dir := t.TempDir()
-	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1) (func (export "_start")))`)
-	require.NoError(t, err)
-	path := testutil.WriteFile(t, "a.wasm", wasm)
 	for _, build := range []string{"build1", "build2"} {
 		executableIdentity = func() (string, error) { return build, nil }
-		p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: EngineWazero, CacheDir: dir})
-		require.NoError(t, err)
-		p.Close(context.Background())
+		loadNamed(t, EngineWazero, dir, "a", 0)
 	}
 	code, err := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
 	require.NoError(t, err)
@@ -524,22 +509,15 @@ func TestNewBuildOfWharfAnnouncesItsCompile(t *testing.T) {
 	exe := executableIdentity
 	t.Cleanup(func() { executableIdentity = exe })
 	dir := t.TempDir()
-	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1) (func (export "_start")))`)
-	require.NoError(t, err)
-	path := testutil.WriteFile(t, "a.wasm", wasm)
-	var log bytes.Buffer
+	var log string
 	load := func(build string) {
 		t.Helper()
-		log.Reset()
 		executableIdentity = func() (string, error) { return build, nil }
-		p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: EngineWazero, CacheDir: dir,
-			Logger: slog.New(slog.NewTextHandler(&log, nil))})
-		require.NoError(t, err)
-		p.Close(context.Background())
+		log = loadNamed(t, EngineWazero, dir, "a", 0)
 	}
 	load("build1")
 	load("build1")
-	assert.NotContains(t, log.String(), "compiling", "cached")
+	assert.NotContains(t, log, "compiling", "cached")
 
 	// build1's wazero was another version: its code is in a directory of
 	// its own, which build2's wazero does not read.
@@ -556,7 +534,7 @@ func TestNewBuildOfWharfAnnouncesItsCompile(t *testing.T) {
 		require.NoError(t, os.WriteFile(r, bytes.ReplaceAll(data, []byte(filepath.Base(code[0])), []byte(filepath.Base(older))), 0o644))
 	}
 	load("build2")
-	assert.Contains(t, log.String(), "compiling a.wasm", "build2 compiles it")
+	assert.Contains(t, log, "compiling a.wasm", "build2 compiles it")
 	load("build2")
-	assert.NotContains(t, log.String(), "compiling", "cached")
+	assert.NotContains(t, log, "compiling", "cached")
 }
