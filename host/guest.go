@@ -93,13 +93,19 @@ func (in *instance) newEvent(ctx context.Context, id guestio.EventID, obj *place
 
 func (g *guest) wake() { g.inst.wakeup.Notify() }
 
+// Keys of the attributes every guest log line carries.
+const (
+	pluginKey    = "plugin"
+	requestIDKey = "request_id"
+)
+
 // Log returns the logger of the event, tagged with the plugin name and the
 // request id; it is made on first use.
 func (g *guest) Log() *slog.Logger {
 	if g.logger == nil {
-		g.logger = g.inst.base.With("plugin", g.inst.plugin)
+		g.logger = g.inst.base.With(pluginKey, g.inst.plugin)
 		if id := g.id.String(); id != "" {
-			g.logger = g.logger.With("request_id", id)
+			g.logger = g.logger.With(requestIDKey, id)
 		}
 	}
 	return g.logger

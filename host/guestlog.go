@@ -63,7 +63,7 @@ const attrOverhead = 2
 // that keeps the last (jq, wharf tail), as the host's.
 var hostKeys = map[string]bool{
 	slog.TimeKey: true, slog.LevelKey: true, slog.MessageKey: true, slog.SourceKey: true,
-	"plugin": true, "request_id": true,
+	pluginKey: true, requestIDKey: true,
 }
 
 // guestKeyPrefix names a guest attribute that has the name of a host's.
@@ -138,7 +138,7 @@ func (l *guestLogs) report() {
 	l.dropped, l.reporting = 0, false
 	l.mu.Unlock()
 	l.base.Warn(fmt.Sprintf("guest log lines dropped: the plugin logs more than %g lines per second", float64(l.limiter.Limit())),
-		"plugin", l.plugin, "dropped", n)
+		pluginKey, l.plugin, "dropped", n)
 }
 
 // cutUTF8 returns the first n bytes of b (len(b) > n), less any

@@ -164,15 +164,9 @@ func noteUse(cacheDir, record string, listed []string, before, after map[string]
 	trimCache(cacheDir, limit)
 }
 
-// trimCache removes the least recently used compiled code of cacheDir
-// until its code files take at most limit bytes: a module's files (as its
-// record lists them) and its record go together, as of when the record was
-// last used (a file two records list, as of the later); files no record
-// lists go by their own age. The records of modules whose code is all gone
-// go too.
-// codeSize is the total size of cacheDir's compiled code.
-func codeSize(cacheDir string) (total int64) {
-	for _, info := range codeFiles(cacheDir) {
+// codeSize is the total size of compiled code files.
+func codeSize(files map[string]fs.FileInfo) (total int64) {
+	for _, info := range files {
 		total += info.Size()
 	}
 	return total
@@ -183,17 +177,18 @@ func codeSize(cacheDir string) (total int64) {
 // bytes went. Without it a cache on a full disk stayed as it was, and
 // every start compiled again.
 func makeRoom(cacheDir string) int64 {
-	before := codeSize(cacheDir)
-	trimCache(cacheDir, before/2)
-	return before - codeSize(cacheDir)
+	return trimCache(cacheDir, codeSize(codeFiles(cacheDir))/2)
 }
 
-func trimCache(cacheDir string, limit int64) {
+// trimCache removes the least recently used compiled code of cacheDir
+// until its code files take at most limit bytes, and returns how many
+// bytes went: a module's files (as its record lists them) and its record
+// go together, as of when the record was last used (a file two records
+// list, as of the later); files no record lists go by their own age. The
+// records of modules whose code is all gone go too.
+func trimCache(cacheDir string, limit int64) (freed int64) {
 	files := codeFiles(cacheDir)
-	var total int64
-	for _, info := range files {
-		total += info.Size()
-	}
+	total := codeSize(files)
 	type unit struct {
 		record string   // path, empty for a file no record lists
 		files  []string // relative to cacheDir
@@ -247,10 +242,12 @@ func trimCache(cacheDir string, limit int64) {
 			}
 			if os.Remove(filepath.Join(cacheDir, f)) == nil {
 				total -= files[f].Size()
+				freed += files[f].Size()
 			}
 		}
 		if u.record != "" {
 			os.Remove(u.record)
 		}
 	}
+	return freed
 }

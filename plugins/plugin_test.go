@@ -358,12 +358,7 @@ func TestCacheKeptUnderItsLimit(t *testing.T) {
 			t.Helper()
 			log = loadNamed(t, engine, dir, name, limit)
 		}
-		size := func() (total int64) {
-			for _, info := range codeFiles(dir) {
-				total += info.Size()
-			}
-			return total
-		}
+		size := func() int64 { return codeSize(codeFiles(dir)) }
 		load("a", 1<<30)
 		one := size()
 		require.Positive(t, one)
@@ -403,10 +398,7 @@ func TestCacheRecordFindsCodeItDidNotWrite(t *testing.T) {
 					log = loadNamed(t, engine, dir, name, limit)
 				}
 				load("a", 1<<30)
-				var one int64
-				for _, info := range codeFiles(dir) {
-					one += info.Size()
-				}
+				one := codeSize(codeFiles(dir))
 				records, err := filepath.Glob(filepath.Join(dir, recordsDir, "*"))
 				require.NoError(t, err)
 				require.Len(t, records, 1)
