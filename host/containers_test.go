@@ -173,6 +173,10 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, raw, " 200 OK")
 	assert.Contains(t, raw, "app:x:1000")
 	assert.Contains(t, w.mustCall(t, "BOX", "web", "Raw", 9999), "refused: wharf: nothing listens on the container port: port 9999")
+	code, body = w.call(t, "BOX", "web", "Fetch", map[string]any{"Port": 9999, "Path": "/x"})
+	assert.Equal(t, 500, code)
+	assert.Regexp(t, `Get .http://container/x.: wharf: nothing listens on the container port: [^"]*connection refused`, body,
+		"a port fetch names its request once, as http.Client does")
 	code, body = w.call(t, "BOX", "web", "Raw", 70000)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "port must be from 1 to 65535, got 70000")

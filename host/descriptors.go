@@ -274,15 +274,21 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 	return nil
 }
 
-// guestStatus is an event the guest ended with a non-zero status.
+// guestStatus is an event the guest ended with a non-zero status. The
+// SDK's is 1, after logging why (a panic, the error of a constructor): its
+// message leaves the number out.
 type guestStatus struct {
 	status int32
 	detail string
 }
 
 func (e *guestStatus) Error() string {
-	if e.detail != "" {
-		return fmt.Sprintf("the guest failed the event (status %d; last error: %s)", e.status, e.detail)
+	msg := "the plugin's code failed the event"
+	if e.status != 1 {
+		msg += fmt.Sprintf(" (status %d)", e.status)
 	}
-	return fmt.Sprintf("the guest failed the event (status %d)", e.status)
+	if e.detail != "" {
+		msg += "; its last failed host call said: " + e.detail
+	}
+	return msg
 }

@@ -381,13 +381,14 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				status = abi.StatusRefused
 			}
-			// Not the client's *url.Error: its `Get "URL": ` would say
-			// again what this message says first.
+			// The cause alone, without the client's *url.Error and its
+			// `Get "URL": `: the guest's side names the request once (its
+			// http.Client, or the SDK's Stub.Fetch and Port.Fetch).
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			p.Resolve(nil, fmt.Errorf("%w: fetch %s %s: %w", status, req.Method, req.URL.Redacted(), err))
+			p.Resolve(nil, fmt.Errorf("%w: %w", status, err))
 			return
 		}
 		if after != nil {

@@ -396,6 +396,7 @@ func TestObjectTrapFailsOnlyThatEvent(t *testing.T) {
 	assert.Contains(t, body, "the object's event failed (request id ", "the caller learns the request id")
 	assert.NotContains(t, body, "panicked on purpose", "never the panic")
 	assert.Contains(t, w.logs.String(), "object panicked on purpose", "the log has it")
+	assert.Regexp(t, `object event failed" .*err="the plugin's code failed the event"`, w.logs.String(), "in words, without the SDK's status number")
 	code, _ = w.call(t, "STORE", "t", "Get", "c")
 	assert.Equal(t, 500, code, "a panicking event's write was undone")
 }
@@ -456,6 +457,9 @@ func TestObjectBadCalls(t *testing.T) {
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `invalid Durable Object id "garbage"`)
 	assert.NotContains(t, body, "Host", "no guest memory beyond the id is read")
+	w.mustCall(t, "STORE", "word", "Put", map[string]string{"key": "k", "value": "seven"})
+	assert.Equal(t, `"call Get: decoding its result: json: cannot unmarshal string into Go value of type int"`,
+		w.mustCall(t, "STORE", "x", "GetAsNumber", map[string]string{"Name": "word", "Key": "k"}))
 	code, body = w.call(t, "STORE", "x", "Get", map[string]int{"not": 1})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "arguments of Get")
@@ -480,6 +484,11 @@ func TestObjectSQL(t *testing.T) {
 	code, body := w.call(t, "STORE", "db", "SQL", []any{"SELEC broken"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `near "SELEC": syntax error`)
+	for _, args := range [][]any{{"SELECT name FROM t WHERE id = ?", 1, 2}, {"SELECT name FROM t WHERE id = ? OR id = ?", 1}} {
+		code, body = w.call(t, "STORE", "db", "SQL", args)
+		assert.Equal(t, 500, code)
+		assert.Contains(t, body, fmt.Sprintf("sql: expected %d arguments, got %d", strings.Count(args[0].(string), "?"), len(args)-1))
+	}
 	code, body = w.call(t, "STORE", "db", "SQL", []any{"SELECT * FROM _wharf_kv"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "reserved")

@@ -235,3 +235,17 @@ func TestServeEarlyRefusedModuleLeavesNothing(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `durable object binding C: class "Countr" is not registered by the module`)
 }
+
+// TestStorageAfterItsEventIsRefused: a goroutine still running after its
+// event ended gets ErrEventOver from storage, matching ErrTimeout, and its
+// write is not made.
+func TestStorageAfterItsEventIsRefused(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "late", "PutLater", map[string]any{"Key": "k", "MS": 20})
+	time.Sleep(300 * time.Millisecond) // the write is made between events (made during one, it acts for that one)
+	assert.Equal(t, `"put after the event: wharf: the object's event has ended: storage, alarm and container calls act for a running event (ErrTimeout: true)"`,
+		w.mustCall(t, "STORE", "late", "Received", nil))
+	code, body := w.call(t, "STORE", "late", "Get", "k")
+	assert.NotEqual(t, 200, code)
+	assert.Equal(t, `call Get: no key "k"`, body, "the late write was not made")
+}

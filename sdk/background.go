@@ -100,7 +100,11 @@ func signalOutOfRange(err error) bool {
 }
 
 func (c *Container) backgroundOp(o abi.BackgroundOptions, into any) error {
-	out, err := c.event().BackgroundOp(o.Encode(nil))
+	ev, err := c.obj.current()
+	if err != nil {
+		return err
+	}
+	out, err := ev.BackgroundOp(o.Encode(nil))
 	if err != nil {
 		if o.Op == "start" && errors.Is(err, abi.StatusIO) {
 			return withSentinel(ErrExecFailed, err)
@@ -161,7 +165,10 @@ func (c *Container) KillProcess(id string, sig Signal) error {
 // its final description (an exit code that is not 0 is not an error).
 // Only the calling goroutine waits; the wait ends with the event.
 func (c *Container) WaitProcess(id string) (*BackgroundProcess, error) {
-	ev := c.event()
+	ev, err := c.obj.current()
+	if err != nil {
+		return nil, err
+	}
 	h, err := ev.BackgroundWait(abi.BackgroundOptions{ID: id}.Encode(nil))
 	if err != nil {
 		return nil, backgroundError(err)
@@ -204,7 +211,10 @@ type ProcessLogs struct {
 // StreamProcessLogs streams the output of background process id from
 // the start of what is kept (FromStart, also for "") or from now on.
 func (c *Container) StreamProcessLogs(id string, from LogsFrom) (*ProcessLogs, error) {
-	ev := c.event()
+	ev, err := c.obj.current()
+	if err != nil {
+		return nil, err
+	}
 	h, dropped, err := ev.BackgroundLogs(abi.BackgroundOptions{ID: id, From: string(from)}.Encode(nil))
 	if err != nil {
 		return nil, backgroundError(err)

@@ -117,7 +117,11 @@ func (c *Container) Start(opts StartOptions) error {
 	if err != nil {
 		return err
 	}
-	return c.event().ContainerStart(abi.StartOptions{Env: env, Entrypoint: opts.Entrypoint,
+	ev, err := c.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.ContainerStart(abi.StartOptions{Env: env, Entrypoint: opts.Entrypoint,
 		EnableInternet: opts.EnableInternet, Secrets: opts.Secrets, Labels: labelPairs(opts.Labels)}.Encode(nil))
 }
 
@@ -130,7 +134,11 @@ func (c *Container) Running() bool {
 // Destroy stops and removes the container; Monitor returns reason as its
 // error.
 func (c *Container) Destroy(reason string) error {
-	if err := c.event().ContainerDestroy(reason); err != nil {
+	ev, err := c.obj.current()
+	if err != nil {
+		return err
+	}
+	if err := ev.ContainerDestroy(reason); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -141,7 +149,11 @@ func (c *Container) Destroy(reason string) error {
 
 // Signal sends sig (1 to 64) to the container's main process.
 func (c *Container) Signal(sig Signal) error {
-	return containerError(c.event().ContainerSignal(uint32(sig)), ErrSignalRange)
+	ev, err := c.obj.current()
+	if err != nil {
+		return err
+	}
+	return containerError(ev.ContainerSignal(uint32(sig)), ErrSignalRange)
 }
 
 // ExitError is the error of a process (Process.Wait) or a container
@@ -324,7 +336,10 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 	if opts.StdinPipe || opts.Stdin != nil {
 		eo.Stdin = "pipe"
 	}
-	ev := c.event()
+	ev, err := c.obj.current()
+	if err != nil {
+		return nil, err
+	}
 	in, out, errH, proc, err := ev.ContainerExec(eo.Encode(nil))
 	if errors.Is(err, abi.StatusIO) {
 		return nil, withSentinel(ErrExecFailed, err)

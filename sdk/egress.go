@@ -54,7 +54,11 @@ func (c *Container) intercept(kind uint32, target, handler string) error {
 	if err := checkHandler(handler); err != nil {
 		return err
 	}
-	return containerError(c.event().ContainerIntercept(kind, target, handler), ErrInvalidArgument)
+	ev, err := c.obj.current()
+	if err != nil {
+		return err
+	}
+	return containerError(ev.ContainerIntercept(kind, target, handler), ErrInvalidArgument)
 }
 
 // InterceptOutboundHTTP routes the container's plain HTTP requests to target
@@ -94,7 +98,11 @@ func (c *Container) Egress() Egress { return Egress{container: c} }
 
 func (e Egress) edit(list, edit uint32, hosts []string) error {
 	opts := abi.EgressOptions{Hosts: hosts}.Encode(nil)
-	return containerError(e.container.event().ContainerEgress(list, edit, opts), ErrInvalidArgument)
+	ev, err := e.container.obj.current()
+	if err != nil {
+		return err
+	}
+	return containerError(ev.ContainerEgress(list, edit, opts), ErrInvalidArgument)
 }
 
 // Allow adds hosts to allowedHosts.

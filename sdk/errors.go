@@ -37,6 +37,21 @@ var (
 	ErrPortRefused = wharf.ErrRefused
 )
 
+// ErrEventOver is the error of a storage, alarm or container call made
+// while none of its object's events runs: from a goroutine an event
+// started, after that event ended. It matches ErrTimeout. Hand the work to
+// a later event instead (a channel it reads, an alarm).
+var ErrEventOver error = eventOver{}
+
+// eventOver is ErrEventOver's type: its own words, matching ErrTimeout.
+type eventOver struct{}
+
+func (eventOver) Error() string {
+	return "wharf: the object's event has ended: storage, alarm and container calls act for a running event"
+}
+
+func (eventOver) Is(target error) bool { return target == ErrTimeout }
+
 // ErrWouldBlock is returned by TryRead and TryWrite when the stream is not
 // ready; Select on the stream to wait for it.
 var ErrWouldBlock = errors.New("wharf: operation would block")

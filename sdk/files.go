@@ -83,7 +83,10 @@ func (e kindError) Error() string   { return e.err.Error() }
 func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 func (f *Files) open(o abi.FileOptions) (*Stream, error) {
-	ev := f.container.event()
+	ev, err := f.container.obj.current()
+	if err != nil {
+		return nil, err
+	}
 	h, err := ev.FileOpen(f.encode(o))
 	if err != nil {
 		return nil, pathError(o.Mode, o.Path, err)
@@ -179,7 +182,11 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 }
 
 func (f *Files) op(o abi.FileOptions, out any) error {
-	raw, err := f.container.event().FileOp(f.encode(o))
+	ev, err := f.container.obj.current()
+	if err != nil {
+		return err
+	}
+	raw, err := ev.FileOp(f.encode(o))
 	if err == nil && out != nil {
 		err = json.Unmarshal(raw, out)
 	}

@@ -25,7 +25,7 @@ import (
 // them); events of different objects run concurrently, many objects living
 // in one instance as ordinary Go values. Storage, container and alarm calls
 // act for the object's current event: made from a goroutine after the event
-// ended, the host refuses them. A failed event (a panic, a timeout) rolls
+// ended, they return ErrEventOver. A failed event (a panic, a timeout) rolls
 // back that event's storage writes; an instance that ends (a trap) loses the
 // in-memory state of its objects, which are constructed again from their
 // storage on their next event. The response to an event leaves only once
@@ -295,9 +295,10 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	if err := s.checkID(); err != nil {
 		return nil, err
 	}
-	return roundTrip(req, func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
+	resp, err := roundTrip(req, func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
 		return ev.ObjectFetch(s.ns, s.id, head, flags)
 	})
+	return resp, requestError(req, err)
 }
 
 // Call invokes an exported method of the object with args encoded as JSON
@@ -321,7 +322,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	ev := eventOf(ctx)
 	h, err := ev.ObjectCall(s.ns, s.id, method, data)
 	if err != nil {
-		return err
+		return fmt.Errorf("call %s: %w", method, err)
 	}
 	if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
 		ev.Close(h)
@@ -334,7 +335,10 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if result == nil {
 		return nil
 	}
-	return unmarshalJSON(out, result)
+	if err := unmarshalJSON(out, result); err != nil {
+		return fmt.Errorf("call %s: decoding its result: %w", method, err)
+	}
+	return nil
 }
 
 // calleeError is what a failed call's result says: the called object's own
@@ -370,7 +374,11 @@ type Entry struct {
 
 // Get returns the value of key and whether it exists.
 func (s *Storage) Get(key string) ([]byte, bool, error) {
-	v, err := s.obj.event().StorageGet(key)
+	ev, err := s.obj.current()
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := ev.StorageGet(key)
 	if errors.Is(err, abi.StatusNotFound) {
 		return nil, false, nil
 	}
@@ -383,7 +391,11 @@ func (s *Storage) GetMany(keys ...string) (map[string][]byte, error) {
 	for _, k := range keys {
 		b.Add(k, "")
 	}
-	raw, err := s.obj.event().StorageGetMany(b.Bytes())
+	ev, err := s.obj.current()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ev.StorageGetMany(b.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +407,13 @@ func (s *Storage) GetMany(keys ...string) (map[string][]byte, error) {
 }
 
 // Put stores value under key.
-func (s *Storage) Put(key string, value []byte) error { return s.obj.event().StoragePut(key, value) }
+func (s *Storage) Put(key string, value []byte) error {
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.StoragePut(key, value)
+}
 
 // PutMany stores all entries, or none if one is invalid.
 func (s *Storage) PutMany(entries map[string][]byte) error {
@@ -403,11 +421,21 @@ func (s *Storage) PutMany(entries map[string][]byte) error {
 	for k, v := range entries {
 		b.Add(k, string(v))
 	}
-	return s.obj.event().StoragePutMany(b.Bytes())
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.StoragePutMany(b.Bytes())
 }
 
 // Delete removes key and reports whether it existed.
-func (s *Storage) Delete(key string) (bool, error) { return s.obj.event().StorageDelete(key) }
+func (s *Storage) Delete(key string) (bool, error) {
+	ev, err := s.obj.current()
+	if err != nil {
+		return false, err
+	}
+	return ev.StorageDelete(key)
+}
 
 // DeleteMany removes keys and returns how many existed.
 func (s *Storage) DeleteMany(keys ...string) (int, error) {
@@ -415,7 +443,11 @@ func (s *Storage) DeleteMany(keys ...string) (int, error) {
 	for _, k := range keys {
 		b.Add(k, "")
 	}
-	return s.obj.event().StorageDeleteMany(b.Bytes())
+	ev, err := s.obj.current()
+	if err != nil {
+		return 0, err
+	}
+	return ev.StorageDeleteMany(b.Bytes())
 }
 
 // ListOptions select keys for List. Empty strings mean "not set".
@@ -440,7 +472,11 @@ func keyOpt(k string) []byte {
 func (s *Storage) List(o ListOptions) ([]Entry, error) {
 	opts := abi.ListOptions{Start: keyOpt(o.Start), StartAfter: keyOpt(o.StartAfter), End: keyOpt(o.End),
 		Prefix: keyOpt(o.Prefix), Reverse: o.Reverse, Limit: max(o.Limit, 0)}
-	raw, err := s.obj.event().StorageList(opts.Encode(nil))
+	ev, err := s.obj.current()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ev.StorageList(opts.Encode(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -452,34 +488,54 @@ func (s *Storage) List(o ListOptions) ([]Entry, error) {
 }
 
 // DeleteAll removes every key, every SQL table and the alarm.
-func (s *Storage) DeleteAll() error { return s.obj.event().StorageDeleteAll() }
+func (s *Storage) DeleteAll() error {
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.StorageDeleteAll()
+}
 
 // Transaction runs fn atomically: its writes are kept if it returns nil and
 // undone if it returns an error or panics.
 func (s *Storage) Transaction(fn func() error) (err error) {
-	if err := s.obj.event().StorageTransaction(abi.TxBegin); err != nil {
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	if err := ev.StorageTransaction(abi.TxBegin); err != nil {
 		return err
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.obj.event().StorageTransaction(abi.TxRollback)
+			ev.StorageTransaction(abi.TxRollback)
 			panic(p)
 		}
 		if err != nil {
-			s.obj.event().StorageTransaction(abi.TxRollback)
+			ev.StorageTransaction(abi.TxRollback)
 			return
 		}
-		err = s.obj.event().StorageTransaction(abi.TxCommit)
+		err = ev.StorageTransaction(abi.TxCommit)
 	}()
 	return fn()
 }
 
 // SetAlarm schedules the object's alarm (one per object) at t.
-func (s *Storage) SetAlarm(t time.Time) error { return s.obj.event().AlarmSet(t.UnixMilli()) }
+func (s *Storage) SetAlarm(t time.Time) error {
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.AlarmSet(t.UnixMilli())
+}
 
 // GetAlarm returns the scheduled alarm, if any.
 func (s *Storage) GetAlarm() (time.Time, bool, error) {
-	ms, err := s.obj.event().AlarmGet()
+	ev, err := s.obj.current()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	ms, err := ev.AlarmGet()
 	if errors.Is(err, abi.StatusNotFound) {
 		return time.Time{}, false, nil
 	}
@@ -490,4 +546,10 @@ func (s *Storage) GetAlarm() (time.Time, bool, error) {
 }
 
 // DeleteAlarm cancels the alarm.
-func (s *Storage) DeleteAlarm() error { return s.obj.event().AlarmDelete() }
+func (s *Storage) DeleteAlarm() error {
+	ev, err := s.obj.current()
+	if err != nil {
+		return err
+	}
+	return ev.AlarmDelete()
+}

@@ -73,7 +73,10 @@ func (c *Conn) Close() error { return errors.Join(c.W.Close(), c.R.Close()) }
 // Connect opens a raw TCP connection to the port. A port nobody listens on
 // gives an error matching ErrPortRefused.
 func (p *Port) Connect() (*Conn, error) {
-	ev := p.container.event()
+	ev, err := p.container.obj.current()
+	if err != nil {
+		return nil, err
+	}
 	r, w, err := ev.ContainerConnect(uint32(p.port))
 	if err != nil {
 		if errors.Is(err, abi.StatusRefused) {
@@ -91,12 +94,16 @@ func (p *Port) Connect() (*Conn, error) {
 // through the guest. req's URL may be a path or absolute (its host is the
 // Host header). Nothing listening gives ErrPortRefused.
 func (p *Port) Fetch(req *http.Request) (*http.Response, error) {
-	resp, err := roundTrip(req.WithContext(withEvent(req.Context(), p.container.event())),
+	ev, err := p.container.obj.current()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := roundTrip(req.WithContext(withEvent(req.Context(), ev)),
 		func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
 			return ev.ContainerFetch(uint32(p.port), head, flags)
 		})
 	if errors.Is(err, abi.StatusRefused) {
-		return nil, withSentinel(ErrPortRefused, err)
+		return nil, requestError(req, withSentinel(ErrPortRefused, err))
 	}
-	return resp, containerError(err, ErrInvalidArgument)
+	return resp, requestError(req, containerError(err, ErrInvalidArgument))
 }

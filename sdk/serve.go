@@ -173,6 +173,16 @@ func (o *object) event() wharf.Event {
 	return wharf.Event(o.ev.Load())
 }
 
+// current is the event the object serves now, for a storage, alarm or
+// container call; between its events (a goroutine an event started, still
+// running after it), ErrEventOver.
+func (o *object) current() (wharf.Event, error) {
+	if ev := o.event(); ev != 0 {
+		return ev, nil
+	}
+	return 0, ErrEventOver
+}
+
 // log logs on behalf of the object's current event.
 func (o *object) log(level int32, msg string) { o.event().Log(level, msg) }
 

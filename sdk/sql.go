@@ -40,7 +40,11 @@ func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 			b.Add(abi.SQLInt, string(num[:]))
 		}
 	}
-	raw, err := s.obj.event().SQLExec(query, b.Bytes())
+	ev, err := s.obj.current()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ev.SQLExec(query, b.Bytes())
 	if err != nil {
 		return nil, err
 	}

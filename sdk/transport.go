@@ -1,12 +1,13 @@
 package sdk
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk/internal/wharf"
@@ -22,6 +23,21 @@ type Transport struct{}
 // acts for that request's event; a deadline on its context bounds the wait.
 func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return roundTrip(req, wharf.Event.Fetch)
+}
+
+// requestError is err of a request sent as http.Client.Do sends it, naming
+// the method and URL once as Do does (`Get "URL": cause`): for Stub.Fetch
+// and Port.Fetch. roundTrip's own errors leave them out, as a
+// RoundTripper's do, since the client names them.
+func requestError(req *http.Request, err error) error {
+	if err == nil {
+		return nil
+	}
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	return &url.Error{Op: method[:1] + strings.ToLower(method[1:]), URL: req.URL.Redacted(), Err: err}
 }
 
 // errSendingBody begins the error of a request whose body could not be
@@ -82,9 +98,6 @@ func roundTrip(req *http.Request, start func(ev wharf.Event, head []byte, flags 
 	}
 	if err := waitContext(req.Context(), pending); err != nil {
 		ev.Close(pendingH)
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			err = fmt.Errorf("wharf: fetch %s: %w", req.URL.Redacted(), err)
-		}
 		return nil, err
 	}
 	respH, err := ev.FetchResult(pendingH)

@@ -127,7 +127,14 @@ func isReadOnly(q string) bool {
 
 func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args []any) (*Result, error) {
 	before := totalChanges(tx)
-	rows, err := tx.QueryContext(ctx, query, args...)
+	// Prepared first, so that database/sql checks the number of arguments
+	// (the driver alone would ignore extra ones).
+	stmt, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}

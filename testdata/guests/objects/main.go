@@ -149,7 +149,7 @@ func (s *Store) PutLater(args struct {
 	go func() {
 		time.Sleep(time.Duration(args.MS) * time.Millisecond)
 		err := s.state.Storage.Put(args.Key, []byte("too late"))
-		s.later <- fmt.Sprintf("put after the event: %v", err)
+		s.later <- fmt.Sprintf("put after the event: %v (ErrTimeout: %t)", err, errors.Is(err, sdk.ErrTimeout))
 	}()
 	return nil
 }
@@ -174,6 +174,17 @@ func (s *Store) CallSelf(name string) (int, error) {
 	var n int
 	err = stub.Call("Events", nil, &n)
 	return n, err
+}
+
+// GetAsNumber calls Get on the object named Name and decodes its string
+// result into an int, and returns the error that gives.
+func (s *Store) GetAsNumber(args struct{ Name, Key string }) (string, error) {
+	stub, err := stores.GetByName(args.Name)
+	if err != nil {
+		return "", err
+	}
+	var n int
+	return fmt.Sprint(stub.Call("Get", args.Key, &n)), nil
 }
 
 // Spin computes forever without calling the host.
