@@ -167,6 +167,13 @@ func NewClient(dataDir string) *Client {
 // ErrNotRunning is returned when no wharf serves the data directory.
 var ErrNotRunning = errors.New("no wharf serve is running with this data directory")
 
+// notRunning is ErrNotRunning for a failed dial of the socket, naming the
+// socket and the cause once: not the request's internal URL, nor the
+// socket again from the dial error.
+func (c *Client) notRunning(dial *net.OpError) error {
+	return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, dial.Err)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://wharf"+path, body)
 	if err != nil {
@@ -176,7 +183,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, err)
+			return nil, c.notRunning(op)
 		}
 		return nil, err
 	}
@@ -296,7 +303,11 @@ func (c *Client) stream(ctx context.Context, path string, w io.Writer) error {
 func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan [2]uint16) (int, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", c.socket)
 	if err != nil {
-		return 0, fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, err)
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return 0, c.notRunning(op)
+		}
+		return 0, err
 	}
 	defer conn.Close()
 	body, _ := json.Marshal(req)

@@ -27,6 +27,7 @@ import (
 	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/host/web"
+	"github.com/wharfhq/wharf/internal/jsonlog"
 	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
@@ -209,7 +210,7 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 	case "text":
 		return textlog.New(os.Stderr, opts), nil
 	case "json":
-		return slog.NewJSONHandler(os.Stderr, opts), nil
+		return jsonlog.New(os.Stderr, opts), nil
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -362,39 +361,76 @@ func (j *jsonToText) Write(p []byte) (int, error) {
 	}
 }
 
-// recordText formats one JSON record; the stack of a panic and a
-// command's output go on lines of their own.
+// recordText formats one JSON record; its attributes keep their order (the
+// plugin and request id first, as wharf serve writes them), a group's are
+// named group.member, and the stack of a panic and a command's output go
+// on lines of their own.
 func recordText(line []byte) string {
-	var rec map[string]any
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if dec.Decode(&rec) != nil {
+	var attrs []field
+	if err := jsonFields(line, "", func(f field) { attrs = append(attrs, f) }); err != nil {
 		return string(line) + "\n"
 	}
-	var b strings.Builder
-	msg := fmt.Sprint(rec[slog.MessageKey])
+	head := map[string]string{}
+	var b, lines strings.Builder
+	for _, f := range attrs {
+		switch {
+		case f.key == slog.TimeKey || f.key == slog.LevelKey || f.key == slog.MessageKey:
+			head[f.key] = f.value
+		case textlog.OnLines(f.key) && f.text:
+			lines.WriteString(textlog.IndentLines(f.value))
+		default:
+			fmt.Fprintf(&b, " %s=%s", quoteWord(f.key), quoteWord(f.value))
+		}
+	}
+	msg := head[slog.MessageKey]
 	if strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
 		msg = strconv.Quote(msg)
 	}
-	fmt.Fprintf(&b, "%v %v %s", rec[slog.TimeKey], rec[slog.LevelKey], msg)
-	keys := slices.Sorted(maps.Keys(rec))
-	for _, k := range keys {
-		switch k {
-		case slog.TimeKey, slog.LevelKey, slog.MessageKey:
+	return fmt.Sprintf("%s %s %s%s\n%s", head[slog.TimeKey], head[slog.LevelKey], msg, b.String(), lines.String())
+}
+
+// field is one attribute of a JSON record: its name, its value as text,
+// and whether the value was a JSON string.
+type field struct {
+	key, value string
+	text       bool
+}
+
+// jsonFields calls fn for each member of the JSON object data in order;
+// the members of a nested object (a group) are named prefix.group.member.
+func jsonFields(data []byte, prefix string, fn func(field)) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("not a JSON object")
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key := prefix + t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		if raw[0] == '{' {
+			if err := jsonFields(raw, key+".", fn); err != nil {
+				return err
+			}
 			continue
 		}
-		if textlog.OnLines(k) {
-			if _, ok := rec[k].(string); ok {
-				continue
-			}
+		var v any
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if err := d.Decode(&v); err != nil {
+			return err
 		}
-		fmt.Fprintf(&b, " %s=%s", quoteWord(k), quoteWord(fmt.Sprint(rec[k])))
-	}
-	b.WriteString("\n")
-	for _, k := range keys {
-		if text, ok := rec[k].(string); ok && textlog.OnLines(k) {
-			b.WriteString(textlog.IndentLines(text))
+		s, text := v.(string)
+		if !text {
+			s = fmt.Sprint(v)
 		}
+		fn(field{key: key, value: s, text: text})
 	}
-	return b.String()
+	return nil
 }

@@ -273,6 +273,17 @@ func TestTailTextPutsOutputOnLines(t *testing.T) {
 	assert.Equal(t, "T ERROR reload failed err=\"exit status 1\" plugin=p\n\t# p\n\t./main.go:3:1: bad\n", out.String())
 }
 
+// TestTailTextKeepsTheRecordsOrder: wharf tail's text format writes the
+// attributes in the order of the record, as wharf serve does (the plugin
+// and request id first), with a group's members named group.member.
+func TestTailTextKeepsTheRecordsOrder(t *testing.T) {
+	var out bytes.Buffer
+	w := &jsonToText{w: &out}
+	_, err := w.Write([]byte(`{"time":"T","level":"INFO","msg":"fetched","plugin":"p","request_id":"r1","url":"/x","req":{"method":"GET","n":2},"b":true}` + "\n" + `not json` + "\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "T INFO fetched plugin=p request_id=r1 url=/x req.method=GET req.n=2 b=true\nnot json\n", out.String())
+}
+
 // TestTailTextKeepsGuestWordsOnTheirLine: wharf tail's text format quotes a
 // name, a value or a message with a newline or a space in it, as wharf
 // serve's does: a guest's attribute cannot start a line that reads as
@@ -282,5 +293,5 @@ func TestTailTextKeepsGuestWordsOnTheirLine(t *testing.T) {
 	w := &jsonToText{w: &out}
 	_, err := w.Write([]byte(`{"time":"T","level":"INFO","msg":"m\nT ERROR forged","plugin":"p","k\nT ERROR forged plugin=q":"v","a":"x\ny","has space":"","e":""}` + "\n"))
 	require.NoError(t, err)
-	assert.Equal(t, `T INFO "m\nT ERROR forged" a="x\ny" e="" "has space"="" "k\nT ERROR forged plugin=q"=v plugin=p`+"\n", out.String())
+	assert.Equal(t, `T INFO "m\nT ERROR forged" plugin=p "k\nT ERROR forged plugin=q"=v a="x\ny" "has space"="" e=""`+"\n", out.String())
 }

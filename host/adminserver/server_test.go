@@ -3,6 +3,7 @@ package adminserver
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -338,4 +339,7 @@ func TestCloseRemovesSocket(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	_, err = admin.NewClient(dir).Containers(context.Background())
 	assert.ErrorIs(t, err, admin.ErrNotRunning)
+	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
+	_, err = admin.NewClient(dir).Exec(context.Background(), "APP", "x", admin.ExecRequest{Cmd: []string{"true"}}, nil, io.Discard, io.Discard, nil)
+	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
 }

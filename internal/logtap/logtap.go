@@ -7,6 +7,8 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+
+	"github.com/wharfhq/wharf/internal/jsonlog"
 )
 
 // Handler passes records to an inner handler and to the tap's listeners.
@@ -30,7 +32,7 @@ const backlog = 1024
 // there are some.
 func New(inner slog.Handler) (*Handler, *Tap) {
 	t := &Tap{listeners: map[chan []byte]struct{}{}}
-	return &Handler{inner: inner, json: slog.NewJSONHandler(t, &slog.HandlerOptions{Level: slog.LevelDebug}), tap: t}, t
+	return &Handler{inner: inner, json: jsonlog.New(t, &slog.HandlerOptions{Level: slog.LevelDebug}), tap: t}, t
 }
 
 // Listen returns a channel of JSON lines and a function that stops it.
