@@ -123,17 +123,26 @@ type Member struct {
 	done chan struct{}
 }
 
+// Check refuses a host name or a lease TTL that Join would refuse, without
+// connecting to anything.
+func (cfg Config) Check() error {
+	if err := CheckHostName(cfg.Name); err != nil {
+		return err
+	}
+	if cfg.TTL != 0 && (cfg.TTL < 2*time.Second || cfg.TTL > MaxTTL) {
+		return fmt.Errorf("cluster lease TTL %s: must be between 2s (etcd's minimum) and %s", cfg.TTL, MaxTTL)
+	}
+	return nil
+}
+
 // Join connects to etcd, takes a lease and registers the host. It fails if
 // another live host has the same name.
 func Join(ctx context.Context, cfg Config) (*Member, error) {
-	if err := CheckHostName(cfg.Name); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
-	}
-	if cfg.TTL < 2*time.Second || cfg.TTL > MaxTTL {
-		return nil, fmt.Errorf("cluster lease TTL %s: must be between 2s (etcd's minimum) and %s", cfg.TTL, MaxTTL)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

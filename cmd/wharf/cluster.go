@@ -60,8 +60,18 @@ type peerNode struct {
 	config *objects.ClusterConfig
 }
 
-// join listens for peers and joins the cluster; nil without --cluster.
-func (f *clusterFlags) join(ctx context.Context, plugin string, logger *slog.Logger) (*peerNode, error) {
+// peerSetup is a host's cluster settings, checked, with its peer server's
+// address taken: everything --cluster's flags can get wrong is refused
+// before a build, while joining (which makes the host a member that others
+// send events to) waits until its plugin is loaded.
+type peerSetup struct {
+	config               cluster.Config
+	serverTLS, clientTLS *tls.Config
+	ln                   net.Listener
+}
+
+// prepare checks the flags and listens for peers; nil without --cluster.
+func (f *clusterFlags) prepare(plugin string) (*peerSetup, error) {
 	if f.cluster == "" {
 		return nil, nil
 	}
@@ -75,12 +85,16 @@ func (f *clusterFlags) join(ctx context.Context, plugin string, logger *slog.Log
 			return nil, fmt.Errorf("--cluster-name: %w", err)
 		}
 	}
+	cfg := cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, TTL: f.ttl}
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	serverTLS, clientTLS, err := cluster.PeerTLS(f.certs, name)
 	if err != nil {
 		return nil, err
 	}
-	advertise := f.advertise
-	if advertise == "" {
+	cfg.Advertise = f.advertise
+	if cfg.Advertise == "" {
 		h, port, err := net.SplitHostPort(f.listen)
 		if err != nil {
 			return nil, fmt.Errorf("--cluster-listen %q: %w", f.listen, err)
@@ -88,27 +102,45 @@ func (f *clusterFlags) join(ctx context.Context, plugin string, logger *slog.Log
 		if h == "" || net.ParseIP(h).IsUnspecified() {
 			h = name // other hosts reach this one by its name
 		}
-		advertise = net.JoinHostPort(h, port)
+		cfg.Advertise = net.JoinHostPort(h, port)
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen: %w", err)
 	}
-	m, err := cluster.Join(ctx, cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, Advertise: advertise, TTL: f.ttl, Logger: logger})
+	return &peerSetup{config: cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln}, nil
+}
+
+// join joins the cluster; nil without --cluster. The peer node it returns
+// owns the peer listener.
+func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, error) {
+	if s == nil {
+		return nil, nil
+	}
+	cfg := s.config
+	cfg.Logger = logger
+	m, err := cluster.Join(ctx, cfg)
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
 	peers := &http.Client{Transport: &http.Transport{
-		DialTLSContext:    peerDialer(m, clientTLS),
+		DialTLSContext:    peerDialer(m, s.clientTLS),
 		ForceAttemptHTTP2: true,
 		// A peer that stops answering (frozen, cut off) fails the events
 		// under way within seconds instead of holding them.
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}}
-	srv := &http.Server{TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("joined the cluster", "host", name, "peer_address", advertise, "etcd", strings.Join(endpoints, ","))
-	return &peerNode{member: m, ln: ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}}, nil
+	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("joined the cluster", "host", cfg.Name, "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
+	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}}, nil
+}
+
+// release closes the peer listener if the host did not join (a failed
+// build, load or join); closing it again after is harmless.
+func (s *peerSetup) release() {
+	if s != nil {
+		s.ln.Close()
+	}
 }
 
 // peerDialer connects to a host by its name (URLs name hosts, not

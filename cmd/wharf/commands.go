@@ -281,6 +281,16 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		}
 		defer metricsLn.Close()
 	}
+	// So are bad --cluster flags and a bad --registry-auth file.
+	setup, err := f.clusterFlags.prepare(m.Name)
+	if err != nil {
+		return err
+	}
+	defer setup.release()
+	reg, err := f.load()
+	if err != nil {
+		return err
+	}
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
 		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
@@ -288,12 +298,8 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 			return err
 		}
 	}
-	reg, err := f.load()
-	if err != nil {
-		return err
-	}
 	start := time.Now()
-	peer, err := f.clusterFlags.join(ctx, m.Name, logger)
+	peer, err := setup.join(ctx, logger)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/admin"
+	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -102,6 +103,32 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	_, err = run(t, "serve", helloPlugin(t), "--listen", freeAddr(t), "--metrics-listen", ln.Addr().String(), "--data-dir", data)
 	assert.ErrorContains(t, err, "--metrics-listen: listen tcp "+ln.Addr().String()+": bind: address already in use")
 	assert.NoDirExists(t, filepath.Join(data, "cache"), "nothing was compiled")
+
+	// Bad --cluster flags and a missing --registry-auth file: refused
+	// before go build too, and before the host joins a cluster (the etcd
+	// endpoint, on loopback, is never dialled).
+	certs := t.TempDir()
+	joining := []string{"--cluster", "etcd=127.0.0.1:1", "--cluster-name", "h1", "--cluster-certs", certs}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster", "nonsense"}, `--cluster: want etcd=<endpoint>[,<endpoint>...], got "nonsense"`},
+		{append(joining, "--cluster-name", "bad name"), `cluster host name "bad name": use letters`},
+		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
+		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},
+		{append(joining, "--cluster-listen", ln.Addr().String()), "--cluster-listen: listen tcp " + ln.Addr().String() + ": bind: address already in use"},
+		{[]string{"--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "missing.json"},
+	} {
+		if strings.Contains(tc.want, "--cluster-listen") { // with good certificates
+			require.NoError(t, cluster.InitCA(certs))
+			require.NoError(t, cluster.IssueHost(certs, "h1"))
+		}
+		_, err = run(t, append([]string{"serve", source, "--listen", freeAddr(t), "--data-dir", data}, tc.args...)...)
+		assert.ErrorContains(t, err, tc.want, "%q", tc.args)
+	}
+	wasms, _ = filepath.Glob(filepath.Join(source, ".wharf", "build", "*"))
+	assert.Empty(t, wasms, "nothing was built")
 
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "still mine") }))
 	resp, err := http.Get("http://" + ln.Addr().String() + "/")
