@@ -187,6 +187,15 @@ persistent_dirs = ["/workspace"]
 `, data)
 	w.mustCall(t, "SLEEPER", "u", "Start", nil)
 	assert.Equal(t, "1000\nwritten\n", w.callString(t, "SLEEPER", "u", "Run", "id -u; echo written > /workspace/f && cat /workspace/f"))
+
+	// Asked from a goroutine after its event, the state of a running
+	// container is ErrEventOver: not a wait for its exit (Running said no
+	// for want of an event, and Monitor waited outside events).
+	w.mustCall(t, "SLEEPER", "u", "StateLater", nil)
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, `"" wharf: the object's event has ended: storage, alarm and container calls act for a running event (ErrEventOver: true)`,
+		w.callString(t, "SLEEPER", "u", "StateReceived", nil))
+	assert.Equal(t, "healthy", w.status(t, "SLEEPER", "u"), "the container still runs")
 	w.stop()
 	assertNoLeftovers(t, data)
 }

@@ -492,6 +492,7 @@ func TestObjectSQL(t *testing.T) {
 	code, body = w.call(t, "STORE", "db", "SQL", []any{"SELECT * FROM _wharf_kv"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "reserved")
+	assert.Equal(t, "null", w.mustCall(t, "STORE", "db", "SQL", []any{"-- only a note"}), "a text without a statement answers no rows (it crashed the host)")
 	w.mustCall(t, "STORE", "db", "TxFail", "txkey")
 }
 

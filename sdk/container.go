@@ -125,9 +125,14 @@ func (c *Container) Start(opts StartOptions) error {
 		EnableInternet: opts.EnableInternet, Secrets: opts.Secrets, Labels: labelPairs(opts.Labels)}.Encode(nil))
 }
 
-// Running reports whether the container's main process runs.
+// Running reports whether the container's main process runs. Asked
+// between the object's events, it cannot tell, and says false.
 func (c *Container) Running() bool {
-	ok, _ := c.event().ContainerRunning()
+	ev, err := c.obj.current()
+	if err != nil {
+		return false
+	}
+	ok, _ := ev.ContainerRunning()
 	return ok
 }
 

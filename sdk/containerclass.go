@@ -153,7 +153,11 @@ func (c *ContainerClass) config() (*classConfig, error) {
 	if c.cfg != nil {
 		return c.cfg, nil
 	}
-	raw, err := c.st.Container.event().ContainerConfig()
+	ev, err := c.st.Container.obj.current()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ev.ContainerConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +236,11 @@ func (c *ContainerClass) refresh() (*containerRecord, error) {
 	case StateRunning, StateHealthy, StateStopping:
 	default:
 		return rec, nil
+	}
+	// Between events Running cannot tell, and Monitor would wait for the
+	// next exit.
+	if _, err := c.st.Container.obj.current(); err != nil {
+		return nil, err
 	}
 	if c.st.Container.Running() {
 		return rec, nil

@@ -432,5 +432,8 @@ func jsonFields(data []byte, prefix string, fn func(field)) error {
 		}
 		fn(field{key: key, value: s, text: text})
 	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') { // More is false at the end of a cut line too
+		return fmt.Errorf("not a whole JSON object")
+	}
 	return nil
 }

@@ -284,6 +284,19 @@ func TestTailTextKeepsTheRecordsOrder(t *testing.T) {
 	assert.Equal(t, "T INFO fetched plugin=p request_id=r1 url=/x req.method=GET req.n=2 b=true\nnot json\n", out.String())
 }
 
+// TestTailTextWritesACutRecordAsItIs: a line that is not a whole JSON
+// object (cut short, say) is written as it is, not as a record of the
+// members read before its end.
+func TestTailTextWritesACutRecordAsItIs(t *testing.T) {
+	for _, line := range []string{`{`, `{"time":"T","level":"INFO","msg":"m"`, `{"time":"T","level":"INFO","msg":"m","g":{"a":1}`, `{"time":"T","msg":`, `[1]`, `null`, ``} {
+		var out bytes.Buffer
+		w := &jsonToText{w: &out}
+		_, err := w.Write([]byte(line + "\n"))
+		require.NoError(t, err)
+		assert.Equal(t, line+"\n", out.String())
+	}
+}
+
 // TestTailTextKeepsGuestWordsOnTheirLine: wharf tail's text format quotes a
 // name, a value or a message with a newline or a space in it, as wharf
 // serve's does: a guest's attribute cannot start a line that reads as

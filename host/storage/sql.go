@@ -127,18 +127,11 @@ func isReadOnly(q string) bool {
 
 func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args []any) (*Result, error) {
 	before := totalChanges(tx)
-	// Prepared first, so that database/sql checks the number of arguments
-	// (the driver alone would ignore extra ones).
-	stmt, err := tx.PrepareContext(ctx, query)
+	rows, done, err := queryRows(ctx, tx, query, args)
 	if err != nil {
 		return nil, err
 	}
-	defer stmt.Close()
-	rows, err := stmt.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+	defer done()
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, err
@@ -175,6 +168,36 @@ func (d *DB) query(ctx context.Context, tx *sql.Tx, query string, args []any) (*
 	res.RowsRead = len(res.Rows)
 	res.RowsWritten = totalChanges(tx) - before
 	return res, nil
+}
+
+// queryRows runs query; done closes what it used, after the rows. With
+// arguments, query is prepared first, so that database/sql checks their
+// number (the driver alone ignores extra ones); without, the driver runs
+// it: it answers a text SQLite makes no statement of (blank, only comments
+// or ';'), which a prepared statement would pass to SQLite as a null
+// statement, crashing the process. (With arguments, such a text fails the
+// count, 0 expected, before it runs.) Semicolons ending the statement are
+// left out: the driver would run what follows the first as a statement of
+// its own, whose rows (none) would replace this one's.
+func queryRows(ctx context.Context, tx *sql.Tx, query string, args []any) (rows *sql.Rows, done func(), err error) {
+	query = strings.TrimRight(query, " \t\r\n;")
+	if len(args) == 0 {
+		rows, err = tx.QueryContext(ctx, query)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = stmt.QueryContext(ctx, args...)
+	if err != nil {
+		stmt.Close()
+		return nil, nil, err
+	}
+	return rows, func() { rows.Close(); stmt.Close() }, nil
 }
 
 func totalChanges(tx *sql.Tx) int64 {

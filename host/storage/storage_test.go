@@ -266,6 +266,25 @@ func TestSQL(t *testing.T) {
 	_, err = d.Exec("ATTACH DATABASE 'x' AS y")
 	assert.ErrorContains(t, err, "ATTACH is not allowed")
 
+	// A text SQLite makes no statement of answers no rows (a prepared one
+	// would crash the process in the driver); with arguments, it expects
+	// none. A statement's rows are not lost to the semicolons ending it.
+	for _, q := range []string{"", "  \n", "-- a note", "/* a note */", ";", "\x00SELECT 1"} {
+		r, err = d.Exec(q)
+		require.NoError(t, err, "%q", q)
+		assert.Empty(t, r.Rows, "%q", q)
+		_, err = d.Exec(q, 1)
+		assert.ErrorContains(t, err, "sql: expected 0 arguments, got 1", "%q", q)
+	}
+	r, err = d.Exec("SELECT 1;;")
+	require.NoError(t, err)
+	assert.Equal(t, [][]any{{int64(1)}}, r.Rows)
+	r, err = d.Exec("SELECT ?1 + ?1, :x;\n;", 2, "x")
+	require.NoError(t, err)
+	assert.Equal(t, [][]any{{int64(4), "x"}}, r.Rows, "a numbered or named parameter used twice is one argument")
+	_, err = d.Exec("SELECT ?", 1, 2)
+	assert.ErrorContains(t, err, "sql: expected 1 arguments, got 2")
+
 	// A failing multi-row statement leaves nothing behind.
 	_, err = d.Exec("INSERT INTO t (id, name) VALUES (10, 'x'), (1, 'dup')")
 	assert.ErrorContains(t, err, "UNIQUE constraint failed")

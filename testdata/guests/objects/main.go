@@ -634,6 +634,8 @@ func outboundHandlers() {
 type Web struct {
 	sdk.ContainerClass
 	st *sdk.ObjectState
+	// later carries what StateLater's goroutine got (StateReceived).
+	later chan string
 }
 
 const webScript = `mkdir -p /www; httpd -p 8080 -h /www; (sleep 0.5; echo ok > /www/ready) &
@@ -687,6 +689,28 @@ func (w *Web) Run(script string) (string, error) {
 // StartWithSecret starts the raw container with one SDK secret.
 func (w *Web) StartWithSecret(name string) error {
 	return w.st.Container.Start(sdk.StartOptions{Entrypoint: []string{"sleep", "3600"}, Secrets: []string{name}})
+}
+
+// StateLater starts a goroutine that asks for the state after the event
+// ended; StateReceived returns what it got.
+func (w *Web) StateLater() error {
+	w.later = make(chan string, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		st, err := w.State()
+		w.later <- fmt.Sprintf("%q %v (ErrEventOver: %t)", st.Status, err, errors.Is(err, sdk.ErrEventOver))
+	}()
+	return nil
+}
+
+// StateReceived returns what StateLater's goroutine got.
+func (w *Web) StateReceived() (string, error) {
+	select {
+	case v := <-w.later:
+		return v, nil
+	case <-time.After(3 * time.Second):
+		return "", errors.New("State has not returned")
+	}
 }
 
 // Wipe deletes the object's storage (and so its persistent directories).
