@@ -90,7 +90,11 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 	var timer <-chan time.Time
 	var changed string
 	manifestChanged := false
-	wasm, next := m.WasmPath(), m.WasmPath()+".next"
+	// The next build has the module's own name, in a directory of its
+	// own, so that what its load says (a refused binding, a trap) names
+	// the module the user knows.
+	wasm := m.WasmPath()
+	next := filepath.Join(filepath.Dir(wasm), "next", filepath.Base(wasm))
 	stopCompile := func() {}
 	defer func() { stopCompile() }()
 	var compiled *atomic.Bool // the served build's compile succeeded; nil: it was loaded compiled
