@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -167,11 +168,16 @@ func NewClient(dataDir string) *Client {
 // ErrNotRunning is returned when no wharf serves the data directory.
 var ErrNotRunning = errors.New("no wharf serve is running with this data directory")
 
-// notRunning is ErrNotRunning for a failed dial of the socket, naming the
-// socket and the cause once: not the request's internal URL, nor the
-// socket again from the dial error.
-func (c *Client) notRunning(dial *net.OpError) error {
-	return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, dial.Err)
+// dialError is the error of a failed dial of the socket, naming the socket
+// and the cause once (not the request's internal URL, nor the socket again
+// from the dial error): ErrNotRunning when nothing listens there (no
+// socket, or one a crash left), else what stopped the dial (a socket this
+// user may not use, say).
+func (c *Client) dialError(dial *net.OpError) error {
+	if errors.Is(dial.Err, syscall.ENOENT) || errors.Is(dial.Err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, dial.Err)
+	}
+	return fmt.Errorf("reaching wharf serve at %s: %w", c.socket, dial.Err)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
@@ -183,7 +189,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, c.notRunning(op)
+			return nil, c.dialError(op)
 		}
 		return nil, err
 	}
@@ -305,7 +311,7 @@ func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {
-			return 0, c.notRunning(op)
+			return 0, c.dialError(op)
 		}
 		return 0, err
 	}

@@ -342,4 +342,12 @@ func TestCloseRemovesSocket(t *testing.T) {
 	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
 	_, err = admin.NewClient(dir).Exec(context.Background(), "APP", "x", admin.ExecRequest{Cmd: []string{"true"}}, nil, io.Discard, io.Discard, nil)
 	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
+
+	// A socket that cannot be reached for another reason says so (here the
+	// data directory is a file; a socket of another user is the same).
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	_, err = admin.NewClient(file).Containers(context.Background())
+	assert.NotErrorIs(t, err, admin.ErrNotRunning)
+	assert.Equal(t, "reaching wharf serve at "+admin.SocketPath(file)+": connect: not a directory", err.Error())
 }
