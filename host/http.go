@@ -340,6 +340,13 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 	return req, cancel, nil
 }
 
+// sameURL reports whether written, a URL as an http.Client error writes it
+// (its password replaced), is u.
+func sameURL(written string, u *url.URL) bool {
+	w, err := url.Parse(written)
+	return err == nil && w.Scheme == u.Scheme && w.Host == u.Host && w.Path == u.Path && w.RawQuery == u.RawQuery
+}
+
 func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
 	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", s.client, nil)
@@ -383,9 +390,10 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 			}
 			// The cause alone, without the client's *url.Error and its
 			// `Get "URL": `: the guest's side names the request once (its
-			// http.Client, or the SDK's Stub.Fetch and Port.Fetch).
+			// http.Client, or the SDK's Stub.Fetch and Port.Fetch). Kept
+			// when it names a redirect's URL, which the guest never saw.
 			var ue *url.Error
-			if errors.As(err, &ue) {
+			if errors.As(err, &ue) && sameURL(ue.URL, req.URL) {
 				err = ue.Err
 			}
 			p.Resolve(nil, fmt.Errorf("%w: %w", status, err))
