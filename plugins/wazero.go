@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
@@ -265,7 +266,8 @@ func (m *wazeroModule) Instantiate(ctx context.Context, cfg InstanceConfig) (Mod
 		WithRandSource(cryptoRand{})
 	inst := &wazeroInstance{data: cfg.Data, funcs: map[string]api.Function{},
 		stdout: cfg.Stdout, stderr: cfg.Stderr, fds: descriptorsOr(cfg.Descriptors), act: activityOr(cfg.activity)}
-	mod, err := m.runtime.InstantiateModule(context.WithValue(ctx, callerKey{}, inst), m.compiled, mc)
+	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, callerKey{}, inst), experimental.MemoryAllocatorFunc(allocateMapped))
+	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, mc)
 	if err != nil {
 		return nil, err
 	}
