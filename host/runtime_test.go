@@ -249,3 +249,16 @@ func TestStorageAfterItsEventIsRefused(t *testing.T) {
 	assert.NotEqual(t, 200, code)
 	assert.Equal(t, `call Get: no key "k"`, body, "the late write was not made")
 }
+
+// TestObjectLoggerNamesTheObject: an object's Logger tags a line with its
+// event's request id without a context, and names the object's class and
+// id when the line is made between its events, so that wharf tail --class
+// and --object find both.
+func TestObjectLoggerNamesTheObject(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "STORE", "talker", "LogBoth", "w1")
+	require.Eventually(t, func() bool { return strings.Contains(w.logs.String(), "after the event") }, 5*time.Second, 10*time.Millisecond)
+	logs := w.logs.String()
+	assert.Regexp(t, `msg="in the event" plugin=objects request_id=Store#[0-9a-f]{8}-\d+ word=w1`, logs)
+	assert.Regexp(t, `msg="after the event" plugin=objects class=Store object=[0-9a-f]{64} word=w1`, logs)
+}

@@ -22,7 +22,7 @@ func TestLogRecordsKeepTheirAttributes(t *testing.T) {
 	r.AddAttrs(slog.Duration("took", 1500*time.Millisecond), slog.Group("user", "name", "ann", "admin", true),
 		slog.Attr{}, slog.Group("", slog.String("inline", "yes")))
 	var got []string
-	require.NoError(t, abi.RangeFields(h.(logHandler).encode(r), func(name, value []byte) bool {
+	require.NoError(t, abi.RangeFields(h.(logHandler).encode(r, nil), func(name, value []byte) bool {
 		got = append(got, string(name)+"="+string(value))
 		return true
 	}))
@@ -36,7 +36,7 @@ func TestLogRecordTimesReadAsSlogWritesThem(t *testing.T) {
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, "m", 0)
 	r.AddAttrs(slog.Time("at", time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)), slog.Any("t", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 3600))))
 	var got []string
-	require.NoError(t, abi.RangeFields(logHandler{}.encode(r), func(name, value []byte) bool {
+	require.NoError(t, abi.RangeFields(logHandler{}.encode(r, nil), func(name, value []byte) bool {
 		got = append(got, string(name)+"="+string(value))
 		return true
 	}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"runtime/debug"
@@ -41,6 +42,11 @@ type ObjectState struct {
 	Storage *Storage
 	// Container is the object's container, if its class has one.
 	Container *Container
+	// Logger is Logger for the object: its lines carry the request id of
+	// the object's current event without a context (an alarm, a method),
+	// and name the object's class and id when made between its events
+	// (from a goroutine), so wharf tail --class and --object find them.
+	Logger *slog.Logger
 }
 
 // Constructor makes an object from its state. The object may implement
@@ -83,6 +89,7 @@ func construct(ev wharf.Event, h uint32) (status int32) {
 	defer o.ev.Store(0)
 	st := &ObjectState{Storage: &Storage{obj: o}, Container: &Container{obj: o}}
 	o.state = st
+	st.Logger = slog.New(logHandler{obj: o})
 	abi.RangeFields(string(raw), func(n, v string) bool {
 		switch n {
 		case abi.FieldClass:

@@ -332,19 +332,34 @@ var Logger = slog.New(logHandler{})
 type logHandler struct {
 	pairs  []string // name, value, … of WithAttrs, named within their groups
 	prefix string   // the groups open for attributes to come: "g." each
+	// obj is the object of an ObjectState.Logger: a line whose context
+	// names no event is for the object's current event; between its
+	// events, it names the object (class and object attributes).
+	obj *object
 }
 
 func (logHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
-	eventOf(ctx).LogRecord(int32(r.Level), h.encode(r))
+	ev := eventOf(ctx)
+	var self []string
+	if ev == 0 && h.obj != nil {
+		if ev = h.obj.event(); ev == 0 {
+			self = []string{"class", h.obj.state.Class, "object", h.obj.state.ID}
+		}
+	}
+	ev.LogRecord(int32(r.Level), h.encode(r, self))
 	return nil
 }
 
-// encode is r as log_record's field list.
-func (h logHandler) encode(r slog.Record) []byte {
+// encode is r as log_record's field list, after the name, value pairs of
+// self.
+func (h logHandler) encode(r slog.Record, self []string) []byte {
 	b := abi.NewFieldsBuilder(nil)
 	b.Add(abi.FieldMessage, r.Message)
+	for i := 0; i < len(self); i += 2 {
+		b.Add(self[i], self[i+1])
+	}
 	for i := 0; i < len(h.pairs); i += 2 {
 		b.Add(h.pairs[i], h.pairs[i+1])
 	}
@@ -387,12 +402,12 @@ func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	for _, a := range as {
 		addAttr(func(name, value string) { pairs = append(pairs, name, value) }, h.prefix, a)
 	}
-	return logHandler{pairs: pairs, prefix: h.prefix}
+	return logHandler{pairs: pairs, prefix: h.prefix, obj: h.obj}
 }
 
 func (h logHandler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
-	return logHandler{pairs: h.pairs, prefix: h.prefix + name + "."}
+	return logHandler{pairs: h.pairs, prefix: h.prefix + name + ".", obj: h.obj}
 }

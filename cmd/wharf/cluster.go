@@ -31,9 +31,12 @@ type clusterFlags struct {
 	advertise string
 	certs     string
 	ttl       time.Duration
+	// flags is where they were registered, to tell which were given.
+	flags *pflag.FlagSet
 }
 
 func (f *clusterFlags) register(fs *pflag.FlagSet) {
+	f.flags = fs
 	fs.StringVar(&f.cluster, "cluster", "", "join a cluster: etcd=<endpoint>[,<endpoint>...] (etcd's client URLs)")
 	fs.StringVar(&f.name, "cluster-name", "", "this host's name in the cluster (default: the machine's hostname)")
 	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
@@ -48,7 +51,20 @@ func (f *clusterFlags) endpoints() ([]string, error) {
 	if !ok || strings.TrimSpace(v) == "" {
 		return nil, fmt.Errorf("--cluster: want etcd=<endpoint>[,<endpoint>...], got %q", f.cluster)
 	}
-	return strings.Split(v, ","), nil
+	endpoints := strings.Split(v, ",")
+	for _, e := range endpoints {
+		hostPort := e
+		if scheme, rest, ok := strings.Cut(e, "://"); ok {
+			if scheme != "http" && scheme != "https" {
+				return nil, fmt.Errorf("--cluster: etcd endpoint %q: want host:port or an http:// or https:// URL", e)
+			}
+			hostPort = strings.TrimSuffix(rest, "/")
+		}
+		if _, _, err := net.SplitHostPort(hostPort); err != nil {
+			return nil, fmt.Errorf("--cluster: etcd endpoint %q: want host:port or an http:// or https:// URL", e)
+		}
+	}
+	return endpoints, nil
 }
 
 // peerNode is this host's side of a cluster: its membership and its peer
@@ -70,9 +86,16 @@ type peerSetup struct {
 	ln                   net.Listener
 }
 
-// prepare checks the flags and listens for peers; nil without --cluster.
-func (f *clusterFlags) prepare(plugin string) (*peerSetup, error) {
+// check refuses flags that cannot work, touching nothing: a --cluster-*
+// flag without --cluster, a bad --cluster, host name or TTL. It returns
+// the cluster's settings, without the peer address; nil without --cluster.
+func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if f.cluster == "" {
+		for _, name := range []string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl"} {
+			if f.flags.Changed(name) {
+				return nil, fmt.Errorf("--%s needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone", name)
+			}
+		}
 		return nil, nil
 	}
 	endpoints, err := f.endpoints()
@@ -85,10 +108,17 @@ func (f *clusterFlags) prepare(plugin string) (*peerSetup, error) {
 			return nil, fmt.Errorf("--cluster-name: %w", err)
 		}
 	}
-	cfg := cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, TTL: f.ttl}
-	if err := cfg.Check(); err != nil {
-		return nil, err
+	cfg := &cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, TTL: f.ttl}
+	return cfg, cfg.Check()
+}
+
+// prepare reads the host's certificates and listens for peers; nil
+// without --cluster (cfg nil).
+func (f *clusterFlags) prepare(cfg *cluster.Config) (*peerSetup, error) {
+	if cfg == nil {
+		return nil, nil
 	}
+	name := cfg.Name
 	serverTLS, clientTLS, err := cluster.PeerTLS(f.certs, name)
 	if err != nil {
 		return nil, err
@@ -108,7 +138,7 @@ func (f *clusterFlags) prepare(plugin string) (*peerSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen: %w", err)
 	}
-	return &peerSetup{config: cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln}, nil
+	return &peerSetup{config: *cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln}, nil
 }
 
 // join joins the cluster; nil without --cluster. The peer node it returns

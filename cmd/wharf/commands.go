@@ -240,6 +240,10 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		}
 		m.Limits.Engine = f.engine
 	}
+	clusterCfg, err := f.clusterFlags.check(m.Name) // before the data directory's lock, which a running wharf holds
+	if err != nil {
+		return err
+	}
 	raiseGOMAXPROCS(m.Limits.Instances)
 	dataDir := f.dataDir
 	if dataDir == "" {
@@ -281,8 +285,8 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		}
 		defer metricsLn.Close()
 	}
-	// So are bad --cluster flags and a bad --registry-auth file.
-	setup, err := f.clusterFlags.prepare(m.Name)
+	// So are missing cluster certificates and a bad --registry-auth file.
+	setup, err := f.clusterFlags.prepare(clusterCfg)
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,10 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 		want string
 	}{
 		{[]string{"--cluster", "nonsense"}, `--cluster: want etcd=<endpoint>[,<endpoint>...], got "nonsense"`},
+		{[]string{"--cluster", "etcd=ftp://127.0.0.1:1"}, `--cluster: etcd endpoint "ftp://127.0.0.1:1": want host:port or an http:// or https:// URL`},
+		{[]string{"--cluster", "etcd=127.0.0.1"}, `--cluster: etcd endpoint "127.0.0.1": want host:port`},
+		{[]string{"--cluster-name", "h1"}, "--cluster-name needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone"},
+		{[]string{"--cluster-ttl", "10s"}, "--cluster-ttl needs --cluster"},
 		{append(joining, "--cluster-name", "bad name"), `cluster host name "bad name": use letters`},
 		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
 		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},

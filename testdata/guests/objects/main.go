@@ -154,6 +154,17 @@ func (s *Store) PutLater(args struct {
 	return nil
 }
 
+// LogBoth logs word through the object's Logger in its event, then from a
+// goroutine after it.
+func (s *Store) LogBoth(word string) error {
+	s.state.Logger.Info("in the event", "word", word)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.state.Logger.Info("after the event", "word", word)
+	}()
+	return nil
+}
+
 // Received waits for what Later's goroutine sends.
 func (s *Store) Received() (string, error) {
 	select {
