@@ -163,19 +163,24 @@ func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 
 // target reads the (binding, binding_len, id) arguments that start
 // object_fetch and object_call.
-func (s *services) target(mem plugins.Memory, a []uint64) (*objects.Namespace, string, error) {
+// An event calling its own object is refused at once: the call would wait
+// for an event queued behind the caller's own, until the deadline.
+func (s *services) target(g *guest, mem plugins.Memory, a []uint64) (*objects.Namespace, string, error) {
 	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return nil, "", err
 	}
 	id, err := objectIDArg(mem, ns, u32(a[2]))
+	if err == nil && g.object != nil && g.object.obj.Class() == ns.Class() && g.object.obj.ID() == id {
+		err = fmt.Errorf("%w: %s#%s called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly", abi.StatusInvalid, ns.Class(), id[:8])
+	}
 	return ns, id, err
 }
 
 // objectFetch is object_fetch(ns, ns_len, id, head, head_len, flags,
 // body_out, pending_out): like fetch, to a Durable Object.
 func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	ns, id, err := s.target(mem, a)
+	ns, id, err := s.target(g, mem, a)
 	if err != nil {
 		return err
 	}
@@ -207,7 +212,7 @@ func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Me
 }
 
 func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	ns, id, err := s.target(mem, a)
+	ns, id, err := s.target(g, mem, a)
 	if err != nil {
 		return err
 	}

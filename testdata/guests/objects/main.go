@@ -175,15 +175,15 @@ func (s *Store) Received() (string, error) {
 	}
 }
 
-// CallSelf calls the object named name (itself, for a deadlock) and
-// returns its event count.
-func (s *Store) CallSelf(name string) (int, error) {
+// CallSelf calls the object named name (itself, refused) on behalf of
+// its event and returns its event count.
+func (s *Store) CallSelf(ctx context.Context, name string) (int, error) {
 	stub, err := stores.GetByName(name)
 	if err != nil {
 		return 0, err
 	}
 	var n int
-	err = stub.Call("Events", nil, &n)
+	err = stub.CallContext(ctx, "Events", nil, &n)
 	return n, err
 }
 
