@@ -174,10 +174,17 @@ var ErrNotRunning = errors.New("no wharf serve is running with this data directo
 // socket, or one a crash left), else what stopped the dial (a socket this
 // user may not use, say).
 func (c *Client) dialError(dial *net.OpError) error {
-	if errors.Is(dial.Err, syscall.ENOENT) || errors.Is(dial.Err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%w (%s): %w", ErrNotRunning, c.socket, dial.Err)
+	socket, err := filepath.Abs(c.socket) // the client may dial it relative
+	if err != nil {
+		socket = c.socket
 	}
-	return fmt.Errorf("reaching wharf serve at %s: %w", c.socket, dial.Err)
+	switch {
+	case errors.Is(dial.Err, syscall.ENOENT):
+		return fmt.Errorf("%w: no socket at %s", ErrNotRunning, socket)
+	case errors.Is(dial.Err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w: nothing listens on %s", ErrNotRunning, socket)
+	}
+	return fmt.Errorf("reaching wharf serve at %s: %w", socket, dial.Err)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
@@ -427,8 +434,16 @@ func (f TailFilter) Match(line []byte) bool {
 	return true
 }
 
+// ErrHostStopped is Tail's error when the host stopped while it followed
+// the log.
+var ErrHostStopped = errors.New("wharf serve stopped")
+
 // Tail copies the host's log lines that pass f to w as JSON lines until
-// ctx ends or the host stops.
+// ctx ends (nil) or the host stops (ErrHostStopped).
 func (c *Client) Tail(ctx context.Context, f TailFilter, w io.Writer) error {
-	return c.stream(ctx, "/v1/tail?"+f.Query().Encode(), w)
+	err := c.stream(ctx, "/v1/tail?"+f.Query().Encode(), w)
+	if ctx.Err() == nil && (err == nil || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return ErrHostStopped // the stream has no end of its own
+	}
+	return err
 }

@@ -2,13 +2,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+
+	"github.com/wharfhq/wharf/admin"
 )
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "wharf:", err)
+		if errors.Is(err, admin.ErrNotRunning) {
+			fmt.Fprintln(os.Stderr, "wharf: run this in the plugin's directory, or pass the --data-dir wharf serve uses")
+		}
 		os.Exit(1)
 	}
 }

@@ -177,7 +177,12 @@ func operatorCommands() []*cobra.Command {
 			if tailFormat == "text" {
 				out = &jsonToText{w: out}
 			}
-			return client().Tail(ctx, filter, out)
+			err := client().Tail(ctx, filter, out)
+			if errors.Is(err, admin.ErrHostStopped) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "wharf:", err)
+				return nil
+			}
+			return err
 		},
 	}
 	tail.Flags().StringVar(&filter.Level, "level", "", "lowest level shown: debug, info, warn or error")
@@ -386,7 +391,11 @@ func recordText(line []byte) string {
 	if strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
 		msg = strconv.Quote(msg)
 	}
-	return fmt.Sprintf("%s %s %s%s\n%s", head[slog.TimeKey], head[slog.LevelKey], msg, b.String(), lines.String())
+	when := head[slog.TimeKey]
+	if t, err := time.Parse(time.RFC3339Nano, when); err == nil {
+		when = t.Format("2006-01-02T15:04:05.000Z07:00") // to the millisecond, as wharf serve's text log
+	}
+	return fmt.Sprintf("%s %s %s%s\n%s", when, head[slog.LevelKey], msg, b.String(), lines.String())
 }
 
 // field is one attribute of a JSON record: its name, its value as text,

@@ -176,9 +176,11 @@ func TestOperatorCLI(t *testing.T) {
 	out, code = wharfCmd(t, "", "exec", dd, "APP", "nobody", "--", "true")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "APP nobody has no container")
-	out, code = wharfCmd(t, "", "ps", "--data-dir", t.TempDir())
+	empty := t.TempDir()
+	out, code = wharfCmd(t, "", "ps", "--data-dir", empty)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "no wharf serve is running with this data directory")
+	assert.Equal(t, "wharf: no wharf serve is running with this data directory: no socket at "+admin.SocketPath(empty)+
+		"\nwharf: run this in the plugin's directory, or pass the --data-dir wharf serve uses\n", out)
 
 	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice")
 	assert.Equal(t, 1, code)
@@ -279,9 +281,10 @@ func TestTailTextPutsOutputOnLines(t *testing.T) {
 func TestTailTextKeepsTheRecordsOrder(t *testing.T) {
 	var out bytes.Buffer
 	w := &jsonToText{w: &out}
-	_, err := w.Write([]byte(`{"time":"T","level":"INFO","msg":"fetched","plugin":"p","request_id":"r1","url":"/x","req":{"method":"GET","n":2},"b":true}` + "\n" + `not json` + "\n"))
+	_, err := w.Write([]byte(`{"time":"2026-12-02T14:17:52.161041435Z","level":"INFO","msg":"fetched","plugin":"p","request_id":"r1","url":"/x","req":{"method":"GET","n":2},"b":true}` + "\n" + `not json` + "\n"))
 	require.NoError(t, err)
-	assert.Equal(t, "T INFO fetched plugin=p request_id=r1 url=/x req.method=GET req.n=2 b=true\nnot json\n", out.String())
+	assert.Equal(t, "2026-12-02T14:17:52.161Z INFO fetched plugin=p request_id=r1 url=/x req.method=GET req.n=2 b=true\nnot json\n", out.String(),
+		"the time to the millisecond, as wharf serve writes it")
 }
 
 // TestTailTextWritesACutRecordAsItIs: a line that is not a whole JSON

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/internal/logtap"
+	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/manifest"
 )
 
@@ -339,9 +342,13 @@ func TestCloseRemovesSocket(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	_, err = admin.NewClient(dir).Containers(context.Background())
 	assert.ErrorIs(t, err, admin.ErrNotRunning)
-	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
+	assert.Equal(t, "no wharf serve is running with this data directory: no socket at "+admin.SocketPath(dir), err.Error())
 	_, err = admin.NewClient(dir).Exec(context.Background(), "APP", "x", admin.ExecRequest{Cmd: []string{"true"}}, nil, io.Discard, io.Discard, nil)
-	assert.Equal(t, "no wharf serve is running with this data directory ("+admin.SocketPath(dir)+"): connect: no such file or directory", err.Error())
+	assert.Equal(t, "no wharf serve is running with this data directory: no socket at "+admin.SocketPath(dir), err.Error())
+
+	require.NoError(t, os.WriteFile(admin.SocketPath(dir), nil, 0o600)) // left by a crash
+	_, err = admin.NewClient(dir).Containers(context.Background())
+	assert.Equal(t, "no wharf serve is running with this data directory: nothing listens on "+admin.SocketPath(dir), err.Error())
 
 	// A socket that cannot be reached for another reason says so (here the
 	// data directory is a file; a socket of another user is the same).
@@ -350,4 +357,28 @@ func TestCloseRemovesSocket(t *testing.T) {
 	_, err = admin.NewClient(file).Containers(context.Background())
 	assert.NotErrorIs(t, err, admin.ErrNotRunning)
 	assert.Equal(t, "reaching wharf serve at "+admin.SocketPath(file)+": connect: not a directory", err.Error())
+}
+
+// TestTailEndsWhenTheHostStops: a tail that was following the log says
+// the host stopped (admin.ErrHostStopped), not "unexpected EOF"; one whose
+// context ends returns nil.
+func TestTailEndsWhenTheHostStops(t *testing.T) {
+	dir := t.TempDir()
+	handler, tap := logtap.New(slog.DiscardHandler)
+	srv, err := Start(dir, &fakeWorker{}, nil, tap)
+	require.NoError(t, err)
+	var out testutil.LogBuffer
+	done := make(chan error, 1)
+	go func() { done <- admin.NewClient(dir).Tail(context.Background(), admin.TailFilter{}, &out) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	canceled := make(chan error, 1)
+	go func() { canceled <- admin.NewClient(dir).Tail(ctx, admin.TailFilter{}, io.Discard) }()
+	require.Eventually(t, func() bool {
+		slog.New(handler).Info("hello")
+		return strings.Contains(out.String(), "hello")
+	}, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	assert.NoError(t, <-canceled)
+	require.NoError(t, srv.Close())
+	assert.ErrorIs(t, <-done, admin.ErrHostStopped)
 }
