@@ -193,7 +193,7 @@ persistent_dirs = ["/workspace"]
 	// for want of an event, and Monitor waited outside events).
 	w.mustCall(t, "SLEEPER", "u", "StateLater", nil)
 	time.Sleep(300 * time.Millisecond)
-	assert.Equal(t, `"" wharf: the object's event has ended: storage, alarm and container calls act for a running event (ErrEventOver: true)`,
+	assert.Equal(t, `"" wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrEventOver: true)`,
 		w.callString(t, "SLEEPER", "u", "StateReceived", nil))
 	assert.Equal(t, "healthy", w.status(t, "SLEEPER", "u"), "the container still runs")
 	w.stop()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,9 @@ func (rt *instanceSet) supervise(in *instance) {
 	<-in.run.Done()
 	err := in.run.Err()
 	if msg, ok := in.lastPanic.Load().(string); ok {
+		if strings.HasPrefix(msg, "fatal error: out of memory") {
+			msg += ": the guest reached its memory limit, [limits] memory_mib in wharf.toml"
+		}
 		err = fmt.Errorf("%w (%s)", err, msg)
 	}
 	in.mu.Lock()

@@ -298,7 +298,7 @@ func TestMemoryLimit(t *testing.T) {
 	code, body := get(t, w.url+"/oom")
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "worker failed (request id ")
-	assert.Contains(t, w.logs.String(), "guest trapped")
+	assert.Contains(t, w.logs.String(), "the guest exited with code 2 (fatal error: out of memory: the guest reached its memory limit, [limits] memory_mib in wharf.toml)")
 	w.assertServing(t)
 }
 

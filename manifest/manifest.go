@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -168,6 +169,9 @@ func Parse(data []byte) (*Manifest, error) {
 	}
 	if m.Listen == "" {
 		m.Listen = DefaultListen
+	}
+	if _, port, err := net.SplitHostPort(m.Listen); err != nil || port == "" {
+		return nil, fmt.Errorf("%s: want host:port (%s, or :8787 for every address), got %q", lineOf(data, "listen"), DefaultListen, m.Listen)
 	}
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,

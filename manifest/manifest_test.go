@@ -91,6 +91,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,
 		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
+		"name = \"a\"\nmain = \".\"\nlisten = \"localhost\"\n":                                                     `3:1: listen: want host:port (127.0.0.1:8787, or :8787 for every address), got "localhost"`,
 		"main = \".\"\n":         `missing required key "name"`,
 		"name = \"a\"\n":         `missing required key "main"`,
 		"name = \"a\nmain = 1\n": `1:`,

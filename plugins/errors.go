@@ -3,6 +3,7 @@ package plugins
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 )
 
 // Errors an instance can end with.
@@ -26,6 +27,14 @@ var (
 	// ErrStopped is an instance the host stopped (shutdown, replacement).
 	ErrStopped = errors.New("instance stopped")
 )
+
+// exitError is a guest that exited with a code (a Go guest's panic or
+// fatal error exits with 2): no trap, but it ends the instance all the
+// same, so it matches ErrTrap.
+type exitError struct{ code int }
+
+func (e exitError) Error() string        { return fmt.Sprintf("the guest exited with code %d", e.code) }
+func (e exitError) Is(target error) bool { return target == ErrTrap }
 
 // cryptoRand feeds the guest's random_get from the host's CSPRNG.
 type cryptoRand struct{}

@@ -87,7 +87,7 @@ func (i *Instance) run(ctx context.Context) {
 	switch {
 	case ctx.Err() != nil:
 		err = context.Cause(ctx)
-	case err == nil || err.Error() == fmt.Sprintf("%s: guest exited with code 0", ErrTrap):
+	case err == nil || err == exitError{0}:
 		err = ErrMainReturned
 	}
 	i.err = err

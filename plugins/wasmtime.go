@@ -549,7 +549,7 @@ func callError(cerr *C.wasmtime_error_t, trap *C.wasm_trap_t) error {
 		defer C.wasmtime_error_delete(cerr)
 		var status C.int
 		if C.wasmtime_error_exit_status(cerr, &status) {
-			return fmt.Errorf("%w: guest exited with code %d", ErrTrap, int(status))
+			return exitError{int(status)}
 		}
 		var msg C.wasm_byte_vec_t
 		C.wasmtime_error_message(cerr, &msg)

@@ -364,7 +364,7 @@ func describeCallError(ctx context.Context, err error) error {
 		case sys.ExitCodeContextCanceled:
 			return fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 		}
-		return fmt.Errorf("%w: guest exited with code %d", ErrTrap, exit.ExitCode())
+		return exitError{int(exit.ExitCode())}
 	}
 	return fmt.Errorf("%w: %w", ErrTrap, err)
 }

@@ -47,7 +47,7 @@ var ErrEventOver error = eventOver{}
 type eventOver struct{}
 
 func (eventOver) Error() string {
-	return "wharf: the object's event has ended: storage, alarm and container calls act for a running event"
+	return "wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads)"
 }
 
 func (eventOver) Is(target error) bool { return target == ErrTimeout }
