@@ -246,7 +246,7 @@ func TestTrapHalfWayThroughResponse(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the client must see a cut body, not a clean end")
 	logs := w.logs.String()
 	assert.Contains(t, logs, "guest crashed on purpose", "the guest's panic message reaches the log")
-	assert.Contains(t, logs, "guest trapped")
+	assert.Contains(t, logs, "the guest exited with code 2 (panic: guest crashed on purpose)", "in words: a Go panic exits, it does not trap")
 	w.assertServing(t)
 	require.Eventually(t, func() bool { return w.Instances().Ended > before.Ended }, 5*time.Second, 10*time.Millisecond,
 		"the trapped instance must end")
