@@ -168,14 +168,19 @@ func NewClient(dataDir string) *Client {
 // ErrNotRunning is returned when no wharf serves the data directory.
 var ErrNotRunning = errors.New("no wharf serve is running with this data directory")
 
-// dialError is the error of a failed dial of the socket, naming the socket
-// and the cause once (not the request's internal URL, nor the socket again
-// from the dial error): ErrNotRunning when nothing listens there (no
-// socket, or one a crash left), else what stopped the dial (a socket this
-// user may not use, say).
-func (c *Client) dialError(dial *net.OpError) error {
-	socket, err := filepath.Abs(c.socket) // the client may dial it relative
-	if err != nil {
+// dialError is err, a request's or a dial's, said for the operator when
+// it is a failed dial of the socket, naming the socket and the cause once
+// (not the request's internal URL, nor the socket again from the dial
+// error): ErrNotRunning when nothing listens there (no socket, or one a
+// crash left), else what stopped the dial (a socket this user may not
+// use, say). Other errors are returned as they are.
+func (c *Client) dialError(err error) error {
+	var dial *net.OpError
+	if !errors.As(err, &dial) || dial.Op != "dial" {
+		return err
+	}
+	socket, absErr := filepath.Abs(c.socket) // the client may dial it relative
+	if absErr != nil {
 		socket = c.socket
 	}
 	switch {
@@ -194,11 +199,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, c.dialError(op)
-		}
-		return nil, err
+		return nil, c.dialError(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -316,11 +317,7 @@ func (c *Client) stream(ctx context.Context, path string, w io.Writer) error {
 func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan [2]uint16) (int, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", c.socket)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) {
-			return 0, c.dialError(op)
-		}
-		return 0, err
+		return 0, c.dialError(err)
 	}
 	defer conn.Close()
 	body, _ := json.Marshal(req)

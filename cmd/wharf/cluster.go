@@ -53,14 +53,11 @@ func (f *clusterFlags) endpoints() ([]string, error) {
 	}
 	endpoints := strings.Split(v, ",")
 	for _, e := range endpoints {
-		hostPort := e
-		if scheme, rest, ok := strings.Cut(e, "://"); ok {
-			if scheme != "http" && scheme != "https" {
-				return nil, fmt.Errorf("--cluster: etcd endpoint %q: want host:port or an http:// or https:// URL", e)
-			}
-			hostPort = strings.TrimSuffix(rest, "/")
+		scheme, hostPort, isURL := strings.Cut(e, "://")
+		if !isURL {
+			scheme, hostPort = "http", e
 		}
-		if _, _, err := net.SplitHostPort(hostPort); err != nil {
+		if _, _, err := net.SplitHostPort(strings.TrimSuffix(hostPort, "/")); err != nil || (scheme != "http" && scheme != "https") {
 			return nil, fmt.Errorf("--cluster: etcd endpoint %q: want host:port or an http:// or https:// URL", e)
 		}
 	}
