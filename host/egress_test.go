@@ -170,18 +170,20 @@ func TestEgressRuleChangeOnOpenConnection(t *testing.T) {
 	w, _, data := egressWorker(t, containersManifest)
 	w.intercept(t, "k", "http", "ka.test", "inject")
 	w.startBox(t, "k", false)
-	w.run(t, "k", "sh", "-c", "probe keepalive http://ka.test/ /tmp/go > /tmp/ka.out 2>&1 &")
+	w.run(t, "k", "sh", "-c", "(probe keepalive http://ka.test/ /tmp/go; touch /tmp/ka.exited) > /tmp/ka.out 2>&1 &")
 	require.Eventually(t, func() bool {
 		_, _, code := w.run(t, "k", "test", "-e", "/tmp/go.ready")
 		return code == 0
 	}, 10*time.Second, 50*time.Millisecond, "the first request was answered")
 	w.intercept(t, "k", "http", "ka.test", "other")
 	w.run(t, "k", "touch", "/tmp/go")
-	var out string
+	// The probe prints a response in several writes: read its output once
+	// it has exited, not as soon as "request 2" shows.
 	require.Eventually(t, func() bool {
-		out, _, _ = w.run(t, "k", "cat", "/tmp/ka.out")
-		return strings.Contains(out, "request 2")
-	}, 10*time.Second, 50*time.Millisecond)
+		_, _, code := w.run(t, "k", "test", "-e", "/tmp/ka.exited")
+		return code == 0
+	}, 10*time.Second, 50*time.Millisecond, "the probe exited")
+	out, _, _ := w.run(t, "k", "cat", "/tmp/ka.out")
 	assert.Contains(t, out, "request 1 reused=false\nstatus=200\nX-Injected: yes\ninject: GET http://ka.test/")
 	assert.Contains(t, out, "request 2 reused=true\nstatus=200\nother: http://ka.test/")
 	w.stop()
