@@ -250,6 +250,23 @@ func TestStorageAfterItsEventIsRefused(t *testing.T) {
 	assert.Equal(t, `call Get: no key "k"`, body, "the late write was not made")
 }
 
+// TestTransactionCommittedAfterItsEvent: an event that ends with a
+// transaction open (a goroutine began it) fails and loses its writes; the
+// goroutine's commit after it gets ErrEventOver.
+func TestTransactionCommittedAfterItsEvent(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	code, body := w.call(t, "STORE", "tx", "TxLater", map[string]any{"Key": "k", "MS": 20})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "call TxLater: the object's event failed")
+	assert.Contains(t, w.logs.String(), "the event ended with a transaction still open; its writes were undone")
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, `"commit after the event: wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrEventOver: true)"`,
+		w.mustCall(t, "STORE", "tx", "Received", nil))
+	code, body = w.call(t, "STORE", "tx", "Get", "k")
+	assert.NotEqual(t, 200, code)
+	assert.Equal(t, `call Get: no key "k"`, body, "the transaction's write was not kept")
+}
+
 // TestObjectLoggerNamesTheObject: an object's Logger tags a line with its
 // event's request id without a context, and names the object's class and
 // id when the line is made between its events, so that wharf tail --class

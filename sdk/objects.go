@@ -504,7 +504,9 @@ func (s *Storage) DeleteAll() error {
 }
 
 // Transaction runs fn atomically: its writes are kept if it returns nil and
-// undone if it returns an error or panics.
+// undone if it returns an error or panics. It must end within its event: an
+// event that ends with a transaction open (one a goroutine began) fails and
+// loses its writes, and the late commit returns ErrEventOver.
 func (s *Storage) Transaction(fn func() error) (err error) {
 	ev, err := s.obj.current()
 	if err != nil {
@@ -522,7 +524,7 @@ func (s *Storage) Transaction(fn func() error) (err error) {
 			ev.StorageTransaction(abi.TxRollback)
 			return
 		}
-		err = ev.StorageTransaction(abi.TxCommit)
+		err = s.obj.outlived(ev, ev.StorageTransaction(abi.TxCommit))
 	}()
 	return fn()
 }

@@ -183,6 +183,16 @@ func (o *object) current() (wharf.Event, error) {
 	return 0, ErrEventOver
 }
 
+// outlived returns err, or ErrEventOver when err is the host refusing ev
+// because that event has ended since the call began (a transaction a
+// goroutine commits after its event, say).
+func (o *object) outlived(ev wharf.Event, err error) error {
+	if errors.Is(err, abi.StatusBadHandle) && o.event() != ev {
+		return ErrEventOver
+	}
+	return err
+}
+
 // log logs on behalf of the object's current event.
 func (o *object) log(level int32, msg string) { o.event().Log(level, msg) }
 

@@ -154,6 +154,25 @@ func (s *Store) PutLater(args struct {
 	return nil
 }
 
+// TxLater starts a transaction in the event that writes key and commits
+// ms after the event ended; Received returns what the commit got.
+func (s *Store) TxLater(args struct {
+	Key string
+	MS  int
+}) error {
+	s.later = make(chan string, 1)
+	written := make(chan error)
+	go func() {
+		err := s.state.Storage.Transaction(func() error {
+			written <- s.state.Storage.Put(args.Key, []byte("committed too late"))
+			time.Sleep(time.Duration(args.MS) * time.Millisecond)
+			return nil
+		})
+		s.later <- fmt.Sprintf("commit after the event: %v (ErrEventOver: %t)", err, errors.Is(err, sdk.ErrEventOver))
+	}()
+	return <-written
+}
+
 // LogBoth logs word through the object's Logger in its event, then from a
 // goroutine after it.
 func (s *Store) LogBoth(word string) error {
