@@ -2,6 +2,8 @@
 GO      ?= go
 BIN     := bin/wharf
 LISTEN  ?= 127.0.0.1:8787
+# VERSION is what wharf version prints: the commit, or the tag, built.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: build demo test bench lint deps clean
@@ -11,7 +13,7 @@ export PATH := $(PATH):/usr/local/go/bin
 # Dockerfiles) go next to wharf, where wharf looks for them. wharf-init is
 # static so any image can run it.
 build: deps
-	$(GO) build -o $(BIN) ./cmd/wharf
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/wharf
 	$(GO) build -o bin/buildkitd github.com/moby/buildkit/cmd/buildkitd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(dir $(BIN))wharf-init ./cmd/wharf-init
 

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -34,7 +35,8 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// version is set at link time with -ldflags "-X main.version=...".
+// version is set at link time with -ldflags "-X main.version=..." (make
+// build gives it git describe's output).
 var version = "dev"
 
 func newRootCommand() *cobra.Command {
@@ -56,9 +58,18 @@ func newVersionCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "wharf %s (ABI %s v%d, %s %s/%s)\n",
-				version, abi.ImportModule, abi.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				versionText(), abi.ImportModule, abi.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
+}
+
+// versionText is version as make build sets it (git describe), else the
+// module version go install recorded, else dev.
+func versionText() string {
+	if info, ok := debug.ReadBuildInfo(); ok && version == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return version
 }
 
 func newBuildCommand() *cobra.Command {

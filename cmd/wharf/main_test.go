@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +34,16 @@ func run(t *testing.T, args ...string) (string, error) {
 func TestVersion(t *testing.T) {
 	out, err := run(t, "version")
 	require.NoError(t, err)
-	assert.Regexp(t, `^wharf dev \(ABI wharf_v2 v2, go1\.\d+`, out)
+	assert.Regexp(t, `^wharf dev \(ABI wharf_v2 v2, go1\.\d+`, out, "a test binary records no commit")
+
+	// make build stamps the version at link time.
+	bin := filepath.Join(t.TempDir(), "wharf")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=1a2b3c4-dirty", "-o", bin, ".")
+	out2, err := build.CombinedOutput()
+	require.NoError(t, err, string(out2))
+	stamped, err := exec.Command(bin, "version").Output()
+	require.NoError(t, err)
+	assert.Regexp(t, `^wharf 1a2b3c4-dirty \(ABI wharf_v2 v2, go1\.\d+`, string(stamped))
 }
 
 func TestBuildWritesWasm(t *testing.T) {
