@@ -124,3 +124,13 @@ func TestRequestBodyErrorReadsOnce(t *testing.T) {
 	assert.Equal(t, "wharf: sending request body: stream_write: unsupported operation", err.Error())
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
 }
+
+// TestPathErrorSaysThePathOnce: the host's words lose the "lstat /x: "
+// that repeats the path the *fs.PathError names, and keep another path.
+func TestPathErrorSaysThePathOnce(t *testing.T) {
+	err := pathError("stat", "/work/x", wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: lstat /work/x: no such file or directory"))
+	assert.EqualError(t, err, "stat /work/x: wharf: no such file or directory")
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	err = pathError("write", "/a/b/c", wharf.NewError("file_op", abi.StatusIO, "IO: mkdir /a/b: not a directory"))
+	assert.EqualError(t, err, "write /a/b/c: wharf: mkdir /a/b: not a directory")
+}

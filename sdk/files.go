@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -60,10 +61,19 @@ func (f *Files) encode(o abi.FileOptions) []byte {
 	return o.Encode(nil)
 }
 
-// pathError turns a host error into an *fs.PathError.
+// pathError turns a host error into an *fs.PathError. The path is said
+// once: the host's words lose the "lstat /x: " they begin with when they
+// name the same path.
 func pathError(op, path string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if e, ok := err.(*wharf.Error); ok {
+		if hostOp, rest, found := strings.Cut(e.Message, " "+path+": "); found && hostOp != "" && !strings.Contains(hostOp, " ") {
+			once := *e
+			once.Message = rest
+			err = &once
+		}
 	}
 	switch {
 	case notRunning(err):

@@ -161,7 +161,10 @@ func (p *Plugin) Call(binding, name, method string, args, result any) error {
 	if err != nil || result == nil {
 		return err
 	}
-	return json.Unmarshal(out, result)
+	if err := json.Unmarshal(out, result); err != nil {
+		return fmt.Errorf("call %s: decoding its result: %w", method, err)
+	}
+	return nil
 }
 
 // Fetch sends req to the object that name maps to in the binding and

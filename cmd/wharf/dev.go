@@ -98,7 +98,10 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 	stopCompile := func() {}
 	defer func() { stopCompile() }()
 	var compiled *atomic.Bool // the served build's compile succeeded; nil: it was loaded compiled
-	compile := func(start time.Time) {
+	// Builds are numbered in the log, the one wharf dev started with
+	// being 1, so that a compile ending late says which build it was.
+	built, served := 1, 1
+	compile := func(build int, start time.Time) {
 		compileCtx, cancel := context.WithCancel(ctx)
 		done := new(atomic.Bool)
 		stopCompile, compiled = cancel, done
@@ -110,10 +113,10 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 			switch {
 			case compileCtx.Err() != nil: // a newer build, or shutting down
 			case err != nil:
-				logger.Error("compiling the new build failed; it stays interpreted", "plugin", m.Name, "err", err)
+				logger.Error("compiling the new build failed; it stays interpreted", "plugin", m.Name, "build", build, "err", err)
 			default:
 				done.Store(true)
-				logger.Info("reloaded, compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
+				logger.Info("reloaded, compiled", "plugin", m.Name, "build", build, "took", time.Since(start).Round(time.Millisecond))
 			}
 		}()
 	}
@@ -157,7 +160,8 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 			}
 			stopCompile() // the build it was compiling is out of date
 			start := time.Now()
-			logger.Info("rebuilding", "plugin", m.Name, "changed", changed)
+			built++
+			logger.Info("rebuilding", "plugin", m.Name, "build", built, "changed", changed)
 			changed = ""
 			var out bytes.Buffer
 			_, err := manifest.Build(ctx, m, next, &out)
@@ -170,23 +174,24 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 				return
 			}
 			if err != nil {
-				attrs := []any{"plugin", m.Name, "err", err}
+				attrs := []any{"plugin", m.Name, "build", built, "serving", served, "err", err}
 				if output := strings.TrimSpace(out.String()); output != "" { // go build's errors
 					attrs = append(attrs, textlog.OutputKey, output)
 				}
 				logger.Error("reload failed; the previous build keeps serving", attrs...)
 				if compiled != nil && !compiled.Load() {
-					compile(time.Now()) // the build still served, whose compile stopped for this one
+					compile(served, time.Now()) // the build still served, whose compile stopped for this one
 				}
 				continue
 			}
+			served = built
 			if err := os.Rename(next, wasm); err != nil { // the compile would read the old build
 				compiled = nil
-				logger.Error("reloaded, but it stays interpreted", "plugin", m.Name, "err", err)
+				logger.Error("reloaded, but it stays interpreted", "plugin", m.Name, "build", served, "err", err)
 				continue
 			}
-			logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "took", time.Since(start).Round(time.Millisecond))
-			compile(start)
+			logger.Info("reloaded, interpreted until compiled", "plugin", m.Name, "build", served, "took", time.Since(start).Round(time.Millisecond))
+			compile(served, start)
 		}
 	}
 }

@@ -344,7 +344,10 @@ func TestDevKillsAReplacedCompile(t *testing.T) {
 	require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", 2*time.Minute), "edit 3 is refused")
 	assert.Contains(t, srv.Logs(), `the module uses Durable Object binding \"MISSING\"`)
 	assert.NotContains(t, srv.Logs(), `output=`, "the build said nothing: no empty output")
+	assert.Regexp(t, `msg="reload failed; the previous build keeps serving" plugin=app build=4 serving=3 `, srv.Logs(),
+		"builds are numbered from the one wharf dev started with")
 	require.True(t, srv.WaitLog("reloaded, compiled", 2*time.Minute), "edit 2, still served, is compiled after all")
+	assert.Regexp(t, `msg="reloaded, compiled" plugin=app build=3 `, srv.Logs(), "the log says which build was compiled")
 	_, body := getBody(srv.URL + "/")
 	assert.Equal(t, "Hello, edit 2\n", body)
 	assert.NotContains(t, srv.Logs(), "compiling the new build failed")

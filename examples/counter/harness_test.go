@@ -37,6 +37,9 @@ func TestCounterInHarness(t *testing.T) {
 	resp.Body.Close()
 	assert.Regexp(t, `^counter [0-9a-f]{12}… = 7\n$`, string(got))
 
+	var wrong string
+	assert.EqualError(t, p.Call("COUNTER", "a", "Get", nil, &wrong),
+		"call Get: decoding its result: json: cannot unmarshal number into Go value of type string")
 	err = p.Call("COUNTER", "a", "Nope", nil, nil)
 	assert.ErrorContains(t, err, `COUNTER "a": Nope: `)
 	assert.ErrorContains(t, err, `has no method "Nope"`)
