@@ -42,7 +42,7 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
 	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen's address, or this host's name if it names none)")
 	fs.StringVar(&f.certs, "cluster-certs", "cluster-certs", "directory of the cluster CA and this host's certificate, relative to the working directory (wharf cluster init, wharf cluster cert)")
-	fs.DurationVar(&f.ttl, "cluster-ttl", cluster.DefaultTTL, "lease TTL: how soon after this host is lost its objects move (2s to 1m)")
+	durationFlag(fs, &f.ttl, "cluster-ttl", cluster.DefaultTTL, false, "lease TTL: how soon after this host is lost its objects move (2s to 1m)")
 }
 
 // endpoints parses --cluster.

@@ -184,7 +184,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "text or json")
 	cmd.Flags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one (only with [[containers]])")
-	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on shutdown, how long containers get to exit after SIGTERM before they are killed")
+	durationFlag(cmd.Flags(), &f.stopGrace, "stop-grace", 5*time.Second, true, "on shutdown, how long containers get to exit after SIGTERM before they are killed (0: at once)")
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
 	cmd.Flags().Int64Var(&f.storageMB, "storage-memory-mb", storage.DefaultMemoryLimit>>20, "memory SQLite may cache for all Durable Object databases together (0: no limit)")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -124,4 +125,33 @@ func TestImagesImportListRemove(t *testing.T) {
 	assert.ErrorContains(t, err, "/nonexistent.tar")
 	_, err = run(t, "images", "ls", "--containerd-address", filepath.Join(t.TempDir(), "none.sock"))
 	assert.ErrorContains(t, err, "none.sock")
+}
+
+// TestDurationFlags: duration flags read durations as wharf.toml does (a
+// whole number is seconds) and refuse what would make no sense, such as a
+// stats interval of 0, which would poll the server in a loop.
+func TestDurationFlags(t *testing.T) {
+	empty := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stats", "--interval", "0"}, `invalid argument "0" for "--interval" flag: duration "0" must be positive`},
+		{[]string{"stats", "--interval", "-1s"}, `invalid argument "-1s" for "--interval" flag: duration "-1s" must be positive`},
+		{[]string{"stats", "--interval", "soon"}, `invalid argument "soon" for "--interval" flag: invalid duration "soon": use e.g. "30s", "5m", "1h" or a number of seconds`},
+		{[]string{"stats", "--interval", "2", "--data-dir", empty}, "no wharf serve is running with this data directory"},
+		{[]string{"serve", "--stop-grace", "-1s", empty}, `invalid argument "-1s" for "--stop-grace" flag: duration "-1s" must not be negative`},
+		{[]string{"serve", "--stop-grace", "0", empty}, "no plugin at " + empty},
+		{[]string{"serve", "--stop-grace", "10", empty}, "no plugin at " + empty},
+	} {
+		_, err := run(t, c.args...)
+		require.Error(t, err, c.args)
+		assert.Contains(t, err.Error(), c.want, c.args)
+	}
+	var d time.Duration
+	v := &durationValue{d: &d, zeroOK: true}
+	require.NoError(t, v.Set("10"))
+	assert.Equal(t, 10*time.Second, d)
+	require.NoError(t, v.Set("0s"))
+	assert.Equal(t, time.Duration(0), d)
 }

@@ -160,7 +160,7 @@ func operatorCommands() []*cobra.Command {
 		},
 	}
 	stats.Flags().BoolVar(&noStream, "no-stream", false, "print one table (CPU over one interval) and exit")
-	stats.Flags().DurationVar(&interval, "interval", time.Second, "how often to refresh (and the CPU sampling window)")
+	durationFlag(stats.Flags(), &interval, "interval", time.Second, false, "how often to refresh (and the CPU sampling window)")
 	var filter admin.TailFilter
 	var tailFormat string
 	tail := &cobra.Command{

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/wharfhq/wharf/abi"
+)
+
+// durationValue is a duration flag read as wharf.toml reads durations
+// (abi.ParseDuration): "30s", "5m" or a whole number of seconds, and
+// positive; with zeroOK, 0 too.
+type durationValue struct {
+	d      *time.Duration
+	zeroOK bool
+}
+
+// durationFlag defines a duration flag of that syntax, set to value.
+func durationFlag(fs *pflag.FlagSet, p *time.Duration, name string, value time.Duration, zeroOK bool, usage string) {
+	*p = value
+	fs.Var(&durationValue{d: p, zeroOK: zeroOK}, name, usage)
+}
+
+func (v *durationValue) Set(s string) error {
+	d, err := abi.ParseDuration(s)
+	if raw, rawErr := time.ParseDuration(s); err != nil && v.zeroOK && rawErr == nil {
+		if raw < 0 {
+			return fmt.Errorf("duration %q must not be negative", s)
+		}
+		d, err = 0, nil // "0", "0s": the one value ParseDuration refuses
+	}
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
+
+func (v *durationValue) String() string { return v.d.String() }
+
+func (v *durationValue) Type() string { return "duration" }
