@@ -79,7 +79,7 @@ func (l *lifecycle) watch(mc *Managed) {
 			l.failures.WithLabelValues(mc.Class, "exit").Inc()
 			reason := "exited unexpectedly"
 			if sig := mc.SignalledByObject(); sig != "" {
-				reason += ", after " + sig
+				reason += ", " + sig
 			}
 			l.log.Warn(tag+" error", "class", mc.Class, "object", mc.Object, "exit_code", code, "reason", reason)
 		}

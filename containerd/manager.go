@@ -67,8 +67,9 @@ type Managed struct {
 	// and objectSignals every one it sent (bit n-1 for signal n): an exit
 	// is the object's doing if any of them caused it, not only the last
 	// (a SIGTERM the process died of, then a SIGKILL too late to matter).
-	objectSignal  syscall.Signal
-	objectSignals uint64
+	objectSignal   syscall.Signal
+	objectSignalAt time.Time
+	objectSignals  uint64
 }
 
 // markStopRequested records that the next exit was asked for, and by what
@@ -83,7 +84,7 @@ func (m *Managed) markStopRequested(cause string) {
 // so an exit it caused is told as the object's doing.
 func (m *Managed) NoteObjectSignal(sig syscall.Signal) {
 	m.mu.Lock()
-	m.objectSignal = sig
+	m.objectSignal, m.objectSignalAt = sig, time.Now()
 	if sig >= 1 && sig <= 64 {
 		m.objectSignals |= 1 << (sig - 1)
 	}
@@ -124,14 +125,21 @@ func (m *Managed) StopCause() string {
 }
 
 // SignalledByObject says which signal the object last sent the main
-// process ("SIGTERM from the object"), empty if none.
+// process and how long before now ("2.5s after SIGHUP from the object"),
+// empty if none.
 func (m *Managed) SignalledByObject() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.objectSignal == 0 {
 		return ""
 	}
-	return objectSignalText(m.objectSignal)
+	age := time.Since(m.objectSignalAt)
+	if age < time.Second {
+		age = age.Round(time.Millisecond)
+	} else {
+		age = age.Round(time.Second)
+	}
+	return fmt.Sprintf("%s after %s", age, objectSignalText(m.objectSignal))
 }
 
 func objectSignalText(sig syscall.Signal) string { return unix.SignalName(sig) + " from the object" }

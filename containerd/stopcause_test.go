@@ -56,3 +56,17 @@ func TestExitCreditedToAnyOfTheObjectsSignals(t *testing.T) {
 	assert.Regexp(t, `container:Box#b stop" class=Box object=b exit_code=143 reason="SIGTERM from the object"`, log.String())
 	assert.NotContains(t, log.String(), "unexpectedly")
 }
+
+// TestFailureSaysHowLongAfterTheObjectsSignal: a process that fails by
+// itself after the object signalled it is logged as a failure that says how
+// long after that signal it came, so a SIGHUP of an hour ago does not read
+// as its cause.
+func TestFailureSaysHowLongAfterTheObjectsSignal(t *testing.T) {
+	mc := exitedAfter(3, syscall.SIGHUP)
+	mc.objectSignalAt = time.Now().Add(-2 * time.Hour)
+	var log testutil.LogBuffer
+	l := newLifecycle(slog.New(slog.NewTextHandler(&log, nil)), nil)
+	l.watch(mc)
+	assert.Eventually(t, func() bool { return log.String() != "" }, 5*time.Second, 10*time.Millisecond)
+	assert.Regexp(t, `container:Box#b error" class=Box object=b exit_code=3 reason="exited unexpectedly, 2h0m0s after SIGHUP from the object"`, log.String())
+}

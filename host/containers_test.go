@@ -143,7 +143,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a monitor after the exit still gets the code
 	assert.Equal(t, `"the container exited with code 3"`, w.mustCall(t, "BOX", "b", "Monitor", nil))
 	assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
-	assert.Regexp(t, `container:Box#\S+ error" .*exit_code=3 reason="exited unexpectedly, after SIGTERM from the object"`, w.logs.String(),
+	assert.Regexp(t, `container:Box#\S+ error" .*exit_code=3 reason="exited unexpectedly, [0-9]+m?s after SIGTERM from the object"`, w.logs.String(),
 		"an exit code of its own after the object's SIGTERM is a failure, not the object's doing")
 
 	// Any signal the object sends is its doing when the process dies of it.
