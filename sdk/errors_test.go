@@ -133,4 +133,7 @@ func TestPathErrorSaysThePathOnce(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	err = pathError("write", "/a/b/c", wharf.NewError("file_op", abi.StatusIO, "IO: mkdir /a/b: not a directory"))
 	assert.EqualError(t, err, "write /a/b/c: wharf: mkdir /a/b: not a directory")
+	err = pathError("read", "etc/x", wharf.NewError("file_op", abi.StatusInvalid, "the path must be absolute: etc/x"))
+	assert.EqualError(t, err, "read etc/x: wharf: the path must be absolute")
+	assert.ErrorIs(t, err, ErrInvalidArgument)
 }

@@ -62,14 +62,18 @@ func (f *Files) encode(o abi.FileOptions) []byte {
 }
 
 // pathError turns a host error into an *fs.PathError. The path is said
-// once: the host's words lose the "lstat /x: " they begin with when they
-// name the same path.
+// once: the host's words lose the "lstat /x: " they begin with, or the
+// ": /x" they end with, when they name the same path.
 func pathError(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if e, ok := err.(*wharf.Error); ok {
 		if hostOp, rest, found := strings.Cut(e.Message, " "+path+": "); found && hostOp != "" && !strings.Contains(hostOp, " ") {
+			once := *e
+			once.Message = rest
+			err = &once
+		} else if rest, found := strings.CutSuffix(e.Message, ": "+path); found && path != "" {
 			once := *e
 			once.Message = rest
 			err = &once
