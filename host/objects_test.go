@@ -504,6 +504,14 @@ func TestObjectFetch(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Regexp(t, `^Store [0-9a-f]{8} /some/path payload$`, string(b))
+
+	// A request the Worker received goes on as it is, with its own URL.
+	resp, err = http.Post(w.url+"/forward/STORE/f/other?q=1", "text/plain", strings.NewReader("passed on"))
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, string(b))
+	assert.Regexp(t, `^Store [0-9a-f]{8} /forward/STORE/f/other passed on$`, string(b))
 }
 
 func TestObjectStreamedResponse(t *testing.T) {

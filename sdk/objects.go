@@ -297,10 +297,18 @@ func (s *Stub) checkID() error {
 }
 
 // Fetch sends an HTTP request to the object. The URL must be absolute (its
-// host is up to you, e.g. http://object/path).
+// host is up to you, e.g. http://object/path), but a request the Worker
+// received may be passed on as it is: it goes with its own URL, made
+// absolute from its Host (http://host/path?query).
 func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 	if err := s.checkID(); err != nil {
 		return nil, err
+	}
+	if req.URL != nil && !req.URL.IsAbs() && req.Host != "" {
+		received, u := *req, *req.URL
+		u.Scheme, u.Host = "http", req.Host
+		received.URL, received.RequestURI = &u, ""
+		req = &received
 	}
 	resp, err := roundTrip(req, func(ev wharf.Event, head []byte, flags uint32) (uint32, uint32, error) {
 		return ev.ObjectFetch(s.ns, s.id, head, flags)

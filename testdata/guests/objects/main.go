@@ -819,6 +819,21 @@ func init() {
 		}
 		sdk.WriteResponse(w, resp)
 	})
+	// ANY /forward/{binding}/{name}/... passes the request received on to
+	// the object as it is.
+	mux.HandleFunc("/forward/{binding}/{name}/", func(w http.ResponseWriter, r *http.Request) {
+		stub, err := stubFor(r)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		resp, err := stub.Fetch(r)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		sdk.WriteResponse(w, resp)
+	})
 	// GET /read/{binding}/{name}/... reads the object's whole answer and
 	// says what reading it gave: the body, or the error that ended it.
 	mux.HandleFunc("GET /read/{binding}/{name}/", func(w http.ResponseWriter, r *http.Request) {
