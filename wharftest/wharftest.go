@@ -21,6 +21,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/agent/wire"
@@ -115,6 +117,9 @@ func Start(t testing.TB, opts Options) *Plugin {
 	if err == nil {
 		p.Worker, err = host.NewWorker(context.Background(), host.Config{Manifest: m, WasmPath: wasm, DataDir: p.DataDir,
 			Logger: logger, StopGrace: opts.StopGrace, Containers: ctrs})
+	}
+	if errors.Is(err, containerd.ErrImageMissing) {
+		t.Fatalf("%v\nwharftest: this test's data directory is its own: give the plugin's images as archives in wharftest.Options{Images: …} (wharftest.BusyboxImage(t) writes a busybox one)", err)
 	}
 	if err != nil {
 		t.Fatal(err)
