@@ -225,7 +225,7 @@ func TestObjectFiles(t *testing.T) {
 
 	code, body := w.call(t, "BOX", "f", "FilesOps", nil)
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "the container is not running")
+	assert.Equal(t, "call FilesOps: watch /tmp: wharf: the container is not running", strings.TrimSpace(body), "an *fs.PathError, as the doc says")
 
 	w.mustCall(t, "BOX", "f", "Start", []string{"sleep", "3600"})
 	var rt map[string]any

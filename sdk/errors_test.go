@@ -84,7 +84,7 @@ func TestSentinelsAddedToHostErrorsReadOnce(t *testing.T) {
 			"wharf: the process could not be started: executable file not found: x in $PATH", []error{ErrExecFailed, abi.StatusIO}},
 		{containerError(wharf.NewError("container_exec", abi.StatusInvalid, "INVAL: relative cwd"), ErrInvalidArgument),
 			"wharf: invalid argument: relative cwd", []error{ErrInvalidArgument}},
-		{pathError("stat", "/x", notRunning), "wharf: the container is not running", []error{ErrNotRunning}},
+		{pathError("stat", "/x", notRunning), "stat /x: wharf: the container is not running", []error{ErrNotRunning}},
 	} {
 		assert.Equal(t, c.want, c.err.Error())
 		for _, s := range c.is {

@@ -81,7 +81,7 @@ func pathError(op, path string, err error) error {
 	}
 	switch {
 	case notRunning(err):
-		return withSentinel(ErrNotRunning, err)
+		err = withSentinel(ErrNotRunning, err)
 	case errors.Is(err, abi.StatusNotFound):
 		err = kindError{err, fs.ErrNotExist}
 	case errors.Is(err, abi.StatusDenied):
@@ -99,7 +99,7 @@ func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 func (f *Files) open(o abi.FileOptions) (*Stream, error) {
 	ev, err := f.container.obj.current()
 	if err != nil {
-		return nil, err
+		return nil, pathError(o.Mode, o.Path, err)
 	}
 	h, err := ev.FileOpen(f.encode(o))
 	if err != nil {
@@ -198,7 +198,7 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 func (f *Files) op(o abi.FileOptions, out any) error {
 	ev, err := f.container.obj.current()
 	if err != nil {
-		return err
+		return pathError(o.Op, o.Path, err)
 	}
 	raw, err := ev.FileOp(f.encode(o))
 	if err == nil && out != nil {
