@@ -96,6 +96,10 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, body, "the container is already running")
 	assert.Equal(t, `["empty command: wharf: invalid argument","combined without pipe: wharf: invalid argument","bad mode: wharf: invalid argument","missing binary: wharf: the process could not be started","NUL in an argument: wharf: invalid argument","relative cwd: wharf: invalid argument","signal 0: wharf: signal out of range"]`,
 		w.mustCall(t, "BOX", "b", "Errors", nil))
+	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"/bin/nope"}})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, "call Exec: wharf: the process could not be started: exec [/bin/nope]: executable file not found: /bin/nope",
+		strings.TrimSpace(body), "said once")
 
 	exec := func(args map[string]any) map[string]any {
 		var r map[string]any

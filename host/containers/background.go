@@ -34,7 +34,7 @@ func backgroundStatus(err error) error {
 // started (no such program or directory) is IO, as for container_exec.
 func startStatus(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: the process could not be started: %w", abi.StatusIO, err)
+		return startFailed(err)
 	}
 	return backgroundStatus(err)
 }

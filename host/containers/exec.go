@@ -148,7 +148,7 @@ func Exec(base context.Context, c Container, raw []byte, exited func()) (*Execut
 		if badExec(err) {
 			return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		}
-		return nil, fmt.Errorf("%w: the runtime could not start the process: %w", abi.StatusIO, err)
+		return nil, startFailed(err)
 	}
 	go func() {
 		e.code, e.err = e.proc.Wait(base)
@@ -186,4 +186,10 @@ func Dial(ctx context.Context, c Container, port uint32) (*net.TCPConn, error) {
 		return nil, fmt.Errorf("%w: connecting to port %d: %w", abi.StatusIO, port, err)
 	}
 	return conn.(*net.TCPConn), nil
+}
+
+// startFailed is the error of an exec or a background process the runtime
+// could not start (sdk.ErrExecFailed in the guest).
+func startFailed(err error) error {
+	return fmt.Errorf("%w: the process could not be started: %w", abi.StatusIO, err)
 }
