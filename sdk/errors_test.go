@@ -137,3 +137,16 @@ func TestPathErrorSaysThePathOnce(t *testing.T) {
 	assert.EqualError(t, err, "read etc/x: wharf: the path must be absolute")
 	assert.ErrorIs(t, err, ErrInvalidArgument)
 }
+
+// TestPathErrorKeepsTheHostsOwnWords: a message that is not "op path: …"
+// keeps its words even when the path is one of them (a relative path
+// "user" and the host's "unknown user: …").
+func TestPathErrorKeepsTheHostsOwnWords(t *testing.T) {
+	err := pathError("stat", "user", wharf.NewError("file_op", abi.StatusInvalid, `INVAL: unknown user: user "ghost" does not exist in the image's /etc/passwd`))
+	assert.EqualError(t, err, `stat user: wharf: unknown user: user "ghost" does not exist in the image's /etc/passwd`)
+	// Paths with spaces and ": " in them are said once too.
+	err = pathError("stat", "/tmp/a: b c", wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: lstat /tmp/a: b c: no such file or directory"))
+	assert.EqualError(t, err, "stat /tmp/a: b c: wharf: no such file or directory")
+	err = pathError("remove", "/w/x", wharf.NewError("file_op", abi.StatusIO, "IO: unlinkat /w/x: device or resource busy"))
+	assert.EqualError(t, err, "remove /w/x: wharf: device or resource busy")
+}

@@ -69,7 +69,7 @@ func pathError(op, path string, err error) error {
 		return nil
 	}
 	if e, ok := err.(*wharf.Error); ok {
-		if hostOp, rest, found := strings.Cut(e.Message, " "+path+": "); found && hostOp != "" && !strings.Contains(hostOp, " ") {
+		if hostOp, rest, found := strings.Cut(e.Message, " "+path+": "); found && hostPathOps[hostOp] {
 			once := *e
 			once.Message = rest
 			err = &once
@@ -89,6 +89,12 @@ func pathError(op, path string, err error) error {
 	}
 	return &fs.PathError{Op: op, Path: path, Err: err}
 }
+
+// hostPathOps are the ops of the *fs.PathError the host's file calls
+// return ("lstat /x: …"); a message that begins another way ("unknown
+// user: …", with the path "user") keeps its words.
+var hostPathOps = map[string]bool{"open": true, "lstat": true, "stat": true, "mkdir": true, "remove": true,
+	"unlinkat": true, "openfdat": true, "readdirent": true, "fdopendir": true, "watch": true, "read": true, "write": true}
 
 // kindError is a host error that also matches an fs error.
 type kindError struct{ err, kind error }
