@@ -2,8 +2,10 @@
 GO      ?= go
 BIN     := bin/wharf
 LISTEN  ?= 127.0.0.1:8787
-# VERSION is what wharf version prints: the commit, or the tag, built.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# VERSION is what wharf version prints: the commit, or the tag, built;
+# dev for a source tree that is no checkout of its own (unpacked from an
+# archive, maybe inside another repository, which git describe would name).
+VERSION ?= $(shell test -z "$$(git rev-parse --show-prefix 2>/dev/null || echo outside)" && git describe --tags --always --dirty 2>/dev/null || echo dev)
 export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: build demo test bench lint deps clean

@@ -1,0 +1,54 @@
+package wharf_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMakeBuildStampsItsOwnCommit: make build stamps wharf version with
+// git describe of the wharf checkout it runs in, and with dev for a
+// source tree that is no checkout of its own, even one unpacked inside
+// another repository (which describes that repository's commit).
+func TestMakeBuildStampsItsOwnCommit(t *testing.T) {
+	makefile, err := os.ReadFile("Makefile")
+	require.NoError(t, err)
+	git := func(dir string, args ...string) string {
+		out, err := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t",
+			"-c", "commit.gpgsign=false"}, args...)...).CombinedOutput()
+		require.NoError(t, err, string(out))
+		return strings.TrimSpace(string(out))
+	}
+	version := func(dir string) string {
+		out, err := exec.Command("make", "-n", "-C", dir, "build").CombinedOutput()
+		require.NoError(t, err, string(out))
+		for _, f := range strings.Fields(string(out)) {
+			if v, ok := strings.CutPrefix(f, "main.version="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+		t.Fatalf("no main.version in:\n%s", out)
+		return ""
+	}
+
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "Makefile"), makefile, 0o644))
+	assert.Equal(t, "dev", version(outside), "a source tree outside git")
+
+	repo := t.TempDir()
+	git(repo, "init", "-q")
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "Makefile"), makefile, 0o644))
+	git(repo, "add", "Makefile")
+	git(repo, "commit", "-qm", "c")
+	assert.Equal(t, git(repo, "rev-parse", "--short", "HEAD"), version(repo), "a checkout of its own")
+
+	nested := filepath.Join(repo, "third_party", "wharf")
+	require.NoError(t, os.MkdirAll(nested, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(nested, "Makefile"), makefile, 0o644))
+	assert.Equal(t, "dev", version(nested), "a source tree unpacked inside another repository")
+}
