@@ -69,11 +69,7 @@ func pathError(op, path string, err error) error {
 		return nil
 	}
 	if e, ok := err.(*wharf.Error); ok {
-		if hostOp, rest, found := strings.Cut(e.Message, " "+path+": "); found && hostPathOps[hostOp] {
-			once := *e
-			once.Message = rest
-			err = &once
-		} else if rest, found := strings.CutSuffix(e.Message, ": "+path); found && path != "" {
+		if rest, found := withoutPath(e.Message, path); found {
 			once := *e
 			once.Message = rest
 			err = &once
@@ -88,6 +84,18 @@ func pathError(op, path string, err error) error {
 		err = kindError{err, fs.ErrPermission}
 	}
 	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// withoutPath returns the host's words msg without the path they repeat:
+// a leading "lstat /x: " or a trailing ": /x".
+func withoutPath(msg, path string) (string, bool) {
+	if hostOp, rest, found := strings.Cut(msg, " "+path+": "); found && hostPathOps[hostOp] {
+		return rest, true
+	}
+	if path == "" {
+		return msg, false
+	}
+	return strings.CutSuffix(msg, ": "+path)
 }
 
 // hostPathOps are the ops of the *fs.PathError the host's file calls

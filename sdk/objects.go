@@ -514,7 +514,11 @@ func (s *Storage) DeleteAll() error {
 // Transaction runs fn atomically: its writes are kept if it returns nil and
 // undone if it returns an error or panics. It must end within its event: an
 // event that ends with a transaction open (one a goroutine began) fails and
-// loses its writes, and the late commit returns ErrEventOver.
+// loses its writes, and the late commit returns ErrEventOver (writes fn
+// makes after that act for whichever event runs then, outside any
+// transaction). Transactions nest when one runs inside another's fn; two
+// goroutines must not run transactions of one object at the same time (the
+// host ends the innermost one open, whichever goroutine asks).
 func (s *Storage) Transaction(fn func() error) (err error) {
 	ev, err := s.obj.current()
 	if err != nil {
