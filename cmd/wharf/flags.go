@@ -25,11 +25,14 @@ func durationFlag(fs *pflag.FlagSet, p *time.Duration, name string, value time.D
 
 func (v *durationValue) Set(s string) error {
 	d, err := abi.ParseDuration(s)
-	if raw, rawErr := time.ParseDuration(s); err != nil && v.zeroOK && rawErr == nil {
-		if raw < 0 {
-			return fmt.Errorf("duration %q must not be negative", s)
+	if err != nil && v.zeroOK {
+		// ParseDuration refuses 0 ("0", "0s"), which zeroOK allows.
+		if raw, rawErr := time.ParseDuration(s); rawErr == nil {
+			if raw < 0 {
+				return fmt.Errorf("duration %q must not be negative", s)
+			}
+			d, err = 0, nil
 		}
-		d, err = 0, nil // "0", "0s": the one value ParseDuration refuses
 	}
 	if err != nil {
 		return err
