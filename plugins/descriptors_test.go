@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,6 +199,93 @@ func TestPollOneoffWaitsForAbsoluteClockTimes(t *testing.T) {
 				assert.GreaterOrEqual(t, waited, 395, "clock %s: woke before its time", clock)
 				assert.Less(t, waited, 2000, "clock %s: overslept", clock)
 			}
+		})
+	}
+}
+
+// osThreads is the number of threads of this process.
+func osThreads(t *testing.T) int {
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
+}
+
+// TestWaitingInstancesHoldNoThreads: an instance waiting in poll_oneoff
+// keeps no OS thread of its own, on both engines. (On wasmtime a wait inside
+// a host function would hold one: Go locks a goroutine called back from C
+// to its thread.)
+func TestWaitingInstancesHoldNoThreads(t *testing.T) {
+	const instances = 40
+	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine, CacheDir: t.TempDir()})
+			require.NoError(t, err)
+			t.Cleanup(func() { p.Close(context.Background()) })
+			before := osThreads(t)
+			for i := range instances {
+				pipe, out := newCommandPipe(), &lockedBuffer{}
+				inst, err := p.Launch(context.Background(), pipe, out, out)
+				require.NoError(t, err)
+				t.Cleanup(func() {
+					inst.Stop(ErrStopped)
+					<-inst.Done()
+				})
+				pipe.send(fmt.Sprintf("echo %d", i))
+				require.Eventually(t, func() bool { return out.String() == fmt.Sprintf("%d\n", i) }, 10*time.Second, time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // all of them parked in poll_oneoff
+			assert.Less(t, osThreads(t)-before, instances/4, "threads added by %d waiting instances", instances)
+		})
+	}
+}
+
+// panickingPipe is a commandPipe whose readiness check panics once armed.
+type panickingPipe struct {
+	*commandPipe
+	armed atomic.Bool
+}
+
+func (p *panickingPipe) Ready(fd uint32, write bool) bool {
+	if p.armed.Load() {
+		panic("readiness check panicked on purpose")
+	}
+	return p.commandPipe.Ready(fd, write)
+}
+
+// TestPanicWhilePollingEndsTheInstance: a host panic in poll_oneoff, here
+// while the guest waits, ends the instance with ErrTrap naming the panic,
+// not the host process, on both engines.
+func TestPanicWhilePollingEndsTheInstance(t *testing.T) {
+	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine, CacheDir: t.TempDir()})
+			require.NoError(t, err)
+			t.Cleanup(func() { p.Close(context.Background()) })
+			pipe, out := &panickingPipe{commandPipe: newCommandPipe()}, &lockedBuffer{}
+			inst, err := p.Launch(context.Background(), pipe, out, out)
+			require.NoError(t, err)
+			pipe.send("echo ready")
+			require.Eventually(t, func() bool { return out.String() == "ready\n" }, 10*time.Second, time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // parked in poll_oneoff
+			pipe.armed.Store(true)
+			pipe.send("echo never")
+			select {
+			case <-inst.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the instance did not end")
+			}
+			assert.ErrorIs(t, inst.Err(), ErrTrap)
+			assert.ErrorContains(t, inst.Err(), "readiness check panicked on purpose")
 		})
 	}
 }

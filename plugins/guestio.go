@@ -113,16 +113,19 @@ const (
 	maxSubscriptions = 1 << 17
 )
 
-// wasiFuncs are the WASI functions the host serves itself; the rest of WASI
-// comes from the engine.
+// wasiFuncs are the WASI functions the host serves itself, with
+// pollOneoff; the rest of WASI comes from the engine.
 var wasiFuncs = []HostFunc{
 	{Name: "fd_read", Params: []ValueType{I32, I32, I32, I32}, Results: []ValueType{I32}, Fn: wasiFdRead},
 	{Name: "fd_write", Params: []ValueType{I32, I32, I32, I32}, Results: []ValueType{I32}, Fn: wasiFdWrite},
 	{Name: "fd_close", Params: []ValueType{I32}, Results: []ValueType{I32}, Fn: wasiFdClose},
 	{Name: "fd_fdstat_get", Params: []ValueType{I32, I32}, Results: []ValueType{I32}, Fn: wasiFdstatGet},
 	{Name: "fd_fdstat_set_flags", Params: []ValueType{I32, I32}, Results: []ValueType{I32}, Fn: wasiFdstatSetFlags},
-	{Name: "poll_oneoff", Params: []ValueType{I32, I32, I32, I32}, Results: []ValueType{I32}, Fn: wasiPollOneoff},
 }
+
+// pollOneoff is WASI's poll_oneoff as a host function that blocks until
+// it is done (the wasmtime engine suspends the guest instead: startPoll).
+var pollOneoff = HostFunc{Name: "poll_oneoff", Params: []ValueType{I32, I32, I32, I32}, Results: []ValueType{I32}, Fn: wasiPollOneoff}
 
 // iovecs calls fn with each buffer of a WASI iovec array until fn stops
 // taking whole buffers; it returns the total fn reported.
@@ -249,24 +252,42 @@ type subscription struct {
 // CPU, when every goroutine of the guest waits.
 func wasiPollOneoff(ctx context.Context, c Caller, s []uint64) {
 	g := c.(guestIO)
+	p, errno := startPoll(g, s)
+	for errno == ErrnoSuccess {
+		var timeout time.Duration
+		if errno, timeout = p.check(ctx, g); timeout == 0 {
+			break
+		}
+		g.descriptors().Wait(ctx, timeout)
+	}
+	s[0] = uint64(errno)
+}
+
+// poll is one poll_oneoff call: its decoded subscriptions and where its
+// events go.
+type poll struct {
+	subs      []subscription
+	out, nOut uint32
+}
+
+// startPoll decodes poll_oneoff(in, out, n, n_out); an errno other than
+// ErrnoSuccess ends the call at once.
+func startPoll(g guestIO, s []uint64) (*poll, Errno) {
 	mem := g.Memory()
 	in, out, n, nOut := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 	if n == 0 || n > maxSubscriptions { // n*subscriptionSize must not wrap
-		s[0] = uint64(ErrnoInval)
-		return
+		return nil, ErrnoInval
 	}
 	raw, ok := mem.Read(in, n*subscriptionSize)
 	if !ok {
-		s[0] = uint64(ErrnoFault)
-		return
+		return nil, ErrnoFault
 	}
 	if _, ok := mem.Read(out, n*eventSize); !ok {
-		s[0] = uint64(ErrnoFault)
-		return
+		return nil, ErrnoFault
 	}
 	now := time.Now()
-	subs := make([]subscription, n)
-	for i := range subs {
+	p := &poll{subs: make([]subscription, n), out: out, nOut: nOut}
+	for i := range p.subs {
 		b := raw[i*subscriptionSize:]
 		sub := subscription{userdata: binary.LittleEndian.Uint64(b), kind: b[8]}
 		switch sub.kind {
@@ -285,54 +306,56 @@ func wasiPollOneoff(ctx context.Context, c Caller, s []uint64) {
 		case eventFdRead, eventFdWrite:
 			sub.fd = binary.LittleEndian.Uint32(b[16:])
 		default:
-			s[0] = uint64(ErrnoInval)
-			return
+			return nil, ErrnoInval
 		}
-		subs[i] = sub
+		p.subs[i] = sub
 	}
-	d := g.descriptors()
-	for {
-		var ev [eventSize]byte
-		events := uint32(0)
-		var next time.Time
-		now := time.Now()
-		for _, sub := range subs {
-			ready := false
-			switch sub.kind {
-			case eventClock:
-				ready = !now.Before(sub.deadline)
-				if !ready && (next.IsZero() || sub.deadline.Before(next)) {
-					next = sub.deadline
-				}
-			case eventFdRead:
-				ready = sub.fd <= fdStderr || d.Ready(sub.fd, false)
-			case eventFdWrite:
-				ready = sub.fd <= fdStderr || d.Ready(sub.fd, true)
+	return p, ErrnoSuccess
+}
+
+// check writes the events of the subscriptions that are ready. With none
+// ready and ctx not ended, it returns how long to wait before checking
+// again (negative: until woken); a zero wait means the call is over, with
+// errno its result.
+func (p *poll) check(ctx context.Context, g guestIO) (errno Errno, wait time.Duration) {
+	mem, d := g.Memory(), g.descriptors()
+	var ev [eventSize]byte
+	events := uint32(0)
+	var next time.Time
+	now := time.Now()
+	for _, sub := range p.subs {
+		ready := false
+		switch sub.kind {
+		case eventClock:
+			ready = !now.Before(sub.deadline)
+			if !ready && (next.IsZero() || sub.deadline.Before(next)) {
+				next = sub.deadline
 			}
-			if !ready {
-				continue
-			}
-			clear(ev[:])
-			binary.LittleEndian.PutUint64(ev[0:], sub.userdata)
-			ev[10] = sub.kind
-			if sub.kind != eventClock && sub.fd > fdStderr && !d.Open(sub.fd) {
-				binary.LittleEndian.PutUint16(ev[8:], uint16(ErrnoBadf))
-			}
-			mem.Write(out+events*eventSize, ev[:])
-			events++
+		case eventFdRead:
+			ready = sub.fd <= fdStderr || d.Ready(sub.fd, false)
+		case eventFdWrite:
+			ready = sub.fd <= fdStderr || d.Ready(sub.fd, true)
 		}
-		if events > 0 || ctx.Err() != nil {
-			if !mem.WriteUint32(nOut, events) {
-				s[0] = uint64(ErrnoFault)
-				return
-			}
-			s[0] = uint64(ErrnoSuccess)
-			return
+		if !ready {
+			continue
 		}
-		timeout := time.Duration(-1)
-		if !next.IsZero() {
-			timeout = max(time.Until(next), 0)
+		clear(ev[:])
+		binary.LittleEndian.PutUint64(ev[0:], sub.userdata)
+		ev[10] = sub.kind
+		if sub.kind != eventClock && sub.fd > fdStderr && !d.Open(sub.fd) {
+			binary.LittleEndian.PutUint16(ev[8:], uint16(ErrnoBadf))
 		}
-		d.Wait(ctx, timeout)
+		mem.Write(p.out+events*eventSize, ev[:])
+		events++
 	}
+	if events > 0 || ctx.Err() != nil {
+		if !mem.WriteUint32(p.nOut, events) {
+			return ErrnoFault, 0
+		}
+		return ErrnoSuccess, 0
+	}
+	if next.IsZero() {
+		return ErrnoSuccess, -1
+	}
+	return ErrnoSuccess, max(time.Until(next), time.Nanosecond)
 }

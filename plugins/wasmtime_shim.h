@@ -1,7 +1,8 @@
 // Declarations of the parts of wasmtime's C API (v39) that wharf calls
 // directly, for the call paths where wasmtime-go's generic wrappers cost
-// more than the work: host functions and export calls without per-call type
-// lookups or allocations, epoch-deadline callbacks and raw memory access.
+// more than the work or that it does not wrap: host functions without
+// per-call type lookups or allocations, async calls and the async
+// poll_oneoff, epoch-deadline callbacks and raw memory access.
 // The library itself is linked by github.com/bytecodealliance/wasmtime-go.
 #ifndef WHARF_WASMTIME_SHIM_H
 #define WHARF_WASMTIME_SHIM_H
@@ -19,6 +20,9 @@ typedef struct wasmtime_error wasmtime_error_t;
 typedef struct wasm_functype_t wasm_functype_t;
 typedef struct wasm_valtype_t wasm_valtype_t;
 typedef struct wasm_frame_t wasm_frame_t;
+typedef struct wasm_config_t wasm_config_t;
+typedef struct wasmtime_module wasmtime_module_t;
+typedef struct wasmtime_call_future wasmtime_call_future_t;
 
 typedef struct wasm_byte_vec_t { size_t size; char *data; } wasm_byte_vec_t;
 typedef struct wasm_valtype_vec_t { size_t size; wasm_valtype_t **data; } wasm_valtype_vec_t;
@@ -28,6 +32,17 @@ typedef struct wasmtime_func { uint64_t store_id; void *private_; } wasmtime_fun
 typedef struct wasmtime_memory { struct { uint64_t store_id; uint32_t private1; } inner; uint32_t private2; } wasmtime_memory_t;
 // wasmtime_val_raw_t: 16 bytes, little-endian integers at offset 0.
 typedef struct wasmtime_val_raw { uint64_t lo, hi; } wasmtime_val_raw_t;
+typedef struct wasmtime_instance { uint64_t store_id; size_t private_; } wasmtime_instance_t;
+// wasmtime_val_t: a kind byte, then a 24-byte union (i32 and i64 at its start).
+typedef struct wasmtime_val { uint8_t kind; union { int32_t i32; int64_t i64; uint64_t words[3]; } of; } wasmtime_val_t;
+typedef struct wasmtime_async_continuation {
+  bool (*callback)(void *env);
+  void *env;
+  void (*finalizer)(void *);
+} wasmtime_async_continuation_t;
+typedef void (*wasmtime_func_async_callback_t)(void *env, wasmtime_caller_t *caller,
+    const wasmtime_val_t *args, size_t nargs, wasmtime_val_t *results, size_t nresults,
+    wasm_trap_t **trap_ret, wasmtime_async_continuation_t *continuation_ret);
 
 typedef wasm_trap_t *(*wasmtime_func_unchecked_callback_t)(void *env, wasmtime_caller_t *caller,
     wasmtime_val_raw_t *args_and_results, size_t num_args_and_results);
@@ -48,6 +63,18 @@ void wasmtime_context_set_epoch_deadline(wasmtime_context_t *context, uint64_t t
 void wasmtime_store_epoch_deadline_callback(wasmtime_store_t *store,
     wasmtime_error_t *(*func)(wasmtime_context_t *context, void *data, uint64_t *epoch_deadline_delta, uint8_t *update_kind),
     void *data, void (*finalizer)(void *));
+void wasmtime_config_async_support_set(wasm_config_t *, bool);
+wasmtime_call_future_t *wasmtime_linker_instantiate_async(const wasmtime_linker_t *linker,
+    wasmtime_context_t *store, const wasmtime_module_t *module, wasmtime_instance_t *instance,
+    wasm_trap_t **trap_ret, wasmtime_error_t **error_ret);
+wasmtime_call_future_t *wasmtime_func_call_async(wasmtime_context_t *context, const wasmtime_func_t *func,
+    const wasmtime_val_t *args, size_t nargs, wasmtime_val_t *results, size_t nresults,
+    wasm_trap_t **trap_ret, wasmtime_error_t **error_ret);
+bool wasmtime_call_future_poll(wasmtime_call_future_t *future);
+void wasmtime_call_future_delete(wasmtime_call_future_t *future);
+wasmtime_error_t *wasmtime_linker_define_async_func(wasmtime_linker_t *linker, const char *module,
+    size_t module_len, const char *name, size_t name_len, const wasm_functype_t *ty,
+    wasmtime_func_async_callback_t cb, void *data, void (*finalizer)(void *));
 wasm_trap_t *wasmtime_trap_new(const char *msg, size_t msg_len);
 void wasm_trap_message(const wasm_trap_t *, wasm_byte_vec_t *out);
 void wasm_trap_delete(wasm_trap_t *);
@@ -68,5 +95,25 @@ wasmtime_error_t *wharf_define_func(wasmtime_linker_t *linker, const char *modul
     const char *name, size_t name_len, const uint8_t *params, size_t nparams,
     const uint8_t *results, size_t nresults, uintptr_t id);
 void wharf_watch_epochs(wasmtime_store_t *store, int32_t *interrupt);
+wasmtime_error_t *wharf_define_poll(wasmtime_linker_t *linker, const char *module, size_t module_len,
+    const char *name, size_t name_len);
+
+// wharf_call is an async call into a store (instantiation or an export)
+// and everything wasmtime reads or writes until its future is deleted: C
+// memory, as wasmtime keeps the pointers between polls.
+typedef struct wharf_call {
+  wasmtime_call_future_t *future;
+  wasm_trap_t *trap;
+  wasmtime_error_t *error;
+  wasmtime_instance_t instance;
+  wasmtime_func_t func;
+  wasmtime_val_t args[16], results[16];
+} wharf_call_t;
+
+wharf_call_t *wharf_instantiate(const wasmtime_linker_t *linker, wasmtime_context_t *cx, const wasmtime_module_t *module);
+wharf_call_t *wharf_call_new(void);
+bool wharf_future_poll(wasmtime_call_future_t *future);
+void wharf_call_start(wharf_call_t *call, wasmtime_context_t *cx, size_t nargs, size_t nresults);
+void wharf_call_free(wharf_call_t *call);
 
 #endif

@@ -57,7 +57,7 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 	e.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
 	wasi := e.runtime.NewHostModuleBuilder(wasiModule)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(wasi)
-	for _, f := range trackAll(wasiFuncs) { // wharf's own descriptors replace WASI's files
+	for _, f := range trackAll(append(wasiFuncs, pollOneoff)) { // wharf's own descriptors replace WASI's files
 		wasi.NewFunctionBuilder().
 			WithGoModuleFunction(wrapHostFunc(f.Fn), wazeroTypes(f.Params), wazeroTypes(f.Results)).
 			Export(f.Name)
