@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/cgo"
 	"runtime/debug"
 	"strings"
@@ -587,8 +588,13 @@ func (i *wasmtimeInstance) Call(ctx context.Context, name string, args ...uint64
 	for !C.wharf_future_poll(call.future) {
 		// poll_oneoff found nothing ready: the guest waits here, outside
 		// any cgo call, until a descriptor may be ready or a clock is due.
+		// Then the goroutines made runnable with it go first, so under load
+		// the guest wakes to more events at once (without the yield, wrk's
+		// one-counter rate fell 8-15%: more wake-ups, each with its guest
+		// scheduler pass).
 		if i.poll != nil {
 			i.fds.Wait(ctx, i.pollWait)
+			runtime.Gosched()
 		}
 	}
 	stop()
