@@ -85,13 +85,28 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// launchDescriptors runs the descriptors guest with a short CPU slice.
-func launchDescriptors(t *testing.T, engine string) (*Instance, *commandPipe, *lockedBuffer) {
-	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
+// loadDescriptors loads the descriptors guest, built at wasm, on engine;
+// it is closed when the test ends.
+func loadDescriptors(t *testing.T, wasm, engine string, slice time.Duration) *Plugin {
 	p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine,
-		CacheDir: t.TempDir(), CPUSlice: 300 * time.Millisecond})
+		CacheDir: t.TempDir(), CPUSlice: slice})
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
+// waitEnded fails the test unless inst ends within d.
+func waitEnded(t *testing.T, inst *Instance, d time.Duration) {
+	select {
+	case <-inst.Done():
+	case <-time.After(d):
+		t.Fatalf("the instance did not end within %s", d)
+	}
+}
+
+// launchDescriptors runs the descriptors guest with a short CPU slice.
+func launchDescriptors(t *testing.T, engine string) (*Instance, *commandPipe, *lockedBuffer) {
+	p := loadDescriptors(t, testutil.BuildGuest(t, "testdata/guests/descriptors"), engine, 300*time.Millisecond)
 	pipe, out := newCommandPipe(), &lockedBuffer{}
 	inst, err := p.Launch(context.Background(), pipe, out, out)
 	require.NoError(t, err)
@@ -132,11 +147,7 @@ func TestSpinningGuestIsStopped(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			inst, pipe, _ := launchDescriptors(t, engine)
 			pipe.send("spin")
-			select {
-			case <-inst.Done():
-			case <-time.After(20 * time.Second):
-				t.Fatal("a spinning guest was not stopped")
-			}
+			waitEnded(t, inst, 20*time.Second)
 			assert.ErrorIs(t, inst.Err(), ErrCPUSlice)
 		})
 	}
@@ -227,9 +238,7 @@ func TestWaitingInstancesHoldNoThreads(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
 	for _, engine := range Engines {
 		t.Run(engine, func(t *testing.T) {
-			p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine, CacheDir: t.TempDir()})
-			require.NoError(t, err)
-			t.Cleanup(func() { p.Close(context.Background()) })
+			p := loadDescriptors(t, wasm, engine, 0)
 			before := osThreads(t)
 			for i := range instances {
 				pipe, out := newCommandPipe(), &lockedBuffer{}
@@ -268,9 +277,7 @@ func TestPanicWhilePollingEndsTheInstance(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
 	for _, engine := range Engines {
 		t.Run(engine, func(t *testing.T) {
-			p, err := Load(context.Background(), Config{Name: "descriptors", Path: wasm, Engine: engine, CacheDir: t.TempDir()})
-			require.NoError(t, err)
-			t.Cleanup(func() { p.Close(context.Background()) })
+			p := loadDescriptors(t, wasm, engine, 0)
 			pipe, out := &panickingPipe{commandPipe: newCommandPipe()}, &lockedBuffer{}
 			inst, err := p.Launch(context.Background(), pipe, out, out)
 			require.NoError(t, err)
@@ -279,11 +286,7 @@ func TestPanicWhilePollingEndsTheInstance(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // parked in poll_oneoff
 			pipe.armed.Store(true)
 			pipe.send("echo never")
-			select {
-			case <-inst.Done():
-			case <-time.After(10 * time.Second):
-				t.Fatal("the instance did not end")
-			}
+			waitEnded(t, inst, 10*time.Second)
 			assert.ErrorIs(t, inst.Err(), ErrTrap)
 			assert.ErrorContains(t, inst.Err(), "readiness check panicked on purpose")
 		})
