@@ -107,14 +107,22 @@ func waitEnded(t *testing.T, inst *Instance, d time.Duration) {
 // launchDescriptors runs the descriptors guest with a short CPU slice.
 func launchDescriptors(t *testing.T, engine string) (*Instance, *commandPipe, *lockedBuffer) {
 	p := loadDescriptors(t, testutil.BuildGuest(t, "testdata/guests/descriptors"), engine, 300*time.Millisecond)
-	pipe, out := newCommandPipe(), &lockedBuffer{}
-	inst, err := p.Launch(context.Background(), pipe, out, out)
+	pipe := newCommandPipe()
+	inst, out := launchOn(t, p, pipe)
+	return inst, pipe, out
+}
+
+// launchOn runs an instance of p with fds as its descriptors; it is stopped
+// when the test ends. out collects its output.
+func launchOn(t *testing.T, p *Plugin, fds Descriptors) (inst *Instance, out *lockedBuffer) {
+	out = &lockedBuffer{}
+	inst, err := p.Launch(context.Background(), fds, out, out)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		inst.Stop(ErrStopped)
 		<-inst.Done()
 	})
-	return inst, pipe, out
+	return inst, out
 }
 
 // TestGoroutinesWaitOnDescriptors runs a Go guest whose goroutines wait on
@@ -241,13 +249,8 @@ func TestWaitingInstancesHoldNoThreads(t *testing.T) {
 			p := loadDescriptors(t, wasm, engine, 0)
 			before := osThreads(t)
 			for i := range instances {
-				pipe, out := newCommandPipe(), &lockedBuffer{}
-				inst, err := p.Launch(context.Background(), pipe, out, out)
-				require.NoError(t, err)
-				t.Cleanup(func() {
-					inst.Stop(ErrStopped)
-					<-inst.Done()
-				})
+				pipe := newCommandPipe()
+				_, out := launchOn(t, p, pipe)
 				pipe.send(fmt.Sprintf("echo %d", i))
 				require.Eventually(t, func() bool { return out.String() == fmt.Sprintf("%d\n", i) }, 10*time.Second, time.Millisecond)
 			}
@@ -278,9 +281,8 @@ func TestPanicWhilePollingEndsTheInstance(t *testing.T) {
 	for _, engine := range Engines {
 		t.Run(engine, func(t *testing.T) {
 			p := loadDescriptors(t, wasm, engine, 0)
-			pipe, out := &panickingPipe{commandPipe: newCommandPipe()}, &lockedBuffer{}
-			inst, err := p.Launch(context.Background(), pipe, out, out)
-			require.NoError(t, err)
+			pipe := &panickingPipe{commandPipe: newCommandPipe()}
+			inst, out := launchOn(t, p, pipe)
 			pipe.send("echo ready")
 			require.Eventually(t, func() bool { return out.String() == "ready\n" }, 10*time.Second, time.Millisecond)
 			time.Sleep(50 * time.Millisecond) // parked in poll_oneoff
