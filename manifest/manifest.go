@@ -9,12 +9,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/plugins"
@@ -159,7 +162,7 @@ func Parse(data []byte) (*Manifest, error) {
 	var m Manifest
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
-		return nil, describeTOMLError(err)
+		return nil, describeTOMLError(data, err)
 	}
 	if m.Name == "" {
 		return nil, errors.New("1:1: missing required key \"name\"")
@@ -223,7 +226,7 @@ var removedKeys = map[string]string{
 }
 
 // describeTOMLError turns go-toml's errors into "line:col: key: problem".
-func describeTOMLError(err error) error {
+func describeTOMLError(data []byte, err error) error {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) && len(strict.Errors) > 0 {
 		var msgs []string
@@ -250,8 +253,94 @@ func describeTOMLError(err error) error {
 		}
 		return fmt.Errorf("%d:%d: %s", row, col, msg)
 	}
+	if derr := durationValueError(data); derr != nil {
+		return derr
+	}
 	return fmt.Errorf("1:1: %w", err)
 }
+
+// durationValueError describes the first duration key whose value is not a
+// string and not a valid whole number of seconds. go-toml hands such a
+// value to Duration.UnmarshalText and returns its error without the key
+// or position, so the document is walked again to find them.
+func durationValueError(data []byte) error {
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	var check func(prefix []string, kv *unstable.Node) error
+	check = func(prefix []string, kv *unstable.Node) error {
+		key := slices.Clone(prefix)
+		for it := kv.Key(); it.Next(); {
+			key = append(key, string(it.Node().Data))
+		}
+		v := kv.Value()
+		if v.Kind == unstable.InlineTable {
+			for it := v.Children(); it.Next(); {
+				if err := check(key, it.Node()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		name := strings.Join(key, ".")
+		if !durationKeys[name] || v.Kind == unstable.String {
+			return nil
+		}
+		raw := p.Raw(v.Raw)
+		var problem string
+		if v.Kind != unstable.Integer {
+			problem = fmt.Sprintf("want a duration such as \"30s\" or a whole number of seconds, got %s", raw)
+		} else if _, err := abi.ParseDuration(string(raw)); err != nil {
+			problem = err.Error()
+		} else {
+			return nil
+		}
+		pos := p.Shape(v.Raw).Start
+		return fmt.Errorf("%d:%d: %s: %s", pos.Line, pos.Column, name, problem)
+	}
+	for p.NextExpression() {
+		expr := p.Expression()
+		switch expr.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = table[:0]
+			for it := expr.Key(); it.Next(); {
+				table = append(table, string(it.Node().Data))
+			}
+		case unstable.KeyValue:
+			if err := check(table, expr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// durationKeys are the dotted keys of the manifest's Duration values; an
+// array of tables contributes its keys without an index.
+var durationKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			switch {
+			case ft == reflect.TypeFor[Duration]():
+				keys[prefix+name] = true
+			case ft.Kind() == reflect.Struct:
+				walk(ft, prefix+name+".")
+			}
+		}
+	}
+	walk(reflect.TypeFor[Manifest](), "")
+	return keys
+}()
 
 func (d *DurableObjects) check(data []byte) error {
 	if d.MaxLive < 0 {
@@ -295,7 +384,7 @@ func (d *DurableObjects) Binding(name string) (Binding, bool) {
 	return Binding{}, false
 }
 
-var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+(?: \w+)?) into struct field \S+ of type (\S+)`)
 
 // tomlTypeOf names the TOML type that decodes into a Go type.
 func tomlTypeOf(goType string) string {

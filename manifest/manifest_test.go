@@ -90,6 +90,11 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:1: limits.max_connections: must not be negative, got -3`,
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = true\n":                                                   `4:11: limits.timeout: want a duration such as "30s" or a whole number of seconds, got true`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 64\ncpu_slice = 1.5\n":                                 `5:13: limits.cpu_slice: want a duration such as "30s" or a whole number of seconds, got 1.5`,
+		"name = \"a\"\nmain = \".\"\nlimits = { idle_timeout = 0 }\n":                                              `3:27: limits.idle_timeout: duration "0" must be positive`,
+		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = -5\n":                                       `4:16: durable_objects.idle_timeout: invalid duration "-5"`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 07:32:00\n":                                               `4:11: limits.timeout: expected string, got local time`,
 		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
 		"name = \"a\"\nmain = \".\"\nlisten = \"localhost\"\n":                                                     `3:1: listen: want host:port (127.0.0.1:8787, or :8787 for every address), got "localhost"`,
 		"main = \".\"\n":         `missing required key "name"`,
@@ -110,6 +115,10 @@ func TestLoadFromDirAndFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \".\"\nextra = true\n"), 0o644))
 	_, err := Load(dir)
 	assert.ErrorContains(t, err, path+":3:1: unknown key \"extra\"")
+
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \".\"\n[limits]\ntimeout = true\n"), 0o644))
+	_, err = Load(dir)
+	assert.EqualError(t, err, path+`:4:11: limits.timeout: want a duration such as "30s" or a whole number of seconds, got true`)
 
 	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"sub\"\n"), 0o644))
 	m, err := Load(path)
