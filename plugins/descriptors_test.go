@@ -260,37 +260,55 @@ func TestWaitingInstancesHoldNoThreads(t *testing.T) {
 	}
 }
 
-// panickingPipe is a commandPipe whose readiness check panics once armed.
+// panickingPipe is a commandPipe whose readiness check, or its wait when
+// inWait is set, panics once armed.
 type panickingPipe struct {
 	*commandPipe
-	armed atomic.Bool
+	inWait bool
+	armed  atomic.Bool
 }
 
 func (p *panickingPipe) Ready(fd uint32, write bool) bool {
-	if p.armed.Load() {
+	if p.armed.Load() && !p.inWait {
 		panic("readiness check panicked on purpose")
 	}
 	return p.commandPipe.Ready(fd, write)
 }
 
-// TestPanicWhilePollingEndsTheInstance: a host panic in poll_oneoff, here
-// while the guest waits, ends the instance with ErrTrap naming the panic,
-// not the host process, on both engines.
+func (p *panickingPipe) Wait(ctx context.Context, timeout time.Duration) {
+	if p.armed.Load() && p.inWait {
+		panic("wait panicked on purpose")
+	}
+	p.commandPipe.Wait(ctx, timeout)
+}
+
+// TestPanicWhilePollingEndsTheInstance: a host panic in poll_oneoff, in
+// its readiness check or its wait while the guest waits, ends the instance
+// with ErrTrap naming the panic, not the host process, on both engines.
 func TestPanicWhilePollingEndsTheInstance(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/descriptors")
 	for _, engine := range Engines {
-		t.Run(engine, func(t *testing.T) {
-			p := loadDescriptors(t, wasm, engine, 0)
-			pipe := &panickingPipe{commandPipe: newCommandPipe()}
-			inst, out := launchOn(t, p, pipe)
-			pipe.send("echo ready")
-			require.Eventually(t, func() bool { return out.String() == "ready\n" }, 10*time.Second, time.Millisecond)
-			time.Sleep(50 * time.Millisecond) // parked in poll_oneoff
-			pipe.armed.Store(true)
-			pipe.send("echo never")
-			waitEnded(t, inst, 10*time.Second)
-			assert.ErrorIs(t, inst.Err(), ErrTrap)
-			assert.ErrorContains(t, inst.Err(), "readiness check panicked on purpose")
-		})
+		for _, tc := range []struct {
+			name   string
+			inWait bool
+			panic  string
+		}{
+			{"ready", false, "readiness check panicked on purpose"},
+			{"wait", true, "wait panicked on purpose"},
+		} {
+			t.Run(engine+"/"+tc.name, func(t *testing.T) {
+				p := loadDescriptors(t, wasm, engine, 0)
+				pipe := &panickingPipe{commandPipe: newCommandPipe(), inWait: tc.inWait}
+				inst, out := launchOn(t, p, pipe)
+				pipe.send("echo ready")
+				require.Eventually(t, func() bool { return out.String() == "ready\n" }, 10*time.Second, time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // parked in poll_oneoff
+				pipe.armed.Store(true)
+				pipe.send("echo never")
+				waitEnded(t, inst, 10*time.Second)
+				assert.ErrorIs(t, inst.Err(), ErrTrap)
+				assert.ErrorContains(t, inst.Err(), tc.panic)
+			})
+		}
 	}
 }

@@ -279,6 +279,9 @@ func wharfPollStart(cx *C.wasmtime_context_t, in, out, n, nOut C.uint32_t, resul
 func wharfPollContinue(cx *C.wasmtime_context_t) (done C.bool) {
 	v, _ := instancesByContext.Load(cx)
 	inst := v.(*wasmtimeInstance)
+	if inst.poll == nil { // ended by a panic while Call waited for it
+		return true
+	}
 	defer inst.recoverPoll(inst.pollResult, &done, true)
 	errno, wait := inst.poll.check(inst.ctx, inst)
 	if wait != 0 {
@@ -295,10 +298,27 @@ func wharfPollContinue(cx *C.wasmtime_context_t) (done C.bool) {
 // must not unwind through wasmtime's frames, and an async host function
 // cannot trap once suspended, so the guest is interrupted instead.
 func (i *wasmtimeInstance) recoverPoll(result *C.int32_t, ret *C.bool, ends C.bool) {
-	r := recover()
-	if r == nil {
-		return
+	if r := recover(); r != nil {
+		i.failPoll(r, result)
+		*ret = ends
 	}
+}
+
+// waitForPoll waits until the suspended poll_oneoff may be ready. A panic
+// there ends the poll as one in its check does (recoverPoll): it must not
+// end the host process, and wharfPollContinue then finds the poll over.
+func (i *wasmtimeInstance) waitForPoll(ctx context.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			i.failPoll(r, i.pollResult)
+		}
+	}()
+	i.fds.Wait(ctx, i.pollWait)
+}
+
+// failPoll ends poll_oneoff after the host panicked with r: the call fails
+// with EFAULT, written to result, and the guest is interrupted.
+func (i *wasmtimeInstance) failPoll(r any, result *C.int32_t) {
 	i.panicked = fmt.Errorf("host function panicked: %v", r)
 	atomic.StoreInt32((*int32)(unsafe.Pointer(i.interrupt)), 1)
 	*result = C.int32_t(ErrnoFault)
@@ -306,7 +326,6 @@ func (i *wasmtimeInstance) recoverPoll(result *C.int32_t, ret *C.bool, ends C.bo
 		i.act.inHost.Add(-1)
 		i.poll, i.pollResult = nil, nil
 	}
-	*ret = ends
 }
 
 // Compile loads the module's compiled code from the cache or compiles it
@@ -593,7 +612,7 @@ func (i *wasmtimeInstance) Call(ctx context.Context, name string, args ...uint64
 		// one-counter rate fell 8-15%: more wake-ups, each with its guest
 		// scheduler pass).
 		if i.poll != nil {
-			i.fds.Wait(ctx, i.pollWait)
+			i.waitForPoll(ctx)
 			runtime.Gosched()
 		}
 	}
