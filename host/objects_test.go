@@ -484,10 +484,15 @@ func TestObjectSQL(t *testing.T) {
 	code, body := w.call(t, "STORE", "db", "SQL", []any{"SELEC broken"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `near "SELEC": syntax error`)
-	for _, args := range [][]any{{"SELECT name FROM t WHERE id = ?", 1, 2}, {"SELECT name FROM t WHERE id = ? OR id = ?", 1}} {
+	for want, args := range map[string][]any{
+		"the statement has 1 parameter, got 2 arguments":  {"SELECT name FROM t WHERE id = ?", 1, 2},
+		"the statement has 2 parameters, got 1 argument":  {"SELECT name FROM t WHERE id = ? OR id = ?", 1},
+		"the statement has 2 parameters, got 0 arguments": {"SELECT name FROM t WHERE id = ? OR id = ?"},
+	} {
 		code, body = w.call(t, "STORE", "db", "SQL", args)
 		assert.Equal(t, 500, code)
-		assert.Contains(t, body, fmt.Sprintf("sql: expected %d arguments, got %d", strings.Count(args[0].(string), "?"), len(args)-1))
+		assert.Equal(t, "call SQL: wharf: wrong number of SQL arguments: "+want, body)
+		assert.Equal(t, `[["a"]]`, w.mustCall(t, "STORE", "db", "SQL", []any{"SELECT name FROM t WHERE id = ?", 1}), "the object keeps serving")
 	}
 	code, body = w.call(t, "STORE", "db", "SQL", []any{"SELECT * FROM _wharf_kv"})
 	assert.Equal(t, 500, code)

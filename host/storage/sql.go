@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -22,7 +23,32 @@ var (
 var (
 	ErrMultipleStatements = errors.New("Exec runs one SQL statement; split the text")
 	ErrResultTooLarge     = fmt.Errorf("result is larger than %d MiB; select fewer rows (LIMIT)", MaxResultBytes>>20)
+	ErrArgumentCount      = errors.New("wrong number of SQL arguments")
 )
+
+// argCountMessage is the driver's (without arguments) or database/sql's
+// (with arguments) error for a statement given a number of arguments other
+// than its number of parameters.
+var argCountMessage = regexp.MustCompile(`^(?:not enough args to execute query: want (\d+) got|sql: expected (\d+) arguments, got) (\d+)$`)
+
+// argCountError restates an argCountMessage error as ErrArgumentCount,
+// naming the statement's parameters and the arguments given; it returns
+// other errors as they are.
+func argCountError(err error) error {
+	m := argCountMessage.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	return fmt.Errorf("%w: the statement has %s, got %s", ErrArgumentCount, counted(cmp.Or(m[1], m[2]), "parameter"), counted(m[3], "argument"))
+}
+
+// counted is "1 thing" or "n things".
+func counted(n, thing string) string {
+	if n == "1" {
+		return n + " " + thing
+	}
+	return n + " " + thing + "s"
+}
 
 // singleStatement reports whether q holds at most one statement: no ';'
 // outside literals, identifiers and comments except at the end.
@@ -184,7 +210,7 @@ func queryRows(ctx context.Context, tx *sql.Tx, query string, args []any) (rows 
 	if len(args) == 0 {
 		rows, err = tx.QueryContext(ctx, query)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, argCountError(err)
 		}
 		return rows, func() { rows.Close() }, nil
 	}
@@ -195,7 +221,7 @@ func queryRows(ctx context.Context, tx *sql.Tx, query string, args []any) (rows 
 	rows, err = stmt.QueryContext(ctx, args...)
 	if err != nil {
 		stmt.Close()
-		return nil, nil, err
+		return nil, nil, argCountError(err)
 	}
 	return rows, func() { rows.Close(); stmt.Close() }, nil
 }

@@ -274,7 +274,7 @@ func TestSQL(t *testing.T) {
 		require.NoError(t, err, "%q", q)
 		assert.Empty(t, r.Rows, "%q", q)
 		_, err = d.Exec(q, 1)
-		assert.ErrorContains(t, err, "sql: expected 0 arguments, got 1", "%q", q)
+		assert.EqualError(t, err, "wrong number of SQL arguments: the statement has 0 parameters, got 1 argument", "%q", q)
 	}
 	r, err = d.Exec("SELECT 1;;")
 	require.NoError(t, err)
@@ -283,7 +283,12 @@ func TestSQL(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, [][]any{{int64(4), "x"}}, r.Rows, "a numbered or named parameter used twice is one argument")
 	_, err = d.Exec("SELECT ?", 1, 2)
-	assert.ErrorContains(t, err, "sql: expected 1 arguments, got 2")
+	assert.EqualError(t, err, "wrong number of SQL arguments: the statement has 1 parameter, got 2 arguments")
+	_, err = d.Exec("SELECT ?")
+	assert.EqualError(t, err, "wrong number of SQL arguments: the statement has 1 parameter, got 0 arguments", "not the driver's words")
+	_, err = d.Exec("SELECT ?1, :x, ?3", 1)
+	assert.ErrorIs(t, err, ErrArgumentCount)
+	assert.EqualError(t, err, "wrong number of SQL arguments: the statement has 3 parameters, got 1 argument")
 
 	// A failing multi-row statement leaves nothing behind.
 	_, err = d.Exec("INSERT INTO t (id, name) VALUES (10, 'x'), (1, 'dup')")
