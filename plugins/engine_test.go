@@ -3,6 +3,7 @@ package plugins
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,8 @@ const engineModule = `(module
   (func (export "read") (param $ptr i32) (param $len i32) (result i32) (call $read (local.get $ptr) (local.get $len)))
   (func (export "boom") (call $boom))
   (func (export "spin") (loop $l (br $l)))
+  (func $deep (export "deep") (param $n i32)
+    (if (local.get $n) (then (call $deep (i32.sub (local.get $n) (i32.const 1)))) (else unreachable)))
 )`
 
 func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
@@ -79,6 +82,13 @@ func TestEnginesBehaveAlike(t *testing.T) {
 			assert.ErrorContains(t, err, "unreachable")
 			assert.ErrorContains(t, err, "inner_function")
 			assert.ErrorContains(t, err, "outer_function")
+		})
+		t.Run("a trap's stack trace is cut after its innermost frames", func(t *testing.T) {
+			_, err := instantiate(t, m, InstanceConfig{}).Call(ctx, "deep", 10_000)
+			require.ErrorIs(t, err, ErrTrap)
+			assert.ErrorContains(t, err, "unreachable")
+			assert.ErrorContains(t, err, "deep")
+			assert.LessOrEqual(t, strings.Count(err.Error(), "\n"), maxTraceFrames+2, "lines of %q", err)
 		})
 		t.Run("WASI output goes to the instance's writers", func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

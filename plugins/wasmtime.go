@@ -662,12 +662,16 @@ func callError(cerr *C.wasmtime_error_t, trap *C.wasm_trap_t) error {
 		defer C.wasm_frame_vec_delete(&frames)
 		var b strings.Builder
 		fmt.Fprintf(&b, "wasm error: %s\nwasm stack trace:", what)
-		for _, f := range unsafe.Slice(frames.data, frames.size) {
+		all := unsafe.Slice(frames.data, frames.size)
+		for _, f := range all[:min(len(all), maxTraceFrames)] {
 			if name := C.wasmtime_frame_func_name(f); name != nil {
 				fmt.Fprintf(&b, "\n\t%s()", C.GoStringN(name.data, C.int(name.size)))
 			} else {
 				fmt.Fprintf(&b, "\n\tfunction[%d]()", C.wasm_frame_func_index(f))
 			}
+		}
+		if len(all) > maxTraceFrames {
+			fmt.Fprintf(&b, "\n\t... %d more frames", len(all)-maxTraceFrames)
 		}
 		return fmt.Errorf("%w: %s", ErrTrap, b.String())
 	case cerr != nil:
@@ -683,6 +687,11 @@ func callError(cerr *C.wasmtime_error_t, trap *C.wasm_trap_t) error {
 	}
 	return nil
 }
+
+// maxTraceFrames is how many of a trap's innermost frames its error names,
+// as many as wazero's: a stack overflow has tens of thousands, which would
+// make every error and log line about it hundreds of kilobytes long.
+const maxTraceFrames = 30
 
 // trapNames are wasmtime's trap codes in the words wazero uses.
 var trapNames = []string{
