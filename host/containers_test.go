@@ -253,6 +253,7 @@ func TestObjectFiles(t *testing.T) {
 		"remove non-empty: remove /work/x: wharf: directory not empty",
 		"remove all: ok",
 		"stat removed: [file does not exist] stat /work/x: wharf: no such file or directory",
+		"rename removed (link error=true): [file does not exist] rename /work/x /work/z: wharf: no such file or directory",
 		"list a file: list /etc/passwd: wharf: not a directory",
 		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: permission denied",
 		"unknown user: stat /: wharf: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",

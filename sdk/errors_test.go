@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -136,6 +137,24 @@ func TestPathErrorSaysThePathOnce(t *testing.T) {
 	err = pathError("read", "etc/x", wharf.NewError("file_op", abi.StatusInvalid, "the path must be absolute: etc/x"))
 	assert.EqualError(t, err, "read etc/x: wharf: the path must be absolute")
 	assert.ErrorIs(t, err, ErrInvalidArgument)
+}
+
+// TestRenameErrorSaysEachPathOnce: a rename's error is an *os.LinkError
+// naming both paths, and the host's words lose the "rename /a /b: " that
+// repeats them.
+func TestRenameErrorSaysEachPathOnce(t *testing.T) {
+	o := abi.FileOptions{Op: "rename", Path: "/a", To: "/b"}
+	err := opError(o, wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: rename /a /b: no such file or directory"))
+	assert.EqualError(t, err, "rename /a /b: wharf: no such file or directory")
+	var le *os.LinkError
+	assert.ErrorAs(t, err, &le)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	err = opError(o, wharf.NewError("file_op", abi.StatusDenied, "DENIED: rename /a /b: permission denied"))
+	assert.EqualError(t, err, "rename /a /b: wharf: permission denied")
+	assert.ErrorIs(t, err, fs.ErrPermission)
+	err = opError(o, wharf.NewError("file_op", abi.StatusInvalid, "INVAL: unknown user: ghost"))
+	assert.EqualError(t, err, "rename /a /b: wharf: unknown user: ghost", "other words are kept")
+	assert.NoError(t, opError(o, nil))
 }
 
 // TestPathErrorKeepsTheHostsOwnWords: a message that is not "op path: …"

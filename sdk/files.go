@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // (classes with init = false have none). Paths are absolute and resolved
 // in the container (its symbolic links included), never on the host.
 // Every call runs as the image's user, or as the user given to As.
-// Errors are *fs.PathError: errors.Is(err, fs.ErrNotExist) for a missing
-// file, fs.ErrPermission for one the user may not touch.
+// Errors are *fs.PathError (Rename's *os.LinkError): errors.Is(err,
+// fs.ErrNotExist) for a missing file, fs.ErrPermission for one the user
+// may not touch.
 type Files struct {
 	container *Container
 	user      string
@@ -68,8 +70,27 @@ func pathError(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
+	return &fs.PathError{Op: op, Path: path, Err: hostFileError(err, func(msg string) (string, bool) { return withoutPath(msg, path) })}
+}
+
+// linkError turns a host error of a rename into an *os.LinkError. The
+// paths are said once: the host's words lose the "rename /a /b: " they
+// begin with.
+func linkError(op, from, to string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &os.LinkError{Op: op, Old: from, New: to, Err: hostFileError(err, func(msg string) (string, bool) {
+		return strings.CutPrefix(msg, op+" "+from+" "+to+": ")
+	})}
+}
+
+// hostFileError is the host's error of a file call with its words
+// trimmed by trim (of the paths the caller's error names), matching
+// ErrNotRunning, fs.ErrNotExist or fs.ErrPermission as it says.
+func hostFileError(err error, trim func(msg string) (string, bool)) error {
 	if e, ok := err.(*wharf.Error); ok {
-		if rest, found := withoutPath(e.Message, path); found {
+		if rest, found := trim(e.Message); found {
 			once := *e
 			once.Message = rest
 			err = &once
@@ -77,13 +98,13 @@ func pathError(op, path string, err error) error {
 	}
 	switch {
 	case notRunning(err):
-		err = withSentinel(ErrNotRunning, err)
+		return withSentinel(ErrNotRunning, err)
 	case errors.Is(err, abi.StatusNotFound):
-		err = kindError{err, fs.ErrNotExist}
+		return kindError{err, fs.ErrNotExist}
 	case errors.Is(err, abi.StatusDenied):
-		err = kindError{err, fs.ErrPermission}
+		return kindError{err, fs.ErrPermission}
 	}
-	return &fs.PathError{Op: op, Path: path, Err: err}
+	return err
 }
 
 // withoutPath returns the host's words msg without the path they repeat:
@@ -212,11 +233,20 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 func (f *Files) op(o abi.FileOptions, out any) error {
 	ev, err := f.container.obj.current()
 	if err != nil {
-		return pathError(o.Op, o.Path, err)
+		return opError(o, err)
 	}
 	raw, err := ev.FileOp(f.encode(o))
 	if err == nil && out != nil {
 		err = json.Unmarshal(raw, out)
+	}
+	return opError(o, err)
+}
+
+// opError names the paths of o in err: an *os.LinkError for a rename,
+// an *fs.PathError otherwise.
+func opError(o abi.FileOptions, err error) error {
+	if o.Op == "rename" {
+		return linkError(o.Op, o.Path, o.To, err)
 	}
 	return pathError(o.Op, o.Path, err)
 }

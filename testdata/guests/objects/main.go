@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -1038,6 +1039,8 @@ func (b *Box) FilesOps() ([]string, error) {
 	note("remove all", files.RemoveAll("/work/x"))
 	_, err = files.Stat("/work/x")
 	note("stat removed", err)
+	err = files.Rename("/work/x", "/work/z")
+	note(fmt.Sprintf("rename removed (link error=%v)", errors.As(err, new(*os.LinkError))), err)
 	_, err = files.List("/etc/passwd")
 	note("list a file", err)
 	note("write as app into /etc", files.As("app").WriteFile("/etc/app.txt", strings.NewReader("x")))
