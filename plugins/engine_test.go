@@ -34,6 +34,10 @@ const engineModule = `(module
   (func (export "spin") (loop $l (br $l)))
   (func $deep (export "deep") (param $n i32)
     (if (local.get $n) (then (call $deep (i32.sub (local.get $n) (i32.const 1)))) (else unreachable)))
+  (func $depth (export "depth") (param $n i32) (result i32)
+    (if (result i32) (local.get $n)
+      (then (i32.add (call $depth (i32.sub (local.get $n) (i32.const 1))) (i32.const 1)))
+      (else (i32.const 0))))
 )`
 
 func forEachEngine(t *testing.T, test func(t *testing.T, engine string)) {
@@ -89,6 +93,11 @@ func TestEnginesBehaveAlike(t *testing.T) {
 			assert.ErrorContains(t, err, "unreachable")
 			assert.ErrorContains(t, err, "deep")
 			assert.LessOrEqual(t, strings.Count(err.Error(), "\n"), maxTraceFrames+2, "lines of %q", err)
+		})
+		t.Run("a guest recurses 200,000 calls deep", func(t *testing.T) {
+			depth, err := instantiate(t, m, InstanceConfig{}).Call(ctx, "depth", 200_000)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(200_000), depth)
 		})
 		t.Run("WASI output goes to the instance's writers", func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

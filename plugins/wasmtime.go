@@ -68,6 +68,18 @@ const (
 	wasmI64 = 1
 )
 
+// maxWasmStack is how deep a guest's own stack may grow. wasmtime's
+// default, 512 KiB, is about 6,500 Go calls, where wazero's stack grows
+// until the guest's memory runs out: a recursion 10,000 deep that runs on
+// wazero overflowed on wasmtime. Guests run on wasmtime's async stacks, of
+// maxWasmStack and hostStack more, whose pages are taken only once used.
+const maxWasmStack = 16 << 20
+
+// hostStack is what an async stack keeps beyond maxWasmStack for the
+// frames of host calls (wasmtime's default margin; wharf's trampolines then
+// run Go on the thread's own stack).
+const hostStack = 2 << 20
+
 // shared is the process-wide wasmtime engine and its epoch ticker, which
 // runs while any WasmtimeEngine is open.
 var shared struct {
@@ -83,7 +95,10 @@ func acquireWasmtime() *wasmtime.Engine {
 	if shared.engine == nil {
 		cfg := wasmtime.NewConfig()
 		cfg.SetEpochInterruption(true)
-		C.wasmtime_config_async_support_set(*(**C.wasm_config_t)(unsafe.Pointer(cfg)), true)
+		cfg.SetMaxWasmStack(maxWasmStack)
+		cConfig := *(**C.wasm_config_t)(unsafe.Pointer(cfg))
+		C.wasmtime_config_async_support_set(cConfig, true)
+		C.wasmtime_config_async_stack_size_set(cConfig, maxWasmStack+hostStack)
 		shared.engine = wasmtime.NewEngineWithConfig(cfg)
 	}
 	if shared.users == 0 {

@@ -64,6 +64,7 @@ void wasmtime_store_epoch_deadline_callback(wasmtime_store_t *store,
     wasmtime_error_t *(*func)(wasmtime_context_t *context, void *data, uint64_t *epoch_deadline_delta, uint8_t *update_kind),
     void *data, void (*finalizer)(void *));
 void wasmtime_config_async_support_set(wasm_config_t *, bool);
+void wasmtime_config_async_stack_size_set(wasm_config_t *, uint64_t);
 wasmtime_call_future_t *wasmtime_linker_instantiate_async(const wasmtime_linker_t *linker,
     wasmtime_context_t *store, const wasmtime_module_t *module, wasmtime_instance_t *instance,
     wasm_trap_t **trap_ret, wasmtime_error_t **error_ret);
