@@ -167,8 +167,12 @@ func Parse(data []byte) (*Manifest, error) {
 	if m.Name == "" {
 		return nil, errors.New("1:1: missing required key \"name\"")
 	}
-	if m.Main == "" {
+	mainAt, ok := valueAt(data, "main")
+	if !ok {
 		return nil, errors.New("1:1: missing required key \"main\"")
+	}
+	if m.Main == "" {
+		return nil, fmt.Errorf("%s: main: must name a Go package directory or a .wasm file, got \"\"", mainAt)
 	}
 	if m.Listen == "" {
 		m.Listen = DefaultListen
@@ -264,25 +268,7 @@ func describeTOMLError(data []byte, err error) error {
 // value to Duration.UnmarshalText and returns its error without the key
 // or position, so the document is walked again to find them.
 func durationValueError(data []byte) error {
-	var p unstable.Parser
-	p.Reset(data)
-	var table []string
-	var check func(prefix []string, kv *unstable.Node) error
-	check = func(prefix []string, kv *unstable.Node) error {
-		key := slices.Clone(prefix)
-		for it := kv.Key(); it.Next(); {
-			key = append(key, string(it.Node().Data))
-		}
-		v := kv.Value()
-		if v.Kind == unstable.InlineTable {
-			for it := v.Children(); it.Next(); {
-				if err := check(key, it.Node()); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		name := strings.Join(key, ".")
+	return eachValue(data, func(p *unstable.Parser, name string, v *unstable.Node) error {
 		if !durationKeys[name] || v.Kind == unstable.String {
 			return nil
 		}
@@ -295,8 +281,54 @@ func durationValueError(data []byte) error {
 		} else {
 			return nil
 		}
-		pos := p.Shape(v.Raw).Start
-		return fmt.Errorf("%d:%d: %s: %s", pos.Line, pos.Column, name, problem)
+		return fmt.Errorf("%s: %s: %s", position(p, v), name, problem)
+	})
+}
+
+// valueAt is the "line:column" of the value of the dotted key, and whether
+// the document sets it.
+func valueAt(data []byte, key string) (string, bool) {
+	found := errors.New("found")
+	var at string
+	err := eachValue(data, func(p *unstable.Parser, name string, v *unstable.Node) error {
+		if name != key {
+			return nil
+		}
+		at = position(p, v)
+		return found
+	})
+	return at, err == found
+}
+
+// position is the "line:column" of a parsed node.
+func position(p *unstable.Parser, n *unstable.Node) string {
+	pos := p.Shape(n.Raw).Start
+	return fmt.Sprintf("%d:%d", pos.Line, pos.Column)
+}
+
+// eachValue calls fn with every value of the document that is not an
+// inline table, and its dotted key (an array of tables contributes its
+// key without an index), until fn returns an error, which it returns.
+func eachValue(data []byte, fn func(p *unstable.Parser, key string, v *unstable.Node) error) error {
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	var visit func(prefix []string, kv *unstable.Node) error
+	visit = func(prefix []string, kv *unstable.Node) error {
+		key := slices.Clone(prefix)
+		for it := kv.Key(); it.Next(); {
+			key = append(key, string(it.Node().Data))
+		}
+		v := kv.Value()
+		if v.Kind == unstable.InlineTable {
+			for it := v.Children(); it.Next(); {
+				if err := visit(key, it.Node()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return fn(&p, strings.Join(key, "."), v)
 	}
 	for p.NextExpression() {
 		expr := p.Expression()
@@ -307,7 +339,7 @@ func durationValueError(data []byte) error {
 				table = append(table, string(it.Node().Data))
 			}
 		case unstable.KeyValue:
-			if err := check(table, expr); err != nil {
+			if err := visit(table, expr); err != nil {
 				return err
 			}
 		}

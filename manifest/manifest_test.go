@@ -97,9 +97,10 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 07:32:00\n":                                               `4:11: limits.timeout: expected string, got local time`,
 		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
 		"name = \"a\"\nmain = \".\"\nlisten = \"localhost\"\n":                                                     `3:1: listen: want host:port (127.0.0.1:8787, or :8787 for every address), got "localhost"`,
-		"main = \".\"\n":         `missing required key "name"`,
-		"name = \"a\"\n":         `missing required key "main"`,
-		"name = \"a\nmain = 1\n": `1:`,
+		"main = \".\"\n":              `missing required key "name"`,
+		"name = \"a\"\n":              `missing required key "main"`,
+		"name = \"a\"\nmain = \"\"\n": `2:8: main: must name a Go package directory or a .wasm file, got ""`,
+		"name = \"a\nmain = 1\n":      `1:`,
 	}
 	for text, want := range cases {
 		_, err := Parse([]byte(text))
