@@ -47,7 +47,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	}
 	pkg := filepath.Join(m.Dir, m.Main)
 	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("%s: main = %q is neither a Go package directory nor a .wasm file", m.Path, m.Main)
+		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.Path, m.mainAt, m.Main)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {

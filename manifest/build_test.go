@@ -3,6 +3,7 @@ package manifest
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -48,4 +49,19 @@ func TestBuildOutlivesItsLogReader(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "needs `func main() { sdk.Serve() }`")
 	assert.False(t, errors.Is(err, syscall.EPIPE))
+}
+
+// TestBuildNamesMainAndItsPosition: a main that is no Go package directory
+// (absent, or a file) is reported at main's line and column.
+func TestBuildNamesMainAndItsPosition(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n"), 0o644))
+	for _, main := range []string{"missing", "main.go"} {
+		require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\n\nmain   = \""+main+"\"\n"), 0o644))
+		m, err := Load(path)
+		require.NoError(t, err)
+		_, err = Build(context.Background(), m, "", io.Discard)
+		assert.EqualError(t, err, path+`:3:10: main: "`+main+`" is neither a Go package directory nor a .wasm file`)
+	}
 }

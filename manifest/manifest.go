@@ -46,6 +46,10 @@ type Manifest struct {
 	// Path is the manifest file; Dir is its directory.
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
+
+	// mainAt is the "line:column" of main's value, for errors about the
+	// package or file it names.
+	mainAt string
 }
 
 // Limits are the [limits] table.
@@ -174,6 +178,7 @@ func Parse(data []byte) (*Manifest, error) {
 	if m.Main == "" {
 		return nil, fmt.Errorf("%s: main: must name a Go package directory or a .wasm file, got \"\"", mainAt)
 	}
+	m.mainAt = mainAt
 	if m.Listen == "" {
 		m.Listen = DefaultListen
 	}

@@ -69,7 +69,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 	cases := map[string]string{
 		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
 		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
-		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `main = "missing" is neither a Go package directory nor a .wasm file`,
+		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `nomain.toml:2:8: main: "missing" is neither a Go package directory nor a .wasm file`,
 		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
 		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
 		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
