@@ -243,7 +243,11 @@ func describeTOMLError(data []byte, err error) error {
 			row, col := e.Position()
 			key := strings.Join(e.Key(), ".")
 			msg := fmt.Sprintf("%d:%d: unknown key %q", row, col, key)
-			if why, ok := removedKeys[key]; ok {
+			why, ok := removedKeys[key]
+			if !ok && len(e.Key()) == 1 {
+				why = tablesWith(key)
+			}
+			if why != "" {
 				msg += " (" + why + ")"
 			}
 			msgs = append(msgs, msg)
@@ -274,7 +278,7 @@ func describeTOMLError(data []byte, err error) error {
 // or position, so the document is walked again to find them.
 func durationValueError(data []byte) error {
 	return eachValue(data, func(p *unstable.Parser, name string, v *unstable.Node) error {
-		if !durationKeys[name] || v.Kind == unstable.String {
+		if manifestKeys[name] != reflect.TypeFor[Duration]() || v.Kind == unstable.String {
 			return nil
 		}
 		raw := p.Raw(v.Raw)
@@ -352,10 +356,10 @@ func eachValue(data []byte, fn func(p *unstable.Parser, key string, v *unstable.
 	return nil
 }
 
-// durationKeys are the dotted keys of the manifest's Duration values; an
-// array of tables contributes its keys without an index.
-var durationKeys = func() map[string]bool {
-	keys := map[string]bool{}
+// manifestKeys are the manifest's dotted keys, tables' included, each with
+// its Go type; an array of tables contributes its keys without an index.
+var manifestKeys = func() map[string]reflect.Type {
+	keys := map[string]reflect.Type{}
 	var walk func(t reflect.Type, prefix string)
 	walk = func(t reflect.Type, prefix string) {
 		for f := range t.Fields() {
@@ -363,14 +367,12 @@ var durationKeys = func() map[string]bool {
 			if name == "" || name == "-" {
 				continue
 			}
+			keys[prefix+name] = f.Type
 			ft := f.Type
 			if ft.Kind() == reflect.Slice {
 				ft = ft.Elem()
 			}
-			switch {
-			case ft == reflect.TypeFor[Duration]():
-				keys[prefix+name] = true
-			case ft.Kind() == reflect.Struct:
+			if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[Duration]() {
 				walk(ft, prefix+name+".")
 			}
 		}
@@ -378,6 +380,28 @@ var durationKeys = func() map[string]bool {
 	walk(reflect.TypeFor[Manifest](), "")
 	return keys
 }()
+
+// tablesWith suggests where an unknown top-level key belongs: the
+// top-level tables that have it, as in "did you mean [limits] engine?".
+func tablesWith(key string) string {
+	var where []string
+	for k := range manifestKeys {
+		table, leaf, ok := strings.Cut(k, ".")
+		if !ok || leaf != key {
+			continue
+		}
+		if manifestKeys[table].Kind() == reflect.Slice {
+			where = append(where, "[["+table+"]] "+key)
+		} else {
+			where = append(where, "["+table+"] "+key)
+		}
+	}
+	if len(where) == 0 {
+		return ""
+	}
+	slices.Sort(where)
+	return "did you mean " + strings.Join(where, " or ") + "?"
+}
 
 func (d *DurableObjects) check(data []byte) error {
 	if d.MaxLive < 0 {

@@ -79,6 +79,9 @@ func TestDurationAcceptsSeconds(t *testing.T) {
 func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 	cases := map[string]string{
 		"name = \"a\"\nmain = \".\"\nbogus = 1\n":                                                                  `3:1: unknown key "bogus"`,
+		"name = \"a\"\nmain = \".\"\nengine = \"wasmtime\"\n":                                                      `3:1: unknown key "engine" (did you mean [limits] engine?)`,
+		"name = \"a\"\nmain = \".\"\nidle_timeout = \"5s\"\n":                                                      `3:1: unknown key "idle_timeout" (did you mean [durable_objects] idle_timeout or [limits] idle_timeout?)`,
+		"name = \"a\"\nmain = \".\"\nimage = \"i\"\n":                                                              `3:1: unknown key "image" (did you mean [[containers]] image?)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nfoo = 1\n":                                                          `4:1: unknown key "limits.foo"`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n":                                            `4:14: limits.memory_mib: expected integer, got string`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":                                               `4:11: limits.timeout: invalid duration "soon"`,
