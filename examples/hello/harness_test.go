@@ -21,4 +21,17 @@ func TestHelloInHarness(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "Hello from wharf!\n", string(body))
+
+	// GET /fetch without its parameter is the client's mistake, and the
+	// plugin keeps serving.
+	resp, err = http.Get(p.URL + "/fetch")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Equal(t, "missing the url parameter: GET /fetch?url=<URL to fetch>\n", string(body))
+	resp, err = http.Get(p.URL + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
 }

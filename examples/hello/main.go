@@ -24,6 +24,10 @@ func init() {
 	})
 	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
 		target := r.URL.Query().Get("url")
+		if target == "" {
+			http.Error(w, "missing the url parameter: GET /fetch?url=<URL to fetch>", http.StatusBadRequest)
+			return
+		}
 		req, err := http.NewRequestWithContext(r.Context(), "GET", target, nil)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
