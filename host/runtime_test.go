@@ -74,6 +74,22 @@ func TestSpinningEventStopsItsInstance(t *testing.T) {
 	require.Eventually(t, func() bool { return w.Instances().Live == 2 }, 10*time.Second, 10*time.Millisecond, "replaced")
 }
 
+// TestCPUSliceIsCappedAtTheTimeout: a cpu_slice longer than the timeout
+// is logged as a warning at load, a spinning event is stopped after the
+// timeout's worth, and the host keeps serving.
+func TestCPUSliceIsCappedAtTheTimeout(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\ntimeout = \"1s\"\ncpu_slice = \"1m\"\n")
+	line := strings.Count(objectsManifest, "\n") + 4
+	assert.Contains(t, w.logs.String(), fmt.Sprintf(`level=WARN msg="%d:13: limits.cpu_slice: 1m0s is longer than limits.timeout, which caps it: an instance computing 1s without calling the host is stopped" plugin=objects`, line))
+	w.mustCall(t, "STORE", "b", "Put", map[string]string{"key": "k", "value": "v"})
+	code, body := w.call(t, "STORE", "a", "Spin", nil)
+	assert.Contains(t, []int{504, 500}, code, "the event's timeout or the slice, both 1s, ends it: %s", body)
+	assert.Eventually(t, func() bool {
+		return strings.Contains(w.logs.String(), "guest computed without yielding for longer than its CPU slice (1s)")
+	}, 10*time.Second, 10*time.Millisecond, "the spinning instance is stopped after 1s, not 1m")
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "b", "Get", "k"))
+}
+
 // TestTenThousandLiveObjects keeps 10,000 objects live in one host.
 func TestTenThousandLiveObjects(t *testing.T) {
 	const n = 10_000

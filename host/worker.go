@@ -105,6 +105,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache")
 	}
 	m, logger := cfg.Manifest, cfg.Logger
+	for _, warning := range m.Warnings {
+		logger.Warn(warning, "plugin", m.Name)
+	}
 	if len(m.Containers) > 0 && cfg.Containers == nil {
 		return nil, fmt.Errorf("%s: the manifest declares [[containers]] and Config.Containers is nil (open it with package containerd/hostbackend)", m.Path)
 	}

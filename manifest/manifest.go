@@ -47,6 +47,11 @@ type Manifest struct {
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
 
+	// Warnings are what the manifest sets that works otherwise than it
+	// reads, each "line:column: key: ..." as errors are (Load puts the
+	// file name first); the host logs them when it starts.
+	Warnings []string `toml:"-"`
+
 	// mainAt is the "line:column" of main's value, for errors about the
 	// package or file it names.
 	mainAt string
@@ -152,6 +157,9 @@ func Load(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
+	for i, w := range m.Warnings {
+		m.Warnings[i] = path + ":" + w
+	}
 	m.Path, _ = filepath.Abs(path)
 	m.Dir = filepath.Dir(m.Path)
 	if err := m.checkImages(data); err != nil {
@@ -210,6 +218,11 @@ func Parse(data []byte) (*Manifest, error) {
 	}
 	if l.Instances == 0 {
 		l.Instances = runtime.NumCPU()
+	}
+	if l.CPUSlice.Duration > l.Timeout.Duration { // set so; the default slice is capped silently
+		at, _ := valueAt(data, "limits.cpu_slice")
+		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
+			at, l.CPUSlice.Duration, l.Timeout.Duration))
 	}
 	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
 	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)

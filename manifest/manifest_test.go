@@ -70,6 +70,24 @@ func TestRemovedLimitsAreExplained(t *testing.T) {
 	assert.Contains(t, err.Error(), `4:13: limits.cpu_slice: duration "-1s" must be positive`)
 }
 
+// TestCPUSliceLongerThanTimeoutWarns: a cpu_slice set longer than the
+// timeout is accepted (the timeout caps it) with a warning naming both;
+// the default slice is capped without one.
+func TestCPUSliceLongerThanTimeoutWarns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	require.NoError(t, os.WriteFile(path, []byte("name = \"x\"\nmain = \".\"\n[limits]\ntimeout = \"1500ms\"\ncpu_slice = \"2s\"\n"), 0o644))
+	m, err := Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, []string{path + `:5:13: limits.cpu_slice: 2s is longer than limits.timeout, which caps it: an instance computing 1.5s without calling the host is stopped`}, m.Warnings)
+
+	for _, text := range []string{"[limits]\ntimeout = 1\n", "[limits]\ntimeout = 2\ncpu_slice = 2\n", ""} {
+		m, err := Parse([]byte("name = \"x\"\nmain = \".\"\n" + text))
+		require.NoError(t, err)
+		assert.Empty(t, m.Warnings, text)
+	}
+}
+
 func TestDurationAcceptsSeconds(t *testing.T) {
 	m, err := Parse([]byte("name = \"x\"\nmain = \".\"\n[limits]\ntimeout = 45\n"))
 	require.NoError(t, err)
