@@ -269,16 +269,22 @@ func (o *Objects) remoteOwner(obj *Object, ev *objectEvent) string {
 // run delivers events until the object has been idle for the idle timeout.
 func (obj *Object) run() {
 	defer obj.objs.wg.Done()
-	var waiting []func(error) // replies held until the next commit
+	var waiting []func(error) // replies held until the next commit is durable
 	commit := func() {
+		// On a single host the object runs on while its commit syncs: the
+		// replies wait for the sync. In a cluster, Flush replicates first.
 		var err error
-		if obj.db != nil {
+		background := obj.objs.cluster == nil && obj.db != nil
+		switch {
+		case background:
+			err = obj.db.Commit()
+		case obj.db != nil:
 			err = obj.db.Flush()
 		}
 		if err != nil {
 			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
 			obj.deactivate() // its memory may reflect writes that were lost
-			if errors.Is(err, storage.ErrFileReplaced) {
+			if errors.Is(err, storage.ErrFileReplaced) || errors.Is(err, storage.ErrNotDurable) {
 				// The next event opens the file at the object's path.
 				obj.db.Close()
 				obj.db = storage.Lazy(obj.storagePath())
@@ -291,6 +297,20 @@ func (obj *Object) run() {
 			if serr := c.snapshot(obj); serr != nil { // the commits stay: nothing is lost
 				obj.objs.logger.Warn("compacting the object's replicated commits", "class", obj.ns.class, "id", obj.id, "err", serr)
 			}
+		}
+		if err == nil && background {
+			replies := waiting
+			obj.db.SyncThen(func(err error) {
+				if err != nil {
+					obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
+					err = fmt.Errorf("storage commit failed: %w", err)
+				}
+				for _, reply := range replies {
+					reply(err)
+				}
+			})
+			waiting = nil
+			return
 		}
 		for _, reply := range waiting {
 			reply(err)

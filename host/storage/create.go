@@ -78,16 +78,8 @@ func create(path string) (bool, error) {
 // directory: SQLite's commits sync only the WAL, which without the file
 // would be thrown away at the next open.
 func syncNew(path string) error {
-	for _, p := range []string{path, filepath.Dir(path)} {
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return err
-		}
+	if err := syncPath(path); err != nil {
+		return err
 	}
-	return nil
+	return syncPath(filepath.Dir(path))
 }

@@ -1,15 +1,16 @@
 // Package storage is a Durable Object's embedded database: one SQLite file
 // per object holding its key-value pairs, its SQL tables and its alarm.
 //
-// Writes of consecutive events accumulate in one open transaction and become
-// durable together at Flush (group commit); the caller holds back every
-// response that depends on them until Flush returns. Each event runs inside a
-// savepoint, so a failed event's writes are undone without touching the
-// events before it.
+// Writes of consecutive events accumulate in one open transaction and are
+// committed together (group commit); the caller holds back every response
+// that depends on them until they are durable: when Flush returns, or when
+// SyncThen calls back, which lets the object run on while the disk syncs.
+// Each event runs inside a savepoint, so a failed event's writes are undone
+// without touching the events before it.
 //
 // The driver is mattn/go-sqlite3: the most widely used SQLite binding for Go,
-// with SQLite's own C code (cgo), WAL and synchronous=FULL, so a commit is on
-// disk when Flush returns.
+// with SQLite's own C code (cgo), in WAL mode; see durability.go for how
+// commits reach the disk.
 package storage
 
 import (
@@ -19,6 +20,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -85,6 +88,16 @@ type DB struct {
 	// statement, so an event that never touches storage costs no SQL;
 	// eventOpen is that savepoint, open in tx.
 	eventPending, eventOpen bool
+
+	// wal is the open WAL, from the first commit that wrote; commits
+	// counts those commits since the database was created, synced those
+	// known durable; syncs are SyncThen requests not yet answered, and
+	// syncErr the first that failed.
+	wal     *walFile
+	commits uint64
+	synced  atomic.Uint64
+	syncs   sync.WaitGroup
+	syncErr atomic.Pointer[error]
 }
 
 const schema = `BEGIN;
@@ -115,7 +128,7 @@ func (d *DB) connect() error {
 	d.unsynced = d.unsynced || created
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
+	q.Set("_synchronous", "NORMAL") // the WAL is synced by Flush or SyncThen
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open(driverName, "file:"+d.path+"?"+q.Encode())
@@ -204,10 +217,16 @@ func (d *DB) Close() error {
 		return nil
 	}
 	err := d.Flush()
+	d.syncs.Wait()
 	for _, s := range d.stmts {
 		s.Close()
 	}
-	return errors.Join(err, d.db.Close())
+	err = errors.Join(err, d.db.Close())
+	if d.wal != nil {
+		d.wal.f.Close()
+		d.wal = nil
+	}
+	return err
 }
 
 // txn returns the open transaction, beginning it, and the savepoint of an
@@ -267,6 +286,20 @@ func (d *DB) Dirty() bool { return d.dirty }
 // (and replicated, with a Replicator) when it returns. If replication
 // fails, the writes are undone.
 func (d *DB) Flush() error {
+	if err := d.Commit(); err != nil {
+		return err
+	}
+	return d.syncNow()
+}
+
+// Commit commits the open transaction without waiting for the disk (see
+// SyncThen); a replicated commit is replicated when it returns. If
+// replication fails, the writes are undone.
+func (d *DB) Commit() error {
+	if p := d.syncErr.Load(); p != nil {
+		d.rollback()
+		return *p
+	}
 	if d.tx == nil {
 		return nil
 	}
@@ -285,10 +318,18 @@ func (d *DB) Flush() error {
 		d.rollback()
 		return err
 	}
+	wrote := d.dirty
 	err := d.tx.Commit()
 	d.txDone()
 	d.dirty = false
 	d.undo(0)
+	if err == nil && wrote {
+		d.commits++
+		if err = d.openWAL(); err != nil {
+			err = fmt.Errorf("%w: %w", ErrNotDurable, err)
+			d.syncErr.Store(&err)
+		}
+	}
 	return err
 }
 

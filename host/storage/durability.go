@@ -1,0 +1,200 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Commits are made durable apart from the commit itself. SQLite runs with
+// synchronous=NORMAL, so a commit writes its WAL frames without waiting for
+// the disk; the WAL is then synced (fdatasync) by Flush, or by a round of
+// the process's syncer for SyncThen. While a round syncs, the object goes
+// on running events (their replies wait for a later round), and one round
+// syncs every database committed since the last one, each once.
+
+// ErrNotDurable wraps a failed sync: commits since the last durable one may
+// be lost, so the database must be closed and opened again.
+var ErrNotDurable = errors.New("the commit could not be made durable")
+
+// walFile is an open database's WAL. SQLite creates it at the first write
+// after opening and removes it at close (after checkpointing it), so it is
+// the same file for as long as the database stays open.
+type walFile struct {
+	f *os.File
+	// dirSynced: its name in its directory is durable. SQLite syncs the
+	// directory of a WAL it creates only in its own sync, which
+	// synchronous=NORMAL skips.
+	dirSynced atomic.Bool
+}
+
+func (w *walFile) sync() error {
+	if !w.dirSynced.Load() {
+		if err := syncPath(filepath.Dir(w.f.Name())); err != nil {
+			return err
+		}
+		w.dirSynced.Store(true)
+	}
+	raw, err := w.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// syncPath syncs the file or directory at path.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	return err
+}
+
+// openWAL opens the WAL after a commit that wrote, if it is not open yet.
+func (d *DB) openWAL() error {
+	if d.wal != nil {
+		return nil
+	}
+	f, err := os.Open(d.path + "-wal")
+	if err != nil {
+		return err
+	}
+	d.wal = &walFile{f: f}
+	return nil
+}
+
+// syncNow makes every commit so far durable before it returns.
+func (d *DB) syncNow() error {
+	if p := d.syncErr.Load(); p != nil {
+		return *p
+	}
+	target := d.commits
+	if d.synced.Load() >= target {
+		return nil
+	}
+	if err := d.wal.sync(); err != nil {
+		err = fmt.Errorf("%w: %w", ErrNotDurable, err)
+		d.syncErr.CompareAndSwap(nil, &err)
+		return err
+	}
+	d.markSynced(target)
+	return nil
+}
+
+// markSynced records that the commits up to target are durable.
+func (d *DB) markSynced(target uint64) {
+	for {
+		old := d.synced.Load()
+		if old >= target || d.synced.CompareAndSwap(old, target) {
+			return
+		}
+	}
+}
+
+// SyncThen calls done once every commit made so far is durable (at once if
+// they are), from another goroutine, with the sync's error if it failed;
+// the database goes on being used meanwhile. After a failure, Commit
+// refuses with ErrNotDurable until the database is closed.
+func (d *DB) SyncThen(done func(error)) {
+	if p := d.syncErr.Load(); p != nil {
+		done(*p)
+		return
+	}
+	target := d.commits
+	if d.synced.Load() >= target {
+		done(nil)
+		return
+	}
+	d.syncs.Add(1)
+	walSyncer.add(syncRequest{db: d, wal: d.wal, target: target, done: done})
+}
+
+// syncRequest asks that db's commits up to target be made durable.
+type syncRequest struct {
+	db     *DB
+	wal    *walFile
+	target uint64
+	done   func(error)
+}
+
+// syncer makes commits durable in rounds: a round takes every request made
+// before it started and syncs each WAL they name once, concurrently; the
+// requests made meanwhile wait for the next round. Its goroutine runs while
+// there are requests.
+type syncer struct {
+	mu      sync.Mutex
+	queue   []syncRequest
+	running bool
+}
+
+var walSyncer syncer
+
+// maxParallelSyncs bounds the WALs a round syncs at once (each holds a
+// thread in the kernel while it waits for the disk).
+const maxParallelSyncs = 32
+
+func (s *syncer) add(r syncRequest) {
+	s.mu.Lock()
+	s.queue = append(s.queue, r)
+	start := !s.running
+	s.running = true
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	}
+}
+
+func (s *syncer) run() {
+	for {
+		s.mu.Lock()
+		round := s.queue
+		s.queue = nil
+		if len(round) == 0 {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		errs := map[*walFile]error{}
+		for _, r := range round {
+			errs[r.wal] = nil
+		}
+		var mu sync.Mutex
+		var g errgroup.Group
+		g.SetLimit(maxParallelSyncs)
+		for w := range errs {
+			g.Go(func() error {
+				err := w.sync()
+				mu.Lock()
+				errs[w] = err
+				mu.Unlock()
+				return nil
+			})
+		}
+		g.Wait()
+		for _, r := range round {
+			err := errs[r.wal]
+			if err != nil {
+				err = fmt.Errorf("%w: %w", ErrNotDurable, err)
+				r.db.syncErr.CompareAndSwap(nil, &err)
+			} else {
+				r.db.markSynced(r.target)
+			}
+			r.done(err)
+			r.db.syncs.Done()
+		}
+	}
+}

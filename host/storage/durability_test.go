@@ -1,0 +1,80 @@
+package storage
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSyncThenAnswersOnceTheCommitIsDurable: Commit leaves the WAL unsynced,
+// SyncThen answers once a syncer round synced it (and the WAL's name in its
+// directory), or at once when nothing new was committed; what was committed
+// is there after reopening.
+func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
+	d, path := open(t)
+	answered := make(chan error, 1)
+	d.SyncThen(func(err error) { answered <- err })
+	select {
+	case err := <-answered:
+		require.NoError(t, err)
+	default:
+		t.Fatal("SyncThen waited with nothing committed")
+	}
+
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit())
+	require.NotNil(t, d.wal, "a commit that wrote opened the WAL")
+	assert.Less(t, d.synced.Load(), d.commits, "Commit waited for the disk")
+	assert.False(t, d.wal.dirSynced.Load())
+
+	d.SyncThen(func(err error) { answered <- err })
+	require.NoError(t, <-answered)
+	assert.Equal(t, d.commits, d.synced.Load())
+	assert.True(t, d.wal.dirSynced.Load(), "the new WAL's directory entry was not synced")
+
+	d.BeginEvent()
+	_, _, err := d.Get([]byte("k")) // a read-only batch: nothing more to sync
+	require.NoError(t, err)
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit())
+	d.SyncThen(func(err error) { answered <- err })
+	select {
+	case err := <-answered:
+		require.NoError(t, err)
+	default:
+		t.Fatal("SyncThen waited after a commit that wrote nothing")
+	}
+
+	require.NoError(t, d.Close())
+	d2, err := openNow(path)
+	require.NoError(t, err)
+	defer d2.Close()
+	v, ok, err := d2.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "v", string(v))
+}
+
+// TestFailedSyncRefusesLaterCommits: when the WAL cannot be synced, the
+// waiting replies get ErrNotDurable, and so does every later commit (its
+// writes undone) and Flush, until the database is closed.
+func TestFailedSyncRefusesLaterCommits(t *testing.T) {
+	d, _ := open(t)
+	require.NoError(t, d.Put([]byte("a"), []byte("1")))
+	require.NoError(t, d.Commit())
+	require.NoError(t, d.wal.f.Close()) // the sync cannot reach the file
+
+	answered := make(chan error, 1)
+	d.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable)
+
+	require.NoError(t, d.Put([]byte("b"), []byte("2")))
+	assert.ErrorIs(t, d.Commit(), ErrNotDurable)
+	assert.False(t, d.Dirty(), "the refused commit's writes were kept")
+	assert.ErrorIs(t, d.Flush(), ErrNotDurable)
+	d.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable)
+}
