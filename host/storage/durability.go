@@ -25,9 +25,11 @@ var ErrNotDurable = errors.New("the commit could not be made durable")
 
 // walFile is an open database's WAL. SQLite creates it at the first write
 // after opening and removes it at close (after checkpointing it), so it is
-// the same file for as long as the database stays open.
+// the same file for as long as the database stays open; Close waits for
+// the syncs under way. It is opened for each sync, so an open database
+// keeps three descriptors.
 type walFile struct {
-	f *os.File
+	path string
 	// dirSynced: its name in its directory is durable. SQLite syncs the
 	// directory of a WAL it creates only in its own sync, which
 	// synchronous=NORMAL skips.
@@ -36,12 +38,17 @@ type walFile struct {
 
 func (w *walFile) sync() error {
 	if !w.dirSynced.Load() {
-		if err := syncPath(filepath.Dir(w.f.Name())); err != nil {
+		if err := syncPath(filepath.Dir(w.path)); err != nil {
 			return err
 		}
 		w.dirSynced.Store(true)
 	}
-	raw, err := w.f.SyscallConn()
+	f, err := os.Open(w.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	raw, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -61,19 +68,6 @@ func syncPath(path string) error {
 	err = f.Sync()
 	f.Close()
 	return err
-}
-
-// openWAL opens the WAL after a commit that wrote, if it is not open yet.
-func (d *DB) openWAL() error {
-	if d.wal != nil {
-		return nil
-	}
-	f, err := os.Open(d.path + "-wal")
-	if err != nil {
-		return err
-	}
-	d.wal = &walFile{f: f}
-	return nil
 }
 
 // syncNow makes every commit so far durable before it returns.

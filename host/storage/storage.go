@@ -89,7 +89,7 @@ type DB struct {
 	// eventOpen is that savepoint, open in tx.
 	eventPending, eventOpen bool
 
-	// wal is the open WAL, from the first commit that wrote; commits
+	// wal is the WAL, from the first commit that wrote; commits
 	// counts those commits since the database was created, synced those
 	// known durable; syncs are SyncThen requests not yet answered, and
 	// syncErr the first that failed.
@@ -221,12 +221,8 @@ func (d *DB) Close() error {
 	for _, s := range d.stmts {
 		s.Close()
 	}
-	err = errors.Join(err, d.db.Close())
-	if d.wal != nil {
-		d.wal.f.Close()
-		d.wal = nil
-	}
-	return err
+	d.wal = nil // closing checkpoints and removes it
+	return errors.Join(err, d.db.Close())
 }
 
 // txn returns the open transaction, beginning it, and the savepoint of an
@@ -325,9 +321,8 @@ func (d *DB) Commit() error {
 	d.undo(0)
 	if err == nil && wrote {
 		d.commits++
-		if err = d.openWAL(); err != nil {
-			err = fmt.Errorf("%w: %w", ErrNotDurable, err)
-			d.syncErr.Store(&err)
+		if d.wal == nil {
+			d.wal = &walFile{path: d.path + "-wal"}
 		}
 	}
 	return err
