@@ -177,6 +177,9 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, describeTOMLError(data, err)
 	}
 	if m.Name == "" {
+		if at, ok := valueAt(data, "name"); ok {
+			return nil, fmt.Errorf("%s: name: must name the plugin, got \"\"", at)
+		}
 		return nil, errors.New("1:1: missing required key \"name\"")
 	}
 	mainAt, ok := valueAt(data, "main")

@@ -121,6 +121,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"main = \".\"\n":              `missing required key "name"`,
 		"name = \"a\"\n":              `missing required key "main"`,
 		"name = \"a\"\nmain = \"\"\n": `2:8: main: must name a Go package directory or a .wasm file, got ""`,
+		"name = \"\"\nmain = \".\"\n": `1:8: name: must name the plugin, got ""`,
 		"name = \"a\nmain = 1\n":      `1:`,
 	}
 	for text, want := range cases {
