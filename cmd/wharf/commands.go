@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -226,6 +227,22 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
 }
 
+// acknowledgeEarlyStop says at once that a signal received before serving
+// was heard: a module's first compile cannot be cut short and takes
+// seconds, during which wharf would otherwise look deaf to Ctrl-C. started
+// is closed once serve serves or returns.
+func acknowledgeEarlyStop(ctx context.Context, started <-chan struct{}, logger *slog.Logger) {
+	select {
+	case <-started:
+	case <-ctx.Done():
+		select {
+		case <-started: // serving already: wharf shuts down as usual
+		default:
+			logger.Warn("stopping: wharf ends once the step under way does (compiling the module cannot be cut short)")
+		}
+	}
+}
+
 func serve(ctx context.Context, target string, f serveFlags) error {
 	fileLimit := host.RaiseFileLimit()
 	handler, err := newLogHandler(f.logLevel, f.logFormat)
@@ -289,6 +306,10 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer ingress.Close()
+	started := make(chan struct{}) // closed once serving, or failed to
+	markStarted := sync.OnceFunc(func() { close(started) })
+	defer markStarted()
+	go acknowledgeEarlyStop(ctx, started, logger)
 	var metricsLn net.Listener
 	if f.metricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", f.metricsListen); err != nil {
@@ -355,6 +376,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		go msrv.Serve(metricsLn)
 		defer msrv.Close()
 	}
+	markStarted()
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	if sources != nil {
 		logger.Info("watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads", "plugin", m.Name, "dir", m.Dir)

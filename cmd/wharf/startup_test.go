@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,6 +305,31 @@ func TestServeStoppedWhileStartingSaysSo(t *testing.T) {
 	assert.Contains(t, logs, "\nwharf: stopped while starting: terminated signal received\n")
 	assert.NotContains(t, logs, "signal: killed")
 	assert.NotContains(t, logs, "msg=serving")
+}
+
+// TestServeSaysAtOnceThatItStopsWhileCompiling: SIGTERM (or Ctrl-C) while
+// a module compiles for the first time, which cannot be cut short and
+// takes seconds, is acknowledged before the compile ends.
+func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
+	dir, addr := helloPlugin(t), freeAddr(t)
+	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", t.TempDir())
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}, 2*time.Minute, time.Millisecond, "wharf serve never listened:\n%s", srv.Logs())
+	time.Sleep(200 * time.Millisecond) // the compile is under way (it takes seconds)
+	require.NotContains(t, srv.Logs(), "compiled hello.wasm", "the compile ended before the signal")
+	require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGTERM))
+	const said = `level=WARN msg="stopping: wharf ends once the step under way does (compiling the module cannot be cut short)"`
+	require.True(t, srv.WaitLog(said, 10*time.Second), srv.Logs())
+	assert.NotContains(t, srv.Logs(), "compiled hello.wasm", "acknowledged only once the compile ended")
+	err := srv.Stop(2 * time.Minute)
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, srv.Logs())
+	assert.Contains(t, srv.Logs(), "\nwharf: stopped while starting: terminated signal received\n")
 }
 
 // TestServeAddsAPPerInstance: wharf serve runs with one P per core plus
