@@ -99,6 +99,10 @@ type EngineConfig struct {
 	// checksum (damaged on disk); it is not run, and the module compiles
 	// again.
 	CacheDamaged func(error)
+	// CacheUnloadable, if set, hears that code stored in CacheDir cannot
+	// be loaded from there (a filesystem mounted noexec): the module
+	// compiles at every start.
+	CacheUnloadable func(error)
 }
 
 // Engine compiles modules for one plugin. Implementations must register the

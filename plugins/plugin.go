@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wharfhq/wharf/abi"
 )
 
@@ -135,6 +137,13 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		logger.Warn("compiled code in the cache is damaged (it fails its checksum): it is not run, and the module compiles again",
 			"plugin", cfg.Name, "err", err)
 	}
+	unloadable := func(err error) {
+		msg := "compiled code cannot be loaded from the cache: the module compiles at every start"
+		if mountedNoexec(cfg.CacheDir) {
+			msg += " (the cache's filesystem is mounted noexec: give wharf a --data-dir on another)"
+		}
+		logger.Warn(msg, "plugin", cfg.Name, "cache", cfg.CacheDir, "err", err)
+	}
 	cacheDir := cfg.CacheDir
 	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
@@ -164,11 +173,19 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 		Interpret:        cfg.Interpret,
 		CacheUnwritable:  unwritable,
 		CacheDamaged:     damaged,
+		CacheUnloadable:  unloadable,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return engine, wasm, nil
+}
+
+// mountedNoexec reports whether dir's filesystem forbids executing code
+// mapped from its files.
+func mountedNoexec(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_NOEXEC != 0
 }
 
 // compile runs engine.Compile. Without compiled code in the cache (no

@@ -353,8 +353,12 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 		if err == nil {
 			return newWasmtimeModule(e, m), nil
 		}
-		if errors.Is(err, errDamaged) && e.cfg.CacheDamaged != nil {
+		switch {
+		case errors.Is(err, errDamaged) && e.cfg.CacheDamaged != nil:
 			e.cfg.CacheDamaged(err)
+		case errors.Is(err, errUnloadable) && e.cfg.CacheUnloadable != nil:
+			e.cfg.CacheUnloadable(err)
+			cached = "" // storing the code again would not help
 		}
 	}
 	wasm, err := module.Bytes()
@@ -378,6 +382,8 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 		} else if mapped, err := wasmtime.NewModuleDeserializeFile(e.engine, cached); err == nil {
 			m.Close()
 			m = mapped
+		} else if e.cfg.CacheUnloadable != nil {
+			e.cfg.CacheUnloadable(fmt.Errorf("%s: %w: %w", cached, errUnloadable, err))
 		}
 	}
 	return newWasmtimeModule(e, m), nil
@@ -438,8 +444,16 @@ func readCompiled(engine *wasmtime.Engine, path string) (*wasmtime.Module, error
 	if string(want) != fmt.Sprintf("%08x", got) {
 		return nil, fmt.Errorf("%s: %w", path, errDamaged)
 	}
-	return wasmtime.NewModuleDeserializeFile(engine, path)
+	m, err := wasmtime.NewModuleDeserializeFile(engine, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", path, errUnloadable, err)
+	}
+	return m, nil
 }
+
+// errUnloadable is compiled code that passes its checksum and still cannot
+// be mapped from its file.
+var errUnloadable = errors.New("cannot be loaded")
 
 // Close releases the linker, the host functions and the compiled code
 // (at once, not when the garbage collector finds it: wharf dev replaces

@@ -1,0 +1,50 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// TestCacheOnANoexecFilesystemIsReported: wasmtime maps compiled code from
+// its cache file, which a filesystem mounted noexec forbids. Each start
+// then compiles again; it used to do so without a word (seconds for a real
+// module), and now says why at every load. The module runs all the same.
+// Needs root (it mounts a tmpfs).
+func TestCacheOnANoexecFilesystemIsReported(t *testing.T) {
+	require.Zero(t, os.Geteuid(), "this test mounts a tmpfs: run it as root")
+	ctx := context.Background()
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+	  (func (export "_start"))
+	  (func (export "answer") (result i32) (i32.const 42)))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	mnt := t.TempDir()
+	require.NoError(t, unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOEXEC, "size=16m"))
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	cfg := Config{Name: "t", Path: path, Engine: EngineWasmtime, CacheDir: filepath.Join(mnt, "cache")}
+	for range 2 { // storing the code, then finding it stored
+		var log bytes.Buffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		p, err := Load(ctx, cfg)
+		require.NoError(t, err)
+		inst, err := p.module.Instantiate(ctx, InstanceConfig{})
+		require.NoError(t, err)
+		got, err := inst.Call(ctx, "answer")
+		require.NoError(t, err)
+		assert.Equal(t, uint64(42), got)
+		inst.Close(ctx)
+		p.Close(ctx)
+		assert.Contains(t, log.String(), `level=WARN msg="compiled code cannot be loaded from the cache: the module compiles at every start (the cache's filesystem is mounted noexec: give wharf a --data-dir on another)"`)
+	}
+}
