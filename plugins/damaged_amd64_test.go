@@ -3,7 +3,6 @@ package plugins
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,19 +34,7 @@ func TestLoadNeverRunsDamagedCode(t *testing.T) {
 	// arm64 splits it between two instructions) and as Wasm's LEB128; both change to answer+1 with
 	// their first byte.
 	patterns := [][]byte{{0xde, 0xc0, 0xad, 0x1b}, {0xde, 0x81, 0xb7, 0xdd, 0x01}}
-	load := func(t *testing.T, cfg Config) (uint64, string) {
-		var log bytes.Buffer
-		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		p, err := Load(ctx, cfg)
-		require.NoError(t, err)
-		defer p.Close(ctx)
-		inst, err := p.module.Instantiate(ctx, InstanceConfig{})
-		require.NoError(t, err)
-		defer inst.Close(ctx)
-		got, err := inst.Call(ctx, "answer")
-		require.NoError(t, err)
-		return got, log.String()
-	}
+	load := loadAndAnswer
 	// cached precompiles the module into a new cache and returns its
 	// config and the files holding the constant.
 	cached := func(t *testing.T, engine string) (Config, []string) {

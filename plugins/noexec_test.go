@@ -23,7 +23,6 @@ import (
 // Needs root (it mounts a tmpfs).
 func TestCacheOnANoexecFilesystemIsReported(t *testing.T) {
 	require.Zero(t, os.Geteuid(), "this test mounts a tmpfs: run it as root")
-	ctx := context.Background()
 	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
 	  (func (export "_start"))
 	  (func (export "answer") (result i32) (i32.const 42)))`)
@@ -34,17 +33,25 @@ func TestCacheOnANoexecFilesystemIsReported(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	cfg := Config{Name: "t", Path: path, Engine: EngineWasmtime, CacheDir: filepath.Join(mnt, "cache")}
 	for range 2 { // storing the code, then finding it stored
-		var log bytes.Buffer
-		cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		p, err := Load(ctx, cfg)
-		require.NoError(t, err)
-		inst, err := p.module.Instantiate(ctx, InstanceConfig{})
-		require.NoError(t, err)
-		got, err := inst.Call(ctx, "answer")
-		require.NoError(t, err)
+		got, log := loadAndAnswer(t, cfg)
 		assert.Equal(t, uint64(42), got)
-		inst.Close(ctx)
-		p.Close(ctx)
-		assert.Contains(t, log.String(), `level=WARN msg="compiled code cannot be loaded from the cache: the module compiles at every start (the cache's filesystem is mounted noexec: give wharf a --data-dir on another)"`)
+		assert.Contains(t, log, `level=WARN msg="compiled code cannot be loaded from the cache: the module compiles at every start (the cache's filesystem is mounted noexec: give wharf a --data-dir on another)"`)
 	}
+}
+
+// loadAndAnswer loads the plugin cfg describes and calls its export
+// "answer" on a new instance; it returns the result and what Load logged.
+func loadAndAnswer(t *testing.T, cfg Config) (uint64, string) {
+	ctx := context.Background()
+	var log bytes.Buffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	p, err := Load(ctx, cfg)
+	require.NoError(t, err)
+	defer p.Close(ctx)
+	inst, err := p.module.Instantiate(ctx, InstanceConfig{})
+	require.NoError(t, err)
+	defer inst.Close(ctx)
+	got, err := inst.Call(ctx, "answer")
+	require.NoError(t, err)
+	return got, log.String()
 }
