@@ -162,25 +162,27 @@ func (s *syncer) run() {
 			return
 		}
 		s.mu.Unlock()
-		errs := map[*walFile]error{}
+		// Each WAL once; the syncs write only their own slot of errs.
+		index := map[*walFile]int{}
+		var wals []*walFile
 		for _, r := range round {
-			errs[r.wal] = nil
+			if _, ok := index[r.wal]; !ok {
+				index[r.wal] = len(wals)
+				wals = append(wals, r.wal)
+			}
 		}
-		var mu sync.Mutex
+		errs := make([]error, len(wals))
 		var g errgroup.Group
 		g.SetLimit(maxParallelSyncs)
-		for w := range errs {
+		for i, w := range wals {
 			g.Go(func() error {
-				err := w.sync()
-				mu.Lock()
-				errs[w] = err
-				mu.Unlock()
+				errs[i] = w.sync()
 				return nil
 			})
 		}
 		g.Wait()
 		for _, r := range round {
-			err := errs[r.wal]
+			err := errs[index[r.wal]]
 			if err != nil {
 				err = fmt.Errorf("%w: %w", ErrNotDurable, err)
 				r.db.syncErr.CompareAndSwap(nil, &err)

@@ -78,3 +78,37 @@ func TestFailedSyncRefusesLaterCommits(t *testing.T) {
 	d.SyncThen(func(err error) { answered <- err })
 	assert.ErrorIs(t, <-answered, ErrNotDurable)
 }
+
+// TestSyncerRoundsSyncManyDatabases: requests for many databases, queued
+// together, are each answered once; a WAL that cannot be synced fails only
+// its own database's requests. (Run with -race: the syncs of one round run
+// at once.)
+func TestSyncerRoundsSyncManyDatabases(t *testing.T) {
+	const n = 3 * maxParallelSyncs
+	dbs := make([]*DB, n)
+	for i := range dbs {
+		dbs[i], _ = open(t)
+		require.NoError(t, dbs[i].Put([]byte("k"), []byte("v")))
+		require.NoError(t, dbs[i].Commit())
+	}
+	dbs[n/2].wal.path += "-elsewhere" // the sync cannot reach the file
+	answers := make([]chan error, n)
+	for i, d := range dbs {
+		answers[i] = make(chan error, 2)
+		d.SyncThen(func(err error) { answers[i] <- err })
+		d.SyncThen(func(err error) { answers[i] <- err }) // the same WAL twice
+	}
+	for i, d := range dbs {
+		for range 2 {
+			err := <-answers[i]
+			if i == n/2 {
+				assert.ErrorIs(t, err, ErrNotDurable)
+				continue
+			}
+			assert.NoError(t, err, "database %d", i)
+		}
+		if i != n/2 {
+			assert.Equal(t, d.commits, d.synced.Load(), "database %d", i)
+		}
+	}
+}
