@@ -712,3 +712,39 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "the refused write is nowhere")
 }
+
+// TestFailedSyncReopensTheDatabase: when an object's WAL cannot be synced
+// (here: deleted on disk), the held reply says its write may not be
+// durable, and the host keeps serving; the object's next event, whether
+// the object stayed live or was evicted meanwhile (its database parked),
+// runs on the database opened anew instead of failing too.
+func TestFailedSyncReopensTheDatabase(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[durable_objects]\nmax_live = 1\nidle_timeout = \"10m\"\n")
+	o := w.Objects()
+	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "old", "value": "1"})
+	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
+	require.NoError(t, err)
+	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
+	require.Len(t, files, 1)
+	failSync := func() {
+		t.Helper()
+		require.NoError(t, os.Remove(files[0]+"-wal"))
+		code, body := w.call(t, "STORE", "s0", "Put", map[string]string{"key": "unsure", "value": "2"})
+		assert.Equal(t, 500, code)
+		assert.Contains(t, body, "storage commit failed: the commit could not be made durable")
+	}
+
+	failSync()
+	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "live", "value": "3"})
+
+	failSync()
+	w.mustCall(t, "STORE", "s1", "Put", map[string]string{"key": "k", "value": "v"}) // evicts s0: max_live is 1
+	require.Eventually(t, func() bool { return o.ParkedDatabases() == 1 }, 5*time.Second, 20*time.Millisecond,
+		"s0 parks its database")
+	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "parked", "value": "4"})
+	assert.Contains(t, w.logs.String(), "an evicted object's last commits could not be made durable; opening its database again")
+	for k, v := range map[string]string{"old": "1", "live": "3", "parked": "4"} {
+		assert.Equal(t, fmt.Sprintf("%q", v), w.mustCall(t, "STORE", "s0", "Get", k))
+	}
+}

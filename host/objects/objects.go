@@ -285,9 +285,7 @@ func (obj *Object) run() {
 			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
 			obj.deactivate() // its memory may reflect writes that were lost
 			if errors.Is(err, storage.ErrFileReplaced) || errors.Is(err, storage.ErrNotDurable) {
-				// The next event opens the file at the object's path.
-				obj.db.Close()
-				obj.db = storage.Lazy(obj.storagePath())
+				obj.reopenStorage()
 			}
 			if c := obj.objs.cluster; c != nil {
 				c.disown(obj) // fenced, perhaps: the next event places it again
@@ -333,6 +331,12 @@ func (obj *Object) run() {
 				continue
 			}
 		default:
+			if len(waiting) == 0 && obj.db != nil && obj.db.NotDurable() {
+				// A sync failed after the last batch: rebuild the object
+				// from its file rather than fail this batch's commit.
+				obj.deactivate()
+				obj.reopenStorage()
+			}
 			obj.chainRoom = maxBatch - 1 - len(waiting)
 		}
 		obj.handle(ev)
@@ -466,6 +470,13 @@ func (obj *Object) retire() bool {
 	return true
 }
 
+// reopenStorage closes the object's database, which a commit must not
+// reach; the next event opens the file at the object's path.
+func (obj *Object) reopenStorage() {
+	obj.db.Close()
+	obj.db = storage.Lazy(obj.storagePath())
+}
+
 // closeStorage closes the object's database; its next event reopens it.
 func (obj *Object) closeStorage() {
 	if obj.db == nil {
@@ -497,13 +508,20 @@ func (obj *Object) openStorage() {
 		delete(o.parked, key)
 		p := o.parkedLRU.Remove(e).(*parkedDB)
 		o.mu.Unlock()
-		if !p.db.Replaced() {
+		switch {
+		case p.db.Replaced():
+			// Its file was deleted or replaced while it was parked: the
+			// object gets the file there now, as it would had it been
+			// closed.
+			o.logger.Warn("an evicted object's database file was deleted or replaced on disk; using the file there now", "object", key)
+		case p.db.NotDurable():
+			// Its last commits could not be synced: what it shows may
+			// be lost, and it refuses commits. The file is opened anew.
+			o.logger.Warn("an evicted object's last commits could not be made durable; opening its database again", "object", key)
+		default:
 			obj.db = p.db
 			return
 		}
-		// Its file was deleted or replaced while it was parked: the
-		// object gets the file there now, as it would had it been closed.
-		o.logger.Warn("an evicted object's database file was deleted or replaced on disk; using the file there now", "object", key)
 		o.closeParkedDB(p)
 		obj.db = storage.Lazy(obj.storagePath()) // takes p's place in openDBs
 		return

@@ -88,6 +88,10 @@ func (d *DB) syncNow() error {
 	return nil
 }
 
+// NotDurable reports whether a sync failed: commits since the last durable
+// one may be lost, and the database refuses commits until it is closed.
+func (d *DB) NotDurable() bool { return d.syncErr.Load() != nil }
+
 // markSynced records that the commits up to target are durable.
 func (d *DB) markSynced(target uint64) {
 	for {
