@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -747,4 +748,33 @@ func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	for k, v := range map[string]string{"old": "1", "live": "3", "parked": "4"} {
 		assert.Equal(t, fmt.Sprintf("%q", v), w.mustCall(t, "STORE", "s0", "Get", k))
 	}
+}
+
+// TestAlarmIndexDoesNotHoldUpReplies: an alarm's outcome is written to the
+// alarm index (a synchronous commit) after its event's commit is durable,
+// apart from the goroutine that releases every object's held replies: with
+// the index locked, other objects still answer at once.
+func TestAlarmIndexDoesNotHoldUpReplies(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "ALARMED", "a", "Schedule", []int{100, 0})
+	index, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "objects", "alarms.sqlite"))
+	require.NoError(t, err)
+	defer index.Close()
+	lock, err := index.Conn(context.Background())
+	require.NoError(t, err)
+	defer lock.Close()
+	_, err = lock.ExecContext(context.Background(), "BEGIN EXCLUSIVE") // the index's writes wait (busy_timeout: 5 s)
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond) // the alarm runs; its outcome waits for the index
+	start := time.Now()
+	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
+	assert.Less(t, time.Since(start), 2*time.Second, "a write's reply waited for the alarm index")
+	_, err = lock.ExecContext(context.Background(), "ROLLBACK")
+	require.NoError(t, err)
+	assert.Equal(t, `"0,"`, w.mustCall(t, "ALARMED", "a", "Runs", nil))
+	require.Eventually(t, func() bool {
+		var n int
+		return lock.QueryRowContext(context.Background(), "SELECT count(*) FROM alarms").Scan(&n) == nil && n == 0
+	}, 10*time.Second, 50*time.Millisecond, "the alarm's entry leaves the index once it is unlocked")
 }

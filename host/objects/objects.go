@@ -891,8 +891,10 @@ func (ev *objectEvent) finish(err error) {
 	case callEvent:
 		ev.reply = func(commitErr error) { ev.call.resolve(errors.Join(err, commitErr)) }
 	case alarmEvent:
+		// done writes the alarm index, a synchronous commit: not on the
+		// storage syncer, which releases every object's held replies.
 		done := ev.reply
-		ev.reply = func(commitErr error) { done(errors.Join(err, commitErr)) }
+		ev.reply = func(commitErr error) { go done(errors.Join(err, commitErr)) }
 	}
 }
 
