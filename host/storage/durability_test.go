@@ -2,6 +2,7 @@ package storage
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,4 +112,31 @@ func TestSyncerRoundsSyncManyDatabases(t *testing.T) {
 			assert.Equal(t, d.commits, d.synced.Load(), "database %d", i)
 		}
 	}
+	assert.Eventually(t, func() bool {
+		walSyncer.mu.Lock()
+		defer walSyncer.mu.Unlock()
+		return !walSyncer.running
+	}, 5*time.Second, 10*time.Millisecond, "the syncer's goroutine ends with nothing left to sync")
+}
+
+// TestReadOnlyCommitWaitsForEarlierWrites: a batch that wrote nothing,
+// committed after one whose sync is still due, is answered only once that
+// earlier write is durable.
+func TestReadOnlyCommitWaitsForEarlierWrites(t *testing.T) {
+	d, _ := open(t)
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit()) // its replies are not asked for yet
+	d.BeginEvent()
+	_, _, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit())
+	syncedWhenAnswered := make(chan uint64, 1)
+	d.SyncThen(func(err error) {
+		assert.NoError(t, err)
+		syncedWhenAnswered <- d.synced.Load()
+	})
+	assert.Equal(t, uint64(1), <-syncedWhenAnswered, "answered before the write was synced")
 }
