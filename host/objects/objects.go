@@ -282,7 +282,6 @@ func (obj *Object) run() {
 			err = obj.db.Flush()
 		}
 		if err != nil {
-			obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
 			obj.deactivate() // its memory may reflect writes that were lost
 			if errors.Is(err, storage.ErrFileReplaced) || errors.Is(err, storage.ErrNotDurable) {
 				obj.reopenStorage()
@@ -290,7 +289,7 @@ func (obj *Object) run() {
 			if c := obj.objs.cluster; c != nil {
 				c.disown(obj) // fenced, perhaps: the next event places it again
 			}
-			err = fmt.Errorf("storage commit failed: %w", err)
+			err = obj.commitFailure(err)
 		} else if c := obj.objs.cluster; c != nil && obj.db != nil {
 			if serr := c.snapshot(obj); serr != nil { // the commits stay: nothing is lost
 				obj.objs.logger.Warn("compacting the object's replicated commits", "class", obj.ns.class, "id", obj.id, "err", serr)
@@ -300,8 +299,7 @@ func (obj *Object) run() {
 			replies := waiting
 			obj.db.SyncThen(func(err error) {
 				if err != nil {
-					obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
-					err = fmt.Errorf("storage commit failed: %w", err)
+					err = obj.commitFailure(err)
 				}
 				for _, reply := range replies {
 					reply(err)
@@ -468,6 +466,17 @@ func (obj *Object) retire() bool {
 	obj.deactivate()
 	obj.closeStorage()
 	return true
+}
+
+// commitFailure logs a failed commit and returns the error its held
+// replies get, without the details that name the host's files (they are
+// in the log).
+func (obj *Object) commitFailure(err error) error {
+	obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
+	if errors.Is(err, storage.ErrNotDurable) {
+		err = storage.ErrNotDurable
+	}
+	return fmt.Errorf("storage commit failed: %w", err)
 }
 
 // reopenStorage closes the object's database, which a commit must not

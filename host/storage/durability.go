@@ -20,8 +20,9 @@ import (
 // syncs every database committed since the last one, each once.
 
 // ErrNotDurable wraps a failed sync: commits since the last durable one may
-// be lost, so the database must be closed and opened again.
-var ErrNotDurable = errors.New("the commit could not be made durable")
+// be lost, or kept (SQLite committed them), so the database must be closed
+// and opened again.
+var ErrNotDurable = errors.New("syncing the commit to disk failed: its writes may be lost")
 
 // walFile is an open database's WAL. SQLite creates it at the first write
 // after opening and removes it at close (after checkpointing it), so it is
