@@ -3,8 +3,10 @@ package manifest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +22,35 @@ const DefaultStateDir = ".wharf"
 // itself, or where Build puts the module compiled from a Go package.
 func (m *Manifest) WasmPath() string {
 	if strings.HasSuffix(m.Main, ".wasm") {
-		return filepath.Join(m.Dir, m.Main)
+		return m.MainPath()
 	}
 	return filepath.Join(m.Dir, DefaultStateDir, "build", m.Name+".wasm")
+}
+
+// MainPath is the file or directory main names: relative to the
+// manifest's directory, unless absolute.
+func (m *Manifest) MainPath() string {
+	if filepath.IsAbs(m.Main) {
+		return m.Main
+	}
+	return filepath.Join(m.Dir, m.Main)
+}
+
+// CheckModule reports a main naming a .wasm file that cannot be read, at
+// main's position; it is nil for a Go package, which Build checks.
+func (m *Manifest) CheckModule() error {
+	if m.NeedsBuild() {
+		return nil
+	}
+	f, err := os.Open(m.MainPath())
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err
+		}
+		return fmt.Errorf("%s:%s: main: %q: %w", m.Path, m.mainAt, m.Main, err)
+	}
+	return f.Close()
 }
 
 // NeedsBuild reports whether main is a Go package rather than a .wasm file.
@@ -35,6 +63,10 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if !m.NeedsBuild() {
 		return "", fmt.Errorf("%s: main = %q is already a .wasm file; nothing to build", m.Path, m.Main)
 	}
+	pkg := m.MainPath()
+	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.Path, m.mainAt, m.Main)
+	}
 	if out == "" {
 		out = m.WasmPath()
 	}
@@ -44,10 +76,6 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
-	}
-	pkg := filepath.Join(m.Dir, m.Main)
-	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.Path, m.mainAt, m.Main)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {

@@ -65,3 +65,21 @@ func TestBuildNamesMainAndItsPosition(t *testing.T) {
 		assert.EqualError(t, err, path+`:3:10: main: "`+main+`" is neither a Go package directory nor a .wasm file`)
 	}
 }
+
+// TestCheckModuleNamesMainAndItsPosition: a main naming a .wasm file that
+// is not there is reported at main's position, before anything loads.
+func TestCheckModuleNamesMainAndItsPosition(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"absent.wasm\"\n"), 0o644))
+	m, err := Load(path)
+	require.NoError(t, err)
+	assert.EqualError(t, m.CheckModule(), path+`:2:8: main: "absent.wasm": no such file or directory`)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "absent.wasm"), []byte("\x00asm"), 0o644))
+	assert.NoError(t, m.CheckModule())
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \".\"\n"), 0o644))
+	m, err = Load(path)
+	require.NoError(t, err)
+	assert.NoError(t, m.CheckModule(), "a Go package is Build's to check")
+}

@@ -176,11 +176,12 @@ func Parse(data []byte) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, describeTOMLError(data, err)
 	}
-	if m.Name == "" {
-		if at, ok := valueAt(data, "name"); ok {
-			return nil, fmt.Errorf("%s: name: must name the plugin, got \"\"", at)
-		}
+	nameAt, ok := valueAt(data, "name")
+	switch {
+	case !ok:
 		return nil, errors.New("1:1: missing required key \"name\"")
+	case !pluginName.MatchString(m.Name):
+		return nil, fmt.Errorf("%s: name: must be letters, digits, '.', '-' and '_', starting with a letter or digit (it names the built module, .wharf/build/NAME.wasm), got %q", nameAt, m.Name)
 	}
 	mainAt, ok := valueAt(data, "main")
 	if !ok {
@@ -450,6 +451,10 @@ func (d *DurableObjects) check(data []byte) error {
 // className is what a class_name may be: it becomes a directory name
 // under the data directory, so it must not be a path.
 var className = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// pluginName is what a plugin's name may be: a file name, as the built
+// module is named after it.
+var pluginName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Binding returns the binding called name.
 func (d *DurableObjects) Binding(name string) (Binding, bool) {

@@ -118,11 +118,13 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 07:32:00\n":                                               `4:11: limits.timeout: expected string, got local time`,
 		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
 		"name = \"a\"\nmain = \".\"\nlisten = \"localhost\"\n":                                                     `3:1: listen: want host:port (127.0.0.1:8787, or :8787 for every address), got "localhost"`,
-		"main = \".\"\n":              `missing required key "name"`,
-		"name = \"a\"\n":              `missing required key "main"`,
-		"name = \"a\"\nmain = \"\"\n": `2:8: main: must name a Go package directory or a .wasm file, got ""`,
-		"name = \"\"\nmain = \".\"\n": `1:8: name: must name the plugin, got ""`,
-		"name = \"a\nmain = 1\n":      `1:`,
+		"main = \".\"\n":                          `missing required key "name"`,
+		"name = \"a\"\n":                          `missing required key "main"`,
+		"name = \"a\"\nmain = \"\"\n":             `2:8: main: must name a Go package directory or a .wasm file, got ""`,
+		"name = \"\"\nmain = \".\"\n":             `1:8: name: must be letters, digits, '.', '-' and '_', starting with a letter or digit (it names the built module, .wharf/build/NAME.wasm), got ""`,
+		"name = \"../../escape\"\nmain = \".\"\n": `1:8: name: must be letters, digits, '.', '-' and '_', starting with a letter or digit (it names the built module, .wharf/build/NAME.wasm), got "../../escape"`,
+		"name = \"my plugin\"\nmain = \".\"\n":    `1:8: name: must be letters`,
+		"name = \"a\nmain = 1\n":                  `1:`,
 	}
 	for text, want := range cases {
 		_, err := Parse([]byte(text))
@@ -148,6 +150,12 @@ func TestLoadFromDirAndFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, dir, m.Dir)
 	assert.Equal(t, filepath.Join(dir, ".wharf", "build", "a.wasm"), m.WasmPath())
+
+	abs := filepath.Join(t.TempDir(), "elsewhere.wasm") // an absolute main is taken as it is
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \""+abs+"\"\n"), 0o644))
+	m, err = Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, abs, m.WasmPath())
 }
 
 func TestManifestContainers(t *testing.T) {

@@ -228,17 +228,34 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 }
 
 // acknowledgeEarlyStop says at once that a signal received before serving
-// was heard: a module's first compile cannot be cut short and takes
-// seconds, during which wharf would otherwise look deaf to Ctrl-C. started
-// is closed once serve serves or returns.
+// was heard, and again at every further one: a module's first compile
+// cannot be cut short and takes seconds, during which wharf would
+// otherwise look deaf to Ctrl-C. started is closed once serve serves or
+// returns.
 func acknowledgeEarlyStop(ctx context.Context, started <-chan struct{}, logger *slog.Logger) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
 	select {
 	case <-started:
+		return
 	case <-ctx.Done():
+	}
+	select {
+	case <-again: // the signal that ended ctx
+	default:
+	}
+	for {
 		select {
 		case <-started: // serving already: wharf shuts down as usual
+			return
 		default:
 			logger.Warn("stopping: wharf ends once the step under way does (compiling the module cannot be cut short)")
+		}
+		select {
+		case <-started:
+			return
+		case <-again:
 		}
 	}
 }
@@ -309,7 +326,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	started := make(chan struct{}) // closed once serving, or failed to
 	markStarted := sync.OnceFunc(func() { close(started) })
 	defer markStarted()
-	go acknowledgeEarlyStop(ctx, started, logger)
+	go acknowledgeEarlyStop(ctx, started, logger.With("plugin", m.Name))
 	var metricsLn net.Listener
 	if f.metricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", f.metricsListen); err != nil {
@@ -327,9 +344,12 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := m.CheckModule(); err != nil {
+		return err
+	}
 	wasm := m.WasmPath()
 	if m.NeedsBuild() && !f.noBuild {
-		logger.Info("building", "plugin", m.Name, "package", filepath.Join(m.Dir, m.Main))
+		logger.Info("building", "plugin", m.Name, "package", m.MainPath())
 		if wasm, err = manifest.Build(ctx, m, "", os.Stderr); err != nil {
 			return err
 		}

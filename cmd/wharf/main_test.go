@@ -70,6 +70,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
 		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
 		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `nomain.toml:2:8: main: "missing" is neither a Go package directory nor a .wasm file`,
+		write("nowasm.toml", "name = \"x\"\nmain = \"absent.wasm\"\n"):             `nowasm.toml:2:8: main: "absent.wasm": no such file or directory`,
 		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
 		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
 		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
