@@ -377,6 +377,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	defer worker.Close(context.Background())
+	if ctx.Err() != nil { // stopped while the module loaded (a compile is not cut short)
+		return context.Cause(ctx)
+	}
 	if peer != nil {
 		if err := peer.serve(ctx, worker); err != nil {
 			return fmt.Errorf("cluster: %w", err)

@@ -333,6 +333,7 @@ func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, srv.Logs())
 	assert.Contains(t, srv.Logs(), "\nwharf: stopped while starting: terminated signal received\n")
+	assert.NotContains(t, srv.Logs(), "msg=serving", "it served once the compile ended")
 }
 
 // TestServeAddsAPPerInstance: wharf serve runs with one P per core plus
