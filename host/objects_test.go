@@ -658,23 +658,20 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	w := startObjects(t, dir, "[durable_objects]\nmax_live = 1\nidle_timeout = \"10m\"\n")
 	o := w.Objects()
 	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "old", "value": "1"})
-	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
-	require.NoError(t, err)
-	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
-	require.Len(t, files, 1)
+	file := onlyObjectDatabase(t, dir)
 	w.mustCall(t, "STORE", "d1", "Put", map[string]string{"key": "k", "value": "v"}) // evicts d0: max_live is 1
 	require.Eventually(t, func() bool {
 		return o.ParkedDatabases() == 1
 	}, 5*time.Second, 20*time.Millisecond, "d0 parks its database")
-	for _, p := range []string{files[0], files[0] + "-wal", files[0] + "-shm"} {
+	for _, p := range []string{file, file + "-wal", file + "-shm"} {
 		require.NoError(t, os.Remove(p))
 	}
 	_, body := w.call(t, "STORE", "d0", "Get", "old")
 	assert.Contains(t, body, `no key "old"`, "the deleted file's data is gone")
 	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "new", "value": "2"})
 	w.stop()
-	require.FileExists(t, files[0], "the object's file is back at its path")
-	db := storage.Lazy(files[0])
+	require.FileExists(t, file, "the object's file is back at its path")
+	db := storage.Lazy(file)
 	defer db.Close()
 	v, ok, err := db.Get([]byte("new"))
 	require.NoError(t, err)
@@ -689,11 +686,8 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	w := startObjects(t, dir, "")
 	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "old", "value": "1"})
-	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
-	require.NoError(t, err)
-	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
-	require.Len(t, files, 1)
-	for _, p := range []string{files[0], files[0] + "-wal", files[0] + "-shm"} {
+	file := onlyObjectDatabase(t, dir)
+	for _, p := range []string{file, file + "-wal", file + "-shm"} {
 		require.NoError(t, os.Remove(p))
 	}
 	code, body := w.call(t, "STORE", "live", "Put", map[string]string{"key": "lost", "value": "2"})
@@ -703,7 +697,7 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	assert.Contains(t, body, `no key "old"`, "the object came back from the file at its path")
 	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "new", "value": "3"})
 	w.stop()
-	db := storage.Lazy(files[0])
+	db := storage.Lazy(file)
 	defer db.Close()
 	v, ok, err := db.Get([]byte("new"))
 	require.NoError(t, err)
@@ -724,13 +718,10 @@ func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	w := startObjects(t, dir, "[durable_objects]\nmax_live = 1\nidle_timeout = \"10m\"\n")
 	o := w.Objects()
 	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "old", "value": "1"})
-	files, err := filepath.Glob(filepath.Join(dir, "objects", "*", "*.sqlite"))
-	require.NoError(t, err)
-	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
-	require.Len(t, files, 1)
+	file := onlyObjectDatabase(t, dir)
 	failSync := func() {
 		t.Helper()
-		require.NoError(t, os.Remove(files[0]+"-wal"))
+		require.NoError(t, os.Remove(file+"-wal"))
 		code, body := w.call(t, "STORE", "s0", "Put", map[string]string{"key": "unsure", "value": "2"})
 		assert.Equal(t, 500, code)
 		assert.Contains(t, body, "storage commit failed: syncing the commit to disk failed: its writes may be lost")
@@ -778,4 +769,15 @@ func TestAlarmIndexDoesNotHoldUpReplies(t *testing.T) {
 		var n int
 		return lock.QueryRowContext(context.Background(), "SELECT count(*) FROM alarms").Scan(&n) == nil && n == 0
 	}, 10*time.Second, 50*time.Millisecond, "the alarm's entry leaves the index once it is unlocked")
+}
+
+// onlyObjectDatabase is the database file of the one object that stored
+// something under dataDir.
+func onlyObjectDatabase(t *testing.T, dataDir string) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dataDir, "objects", "*", "*.sqlite"))
+	require.NoError(t, err)
+	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "alarms.sqlite" })
+	require.Len(t, files, 1)
+	return files[0]
 }
