@@ -379,11 +379,11 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 			if e.cfg.CacheUnwritable != nil {
 				e.cfg.CacheUnwritable(err)
 			}
-		} else if mapped, err := wasmtime.NewModuleDeserializeFile(e.engine, cached); err == nil {
+		} else if mapped, err := mapCompiled(e.engine, cached); err == nil {
 			m.Close()
 			m = mapped
 		} else if e.cfg.CacheUnloadable != nil {
-			e.cfg.CacheUnloadable(fmt.Errorf("%s: %w: %w", cached, errUnloadable, err))
+			e.cfg.CacheUnloadable(err)
 		}
 	}
 	return newWasmtimeModule(e, m), nil
@@ -444,6 +444,11 @@ func readCompiled(engine *wasmtime.Engine, path string) (*wasmtime.Module, error
 	if string(want) != fmt.Sprintf("%08x", got) {
 		return nil, fmt.Errorf("%s: %w", path, errDamaged)
 	}
+	return mapCompiled(engine, path)
+}
+
+// mapCompiled loads the machine code stored at path, mapped from the file.
+func mapCompiled(engine *wasmtime.Engine, path string) (*wasmtime.Module, error) {
 	m, err := wasmtime.NewModuleDeserializeFile(engine, path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", path, errUnloadable, err)

@@ -49,15 +49,7 @@ func (w *walFile) sync() error {
 		return err
 	}
 	defer f.Close()
-	raw, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 // syncPath syncs the file or directory at path.
@@ -77,28 +69,28 @@ func (d *DB) syncNow() error {
 		return *p
 	}
 	target := d.commits
-	if d.synced.Load() >= target {
+	if d.onDisk.Load() >= target {
 		return nil
 	}
-	if err := d.wal.sync(); err != nil {
-		err = fmt.Errorf("%w: %w", ErrNotDurable, err)
-		d.syncErr.CompareAndSwap(nil, &err)
-		return err
-	}
-	d.markSynced(target)
-	return nil
+	return d.synced(target, d.wal.sync())
 }
 
 // NotDurable reports whether a sync failed: commits since the last durable
 // one may be lost, and the database refuses commits until it is closed.
 func (d *DB) NotDurable() bool { return d.syncErr.Load() != nil }
 
-// markSynced records that the commits up to target are durable.
-func (d *DB) markSynced(target uint64) {
+// synced records the outcome of a sync that covered the commits up to
+// target: durable, or a failure (ErrNotDurable) that later commits repeat.
+func (d *DB) synced(target uint64, err error) error {
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrNotDurable, err)
+		d.syncErr.CompareAndSwap(nil, &err)
+		return err
+	}
 	for {
-		old := d.synced.Load()
-		if old >= target || d.synced.CompareAndSwap(old, target) {
-			return
+		old := d.onDisk.Load()
+		if old >= target || d.onDisk.CompareAndSwap(old, target) {
+			return nil
 		}
 	}
 }
@@ -113,7 +105,7 @@ func (d *DB) SyncThen(done func(error)) {
 		return
 	}
 	target := d.commits
-	if d.synced.Load() >= target {
+	if d.onDisk.Load() >= target {
 		done(nil)
 		return
 	}
@@ -187,14 +179,7 @@ func (s *syncer) run() {
 		}
 		g.Wait()
 		for _, r := range round {
-			err := errs[index[r.wal]]
-			if err != nil {
-				err = fmt.Errorf("%w: %w", ErrNotDurable, err)
-				r.db.syncErr.CompareAndSwap(nil, &err)
-			} else {
-				r.db.markSynced(r.target)
-			}
-			r.done(err)
+			r.done(r.db.synced(r.target, errs[index[r.wal]]))
 			r.db.syncs.Done()
 		}
 	}

@@ -28,12 +28,12 @@ func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
 	require.NoError(t, d.EndEvent(false))
 	require.NoError(t, d.Commit())
 	require.NotNil(t, d.wal, "a commit that wrote opened the WAL")
-	assert.Less(t, d.synced.Load(), d.commits, "Commit waited for the disk")
+	assert.Less(t, d.onDisk.Load(), d.commits, "Commit waited for the disk")
 	assert.False(t, d.wal.dirSynced.Load())
 
 	d.SyncThen(func(err error) { answered <- err })
 	require.NoError(t, <-answered)
-	assert.Equal(t, d.commits, d.synced.Load())
+	assert.Equal(t, d.commits, d.onDisk.Load())
 	assert.True(t, d.wal.dirSynced.Load(), "the new WAL's directory entry was not synced")
 
 	d.BeginEvent()
@@ -109,7 +109,7 @@ func TestSyncerRoundsSyncManyDatabases(t *testing.T) {
 			assert.NoError(t, err, "database %d", i)
 		}
 		if i != n/2 {
-			assert.Equal(t, d.commits, d.synced.Load(), "database %d", i)
+			assert.Equal(t, d.commits, d.onDisk.Load(), "database %d", i)
 		}
 	}
 	assert.Eventually(t, func() bool {
@@ -136,7 +136,7 @@ func TestReadOnlyCommitWaitsForEarlierWrites(t *testing.T) {
 	syncedWhenAnswered := make(chan uint64, 1)
 	d.SyncThen(func(err error) {
 		assert.NoError(t, err)
-		syncedWhenAnswered <- d.synced.Load()
+		syncedWhenAnswered <- d.onDisk.Load()
 	})
 	assert.Equal(t, uint64(1), <-syncedWhenAnswered, "answered before the write was synced")
 }

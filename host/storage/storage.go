@@ -90,12 +90,12 @@ type DB struct {
 	eventPending, eventOpen bool
 
 	// wal is the WAL, from the first commit that wrote; commits
-	// counts those commits since the database was created, synced those
-	// known durable; syncs are SyncThen requests not yet answered, and
+	// counts those commits since the database was created, onDisk those
+	// known on disk; syncs are SyncThen requests not yet answered, and
 	// syncErr the first that failed.
 	wal     *walFile
 	commits uint64
-	synced  atomic.Uint64
+	onDisk  atomic.Uint64
 	syncs   sync.WaitGroup
 	syncErr atomic.Pointer[error]
 }
