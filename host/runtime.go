@@ -28,6 +28,7 @@ type instanceSet struct {
 	want    int
 	drainAt uint32
 	timeout time.Duration // to initialise (serve) and to serve one event
+	overdue error         // the cause of an event's end at its timeout
 
 	mu        sync.Mutex
 	instances []*instance
@@ -47,7 +48,7 @@ const minInitTimeout = 10 * time.Second
 
 func newInstanceSet(p *plugins.Plugin, logs *guestLogs, logger *slog.Logger, want int, drainAt uint32, timeout time.Duration) *instanceSet {
 	return &instanceSet{plugin: p, logs: logs, logger: logger, want: max(want, 1), drainAt: drainAt,
-		timeout: timeout, changed: make(chan struct{})}
+		timeout: timeout, overdue: fmt.Errorf("the event did not end within %s", timeout), changed: make(chan struct{})}
 }
 
 // start launches the instances at once (each runs its Go runtime's
@@ -397,7 +398,7 @@ func pastDeadline(ctx context.Context) bool {
 // eventContext bounds an event, however often it is delivered, by the
 // plugin's time limit.
 func (rt *instanceSet) eventContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, rt.timeout, fmt.Errorf("the event did not end within %s", rt.timeout))
+	return context.WithTimeoutCause(ctx, rt.timeout, rt.overdue)
 }
 
 // alive reports whether the instance still runs and takes work: its

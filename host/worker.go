@@ -321,10 +321,8 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		g = inst.newEvent(ctx, id, nil)
 		callErr = inst.deliver(ctx, g, kind, in)
 	}
-	logger := g.Log()
-
 	if callErr != nil {
-		if errors.Is(callErr, plugins.ErrCanceled) {
+		if logger := g.Log(); errors.Is(callErr, plugins.ErrCanceled) {
 			logger.Info("client went away", "err", callErr)
 		} else {
 			logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", callErr)
@@ -339,7 +337,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	case !in.responded && callErr != nil:
 		fail(guestio.FailedWorker, callErr, failureStatus(callErr))
 	case !in.responded:
-		logger.Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
+		g.Log().Error("worker returned without sending a response", "method", r.Method, "path", r.URL.Path)
 		http.Error(rw, "worker returned without sending a response (request id "+id.String()+")", http.StatusInternalServerError)
 	}
 	var streamErr error
@@ -354,7 +352,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		return // a switched connection is closed, not aborted
 	}
 	if streamErr != nil && !in.headSent { // no byte reached the client: it can get a status
-		logger.Warn("response body failed before its first byte", "err", streamErr)
+		g.Log().Warn("response body failed before its first byte", "err", streamErr)
 		clear(rw.Header())
 		in.rc.SetWriteDeadline(time.Time{}) // the abort set it to stop a write in flight
 		if callErr == nil {
@@ -365,7 +363,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		return
 	}
 	if streamErr != nil {
-		logger.Warn("response body cut short", "err", streamErr)
+		g.Log().Warn("response body cut short", "err", streamErr)
 		panic(http.ErrAbortHandler) // close the connection so the client sees a cut body
 	}
 }
