@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -31,14 +33,21 @@ var (
 )
 
 // IDs makes and checks the ids of one namespace.
-type IDs struct{ key []byte }
+type IDs struct {
+	key  []byte
+	macs *sync.Pool // of HMACs keyed with key: keying one costs more than using it
+}
+
+func newIDs(key []byte) IDs {
+	return IDs{key: key, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
 
 // LoadIDs reads the namespace's secret key from path, creating it on first
 // use.
 func LoadIDs(path string) (IDs, error) {
 	key, err := os.ReadFile(path)
 	if err == nil && len(key) == 32 {
-		return IDs{key}, nil
+		return newIDs(key), nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return IDs{}, err
@@ -52,7 +61,7 @@ func LoadIDs(path string) (IDs, error) {
 	if err := os.WriteFile(tmp, key, 0o600); err != nil {
 		return IDs{}, err
 	}
-	return IDs{key}, os.Rename(tmp, path)
+	return newIDs(key), os.Rename(tmp, path)
 }
 
 // Key is the namespace's secret key.
@@ -60,15 +69,20 @@ func (c IDs) Key() []byte { return c.key }
 
 // WithKey is the codec of the namespace whose secret key is key (a
 // cluster's, shared by every host so they make the same ids).
-func WithKey(key []byte) IDs { return IDs{key} }
+func WithKey(key []byte) IDs { return newIDs(key) }
+
+// partEnd ends each part of a MAC's input.
+var partEnd = []byte{0}
 
 func (c IDs) mac(parts ...string) []byte {
-	m := hmac.New(sha256.New, c.key)
+	m := c.macs.Get().(hash.Hash)
+	defer c.macs.Put(m)
+	m.Reset()
 	for _, p := range parts {
-		m.Write([]byte(p))
-		m.Write([]byte{0})
+		io.WriteString(m, p)
+		m.Write(partEnd)
 	}
-	return m.Sum(nil)
+	return m.Sum(make([]byte, 0, sha256.Size))
 }
 
 func (c IDs) withTag(body []byte) string {
