@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -81,9 +82,14 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if err != nil {
 		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.26 or newer, as go.mod says) on PATH: %w", m.Name, err)
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
+	// go build writes next to out, which is replaced only by a module: a
+	// failed or cut build leaves the last good one in place.
+	removeAbandoned(out)
+	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+	defer os.Remove(tmp)
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
 	cmd.Dir = pkg
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd.Env = wasip1Env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no build outlives a killed wharf
 	var output bytes.Buffer
 	// A log nobody reads any more (wharf serve 2>&1 | head -1) fails its
@@ -97,7 +103,45 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 		}
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}
-	return out, nil
+	if !isWasm(tmp) { // go build of a package other than main writes an archive
+		list := exec.CommandContext(ctx, goBin, "list", "-f", "{{.Name}}", ".")
+		list.Dir, list.Env = pkg, wasip1Env()
+		name, _ := list.Output()
+		return "", fmt.Errorf("%s:%s: main: %q is package %s, not package main: a plugin is built from a package main that calls sdk.Serve()",
+			m.Path, m.mainAt, m.Main, strings.TrimSpace(string(name)))
+	}
+	return out, os.Rename(tmp, out)
+}
+
+// removeAbandoned removes what builds of out left when their wharf was
+// killed: the temporary files of processes that no longer run.
+func removeAbandoned(out string) {
+	tmps, _ := filepath.Glob(out + ".*.tmp")
+	for _, tmp := range tmps {
+		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(tmp, out+"."), ".tmp"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(tmp)
+		}
+	}
+}
+
+// wasip1Env is the environment go commands build plugins in.
+func wasip1Env() []string { return append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm") }
+
+// isWasm reports whether the file at path starts with a WebAssembly
+// module's header.
+func isWasm(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [4]byte
+	_, err = io.ReadFull(f, head[:])
+	return err == nil && string(head[:]) == "\x00asm"
 }
 
 // lossy passes writes on to a log and drops those the log fails.

@@ -3,8 +3,10 @@ package manifest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -82,4 +84,39 @@ func TestCheckModuleNamesMainAndItsPosition(t *testing.T) {
 	m, err = Load(path)
 	require.NoError(t, err)
 	assert.NoError(t, m.CheckModule(), "a Go package is Build's to check")
+}
+
+// TestBuildRefusesAPackageOtherThanMain: go build of such a package writes
+// an archive, not a module; wharf build says so at main's position and
+// keeps the module the last good build wrote.
+func TestBuildRefusesAPackageOtherThanMain(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() {}\n")
+	out, err := Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	good, err := os.ReadFile(out)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir, "main.go"), []byte("package helpers\n"), 0o644))
+	_, err = Build(context.Background(), m, "", io.Discard)
+	assert.EqualError(t, err, m.Path+`:2:8: main: "." is package helpers, not package main: a plugin is built from a package main that calls sdk.Serve()`)
+	kept, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, good, kept, "the last good module was replaced")
+	leftovers, _ := filepath.Glob(out + ".*")
+	assert.Empty(t, leftovers)
+
+	// A build killed with its wharf (kill -9) left its temporary file; the
+	// next build removes it, and leaves a running build's alone.
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644))
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	abandoned := fmt.Sprintf("%s.%d.tmp", out, dead.Process.Pid)
+	running := fmt.Sprintf("%s.%d.tmp", out, os.Getppid())
+	for _, f := range []string{abandoned, running} {
+		require.NoError(t, os.WriteFile(f, []byte("partial"), 0o644))
+	}
+	_, err = Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	assert.NoFileExists(t, abandoned)
+	assert.FileExists(t, running)
 }

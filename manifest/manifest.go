@@ -195,27 +195,27 @@ func Parse(data []byte) (*Manifest, error) {
 		m.Listen = DefaultListen
 	}
 	if _, port, err := net.SplitHostPort(m.Listen); err != nil || port == "" {
-		return nil, fmt.Errorf("%s: want host:port (%s, or :8787 for every address), got %q", lineOf(data, "listen"), DefaultListen, m.Listen)
+		return nil, fmt.Errorf("%s: want host:port (%s, or :8787 for every address), got %q", keyAt(data, "listen"), DefaultListen, m.Listen)
 	}
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
 		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst,
 		"limits.max_connections": l.MaxConnections, "limits.max_header_bytes": l.MaxHeaderBytes} {
 		if v < 0 {
-			return nil, fmt.Errorf("%s: must not be negative, got %d", lineOf(data, key), v)
+			return nil, fmt.Errorf("%s: must not be negative, got %d", keyAt(data, key), v)
 		}
 	}
 	if l.MemoryMiB == 0 {
 		l.MemoryMiB = DefaultMemoryMiB
 	}
 	if l.MemoryMiB > 4096 {
-		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", lineOf(data, "limits.memory_mib"), l.MemoryMiB)
+		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", keyAt(data, "limits.memory_mib"), l.MemoryMiB)
 	}
 	if l.Engine == "" {
 		l.Engine = plugins.EngineWazero
 	}
 	if err := plugins.CheckEngine(l.Engine); err != nil {
-		return nil, fmt.Errorf("%s: %w", lineOf(data, "limits.engine"), err)
+		return nil, fmt.Errorf("%s: %w", keyAt(data, "limits.engine"), err)
 	}
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout
@@ -422,7 +422,7 @@ func tablesWith(key string) string {
 
 func (d *DurableObjects) check(data []byte) error {
 	if d.MaxLive < 0 {
-		return fmt.Errorf("%s: must not be negative, got %d", lineOf(data, "durable_objects.max_live"), d.MaxLive)
+		return fmt.Errorf("%s: must not be negative, got %d", keyAt(data, "durable_objects.max_live"), d.MaxLive)
 	}
 	if d.MaxLive == 0 {
 		d.MaxLive = DefaultMaxLive
@@ -485,14 +485,12 @@ func tomlTypeOf(goType string) string {
 	return "table"
 }
 
-// lineOf finds the line of a dotted key's last part for messages about
-// values that decoded but are out of range.
-func lineOf(data []byte, key string) string {
-	last := key[strings.LastIndexByte(key, '.')+1:]
-	for i, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), last) {
-			return fmt.Sprintf("%d:1: %s", i+1, key)
-		}
+// keyAt is "line:column: key" of the dotted key's value, to start an
+// error about it (1:1 if the document does not set it).
+func keyAt(data []byte, key string) string {
+	at, ok := valueAt(data, key)
+	if !ok {
+		at = "1:1"
 	}
-	return "1:1: " + key
+	return at + ": " + key
 }

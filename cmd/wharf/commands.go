@@ -84,7 +84,10 @@ func newBuildCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path, err := manifest.Build(cmd.Context(), m, out, os.Stderr)
+			for _, w := range m.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			path, err := manifest.Build(cmd.Context(), m, out, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

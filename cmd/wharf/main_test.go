@@ -74,7 +74,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
 		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
 		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
-		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"): `engine.toml:4:1: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"): `engine.toml:4:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 	}
 	for manifest, want := range cases {
 		_, err := run(t, "serve", manifest, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
@@ -155,4 +155,17 @@ func TestDurationFlags(t *testing.T) {
 	assert.Equal(t, 10*time.Second, d)
 	require.NoError(t, v.Set("0s"))
 	assert.Equal(t, time.Duration(0), d)
+}
+
+// TestBuildPrintsManifestWarnings: what wharf serve would log as a warning
+// about the manifest, wharf build prints before it builds.
+func TestBuildPrintsManifestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wharf.toml")
+	hello := filepath.Join(testutil.RepoRoot(), "examples", "hello")
+	require.NoError(t, os.WriteFile(path, []byte("name = \"w\"\nmain = \""+hello+"\"\n[limits]\ntimeout = \"1s\"\ncpu_slice = \"2s\"\n"), 0o644))
+	out, err := run(t, "build", path, "-o", filepath.Join(dir, "w.wasm"))
+	require.NoError(t, err)
+	assert.Contains(t, out, "warning: "+path+":5:13: limits.cpu_slice: 2s is longer than limits.timeout, which caps it")
+	assert.FileExists(t, filepath.Join(dir, "w.wasm"))
 }
