@@ -63,9 +63,13 @@ const (
 	// ImportWaitFD (handles: ptr, n, fd_out: ptr) gives a descriptor that
 	// becomes readable once one of the handles is ready (see poll); close
 	// it with fd_close.
-	ImportWaitFD    = "wait_fd"
-	ImportLastError = "last_error"
-	ImportLog       = "log"
+	ImportWaitFD = "wait_fd"
+	// ImportWaitRebind (fd, handles: ptr, n) points the wait descriptor fd
+	// at other handles, so a guest keeps its descriptors open between
+	// waits.
+	ImportWaitRebind = "wait_rebind"
+	ImportLastError  = "last_error"
+	ImportLog        = "log"
 	// ImportLogRecord (level, list: ptr, len) logs a structured record:
 	// a field list of FieldMessage, then one field per attribute.
 	ImportLogRecord    = "log_record"

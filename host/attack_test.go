@@ -126,6 +126,13 @@ wait_fd on the event: 1
 timer max: 0
 wait fds opened: 5000
 wait fds ready: 0
+wait_rebind to a due timer: 0
+read the rebound fd: <nil>
+wait_rebind to the event: 1
+wait_rebind 1025 handles: 12
+wait_rebind bad pointer: 6
+wait_rebind a closed fd: 1
+wait_rebind the event fd: 1
 close timer: 0
 serve again: 2
 event_done 0: 2

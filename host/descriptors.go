@@ -237,6 +237,20 @@ func importWaitFD(_ context.Context, g *guest, mem plugins.Memory, a []uint64) e
 	return nil
 }
 
+// importWaitRebind is wait_rebind(fd, handles, n).
+func importWaitRebind(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	handles, err := pollHandles(g, mem, u32(a[1]), u32(a[2]))
+	if err != nil {
+		return err
+	}
+	w, ok := g.inst.waits[u32(a[0])]
+	if !ok {
+		return fmt.Errorf("%w: %d is not an open wait descriptor", abi.StatusBadHandle, u32(a[0]))
+	}
+	w.handles = handles
+	return nil
+}
+
 // importServe is serve(fd_out): the guest is initialised and reads events
 // from then on.
 func importServe(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {

@@ -79,6 +79,7 @@ func (s *services) imports() []plugins.HostFunc {
 		hostFunc(abi.ImportForward, params(i32, i32, i32), s.importForward),
 		hostFunc(abi.ImportPoll, params(i32, i32, i64, i32, i32), importPoll),
 		hostFunc(abi.ImportWaitFD, params(i32, i32, i32), importWaitFD),
+		hostFunc(abi.ImportWaitRebind, params(i32, i32, i32), importWaitRebind),
 		hostFunc(abi.ImportServe, params(i32), importServe),
 		hostFunc(abi.ImportEventDone, params(i32), importEventDone),
 		hostFunc(abi.ImportTimerStart, params(i64, i32), importTimerStart),

@@ -122,3 +122,4 @@ func backgroundWait(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { retu
 func serve(uint32, unsafe.Pointer) int32                          { return unsupported }
 func eventDone(uint32, int32) int32                               { return unsupported }
 func waitFD(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func waitRebind(uint32, uint32, unsafe.Pointer, uint32) int32     { return unsupported }

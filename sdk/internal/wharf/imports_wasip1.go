@@ -189,3 +189,6 @@ func eventDone(ev uint32, status int32) int32
 
 //go:wasmimport wharf_v2 wait_fd
 func waitFD(ev uint32, handles unsafe.Pointer, n uint32, fdOut unsafe.Pointer) int32
+
+//go:wasmimport wharf_v2 wait_rebind
+func waitRebind(ev uint32, fd uint32, handles unsafe.Pointer, n uint32) int32

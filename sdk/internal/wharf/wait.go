@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -64,24 +65,80 @@ func (ev Event) Wait(handles []uint32, timeout time.Duration) ([]uint32, error) 
 // park blocks the goroutine until the host says one of handles is ready,
 // or until deadline (if not zero).
 func (ev Event) park(handles []uint32, deadline time.Time) error {
-	var fd uint32
-	if err := ev.check("wait_fd", waitFD(uint32(ev), unsafe.Pointer(&handles[0]), uint32(len(handles)), unsafe.Pointer(&fd))); err != nil {
+	w, err := takeWaiter(ev, handles)
+	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), "wharf-wait")
-	defer f.Close()
-	if !deadline.IsZero() {
-		if err := f.SetReadDeadline(deadline); err != nil {
-			return err
-		}
+	if err := w.SetReadDeadline(deadline); err != nil { // a zero deadline clears the last one
+		w.Close()
+		return err
 	}
 	var b [1]byte
-	_, err := f.Read(b[:])
-	if errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF {
+	_, err = w.Read(b[:])
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || err == nil:
 		// The caller polls again: on a deadline to report what is ready,
-		// at EOF (the host closed the descriptor: the event ended) to get
-		// the host's error.
+		// on a wake-up to learn which handle is.
+		putWaiter(w)
+		return nil
+	case err == io.EOF: // not a wait descriptor's answer: poll for the host's error
+		w.Close()
 		return nil
 	}
+	w.Close()
 	return err
+}
+
+// maxIdleWaiters bounds the wait descriptors kept open for reuse: as many
+// as goroutines usually wait at once.
+const maxIdleWaiters = 64
+
+// idleWaiters are wait descriptors no goroutine waits on. Reusing one
+// (wait_rebind) spares making and registering an *os.File per wait. Wasm
+// runs one goroutine at a time, but a read parks between take and put, so
+// the list is guarded.
+var idleWaiters struct {
+	sync.Mutex
+	files []waiter
+}
+
+// waiter is a wait descriptor and the file Go's netpoller reads it through.
+type waiter struct {
+	*os.File
+	fd uint32
+}
+
+// takeWaiter returns a wait descriptor waiting for handles: an idle one
+// pointed at them, or a new one.
+func takeWaiter(ev Event, handles []uint32) (waiter, error) {
+	idleWaiters.Lock()
+	var w waiter
+	if n := len(idleWaiters.files); n > 0 {
+		w = idleWaiters.files[n-1]
+		idleWaiters.files = idleWaiters.files[:n-1]
+	}
+	idleWaiters.Unlock()
+	if w.File != nil {
+		if err := ev.check("wait_rebind", waitRebind(uint32(ev), w.fd, unsafe.Pointer(&handles[0]), uint32(len(handles)))); err != nil {
+			putWaiter(w) // the handles were refused, not the descriptor
+			return waiter{}, err
+		}
+		return w, nil
+	}
+	if err := ev.check("wait_fd", waitFD(uint32(ev), unsafe.Pointer(&handles[0]), uint32(len(handles)), unsafe.Pointer(&w.fd))); err != nil {
+		return waiter{}, err
+	}
+	w.File = os.NewFile(uintptr(w.fd), "wharf-wait")
+	return w, nil
+}
+
+// putWaiter keeps w for the next wait, or closes it if enough are kept.
+func putWaiter(w waiter) {
+	idleWaiters.Lock()
+	defer idleWaiters.Unlock()
+	if len(idleWaiters.files) < maxIdleWaiters {
+		idleWaiters.files = append(idleWaiters.files, w)
+		return
+	}
+	w.Close()
 }

@@ -61,6 +61,14 @@ func rawWaitFD(ev uint32, handles unsafe.Pointer, n uint32, fdOut unsafe.Pointer
 //go:wasmimport wharf_v2 wait_fd
 func rawWaitFDAt(ev uint32, handles uint32, n uint32, fdOut uint32) int32
 
+//go:wasmimport wharf_v2 wait_rebind
+func rawWaitRebind(ev uint32, fd uint32, handles unsafe.Pointer, n uint32) int32
+
+// rawWaitRebindAt is wait_rebind with a raw address.
+//
+//go:wasmimport wharf_v2 wait_rebind
+func rawWaitRebindAt(ev uint32, fd uint32, handles uint32, n uint32) int32
+
 //go:wasmimport wharf_v2 serve
 func rawServe(ev uint32, fdOut unsafe.Pointer) int32
 
@@ -220,6 +228,24 @@ func init() {
 			syscall.Close(int(fd))
 		}
 		say("wait fds ready", ready)
+		rawWaitFD(ev, unsafe.Pointer(&timer), 1, unsafe.Pointer(&fd))
+		var soon uint32
+		rawTimerStart(ev, 0, unsafe.Pointer(&soon))
+		say("wait_rebind to a due timer", rawWaitRebind(ev, fd, unsafe.Pointer(&soon), 1))
+		for range 100 { // the timer fires on a host goroutine
+			if _, err = syscall.Read(int(fd), make([]byte, 1)); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		say("read the rebound fd", err)
+		say("wait_rebind to the event", rawWaitRebind(ev, fd, unsafe.Pointer(&many[0]), 1))
+		say("wait_rebind 1025 handles", rawWaitRebind(ev, fd, unsafe.Pointer(&many[0]), 1025))
+		say("wait_rebind bad pointer", rawWaitRebindAt(ev, fd, 0xFFFFFFF0, 8))
+		syscall.Close(int(fd))
+		say("wait_rebind a closed fd", rawWaitRebind(ev, fd, unsafe.Pointer(&soon), 1))
+		say("wait_rebind the event fd", rawWaitRebind(ev, 3, unsafe.Pointer(&soon), 1))
+		rawClose(ev, soon)
 		say("close timer", rawClose(ev, timer))
 		say("serve again", rawServe(0, unsafe.Pointer(&fd)))
 		say("event_done 0", rawEventDone(0, 0))
