@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -213,6 +214,38 @@ func assertNoLeftovers(t testing.TB, dir string) {
 // for a benchmark.
 func serveGuestB(b *testing.B, data string) *testWorker {
 	return serveGuest(b, "testdata/guests/objects", withRuncBox, data)
+}
+
+// TestSignalAndPortBeyond32Bits: a signal or port the object gives that is
+// out of range, even one the ABI's 32 bits would cut to a valid number
+// (1<<32 + 9 to SIGKILL, 1<<32 + 8080 to 8080), is refused with the number
+// it gave, and the container keeps running.
+func TestSignalAndPortBeyond32Bits(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+
+	for _, sig := range []int{1<<32 + 9, -1} {
+		want := fmt.Sprintf("wharf: signal out of range: signal must be from 1 to 64, got %d", sig)
+		code, body := w.call(t, "BOX", "b", "Signal", sig)
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call Signal: "+want, strings.TrimSpace(body))
+		code, body = w.call(t, "BOX", "b", "BgKill", map[string]any{"ID": "x", "Signal": sig})
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call BgKill: "+want, strings.TrimSpace(body))
+		assert.Equal(t, fmt.Sprintf("%q", "kill="+want+" code=137"), w.mustCall(t, "BOX", "b", "KillSleep", sig))
+	}
+	for _, port := range []int{1<<32 + 8080, -1} {
+		want := fmt.Sprintf("port must be from 1 to 65535, got %d", port)
+		code, body := w.call(t, "BOX", "b", "Raw", port)
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call Raw: wharf: invalid argument: "+want, strings.TrimSpace(body))
+		code, body = w.call(t, "BOX", "b", "Fetch", map[string]any{"Port": port, "Path": "/"})
+		assert.Equal(t, 500, code)
+		assert.Equal(t, `call Fetch: Get "http://container/": wharf: invalid argument: `+want, strings.TrimSpace(body))
+	}
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil), "the container was not signalled")
 }
 
 // idFor returns the id the objects guest's BOX namespace gives name.

@@ -442,6 +442,21 @@ func (b *Box) PipeAndKill() (string, error) {
 	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
 }
 
+// KillSleep starts a sleep and sends it sig with Process.Kill, then
+// SIGKILL: the first kill's error and the sleep's exit code.
+func (b *Box) KillSleep(sig int) (string, error) {
+	p, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
+	if err != nil {
+		return "", err
+	}
+	killErr := p.Kill(sdk.Signal(sig))
+	if err := p.Kill(sdk.SIGKILL); err != nil && !errors.Is(err, sdk.ErrNotRunning) {
+		return "", err
+	}
+	p.Wait()
+	return fmt.Sprintf("kill=%v code=%d", killErr, p.ExitCode()), nil
+}
+
 // TimeExecTrue runs `true` n times and returns the median round trip in
 // µs, measured inside the guest.
 func (b *Box) TimeExecTrue(n int) (float64, error) {
