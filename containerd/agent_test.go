@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,6 +166,25 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 				assert.ErrorIs(t, err, ErrBadExec)
 			}
 		}
+		// Arguments each under the limit that together are over the
+		// kernel's total: refused with the sizes, not with "argument list
+		// too long" (or the agent's message limit) after a start was tried,
+		// and not quoted whole in the error.
+		many := append([]string{"echo"}, slices.Repeat([]string{strings.Repeat("a", 1000)}, 5000)...)
+		for _, spec := range []ExecSpec{{Args: many}, {Args: []string{"env"}, Env: many[1:]}} {
+			_, err := ctr.Exec(context.Background(), spec)
+			assert.ErrorIs(t, err, ErrBadExec)
+			assert.Regexp(t, `^bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+$`, err.Error())
+			_, err = ctr.StartBackground(context.Background(), spec, "")
+			if withInit {
+				assert.ErrorIs(t, err, ErrBadExec)
+			}
+		}
+		code, _, errOut := execOut(t, ctr, ExecSpec{Args: append([]string{"true"}, many[1:1900]...)})
+		assert.Equal(t, uint32(0), code, "1.9 MB of arguments, under the limit, run: %s", errOut)
+		_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"/no/such", strings.Repeat("a", 100<<10)}})
+		assert.ErrorContains(t, err, "exec [/no/such aaa")
+		assert.Less(t, len(err.Error()), 500, "a long command line is cut in the error")
 		_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
 		assert.Equal(t, "still serving\n", out)
 	}
