@@ -138,10 +138,10 @@ func TestAgentSocketReplacedInTheContainer(t *testing.T) {
 }
 
 // TestExecRefusesWhatTheKernelCannotTake: a NUL byte in an argument, the
-// environment or the directory, one of them over the kernel's length
-// limit, and a relative directory, are refused
-// with what is wrong (the kernel says only "invalid argument"), through
-// the agent and through runc, and the container serves on.
+// environment or the directory, one of them (or all together) over the
+// kernel's length limit, a relative directory and an empty program name,
+// are refused with what is wrong (the kernel says only "invalid argument"),
+// through the agent and through runc, and the container serves on.
 func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	for _, withInit := range []bool{true, false} {
@@ -154,6 +154,7 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 			{ExecSpec{Args: []string{"env"}, Env: []string{"A=1\x002"}}, `bad exec: environment entry "A=1\x002" contains a NUL byte`},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "/tmp\x00"}, `bad exec: cwd "/tmp\x00" contains a NUL byte`},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "tmp"}, `bad exec: cwd must be an absolute path, got "tmp"`},
+			{ExecSpec{Args: []string{""}}, "bad exec: the program name is empty"},
 			{ExecSpec{Args: []string{"echo", strings.Repeat("a", 5<<20)}}, "bad exec: argument 1 is 5242880 bytes, over the kernel's limit of 131072"},
 			{ExecSpec{Args: []string{"env"}, Env: []string{"A=" + strings.Repeat("a", 200<<10)}}, "bad exec: environment entry 0 is 204802 bytes, over the kernel's limit of 131072"},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "/" + strings.Repeat("a", 5000)}, "bad exec: cwd is 5001 bytes, over the kernel's limit of 4095"},

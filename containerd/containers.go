@@ -510,8 +510,8 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 
 // ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
 // argument, the environment or the directory, an argument or environment
-// entry (or all of them together) over the kernel's limit, or a relative
-// directory.
+// entry (or all of them together) over the kernel's limit, a relative
+// directory, or an empty program name.
 var ErrBadExec = hostcontainers.ErrBadExec
 
 // maxArgBytes is the most bytes an argument or an environment entry may
@@ -522,6 +522,9 @@ const maxArgBytes = 128 << 10
 // (the kernel would only say "invalid argument" or "argument list too
 // long").
 func checkExec(spec ExecSpec) error {
+	if len(spec.Args) > 0 && spec.Args[0] == "" {
+		return fmt.Errorf("%w: the program name is empty", ErrBadExec)
+	}
 	for _, l := range []struct {
 		what  string
 		items []string

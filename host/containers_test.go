@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,6 +247,32 @@ func TestSignalAndPortBeyond32Bits(t *testing.T) {
 		assert.Equal(t, `call Fetch: Get "http://container/": wharf: invalid argument: `+want, strings.TrimSpace(body))
 	}
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil), "the container was not signalled")
+}
+
+// TestStartRefusesWhatTheKernelCannotTake: an entrypoint or environment
+// the kernel could not exec is refused by Start with what is wrong
+// (INVALID), not started as a container whose init fails at once; the
+// object can start a good one after.
+func TestStartRefusesWhatTheKernelCannotTake(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	many := append([]string{"echo"}, slices.Repeat([]string{strings.Repeat("a", 1000)}, 5000)...)
+	for _, bad := range []struct {
+		entrypoint []string
+		msg        string
+	}{
+		{[]string{"echo", "a\x00b"}, `call Start: wharf: starting the container: bad exec: argument "a\x00b" contains a NUL byte`},
+		{[]string{""}, `call Start: wharf: starting the container: bad exec: the program name is empty`},
+		{many, `call Start: wharf: starting the container: bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+`},
+	} {
+		code, body := w.call(t, "BOX", "b", "Start", bad.entrypoint)
+		assert.Equal(t, 500, code)
+		assert.Regexp(t, "^"+strings.ReplaceAll(regexp.QuoteMeta(bad.msg), regexp.QuoteMeta("[0-9]+"), "[0-9]+")+"$", strings.TrimSpace(body))
+		assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	}
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }
 
 // idFor returns the id the objects guest's BOX namespace gives name.
