@@ -249,6 +249,22 @@ func TestSignalAndPortBeyond32Bits(t *testing.T) {
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil), "the container was not signalled")
 }
 
+// TestExecStdinClosedEarly: writing more input than a process reads before
+// it exits fails with what happened, not with the name of a host pipe, and
+// the object keeps serving.
+func TestExecStdinClosedEarly(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}, "Stdin": strings.Repeat("z", 4<<20)})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, "call Exec: writing stdin: wharf: the process closed its stdin", strings.TrimSpace(body))
+	var r map[string]any
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"echo", "still serving"}})), &r))
+	assert.Equal(t, "still serving\n", r["Stdout"])
+}
+
 // TestStartRefusesWhatTheKernelCannotTake: an entrypoint or environment
 // the kernel could not exec is refused by Start with what is wrong
 // (INVALID), not started as a container whose init fails at once; the
