@@ -224,8 +224,23 @@ func (p *Policy) InterceptHTTPS(target, handler string) error {
 	return nil
 }
 
+// MaxHosts bounds the entries of an allow or deny list: each connection
+// the container opens is matched against them.
+const MaxHosts = 4096
+
+// ErrTooManyHosts is an edit that would put more than MaxHosts entries in
+// a list.
+var ErrTooManyHosts = errors.New("too many hosts")
+
 // EditHosts changes the allow or deny list.
 func (p *Policy) EditHosts(list List, edit Edit, hosts []string) error {
+	name := map[List]string{Allowed: "allowed", Denied: "denied"}[list]
+	tooMany := func(n int) error {
+		return fmt.Errorf("%w: the %s hosts would have %d entries, the limit is %d", ErrTooManyHosts, name, n, MaxHosts)
+	}
+	if edit != Remove && len(hosts) > MaxHosts {
+		return tooMany(len(hosts))
+	}
 	clean := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		c, err := ParseHostPattern(h)
@@ -243,13 +258,27 @@ func (p *Policy) EditHosts(list List, edit Edit, hosts []string) error {
 	}
 	switch edit {
 	case Add:
+		have := make(map[string]bool, len(*l)+len(clean))
+		for _, h := range *l {
+			have[h] = true
+		}
+		added := slices.Clone(*l)
 		for _, h := range clean {
-			if !slices.Contains(*l, h) {
-				*l = append(*l, h)
+			if !have[h] {
+				have[h] = true
+				added = append(added, h)
 			}
 		}
+		if len(added) > MaxHosts {
+			return tooMany(len(added))
+		}
+		*l = added
 	case Remove:
-		*l = slices.DeleteFunc(*l, func(h string) bool { return slices.Contains(clean, h) })
+		gone := make(map[string]bool, len(clean))
+		for _, h := range clean {
+			gone[h] = true
+		}
+		*l = slices.DeleteFunc(*l, func(h string) bool { return gone[h] })
 	case Replace:
 		*l = clean
 	default:

@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/wharfhq/wharf/abi"
@@ -58,7 +59,9 @@ func EditHosts(p *Policy, list, edit uint32, raw []byte) error {
 	if l == 0 || e == 0 {
 		return fmt.Errorf("%w: unknown egress list %d or edit %d", abi.StatusInvalid, list, edit)
 	}
-	if err := p.EditHosts(l, e, opts.Hosts); err != nil {
+	if err := p.EditHosts(l, e, opts.Hosts); errors.Is(err, egresspolicy.ErrTooManyHosts) {
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	} else if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	return nil
