@@ -301,6 +301,7 @@ func TestEgressErrors(t *testing.T) {
 // egresspolicy.MaxHosts entries is refused at once (TOOLARGE) with the
 // count, instead of a quadratic merge that held the policy's lock past the
 // event's timeout; the lists stay as they were and the object serves on.
+// Interceptions are bounded likewise (egresspolicy.MaxRules of a kind).
 func TestEgressHostListIsBounded(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -324,5 +325,11 @@ func TestEgressHostListIsBounded(t *testing.T) {
 	assert.Equal(t, 500, code)
 	assert.Equal(t, fmt.Sprintf("call EditHosts: wharf: too many hosts: the allowed hosts would have %d entries, the limit is %d", egresspolicy.MaxHosts+1, egresspolicy.MaxHosts), strings.TrimSpace(body))
 	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "set", "Hosts": []string{"one.example.test"}})
+
+	// Interceptions too, across events: a target already intercepted is
+	// replaced, a new one past the limit refused.
+	assert.Equal(t, fmt.Sprintf(`"%d added"`, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules))
+	assert.Equal(t, fmt.Sprintf(`"%d added, then wharf: too many interceptions: the HTTP interceptions would be %d, the limit is %d (too-large=true)"`,
+		egresspolicy.MaxRules, egresspolicy.MaxRules+1, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules+1))
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }

@@ -41,6 +41,9 @@ func Intercept(p *Policy, kind uint32, target, handler string) error {
 	default:
 		return fmt.Errorf("%w: unknown interception kind %d", abi.StatusInvalid, kind)
 	}
+	if errors.Is(err, egresspolicy.ErrTooManyRules) {
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}

@@ -624,6 +624,17 @@ func (b *Box) Intercept(a InterceptArgs) error {
 	return fmt.Errorf("unknown kind %q", a.Kind)
 }
 
+// InterceptMany adds HTTP interceptions of n distinct hosts and returns
+// how many were added and the first refusal.
+func (b *Box) InterceptMany(n int) (string, error) {
+	for i := range n {
+		if err := b.state.Container.InterceptOutboundHTTP(fmt.Sprintf("h%d.example.test", i), "other"); err != nil {
+			return fmt.Sprintf("%d added, then %v (too-large=%v)", i, err, errors.Is(err, sdk.ErrTooLarge)), nil
+		}
+	}
+	return fmt.Sprintf("%d added", n), nil
+}
+
 // EditArgs edits an egress list: List is allowed or denied, Edit is add,
 // remove or set.
 type EditArgs struct {
