@@ -220,7 +220,8 @@ func serveGuestB(b *testing.B, data string) *testWorker {
 // TestSignalAndPortBeyond32Bits: a signal or port the object gives that is
 // out of range, even one the ABI's 32 bits would cut to a valid number
 // (1<<32 + 9 to SIGKILL, 1<<32 + 8080 to 8080), is refused with the number
-// it gave, and the container keeps running.
+// it gave, and the container keeps running. Killing an exec that exited
+// says so (ErrNotFound), not that the container is not running.
 func TestSignalAndPortBeyond32Bits(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -235,7 +236,8 @@ func TestSignalAndPortBeyond32Bits(t *testing.T) {
 		code, body = w.call(t, "BOX", "b", "BgKill", map[string]any{"ID": "x", "Signal": sig})
 		assert.Equal(t, 500, code)
 		assert.Equal(t, "call BgKill: "+want, strings.TrimSpace(body))
-		assert.Equal(t, fmt.Sprintf("%q", "kill="+want+" code=137"), w.mustCall(t, "BOX", "b", "KillSleep", sig))
+		assert.Equal(t, fmt.Sprintf("%q", "kill="+want+" code=137 again=wharf: the process has exited (not-found=true not-running=false)"),
+			w.mustCall(t, "BOX", "b", "KillSleep", sig), "an exited process is not a stopped container")
 	}
 	for _, port := range []int{1<<32 + 8080, -1} {
 		want := fmt.Sprintf("port must be from 1 to 65535, got %d", port)

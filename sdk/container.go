@@ -451,11 +451,16 @@ func (p *Process) Output() (stdout, stderr []byte, err error) {
 	return outBuf.Bytes(), errBuf.Bytes(), p.Wait()
 }
 
-// Kill sends sig (SIGTERM if zero; 1 to 64) to the process.
+// Kill sends sig (SIGTERM if zero; 1 to 64) to the process. Once it has
+// exited, the error matches ErrNotFound (the container may still run).
 func (p *Process) Kill(sig Signal) error {
 	sig = cmp.Or(sig, SIGTERM)
 	if err := checkSignal("process_kill", sig); err != nil {
 		return containerError(err, ErrSignalRange)
 	}
-	return containerError(p.ev.ProcessKill(p.handle, uint32(sig)), ErrSignalRange)
+	err := p.ev.ProcessKill(p.handle, uint32(sig))
+	if errors.Is(err, abi.StatusNotFound) {
+		return err
+	}
+	return containerError(err, ErrSignalRange)
 }

@@ -443,18 +443,21 @@ func (b *Box) PipeAndKill() (string, error) {
 }
 
 // KillSleep starts a sleep and sends it sig with Process.Kill, then
-// SIGKILL: the first kill's error and the sleep's exit code.
+// SIGKILL, then SIGKILL again once it exited: the first kill's error, the
+// sleep's exit code, and the last kill's error.
 func (b *Box) KillSleep(sig int) (string, error) {
 	p, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
 	if err != nil {
 		return "", err
 	}
 	killErr := p.Kill(sdk.Signal(sig))
-	if err := p.Kill(sdk.SIGKILL); err != nil && !errors.Is(err, sdk.ErrNotRunning) {
+	if err := p.Kill(sdk.SIGKILL); err != nil {
 		return "", err
 	}
 	p.Wait()
-	return fmt.Sprintf("kill=%v code=%d", killErr, p.ExitCode()), nil
+	again := p.Kill(sdk.SIGKILL)
+	return fmt.Sprintf("kill=%v code=%d again=%v (not-found=%v not-running=%v)", killErr, p.ExitCode(),
+		again, errors.Is(again, sdk.ErrNotFound), errors.Is(again, sdk.ErrNotRunning)), nil
 }
 
 // TimeExecTrue runs `true` n times and returns the median round trip in
