@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,10 +138,10 @@ func TestAgentSocketReplacedInTheContainer(t *testing.T) {
 }
 
 // TestExecRefusesWhatTheKernelCannotTake: a NUL byte in an argument, the
-// environment or the directory, one of them over the kernel's length
-// limit, and a relative directory, are refused
-// with what is wrong (the kernel says only "invalid argument"), through
-// the agent and through runc, and the container serves on.
+// environment or the directory, one of them (or all together) over the
+// kernel's length limit, a relative directory and an empty program name,
+// are refused with what is wrong (the kernel says only "invalid argument"),
+// through the agent and through runc, and the container serves on.
 func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	for _, withInit := range []bool{true, false} {
@@ -153,6 +154,7 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 			{ExecSpec{Args: []string{"env"}, Env: []string{"A=1\x002"}}, `bad exec: environment entry "A=1\x002" contains a NUL byte`},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "/tmp\x00"}, `bad exec: cwd "/tmp\x00" contains a NUL byte`},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "tmp"}, `bad exec: cwd must be an absolute path, got "tmp"`},
+			{ExecSpec{Args: []string{""}}, "bad exec: the program name is empty"},
 			{ExecSpec{Args: []string{"echo", strings.Repeat("a", 5<<20)}}, "bad exec: argument 1 is 5242880 bytes, over the kernel's limit of 131072"},
 			{ExecSpec{Args: []string{"env"}, Env: []string{"A=" + strings.Repeat("a", 200<<10)}}, "bad exec: environment entry 0 is 204802 bytes, over the kernel's limit of 131072"},
 			{ExecSpec{Args: []string{"pwd"}, Cwd: "/" + strings.Repeat("a", 5000)}, "bad exec: cwd is 5001 bytes, over the kernel's limit of 4095"},
@@ -165,6 +167,25 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 				assert.ErrorIs(t, err, ErrBadExec)
 			}
 		}
+		// Arguments each under the limit that together are over the
+		// kernel's total: refused with the sizes, not with "argument list
+		// too long" (or the agent's message limit) after a start was tried,
+		// and not quoted whole in the error.
+		many := append([]string{"echo"}, slices.Repeat([]string{strings.Repeat("a", 1000)}, 5000)...)
+		for _, spec := range []ExecSpec{{Args: many}, {Args: []string{"env"}, Env: many[1:]}} {
+			_, err := ctr.Exec(context.Background(), spec)
+			assert.ErrorIs(t, err, ErrBadExec)
+			assert.Regexp(t, `^bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+$`, err.Error())
+			_, err = ctr.StartBackground(context.Background(), spec, "")
+			if withInit {
+				assert.ErrorIs(t, err, ErrBadExec)
+			}
+		}
+		code, _, errOut := execOut(t, ctr, ExecSpec{Args: append([]string{"true"}, many[1:1900]...)})
+		assert.Equal(t, uint32(0), code, "1.9 MB of arguments, under the limit, run: %s", errOut)
+		_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"/no/such", strings.Repeat("a", 100<<10)}})
+		assert.ErrorContains(t, err, "exec [/no/such aaa")
+		assert.Less(t, len(err.Error()), 500, "a long command line is cut in the error")
 		_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
 		assert.Equal(t, "still serving\n", out)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/agent"
 	"github.com/wharfhq/wharf/internal/agent/wire"
@@ -450,7 +451,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	if c.agent != nil {
 		p, err := c.agentExec(ctx, spec, wire.Exec{Args: pspec.Args, Env: pspec.Env, Cwd: pspec.Cwd, User: user, Terminal: spec.Terminal})
 		if err != nil {
-			return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
 		}
 		return p, nil
 	}
@@ -462,7 +463,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}
 	proc, err := c.task.Exec(ctx, id, &pspec, cio.NewCreator(streams...))
 	if err != nil {
-		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
 	}
 	p := &runcProcess{proc: proc}
 	if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
@@ -470,7 +471,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}
 	if err != nil {
 		proc.Delete(ctx, client.WithProcessKill)
-		return nil, fmt.Errorf("exec %v: %w", spec.Args, err)
+		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
 	}
 	stdin.started <- proc
 	return p, nil
@@ -490,6 +491,9 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 	pspec.Args = spec.Args
 	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)
+	if err := checkArgTotal(c.task.Pid(), pspec.Args, pspec.Env); err != nil {
+		return pspec, nil, err
+	}
 	if spec.Cwd != "" {
 		pspec.Cwd = spec.Cwd
 	}
@@ -506,7 +510,8 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 
 // ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
 // argument, the environment or the directory, an argument or environment
-// entry over the kernel's limit, or a relative directory.
+// entry (or all of them together) over the kernel's limit, a relative
+// directory, or an empty program name.
 var ErrBadExec = hostcontainers.ErrBadExec
 
 // maxArgBytes is the most bytes an argument or an environment entry may
@@ -517,6 +522,9 @@ const maxArgBytes = 128 << 10
 // (the kernel would only say "invalid argument" or "argument list too
 // long").
 func checkExec(spec ExecSpec) error {
+	if len(spec.Args) > 0 && spec.Args[0] == "" {
+		return fmt.Errorf("%w: the program name is empty", ErrBadExec)
+	}
 	for _, l := range []struct {
 		what  string
 		items []string
@@ -539,6 +547,38 @@ func checkExec(spec ExecSpec) error {
 		return fmt.Errorf("%w: cwd must be an absolute path, got %q", ErrBadExec, spec.Cwd)
 	}
 	return nil
+}
+
+// checkArgTotal refuses arguments and an environment that execve would
+// refuse as a whole ("argument list too long") in a process with the
+// stack limit of process pid (the container's init): each entry counts its
+// bytes, its NUL and its pointer, against a quarter of the stack limit, at
+// most 6 MiB and at least 128 KiB (the kernel's bprm_stack_limits).
+func checkArgTotal(pid uint32, args, env []string) error {
+	var stack unix.Rlimit
+	if err := unix.Prlimit(int(pid), unix.RLIMIT_STACK, nil, &stack); err != nil {
+		return fmt.Errorf("reading the container's stack limit: %w", err)
+	}
+	limit := max(min(stack.Cur/4, 6<<20), 128<<10)
+	var total uint64
+	for _, s := range slices.Concat(args, env) {
+		total += uint64(len(s)) + 1 + 8
+	}
+	if total > limit {
+		return fmt.Errorf("%w: the arguments and environment are %d bytes, over the kernel's limit of %d", ErrBadExec, total, limit)
+	}
+	return nil
+}
+
+// shownArgs is args as an error quotes them, cut after 200 bytes: a
+// command line may be megabytes.
+func shownArgs(args []string) string {
+	const most = 200
+	s := fmt.Sprint(args)
+	if len(s) <= most {
+		return s
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(s[:most], ""), len(s))
 }
 
 // stdinCloser feeds a process's stdin and, at the end of the input (at once

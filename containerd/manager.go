@@ -263,6 +263,14 @@ func ContainerID(class, object string) string {
 // class already run.
 func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egresspolicy.Policy, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
+	// The entrypoint runs with wharf's stack limit, which the container's
+	// init inherits.
+	if err := checkExec(ExecSpec{Args: spec.Entrypoint, Env: spec.Env}); err != nil {
+		return nil, err
+	}
+	if err := checkArgTotal(uint32(os.Getpid()), spec.Entrypoint, spec.Env); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	if mc, ok := m.byID[id]; ok {
 		m.mu.Unlock()

@@ -179,12 +179,24 @@ func (p *Policy) SetInternet(on bool) {
 	p.changed()
 }
 
-func setRule(rules []rule, r rule) []rule {
+// MaxRules bounds the interceptions of a kind (HTTP, HTTPS) a policy
+// holds: each request the container makes is matched against them.
+const MaxRules = 4096
+
+// ErrTooManyRules is an interception beyond MaxRules of its kind.
+var ErrTooManyRules = errors.New("too many interceptions")
+
+// setRule replaces the rule for r's target in rules, or adds r unless
+// rules (of kind, as an error names it) already has MaxRules.
+func setRule(rules []rule, r rule, kind string) ([]rule, error) {
 	if i := slices.IndexFunc(rules, func(x rule) bool { return x.target == r.target }); i >= 0 {
 		rules[i] = r
-		return rules
+		return rules, nil
 	}
-	return append(rules, r)
+	if len(rules) >= MaxRules {
+		return rules, fmt.Errorf("%w: the %s interceptions would be %d, the limit is %d", ErrTooManyRules, kind, len(rules)+1, MaxRules)
+	}
+	return append(rules, r), nil
 }
 
 // InterceptHTTP routes plain HTTP requests to target through handler; a
@@ -195,10 +207,10 @@ func (p *Policy) InterceptHTTP(target, handler string) error {
 		return err
 	}
 	p.mu.Lock()
-	p.http = setRule(p.http, rule{t, handler})
+	p.http, err = setRule(p.http, rule{t, handler}, "HTTP")
 	p.mu.Unlock()
 	p.changed()
-	return nil
+	return err
 }
 
 // InterceptAllHTTP routes every plain HTTP request no other rule claims
@@ -218,14 +230,29 @@ func (p *Policy) InterceptHTTPS(target, handler string) error {
 		return err
 	}
 	p.mu.Lock()
-	p.https = setRule(p.https, rule{t, handler})
+	p.https, err = setRule(p.https, rule{t, handler}, "HTTPS")
 	p.mu.Unlock()
 	p.changed()
-	return nil
+	return err
 }
+
+// MaxHosts bounds the entries of an allow or deny list: each connection
+// the container opens is matched against them.
+const MaxHosts = 4096
+
+// ErrTooManyHosts is an edit that would put more than MaxHosts entries in
+// a list.
+var ErrTooManyHosts = errors.New("too many hosts")
 
 // EditHosts changes the allow or deny list.
 func (p *Policy) EditHosts(list List, edit Edit, hosts []string) error {
+	name := map[List]string{Allowed: "allowed", Denied: "denied"}[list]
+	tooMany := func(n int) error {
+		return fmt.Errorf("%w: the %s hosts would have %d entries, the limit is %d", ErrTooManyHosts, name, n, MaxHosts)
+	}
+	if edit != Remove && len(hosts) > MaxHosts {
+		return tooMany(len(hosts))
+	}
 	clean := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		c, err := ParseHostPattern(h)
@@ -243,13 +270,27 @@ func (p *Policy) EditHosts(list List, edit Edit, hosts []string) error {
 	}
 	switch edit {
 	case Add:
+		have := make(map[string]bool, len(*l)+len(clean))
+		for _, h := range *l {
+			have[h] = true
+		}
+		added := slices.Clone(*l)
 		for _, h := range clean {
-			if !slices.Contains(*l, h) {
-				*l = append(*l, h)
+			if !have[h] {
+				have[h] = true
+				added = append(added, h)
 			}
 		}
+		if len(added) > MaxHosts {
+			return tooMany(len(added))
+		}
+		*l = added
 	case Remove:
-		*l = slices.DeleteFunc(*l, func(h string) bool { return slices.Contains(clean, h) })
+		gone := make(map[string]bool, len(clean))
+		for _, h := range clean {
+			gone[h] = true
+		}
+		*l = slices.DeleteFunc(*l, func(h string) bool { return gone[h] })
 	case Replace:
 		*l = clean
 	default:

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -200,8 +201,15 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 // fileSink is a writable stream into a pipe (a process's stdin).
 type fileSink struct{ f *os.File }
 
+// errStdinClosed is a write to the stdin of a process that closed it (or
+// exited): the host pipe's EPIPE, said as the object sees it.
+var errStdinClosed = errors.New("the process closed its stdin")
+
 func (s fileSink) Write(p []byte) error {
 	_, err := s.f.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		return errStdinClosed
+	}
 	return err
 }
 func (s fileSink) Finish() error   { return s.f.Close() }

@@ -3,9 +3,11 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,82 @@ func assertNoLeftovers(t testing.TB, dir string) {
 // for a benchmark.
 func serveGuestB(b *testing.B, data string) *testWorker {
 	return serveGuest(b, "testdata/guests/objects", withRuncBox, data)
+}
+
+// TestSignalAndPortBeyond32Bits: a signal or port the object gives that is
+// out of range, even one the ABI's 32 bits would cut to a valid number
+// (1<<32 + 9 to SIGKILL, 1<<32 + 8080 to 8080), is refused with the number
+// it gave, and the container keeps running. Killing an exec that exited
+// says so (ErrNotFound), not that the container is not running.
+func TestSignalAndPortBeyond32Bits(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+
+	for _, sig := range []int{1<<32 + 9, -1} {
+		want := fmt.Sprintf("wharf: signal out of range: signal must be from 1 to 64, got %d", sig)
+		code, body := w.call(t, "BOX", "b", "Signal", sig)
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call Signal: "+want, strings.TrimSpace(body))
+		code, body = w.call(t, "BOX", "b", "BgKill", map[string]any{"ID": "x", "Signal": sig})
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call BgKill: "+want, strings.TrimSpace(body))
+		assert.Equal(t, fmt.Sprintf("%q", "kill="+want+" code=137 again=wharf: the process has exited (not-found=true not-running=false)"),
+			w.mustCall(t, "BOX", "b", "KillSleep", sig), "an exited process is not a stopped container")
+	}
+	for _, port := range []int{1<<32 + 8080, -1} {
+		want := fmt.Sprintf("port must be from 1 to 65535, got %d", port)
+		code, body := w.call(t, "BOX", "b", "Raw", port)
+		assert.Equal(t, 500, code)
+		assert.Equal(t, "call Raw: wharf: invalid argument: "+want, strings.TrimSpace(body))
+		code, body = w.call(t, "BOX", "b", "Fetch", map[string]any{"Port": port, "Path": "/"})
+		assert.Equal(t, 500, code)
+		assert.Equal(t, `call Fetch: Get "http://container/": wharf: invalid argument: `+want, strings.TrimSpace(body))
+	}
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil), "the container was not signalled")
+}
+
+// TestExecStdinClosedEarly: writing more input than a process reads before
+// it exits fails with what happened, not with the name of a host pipe, and
+// the object keeps serving.
+func TestExecStdinClosedEarly(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}, "Stdin": strings.Repeat("z", 4<<20)})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, "call Exec: writing stdin: wharf: the process closed its stdin", strings.TrimSpace(body))
+	var r map[string]any
+	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"echo", "still serving"}})), &r))
+	assert.Equal(t, "still serving\n", r["Stdout"])
+}
+
+// TestStartRefusesWhatTheKernelCannotTake: an entrypoint or environment
+// the kernel could not exec is refused by Start with what is wrong
+// (INVALID), not started as a container whose init fails at once; the
+// object can start a good one after.
+func TestStartRefusesWhatTheKernelCannotTake(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	many := append([]string{"echo"}, slices.Repeat([]string{strings.Repeat("a", 1000)}, 5000)...)
+	for _, bad := range []struct {
+		entrypoint []string
+		msg        string
+	}{
+		{[]string{"echo", "a\x00b"}, `call Start: wharf: starting the container: bad exec: argument "a\x00b" contains a NUL byte`},
+		{[]string{""}, `call Start: wharf: starting the container: bad exec: the program name is empty`},
+		{many, `call Start: wharf: starting the container: bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+`},
+	} {
+		code, body := w.call(t, "BOX", "b", "Start", bad.entrypoint)
+		assert.Equal(t, 500, code)
+		assert.Regexp(t, "^"+strings.ReplaceAll(regexp.QuoteMeta(bad.msg), regexp.QuoteMeta("[0-9]+"), "[0-9]+")+"$", strings.TrimSpace(body))
+		assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
+	}
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }
 
 // idFor returns the id the objects guest's BOX namespace gives name.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
+	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/fakenet"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -294,4 +295,41 @@ func TestEgressErrors(t *testing.T) {
 		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()}, hostbackend.Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), fmt.Sprintf(`containers[0] (class Box): allowed_hosts/denied_hosts: invalid egress target %q`, "not ok"))
+}
+
+// TestEgressHostListIsBounded: an allow or deny list edit past
+// egresspolicy.MaxHosts entries is refused at once (TOOLARGE) with the
+// count, instead of a quadratic merge that held the policy's lock past the
+// event's timeout; the lists stay as they were and the object serves on.
+// Interceptions are bounded likewise (egresspolicy.MaxRules of a kind).
+func TestEgressHostListIsBounded(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	hosts := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("h%d.example.test", i)
+		}
+		return out
+	}
+	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": hosts(egresspolicy.MaxHosts)})
+	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": hosts(10)}) // already there
+	start := time.Now()
+	code, body := w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "denied", "Edit": "add", "Hosts": hosts(300000)})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, fmt.Sprintf("call EditHosts: wharf: too many hosts: the denied hosts would have 300000 entries, the limit is %d", egresspolicy.MaxHosts), strings.TrimSpace(body))
+	assert.Less(t, time.Since(start), 10*time.Second)
+	code, body = w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"one-more.example.test"}})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, fmt.Sprintf("call EditHosts: wharf: too many hosts: the allowed hosts would have %d entries, the limit is %d", egresspolicy.MaxHosts+1, egresspolicy.MaxHosts), strings.TrimSpace(body))
+	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "set", "Hosts": []string{"one.example.test"}})
+
+	// Interceptions too, across events: a target already intercepted is
+	// replaced, a new one past the limit refused.
+	assert.Equal(t, fmt.Sprintf(`"%d added"`, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules))
+	assert.Equal(t, fmt.Sprintf(`"%d added, then wharf: too many interceptions: the HTTP interceptions would be %d, the limit is %d (too-large=true)"`,
+		egresspolicy.MaxRules, egresspolicy.MaxRules+1, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules+1))
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }

@@ -158,7 +158,12 @@ func (c *Container) GetProcess(id string) (*BackgroundProcess, error) {
 // processes it left behind still hold its output (`server &` in a shell).
 // ErrNotFound once all of them have exited.
 func (c *Container) KillProcess(id string, sig Signal) error {
-	return c.backgroundOp(abi.BackgroundOptions{Op: "kill", ID: id, Signal: uint32(max(sig, 0))}, nil)
+	if sig != 0 {
+		if err := checkSignal("background_op", sig); err != nil {
+			return backgroundError(err)
+		}
+	}
+	return c.backgroundOp(abi.BackgroundOptions{Op: "kill", ID: id, Signal: uint32(sig)}, nil)
 }
 
 // WaitProcess waits until background process id has exited and returns

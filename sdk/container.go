@@ -154,11 +154,24 @@ func (c *Container) Destroy(reason string) error {
 
 // Signal sends sig (1 to 64) to the container's main process.
 func (c *Container) Signal(sig Signal) error {
+	if err := checkSignal("container_signal", sig); err != nil {
+		return containerError(err, ErrSignalRange)
+	}
 	ev, err := c.obj.current()
 	if err != nil {
 		return err
 	}
 	return containerError(ev.ContainerSignal(uint32(sig)), ErrSignalRange)
+}
+
+// checkSignal refuses, with the host's error for import op, a signal
+// outside 1 to 64 before the ABI's 32 bits could cut it to a valid one
+// (1<<32 + 9 to SIGKILL).
+func checkSignal(op string, sig Signal) error {
+	if sig < 1 || sig > 64 {
+		return wharf.NewError(op, abi.StatusInvalid, fmt.Sprintf("signal must be from 1 to 64, got %d", sig))
+	}
+	return nil
 }
 
 // ExitError is the error of a process (Process.Wait) or a container
@@ -438,7 +451,16 @@ func (p *Process) Output() (stdout, stderr []byte, err error) {
 	return outBuf.Bytes(), errBuf.Bytes(), p.Wait()
 }
 
-// Kill sends sig (SIGTERM if zero; 1 to 64) to the process.
+// Kill sends sig (SIGTERM if zero; 1 to 64) to the process. Once it has
+// exited, the error matches ErrNotFound (the container may still run).
 func (p *Process) Kill(sig Signal) error {
-	return containerError(p.ev.ProcessKill(p.handle, uint32(cmp.Or(sig, SIGTERM))), ErrSignalRange)
+	sig = cmp.Or(sig, SIGTERM)
+	if err := checkSignal("process_kill", sig); err != nil {
+		return containerError(err, ErrSignalRange)
+	}
+	err := p.ev.ProcessKill(p.handle, uint32(sig))
+	if errors.Is(err, abi.StatusNotFound) {
+		return err
+	}
+	return containerError(err, ErrSignalRange)
 }

@@ -51,6 +51,16 @@ func (p *Port) WaitReady(ctx context.Context) error {
 	}
 }
 
+// checkPort refuses, with the host's error for import op, a port outside
+// 1 to 65535 before the ABI's 32 bits could cut it to a valid one
+// (1<<32 + 8080 to 8080).
+func checkPort(op string, port int) error {
+	if port < 1 || port > 65535 {
+		return wharf.NewError(op, abi.StatusInvalid, fmt.Sprintf("port must be from 1 to 65535, got %d", port))
+	}
+	return nil
+}
+
 // Conn is a TCP connection to a container port: read its replies, write
 // to it, and close (or CloseWrite) when done.
 type Conn struct {
@@ -73,6 +83,9 @@ func (c *Conn) Close() error { return errors.Join(c.W.Close(), c.R.Close()) }
 // Connect opens a raw TCP connection to the port. A port nobody listens on
 // gives an error matching ErrPortRefused.
 func (p *Port) Connect() (*Conn, error) {
+	if err := checkPort("container_connect", p.port); err != nil {
+		return nil, containerError(err, ErrInvalidArgument)
+	}
 	ev, err := p.container.obj.current()
 	if err != nil {
 		return nil, err
@@ -94,6 +107,9 @@ func (p *Port) Connect() (*Conn, error) {
 // through the guest. req's URL may be a path or absolute (its host is the
 // Host header). Nothing listening gives ErrPortRefused.
 func (p *Port) Fetch(req *http.Request) (*http.Response, error) {
+	if err := checkPort("container_fetch", p.port); err != nil {
+		return nil, requestError(req, containerError(err, ErrInvalidArgument))
+	}
 	ev, err := p.container.obj.current()
 	if err != nil {
 		return nil, err

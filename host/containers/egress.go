@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/wharfhq/wharf/abi"
@@ -40,6 +41,9 @@ func Intercept(p *Policy, kind uint32, target, handler string) error {
 	default:
 		return fmt.Errorf("%w: unknown interception kind %d", abi.StatusInvalid, kind)
 	}
+	if errors.Is(err, egresspolicy.ErrTooManyRules) {
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
@@ -58,7 +62,9 @@ func EditHosts(p *Policy, list, edit uint32, raw []byte) error {
 	if l == 0 || e == 0 {
 		return fmt.Errorf("%w: unknown egress list %d or edit %d", abi.StatusInvalid, list, edit)
 	}
-	if err := p.EditHosts(l, e, opts.Hosts); err != nil {
+	if err := p.EditHosts(l, e, opts.Hosts); errors.Is(err, egresspolicy.ErrTooManyHosts) {
+		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
+	} else if err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	return nil

@@ -169,8 +169,11 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 			s.backend.Destroy(ctx, o.Class, o.ID) // an exited run makes room for the next
 		}
 		if _, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances); err != nil {
-			if errors.Is(err, ErrMaxInstances) {
+			switch {
+			case errors.Is(err, ErrMaxInstances):
 				return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+			case errors.Is(err, ErrBadExec):
+				return fmt.Errorf("%w: starting the container: %w", abi.StatusInvalid, err)
 			}
 			return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
 		}

@@ -442,6 +442,24 @@ func (b *Box) PipeAndKill() (string, error) {
 	return fmt.Sprintf("%q cat=%d output-after-read=%v killed=%d bad-kill=%v", line, code, outErr, killed, badKill), err
 }
 
+// KillSleep starts a sleep and sends it sig with Process.Kill, then
+// SIGKILL, then SIGKILL again once it exited: the first kill's error, the
+// sleep's exit code, and the last kill's error.
+func (b *Box) KillSleep(sig int) (string, error) {
+	p, err := b.state.Container.Exec([]string{"sleep", "100"}, sdk.ExecOptions{})
+	if err != nil {
+		return "", err
+	}
+	killErr := p.Kill(sdk.Signal(sig))
+	if err := p.Kill(sdk.SIGKILL); err != nil {
+		return "", err
+	}
+	p.Wait()
+	again := p.Kill(sdk.SIGKILL)
+	return fmt.Sprintf("kill=%v code=%d again=%v (not-found=%v not-running=%v)", killErr, p.ExitCode(),
+		again, errors.Is(again, sdk.ErrNotFound), errors.Is(again, sdk.ErrNotRunning)), nil
+}
+
 // TimeExecTrue runs `true` n times and returns the median round trip in
 // µs, measured inside the guest.
 func (b *Box) TimeExecTrue(n int) (float64, error) {
@@ -607,6 +625,17 @@ func (b *Box) Intercept(a InterceptArgs) error {
 		return c.InterceptOutboundHTTPS(a.Target, a.Handler)
 	}
 	return fmt.Errorf("unknown kind %q", a.Kind)
+}
+
+// InterceptMany adds HTTP interceptions of n distinct hosts and returns
+// how many were added and the first refusal.
+func (b *Box) InterceptMany(n int) (string, error) {
+	for i := range n {
+		if err := b.state.Container.InterceptOutboundHTTP(fmt.Sprintf("h%d.example.test", i), "other"); err != nil {
+			return fmt.Sprintf("%d added, then %v (too-large=%v)", i, err, errors.Is(err, sdk.ErrTooLarge)), nil
+		}
+	}
+	return fmt.Sprintf("%d added", n), nil
 }
 
 // EditArgs edits an egress list: List is allowed or denied, Edit is add,
