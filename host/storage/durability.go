@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -44,7 +45,7 @@ func (w *walFile) sync() error {
 		}
 		w.dirSynced.Store(true)
 	}
-	f, err := os.Open(w.path)
+	f, err := openToSync(w.path)
 	if err != nil {
 		return err
 	}
@@ -54,13 +55,32 @@ func (w *walFile) sync() error {
 
 // syncPath syncs the file or directory at path.
 func syncPath(path string) error {
-	f, err := os.Open(path)
+	f, err := openToSync(path)
 	if err != nil {
 		return err
 	}
 	err = f.Sync()
 	f.Close()
 	return err
+}
+
+// descriptorWait is how long a sync waits for a descriptor to open its
+// file with while the process or the system has none free.
+const descriptorWait = 5 * time.Second
+
+// openToSync opens path for a sync. Out of descriptors (EMFILE, ENFILE), it
+// tries again, backing off, for up to descriptorWait: the commits are in
+// the page cache and a sync through any descriptor makes them durable, so
+// a passing shortage must not fail them (and close their database).
+func openToSync(path string) (*os.File, error) {
+	deadline := time.Now().Add(descriptorWait)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		f, err := os.Open(path)
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) || time.Now().After(deadline) {
+			return f, err
+		}
+		time.Sleep(delay)
+	}
 }
 
 // syncNow makes every commit so far durable before it returns.

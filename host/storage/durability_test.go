@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestSyncThenAnswersOnceTheCommitIsDurable: Commit leaves the WAL unsynced,
@@ -139,4 +141,40 @@ func TestReadOnlyCommitWaitsForEarlierWrites(t *testing.T) {
 		syncedWhenAnswered <- d.onDisk.Load()
 	})
 	assert.Equal(t, uint64(1), <-syncedWhenAnswered, "answered before the write was synced")
+}
+
+// TestSyncWaitsOutADescriptorShortage: while the process can open no file
+// (EMFILE), a sync waits for a descriptor instead of failing the commit
+// and closing its database; once one is free the reply is durable.
+func TestSyncWaitsOutADescriptorShortage(t *testing.T) {
+	d, _ := open(t)
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.Commit())
+
+	var limit unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &limit))
+	probe, err := os.Open(os.DevNull) // the lowest free descriptor
+	require.NoError(t, err)
+	lowest := probe.Fd()
+	probe.Close()
+	restore := func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &limit) }
+	t.Cleanup(restore)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(lowest), Max: limit.Max}))
+	_, err = os.Open(os.DevNull)
+	require.ErrorIs(t, err, unix.EMFILE, "the shortage")
+
+	answered := make(chan error, 1)
+	d.SyncThen(func(err error) { answered <- err })
+	select {
+	case err := <-answered:
+		restore()
+		t.Fatalf("answered during the shortage: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	restore()
+	require.NoError(t, <-answered)
+	assert.False(t, d.NotDurable())
+	require.NoError(t, d.Put([]byte("k2"), []byte("v2")))
+	require.NoError(t, d.Commit(), "the database goes on committing")
+	require.NoError(t, d.Flush())
 }
