@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -838,12 +839,27 @@ func (m *Manager) adopted(id string) bool {
 // killAndWait sends SIGKILL to pid and waits (up to 10 s) for it to go.
 func killAndWait(pid int) error {
 	syscall.Kill(pid, syscall.SIGKILL)
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !exited(pid); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("process %d did not exit after SIGKILL", pid)
 		}
 	}
 	return nil
+}
+
+// exited reports whether pid is gone or a zombie. A killed shim whose
+// wharf died is reaped by init, which may take its time (seconds, for some
+// inits), but a zombie already holds no files, mounts or memory: waiting
+// for the reap would only slow down recovery.
+func exited(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, in parentheses that may hold any
+	// character.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
 // removeStrayDisks unmounts and removes the disks of containers that were
