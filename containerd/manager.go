@@ -606,7 +606,7 @@ func removeIfExists(path string) error {
 }
 
 // DestroyAll removes every container the manager runs, as on a clean
-// shutdown.
+// shutdown, several at a time.
 func (m *Manager) DestroyAll(ctx context.Context) error {
 	m.mu.Lock()
 	var all []*Managed
@@ -616,12 +616,13 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 		}
 	}
 	m.mu.Unlock()
-	var errs []error
+	var destroys []func() error
 	for _, mc := range all {
 		mc.SetDestroyReason("wharf is shutting down")
-		errs = append(errs, m.Destroy(ctx, mc.Class, mc.Object))
+		destroys = append(destroys, func() error { return m.Destroy(ctx, mc.Class, mc.Object) })
 	}
-	return errors.Join(errs...)
+	_, err := inParallel(context.Background(), destroys)
+	return err
 }
 
 // Close removes every container and stops the egress gateway, as on a
@@ -680,6 +681,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		return 0, 0, err
 	}
 	others := map[string]bool{}
+	var removals []func() error
 	for _, ctr := range ctrs {
 		if err := stop.Err(); err != nil {
 			return adopted, removed, err
@@ -742,36 +744,75 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				continue
 			}
 		}
-		c := &Container{c: m.b.Client, ctr: ctr}
-		if terr == nil {
-			if exitCh, err := task.Wait(ctx); err == nil {
-				c.task = task
-				c.watch(exitCh)
+		removals = append(removals, func() error {
+			c := &Container{c: m.b.Client, ctr: ctr}
+			if terr == nil {
+				if exitCh, err := task.Wait(ctx); err == nil {
+					c.task = task
+					c.watch(exitCh)
+				}
 			}
-		}
-		c.adoptAgent(ctx)
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id)); err != nil {
-			return adopted, removed, err
-		}
-		removed++
+			c.adoptAgent(ctx)
+			return errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+		})
 	}
 	// Records without a container: a start cut short before its container
 	// existed, or a destroy after it was deleted.
 	for id, rec := range records {
-		if err := stop.Err(); err != nil {
-			return adopted, removed, err
-		}
-		err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
-			removeIfExists(m.policyPath(id)))
-		if err == nil {
-			err = m.jnl.remove(id)
-		}
-		if err != nil {
-			return adopted, removed, err
-		}
-		removed++
+		removals = append(removals, func() error {
+			err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
+				removeIfExists(m.policyPath(id)))
+			if err == nil {
+				err = m.jnl.remove(id)
+			}
+			return err
+		})
+	}
+	// The removals come after every adoption (which reserves its network
+	// slot), and run side by side: each mostly waits on containerd, runc
+	// and the kernel.
+	if removed, err = inParallel(stop, removals); err != nil {
+		return adopted, removed, err
 	}
 	return adopted, removed, errors.Join(m.removeOrphanTasks(others), m.removeStrayDisks())
+}
+
+// maxParallelRemovals bounds how many containers' remains are removed at
+// once.
+const maxParallelRemovals = 4
+
+// inParallel runs each of fns, maxParallelRemovals at a time, and returns
+// how many succeeded and their errors joined. Once stop is done it starts
+// no more of them (those are left for the next run) and its error is
+// returned too.
+func inParallel(stop context.Context, fns []func() error) (int, error) {
+	var (
+		mu   sync.Mutex
+		ok   int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	slots := make(chan struct{}, maxParallelRemovals)
+	for _, fn := range fns {
+		slots <- struct{}{}
+		if stop.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			err := fn()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				ok++
+			}
+		})
+	}
+	wg.Wait()
+	return ok, errors.Join(append(errs, stop.Err())...)
 }
 
 // removeOrphanTasks removes the tasks of containers that were neither
@@ -800,25 +841,29 @@ func (b *Backend) removeOrphanTasksIn(ns string, keep func(id string) bool) erro
 			orphans[id] = append(orphans[id], 0)
 		}
 	}
-	var errs []error
+	var removals []func() error
 	for id, pids := range orphans {
-		for _, pid := range pids {
-			if pid > 0 {
-				errs = append(errs, killAndWait(pid))
+		removals = append(removals, func() error {
+			var errs []error
+			for _, pid := range pids {
+				if pid > 0 {
+					errs = append(errs, killAndWait(pid))
+				}
 			}
-		}
-		bundle, ok := bundles[id]
-		if !ok {
-			continue
-		}
-		shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
-		shimDelete.Dir = bundle
-		shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
-		runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
-		runcDelete.Run() // best effort: runc may never have created it
-		errs = append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))
+			bundle, ok := bundles[id]
+			if !ok {
+				return errors.Join(errs...)
+			}
+			shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
+			shimDelete.Dir = bundle
+			shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
+			runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
+			runcDelete.Run() // best effort: runc may never have created it
+			return errors.Join(append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))...)
+		})
 	}
-	return errors.Join(errs...)
+	_, err := inParallel(context.Background(), removals)
+	return err
 }
 
 // removeSnapshot removes the rootfs snapshot of container id, if it exists.
