@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -605,7 +606,7 @@ func removeIfExists(path string) error {
 }
 
 // DestroyAll removes every container the manager runs, as on a clean
-// shutdown.
+// shutdown, several at a time.
 func (m *Manager) DestroyAll(ctx context.Context) error {
 	m.mu.Lock()
 	var all []*Managed
@@ -615,12 +616,13 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 		}
 	}
 	m.mu.Unlock()
-	var errs []error
+	var destroys []func() error
 	for _, mc := range all {
 		mc.SetDestroyReason("wharf is shutting down")
-		errs = append(errs, m.Destroy(ctx, mc.Class, mc.Object))
+		destroys = append(destroys, func() error { return m.Destroy(ctx, mc.Class, mc.Object) })
 	}
-	return errors.Join(errs...)
+	_, err := inParallel(context.Background(), destroys)
+	return err
 }
 
 // Close removes every container and stops the egress gateway, as on a
@@ -679,6 +681,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		return 0, 0, err
 	}
 	others := map[string]bool{}
+	var removals []func() error
 	for _, ctr := range ctrs {
 		if err := stop.Err(); err != nil {
 			return adopted, removed, err
@@ -741,36 +744,75 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				continue
 			}
 		}
-		c := &Container{c: m.b.Client, ctr: ctr}
-		if terr == nil {
-			if exitCh, err := task.Wait(ctx); err == nil {
-				c.task = task
-				c.watch(exitCh)
+		removals = append(removals, func() error {
+			c := &Container{c: m.b.Client, ctr: ctr}
+			if terr == nil {
+				if exitCh, err := task.Wait(ctx); err == nil {
+					c.task = task
+					c.watch(exitCh)
+				}
 			}
-		}
-		c.adoptAgent(ctx)
-		if err := errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id)); err != nil {
-			return adopted, removed, err
-		}
-		removed++
+			c.adoptAgent(ctx)
+			return errors.Join(c.destroyRecovered(ctx), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+		})
 	}
 	// Records without a container: a start cut short before its container
 	// existed, or a destroy after it was deleted.
 	for id, rec := range records {
-		if err := stop.Err(); err != nil {
-			return adopted, removed, err
-		}
-		err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
-			removeIfExists(m.policyPath(id)))
-		if err == nil {
-			err = m.jnl.remove(id)
-		}
-		if err != nil {
-			return adopted, removed, err
-		}
-		removed++
+		removals = append(removals, func() error {
+			err := errors.Join(m.removeSnapshot(ctx, id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
+				removeIfExists(m.policyPath(id)))
+			if err == nil {
+				err = m.jnl.remove(id)
+			}
+			return err
+		})
+	}
+	// The removals come after every adoption (which reserves its network
+	// slot), and run side by side: each mostly waits on containerd, runc
+	// and the kernel.
+	if removed, err = inParallel(stop, removals); err != nil {
+		return adopted, removed, err
 	}
 	return adopted, removed, errors.Join(m.removeOrphanTasks(others), m.removeStrayDisks())
+}
+
+// maxParallelRemovals bounds how many containers' remains are removed at
+// once.
+const maxParallelRemovals = 4
+
+// inParallel runs each of fns, maxParallelRemovals at a time, and returns
+// how many succeeded and their errors joined. Once stop is done it starts
+// no more of them (those are left for the next run) and its error is
+// returned too.
+func inParallel(stop context.Context, fns []func() error) (int, error) {
+	var (
+		mu   sync.Mutex
+		ok   int
+		errs []error
+		wg   sync.WaitGroup
+	)
+	slots := make(chan struct{}, maxParallelRemovals)
+	for _, fn := range fns {
+		slots <- struct{}{}
+		if stop.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			err := fn()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				ok++
+			}
+		})
+	}
+	wg.Wait()
+	return ok, errors.Join(append(errs, stop.Err())...)
 }
 
 // removeOrphanTasks removes the tasks of containers that were neither
@@ -799,25 +841,29 @@ func (b *Backend) removeOrphanTasksIn(ns string, keep func(id string) bool) erro
 			orphans[id] = append(orphans[id], 0)
 		}
 	}
-	var errs []error
+	var removals []func() error
 	for id, pids := range orphans {
-		for _, pid := range pids {
-			if pid > 0 {
-				errs = append(errs, killAndWait(pid))
+		removals = append(removals, func() error {
+			var errs []error
+			for _, pid := range pids {
+				if pid > 0 {
+					errs = append(errs, killAndWait(pid))
+				}
 			}
-		}
-		bundle, ok := bundles[id]
-		if !ok {
-			continue
-		}
-		shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
-		shimDelete.Dir = bundle
-		shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
-		runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
-		runcDelete.Run() // best effort: runc may never have created it
-		errs = append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))
+			bundle, ok := bundles[id]
+			if !ok {
+				return errors.Join(errs...)
+			}
+			shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
+			shimDelete.Dir = bundle
+			shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
+			runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
+			runcDelete.Run() // best effort: runc may never have created it
+			return errors.Join(append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))...)
+		})
 	}
-	return errors.Join(errs...)
+	_, err := inParallel(context.Background(), removals)
+	return err
 }
 
 // removeSnapshot removes the rootfs snapshot of container id, if it exists.
@@ -838,12 +884,27 @@ func (m *Manager) adopted(id string) bool {
 // killAndWait sends SIGKILL to pid and waits (up to 10 s) for it to go.
 func killAndWait(pid int) error {
 	syscall.Kill(pid, syscall.SIGKILL)
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !exited(pid); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("process %d did not exit after SIGKILL", pid)
 		}
 	}
 	return nil
+}
+
+// exited reports whether pid is gone or a zombie. A killed shim whose
+// wharf died is reaped by init, which may take its time (seconds, for some
+// inits), but a zombie already holds no files, mounts or memory: waiting
+// for the reap would only slow down recovery.
+func exited(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, in parentheses that may hold any
+	// character.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
 // removeStrayDisks unmounts and removes the disks of containers that were

@@ -271,6 +271,15 @@ func checkModule(in *instance, m *manifest.Manifest) error {
 // Objects is the Durable Object runtime, nil without bindings.
 func (w *Worker) Objects() *objects.Objects { return w.services.objects }
 
+// StopContainers stops every object's container (SIGTERM, and SIGKILL
+// after the stop grace) and removes it, and the worker serves on: a
+// shutdown calls it while in-flight requests drain, since a response that
+// streams an exec's output ends only with its container. Close removes any
+// container started after it.
+func (w *Worker) StopContainers(ctx context.Context) error {
+	return w.services.containers.StopAll(ctx, w.stopGrace)
+}
+
 // Close stops fetches, forwards and objects, removes the containers it ran
 // and stops the instances and releases containerd.
 func (w *Worker) Close(ctx context.Context) error {

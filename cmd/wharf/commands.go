@@ -414,10 +414,18 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "plugin", m.Name)
+	// The containers stop while requests drain: a response streaming an
+	// exec's output (never-ending, as a tail or a loop) ends only with its
+	// container, and would otherwise hold the drain to its timeout.
+	stopped := make(chan error, 1)
+	go func() { stopped <- worker.StopContainers(context.Background()) }()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
+	}
+	if err := <-stopped; err != nil {
+		logger.Warn("stopping containers", "plugin", m.Name, "err", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err

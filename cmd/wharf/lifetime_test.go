@@ -123,3 +123,66 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 	}
 	assertNothingLeft(t, data)
 }
+
+// TestServeStopsPromptlyWithStreamsOpen: SIGTERM to wharf serve while
+// objects stream the output of never-ending execs to clients ends wharf
+// within a few seconds (not after the HTTP drain timeout plus the stop
+// grace), and leaves no container, shim, network or mount behind.
+func TestServeStopsPromptlyWithStreamsOpen(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	t.Cleanup(srv.Kill)
+	ended := make(chan error, 3)
+	for i := range 3 {
+		resp, err := http.Post(fmt.Sprintf("%s/run/s%d", srv.URL, i), "text/plain", strings.NewReader("while true; do echo x; sleep 0.1; done"))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "x\n", line, "the stream is flowing")
+		go func() {
+			_, err := io.Copy(io.Discard, resp.Body)
+			ended <- err
+		}()
+	}
+	start := time.Now()
+	require.NoError(t, srv.Stop(time.Minute))
+	took := time.Since(start)
+	t.Logf("wharf serve stopped %v after SIGTERM", took)
+	assert.Less(t, took, 5*time.Second, "wharf serve stops promptly with streams open\n%s", srv.Logs())
+	for range 3 {
+		<-ended // each stream ended with wharf
+	}
+	assertNothingLeft(t, data)
+}
+
+// TestServeRecoversQuicklyAfterAKillDuringStarts: wharf serve killed
+// (SIGKILL) while 20 objects start their containers at once serves again
+// on its next start within seconds, having adopted or removed each of
+// them, and a clean stop then leaves nothing.
+func TestServeRecoversQuicklyAfterAKillDuringStarts(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
+	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	for i := range 20 {
+		go (&http.Client{Timeout: time.Minute}).Post(fmt.Sprintf("%s/run/k%d", srv.URL, i), "text/plain", strings.NewReader("echo ok"))
+	}
+	for deadline := time.Now().Add(time.Minute); strings.Count(srv.Logs(), " start\" class=Sandbox") < 10; time.Sleep(time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "10 containers started\n%s", srv.Logs())
+	}
+	srv.Kill()
+
+	start := time.Now()
+	srv = testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data, "--log-level", "debug")
+	took := time.Since(start)
+	t.Logf("wharf serve served again %v after its start", took)
+	require.Contains(t, srv.Logs(), "containers from a previous run")
+	onlyAdopted(t, data)
+	assert.Less(t, took, 8*time.Second, "wharf serve recovers promptly")
+	require.Equal(t, "ok\n", sandboxRun(t, srv.URL, "k0", "echo ok"))
+	require.NoError(t, srv.Stop(30*time.Second))
+	assertNothingLeft(t, data)
+}

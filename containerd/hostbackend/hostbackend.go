@@ -214,11 +214,15 @@ func (be *backend) LogPath(class, object string) string { return be.mgr.LogPath(
 
 func (be *backend) CountExec(class string) { be.mgr.CountExec(class) }
 
-func (be *backend) Close(ctx context.Context, grace time.Duration) error {
+func (be *backend) StopAll(ctx context.Context, grace time.Duration) error {
 	if grace > 0 {
 		be.mgr.StopAll(ctx, grace)
 	}
-	var err error
+	return be.mgr.DestroyAll(ctx)
+}
+
+func (be *backend) Close(ctx context.Context, grace time.Duration) error {
+	err := be.StopAll(ctx, grace)
 	for _, image := range be.images {
 		err = errors.Join(err, containerd.ReleaseInUse(ctx, be.b.Client, image, be.plugin))
 	}

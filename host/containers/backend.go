@@ -36,8 +36,12 @@ type Backend interface {
 	LogPath(class, object string) string
 	// CountExec counts an exec into a container of class in the metrics.
 	CountExec(class string)
-	// Close stops the containers (SIGTERM, and SIGKILL after grace; 0
-	// kills them at once), removes them and releases what runs them.
+	// StopAll stops every container (SIGTERM, and SIGKILL after grace; 0
+	// kills them at once) and removes it, as a shutdown does, leaving what
+	// runs them open.
+	StopAll(ctx context.Context, grace time.Duration) error
+	// Close stops and removes the containers as StopAll does and releases
+	// what runs them.
 	Close(ctx context.Context, grace time.Duration) error
 }
 

@@ -61,6 +61,17 @@ func (s *Service) Bind(exited func(class, object string), outbound func(w http.R
 	s.hooks.bind(exited, outbound)
 }
 
+// StopAll stops the containers (SIGTERM, and SIGKILL after grace; 0 kills
+// them at once) and removes them, leaving the backend open: a shutdown
+// calls it while requests drain, as an exec's output streamed to a client
+// ends only with its container.
+func (s *Service) StopAll(ctx context.Context, grace time.Duration) error {
+	if s == nil {
+		return nil
+	}
+	return s.backend.StopAll(ctx, grace)
+}
+
 // Close stops the containers (SIGTERM, and SIGKILL after grace; 0 kills
 // them at once), removes them and releases the backend.
 func (s *Service) Close(ctx context.Context, grace time.Duration) error {
