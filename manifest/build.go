@@ -58,7 +58,8 @@ func (m *Manifest) CheckModule() error {
 func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm") }
 
 // Build compiles the manifest's Go package, a WASI command, with
-// GOOS=wasip1 GOARCH=wasm into out (WasmPath() if empty) and returns the path.
+// GOOS=wasip1 GOARCH=wasm into out (WasmPath() if empty, NAME.wasm in it if
+// a directory or ending in a separator) and returns the path.
 // The go command's output is passed to stderr.
 func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (string, error) {
 	if !m.NeedsBuild() {
@@ -68,8 +69,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
 		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.Path, m.mainAt, m.Main)
 	}
-	if out == "" {
+	switch {
+	case out == "":
 		out = m.WasmPath()
+	case os.IsPathSeparator(out[len(out)-1]) || isDir(out): // as go build -o, and not renamed over
+		out = filepath.Join(out, m.Name+".wasm")
 	}
 	out, err := filepath.Abs(out)
 	if err != nil {
@@ -126,6 +130,12 @@ func removeAbandoned(out string) {
 			os.Remove(tmp)
 		}
 	}
+}
+
+// isDir reports whether path names a directory.
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // wasip1Env is the environment go commands build plugins in.

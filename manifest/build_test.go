@@ -120,3 +120,23 @@ func TestBuildRefusesAPackageOtherThanMain(t *testing.T) {
 	assert.NoFileExists(t, abandoned)
 	assert.FileExists(t, running)
 }
+
+// TestBuildIntoADirectory: -o naming a directory (existing, or ending in a
+// slash) writes NAME.wasm in it, as go build -o does, and returns that
+// path; it does not try to rename the module over the directory.
+func TestBuildIntoADirectory(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() {}\n")
+	dir := t.TempDir()
+	out, err := Build(context.Background(), m, dir, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "probe.wasm"), out)
+	assert.True(t, isWasm(out))
+
+	missing := filepath.Join(t.TempDir(), "new") + string(filepath.Separator)
+	out, err = Build(context.Background(), m, missing, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(missing, "probe.wasm"), out)
+	assert.True(t, isWasm(out))
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Clean(missing)), "*.tmp"))
+	assert.Empty(t, leftovers)
+}

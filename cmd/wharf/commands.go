@@ -95,7 +95,7 @@ func newBuildCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the module (default <dir>/.wharf/build/<name>.wasm)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the module, or a directory to write <name>.wasm in (default <dir>/.wharf/build/<name>.wasm)")
 	return cmd
 }
 
