@@ -64,23 +64,49 @@ func syncPath(path string) error {
 	return err
 }
 
-// descriptorWait is how long a sync waits for a descriptor to open its
-// file with while the process or the system has none free.
+// descriptorWait is how long syncs wait for a descriptor to open their
+// files with while the process or the system has none free.
 const descriptorWait = 5 * time.Second
 
+// shortageGap ends a shortage: an open that finds none for this long
+// (syncs waiting one out try at least every 100 ms) meets a new one.
+const shortageGap = time.Second
+
+// descriptorShortage is the descriptor shortage syncs are waiting out: when it
+// began, and when an open last met it.
+var descriptorShortage struct {
+	sync.Mutex
+	began, seen time.Time
+}
+
 // openToSync opens path for a sync. Out of descriptors (EMFILE, ENFILE), it
-// tries again, backing off, for up to descriptorWait: the commits are in
-// the page cache and a sync through any descriptor makes them durable, so
-// a passing shortage must not fail them (and close their database).
+// tries again, backing off, until the shortage has lasted descriptorWait:
+// the commits are in the page cache and a sync through any descriptor
+// makes them durable, so a passing shortage must not fail them (and close
+// their database). The wait is the shortage's, not each sync's: the syncs
+// of many databases, made batch after batch, or one after another as they
+// close, do not each wait descriptorWait again.
 func openToSync(path string) (*os.File, error) {
-	deadline := time.Now().Add(descriptorWait)
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
 		f, err := os.Open(path)
-		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) || time.Now().After(deadline) {
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) || !waitOutShortage() {
 			return f, err
 		}
 		time.Sleep(delay)
 	}
+}
+
+// waitOutShortage records that an open met a descriptor shortage and
+// reports whether it began less than descriptorWait ago.
+func waitOutShortage() bool {
+	descriptorShortage.Lock()
+	defer descriptorShortage.Unlock()
+	now := time.Now()
+	if now.Sub(descriptorShortage.seen) > shortageGap {
+		descriptorShortage.began = now
+	}
+	descriptorShortage.seen = now
+	return now.Sub(descriptorShortage.began) < descriptorWait
 }
 
 // syncNow makes every commit so far durable before it returns.

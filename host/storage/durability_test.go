@@ -151,17 +151,7 @@ func TestSyncWaitsOutADescriptorShortage(t *testing.T) {
 	require.NoError(t, d.Put([]byte("k"), []byte("v")))
 	require.NoError(t, d.Commit())
 
-	var limit unix.Rlimit
-	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &limit))
-	probe, err := os.Open(os.DevNull) // the lowest free descriptor
-	require.NoError(t, err)
-	lowest := probe.Fd()
-	probe.Close()
-	restore := func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &limit) }
-	t.Cleanup(restore)
-	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(lowest), Max: limit.Max}))
-	_, err = os.Open(os.DevNull)
-	require.ErrorIs(t, err, unix.EMFILE, "the shortage")
+	restore := exhaustDescriptors(t)
 
 	answered := make(chan error, 1)
 	d.SyncThen(func(err error) { answered <- err })
@@ -177,4 +167,71 @@ func TestSyncWaitsOutADescriptorShortage(t *testing.T) {
 	require.NoError(t, d.Put([]byte("k2"), []byte("v2")))
 	require.NoError(t, d.Commit(), "the database goes on committing")
 	require.NoError(t, d.Flush())
+}
+
+// exhaustDescriptors makes the process out of descriptors (EMFILE) until the
+// returned func (or the test's end) restores its limit.
+func exhaustDescriptors(t *testing.T) (restore func()) {
+	t.Helper()
+	var limit unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &limit))
+	probe, err := os.Open(os.DevNull) // the lowest free descriptor
+	require.NoError(t, err)
+	lowest := probe.Fd()
+	probe.Close()
+	restore = func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &limit) }
+	t.Cleanup(restore)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(lowest), Max: limit.Max}))
+	_, err = os.Open(os.DevNull)
+	require.ErrorIs(t, err, unix.EMFILE, "the shortage")
+	return restore
+}
+
+// TestALongShortageIsWaitedOutOnce: during a shortage that outlasts
+// descriptorWait, the syncs of many databases (more than a round syncs at
+// once) all fail once it has lasted descriptorWait, not batch after batch
+// each after waiting descriptorWait again, so neither their replies nor a
+// Close waiting for them are held for minutes; a shortage that comes later
+// is waited out anew.
+func TestALongShortageIsWaitedOutOnce(t *testing.T) {
+	var dbs []*DB
+	for range 2*maxParallelSyncs + 1 {
+		d, _ := open(t)
+		require.NoError(t, d.Put([]byte("k"), []byte("v")))
+		require.NoError(t, d.Flush()) // its directory is synced
+		require.NoError(t, d.Put([]byte("k"), []byte("v2")))
+		require.NoError(t, d.Commit())
+		dbs = append(dbs, d)
+	}
+	later := dbs[0]
+
+	time.Sleep(shortageGap) // an earlier test's shortage is over
+	restore := exhaustDescriptors(t)
+	start := time.Now()
+	answered := make(chan error, len(dbs))
+	for _, d := range dbs[1:] {
+		d.SyncThen(func(err error) { answered <- err })
+	}
+	for range dbs[1:] {
+		assert.ErrorIs(t, <-answered, ErrNotDurable)
+	}
+	took := time.Since(start)
+	restore()
+	t.Logf("%d syncs answered after %v", len(dbs)-1, took)
+	assert.GreaterOrEqual(t, took, descriptorWait, "the syncs waited the shortage out")
+	assert.Less(t, took, descriptorWait+time.Second, "each batch waited descriptorWait")
+
+	time.Sleep(shortageGap + 100*time.Millisecond)
+	require.NoError(t, later.Put([]byte("k2"), []byte("v2")))
+	require.NoError(t, later.Commit())
+	restore = exhaustDescriptors(t)
+	later.SyncThen(func(err error) { answered <- err })
+	select {
+	case err := <-answered:
+		restore()
+		t.Fatalf("a later shortage failed the sync at once: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	restore()
+	require.NoError(t, <-answered)
 }
