@@ -82,6 +82,9 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
+	if err := checkOutput(out); err != nil {
+		return "", err
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.26 or newer, as go.mod says) on PATH: %w", m.Name, err)
@@ -130,6 +133,22 @@ func removeAbandoned(out string) {
 			os.Remove(tmp)
 		}
 	}
+}
+
+// checkOutput refuses an out the build must not rename its module over:
+// a file that is not a module (go build -o refused it too), or no regular
+// file at all (a FIFO, a device such as /dev/null).
+func checkOutput(out string) error {
+	st, err := os.Stat(out)
+	switch {
+	case err != nil: // absent, or the build says why it cannot write it
+		return nil
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file: wharf build writes a module file, or NAME.wasm in a directory", out)
+	case st.Size() > 0 && !isWasm(out):
+		return fmt.Errorf("%s exists and is not a Wasm module: wharf build does not replace it", out)
+	}
+	return nil
 }
 
 // isDir reports whether path names a directory.

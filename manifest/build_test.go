@@ -140,3 +140,27 @@ func TestBuildIntoADirectory(t *testing.T) {
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Clean(missing)), "*.tmp"))
 	assert.Empty(t, leftovers)
 }
+
+// TestBuildKeepsWhatIsNotAModule: -o naming a file that is not a module
+// (a source file, by a slip) or no regular file at all (a FIFO, a device
+// such as /dev/null) is refused before the build, and the file is left as
+// it was: the build renames its module over its output.
+func TestBuildKeepsWhatIsNotAModule(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() {}\n")
+	src := filepath.Join(m.Dir, "main.go")
+	_, err := Build(context.Background(), m, src, io.Discard)
+	assert.EqualError(t, err, src+" exists and is not a Wasm module: wharf build does not replace it")
+	kept, err := os.ReadFile(src)
+	require.NoError(t, err)
+	assert.Equal(t, "package main\n\nfunc main() {}\n", string(kept))
+
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	_, err = Build(context.Background(), m, fifo, io.Discard)
+	assert.EqualError(t, err, fifo+" is not a regular file: wharf build writes a module file, or NAME.wasm in a directory")
+	st, err := os.Lstat(fifo)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeNamedPipe, st.Mode().Type(), "the FIFO was replaced")
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(fifo), "*.tmp"))
+	assert.Empty(t, leftovers)
+}
