@@ -111,6 +111,27 @@ func TestStalledClientDoesNotHoldTheInstance(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "a client that does not read holds its own requests only")
 }
 
+// TestKeptWaitDescriptors: the SDK's waits through kept descriptors
+// (wait_rebind) with 200 goroutines waiting at once, half of them timing
+// out; a deadline followed by a wait without one; handles closed under
+// their waiters; a wait refused for a closed handle; then 20,000 waits in a
+// row. Each wait ends as it should, and the guest keeps at most 64
+// descriptors.
+func TestKeptWaitDescriptors(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"2m\"\n")
+	code, body := get(t, w.url+"/waitstorm?n=200&waits=20000")
+	require.Equal(t, 200, code, body)
+	assert.Equal(t, `storm: fired=100 timed-out=100 failed=0 kept=true
+after a deadline: ready=1 err=<nil> waited=true
+closed under the wait: not-open=true
+closed under the wait: not-open=true
+closed under the wait: not-open=true
+wait on a closed handle: not-open=true
+then a wait: ready=1 err=<nil>
+20000 waits: kept=true
+`, body)
+}
+
 func TestDescriptorAndLifecycleMisuse(t *testing.T) {
 	w := startWorker(t, "")
 	code, body := get(t, w.url+"/fdabuse")

@@ -377,6 +377,89 @@ func init() {
 		fmt.Fprint(w, "logged")
 	})
 	mux.HandleFunc("/bench/roundtrip", benchRoundTrip)
+	mux.HandleFunc("/waitstorm", func(w http.ResponseWriter, r *http.Request) {
+		// Waits through the SDK's kept wait descriptors: n goroutines at
+		// once, half of them timing out; waits woken by a handle closed
+		// under them; a wait on a closed handle; then many waits in a row.
+		// Each line reports what a wrong descriptor would change.
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		waits, _ := strconv.Atoi(r.URL.Query().Get("waits"))
+		openFDs := func() int {
+			c := 0
+			for fd := 4; fd < 70000; fd++ {
+				if syscall.SetNonblock(fd, true) == nil {
+					c++
+				}
+			}
+			return c
+		}
+		before := openFDs()
+		never, _ := sdk.NewTimer(time.Hour)
+		defer never.Stop()
+		var wg sync.WaitGroup
+		var fired, timedOut, failed atomic.Int32
+		for i := range n {
+			wg.Go(func() {
+				if i%2 == 1 {
+					if ready, err := sdk.Select(time.Duration(1+i%5)*time.Millisecond, never); err != nil || len(ready) > 0 {
+						failed.Add(1)
+					} else {
+						timedOut.Add(1)
+					}
+					return
+				}
+				t, _ := sdk.NewTimer(time.Duration(5+i%7) * time.Millisecond)
+				defer t.Stop()
+				if ready, err := sdk.Select(-1, t); err != nil || len(ready) != 1 {
+					failed.Add(1)
+				} else {
+					fired.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		fmt.Fprintf(w, "storm: fired=%d timed-out=%d failed=%d kept=%v\n", fired.Load(), timedOut.Load(), failed.Load(), openFDs()-before <= 64)
+
+		// A deadline of one wait does not cut the next one short.
+		sdk.Select(time.Millisecond, never)
+		start := time.Now()
+		t, _ := sdk.NewTimer(30 * time.Millisecond)
+		ready, err := sdk.Select(-1, t)
+		t.Stop()
+		fmt.Fprintf(w, "after a deadline: ready=%d err=%v waited=%v\n", len(ready), err, time.Since(start) >= 30*time.Millisecond)
+
+		// A handle closed under its waiters wakes them with an error.
+		closing, _ := sdk.NewTimer(time.Hour)
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() {
+				_, err := sdk.Select(-1, closing)
+				errs <- err
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		closing.Stop()
+		for range 3 {
+			err := <-errs
+			fmt.Fprintf(w, "closed under the wait: not-open=%v\n", err != nil && strings.Contains(err.Error(), "is not open"))
+		}
+
+		// A wait refused (the handle is closed) keeps the descriptor usable.
+		_, err = sdk.Select(-1, closing)
+		fmt.Fprintf(w, "wait on a closed handle: not-open=%v\n", err != nil && strings.Contains(err.Error(), "is not open"))
+		t, _ = sdk.NewTimer(time.Millisecond)
+		ready, err = sdk.Select(-1, t)
+		t.Stop()
+		fmt.Fprintf(w, "then a wait: ready=%d err=%v\n", len(ready), err)
+
+		for range waits {
+			if _, err := sdk.Select(20*time.Microsecond, never); err != nil {
+				fmt.Fprintf(w, "wait failed: %v\n", err)
+				return
+			}
+		}
+		fmt.Fprintf(w, "%d waits: kept=%v\n", waits, openFDs()-before <= 64)
+	})
 	mux.HandleFunc("/poll-body", func(w http.ResponseWriter, r *http.Request) {
 		// Non-blocking reads and Select over the request body.
 		s, err := r.Body.(interface{ Stream() (*sdk.Stream, error) }).Stream()
