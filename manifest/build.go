@@ -63,7 +63,10 @@ func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm"
 // The go command's output is passed to stderr.
 func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (string, error) {
 	if !m.NeedsBuild() {
-		return "", fmt.Errorf("%s: main = %q is already a .wasm file; nothing to build", m.Path, m.Main)
+		if err := m.CheckModule(); err != nil {
+			return "", err
+		}
+		return "", fmt.Errorf("%s:%s: main: %q is a .wasm file already: there is nothing to build (wharf serve runs it as it is)", m.Path, m.mainAt, m.Main)
 	}
 	pkg := m.MainPath()
 	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
@@ -105,8 +108,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	cmd.Stdout = io.MultiWriter(&output, lossy{stderr})
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
-		if strings.Contains(output.String(), "function main is undeclared") {
+		switch {
+		case strings.Contains(output.String(), "function main is undeclared"):
 			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs `func main() { sdk.Serve() }` (register handlers before it, or in init)", pkg)
+		case strings.Contains(output.String(), "no Go files in "):
+			return "", fmt.Errorf("%s:%s: main: %q has no Go files: a plugin is built from a package main that calls sdk.Serve()", m.Path, m.mainAt, m.Main)
 		}
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}

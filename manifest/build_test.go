@@ -54,7 +54,8 @@ func TestBuildOutlivesItsLogReader(t *testing.T) {
 }
 
 // TestBuildNamesMainAndItsPosition: a main that is no Go package directory
-// (absent, or a file) is reported at main's line and column.
+// (absent, a file, a directory without Go files, a .wasm file) is reported
+// at main's line and column.
 func TestBuildNamesMainAndItsPosition(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, FileName)
@@ -66,6 +67,25 @@ func TestBuildNamesMainAndItsPosition(t *testing.T) {
 		_, err = Build(context.Background(), m, "", io.Discard)
 		assert.EqualError(t, err, path+`:3:10: main: "`+main+`" is neither a Go package directory nor a .wasm file`)
 	}
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.26\n"), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "empty"), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"empty\"\n"), 0o644))
+	m, err := Load(path)
+	require.NoError(t, err)
+	_, err = Build(context.Background(), m, "", io.Discard)
+	assert.EqualError(t, err, path+`:2:8: main: "empty" has no Go files: a plugin is built from a package main that calls sdk.Serve()`)
+
+	// A .wasm main has nothing to build: an absent one is named as
+	// CheckModule names it, a present one says so, both at main's position.
+	require.NoError(t, os.WriteFile(path, []byte("name = \"a\"\nmain = \"m.wasm\"\n"), 0o644))
+	m, err = Load(path)
+	require.NoError(t, err)
+	_, err = Build(context.Background(), m, "", io.Discard)
+	assert.EqualError(t, err, path+`:2:8: main: "m.wasm": no such file or directory`)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "m.wasm"), []byte("\x00asm"), 0o644))
+	_, err = Build(context.Background(), m, "", io.Discard)
+	assert.EqualError(t, err, path+`:2:8: main: "m.wasm" is a .wasm file already: there is nothing to build (wharf serve runs it as it is)`)
 }
 
 // TestCheckModuleNamesMainAndItsPosition: a main naming a .wasm file that

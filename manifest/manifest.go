@@ -196,6 +196,8 @@ func Parse(data []byte) (*Manifest, error) {
 	}
 	if _, port, err := net.SplitHostPort(m.Listen); err != nil || port == "" {
 		return nil, fmt.Errorf("%s: want host:port (%s, or :8787 for every address), got %q", keyAt(data, "listen"), DefaultListen, m.Listen)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return nil, fmt.Errorf("%s: port %q is neither a number from 0 to 65535 nor a service name, in %q", keyAt(data, "listen"), port, m.Listen)
 	}
 	l := &m.Limits
 	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,

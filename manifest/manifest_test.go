@@ -118,6 +118,8 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 07:32:00\n":                                               `4:11: limits.timeout: expected string, got local time`,
 		"name = \"a\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"X\"\nclass_name = \"../../etc\"\n":     `durable_objects.bindings[0]: binding X: class_name "../../etc" must be an identifier`,
 		"name = \"a\"\nmain = \".\"\nlisten = \"localhost\"\n":                                                     `3:10: listen: want host:port (127.0.0.1:8787, or :8787 for every address), got "localhost"`,
+		"name = \"a\"\nmain = \".\"\nlisten = \"127.0.0.1:99999\"\n":                                               `3:10: listen: port "99999" is neither a number from 0 to 65535 nor a service name, in "127.0.0.1:99999"`,
+		"name = \"a\"\nmain = \".\"\nlisten = \":-1\"\n":                                                           `3:10: listen: port "-1" is neither a number from 0 to 65535 nor a service name, in ":-1"`,
 		"main = \".\"\n":                          `missing required key "name"`,
 		"name = \"a\"\n":                          `missing required key "main"`,
 		"name = \"a\"\nmain = \"\"\n":             `2:8: main: must name a Go package directory or a .wasm file, got ""`,

@@ -322,7 +322,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	// address in use (this one or --metrics-listen's) is reported before a
 	// build.
 	ingress, err := web.ListenIngress(listen, m.Limits, logger)
-	if err != nil {
+	if err != nil && f.listen != "" {
+		return fmt.Errorf("--listen: %w", err)
+	} else if err != nil {
 		return err
 	}
 	defer ingress.Close()

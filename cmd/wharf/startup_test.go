@@ -87,7 +87,7 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	data := t.TempDir()
 	_, err = run(t, "serve", helloPlugin(t), "--listen", ln.Addr().String(), "--data-dir", data)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "listen tcp "+ln.Addr().String()+": bind: address already in use")
+	assert.Contains(t, err.Error(), "--listen: listen tcp "+ln.Addr().String()+": bind: address already in use")
 	assert.NoDirExists(t, filepath.Join(data, "cache"), "nothing was compiled")
 
 	source := t.TempDir() // main is a Go package: refused before go build
@@ -96,6 +96,8 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	_, err = run(t, "serve", source, "--listen", ln.Addr().String(), "--data-dir", data)
 	assert.ErrorContains(t, err, "bind: address already in use")
 	assert.NoFileExists(t, filepath.Join(source, "hello.wasm"), "nothing was built")
+	_, err = run(t, "serve", source, "--listen", "127.0.0.1:99999", "--data-dir", data)
+	assert.EqualError(t, err, "--listen: listen tcp: address 99999: invalid port")
 	wasms, _ := filepath.Glob(filepath.Join(source, ".wharf", "build", "*"))
 	assert.Empty(t, wasms, "nothing was built")
 
