@@ -1,7 +1,9 @@
 package manifest
 
 import (
+	"cmp"
 	"fmt"
+	"github.com/pelletier/go-toml/v2/unstable"
 	"math"
 	"os"
 	"path"
@@ -139,7 +141,7 @@ func (m *Manifest) checkContainers(data []byte) error {
 		case c.Image == "":
 			return fmt.Errorf("%s: class %s: missing required key \"image\"", where, c.ClassName)
 		case c.MaxInstances < 0:
-			return fmt.Errorf("%s: class %s: max_instances must not be negative, got %d", where, c.ClassName, c.MaxInstances)
+			return fmt.Errorf("%s: containers[%d]: class %s: max_instances must not be negative, got %d", entryValueAt(data, "containers", i, "max_instances"), i, c.ClassName, c.MaxInstances)
 		case seen[c.ClassName]:
 			return fmt.Errorf("%s: class %s has two [[containers]] entries", where, c.ClassName)
 		}
@@ -147,22 +149,25 @@ func (m *Manifest) checkContainers(data []byte) error {
 		if !slices.ContainsFunc(m.DurableObjects.Bindings, func(b Binding) bool { return b.ClassName == c.ClassName }) {
 			return fmt.Errorf("%s: class %q has no [[durable_objects.bindings]] entry; containers belong to Durable Object classes", where, c.ClassName)
 		}
+		at := func(key string) string {
+			return entryValueAt(data, "containers", i, key) + fmt.Sprintf(": containers[%d]", i)
+		}
 		r, err := resolveInstanceType(c.InstanceType)
 		if err != nil {
-			return fmt.Errorf("%s: class %s: instance_type: %w", where, c.ClassName, err)
+			return fmt.Errorf("%s: class %s: instance_type: %w", at("instance_type"), c.ClassName, err)
 		}
 		c.Resources = r
 		switch {
 		case c.PersistentMB < 0 || c.PersistentMB > MaxDiskMB:
-			return fmt.Errorf("%s: class %s: persistent_mb must be between 0 and %d, got %d", where, c.ClassName, MaxDiskMB, c.PersistentMB)
+			return fmt.Errorf("%s: class %s: persistent_mb must be between 0 and %d, got %d", at("persistent_mb"), c.ClassName, MaxDiskMB, c.PersistentMB)
 		case c.PersistentMB == 0:
 			c.PersistentMB = r.DiskMB
 		}
-		if err := c.checkLifecycle(); err != nil {
-			return fmt.Errorf("%s: class %s: %w", where, c.ClassName, err)
+		if key, err := c.checkLifecycle(); err != nil {
+			return fmt.Errorf("%s: class %s: %s: %w", at(key), c.ClassName, key, err)
 		}
 		if err := checkPersistentDirs(c.PersistentDirs); err != nil {
-			return fmt.Errorf("%s: containers[%d]: class %s: persistent_dirs: %w", keyLine(data, "[[containers]]", i, "persistent_dirs"), i, c.ClassName, err)
+			return fmt.Errorf("%s: class %s: persistent_dirs: %w", at("persistent_dirs"), c.ClassName, err)
 		}
 	}
 	return nil
@@ -276,31 +281,32 @@ func tableAt(data []byte, header string, i int) ([]string, int) {
 	return lines, 0
 }
 
-// checkLifecycle validates the Container class settings.
-func (c *Container) checkLifecycle() error {
+// checkLifecycle validates the Container class settings; it names the key
+// of the value it refuses.
+func (c *Container) checkLifecycle() (string, error) {
 	for key, v := range map[string]string{"sleep_after": c.SleepAfter, "hard_timeout": c.HardTimeout} {
 		if v != "" {
 			if _, err := abi.ParseDuration(v); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+				return key, err
 			}
 		}
 	}
 	for i, p := range c.ReadyOn {
 		if p.Port < 0 || p.Port > 65535 || p.Status < 0 || p.Status > 599 {
-			return fmt.Errorf("ready_on[%d]: port must be 1-65535 and status 100-599", i)
+			return "ready_on", fmt.Errorf("[%d]: port must be 1-65535 and status 100-599", i)
 		}
 	}
 	for _, name := range c.Secrets {
 		if name == "" || strings.ContainsAny(name, "= ") {
-			return fmt.Errorf("secrets: %q is not an environment variable name", name)
+			return "secrets", fmt.Errorf("%q is not an environment variable name", name)
 		}
 	}
 	for _, name := range c.Capabilities {
 		if !slices.Contains(GrantableCapabilities, name) {
-			return fmt.Errorf("capabilities: %q cannot be granted (a class may ask for %s)", name, strings.Join(GrantableCapabilities, ", "))
+			return "capabilities", fmt.Errorf("%q cannot be granted (a class may ask for %s)", name, strings.Join(GrantableCapabilities, ", "))
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // ReservedDirs are the container directories its runtime provides (and
@@ -339,14 +345,44 @@ func checkPersistentDirs(dirs []string) error {
 // within reports whether the clean absolute path p is dir or below it.
 func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 
-// keyLine is the "line:col" of key in the i-th array-of-tables header's
-// table (the table's own line if the key is not found there).
-func keyLine(data []byte, header string, i int, key string) string {
-	lines, n := tableAt(data, header, i)
-	for k := n + 1; k < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[k]), "["); k++ {
-		if name, _, ok := strings.Cut(lines[k], "="); ok && strings.TrimSpace(name) == key {
-			return fmt.Sprintf("%d:1", k+1)
+// entryValueAt is the "line:column" of key's value in the i-th table of the
+// array of tables named table (its header's line if the table does not set
+// key), for an error about that value.
+func entryValueAt(data []byte, table string, i int, key string) string {
+	var p unstable.Parser
+	p.Reset(data)
+	entry := -1
+	for p.NextExpression() {
+		expr := p.Expression()
+		switch expr.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			if entry == i {
+				return tableLine(data, "[["+table+"]]", i)
+			}
+			var name []string
+			for it := expr.Key(); it.Next(); {
+				name = append(name, string(it.Node().Data))
+			}
+			if expr.Kind == unstable.ArrayTable && strings.Join(name, ".") == table {
+				entry++
+			}
+		case unstable.KeyValue:
+			if entry != i {
+				continue
+			}
+			var name []string
+			var first *unstable.Node
+			for it := expr.Key(); it.Next(); {
+				first = cmp.Or(first, it.Node())
+				name = append(name, string(it.Node().Data))
+			}
+			if strings.Join(name, ".") == key {
+				if v := expr.Value(); v.Raw.Length > 0 {
+					return position(&p, v)
+				}
+				return position(&p, first) // an array or inline table has no span of its own
+			}
 		}
 	}
-	return fmt.Sprintf("%d:1", n+1)
+	return tableLine(data, "[["+table+"]]", i)
 }
