@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,10 +50,13 @@ func (m *Manifest) CheckModule() error {
 		if errors.As(err, &pathErr) {
 			err = pathErr.Err
 		}
-		return fmt.Errorf("%s:%s: main: %q: %w", m.Path, m.mainAt, m.Main, err)
+		return fmt.Errorf("%s:%s: main: %q: %w", m.name(), m.mainAt, m.Main, err)
 	}
 	return f.Close()
 }
+
+// name is the manifest's path as messages give it: as the user gave it.
+func (m *Manifest) name() string { return cmp.Or(m.shown, m.Path) }
 
 // NeedsBuild reports whether main is a Go package rather than a .wasm file.
 func (m *Manifest) NeedsBuild() bool { return !strings.HasSuffix(m.Main, ".wasm") }
@@ -66,11 +70,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 		if err := m.CheckModule(); err != nil {
 			return "", err
 		}
-		return "", fmt.Errorf("%s:%s: main: %q is a .wasm file already: there is nothing to build (wharf serve runs it as it is)", m.Path, m.mainAt, m.Main)
+		return "", fmt.Errorf("%s:%s: main: %q is a .wasm file already: there is nothing to build (wharf serve runs it as it is)", m.name(), m.mainAt, m.Main)
 	}
 	pkg := m.MainPath()
 	if st, err := os.Stat(pkg); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.Path, m.mainAt, m.Main)
+		return "", fmt.Errorf("%s:%s: main: %q is neither a Go package directory nor a .wasm file", m.name(), m.mainAt, m.Main)
 	}
 	switch {
 	case out == "":
@@ -112,7 +116,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 		case strings.Contains(output.String(), "function main is undeclared"):
 			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs `func main() { sdk.Serve() }` (register handlers before it, or in init)", pkg)
 		case strings.Contains(output.String(), "no Go files in "):
-			return "", fmt.Errorf("%s:%s: main: %q has no Go files: a plugin is built from a package main that calls sdk.Serve()", m.Path, m.mainAt, m.Main)
+			return "", fmt.Errorf("%s:%s: main: %q has no Go files: a plugin is built from a package main that calls sdk.Serve()", m.name(), m.mainAt, m.Main)
 		}
 		return "", fmt.Errorf("go build of %s failed: %w", pkg, err)
 	}
@@ -121,7 +125,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 		list.Dir, list.Env = pkg, wasip1Env()
 		name, _ := list.Output()
 		return "", fmt.Errorf("%s:%s: main: %q is package %s, not package main: a plugin is built from a package main that calls sdk.Serve()",
-			m.Path, m.mainAt, m.Main, strings.TrimSpace(string(name)))
+			m.name(), m.mainAt, m.Main, strings.TrimSpace(string(name)))
 	}
 	return out, os.Rename(tmp, out)
 }

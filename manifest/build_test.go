@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -183,4 +184,16 @@ func TestBuildKeepsWhatIsNotAModule(t *testing.T) {
 	assert.Equal(t, os.ModeNamedPipe, st.Mode().Type(), "the FIFO was replaced")
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(fifo), "*.tmp"))
 	assert.Empty(t, leftovers)
+}
+
+// TestBuildNamesTheManifestAsGiven: build errors name the manifest as the
+// user gave it, as its warnings and parse errors do.
+func TestBuildNamesTheManifestAsGiven(t *testing.T) {
+	m := plugin(t, "package helpers\n")
+	t.Chdir(m.Dir)
+	m, err := Load(FileName)
+	require.NoError(t, err)
+	_, err = Build(context.Background(), m, "", io.Discard)
+	assert.ErrorContains(t, err, FileName+`:2:8: main: "." is package helpers`)
+	assert.False(t, strings.HasPrefix(err.Error(), "/"), err.Error())
 }

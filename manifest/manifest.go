@@ -46,6 +46,9 @@ type Manifest struct {
 	// Path is the manifest file; Dir is its directory.
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
+	// shown is the manifest's path as the user gave it, which messages
+	// about it start with.
+	shown string
 
 	// Warnings are what the manifest sets that works otherwise than it
 	// reads, each "line:column: key: ..." as errors are (Load puts the
@@ -162,6 +165,7 @@ func Load(path string) (*Manifest, error) {
 	}
 	m.Path, _ = filepath.Abs(path)
 	m.Dir = filepath.Dir(m.Path)
+	m.shown = path
 	if err := m.checkImages(data); err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
