@@ -93,9 +93,10 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 
 	payload := make([]byte, 3<<20)
 	rand.Read(payload)
-	// A refused upload small enough for the server to drain: a bigger one
-	// is answered and its connection reset while the client still sends.
-	code, out := do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload[:64<<10]))
+	// A refused upload small enough to be in the socket buffers before the
+	// answer: a bigger one is answered and its connection reset while the
+	// client still sends (64 KiB did not fit loopback's first send buffer).
+	code, out := do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload[:4<<10]))
 	assert.Equal(t, 404, code, "no directory /work/up yet: %s", out)
 	do("POST", "/run/s1", strings.NewReader("mkdir -p /work/up"))
 	code, out = do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload))
