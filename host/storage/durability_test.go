@@ -151,18 +151,7 @@ func TestSyncWaitsOutADescriptorShortage(t *testing.T) {
 	require.NoError(t, d.Put([]byte("k"), []byte("v")))
 	require.NoError(t, d.Commit())
 
-	restore := exhaustDescriptors(t)
-
-	answered := make(chan error, 1)
-	d.SyncThen(func(err error) { answered <- err })
-	select {
-	case err := <-answered:
-		restore()
-		t.Fatalf("answered during the shortage: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	restore()
-	require.NoError(t, <-answered)
+	syncOutlastsShortage(t, d, exhaustDescriptors(t))
 	assert.False(t, d.NotDurable())
 	require.NoError(t, d.Put([]byte("k2"), []byte("v2")))
 	require.NoError(t, d.Commit(), "the database goes on committing")
@@ -224,12 +213,20 @@ func TestALongShortageIsWaitedOutOnce(t *testing.T) {
 	time.Sleep(shortageGap + 100*time.Millisecond)
 	require.NoError(t, later.Put([]byte("k2"), []byte("v2")))
 	require.NoError(t, later.Commit())
-	restore = exhaustDescriptors(t)
-	later.SyncThen(func(err error) { answered <- err })
+	syncOutlastsShortage(t, later, exhaustDescriptors(t)) // a later shortage is waited out again
+}
+
+// syncOutlastsShortage asks d for a sync during a descriptor shortage that
+// restore ends: it must not answer during it, and must answer durable
+// after.
+func syncOutlastsShortage(t *testing.T, d *DB, restore func()) {
+	t.Helper()
+	answered := make(chan error, 1)
+	d.SyncThen(func(err error) { answered <- err })
 	select {
 	case err := <-answered:
 		restore()
-		t.Fatalf("a later shortage failed the sync at once: %v", err)
+		t.Fatalf("answered during the shortage: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	restore()
