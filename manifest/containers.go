@@ -1,9 +1,7 @@
 package manifest
 
 import (
-	"cmp"
 	"fmt"
-	"github.com/pelletier/go-toml/v2/unstable"
 	"math"
 	"os"
 	"path"
@@ -11,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/agent/wire"
@@ -359,29 +359,22 @@ func entryValueAt(data []byte, table string, i int, key string) string {
 			if entry == i {
 				return tableLine(data, "[["+table+"]]", i)
 			}
-			var name []string
-			for it := expr.Key(); it.Next(); {
-				name = append(name, string(it.Node().Data))
-			}
-			if expr.Kind == unstable.ArrayTable && strings.Join(name, ".") == table {
+			if expr.Kind == unstable.ArrayTable && strings.Join(keyParts(expr), ".") == table {
 				entry++
 			}
 		case unstable.KeyValue:
 			if entry != i {
 				continue
 			}
-			var name []string
-			var first *unstable.Node
-			for it := expr.Key(); it.Next(); {
-				first = cmp.Or(first, it.Node())
-				name = append(name, string(it.Node().Data))
+			if strings.Join(keyParts(expr), ".") != key {
+				continue
 			}
-			if strings.Join(name, ".") == key {
-				if v := expr.Value(); v.Raw.Length > 0 {
-					return position(&p, v)
-				}
-				return position(&p, first) // an array or inline table has no span of its own
+			if v := expr.Value(); v.Raw.Length > 0 {
+				return position(&p, v)
 			}
+			first := expr.Key() // an array or inline table has no span of its own: its key's
+			first.Next()
+			return position(&p, first.Node())
 		}
 	}
 	return tableLine(data, "[["+table+"]]", i)

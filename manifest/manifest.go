@@ -338,6 +338,16 @@ func position(p *unstable.Parser, n *unstable.Node) string {
 	return fmt.Sprintf("%d:%d", pos.Line, pos.Column)
 }
 
+// keyParts is the parts of the dotted key of a key-value or a table's
+// header.
+func keyParts(n *unstable.Node) []string {
+	var parts []string
+	for it := n.Key(); it.Next(); {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
+}
+
 // eachValue calls fn with every value of the document that is not an
 // inline table, and its dotted key (an array of tables contributes its
 // key without an index), until fn returns an error, which it returns.
@@ -347,10 +357,7 @@ func eachValue(data []byte, fn func(p *unstable.Parser, key string, v *unstable.
 	var table []string
 	var visit func(prefix []string, kv *unstable.Node) error
 	visit = func(prefix []string, kv *unstable.Node) error {
-		key := slices.Clone(prefix)
-		for it := kv.Key(); it.Next(); {
-			key = append(key, string(it.Node().Data))
-		}
+		key := append(slices.Clone(prefix), keyParts(kv)...)
 		v := kv.Value()
 		if v.Kind == unstable.InlineTable {
 			for it := v.Children(); it.Next(); {
@@ -366,10 +373,7 @@ func eachValue(data []byte, fn func(p *unstable.Parser, key string, v *unstable.
 		expr := p.Expression()
 		switch expr.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			table = table[:0]
-			for it := expr.Key(); it.Next(); {
-				table = append(table, string(it.Node().Data))
-			}
+			table = keyParts(expr)
 		case unstable.KeyValue:
 			if err := visit(table, expr); err != nil {
 				return err

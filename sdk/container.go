@@ -164,12 +164,15 @@ func (c *Container) Signal(sig Signal) error {
 	return containerError(ev.ContainerSignal(uint32(sig)), ErrSignalRange)
 }
 
-// checkSignal refuses, with the host's error for import op, a signal
-// outside 1 to 64 before the ABI's 32 bits could cut it to a valid one
-// (1<<32 + 9 to SIGKILL).
-func checkSignal(op string, sig Signal) error {
-	if sig < 1 || sig > 64 {
-		return wharf.NewError(op, abi.StatusInvalid, fmt.Sprintf("signal must be from 1 to 64, got %d", sig))
+// checkSignal refuses a signal outside 1 to 64 (see checkRange).
+func checkSignal(op string, sig Signal) error { return checkRange(op, "signal", int(sig), 64) }
+
+// checkRange refuses, with the host's error for import op, a value of what
+// outside 1 to most before the ABI's 32 bits could cut it to a valid one
+// (1<<32 + 9 to SIGKILL, 1<<32 + 8080 to port 8080).
+func checkRange(op, what string, v, most int) error {
+	if v < 1 || v > most {
+		return wharf.NewError(op, abi.StatusInvalid, fmt.Sprintf("%s must be from 1 to %d, got %d", what, most, v))
 	}
 	return nil
 }

@@ -51,15 +51,8 @@ func (p *Port) WaitReady(ctx context.Context) error {
 	}
 }
 
-// checkPort refuses, with the host's error for import op, a port outside
-// 1 to 65535 before the ABI's 32 bits could cut it to a valid one
-// (1<<32 + 8080 to 8080).
-func checkPort(op string, port int) error {
-	if port < 1 || port > 65535 {
-		return wharf.NewError(op, abi.StatusInvalid, fmt.Sprintf("port must be from 1 to 65535, got %d", port))
-	}
-	return nil
-}
+// checkPort refuses a port outside 1 to 65535 (see checkRange).
+func checkPort(op string, port int) error { return checkRange(op, "port", port, 65535) }
 
 // Conn is a TCP connection to a container port: read its replies, write
 // to it, and close (or CloseWrite) when done.
