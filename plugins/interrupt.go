@@ -37,22 +37,9 @@ var errMalformed = errors.New("malformed module")
 
 // instrumentInterrupts returns wasm with interrupt checks inserted.
 func instrumentInterrupts(wasm []byte) ([]byte, error) {
-	r := &wasmReader{b: wasm, pos: 8}
-	if len(wasm) < 8 {
-		return nil, errMalformed
-	}
-	var sections []section
-	for r.pos < len(r.b) {
-		id := r.byte()
-		n := r.u32()
-		if r.err != nil || r.pos+int(n) > len(r.b) {
-			return nil, errMalformed
-		}
-		sections = append(sections, section{id, r.b[r.pos : r.pos+int(n)]})
-		r.pos += int(n)
-	}
-	if r.err != nil {
-		return nil, r.err
+	sections, err := splitSections(wasm)
+	if err != nil {
+		return nil, err
 	}
 	importedGlobals, globals := uint32(0), uint32(0)
 	importedMemory := false
@@ -134,6 +121,25 @@ func instrumentInterrupts(wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no export section", errMalformed)
 	}
 	return out, nil
+}
+
+// splitSections lists the sections of a module after its 8-byte header.
+func splitSections(wasm []byte) ([]section, error) {
+	if len(wasm) < 8 {
+		return nil, errMalformed
+	}
+	r := &wasmReader{b: wasm, pos: 8}
+	var sections []section
+	for r.pos < len(r.b) {
+		id := r.byte()
+		n := r.u32()
+		if r.err != nil || r.pos+int(n) > len(r.b) {
+			return nil, errMalformed
+		}
+		sections = append(sections, section{id, r.b[r.pos : r.pos+int(n)]})
+		r.pos += int(n)
+	}
+	return sections, nil
 }
 
 // section is one section of a module: its id and contents.
@@ -296,6 +302,23 @@ func (r *wasmReader) leb(maxBytes int) uint64 {
 }
 
 func (r *wasmReader) u32() uint32 { return uint32(r.leb(5)) }
+
+// s32 reads a signed LEB128 number of at most 32 bits.
+func (r *wasmReader) s32() int32 {
+	var v int64
+	for shift := 0; shift < 35; shift += 7 {
+		b := r.byte()
+		v |= int64(b&0x7f) << shift
+		if b&0x80 == 0 {
+			if b&0x40 != 0 {
+				v -= 1 << (shift + 7)
+			}
+			return int32(v)
+		}
+	}
+	r.err = errMalformed
+	return 0
+}
 
 func (r *wasmReader) skip(n int) {
 	if r.pos+n > len(r.b) {

@@ -180,8 +180,9 @@ func isFileError(err error) bool {
 }
 
 // instrumented is the module with its interrupt checks (see
-// instrumentInterrupts), from the cache when this build of wharf made it
-// before: rewriting a 14 MB module costs a warm start about half a second.
+// instrumentInterrupts) and its data segments merged (mergeDataSegments),
+// from the cache when this build of wharf made it before: rewriting a
+// 14 MB module costs a warm start about half a second.
 func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
 	var cached string
 	if e.cacheDir != "" {
@@ -203,6 +204,7 @@ func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
 	if wasm, err = instrumentInterrupts(wasm); err != nil {
 		return nil, err
 	}
+	wasm = mergeDataSegments(wasm)
 	if cached != "" {
 		writeChecked(cached, wasm) // best effort: without it the next start instruments again
 	}

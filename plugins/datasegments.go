@@ -1,0 +1,118 @@
+package plugins
+
+import (
+	"slices"
+
+	"github.com/wharfhq/wharf/internal/leb128"
+)
+
+// Go's linker writes a module's data as up to 100,000 active segments,
+// split at runs of zeros (examples/hello: 100,000 segments, 4.7 MB). wazero
+// keeps a decoded segment and, in every instance, a slice header per
+// segment: about 12 MB of Go heap for hello with two instances, which the
+// garbage collector lets the heap grow to twice. mergeDataSegments joins
+// segments whose gaps are short into one, writing the gap's zeros: hello
+// keeps 1 segment of 6.5 MB. Memory starts zeroed, so a merged module
+// initialises memory to the same bytes.
+
+// maxMergedGap is the longest run of zeros written to join two segments.
+const maxMergedGap = 4096
+
+// dataSegment is an active segment of memory 0 at a constant offset.
+type dataSegment struct {
+	offset uint32
+	init   []byte
+}
+
+// mergeDataSegments returns wasm with its data segments merged where the
+// module allows it: without a data count section (so no instruction names
+// a segment by index), with every segment active in memory 0 at an
+// i32.const offset, and no two overlapping. Otherwise wasm is returned as
+// it is.
+func mergeDataSegments(wasm []byte) []byte {
+	sections, err := splitSections(wasm)
+	if err != nil || hasSection(sections, 12) {
+		return wasm
+	}
+	out := append([]byte{}, wasm[:8]...)
+	for _, s := range sections {
+		body := s.body
+		if s.id == 11 {
+			segments, ok := activeSegments(body)
+			if !ok {
+				return wasm
+			}
+			body = encodeDataSection(mergeSegments(segments))
+		}
+		out = appendSectionBytes(out, s.id, body)
+	}
+	return out
+}
+
+// activeSegments decodes a data section whose segments are all active in
+// memory 0 at constant offsets, sorted by offset; false if one is not, or
+// two overlap.
+func activeSegments(body []byte) ([]dataSegment, bool) {
+	r := &wasmReader{b: body}
+	n := r.u32()
+	segments := make([]dataSegment, 0, min(n, 1<<20))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		// flags 0, then i32.const offset end.
+		if r.u32() != 0 || r.byte() != 0x41 {
+			return nil, false
+		}
+		offset := r.s32()
+		if r.byte() != 0x0b || offset < 0 {
+			return nil, false
+		}
+		size := int(r.u32())
+		if r.err != nil || r.pos+size > len(r.b) {
+			return nil, false
+		}
+		segments = append(segments, dataSegment{uint32(offset), r.b[r.pos : r.pos+size]})
+		r.pos += size
+	}
+	if r.err != nil || r.pos != len(r.b) {
+		return nil, false
+	}
+	slices.SortStableFunc(segments, func(a, b dataSegment) int { return int(int64(a.offset) - int64(b.offset)) })
+	for i := 1; i < len(segments); i++ {
+		if uint64(segments[i-1].offset)+uint64(len(segments[i-1].init)) > uint64(segments[i].offset) {
+			return nil, false
+		}
+	}
+	return segments, true
+}
+
+// mergeSegments joins sorted, disjoint segments whose gap is at most
+// maxMergedGap.
+func mergeSegments(segments []dataSegment) []dataSegment {
+	var merged []dataSegment
+	for _, s := range segments {
+		if n := len(merged); n > 0 {
+			last := &merged[n-1]
+			end := last.offset + uint32(len(last.init))
+			if s.offset-end <= maxMergedGap {
+				last.init = append(last.init, make([]byte, s.offset-end)...)
+				last.init = append(last.init, s.init...)
+				continue
+			}
+		}
+		merged = append(merged, dataSegment{s.offset, slices.Clip(s.init)})
+	}
+	return merged
+}
+
+// encodeDataSection is the body of a data section of active segments in
+// memory 0.
+func encodeDataSection(segments []dataSegment) []byte {
+	out := leb128.AppendU32(nil, uint32(len(segments)))
+	for _, s := range segments {
+		out = append(out, 0x00, 0x41)
+		out = leb128.AppendS32(out, int32(s.offset))
+		out = append(out, 0x0b)
+		out = leb128.AppendU32(out, uint32(len(s.init)))
+		out = append(out, s.init...)
+	}
+	return out
+}

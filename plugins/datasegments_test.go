@@ -1,0 +1,131 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wharfhq/wharf/internal/leb128"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// moduleWithData is a module of one memory (pages of 64 KiB), an optional
+// data count section and a data section of the raw segments given.
+func moduleWithData(pages uint32, dataCount bool, segments ...[]byte) []byte {
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	wasm = appendSectionBytes(wasm, 5, leb128.AppendU32([]byte{1, 0}, pages))
+	if dataCount {
+		wasm = appendSectionBytes(wasm, 12, leb128.AppendU32(nil, uint32(len(segments))))
+	}
+	body := leb128.AppendU32(nil, uint32(len(segments)))
+	for _, s := range segments {
+		body = append(body, s...)
+	}
+	return appendSectionBytes(wasm, 11, body)
+}
+
+// active is an active segment of memory 0 at offset, as encoded.
+func active(offset int32, init string) []byte {
+	return encodeDataSection([]dataSegment{{uint32(offset), []byte(init)}})[1:]
+}
+
+// memoryAfterInstantiation instantiates wasm on wazero and returns its
+// memory.
+func memoryAfterInstantiation(t *testing.T, wasm []byte) []byte {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mod, err := r.Instantiate(ctx, wasm)
+	require.NoError(t, err)
+	mem := mod.Memory()
+	b, ok := mem.Read(0, mem.Size())
+	require.True(t, ok)
+	return append([]byte(nil), b...)
+}
+
+func TestMergeDataSegmentsKeepsTheMemory(t *testing.T) {
+	wasm := moduleWithData(2, false,
+		active(8300, "far"),  // out of order; 92 bytes after the empty one
+		active(10, "abc"),    // 4,096 bytes before the next: merged
+		active(4109, "de"),   // 4,097 bytes before the next: not
+		active(8208, ""),     // empty
+		active(70000, "end"), // in the second page
+	)
+	merged := mergeDataSegments(wasm)
+	sections, err := splitSections(merged)
+	require.NoError(t, err)
+	var segments []dataSegment
+	for _, s := range sections {
+		if s.id == 11 {
+			var ok bool
+			segments, ok = activeSegments(s.body)
+			require.True(t, ok)
+		}
+	}
+	var offsets []uint32
+	for _, s := range segments {
+		offsets = append(offsets, s.offset)
+	}
+	assert.Equal(t, []uint32{10, 8208, 70000}, offsets, "segments 4,096 bytes apart or less are one")
+	assert.Equal(t, memoryAfterInstantiation(t, wasm), memoryAfterInstantiation(t, merged))
+}
+
+// TestMergeDataSegmentsOfAGoModule compares the memory of a Go module as
+// wasmtime instantiates it, from its own segments, with the memory wazero
+// instantiates from the merged ones.
+func TestMergeDataSegmentsOfAGoModule(t *testing.T) {
+	wasm, err := os.ReadFile(testutil.BuildReactor(t, "testdata/guests/nop"))
+	require.NoError(t, err)
+	count := func(wasm []byte) uint32 {
+		sections, err := splitSections(wasm)
+		require.NoError(t, err)
+		for _, s := range sections {
+			if s.id == 11 {
+				return (&wasmReader{b: s.body}).u32()
+			}
+		}
+		return 0
+	}
+	merged := mergeDataSegments(wasm)
+	t.Logf("data segments: %d before, %d after", count(wasm), count(merged))
+	assert.Greater(t, count(wasm), uint32(1000), "Go writes many segments")
+	assert.Less(t, count(merged), uint32(100))
+
+	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
+	memory := map[string][]byte{}
+	for _, engine := range Engines {
+		e, err := NewEngine(context.Background(), engine, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
+		require.NoError(t, err)
+		defer e.Close(context.Background())
+		m, err := e.Compile(context.Background(), ModuleBytes(wasm))
+		require.NoError(t, err)
+		inst, err := m.Instantiate(context.Background(), InstanceConfig{})
+		require.NoError(t, err)
+		defer inst.Close(context.Background())
+		b, ok := inst.Memory().Read(0, inst.Memory().Size())
+		require.True(t, ok)
+		memory[engine] = append([]byte(nil), b...)
+	}
+	require.Len(t, memory, 2)
+	assert.True(t, bytes.Equal(memory["wasmtime"], memory["wazero"]), "the memories differ")
+}
+
+func TestMergeDataSegmentsLeavesWhatItCannotMerge(t *testing.T) {
+	passive := append([]byte{1}, leb128.AppendU32(nil, 3)...)
+	passive = append(passive, "abc"...)
+	for name, wasm := range map[string][]byte{
+		// memory.init and data.drop name segments by index.
+		"a data count section": moduleWithData(1, true, active(10, "abc"), active(20, "de")),
+		"a passive segment":    moduleWithData(1, false, active(10, "abc"), passive),
+		"overlapping segments": moduleWithData(1, false, active(10, "abcdef"), active(12, "x")),
+		"a negative offset":    moduleWithData(1, false, active(10, "abc"), active(-1, "x")),
+		"a truncated section":  moduleWithData(1, false, active(10, "abc"))[:30],
+	} {
+		assert.Equal(t, wasm, mergeDataSegments(wasm), name)
+	}
+}
