@@ -204,15 +204,22 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: port %q is neither a number from 0 to 65535 nor a service name, in %q", keyAt(data, "listen"), port, m.Listen)
 	}
 	l := &m.Limits
-	for key, v := range map[string]int{"limits.memory_mib": l.MemoryMiB, "limits.instances": l.Instances,
-		"limits.log_line_bytes": l.LogLineBytes, "limits.log_lines_per_second": l.LogLinesPerSecond, "limits.log_burst": l.LogBurst,
-		"limits.max_connections": l.MaxConnections, "limits.max_header_bytes": l.MaxHeaderBytes} {
-		if v < 0 {
-			return nil, fmt.Errorf("%s: must not be negative, got %d", keyAt(data, key), v)
+	for _, c := range []struct {
+		key string
+		v   *int
+		def int
+	}{
+		{"limits.memory_mib", &l.MemoryMiB, DefaultMemoryMiB},
+		{"limits.instances", &l.Instances, runtime.NumCPU()},
+		{"limits.log_line_bytes", &l.LogLineBytes, DefaultLogLineBytes},
+		{"limits.log_lines_per_second", &l.LogLinesPerSecond, DefaultLogLines},
+		{"limits.log_burst", &l.LogBurst, DefaultLogBurst},
+		{"limits.max_connections", &l.MaxConnections, DefaultMaxConns},
+		{"limits.max_header_bytes", &l.MaxHeaderBytes, DefaultMaxHeader},
+	} {
+		if err := positiveOrDefault(data, c.key, c.v, c.def); err != nil {
+			return nil, err
 		}
-	}
-	if l.MemoryMiB == 0 {
-		l.MemoryMiB = DefaultMemoryMiB
 	}
 	if l.MemoryMiB > 4096 {
 		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", keyAt(data, "limits.memory_mib"), l.MemoryMiB)
@@ -226,20 +233,12 @@ func Parse(data []byte) (*Manifest, error) {
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout
 	}
-	if l.Instances == 0 {
-		l.Instances = runtime.NumCPU()
-	}
 	if l.CPUSlice.Duration > l.Timeout.Duration { // set so; the default slice is capped silently
 		at, _ := valueAt(data, "limits.cpu_slice")
 		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
 			at, l.CPUSlice.Duration, l.Timeout.Duration))
 	}
 	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
-	l.LogLineBytes = cmp.Or(l.LogLineBytes, DefaultLogLineBytes)
-	l.LogLinesPerSecond = cmp.Or(l.LogLinesPerSecond, DefaultLogLines)
-	l.LogBurst = cmp.Or(l.LogBurst, DefaultLogBurst)
-	l.MaxConnections = cmp.Or(l.MaxConnections, DefaultMaxConns)
-	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, DefaultMaxHeader)
 	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)
 	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
 	if err := m.DurableObjects.check(data); err != nil {
@@ -431,11 +430,8 @@ func tablesWith(key string) string {
 }
 
 func (d *DurableObjects) check(data []byte) error {
-	if d.MaxLive < 0 {
-		return fmt.Errorf("%s: must not be negative, got %d", keyAt(data, "durable_objects.max_live"), d.MaxLive)
-	}
-	if d.MaxLive == 0 {
-		d.MaxLive = DefaultMaxLive
+	if err := positiveOrDefault(data, "durable_objects.max_live", &d.MaxLive, DefaultMaxLive); err != nil {
+		return err
 	}
 	if d.IdleTimeout.Duration == 0 {
 		d.IdleTimeout.Duration = DefaultIdleTimeout
@@ -493,6 +489,20 @@ func tomlTypeOf(goType string) string {
 		return "string"
 	}
 	return "table"
+}
+
+// positiveOrDefault sets *v to def when the document leaves key out; a
+// value it sets must be at least 1 (an explicit 0 is not taken for the
+// default, nor for "no limit").
+func positiveOrDefault(data []byte, key string, v *int, def int) error {
+	if *v > 0 {
+		return nil
+	}
+	if at, set := valueAt(data, key); set {
+		return fmt.Errorf("%s: %s: must be at least 1, got %d (leave it out for the default, %d)", at, key, *v, def)
+	}
+	*v = def
+	return nil
 }
 
 // keyAt is "line:column: key" of the dotted key's value, to start an

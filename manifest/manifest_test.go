@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,11 +105,14 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = \"lots\"\n":                                            `4:14: limits.memory_mib: expected integer, got string`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"soon\"\n":                                               `4:11: limits.timeout: invalid duration "soon"`,
 		"name = 3\nmain = \".\"\n":                                                                                 `1:8: name: expected string, got integer`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:13: limits.instances: must not be negative, got -2`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:13: limits.instances: must be at least 1, got -2 (leave it out for the default, ` + strconv.Itoa(runtime.NumCPU()) + `)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":                                                `4:14: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
 		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":                                                `5:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
-		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:13: limits.log_burst: must not be negative, got -1`,
-		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:19: limits.max_connections: must not be negative, got -3`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:13: limits.log_burst: must be at least 1, got -1 (leave it out for the default, 1000)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:19: limits.max_connections: must be at least 1, got -3 (leave it out for the default, 1024)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = 0\n":                                              `4:19: limits.max_connections: must be at least 1, got 0 (leave it out for the default, 1024)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 0\n":                                                   `4:14: limits.memory_mib: must be at least 1, got 0 (leave it out for the default, 128)`,
+		"name = \"a\"\nmain = \".\"\n[durable_objects]\nmax_live = 0\n":                                            `4:12: durable_objects.max_live: must be at least 1, got 0 (leave it out for the default, 10000)`,
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = true\n":                                                   `4:11: limits.timeout: want a duration such as "30s" or a whole number of seconds, got true`,
