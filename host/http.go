@@ -134,18 +134,31 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		return err
 	}
 	var src io.ReadCloser
+	var unblock func()
 	switch {
 	case in.upgrade != nil: // what the client sends after a 101
 		src = in.upgrade.r
 	case in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0:
-		src = in.r.Body
+		src, unblock = requestBody{in}, func() { in.rc.SetReadDeadline(time.Now()) }
 		// Let the guest read while it writes (an echo). Only for a body it
 		// takes: net/http must handle an unread body itself.
 		in.rc.EnableFullDuplex()
 	}
-	in.body = guestio.NewReadStream(src, func() { in.rc.SetReadDeadline(time.Now()) }, g.wake)
+	in.body = guestio.NewReadStream(src, unblock, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
 }
+
+// requestBody is a request's body as its stream's source. The stream stops
+// its pump with a read deadline in the past, then closes the source: Close
+// lifts the deadline and leaves the rest of the body to net/http, which
+// drains it after the handler (up to 256 KiB) or else ends the connection
+// gently, as for any Go handler that did not read it all. A deadline left
+// in the past failed that drain and reset the connection under a client
+// still sending, which then saw no answer.
+type requestBody struct{ in *incoming }
+
+func (b requestBody) Read(p []byte) (int, error) { return b.in.r.Body.Read(p) }
+func (b requestBody) Close() error               { return b.in.rc.SetReadDeadline(time.Time{}) }
 
 // responseSink writes a streamed response body to the client.
 type responseSink struct{ in *incoming }

@@ -579,3 +579,41 @@ func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
 	}
 	assert.NotContains(t, w.logs.String(), "panic")
 }
+
+// TestRefusedUploadNeverServesItsBody refuses an upload that is still
+// arriving (the handler reads a byte and answers 413). The rest of the body
+// is a request's text: it must be read as body, never served as a request
+// (that desync let a client smuggle requests past a proxy in front).
+func TestRefusedUploadNeverServesItsBody(t *testing.T) {
+	w := startWorker(t, "")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	first := make([]byte, 100<<10)
+	smuggled := "GET /hello?name=smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	fmt.Fprintf(conn, "POST /refuse-upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len(smuggled))
+	_, err = conn.Write(first)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(br, nil) // answered before the body's end
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Equal(t, "upload refused\n", string(b))
+	_, err = conn.Write([]byte(smuggled))
+	require.NoError(t, err)
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		t.Errorf("the body's end was served as a request: %d %q", resp.StatusCode, b)
+	}
+
+	// A body too big to drain: answered, then the connection ends.
+	resp, err = http.Post(w.url+"/refuse-upload", "application/octet-stream", bytes.NewReader(make([]byte, 8<<20)))
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.Equal(t, "upload refused\n", string(b))
+	w.assertServing(t)
+}

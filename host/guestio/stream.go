@@ -129,8 +129,9 @@ type ReadStream struct {
 }
 
 // NewReadStream makes a stream over src; a nil src is an empty stream.
-// unblock (optional) makes a Read blocked in src return; wake tells the
-// owning guest's poll to re-check readiness.
+// unblock (optional) makes a Read blocked in src return, for a source whose
+// Close may not: Close calls it and waits for the pump before closing src.
+// wake tells the owning guest's poll to re-check readiness.
 func NewReadStream(src io.ReadCloser, unblock func(), wake func()) *ReadStream {
 	s := &ReadStream{queue: newQueue(wake), src: src, unblock: unblock, stop: make(chan struct{}), pumped: make(chan struct{})}
 	if src == nil {
@@ -284,7 +285,10 @@ func (s *ReadStream) Close() {
 	close(s.stop)
 	if s.src != nil {
 		if reading && s.unblock != nil {
+			// The pump ends before its source closes: closing may not
+			// unblock a Read (NewReadStream's unblock is for such a source).
 			s.unblock()
+			<-s.pumped
 		}
 		s.src.Close()
 	}

@@ -110,6 +110,11 @@ func init() {
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body)
 	})
+	mux.HandleFunc("/refuse-upload", func(w http.ResponseWriter, r *http.Request) {
+		// Reads a byte of the body, then refuses the rest.
+		r.Body.Read(make([]byte, 1))
+		http.Error(w, "upload refused", http.StatusRequestEntityTooLarge)
+	})
 	mux.HandleFunc("/forward", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := sdk.Forward(w, r.Body); err != nil {
 			http.Error(w, err.Error(), 500)
