@@ -562,12 +562,18 @@ func TestOneInstanceServesConcurrentRequests(t *testing.T) {
 	assert.Equal(t, uint64(1), w.Instances().Started)
 }
 
-func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
-	w := startWorker(t, "")
+// dial opens a client connection to w, closed when the test ends, and a
+// reader of its responses.
+func (w *testWorker) dial(t *testing.T) (net.Conn, *bufio.Reader) {
 	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
 	require.NoError(t, err)
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	t.Cleanup(func() { conn.Close() })
+	return conn, bufio.NewReader(conn)
+}
+
+func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
+	w := startWorker(t, "")
+	conn, br := w.dial(t)
 	for i := 0; i < 5; i++ {
 		body := strings.Repeat("b", 1000*i+1)
 		fmt.Fprintf(conn, "POST /hello?name=k HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
@@ -586,14 +592,11 @@ func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
 // (that desync let a client smuggle requests past a proxy in front).
 func TestRefusedUploadNeverServesItsBody(t *testing.T) {
 	w := startWorker(t, "")
-	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	conn, br := w.dial(t)
 	first := make([]byte, 100<<10)
 	smuggled := "GET /hello?name=smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 	fmt.Fprintf(conn, "POST /refuse-upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(first)+len(smuggled))
-	_, err = conn.Write(first)
+	_, err := conn.Write(first)
 	require.NoError(t, err)
 	resp, err := http.ReadResponse(br, nil) // answered before the body's end
 	require.NoError(t, err)
