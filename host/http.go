@@ -234,6 +234,9 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		clear(dst)
 		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request)", abi.StatusInvalid, statusText)
 	}
+	if len(body) > 0 && dst.Get("Content-Type") == "" {
+		dst.Set("Content-Type", http.DetectContentType(body)) // as net/http would, natively rather than in the guest
+	}
 	if !streaming && dst.Get("Content-Length") == "" {
 		dst["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}

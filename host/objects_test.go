@@ -781,3 +781,17 @@ func onlyObjectDatabase(t *testing.T, dataDir string) string {
 	require.Len(t, files, 1)
 	return files[0]
 }
+
+// TestResponsesWithoutATypeAreSniffed checks the Content-Type the host
+// sniffs for a response whose head has none: a client gets it, and so does
+// a Worker reading an object's response.
+func TestResponsesWithoutATypeAreSniffed(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	resp, err := http.Get(w.url + "/alone")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "text/plain; charset=utf-8", resp.Header.Get("Content-Type"))
+	code, body := get(t, w.url+"/read/STORE/sniffed/page")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, `type="text/plain; charset=utf-8"`)
+}

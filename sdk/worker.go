@@ -276,9 +276,6 @@ func (w *responseWriter) send(streaming bool) error {
 	defer respHeads.Put(b)
 	b.Reset()
 	b.Add(abi.FieldStatus, strconv.Itoa(w.status))
-	if w.header.Get("Content-Type") == "" && len(w.buf) > 0 {
-		w.header.Set("Content-Type", http.DetectContentType(w.buf))
-	}
 	for name, values := range w.header {
 		for _, v := range values {
 			b.Add(name, v)

@@ -865,7 +865,8 @@ func init() {
 		sdk.WriteResponse(w, resp)
 	})
 	// GET /read/{binding}/{name}/... reads the object's whole answer and
-	// says what reading it gave: the body, or the error that ended it.
+	// says what reading it gave: the body, or the error that ended it, and
+	// its Content-Type.
 	mux.HandleFunc("GET /read/{binding}/{name}/", func(w http.ResponseWriter, r *http.Request) {
 		stub, err := stubFor(r)
 		if err != nil {
@@ -879,7 +880,7 @@ func init() {
 			return
 		}
 		body, err := io.ReadAll(resp.Body)
-		fmt.Fprintf(w, "%d %q %v", resp.StatusCode, body, err)
+		fmt.Fprintf(w, "%d %q %v type=%q", resp.StatusCode, body, err, resp.Header.Get("Content-Type"))
 	})
 	// GET /store-id/{name} answers with the id of a Store through a
 	// namespace the module took at init, so the host checks the binding at
