@@ -228,7 +228,7 @@ func Parse(data []byte) (*Manifest, error) {
 	if l.MemoryMiB > 4096 {
 		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", keyAt(data, "limits.memory_mib"), l.MemoryMiB)
 	}
-	if l.Engine == "" {
+	if _, set := valueAt(data, "limits.engine"); !set { // engine = "" is an error
 		l.Engine = plugins.EngineWazero
 	}
 	if err := plugins.CheckEngine(l.Engine); err != nil {

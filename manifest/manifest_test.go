@@ -108,6 +108,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:13: limits.instances: must be at least 1, got -2 (leave it out for the default, ` + strconv.Itoa(runtime.NumCPU()) + `)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":                                                `4:14: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
 		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":                                                `5:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nengine = \"\"\n":                                                    `4:10: limits.engine: unknown engine "" (want wazero or wasmtime)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:13: limits.log_burst: must be at least 1, got -1 (leave it out for the default, 1000)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:19: limits.max_connections: must be at least 1, got -3 (leave it out for the default, 1024)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = 0\n":                                              `4:19: limits.max_connections: must be at least 1, got 0 (leave it out for the default, 1024)`,
