@@ -120,7 +120,7 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			}
 			i.act.stalled.Store(true)
 			if now.Sub(since) > slice {
-				i.Stop(fmt.Errorf("%w (%s)", ErrCPUSlice, slice))
+				i.Stop(fmt.Errorf("%w (%s: [limits] cpu_slice, at most timeout)", ErrCPUSlice, slice))
 				return
 			}
 		}
