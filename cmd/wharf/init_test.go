@@ -88,6 +88,7 @@ func TestInitWithContainer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "app")
 	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "wrote a plugin in "+dir+": `wharf serve "+dir+"` serves it once its image is imported (the comment in its wharf.toml shows how), `go test` there tests it\n", string(out))
 	offlineGoTest(t, dir)
 }
 
