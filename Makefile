@@ -2,6 +2,8 @@
 GO      ?= go
 BIN     := bin/wharf
 LISTEN  ?= 127.0.0.1:8787
+# ENGINE is the Wasm engine make demo serves on: wazero (the default) or wasmtime.
+ENGINE  ?=
 # VERSION is what wharf version prints: the commit, or the tag, built;
 # dev for a source tree that is no checkout of its own (unpacked from an
 # archive, maybe inside another repository, which git describe would name).
@@ -30,7 +32,7 @@ demo: build
 	@./$(BIN) images import examples/sandbox/.wharf/image/busybox.tar --data-dir examples/sandbox/.wharf
 	@echo "== wharf serve examples/sandbox on http://$(LISTEN)"
 	@echo "   try:  curl --data-binary 'echo hello from a container; uname -a; sleep 1; echo done' http://$(LISTEN)/run/demo"
-	./$(BIN) serve examples/sandbox --listen $(LISTEN)
+	./$(BIN) serve examples/sandbox --listen $(LISTEN)$(if $(ENGINE), --engine $(ENGINE))
 
 test: deps lint
 	$(GO) test -count=1 -timeout 40m ./...

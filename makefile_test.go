@@ -52,3 +52,21 @@ func TestMakeBuildStampsItsOwnCommit(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(nested, "Makefile"), makefile, 0o644))
 	assert.Equal(t, "dev", version(nested), "a source tree unpacked inside another repository")
 }
+
+// TestMakeDemoEngine: make demo serves on wharf's default engine, and on
+// the one ENGINE names.
+func TestMakeDemoEngine(t *testing.T) {
+	serve := func(args ...string) string {
+		out, err := exec.Command("make", append([]string{"-n", "demo", "LISTEN=127.0.0.1:18999"}, args...)...).CombinedOutput()
+		require.NoError(t, err, string(out))
+		for line := range strings.Lines(string(out)) {
+			if strings.HasPrefix(line, "./bin/wharf serve ") {
+				return strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("no wharf serve in:\n%s", out)
+		return ""
+	}
+	assert.Equal(t, "./bin/wharf serve examples/sandbox --listen 127.0.0.1:18999", serve())
+	assert.Equal(t, "./bin/wharf serve examples/sandbox --listen 127.0.0.1:18999 --engine wasmtime", serve("ENGINE=wasmtime"))
+}

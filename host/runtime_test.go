@@ -68,7 +68,7 @@ func TestSpinningEventStopsItsInstance(t *testing.T) {
 	w.mustCall(t, "STORE", "b", "Put", map[string]string{"key": "k", "value": "v"})
 	code, body := w.call(t, "STORE", "a", "Spin", nil)
 	assert.Equal(t, 500, code, body)
-	assert.Contains(t, w.logs.String(), "guest computed without yielding for longer than its CPU slice (300ms)")
+	assert.Contains(t, w.logs.String(), "guest computed without yielding for longer than its CPU slice (300ms: [limits] cpu_slice, at most timeout)")
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "b", "Get", "k"))
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "a", "Get", "k"), "the spinner's object comes back")
 	require.Eventually(t, func() bool { return w.Instances().Live == 2 }, 10*time.Second, 10*time.Millisecond, "replaced")
@@ -85,7 +85,7 @@ func TestCPUSliceIsCappedAtTheTimeout(t *testing.T) {
 	code, body := w.call(t, "STORE", "a", "Spin", nil)
 	assert.Contains(t, []int{504, 500}, code, "the event's timeout or the slice, both 1s, ends it: %s", body)
 	assert.Eventually(t, func() bool {
-		return strings.Contains(w.logs.String(), "guest computed without yielding for longer than its CPU slice (1s)")
+		return strings.Contains(w.logs.String(), "guest computed without yielding for longer than its CPU slice (1s: [limits] cpu_slice, at most timeout)")
 	}, 10*time.Second, 10*time.Millisecond, "the spinning instance is stopped after 1s, not 1m")
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "b", "Get", "k"))
 }

@@ -131,6 +131,10 @@ const (
 	DefaultConnIdle      = 30 * time.Second
 )
 
+// MinMaxHeader is the least max_header_bytes: net/http lets a head run
+// 4 KiB past the limit it is given, which must be at least 1.
+const MinMaxHeader = 4<<10 + 1
+
 // Duration is a time.Duration written as a string such as "30s".
 type Duration struct{ time.Duration }
 
@@ -205,26 +209,26 @@ func Parse(data []byte) (*Manifest, error) {
 	}
 	l := &m.Limits
 	for _, c := range []struct {
-		key string
-		v   *int
-		def int
+		key        string
+		v          *int
+		least, def int
 	}{
-		{"limits.memory_mib", &l.MemoryMiB, DefaultMemoryMiB},
-		{"limits.instances", &l.Instances, runtime.NumCPU()},
-		{"limits.log_line_bytes", &l.LogLineBytes, DefaultLogLineBytes},
-		{"limits.log_lines_per_second", &l.LogLinesPerSecond, DefaultLogLines},
-		{"limits.log_burst", &l.LogBurst, DefaultLogBurst},
-		{"limits.max_connections", &l.MaxConnections, DefaultMaxConns},
-		{"limits.max_header_bytes", &l.MaxHeaderBytes, DefaultMaxHeader},
+		{"limits.memory_mib", &l.MemoryMiB, 1, DefaultMemoryMiB},
+		{"limits.instances", &l.Instances, 1, runtime.NumCPU()},
+		{"limits.log_line_bytes", &l.LogLineBytes, 1, DefaultLogLineBytes},
+		{"limits.log_lines_per_second", &l.LogLinesPerSecond, 1, DefaultLogLines},
+		{"limits.log_burst", &l.LogBurst, 1, DefaultLogBurst},
+		{"limits.max_connections", &l.MaxConnections, 1, DefaultMaxConns},
+		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader},
 	} {
-		if err := positiveOrDefault(data, c.key, c.v, c.def); err != nil {
+		if err := atLeastOrDefault(data, c.key, c.v, c.least, c.def); err != nil {
 			return nil, err
 		}
 	}
 	if l.MemoryMiB > 4096 {
 		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", keyAt(data, "limits.memory_mib"), l.MemoryMiB)
 	}
-	if l.Engine == "" {
+	if _, set := valueAt(data, "limits.engine"); !set { // engine = "" is an error
 		l.Engine = plugins.EngineWazero
 	}
 	if err := plugins.CheckEngine(l.Engine); err != nil {
@@ -430,7 +434,7 @@ func tablesWith(key string) string {
 }
 
 func (d *DurableObjects) check(data []byte) error {
-	if err := positiveOrDefault(data, "durable_objects.max_live", &d.MaxLive, DefaultMaxLive); err != nil {
+	if err := atLeastOrDefault(data, "durable_objects.max_live", &d.MaxLive, 1, DefaultMaxLive); err != nil {
 		return err
 	}
 	if d.IdleTimeout.Duration == 0 {
@@ -491,15 +495,15 @@ func tomlTypeOf(goType string) string {
 	return "table"
 }
 
-// positiveOrDefault sets *v to def when the document leaves key out; a
-// value it sets must be at least 1 (an explicit 0 is not taken for the
-// default, nor for "no limit").
-func positiveOrDefault(data []byte, key string, v *int, def int) error {
-	if *v > 0 {
+// atLeastOrDefault sets *v to def when the document leaves key out; a
+// value it sets must be at least least, which is 1 or more (an explicit 0
+// is not taken for the default, nor for "no limit").
+func atLeastOrDefault(data []byte, key string, v *int, least, def int) error {
+	if *v >= least {
 		return nil
 	}
 	if at, set := valueAt(data, key); set {
-		return fmt.Errorf("%s: %s: must be at least 1, got %d (leave it out for the default, %d)", at, key, *v, def)
+		return fmt.Errorf("%s: %s: must be at least %d, got %d (leave it out for the default, %d)", at, key, least, *v, def)
 	}
 	*v = def
 	return nil

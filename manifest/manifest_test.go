@@ -48,7 +48,7 @@ log_line_bytes = 1000
 log_lines_per_second = 5
 log_burst = 20
 max_connections = 7
-max_header_bytes = 2048
+max_header_bytes = 8192
 header_timeout = "2s"
 idle_timeout = 3
 `))
@@ -56,7 +56,7 @@ idle_timeout = 3
 	assert.Equal(t, "127.0.0.1:9000", m.Listen)
 	assert.Equal(t, Limits{MemoryMiB: 32, Timeout: Duration{1500 * time.Millisecond}, Instances: 3, CPUSlice: Duration{2 * time.Second}, Engine: plugins.EngineWasmtime,
 		LogLineBytes: 1000, LogLinesPerSecond: 5, LogBurst: 20,
-		MaxConnections: 7, MaxHeaderBytes: 2048, HeaderTimeout: Duration{2 * time.Second}, IdleTimeout: Duration{3 * time.Second}}, m.Limits)
+		MaxConnections: 7, MaxHeaderBytes: 8192, HeaderTimeout: Duration{2 * time.Second}, IdleTimeout: Duration{3 * time.Second}}, m.Limits)
 	assert.False(t, m.NeedsBuild())
 }
 
@@ -108,10 +108,12 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:13: limits.instances: must be at least 1, got -2 (leave it out for the default, ` + strconv.Itoa(runtime.NumCPU()) + `)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":                                                `4:14: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
 		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":                                                `5:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nengine = \"\"\n":                                                    `4:10: limits.engine: unknown engine "" (want wazero or wasmtime)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:13: limits.log_burst: must be at least 1, got -1 (leave it out for the default, 1000)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = -3\n":                                             `4:19: limits.max_connections: must be at least 1, got -3 (leave it out for the default, 1024)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmax_connections = 0\n":                                              `4:19: limits.max_connections: must be at least 1, got 0 (leave it out for the default, 1024)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 0\n":                                                   `4:14: limits.memory_mib: must be at least 1, got 0 (leave it out for the default, 128)`,
+		"name = \"a\"\nmain = \".\"\n[limits]\nmax_header_bytes = 1024\n":                                          `4:20: limits.max_header_bytes: must be at least 4097, got 1024 (leave it out for the default, 65536)`,
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nmax_live = 0\n":                                            `4:12: durable_objects.max_live: must be at least 1, got 0 (leave it out for the default, 10000)`,
 		"name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1s\"\n[limits]\nidle_timeout = \"-1s\"\n": `6:16: limits.idle_timeout: duration "-1s" must be positive`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nheader_timeout = \"soon\"\n":                                        `4:18: limits.header_timeout: invalid duration "soon"`,

@@ -72,7 +72,7 @@ func (p *Plugin) Launch(ctx context.Context, data any, stdout, stderr io.Writer)
 	act := &activity{}
 	mi, err := p.module.Instantiate(ctx, InstanceConfig{Data: data, Stdout: stdout, Stderr: stderr, Descriptors: fds, activity: act})
 	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", err)
+		return nil, p.launchFailure(err)
 	}
 	runCtx, stop := context.WithCancelCause(context.Background())
 	i := &Instance{inst: mi, Data: data, act: act, stop: stop, done: make(chan struct{})}
@@ -120,7 +120,7 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			}
 			i.act.stalled.Store(true)
 			if now.Sub(since) > slice {
-				i.Stop(fmt.Errorf("%w (%s)", ErrCPUSlice, slice))
+				i.Stop(fmt.Errorf("%w (%s: [limits] cpu_slice, at most timeout)", ErrCPUSlice, slice))
 				return
 			}
 		}

@@ -78,6 +78,11 @@ func load(ctx context.Context, cfg Config) (*Plugin, error) {
 	module, err := compile(ctx, engine, cfg, wasm)
 	if err == nil {
 		err = validateModule(module, cfg.HostModules, []string{abi.ExportStart})
+	} else if b, readErr := wasm.Bytes(); readErr == nil {
+		if tooSmall := memoryTooSmall(b, cfg.MemoryLimitBytes); tooSmall != nil {
+			engine.Close(ctx)
+			return nil, tooSmall
+		}
 	}
 	if err != nil {
 		engine.Close(ctx)

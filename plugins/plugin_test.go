@@ -548,3 +548,33 @@ func TestNewBuildOfWharfAnnouncesItsCompile(t *testing.T) {
 	load("build2")
 	assert.NotContains(t, log, "compiling", "cached")
 }
+
+// TestMemoryLimitBelowTheModulesMinimum: a module whose memory starts
+// larger than the limit fails with the same error on both engines (wazero
+// refuses it as it compiles, wasmtime as it instantiates), naming the
+// setting to raise; a module that fits starts.
+func TestMemoryLimitBelowTheModulesMinimum(t *testing.T) {
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 120 200)
+	  (func (export "_start")))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "big.wasm", wasm)
+	launch := func(engine string, limit uint64) error {
+		p, err := Load(context.Background(), Config{Name: "t", Path: path, Engine: engine,
+			CacheDir: filepath.Join(t.TempDir(), "cache"), MemoryLimitBytes: limit})
+		if err != nil {
+			return err
+		}
+		defer p.Close(context.Background())
+		inst, err := p.Launch(context.Background(), nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		<-inst.Done()
+		return nil
+	}
+	forEachEngine(t, func(t *testing.T, engine string) {
+		err := launch(engine, 1<<20)
+		assert.ErrorContains(t, err, "the module needs 7.5 MiB of linear memory to start (120 pages of 64 KiB), more than its limit of 1.0 MiB: set [limits] memory_mib in wharf.toml to at least 8")
+		assert.NoError(t, launch(engine, 8<<20), "a limit it fits in")
+	})
+}

@@ -20,7 +20,11 @@ func newInitCommand() *cobra.Command {
 			if err := scaffold.Write(cmd.Context(), opts); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote a plugin in %s: `wharf serve %s` serves it, `go test` there tests it\n", opts.Dir, shellQuote(opts.Dir))
+			serves := "serves it"
+			if opts.Container {
+				serves = "serves it once its image is imported (the comment in its wharf.toml shows how)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote a plugin in %s: `wharf serve %s` %s, `go test` there tests it\n", opts.Dir, shellQuote(opts.Dir), serves)
 			return nil
 		},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -54,6 +55,18 @@ func TestInitWritesAWorkingPlugin(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, "Hello from my-notes!\n", string(body))
+	req, err := http.NewRequest("PUT", srv.URL+"/notes/alice", bytes.NewReader(make([]byte, 1<<20)))
+	require.NoError(t, err)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "a note too long is refused, not cut")
+	assert.Equal(t, "a note is at most 65536 bytes\n", string(body))
+	resp, err = http.Get(srv.URL + "/")
+	require.NoError(t, err, "the host keeps serving")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
 	out, err = exec.Command(wharf, "init", dir).CombinedOutput()
 	require.Error(t, err, "init does not overwrite a plugin")
@@ -75,6 +88,7 @@ func TestInitWithContainer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "app")
 	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "wrote a plugin in "+dir+": `wharf serve "+dir+"` serves it once its image is imported (the comment in its wharf.toml shows how), `go test` there tests it\n", string(out))
 	offlineGoTest(t, dir)
 }
 

@@ -34,12 +34,18 @@ func ListenIngress(addr string, lim manifest.Limits, logger *slog.Logger) (*Ingr
 		srv: &http.Server{
 			ReadHeaderTimeout: lim.HeaderTimeout.Duration,
 			IdleTimeout:       lim.IdleTimeout.Duration,
-			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			MaxHeaderBytes:    lim.MaxHeaderBytes - headSlop,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 		ln: netutil.LimitListener(ln, lim.MaxConnections),
 	}, nil
 }
+
+// headSlop is how far net/http lets a request's head run past its
+// Server.MaxHeaderBytes (its read limit is that plus 4 KiB), taken off
+// [limits] max_header_bytes so that a head longer than the setting gets
+// 431; manifest.MinMaxHeader keeps what is left at least 1.
+const headSlop = 4 << 10
 
 // Close stops listening; for a server that serves, Shutdown or Close it
 // first.
