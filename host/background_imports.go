@@ -82,7 +82,7 @@ func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugi
 	}
 	binary.LittleEndian.PutUint64(dropped[:], uint64(n))
 	mem.Write(u32(a[3]), dropped[:])
-	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, nil, g.wake))
+	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, g.wake))
 }
 
 // importBackgroundWait is background_wait(opts, len, pending_out): a

@@ -189,7 +189,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		if o.r == nil {
 			continue
 		}
-		rs := guestio.NewReadStream(o.r, nil, g.wake)
+		rs := guestio.NewReadStream(o.r, g.wake)
 		rs.Ready() // starts the pump
 		if err := g.newHandle(mem, u32(o.out), abi.KindReadStream, rs); err != nil {
 			return err
@@ -331,7 +331,7 @@ func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plu
 		return err
 	}
 	tc := &tcpConn{conn: conn, open: 2}
-	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, guestio.NewReadStream(tcpReader{tc}, nil, g.wake)); err != nil {
+	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, guestio.NewReadStream(tcpReader{tc}, g.wake)); err != nil {
 		tc.done() // the write half was never handed out
 		return err
 	}

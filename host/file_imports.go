@@ -40,7 +40,7 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 	if w != nil {
 		return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(fileSink{w}, g.wake))
 	}
-	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, nil, g.wake))
+	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, g.wake))
 }
 
 // importFileOp is file_op(opts, len, out, cap, len_out): stat and list

@@ -40,6 +40,8 @@ type incoming struct {
 	// upgrade is set for a client's request to switch protocols (e.g. a
 	// WebSocket): answered with 101, the connection is taken over.
 	upgrade *upgrade
+	// reqBody is the request body's source once the Worker took it.
+	reqBody *requestBody
 }
 
 // Responded reports whether the guest sent the response's head (for
@@ -134,31 +136,97 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 		return err
 	}
 	var src io.ReadCloser
-	var unblock func()
 	switch {
 	case in.upgrade != nil: // what the client sends after a 101
 		src = in.upgrade.r
 	case in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0:
-		src, unblock = requestBody{in}, func() { in.rc.SetReadDeadline(time.Now()) }
+		// A body net/http serves has read deadlines (see requestBody).
+		served := in.rc.SetReadDeadline(time.Time{}) == nil
+		in.reqBody = &requestBody{body: in.r.Body, served: served, closed: make(chan struct{})}
+		src = in.reqBody
 		// Let the guest read while it writes (an echo). Only for a body it
 		// takes: net/http must handle an unread body itself.
 		in.rc.EnableFullDuplex()
 	}
-	in.body = guestio.NewReadStream(src, unblock, g.wake)
+	in.body = guestio.NewReadStream(src, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, in.body)
 }
 
-// requestBody is a request's body as its stream's source. The stream stops
-// its pump with a read deadline in the past, then closes the source: Close
-// lifts the deadline and leaves the rest of the body to net/http, which
-// drains it after the handler (up to 256 KiB) or else ends the connection
-// gently, as for any Go handler that did not read it all. A deadline left
-// in the past failed that drain and reset the connection under a client
-// still sending, which then saw no answer.
-type requestBody struct{ in *incoming }
+// requestBody is a request's body as its stream's source. Each read of the
+// body runs on a goroutine of its own, which Close does not wait for: a
+// read of the connection stopped by a read deadline fails in net/http,
+// which then cancels the connection's context, the request's (and the
+// guest's event with it: a Worker that closed its body while the client
+// still sent was canceled mid-response) and every later request's on the
+// connection. endRequestBody settles a read left in flight. Another body
+// (an object's, from its caller's stream) is closed, which ends its read.
+type requestBody struct {
+	body   io.ReadCloser
+	served bool // net/http serves the body: Close leaves it open
+	closed chan struct{}
+	buf    []byte        // what the read in flight reads into
+	read   chan struct{} // closed when the last read ended; nil before the first
+	n      int           // the last read's result, once read is closed
+	err    error
+}
 
-func (b requestBody) Read(p []byte) (int, error) { return b.in.r.Body.Read(p) }
-func (b requestBody) Close() error               { return b.in.rc.SetReadDeadline(time.Time{}) }
+func (b *requestBody) Read(p []byte) (int, error) {
+	if len(b.buf) < len(p) {
+		b.buf = make([]byte, len(p))
+	}
+	read, buf := make(chan struct{}), b.buf[:len(p)]
+	b.read = read
+	go func() {
+		defer close(read)
+		b.n, b.err = b.body.Read(buf)
+	}()
+	select {
+	case <-read:
+		return copy(p, buf[:b.n]), b.err
+	case <-b.closed:
+		return 0, io.ErrClosedPipe
+	}
+}
+
+// Close makes a Read in progress return; a served body's read goes on.
+func (b *requestBody) Close() error {
+	close(b.closed)
+	if b.served {
+		return nil
+	}
+	return b.body.Close()
+}
+
+// endRequestBody ends the request body the Worker took, once its stream
+// is closed and the response written. A read of it still waiting for the
+// client is stopped with a read deadline (net/http's read then fails and
+// cancels the connection's context). A body not read to its end makes
+// net/http close the connection after the response (having drained up to
+// 256 KiB of the rest): after a full-duplex handler it drains the rest
+// only once the handler returned, and reaching the end there starts a
+// read of the next request that the next request's own reads collide
+// with, a panic ("invalid concurrent Body.Read call") that drops the
+// connection unanswered.
+func (in *incoming) endRequestBody() {
+	b := in.reqBody
+	if b == nil || !b.served {
+		return
+	}
+	if b.read != nil {
+		select {
+		case <-b.read:
+		default:
+			in.rc.SetReadDeadline(time.Now())
+			<-b.read
+			in.rc.SetReadDeadline(time.Time{})
+		}
+	}
+	if b.read == nil || b.err != io.EOF {
+		// A MaxBytesReader over its limit is how a handler has net/http
+		// close the connection after the response, the head sent or not.
+		http.MaxBytesReader(in.rw, io.NopCloser(strings.NewReader("x")), 0).Read(make([]byte, 1))
+	}
+}
 
 // responseSink writes a streamed response body to the client.
 type responseSink struct{ in *incoming }
@@ -480,6 +548,6 @@ func importResponseBody(_ context.Context, g *guest, mem plugins.Memory, a []uin
 		return err
 	}
 	r.bodyTaken = true
-	s := guestio.NewReadStream(web.CancelingBody{ReadCloser: r.resp.Body, Cancel: r.cancel}, nil, g.wake)
+	s := guestio.NewReadStream(web.CancelingBody{ReadCloser: r.resp.Body, Cancel: r.cancel}, g.wake)
 	return g.newHandle(mem, u32(a[1]), abi.KindReadStream, s)
 }

@@ -354,7 +354,8 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		streamErr = in.stream.Wait()
 	}
 	if in.body != nil {
-		in.body.Close() // the body must not be read once ServeHTTP returns
+		in.body.Close()
+		in.endRequestBody() // the body must not be read once ServeHTTP returns
 	}
 	if in.upgrade != nil {
 		in.endUpgrade()

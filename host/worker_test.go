@@ -620,3 +620,79 @@ func TestRefusedUploadNeverServesItsBody(t *testing.T) {
 	assert.Equal(t, "upload refused\n", string(b))
 	w.assertServing(t)
 }
+
+// TestWorkerClosesBodyMidUpload closes the request body after a byte
+// while the client still sends it, a byte every 100 ms, then streams its
+// answer: the answer arrives whole. (The host stopped the body's read
+// with a read deadline, which cancels net/http's connection context and
+// the request's: the Worker was canceled mid-answer, a 500.)
+func TestWorkerClosesBodyMidUpload(t *testing.T) {
+	w := startWorker(t, "")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	fmt.Fprint(conn, "POST /close-body-then-stream?n=5&sleep=100ms HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for range 15 {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := conn.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the answer ends")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "line 0\nline 1\nline 2\nline 3\nline 4\n", string(b))
+	<-sent
+	assert.NotContains(t, w.logs.String(), "client went away")
+	w.assertServing(t)
+}
+
+// TestStoppedUploadThenNextRequest stops reading uploads on keep-alive
+// connections, then sends another request on each: it is answered, or
+// the connection closes before it (for a body not read to its end), never
+// failed as canceled. (net/http's own drain of a full-duplex handler's
+// body crashed the connection at the next request: "invalid concurrent
+// Body.Read call".)
+func TestStoppedUploadThenNextRequest(t *testing.T) {
+	w := startWorker(t, "")
+	for _, c := range []struct {
+		path, answer string
+		sent, rest   int
+	}{
+		{"/ignore-body", "ignored", 100 << 10, 0},               // taken, never read
+		{"/refuse-upload", "upload refused\n", 100 << 10, 1000}, // still arriving
+		{"/echo", strings.Repeat("\x00", 3), 3, 0},              // read to its end
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+		require.NoError(t, err)
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", c.path, c.sent+c.rest)
+		_, err = conn.Write(make([]byte, c.sent))
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, c.answer, string(b), c.path)
+		_, err = conn.Write(make([]byte, c.rest))
+		require.NoError(t, err)
+		fmt.Fprint(conn, "GET /hello?name=next HTTP/1.1\r\nHost: x\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, err := http.ReadResponse(br, nil); c.path == "/echo" {
+			require.NoError(t, err, "the next request on a connection whose body was read")
+			b, _ := io.ReadAll(resp.Body)
+			assert.Equal(t, "hello next", string(b))
+		} else {
+			assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%s: the connection closes after the answer", c.path)
+		}
+	}
+	assert.NotContains(t, w.logs.String(), "canceled")
+	w.assertServing(t)
+}

@@ -84,16 +84,27 @@ func activeSegments(body []byte) ([]dataSegment, bool) {
 	return segments, true
 }
 
+// maxMergedZeros is how many zeros mergeSegments may write beyond as many
+// as the segments hold bytes.
+const maxMergedZeros = 1 << 20
+
 // mergeSegments joins sorted, disjoint segments whose gap is at most
-// maxMergedGap.
+// maxMergedGap, writing no more zeros in all than the segments hold bytes
+// and maxMergedZeros: a byte every 4 KiB would otherwise make a module of
+// 1 MB a segment of 400 MB (Go's data grows 1.4 times).
 func mergeSegments(segments []dataSegment) []dataSegment {
 	var merged []dataSegment
+	zeros := maxMergedZeros // how many more zeros may be written
+	for _, s := range segments {
+		zeros += len(s.init)
+	}
 	for _, s := range segments {
 		if n := len(merged); n > 0 {
 			last := &merged[n-1]
 			end := last.offset + uint32(len(last.init))
-			if s.offset-end <= maxMergedGap {
-				last.init = append(last.init, make([]byte, s.offset-end)...)
+			if gap := s.offset - end; gap <= maxMergedGap && int(gap) <= zeros {
+				zeros -= int(gap)
+				last.init = append(last.init, make([]byte, gap)...)
 				last.init = append(last.init, s.init...)
 				continue
 			}

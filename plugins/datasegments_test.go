@@ -125,7 +125,77 @@ func TestMergeDataSegmentsLeavesWhatItCannotMerge(t *testing.T) {
 		"overlapping segments": moduleWithData(1, false, active(10, "abcdef"), active(12, "x")),
 		"a negative offset":    moduleWithData(1, false, active(10, "abc"), active(-1, "x")),
 		"a truncated section":  moduleWithData(1, false, active(10, "abc"))[:30],
+		// Numbers whose fifth byte sets bits beyond 32: malformed, and
+		// encoded again they would not be.
+		"flags too large":  moduleWithData(1, false, []byte{0x80, 0x80, 0x80, 0x80, 0x10, 0x41, 10, 0x0b, 1, 'a'}),
+		"offset too large": moduleWithData(1, false, []byte{0, 0x41, 0x8a, 0x80, 0x80, 0x80, 0x10, 0x0b, 1, 'a'}),
+		"size too large":   moduleWithData(1, false, []byte{0, 0x41, 10, 0x0b, 0x81, 0x80, 0x80, 0x80, 0x10, 'a'}),
 	} {
 		assert.Equal(t, wasm, mergeDataSegments(wasm), name)
+	}
+}
+
+// TestMergeDataSegmentsBoundsTheZeros merges a byte every 4,097 bytes: the
+// merged data holds at most maxMergedZeros more zeros than the module's
+// bytes, not 4,096 per byte, and initialises memory the same.
+func TestMergeDataSegmentsBoundsTheZeros(t *testing.T) {
+	var segments [][]byte
+	for i := range 10_000 {
+		segments = append(segments, active(int32(i*4097), "x"))
+	}
+	wasm := moduleWithData(1000, false, segments...)
+	merged := mergeDataSegments(wasm)
+	assert.Less(t, len(merged), len(wasm)+maxMergedZeros+10_000, "the module grew by %d bytes", len(merged)-len(wasm))
+	assert.True(t, bytes.Equal(memoryAfterInstantiation(t, wasm), memoryAfterInstantiation(t, merged)), "the memories differ")
+}
+
+// TestMergedDataSegmentsFailAsTheOriginal instantiates modules whose data
+// is malformed or out of bounds on both engines (wazero from the merged
+// segments): both refuse each.
+func TestMergedDataSegmentsFailAsTheOriginal(t *testing.T) {
+	export := []byte{1, 6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0}
+	withExport := func(wasm []byte) []byte {
+		sections, err := splitSections(wasm)
+		require.NoError(t, err)
+		out := append([]byte{}, wasm[:8]...)
+		for _, s := range sections {
+			out = appendSectionBytes(out, s.id, s.body)
+			if s.id == 5 {
+				out = appendSectionBytes(out, 7, export)
+			}
+		}
+		return out
+	}
+	for name, c := range map[string]struct {
+		wasm []byte
+		err  string
+	}{
+		"ending at the memory's end": {moduleWithData(1, false, active(65530, "a"), active(65533, "xyz")), ""},
+		"a byte past it":             {moduleWithData(1, false, active(65530, "a"), active(65534, "xyz")), "out of bounds memory access"},
+		"empty, past it":             {moduleWithData(1, false, active(65530, "a"), active(65540, "")), "out of bounds memory access"},
+		"near 2 GiB":                 {moduleWithData(1, false, active(10, "a"), active(1<<31-2, "xy")), "out of bounds memory access"},
+		"an offset too large":        {moduleWithData(1, false, active(100, "a"), []byte{0, 0x41, 0x8a, 0x80, 0x80, 0x80, 0x10, 0x0b, 1, 'a'}), "integer"},
+		"a size too large":           {moduleWithData(1, false, active(100, "a"), []byte{0, 0x41, 10, 0x0b, 0x81, 0x80, 0x80, 0x80, 0x10, 'a'}), "integer"},
+	} {
+		for _, engine := range Engines {
+			t.Run(name+"/"+engine, func(t *testing.T) {
+				ctx := context.Background()
+				e, err := NewEngine(ctx, engine, EngineConfig{})
+				require.NoError(t, err)
+				defer e.Close(ctx)
+				m, err := e.Compile(ctx, ModuleBytes(withExport(c.wasm)))
+				if err == nil {
+					var inst ModuleInstance
+					if inst, err = m.Instantiate(ctx, InstanceConfig{}); err == nil {
+						inst.Close(ctx)
+					}
+				}
+				if c.err == "" {
+					assert.NoError(t, err)
+				} else if assert.Error(t, err) {
+					assert.Contains(t, err.Error(), c.err)
+				}
+			})
+		}
 	}
 }

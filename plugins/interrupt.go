@@ -3,6 +3,7 @@ package plugins
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/wharfhq/wharf/internal/leb128"
 )
@@ -301,9 +302,20 @@ func (r *wasmReader) leb(maxBytes int) uint64 {
 	return 0
 }
 
-func (r *wasmReader) u32() uint32 { return uint32(r.leb(5)) }
+// u32 reads an unsigned LEB128 number of at most 32 bits; a fifth byte's
+// unused bits must be zero, as engines require (a module whose number does
+// not fit stays malformed after a rewrite encodes it again).
+func (r *wasmReader) u32() uint32 {
+	v := r.leb(5)
+	if v > math.MaxUint32 {
+		r.err = errMalformed
+		return 0
+	}
+	return uint32(v)
+}
 
-// s32 reads a signed LEB128 number of at most 32 bits.
+// s32 reads a signed LEB128 number of at most 32 bits; a fifth byte's
+// unused bits must extend the sign, as engines require.
 func (r *wasmReader) s32() int32 {
 	var v int64
 	for shift := 0; shift < 35; shift += 7 {
@@ -312,6 +324,9 @@ func (r *wasmReader) s32() int32 {
 		if b&0x80 == 0 {
 			if b&0x40 != 0 {
 				v -= 1 << (shift + 7)
+			}
+			if int64(int32(v)) != v {
+				break
 			}
 			return int32(v)
 		}

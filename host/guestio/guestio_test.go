@@ -126,7 +126,7 @@ func readAll(t *testing.T, s *ReadStream) []byte {
 func TestReadStream(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789abcdef"), 3*streamBufferLimit/16+5) // more than the buffer holds
 	src := &source{Reader: bytes.NewReader(data)}
-	s := NewReadStream(src, nil, func() {})
+	s := NewReadStream(src, func() {})
 	assert.Equal(t, data, readAll(t, s))
 	_, err := s.Read(context.Background(), make([]byte, 1), true)
 	assert.ErrorIs(t, err, abi.StatusEOF, "the end stays the end")
@@ -137,7 +137,7 @@ func TestReadStream(t *testing.T) {
 	assert.ErrorIs(t, err, abi.StatusBadHandle)
 	assert.ErrorIs(t, err, errStreamClosed)
 
-	empty := NewReadStream(nil, nil, func() {})
+	empty := NewReadStream(nil, func() {})
 	assert.True(t, empty.Ready())
 	_, err = empty.Read(context.Background(), make([]byte, 1), false)
 	assert.ErrorIs(t, err, abi.StatusEOF)
@@ -146,7 +146,7 @@ func TestReadStream(t *testing.T) {
 func TestReadStreamNotReadyAndTimeout(t *testing.T) {
 	pr, pw := io.Pipe()
 	wakes := NewSignal()
-	s := NewReadStream(pr, nil, wakes.Notify)
+	s := NewReadStream(pr, wakes.Notify)
 	assert.False(t, s.Ready(), "nothing written yet")
 	_, err := s.Read(context.Background(), make([]byte, 4), true)
 	assert.ErrorIs(t, err, abi.StatusAgain)
@@ -169,38 +169,6 @@ func TestReadStreamNotReadyAndTimeout(t *testing.T) {
 	assert.ErrorIs(t, err, abi.StatusIO)
 	assert.ErrorContains(t, err, "source broke")
 	s.Close()
-}
-
-// stuck is a source whose Read blocks until unblock; Close does not end it.
-type stuck struct {
-	reading chan struct{}
-	release chan struct{}
-}
-
-func (s stuck) Read([]byte) (int, error) {
-	close(s.reading)
-	<-s.release
-	return 0, errors.New("deadline")
-}
-
-func (s stuck) Close() error { return nil }
-
-// TestReadStreamCloseUnblocks checks Close makes a pump blocked in its
-// source return, through unblock, and waits for it.
-func TestReadStreamCloseUnblocks(t *testing.T) {
-	src := stuck{reading: make(chan struct{}), release: make(chan struct{})}
-	unblocked := false
-	s := NewReadStream(src, func() { unblocked = true; close(src.release) }, func() {})
-	assert.False(t, s.Ready()) // starts the pump
-	<-src.reading
-	done := make(chan struct{})
-	go func() { s.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return")
-	}
-	assert.True(t, unblocked)
 }
 
 // sink records what a WriteStream delivers; gate, if set, holds each Write
@@ -293,7 +261,7 @@ func TestForward(t *testing.T) {
 	src := &source{Reader: bytes.NewReader(data)}
 	k := &sink{}
 	p := NewPending(func() {}, nil)
-	go Forward(context.Background(), NewReadStream(src, nil, func() {}), NewWriteStream(k, func() {}), p)
+	go Forward(context.Background(), NewReadStream(src, func() {}), NewWriteStream(k, func() {}), p)
 	<-p.Done()
 	v, err := p.Result()
 	require.NoError(t, err)
@@ -307,7 +275,7 @@ func TestForwardAbortsOnSourceError(t *testing.T) {
 	pr, pw := io.Pipe()
 	k := &sink{}
 	p := NewPending(func() {}, nil)
-	go Forward(context.Background(), NewReadStream(pr, nil, func() {}), NewWriteStream(k, func() {}), p)
+	go Forward(context.Background(), NewReadStream(pr, func() {}), NewWriteStream(k, func() {}), p)
 	pw.Write([]byte("part"))
 	pw.CloseWithError(errors.New("upstream reset"))
 	<-p.Done()

@@ -120,7 +120,6 @@ func (q *queue) notifySpace() {
 type ReadStream struct {
 	queue
 	src     io.ReadCloser
-	unblock func() // makes a Read blocked in src return (e.g. a read deadline)
 	started bool
 	err     error // io.EOF at the end, or what broke the source
 	closed  bool
@@ -129,11 +128,10 @@ type ReadStream struct {
 }
 
 // NewReadStream makes a stream over src; a nil src is an empty stream.
-// unblock (optional) makes a Read blocked in src return, for a source whose
-// Close may not: Close calls it and waits for the pump before closing src.
-// wake tells the owning guest's poll to re-check readiness.
-func NewReadStream(src io.ReadCloser, unblock func(), wake func()) *ReadStream {
-	s := &ReadStream{queue: newQueue(wake), src: src, unblock: unblock, stop: make(chan struct{}), pumped: make(chan struct{})}
+// Closing src must make a Read blocked in it return. wake tells the owning
+// guest's poll to re-check readiness.
+func NewReadStream(src io.ReadCloser, wake func()) *ReadStream {
+	s := &ReadStream{queue: newQueue(wake), src: src, stop: make(chan struct{}), pumped: make(chan struct{})}
 	if src == nil {
 		s.err = io.EOF
 		s.started = true
@@ -276,7 +274,6 @@ func (s *ReadStream) Close() {
 	}
 	s.closed = true
 	s.discardLocked()
-	reading := s.started && s.err == nil // the pump may be blocked in Read
 	if !s.started {
 		s.started = true // no pump will start now
 		close(s.pumped)
@@ -284,12 +281,6 @@ func (s *ReadStream) Close() {
 	s.mu.Unlock()
 	close(s.stop)
 	if s.src != nil {
-		if reading && s.unblock != nil {
-			// The pump ends before its source closes: closing may not
-			// unblock a Read (NewReadStream's unblock is for such a source).
-			s.unblock()
-			<-s.pumped
-		}
 		s.src.Close()
 	}
 	<-s.pumped

@@ -115,6 +115,29 @@ func init() {
 		r.Body.Read(make([]byte, 1))
 		http.Error(w, "upload refused", http.StatusRequestEntityTooLarge)
 	})
+	mux.HandleFunc("/ignore-body", func(w http.ResponseWriter, r *http.Request) {
+		// Takes the body's stream, reads none of it and answers.
+		if _, err := r.Body.(interface{ Stream() (*sdk.Stream, error) }).Stream(); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		io.WriteString(w, "ignored")
+	})
+	mux.HandleFunc("/close-body-then-stream", func(w http.ResponseWriter, r *http.Request) {
+		// Reads a byte of the body, closes it, then streams n lines
+		// sleeping d between them.
+		r.Body.Read(make([]byte, 1))
+		r.Body.Close()
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		d, _ := time.ParseDuration(r.URL.Query().Get("sleep"))
+		for i := range n {
+			if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(d)
+		}
+	})
 	mux.HandleFunc("/forward", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := sdk.Forward(w, r.Body); err != nil {
 			http.Error(w, err.Error(), 500)
