@@ -164,25 +164,24 @@ type requestBody struct {
 	body   io.ReadCloser
 	served bool // net/http serves the body: Close leaves it open
 	closed chan struct{}
-	buf    []byte        // what the read in flight reads into
 	read   chan struct{} // closed when the last read ended; nil before the first
 	n      int           // the last read's result, once read is closed
 	err    error
 }
 
+// Read reads into p on a goroutine of its own. After Close it returns at
+// once, while that goroutine may still write into p (ReadStream drops a
+// buffer its closed source returned).
 func (b *requestBody) Read(p []byte) (int, error) {
-	if len(b.buf) < len(p) {
-		b.buf = make([]byte, len(p))
-	}
-	read, buf := make(chan struct{}), b.buf[:len(p)]
+	read := make(chan struct{})
 	b.read = read
 	go func() {
 		defer close(read)
-		b.n, b.err = b.body.Read(buf)
+		b.n, b.err = b.body.Read(p)
 	}()
 	select {
 	case <-read:
-		return copy(p, buf[:b.n]), b.err
+		return b.n, b.err
 	case <-b.closed:
 		return 0, io.ErrClosedPipe
 	}

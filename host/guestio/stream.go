@@ -128,7 +128,8 @@ type ReadStream struct {
 }
 
 // NewReadStream makes a stream over src; a nil src is an empty stream.
-// Closing src must make a Read blocked in it return. wake tells the owning
+// Closing src must make a Read blocked in it return (the Read may leave a
+// reader writing into its buffer: once closed, the stream drops it). wake tells the owning
 // guest's poll to re-check readiness.
 func NewReadStream(src io.ReadCloser, wake func()) *ReadStream {
 	s := &ReadStream{queue: newQueue(wake), src: src, stop: make(chan struct{}), pumped: make(chan struct{})}
@@ -155,9 +156,13 @@ func (s *ReadStream) pump() {
 		buf := chunkPool.Get().(*[]byte)
 		n, err := s.src.Read(*buf)
 		s.mu.Lock()
-		if n > 0 && !s.closed {
+		switch {
+		case s.closed:
+			// Not pooled: a source may return from a Read that Close
+			// abandoned while its reader still writes into buf.
+		case n > 0:
 			s.pushLocked(chunk{buf: buf, data: (*buf)[:n]})
-		} else {
+		default:
 			chunkPool.Put(buf)
 		}
 		if err != nil && s.err == nil {
