@@ -323,8 +323,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	// build.
 	ingress, err := web.ListenIngress(listen, m.Limits, logger)
 	if err != nil && f.listen != "" {
-		return fmt.Errorf("--listen: %w", err)
-	} else if err != nil {
+		err = fmt.Errorf("--listen: %w", err)
+	}
+	if err != nil {
 		return err
 	}
 	defer ingress.Close()
