@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -101,10 +102,10 @@ func (a *agent) startBackground(b wire.Background) (*wire.ProcessInfo, error) {
 		r.Close()
 		return nil, err
 	}
-	p := &bgProcess{out: newRing(abi.BackgroundOutputBuffer), exited: make(chan struct{}), info: wire.ProcessInfo{
+	p := &bgProcess{out: newRing(abi.BackgroundOutputBuffer, r), exited: make(chan struct{}), info: wire.ProcessInfo{
 		ID: id, Pid: pid, Command: x.Args, Status: wire.StatusRunning, Started: time.Now().UnixMilli()}}
 	bg.procs = append(bg.procs, p)
-	go p.out.fill(r)
+	go p.out.fill()
 	go bg.exit(p, exit)
 	return bg.infoLocked(p), nil
 }
@@ -138,9 +139,12 @@ func (bg *backgrounds) newID(id string) (string, error) {
 	return "", &kindError{wire.KindLimit, fmt.Errorf("too many background processes: %d are running, the limit is %d", len(bg.procs), abi.MaxBackgroundProcesses)}
 }
 
-// exit records the process's exit code when the reaper hands it over.
+// exit records the process's exit code when the reaper hands it over,
+// once all the process wrote is in its buffer: a Wait that returns is
+// followed by logs that end with the process's last words.
 func (bg *backgrounds) exit(p *bgProcess, exit chan int) {
 	code := <-exit
+	p.out.flush()
 	bg.mu.Lock()
 	p.info.ExitCode, p.info.Exited = &code, time.Now().UnixMilli()
 	switch {
@@ -282,8 +286,9 @@ func (bg *backgrounds) logs(c *net.UnixConn, b wire.Background) {
 	}
 }
 
-// ring keeps the last size bytes of a process's output.
+// ring keeps the last size bytes of a process's output, read from src.
 type ring struct {
+	src  *os.File
 	mu   sync.Mutex
 	size int
 	// data grows up to size bytes; the byte at offset o of the output is
@@ -294,17 +299,25 @@ type ring struct {
 	// changed is closed, and replaced, when bytes arrive or the output
 	// ends.
 	changed chan struct{}
+	// flushes are closed once what src held when they were asked for is
+	// in data.
+	flushes []chan struct{}
 }
 
-func newRing(size int) *ring { return &ring{size: size, changed: make(chan struct{})} }
+func newRing(size int, src *os.File) *ring {
+	return &ring{src: src, size: size, changed: make(chan struct{})}
+}
 
-// fill copies the output from r until it ends.
-func (r *ring) fill(f *os.File) {
-	defer f.Close()
+// fill copies the output from src until it ends.
+func (r *ring) fill() {
+	defer r.src.Close()
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := f.Read(buf)
+		n, err := r.src.Read(buf)
 		r.write(buf[:n])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = r.drain(buf)
+		}
 		if err != nil {
 			break
 		}
@@ -312,7 +325,64 @@ func (r *ring) fill(f *os.File) {
 	r.mu.Lock()
 	r.ended = true
 	close(r.changed)
+	closeAll(r.flushes)
+	r.flushes = nil
 	r.mu.Unlock()
+}
+
+// flush returns once what the pipe holds now is in the buffer, or the
+// output has ended. It interrupts fill's read with a deadline in the past.
+func (r *ring) flush() {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	r.flushes = append(r.flushes, done)
+	r.src.SetReadDeadline(time.Unix(1, 0))
+	r.mu.Unlock()
+	<-done
+}
+
+// drain answers the flushes that interrupted fill's read: with the
+// deadline lifted, it copies what the pipe holds without waiting for more.
+// Its error is io.EOF when the output ended.
+func (r *ring) drain(buf []byte) error {
+	r.mu.Lock()
+	r.src.SetReadDeadline(time.Time{})
+	waiting := r.flushes
+	r.flushes = nil
+	r.mu.Unlock()
+	defer closeAll(waiting)
+	raw, err := r.src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var readErr error
+	err = raw.Read(func(fd uintptr) bool {
+		for {
+			n, err := syscall.Read(int(fd), buf)
+			switch {
+			case n > 0:
+				r.write(buf[:n])
+			case err == syscall.EINTR:
+			case err == syscall.EAGAIN:
+				return true
+			default:
+				readErr = cmp.Or(err, io.EOF)
+				return true
+			}
+		}
+	})
+	return cmp.Or(err, readErr)
+}
+
+// closeAll closes each channel.
+func closeAll(chans []chan struct{}) {
+	for _, c := range chans {
+		close(c)
+	}
 }
 
 // hasEnded reports whether the output has ended: every process holding

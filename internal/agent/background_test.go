@@ -18,7 +18,9 @@ func TestRingKeepsTheLastBytes(t *testing.T) {
 	for i := range 2000 {
 		fmt.Fprintf(&all, "line %d\n", i)
 	}
-	r := newRing(1000)
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	r := newRing(1000, pr)
 	read := func(from int64) (string, int64, bool) {
 		var out []byte
 		buf := make([]byte, 7) // smaller than the ring: reads in pieces
@@ -52,10 +54,30 @@ func TestRingKeepsTheLastBytes(t *testing.T) {
 	kept, _, _ := read(start)
 	assert.Equal(t, string(data[len(data)-1000:]), kept)
 
+	pw.Close()
+	r.fill() // the output ends
+	_, _, ended = read(int64(len(data)))
+	assert.True(t, ended)
+}
+
+// TestRingFlush: a flush returns once what the pipe held is in the ring,
+// while the output goes on (a child of the exited process still holds the
+// pipe), and a flush after the output ended returns at once.
+func TestRingFlush(t *testing.T) {
 	pr, pw, err := os.Pipe()
 	require.NoError(t, err)
+	r := newRing(1<<20, pr)
+	go r.fill()
+	for round := 1; round <= 50; round++ {
+		_, err := pw.Write(bytes.Repeat([]byte("x"), 1000))
+		require.NoError(t, err)
+		r.flush()
+		written, _ := r.begin(false)
+		require.Equal(t, int64(round*1000), written, "round %d", round)
+	}
 	pw.Close()
-	r.fill(pr) // the output ends
-	_, _, ended = read(int64(len(data)))
+	r.flush()
+	r.flush()
+	_, _, ended, _ := r.read(50000, nil)
 	assert.True(t, ended)
 }
