@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -740,6 +741,61 @@ func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	for k, v := range map[string]string{"old": "1", "live": "3", "parked": "4"} {
 		assert.Equal(t, fmt.Sprintf("%q", v), w.mustCall(t, "STORE", "s0", "Get", k))
 	}
+}
+
+// TestReadAfterAnUnsyncedWriteWaitsForTheSync: a read that sees a write
+// whose sync has not finished is not answered before it (the output gate),
+// and when that sync fails, the read fails too rather than hand out a
+// write that may be lost. The sync is held by a FIFO put at the WAL's
+// path: opening it for the sync waits until the test opens its other end.
+func TestReadAfterAnUnsyncedWriteWaitsForTheSync(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "STORE", "gate", "Put", map[string]string{"key": "old", "value": "1"})
+	wal := onlyObjectDatabase(t, dir) + "-wal"
+	require.NoError(t, os.Remove(wal))
+	require.NoError(t, unix.Mkfifo(wal, 0o600))
+	var peer *os.File
+	t.Cleanup(func() { // a sync still waiting opens it and fails; later ones open the real path
+		if peer == nil {
+			peer, _ = os.OpenFile(wal, os.O_RDWR, 0)
+		}
+		peer.Close()
+		os.Remove(wal)
+	})
+	type answer struct {
+		code int
+		body string
+	}
+	call := func(method string, args any) <-chan answer {
+		c := make(chan answer, 1)
+		go func() {
+			code, body := w.call(t, "STORE", "gate", method, args)
+			c <- answer{code, body}
+		}()
+		return c
+	}
+	write := call("Put", map[string]string{"key": "unsure", "value": "2"})
+	time.Sleep(300 * time.Millisecond) // committed; its sync waits on the FIFO
+	read := call("Get", "unsure")
+	select {
+	case a := <-read:
+		t.Fatalf("the read was answered before the write it saw was durable: %d %s", a.code, a.body)
+	case a := <-write:
+		t.Fatalf("the write was answered before its sync: %d %s", a.code, a.body)
+	case <-time.After(500 * time.Millisecond):
+	}
+	var err error
+	peer, err = os.OpenFile(wal, os.O_RDWR, 0) // the sync opens it, then fails: a FIFO cannot be synced
+	require.NoError(t, err)
+	for _, c := range []<-chan answer{write, read} {
+		a := <-c
+		assert.Equal(t, 500, a.code, a.body)
+		assert.Contains(t, a.body, "its writes may be lost")
+	}
+	require.NoError(t, peer.Close())
+	require.NoError(t, os.Remove(wal))
+	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "gate", "Get", "old"), "the object keeps serving")
 }
 
 // TestAlarmIndexDoesNotHoldUpReplies: an alarm's outcome is written to the
