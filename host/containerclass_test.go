@@ -87,6 +87,7 @@ func TestContainerClassStates(t *testing.T) {
 	// A fetch starts it again; a stop is visible, and a start waits for it.
 	code, _ = get(t, w.url+"/fetch/WEB/a/ready")
 	assert.Equal(t, 200, code, "a request to a stopped container starts it")
+	assert.Contains(t, w.mustCall(t, "WEB", "a", "State", nil), `"ExitCode":0`, "the new run has no exit code")
 	w.mustCall(t, "WEB", "a", "Stop", 15)
 	assert.Equal(t, "stopping", w.status(t, "WEB", "a"), "the container takes a second to stop")
 	w.mustCall(t, "WEB", "a", "Start", nil)

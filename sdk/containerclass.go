@@ -51,7 +51,8 @@ type ReadyProbe struct {
 type ContainerStatus struct {
 	Status     State
 	LastChange time.Time
-	// ExitCode is the last exit code (stopped, stopped_with_code).
+	// ExitCode is the code of the run that stopped (stopped,
+	// stopped_with_code); 0 while a run is under way.
 	ExitCode int
 }
 
@@ -222,6 +223,9 @@ func (c *ContainerClass) save() error {
 
 func (c *ContainerClass) setStatus(status State) error {
 	c.rec.Status, c.rec.LastChange = status, time.Now().UnixMilli()
+	if status == StateRunning || status == StateHealthy {
+		c.rec.ExitCode = 0 // a new run: the last one's code no longer describes it
+	}
 	return c.save()
 }
 
