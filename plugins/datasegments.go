@@ -24,14 +24,21 @@ type dataSegment struct {
 	init   []byte
 }
 
+// end is the offset of the byte after the segment.
+func (s dataSegment) end() uint64 { return uint64(s.offset) + uint64(len(s.init)) }
+
 // mergeDataSegments returns wasm with its data segments merged where the
 // module allows it: without a data count section (so no instruction names
 // a segment by index), with every segment active in memory 0 at an
-// i32.const offset, and no two overlapping. Otherwise wasm is returned as
-// it is.
+// i32.const offset, within the module's own memory's initial size, and no
+// two overlapping. Otherwise wasm is returned as it is.
 func mergeDataSegments(wasm []byte) []byte {
 	sections, err := splitSections(wasm)
 	if err != nil || hasSection(sections, 12) {
+		return wasm
+	}
+	memory, ok := initialMemory(sections)
+	if !ok {
 		return wasm
 	}
 	out := append([]byte{}, wasm[:8]...)
@@ -39,14 +46,35 @@ func mergeDataSegments(wasm []byte) []byte {
 		body := s.body
 		if s.id == 11 {
 			segments, ok := activeSegments(body)
-			if !ok {
-				return wasm
+			if !ok || len(segments) > 0 && segments[len(segments)-1].end() > memory {
+				return wasm // out of bounds: the engine names the segment
 			}
 			body = encodeDataSection(mergeSegments(segments))
 		}
 		out = appendSectionBytes(out, s.id, body)
 	}
 	return out
+}
+
+// initialMemory is the initial size in bytes of the module's memory when
+// it defines one 32-bit memory (imports none); false otherwise.
+func initialMemory(sections []section) (uint64, bool) {
+	for _, s := range sections {
+		if s.id != 5 {
+			continue
+		}
+		r := &wasmReader{b: s.body}
+		if r.u32() != 1 {
+			return 0, false
+		}
+		flags := r.byte()
+		pages := r.u32()
+		if r.err != nil || flags > 1 {
+			return 0, false
+		}
+		return uint64(pages) << 16, true
+	}
+	return 0, false
 }
 
 // activeSegments decodes a data section whose segments are all active in
@@ -77,7 +105,7 @@ func activeSegments(body []byte) ([]dataSegment, bool) {
 	}
 	slices.SortStableFunc(segments, func(a, b dataSegment) int { return int(int64(a.offset) - int64(b.offset)) })
 	for i := 1; i < len(segments); i++ {
-		if uint64(segments[i-1].offset)+uint64(len(segments[i-1].init)) > uint64(segments[i].offset) {
+		if segments[i-1].end() > uint64(segments[i].offset) {
 			return nil, false
 		}
 	}
