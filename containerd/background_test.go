@@ -117,6 +117,9 @@ func TestBackgroundProcesses(t *testing.T) {
 	orphanLogs, _, err := ctr.BackgroundLogs(ctx, "orphan", true)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"started"}, readLines(t, orphanLogs, 1))
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"true"}}, "orphan")
+	assert.EqualError(t, err, `background process "orphan" has exited, but processes it left behind still hold its output: kill it first`,
+		"it is not replaced, which would leave its child out of reach")
 	require.NoError(t, ctr.KillBackground(ctx, "orphan", int(syscall.SIGKILL)))
 	rest, err = io.ReadAll(orphanLogs)
 	require.NoError(t, err, "the stream ends once the group is gone")

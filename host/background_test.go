@@ -66,6 +66,16 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	assert.Equal(t, float64(seqBytes(300000)-1<<20), logs["Dropped"])
 	assert.True(t, strings.HasSuffix(logs["Output"].(string), "\n300000\n"))
 
+	// A shell that exited leaving a child holding its output is not
+	// replaced while the child lives: it could no longer be killed.
+	w.mustCall(t, "BOX", "bg", "BgStart", map[string]any{"ID": "orphan", "Cmd": []string{"sh", "-c", "sleep 1000 &"}})
+	assert.Equal(t, "completed", info(w.mustCall(t, "BOX", "bg", "BgWait", "orphan"))["status"])
+	code, body = w.call(t, "BOX", "bg", "BgStart", map[string]any{"ID": "orphan", "Cmd": []string{"true"}})
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `background process "orphan" has exited, but processes it left behind still hold its output: kill it first`)
+	w.mustCall(t, "BOX", "bg", "BgKill", map[string]any{"ID": "orphan", "Signal": 9})
+	assert.Equal(t, "", info(w.mustCall(t, "BOX", "bg", "BgLogs", map[string]any{"ID": "orphan"}))["Output"], "the stream ends with the child")
+
 	var errs []string
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "bg", "BgErrors", nil)), &errs))
 	assert.Equal(t, []string{
@@ -84,7 +94,7 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	}, errs)
 
 	assert.Equal(t, `"64 started, then wharf: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
-		w.mustCall(t, "BOX", "bg", "BgFill", nil), "the two exited processes are forgotten to make room for 64 running ones, then the cap")
+		w.mustCall(t, "BOX", "bg", "BgFill", nil), "the three exited processes are forgotten to make room for 64 running ones, then the cap")
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "bg", "Running", nil), "the object and its container keep serving")
 
 	// They belong to the container: a new container has none.

@@ -19,8 +19,9 @@ import (
 // Limits of background processes.
 const (
 	// MaxProcesses is how many background processes a container keeps:
-	// starting one more forgets the oldest that has exited, or, if all
-	// run, fails with ErrTooLarge.
+	// starting one more forgets the oldest that has exited (and so have
+	// the processes it left behind holding its output), or, if none has,
+	// fails with ErrTooLarge.
 	MaxProcesses = abi.MaxBackgroundProcesses
 	// OutputBuffer is how many bytes of a background process's output
 	// are kept; older bytes are overwritten (see ProcessLogs.Dropped).
@@ -31,7 +32,8 @@ const (
 type ProcessOptions struct {
 	// ProcessID is the id the process gets: 1 to 64 letters, digits, '.',
 	// '_' or '-' (not first). An exited process of that id is replaced; a
-	// running one is ErrInvalidArgument. Empty: a new id ("proc-" and 8 hex
+	// running one, or one whose output a process it left behind still
+	// holds, is ErrInvalidArgument. Empty: a new id ("proc-" and 8 hex
 	// digits).
 	ProcessID string
 	// Env is added to the container's environment.

@@ -111,7 +111,7 @@ func (a *agent) startBackground(b wire.Background) (*wire.ProcessInfo, error) {
 }
 
 // newID checks a chosen id, or makes one, and makes room for the process:
-// an exited process of the same id, or the oldest exited one when
+// a done process of the same id, or the oldest done one when
 // MaxBackground are kept, is forgotten. Called with mu held.
 func (bg *backgrounds) newID(id string) (string, error) {
 	if id == "" {
@@ -122,8 +122,11 @@ func (bg *backgrounds) newID(id string) (string, error) {
 		return "", &kindError{wire.KindInvalid, fmt.Errorf("a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got %q", id)}
 	}
 	if i := bg.index(id); i >= 0 {
-		if bg.procs[i].info.Status == wire.StatusRunning {
+		switch p := bg.procs[i]; {
+		case p.info.Status == wire.StatusRunning:
 			return "", &kindError{wire.KindExists, fmt.Errorf("background process %q is already running", id)}
+		case !p.done():
+			return "", &kindError{wire.KindExists, fmt.Errorf("background process %q has exited, but processes it left behind still hold its output: kill it first", id)}
 		}
 		bg.procs = slices.Delete(bg.procs, i, i+1)
 	}
@@ -131,7 +134,7 @@ func (bg *backgrounds) newID(id string) (string, error) {
 		return id, nil
 	}
 	for i, p := range bg.procs {
-		if p.info.Status != wire.StatusRunning {
+		if p.done() {
 			bg.procs = slices.Delete(bg.procs, i, i+1)
 			return id, nil
 		}
@@ -157,6 +160,14 @@ func (bg *backgrounds) exit(p *bgProcess, exit chan int) {
 	}
 	bg.mu.Unlock()
 	close(p.exited)
+}
+
+// done reports whether p has exited and so has every process it left
+// behind holding its output: only then may it be forgotten, for its
+// children stay within reach of a kill and its buffer counts against the
+// limit until they exit. Called with backgrounds.mu held.
+func (p *bgProcess) done() bool {
+	return p.info.Status != wire.StatusRunning && p.out.hasEnded()
 }
 
 // index is the position of id in procs, or -1. Called with mu held.
@@ -214,7 +225,7 @@ func (bg *backgrounds) kill(id string, sig int) error {
 		return &kindError{wire.KindNotFound, fmt.Errorf("no background process %q", id)}
 	}
 	p := bg.procs[i]
-	if p.info.Status != wire.StatusRunning && p.out.hasEnded() {
+	if p.done() {
 		return &kindError{wire.KindNotFound, fmt.Errorf("background process %q has exited", id)}
 	}
 	p.killed = p.killed || p.info.Status == wire.StatusRunning

@@ -8,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // TestRingKeepsTheLastBytes writes a numbered output in uneven pieces
@@ -80,4 +83,37 @@ func TestRingFlush(t *testing.T) {
 	r.flush()
 	_, _, ended, _ := r.read(50000, nil)
 	assert.True(t, ended)
+}
+
+// TestExitedProcessKeptWhileItsOutputIs: an exited process whose output a
+// child it left behind still holds is not forgotten, neither for a new
+// process of its id nor to make room, so the child stays within reach of
+// a kill and the container's rings stay within the limit; once the
+// output ends it is.
+func TestExitedProcessKeptWhileItsOutputIs(t *testing.T) {
+	bg := &backgrounds{}
+	var writers []*os.File
+	for i := range abi.MaxBackgroundProcesses {
+		pr, pw, err := os.Pipe()
+		require.NoError(t, err)
+		t.Cleanup(func() { pr.Close(); pw.Close() })
+		writers = append(writers, pw)
+		bg.procs = append(bg.procs, &bgProcess{out: newRing(10, pr), info: wire.ProcessInfo{
+			ID: fmt.Sprint("p", i), Status: wire.StatusCompleted}})
+	}
+	_, err := bg.newID("p3")
+	assert.EqualError(t, err, `background process "p3" has exited, but processes it left behind still hold its output: kill it first`)
+	_, err = bg.newID("new")
+	assert.EqualError(t, err, "too many background processes: 64 are running, the limit is 64")
+	assert.Len(t, bg.procs, abi.MaxBackgroundProcesses)
+
+	p3, err := bg.find("p3")
+	require.NoError(t, err)
+	writers[3].Close()
+	p3.out.fill() // the output ends
+	id, err := bg.newID("new")
+	require.NoError(t, err)
+	assert.Equal(t, "new", id)
+	assert.Equal(t, -1, bg.index("p3"), "the process whose output ended is forgotten")
+	assert.Len(t, bg.procs, abi.MaxBackgroundProcesses-1)
 }
