@@ -107,6 +107,7 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 		"name = 3\nmain = \".\"\n":                                                                                 `1:8: name: expected string, got integer`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = -2\n":                                                   `4:13: limits.instances: must be at least 1, got -2 (leave it out for the default, ` + strconv.Itoa(runtime.NumCPU()) + `)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nmemory_mib = 5000\n":                                                `4:14: limits.memory_mib: must be at most 4096 (the Wasm maximum), got 5000`,
+		"name = \"a\"\nmain = \".\"\n[limits]\ninstances = 100000\n":                                               `4:13: limits.instances: must be at most 1024 (wharf serve runs a scheduler thread per instance), got 100000`,
 		"name = \"a\"\nmain = \".\"\n[limits]\n\nengine = \"v8\"\n":                                                `5:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\nengine = \"\"\n":                                                    `4:10: limits.engine: unknown engine "" (want wazero or wasmtime)`,
 		"name = \"a\"\nmain = \".\"\n[limits]\ntimeout = 1\nlog_burst = -1\n":                                      `5:13: limits.log_burst: must be at least 1, got -1 (leave it out for the default, 1000)`,
