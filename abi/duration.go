@@ -2,6 +2,7 @@ package abi
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -11,7 +12,10 @@ import (
 // must be positive.
 func ParseDuration(s string) (time.Duration, error) {
 	v, err := time.ParseDuration(s)
-	if secs, serr := strconv.ParseUint(s, 10, 32); serr == nil {
+	if secs, serr := strconv.ParseInt(s, 10, 64); serr == nil { // negative too, refused below
+		if secs > math.MaxUint32 {
+			return 0, fmt.Errorf("duration %q is too long: at most %d seconds", s, uint64(math.MaxUint32))
+		}
 		v, err = time.Duration(secs)*time.Second, nil
 	}
 	if err != nil {

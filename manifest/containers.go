@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -212,7 +213,7 @@ func resolveInstanceType(v any) (InstanceType, error) {
 			}
 			num, ok := toFloat(val)
 			if !ok || !(num > 0 && num <= limit) { // also refuses NaN
-				return InstanceType{}, fmt.Errorf("%s must be a number above 0 and at most %g, got %v", k, limit, val)
+				return InstanceType{}, fmt.Errorf("%s must be a number above 0 and at most %s, got %v", k, strconv.FormatFloat(limit, 'f', -1, 64), val)
 			}
 			if k != "vcpu" && num != math.Trunc(num) {
 				return InstanceType{}, fmt.Errorf("%s must be a whole number, got %v", k, val)

@@ -131,6 +131,17 @@ const (
 	DefaultConnIdle      = 30 * time.Second
 )
 
+// Upper bounds of [limits] settings.
+const (
+	// MaxMemoryMiB is the most memory_mib may be: 4 GiB, all a 32-bit Wasm
+	// memory addresses.
+	MaxMemoryMiB = 4096
+	// MaxInstances is the most instances may be: wharf serve gives Go's
+	// scheduler a P per instance (GOMAXPROCS), and 100000 of them exhaust
+	// Go's 10000 OS threads (a fatal error) before the first instance runs.
+	MaxInstances = 1024
+)
+
 // MinMaxHeader is the least max_header_bytes: net/http lets a head run
 // 4 KiB past the limit it is given, which must be at least 1.
 const MinMaxHeader = 4<<10 + 1
@@ -212,21 +223,23 @@ func Parse(data []byte) (*Manifest, error) {
 		key        string
 		v          *int
 		least, def int
+		most       int    // 0: no upper bound
+		mostWhy    string // what the upper bound is
 	}{
-		{"limits.memory_mib", &l.MemoryMiB, 1, DefaultMemoryMiB},
-		{"limits.instances", &l.Instances, 1, runtime.NumCPU()},
-		{"limits.log_line_bytes", &l.LogLineBytes, 1, DefaultLogLineBytes},
-		{"limits.log_lines_per_second", &l.LogLinesPerSecond, 1, DefaultLogLines},
-		{"limits.log_burst", &l.LogBurst, 1, DefaultLogBurst},
-		{"limits.max_connections", &l.MaxConnections, 1, DefaultMaxConns},
-		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader},
+		{"limits.memory_mib", &l.MemoryMiB, 1, DefaultMemoryMiB, MaxMemoryMiB, "the Wasm maximum"},
+		{"limits.instances", &l.Instances, 1, runtime.NumCPU(), MaxInstances, "wharf serve runs a scheduler thread per instance"},
+		{"limits.log_line_bytes", &l.LogLineBytes, 1, DefaultLogLineBytes, 0, ""},
+		{"limits.log_lines_per_second", &l.LogLinesPerSecond, 1, DefaultLogLines, 0, ""},
+		{"limits.log_burst", &l.LogBurst, 1, DefaultLogBurst, 0, ""},
+		{"limits.max_connections", &l.MaxConnections, 1, DefaultMaxConns, 0, ""},
+		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader, 0, ""},
 	} {
 		if err := atLeastOrDefault(data, c.key, c.v, c.least, c.def); err != nil {
 			return nil, err
 		}
-	}
-	if l.MemoryMiB > 4096 {
-		return nil, fmt.Errorf("%s: must be at most 4096 (the Wasm maximum), got %d", keyAt(data, "limits.memory_mib"), l.MemoryMiB)
+		if c.most > 0 && *c.v > c.most {
+			return nil, fmt.Errorf("%s: must be at most %d (%s), got %d", keyAt(data, c.key), c.most, c.mostWhy, *c.v)
+		}
 	}
 	if _, set := valueAt(data, "limits.engine"); !set { // engine = "" is an error
 		l.Engine = plugins.EngineWazero

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -26,11 +27,12 @@ func durationFlag(fs *pflag.FlagSet, p *time.Duration, name string, value time.D
 func (v *durationValue) Set(s string) error {
 	d, err := abi.ParseDuration(s)
 	if err != nil && v.zeroOK {
-		// ParseDuration refuses 0 ("0", "0s"), which zeroOK allows.
-		if raw, rawErr := time.ParseDuration(s); rawErr == nil {
-			if raw < 0 {
-				return fmt.Errorf("duration %q must not be negative", s)
-			}
+		// ParseDuration refuses 0 ("0", "0s"), which zeroOK allows, and
+		// negative durations ("-1s", "-1"), which it does not.
+		if _, absErr := abi.ParseDuration(strings.TrimPrefix(s, "-")); absErr == nil && strings.HasPrefix(s, "-") {
+			return fmt.Errorf("duration %q must not be negative", s)
+		}
+		if raw, rawErr := time.ParseDuration(s); rawErr == nil && raw == 0 {
 			d, err = 0, nil
 		}
 	}

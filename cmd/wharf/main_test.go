@@ -142,6 +142,7 @@ func TestDurationFlags(t *testing.T) {
 		{[]string{"stats", "--interval", "soon"}, `invalid argument "soon" for "--interval" flag: invalid duration "soon": use e.g. "30s", "5m", "1h" or a number of seconds`},
 		{[]string{"stats", "--interval", "2", "--data-dir", empty}, "no wharf serve is running with this data directory"},
 		{[]string{"serve", "--stop-grace", "-1s", empty}, `invalid argument "-1s" for "--stop-grace" flag: duration "-1s" must not be negative`},
+		{[]string{"serve", "--stop-grace", "-1", empty}, `invalid argument "-1" for "--stop-grace" flag: duration "-1" must not be negative`},
 		{[]string{"serve", "--stop-grace", "0", empty}, "no plugin at " + empty},
 		{[]string{"serve", "--stop-grace", "10", empty}, "no plugin at " + empty},
 	} {
