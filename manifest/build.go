@@ -55,6 +55,15 @@ func (m *Manifest) CheckModule() error {
 	return f.Close()
 }
 
+// ListenError is err, met listening on Listen, told as coming from where
+// that address is set: the manifest's listen, or the default.
+func (m *Manifest) ListenError(err error) error {
+	if m.listenAt == "" {
+		return fmt.Errorf("%w (the default address: set listen in %s, or pass --listen)", err, FileName)
+	}
+	return fmt.Errorf("%s:%s: listen: %w (or pass --listen)", m.name(), m.listenAt, err)
+}
+
 // name is the manifest's path as messages give it: as the user gave it.
 func (m *Manifest) name() string { return cmp.Or(m.shown, m.Path) }
 

@@ -56,8 +56,9 @@ type Manifest struct {
 	Warnings []string `toml:"-"`
 
 	// mainAt is the "line:column" of main's value, for errors about the
-	// package or file it names.
-	mainAt string
+	// package or file it names; listenAt is listen's, "" when it is the
+	// default.
+	mainAt, listenAt string
 }
 
 // Limits are the [limits] table.
@@ -210,6 +211,7 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: main: must name a Go package directory or a .wasm file, got \"\"", mainAt)
 	}
 	m.mainAt = mainAt
+	m.listenAt, _ = valueAt(data, "listen")
 	if m.Listen == "" {
 		m.Listen = DefaultListen
 	}

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -251,4 +252,17 @@ func TestManifestPersistentDirs(t *testing.T) {
 	_, err = Parse([]byte(strings.Replace(base, `["/data"]`, `["/proc/1"]`, 1)))
 	require.Error(t, err)
 	assert.Equal(t, `12:1: containers[0]: class First: persistent_dirs: "/proc/1" is inside /proc, which the container's runtime provides; choose another directory`, err.Error())
+}
+
+// TestListenErrorNamesWhereTheAddressIsSet: an error met listening names
+// the manifest's listen when it is set there, else says it is the default.
+func TestListenErrorNamesWhereTheAddressIsSet(t *testing.T) {
+	inUse := errors.New("bind: address already in use")
+	m, err := Parse([]byte("name = \"a\"\nmain = \".\"\n"))
+	require.NoError(t, err)
+	assert.EqualError(t, m.ListenError(inUse), "bind: address already in use (the default address: set listen in wharf.toml, or pass --listen)")
+	m, err = Parse([]byte("name = \"a\"\nmain = \".\"\nlisten = \"127.0.0.1:9\"\n"))
+	require.NoError(t, err)
+	assert.EqualError(t, m.ListenError(inUse), ":3:10: listen: bind: address already in use (or pass --listen)")
+	assert.ErrorIs(t, m.ListenError(inUse), inUse)
 }

@@ -323,10 +323,10 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	// build.
 	ingress, err := web.ListenIngress(listen, m.Limits, logger)
 	if err != nil && f.listen != "" {
-		err = fmt.Errorf("--listen: %w", err)
+		return fmt.Errorf("--listen: %w", err)
 	}
 	if err != nil {
-		return err
+		return m.ListenError(err)
 	}
 	defer ingress.Close()
 	started := make(chan struct{}) // closed once serving, or failed to

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,16 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(source, "hello.wasm"), "nothing was built")
 	_, err = run(t, "serve", source, "--listen", "127.0.0.1:99999", "--data-dir", data)
 	assert.EqualError(t, err, "--listen: listen tcp: address 99999: invalid port")
+	manifest := filepath.Join(source, "wharf.toml") // the address in use set there
+	text, err := os.ReadFile(manifest)
+	require.NoError(t, err)
+	lines := strings.Split(string(text), "\n")
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "listen = ") })
+	require.GreaterOrEqual(t, at, 0, "the scaffold sets listen")
+	lines[at] = fmt.Sprintf("listen = %q", ln.Addr())
+	require.NoError(t, os.WriteFile(manifest, []byte(strings.Join(lines, "\n")), 0o644))
+	_, err = run(t, "serve", source, "--data-dir", data)
+	assert.EqualError(t, err, fmt.Sprintf("%s:%d:10: listen: listen tcp %s: bind: address already in use (or pass --listen)", manifest, at+1, ln.Addr()))
 	wasms, _ := filepath.Glob(filepath.Join(source, ".wharf", "build", "*"))
 	assert.Empty(t, wasms, "nothing was built")
 
