@@ -143,6 +143,11 @@ const (
 	MaxInstances = 1024
 )
 
+// ShortCPUSlice is the CPU slice below which the manifest warns: a
+// guest's own garbage collection may run that long without calling the
+// host.
+const ShortCPUSlice = 100 * time.Millisecond
+
 // MinMaxHeader is the least max_header_bytes: net/http lets a head run
 // 4 KiB past the limit it is given, which must be at least 1.
 const MinMaxHeader = 4<<10 + 1
@@ -252,10 +257,18 @@ func Parse(data []byte) (*Manifest, error) {
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout
 	}
-	if l.CPUSlice.Duration > l.Timeout.Duration { // set so; the default slice is capped silently
+	slice, sliceKey := l.CPUSlice.Duration, "limits.cpu_slice"
+	if slice == 0 || slice > l.Timeout.Duration {
+		slice, sliceKey = min(plugins.DefaultCPUSlice, l.Timeout.Duration), "limits.timeout" // which caps the slice
+	}
+	switch {
+	case l.CPUSlice.Duration > l.Timeout.Duration: // set so; the default slice is capped silently
 		at, _ := valueAt(data, "limits.cpu_slice")
 		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
 			at, l.CPUSlice.Duration, l.Timeout.Duration))
+	case slice < ShortCPUSlice:
+		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: an instance computing %s without calling the host is stopped and replaced, and a garbage collection alone may take that long (%s or more is safer)",
+			keyAt(data, sliceKey), slice, ShortCPUSlice))
 	}
 	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
 	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)

@@ -74,7 +74,8 @@ func TestRemovedLimitsAreExplained(t *testing.T) {
 
 // TestCPUSliceLongerThanTimeoutWarns: a cpu_slice set longer than the
 // timeout is accepted (the timeout caps it) with a warning naming both;
-// the default slice is capped without one.
+// the default slice is capped without one. A slice under 100ms, set or
+// capped by a short timeout, is warned of at the setting that makes it.
 func TestCPUSliceLongerThanTimeoutWarns(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, FileName)
@@ -83,7 +84,18 @@ func TestCPUSliceLongerThanTimeoutWarns(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{path + `:5:13: limits.cpu_slice: 2s is longer than limits.timeout, which caps it: an instance computing 1.5s without calling the host is stopped`}, m.Warnings)
 
-	for _, text := range []string{"[limits]\ntimeout = 1\n", "[limits]\ntimeout = 2\ncpu_slice = 2\n", ""} {
+	for text, want := range map[string]string{
+		"[limits]\ntimeout = \"1ms\"\n":                        "4:11: limits.timeout: an instance computing 1ms without calling the host is stopped and replaced, and a garbage collection alone may take that long (100ms or more is safer)",
+		"[limits]\ncpu_slice = \"20ms\"\n":                     "4:13: limits.cpu_slice: an instance computing 20ms without calling the host",
+		"[limits]\ntimeout = \"50ms\"\ncpu_slice = \"20ms\"\n": "5:13: limits.cpu_slice: an instance computing 20ms without calling the host",
+	} {
+		m, err := Parse([]byte("name = \"x\"\nmain = \".\"\n" + text))
+		require.NoError(t, err)
+		if assert.Len(t, m.Warnings, 1, text) {
+			assert.Contains(t, m.Warnings[0], want)
+		}
+	}
+	for _, text := range []string{"[limits]\ntimeout = 1\n", "[limits]\ntimeout = 2\ncpu_slice = 2\n", "[limits]\ncpu_slice = \"100ms\"\n", ""} {
 		m, err := Parse([]byte("name = \"x\"\nmain = \".\"\n" + text))
 		require.NoError(t, err)
 		assert.Empty(t, m.Warnings, text)
