@@ -233,20 +233,19 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 // acknowledgeEarlyStop says at once that a signal received before serving
 // was heard, and again at every further one: a module's first compile
 // cannot be cut short and takes seconds, during which wharf would
-// otherwise look deaf to Ctrl-C. started is closed once serve serves or
-// returns.
-func acknowledgeEarlyStop(ctx context.Context, started <-chan struct{}, logger *slog.Logger) {
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(again)
-	select {
-	case <-started:
-		return
-	case <-ctx.Done():
-	}
-	select {
-	case <-again: // the signal that ended ctx
-	default:
+// otherwise look deaf to Ctrl-C. signals are the stop signals, registered
+// by the caller before it starts this, so that only they are counted (the
+// context they also end is not: it and signals would count one signal
+// twice); stopped says one ended the process's context before that.
+// started is closed once serve serves or returns.
+func acknowledgeEarlyStop(signals chan os.Signal, stopped bool, started <-chan struct{}, logger *slog.Logger) {
+	defer signal.Stop(signals)
+	if !stopped {
+		select {
+		case <-started:
+			return
+		case <-signals:
+		}
 	}
 	for {
 		select {
@@ -258,7 +257,7 @@ func acknowledgeEarlyStop(ctx context.Context, started <-chan struct{}, logger *
 		select {
 		case <-started:
 			return
-		case <-again:
+		case <-signals:
 		}
 	}
 }
@@ -332,7 +331,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	started := make(chan struct{}) // closed once serving, or failed to
 	markStarted := sync.OnceFunc(func() { close(started) })
 	defer markStarted()
-	go acknowledgeEarlyStop(ctx, started, logger.With("plugin", m.Name))
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go acknowledgeEarlyStop(signals, ctx.Err() != nil, started, logger.With("plugin", m.Name))
 	var metricsLn net.Listener
 	if f.metricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", f.metricsListen); err != nil {
