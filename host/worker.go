@@ -173,7 +173,7 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 	m, s := w.manifest, w.services
 	cfg := w.CompileConfig(wasmPath)
 	cfg.Logger = w.logger
-	cfg.CPUSlice = min(m.Limits.CPUSlice.Duration, m.Limits.Timeout.Duration)
+	cfg.CPUSlice = m.Limits.InstanceCPUSlice()
 	cfg.HostModules = map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.backgroundImports(), s.egressImports())}
 	cfg.Interpret = interpret
 	p, err := plugins.Load(ctx, cfg)

@@ -98,6 +98,12 @@ type Limits struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
+// InstanceCPUSlice is how long an instance may compute without calling the
+// host: cpu_slice, capped by timeout.
+func (l *Limits) InstanceCPUSlice() time.Duration {
+	return min(l.CPUSlice.Duration, l.Timeout.Duration)
+}
+
 // DurableObjects is the [durable_objects] table.
 type DurableObjects struct {
 	// Bindings name the classes a Worker can reach, as in wrangler.toml.
@@ -257,20 +263,20 @@ func Parse(data []byte) (*Manifest, error) {
 	if l.Timeout.Duration == 0 {
 		l.Timeout.Duration = DefaultTimeout
 	}
-	slice, sliceKey := l.CPUSlice.Duration, "limits.cpu_slice"
-	if slice == 0 || slice > l.Timeout.Duration {
-		slice, sliceKey = min(plugins.DefaultCPUSlice, l.Timeout.Duration), "limits.timeout" // which caps the slice
-	}
-	switch {
-	case l.CPUSlice.Duration > l.Timeout.Duration: // set so; the default slice is capped silently
-		at, _ := valueAt(data, "limits.cpu_slice")
-		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
-			at, l.CPUSlice.Duration, l.Timeout.Duration))
-	case slice < ShortCPUSlice:
-		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: an instance computing %s without calling the host is stopped and replaced, and a garbage collection alone may take that long (%s or more is safer)",
-			keyAt(data, sliceKey), slice, ShortCPUSlice))
-	}
+	sliceAt, sliceSet := valueAt(data, "limits.cpu_slice")
 	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
+	switch {
+	case sliceSet && l.CPUSlice.Duration > l.Timeout.Duration: // the default slice is capped silently
+		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
+			sliceAt, l.CPUSlice.Duration, l.Timeout.Duration))
+	case l.InstanceCPUSlice() < ShortCPUSlice:
+		key := "limits.timeout" // capping the default slice
+		if sliceSet {
+			key = "limits.cpu_slice"
+		}
+		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: an instance computing %s without calling the host is stopped and replaced, and a garbage collection alone may take that long (%s or more is safer)",
+			keyAt(data, key), l.InstanceCPUSlice(), ShortCPUSlice))
+	}
 	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)
 	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
 	if err := m.DurableObjects.check(data); err != nil {

@@ -29,8 +29,10 @@ func (v *durationValue) Set(s string) error {
 	if err != nil && v.zeroOK {
 		// ParseDuration refuses 0 ("0", "0s"), which zeroOK allows, and
 		// negative durations ("-1s", "-1"), which it does not.
-		if _, absErr := abi.ParseDuration(strings.TrimPrefix(s, "-")); absErr == nil && strings.HasPrefix(s, "-") {
-			return fmt.Errorf("duration %q must not be negative", s)
+		if abs, negative := strings.CutPrefix(s, "-"); negative {
+			if _, absErr := abi.ParseDuration(abs); absErr == nil {
+				return fmt.Errorf("duration %q must not be negative", s)
+			}
 		}
 		if raw, rawErr := time.ParseDuration(s); rawErr == nil && raw == 0 {
 			d, err = 0, nil
