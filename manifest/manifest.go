@@ -147,7 +147,20 @@ const (
 	// scheduler a P per instance (GOMAXPROCS), and 100000 of them exhaust
 	// Go's 10000 OS threads (a fatal error) before the first instance runs.
 	MaxInstances = 1024
+	// MaxMaxHeader is the most max_header_bytes may be: each of
+	// max_connections connections may hold a head that long in memory
+	// (1 GiB with the default 1024 connections).
+	MaxMaxHeader = 1 << 20
+	// MaxHeaderTimeout is the longest header_timeout may be: it is the
+	// defence against slowloris clients, which hold each of
+	// max_connections connections for that long without sending a head.
+	MaxHeaderTimeout = time.Minute
 )
+
+// MaxIdleTimeout is the longest durable_objects.idle_timeout may be: an
+// idle object keeps its memory in an instance, its database open and its
+// place under max_live until it is evicted.
+const MaxIdleTimeout = 24 * time.Hour
 
 // ShortCPUSlice is the CPU slice below which the manifest warns: a
 // guest's own garbage collection may run that long without calling the
@@ -245,13 +258,15 @@ func Parse(data []byte) (*Manifest, error) {
 		{"limits.log_lines_per_second", &l.LogLinesPerSecond, 1, DefaultLogLines, 0, ""},
 		{"limits.log_burst", &l.LogBurst, 1, DefaultLogBurst, 0, ""},
 		{"limits.max_connections", &l.MaxConnections, 1, DefaultMaxConns, 0, ""},
-		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader, 0, ""},
+		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader, MaxMaxHeader, "each connection may hold a head that long in memory"},
 	} {
 		if err := atLeastOrDefault(data, c.key, c.v, c.least, c.def); err != nil {
 			return nil, err
 		}
-		if c.most > 0 && *c.v > c.most {
-			return nil, fmt.Errorf("%s: must be at most %d (%s), got %d", keyAt(data, c.key), c.most, c.mostWhy, *c.v)
+		if c.most > 0 {
+			if err := atMost(data, c.key, *c.v, c.most, c.mostWhy); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if _, set := valueAt(data, "limits.engine"); !set { // engine = "" is an error
@@ -278,6 +293,9 @@ func Parse(data []byte) (*Manifest, error) {
 			keyAt(data, key), l.InstanceCPUSlice(), ShortCPUSlice))
 	}
 	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)
+	if err := atMost(data, "limits.header_timeout", l.HeaderTimeout.Duration, MaxHeaderTimeout, "a slow client holds a connection that long"); err != nil {
+		return nil, err
+	}
 	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
@@ -474,6 +492,9 @@ func (d *DurableObjects) check(data []byte) error {
 	if d.IdleTimeout.Duration == 0 {
 		d.IdleTimeout.Duration = DefaultIdleTimeout
 	}
+	if err := atMost(data, "durable_objects.idle_timeout", d.IdleTimeout.Duration, MaxIdleTimeout, "an idle object keeps its memory and database until it is evicted"); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i, b := range d.Bindings {
 		where := fmt.Sprintf("%s: durable_objects.bindings[%d]", tableLine(data, "[[durable_objects.bindings]]", i), i)
@@ -540,6 +561,14 @@ func atLeastOrDefault(data []byte, key string, v *int, least, def int) error {
 		return fmt.Errorf("%s: %s: must be at least %d, got %d (leave it out for the default, %d)", at, key, least, *v, def)
 	}
 	*v = def
+	return nil
+}
+
+// atMost refuses a value of key above most, saying why that is the bound.
+func atMost[T int | time.Duration](data []byte, key string, v, most T, why string) error {
+	if v > most {
+		return fmt.Errorf("%s: must be at most %v (%s), got %v", keyAt(data, key), most, why, v)
+	}
 	return nil
 }
 

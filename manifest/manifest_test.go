@@ -157,6 +157,31 @@ func TestManifestErrorsNameKeyAndLine(t *testing.T) {
 	}
 }
 
+// TestManifestBounds: a setting past its upper bound, a duration past
+// what any setting may be and a duration of 0 are refused with the key
+// and its position; the bounds themselves are accepted.
+func TestManifestBounds(t *testing.T) {
+	for text, want := range map[string]string{
+		"[limits]\ncpu_slice = \"0s\"\n":                         `4:13: limits.cpu_slice: duration "0s" must be positive`,
+		"[limits]\nmax_header_bytes = 1048577\n":                 `4:20: limits.max_header_bytes: must be at most 1048576 (each connection may hold a head that long in memory), got 1048577`,
+		"[limits]\nheader_timeout = \"61s\"\n":                   `4:18: limits.header_timeout: must be at most 1m0s (a slow client holds a connection that long), got 1m1s`,
+		"[durable_objects]\nidle_timeout = \"25h\"\n":            `4:16: durable_objects.idle_timeout: must be at most 24h0m0s (an idle object keeps its memory and database until it is evicted), got 25h0m0s`,
+		"[limits]\ntimeout = \"10000000h\"\n":                    `4:11: limits.timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
+		"[limits]\ntimeout = \"1193046h28m16s\"\n":               `4:11: limits.timeout: duration "1193046h28m16s" is too long: at most 4294967295 seconds`,
+		"[limits]\nheader_timeout = \"99999999999999999999s\"\n": `4:18: limits.header_timeout: duration "99999999999999999999s" is too long: at most 4294967295 seconds`,
+		"[durable_objects]\nidle_timeout = \"-10000000h\"\n":     `4:16: durable_objects.idle_timeout: duration "-10000000h" must be positive`,
+	} {
+		_, err := Parse([]byte("name = \"a\"\nmain = \".\"\n" + text))
+		assert.EqualError(t, err, want, text)
+	}
+	m, err := Parse([]byte("name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"1193046h28m15s\"\nmax_header_bytes = 1048576\nheader_timeout = 60\n[durable_objects]\nidle_timeout = \"24h\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, 4294967295*time.Second, m.Limits.Timeout.Duration)
+	assert.Equal(t, MaxMaxHeader, m.Limits.MaxHeaderBytes)
+	assert.Equal(t, MaxHeaderTimeout, m.Limits.HeaderTimeout.Duration)
+	assert.Equal(t, MaxIdleTimeout, m.DurableObjects.IdleTimeout.Duration)
+}
+
 func TestLoadFromDirAndFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, FileName)
@@ -219,6 +244,7 @@ func TestManifestContainers(t *testing.T) {
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1, memory_mib = 512, disk_mb = 9223372036854775807 }\n": "disk_mb must be a number above 0 and at most 1073741824",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ncapabilities = [\"SYS_ADMIN\"]\n":                                                `9:1: containers[0]: class Sandbox: capabilities: "SYS_ADMIN" cannot be granted (a class may ask for NET_RAW)`,
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n\nsleep_after = \"soon\"\n":                                                      `10:15: containers[0]: class Sandbox: sleep_after: `,
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nhard_timeout = \"10000000h\"\n":                                                  `9:16: containers[0]: class Sandbox: hard_timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nports = 1\n":                                                                     `unknown key "containers.ports"`,
 	}
 	for extra, want := range cases {

@@ -74,7 +74,9 @@ func TestServeRefusesBadInput(t *testing.T) {
 		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
 		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
 		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
-		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"): `engine.toml:4:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"):       `engine.toml:4:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
+		write("head.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nheader_timeout = \"5m\"\n"): `head.toml:4:18: limits.header_timeout: must be at most 1m0s (a slow client holds a connection that long), got 5m0s`,
+		write("long.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\ntimeout = \"10000000h\"\n"): `long.toml:4:11: limits.timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
 	}
 	for manifest, want := range cases {
 		_, err := run(t, "serve", manifest, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
@@ -140,6 +142,7 @@ func TestDurationFlags(t *testing.T) {
 		{[]string{"stats", "--interval", "0"}, `invalid argument "0" for "--interval" flag: duration "0" must be positive`},
 		{[]string{"stats", "--interval", "-1s"}, `invalid argument "-1s" for "--interval" flag: duration "-1s" must be positive`},
 		{[]string{"stats", "--interval", "soon"}, `invalid argument "soon" for "--interval" flag: invalid duration "soon": use e.g. "30s", "5m", "1h" or a number of seconds`},
+		{[]string{"stats", "--interval", "10000000h"}, `invalid argument "10000000h" for "--interval" flag: duration "10000000h" is too long: at most 4294967295 seconds`},
 		{[]string{"stats", "--interval", "2", "--data-dir", empty}, "no wharf serve is running with this data directory"},
 		{[]string{"serve", "--stop-grace", "-1s", empty}, `invalid argument "-1s" for "--stop-grace" flag: duration "-1s" must not be negative`},
 		{[]string{"serve", "--stop-grace", "-1", empty}, `invalid argument "-1" for "--stop-grace" flag: duration "-1" must not be negative`},
