@@ -167,6 +167,7 @@ type requestBody struct {
 	read   chan struct{} // closed when the last read ended; nil before the first
 	n      int           // the last read's result, once read is closed
 	err    error
+	got    int64 // bytes read, once the last read ended
 }
 
 // Read reads into p on a goroutine of its own. After Close it returns at
@@ -178,6 +179,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	go func() {
 		defer close(read)
 		b.n, b.err = b.body.Read(p)
+		b.got += int64(b.n)
 	}()
 	select {
 	case <-read:
@@ -197,35 +199,53 @@ func (b *requestBody) Close() error {
 }
 
 // endRequestBody ends the request body the Worker took, once its stream
-// is closed and the response written. A read of it still waiting for the
-// client is stopped with a read deadline (net/http's read then fails and
-// cancels the connection's context). A body not read to its end makes
-// net/http close the connection after the response (having drained up to
-// 256 KiB of the rest): after a full-duplex handler it drains the rest
+// is closed and the response written. Its head may have gone out already
+// without "Connection: close" (a streamed response; full duplex): a body
+// not read to its end would close a connection the client was told it
+// could reuse, failing its next request sent before the close reaches it.
+// So the rest is drained a bounded moment, as net/http drains a body its
+// handler left: what is left of a read still waiting for the client, then
+// up to drainBytes more (none if more than that is declared, nor for a
+// client that asked to close), all before drainTimeout. A body read to its
+// end keeps the connection. Otherwise net/http closes it after the
+// response, which then says so if its head is still to be written, with
+// net/http's grace before the close so the client reads the response
+// before the unread rest resets the connection. The drain runs here,
+// before ServeHTTP returns: after a full-duplex handler net/http drains
 // only once the handler returned, and reaching the end there starts a
 // read of the next request that the next request's own reads collide
 // with, a panic ("invalid concurrent Body.Read call") that drops the
-// connection unanswered.
+// connection unanswered. A read stopped by the deadline fails in
+// net/http, which cancels the connection's context: the event has ended.
 func (in *incoming) endRequestBody() {
 	b := in.reqBody
 	if b == nil || !b.served {
 		return
 	}
+	in.rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	var err error
 	if b.read != nil {
-		select {
-		case <-b.read:
-		default:
-			in.rc.SetReadDeadline(time.Now())
-			<-b.read
-			in.rc.SetReadDeadline(time.Time{})
-		}
+		<-b.read
+		err = b.err
 	}
-	if b.read == nil || b.err != io.EOF {
+	if err == nil && !in.r.Close && (in.r.ContentLength < 0 || in.r.ContentLength-b.got <= drainBytes) {
+		_, err = io.CopyN(io.Discard, b.body, drainBytes+1)
+	}
+	in.rc.SetReadDeadline(time.Time{})
+	if err != io.EOF {
 		// A MaxBytesReader over its limit is how a handler has net/http
 		// close the connection after the response, the head sent or not.
 		http.MaxBytesReader(in.rw, io.NopCloser(strings.NewReader("x")), 0).Read(make([]byte, 1))
 	}
 }
+
+// drainTimeout and drainBytes bound the rest of a request body that
+// endRequestBody reads after the Worker left it; drainBytes is net/http's
+// own bound on draining a body a handler left (maxPostHandlerReadBytes).
+const (
+	drainTimeout = 500 * time.Millisecond
+	drainBytes   = 256 << 10
+)
 
 // responseSink writes a streamed response body to the client.
 type responseSink struct{ in *incoming }

@@ -655,44 +655,144 @@ func TestWorkerClosesBodyMidUpload(t *testing.T) {
 }
 
 // TestStoppedUploadThenNextRequest stops reading uploads on keep-alive
-// connections, then sends another request on each: it is answered, or
-// the connection closes before it (for a body not read to its end), never
-// failed as canceled. (net/http's own drain of a full-duplex handler's
-// body crashed the connection at the next request: "invalid concurrent
-// Body.Read call".)
+// connections, then sends the rest of the body, if held back, and another
+// request on each. A body that arrives is drained and the next request is
+// answered on the connection, which its answer said could be reused; a
+// rest the client holds back until it is answered is waited for a bounded
+// moment, then the answer says the connection closes, and it does. Never
+// failed as canceled. (The host closed the connection after a streamed
+// head without "Connection: close", failing a client's next request on
+// it; net/http's own drain of a full-duplex handler's body crashed the
+// connection at the next request: "invalid concurrent Body.Read call".)
 func TestStoppedUploadThenNextRequest(t *testing.T) {
 	w := startWorker(t, "")
 	for _, c := range []struct {
 		path, answer string
 		sent, rest   int
+		kept         bool
 	}{
-		{"/ignore-body", "ignored", 100 << 10, 0},               // taken, never read
-		{"/refuse-upload", "upload refused\n", 100 << 10, 1000}, // still arriving
-		{"/echo", strings.Repeat("\x00", 3), 3, 0},              // read to its end
+		{"/ignore-body", "ignored", 100 << 10, 0, true},                         // taken, never read
+		{"/close-body-then-stream?n=2", "line 0\nline 1\n", 100 << 10, 0, true}, // closed, streamed answer
+		{"/refuse-upload", "upload refused\n", 100 << 10, 0, true},              // refused, arrived
+		{"/refuse-upload", "upload refused\n", 100 << 10, 1000, false},          // refused, held back
+		{"/echo", strings.Repeat("\x00", 3), 3, 0, true},                        // read to its end
 	} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
-		require.NoError(t, err)
-		defer conn.Close()
-		br := bufio.NewReader(conn)
+		what := fmt.Sprintf("%s, %d bytes held back", c.path, c.rest)
+		conn, br := w.dial(t)
 		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", c.path, c.sent+c.rest)
-		_, err = conn.Write(make([]byte, c.sent))
+		_, err := conn.Write(make([]byte, c.sent))
 		require.NoError(t, err)
+		start := time.Now()
 		resp, err := http.ReadResponse(br, nil)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
-		assert.Equal(t, c.answer, string(b), c.path)
-		_, err = conn.Write(make([]byte, c.rest))
-		require.NoError(t, err)
+		assert.Equal(t, c.answer, string(b), what)
+		assert.Equal(t, !c.kept, resp.Close, "%s: the answer says whether the connection closes", what)
+		assert.Less(t, time.Since(start), 2*time.Second, "%s: answered after a bounded wait", what)
+		conn.Write(make([]byte, c.rest)) // may fail once the connection closed
 		fmt.Fprint(conn, "GET /hello?name=next HTTP/1.1\r\nHost: x\r\n\r\n")
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if resp, err := http.ReadResponse(br, nil); c.path == "/echo" {
-			require.NoError(t, err, "the next request on a connection whose body was read")
-			b, _ := io.ReadAll(resp.Body)
-			assert.Equal(t, "hello next", string(b))
-		} else {
-			assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "%s: the connection closes after the answer", c.path)
+		resp, err = http.ReadResponse(br, nil)
+		if !c.kept {
+			assert.Error(t, err, "%s: the connection closes after the answer", what)
+			continue
 		}
+		require.NoError(t, err, "%s: the next request on the connection", what)
+		b, _ = io.ReadAll(resp.Body)
+		assert.Equal(t, "hello next", string(b), what)
 	}
 	assert.NotContains(t, w.logs.String(), "canceled")
+	w.assertServing(t)
+}
+
+// slowBody is a request body of n zero bytes handed out chunk bytes at a
+// time, a pause before each: a client still uploading when its answer is
+// ready.
+type slowBody struct {
+	n, chunk int
+	pause    time.Duration
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(b.pause)
+	p = p[:min(len(p), b.n, b.chunk)]
+	clear(p)
+	b.n -= len(p)
+	return len(p), nil
+}
+
+// TestAnswerBeforeSlowUploadEnds answers uploads still arriving without
+// reading their body (never taken, taken and not read, refused after a
+// byte): an http.Client gets the answer, not a broken pipe or a reset, and
+// its next request on the same client is answered too.
+func TestAnswerBeforeSlowUploadEnds(t *testing.T) {
+	w := startWorker(t, "")
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	for _, c := range []struct {
+		path, answer string
+		status       int
+	}{
+		{"/hello?name=up", "hello up", 200},
+		{"/ignore-body", "ignored", 200},
+		{"/refuse-upload", "upload refused\n", http.StatusRequestEntityTooLarge},
+	} {
+		for _, size := range []int{100 << 10, 1 << 20, 4 << 20} {
+			what := fmt.Sprintf("%s, %d bytes", c.path, size)
+			req, err := http.NewRequest("POST", w.url+c.path, &slowBody{n: size, chunk: 32 << 10, pause: 5 * time.Millisecond})
+			require.NoError(t, err)
+			req.ContentLength = int64(size)
+			resp, err := client.Do(req)
+			require.NoError(t, err, what)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.NoError(t, err, what)
+			assert.Equal(t, c.status, resp.StatusCode, what)
+			assert.Equal(t, c.answer, string(b), what)
+			resp, err = client.Get(w.url + "/hello?name=next")
+			require.NoError(t, err, "the request after %s", what)
+			b, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, "hello next", string(b), "the request after %s", what)
+		}
+	}
+	w.assertServing(t)
+}
+
+// TestUnreadUploadDrainIsBounded answers an upload without reading it
+// while the client trickles an endless chunked body: the host drains it a
+// bounded moment, then closes the connection, serving others meanwhile.
+func TestUnreadUploadDrainIsBounded(t *testing.T) {
+	w := startWorker(t, "")
+	for _, path := range []string{"/ignore-body", "/refuse-upload"} {
+		conn, br := w.dial(t)
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", path)
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if _, err := fmt.Fprintf(conn, "400\r\n%s\r\n", make([]byte, 1024)); err != nil {
+					return
+				}
+			}
+		}()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err, path)
+		io.ReadAll(resp.Body)
+		w.assertServing(t)
+		start := time.Now()
+		_, err = br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, "%s: the connection is closed", path)
+		assert.Less(t, time.Since(start), 3*time.Second, "%s: the drain is bounded", path)
+		close(stop)
+	}
 	w.assertServing(t)
 }
