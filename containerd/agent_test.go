@@ -23,7 +23,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wharfhq/wharf/containerd/agent"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // waitExit waits up to 10 s for the container's main process to exit.
@@ -180,6 +183,21 @@ func TestExecRefusesWhatTheKernelCannotTake(t *testing.T) {
 			if withInit {
 				assert.ErrorIs(t, err, ErrBadExec)
 			}
+		}
+		if withInit {
+			// With a stack limit of 32 MiB the kernel takes 6 MiB of
+			// arguments, more than a request to the agent holds: refused
+			// before it is sent, naming the limit.
+			var old unix.Rlimit
+			require.NoError(t, unix.Prlimit(int(ctr.Pid()), unix.RLIMIT_STACK, &unix.Rlimit{Cur: 32 << 20, Max: 32 << 20}, &old))
+			huge := ExecSpec{Args: append([]string{"true"}, slices.Repeat([]string{strings.Repeat("a", 1000)}, 5000)...)}
+			_, err := ctr.Exec(context.Background(), huge)
+			assert.ErrorIs(t, err, ErrBadExec)
+			assert.Regexp(t, fmt.Sprintf(`^exec \[true a+… \([0-9]+ bytes\): bad exec: the arguments and environment do not fit in a request to wharf-init: agent message too large: [0-9]+ bytes, over the limit of %d$`, wire.MaxMessage), err.Error())
+			_, err = ctr.StartBackground(context.Background(), huge, "")
+			assert.ErrorIs(t, err, ErrBadExec)
+			assert.ErrorContains(t, err, fmt.Sprintf("over the limit of %d", wire.MaxMessage))
+			require.NoError(t, unix.Prlimit(int(ctr.Pid()), unix.RLIMIT_STACK, &unix.Rlimit{Cur: old.Cur, Max: 32 << 20}, nil))
 		}
 		code, _, errOut := execOut(t, ctr, ExecSpec{Args: append([]string{"true"}, many[1:1900]...)})
 		assert.Equal(t, uint32(0), code, "1.9 MB of arguments, under the limit, run: %s", errOut)

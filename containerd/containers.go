@@ -254,6 +254,12 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		cont.Destroy(context.Background())
 		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
 	}
+	if cont.agent != nil {
+		if err := cont.agent.Started(ctx, cont.exited); err != nil {
+			cont.Destroy(context.Background())
+			return nil, fmt.Errorf("%w: entrypoint %s: %w", ErrBadExec, shownArgs(entrypoint(process)), err)
+		}
+	}
 	return cont, nil
 }
 
@@ -508,10 +514,8 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 	return pspec, user, nil
 }
 
-// ErrBadExec is an exec the kernel cannot run as given: a NUL byte in an
-// argument, the environment or the directory, an argument or environment
-// entry (or all of them together) over the kernel's limit, a relative
-// directory, or an empty program name.
+// ErrBadExec is an exec the kernel cannot run as given (see
+// hostcontainers.ErrBadExec).
 var ErrBadExec = hostcontainers.ErrBadExec
 
 // maxArgBytes is the most bytes an argument or an environment entry may

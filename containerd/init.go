@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,15 @@ func withInit(binary, dir string) oci.SpecOpts {
 	}
 }
 
+// entrypoint is the main process of p, a process withInit made: the
+// arguments after the agent's own.
+func entrypoint(p *specs.Process) []string {
+	if i := slices.Index(p.Args, "--"); i >= 0 {
+		return p.Args[i+1:]
+	}
+	return p.Args
+}
+
 // captureUser records the user the spec's process runs as (before withInit
 // changes it).
 func captureUser(u *specs.User) oci.SpecOpts {
@@ -107,6 +117,10 @@ func makeAgentDir(dir string) error {
 		return err
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// A start error left by an earlier container would be taken for this one's.
+	if err := os.Remove(filepath.Join(dir, wire.StartErrorName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return os.Chmod(dir, 0o700)

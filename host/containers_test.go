@@ -268,9 +268,10 @@ func TestExecStdinClosedEarly(t *testing.T) {
 }
 
 // TestStartRefusesWhatTheKernelCannotTake: an entrypoint or environment
-// the kernel could not exec is refused by Start with what is wrong
-// (INVALID), not started as a container whose init fails at once; the
-// object can start a good one after.
+// the kernel could not exec, or an entrypoint the image does not have, is
+// refused by Start with what is wrong (INVALID), not started as a
+// container whose init fails at once with 127; the object can start a
+// good one after, and one that exits at once is started.
 func TestStartRefusesWhatTheKernelCannotTake(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -283,12 +284,16 @@ func TestStartRefusesWhatTheKernelCannotTake(t *testing.T) {
 		{[]string{"echo", "a\x00b"}, `call Start: wharf: starting the container: bad exec: argument "a\x00b" contains a NUL byte`},
 		{[]string{""}, `call Start: wharf: starting the container: bad exec: the program name is empty`},
 		{many, `call Start: wharf: starting the container: bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+`},
+		// Not in the image: the agent could not start it.
+		{[]string{"/bin/nope", "x"}, `call Start: wharf: starting the container: bad exec: entrypoint [/bin/nope x]: executable file not found: /bin/nope`},
+		{[]string{"nope"}, `call Start: wharf: starting the container: bad exec: entrypoint [nope]: executable file not found: nope in $PATH`},
 	} {
 		code, body := w.call(t, "BOX", "b", "Start", bad.entrypoint)
 		assert.Equal(t, 500, code)
 		assert.Regexp(t, "^"+strings.ReplaceAll(regexp.QuoteMeta(bad.msg), regexp.QuoteMeta("[0-9]+"), "[0-9]+")+"$", strings.TrimSpace(body))
 		assert.Equal(t, "false", w.mustCall(t, "BOX", "b", "Running", nil))
 	}
+	w.mustCall(t, "BOX", "quick", "Start", []string{"true"})
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }

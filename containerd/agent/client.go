@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -218,6 +220,41 @@ func (c *Client) File(ctx context.Context, op wire.File) (wire.Reply, []*os.File
 	return r, files, nil
 }
 
+// maxStartError bounds what Started reads of the agent's start error.
+const maxStartError = 4 << 10
+
+// Started waits until the agent has started the container's main process
+// (it then listens) or has ended (exited closes). If the main process
+// could not start, it returns why, as the agent wrote it; a main process
+// that started and already exited is no error.
+func (c *Client) Started(ctx context.Context, exited <-chan struct{}) error {
+	deadline := time.Now().Add(dialWait)
+	for {
+		if _, err := os.Lstat(filepath.Join(c.dir, wire.SocketName)); err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			f, err := os.Open(filepath.Join(c.dir, wire.StartErrorName))
+			if err != nil {
+				return nil
+			}
+			defer f.Close()
+			msg, err := io.ReadAll(io.LimitReader(f, maxStartError))
+			if err != nil {
+				return fmt.Errorf("reading why the entrypoint did not start: %w", err)
+			}
+			return errors.New(strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) { // slow, not failed: its execs will say if it never serves
+			return nil
+		}
+	}
+}
+
 // waitExit reads the exit reply; the connection then closes.
 func (p *Process) waitExit() {
 	var r wire.Reply
@@ -315,6 +352,9 @@ func request(ctx context.Context, conn *net.UnixConn, req wire.Request, r *wire.
 	if !stop() { // ctx ended: the deadline may have cut the exchange
 		closeFiles(got)
 		return nil, fmt.Errorf("agent: %w", context.Cause(ctx))
+	}
+	if errors.Is(err, wire.ErrTooLarge) { // refused before sending: only arguments and an environment get this big
+		return nil, fmt.Errorf("%w: the arguments and environment do not fit in a request to %s: %w", hostcontainers.ErrBadExec, wire.InitName, err)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = fmt.Errorf("agent: %w", err)

@@ -235,8 +235,9 @@ var (
 	ErrUnknownUser = errors.New("unknown user")
 	// ErrBadExec is an exec the kernel cannot run as given: a NUL byte
 	// in an argument, the environment or the directory, an argument or
-	// environment entry (or all of them together) over the kernel's limit,
-	// a relative directory, or an empty program name.
+	// environment entry (or all of them together) over the kernel's limit
+	// or the container agent's, a relative directory, an empty program
+	// name, or an entrypoint the agent could not start (not in the image).
 	ErrBadExec = errors.New("bad exec")
 	// ErrNoAgent is a files operation on a container without wharf-init.
 	ErrNoAgent = errors.New("the container does not run wharf-init (init = false): files need it")

@@ -44,6 +44,10 @@ func Run(cfg Config) int {
 		[]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil)
 	if err != nil {
 		log.Printf("wharf-init: %v", err)
+		// wharf, waiting for the socket, reads why instead.
+		if werr := os.WriteFile(filepath.Join(filepath.Dir(cfg.Socket), wire.StartErrorName), []byte(err.Error()), 0o600); werr != nil {
+			log.Printf("wharf-init: %v", werr)
+		}
 		return 127
 	}
 	if err := a.listen(cfg.Socket); err != nil {

@@ -6,6 +6,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,10 @@ const (
 	Binary    = SocketDir + "/init"
 	// SocketName is the socket's name in its directory.
 	SocketName = "agent.sock"
+	// StartErrorName is the file, next to the socket, where the agent
+	// says why the main process could not start before it exits (it then
+	// never listens).
+	StartErrorName = "start-error"
 )
 
 // InitName is the agent's program name; InitEnv names a path to it that
@@ -196,20 +201,28 @@ const (
 	KindLimit      = "limit"
 )
 
-// maxMessage bounds a message (arguments and environment included).
-const maxMessage = 4 << 20
+// MaxMessage bounds a message (arguments and environment included, as
+// JSON): the agent decodes it inside the container, within its memory
+// limit.
+const MaxMessage = 4 << 20
+
+// ErrTooLarge is a message over MaxMessage.
+var ErrTooLarge = errors.New("agent message too large")
 
 // maxFiles bounds the descriptors sent with one message.
 const maxFiles = 8
 
 // Send writes v with files attached. The files stay open.
 func Send(c *net.UnixConn, v any, files ...*os.File) error {
-	body, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<" is 1 byte, not 6: more arguments fit
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	if len(body) > maxMessage {
-		return fmt.Errorf("agent message of %d bytes is over the limit of %d", len(body), maxMessage)
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(body) > MaxMessage {
+		return fmt.Errorf("%w: %d bytes, over the limit of %d", ErrTooLarge, len(body), MaxMessage)
 	}
 	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
 	msg = append(msg, body...)
@@ -251,9 +264,9 @@ func Receive(c *net.UnixConn, v any) ([]*os.File, error) {
 		}
 	}
 	size := binary.BigEndian.Uint32(head)
-	if size > maxMessage {
+	if size > MaxMessage {
 		closeAll(files)
-		return nil, fmt.Errorf("agent message of %d bytes is over the limit", size)
+		return nil, fmt.Errorf("%w: %d bytes, over the limit of %d", ErrTooLarge, size, MaxMessage)
 	}
 	body := make([]byte, size)
 	if _, err := io.ReadFull(c, body); err != nil {

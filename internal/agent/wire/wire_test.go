@@ -13,7 +13,8 @@ import (
 
 // TestSendRefusesWhatReceiveWould: a message over the limit fails in
 // Send with its size, and nothing is written (the agent would have hung
-// up on it, and wharf seen only a broken pipe).
+// up on it, and wharf seen only a broken pipe). What HTML would escape
+// is sent as it is.
 func TestSendRefusesWhatReceiveWould(t *testing.T) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	require.NoError(t, err)
@@ -26,8 +27,16 @@ func TestSendRefusesWhatReceiveWould(t *testing.T) {
 		conns[i] = c.(*net.UnixConn)
 		defer c.Close()
 	}
-	err = Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("x", maxMessage)}})
-	assert.EqualError(t, err, "agent message of 4194337 bytes is over the limit of 4194304")
+	err = Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("x", MaxMessage)}})
+	assert.ErrorIs(t, err, ErrTooLarge)
+	assert.EqualError(t, err, "agent message too large: 4194337 bytes, over the limit of 4194304")
+	// "<", ">" and "&" take one byte each, not the six of HTML escaping.
+	var big Request
+	received := make(chan error, 1)
+	go func() { _, err := Receive(conns[1], &big); received <- err }()
+	require.NoError(t, Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("<", MaxMessage-100)}}))
+	require.NoError(t, <-received)
+	assert.Equal(t, "/"+strings.Repeat("<", MaxMessage-100), big.File.Path)
 	require.NoError(t, Send(conns[0], Request{File: &File{Op: FileStat, Path: "/ok"}}))
 	var req Request
 	_, err = Receive(conns[1], &req)
