@@ -406,5 +406,5 @@ func (s *services) containerExited(class, object string) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)
-	s.objects.SendCall(ctx, ns, object, objects.NewCall(abi.MethodContainerExited, nil, guestio.NewPending(func() {}, cancel)))
+	s.objects.SendCall(ctx, ns, object, objects.NewCall(abi.MethodContainerExited, nil, guestio.NewPending(func() {}, cancel)), nil)
 }

@@ -232,7 +232,7 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
-	s.objects.SendCall(ctx, ns, id, objects.NewCall(string(method), append([]byte(nil), args...), p))
+	s.objects.SendCall(ctx, ns, id, objects.NewCall(string(method), append([]byte(nil), args...), p), g.inst)
 	return nil
 }
 

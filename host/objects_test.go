@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -850,4 +851,58 @@ func TestResponsesWithoutATypeAreSniffed(t *testing.T) {
 	code, body := get(t, w.url+"/read/STORE/sniffed/page")
 	assert.Equal(t, 200, code)
 	assert.Contains(t, body, `type="text/plain; charset=utf-8"`)
+}
+
+// TestCallsRacingEvictionKeepEveryWrite: calls from many clients to a few
+// objects that are evicted all the time (max_live below the objects in
+// use, an idle timeout of milliseconds) race a call delivered at once to
+// an idle object with its eviction. Every write acknowledged is read back
+// at once and at the end, and no call fails.
+func TestCallsRacingEvictionKeepEveryWrite(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 2\nidle_timeout = \"3ms\"\n")
+	names := []string{"e0", "e1", "e2", "e3", "e4"}
+	const clients = 8
+	written := make([][]string, clients)
+	var wg sync.WaitGroup
+	end := time.Now().Add(2 * time.Second)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(end); n++ {
+				name, key := names[(c+n)%len(names)], fmt.Sprintf("c%d-%d", c, n)
+				if code, body := w.call(t, "STORE", name, "Put", map[string]string{"key": key, "value": name}); code != 200 {
+					t.Errorf("Put %s on %s: %d %s", key, name, code, body)
+					return
+				}
+				written[c] = append(written[c], key)
+				if code, body := w.call(t, "STORE", name, "Get", key); code != 200 || body != `"`+name+`"` {
+					t.Errorf("Get %s on %s just after its Put: %d %s", key, name, code, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	want := map[string]map[string]string{}
+	for c, keys := range written {
+		total += len(keys)
+		for n, key := range keys {
+			name := names[(c+n)%len(names)]
+			if want[name] == nil {
+				want[name] = map[string]string{}
+			}
+			want[name][key] = name
+		}
+	}
+	for name, kv := range want {
+		got := map[string]string{}
+		for keys := range slices.Chunk(slices.Collect(maps.Keys(kv)), 128) { // a batch's limit
+			require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "STORE", name, "GetMany", keys)), &got))
+		}
+		assert.Equal(t, kv, got, name)
+	}
+	t.Logf("%d writes", total)
+	assert.Greater(t, total, 100, "too few calls to race anything")
 }

@@ -12,7 +12,9 @@ import (
 // The Durable Objects runtime (package objects) reaches the plugin's
 // instances through objectRuntime: it places an object on the least loaded
 // instance, delivers its events there and awaits them, and the instance
-// chains the object's next event as the guest ends one (event_done).
+// chains the object's next event as the guest ends one (event_done). An
+// object call from a guest to an idle object is posted to the object's
+// instance by the calling import itself (instance.LockFor).
 
 // objectRuntime is the plugin's instances as the objects see them
 // (objects.Runtime).
@@ -88,6 +90,34 @@ func (p *placement) DrainingLocked() bool { return p.in.draining }
 // PostLocked queues ev for the guest (under in.mu, at event_done).
 func (p *placement) PostLocked(ev objects.Event, kind abi.EventKind, arg any) {
 	p.in.postLocked(&delivery{kind: kind, scope: ev.(*guest), obj: p, arg: arg})
+}
+
+// LockFor takes the lock of the instance the object's value p is on, for
+// an object call made from in (under in.mu, in an import): nothing to
+// take if it is in itself, else only if it is free, as two instances
+// calling each other's objects must not wait for each other. It fails for
+// an instance that drains or ended. unlock releases the lock taken and
+// wakes that instance's guest (objects.Caller).
+func (in *instance) LockFor(p objects.Placement) (unlock func(), ok bool) {
+	pl, ok := p.(*placement)
+	if !ok {
+		return nil, false
+	}
+	to := pl.in
+	if to == in {
+		return func() {}, !in.draining && !in.dead
+	}
+	if !to.mu.TryLock() {
+		return nil, false
+	}
+	if to.draining || to.dead {
+		to.mu.Unlock()
+		return nil, false
+	}
+	return func() {
+		to.mu.Unlock()
+		to.wakeup.Notify()
+	}, true
 }
 
 // An object event's scope is an objects.Event.

@@ -48,6 +48,12 @@ func (c *Call) Return(status abi.Status, data []byte) error {
 // resolve hands the answer (or err) to the caller and releases the call's
 // context.
 func (c *Call) resolve(err error) {
+	c.settle(err)
+	c.over()
+}
+
+// settle hands the answer (or err) to the caller.
+func (c *Call) settle(err error) {
 	c.mu.Lock()
 	answered, status, result := c.answered, c.status, c.result
 	c.mu.Unlock()
@@ -63,7 +69,6 @@ func (c *Call) resolve(err error) {
 	default:
 		c.pending.Resolve(result, nil)
 	}
-	c.over()
 }
 
 // answer hands the caller the answer another host's object gave.

@@ -50,11 +50,51 @@ func (o *Objects) SendFetch(ns *Namespace, id string, req *http.Request, resp *R
 }
 
 // SendCall sends c to the object id of ns, as an event bounded by ctx; c
-// gets its answer, or why there is none.
-func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Call) {
-	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c}); err != nil {
+// gets its answer, or why there is none. A call made from an instance
+// (from: nil otherwise) to an idle object is delivered to the object's
+// instance at once, without waking the object's goroutine first.
+func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Call, from Caller) {
+	ev := &objectEvent{kind: callEvent, ctx: ctx, call: c}
+	if from != nil && o.deliverNow(ns, id, ev, from) {
+		return
+	}
+	if err := o.dispatch(ns, id, ev); err != nil {
 		c.resolve(err)
 	}
+}
+
+// deliverNow delivers ev to the object's instance at once, from the
+// instance from (under its lock), if the object is idle, on a single host,
+// and its instance's lock is free; the run goroutine finishes it like an
+// event Chain delivered.
+func (o *Objects) deliverNow(ns *Namespace, id string, ev *objectEvent, from Caller) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obj := o.live[liveKey(ns, id)]
+	if obj == nil || o.closed || o.cluster != nil {
+		return false
+	}
+	obj.mu.Lock()
+	defer obj.mu.Unlock()
+	// While idle, the run goroutine touches none of inst, db and chainRoom.
+	if !obj.idle || len(obj.queue) > 0 || obj.evictNow || obj.closeDB ||
+		obj.inst == nil || obj.db == nil || obj.db.NotDurable() {
+		return false
+	}
+	unlock, ok := from.LockFor(obj.inst)
+	if !ok {
+		return false
+	}
+	defer unlock()
+	obj.idle = false
+	if obj.lruElem != nil {
+		o.lru.Remove(obj.lruElem)
+		obj.lruElem = nil
+	}
+	obj.chainRoom = maxBatch - 1
+	obj.deliverLocked(obj.inst, ev)
+	obj.wakeup.Notify()
+	return true
 }
 
 // Class is the namespace of class, if the manifest binds it.

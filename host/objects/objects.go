@@ -118,6 +118,13 @@ type Object struct {
 	// is how many more it may deliver so before the group commit (maxBatch).
 	chained   []*objectEvent
 	chainRoom int
+	// idle is set (under mu) while the run goroutine waits for an event
+	// with nothing to commit: a caller may then deliver a call to the
+	// object's instance itself (SendCall), which clears it.
+	idle bool
+	// current is the event delivered on the instance now, for Chain; set
+	// by whoever delivers it.
+	current *objectEvent
 }
 
 type eventKind int
@@ -139,8 +146,13 @@ type objectEvent struct {
 	runCtx context.Context
 	cancel context.CancelFunc
 	// scope is the event's scope when the instance delivered it as the
-	// previous one ended (see Chain); nil until then.
-	scope Event
+	// previous one ended (see Chain); nil until then. delivered is the
+	// scope of its latest delivery.
+	scope     Event
+	delivered Event
+	// answered is set when the call was answered as it ended (Chain): its
+	// reply only releases the call.
+	answered bool
 	// fetch
 	req  *http.Request
 	resp *Response
@@ -392,13 +404,17 @@ func (obj *Object) waitOrRetire() bool {
 		return obj.retire()
 	}
 	o.evictOverflow()
+	obj.mu.Lock()
+	obj.idle = true
+	obj.mu.Unlock()
 	timer := time.NewTimer(o.idle)
 	defer timer.Stop()
 	select {
 	case <-obj.wakeup:
 		obj.mu.Lock()
-		evict, closeDB := obj.evictNow, obj.closeDB && len(obj.queue) == 0
-		obj.evictNow, obj.closeDB = false, false
+		claimed := !obj.idle // a call was delivered here already
+		evict, closeDB := obj.evictNow && !claimed, obj.closeDB && len(obj.queue) == 0 && !claimed
+		obj.evictNow, obj.closeDB, obj.idle = false, false, false
 		obj.mu.Unlock()
 		o.mu.Lock()
 		closed = o.closed
@@ -414,10 +430,17 @@ func (obj *Object) waitOrRetire() bool {
 			}
 			return false
 		}
-		if !evict && !closed {
+		if claimed || !evict && !closed {
 			return false
 		}
 	case <-timer.C:
+		obj.mu.Lock()
+		claimed := !obj.idle
+		obj.idle = false
+		obj.mu.Unlock()
+		if claimed {
+			return false
+		}
 	}
 	return obj.retire()
 }
@@ -804,6 +827,7 @@ func (obj *Object) attempt(ev *objectEvent) (Event, error) {
 		}
 		if err == nil {
 			g = obj.scopeOn(obj.inst, ev)
+			ev.delivered, obj.current = g, ev
 			kind, arg := ev.delivery()
 			err = obj.inst.Deliver(ev.runCtx, g, kind, arg)
 		}
@@ -820,20 +844,38 @@ func (obj *Object) attempt(ev *objectEvent) (Event, error) {
 }
 
 // Chain ends the object's event g on its instance's goroutine, as the
-// guest reports it done (under the instance's lock), and delivers the
-// object's next queued event there and then. Without it the next event
-// waits for two goroutine hand-offs (to the object's goroutine, which ends
-// the storage event, and back to the instance), which cost more than a
-// small event's own work. It chains only an event that succeeded, on a
-// single host, on an instance that keeps its objects, while the batch has
-// room, and never an alarm (whose due time the run goroutine checks). The
-// run goroutine finishes g as usual and then waits for the chained event.
-// Chain returns g's outcome: a failure if its storage event could not end.
-// The instance calls it for an event made to chain (Placement.NewEvent).
+// guest reports it done (under the instance's lock). A call whose object
+// has nothing unsynced is answered there and then: its reply would wait
+// for no commit. And the object's next queued event is delivered there and
+// then. Without these the caller and the next event wait for goroutine
+// hand-offs (to the object's goroutine, which ends the storage event, and
+// back to the instance), which cost more than a small event's own work.
+// It chains only an event that succeeded, on a single host, on an instance
+// that keeps its objects, while the batch has room, and never an alarm
+// (whose due time the run goroutine checks). The run goroutine finishes g
+// as usual and then waits for the chained event. Chain returns g's
+// outcome: a failure if its storage event could not end. The instance
+// calls it for an event made to chain (Placement.NewEvent).
 func (obj *Object) Chain(g Event, failure error) error {
-	in := g.Placement()
-	if failure != nil || obj.objs.cluster != nil || obj.chainRoom <= 0 || in.DrainingLocked() {
+	if failure != nil || obj.objs.cluster != nil {
 		return failure
+	}
+	ended := false
+	endStorage := func() error {
+		ended = true
+		g.EndStorage()
+		return obj.db.EndEvent(false)
+	}
+	if ev := obj.current; ev != nil && ev.delivered == g && ev.kind == callEvent && obj.db.Settled() {
+		if err := endStorage(); err != nil {
+			return err
+		}
+		ev.answered = true
+		ev.call.settle(nil)
+	}
+	in := g.Placement()
+	if obj.chainRoom <= 0 || in.DrainingLocked() {
+		return nil
 	}
 	// Only the run goroutine takes queued events too, and it waits for g:
 	// the first stays first until it moves to chained below.
@@ -846,21 +888,29 @@ func (obj *Object) Chain(g Event, failure error) error {
 	if next == nil {
 		return nil
 	}
-	g.EndStorage()
-	if err := obj.db.EndEvent(false); err != nil {
-		return err
+	if !ended {
+		if err := endStorage(); err != nil {
+			return err
+		}
 	}
 	obj.chainRoom--
-	obj.number(next)
-	obj.prepare(next)
-	obj.db.BeginEvent()
-	next.scope = obj.scopeOn(in, next)
-	kind, arg := next.delivery()
-	in.PostLocked(next.scope, kind, arg)
 	obj.mu.Lock()
-	obj.chained = append(obj.chained, pop(&obj.queue))
+	obj.deliverLocked(in, pop(&obj.queue))
 	obj.mu.Unlock()
 	return nil
+}
+
+// deliverLocked delivers ev on in, for the run goroutine to finish, under
+// the instance's lock and mu.
+func (obj *Object) deliverLocked(in Placement, ev *objectEvent) {
+	obj.number(ev)
+	obj.prepare(ev)
+	obj.db.BeginEvent()
+	ev.scope = obj.scopeOn(in, ev)
+	ev.delivered, obj.current = ev.scope, ev
+	kind, arg := ev.delivery()
+	in.PostLocked(ev.scope, kind, arg)
+	obj.chained = append(obj.chained, ev)
 }
 
 // scopeOn makes ev's scope on in. Every event but an alarm may chain the
@@ -898,6 +948,10 @@ func (ev *objectEvent) finish(err error) {
 		}
 		ev.reply = func(commitErr error) { ev.resp.release(errors.Join(err, commitErr)) }
 	case callEvent:
+		if ev.answered { // by Chain, as it ended
+			ev.reply = func(error) { ev.call.over() }
+			break
+		}
 		ev.reply = func(commitErr error) { ev.call.resolve(errors.Join(err, commitErr)) }
 	case alarmEvent:
 		// done writes the alarm index, a synchronous commit: not on the

@@ -23,7 +23,7 @@ func (o *Objects) Call(ctx context.Context, binding, name, method string, args [
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := NewCall(method, args, guestio.NewPending(func() {}, cancel))
-	o.SendCall(ctx, ns, ns.IDFromName(name), c)
+	o.SendCall(ctx, ns, ns.IDFromName(name), c, nil)
 	select {
 	case <-c.pending.Done():
 	case <-ctx.Done():

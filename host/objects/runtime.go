@@ -51,6 +51,14 @@ type Placement interface {
 	PostLocked(ev Event, kind abi.EventKind, arg any)
 }
 
+// Caller is the instance an object call is made from, under its lock.
+type Caller interface {
+	// LockFor takes the lock of p's instance without waiting, unless the
+	// caller holds it already, for PostLocked; false if it cannot, or the
+	// instance does not take work. unlock releases it and wakes the guest.
+	LockFor(p Placement) (unlock func(), ok bool)
+}
+
 // Event is the scope of one of an object's events on its instance.
 type Event interface {
 	// Placement is the object's value the event runs on.

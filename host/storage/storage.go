@@ -278,6 +278,12 @@ func (d *DB) write(query string, args ...any) (sql.Result, error) {
 // Dirty reports whether writes are waiting for Flush.
 func (d *DB) Dirty() bool { return d.dirty }
 
+// Settled reports whether nothing written waits for a commit or a sync: a
+// reply that read the database need not wait.
+func (d *DB) Settled() bool {
+	return !d.dirty && d.syncErr.Load() == nil && d.onDisk.Load() >= d.commits
+}
+
 // Flush commits the open transaction: everything written so far is durable
 // (and replicated, with a Replicator) when it returns. If replication
 // fails, the writes are undone.
