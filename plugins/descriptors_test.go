@@ -161,6 +161,24 @@ func TestSpinningGuestIsStopped(t *testing.T) {
 	}
 }
 
+// TestWatchdogSleepsWhileGuestWaits: the watchdog of an instance waiting
+// in the host goes to sleep (an idle host does not wake up every tick),
+// and a guest that then spins is still stopped at its CPU slice.
+func TestWatchdogSleepsWhileGuestWaits(t *testing.T) {
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			inst, pipe, _ := launchDescriptors(t, engine)
+			require.Eventually(t, inst.act.sleeping.Load, 20*idleWatchTicks*stallTick, 5*time.Millisecond,
+				"the watchdog kept ticking while the guest waited")
+			start := time.Now()
+			pipe.send("spin")
+			waitEnded(t, inst, 20*time.Second)
+			assert.ErrorIs(t, inst.Err(), ErrCPUSlice)
+			assert.Less(t, time.Since(start), 5*time.Second, "the sleeping watchdog did not wake for the guest")
+		})
+	}
+}
+
 // TestMainReturning: a guest whose main returns ends with ErrMainReturned,
 // which tells the author to call sdk.Serve.
 func TestMainReturning(t *testing.T) {

@@ -31,11 +31,37 @@ type activity struct {
 	// stalled is set by the watchdog once the guest has run for a tick
 	// without calling the host.
 	stalled atomic.Bool
+	// sleeping is set while the watchdog waits for wake, which leave sends
+	// as the guest comes back from the host.
+	sleeping atomic.Bool
+	wake     chan struct{}
+}
+
+// newActivity returns an activity whose watchdog may sleep.
+func newActivity() *activity { return &activity{wake: make(chan struct{}, 1)} }
+
+// enter records a host function starting.
+func (a *activity) enter() {
+	a.calls.Add(1)
+	a.inHost.Add(1)
+}
+
+// leave records a host function ending, and wakes the watchdog if it
+// sleeps: the guest may compute again.
+func (a *activity) leave() {
+	// The watchdog stores sleeping before it looks at inHost, and this
+	// looks at sleeping after it changed inHost: one of them sees the other.
+	if a.inHost.Add(-1) == 0 && a.sleeping.Load() {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func activityOr(a *activity) *activity {
 	if a == nil {
-		return &activity{}
+		return newActivity()
 	}
 	return a
 }
@@ -56,9 +82,8 @@ func track(f HostFunc) HostFunc {
 	fn := f.Fn
 	f.Fn = func(ctx context.Context, c Caller, s []uint64) {
 		a := c.(tracked).activity()
-		a.calls.Add(1)
-		a.inHost.Add(1)
-		defer a.inHost.Add(-1)
+		a.enter()
+		defer a.leave()
 		fn(ctx, c, s)
 	}
 	return f
@@ -69,7 +94,7 @@ func track(f HostFunc) HostFunc {
 // instance's descriptors. stdout and stderr receive its WASI output.
 func (p *Plugin) Launch(ctx context.Context, data any, stdout, stderr io.Writer) (*Instance, error) {
 	fds, _ := data.(Descriptors)
-	act := &activity{}
+	act := newActivity()
 	mi, err := p.module.Instantiate(ctx, InstanceConfig{Data: data, Stdout: stdout, Stderr: stderr, Descriptors: fds, activity: act})
 	if err != nil {
 		return nil, p.launchFailure(err)
@@ -98,12 +123,19 @@ func (i *Instance) run(ctx context.Context) {
 // stallTick is how often the watchdog looks at an instance.
 const stallTick = 50 * time.Millisecond
 
+// idleWatchTicks is how many ticks in a row that find the guest waiting in
+// the host make the watchdog sleep until the guest comes back: an idle
+// instance does not wake the host up 20 times a second.
+const idleWatchTicks = 20
+
 // watch marks the instance stalled while it runs guest code for a tick
-// without a host call, and stops it past slice.
+// without a host call, and stops it past slice. It sleeps while the guest
+// waits in the host.
 func (i *Instance) watch(ctx context.Context, slice time.Duration) {
-	t := time.NewTicker(min(slice/4, stallTick))
+	tick := min(slice/4, stallTick)
+	t := time.NewTicker(tick)
 	defer t.Stop()
-	last, since := i.act.calls.Load(), time.Now()
+	last, since, waiting := i.act.calls.Load(), time.Now(), 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,7 +145,17 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			// host carries when it was due, which would date the last call
 			// it observes too early and stop the guest before its slice.
 			now := time.Now()
-			if calls := i.act.calls.Load(); calls != last || i.act.inHost.Load() > 0 {
+			if i.act.inHost.Load() > 0 {
+				if waiting++; waiting >= idleWatchTicks && i.sleep(ctx) {
+					t.Reset(tick)
+					now, waiting = time.Now(), 0
+				}
+				last, since = i.act.calls.Load(), now
+				i.act.stalled.Store(false)
+				continue
+			}
+			waiting = 0
+			if calls := i.act.calls.Load(); calls != last {
 				last, since = calls, now
 				i.act.stalled.Store(false)
 				continue
@@ -125,6 +167,23 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			}
 		}
 	}
+}
+
+// sleep waits until the guest leaves the host or ctx ends, unless it has
+// left already; it reports whether it waited.
+func (i *Instance) sleep(ctx context.Context) bool {
+	// A leave after this store sees it and wakes the watchdog; one before
+	// it is seen below.
+	i.act.sleeping.Store(true)
+	defer i.act.sleeping.Store(false)
+	if i.act.inHost.Load() == 0 {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+	case <-i.act.wake:
+	}
+	return true
 }
 
 // Stalled reports whether the instance has been computing for a while

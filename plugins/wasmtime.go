@@ -358,7 +358,7 @@ func wharfPollContinue(cx *C.wasmtime_context_t) (done C.bool) {
 		return false
 	}
 	*inst.pollResult = C.int32_t(errno)
-	inst.act.inHost.Add(-1)
+	inst.act.leave()
 	inst.poll, inst.pollResult = nil, nil
 	return true
 }
@@ -392,7 +392,7 @@ func (i *wasmtimeInstance) failPoll(r any, result *C.int32_t) {
 	atomic.StoreInt32((*int32)(unsafe.Pointer(i.interrupt)), 1)
 	*result = C.int32_t(ErrnoFault)
 	if i.poll != nil {
-		i.act.inHost.Add(-1)
+		i.act.leave()
 		i.poll, i.pollResult = nil, nil
 	}
 }
