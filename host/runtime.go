@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,7 +348,9 @@ func (rt *instanceSet) close() error {
 		return nil
 	}
 	rt.closed = true
-	instances := rt.instances
+	// A copy: supervise removes each stopped instance from rt.instances,
+	// in place, while this loop is still stopping the others.
+	instances := slices.Clone(rt.instances)
 	rt.mu.Unlock()
 	for _, in := range instances {
 		in.run.Stop(fmt.Errorf("%w: the host is shutting down", plugins.ErrStopped))
