@@ -91,6 +91,10 @@ func (o *Objects) deliverNow(ns *Namespace, id string, ev *objectEvent, from Cal
 		o.lru.Remove(obj.lruElem)
 		obj.lruElem = nil
 	}
+	if obj.dbElem != nil { // busy now: not a database to close
+		o.idleDBs.Remove(obj.dbElem)
+		obj.dbElem = nil
+	}
 	obj.chainRoom = maxBatch - 1
 	obj.deliverLocked(obj.inst, ev)
 	obj.wakeup.Notify()
