@@ -68,34 +68,21 @@ func TestCallsPostedToASpinningInstance(t *testing.T) {
 	}
 	var mu sync.Mutex
 	kept := map[string][]string{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name, key := names[(c+i)%len(names)], fmt.Sprintf("c%d-%d", c, i)
-				time.Sleep(time.Millisecond)
-				if code, _ := w.call(t, "STORE", name, "Put", map[string]string{"key": key, "value": key}); code == 200 {
-					mu.Lock()
-					kept[name] = append(kept[name], key)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	stop := callUntilStopped(6, func(c, i int) bool {
+		name, key := names[(c+i)%len(names)], fmt.Sprintf("c%d-%d", c, i)
+		time.Sleep(time.Millisecond)
+		if code, _ := w.call(t, "STORE", name, "Put", map[string]string{"key": key, "value": key}); code == 200 {
+			mu.Lock()
+			kept[name] = append(kept[name], key)
+			mu.Unlock()
+		}
+		return true
+	})
 	for range 3 {
 		code, body := w.call(t, "STORE", "spinner", "Spin", nil)
 		assert.Equal(t, 500, code, body)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	for name, keys := range kept {
 		for _, key := range keys {
 			assert.Equal(t, fmt.Sprintf("%q", key), w.mustCall(t, "STORE", name, "Get", key), "%s on %s", key, name)
@@ -110,32 +97,20 @@ func TestCallsPostedToASpinningInstance(t *testing.T) {
 // calling idle objects: it ends, promptly, and nothing panics.
 func TestShutdownWithCallsInFlight(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 3\nidle_timeout = \"2ms\"\n")
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprint("s", (c+i)%5)
-				body := fmt.Sprintf(`{"key":"k%d","value":"v"}`, i)
-				method := "Put"
-				if i%3 == 0 {
-					method, body = "Sleep", "20"
-				}
-				resp, err := http.Post(fmt.Sprintf("%s/call/STORE/%s/%s", w.url, name, method), "application/json", strings.NewReader(body))
-				if err != nil {
-					return
-				}
-				resp.Body.Close()
-			}
-		}()
-	}
+	stop := callUntilStopped(8, func(c, i int) bool {
+		name := fmt.Sprint("s", (c+i)%5)
+		body := fmt.Sprintf(`{"key":"k%d","value":"v"}`, i)
+		method := "Put"
+		if i%3 == 0 {
+			method, body = "Sleep", "20"
+		}
+		resp, err := http.Post(fmt.Sprintf("%s/call/STORE/%s/%s", w.url, name, method), "application/json", strings.NewReader(body))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
 	time.Sleep(500 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { w.stop(); close(done) }()
@@ -144,6 +119,29 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the host did not shut down with calls in flight")
 	}
-	close(stop)
-	wg.Wait()
+	stop()
+}
+
+// callUntilStopped runs n clients, client c making call(c, i) for i = 0,
+// 1, … until call returns false or stop is called; stop waits for them.
+func callUntilStopped(n int, call func(c, i int) bool) (stop func()) {
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if !call(c, i) {
+					return
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
 }

@@ -49,7 +49,7 @@ func BenchmarkNoopImport(b *testing.B) {
 
 // nopInstance is an initialised instance of testdata/guests/nop, a module
 // of exports.
-func nopInstance(b *testing.B, engine string) ModuleInstance {
+func nopInstance(b testing.TB, engine string) ModuleInstance {
 	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
 	e, err := NewEngine(context.Background(), engine, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
 	require.NoError(b, err)

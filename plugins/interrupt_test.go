@@ -82,26 +82,14 @@ func TestInstrumentRefusesModuleWithoutMemory(t *testing.T) {
 // ticker goes to sleep (an idle host does not wake up every tick), and a
 // guest that then spins is still stopped at its deadline.
 func TestEpochTickerSleepsWhileIdle(t *testing.T) {
-	wasm, err := os.ReadFile(testutil.BuildReactor(t, "testdata/guests/nop"))
-	require.NoError(t, err)
-	nop := HostFunc{Name: "nop", Results: []ValueType{I32}, Fn: func(_ context.Context, c Caller, s []uint64) { s[0] = 1 }}
-	e, err := NewEngine(context.Background(), EngineWasmtime, EngineConfig{HostModules: map[string][]HostFunc{"bench": {nop}}})
-	require.NoError(t, err)
-	defer e.Close(context.Background())
-	m, err := e.Compile(context.Background(), ModuleBytes(wasm))
-	require.NoError(t, err)
-	inst, err := m.Instantiate(context.Background(), InstanceConfig{})
-	require.NoError(t, err)
-	defer inst.Close(context.Background())
-	_, err = inst.Call(context.Background(), "_initialize")
-	require.NoError(t, err)
+	inst := nopInstance(t, EngineWasmtime)
 	require.Eventually(t, shared.sleeping.Load, 10*idleEpochTicks*epochTick, epochTick, "the ticker kept ticking with no guest running")
 
 	const deadline = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
-	_, err = inst.Call(ctx, "spin", 2_000_000_000)
+	_, err := inst.Call(ctx, "spin", 2_000_000_000)
 	assert.ErrorIs(t, err, ErrDeadline)
 	assert.Less(t, time.Since(start), deadline+400*time.Millisecond, "the sleeping ticker did not wake for the guest")
 	assert.False(t, shared.sleeping.Load(), "the ticker sleeps while a guest ran a moment ago")
