@@ -155,6 +155,9 @@ const (
 	// defence against slowloris clients, which hold each of
 	// max_connections connections for that long without sending a head.
 	MaxHeaderTimeout = time.Minute
+	// MaxConnIdle is the longest limits.idle_timeout may be: an idle
+	// keep-alive connection holds one of max_connections that long.
+	MaxConnIdle = time.Hour
 )
 
 // MaxIdleTimeout is the longest durable_objects.idle_timeout may be: an
@@ -297,6 +300,9 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, err
 	}
 	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
+	if err := atMost(data, "limits.idle_timeout", l.IdleTimeout.Duration, MaxConnIdle, "an idle connection holds one of max_connections that long"); err != nil {
+		return nil, err
+	}
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
 	}

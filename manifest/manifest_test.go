@@ -166,6 +166,7 @@ func TestManifestBounds(t *testing.T) {
 		"[limits]\nmax_header_bytes = 1048577\n":                 `4:20: limits.max_header_bytes: must be at most 1048576 (each connection may hold a head that long in memory), got 1048577`,
 		"[limits]\nheader_timeout = \"61s\"\n":                   `4:18: limits.header_timeout: must be at most 1m0s (a slow client holds a connection that long), got 1m1s`,
 		"[durable_objects]\nidle_timeout = \"25h\"\n":            `4:16: durable_objects.idle_timeout: must be at most 24h0m0s (an idle object keeps its memory and database until it is evicted), got 25h0m0s`,
+		"[limits]\nidle_timeout = \"2h\"\n":                      `4:16: limits.idle_timeout: must be at most 1h0m0s (an idle connection holds one of max_connections that long), got 2h0m0s`,
 		"[limits]\ntimeout = \"10000000h\"\n":                    `4:11: limits.timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
 		"[limits]\ntimeout = \"1193046h28m16s\"\n":               `4:11: limits.timeout: duration "1193046h28m16s" is too long: at most 4294967295 seconds`,
 		"[limits]\nheader_timeout = \"99999999999999999999s\"\n": `4:18: limits.header_timeout: duration "99999999999999999999s" is too long: at most 4294967295 seconds`,
@@ -174,11 +175,12 @@ func TestManifestBounds(t *testing.T) {
 		_, err := Parse([]byte("name = \"a\"\nmain = \".\"\n" + text))
 		assert.EqualError(t, err, want, text)
 	}
-	m, err := Parse([]byte("name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"1193046h28m15s\"\nmax_header_bytes = 1048576\nheader_timeout = 60\n[durable_objects]\nidle_timeout = \"24h\"\n"))
+	m, err := Parse([]byte("name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"1193046h28m15s\"\nmax_header_bytes = 1048576\nheader_timeout = 60\nidle_timeout = \"1h\"\n[durable_objects]\nidle_timeout = \"24h\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, 4294967295*time.Second, m.Limits.Timeout.Duration)
 	assert.Equal(t, MaxMaxHeader, m.Limits.MaxHeaderBytes)
 	assert.Equal(t, MaxHeaderTimeout, m.Limits.HeaderTimeout.Duration)
+	assert.Equal(t, MaxConnIdle, m.Limits.IdleTimeout.Duration)
 	assert.Equal(t, MaxIdleTimeout, m.DurableObjects.IdleTimeout.Duration)
 }
 
