@@ -168,7 +168,7 @@ func TestWatchdogSleepsWhileGuestWaits(t *testing.T) {
 	for _, engine := range Engines {
 		t.Run(engine, func(t *testing.T) {
 			inst, pipe, _ := launchDescriptors(t, engine)
-			require.Eventually(t, inst.act.sleeping.Load, 20*idleWatchTicks*stallTick, 5*time.Millisecond,
+			require.Eventually(t, inst.act.watchdog.sleeping.Load, 20*idleWatchTicks*stallTick, 5*time.Millisecond,
 				"the watchdog kept ticking while the guest waited")
 			start := time.Now()
 			pipe.send("spin")

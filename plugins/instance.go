@@ -31,14 +31,12 @@ type activity struct {
 	// stalled is set by the watchdog once the guest has run for a tick
 	// without calling the host.
 	stalled atomic.Bool
-	// sleeping is set while the watchdog waits for wake, which leave sends
-	// as the guest comes back from the host.
-	sleeping atomic.Bool
-	wake     chan struct{}
+	// watchdog naps while the guest waits in the host; leave rouses it.
+	watchdog *napper
 }
 
 // newActivity returns an activity whose watchdog may sleep.
-func newActivity() *activity { return &activity{wake: make(chan struct{}, 1)} }
+func newActivity() *activity { return &activity{watchdog: newNapper()} }
 
 // enter records a host function starting.
 func (a *activity) enter() {
@@ -46,16 +44,15 @@ func (a *activity) enter() {
 	a.inHost.Add(1)
 }
 
+// inHostNow reports whether the guest is in a host function (or waits in
+// poll_oneoff).
+func (a *activity) inHostNow() bool { return a.inHost.Load() > 0 }
+
 // leave records a host function ending, and wakes the watchdog if it
 // sleeps: the guest may compute again.
 func (a *activity) leave() {
-	// The watchdog stores sleeping before it looks at inHost, and this
-	// looks at sleeping after it changed inHost: one of them sees the other.
-	if a.inHost.Add(-1) == 0 && a.sleeping.Load() {
-		select {
-		case a.wake <- struct{}{}:
-		default:
-		}
+	if a.inHost.Add(-1) == 0 {
+		a.watchdog.rouse()
 	}
 }
 
@@ -145,8 +142,8 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			// host carries when it was due, which would date the last call
 			// it observes too early and stop the guest before its slice.
 			now := time.Now()
-			if i.act.inHost.Load() > 0 {
-				if waiting++; waiting >= idleWatchTicks && i.sleep(ctx) {
+			if i.act.inHostNow() {
+				if waiting++; waiting >= idleWatchTicks && i.act.watchdog.nap(ctx.Done(), i.act.inHostNow) {
 					t.Reset(tick)
 					now, waiting = time.Now(), 0
 				}
@@ -167,23 +164,6 @@ func (i *Instance) watch(ctx context.Context, slice time.Duration) {
 			}
 		}
 	}
-}
-
-// sleep waits until the guest leaves the host or ctx ends, unless it has
-// left already; it reports whether it waited.
-func (i *Instance) sleep(ctx context.Context) bool {
-	// A leave after this store sees it and wakes the watchdog; one before
-	// it is seen below.
-	i.act.sleeping.Store(true)
-	defer i.act.sleeping.Store(false)
-	if i.act.inHost.Load() == 0 {
-		return false
-	}
-	select {
-	case <-ctx.Done():
-	case <-i.act.wake:
-	}
-	return true
 }
 
 // Stalled reports whether the instance has been computing for a while

@@ -83,7 +83,7 @@ func TestInstrumentRefusesModuleWithoutMemory(t *testing.T) {
 // guest that then spins is still stopped at its deadline.
 func TestEpochTickerSleepsWhileIdle(t *testing.T) {
 	inst := nopInstance(t, EngineWasmtime)
-	require.Eventually(t, shared.sleeping.Load, 10*idleEpochTicks*epochTick, epochTick, "the ticker kept ticking with no guest running")
+	require.Eventually(t, shared.ticker.sleeping.Load, 10*idleEpochTicks*epochTick, epochTick, "the ticker kept ticking with no guest running")
 
 	const deadline = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -92,5 +92,5 @@ func TestEpochTickerSleepsWhileIdle(t *testing.T) {
 	_, err := inst.Call(ctx, "spin", 2_000_000_000)
 	assert.ErrorIs(t, err, ErrDeadline)
 	assert.Less(t, time.Since(start), deadline+400*time.Millisecond, "the sleeping ticker did not wake for the guest")
-	assert.False(t, shared.sleeping.Load(), "the ticker sleeps while a guest ran a moment ago")
+	assert.False(t, shared.ticker.sleeping.Load(), "the ticker sleeps while a guest ran a moment ago")
 }

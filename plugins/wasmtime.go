@@ -96,10 +96,8 @@ var shared struct {
 	// the guests in it now (low 32 bits); the ticker compares it from tick
 	// to tick.
 	guests atomic.Uint64
-	// sleeping is set while the ticker waits for wake, which runGuest
-	// sends as a guest enters.
-	sleeping atomic.Bool
-	wake     chan struct{}
+	// ticker naps while no guest runs; runGuest rouses it.
+	ticker *napper
 }
 
 func acquireWasmtime() *wasmtime.Engine {
@@ -116,9 +114,8 @@ func acquireWasmtime() *wasmtime.Engine {
 	}
 	if shared.users == 0 {
 		shared.stop = make(chan struct{})
-		shared.wake = make(chan struct{}, 1)
-		shared.sleeping.Store(false)
-		go tickEpochs(shared.engine, shared.stop, shared.wake)
+		shared.ticker = newNapper()
+		go tickEpochs(shared.engine, shared.stop, shared.ticker)
 	}
 	shared.users++
 	return shared.engine
@@ -136,7 +133,7 @@ func releaseWasmtime() {
 // tickEpochs advances e's epoch every epochTick until stop closes, and
 // sleeps after idleEpochTicks ticks that saw no guest run until runGuest
 // wakes it.
-func tickEpochs(e *wasmtime.Engine, stop, wake chan struct{}) {
+func tickEpochs(e *wasmtime.Engine, stop chan struct{}, ticker *napper) {
 	t := time.NewTicker(epochTick)
 	defer t.Stop()
 	last, idle := shared.guests.Load(), 0
@@ -154,17 +151,7 @@ func tickEpochs(e *wasmtime.Engine, stop, wake chan struct{}) {
 		if idle++; idle < idleEpochTicks {
 			continue
 		}
-		// A guest entering after this store sees it and wakes the ticker;
-		// one that entered before it changed guests, seen below.
-		shared.sleeping.Store(true)
-		if shared.guests.Load() == last {
-			select {
-			case <-stop:
-				return
-			case <-wake:
-			}
-		}
-		shared.sleeping.Store(false)
+		ticker.nap(stop, func() bool { return shared.guests.Load() == last }) // a closed stop ends the loop above
 		t.Reset(epochTick)
 		last, idle = shared.guests.Load(), 0
 	}
@@ -174,12 +161,7 @@ func tickEpochs(e *wasmtime.Engine, stop, wake chan struct{}) {
 // reporting whether it ended; the epoch ticker runs meanwhile.
 func runGuest(f *C.wasmtime_call_future_t) bool {
 	shared.guests.Add(1<<32 | 1)
-	if shared.sleeping.Load() {
-		select {
-		case shared.wake <- struct{}{}:
-		default:
-		}
-	}
+	shared.ticker.rouse()
 	done := C.wharf_future_poll(f)
 	shared.guests.Add(^uint64(0)) // one fewer in guest code
 	return bool(done)
