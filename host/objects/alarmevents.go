@@ -9,7 +9,7 @@ import (
 // it); done gets the outcome.
 func (o *Objects) deliverAlarm(class, id string, retry int, done func(error)) error {
 	ev := &objectEvent{kind: alarmEvent, ctx: context.Background(), retry: retry, reply: done}
-	return o.dispatch(o.classes[class], id, ev)
+	return o.dispatch(o.classes[class], id, ev, nil)
 }
 
 // alarmDue checks the object's own database before an alarm runs. If the

@@ -286,7 +286,7 @@ func (c *clusterRouting) forward(obj *Object, ev *objectEvent, owner string) {
 	}
 	if retry && time.Since(ev.firstForward) < forwardPatience && ev.ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
-		if derr := obj.objs.dispatch(obj.ns, obj.id, ev); derr == nil {
+		if derr := obj.objs.dispatch(obj.ns, obj.id, ev, nil); derr == nil {
 			return
 		}
 	}

@@ -44,7 +44,7 @@ func (obj *Object) ScheduleAlarm(at time.Time) error {
 // SendFetch sends req to the object id of ns; resp gets its answer, or why
 // there is none.
 func (o *Objects) SendFetch(ns *Namespace, id string, req *http.Request, resp *Response) {
-	if err := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: resp}); err != nil {
+	if err := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: resp}, nil); err != nil {
 		resp.release(err)
 	}
 }
@@ -54,30 +54,19 @@ func (o *Objects) SendFetch(ns *Namespace, id string, req *http.Request, resp *R
 // (from: nil otherwise) to an idle object is delivered to the object's
 // instance at once, without waking the object's goroutine first.
 func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Call, from Caller) {
-	ev := &objectEvent{kind: callEvent, ctx: ctx, call: c}
-	if from != nil && o.deliverNow(ns, id, ev, from) {
-		return
-	}
-	if err := o.dispatch(ns, id, ev); err != nil {
+	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c}, from); err != nil {
 		c.resolve(err)
 	}
 }
 
-// deliverNow delivers ev to the object's instance at once, from the
+// deliverNowLocked delivers ev to the object's instance at once, from the
 // instance from (under its lock), if the object is idle, on a single host,
 // and its instance's lock is free; the run goroutine finishes it like an
-// event Chain delivered.
-func (o *Objects) deliverNow(ns *Namespace, id string, ev *objectEvent, from Caller) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	obj := o.live[liveKey(ns, id)]
-	if obj == nil || o.closed || o.cluster != nil {
-		return false
-	}
-	obj.mu.Lock()
-	defer obj.mu.Unlock()
+// event Chain delivered. It runs under Objects.mu and mu, in dispatch.
+func (obj *Object) deliverNowLocked(from Caller, ev *objectEvent) bool {
+	o := obj.objs
 	// While idle, the run goroutine touches none of inst, db and chainRoom.
-	if !obj.idle || len(obj.queue) > 0 || obj.evictNow || obj.closeDB ||
+	if !obj.idle || len(obj.queue) > 0 || obj.evictNow || obj.closeDB || o.cluster != nil ||
 		obj.inst == nil || obj.db == nil || obj.db.NotDurable() {
 		return false
 	}
@@ -87,10 +76,6 @@ func (o *Objects) deliverNow(ns *Namespace, id string, ev *objectEvent, from Cal
 	}
 	defer unlock()
 	obj.idle = false
-	if obj.lruElem != nil {
-		o.lru.Remove(obj.lruElem)
-		obj.lruElem = nil
-	}
 	if obj.dbElem != nil { // busy now: not a database to close
 		o.idleDBs.Remove(obj.dbElem)
 		obj.dbElem = nil

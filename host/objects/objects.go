@@ -227,7 +227,9 @@ func (o *Objects) Namespace(binding string) (*Namespace, error) {
 }
 
 // dispatch queues ev for the object and starts its goroutine if needed.
-func (o *Objects) dispatch(ns *Namespace, id string, ev *objectEvent) error {
+// An event sent from an instance (from; nil otherwise) may be delivered at
+// once instead (deliverNowLocked).
+func (o *Objects) dispatch(ns *Namespace, id string, ev *objectEvent, from Caller) error {
 	key := liveKey(ns, id)
 	o.mu.Lock()
 	if o.closed {
@@ -245,13 +247,18 @@ func (o *Objects) dispatch(ns *Namespace, id string, ev *objectEvent) error {
 		o.live[key] = obj
 	}
 	obj.mu.Lock()
-	obj.queue = append(obj.queue, ev)
-	start := !obj.running
-	obj.running = true
 	if obj.lruElem != nil {
 		o.lru.Remove(obj.lruElem)
 		obj.lruElem = nil
 	}
+	if from != nil && obj.deliverNowLocked(from, ev) {
+		obj.mu.Unlock()
+		o.mu.Unlock()
+		return nil
+	}
+	obj.queue = append(obj.queue, ev)
+	start := !obj.running
+	obj.running = true
 	obj.mu.Unlock()
 	if start {
 		o.wg.Add(1)
@@ -860,14 +867,8 @@ func (obj *Object) Chain(g Event, failure error) error {
 	if failure != nil || obj.objs.cluster != nil {
 		return failure
 	}
-	ended := false
-	endStorage := func() error {
-		ended = true
-		g.EndStorage()
-		return obj.db.EndEvent(false)
-	}
 	if ev := obj.current; ev != nil && ev.delivered == g && ev.kind == callEvent && obj.db.Settled() {
-		if err := endStorage(); err != nil {
+		if err := obj.endStorage(g); err != nil {
 			return err
 		}
 		ev.answered = true
@@ -888,8 +889,8 @@ func (obj *Object) Chain(g Event, failure error) error {
 	if next == nil {
 		return nil
 	}
-	if !ended {
-		if err := endStorage(); err != nil {
+	if !g.StorageEnded() {
+		if err := obj.endStorage(g); err != nil {
 			return err
 		}
 	}
@@ -898,6 +899,12 @@ func (obj *Object) Chain(g Event, failure error) error {
 	obj.deliverLocked(in, pop(&obj.queue))
 	obj.mu.Unlock()
 	return nil
+}
+
+// endStorage ends the storage event of g as g ends (see Chain).
+func (obj *Object) endStorage(g Event) error {
+	g.EndStorage()
+	return obj.db.EndEvent(false)
 }
 
 // deliverLocked delivers ev on in, for the run goroutine to finish, under

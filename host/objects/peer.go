@@ -76,7 +76,7 @@ func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *Na
 		resp, err = res, e
 		close(got)
 	})
-	if derr := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out, forwarded: true}); derr != nil {
+	if derr := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out, forwarded: true}, nil); derr != nil {
 		out.release(derr)
 	}
 	<-got
@@ -115,7 +115,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Nam
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	c := NewCall(r.Header.Get(peerMethodHeader), args, guestio.NewPending(func() {}, cancel))
-	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}); err != nil {
+	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}, nil); err != nil {
 		c.resolve(err)
 	}
 	select {
@@ -145,7 +145,7 @@ func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *Na
 	retry, _ := strconv.Atoi(r.Header.Get(peerRetryHeader))
 	done := make(chan error, 1)
 	ev := &objectEvent{kind: alarmEvent, ctx: r.Context(), retry: retry, forwarded: true, reply: func(err error) { done <- err }}
-	if err := o.dispatch(ns, id, ev); err != nil {
+	if err := o.dispatch(ns, id, ev, nil); err != nil {
 		peerFailure(rw, err)
 		return
 	}
