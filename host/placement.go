@@ -27,7 +27,7 @@ func (r objectRuntime) EventContext(ctx context.Context) (context.Context, conte
 
 // Place counts obj on the least loaded instance of the current set.
 func (r objectRuntime) Place(ctx context.Context, obj *objects.Object) (objects.Placement, error) {
-	in, err := r.sets.pick(ctx)
+	in, err := r.sets.pick(ctx, placeRank)
 	if err != nil {
 		return nil, err
 	}

@@ -225,11 +225,24 @@ func (rt *instanceSet) replace() {
 }
 
 // stalledPenalty ranks a stalled instance after every one that is not.
-const stalledPenalty = 1 << 30
+const stalledPenalty = 1 << 62
 
-// pick returns the least loaded instance for new work (a Worker request,
-// an object to place), waiting while none is up until ctx ends.
-func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
+// loadRank orders instances for new work: lower ranks first.
+type loadRank func(events, objects int) int64
+
+// requestRank ranks instances for a Worker request by events in flight
+// (idle objects cost no CPU); among equals the one with the most live
+// objects goes first, as the objects a request calls are most likely there,
+// and a call to an object on the caller's own instance crosses no thread.
+func requestRank(events, objects int) int64 { return int64(events)<<32 - int64(objects) }
+
+// placeRank ranks instances for a new object by events and live objects
+// together, which spreads objects evenly.
+func placeRank(events, objects int) int64 { return int64(events + objects) }
+
+// pick returns the instance of lowest rank for new work, waiting while none
+// is up until ctx ends.
+func (rt *instanceSet) pick(ctx context.Context, rank loadRank) (*instance, error) {
 	for {
 		rt.mu.Lock()
 		if rt.retired {
@@ -241,10 +254,10 @@ func (rt *instanceSet) pick(ctx context.Context) (*instance, error) {
 			return nil, plugins.ErrPoolClosed
 		}
 		var best *instance
-		bestLoad := 0
+		var bestLoad int64
 		for _, in := range rt.instances {
 			in.mu.Lock()
-			load, ok := in.events+in.objects, !in.dead && !in.draining
+			load, ok := rank(in.events, in.objects), !in.dead && !in.draining
 			if in.run.Stalled() {
 				load += stalledPenalty // a guest computing without yielding serves nothing meanwhile
 			}
@@ -416,11 +429,11 @@ func (in *instance) alive() bool {
 // currentSet holds the instance set new events go to; Reload swaps it.
 type currentSet struct{ atomic.Pointer[instanceSet] }
 
-// pick returns the least loaded instance of the current set, moving on to
-// the set that replaced one retired under it.
-func (c *currentSet) pick(ctx context.Context) (*instance, error) {
+// pick returns the instance of lowest rank of the current set, moving on
+// to the set that replaced one retired under it.
+func (c *currentSet) pick(ctx context.Context, rank loadRank) (*instance, error) {
 	for {
-		in, err := c.Load().pick(ctx)
+		in, err := c.Load().pick(ctx, rank)
 		if !errors.Is(err, errRetired) {
 			return in, err
 		}

@@ -301,7 +301,8 @@ func (w *Worker) newRequestID() guestio.EventID {
 	return guestio.EventID{Prefix: w.idPrefix, N: w.nextID.Add(1)}
 }
 
-// ServeHTTP runs one request as an event of the least loaded instance. A
+// ServeHTTP runs one request as an event of the least loaded instance (see
+// requestRank). A
 // streamed body keeps flowing (e.g. through forward) after the event ends,
 // and only then does ServeHTTP return.
 func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -321,7 +322,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	var g *guest
 	callErr := guestio.ErrNotStarted
 	for attempt := 0; errors.Is(callErr, guestio.ErrNotStarted) && attempt < guestio.MaxDeliveries; attempt++ {
-		inst, err := w.sets.pick(ctx)
+		inst, err := w.sets.pick(ctx, requestRank)
 		if err != nil {
 			w.logger.Warn("no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
