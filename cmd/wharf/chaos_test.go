@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -30,11 +31,25 @@ import (
 // device), policy and journal record, and it still works (the same
 // container answers); after a clean stop nothing at all is left.
 func TestCrashRecoveryChaos(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	// A failure's message comes before the wharf and containerd logs the
+	// cleanups print, which can be longer than a CI log keeps: this
+	// cleanup, registered first, runs last and says where it first failed.
+	phase := "starting"
+	at := func(format string, args ...any) {
+		if !t.Failed() {
+			phase = fmt.Sprintf(format, args...)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("seed %d: failed while %s (the failure's message is above the logs)", seed, phase)
+		}
+	})
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	sessions := []string{"c0", "c1", "c2", "c3"}
 	serve := func() *testutil.Serve {
@@ -87,13 +102,17 @@ func TestCrashRecoveryChaos(t *testing.T) {
 		close(stop)
 		wg.Wait()
 
+		at("restarting wharf in round %d", round)
 		srv = serve()
+		at("checking what the restart in round %d adopted", round)
 		pids := onlyAdopted(t, data)
 		for _, s := range sessions {
+			at("running a script in session %s after the restart in round %d", s, round)
 			out, err := run(srv.URL, s, "echo ok")
 			require.NoError(t, err)
 			require.Equal(t, "ok\n", out, "round %d: session %s works after the restart", round, s)
 		}
+		at("checking the containers after the scripts in round %d", round)
 		after := onlyAdopted(t, data)
 		for id, pid := range pids {
 			assert.Equal(t, pid, after[id], "round %d: the adopted container %s answered, not a new one", round, id)
@@ -102,7 +121,9 @@ func TestCrashRecoveryChaos(t *testing.T) {
 			t.FailNow()
 		}
 	}
+	at("stopping wharf after the last round")
 	require.NoError(t, srv.Stop(30*time.Second))
+	at("checking that the stopped wharf left nothing")
 	assertNothingLeft(t, data)
 }
 
