@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func operatorCommands() []*cobra.Command {
 	ps := &cobra.Command{
 		Use:   "ps",
 		Short: "List the running containers of a wharf: objects and their names, states, ages, addresses",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
 				return fmt.Errorf("--format must be table or json, got %q", format)
@@ -152,7 +153,7 @@ func operatorCommands() []*cobra.Command {
 	stats := &cobra.Command{
 		Use:   "stats",
 		Short: "Show each running container's CPU, memory, pids and block I/O (from its cgroup), refreshed live",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
@@ -166,7 +167,7 @@ func operatorCommands() []*cobra.Command {
 	tail := &cobra.Command{
 		Use:   "tail",
 		Short: "Follow the log of a running wharf live: Worker requests, object events, container lifecycle",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tailFormat != "text" && tailFormat != "json" {
 				return fmt.Errorf("--format must be text or json, got %q", tailFormat)
@@ -246,6 +247,20 @@ func objectArg(_ *cobra.Command, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("name an object by <binding> <name>, <binding> id:HEX or id:HEX alone (got %s)", gotArgs(args))
+}
+
+// noArgs refuses arguments to an operator command that takes none. Given a
+// plugin's directory, as serve and dev take, it names the data directory
+// in it that reaches its wharf serve.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if st, err := os.Stat(args[0]); err == nil && st.IsDir() {
+		return fmt.Errorf("wharf %s takes no plugin directory: it reaches a running wharf serve through its data directory, e.g. --data-dir %s",
+			cmd.Name(), filepath.Join(args[0], manifest.DefaultStateDir))
+	}
+	return fmt.Errorf("wharf %s takes no arguments (got %s)", cmd.Name(), gotArgs(args))
 }
 
 // gotArgs says what a command that wants an object was given instead.

@@ -258,6 +258,10 @@ func TestOperatorArgumentErrors(t *testing.T) {
 		{[]string{"logs", "APP", "alice", "extra"}, object + " (got 3 arguments)"},
 		{[]string{"exec", "APP", "alice"}, "usage: wharf exec <binding> <name|id:HEX> | id:HEX -- cmd [args...] (got 2 arguments)"},
 		{[]string{"exec", "id:ab"}, `usage: wharf exec <binding> <name|id:HEX> | id:HEX -- cmd [args...] (got "id:ab" alone)`},
+		{[]string{"ps", dataDir}, "wharf ps takes no plugin directory: it reaches a running wharf serve through its data directory, e.g. --data-dir " +
+			filepath.Join(dataDir, ".wharf")},
+		{[]string{"stats", "x", "y"}, "wharf stats takes no arguments (got 2 arguments)"},
+		{[]string{"tail", "x"}, `wharf tail takes no arguments (got "x" alone)`},
 	} {
 		_, err := run(t, append(tc.args, "--data-dir", dataDir)...)
 		require.Error(t, err, "%q", tc.args)
