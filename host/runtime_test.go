@@ -74,6 +74,46 @@ func TestSpinningEventStopsItsInstance(t *testing.T) {
 	require.Eventually(t, func() bool { return w.Instances().Live == 2 }, 10*time.Second, 10*time.Millisecond, "replaced")
 }
 
+// TestRequestGoesToTheObjectsInstance: with 2 idle instances, a Worker
+// request goes to the one hosting the object, so its call stays on that
+// instance; a request arriving meanwhile goes to the other, which serves
+// fewer events, though it hosts fewer objects.
+func TestRequestGoesToTheObjectsInstance(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	w.mustCall(t, "STORE", "a", "Put", map[string]string{"key": "k", "value": "v"})
+	home := w.instanceOf(t, "STORE", "a")
+	events := func() (onHome, elsewhere int) {
+		set := w.sets.Load()
+		set.mu.Lock()
+		defer set.mu.Unlock()
+		require.Len(t, set.instances, 2)
+		for _, in := range set.instances {
+			in.mu.Lock()
+			if in == home {
+				onHome = in.events
+			} else {
+				elsewhere = in.events
+			}
+			in.mu.Unlock()
+		}
+		return onHome, elsewhere
+	}
+	var wg sync.WaitGroup
+	sleep := func(name string) {
+		wg.Go(func() {
+			code, body := w.call(t, "STORE", name, "Sleep", 1500)
+			assert.Equal(t, 200, code, body)
+		})
+	}
+	sleep("a")
+	require.Eventually(t, func() bool { h, e := events(); return h == 2 && e == 0 }, 5*time.Second, time.Millisecond,
+		"the request and its call run on the object's instance")
+	sleep("b") // a new object, placed with the request on the instance serving fewer events
+	require.Eventually(t, func() bool { h, e := events(); return h == 2 && e == 2 }, 5*time.Second, time.Millisecond,
+		"the second request goes to the instance serving fewer events")
+	wg.Wait()
+}
+
 // TestCPUSliceIsCappedAtTheTimeout: a cpu_slice longer than the timeout
 // is logged as a warning at load, a spinning event is stopped after the
 // timeout's worth, and the host keeps serving.

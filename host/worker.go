@@ -302,9 +302,8 @@ func (w *Worker) newRequestID() guestio.EventID {
 }
 
 // ServeHTTP runs one request as an event of the least loaded instance (see
-// requestRank). A
-// streamed body keeps flowing (e.g. through forward) after the event ends,
-// and only then does ServeHTTP return.
+// requestRank). A streamed body keeps flowing (e.g. through forward) after
+// the event ends, and only then does ServeHTTP return.
 func (w *Worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.serve(rw, r, abi.EventFetch, nil)
 }
