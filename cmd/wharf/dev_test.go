@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +114,10 @@ func TestDevReloadsOnSave(t *testing.T) {
 		require.NoError(t, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, line, 1)), 0o644))
 		if i == 5 {
 			require.True(t, srv.WaitLog("reload failed; the previous build keeps serving", time.Minute), "the build error is reported")
-			assert.Regexp(t, `(?m)^\t\./main\.go:\d+:\d+: `, srv.Logs(), "go build's errors on lines of their own, not quoted with \\n")
+			// The output follows its line; a read of the pipe may end between.
+			buildErrors := regexp.MustCompile(`(?m)^\t\./main\.go:\d+:\d+: `)
+			assert.Eventually(t, func() bool { return buildErrors.MatchString(srv.Logs()) }, 10*time.Second, 10*time.Millisecond,
+				"go build's errors on lines of their own, not quoted with \\n:\n%s", srv.Logs())
 			_, body := getBody(srv.URL + "/")
 			assert.Equal(t, "Hello, edit 4\n", body)
 			continue
