@@ -341,8 +341,8 @@ func TestAlarmsArriveAmidChainedEvents(t *testing.T) {
 	for round := 1; round <= 10; round++ {
 		w.mustCall(t, "ALARMED", "busy", "Schedule", []int{10 * round, 0})
 		want := fmt.Sprintf("%q", strings.Repeat("0,", round))
-		require.Eventually(t, func() bool {
-			return w.mustCall(t, "ALARMED", "busy", "Runs", nil) == want
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Equal(c, want, w.mustCall(t, "ALARMED", "busy", "Runs", nil))
 		}, 10*time.Second, 5*time.Millisecond, "alarm %d ran once", round)
 		assert.Equal(t, "false", w.mustCall(t, "ALARMED", "busy", "Pending", nil))
 	}

@@ -34,6 +34,10 @@ type Alarms struct {
 	logger  *slog.Logger
 	db      *sql.DB
 
+	// indexMu makes each index write one step with the memory it matches:
+	// an alarm set while the last one's success is recorded must not be
+	// removed by it, from memory or from the index.
+	indexMu sync.Mutex
 	mu      sync.Mutex
 	due     map[alarmKey]time.Time
 	retries map[alarmKey]int
@@ -94,6 +98,8 @@ func (s *Alarms) Start() {
 // Set records that the object's alarm is due at t.
 func (s *Alarms) Set(class, id string, t time.Time) error {
 	k := alarmKey{class, id}
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
 	if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms",
 		k.class, k.id, t.UnixMilli()); err != nil {
 		return err
@@ -107,9 +113,14 @@ func (s *Alarms) Set(class, id string, t time.Time) error {
 }
 
 // Remove forgets the object's alarm.
-func (s *Alarms) Remove(class, id string) { s.remove(alarmKey{class, id}) }
+func (s *Alarms) Remove(class, id string) {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	s.removeLocked(alarmKey{class, id})
+}
 
-func (s *Alarms) remove(k alarmKey) {
+// removeLocked forgets k's alarm, under indexMu.
+func (s *Alarms) removeLocked(k alarmKey) {
 	s.db.Exec("DELETE FROM alarms WHERE class = ? AND id = ?", k.class, k.id)
 	s.mu.Lock()
 	delete(s.due, k)
@@ -179,21 +190,24 @@ func (s *Alarms) run(k alarmKey) {
 // in the object's database (which fixed the index with Set or Remove).
 var ErrAlarmSkipped = errors.New("alarm not due")
 
-// finished records an alarm's outcome: done, moved, or retried later.
+// finished records an alarm's outcome: done, moved, or retried later. A
+// success keeps an alarm set since delivery (by its handler or a later
+// event); a failure's retry checks the object's database, which has the
+// alarm that counts.
 func (s *Alarms) finished(k alarmKey, dueAt time.Time, err error) {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
 	s.mu.Lock()
 	delete(s.running, k)
+	moved := !s.due[k].Equal(dueAt)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrAlarmSkipped):
 		// The object's database says it moved or is gone; alarmDue fixed
 		// the index.
 	case err == nil:
-		s.mu.Lock()
-		again := !s.due[k].Equal(dueAt) // the handler set a new alarm
-		s.mu.Unlock()
-		if !again {
-			s.remove(k)
+		if !moved {
+			s.removeLocked(k)
 		}
 	default:
 		s.mu.Lock()
@@ -201,7 +215,7 @@ func (s *Alarms) finished(k alarmKey, dueAt time.Time, err error) {
 		if n > maxAlarmRetries {
 			s.mu.Unlock()
 			s.logger.Error("alarm failed too often; giving up", "class", k.class, "id", k.id, "retries", maxAlarmRetries, "err", err)
-			s.remove(k)
+			s.removeLocked(k)
 			return
 		}
 		s.retries[k] = n

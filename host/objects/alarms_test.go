@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,4 +67,44 @@ func TestAlarmsIndexAndDelivery(t *testing.T) {
 	d = <-got
 	assert.Equal(t, "D", d.class, "only D's entry is left: C's succeeded")
 	a.Close()
+}
+
+// TestAlarmSetAsTheLastOneSucceeds sets an object's next alarm while its
+// last one's success is being recorded, as a handler's caller may once the
+// last alarm's writes are visible: the new alarm is kept, in memory and in
+// the index, whichever goes first.
+func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alarms.sqlite")
+	got := make(chan func(error), 1)
+	a, err := OpenAlarms(path, func(string) bool { return true },
+		func(_, _ string, _ int, done func(error)) error {
+			got <- done
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	a.Start()
+	k := alarmKey{"C", "x"}
+	for i := range 100 {
+		require.NoError(t, a.Set(k.class, k.id, time.Now()))
+		done := <-got
+		next := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, a.Set(k.class, k.id, next))
+		}()
+		time.Sleep(time.Duration(i%10) * 50 * time.Microsecond) // either may go first
+		done(nil)
+		wg.Wait()
+		a.mu.Lock()
+		due := a.due[k]
+		a.mu.Unlock()
+		require.True(t, due.Equal(next), "round %d: the alarm set as the last one succeeded was forgotten (due %v)", i, due)
+		var ms int64
+		require.NoError(t, a.db.QueryRow("SELECT at_ms FROM alarms WHERE class = ? AND id = ?", k.class, k.id).Scan(&ms),
+			"round %d: the index lost the alarm set as the last one succeeded", i)
+		require.Equal(t, next.UnixMilli(), ms, "round %d", i)
+	}
 }
