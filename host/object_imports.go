@@ -30,7 +30,7 @@ func (s *services) objectImports() []plugins.HostFunc {
 		hostFunc(abi.ImportObjectID, params(i32, i32, i32, i32, i32, i32), s.importObjectID),
 		hostFunc(abi.ImportObjectSelf, params(i32, i32, i32), importObjectSelf),
 		hostFunc(abi.ImportObjectFetch, params(i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectFetch),
-		hostFunc(abi.ImportObjectCall, params(i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectCall),
+		hostFunc(abi.ImportObjectCall, params(i32, i32, i32, i32, i32, i32, i32, i32, i32), s.importObjectCall),
 		hostFunc(abi.ImportCallResult, params(i32, i32, i32, i32), importCallResult),
 		hostFunc(abi.ImportCallRequest, params(i32, i32, i32, i32), importCallRequest),
 		hostFunc(abi.ImportCallReturn, params(i32, i32, i32, i32), importCallReturn),
@@ -227,12 +227,20 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 	if len(method) == 0 {
 		return fmt.Errorf("%w: empty method name", abi.StatusInvalid)
 	}
+	recOut := u32(a[8])
+	if _, err := readMem(mem, recOut, abi.EventRecordSize); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(s.base)
 	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err
 	}
-	s.objects.SendCall(ctx, ns, id, objects.NewCall(string(method), append([]byte(nil), args...), p), g.inst)
+	call := objects.NewCall(string(method), append([]byte(nil), args...), p)
+	s.objects.SendCall(ctx, ns, id, call, g.inst)
+	var rec [abi.EventRecordSize]byte // kind 0: nothing to run here
+	g.inst.takeCall(call, rec[:])
+	mem.Write(recOut, rec[:]) // in bounds: checked above
 	return nil
 }
 

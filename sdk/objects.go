@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -248,9 +249,15 @@ type Namespace struct{ binding string }
 // lacks makes the host refuse the module when it loads; called later, the
 // binding's first use fails.
 func GetNamespace(binding string) *Namespace {
-	wharf.Event(0).UseBinding(binding) // the host checks the list at load
+	if _, told := toldBindings.LoadOrStore(binding, true); !told {
+		wharf.Event(0).UseBinding(binding) // the host checks the list at load
+	}
 	return &Namespace{binding: binding}
 }
+
+// toldBindings are the bindings GetNamespace has told the host of: once
+// is enough, for a handler that gets its namespace per request.
+var toldBindings sync.Map // string → bool
 
 // IDFromName returns the id the name maps to: always the same in this
 // namespace.
@@ -335,9 +342,15 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 		return fmt.Errorf("arguments of %s: %w", method, err)
 	}
 	ev := eventOf(ctx)
-	h, err := ev.ObjectCall(s.ns, s.id, method, data)
+	h, rec, err := ev.ObjectCall(s.ns, s.id, method, data)
 	if err != nil {
 		return fmt.Errorf("call %s: %w", method, err)
+	}
+	if e := eventOfRecord(rec); e.kind != 0 {
+		// The object is idle on this instance: its event runs here, now,
+		// and the caller waits for it like any event's (its writes may
+		// still have to become durable before the answer is ready).
+		e.run()
 	}
 	if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
 		ev.Close(h)

@@ -43,12 +43,7 @@ func Serve() {
 			fmt.Fprintln(os.Stderr, "wharf: reading events:", err)
 			os.Exit(2)
 		}
-		e := event{
-			kind:   abi.EventKind(binary.LittleEndian.Uint32(rec[0:])),
-			ev:     wharf.Event(binary.LittleEndian.Uint32(rec[4:])),
-			object: binary.LittleEndian.Uint32(rec[8:]),
-			arg:    binary.LittleEndian.Uint32(rec[12:]),
-		}
+		e := eventOfRecord(rec)
 		if e.kind == abi.EventDrop { // nothing to answer
 			if o, ok := objects.LoadAndDelete(e.object); ok {
 				o.(*object).state.Container.evicted()
@@ -101,6 +96,16 @@ type event struct {
 	ev     wharf.Event
 	object uint32 // 0 for a Worker event
 	arg    uint32
+}
+
+// eventOfRecord decodes an event record.
+func eventOfRecord(rec [abi.EventRecordSize]byte) event {
+	return event{
+		kind:   abi.EventKind(binary.LittleEndian.Uint32(rec[0:])),
+		ev:     wharf.Event(binary.LittleEndian.Uint32(rec[4:])),
+		object: binary.LittleEndian.Uint32(rec[8:]),
+		arg:    binary.LittleEndian.Uint32(rec[12:]),
+	}
 }
 
 // run serves the event and ends it with its status. A panic that escapes

@@ -54,7 +54,7 @@ func objectSelf(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return u
 func objectFetch(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
 	return unsupported
 }
-func objectCall(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
+func objectCall(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
 	return unsupported
 }
 func callResult(uint32, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32  { return unsupported }

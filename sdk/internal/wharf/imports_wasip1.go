@@ -71,7 +71,7 @@ func objectSelf(ev uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) 
 func objectFetch(ev uint32, ns unsafe.Pointer, nsLen uint32, id unsafe.Pointer, head unsafe.Pointer, headLen uint32, flags uint32, bodyOut unsafe.Pointer, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 object_call
-func objectCall(ev uint32, ns unsafe.Pointer, nsLen uint32, id unsafe.Pointer, method unsafe.Pointer, methodLen uint32, args unsafe.Pointer, argsLen uint32, out unsafe.Pointer) int32
+func objectCall(ev uint32, ns unsafe.Pointer, nsLen uint32, id unsafe.Pointer, method unsafe.Pointer, methodLen uint32, args unsafe.Pointer, argsLen uint32, out unsafe.Pointer, recOut unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 call_result
 func callResult(ev uint32, p uint32, buf unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32

@@ -44,12 +44,13 @@ func (ev Event) ObjectFetch(ns, id string, head []byte, flags uint32) (body, pen
 	return body, pending, ev.check("object_fetch", st)
 }
 
-// ObjectCall starts an RPC call and returns its pending handle.
-func (ev Event) ObjectCall(ns, id, method string, args []byte) (uint32, error) {
-	var h uint32
+// ObjectCall starts an RPC call and returns its pending handle, and the
+// record of the call's event if the host hands it to the caller to run
+// now (the object is idle on this instance); its kind is 0 otherwise.
+func (ev Event) ObjectCall(ns, id, method string, args []byte) (pending uint32, rec [abi.EventRecordSize]byte, err error) {
 	st := objectCall(uint32(ev), strPtr(ns), uint32(len(ns)), strPtr(id), strPtr(method), uint32(len(method)),
-		ptr(args), uint32(len(args)), unsafe.Pointer(&h))
-	return h, ev.check("object_call", st)
+		ptr(args), uint32(len(args)), unsafe.Pointer(&pending), unsafe.Pointer(&rec[0]))
+	return pending, rec, ev.check("object_call", st)
 }
 
 // CallResult takes the answer of a finished call.
