@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -146,35 +145,32 @@ func (in *instance) takeCall(c *objects.Call, rec []byte) {
 // record makes d's event record in rec: the event and its argument get
 // handles now, on the instance's own goroutine.
 func (in *instance) record(d *delivery, rec []byte) {
-	var ev, obj, arg abi.Handle
+	r := abi.EventRecord{Kind: d.kind}
 	if d.obj != nil {
 		if d.obj.ref == 0 {
 			d.obj.ref = in.self.add(abi.KindObject, d.obj)
 		}
-		obj = d.obj.ref
+		r.Object = d.obj.ref
 	}
 	if g := d.scope; g != nil {
-		ev = in.table.Add(abi.KindEvent, g, nil) // released last, by end
-		g.handle = ev
+		r.Event = in.table.Add(abi.KindEvent, g, nil) // released last, by end
+		g.handle = r.Event
 		switch a := d.arg.(type) {
 		case *incoming:
-			arg = g.add(abi.KindRequest, a)
+			r.Arg = uint32(g.add(abi.KindRequest, a))
 		case *objects.Call:
-			arg = g.add(abi.KindCall, a)
+			r.Arg = uint32(g.add(abi.KindCall, a))
 		case int:
-			arg = abi.Handle(a)
+			r.Arg = uint32(a)
 		}
 	}
 	if d.kind == abi.EventDrop {
-		in.table.Remove(obj)
+		in.table.Remove(r.Object)
 		if sc := d.obj.scope; sc != nil {
 			sc.release(nil)
 		}
 	}
-	binary.LittleEndian.PutUint32(rec[0:], uint32(d.kind))
-	binary.LittleEndian.PutUint32(rec[4:], uint32(ev))
-	binary.LittleEndian.PutUint32(rec[8:], uint32(obj))
-	binary.LittleEndian.PutUint32(rec[12:], uint32(arg))
+	r.Put(rec)
 }
 
 // waitReady reports whether one of w's handles is ready or gone.

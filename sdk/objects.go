@@ -346,7 +346,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if err != nil {
 		return fmt.Errorf("call %s: %w", method, err)
 	}
-	if e := eventOfRecord(rec); e.kind != 0 {
+	if e := eventOfRecord(rec[:]); e.kind != 0 {
 		// The object is idle on this instance: its event runs here, now,
 		// and the caller waits for it like any event's (its writes may
 		// still have to become durable before the answer is ready).

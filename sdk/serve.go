@@ -3,7 +3,6 @@ package sdk
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +42,7 @@ func Serve() {
 			fmt.Fprintln(os.Stderr, "wharf: reading events:", err)
 			os.Exit(2)
 		}
-		e := eventOfRecord(rec)
+		e := eventOfRecord(rec[:])
 		if e.kind == abi.EventDrop { // nothing to answer
 			if o, ok := objects.LoadAndDelete(e.object); ok {
 				o.(*object).state.Container.evicted()
@@ -99,13 +98,9 @@ type event struct {
 }
 
 // eventOfRecord decodes an event record.
-func eventOfRecord(rec [abi.EventRecordSize]byte) event {
-	return event{
-		kind:   abi.EventKind(binary.LittleEndian.Uint32(rec[0:])),
-		ev:     wharf.Event(binary.LittleEndian.Uint32(rec[4:])),
-		object: binary.LittleEndian.Uint32(rec[8:]),
-		arg:    binary.LittleEndian.Uint32(rec[12:]),
-	}
+func eventOfRecord(rec []byte) event {
+	r := abi.ParseEventRecord(rec)
+	return event{kind: r.Kind, ev: wharf.Event(r.Event), object: uint32(r.Object), arg: r.Arg}
 }
 
 // run serves the event and ends it with its status. A panic that escapes
