@@ -3,6 +3,8 @@ package host
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -139,4 +141,55 @@ func TestManyCallersOfOneObject(t *testing.T) {
 	for i := range n {
 		require.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", "busy", "Get", fmt.Sprint("k", i)))
 	}
+}
+
+// TestInlineCallsLeaveNothingBehind: thousands of inline calls (plain,
+// bounded by a deadline, failing, nested) leave the instance's handles,
+// wait descriptors and events, and the host's goroutines and descriptors,
+// where they were.
+func TestInlineCallsLeaveNothingBehind(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
+	calls := func(n int) {
+		parallel(t, 4, n, func(i int) error {
+			var code int
+			var body string
+			switch i % 4 {
+			case 0:
+				code, body = w.call(t, "STORE", "leak", "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+			case 1:
+				code, body = w.call(t, "STORE", "leak", "Events?timeout_ms=5000", nil)
+			case 2:
+				if code, body = w.call(t, "STORE", "leak", "Get", "missing"); code == 500 {
+					code = 200
+				}
+			default:
+				code, body = w.call(t, "STORE", "leak", "CallSelf", "other")
+			}
+			if code != 200 {
+				return fmt.Errorf("call %d: %d %s", i, code, body)
+			}
+			return nil
+		})
+	}
+	calls(400)
+	in := w.instanceOf(t, "STORE", "leak")
+	state := func() (handles, waits, events int) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.table.Live(), len(in.waits), in.events
+	}
+	http.DefaultClient.CloseIdleConnections()
+	handles, waits, _ := state()
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	calls(2000)
+	http.DefaultClient.CloseIdleConnections()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		h, wt, ev := state()
+		assert.LessOrEqual(c, h, handles+4, "handles")
+		assert.LessOrEqual(c, wt, max(waits, 64), "wait descriptors")
+		assert.Equal(c, 0, ev, "events")
+		assert.LessOrEqual(c, runtime.NumGoroutine(), goroutines+8, "goroutines")
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.LessOrEqual(t, openFDs(t), fds+8, "descriptors grew")
 }
