@@ -347,10 +347,16 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 		return fmt.Errorf("call %s: %w", method, err)
 	}
 	if e := eventOfRecord(rec[:]); e.kind != 0 {
-		// The object is idle on this instance: its event runs here, now,
-		// and the caller waits for it like any event's (its writes may
-		// still have to become durable before the answer is ready).
-		e.run()
+		// The object is idle on this instance: its event runs now, and the
+		// caller waits for it like any event's (its writes may still have
+		// to become durable before the answer is ready). It runs here
+		// unless ctx can end: then on a runner of its own, so that ctx's
+		// end stops the wait while the method runs on.
+		if ctx.Done() == nil {
+			e.run()
+		} else {
+			dispatch(e)
+		}
 	}
 	if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
 		ev.Close(h)

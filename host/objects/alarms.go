@@ -40,6 +40,10 @@ type Alarms struct {
 	indexMu sync.Mutex
 	mu      sync.Mutex
 	due     map[alarmKey]time.Time
+	// sets numbers each object's latest Set (from setSeq): an alarm set
+	// while the last one ran moved it, even to the very same time.
+	sets    map[alarmKey]uint64
+	setSeq  uint64
 	retries map[alarmKey]int
 	running map[alarmKey]bool
 	timer   *time.Timer
@@ -64,7 +68,7 @@ func OpenAlarms(path string, known func(class string) bool, deliver func(class, 
 		db.Close()
 		return nil, fmt.Errorf("alarm index %s: %w", path, err)
 	}
-	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
+	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, sets: map[alarmKey]uint64{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
 	rows, err := db.Query("SELECT class, id, at_ms FROM alarms")
 	if err != nil {
 		db.Close()
@@ -106,7 +110,13 @@ func (s *Alarms) Set(class, id string, t time.Time) error {
 	}
 	s.mu.Lock()
 	s.due[k] = t
-	delete(s.retries, k)
+	s.setSeq++
+	s.sets[k] = s.setSeq
+	if !s.running[k] {
+		// A running alarm's own handler may set the next one and then
+		// fail, which undoes it: its outcome (finished) settles the count.
+		delete(s.retries, k)
+	}
 	s.mu.Unlock()
 	s.reschedule()
 	return nil
@@ -124,6 +134,7 @@ func (s *Alarms) removeLocked(k alarmKey) {
 	s.db.Exec("DELETE FROM alarms WHERE class = ? AND id = ?", k.class, k.id)
 	s.mu.Lock()
 	delete(s.due, k)
+	delete(s.sets, k)
 	delete(s.retries, k)
 	s.mu.Unlock()
 }
@@ -171,12 +182,12 @@ func (s *Alarms) fire() {
 func (s *Alarms) run(k alarmKey) {
 	s.mu.Lock()
 	retry := s.retries[k]
-	dueAt := s.due[k]
+	set := s.sets[k]
 	s.mu.Unlock()
 	s.wg.Add(1)
 	done := func(err error) {
 		defer s.wg.Done()
-		s.finished(k, dueAt, err)
+		s.finished(k, set, err)
 	}
 	if err := s.deliver(k.class, k.id, retry, done); err != nil {
 		s.wg.Done()
@@ -190,23 +201,31 @@ func (s *Alarms) run(k alarmKey) {
 // in the object's database (which fixed the index with Set or Remove).
 var ErrAlarmSkipped = errors.New("alarm not due")
 
-// finished records an alarm's outcome: done, moved, or retried later. A
+// finished records an alarm's outcome: done, moved, or retried later. set
+// is the number of the object's latest Set when the alarm was delivered. A
 // success keeps an alarm set since delivery (by its handler or a later
-// event); a failure's retry checks the object's database, which has the
-// alarm that counts.
-func (s *Alarms) finished(k alarmKey, dueAt time.Time, err error) {
+// event), even for the same time; a failure's retry checks the object's
+// database, which has the alarm that counts.
+func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
 	s.mu.Lock()
 	delete(s.running, k)
-	moved := !s.due[k].Equal(dueAt)
+	moved := s.sets[k] != set
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrAlarmSkipped):
 		// The object's database says it moved or is gone; alarmDue fixed
 		// the index.
+		s.mu.Lock()
+		delete(s.retries, k)
+		s.mu.Unlock()
 	case err == nil:
-		if !moved {
+		if moved {
+			s.mu.Lock()
+			delete(s.retries, k)
+			s.mu.Unlock()
+		} else {
 			s.removeLocked(k)
 		}
 	default:

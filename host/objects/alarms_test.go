@@ -108,3 +108,138 @@ func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
 		require.Equal(t, next.UnixMilli(), ms, "round %d", i)
 	}
 }
+
+// TestAlarmHandlerThatSetsAnAlarmThenFails: a handler that sets the next
+// alarm and then fails (its writes, the new alarm with them, are undone)
+// is retried with a growing count, as any failing handler: its own Set
+// does not start the count again.
+func TestAlarmHandlerThatSetsAnAlarmThenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alarms.sqlite")
+	retries := make(chan int, 10)
+	var a *Alarms
+	a, err := OpenAlarms(path, func(string) bool { return true },
+		func(class, id string, retry int, done func(error)) error {
+			go func() {
+				retries <- retry
+				assert.NoError(t, a.Set(class, id, time.Now().Add(time.Hour))) // the handler's next alarm
+				done(errors.New("failed after setting the next alarm"))
+			}()
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	require.NoError(t, a.Set("C", "x", time.Now()))
+	a.Start()
+	for want := range 2 {
+		select {
+		case got := <-retries:
+			require.Equal(t, want, got, "delivery %d says how many times it failed", want)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d never came", want)
+		}
+	}
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.retries[alarmKey{"C", "x"}] == 2 && !a.running[alarmKey{"C", "x"}]
+	}, 5*time.Second, time.Millisecond, "the second failure counts as the second")
+}
+
+// TestAlarmsUnderConcurrentSetAndRemove sets and removes alarms of a few
+// objects from many goroutines while their alarms run and succeed or
+// fail; once the last alarm of each object is set far ahead and every
+// running alarm has finished, memory and index both hold exactly it.
+func TestAlarmsUnderConcurrentSetAndRemove(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alarms.sqlite")
+	var outcomes sync.WaitGroup
+	var n sync.Mutex
+	count := 0
+	a, err := OpenAlarms(path, func(string) bool { return true },
+		func(_, _ string, _ int, done func(error)) error {
+			n.Lock()
+			count++
+			fail := count%3 == 0
+			n.Unlock()
+			outcomes.Add(1)
+			go func() {
+				defer outcomes.Done()
+				if fail {
+					done(errors.New("failed on purpose"))
+				} else {
+					done(nil)
+				}
+			}()
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	a.Start()
+	ids := []string{"a", "b", "c", "d"}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				id := ids[(g+i)%len(ids)]
+				if i%5 == 4 {
+					a.Remove("C", id)
+				} else {
+					assert.NoError(t, a.Set("C", id, time.Now().Add(time.Duration(i%3)*time.Millisecond)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	last := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+	for _, id := range ids {
+		require.NoError(t, a.Set("C", id, last))
+	}
+	// Let the alarms already delivered finish, then check.
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.running) == 0
+	}, 5*time.Second, time.Millisecond)
+	outcomes.Wait()
+	n.Lock()
+	t.Logf("%d alarms delivered", count)
+	n.Unlock()
+	a.Close()
+	a, err = OpenAlarms(path, func(string) bool { return true },
+		func(string, string, int, func(error)) error { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	for _, id := range ids {
+		assert.True(t, a.due[alarmKey{"C", id}].Equal(last), "the index has %s's last alarm", id)
+	}
+}
+
+// TestAlarmSetAgainForTheSameTime: a handler that sets its alarm again for
+// the time it was due (say, a schedule it keeps in storage and has not
+// moved on yet) and succeeds keeps that alarm: it was set after delivery.
+func TestAlarmSetAgainForTheSameTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alarms.sqlite")
+	due := time.UnixMilli(time.Now().UnixMilli())
+	runs := make(chan int, 10)
+	var a *Alarms
+	a, err := OpenAlarms(path, func(string) bool { return true },
+		func(class, id string, retry int, done func(error)) error {
+			go func() {
+				if len(runs) == 0 {
+					assert.NoError(t, a.Set(class, id, due))
+				}
+				runs <- retry
+				done(nil)
+			}()
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	require.NoError(t, a.Set("C", "x", due))
+	a.Start()
+	for i := range 2 {
+		select {
+		case <-runs:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("run %d never came: the alarm set again was dropped", i)
+		}
+	}
+}

@@ -810,7 +810,8 @@ func init() {
 	outboundHandlers()
 
 	mux := http.NewServeMux()
-	// POST /call/{binding}/{name}/{method} with JSON args in the body.
+	// POST /call/{binding}/{name}/{method} with JSON args in the body;
+	// ?timeout_ms= bounds the call by a context deadline.
 	mux.HandleFunc("POST /call/{binding}/{name}/{method}", func(w http.ResponseWriter, r *http.Request) {
 		stub, err := stubFor(r)
 		if err != nil {
@@ -822,11 +823,20 @@ func init() {
 		if len(args) > 0 {
 			json.Unmarshal(args, &in)
 		}
+		ctx := r.Context()
+		if ms, err := strconv.Atoi(r.URL.Query().Get("timeout_ms")); err == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+			defer cancel()
+		}
 		var out any
-		if err := stub.CallContext(r.Context(), r.PathValue("method"), in, &out); err != nil {
+		if err := stub.CallContext(ctx, r.PathValue("method"), in, &out); err != nil {
 			code := 500
 			if errors.Is(err, sdk.ErrTimeout) {
 				code = 504 // the object's event exceeded its time limit
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				code = 408 // the caller's own deadline passed
 			}
 			http.Error(w, err.Error(), code)
 			return

@@ -1,0 +1,195 @@
+package host
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Calls from a Worker to an object that is live and idle on the Worker's
+// own instance run on the calling goroutine (object_call's record_out).
+// With one instance, every call to an object after its first is such a
+// call.
+
+const oneInstance = "[limits]\ninstances = 1\n"
+
+// TestInlineCallHonoursTheCallersDeadline: a call bounded by a context
+// deadline returns when the deadline passes, though the object's method
+// runs on; the object answers its next calls.
+func TestInlineCallHonoursTheCallersDeadline(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "slow", "Put", map[string]string{"key": "k", "value": "v"}) // live and idle now
+	start := time.Now()
+	code, body := w.call(t, "STORE", "slow", "Sleep?timeout_ms=200", 3000)
+	took := time.Since(start)
+	assert.Equal(t, 408, code, body)
+	assert.Less(t, took, 2*time.Second, "the caller waited for the method, not for its deadline")
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "slow", "Get", "k"))
+	w.mustCall(t, "STORE", "slow", "Put", map[string]string{"key": "k", "value": "w"})
+	assert.Equal(t, `"w"`, w.mustCall(t, "STORE", "slow", "Get", "k"))
+}
+
+// TestInlineCallWhoseClientLeaves: the client of a Worker request leaves
+// while its inline call sleeps past the request's time limit; the host
+// keeps serving and the object answers its next calls.
+func TestInlineCallWhoseClientLeaves(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 1\ntimeout = \"500ms\"\n")
+	w.mustCall(t, "STORE", "left", "Put", map[string]string{"key": "k", "value": "v"})
+	for range 3 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(c, "POST /call/STORE/left/Sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n2000")
+		require.NoError(t, err)
+		time.Sleep(100 * time.Millisecond) // the call is running
+		c.Close()
+	}
+	// The request's time limit passes while the method sleeps.
+	code, body := w.call(t, "STORE", "left", "Sleep", 2000)
+	assert.Equal(t, 504, code, body)
+	w.assertObjectServing(t, "left")
+}
+
+// assertObjectServing checks that the host answers the Worker and that
+// the object named name reads and writes.
+func (w *testWorker) assertObjectServing(t *testing.T, name string) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, body := w.call(t, "STORE", name, "Put", map[string]string{"key": "after", "value": "yes"})
+		assert.Equal(c, 200, code, body)
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, `"yes"`, w.mustCall(t, "STORE", name, "Get", "after"))
+	code, body := get(t, w.url+"/alone")
+	assert.Equal(t, 200, code, body)
+}
+
+// TestInlineCallFailures: an inline call whose method panics after a
+// write, or returns an error, fails for its caller with the object's
+// error; the panic's write is undone and the object works afterwards.
+func TestInlineCallFailures(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "f", "Put", map[string]string{"key": "k", "value": "v"})
+	code, body := w.call(t, "STORE", "f", "PutThenPanic", "k")
+	assert.Equal(t, 500, code, body)
+	code, body = w.call(t, "STORE", "f", "Get", "missing")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, `no key "missing"`)
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "f", "Get", "k"), "the panicking event's write was undone")
+	code, body = w.call(t, "STORE", "f", "TxFail", "t")
+	assert.Equal(t, 200, code, body)
+	w.mustCall(t, "STORE", "f", "Put", map[string]string{"key": "k", "value": "w"})
+	assert.Equal(t, `"w"`, w.mustCall(t, "STORE", "f", "Get", "k"))
+}
+
+// TestNestedInlineCalls: object a calls object b on the same instance,
+// both idle (two inline calls deep); then a calls b while b is busy, which
+// waits for b's event.
+func TestNestedInlineCalls(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "b", "Put", map[string]string{"key": "n", "value": "42"})
+	w.mustCall(t, "STORE", "a", "Put", map[string]string{"key": "x", "value": "y"})
+	for range 20 {
+		assert.Equal(t, "1", w.mustCall(t, "STORE", "a", "CallSelf", "b"), "b's Put is its one counted event")
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { w.mustCall(t, "STORE", "b", "Sleep", 500) })
+	time.Sleep(100 * time.Millisecond) // b is busy
+	start := time.Now()
+	assert.Equal(t, "1", w.mustCall(t, "STORE", "a", "CallSelf", "b"))
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a's call waited for b's event")
+	wg.Wait()
+	assert.Equal(t, `"y"`, w.mustCall(t, "STORE", "a", "Get", "x"))
+}
+
+// TestInlineCallWritesAreDurable: writes made by inline calls are durable
+// when their callers get the answers, and survive a restart.
+func TestInlineCallWritesAreDurable(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, oneInstance)
+	w.mustCall(t, "STORE", "d", "Put", map[string]string{"key": "k0", "value": "v0"})
+	for i := 1; i <= 20; i++ {
+		w.mustCall(t, "STORE", "d", "Put", map[string]string{"key": fmt.Sprint("k", i), "value": fmt.Sprint("v", i)})
+	}
+	w.stop()
+	w2 := startObjects(t, dir, oneInstance)
+	for i := 0; i <= 20; i++ {
+		assert.Equal(t, fmt.Sprintf(`"v%d"`, i), w2.mustCall(t, "STORE", "d", "Get", fmt.Sprint("k", i)))
+	}
+}
+
+// TestManyCallersOfOneObject: concurrent callers of one object, some of
+// whose calls run inline: every call runs exactly once, one at a time.
+func TestManyCallersOfOneObject(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "busy", "Put", map[string]string{"key": "k", "value": "v"})
+	const n = 400
+	parallel(t, 16, n, func(i int) error {
+		code, body := w.call(t, "STORE", "busy", "Put", map[string]string{"key": fmt.Sprint("k", i), "value": fmt.Sprint(i)})
+		if code != 200 {
+			return fmt.Errorf("put %d: %d %s", i, code, body)
+		}
+		return nil
+	})
+	assert.Equal(t, fmt.Sprint(n+1), w.mustCall(t, "STORE", "busy", "Events", nil), "each Put ran once")
+	for i := range n {
+		require.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", "busy", "Get", fmt.Sprint("k", i)))
+	}
+}
+
+// TestInlineCallsLeaveNothingBehind: thousands of inline calls (plain,
+// bounded by a deadline, failing, nested) leave the instance's handles,
+// wait descriptors and events, and the host's goroutines and descriptors,
+// where they were.
+func TestInlineCallsLeaveNothingBehind(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
+	calls := func(n int) {
+		parallel(t, 4, n, func(i int) error {
+			var code int
+			var body string
+			switch i % 4 {
+			case 0:
+				code, body = w.call(t, "STORE", "leak", "Put", map[string]string{"key": "k", "value": fmt.Sprint(i)})
+			case 1:
+				code, body = w.call(t, "STORE", "leak", "Events?timeout_ms=5000", nil)
+			case 2:
+				if code, body = w.call(t, "STORE", "leak", "Get", "missing"); code == 500 {
+					code = 200
+				}
+			default:
+				code, body = w.call(t, "STORE", "leak", "CallSelf", "other")
+			}
+			if code != 200 {
+				return fmt.Errorf("call %d: %d %s", i, code, body)
+			}
+			return nil
+		})
+	}
+	calls(400)
+	in := w.instanceOf(t, "STORE", "leak")
+	state := func() (handles, waits, events int) {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.table.Live(), len(in.waits), in.events
+	}
+	http.DefaultClient.CloseIdleConnections()
+	handles, waits, _ := state()
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	calls(2000)
+	http.DefaultClient.CloseIdleConnections()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		h, wt, ev := state()
+		assert.LessOrEqual(c, h, handles+4, "handles")
+		assert.LessOrEqual(c, wt, max(waits, 64), "wait descriptors")
+		assert.Equal(c, 0, ev, "events")
+		assert.LessOrEqual(c, runtime.NumGoroutine(), goroutines+8, "goroutines")
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.LessOrEqual(t, openFDs(t), fds+8, "descriptors grew")
+}
