@@ -52,12 +52,48 @@ func unmarshalJSON(data []byte, v any) error {
 			return nil
 		}
 	case *string:
-		if len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' && plainString(string(data[1:len(data)-1])) {
-			*p = string(data[1 : len(data)-1])
+		if s, ok := plainQuoted(data); ok {
+			*p = s
 			return nil
+		}
+	case *any:
+		if *p == nil { // else encoding/json may decode into what *p holds
+			if x, ok := plainValue(data); ok {
+				*p = x
+				return nil
+			}
 		}
 	}
 	return json.Unmarshal(data, v)
+}
+
+// plainQuoted is the string data holds if it is one JSON writes as itself
+// between quotes.
+func plainQuoted(data []byte) (string, bool) {
+	if len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' && plainString(string(data[1:len(data)-1])) {
+		return string(data[1 : len(data)-1]), true
+	}
+	return "", false
+}
+
+// plainValue is what encoding/json stores in an empty interface for data,
+// if data is null, a boolean, an integer or a plain string.
+func plainValue(data []byte) (any, bool) {
+	switch string(data) {
+	case "null":
+		return nil, true
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	if n, ok := plainInt(data, 64); ok && (n != 0 || data[0] != '-') { // -0 is a float64 of its own
+		return float64(n), true // rounded as encoding/json's ParseFloat rounds
+	}
+	if s, ok := plainQuoted(data); ok {
+		return s, true
+	}
+	return nil, false
 }
 
 // plainString reports whether JSON writes s as itself between quotes:

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 
@@ -38,6 +39,24 @@ func TestRPCJSONMatchesEncodingJSON(t *testing.T) {
 		assert.Equal(t, wantErr == nil, gotErr == nil, "string %q", data)
 		assert.Equal(t, want, got, "string %q", data)
 	}
+	for _, data := range []string{"0", "-0", "12", "-12", "9007199254740993", "-9223372036854775808", "9223372036854775807",
+		"9223372036854775808", "01", "1.5", "1e3", "null", "true", "false", "nil", `""`, `"plain"`, `"esc\"aped"`, `"é"`,
+		`[1]`, `{"a":1}`, " 1", ""} {
+		var want, got any
+		wantErr := json.Unmarshal([]byte(data), &want)
+		gotErr := unmarshalJSON([]byte(data), &got)
+		assert.Equal(t, wantErr == nil, gotErr == nil, "any %q: %v / %v", data, wantErr, gotErr)
+		assert.Equal(t, want, got, "any %q", data)
+		if f, ok := want.(float64); ok {
+			assert.Equal(t, math.Signbit(f), math.Signbit(got.(float64)), "any %q: the sign of zero", data)
+		}
+	}
+	var target int
+	held, wantHeld := any(&target), any(&target) // a pointer held: decoded into
+	require.NoError(t, unmarshalJSON([]byte("5"), &held))
+	require.NoError(t, json.Unmarshal([]byte("5"), &wantHeld))
+	assert.Equal(t, wantHeld, held)
+	assert.Equal(t, 5, target)
 }
 
 func TestMethodByNameIsCached(t *testing.T) {
