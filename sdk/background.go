@@ -139,10 +139,16 @@ func (c *Container) StartProcess(cmd []string, opts ProcessOptions) (*Background
 }
 
 // ListProcesses describes the container's background processes, running
-// or exited, in the order they started.
+// or exited, in the order they started (an empty list, not nil, if none).
 func (c *Container) ListProcesses() ([]BackgroundProcess, error) {
 	var list []BackgroundProcess
-	return list, c.backgroundOp(abi.BackgroundOptions{Op: "list"}, &list)
+	if err := c.backgroundOp(abi.BackgroundOptions{Op: "list"}, &list); err != nil {
+		return nil, err
+	}
+	if list == nil {
+		list = []BackgroundProcess{}
+	}
+	return list, nil
 }
 
 // GetProcess describes background process id; ErrNotFound if the

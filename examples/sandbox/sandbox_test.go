@@ -190,6 +190,11 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 
 	_, out := post("/run/s1", "echo '<h1>hello</h1>' > /work/index.html")
 	require.Equal(t, "", out)
+	ps, err := http.Get(srv.URL + "/ps/s1")
+	require.NoError(t, err)
+	none, _ := io.ReadAll(ps.Body)
+	ps.Body.Close()
+	assert.Equal(t, "[]\n", string(none), "no background process yet: an empty list")
 	code, out := post("/start/s1/dev", `echo "dev server on :8080"; exec httpd -f -vv -p 8080 -h /work`)
 	require.Equal(t, 200, code, out)
 	assert.Contains(t, out, `"id":"dev","pid":`)
