@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
@@ -586,6 +587,124 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
 }
 
+// TestRecoveryLeavesAContainerItCannotLookAt: a failed call to containerd
+// about a container (its labels, its task's status) read as a foreign or
+// dead container, and recovery removed the network, disks and record of
+// one that ran. Now the container is left whole, Recover's error names it,
+// Start refuses its object, and the next run adopts it.
+func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
+	broken := errors.New("containerd did not answer")
+	for name, fail := range map[string]func(id string) (restore func()){
+		"labels": func(id string) func() {
+			real := containerLabels
+			containerLabels = func(ctr client.Container, ctx context.Context) (map[string]string, error) {
+				if ctr.ID() == id {
+					return nil, broken
+				}
+				return real(ctr, ctx)
+			}
+			return func() { containerLabels = real }
+		},
+		"status": func(id string) func() {
+			real := taskStatus
+			taskStatus = func(task client.Task, ctx context.Context) (client.Status, error) {
+				if task.ID() == id {
+					return client.Status{}, broken
+				}
+				return real(task, ctx)
+			}
+			return func() { taskStatus = real }
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, logger, b1, m1, spec := crashingHost(t)
+			t.Cleanup(func() {
+				if t.Failed() { // what a failure cut short: one more run removes it all
+					b, err := OpenBackend(context.Background(), data, "", logger)
+					if err != nil {
+						return
+					}
+					defer b.Close()
+					if m, err := NewManager(b, ManagerOptions{Logger: logger}); err == nil {
+						m.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return nil })
+						m.Close(context.Background())
+					}
+					RemoveImage(context.Background(), b.Client, spec.Image, false)
+				}
+			})
+			started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+			require.NoError(t, err)
+			id, ep := started.ID(), started.Endpoint
+			// The host crashes: the container keeps running under its shim.
+			require.NoError(t, b1.Close())
+			m1.Gateway().Close()
+
+			b2, err := OpenBackend(context.Background(), data, "", logger)
+			require.NoError(t, err)
+			m2, err := NewManager(b2, ManagerOptions{Logger: logger})
+			require.NoError(t, err)
+			restore := fail(id)
+			adopted, removed, err := m2.Recover(context.Background(), offlinePolicy)
+			restore()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, broken)
+			assert.ErrorContains(t, err, "container "+id+" left as it is for the next run")
+			var ue *UnexaminedError
+			require.ErrorAs(t, err, &ue)
+			assert.Equal(t, id, ue.ID)
+			assert.True(t, OnlyUnexamined(err), "wharf serves on: %v", err)
+			assert.Equal(t, 0, adopted)
+			assert.Equal(t, 0, removed)
+
+			ctr, err := b2.Client.LoadContainer(WithNamespace(context.Background()), id)
+			require.NoError(t, err)
+			task, err := ctr.Task(WithNamespace(context.Background()), nil)
+			require.NoError(t, err)
+			st, err := task.Status(WithNamespace(context.Background()))
+			require.NoError(t, err)
+			assert.Equal(t, client.Running, st.Status, "its task still runs")
+			assert.Equal(t, started.Pid(), task.Pid())
+			assert.FileExists(t, ep.NetNSPath, "its network namespace is kept")
+			_, err = netlink.LinkByName(ep.hostLink)
+			assert.NoError(t, err, "its host link is kept")
+			records, err := m2.jnl.all()
+			require.NoError(t, err)
+			assert.Contains(t, records, id, "its journal record is kept")
+			assert.Len(t, mountsUnder(m2.disksDir()), 1, "its disk stays mounted")
+			_, err = m2.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+			assert.ErrorContains(t, err, "the container of Sandbox obj1 from a previous run may still run")
+			assert.ErrorIs(t, err, broken)
+			require.NoError(t, m2.Close(context.Background()))
+			require.NoError(t, b2.Close())
+
+			// The next run looks again, without the failure, and adopts it.
+			b3, err := OpenBackend(context.Background(), data, "", logger)
+			require.NoError(t, err)
+			defer func() {
+				left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
+				require.NoError(t, err)
+				assert.Empty(t, left)
+				b3.Close()
+			}()
+			m3, err := NewManager(b3, ManagerOptions{Logger: logger})
+			require.NoError(t, err)
+			defer m3.Close(context.Background())
+			adopted, removed, err = m3.Recover(context.Background(), offlinePolicy)
+			require.NoError(t, err)
+			assert.Equal(t, 1, adopted)
+			assert.Equal(t, 0, removed)
+			mc, ok := m3.Get("Sandbox", "obj1")
+			require.True(t, ok)
+			assert.Equal(t, started.Pid(), mc.Pid())
+			code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "ip -4 addr show eth0 | grep -c inet; echo x > /f && cat /f"}})
+			assert.Equal(t, uint32(0), code)
+			assert.Equal(t, "1\nx\n", out, "it keeps its network and writable disk")
+			require.NoError(t, m3.Close(context.Background()))
+			require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
+		})
+	}
+}
+
 // TestRecoveryLeavesAnotherWharfsContainers: two wharf serves may share
 // one containerd (--containerd-address). The second one's recovery must
 // neither adopt nor remove the first one's running containers: it killed
@@ -682,4 +801,16 @@ func TestOpenBackendSaysWhatTheAddressIs(t *testing.T) {
 		assert.EqualError(t, err, want)
 		assert.Less(t, time.Since(start), time.Second, "%s is refused without waiting for a dial", address)
 	}
+}
+
+// TestOnlyUnexamined: wharf serves on after Recover only when every error
+// it returned is a container it left as it is.
+func TestOnlyUnexamined(t *testing.T) {
+	a, b := &UnexaminedError{ID: "a", Err: io.EOF}, &UnexaminedError{ID: "b", Err: io.EOF}
+	assert.False(t, OnlyUnexamined(nil))
+	assert.True(t, OnlyUnexamined(a))
+	assert.True(t, OnlyUnexamined(errors.Join(a, errors.Join(b))))
+	assert.False(t, OnlyUnexamined(errors.Join(a, context.Canceled)), "an interrupt stops wharf")
+	assert.False(t, OnlyUnexamined(errors.Join(a, errors.Join(b, io.ErrUnexpectedEOF))), "a removal that failed")
+	assert.False(t, OnlyUnexamined(fmt.Errorf("reading the container journal: %w", a)))
 }

@@ -177,6 +177,9 @@ type Manager struct {
 
 	mu   sync.Mutex
 	byID map[string]*Managed
+	// left are the containers Recover could not look at: they may run,
+	// so their ids are not started again until the next run.
+	left map[string]*UnexaminedError
 }
 
 // ManagerOptions configure a Manager.
@@ -228,7 +231,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
+		byID: map[string]*Managed{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
 	}
@@ -279,6 +282,10 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 			return nil, fmt.Errorf("the container of %s %s is being started or removed: try again", class, object)
 		}
 		return nil, fmt.Errorf("the container of %s %s is already running", class, object)
+	}
+	if e := m.left[id]; e != nil {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("the container of %s %s from a previous run may still run (%w): restart wharf to look at it again", class, object, e)
 	}
 	if n := m.runningLocked(class); maxPerClass > 0 && n >= maxPerClass {
 		m.mu.Unlock()
@@ -668,7 +675,10 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 // returns its error and leaves the containers it has not reached as they
 // are, for the next run. Each container is handled whole, as a failed
 // call (a task's status, its labels) would otherwise read as a dead or
-// foreign container and tear down one that runs.
+// foreign container and tear down one that runs: a container that cannot
+// be looked at is left as it is, with its record, and its
+// *UnexaminedError is joined to the error returned (see OnlyUnexamined);
+// Start refuses its class and object until the next run looks again.
 func (m *Manager) Recover(ctx context.Context, policy func(class string, internet bool) *egresspolicy.Policy) (adopted, removed int, err error) {
 	stop := ctx
 	ctx = WithNamespace(context.WithoutCancel(ctx))
@@ -680,19 +690,37 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	if err != nil {
 		return 0, 0, err
 	}
-	others := map[string]bool{}
+	// leave holds the containers neither adopted nor removed: another
+	// wharf's, and those that could not be looked at.
+	leave := map[string]bool{}
+	var unexamined []error
+	leaveUnexamined := func(id string, slot int, err error) {
+		leave[id] = true
+		m.net.reserveSlot(slot) // its address may be in use
+		e := &UnexaminedError{ID: id, Err: err}
+		unexamined = append(unexamined, e)
+		m.mu.Lock()
+		m.left[id] = e
+		m.mu.Unlock()
+	}
 	var removals []func() error
 	for _, ctr := range ctrs {
 		if err := stop.Err(); err != nil {
-			return adopted, removed, err
-		}
-		labels, err := ctr.Labels(ctx)
-		if err != nil || labels[LabelClass] == "" {
-			continue // not ours
+			return adopted, removed, errors.Join(append(unexamined, err)...)
 		}
 		id := ctr.ID()
+		labels, err := containerLabels(ctr, ctx)
+		if err != nil {
+			// Perhaps not ours, perhaps one that runs with a record.
+			leaveUnexamined(id, records[id].Slot, fmt.Errorf("reading its labels: %w", err))
+			delete(records, id)
+			continue
+		}
+		if labels[LabelClass] == "" {
+			continue // not ours
+		}
 		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
-			others[id] = true // another wharf's, on a shared containerd
+			leave[id] = true // another wharf's, on a shared containerd
 			continue
 		}
 		rec, recorded := records[id]
@@ -701,11 +729,10 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		if recorded {
 			ep = rec.endpoint(m.net, id)
 		}
-		task, terr := ctr.Task(ctx, nil)
-		var running bool
-		if terr == nil {
-			st, err := task.Status(ctx)
-			running = err == nil && (st.Status == client.Running || st.Status == client.Paused)
+		task, running, err := recoveredTask(ctx, ctr)
+		if err != nil {
+			leaveUnexamined(id, ep.slot, err)
+			continue
 		}
 		// A container without a record was started before wharf kept one.
 		complete := !recorded || (rec.Started && !rec.Destroying)
@@ -746,7 +773,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		removals = append(removals, func() error {
 			c := &Container{c: m.b.Client, ctr: ctr}
-			if terr == nil {
+			if task != nil {
 				if exitCh, err := task.Wait(ctx); err == nil {
 					c.task = task
 					c.watch(exitCh)
@@ -772,9 +799,69 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// slot), and run side by side: each mostly waits on containerd, runc
 	// and the kernel.
 	if removed, err = inParallel(stop, removals); err != nil {
-		return adopted, removed, err
+		return adopted, removed, errors.Join(append(unexamined, err)...)
 	}
-	return adopted, removed, errors.Join(m.removeOrphanTasks(others), m.removeStrayDisks())
+	return adopted, removed, errors.Join(append(unexamined, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
+}
+
+// containerLabels and taskStatus are the calls Recover reads a container's
+// labels and its task's status with; a test swaps one to make it fail.
+var (
+	containerLabels = client.Container.Labels
+	taskStatus      = client.Task.Status
+)
+
+// recoveredTask is ctr's task, if it has one, and whether it runs. A task
+// that does not exist (or ends while looked at) is dead: it is nil, or not
+// running, without an error. Any other failure is an error, as the task
+// may well run.
+func recoveredTask(ctx context.Context, ctr client.Container) (client.Task, bool, error) {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading its task: %w", err)
+	}
+	st, err := taskStatus(task, ctx)
+	if errdefs.IsNotFound(err) {
+		return task, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading its task's status: %w", err)
+	}
+	return task, st.Status == client.Running || st.Status == client.Paused, nil
+}
+
+// UnexaminedError is a container Recover could not look at (a call to
+// containerd about it failed): it was left as it is, with its record, for
+// the next run to look at again.
+type UnexaminedError struct {
+	// ID is the container's id.
+	ID  string
+	Err error
+}
+
+func (e *UnexaminedError) Error() string {
+	return "container " + e.ID + " left as it is for the next run: " + e.Err.Error()
+}
+
+func (e *UnexaminedError) Unwrap() error { return e.Err }
+
+// OnlyUnexamined reports whether err, an error from Recover, is made of
+// *UnexaminedErrors only: recovery did all it could and the containers it
+// could not look at run on untouched, so wharf can serve.
+func OnlyUnexamined(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !OnlyUnexamined(e) {
+				return false
+			}
+		}
+		return len(joined.Unwrap()) > 0
+	}
+	_, ok := err.(*UnexaminedError)
+	return ok
 }
 
 // maxParallelRemovals bounds how many containers' remains are removed at
@@ -816,9 +903,9 @@ func inParallel(stop context.Context, fns []func() error) (int, error) {
 }
 
 // removeOrphanTasks removes the tasks of containers that were neither
-// adopted nor another wharf's (see removeOrphanTasksIn).
-func (m *Manager) removeOrphanTasks(others map[string]bool) error {
-	return m.b.removeOrphanTasksIn(Namespace, func(id string) bool { return m.adopted(id) || others[id] })
+// adopted nor left (see removeOrphanTasksIn).
+func (m *Manager) removeOrphanTasks(leave map[string]bool) error {
+	return m.b.removeOrphanTasksIn(Namespace, func(id string) bool { return m.adopted(id) || leave[id] })
 }
 
 // removeOrphanTasksIn removes the tasks in containerd namespace ns of
@@ -908,9 +995,9 @@ func exited(pid int) bool {
 }
 
 // removeStrayDisks unmounts and removes the disks of containers that were
-// not adopted (a start or destroy cut short by a crash), and half-made
-// templates.
-func (m *Manager) removeStrayDisks() error {
+// neither adopted nor left (a start or destroy cut short by a crash), and
+// half-made templates.
+func (m *Manager) removeStrayDisks(leave map[string]bool) error {
 	entries, err := os.ReadDir(m.disksDir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -928,7 +1015,7 @@ func (m *Manager) removeStrayDisks() error {
 			}
 			continue
 		}
-		if !m.adopted(id) {
+		if !m.adopted(id) && !leave[id] {
 			errs = append(errs, disk{dir: filepath.Join(m.disksDir(), e.Name())}.unmount(true))
 		}
 	}

@@ -111,7 +111,10 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 		p, _ := containers.NewPolicy(c, internet) // checked above
 		return p
 	})
-	if err != nil {
+	if containerd.OnlyUnexamined(err) {
+		// The containers that could not be looked at run on untouched.
+		logger.Warn("containers from a previous run could not be looked at: left as they are for the next run", "err", err)
+	} else if err != nil {
 		// An interrupt (Ctrl-C) stops recovery between containers: the
 		// ones adopted are destroyed whole, the others left for the next run.
 		mgr.Close(context.WithoutCancel(ctx))
