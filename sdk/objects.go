@@ -213,6 +213,9 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 	if err, _ := out[len(out)-1].Interface().(error); err != nil {
 		status := abi.StatusIO
 		errors.As(err, &status) // a host error keeps its status for the caller
+		if status == abi.StatusAgain {
+			status = abi.StatusIO // call_result's AGAIN means "no answer yet"
+		}
 		return nil, status, err
 	}
 	if len(out) == 1 {
@@ -346,6 +349,8 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if err != nil {
 		return fmt.Errorf("call %s: %w", method, err)
 	}
+	var out []byte
+	err = abi.StatusAgain // no answer yet
 	if e := eventOfRecord(rec[:]); e.kind != 0 {
 		// The object is idle on this instance: its event runs now, and the
 		// caller waits for it like any event's (its writes may still have
@@ -354,15 +359,18 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 		// end stops the wait while the method runs on.
 		if ctx.Done() == nil {
 			e.run()
+			out, err = ev.CallResult(h) // answered as it ended, unless its writes are syncing
 		} else {
 			dispatch(e)
 		}
 	}
-	if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
-		ev.Close(h)
-		return fmt.Errorf("call %s: %w", method, err)
+	if errors.Is(err, abi.StatusAgain) {
+		if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
+			ev.Close(h)
+			return fmt.Errorf("call %s: %w", method, err)
+		}
+		out, err = ev.CallResult(h)
 	}
-	out, err := ev.CallResult(h)
 	if err != nil {
 		return fmt.Errorf("call %s: %w", method, calleeError(err))
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/sdk"
 )
 
@@ -38,6 +39,10 @@ type KV struct {
 }
 
 func (s *Store) Put(kv KV) error { s.events++; return s.state.Storage.Put(kv.Key, []byte(kv.Value)) }
+
+// NotYet fails with an error of status AGAIN, which a caller must still
+// get as this method's failure.
+func (s *Store) NotYet() error { return fmt.Errorf("not yet: %w", abi.StatusAgain) }
 
 func (s *Store) Get(key string) (string, error) {
 	s.events++
