@@ -179,8 +179,8 @@ var notCallable = map[string]bool{"ServeHTTP": true, "Alarm": true, "Bind": true
 
 // invoke calls an exported method by name with JSON arguments.
 func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, abi.Status, error) {
-	m := methodByName(reflect.ValueOf(obj), method)
-	if !m.IsValid() || notCallable[method] {
+	rm := rpcMethodOf(reflect.TypeOf(obj), method)
+	if rm.index < 0 {
 		var names []string
 		t := reflect.TypeOf(obj)
 		for i := 0; i < t.NumMethod(); i++ {
@@ -190,18 +190,15 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 		}
 		return nil, abi.StatusNotFound, fmt.Errorf("%T has no method %q that can be called (it has: %s)", obj, method, strings.Join(names, ", "))
 	}
-	t := m.Type()
-	var in []reflect.Value
-	first := 0 // the index of Args
-	if t.NumIn() > 0 && t.In(0) == contextType {
-		in = append(in, reflect.ValueOf(ctx))
-		first = 1
-	}
-	if t.NumIn() > first+1 || t.NumOut() == 0 || t.NumOut() > 2 || !t.Out(t.NumOut()-1).Implements(errorType) {
+	if !rm.shaped {
 		return nil, abi.StatusInvalid, fmt.Errorf("%T.%s cannot be called: it must look like func([ctx context.Context,] [Args]) ([Result,] error)", obj, method)
 	}
-	if t.NumIn() == first+1 {
-		arg := reflect.New(t.In(first))
+	in := make([]reflect.Value, 0, 2)
+	if rm.ctx {
+		in = append(in, reflect.ValueOf(ctx))
+	}
+	if rm.arg != nil {
+		arg := reflect.New(rm.arg)
 		if len(args) > 0 && string(args) != "null" {
 			if err := unmarshalJSON(args, arg.Interface()); err != nil {
 				return nil, abi.StatusInvalid, fmt.Errorf("arguments of %s: %w", method, err)
@@ -209,6 +206,7 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 		}
 		in = append(in, arg.Elem())
 	}
+	m := reflect.ValueOf(obj).Method(rm.index)
 	out := m.Call(in)
 	if err, _ := out[len(out)-1].Interface().(error); err != nil {
 		status := abi.StatusIO

@@ -126,28 +126,43 @@ func plainInt(data []byte, bits int) (int64, bool) {
 	return n, err == nil
 }
 
-// methods caches method lookups by receiver type and name: Type.MethodByName
-// costs more than the call itself in Wasm.
-var methods sync.Map // methodKey → int (the method's index, -1 if none)
+// rpcMethods caches what invoke needs to know of a method, by receiver
+// type and name: reflection's lookups cost more than the call itself in
+// Wasm.
+var rpcMethods sync.Map // methodKey → *rpcMethod
 
 type methodKey struct {
 	t    reflect.Type
 	name string
 }
 
-// methodByName is reflect.Value.MethodByName, cached.
-func methodByName(v reflect.Value, name string) reflect.Value {
-	key := methodKey{v.Type(), name}
-	i, ok := methods.Load(key)
-	if !ok {
-		index := -1
-		if m, found := v.Type().MethodByName(name); found {
-			index = m.Index
+// rpcMethod is a method as RPC calls it.
+type rpcMethod struct {
+	index  int          // in the receiver's method set; -1 if none can be called by that name
+	shaped bool         // func([ctx context.Context,] [Args]) ([Result,] error)
+	ctx    bool         // it takes a context first
+	arg    reflect.Type // its Args, nil if none
+}
+
+// rpcMethodOf describes t's method name, cached.
+func rpcMethodOf(t reflect.Type, name string) *rpcMethod {
+	key := methodKey{t, name}
+	if m, ok := rpcMethods.Load(key); ok {
+		return m.(*rpcMethod)
+	}
+	m := &rpcMethod{index: -1}
+	if meth, found := t.MethodByName(name); found && !notCallable[name] {
+		m.index = meth.Index
+		ft := meth.Type // its receiver first
+		first := 1      // the index of Args
+		if ft.NumIn() > 1 && ft.In(1) == contextType {
+			m.ctx, first = true, 2
 		}
-		i, _ = methods.LoadOrStore(key, index)
+		if ft.NumIn() == first+1 {
+			m.arg = ft.In(first)
+		}
+		m.shaped = ft.NumIn() <= first+1 && ft.NumOut() > 0 && ft.NumOut() <= 2 && ft.Out(ft.NumOut()-1).Implements(errorType)
 	}
-	if i.(int) < 0 {
-		return reflect.Value{}
-	}
-	return v.Method(i.(int))
+	cached, _ := rpcMethods.LoadOrStore(key, m)
+	return cached.(*rpcMethod)
 }

@@ -59,12 +59,20 @@ func TestRPCJSONMatchesEncodingJSON(t *testing.T) {
 	assert.Equal(t, 5, target)
 }
 
-func TestMethodByNameIsCached(t *testing.T) {
-	v := reflect.ValueOf(rpcTarget{})
+func TestRPCMethodIsCached(t *testing.T) {
+	typ := reflect.TypeOf(rpcTarget{})
 	for range 2 {
-		m := methodByName(v, "Double")
-		require.True(t, m.IsValid())
-		assert.Equal(t, 42, m.Call([]reflect.Value{reflect.ValueOf(21)})[0].Interface())
-		assert.False(t, methodByName(v, "Nope").IsValid())
+		m := rpcMethodOf(typ, "Add")
+		require.GreaterOrEqual(t, m.index, 0)
+		assert.True(t, m.shaped)
+		assert.True(t, m.ctx)
+		assert.Equal(t, reflect.TypeFor[[]int](), m.arg)
+		assert.Same(t, m, rpcMethodOf(typ, "Add"))
+		assert.Equal(t, -1, rpcMethodOf(typ, "Nope").index)
+		assert.False(t, rpcMethodOf(typ, "TooMany").shaped)
+		fail := rpcMethodOf(typ, "Fail")
+		assert.True(t, fail.shaped)
+		assert.False(t, fail.ctx)
+		assert.Nil(t, fail.arg)
 	}
 }
