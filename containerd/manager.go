@@ -633,9 +633,17 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 }
 
 // Close removes every container and stops the egress gateway, as on a
-// clean shutdown.
+// clean shutdown. The gateway's firewall stays if Recover left containers
+// as they are: they may run on, and it keeps them from the host.
 func (m *Manager) Close(ctx context.Context) error {
-	return errors.Join(m.DestroyAll(ctx), m.gw.Close())
+	err := m.DestroyAll(ctx)
+	m.mu.Lock()
+	left := len(m.left) > 0
+	m.mu.Unlock()
+	if left {
+		return errors.Join(err, m.gw.CloseKeepingFirewall())
+	}
+	return errors.Join(err, m.gw.Close())
 }
 
 // StopAll sends SIGTERM to every running container and waits, up to
