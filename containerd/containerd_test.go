@@ -554,8 +554,10 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	require.Len(t, first, 1)
 	assert.Len(t, mountsUnder(m2.disksDir()), 3, "every container keeps its disk")
 	// As wharf serve does on an error: the adopted one is destroyed, the
-	// others are left as a crash leaves them.
+	// others are left as a crash leaves them, with the firewall that keeps
+	// them from the host.
 	require.NoError(t, m2.Close(context.Background()))
+	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "the firewall of the containers left stays")
 	require.NoError(t, b2.Close())
 
 	b3, err := OpenBackend(context.Background(), data, "", logger)
