@@ -8,6 +8,7 @@ import (
 	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
+	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -552,8 +554,10 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	require.Len(t, first, 1)
 	assert.Len(t, mountsUnder(m2.disksDir()), 3, "every container keeps its disk")
 	// As wharf serve does on an error: the adopted one is destroyed, the
-	// others are left as a crash leaves them.
+	// others are left as a crash leaves them, with the firewall that keeps
+	// them from the host.
 	require.NoError(t, m2.Close(context.Background()))
+	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "the firewall of the containers left stays")
 	require.NoError(t, b2.Close())
 
 	b3, err := OpenBackend(context.Background(), data, "", logger)
@@ -703,6 +707,95 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 			require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
 		})
 	}
+}
+
+// TestShutdownKeepsTheFirewallOfALeftContainer: a container Recover left
+// as it is runs on after wharf shuts down cleanly, as after a crash. The
+// nft table that keeps it to the proxy and the resolver must stay too
+// (the next run replaces it): Close removed it, and the container could
+// reach any service on the host.
+func TestShutdownKeepsTheFirewallOfALeftContainer(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	t.Cleanup(func() {
+		if t.Failed() { // what a failure cut short: one more run removes it all
+			b, err := OpenBackend(context.Background(), data, "", logger)
+			if err != nil {
+				return
+			}
+			defer b.Close()
+			if m, err := NewManager(b, ManagerOptions{Logger: logger}); err == nil {
+				m.Recover(context.Background(), offlinePolicy)
+				m.Close(context.Background())
+			}
+			RemoveImage(context.Background(), b.Client, spec.Image, false)
+		}
+	})
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	id, ep := started.ID(), started.Endpoint
+	require.NoError(t, b1.Close())
+	m1.Gateway().Close()
+
+	b2, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	real := containerLabels
+	containerLabels = func(ctr client.Container, ctx context.Context) (map[string]string, error) {
+		if ctr.ID() == id {
+			return nil, errors.New("containerd did not answer")
+		}
+		return real(ctr, ctx)
+	}
+	_, _, err = m2.Recover(context.Background(), offlinePolicy)
+	containerLabels = real
+	require.True(t, OnlyUnexamined(err), "%v", err)
+	require.NoError(t, m2.Close(context.Background()))
+
+	// A service on the host, at the host end of the container's link.
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ep.HostIP, 0).String())
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	ctr, err := b2.Client.LoadContainer(WithNamespace(context.Background()), id)
+	require.NoError(t, err)
+	task, err := ctr.Task(WithNamespace(context.Background()), nil)
+	require.NoError(t, err)
+	left := &Container{c: b2.Client, ctr: ctr, task: task}
+	left.adoptAgent(WithNamespace(context.Background()))
+	code, _, _ := execOut(t, left, ExecSpec{Args: []string{"nc", "-w", "2", ep.HostIP.String(),
+		fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)}})
+	assert.NotEqual(t, uint32(0), code, "the left container cannot connect to the host")
+	select {
+	case <-accepted:
+		t.Error("the left container reached a service on the host after wharf shut down")
+	default:
+	}
+	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "its firewall stays")
+	require.NoError(t, b2.Close())
+
+	// The next run adopts it and, shutting down, removes it all.
+	b3, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	defer func() {
+		left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		b3.Close()
+	}()
+	m3, err := NewManager(b3, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	adopted, _, err := m3.Recover(context.Background(), offlinePolicy)
+	require.NoError(t, err)
+	assert.Equal(t, 1, adopted)
+	require.NoError(t, m3.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
 }
 
 // TestRecoveryLeavesAnotherWharfsContainers: two wharf serves may share

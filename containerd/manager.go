@@ -180,6 +180,9 @@ type Manager struct {
 	// left are the containers Recover could not look at: they may run,
 	// so their ids are not started again until the next run.
 	left map[string]*UnexaminedError
+	// cutShort is an interrupted Recover, which left the containers it
+	// had not reached (or removed) as they are.
+	cutShort bool
 }
 
 // ManagerOptions configure a Manager.
@@ -633,9 +636,18 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 }
 
 // Close removes every container and stops the egress gateway, as on a
-// clean shutdown.
+// clean shutdown. The gateway's firewall stays if Recover left containers
+// as they are (it could not look at them, or was interrupted): they may
+// run on, and it keeps them from the host.
 func (m *Manager) Close(ctx context.Context) error {
-	return errors.Join(m.DestroyAll(ctx), m.gw.Close())
+	err := m.DestroyAll(ctx)
+	m.mu.Lock()
+	left := len(m.left) > 0 || m.cutShort
+	m.mu.Unlock()
+	if left {
+		return errors.Join(err, m.gw.CloseKeepingFirewall())
+	}
+	return errors.Join(err, m.gw.Close())
 }
 
 // StopAll sends SIGTERM to every running container and waits, up to
@@ -706,6 +718,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	var removals []func() error
 	for _, ctr := range ctrs {
 		if err := stop.Err(); err != nil {
+			m.recoveryCutShort()
 			return adopted, removed, errors.Join(append(unexamined, err)...)
 		}
 		id := ctr.ID()
@@ -799,9 +812,20 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// slot), and run side by side: each mostly waits on containerd, runc
 	// and the kernel.
 	if removed, err = inParallel(stop, removals); err != nil {
+		if stop.Err() != nil {
+			m.recoveryCutShort()
+		}
 		return adopted, removed, errors.Join(append(unexamined, err)...)
 	}
 	return adopted, removed, errors.Join(append(unexamined, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
+}
+
+// recoveryCutShort notes that Recover stopped before it reached every
+// container: those may run on after Close.
+func (m *Manager) recoveryCutShort() {
+	m.mu.Lock()
+	m.cutShort = true
+	m.mu.Unlock()
 }
 
 // containerLabels and taskStatus are the calls Recover reads a container's

@@ -279,10 +279,18 @@ func (a *attachment) newRefusal(name string, now time.Time) bool {
 
 // Close removes the nft table and stops the resolver and proxy, closing
 // every connection they hold.
-func (g *Gateway) Close() error {
+func (g *Gateway) Close() error { return g.close(true) }
+
+// CloseKeepingFirewall is Close for containers that run on after wharf:
+// the nft table stays, so they still reach nothing of the host but the
+// (now closed) proxy and resolver ports, as after a crash; the next
+// gateway of the same scope replaces it.
+func (g *Gateway) CloseKeepingFirewall() error { return g.close(false) }
+
+func (g *Gateway) close(removeFirewall bool) error {
 	g.cancel()
 	var errs []error
-	if g.fw != nil {
+	if g.fw != nil && removeFirewall {
 		errs = append(errs, g.fw.remove())
 	}
 	if g.proxyLn != nil {
