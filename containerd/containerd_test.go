@@ -678,6 +678,9 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 			_, err = m2.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
 			assert.ErrorContains(t, err, "the container of Sandbox obj1 from a previous run may still run")
 			assert.ErrorIs(t, err, broken)
+			err = m2.Destroy(context.Background(), "Sandbox", "obj1")
+			assert.ErrorContains(t, err, "the container of Sandbox obj1 from a previous run may still run", "a destroy that cannot act says so")
+			assert.NoError(t, task.Kill(context.Background(), 0), "it still runs")
 			require.NoError(t, m2.Close(context.Background()))
 			require.NoError(t, b2.Close())
 

@@ -286,9 +286,9 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		}
 		return nil, fmt.Errorf("the container of %s %s is already running", class, object)
 	}
-	if e := m.left[id]; e != nil {
+	if err := m.leftLocked(class, object, id); err != nil {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("the container of %s %s from a previous run may still run (%w): restart wharf to look at it again", class, object, e)
+		return nil, err
 	}
 	if n := m.runningLocked(class); maxPerClass > 0 && n >= maxPerClass {
 		m.mu.Unlock()
@@ -526,9 +526,10 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	if mc != nil {
 		m.byID[id] = nil // reserved until the names are free again
 	}
+	left := m.leftLocked(class, object, id)
 	m.mu.Unlock()
 	if mc == nil {
-		return nil
+		return left // nil: nothing to destroy
 	}
 	defer func() {
 		m.mu.Lock()
@@ -818,6 +819,15 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		return adopted, removed, errors.Join(append(unexamined, err)...)
 	}
 	return adopted, removed, errors.Join(append(unexamined, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
+}
+
+// leftLocked is the error of a start or destroy of container id, which
+// Recover left as it is, or nil; under mu.
+func (m *Manager) leftLocked(class, object, id string) error {
+	if e := m.left[id]; e != nil {
+		return fmt.Errorf("the container of %s %s from a previous run may still run (%w): restart wharf to look at it again", class, object, e)
+	}
+	return nil
 }
 
 // recoveryCutShort notes that Recover stopped before it reached every
