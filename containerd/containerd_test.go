@@ -560,17 +560,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "the firewall of the containers left stays")
 	require.NoError(t, b2.Close())
 
-	b3, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	defer func() {
-		left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
-		require.NoError(t, err)
-		assert.Empty(t, left)
-		b3.Close()
-	}()
-	m3, err := NewManager(b3, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	defer m3.Close(context.Background())
+	b3, m3 := nextRun(t, data, logger)
 	adopted, removed, err = m3.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return policy() })
 	require.NoError(t, err)
 	assert.Equal(t, 2, adopted, "the containers the interrupted recovery had not reached")
@@ -599,16 +589,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 	broken := errors.New("containerd did not answer")
 	for name, fail := range map[string]func(id string) (restore func()){
-		"labels": func(id string) func() {
-			real := containerLabels
-			containerLabels = func(ctr client.Container, ctx context.Context) (map[string]string, error) {
-				if ctr.ID() == id {
-					return nil, broken
-				}
-				return real(ctr, ctx)
-			}
-			return func() { containerLabels = real }
-		},
+		"labels": func(id string) func() { return failLabelsOf(id, broken) },
 		"status": func(id string) func() {
 			real := taskStatus
 			taskStatus = func(task client.Task, ctx context.Context) (client.Status, error) {
@@ -621,32 +602,8 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			data, logger, b1, m1, spec := crashingHost(t)
-			t.Cleanup(func() {
-				if t.Failed() { // what a failure cut short: one more run removes it all
-					b, err := OpenBackend(context.Background(), data, "", logger)
-					if err != nil {
-						return
-					}
-					defer b.Close()
-					if m, err := NewManager(b, ManagerOptions{Logger: logger}); err == nil {
-						m.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return nil })
-						m.Close(context.Background())
-					}
-					RemoveImage(context.Background(), b.Client, spec.Image, false)
-				}
-			})
-			started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
-			require.NoError(t, err)
+			data, logger, spec, started, b2, m2 := crashedWithOneContainer(t)
 			id, ep := started.ID(), started.Endpoint
-			// The host crashes: the container keeps running under its shim.
-			require.NoError(t, b1.Close())
-			m1.Gateway().Close()
-
-			b2, err := OpenBackend(context.Background(), data, "", logger)
-			require.NoError(t, err)
-			m2, err := NewManager(b2, ManagerOptions{Logger: logger})
-			require.NoError(t, err)
 			restore := fail(id)
 			adopted, removed, err := m2.Recover(context.Background(), offlinePolicy)
 			restore()
@@ -685,17 +642,7 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 			require.NoError(t, b2.Close())
 
 			// The next run looks again, without the failure, and adopts it.
-			b3, err := OpenBackend(context.Background(), data, "", logger)
-			require.NoError(t, err)
-			defer func() {
-				left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
-				require.NoError(t, err)
-				assert.Empty(t, left)
-				b3.Close()
-			}()
-			m3, err := NewManager(b3, ManagerOptions{Logger: logger})
-			require.NoError(t, err)
-			defer m3.Close(context.Background())
+			b3, m3 := nextRun(t, data, logger)
 			adopted, removed, err = m3.Recover(context.Background(), offlinePolicy)
 			require.NoError(t, err)
 			assert.Equal(t, 1, adopted)
@@ -712,46 +659,84 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 	}
 }
 
+// crashedWithOneContainer starts a container on a host that then crashes
+// (the container keeps running under its shim) and opens the next run's
+// backend and manager, which have not recovered yet.
+func crashedWithOneContainer(t *testing.T) (data string, logger *slog.Logger, spec ContainerSpec, started *Managed, b2 *Backend, m2 *Manager) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	require.NoError(t, b1.Close())
+	m1.Gateway().Close()
+	b2, err = OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	m2, err = NewManager(b2, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	return data, logger, spec, started, b2, m2
+}
+
+// nextRun starts wharf's next run on data: its backend and manager, closed
+// when the test ends, after which nothing of the run may be left.
+func nextRun(t *testing.T, data string, logger *slog.Logger) (*Backend, *Manager) {
+	b, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		b.Close()
+	})
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return b, m
+}
+
+// failLabelsOf makes Recover's reading of container id's labels fail with
+// err until restore is called.
+func failLabelsOf(id string, err error) (restore func()) {
+	real := containerLabels
+	containerLabels = func(ctr client.Container, ctx context.Context) (map[string]string, error) {
+		if ctr.ID() == id {
+			return nil, err
+		}
+		return real(ctr, ctx)
+	}
+	return func() { containerLabels = real }
+}
+
+// removeAllIfFailed has one more run of wharf on data remove everything, if
+// the test failed: a failure may cut short what would have removed it.
+func removeAllIfFailed(t *testing.T, data string, logger *slog.Logger, spec ContainerSpec) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		b, err := OpenBackend(context.Background(), data, "", logger)
+		if err != nil {
+			return
+		}
+		defer b.Close()
+		if m, err := NewManager(b, ManagerOptions{Logger: logger}); err == nil {
+			m.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return nil })
+			m.Close(context.Background())
+		}
+		RemoveImage(context.Background(), b.Client, spec.Image, false)
+	})
+}
+
 // TestShutdownKeepsTheFirewallOfALeftContainer: a container Recover left
 // as it is runs on after wharf shuts down cleanly, as after a crash. The
 // nft table that keeps it to the proxy and the resolver must stay too
 // (the next run replaces it): Close removed it, and the container could
 // reach any service on the host.
 func TestShutdownKeepsTheFirewallOfALeftContainer(t *testing.T) {
-	data, logger, b1, m1, spec := crashingHost(t)
-	t.Cleanup(func() {
-		if t.Failed() { // what a failure cut short: one more run removes it all
-			b, err := OpenBackend(context.Background(), data, "", logger)
-			if err != nil {
-				return
-			}
-			defer b.Close()
-			if m, err := NewManager(b, ManagerOptions{Logger: logger}); err == nil {
-				m.Recover(context.Background(), offlinePolicy)
-				m.Close(context.Background())
-			}
-			RemoveImage(context.Background(), b.Client, spec.Image, false)
-		}
-	})
-	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
-	require.NoError(t, err)
+	data, logger, spec, started, b2, m2 := crashedWithOneContainer(t)
 	id, ep := started.ID(), started.Endpoint
-	require.NoError(t, b1.Close())
-	m1.Gateway().Close()
-
-	b2, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	real := containerLabels
-	containerLabels = func(ctr client.Container, ctx context.Context) (map[string]string, error) {
-		if ctr.ID() == id {
-			return nil, errors.New("containerd did not answer")
-		}
-		return real(ctr, ctx)
-	}
-	_, _, err = m2.Recover(context.Background(), offlinePolicy)
-	containerLabels = real
+	restore := failLabelsOf(id, errors.New("containerd did not answer"))
+	_, _, err := m2.Recover(context.Background(), offlinePolicy)
+	restore()
 	require.True(t, OnlyUnexamined(err), "%v", err)
 	require.NoError(t, m2.Close(context.Background()))
 
@@ -784,16 +769,7 @@ func TestShutdownKeepsTheFirewallOfALeftContainer(t *testing.T) {
 	require.NoError(t, b2.Close())
 
 	// The next run adopts it and, shutting down, removes it all.
-	b3, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	defer func() {
-		left, err := Leftovers(context.Background(), b3.Client, b3.Address, b3.DataDir)
-		require.NoError(t, err)
-		assert.Empty(t, left)
-		b3.Close()
-	}()
-	m3, err := NewManager(b3, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
+	b3, m3 := nextRun(t, data, logger)
 	adopted, _, err := m3.Recover(context.Background(), offlinePolicy)
 	require.NoError(t, err)
 	assert.Equal(t, 1, adopted)
