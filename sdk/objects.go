@@ -211,9 +211,6 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 	if err, _ := out[len(out)-1].Interface().(error); err != nil {
 		status := abi.StatusIO
 		errors.As(err, &status) // a host error keeps its status for the caller
-		if status == abi.StatusAgain {
-			status = abi.StatusIO // call_result's AGAIN means "no answer yet"
-		}
 		return nil, status, err
 	}
 	if len(out) == 1 {

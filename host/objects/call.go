@@ -34,12 +34,16 @@ func (c *Call) Method() string { return c.method }
 func (c *Call) Args() []byte { return c.args }
 
 // Return records the object's answer: the result bytes for StatusOK, else
-// an error message. A call is answered once.
+// an error message. A call is answered once. AGAIN is returned as IO:
+// call_result's AGAIN means the answer has not come yet.
 func (c *Call) Return(status abi.Status, data []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.answered {
 		return fmt.Errorf("%w: call %q was already answered", abi.StatusBusy, c.method)
+	}
+	if status == abi.StatusAgain {
+		status = abi.StatusIO
 	}
 	c.answered, c.status, c.result = true, status, append([]byte(nil), data...)
 	return nil
