@@ -848,7 +848,8 @@ var (
 // recoveredTask is ctr's task, if it has one, and whether it runs. A task
 // that does not exist (or ends while looked at) is dead: it is nil, or not
 // running, without an error. Any other failure is an error, as the task
-// may well run.
+// may well run; so is a status containerd does not know (its shim does
+// not answer).
 func recoveredTask(ctx context.Context, ctr client.Container) (client.Task, bool, error) {
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
@@ -864,7 +865,13 @@ func recoveredTask(ctx context.Context, ctr client.Container) (client.Task, bool
 	if err != nil {
 		return nil, false, fmt.Errorf("reading its task's status: %w", err)
 	}
-	return task, st.Status == client.Running || st.Status == client.Paused, nil
+	switch st.Status {
+	case client.Unknown:
+		return nil, false, errors.New("its task's status is unknown: its shim does not answer")
+	case client.Running, client.Paused, client.Pausing:
+		return task, true, nil
+	}
+	return task, false, nil
 }
 
 // UnexaminedError is a container Recover could not look at (a call to
