@@ -169,6 +169,17 @@ func (g *guest) end(failure error) {
 	close(g.done)
 }
 
+// lose ends the event as its instance ended, without the guest (under
+// inst.mu): whoever waits is told, and its object's goroutine, which may
+// not be waiting for it (objects.Object.Lost).
+func (g *guest) lose(status error) {
+	g.ended, g.status = true, status
+	close(g.done)
+	if g.object != nil {
+		g.object.obj.Lost()
+	}
+}
+
 // release frees the handles g owns.
 func (g *guest) release(failure error) {
 	for _, h := range g.owned {

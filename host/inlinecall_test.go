@@ -196,3 +196,52 @@ func TestInlineCallsLeaveNothingBehind(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.LessOrEqual(t, openFDs(t), fds+8, "descriptors grew")
 }
+
+// TestInlineCallsKeepTheObjectLive: calls that run and end inline, without
+// waking the object's goroutine, keep the object live: its idle timeout
+// counts from the last of them, and it is evicted once they stop.
+func TestInlineCallsKeepTheObjectLive(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance+"[durable_objects]\nidle_timeout = \"1s\"\n")
+	w.mustCall(t, "STORE", "kept", "Put", map[string]string{"key": "k", "value": "v"})
+	// Events counts the Puts and Gets this value of the object served: it
+	// would start again from 0 in a value rebuilt after an eviction.
+	for n := 2; n <= 13; n++ {
+		require.Equal(t, `"v"`, w.mustCall(t, "STORE", "kept", "Get", "k"))
+		require.Equal(t, fmt.Sprint(n), w.mustCall(t, "STORE", "kept", "Events", nil), "the object was evicted while called")
+		time.Sleep(200 * time.Millisecond)
+	}
+	ns, err := w.Objects().Namespace("STORE")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !w.Objects().IsLive(ns, ns.IDFromName("kept")) }, 5*time.Second, 20*time.Millisecond, "evicted once idle")
+	assert.Equal(t, "0", w.mustCall(t, "STORE", "kept", "Events", nil), "a new value")
+}
+
+// TestInlineCallToAnInstanceThatEnds: a Worker request on one instance
+// calls an idle object on the other, which traps: the call fails at once
+// with the object's event, not at the time limit.
+func TestInlineCallToAnInstanceThatEnds(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\ntimeout = \"20s\"\n")
+	// Three objects: two on one instance, where Worker requests go while
+	// both are idle (requestRank), one on the other.
+	names := []string{"x0", "x1", "x2"}
+	for _, name := range names {
+		w.mustCall(t, "STORE", name, "Put", map[string]string{"key": "k", "value": "v"})
+	}
+	count := map[*instance]int{}
+	for _, name := range names {
+		count[w.instanceOf(t, "STORE", name)]++
+	}
+	var lone string
+	for _, name := range names {
+		if count[w.instanceOf(t, "STORE", name)] == 1 {
+			lone = name
+		}
+	}
+	require.NotEmpty(t, lone, "objects are spread over both instances")
+	start := time.Now()
+	code, body := w.call(t, "STORE", lone, "PutThenTrap", "b")
+	assert.Equal(t, 500, code, body)
+	assert.Contains(t, body, "the object's event failed (request id ", "the Worker's own instance lives")
+	assert.Less(t, time.Since(start), 5*time.Second, "the call failed as the instance ended, not at the time limit")
+	w.assertObjectServing(t, lone)
+}

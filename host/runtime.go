@@ -167,14 +167,12 @@ func (rt *instanceSet) supervise(in *instance) {
 	ended := func(g *guest) {
 		failed = append(failed, g.id.String())
 		if !g.ended {
-			g.ended, g.status = true, fmt.Errorf("the instance ended: %w", err)
-			close(g.done)
+			g.lose(fmt.Errorf("the instance ended: %w", err))
 		}
 	}
 	for _, d := range in.queue {
 		if g := d.scope; g != nil && !g.ended { // never started: its caller delivers it again
-			g.ended, g.status = true, guestio.ErrNotStarted
-			close(g.done)
+			g.lose(guestio.ErrNotStarted)
 		}
 	}
 	in.queue = nil

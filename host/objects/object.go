@@ -52,7 +52,8 @@ func (o *Objects) SendFetch(ns *Namespace, id string, req *http.Request, resp *R
 // SendCall sends c to the object id of ns, as an event bounded by ctx; c
 // gets its answer, or why there is none. A call made from an instance
 // (from: nil otherwise) to an idle object is delivered to the object's
-// instance at once, without waking the object's goroutine first.
+// instance at once, and its goroutine is woken only if the call writes,
+// fails or outlasts its time (deliverNowLocked).
 func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Call, from Caller) {
 	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c}, from); err != nil {
 		c.resolve(err)
@@ -61,8 +62,11 @@ func (o *Objects) SendCall(ctx context.Context, ns *Namespace, id string, c *Cal
 
 // deliverNowLocked delivers ev to the object's instance at once, from the
 // instance from (under its lock), if the object is idle, on a single host,
-// and its instance's lock is free; the run goroutine finishes it like an
-// event Chain delivered. It runs under Objects.mu and mu, in dispatch.
+// and its instance's lock is free. Its run goroutine sleeps on: the
+// instance finishes the call as it ends if it can (finishInline), else
+// wakes the run goroutine to finish it like an event Chain delivered, as
+// does the end of ev's time or of its instance. It runs under Objects.mu
+// and mu, in dispatch.
 func (obj *Object) deliverNowLocked(from Caller, ev *objectEvent) bool {
 	o := obj.objs
 	// While idle, the run goroutine touches none of inst, db and chainRoom.
@@ -82,9 +86,15 @@ func (obj *Object) deliverNowLocked(from Caller, ev *objectEvent) bool {
 	}
 	obj.chainRoom = maxBatch - 1
 	obj.deliverLocked(obj.inst, ev)
-	obj.wakeup.Notify()
+	ev.inline = true
+	ev.stopWake = context.AfterFunc(ev.runCtx, obj.wakeup.Notify)
 	return true
 }
+
+// Lost tells the object that its instance ended, failing its events there:
+// the run goroutine, asleep perhaps since an event was delivered at once
+// (deliverNowLocked), finishes them.
+func (obj *Object) Lost() { obj.wakeup.Notify() }
 
 // Class is the namespace of class, if the manifest binds it.
 func (o *Objects) Class(class string) (*Namespace, bool) {

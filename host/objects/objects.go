@@ -120,8 +120,14 @@ type Object struct {
 	chainRoom int
 	// idle is set (under mu) while the run goroutine waits for an event
 	// with nothing to commit: a caller may then deliver a call to the
-	// object's instance itself (SendCall), which clears it.
-	idle bool
+	// object's instance itself (SendCall), which clears it. asleep is set
+	// while the run goroutine waits and has not yet looked at why it woke:
+	// only then may the instance finish such a call itself and make the
+	// object idle again (finishInline). inlineEnded is when it last did:
+	// the idle timeout counts from there.
+	idle        bool
+	asleep      bool
+	inlineEnded time.Time
 	// current is the event delivered on the instance now, for Chain; set
 	// by whoever delivers it.
 	current *objectEvent
@@ -153,6 +159,11 @@ type objectEvent struct {
 	// answered is set when the call was answered as it ended (Chain): its
 	// reply only releases the call.
 	answered bool
+	// inline marks a call delivered while the object was idle, without
+	// waking its run goroutine (deliverNowLocked); stopWake unregisters the
+	// wake-up the end of runCtx sends it meanwhile.
+	inline   bool
+	stopWake func() bool
 	// fetch
 	req  *http.Request
 	resp *Response
@@ -412,42 +423,61 @@ func (obj *Object) waitOrRetire() bool {
 	}
 	o.evictOverflow()
 	obj.mu.Lock()
-	obj.idle = true
+	obj.idle, obj.asleep = true, true
 	obj.mu.Unlock()
 	timer := time.NewTimer(o.idle)
 	defer timer.Stop()
-	select {
-	case <-obj.wakeup:
-		obj.mu.Lock()
-		claimed := !obj.idle // a call was delivered here already
-		evict, closeDB := obj.evictNow && !claimed, obj.closeDB && len(obj.queue) == 0 && !claimed
-		obj.evictNow, obj.closeDB, obj.idle = false, false, false
-		obj.mu.Unlock()
-		o.mu.Lock()
-		closed = o.closed
-		if obj.dbElem != nil {
-			o.idleDBs.Remove(obj.dbElem)
-			obj.dbElem = nil
+	for {
+		select {
+		case <-obj.wakeup:
+			return obj.woke()
+		case <-timer.C:
 		}
-		o.mu.Unlock()
-		if closeDB && !evict && !closed {
-			obj.closeStorage()
-			if c := o.cluster; c != nil {
-				c.disown(obj) // its storage opens only with a placement
-			}
-			return false
-		}
-		if claimed || !evict && !closed {
-			return false
-		}
-	case <-timer.C:
 		obj.mu.Lock()
 		claimed := !obj.idle
-		obj.idle = false
+		// Calls the instance finished itself (finishInline) kept the
+		// object busy: the idle timeout counts from the last of them.
+		rest := o.idle - time.Since(obj.inlineEnded)
+		if !claimed && rest > 0 {
+			obj.mu.Unlock()
+			timer.Reset(rest)
+			continue
+		}
+		obj.idle, obj.asleep = false, false
 		obj.mu.Unlock()
 		if claimed {
 			return false
 		}
+		return obj.retire()
+	}
+}
+
+// woke is waitOrRetire after a wake-up: it reports whether the object
+// retired, for the host needing room or shutting down, or it closed its
+// database, for the host needing descriptors.
+func (obj *Object) woke() bool {
+	o := obj.objs
+	obj.mu.Lock()
+	claimed := !obj.idle // a call was delivered here already
+	evict, closeDB := obj.evictNow && !claimed, obj.closeDB && len(obj.queue) == 0 && !claimed
+	obj.evictNow, obj.closeDB, obj.idle, obj.asleep = false, false, false, false
+	obj.mu.Unlock()
+	o.mu.Lock()
+	closed := o.closed
+	if obj.dbElem != nil {
+		o.idleDBs.Remove(obj.dbElem)
+		obj.dbElem = nil
+	}
+	o.mu.Unlock()
+	if closeDB && !evict && !closed {
+		obj.closeStorage()
+		if c := o.cluster; c != nil {
+			c.disown(obj) // its storage opens only with a placement
+		}
+		return false
+	}
+	if claimed || !evict && !closed {
+		return false
 	}
 	return obj.retire()
 }
@@ -864,10 +894,25 @@ func (obj *Object) attempt(ev *objectEvent) (Event, error) {
 // outcome: a failure if its storage event could not end. The instance
 // calls it for an event made to chain (Placement.NewEvent).
 func (obj *Object) Chain(g Event, failure error) error {
+	ev := obj.current
+	if ev == nil || ev.delivered != g || !ev.inline {
+		return obj.chain(ev, g, failure)
+	}
+	ev.inline = false
+	ev.stopWake() // ev ended: from here on Chain wakes the run goroutine if it must
+	failure = obj.chain(ev, g, failure)
+	if failure != nil || !obj.finishInline(ev) {
+		obj.wakeup.Notify() // the run goroutine finishes it
+	}
+	return failure
+}
+
+// chain is Chain for the event ev delivered as g, if it is the current one.
+func (obj *Object) chain(ev *objectEvent, g Event, failure error) error {
 	if failure != nil || obj.objs.cluster != nil {
 		return failure
 	}
-	if ev := obj.current; ev != nil && ev.delivered == g && ev.kind == callEvent && obj.db.Settled() {
+	if ev != nil && ev.delivered == g && ev.kind == callEvent && obj.db.Settled() {
 		if err := obj.endStorage(g); err != nil {
 			return err
 		}
@@ -899,6 +944,42 @@ func (obj *Object) Chain(g Event, failure error) error {
 	obj.deliverLocked(in, pop(&obj.queue))
 	obj.mu.Unlock()
 	return nil
+}
+
+// finishInline finishes the call ev, delivered while the object was idle
+// (deliverNowLocked) and answered as it ended (Chain), on the instance's
+// goroutine as the run goroutine would have, and makes the object idle
+// again: with no write to commit and nothing else to run, waking the run
+// goroutine would cost the call more than the call itself. It reports
+// false, leaving ev to the run goroutine, if ev was not answered, or the
+// run goroutine woke meanwhile (another event came, or the host needs the
+// object's room) or chained an event after it.
+func (obj *Object) finishInline(ev *objectEvent) bool {
+	// The run goroutine touches the database only once it took ev, after
+	// it ended; else it sleeps until the object is idle again.
+	if !ev.answered || obj.db.Commit() != nil {
+		return false
+	}
+	o := obj.objs
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obj.mu.Lock()
+	defer obj.mu.Unlock()
+	if !obj.asleep || len(obj.chained) != 1 || obj.chained[0] != ev {
+		return false
+	}
+	pop(&obj.chained)
+	ev.cancel()
+	ev.finish(nil)
+	ev.reply(nil)
+	obj.idle, obj.inlineEnded = true, time.Now()
+	if obj.lruElem == nil {
+		obj.lruElem = o.lru.PushBack(obj)
+	}
+	if obj.dbElem == nil {
+		obj.dbElem = o.idleDBs.PushBack(obj)
+	}
+	return true
 }
 
 // endStorage ends the storage event of g as g ends (see Chain).

@@ -12,7 +12,8 @@ import (
 // Runtime is what the objects need of the plugin's long-running guest
 // instances; package host implements it. An object is placed on an
 // instance, its events are delivered there and awaited, and the instance
-// calls Object.Chain as the guest ends an event that may chain the next.
+// calls Object.Chain as the guest ends an event that may chain the next,
+// and Object.Lost as it ends and fails the object's events itself.
 type Runtime interface {
 	// EventContext bounds an event, however often it is delivered, by the
 	// plugin's time limit.
