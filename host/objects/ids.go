@@ -127,10 +127,12 @@ const maxNames = 100_000
 
 // Names remembers the names ids were made from (IDFromName), so operators
 // see `alice` rather than an id; ids cannot be turned back into names. It
-// stops learning new names once it holds maxNames.
+// also spares IDFromName its two HMACs for a name it knows. It stops
+// learning new names once it holds maxNames.
 type Names struct {
 	mu    sync.Mutex
-	names map[string]string
+	names map[string]string // by id
+	ids   map[string]string // by name
 }
 
 // Note records that id was made from name.
@@ -138,12 +140,20 @@ func (b *Names) Note(id, name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.names == nil {
-		b.names = map[string]string{}
+		b.names, b.ids = map[string]string{}, map[string]string{}
 	}
 	if _, ok := b.names[id]; ok || len(b.names) >= maxNames {
 		return
 	}
-	b.names[id] = name
+	b.names[id], b.ids[name] = name, id
+}
+
+// ID returns the id made from name, if Note recorded it.
+func (b *Names) ID(name string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id, ok := b.ids[name]
+	return id, ok
 }
 
 // Name returns the name id was made from, if known.

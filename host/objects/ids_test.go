@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,4 +42,30 @@ func TestObjectIDs(t *testing.T) {
 	flipped[0] = map[bool]byte{true: '1', false: '0'}[flipped[0] == '0']
 	_, err = a.Parse(string(flipped))
 	assert.ErrorIs(t, err, ErrForeignID, "a tampered id fails its tag")
+}
+
+// TestIDFromNameRemembers: a namespace gives a name the id IDs.FromName
+// makes, the first time and from memory after, and so past the names it
+// remembers; it names the ids it remembers.
+func TestIDFromNameRemembers(t *testing.T) {
+	ids, err := LoadIDs(filepath.Join(t.TempDir(), "a.key"))
+	require.NoError(t, err)
+	ns := &Namespace{class: "C", ids: ids}
+	for round := range 2 {
+		for _, i := range []int{0, 1, maxNames - 1, maxNames, maxNames + 1} {
+			if round == 0 && i >= maxNames {
+				for j := 2; j < maxNames-1; j++ { // fill what it remembers
+					ns.IDFromName(fmt.Sprint("n", j))
+				}
+			}
+			name := fmt.Sprint("n", i)
+			id := ns.IDFromName(name)
+			assert.Equal(t, ids.FromName(name), id, "round %d, %s", round, name)
+			got, known := ns.Name(id)
+			assert.Equal(t, i < maxNames, known, name)
+			if known {
+				assert.Equal(t, name, got)
+			}
+		}
+	}
 }

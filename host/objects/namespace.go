@@ -18,6 +18,9 @@ func (ns *Namespace) IDs() IDs { return ns.ids }
 
 // IDFromName is IDs().FromName, remembering the name.
 func (ns *Namespace) IDFromName(name string) string {
+	if id, ok := ns.names.ID(name); ok {
+		return id
+	}
 	id := ns.ids.FromName(name)
 	ns.names.Note(id, name)
 	return id
