@@ -146,6 +146,34 @@ func TestManyCallersOfOneObject(t *testing.T) {
 	}
 }
 
+// TestMixedCallersOfOneObject: concurrent callers on two instances mix
+// reads, which end on the object's instance when delivered inline, with
+// writes, which wake the object's goroutine: every call runs exactly once
+// and every write is read back.
+func TestMixedCallersOfOneObject(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	w.mustCall(t, "STORE", "mixed", "Put", map[string]string{"key": "k", "value": "v"})
+	const n = 600
+	parallel(t, 16, n, func(i int) error {
+		if i%3 == 0 {
+			code, body := w.call(t, "STORE", "mixed", "Put", map[string]string{"key": fmt.Sprint("k", i), "value": fmt.Sprint(i)})
+			if code != 200 {
+				return fmt.Errorf("put %d: %d %s", i, code, body)
+			}
+			return nil
+		}
+		code, body := w.call(t, "STORE", "mixed", "Get", "k")
+		if code != 200 || body != `"v"` {
+			return fmt.Errorf("get %d: %d %s", i, code, body)
+		}
+		return nil
+	})
+	assert.Equal(t, fmt.Sprint(1+n), w.mustCall(t, "STORE", "mixed", "Events", nil), "each Get and Put ran once")
+	for i := 0; i < n; i += 3 {
+		require.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", "mixed", "Get", fmt.Sprint("k", i)))
+	}
+}
+
 // TestInlineCallsLeaveNothingBehind: thousands of inline calls (plain,
 // bounded by a deadline, failing, nested) leave the instance's handles,
 // wait descriptors and events, and the host's goroutines and descriptors,
