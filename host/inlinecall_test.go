@@ -146,6 +146,34 @@ func TestManyCallersOfOneObject(t *testing.T) {
 	}
 }
 
+// TestMixedCallersOfOneObject: concurrent callers on two instances mix
+// reads, which end on the object's instance when delivered inline, with
+// writes, which wake the object's goroutine: every call runs exactly once
+// and every write is read back.
+func TestMixedCallersOfOneObject(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n")
+	w.mustCall(t, "STORE", "mixed", "Put", map[string]string{"key": "k", "value": "v"})
+	const n = 600
+	parallel(t, 16, n, func(i int) error {
+		if i%3 == 0 {
+			code, body := w.call(t, "STORE", "mixed", "Put", map[string]string{"key": fmt.Sprint("k", i), "value": fmt.Sprint(i)})
+			if code != 200 {
+				return fmt.Errorf("put %d: %d %s", i, code, body)
+			}
+			return nil
+		}
+		code, body := w.call(t, "STORE", "mixed", "Get", "k")
+		if code != 200 || body != `"v"` {
+			return fmt.Errorf("get %d: %d %s", i, code, body)
+		}
+		return nil
+	})
+	assert.Equal(t, fmt.Sprint(1+n), w.mustCall(t, "STORE", "mixed", "Events", nil), "each Get and Put ran once")
+	for i := 0; i < n; i += 3 {
+		require.Equal(t, fmt.Sprintf(`"%d"`, i), w.mustCall(t, "STORE", "mixed", "Get", fmt.Sprint("k", i)))
+	}
+}
+
 // TestInlineCallsLeaveNothingBehind: thousands of inline calls (plain,
 // bounded by a deadline, failing, nested) leave the instance's handles,
 // wait descriptors and events, and the host's goroutines and descriptors,
@@ -244,4 +272,114 @@ func TestInlineCallToAnInstanceThatEnds(t *testing.T) {
 	assert.Contains(t, body, "the object's event failed (request id ", "the Worker's own instance lives")
 	assert.Less(t, time.Since(start), 5*time.Second, "the call failed as the instance ended, not at the time limit")
 	w.assertObjectServing(t, lone)
+}
+
+// TestInlineCallsUnderEvictionPressure: many clients mix read-only calls
+// (which end inline, on the callee's instance) with writes to a few
+// objects spread over two instances, while max_live, the cap on open
+// databases and a short idle timeout evict objects and close their
+// databases all along: every call is answered once, every write is
+// durable when answered, and the host keeps within its limits.
+func TestInlineCallsUnderEvictionPressure(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "[limits]\ninstances = 2\n[durable_objects]\nmax_live = 3\nidle_timeout = \"50ms\"\n")
+	o := w.Objects()
+	o.SetMaxOpenDatabases(2)
+	const objects, n = 6, 1200
+	name := func(i int) string { return fmt.Sprint("ev", i%objects) }
+	for i := range objects {
+		w.mustCall(t, "STORE", name(i), "Put", map[string]string{"key": "k", "value": name(i)})
+	}
+	parallel(t, 12, n, func(i int) error {
+		var code int
+		var body string
+		switch i % 4 {
+		case 0:
+			code, body = w.call(t, "STORE", name(i), "Put", map[string]string{"key": fmt.Sprint("k", i), "value": fmt.Sprint(i)})
+		case 3:
+			if i%12 == 3 {
+				time.Sleep(60 * time.Millisecond) // past the idle timeout
+			}
+			fallthrough
+		default:
+			code, body = w.call(t, "STORE", name(i), "Get", "k")
+			if code == 200 && body != fmt.Sprintf("%q", name(i)) {
+				return fmt.Errorf("get %d from %s: %s", i, name(i), body)
+			}
+		}
+		if code != 200 {
+			return fmt.Errorf("call %d to %s: %d %s", i, name(i), code, body)
+		}
+		return nil
+	})
+	require.Eventually(t, func() bool { return o.LiveObjects() == 0 }, 10*time.Second, 20*time.Millisecond, "idle objects are evicted")
+	for i := 0; i < n; i += 4 {
+		require.Equal(t, fmt.Sprintf("%q", fmt.Sprint(i)), w.mustCall(t, "STORE", name(i), "Get", fmt.Sprint("k", i)), "put %d", i)
+	}
+}
+
+// TestCloseDuringInlineCalls: the host shuts down while clients keep
+// calling objects on both instances, most with read-only calls that end
+// inline: Close returns promptly, and every write answered as done is in
+// storage after a restart.
+func TestCloseDuringInlineCalls(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "[limits]\ninstances = 2\n")
+	name := func(i int) string { return fmt.Sprint("cl", i%4) }
+	for i := range 4 {
+		w.mustCall(t, "STORE", name(i), "Put", map[string]string{"key": "k", "value": "v"})
+	}
+	var mu sync.Mutex
+	var written []int
+	stop := callUntilStopped(8, func(c, i int) bool {
+		n := 8*i + c
+		method, body := "Get", `"k"`
+		if n%5 == 0 {
+			method, body = "Put", fmt.Sprintf(`{"key":"k%d","value":"%d"}`, n, n)
+		}
+		resp, err := http.Post(fmt.Sprintf("%s/call/STORE/%s/%s", w.url, name(n), method), "application/json", strings.NewReader(body))
+		if err != nil {
+			return false // the server is gone
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 && method == "Put" {
+			mu.Lock()
+			written = append(written, n)
+			mu.Unlock()
+		}
+		return true
+	})
+	time.Sleep(300 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() { w.stop(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hangs while inline calls are under way")
+	}
+	stop()
+	require.NotEmpty(t, written, "writes ran before the shutdown")
+	w2 := startObjects(t, dir, "[limits]\ninstances = 2\n")
+	for _, n := range written {
+		assert.Equal(t, fmt.Sprintf("%q", fmt.Sprint(n)), w2.mustCall(t, "STORE", name(n), "Get", fmt.Sprint("k", n)), "put %d", n)
+	}
+}
+
+// TestInlineCallAbandonedAsItsCallerGivesUp: an inline call whose caller
+// stops waiting (its deadline) is abandoned on the object's instance then,
+// though nothing else wakes the object: the event's handles are released
+// at once, not when the method returns.
+func TestInlineCallAbandonedAsItsCallerGivesUp(t *testing.T) {
+	w := startObjects(t, t.TempDir(), oneInstance)
+	w.mustCall(t, "STORE", "gave-up", "Put", map[string]string{"key": "k", "value": "v"}) // live and idle now
+	in := w.instanceOf(t, "STORE", "gave-up")
+	events := func() int {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.events
+	}
+	code, body := w.call(t, "STORE", "gave-up", "Sleep?timeout_ms=200", 4000)
+	require.Equal(t, 408, code, body)
+	assert.Eventually(t, func() bool { return events() == 0 }, 2*time.Second, 10*time.Millisecond,
+		"the method's event is abandoned as its caller gives up")
+	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "gave-up", "Get", "k"))
 }
