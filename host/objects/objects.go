@@ -865,6 +865,7 @@ func (obj *Object) attempt(ev *objectEvent) (Event, error) {
 		if err == nil {
 			g = obj.scopeOn(obj.inst, ev)
 			ev.delivered, obj.current = g, ev
+			ev.inline = false // delivered again (its instance ended first): awaited here
 			kind, arg := ev.delivery()
 			err = obj.inst.Deliver(ev.runCtx, g, kind, arg)
 		}
