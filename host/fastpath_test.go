@@ -112,13 +112,7 @@ func TestShutdownWithCallsInFlight(t *testing.T) {
 		return true
 	})
 	time.Sleep(500 * time.Millisecond)
-	done := make(chan struct{})
-	go func() { w.stop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the host did not shut down with calls in flight")
-	}
+	w.stopWithin(t, 20*time.Second, "the host did not shut down with calls in flight")
 	stop()
 }
 

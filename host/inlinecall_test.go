@@ -349,13 +349,7 @@ func TestCloseDuringInlineCalls(t *testing.T) {
 		return true
 	})
 	time.Sleep(300 * time.Millisecond)
-	closed := make(chan struct{})
-	go func() { w.stop(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(20 * time.Second):
-		t.Fatal("Close hangs while inline calls are under way")
-	}
+	w.stopWithin(t, 20*time.Second, "Close hangs while inline calls are under way")
 	stop()
 	require.NotEmpty(t, written, "writes ran before the shutdown")
 	w2 := startObjects(t, dir, "[limits]\ninstances = 2\n")

@@ -126,6 +126,18 @@ func serveGuestConfig(t testing.TB, pkg, manifestText, dataDir string, edit func
 	return tw
 }
 
+// stopWithin stops w, failing t with why if that takes longer than d.
+func (w *testWorker) stopWithin(t *testing.T, d time.Duration, why string) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() { w.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(d):
+		t.Fatal(why)
+	}
+}
+
 func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
