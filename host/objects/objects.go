@@ -952,9 +952,10 @@ func (obj *Object) chain(ev *objectEvent, g Event, failure error) error {
 // goroutine as the run goroutine would have, and makes the object idle
 // again: with no write to commit and nothing else to run, waking the run
 // goroutine would cost the call more than the call itself. It reports
-// false, leaving ev to the run goroutine, if ev was not answered, or the
-// run goroutine woke meanwhile (another event came, or the host needs the
-// object's room) or chained an event after it.
+// false, leaving ev to the run goroutine, if ev was not answered, its read
+// transaction did not commit, or the run goroutine woke meanwhile (another
+// event came, or the host needs the object's room) or chained an event
+// after it.
 func (obj *Object) finishInline(ev *objectEvent) bool {
 	// The run goroutine touches the database only once it took ev, after
 	// it ended; else it sleeps until the object is idle again.
