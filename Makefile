@@ -35,8 +35,10 @@ demo: build
 	@echo "   (the first start compiles the plugin: a request sent before the log says serving waits for it)"
 	./$(BIN) serve examples/sandbox --listen $(LISTEN)$(if $(ENGINE), --engine $(ENGINE))
 
+# test fails, too, if a test process left its scratch directories behind.
 test: deps lint
 	$(GO) test -count=1 -timeout 40m ./...
+	@./scripts/leftovers.sh
 
 bench: deps
 	@./scripts/bench.sh

@@ -23,6 +23,9 @@ import (
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
+// TestMain removes what the tests built (testutil.Run).
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
+
 // A cluster of real wharf serve processes on loopback, with an etcd of
 // three members in the test process, serving the counter example.
 

@@ -36,13 +36,10 @@ func TestMain(m *testing.M) {
 		println("containerd tests need root: run them as root (CI does)")
 		os.Exit(1)
 	}
-	removeInit, err := testutil.UseInit()
-	if err != nil {
+	if err := testutil.UseInit(); err != nil {
 		panic(err)
 	}
-	code := m.Run()
-	removeInit()
-	os.Exit(code)
+	os.Exit(testutil.Run(m))
 }
 
 // startDaemon runs a private containerd for the test and checks at cleanup

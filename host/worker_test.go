@@ -34,20 +34,16 @@ import (
 var sharedDataDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wharf-host-test-")
+	dir, err := testutil.ScratchDir("data")
 	if err != nil {
 		panic(err)
 	}
 	sharedDataDir = dir
 	RaiseFileLimit()
-	removeInit, err := testutil.UseInit()
-	if err != nil {
+	if err := testutil.UseInit(); err != nil {
 		panic(err)
 	}
-	code := testutil.RunEachEngine(m, plugins.Engines)
-	removeInit()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunEachEngine(m, plugins.Engines))
 }
 
 // parseTestManifest is manifest.Parse on the engine of this run of

@@ -20,6 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// TestMain removes what the tests built (testutil.Run).
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
+
 // loadSpec writes a hand-assembled module and loads it the way the host
 // does, with one wharf_v2 import known to the host.
 func loadSpec(t *testing.T, engine, name string, wasm []byte) (*Plugin, string, error) {

@@ -216,14 +216,15 @@ var (
 
 // useInit builds the container agent once per test process, from the
 // plugin's own module in dir, and points WHARF_INIT at it, unless
-// WHARF_INIT already names one. The binary lives in the system's temporary
-// directory for the rest of the process (a few MB).
+// WHARF_INIT already names one. The binary (a few MB) lives in a scratch
+// directory of the process, which the next test process using wharftest
+// removes once this one has ended.
 func useInit(dir string) error {
 	if os.Getenv(wire.InitEnv) != "" {
 		return nil
 	}
 	initOnce.Do(func() {
-		tmp, err := os.MkdirTemp("", "wharftest-init-")
+		tmp, err := testutil.ScratchDir("init")
 		if err != nil {
 			initErr = err
 			return

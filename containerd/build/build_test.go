@@ -27,6 +27,9 @@ import (
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
+// TestMain removes what the tests built (testutil.Run).
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
+
 // multiStage uses every instruction the issue lists, FROM a base image on
 // a loopback registry named by a build argument.
 const multiStage = `ARG BASE

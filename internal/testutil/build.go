@@ -51,7 +51,7 @@ func buildWasm(t testing.TB, pkgDir string, flags ...string) string {
 	if p, ok := buildCache[key]; ok {
 		return p
 	}
-	dir, err := os.MkdirTemp("", "wharf-guest-")
+	dir, err := ScratchDir("guest")
 	if err != nil {
 		t.Fatal(err)
 	}

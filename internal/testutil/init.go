@@ -29,19 +29,17 @@ func BuildInit(dir string) (string, error) {
 	return out, BuildStatic("github.com/wharfhq/wharf/cmd/wharf-init", out)
 }
 
-// UseInit builds the container agent into a new temporary directory and
-// points WHARF_INIT at it, for a TestMain of tests that start containers
-// in the test process. The returned func removes it.
-func UseInit() (func(), error) {
-	dir, err := os.MkdirTemp("", "wharf-init-")
+// UseInit builds the container agent into a scratch directory and points
+// WHARF_INIT at it, for a TestMain of tests that start containers in the
+// test process.
+func UseInit() error {
+	dir, err := ScratchDir("init")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	path, err := BuildInit(dir)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
-	os.Setenv(wire.InitEnv, path)
-	return func() { os.RemoveAll(dir) }, nil
+	return os.Setenv(wire.InitEnv, path)
 }

@@ -28,7 +28,7 @@ var (
 func BuildWharf(t testing.TB) string {
 	t.Helper()
 	wharfOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wharf-bin-")
+		dir, err := ScratchDir("bin")
 		if err != nil {
 			wharfErr = err
 			return

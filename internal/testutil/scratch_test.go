@@ -1,0 +1,30 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestScratchOfAnEndedProcessIsSweptAndOwnIsRemovedAtTheEnd(t *testing.T) {
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	dead := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-bin-1", scratchPrefix, ended.Process.Pid))
+	require.NoError(t, os.MkdirAll(filepath.Join(dead, "sub"), 0o755))
+	t.Cleanup(func() { os.RemoveAll(dead) })
+
+	own, err := ScratchDir("test")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(own, "f"), []byte("x"), 0o644))
+	sweepScratch()
+	assert.NoDirExists(t, dead, "the ended process's scratch is swept")
+	assert.FileExists(t, filepath.Join(own, "f"), "a live process's scratch is kept")
+
+	RemoveScratch()
+	assert.NoDirExists(t, own)
+}
