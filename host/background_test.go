@@ -1,8 +1,10 @@
 package host
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +123,22 @@ func TestForwardedProcessLogs(t *testing.T) {
 	code, body := get(t, w.url+"/fetch/BOX/fl/logs/slow")
 	assert.Equal(t, 200, code, body)
 	assert.Equal(t, "first\nlast\n", body, "what the process wrote after the event's 2 s timeout arrives too")
+
+	// A client that stops following a quiet process ends the request at
+	// once, not at the process's next output, and it is no failure.
+	w.mustCall(t, "BOX", "fl", "BgStart", map[string]any{"ID": "long", "Cmd": []string{"sh", "-c", "echo first; sleep 3600"}})
+	logged := len(w.logs.String())
+	resp, err := http.Get(w.url + "/fetch/BOX/fl/logs/long")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "first\n", line)
+	resp.Body.Close()
+	require.Eventually(t, func() bool { return w.InFlight() == 0 }, 10*time.Second, 10*time.Millisecond, "the request ended")
+	after := w.logs.String()[logged:]
+	assert.Contains(t, after, `msg="client went away"`)
+	assert.NotContains(t, after, "level=WARN")
+	assert.NotContains(t, after, "level=ERROR")
 
 	code, body = get(t, w.url+"/fetch/BOX/fl/logs/nope")
 	assert.Equal(t, 500, code)

@@ -247,6 +247,14 @@ const (
 	drainBytes   = 256 << 10
 )
 
+// newResponseStream makes the stream the response body goes out through:
+// it ends, aborted, once the request's client went away.
+func (in *incoming) newResponseStream(g *guest) *guestio.WriteStream {
+	s := guestio.NewWriteStream(responseSink{in}, g.wake)
+	s.AbortWhenReaderGone(in.r.Context())
+	return s
+}
+
 // responseSink writes a streamed response body to the client.
 type responseSink struct{ in *incoming }
 
@@ -344,7 +352,7 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		// instance with it: the body goes out from a writer goroutine,
 		// which the request's handler waits for. (A 204 or 304 refuses a
 		// body: that write fails at once, as CLOSED.)
-		in.stream = guestio.NewWriteStream(responseSink{in}, g.wake)
+		in.stream = in.newResponseStream(g)
 		if _, err := in.stream.Write(ctx, body, false); err != nil {
 			in.stream.Abort(err)
 			return err
@@ -364,7 +372,7 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		}
 		return nil
 	}
-	in.stream = guestio.NewWriteStream(responseSink{in}, g.wake)
+	in.stream = in.newResponseStream(g)
 	if in.streamed != nil {
 		if err := in.streamed(); err != nil {
 			in.stream.Abort(err)

@@ -361,6 +361,10 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		in.endUpgrade()
 		return // a switched connection is closed, not aborted
 	}
+	if errors.Is(streamErr, guestio.ErrReaderGone) {
+		g.Log().Info("client went away", "err", streamErr)
+		panic(http.ErrAbortHandler) // nobody reads on: close the connection
+	}
 	if streamErr != nil && !in.headSent { // no byte reached the client: it can get a status
 		g.Log().Warn("response body failed before its first byte", "err", streamErr)
 		clear(rw.Header())

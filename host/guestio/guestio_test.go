@@ -287,6 +287,31 @@ func TestForwardAbortsOnSourceError(t *testing.T) {
 	assert.False(t, k.finished)
 }
 
+// TestForwardStopsWhenItsReaderGoes: a forward from a quiet source into a
+// stream whose reader went away ends at once, closing the source, not at
+// the source's next bytes.
+func TestForwardStopsWhenItsReaderGoes(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	k := &sink{}
+	dst := NewWriteStream(k, func() {})
+	reader, leave := context.WithCancel(context.Background())
+	dst.AbortWhenReaderGone(reader)
+	p := NewPending(func() {}, nil)
+	go Forward(context.Background(), NewReadStream(pr, func() {}), dst, p)
+	leave()
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the forward waited for its source")
+	}
+	_, err := p.Result()
+	assert.ErrorIs(t, err, ErrReaderGone)
+	assert.ErrorIs(t, dst.Wait(), ErrReaderGone)
+	_, err = pw.Write([]byte("late"))
+	assert.ErrorIs(t, err, io.ErrClosedPipe, "the source was closed")
+}
+
 func TestPending(t *testing.T) {
 	wakes := NewSignal()
 	canceled := false

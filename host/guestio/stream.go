@@ -1,6 +1,7 @@
 package guestio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -220,8 +221,9 @@ func (s *ReadStream) Read(ctx context.Context, p []byte, nonBlocking bool) (int,
 	}
 }
 
-// nextChunk takes the next queued chunk whole, for Forward.
-func (s *ReadStream) nextChunk(ctx context.Context) (chunk, error) {
+// nextChunk takes the next queued chunk whole, for Forward into dst; it
+// returns dst's failure if dst ends first.
+func (s *ReadStream) nextChunk(ctx context.Context, dst *WriteStream) (chunk, error) {
 	for {
 		s.mu.Lock()
 		if len(s.chunks) > 0 {
@@ -242,6 +244,10 @@ func (s *ReadStream) nextChunk(ctx context.Context) (chunk, error) {
 		s.mu.Unlock()
 		select {
 		case <-s.data:
+		case <-dst.done:
+			dst.mu.Lock()
+			defer dst.mu.Unlock()
+			return chunk{}, cmp.Or(dst.check(), errStreamClosed)
 		case <-ctx.Done():
 			return chunk{}, context.Cause(ctx)
 		}
@@ -313,12 +319,31 @@ type WriteStream struct {
 	closing bool  // no more writes; finish after draining
 	err     error // the sink failed or the stream was aborted
 	done    chan struct{}
+	// readerGone is closed once whoever reads what the sink writes went
+	// away (see AbortWhenReaderGone); nil if that is never known.
+	readerGone <-chan struct{}
 }
+
+// ErrReaderGone ends a stream whose reader went away: the client of a
+// response stopped reading it.
+var ErrReaderGone = errors.New("the reader went away")
 
 // NewWriteStream makes a stream drained into s; wake tells the owning
 // guest's poll to re-check readiness.
 func NewWriteStream(s Sink, wake func()) *WriteStream {
 	return &WriteStream{queue: newQueue(wake), sink: s, done: make(chan struct{})}
+}
+
+// AbortWhenReaderGone aborts the stream with ErrReaderGone if reader (the
+// context of whoever reads what the sink writes, such as the client's
+// request) ends before the stream does, even while nothing is written: a
+// Forward into it then stops at once instead of at its source's next
+// bytes. Call it before the stream's first use.
+func (s *WriteStream) AbortWhenReaderGone(reader context.Context) {
+	s.mu.Lock()
+	s.readerGone = reader.Done()
+	s.startLocked()
+	s.mu.Unlock()
 }
 
 func (s *WriteStream) startLocked() {
@@ -347,7 +372,11 @@ func (s *WriteStream) drain() {
 				return
 			}
 			s.mu.Unlock()
-			<-s.data
+			select {
+			case <-s.data:
+			case <-s.readerGone:
+				s.Abort(ErrReaderGone)
+			}
 			continue
 		}
 		c := s.popChunkLocked()
@@ -489,12 +518,13 @@ func (s *WriteStream) Wait() error {
 }
 
 // Forward splices src into dst until src ends, then closes dst; on an error
-// of either side the other is aborted or closed. It resolves p when done.
+// of either side the other is aborted or closed, at once even while src has
+// nothing to read. It resolves p when done.
 func Forward(ctx context.Context, src *ReadStream, dst *WriteStream, p *Pending) {
 	var err error
 	for {
 		var c chunk
-		c, err = src.nextChunk(ctx)
+		c, err = src.nextChunk(ctx, dst)
 		if err != nil {
 			break
 		}
