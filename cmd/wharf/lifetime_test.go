@@ -116,6 +116,11 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 	go io.Copy(io.Discard, out) // wharf's own stdout is this pipe too
 
 	require.NoError(t, child.Process.Kill())
+	child.Wait()
+	// The child built wharf into scratch it had no chance to remove.
+	testutil.RemoveScratchOf(child.Process.Pid)
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("wharf-scratch-%d-*", child.Process.Pid)))
+	assert.Empty(t, left, "the killed child's scratch directories")
 	deadline := time.Now().Add(time.Minute)
 	for syscall.Kill(pid, 0) == nil {
 		require.True(t, time.Now().Before(deadline), "wharf serve (pid %d) outlived the killed test by a minute", pid)

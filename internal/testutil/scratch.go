@@ -62,6 +62,16 @@ func Run(m *testing.M) int {
 	return m.Run()
 }
 
+// RemoveScratchOf removes the scratch directories of the process pid, which
+// has ended: a test binary a test ran as a child and killed, which no
+// later process may sweep before the test run checks for leftovers.
+func RemoveScratchOf(pid int) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-*", scratchPrefix, pid)))
+	for _, dir := range dirs {
+		os.RemoveAll(dir)
+	}
+}
+
 // sweepScratch removes the scratch directories of processes that ended.
 func sweepScratch() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))

@@ -28,3 +28,18 @@ func TestScratchOfAnEndedProcessIsSweptAndOwnIsRemovedAtTheEnd(t *testing.T) {
 	RemoveScratch()
 	assert.NoDirExists(t, own)
 }
+
+func TestRemoveScratchOfAnEndedChild(t *testing.T) {
+	child := exec.Command("true")
+	require.NoError(t, child.Run())
+	pid := child.Process.Pid
+	mine := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-bin-1", scratchPrefix, pid))
+	other := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d0-bin-1", scratchPrefix, pid))
+	for _, dir := range []string{mine, other} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	RemoveScratchOf(pid)
+	assert.NoDirExists(t, mine)
+	assert.DirExists(t, other, "another pid that begins with the same digits is not the child's")
+}
