@@ -353,6 +353,11 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	if in.stream != nil {
 		streamErr = in.stream.Wait()
 	}
+	// A stream that failed once the client had gone away (its request's
+	// context ended) ended for that, whoever aborted it first: the event's
+	// cancellation races the stream's own watch. Read before
+	// endRequestBody, whose read deadline may end that context too.
+	clientGone := streamErr != nil && r.Context().Err() != nil
 	if in.body != nil {
 		in.body.Close()
 		in.endRequestBody() // the body must not be read once ServeHTTP returns
@@ -361,8 +366,10 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		in.endUpgrade()
 		return // a switched connection is closed, not aborted
 	}
-	if errors.Is(streamErr, guestio.ErrReaderGone) {
-		g.Log().Info("client went away", "err", streamErr)
+	if errors.Is(streamErr, guestio.ErrReaderGone) || clientGone {
+		if !errors.Is(callErr, plugins.ErrCanceled) { // else logged above
+			g.Log().Info("client went away", "err", streamErr)
+		}
 		panic(http.ErrAbortHandler) // nobody reads on: close the connection
 	}
 	if streamErr != nil && !in.headSent { // no byte reached the client: it can get a status

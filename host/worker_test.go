@@ -388,6 +388,30 @@ func TestClientDisconnectMidStreamLeaksNothing(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
+// TestClientLeavingMidStreamIsNoFailure: a client that leaves while the
+// Worker still streams its response (the event running, between writes)
+// went away: that is logged as such, never as a body cut short, however the
+// event's cancellation and the stream's own watch of the client race.
+func TestClientLeavingMidStreamIsNoFailure(t *testing.T) {
+	w := startWorker(t, "")
+	for range 5 {
+		logged := len(w.logs.String())
+		conn, err := net.Dial("tcp", strings.TrimPrefix(w.url, "http://"))
+		require.NoError(t, err)
+		fmt.Fprintf(conn, "GET /stream?n=3&sleep=1s HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		_, err = io.ReadFull(resp.Body, make([]byte, 1024))
+		require.NoError(t, err, "the first chunk")
+		conn.Close()
+		require.Eventually(t, func() bool { return w.InFlight() == 0 }, 10*time.Second, 10*time.Millisecond, "the request ended")
+		after := w.logs.String()[logged:]
+		assert.Equal(t, 1, strings.Count(after, `msg="client went away"`), after)
+		assert.NotContains(t, after, "level=WARN")
+		assert.NotContains(t, after, "level=ERROR")
+	}
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
