@@ -22,9 +22,10 @@ var (
 // FreeLoopbackAddr returns a loopback address with a port that was free a
 // moment ago, for a server that must be told its address before it
 // listens (etcd, a cluster peer). The port lies below the kernel's
-// ephemeral range, so no outgoing connection or ":0" listener of a test
-// running alongside can take it before that server binds it, and it is
-// never handed out twice in one process.
+// ephemeral range (unless that range starts below 21000), so no outgoing
+// connection or ":0" listener of a test running alongside can take it
+// before that server binds it, and it is never handed out twice in one
+// process.
 func FreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	limit := ephemeralLow()
