@@ -472,6 +472,13 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, m1.jnl.put("wharf-cut-short", record{Class: "Sandbox", Object: "obj9", Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP}))
 	require.NoError(t, ep.create())
 	require.NoError(t, m1.mountDisks("wharf-cut-short", "Sandbox", "obj9", &ContainerSpec{DiskMB: 8}))
+	// And the cgroup runc made for it, which no runc state names.
+	cutShortCgroup := cgroupDirs("wharf-cut-short")
+	require.NotEmpty(t, cutShortCgroup)
+	for _, dir := range cutShortCgroup {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		t.Cleanup(func() { os.Remove(dir) }) // if Recover failed to
+	}
 
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.
@@ -497,6 +504,9 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, adopted)
 	assert.Equal(t, 2, removed, "the Gone container and the start cut short")
+	for _, dir := range cutShortCgroup {
+		assert.NoDirExists(t, dir, "the start cut short's cgroup")
+	}
 
 	mc, ok := m2.Get("Sandbox", "obj1")
 	require.True(t, ok, "the running container was adopted")
