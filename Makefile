@@ -32,7 +32,7 @@ demo: build
 	@./$(BIN) images import examples/sandbox/.wharf/image/busybox.tar --data-dir examples/sandbox/.wharf
 	@echo "== wharf serve examples/sandbox on http://$(LISTEN)"
 	@echo "   try:  curl --data-binary 'echo hello from a container; uname -a; sleep 1; echo done' http://$(LISTEN)/run/demo"
-	@echo "   (the first start compiles the plugin: a request sent before the log says serving waits for it)"
+	@echo "   (its first start compiles the plugin: a request sent meanwhile waits for it)"
 	./$(BIN) serve examples/sandbox --listen $(LISTEN)$(if $(ENGINE), --engine $(ENGINE))
 
 # test fails, too, if a test process left its scratch directories behind.

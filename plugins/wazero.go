@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -211,20 +212,37 @@ func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
 	return wasm, nil
 }
 
-// executableIdentity names this build of wharf (a digest of its
-// executable's path, size and times), so an instrumented module made by
-// another build, whose instrumentation may differ, is never used.
+// executableIdentity names this build of wharf (buildIdentity of its
+// executable), so an instrumented module made by another build, whose
+// instrumentation may differ, is never used.
 var executableIdentity = sync.OnceValues(func() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	st, err := os.Stat(exe)
+	return buildIdentity(exe)
+})
+
+// buildIdentity names the build of the Go program at path: a digest of its
+// Go build ID, which changes with what it was built from, not with where
+// the file lies or when it was written (go build gives an unchanged binary
+// a new modification time, so each make build did).
+func buildIdentity(path string) (string, error) {
+	f, err := elf.Open(path)
 	if err != nil {
 		return "", err
 	}
-	return digestOf(fmt.Appendf(nil, "%s %d %d", exe, st.Size(), st.ModTime().UnixNano())), nil
-})
+	defer f.Close()
+	note := f.Section(".note.go.buildid")
+	if note == nil {
+		return "", fmt.Errorf("%s has no Go build ID", path)
+	}
+	id, err := note.Data()
+	if err != nil {
+		return "", err
+	}
+	return digestOf(id), nil
+}
 
 // Close releases the runtime and every instance created from it.
 func (e *WazeroEngine) Close(ctx context.Context) error {
