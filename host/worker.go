@@ -366,7 +366,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		in.endUpgrade()
 		return // a switched connection is closed, not aborted
 	}
-	if errors.Is(streamErr, guestio.ErrReaderGone) || clientGone {
+	if clientGone { // ErrReaderGone included: the stream's watch of r's context
 		if !errors.Is(callErr, plugins.ErrCanceled) { // else logged above
 			g.Log().Info("client went away", "err", streamErr)
 		}

@@ -119,8 +119,7 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 	child.Wait()
 	// The child built wharf into scratch it had no chance to remove.
 	testutil.RemoveScratchOf(child.Process.Pid)
-	left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("wharf-scratch-%d-*", child.Process.Pid)))
-	assert.Empty(t, left, "the killed child's scratch directories")
+	assert.Empty(t, testutil.ScratchOf(child.Process.Pid), "the killed child's scratch directories")
 	deadline := time.Now().Add(time.Minute)
 	for syscall.Kill(pid, 0) == nil {
 		require.True(t, time.Now().Before(deadline), "wharf serve (pid %d) outlived the killed test by a minute", pid)

@@ -1,7 +1,6 @@
 package guestio
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -244,10 +243,10 @@ func (s *ReadStream) nextChunk(ctx context.Context, dst *WriteStream) (chunk, er
 		s.mu.Unlock()
 		select {
 		case <-s.data:
-		case <-dst.done:
+		case <-dst.done: // failed, or finished: either way check says so
 			dst.mu.Lock()
 			defer dst.mu.Unlock()
-			return chunk{}, cmp.Or(dst.check(), errStreamClosed)
+			return chunk{}, dst.check()
 		case <-ctx.Done():
 			return chunk{}, context.Cause(ctx)
 		}

@@ -37,7 +37,7 @@ func ScratchDir(purpose string) (string, error) {
 		scratch.swept = true
 		sweepScratch()
 	}
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-%s-", scratchPrefix, os.Getpid(), purpose))
+	dir, err := os.MkdirTemp("", scratchName(os.Getpid())+purpose+"-")
 	if err != nil {
 		return "", err
 	}
@@ -62,12 +62,20 @@ func Run(m *testing.M) int {
 	return m.Run()
 }
 
+// scratchName begins the names of the scratch directories of process pid.
+func scratchName(pid int) string { return fmt.Sprintf("%s%d-", scratchPrefix, pid) }
+
+// ScratchOf lists the scratch directories of the process pid.
+func ScratchOf(pid int) []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchName(pid)+"*"))
+	return dirs
+}
+
 // RemoveScratchOf removes the scratch directories of the process pid, which
 // has ended: a test binary a test ran as a child and killed, which no
 // later process may sweep before the test run checks for leftovers.
 func RemoveScratchOf(pid int) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-*", scratchPrefix, pid)))
-	for _, dir := range dirs {
+	for _, dir := range ScratchOf(pid) {
 		os.RemoveAll(dir)
 	}
 }

@@ -14,7 +14,7 @@ import (
 func TestScratchOfAnEndedProcessIsSweptAndOwnIsRemovedAtTheEnd(t *testing.T) {
 	ended := exec.Command("true")
 	require.NoError(t, ended.Run())
-	dead := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-bin-1", scratchPrefix, ended.Process.Pid))
+	dead := filepath.Join(os.TempDir(), scratchName(ended.Process.Pid)+"bin-1")
 	require.NoError(t, os.MkdirAll(filepath.Join(dead, "sub"), 0o755))
 	t.Cleanup(func() { os.RemoveAll(dead) })
 
@@ -33,7 +33,7 @@ func TestRemoveScratchOfAnEndedChild(t *testing.T) {
 	child := exec.Command("true")
 	require.NoError(t, child.Run())
 	pid := child.Process.Pid
-	mine := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-bin-1", scratchPrefix, pid))
+	mine := filepath.Join(os.TempDir(), scratchName(pid)+"bin-1")
 	other := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d0-bin-1", scratchPrefix, pid))
 	for _, dir := range []string{mine, other} {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
