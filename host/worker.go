@@ -59,6 +59,9 @@ type Config struct {
 	// Cluster joins the Worker's objects to a cluster; nil serves them on
 	// this host alone.
 	Cluster *objects.ClusterConfig
+	// CompileApart, if set, compiles a module the compile cache lacks in
+	// another process (see plugins.Config.CompileApart).
+	CompileApart func(context.Context, plugins.Config) error
 	// ServeEarly lets NewWorker and Reload return as soon as one of the
 	// plugin's instances is up, the others starting meanwhile, so the first
 	// request is answered sooner; by default they wait for every instance.
@@ -176,6 +179,7 @@ func (w *Worker) startCode(ctx context.Context, wasmPath string, interpret bool)
 	cfg.CPUSlice = m.Limits.InstanceCPUSlice()
 	cfg.HostModules = map[string][]plugins.HostFunc{abi.ImportModule: slices.Concat(s.imports(), s.objectImports(), s.containerImports(), s.fileImports(), s.backgroundImports(), s.egressImports())}
 	cfg.Interpret = interpret
+	cfg.CompileApart = w.cfg.CompileApart
 	p, err := plugins.Load(ctx, cfg)
 	if err != nil {
 		return nil, err

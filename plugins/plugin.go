@@ -47,6 +47,13 @@ type Config struct {
 	// Logger, if set, hears about compiles that take a while (a cold
 	// cache) and about a cache that cannot be written.
 	Logger *slog.Logger
+	// CompileApart, if set, is called when CacheDir lacks the module's
+	// code, to compile it there in another process (one that runs
+	// Precompile), from which Load then maps it. The compiler's memory
+	// leaves with that process, and ctx's end stops it at once, where no
+	// engine stops a compile half-way. If it fails, the module compiles in
+	// this process.
+	CompileApart func(ctx context.Context, cfg Config) error
 
 	// cacheUnwritable is set, by the engine openEngine made, to why
 	// compiled code could not be stored in CacheDir.
@@ -105,6 +112,7 @@ func Precompile(ctx context.Context, cfg Config) error {
 	if cfg.CacheDir == "" || cfg.Interpret {
 		return errors.New("precompiling needs a cache directory and a compiling engine")
 	}
+	cfg.CompileApart = nil // this is the process apart
 	engine, wasm, err := openEngine(ctx, &cfg)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", cfg.Path, err)
@@ -217,12 +225,21 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 		}
 		logger.Info(fmt.Sprintf("compiling %s (%.1f MB)…", file, float64(len(wasm))/1e6), "plugin", cfg.Name, "engine", engineName)
 	}
-	opened := watchOpens(cfg.CacheDir)
 	start := time.Now()
+	var apartErr error
+	if !cached && cfg.CompileApart != nil {
+		if apartErr = cfg.CompileApart(ctx, cfg); ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+	}
+	opened := watchOpens(cfg.CacheDir)
 	m, err := engine.Compile(ctx, module)
 	read, watched := opened()
 	if err != nil {
 		return nil, err
+	}
+	if apartErr != nil {
+		logger.Info("compiled in this process, as compiling in a process of its own failed", "plugin", cfg.Name, "engine", engineName, "err", apartErr)
 	}
 	if watched { // the files it read and wrote, not those of a load before
 		listed = read

@@ -3,6 +3,7 @@ package plugins
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -211,6 +212,52 @@ func TestPrecompileFillsTheCache(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidModule)
 		assert.ErrorContains(t, err, bad)
 		assert.ErrorContains(t, Precompile(context.Background(), Config{Path: path, Engine: engine}), "needs a cache directory")
+	})
+}
+
+// TestLoadCompilesApart: Load on a cold cache hands the compile to
+// CompileApart (as wharf serve's compile process) and maps the code it
+// stored; a warm cache needs no compile. If CompileApart fails, the module
+// compiles in this process and the failure is told; if the load's context
+// ends meanwhile, Load returns its cause at once.
+func TestLoadCompilesApart(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+		load := func(ctx context.Context, apart func(context.Context, Config) error) (string, error) {
+			var log bytes.Buffer
+			cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: t.TempDir(), CompileApart: apart,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))}
+			p, err := Load(ctx, cfg)
+			if err == nil {
+				p.Close(ctx)
+				p, err = Load(ctx, cfg) // warm
+			}
+			if err == nil {
+				p.Close(ctx)
+			}
+			return log.String(), err
+		}
+
+		calls := 0
+		logs, err := load(context.Background(), func(ctx context.Context, cfg Config) error {
+			calls++
+			return Precompile(ctx, cfg)
+		})
+		require.NoError(t, err)
+		assert.Equal(t, 1, calls, "called on the cold cache only")
+		assert.NotContains(t, logs, "compiled in this process")
+
+		logs, err = load(context.Background(), func(context.Context, Config) error { return errors.New("no such binary") })
+		require.NoError(t, err)
+		assert.Contains(t, logs, `msg="compiled in this process, as compiling in a process of its own failed" plugin=t engine=`+engine+` err="no such binary"`)
+
+		ctx, cancel := context.WithCancelCause(context.Background())
+		stopped := errors.New("stopped")
+		_, err = load(ctx, func(ctx context.Context, _ Config) error {
+			cancel(stopped)
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, stopped)
 	})
 }
 

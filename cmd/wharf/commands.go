@@ -231,9 +231,10 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 }
 
 // acknowledgeEarlyStop says at once that a signal received before serving
-// was heard, and again at every further one: a module's first compile
-// cannot be cut short and takes seconds, during which wharf would
-// otherwise look deaf to Ctrl-C. signals are the stop signals, registered
+// was heard, and again at every further one: a step that cannot be cut
+// short (a module compiled in wharf's own process, when compiling it apart
+// failed, takes seconds) would otherwise make wharf look deaf to Ctrl-C.
+// signals are the stop signals, registered
 // by the caller before it starts this, so that only they are counted (the
 // context they also end is not: it and signals would count one signal
 // twice); stopped says one ended the process's context before that.
@@ -252,7 +253,7 @@ func acknowledgeEarlyStop(signals chan os.Signal, stopped bool, started <-chan s
 		case <-started: // serving already: wharf shuts down as usual
 			return
 		default:
-			logger.Warn("stopping: wharf ends once the step under way does (compiling the module cannot be cut short)")
+			logger.Warn("stopping: wharf ends once the step under way does")
 		}
 		select {
 		case <-started:
@@ -379,7 +380,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
-		Containers: ctrs, Metrics: metrics, StopGrace: f.stopGrace, Cluster: cc, ServeEarly: true})
+		Containers: ctrs, Metrics: metrics, StopGrace: f.stopGrace, Cluster: cc, CompileApart: compileApart, ServeEarly: true})
 	if err != nil {
 		return err
 	}

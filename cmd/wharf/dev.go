@@ -2,29 +2,22 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
-	"github.com/wharfhq/wharf/plugins"
 )
 
 // settle is how long the sources must stay unchanged before a rebuild: an
@@ -194,53 +187,4 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 			compile(served, start)
 		}
 	}
-}
-
-// compileCommand is the hidden command that compileApart runs.
-const compileCommand = "compile-module"
-
-// compileApart compiles a module into the compile cache in a wharf process
-// of its own, which ctx's end kills at once: no engine stops a compile
-// half-way (wasmtime's cannot be interrupted at all), and a build a newer
-// save replaced must not keep compiling, competing with its successor for
-// the CPU. The compiler's memory also leaves with the process.
-func compileApart(ctx context.Context, cfg plugins.Config) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, exe, compileCommand, "--engine", cmp.Or(cfg.Engine, plugins.EngineWazero),
-		"--cache-dir", cfg.CacheDir, "--memory-limit-bytes", strconv.FormatUint(cfg.MemoryLimitBytes, 10), "--name", cfg.Name, cfg.Path)
-	// It dies with wharf dev, even if wharf dev is killed. The kernel sends
-	// that when the thread that started it ends, so the thread stays locked
-	// to this goroutine until the compile is over.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	out, err := cmd.CombinedOutput()
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
-	}
-	return err
-}
-
-// newCompileCommand is compileApart's child: it compiles one module into a
-// compile cache and exits.
-func newCompileCommand() *cobra.Command {
-	var cfg plugins.Config
-	cmd := &cobra.Command{
-		Use:    compileCommand + " --engine E --cache-dir DIR module.wasm",
-		Short:  "Compile a module into a compile cache (wharf dev runs this apart, to stop it at the next save)",
-		Hidden: true,
-		Args:   cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.Path = args[0]
-			return plugins.Precompile(cmd.Context(), cfg)
-		},
-	}
-	cmd.Flags().StringVar(&cfg.Engine, "engine", plugins.EngineWazero, "the engine to compile for")
-	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", "", "the compile cache")
-	cmd.Flags().Uint64Var(&cfg.MemoryLimitBytes, "memory-limit-bytes", 0, "each instance's memory limit")
-	cmd.Flags().StringVar(&cfg.Name, "name", "", "the plugin's name, for errors")
-	return cmd
 }

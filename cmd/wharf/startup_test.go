@@ -320,13 +320,35 @@ func TestServeStoppedWhileStartingSaysSo(t *testing.T) {
 	assert.NotContains(t, logs, "msg=serving")
 }
 
+// TestServeStopsAtOnceWhileCompiling: a module's first compile runs in a
+// process of its own, which SIGTERM (or Ctrl-C) ends at once: wharf serve
+// says it heard the signal and stops without waiting seconds for the
+// compile, leaving no compiler behind.
+func TestServeStopsAtOnceWhileCompiling(t *testing.T) {
+	dir, addr, data := helloPlugin(t), freeAddr(t), t.TempDir()
+	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", data)
+	require.Eventually(t, func() bool { return len(testutil.Processes(compileCommand, data)) == 1 },
+		2*time.Minute, time.Millisecond, "no compile apart began:\n%s", srv.Logs())
+	require.NotContains(t, srv.Logs(), "compiled hello.wasm", "the compile ended before the signal")
+	require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGTERM))
+	err := srv.Stop(2 * time.Minute)
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, srv.Logs())
+	logs := srv.Logs()
+	assert.Contains(t, logs, "\nwharf: stopped while starting: terminated signal received\n")
+	assert.NotContains(t, logs, "compiled hello.wasm", "it waited for the compile")
+	assert.NotContains(t, logs, "msg=serving", "it served once the compile ended")
+	assert.Empty(t, testutil.Processes(compileCommand, data), "the compile outlived wharf serve")
+}
+
 // TestServeSaysAtOnceThatItStopsWhileCompiling: SIGTERM (or Ctrl-C) while
-// a module compiles for the first time, which cannot be cut short and
-// takes seconds, is acknowledged before the compile ends, and so is a
-// second one.
+// a module compiles in wharf's own process (here, as its compile cache
+// cannot be written), which cannot be cut short and takes seconds, is
+// acknowledged before the compile ends, and so is a second one.
 func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
-	dir, addr := helloPlugin(t), freeAddr(t)
-	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", t.TempDir())
+	dir, addr, data := helloPlugin(t), freeAddr(t), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(data, "cache"), nil, 0o644)) // where the cache's directory would be
+	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", data)
 	require.Eventually(t, func() bool {
 		conn, err := net.Dial("tcp", addr)
 		if err == nil {
@@ -336,12 +358,13 @@ func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
 	}, 2*time.Minute, time.Millisecond, "wharf serve never listened:\n%s", srv.Logs())
 	time.Sleep(200 * time.Millisecond) // the compile is under way (it takes seconds)
 	require.NotContains(t, srv.Logs(), "compiled hello.wasm", "the compile ended before the signal")
-	const said = `level=WARN msg="stopping: wharf ends once the step under way does (compiling the module cannot be cut short)" plugin=hello`
+	const said = `level=WARN msg="stopping: wharf ends once the step under way does" plugin=hello`
 	for i := 1; i <= 2; i++ { // a second Ctrl-C is heard too
 		require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGTERM))
 		require.Eventually(t, func() bool { return strings.Count(srv.Logs(), said) == i }, 10*time.Second, 10*time.Millisecond, srv.Logs())
 	}
 	assert.NotContains(t, srv.Logs(), "compiled hello.wasm", "acknowledged only once the compile ended")
+	assert.Empty(t, testutil.Processes(compileCommand, data), "it compiled apart, which a signal cuts short")
 	err := srv.Stop(2 * time.Minute)
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, srv.Logs())

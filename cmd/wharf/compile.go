@@ -1,0 +1,66 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wharfhq/wharf/plugins"
+)
+
+// compileCommand is the hidden command that compileApart runs.
+const compileCommand = "compile-module"
+
+// compileApart compiles a module into the compile cache in a wharf process
+// of its own, which ctx's end kills at once: no engine stops a compile
+// half-way (wasmtime's cannot be interrupted at all), so wharf serve
+// stopped while compiling would wait for it, and in wharf dev a build a
+// newer save replaced would keep compiling, competing with its successor
+// for the CPU. The compiler's memory also leaves with the process: after
+// a first start of examples/hello on wasmtime, wharf serve kept about 15
+// MB more than after a start from the cache.
+func compileApart(ctx context.Context, cfg plugins.Config) error {
+	// This very binary, even if a newer build has replaced its file since:
+	// another build would key the code it compiles differently.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", compileCommand, "--engine", cmp.Or(cfg.Engine, plugins.EngineWazero),
+		"--cache-dir", cfg.CacheDir, "--memory-limit-bytes", strconv.FormatUint(cfg.MemoryLimitBytes, 10), "--name", cfg.Name, cfg.Path)
+	// It dies with wharf, even if wharf is killed. The kernel sends
+	// that when the thread that started it ends, so the thread stays locked
+	// to this goroutine until the compile is over.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	out, err := cmd.CombinedOutput()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return err
+}
+
+// newCompileCommand is compileApart's child: it compiles one module into a
+// compile cache and exits.
+func newCompileCommand() *cobra.Command {
+	var cfg plugins.Config
+	cmd := &cobra.Command{
+		Use:    compileCommand + " --engine E --cache-dir DIR module.wasm",
+		Short:  "Compile a module into a compile cache (wharf serve and dev run this apart, to stop it at once)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Path = args[0]
+			return plugins.Precompile(cmd.Context(), cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Engine, "engine", plugins.EngineWazero, "the engine to compile for")
+	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", "", "the compile cache")
+	cmd.Flags().Uint64Var(&cfg.MemoryLimitBytes, "memory-limit-bytes", 0, "each instance's memory limit")
+	cmd.Flags().StringVar(&cfg.Name, "name", "", "the plugin's name, for errors")
+	return cmd
+}
