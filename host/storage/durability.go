@@ -9,16 +9,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
 // Commits are made durable apart from the commit itself. SQLite runs with
 // synchronous=NORMAL, so a commit writes its WAL frames without waiting for
-// the disk; the WAL is then synced (fdatasync) by Flush, or by a round of
-// the process's syncer for SyncThen. While a round syncs, the object goes
-// on running events (their replies wait for a later round), and one round
-// syncs every database committed since the last one, each once.
+// the disk; the WAL is then synced (fdatasync) by Flush, or for SyncThen by
+// a sync of that WAL alone that covers every request made before it
+// began. While a WAL syncs, its object goes on running events, whose
+// replies wait for its next sync; the WALs of different objects sync
+// independently, at most maxParallelSyncs at once.
 
 // ErrNotDurable wraps a failed sync: commits since the last durable one may
 // be lost, or kept (SQLite committed them), so the database must be closed
@@ -36,6 +36,12 @@ type walFile struct {
 	// directory of a WAL it creates only in its own sync, which
 	// synchronous=NORMAL skips.
 	dirSynced atomic.Bool
+
+	mu sync.Mutex
+	// waiting are the SyncThen requests its next sync answers.
+	waiting []syncRequest
+	// syncing: a goroutine is syncing it, or waiting for a slot to.
+	syncing bool
 }
 
 func (w *walFile) sync() error {
@@ -156,76 +162,58 @@ func (d *DB) SyncThen(done func(error)) {
 		return
 	}
 	d.syncs.Add(1)
-	walSyncer.add(syncRequest{db: d, wal: d.wal, target: target, done: done})
+	d.wal.request(syncRequest{db: d, target: target, done: done})
 }
 
 // syncRequest asks that db's commits up to target be made durable.
 type syncRequest struct {
 	db     *DB
-	wal    *walFile
 	target uint64
 	done   func(error)
 }
 
-// syncer makes commits durable in rounds: a round takes every request made
-// before it started and syncs each WAL they name once, concurrently; the
-// requests made meanwhile wait for the next round. Its goroutine runs while
-// there are requests.
-type syncer struct {
-	mu      sync.Mutex
-	queue   []syncRequest
-	running bool
-}
-
-var walSyncer syncer
-
-// maxParallelSyncs bounds the WALs a round syncs at once (each holds a
-// thread in the kernel while it waits for the disk).
+// maxParallelSyncs bounds the WALs synced at once (each holds a thread in
+// the kernel while it waits for the disk).
 const maxParallelSyncs = 32
 
-func (s *syncer) add(r syncRequest) {
-	s.mu.Lock()
-	s.queue = append(s.queue, r)
-	start := !s.running
-	s.running = true
-	s.mu.Unlock()
+// syncSlots holds a token for each WAL being synced.
+var syncSlots = make(chan struct{}, maxParallelSyncs)
+
+// request queues r for the WAL's next sync, starting the goroutine that
+// syncs it unless one runs.
+func (w *walFile) request(r syncRequest) {
+	w.mu.Lock()
+	w.waiting = append(w.waiting, r)
+	start := !w.syncing
+	w.syncing = true
+	w.mu.Unlock()
 	if start {
-		go s.run()
+		go w.syncWaiting()
 	}
 }
 
-func (s *syncer) run() {
+// syncWaiting syncs the WAL for the requests waiting, again and again while
+// more arrive, taking a slot for each sync: the WALs waiting for one take
+// turns (a channel's senders are served in order), so busy objects do not
+// starve the others. Each request is answered once a sync that began after
+// it ends: a WAL's replies do not wait for other WALs' syncs.
+func (w *walFile) syncWaiting() {
 	for {
-		s.mu.Lock()
-		round := s.queue
-		s.queue = nil
-		if len(round) == 0 {
-			s.running = false
-			s.mu.Unlock()
+		syncSlots <- struct{}{}
+		w.mu.Lock()
+		batch := w.waiting
+		w.waiting = nil
+		if len(batch) == 0 {
+			w.syncing = false
+			w.mu.Unlock()
+			<-syncSlots
 			return
 		}
-		s.mu.Unlock()
-		// Each WAL once; the syncs write only their own slot of errs.
-		index := map[*walFile]int{}
-		var wals []*walFile
-		for _, r := range round {
-			if _, ok := index[r.wal]; !ok {
-				index[r.wal] = len(wals)
-				wals = append(wals, r.wal)
-			}
-		}
-		errs := make([]error, len(wals))
-		var g errgroup.Group
-		g.SetLimit(maxParallelSyncs)
-		for i, w := range wals {
-			g.Go(func() error {
-				errs[i] = w.sync()
-				return nil
-			})
-		}
-		g.Wait()
-		for _, r := range round {
-			r.done(r.db.synced(r.target, errs[index[r.wal]]))
+		w.mu.Unlock()
+		err := w.sync()
+		<-syncSlots
+		for _, r := range batch {
+			r.done(r.db.synced(r.target, err))
 			r.db.syncs.Done()
 		}
 	}

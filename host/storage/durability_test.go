@@ -11,7 +11,7 @@ import (
 )
 
 // TestSyncThenAnswersOnceTheCommitIsDurable: Commit leaves the WAL unsynced,
-// SyncThen answers once a syncer round synced it (and the WAL's name in its
+// SyncThen answers once a sync of its WAL synced it (and the WAL's name in its
 // directory), or at once when nothing new was committed; what was committed
 // is there after reopening.
 func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
@@ -82,11 +82,11 @@ func TestFailedSyncRefusesLaterCommits(t *testing.T) {
 	assert.ErrorIs(t, <-answered, ErrNotDurable)
 }
 
-// TestSyncerRoundsSyncManyDatabases: requests for many databases, queued
-// together, are each answered once; a WAL that cannot be synced fails only
-// its own database's requests. (Run with -race: the syncs of one round run
-// at once.)
-func TestSyncerRoundsSyncManyDatabases(t *testing.T) {
+// TestSyncsOfManyDatabases: requests for many databases, more than are
+// synced at once, made together, are each answered once; a WAL that cannot
+// be synced fails only its own database's requests. (Run with -race: the
+// syncs run at once.)
+func TestSyncsOfManyDatabases(t *testing.T) {
 	const n = 3 * maxParallelSyncs
 	dbs := make([]*DB, n)
 	for i := range dbs {
@@ -114,11 +114,14 @@ func TestSyncerRoundsSyncManyDatabases(t *testing.T) {
 			assert.Equal(t, d.commits, d.onDisk.Load(), "database %d", i)
 		}
 	}
-	assert.Eventually(t, func() bool {
-		walSyncer.mu.Lock()
-		defer walSyncer.mu.Unlock()
-		return !walSyncer.running
-	}, 5*time.Second, 10*time.Millisecond, "the syncer's goroutine ends with nothing left to sync")
+	for i, d := range dbs {
+		assert.Eventually(t, func() bool {
+			d.wal.mu.Lock()
+			defer d.wal.mu.Unlock()
+			return !d.wal.syncing
+		}, 5*time.Second, 10*time.Millisecond, "database %d: its WAL's syncing goroutine ends with nothing left to sync", i)
+	}
+	assert.Empty(t, syncSlots, "every slot is given back")
 }
 
 // TestReadOnlyCommitWaitsForEarlierWrites: a batch that wrote nothing,
