@@ -291,6 +291,31 @@ func TestContainerLimits(t *testing.T) {
 	require.NoError(t, RemoveImage(context.Background(), c, image, false))
 }
 
+// TestSameIDUnderTwoDaemons: containers of the same id under two
+// containerds (two wharfs on one host, each with an object of the same
+// class and name) get a cgroup each, so destroying one (runc kill --all
+// signals its whole cgroup) leaves the other running.
+func TestSameIDUnderTwoDaemons(t *testing.T) {
+	c1, image1, root1 := testRuntime(t)
+	c2, image2, root2 := testRuntime(t)
+	first := startBusybox(t, c1, image1, root1, "same-id", "sleep 3600", false)
+	second := startBusybox(t, c2, image2, root2, "same-id", "sleep 3600", false)
+	cgroupOf := func(pid uint32) string {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		require.NoError(t, err)
+		return string(data)
+	}
+	assert.NotEqual(t, cgroupOf(first.Pid()), cgroupOf(second.Pid()))
+
+	require.NoError(t, first.Destroy(context.Background()))
+	st, err := second.task.Status(WithNamespace(context.Background()))
+	require.NoError(t, err)
+	assert.Equal(t, client.Running, st.Status, "destroying a container of the same id under another containerd stopped this one")
+	code, out, _ := execOut(t, second, ExecSpec{Args: []string{"echo", "alive"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "alive\n", out)
+}
+
 // TestContainerOutOfMemory: a main process the kernel kills at the
 // container's memory limit is said to have run out of memory, in
 // OutOfMemory and the lifecycle log (not just "exited unexpectedly" with
@@ -473,7 +498,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, ep.create())
 	require.NoError(t, m1.mountDisks("wharf-cut-short", "Sandbox", "obj9", &ContainerSpec{DiskMB: 8}))
 	// And the cgroup runc made for it, which no runc state names.
-	cutShortCgroup := cgroupDirs("wharf-cut-short")
+	cutShortCgroup := cgroupDirs(cgroupPath(b1.RuncRoot, "wharf-cut-short"))
 	require.NotEmpty(t, cutShortCgroup)
 	for _, dir := range cutShortCgroup {
 		require.NoError(t, os.MkdirAll(dir, 0o755))

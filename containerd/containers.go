@@ -165,7 +165,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if err != nil {
 		return nil, err // containerd's error names the image
 	}
-	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID))}
+	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
 	if len(spec.Entrypoint) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
 	}

@@ -794,14 +794,14 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				}
 			}
 			c.adoptAgent(ctx)
-			return errors.Join(c.destroyRecovered(ctx), removeCgroup(id), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+			return errors.Join(c.destroyRecovered(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
 		})
 	}
 	// Records without a container: a start cut short before its container
 	// existed, or a destroy after it was deleted.
 	for id, rec := range records {
 		removals = append(removals, func() error {
-			err := errors.Join(m.removeSnapshot(ctx, id), removeCgroup(id), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
+			err := errors.Join(m.removeSnapshot(ctx, id), removeCgroup(cgroupPath(m.b.RuncRoot, id)), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
 				removeIfExists(m.policyPath(id)))
 			if err == nil {
 				err = m.jnl.remove(id)
