@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -35,6 +36,7 @@ func compileApart(ctx context.Context, cfg plugins.Config) error {
 	// that when the thread that started it ends, so the thread stays locked
 	// to this goroutine until the compile is over.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Args[0] = "wharf" // for ps, not "/proc/self/exe"
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	out, err := cmd.CombinedOutput()
@@ -54,6 +56,8 @@ func newCompileCommand() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Named so in top and pgrep, not "exe" (after /proc/self/exe).
+			os.WriteFile("/proc/self/comm", []byte("wharf"), 0)
 			cfg.Path = args[0]
 			return plugins.Precompile(cmd.Context(), cfg)
 		},
