@@ -35,10 +35,13 @@ demo: build
 	@echo "   (its first start compiles the plugin: a request sent meanwhile waits for it)"
 	./$(BIN) serve examples/sandbox --listen $(LISTEN)$(if $(ENGINE), --engine $(ENGINE))
 
-# test fails, too, if a test process left its scratch directories behind.
+# test fails, too, if a test process left its scratch directories, or a
+# container cgroup or shim, behind.
 test: deps lint
-	$(GO) test -count=1 -timeout 40m ./...
-	@./scripts/leftovers.sh
+	@before=$$(./scripts/leftovers.sh --containers); \
+	$(GO) test -count=1 -timeout 40m ./...; rc=$$?; \
+	./scripts/leftovers.sh "$$before" || rc=1; \
+	exit $$rc
 
 bench: deps
 	@./scripts/bench.sh

@@ -70,3 +70,26 @@ func TestMakeDemoEngine(t *testing.T) {
 	assert.Equal(t, "./bin/wharf serve examples/sandbox --listen 127.0.0.1:18999", serve())
 	assert.Equal(t, "./bin/wharf serve examples/sandbox --listen 127.0.0.1:18999 --engine wasmtime", serve("ENGINE=wasmtime"))
 }
+
+// TestLeftoversNamesContainerCgroupsLeftByTheTests: scripts/leftovers.sh,
+// which make test runs after the tests, fails on a wharf container cgroup
+// that was not there before them, naming it, and not on one that was.
+func TestLeftoversNamesContainerCgroupsLeftByTheTests(t *testing.T) {
+	parent := "/sys/fs/cgroup/memory/wharf"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		parent = "/sys/fs/cgroup/wharf"
+	}
+	cgroup := filepath.Join(parent, "leftovers-test")
+	require.NoError(t, os.MkdirAll(cgroup, 0o755), "needs root")
+	defer os.Remove(cgroup)
+	before, err := exec.Command("scripts/leftovers.sh", "--containers").Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(before), "cgroup "+cgroup+"/\n")
+
+	// Other tests' containers may come and go meanwhile.
+	out, _ := exec.Command("scripts/leftovers.sh", string(before)).CombinedOutput()
+	assert.NotContains(t, string(out), cgroup, "a cgroup there before the tests is not theirs")
+	out, err = exec.Command("scripts/leftovers.sh", "").CombinedOutput()
+	assert.Error(t, err)
+	assert.Contains(t, string(out), "left behind by the tests: cgroup "+cgroup+"/\n")
+}

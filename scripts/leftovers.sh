@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Run after the tests. Fails if a test process that has ended left its
-# scratch directories behind (internal/testutil/scratch.go: every TestMain
-# must remove them), or if a container's cgroup or shim outlived the tests:
-# each test checks what its own wharf left, but a cgroup is named after the
+# leftovers.sh --containers: lists the host's wharf container cgroups and
+# shims, one per line.
+# leftovers.sh [BEFORE]: run after the tests. Fails if a test process that
+# has ended left its scratch directories behind (internal/testutil/
+# scratch.go: every TestMain must remove them), or if a container cgroup or
+# shim outlived the tests that is not in BEFORE (what --containers listed
+# before them: a wharf serve running meanwhile is not the tests'). Each
+# test checks what its own wharf left, but a cgroup is named after its
 # containerd's runc root, which not every test's check knows.
 set -euo pipefail
+
+containers() {
+	# containerd/cgroup.go: /wharf/<runc root's hash>-<id>, in each v1
+	# hierarchy or in the v2 one.
+	for dir in /sys/fs/cgroup/wharf/*/ /sys/fs/cgroup/*/wharf/*/; do
+		[ -d "$dir" ] && echo "cgroup $dir"
+	done
+	pgrep -a -f 'containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' | sed 's/^/shim /' || true
+}
+
+if [ "${1:-}" = --containers ]; then
+	containers
+	exit 0
+fi
+before=${1:-}
 left=0
 for dir in "${TMPDIR:-/tmp}"/wharf-scratch-*; do
 	[ -e "$dir" ] || continue
@@ -15,14 +34,11 @@ for dir in "${TMPDIR:-/tmp}"/wharf-scratch-*; do
 		left=1
 	fi
 done
-# containerd/cgroup.go: /wharf/<runc root's hash>-<id>, in each v1 hierarchy or in the v2 one.
-for dir in /sys/fs/cgroup/wharf/*/ /sys/fs/cgroup/*/wharf/*/; do
-	[ -d "$dir" ] || continue
-	echo "container cgroup left behind: $dir" >&2
-	left=1
-done
-if pgrep -a -f 'containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' >&2; then
-	echo "container shims left behind (above)" >&2
-	left=1
-fi
+while IFS= read -r line; do
+	[ -n "$line" ] || continue
+	if ! grep -qxF -- "$line" <<<"$before"; then
+		echo "left behind by the tests: $line" >&2
+		left=1
+	fi
+done < <(containers)
 exit "$left"
