@@ -230,15 +230,20 @@ func newLogHandler(level, format string) (slog.Handler, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
 }
 
-// acknowledgeEarlyStop says at once that a signal received before serving
-// was heard, and again at every further one: a step that cannot be cut
-// short (a module compiled in wharf's own process, when compiling it apart
-// failed, takes seconds) would otherwise make wharf look deaf to Ctrl-C.
-// signals are the stop signals, registered
+// acknowledgeEarlyStop says that a signal received before serving was
+// heard, and again at every further one, unless wharf has stopped within
+// stopAcknowledgeAfter: a step that cannot be cut short (a module compiled
+// in wharf's own process, when compiling it apart failed, takes seconds)
+// would otherwise make wharf look deaf to Ctrl-C, while every other step
+// ends at once. signals are the stop signals, registered
 // by the caller before it starts this, so that only they are counted (the
 // context they also end is not: it and signals would count one signal
 // twice); stopped says one ended the process's context before that.
 // started is closed once serve serves or returns.
+// stopAcknowledgeAfter is how long a stop before serving may take before
+// wharf says it heard it.
+const stopAcknowledgeAfter = time.Second
+
 func acknowledgeEarlyStop(signals chan os.Signal, stopped bool, started <-chan struct{}, logger *slog.Logger) {
 	defer signal.Stop(signals)
 	if !stopped {
@@ -250,9 +255,9 @@ func acknowledgeEarlyStop(signals chan os.Signal, stopped bool, started <-chan s
 	}
 	for {
 		select {
-		case <-started: // serving already: wharf shuts down as usual
+		case <-started: // serving already, or stopped: nothing to say
 			return
-		default:
+		case <-time.After(stopAcknowledgeAfter):
 			logger.Warn("stopping: wharf ends once the step under way does")
 		}
 		select {

@@ -337,6 +337,7 @@ func TestServeStopsAtOnceWhileCompiling(t *testing.T) {
 	logs := srv.Logs()
 	assert.Contains(t, logs, "\nwharf: stopped while starting: terminated signal received\n")
 	assert.NotContains(t, logs, "compiled hello.wasm", "it waited for the compile")
+	assert.NotContains(t, logs, "stopping: wharf ends once the step under way does", "it did not wait")
 	assert.NotContains(t, logs, "msg=serving", "it served once the compile ended")
 	assert.Empty(t, testutil.Processes(compileCommand, data), "the compile outlived wharf serve")
 }
@@ -344,7 +345,8 @@ func TestServeStopsAtOnceWhileCompiling(t *testing.T) {
 // TestServeSaysAtOnceThatItStopsWhileCompiling: SIGTERM (or Ctrl-C) while
 // a module compiles in wharf's own process (here, as its compile cache
 // cannot be written), which cannot be cut short and takes seconds, is
-// acknowledged before the compile ends, and so is a second one.
+// acknowledged before the compile ends, and so is a second one. A stop
+// that ends at once (TestServeStopsAtOnceWhileCompiling) says nothing.
 func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
 	dir, addr, data := helloPlugin(t), freeAddr(t), t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(data, "cache"), nil, 0o644)) // where the cache's directory would be
