@@ -121,7 +121,8 @@ func (c *Container) backgroundOp(o abi.BackgroundOptions, into any) error {
 
 // StartProcess starts cmd in the running container as a background
 // process and returns at once. Its stdin is empty; its output is kept
-// (StreamProcessLogs).
+// (StreamProcessLogs). ErrBusy: a process of that id runs, or has exited
+// while processes it left behind still hold its output (kill it first).
 func (c *Container) StartProcess(cmd []string, opts ProcessOptions) (*BackgroundProcess, error) {
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("%w: exec needs a command", ErrInvalidArgument)

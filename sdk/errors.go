@@ -31,7 +31,8 @@ var (
 	ErrClosed = wharf.ErrClosed
 	// ErrAborted: the stream was aborted by its writer.
 	ErrAborted = wharf.ErrAborted
-	// ErrBusy: already in use (a body taken twice).
+	// ErrBusy: already in use (a body taken twice, a container or a
+	// background process of that id already running).
 	ErrBusy = wharf.ErrBusy
 	// ErrPortRefused: nothing listens on the container port.
 	ErrPortRefused = wharf.ErrRefused

@@ -212,6 +212,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, sdk.ErrExecFailed):
 		return http.StatusBadRequest
+	case errors.Is(err, sdk.ErrBusy):
+		return http.StatusConflict
 	case errors.Is(err, sdk.ErrTooLarge):
 		return http.StatusTooManyRequests
 	}

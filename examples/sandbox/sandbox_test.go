@@ -200,7 +200,7 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	assert.Contains(t, out, `"id":"dev","pid":`)
 	assert.Contains(t, out, `"status":"running"`)
 	code, out = post("/start/s1/dev", "true")
-	assert.Equal(t, 400, code)
+	assert.Equal(t, 409, code)
 	assert.Contains(t, out, `background process "dev" is already running`)
 
 	// The server outlived the request that started it.

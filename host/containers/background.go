@@ -21,8 +21,9 @@ func backgroundStatus(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
-	case errors.Is(err, ErrNoAgentBackground), errors.Is(err, fs.ErrInvalid), errors.Is(err, fs.ErrExist),
-		badExec(err):
+	case errors.Is(err, fs.ErrExist): // the id's process runs, or holds its output still
+		return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+	case errors.Is(err, ErrNoAgentBackground), errors.Is(err, fs.ErrInvalid), badExec(err):
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	case errors.Is(err, ErrLimit):
 		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
