@@ -133,11 +133,17 @@ func (d *DB) NotDurable() bool { return d.syncErr.Load() != nil }
 
 // synced records the outcome of a sync that covered the commits up to
 // target: durable, or a failure (ErrNotDurable) that later commits repeat.
+// A sync that succeeds after one failed proves nothing: the failed sync's
+// pages may be lost (a descriptor opened after the error does not report
+// it), and target covers them, so it repeats the failure.
 func (d *DB) synced(target uint64, err error) error {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrNotDurable, err)
 		d.syncErr.CompareAndSwap(nil, &err)
 		return err
+	}
+	if p := d.syncErr.Load(); p != nil {
+		return *p
 	}
 	for {
 		old := d.onDisk.Load()

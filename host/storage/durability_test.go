@@ -2,6 +2,7 @@ package storage
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -80,6 +81,53 @@ func TestFailedSyncRefusesLaterCommits(t *testing.T) {
 	assert.ErrorIs(t, d.Flush(), ErrNotDurable)
 	d.SyncThen(func(err error) { answered <- err })
 	assert.ErrorIs(t, <-answered, ErrNotDurable)
+}
+
+// TestASyncAfterAFailedOneDoesNotAnswerDurable: a request made while a sync
+// that then fails was under way waits for the next sync, which may succeed
+// (a new descriptor no longer reports the error, and the failed sync's pages
+// may be lost); it covers the commits of the failed one too, so it gets
+// ErrNotDurable, not nil.
+func TestASyncAfterAFailedOneDoesNotAnswerDurable(t *testing.T) {
+	d, _ := open(t)
+	require.NoError(t, d.Put([]byte("a"), []byte("1")))
+	require.NoError(t, d.Commit())
+	dir := t.TempDir()
+	fifo, link := filepath.Join(dir, "fifo"), filepath.Join(dir, "wal")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	require.NoError(t, os.Symlink(fifo, link))
+	real := d.wal.path
+	d.wal.path = link // the first sync opens the FIFO, and cannot sync it
+
+	first, proceed := make(chan error, 1), make(chan struct{})
+	d.SyncThen(func(err error) {
+		first <- err
+		<-proceed
+	})
+	require.Eventually(t, func() bool { // the first sync took its request
+		d.wal.mu.Lock()
+		defer d.wal.mu.Unlock()
+		return len(d.wal.waiting) == 0
+	}, 5*time.Second, time.Millisecond)
+	require.NoError(t, d.Put([]byte("b"), []byte("2")))
+	require.NoError(t, d.Commit())
+	second := make(chan error, 1)
+	d.SyncThen(func(err error) { second <- err }) // waits for the next sync
+
+	var w int
+	require.Eventually(t, func() bool { // the first sync is opening the FIFO
+		var err error
+		w, err = unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK, 0)
+		return err == nil
+	}, 5*time.Second, time.Millisecond)
+	defer unix.Close(w)
+	assert.ErrorIs(t, <-first, ErrNotDurable)
+	// The next sync reaches the WAL and succeeds.
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink(real, link))
+	close(proceed)
+	assert.ErrorIs(t, <-second, ErrNotDurable, "a sync after a failed one answered that commits the failed one covered are durable")
+	assert.Less(t, d.onDisk.Load(), d.commits)
 }
 
 // TestSyncsOfManyDatabases: requests for many databases, more than are
