@@ -55,3 +55,44 @@ func loadAndAnswer(t *testing.T, cfg Config) (uint64, string) {
 	require.NoError(t, err)
 	return got, log.String()
 }
+
+// TestNoCompileApartForANoexecCache: wasmtime cannot map code from a cache
+// on a filesystem mounted noexec, so a process apart compiling into it
+// would only make Load compile the module a second time: Load compiles it
+// itself. Needs root (it mounts a tmpfs).
+func TestNoCompileApartForANoexecCache(t *testing.T) {
+	require.Zero(t, os.Geteuid(), "this test mounts a tmpfs: run it as root")
+	path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+	mnt := t.TempDir()
+	require.NoError(t, unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOEXEC, "size=16m"))
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	ctx := context.Background()
+	calls := 0
+	p, err := Load(ctx, Config{Name: "t", Path: path, Engine: EngineWasmtime, CacheDir: filepath.Join(mnt, "cache"),
+		CompileApart: func(ctx context.Context, cfg Config) error {
+			calls++
+			return Precompile(ctx, cfg)
+		}})
+	require.NoError(t, err)
+	p.Close(ctx)
+	assert.Zero(t, calls, "compiled apart into a cache wasmtime cannot load code from")
+}
+
+// TestPrecompileIntoAReadOnlyCacheFailsAtOnce: a cache on a read-only
+// filesystem fails Precompile before it compiles (Load, which then
+// compiles the module itself, would otherwise compile it twice). Needs
+// root (it mounts a tmpfs).
+func TestPrecompileIntoAReadOnlyCacheFailsAtOnce(t *testing.T) {
+	require.Zero(t, os.Geteuid(), "this test mounts a tmpfs: run it as root")
+	path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
+	forEachEngine(t, func(t *testing.T, engine string) {
+		mnt := t.TempDir()
+		require.NoError(t, unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_RDONLY, "size=16m"))
+		t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+		var log bytes.Buffer
+		err := Precompile(context.Background(), Config{Name: "t", Path: path, Engine: engine, CacheDir: mnt,
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		assert.ErrorContains(t, err, "the compile cache cannot be written")
+		assert.NotContains(t, log.String(), "compiling", "it compiled first")
+	})
+}

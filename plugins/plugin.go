@@ -127,6 +127,12 @@ func Precompile(ctx context.Context, cfg Config) error {
 	if err := unwritable(); err != nil {
 		return err
 	}
+	// A read-only cache (a filesystem mounted so, say) is found only when
+	// the engine stores the code it compiled: Load would then compile it
+	// all over again.
+	if err := unix.Access(cfg.CacheDir, unix.W_OK); err != nil {
+		return fmt.Errorf("plugin %s: the compile cache cannot be written: %w", cfg.Path, &os.PathError{Op: "access", Path: cfg.CacheDir, Err: err})
+	}
 	if _, err := compile(ctx, engine, cfg, wasm); err != nil {
 		return fmt.Errorf("plugin %s: %w: %w", cfg.Path, ErrInvalidModule, err)
 	}
@@ -227,7 +233,10 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	}
 	start := time.Now()
 	var apartErr error
-	if !cached && cfg.CompileApart != nil {
+	// wasmtime maps its code from the cache file, which a filesystem
+	// mounted noexec forbids: this process would compile it all over again.
+	loadable := engineName != EngineWasmtime || !mountedNoexec(cfg.CacheDir)
+	if !cached && cfg.CompileApart != nil && loadable {
 		if apartErr = cfg.CompileApart(ctx, cfg); ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
