@@ -34,8 +34,12 @@ func compileApart(ctx context.Context, cfg plugins.Config) error {
 		"--cache-dir", cfg.CacheDir, "--memory-limit-bytes", strconv.FormatUint(cfg.MemoryLimitBytes, 10), "--name", cfg.Name, cfg.Path)
 	// It dies with wharf, even if wharf is killed. The kernel sends
 	// that when the thread that started it ends, so the thread stays locked
-	// to this goroutine until the compile is over.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// to this goroutine until the compile is over. It is in a process group
+	// of its own: a terminal's Ctrl-C, sent to the foreground group, would
+	// kill it too, and wharf, finding it dead before its own context ended,
+	// would take that for a failed compile and compile in-process, for
+	// seconds that cannot be cut short. ctx's end stops it instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Args[0] = "wharf" // for ps, not "/proc/self/exe"
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

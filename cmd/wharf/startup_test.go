@@ -323,15 +323,30 @@ func TestServeStoppedWhileStartingSaysSo(t *testing.T) {
 // TestServeStopsAtOnceWhileCompiling: a module's first compile runs in a
 // process of its own, which SIGTERM (or Ctrl-C) ends at once: wharf serve
 // says it heard the signal and stops without waiting seconds for the
-// compile, leaving no compiler behind.
+// compile, leaving no compiler behind. That process is in a process group
+// of its own, out of reach of a terminal's Ctrl-C: killed by it, it used
+// to look like a failed compile apart if wharf saw it die before its own
+// context ended, and wharf then compiled in-process (3 of 12 Ctrl-Cs).
 func TestServeStopsAtOnceWhileCompiling(t *testing.T) {
 	dir, addr, data := helloPlugin(t), freeAddr(t), t.TempDir()
 	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", data)
-	require.Eventually(t, func() bool { return len(testutil.Processes(compileCommand, data)) == 1 },
-		2*time.Minute, time.Millisecond, "no compile apart began:\n%s", srv.Logs())
+	var compiler int
+	require.Eventually(t, func() bool {
+		pids := processIDs(compileCommand, data)
+		if len(pids) == 1 {
+			compiler = pids[0]
+		}
+		return len(pids) == 1
+	}, 2*time.Minute, time.Millisecond, "no compile apart began:\n%s", srv.Logs())
 	require.NotContains(t, srv.Logs(), "compiled hello.wasm", "the compile ended before the signal")
+	group, err := syscall.Getpgid(compiler)
+	require.NoError(t, err)
+	servesGroup, err := syscall.Getpgid(srv.Pid())
+	require.NoError(t, err)
+	assert.Equal(t, compiler, group, "the compile is not in a process group of its own")
+	assert.NotEqual(t, servesGroup, group, "a Ctrl-C at the terminal reaches the compile")
 	require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGTERM))
-	err := srv.Stop(2 * time.Minute)
+	err = srv.Stop(2 * time.Minute)
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, srv.Logs())
 	logs := srv.Logs()
@@ -397,4 +412,24 @@ func TestServeAddsAPPerInstance(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(defaultGOMAXPROCS+3), gomaxprocs())
 	t.Setenv("GOMAXPROCS", "1")
 	assert.Equal(t, "1", gomaxprocs(), "the environment's GOMAXPROCS wins")
+}
+
+// processIDs are the processes whose command line holds every one of
+// words.
+func processIDs(words ...string) []int {
+	var pids []int
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(cmd, w) }) {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
