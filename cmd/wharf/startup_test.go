@@ -332,7 +332,7 @@ func TestServeStopsAtOnceWhileCompiling(t *testing.T) {
 	srv := testutil.LaunchServe(t, dir, "--listen", addr, "--data-dir", data)
 	var compiler int
 	require.Eventually(t, func() bool {
-		pids := processIDs(compileCommand, data)
+		pids := testutil.ProcessIDs(compileCommand, data)
 		if len(pids) == 1 {
 			compiler = pids[0]
 		}
@@ -412,24 +412,4 @@ func TestServeAddsAPPerInstance(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(defaultGOMAXPROCS+3), gomaxprocs())
 	t.Setenv("GOMAXPROCS", "1")
 	assert.Equal(t, "1", gomaxprocs(), "the environment's GOMAXPROCS wins")
-}
-
-// processIDs are the processes whose command line holds every one of
-// words.
-func processIDs(words ...string) []int {
-	var pids []int
-	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(cmd, w) }) {
-			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }

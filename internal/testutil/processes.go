@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -11,6 +12,29 @@ import (
 // test started that is still running, named by its data directory, say.
 func Processes(words ...string) []string {
 	var out []string
+	for _, p := range processesWith(words) {
+		out = append(out, p.cmd)
+	}
+	return out
+}
+
+// ProcessIDs are the ids of the processes Processes lists.
+func ProcessIDs(words ...string) []int {
+	var out []int
+	for _, p := range processesWith(words) {
+		out = append(out, p.pid)
+	}
+	return out
+}
+
+// process is a running process: its id and command line.
+type process struct {
+	pid int
+	cmd string
+}
+
+func processesWith(words []string) []process {
+	var out []process
 	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -18,8 +42,9 @@ func Processes(words ...string) []string {
 			continue
 		}
 		cmd := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-		if containsAll(cmd, words) {
-			out = append(out, cmd)
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err == nil && containsAll(cmd, words) {
+			out = append(out, process{pid: pid, cmd: cmd})
 		}
 	}
 	return out
