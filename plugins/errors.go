@@ -28,6 +28,22 @@ var (
 	ErrStopped = errors.New("instance stopped")
 )
 
+// RefusedModuleError is a module the engine refused to compile, as
+// Precompile reports it; it matches ErrInvalidModule. A process that
+// compiled it apart (Config.CompileApart) hands the refusal back as one, so
+// that Load does not compile the module again only to be refused again.
+type RefusedModuleError struct{ Reason error }
+
+func (e *RefusedModuleError) Error() string {
+	return ErrInvalidModule.Error() + ": " + e.Reason.Error()
+}
+
+// Is makes it match ErrInvalidModule.
+func (e *RefusedModuleError) Is(target error) bool { return target == ErrInvalidModule }
+
+// Unwrap is the engine's reason.
+func (e *RefusedModuleError) Unwrap() error { return e.Reason }
+
 // exitError is a guest that exited with a code (a Go guest's panic or
 // fatal error exits with 2): no trap, but it ends the instance all the
 // same, so it matches ErrTrap.

@@ -134,7 +134,7 @@ func Precompile(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("plugin %s: the compile cache cannot be written: %w", cfg.Path, &os.PathError{Op: "access", Path: cfg.CacheDir, Err: err})
 	}
 	if _, err := compile(ctx, engine, cfg, wasm); err != nil {
-		return fmt.Errorf("plugin %s: %w: %w", cfg.Path, ErrInvalidModule, err)
+		return fmt.Errorf("plugin %s: %w", cfg.Path, &RefusedModuleError{Reason: err})
 	}
 	return unwritable()
 }
@@ -239,6 +239,9 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	if !cached && cfg.CompileApart != nil && loadable {
 		if apartErr = cfg.CompileApart(ctx, cfg); ctx.Err() != nil {
 			return nil, context.Cause(ctx)
+		}
+		if refused := (*RefusedModuleError)(nil); errors.As(apartErr, &refused) {
+			return nil, refused // compiling it here would be refused too
 		}
 	}
 	opened := watchOpens(cfg.CacheDir)

@@ -96,6 +96,7 @@ func TestLoadRefusesBadModules(t *testing.T) {
 				assert.ErrorIs(t, err, ErrInvalidModule)
 				assert.Contains(t, err.Error(), c.want)
 				assert.Contains(t, err.Error(), path, "the error names the file")
+				assert.NotContains(t, err.Error(), "backtrace", "the engine's own stack is no reason")
 			})
 		}
 	})
@@ -218,8 +219,9 @@ func TestPrecompileFillsTheCache(t *testing.T) {
 // TestLoadCompilesApart: Load on a cold cache hands the compile to
 // CompileApart (as wharf serve's compile process) and maps the code it
 // stored; a warm cache needs no compile. If CompileApart fails, the module
-// compiles in this process and the failure is told; if the load's context
-// ends meanwhile, Load returns its cause at once.
+// compiles in this process and the failure is told, unless the engine
+// refused the module; if the load's context ends meanwhile, Load returns
+// its cause at once.
 func TestLoadCompilesApart(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		path := testutil.WriteFile(t, "ok.wasm", testutil.ModuleSpec{Exports: goodExports}.Wasm())
@@ -250,6 +252,14 @@ func TestLoadCompilesApart(t *testing.T) {
 		logs, err = load(context.Background(), func(context.Context, Config) error { return errors.New("no such binary") })
 		require.NoError(t, err)
 		assert.Contains(t, logs, `msg="compiled in this process, as compiling in a process of its own failed" plugin=t engine=`+engine+` err="no such binary"`)
+
+		// A module the process apart found the engine refuses is not
+		// compiled again (this one would compile).
+		_, err = load(context.Background(), func(context.Context, Config) error {
+			return &RefusedModuleError{Reason: errors.New("bad function body")}
+		})
+		assert.ErrorIs(t, err, ErrInvalidModule)
+		assert.EqualError(t, err, "plugin "+path+": invalid plugin module: bad function body")
 
 		ctx, cancel := context.WithCancelCause(context.Background())
 		stopped := errors.New("stopped")

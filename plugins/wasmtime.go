@@ -405,7 +405,7 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 	defer C.malloc_trim(0)
 	m, err := wasmtime.NewModule(e.engine, wasm)
 	if err != nil {
-		return nil, err
+		return nil, withoutBacktrace(err)
 	}
 	if cached != "" {
 		// Once stored, the code is served from the file, as on a warm
@@ -423,6 +423,17 @@ func (e *WasmtimeEngine) Compile(ctx context.Context, module *ModuleFile) (Compi
 		}
 	}
 	return newWasmtimeModule(e, m), nil
+}
+
+// withoutBacktrace is err without the stack of wasmtime's own Rust
+// functions that its message ends with: a user whose module wasmtime
+// refuses needs the reason, not where wasmtime found it.
+func withoutBacktrace(err error) error {
+	msg, _, cut := strings.Cut(err.Error(), "\n\nStack backtrace:")
+	if !cut {
+		return err
+	}
+	return errors.New(msg)
 }
 
 // wasmtimeCacheKey identifies compiled code: the module's digest, the

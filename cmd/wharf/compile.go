@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,11 +45,19 @@ func compileApart(ctx context.Context, cfg plugins.Config) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	out, err := cmd.CombinedOutput()
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	var exit *exec.ExitError
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return err
+	case errors.As(err, &exit) && exit.ExitCode() == refusedModuleExit:
+		return &plugins.RefusedModuleError{Reason: errors.New(strings.TrimSpace(string(out)))}
 	}
-	return err
+	return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 }
+
+// refusedModuleExit is compile-module's exit code for a module the engine
+// refused, whose reason alone it writes to stderr.
+const refusedModuleExit = 3
 
 // newCompileCommand is compileApart's child: it compiles one module into a
 // compile cache and exits.
@@ -63,7 +72,12 @@ func newCompileCommand() *cobra.Command {
 			// Named so in top and pgrep, not "exe" (after /proc/self/exe).
 			os.WriteFile("/proc/self/comm", []byte("wharf"), 0)
 			cfg.Path = args[0]
-			return plugins.Precompile(cmd.Context(), cfg)
+			err := plugins.Precompile(cmd.Context(), cfg)
+			if refused := (*plugins.RefusedModuleError)(nil); errors.As(err, &refused) {
+				fmt.Fprint(os.Stderr, refused.Reason)
+				os.Exit(refusedModuleExit)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Engine, "engine", plugins.EngineWazero, "the engine to compile for")

@@ -66,14 +66,16 @@ func TestServeRefusesBadInput(t *testing.T) {
 		return p
 	}
 	notWasm := write("plugin.wasm", "hello, not wasm")
+	truncated := write("truncated.wasm", "\x00asm\x01\x00\x00\x00\x01") // the engine refuses it, compiling apart
 	cases := map[string]string{
-		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"): `unknown.toml:3:1: unknown key "port"`,
-		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):            "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
-		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                 `nomain.toml:2:8: main: "missing" is neither a Go package directory nor a .wasm file`,
-		write("nowasm.toml", "name = \"x\"\nmain = \"absent.wasm\"\n"):             `nowasm.toml:2:8: main: "absent.wasm": no such file or directory`,
-		filepath.Join(dir, "absent.toml"):                                          "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
-		filepath.Join(dir, "nosuchdir"):                                            "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
-		dir:                                                                        "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
+		write("unknown.toml", "name = \"x\"\nmain = \"plugin.wasm\"\nport = 80\n"):                      `unknown.toml:3:1: unknown key "port"`,
+		write("notwasm.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"):                                 "plugin " + notWasm + ": invalid plugin module: not a WebAssembly module",
+		write("truncated.toml", "name = \"x\"\nmain = \"truncated.wasm\"\n"):                            "plugin " + truncated + ": invalid plugin module: ",
+		write("nomain.toml", "name = \"x\"\nmain = \"missing\"\n"):                                      `nomain.toml:2:8: main: "missing" is neither a Go package directory nor a .wasm file`,
+		write("nowasm.toml", "name = \"x\"\nmain = \"absent.wasm\"\n"):                                  `nowasm.toml:2:8: main: "absent.wasm": no such file or directory`,
+		filepath.Join(dir, "absent.toml"):                                                               "no plugin at " + filepath.Join(dir, "absent.toml") + ": give a plugin's directory or its wharf.toml (wharf init makes one)",
+		filepath.Join(dir, "nosuchdir"):                                                                 "no plugin at " + filepath.Join(dir, "nosuchdir") + ": give",
+		dir:                                                                                             "no plugin at " + filepath.Join(dir, "wharf.toml") + ": give",
 		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"):       `engine.toml:4:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 		write("head.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nheader_timeout = \"5m\"\n"): `head.toml:4:18: limits.header_timeout: must be at most 1m0s (a slow client holds a connection that long), got 5m0s`,
 		write("long.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\ntimeout = \"10000000h\"\n"): `long.toml:4:11: limits.timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
