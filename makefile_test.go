@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -73,8 +74,15 @@ func TestMakeDemoEngine(t *testing.T) {
 
 // TestLeftoversNamesContainerCgroupsLeftByTheTests: scripts/leftovers.sh,
 // which make test runs after the tests, fails on a wharf container cgroup
-// that was not there before them, naming it, and not on one that was.
+// or shim that was not there before them, naming it, and not on one that
+// was (nor on itself, whose argument then names a shim).
 func TestLeftoversNamesContainerCgroupsLeftByTheTests(t *testing.T) {
+	shim := exec.Command("bash", "-c", `exec -a "containerd-shim-runc-v2 -namespace wharf -id leftovers-test" sleep 60`)
+	require.NoError(t, shim.Start())
+	defer func() {
+		shim.Process.Kill()
+		shim.Wait()
+	}()
 	parent := "/sys/fs/cgroup/memory/wharf"
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		parent = "/sys/fs/cgroup/wharf"
@@ -85,11 +93,17 @@ func TestLeftoversNamesContainerCgroupsLeftByTheTests(t *testing.T) {
 	before, err := exec.Command("scripts/leftovers.sh", "--containers").Output()
 	require.NoError(t, err)
 	assert.Contains(t, string(before), "cgroup "+cgroup+"/\n")
+	require.Eventually(t, func() bool {
+		before, err = exec.Command("scripts/leftovers.sh", "--containers").Output()
+		return err == nil && strings.Contains(string(before), "-id leftovers-test")
+	}, 10*time.Second, 10*time.Millisecond, "the shim is listed")
 
 	// Other tests' containers may come and go meanwhile.
 	out, _ := exec.Command("scripts/leftovers.sh", string(before)).CombinedOutput()
 	assert.NotContains(t, string(out), cgroup, "a cgroup there before the tests is not theirs")
+	assert.NotContains(t, string(out), "shim", "a shim there before the tests is not theirs, nor is leftovers.sh")
 	out, err = exec.Command("scripts/leftovers.sh", "").CombinedOutput()
 	assert.Error(t, err)
 	assert.Contains(t, string(out), "left behind by the tests: cgroup "+cgroup+"/\n")
+	assert.Contains(t, string(out), "-id leftovers-test")
 }

@@ -16,7 +16,9 @@ containers() {
 	for dir in /sys/fs/cgroup/wharf/*/ /sys/fs/cgroup/*/wharf/*/; do
 		[ -d "$dir" ] && echo "cgroup $dir"
 	done
-	pgrep -a -f 'containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' | sed 's/^/shim /' || true
+	# Anchored at the command's start: unanchored, the pattern matched
+	# this script itself once BEFORE (its argument) listed a shim.
+	pgrep -a -f '^([^ ]*/)?containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' | sed 's/^/shim /' || true
 }
 
 if [ "${1:-}" = --containers ]; then
