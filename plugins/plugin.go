@@ -118,6 +118,13 @@ func Precompile(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("plugin %s: %w", cfg.Path, err)
 	}
 	defer engine.Close(ctx)
+	// A read-only cache (a filesystem mounted so, say) is found only when
+	// the engine stores the code it compiled: Load would then compile it
+	// all over again.
+	if err := unix.Access(cfg.CacheDir, unix.W_OK); err != nil {
+		why := error(&os.PathError{Op: "access", Path: cfg.CacheDir, Err: err})
+		cfg.cacheUnwritable.CompareAndSwap(nil, &why)
+	}
 	unwritable := func() error {
 		if why := cfg.cacheUnwritable.Load(); why != nil {
 			return fmt.Errorf("plugin %s: the compile cache cannot be written: %w", cfg.Path, *why)
@@ -126,12 +133,6 @@ func Precompile(ctx context.Context, cfg Config) error {
 	}
 	if err := unwritable(); err != nil {
 		return err
-	}
-	// A read-only cache (a filesystem mounted so, say) is found only when
-	// the engine stores the code it compiled: Load would then compile it
-	// all over again.
-	if err := unix.Access(cfg.CacheDir, unix.W_OK); err != nil {
-		return fmt.Errorf("plugin %s: the compile cache cannot be written: %w", cfg.Path, &os.PathError{Op: "access", Path: cfg.CacheDir, Err: err})
 	}
 	if _, err := compile(ctx, engine, cfg, wasm); err != nil {
 		return fmt.Errorf("plugin %s: %w", cfg.Path, &RefusedModuleError{Reason: err})
@@ -235,8 +236,7 @@ func compile(ctx context.Context, engine Engine, cfg Config, module *ModuleFile)
 	var apartErr error
 	// wasmtime maps its code from the cache file, which a filesystem
 	// mounted noexec forbids: this process would compile it all over again.
-	loadable := engineName != EngineWasmtime || !mountedNoexec(cfg.CacheDir)
-	if !cached && cfg.CompileApart != nil && loadable {
+	if !cached && cfg.CompileApart != nil && (engineName != EngineWasmtime || !mountedNoexec(cfg.CacheDir)) {
 		if apartErr = cfg.CompileApart(ctx, cfg); ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
