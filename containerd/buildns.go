@@ -23,8 +23,9 @@ const buildLeaseFilter = `labels."buildkit/lease.temporary"`
 
 // RemoveBuildLeftovers removes what a build cut short (wharf killed while
 // building) left in BuildNamespace: build containers with their tasks,
-// shims, bundles and runc state, and BuildKit's temporary leases, whose
-// snapshots containerd then collects. The build cache stays. No build may
+// shims, bundles and runc state, BuildKit's temporary leases, whose
+// snapshots containerd then collects, and the build cgroups (under
+// BuildCgroupParent) left empty. The build cache stays. No build may
 // be running; it does nothing on a containerd wharf did not start, which
 // other builders may share.
 func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
@@ -51,7 +52,7 @@ func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, removeCgroupTree("/"+b.BuildCgroupParent()))...)
 }
 
 // removeContainer kills a container's task, if it has one, and deletes

@@ -1,12 +1,16 @@
 package containerd
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,8 +26,35 @@ const cgroupRoot = "/sys/fs/cgroup"
 // the last start's, and destroying one container (runc kill --all signals
 // the whole cgroup) killed the other's processes.
 func cgroupPath(runcRoot, id string) string {
+	return "/" + Namespace + "/" + cgroupTag(runcRoot) + "-" + id
+}
+
+// cgroupTag begins the names of the cgroups of the containerd whose runc
+// state is at runcRoot: a hash of runcRoot.
+func cgroupTag(runcRoot string) string {
 	sum := sha256.Sum256([]byte(runcRoot))
-	return "/" + Namespace + "/" + hex.EncodeToString(sum[:4]) + "-" + id
+	return hex.EncodeToString(sum[:4])
+}
+
+// BuildCgroupParent is the cgroup BuildKit puts the build containers it
+// runs on this backend under (buildkitd's defaultCgroupParent; each goes
+// in buildkit/<id> below it): /wharf/<hash of the runc root>-build. Its
+// default, /buildkit, is shared by every BuildKit on the host, and what a
+// build left there could not be told apart. Container ids begin with
+// "wharf-", so it is no container's cgroup.
+func (b *Backend) BuildCgroupParent() string {
+	return Namespace + "/" + cgroupTag(b.RuncRoot) + "-build"
+}
+
+// cgroupsOf lists the cgroup directories, in every hierarchy, of the
+// containers and builds of the containerd whose runc state is at runcRoot.
+func cgroupsOf(runcRoot string) []string {
+	var out []string
+	for _, dir := range cgroupDirs("/" + Namespace) {
+		found, _ := filepath.Glob(filepath.Join(dir, cgroupTag(runcRoot)+"-*"))
+		out = append(out, found...)
+	}
+	return out
 }
 
 // cgroupDirs are the directories of the cgroup at path (see cgroupPath),
@@ -48,10 +79,56 @@ func cgroupDirs(path string) []string {
 func removeCgroup(path string) error {
 	var errs []error
 	for _, dir := range cgroupDirs(path) {
-		err := unix.Rmdir(dir)
-		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.EBUSY) {
-			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", dir, err))
+		errs = append(errs, removeCgroupDir(dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroupTree removes the cgroup at path and every cgroup below it,
+// deepest first, wherever they are left empty, as removeCgroup does.
+func removeCgroupTree(path string) error {
+	var errs []error
+	for _, top := range cgroupDirs(path) {
+		var dirs []string
+		filepath.WalkDir(top, func(dir string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, dir)
+			}
+			return nil
+		})
+		for _, dir := range slices.Backward(dirs) {
+			errs = append(errs, removeCgroupDir(dir))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeCgroupDir removes one cgroup directory unless it is gone or holds
+// processes. An empty cgroup whose last process has only just exited can
+// refuse for a moment (EBUSY, seen in the v1 cpuset hierarchy): it is
+// tried again for up to busyWait.
+func removeCgroupDir(dir string) error {
+	err := unix.Rmdir(dir)
+	for deadline := time.Now().Add(busyWait); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline) && !inUse(dir); {
+		time.Sleep(20 * time.Millisecond)
+		err = unix.Rmdir(dir)
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("removing cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// busyWait is how long removeCgroupDir tries an empty cgroup that refuses.
+const busyWait = time.Second
+
+// inUse reports whether the cgroup directory dir lists a process or has a
+// cgroup below it, either of which keeps it for good.
+func inUse(dir string) bool {
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil || len(bytes.TrimSpace(procs)) > 0 {
+		return true
+	}
+	entries, _ := os.ReadDir(dir)
+	return slices.ContainsFunc(entries, fs.DirEntry.IsDir)
 }

@@ -89,8 +89,16 @@ func SocketPath(dir, name string) string {
 // EmbeddedAddress is the socket of the containerd that wharf serve starts
 // for the data directory dataDir (an absolute path).
 func EmbeddedAddress(dataDir string) string {
-	return SocketPath(filepath.Join(dataDir, "containerd"), "containerd.sock")
+	return SocketPath(daemonDir(dataDir), "containerd.sock")
 }
+
+// daemonDir is where the containerd that wharf serve starts for the data
+// directory dataDir keeps its state.
+func daemonDir(dataDir string) string { return filepath.Join(dataDir, "containerd") }
+
+// runcRoot is where runc keeps the state of the containers of the daemon
+// whose state is at dir (see daemonDir).
+func runcRoot(dir string) string { return filepath.Join(dir, "runc") }
 
 // StartDaemon starts containerd with its root and state under dir and waits
 // until it answers. Its log goes to dir/containerd.log.
@@ -136,7 +144,7 @@ disabled_plugins = [%s]
 		logs.Close()
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}
-	d := &Daemon{Address: sock, RuncRoot: filepath.Join(dir, "runc"), cmd: cmd, done: make(chan error, 1), logs: logs}
+	d := &Daemon{Address: sock, RuncRoot: runcRoot(dir), cmd: cmd, done: make(chan error, 1), logs: logs}
 	go func() { d.done <- cmd.Wait() }()
 	if err := d.waitReady(ctx, 15*time.Second); err != nil {
 		d.Stop()
@@ -234,10 +242,9 @@ func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logg
 			return nil, err
 		}
 	}
-	daemonDir := filepath.Join(dataDir, "containerd")
-	b := &Backend{Address: address, RuncRoot: filepath.Join(daemonDir, "runc"), DataDir: dataDir}
+	b := &Backend{Address: address, RuncRoot: runcRoot(daemonDir(dataDir)), DataDir: dataDir}
 	if address == "" {
-		d, err := StartDaemon(ctx, daemonDir, logger)
+		d, err := StartDaemon(ctx, daemonDir(dataDir), logger)
 		if err != nil {
 			return nil, err
 		}

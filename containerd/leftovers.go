@@ -55,7 +55,7 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 // HostLeftovers lists what the wharf with data at scope created outside
 // containerd that still exists: its nft table, egress policies, journal
 // records, task bundles and runc containers (of the containerd it started),
-// mounts, loop devices, log keepers, network namespaces and veth links. It
+// the cgroups of its containers and builds, mounts, loop devices, log keepers, network namespaces and veth links. It
 // needs no containerd, so it can check a host after wharf has stopped.
 func HostLeftovers(scope string) []string {
 	out := egress.FirewallLeftovers(Scope(scope))
@@ -68,10 +68,13 @@ func HostLeftovers(scope string) []string {
 		for id := range taskBundles(scope, ns) {
 			out = append(out, prefix+"task bundle "+id)
 		}
-		runc, _ := os.ReadDir(filepath.Join(scope, "containerd", "runc", ns))
+		runc, _ := os.ReadDir(filepath.Join(runcRoot(daemonDir(scope)), ns))
 		for _, e := range runc {
 			out = append(out, prefix+"runc container "+e.Name())
 		}
+	}
+	for _, c := range cgroupsOf(runcRoot(daemonDir(scope))) {
+		out = append(out, "cgroup "+c)
 	}
 	for _, m := range mountsUnder(scope) {
 		out = append(out, "mount "+m)

@@ -162,6 +162,46 @@ func TestBuildErrorNamesTheLine(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestBuildStepsRunInTheBackendsCgroup: a RUN step's container runs in a
+// cgroup below the backend's BuildCgroupParent, not in BuildKit's default
+// /buildkit shared by every BuildKit on the host; closing the engine
+// removes them all (start's cleanup checks that no cgroup is left).
+func TestBuildStepsRunInTheBackendsCgroup(t *testing.T) {
+	f := start(t)
+	pattern := filepath.Join(f.backend.BuildCgroupParent(), "buildkit", "*")
+	stepCgroups := func() []string {
+		v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", pattern))
+		v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", pattern))
+		var dirs []string
+		for _, p := range append(v1, v2...) {
+			if st, err := os.Stat(p); err == nil && st.IsDir() {
+				dirs = append(dirs, p)
+			}
+		}
+		return dirs
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG RUN\nRUN echo $RUN && sleep 1\n"})
+	built := make(chan error, 1)
+	go func() {
+		_, err := f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/cgroup:1",
+			BuildArgs: map[string]string{"BASE": f.base, "RUN": t.Name()}})
+		built <- err
+	}()
+	var seen []string
+	for seen == nil {
+		select {
+		case err := <-built:
+			require.NoError(t, err)
+			require.Fail(t, "the build ended before its step was seen in "+pattern)
+		case <-time.After(20 * time.Millisecond):
+			seen = stepCgroups()
+		}
+	}
+	require.NoError(t, <-built)
+	t.Logf("step cgroups: %v", seen)
+	assert.Empty(t, stepCgroups(), "a finished step's cgroup is removed")
+}
+
 func TestHashFollowsTheContext(t *testing.T) {
 	dir := writeContext(t, map[string]string{
 		"Dockerfile":    "FROM scratch\nCOPY . /\n",

@@ -92,7 +92,7 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		}
 	}
 	os.Remove(sock) // left by a killed run
-	if err := os.WriteFile(conf, []byte(config(root, sock, b.Address, opts.InsecureRegistries)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(config(root, sock, b, opts.InsecureRegistries)), 0o600); err != nil {
 		return nil, err
 	}
 	logs, err := os.OpenFile(filepath.Join(dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -124,8 +124,9 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 }
 
 // config is buildkitd's configuration: only the containerd worker, on
-// wharf's containerd, building for Platform with the host's network.
-func config(root, sock, containerdAddress string, insecure []string) string {
+// wharf's containerd, building for Platform with the host's network, its
+// build containers in the backend's cgroup for them.
+func config(root, sock string, backend *containerd.Backend, insecure []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `root = %q
 
@@ -142,8 +143,9 @@ func config(root, sock, containerdAddress string, insecure []string) string {
   snapshotter = %q
   platforms = [%q]
   networkMode = "host"
+  defaultCgroupParent = %q
   gc = true
-`, root, "unix://"+sock, containerdAddress, containerd.BuildNamespace, containerd.Snapshotter, Platform)
+`, root, "unix://"+sock, backend.Address, containerd.BuildNamespace, containerd.Snapshotter, Platform, backend.BuildCgroupParent())
 	for _, r := range insecure {
 		fmt.Fprintf(&b, "\n[registry.%q]\n  http = true\n", r)
 	}
