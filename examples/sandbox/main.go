@@ -10,7 +10,7 @@
 // /start/{session}/{id}, follow its output with GET
 // /logs/{session}/{id}?from=start (or from=now) from any later request,
 // list them with GET /ps/{session}, and stop one with POST
-// /kill/{session}/{id}.
+// /kill/{session}/{id} (SIGTERM, then SIGKILL 5 s later).
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wharfhq/wharf/sdk"
 )
@@ -189,21 +190,41 @@ func (s *Sandbox) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, list)
 }
 
-// kill stops a background process (SIGTERM to its process group) and
-// answers with its final description.
+// kill stops a background process: SIGTERM to its process group, and
+// SIGKILL if it is still running after killGrace. It answers with the
+// process's final description.
 func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.state.Container.KillProcess(id, sdk.SIGTERM); err != nil {
+	c := s.state.Container
+	if err := c.KillProcess(id, sdk.SIGTERM); err != nil {
 		http.Error(w, err.Error(), statusOf(err))
 		return
 	}
-	p, err := s.state.Container.WaitProcess(id)
+	for deadline := time.Now().Add(killGrace); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		p, err := c.GetProcess(id)
+		if err != nil {
+			http.Error(w, err.Error(), statusOf(err))
+			return
+		}
+		if p.Status != sdk.ProcessRunning {
+			writeJSON(w, p)
+			return
+		}
+	}
+	if err := c.KillProcess(id, sdk.SIGKILL); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	p, err := c.WaitProcess(id)
 	if err != nil {
 		http.Error(w, err.Error(), statusOf(err))
 		return
 	}
 	writeJSON(w, p)
 }
+
+// killGrace is how long kill gives a process to end after SIGTERM.
+const killGrace = 5 * time.Second
 
 // statusOf is the HTTP status for a background process error.
 func statusOf(err error) int {

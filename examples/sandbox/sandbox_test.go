@@ -260,6 +260,16 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	assert.NoError(t, err, "the followed log ends when the server exits")
 	nowResp.Body.Close()
 
+	// A process that ignores SIGTERM gets SIGKILL after the grace period.
+	code, out = post("/start/s1/stubborn", "trap '' TERM; while true; do sleep 1; done")
+	require.Equal(t, 200, code, out)
+	began := time.Now()
+	code, out = post("/kill/s1/stubborn", "")
+	require.Equal(t, 200, code, out)
+	assert.Contains(t, out, `"status":"killed"`)
+	assert.Contains(t, out, `"exit_code":137`)
+	assert.Greater(t, time.Since(began), 4*time.Second, "SIGTERM first, SIGKILL after 5 s")
+
 	resp, err = http.Get(srv.URL + "/logs/s1/nope")
 	require.NoError(t, err)
 	resp.Body.Close()
