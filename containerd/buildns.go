@@ -26,11 +26,14 @@ const buildLeaseFilter = `labels."buildkit/lease.temporary"`
 // shims, bundles and runc state, BuildKit's temporary leases, whose
 // snapshots containerd then collects, and the build cgroups (under
 // BuildCgroupParent) left empty. The build cache stays. No build may
-// be running; it does nothing on a containerd wharf did not start, which
-// other builders may share.
+// be running. On a containerd wharf did not start, which other builders
+// may share, it removes only the empty build cgroups: they are named after
+// this data directory, and runc removes only each step's own, which left
+// its parents after every build.
 func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
+	cgroups := "/" + b.BuildCgroupParent()
 	if b.daemon == nil {
-		return nil
+		return removeCgroupTree(cgroups)
 	}
 	ctx = namespaces.WithNamespace(ctx, BuildNamespace)
 	ctrs, err := b.Client.Containers(ctx)
@@ -52,7 +55,7 @@ func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(append(errs, removeCgroupTree("/"+b.BuildCgroupParent()))...)
+	return errors.Join(append(errs, removeCgroupTree(cgroups))...)
 }
 
 // removeContainer kills a container's task, if it has one, and deletes

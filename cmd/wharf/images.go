@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -48,8 +51,17 @@ func (f *registryFlags) load() (containerd.Registries, error) {
 }
 
 // run makes a cobra RunE that calls fn with an open backend, closed after.
+// SIGINT or SIGTERM cancels fn's context (cmd.Context()), so that what fn
+// started is stopped and cleaned up before wharf exits: killed outright,
+// wharf left a build's running step (its shim, processes, mounts and
+// cgroups) until the next start on the data directory. A second signal
+// kills wharf.
 func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		context.AfterFunc(ctx, stop)
+		cmd.SetContext(ctx)
 		if f.address == "" { // the embedded containerd lives in the data directory
 			lock, err := host.LockDataDir(f.dataDir)
 			if err != nil {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +218,58 @@ func stillServes(t *testing.T, srv *testutil.Serve) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
+}
+
+// TestImagesBuildInterruptedCleansUp: SIGINT (Ctrl-C) or SIGTERM during a
+// RUN step stops `wharf images build`, which stops the step and removes
+// what it had before it exits. Killed outright by the signal, wharf left
+// the step's shim, its process, mounts and cgroups until the next start on
+// the data directory.
+func TestImagesBuildInterruptedCleansUp(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nRUN echo step-$((1+1)) && sleep 317\n"), 0o644))
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		data := t.TempDir()
+		t.Cleanup(func() { run(t, "images", "prune", "--data-dir", data) }) // what a failure left
+		cmd := exec.Command(testutil.BuildWharf(t), "images", "build", dir, "--tag", "wharf.test/interrupted:1",
+			"--build-arg", "BASE="+base, "--data-dir", data)
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		// Its echo printed: the step runs, in a cgroup of the data directory.
+		// (Signalled earlier, while containerd still creates the step's
+		// task, wharf can stop containerd while it is still removing the
+		// task's bundle, left as .<id> until the next start removes it.)
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), "step-2") }, time.Minute, 50*time.Millisecond)
+		require.True(t, slices.ContainsFunc(containerd.HostLeftovers(data), func(s string) bool { return strings.HasSuffix(s, "-build") }),
+			"the step's cgroup")
+		require.NoError(t, cmd.Process.Signal(sig))
+		signaled := time.Now()
+		require.Error(t, cmd.Wait(), "a build cut short fails")
+		assert.Less(t, time.Since(signaled), 15*time.Second)
+		assert.Contains(t, out.String(), "context canceled", "%v: wharf stopped the build, not the signal wharf", sig)
+		assert.Empty(t, containerd.HostLeftovers(data), "%v", sig)
+		assert.Empty(t, testutil.Processes("containerd-shim", data), "%v", sig)
+		assert.Empty(t, testutil.Processes("sleep", "317"), "%v", sig)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a command writes to while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

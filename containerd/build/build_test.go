@@ -3,6 +3,7 @@ package build_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -200,6 +201,29 @@ func TestBuildStepsRunInTheBackendsCgroup(t *testing.T) {
 	require.NoError(t, <-built)
 	t.Logf("step cgroups: %v", seen)
 	assert.Empty(t, stepCgroups(), "a finished step's cgroup is removed")
+}
+
+// TestBuildThroughAnotherContainerdLeavesNoCgroup: a wharf building on a
+// containerd it did not start (--containerd-address) puts its steps in the
+// build cgroup of its own data directory too, and closing the engine
+// removes it: runc removes only each step's cgroup, which left the
+// parents (<hash>-build/buildkit) in every hierarchy after every build.
+func TestBuildThroughAnotherContainerdLeavesNoCgroup(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	b, err := containerd.OpenBackend(ctx, dataDir, f.backend.Address, slog.Default())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		b.Close()
+		assert.Empty(t, containerd.HostLeftovers(dataDir))
+	})
+	e, err := build.Start(ctx, b, build.EngineOptions{})
+	require.NoError(t, err)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG RUN\nRUN echo $RUN\n"})
+	_, err = e.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/shared-cgroup:1",
+		BuildArgs: map[string]string{"BASE": f.base, "RUN": t.Name()}})
+	require.NoError(t, errors.Join(err, e.Close()))
 }
 
 func TestHashFollowsTheContext(t *testing.T) {
