@@ -166,7 +166,8 @@ func TestBuildErrorNamesTheLine(t *testing.T) {
 // TestBuildStepsRunInTheBackendsCgroup: a RUN step's container runs in a
 // cgroup below the backend's BuildCgroupParent, not in BuildKit's default
 // /buildkit shared by every BuildKit on the host; closing the engine
-// removes them all (start's cleanup checks that no cgroup is left).
+// removes them all (start's cleanup checks that no cgroup is left: runc
+// removes a step's own as it ends, but not always, nor its parents).
 func TestBuildStepsRunInTheBackendsCgroup(t *testing.T) {
 	f := start(t)
 	pattern := filepath.Join(f.backend.BuildCgroupParent(), "buildkit", "*")
@@ -200,7 +201,6 @@ func TestBuildStepsRunInTheBackendsCgroup(t *testing.T) {
 	}
 	require.NoError(t, <-built)
 	t.Logf("step cgroups: %v", seen)
-	assert.Empty(t, stepCgroups(), "a finished step's cgroup is removed")
 }
 
 // TestBuildThroughAnotherContainerdLeavesNoCgroup: a wharf building on a
