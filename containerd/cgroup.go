@@ -59,15 +59,18 @@ func cgroupsOf(runcRoot string) []string {
 
 // cgroupDirs are the directories of the cgroup at path (see cgroupPath),
 // made by runc: one in the unified hierarchy (cgroup v2), or one in each
-// v1 hierarchy.
+// v1 hierarchy. The links systemd makes to co-mounted hierarchies (cpu to
+// cpu,cpuacct) are not hierarchies of their own.
 func cgroupDirs(path string) []string {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
 		return []string{filepath.Join(cgroupRoot, path)}
 	}
-	hierarchies, _ := filepath.Glob(filepath.Join(cgroupRoot, "*"))
+	hierarchies, _ := os.ReadDir(cgroupRoot)
 	dirs := make([]string, 0, len(hierarchies))
 	for _, h := range hierarchies {
-		dirs = append(dirs, filepath.Join(h, path))
+		if h.IsDir() {
+			dirs = append(dirs, filepath.Join(cgroupRoot, h.Name(), path))
+		}
 	}
 	return dirs
 }
