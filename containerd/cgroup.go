@@ -81,8 +81,9 @@ func cgroupDirs(path string) []string {
 // left, as a delete by runc would leave it.
 func removeCgroup(path string) error {
 	var errs []error
+	busyUntil := time.Now().Add(busyWait)
 	for _, dir := range cgroupDirs(path) {
-		errs = append(errs, removeCgroupDir(dir))
+		errs = append(errs, removeCgroupDir(dir, busyUntil))
 	}
 	return errors.Join(errs...)
 }
@@ -91,6 +92,7 @@ func removeCgroup(path string) error {
 // deepest first, wherever they are left empty, as removeCgroup does.
 func removeCgroupTree(path string) error {
 	var errs []error
+	busyUntil := time.Now().Add(busyWait)
 	for _, top := range cgroupDirs(path) {
 		var dirs []string
 		filepath.WalkDir(top, func(dir string, e fs.DirEntry, err error) error {
@@ -100,7 +102,7 @@ func removeCgroupTree(path string) error {
 			return nil
 		})
 		for _, dir := range slices.Backward(dirs) {
-			errs = append(errs, removeCgroupDir(dir))
+			errs = append(errs, removeCgroupDir(dir, busyUntil))
 		}
 	}
 	return errors.Join(errs...)
@@ -109,10 +111,11 @@ func removeCgroupTree(path string) error {
 // removeCgroupDir removes one cgroup directory unless it is gone or holds
 // processes. An empty cgroup whose last process has only just exited can
 // refuse for a moment (EBUSY, seen in the v1 cpuset hierarchy): it is
-// tried again for up to busyWait.
-func removeCgroupDir(dir string) error {
+// tried again until busyUntil, which a removal shares among all the
+// directories it removes.
+func removeCgroupDir(dir string, busyUntil time.Time) error {
 	err := unix.Rmdir(dir)
-	for deadline := time.Now().Add(busyWait); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline) && !inUse(dir); {
+	for errors.Is(err, unix.EBUSY) && time.Now().Before(busyUntil) && !inUse(dir) {
 		time.Sleep(20 * time.Millisecond)
 		err = unix.Rmdir(dir)
 	}
@@ -122,7 +125,7 @@ func removeCgroupDir(dir string) error {
 	return nil
 }
 
-// busyWait is how long removeCgroupDir tries an empty cgroup that refuses.
+// busyWait is how long a removal tries the empty cgroups that refuse.
 const busyWait = time.Second
 
 // inUse reports whether the cgroup directory dir lists a process or has a
