@@ -55,29 +55,41 @@ func (f *registryFlags) load() (containerd.Registries, error) {
 // started is stopped and cleaned up before wharf exits: killed outright,
 // wharf left a build's running step (its shim, processes, mounts and
 // cgroups) until the next start on the data directory. A second signal
-// kills wharf.
+// kills wharf. A command cut short says "stopped: interrupt signal
+// received": the step it cut short fails with the cancellation, which
+// misleads ("containerd did not start (see .../containerd.log): context
+// canceled", "cleaning up after an interrupted build: context canceled").
 func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		context.AfterFunc(ctx, stop)
 		cmd.SetContext(ctx)
-		if f.address == "" { // the embedded containerd lives in the data directory
-			lock, err := host.LockDataDir(f.dataDir)
-			if err != nil {
-				return withContainerdHint(err, f.dataDir)
-			}
-			defer lock.Unlock()
-			f.dataDir = lock.Path
+		err := f.runBackend(cmd, fn, args)
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("stopped: %v", context.Cause(ctx))
 		}
-		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		return fn(cmd, b, args)
+		return err
 	}
+}
+
+// runBackend calls fn with an open backend, closed after.
+func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error, args []string) error {
+	if f.address == "" { // the embedded containerd lives in the data directory
+		lock, err := host.LockDataDir(f.dataDir)
+		if err != nil {
+			return withContainerdHint(err, f.dataDir)
+		}
+		defer lock.Unlock()
+		f.dataDir = lock.Path
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return fn(cmd, b, args)
 }
 
 // withContainerdHint adds to the refusal of a data directory a running

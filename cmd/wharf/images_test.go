@@ -249,11 +249,36 @@ func TestImagesBuildInterruptedCleansUp(t *testing.T) {
 		signaled := time.Now()
 		require.Error(t, cmd.Wait(), "a build cut short fails")
 		assert.Less(t, time.Since(signaled), 15*time.Second)
-		assert.Contains(t, out.String(), "context canceled", "%v: wharf stopped the build, not the signal wharf", sig)
+		assert.Contains(t, out.String(), "\nwharf: stopped: "+sig.String()+" signal received\n", "%v: wharf stopped the build, not the signal wharf", sig)
 		assert.Empty(t, containerd.HostLeftovers(data), "%v", sig)
 		assert.Empty(t, testutil.Processes("containerd-shim", data), "%v", sig)
 		assert.Empty(t, testutil.Processes("sleep", "317"), "%v", sig)
 	}
+}
+
+// TestImagesInterruptedWhileStartingSaysSo: a signal while wharf images
+// starts its containerd makes the command say it was stopped, not that
+// containerd failed to start ("containerd did not start (see
+// .../containerd.log): context canceled"), and leaves nothing running.
+func TestImagesInterruptedWhileStartingSaysSo(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(testutil.BuildWharf(t), "images", "ls", "--data-dir", data)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	// wharf handles signals before it takes the data directory's lock,
+	// which it does before it starts containerd.
+	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", data)) > 0 }, time.Minute, time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	err := cmd.Wait()
+	if err == nil { // ls was done before the signal came
+		t.Skipf("wharf images ls finished first: %s", out.String())
+	}
+	assert.Contains(t, out.String(), "wharf: stopped: terminated signal received\n")
+	assert.NotContains(t, out.String(), "did not start")
+	assert.Empty(t, testutil.Processes("containerd", data))
+	_, err = run(t, "images", "ls", "--data-dir", data) // the lock is free and the data directory works
+	assert.NoError(t, err)
 }
 
 // lockedBuffer is a bytes.Buffer a command writes to while a test reads it.
