@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ type Daemon struct {
 	Address string
 	// RuncRoot is where runc keeps the state of this daemon's containers.
 	RuncRoot string
+	dir      string
 	cmd      *exec.Cmd
 	done     chan error
 	logs     *os.File
@@ -144,7 +146,7 @@ disabled_plugins = [%s]
 		logs.Close()
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}
-	d := &Daemon{Address: sock, RuncRoot: runcRoot(dir), cmd: cmd, done: make(chan error, 1), logs: logs}
+	d := &Daemon{Address: sock, RuncRoot: runcRoot(dir), dir: dir, cmd: cmd, done: make(chan error, 1), logs: logs}
 	go func() { d.done <- cmd.Wait() }()
 	if err := d.waitReady(ctx, 15*time.Second); err != nil {
 		d.Stop()
@@ -187,18 +189,42 @@ func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// Stop asks containerd to exit and waits; it is killed after 10 s.
+// Stop asks containerd to exit and waits; it is killed after 10 s. It then
+// removes the temporary mounts containerd left: containerd exits without
+// waiting for the requests it serves, so a layer it was unpacking for a
+// client that gave up (an import or pull cut short by Ctrl-C, just before
+// Stop) stayed mounted under root/tmpmounts until its next start.
 func (d *Daemon) Stop() error {
 	defer d.logs.Close()
 	d.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
 	select {
 	case <-d.done:
-		return nil
 	case <-time.After(10 * time.Second):
 		d.cmd.Process.Kill()
 		<-d.done
-		return errors.New("containerd did not stop within 10 s and was killed")
+		err = errors.New("containerd did not stop within 10 s and was killed")
 	}
+	return errors.Join(err, removeTempMounts(filepath.Join(d.dir, "root", "tmpmounts")))
+}
+
+// removeTempMounts unmounts what is mounted below dir, deepest first, and
+// removes the emptied mount points.
+func removeTempMounts(dir string) error {
+	mounts := mountsUnder(dir)
+	slices.SortFunc(mounts, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	var errs []error
+	for _, m := range mounts {
+		if m == dir {
+			continue
+		}
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+			continue
+		}
+		os.Remove(m)
+	}
+	return errors.Join(errs...)
 }
 
 // Connect opens a client to the daemon at address.
