@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/opencontainers/image-spec/identity"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -203,6 +204,30 @@ func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, sc
 		}
 	})
 	return ctr
+}
+
+// TestStartContainerUnpacksImageLeftPacked: wharf images import (or pull)
+// cut short by Ctrl-C while it unpacked, or killed, left the image named
+// but without its snapshots; images ls listed it and every container of it
+// failed with "parent snapshot ... does not exist: not found" until it was
+// imported again. StartContainer unpacks it.
+func TestStartContainerUnpacksImageLeftPacked(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctx := WithNamespace(context.Background())
+	img, err := c.GetImage(ctx, image)
+	require.NoError(t, err)
+	diffIDs, err := img.RootFS(ctx)
+	require.NoError(t, err)
+	for i := len(diffIDs); i > 0; i-- { // the top layer's snapshot first
+		require.NoError(t, c.SnapshotService(Snapshotter).Remove(ctx, identity.ChainID(diffIDs[:i]).String()))
+	}
+	unpacked, err := img.IsUnpacked(ctx, Snapshotter)
+	require.NoError(t, err)
+	require.False(t, unpacked)
+	ctr := startBusybox(t, c, image, runcRoot, "packed", "sleep 30", false)
+	code, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "ran"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "ran\n", out)
 }
 
 func execOut(t *testing.T, ctr *Container, spec ExecSpec) (uint32, string, string) {

@@ -165,6 +165,14 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if err != nil {
 		return nil, err // containerd's error names the image
 	}
+	// An import or pull cut short while it unpacked (wharf images import
+	// interrupted or killed) leaves the image with no snapshot to start
+	// from ("parent snapshot ... does not exist"): unpack it now.
+	if unpacked, err := img.IsUnpacked(ctx, Snapshotter); err == nil && !unpacked {
+		if err := img.Unpack(ctx, Snapshotter); err != nil {
+			return nil, fmt.Errorf("unpacking %s: %w", spec.Image, err)
+		}
+	}
 	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
 	if len(spec.Entrypoint) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
