@@ -85,7 +85,7 @@ func TestDaemonStopUnmountsTempMounts(t *testing.T) {
 	require.NoError(t, syscall.Mount(t.TempDir(), tmp, "", syscall.MS_BIND, ""))
 	t.Cleanup(func() { syscall.Unmount(tmp, syscall.MNT_DETACH) }) // what a failure left
 	require.NoError(t, d.Stop())
-	assert.Empty(t, mountsUnder(dir))
+	assert.Empty(t, MountsUnder(dir))
 	assert.NoDirExists(t, tmp)
 }
 
@@ -587,7 +587,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "echo still here > /f && cat /f"}})
 	assert.Equal(t, uint32(0), code)
 	assert.Equal(t, "still here\n", out, "its writable disk is still there")
-	assert.Equal(t, []string{m2.writableDisk(mc.ID()).dir}, mountsUnder(m2.disksDir()), "the other disks were unmounted")
+	assert.Equal(t, []string{m2.writableDisk(mc.ID()).dir}, MountsUnder(m2.disksDir()), "the other disks were unmounted")
 	_, ok = m2.Get("Gone", "obj2")
 	assert.False(t, ok)
 
@@ -630,7 +630,7 @@ func TestInterruptedRecoveryLeavesTheRestRunning(t *testing.T) {
 	assert.Equal(t, 0, removed)
 	first := m2.List()
 	require.Len(t, first, 1)
-	assert.Len(t, mountsUnder(m2.disksDir()), 3, "every container keeps its disk")
+	assert.Len(t, MountsUnder(m2.disksDir()), 3, "every container keeps its disk")
 	// As wharf serve does on an error: the adopted one is destroyed, the
 	// others are left as a crash leaves them, with the firewall that keeps
 	// them from the host.
@@ -716,7 +716,7 @@ func TestRecoveryLeavesAContainerItCannotLookAt(t *testing.T) {
 			records, err := m2.jnl.all()
 			require.NoError(t, err)
 			assert.Contains(t, records, id, "its journal record is kept")
-			assert.Len(t, mountsUnder(m2.disksDir()), 1, "its disk stays mounted")
+			assert.Len(t, MountsUnder(m2.disksDir()), 1, "its disk stays mounted")
 			_, err = m2.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
 			assert.ErrorContains(t, err, "the container of Sandbox obj1 from a previous run may still run")
 			assert.ErrorContains(t, err, c.why)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -208,23 +207,17 @@ func (d *Daemon) Stop() error {
 	return errors.Join(err, removeTempMounts(filepath.Join(d.dir, "root", "tmpmounts")))
 }
 
-// removeTempMounts unmounts what is mounted below dir, deepest first, and
-// removes the emptied mount points.
+// removeTempMounts unmounts what is mounted below dir and removes the
+// emptied mount points.
 func removeTempMounts(dir string) error {
-	mounts := mountsUnder(dir)
-	slices.SortFunc(mounts, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
-	var errs []error
+	mounts := MountsUnder(dir)
+	err := UnmountUnder(dir)
 	for _, m := range mounts {
-		if m == dir {
-			continue
+		if m != dir {
+			os.Remove(m)
 		}
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
-			continue
-		}
-		os.Remove(m)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // Connect opens a client to the daemon at address.

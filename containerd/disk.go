@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -231,24 +230,6 @@ func copyExtents(out, in *os.File, size int64) error {
 		off = hole
 	}
 	return nil
-}
-
-// mountsUnder lists the mount points at or below dir.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append(out, fields[4])
-		}
-	}
-	return out
 }
 
 // loopDevicesOf lists the loop devices whose backing file is below dir.

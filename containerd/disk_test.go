@@ -87,7 +87,7 @@ func TestDiskQuotaCapsWritableLayerAndPersistentDirs(t *testing.T) {
 	code, _, _ = execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "rm /data/big /big; echo kept > /data/f; echo gone > /f"}})
 	require.Zero(t, code)
 	require.NoError(t, m.Destroy(context.Background(), "Sandbox", "obj"))
-	assert.Empty(t, mountsUnder(m.b.DataDir), "destroy unmounts the disks")
+	assert.Empty(t, MountsUnder(m.b.DataDir), "destroy unmounts the disks")
 	assert.Empty(t, loopDevicesOf(m.b.DataDir), "and frees their loop devices")
 	mc, err = m.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
 	require.NoError(t, err)

@@ -76,7 +76,7 @@ func HostLeftovers(scope string) []string {
 	for _, c := range cgroupsOf(runcRoot(daemonDir(scope))) {
 		out = append(out, "cgroup "+c)
 	}
-	for _, m := range mountsUnder(scope) {
+	for _, m := range MountsUnder(scope) {
 		out = append(out, "mount "+m)
 	}
 	for _, l := range loopDevicesOf(scope) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +54,7 @@ func servedBuild(t *testing.T, plugin, data string, wantBuild bool) (*testutil.S
 // or mount behind.
 func stopped(t *testing.T, srv *testutil.Serve, data string) {
 	require.NoError(t, srv.Stop(30*time.Second))
-	assert.Empty(t, build.Mounts(data), "mounts left under the data directory")
+	assert.Empty(t, containerd.MountsUnder(data), "mounts left under the data directory")
 	assert.Empty(t, testutil.Processes("buildkitd", data), "buildkitd still running")
 }
 
@@ -209,7 +207,7 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	_, err = run(t, "images", "build", other, "-f", other, "--tag", "wharf.test/other:1", "--data-dir", data)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), other+" is not a directory: with a Dockerfile given, name the build context")
-	assert.Empty(t, build.Mounts(data))
+	assert.Empty(t, containerd.MountsUnder(data))
 }
 
 // stillServes checks the running wharf serve still answers.
@@ -235,7 +233,7 @@ func TestImagesBuildInterruptedCleansUp(t *testing.T) {
 		t.Cleanup(func() { run(t, "images", "prune", "--data-dir", data) }) // what a failure left
 		cmd := exec.Command(testutil.BuildWharf(t), "images", "build", dir, "--tag", "wharf.test/interrupted:1",
 			"--build-arg", "BASE="+base, "--data-dir", data)
-		var out lockedBuffer
+		var out testutil.LogBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())
 		// Its echo printed: the step runs, in a cgroup of the data directory.
@@ -263,7 +261,7 @@ func TestImagesBuildInterruptedCleansUp(t *testing.T) {
 func TestImagesInterruptedWhileStartingSaysSo(t *testing.T) {
 	data := t.TempDir()
 	cmd := exec.Command(testutil.BuildWharf(t), "images", "ls", "--data-dir", data)
-	var out lockedBuffer
+	var out testutil.LogBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	// wharf handles signals before it takes the data directory's lock,
@@ -279,22 +277,4 @@ func TestImagesInterruptedWhileStartingSaysSo(t *testing.T) {
 	assert.Empty(t, testutil.Processes("containerd", data))
 	_, err = run(t, "images", "ls", "--data-dir", data) // the lock is free and the data directory works
 	assert.NoError(t, err)
-}
-
-// lockedBuffer is a bytes.Buffer a command writes to while a test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

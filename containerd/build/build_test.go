@@ -83,7 +83,7 @@ func start(t *testing.T) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, e.Close())
-		assert.Empty(t, build.Mounts(dataDir), "mounts left after buildkitd stopped")
+		assert.Empty(t, containerd.MountsUnder(dataDir), "mounts left after buildkitd stopped")
 		assert.Empty(t, testutil.Processes("buildkitd", build.Dir(dataDir)), "buildkitd still running")
 	})
 	return &fixture{backend: b, engine: e, base: base, dataDir: dataDir}

@@ -193,7 +193,7 @@ func RecoverKilled(ctx context.Context, b *containerd.Backend) error {
 	err := containerd.KillProcesses(func(args []string) bool {
 		return filepath.Base(args[0]) == "buildkitd" && slices.Contains(args, configPath(dir))
 	})
-	if err = errors.Join(err, unmountUnder(dir), b.RemoveBuildLeftovers(ctx)); err != nil {
+	if err = errors.Join(err, containerd.UnmountUnder(dir), b.RemoveBuildLeftovers(ctx)); err != nil {
 		return fmt.Errorf("cleaning up after an interrupted build: %w", err)
 	}
 	return nil
@@ -217,33 +217,7 @@ func (e *Engine) Close() error {
 		err = errors.New("buildkitd did not stop within 10 s and was killed")
 	}
 	e.logger.Info("buildkitd stopped")
-	return errors.Join(err, unmountUnder(e.dir), e.backend.RemoveBuildLeftovers(context.Background()))
-}
-
-// Mounts lists the mount points under dir, deepest first.
-func Mounts(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append([]string{f[4]}, out...)
-		}
-	}
-	return out
-}
-
-func unmountUnder(dir string) error {
-	var errs []error
-	for _, m := range Mounts(dir) {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(err, containerd.UnmountUnder(e.dir), e.backend.RemoveBuildLeftovers(context.Background()))
 }
 
 // PruneCache removes BuildKit's whole build cache (buildkitd is started for
