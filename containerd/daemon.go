@@ -204,20 +204,7 @@ func (d *Daemon) Stop() error {
 		<-d.done
 		err = errors.New("containerd did not stop within 10 s and was killed")
 	}
-	return errors.Join(err, removeTempMounts(filepath.Join(d.dir, "root", "tmpmounts")))
-}
-
-// removeTempMounts unmounts what is mounted below dir and removes the
-// emptied mount points.
-func removeTempMounts(dir string) error {
-	mounts := MountsUnder(dir)
-	err := UnmountUnder(dir)
-	for _, m := range mounts {
-		if m != dir {
-			os.Remove(m)
-		}
-	}
-	return err
+	return errors.Join(err, UnmountUnder(filepath.Join(d.dir, "root", "tmpmounts")))
 }
 
 // Connect opens a client to the daemon at address.

@@ -55,8 +55,9 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 // HostLeftovers lists what the wharf with data at scope created outside
 // containerd that still exists: its nft table, egress policies, journal
 // records, task bundles and runc containers (of the containerd it started),
-// the cgroups of its containers and builds, mounts, loop devices, log keepers, network namespaces and veth links. It
-// needs no containerd, so it can check a host after wharf has stopped.
+// the cgroups of its containers and builds, mounts, loop devices, log
+// keepers, network namespaces and veth links. It needs no containerd, so
+// it can check a host after wharf has stopped.
 func HostLeftovers(scope string) []string {
 	out := egress.FirewallLeftovers(Scope(scope))
 	policies, _ := filepath.Glob(filepath.Join(scope, "egress", "policies", "*.json"))

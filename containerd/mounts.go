@@ -31,12 +31,15 @@ func MountsUnder(dir string) []string {
 	return out
 }
 
-// UnmountUnder detaches every mount at or below dir, deepest first.
+// UnmountUnder detaches every mount at or below dir, deepest first, and
+// removes the mount points below dir it left empty.
 func UnmountUnder(dir string) error {
 	var errs []error
 	for _, m := range MountsUnder(dir) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+		} else if m != dir {
+			os.Remove(m)
 		}
 	}
 	return errors.Join(errs...)
