@@ -230,8 +230,18 @@ type Backend struct {
 
 // OpenBackend connects to address (a socket path, relative to the working
 // directory, or a URL), or starts an embedded daemon under
-// dataDir/containerd when address is empty.
+// dataDir/containerd when address is empty. The first embedded one an
+// ephemeral process (a test) opens first reclaims what ended ones left
+// running (see ReclaimEnded).
 func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
+	if address == "" {
+		reclaimEndedOnce(ctx, logger)
+	}
+	return openBackend(ctx, dataDir, address, logger)
+}
+
+// openBackend is OpenBackend without the reclaiming.
+func openBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err

@@ -156,13 +156,20 @@ func shimProcesses(address string) []string {
 // taskBundles lists the task bundles (by container id) in namespace ns of
 // the containerd that the wharf with data at dataDir started.
 func taskBundles(dataDir, ns string) map[string]string {
-	dir := filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", ns)
+	dir := filepath.Join(taskStateDir(dataDir), ns)
 	entries, _ := os.ReadDir(dir)
 	out := map[string]string{}
 	for _, e := range entries {
 		out[e.Name()] = filepath.Join(dir, e.Name())
 	}
 	return out
+}
+
+// taskStateDir holds, in a directory per namespace, the task bundles of
+// the containerd that the wharf with data at dataDir started; a bundle is
+// its shim's working directory.
+func taskStateDir(dataDir string) string {
+	return filepath.Join(daemonDir(dataDir), "state", "io.containerd.runtime.v2.task")
 }
 
 // shim is a containerd shim process.

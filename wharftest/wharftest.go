@@ -37,6 +37,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -79,7 +80,9 @@ type Plugin struct {
 
 // Start builds the plugin in opts.Dir and serves it until the test ends.
 // A build or load error fails the test with the message `wharf serve`
-// would print.
+// would print. The containers of a test binary killed before its cleanup
+// ran (kill -9, a -timeout) are removed by the next test process that
+// starts a plugin with containers.
 func Start(t testing.TB, opts Options) *Plugin {
 	t.Helper()
 	m, err := manifest.Load(cmp.Or(opts.Dir, "."))
@@ -93,6 +96,7 @@ func Start(t testing.TB, opts Options) *Plugin {
 		if reason := cannotRunContainers(); reason != "" {
 			t.Skipf("wharftest: %s declares [[containers]], which %s", m.Path, reason)
 		}
+		ephemeral.Mark()
 		if err := useInit(m.Dir); err != nil {
 			t.Fatal(err)
 		}

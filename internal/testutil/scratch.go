@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/wharfhq/wharf/internal/ephemeral"
 )
 
 // Scratch directories hold what a test process keeps for its whole life:
@@ -56,8 +58,11 @@ func RemoveScratch() {
 }
 
 // Run runs a package's tests for its TestMain and removes the scratch
-// directories they made; it returns the exit code.
+// directories they made; it returns the exit code. The process is marked
+// ephemeral, so the containers of a test binary killed with SIGKILL are
+// removed by the next one (see containerd.ReclaimEnded).
 func Run(m *testing.M) int {
+	ephemeral.Mark()
 	defer RemoveScratch()
 	return m.Run()
 }

@@ -1,0 +1,142 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/egresspolicy"
+	"github.com/wharfhq/wharf/internal/ephemeral"
+)
+
+// reclaimOnce makes the first OpenBackend of an ephemeral process reclaim
+// what ended ones left; later ones find nothing new worth a scan.
+var reclaimOnce sync.Once
+
+// reclaimEndedOnce is ReclaimEnded for the first embedded backend an
+// ephemeral process opens; what it did and what failed go to logger.
+func reclaimEndedOnce(ctx context.Context, logger *slog.Logger) {
+	if !ephemeral.Marked() {
+		return
+	}
+	reclaimOnce.Do(func() {
+		dirs, err := ReclaimEnded(ctx, logger)
+		for _, dir := range dirs {
+			logger.Info("removed what an ended test left running", "data_dir", dir)
+		}
+		if err != nil {
+			logger.Warn("removing what ended tests left running", "err", err)
+		}
+	})
+}
+
+// ReclaimEnded removes what ended ephemeral processes (tests, see package
+// internal/ephemeral) left running: a process killed with SIGKILL runs no
+// cleanup, and its containerd goes with it, but its containers' shims,
+// networks, disks, mounts and cgroups stay. For each data directory a shim
+// of such a process works in, and no containerd serves any more, it starts
+// that directory's containerd, removes every container the way a start
+// after a crash removes those it does not adopt, then the builds'
+// leftovers, and stops it. Containers of a killed `wharf serve`, or of an
+// ephemeral process still running, are left alone. It returns the data
+// directories it reclaimed.
+func ReclaimEnded(ctx context.Context, logger *slog.Logger) ([]string, error) {
+	var reclaimed []string
+	var errs []error
+	for _, dir := range endedDataDirs() {
+		err := reclaim(ctx, dir, logger)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			continue // in use: not ended after all, or being reclaimed
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
+			continue
+		}
+		reclaimed = append(reclaimed, dir)
+	}
+	return reclaimed, errors.Join(errs...)
+}
+
+// endedDataDirs lists the data directories that wharf's shims of ended
+// ephemeral processes work in, and that no containerd serves.
+func endedDataDirs() []string {
+	var dirs []string
+	procs := processes()
+	for _, p := range procs {
+		ns := argAfter(p.args, "-namespace")
+		if !strings.Contains(p.args[0], "containerd-shim") || ns != Namespace && ns != BuildNamespace {
+			continue
+		}
+		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.pid))
+		if err != nil || !ephemeral.Ended(strings.Split(string(environ), "\x00")) {
+			continue
+		}
+		bundle, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.pid))
+		if err != nil {
+			continue
+		}
+		dir := dataDirOfBundle(bundle, ns)
+		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
+}
+
+// dataDirOfBundle is the data directory whose containerd keeps the task
+// bundle at path in namespace ns, or "" if path is no such bundle.
+func dataDirOfBundle(path, ns string) string {
+	nsDir := filepath.Dir(path)
+	if filepath.Base(nsDir) != ns {
+		return ""
+	}
+	// taskStateDir(dir) is dir/containerd/state/io.containerd.runtime.v2.task.
+	dir := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(nsDir))))
+	if filepath.Join(taskStateDir(dir), ns) != nsDir {
+		return ""
+	}
+	return dir
+}
+
+// daemonRuns reports whether one of procs is the containerd wharf starts
+// for the data directory dir.
+func daemonRuns(procs []process, dir string) bool {
+	config := filepath.Join(daemonDir(dir), "config.toml")
+	return slices.ContainsFunc(procs, func(p process) bool {
+		return filepath.Base(p.args[0]) == "containerd" && argAfter(p.args, "--config") == config
+	})
+}
+
+// reclaim removes every container, and the builds' leftovers, of the data
+// directory dir, with its own containerd started for the purpose. It holds
+// the directory's lock meanwhile (the one host.LockDataDir takes), so a
+// wharf that owns it, or another process reclaiming it, is left alone.
+func reclaim(ctx context.Context, dir string, logger *slog.Logger) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("locking it: %w", err)
+	}
+	b, err := openBackend(ctx, dir, "", logger)
+	if err != nil {
+		return err
+	}
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	if err != nil {
+		return errors.Join(err, b.Close())
+	}
+	_, removed, err := m.Recover(ctx, func(string, bool) *egresspolicy.Policy { return nil })
+	logger.Debug("reclaimed containers", "data_dir", dir, "removed", removed)
+	return errors.Join(err, m.Close(ctx), b.RemoveBuildLeftovers(ctx), b.Close())
+}
