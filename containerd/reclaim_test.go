@@ -1,12 +1,10 @@
 package containerd
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -33,22 +31,11 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 	require.NoError(t, err)
 
 	data := t.TempDir()
-	child := exec.Command(os.Args[0], "-test.run=^TestKilledTestsContainersAreReclaimed$", "-test.timeout=5m")
-	child.Env = append(os.Environ(), "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
-	out, err := child.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, child.Start())
-	t.Cleanup(func() {
-		child.Process.Kill()
-		child.Wait()
-	})
-	lines := bufio.NewScanner(out)
-	for lines.Scan() && lines.Text() != "started" {
+	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
+	for child.Stdout.Scan() && child.Stdout.Text() != "started" {
 	}
-	require.Equal(t, "started", lines.Text(), "the child test started its container")
-	require.NoError(t, child.Process.Kill())
-	child.Wait()
-	testutil.RemoveScratchOf(child.Process.Pid) // the wharf-init it built
+	require.Equal(t, "started", child.Stdout.Text(), "the child test started its container")
+	child.Kill(t)
 	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
 		"the killed test's containerd stops")
 	left := HostLeftovers(data)

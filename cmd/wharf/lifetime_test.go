@@ -95,31 +95,15 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 	}
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
-	child := exec.Command(os.Args[0], "-test.run=^TestKilledTestStopsItsWharf$", "-test.timeout=10m")
-	child.Env = append(os.Environ(), "WHARF_TEST_KILLED_CHILD_DATA="+data)
-	if testutil.Engine != "" {
-		child.Env = append(child.Env, "WHARF_TEST_ENGINES="+testutil.Engine)
-	}
-	out, err := child.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, child.Start())
-	t.Cleanup(func() {
-		child.Process.Kill()
-		child.Wait()
-	})
+	child := testutil.StartChildTest(t, "TestKilledTestStopsItsWharf", "WHARF_TEST_KILLED_CHILD_DATA="+data)
 	var pid int
-	lines := bufio.NewScanner(out)
-	for pid == 0 && lines.Scan() {
-		fmt.Sscanf(lines.Text(), "wharf pid %d", &pid)
+	for pid == 0 && child.Stdout.Scan() {
+		fmt.Sscanf(child.Stdout.Text(), "wharf pid %d", &pid)
 	}
 	require.NotZero(t, pid, "the child test started wharf serve")
-	go io.Copy(io.Discard, out) // wharf's own stdout is this pipe too
-
-	require.NoError(t, child.Process.Kill())
-	child.Wait()
 	// The child built wharf into scratch it had no chance to remove.
-	testutil.RemoveScratchOf(child.Process.Pid)
-	assert.Empty(t, testutil.ScratchOf(child.Process.Pid), "the killed child's scratch directories")
+	child.Kill(t)
+	assert.Empty(t, testutil.ScratchOf(child.Cmd.Process.Pid), "the killed child's scratch directories")
 	deadline := time.Now().Add(time.Minute)
 	for syscall.Kill(pid, 0) == nil {
 		require.True(t, time.Now().Before(deadline), "wharf serve (pid %d) outlived the killed test by a minute", pid)
