@@ -138,5 +138,12 @@ func reclaim(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	_, removed, err := m.Recover(ctx, func(string, bool) *egresspolicy.Policy { return nil })
 	logger.Debug("reclaimed containers", "data_dir", dir, "removed", removed)
-	return errors.Join(err, m.Close(ctx), b.RemoveBuildLeftovers(ctx), b.Close())
+	// What a build cut short left, as build.RecoverKilled removes it: a
+	// buildkitd that outlived its test, and its mounts (a RUN step's cache
+	// mounts) with it.
+	buildDir := BuildDir(dir)
+	killed := KillProcesses(func(args []string) bool {
+		return filepath.Base(args[0]) == "buildkitd" && strings.HasPrefix(argAfter(args, "--config"), buildDir+"/")
+	})
+	return errors.Join(err, m.Close(ctx), killed, UnmountUnder(buildDir), b.RemoveBuildLeftovers(ctx), b.Close())
 }
