@@ -260,6 +260,9 @@ func openBackend(ctx context.Context, dataDir, address string, logger *slog.Logg
 	}
 	b := &Backend{Address: address, RuncRoot: runcRoot(daemonDir(dataDir)), DataDir: dataDir}
 	if address == "" {
+		if err := markAdoptable(dataDir); err != nil {
+			return nil, err
+		}
 		d, err := StartDaemon(ctx, daemonDir(dataDir), logger)
 		if err != nil {
 			return nil, err

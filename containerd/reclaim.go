@@ -84,11 +84,38 @@ func endedDataDirs() []string {
 			continue
 		}
 		dir := dataDirOfBundle(bundle, ns)
-		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) {
+		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) && !adoptable(dir) {
 			dirs = append(dirs, dir)
 		}
 	}
 	return dirs
+}
+
+// adoptablePath marks a data directory whose containers are for a wharf
+// serve to adopt: the last embedded containerd started there was one of a
+// process that is no test. A test's containers there (say, wharftest's
+// Options.DataDir is the plugin's .wharf) were adopted by that wharf, and
+// their shims still carry the ended test's mark.
+func adoptablePath(dataDir string) string { return filepath.Join(daemonDir(dataDir), "adoptable") }
+
+// markAdoptable marks the data directory dataDir adoptable unless this
+// process is ephemeral, and unmarks it if it is: its embedded containerd
+// is about to start.
+func markAdoptable(dataDir string) error {
+	if ephemeral.Marked() {
+		return removeIfExists(adoptablePath(dataDir))
+	}
+	if err := os.MkdirAll(daemonDir(dataDir), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(adoptablePath(dataDir), nil, 0o600)
+}
+
+// adoptable reports whether dataDir's containers are for a wharf serve to
+// adopt (see markAdoptable).
+func adoptable(dataDir string) bool {
+	_, err := os.Stat(adoptablePath(dataDir))
+	return err == nil
 }
 
 // dataDirOfBundle is the data directory whose containerd keeps the task

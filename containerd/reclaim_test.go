@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -32,6 +33,21 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)
 
+	data := killedTestsContainer(t)
+	left := HostLeftovers(data)
+	require.NotEmpty(t, left, "the killed test's container outlives it")
+	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
+
+	_, err = ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
+	assert.False(t, mc.Exited(), "this process's container runs on")
+}
+
+// killedTestsContainer runs a child test that starts a container in a data
+// directory, kills it with SIGKILL and returns that directory once the
+// child's containerd has stopped.
+func killedTestsContainer(t *testing.T) string {
 	data := t.TempDir()
 	child := exec.Command(os.Args[0], "-test.run=^TestKilledTestsContainersAreReclaimed$", "-test.timeout=5m")
 	child.Env = append(os.Environ(), "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
@@ -51,14 +67,29 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 	testutil.RemoveScratchOf(child.Process.Pid) // the wharf-init it built
 	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
 		"the killed test's containerd stops")
-	left := HostLeftovers(data)
-	require.NotEmpty(t, left, "the killed test's container outlives it")
-	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
+	return data
+}
 
-	_, err = ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+// TestContainersAWharfAdoptedAreLeft: a killed test's containers that a
+// wharf serve on the same data directory (wharftest's Options.DataDir may
+// be the plugin's .wharf) adopted are that wharf's, though their shims
+// carry the test's mark: once it is killed too they are left for its next
+// start to adopt.
+func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
+	data := killedTestsContainer(t)
+	logger := slog.New(slog.DiscardHandler)
+	t.Setenv(ephemeral.Env, "") // a wharf serve, not a test
+	b, err := openBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
-	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
-	assert.False(t, mc.Exited(), "this process's container runs on")
+	require.NoError(t, b.Close()) // its containers stay, as a kill -9 leaves them
+	require.NotEmpty(t, HostLeftovers(data))
+
+	_, err = ReclaimEnded(context.Background(), logger)
+	require.NoError(t, err)
+	assert.NotEmpty(t, HostLeftovers(data), "the container is left for the wharf to adopt")
+
+	require.NoError(t, reclaim(context.Background(), data, logger))
+	assert.Empty(t, HostLeftovers(data))
 }
 
 // startAndWaitToBeKilled is the child of TestKilledTestsContainersAreReclaimed:
