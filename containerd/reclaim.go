@@ -60,13 +60,15 @@ func ReclaimEnded(ctx context.Context, logger *slog.Logger) ([]string, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
 			continue
 		}
+		ephemeral.Forget(dir)
 		reclaimed = append(reclaimed, dir)
 	}
 	return reclaimed, errors.Join(errs...)
 }
 
 // endedDataDirs lists the data directories that wharf's shims of ended
-// ephemeral processes work in, and that no containerd serves.
+// ephemeral processes work in, or that ended ones registered (see
+// ephemeral.Register), and that no containerd serves.
 func endedDataDirs() []string {
 	var dirs []string
 	procs := processes()
@@ -85,6 +87,15 @@ func endedDataDirs() []string {
 		}
 		dir := dataDirOfBundle(bundle, ns)
 		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) && !adoptable(dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	// Those killed before a container's shim ran, or after it was gone.
+	for _, dir := range ephemeral.EndedDirs() {
+		switch {
+		case adoptable(dir):
+			ephemeral.Forget(dir)
+		case !slices.Contains(dirs, dir) && !daemonRuns(procs, dir):
 			dirs = append(dirs, dir)
 		}
 	}

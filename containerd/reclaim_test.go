@@ -47,7 +47,11 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 // killedTestsContainer runs a child test that starts a container in a data
 // directory, kills it with SIGKILL and returns that directory once the
 // child's containerd has stopped.
-func killedTestsContainer(t *testing.T) string {
+func killedTestsContainer(t *testing.T) string { return killedTestsContainerAt(t, "started") }
+
+// killedTestsContainerAt is killedTestsContainer with the child killed as
+// soon as it says when: "starting" (its container) or "started".
+func killedTestsContainerAt(t *testing.T, when string) string {
 	data := t.TempDir()
 	child := exec.Command(os.Args[0], "-test.run=^TestKilledTestsContainersAreReclaimed$", "-test.timeout=5m")
 	child.Env = append(os.Environ(), "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
@@ -59,15 +63,28 @@ func killedTestsContainer(t *testing.T) string {
 		child.Wait()
 	})
 	lines := bufio.NewScanner(out)
-	for lines.Scan() && lines.Text() != "started" {
+	for lines.Scan() && lines.Text() != when {
 	}
-	require.Equal(t, "started", lines.Text(), "the child test started its container")
+	require.Equal(t, when, lines.Text(), "the child test's container")
 	require.NoError(t, child.Process.Kill())
 	child.Wait()
 	testutil.RemoveScratchOf(child.Process.Pid) // the wharf-init it built
 	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
 		"the killed test's containerd stops")
 	return data
+}
+
+// TestKilledTestsHalfStartedContainerIsReclaimed: a test killed while its
+// container starts may leave its network, disk and journal record before
+// any shim runs (or after it is gone, while it destroys it): the data
+// directory the test registered is reclaimed all the same.
+func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
+	data := killedTestsContainerAt(t, "starting")
+	t.Logf("left by the killed test: %s", strings.Join(HostLeftovers(data), "; "))
+
+	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
 }
 
 // TestContainersAWharfAdoptedAreLeft: a killed test's containers that a
@@ -79,7 +96,7 @@ func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
 	data := killedTestsContainer(t)
 	logger := slog.New(slog.DiscardHandler)
 	t.Setenv(ephemeral.Env, "") // a wharf serve, not a test
-	b, err := openBackend(context.Background(), data, "", logger)
+	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
 	require.NoError(t, b.Close()) // its containers stay, as a kill -9 leaves them
 	require.NotEmpty(t, HostLeftovers(data))
@@ -104,6 +121,7 @@ func startAndWaitToBeKilled(t *testing.T, data string) {
 	require.NoError(t, err)
 	m, err := NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
+	fmt.Println("starting")
 	_, err = m.Start(context.Background(), "Box", "obj", ContainerSpec{Image: imgs[0].Name, DiskMB: 10,
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)

@@ -103,7 +103,8 @@ func sweepScratch() {
 // sweep removes dir, the scratch directory of a process that ended, unless
 // it is in use: locked (a data directory another test process is removing
 // a killed test's containers from, see containerd.ReclaimEnded, holds its
-// lock meanwhile), or worked in by a process. The lock is held while it
+// lock meanwhile), worked in by a process, or holding a data directory
+// registered for ReclaimEnded (see ephemeral.Register) and not reclaimed. The lock is held while it
 // is removed.
 func sweep(dir string) {
 	d, err := os.Open(dir)
@@ -111,7 +112,7 @@ func sweep(dir string) {
 		return
 	}
 	defer d.Close()
-	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || inUse(dir) {
+	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || inUse(dir) || ephemeral.Registered(dir) {
 		return
 	}
 	os.RemoveAll(dir)
