@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 // build) keeps its build cache and build containers in, apart from
 // wharf's containers.
 const BuildNamespace = "wharf-build"
+
+// BuildDir is where the build engine (package containerd/build) keeps its
+// state, buildkitd's, under the data directory dataDir.
+func BuildDir(dataDir string) string { return filepath.Join(dataDir, "buildkit") }
 
 // buildLeaseFilter selects the leases BuildKit holds only while it builds
 // (it deletes them itself when it starts).

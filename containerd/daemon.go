@@ -19,6 +19,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/wharfhq/wharf/internal/ephemeral"
 )
 
 // Namespace is the containerd namespace wharf keeps everything in.
@@ -232,10 +234,20 @@ type Backend struct {
 // directory, or a URL), or starts an embedded daemon under
 // dataDir/containerd when address is empty. The first embedded one an
 // ephemeral process (a test) opens first reclaims what ended ones left
-// running (see ReclaimEnded).
+// running (see ReclaimEnded), and registers the data directory for them.
 func OpenBackend(ctx context.Context, dataDir, address string, logger *slog.Logger) (*Backend, error) {
 	if address == "" {
 		reclaimEndedOnce(ctx, logger)
+		abs, err := filepath.Abs(dataDir)
+		if err == nil {
+			err = markAdoptable(abs)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := ephemeral.Register(abs); err != nil {
+			logger.Warn("registering the data directory for removal after a kill", "err", err)
+		}
 	}
 	return openBackend(ctx, dataDir, address, logger)
 }

@@ -60,13 +60,15 @@ func ReclaimEnded(ctx context.Context, logger *slog.Logger) ([]string, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
 			continue
 		}
+		ephemeral.Forget(dir)
 		reclaimed = append(reclaimed, dir)
 	}
 	return reclaimed, errors.Join(errs...)
 }
 
 // endedDataDirs lists the data directories that wharf's shims of ended
-// ephemeral processes work in, and that no containerd serves.
+// ephemeral processes work in, or that ended ones registered (see
+// ephemeral.Register), and that no containerd serves.
 func endedDataDirs() []string {
 	var dirs []string
 	procs := processes()
@@ -84,11 +86,47 @@ func endedDataDirs() []string {
 			continue
 		}
 		dir := dataDirOfBundle(bundle, ns)
-		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) {
+		if dir != "" && !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) && !adoptable(dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	// Those killed before a container's shim ran, or after it was gone.
+	for _, dir := range ephemeral.EndedDirs() {
+		switch {
+		case adoptable(dir):
+			ephemeral.Forget(dir)
+		case !slices.Contains(dirs, dir) && !daemonRuns(procs, dir):
 			dirs = append(dirs, dir)
 		}
 	}
 	return dirs
+}
+
+// adoptablePath marks a data directory whose containers are for a wharf
+// serve to adopt: the last embedded containerd started there was one of a
+// process that is no test. A test's containers there (say, wharftest's
+// Options.DataDir is the plugin's .wharf) were adopted by that wharf, and
+// their shims still carry the ended test's mark.
+func adoptablePath(dataDir string) string { return filepath.Join(daemonDir(dataDir), "adoptable") }
+
+// markAdoptable marks the data directory dataDir adoptable unless this
+// process is ephemeral, and unmarks it if it is: its embedded containerd
+// is about to start.
+func markAdoptable(dataDir string) error {
+	if ephemeral.Marked() {
+		return removeIfExists(adoptablePath(dataDir))
+	}
+	if err := os.MkdirAll(daemonDir(dataDir), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(adoptablePath(dataDir), nil, 0o600)
+}
+
+// adoptable reports whether dataDir's containers are for a wharf serve to
+// adopt (see markAdoptable).
+func adoptable(dataDir string) bool {
+	_, err := os.Stat(adoptablePath(dataDir))
+	return err == nil
 }
 
 // dataDirOfBundle is the data directory whose containerd keeps the task
@@ -138,5 +176,12 @@ func reclaim(ctx context.Context, dir string, logger *slog.Logger) error {
 	}
 	_, removed, err := m.Recover(ctx, func(string, bool) *egresspolicy.Policy { return nil })
 	logger.Debug("reclaimed containers", "data_dir", dir, "removed", removed)
-	return errors.Join(err, m.Close(ctx), b.RemoveBuildLeftovers(ctx), b.Close())
+	// What a build cut short left, as build.RecoverKilled removes it: a
+	// buildkitd that outlived its test, and its mounts (a RUN step's cache
+	// mounts) with it.
+	buildDir := BuildDir(dir)
+	killed := KillProcesses(func(args []string) bool {
+		return filepath.Base(args[0]) == "buildkitd" && strings.HasPrefix(argAfter(args, "--config"), buildDir+"/")
+	})
+	return errors.Join(err, m.Close(ctx), killed, UnmountUnder(buildDir), b.RemoveBuildLeftovers(ctx), b.Close())
 }

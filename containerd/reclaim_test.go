@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -30,14 +31,7 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)
 
-	data := t.TempDir()
-	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
-	for child.Stdout.Scan() && child.Stdout.Text() != "started" {
-	}
-	require.Equal(t, "started", child.Stdout.Text(), "the child test started its container")
-	child.Kill(t)
-	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
-		"the killed test's containerd stops")
+	data := killedTestsContainer(t)
 	left := HostLeftovers(data)
 	require.NotEmpty(t, left, "the killed test's container outlives it")
 	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
@@ -46,6 +40,60 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
 	assert.False(t, mc.Exited(), "this process's container runs on")
+}
+
+// killedTestsContainer runs a child test that starts a container in a data
+// directory, kills it with SIGKILL and returns that directory once the
+// child's containerd has stopped.
+func killedTestsContainer(t *testing.T) string { return killedTestsContainerAt(t, "started") }
+
+// killedTestsContainerAt is killedTestsContainer with the child killed as
+// soon as it says when: "starting" (its container) or "started".
+func killedTestsContainerAt(t *testing.T, when string) string {
+	data := t.TempDir()
+	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
+	for child.Stdout.Scan() && child.Stdout.Text() != when {
+	}
+	require.Equal(t, when, child.Stdout.Text(), "the child test's container")
+	child.Kill(t)
+	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
+		"the killed test's containerd stops")
+	return data
+}
+
+// TestKilledTestsHalfStartedContainerIsReclaimed: a test killed while its
+// container starts may leave its network, disk and journal record before
+// any shim runs (or after it is gone, while it destroys it): the data
+// directory the test registered is reclaimed all the same.
+func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
+	data := killedTestsContainerAt(t, "starting")
+	t.Logf("left by the killed test: %s", strings.Join(HostLeftovers(data), "; "))
+
+	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
+}
+
+// TestContainersAWharfAdoptedAreLeft: a killed test's containers that a
+// wharf serve on the same data directory (wharftest's Options.DataDir may
+// be the plugin's .wharf) adopted are that wharf's, though their shims
+// carry the test's mark: once it is killed too they are left for its next
+// start to adopt.
+func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
+	data := killedTestsContainer(t)
+	logger := slog.New(slog.DiscardHandler)
+	t.Setenv(ephemeral.Env, "") // a wharf serve, not a test
+	b, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	require.NoError(t, b.Close()) // its containers stay, as a kill -9 leaves them
+	require.NotEmpty(t, HostLeftovers(data))
+
+	_, err = ReclaimEnded(context.Background(), logger)
+	require.NoError(t, err)
+	assert.NotEmpty(t, HostLeftovers(data), "the container is left for the wharf to adopt")
+
+	require.NoError(t, reclaim(context.Background(), data, logger))
+	assert.Empty(t, HostLeftovers(data))
 }
 
 // startAndWaitToBeKilled is the child of TestKilledTestsContainersAreReclaimed:
@@ -60,6 +108,7 @@ func startAndWaitToBeKilled(t *testing.T, data string) {
 	require.NoError(t, err)
 	m, err := NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
+	fmt.Println("starting")
 	_, err = m.Start(context.Background(), "Box", "obj", ContainerSpec{Image: imgs[0].Name, DiskMB: 10,
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)

@@ -66,10 +66,12 @@ func (f *fixture) leftovers(t *testing.T) []string {
 
 // start runs wharf's containerd and buildkitd in a temp data dir, with the
 // busybox test image on a loopback registry as the base.
-func start(t *testing.T) *fixture {
+func start(t *testing.T) *fixture { return startIn(t, t.TempDir()) }
+
+// startIn is start with the data directory dataDir.
+func startIn(t *testing.T, dataDir string) *fixture {
 	testutil.BuildBuildkitd(t)
 	ctx := context.Background()
-	dataDir := t.TempDir()
 	base := testimages.BusyboxBase(t)
 	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
 	require.NoError(t, err)

@@ -66,7 +66,7 @@ func Binary() (string, error) {
 }
 
 // Dir is where the engine keeps its state under wharf's data directory.
-func Dir(dataDir string) string { return filepath.Join(dataDir, "buildkit") }
+func Dir(dataDir string) string { return containerd.BuildDir(dataDir) }
 
 // Start runs buildkitd with its state under the backend's data directory
 // and waits until it answers.

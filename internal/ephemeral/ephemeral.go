@@ -7,7 +7,13 @@
 package ephemeral
 
 import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,4 +45,94 @@ func Ended(environ []string) bool {
 		return err == nil && pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH
 	}
 	return false
+}
+
+// registry is where ephemeral processes register the data directories
+// whose containerd they start: one symbolic link to each, named after the
+// marking process's id. What such a process leaves when killed before a
+// container's shim runs, or after it is gone (a network namespace, a
+// disk), has no process to find it by; the registry finds it.
+func registry() string { return filepath.Join(os.TempDir(), "wharf-ephemeral") }
+
+// Register records that the process that marked this one uses the data
+// directory dir, an absolute path; it does nothing in a process that is
+// not marked.
+func Register(dir string) error {
+	pid := os.Getenv(Env)
+	if pid == "" {
+		return nil
+	}
+	if err := os.MkdirAll(registry(), 0o700); err != nil {
+		return err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(dir))
+	err := os.Symlink(dir, filepath.Join(registry(), fmt.Sprintf("%s-%x", pid, h.Sum64())))
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	return err
+}
+
+// entry is a registered data directory and the id of the process that
+// registered it.
+type entry struct {
+	link, dir string
+	pid       int
+}
+
+func entries() []entry {
+	links, _ := filepath.Glob(filepath.Join(registry(), "*-*"))
+	var out []entry
+	for _, link := range links {
+		pidText, _, _ := strings.Cut(filepath.Base(link), "-")
+		pid, err := strconv.Atoi(pidText)
+		dir, lerr := os.Readlink(link)
+		if err == nil && lerr == nil && pid > 0 {
+			out = append(out, entry{link: link, dir: dir, pid: pid})
+		}
+	}
+	return out
+}
+
+func ended(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
+
+// EndedDirs lists the existing data directories that ephemeral processes
+// which ended registered, and that no running one did; it forgets those
+// that no longer exist.
+func EndedDirs() []string {
+	all := entries()
+	var dirs []string
+	for _, e := range all {
+		if !ended(e.pid) {
+			continue
+		}
+		if _, err := os.Stat(e.dir); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(e.link)
+			continue
+		}
+		live := slices.ContainsFunc(all, func(o entry) bool { return o.dir == e.dir && !ended(o.pid) })
+		if !live && !slices.Contains(dirs, e.dir) {
+			dirs = append(dirs, e.dir)
+		}
+	}
+	return dirs
+}
+
+// Forget forgets the data directory dir as registered by processes that
+// ended: what they left there is gone.
+func Forget(dir string) {
+	for _, e := range entries() {
+		if e.dir == dir && ended(e.pid) {
+			os.Remove(e.link)
+		}
+	}
+}
+
+// Registered reports whether a registered data directory is at or below
+// dir.
+func Registered(dir string) bool {
+	return slices.ContainsFunc(entries(), func(e entry) bool {
+		return e.dir == dir || strings.HasPrefix(e.dir, dir+"/")
+	})
 }

@@ -3,6 +3,7 @@ package ephemeral
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -30,4 +31,28 @@ func TestMarkIsInherited(t *testing.T) {
 	out, err := exec.Command("sh", "-c", "echo $"+Env).Output()
 	require.NoError(t, err)
 	assert.Equal(t, strconv.Itoa(os.Getpid())+"\n", string(out))
+}
+
+func TestRegisteredDataDirsOfEndedProcesses(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // the registry is in it
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	gone, kept, shared := t.TempDir()+"/gone", t.TempDir(), t.TempDir()
+
+	t.Setenv(Env, strconv.Itoa(ended.Process.Pid))
+	for _, dir := range []string{gone, kept, kept, shared} {
+		require.NoError(t, Register(dir), "again is fine")
+	}
+	Mark()
+	require.NoError(t, Register(shared))
+	t.Setenv(Env, "")
+	require.NoError(t, Register(t.TempDir()), "an unmarked process registers nothing")
+
+	assert.Equal(t, []string{kept}, EndedDirs(), "not one that is gone, nor one a running process registered")
+	assert.True(t, Registered(filepath.Dir(kept)))
+	assert.False(t, Registered(gone), "forgotten: it is gone")
+	Forget(kept)
+	assert.Empty(t, EndedDirs())
+	assert.False(t, Registered(kept))
+	assert.True(t, Registered(shared))
 }

@@ -19,7 +19,11 @@ import (
 // Their names carry the process id. RemoveScratch removes them as the
 // process ends (Run does), and the first ScratchDir of a later process
 // removes those of processes that died without doing so (a kill -9, a test
-// binary's timeout).
+// binary's timeout). One still in use (the shims of a killed test's
+// containers work in their task bundles in its data directory, or another
+// process is removing those) is kept for containerd.ReclaimEnded, which
+// needs that directory to remove them, and swept by a later process once
+// they are gone.
 
 // scratchPrefix begins every scratch directory's name, before the pid.
 const scratchPrefix = "wharf-scratch-"
@@ -91,9 +95,44 @@ func sweepScratch() {
 	for _, dir := range dirs {
 		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), scratchPrefix), "-")
 		if pid, err := strconv.Atoi(pidText); err == nil && !processExists(pid) {
-			os.RemoveAll(dir)
+			sweep(dir)
 		}
 	}
+}
+
+// sweep removes dir, the scratch directory of a process that ended, unless
+// it is in use: locked (a data directory another test process is removing
+// a killed test's containers from, see containerd.ReclaimEnded, holds its
+// lock meanwhile), worked in by a process, or holding a data directory
+// registered for ReclaimEnded (see ephemeral.Register) and not reclaimed. The lock is held while it
+// is removed.
+func sweep(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || inUse(dir) || ephemeral.Registered(dir) {
+		return
+	}
+	os.RemoveAll(dir)
+}
+
+// inUse reports whether a process on the host works in dir or runs a
+// program from it: a shim of a killed test's container works in its task
+// bundle, which containerd.ReclaimEnded finds it by and needs to remove
+// the container.
+func inUse(dir string) bool {
+	in := func(path string) bool { return path == dir || strings.HasPrefix(path, dir+"/") }
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		for _, link := range []string{"cwd", "exe"} {
+			if target, err := os.Readlink(filepath.Join(p, link)); err == nil && in(strings.TrimSuffix(target, " (deleted)")) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // processExists reports whether a process with this id exists.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,4 +43,40 @@ func TestRemoveScratchOfAnEndedChild(t *testing.T) {
 	RemoveScratchOf(pid)
 	assert.NoDirExists(t, mine)
 	assert.DirExists(t, other, "another pid that begins with the same digits is not the child's")
+}
+
+// TestScratchInUseIsKept: the data directory of a test killed with SIGKILL
+// may be in its scratch, with its containers' shims working in it.
+// Removing it would leave those for good: containerd.ReclaimEnded needs it
+// to remove them, and holds its lock while it does.
+func TestScratchInUseIsKept(t *testing.T) {
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	dead := filepath.Join(os.TempDir(), scratchName(ended.Process.Pid)+"data-1")
+	bundle := filepath.Join(dead, "bundle")
+	require.NoError(t, os.MkdirAll(bundle, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dead) })
+	shim := exec.Command("sleep", "60")
+	shim.Dir = bundle
+	require.NoError(t, shim.Start())
+	t.Cleanup(func() {
+		shim.Process.Kill()
+		shim.Wait()
+	})
+
+	sweepScratch()
+	assert.DirExists(t, bundle, "a process works in it")
+
+	shim.Process.Kill()
+	shim.Wait()
+	d, err := os.Open(dead)
+	require.NoError(t, err)
+	defer d.Close()
+	require.NoError(t, syscall.Flock(int(d.Fd()), syscall.LOCK_EX))
+	sweepScratch()
+	assert.DirExists(t, bundle, "it is locked: another process reclaims it")
+	require.NoError(t, d.Close())
+
+	sweepScratch()
+	assert.NoDirExists(t, dead, "swept once nothing uses it")
 }
