@@ -48,7 +48,9 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 func killedTestsContainer(t *testing.T) string { return killedTestsContainerAt(t, "started") }
 
 // killedTestsContainerAt is killedTestsContainer with the child killed as
-// soon as it says when: "starting" (its container) or "started".
+// soon as it says when: "starting" (its container), "started", or
+// "half-destroyed" (its task and shim gone, as a destroy removes them
+// first; its network, disk and record not yet).
 func killedTestsContainerAt(t *testing.T, when string) string {
 	data := t.TempDir()
 	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
@@ -68,6 +70,23 @@ func killedTestsContainerAt(t *testing.T, when string) string {
 func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
 	data := killedTestsContainerAt(t, "starting")
 	t.Logf("left by the killed test: %s", strings.Join(HostLeftovers(data), "; "))
+
+	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
+}
+
+// TestKilledTestsHalfDestroyedContainerIsReclaimed: a test killed while it
+// destroyed a container, after its task and shim were gone, leaves no
+// process carrying its mark, but the container's network, disk and record
+// stay. The next test process finds them by the data directory the killed
+// test registered.
+func TestKilledTestsHalfDestroyedContainerIsReclaimed(t *testing.T) {
+	data := killedTestsContainerAt(t, "half-destroyed")
+	left := HostLeftovers(data)
+	require.NotEmpty(t, left, "the network, disk and record outlive the killed test")
+	require.Empty(t, shimProcesses(EmbeddedAddress(data)), "the half-destroyed container has no shim")
+	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
 
 	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -96,22 +115,25 @@ func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
 	assert.Empty(t, HostLeftovers(data))
 }
 
-// startAndWaitToBeKilled is the child of TestKilledTestsContainersAreReclaimed:
-// a container with a network and a disk in data, then nothing until killed.
+// startAndWaitToBeKilled is the child of the tests above: a container with
+// a network and a disk in data, its task and shim then destroyed, then
+// nothing until killed.
 func startAndWaitToBeKilled(t *testing.T, data string) {
 	logger := slog.New(slog.DiscardHandler)
 	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
-	archive, err := testimages.Busybox(t.TempDir())
+	archive, err := testimages.Busybox(data) // not t.TempDir(): the kill leaves those
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b.Client, archive, "")
 	require.NoError(t, err)
 	m, err := NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	fmt.Println("starting")
-	_, err = m.Start(context.Background(), "Box", "obj", ContainerSpec{Image: imgs[0].Name, DiskMB: 10,
+	mc, err := m.Start(context.Background(), "Box", "obj", ContainerSpec{Image: imgs[0].Name, DiskMB: 10,
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)
 	fmt.Println("started")
+	require.NoError(t, mc.Container.Destroy(context.Background()))
+	fmt.Println("half-destroyed")
 	select {}
 }

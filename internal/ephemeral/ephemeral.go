@@ -129,6 +129,17 @@ func Forget(dir string) {
 	}
 }
 
+// Unregister forgets the data directories this process registered: at
+// its end, once its tests removed what they made there.
+func Unregister() {
+	self := os.Getpid()
+	for _, e := range entries() {
+		if e.pid == self {
+			os.Remove(e.link)
+		}
+	}
+}
+
 // Registered reports whether a registered data directory is at or below
 // dir.
 func Registered(dir string) bool {

@@ -55,4 +55,6 @@ func TestRegisteredDataDirsOfEndedProcesses(t *testing.T) {
 	assert.Empty(t, EndedDirs())
 	assert.False(t, Registered(kept))
 	assert.True(t, Registered(shared))
+	Unregister() // as this process ends: the ended one's registration alone is left
+	assert.Equal(t, []string{shared}, EndedDirs())
 }

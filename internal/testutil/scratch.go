@@ -65,10 +65,20 @@ func RemoveScratch() {
 // directories they made; it returns the exit code. The process is marked
 // ephemeral, so the containers of a test binary killed with SIGKILL are
 // removed by the next one (see containerd.ReclaimEnded).
-func Run(m *testing.M) int {
+func Run(m *testing.M) int { return runEphemeral(m.Run) }
+
+// runEphemeral marks the process ephemeral and calls run; then it removes
+// the scratch directories and, if every test passed (each checked it left
+// nothing), forgets the data directories the process registered for
+// containerd.ReclaimEnded. It returns run's exit code.
+func runEphemeral(run func() int) int {
 	ephemeral.Mark()
 	defer RemoveScratch()
-	return m.Run()
+	code := run()
+	if code == 0 {
+		ephemeral.Unregister()
+	}
+	return code
 }
 
 // scratchName begins the names of the scratch directories of process pid.
@@ -104,8 +114,8 @@ func sweepScratch() {
 // it is in use: locked (a data directory another test process is removing
 // a killed test's containers from, see containerd.ReclaimEnded, holds its
 // lock meanwhile), worked in by a process, or holding a data directory
-// registered for ReclaimEnded (see ephemeral.Register) and not reclaimed. The lock is held while it
-// is removed.
+// registered for ReclaimEnded (see ephemeral.Register) and not reclaimed.
+// The lock is held while it is removed.
 func sweep(dir string) {
 	d, err := os.Open(dir)
 	if err != nil {
