@@ -101,9 +101,7 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 		fmt.Sscanf(child.Stdout.Text(), "wharf pid %d", &pid)
 	}
 	require.NotZero(t, pid, "the child test started wharf serve")
-	// The child built wharf into scratch it had no chance to remove.
 	child.Kill(t)
-	assert.Empty(t, testutil.ScratchOf(child.Cmd.Process.Pid), "the killed child's scratch directories")
 	deadline := time.Now().Add(time.Minute)
 	for syscall.Kill(pid, 0) == nil {
 		require.True(t, time.Now().Before(deadline), "wharf serve (pid %d) outlived the killed test by a minute", pid)

@@ -47,12 +47,16 @@ func Ended(environ []string) bool {
 	return false
 }
 
-// registry is where ephemeral processes register the data directories
+// registryDir is where ephemeral processes register the data directories
 // whose containerd they start: one symbolic link to each, named after the
 // marking process's id. What such a process leaves when killed before a
 // container's shim runs, or after it is gone (a network namespace, a
-// disk), has no process to find it by; the registry finds it.
-func registry() string { return filepath.Join(os.TempDir(), "wharf-ephemeral") }
+// disk), has no process to find it by; the registry finds it. It is one
+// per host, whatever each process's TMPDIR (a test runs child tests in a
+// temporary directory of its own); a variable for tests.
+var registryDir = "/run/wharf-ephemeral"
+
+func registry() string { return registryDir }
 
 // Register records that the process that marked this one uses the data
 // directory dir, an absolute path; it does nothing in a process that is

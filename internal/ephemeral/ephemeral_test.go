@@ -34,7 +34,8 @@ func TestMarkIsInherited(t *testing.T) {
 }
 
 func TestRegisteredDataDirsOfEndedProcesses(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir()) // the registry is in it
+	defer func(dir string) { registryDir = dir }(registryDir)
+	registryDir = t.TempDir()
 	ended := exec.Command("true")
 	require.NoError(t, ended.Run())
 	gone, kept, shared := t.TempDir()+"/gone", t.TempDir(), t.TempDir()

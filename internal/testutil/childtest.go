@@ -10,7 +10,9 @@ import (
 // ChildTest is this test binary run again as a child process, for a test
 // that kills it: it runs only the test named name (on this run's engine),
 // with env added to its environment, and is killed, if still running,
-// when the test ends.
+// when the test ends. Its temporary directory is one of the test's, so
+// what it keeps there (its scratch, its tests' TempDirs), which a kill
+// leaves, goes when the test ends.
 type ChildTest struct {
 	Cmd *exec.Cmd
 	// Stdout reads the child's standard output, line by line.
@@ -21,7 +23,7 @@ type ChildTest struct {
 func StartChildTest(t testing.TB, name string, env ...string) *ChildTest {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.timeout=10m")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), append(env, "TMPDIR="+t.TempDir())...)
 	if Engine != "" {
 		cmd.Env = append(cmd.Env, "WHARF_TEST_ENGINES="+Engine)
 	}
@@ -40,8 +42,7 @@ func StartChildTest(t testing.TB, name string, env ...string) *ChildTest {
 }
 
 // Kill kills the child with SIGKILL, which leaves it no chance to clean
-// up, waits for it, and removes its scratch directories (as the next test
-// process would).
+// up, and waits for it.
 func (c *ChildTest) Kill(t testing.TB) {
 	t.Helper()
 	go func() { // it may write on (wharf's own output can be this pipe too)
@@ -52,5 +53,4 @@ func (c *ChildTest) Kill(t testing.TB) {
 		t.Fatal(err)
 	}
 	c.Cmd.Wait()
-	RemoveScratchOf(c.Cmd.Process.Pid)
 }

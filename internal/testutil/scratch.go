@@ -84,21 +84,6 @@ func runEphemeral(run func() int) int {
 // scratchName begins the names of the scratch directories of process pid.
 func scratchName(pid int) string { return fmt.Sprintf("%s%d-", scratchPrefix, pid) }
 
-// ScratchOf lists the scratch directories of the process pid.
-func ScratchOf(pid int) []string {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchName(pid)+"*"))
-	return dirs
-}
-
-// RemoveScratchOf removes the scratch directories of the process pid, which
-// has ended: a test binary a test ran as a child and killed, which no
-// later process may sweep before the test run checks for leftovers.
-func RemoveScratchOf(pid int) {
-	for _, dir := range ScratchOf(pid) {
-		os.RemoveAll(dir)
-	}
-}
-
 // sweepScratch removes the scratch directories of processes that ended.
 func sweepScratch() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))

@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,21 +27,6 @@ func TestScratchOfAnEndedProcessIsSweptAndOwnIsRemovedAtTheEnd(t *testing.T) {
 
 	RemoveScratch()
 	assert.NoDirExists(t, own)
-}
-
-func TestRemoveScratchOfAnEndedChild(t *testing.T) {
-	child := exec.Command("true")
-	require.NoError(t, child.Run())
-	pid := child.Process.Pid
-	mine := filepath.Join(os.TempDir(), scratchName(pid)+"bin-1")
-	other := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d0-bin-1", scratchPrefix, pid))
-	for _, dir := range []string{mine, other} {
-		require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
-		t.Cleanup(func() { os.RemoveAll(dir) })
-	}
-	RemoveScratchOf(pid)
-	assert.NoDirExists(t, mine)
-	assert.DirExists(t, other, "another pid that begins with the same digits is not the child's")
 }
 
 // TestScratchInUseIsKept: the data directory of a test killed with SIGKILL
