@@ -42,12 +42,13 @@ func reclaimEndedOnce(ctx context.Context, logger *slog.Logger) {
 // internal/ephemeral) left running: a process killed with SIGKILL runs no
 // cleanup, and its containerd goes with it, but its containers' shims,
 // networks, disks, mounts and cgroups stay. For each data directory a shim
-// of such a process works in, and no containerd serves any more, it starts
-// that directory's containerd, removes every container the way a start
-// after a crash removes those it does not adopt, then the builds'
-// leftovers, and stops it. Containers of a killed `wharf serve`, or of an
-// ephemeral process still running, are left alone. It returns the data
-// directories it reclaimed.
+// of such a process works in, or such a process registered (see
+// ephemeral.Register), that no containerd serves any more, it starts that
+// directory's containerd, removes every container the way a start after a
+// crash removes those it does not adopt, then the builds' leftovers, and
+// stops it. Containers of a killed `wharf serve` (its data directory is
+// marked adoptable), or of an ephemeral process still running, are left
+// alone. It returns the data directories it reclaimed.
 func ReclaimEnded(ctx context.Context, logger *slog.Logger) ([]string, error) {
 	var reclaimed []string
 	var errs []error
