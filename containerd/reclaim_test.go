@@ -31,10 +31,11 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)
 
-	data := killedTestsContainer(t)
+	data, release := killedTestsContainer(t)
 	left := HostLeftovers(data)
 	require.NotEmpty(t, left, "the killed test's container outlives it")
 	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
+	release()
 
 	_, err = ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -44,15 +45,20 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 
 // killedTestsContainer runs a child test that starts a container in a data
 // directory, kills it with SIGKILL and returns that directory once the
-// child's containerd has stopped.
-func killedTestsContainer(t *testing.T) string { return killedTestsContainerAt(t, "started") }
+// child's containerd has stopped. The directory stays locked until release
+// is called, so that another test process starting meanwhile does not
+// reclaim it before the test has looked at what the child left.
+func killedTestsContainer(t *testing.T) (data string, release func()) {
+	return killedTestsContainerAt(t, "started")
+}
 
 // killedTestsContainerAt is killedTestsContainer with the child killed as
 // soon as it says when: "starting" (its container), "started", or
 // "half-destroyed" (its task and shim gone, as a destroy removes them
 // first; its network, disk and record not yet).
-func killedTestsContainerAt(t *testing.T, when string) string {
-	data := t.TempDir()
+func killedTestsContainerAt(t *testing.T, when string) (data string, release func()) {
+	data = t.TempDir()
+	release = testutil.LockDir(t, data)
 	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
 	for child.Stdout.Scan() && child.Stdout.Text() != when {
 	}
@@ -60,7 +66,7 @@ func killedTestsContainerAt(t *testing.T, when string) string {
 	child.Kill(t)
 	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
 		"the killed test's containerd stops")
-	return data
+	return data, release
 }
 
 // TestKilledTestsHalfStartedContainerIsReclaimed: a test killed while its
@@ -68,8 +74,9 @@ func killedTestsContainerAt(t *testing.T, when string) string {
 // any shim runs (or after it is gone, while it destroys it): the data
 // directory the test registered is reclaimed all the same.
 func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
-	data := killedTestsContainerAt(t, "starting")
+	data, release := killedTestsContainerAt(t, "starting")
 	t.Logf("left by the killed test: %s", strings.Join(HostLeftovers(data), "; "))
+	release()
 
 	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -82,11 +89,12 @@ func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
 // stay. The next test process finds them by the data directory the killed
 // test registered.
 func TestKilledTestsHalfDestroyedContainerIsReclaimed(t *testing.T) {
-	data := killedTestsContainerAt(t, "half-destroyed")
+	data, release := killedTestsContainerAt(t, "half-destroyed")
 	left := HostLeftovers(data)
 	require.NotEmpty(t, left, "the network, disk and record outlive the killed test")
 	require.Empty(t, shimProcesses(EmbeddedAddress(data)), "the half-destroyed container has no shim")
 	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
+	release()
 
 	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -99,13 +107,14 @@ func TestKilledTestsHalfDestroyedContainerIsReclaimed(t *testing.T) {
 // carry the test's mark: once it is killed too they are left for its next
 // start to adopt.
 func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
-	data := killedTestsContainer(t)
+	data, release := killedTestsContainer(t)
 	logger := slog.New(slog.DiscardHandler)
 	t.Setenv(ephemeral.Env, "") // a wharf serve, not a test
 	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
 	require.NoError(t, b.Close()) // its containers stay, as a kill -9 leaves them
 	require.NotEmpty(t, HostLeftovers(data))
+	release()
 
 	_, err = ReclaimEnded(context.Background(), logger)
 	require.NoError(t, err)

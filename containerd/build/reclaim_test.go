@@ -27,6 +27,7 @@ func TestKilledTestsBuildIsReclaimed(t *testing.T) {
 		buildAndWaitToBeKilled(t, data)
 	}
 	data := t.TempDir()
+	release := testutil.LockDir(t, data) // no other test process reclaims it before it is looked at
 	child := testutil.StartChildTest(t, "TestKilledTestsBuildIsReclaimed", "WHARF_TEST_RECLAIM_BUILD_DATA="+data)
 	for child.Stdout.Scan() && child.Stdout.Text() != "building" {
 	}
@@ -36,6 +37,7 @@ func TestKilledTestsBuildIsReclaimed(t *testing.T) {
 		return len(testutil.Processes("--config "+data+"/")) == 0
 	}, 30*time.Second, 50*time.Millisecond, "the killed test's containerd and buildkitd stop")
 	require.NotEmpty(t, containerd.MountsUnder(build.Dir(data)), "the killed build's mounts outlive it")
+	release()
 
 	_, err := containerd.ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 )
 
@@ -53,4 +54,22 @@ func (c *ChildTest) Kill(t testing.TB) {
 		t.Fatal(err)
 	}
 	c.Cmd.Wait()
+}
+
+// LockDir takes the lock a wharf holds on its data directory dir (a flock
+// of the directory, see host.LockDataDir) until release is called or the
+// test ends: a test that kills a child test with containers holds it
+// while it looks at what the child left, which another test process
+// starting meanwhile would otherwise reclaim (see containerd.ReclaimEnded).
+func LockDir(t testing.TB, dir string) (release func()) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	return func() { d.Close() }
 }
