@@ -42,7 +42,7 @@ func Ended(environ []string) bool {
 			continue
 		}
 		pid, err := strconv.Atoi(v)
-		return err == nil && pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH
+		return err == nil && pid > 0 && ProcessEnded(pid)
 	}
 	return false
 }
@@ -56,8 +56,6 @@ func Ended(environ []string) bool {
 // temporary directory of its own); a variable for tests.
 var registryDir = "/run/wharf-ephemeral"
 
-func registry() string { return registryDir }
-
 // Register records that the process that marked this one uses the data
 // directory dir, an absolute path; it does nothing in a process that is
 // not marked.
@@ -66,12 +64,12 @@ func Register(dir string) error {
 	if pid == "" {
 		return nil
 	}
-	if err := os.MkdirAll(registry(), 0o700); err != nil {
+	if err := os.MkdirAll(registryDir, 0o700); err != nil {
 		return err
 	}
 	h := fnv.New64a()
 	h.Write([]byte(dir))
-	err := os.Symlink(dir, filepath.Join(registry(), fmt.Sprintf("%s-%x", pid, h.Sum64())))
+	err := os.Symlink(dir, filepath.Join(registryDir, fmt.Sprintf("%s-%x", pid, h.Sum64())))
 	if errors.Is(err, fs.ErrExist) {
 		return nil
 	}
@@ -85,8 +83,9 @@ type entry struct {
 	pid       int
 }
 
+// entries lists the registry.
 func entries() []entry {
-	links, _ := filepath.Glob(filepath.Join(registry(), "*-*"))
+	links, _ := filepath.Glob(filepath.Join(registryDir, "*-*"))
 	var out []entry
 	for _, link := range links {
 		pidText, _, _ := strings.Cut(filepath.Base(link), "-")
@@ -99,7 +98,8 @@ func entries() []entry {
 	return out
 }
 
-func ended(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
+// ProcessEnded reports whether no process has the id pid.
+func ProcessEnded(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
 
 // EndedDirs lists the existing data directories that ephemeral processes
 // which ended registered, and that no running one did; it forgets those
@@ -108,14 +108,14 @@ func EndedDirs() []string {
 	all := entries()
 	var dirs []string
 	for _, e := range all {
-		if !ended(e.pid) {
+		if !ProcessEnded(e.pid) {
 			continue
 		}
 		if _, err := os.Stat(e.dir); errors.Is(err, fs.ErrNotExist) {
 			os.Remove(e.link)
 			continue
 		}
-		live := slices.ContainsFunc(all, func(o entry) bool { return o.dir == e.dir && !ended(o.pid) })
+		live := slices.ContainsFunc(all, func(o entry) bool { return o.dir == e.dir && !ProcessEnded(o.pid) })
 		if !live && !slices.Contains(dirs, e.dir) {
 			dirs = append(dirs, e.dir)
 		}
@@ -127,7 +127,7 @@ func EndedDirs() []string {
 // ended: what they left there is gone.
 func Forget(dir string) {
 	for _, e := range entries() {
-		if e.dir == dir && ended(e.pid) {
+		if e.dir == dir && ProcessEnded(e.pid) {
 			os.Remove(e.link)
 		}
 	}

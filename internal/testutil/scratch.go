@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -89,7 +88,7 @@ func sweepScratch() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))
 	for _, dir := range dirs {
 		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), scratchPrefix), "-")
-		if pid, err := strconv.Atoi(pidText); err == nil && !processExists(pid) {
+		if pid, err := strconv.Atoi(pidText); err == nil && ephemeral.ProcessEnded(pid) {
 			sweep(dir)
 		}
 	}
@@ -128,10 +127,4 @@ func inUse(dir string) bool {
 		}
 	}
 	return false
-}
-
-// processExists reports whether a process with this id exists.
-func processExists(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
