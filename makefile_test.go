@@ -1,6 +1,7 @@
 package wharf_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // TestMakeBuildStampsItsOwnCommit: make build stamps wharf version with
@@ -106,4 +109,27 @@ func TestLeftoversNamesContainerCgroupsLeftByTheTests(t *testing.T) {
 	assert.Error(t, err)
 	assert.Contains(t, string(out), "left behind by the tests: cgroup "+cgroup+"/\n")
 	assert.Contains(t, string(out), "-id leftovers-test")
+}
+
+// TestLeftoversNamesRegisteredDataDirsOfEndedTests: leftovers.sh fails on
+// a data directory that a test process which ended registered for
+// reclaiming (internal/ephemeral) and that is still there, and not once
+// it is gone.
+func TestLeftoversNamesRegisteredDataDirsOfEndedTests(t *testing.T) {
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	data := t.TempDir()
+	// Locked, so that no test process running meanwhile reclaims it.
+	testutil.LockDir(t, data)
+	require.NoError(t, os.MkdirAll("/run/wharf-ephemeral", 0o700), "needs root")
+	link := fmt.Sprintf("/run/wharf-ephemeral/%d-leftovers-test", ended.Process.Pid)
+	require.NoError(t, os.Symlink(data, link))
+	defer os.Remove(link)
+
+	out, err := exec.Command("scripts/leftovers.sh", "").CombinedOutput()
+	assert.Error(t, err)
+	assert.Contains(t, string(out), fmt.Sprintf("left behind by ended test process %d: registered data directory %s\n", ended.Process.Pid, data))
+	require.NoError(t, os.Remove(data))
+	out, _ = exec.Command("scripts/leftovers.sh", "").CombinedOutput()
+	assert.NotContains(t, string(out), data, "its directory is gone")
 }

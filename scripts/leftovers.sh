@@ -3,9 +3,10 @@
 # shims, one per line.
 # leftovers.sh [BEFORE]: run after the tests. Fails if a test process that
 # has ended left its scratch directories behind (internal/testutil/
-# scratch.go: every TestMain must remove them), or if a container cgroup or
-# shim outlived the tests that is not in BEFORE (what --containers listed
-# before them: a wharf serve running meanwhile is not the tests'). Each
+# scratch.go: every TestMain must remove them) or a registered data
+# directory not reclaimed, or if a container cgroup or shim outlived the
+# tests that is not in BEFORE (what --containers listed before them: a
+# wharf serve running meanwhile is not the tests'). Each
 # test checks what its own wharf left, but a cgroup is named after its
 # containerd's runc root, which not every test's check knows.
 set -euo pipefail
@@ -33,6 +34,18 @@ for dir in "${TMPDIR:-/tmp}"/wharf-scratch-*; do
 	pid=${pid%%-*}
 	if ! kill -0 "$pid" 2>/dev/null; then
 		echo "left behind by ended test process $pid: $dir" >&2
+		left=1
+	fi
+done
+# internal/ephemeral: a data directory an ended test process registered
+# that is still there was not reclaimed (its links to directories that are
+# gone are dropped by the next test process).
+for link in /run/wharf-ephemeral/*-*; do
+	[ -L "$link" ] || continue
+	pid=${link##*/}
+	pid=${pid%%-*}
+	if ! kill -0 "$pid" 2>/dev/null && [ -e "$(readlink "$link")" ]; then
+		echo "left behind by ended test process $pid: registered data directory $(readlink "$link")" >&2
 		left=1
 	fi
 done
