@@ -53,18 +53,39 @@ func ReclaimEnded(ctx context.Context, logger *slog.Logger) ([]string, error) {
 	var reclaimed []string
 	var errs []error
 	for _, dir := range endedDataDirs() {
-		err := reclaim(ctx, dir, logger)
+		ok, err := reclaimEnded(ctx, dir, logger)
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			continue // in use: not ended after all, or being reclaimed
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
-			continue
+		} else if ok {
+			reclaimed = append(reclaimed, dir)
 		}
-		ephemeral.Forget(dir)
-		reclaimed = append(reclaimed, dir)
 	}
 	return reclaimed, errors.Join(errs...)
+}
+
+// reclaimEnded reclaims dir, one of endedDataDirs, and forgets it, with
+// its lock held; it reports whether it did. One that another process
+// reclaimed between the list and the lock (a test may have removed it
+// since, or started on it) is left: another containerd there would be one
+// too many.
+func reclaimEnded(ctx context.Context, dir string, logger *slog.Logger) (bool, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	beforeRecheck(dir)
+	if !slices.Contains(endedDataDirs(), dir) {
+		return false, nil
+	}
+	if err := reclaimLocked(ctx, dir, logger); err != nil {
+		return false, err
+	}
+	ephemeral.Forget(dir)
+	return true, nil
 }
 
 // endedDataDirs lists the data directories that wharf's shims of ended
@@ -159,14 +180,34 @@ func daemonRuns(procs []process, dir string) bool {
 // the directory's lock meanwhile (the one host.LockDataDir takes), so a
 // wharf that owns it, or another process reclaiming it, is left alone.
 func reclaim(ctx context.Context, dir string, logger *slog.Logger) error {
-	d, err := os.Open(dir)
+	unlock, err := lockDir(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fmt.Errorf("locking it: %w", err)
+	defer unlock()
+	return reclaimLocked(ctx, dir, logger)
+}
+
+// beforeRecheck is called by reclaimEnded once it holds the lock of a
+// data directory, before it checks it still needs reclaiming; for tests.
+var beforeRecheck = func(dir string) {}
+
+// lockDir takes the lock of the data directory dir that host.LockDataDir
+// takes, without waiting.
+func lockDir(dir string) (unlock func(), err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
 	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("locking it: %w", err)
+	}
+	return func() { d.Close() }, nil
+}
+
+// reclaimLocked is reclaim with dir's lock held.
+func reclaimLocked(ctx context.Context, dir string, logger *slog.Logger) error {
 	b, err := openBackend(ctx, dir, "", logger)
 	if err != nil {
 		return err

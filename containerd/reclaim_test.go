@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,8 +39,7 @@ func TestKilledTestsContainersAreReclaimed(t *testing.T) {
 	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
 	release()
 
-	_, err = ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	reclaimEndedAndWait(t, data)
 	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
 	assert.False(t, mc.Exited(), "this process's container runs on")
 }
@@ -69,6 +70,42 @@ func killedTestsContainerAt(t *testing.T, when string) (data string, release fun
 	return data, release
 }
 
+// reclaimEndedAndWait calls ReclaimEnded, then waits for the lock of data,
+// the killed child's data directory: a test process of another package
+// that started once the test released it may be reclaiming it, and
+// ReclaimEnded leaves it to that process.
+func reclaimEndedAndWait(t *testing.T, data string) {
+	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	testutil.LockDir(t, data)()
+}
+
+// TestReclaimEndedLeavesWhatAnotherProcessReclaimed: a data directory that
+// another test process reclaimed between ReclaimEnded's list and its lock
+// (and that its test may be removing, or that a test may have started on
+// since) is left alone: no containerd of ReclaimEnded's starts there.
+func TestReclaimEndedLeavesWhatAnotherProcessReclaimed(t *testing.T) {
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	data := t.TempDir()
+	mark := os.Getenv(ephemeral.Env)
+	t.Setenv(ephemeral.Env, strconv.Itoa(ended.Process.Pid)) // registered by an ended test
+	require.NoError(t, ephemeral.Register(data))
+	os.Setenv(ephemeral.Env, mark)
+	t.Cleanup(func() { ephemeral.Forget(data) })
+	beforeRecheck = func(dir string) {
+		if dir == data {
+			ephemeral.Forget(dir) // the other process reclaimed it
+		}
+	}
+	t.Cleanup(func() { beforeRecheck = func(string) {} })
+
+	dirs, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.NotContains(t, dirs, data)
+	assert.NoDirExists(t, daemonDir(data), "a containerd started in the data directory")
+}
+
 // TestKilledTestsHalfStartedContainerIsReclaimed: a test killed while its
 // container starts may leave its network, disk and journal record before
 // any shim runs (or after it is gone, while it destroys it): the data
@@ -78,8 +115,7 @@ func TestKilledTestsHalfStartedContainerIsReclaimed(t *testing.T) {
 	t.Logf("left by the killed test: %s", strings.Join(HostLeftovers(data), "; "))
 	release()
 
-	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	reclaimEndedAndWait(t, data)
 	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
 }
 
@@ -96,8 +132,7 @@ func TestKilledTestsHalfDestroyedContainerIsReclaimed(t *testing.T) {
 	t.Logf("left by the killed test: %s", strings.Join(left, "; "))
 	release()
 
-	_, err := ReclaimEnded(context.Background(), slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	reclaimEndedAndWait(t, data)
 	assert.Empty(t, HostLeftovers(data), "left after reclaiming")
 }
 

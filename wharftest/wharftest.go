@@ -141,6 +141,10 @@ func Start(t testing.TB, opts Options) *Plugin {
 		p.Stop()
 		if t.Failed() {
 			t.Logf("wharf log of %s:\n%s", m.Name, p.Logs())
+		} else if opts.DataDir == "" {
+			// Its containers are gone with the test's own data directory:
+			// the next test process has nothing to reclaim there.
+			ephemeral.UnregisterDir(p.DataDir)
 		}
 	})
 	return p

@@ -144,6 +144,25 @@ func Unregister() {
 	}
 }
 
+// UnregisterDir forgets that the process that marked this one uses the
+// data directory dir, as Register recorded it: a test that removed what
+// it made there, in a directory of its own, and whose process may run no
+// Unregister at its end (a plugin's tests with wharftest).
+func UnregisterDir(dir string) {
+	pid, err := strconv.Atoi(os.Getenv(Env))
+	if err != nil {
+		return
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return
+	}
+	for _, e := range entries() {
+		if e.pid == pid && e.dir == dir {
+			os.Remove(e.link)
+		}
+	}
+}
+
 // Registered reports whether a registered data directory is at or below
 // dir.
 func Registered(dir string) bool {

@@ -59,3 +59,27 @@ func TestRegisteredDataDirsOfEndedProcesses(t *testing.T) {
 	Unregister() // as this process ends: the ended one's registration alone is left
 	assert.Equal(t, []string{shared}, EndedDirs())
 }
+
+func TestUnregisterDirForgetsOneDirOfThisProcess(t *testing.T) {
+	defer func(dir string) { registryDir = dir }(registryDir)
+	registryDir = t.TempDir()
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	own, other, shared := t.TempDir(), t.TempDir(), t.TempDir()
+
+	t.Setenv(Env, strconv.Itoa(ended.Process.Pid))
+	require.NoError(t, Register(shared))
+	Mark()
+	for _, dir := range []string{own, other, shared} {
+		require.NoError(t, Register(dir))
+	}
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	rel, err := filepath.Rel(wd, own)
+	require.NoError(t, err)
+	UnregisterDir(rel) // as wharftest names it: relative, maybe
+	UnregisterDir(shared)
+	assert.False(t, Registered(own))
+	assert.True(t, Registered(other))
+	assert.Equal(t, []string{shared}, EndedDirs(), "the ended process's registration stays")
+}
