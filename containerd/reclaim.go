@@ -175,19 +175,6 @@ func daemonRuns(procs []process, dir string) bool {
 	})
 }
 
-// reclaim removes every container, and the builds' leftovers, of the data
-// directory dir, with its own containerd started for the purpose. It holds
-// the directory's lock meanwhile (the one host.LockDataDir takes), so a
-// wharf that owns it, or another process reclaiming it, is left alone.
-func reclaim(ctx context.Context, dir string, logger *slog.Logger) error {
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return reclaimLocked(ctx, dir, logger)
-}
-
 // beforeRecheck is called by reclaimEnded once it holds the lock of a
 // data directory, before it checks it still needs reclaiming; for tests.
 var beforeRecheck = func(dir string) {}
@@ -206,7 +193,10 @@ func lockDir(dir string) (unlock func(), err error) {
 	return func() { d.Close() }, nil
 }
 
-// reclaimLocked is reclaim with dir's lock held.
+// reclaimLocked removes every container, and the builds' leftovers, of
+// the data directory dir, with its own containerd started for the purpose;
+// the caller holds the directory's lock (the one host.LockDataDir takes),
+// so a wharf that owns it, or another process reclaiming it, is left alone.
 func reclaimLocked(ctx context.Context, dir string, logger *slog.Logger) error {
 	b, err := openBackend(ctx, dir, "", logger)
 	if err != nil {

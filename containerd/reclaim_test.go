@@ -155,8 +155,11 @@ func TestContainersAWharfAdoptedAreLeft(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, HostLeftovers(data), "the container is left for the wharf to adopt")
 
-	require.NoError(t, reclaim(context.Background(), data, logger))
-	assert.Empty(t, HostLeftovers(data))
+	require.NoError(t, os.Remove(adoptablePath(data))) // as a test's OpenBackend does
+	_, err = ReclaimEnded(context.Background(), logger)
+	require.NoError(t, err)
+	testutil.LockDir(t, data)() // another test process may be reclaiming it
+	assert.Empty(t, HostLeftovers(data), "reclaimed once no longer adoptable")
 }
 
 // startAndWaitToBeKilled is the child of the tests above: a container with

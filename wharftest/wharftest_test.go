@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -25,8 +26,6 @@ func TestPassingTestLeavesNoRegisteredDataDir(t *testing.T) {
 		p := wharftest.Start(t, wharftest.Options{Dir: "../examples/sandbox", Images: []string{wharftest.BusyboxImage(t)}})
 		data = p.DataDir
 	})
-	if data == "" {
-		t.Skip("the plugin did not start")
-	}
+	require.NotEmpty(t, data, "the plugin started")
 	assert.False(t, ephemeral.Registered(data), "%s is registered still", data)
 }
