@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -58,16 +57,7 @@ func killedTestsContainer(t *testing.T) (data string, release func()) {
 // "half-destroyed" (its task and shim gone, as a destroy removes them
 // first; its network, disk and record not yet).
 func killedTestsContainerAt(t *testing.T, when string) (data string, release func()) {
-	data = t.TempDir()
-	release = testutil.LockDir(t, data)
-	child := testutil.StartChildTest(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA="+data)
-	for child.Stdout.Scan() && child.Stdout.Text() != when {
-	}
-	require.Equal(t, when, child.Stdout.Text(), "the child test's container")
-	child.Kill(t)
-	require.Eventually(t, func() bool { return !daemonRuns(processes(), data) }, 30*time.Second, 50*time.Millisecond,
-		"the killed test's containerd stops")
-	return data, release
+	return testutil.KillChildTestWith(t, "TestKilledTestsContainersAreReclaimed", "WHARF_TEST_RECLAIM_CHILD_DATA", when)
 }
 
 // reclaimEndedAndWait calls ReclaimEnded, then waits for the lock of data,

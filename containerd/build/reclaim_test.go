@@ -26,16 +26,7 @@ func TestKilledTestsBuildIsReclaimed(t *testing.T) {
 	if data := os.Getenv("WHARF_TEST_RECLAIM_BUILD_DATA"); data != "" {
 		buildAndWaitToBeKilled(t, data)
 	}
-	data := t.TempDir()
-	release := testutil.LockDir(t, data) // no other test process reclaims it before it is looked at
-	child := testutil.StartChildTest(t, "TestKilledTestsBuildIsReclaimed", "WHARF_TEST_RECLAIM_BUILD_DATA="+data)
-	for child.Stdout.Scan() && child.Stdout.Text() != "building" {
-	}
-	require.Equal(t, "building", child.Stdout.Text(), "the child test's build ran its step")
-	child.Kill(t)
-	require.Eventually(t, func() bool {
-		return len(testutil.Processes("--config "+data+"/")) == 0
-	}, 30*time.Second, 50*time.Millisecond, "the killed test's containerd and buildkitd stop")
+	data, release := testutil.KillChildTestWith(t, "TestKilledTestsBuildIsReclaimed", "WHARF_TEST_RECLAIM_BUILD_DATA", "building")
 	require.NotEmpty(t, containerd.MountsUnder(build.Dir(data)), "the killed build's mounts outlive it")
 	release()
 

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // ChildTest is this test binary run again as a child process, for a test
@@ -72,4 +73,32 @@ func LockDir(t testing.TB, dir string) (release func()) {
 		t.Fatal(err)
 	}
 	return func() { d.Close() }
+}
+
+// KillChildTestWith runs the test name as a ChildTest given a new data
+// directory in the environment variable dataEnv, kills it with SIGKILL as
+// soon as it prints the line when, and waits until no process serves that
+// directory any more (its containerd and buildkitd go with it). The
+// directory stays locked (see LockDir) until release is called, so that
+// no test process starting meanwhile reclaims what the child left before
+// the test has looked at it.
+func KillChildTestWith(t testing.TB, name, dataEnv, when string) (data string, release func()) {
+	t.Helper()
+	data = t.TempDir()
+	release = LockDir(t, data)
+	child := StartChildTest(t, name, dataEnv+"="+data)
+	for child.Stdout.Scan() && child.Stdout.Text() != when {
+	}
+	if child.Stdout.Text() != when {
+		t.Fatalf("the child test %s ended before it said %q", name, when)
+	}
+	child.Kill(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(Processes("--config "+data+"/")) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed test's containerd or buildkitd still runs: %v", Processes("--config "+data+"/"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return data, release
 }
