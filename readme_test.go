@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testnet"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -233,7 +235,8 @@ func newReadmeSession(t *testing.T, checkout string) *readmeSession {
 	require.NoError(t, copyCheckout(checkout, s.root))
 	require.NoError(t, os.Mkdir(s.tmp, 0o755))
 
-	name := fmt.Sprintf("readme-%d", os.Getpid())
+	removeEndedSessionsNamespaces()
+	name := fmt.Sprintf("%s%d", readmeNamespacePrefix, os.Getpid())
 	var upErr error
 	ns := testnet.InNamespace(t, name, func() {
 		lo, err := netlink.LinkByName("lo")
@@ -255,6 +258,22 @@ func newReadmeSession(t *testing.T, checkout string) *readmeSession {
 	s.env = append(os.Environ(), "PATH="+filepath.Join(s.root, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome)
 	t.Cleanup(s.stopServers)
 	return s
+}
+
+// readmeNamespacePrefix begins the name of a session's network namespace,
+// before the test process's id.
+const readmeNamespacePrefix = "readme-"
+
+// removeEndedSessionsNamespaces removes the network namespaces of sessions
+// whose test process ended without removing them (kill -9, a -timeout).
+func removeEndedSessionsNamespaces() {
+	names, _ := filepath.Glob(filepath.Join("/run/netns", readmeNamespacePrefix+"*"))
+	for _, path := range names {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(path), readmeNamespacePrefix))
+		if err == nil && ephemeral.ProcessEnded(pid) {
+			netns.DeleteNamed(filepath.Base(path))
+		}
+	}
 }
 
 // copyCheckout copies the repository at from to to, without its git
@@ -293,11 +312,16 @@ func copyCheckout(from, to string) error {
 }
 
 // command is a shell running text in the session's namespace and
-// directory.
+// directory, in a process group of its own (stopped as a group). If the
+// test process dies (kill -9, a -timeout), the shell gets SIGTERM and
+// passes it to the whole group, as stopServers would: a server the text
+// started (make's child wharf too) stops and removes its containers
+// instead of serving on for good.
 func (s *readmeSession) command(ctx context.Context, text string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "nsenter", "--net="+s.netns, "bash", "-c", strings.ReplaceAll(text, "/tmp/", s.tmp+"/"))
+	script := "trap 'trap - TERM; kill -TERM 0' TERM\n{ " + strings.ReplaceAll(text, "/tmp/", s.tmp+"/") + "\n} & wait $!"
+	cmd := exec.CommandContext(ctx, "nsenter", "--net="+s.netns, "bash", "-c", script)
 	cmd.Dir, cmd.Env = s.cwd, s.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stopped as a group
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	return cmd
 }
 
