@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/egresspolicy"
+	"github.com/wharfhq/wharf/internal/dirlock"
 	"github.com/wharfhq/wharf/internal/ephemeral"
 )
 
@@ -179,14 +180,14 @@ func daemonRuns(procs []process, dir string) bool {
 // data directory, before it checks it still needs reclaiming; for tests.
 var beforeRecheck = func(dir string) {}
 
-// lockDir takes the lock of the data directory dir that host.LockDataDir
-// takes, without waiting.
+// lockDir takes the lock of the data directory dir (package dirlock)
+// without waiting.
 func lockDir(dir string) (unlock func(), err error) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := dirlock.Try(d); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("locking it: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/dirlock"
 )
 
 // dataDirPidFile is the file in a data directory that names its owner's
@@ -34,8 +36,8 @@ type DataDirLock struct {
 // A data directory has one owner: a second wharf on it would start a
 // second containerd on the same state and take over the first one's
 // containers and firewall, so it must be refused before it does anything.
-// The flock is taken on the directory itself, which cannot be removed
-// while it holds wharf's state.
+// The lock (package dirlock) is taken on the directory itself, which
+// cannot be removed while it holds wharf's state.
 func LockDataDir(dir string) (*DataDirLock, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -52,7 +54,7 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	pidFile := filepath.Join(path, dataDirPidFile)
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := dirlock.Try(d); err != nil {
 		d.Close()
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("locking the data directory %s: %w", dir, err)

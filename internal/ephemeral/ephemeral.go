@@ -123,25 +123,26 @@ func EndedDirs() []string {
 	return dirs
 }
 
-// Forget forgets the data directory dir as registered by processes that
-// ended: what they left there is gone.
-func Forget(dir string) {
+// forget removes the registry's entries that match.
+func forget(match func(entry) bool) {
 	for _, e := range entries() {
-		if e.dir == dir && ProcessEnded(e.pid) {
+		if match(e) {
 			os.Remove(e.link)
 		}
 	}
+}
+
+// Forget forgets the data directory dir as registered by processes that
+// ended: what they left there is gone.
+func Forget(dir string) {
+	forget(func(e entry) bool { return e.dir == dir && ProcessEnded(e.pid) })
 }
 
 // Unregister forgets the data directories this process registered: at
 // its end, once its tests removed what they made there.
 func Unregister() {
 	self := os.Getpid()
-	for _, e := range entries() {
-		if e.pid == self {
-			os.Remove(e.link)
-		}
-	}
+	forget(func(e entry) bool { return e.pid == self })
 }
 
 // UnregisterDir forgets that the process that marked this one uses the
@@ -156,11 +157,7 @@ func UnregisterDir(dir string) {
 	if dir, err = filepath.Abs(dir); err != nil {
 		return
 	}
-	for _, e := range entries() {
-		if e.pid == pid && e.dir == dir {
-			os.Remove(e.link)
-		}
-	}
+	forget(func(e entry) bool { return e.pid == pid && e.dir == dir })
 }
 
 // Registered reports whether a registered data directory is at or below

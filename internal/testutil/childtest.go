@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wharfhq/wharf/internal/dirlock"
 )
 
 // ChildTest is this test binary run again as a child process, for a test
@@ -57,9 +58,8 @@ func (c *ChildTest) Kill(t testing.TB) {
 	c.Cmd.Wait()
 }
 
-// LockDir takes the lock a wharf holds on its data directory dir (a flock
-// of the directory, see host.LockDataDir) until release is called or the
-// test ends: a test that kills a child test with containers holds it
+// LockDir takes the lock a wharf holds on its data directory dir (package
+// dirlock) until release is called or the test ends: a test that kills a child test with containers holds it
 // while it looks at what the child left, which another test process
 // starting meanwhile would otherwise reclaim (see containerd.ReclaimEnded).
 func LockDir(t testing.TB, dir string) (release func()) {
@@ -69,7 +69,7 @@ func LockDir(t testing.TB, dir string) (release func()) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
+	if err := dirlock.Wait(d); err != nil {
 		t.Fatal(err)
 	}
 	return func() { d.Close() }

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
+	"github.com/wharfhq/wharf/internal/dirlock"
 	"github.com/wharfhq/wharf/internal/ephemeral"
 )
 
@@ -106,7 +106,7 @@ func sweep(dir string) {
 		return
 	}
 	defer d.Close()
-	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil || inUse(dir) || ephemeral.Registered(dir) {
+	if dirlock.Try(d) != nil || inUse(dir) || ephemeral.Registered(dir) {
 		return
 	}
 	os.RemoveAll(dir)

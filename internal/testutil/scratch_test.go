@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -53,13 +52,10 @@ func TestScratchInUseIsKept(t *testing.T) {
 
 	shim.Process.Kill()
 	shim.Wait()
-	d, err := os.Open(dead)
-	require.NoError(t, err)
-	defer d.Close()
-	require.NoError(t, syscall.Flock(int(d.Fd()), syscall.LOCK_EX))
+	release := LockDir(t, dead)
 	sweepScratch()
 	assert.DirExists(t, bundle, "it is locked: another process reclaims it")
-	require.NoError(t, d.Close())
+	release()
 
 	sweepScratch()
 	assert.NoDirExists(t, dead, "swept once nothing uses it")
