@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -673,7 +672,7 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "new", "value": "2"})
 	w.stop()
 	require.FileExists(t, file, "the object's file is back at its path")
-	db := storage.Lazy(file)
+	db := storage.Lazy(file, nil)
 	defer db.Close()
 	v, ok, err := db.Get([]byte("new"))
 	require.NoError(t, err)
@@ -699,7 +698,7 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	assert.Contains(t, body, `no key "old"`, "the object came back from the file at its path")
 	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "new", "value": "3"})
 	w.stop()
-	db := storage.Lazy(file)
+	db := storage.Lazy(file, nil)
 	defer db.Close()
 	v, ok, err := db.Get([]byte("new"))
 	require.NoError(t, err)
@@ -710,20 +709,20 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	assert.False(t, ok, "the refused write is nowhere")
 }
 
-// TestFailedSyncReopensTheDatabase: when an object's WAL cannot be synced
-// (here: deleted on disk), the held reply says its write may not be
-// durable, and the host keeps serving; the object's next event, whether
-// the object stayed live or was evicted meanwhile (its database parked),
-// runs on the database opened anew instead of failing too.
+// TestFailedSyncReopensTheDatabase: when the commit log cannot be written
+// (here: its file descriptor made read-only under it), the held reply says
+// its write may not be durable, and the host keeps serving; the object's
+// next event, whether the object stayed live or was evicted meanwhile (its
+// database parked), runs on the database opened anew instead of failing
+// too.
 func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	dir := t.TempDir()
 	w := startObjects(t, dir, "[durable_objects]\nmax_live = 1\nidle_timeout = \"10m\"\n")
 	o := w.Objects()
 	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "old", "value": "1"})
-	file := onlyObjectDatabase(t, dir)
 	failSync := func() {
 		t.Helper()
-		require.NoError(t, os.Remove(file+"-wal"))
+		breakCommitLog(t, dir)
 		code, body := w.call(t, "STORE", "s0", "Put", map[string]string{"key": "unsure", "value": "2"})
 		assert.Equal(t, 500, code)
 		assert.Contains(t, body, "storage commit failed: syncing the commit to disk failed: its writes may be lost")
@@ -744,88 +743,29 @@ func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	}
 }
 
-// TestReadAfterAnUnsyncedWriteWaitsForTheSync: a read that sees a write
-// whose sync has not finished is not answered before it (the output gate),
-// and when that sync fails, the read fails too rather than hand out a
-// write that may be lost. The sync is held by a FIFO put at the WAL's
-// path: opening it for the sync waits until the test opens its other end.
-func TestReadAfterAnUnsyncedWriteWaitsForTheSync(t *testing.T) {
-	dir := t.TempDir()
-	w := startObjects(t, dir, "")
-	w.mustCall(t, "STORE", "gate", "Put", map[string]string{"key": "old", "value": "1"})
-	wal := onlyObjectDatabase(t, dir) + "-wal"
-	require.NoError(t, os.Remove(wal))
-	require.NoError(t, unix.Mkfifo(wal, 0o600))
-	var peer *os.File
-	t.Cleanup(func() { // a sync still waiting opens it and fails; later ones open the real path
-		if peer == nil {
-			peer, _ = os.OpenFile(wal, os.O_RDWR, 0)
+// breakCommitLog makes the next write of the commit log of the host with
+// data directory dir fail: the descriptor of its segment is made one that
+// cannot be written. The log goes on in a new segment after.
+func breakCommitLog(t *testing.T, dir string) {
+	t.Helper()
+	logDir := filepath.Join(dir, "objects", "commit-log") + "/"
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil || !strings.HasPrefix(target, logDir) || !strings.HasSuffix(target, ".log") {
+			continue
 		}
-		peer.Close()
-		os.Remove(wal)
-	})
-	type answer struct {
-		code int
-		body string
+		readOnly, err := os.Open(os.DevNull)
+		require.NoError(t, err)
+		defer readOnly.Close()
+		var fd int
+		_, err = fmt.Sscan(e.Name(), &fd)
+		require.NoError(t, err)
+		require.NoError(t, unix.Dup3(int(readOnly.Fd()), fd, unix.O_CLOEXEC))
+		return
 	}
-	call := func(method string, args any) <-chan answer {
-		c := make(chan answer, 1)
-		go func() {
-			code, body := w.call(t, "STORE", "gate", method, args)
-			c <- answer{code, body}
-		}()
-		return c
-	}
-	write := call("Put", map[string]string{"key": "unsure", "value": "2"})
-	time.Sleep(300 * time.Millisecond) // committed; its sync waits on the FIFO
-	read := call("Get", "unsure")
-	select {
-	case a := <-read:
-		t.Fatalf("the read was answered before the write it saw was durable: %d %s", a.code, a.body)
-	case a := <-write:
-		t.Fatalf("the write was answered before its sync: %d %s", a.code, a.body)
-	case <-time.After(500 * time.Millisecond):
-	}
-	var err error
-	peer, err = os.OpenFile(wal, os.O_RDWR, 0) // the sync opens it, then fails: a FIFO cannot be synced
-	require.NoError(t, err)
-	for _, c := range []<-chan answer{write, read} {
-		a := <-c
-		assert.Equal(t, 500, a.code, a.body)
-		assert.Contains(t, a.body, "its writes may be lost")
-	}
-	require.NoError(t, peer.Close())
-	require.NoError(t, os.Remove(wal))
-	assert.Equal(t, `"1"`, w.mustCall(t, "STORE", "gate", "Get", "old"), "the object keeps serving")
-}
-
-// TestAlarmIndexDoesNotHoldUpReplies: an alarm's outcome is written to the
-// alarm index (a synchronous commit) after its event's commit is durable,
-// apart from the goroutine that releases every object's held replies: with
-// the index locked, other objects still answer at once.
-func TestAlarmIndexDoesNotHoldUpReplies(t *testing.T) {
-	dir := t.TempDir()
-	w := startObjects(t, dir, "")
-	w.mustCall(t, "ALARMED", "a", "Schedule", []int{100, 0})
-	index, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "objects", "alarms.sqlite"))
-	require.NoError(t, err)
-	defer index.Close()
-	lock, err := index.Conn(context.Background())
-	require.NoError(t, err)
-	defer lock.Close()
-	_, err = lock.ExecContext(context.Background(), "BEGIN EXCLUSIVE") // the index's writes wait (busy_timeout: 5 s)
-	require.NoError(t, err)
-	time.Sleep(500 * time.Millisecond) // the alarm runs; its outcome waits for the index
-	start := time.Now()
-	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
-	assert.Less(t, time.Since(start), 2*time.Second, "a write's reply waited for the alarm index")
-	_, err = lock.ExecContext(context.Background(), "ROLLBACK")
-	require.NoError(t, err)
-	assert.Equal(t, `"0,"`, w.mustCall(t, "ALARMED", "a", "Runs", nil))
-	require.Eventually(t, func() bool {
-		var n int
-		return lock.QueryRowContext(context.Background(), "SELECT count(*) FROM alarms").Scan(&n) == nil && n == 0
-	}, 10*time.Second, 50*time.Millisecond, "the alarm's entry leaves the index once it is unlocked")
+	t.Fatalf("no open segment of the commit log in %s", logDir)
 }
 
 // onlyObjectDatabase is the database file of the one object that stored

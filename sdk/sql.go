@@ -12,8 +12,8 @@ import (
 // Exec runs one SQL statement on the object's database with positional
 // arguments (?) and returns its rows. Arguments may be nil, integers,
 // floats, bools, strings or []byte. Errors carry SQLite's own message.
-// Tables named _wharf_* are reserved, and transactions go through
-// Transaction, not BEGIN/COMMIT.
+// Tables named _wharf_* and setting PRAGMA application_id are reserved,
+// and transactions go through Transaction, not BEGIN/COMMIT.
 func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 	b := abi.NewFieldsBuilder(nil)
 	var num [8]byte

@@ -51,6 +51,8 @@ type Objects struct {
 	idle     time.Duration
 	maxLive  int
 	alarms   *Alarms
+	// commits makes the objects' commits durable.
+	commits *storage.Log
 	// cluster places and forwards events; nil on a single host.
 	cluster *clusterRouting
 	// nextEvent numbers events in their ids.
@@ -59,7 +61,7 @@ type Objects struct {
 	mu   sync.Mutex
 	live map[string]*Object // by liveKey
 	lru  *list.List         // idle objects, least recently used first
-	// Open databases are capped (each holds three descriptors): beyond the
+	// Open databases are capped (each holds four descriptors): beyond the
 	// cap, parked databases are closed first, then idle live objects close
 	// theirs, least recently used first, and reopen it on their next event.
 	openDBs   int
@@ -213,9 +215,18 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 		}
 		o.bindings[b.Name] = ns
 	}
+	commits, err := storage.OpenLog(filepath.Join(root, "commit-log"), root)
+	if err != nil {
+		return nil, err
+	}
+	for path, err := range commits.Unreplayed() {
+		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
+	}
+	o.commits = commits
 	known := func(class string) bool { _, ok := o.classes[class]; return ok }
 	alarms, err := OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
 	if err != nil {
+		commits.Close()
 		return nil, err
 	}
 	o.alarms = alarms
@@ -543,7 +554,7 @@ func (obj *Object) commitFailure(err error) error {
 // reach; the next event opens the file at the object's path.
 func (obj *Object) reopenStorage() {
 	obj.db.Close()
-	obj.db = storage.Lazy(obj.storagePath())
+	obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits)
 }
 
 // closeStorage closes the object's database; its next event reopens it.
@@ -592,10 +603,10 @@ func (obj *Object) openStorage() {
 			return
 		}
 		o.closeParkedDB(p)
-		obj.db = storage.Lazy(obj.storagePath()) // takes p's place in openDBs
+		obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits) // takes p's place in openDBs
 		return
 	}
-	obj.db = storage.Lazy(obj.storagePath())
+	obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits)
 	o.openDBs++
 	var parked []*parkedDB
 	for o.openDBs > o.maxOpenDB && o.parkedLRU.Len() > 0 {
@@ -623,17 +634,15 @@ func (obj *Object) openStorage() {
 func (obj *Object) replaceStorage(data []byte) error {
 	obj.closeStorage()
 	path := obj.storagePath()
-	for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the new file
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
 	if data != nil {
-		if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		if err := storage.Install(path, data); err != nil {
 			return err
 		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			return err
+	} else {
+		for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the next file
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 	}
 	obj.openStorage()
@@ -659,13 +668,14 @@ func maxOpenDatabases() int {
 }
 
 // OpenDatabases is how many object databases may be open at once under a
-// descriptor limit of fileLimit: three descriptors each (the database, its
-// WAL and its shared memory) in half the limit; at least 16, at most
+// descriptor limit of fileLimit: four descriptors each (the database, its
+// WAL and its shared memory, and the WAL again for the commit log) in half
+// the limit; at least 16, at most
 // MemoryOpenDatabases. The other half is for connections, containerd, logs
 // and the databases of busy objects past the cap (it is enforced by
 // closing idle objects' databases, after a new one opened).
 func OpenDatabases(fileLimit uint64) int {
-	return min(max(int(min(fileLimit, 1<<30)/6), 16), MemoryOpenDatabases)
+	return min(max(int(min(fileLimit, 1<<30)/8), 16), MemoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while
@@ -1079,7 +1089,7 @@ func (o *Objects) Close() error {
 	o.openDBs -= len(parked)
 	o.mu.Unlock()
 	o.closeParked(parked)
-	return nil
+	return o.commits.Close()
 }
 
 // parkedClosers bounds the databases closeParked closes at once. Closing

@@ -1,9 +1,12 @@
 package storage
 
 import (
+	"bytes"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -66,6 +69,7 @@ func create(path string) (bool, error) {
 			return false, err
 		}
 	}
+	data = withIncarnation(data)
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		os.Remove(tmp)
@@ -79,6 +83,55 @@ func create(path string) (bool, error) {
 // would be thrown away at the next open.
 func syncNew(path string) error {
 	if err := syncPath(path); err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(path))
+}
+
+// withIncarnation returns a copy of the database file data with a random
+// non-zero incarnation in its header's application_id (bytes 68–71): the
+// commit log replays a commit only into the file it was made in, never
+// into a new database later created at the same path.
+func withIncarnation(data []byte) []byte {
+	data = bytes.Clone(data)
+	for binary.BigEndian.Uint32(data[68:72]) == 0 {
+		binary.BigEndian.PutUint32(data[68:72], rand.Uint32())
+	}
+	return data
+}
+
+// Install puts data, a database file made elsewhere (a snapshot), at path
+// in place of the database there, which must be closed, and of its WAL,
+// durably. The file gets an incarnation of its own: a snapshot carries
+// the one of the file it was copied from, which can be the replaced one
+// (this host held the object before), and the commit log must not replay
+// the replaced file's commits into it.
+func Install(path string, data []byte) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the new file
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if len(data) < 100 {
+		return errors.New("install: not a database file")
+	}
+	data = bytes.Clone(data)
+	old := binary.BigEndian.Uint32(data[68:72])
+	id := old
+	for id == 0 || id == old {
+		id = rand.Uint32()
+	}
+	binary.BigEndian.PutUint32(data[68:72], id)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncPath(tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	return syncPath(filepath.Dir(path))

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,50 +12,44 @@ import (
 
 // Commits are made durable apart from the commit itself. SQLite runs with
 // synchronous=NORMAL, so a commit writes its WAL frames without waiting for
-// the disk; the WAL is then synced (fdatasync) by Flush, or for SyncThen by
-// a sync of that WAL alone that covers every request made before it
-// began. While a WAL syncs, its object goes on running events, whose
-// replies wait for its next sync; the WALs of different objects sync
-// independently, at most maxParallelSyncs at once.
+// the disk; logCommit copies them into the host's commit log, whose next
+// sync (one for the commits of every database since the last) makes them
+// durable: Flush waits for it, SyncThen calls back after it, and the
+// object runs on meanwhile.
 
 // ErrNotDurable wraps a failed sync: commits since the last durable one may
 // be lost, or kept (SQLite committed them), so the database must be closed
 // and opened again.
 var ErrNotDurable = errors.New("syncing the commit to disk failed: its writes may be lost")
 
-// walFile is an open database's WAL. SQLite creates it at the first write
-// after opening and removes it at close (after checkpointing it), so it is
-// the same file for as long as the database stays open; Close waits for
-// the syncs under way. It is opened for each sync, so an open database
-// keeps three descriptors.
-type walFile struct {
-	path string
-	// dirSynced: its name in its directory is durable. SQLite syncs the
-	// directory of a WAL it creates only in its own sync, which
-	// synchronous=NORMAL skips.
-	dirSynced atomic.Bool
-
-	mu sync.Mutex
-	// waiting are the SyncThen requests its next sync answers.
-	waiting []syncRequest
-	// syncing: a goroutine is syncing it, or waiting for a slot to.
-	syncing bool
-}
-
-func (w *walFile) sync() error {
-	if !w.dirSynced.Load() {
-		if err := syncPath(filepath.Dir(w.path)); err != nil {
+// logCommit hands the commit just made to the log: the WAL frames written
+// since the last one.
+func (d *DB) logCommit() error {
+	if d.walFile == nil {
+		wal, err := openToSync(d.path + "-wal")
+		if err != nil {
 			return err
 		}
-		w.dirSynced.Store(true)
+		d.walFile = wal
 	}
-	f, err := openToSync(w.path)
-	if err != nil {
-		return err
+	buf := walReads.Get().(*[]byte)
+	pageSize, frames, err := readCommits(d.walFile, &d.walPos, (*buf)[:0])
+	if err == nil {
+		err = d.log.append(d, pageSize, frames)
 	}
-	defer f.Close()
-	return unix.Fdatasync(int(f.Fd()))
+	if cap(frames) <= maxPooledRead {
+		*buf = frames
+		walReads.Put(buf)
+	}
+	return err
 }
+
+// maxPooledRead bounds the buffers kept for reading frames: a commit that
+// wrote more than a few pages is rare.
+const maxPooledRead = 256 << 10
+
+// walReads are the buffers logCommit reads frames into.
+var walReads = sync.Pool{New: func() any { return new([]byte) }}
 
 // syncPath syncs the file or directory at path.
 func syncPath(path string) error {
@@ -93,8 +85,14 @@ var descriptorShortage struct {
 // of many databases, made batch after batch, or one after another as they
 // close, do not each wait descriptorWait again.
 func openToSync(path string) (*os.File, error) {
+	return openWaiting(path, os.O_RDONLY, 0)
+}
+
+// openWaiting is os.OpenFile that waits out a descriptor shortage as
+// openToSync does.
+func openWaiting(path string, flag int, perm os.FileMode) (*os.File, error) {
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		f, err := os.Open(path)
+		f, err := os.OpenFile(path, flag, perm)
 		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) || !waitOutShortage() {
 			return f, err
 		}
@@ -124,7 +122,9 @@ func (d *DB) syncNow() error {
 	if d.onDisk.Load() >= target {
 		return nil
 	}
-	return d.synced(target, d.wal.sync())
+	synced := make(chan error, 1)
+	d.log.syncThen(func(err error) { synced <- err })
+	return d.synced(target, <-synced)
 }
 
 // NotDurable reports whether a sync failed: commits since the last durable
@@ -168,59 +168,8 @@ func (d *DB) SyncThen(done func(error)) {
 		return
 	}
 	d.syncs.Add(1)
-	d.wal.request(syncRequest{db: d, target: target, done: done})
-}
-
-// syncRequest asks that db's commits up to target be made durable.
-type syncRequest struct {
-	db     *DB
-	target uint64
-	done   func(error)
-}
-
-// maxParallelSyncs bounds the WALs synced at once (each holds a thread in
-// the kernel while it waits for the disk).
-const maxParallelSyncs = 32
-
-// syncSlots holds a token for each WAL being synced.
-var syncSlots = make(chan struct{}, maxParallelSyncs)
-
-// request queues r for the WAL's next sync, starting the goroutine that
-// syncs it unless one runs.
-func (w *walFile) request(r syncRequest) {
-	w.mu.Lock()
-	w.waiting = append(w.waiting, r)
-	start := !w.syncing
-	w.syncing = true
-	w.mu.Unlock()
-	if start {
-		go w.syncWaiting()
-	}
-}
-
-// syncWaiting syncs the WAL for the requests waiting, again and again while
-// more arrive, taking a slot for each sync: the WALs waiting for one take
-// turns (a channel's senders are served in order), so busy objects do not
-// starve the others. Each request is answered once a sync that began after
-// it ends: a WAL's replies do not wait for other WALs' syncs.
-func (w *walFile) syncWaiting() {
-	for {
-		syncSlots <- struct{}{}
-		w.mu.Lock()
-		batch := w.waiting
-		w.waiting = nil
-		if len(batch) == 0 {
-			w.syncing = false
-			w.mu.Unlock()
-			<-syncSlots
-			return
-		}
-		w.mu.Unlock()
-		err := w.sync()
-		<-syncSlots
-		for _, r := range batch {
-			r.done(r.db.synced(r.target, err))
-			r.db.syncs.Done()
-		}
-	}
+	d.log.syncThen(func(err error) {
+		done(d.synced(target, err))
+		d.syncs.Done()
+	})
 }

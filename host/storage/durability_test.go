@@ -1,8 +1,11 @@
 package storage
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,10 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestSyncThenAnswersOnceTheCommitIsDurable: Commit leaves the WAL unsynced,
-// SyncThen answers once a sync of its WAL synced it (and the WAL's name in its
-// directory), or at once when nothing new was committed; what was committed
-// is there after reopening.
+// TestSyncThenAnswersOnceTheCommitIsDurable: Commit does not wait for the
+// disk, SyncThen answers once a sync of the log covered the commit, or at
+// once when nothing new was committed; what was committed is there after
+// reopening.
 func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
 	d, path := open(t)
 	answered := make(chan error, 1)
@@ -30,14 +33,11 @@ func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
 	require.NoError(t, d.Put([]byte("k"), []byte("v")))
 	require.NoError(t, d.EndEvent(false))
 	require.NoError(t, d.Commit())
-	require.NotNil(t, d.wal, "a commit that wrote opened the WAL")
 	assert.Less(t, d.onDisk.Load(), d.commits, "Commit waited for the disk")
-	assert.False(t, d.wal.dirSynced.Load())
 
 	d.SyncThen(func(err error) { answered <- err })
 	require.NoError(t, <-answered)
 	assert.Equal(t, d.commits, d.onDisk.Load())
-	assert.True(t, d.wal.dirSynced.Load(), "the new WAL's directory entry was not synced")
 
 	d.BeginEvent()
 	_, _, err := d.Get([]byte("k")) // a read-only batch: nothing more to sync
@@ -62,114 +62,52 @@ func TestSyncThenAnswersOnceTheCommitIsDurable(t *testing.T) {
 	assert.Equal(t, "v", string(v))
 }
 
-// TestFailedSyncRefusesLaterCommits: when the WAL cannot be synced, the
-// waiting replies get ErrNotDurable, and so does every later commit (its
-// writes undone) and Flush, until the database is closed.
-func TestFailedSyncRefusesLaterCommits(t *testing.T) {
-	d, _ := open(t)
-	require.NoError(t, d.Put([]byte("a"), []byte("1")))
-	require.NoError(t, d.Commit())
-	d.wal.path += "-elsewhere" // the sync cannot reach the file
-
-	answered := make(chan error, 1)
-	d.SyncThen(func(err error) { answered <- err })
-	assert.ErrorIs(t, <-answered, ErrNotDurable)
-
-	require.NoError(t, d.Put([]byte("b"), []byte("2")))
-	assert.ErrorIs(t, d.Commit(), ErrNotDurable)
-	assert.False(t, d.Dirty(), "the refused commit's writes were kept")
-	assert.ErrorIs(t, d.Flush(), ErrNotDurable)
-	d.SyncThen(func(err error) { answered <- err })
-	assert.ErrorIs(t, <-answered, ErrNotDurable)
-}
-
-// TestASyncAfterAFailedOneDoesNotAnswerDurable: a request made while a sync
-// that then fails was under way waits for the next sync, which may succeed
-// (a new descriptor no longer reports the error, and the failed sync's pages
-// may be lost); it covers the commits of the failed one too, so it gets
-// ErrNotDurable, not nil.
+// TestASyncAfterAFailedOneDoesNotAnswerDurable: a sync that succeeds after
+// one failed (a new descriptor no longer reports the error, and the failed
+// sync's pages may be lost) covers the commits of the failed one too, so
+// the requests it answers get ErrNotDurable, not nil.
 func TestASyncAfterAFailedOneDoesNotAnswerDurable(t *testing.T) {
 	d, _ := open(t)
 	require.NoError(t, d.Put([]byte("a"), []byte("1")))
 	require.NoError(t, d.Commit())
-	dir := t.TempDir()
-	fifo, link := filepath.Join(dir, "fifo"), filepath.Join(dir, "wal")
-	require.NoError(t, unix.Mkfifo(fifo, 0o600))
-	require.NoError(t, os.Symlink(fifo, link))
-	real := d.wal.path
-	d.wal.path = link // the first sync opens the FIFO, and cannot sync it
-
-	first, proceed := make(chan error, 1), make(chan struct{})
-	d.SyncThen(func(err error) {
-		first <- err
-		<-proceed
-	})
-	require.Eventually(t, func() bool { // the first sync took its request
-		d.wal.mu.Lock()
-		defer d.wal.mu.Unlock()
-		return len(d.wal.waiting) == 0
-	}, 5*time.Second, time.Millisecond)
 	require.NoError(t, d.Put([]byte("b"), []byte("2")))
 	require.NoError(t, d.Commit())
-	second := make(chan error, 1)
-	d.SyncThen(func(err error) { second <- err }) // waits for the next sync
-
-	var w int
-	require.Eventually(t, func() bool { // the first sync is opening the FIFO
-		var err error
-		w, err = unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK, 0)
-		return err == nil
-	}, 5*time.Second, time.Millisecond)
-	defer unix.Close(w)
-	assert.ErrorIs(t, <-first, ErrNotDurable)
-	// The next sync reaches the WAL and succeeds.
-	require.NoError(t, os.Remove(link))
-	require.NoError(t, os.Symlink(real, link))
-	close(proceed)
-	assert.ErrorIs(t, <-second, ErrNotDurable, "a sync after a failed one answered that commits the failed one covered are durable")
-	assert.Less(t, d.onDisk.Load(), d.commits)
+	assert.ErrorIs(t, d.synced(1, errors.New("EIO")), ErrNotDurable)
+	assert.ErrorIs(t, d.synced(2, nil), ErrNotDurable, "a sync after a failed one answered that commits the failed one covered are durable")
+	assert.Equal(t, uint64(0), d.onDisk.Load())
 }
 
-// TestSyncsOfManyDatabases: requests for many databases, more than are
-// synced at once, made together, are each answered once; a WAL that cannot
-// be synced fails only its own database's requests. (Run with -race: the
-// syncs run at once.)
+// TestSyncsOfManyDatabases: requests for many databases, made together, are
+// each answered once, by syncs of the log that cover many databases each.
+// (Run with -race: the syncs run beside the commits.)
 func TestSyncsOfManyDatabases(t *testing.T) {
-	const n = 3 * maxParallelSyncs
+	const n = 100
+	h := openHost(t, t.TempDir())
 	dbs := make([]*DB, n)
 	for i := range dbs {
-		dbs[i], _ = open(t)
+		dbs[i] = Lazy(filepath.Join(h.root, fmt.Sprintf("%d.sqlite", i)), h.log)
 		require.NoError(t, dbs[i].Put([]byte("k"), []byte("v")))
 		require.NoError(t, dbs[i].Commit())
 	}
-	dbs[n/2].wal.path += "-elsewhere" // the sync cannot reach the file
 	answers := make([]chan error, n)
 	for i, d := range dbs {
 		answers[i] = make(chan error, 2)
 		d.SyncThen(func(err error) { answers[i] <- err })
-		d.SyncThen(func(err error) { answers[i] <- err }) // the same WAL twice
+		d.SyncThen(func(err error) { answers[i] <- err }) // the same database twice
 	}
 	for i, d := range dbs {
 		for range 2 {
-			err := <-answers[i]
-			if i == n/2 {
-				assert.ErrorIs(t, err, ErrNotDurable)
-				continue
-			}
-			assert.NoError(t, err, "database %d", i)
+			assert.NoError(t, <-answers[i], "database %d", i)
 		}
-		if i != n/2 {
-			assert.Equal(t, d.commits, d.onDisk.Load(), "database %d", i)
-		}
+		assert.Equal(t, d.commits, d.onDisk.Load(), "database %d", i)
+		require.NoError(t, d.Close())
 	}
-	for i, d := range dbs {
-		assert.Eventually(t, func() bool {
-			d.wal.mu.Lock()
-			defer d.wal.mu.Unlock()
-			return !d.wal.syncing
-		}, 5*time.Second, 10*time.Millisecond, "database %d: its WAL's syncing goroutine ends with nothing left to sync", i)
-	}
-	assert.Empty(t, syncSlots, "every slot is given back")
+	assert.Eventually(t, func() bool {
+		h.log.mu.Lock()
+		defer h.log.mu.Unlock()
+		return !h.log.syncing
+	}, 5*time.Second, 10*time.Millisecond, "the log's syncing goroutine ends with nothing left to sync")
+	require.NoError(t, h.log.Close())
 }
 
 // TestReadOnlyCommitWaitsForEarlierWrites: a batch that wrote nothing,
@@ -194,19 +132,17 @@ func TestReadOnlyCommitWaitsForEarlierWrites(t *testing.T) {
 	assert.Equal(t, uint64(1), <-syncedWhenAnswered, "answered before the write was synced")
 }
 
-// TestSyncWaitsOutADescriptorShortage: while the process can open no file
-// (EMFILE), a sync waits for a descriptor instead of failing the commit
-// and closing its database; once one is free the reply is durable.
-func TestSyncWaitsOutADescriptorShortage(t *testing.T) {
-	d, _ := open(t)
-	require.NoError(t, d.Put([]byte("k"), []byte("v")))
-	require.NoError(t, d.Commit())
-
-	syncOutlastsShortage(t, d, exhaustDescriptors(t))
+// TestCommitWaitsOutADescriptorShortage: while the process can open no
+// file (EMFILE), a database's first commit, which opens its WAL to log
+// from, waits for a descriptor instead of failing and closing the
+// database; once one is free it is logged and becomes durable.
+func TestCommitWaitsOutADescriptorShortage(t *testing.T) {
+	d := reopened(t)
+	commitOutlastsShortage(t, d, exhaustDescriptors(t))
 	assert.False(t, d.NotDurable())
-	require.NoError(t, d.Put([]byte("k2"), []byte("v2")))
-	require.NoError(t, d.Commit(), "the database goes on committing")
 	require.NoError(t, d.Flush())
+	require.NoError(t, d.Put([]byte("k2"), []byte("v2")))
+	require.NoError(t, d.Flush(), "the database goes on committing")
 }
 
 // exhaustDescriptors makes the process out of descriptors (EMFILE) until the
@@ -228,58 +164,114 @@ func exhaustDescriptors(t *testing.T) (restore func()) {
 }
 
 // TestALongShortageIsWaitedOutOnce: during a shortage that outlasts
-// descriptorWait, the syncs of many databases (more than a round syncs at
-// once) all fail once it has lasted descriptorWait, not batch after batch
-// each after waiting descriptorWait again, so neither their replies nor a
-// Close waiting for them are held for minutes; a shortage that comes later
-// is waited out anew.
+// descriptorWait, the commits of many databases all fail once it has
+// lasted descriptorWait, not each after waiting descriptorWait again, so
+// neither their replies nor a Close waiting for them are held for minutes;
+// a shortage that comes later is waited out anew.
 func TestALongShortageIsWaitedOutOnce(t *testing.T) {
 	var dbs []*DB
-	for range 2*maxParallelSyncs + 1 {
-		d, _ := open(t)
-		require.NoError(t, d.Put([]byte("k"), []byte("v")))
-		require.NoError(t, d.Flush()) // its directory is synced
-		require.NoError(t, d.Put([]byte("k"), []byte("v2")))
-		require.NoError(t, d.Commit())
-		dbs = append(dbs, d)
+	for range 65 {
+		dbs = append(dbs, reopened(t))
 	}
 	later := dbs[0]
 
 	time.Sleep(shortageGap) // an earlier test's shortage is over
 	restore := exhaustDescriptors(t)
 	start := time.Now()
-	answered := make(chan error, len(dbs))
 	for _, d := range dbs[1:] {
-		d.SyncThen(func(err error) { answered <- err })
-	}
-	for range dbs[1:] {
-		assert.ErrorIs(t, <-answered, ErrNotDurable)
+		assert.ErrorIs(t, d.Commit(), ErrNotDurable)
 	}
 	took := time.Since(start)
 	restore()
-	t.Logf("%d syncs answered after %v", len(dbs)-1, took)
-	assert.GreaterOrEqual(t, took, descriptorWait, "the syncs waited the shortage out")
-	assert.Less(t, took, descriptorWait+time.Second, "each batch waited descriptorWait")
+	t.Logf("%d commits failed after %v", len(dbs)-1, took)
+	assert.GreaterOrEqual(t, took, descriptorWait, "the commits waited the shortage out")
+	assert.Less(t, took, descriptorWait+time.Second, "each commit waited descriptorWait")
 
 	time.Sleep(shortageGap + 100*time.Millisecond)
-	require.NoError(t, later.Put([]byte("k2"), []byte("v2")))
-	require.NoError(t, later.Commit())
-	syncOutlastsShortage(t, later, exhaustDescriptors(t)) // a later shortage is waited out again
+	commitOutlastsShortage(t, later, exhaustDescriptors(t)) // a later shortage is waited out again
 }
 
-// syncOutlastsShortage asks d for a sync during a descriptor shortage that
-// restore ends: it must not answer during it, and must answer durable
-// after.
-func syncOutlastsShortage(t *testing.T, d *DB, restore func()) {
+// reopened is a database that was committed to and closed, opened again
+// with a write to commit.
+func reopened(t *testing.T) *DB {
 	t.Helper()
-	answered := make(chan error, 1)
-	d.SyncThen(func(err error) { answered <- err })
+	d, path := open(t)
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	require.NoError(t, d.Close())
+	d, err := openNow(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	require.NoError(t, d.Put([]byte("k"), []byte("v2")))
+	return d
+}
+
+// commitOutlastsShortage commits d's writes during a descriptor shortage
+// that restore ends: the commit must not return during it, and must
+// succeed after.
+func commitOutlastsShortage(t *testing.T, d *DB, restore func()) {
+	t.Helper()
+	committed := make(chan error, 1)
+	go func() { committed <- d.Commit() }()
 	select {
-	case err := <-answered:
+	case err := <-committed:
 		restore()
-		t.Fatalf("answered during the shortage: %v", err)
+		t.Fatalf("committed during the shortage: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	restore()
-	require.NoError(t, <-answered)
+	require.NoError(t, <-committed)
+}
+
+// TestReadAfterAnUnsyncedWriteWaitsForTheSync: a read-only batch that may
+// have seen a write whose sync of the log is under way is not answered
+// before that sync ends, and when it fails the read fails too rather than
+// hand out a write that may be lost.
+func TestReadAfterAnUnsyncedWriteWaitsForTheSync(t *testing.T) {
+	d, _ := open(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	defer func(old func(*os.File) error) { syncSegment = old }(syncSegment)
+	var first sync.Once
+	syncSegment = func(*os.File) error {
+		first.Do(func() { close(held) })
+		<-release
+		return errors.New("EIO")
+	}
+	require.NoError(t, d.Put([]byte("k"), []byte("unsure")))
+	require.NoError(t, d.Commit())
+	write := make(chan error, 1)
+	d.SyncThen(func(err error) { write <- err })
+	<-held
+	v, _, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	require.Equal(t, "unsure", string(v))
+	require.NoError(t, d.Commit())
+	read := make(chan error, 1)
+	d.SyncThen(func(err error) { read <- err })
+	select {
+	case err := <-read:
+		t.Fatalf("the read was answered before the write it saw was durable: %v", err)
+	case err := <-write:
+		t.Fatalf("the write was answered before its sync: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	assert.ErrorIs(t, <-write, ErrNotDurable)
+	assert.ErrorIs(t, <-read, ErrNotDurable)
+}
+
+// TestFailedLogWriteFailsEveryCommitInIt: a commit whose record was in a
+// log write that failed is not durable even if its database asks for a
+// sync only after: that later sync would not cover the lost record.
+func TestFailedLogWriteFailsEveryCommitInIt(t *testing.T) {
+	asker, silent := reopened(t), reopened(t)
+	require.NoError(t, silent.Commit()) // its record waits in the log
+	require.NoError(t, asker.Commit())
+	defer func(old func(*os.File) error) { syncSegment = old }(syncSegment)
+	syncSegment = func(*os.File) error { return errors.New("EIO") }
+	answered := make(chan error, 1)
+	asker.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable)
+	syncSegment = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+	silent.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable, "a commit lost with a failed write was answered durable")
 }

@@ -178,9 +178,7 @@ func (d *DB) Apply(seq uint64, commit []byte) error {
 		d.rollback()
 		return err
 	}
-	err = tx.Commit()
-	d.txDone()
-	return err
+	return d.commitTx(true)
 }
 
 // rollback abandons the open transaction and what was recorded in it.

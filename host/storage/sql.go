@@ -17,6 +17,9 @@ var (
 	txStatement  = regexp.MustCompile(`(?i)^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b`)
 	reservedName = regexp.MustCompile(`(?i)\b_wharf_`)
 	attachOrVac  = regexp.MustCompile(`(?i)^\s*(ATTACH|DETACH|VACUUM)\b`)
+	// setAppID sets the header's application_id, where the commit log
+	// keeps the file's incarnation (see create.go).
+	setAppID = regexp.MustCompile("(?is)\\bPRAGMA\\s+(?:[\\w\"`\\[\\]]+\\s*\\.\\s*)?[\"`\\[]?application_id[\"`\\]]?\\s*[=(]")
 )
 
 // Errors of Exec a caller can cause.
@@ -116,6 +119,8 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (*Resul
 	case txStatement.MatchString(query):
 		return nil, ErrTxStatement
 	case reservedName.MatchString(query):
+		return nil, ErrReserved
+	case setAppID.MatchString(query):
 		return nil, ErrReserved
 	case attachOrVac.MatchString(query):
 		return nil, fmt.Errorf("%s is not allowed", strings.Fields(query)[0])

@@ -56,7 +56,7 @@ var (
 	ErrValueTooLarge = fmt.Errorf("value is larger than %d bytes", MaxValueBytes)
 	ErrEmptyKey      = errors.New("key is empty")
 	ErrBatchTooLarge = fmt.Errorf("a batch may hold at most %d keys", MaxBatch)
-	ErrReserved      = errors.New("names starting with _wharf_ are reserved")
+	ErrReserved      = errors.New("names starting with _wharf_, and setting PRAGMA application_id, are reserved")
 	ErrTxStatement   = errors.New("transaction statements are not allowed in SQL; use the transaction API")
 	ErrNoTransaction = errors.New("no transaction is open")
 	ErrTxLeftOpen    = errors.New("the event ended with a transaction still open; its writes were undone")
@@ -89,11 +89,20 @@ type DB struct {
 	// eventOpen is that savepoint, open in tx.
 	eventPending, eventOpen bool
 
-	// wal is the WAL, from the first commit that wrote; commits
-	// counts those commits since the database was created, onDisk those
-	// known on disk; syncs are SyncThen requests not yet answered, and
-	// syncErr the first that failed.
-	wal     *walFile
+	// log makes commits durable (see commitlog.go). incarnation names
+	// the file (its application_id), seq is the number of its last commit
+	// (in _wharf_commit), walFile is its WAL from the first commit that
+	// wrote (the same file while the database is open) and walPos where
+	// the next commit begins in it.
+	log         *Log
+	incarnation uint32
+	seq         uint64
+	walFile     *os.File
+	walPos      walPosition
+
+	// commits counts the commits that wrote since the database was
+	// opened, onDisk those known durable; syncs are SyncThen requests not
+	// yet answered, and syncErr the first that failed.
 	commits uint64
 	onDisk  atomic.Uint64
 	syncs   sync.WaitGroup
@@ -104,20 +113,25 @@ const schema = `BEGIN;
 CREATE TABLE IF NOT EXISTS _wharf_kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS _wharf_alarm (id INTEGER PRIMARY KEY CHECK (id = 1), at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _wharf_replica (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _wharf_commit (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 COMMIT;
 `
 
-// Lazy returns the database at path without touching it: its first
-// statement opens the file, creating it if missing. A Durable Object that
-// never uses its storage costs no file and no descriptor.
-func Lazy(path string) *DB {
-	return &DB{path: path, txStmts: map[string]*sql.Stmt{}}
+// Lazy returns the database at path, whose commits log makes durable (nil
+// for a database that is only read), without touching it: its first statement opens the file, creating it if
+// missing. A Durable Object that never uses its storage costs no file and
+// no descriptor.
+func Lazy(path string, log *Log) *DB {
+	return &DB{path: path, log: log, txStmts: map[string]*sql.Stmt{}}
 }
 
 // connect opens the database's file if it is not open yet.
 func (d *DB) connect() error {
 	if d.db != nil {
 		return nil
+	}
+	if d.log != nil && d.log.unreplayed[d.path] != nil {
+		return ErrUnreplayed
 	}
 	created, err := create(d.path)
 	if err != nil {
@@ -150,12 +164,20 @@ func (d *DB) connect() error {
 		}
 		stmts[q] = s
 	}
+	var incarnation int64
+	var seq sql.NullInt64
+	err = db.QueryRow("SELECT (SELECT application_id FROM pragma_application_id), (SELECT seq FROM _wharf_commit WHERE id = 1)").Scan(&incarnation, &seq)
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("open %s: %w", d.path, err)
+	}
 	fi, err := os.Stat(d.path)
 	if err != nil {
 		db.Close()
 		return fmt.Errorf("open %s: %w", d.path, err)
 	}
 	d.db, d.stmts, d.file = db, stmts, fi
+	d.incarnation, d.seq, d.walPos = uint32(incarnation), uint64(seq.Int64), walPosition{}
 	return nil
 }
 
@@ -179,7 +201,11 @@ var hotStatements = []string{
 	"SELECT value FROM _wharf_kv WHERE key = ?",
 	"INSERT INTO _wharf_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	"DELETE FROM _wharf_kv WHERE key = ?",
+	stampCommit,
 }
+
+// stampCommit records the number of the commit it is part of.
+const stampCommit = "INSERT INTO _wharf_commit (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
 
 // stmt returns a hot statement bound to the open transaction, or nil for
 // any other query.
@@ -221,8 +247,11 @@ func (d *DB) Close() error {
 	for _, s := range d.stmts {
 		s.Close()
 	}
-	d.wal = nil // closing checkpoints and removes it
-	return errors.Join(err, d.db.Close())
+	if d.walFile != nil {
+		d.walFile.Close()
+		d.walFile = nil
+	}
+	return errors.Join(err, d.db.Close()) // closing checkpoints and removes the WAL
 }
 
 // txn returns the open transaction, beginning it, and the savepoint of an
@@ -321,17 +350,31 @@ func (d *DB) Commit() error {
 		return err
 	}
 	wrote := d.dirty
-	err := d.tx.Commit()
-	d.txDone()
 	d.dirty = false
 	d.undo(0)
-	if err == nil && wrote {
-		d.commits++
-		if d.wal == nil {
-			d.wal = &walFile{path: d.path + "-wal"}
+	return d.commitTx(wrote)
+}
+
+// commitTx commits the open transaction; one that wrote is numbered and
+// handed to the log.
+func (d *DB) commitTx(wrote bool) error {
+	if wrote {
+		if _, err := d.exec(stampCommit, int64(d.seq+1)); err != nil {
+			d.rollback()
+			return err
 		}
 	}
-	return err
+	err := d.tx.Commit()
+	d.txDone()
+	if err != nil || !wrote {
+		return err
+	}
+	d.seq++
+	d.commits++
+	if err := d.logCommit(); err != nil {
+		return d.synced(d.commits, err)
+	}
+	return nil
 }
 
 // durable syncs the database's file before its first commit.

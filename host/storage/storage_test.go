@@ -16,7 +16,7 @@ import (
 
 // openNow opens the database at path at once, not at its first statement.
 func openNow(path string) (*DB, error) {
-	d := Lazy(path)
+	d := lazy(path)
 	if err := d.connect(); err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func TestAlarmAndDeleteAll(t *testing.T) {
 func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "obj.sqlite")
-	d := Lazy(path)
+	d := lazy(path)
 	d.BeginEvent()
 	require.NoError(t, d.EndEvent(false))
 	require.NoError(t, d.Flush())
@@ -337,13 +337,13 @@ func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, entries, "a database without statements leaves no file")
 
-	d = Lazy(path)
+	d = lazy(path)
 	d.BeginEvent()
 	require.NoError(t, d.Put([]byte("k"), []byte("v")))
 	require.NoError(t, d.EndEvent(false))
 	require.NoError(t, d.Close())
 	assert.FileExists(t, path)
-	d = Lazy(path)
+	d = lazy(path)
 	defer d.Close()
 	v, ok, err := d.Get([]byte("k"))
 	require.NoError(t, err)
@@ -352,7 +352,7 @@ func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
 }
 
 func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
-	d := Lazy(filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite"))
+	d := lazy(filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite"))
 	_, _, err := d.Get([]byte("k"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "missing-dir/obj.sqlite")
@@ -372,7 +372,7 @@ func TestAnOpenDatabaseHoldsLittleMemory(t *testing.T) {
 	const n = 200
 	before := MemoryUsed()
 	for i := range n {
-		d := Lazy(filepath.Join(dir, fmt.Sprintf("%d.sqlite", i)))
+		d := lazy(filepath.Join(dir, fmt.Sprintf("%d.sqlite", i)))
 		defer d.Close()
 		d.BeginEvent()
 		require.NoError(t, d.Put([]byte("value"), []byte("1")))

@@ -1,0 +1,343 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The commit log. A host's databases commit with synchronous=NORMAL: a
+// commit writes its WAL frames without waiting for the disk. Instead of
+// syncing each database's WAL (one fdatasync per object per commit, which
+// bounds a host with many busy objects), each commit's frames (the pages
+// it wrote) are copied into one log, and one fdatasync of the log makes
+// the commits of every database since the last one durable together.
+//
+// The log is a series of segment files. When the one being written passes
+// segmentBytes, a new one is begun and the old one is removed once the
+// WAL of every database with a commit in it has been synced (a database
+// closed since was checkpointed by SQLite, which syncs). After a crash,
+// OpenLog replays each surviving commit that its database lacks: the
+// database says which commit it holds (_wharf_commit) and what file it is
+// (its incarnation, in the header's application_id), so a commit is never
+// replayed twice, out of order, or into another database at the same path.
+
+// segmentBytes is the size past which the log begins a new segment (a
+// log keeps the value it was opened with).
+var segmentBytes int64 = 128 << 20
+
+// Log is a host's commit log (see above). Its methods are safe for
+// concurrent use.
+type Log struct {
+	dir      string // its segment files
+	root     string // the databases' paths are recorded relative to it
+	segBytes int64  // segmentBytes when it was opened
+	// unreplayed are the databases that could not be replayed into at
+	// open, and why.
+	unreplayed map[string]error
+
+	mu sync.Mutex
+	// seg is the segment being written; err, when set, a failure that
+	// left the log unable to go on: every sync fails with it.
+	seg *segment
+	err error
+	// pending are records not yet written, and their commits; waiting,
+	// the callers the next sync answers.
+	pending        []byte
+	pendingCommits []loggedCommit
+	waiting        []func(error)
+	// spare is the buffer pending was last written from, for the next
+	// records.
+	spare []byte
+	// syncing: a goroutine writes and syncs the log; running, until it
+	// ends.
+	syncing bool
+	running sync.WaitGroup
+	// cleaning are the sealed segments being removed.
+	cleaning sync.WaitGroup
+}
+
+// loggedCommit is a commit with a record in the log: commit number target
+// of db.
+type loggedCommit struct {
+	db     *DB
+	target uint64
+}
+
+// segment is one file of the log.
+type segment struct {
+	f    *os.File
+	num  uint64
+	size int64
+	// wals are the WAL files of the databases with a commit in it.
+	wals map[string]struct{}
+}
+
+// OpenLog opens the commit log in dir for the databases under root: it
+// first replays into each database the commits of the log it lacks (see
+// above), then removes the old segments.
+func OpenLog(dir, root string) (*Log, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	nums, err := segmentNumbers(dir)
+	if err != nil {
+		return nil, err
+	}
+	unreplayed, err := recoverSegments(dir, root, nums)
+	if err != nil {
+		return nil, err
+	}
+	// Segments are numbered on from the clock, so a number is not used
+	// again after a restart: a recycled segment's old records never pass
+	// for new ones.
+	next := uint64(time.Now().UnixNano())
+	if len(nums) > 0 {
+		next = max(next, nums[len(nums)-1]+1)
+	}
+	seg, err := newSegment(dir, next)
+	if err != nil {
+		return nil, err
+	}
+	return &Log{dir: dir, root: root, segBytes: segmentBytes, seg: seg, unreplayed: unreplayed}, nil
+}
+
+// ErrUnreplayed is a database the commit log could not bring up to date
+// when the host started (Unreplayed says why): its last commits may be
+// missing from its file, so it is not opened until that is mended and the
+// host restarted (the log keeps them meanwhile).
+var ErrUnreplayed = errors.New("the database could not be brought up to date from the commit log when the host started; it is not used until that is mended")
+
+// Unreplayed lists the databases the log could not replay into when it
+// opened, and why.
+func (l *Log) Unreplayed() map[string]error { return l.unreplayed }
+
+// segmentNumbers lists the segments in dir, oldest first.
+func segmentNumbers(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var nums []uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".log")
+		if n, err := strconv.ParseUint(name, 16, 64); ok && err == nil {
+			nums = append(nums, n)
+		}
+	}
+	slices.Sort(nums)
+	return nums, nil
+}
+
+func segmentPath(dir string, num uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x.log", num))
+}
+
+// spareName is a segment kept once removed, to be written over as a later
+// one: writing over a file's blocks syncs faster than growing the file,
+// which changes its size and allocates blocks at each sync.
+const spareName = "spare"
+
+// newSegment begins segment num, from the spare if there is one, with its
+// name durable in dir. A descriptor shortage is waited out (see
+// openToSync); a failure leaves no file at num's path, so that it can be
+// tried again.
+func newSegment(dir string, num uint64) (*segment, error) {
+	path, spare := segmentPath(dir, num), filepath.Join(dir, spareName)
+	flags := os.O_WRONLY
+	if err := os.Rename(spare, path); err != nil {
+		flags |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := openWaiting(path, flags, 0o644)
+	if err != nil {
+		if flags&os.O_CREATE == 0 {
+			os.Rename(path, spare)
+		}
+		return nil, fmt.Errorf("commit log: %w", err)
+	}
+	if err := syncPath(dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("commit log: %w", err)
+	}
+	return &segment{f: f, num: num, wals: map[string]struct{}{}}, nil
+}
+
+// append adds d's last commit to the next write: its frames as they are
+// in the WAL.
+func (l *Log) append(d *DB, pageSize int, frames []byte) error {
+	rel, err := filepath.Rel(l.root, d.path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return fmt.Errorf("commit log: %s is not under %s", d.path, l.root)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = appendRecord(l.pending, rel, d.incarnation, d.seq, pageSize, frames)
+	l.pendingCommits = append(l.pendingCommits, loggedCommit{db: d, target: d.commits})
+	return nil
+}
+
+// syncThen calls done, from another goroutine, once a sync of the log that
+// began after the call ends, with its error.
+func (l *Log) syncThen(done func(error)) {
+	l.mu.Lock()
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		done(err)
+		return
+	}
+	l.waiting = append(l.waiting, done)
+	start := !l.syncing
+	l.syncing = true
+	if start {
+		l.running.Add(1)
+	}
+	l.mu.Unlock()
+	if start {
+		go l.syncWaiting()
+	}
+}
+
+// syncWaiting writes and syncs the pending records, again and again while
+// requests arrive, answering the requests each sync covers.
+func (l *Log) syncWaiting() {
+	defer l.running.Done()
+	for {
+		l.mu.Lock()
+		batch, seg := l.waiting, l.seg
+		if len(batch) == 0 || seg == nil {
+			l.waiting, l.syncing = nil, false
+			err := l.err
+			l.mu.Unlock()
+			for _, done := range batch { // the log failed or was closed
+				done(err)
+			}
+			return
+		}
+		buf, commits := l.pending, l.pendingCommits
+		l.pending, l.pendingCommits, l.waiting, l.spare = l.spare[:0], nil, nil, nil
+		l.mu.Unlock()
+		err := seg.write(buf, commits)
+		l.mu.Lock()
+		l.spare = buf
+		l.mu.Unlock()
+		for _, done := range batch {
+			done(err)
+		}
+		if err != nil || seg.size >= l.segBytes {
+			l.rotate(seg, err != nil)
+		}
+	}
+}
+
+// syncSegment makes what was written to a segment durable.
+var syncSegment = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// write appends buf, the records of commits, to the segment and syncs it.
+// When that fails, each of those databases refuses commits until it is
+// closed (see DB.synced), even those that have not asked for a sync yet: a
+// later sync would not cover their records.
+func (s *segment) write(buf []byte, commits []loggedCommit) error {
+	for _, c := range commits {
+		s.wals[c.db.path+"-wal"] = struct{}{}
+	}
+	sealRecords(buf, s.num)
+	n, err := s.f.WriteAt(buf, s.size)
+	s.size += int64(n)
+	if err == nil {
+		err = syncSegment(s.f)
+	}
+	if err != nil {
+		err = fmt.Errorf("commit log: %w", err)
+		for _, c := range commits {
+			c.db.synced(c.target, err)
+		}
+	}
+	return err
+}
+
+// rotate begins a new segment after seg and removes seg once its
+// databases' WALs are durable. When no new segment can be begun, the log
+// goes on in seg, and tries again after its next write, unless a write to
+// seg failed (failed): what follows a record half written is not read.
+func (l *Log) rotate(seg *segment, failed bool) {
+	next, err := newSegment(l.dir, seg.num+1)
+	if err != nil && !failed {
+		return
+	}
+	l.mu.Lock()
+	l.seg = next
+	if err != nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+	l.cleaning.Add(1)
+	go func() {
+		defer l.cleaning.Done()
+		seg.remove()
+	}()
+}
+
+// remove syncs the WAL of every database with a commit in the segment
+// (a closed database's WAL is gone: SQLite checkpointed it), and their
+// directories, then removes it, keeping it as the spare if there is none.
+// A segment that cannot be removed stays for the next OpenLog, which
+// replays what its databases lack.
+func (s *segment) remove() {
+	s.f.Close()
+	dirs := map[string]struct{}{}
+	for wal := range s.wals {
+		if err := syncPath(wal); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		dirs[filepath.Dir(wal)] = struct{}{}
+	}
+	for dir := range dirs {
+		if err := syncPath(dir); err != nil {
+			return
+		}
+	}
+	spare := filepath.Join(filepath.Dir(s.f.Name()), spareName)
+	if unix.Renameat2(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE) != nil {
+		os.Remove(s.f.Name())
+	}
+}
+
+// Close writes and syncs what is pending and removes every segment whose
+// databases are durable without it (all of them once every database has
+// been closed). Syncs asked for later fail.
+func (l *Log) Close() error {
+	if l == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	l.syncThen(func(err error) { done <- err })
+	err := <-done
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = errors.New("commit log: closed")
+	}
+	l.mu.Unlock()
+	// The writes under way end (and the rotation they may begin) before
+	// the segment is taken: later syncs fail at once.
+	l.running.Wait()
+	l.mu.Lock()
+	seg := l.seg
+	l.seg = nil
+	l.mu.Unlock()
+	if seg != nil {
+		seg.remove()
+	}
+	l.cleaning.Wait()
+	return err
+}

@@ -1,0 +1,557 @@
+package storage
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// shared is the commit log of the databases of tests that are not about
+// the log: rooted at /, so any temporary directory is under it.
+var shared struct {
+	once sync.Once
+	dir  string
+	log  *Log
+}
+
+func sharedLog() *Log {
+	shared.once.Do(func() {
+		dir, err := os.MkdirTemp("", "wharf-storage-log-")
+		if err != nil {
+			panic(err)
+		}
+		l, err := OpenLog(dir, "/")
+		if err != nil {
+			panic(err)
+		}
+		shared.dir, shared.log = dir, l
+	})
+	return shared.log
+}
+
+// lazy is Lazy with the tests' shared log.
+func lazy(path string) *DB { return Lazy(path, sharedLog()) }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.log != nil {
+		if err := shared.log.Close(); err != nil && code == 0 {
+			fmt.Fprintln(os.Stderr, "closing the shared commit log:", err)
+			code = 1
+		}
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// host is a data directory with its commit log, as a host has: databases
+// under root, the log in root/log.
+type host struct {
+	root string
+	log  *Log
+}
+
+func openHost(t *testing.T, root string) *host {
+	t.Helper()
+	return &host{root: root, log: openLog(t, root)}
+}
+
+// openLog opens the log of the data directory root, as a host starting
+// does: closed when the test ends.
+func openLog(t *testing.T, root string) *Log {
+	t.Helper()
+	l, err := OpenLog(filepath.Join(root, "log"), root)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// oneObject is a host with one database, obj.sqlite, holding a=1.
+func oneObject(t *testing.T) (*host, *DB, string) {
+	t.Helper()
+	h := openHost(t, t.TempDir())
+	path := filepath.Join(h.root, "obj.sqlite")
+	d := Lazy(path, h.log)
+	h.put(t, d, "a", "1")
+	return h, d, path
+}
+
+// put writes key=value in one event and commits it durably.
+func (h *host) put(t *testing.T, d *DB, key, value string) {
+	t.Helper()
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte(key), []byte(value)))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+}
+
+// get reads key from the database at path, opened afresh.
+func get(t *testing.T, l *Log, path, key string) (string, bool) {
+	t.Helper()
+	d := Lazy(path, l)
+	defer d.Close()
+	v, ok, err := d.Get([]byte(key))
+	require.NoError(t, err)
+	require.NoError(t, d.Flush()) // ends the read
+	var integrity string
+	require.NoError(t, d.db.QueryRow("PRAGMA integrity_check").Scan(&integrity))
+	require.Equal(t, "ok", integrity)
+	return string(v), ok
+}
+
+// copyFiles copies the files at paths (those that exist) into dir under
+// their base names: what a disk holds at one moment.
+func copyFiles(t *testing.T, dir string, paths ...string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if os.IsNotExist(err) {
+			continue
+		}
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(p)), data, 0o644))
+	}
+}
+
+// crash makes after, a copy of a host's data directory as a power cut would
+// leave it: the database and its WAL as they were at an earlier moment
+// (copied to dbThen), the log as it is now.
+func crash(t *testing.T, h *host, dbThen, after string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Join(after, "log"), 0o755))
+	entries, err := os.ReadDir(filepath.Join(h.root, "log"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		copyFiles(t, filepath.Join(after, "log"), filepath.Join(h.root, "log", e.Name()))
+	}
+	entries, err = os.ReadDir(dbThen)
+	require.NoError(t, err)
+	for _, e := range entries {
+		copyFiles(t, after, filepath.Join(dbThen, e.Name()))
+	}
+}
+
+func dbFiles(path string) []string { return []string{path, path + "-wal"} }
+
+// TestLogReplaysCommitsTheDatabaseLost: after a power cut that lost the
+// database's last commits (its WAL frames never reached the disk), or its
+// whole WAL, the log puts back every commit that was acknowledged.
+func TestLogReplaysCommitsTheDatabaseLost(t *testing.T) {
+	for _, lost := range []string{"last commits", "whole WAL"} {
+		t.Run(lost, func(t *testing.T) {
+			h, d, path := oneObject(t)
+			then := t.TempDir()
+			switch lost {
+			case "last commits":
+				copyFiles(t, then, dbFiles(path)...)
+			case "whole WAL":
+				copyFiles(t, then, path) // the WAL was created after the file was synced
+			}
+			for i := range 50 {
+				h.put(t, d, fmt.Sprint("k", i), fmt.Sprint(i))
+			}
+			h.put(t, d, "a", "2")
+			after := t.TempDir()
+			crash(t, h, then, after)
+			require.NoError(t, d.Close())
+			require.NoError(t, h.log.Close())
+
+			l := openLog(t, after)
+			moved := filepath.Join(after, "obj.sqlite")
+			v, ok := get(t, l, moved, "a")
+			assert.True(t, ok)
+			assert.Equal(t, "2", v, "the last acknowledged commit")
+			v, _ = get(t, l, moved, "k49")
+			assert.Equal(t, "49", v)
+			segments, err := segmentNumbers(filepath.Join(after, "log"))
+			require.NoError(t, err)
+			assert.Len(t, segments, 1, "the replayed segments are removed; one new one is open")
+		})
+	}
+}
+
+// TestLogLeavesADatabaseAheadOfIt: a database whose commits reached the
+// disk while the log's last records did not (they were never
+// acknowledged) keeps them: replaying the older records would mix pages
+// of two moments.
+func TestLogLeavesADatabaseAheadOfIt(t *testing.T) {
+	h, d, path := oneObject(t)
+	logThen, segment := t.TempDir(), firstSegment(t, h)
+	copyFiles(t, logThen, filepath.Join(h.root, "log", segment))
+	for i := range 20 {
+		h.put(t, d, fmt.Sprint("k", i), fmt.Sprint(i))
+	}
+	now := t.TempDir()
+	copyFiles(t, now, dbFiles(path)...)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+
+	after := t.TempDir()
+	copyFiles(t, after, dbFiles(filepath.Join(now, "obj.sqlite"))...)
+	copyFiles(t, filepath.Join(after, "log"), filepath.Join(logThen, segment))
+	l := openLog(t, after)
+	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "k19")
+	assert.True(t, ok, "the database lost commits it had")
+	assert.Equal(t, "19", v)
+}
+
+// TestLogStopsAtATornRecord: a record the power cut left half written (it
+// was never acknowledged) ends the log; the records before it are
+// replayed.
+func TestLogStopsAtATornRecord(t *testing.T) {
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, path)
+	h.put(t, d, "a", "2")
+	segment := filepath.Join(h.root, "log", firstSegment(t, h))
+	info, err := os.Stat(segment)
+	require.NoError(t, err)
+	h.put(t, d, "a", "3")
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+	torn := filepath.Join(after, "log", filepath.Base(segment))
+	full, err := os.Stat(torn)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(torn, info.Size()+(full.Size()-info.Size())/2))
+
+	l := openLog(t, after)
+	v, _ := get(t, l, filepath.Join(after, "obj.sqlite"), "a")
+	assert.Equal(t, "2", v, "the last whole record")
+}
+
+// TestLogDoesNotReplayIntoANewDatabase: a database deleted and created
+// again at the same path is another file: the old one's commits are not
+// replayed into it.
+func TestLogDoesNotReplayIntoANewDatabase(t *testing.T) {
+	h := openHost(t, t.TempDir())
+	path := filepath.Join(h.root, "obj.sqlite")
+	d := Lazy(path, h.log)
+	h.put(t, d, "old", "1")
+	require.NoError(t, d.Close())
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		require.NoError(t, os.RemoveAll(p))
+	}
+	d = Lazy(path, h.log)
+	_, ok, err := d.Get([]byte("old")) // creates the new file
+	require.NoError(t, err)
+	assert.False(t, ok)
+	require.NoError(t, d.Close())
+	after := t.TempDir()
+	copyFiles(t, after, path)
+	require.NoError(t, os.MkdirAll(filepath.Join(after, "log"), 0o755))
+	copyFiles(t, filepath.Join(after, "log"), filepath.Join(h.root, "log", firstSegment(t, h)))
+	require.NoError(t, h.log.Close())
+
+	l := openLog(t, after)
+	_, ok = get(t, l, filepath.Join(after, "obj.sqlite"), "old")
+	assert.False(t, ok, "the deleted database's commit was replayed into the new one")
+}
+
+// TestLogSegmentsAreRemovedOnceTheirDatabasesAreDurable: the log begins a
+// new segment past segmentBytes and removes the old one after syncing its
+// databases' WALs, so it stays small however long the host runs; what a
+// power cut then loses is still in the log or on disk.
+func TestLogSegmentsAreRemovedOnceTheirDatabasesAreDurable(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 64 << 10
+	h := openHost(t, t.TempDir())
+	var dbs []*DB
+	for i := range 4 {
+		dbs = append(dbs, Lazy(filepath.Join(h.root, fmt.Sprintf("%d.sqlite", i)), h.log))
+	}
+	for i := range 100 {
+		h.put(t, dbs[i%4], fmt.Sprint("k", i), fmt.Sprint(i))
+	}
+	var segments []uint64
+	require.Eventually(t, func() bool {
+		var err error
+		segments, err = segmentNumbers(filepath.Join(h.root, "log"))
+		require.NoError(t, err)
+		return len(segments) == 1
+	}, 5*time.Second, 10*time.Millisecond, "the old segments are removed")
+	assert.FileExists(t, filepath.Join(h.root, "log", spareName), "a removed segment is kept to be written over")
+	for _, d := range dbs {
+		require.NoError(t, d.Close())
+	}
+	require.NoError(t, h.log.Close())
+	after, err := segmentNumbers(filepath.Join(h.root, "log"))
+	require.NoError(t, err)
+	assert.Empty(t, after, "a log closed after its databases leaves nothing to replay")
+	l := openLog(t, h.root)
+	v, _ := get(t, l, filepath.Join(h.root, "3.sqlite"), "k99")
+	assert.Equal(t, "99", v)
+}
+
+// TestFailedLogSyncRefusesLaterCommits: when the log cannot be written, the
+// waiting replies get ErrNotDurable, and so does every later commit of that
+// database (its writes undone) until it is closed; the log goes on in a new
+// segment, and the database opened again commits.
+func TestFailedLogSyncRefusesLaterCommits(t *testing.T) {
+	h, d, path := oneObject(t)
+	h.log.mu.Lock()
+	h.log.seg.f.Close() // the next write fails
+	h.log.mu.Unlock()
+
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("b"), []byte("2")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit())
+	answered := make(chan error, 1)
+	d.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable)
+
+	require.NoError(t, d.Put([]byte("c"), []byte("3")))
+	assert.ErrorIs(t, d.Commit(), ErrNotDurable)
+	assert.False(t, d.Dirty(), "the refused commit's writes were kept")
+	assert.ErrorIs(t, d.Flush(), ErrNotDurable)
+	d.SyncThen(func(err error) { answered <- err })
+	assert.ErrorIs(t, <-answered, ErrNotDurable)
+	assert.ErrorIs(t, d.Close(), ErrNotDurable, "closing says the commits may be lost")
+
+	d = Lazy(path, h.log)
+	defer d.Close()
+	h.put(t, d, "d", "4")
+	v, ok, err := d.Get([]byte("d"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "4", string(v))
+	require.NoError(t, h.log.Close())
+}
+
+// firstSegment is the name of the oldest segment of h's log.
+func firstSegment(t *testing.T, h *host) string {
+	t.Helper()
+	nums, err := segmentNumbers(filepath.Join(h.root, "log"))
+	require.NoError(t, err)
+	require.NotEmpty(t, nums)
+	return filepath.Base(segmentPath("", nums[0]))
+}
+
+// TestRecordsOfAnotherSegmentAreNotRead: a recycled segment still holds the
+// records of its use before past what was written since; they are not
+// read as its own, since their CRC covers their segment's number.
+func TestRecordsOfAnotherSegmentAreNotRead(t *testing.T) {
+	b := appendRecord(nil, "a.sqlite", 7, 1, 512, make([]byte, walFrameHeaderBytes+512))
+	sealRecords(b, 41)
+	require.Len(t, parseRecords(41, b), 1)
+	assert.Empty(t, parseRecords(42, b))
+}
+
+// TestACrashWhileReplayingLosesNothing: a replay cut short (here: its copy
+// of the database left half written) leaves the database as it was, and
+// the next start replays everything.
+func TestACrashWhileReplayingLosesNothing(t *testing.T) {
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, path)
+	for i := range 30 {
+		h.put(t, d, fmt.Sprint("k", i), fmt.Sprint(i))
+	}
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+	moved := filepath.Join(after, "obj.sqlite")
+	before, err := os.ReadFile(moved)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(moved+".replay", before[:len(before)/2], 0o644)) // the cut replay's copy
+
+	l := openLog(t, after)
+	v, ok := get(t, l, moved, "k29")
+	assert.True(t, ok)
+	assert.Equal(t, "29", v)
+	assert.NoFileExists(t, moved+".replay")
+}
+
+// TestLogDoesNotReplayIntoAnInstalledSnapshot: a snapshot installed in
+// place of a database (a cluster host adopting an object) carries the
+// incarnation of the file it was copied from, which can be this one's
+// (this host owned the object before), and a commit number below the
+// replaced file's: after a crash the replaced file's commits still in the
+// log are not replayed into it.
+func TestLogDoesNotReplayIntoAnInstalledSnapshot(t *testing.T) {
+	h := openHost(t, t.TempDir())
+	path := filepath.Join(h.root, "obj.sqlite")
+	d := Lazy(path, h.log)
+	h.put(t, d, "a", "snapshot")
+	snap := filepath.Join(t.TempDir(), "snap.sqlite")
+	_, err := d.SnapshotTo(snap)
+	require.NoError(t, err)
+	for i := range 20 {
+		h.put(t, d, fmt.Sprint("k", i), strings.Repeat("x", 1000))
+		h.put(t, d, "a", fmt.Sprint("replaced ", i))
+	}
+	require.NoError(t, d.Close())
+	data, err := os.ReadFile(snap)
+	require.NoError(t, err)
+	require.NoError(t, Install(path, data))
+
+	after := t.TempDir() // killed: the log still holds the replaced file's commits
+	require.NoError(t, os.CopyFS(after, os.DirFS(h.root)))
+	require.NoError(t, h.log.Close())
+	l, err := OpenLog(filepath.Join(after, "log"), after)
+	require.NoError(t, err)
+	defer l.Close()
+	v, _ := get(t, l, filepath.Join(after, "obj.sqlite"), "a")
+	assert.Equal(t, "snapshot", v)
+	_, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "k0")
+	assert.False(t, ok)
+}
+
+// TestLogClosedAsItRotatesLeavesNoSegment: Close racing the rotation its
+// own last write set off still leaves no segment behind, and no segment
+// begun after it.
+func TestLogClosedAsItRotatesLeavesNoSegment(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 1 // every write rotates
+	for i := range 50 {
+		h := openHost(t, t.TempDir())
+		d := Lazy(filepath.Join(h.root, "obj.sqlite"), h.log)
+		d.BeginEvent()
+		require.NoError(t, d.Put([]byte("a"), []byte(fmt.Sprint(i))))
+		require.NoError(t, d.EndEvent(false))
+		require.NoError(t, d.Commit()) // Close's write is of this commit
+		require.NoError(t, h.log.Close())
+		d.Close()                         // its commit was synced, but not through it: it says it may be lost
+		time.Sleep(10 * time.Millisecond) // for what runs on after Close
+		nums, err := segmentNumbers(filepath.Join(h.root, "log"))
+		require.NoError(t, err)
+		require.Empty(t, nums, "round %d: segments left after Close", i)
+	}
+}
+
+// TestObjectMayNotSetApplicationID: an object's SQL may not set the
+// header's application_id, where the log keeps the file's incarnation: a
+// database made durable with another one would not take the commits
+// acknowledged after it at the next replay (they were logged with the
+// incarnation the file had when opened). Reading it is allowed.
+func TestObjectMayNotSetApplicationID(t *testing.T) {
+	d := lazy(filepath.Join(t.TempDir(), "obj.sqlite"))
+	defer d.Close()
+	d.BeginEvent()
+	for _, q := range []string{
+		"PRAGMA application_id = 7",
+		"pragma main.application_id=7",
+		"/* x */ PRAGMA \"main\".\"application_id\" (7)",
+		"PRAGMA\n\tapplication_id\n=\n7;",
+	} {
+		_, err := d.Exec(q)
+		assert.ErrorIs(t, err, ErrReserved, q)
+	}
+	_, err := d.Exec("PRAGMA application_id")
+	require.NoError(t, err)
+	_, err = d.Exec("CREATE TABLE apps (application_id INTEGER)")
+	require.NoError(t, err)
+	_, err = d.Exec("UPDATE apps SET application_id = 7 WHERE application_id = (1)")
+	require.NoError(t, err)
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+}
+
+// TestLogGoesOnAfterARotationMetADescriptorShortage: a new segment begun
+// while the process is out of descriptors (EMFILE) waits for one, as the
+// syncs of WALs do, rather than leave the log failing every commit of the
+// host until it restarts.
+func TestLogGoesOnAfterARotationMetADescriptorShortage(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 1 // every write rotates
+	h := openHost(t, t.TempDir())
+	defer h.log.Close()
+	d := Lazy(filepath.Join(h.root, "obj.sqlite"), h.log)
+	defer d.Close()
+	h.put(t, d, "a", "1")
+	time.Sleep(shortageGap) // an earlier test's shortage is over
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("a"), []byte("2")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Commit())
+	restore := exhaustDescriptors(t)
+	synced := make(chan error, 1)
+	go func() { synced <- d.Flush() }() // writes, then rotates
+	time.Sleep(300 * time.Millisecond)
+	restore()
+	require.NoError(t, <-synced)
+	h.put(t, d, "a", "3") // the next segment is written
+}
+
+// TestLogGoesOnInItsSegmentWhenNoNewOneCanBegin: when the next segment
+// cannot be created, the log goes on writing the one it has, and begins
+// the next once it can, rather than fail every later commit of the host.
+func TestLogGoesOnInItsSegmentWhenNoNewOneCanBegin(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 1 // every write rotates
+	h := openHost(t, t.TempDir())
+	d := Lazy(filepath.Join(h.root, "obj.sqlite"), h.log)
+	h.put(t, d, "a", "1")
+	h.log.mu.Lock()
+	num := h.log.seg.num // or the one before, if its rotation is under way
+	h.log.mu.Unlock()
+	var blocked []string // the next segment's name is taken
+	for _, n := range []uint64{num + 1, num + 2} {
+		if err := os.Mkdir(segmentPath(h.log.dir, n), 0o755); err == nil {
+			blocked = append(blocked, segmentPath(h.log.dir, n))
+		}
+	}
+	h.put(t, d, "a", "2")
+	h.put(t, d, "a", "3")
+	for _, b := range blocked {
+		require.NoError(t, os.Remove(b))
+	}
+	h.put(t, d, "a", "4")
+	h.put(t, d, "a", "5")
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+
+	l, err := OpenLog(filepath.Join(h.root, "log"), h.root)
+	require.NoError(t, err)
+	defer l.Close()
+	v, _ := get(t, l, filepath.Join(h.root, "obj.sqlite"), "a")
+	assert.Equal(t, "5", v)
+}
+
+// TestADatabaseThatCannotBeReplayedIntoStopsOnlyItself: a damaged database
+// with commits in the log does not stop the host from starting: the others
+// are replayed, it refuses to open (ErrUnreplayed) rather than serve a file
+// that may lack acknowledged commits, and the log keeps its segments, so
+// once the file is mended the next start replays them.
+func TestADatabaseThatCannotBeReplayedIntoStopsOnlyItself(t *testing.T) {
+	h, d, path := oneObject(t)
+	other := Lazy(filepath.Join(h.root, "other.sqlite"), h.log)
+	h.put(t, other, "o", "1")
+	then := t.TempDir()
+	copyFiles(t, then, path, other.path)
+	h.put(t, d, "a", "2")
+	h.put(t, other, "o", "2")
+	after := t.TempDir()
+	crash(t, h, then, after)
+	good, err := os.ReadFile(filepath.Join(after, "obj.sqlite"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(after, "obj.sqlite"), []byte(strings.Repeat("damaged!", 512)), 0o644))
+
+	l, err := OpenLog(filepath.Join(after, "log"), after)
+	require.NoError(t, err, "one damaged database stopped the host")
+	damaged := filepath.Join(after, "obj.sqlite")
+	require.Contains(t, l.Unreplayed(), damaged)
+	assert.Contains(t, l.Unreplayed()[damaged].Error(), "not a database")
+	v, _ := get(t, l, filepath.Join(after, "other.sqlite"), "o")
+	assert.Equal(t, "2", v, "the other database was replayed")
+	_, _, err = Lazy(damaged, l).Get([]byte("a"))
+	assert.ErrorIs(t, err, ErrUnreplayed)
+	require.NoError(t, l.Close())
+
+	require.NoError(t, os.WriteFile(damaged, good, 0o644)) // mended: the file as the crash left it
+	l = openLog(t, after)
+	assert.Empty(t, l.Unreplayed())
+	v, _ = get(t, l, damaged, "a")
+	assert.Equal(t, "2", v, "the kept segments were replayed once the file was mended")
+}

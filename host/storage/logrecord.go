@@ -1,0 +1,95 @@
+package storage
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+)
+
+// A record of the commit log is the length of its body and a CRC-32C of
+// the segment's number (8 bytes) and the body, both 4 bytes little-endian,
+// then the body: the database's incarnation (4 bytes), the commit's number
+// (8), the page size (4), the length of the database's path relative to
+// the log's root (2) and the path, then the commit's WAL frames as they
+// are in the WAL. The segment's number in the CRC tells a record from one
+// a recycled segment held before.
+const recordHeaderBytes = 8
+
+// appendRecord appends a record to b, its CRC left for sealRecords.
+func appendRecord(b []byte, rel string, incarnation uint32, seq uint64, pageSize int, frames []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, recordHeaderBytes)...)
+	b = binary.LittleEndian.AppendUint32(b, incarnation)
+	b = binary.LittleEndian.AppendUint64(b, seq)
+	b = binary.LittleEndian.AppendUint32(b, uint32(pageSize))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(rel)))
+	b = append(b, rel...)
+	b = append(b, frames...)
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-recordHeaderBytes))
+	return b
+}
+
+// castagnoli is the CRC of each record.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordCRC is the CRC of a record's body in segment num.
+func recordCRC(num uint64, body []byte) uint32 {
+	crc := crc32.Update(0, castagnoli, binary.LittleEndian.AppendUint64(nil, num))
+	return crc32.Update(crc, castagnoli, body)
+}
+
+// sealRecords sets the CRC of each record in b for segment num.
+func sealRecords(b []byte, num uint64) {
+	for len(b) >= recordHeaderBytes {
+		n := int(binary.LittleEndian.Uint32(b))
+		binary.LittleEndian.PutUint32(b[4:], recordCRC(num, b[recordHeaderBytes:recordHeaderBytes+n]))
+		b = b[recordHeaderBytes+n:]
+	}
+}
+
+// logRecord is one commit read back from the log.
+type logRecord struct {
+	rel         string
+	incarnation uint32
+	seq         uint64
+	pageSize    int
+	frames      []walFrame
+}
+
+// parseRecords reads the records of segment num up to the first that is
+// incomplete, damaged or from the file's use before: the end of what the
+// log's last sync wrote.
+func parseRecords(num uint64, data []byte) []logRecord {
+	var out []logRecord
+	for len(data) >= recordHeaderBytes {
+		n := int(binary.LittleEndian.Uint32(data))
+		if n < 18 || len(data)-recordHeaderBytes < n {
+			break
+		}
+		body := data[recordHeaderBytes : recordHeaderBytes+n]
+		if recordCRC(num, body) != binary.LittleEndian.Uint32(data[4:]) {
+			break
+		}
+		data = data[recordHeaderBytes+n:]
+		r := logRecord{
+			incarnation: binary.LittleEndian.Uint32(body),
+			seq:         binary.LittleEndian.Uint64(body[4:]),
+			pageSize:    int(binary.LittleEndian.Uint32(body[12:])),
+		}
+		pathLen := int(binary.LittleEndian.Uint16(body[16:]))
+		rest := body[18:]
+		frameBytes := walFrameHeaderBytes + r.pageSize
+		if pathLen > len(rest) || r.pageSize <= 0 || (len(rest)-pathLen)%frameBytes != 0 {
+			break
+		}
+		r.rel, rest = string(rest[:pathLen]), rest[pathLen:]
+		for ; len(rest) > 0; rest = rest[frameBytes:] {
+			r.frames = append(r.frames, walFrame{
+				pgno:   binary.BigEndian.Uint32(rest),
+				dbSize: binary.BigEndian.Uint32(rest[4:]),
+				page:   rest[walFrameHeaderBytes:frameBytes],
+			})
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// recoverSegments replays into each database under root the commits of the
+// segments nums of dir that it lacks, then removes the segments. A
+// database that cannot be replayed into (damaged, say) does not stop the
+// others: it is returned in unreplayed, with why, and the segments stay
+// for the next start, so its commits are not lost.
+func recoverSegments(dir, root string, nums []uint64) (unreplayed map[string]error, err error) {
+	byPath := map[string][]logRecord{}
+	var order []string
+	for _, num := range nums {
+		data, err := os.ReadFile(segmentPath(dir, num))
+		if err != nil {
+			return nil, fmt.Errorf("commit log: %w", err)
+		}
+		for _, r := range parseRecords(num, data) {
+			if !filepath.IsLocal(r.rel) {
+				continue
+			}
+			if _, ok := byPath[r.rel]; !ok {
+				order = append(order, r.rel)
+			}
+			byPath[r.rel] = append(byPath[r.rel], r)
+		}
+	}
+	unreplayed = map[string]error{}
+	for _, rel := range order {
+		path := filepath.Join(root, rel)
+		if err := replayInto(path, byPath[rel]); err != nil {
+			unreplayed[path] = err
+		}
+	}
+	if len(unreplayed) > 0 {
+		return unreplayed, nil
+	}
+	for _, num := range nums {
+		if err := os.Remove(segmentPath(dir, num)); err != nil {
+			return nil, fmt.Errorf("commit log: %w", err)
+		}
+	}
+	if len(nums) > 0 {
+		return nil, syncPath(dir)
+	}
+	return nil, nil
+}
+
+// replayInto writes into the database at path the pages of the commits in
+// records (in commit order) that follow the last one it holds, when it is
+// the file the records were made for. A database that is gone was removed
+// after its commits.
+func replayInto(path string, records []logRecord) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	incarnation, held, err := settle(path)
+	if err != nil {
+		return err
+	}
+	var todo []logRecord
+	for _, r := range records {
+		if r.incarnation == incarnation && r.seq > held {
+			todo = append(todo, r)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	for i, r := range todo {
+		if r.seq != held+1+uint64(i) {
+			return fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, held+uint64(i))
+		}
+	}
+	return writeReplayed(path, todo)
+}
+
+// writeReplayed writes the pages of records over a copy of the database at
+// path (which SQLite settled: the file alone holds it) and puts the copy
+// in its place, so a crash while replaying leaves the database as it was
+// and the next start replays again.
+func writeReplayed(path string, records []logRecord) error {
+	tmp := path + ".replay"
+	if err := copyFile(path, tmp); err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // after a failure
+	f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var pages uint32
+	for _, r := range records {
+		for _, fr := range r.frames {
+			if _, err := f.WriteAt(fr.page, int64(fr.pgno-1)*int64(r.pageSize)); err != nil {
+				return err
+			}
+			if fr.dbSize != 0 {
+				pages = fr.dbSize
+			}
+		}
+	}
+	if err := f.Truncate(int64(pages) * int64(records[len(records)-1].pageSize)); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	// The old file's shared memory must not describe the new one.
+	if err := os.Remove(path + "-shm"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(path))
+}
+
+// copyFile copies the file at from to a new file at to.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(dst, src)
+	return errors.Join(err, dst.Close())
+}
+
+// settle opens the database at path through SQLite, which recovers its WAL,
+// reads its incarnation and the number of the last commit it holds, and
+// checkpoints the WAL into the file, which then holds the database alone.
+func settle(path string) (incarnation uint32, seq uint64, err error) {
+	db, err := sql.Open(driverName, "file:"+path+"?mode=rw")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }() // the last close removes the WAL
+	db.SetMaxOpenConns(1)
+	var id int64
+	if err := db.QueryRow("PRAGMA application_id").Scan(&id); err != nil {
+		return 0, 0, err
+	}
+	incarnation = uint32(id)
+	var stamped int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = '_wharf_commit'").Scan(&stamped); err != nil {
+		return 0, 0, err
+	}
+	if stamped > 0 {
+		err := db.QueryRow("SELECT seq FROM _wharf_commit WHERE id = 1").Scan(&seq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, err
+		}
+	}
+	var busy, logged, checkpointed int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logged, &checkpointed); err != nil {
+		return 0, 0, err
+	}
+	if busy != 0 {
+		return 0, 0, errors.New("its WAL could not be checkpointed: another process has it open")
+	}
+	return incarnation, seq, nil
+}
