@@ -219,7 +219,10 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	if err != nil {
 		return nil, err
 	}
-	for path, err := range commits.Unreplayed() {
+	if r := commits.Recovery(); r.Segments > 0 {
+		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "took", r.Took.Round(time.Millisecond))
+	}
+	for path, err := range commits.Recovery().Unreplayed {
 		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
 	}
 	o.commits = commits

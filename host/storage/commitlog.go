@@ -41,9 +41,8 @@ type Log struct {
 	dir      string // its segment files
 	root     string // the databases' paths are recorded relative to it
 	segBytes int64  // segmentBytes when it was opened
-	// unreplayed are the databases that could not be replayed into at
-	// open, and why.
-	unreplayed map[string]error
+	// recovery is what OpenLog replayed.
+	recovery Recovery
 
 	mu sync.Mutex
 	// seg is the segment being written; err, when set, a failure that
@@ -93,7 +92,7 @@ func OpenLog(dir, root string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	unreplayed, err := recoverSegments(dir, root, nums)
+	recovery, err := recoverSegments(dir, root, nums)
 	if err != nil {
 		return nil, err
 	}
@@ -108,18 +107,17 @@ func OpenLog(dir, root string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Log{dir: dir, root: root, segBytes: segmentBytes, seg: seg, unreplayed: unreplayed}, nil
+	return &Log{dir: dir, root: root, segBytes: segmentBytes, seg: seg, recovery: recovery}, nil
 }
 
 // ErrUnreplayed is a database the commit log could not bring up to date
-// when the host started (Unreplayed says why): its last commits may be
+// when the host started (its Recovery says why): its last commits may be
 // missing from its file, so it is not opened until that is mended and the
 // host restarted (the log keeps them meanwhile).
 var ErrUnreplayed = errors.New("the database could not be brought up to date from the commit log when the host started; it is not used until that is mended")
 
-// Unreplayed lists the databases the log could not replay into when it
-// opened, and why.
-func (l *Log) Unreplayed() map[string]error { return l.unreplayed }
+// Recovery is what the log replayed when it opened.
+func (l *Log) Recovery() Recovery { return l.recovery }
 
 // segmentNumbers lists the segments in dir, oldest first.
 func segmentNumbers(dir string) ([]uint64, error) {
@@ -130,7 +128,7 @@ func segmentNumbers(dir string) ([]uint64, error) {
 	var nums []uint64
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".log")
-		if n, err := strconv.ParseUint(name, 16, 64); ok && err == nil {
+		if n, err := strconv.ParseUint(name, 16, 64); ok && len(name) == 16 && err == nil {
 			nums = append(nums, n)
 		}
 	}

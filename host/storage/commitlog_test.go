@@ -165,6 +165,9 @@ func TestLogReplaysCommitsTheDatabaseLost(t *testing.T) {
 			require.NoError(t, h.log.Close())
 
 			l := openLog(t, after)
+			assert.Equal(t, 1, l.Recovery().Databases)
+			lacked := map[string]int{"last commits": 51, "whole WAL": 52}[lost]
+			assert.Equal(t, lacked, l.Recovery().Commits, "the commits the copy lacks")
 			moved := filepath.Join(after, "obj.sqlite")
 			v, ok := get(t, l, moved, "a")
 			assert.True(t, ok)
@@ -541,8 +544,8 @@ func TestADatabaseThatCannotBeReplayedIntoStopsOnlyItself(t *testing.T) {
 	l, err := OpenLog(filepath.Join(after, "log"), after)
 	require.NoError(t, err, "one damaged database stopped the host")
 	damaged := filepath.Join(after, "obj.sqlite")
-	require.Contains(t, l.Unreplayed(), damaged)
-	assert.Contains(t, l.Unreplayed()[damaged].Error(), "not a database")
+	require.Contains(t, l.Recovery().Unreplayed, damaged)
+	assert.Contains(t, l.Recovery().Unreplayed[damaged].Error(), "not a database")
 	v, _ := get(t, l, filepath.Join(after, "other.sqlite"), "o")
 	assert.Equal(t, "2", v, "the other database was replayed")
 	_, _, err = Lazy(damaged, l).Get([]byte("a"))
@@ -551,7 +554,22 @@ func TestADatabaseThatCannotBeReplayedIntoStopsOnlyItself(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(damaged, good, 0o644)) // mended: the file as the crash left it
 	l = openLog(t, after)
-	assert.Empty(t, l.Unreplayed())
+	assert.Empty(t, l.Recovery().Unreplayed)
 	v, _ = get(t, l, damaged, "a")
 	assert.Equal(t, "2", v, "the kept segments were replayed once the file was mended")
+}
+
+// TestOtherFilesInTheLogAreNotSegments: a file in the log's directory that
+// is not named as a segment (16 hex digits, .log) is left alone, and does
+// not stop the host from starting.
+func TestOtherFilesInTheLogAreNotSegments(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "log")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	for _, name := range []string{"bad.log", "abc.log", "notes.txt", "00000000000000001.log"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644))
+	}
+	l := openLog(t, root)
+	assert.Zero(t, l.Recovery().Segments)
+	assert.FileExists(t, filepath.Join(dir, "bad.log"))
 }

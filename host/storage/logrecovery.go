@@ -8,63 +8,81 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
+
+// Recovery is what OpenLog found in the log and replayed.
+type Recovery struct {
+	// Segments were in the log; Commits were replayed, into Databases.
+	Segments, Databases, Commits int
+	// Took is how long reading and replaying took.
+	Took time.Duration
+	// Unreplayed are the databases that could not be replayed into, and
+	// why (see ErrUnreplayed).
+	Unreplayed map[string]error
+}
 
 // recoverSegments replays into each database under root the commits of the
 // segments nums of dir that it lacks, then removes the segments. A
 // database that cannot be replayed into (damaged, say) does not stop the
-// others: it is returned in unreplayed, with why, and the segments stay
-// for the next start, so its commits are not lost.
-func recoverSegments(dir, root string, nums []uint64) (unreplayed map[string]error, err error) {
+// others: it is in the Recovery's Unreplayed, and the segments stay for
+// the next start, so its commits are not lost.
+func recoverSegments(dir, root string, nums []uint64) (Recovery, error) {
+	start := time.Now()
+	r := Recovery{Segments: len(nums), Unreplayed: map[string]error{}}
 	byPath := map[string][]logRecord{}
 	var order []string
 	for _, num := range nums {
 		data, err := os.ReadFile(segmentPath(dir, num))
 		if err != nil {
-			return nil, fmt.Errorf("commit log: %w", err)
+			return r, fmt.Errorf("commit log: %w", err)
 		}
-		for _, r := range parseRecords(num, data) {
-			if !filepath.IsLocal(r.rel) {
+		for _, rec := range parseRecords(num, data) {
+			if !filepath.IsLocal(rec.rel) {
 				continue
 			}
-			if _, ok := byPath[r.rel]; !ok {
-				order = append(order, r.rel)
+			if _, ok := byPath[rec.rel]; !ok {
+				order = append(order, rec.rel)
 			}
-			byPath[r.rel] = append(byPath[r.rel], r)
+			byPath[rec.rel] = append(byPath[rec.rel], rec)
 		}
 	}
-	unreplayed = map[string]error{}
 	for _, rel := range order {
 		path := filepath.Join(root, rel)
-		if err := replayInto(path, byPath[rel]); err != nil {
-			unreplayed[path] = err
+		n, err := replayInto(path, byPath[rel])
+		if err != nil {
+			r.Unreplayed[path] = err
+		} else if n > 0 {
+			r.Databases++
+			r.Commits += n
 		}
 	}
-	if len(unreplayed) > 0 {
-		return unreplayed, nil
+	r.Took = time.Since(start)
+	if len(r.Unreplayed) > 0 {
+		return r, nil
 	}
 	for _, num := range nums {
 		if err := os.Remove(segmentPath(dir, num)); err != nil {
-			return nil, fmt.Errorf("commit log: %w", err)
+			return r, fmt.Errorf("commit log: %w", err)
 		}
 	}
 	if len(nums) > 0 {
-		return nil, syncPath(dir)
+		return r, syncPath(dir)
 	}
-	return nil, nil
+	return r, nil
 }
 
 // replayInto writes into the database at path the pages of the commits in
 // records (in commit order) that follow the last one it holds, when it is
-// the file the records were made for. A database that is gone was removed
+// the file the records were made for, and says how many it replayed. A database that is gone was removed
 // after its commits.
-func replayInto(path string, records []logRecord) error {
+func replayInto(path string, records []logRecord) (replayed int, err error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	incarnation, held, err := settle(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var todo []logRecord
 	for _, r := range records {
@@ -73,14 +91,14 @@ func replayInto(path string, records []logRecord) error {
 		}
 	}
 	if len(todo) == 0 {
-		return nil
+		return 0, nil
 	}
 	for i, r := range todo {
 		if r.seq != held+1+uint64(i) {
-			return fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, held+uint64(i))
+			return 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, held+uint64(i))
 		}
 	}
-	return writeReplayed(path, todo)
+	return len(todo), writeReplayed(path, todo)
 }
 
 // writeReplayed writes the pages of records over a copy of the database at

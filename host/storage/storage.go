@@ -130,7 +130,7 @@ func (d *DB) connect() error {
 	if d.db != nil {
 		return nil
 	}
-	if d.log != nil && d.log.unreplayed[d.path] != nil {
+	if d.log != nil && d.log.recovery.Unreplayed[d.path] != nil {
 		return ErrUnreplayed
 	}
 	created, err := create(d.path)
