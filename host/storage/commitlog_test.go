@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -572,4 +573,50 @@ func TestOtherFilesInTheLogAreNotSegments(t *testing.T) {
 	l := openLog(t, root)
 	assert.Zero(t, l.Recovery().Segments)
 	assert.FileExists(t, filepath.Join(dir, "bad.log"))
+}
+
+// TestARecordWithoutACommitFrameIsNotReplayed: commits whose frames hold no
+// commit frame (the database's size) are refused, not replayed as a
+// database of no pages.
+func TestARecordWithoutACommitFrameIsNotReplayed(t *testing.T) {
+	_, d, path := oneObject(t)
+	require.NoError(t, d.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	page := make([]byte, 4096)
+	err = writeReplayed(path, []logRecord{{seq: 2, pageSize: 4096, frames: []walFrame{{pgno: 2, page: page}}}})
+	assert.ErrorContains(t, err, "no commit frame")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the database was changed")
+}
+
+// TestFramesPastTheLastValidOneAreNotLogged: what follows the last commit in
+// a WAL with the current salts but a checksum that does not chain on (frames
+// a crash left half written, which SQLite writes over) is not logged as
+// part of the next commit; replaying it would put back older pages.
+func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, path) // the file alone: every commit is replayed
+	wal, err := os.ReadFile(path + "-wal")
+	require.NoError(t, err)
+	frameBytes := walFrameHeaderBytes + int(binary.BigEndian.Uint32(wal[8:12]))
+	first := wal[len(wal)-2*frameBytes:] // the first commit's frames: its key-value page, then its commit frame
+	f, err := os.OpenFile(path+"-wal", os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	for range 3 {
+		_, err = f.Write(first)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+
+	h.put(t, d, "b", "2") // written over the first copies only
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	l := openLog(t, after)
+	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "b")
+	assert.True(t, ok, "the stale frames logged with the commit put the older page back")
+	assert.Equal(t, "2", v)
 }

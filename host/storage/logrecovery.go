@@ -127,6 +127,9 @@ func writeReplayed(path string, records []logRecord) error {
 			}
 		}
 	}
+	if pages == 0 {
+		return errors.New("the log's commits hold no commit frame")
+	}
 	if err := f.Truncate(int64(pages) * int64(records[len(records)-1].pageSize)); err != nil {
 		return err
 	}

@@ -11,14 +11,20 @@ import (
 )
 
 // SQLite's WAL format (https://sqlite.org/fileformat.html#the_write_ahead_log):
-// a 32-byte header, whose bytes 8–11 are the page size and 16–23 the salts
-// of the WAL's current generation, then frames of a 24-byte header (the
-// page number, the database's size in pages after a commit frame or 0, the
-// salts) and the page. Each checkpoint that empties the WAL begins a new
-// generation, with new salts, written over the old frames from the start.
+// a 32-byte header, whose bytes 0–3 are a magic number that says the byte
+// order of the checksums, 8–11 the page size, 16–23 the salts of the WAL's
+// current generation and 24–31 the header's checksum; then frames of a
+// 24-byte header (the page number, the database's size in pages after a
+// commit frame or 0, the salts, the checksum) and the page. Each frame's
+// checksum goes on from the one before (the header's for the first), over
+// its header's first 8 bytes and its page. Each checkpoint that empties the
+// WAL begins a new generation, with new salts, written over the old frames
+// from the start; what follows the last valid frame (a frame of an older
+// generation, or one torn by a crash) fails the salts or the checksum.
 const (
 	walHeaderBytes      = 32
 	walFrameHeaderBytes = 24
+	walMagicBigEndian   = 0x377f0683
 )
 
 // walFrame is one page a commit wrote, read back from the log.
@@ -28,16 +34,31 @@ type walFrame struct {
 }
 
 // walPosition is where a database's next commit begins in its WAL: frame
-// next (from 0) of the generation with these salts.
+// next (from 0) of the generation with these salts, whose frames before it
+// end with checksum sum.
 type walPosition struct {
 	salts [8]byte
 	next  int64
+	sum   walChecksum
+}
+
+// walChecksum is SQLite's running WAL checksum.
+type walChecksum struct{ s0, s1 uint32 }
+
+// add goes on over data, whose 32-bit words are in order's byte order.
+func (c walChecksum) add(order binary.ByteOrder, data []byte) walChecksum {
+	for i := 0; i+8 <= len(data); i += 8 {
+		c.s0 += order.Uint32(data[i:]) + c.s1
+		c.s1 += order.Uint32(data[i+4:]) + c.s0
+	}
+	return c
 }
 
 // readCommits appends to buf the frames of the commits made in the WAL
-// since pos, as they are in the WAL, and moves pos past them: every frame
-// of the current generation from pos to its last commit frame. When the
-// generation has changed since, the frames are the whole of the new one.
+// since pos, as they are in the WAL, and moves pos past them: every valid
+// frame of the current generation from pos to its last commit frame. When
+// the generation has changed since, the frames are the whole of the new
+// one.
 func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, frames []byte, err error) {
 	var hdr [walHeaderBytes]byte
 	if _, err := wal.ReadAt(hdr[:], 0); err != nil {
@@ -47,13 +68,19 @@ func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, fram
 	if pageSize < 512 || pageSize > 65536 || pageSize&(pageSize-1) != 0 {
 		return 0, buf, fmt.Errorf("reading %s: page size %d", wal.Name(), pageSize)
 	}
+	var order binary.ByteOrder = binary.LittleEndian
+	if binary.BigEndian.Uint32(hdr[0:4]) == walMagicBigEndian {
+		order = binary.BigEndian
+	}
 	if !bytes.Equal(hdr[16:24], pos.salts[:]) {
 		copy(pos.salts[:], hdr[16:24])
 		pos.next = 0
+		pos.sum = walChecksum{binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[28:32])}
 	}
 	frameBytes := walFrameHeaderBytes + pageSize
 	const chunkFrames = 4
 	start, committed := len(buf), len(buf) // committed: the end of the last commit frame
+	sum, committedSum := pos.sum, pos.sum
 	for at := pos.next; ; at += chunkFrames {
 		read := len(buf)
 		buf = slices.Grow(buf, chunkFrames*frameBytes)[:read+chunkFrames*frameBytes]
@@ -63,12 +90,13 @@ func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, fram
 		}
 		ended := n < chunkFrames*frameBytes
 		for f := buf[read : read+n]; len(f) >= frameBytes; f = f[frameBytes:] {
-			if !bytes.Equal(f[8:16], pos.salts[:]) {
-				ended = true // an older generation's frame: the current one ends
+			sum = sum.add(order, f[:8]).add(order, f[walFrameHeaderBytes:frameBytes])
+			if !bytes.Equal(f[8:16], pos.salts[:]) || sum.s0 != binary.BigEndian.Uint32(f[16:20]) || sum.s1 != binary.BigEndian.Uint32(f[20:24]) {
+				ended = true // the current generation's valid frames end
 				break
 			}
 			if binary.BigEndian.Uint32(f[4:8]) != 0 {
-				committed = read + n - len(f) + frameBytes
+				committed, committedSum = read+n-len(f)+frameBytes, sum
 			}
 		}
 		if ended {
@@ -76,5 +104,6 @@ func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, fram
 		}
 	}
 	pos.next += int64((committed - start) / frameBytes)
+	pos.sum = committedSum
 	return pageSize, buf[:committed], nil
 }
