@@ -221,6 +221,9 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	}
 	if r := commits.Recovery(); r.Segments > 0 {
 		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "took", r.Took.Round(time.Millisecond))
+		if r.Damaged > 0 {
+			logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
+		}
 	}
 	for path, err := range commits.Recovery().Unreplayed {
 		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)

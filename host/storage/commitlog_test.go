@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -347,8 +348,11 @@ func firstSegment(t *testing.T, h *host) string {
 func TestRecordsOfAnotherSegmentAreNotRead(t *testing.T) {
 	b := appendRecord(nil, "a.sqlite", 7, 1, 512, make([]byte, walFrameHeaderBytes+512))
 	sealRecords(b, 41)
-	require.Len(t, parseRecords(41, b), 1)
-	assert.Empty(t, parseRecords(42, b))
+	records, _ := parseRecords(41, b)
+	require.Len(t, records, 1)
+	records, damaged := parseRecords(42, b)
+	assert.Empty(t, records)
+	assert.Zero(t, damaged, "a recycled segment's old records counted as damage")
 }
 
 // TestACrashWhileReplayingLosesNothing: a replay cut short (here: its copy
@@ -619,4 +623,30 @@ func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
 	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "b")
 	assert.True(t, ok, "the stale frames logged with the commit put the older page back")
 	assert.Equal(t, "2", v)
+}
+
+// TestDamageInsideTheLogIsCounted: a record damaged inside a segment (a
+// valid one follows it) is passed over and counted, so the host can say
+// commits were lost; the records after it are read. A damaged last
+// record is the log's torn end, not damage.
+func TestDamageInsideTheLogIsCounted(t *testing.T) {
+	frame := make([]byte, walFrameHeaderBytes+512)
+	var b []byte
+	for seq := range uint64(3) {
+		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
+	}
+	sealRecords(b, 9)
+	size := len(b) / 3
+	middle := slices.Clone(b)
+	middle[size+100] ^= 1
+	records, damaged := parseRecords(9, middle)
+	assert.Equal(t, 1, damaged)
+	require.Len(t, records, 2)
+	assert.Equal(t, []uint64{1, 3}, []uint64{records[0].seq, records[1].seq})
+
+	last := slices.Clone(b)
+	last[2*size+100] ^= 1
+	records, damaged = parseRecords(9, last)
+	assert.Zero(t, damaged)
+	assert.Len(t, records, 2)
 }

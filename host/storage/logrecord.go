@@ -55,41 +55,54 @@ type logRecord struct {
 	frames      []walFrame
 }
 
-// parseRecords reads the records of segment num up to the first that is
-// incomplete, damaged or from the file's use before: the end of what the
-// log's last sync wrote.
-func parseRecords(num uint64, data []byte) []logRecord {
-	var out []logRecord
+// parseRecords reads the records of segment num, up to the end of what the
+// log's last sync wrote: a record that does not fit in what is left, or
+// the end of the data. A record whose CRC fails is passed over (past the
+// end, a recycled segment holds its use before, whose CRCs name another
+// number); damaged counts those that a valid record follows: damage inside
+// the log, not its torn end, whose commits are lost.
+func parseRecords(num uint64, data []byte) (records []logRecord, damaged int) {
+	passed := 0
 	for len(data) >= recordHeaderBytes {
 		n := int(binary.LittleEndian.Uint32(data))
 		if n < 18 || len(data)-recordHeaderBytes < n {
 			break
 		}
 		body := data[recordHeaderBytes : recordHeaderBytes+n]
-		if recordCRC(num, body) != binary.LittleEndian.Uint32(data[4:]) {
-			break
-		}
+		sum := binary.LittleEndian.Uint32(data[4:])
 		data = data[recordHeaderBytes+n:]
-		r := logRecord{
-			incarnation: binary.LittleEndian.Uint32(body),
-			seq:         binary.LittleEndian.Uint64(body[4:]),
-			pageSize:    int(binary.LittleEndian.Uint32(body[12:])),
+		r, ok := decodeRecord(body)
+		if !ok || recordCRC(num, body) != sum {
+			passed++
+			continue
 		}
-		pathLen := int(binary.LittleEndian.Uint16(body[16:]))
-		rest := body[18:]
-		frameBytes := walFrameHeaderBytes + r.pageSize
-		if pathLen > len(rest) || r.pageSize <= 0 || (len(rest)-pathLen)%frameBytes != 0 {
-			break
-		}
-		r.rel, rest = string(rest[:pathLen]), rest[pathLen:]
-		for ; len(rest) > 0; rest = rest[frameBytes:] {
-			r.frames = append(r.frames, walFrame{
-				pgno:   binary.BigEndian.Uint32(rest),
-				dbSize: binary.BigEndian.Uint32(rest[4:]),
-				page:   rest[walFrameHeaderBytes:frameBytes],
-			})
-		}
-		out = append(out, r)
+		damaged += passed
+		passed = 0
+		records = append(records, r)
 	}
-	return out
+	return records, damaged
+}
+
+// decodeRecord reads a record's body, which it reports malformed.
+func decodeRecord(body []byte) (logRecord, bool) {
+	r := logRecord{
+		incarnation: binary.LittleEndian.Uint32(body),
+		seq:         binary.LittleEndian.Uint64(body[4:]),
+		pageSize:    int(binary.LittleEndian.Uint32(body[12:])),
+	}
+	pathLen := int(binary.LittleEndian.Uint16(body[16:]))
+	rest := body[18:]
+	frameBytes := walFrameHeaderBytes + r.pageSize
+	if pathLen > len(rest) || r.pageSize <= 0 || (len(rest)-pathLen)%frameBytes != 0 {
+		return r, false
+	}
+	r.rel, rest = string(rest[:pathLen]), rest[pathLen:]
+	for ; len(rest) > 0; rest = rest[frameBytes:] {
+		r.frames = append(r.frames, walFrame{
+			pgno:   binary.BigEndian.Uint32(rest),
+			dbSize: binary.BigEndian.Uint32(rest[4:]),
+			page:   rest[walFrameHeaderBytes:frameBytes],
+		})
+	}
+	return r, true
 }

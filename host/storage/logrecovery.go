@@ -13,8 +13,10 @@ import (
 
 // Recovery is what OpenLog found in the log and replayed.
 type Recovery struct {
-	// Segments were in the log; Commits were replayed, into Databases.
-	Segments, Databases, Commits int
+	// Segments were in the log; Commits were replayed, into Databases;
+	// Damaged records were found inside the log (not at its torn end):
+	// their commits are lost.
+	Segments, Databases, Commits, Damaged int
 	// Took is how long reading and replaying took.
 	Took time.Duration
 	// Unreplayed are the databases that could not be replayed into, and
@@ -37,7 +39,9 @@ func recoverSegments(dir, root string, nums []uint64) (Recovery, error) {
 		if err != nil {
 			return r, fmt.Errorf("commit log: %w", err)
 		}
-		for _, rec := range parseRecords(num, data) {
+		records, damaged := parseRecords(num, data)
+		r.Damaged += damaged
+		for _, rec := range records {
 			if !filepath.IsLocal(rec.rel) {
 				continue
 			}
