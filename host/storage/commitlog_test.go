@@ -650,3 +650,34 @@ func TestDamageInsideTheLogIsCounted(t *testing.T) {
 	assert.Zero(t, damaged)
 	assert.Len(t, records, 2)
 }
+
+// TestADamagedLengthDoesNotHideTheRecordsAfterIt: a record whose length
+// field is damaged is passed over to the next valid record, which is read
+// and counted as following damage; the records after it were dropped
+// silently, as if they were the log's torn end (their commits lost without
+// a word).
+func TestADamagedLengthDoesNotHideTheRecordsAfterIt(t *testing.T) {
+	frame := make([]byte, walFrameHeaderBytes+512)
+	var b []byte
+	for seq := range uint64(3) {
+		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
+	}
+	sealRecords(b, 9)
+	size := len(b) / 3
+	for name, flip := range map[string]struct {
+		at  int
+		bit byte
+	}{"smaller": {size + 1, 0x01}, "larger than the segment": {size + 3, 0x80}, "one page larger": {size + 1, 0x02}} {
+		t.Run(name, func(t *testing.T) {
+			damaged := slices.Clone(b)
+			damaged[flip.at] ^= flip.bit
+			records, n := parseRecords(9, damaged)
+			var seqs []uint64
+			for _, r := range records {
+				seqs = append(seqs, r.seq)
+			}
+			assert.Equal(t, []uint64{1, 3}, seqs)
+			assert.Equal(t, 1, n)
+		})
+	}
+}

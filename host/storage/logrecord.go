@@ -56,46 +56,63 @@ type logRecord struct {
 }
 
 // parseRecords reads the records of segment num, up to the end of what the
-// log's last sync wrote: a record that does not fit in what is left, or
-// the end of the data. A record whose CRC fails is passed over (past the
-// end, a recycled segment holds its use before, whose CRCs name another
-// number); damaged counts those that a valid record follows: damage inside
-// the log, not its torn end, whose commits are lost.
+// log's last sync wrote. What is not a valid record (its CRC fails, or it
+// does not fit) is passed over byte by byte up to the next valid record,
+// so a damaged length does not hide the records after it: past the end,
+// a recycled segment holds its use before, whose CRCs name another number.
+// damaged counts the records passed over that a valid record follows (at
+// least one per damaged stretch): damage inside the log, not its torn end,
+// whose commits are lost.
 func parseRecords(num uint64, data []byte) (records []logRecord, damaged int) {
-	passed := 0
-	for len(data) >= recordHeaderBytes {
-		n := int(binary.LittleEndian.Uint32(data))
-		if n < 18 || len(data)-recordHeaderBytes < n {
-			break
-		}
-		body := data[recordHeaderBytes : recordHeaderBytes+n]
-		sum := binary.LittleEndian.Uint32(data[4:])
-		data = data[recordHeaderBytes+n:]
-		r, ok := decodeRecord(body)
-		if !ok || recordCRC(num, body) != sum {
-			passed++
+	passed, stretch := 0, false
+	for off := 0; len(data)-off >= recordHeaderBytes; {
+		body, ok := recordBody(data[off:])
+		if ok && recordCRC(num, body) == binary.LittleEndian.Uint32(data[off+4:]) {
+			damaged += passed
+			passed, stretch = 0, false
+			records = append(records, decodeRecord(body))
+			off += recordHeaderBytes + len(body)
 			continue
 		}
-		damaged += passed
-		passed = 0
-		records = append(records, r)
+		if ok || !stretch {
+			passed++ // a record whose CRC fails, or the start of a damaged stretch
+		}
+		stretch = true
+		off++
 	}
 	return records, damaged
 }
 
-// decodeRecord reads a record's body, which it reports malformed.
-func decodeRecord(body []byte) (logRecord, bool) {
+// recordBody is the body of the record at the start of data, if what is
+// there is shaped as one (its CRC unchecked).
+func recordBody(data []byte) ([]byte, bool) {
+	n := binary.LittleEndian.Uint32(data)
+	if n < recordFixedBytes || uint64(n) > uint64(len(data)-recordHeaderBytes) {
+		return nil, false
+	}
+	body := data[recordHeaderBytes : recordHeaderBytes+int(n)]
+	pageSize := binary.LittleEndian.Uint32(body[12:])
+	pathLen := int(binary.LittleEndian.Uint16(body[16:]))
+	frames := len(body) - recordFixedBytes - pathLen
+	if pageSize < 512 || pageSize > 65536 || pageSize&(pageSize-1) != 0 || frames < 0 || frames%(walFrameHeaderBytes+int(pageSize)) != 0 {
+		return nil, false
+	}
+	return body, true
+}
+
+// recordFixedBytes is the part of a record's body before its path.
+const recordFixedBytes = 18
+
+// decodeRecord reads a record's body, which recordBody found shaped as one.
+func decodeRecord(body []byte) logRecord {
 	r := logRecord{
 		incarnation: binary.LittleEndian.Uint32(body),
 		seq:         binary.LittleEndian.Uint64(body[4:]),
 		pageSize:    int(binary.LittleEndian.Uint32(body[12:])),
 	}
 	pathLen := int(binary.LittleEndian.Uint16(body[16:]))
-	rest := body[18:]
+	rest := body[recordFixedBytes:]
 	frameBytes := walFrameHeaderBytes + r.pageSize
-	if pathLen > len(rest) || r.pageSize <= 0 || (len(rest)-pathLen)%frameBytes != 0 {
-		return r, false
-	}
 	r.rel, rest = string(rest[:pathLen]), rest[pathLen:]
 	for ; len(rest) > 0; rest = rest[frameBytes:] {
 		r.frames = append(r.frames, walFrame{
@@ -104,5 +121,5 @@ func decodeRecord(body []byte) (logRecord, bool) {
 			page:   rest[walFrameHeaderBytes:frameBytes],
 		})
 	}
-	return r, true
+	return r
 }
