@@ -625,11 +625,12 @@ func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
 	assert.Equal(t, "2", v)
 }
 
-// TestDamageInsideTheLogIsCounted: a record damaged inside a segment (a
-// valid one follows it) is passed over and counted, so the host can say
-// commits were lost; the records after it are read. A damaged last
-// record is the log's torn end, not damage.
-func TestDamageInsideTheLogIsCounted(t *testing.T) {
+// TestDamagedRecords: a record damaged inside a segment (its body, or its
+// length, smaller or larger) is passed over to the next valid record, which
+// is read, and counted, so the host can say commits were lost; a damaged
+// length used to hide the records after it as if they were the log's torn
+// end. A damaged last record is the torn end, not damage.
+func TestDamagedRecords(t *testing.T) {
 	frame := make([]byte, walFrameHeaderBytes+512)
 	var b []byte
 	for seq := range uint64(3) {
@@ -637,47 +638,28 @@ func TestDamageInsideTheLogIsCounted(t *testing.T) {
 	}
 	sealRecords(b, 9)
 	size := len(b) / 3
-	middle := slices.Clone(b)
-	middle[size+100] ^= 1
-	records, damaged := parseRecords(9, middle)
-	assert.Equal(t, 1, damaged)
-	require.Len(t, records, 2)
-	assert.Equal(t, []uint64{1, 3}, []uint64{records[0].seq, records[1].seq})
-
-	last := slices.Clone(b)
-	last[2*size+100] ^= 1
-	records, damaged = parseRecords(9, last)
-	assert.Zero(t, damaged)
-	assert.Len(t, records, 2)
-}
-
-// TestADamagedLengthDoesNotHideTheRecordsAfterIt: a record whose length
-// field is damaged is passed over to the next valid record, which is read
-// and counted as following damage; the records after it were dropped
-// silently, as if they were the log's torn end (their commits lost without
-// a word).
-func TestADamagedLengthDoesNotHideTheRecordsAfterIt(t *testing.T) {
-	frame := make([]byte, walFrameHeaderBytes+512)
-	var b []byte
-	for seq := range uint64(3) {
-		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
-	}
-	sealRecords(b, 9)
-	size := len(b) / 3
-	for name, flip := range map[string]struct {
-		at  int
-		bit byte
-	}{"smaller": {size + 1, 0x01}, "larger than the segment": {size + 3, 0x80}, "one page larger": {size + 1, 0x02}} {
+	for name, c := range map[string]struct {
+		at      int
+		bit     byte
+		seqs    []uint64
+		damaged int
+	}{
+		"body":                    {size + 100, 0x01, []uint64{1, 3}, 1},
+		"length smaller":          {size + 1, 0x01, []uint64{1, 3}, 1},
+		"length past the segment": {size + 3, 0x80, []uint64{1, 3}, 1},
+		"length a page larger":    {size + 1, 0x02, []uint64{1, 3}, 1},
+		"the last record":         {2*size + 100, 0x01, []uint64{1, 2}, 0},
+	} {
 		t.Run(name, func(t *testing.T) {
-			damaged := slices.Clone(b)
-			damaged[flip.at] ^= flip.bit
-			records, n := parseRecords(9, damaged)
+			data := slices.Clone(b)
+			data[c.at] ^= c.bit
+			records, damaged := parseRecords(9, data)
 			var seqs []uint64
 			for _, r := range records {
 				seqs = append(seqs, r.seq)
 			}
-			assert.Equal(t, []uint64{1, 3}, seqs)
-			assert.Equal(t, 1, n)
+			assert.Equal(t, c.seqs, seqs)
+			assert.Equal(t, c.damaged, damaged)
 		})
 	}
 }
