@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -219,13 +218,14 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	if err != nil {
 		return nil, err
 	}
-	if r := commits.Recovery(); r.Segments > 0 {
+	r := commits.Recovery()
+	if r.Segments > 0 {
 		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "took", r.Took.Round(time.Millisecond))
-		if r.Damaged > 0 {
-			logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
-		}
 	}
-	for path, err := range commits.Recovery().Unreplayed {
+	if r.Damaged > 0 {
+		logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
+	}
+	for path, err := range r.Unreplayed {
 		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
 	}
 	o.commits = commits
@@ -640,16 +640,14 @@ func (obj *Object) openStorage() {
 func (obj *Object) replaceStorage(data []byte) error {
 	obj.closeStorage()
 	path := obj.storagePath()
-	if data != nil {
-		if err := storage.Install(path, data); err != nil {
-			return err
-		}
+	var err error
+	if data == nil {
+		err = storage.Remove(path)
 	} else {
-		for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the next file
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
+		err = storage.Install(path, data)
+	}
+	if err != nil {
+		return err
 	}
 	obj.openStorage()
 	return nil

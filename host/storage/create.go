@@ -64,18 +64,10 @@ func create(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, p := range []string{path + "-wal", path + "-shm"} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return false, err
-		}
-	}
-	data = withIncarnation(data)
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
+	if err := Remove(path); err != nil {
 		return false, err
 	}
-	return true, os.Rename(tmp, path)
+	return true, place(path, data, false)
 }
 
 // syncNew makes a database create made durable, with its name in its
@@ -88,51 +80,57 @@ func syncNew(path string) error {
 	return syncPath(filepath.Dir(path))
 }
 
-// withIncarnation returns a copy of the database file data with a random
-// non-zero incarnation in its header's application_id (bytes 68–71): the
-// commit log replays a commit only into the file it was made in, never
-// into a new database later created at the same path.
-func withIncarnation(data []byte) []byte {
-	data = bytes.Clone(data)
-	for binary.BigEndian.Uint32(data[68:72]) == 0 {
-		binary.BigEndian.PutUint32(data[68:72], rand.Uint32())
-	}
-	return data
-}
-
-// Install puts data, a database file made elsewhere (a snapshot), at path
-// in place of the database there, which must be closed, and of its WAL,
-// durably. The file gets an incarnation of its own: a snapshot carries
-// the one of the file it was copied from, which can be the replaced one
-// (this host held the object before), and the commit log must not replay
-// the replaced file's commits into it.
-func Install(path string, data []byte) error {
-	for _, p := range []string{path, path + "-wal", path + "-shm"} { // a stale WAL would be replayed into the new file
+// Remove removes the closed database at path with its WAL and shared
+// memory: a WAL left beside a database made there later would be replayed
+// into it.
+func Remove(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
+	return nil
+}
+
+// Install puts data, a database file made elsewhere (a snapshot), at path
+// in place of the database there, which must be closed, and of its WAL,
+// durably. The file gets an incarnation of its own (see place): a snapshot
+// carries the one of the file it was copied from, which can be the
+// replaced one (this host held the object before).
+func Install(path string, data []byte) error {
+	if err := Remove(path); err != nil {
+		return err
+	}
 	if len(data) < 100 {
 		return errors.New("install: not a database file")
 	}
-	data = bytes.Clone(data)
-	old := binary.BigEndian.Uint32(data[68:72])
-	id := old
-	for id == 0 || id == old {
-		id = rand.Uint32()
-	}
-	binary.BigEndian.PutUint32(data[68:72], id)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := syncPath(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(path, data, true); err != nil {
 		return err
 	}
 	return syncPath(filepath.Dir(path))
+}
+
+// place writes data, a database file, at path, where there is none, by a
+// rename; synced before the rename if durable. The file gets an
+// incarnation of its own in its header's application_id (bytes 68–71):
+// random, non-zero and not data's, so the commit log replays a commit only
+// into the file it was made in, never into another database at the same
+// path.
+func place(path string, data []byte, durable bool) error {
+	data = bytes.Clone(data)
+	id := binary.BigEndian.Uint32(data[68:72])
+	for old := id; id == 0 || id == old; {
+		id = rand.Uint32()
+	}
+	binary.BigEndian.PutUint32(data[68:72], id)
+	tmp := path + ".new"
+	err := os.WriteFile(tmp, data, 0o644)
+	if err == nil && durable {
+		err = syncPath(tmp)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -118,9 +118,9 @@ COMMIT;
 `
 
 // Lazy returns the database at path, whose commits log makes durable (nil
-// for a database that is only read), without touching it: its first statement opens the file, creating it if
-// missing. A Durable Object that never uses its storage costs no file and
-// no descriptor.
+// for a database that is only read), without touching it: its first
+// statement opens the file, creating it if missing. A Durable Object that
+// never uses its storage costs no file and no descriptor.
 func Lazy(path string, log *Log) *DB {
 	return &DB{path: path, log: log, txStmts: map[string]*sql.Stmt{}}
 }
