@@ -176,8 +176,8 @@ func (in *instance) record(d *delivery, rec []byte) {
 // waitReady reports whether one of w's handles is ready or gone.
 func (in *instance) waitReady(w *waitFD) bool {
 	for _, h := range w.handles {
-		s, err := in.table.Get(h)
-		if err != nil {
+		s, ok := in.table.Held(h)
+		if !ok {
 			return true // closed meanwhile: the guest's next call says so
 		}
 		if p, ok := s.Obj.(pollable); !ok || p.Ready() {

@@ -183,7 +183,7 @@ func (g *guest) lose(status error) {
 // release frees the handles g owns.
 func (g *guest) release(failure error) {
 	for _, h := range g.owned {
-		if s, err := g.table.Get(h); err == nil && s.Owner == g {
+		if s, ok := g.table.Held(h); ok && s.Owner == g {
 			_, obj, _ := g.table.Remove(h)
 			releaseObject(obj, failure)
 		}

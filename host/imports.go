@@ -290,7 +290,7 @@ func importPoll(_ context.Context, g *guest, mem plugins.Memory, a []uint64) err
 	}
 	ready := uint32(0)
 	for _, h := range handles {
-		s, _ := g.table.Get(h)
+		s, _ := g.table.Held(h)
 		if s.Obj.(pollable).Ready() {
 			mem.WriteUint32(readyPtr+4*ready, uint32(h))
 			ready++
@@ -353,7 +353,7 @@ func importTimerStart(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 
 func importClose(_ context.Context, g *guest, _ plugins.Memory, a []uint64) error {
 	h := handleArg(a[0])
-	if s, err := g.table.Get(h); err == nil && (s.Kind == abi.KindEvent || s.Kind == abi.KindObject) {
+	if s, ok := g.table.Held(h); ok && (s.Kind == abi.KindEvent || s.Kind == abi.KindObject) {
 		return fmt.Errorf("%w: handle %d is an %s, which the host ends (event_done ends an event)", abi.StatusBadHandle, h, s.Kind)
 	}
 	_, obj, err := g.table.Remove(h)

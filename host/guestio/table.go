@@ -83,12 +83,31 @@ func (t *Table[O]) Get(h abi.Handle) (Entry[O], error) {
 	return s.Entry, nil
 }
 
+// Held is Get for a caller that needs no error: whether h is live, and
+// what it holds. Events check every handle they owned as they end, most of
+// them closed already, so this costs no error text.
+func (t *Table[O]) Held(h abi.Handle) (Entry[O], bool) {
+	if s := t.find(h); s != nil {
+		return s.Entry, true
+	}
+	return Entry[O]{}, false
+}
+
+// slot is h's slot, or why h is not open.
 func (t *Table[O]) slot(h abi.Handle) (*slot[O], error) {
+	if s := t.find(h); s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: handle %d is not open (stale or never issued)", abi.StatusBadHandle, h)
+}
+
+// find is h's slot if h is live, else nil.
+func (t *Table[O]) find(h abi.Handle) *slot[O] {
 	idx := h.Index()
 	if idx == 0 || int(idx) >= len(t.slots) || t.slots[idx].Obj == nil || t.slots[idx].gen != h.Generation() {
-		return nil, fmt.Errorf("%w: handle %d is not open (stale or never issued)", abi.StatusBadHandle, h)
+		return nil
 	}
-	return &t.slots[idx], nil
+	return &t.slots[idx]
 }
 
 // Remove releases h and returns what it held; its owner is told.
