@@ -166,23 +166,35 @@ func quoteAll(ss []string) string {
 }
 
 func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
+	return AwaitDaemon(ctx, "containerd", d.done, timeout, 20*time.Millisecond, func() error {
+		c, err := Connect(ctx, d.Address)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Version(ctx)
+		return err
+	})
+}
+
+// AwaitDaemon calls ready every interval until it succeeds, and fails with
+// its last error once timeout has passed, at once if the daemon called name
+// exits first (done delivers its exit, which is put back for others to
+// see), or with ctx's error if ctx ends.
+func AwaitDaemon(ctx context.Context, name string, done chan error, timeout, interval time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := Connect(ctx, d.Address)
+		err := ready()
 		if err == nil {
-			_, err = c.Version(ctx)
-			c.Close()
-			if err == nil {
-				return nil
-			}
+			return nil
 		}
 		select {
-		case exitErr := <-d.done:
-			d.done <- exitErr
-			return fmt.Errorf("containerd exited: %v", exitErr)
+		case exitErr := <-done:
+			done <- exitErr
+			return fmt.Errorf("%s exited: %v", name, exitErr)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(interval):
 		}
 		if time.Now().After(deadline) {
 			return err

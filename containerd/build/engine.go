@@ -153,29 +153,18 @@ func config(root, sock string, backend *containerd.Backend, insecure []string) s
 }
 
 func (e *Engine) connect(ctx context.Context, address string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return containerd.AwaitDaemon(ctx, "buildkitd", e.done, timeout, 50*time.Millisecond, func() error {
 		c, err := bkclient.New(ctx, address)
-		if err == nil {
-			_, err = c.ListWorkers(ctx)
-			if err == nil {
-				e.client = c
-				return nil
-			}
-			c.Close()
-		}
-		select {
-		case exitErr := <-e.done:
-			e.done <- exitErr
-			return fmt.Errorf("buildkitd exited: %v", exitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
+		if err != nil {
 			return err
 		}
-	}
+		if _, err := c.ListWorkers(ctx); err != nil {
+			c.Close()
+			return err
+		}
+		e.client = c
+		return nil
+	})
 }
 
 // configPath is where the configuration of the buildkitd whose state is at
