@@ -971,3 +971,19 @@ func TestOnlyUnexamined(t *testing.T) {
 	assert.False(t, OnlyUnexamined(errors.Join(a, errors.Join(b, io.ErrUnexpectedEOF))), "a removal that failed")
 	assert.False(t, OnlyUnexamined(fmt.Errorf("reading the container journal: %w", a)))
 }
+
+// TestStopLeavesNoSocketDirectory: a data directory whose path is too long
+// for a unix socket gets its sockets in a short directory of its own under
+// /run (SocketPath); stopping the daemon removes it, where containerd
+// removes only its gRPC socket and left one directory per such data
+// directory behind, with the ttrpc socket in it.
+func TestStopLeavesNoSocketDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	d, err := StartDaemon(context.Background(), dir, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	short := filepath.Dir(d.Address)
+	require.NotEqual(t, dir, short, "the socket is outside the long directory")
+	require.DirExists(t, short)
+	require.NoError(t, d.Stop())
+	assert.NoDirExists(t, short)
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -218,7 +219,23 @@ func (d *Daemon) Stop() error {
 		<-d.done
 		err = errors.New("containerd did not stop within 10 s and was killed")
 	}
-	return errors.Join(err, UnmountUnder(filepath.Join(d.dir, "root", "tmpmounts")))
+	return errors.Join(err, UnmountUnder(filepath.Join(d.dir, "root", "tmpmounts")), d.removeSockets())
+}
+
+// removeSockets removes the ttrpc socket, which containerd leaves when it
+// stops (it removes only its gRPC socket), and the short directory of
+// their own the sockets had outside dir (SocketPath), which would stay in
+// /run for every data directory with a long path.
+func (d *Daemon) removeSockets() error {
+	if err := os.Remove(d.Address + ".ttrpc"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if short := filepath.Dir(d.Address); short != d.dir {
+		if err := os.Remove(short); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Connect opens a client to the daemon at address.
