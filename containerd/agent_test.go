@@ -70,6 +70,23 @@ func TestAgentIsInit(t *testing.T) {
 	assert.False(t, ctr.Exited(), "a shell as PID 1 ignores SIGTERM")
 }
 
+// TestAgentCannotBeTraced: no process of the container, root or not, can
+// ptrace the agent. Root in the container could (same uid, same
+// capabilities, and seccomp allows ptrace), and an agent stopped by a
+// tracer answers nothing: every exec, file and background call of wharf
+// waited on it, the exec for good. The probe attaches and lets go.
+func TestAgentCannotBeTraced(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "traced", "sleep 3600", true)
+	for _, user := range []string{"", "app"} {
+		code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"probe", "syscall", "ptrace"}, User: user})
+		assert.Equal(t, uint32(1), code, "user %q: %s%s", user, out, errOut)
+		assert.Contains(t, errOut, "operation not permitted", "user %q", user)
+	}
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+	assert.Equal(t, "still serving\n", out)
+}
+
 // TestAgentRefusesContainerProcesses: a process of the container can
 // neither drive the agent as root (the peer check) nor reach its socket as
 // another user (the directory is root's).

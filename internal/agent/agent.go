@@ -37,6 +37,13 @@ type Config struct {
 // Run starts the main process, serves wharf, and returns the main
 // process's exit code once it has exited.
 func Run(cfg Config) int {
+	// Not dumpable: no process of the container may ptrace the agent (root
+	// there has the same uid and capabilities, and seccomp allows ptrace),
+	// and one stopped by a tracer would answer wharf nothing. The processes
+	// it starts are dumpable again once they exec.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Printf("wharf-init: %v", err)
+	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	a := &agent{user: cfg.User, children: map[int]chan int{}, bg: &backgrounds{}}

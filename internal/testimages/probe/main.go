@@ -37,7 +37,8 @@ const usage = `usage:
   probe tcp ADDR MESSAGE        sends MESSAGE, prints the reply
   probe udp ADDR MESSAGE        sends a datagram, prints the reply
   probe resolve NAME            prints NAME's addresses
-  probe syscall raw|keyctl      opens a raw ICMP socket, or joins a new session keyring; prints ok or the error
+  probe syscall raw|keyctl|ptrace  opens a raw ICMP socket, joins a new session keyring, or attaches
+                                to PID 1 with ptrace (and lets go); prints ok or the error
 
   probe agent SOCKET CMD...     asks the wharf agent at SOCKET to run CMD; prints its reply
   probe impostor SOCKET         replaces SOCKET with a listener of its own, prints "listening", then
@@ -261,7 +262,8 @@ func wsEcho(port string) error {
 }
 
 // trySyscall makes a call a sandboxed container should be refused: a raw
-// socket (needs CAP_NET_RAW) or keyctl (blocked by the seccomp profile).
+// socket (needs CAP_NET_RAW), keyctl (blocked by the seccomp profile) or
+// ptrace of PID 1 (wharf-init, which is not dumpable).
 func trySyscall(name string) error {
 	switch name {
 	case "raw":
@@ -274,6 +276,13 @@ func trySyscall(name string) error {
 		if _, err := unix.KeyctlJoinSessionKeyring("wharf-probe"); err != nil {
 			return fmt.Errorf("keyctl: %w", err)
 		}
+	case "ptrace":
+		// PTRACE_SEIZE takes the access check of PTRACE_ATTACH without
+		// stopping the process; the probe lets go of it at once.
+		if err := unix.PtraceSeize(1); err != nil {
+			return fmt.Errorf("ptrace PID 1: %w", err)
+		}
+		unix.PtraceDetach(1)
 	default:
 		fail(usage)
 	}
