@@ -20,6 +20,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -261,10 +262,14 @@ func init() {
 		if rest := r.PathValue("rest"); rest != "" {
 			path += "/" + rest
 		}
-		if r.URL.RawQuery != "" {
-			path += "?" + r.URL.RawQuery
+		// The path is decoded: built as a URL, a '?' or '#' of a file's
+		// name stays in the path (escaped) rather than starting a query.
+		u := url.URL{Scheme: "http", Host: "sandbox", Path: path, RawQuery: r.URL.RawQuery}
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://sandbox"+path, r.Body)
 		resp, err := stub.Fetch(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

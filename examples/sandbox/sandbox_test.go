@@ -131,6 +131,40 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 }
 
+// TestSandboxFileNamesWithQueryCharacters: a file's name is the path
+// after /files/{session}, decoded: an escaped '?' or '#' is part of the
+// name (the Worker once passed the decoded path on as a URL, so
+// /files/s1/tmp/a%3Fb wrote /tmp/a), and a control character is refused
+// as a bad request, not a failure of the Worker.
+func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	do := func(method, path string, body io.Reader) (int, string) {
+		req, err := http.NewRequest(method, srv.URL+path, body)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(out)
+	}
+	code, out := do("PUT", "/files/s1/tmp/a%3Fb", strings.NewReader("query"))
+	require.Equal(t, 200, code, out)
+	code, out = do("PUT", "/files/s1/tmp/c%23d", strings.NewReader("fragment"))
+	require.Equal(t, 200, code, out)
+	_, out = do("POST", "/run/s1", strings.NewReader("ls /tmp"))
+	assert.Equal(t, "a?b\nc#d\n", out)
+	_, out = do("GET", "/files/s1/tmp/a%3Fb", nil)
+	assert.Equal(t, "query", out)
+	code, out = do("GET", "/files/s1/tmp/%00", nil)
+	assert.Equal(t, 400, code, out)
+	code, out = do("POST", "/start/s1/%0A", strings.NewReader("true"))
+	assert.Equal(t, 400, code, out)
+	require.NoError(t, srv.Stop(30*time.Second))
+}
+
 // TestSandboxContainerSurvivesHostCrash kills wharf serve with SIGKILL; the
 // next start adopts the session's running container (its files are still
 // there), and a clean stop then removes everything.
