@@ -987,3 +987,32 @@ func TestStopLeavesNoSocketDirectory(t *testing.T) {
 	require.NoError(t, d.Stop())
 	assert.NoDirExists(t, short)
 }
+
+// TestMaxInstancesHoldsForConcurrentStarts: starts of a class that run at
+// the same time count each other. The check once counted only containers
+// already started, so a burst of starts (a request to each of many new
+// objects) all passed it: twelve ran of a class with max_instances = 3.
+func TestMaxInstancesHoldsForConcurrentStarts(t *testing.T) {
+	_, _, b, m, spec := crashingHost(t)
+	t.Cleanup(func() {
+		assert.NoError(t, m.Close(context.Background()))
+		b.Close()
+	})
+	const starts, most = 6, 2
+	errs := make(chan error, starts)
+	for i := range starts {
+		go func() {
+			_, err := m.Start(context.Background(), "Sandbox", fmt.Sprintf("obj%d", i), spec, offlinePolicy("", false), most)
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range starts {
+		if err := <-errs; err == nil {
+			ok++
+		} else {
+			assert.ErrorIs(t, err, ErrMaxInstances)
+		}
+	}
+	assert.Equal(t, most, ok, "containers started of a class with max_instances = %d", most)
+}

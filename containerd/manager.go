@@ -177,6 +177,9 @@ type Manager struct {
 
 	mu   sync.Mutex
 	byID map[string]*Managed
+	// starting counts the starts under way of each class (their ids are
+	// reserved in byID, with no container yet), which max_instances counts.
+	starting map[string]int
 	// left are the containers Recover could not look at: they may run,
 	// so their ids are not started again until the next run.
 	left map[string]*UnexaminedError
@@ -234,7 +237,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
+		byID: map[string]*Managed{}, starting: map[string]int{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
 	}
@@ -290,15 +293,23 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		m.mu.Unlock()
 		return nil, err
 	}
-	if n := m.runningLocked(class); maxPerClass > 0 && n >= maxPerClass {
+	if n, starting := m.runningLocked(class), m.starting[class]; maxPerClass > 0 && n+starting >= maxPerClass {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("%w: class %s already runs %d containers (max_instances = %d)", ErrMaxInstances, class, n, maxPerClass)
+		also := ""
+		if starting > 0 {
+			also = fmt.Sprintf(" and is starting %d", starting)
+		}
+		return nil, fmt.Errorf("%w: class %s already runs %d containers%s (max_instances = %d)", ErrMaxInstances, class, n, also, maxPerClass)
 	}
 	m.byID[id] = nil // reserved while starting
+	m.starting[class]++
 	m.mu.Unlock()
 	began := time.Now()
 	mc, err := m.start(ctx, id, class, object, spec, policy)
 	m.mu.Lock()
+	if m.starting[class]--; m.starting[class] == 0 {
+		delete(m.starting, class)
+	}
 	if err != nil {
 		delete(m.byID, id)
 	} else {
