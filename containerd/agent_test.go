@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
@@ -381,4 +382,50 @@ func parentPid(t *testing.T, pid int) int {
 	ppid, err := strconv.Atoi(fields[1])
 	require.NoError(t, err)
 	return ppid
+}
+
+// TestSignalStopPausesTheContainerNotItsAgent: SIGSTOP from the object
+// stops the container's processes but its init, the agent, which goes on
+// serving execs; SIGCONT lets them go on. Sent to the init, SIGSTOP
+// stopped the agent (it cannot catch it), and the next exec waited on it
+// for good while the main process ran on.
+func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "stopped", "sleep 3600", true)
+	ctx := context.Background()
+	state := func(pid int) string {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		require.NoError(t, err)
+		return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[0]
+	}
+	dir, _, err := processCgroup(int(ctr.Pid()), "pids")
+	require.NoError(t, err)
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	require.NoError(t, err)
+	var main int
+	for _, f := range strings.Fields(string(procs)) {
+		if pid, _ := strconv.Atoi(f); pid != int(ctr.Pid()) {
+			main = pid
+		}
+	}
+	require.NotZero(t, main, "the main process runs beside the init: %s", procs)
+
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+	assert.Eventually(t, func() bool { return state(main) == "T" }, 5*time.Second, 10*time.Millisecond, "the main process stops")
+	assert.NotEqual(t, "T", state(int(ctr.Pid())), "the agent does not")
+	served := make(chan string, 1)
+	go func() {
+		_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
+		served <- out
+	}()
+	select {
+	case out := <-served:
+		assert.Equal(t, "still serving\n", out)
+	case <-time.After(20 * time.Second):
+		ctr.Signal(ctx, syscall.SIGCONT) // let the exec end before the test does
+		t.Fatal("the exec waited on a stopped agent")
+	}
+
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
+	assert.Eventually(t, func() bool { return state(main) != "T" }, 5*time.Second, 10*time.Millisecond, "the main process goes on")
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -137,4 +138,29 @@ func inUse(dir string) bool {
 	}
 	entries, _ := os.ReadDir(dir)
 	return slices.ContainsFunc(entries, fs.DirEntry.IsDir)
+}
+
+// processCgroup is the directory of the cgroup the host's process pid is
+// in: in controller's hierarchy (cgroup v1), else in the unified hierarchy
+// (cgroup v2, which v2 reports).
+func processCgroup(pid int, controller string) (dir string, v2 bool, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", false, err
+	}
+	unified := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		switch {
+		case len(parts) != 3:
+		case slices.Contains(strings.Split(parts[1], ","), controller):
+			return filepath.Join(cgroupRoot, parts[1], parts[2]), false, nil
+		case parts[0] == "0" && parts[1] == "":
+			unified = filepath.Join(cgroupRoot, parts[2])
+		}
+	}
+	if unified == "" {
+		return "", false, fmt.Errorf("process %d has no %s cgroup", pid, controller)
+	}
+	return unified, true, nil
 }

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,25 +305,14 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 // the host sees it; on a cgroup v2 host it reads v2File instead.
 func cgroupValue(t *testing.T, pid uint32, controller, file, v2File string) string {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	dir, v2, err := processCgroup(int(pid), controller)
 	require.NoError(t, err)
-	for _, line := range strings.Split(string(data), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), controller) {
-			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parts[1], parts[2], file))
-			require.NoError(t, err)
-			return strings.TrimSpace(string(b))
-		}
+	if v2 {
+		file = v2File
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", rest, v2File))
-			require.NoError(t, err)
-			return strings.TrimSpace(string(b))
-		}
-	}
-	t.Fatalf("no %s cgroup for pid %d in %s", controller, pid, data)
-	return ""
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	require.NoError(t, err)
+	return strings.TrimSpace(string(b))
 }
 
 func TestContainerLimits(t *testing.T) {

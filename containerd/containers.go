@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -378,9 +379,39 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 	}
 }
 
-// Signal sends sig to the container's main process.
+// Signal sends sig to the container's main process. With wharf-init as
+// the container's init, that is through the init, which passes on every
+// signal it can catch. SIGSTOP it cannot catch: sent to the init, it
+// stopped the agent, so every exec, file and background call of the
+// container waited on it, and the main process ran on. SIGSTOP goes to
+// each process of the container but the init instead, and SIGCONT to each
+// as well as to the init: a stopped container goes on whole.
 func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
+	if c.agent != nil && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
+		if err := signalAllButInit(int(c.task.Pid()), sig); err != nil || sig == syscall.SIGSTOP {
+			return err
+		}
+	}
 	return c.task.Kill(WithNamespace(ctx), sig)
+}
+
+// signalAllButInit sends sig to each process in the cgroup of the
+// container whose init is the host's process initPid, but that init.
+func signalAllButInit(initPid int, sig syscall.Signal) error {
+	dir, _, err := processCgroup(initPid, "pids")
+	if err != nil {
+		return err
+	}
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return err
+	}
+	for _, field := range strings.Fields(string(procs)) {
+		if pid, err := strconv.Atoi(field); err == nil && pid != initPid {
+			syscall.Kill(pid, sig) // one that exited meanwhile needs nothing
+		}
+	}
+	return nil
 }
 
 // Destroy kills the container's processes and removes its task, container

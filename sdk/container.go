@@ -152,7 +152,9 @@ func (c *Container) Destroy(reason string) error {
 	return nil
 }
 
-// Signal sends sig (1 to 64) to the container's main process.
+// Signal sends sig (1 to 64) to the container's main process; SIGSTOP
+// and SIGCONT go to each of its processes (the host's agent, its PID 1,
+// keeps serving execs).
 func (c *Container) Signal(sig Signal) error {
 	if err := checkSignal("container_signal", sig); err != nil {
 		return containerError(err, ErrSignalRange)
