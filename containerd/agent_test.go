@@ -429,3 +429,22 @@ func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
 	require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
 	assert.Eventually(t, func() bool { return state(main) != "T" }, 5*time.Second, 10*time.Millisecond, "the main process goes on")
 }
+
+// TestExecStartEndsWithItsContext: an exec whose agent does not answer
+// (stopped from the host here) fails when its start's context ends, which
+// wharf bounds (host/containers.ExecStartTimeout), instead of waiting for
+// good while it holds its instance.
+func TestExecStartEndsWithItsContext(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "unanswered", "sleep 3600", true)
+	require.NoError(t, syscall.Kill(int(ctr.Pid()), syscall.SIGSTOP))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := ctr.Exec(ctx, ExecSpec{Args: []string{"true"}})
+	require.NoError(t, syscall.Kill(int(ctr.Pid()), syscall.SIGCONT))
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "answering again"}})
+	assert.Equal(t, "answering again\n", out)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,4 +169,32 @@ func TestExecEndsWithItsEvent(t *testing.T) {
 		"for i in $(seq 100); do kill -0 " + pid + " 2>/dev/null || { echo gone; exit; }; sleep 0.05; done; echo alive"}})
 	assert.Contains(t, r, `"Stdout":"gone\n"`, "the exec'd sleep %s was killed when its event ended", pid)
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "e", "Running", nil))
+}
+
+// TestSignalStopPausesTheContainer: SIGSTOP from the object stops the
+// container's main process, not the agent: the object's execs still run,
+// and other objects' requests are served meanwhile; SIGCONT lets the main
+// process go on. Sent to the agent, the next exec waited for good while it
+// held the instance, and every request of the host waited behind it.
+func TestSignalStopPausesTheContainer(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "p", "Start", []string{"sh", "-c", "while true; do date +%s%N > /tmp/beat; sleep 0.05; done"})
+	beat := func() string {
+		r := w.mustCall(t, "BOX", "p", "Exec", map[string]any{"Cmd": []string{"cat", "/tmp/beat"}})
+		return r
+	}
+	assert.Eventually(t, func() bool { return strings.Contains(beat(), `"Code":0`) }, 10*time.Second, 50*time.Millisecond)
+
+	w.mustCall(t, "BOX", "p", "Signal", int(syscall.SIGSTOP))
+	time.Sleep(200 * time.Millisecond) // a beat written as it stopped
+	stopped := beat()
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, stopped, beat(), "the main process stopped; execs still run")
+	assert.Equal(t, "0", w.mustCall(t, "STORE", "other", "Events", nil), "other objects are served")
+
+	w.mustCall(t, "BOX", "p", "Signal", int(syscall.SIGCONT))
+	assert.Eventually(t, func() bool { return beat() != stopped }, 10*time.Second, 50*time.Millisecond, "it goes on")
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "p", "Running", nil))
 }

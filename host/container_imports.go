@@ -171,7 +171,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 			return err
 		}
 	}
-	e, err := containers.Exec(s.base, c, raw, g.wake)
+	e, err := containers.Exec(ctx, s.base, c, raw, g.wake)
 	if err != nil {
 		return err
 	}

@@ -81,8 +81,9 @@ func (e *Execution) Release() {
 func (e *Execution) Pid() uint32 { return e.proc.Pid() }
 
 // Exec starts a process in the container with the options of
-// container_exec (raw); base bounds it. exited is called once it exited.
-func Exec(base context.Context, c Container, raw []byte, exited func()) (*Execution, error) {
+// container_exec (raw): ctx bounds its start (the event's), base the
+// process. exited is called once it exited.
+func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*Execution, error) {
 	opts, err := abi.DecodeExecOptions(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
@@ -143,7 +144,12 @@ func Exec(base context.Context, c Container, raw []byte, exited func()) (*Execut
 		theirs = append(theirs, inR) // later writes to stdin fail instead of piling up
 		spec.Stdin = inR
 	}
-	if e.proc, err = c.Exec(base, spec); err != nil {
+	// The start holds the object's instance: an agent that does not answer
+	// (stopped, say) must not hold it past the event or ExecStartTimeout.
+	start, cancel := context.WithTimeout(ctx, ExecStartTimeout)
+	e.proc, err = c.Exec(start, spec)
+	cancel()
+	if err != nil {
 		closeAll(append(theirs, e.Stdout, e.Stderr, e.Stdin)...)
 		if badExec(err) {
 			return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
@@ -158,6 +164,10 @@ func Exec(base context.Context, c Container, raw []byte, exited func()) (*Execut
 	}()
 	return e, nil
 }
+
+// ExecStartTimeout bounds the start of an exec: milliseconds through the
+// agent, tens of them through runc.
+const ExecStartTimeout = 10 * time.Second
 
 // CheckPort refuses a port number out of range (INVALID).
 func CheckPort(port uint32) error {
