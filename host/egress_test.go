@@ -333,3 +333,18 @@ func TestEgressHostListIsBounded(t *testing.T) {
 		egresspolicy.MaxRules, egresspolicy.MaxRules+1, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules+1))
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }
+
+// TestEgressSlowClientIsStillIntercepted: a client that sends its request
+// a second after it connected (a container short of CPU) reaches the
+// Worker's handler. The proxy waited 300 ms for the first bytes, then
+// treated the connection as other TCP and, without internet, closed it.
+func TestEgressSlowClientIsStillIntercepted(t *testing.T) {
+	w, _, _ := egressWorker(t, containersManifest)
+	w.intercept(t, "slow", "http", "api.internal.test", "inject")
+	w.startBox(t, "slow", false)
+	out, errOut, code := w.run(t, "slow", "sh", "-c",
+		`{ sleep 1; printf 'GET /late HTTP/1.0\r\nHost: api.internal.test\r\n\r\n'; sleep 2; } | nc -w 5 api.internal.test 80`)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "200 OK")
+	assert.Contains(t, out, "inject: GET http://api.internal.test/late")
+}

@@ -27,6 +27,12 @@ import (
 // server speaks first (SSH, SMTP) is passed on after this wait.
 const peekWait = 300 * time.Millisecond
 
+// clientFirstWait is peekWait for a connection that could not go out as
+// other TCP (no internet, and its name is not allowed): only HTTP or TLS
+// can be served there, whose clients speak first, so a slow client (in a
+// container short of CPU) gets its time instead of being refused.
+const clientFirstWait = 10 * time.Second
+
 // connMeta is what the proxy knows about one intercepted connection.
 type connMeta struct {
 	from *attachment
@@ -208,7 +214,11 @@ func (g *Gateway) handle(c *net.TCPConn) {
 	}
 	m := &connMeta{from: a, dst: dst, resolved: g.nameOf(a, dst.Addr())}
 	br := bufio.NewReader(c)
-	c.SetReadDeadline(time.Now().Add(peekWait))
+	wait := peekWait
+	if !m.permitted() {
+		wait = clientFirstWait
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
 	first, err := br.Peek(1)
 	if err == nil && first[0] != 0x16 {
 		br.Peek(8) // a method and its space; a short request line ends at the deadline
