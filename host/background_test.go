@@ -198,3 +198,38 @@ func TestSignalStopPausesTheContainer(t *testing.T) {
 	assert.Eventually(t, func() bool { return beat() != stopped }, 10*time.Second, 50*time.Millisecond, "it goes on")
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "p", "Running", nil))
 }
+
+// TestABlockedImportHoldsOnlyItsInstance: while an import of one instance
+// blocks (an exec whose agent an operator stopped: its start waits up to
+// containers.ExecStartTimeout), Worker requests go to the other instance
+// at once. Picking an instance took each instance's lock while it held the
+// set's, so every request of the host waited behind the blocked import.
+func TestABlockedImportHoldsOnlyItsInstance(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest+"[limits]\ninstances = 2\n", data)
+	w.mustCall(t, "BOX", "stuck", "Start", []string{"sleep", "3600"})
+	c, ok := w.services.containers.Backend().Get("Box", idFor(t, w, "stuck"))
+	require.True(t, ok)
+	require.NoError(t, syscall.Kill(int(c.Pid()), syscall.SIGSTOP)) // its agent
+	defer syscall.Kill(int(c.Pid()), syscall.SIGCONT)
+
+	blocked := make(chan string, 1)
+	go func() {
+		_, body := w.call(t, "BOX", "stuck", "Exec", map[string]any{"Cmd": []string{"true"}})
+		blocked <- body
+	}()
+	time.Sleep(500 * time.Millisecond) // the exec waits on the agent
+	for i := range 5 {
+		start := time.Now()
+		code, body := get(t, w.url+"/alone")
+		assert.Equal(t, 200, code, body)
+		assert.Less(t, time.Since(start), 2*time.Second, "request %d waited behind the blocked import", i)
+	}
+	select {
+	case body := <-blocked:
+		t.Fatalf("the exec did not wait on the stopped agent: %s", body)
+	default:
+	}
+	assert.Contains(t, <-blocked, "context deadline exceeded", "the exec's start ends at its bound")
+}

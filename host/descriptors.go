@@ -50,7 +50,7 @@ type waitFD struct {
 // post queues d for the guest and wakes it.
 func (in *instance) post(d *delivery) error {
 	in.mu.Lock()
-	if in.dead { // picked just before it ended: the caller delivers it elsewhere
+	if in.dead.Load() { // picked just before it ended: the caller delivers it elsewhere
 		in.mu.Unlock()
 		return fmt.Errorf("%w: %w", guestio.ErrNotStarted, in.run.Err())
 	}
@@ -66,7 +66,7 @@ func (in *instance) post(d *delivery) error {
 func (in *instance) postLocked(d *delivery) {
 	in.queue = append(in.queue, d)
 	if d.scope != nil {
-		in.events++
+		in.events.Add(1)
 	}
 }
 
@@ -293,9 +293,10 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 		failure = &guestStatus{status: st, detail: g.lastErr}
 	}
 	in := g.inst
-	in.memory = mem.Size()
-	if in.drainAt > 0 && in.memory > in.drainAt {
-		in.draining = true // Wasm memory never shrinks: replace the instance
+	size := mem.Size()
+	in.memory.Store(size)
+	if in.drainAt > 0 && size > in.drainAt {
+		in.draining.Store(true) // Wasm memory never shrinks: replace the instance
 	}
 	if g.chains {
 		failure = g.object.obj.Chain(g, failure)

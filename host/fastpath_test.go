@@ -53,7 +53,7 @@ func TestCallsToAnIdleObjectKeepTheirGuarantees(t *testing.T) {
 	require.Eventually(t, func() bool {
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		return in.events == 0 && len(in.queue) == 0
+		return in.events.Load() == 0 && len(in.queue) == 0
 	}, 5*time.Second, 10*time.Millisecond, "every event on the object's instance ended")
 }
 

@@ -43,14 +43,18 @@ type instance struct {
 	waits    map[uint32]*waitFD
 	freeFDs  []uint32
 	nextFD   uint32
-	events   int // posted and not yet done
-	objects  int // live objects placed here
 	// drainAt is the linear memory size past which the instance is
 	// drained and replaced; 0 never.
-	drainAt  uint32
-	memory   uint32 // linear memory size when the last event ended
-	draining bool
-	dead     bool
+	drainAt uint32
+
+	// What picking an instance for new work reads is read without mu
+	// (and written under it): an import that blocks holds mu, and new
+	// work must not wait for it, only work for this instance.
+	events   atomic.Int64  // posted and not yet done
+	objects  atomic.Int64  // live objects placed here
+	memory   atomic.Uint32 // linear memory size when the last event ended
+	draining atomic.Bool
+	dead     atomic.Bool
 }
 
 // guest is what an import acts for: one event, or the instance itself
@@ -165,7 +169,7 @@ func (g *guest) end(failure error) {
 	if g.handle != 0 {
 		g.table.Remove(g.handle)
 	}
-	g.inst.events--
+	g.inst.events.Add(-1)
 	close(g.done)
 }
 

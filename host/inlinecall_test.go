@@ -208,7 +208,7 @@ func TestInlineCallsLeaveNothingBehind(t *testing.T) {
 	state := func() (handles, waits, events int) {
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		return in.table.Live(), len(in.waits), in.events
+		return in.table.Live(), len(in.waits), int(in.events.Load())
 	}
 	http.DefaultClient.CloseIdleConnections()
 	handles, waits, _ := state()
@@ -366,11 +366,7 @@ func TestInlineCallAbandonedAsItsCallerGivesUp(t *testing.T) {
 	w := startObjects(t, t.TempDir(), oneInstance)
 	w.mustCall(t, "STORE", "gave-up", "Put", map[string]string{"key": "k", "value": "v"}) // live and idle now
 	in := w.instanceOf(t, "STORE", "gave-up")
-	events := func() int {
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.events
-	}
+	events := func() int { return int(in.events.Load()) }
 	code, body := w.call(t, "STORE", "gave-up", "Sleep?timeout_ms=200", 4000)
 	require.Equal(t, 408, code, body)
 	assert.Eventually(t, func() bool { return events() == 0 }, 2*time.Second, 10*time.Millisecond,

@@ -31,9 +31,7 @@ func (r objectRuntime) Place(ctx context.Context, obj *objects.Object) (objects.
 	if err != nil {
 		return nil, err
 	}
-	in.mu.Lock()
-	in.objects++
-	in.mu.Unlock()
+	in.objects.Add(1)
 	return &placement{in: in, obj: obj}, nil
 }
 
@@ -77,7 +75,7 @@ func (p *placement) Deliver(ctx context.Context, ev objects.Event, kind abi.Even
 func (p *placement) Drop() {
 	p.in.mu.Lock()
 	seen := p.ref != 0
-	p.in.objects--
+	p.in.objects.Add(-1)
 	p.in.mu.Unlock()
 	if seen {
 		p.in.post(&delivery{kind: abi.EventDrop, obj: p})
@@ -85,7 +83,7 @@ func (p *placement) Drop() {
 }
 
 // DrainingLocked reports whether the instance drains (under in.mu).
-func (p *placement) DrainingLocked() bool { return p.in.draining }
+func (p *placement) DrainingLocked() bool { return p.in.draining.Load() }
 
 // PostLocked queues ev for the guest (under in.mu, at event_done).
 func (p *placement) PostLocked(ev objects.Event, kind abi.EventKind, arg any) {
@@ -105,12 +103,12 @@ func (in *instance) LockFor(p objects.Placement) (unlock func(), ok bool) {
 	}
 	to := pl.in
 	if to == in {
-		return func() {}, !in.draining && !in.dead
+		return func() {}, !in.draining.Load() && !in.dead.Load()
 	}
 	if !to.mu.TryLock() {
 		return nil, false
 	}
-	if to.draining || to.dead {
+	if to.draining.Load() || to.dead.Load() {
 		to.mu.Unlock()
 		return nil, false
 	}

@@ -162,7 +162,7 @@ func (rt *instanceSet) supervise(in *instance) {
 		err = fmt.Errorf("%w (%s)", err, msg)
 	}
 	in.mu.Lock()
-	in.dead = true
+	in.dead.Store(true)
 	var failed []string
 	ended := func(g *guest) {
 		failed = append(failed, g.id.String())
@@ -254,15 +254,14 @@ func (rt *instanceSet) pick(ctx context.Context, rank loadRank) (*instance, erro
 		var best *instance
 		var bestLoad int64
 		for _, in := range rt.instances {
-			in.mu.Lock()
-			load, ok := rank(in.events, in.objects), !in.dead && !in.draining
+			events, objects := in.events.Load(), in.objects.Load()
+			load, ok := rank(int(events), int(objects)), in.alive()
 			if in.run.Stalled() {
 				load += stalledPenalty // a guest computing without yielding serves nothing meanwhile
 			}
-			if in.draining && in.events == 0 && in.objects == 0 {
-				in.run.Stop(fmt.Errorf("%w: drained (its memory grew past %d bytes)", plugins.ErrStopped, rt.drainAt))
+			if in.draining.Load() && events == 0 && objects == 0 {
+				rt.stopDrained(in)
 			}
-			in.mu.Unlock()
 			if ok && (best == nil || load < bestLoad) {
 				best, bestLoad = in, load
 			}
@@ -284,15 +283,25 @@ func (rt *instanceSet) pick(ctx context.Context, rank loadRank) (*instance, erro
 	}
 }
 
+// stopDrained stops a draining instance that has no event and no object
+// left, unless an import holds it: the next pick looks again.
+func (rt *instanceSet) stopDrained(in *instance) {
+	if !in.mu.TryLock() {
+		return
+	}
+	defer in.mu.Unlock()
+	if in.events.Load() == 0 && in.objects.Load() == 0 { // under mu, no event is posted meanwhile
+		in.run.Stop(fmt.Errorf("%w: drained (its memory grew past %d bytes)", plugins.ErrStopped, rt.drainAt))
+	}
+}
+
 // countLive counts instances taking new work (under rt.mu).
 func (rt *instanceSet) countLive() int {
 	n := 0
 	for _, in := range rt.instances {
-		in.mu.Lock()
-		if !in.dead && !in.draining {
+		if in.alive() {
 			n++
 		}
-		in.mu.Unlock()
 	}
 	return n
 }
@@ -334,11 +343,9 @@ func (rt *instanceSet) stats() InstanceStats {
 	defer rt.mu.Unlock()
 	st := InstanceStats{Live: len(rt.instances), Started: rt.started, Ended: rt.ended}
 	for _, in := range rt.instances {
-		in.mu.Lock()
-		st.Events += in.events
-		st.Objects += in.objects
-		st.MemoryBytes += uint64(in.memory)
-		in.mu.Unlock()
+		st.Events += int(in.events.Load())
+		st.Objects += int(in.objects.Load())
+		st.MemoryBytes += uint64(in.memory.Load())
 	}
 	return st
 }
@@ -419,9 +426,7 @@ func (rt *instanceSet) eventContext(ctx context.Context) (context.Context, conte
 // objects stay on it. An object on a draining instance (grown too large, or
 // running replaced code) moves at its next event.
 func (in *instance) alive() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return !in.dead && !in.draining
+	return !in.dead.Load() && !in.draining.Load()
 }
 
 // currentSet holds the instance set new events go to; Reload swaps it.
@@ -449,9 +454,7 @@ func (rt *instanceSet) retire() {
 	rt.mu.Lock()
 	rt.retired = true
 	for _, in := range rt.instances {
-		in.mu.Lock()
-		in.draining = true
-		in.mu.Unlock()
+		in.draining.Store(true)
 	}
 	rt.notifyLocked() // a pick waiting here moves to the new set
 	rt.mu.Unlock()

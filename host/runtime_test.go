@@ -90,9 +90,9 @@ func TestRequestGoesToTheObjectsInstance(t *testing.T) {
 		for _, in := range set.instances {
 			in.mu.Lock()
 			if in == home {
-				onHome = in.events
+				onHome = int(in.events.Load())
 			} else {
-				elsewhere = in.events
+				elsewhere = int(in.events.Load())
 			}
 			in.mu.Unlock()
 		}
