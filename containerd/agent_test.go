@@ -448,3 +448,18 @@ func TestExecStartEndsWithItsContext(t *testing.T) {
 	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "answering again"}})
 	assert.Equal(t, "answering again\n", out)
 }
+
+// TestRemovedAgentSocketFailsAtOnce: once the agent has answered, a
+// socket that is missing was removed (root in the container can): an exec
+// fails at once, where it retried for 5 s as if the agent were starting,
+// holding its instance each time.
+func TestRemovedAgentSocketFailsAtOnce(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "nosocket", "sleep 3600", true)
+	code, _, errOut := execOut(t, ctr, ExecSpec{Args: []string{"rm", "/.wharf/agent.sock"}})
+	require.Equal(t, uint32(0), code, errOut)
+	start := time.Now()
+	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"true"}})
+	assert.ErrorIs(t, err, syscall.ENOENT)
+	assert.Less(t, time.Since(start), time.Second)
+}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,9 @@ type Client struct {
 	// container; pid the agent's host pid.
 	dir string
 	pid int
+	// reached is set once a dial got through: the agent has started, and
+	// a socket missing since was removed, so a dial stops waiting for it.
+	reached atomic.Bool
 }
 
 // New returns a client of the agent listening in dir (a host directory
@@ -67,7 +71,8 @@ func (e *Error) Error() string { return e.Message }
 // Unwrap returns the fs or syscall error of the kind, if any.
 func (e *Error) Unwrap() error { return e.kind }
 
-// dialWait is how long a dial retries while the agent starts up.
+// dialWait is how long a dial retries while the agent starts up (until a
+// dial first got through).
 const dialWait = 5 * time.Second
 
 // dial connects to the agent, retrying while it starts, and checks the
@@ -88,9 +93,11 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 				conn.Close()
 				return nil, err
 			}
+			c.reached.Store(true)
 			return conn, nil
 		}
-		if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+		starting := !c.reached.Load() && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED))
+		if !starting || time.Now().After(deadline) {
 			return nil, fmt.Errorf("connecting to the agent: %w", err)
 		}
 		select {
