@@ -348,3 +348,33 @@ func TestEgressSlowClientIsStillIntercepted(t *testing.T) {
 	assert.Contains(t, out, "200 OK")
 	assert.Contains(t, out, "inject: GET http://api.internal.test/late")
 }
+
+// TestEgressConnectionsPerContainerAreCapped: a container holding more
+// connections open through the proxy than its limit gets the rest closed
+// at once, with one warning, and gets connections again once its own
+// closed. Each costs wharf a descriptor: one container could use them all
+// up and fail every other container and object.
+func TestEgressConnectionsPerContainerAreCapped(t *testing.T) {
+	inet := fakenet.Start(t)
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuestConfig(t, "testdata/guests/objects", containersManifest, data, func(c *Config, o *hostbackend.Options) {
+		o.DNSUpstream, c.Client, o.EgressMaxConns = []string{inet.DNS}, inet.Client(), 8
+	})
+	w.intercept(t, "many", "http", "api.internal.test", "inject")
+	w.startBox(t, "many", false)
+	// Twelve clients that connect and send nothing for 3 s.
+	_, errOut, code := w.run(t, "many", "sh", "-c",
+		`for i in $(seq 12); do sleep 3 | nc api.internal.test 80 >/dev/null 2>&1 & done; sleep 1`)
+	require.Equal(t, 0, code, errOut)
+	assert.Eventually(t, func() bool {
+		return strings.Contains(w.logs.String(), "the container has 8 connections open through wharf, the limit")
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 1, strings.Count(w.logs.String(), "connections open through wharf, the limit"), "said once")
+
+	// Once they are closed, the container's connections count again.
+	assert.Eventually(t, func() bool {
+		out, _, _ := w.run(t, "many", "probe", "get", "http://api.internal.test/after")
+		return strings.Contains(out, "inject: GET http://api.internal.test/after")
+	}, 15*time.Second, 200*time.Millisecond)
+}

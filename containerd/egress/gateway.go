@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type Config struct {
 	Upstream []string
 	// Interceptor answers intercepted requests.
 	Interceptor Interceptor
+	// MaxConns is how many connections one container may have open
+	// through the proxy at once; 0 means MaxConnsPerContainer.
+	MaxConns int
 	// Logger gets refused connections and errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -105,6 +109,11 @@ type attachment struct {
 	mu       sync.Mutex
 	names    map[netip.Addr]string // addresses its DNS answers gave, by name
 	refused  map[string]time.Time  // when a refused lookup of a name was last logged
+	// conns counts its connections open through the proxy
+	// (MaxConnsPerContainer); overLimit is set while the limit was
+	// said in the log.
+	conns     atomic.Int32
+	overLimit atomic.Bool
 }
 
 // Start installs the nft table and starts the resolver and proxy.

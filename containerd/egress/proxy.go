@@ -17,10 +17,18 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// MaxConnsPerContainer is how many connections one container may have
+// open through the proxy at once: each costs wharf a descriptor (two once
+// dialled out), and a client that never finishes its request keeps one a
+// minute (ReadHeaderTimeout), so one container could otherwise use up
+// wharf's descriptors and fail every other container's and object's.
+const MaxConnsPerContainer = 1024
 
 // peekWait bounds how long the proxy waits for a new connection's first
 // bytes to tell HTTP and TLS from other protocols. A protocol where the
@@ -212,6 +220,18 @@ func (g *Gateway) handle(c *net.TCPConn) {
 		c.Close() // not a container of ours
 		return
 	}
+	limit := int32(cmp.Or(g.cfg.MaxConns, MaxConnsPerContainer))
+	if a.conns.Add(1) > limit {
+		a.conns.Add(-1)
+		c.Close()
+		if a.overLimit.CompareAndSwap(false, true) { // said once while it lasts
+			g.log.Warn("egress refused", "class", a.src.Class, "object", a.src.Object, "why", fmt.Sprintf("the container has %d connections open through wharf, the limit", limit))
+		}
+		return
+	}
+	if a.conns.Load() <= limit/2 {
+		a.overLimit.Store(false)
+	}
 	m := &connMeta{from: a, dst: dst, resolved: g.nameOf(a, dst.Addr())}
 	br := bufio.NewReader(c)
 	wait := peekWait
@@ -224,7 +244,7 @@ func (g *Gateway) handle(c *net.TCPConn) {
 		br.Peek(8) // a method and its space; a short request line ends at the deadline
 	}
 	c.SetReadDeadline(time.Time{})
-	pc := &peekedConn{TCPConn: c, r: br}
+	pc := &peekedConn{TCPConn: c, r: br, from: a}
 	switch {
 	case err == nil && first[0] == 0x16:
 		g.handleTLS(pc, m)
@@ -409,9 +429,21 @@ type onlyReader struct{ io.Reader }
 type peekedConn struct {
 	*net.TCPConn
 	r *bufio.Reader
+	// from counts the connection among its container's until it is
+	// closed (closed tells the first Close).
+	from   *attachment
+	closed atomic.Bool
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// Close closes the connection and counts it off its container's.
+func (c *peekedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.from.conns.Add(-1)
+	}
+	return c.TCPConn.Close()
+}
 
 // replayConn reads the bytes a ClientHello parse consumed, then the rest.
 type replayConn struct {

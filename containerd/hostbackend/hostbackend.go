@@ -40,6 +40,9 @@ type Options struct {
 	// DNSUpstream are the DNS servers ("ip:port") containers' permitted
 	// names are resolved with; empty means the host's /etc/resolv.conf.
 	DNSUpstream []string
+	// EgressMaxConns is how many connections one container may have open
+	// through the egress proxy; 0 means egress.MaxConnsPerContainer.
+	EgressMaxConns int
 	// Registries are the credentials and plain-HTTP registries for
 	// builds of Dockerfile images.
 	Registries containerd.Registries
@@ -95,7 +98,7 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	}
 	hooks := &containers.Hooks{}
 	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
-		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks}, Logger: logger, Metrics: o.Metrics,
+		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks, MaxConns: o.EgressMaxConns}, Logger: logger, Metrics: o.Metrics,
 		OnExit: hooks.Exited})
 	if err != nil {
 		return nil, err
