@@ -105,6 +105,9 @@ func TestAgentFiles(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrPermission)
 	_, err = ctr.Stat(ctx, "/x", "ghost")
 	assert.ErrorIs(t, err, ErrUnknownUser)
+	_, err = ctr.Exec(ctx, ExecSpec{Args: []string{"id"}, User: "4294967295"})
+	assert.ErrorIs(t, err, ErrUnknownUser)
+	assert.ErrorContains(t, err, `user "4294967295": 4294967295 is the kernel's "no id" ((uid_t)-1), which no process can run as`)
 
 	// Watch: changes to a directory's entries, as JSON lines.
 	watch, err := ctr.Watch(ctx, "/tmp", "")

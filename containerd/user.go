@@ -21,10 +21,16 @@ var ErrUnknownUser = hostcontainers.ErrUnknownUser
 // maxPasswd bounds how much of a container's /etc/passwd is read.
 const maxPasswd = 4 << 20
 
+// noID is (uid_t)-1, which setuid and setgid take for "no change".
+const noID = 1<<32 - 1
+
 // resolveUser turns a user name or uid into ids using the container's own
 // /etc/passwd, read through the init process's root.
 func resolveUser(pid uint32, user string) (specs.User, error) {
 	if uid, err := strconv.ParseUint(user, 10, 32); err == nil {
+		if uid == noID {
+			return specs.User{}, fmt.Errorf("%w: user %q: %d is the kernel's \"no id\" ((uid_t)-1), which no process can run as", ErrUnknownUser, user, noID)
+		}
 		return specs.User{UID: uint32(uid), GID: uint32(uid)}, nil
 	}
 	f, err := openInRoot(pid, "etc/passwd")
@@ -38,7 +44,7 @@ func resolveUser(pid uint32, user string) (specs.User, error) {
 		if len(fields) >= 4 && fields[0] == user {
 			uid, err1 := strconv.ParseUint(fields[2], 10, 32)
 			gid, err2 := strconv.ParseUint(fields[3], 10, 32)
-			if err1 != nil || err2 != nil {
+			if err1 != nil || err2 != nil || uid == noID || gid == noID {
 				return specs.User{}, fmt.Errorf("%w: user %q: malformed /etc/passwd entry", ErrUnknownUser, user)
 			}
 			return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil

@@ -86,6 +86,9 @@ func ParseHostPattern(s string) (string, error) {
 			return "", fmt.Errorf("%w %q: %q is not allowed in a host pattern", ErrInvalidTarget, s, c)
 		}
 	}
+	if slices.Contains(strings.Split(s, "."), "") { // a..b, .x: no name has an empty label
+		return "", fmt.Errorf("%w %q: a host pattern has no empty label", ErrInvalidTarget, s)
+	}
 	return s, nil
 }
 

@@ -22,7 +22,7 @@ func TestParseTargets(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, tg.String(), in)
 	}
-	for _, bad := range []string{"", "a b", "http://x", "1.2.3.4:0", "x/y"} {
+	for _, bad := range []string{"", "a b", "http://x", "1.2.3.4:0", "x/y", "a..b", ".x", "*..x"} {
 		_, err := ParseHTTPTarget(bad)
 		assert.ErrorIs(t, err, ErrInvalidTarget, bad)
 	}
