@@ -85,9 +85,36 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s)", name, err, name)
 	}
+	if err := checkHostCert(cert, pool, name); err != nil {
+		return nil, nil, fmt.Errorf("cluster certificate of host %q in %s: %w (make it with wharf cluster cert %s, with the cluster's CA)", name, dir, err, name)
+	}
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
 	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}
 	return server, client, nil
+}
+
+// checkHostCert refuses a certificate the peers would refuse: one that
+// does not chain to the cluster CA (another cluster's, expired) or does not
+// name the host. A host started with it would join and take objects that
+// no peer could reach.
+func checkHostCert(cert tls.Certificate, roots *x509.CertPool, name string) error {
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return err
+	}
+	intermediates := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			intermediates.AddCert(c)
+		}
+	}
+	// A host serves its peers and reaches them: it needs both uses.
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, DNSName: name, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {

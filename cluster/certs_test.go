@@ -31,3 +31,34 @@ func TestHostCertificatesNeedSafeNames(t *testing.T) {
 	_, _, err = PeerTLS(dir, "host-b")
 	assert.ErrorContains(t, err, "wharf cluster cert host-b")
 }
+
+// TestPeerTLSRefusesACertificateThatIsNotTheHosts: a host whose
+// certificate names another host, or was signed by another CA, would join
+// and take objects that no peer could then reach (each peer refuses its
+// certificate): it is refused at start instead.
+func TestPeerTLSRefusesACertificateThatIsNotTheHosts(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	require.NoError(t, InitCA(dir))
+	require.NoError(t, InitCA(other))
+	require.NoError(t, IssueHost(dir, "host-a"))
+	require.NoError(t, IssueHost(other, "host-b"))
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(to, b, 0o600))
+	}
+	// host-c's files hold host-a's certificate and key.
+	copyFile(filepath.Join(dir, "host-a.pem"), filepath.Join(dir, "host-c.pem"))
+	copyFile(filepath.Join(dir, "host-a-key.pem"), filepath.Join(dir, "host-c-key.pem"))
+	_, _, err := PeerTLS(dir, "host-c")
+	assert.ErrorContains(t, err, `cluster certificate of host "host-c"`)
+	assert.ErrorContains(t, err, "host-a")
+	// host-b's certificate is signed by another cluster's CA.
+	copyFile(filepath.Join(other, "host-b.pem"), filepath.Join(dir, "host-b.pem"))
+	copyFile(filepath.Join(other, "host-b-key.pem"), filepath.Join(dir, "host-b-key.pem"))
+	_, _, err = PeerTLS(dir, "host-b")
+	assert.ErrorContains(t, err, "unknown authority")
+
+	_, _, err = PeerTLS(dir, "host-a")
+	assert.NoError(t, err, "the host's own certificate")
+}
