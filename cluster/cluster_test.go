@@ -63,6 +63,17 @@ func (c *testCluster) start(t testing.TB, name string) *testHost {
 // startPlugin is start with the counter's module under another plugin name.
 func (c *testCluster) startPlugin(t testing.TB, name, plugin string) *testHost {
 	t.Helper()
+	return c.startModule(t, name, c.wasm, `name = "`+plugin+`"
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+`)
+}
+
+// startModule runs host name serving the module at wasm with the manifest
+// (without its main, which names the module).
+func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string) *testHost {
+	t.Helper()
 	h := c.hosts[name]
 	if h == nil {
 		require.NoError(t, cluster.IssueHost(c.certs, name))
@@ -70,15 +81,10 @@ func (c *testCluster) startPlugin(t testing.TB, name, plugin string) *testHost {
 		c.hosts[name] = h
 	}
 	dir := t.TempDir()
-	wasm, err := os.ReadFile(c.wasm)
+	wasm, err := os.ReadFile(wasmPath)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "counter.wasm"), wasm, 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(`name = "`+plugin+`"
-main = "counter.wasm"
-[[durable_objects.bindings]]
-name = "COUNTER"
-class_name = "Counter"
-`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "plugin.wasm"), wasm, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("main = \"plugin.wasm\"\n"+manifest), 0o644))
 	peer := testutil.FreeLoopbackAddr(t)
 	h.serve = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
 		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", peer,
@@ -307,4 +313,43 @@ func TestClusterDrainNeedsAHostOfTheSamePlugin(t *testing.T) {
 	require.NoError(t, err, "h1 keeps serving")
 	assert.Equal(t, int64(2), v)
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "other")
+}
+
+// TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
+// a host which no longer owns the object (it drained) is placed again and
+// sent to the new owner: the object gets the body whole, or the request
+// fails, never the rest of a body the old host was sent already.
+func TestClusterForwardedFetchKeepsItsBody(t *testing.T) {
+	c := newTestCluster(t)
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	const manifest = `name = "objects"
+[[durable_objects.bindings]]
+name = "STORE"
+class_name = "Store"
+`
+	h1, h2 := c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
+	post := func(h *testHost, body string) (int, string) {
+		resp, err := http.Post(h.serve.URL+"/fetch/STORE/k/echo", "text/plain", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post(h1, "placed on h1")
+	require.Equal(t, http.StatusOK, code, body)
+	require.True(t, strings.HasSuffix(body, " /echo placed on h1"), body)
+	code, body = post(h2, "forwarded to h1") // h2 remembers that h1 owns it
+	require.Equal(t, http.StatusOK, code, body)
+	require.True(t, strings.HasSuffix(body, " /echo forwarded to h1"), body)
+
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+	// h2 sends this to h1 first, which answers that it no longer owns the
+	// object only after the body went out.
+	code, body = post(h2, "hello after the drain")
+	if code == http.StatusOK {
+		assert.True(t, strings.HasSuffix(body, " /echo hello after the drain"), "the object got another body: %q", body)
+	}
+	code, body = post(h2, "and the next one")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.True(t, strings.HasSuffix(body, " /echo and the next one"), body)
 }

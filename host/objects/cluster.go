@@ -43,6 +43,10 @@ var (
 	// errForwardGaveUp is an event whose owner could not be reached until
 	// the event's deadline.
 	errForwardGaveUp = errors.New("the object's host could not be reached")
+	// errMovedWithBody is a fetch that reached a host which no longer owns
+	// the object after some of its body was sent there: it cannot be sent
+	// again whole.
+	errMovedWithBody = errors.New("the object moved while the request's body was sent to its previous host; the body cannot be sent again")
 )
 
 // forwardPatience bounds how long an event waits for an unreachable owner:
@@ -354,6 +358,10 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	}
 	if resp.StatusCode == http.StatusMisdirectedRequest {
 		resp.Body.Close()
+		if sent != nil && sent.n > 0 { // sending it again would send the rest of the body only
+			obj.remote.Store(nil) // the next event asks etcd where the object is
+			return false, errMovedWithBody
+		}
 		return true, errNotOwner
 	}
 	if resp.Header.Get(peerFailedHeader) != "" || (ev.kind != fetchEvent && resp.StatusCode != http.StatusOK) {
