@@ -254,6 +254,31 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
 }
 
+// TestClusterStoppingHostFailsNoForwardedRequest: a host stopped with
+// SIGTERM, as for a restart, without a drain, refuses the events other
+// hosts forward to it once it stops taking them, and they place them again
+// (the objects move when its lease is revoked): no request through another
+// host fails.
+func TestClusterStoppingHostFailsNoForwardedRequest(t *testing.T) {
+	c := newTestCluster(t)
+	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
+	names := []string{"a", "b", "c", "d"}
+	for _, n := range names {
+		_, err := h1.increment(n) // placed on h1, where they arrive
+		require.NoError(t, err)
+	}
+	load := startLoad(8, names, func(_ int, n string) (int64, error) { return h2.increment(n) })
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, h1.serve.Stop(30*time.Second))
+	before := load.done()
+	load.waitForMore(before+50, 10*time.Second)
+	load.end()
+	assert.Empty(t, load.errs, "no request through h2 failed while h1 stopped")
+	for _, n := range names {
+		assert.Equal(t, strconv.Itoa(len(load.acked[n])+1), h2.get(t, "/counter/"+n))
+	}
+}
+
 // ownerOf is the host that owns counter name. The fetch of its id comes
 // first: it places the object again if, idle, it gave its placement up.
 func (c *testCluster) ownerOf(t testing.TB, name string) string {

@@ -3,6 +3,7 @@ package objects
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
+	"github.com/wharfhq/wharf/plugins"
 )
 
 // The peer server: where other hosts of the cluster deliver the events of
@@ -50,6 +52,16 @@ func (o *Objects) PeerHandler() http.Handler {
 	return mux
 }
 
+// refusedHere is why dispatch did not take a forwarded event. A host that
+// shuts down takes none: the sender places the event again (421), and it
+// runs where the object moves once this host's lease is revoked.
+func refusedHere(err error) error {
+	if errors.Is(err, plugins.ErrPoolClosed) {
+		return fmt.Errorf("%w: %w", errNotOwner, err)
+	}
+	return err
+}
+
 // peerFailure answers a forwarded event that failed here.
 func peerFailure(rw http.ResponseWriter, err error) {
 	status := peerFailedStatus
@@ -77,7 +89,7 @@ func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *Na
 		close(got)
 	})
 	if derr := o.dispatch(ns, id, &objectEvent{kind: fetchEvent, ctx: req.Context(), req: req, resp: out, forwarded: true}, nil); derr != nil {
-		out.release(derr)
+		out.release(refusedHere(derr))
 	}
 	<-got
 	if err != nil {
@@ -116,7 +128,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Nam
 	defer cancel()
 	c := NewCall(r.Header.Get(peerMethodHeader), args, guestio.NewPending(func() {}, cancel))
 	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}, nil); err != nil {
-		c.resolve(err)
+		c.resolve(refusedHere(err))
 	}
 	select {
 	case <-c.pending.Done():
@@ -146,7 +158,7 @@ func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *Na
 	done := make(chan error, 1)
 	ev := &objectEvent{kind: alarmEvent, ctx: r.Context(), retry: retry, forwarded: true, reply: func(err error) { done <- err }}
 	if err := o.dispatch(ns, id, ev, nil); err != nil {
-		peerFailure(rw, err)
+		peerFailure(rw, refusedHere(err))
 		return
 	}
 	switch err := <-done; {
