@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -103,6 +104,12 @@ func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if name == "" {
 		if name, err = os.Hostname(); err != nil {
 			return nil, fmt.Errorf("--cluster-name: %w", err)
+		}
+	}
+	if f.advertise != "" { // where other hosts dial this one: a port, and a host to dial
+		h, port, err := net.SplitHostPort(f.advertise)
+		if n, perr := strconv.Atoi(port); err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("--cluster-advertise %q: want host:port, the address other hosts reach this one's --cluster-listen at", f.advertise)
 		}
 	}
 	cfg := &cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, TTL: f.ttl}

@@ -136,6 +136,8 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
 		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},
 		{append(joining, "--cluster-listen", ln.Addr().String()), "--cluster-listen: listen tcp " + ln.Addr().String() + ": bind: address already in use"},
+		{append(joining, "--cluster-advertise", "peer-a"), `--cluster-advertise "peer-a": want host:port`},
+		{append(joining, "--cluster-advertise", "127.0.0.1:0"), `--cluster-advertise "127.0.0.1:0": want host:port`},
 		{[]string{"--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "missing.json"},
 	} {
 		if strings.Contains(tc.want, "--cluster-listen") { // with good certificates
