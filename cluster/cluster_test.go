@@ -36,6 +36,7 @@ type testCluster struct {
 	certs string
 	wasm  string
 	hosts map[string]*testHost
+	ttl   time.Duration // the hosts' --cluster-ttl
 }
 
 type testHost struct {
@@ -46,7 +47,7 @@ type testHost struct {
 
 func newTestCluster(t testing.TB) *testCluster {
 	t.Helper()
-	c := &testCluster{etcd: testetcd.Start(t, 3), certs: t.TempDir(), hosts: map[string]*testHost{}}
+	c := &testCluster{etcd: testetcd.Start(t, 3), certs: t.TempDir(), hosts: map[string]*testHost{}, ttl: ttl}
 	require.NoError(t, cluster.InitCA(c.certs))
 	c.wasm = testutil.BuildGuest(t, "examples/counter")
 	t.Cleanup(func() { c.checkNoKeysLeft(t) })
@@ -88,7 +89,7 @@ func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string)
 	peer := testutil.FreeLoopbackAddr(t)
 	h.serve = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
 		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", peer,
-		"--cluster-certs", c.certs, "--cluster-ttl", ttl.String())
+		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String())
 	return h
 }
 
@@ -377,4 +378,30 @@ class_name = "Store"
 	code, body = post(h2, "and the next one")
 	require.Equal(t, http.StatusOK, code, body)
 	assert.True(t, strings.HasSuffix(body, " /echo and the next one"), body)
+}
+
+// TestClusterWaitsOutTheOwnersLease: with a lease TTL longer than the
+// default, a request for an object whose owner was killed waits until the
+// lease runs out (13 to 20 s after the kill: it was renewed every third of
+// its TTL) and the object moves, then is served. Forwarding gave up after
+// the default TTL and 5 s (10 s), failing the requests meanwhile.
+func TestClusterWaitsOutTheOwnersLease(t *testing.T) {
+	c := newTestCluster(t)
+	c.ttl = 20 * time.Second
+	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
+	_, err := h1.increment("k")
+	require.NoError(t, err)
+	owner, survivor := h1, h2
+	if c.owner(t, "k") == "h2" {
+		owner, survivor = h2, h1
+	}
+	_, err = survivor.increment("k") // the survivor learns where k is
+	require.NoError(t, err)
+	owner.serve.Kill()
+	start := time.Now()
+	v, err := survivor.increment("k")
+	require.NoError(t, err, "after %s", time.Since(start))
+	assert.Equal(t, int64(3), v)
+	assert.Greater(t, time.Since(start), 10*time.Second, "it waited for the lease")
+	t.Logf("served after %s", time.Since(start))
 }

@@ -17,6 +17,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -182,6 +183,9 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 
 // Name is this host's name.
 func (m *Member) Name() string { return m.cfg.Name }
+
+// TTL is the host's lease TTL.
+func (m *Member) TTL() time.Duration { return cmp.Or(m.cfg.TTL, DefaultTTL) }
 
 // OnLeaseLost sets what runs when the host's lease expired: every object it
 // owned may already run elsewhere.

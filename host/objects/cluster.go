@@ -50,8 +50,12 @@ var (
 )
 
 // forwardPatience bounds how long an event waits for an unreachable owner:
-// long enough for the owner's lease to run out and the object to move.
-const forwardPatience = cluster.DefaultTTL + 5*time.Second
+// long enough for the owner's lease to run out and the object to move. The
+// hosts of a cluster are taken to share one lease TTL (--cluster-ttl), at
+// least the default.
+func (c *clusterRouting) forwardPatience() time.Duration {
+	return max(c.Member.TTL(), cluster.DefaultTTL) + 5*time.Second
+}
 
 // clusterRouting places and forwards the events of one Worker's objects.
 type clusterRouting struct {
@@ -288,7 +292,7 @@ func (c *clusterRouting) forward(obj *Object, ev *objectEvent, owner string) {
 	if err == nil {
 		return
 	}
-	if retry && time.Since(ev.firstForward) < forwardPatience && ev.ctx.Err() == nil {
+	if retry && time.Since(ev.firstForward) < c.forwardPatience() && ev.ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 		if derr := obj.objs.dispatch(obj.ns, obj.id, ev, nil); derr == nil {
 			return
@@ -318,7 +322,7 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	ctx := ev.ctx
 	if ev.kind == alarmEvent { // an alarm has no caller to give up on it
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, forwardPatience)
+		ctx, cancel = context.WithTimeout(ctx, c.forwardPatience())
 		defer cancel()
 	}
 	var body io.Reader
