@@ -164,7 +164,10 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 		// under way within seconds instead of holding them.
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 2 * time.Second, PingTimeout: 2 * time.Second},
 	}}
-	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second}
+	// Its own errors (a TLS handshake a peer's probe cut short) go to the
+	// log in its format, at debug: the sender says what failed.
+	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	logger.Info("joined the cluster", "host", cfg.Name, "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
 	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}}, nil
 }
