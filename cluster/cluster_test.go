@@ -42,6 +42,7 @@ type testCluster struct {
 type testHost struct {
 	name    string
 	dataDir string
+	peer    string // its --cluster-listen address
 	serve   *testutil.Serve
 }
 
@@ -86,9 +87,9 @@ func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "plugin.wasm"), wasm, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("main = \"plugin.wasm\"\n"+manifest), 0o644))
-	peer := testutil.FreeLoopbackAddr(t)
+	h.peer = testutil.FreeLoopbackAddr(t)
 	h.serve = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
-		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", peer,
+		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", h.peer,
 		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String())
 	return h
 }
@@ -234,13 +235,8 @@ func TestClusterKeepsAcknowledgedWritesWhenTheOwnerIsKilled(t *testing.T) {
 
 func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 	c := newTestCluster(t)
-	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
 	names := []string{"a", "b", "c", "d"}
-	for _, n := range names {
-		_, err := h1.increment(n) // placed on h1, where they arrive
-		require.NoError(t, err)
-		assert.Equal(t, "h1", c.ownerOf(t, n))
-	}
+	h1, h2 := c.twoHostsOwnedByTheFirst(t, names)
 	load := startLoad(8, names, func(i int, n string) (int64, error) { return []*testHost{h1, h2}[i%2].increment(n) })
 	time.Sleep(500 * time.Millisecond)
 	out := c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir)
@@ -262,12 +258,8 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 // host fails.
 func TestClusterStoppingHostFailsNoForwardedRequest(t *testing.T) {
 	c := newTestCluster(t)
-	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
 	names := []string{"a", "b", "c", "d"}
-	for _, n := range names {
-		_, err := h1.increment(n) // placed on h1, where they arrive
-		require.NoError(t, err)
-	}
+	h1, h2 := c.twoHostsOwnedByTheFirst(t, names)
 	load := startLoad(8, names, func(_ int, n string) (int64, error) { return h2.increment(n) })
 	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, h1.serve.Stop(30*time.Second))
@@ -404,4 +396,46 @@ func TestClusterWaitsOutTheOwnersLease(t *testing.T) {
 	assert.Equal(t, int64(3), v)
 	assert.Greater(t, time.Since(start), 10*time.Second, "it waited for the lease")
 	t.Logf("served after %s", time.Since(start))
+}
+
+// TestClusterRefusesAPeerAddressThatDoesNotReachTheHost: a host whose
+// --cluster-advertise reaches another host, or nothing, is refused at
+// start, and leaves nothing in etcd. It joined, and every event other
+// hosts forwarded to it failed after a wait.
+func TestClusterRefusesAPeerAddressThatDoesNotReachTheHost(t *testing.T) {
+	c := newTestCluster(t)
+	h1 := c.start(t, "h1")
+	require.NoError(t, cluster.IssueHost(c.certs, "h2"))
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(c.wasm)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "plugin.wasm"), wasm, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("main = \"plugin.wasm\"\nname = \"counter\"\n[[durable_objects.bindings]]\nname = \"COUNTER\"\nclass_name = \"Counter\"\n"), 0o644))
+	for _, tc := range []struct{ advertise, want string }{
+		{h1.peer, "certificate is valid for h1, not h2"},
+		{testutil.FreeLoopbackAddr(t), "connection refused"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, testutil.BuildWharf(t), "serve", dir, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
+			"--cluster", "etcd="+c.etcd, "--cluster-name", "h2", "--cluster-listen", testutil.FreeLoopbackAddr(t),
+			"--cluster-advertise", tc.advertise, "--cluster-certs", c.certs).CombinedOutput()
+		cancel()
+		require.Error(t, err, "%s", out)
+		assert.Contains(t, string(out), "this host's peer address "+tc.advertise+" does not reach it", tc.advertise)
+		assert.Contains(t, string(out), tc.want, tc.advertise)
+	}
+	_, err = h1.increment("k")
+	assert.NoError(t, err, "h1 serves on")
+}
+
+// twoHostsOwnedByTheFirst starts hosts h1 and h2 and places the counters
+// names on h1, where their first increments arrive.
+func (c *testCluster) twoHostsOwnedByTheFirst(t *testing.T, names []string) (h1, h2 *testHost) {
+	h1, h2 = c.start(t, "h1"), c.start(t, "h2")
+	for _, n := range names {
+		_, err := h1.increment(n)
+		require.NoError(t, err)
+		require.Equal(t, "h1", c.ownerOf(t, n))
+	}
+	return h1, h2
 }

@@ -68,10 +68,11 @@ func (f *clusterFlags) endpoints() ([]string, error) {
 // peerNode is this host's side of a cluster: its membership and its peer
 // server.
 type peerNode struct {
-	member *cluster.Member
-	ln     net.Listener
-	srv    *http.Server
-	config *objects.ClusterConfig
+	member    *cluster.Member
+	ln        net.Listener
+	srv       *http.Server
+	config    *objects.ClusterConfig
+	advertise string // the peer address other hosts reach it at
 }
 
 // peerSetup is a host's cluster settings, checked, with its peer server's
@@ -169,7 +170,7 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	logger.Info("joined the cluster", "host", cfg.Name, "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
-	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}}, nil
+	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}, advertise: cfg.Advertise}, nil
 }
 
 // release closes the peer listener if the host did not join (a failed
@@ -218,7 +219,28 @@ func peerDialer(m *cluster.Member, base *tls.Config) func(ctx context.Context, n
 func (p *peerNode) serve(ctx context.Context, w *host.Worker) error {
 	p.srv.Handler = w.PeerHandler()
 	go p.srv.ServeTLS(p.ln, "", "")
+	if err := p.reachesItself(ctx); err != nil {
+		return err
+	}
 	return p.member.Serving(ctx)
+}
+
+// reachesItself checks that the peer address this host registered reaches
+// it, as other hosts will send to it: an address where nothing answers, or
+// where another host does, failed every event they sent it, each after a
+// wait, for as long as it held objects.
+func (p *peerNode) reachesItself(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+p.member.Name()+"/", nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = p.config.Peers.Do(req); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("this host's peer address %s does not reach it (set --cluster-advertise to an address of this host's --cluster-listen that other hosts reach): %w", p.advertise, err)
 }
 
 // close leaves the cluster (releasing every object still placed here) and
