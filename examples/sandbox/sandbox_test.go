@@ -69,17 +69,7 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	do := func(method, path string, body io.Reader) (int, string) {
-		req, err := http.NewRequest(method, srv.URL+path, body)
-		require.NoError(t, err)
-		req.Close = true // an upload refused before its body was read ends its connection
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(out)
-	}
+	do := requests(t, srv.URL)
 	for script, want := range map[string]string{
 		"exit 3":            "[exit status 3]\n",
 		"echo hi; false":    "hi\n[exit status 1]\n",
@@ -140,16 +130,7 @@ func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	do := func(method, path string, body io.Reader) (int, string) {
-		req, err := http.NewRequest(method, srv.URL+path, body)
-		require.NoError(t, err)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(out)
-	}
+	do := requests(t, srv.URL)
 	code, out := do("PUT", "/files/s1/tmp/a%3Fb", strings.NewReader("query"))
 	require.Equal(t, 200, code, out)
 	code, out = do("PUT", "/files/s1/tmp/c%23d", strings.NewReader("fragment"))
@@ -310,4 +291,20 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	assert.Equal(t, 404, resp.StatusCode)
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
+// requests returns a function that sends a request to the sandbox at url
+// and returns its status and body.
+func requests(t *testing.T, url string) func(method, path string, body io.Reader) (int, string) {
+	return func(method, path string, body io.Reader) (int, string) {
+		req, err := http.NewRequest(method, url+path, body)
+		require.NoError(t, err)
+		req.Close = true // an upload refused before its body was read ends its connection
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(out)
+	}
 }
