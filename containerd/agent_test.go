@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/containerd/containerd/v2/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -462,4 +464,38 @@ func TestRemovedAgentSocketFailsAtOnce(t *testing.T) {
 	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"true"}})
 	assert.ErrorIs(t, err, syscall.ENOENT)
 	assert.Less(t, time.Since(start), time.Second)
+}
+
+// TestTerminateReachesAPausedContainer: a container its object paused
+// (SIGSTOP) exits on Terminate (a stop, a shutdown) at once: the SIGTERM
+// stayed pending in the stopped processes until the grace ran out and the
+// container was killed.
+func TestTerminateReachesAPausedContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "paused", "sleep 3600", true)
+	ctx := context.Background()
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+	require.NoError(t, ctr.Terminate(ctx))
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	code, err := ctr.Wait(waitCtx)
+	require.NoError(t, err, "the paused container did not exit on its SIGTERM")
+	assert.Equal(t, uint32(143), code)
+}
+
+// TestSignalAnExitedContainer: SIGSTOP and SIGCONT to a container that has
+// exited say that it is not found, as other signals do, not that its init's
+// /proc entry is missing (wharf stop failed so when the container exited on
+// its SIGTERM before the SIGCONT after it).
+func TestSignalAnExitedContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "gone", "true", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := ctr.Wait(ctx)
+	require.NoError(t, err)
+	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGCONT, syscall.SIGTERM} {
+		err := ctr.Signal(ctx, sig)
+		assert.True(t, errdefs.IsNotFound(err), "%v: %v", sig, err)
+	}
 }

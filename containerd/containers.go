@@ -7,6 +7,7 @@ import (
 	"fmt"
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -381,18 +382,34 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 
 // Signal sends sig to the container's main process. With wharf-init as
 // the container's init, that is through the init, which passes on every
-// signal it can catch. SIGSTOP it cannot catch: sent to the init, it
-// stopped the agent, so every exec, file and background call of the
-// container waited on it, and the main process ran on. SIGSTOP goes to
-// each process of the container but the init instead, and SIGCONT to each
-// as well as to the init: a stopped container goes on whole.
+// signal it can catch. SIGSTOP it cannot catch, and a stopped agent would
+// hold every exec, file and background call of the container: SIGSTOP
+// goes to each process of the container but the init, and SIGCONT to each
+// as well as to the init, so a stopped container goes on whole.
 func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
 	if c.agent != nil && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
-		if err := signalAllButInit(int(c.task.Pid()), sig); err != nil || sig == syscall.SIGSTOP {
+		switch err := signalAllButInit(int(c.task.Pid()), sig); {
+		case errors.Is(err, fs.ErrNotExist): // the container exited: the kill below says so
+		case err != nil:
 			return err
+		case sig == syscall.SIGSTOP:
+			return nil
 		}
 	}
 	return c.task.Kill(WithNamespace(ctx), sig)
+}
+
+// Terminate sends SIGTERM to the container's main process, then SIGCONT,
+// so that a container its object paused (SIGSTOP) gets it now, not only
+// when the grace after it runs out.
+func (c *Container) Terminate(ctx context.Context) error {
+	if err := c.Signal(ctx, syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := c.Signal(ctx, syscall.SIGCONT); err != nil && !errdefs.IsNotFound(err) { // not found: it exited already
+		return err
+	}
+	return nil
 }
 
 // signalAllButInit sends sig to each process in the cgroup of the

@@ -502,7 +502,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	}
 	mc.SetDestroyReason("stopped by the operator")
 	mc.markStopRequested("stopped by the operator")
-	if err := mc.Signal(ctx, syscall.SIGTERM); err != nil {
+	if err := mc.Terminate(ctx); err != nil {
 		return err
 	}
 	select {
@@ -673,7 +673,7 @@ func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
 		}
 		mc.SetDestroyReason("wharf is shutting down")
 		mc.markStopRequested("wharf is shutting down")
-		if mc.Signal(ctx, syscall.SIGTERM) == nil {
+		if mc.Terminate(ctx) == nil {
 			signalled = append(signalled, mc)
 		}
 	}

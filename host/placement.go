@@ -103,12 +103,12 @@ func (in *instance) LockFor(p objects.Placement) (unlock func(), ok bool) {
 	}
 	to := pl.in
 	if to == in {
-		return func() {}, !in.draining.Load() && !in.dead.Load()
+		return func() {}, in.alive()
 	}
 	if !to.mu.TryLock() {
 		return nil, false
 	}
-	if to.draining.Load() || to.dead.Load() {
+	if !to.alive() {
 		to.mu.Unlock()
 		return nil, false
 	}

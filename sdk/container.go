@@ -108,6 +108,11 @@ const (
 	SIGUSR1 Signal = 10
 	SIGUSR2 Signal = 12
 	SIGTERM Signal = 15
+	// SIGCONT and SIGSTOP go to every process of the container (but
+	// wharf's agent, which goes on serving execs): SIGSTOP pauses it,
+	// SIGCONT lets it go on.
+	SIGCONT Signal = 18
+	SIGSTOP Signal = 19
 )
 
 // Start starts the container. It returns once the container runs, without
