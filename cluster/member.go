@@ -17,7 +17,6 @@ package cluster
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -184,8 +183,8 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 // Name is this host's name.
 func (m *Member) Name() string { return m.cfg.Name }
 
-// TTL is the host's lease TTL.
-func (m *Member) TTL() time.Duration { return cmp.Or(m.cfg.TTL, DefaultTTL) }
+// TTL is the host's lease TTL (Join sets the default for none).
+func (m *Member) TTL() time.Duration { return m.cfg.TTL }
 
 // OnLeaseLost sets what runs when the host's lease expired: every object it
 // owned may already run elsewhere.
