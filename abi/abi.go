@@ -115,7 +115,11 @@ const (
 	ImportAlarmGet           = "alarm_get"
 	ImportAlarmDelete        = "alarm_delete"
 
-	// The container of the Durable Object an instance belongs to.
+	// The container of the Durable Object an instance belongs to. Those
+	// that wait for containerd, the agent or a TCP handshake (start,
+	// destroy, signal, exec, process_kill, connect, file_*, background_op
+	// and background_logs) return a pending handle at once: call_result
+	// gives the handles they opened (a u32 each), then their data.
 	ImportContainerStart   = "container_start"
 	ImportContainerRunning = "container_running"
 	ImportContainerDestroy = "container_destroy"
@@ -125,8 +129,9 @@ const (
 	ImportProcessStatus    = "process_status"
 	ImportProcessKill      = "process_kill"
 	ImportProcessPid       = "process_pid"
-	// ImportContainerConnect opens a TCP connection to a port of the
-	// container: a readable and a writable stream.
+	// ImportContainerConnect (port: i32, pending_out) opens a TCP
+	// connection to a port of the container: a readable and a writable
+	// stream.
 	ImportContainerConnect = "container_connect"
 	// ImportContainerIntercept (kind: i32, target: ptr, len, handler: ptr,
 	// len) routes the container's outbound HTTP or HTTPS through the
@@ -145,22 +150,23 @@ const (
 	// HTTP request (keeping connections alive), so the response body is a
 	// host stream.
 	ImportContainerFetch = "container_fetch"
-	// ImportFileOpen (opts: ptr, len, stream_out) opens a file of the
+	// ImportFileOpen (opts: ptr, len, pending_out) opens a file of the
 	// container (through wharf-init) as a readable stream (OptFileMode
 	// "read"), a writable stream ("write": created or truncated), or a
 	// readable stream of its changes as JSON lines ("watch").
 	ImportFileOpen = "file_open"
-	// ImportFileOp (opts: ptr, len, out: ptr, cap, len_out) runs OptFileOp
-	// stat, list, mkdir, remove or rename; stat and list write JSON.
+	// ImportFileOp (opts: ptr, len, pending_out) runs OptFileOp stat,
+	// list, mkdir, remove or rename; stat and list give JSON.
 	ImportFileOp = "file_op"
-	// ImportBackgroundOp (opts: ptr, len, out: ptr, cap, len_out) runs
+	// ImportBackgroundOp (opts: ptr, len, pending_out) runs
 	// OptBackgroundOp start, list, get or kill on the container's
 	// background processes (kept by wharf-init across events); start, get
-	// and list write JSON.
+	// and list give JSON.
 	ImportBackgroundOp = "background_op"
-	// ImportBackgroundLogs (opts: ptr, len, stream_out, dropped_out:
-	// ptr<u64>) streams a background process's combined output, from the
-	// start of what is kept or from now (OptFrom).
+	// ImportBackgroundLogs (opts: ptr, len, pending_out) streams a
+	// background process's combined output, from the start of what is
+	// kept or from now (OptFrom); the result ends with the bytes dropped
+	// before it (a u64).
 	ImportBackgroundLogs = "background_logs"
 	// ImportBackgroundWait (opts: ptr, len, pending_out) returns a pending
 	// result, ready when a background process has exited.

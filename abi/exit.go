@@ -11,6 +11,11 @@ import (
 // by this text from the NOTFOUND of a thing not found (a file, a process).
 const ContainerNotRunning = "the container is not running"
 
+// ProcessExited is the whole message of the NOTFOUND a kill of an exec'd
+// process gets once it has exited (the SDK says it too, once Wait has
+// released the process).
+const ProcessExited = "the process has exited"
+
 // SignalOutOfRange begins the message of the INVAL a signal outside 1 to
 // 64 gets (", got N" follows from a background process's kill).
 const SignalOutOfRange = "signal must be from 1 to 64"

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
@@ -15,8 +14,8 @@ import (
 // processes (Container.StartProcess and the rest).
 func (s *services) backgroundImports() []plugins.HostFunc {
 	return []plugins.HostFunc{
-		hostFunc(abi.ImportBackgroundOp, params(i32, i32, i32, i32, i32), s.importBackgroundOp),
-		hostFunc(abi.ImportBackgroundLogs, params(i32, i32, i32, i32), s.importBackgroundLogs),
+		hostFunc(abi.ImportBackgroundOp, params(i32, i32, i32), s.importBackgroundOp),
+		hostFunc(abi.ImportBackgroundLogs, params(i32, i32, i32), s.importBackgroundLogs),
 		hostFunc(abi.ImportBackgroundWait, params(i32, i32, i32), s.importBackgroundWait),
 	}
 }
@@ -39,50 +38,37 @@ func (s *services) backgroundCall(g *guest, mem plugins.Memory, ptr, n uint32) (
 	return c, o, nil
 }
 
-// importBackgroundOp is background_op(opts, len, out, cap, len_out):
-// start (writes the new process's JSON description), list (a JSON array
-// of them), get (one) or kill (nothing).
+// importBackgroundOp is background_op(opts, len, pending_out):
+// call_result gives the JSON of start (the new process's description),
+// list (an array of them) and get (one); kill gives nothing.
 func (s *services) importBackgroundOp(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	c, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
-	out, need, err := containers.BackgroundOp(ctx, c, o, u32(a[3]))
-	if need > 0 {
-		if err := writeU32(mem, u32(a[4]), need); err != nil {
-			return err
-		}
-	}
-	if err != nil || o.Op == "kill" {
-		return err
-	}
-	return writeOut(mem, u32(a[2]), u32(a[3]), u32(a[4]), out)
+	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		out, err := containers.BackgroundOp(ctx, c, o)
+		return withData(out), err
+	})
 }
 
-// importBackgroundLogs is background_logs(opts, len, stream_out,
-// dropped_out): a readable stream of a background process's output.
+// importBackgroundLogs is background_logs(opts, len, pending_out):
+// call_result hands over a readable stream of a background process's
+// output, then how many bytes from its start were overwritten (a u64).
 func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	if _, err := s.running(g); err != nil {
-		return err
-	}
-	if err := writeU32(mem, u32(a[2]), 0); err != nil {
-		return err
-	}
-	var dropped [8]byte
-	if !mem.Write(u32(a[3]), dropped[:]) {
-		return fmt.Errorf("%w: output pointer %d is outside guest memory (%d bytes)", abi.StatusFault, u32(a[3]), mem.Size())
-	}
 	c, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
-	r, n, err := containers.BackgroundLogs(ctx, c, o)
-	if err != nil {
-		return err
-	}
-	binary.LittleEndian.PutUint64(dropped[:], uint64(n))
-	mem.Write(u32(a[3]), dropped[:])
-	return g.newHandle(mem, u32(a[2]), abi.KindReadStream, guestio.NewReadStream(r, g.wake))
+	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		r, dropped, err := containers.BackgroundLogs(ctx, c, o)
+		if err != nil {
+			return nil, err
+		}
+		out := withHandles(handleOf{abi.KindReadStream, guestio.NewReadStream(r, g.wake)})
+		out.data = binary.LittleEndian.AppendUint64(nil, uint64(dropped))
+		return out, nil
+	})
 }
 
 // importBackgroundWait is background_wait(opts, len, pending_out): a

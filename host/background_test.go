@@ -171,6 +171,22 @@ func TestExecEndsWithItsEvent(t *testing.T) {
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "e", "Running", nil))
 }
 
+// TestExecBeyondTheEventsCap: an event holds at most 64 processes; the
+// 65th exec fails with TOOLARGE when its handles are handed over (and that
+// process is killed), and a process the SDK has waited for no longer
+// counts: its handle was kept until the event ended, so an event could
+// run only 64 execs in all.
+func TestExecBeyondTheEventsCap(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "cap", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, `"65th: wharf: 64 processes are open in this event, the limit is 64 (too-large=true); after: \u003cnil\u003e"`,
+		w.mustCall(t, "BOX", "cap", "ExecBeyondCap", nil))
+	r := w.mustCall(t, "BOX", "cap", "Exec", map[string]any{"Cmd": []string{"sh", "-c", "pgrep -f 'sleep 6[0]' | wc -l"}})
+	assert.Contains(t, r, `"Stdout":"0\n"`, "no sleep is left running")
+}
+
 // TestSignalStopPausesTheContainer: SIGSTOP from the object stops the
 // container's main process, not the agent: the object's execs still run,
 // and other objects' requests are served meanwhile; SIGCONT lets the main
@@ -199,15 +215,15 @@ func TestSignalStopPausesTheContainer(t *testing.T) {
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "p", "Running", nil))
 }
 
-// TestABlockedImportHoldsOnlyItsInstance: while an import of one instance
-// blocks (an exec whose agent an operator stopped: its start waits up to
-// containers.ExecStartTimeout), Worker requests go to the other instance
-// at once. Picking an instance took each instance's lock while it held the
-// set's, so every request of the host waited behind the blocked import.
-func TestABlockedImportHoldsOnlyItsInstance(t *testing.T) {
+// TestABlockedContainerCallHoldsOnlyItsObject: while one object's exec
+// waits (its agent was stopped by an operator: the start waits up to
+// containers.ExecStartTimeout), the other objects and the Worker requests
+// of the same, only instance are served at once. The exec was a blocking
+// import that held the instance, and everything on it waited.
+func TestABlockedContainerCallHoldsOnlyItsObject(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
-	w := serveGuest(t, "testdata/guests/objects", containersManifest+"[limits]\ninstances = 2\n", data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest+"[limits]\ninstances = 1\n", data)
 	w.mustCall(t, "BOX", "stuck", "Start", []string{"sleep", "3600"})
 	c, ok := w.services.containers.Backend().Get("Box", idFor(t, w, "stuck"))
 	require.True(t, ok)
@@ -224,7 +240,8 @@ func TestABlockedImportHoldsOnlyItsInstance(t *testing.T) {
 		start := time.Now()
 		code, body := get(t, w.url+"/alone")
 		assert.Equal(t, 200, code, body)
-		assert.Less(t, time.Since(start), 2*time.Second, "request %d waited behind the blocked import", i)
+		w.mustCall(t, "STORE", "other", "Events", nil)
+		assert.Less(t, time.Since(start), 2*time.Second, "round %d waited behind the blocked exec", i)
 	}
 	select {
 	case body := <-blocked:

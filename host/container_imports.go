@@ -29,13 +29,13 @@ func (s *services) containerImports() []plugins.HostFunc {
 		hostFunc(abi.ImportContainerStart, params(i32, i32, i32), s.importContainerStart),
 		hostFunc(abi.ImportContainerRunning, params(i32), s.importContainerRunning),
 		hostFunc(abi.ImportContainerDestroy, params(i32, i32, i32), s.importContainerDestroy),
-		hostFunc(abi.ImportContainerSignal, params(i32), s.importContainerSignal),
+		hostFunc(abi.ImportContainerSignal, params(i32, i32), s.importContainerSignal),
 		hostFunc(abi.ImportContainerMonitor, params(i32), s.importContainerMonitor),
-		hostFunc(abi.ImportContainerExec, params(i32, i32, i32, i32, i32, i32), s.importContainerExec),
+		hostFunc(abi.ImportContainerExec, params(i32, i32, i32), s.importContainerExec),
 		hostFunc(abi.ImportProcessStatus, params(i32, i32), importProcessStatus),
-		hostFunc(abi.ImportProcessKill, params(i32, i32), importProcessKill),
+		hostFunc(abi.ImportProcessKill, params(i32, i32, i32), importProcessKill),
 		hostFunc(abi.ImportProcessPid, params(i32, i32), importProcessPid),
-		hostFunc(abi.ImportContainerConnect, params(i32, i32, i32), s.importContainerConnect),
+		hostFunc(abi.ImportContainerConnect, params(i32, i32), s.importContainerConnect),
 		hostFunc(abi.ImportContainerConfig, params(i32, i32, i32), s.importContainerConfig),
 		hostFunc(abi.ImportContainerFetch, params(i32, i32, i32, i32, i32, i32), s.importContainerFetch),
 	}
@@ -76,25 +76,7 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	if err != nil {
 		return err
 	}
-	return s.inBackground(g, mem, u32(a[2]), start)
-}
-
-// inBackground runs slow containerd work off the instance's thread: the
-// guest gets a pending handle (at out) that call_result reads once work
-// returns, and its other goroutines run meanwhile.
-func (s *services) inBackground(g *guest, mem plugins.Memory, out uint32, work func() error) error {
-	p := guestio.NewPending(g.wake, nil)
-	if err := g.newHandle(mem, out, abi.KindPending, p); err != nil {
-		return err
-	}
-	go func() {
-		if err := work(); err != nil {
-			p.Resolve(nil, err)
-			return
-		}
-		p.Resolve([]byte{}, nil)
-	}()
-	return nil
+	return offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) { return nil, start() })
 }
 
 func (s *services) importContainerRunning(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -109,25 +91,29 @@ func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plu
 	if _, err := s.containerOf(g); err != nil {
 		return err
 	}
-	reason, err := readMem(mem, u32(a[0]), u32(a[1]))
+	reason, err := readCopy(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
 	class, id := g.object.obj.Class(), g.object.obj.ID()
-	return s.inBackground(g, mem, u32(a[2]), func() error {
-		return s.containers.Destroy(ctx, class, id, string(reason))
+	return offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) {
+		return nil, s.containers.Destroy(ctx, class, id, string(reason))
 	})
 }
 
-func (s *services) importContainerSignal(ctx context.Context, g *guest, _ plugins.Memory, a []uint64) error {
-	if err := containers.CheckSignal(u32(a[0])); err != nil {
+// importContainerSignal is container_signal(sig, pending_out).
+func (s *services) importContainerSignal(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
+	sig := u32(a[0])
+	if err := containers.CheckSignal(sig); err != nil {
 		return err
 	}
 	c, err := s.running(g)
 	if err != nil {
 		return err
 	}
-	return containers.Signal(ctx, c, u32(a[0]))
+	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
+		return nil, containers.Signal(ctx, c, sig)
+	})
 }
 
 // importContainerMonitor is container_monitor(pending_out): a pending
@@ -155,47 +141,39 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 	return nil
 }
 
-// importContainerExec is container_exec(opts, opts_len, stdin_out,
-// stdout_out, stderr_out, proc_out). Unpiped streams get handle 0.
+// importContainerExec is container_exec(opts, opts_len, pending_out):
+// call_result hands over the stdin, stdout, stderr and process handles
+// (0 for an unpiped stream).
 func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	c, err := s.running(g)
 	if err != nil {
 		return err
 	}
-	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
+	raw, err := readCopy(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
-	for _, out := range a[2:6] {
-		if err := writeU32(mem, u32(out), 0); err != nil {
-			return err
+	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		e, err := containers.Exec(ctx, s.base, c, raw, g.wake)
+		if err != nil {
+			return nil, err
 		}
-	}
-	e, err := containers.Exec(ctx, s.base, c, raw, g.wake)
-	if err != nil {
-		return err
-	}
-	if e.Stdin != nil {
-		if err := g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(fileSink{e.Stdin}, g.wake)); err != nil {
-			return err
+		o := withHandles(handleOf{}, handleOf{}, handleOf{}, handleOf{abi.KindProcess, e})
+		if e.Stdin != nil {
+			o.handles[0] = handleOf{abi.KindWriteStream, guestio.NewWriteStream(fileSink{e.Stdin}, g.wake)}
 		}
-	}
-	// Output is read ahead into the streams' buffers from the start, so a
-	// process that prints a little can exit even if nobody reads it yet.
-	for _, o := range []struct {
-		r   *os.File
-		out uint64
-	}{{e.Stdout, a[3]}, {e.Stderr, a[4]}} {
-		if o.r == nil {
-			continue
+		// Output is read ahead into the streams' buffers from the start, so
+		// a process that prints a little can exit even if nobody reads it
+		// yet.
+		for i, r := range []*os.File{e.Stdout, e.Stderr} {
+			if r != nil {
+				rs := guestio.NewReadStream(r, g.wake)
+				rs.Ready() // starts the pump
+				o.handles[1+i] = handleOf{abi.KindReadStream, rs}
+			}
 		}
-		rs := guestio.NewReadStream(o.r, g.wake)
-		rs.Ready() // starts the pump
-		if err := g.newHandle(mem, u32(o.out), abi.KindReadStream, rs); err != nil {
-			return err
-		}
-	}
-	return g.newHandle(mem, u32(a[5]), abi.KindProcess, e)
+		return o, nil
+	})
 }
 
 // fileSink is a writable stream into a pipe (a process's stdin).
@@ -238,12 +216,16 @@ func lookupProcess(g *guest, h uint64) (*containers.Execution, error) {
 	return obj.(*containers.Execution), nil
 }
 
-func importProcessKill(ctx context.Context, g *guest, _ plugins.Memory, a []uint64) error {
+// importProcessKill is process_kill(proc, sig, pending_out).
+func importProcessKill(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	e, err := lookupProcess(g, a[0])
 	if err != nil {
 		return err
 	}
-	return e.Kill(ctx, u32(a[1]))
+	sig := u32(a[1]) // a is the engine's stack: read it before the call returns
+	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		return nil, e.Kill(ctx, sig)
+	})
 }
 
 func importProcessPid(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -313,29 +295,24 @@ func (s *services) runningPort(g *guest, arg uint64) (containers.Container, uint
 	return c, port, err
 }
 
-// importContainerConnect is container_connect(port, read_out, write_out):
-// a TCP connection to the container's address, as a readable and a
-// writable stream. A port nobody listens on is StatusRefused.
+// importContainerConnect is container_connect(port, pending_out): a TCP
+// connection to the container's address, which call_result hands over as
+// a readable and a writable stream. A port nobody listens on is
+// StatusRefused.
 func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	c, port, err := s.runningPort(g, a[0])
 	if err != nil {
 		return err
 	}
-	for _, out := range a[1:3] {
-		if err := writeU32(mem, u32(out), 0); err != nil {
-			return err
+	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
+		conn, err := containers.Dial(ctx, c, port)
+		if err != nil {
+			return nil, err
 		}
-	}
-	conn, err := containers.Dial(ctx, c, port)
-	if err != nil {
-		return err
-	}
-	tc := &tcpConn{conn: conn, open: 2}
-	if err := g.newHandle(mem, u32(a[1]), abi.KindReadStream, guestio.NewReadStream(tcpReader{tc}, g.wake)); err != nil {
-		tc.done() // the write half was never handed out
-		return err
-	}
-	return g.newHandle(mem, u32(a[2]), abi.KindWriteStream, guestio.NewWriteStream(tcpSink{tc}, g.wake))
+		tc := &tcpConn{conn: conn, open: 2}
+		return withHandles(handleOf{abi.KindReadStream, guestio.NewReadStream(tcpReader{tc}, g.wake)},
+			handleOf{abi.KindWriteStream, guestio.NewWriteStream(tcpSink{tc}, g.wake)}), nil
+	})
 }
 
 // importContainerConfig is container_config(out, cap, len_out): the

@@ -231,8 +231,11 @@ func releaseObject(obj any, failure error) {
 // releaseLate frees a result that arrives after its pending handle was
 // given up on.
 func releaseLate(v any) {
-	if r, ok := v.(*fetchedResponse); ok {
+	switch r := v.(type) {
+	case *fetchedResponse:
 		r.close()
+	case *outcome:
+		r.release()
 	}
 }
 

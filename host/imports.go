@@ -106,6 +106,13 @@ func readMem(mem plugins.Memory, ptr, n uint32) ([]byte, error) {
 	return b, nil
 }
 
+// readCopy is readMem's bytes copied, for work that outlives the call
+// (the view changes as soon as the guest runs again).
+func readCopy(mem plugins.Memory, ptr, n uint32) ([]byte, error) {
+	b, err := readMem(mem, ptr, n)
+	return bytes.Clone(b), err
+}
+
 func writeU32(mem plugins.Memory, ptr, v uint32) error {
 	if !mem.WriteUint32(ptr, v) {
 		return fmt.Errorf("%w: output pointer %d is outside guest memory (%d bytes)", abi.StatusFault, ptr, mem.Size())
@@ -135,21 +142,30 @@ const maxHandles = 1 << 16
 // newHandle registers obj and writes its handle to out. If out is a bad
 // pointer or the table is full the object is released again.
 func (g *guest) newHandle(mem plugins.Memory, out uint32, kind abi.Kind, obj any) error {
-	err := g.checkCap(kind)
-	if err == nil && g.table.Live() >= maxHandles {
-		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.Live(), maxHandles)
-	}
+	h, err := g.openHandle(kind, obj)
 	if err != nil {
-		releaseObject(obj, err)
 		return err
 	}
-	h := g.add(kind, obj)
 	if err := writeU32(mem, out, uint32(h)); err != nil {
 		g.table.Remove(h)
 		releaseObject(obj, err)
 		return err
 	}
 	return nil
+}
+
+// openHandle registers obj as a handle of the event, within its caps; if
+// a cap is reached the object is released again.
+func (g *guest) openHandle(kind abi.Kind, obj any) (abi.Handle, error) {
+	err := g.checkCap(kind)
+	if err == nil && g.table.Live() >= maxHandles {
+		err = fmt.Errorf("%w: %d handles are open, the limit is %d", abi.StatusTooLarge, g.table.Live(), maxHandles)
+	}
+	if err != nil {
+		releaseObject(obj, err)
+		return 0, err
+	}
+	return g.add(kind, obj), nil
 }
 
 func importLastError(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {

@@ -261,12 +261,20 @@ func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 		g.table.Remove(h)
 		return err
 	}
-	result, ok := v.([]byte)
-	if !ok {
-		return fmt.Errorf("%w: pending handle %d is not an object call", abi.StatusInvalid, h)
-	}
-	if err := writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), result); err != nil {
-		return err
+	switch v := v.(type) {
+	case []byte:
+		if err := writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), v); err != nil {
+			return err
+		}
+	case *outcome:
+		if err := v.handOver(g, mem, u32(a[1]), u32(a[2]), u32(a[3])); err != nil {
+			if !errors.Is(err, abi.StatusBufferSmall) {
+				g.table.Remove(h)
+			}
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: pending handle %d is not a call (a fetch is read with fetch_result, a forward is only polled)", abi.StatusInvalid, h)
 	}
 	g.table.Remove(h)
 	return nil

@@ -405,9 +405,11 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 
 // Wait waits for the process to exit: nil for exit code 0, otherwise an
 // *ExitError with the code, as os/exec does. Only the calling goroutine
-// waits.
+// waits. It then releases the process's handle (an event may hold 64
+// processes at once), so Handle is no longer of use; Wait may be called
+// again.
 func (p *Process) Wait() error {
-	for {
+	for p.code < 0 {
 		code, err := p.ev.ProcessStatus(p.handle)
 		if errors.Is(err, abi.StatusAgain) {
 			if _, err := Select(-1, p); err != nil {
@@ -419,11 +421,12 @@ func (p *Process) Wait() error {
 			return err
 		}
 		p.code = int(code)
-		if code != 0 {
-			return &ExitError{Code: int(code), what: "the process"}
-		}
-		return nil
+		p.ev.Close(p.handle)
 	}
+	if p.code != 0 {
+		return &ExitError{Code: p.code, what: "the process"}
+	}
+	return nil
 }
 
 // ExitCode returns the exit code once Wait has returned, -1 before.
@@ -467,6 +470,9 @@ func (p *Process) Kill(sig Signal) error {
 	sig = cmp.Or(sig, SIGTERM)
 	if err := checkSignal("process_kill", sig); err != nil {
 		return containerError(err, ErrSignalRange)
+	}
+	if p.code >= 0 { // Wait released it
+		return wharf.NewError("process_kill", abi.StatusNotFound, abi.ProcessExited)
 	}
 	err := p.ev.ProcessKill(p.handle, uint32(sig))
 	if errors.Is(err, abi.StatusNotFound) {

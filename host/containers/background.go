@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
-	"strings"
 	"syscall"
 
 	"github.com/wharfhq/wharf/abi"
@@ -53,60 +51,46 @@ func ParseBackground(raw []byte) (abi.BackgroundOptions, error) {
 	return o, nil
 }
 
-// maxStartResult is the largest description start can write for args:
-// the guest's buffer must hold it before anything starts.
-func maxStartResult(args []string) int {
-	code := math.MaxInt32
-	out, _ := json.Marshal(ProcessInfo{ID: strings.Repeat("x", 64), Pid: math.MaxInt32, Command: args,
-		Status: "completed", ExitCode: &code, Started: math.MaxInt64, Exited: math.MaxInt64})
-	return len(out)
-}
-
 // BackgroundOp runs the operation background_op asks: start (answers the
 // new process's JSON description), list (a JSON array of them), get (one)
-// or kill (nothing). A start whose description might not fit in capacity
-// bytes starts nothing and is BUFFER_SMALL with need, the bytes it needs.
-func BackgroundOp(ctx context.Context, c Container, o abi.BackgroundOptions, capacity uint32) (out []byte, need uint32, err error) {
+// or kill (nothing).
+func BackgroundOp(ctx context.Context, c Container, o abi.BackgroundOptions) ([]byte, error) {
 	var result any
 	switch o.Op {
 	case "start":
 		if len(o.Args) == 0 {
-			return nil, 0, fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
-		}
-		if need := maxStartResult(o.Args); capacity < uint32(need) {
-			return nil, uint32(need), fmt.Errorf("%w: start needs a buffer of %d bytes, it has %d (nothing was started)", abi.StatusBufferSmall, need, capacity)
+			return nil, fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
 		}
 		info, err := c.StartBackground(ctx, ExecSpec{Args: o.Args, Env: o.Env, Cwd: o.Cwd, User: o.User}, o.ID)
 		if err != nil {
-			return nil, 0, startStatus(err)
+			return nil, startStatus(err)
 		}
 		result = info
 	case "list":
 		list, err := c.Backgrounds(ctx)
 		if err != nil {
-			return nil, 0, backgroundStatus(err)
+			return nil, backgroundStatus(err)
 		}
 		result = list
 	case "get":
 		info, err := c.Background(ctx, o.ID)
 		if err != nil {
-			return nil, 0, backgroundStatus(err)
+			return nil, backgroundStatus(err)
 		}
 		result = info
 	case "kill":
 		sig := cmp.Or(o.Signal, uint32(syscall.SIGTERM))
 		if err := CheckSignal(sig); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if err := c.KillBackground(ctx, o.ID, int(sig)); err != nil {
-			return nil, 0, backgroundStatus(err)
+			return nil, backgroundStatus(err)
 		}
-		return nil, 0, nil
+		return nil, nil
 	default:
-		return nil, 0, fmt.Errorf("%w: op must be start, list, get or kill, got %q", abi.StatusInvalid, o.Op)
+		return nil, fmt.Errorf("%w: op must be start, list, get or kill, got %q", abi.StatusInvalid, o.Op)
 	}
-	out, _ = json.Marshal(result)
-	return out, 0, nil
+	return json.Marshal(result)
 }
 
 // BackgroundLogs streams a background process's output as background_logs

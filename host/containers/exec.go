@@ -61,7 +61,7 @@ func (e *Execution) Kill(ctx context.Context, sig uint32) error {
 		return err
 	}
 	if e.Ready() {
-		return fmt.Errorf("%w: the process has exited", abi.StatusNotFound)
+		return fmt.Errorf("%w: %s", abi.StatusNotFound, abi.ProcessExited)
 	}
 	if err := e.proc.Kill(ctx, syscall.Signal(sig)); err != nil {
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)

@@ -1,15 +1,17 @@
 package wharf
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // ContainerStart starts the object's container with encoded options. Only
 // the calling goroutine waits for containerd.
 func (ev Event) ContainerStart(opts []byte) error {
-	var p uint32
-	if err := ev.check("container_start", containerStart(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&p))); err != nil {
-		return err
-	}
-	return ev.await(p)
+	_, err := ev.offThread("container_start", func(out unsafe.Pointer) int32 {
+		return containerStart(uint32(ev), ptr(opts), uint32(len(opts)), out)
+	})
+	return err
 }
 
 // ContainerRunning reports whether the object's container runs.
@@ -22,26 +24,46 @@ func (ev Event) ContainerRunning() (bool, error) {
 // ContainerDestroy stops and removes the container; reason reaches Monitor.
 // Only the calling goroutine waits for containerd.
 func (ev Event) ContainerDestroy(reason string) error {
-	var p uint32
-	if err := ev.check("container_destroy", containerDestroy(uint32(ev), strPtr(reason), uint32(len(reason)), unsafe.Pointer(&p))); err != nil {
-		return err
-	}
-	return ev.await(p)
+	_, err := ev.offThread("container_destroy", func(out unsafe.Pointer) int32 {
+		return containerDestroy(uint32(ev), strPtr(reason), uint32(len(reason)), out)
+	})
+	return err
 }
 
-// await waits for a pending result with no value and returns its error.
-func (ev Event) await(p uint32) error {
+// offThread makes call, an import the host runs off the instance's thread
+// (it writes a pending handle to out), and waits for its result: only the
+// calling goroutine waits for containerd, the agent or the connection.
+func (ev Event) offThread(op string, call func(out unsafe.Pointer) int32) ([]byte, error) {
+	var p uint32
+	if err := ev.check(op, call(unsafe.Pointer(&p))); err != nil {
+		return nil, err
+	}
 	if _, err := ev.Wait([]uint32{p}, -1); err != nil {
 		ev.Close(p)
-		return err
+		return nil, err
 	}
-	_, err := ev.CallResult(p)
-	return err
+	return ev.readInto(op, make([]byte, 0, 256), func(b unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+		return callResult(uint32(ev), p, b, c, n)
+	})
+}
+
+// handles reads the n handles at the start of an off-thread result.
+func handles(result []byte, n int) []uint32 {
+	hs := make([]uint32, n)
+	for i := range hs {
+		if len(result) >= 4*(i+1) {
+			hs[i] = binary.LittleEndian.Uint32(result[4*i:])
+		}
+	}
+	return hs
 }
 
 // ContainerSignal sends a signal to the container's main process.
 func (ev Event) ContainerSignal(sig uint32) error {
-	return ev.check("container_signal", containerSignal(uint32(ev), sig))
+	_, err := ev.offThread("container_signal", func(out unsafe.Pointer) int32 {
+		return containerSignal(uint32(ev), sig, out)
+	})
+	return err
 }
 
 // ContainerMonitor returns a pending handle ready when the container exits.
@@ -52,9 +74,11 @@ func (ev Event) ContainerMonitor() (uint32, error) {
 
 // ContainerExec starts a process; unpiped streams come back as 0.
 func (ev Event) ContainerExec(opts []byte) (stdin, stdout, stderr, proc uint32, err error) {
-	st := containerExec(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&stdin), unsafe.Pointer(&stdout),
-		unsafe.Pointer(&stderr), unsafe.Pointer(&proc))
-	return stdin, stdout, stderr, proc, ev.check("container_exec", st)
+	result, err := ev.offThread("container_exec", func(out unsafe.Pointer) int32 {
+		return containerExec(uint32(ev), ptr(opts), uint32(len(opts)), out)
+	})
+	hs := handles(result, 4)
+	return hs[0], hs[1], hs[2], hs[3], err
 }
 
 // ProcessStatus returns a process's exit code, or abi.StatusAgain while it
@@ -66,7 +90,10 @@ func (ev Event) ProcessStatus(p uint32) (uint32, error) {
 
 // ProcessKill signals a process.
 func (ev Event) ProcessKill(p, sig uint32) error {
-	return ev.check("process_kill", processKill(uint32(ev), p, sig))
+	_, err := ev.offThread("process_kill", func(out unsafe.Pointer) int32 {
+		return processKill(uint32(ev), p, sig, out)
+	})
+	return err
 }
 
 // ProcessPid returns a process's pid.
@@ -77,8 +104,11 @@ func (ev Event) ProcessPid(p uint32) (uint32, error) {
 
 // ContainerConnect opens a TCP connection to a container port.
 func (ev Event) ContainerConnect(port uint32) (read, write uint32, err error) {
-	st := containerConnect(uint32(ev), port, unsafe.Pointer(&read), unsafe.Pointer(&write))
-	return read, write, ev.check("container_connect", st)
+	result, err := ev.offThread("container_connect", func(out unsafe.Pointer) int32 {
+		return containerConnect(uint32(ev), port, out)
+	})
+	hs := handles(result, 2)
+	return hs[0], hs[1], err
 }
 
 // ContainerIntercept adds an interception rule of kind for target.
@@ -108,30 +138,37 @@ func (ev Event) ContainerFetch(port uint32, head []byte, flags uint32) (body, pe
 
 // FileOpen opens a stream on a file of the container; see Files.
 func (ev Event) FileOpen(opts []byte) (uint32, error) {
-	var h uint32
-	return h, ev.check("file_open", fileOpen(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&h)))
+	result, err := ev.offThread("file_open", func(out unsafe.Pointer) int32 {
+		return fileOpen(uint32(ev), ptr(opts), uint32(len(opts)), out)
+	})
+	return handles(result, 1)[0], err
 }
 
 // FileOp runs a file operation; stat and list return JSON.
 func (ev Event) FileOp(opts []byte) ([]byte, error) {
-	return ev.readInto("file_op", make([]byte, 0, 4096), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
-		return fileOp(uint32(ev), ptr(opts), uint32(len(opts)), p, c, n)
+	return ev.offThread("file_op", func(out unsafe.Pointer) int32 {
+		return fileOp(uint32(ev), ptr(opts), uint32(len(opts)), out)
 	})
 }
 
 // BackgroundOp runs a background process operation; start, list and get
 // return JSON.
 func (ev Event) BackgroundOp(opts []byte) ([]byte, error) {
-	return ev.readInto("background_op", make([]byte, 0, 4096), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
-		return backgroundOp(uint32(ev), ptr(opts), uint32(len(opts)), p, c, n)
+	return ev.offThread("background_op", func(out unsafe.Pointer) int32 {
+		return backgroundOp(uint32(ev), ptr(opts), uint32(len(opts)), out)
 	})
 }
 
 // BackgroundLogs opens a stream of a background process's output and
 // says how many bytes from its start were overwritten.
 func (ev Event) BackgroundLogs(opts []byte) (stream uint32, dropped uint64, err error) {
-	st := backgroundLogs(uint32(ev), ptr(opts), uint32(len(opts)), unsafe.Pointer(&stream), unsafe.Pointer(&dropped))
-	return stream, dropped, ev.check("background_logs", st)
+	result, err := ev.offThread("background_logs", func(out unsafe.Pointer) int32 {
+		return backgroundLogs(uint32(ev), ptr(opts), uint32(len(opts)), out)
+	})
+	if len(result) == 12 {
+		dropped = binary.LittleEndian.Uint64(result[4:])
+	}
+	return handles(result, 1)[0], dropped, err
 }
 
 // BackgroundWait returns a pending handle ready when a background process

@@ -88,16 +88,14 @@ func containerRunning(uint32, unsafe.Pointer) int32                       { retu
 func containerDestroy(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
 	return unsupported
 }
-func containerSignal(uint32, uint32) int32          { return unsupported }
-func containerMonitor(uint32, unsafe.Pointer) int32 { return unsupported }
-func containerExec(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer, unsafe.Pointer) int32 {
-	return unsupported
-}
-func processStatus(uint32, uint32, unsafe.Pointer) int32 { return unsupported }
-func processKill(uint32, uint32, uint32) int32           { return unsupported }
-func processPid(uint32, uint32, unsafe.Pointer) int32    { return unsupported }
+func containerSignal(uint32, uint32, unsafe.Pointer) int32               { return unsupported }
+func containerMonitor(uint32, unsafe.Pointer) int32                      { return unsupported }
+func containerExec(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
+func processStatus(uint32, uint32, unsafe.Pointer) int32                 { return unsupported }
+func processKill(uint32, uint32, uint32, unsafe.Pointer) int32           { return unsupported }
+func processPid(uint32, uint32, unsafe.Pointer) int32                    { return unsupported }
 
-func containerConnect(uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 { return unsupported }
+func containerConnect(uint32, uint32, unsafe.Pointer) int32 { return unsupported }
 
 func containerIntercept(uint32, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 	return unsupported
@@ -107,16 +105,10 @@ func containerConfig(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { ret
 func containerFetch(uint32, uint32, unsafe.Pointer, uint32, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
 	return unsupported
 }
-func fileOpen(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
-func fileOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
-	return unsupported
-}
-func backgroundOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 {
-	return unsupported
-}
-func backgroundLogs(uint32, unsafe.Pointer, uint32, unsafe.Pointer, unsafe.Pointer) int32 {
-	return unsupported
-}
+func fileOpen(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32       { return unsupported }
+func fileOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32         { return unsupported }
+func backgroundOp(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32   { return unsupported }
+func backgroundLogs(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
 func backgroundWait(uint32, unsafe.Pointer, uint32, unsafe.Pointer) int32 { return unsupported }
 
 func serve(uint32, unsafe.Pointer) int32                          { return unsupported }

@@ -134,25 +134,25 @@ func containerRunning(ev uint32, out unsafe.Pointer) int32
 func containerDestroy(ev uint32, reason unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_signal
-func containerSignal(ev uint32, sig uint32) int32
+func containerSignal(ev uint32, sig uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_monitor
 func containerMonitor(ev uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_exec
-func containerExec(ev uint32, opts unsafe.Pointer, n uint32, stdin, stdout, stderr, proc unsafe.Pointer) int32
+func containerExec(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 process_status
 func processStatus(ev uint32, p uint32, code unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 process_kill
-func processKill(ev uint32, p uint32, sig uint32) int32
+func processKill(ev uint32, p uint32, sig uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 process_pid
 func processPid(ev uint32, p uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_connect
-func containerConnect(ev uint32, port uint32, readOut, writeOut unsafe.Pointer) int32
+func containerConnect(ev uint32, port uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 container_intercept
 func containerIntercept(ev uint32, kind uint32, target unsafe.Pointer, tn uint32, handler unsafe.Pointer, hn uint32) int32
@@ -170,13 +170,13 @@ func containerFetch(ev uint32, port uint32, head unsafe.Pointer, n uint32, flags
 func fileOpen(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 file_op
-func fileOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+func fileOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 background_op
-func backgroundOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, cap uint32, nOut unsafe.Pointer) int32
+func backgroundOp(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 background_logs
-func backgroundLogs(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer, dropped unsafe.Pointer) int32
+func backgroundLogs(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32
 
 //go:wasmimport wharf_v2 background_wait
 func backgroundWait(ev uint32, opts unsafe.Pointer, n uint32, out unsafe.Pointer) int32

@@ -405,6 +405,32 @@ func exitOK(err error) error {
 	return err
 }
 
+// ExecBeyondCap keeps 64 sleeps running in this event, its cap of
+// processes, and starts a 65th. It reports that exec's error and how an
+// exec fares once the sleeps were killed.
+func (b *Box) ExecBeyondCap() (string, error) {
+	c := b.state.Container
+	quiet := sdk.ExecOptions{Stdout: sdk.StdioIgnore, Stderr: sdk.StdioIgnore}
+	var sleeps []*sdk.Process
+	for range 64 {
+		p, err := c.Exec([]string{"sleep", "600"}, quiet)
+		if err != nil {
+			return "", err
+		}
+		sleeps = append(sleeps, p)
+	}
+	_, beyond := c.Exec([]string{"sleep", "601"}, quiet)
+	for _, p := range sleeps {
+		p.Kill(sdk.SIGKILL)
+		p.Wait()
+	}
+	p, err := c.Exec([]string{"true"}, quiet)
+	if err == nil {
+		err = p.Wait()
+	}
+	return fmt.Sprintf("65th: %v (too-large=%v); after: %v", beyond, errors.Is(beyond, sdk.ErrTooLarge), err), nil
+}
+
 // ExecWait runs cmd and waits without reading its output.
 func (b *Box) ExecWait(cmd []string) (int, error) {
 	p, err := b.state.Container.Exec(cmd, sdk.ExecOptions{})
