@@ -169,6 +169,30 @@ func TestBackgroundProcesses(t *testing.T) {
 	}
 }
 
+// TestKillBackgroundReachesAPausedContainer: a SIGTERM kill of a
+// background process of a container its object paused (SIGSTOP) ends it
+// at once, as a SIGTERM, where the signal stayed pending in the stopped
+// process until a SIGKILL (the kill's grace in the SDK's users) or a
+// SIGCONT. The rest of the container stays paused.
+func TestKillBackgroundReachesAPausedContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "bgpaused", "sleep 3600", true)
+	ctx := context.Background()
+	_, err := ctr.StartBackground(ctx, ExecSpec{Args: []string{"sleep", "3600"}}, "server")
+	require.NoError(t, err)
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+	defer ctr.Signal(ctx, syscall.SIGCONT)
+	require.NoError(t, ctr.KillBackground(ctx, "server", int(syscall.SIGTERM)))
+	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	done, err := ctr.WaitBackground(waitCtx, "server")
+	require.NoError(t, err, "the paused background process did not exit on its SIGTERM")
+	assert.Equal(t, "killed", done.Status)
+	assert.Equal(t, 128+int(syscall.SIGTERM), *done.ExitCode, "ended by the SIGTERM")
+	_, ps, _ := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "ps -o stat,args | grep '^T.*sleep 3600' | wc -l"}})
+	assert.Equal(t, "1\n", ps, "the main process stays paused")
+}
+
 // readLines reads n lines from r.
 func readLines(t *testing.T, r io.Reader, n int) []string {
 	t.Helper()

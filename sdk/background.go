@@ -165,7 +165,8 @@ func (c *Container) GetProcess(id string) (*BackgroundProcess, error) {
 // KillProcess sends sig (0: SIGTERM) to background process id and to the
 // processes it started (its process group), also after it exited while
 // processes it left behind still hold its output (`server &` in a shell).
-// ErrNotFound once all of them have exited.
+// ErrNotFound once all of them have exited. SIGTERM is followed by
+// SIGCONT, so it ends a process of a paused container (SIGSTOP) too.
 func (c *Container) KillProcess(id string, sig Signal) error {
 	if sig != 0 {
 		if err := checkSignal("background_op", sig); err != nil {

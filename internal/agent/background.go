@@ -213,7 +213,10 @@ func (bg *backgrounds) list() []wire.ProcessInfo {
 // exited while children it left behind still hold its output (`sleep 1000
 // &` in a shell) can still be killed: its group lives on in them, and the
 // kernel does not give the group's number to another process while it
-// has members.
+// has members. SIGTERM is followed by SIGCONT, as a stop's is
+// (containerd.Container.Terminate): in a container its object paused
+// (SIGSTOP) the SIGTERM would stay pending in the stopped group, and a
+// kill wait out its grace and end with SIGKILL.
 func (bg *backgrounds) kill(id string, sig int) error {
 	if sig < 1 || sig > 64 {
 		return &kindError{wire.KindInvalid, fmt.Errorf("%s, got %d", abi.SignalOutOfRange, sig)}
@@ -231,6 +234,11 @@ func (bg *backgrounds) kill(id string, sig int) error {
 	p.killed = p.killed || p.info.Status == wire.StatusRunning
 	if err := syscall.Kill(-p.info.Pid, syscall.Signal(sig)); err != nil && err != syscall.ESRCH {
 		return err
+	}
+	if sig == int(syscall.SIGTERM) {
+		if err := syscall.Kill(-p.info.Pid, syscall.SIGCONT); err != nil && err != syscall.ESRCH {
+			return err
+		}
 	}
 	return nil
 }
