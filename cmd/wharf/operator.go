@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +38,7 @@ func operatorCommands() []*cobra.Command {
 	}
 	objectArgs := "<binding> <name|id:HEX> | id:HEX"
 
-	var all bool
+	var all, noTrunc bool
 	var format string
 	ps := &cobra.Command{
 		Use:   "ps",
@@ -59,22 +58,12 @@ func operatorCommands() []*cobra.Command {
 			if format == "json" {
 				return printJSON(cmd.OutOrStdout(), list)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tSTATE\tAGE\tADDRESS\tPID\tLABELS")
-			for _, c := range list {
-				var labels []string
-				for k, v := range c.Labels {
-					labels = append(labels, k+"="+v)
-				}
-				slices.Sort(labels)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), cmp.Or(c.Name, "-"), c.Class, c.Object[:min(16, len(c.Object))],
-					c.State, time.Since(c.Started).Round(time.Second), c.Address, c.Pid, strings.Join(labels, ","))
-			}
-			return tw.Flush()
+			return printContainers(cmd.OutOrStdout(), list, noTrunc)
 		},
 	}
 	ps.Flags().BoolVarP(&all, "all", "a", false, "also show containers that exited")
 	ps.Flags().StringVar(&format, "format", "table", "table or json")
+	ps.Flags().BoolVar(&noTrunc, "no-trunc", false, "show names in full (the table cuts those over "+strconv.Itoa(maxNameCell)+" characters, --format json never does)")
 	stop := &cobra.Command{
 		Use:   "stop " + objectArgs,
 		Short: "Stop an object's container (SIGTERM, then SIGKILL after 10s)",
@@ -280,6 +269,44 @@ func nonEmpty(objectArgs []string) error {
 	return nil
 }
 
+// maxNameCell is the widest an object's name is in a table: a longer one
+// (a name can be any string a request carries) is cut with an ellipsis,
+// as docker ps cuts a long command, so the table still fits a terminal.
+const maxNameCell = 40
+
+// nameCell is an object's name as a cell of a table: "-" if it has none,
+// quoted if a character of it does not print (a tab or a newline would
+// break the columns or the line), and cut to maxNameCell characters
+// unless full.
+func nameCell(name string, full bool) string {
+	if name == "" {
+		return "-"
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		name = strconv.Quote(name)
+	}
+	if r := []rune(name); !full && len(r) > maxNameCell {
+		name = string(r[:maxNameCell-1]) + "…"
+	}
+	return name
+}
+
+// printContainers prints ps's table of list, names cut unless noTrunc.
+func printContainers(w io.Writer, list []admin.Container, noTrunc bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tSTATE\tAGE\tADDRESS\tPID\tLABELS")
+	for _, c := range list {
+		var labels []string
+		for k, v := range c.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		slices.Sort(labels)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), nameCell(c.Name, noTrunc), c.Class, c.Object[:min(16, len(c.Object))],
+			c.State, time.Since(c.Started).Round(time.Second), c.Address, c.Pid, strings.Join(labels, ","))
+	}
+	return tw.Flush()
+}
+
 // objectRef is the binding and name objectArg accepted.
 func objectRef(args []string) (binding, name string) {
 	if len(args) == 1 {
@@ -323,7 +350,7 @@ func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.D
 			if s.MemoryLimitBytes > 0 && s.MemoryLimitBytes < 1<<62 {
 				memPct = fmt.Sprintf("%.1f", float64(s.MemoryBytes)/float64(s.MemoryLimitBytes)*100)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), cmp.Or(s.Name, "-"), s.Class,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), nameCell(s.Name, false), s.Class,
 				s.Object[:min(16, len(s.Object))], cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
 				bytesIEC(s.ReadBytes), bytesIEC(s.WriteBytes))
 		}

@@ -315,3 +315,36 @@ func TestTailTextKeepsGuestWordsOnTheirLine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `T INFO "m\nT ERROR forged" plugin=p "k\nT ERROR forged plugin=q"=v a="x\ny" "has space"="" e=""`+"\n", out.String())
 }
+
+// TestPsTableStaysAligned: wharf ps keeps its columns with any object
+// name: a long one is cut with an ellipsis (the table fits a terminal;
+// --no-trunc and --format json show it whole), one with a tab or a
+// newline is quoted. A 300-character name made every line of the table
+// that wide, and a tab in a name moved the cells after it a column on.
+func TestPsTableStaysAligned(t *testing.T) {
+	long := strings.Repeat("session-", 37) + "last"
+	list := []admin.Container{
+		{Bindings: []string{"APP"}, Name: long, Class: "App", Object: strings.Repeat("a", 64), State: "running", Started: time.Now(), Address: "10.0.0.2", Pid: 11},
+		{Bindings: []string{"APP"}, Name: "tab\there\nnewline", Class: "App", Object: strings.Repeat("b", 64), State: "running", Started: time.Now(), Address: "10.0.0.3", Pid: 12},
+		{Bindings: []string{"APP"}, Name: "alice", Class: "App", Object: strings.Repeat("c", 64), State: "running", Started: time.Now(), Address: "10.0.0.4", Pid: 13},
+		{Bindings: []string{"APP"}, Class: "App", Object: strings.Repeat("d", 64), State: "running", Started: time.Now(), Address: "10.0.0.5", Pid: 14},
+	}
+	var out bytes.Buffer
+	require.NoError(t, printContainers(&out, list, false))
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 5, "a line per container: %s", out.String())
+	class := strings.Index(lines[0], "CLASS")
+	for i, line := range lines[1:] {
+		r := []rune(line)
+		require.Greater(t, len(r), class+3, line)
+		assert.Equal(t, "App ", string(r[class:class+4]), "row %d's class is under CLASS: %q", i, line)
+		assert.Less(t, len(r), 120, "row %d fits a terminal: %q", i, line)
+	}
+	assert.Contains(t, lines[1], " session-session-session-session-session…  App ", "a long name is cut to 40 characters")
+	assert.Contains(t, lines[2], `"tab\there\nnewline"`, "a name with a tab or a newline is quoted")
+	assert.Regexp(t, `^APP\s+-\s+App\s`, lines[4], "no name")
+
+	out.Reset()
+	require.NoError(t, printContainers(&out, list, true))
+	assert.Contains(t, out.String(), long+"  App", "--no-trunc: whole")
+}
