@@ -37,15 +37,18 @@ type DataDirLock struct {
 // second containerd on the same state and take over the first one's
 // containers and firewall, so it must be refused before it does anything.
 // The lock (package dirlock) is taken on the directory itself, which
-// cannot be removed while it holds wharf's state.
+// cannot be removed while it holds wharf's state. Its errors name dir by
+// its absolute path (symlinks kept, as the user wrote them): a relative
+// --data-dir would mean nothing in another directory.
 func LockDataDir(dir string) (*DataDirLock, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	path, err := filepath.Abs(dir)
-	if err == nil {
-		path, err = filepath.EvalSymlinks(path)
-	}
+	path, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

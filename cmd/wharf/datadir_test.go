@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -85,4 +88,29 @@ func TestSecondServeOnSameDataDirIsRefused(t *testing.T) {
 	assert.Equal(t, 0, code, "the directory is free again once the first has stopped: %s", out)
 	_, err = os.Stat(filepath.Join(data, "wharf.lock"))
 	assert.NoError(t, err)
+}
+
+// TestImagesNameTheDataDirAbsolute: wharf images given a relative
+// --data-dir (the README's `--data-dir .wharf`) names the directory, and
+// the running wharf's containerd socket, by their absolute paths, which
+// work from any directory: it said "the data directory .wharf is in use"
+// and "--containerd-address .wharf/containerd/containerd.sock".
+func TestImagesNameTheDataDirAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, ".wharf")
+	lock, err := host.LockDataDir(data) // as a running wharf serve holds it
+	require.NoError(t, err)
+	defer lock.Unlock()
+	sock := containerd.EmbeddedAddress(data)
+	require.NoError(t, os.MkdirAll(filepath.Dir(sock), 0o700))
+	l, err := net.Listen("unix", sock) // its containerd
+	require.NoError(t, err)
+	defer l.Close()
+
+	cmd := exec.Command(testutil.BuildWharf(t), "images", "ls", "--data-dir", ".wharf")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Equal(t, "wharf: the data directory "+data+" is in use by another wharf (pid "+strconv.Itoa(os.Getpid())+
+		"); stop it or choose another --data-dir (while it runs, use its containerd: --containerd-address "+sock+")\n", string(out))
 }

@@ -93,21 +93,23 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 }
 
 // withContainerdHint adds to the refusal of a data directory a running
-// wharf owns the way to reach that wharf's containerd, when it has one.
+// wharf owns the way to reach that wharf's containerd, when it has one,
+// by its absolute path (which works from any directory).
 func withContainerdHint(err error, dataDir string) error {
 	abs, absErr := filepath.Abs(dataDir)
 	if !errors.Is(err, host.ErrDataDirInUse) || absErr != nil {
 		return err
 	}
-	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = resolved
+	resolved := abs
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		resolved = r
 	}
-	sock := containerd.EmbeddedAddress(abs)
+	sock := containerd.EmbeddedAddress(resolved)
 	if st, statErr := os.Stat(sock); statErr != nil || st.Mode().Type() != fs.ModeSocket {
 		return err
 	}
-	if sock == filepath.Join(abs, "containerd", "containerd.sock") {
-		sock = filepath.Join(dataDir, "containerd", "containerd.sock") // as the user wrote it
+	if sock == filepath.Join(resolved, "containerd", "containerd.sock") {
+		sock = filepath.Join(abs, "containerd", "containerd.sock") // symlinks kept, as the user wrote them
 	}
 	return fmt.Errorf("%w (while it runs, use its containerd: --containerd-address %s)", err, sock)
 }
