@@ -251,6 +251,27 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
 }
 
+// TestClusterDrainingHostRefusesForwardedEventsQuietly: an event another
+// host forwards to a draining host that gives the object up (nobody owns it
+// yet) is refused, and its sender places it again; the draining host says
+// so as a matter of course. It logged `object event failed ... this host
+// does not own the object (it is on "")` at ERROR.
+func TestClusterDrainingHostRefusesForwardedEventsQuietly(t *testing.T) {
+	c := newTestCluster(t)
+	h1, h2 := c.twoHostsOwnedByTheFirst(t, []string{"a"})
+	v, err := h2.increment("a") // forwarded to h1, which h2 remembers as the owner
+	require.NoError(t, err)
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+	next, err := h2.increment("a") // forwarded to h1 again: refused, placed again
+	require.NoError(t, err)
+	assert.Equal(t, v+1, next)
+	assert.Equal(t, "h2", c.ownerOf(t, "a"))
+	logs := h1.serve.Logs()
+	assert.Contains(t, logs, "this host does not own the object (nobody does yet: this host is draining)", "the refusal was logged")
+	assert.NotRegexp(t, `it is on \\?"\\?"`, logs, "(quoted in the log line)")
+	assert.NotContains(t, logs, "level=ERROR")
+}
+
 // TestClusterStoppingHostFailsNoForwardedRequest: a host stopped with
 // SIGTERM, as for a restart, without a drain, refuses the events other
 // hosts forward to it once it stops taking them, and they place them again

@@ -134,7 +134,11 @@ func (c *clusterRouting) route(obj *Object, ev *objectEvent) bool {
 		return true
 	}
 	if ev.forwarded { // the sender's view was stale: it places again
-		obj.fail(ev, fmt.Errorf("%w (it is on %q)", errNotOwner, p.Owner))
+		where := fmt.Sprintf("it is on %q", p.Owner)
+		if p.Owner == "" { // only while this host drains: Place takes no object then
+			where = "nobody does yet: this host is draining"
+		}
+		obj.fail(ev, fmt.Errorf("%w (%s)", errNotOwner, where))
 		return false
 	}
 	owner := p.Owner

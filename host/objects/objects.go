@@ -853,10 +853,16 @@ func (ev *objectEvent) delivery() (abi.EventKind, any) {
 	}
 }
 
-// fail answers ev with err without delivering it.
+// fail answers ev with err without delivering it. A forwarded event
+// refused as the object is not this host's (errNotOwner) is part of a
+// move, not a failure: it is logged at INFO.
 func (obj *Object) fail(ev *objectEvent, err error) {
 	obj.number(ev)
-	obj.objs.logger.Error("object event failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
+	if errors.Is(err, errNotOwner) { // a forwarded event of an object that moved: its sender places it again
+		obj.objs.logger.Info("forwarded object event refused", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
+	} else {
+		obj.objs.logger.Error("object event failed", "class", obj.ns.class, "id", obj.id, "request_id", ev.id.String(), "err", err)
+	}
 	ev.finish(err)
 	ev.reply(nil)
 }
