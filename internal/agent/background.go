@@ -216,7 +216,7 @@ func (bg *backgrounds) list() []wire.ProcessInfo {
 // has members. SIGTERM is followed by SIGCONT, as a stop's is
 // (containerd.Container.Terminate): in a container its object paused
 // (SIGSTOP) the SIGTERM would stay pending in the stopped group, and a
-// kill wait out its grace and end with SIGKILL.
+// kill would wait out its grace and end with SIGKILL.
 func (bg *backgrounds) kill(id string, sig int) error {
 	if sig < 1 || sig > 64 {
 		return &kindError{wire.KindInvalid, fmt.Errorf("%s, got %d", abi.SignalOutOfRange, sig)}
