@@ -356,7 +356,8 @@ func TestClusterDrainNeedsAHostOfTheSamePlugin(t *testing.T) {
 
 // TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
 // a host which no longer owns the object (it drained) is placed again and
-// sent to the new owner: the object gets the body whole, or the request
+// sent to the new owner with its body whole: the sender keeps up to 256
+// KiB of a body it forwards. A bigger one is sent whole or the request
 // fails, never the rest of a body the old host was sent already.
 func TestClusterForwardedFetchKeepsItsBody(t *testing.T) {
 	c := newTestCluster(t)
@@ -380,17 +381,38 @@ class_name = "Store"
 	code, body = post(h2, "forwarded to h1") // h2 remembers that h1 owns it
 	require.Equal(t, http.StatusOK, code, body)
 	require.True(t, strings.HasSuffix(body, " /echo forwarded to h1"), body)
+	postTo := func(h *testHost, key, body string) (int, string) {
+		resp, err := http.Post(h.serve.URL+"/fetch/STORE/"+key+"/echo", "text/plain", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body = postTo(h1, "big", "placed on h1")
+	require.Equal(t, http.StatusOK, code, body)
+	code, _ = postTo(h2, "big", "forwarded to h1")
+	require.Equal(t, http.StatusOK, code)
 
 	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
 	// h2 sends this to h1 first, which answers that it no longer owns the
 	// object only after the body went out.
 	code, body = post(h2, "hello after the drain")
-	if code == http.StatusOK {
-		assert.True(t, strings.HasSuffix(body, " /echo hello after the drain"), "the object got another body: %q", body)
-	}
+	require.Equal(t, http.StatusOK, code, "a small body is sent again to the new owner: %s", body)
+	assert.True(t, strings.HasSuffix(body, " /echo hello after the drain"), "the object got another body: %q", body)
 	code, body = post(h2, "and the next one")
 	require.Equal(t, http.StatusOK, code, body)
 	assert.True(t, strings.HasSuffix(body, " /echo and the next one"), body)
+
+	big := strings.Repeat("b", 300<<10)
+	code, body = postTo(h2, "big", big)
+	if code == http.StatusOK {
+		assert.True(t, strings.HasSuffix(body, " /echo "+big), "the object got another body (%d bytes)", len(body))
+	} else {
+		assert.Contains(t, body, "the object's event failed")
+		assert.Contains(t, h2.serve.Logs(), "a body over 256 KiB cannot be sent again")
+	}
+	code, body = postTo(h2, "big", "after the big one")
+	require.Equal(t, http.StatusOK, code, body)
 }
 
 // TestClusterWaitsOutTheOwnersLease: with a lease TTL longer than the

@@ -44,9 +44,9 @@ var (
 	// the event's deadline.
 	errForwardGaveUp = errors.New("the object's host could not be reached")
 	// errMovedWithBody is a fetch that reached a host which no longer owns
-	// the object after some of its body was sent there: it cannot be sent
-	// again whole.
-	errMovedWithBody = errors.New("the object moved while the request's body was sent to its previous host; the body cannot be sent again")
+	// the object after more of its body was sent there than the sender
+	// keeps (maxResentBody): it cannot be sent again whole.
+	errMovedWithBody = fmt.Errorf("the object moved while the request's body was sent to its previous host; a body over %d KiB cannot be sent again", maxResentBody>>10)
 )
 
 // forwardPatience bounds how long an event waits for an unreachable owner:
@@ -298,6 +298,9 @@ func (c *clusterRouting) forward(obj *Object, ev *objectEvent, owner string) {
 	}
 	if retry && time.Since(ev.firstForward) < c.forwardPatience() && ev.ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
+		if ev.body != nil { // delivered here, or sent again, from its start
+			ev.req.Body = ev.body.fromStart()
+		}
 		if derr := obj.objs.dispatch(obj.ns, obj.id, ev, nil); derr == nil {
 			return
 		}
@@ -330,12 +333,13 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 		defer cancel()
 	}
 	var body io.Reader
-	var sent *countingReader
 	switch ev.kind {
 	case fetchEvent:
 		if ev.req.Body != nil && ev.req.Body != http.NoBody {
-			sent = &countingReader{r: ev.req.Body}
-			body = sent
+			if ev.body == nil {
+				ev.body = newResendableBody(ev.req.Body, maxResentBody)
+			}
+			body = ev.body.fromStart()
 		}
 	case callEvent:
 		body = bytes.NewReader(ev.call.args)
@@ -358,7 +362,7 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	}
 	resp, err := c.Peers.Do(req)
 	if err != nil {
-		if opErr, ok := errors.AsType[*net.OpError](err); ok && opErr.Op == "dial" && (sent == nil || sent.n == 0) {
+		if opErr, ok := errors.AsType[*net.OpError](err); ok && opErr.Op == "dial" && ev.bodyResendable() {
 			c.Member.ForgetAddress(owner)
 			return true, err
 		}
@@ -366,7 +370,7 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	}
 	if resp.StatusCode == http.StatusMisdirectedRequest {
 		resp.Body.Close()
-		if sent != nil && sent.n > 0 { // sending it again would send the rest of the body only
+		if !ev.bodyResendable() { // sending it again would send the rest of the body only
 			obj.remote.Store(nil) // the next event asks etcd where the object is
 			return false, errMovedWithBody
 		}
@@ -408,19 +412,6 @@ const (
 	peerFailedHeader = "Wharf-Peer-Failed" // set on a fetch the owner failed
 	peerFailedStatus = http.StatusBadGateway
 )
-
-// countingReader counts the bytes read through it, and never closes what
-// it reads (a request body must stay readable for a retry).
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // peerError is a call's failure on the host that ran it: its ABI status and
 // its message as that host wrote it.

@@ -165,9 +165,10 @@ type objectEvent struct {
 	// wake-up the end of runCtx sends it meanwhile.
 	inline   bool
 	stopWake func() bool
-	// fetch
+	// fetch; body keeps what forwarding read of req.Body, to send it again
 	req  *http.Request
 	resp *Response
+	body *resendableBody
 	// call
 	call *Call
 	// alarm
