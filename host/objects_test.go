@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -678,6 +679,28 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok, "the write after the deletion is in the file at the object's path")
 	assert.Equal(t, "2", string(v))
+}
+
+// TestDamagedDatabaseSaysSoWithoutTheHostsPath: an object whose database
+// file is damaged fails its events with SQLite's words, which reach the
+// client, but not the host's path to the file; the other objects are
+// served. The message named the data directory.
+func TestDamagedDatabaseSaysSoWithoutTheHostsPath(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	w.mustCall(t, "STORE", "damaged", "Put", map[string]string{"key": "k", "value": "v"})
+	file := onlyObjectDatabase(t, dir)
+	w.stop()
+	require.NoError(t, os.WriteFile(file, bytes.Repeat([]byte("not sqlite "), 1000), 0o600))
+	for _, p := range []string{file + "-wal", file + "-shm"} {
+		os.Remove(p)
+	}
+	w = startObjects(t, dir, "")
+	code, body := w.call(t, "STORE", "damaged", "Get", "k")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "opening the database: file is not a database")
+	assert.NotContains(t, body, dir, "the host's path stays on the host")
+	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
 }
 
 // TestLiveDatabaseFileDeletedOnDisk: a live object whose file is deleted

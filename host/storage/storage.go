@@ -17,6 +17,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
@@ -125,6 +126,24 @@ func Lazy(path string, log *Log) *DB {
 	return &DB{path: path, log: log, txStmts: map[string]*sql.Stmt{}}
 }
 
+// OpenError is a failure to open the database at Path. Its message, which
+// reaches the guest and from there a client, names the cause but not the
+// host's path to the file.
+type OpenError struct {
+	Path string
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	msg := e.Err.Error()
+	if pe, ok := errors.AsType[*fs.PathError](e.Err); ok {
+		msg = pe.Op + ": " + pe.Err.Error()
+	}
+	return "opening the database: " + strings.ReplaceAll(msg, e.Path, "the database")
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // connect opens the database's file if it is not open yet.
 func (d *DB) connect() error {
 	if d.db != nil {
@@ -135,7 +154,7 @@ func (d *DB) connect() error {
 	}
 	created, err := create(d.path)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", d.path, err)
+		return &OpenError{Path: d.path, Err: err}
 	}
 	// A file this call made stays to be synced, even if opening it fails
 	// now and a later call finds it there.
@@ -153,14 +172,14 @@ func (d *DB) connect() error {
 	db.SetConnMaxIdleTime(0)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
-		return fmt.Errorf("open %s: %w", d.path, err)
+		return &OpenError{Path: d.path, Err: err}
 	}
 	stmts := make(map[string]*sql.Stmt, len(hotStatements))
 	for _, q := range hotStatements { // prepared once, while no transaction holds the connection
 		s, err := db.Prepare(q)
 		if err != nil {
 			db.Close()
-			return fmt.Errorf("open %s: %w", d.path, err)
+			return &OpenError{Path: d.path, Err: err}
 		}
 		stmts[q] = s
 	}
@@ -169,12 +188,12 @@ func (d *DB) connect() error {
 	err = db.QueryRow("SELECT (SELECT application_id FROM pragma_application_id), (SELECT seq FROM _wharf_commit WHERE id = 1)").Scan(&incarnation, &seq)
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("open %s: %w", d.path, err)
+		return &OpenError{Path: d.path, Err: err}
 	}
 	fi, err := os.Stat(d.path)
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("open %s: %w", d.path, err)
+		return &OpenError{Path: d.path, Err: err}
 	}
 	d.db, d.stmts, d.file = db, stmts, fi
 	d.incarnation, d.seq, d.walPos = uint32(incarnation), uint64(seq.Int64), walPosition{}

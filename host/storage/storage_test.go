@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -351,11 +352,18 @@ func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
 	assert.Equal(t, "v", string(v), "the next lazy open reads what the first wrote")
 }
 
+// TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement: the error
+// says why, and names the file for the host (OpenError.Path), not in its
+// message, which reaches guests.
 func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
-	d := lazy(filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite"))
+	path := filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite")
+	d := lazy(path)
 	_, _, err := d.Get([]byte("k"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "missing-dir/obj.sqlite")
+	assert.Equal(t, "opening the database: open: no such file or directory", err.Error())
+	oe, ok := errors.AsType[*OpenError](err)
+	require.True(t, ok)
+	assert.Equal(t, path, oe.Path)
 	assert.NoError(t, d.Close(), "nothing was opened")
 }
 
