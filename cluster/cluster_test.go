@@ -189,7 +189,7 @@ func TestClusterServesEachObjectOnOneHost(t *testing.T) {
 		if h.name == owner {
 			want = "1"
 		}
-		assert.Regexp(t, h.name+`\s+counter\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
+		assert.Regexp(t, h.name+`\s+counter\s+[0-9a-f]{12}\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
 	}
 }
 
@@ -481,4 +481,63 @@ func (c *testCluster) twoHostsOwnedByTheFirst(t *testing.T, names []string) (h1,
 		require.Equal(t, "h1", c.ownerOf(t, n))
 	}
 	return h1, h2
+}
+
+// TestClusterShowsHostsServingAnotherBuild: hosts serving two builds of
+// one plugin (a rolling upgrade) all serve, and each logs one warning
+// naming the hosts and their builds; wharf cluster status shows every
+// host's build. Hosts of the same build warn of nothing. A host serving
+// another build joined silently.
+func TestClusterShowsHostsServingAnotherBuild(t *testing.T) {
+	c := newTestCluster(t)
+	const manifest = `name = "counter"
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+`
+	wasm, err := os.ReadFile(c.wasm)
+	require.NoError(t, err)
+	// The same module with a custom section more: another build.
+	upgraded := append(slices.Clone(wasm), 0x00, 0x06, 0x04, 'w', 'h', 'x', '1', 0x01)
+	upgradedPath := filepath.Join(t.TempDir(), "upgraded.wasm")
+	require.NoError(t, os.WriteFile(upgradedPath, upgraded, 0o644))
+	oldBuild, newBuild := cluster.BuildOf(wasm), cluster.BuildOf(upgraded)
+	require.NotEqual(t, oldBuild, newBuild)
+
+	h1, h2 := c.start(t, "h1"), c.start(t, "h2")
+	_, err = h2.increment("k")
+	require.NoError(t, err)
+	const warning = "serve different builds of the plugin"
+	h3 := c.startModule(t, "h3", upgradedPath, manifest)
+	require.True(t, h3.serve.WaitLog(warning, 10*time.Second), "the joining host warns:\n%s", h3.serve.Logs())
+	for _, h := range []*testHost{h1, h2} {
+		require.True(t, h.serve.WaitLog("h3="+newBuild, 10*time.Second), "%s warns when h3 joins:\n%s", h.name, h.serve.Logs())
+	}
+	warnings := func(h *testHost) []string {
+		var out []string
+		for _, l := range strings.Split(h.serve.Logs(), "\n") {
+			if strings.Contains(l, warning) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	w3 := warnings(h3)
+	require.Len(t, w3, 1, "one warning")
+	assert.Contains(t, w3[0], `this_host="h3=`+newBuild+`" other_hosts="h1=`+oldBuild+",h2="+oldBuild+`"`)
+	for _, h := range []*testHost{h1, h2} {
+		w := warnings(h)
+		require.Len(t, w, 1, "%s: one warning, about h3 only (h1 and h2 serve one build)", h.name)
+		assert.Contains(t, w[0], `this_host="`+h.name+"="+oldBuild+`" other_hosts="h3=`+newBuild+`"`)
+	}
+	// Every host serves: the upgrade is not refused.
+	for i, h := range []*testHost{h1, h2, h3} {
+		v, err := h.increment("k")
+		require.NoError(t, err)
+		assert.Equal(t, int64(i+2), v)
+	}
+	status := c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd)
+	assert.Regexp(t, `h1\s+counter\s+`+oldBuild+`\s`, status)
+	assert.Regexp(t, `h2\s+counter\s+`+oldBuild+`\s`, status)
+	assert.Regexp(t, `h3\s+counter\s+`+newBuild+`\s`, status)
 }

@@ -18,6 +18,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,8 +65,21 @@ type Config struct {
 	Advertise string
 	// TTL is the host's lease TTL, in whole seconds; 0 means DefaultTTL.
 	TTL time.Duration
+	// Build identifies the build of the plugin the host serves (BuildOf
+	// its module). Hosts of one plugin should serve the same build; while
+	// a rolling upgrade runs they differ: a host logs a warning naming the
+	// hosts of its plugin that serve another build, when it joins and when
+	// one joins later, and wharf cluster status shows each host's build.
+	Build string
 	// Logger receives lease events; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// BuildOf is the build identity of a plugin's module: the start of its
+// SHA-256, in hex.
+func BuildOf(module []byte) string {
+	sum := sha256.Sum256(module)
+	return hex.EncodeToString(sum[:6])
 }
 
 // States of a host.
@@ -80,8 +95,10 @@ const MaxTTL = time.Minute
 
 // Host is one member of the cluster as etcd lists it.
 type Host struct {
-	Name      string `json:"name"`
-	Plugin    string `json:"plugin"`
+	Name   string `json:"name"`
+	Plugin string `json:"plugin"`
+	// Build is the build of the plugin the host serves (Config.Build).
+	Build     string `json:"build,omitempty"`
 	Advertise string `json:"advertise"`
 	State     string `json:"state"`
 	// Lease is the host's etcd lease and TTL its remaining seconds.
@@ -119,8 +136,9 @@ type Member struct {
 
 	addrs sync.Map // host name -> advertise address
 
-	stop context.CancelFunc
-	done chan struct{}
+	stop      context.CancelFunc
+	done      chan struct{} // keepAlive returned
+	watchDone chan struct{} // watchBuilds returned
 }
 
 // Check refuses a host name or a lease TTL that Join would refuse, without
@@ -151,7 +169,8 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting, done: make(chan struct{})}
+	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting,
+		done: make(chan struct{}), watchDone: make(chan struct{})}
 	// A host restarted after a crash finds its old lease still alive for up
 	// to a TTL: it waits that long for the name before giving up.
 	jctx, cancel := context.WithTimeout(ctx, 10*time.Second+cfg.TTL)
@@ -177,6 +196,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	kctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
 	go m.keepAlive(kctx)
+	go m.watchBuilds(kctx)
 	return m, nil
 }
 
@@ -198,7 +218,7 @@ func (m *Member) record() string {
 	m.mu.Lock()
 	state := m.state
 	m.mu.Unlock()
-	val, _ := json.Marshal(Host{Name: m.cfg.Name, Plugin: m.cfg.Plugin, Advertise: m.cfg.Advertise, State: state})
+	val, _ := json.Marshal(Host{Name: m.cfg.Name, Plugin: m.cfg.Plugin, Build: m.cfg.Build, Advertise: m.cfg.Advertise, State: state})
 	return string(val)
 }
 
@@ -306,6 +326,69 @@ func (m *Member) keepAlive(ctx context.Context) {
 			return
 		case <-time.After(interval):
 		}
+	}
+}
+
+// watchBuilds logs a warning when hosts serving this host's plugin serve
+// another build of it: once for those there are when it joins, then once
+// for each that joins later (or comes back with another build). It does
+// not refuse them: a rolling upgrade runs two builds for a while.
+func (m *Member) watchBuilds(ctx context.Context) {
+	defer close(m.watchDone)
+	if m.cfg.Build == "" {
+		return
+	}
+	warned := map[string]string{} // host -> the build it was warned about
+	check := func(hosts []Host) {
+		var others []string
+		for _, h := range hosts {
+			if h.Name == m.cfg.Name || h.Plugin != m.cfg.Plugin || h.Build == "" || h.Build == m.cfg.Build || warned[h.Name] == h.Build {
+				continue
+			}
+			warned[h.Name] = h.Build
+			others = append(others, h.Name+"="+h.Build)
+		}
+		if len(others) > 0 {
+			m.logger.Warn("hosts of the cluster serve different builds of the plugin: expected only while a rolling upgrade runs (wharf cluster status shows each host's build)",
+				"plugin", m.cfg.Plugin, "this_host", m.cfg.Name+"="+m.cfg.Build, "other_hosts", strings.Join(others, ","))
+		}
+	}
+	k := prefix + "hosts/"
+	for ctx.Err() == nil {
+		resp, err := m.cli.Get(ctx, k, clientv3.WithPrefix())
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		var hosts []Host
+		for _, kv := range resp.Kvs {
+			var h Host
+			if json.Unmarshal(kv.Value, &h) == nil {
+				hosts = append(hosts, h)
+			}
+		}
+		check(hosts)
+		// Until the watch fails (its revision was compacted, say): then
+		// list the hosts again.
+		wctx, cancel := context.WithCancel(ctx)
+		for wr := range m.cli.Watch(wctx, k, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				var h Host
+				switch {
+				case ev.Type == clientv3.EventTypeDelete:
+					delete(warned, string(ev.Kv.Key[len(k):]))
+				case json.Unmarshal(ev.Kv.Value, &h) == nil:
+					check([]Host{h})
+				}
+			}
+		}
+		cancel()
 	}
 }
 
@@ -582,6 +665,7 @@ func newClient(endpoints []string) (*clientv3.Client, error) {
 func (m *Member) Close() error {
 	m.stop()
 	<-m.done
+	<-m.watchDone
 	m.mu.Lock()
 	lease := m.lease
 	m.mu.Unlock()

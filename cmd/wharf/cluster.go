@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -288,7 +289,7 @@ func newClusterCommand() *cobra.Command {
 	var etcd string
 	statusCmd := &cobra.Command{
 		Use:   "status",
-		Short: "List the cluster's hosts, their leases and how many objects each owns",
+		Short: "List the cluster's hosts, the plugin build each serves, their leases and how many objects each owns",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := clusterFlags{cluster: etcd}
@@ -304,9 +305,9 @@ func newClusterCommand() *cobra.Command {
 			}
 			slices.SortFunc(st.Hosts, func(a, b cluster.Host) int { return strings.Compare(a.Name, b.Name) })
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tPLUGIN\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")
+			fmt.Fprintln(tw, "HOST\tPLUGIN\tBUILD\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")
 			for _, h := range st.Hosts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%x\t%ds\t%d\n", h.Name, h.Plugin, h.Advertise, h.State, h.Lease, h.TTL, st.Objects[h.Name])
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%x\t%ds\t%d\n", h.Name, h.Plugin, cmp.Or(h.Build, "-"), h.Advertise, h.State, h.Lease, h.TTL, st.Objects[h.Name])
 			}
 			return tw.Flush()
 		},

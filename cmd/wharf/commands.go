@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/adminserver"
@@ -365,6 +366,11 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		logger.Info("building", "plugin", m.Name, "package", m.MainPath())
 		if wasm, err = manifest.Build(ctx, m, "", os.Stderr); err != nil {
 			return err
+		}
+	}
+	if setup != nil { // the build it serves, which its membership shows
+		if module, err := os.ReadFile(wasm); err == nil {
+			setup.config.Build = cluster.BuildOf(module)
 		}
 	}
 	start := time.Now()
