@@ -72,9 +72,26 @@ class_name = "Counter"
 `)
 }
 
+// counterManifest is the counter's manifest, without its main.
+const counterManifest = `name = "counter"
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+`
+
 // startModule runs host name serving the module at wasm with the manifest
 // (without its main, which names the module).
-func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string) *testHost {
+func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string, extra ...string) *testHost {
+	t.Helper()
+	h, args := c.serveArgs(t, name, wasmPath, manifest, extra...)
+	h.serve = testutil.StartServe(t, args...)
+	return h
+}
+
+// serveArgs writes a plugin directory of the module at wasm with the
+// manifest and returns host name and the arguments of wharf serve that
+// runs it, extra last.
+func (c *testCluster) serveArgs(t testing.TB, name, wasmPath, manifest string, extra ...string) (*testHost, []string) {
 	t.Helper()
 	h := c.hosts[name]
 	if h == nil {
@@ -88,10 +105,9 @@ func (c *testCluster) startModule(t testing.TB, name, wasmPath, manifest string)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "plugin.wasm"), wasm, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("main = \"plugin.wasm\"\n"+manifest), 0o644))
 	h.peer = testutil.FreeLoopbackAddr(t)
-	h.serve = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
-		"--cluster", "etcd="+c.etcd, "--cluster-name", name, "--cluster-listen", h.peer,
-		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String())
-	return h
+	return h, append([]string{dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
+		"--cluster", "etcd=" + c.etcd, "--cluster-name", name, "--cluster-listen", h.peer,
+		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String()}, extra...)
 }
 
 // increment adds one to counter name through host h and returns the new
@@ -490,11 +506,6 @@ func (c *testCluster) twoHostsOwnedByTheFirst(t *testing.T, names []string) (h1,
 // another build joined silently.
 func TestClusterShowsHostsServingAnotherBuild(t *testing.T) {
 	c := newTestCluster(t)
-	const manifest = `name = "counter"
-[[durable_objects.bindings]]
-name = "COUNTER"
-class_name = "Counter"
-`
 	wasm, err := os.ReadFile(c.wasm)
 	require.NoError(t, err)
 	// The same module with a custom section more: another build.
@@ -508,7 +519,7 @@ class_name = "Counter"
 	_, err = h2.increment("k")
 	require.NoError(t, err)
 	const warning = "serve different builds of the plugin"
-	h3 := c.startModule(t, "h3", upgradedPath, manifest)
+	h3 := c.startModule(t, "h3", upgradedPath, counterManifest)
 	require.True(t, h3.serve.WaitLog(warning, 10*time.Second), "the joining host warns:\n%s", h3.serve.Logs())
 	for _, h := range []*testHost{h1, h2} {
 		require.True(t, h.serve.WaitLog("h3="+newBuild, 10*time.Second), "%s warns when h3 joins:\n%s", h.name, h.serve.Logs())
@@ -540,4 +551,97 @@ class_name = "Counter"
 	assert.Regexp(t, `h1\s+counter\s+`+oldBuild+`\s`, status)
 	assert.Regexp(t, `h2\s+counter\s+`+oldBuild+`\s`, status)
 	assert.Regexp(t, `h3\s+counter\s+`+newBuild+`\s`, status)
+}
+
+// TestClusterRefusesADataDirectoryOfAnotherHistory: a host whose data
+// directory holds the object databases of a cluster whose etcd was then
+// wiped (or replaced) is refused, saying what happened and what to do:
+// serving them on the new cluster lost acknowledged increments and took
+// counters back. With --cluster-adopt it serves the new cluster's values,
+// its old data moved aside. It served its old databases.
+func TestClusterRefusesADataDirectoryOfAnotherHistory(t *testing.T) {
+	wiped := testetcd.Start(t, 1) // stops after the cluster's cleanup
+	c := newTestCluster(t)
+	h1 := c.start(t, "h1")
+	for range 5 {
+		_, err := h1.increment("k")
+		require.NoError(t, err)
+	}
+	require.NoError(t, h1.serve.Stop(30*time.Second))
+	// Restarted on its cluster, it serves on.
+	c.start(t, "h1")
+	v, err := h1.increment("k")
+	require.NoError(t, err)
+	require.Equal(t, int64(6), v)
+	require.NoError(t, h1.serve.Stop(30*time.Second))
+
+	// etcd is wiped (here: a new one); another host writes there first.
+	c.etcd = wiped
+	h2 := c.start(t, "h2")
+	for i := range 2 {
+		v, err := h2.increment("k")
+		require.NoError(t, err)
+		require.Equal(t, int64(i+1), v)
+	}
+
+	_, args := c.serveArgs(t, "h1", c.wasm, counterManifest)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	out, err := exec.CommandContext(ctx, testutil.BuildWharf(t), append([]string{"serve"}, args...)...).CombinedOutput()
+	cancel()
+	require.Error(t, err, "h1 started on another cluster's history:\n%s", out)
+	t.Logf("refused:\n%s", out)
+	for _, want := range []string{"holds object data of another cluster: it joined cluster ", "its 1 object database(s)",
+		"its etcd was wiped or replaced, or --cluster names another etcd", "--cluster-adopt", "move the data directory away"} {
+		assert.Contains(t, string(out), want)
+	}
+	assert.NotContains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "h1", "the refused host did not join")
+
+	// With --cluster-adopt it serves the new cluster's counter; its old
+	// databases are kept aside.
+	h1 = c.startModule(t, "h1", c.wasm, counterManifest, "--cluster-adopt")
+	assert.True(t, h1.serve.WaitLog("object data of the cluster it joined before was moved aside", 0), h1.serve.Logs())
+	v, err = h1.increment("k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), v)
+	v, err = h2.increment("k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), v)
+	kept, err := filepath.Glob(filepath.Join(h1.dataDir, "objects.cluster-*", "Counter", "*.sqlite"))
+	require.NoError(t, err)
+	assert.Len(t, kept, 1, "the old object database is kept aside")
+
+	// Restarted, it serves on without --cluster-adopt.
+	require.NoError(t, h1.serve.Stop(30*time.Second))
+	h1 = c.start(t, "h1")
+	v, err = h1.increment("k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), v)
+}
+
+// TestClusterHostLeavesWhenEtcdLosesItsData: etcd loses its data under a
+// running host (its keys and the host's lease are gone, as when it is
+// wiped): the host does not rejoin the new cluster, and serves no object
+// instead of a value the new cluster's empty log took back. It rejoined
+// and counted from 0 again.
+func TestClusterHostLeavesWhenEtcdLosesItsData(t *testing.T) {
+	c := newTestCluster(t)
+	h1 := c.start(t, "h1")
+	for range 3 {
+		_, err := h1.increment("k")
+		require.NoError(t, err)
+	}
+	cli := c.client(t)
+	ctx := t.Context()
+	leases, err := cli.Leases(ctx)
+	require.NoError(t, err)
+	_, err = cli.Delete(ctx, "wharf/", clientv3.WithPrefix())
+	require.NoError(t, err)
+	for _, l := range leases.Leases {
+		_, err := cli.Revoke(ctx, l.ID)
+		require.NoError(t, err)
+	}
+	assert.True(t, h1.serve.WaitLog("the cluster's etcd lost its data", 10*time.Second), h1.serve.Logs())
+	v, err := h1.increment("k")
+	require.Error(t, err, "served %d", v)
+	assert.NotContains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "h1", "h1 did not rejoin")
 }

@@ -13,11 +13,16 @@
 //	commits/<object>/<seq>    an object's replicated commits, in order:
 //	                          "<epoch> <host>\n" and the commit
 //	secrets/<name>            values every host must share (namespace keys)
+//	cluster-id                the cluster's identity: random, created by
+//	                          the first host that joins; a new etcd (or a
+//	                          wiped one) is a new cluster with a new history
 package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -71,6 +76,10 @@ type Config struct {
 	// hosts of its plugin that serve another build, when it joins and when
 	// one joins later, and wharf cluster status shows each host's build.
 	Build string
+	// CheckID, if set, is called by Join with the cluster's identity (see
+	// Member.ClusterID) before the host registers: an error refuses the
+	// join, and Join returns it as it is.
+	CheckID func(clusterID string) error
 	// Logger receives lease events; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -136,6 +145,8 @@ type Member struct {
 
 	addrs sync.Map // host name -> advertise address
 
+	clusterID string
+
 	stop      context.CancelFunc
 	done      chan struct{} // keepAlive returned
 	watchDone chan struct{} // watchBuilds returned
@@ -175,6 +186,16 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	// to a TTL: it waits that long for the name before giving up.
 	jctx, cancel := context.WithTimeout(ctx, 10*time.Second+cfg.TTL)
 	defer cancel()
+	if m.clusterID, err = clusterID(jctx, cli); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	if cfg.CheckID != nil {
+		if err := cfg.CheckID(m.clusterID); err != nil {
+			cli.Close()
+			return nil, err
+		}
+	}
 	for {
 		err = m.register(jctx)
 		if err == nil {
@@ -199,6 +220,48 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	go m.watchBuilds(kctx)
 	return m, nil
 }
+
+// clusterIDKey holds the cluster's identity.
+const clusterIDKey = prefix + "cluster-id"
+
+// clusterID returns the cluster's identity, creating it if this is the
+// first host to join. It is not etcd's own cluster ID: that one is derived
+// from etcd's member names, peer URLs and cluster token, so an etcd wiped
+// and started again with the same settings has the same one, and a new
+// history.
+func clusterID(ctx context.Context, cli *clientv3.Client) (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	proposed := hex.EncodeToString(b[:])
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(clusterIDKey), "=", 0)).
+		Then(clientv3.OpPut(clusterIDKey, proposed)).
+		Else(clientv3.OpGet(clusterIDKey)).
+		Commit()
+	if err != nil {
+		return "", err
+	}
+	if resp.Succeeded {
+		return proposed, nil
+	}
+	return string(resp.Responses[0].GetResponseRange().Kvs[0].Value), nil
+}
+
+// currentClusterID reads the cluster's identity ("" if there is none).
+func (m *Member) currentClusterID(ctx context.Context) (string, error) {
+	resp, err := m.cli.Get(ctx, clusterIDKey)
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", err
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// ClusterID is the identity of the cluster this host joined: the same for
+// every host of one etcd, and new when etcd's data is new (wiped, or
+// another etcd), whose log is another history of every object.
+func (m *Member) ClusterID() string { return m.clusterID }
 
 // Name is this host's name.
 func (m *Member) Name() string { return m.cfg.Name }
@@ -308,8 +371,21 @@ func (m *Member) keepAlive(ctx context.Context) {
 			if f := m.onLost.Load(); f != nil {
 				(*f)()
 			}
-			if err := m.register(ctx); err != nil {
+			// The lease may be gone with all of etcd's data (wiped, or
+			// another etcd at the address): that is another cluster,
+			// whose log does not continue this host's objects.
+			id, err := m.currentClusterID(ctx)
+			switch {
+			case err != nil:
 				m.logger.Error("rejoining the cluster", "err", err)
+			case id != m.clusterID:
+				m.logger.Error("the cluster's etcd lost its data (wiped or replaced): this host leaves the cluster and serves no object until it is restarted, "+
+					"and then refuses to serve the object data it holds on this cluster unless started with --cluster-adopt", "joined", m.clusterID, "now", cmp.Or(id, "none"))
+				return
+			default:
+				if err := m.register(ctx); err != nil {
+					m.logger.Error("rejoining the cluster", "err", err)
+				}
 			}
 		default:
 			m.logger.Warn("renewing the cluster lease", "err", err, "serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))

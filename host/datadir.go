@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -78,3 +79,86 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 
 // Unlock gives the data directory up.
 func (l *DataDirLock) Unlock() error { return l.dir.Close() }
+
+// clusterStampFile, in a data directory, names the cluster whose history
+// its object databases hold: the identity (cluster.Member.ClusterID) of
+// the cluster it joined first.
+const clusterStampFile = "cluster-id"
+
+// ErrOtherClusterHistory is a data directory whose object databases hold
+// the history of another cluster than the one the host joins.
+var ErrOtherClusterHistory = errors.New("holds object data of another cluster")
+
+// CheckClusterHistory is called when the host joins the cluster of
+// identity id (cluster.Member.ClusterID), described by where for the
+// messages, before it touches its objects. A data directory that holds no
+// object database yet, or holds them without naming a cluster (it served
+// alone, or was made before wharf recorded it), is stamped with id. One
+// stamped with another cluster's identity that holds object databases has
+// their history, which this cluster's replicated log does not continue
+// (its etcd was wiped or replaced): serving them would lose acknowledged
+// writes and take values back, so it is refused with ErrOtherClusterHistory,
+// unless adopt: then the objects directory is moved aside (kept, never
+// read again; its path is returned) and each object restores from this
+// cluster's log.
+func CheckClusterHistory(dataDir, id, where string, adopt bool) (movedTo string, err error) {
+	stampPath := filepath.Join(dataDir, clusterStampFile)
+	stamp, err := os.ReadFile(stampPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	old := strings.TrimSpace(string(stamp))
+	if old == id {
+		return "", nil
+	}
+	objectsDir := filepath.Join(dataDir, "objects")
+	dbs, _ := filepath.Glob(filepath.Join(objectsDir, "*", "*.sqlite"))
+	if old != "" && len(dbs) > 0 {
+		aside := filepath.Join(dataDir, "objects.cluster-"+old)
+		if _, err := os.Lstat(aside); err == nil {
+			aside += "." + strconv.FormatInt(time.Now().Unix(), 10)
+		}
+		if !adopt {
+			return "", fmt.Errorf("the data directory %s %w: it joined cluster %s, whose history its %d object database(s) hold, but %s is cluster %s: its etcd was wiped or replaced, or --cluster names another etcd. This cluster's log does not continue those histories; serving them would lose acknowledged writes and take values back. "+
+				"Point --cluster at the etcd this host joined before; or, to serve on this cluster deliberately, start with --cluster-adopt, which moves %s aside to %s (kept, not used) and restores every object from this cluster's log; or move the data directory away",
+				dataDir, ErrOtherClusterHistory, old, len(dbs), where, id, objectsDir, aside)
+		}
+		if err := os.Rename(objectsDir, aside); err != nil {
+			return "", fmt.Errorf("--cluster-adopt: moving the object data of cluster %s aside: %w", old, err)
+		}
+		movedTo = aside
+	}
+	if err := writeFileSynced(stampPath, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("data directory: recording the cluster's identity: %w", err)
+	}
+	return movedTo, nil
+}
+
+// writeFileSynced replaces path with data, whole or not at all, durably.
+func writeFileSynced(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

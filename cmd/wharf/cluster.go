@@ -33,6 +33,7 @@ type clusterFlags struct {
 	advertise string
 	certs     string
 	ttl       time.Duration
+	adopt     bool
 	// flags is where they were registered, to tell which were given.
 	flags *pflag.FlagSet
 }
@@ -44,6 +45,7 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
 	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen's address, or this host's name if it names none)")
 	fs.StringVar(&f.certs, "cluster-certs", "cluster-certs", "directory of the cluster CA and this host's certificate, relative to the working directory (wharf cluster init, wharf cluster cert)")
+	fs.BoolVar(&f.adopt, "cluster-adopt", false, "serve on this cluster even though the data directory holds object data of another one (its etcd was wiped or replaced): that data is moved aside, and the objects restore from this cluster's log")
 	durationFlag(fs, &f.ttl, "cluster-ttl", cluster.DefaultTTL, false, "lease TTL: how soon after this host is lost its objects move (2s to 1m)")
 }
 
@@ -91,7 +93,7 @@ type peerSetup struct {
 // the cluster's settings, without the peer address; nil without --cluster.
 func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if f.cluster == "" {
-		for _, name := range []string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl"} {
+		for _, name := range []string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"} {
 			if f.flags.Changed(name) {
 				return nil, fmt.Errorf("--%s needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone", name)
 			}
@@ -170,7 +172,7 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 	// log in its format, at debug: the sender says what failed.
 	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	logger.Info("joined the cluster", "host", cfg.Name, "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
+	logger.Info("joined the cluster", "host", cfg.Name, "cluster", m.ClusterID(), "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
 	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}, advertise: cfg.Advertise}, nil
 }
 

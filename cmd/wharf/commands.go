@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -371,6 +372,16 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if setup != nil { // the build it serves, which its membership shows
 		if module, err := os.ReadFile(wasm); err == nil {
 			setup.config.Build = cluster.BuildOf(module)
+		}
+		// The data directory's objects must hold this cluster's history.
+		setup.config.CheckID = func(id string) error {
+			where := "the cluster on etcd " + strings.Join(setup.config.Endpoints, ",")
+			movedTo, err := host.CheckClusterHistory(dataDir, id, where, f.clusterFlags.adopt)
+			if movedTo != "" {
+				logger.Warn("--cluster-adopt: this host's object data of the cluster it joined before was moved aside (kept, not used); its objects restore from this cluster's log",
+					"moved_to", movedTo, "cluster", id)
+			}
+			return err
 		}
 	}
 	start := time.Now()

@@ -132,6 +132,7 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 		{[]string{"--cluster", "etcd=127.0.0.1"}, `--cluster: etcd endpoint "127.0.0.1": want host:port`},
 		{[]string{"--cluster-name", "h1"}, "--cluster-name needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone"},
 		{[]string{"--cluster-ttl", "10s"}, "--cluster-ttl needs --cluster"},
+		{[]string{"--cluster-adopt"}, "--cluster-adopt needs --cluster"},
 		{append(joining, "--cluster-name", "bad name"), `cluster host name "bad name": use letters`},
 		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
 		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},
