@@ -268,7 +268,7 @@ func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 		}
 	case *outcome:
 		if err := v.handOver(g, mem, u32(a[1]), u32(a[2]), u32(a[3])); err != nil {
-			if !errors.Is(err, abi.StatusBufferSmall) {
+			if errors.Is(err, abi.StatusTooLarge) { // handOver freed the result
 				g.table.Remove(h)
 			}
 			return err

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
@@ -61,14 +60,12 @@ func withData(data []byte) *outcome { return &outcome{data: data} }
 func (o *outcome) size() int { return 4*len(o.handles) + len(o.data) }
 
 // handOver opens o's handles for g and writes the result to [ptr,
-// ptr+cap). Too small a buffer (BUFLEN) keeps o for another try; any
-// other failure frees all of it.
+// ptr+cap). A buffer too small (BUFLEN) or out of bounds (FAULT) keeps o
+// for another try; if a handle cannot be opened (TOOLARGE), all of o is
+// freed.
 func (o *outcome) handOver(g *guest, mem plugins.Memory, ptr, cap, nOut uint32) error {
 	result := make([]byte, o.size())
 	if err := writeOut(mem, ptr, cap, nOut, result); err != nil { // the size, and that the buffer is in memory
-		if !errors.Is(err, abi.StatusBufferSmall) {
-			o.release()
-		}
 		return err
 	}
 	opened := make([]abi.Handle, 0, len(o.handles))
