@@ -523,20 +523,69 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	if spec.Terminal {
 		streams = append(streams, cio.WithTerminal)
 	}
-	proc, err := c.task.Exec(ctx, id, &pspec, cio.NewCreator(streams...))
-	if err != nil {
-		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
+	// The start is not canceled with ctx: the shim may go on and start the
+	// process after a canceled call returned, and a removal then (which
+	// finds it not yet started) leaves it running, owned by nobody. A
+	// caller whose ctx ends has its answer at once; the start runs to its
+	// end and what it started is killed and removed.
+	done := make(chan runcStart, 1)
+	go func() {
+		run, cancel := context.WithTimeout(context.WithoutCancel(ctx), runcExecTimeout)
+		defer cancel()
+		proc, err := c.task.Exec(run, id, &pspec, cio.NewCreator(streams...))
+		if err != nil {
+			done <- runcStart{err: err}
+			return
+		}
+		p := &runcProcess{proc: proc}
+		if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
+			err = proc.Start(run)
+		}
+		if err != nil {
+			proc.Delete(run, client.WithProcessKill)
+			done <- runcStart{err: err}
+			return
+		}
+		stdin.started <- proc
+		done <- runcStart{p: p}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), r.err)
+		}
+		return r.p, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.p != nil {
+				r.p.remove()
+			}
+		}()
+		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), context.Cause(ctx))
 	}
-	p := &runcProcess{proc: proc}
-	if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
-		err = proc.Start(ctx)
+}
+
+// runcStart is what starting an exec through runc gave.
+type runcStart struct {
+	p   *runcProcess
+	err error
+}
+
+// runcExecTimeout bounds the start of an exec through runc, which runs on
+// when its caller gives up, and the removal of one nobody took.
+const runcExecTimeout = time.Minute
+
+// remove kills and removes a process nobody took.
+func (p *runcProcess) remove() {
+	ctx, cancel := context.WithTimeout(WithNamespace(context.Background()), runcExecTimeout)
+	defer cancel()
+	if p.proc.Kill(ctx, syscall.SIGKILL) == nil {
+		select {
+		case <-p.exitCh:
+		case <-ctx.Done():
+		}
 	}
-	if err != nil {
-		proc.Delete(ctx, client.WithProcessKill)
-		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
-	}
-	stdin.started <- proc
-	return p, nil
+	p.proc.Delete(ctx)
 }
 
 // execProcess is the process spec runc runs spec with: the container's

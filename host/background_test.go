@@ -183,8 +183,32 @@ func TestExecBeyondTheEventsCap(t *testing.T) {
 	w.mustCall(t, "BOX", "cap", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, `"65th: wharf: 64 processes are open in this event, the limit is 64 (too-large=true); after: \u003cnil\u003e"`,
 		w.mustCall(t, "BOX", "cap", "ExecBeyondCap", nil))
-	r := w.mustCall(t, "BOX", "cap", "Exec", map[string]any{"Cmd": []string{"sh", "-c", "pgrep -f 'sleep 6[0]' | wc -l"}})
-	assert.Contains(t, r, `"Stdout":"0\n"`, "no sleep is left running")
+	assert.Equal(t, `"0\n"`, w.mustCall(t, "BOX", "cap", "Count", "sleep 60[01]"), "no sleep is left running")
+}
+
+// TestExecGivenUpLeavesNoProcess: execs whose pending handle the guest
+// closes at once, or a few milliseconds on, while the process starts leave
+// no process in the container, through the agent and through runc. Through
+// runc the start was canceled with the caller's context: the shim could
+// start the process after the canceled call returned, and its removal,
+// canceled too, failed ('process must be stopped before deletion'), so the
+// process ran on with nobody to end it.
+func TestExecGivenUpLeavesNoProcess(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", withRuncBox, data)
+	for _, b := range []string{"BOX", "RUNCBOX"} {
+		w.mustCall(t, b, "g", "Start", []string{"sleep", "3600"})
+		for _, delay := range []int{0, 2, 5, 10} {
+			w.mustCall(t, b, "g", "RawExecCloseEarly", [2]int{5, delay})
+		}
+		// The starts given up on finish in the background (slowly through
+		// runc: then this exec waits behind them).
+		assert.Eventually(t, func() bool {
+			_, left := w.call(t, b, "g", "Count", "sleep 602")
+			return left == `"0\n"`
+		}, time.Minute, 500*time.Millisecond, "%s: a sleep 602 is left running", b)
+	}
 }
 
 // TestSignalStopPausesTheContainer: SIGSTOP from the object stops the
