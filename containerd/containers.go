@@ -534,6 +534,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		defer cancel()
 		proc, err := c.task.Exec(run, id, &pspec, cio.NewCreator(streams...))
 		if err != nil {
+			stdin.started <- nil // no stdin to close
 			done <- runcStart{err: err}
 			return
 		}
@@ -543,6 +544,7 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		}
 		if err != nil {
 			proc.Delete(run, client.WithProcessKill)
+			stdin.started <- nil
 			done <- runcStart{err: err}
 			return
 		}
@@ -714,8 +716,9 @@ func (s *stdinCloser) Read(p []byte) (int, error) {
 func (s *stdinCloser) closeStdin() {
 	s.once.Do(func() {
 		go func() {
-			proc := <-s.started
-			proc.CloseIO(WithNamespace(context.Background()), client.WithStdinCloser)
+			if proc := <-s.started; proc != nil { // nil: the process never started
+				proc.CloseIO(WithNamespace(context.Background()), client.WithStdinCloser)
+			}
 		}()
 	})
 }
