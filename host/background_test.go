@@ -274,3 +274,32 @@ func TestABlockedContainerCallHoldsOnlyItsObject(t *testing.T) {
 	}
 	assert.Contains(t, <-blocked, "context deadline exceeded", "the exec's start ends at its bound")
 }
+
+// TestUntakenExecsCountAgainstTheCap: execs whose results an event never
+// takes (raw container_exec) count against its 64 processes from the
+// call: the 65th is refused at once. The cap was checked only when the
+// handles were handed over, so an event ran 100 such processes.
+func TestUntakenExecsCountAgainstTheCap(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "m", "Start", []string{"sleep", "3600"})
+	assert.Equal(t, `"started 64, then container_exec: status 12; running: 63\n"`, w.mustCall(t, "BOX", "m", "RawExecMany", 100),
+		"64 started, one given up (killed) to count")
+	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "m", "Count", "sleep 600") == `"0\n"` },
+		5*time.Second, 100*time.Millisecond, "the event's end killed them")
+}
+
+// TestExecResultTakenForAnotherScopeEndsWithItsEvent: an exec's result
+// taken with call_result for scope 0 (the instance) still belongs to the
+// event that started it, and its process ends with that event. Its handles
+// went to the scope that took them, and the process outlived its event.
+func TestExecResultTakenForAnotherScopeEndsWithItsEvent(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "s", "Start", []string{"sleep", "3600"})
+	w.mustCall(t, "BOX", "s", "RawExecForScope", nil)
+	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "s", "Count", "sleep 601") == `"0\n"` },
+		5*time.Second, 100*time.Millisecond, "the event's end killed its process")
+}

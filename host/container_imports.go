@@ -153,12 +153,20 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+	// The process counts against the event's cap from now: results left
+	// untaken would otherwise run any number of processes.
+	settle, err := g.reserve(abi.KindProcess)
+	if err != nil {
+		return err
+	}
+	err = offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
 		e, err := containers.Exec(ctx, s.base, c, raw, g.wake)
 		if err != nil {
+			settle()
 			return nil, err
 		}
 		o := withHandles(handleOf{}, handleOf{}, handleOf{}, handleOf{abi.KindProcess, e})
+		o.settle = settle
 		if e.Stdin != nil {
 			o.handles[0] = handleOf{abi.KindWriteStream, guestio.NewWriteStream(fileSink{e.Stdin}, g.wake)}
 		}
@@ -174,6 +182,10 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		}
 		return o, nil
 	})
+	if err != nil {
+		settle()
+	}
+	return err
 }
 
 // fileSink is a writable stream into a pipe (a process's stdin).

@@ -77,6 +77,9 @@ type guest struct {
 	lastErr      string
 	owned        []abi.Handle
 	byKind       [16]int
+	// starting counts, by kind, handles of results not taken yet that
+	// count against the event's caps (see reserve).
+	starting [16]atomic.Int32
 	// done is closed when the event ends; status is then its outcome.
 	done   chan struct{}
 	ended  bool
@@ -149,11 +152,24 @@ var eventCaps = [...]eventCap{
 
 // checkCap refuses one more handle of kind beyond its event cap.
 func (g *guest) checkCap(kind abi.Kind) error {
-	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || g.byKind[kind] < eventCaps[kind].max {
+	open := g.byKind[kind%16] + int(g.starting[kind%16].Load())
+	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || open < eventCaps[kind].max {
 		return nil
 	}
 	c := eventCaps[kind]
-	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, g.byKind[kind], c.what, c.max)
+	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, open, c.what, c.max)
+}
+
+// reserve counts one handle of kind against the event's cap from now
+// until settle (which may be called more than once): for a result that
+// will hold one (an exec's process) and is not taken yet, so that results
+// left untaken cannot go past the cap.
+func (g *guest) reserve(kind abi.Kind) (settle func(), err error) {
+	if err := g.checkCap(kind); err != nil {
+		return nil, err
+	}
+	g.starting[kind%16].Add(1)
+	return sync.OnceFunc(func() { g.starting[kind%16].Add(-1) }), nil
 }
 
 // end finishes the event (under inst.mu): it releases every handle the

@@ -267,7 +267,13 @@ func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 			return err
 		}
 	case *outcome:
-		if err := v.handOver(g, mem, u32(a[1]), u32(a[2]), u32(a[3])); err != nil {
+		// Its handles belong to the scope that made the call, whichever
+		// scope takes the result: an exec still ends with its event.
+		owner := g
+		if e, ok := g.table.Held(h); ok {
+			owner = e.Owner
+		}
+		if err := v.handOver(owner, mem, u32(a[1]), u32(a[2]), u32(a[3])); err != nil {
 			if errors.Is(err, abi.StatusTooLarge) { // handOver freed the result
 				g.table.Remove(h)
 			}

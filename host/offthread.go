@@ -42,6 +42,9 @@ func offThread(ctx context.Context, g *guest, mem plugins.Memory, out uint32, wo
 type outcome struct {
 	handles []handleOf
 	data    []byte
+	// settle, if set, ends the reservation the call made for its handles
+	// (guest.reserve): they count as handles once opened.
+	settle func()
 }
 
 // handleOf is an object to open as a handle of kind.
@@ -68,6 +71,7 @@ func (o *outcome) handOver(g *guest, mem plugins.Memory, ptr, cap, nOut uint32) 
 	if err := writeOut(mem, ptr, cap, nOut, result); err != nil { // the size, and that the buffer is in memory
 		return err
 	}
+	o.settleNow()
 	opened := make([]abi.Handle, 0, len(o.handles))
 	for i, h := range o.handles {
 		if h.obj == nil {
@@ -91,8 +95,16 @@ func (o *outcome) handOver(g *guest, mem plugins.Memory, ptr, cap, nOut uint32) 
 	return nil
 }
 
+// settleNow ends the outcome's reservation, if it made one.
+func (o *outcome) settleNow() {
+	if o.settle != nil {
+		o.settle()
+	}
+}
+
 // release frees the objects of an outcome nobody will read.
 func (o *outcome) release() {
+	o.settleNow()
 	for _, h := range o.handles {
 		if h.obj != nil {
 			releaseObject(h.obj, nil)
