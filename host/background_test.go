@@ -303,3 +303,20 @@ func TestExecResultTakenForAnotherScopeEndsWithItsEvent(t *testing.T) {
 	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "s", "Count", "sleep 601") == `"0\n"` },
 		5*time.Second, 100*time.Millisecond, "the event's end killed its process")
 }
+
+// TestExecAsTheContainerExits: an exec that meets the container's main
+// process exiting (an entrypoint that ends at once) runs, is killed with
+// the container (137), or says the container is not running
+// (sdk.ErrNotRunning), not what failed inside: it said "reading the
+// container's stack limit: no such process" or "connecting to the agent:
+// ... connection refused".
+func TestExecAsTheContainerExits(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	for i := range 8 {
+		r := w.mustCall(t, "BOX", fmt.Sprint("gone", i), "StartThenExec", []string{"true"})
+		assert.Contains(t, []string{`"\u003cnil\u003e (not-running=false)"`, `"the process exited with code 137 (not-running=false)"`,
+			`"wharf: the container is not running (not-running=true)"`}, r, "exec %d", i)
+	}
+}

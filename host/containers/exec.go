@@ -144,15 +144,18 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 		theirs = append(theirs, inR) // later writes to stdin fail instead of piling up
 		spec.Stdin = inR
 	}
-	// The start holds the object's instance: an agent that does not answer
-	// (stopped, say) must not hold it past the event or ExecStartTimeout.
+	// An agent that does not answer (stopped, say) must not hold the
+	// caller past the event or ExecStartTimeout.
 	start, cancel := context.WithTimeout(ctx, ExecStartTimeout)
 	e.proc, err = c.Exec(start, spec)
 	cancel()
 	if err != nil {
 		closeAll(append(theirs, e.Stdout, e.Stderr, e.Stdin)...)
-		if badExec(err) {
+		switch {
+		case badExec(err):
 			return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		case exitedMeanwhile(c):
+			return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 		}
 		return nil, startFailed(err)
 	}
@@ -163,6 +166,22 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 		exited()
 	}()
 	return e, nil
+}
+
+// exitWait is how long a failed exec waits to learn whether the
+// container's main process exited, which is what failed it then (its
+// exit is told a moment after the agent or runc are gone).
+const exitWait = 250 * time.Millisecond
+
+// exitedMeanwhile reports whether c's main process has exited, or does
+// within exitWait.
+func exitedMeanwhile(c Container) bool {
+	for deadline := time.Now().Add(exitWait); !c.Exited(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // ExecStartTimeout bounds the start of an exec: milliseconds through the

@@ -642,6 +642,20 @@ func (b *Box) StartWith(a StartArgs) error {
 	return b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint, EnableInternet: a.Internet})
 }
 
+// StartThenExec starts the container with entrypoint and execs `true` at
+// once, as its main process may be exiting: the exec's error, and whether
+// it is ErrNotRunning.
+func (b *Box) StartThenExec(entrypoint []string) (string, error) {
+	if err := b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint}); err != nil {
+		return "", err
+	}
+	p, err := b.state.Container.Exec([]string{"true"}, sdk.ExecOptions{})
+	if err == nil {
+		err = p.Wait()
+	}
+	return fmt.Sprintf("%v (not-running=%v)", err, errors.Is(err, sdk.ErrNotRunning)), nil
+}
+
 // InterceptArgs adds an interception rule: Kind is http, all or https.
 type InterceptArgs struct{ Kind, Target, Handler string }
 
