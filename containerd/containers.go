@@ -753,6 +753,10 @@ func (p *runcProcess) Kill(ctx context.Context, sig syscall.Signal) error {
 	return p.proc.Kill(WithNamespace(ctx), sig)
 }
 
+// End kills the process (runc starts it in the container's process group:
+// what it started lives on).
+func (p *runcProcess) End() { go p.Kill(context.Background(), syscall.SIGKILL) }
+
 // mergeEnv overrides base KEY=VALUE entries with extra ones.
 func mergeEnv(base, extra []string) []string {
 	out := append([]string{}, base...)

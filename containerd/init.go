@@ -237,6 +237,9 @@ func (a *agentProcess) Kill(_ context.Context, sig syscall.Signal) error {
 	return a.p.Signal(sig)
 }
 
+// End hangs up: the agent kills the process's group.
+func (a *agentProcess) End() { a.p.Close() }
+
 // removeAgentDir removes a container's agent directory, if it has one.
 func removeAgentDir(dir string) error {
 	if dir == "" {

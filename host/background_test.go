@@ -211,6 +211,21 @@ func TestExecGivenUpLeavesNoProcess(t *testing.T) {
 	}
 }
 
+// TestExecEndsWithItsChildren: the end of an event that did not wait for
+// its exec kills what the exec started too (a shell's children, in its
+// process group), through the agent. Only the shell was killed; its sleeps
+// ran on, owned by nobody (new-user trial: a sandbox script's children
+// outlived its timed-out request).
+func TestExecEndsWithItsChildren(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	w.mustCall(t, "BOX", "c", "Start", []string{"sleep", "3600"})
+	w.mustCall(t, "BOX", "c", "ExecShellLeftRunning", nil)
+	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "c", "Count", "sleep 359[89]") == `"0\n"` },
+		5*time.Second, 100*time.Millisecond, "the shell and both sleeps are gone")
+}
+
 // TestSignalStopPausesTheContainer: SIGSTOP from the object stops the
 // container's main process, not the agent: the object's execs still run,
 // and other objects' requests are served meanwhile; SIGCONT lets the main

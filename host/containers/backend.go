@@ -206,6 +206,10 @@ type Process interface {
 	Wait(ctx context.Context) (uint32, error)
 	// Kill sends sig to the process.
 	Kill(ctx context.Context, sig syscall.Signal) error
+	// End kills the process, and through the agent the processes it
+	// started in its process group too, without waiting: nobody waits for
+	// it any more.
+	End()
 }
 
 // Stats are a container's resource use.

@@ -69,11 +69,11 @@ func (e *Execution) Kill(ctx context.Context, sig uint32) error {
 	return nil
 }
 
-// Release kills the process if it still runs: nothing waits for it any
-// more.
+// Release kills the process if it still runs, with what it started (a
+// shell's children): nothing waits for it any more.
 func (e *Execution) Release() {
 	if !e.Ready() {
-		go e.proc.Kill(context.Background(), syscall.SIGKILL)
+		e.proc.End()
 	}
 }
 

@@ -315,7 +315,8 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 	select {
 	case code := <-exit:
 		wire.Send(c, wire.Reply{Exited: true, Code: code})
-	case <-hangup:
+	case <-hangup: // nobody waits for it: it goes, with what it started
+		syscall.Kill(-pid, syscall.SIGKILL) // its group (it leads one: Setpgid or Setsid)
 		syscall.Kill(pid, syscall.SIGKILL)
 		<-exit
 	}

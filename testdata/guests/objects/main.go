@@ -1370,6 +1370,13 @@ func (b *Box) BgFill() (string, error) {
 
 // ExecLeftRunning starts `sleep 3600` with exec and returns its pid
 // without waiting: the event's end must kill it.
+// ExecShellLeftRunning execs a shell that runs `sleep 3598` in the
+// background and waits on `sleep 3599`, and returns without waiting.
+func (b *Box) ExecShellLeftRunning() error {
+	_, err := b.state.Container.Exec([]string{"sh", "-c", "sleep 3598 & sleep 3599"}, sdk.ExecOptions{})
+	return err
+}
+
 func (b *Box) ExecLeftRunning() (int, error) {
 	p, err := b.state.Container.Exec([]string{"sleep", "3600"}, sdk.ExecOptions{})
 	if err != nil {
