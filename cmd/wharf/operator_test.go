@@ -220,6 +220,30 @@ func TestOperatorCLI(t *testing.T) {
 	assert.NoFileExists(t, admin.SocketPath(data), "the socket is removed on shutdown")
 }
 
+// TestOperatorExecEndsWithItsChildren: a `wharf exec` whose client is
+// gone (killed, its terminal closed) ends the command with what it started,
+// as an object's exec nobody waits for does. Only the command was killed: a
+// shell's `sleep 3598 &` ran on in the container with nobody to end it.
+func TestOperatorExecEndsWithItsChildren(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	dd := "--data-dir=" + data
+	count := func() string {
+		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep 359[89]$'")
+		return strings.TrimSpace(out)
+	}
+	client := exec.Command(testutil.BuildWharf(t), "exec", dd, "APP", "alice", "--", "sh", "-c", "sleep 3598 & sleep 3599")
+	require.NoError(t, client.Start())
+	require.Eventually(t, func() bool { return count() == "2" }, 10*time.Second, 100*time.Millisecond, "the shell's sleeps run")
+	require.NoError(t, client.Process.Kill())
+	client.Wait()
+	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both sleeps are gone")
+}
+
 // TestOperatorRefusesEmptyNames: an empty binding or name cannot be in the
 // admin API's paths (the answer was "404 page not found", "Method Not
 // Allowed" or an empty error), so the commands refuse it with the reason

@@ -457,7 +457,7 @@ func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 		for {
 			typ, p, err := admin.ReadFrame(brw)
 			if err != nil {
-				proc.Kill(ctx, 9) // the client is gone
+				proc.End() // the client is gone: the process goes, with what it started
 				return
 			}
 			switch typ {
