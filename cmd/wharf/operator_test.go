@@ -244,6 +244,36 @@ func TestOperatorExecEndsWithItsChildren(t *testing.T) {
 	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both sleeps are gone")
 }
 
+// TestOperatorTerminalExecEndsWithItsJobs: an interactive shell on a
+// terminal runs each job in a process group of its own; when the client is
+// gone, its background job goes with it. Killing the shell's group left
+// `sleep 3597 &` running in the container.
+func TestOperatorTerminalExecEndsWithItsJobs(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("needs script (util-linux) to run wharf on a pseudo-terminal")
+	}
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	dd := "--data-dir=" + data
+	count := func() string {
+		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep 359[67]$'")
+		return strings.TrimSpace(out)
+	}
+	client := exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- sh -i", "/dev/null")
+	in, err := client.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, client.Start())
+	io.WriteString(in, "sleep 3597 &\nsleep 3596\n")
+	require.Eventually(t, func() bool { return count() == "2" }, 10*time.Second, 100*time.Millisecond, "the shell's jobs run")
+	require.NoError(t, client.Process.Kill())
+	client.Wait()
+	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both jobs are gone")
+}
+
 // TestOperatorRefusesEmptyNames: an empty binding or name cannot be in the
 // admin API's paths (the answer was "404 page not found", "Method Not
 // Allowed" or an empty error), so the commands refuse it with the reason

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -317,8 +318,38 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 		wire.Send(c, wire.Reply{Exited: true, Code: code})
 	case <-hangup: // nobody waits for it: it goes, with what it started
 		syscall.Kill(-pid, syscall.SIGKILL) // its group (it leads one: Setpgid or Setsid)
+		if x.Terminal {
+			killSession(pid)
+		}
 		syscall.Kill(pid, syscall.SIGKILL)
 		<-exit
+	}
+}
+
+// killSession kills the processes of session sid, which an exec on a
+// terminal leads: an interactive shell's job control runs each job in a
+// process group of its own, which killing the shell's group leaves running.
+// It scans again while it finds some, for those forked meanwhile.
+func killSession(sid int) {
+	for range 3 {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			return
+		}
+		found := false
+		for _, e := range entries {
+			p, err := strconv.Atoi(e.Name())
+			if err != nil || p == sid {
+				continue
+			}
+			if s, err := unix.Getsid(p); err == nil && s == sid {
+				syscall.Kill(p, syscall.SIGKILL)
+				found = true
+			}
+		}
+		if !found {
+			return
+		}
 	}
 }
 
