@@ -1368,8 +1368,6 @@ func (b *Box) BgFill() (string, error) {
 	}
 }
 
-// ExecLeftRunning starts `sleep 3600` with exec and returns its pid
-// without waiting: the event's end must kill it.
 // ExecShellLeftRunning execs a shell that runs `sleep 3598` in the
 // background and waits on `sleep 3599`, and returns without waiting.
 func (b *Box) ExecShellLeftRunning() error {
@@ -1377,6 +1375,8 @@ func (b *Box) ExecShellLeftRunning() error {
 	return err
 }
 
+// ExecLeftRunning starts `sleep 3600` with exec and returns its pid
+// without waiting: the event's end must kill it.
 func (b *Box) ExecLeftRunning() (int, error) {
 	p, err := b.state.Container.Exec([]string{"sleep", "3600"}, sdk.ExecOptions{})
 	if err != nil {
