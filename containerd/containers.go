@@ -553,6 +553,9 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}()
 	select {
 	case r := <-done:
+		if r.err != nil && c.mainGone() { // runc says it in words: "cannot exec in a stopped container"
+			return nil, fmt.Errorf("exec %s: %w (the container's main process is gone: %w)", shownArgs(spec.Args), r.err, syscall.ESRCH)
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), r.err)
 		}
@@ -565,6 +568,17 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		}()
 		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), context.Cause(ctx))
 	}
+}
+
+// mainGone reports whether the container's main process has exited: told,
+// or no longer in its namespaces (a zombie has none, and runc cannot join
+// them).
+func (c *Container) mainGone() bool {
+	if c.Exited() {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", c.task.Pid()))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // runcStart is what starting an exec through runc gave.

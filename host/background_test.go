@@ -335,3 +335,19 @@ func TestExecAsTheContainerExits(t *testing.T) {
 			`"wharf: the container is not running (not-running=true)"`}, r, "exec %d", i)
 	}
 }
+
+// TestRuncExecAsTheContainerExits: through runc (init = false) too, an
+// exec that meets the container's main process exiting says the container
+// is not running. Runc's words were passed on: "cannot exec in a stopped
+// container" or "namespace path: lstat /proc/N/ns/ipc: no such file or
+// directory" (none of the errors lostTheContainer knows).
+func TestRuncExecAsTheContainerExits(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", withRuncBox, data)
+	for i := range 6 {
+		r := w.mustCall(t, "RUNCBOX", fmt.Sprint("gone", i), "StartThenExec", []string{"true"})
+		assert.Contains(t, []string{`"\u003cnil\u003e (not-running=false)"`, `"the process exited with code 137 (not-running=false)"`,
+			`"wharf: the container is not running (not-running=true)"`}, r, "exec %d", i)
+	}
+}
