@@ -156,8 +156,11 @@ func (g *guest) checkCap(kind abi.Kind) error {
 	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || open < eventCaps[kind].max {
 		return nil
 	}
-	c := eventCaps[kind]
-	return fmt.Errorf("%w: %d %s are open in this event, the limit is %d", abi.StatusTooLarge, open, c.what, c.max)
+	c, state := eventCaps[kind], "open"
+	if g.starting[kind%16].Load() > 0 {
+		state = "open or starting"
+	}
+	return fmt.Errorf("%w: %d %s are %s in this event, the limit is %d", abi.StatusTooLarge, open, c.what, state, c.max)
 }
 
 // reserve counts one handle of kind against the event's cap from now

@@ -249,9 +249,8 @@ func TestOperatorExecEndsWithItsChildren(t *testing.T) {
 // gone, its background job goes with it. Killing the shell's group left
 // `sleep 3597 &` running in the container.
 func TestOperatorTerminalExecEndsWithItsJobs(t *testing.T) {
-	if _, err := exec.LookPath("script"); err != nil {
-		t.Skip("needs script (util-linux) to run wharf on a pseudo-terminal")
-	}
+	_, err := exec.LookPath("script")
+	require.NoError(t, err, "needs script (Debian's bsdutils) to run wharf on a pseudo-terminal")
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)

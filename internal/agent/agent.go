@@ -317,6 +317,11 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 	case code := <-exit:
 		wire.Send(c, wire.Reply{Exited: true, Code: code})
 	case <-hangup: // nobody waits for it: it goes, with what it started
+		select {
+		case <-exit: // it had exited as wharf hung up: what it left runs on
+			return
+		default:
+		}
 		syscall.Kill(-pid, syscall.SIGKILL) // its group (it leads one: Setpgid or Setsid)
 		if x.Terminal {
 			killSession(pid)
