@@ -425,7 +425,7 @@ class_name = "Store"
 		assert.True(t, strings.HasSuffix(body, " /echo "+big), "the object got another body (%d bytes)", len(body))
 	} else {
 		assert.Contains(t, body, "the object's event failed")
-		assert.Contains(t, h2.serve.Logs(), "a body over 256 KiB cannot be sent again")
+		assert.True(t, h2.serve.WaitLog("a body over 256 KiB cannot be sent again", 5*time.Second), "h2 says why")
 	}
 	code, body = postTo(h2, "big", "after the big one")
 	require.Equal(t, http.StatusOK, code, body)
