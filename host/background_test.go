@@ -217,13 +217,20 @@ func TestExecGivenUpLeavesNoProcess(t *testing.T) {
 // ran on, owned by nobody (new-user trial: a sandbox script's children
 // outlived its timed-out request).
 func TestExecEndsWithItsChildren(t *testing.T) {
+	assertEventEndsItsExecs(t, "ExecShellLeftRunning", "sleep 359[89]")
+}
+
+// assertEventEndsItsExecs calls method of a BOX object whose container
+// sleeps, and asserts that soon after that event no process whose
+// arguments match pattern is left in the container.
+func assertEventEndsItsExecs(t *testing.T, method, pattern string) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
 	w.mustCall(t, "BOX", "c", "Start", []string{"sleep", "3600"})
-	w.mustCall(t, "BOX", "c", "ExecShellLeftRunning", nil)
-	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "c", "Count", "sleep 359[89]") == `"0\n"` },
-		5*time.Second, 100*time.Millisecond, "the shell and both sleeps are gone")
+	w.mustCall(t, "BOX", "c", method, nil)
+	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "c", "Count", pattern) == `"0\n"` },
+		5*time.Second, 100*time.Millisecond, "the event's end killed its processes")
 }
 
 // TestSignalStopPausesTheContainer: SIGSTOP from the object stops the
@@ -310,13 +317,7 @@ func TestUntakenExecsCountAgainstTheCap(t *testing.T) {
 // event that started it, and its process ends with that event. Its handles
 // went to the scope that took them, and the process outlived its event.
 func TestExecResultTakenForAnotherScopeEndsWithItsEvent(t *testing.T) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
-	w.mustCall(t, "BOX", "s", "Start", []string{"sleep", "3600"})
-	w.mustCall(t, "BOX", "s", "RawExecForScope", nil)
-	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "s", "Count", "sleep 601") == `"0\n"` },
-		5*time.Second, 100*time.Millisecond, "the event's end killed its process")
+	assertEventEndsItsExecs(t, "RawExecForScope", "sleep 601")
 }
 
 // TestExecAsTheContainerExits: an exec that meets the container's main
@@ -326,11 +327,18 @@ func TestExecResultTakenForAnotherScopeEndsWithItsEvent(t *testing.T) {
 // container's stack limit: no such process" or "connecting to the agent:
 // ... connection refused".
 func TestExecAsTheContainerExits(t *testing.T) {
+	assertExecsAsContainersExit(t, containersManifest, "BOX", 8)
+}
+
+// assertExecsAsContainersExit starts n containers of binding whose
+// entrypoint ends at once and execs into each at once: each exec runs, is
+// killed with its container, or says the container is not running.
+func assertExecsAsContainersExit(t *testing.T, manifestText, binding string, n int) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
-	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
-	for i := range 8 {
-		r := w.mustCall(t, "BOX", fmt.Sprint("gone", i), "StartThenExec", []string{"true"})
+	w := serveGuest(t, "testdata/guests/objects", manifestText, data)
+	for i := range n {
+		r := w.mustCall(t, binding, fmt.Sprint("gone", i), "StartThenExec", []string{"true"})
 		assert.Contains(t, []string{`"\u003cnil\u003e (not-running=false)"`, `"the process exited with code 137 (not-running=false)"`,
 			`"wharf: the container is not running (not-running=true)"`}, r, "exec %d", i)
 	}
@@ -342,12 +350,5 @@ func TestExecAsTheContainerExits(t *testing.T) {
 // container" or "namespace path: lstat /proc/N/ns/ipc: no such file or
 // directory" (none of the errors lostTheContainer knows).
 func TestRuncExecAsTheContainerExits(t *testing.T) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	w := serveGuest(t, "testdata/guests/objects", withRuncBox, data)
-	for i := range 6 {
-		r := w.mustCall(t, "RUNCBOX", fmt.Sprint("gone", i), "StartThenExec", []string{"true"})
-		assert.Contains(t, []string{`"\u003cnil\u003e (not-running=false)"`, `"the process exited with code 137 (not-running=false)"`,
-			`"wharf: the container is not running (not-running=true)"`}, r, "exec %d", i)
-	}
+	assertExecsAsContainersExit(t, withRuncBox, "RUNCBOX", 6)
 }

@@ -225,23 +225,9 @@ func TestOperatorCLI(t *testing.T) {
 // as an object's exec nobody waits for does. Only the command was killed: a
 // shell's `sleep 3598 &` ran on in the container with nobody to end it.
 func TestOperatorExecEndsWithItsChildren(t *testing.T) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	resp, err := http.Get(srv.URL + "/s/alice/index.html")
-	require.NoError(t, err)
-	resp.Body.Close()
-	dd := "--data-dir=" + data
-	count := func() string {
-		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep 359[89]$'")
-		return strings.TrimSpace(out)
-	}
-	client := exec.Command(testutil.BuildWharf(t), "exec", dd, "APP", "alice", "--", "sh", "-c", "sleep 3598 & sleep 3599")
-	require.NoError(t, client.Start())
-	require.Eventually(t, func() bool { return count() == "2" }, 10*time.Second, 100*time.Millisecond, "the shell's sleeps run")
-	require.NoError(t, client.Process.Kill())
-	client.Wait()
-	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both sleeps are gone")
+	assertGoneClientEndsSleeps(t, "359[89]", "", func(dd string) *exec.Cmd {
+		return exec.Command(testutil.BuildWharf(t), "exec", dd, "APP", "alice", "--", "sh", "-c", "sleep 3598 & sleep 3599")
+	})
 }
 
 // TestOperatorTerminalExecEndsWithItsJobs: an interactive shell on a
@@ -251,6 +237,16 @@ func TestOperatorExecEndsWithItsChildren(t *testing.T) {
 func TestOperatorTerminalExecEndsWithItsJobs(t *testing.T) {
 	_, err := exec.LookPath("script")
 	require.NoError(t, err, "needs script (Debian's bsdutils) to run wharf on a pseudo-terminal")
+	assertGoneClientEndsSleeps(t, "359[67]", "sleep 3597 &\nsleep 3596\n", func(dd string) *exec.Cmd {
+		return exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- sh -i", "/dev/null")
+	})
+}
+
+// assertGoneClientEndsSleeps serves examples/webapp, starts client (a
+// wharf exec into object alice's container, given the --data-dir flag)
+// with input, waits until the two sleeps whose arguments match pattern
+// run, kills the client and asserts the sleeps are gone.
+func assertGoneClientEndsSleeps(t *testing.T, pattern, input string, client func(dataDirFlag string) *exec.Cmd) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
@@ -259,18 +255,18 @@ func TestOperatorTerminalExecEndsWithItsJobs(t *testing.T) {
 	resp.Body.Close()
 	dd := "--data-dir=" + data
 	count := func() string {
-		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep 359[67]$'")
+		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep "+pattern+"$'")
 		return strings.TrimSpace(out)
 	}
-	client := exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- sh -i", "/dev/null")
-	in, err := client.StdinPipe()
+	cmd := client(dd)
+	in, err := cmd.StdinPipe()
 	require.NoError(t, err)
-	require.NoError(t, client.Start())
-	io.WriteString(in, "sleep 3597 &\nsleep 3596\n")
-	require.Eventually(t, func() bool { return count() == "2" }, 10*time.Second, 100*time.Millisecond, "the shell's jobs run")
-	require.NoError(t, client.Process.Kill())
-	client.Wait()
-	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both jobs are gone")
+	require.NoError(t, cmd.Start())
+	io.WriteString(in, input)
+	require.Eventually(t, func() bool { return count() == "2" }, 10*time.Second, 100*time.Millisecond, "the sleeps run")
+	require.NoError(t, cmd.Process.Kill())
+	cmd.Wait()
+	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both sleeps are gone")
 }
 
 // TestOperatorRefusesEmptyNames: an empty binding or name cannot be in the
