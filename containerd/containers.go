@@ -500,8 +500,45 @@ type runcProcess struct {
 var execSeq atomic.Uint64
 
 // Exec starts a process in the container: through its agent if it runs
-// one, else through runc.
+// one, else through runc. A start that failed as the main process exited
+// is hostcontainers.ErrExitedMeanwhile, whatever it met.
 func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
+	p, err := c.exec(ctx, spec)
+	if err != nil && c.exitedAsExecFailed(err) {
+		return nil, fmt.Errorf("%w: %w", hostcontainers.ErrExitedMeanwhile, err)
+	}
+	return p, err
+}
+
+// exitWait is how long a failed exec that lost the agent, init or runc
+// waits to learn whether the main process exited (its exit is told a
+// moment after they are gone).
+const exitWait = 250 * time.Millisecond
+
+// exitedAsExecFailed reports whether the main process is gone, told or no
+// longer in its namespaces (a zombie has none: runc says "cannot exec in a
+// stopped container"), or, if err is what an exec meets when the agent or
+// init go from under it (not an answer, such as a missing program), exits
+// within exitWait.
+func (c *Container) exitedAsExecFailed(err error) bool {
+	if _, statErr := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", c.task.Pid())); c.Exited() || errors.Is(statErr, fs.ErrNotExist) {
+		return true
+	}
+	lost := slices.ContainsFunc([]error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ESRCH, io.EOF, io.ErrUnexpectedEOF},
+		func(gone error) bool { return errors.Is(err, gone) })
+	if !lost {
+		return false
+	}
+	select {
+	case <-c.exited:
+		return true
+	case <-time.After(exitWait):
+		return false
+	}
+}
+
+// exec is Exec without the reading of a failure.
+func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	ctx = WithNamespace(ctx)
 	if len(spec.Args) == 0 {
 		return nil, errors.New("exec needs a command")
@@ -553,9 +590,6 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}()
 	select {
 	case r := <-done:
-		if r.err != nil && c.mainGone() { // runc says it in words: "cannot exec in a stopped container"
-			return nil, fmt.Errorf("exec %s: %w (the container's main process is gone: %w)", shownArgs(spec.Args), r.err, syscall.ESRCH)
-		}
 		if r.err != nil {
 			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), r.err)
 		}
@@ -568,17 +602,6 @@ func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		}()
 		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), context.Cause(ctx))
 	}
-}
-
-// mainGone reports whether the container's main process has exited: told,
-// or no longer in its namespaces (a zombie has none, and runc cannot join
-// them).
-func (c *Container) mainGone() bool {
-	if c.Exited() {
-		return true
-	}
-	_, err := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", c.task.Pid()))
-	return errors.Is(err, fs.ErrNotExist)
 }
 
 // runcStart is what starting an exec through runc gave.

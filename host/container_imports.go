@@ -155,7 +155,7 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 	}
 	// The process counts against the event's cap from now: results left
 	// untaken would otherwise run any number of processes.
-	settle, err := g.reserve(abi.KindProcess)
+	settle, err := g.reserveProcess()
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wharfhq/wharf/internal/atomicfile"
 	"github.com/wharfhq/wharf/internal/dirlock"
 )
 
@@ -128,37 +129,8 @@ func CheckClusterHistory(dataDir, id, where string, adopt bool) (movedTo string,
 		}
 		movedTo = aside
 	}
-	if err := writeFileSynced(stampPath, []byte(id+"\n")); err != nil {
+	if err := atomicfile.Write(stampPath, []byte(id+"\n"), 0o644, true); err != nil {
 		return "", fmt.Errorf("data directory: recording the cluster's identity: %w", err)
 	}
 	return movedTo, nil
-}
-
-// writeFileSynced replaces path with data, whole or not at all, durably.
-func writeFileSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -77,9 +77,9 @@ type guest struct {
 	lastErr      string
 	owned        []abi.Handle
 	byKind       [16]int
-	// starting counts, by kind, handles of results not taken yet that
-	// count against the event's caps (see reserve).
-	starting [16]atomic.Int32
+	// execsStarting counts the execs whose results the event has not
+	// taken yet: their processes count against its cap (reserveProcess).
+	execsStarting atomic.Int32
 	// done is closed when the event ends; status is then its outcome.
 	done   chan struct{}
 	ended  bool
@@ -152,27 +152,30 @@ var eventCaps = [...]eventCap{
 
 // checkCap refuses one more handle of kind beyond its event cap.
 func (g *guest) checkCap(kind abi.Kind) error {
-	open := g.byKind[kind%16] + int(g.starting[kind%16].Load())
+	var starting int
+	if kind == abi.KindProcess {
+		starting = int(g.execsStarting.Load())
+	}
+	open := g.byKind[kind%16] + starting
 	if int(kind) >= len(eventCaps) || eventCaps[kind].max == 0 || open < eventCaps[kind].max {
 		return nil
 	}
 	c, state := eventCaps[kind], "open"
-	if g.starting[kind%16].Load() > 0 {
+	if starting > 0 {
 		state = "open or starting"
 	}
 	return fmt.Errorf("%w: %d %s are %s in this event, the limit is %d", abi.StatusTooLarge, open, c.what, state, c.max)
 }
 
-// reserve counts one handle of kind against the event's cap from now
-// until settle (which may be called more than once): for a result that
-// will hold one (an exec's process) and is not taken yet, so that results
-// left untaken cannot go past the cap.
-func (g *guest) reserve(kind abi.Kind) (settle func(), err error) {
-	if err := g.checkCap(kind); err != nil {
+// reserveProcess counts an exec's process against the event's cap from
+// the call until settle (which may be called more than once), so that
+// results left untaken cannot go past the cap.
+func (g *guest) reserveProcess() (settle func(), err error) {
+	if err := g.checkCap(abi.KindProcess); err != nil {
 		return nil, err
 	}
-	g.starting[kind%16].Add(1)
-	return sync.OnceFunc(func() { g.starting[kind%16].Add(-1) }), nil
+	g.execsStarting.Add(1)
+	return sync.OnceFunc(func() { g.execsStarting.Add(-1) }), nil
 }
 
 // end finishes the event (under inst.mu): it releases every handle the

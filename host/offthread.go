@@ -43,7 +43,7 @@ type outcome struct {
 	handles []handleOf
 	data    []byte
 	// settle, if set, ends the reservation the call made for its handles
-	// (guest.reserve): they count as handles once opened.
+	// (guest.reserveProcess): they count as handles once opened.
 	settle func()
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
 // DefaultCacheLimitBytes is the size a compile cache is kept under when
@@ -38,7 +40,7 @@ func codeFiles(cacheDir string) map[string]fs.FileInfo {
 		entries, _ := os.ReadDir(filepath.Join(cacheDir, d.Name()))
 		for _, e := range entries {
 			name := e.Name()
-			if strings.HasPrefix(name, ".writing-") || strings.HasSuffix(name, ".tmp") || e.IsDir() {
+			if strings.HasPrefix(name, atomicfile.TempPrefix) || strings.HasSuffix(name, ".tmp") || e.IsDir() {
 				continue
 			}
 			if info, err := e.Info(); err == nil {
@@ -155,7 +157,7 @@ func noteUse(cacheDir, record string, listed []string, before, after map[string]
 	if len(files) == 0 {
 		os.Remove(record)
 	} else if old, err := os.ReadFile(record); err != nil || !bytes.Equal(old, data) {
-		writeFileAtomic(record, data) // best effort: without it the files age and go first
+		atomicfile.Write(record, data, 0o600, false) // best effort: without it the files age and go first
 	}
 	now := time.Now()
 	for _, f := range append(files, filepath.Join(recordsDir, filepath.Base(record))) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
 // ModuleFile is a Wasm module to compile: its content digest, which keys
@@ -90,30 +92,9 @@ func OpenModule(path, cacheDir string) (*ModuleFile, error) {
 	f := ModuleBytes(wasm)
 	f.path = path
 	if index != "" { // best effort: without it the next start hashes again
-		writeFileAtomic(index, []byte(identity+"\n"+f.Digest+"\n"))
+		atomicfile.Write(index, []byte(identity+"\n"+f.Digest+"\n"), 0o600, false)
 	}
 	return f, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and a
-// rename, so a concurrent or interrupted writer never leaves a partial file
-// under the final name.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".writing-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err = errors.Join(err, tmp.Close()); err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }
 
 // castagnoli is the CRC-32C table, which amd64 and arm64 compute in
@@ -129,7 +110,7 @@ var errDamaged = errors.New("checksum mismatch")
 // synced) rather than returning what is no longer what was written.
 func writeChecked(path string, data []byte) error {
 	sum := binary.LittleEndian.AppendUint32(nil, crc32.Checksum(data, castagnoli))
-	return writeFileAtomic(path, append(data[:len(data):len(data)], sum...))
+	return atomicfile.Write(path, append(data[:len(data):len(data)], sum...), 0o600, false)
 }
 
 // readChecked reads a file writeChecked wrote, without its checksum. A
@@ -164,7 +145,7 @@ func fileChecksum(path string) (uint32, error) {
 const staleTemp = time.Minute
 
 // sweepTemps removes the temporary files that writers killed mid-write
-// left in cacheDir's directories: writeFileAtomic's, and those of wazero's
+// left in cacheDir's directories: atomicfile.Write's, and those of wazero's
 // compilation cache (<key>.<random>.tmp). wharf dev kills a compile at the
 // next save, which may be while it writes 50 MB of code; nothing reads
 // these files, but each would stay. Files younger than staleTemp may still
@@ -179,7 +160,7 @@ func sweepTemps(cacheDir string) {
 		files, _ := os.ReadDir(dir)
 		for _, f := range files {
 			name := f.Name()
-			temp := strings.HasPrefix(name, ".writing-") ||
+			temp := strings.HasPrefix(name, atomicfile.TempPrefix) ||
 				strings.HasPrefix(d.Name(), "wazero-") && strings.HasSuffix(name, ".tmp")
 			if info, err := f.Info(); temp && err == nil && time.Since(info.ModTime()) > staleTemp {
 				os.Remove(filepath.Join(dir, name))

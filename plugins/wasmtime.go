@@ -24,6 +24,8 @@ import (
 	"unsafe"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
 // WasmtimeEngine is the Engine built on wasmtime (Cranelift, through cgo).
@@ -462,11 +464,11 @@ func writeCompiled(path string, m *wasmtime.Module) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, code); err != nil {
+	if err := atomicfile.Write(path, code, 0o600, false); err != nil {
 		return err
 	}
 	sum := fmt.Sprintf("%08x", crc32.Checksum(code, castagnoli))
-	if err := writeFileAtomic(path+checksumSuffix, []byte(sum)); err != nil {
+	if err := atomicfile.Write(path+checksumSuffix, []byte(sum), 0o600, false); err != nil {
 		os.Remove(path) // of no use without its checksum
 		return err
 	}

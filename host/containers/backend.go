@@ -237,6 +237,9 @@ var (
 	ErrMaxInstances = errors.New("too many containers")
 	// ErrUnknownUser is an exec user the image does not know.
 	ErrUnknownUser = errors.New("unknown user")
+	// ErrExitedMeanwhile is an exec that failed because the container's
+	// main process exited as it started.
+	ErrExitedMeanwhile = errors.New("the container's main process exited")
 	// ErrBadExec is an exec the kernel cannot run as given: a NUL byte
 	// in an argument, the environment or the directory, an argument or
 	// environment entry (or all of them together) over the kernel's limit

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -155,7 +154,7 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 		switch {
 		case badExec(err):
 			return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
-		case lostTheContainer(err) && exitedMeanwhile(c):
+		case errors.Is(err, ErrExitedMeanwhile):
 			return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 		}
 		return nil, startFailed(err)
@@ -167,34 +166,6 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 		exited()
 	}()
 	return e, nil
-}
-
-// exitWait is how long a failed exec waits to learn whether the
-// container's main process exited, which is what failed it then (its
-// exit is told a moment after the agent or runc are gone).
-const exitWait = 250 * time.Millisecond
-
-// lostTheContainer reports whether err is what an exec meets when the
-// container goes as it starts: its agent, init or runc gone from under it
-// (not an answer, such as a missing program).
-func lostTheContainer(err error) bool {
-	for _, gone := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ESRCH, io.EOF, io.ErrUnexpectedEOF} {
-		if errors.Is(err, gone) {
-			return true
-		}
-	}
-	return false
-}
-
-// exitedMeanwhile reports whether c's main process has exited, or does
-// within exitWait.
-func exitedMeanwhile(c Container) bool {
-	for deadline := time.Now().Add(exitWait); !c.Exited(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-	return true
 }
 
 // ExecStartTimeout bounds the start of an exec: milliseconds through the

@@ -326,7 +326,6 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 		if x.Terminal {
 			killSession(pid)
 		}
-		syscall.Kill(pid, syscall.SIGKILL)
 		<-exit
 	}
 }

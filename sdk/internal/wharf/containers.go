@@ -42,9 +42,7 @@ func (ev Event) offThread(op string, call func(out unsafe.Pointer) int32) ([]byt
 		ev.Close(p)
 		return nil, err
 	}
-	return ev.readInto(op, make([]byte, 0, 256), func(b unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
-		return callResult(uint32(ev), p, b, c, n)
-	})
+	return ev.callResult(op, p)
 }
 
 // handles reads the n handles at the start of an off-thread result.

@@ -55,7 +55,13 @@ func (ev Event) ObjectCall(ns, id, method string, args []byte) (pending uint32, 
 
 // CallResult takes the answer of a finished call.
 func (ev Event) CallResult(pending uint32) ([]byte, error) {
-	return ev.readInto("call_result", make([]byte, 0, 512), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
+	return ev.callResult("call_result", pending)
+}
+
+// callResult reads pending's result with call_result; op names the call in
+// an error the host gave no words for.
+func (ev Event) callResult(op string, pending uint32) ([]byte, error) {
+	return ev.readInto(op, make([]byte, 0, 512), func(p unsafe.Pointer, c uint32, n unsafe.Pointer) int32 {
 		return callResult(uint32(ev), pending, p, c, n)
 	})
 }
