@@ -95,9 +95,26 @@ const (
 	FrameExit     byte = 3 // server → client: the exit code, u32; last frame
 	FrameResize   byte = 4 // client → server: cols, rows as two u16
 	FrameStdinEOF byte = 5 // client → server: no more input
-	// FrameError is server → client: the exec failed to start; last frame.
+	// FrameError is server → client: the exec failed, an ExecError as
+	// JSON; last frame.
 	FrameError byte = 6
 )
+
+// ExecError is an exec that failed. ExitCode is what a shell exits with
+// for it (127: no such program, 126: the program may not be run), 0 if it
+// is not the program's failure.
+type ExecError struct {
+	Message  string `json:"error"`
+	ExitCode int    `json:"exit_code,omitempty"`
+}
+
+func (e *ExecError) Error() string { return e.Message }
+
+// WriteExecError writes the FrameError of e.
+func WriteExecError(w io.Writer, e ExecError) error {
+	p, _ := json.Marshal(e)
+	return WriteFrame(w, FrameError, p)
+}
 
 // maxFrame bounds a frame's payload.
 const maxFrame = 1 << 20
@@ -363,7 +380,11 @@ func (c *Client) Exec(ctx context.Context, binding, name string, req ExecRequest
 		case FrameExit:
 			return int(binary.BigEndian.Uint32(p)), nil
 		case FrameError:
-			return 0, errors.New(string(bytes.TrimSpace(p)))
+			e := new(ExecError)
+			if err := json.Unmarshal(p, e); err != nil {
+				return 0, fmt.Errorf("exec: a bad error frame: %w", err)
+			}
+			return 0, e
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -275,8 +276,10 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	assert.Equal(t, "4242\n", out)
 	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "nobody-here"})
 	assert.ErrorContains(t, err, `user "nobody-here" does not exist in the image's /etc/passwd`)
-	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"/no/such/binary"}})
-	assert.Error(t, err)
+	for args, kind := range map[string]error{"/no/such/binary": fs.ErrNotExist, "no-such-program": fs.ErrNotExist, "/etc/passwd": fs.ErrPermission} {
+		_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{args}})
+		assert.ErrorIs(t, err, kind, "%s: a shell's 126 and 127 come from the kind", args)
+	}
 
 	// 100,000 lines on each of stdout and stderr, drained concurrently.
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})

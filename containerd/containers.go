@@ -591,7 +591,7 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), r.err)
+			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), runcStartError(r.err))
 		}
 		return r.p, nil
 	case <-ctx.Done():
@@ -603,6 +603,26 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), context.Cause(ctx))
 	}
 }
+
+// runcStartError is err, a start runc refused, matching fs.ErrNotExist if
+// the program does not exist and fs.ErrPermission if it may not be run,
+// as the agent's refusals do: runc tells it in words only.
+func runcStartError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return kindError{err, fs.ErrNotExist}
+	case strings.Contains(msg, "permission denied"):
+		return kindError{err, fs.ErrPermission}
+	}
+	return err
+}
+
+// kindError is an error that also matches a kind (errors.Is).
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 // runcStart is what starting an exec through runc gave.
 type runcStart struct {

@@ -124,6 +124,12 @@ func TestOperatorCLI(t *testing.T) {
 	out, code = wharfCmd(t, "typed in\n", "exec", dd, "APP", "alice", "--", "cat")
 	assert.Equal(t, 0, code)
 	assert.Equal(t, "typed in\n", out, "stdin reaches the command")
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "/bin/nope")
+	assert.Equal(t, 127, code, "a program that does not exist exits as in a shell: %s", out)
+	assert.Equal(t, "wharf: exec [/bin/nope]: executable file not found: /bin/nope\n", out)
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "/etc/passwd")
+	assert.Equal(t, 126, code, "a program that may not be run exits as in a shell: %s", out)
+	assert.Equal(t, "wharf: exec [/etc/passwd]: starting /etc/passwd: permission denied\n", out)
 	if _, err := exec.LookPath("script"); err == nil { // util-linux: run wharf on a pseudo-terminal
 		cmd := exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- tty", "/dev/null")
 		out, err := cmd.CombinedOutput()

@@ -445,7 +445,7 @@ func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 		Stdout: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStdout},
 		Stderr: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStderr}})
 	if err != nil {
-		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
+		admin.WriteExecError(conn, admin.ExecError{Message: err.Error(), ExitCode: containers.ExecExitCode(err)})
 		return
 	}
 	s.w.ContainerBackend().CountExec(mc.Info().Class)
@@ -476,7 +476,7 @@ func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 	mu.Lock()
 	defer mu.Unlock()
 	if err != nil {
-		admin.WriteFrame(conn, admin.FrameError, []byte(err.Error()))
+		admin.WriteExecError(conn, admin.ExecError{Message: err.Error()})
 		return
 	}
 	admin.WriteFrame(conn, admin.FrameExit, binary.BigEndian.AppendUint32(nil, code))

@@ -80,7 +80,9 @@ type Container interface {
 	Labels(ctx context.Context) map[string]string
 	// Stats reads the container's resource use.
 	Stats(ctx context.Context) (Stats, error)
-	// Exec starts a process in the container.
+	// Exec starts a process in the container. A program that does not
+	// exist is an error matching fs.ErrNotExist, one that may not be run
+	// fs.ErrPermission.
 	Exec(ctx context.Context, spec ExecSpec) (Process, error)
 
 	// OpenFile opens a file of the container for reading, or creates

@@ -30,12 +30,14 @@ func backgroundStatus(err error) error {
 }
 
 // startStatus maps an error of a start: a process that could not be
-// started (no such program or directory) is IO, as for container_exec.
+// started (no such program, a working directory it cannot use) is IO, as
+// for container_exec.
 func startStatus(err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	status := backgroundStatus(err)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(status, abi.StatusIO) {
 		return startFailed(err)
 	}
-	return backgroundStatus(err)
+	return status
 }
 
 // ParseBackground decodes the options of a background import; every

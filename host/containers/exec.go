@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strconv"
@@ -199,6 +200,22 @@ func Dial(ctx context.Context, c Container, port uint32) (*net.TCPConn, error) {
 		return nil, fmt.Errorf("%w: connecting to port %d: %w", abi.StatusIO, port, err)
 	}
 	return conn.(*net.TCPConn), nil
+}
+
+// ExecExitCode is the exit code a shell gives a command that failed to
+// start with err, an error of Container.Exec: 127 for a program that does
+// not exist, 126 for one that may not be run; 0 if err is not the
+// program's (the container is not running, say).
+func ExecExitCode(err error) int {
+	switch {
+	case errors.Is(err, ErrExitedMeanwhile), badExec(err):
+		return 0
+	case errors.Is(err, fs.ErrNotExist):
+		return 127
+	case errors.Is(err, fs.ErrPermission):
+		return 126
+	}
+	return 0
 }
 
 // startFailed is the error of an exec or a background process the runtime

@@ -127,8 +127,8 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 		return 0, nil, err
 	}
 	if x.Cwd != "" {
-		if st, err := os.Stat(x.Cwd); err != nil {
-			return 0, nil, fmt.Errorf("cwd %s: %w", x.Cwd, err)
+		if st, err := os.Stat(x.Cwd); err != nil { // not wrapped: the program was found
+			return 0, nil, fmt.Errorf("cwd %s: %v", x.Cwd, err)
 		} else if !st.IsDir() {
 			return 0, nil, fmt.Errorf("cwd %s: not a directory", x.Cwd)
 		}
@@ -279,11 +279,7 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 		f.Close()
 	}
 	if err != nil {
-		r := wire.Reply{Error: err.Error()}
-		if errors.Is(err, errNotFound) {
-			r.Kind = wire.KindNotFound
-		}
-		wire.Send(c, r)
+		wire.Send(c, errorReply(err))
 		return
 	}
 	var send []*os.File
