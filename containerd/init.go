@@ -233,8 +233,8 @@ func (a *agentProcess) Wait(ctx context.Context) (uint32, error) {
 	return uint32(code), err
 }
 
-func (a *agentProcess) Kill(_ context.Context, sig syscall.Signal) error {
-	return a.p.Signal(sig)
+func (a *agentProcess) Kill(ctx context.Context, sig syscall.Signal) error {
+	return a.p.Signal(ctx, sig)
 }
 
 // End hangs up: the agent kills the process's group.

@@ -166,6 +166,7 @@ type Process struct {
 	code     int
 	err      error
 	once     sync.Once
+	sending  sync.Mutex
 }
 
 // Exec starts x in the container with files as its descriptors (x names
@@ -295,14 +296,25 @@ func (p *Process) Wait(ctx context.Context) (int, error) {
 // Exited is closed once the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
 
-// Signal sends sig to the process.
-func (p *Process) Signal(sig syscall.Signal) error {
+// Signal sends sig to the process. An agent that reads nothing (stopped,
+// its socket full) holds it no longer than ctx; a send ctx cut short may
+// have left half a message, so the connection is hung up, and the agent
+// ends the process when it reads on.
+func (p *Process) Signal(ctx context.Context, sig syscall.Signal) error {
 	select {
 	case <-p.exited:
 		return errors.New("the process has exited")
 	default:
 	}
-	return wire.Send(p.conn, wire.Request{Signal: int(sig)})
+	p.sending.Lock() // a message is two writes when the first is short
+	defer p.sending.Unlock()
+	stop := context.AfterFunc(ctx, func() { p.conn.SetWriteDeadline(time.Now()) })
+	err := wire.Send(p.conn, wire.Request{Signal: int(sig)})
+	if !stop() {
+		p.Close()
+		return fmt.Errorf("agent: %w", context.Cause(ctx))
+	}
+	return err
 }
 
 // Close kills the process if it still runs (the agent kills a process

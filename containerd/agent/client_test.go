@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,4 +75,44 @@ func TestClientGivesUpWithItsContext(t *testing.T) {
 			t.Errorf("%s: the connection was left open", name)
 		}
 	}
+}
+
+// TestSignalGivesUpWithItsContext: a signal to a process whose agent reads
+// nothing more (stopped, its socket full) holds its caller no longer than
+// its context, and hangs up, so that the agent ends the process when it
+// reads on. The send blocked until the agent read again.
+func TestSignalGivesUpWithItsContext(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
+	require.NoError(t, err)
+	defer l.Close()
+	agentSide := make(chan *net.UnixConn, 1)
+	go func() { // starts the exec, then reads nothing
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		var x wire.Request
+		if _, err := wire.Receive(c, &x); err == nil {
+			wire.Send(c, wire.Reply{Started: true, Pid: 7})
+		}
+		agentSide <- c
+	}()
+	p, err := New(dir, os.Getpid()).Exec(context.Background(), wire.Exec{Args: []string{"sleep"}, Stdin: -1, Stdout: -1, Stderr: -1})
+	require.NoError(t, err)
+	c := <-agentSide
+	defer c.Close()
+	var cut error
+	start := time.Now()
+	for i := 0; cut == nil && i < 1_000_000; i++ { // until the socket is full
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		cut = p.Signal(ctx, syscall.SIGCONT)
+		cancel()
+	}
+	assert.ErrorIs(t, cut, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.Copy(io.Discard, c)
+	assert.NoError(t, err, "the client hung up: the agent reads to its end")
+	assert.Error(t, p.Signal(context.Background(), syscall.SIGCONT), "a process hung up on is not signalled")
 }
