@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +24,6 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/wharfhq/wharf/containerd"
-	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testnet"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -235,8 +233,7 @@ func newReadmeSession(t *testing.T, checkout string) *readmeSession {
 	require.NoError(t, copyCheckout(checkout, s.root))
 	require.NoError(t, os.Mkdir(s.tmp, 0o755))
 
-	removeEndedSessionsNamespaces()
-	name := fmt.Sprintf("%s%d", readmeNamespacePrefix, os.Getpid())
+	name := testnet.Name("readme-")
 	var upErr error
 	ns := testnet.InNamespace(t, name, func() {
 		lo, err := netlink.LinkByName("lo")
@@ -258,22 +255,6 @@ func newReadmeSession(t *testing.T, checkout string) *readmeSession {
 	s.env = append(os.Environ(), "PATH="+filepath.Join(s.root, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome)
 	t.Cleanup(s.stopServers)
 	return s
-}
-
-// readmeNamespacePrefix begins the name of a session's network namespace,
-// before the test process's id.
-const readmeNamespacePrefix = "readme-"
-
-// removeEndedSessionsNamespaces removes the network namespaces of sessions
-// whose test process ended without removing them (kill -9, a -timeout).
-func removeEndedSessionsNamespaces() {
-	names, _ := filepath.Glob(filepath.Join("/run/netns", readmeNamespacePrefix+"*"))
-	for _, path := range names {
-		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(path), readmeNamespacePrefix))
-		if err == nil && ephemeral.ProcessEnded(pid) {
-			netns.DeleteNamed(filepath.Base(path))
-		}
-	}
 }
 
 // copyCheckout copies the repository at from to to, without its git

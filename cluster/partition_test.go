@@ -2,8 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -58,9 +56,7 @@ func newNetCluster(t *testing.T, names ...string) *netCluster {
 	if os.Geteuid() != 0 {
 		t.Fatal("the partition test makes network namespaces: it needs root")
 	}
-	var tag [3]byte
-	rand.Read(tag[:])
-	c := &netCluster{sw: "wsw-" + hex.EncodeToString(tag[:]), certs: t.TempDir(), hosts: map[string]*netHost{}}
+	c := &netCluster{sw: testnet.Name("wsw"), certs: t.TempDir(), hosts: map[string]*netHost{}}
 	swNS := namespace(t, c.sw)
 	h, err := netlink.NewHandleAt(swNS)
 	require.NoError(t, err)

@@ -9,9 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
-	"github.com/wharfhq/wharf/containerd/egress"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/wharfhq/wharf/containerd/egress"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
@@ -54,9 +54,7 @@ func Name(label string) string { return label + "." + Domain }
 // Start creates the namespace, its link to the host and its servers.
 // It needs root.
 func Start(t testing.TB) *Internet {
-	var tag [3]byte
-	rand.Read(tag[:])
-	name := "fnet-" + hex.EncodeToString(tag[:])
+	name := testnet.Name("fn") // the host's end of the link has the same name
 	hostAddr, addr := freeSubnet(t)
 	in := &Internet{Addr: addr, HostAddr: hostAddr, DNS: net.JoinHostPort(addr.String(), "53")}
 
