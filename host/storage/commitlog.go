@@ -92,6 +92,9 @@ func OpenLog(dir, root string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := dropOldSpare(dir); err != nil {
+		return nil, err
+	}
 	recovery, err := recoverSegments(dir, root, nums)
 	if err != nil {
 		return nil, err
@@ -145,6 +148,29 @@ func segmentPath(dir string, num uint64) string {
 // which changes its size and allocates blocks at each sync.
 const spareName = "spare"
 
+// dropOldSpare removes the spare if it is not of this format (a log
+// written before kept it): its records, which do not say their segment,
+// would be read to the file's end after a crash.
+func dropOldSpare(dir string) error {
+	path := filepath.Join(dir, spareName)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("commit log: %w", err)
+	}
+	header := make([]byte, segmentHeaderBytes)
+	_, err = f.ReadAt(header, 0)
+	f.Close()
+	if err == nil && string(header) == string(segmentHeader) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("commit log: %w", err)
+	}
+	return nil
+}
+
 // newSegment begins segment num, from the spare if there is one, with its
 // name durable in dir. A descriptor shortage is waited out (see
 // openToSync); a failure leaves no file at num's path, so that it can be
@@ -156,9 +182,17 @@ func newSegment(dir string, num uint64) (*segment, error) {
 		flags |= os.O_CREATE | os.O_EXCL
 	}
 	f, err := openWaiting(path, flags, 0o644)
+	if err == nil {
+		// The header is durable with the segment's first records.
+		if _, err = f.WriteAt(segmentHeader, 0); err != nil {
+			f.Close()
+		}
+	}
 	if err != nil {
 		if flags&os.O_CREATE == 0 {
 			os.Rename(path, spare)
+		} else {
+			os.Remove(path)
 		}
 		return nil, fmt.Errorf("commit log: %w", err)
 	}
@@ -167,7 +201,7 @@ func newSegment(dir string, num uint64) (*segment, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("commit log: %w", err)
 	}
-	return &segment{f: f, num: num, wals: map[string]struct{}{}}, nil
+	return &segment{f: f, num: num, size: segmentHeaderBytes, wals: map[string]struct{}{}}, nil
 }
 
 // append adds d's last commit to the next write: its frames as they are

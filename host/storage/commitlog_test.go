@@ -344,15 +344,170 @@ func firstSegment(t *testing.T, h *host) string {
 
 // TestRecordsOfAnotherSegmentAreNotRead: a recycled segment still holds the
 // records of its use before past what was written since; they are not
-// read as its own, since their CRC covers their segment's number.
+// read as its own, since their head names their segment's number.
 func TestRecordsOfAnotherSegmentAreNotRead(t *testing.T) {
-	b := appendRecord(nil, "a.sqlite", 7, 1, 512, make([]byte, walFrameHeaderBytes+512))
-	sealRecords(b, 41)
-	records, _ := parseRecords(41, b)
+	b := appendRecord(slices.Clone(segmentHeader), "a.sqlite", 7, 1, 512, make([]byte, walFrameHeaderBytes+512))
+	sealRecords(b[segmentHeaderBytes:], 41)
+	records, _, _ := parseRecords(41, b)
 	require.Len(t, records, 1)
-	records, damaged := parseRecords(42, b)
+	records, damaged, _ := parseRecords(42, b)
 	assert.Empty(t, records)
 	assert.Zero(t, damaged, "a recycled segment's old records counted as damage")
+}
+
+// TestARecycledSegmentIsReadToItsRecordsEnd: after a crash, a recycled
+// segment is read up to the first record of its use before, not through
+// the rest of the file (128 MiB of old records, which took half a second
+// to pass over byte by byte), whether the new records end where an old one
+// begins or inside one, or torn.
+func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
+	frame := make([]byte, walFrameHeaderBytes+4096)
+	old := slices.Clone(segmentHeader)
+	for seq := uint64(1); len(old) < 4<<20; seq++ {
+		old = appendRecord(old, "old.sqlite", 7, seq, 4096, frame)
+	}
+	sealRecords(old[segmentHeaderBytes:], 1)
+	var small []byte // a new record smaller than the old ones, its frames unlike theirs
+	small = appendRecord(small, "new.sqlite", 8, 1, 512, slices.Repeat([]byte{1}, walFrameHeaderBytes+512))
+	sealRecords(small, 2)
+	oldBytes := (len(old) - segmentHeaderBytes) / (len(old) / len(frame)) // about one old record
+	for name, c := range map[string]struct {
+		records   []byte
+		torn, add int
+	}{
+		"ends where an old record begins": {records: old[segmentHeaderBytes : segmentHeaderBytes+len(small)]},
+		"ends inside an old record":       {records: small},
+		"torn":                            {records: small, torn: 100},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := slices.Clone(old)
+			newRecords := slices.Clone(c.records)
+			if name == "ends where an old record begins" { // two new records, each an old one's size
+				newRecords = nil
+				for seq := uint64(1); seq <= 2; seq++ {
+					newRecords = appendRecord(newRecords, "new.sqlite", 8, seq, 4096, frame)
+				}
+				sealRecords(newRecords, 2)
+			}
+			copy(data[segmentHeaderBytes:], newRecords[:len(newRecords)-c.torn])
+			records, damaged, end := parseRecords(2, data)
+			want := 2
+			if name != "ends where an old record begins" {
+				want = 1
+			}
+			if c.torn > 0 {
+				want = 0
+			}
+			assert.Len(t, records, want)
+			assert.Zero(t, damaged)
+			assert.Less(t, end, segmentHeaderBytes+len(newRecords)+oldBytes+1, "read past the first old record")
+			assert.GreaterOrEqual(t, end, segmentHeaderBytes+len(newRecords)-c.torn)
+		})
+	}
+}
+
+// TestARecycledSegmentIsRecoveredToItsRecordsEnd: the same through OpenLog,
+// with a segment the log recycled: a crash after a few commits in it reads
+// the log up to them (Recovery.Read), and replays them.
+func TestARecycledSegmentIsRecoveredToItsRecordsEnd(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 1 << 20
+	h := openHost(t, t.TempDir())
+	d := Lazy(filepath.Join(h.root, "obj.sqlite"), h.log)
+	value := strings.Repeat("v", 64<<10)
+	spare := filepath.Join(h.root, "log", spareName)
+	for i := 0; ; i++ {
+		h.put(t, d, fmt.Sprint("k", i%4), value)
+		if _, err := os.Stat(spare); err == nil {
+			break
+		}
+		require.Less(t, i, 1000, "no segment was kept as the spare")
+	}
+	// Write until the spare is taken again as the next segment: its first
+	// commits are written over the old ones.
+	for {
+		h.put(t, d, "k", "x")
+		if _, err := os.Stat(spare); err != nil {
+			break
+		}
+	}
+	// The segment before is removed once the database's WAL is durable:
+	// the database then holds its commits.
+	require.Eventually(t, func() bool {
+		segments, err := segmentNumbers(filepath.Join(h.root, "log"))
+		require.NoError(t, err)
+		return len(segments) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	then := t.TempDir()
+	copyFiles(t, then, dbFiles(filepath.Join(h.root, "obj.sqlite"))...)
+	h.put(t, d, "last", "1")
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	segments, err := segmentNumbers(filepath.Join(after, "log"))
+	require.NoError(t, err)
+	var size int64
+	for _, num := range segments {
+		info, err := os.Stat(segmentPath(filepath.Join(after, "log"), num))
+		require.NoError(t, err)
+		size += info.Size()
+	}
+	require.Len(t, segments, 1)
+	require.Greater(t, size, int64(1<<20), "no recycled segment")
+
+	l := openLog(t, after)
+	r := l.Recovery()
+	t.Logf("read %d of %d bytes of segments", r.Read, size)
+	assert.Less(t, r.Read, int64(256<<10), "the recycled segment's old records were read")
+	assert.Zero(t, r.Damaged)
+	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "last")
+	assert.True(t, ok, "the last commit was not replayed")
+	assert.Equal(t, "1", v)
+}
+
+// appendRecordV1 appends a record of the first format, sealed for
+// segment num.
+func appendRecordV1(b []byte, num uint64, rel string, incarnation uint32, seq uint64, pageSize int, frames []byte) []byte {
+	var body []byte
+	body = binary.LittleEndian.AppendUint32(body, incarnation)
+	body = binary.LittleEndian.AppendUint64(body, seq)
+	body = binary.LittleEndian.AppendUint32(body, uint32(pageSize))
+	body = binary.LittleEndian.AppendUint16(body, uint16(len(rel)))
+	body = append(append(body, rel...), frames...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
+	b = binary.LittleEndian.AppendUint32(b, recordCRCV1(num, body))
+	return append(b, body...)
+}
+
+// TestSegmentsOfTheFirstFormatAreRead: a log written before segments had
+// a header (version 1) is still replayed after a crash, and its spare,
+// whose records do not say their segment, is not recycled.
+func TestSegmentsOfTheFirstFormatAreRead(t *testing.T) {
+	frame := make([]byte, walFrameHeaderBytes+512)
+	binary.BigEndian.PutUint32(frame, 3)
+	var b []byte
+	for seq := uint64(1); seq <= 3; seq++ {
+		b = appendRecordV1(b, 5, "a.sqlite", 7, seq, 512, frame)
+	}
+	b = append(b, appendRecordV1(nil, 4, "a.sqlite", 7, 9, 512, frame)...) // a recycled one's old record
+	records, damaged, _ := parseRecords(5, b)
+	require.Len(t, records, 3)
+	assert.Zero(t, damaged)
+	for i, r := range records {
+		assert.Equal(t, "a.sqlite", r.rel)
+		assert.Equal(t, uint64(i+1), r.seq)
+		require.Len(t, r.frames, 1)
+		assert.Equal(t, uint32(3), r.frames[0].pgno)
+	}
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, spareName), b, 0o644))
+	l, err := OpenLog(dir, t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	spare, err := os.ReadFile(filepath.Join(dir, spareName)) // the segment it closed
+	require.NoError(t, err)
+	assert.Equal(t, segmentHeader, spare[:segmentHeaderBytes], "a spare of the first format was kept")
 }
 
 // TestACrashWhileReplayingLosesNothing: a replay cut short (here: its copy
@@ -637,23 +792,26 @@ func TestDamagedRecords(t *testing.T) {
 		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
 	}
 	sealRecords(b, 9)
-	size := len(b) / 3
+	b = append(slices.Clone(segmentHeader), b...)
+	size := (len(b) - segmentHeaderBytes) / 3
+	second := segmentHeaderBytes + size
 	for name, c := range map[string]struct {
 		at      int
 		bit     byte
 		seqs    []uint64
 		damaged int
 	}{
-		"body":                    {size + 100, 0x01, []uint64{1, 3}, 1},
-		"length smaller":          {size + 1, 0x01, []uint64{1, 3}, 1},
-		"length past the segment": {size + 3, 0x80, []uint64{1, 3}, 1},
-		"length a page larger":    {size + 1, 0x02, []uint64{1, 3}, 1},
-		"the last record":         {2*size + 100, 0x01, []uint64{1, 2}, 0},
+		"frames":                  {second + 100, 0x01, []uint64{1, 3}, 1},
+		"head":                    {second + 30, 0x01, []uint64{1, 3}, 1},
+		"length smaller":          {second + 17, 0x01, []uint64{1, 3}, 1},
+		"length past the segment": {second + 19, 0x80, []uint64{1, 3}, 1},
+		"length a page larger":    {second + 17, 0x02, []uint64{1, 3}, 1},
+		"the last record":         {segmentHeaderBytes + 2*size + 100, 0x01, []uint64{1, 2}, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := slices.Clone(b)
 			data[c.at] ^= c.bit
-			records, damaged := parseRecords(9, data)
+			records, damaged, _ := parseRecords(9, data)
 			var seqs []uint64
 			for _, r := range records {
 				seqs = append(seqs, r.seq)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Recovery is what OpenLog found in the log and replayed.
@@ -17,6 +19,9 @@ type Recovery struct {
 	// Damaged records were found inside the log (not at its torn end):
 	// their commits are lost.
 	Segments, Databases, Commits, Damaged int
+	// Read is the bytes of the segments read: up to the end of their
+	// records, not the rest of a recycled segment's file.
+	Read int64
 	// Took is how long reading and replaying took.
 	Took time.Duration
 	// Unreplayed are the databases that could not be replayed into, and
@@ -35,12 +40,14 @@ func recoverSegments(dir, root string, nums []uint64) (Recovery, error) {
 	byPath := map[string][]logRecord{}
 	var order []string
 	for _, num := range nums {
-		data, err := os.ReadFile(segmentPath(dir, num))
+		data, unmap, err := mapSegment(segmentPath(dir, num))
 		if err != nil {
 			return r, fmt.Errorf("commit log: %w", err)
 		}
-		records, damaged := parseRecords(num, data)
+		defer unmap() // the records' frames are in it
+		records, damaged, end := parseRecords(num, data)
 		r.Damaged += damaged
+		r.Read += int64(end)
 		for _, rec := range records {
 			if !filepath.IsLocal(rec.rel) {
 				continue
@@ -74,6 +81,25 @@ func recoverSegments(dir, root string, nums []uint64) (Recovery, error) {
 		return r, syncPath(dir)
 	}
 	return r, nil
+}
+
+// mapSegment maps the segment at path into memory, read-only: reading its
+// records reads from the disk only the part of the file they are in.
+func mapSegment(path string) (data []byte, unmap func(), err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() == 0 {
+		return nil, func() {}, err
+	}
+	data, err = unix.Mmap(int(f.Fd()), 0, int(info.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, func() { unix.Munmap(data) }, nil
 }
 
 // replayInto writes into the database at path the pages of the commits in
