@@ -79,6 +79,9 @@ type segment struct {
 	size int64
 	// wals are the WAL files of the databases with a commit in it.
 	wals map[string]struct{}
+	// full: a write to it found the disk full; it is not kept as the
+	// spare.
+	full bool
 }
 
 // OpenLog opens the commit log in dir for the databases under root: it
@@ -286,6 +289,15 @@ func (s *segment) write(buf []byte, commits []loggedCommit) error {
 	sealRecords(buf, s.num)
 	n, err := s.f.WriteAt(buf, s.size)
 	s.size += int64(n)
+	if errors.Is(err, unix.ENOSPC) {
+		// The disk is full: the spare's blocks go to these commits, and
+		// this segment is not kept as the spare once removed.
+		s.full = true
+		if os.Remove(filepath.Join(filepath.Dir(s.f.Name()), spareName)) == nil {
+			n, err = s.f.WriteAt(buf[n:], s.size)
+			s.size += int64(n)
+		}
+	}
 	if err == nil {
 		err = syncSegment(s.f)
 	}
@@ -322,7 +334,8 @@ func (l *Log) rotate(seg *segment, failed bool) {
 
 // remove syncs the WAL of every database with a commit in the segment
 // (a closed database's WAL is gone: SQLite checkpointed it), and their
-// directories, then removes it, keeping it as the spare if there is none.
+// directories, then removes it, keeping it as the spare if there is none
+// and it did not find the disk full.
 // A segment that cannot be removed stays for the next OpenLog, which
 // replays what its databases lack.
 func (s *segment) remove() {
@@ -340,7 +353,7 @@ func (s *segment) remove() {
 		}
 	}
 	spare := filepath.Join(filepath.Dir(s.f.Name()), spareName)
-	if unix.Renameat2(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE) != nil {
+	if s.full || unix.Renameat2(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE) != nil {
 		os.Remove(s.f.Name())
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -274,4 +276,53 @@ func TestFailedLogWriteFailsEveryCommitInIt(t *testing.T) {
 	syncSegment = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 	silent.SyncThen(func(err error) { answered <- err })
 	assert.ErrorIs(t, <-answered, ErrNotDurable, "a commit lost with a failed write was answered durable")
+}
+
+// TestAFullDiskTakesTheSpareSegment: when the log's disk is full, the spare
+// segment (kept to be written over) is removed and its space goes to the
+// commit being written, which is durable, instead of failing it while a
+// segment's worth of space is kept for later.
+func TestAFullDiskTakesTheSpareSegment(t *testing.T) {
+	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	segmentBytes = 1 << 20
+	mnt := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() { // after the log closes, before mnt is removed
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			exec.Command("umount", "-l", mnt).Run()
+			t.Errorf("unmounting %s: %v: %s", mnt, err, out)
+		}
+	})
+	root := t.TempDir() // the database is on another disk
+	l, err := OpenLog(filepath.Join(mnt, "log"), root)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	h := &host{root: root, log: l}
+	d := Lazy(filepath.Join(root, "obj.sqlite"), l)
+	t.Cleanup(func() { d.Close() })
+	spare := filepath.Join(mnt, "log", spareName)
+	value := strings.Repeat("v", 64<<10)
+	for i := 0; ; i++ {
+		h.put(t, d, fmt.Sprint("k", i%4), value)
+		if _, err := os.Stat(spare); err == nil {
+			break
+		}
+		require.Less(t, i, 1000, "no segment was kept as the spare")
+	}
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	require.NoError(t, err)
+	for chunk := make([]byte, 4096); ; {
+		if _, err := filler.Write(chunk); err != nil {
+			require.ErrorIs(t, err, unix.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, filler.Close())
+
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("full"), []byte(value)))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush(), "the commit failed while the spare held space")
+	assert.NoFileExists(t, spare)
 }
