@@ -780,11 +780,13 @@ func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
 	assert.Equal(t, "2", v)
 }
 
-// TestDamagedRecords: a record damaged inside a segment (its body, or its
-// length, smaller or larger) is passed over to the next valid record, which
-// is read, and counted, so the host can say commits were lost; a damaged
-// length used to hide the records after it as if they were the log's torn
-// end. A damaged last record is the torn end, not damage.
+// TestDamagedRecords: a record damaged inside a segment (its frames, its
+// head, or its length, smaller or larger) is passed over to the next valid
+// record, which is read, and counted, so the host can say commits were
+// lost; a damaged length used to hide the records after it as if they
+// were the log's torn end. A record whose head is whole is read as
+// damaged, so its database is known to miss the commit. A damaged last
+// record is the torn end, not damage.
 func TestDamagedRecords(t *testing.T) {
 	frame := make([]byte, walFrameHeaderBytes+512)
 	var b []byte
@@ -796,28 +798,101 @@ func TestDamagedRecords(t *testing.T) {
 	size := (len(b) - segmentHeaderBytes) / 3
 	second := segmentHeaderBytes + size
 	for name, c := range map[string]struct {
-		at      int
-		bit     byte
-		seqs    []uint64
-		damaged int
+		at            int
+		bit           byte
+		seqs, damaged []uint64
+		count         int
 	}{
-		"frames":                  {second + 100, 0x01, []uint64{1, 3}, 1},
-		"head":                    {second + 30, 0x01, []uint64{1, 3}, 1},
-		"length smaller":          {second + 17, 0x01, []uint64{1, 3}, 1},
-		"length past the segment": {second + 19, 0x80, []uint64{1, 3}, 1},
-		"length a page larger":    {second + 17, 0x02, []uint64{1, 3}, 1},
-		"the last record":         {segmentHeaderBytes + 2*size + 100, 0x01, []uint64{1, 2}, 0},
+		"frames":                  {second + 100, 0x01, []uint64{1, 3}, []uint64{2}, 1},
+		"head":                    {second + 30, 0x01, []uint64{1, 3}, nil, 1},
+		"length smaller":          {second + 17, 0x01, []uint64{1, 3}, nil, 1},
+		"length past the segment": {second + 19, 0x80, []uint64{1, 3}, nil, 1},
+		"length a page larger":    {second + 17, 0x02, []uint64{1, 3}, nil, 1},
+		"the last record":         {segmentHeaderBytes + 2*size + 100, 0x01, []uint64{1, 2}, nil, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := slices.Clone(b)
 			data[c.at] ^= c.bit
-			records, damaged, _ := parseRecords(9, data)
-			var seqs []uint64
+			records, count, _ := parseRecords(9, data)
+			var seqs, damaged []uint64
 			for _, r := range records {
-				seqs = append(seqs, r.seq)
+				if r.damaged {
+					damaged = append(damaged, r.seq)
+				} else {
+					seqs = append(seqs, r.seq)
+				}
 			}
 			assert.Equal(t, c.seqs, seqs)
 			assert.Equal(t, c.damaged, damaged)
+			assert.Equal(t, c.count, count)
 		})
 	}
+}
+
+// TestADamagedLastCommitOfAnObjectStopsIt: a record damaged inside the log
+// whose commit was its database's last (no later commit of it shows the
+// gap) keeps the database from opening, as a missing commit before later
+// ones does, when the database lacks that commit; the other databases are
+// replayed. The same record at the log's end is its torn end: the
+// database opens without it.
+func TestADamagedLastCommitOfAnObjectStopsIt(t *testing.T) {
+	for _, inside := range []bool{true, false} {
+		t.Run(fmt.Sprint("inside=", inside), func(t *testing.T) {
+			h := openHost(t, t.TempDir())
+			a, b := filepath.Join(h.root, "a.sqlite"), filepath.Join(h.root, "b.sqlite")
+			da, db := Lazy(a, h.log), Lazy(b, h.log)
+			h.put(t, da, "a", "1")
+			h.put(t, db, "b", "1")
+			then := t.TempDir()
+			copyFiles(t, then, append(dbFiles(a), dbFiles(b)...)...)
+			h.put(t, da, "a", "2") // a's last commit
+			if inside {
+				h.put(t, db, "b", "2")
+			}
+			after := t.TempDir()
+			crash(t, h, then, after)
+			require.NoError(t, da.Close())
+			require.NoError(t, db.Close())
+			segment := segmentPath(filepath.Join(after, "log"), must(segmentNumbers(filepath.Join(after, "log")))[0])
+			data, err := os.ReadFile(segment)
+			require.NoError(t, err)
+			last := -1 // a's last record
+			for off := segmentHeaderBytes; off+recordHeadBytes <= len(data); {
+				n := int(binary.LittleEndian.Uint32(data[off+16:]))
+				if n == 0 {
+					break
+				}
+				if strings.HasPrefix(string(data[off+recordHeadBytes:]), "a.sqlite") {
+					last = off + n
+				}
+				off += n
+			}
+			require.Positive(t, last)
+			data[last-10] ^= 1 // in its frames
+			require.NoError(t, os.WriteFile(segment, data, 0o644))
+
+			l := openLog(t, after)
+			r := l.Recovery()
+			if !inside {
+				assert.Zero(t, r.Damaged)
+				assert.Empty(t, r.Unreplayed, "the torn end kept a database from opening")
+				v, _ := get(t, l, filepath.Join(after, "a.sqlite"), "a")
+				assert.Equal(t, "1", v)
+				return
+			}
+			assert.Equal(t, 1, r.Damaged)
+			assert.ErrorContains(t, r.Unreplayed[filepath.Join(after, "a.sqlite")], "damaged")
+			_, _, err = Lazy(filepath.Join(after, "a.sqlite"), l).Get([]byte("a"))
+			assert.ErrorIs(t, err, ErrUnreplayed, "the database missing its last commit was opened")
+			v, _ := get(t, l, filepath.Join(after, "b.sqlite"), "b")
+			assert.Equal(t, "2", v)
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

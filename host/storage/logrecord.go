@@ -24,7 +24,7 @@ import (
 // head is whole but names an earlier segment is the end of the segment's
 // records, so recovery does not read the rest of the file. The head's own
 // CRC makes its length, and so the next record, known when only the
-// frames are damaged.
+// frames are damaged, and whose commit was lost (see replayInto).
 const (
 	segmentMagic       = "wharfLOG"
 	segmentVersion     = 2
@@ -79,6 +79,9 @@ type logRecord struct {
 	seq         uint64
 	pageSize    int
 	frames      []walFrame
+	// damaged: the record's frames are damaged (its head is whole), so
+	// its commit is lost; it has no frames.
+	damaged bool
 }
 
 // parseRecords reads the records of segment num, up to the end of what the
@@ -88,13 +91,16 @@ type logRecord struct {
 // up to the next one, so a damaged length does not hide the records after
 // it. damaged counts the records passed over that a valid record follows
 // (at least one per damaged stretch): damage inside the log, not its torn
-// end, whose commits are lost.
+// end, whose commits are lost. A record whose head is whole but frames
+// damaged is among records (damaged) when a valid record follows, so that
+// the database missing its commit is not opened as if it had none.
 func parseRecords(num uint64, data []byte) (records []logRecord, damaged, end int) {
 	if !bytes.HasPrefix(data, segmentHeader) {
 		records, damaged = parseRecordsV1(num, data)
 		return records, damaged, len(data)
 	}
 	passed, stretch := 0, false
+	var lost []logRecord // records with a whole head but damaged frames since the last valid one
 	off := segmentHeaderBytes
 	for ; len(data)-off >= recordHeadBytes; off++ {
 		rec, headEnd, shaped := recordAt(data[off:])
@@ -108,10 +114,12 @@ func parseRecords(num uint64, data []byte) (records []logRecord, damaged, end in
 					r := decodeRecord(rec[20:headEnd], rec[headEnd:])
 					if crc32.Update(head, castagnoli, rec[headEnd:]) == binary.LittleEndian.Uint32(rec[4:]) {
 						damaged += passed
-						records = append(records, r)
-						passed, stretch = 0, false
-					} else {
-						passed++ // its frames are damaged
+						records = append(append(records, lost...), r)
+						passed, stretch, lost = 0, false, nil
+					} else { // its frames are damaged
+						r.frames, r.damaged = nil, true
+						lost = append(lost, r)
+						passed++
 						stretch = false
 					}
 					off += len(rec) - 1

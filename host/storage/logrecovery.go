@@ -17,7 +17,8 @@ import (
 type Recovery struct {
 	// Segments were in the log; Commits were replayed, into Databases;
 	// Damaged records were found inside the log (not at its torn end):
-	// their commits are lost.
+	// their commits are lost (a database known to lack one is
+	// Unreplayed).
 	Segments, Databases, Commits, Damaged int
 	// Read is the bytes of the segments read: up to the end of their
 	// records, not the rest of a recycled segment's file.
@@ -104,8 +105,10 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 
 // replayInto writes into the database at path the pages of the commits in
 // records (in commit order) that follow the last one it holds, when it is
-// the file the records were made for, and says how many it replayed. A database that is gone was removed
-// after its commits.
+// the file the records were made for, and says how many it replayed. A
+// database that is gone was removed after its commits. One that lacks a
+// commit the log has no whole record of (damaged inside the log, even its
+// last) is not replayed into: it would be opened without it.
 func replayInto(path string, records []logRecord) (replayed int, err error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -124,6 +127,9 @@ func replayInto(path string, records []logRecord) (replayed int, err error) {
 		return 0, nil
 	}
 	for i, r := range todo {
+		if r.damaged {
+			return 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
+		}
 		if r.seq != held+1+uint64(i) {
 			return 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, held+uint64(i))
 		}
