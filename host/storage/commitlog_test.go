@@ -367,41 +367,31 @@ func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
 		old = appendRecord(old, "old.sqlite", 7, seq, 4096, frame)
 	}
 	sealRecords(old[segmentHeaderBytes:], 1)
+	oldRecord := len(appendRecord(nil, "old.sqlite", 7, 1, 4096, frame))
+	var asLarge []byte // two new records, each an old one's size
+	for seq := uint64(1); seq <= 2; seq++ {
+		asLarge = appendRecord(asLarge, "new.sqlite", 8, seq, 4096, frame)
+	}
+	sealRecords(asLarge, 2)
 	var small []byte // a new record smaller than the old ones, its frames unlike theirs
 	small = appendRecord(small, "new.sqlite", 8, 1, 512, slices.Repeat([]byte{1}, walFrameHeaderBytes+512))
 	sealRecords(small, 2)
-	oldBytes := (len(old) - segmentHeaderBytes) / (len(old) / len(frame)) // about one old record
 	for name, c := range map[string]struct {
-		records   []byte
-		torn, add int
+		written     []byte
+		torn, count int
 	}{
-		"ends where an old record begins": {records: old[segmentHeaderBytes : segmentHeaderBytes+len(small)]},
-		"ends inside an old record":       {records: small},
-		"torn":                            {records: small, torn: 100},
+		"ends where an old record begins": {asLarge, 0, 2},
+		"ends inside an old record":       {small, 0, 1},
+		"torn":                            {small, 100, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := slices.Clone(old)
-			newRecords := slices.Clone(c.records)
-			if name == "ends where an old record begins" { // two new records, each an old one's size
-				newRecords = nil
-				for seq := uint64(1); seq <= 2; seq++ {
-					newRecords = appendRecord(newRecords, "new.sqlite", 8, seq, 4096, frame)
-				}
-				sealRecords(newRecords, 2)
-			}
-			copy(data[segmentHeaderBytes:], newRecords[:len(newRecords)-c.torn])
+			written := copy(data[segmentHeaderBytes:], c.written[:len(c.written)-c.torn])
 			records, damaged, end := parseRecords(2, data)
-			want := 2
-			if name != "ends where an old record begins" {
-				want = 1
-			}
-			if c.torn > 0 {
-				want = 0
-			}
-			assert.Len(t, records, want)
+			assert.Len(t, records, c.count)
 			assert.Zero(t, damaged)
-			assert.Less(t, end, segmentHeaderBytes+len(newRecords)+oldBytes+1, "read past the first old record")
-			assert.GreaterOrEqual(t, end, segmentHeaderBytes+len(newRecords)-c.torn)
+			assert.GreaterOrEqual(t, end, segmentHeaderBytes+written)
+			assert.LessOrEqual(t, end, segmentHeaderBytes+len(c.written)+oldRecord, "read past the first old record")
 		})
 	}
 }
