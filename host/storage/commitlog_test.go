@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -885,4 +886,23 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestAFaultReadingASegmentIsAnError: segments are mapped, so a read the
+// disk fails is a fault; recovery returns it as an error instead of
+// crashing the host. A file that shrank after its mapping faults alike.
+func TestAFaultReadingASegmentIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "segment")
+	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o644))
+	err := faultAsError(func() error {
+		data, unmap, err := mapSegment(path)
+		require.NoError(t, err)
+		defer unmap()
+		require.NoError(t, os.Truncate(path, 0))
+		if data[len(data)-1] != 0 { // faults
+			return errors.New("the page read back is not what was written")
+		}
+		return nil
+	})
+	assert.ErrorContains(t, err, "commit log: reading a segment failed: runtime error: invalid memory address or nil pointer dereference")
 }

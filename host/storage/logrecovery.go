@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,7 +36,32 @@ type Recovery struct {
 // database that cannot be replayed into (damaged, say) does not stop the
 // others: it is in the Recovery's Unreplayed, and the segments stay for
 // the next start, so its commits are not lost.
-func recoverSegments(dir, root string, nums []uint64) (Recovery, error) {
+func recoverSegments(dir, root string, nums []uint64) (r Recovery, err error) {
+	err = faultAsError(func() error {
+		r, err = readAndReplay(dir, root, nums)
+		return err
+	})
+	return r, err
+}
+
+// faultAsError runs f, which reads mapped segments, and returns a fault
+// one of its reads meets (the disk failed the read, or the file shrank) as
+// an error, not a crash of the host.
+func faultAsError(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			if _, fault := p.(interface{ Addr() uintptr }); !fault {
+				panic(p)
+			}
+			err = fmt.Errorf("commit log: reading a segment failed: %v", p)
+		}
+	}()
+	return f()
+}
+
+// readAndReplay is recoverSegments reading mapped segments.
+func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 	start := time.Now()
 	r := Recovery{Segments: len(nums), Unreplayed: map[string]error{}}
 	byPath := map[string][]logRecord{}
