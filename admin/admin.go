@@ -36,12 +36,21 @@ type Container struct {
 	Class    string            `json:"class"`
 	Object   string            `json:"object"`
 	Name     string            `json:"name,omitempty"` // what the id was made from, when known
-	State    string            `json:"state"`          // "running", or "exited (code N)"
+	State    string            `json:"state"`          // StateRunning, StatePaused, or "exited (code N)" and why
 	Started  time.Time         `json:"started"`
 	Address  string            `json:"address"`
 	Pid      uint32            `json:"pid"`
 	Labels   map[string]string `json:"labels,omitempty"`
 }
+
+// States of a container that has not exited.
+const (
+	StateRunning = "running"
+	StatePaused  = "paused" // SIGSTOP from its object: what runs in it is stopped
+)
+
+// Exited reports whether the container's main process has exited.
+func (c Container) Exited() bool { return c.State != StateRunning && c.State != StatePaused }
 
 // ContainerStats is one container's resource use from its cgroup, as
 // `wharf stats` shows it; counters are totals since the container started.

@@ -412,9 +412,11 @@ func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
 	}
 	require.NotZero(t, main, "the main process runs beside the init: %s", procs)
 
+	assert.False(t, ctr.Paused())
 	require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
 	assert.Eventually(t, func() bool { return state(main) == "T" }, 5*time.Second, 10*time.Millisecond, "the main process stops")
 	assert.NotEqual(t, "T", state(int(ctr.Pid())), "the agent does not")
+	assert.True(t, ctr.Paused(), "wharf ps tells it")
 	served := make(chan string, 1)
 	go func() {
 		_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "still serving"}})
@@ -430,6 +432,7 @@ func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
 
 	require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
 	assert.Eventually(t, func() bool { return state(main) != "T" }, 5*time.Second, 10*time.Millisecond, "the main process goes on")
+	assert.False(t, ctr.Paused())
 }
 
 // TestExecStartEndsWithItsContext: an exec whose agent does not answer

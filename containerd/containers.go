@@ -145,6 +145,43 @@ func (c *Container) OutOfMemory() bool {
 	return c.oom
 }
 
+// Paused reports whether SIGSTOP paused the running container: each of
+// its processes but wharf-init is stopped, or, without wharf-init, its
+// main process (the one SIGSTOP reaches then). It reads the processes'
+// states, so it holds for a container a previous run of wharf paused.
+func (c *Container) Paused() bool {
+	if c.Exited() {
+		return false
+	}
+	pid := int(c.task.Pid())
+	if c.agent == nil {
+		return processState(pid) == 'T'
+	}
+	dir, _, err := processCgroup(pid, "pids")
+	if err != nil {
+		return false
+	}
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return false
+	}
+	stopped := 0
+	for _, field := range strings.Fields(string(procs)) {
+		other, err := strconv.Atoi(field)
+		if err != nil || other == pid {
+			continue
+		}
+		switch processState(other) {
+		case 'T':
+			stopped++
+		case 0, 'Z', 'X': // exited meanwhile
+		default:
+			return false
+		}
+	}
+	return stopped > 0
+}
+
 // Exited reports whether the main process has exited.
 func (c *Container) Exited() bool {
 	select {

@@ -1036,14 +1036,24 @@ func killAndWait(pid int) error {
 // inits), but a zombie already holds no files, mounts or memory: waiting
 // for the reap would only slow down recovery.
 func exited(pid int) bool {
+	state := processState(pid)
+	return state == 0 || state == 'Z' || state == 'X'
+}
+
+// processState is pid's state as /proc tells it ('R', 'S', 'T' for
+// stopped, 'Z' for a zombie...), 0 if it is gone.
+func processState(pid int) byte {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		return 0
 	}
 	// The state follows the command name, in parentheses that may hold any
 	// character.
 	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
+	if i < 0 || i+2 >= len(stat) {
+		return 0
+	}
+	return stat[i+2]
 }
 
 // removeStrayDisks unmounts and removes the disks of containers that were

@@ -53,7 +53,7 @@ func operatorCommands() []*cobra.Command {
 				return err
 			}
 			if !all {
-				list = slices.DeleteFunc(list, func(c admin.Container) bool { return c.State != "running" })
+				list = slices.DeleteFunc(list, func(c admin.Container) bool { return c.Exited() })
 			}
 			if format == "json" {
 				return printJSON(cmd.OutOrStdout(), list)

@@ -11,6 +11,10 @@
 // /logs/{session}/{id}?from=start (or from=now) from any later request,
 // list them with GET /ps/{session}, and stop one with POST
 // /kill/{session}/{id} (SIGTERM, then SIGKILL 5 s later).
+//
+// POST /signal/{session}/{signal} signals the session's container: STOP
+// pauses everything running in it (scripts still start), CONT lets it go
+// on, TERM or KILL end it (the next request starts it again).
 package main
 
 import (
@@ -19,8 +23,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +47,7 @@ func newSandbox(st *sdk.ObjectState) any {
 	s.mux.HandleFunc("GET /logs/{id}", s.logs)
 	s.mux.HandleFunc("GET /ps", s.list)
 	s.mux.HandleFunc("POST /kill/{id}", s.kill)
+	s.mux.HandleFunc("POST /signal/{signal}", s.signal)
 	s.mux.HandleFunc("PUT /files/{path...}", s.upload)
 	s.mux.HandleFunc("GET /files/{path...}", s.download)
 	return s
@@ -224,6 +231,28 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, p)
 }
 
+// signal sends the container the signal named in the path.
+func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(strings.ToUpper(r.PathValue("signal")), "SIG")
+	sig, ok := signals[name]
+	if !ok {
+		http.Error(w, fmt.Sprintf("signal: %q is not one of %s", r.PathValue("signal"), strings.Join(signalNames, ", ")), http.StatusBadRequest)
+		return
+	}
+	if err := s.state.Container.Signal(sig); err != nil {
+		http.Error(w, "signal: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "sent SIG%s\n", name)
+}
+
+// signals are the signals /signal sends, by name.
+var signals = map[string]sdk.Signal{"HUP": sdk.SIGHUP, "INT": sdk.SIGINT, "QUIT": sdk.SIGQUIT, "KILL": sdk.SIGKILL,
+	"USR1": sdk.SIGUSR1, "USR2": sdk.SIGUSR2, "TERM": sdk.SIGTERM, "CONT": sdk.SIGCONT, "STOP": sdk.SIGSTOP}
+
+// signalNames lists signals' names, for the error.
+var signalNames = slices.Sorted(maps.Keys(signals))
+
 // killGrace is how long kill gives a process to end after SIGTERM.
 const killGrace = 5 * time.Second
 
@@ -284,6 +313,7 @@ func init() {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")
 		fmt.Fprintln(w, "Files: PUT or GET /files/{session}/{path} (curl -T FILE, curl -o FILE)")
 		fmt.Fprintln(w, "Background: POST a command to /start/{session}/{id}, GET /logs/{session}/{id}?from=start|now, GET /ps/{session}, POST /kill/{session}/{id}")
+		fmt.Fprintln(w, "Pause and resume: POST /signal/{session}/STOP, POST /signal/{session}/CONT (or TERM, KILL, HUP, INT, QUIT, USR1, USR2)")
 	})
 	sdk.Handle(mux)
 }

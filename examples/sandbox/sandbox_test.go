@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,48 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 	assert.Equal(t, 200, code, "the session serves on")
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
+// TestSandboxPauseAndResume: /signal/{session}/STOP pauses the session's
+// container (what runs in it stops, scripts still start) and wharf ps
+// says it is paused, not running; CONT lets it go on. A signal it does not
+// know is a bad request naming those it does.
+func TestSandboxPauseAndResume(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	do := requests(t, srv.URL)
+	post := func(path, body string) (int, string) { return do("POST", path, strings.NewReader(body)) }
+	ps := func() string {
+		out, err := exec.Command(testutil.BuildWharf(t), "ps", "--data-dir", data).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(out)
+	}
+	code, out := post("/start/s1/ticker", "while :; do date +%s%N >> /work/ticks; sleep 0.05; done")
+	require.Equal(t, 200, code, out)
+	assert.Regexp(t, `(?m)^SANDBOX\s+s1\s+.*\brunning\b`, ps())
+
+	code, out = post("/signal/s1/STOP", "")
+	require.Equal(t, 200, code, out)
+	assert.Equal(t, "sent SIGSTOP\n", out)
+	assert.Eventually(t, func() bool { return regexp.MustCompile(`(?m)^SANDBOX\s+s1\s+.*\bpaused\b`).MatchString(ps()) },
+		2*time.Second, 100*time.Millisecond, "each process stops as its SIGSTOP reaches it")
+	_, before := post("/run/s1", "wc -l < /work/ticks")
+	time.Sleep(500 * time.Millisecond)
+	_, after := post("/run/s1", "wc -l < /work/ticks")
+	assert.Equal(t, before, after, "the background process is paused; scripts still run")
+
+	code, out = post("/signal/s1/sigcont", "")
+	require.Equal(t, 200, code, out)
+	assert.Regexp(t, `(?m)^SANDBOX\s+s1\s+.*\brunning\b`, ps())
+	assert.Eventually(t, func() bool { _, now := post("/run/s1", "wc -l < /work/ticks"); return now != after },
+		5*time.Second, 100*time.Millisecond, "it goes on")
+
+	code, out = post("/signal/s1/PAUSE", "")
+	assert.Equal(t, 400, code)
+	assert.Equal(t, "signal: \"PAUSE\" is not one of CONT, HUP, INT, KILL, QUIT, STOP, TERM, USR1, USR2\n", out)
+	code, _ = post("/run/s1", "true")
+	assert.Equal(t, 200, code, "the session serves on")
 }
 
 // TestSandboxFileNamesWithQueryCharacters: a file's name is the path

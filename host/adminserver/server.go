@@ -142,8 +142,10 @@ func (s *Server) containers(rw http.ResponseWriter, r *http.Request) {
 
 // describe is what ps shows of a container.
 func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Container {
-	state := "running"
-	if mc.Exited() {
+	state := admin.StateRunning
+	if mc.Paused() {
+		state = admin.StatePaused
+	} else if mc.Exited() {
 		code, _, _ := mc.WaitExit()
 		state = fmt.Sprintf("exited (code %d)", code)
 		if reason := mc.StopCause(); reason != "" {

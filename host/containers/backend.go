@@ -74,6 +74,8 @@ type Container interface {
 	OutOfMemory() bool
 	// Signal sends sig to the main process.
 	Signal(ctx context.Context, sig syscall.Signal) error
+	// Paused reports whether SIGSTOP paused the running container.
+	Paused() bool
 	// Pid is the main process's pid on the host.
 	Pid() uint32
 	// Labels are the container's labels.
