@@ -502,3 +502,96 @@ func TestSignalAnExitedContainer(t *testing.T) {
 		assert.True(t, errdefs.IsNotFound(err), "%v: %v", sig, err)
 	}
 }
+
+// TestSignalStopPausesForkingProcesses: SIGSTOP stops every process but
+// the init of a container whose processes fork all the time, under its
+// CPU quota, also right after a SIGCONT. Each pause is checked from the
+// host: every process in the container's cgroup but the init is stopped
+// (T) or has exited (Z). A child forked between the read of the cgroup's
+// processes and its parent's SIGSTOP got none and ran on; and the init
+// passed on the SIGCONT before the pause (containerd's kill of it), so
+// late that it woke the main process from the pause.
+func TestSignalStopPausesForkingProcesses(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	// Each loop forks a busy subshell and kills it: one that escaped a
+	// pause runs on (R) until it ends.
+	const loop = "while :; do (while :; do :; done) & kill $!; wait; done"
+	ctr := startBusybox(t, c, image, runcRoot, "forking", "("+loop+") & ("+loop+") & "+loop, true)
+	ctx := context.Background()
+	dir, _, err := processCgroup(int(ctr.Pid()), "pids")
+	require.NoError(t, err)
+	running := func() []string {
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		require.NoError(t, err)
+		var run []string
+		for _, f := range strings.Fields(string(procs)) {
+			pid, _ := strconv.Atoi(f)
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if pid == int(ctr.Pid()) || err != nil { // the init, or one that exited
+				continue
+			}
+			if state := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[0]; state != "T" && state != "Z" {
+				status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+				run = append(run, fmt.Sprintf("%s%s", stat, status))
+			}
+		}
+		return run
+	}
+	escapes := 0
+	const pauses = 20
+	for i := range pauses {
+		time.Sleep(time.Duration(i%4*20) * time.Millisecond) // none: the pause follows the SIGCONT at once
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+		var run []string
+		for range 50 { // a process under its quota can take a period to stop
+			time.Sleep(20 * time.Millisecond)
+			if run = running(); len(run) == 0 {
+				break
+			}
+		}
+		if len(run) > 0 {
+			escapes++
+			t.Logf("pause %d: %d processes run on, the first:\n%s", i, len(run), run[0])
+		}
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
+	}
+	assert.Zero(t, escapes, "pauses that some process escaped, of %d", pauses)
+}
+
+// TestSignalStopWhileExecsStart: a pause while the agent starts execs
+// holds none of the execs after it. Its child that had not executed its
+// program yet (the agent's binary still, in a vfork) was stopped there:
+// the agent waited on it, and every exec after it, until a SIGCONT.
+func TestSignalStopWhileExecsStart(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "execstart", "sleep 3600", true)
+	ctx := context.Background()
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			if p, err := ctr.Exec(ctx, ExecSpec{Args: []string{"true"}}); err == nil {
+				p.Wait(ctx)
+			}
+		}
+	}()
+	held := 0
+	const pauses = 30
+	for i := range pauses {
+		time.Sleep(time.Duration(i%3*10) * time.Millisecond)
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+		execCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if p, err := ctr.Exec(execCtx, ExecSpec{Args: []string{"true"}}); err != nil {
+			held++
+			t.Logf("pause %d: %v", i, err)
+		} else {
+			p.Wait(ctx)
+		}
+		cancel()
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
+	}
+	stop.Store(true)
+	<-done
+	assert.Zero(t, held, "pauses that held a new exec, of %d", pauses)
+}

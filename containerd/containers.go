@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -121,6 +122,9 @@ type Container struct {
 	process   *specs.Process
 	// watches counts the open watches of its files (MaxWatches).
 	watches atomic.Int32
+	// pauseMu keeps a SIGSTOP's freeze of the container's cgroup from
+	// thawing another's.
+	pauseMu sync.Mutex
 }
 
 // watch records the main process's exit from exitCh.
@@ -425,7 +429,15 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 // as well as to the init, so a stopped container goes on whole.
 func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
 	if c.agent != nil && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
-		switch err := signalAllButInit(int(c.task.Pid()), sig); {
+		var err error
+		if sig == syscall.SIGSTOP {
+			c.pauseMu.Lock()
+			err = stopAllButInit(int(c.task.Pid()))
+			c.pauseMu.Unlock()
+		} else {
+			err = signalAllButInit(int(c.task.Pid()), sig)
+		}
+		switch {
 		case errors.Is(err, fs.ErrNotExist): // the container exited: the kill below says so
 		case err != nil:
 			return err
@@ -452,20 +464,118 @@ func (c *Container) Terminate(ctx context.Context) error {
 // signalAllButInit sends sig to each process in the cgroup of the
 // container whose init is the host's process initPid, but that init.
 func signalAllButInit(initPid int, sig syscall.Signal) error {
+	pids, err := allButInit(initPid)
+	for _, pid := range pids {
+		syscall.Kill(pid, sig) // one that exited meanwhile needs nothing
+	}
+	return err
+}
+
+// allButInit lists the processes in the cgroup of the container whose
+// init is the host's process initPid, but that init.
+func allButInit(initPid int) ([]int, error) {
 	dir, _, err := processCgroup(initPid, "pids")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var pids []int
 	for _, field := range strings.Fields(string(procs)) {
 		if pid, err := strconv.Atoi(field); err == nil && pid != initPid {
-			syscall.Kill(pid, sig) // one that exited meanwhile needs nothing
+			pids = append(pids, pid)
 		}
 	}
-	return nil
+	return pids, nil
+}
+
+// freezeWait bounds the wait of a stop for its container's processes to
+// be frozen: one in an uninterruptible sleep gets there only when it
+// wakes.
+const freezeWait = 2 * time.Second
+
+// stopAllButInit sends SIGSTOP to each process of the container whose
+// init is initPid, but that init, with the container's cgroup frozen: a
+// process that forked between the read of the cgroup's processes and its
+// own SIGSTOP left a child that got none and ran on. Frozen, no process
+// forks, and one that was forking has finished (a child forked into a
+// freezing cgroup freezes too). Thawed, each stops on its SIGSTOP and
+// the init goes on. A child of the init that is still the init's binary
+// is an exec it is starting: stopped before its exec, it held the agent
+// (a vfork) and every exec after it; it starts as new execs do.
+func stopAllButInit(initPid int) error {
+	thaw, err := freeze(initPid)
+	if err != nil {
+		return err
+	}
+	defer thaw()
+	initExe, err := os.Stat(fmt.Sprintf("/proc/%d/exe", initPid))
+	if err != nil {
+		return err
+	}
+	pids, err := allButInit(initPid)
+	for _, pid := range pids {
+		if !startingExec(pid, initPid, initExe) {
+			syscall.Kill(pid, syscall.SIGSTOP) // one that exited meanwhile needs nothing
+		}
+	}
+	return err
+}
+
+// startingExec reports whether pid is a child of the init initPid that
+// has not executed its program yet: it runs the init's binary, initExe.
+func startingExec(pid, initPid int, initExe os.FileInfo) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 2 || fields[1] != strconv.Itoa(initPid) {
+		return false
+	}
+	exe, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && os.SameFile(exe, initExe)
+}
+
+// freeze freezes the cgroup of the container whose init is initPid (its
+// freezer's on cgroup v1) and waits until it is frozen, up to freezeWait;
+// thaw thaws it. A cgroup that is frozen already (paused through
+// containerd) is left so. One that cannot be frozen is signalled as it
+// is: thaw is then a no-op.
+func freeze(initPid int) (thaw func(), err error) {
+	noop := func() {}
+	file, want, thawed, frozen := "cgroup.freeze", "frozen 1", "0", "1"
+	dir, v2, err := processCgroup(initPid, "freezer")
+	if err != nil {
+		return nil, err
+	}
+	state := filepath.Join(dir, "cgroup.events")
+	if !v2 {
+		file, want, thawed, frozen = "freezer.state", "FROZEN", "THAWED", "FROZEN"
+		state = filepath.Join(dir, file)
+	}
+	file = filepath.Join(dir, file)
+	was, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case err != nil || strings.TrimSpace(string(was)) != thawed:
+		return noop, nil
+	}
+	if err := os.WriteFile(file, []byte(frozen), 0); err != nil {
+		return noop, nil
+	}
+	thaw = func() { os.WriteFile(file, []byte(thawed), 0) }
+	for wait, deadline := time.Millisecond/4, time.Now().Add(freezeWait); time.Now().Before(deadline); wait = min(2*wait, 10*time.Millisecond) {
+		b, err := os.ReadFile(state)
+		if err != nil || slices.Contains(strings.Split(string(b), "\n"), want) {
+			break
+		}
+		time.Sleep(wait)
+	}
+	return thaw, nil
 }
 
 // Destroy kills the container's processes and removes its task, container

@@ -70,6 +70,12 @@ func Run(cfg Config) int {
 			case syscall.SIGCHLD:
 				a.reap()
 			case syscall.SIGURG, syscall.SIGPIPE: // the Go runtime's own
+			case syscall.SIGCONT:
+				// wharf sends SIGCONT to every process of the container
+				// itself, and to the agent only in case it was stopped.
+				// Passed on, it reached the main process late (the
+				// agent under its CPU quota), after a SIGSTOP that
+				// followed it: the main process escaped that pause.
 			default:
 				syscall.Kill(mainPid, sig.(syscall.Signal))
 			}
