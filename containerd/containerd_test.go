@@ -542,6 +542,11 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 		t.Cleanup(func() { os.Remove(dir) }) // if Recover failed to
 	}
 
+	// Killed between a pause's freeze of the kept container and its thaw.
+	f, err := freezerOf(int(kept.Pid()))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(f.file, []byte(f.frozen), 0))
+
 	// The host goes away without cleaning up: its containerd stops, the
 	// containers keep running under their shims.
 	require.NoError(t, b1.Close())
@@ -577,7 +582,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	assert.Equal(t, keptPolicy.State(), mc.Policy.State(), "the adopted container keeps its egress rules and lists")
 	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "echo still here > /f && cat /f"}})
 	assert.Equal(t, uint32(0), code)
-	assert.Equal(t, "still here\n", out, "its writable disk is still there")
+	assert.Equal(t, "still here\n", out, "its writable disk is still there, and it is thawed")
 	assert.Equal(t, []string{m2.writableDisk(mc.ID()).dir}, MountsUnder(m2.disksDir()), "the other disks were unmounted")
 	_, ok = m2.Get("Gone", "obj2")
 	assert.False(t, ok)

@@ -161,20 +161,12 @@ func (c *Container) Paused() bool {
 	if c.agent == nil {
 		return processState(pid) == 'T'
 	}
-	dir, _, err := processCgroup(pid, "pids")
-	if err != nil {
-		return false
-	}
-	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	others, err := allButInit(pid)
 	if err != nil {
 		return false
 	}
 	stopped := 0
-	for _, field := range strings.Fields(string(procs)) {
-		other, err := strconv.Atoi(field)
-		if err != nil || other == pid {
-			continue
-		}
+	for _, other := range others {
 		switch processState(other) {
 		case 'T':
 			stopped++
@@ -539,43 +531,66 @@ func startingExec(pid, initPid int, initExe os.FileInfo) bool {
 	return err == nil && os.SameFile(exe, initExe)
 }
 
-// freeze freezes the cgroup of the container whose init is initPid (its
-// freezer's on cgroup v1) and waits until it is frozen, up to freezeWait;
-// thaw thaws it. A cgroup that is frozen already (paused through
-// containerd) is left so. One that cannot be frozen is signalled as it
-// is: thaw is then a no-op.
+// freezer is the freezer of a container's cgroup: the file that freezes
+// and thaws it with its two values, and the file and line that tell it is
+// frozen.
+type freezer struct{ file, thawed, frozen, events, frozenLine string }
+
+// freezerOf is the freezer of the cgroup of the container whose init is
+// initPid (cgroup.freeze, or the freezer controller's on cgroup v1).
+func freezerOf(initPid int) (freezer, error) {
+	dir, v2, err := processCgroup(initPid, "freezer")
+	if err != nil {
+		return freezer{}, err
+	}
+	if !v2 {
+		state := filepath.Join(dir, "freezer.state")
+		return freezer{state, "THAWED", "FROZEN", state, "FROZEN"}, nil
+	}
+	return freezer{filepath.Join(dir, "cgroup.freeze"), "0", "1", filepath.Join(dir, "cgroup.events"), "frozen 1"}, nil
+}
+
+// freeze freezes the cgroup of the container whose init is initPid and
+// waits until it is frozen, up to freezeWait; thaw thaws it. A cgroup
+// that is frozen already (paused through containerd) is left so. One that
+// cannot be frozen is signalled as it is: thaw is then a no-op.
 func freeze(initPid int) (thaw func(), err error) {
 	noop := func() {}
-	file, want, thawed, frozen := "cgroup.freeze", "frozen 1", "0", "1"
-	dir, v2, err := processCgroup(initPid, "freezer")
+	f, err := freezerOf(initPid)
 	if err != nil {
 		return nil, err
 	}
-	state := filepath.Join(dir, "cgroup.events")
-	if !v2 {
-		file, want, thawed, frozen = "freezer.state", "FROZEN", "THAWED", "FROZEN"
-		state = filepath.Join(dir, file)
-	}
-	file = filepath.Join(dir, file)
-	was, err := os.ReadFile(file)
+	was, err := os.ReadFile(f.file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case err != nil || strings.TrimSpace(string(was)) != thawed:
+	case err != nil || strings.TrimSpace(string(was)) != f.thawed:
 		return noop, nil
 	}
-	if err := os.WriteFile(file, []byte(frozen), 0); err != nil {
+	if err := os.WriteFile(f.file, []byte(f.frozen), 0); err != nil {
 		return noop, nil
 	}
-	thaw = func() { os.WriteFile(file, []byte(thawed), 0) }
+	thaw = func() { os.WriteFile(f.file, []byte(f.thawed), 0) }
 	for wait, deadline := time.Millisecond/4, time.Now().Add(freezeWait); time.Now().Before(deadline); wait = min(2*wait, 10*time.Millisecond) {
-		b, err := os.ReadFile(state)
-		if err != nil || slices.Contains(strings.Split(string(b), "\n"), want) {
+		b, err := os.ReadFile(f.events)
+		if err != nil || slices.Contains(strings.Split(string(b), "\n"), f.frozenLine) {
 			break
 		}
 		time.Sleep(wait)
 	}
 	return thaw, nil
+}
+
+// thawLeftFreeze thaws the cgroup of a container a previous run of wharf
+// adopted from left frozen: killed between a stop's freeze and its thaw,
+// it left the container, its agent too, frozen for good. Its processes
+// that got their SIGSTOP stay stopped.
+func thawLeftFreeze(initPid int) {
+	if f, err := freezerOf(initPid); err == nil {
+		if was, err := os.ReadFile(f.file); err == nil && strings.TrimSpace(string(was)) == f.frozen {
+			os.WriteFile(f.file, []byte(f.thawed), 0)
+		}
+	}
 }
 
 // Destroy kills the container's processes and removes its task, container
@@ -603,7 +618,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 }
 
 // adoptAgent connects to the agent of a container a previous run of wharf
-// started, if it runs one.
+// started, if it runs one, and thaws what a stop of that run left frozen.
 func (c *Container) adoptAgent(ctx context.Context) {
 	s, err := c.ctr.Spec(ctx)
 	if err != nil {
@@ -613,6 +628,7 @@ func (c *Container) adoptAgent(ctx context.Context) {
 		c.agentDir = dir
 		if c.task != nil {
 			c.agent = agent.New(dir, int(c.task.Pid()))
+			thawLeftFreeze(int(c.task.Pid()))
 		}
 	}
 }
