@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -79,9 +80,9 @@ type segment struct {
 	size int64
 	// wals are the WAL files of the databases with a commit in it.
 	wals map[string]struct{}
-	// full: a write to it found the disk full; it is not kept as the
-	// spare.
-	full bool
+	// full: a write to it, or a database's while it was written, found
+	// the disk full; it is not kept as the spare.
+	full atomic.Bool
 }
 
 // OpenLog opens the commit log in dir for the databases under root: it
@@ -150,6 +151,23 @@ func segmentPath(dir string, num uint64) string {
 // one: writing over a file's blocks syncs faster than growing the file,
 // which changes its size and allocates blocks at each sync.
 const spareName = "spare"
+
+// releaseSpare removes the spare segment of the log in dir, and reports
+// whether there was one: the disk is full, and its blocks go to the
+// commits that need them.
+func releaseSpare(dir string) bool { return os.Remove(filepath.Join(dir, spareName)) == nil }
+
+// diskFull is told by a database whose write found the disk full
+// (SQLite's FULL): the spare's blocks go to its next try, and the segment
+// being written is not kept as the spare once removed.
+func (l *Log) diskFull() {
+	l.mu.Lock()
+	if l.seg != nil {
+		l.seg.full.Store(true)
+	}
+	l.mu.Unlock()
+	releaseSpare(l.dir)
+}
 
 // dropOldSpare removes the spare if it is not of this format (a log
 // written before kept it): its records, which do not say their segment,
@@ -290,10 +308,8 @@ func (s *segment) write(buf []byte, commits []loggedCommit) error {
 	n, err := s.f.WriteAt(buf, s.size)
 	s.size += int64(n)
 	if errors.Is(err, unix.ENOSPC) {
-		// The disk is full: the spare's blocks go to these commits, and
-		// this segment is not kept as the spare once removed.
-		s.full = true
-		if os.Remove(filepath.Join(filepath.Dir(s.f.Name()), spareName)) == nil {
+		s.full.Store(true)
+		if releaseSpare(filepath.Dir(s.f.Name())) {
 			n, err = s.f.WriteAt(buf[n:], s.size)
 			s.size += int64(n)
 		}
@@ -353,7 +369,7 @@ func (s *segment) remove() {
 		}
 	}
 	spare := filepath.Join(filepath.Dir(s.f.Name()), spareName)
-	if s.full || unix.Renameat2(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE) != nil {
+	if s.full.Load() || unix.Renameat2(unix.AT_FDCWD, s.f.Name(), unix.AT_FDCWD, spare, unix.RENAME_NOREPLACE) != nil {
 		os.Remove(s.f.Name())
 	}
 }

@@ -283,8 +283,50 @@ func TestFailedLogWriteFailsEveryCommitInIt(t *testing.T) {
 // commit being written, which is durable, instead of failing it while a
 // segment's worth of space is kept for later.
 func TestAFullDiskTakesTheSpareSegment(t *testing.T) {
-	defer func(old int64) { segmentBytes = old }(segmentBytes)
+	mnt := smallDisk(t)
+	root := t.TempDir() // the database is on another disk
+	d, spare := databaseWithSpare(t, filepath.Join(mnt, "log"), root)
+	fillDisk(t, mnt)
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("full"), []byte(strings.Repeat("v", 64<<10))))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush(), "the commit failed while the spare held space")
+	assert.NoFileExists(t, spare)
+}
+
+// TestADatabaseOnAFullDiskTakesTheSpareSegment: when SQLite meets the full
+// disk first (the databases and the log share it), its FULL releases the
+// log's spare segment too, and the next try commits. The spare was kept:
+// the commit failed again and again.
+func TestADatabaseOnAFullDiskTakesTheSpareSegment(t *testing.T) {
+	mnt := smallDisk(t)
+	root := filepath.Join(mnt, "objects")
+	require.NoError(t, os.Mkdir(root, 0o755))
+	d, spare := databaseWithSpare(t, filepath.Join(mnt, "log"), root)
+	fillDisk(t, mnt)
+	write := func() error { // more pages than the WAL has room for
+		d.BeginEvent()
+		for i := range 4 {
+			if err := d.Put([]byte(fmt.Sprint("full", i)), []byte(strings.Repeat("w", 100<<10))); err != nil {
+				d.EndEvent(true)
+				return err
+			}
+		}
+		if err := d.EndEvent(false); err != nil {
+			return err
+		}
+		return d.Flush()
+	}
+	require.ErrorContains(t, write(), "database or disk is full", "SQLite met the full disk first")
+	assert.NoFileExists(t, spare)
+	require.NoError(t, write(), "the next try has the spare's space")
+}
+
+// smallDisk mounts a 4 MiB tmpfs for the test, with 1 MiB log segments.
+func smallDisk(t *testing.T) string {
+	old := segmentBytes
 	segmentBytes = 1 << 20
+	t.Cleanup(func() { segmentBytes = old })
 	mnt := t.TempDir()
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput()
 	require.NoError(t, err, string(out))
@@ -294,23 +336,32 @@ func TestAFullDiskTakesTheSpareSegment(t *testing.T) {
 			t.Errorf("unmounting %s: %v: %s", mnt, err, out)
 		}
 	})
-	root := t.TempDir() // the database is on another disk
-	l, err := OpenLog(filepath.Join(mnt, "log"), root)
+	return mnt
+}
+
+// databaseWithSpare opens a log in logDir and a database under root, and
+// commits to it until the log keeps a segment as its spare.
+func databaseWithSpare(t *testing.T, logDir, root string) (d *DB, spare string) {
+	l, err := OpenLog(logDir, root)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	h := &host{root: root, log: l}
-	d := Lazy(filepath.Join(root, "obj.sqlite"), l)
+	d = Lazy(filepath.Join(root, "obj.sqlite"), l)
 	t.Cleanup(func() { d.Close() })
-	spare := filepath.Join(mnt, "log", spareName)
+	spare = filepath.Join(logDir, spareName)
 	value := strings.Repeat("v", 64<<10)
 	for i := 0; ; i++ {
 		h.put(t, d, fmt.Sprint("k", i%4), value)
 		if _, err := os.Stat(spare); err == nil {
-			break
+			return d, spare
 		}
 		require.Less(t, i, 1000, "no segment was kept as the spare")
 	}
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
+}
+
+// fillDisk fills the filesystem of dir.
+func fillDisk(t *testing.T, dir string) {
+	filler, err := os.Create(filepath.Join(dir, "filler"))
 	require.NoError(t, err)
 	for chunk := make([]byte, 4096); ; {
 		if _, err := filler.Write(chunk); err != nil {
@@ -319,10 +370,4 @@ func TestAFullDiskTakesTheSpareSegment(t *testing.T) {
 		}
 	}
 	require.NoError(t, filler.Close())
-
-	d.BeginEvent()
-	require.NoError(t, d.Put([]byte("full"), []byte(value)))
-	require.NoError(t, d.EndEvent(false))
-	require.NoError(t, d.Flush(), "the commit failed while the spare held space")
-	assert.NoFileExists(t, spare)
 }

@@ -137,7 +137,7 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (*Resul
 	if err != nil {
 		tx.Exec("ROLLBACK TO wharf_stmt")
 		tx.Exec("RELEASE wharf_stmt")
-		return nil, err
+		return nil, d.noteFull(err)
 	}
 	if _, err := tx.Exec("RELEASE wharf_stmt"); err != nil {
 		return nil, err

@@ -316,11 +316,11 @@ func (d *DB) exec(query string, args ...any) (sql.Result, error) {
 
 func (d *DB) write(query string, args ...any) (sql.Result, error) {
 	r, err := d.exec(query, args...)
-	if err == nil {
-		d.dirty = true
-		err = d.record(query, args)
+	if err != nil {
+		return r, d.noteFull(err)
 	}
-	return r, err
+	d.dirty = true
+	return r, d.record(query, args)
 }
 
 // Dirty reports whether writes are waiting for Flush.
@@ -380,13 +380,13 @@ func (d *DB) commitTx(wrote bool) error {
 	if wrote {
 		if _, err := d.exec(stampCommit, int64(d.seq+1)); err != nil {
 			d.rollback()
-			return err
+			return d.noteFull(err)
 		}
 	}
 	err := d.tx.Commit()
 	d.txDone()
 	if err != nil || !wrote {
-		return err
+		return d.noteFull(err)
 	}
 	d.seq++
 	d.commits++
@@ -394,6 +394,16 @@ func (d *DB) commitTx(wrote bool) error {
 		return d.synced(d.commits, err)
 	}
 	return nil
+}
+
+// noteFull tells the log when err is SQLite's FULL (the disk is full), so
+// that its spare segment's blocks go to the next try, and returns err.
+func (d *DB) noteFull(err error) error {
+	var e sqlite3.Error
+	if errors.As(err, &e) && e.Code == sqlite3.ErrFull && d.log != nil {
+		d.log.diskFull()
+	}
+	return err
 }
 
 // durable syncs the database's file before its first commit.
