@@ -110,17 +110,17 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 	path := "/" + r.PathValue("path")
 	f, err := s.state.Container.Files().Create(path)
 	if err != nil {
-		http.Error(w, err.Error(), fileStatus(err))
+		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return
 	}
 	_, err = io.Copy(f, r.Body)
 	if err = errors.Join(err, f.Close()); err != nil {
-		http.Error(w, err.Error(), fileStatus(err))
+		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return
 	}
 	info, err := s.state.Container.Files().Stat(path)
 	if err != nil {
-		http.Error(w, err.Error(), fileStatus(err))
+		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return
 	}
 	writeJSON(w, info)
@@ -131,12 +131,12 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 	f, err := s.state.Container.Files().Open("/" + r.PathValue("path"))
 	if err != nil {
-		http.Error(w, err.Error(), fileStatus(err))
+		http.Error(w, "downloading: "+err.Error(), fileStatus(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if _, err := sdk.Forward(w, f); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "downloading: "+err.Error(), http.StatusInternalServerError)
 	}
 }
 
@@ -157,7 +157,7 @@ func fileStatus(err error) int {
 func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
 	script, err := io.ReadAll(r.Body)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, "starting the process: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	p, err := s.state.Container.StartProcess([]string{"sh", "-c", string(script)},
@@ -175,7 +175,7 @@ func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 	logs, err := s.state.Container.StreamProcessLogs(r.PathValue("id"), sdk.LogsFrom(r.URL.Query().Get("from")))
 	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, "following the log: "+err.Error(), statusOf(err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -184,7 +184,7 @@ func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 	// the session serves other requests while the client follows (an
 	// object's events never overlap).
 	if _, err := sdk.Forward(w, logs.Stream); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "following the log: "+err.Error(), http.StatusInternalServerError)
 	}
 }
 
@@ -192,7 +192,7 @@ func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) list(w http.ResponseWriter, r *http.Request) {
 	list, err := s.state.Container.ListProcesses()
 	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, "listing the processes: "+err.Error(), statusOf(err))
 		return
 	}
 	writeJSON(w, list)
@@ -205,13 +205,13 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c := s.state.Container
 	if err := c.KillProcess(id, sdk.SIGTERM); err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
 		return
 	}
 	for deadline := time.Now().Add(killGrace); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		p, err := c.GetProcess(id)
 		if err != nil {
-			http.Error(w, err.Error(), statusOf(err))
+			http.Error(w, "killing the process: "+err.Error(), statusOf(err))
 			return
 		}
 		if p.Status != sdk.ProcessRunning {
@@ -220,12 +220,12 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := c.KillProcess(id, sdk.SIGKILL); err != nil && !errors.Is(err, sdk.ErrNotFound) {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
 		return
 	}
 	p, err := c.WaitProcess(id)
 	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
 		return
 	}
 	writeJSON(w, p)
@@ -236,11 +236,11 @@ func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(strings.ToUpper(r.PathValue("signal")), "SIG")
 	sig, ok := signals[name]
 	if !ok {
-		http.Error(w, fmt.Sprintf("signal: %q is not one of %s", r.PathValue("signal"), strings.Join(signalNames, ", ")), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("signalling the sandbox: %q is not one of %s", r.PathValue("signal"), strings.Join(signalNames, ", ")), http.StatusBadRequest)
 		return
 	}
 	if err := s.state.Container.Signal(sig); err != nil {
-		http.Error(w, "signal: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "signalling the sandbox: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	fmt.Fprintf(w, "sent SIG%s\n", name)
@@ -284,7 +284,7 @@ func init() {
 	forward := func(w http.ResponseWriter, r *http.Request) {
 		stub, err := sandboxes.GetByName(r.PathValue("session"))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, "reaching the session: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		path := "/" + strings.SplitN(r.URL.Path, "/", 3)[1]
@@ -296,12 +296,12 @@ func init() {
 		u := url.URL{Scheme: "http", Host: "sandbox", Path: path, RawQuery: r.URL.RawQuery}
 		req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), r.Body)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, "reaching the session: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		resp, err := stub.Fetch(req)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			http.Error(w, "reaching the session: "+err.Error(), http.StatusBadGateway)
 			return
 		}
 		sdk.WriteResponse(w, resp) // the host copies the body

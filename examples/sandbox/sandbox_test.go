@@ -103,7 +103,7 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 
 	code, out = do("GET", "/files/s1/work/nope.txt", nil)
 	assert.Equal(t, 404, code, out)
-	assert.Contains(t, out, "/work/nope.txt")
+	assert.Equal(t, "downloading: read /work/nope.txt: wharf: no such file or directory\n", out)
 	code, out = do("GET", "/files/s1/work/up", nil)
 	assert.Equal(t, 400, code, out)
 	do("POST", "/run/s1", strings.NewReader("mkfifo /work/pipe"))
@@ -160,7 +160,7 @@ func TestSandboxPauseAndResume(t *testing.T) {
 
 	code, out = post("/signal/s1/PAUSE", "")
 	assert.Equal(t, 400, code)
-	assert.Equal(t, "signal: \"PAUSE\" is not one of CONT, HUP, INT, KILL, QUIT, STOP, TERM, USR1, USR2\n", out)
+	assert.Equal(t, "signalling the sandbox: \"PAUSE\" is not one of CONT, HUP, INT, KILL, QUIT, STOP, TERM, USR1, USR2\n", out)
 	code, _ = post("/run/s1", "true")
 	assert.Equal(t, 200, code, "the session serves on")
 }
@@ -260,7 +260,7 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	assert.Contains(t, out, `"status":"running"`)
 	code, out = post("/start/s1/dev", "true")
 	assert.Equal(t, 409, code)
-	assert.Contains(t, out, `background process "dev" is already running`)
+	assert.Equal(t, "starting the process: wharf: background process \"dev\" is already running\n", out, "each error says what failed, then why")
 
 	// The server outlived the request that started it.
 	_, out = post("/run/s1", "sleep 0.3; wget -q -O - http://127.0.0.1:8080/index.html")
