@@ -363,11 +363,17 @@ func TestRecordsOfAnotherSegmentAreNotRead(t *testing.T) {
 // begins or inside one, or torn.
 func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
 	frame := make([]byte, walFrameHeaderBytes+4096)
-	old := slices.Clone(segmentHeader)
-	for seq := uint64(1); len(old) < 4<<20; seq++ {
-		old = appendRecord(old, "old.sqlite", 7, seq, 4096, frame)
+	oldUse := func(num uint64) []byte {
+		old := slices.Clone(segmentHeader)
+		for seq := uint64(1); len(old) < 4<<20; seq++ {
+			old = appendRecord(old, "old.sqlite", 7, seq, 4096, frame)
+		}
+		sealRecords(old[segmentHeaderBytes:], num)
+		return old
 	}
-	sealRecords(old[segmentHeaderBytes:], 1)
+	// Its use before had an earlier number, or a later one if the clock
+	// went back between (numbers begin at the time a log opens).
+	earlier, later := oldUse(1), oldUse(3)
 	oldRecord := len(appendRecord(nil, "old.sqlite", 7, 1, 4096, frame))
 	var asLarge []byte // two new records, each an old one's size
 	for seq := uint64(1); seq <= 2; seq++ {
@@ -385,15 +391,17 @@ func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
 		"ends inside an old record":       {small, 0, 1},
 		"torn":                            {small, 100, 0},
 	} {
-		t.Run(name, func(t *testing.T) {
-			data := slices.Clone(old)
-			written := copy(data[segmentHeaderBytes:], c.written[:len(c.written)-c.torn])
-			records, damaged, end := parseRecords(2, data)
-			assert.Len(t, records, c.count)
-			assert.Zero(t, damaged)
-			assert.GreaterOrEqual(t, end, segmentHeaderBytes+written)
-			assert.LessOrEqual(t, end, segmentHeaderBytes+len(c.written)+oldRecord, "read past the first old record")
-		})
+		for before, old := range map[string][]byte{"earlier": earlier, "later": later} {
+			t.Run(name+", "+before, func(t *testing.T) {
+				data := slices.Clone(old)
+				written := copy(data[segmentHeaderBytes:], c.written[:len(c.written)-c.torn])
+				records, damaged, end := parseRecords(2, data)
+				assert.Len(t, records, c.count)
+				assert.Zero(t, damaged)
+				assert.GreaterOrEqual(t, end, segmentHeaderBytes+written)
+				assert.LessOrEqual(t, end, segmentHeaderBytes+len(c.written)+oldRecord, "read past the first old record")
+			})
+		}
 	}
 }
 

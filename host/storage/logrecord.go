@@ -21,8 +21,11 @@ import (
 //
 // The segment's number tells a record from those a recycled segment held
 // in its use before, past what was written since: the first record whose
-// head is whole but names an earlier segment is the end of the segment's
-// records, so recovery does not read the rest of the file. The head's own
+// head is whole but names another segment is the end of the segment's
+// records, so recovery does not read the rest of the file. (Another, not
+// only an earlier: numbers begin at the time a log opens, and a clock set
+// back between gives a segment a smaller number than its file's use
+// before.) The head's own
 // CRC makes its length, and so the next record, known when only the
 // frames are damaged, and whose commit was lost (see replayInto).
 const (
@@ -86,7 +89,7 @@ type logRecord struct {
 
 // parseRecords reads the records of segment num, up to the end of what the
 // log's last sync wrote, and says where it stopped reading (end): at the
-// first record of an earlier use of a recycled segment, or the end of
+// first record of another use of a recycled segment, or the end of
 // data. What is not a record with a whole head is passed over byte by byte
 // up to the next one, so a damaged length does not hide the records after
 // it. damaged counts the records passed over that a valid record follows
@@ -108,9 +111,9 @@ func parseRecords(num uint64, data []byte) (records []logRecord, damaged, end in
 			head := crc32.Checksum(rec[8:headEnd], castagnoli)
 			if head == binary.LittleEndian.Uint32(rec) {
 				switch n := binary.LittleEndian.Uint64(rec[8:]); {
-				case n < num: // the segment's use before: its end
+				case n != num: // the file's use before (earlier, or later if the clock went back): the end
 					return records, damaged, off
-				case n == num:
+				default:
 					r := decodeRecord(rec[20:headEnd], rec[headEnd:])
 					if crc32.Update(head, castagnoli, rec[headEnd:]) == binary.LittleEndian.Uint32(rec[4:]) {
 						damaged += passed
