@@ -500,6 +500,7 @@ func TestSignalAnExitedContainer(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGCONT, syscall.SIGTERM} {
 		err := ctr.Signal(ctx, sig)
 		assert.True(t, errdefs.IsNotFound(err), "%v: %v", sig, err)
+		assert.ErrorIs(t, err, hostcontainers.ErrExitedMeanwhile, "the object is told the container is not running")
 	}
 }
 

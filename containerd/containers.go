@@ -437,7 +437,11 @@ func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
 			return nil
 		}
 	}
-	return c.task.Kill(WithNamespace(ctx), sig)
+	err := c.task.Kill(WithNamespace(ctx), sig)
+	if errdefs.IsNotFound(err) { // "process already finished"
+		return fmt.Errorf("%w: %w", hostcontainers.ErrExitedMeanwhile, err)
+	}
+	return err
 }
 
 // Terminate sends SIGTERM to the container's main process, then SIGCONT,

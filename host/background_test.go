@@ -344,6 +344,23 @@ func assertExecsAsContainersExit(t *testing.T, manifestText, binding string, n i
 	}
 }
 
+// TestSignalAsTheContainerExits: a signal that meets the container's main
+// process exiting is sent, or says the container is not running
+// (sdk.ErrNotRunning), not containerd's "process already finished: not
+// found" (an I/O error).
+func TestSignalAsTheContainerExits(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	for i := range 6 {
+		var answers string
+		require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", fmt.Sprint("gone", i), "StartThenSignal", []string{"true"})), &answers))
+		for _, answer := range strings.Split(answers, "; ") {
+			assert.Contains(t, []string{"<nil> (not-running=false)", "wharf: the container is not running (not-running=true)"}, answer, "container %d", i)
+		}
+	}
+}
+
 // TestRuncExecAsTheContainerExits: through runc (init = false) too, an
 // exec that meets the container's main process exiting says the container
 // is not running. Runc's words were passed on: "cannot exec in a stopped

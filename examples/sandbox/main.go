@@ -240,7 +240,7 @@ func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.state.Container.Signal(sig); err != nil {
-		http.Error(w, "signalling the sandbox: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "signalling the sandbox: "+err.Error(), statusOf(err))
 		return
 	}
 	fmt.Fprintf(w, "sent SIG%s\n", name)
@@ -256,14 +256,14 @@ var signalNames = slices.Sorted(maps.Keys(signals))
 // killGrace is how long kill gives a process to end after SIGTERM.
 const killGrace = 5 * time.Second
 
-// statusOf is the HTTP status for a background process error.
+// statusOf is the HTTP status for a background process or signal error.
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, sdk.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, sdk.ErrExecFailed):
 		return http.StatusBadRequest
-	case errors.Is(err, sdk.ErrBusy):
+	case errors.Is(err, sdk.ErrBusy), errors.Is(err, sdk.ErrNotRunning):
 		return http.StatusConflict
 	case errors.Is(err, sdk.ErrTooLarge):
 		return http.StatusTooManyRequests

@@ -72,7 +72,8 @@ type Container interface {
 	// OutOfMemory reports whether the main process, once exited, was
 	// killed for lack of memory.
 	OutOfMemory() bool
-	// Signal sends sig to the main process.
+	// Signal sends sig to the main process (ErrExitedMeanwhile if it has
+	// exited).
 	Signal(ctx context.Context, sig syscall.Signal) error
 	// Paused reports whether SIGSTOP paused the running container.
 	Paused() bool
@@ -241,8 +242,8 @@ var (
 	ErrMaxInstances = errors.New("too many containers")
 	// ErrUnknownUser is an exec user the image does not know.
 	ErrUnknownUser = errors.New("unknown user")
-	// ErrExitedMeanwhile is an exec that failed because the container's
-	// main process exited as it started.
+	// ErrExitedMeanwhile is an exec or a signal that failed because the
+	// container's main process exited as it went.
 	ErrExitedMeanwhile = errors.New("the container's main process exited")
 	// ErrBadExec is an exec the kernel cannot run as given: a NUL byte
 	// in an argument, the environment or the directory, an argument or

@@ -215,7 +215,10 @@ func CheckSignal(n uint32) error {
 // main process.
 func Signal(ctx context.Context, c Container, sig uint32) error {
 	c.NoteObjectSignal(syscall.Signal(sig)) // an exit the object caused is not a failure
-	if err := c.Signal(ctx, syscall.Signal(sig)); err != nil {
+	switch err := c.Signal(ctx, syscall.Signal(sig)); {
+	case errors.Is(err, ErrExitedMeanwhile):
+		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+	case err != nil:
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
 	return nil

@@ -656,6 +656,20 @@ func (b *Box) StartThenExec(entrypoint []string) (string, error) {
 	return fmt.Sprintf("%v (not-running=%v)", err, errors.Is(err, sdk.ErrNotRunning)), nil
 }
 
+// StartThenSignal starts the container with entrypoint and signals it at
+// once, n times: each answer is nil or not running.
+func (b *Box) StartThenSignal(entrypoint []string) (string, error) {
+	if err := b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint}); err != nil {
+		return "", err
+	}
+	var answers []string
+	for range 20 {
+		err := b.state.Container.Signal(sdk.SIGCONT)
+		answers = append(answers, fmt.Sprintf("%v (not-running=%v)", err, errors.Is(err, sdk.ErrNotRunning)))
+	}
+	return strings.Join(slices.Compact(answers), "; "), nil
+}
+
 // InterceptArgs adds an interception rule: Kind is http, all or https.
 type InterceptArgs struct{ Kind, Target, Handler string }
 
