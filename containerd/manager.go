@@ -500,7 +500,9 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	if mc.Exited() {
 		return nil
 	}
-	mc.SetDestroyReason("stopped by the operator")
+	// Its exit code is the object's to see (ExitCode 0 after a clean
+	// exit), with the stop as its cause in logs and ps; a container
+	// killed after the grace was destroyed, for the object too.
 	mc.markStopRequested("stopped by the operator")
 	if err := mc.Terminate(ctx); err != nil {
 		return err
@@ -512,6 +514,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	mc.SetDestroyReason("stopped by the operator")
 	return m.Destroy(ctx, class, object)
 }
 
