@@ -52,7 +52,7 @@ var readmeCovered = map[string]struct{ test, why string }{
 var readmeOutputs = map[string]string{
 	"go run ./internal/testimages/mkimage /tmp/img":                                  "/tmp/img/busybox.tar",
 	"bin/wharf images import /tmp/img/busybox.tar --data-dir examples/webapp/.wharf": "imported wharf.test/busybox:latest",
-	"curl http://127.0.0.1:8788/s/alice/index.html":                                  "session container",
+	"curl --retry-connrefused --retry 5 http://127.0.0.1:8788/s/alice/index.html":    "session container",
 	"wharf init myplugin":                     "wrote a plugin in",
 	"curl http://127.0.0.1:8787/":             "Hello from myplugin!\n",
 	"wharf cluster init --certs certs":        "cluster CA created in certs",
@@ -307,7 +307,7 @@ func (s *readmeSession) command(ctx context.Context, text string) *exec.Cmd {
 }
 
 // do runs c: cd changes the directory, a server starts in the background,
-// anything else runs to completion and must succeed with the output
+// kill %1 stops it, anything else runs to completion and must succeed with the output
 // readmeOutputs gives.
 func (s *readmeSession) do(c readmeCommand) {
 	t := s.t
@@ -317,6 +317,10 @@ func (s *readmeSession) do(c readmeCommand) {
 	}
 	if isServer(c.text) {
 		s.serve(c.text, fmt.Sprintf("README.md:%d", c.line))
+		return
+	}
+	if c.text == "kill %1" { // the server started with & in the user's shell
+		s.stopServers()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

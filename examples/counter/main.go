@@ -74,6 +74,9 @@ func init() {
 		w.WriteHeader(resp.StatusCode)
 		resp.Body.(*sdk.Stream).WriteTo(w)
 	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "POST /counter/{name} adds one to the counter {name} and answers its value; GET /counter/{name} reads it")
+	})
 	sdk.Handle(mux)
 }
 
