@@ -430,6 +430,11 @@ func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
 		t.Fatal("the exec waited on a stopped agent")
 	}
 
+	running, err := ctr.Exec(ctx, ExecSpec{Args: []string{"sleep", "60"}})
+	require.NoError(t, err)
+	assert.True(t, ctr.Paused(), "an exec started in the pause runs; the container is still paused")
+	running.End()
+
 	require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
 	assert.Eventually(t, func() bool { return state(main) != "T" }, 5*time.Second, 10*time.Millisecond, "the main process goes on")
 	assert.False(t, ctr.Paused())

@@ -1,12 +1,10 @@
 package containerd
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -19,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
@@ -149,10 +149,11 @@ func (c *Container) OutOfMemory() bool {
 	return c.oom
 }
 
-// Paused reports whether SIGSTOP paused the running container: each of
-// its processes but wharf-init is stopped, or, without wharf-init, its
-// main process (the one SIGSTOP reaches then). It reads the processes'
-// states, so it holds for a container a previous run of wharf paused.
+// Paused reports whether SIGSTOP paused the running container: its main
+// process is stopped (with wharf-init, the init's first child, the
+// entrypoint; execs that started after the pause run). It reads the
+// process's state, so it holds for a container a previous run of wharf
+// paused.
 func (c *Container) Paused() bool {
 	if c.Exited() {
 		return false
@@ -165,17 +166,15 @@ func (c *Container) Paused() bool {
 	if err != nil {
 		return false
 	}
-	stopped := 0
+	var main procStat
+	mainPid := 0
 	for _, other := range others {
-		switch processState(other) {
-		case 'T':
-			stopped++
-		case 0, 'Z', 'X': // exited meanwhile
-		default:
-			return false
+		st := readProcStat(other)
+		if st.ppid == pid && (mainPid == 0 || st.start < main.start || st.start == main.start && other < mainPid) {
+			main, mainPid = st, other
 		}
 	}
-	return stopped > 0
+	return main.state == 'T'
 }
 
 // Exited reports whether the main process has exited.
@@ -523,12 +522,7 @@ func stopAllButInit(initPid int) error {
 // startingExec reports whether pid is a child of the init initPid that
 // has not executed its program yet: it runs the init's binary, initExe.
 func startingExec(pid, initPid int, initExe os.FileInfo) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(fields) < 2 || fields[1] != strconv.Itoa(initPid) {
+	if readProcStat(pid).ppid != initPid {
 		return false
 	}
 	exe, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
