@@ -97,11 +97,26 @@ type logRecord struct {
 // end, whose commits are lost. A record whose head is whole but frames
 // damaged is among records (damaged) when a valid record follows, so that
 // the database missing its commit is not opened as if it had none.
+//
+// A segment whose header is damaged is read as of the first format, and if
+// it holds none of its records, as of this one past the header, which is
+// then one damaged record: a damaged header does not hide whole records.
 func parseRecords(num uint64, data []byte) (records []logRecord, damaged, end int) {
 	if !bytes.HasPrefix(data, segmentHeader) {
 		records, damaged = parseRecordsV1(num, data)
+		if len(records) == 0 && len(data) > segmentHeaderBytes {
+			if v2, damaged, end := parseRecordsV2(num, data); len(v2) > 0 {
+				return v2, damaged + 1, end
+			}
+		}
 		return records, damaged, len(data)
 	}
+	return parseRecordsV2(num, data)
+}
+
+// parseRecordsV2 is parseRecords for a segment of this format, its header
+// not checked.
+func parseRecordsV2(num uint64, data []byte) (records []logRecord, damaged, end int) {
 	passed, stretch := 0, false
 	var lost []logRecord // records with a whole head but damaged frames since the last valid one
 	off := segmentHeaderBytes
