@@ -166,7 +166,7 @@ type Process struct {
 	code     int
 	err      error
 	once     sync.Once
-	sending  sync.Mutex
+	sending  chan struct{} // held by the signal being sent
 }
 
 // Exec starts x in the container with files as its descriptors (x names
@@ -191,7 +191,7 @@ func (c *Client) Exec(ctx context.Context, x wire.Exec, files ...*os.File) (*Pro
 		conn.Close()
 		return nil, err
 	}
-	p := &Process{conn: conn, Pid: r.Pid, exited: make(chan struct{})}
+	p := &Process{conn: conn, Pid: r.Pid, exited: make(chan struct{}), sending: make(chan struct{}, 1)}
 	if len(got) > 0 {
 		p.Terminal = got[0]
 	}
@@ -299,20 +299,36 @@ func (p *Process) Exited() <-chan struct{} { return p.exited }
 // Signal sends sig to the process. An agent that reads nothing (stopped,
 // its socket full) holds it no longer than ctx; a send ctx cut short may
 // have left half a message, so the connection is hung up, and the agent
-// ends the process when it reads on.
+// ends the process when it reads on. A signal ctx ends before its send
+// begins is not sent, and one sent whole is sent: neither hangs up.
 func (p *Process) Signal(ctx context.Context, sig syscall.Signal) error {
 	select {
 	case <-p.exited:
 		return errors.New("the process has exited")
 	default:
 	}
-	p.sending.Lock() // a message is two writes when the first is short
-	defer p.sending.Unlock()
-	stop := context.AfterFunc(ctx, func() { p.conn.SetWriteDeadline(time.Now()) })
+	select { // a message is two writes when the first is short
+	case p.sending <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("agent: %w", context.Cause(ctx))
+	}
+	defer func() { <-p.sending }()
+	if ctx.Err() != nil {
+		return fmt.Errorf("agent: %w", context.Cause(ctx))
+	}
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		p.conn.SetWriteDeadline(time.Now())
+		close(cut)
+	})
 	err := wire.Send(p.conn, wire.Request{Signal: int(sig)})
 	if !stop() {
-		p.Close()
-		return fmt.Errorf("agent: %w", context.Cause(ctx))
+		<-cut
+		if err != nil {
+			p.Close()
+			return fmt.Errorf("agent: %w", context.Cause(ctx))
+		}
+		p.conn.SetWriteDeadline(time.Time{}) // sent whole before the cut
 	}
 	return err
 }

@@ -116,3 +116,56 @@ func TestSignalGivesUpWithItsContext(t *testing.T) {
 	assert.NoError(t, err, "the client hung up: the agent reads to its end")
 	assert.Error(t, p.Signal(context.Background(), syscall.SIGCONT), "a process hung up on is not signalled")
 }
+
+// TestSignalSentWholeKeepsTheProcess: a signal whose context ends before
+// it is sent is not sent, and one sent whole is sent, whenever its
+// context ends: neither hangs up, which ends the process (a SIGCONT with
+// a context already done killed it).
+func TestSignalSentWholeKeepsTheProcess(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
+	require.NoError(t, err)
+	defer l.Close()
+	agentSide := make(chan *net.UnixConn, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		var x wire.Request
+		if _, err := wire.Receive(c, &x); err == nil {
+			wire.Send(c, wire.Reply{Started: true, Pid: 7})
+		}
+		agentSide <- c
+	}()
+	p, err := New(dir, os.Getpid()).Exec(context.Background(), wire.Exec{Args: []string{"sleep"}, Stdin: -1, Stdout: -1, Stderr: -1})
+	require.NoError(t, err)
+	c := <-agentSide
+	defer c.Close()
+	received := make(chan int, 100)
+	go func() {
+		for {
+			var x wire.Request
+			if _, err := wire.Receive(c, &x); err != nil {
+				close(received)
+				return
+			}
+			received <- x.Signal
+		}
+	}()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, p.Signal(done, syscall.SIGCONT), context.Canceled)
+	for range 50 { // a context ending as the signal is sent
+		ctx, cancel := context.WithCancel(context.Background())
+		go cancel()
+		p.Signal(ctx, syscall.SIGCONT)
+	}
+	require.NoError(t, p.Signal(context.Background(), syscall.SIGUSR1), "the connection was hung up")
+	for sig := range received {
+		if sig == int(syscall.SIGUSR1) {
+			return
+		}
+	}
+	t.Fatal("the connection was hung up before SIGUSR1")
+}
