@@ -767,9 +767,14 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 
 // runcStartError is err, a start runc refused, matching fs.ErrNotExist if
 // the program does not exist and fs.ErrPermission if it may not be run,
-// as the agent's refusals do: runc tells it in words only.
+// as the agent's refusals do: runc tells it in words only, after
+// `exec: "PROGRAM": `. Other failures in those words (a working directory
+// runc cannot enter, a shim's socket that is gone) are not the program's.
 func runcStartError(err error) error {
 	msg := err.Error()
+	if !strings.Contains(msg, `exec: "`) {
+		return err
+	}
 	switch {
 	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
 		return kindError{err, fs.ErrNotExist}

@@ -77,12 +77,26 @@ const dialWait = 5 * time.Second
 
 // dial connects to the agent, retrying while it starts, and checks the
 // peer is the agent.
+// unreachable is a failure to reach the agent. It matches the errno it
+// met (syscall.ECONNREFUSED, say) but not the kinds those stand for
+// (fs.ErrNotExist, fs.ErrPermission), which an exec's error matches for
+// its program only: wharf exec exited 127 when the agent's socket was
+// gone.
+type unreachable struct{ err error }
+
+func (e unreachable) Error() string { return e.err.Error() }
+
+func (e unreachable) Is(target error) bool {
+	errno, ok := target.(syscall.Errno)
+	return ok && errors.Is(e.err, errno)
+}
+
 func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 	// The directory's path may be longer than a socket address allows:
 	// reach it through a descriptor.
 	d, err := os.Open(c.dir)
 	if err != nil {
-		return nil, fmt.Errorf("the agent's directory: %w", err)
+		return nil, unreachable{fmt.Errorf("the agent's directory: %w", err)}
 	}
 	defer d.Close()
 	deadline := time.Now().Add(dialWait)
@@ -98,7 +112,7 @@ func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 		}
 		starting := !c.reached.Load() && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED))
 		if !starting || time.Now().After(deadline) {
-			return nil, fmt.Errorf("connecting to the agent: %w", err)
+			return nil, unreachable{fmt.Errorf("connecting to the agent: %w", err)}
 		}
 		select {
 		case <-ctx.Done():

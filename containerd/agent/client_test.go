@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -168,4 +169,20 @@ func TestSignalSentWholeKeepsTheProcess(t *testing.T) {
 		}
 	}
 	t.Fatal("the connection was hung up before SIGUSR1")
+}
+
+// TestAnAgentNotReachedIsNoMissingProgram: an exec that cannot reach the
+// agent (its directory or socket gone) fails with an error that names
+// the errno but does not match fs.ErrNotExist, which an exec's error
+// matches for a missing program (wharf exec exits 127 for it): it exited
+// 127 when the agent's socket was removed.
+func TestAnAgentNotReachedIsNoMissingProgram(t *testing.T) {
+	gone := New(filepath.Join(t.TempDir(), "gone"), os.Getpid())
+	noSocket := New(t.TempDir(), os.Getpid())
+	noSocket.reached.Store(true) // it was reached before: no wait for it to start
+	for name, c := range map[string]*Client{"directory": gone, "socket": noSocket} {
+		_, err := c.Exec(context.Background(), wire.Exec{Args: []string{"true"}, Stdin: -1, Stdout: -1, Stderr: -1})
+		assert.ErrorIs(t, err, syscall.ENOENT, name)
+		assert.NotErrorIs(t, err, fs.ErrNotExist, name)
+	}
 }
