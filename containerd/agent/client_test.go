@@ -83,26 +83,7 @@ func TestClientGivesUpWithItsContext(t *testing.T) {
 // its context, and hangs up, so that the agent ends the process when it
 // reads on. The send blocked until the agent read again.
 func TestSignalGivesUpWithItsContext(t *testing.T) {
-	dir := t.TempDir()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
-	require.NoError(t, err)
-	defer l.Close()
-	agentSide := make(chan *net.UnixConn, 1)
-	go func() { // starts the exec, then reads nothing
-		c, err := l.AcceptUnix()
-		if err != nil {
-			return
-		}
-		var x wire.Request
-		if _, err := wire.Receive(c, &x); err == nil {
-			wire.Send(c, wire.Reply{Started: true, Pid: 7})
-		}
-		agentSide <- c
-	}()
-	p, err := New(dir, os.Getpid()).Exec(context.Background(), wire.Exec{Args: []string{"sleep"}, Stdin: -1, Stdout: -1, Stderr: -1})
-	require.NoError(t, err)
-	c := <-agentSide
-	defer c.Close()
+	p, c := startedProcess(t) // the agent reads nothing more
 	var cut error
 	start := time.Now()
 	for i := 0; cut == nil && i < 1_000_000; i++ { // until the socket is full
@@ -113,7 +94,7 @@ func TestSignalGivesUpWithItsContext(t *testing.T) {
 	assert.ErrorIs(t, cut, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 10*time.Second)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = io.Copy(io.Discard, c)
+	_, err := io.Copy(io.Discard, c)
 	assert.NoError(t, err, "the client hung up: the agent reads to its end")
 	assert.Error(t, p.Signal(context.Background(), syscall.SIGCONT), "a process hung up on is not signalled")
 }
@@ -123,26 +104,7 @@ func TestSignalGivesUpWithItsContext(t *testing.T) {
 // context ends: neither hangs up, which ends the process (a SIGCONT with
 // a context already done killed it).
 func TestSignalSentWholeKeepsTheProcess(t *testing.T) {
-	dir := t.TempDir()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
-	require.NoError(t, err)
-	defer l.Close()
-	agentSide := make(chan *net.UnixConn, 1)
-	go func() {
-		c, err := l.AcceptUnix()
-		if err != nil {
-			return
-		}
-		var x wire.Request
-		if _, err := wire.Receive(c, &x); err == nil {
-			wire.Send(c, wire.Reply{Started: true, Pid: 7})
-		}
-		agentSide <- c
-	}()
-	p, err := New(dir, os.Getpid()).Exec(context.Background(), wire.Exec{Args: []string{"sleep"}, Stdin: -1, Stdout: -1, Stderr: -1})
-	require.NoError(t, err)
-	c := <-agentSide
-	defer c.Close()
+	p, c := startedProcess(t)
 	received := make(chan int, 100)
 	go func() {
 		for {
@@ -185,4 +147,30 @@ func TestAnAgentNotReachedIsNoMissingProgram(t *testing.T) {
 		assert.ErrorIs(t, err, syscall.ENOENT, name)
 		assert.NotErrorIs(t, err, fs.ErrNotExist, name)
 	}
+}
+
+// startedProcess is a process a fake agent started: the client's and the
+// agent's ends of its connection, which the agent does not read.
+func startedProcess(t *testing.T) (*Process, *net.UnixConn) {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Net: "unix", Name: filepath.Join(dir, wire.SocketName)})
+	require.NoError(t, err)
+	defer l.Close()
+	agentSide := make(chan *net.UnixConn, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		var x wire.Request
+		if _, err := wire.Receive(c, &x); err == nil {
+			wire.Send(c, wire.Reply{Started: true, Pid: 7})
+		}
+		agentSide <- c
+	}()
+	p, err := New(dir, os.Getpid()).Exec(context.Background(), wire.Exec{Args: []string{"sleep"}, Stdin: -1, Stdout: -1, Stderr: -1})
+	require.NoError(t, err)
+	c := <-agentSide
+	t.Cleanup(func() { c.Close() })
+	return p, c
 }
