@@ -259,12 +259,14 @@ const killGrace = 5 * time.Second
 // statusOf is the HTTP status for a background process or signal error.
 func statusOf(err error) int {
 	switch {
+	// A stopped container's error matches sdk.ErrNotFound too (the host's
+	// status): it is asked first, so that it is a 409, not a 404.
+	case errors.Is(err, sdk.ErrBusy), errors.Is(err, sdk.ErrNotRunning):
+		return http.StatusConflict
 	case errors.Is(err, sdk.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, sdk.ErrInvalidArgument), errors.Is(err, sdk.ErrExecFailed):
 		return http.StatusBadRequest
-	case errors.Is(err, sdk.ErrBusy), errors.Is(err, sdk.ErrNotRunning):
-		return http.StatusConflict
 	case errors.Is(err, sdk.ErrTooLarge):
 		return http.StatusTooManyRequests
 	}
