@@ -440,6 +440,25 @@ func TestSignalStopPausesTheContainerNotItsAgent(t *testing.T) {
 	assert.False(t, ctr.Paused())
 }
 
+// TestSignalContAfterATermInThePause: a TERM sent to a paused container
+// waits for the CONT, which lets it end the container; the CONT was sent
+// all the same (it said the container was not running: the init's exit,
+// which the CONT caused, came before the CONT reached the init).
+func TestSignalContAfterATermInThePause(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctx := context.Background()
+	for i := range 3 {
+		ctr := startBusybox(t, c, image, runcRoot, fmt.Sprint("termpaused", i), "trap 'exit 0' TERM; while true; do sleep 3600 & wait; done", true)
+		require.Eventually(t, func() bool { pids, _ := allButInit(int(ctr.Pid())); return len(pids) == 2 }, 5*time.Second, 10*time.Millisecond)
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+		require.NoError(t, ctr.Signal(ctx, syscall.SIGTERM))
+		assert.NoError(t, ctr.Signal(ctx, syscall.SIGCONT), "container %d", i)
+		code, err := ctr.Wait(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint32(0), code, "the TERM ended it")
+	}
+}
+
 // TestExecStartEndsWithItsContext: an exec whose agent does not answer
 // (stopped from the host here) fails when its start's context ends, which
 // wharf bounds (host/containers.ExecStartTimeout), instead of waiting for

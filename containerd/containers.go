@@ -419,6 +419,7 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 // goes to each process of the container but the init, and SIGCONT to each
 // as well as to the init, so a stopped container goes on whole.
 func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
+	resumed := false // SIGCONT reached the container's processes
 	if c.agent != nil && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
 		var err error
 		if sig == syscall.SIGSTOP {
@@ -434,9 +435,16 @@ func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
 			return err
 		case sig == syscall.SIGSTOP:
 			return nil
+		default:
+			resumed = true
 		}
 	}
 	err := c.task.Kill(WithNamespace(ctx), sig)
+	if errdefs.IsNotFound(err) && resumed {
+		// The CONT went on a paused container whose pending signal
+		// (a TERM sent in the pause) ended it: it was sent.
+		return nil
+	}
 	if errdefs.IsNotFound(err) { // "process already finished"
 		return fmt.Errorf("%w: %w", hostcontainers.ErrExitedMeanwhile, err)
 	}
