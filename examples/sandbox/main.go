@@ -14,7 +14,9 @@
 //
 // POST /signal/{session}/{signal} signals the session's container: STOP
 // pauses everything running in it (scripts still start), CONT lets it go
-// on, TERM or KILL end it (the next request starts it again).
+// on; the others (TERM, KILL, HUP, INT, QUIT, USR1, USR2) end its main
+// shell, and so the container (the next request starts it again), a
+// paused one when it goes on, but KILL at once.
 package main
 
 import (
