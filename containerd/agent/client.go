@@ -75,22 +75,25 @@ func (e *Error) Unwrap() error { return e.kind }
 // dial first got through).
 const dialWait = 5 * time.Second
 
-// dial connects to the agent, retrying while it starts, and checks the
-// peer is the agent.
-// unreachable is a failure to reach the agent. It matches the errno it
-// met (syscall.ECONNREFUSED, say) but not the kinds those stand for
-// (fs.ErrNotExist, fs.ErrPermission), which an exec's error matches for
-// its program only: wharf exec exited 127 when the agent's socket was
-// gone.
+// unreachable is a failure to reach the agent. It matches what it met
+// (syscall.ECONNREFUSED, ErrNotASocket, say) but not the kinds of file
+// errors (fs.ErrNotExist, fs.ErrPermission), which an exec's error
+// matches for its program only: wharf exec exited 127 when the agent's
+// socket was gone.
 type unreachable struct{ err error }
 
 func (e unreachable) Error() string { return e.err.Error() }
 
 func (e unreachable) Is(target error) bool {
-	errno, ok := target.(syscall.Errno)
-	return ok && errors.Is(e.err, errno)
+	switch target {
+	case fs.ErrNotExist, fs.ErrPermission, fs.ErrExist:
+		return false
+	}
+	return errors.Is(e.err, target)
 }
 
+// dial connects to the agent, retrying while it starts, and checks the
+// peer is the agent.
 func (c *Client) dial(ctx context.Context) (*net.UnixConn, error) {
 	// The directory's path may be longer than a socket address allows:
 	// reach it through a descriptor.
