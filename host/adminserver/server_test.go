@@ -128,6 +128,8 @@ type fakeContainer struct {
 
 	mu     sync.Mutex
 	reason string
+	// paused by its object's SIGSTOP.
+	paused bool
 	// exited, with its code and the cause of its stop, if it has.
 	exited bool
 	code   uint32
@@ -136,6 +138,7 @@ type fakeContainer struct {
 
 func (c *fakeContainer) Info() containers.Info                    { return c.info }
 func (c *fakeContainer) Exited() bool                             { return c.exited }
+func (c *fakeContainer) Paused() bool                             { return c.paused }
 func (c *fakeContainer) WaitExit() (uint32, string, error)        { return c.code, c.reason, nil }
 func (c *fakeContainer) StopCause() string                        { return c.cause }
 func (c *fakeContainer) Pid() uint32                              { return 42 }
@@ -171,7 +174,7 @@ func webapp() (*fakeWorker, *fakeBackend) {
 	be := &fakeBackend{list: []*fakeContainer{
 		{info: containers.Info{Class: "App", Object: idOf("a1"), ID: "ctr-a1", Started: time.Unix(100, 0)},
 			labels: map[string]string{containers.NameLabel: "alice", containers.LabelPrefix + "tier": "web", "other": "x"}},
-		{info: containers.Info{Class: "App", Object: idOf("a2"), ID: "ctr-a2", Started: time.Unix(50, 0)}},
+		{info: containers.Info{Class: "App", Object: idOf("a2"), ID: "ctr-a2", Started: time.Unix(50, 0)}, paused: true},
 	}}
 	w := &fakeWorker{
 		bindings: []manifest.Binding{{Name: "APP", ClassName: "App"}, {Name: "CACHE", ClassName: "Cache"}, {Name: "APP2", ClassName: "App"}},
@@ -226,6 +229,7 @@ func TestResolveObjects(t *testing.T) {
 	assert.Equal(t, idOf("a2"), ps[0].Object, "oldest first")
 	assert.Equal(t, "alice", ps[1].Name)
 	assert.Equal(t, "running", ps[1].State)
+	assert.Equal(t, "paused", ps[0].State, "ps lists a paused container, as paused")
 	stats, err := c.Stats(ctx)
 	require.NoError(t, err)
 	require.Len(t, stats, 2)
