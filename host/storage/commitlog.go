@@ -207,13 +207,14 @@ func newSegment(dir string, num uint64) (*segment, error) {
 		// The header is durable with the segment's first records.
 		if _, err = f.WriteAt(segmentHeader, 0); err != nil {
 			f.Close()
+			if flags&os.O_CREATE != 0 {
+				os.Remove(path) // this call made it; a path that was taken is not ours
+			}
 		}
 	}
 	if err != nil {
 		if flags&os.O_CREATE == 0 {
 			os.Rename(path, spare)
-		} else {
-			os.Remove(path)
 		}
 		return nil, fmt.Errorf("commit log: %w", err)
 	}
