@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	hostcontainers "github.com/wharfhq/wharf/host/containers"
-
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	contribapparmor "github.com/containerd/containerd/v2/contrib/apparmor"
@@ -34,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/agent"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/keptlog"
 )
@@ -556,6 +555,13 @@ func freezerOf(initPid int) (freezer, error) {
 	return freezer{filepath.Join(dir, "cgroup.freeze"), "0", "1", filepath.Join(dir, "cgroup.events"), "frozen 1"}, nil
 }
 
+// set reports whether the freezer's file reads value (an error if it
+// cannot be read).
+func (f freezer) set(value string) (bool, error) {
+	was, err := os.ReadFile(f.file)
+	return err == nil && strings.TrimSpace(string(was)) == value, err
+}
+
 // freeze freezes the cgroup of the container whose init is initPid and
 // waits until it is frozen, up to freezeWait; thaw thaws it. A cgroup
 // that is frozen already (paused through containerd) is left so. One that
@@ -566,11 +572,10 @@ func freeze(initPid int) (thaw func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	was, err := os.ReadFile(f.file)
-	switch {
+	switch thawed, err := f.set(f.thawed); {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case err != nil || strings.TrimSpace(string(was)) != f.thawed:
+	case !thawed:
 		return noop, nil
 	}
 	if err := os.WriteFile(f.file, []byte(f.frozen), 0); err != nil {
@@ -593,7 +598,7 @@ func freeze(initPid int) (thaw func(), err error) {
 // that got their SIGSTOP stay stopped.
 func thawLeftFreeze(initPid int) {
 	if f, err := freezerOf(initPid); err == nil {
-		if was, err := os.ReadFile(f.file); err == nil && strings.TrimSpace(string(was)) == f.frozen {
+		if frozen, _ := f.set(f.frozen); frozen {
 			os.WriteFile(f.file, []byte(f.thawed), 0)
 		}
 	}
