@@ -730,7 +730,14 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}
-	streams := []cio.Opt{cio.WithStreams(stdin, orDiscard(spec.Stdout), orDiscard(spec.Stderr))}
+	var in io.Reader = stdin
+	if spec.Stdin == nil && !spec.Terminal {
+		// No input: the shim opens no stdin pipe and the process reads
+		// /dev/null. A pipe closed at once raced the shim's opening of it,
+		// and a process left waiting for its EOF now and then hung a test.
+		in = nil
+	}
+	streams := []cio.Opt{cio.WithStreams(in, orDiscard(spec.Stdout), orDiscard(spec.Stderr))}
 	if spec.Terminal {
 		streams = append(streams, cio.WithTerminal)
 	}
