@@ -67,10 +67,18 @@ type AlarmHandler interface {
 
 var classes = map[string]Constructor{}
 
+// callMethod calls an object's method by name (invoke); RegisterClass sets
+// it. Looking methods up by name makes Go's linker keep every exported
+// method of every type in the module, not only those called: a plugin
+// without classes leaves it out, and its module is a fifth smaller
+// (examples/hello: 15.0 MB without this, 12.0 MB with).
+var callMethod func(ctx context.Context, obj any, method string, args []byte) ([]byte, abi.Status, error)
+
 // RegisterClass registers a Durable Object class. Call it before Serve, from
 // main or an init function.
 func RegisterClass(name string, ctor Constructor) {
 	classes[name] = ctor
+	callMethod = invoke
 	if err := wharf.Event(0).RegisterClass(name); err != nil && !errors.Is(err, abi.StatusUnsupported) {
 		panic(fmt.Sprintf("registering class %s: %v", name, err))
 	}
@@ -160,7 +168,7 @@ func (o *object) call(call uint32) (status int32) {
 		ev.CallReturn(call, abi.StatusOK, nil)
 		return 0
 	}
-	result, st, err := invoke(withEvent(context.Background(), ev), o.value, method, args)
+	result, st, err := callMethod(withEvent(context.Background(), ev), o.value, method, args)
 	if err != nil {
 		ev.CallReturn(call, st, []byte(err.Error()))
 		return 0
