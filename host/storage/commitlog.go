@@ -170,8 +170,9 @@ func (l *Log) diskFull() {
 }
 
 // dropOldSpare removes the spare if it is not of this format (a log
-// written before kept it): its records, which do not say their segment,
-// would be read to the file's end after a crash.
+// written before kept it): its records, which do not say their segment
+// (version 1) or are not of this format, would be passed over to the
+// file's end after a crash.
 func dropOldSpare(dir string) error {
 	path := filepath.Join(dir, spareName)
 	f, err := os.Open(path)
@@ -297,7 +298,8 @@ func (l *Log) syncWaiting() {
 // syncSegment makes what was written to a segment durable.
 var syncSegment = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
-// write appends buf, the records of commits, to the segment and syncs it.
+// write appends buf, the records of commits, to the segment as one batch
+// and syncs it.
 // When that fails, each of those databases refuses commits until it is
 // closed (see DB.synced), even those that have not asked for a sync yet: a
 // later sync would not cover their records.
@@ -305,7 +307,7 @@ func (s *segment) write(buf []byte, commits []loggedCommit) error {
 	for _, c := range commits {
 		s.wals[c.db.path+"-wal"] = struct{}{}
 	}
-	sealRecords(buf, s.num)
+	sealRecords(buf, s.num, s.size)
 	n, err := s.f.WriteAt(buf, s.size)
 	s.size += int64(n)
 	if errors.Is(err, unix.ENOSPC) {

@@ -348,7 +348,7 @@ func firstSegment(t *testing.T, h *host) string {
 // read as its own, since their head names their segment's number.
 func TestRecordsOfAnotherSegmentAreNotRead(t *testing.T) {
 	b := appendRecord(slices.Clone(segmentHeader), "a.sqlite", 7, 1, 512, make([]byte, walFrameHeaderBytes+512))
-	sealRecords(b[segmentHeaderBytes:], 41)
+	sealRecords(b[segmentHeaderBytes:], 41, segmentHeaderBytes)
 	records, _, _ := parseRecords(41, b)
 	require.Len(t, records, 1)
 	records, damaged, _ := parseRecords(42, b)
@@ -368,7 +368,7 @@ func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
 		for seq := uint64(1); len(old) < 4<<20; seq++ {
 			old = appendRecord(old, "old.sqlite", 7, seq, 4096, frame)
 		}
-		sealRecords(old[segmentHeaderBytes:], num)
+		sealRecords(old[segmentHeaderBytes:], num, segmentHeaderBytes)
 		return old
 	}
 	// Its use before had an earlier number, or a later one if the clock
@@ -379,10 +379,10 @@ func TestARecycledSegmentIsReadToItsRecordsEnd(t *testing.T) {
 	for seq := uint64(1); seq <= 2; seq++ {
 		asLarge = appendRecord(asLarge, "new.sqlite", 8, seq, 4096, frame)
 	}
-	sealRecords(asLarge, 2)
+	sealRecords(asLarge, 2, segmentHeaderBytes)
 	var small []byte // a new record smaller than the old ones, its frames unlike theirs
 	small = appendRecord(small, "new.sqlite", 8, 1, 512, slices.Repeat([]byte{1}, walFrameHeaderBytes+512))
-	sealRecords(small, 2)
+	sealRecords(small, 2, segmentHeaderBytes)
 	for name, c := range map[string]struct {
 		written     []byte
 		torn, count int
@@ -788,12 +788,12 @@ func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
 // record is the torn end, not damage.
 func TestDamagedRecords(t *testing.T) {
 	frame := make([]byte, walFrameHeaderBytes+512)
-	var b []byte
-	for seq := range uint64(3) {
+	b := slices.Clone(segmentHeader)
+	for seq := range uint64(3) { // each in its own batch, synced before the next
+		start := len(b)
 		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
+		sealRecords(b[start:], 9, int64(start))
 	}
-	sealRecords(b, 9)
-	b = append(slices.Clone(segmentHeader), b...)
 	size := (len(b) - segmentHeaderBytes) / 3
 	second := segmentHeaderBytes + size
 	for name, c := range map[string]struct {

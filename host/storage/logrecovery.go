@@ -17,7 +17,8 @@ import (
 // Recovery is what OpenLog found in the log and replayed.
 type Recovery struct {
 	// Segments were in the log; Commits were replayed, into Databases;
-	// Damaged records were found inside the log (not at its torn end):
+	// Damaged records were found inside the log (not at its torn end, nor
+	// in the last batch of a segment, which may not have been synced):
 	// their commits are lost (a database known to lack one is
 	// Unreplayed).
 	Segments, Databases, Commits, Damaged int
@@ -66,6 +67,7 @@ func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 	r := Recovery{Segments: len(nums), Unreplayed: map[string]error{}}
 	byPath := map[string][]logRecord{}
 	var order []string
+	damageBefore := 0 // in the segments before
 	for _, num := range nums {
 		data, unmap, err := mapSegment(segmentPath(dir, num))
 		if err != nil {
@@ -75,6 +77,12 @@ func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 		records, damaged, end := parseRecords(num, data)
 		r.Damaged += damaged
 		r.Read += int64(end)
+		for i := range records {
+			records[i].damageBefore += damageBefore
+		}
+		if len(records) > 0 { // the segment's damage of synced batches is before its last record
+			damageBefore = records[len(records)-1].damageBefore
+		}
 		for _, rec := range records {
 			if !filepath.IsLocal(rec.rel) {
 				continue
@@ -130,11 +138,22 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 }
 
 // replayInto writes into the database at path the pages of the commits in
-// records (in commit order) that follow the last one it holds, when it is
-// the file the records were made for, and says how many it replayed. A
+// records (in log order) that follow the last one it holds, when it is the
+// file the records were made for, and says how many it replayed. A
 // database that is gone was removed after its commits. One that lacks a
 // commit the log has no whole record of (damaged inside the log, even its
 // last) is not replayed into: it would be opened without it.
+//
+// But a segment's last batch (its records unsynced) may have been torn by
+// the crash before it was synced, so none of its commits were
+// acknowledged: when one of them is damaged, or missing before a record of
+// the batch, the database's commits from it to the batch's end are dropped
+// (a replay cannot pass over one), and it goes on with its records of
+// later segments (commits made after a restart, numbered again). A commit
+// missing before a record of such a batch is taken for one of such a batch
+// when no damaged stretch of synced batches lies in the log between the
+// database's record before and this one: otherwise it may have been
+// acknowledged.
 func replayInto(path string, records []logRecord) (replayed int, err error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -143,22 +162,36 @@ func replayInto(path string, records []logRecord) (replayed int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	var todo []logRecord
+	var (
+		todo     []logRecord
+		expected = held + 1
+		prev     logRecord // the database's record before, in the log
+		// dropping: its records in the last batch of segment dropped
+		// are dropped.
+		dropping bool
+		dropped  uint64
+	)
 	for _, r := range records {
-		if r.incarnation == incarnation && r.seq > held {
+		if r.incarnation != incarnation {
+			continue
+		}
+		before := prev
+		prev = r
+		switch {
+		case r.seq <= held || dropping && r.segment == dropped: // held, or dropped
+		case !r.damaged && r.seq == expected:
 			todo = append(todo, r)
+			expected++
+		case r.unsynced && (r.damaged || r.seq > expected && r.damageBefore == before.damageBefore):
+			dropping, dropped = true, r.segment
+		case r.damaged:
+			return 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
+		default:
+			return 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, expected-1)
 		}
 	}
 	if len(todo) == 0 {
 		return 0, nil
-	}
-	for i, r := range todo {
-		if r.damaged {
-			return 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
-		}
-		if r.seq != held+1+uint64(i) {
-			return 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, held+uint64(i))
-		}
 	}
 	return len(todo), writeReplayed(path, todo)
 }
