@@ -348,3 +348,30 @@ func TestLogSegmentsOfVersion2AreReadAsTheyWere(t *testing.T) {
 		})
 	}
 }
+
+// TestLogDamageBeginningInASyncedBatchIsInsideTheLog: a damaged stretch
+// that begins in a synced batch and runs into the last one is damage
+// inside the log, however far it runs: a commit missing before a record
+// after it may have been acknowledged.
+func TestLogDamageBeginningInASyncedBatchIsInsideTheLog(t *testing.T) {
+	frame := make([]byte, walFrameHeaderBytes+512)
+	b := slices.Clone(segmentHeader)
+	var starts []int
+	for _, batch := range [][]uint64{{1, 2}, {3, 4}} {
+		start := len(b)
+		for _, seq := range batch {
+			starts = append(starts, len(b))
+			b = appendRecord(b, "a.sqlite", 7, seq, 512, frame)
+		}
+		sealRecords(b[start:], 9, int64(start))
+	}
+	clear(b[starts[1]+lengthAt : starts[2]+lengthAt]) // from the second record's head into the third's
+	records, damaged, _ := parseRecords(9, b)
+	require.Len(t, records, 2)
+	assert.Equal(t, 1, damaged)
+	first, last := records[0], records[1]
+	assert.Equal(t, []uint64{1, 4}, []uint64{first.seq, last.seq})
+	assert.False(t, first.unsynced)
+	assert.True(t, last.unsynced)
+	assert.NotEqual(t, first.damageBefore, last.damageBefore, "the stretch is not between them")
+}
