@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/wharfhq/wharf/containerd/egress"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -276,9 +276,37 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	assert.Equal(t, "4242\n", out)
 	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "nobody-here"})
 	assert.ErrorContains(t, err, `user "nobody-here" does not exist in the image's /etc/passwd`)
-	for args, kind := range map[string]error{"/no/such/binary": fs.ErrNotExist, "no-such-program": fs.ErrNotExist, "/etc/passwd": fs.ErrPermission} {
-		_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{args}})
-		assert.ErrorIs(t, err, kind, "%s: a shell's 126 and 127 come from the kind", args)
+	// Programs found but which the kernel refuses to run: a script whose
+	// interpreter does not exist (execve's ENOENT), bytes of no executable
+	// format (ENOEXEC), a script on a filesystem mounted noexec (EACCES).
+	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", `printf '#!/nonexistent/sh\n' >/tmp/nointerp
+printf '\001\002\003\004\005\006\007\010%.0s' 1 2 3 4 5 6 7 8 >/tmp/garbage
+printf '#!/bin/sh\ntrue\n' >/dev/shm/script
+chmod 755 /tmp/nointerp /tmp/garbage /dev/shm/script
+grep ' /dev/shm .*noexec' /proc/mounts`}})
+	require.Equal(t, uint32(0), code, "/dev/shm is mounted noexec: %s%s", out, errOut)
+	for args, want := range map[string]int{"/no/such/binary": 127, "no-such-program": 127, "/etc/passwd": 126,
+		"/tmp/nointerp": 127, "/tmp/garbage": 126, "/dev/shm/script": 126} {
+		for _, terminal := range []bool{false, true} {
+			var output strings.Builder
+			spec := ExecSpec{Args: []string{args}, Terminal: terminal, Stdout: &output, Stderr: &output}
+			in, inW := io.Pipe()
+			if terminal { // input open to the end: runc's shim hangs up a terminal whose input ended
+				spec.Stdin = in
+			}
+			p, err := ctr.Exec(context.Background(), spec)
+			code := hostcontainers.ExecExitCode(err) // a shell's 126 and 127 come from the kind
+			if err == nil {
+				// runc tells a failed execve on the process's stderr, once
+				// it told the shim the process started.
+				assert.Nil(t, ctr.agent, "%s: the agent refuses it at the start", args)
+				exit, err := p.Wait(context.Background())
+				require.NoError(t, err)
+				code = int(exit)
+			}
+			inW.Close()
+			assert.Equal(t, want, code, "%s (terminal %v) exits as in a shell: %v %q", args, terminal, err, output.String())
+		}
 	}
 
 	// 100,000 lines on each of stdout and stderr, drained concurrently.

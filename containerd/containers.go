@@ -669,6 +669,11 @@ type Process = hostcontainers.Process
 type runcProcess struct {
 	proc   client.Process
 	exitCh <-chan client.ExitStatus
+	// program is the program runc was given; errHead keeps the head of
+	// what the process wrote on stderr (on its terminal with one), where
+	// runc tells that the kernel refused it (see execveFailure).
+	program string
+	errHead *headWriter
 }
 
 var execSeq atomic.Uint64
@@ -737,7 +742,14 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		// and a process left waiting for its EOF now and then hung a test.
 		in = nil
 	}
-	streams := []cio.Opt{cio.WithStreams(in, orDiscard(spec.Stdout), orDiscard(spec.Stderr))}
+	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
+	errHead := &headWriter{w: stderr}
+	if spec.Terminal { // one stream: the terminal's output
+		errHead.w, stdout = stdout, errHead
+	} else {
+		stderr = errHead
+	}
+	streams := []cio.Opt{cio.WithStreams(in, stdout, stderr)}
 	if spec.Terminal {
 		streams = append(streams, cio.WithTerminal)
 	}
@@ -756,7 +768,7 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 			done <- runcStart{err: err}
 			return
 		}
-		p := &runcProcess{proc: proc}
+		p := &runcProcess{proc: proc, program: spec.Args[0], errHead: errHead}
 		if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
 			err = proc.Start(run)
 		}
@@ -788,20 +800,88 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 // runcStartError is err, a start runc refused, matching fs.ErrNotExist if
 // the program does not exist and fs.ErrPermission if it may not be run,
 // as the agent's refusals do: runc tells it in words only, after
-// `exec: "PROGRAM": `. Other failures in those words (a working directory
-// runc cannot enter, a shim's socket that is gone) are not the program's.
+// `exec: "PROGRAM": ` or, for runc 1.1's own check of the program's
+// execute permission (which a noexec mount denies), `eaccess PROGRAM: `.
+// Other failures in those words (a working directory runc cannot enter, a
+// shim's socket that is gone) are not the program's.
 func runcStartError(err error) error {
 	msg := err.Error()
-	if !strings.Contains(msg, `exec: "`) {
+	if !strings.Contains(msg, `exec: "`) && !strings.Contains(msg, "eaccess ") {
 		return err
 	}
-	switch {
-	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
-		return kindError{err, fs.ErrNotExist}
-	case strings.Contains(msg, "permission denied"):
-		return kindError{err, fs.ErrPermission}
+	if kind := programKind(msg); kind != nil {
+		return kindError{err, kind}
 	}
 	return err
+}
+
+// programKind is the kind of runc's words for why a program cannot run
+// (fs.ErrNotExist for one that does not exist, or whose #! interpreter or
+// loader does not; fs.ErrPermission for one that may not be run, or is of
+// no format the kernel runs), nil if they say neither.
+func programKind(why string) error {
+	switch {
+	case strings.Contains(why, "executable file not found"), strings.Contains(why, syscall.ENOENT.Error()):
+		return fs.ErrNotExist
+	case strings.Contains(why, syscall.EACCES.Error()), strings.Contains(why, syscall.ENOEXEC.Error()):
+		return fs.ErrPermission
+	}
+	return nil
+}
+
+// execveFailure is why the kernel refused to run program (runc's words,
+// matching programKind's kind) if the process's exit code and all it wrote
+// on stderr (out) are runc's init failing at its execve: a program found
+// and allowed, but whose #! interpreter does not exist, or of no
+// executable format. runc has then told the shim the process started, so
+// it can tell the failure only there, as `exec /PATH: exec format error`,
+// exiting 1 (runc 1.1) or 255 (since 1.2). nil if they are not that.
+func execveFailure(program string, code uint32, out string) error {
+	line, ok := strings.CutSuffix(out, "\n")
+	line = strings.TrimSuffix(line, "\r") // a terminal's line end
+	rest, isExec := strings.CutPrefix(line, "exec ")
+	i := strings.LastIndex(rest, ": ")
+	if code != 1 && code != 255 || !ok || !isExec || i < 0 || strings.Contains(line, "\n") {
+		return nil
+	}
+	path, why := rest[:i], rest[i+2:]
+	// runc ran program itself, or found it in a directory of $PATH.
+	if path != program && (strings.Contains(program, "/") || !strings.HasSuffix(path, "/"+program)) {
+		return nil
+	}
+	if kind := programKind(why); kind != nil {
+		return kindError{errors.New(line), kind}
+	}
+	return nil
+}
+
+// headWriter passes writes on to w and keeps the first maxExecveMessage
+// bytes of them.
+type headWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	head []byte
+	more bool // more was written than head holds
+}
+
+// maxExecveMessage bounds the line runc writes when an execve fails: a
+// path and the system's words.
+const maxExecveMessage = unix.PathMax + 64
+
+func (h *headWriter) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	n := min(len(b), maxExecveMessage-len(h.head))
+	h.head = append(h.head, b[:n]...)
+	h.more = h.more || n < len(b)
+	h.mu.Unlock()
+	return h.w.Write(b)
+}
+
+// written is all that was written, and whether head holds it all.
+func (h *headWriter) written() (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return string(h.head), !h.more
 }
 
 // kindError is an error that also matches a kind (errors.Is).
@@ -986,6 +1066,11 @@ func (p *runcProcess) Wait(ctx context.Context) (uint32, error) {
 		code, _, err := st.Result()
 		p.proc.IO().Wait() // all output delivered
 		p.proc.Delete(ctx)
+		if out, whole := p.errHead.written(); whole && err == nil {
+			if failed := execveFailure(p.program, code, out); failed != nil {
+				code = uint32(hostcontainers.ExecExitCode(failed)) // as a shell exits
+			}
+		}
 		return code, err
 	case <-ctx.Done():
 		return 0, ctx.Err()

@@ -130,6 +130,15 @@ func TestOperatorCLI(t *testing.T) {
 	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "/etc/passwd")
 	assert.Equal(t, 126, code, "a program that may not be run exits as in a shell: %s", out)
 	assert.Equal(t, "wharf: exec [/etc/passwd]: starting /etc/passwd: permission denied\n", out)
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c",
+		`printf '#!/nonexistent/sh\n' >/tmp/nointerp; printf '\001\002\003\004\005\006\007\010' >/tmp/garbage; chmod 755 /tmp/nointerp /tmp/garbage`)
+	require.Equal(t, 0, code, out)
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "/tmp/nointerp")
+	assert.Equal(t, 127, code, "a script whose interpreter does not exist exits as in a shell: %s", out)
+	assert.Equal(t, "wharf: exec [/tmp/nointerp]: starting /tmp/nointerp: no such file or directory (the interpreter of its #! line, or the loader it needs, does not exist)\n", out)
+	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "/tmp/garbage")
+	assert.Equal(t, 126, code, "a file of no executable format exits as in a shell: %s", out)
+	assert.Equal(t, "wharf: exec [/tmp/garbage]: starting /tmp/garbage: exec format error\n", out)
 	if _, err := exec.LookPath("script"); err == nil { // util-linux: run wharf on a pseudo-terminal
 		cmd := exec.Command("script", "-qec", testutil.BuildWharf(t)+" exec "+dd+" APP alice -- tty", "/dev/null")
 		out, err := cmd.CombinedOutput()
@@ -142,7 +151,7 @@ func TestOperatorCLI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, metrics, `wharf_container_starts_total{class="App"} 1`)
 	assert.Contains(t, metrics, `wharf_containers_running{class="App"} 1`)
-	assert.Contains(t, metrics, `wharf_container_execs_total{class="App"} 3`)
+	assert.Contains(t, metrics, `wharf_container_execs_total{class="App"} 4`)
 	assert.Contains(t, metrics, `wharf_container_start_seconds_bucket{class="App",le="+Inf"} 1`)
 	assert.Contains(t, metrics, `wharf_container_failures_total{class="App",kind="start"} 0`, "failures show before any happened")
 

@@ -204,8 +204,9 @@ func Dial(ctx context.Context, c Container, port uint32) (*net.TCPConn, error) {
 
 // ExecExitCode is the exit code a shell gives a command that failed to
 // start with err, an error of Container.Exec: 127 for a program that does
-// not exist, 126 for one that may not be run; 0 if err is not the
-// program's (the container is not running, say).
+// not exist (fs.ErrNotExist), 126 for one that may not be run
+// (fs.ErrPermission, also for one of no format the kernel runs); 0 if err
+// is not the program's (the container is not running, say).
 func ExecExitCode(err error) int {
 	switch {
 	case errors.Is(err, ErrExitedMeanwhile), badExec(err):

@@ -170,6 +170,9 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 	pid, err := syscall.ForkExec(argv0, x.Args, attr)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
+			if _, statErr := os.Stat(argv0); statErr == nil { // found: what it needs to run is not
+				return 0, nil, fmt.Errorf("starting %s: %w (the interpreter of its #! line, or the loader it needs, does not exist)", x.Args[0], err)
+			}
 			return 0, nil, fmt.Errorf("%w: %s", errNotFound, x.Args[0])
 		}
 		return 0, nil, fmt.Errorf("starting %s: %w", x.Args[0], err)

@@ -191,7 +191,7 @@ func errorReply(err error) wire.Reply {
 			r.Kind = wire.KindNotFound
 		case unix.ENOTDIR:
 			r.Kind = wire.KindNotDir
-		case unix.EACCES, unix.EPERM, unix.EROFS:
+		case unix.EACCES, unix.EPERM, unix.EROFS, unix.ENOEXEC: // ENOEXEC: a program of no format the kernel runs may not be run
 			r.Kind = wire.KindPermission
 		case unix.EISDIR:
 			r.Kind = wire.KindIsDir

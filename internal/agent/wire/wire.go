@@ -188,8 +188,9 @@ type Reply struct {
 
 // Error kinds: a file or program that does not exist, a caller that may
 // not use the agent, a bad argument, a path that is not a directory or is
-// one, a user that may not do it, a file that exists (or a directory that
-// is not empty), a limit reached.
+// one, a user that may not do it (or a program the kernel will not run:
+// no execute permission, or of no executable format), a file that exists
+// (or a directory that is not empty), a limit reached.
 const (
 	KindNotFound   = "not-found"
 	KindRefused    = "refused"
