@@ -244,7 +244,7 @@ func (f recordFormat) parse(num uint64, data []byte) (records []logRecord, damag
 	records = records[:last+1]
 	unsynced := starts[last] // where the last batch begins
 	if f.batched {
-		unsynced = min(unsynced, int(binary.LittleEndian.Uint64(data[unsynced+batchAt:])))
+		unsynced = lastBatch(data, starts[:last+1])
 	}
 	stretches = stretches[:sort.SearchInts(stretches, unsynced)] // those of synced batches
 	damaged = len(stretches)
@@ -257,6 +257,27 @@ func (f recordFormat) parse(num uint64, data []byte) (records []logRecord, damag
 		}
 	}
 	return records, damaged, end
+}
+
+// lastBatch is where the batch of the last of the version 3 records that
+// begin at starts in data begins, as its head says, if the records agree:
+// those from there say the same, and none before runs into it. Else (a
+// head whole but wrong) only the last record is read as unsynced, so that
+// damage in batches synced before is not dropped on its word.
+func lastBatch(data []byte, starts []int) int {
+	batchOf := func(start int) int64 { return int64(binary.LittleEndian.Uint64(data[start+batchAt:])) }
+	last := starts[len(starts)-1]
+	batch := batchOf(last)
+	if batch < segmentHeaderBytes || batch > int64(last) {
+		return last
+	}
+	for _, start := range starts {
+		end := int64(start) + int64(binary.LittleEndian.Uint32(data[start+lengthAt:]))
+		if int64(start) < batch && end > batch || int64(start) >= batch && batchOf(start) != batch {
+			return last
+		}
+	}
+	return int(batch)
 }
 
 // recordAt is the record of f at the start of data and the end of its
