@@ -88,11 +88,12 @@ func requireTornOnly(t *testing.T, what string, values map[string]string, r Reco
 }
 
 // TestLogAttackFlipsAndTruncations flips a bit at byte positions all over
-// the segment (every head byte, frame bytes at a stride) and truncates it
-// at each byte of its last batch: damage in the synced batches refuses
-// the database whose commit it hit or leaves all at their full values,
-// damage in the last batch leaves each database between its synced and
-// full values, never refused.
+// the segment (every byte of the header and the heads, frame bytes at a
+// stride), truncates it every 17 bytes of its last batch and zeroes each
+// of that batch's pages (written in any order): damage in the synced
+// batches refuses the database whose commit it hit or leaves all at their
+// full values; damage in the last batch leaves each database between its
+// synced and full values, never refused, and counts no damage.
 func TestLogAttackFlipsAndTruncations(t *testing.T) {
 	a := newAttackHost(t)
 	heads := map[int]bool{}
@@ -118,6 +119,11 @@ func TestLogAttackFlipsAndTruncations(t *testing.T) {
 	for at := a.lastBatch; at < a.end; at += 17 {
 		values, r := a.recoverFrom(t, func(b []byte) []byte { return b[:at] })
 		requireTornOnly(t, fmt.Sprintf("truncated at %d", at), values, r)
+	}
+	for page := a.lastBatch &^ 4095; page < a.end; page += 4096 { // a page of the last batch never written
+		from := max(page, a.lastBatch)
+		values, r := a.recoverFrom(t, func(b []byte) []byte { clear(b[from:min(page+4096, len(b))]); return b })
+		requireTornOnly(t, fmt.Sprintf("zeroed from %d to the page's end", from), values, r)
 	}
 }
 
