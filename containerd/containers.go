@@ -674,6 +674,9 @@ type runcProcess struct {
 	// runc tells that the kernel refused it (see execveFailure).
 	program string
 	errHead *headWriter
+	// outHead is stdout's without a terminal: a process that wrote
+	// there ran, so its exit is its own (runc writes nothing there).
+	outHead *headWriter
 }
 
 var execSeq atomic.Uint64
@@ -744,10 +747,12 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	}
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
 	errHead := &headWriter{w: stderr}
+	var outHead *headWriter
 	if spec.Terminal { // one stream: the terminal's output
 		errHead.w, stdout = stdout, errHead
 	} else {
-		stderr = errHead
+		outHead = &headWriter{w: stdout}
+		stdout, stderr = outHead, errHead
 	}
 	streams := []cio.Opt{cio.WithStreams(in, stdout, stderr)}
 	if spec.Terminal {
@@ -768,7 +773,7 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 			done <- runcStart{err: err}
 			return
 		}
-		p := &runcProcess{proc: proc, program: spec.Args[0], errHead: errHead}
+		p := &runcProcess{proc: proc, program: spec.Args[0], errHead: errHead, outHead: outHead}
 		if p.exitCh, err = proc.Wait(context.WithoutCancel(ctx)); err == nil {
 			err = proc.Start(run)
 		}
@@ -882,6 +887,15 @@ func (h *headWriter) written() (string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return string(h.head), !h.more
+}
+
+// wroteAny is whether anything was written to h (nil: nothing).
+func (h *headWriter) wroteAny() bool {
+	if h == nil {
+		return false
+	}
+	head, _ := h.written()
+	return head != ""
 }
 
 // kindError is an error that also matches a kind (errors.Is).
@@ -1066,7 +1080,7 @@ func (p *runcProcess) Wait(ctx context.Context) (uint32, error) {
 		code, _, err := st.Result()
 		p.proc.IO().Wait() // all output delivered
 		p.proc.Delete(ctx)
-		if out, whole := p.errHead.written(); whole && err == nil {
+		if out, whole := p.errHead.written(); whole && err == nil && !p.outHead.wroteAny() {
 			if failed := execveFailure(p.program, code, out); failed != nil {
 				code = uint32(hostcontainers.ExecExitCode(failed)) // as a shell exits
 			}
