@@ -28,7 +28,7 @@ if [ "${1:-}" = --containers ]; then
 fi
 before=${1:-}
 left=0
-for dir in "${TMPDIR:-/tmp}"/wharf-scratch-*; do
+for dir in "${TMPDIR:-/tmp}"/wharf-scratch-* /dev/shm/wharf-scratch-*; do
 	[ -e "$dir" ] || continue
 	pid=${dir##*/wharf-scratch-}
 	pid=${pid%%-*}

@@ -10,12 +10,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // attackHost is a crashed host's data directory whose log holds two
 // synced batches and a last one: a, b, c; a, b; then a, b, a, c.
 type attackHost struct {
 	after     string
+	copies    string // where recoverFrom copies it, in memory
 	segment   string // the log's one segment with records
 	lastBatch int    // where the last batch begins in it
 	end       int    // where its records end
@@ -40,14 +43,17 @@ func newAttackHost(t *testing.T) attackHost {
 	for _, r := range written {
 		require.Equal(t, last.segment, r.segment, "the batches are not in one segment")
 	}
-	return attackHost{after, last.segment, written[len(written)-4].off, last.off + last.n}
+	copies, err := testutil.MemoryScratchDir("logattack") // a sync costs nothing there: the loop is thousands of recoveries
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(copies) })
+	return attackHost{after, copies, last.segment, written[len(written)-4].off, last.off + last.n}
 }
 
 // recoverFrom opens the log of a copy of a's data directory, its segment
 // changed by damage, and says each database's k, or "refused".
 func (a attackHost) recoverFrom(t *testing.T, damage func(segment []byte) []byte) (map[string]string, Recovery) {
 	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "wharf-logattack-") // a sync costs nothing there: the loop is thousands of recoveries
+	dir, err := os.MkdirTemp(a.copies, "")
 	require.NoError(t, err)
 	defer os.RemoveAll(dir)
 	require.NoError(t, os.CopyFS(dir, os.DirFS(a.after)))
