@@ -787,13 +787,7 @@ func TestFramesPastTheLastValidOneAreNotLogged(t *testing.T) {
 // damaged, so its database is known to miss the commit. A damaged last
 // record is the torn end, not damage.
 func TestDamagedRecords(t *testing.T) {
-	frame := make([]byte, walFrameHeaderBytes+512)
-	b := slices.Clone(segmentHeader)
-	for seq := range uint64(3) { // each in its own batch, synced before the next
-		start := len(b)
-		b = appendRecord(b, "a.sqlite", 7, seq+1, 512, frame)
-		sealRecords(b[start:], 9, int64(start))
-	}
+	b, _ := segmentOfBatches([][]uint64{{1}, {2}, {3}}) // each in its own batch, synced before the next
 	size := (len(b) - segmentHeaderBytes) / 3
 	second := segmentHeaderBytes + size
 	for name, c := range map[string]struct {

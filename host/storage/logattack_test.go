@@ -140,17 +140,7 @@ func TestLogAttackFlipsAndTruncations(t *testing.T) {
 // read the synced batches before its own as unsynced on its word (their
 // damage would be dropped, not refused).
 func TestLogABatchFieldOutOfItsBatchIsNotTrusted(t *testing.T) {
-	frame := make([]byte, walFrameHeaderBytes+512)
-	b := slices.Clone(segmentHeader)
-	var starts []int
-	for _, batch := range [][]uint64{{1, 2}, {3, 4}} {
-		start := len(b)
-		for _, seq := range batch {
-			starts = append(starts, len(b))
-			b = appendRecord(b, "a.sqlite", 7, seq, 512, frame)
-		}
-		sealRecords(b[start:], 9, int64(start))
-	}
+	b, starts := segmentOfBatches([][]uint64{{1, 2}, {3, 4}})
 	last := starts[3]
 	for name, batch := range map[string]int{
 		"zero":                     0,

@@ -354,17 +354,7 @@ func TestLogSegmentsOfVersion2AreReadAsTheyWere(t *testing.T) {
 // inside the log, however far it runs: a commit missing before a record
 // after it may have been acknowledged.
 func TestLogDamageBeginningInASyncedBatchIsInsideTheLog(t *testing.T) {
-	frame := make([]byte, walFrameHeaderBytes+512)
-	b := slices.Clone(segmentHeader)
-	var starts []int
-	for _, batch := range [][]uint64{{1, 2}, {3, 4}} {
-		start := len(b)
-		for _, seq := range batch {
-			starts = append(starts, len(b))
-			b = appendRecord(b, "a.sqlite", 7, seq, 512, frame)
-		}
-		sealRecords(b[start:], 9, int64(start))
-	}
+	b, starts := segmentOfBatches([][]uint64{{1, 2}, {3, 4}})
 	clear(b[starts[1]+lengthAt : starts[2]+lengthAt]) // from the second record's head into the third's
 	records, damaged, _ := parseRecords(9, b)
 	require.Len(t, records, 2)
@@ -374,4 +364,21 @@ func TestLogDamageBeginningInASyncedBatchIsInsideTheLog(t *testing.T) {
 	assert.False(t, first.unsynced)
 	assert.True(t, last.unsynced)
 	assert.NotEqual(t, first.damageBefore, last.damageBefore, "the stretch is not between them")
+}
+
+// segmentOfBatches is a segment (number 9) of database a.sqlite's commits,
+// written and sealed in batches (each a write of its own), and where each
+// record begins.
+func segmentOfBatches(batches [][]uint64) (b []byte, starts []int) {
+	frame := make([]byte, walFrameHeaderBytes+512)
+	b = slices.Clone(segmentHeader)
+	for _, batch := range batches {
+		start := len(b)
+		for _, seq := range batch {
+			starts = append(starts, len(b))
+			b = appendRecord(b, "a.sqlite", 7, seq, 512, frame)
+		}
+		sealRecords(b[start:], 9, int64(start))
+	}
+	return b, starts
 }
