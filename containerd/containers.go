@@ -746,12 +746,12 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		in = nil
 	}
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
-	errHead := &headWriter{w: stderr}
+	errHead := &headWriter{w: stderr, keep: maxExecveMessage}
 	var outHead *headWriter
 	if spec.Terminal { // one stream: the terminal's output
 		errHead.w, stdout = stdout, errHead
 	} else {
-		outHead = &headWriter{w: stdout}
+		outHead = &headWriter{w: stdout} // keeps nothing: was anything written
 		stdout, stderr = outHead, errHead
 	}
 	streams := []cio.Opt{cio.WithStreams(in, stdout, stderr)}
@@ -860,10 +860,10 @@ func execveFailure(program string, code uint32, out string) error {
 	return nil
 }
 
-// headWriter passes writes on to w and keeps the first maxExecveMessage
-// bytes of them.
+// headWriter passes writes on to w and keeps the first keep bytes of them.
 type headWriter struct {
 	w    io.Writer
+	keep int
 	mu   sync.Mutex
 	head []byte
 	more bool // more was written than head holds
@@ -875,7 +875,7 @@ const maxExecveMessage = unix.PathMax + 64
 
 func (h *headWriter) Write(b []byte) (int, error) {
 	h.mu.Lock()
-	n := min(len(b), maxExecveMessage-len(h.head))
+	n := min(len(b), h.keep-len(h.head))
 	h.head = append(h.head, b[:n]...)
 	h.more = h.more || n < len(b)
 	h.mu.Unlock()
@@ -894,8 +894,8 @@ func (h *headWriter) wroteAny() bool {
 	if h == nil {
 		return false
 	}
-	head, _ := h.written()
-	return head != ""
+	head, whole := h.written()
+	return head != "" || !whole
 }
 
 // kindError is an error that also matches a kind (errors.Is).

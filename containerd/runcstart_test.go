@@ -73,7 +73,7 @@ func TestExecveFailureIsRuncsOnly(t *testing.T) {
 // of runc's is not taken for all of it.
 func TestHeadWriterTellsAllOrNot(t *testing.T) {
 	var all strings.Builder
-	h := &headWriter{w: &all}
+	h := &headWriter{w: &all, keep: maxExecveMessage}
 	line := "exec /tmp/x: exec format error\n"
 	h.Write([]byte(line))
 	out, whole := h.written()
