@@ -320,8 +320,14 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	nowResp.Body.Close()
 
 	// A process that ignores SIGTERM gets SIGKILL after the grace period.
-	code, out = post("/start/s1/stubborn", "trap '' TERM; while true; do sleep 1; done")
+	code, out = post("/start/s1/stubborn", "trap '' TERM; echo ready; while true; do sleep 1; done")
 	require.Equal(t, 200, code, out)
+	// Killed before its shell set the trap, it would end at the SIGTERM.
+	ready, err := http.Get(srv.URL + "/logs/s1/stubborn")
+	require.NoError(t, err)
+	line, err = bufio.NewReader(ready.Body).ReadString('\n')
+	ready.Body.Close()
+	require.Equal(t, "ready\n", line, err)
 	began := time.Now()
 	code, out = post("/kill/s1/stubborn", "")
 	require.Equal(t, 200, code, out)
