@@ -11,9 +11,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // brokenLog is a log whose reader went away: every write fails, as
@@ -196,4 +199,53 @@ func TestBuildNamesTheManifestAsGiven(t *testing.T) {
 	_, err = Build(context.Background(), m, "", io.Discard)
 	assert.ErrorContains(t, err, FileName+`:2:8: main: "." is package helpers`)
 	assert.False(t, strings.HasPrefix(err.Error(), "/"), err.Error())
+}
+
+// TestRebuildFollowsTheSources: a rebuild starts from the last module, which
+// go build keeps only while it is what the sources make: after an edit the
+// module holds the new code, and an unchanged rebuild gives the same bytes.
+func TestRebuildFollowsTheSources(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() { println(\"first-version-marker\") }\n")
+	out, err := Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	first, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Contains(t, string(first), "first-version-marker")
+
+	require.NoError(t, os.WriteFile(filepath.Join(m.Dir, "main.go"), []byte("package main\n\nfunc main() { println(\"second-version-marker\") }\n"), 0o644))
+	_, err = Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	second, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Contains(t, string(second), "second-version-marker")
+	assert.NotContains(t, string(second), "first-version-marker", "the last module was kept over the edit")
+
+	_, err = Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	again, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, second, again)
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*.tmp"))
+	assert.Empty(t, leftovers)
+}
+
+// BenchmarkRebuildUnchanged measures wharf build of examples/hello with its
+// sources unchanged, against the same build into an empty directory (the
+// baseline: go build links the module afresh there).
+func BenchmarkRebuildUnchanged(b *testing.B) {
+	m, err := Load(filepath.Join("..", "examples", "hello", FileName))
+	require.NoError(b, err)
+	var fresh, unchanged []float64
+	for i := 0; i < b.N*testutil.BenchRounds; i++ {
+		dir := b.TempDir()
+		for _, times := range []*[]float64{&fresh, &unchanged} {
+			start := time.Now()
+			_, err := Build(context.Background(), m, dir, io.Discard)
+			require.NoError(b, err)
+			*times = append(*times, float64(time.Since(start).Milliseconds()))
+		}
+	}
+	b.ReportMetric(testutil.Median(fresh), "fresh_ms")
+	b.ReportMetric(testutil.Median(unchanged), "unchanged_ms")
+	b.ReportMetric(testutil.Median(fresh)/testutil.Median(unchanged), "ratio")
 }
