@@ -36,10 +36,13 @@ demo: build
 	./$(BIN) serve examples/sandbox --listen $(LISTEN)$(if $(ENGINE), --engine $(ENGINE))
 
 # test fails, too, if a test process left its scratch directories, or a
-# container cgroup or shim, behind.
+# container cgroup or shim, behind. The longest packages are named first:
+# go test starts packages in the order given, and two of them (-p is the
+# number of cores) started last would run one after the other at the end.
+LONGEST_TESTS = ./cmd/wharf ./host ./cluster ./examples/sandbox ./containerd
 test: deps lint
 	@before=$$(./scripts/leftovers.sh --containers); \
-	$(GO) test -count=1 -timeout 40m ./...; rc=$$?; \
+	$(GO) test -count=1 -timeout 40m $(LONGEST_TESTS) ./...; rc=$$?; \
 	./scripts/leftovers.sh "$$before" || rc=1; \
 	exit $$rc
 
