@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -219,16 +221,7 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	if err != nil {
 		return nil, err
 	}
-	r := commits.Recovery()
-	if r.Segments > 0 {
-		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "took", r.Took.Round(time.Millisecond))
-	}
-	if r.Damaged > 0 {
-		logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
-	}
-	for path, err := range r.Unreplayed {
-		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
-	}
+	logRecovery(logger, commits.Recovery())
 	o.commits = commits
 	known := func(class string) bool { _, ok := o.classes[class]; return ok }
 	alarms, err := OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
@@ -241,6 +234,23 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 		o.cluster = newClusterRouting(*cc, m.Name, reg)
 	}
 	return o, nil
+}
+
+// logRecovery logs what the commit log replayed at the start, r, when a
+// crash left it segments.
+func logRecovery(logger *slog.Logger, r storage.Recovery) {
+	if r.Segments > 0 {
+		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "dropped", r.Dropped, "took", r.Took.Round(time.Millisecond))
+	}
+	for _, path := range slices.Sorted(maps.Keys(r.DroppedFrom)) {
+		logger.Info("an object's commits in the commit log's last batch, torn by the crash before it was synced (none acknowledged), were dropped from its first damaged or missing one", "file", path, "commits", r.DroppedFrom[path])
+	}
+	if r.Damaged > 0 {
+		logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
+	}
+	for path, err := range r.Unreplayed {
+		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
+	}
 }
 
 // StartAlarms begins delivering alarms (see Alarms.Start).

@@ -22,6 +22,17 @@ type Recovery struct {
 	// their commits are lost (a database known to lack one is
 	// Unreplayed).
 	Segments, Databases, Commits, Damaged int
+	// Dropped commits were in the last batch of a segment, torn by a
+	// crash before it was synced (none of them acknowledged), and not
+	// replayed: a database's commits from the first one damaged or
+	// missing there to its last one in the batch. DroppedFrom says how
+	// many of each database (by path; one Unreplayed is in neither). Only
+	// commits the batch shows are counted: not one whose record is torn
+	// with no record of its database after it in the batch (as at the
+	// log's torn end). A start that reads the batch again (the segments
+	// stay while a database is Unreplayed) counts its commits again.
+	Dropped     int
+	DroppedFrom map[string]int
 	// Read is the bytes of the segments read: up to the end of their
 	// records, not the rest of a recycled segment's file.
 	Read int64
@@ -64,7 +75,7 @@ func faultAsError(f func() error) (err error) {
 // readAndReplay is recoverSegments reading mapped segments.
 func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 	start := time.Now()
-	r := Recovery{Segments: len(nums), Unreplayed: map[string]error{}}
+	r := Recovery{Segments: len(nums), DroppedFrom: map[string]int{}, Unreplayed: map[string]error{}}
 	byPath := map[string][]logRecord{}
 	var order []string
 	damageBefore := 0 // in the segments before
@@ -95,12 +106,18 @@ func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 	}
 	for _, rel := range order {
 		path := filepath.Join(root, rel)
-		n, err := replayInto(path, byPath[rel])
+		n, dropped, err := replayInto(path, byPath[rel])
 		if err != nil {
 			r.Unreplayed[path] = err
-		} else if n > 0 {
+			continue
+		}
+		if n > 0 {
 			r.Databases++
 			r.Commits += n
+		}
+		if dropped > 0 {
+			r.Dropped += dropped
+			r.DroppedFrom[path] = dropped
 		}
 	}
 	r.Took = time.Since(start)
@@ -139,10 +156,11 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 
 // replayInto writes into the database at path the pages of the commits in
 // records (in log order) that follow the last one it holds, when it is the
-// file the records were made for, and says how many it replayed. A
-// database that is gone was removed after its commits. One that lacks a
-// commit the log has no whole record of (damaged inside the log, even its
-// last) is not replayed into: it would be opened without it.
+// file the records were made for, and says how many it replayed and how
+// many it dropped (below). A database that is gone was removed after its
+// commits. One that lacks a commit the log has no whole record of
+// (damaged inside the log, even its last) is not replayed into: it would
+// be opened without it.
 //
 // But a segment's last batch (its records unsynced) may have been torn by
 // the crash before it was synced, so none of its commits were
@@ -154,23 +172,31 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 // when no damaged stretch of synced batches lies in the log between the
 // database's record before and this one: otherwise it may have been
 // acknowledged.
-func replayInto(path string, records []logRecord) (replayed int, err error) {
+func replayInto(path string, records []logRecord) (replayed, dropped int, err error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	incarnation, held, err := settle(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var (
 		todo     []logRecord
 		expected = held + 1
 		prev     logRecord // the database's record before, in the log
-		// dropping: its records in the last batch of segment dropped
-		// are dropped.
-		dropping bool
-		dropped  uint64
+		// dropping: its records in the last batch of segment droppedIn
+		// are dropped; through is the last commit dropped there.
+		dropping  bool
+		droppedIn uint64
+		through   uint64
 	)
+	// dropTo counts as dropped the commits after through up to seq.
+	dropTo := func(seq uint64) {
+		if seq > through {
+			dropped += int(seq - through)
+			through = seq
+		}
+	}
 	for _, r := range records {
 		if r.incarnation != incarnation {
 			continue
@@ -178,22 +204,25 @@ func replayInto(path string, records []logRecord) (replayed int, err error) {
 		before := prev
 		prev = r
 		switch {
-		case r.seq <= held || dropping && r.segment == dropped: // held, or dropped
+		case r.seq <= held: // held
+		case dropping && r.segment == droppedIn:
+			dropTo(r.seq)
 		case !r.damaged && r.seq == expected:
 			todo = append(todo, r)
 			expected++
 		case r.unsynced && (r.damaged || r.seq > expected && r.damageBefore == before.damageBefore):
-			dropping, dropped = true, r.segment
+			dropping, droppedIn, through = true, r.segment, expected-1
+			dropTo(r.seq) // and those missing before it
 		case r.damaged:
-			return 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
+			return 0, 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
 		default:
-			return 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, expected-1)
+			return 0, 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, expected-1)
 		}
 	}
 	if len(todo) == 0 {
-		return 0, nil
+		return 0, dropped, nil
 	}
-	return len(todo), writeReplayed(path, todo)
+	return len(todo), dropped, writeReplayed(path, todo)
 }
 
 // writeReplayed writes the pages of records over a copy of the database at

@@ -260,6 +260,53 @@ func TestLogTornBatchLosesTheCommitsAfterItsDamagedOne(t *testing.T) {
 	}
 }
 
+// TestLogRecoveryCountsTheCommitsDroppedFromATornBatch: the commits of a
+// torn last batch that are not replayed are counted, per database and in
+// all: a database's damaged one, those missing before it (a record whose
+// head is damaged is not read) and those after it in the batch; not
+// those replayed, nor the commits of the databases the batch holds whole.
+func TestLogRecoveryCountsTheCommitsDroppedFromATornBatch(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		batches  [][]string
+		damage   map[string]int // a database's record, counted from its last
+		where    string
+		dropped  map[string]int
+		replayed int
+	}{
+		{"frames", [][]string{{"a", "b", "a"}}, map[string]int{"a": 1}, "frames", map[string]int{"a": 2}, 1},
+		{"head", [][]string{{"a", "b", "a"}}, map[string]int{"a": 1}, "head", map[string]int{"a": 2}, 1},
+		{"two databases, after a synced batch", [][]string{{"a", "b", "c"}, {"a", "b", "a", "b", "c"}},
+			map[string]int{"a": 1, "b": 0}, "frames", map[string]int{"a": 2, "b": 1}, 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newBatchHost(t)
+			for _, b := range c.batches {
+				h.batch(t, b...)
+			}
+			after := h.crash(t)
+			requireLastBatch(t, after, c.batches[len(c.batches)-1]...)
+			for name, fromEnd := range c.damage {
+				damageRecord(t, after, name, fromEnd, c.where)
+			}
+
+			l := openLog(t, after)
+			r := l.Recovery()
+			require.Empty(t, r.Unreplayed)
+			dropped := map[string]int{}
+			total := 0
+			for name, n := range c.dropped {
+				dropped[filepath.Join(after, name+".sqlite")] = n
+				total += n
+			}
+			assert.Equal(t, dropped, r.DroppedFrom)
+			assert.Equal(t, total, r.Dropped)
+			assert.Equal(t, c.replayed, r.Commits)
+			assert.Zero(t, r.Damaged)
+		})
+	}
+}
+
 // TestLogCommitsDroppedFromATornBatchStayDropped: the log keeps its segments
 // when a database could not be replayed into; the next start reads the
 // torn batch, no longer in the newest segment, as this one did, and
@@ -276,6 +323,7 @@ func TestLogCommitsDroppedFromATornBatchStayDropped(t *testing.T) {
 	l, err := OpenLog(filepath.Join(after, "log"), after)
 	require.NoError(t, err)
 	require.Contains(t, l.Recovery().Unreplayed, filepath.Join(after, "c.sqlite"), "the segments are not kept")
+	assert.Equal(t, map[string]int{filepath.Join(after, "a.sqlite"): 2}, l.Recovery().DroppedFrom)
 	then := t.TempDir()
 	for _, name := range []string{"a", "b", "c"} {
 		copyFiles(t, then, dbFiles(filepath.Join(after, name+".sqlite"))...)
@@ -292,6 +340,8 @@ func TestLogCommitsDroppedFromATornBatchStayDropped(t *testing.T) {
 	require.Len(t, must(segmentNumbers(filepath.Join(again, "log"))), 2)
 
 	l = openLog(t, again)
+	assert.Equal(t, map[string]int{filepath.Join(again, "a.sqlite"): 2}, l.Recovery().DroppedFrom,
+		"a start that reads the torn batch again counts its dropped commits again")
 	assert.Equal(t, "again 3", value(t, l, again, "a"))
 	assert.Equal(t, "2", value(t, l, again, "b"))
 	assert.Equal(t, []string{filepath.Join(again, "c.sqlite")}, slices.Sorted(maps.Keys(l.Recovery().Unreplayed)))
