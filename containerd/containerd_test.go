@@ -282,14 +282,18 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", `printf '#!/nonexistent/sh\n' >/tmp/nointerp
 printf '\001\002\003\004\005\006\007\010%.0s' 1 2 3 4 5 6 7 8 >/tmp/garbage
 printf '#!/bin/sh\ntrue\n' >/dev/shm/script
+mkdir /tmp/path && printf '#!/bin/sh\necho run\n' | tee /tmp/path/not-executable /tmp/path/true >/dev/null
 chmod 755 /tmp/nointerp /tmp/garbage /dev/shm/script
 grep ' /dev/shm .*noexec' /proc/mounts`}})
 	require.Equal(t, uint32(0), code, "/dev/shm is mounted noexec: %s%s", out, errOut)
+	// /tmp/path's files may not be run: found only there, a command is
+	// refused (126); true runs from a later directory.
+	path := []string{"PATH=/tmp/path:/usr/sbin:/usr/bin:/sbin:/bin"}
 	for args, want := range map[string]int{"/no/such/binary": 127, "no-such-program": 127, "/etc/passwd": 126,
-		"/tmp/nointerp": 127, "/tmp/garbage": 126, "/dev/shm/script": 126} {
+		"/tmp/nointerp": 127, "/tmp/garbage": 126, "/dev/shm/script": 126, "not-executable": 126} {
 		for _, terminal := range []bool{false, true} {
 			var output strings.Builder
-			spec := ExecSpec{Args: []string{args}, Terminal: terminal, Stdout: &output, Stderr: &output}
+			spec := ExecSpec{Args: []string{args}, Env: path, Terminal: terminal, Stdout: &output, Stderr: &output}
 			in, inW := io.Pipe()
 			if terminal { // input open to the end: runc's shim hangs up a terminal whose input ended
 				spec.Stdin = in
@@ -308,6 +312,9 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 			assert.Equal(t, want, code, "%s (terminal %v) exits as in a shell: %v %q", args, terminal, err, output.String())
 		}
 	}
+	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"true"}, Env: path})
+	assert.Equal(t, uint32(0), code, "%s%s", out, errOut)
+	assert.Empty(t, out+errOut, "true ran from /bin, not from /tmp/path")
 
 	// 100,000 lines on each of stdout and stderr, drained concurrently.
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})

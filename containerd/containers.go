@@ -34,6 +34,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/agent"
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/execpath"
 	"github.com/wharfhq/wharf/internal/keptlog"
 )
 
@@ -789,7 +790,13 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), runcStartError(r.err))
+			err := runcStartError(r.err)
+			if errors.Is(err, fs.ErrNotExist) {
+				if refused := c.refusedInPath(pspec.Args[0], pspec.Env); refused != nil {
+					err = refused
+				}
+			}
+			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
 		}
 		return r.p, nil
 	case <-ctx.Done():
@@ -816,6 +823,32 @@ func runcStartError(err error) error {
 	}
 	if kind := programKind(msg); kind != nil {
 		return kindError{err, kind}
+	}
+	return err
+}
+
+// refusedInPath is why a shell would not run program, a command runc
+// reported not found: files named so in the directories of env's $PATH in
+// the container, none of which may be run (runc's search passes over
+// them, a shell's refuses them: 126, not 127). nil if there are none.
+func (c *Container) refusedInPath(program string, env []string) error {
+	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", c.task.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(root)
+	_, err = execpath.Find(program, execpath.FromEnv(env), func(path string) (fs.FileInfo, error) {
+		// The container's path, its symlinks resolved in its root.
+		fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+		if err != nil {
+			return nil, err
+		}
+		f := os.NewFile(uintptr(fd), path)
+		defer f.Close()
+		return f.Stat()
+	})
+	if !errors.Is(err, fs.ErrPermission) {
+		return nil
 	}
 	return err
 }

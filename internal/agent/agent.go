@@ -16,13 +16,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/execpath"
 )
 
 // Config is what the agent runs.
@@ -118,9 +118,6 @@ func (a *agent) reap() {
 	}
 }
 
-// errNotFound is a program that does not exist.
-var errNotFound = errors.New("executable file not found")
-
 // start starts a process with files as its descriptors (indexes from x);
 // tty, if set, is the terminal it runs on. It returns the pid and a
 // channel that receives the exit code.
@@ -128,7 +125,7 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 	if len(x.Args) == 0 {
 		return 0, nil, errors.New("exec needs a command")
 	}
-	argv0, err := lookPath(x.Args[0], x.Env)
+	argv0, err := execpath.Find(x.Args[0], execpath.FromEnv(x.Env), os.Stat)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -173,32 +170,12 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 			if _, statErr := os.Stat(argv0); statErr == nil { // found: what it needs to run is not
 				return 0, nil, fmt.Errorf("starting %s: %w (the interpreter of its #! line, or the loader it needs, does not exist)", x.Args[0], err)
 			}
-			return 0, nil, fmt.Errorf("%w: %s", errNotFound, x.Args[0])
+			return 0, nil, fmt.Errorf("%w: %s", execpath.ErrNotFound, x.Args[0])
 		}
 		return 0, nil, fmt.Errorf("starting %s: %w", x.Args[0], err)
 	}
 	a.children[pid] = exit
 	return pid, exit, nil
-}
-
-// lookPath finds a command without a slash in the PATH of env.
-func lookPath(name string, env []string) (string, error) {
-	if strings.Contains(name, "/") {
-		return name, nil
-	}
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%w: %s in $PATH", errNotFound, name)
 }
 
 // listen serves wharf on a unix socket at path.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/execpath"
 )
 
 // watchEvents are the inotify events a watch reports.
@@ -183,7 +184,7 @@ func errorReply(err error) wire.Reply {
 	switch {
 	case errors.As(err, &kind):
 		r.Kind = kind.kind
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, execpath.ErrNotFound):
 		r.Kind = wire.KindNotFound
 	case errors.As(err, &errno):
 		switch errno {
