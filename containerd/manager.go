@@ -64,6 +64,10 @@ type Managed struct {
 	reason string
 	// stopCause is set by a stop the host asked for on purpose.
 	stopCause string
+	// operatorTerm is the SIGTERM of an operator's stop that was
+	// interrupted before the container exited: an exit that comes of it is
+	// the operator's doing, one that does not is not.
+	operatorTerm bool
 	// objectSignal is the last signal the object sent the main process,
 	// and objectSignals every one it sent (bit n-1 for signal n): an exit
 	// is the object's doing if any of them caused it, not only the last
@@ -78,6 +82,14 @@ type Managed struct {
 func (m *Managed) markStopRequested(cause string) {
 	m.mu.Lock()
 	m.stopCause = cause
+	m.mu.Unlock()
+}
+
+// abandonStop records that the stop asked for was interrupted after its
+// SIGTERM: the next exit is the stop's doing only if it came of that.
+func (m *Managed) abandonStop() {
+	m.mu.Lock()
+	m.stopCause, m.operatorTerm = "", true
 	m.mu.Unlock()
 }
 
@@ -99,7 +111,8 @@ func (m *Managed) sentByObject(sig syscall.Signal) bool {
 }
 
 // StopCause says why the main process stopped when someone asked it to:
-// the destroy reason, else the host's stop, else the signal the object
+// the destroy reason, else the host's stop, else the SIGTERM of an
+// operator's interrupted stop if the exit came of it, else the signal the object
 // sent, if the exit came of it (death by a signal it sent, or a clean
 // exit after its SIGTERM or SIGINT); empty when nobody asked, or the
 // process went on to fail by itself.
@@ -108,6 +121,9 @@ func (m *Managed) StopCause() string {
 	defer m.mu.Unlock()
 	if cause := cmp.Or(m.reason, m.stopCause); cause != "" {
 		return cause
+	}
+	if m.operatorTerm && m.Exited() && (m.code == 0 || m.code == 128+uint32(syscall.SIGTERM)) {
+		return "SIGTERM from the operator"
 	}
 	if m.objectSignals == 0 || !m.Exited() {
 		return ""
@@ -512,6 +528,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 		return nil
 	case <-time.After(grace):
 	case <-ctx.Done():
+		mc.abandonStop()
 		return ctx.Err()
 	}
 	mc.SetDestroyReason("stopped by the operator")

@@ -70,3 +70,20 @@ func TestFailureSaysHowLongAfterTheObjectsSignal(t *testing.T) {
 	assert.Eventually(t, func() bool { return log.String() != "" }, 5*time.Second, 10*time.Millisecond)
 	assert.Regexp(t, `container:Box#b error" class=Box object=b exit_code=3 reason="exited unexpectedly, 2h0m0s after SIGHUP from the object"`, log.String())
 }
+
+// TestInterruptedStopOwnsOnlyTheExitOfItsSigterm: an operator's stop that
+// was interrupted during its grace (Ctrl-C on wharf stop) sent SIGTERM and
+// nothing more. A later exit that came of the SIGTERM (died of it, or a
+// clean exit) is the operator's doing; one that did not (a failure, a kill
+// by someone else) is not: it was logged as "stopped by the operator".
+func TestInterruptedStopOwnsOnlyTheExitOfItsSigterm(t *testing.T) {
+	for code, want := range map[uint32]string{143: "SIGTERM from the operator", 0: "SIGTERM from the operator", 3: "", 137: ""} {
+		mc := exitedAfter(code)
+		mc.markStopRequested("stopped by the operator")
+		mc.abandonStop()
+		assert.Equal(t, want, mc.StopCause(), "exit %d after an interrupted stop", code)
+	}
+	mc := exitedAfter(3)
+	mc.markStopRequested("stopped by the operator")
+	assert.Equal(t, "stopped by the operator", mc.StopCause(), "a stop that was not interrupted owns the exit")
+}
