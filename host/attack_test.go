@@ -81,7 +81,7 @@ func TestObjectCallingItselfIsRefused(t *testing.T) {
 	code, body := w.call(t, "STORE", "narcissus", "CallSelf", "narcissus")
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Equal(t, http.StatusInternalServerError, code)
-	assert.Regexp(t, `^call CallSelf: call Events: wharf: Store#[0-9a-f]{8} called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly$`, body)
+	assert.Regexp(t, `^call CallSelf: call Events: Store#[0-9a-f]{8} called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly$`, body)
 	assert.Equal(t, "0", w.mustCall(t, "STORE", "other", "CallSelf", "narcissus"), "the object serves on")
 	w.mustCall(t, "STORE", "narcissus", "Events", nil)
 }

@@ -90,7 +90,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "NotRunningError", nil))
 	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}})
 	assert.Equal(t, 500, code)
-	assert.Equal(t, "call Exec: wharf: the container is not running", strings.TrimSpace(body), "said once")
+	assert.Equal(t, "call Exec: the container is not running", strings.TrimSpace(body), "said once")
 
 	w.mustCall(t, "BOX", "b", "Start", []string{"sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"})
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
@@ -101,7 +101,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 		w.mustCall(t, "BOX", "b", "Errors", nil))
 	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"/bin/nope"}})
 	assert.Equal(t, 500, code)
-	assert.Equal(t, "call Exec: wharf: the process could not be started: exec [/bin/nope]: executable file not found: /bin/nope",
+	assert.Equal(t, "call Exec: the process could not be started: exec [/bin/nope]: executable file not found: /bin/nope",
 		strings.TrimSpace(body), "said once")
 
 	exec := func(args map[string]any) map[string]any {
@@ -185,7 +185,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, w.mustCall(t, "BOX", "web", "Raw", 9999), "refused: wharf: nothing listens on the container port: port 9999")
 	code, body = w.call(t, "BOX", "web", "Fetch", map[string]any{"Port": 9999, "Path": "/x"})
 	assert.Equal(t, 500, code)
-	assert.Regexp(t, `Get .http://container/x.: wharf: nothing listens on the container port: [^"]*connection refused`, body,
+	assert.Regexp(t, `Get .http://container/x.: nothing listens on the container port: [^"]*connection refused`, body,
 		"a port fetch names its request once, as http.Client does")
 	code, body = w.call(t, "BOX", "web", "Raw", 70000)
 	assert.Equal(t, 500, code)
@@ -229,24 +229,24 @@ func TestSignalAndPortBeyond32Bits(t *testing.T) {
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
 
 	for _, sig := range []int{1<<32 + 9, -1} {
-		want := fmt.Sprintf("wharf: signal out of range: signal must be from 1 to 64, got %d", sig)
+		want := fmt.Sprintf("signal out of range: signal must be from 1 to 64, got %d", sig)
 		code, body := w.call(t, "BOX", "b", "Signal", sig)
 		assert.Equal(t, 500, code)
 		assert.Equal(t, "call Signal: "+want, strings.TrimSpace(body))
 		code, body = w.call(t, "BOX", "b", "BgKill", map[string]any{"ID": "x", "Signal": sig})
 		assert.Equal(t, 500, code)
 		assert.Equal(t, "call BgKill: "+want, strings.TrimSpace(body))
-		assert.Equal(t, fmt.Sprintf("%q", "kill="+want+" code=137 again=wharf: the process has exited (not-found=true not-running=false)"),
+		assert.Equal(t, fmt.Sprintf("%q", "kill=wharf: "+want+" code=137 again=wharf: the process has exited (not-found=true not-running=false)"),
 			w.mustCall(t, "BOX", "b", "KillSleep", sig), "an exited process is not a stopped container")
 	}
 	for _, port := range []int{1<<32 + 8080, -1} {
 		want := fmt.Sprintf("port must be from 1 to 65535, got %d", port)
 		code, body := w.call(t, "BOX", "b", "Raw", port)
 		assert.Equal(t, 500, code)
-		assert.Equal(t, "call Raw: wharf: invalid argument: "+want, strings.TrimSpace(body))
+		assert.Equal(t, "call Raw: invalid argument: "+want, strings.TrimSpace(body))
 		code, body = w.call(t, "BOX", "b", "Fetch", map[string]any{"Port": port, "Path": "/"})
 		assert.Equal(t, 500, code)
-		assert.Equal(t, `call Fetch: Get "http://container/": wharf: invalid argument: `+want, strings.TrimSpace(body))
+		assert.Equal(t, `call Fetch: Get "http://container/": invalid argument: `+want, strings.TrimSpace(body))
 	}
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil), "the container was not signalled")
 }
@@ -261,7 +261,7 @@ func TestExecStdinClosedEarly(t *testing.T) {
 	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
 	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}, "Stdin": strings.Repeat("z", 4<<20)})
 	assert.Equal(t, 500, code)
-	assert.Equal(t, "call Exec: writing stdin: wharf: the process closed its stdin", strings.TrimSpace(body))
+	assert.Equal(t, "call Exec: writing stdin: the process closed its stdin", strings.TrimSpace(body))
 	var r map[string]any
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"echo", "still serving"}})), &r))
 	assert.Equal(t, "still serving\n", r["Stdout"])
@@ -281,12 +281,12 @@ func TestStartRefusesWhatTheKernelCannotTake(t *testing.T) {
 		entrypoint []string
 		msg        string
 	}{
-		{[]string{"echo", "a\x00b"}, `call Start: wharf: starting the container: bad exec: argument "a\x00b" contains a NUL byte`},
-		{[]string{""}, `call Start: wharf: starting the container: bad exec: the program name is empty`},
-		{many, `call Start: wharf: starting the container: bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+`},
+		{[]string{"echo", "a\x00b"}, `call Start: starting the container: bad exec: argument "a\x00b" contains a NUL byte`},
+		{[]string{""}, `call Start: starting the container: bad exec: the program name is empty`},
+		{many, `call Start: starting the container: bad exec: the arguments and environment are [0-9]+ bytes, over the kernel's limit of [0-9]+`},
 		// Not in the image: the agent could not start it.
-		{[]string{"/bin/nope", "x"}, `call Start: wharf: starting the container: bad exec: entrypoint [/bin/nope x]: executable file not found: /bin/nope`},
-		{[]string{"nope"}, `call Start: wharf: starting the container: bad exec: entrypoint [nope]: executable file not found: nope in $PATH`},
+		{[]string{"/bin/nope", "x"}, `call Start: starting the container: bad exec: entrypoint [/bin/nope x]: executable file not found: /bin/nope`},
+		{[]string{"nope"}, `call Start: starting the container: bad exec: entrypoint [nope]: executable file not found: nope in $PATH`},
 	} {
 		code, body := w.call(t, "BOX", "b", "Start", bad.entrypoint)
 		assert.Equal(t, 500, code)
@@ -316,7 +316,7 @@ func TestObjectFiles(t *testing.T) {
 
 	code, body := w.call(t, "BOX", "f", "FilesOps", nil)
 	assert.Equal(t, 500, code)
-	assert.Equal(t, "call FilesOps: watch /tmp: wharf: the container is not running", strings.TrimSpace(body), "an *fs.PathError, as the doc says")
+	assert.Equal(t, "call FilesOps: watch /tmp: the container is not running", strings.TrimSpace(body), "an *fs.PathError, as the doc says")
 
 	w.mustCall(t, "BOX", "f", "Start", []string{"sleep", "3600"})
 	var rt map[string]any
@@ -333,13 +333,13 @@ func TestObjectFiles(t *testing.T) {
 		"stat hello.txt 11 false 644: ok",
 		"rename: ok",
 		"list hello.txt(dir=false) y(dir=true): ok",
-		"remove non-empty: remove /work/x: wharf: directory not empty",
+		"remove non-empty: remove /work/x: directory not empty",
 		"remove all: ok",
-		"stat removed: [file does not exist] stat /work/x: wharf: no such file or directory",
-		"rename removed (link error=true): [file does not exist] rename /work/x /work/z: wharf: no such file or directory",
-		"list a file: list /etc/passwd: wharf: not a directory",
-		"write as app into /etc: [permission denied] write /etc/app.txt: wharf: permission denied",
-		"unknown user: stat /: wharf: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
+		"stat removed: [file does not exist] stat /work/x: no such file or directory",
+		"rename removed (link error=true): [file does not exist] rename /work/x /work/z: no such file or directory",
+		"list a file: list /etc/passwd: not a directory",
+		"write as app into /etc: [permission denied] write /etc/app.txt: permission denied",
+		"unknown user: stat /: unknown user: user \"ghost\" does not exist in the image's /etc/passwd",
 		"watch create /tmp/watched: ok",
 		"select, then watch create /tmp/watched2: ok",
 	}, ops)
@@ -365,13 +365,13 @@ func TestObjectFilesHostile(t *testing.T) {
 	var got []string
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "h", "FilesHostile", nil)), &got))
 	assert.Equal(t, []string{
-		"read fifo: read /tmp/fifo: wharf: not a file (a named pipe or a socket): the files API reads and writes files",
-		"write fifo: write /tmp/fifo: wharf: not a file (a named pipe or a socket): the files API reads and writes files",
-		"nul byte: stat /tmp/a\x00b: wharf: invalid argument",
-		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": wharf: file name too long",
-		"a name with the words of an error (not-exist=true not-running=false): stat /tmp/the container is not running: wharf: no such file or directory",
+		"read fifo: read /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"write fifo: write /tmp/fifo: not a file (a named pipe or a socket): the files API reads and writes files",
+		"nul byte: stat /tmp/a\x00b: invalid argument",
+		"long name: stat /tmp/" + strings.Repeat("x", 300) + ": file name too long",
+		"a name with the words of an error (not-exist=true not-running=false): stat /tmp/the container is not running: no such file or directory",
 		"read /dev/zero 4194304: ok",
-		"watch 17: watch /tmp: wharf: too many watches: 16 are open on this container, the limit is 16: close one first",
+		"watch 17: watch /tmp: too many watches: 16 are open on this container, the limit is 16: close one first",
 		"remove watched: ok",
 		"watch delete_self /tmp/gone: ok",
 		"watch ends: EOF",

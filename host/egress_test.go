@@ -319,11 +319,11 @@ func TestEgressHostListIsBounded(t *testing.T) {
 	start := time.Now()
 	code, body := w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "denied", "Edit": "add", "Hosts": hosts(300000)})
 	assert.Equal(t, 500, code)
-	assert.Equal(t, fmt.Sprintf("call EditHosts: wharf: too many hosts: the denied hosts would have 300000 entries, the limit is %d", egresspolicy.MaxHosts), strings.TrimSpace(body))
+	assert.Equal(t, fmt.Sprintf("call EditHosts: too many hosts: the denied hosts would have 300000 entries, the limit is %d", egresspolicy.MaxHosts), strings.TrimSpace(body))
 	assert.Less(t, time.Since(start), 10*time.Second)
 	code, body = w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"one-more.example.test"}})
 	assert.Equal(t, 500, code)
-	assert.Equal(t, fmt.Sprintf("call EditHosts: wharf: too many hosts: the allowed hosts would have %d entries, the limit is %d", egresspolicy.MaxHosts+1, egresspolicy.MaxHosts), strings.TrimSpace(body))
+	assert.Equal(t, fmt.Sprintf("call EditHosts: too many hosts: the allowed hosts would have %d entries, the limit is %d", egresspolicy.MaxHosts+1, egresspolicy.MaxHosts), strings.TrimSpace(body))
 	w.mustCall(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "set", "Hosts": []string{"one.example.test"}})
 
 	// Interceptions too, across events: a target already intercepted is

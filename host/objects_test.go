@@ -469,7 +469,8 @@ func TestObjectBadCalls(t *testing.T) {
 
 	code, body = w.call(t, "STORE", "x", "PutBig", []int{2049, 1})
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, "call PutBig: wharf: ", "the storage error reaches the caller, named once")
+	assert.Contains(t, body, "call PutBig: ", "the storage error reaches the caller, named once")
+	assert.NotContains(t, body, "wharf:", "at most once, in front: not after the method")
 	assert.NotContains(t, body, "storage_put", "in words, without the ABI's names")
 	assert.NotContains(t, body, "TOOLARGE", "in words, without the ABI's names")
 	assert.Contains(t, body, "key is larger than 2048 bytes")
@@ -494,7 +495,7 @@ func TestObjectSQL(t *testing.T) {
 	} {
 		code, body = w.call(t, "STORE", "db", "SQL", args)
 		assert.Equal(t, 500, code)
-		assert.Equal(t, "call SQL: wharf: wrong number of SQL arguments: "+want, body)
+		assert.Equal(t, "call SQL: wrong number of SQL arguments: "+want, body)
 		assert.Equal(t, `[["a"]]`, w.mustCall(t, "STORE", "db", "SQL", []any{"SELECT name FROM t WHERE id = ?", 1}), "the object keeps serving")
 	}
 	code, body = w.call(t, "STORE", "db", "SQL", []any{"SELECT * FROM _wharf_kv"})

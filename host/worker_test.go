@@ -522,13 +522,13 @@ func TestOutboundFetch(t *testing.T) {
 	ln.Close()
 	code, body := get(t, w.url+"/fetch?method=GET&url="+dead)
 	assert.Equal(t, http.StatusBadGateway, code)
-	assert.Equal(t, `fetch failed: Get "`+dead+`": wharf: dial tcp `+ln.Addr().String()+": connect: connection refused\n", body,
+	assert.Equal(t, `fetch failed: Get "`+dead+`": dial tcp `+ln.Addr().String()+": connect: connection refused\n", body,
 		"the URL once, from the guest's client")
 	redirect := httptest.NewServer(http.RedirectHandler(dead+"/moved", http.StatusFound))
 	defer redirect.Close()
 	code, body = get(t, w.url+"/fetch?method=GET&url="+redirect.URL+"/old")
 	assert.Equal(t, http.StatusBadGateway, code)
-	assert.Equal(t, `fetch failed: Get "`+redirect.URL+`/old": wharf: Get "`+dead+`/moved": dial tcp `+ln.Addr().String()+": connect: connection refused\n", body,
+	assert.Equal(t, `fetch failed: Get "`+redirect.URL+`/old": Get "`+dead+`/moved": dial tcp `+ln.Addr().String()+": connect: connection refused\n", body,
 		"a redirect's URL, which the guest never saw, is named")
 
 	code, body = get(t, w.url+"/fetch?method=GET&url=ftp://example.invalid/")

@@ -397,7 +397,7 @@ func (c *Container) Exec(cmd []string, opts ExecOptions) (*Process, error) {
 		p.Stdin.Close()
 		p.Stdin = nil
 		if err != nil {
-			return p, fmt.Errorf("writing stdin: %w", err)
+			return p, fmt.Errorf("writing stdin: %w", wharf.Within(err))
 		}
 	}
 	return p, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/sdk/internal/wharf"
 )
 
 // State is the state of a ContainerClass's container (reference 003/004).
@@ -627,7 +628,7 @@ func (c *ContainerClass) ContainerFetch(w http.ResponseWriter, r *http.Request, 
 		http.Error(w, fmt.Sprintf("wharf: the container is not listening on port %d", port), http.StatusServiceUnavailable)
 		return
 	case err != nil:
-		http.Error(w, "wharf: proxying to the container failed: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "wharf: proxying to the container failed: "+wharf.Within(err).Error(), http.StatusInternalServerError)
 		return
 	}
 	WriteResponse(w, resp)

@@ -14,6 +14,9 @@ type Error = wharf.Error
 
 // Errors of host calls, matched with errors.Is. Each stands for one kind of
 // failure, whatever call failed; the error's text keeps the host's message.
+// An SDK error's message says "wharf: " once, in front, or not at all when
+// it is inside words that say what failed ("read /x: no such file or
+// directory", an *fs.PathError; "call Get: …").
 var (
 	// ErrInvalidArgument: an argument the host (or the SDK) refuses: an
 	// empty command, an unknown option, a malformed id or key.
@@ -75,12 +78,12 @@ func withSentinel(sentinel, err error) error { return &sentinelError{sentinel: s
 type sentinelError struct{ sentinel, err error }
 
 func (e *sentinelError) Error() string {
-	words := strings.TrimPrefix(e.sentinel.Error(), "wharf: ")
-	msg := strings.TrimPrefix(e.err.Error(), "wharf: ")
+	words := wharf.Within(e.sentinel).Error()
+	msg := wharf.Within(e.err).Error()
 	if msg == words || strings.HasPrefix(msg, words+": ") {
-		return "wharf: " + msg
+		return wharf.Prefix + msg
 	}
-	return "wharf: " + words + ": " + msg
+	return wharf.Prefix + words + ": " + msg
 }
 
 func (e *sentinelError) Unwrap() []error { return []error{e.sentinel, e.err} }

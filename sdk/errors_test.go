@@ -85,7 +85,7 @@ func TestSentinelsAddedToHostErrorsReadOnce(t *testing.T) {
 			"wharf: the process could not be started: executable file not found: x in $PATH", []error{ErrExecFailed, abi.StatusIO}},
 		{containerError(wharf.NewError("container_exec", abi.StatusInvalid, "INVAL: relative cwd"), ErrInvalidArgument),
 			"wharf: invalid argument: relative cwd", []error{ErrInvalidArgument}},
-		{pathError("stat", "/x", notRunning), "stat /x: wharf: the container is not running", []error{ErrNotRunning}},
+		{pathError("stat", "/x", notRunning), "stat /x: the container is not running", []error{ErrNotRunning}},
 	} {
 		assert.Equal(t, c.want, c.err.Error())
 		for _, s := range c.is {
@@ -130,12 +130,12 @@ func TestRequestBodyErrorReadsOnce(t *testing.T) {
 // that repeats the path the *fs.PathError names, and keep another path.
 func TestPathErrorSaysThePathOnce(t *testing.T) {
 	err := pathError("stat", "/work/x", wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: lstat /work/x: no such file or directory"))
-	assert.EqualError(t, err, "stat /work/x: wharf: no such file or directory")
+	assert.EqualError(t, err, "stat /work/x: no such file or directory")
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	err = pathError("write", "/a/b/c", wharf.NewError("file_op", abi.StatusIO, "IO: mkdir /a/b: not a directory"))
-	assert.EqualError(t, err, "write /a/b/c: wharf: mkdir /a/b: not a directory")
+	assert.EqualError(t, err, "write /a/b/c: mkdir /a/b: not a directory")
 	err = pathError("read", "etc/x", wharf.NewError("file_op", abi.StatusInvalid, "the path must be absolute: etc/x"))
-	assert.EqualError(t, err, "read etc/x: wharf: the path must be absolute")
+	assert.EqualError(t, err, "read etc/x: the path must be absolute")
 	assert.ErrorIs(t, err, ErrInvalidArgument)
 }
 
@@ -145,15 +145,15 @@ func TestPathErrorSaysThePathOnce(t *testing.T) {
 func TestRenameErrorSaysEachPathOnce(t *testing.T) {
 	o := abi.FileOptions{Op: "rename", Path: "/a", To: "/b"}
 	err := opError(o, wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: rename /a /b: no such file or directory"))
-	assert.EqualError(t, err, "rename /a /b: wharf: no such file or directory")
+	assert.EqualError(t, err, "rename /a /b: no such file or directory")
 	var le *os.LinkError
 	assert.ErrorAs(t, err, &le)
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	err = opError(o, wharf.NewError("file_op", abi.StatusDenied, "DENIED: rename /a /b: permission denied"))
-	assert.EqualError(t, err, "rename /a /b: wharf: permission denied")
+	assert.EqualError(t, err, "rename /a /b: permission denied")
 	assert.ErrorIs(t, err, fs.ErrPermission)
 	err = opError(o, wharf.NewError("file_op", abi.StatusInvalid, "INVAL: unknown user: ghost"))
-	assert.EqualError(t, err, "rename /a /b: wharf: unknown user: ghost", "other words are kept")
+	assert.EqualError(t, err, "rename /a /b: unknown user: ghost", "other words are kept")
 	assert.NoError(t, opError(o, nil))
 }
 
@@ -162,10 +162,46 @@ func TestRenameErrorSaysEachPathOnce(t *testing.T) {
 // "user" and the host's "unknown user: …").
 func TestPathErrorKeepsTheHostsOwnWords(t *testing.T) {
 	err := pathError("stat", "user", wharf.NewError("file_op", abi.StatusInvalid, `INVAL: unknown user: user "ghost" does not exist in the image's /etc/passwd`))
-	assert.EqualError(t, err, `stat user: wharf: unknown user: user "ghost" does not exist in the image's /etc/passwd`)
+	assert.EqualError(t, err, `stat user: unknown user: user "ghost" does not exist in the image's /etc/passwd`)
 	// Paths with spaces and ": " in them are said once too.
 	err = pathError("stat", "/tmp/a: b c", wharf.NewError("file_op", abi.StatusNotFound, "NOTFOUND: lstat /tmp/a: b c: no such file or directory"))
-	assert.EqualError(t, err, "stat /tmp/a: b c: wharf: no such file or directory")
+	assert.EqualError(t, err, "stat /tmp/a: b c: no such file or directory")
 	err = pathError("remove", "/w/x", wharf.NewError("file_op", abi.StatusIO, "IO: unlinkat /w/x: device or resource busy"))
-	assert.EqualError(t, err, "remove /w/x: wharf: device or resource busy")
+	assert.EqualError(t, err, "remove /w/x: device or resource busy")
+}
+
+// TestWharfIsSaidOnceInFront: an SDK error put inside words that say what
+// failed (an *fs.PathError's "read /x: ", a call's "call M: ", a request's
+// `Get "URL": `) loses its "wharf: ", so that a message says it at most
+// once, in front; the error still matches what it matched.
+func TestWharfIsSaidOnceInFront(t *testing.T) {
+	missing := wharf.NewError("file_open", abi.StatusNotFound, "NOTFOUND: open /work/nope.txt: no such file or directory")
+	req, err := http.NewRequest("GET", "http://container/x", nil)
+	require.NoError(t, err)
+	_, roundTripErr := Transport{}.RoundTrip(req)
+	callErr := (&Stub{ns: "SANDBOX", id: strings.Repeat("a", abi.ObjectIDLen)}).Call("Get", nil, nil)
+	for _, c := range []struct {
+		err  error
+		want string
+		is   []error
+	}{
+		{pathError("read", "/work/nope.txt", missing), "read /work/nope.txt: no such file or directory",
+			[]error{fs.ErrNotExist, ErrNotFound, abi.StatusNotFound}},
+		{opError(abi.FileOptions{Op: "rename", Path: "/a", To: "/b"}, missing), "rename /a /b: open /work/nope.txt: no such file or directory",
+			[]error{fs.ErrNotExist, ErrNotFound}},
+		{requestError(req, withSentinel(ErrPortRefused, wharf.NewError("container_fetch", abi.StatusRefused, "REFUSED: dial tcp 10.0.0.2:80: connection refused"))),
+			`Get "http://container/x": nothing listens on the container port: dial tcp 10.0.0.2:80: connection refused`, []error{ErrPortRefused, abi.StatusRefused}},
+		{roundTripErr, "fetch: unsupported operation", []error{errors.ErrUnsupported}},
+		{callErr, "call Get: object_call: unsupported operation", []error{errors.ErrUnsupported}},
+	} {
+		assert.EqualError(t, c.err, c.want)
+		for _, s := range c.is {
+			assert.ErrorIs(t, c.err, s, c.want)
+		}
+		var e *Error
+		assert.True(t, errors.As(c.err, &e), "still the host's *Error underneath: %s", c.want)
+	}
+	var pe *fs.PathError
+	assert.ErrorAs(t, pathError("read", "/work/nope.txt", missing), &pe, "Files' errors are *fs.PathError, as its doc says")
+	assert.Equal(t, "wharf: open /work/nope.txt: no such file or directory", missing.Error(), "alone, a host error says wharf in front")
 }

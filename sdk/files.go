@@ -65,24 +65,26 @@ func (f *Files) encode(o abi.FileOptions) []byte {
 
 // pathError turns a host error into an *fs.PathError. The path is said
 // once: the host's words lose the "lstat /x: " they begin with, or the
-// ": /x" they end with, when they name the same path.
+// ": /x" they end with, when they name the same path; and "wharf: "
+// not at all, as the error begins with the op ("read /x: no such file
+// or directory").
 func pathError(op, path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &fs.PathError{Op: op, Path: path, Err: hostFileError(err, func(msg string) (string, bool) { return withoutPath(msg, path) })}
+	return &fs.PathError{Op: op, Path: path, Err: wharf.Within(hostFileError(err, func(msg string) (string, bool) { return withoutPath(msg, path) }))}
 }
 
 // linkError turns a host error of a rename into an *os.LinkError. The
 // paths are said once: the host's words lose the "rename /a /b: " they
-// begin with.
+// begin with, and "wharf: " as pathError's do.
 func linkError(op, from, to string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &os.LinkError{Op: op, Old: from, New: to, Err: hostFileError(err, func(msg string) (string, bool) {
+	return &os.LinkError{Op: op, Old: from, New: to, Err: wharf.Within(hostFileError(err, func(msg string) (string, bool) {
 		return strings.CutPrefix(msg, op+" "+from+" "+to+": ")
-	})}
+	}))}
 }
 
 // hostFileError is the host's error of a file call with its words

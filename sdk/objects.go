@@ -241,7 +241,7 @@ func (o *object) alarm(retry int) (status int32) {
 		return 1
 	}
 	if err := a.Alarm(retry); err != nil {
-		ev.Log(abi.LogWarn, "alarm failed: "+err.Error())
+		ev.Log(abi.LogWarn, "alarm failed: "+wharf.Within(err).Error())
 		return 1
 	}
 	return 0
@@ -350,7 +350,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	ev := eventOf(ctx)
 	h, rec, err := ev.ObjectCall(s.ns, s.id, method, data)
 	if err != nil {
-		return fmt.Errorf("call %s: %w", method, err)
+		return fmt.Errorf("call %s: %w", method, wharf.Within(err))
 	}
 	var out []byte
 	err = abi.StatusAgain // no answer yet
@@ -370,12 +370,12 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 	if errors.Is(err, abi.StatusAgain) {
 		if err := waitContext(ctx, &Pending{ev: ev, handle: h}); err != nil {
 			ev.Close(h)
-			return fmt.Errorf("call %s: %w", method, err)
+			return fmt.Errorf("call %s: %w", method, wharf.Within(err))
 		}
 		out, err = ev.CallResult(h)
 	}
 	if err != nil {
-		return fmt.Errorf("call %s: %w", method, calleeError(err))
+		return fmt.Errorf("call %s: %w", method, wharf.Within(calleeError(err)))
 	}
 	if result == nil {
 		return nil

@@ -29,7 +29,7 @@ import (
 func Serve() {
 	fd, err := wharf.Serve()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "wharf: serve:", err)
+		fmt.Fprintln(os.Stderr, "wharf: serve:", wharf.Within(err))
 		os.Exit(2)
 	}
 	events := bufio.NewReaderSize(os.NewFile(uintptr(fd), "wharf-events"), 64*abi.EventRecordSize)

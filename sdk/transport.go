@@ -21,14 +21,18 @@ type Transport struct{}
 // streamed to the host; the response body is a host stream. A request made
 // with a handler's context (http.NewRequestWithContext(r.Context(), ...))
 // acts for that request's event; a deadline on its context bounds the wait.
+// Its errors leave out "wharf: ": http.Client puts them after the method
+// and URL (`Get "URL": cause`).
 func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return roundTrip(req, wharf.Event.Fetch)
+	resp, err := roundTrip(req, wharf.Event.Fetch)
+	return resp, wharf.Within(err)
 }
 
 // requestError is err of a request sent as http.Client.Do sends it, naming
-// the method and URL once as Do does (`Get "URL": cause`): for Stub.Fetch
-// and Port.Fetch. roundTrip's own errors leave them out, as a
-// RoundTripper's do, since the client names them.
+// the method and URL once as Do does (`Get "URL": cause`, the cause
+// without "wharf: "): for Stub.Fetch and Port.Fetch. roundTrip's own
+// errors leave them out, as a RoundTripper's do, since the client names
+// them.
 func requestError(req *http.Request, err error) error {
 	if err == nil {
 		return nil
@@ -37,7 +41,7 @@ func requestError(req *http.Request, err error) error {
 	if method == "" {
 		method = http.MethodGet
 	}
-	return &url.Error{Op: method[:1] + strings.ToLower(method[1:]), URL: req.URL.Redacted(), Err: err}
+	return &url.Error{Op: method[:1] + strings.ToLower(method[1:]), URL: req.URL.Redacted(), Err: wharf.Within(err)}
 }
 
 // errSendingBody begins the error of a request whose body could not be

@@ -40,7 +40,7 @@ func serveRequest(ev wharf.Event, req uint32, pick func(*http.Request) http.Hand
 	}()
 	r, err := newRequest(ev, req)
 	if err != nil {
-		ev.Log(abi.LogError, "reading the request: "+err.Error())
+		ev.Log(abi.LogError, "reading the request: "+wharf.Within(err).Error())
 		return 1
 	}
 	h := pick(r)
@@ -289,7 +289,7 @@ func (w *responseWriter) send(streaming bool) error {
 	w.buf = nil
 	if err != nil {
 		w.err = err
-		w.ev.Log(abi.LogError, "sending the response: "+err.Error())
+		w.ev.Log(abi.LogError, "sending the response: "+wharf.Within(err).Error())
 		return err
 	}
 	if streaming {

@@ -103,7 +103,7 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 
 	code, out = do("GET", "/files/s1/work/nope.txt", nil)
 	assert.Equal(t, 404, code, out)
-	assert.Equal(t, "downloading: read /work/nope.txt: wharf: no such file or directory\n", out)
+	assert.Equal(t, "downloading: read /work/nope.txt: no such file or directory\n", out, "wharf: at most once, in front")
 	code, out = do("GET", "/files/s1/work/up", nil)
 	assert.Equal(t, 400, code, out)
 	do("POST", "/run/s1", strings.NewReader("mkfifo /work/pipe"))

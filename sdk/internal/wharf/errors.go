@@ -21,6 +21,28 @@ var (
 	ErrRefused  = errors.New("wharf: nothing listens on the container port")
 )
 
+// Prefix begins the message of every error of the SDK, once: an error put
+// inside another message loses it there (Within).
+const Prefix = "wharf: "
+
+// Within is err to be put inside another message, after words that say
+// what failed ("read /x: ", an *fs.PathError's Err; "call M: " before
+// fmt.Errorf's %w): its message without Prefix, so that the whole says
+// "wharf: " at most once, in front. It matches all err matches (errors.Is,
+// errors.As); Within(nil) is nil.
+func Within(err error) error {
+	if err == nil {
+		return nil
+	}
+	return within{err}
+}
+
+// within is what Within returns.
+type within struct{ err error }
+
+func (e within) Error() string { return strings.TrimPrefix(e.err.Error(), Prefix) }
+func (e within) Unwrap() error { return e.err }
+
 // sentinels maps statuses to their sentinel errors.
 var sentinels = map[abi.Status]error{
 	abi.StatusInvalid:     ErrInvalid,
@@ -38,7 +60,7 @@ var sentinels = map[abi.Status]error{
 // describe says what status s means: its sentinel's words, else its name.
 func describe(s abi.Status) string {
 	if e, ok := sentinels[s]; ok {
-		return strings.TrimPrefix(e.Error(), "wharf: ")
+		return Within(e).Error()
 	}
 	return s.String()
 }

@@ -31,9 +31,9 @@ type Error struct {
 // its status means: the ABI's names stay out of a message that has words.
 func (e *Error) Error() string {
 	if e.Message == "" {
-		return fmt.Sprintf("wharf: %s: %s", e.Op, describe(e.Status))
+		return fmt.Sprintf("%s%s: %s", Prefix, e.Op, describe(e.Status))
 	}
-	return "wharf: " + e.Message
+	return Prefix + e.Message
 }
 
 // Unwrap makes errors.Is match the status (abi.StatusTooLarge) and its
