@@ -3,7 +3,8 @@
 // the output back as it is produced; a script that fails ends the output
 // with a line "[exit status N]". Each session keeps its container (and
 // files) between runs: PUT /files/{session}/{path} uploads a file into
-// it, GET /files/{session}/{path} downloads one.
+// it (making the directories it lacks), GET /files/{session}/{path}
+// downloads one.
 //
 // A session also runs background processes that outlive the request that
 // started them, such as a dev server: POST its command to
@@ -28,6 +29,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,10 +109,17 @@ func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
 }
 
 // upload writes the request body into the container at /{path}, streamed
-// through the files API (never held whole in memory).
+// through the files API (never held whole in memory), making the
+// directories it lacks, as the hosted Sandbox SDK's writeFile does.
 func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
-	path := "/" + r.PathValue("path")
-	f, err := s.state.Container.Files().Create(path)
+	name := "/" + r.PathValue("path")
+	files := s.state.Container.Files()
+	f, err := files.Create(name)
+	if errors.Is(err, fs.ErrNotExist) { // a directory is missing
+		if err = files.MkdirAll(path.Dir(name)); err == nil {
+			f, err = files.Create(name)
+		}
+	}
 	if err != nil {
 		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return
@@ -120,7 +129,7 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return
 	}
-	info, err := s.state.Container.Files().Stat(path)
+	info, err := files.Stat(name)
 	if err != nil {
 		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
 		return

@@ -85,21 +85,27 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 
 	payload := make([]byte, 3<<20)
 	rand.Read(payload)
-	// A refused upload small enough to be in the socket buffers before the
-	// answer: a bigger one is answered and its connection reset while the
-	// client still sends (64 KiB did not fit loopback's first send buffer).
-	code, out := do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload[:4<<10]))
-	assert.Equal(t, 404, code, "no directory /work/up yet: %s", out)
-	do("POST", "/run/s1", strings.NewReader("mkdir -p /work/up"))
-	code, out = do("PUT", "/files/s1/work/up/data.bin", bytes.NewReader(payload))
-	require.Equal(t, 200, code, out)
+	// The directories an upload's path lacks are made, as the hosted
+	// Sandbox SDK's writeFile makes them.
+	code, out := do("PUT", "/files/s1/work/up/deep/data.bin", bytes.NewReader(payload))
+	require.Equal(t, 200, code, "no directory /work/up yet: %s", out)
 	assert.Contains(t, out, `"size":3145728`)
 	sum := sha256.Sum256(payload)
-	_, out = do("POST", "/run/s1", strings.NewReader("sha256sum /work/up/data.bin"))
-	assert.Equal(t, hex.EncodeToString(sum[:])+"  /work/up/data.bin\n", out, "the container sees the uploaded bytes")
-	code, out = do("GET", "/files/s1/work/up/data.bin", nil)
+	_, out = do("POST", "/run/s1", strings.NewReader("sha256sum /work/up/deep/data.bin"))
+	assert.Equal(t, hex.EncodeToString(sum[:])+"  /work/up/deep/data.bin\n", out, "the container sees the uploaded bytes")
+	code, out = do("GET", "/files/s1/work/up/deep/data.bin", nil)
 	assert.Equal(t, 200, code)
 	assert.True(t, out == string(payload), "the download differs from the upload (%d bytes)", len(out))
+	// A path through a file cannot be made: the answer says why. The
+	// refused upload is small enough to be in the socket buffers before the
+	// answer: a bigger one is answered and its connection reset while the
+	// client still sends (64 KiB did not fit loopback's first send buffer).
+	code, out = do("PUT", "/files/s1/work/up/deep/data.bin/x", bytes.NewReader(payload[:4<<10]))
+	assert.Equal(t, 400, code, out)
+	assert.Equal(t, "uploading: write /work/up/deep/data.bin/x: not a directory\n", out)
+	code, out = do("GET", "/files/s1/work/up/deep/data.bin", nil)
+	assert.Equal(t, 200, code, "the session serves on after a refused upload")
+	assert.Equal(t, len(payload), len(out))
 
 	code, out = do("GET", "/files/s1/work/nope.txt", nil)
 	assert.Equal(t, 404, code, out)
