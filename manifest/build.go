@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -145,28 +147,66 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 }
 
 // copyModule copies the module at from to a new file to, keeping its mode;
-// it copies nothing if from is not a module.
+// it copies nothing if from is not a module as go build wrote it.
 func copyModule(from, to string) {
-	if !isWasm(from) {
-		return
-	}
 	src, err := os.Open(from)
 	if err != nil {
 		return
 	}
 	defer src.Close()
 	st, err := src.Stat()
-	if err != nil {
+	if err != nil || !st.Mode().IsRegular() {
+		return
+	}
+	module, err := io.ReadAll(src)
+	if err != nil || !builtIntact(module) {
 		return
 	}
 	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
 	if err != nil {
 		return
 	}
-	_, err = io.Copy(dst, src)
+	_, err = dst.Write(module)
 	if err = errors.Join(err, dst.Close()); err != nil {
 		os.Remove(to)
 	}
+}
+
+// buildIDPrefix precedes the build ID go build writes near the start of
+// what it links.
+const buildIDPrefix = "\xff Go build ID: \""
+
+// builtIntact reports whether module is a Wasm module as go build wrote
+// it: its bytes, with its build ID zeroed, hash to the content ID that ends
+// the build ID (the go command's SHA-256, first 15 bytes in URL base64).
+// go build keeps an output whose build ID is the one it would write
+// without reading the rest, so a module cut short or changed since its
+// build must not be given to it. Another scheme of a later go command
+// only makes every rebuild link.
+func builtIntact(module []byte) bool {
+	if !bytes.HasPrefix(module, []byte("\x00asm")) {
+		return false
+	}
+	_, after, ok := bytes.Cut(module[:min(len(module), 32<<10)], []byte(buildIDPrefix))
+	if !ok {
+		return false
+	}
+	id, _, ok := bytes.Cut(after, []byte(`"`))
+	slash := bytes.LastIndexByte(id, '/')
+	if !ok || slash < 0 {
+		return false
+	}
+	h, zeros := sha256.New(), make([]byte, len(id))
+	for rest := module; ; {
+		before, after, found := bytes.Cut(rest, id)
+		h.Write(before)
+		if !found {
+			break
+		}
+		h.Write(zeros)
+		rest = after
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:15]) == string(id[slash+1:])
 }
 
 // removeAbandoned removes what builds of out left when their wharf was

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -227,6 +228,29 @@ func TestRebuildFollowsTheSources(t *testing.T) {
 	assert.Equal(t, second, again)
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*.tmp"))
 	assert.Empty(t, leftovers)
+}
+
+// TestRebuildReplacesADamagedModule: a module changed since its build (cut
+// short, or a byte changed) keeps its build ID, which is all go build reads
+// of the output it starts from: a rebuild must link the module afresh, not
+// keep the damaged one for good.
+func TestRebuildReplacesADamagedModule(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() { println(\"damage-probe\") }\n")
+	out, err := Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	good, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.True(t, builtIntact(good), "a module go build just wrote is not seen as intact: every rebuild would link")
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 0xff
+	for name, damaged := range map[string][]byte{"cut short": good[:len(good)/2], "a byte changed": flipped} {
+		require.NoError(t, os.WriteFile(out, damaged, 0o755))
+		_, err = Build(context.Background(), m, "", io.Discard)
+		require.NoError(t, err, name)
+		rebuilt, err := os.ReadFile(out)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(good, rebuilt), "%s: the rebuild left %d bytes, not the %d of the module the sources make", name, len(rebuilt), len(good))
+	}
 }
 
 // BenchmarkRebuildUnchanged measures wharf build of examples/hello with its
