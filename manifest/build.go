@@ -210,7 +210,9 @@ func builtIntact(module []byte) bool {
 }
 
 // removeAbandoned removes what builds of out left when their wharf was
-// killed: the temporary files of processes that no longer run.
+// killed: the temporary files of processes that no longer run, and one of
+// this process's pid, which a killed wharf had before it (a container's
+// wharf is pid 1 at every start): go build must not start from it.
 func removeAbandoned(out string) {
 	tmps, _ := filepath.Glob(out + ".*.tmp")
 	for _, tmp := range tmps {
@@ -218,7 +220,7 @@ func removeAbandoned(out string) {
 		if err != nil {
 			continue
 		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid == os.Getpid() || errors.Is(err, fs.ErrNotExist) {
 			os.Remove(tmp)
 		}
 	}

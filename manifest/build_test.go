@@ -253,6 +253,24 @@ func TestRebuildReplacesADamagedModule(t *testing.T) {
 	}
 }
 
+// TestBuildRemovesALeftoverOfItsOwnPid: a wharf killed during a build
+// leaves its temporary file, named by its pid; a later wharf that got the
+// same pid (a container's wharf is pid 1 at every start) must not take it
+// for its own: go build would keep a copy cut short there, build ID intact.
+func TestBuildRemovesALeftoverOfItsOwnPid(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() { println(\"leftover-probe\") }\n")
+	out, err := Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	good, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fmt.Sprintf("%s.%d.tmp", out, os.Getpid()), good[:len(good)/2], 0o755))
+	_, err = Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	rebuilt, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(good, rebuilt), "the build left %d bytes, not the %d of the module the sources make", len(rebuilt), len(good))
+}
+
 // BenchmarkRebuildUnchanged measures wharf build of examples/hello with its
 // sources unchanged, against the same build into an empty directory (the
 // baseline: go build links the module afresh there).
