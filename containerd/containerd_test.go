@@ -315,6 +315,10 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"true"}, Env: path})
 	assert.Equal(t, uint32(0), code, "%s%s", out, errOut)
 	assert.Empty(t, out+errOut, "true ran from /bin, not from /tmp/path")
+	// A relative directory of $PATH is one of the process's working
+	// directory, not the container's root.
+	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"not-executable"}, Env: []string{"PATH=."}, Cwd: "/tmp/path"})
+	assert.Equal(t, 126, hostcontainers.ExecExitCode(err), "PATH=. in /tmp/path: %v", err)
 
 	// 100,000 lines on each of stdout and stderr, drained concurrently.
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})

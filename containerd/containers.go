@@ -792,7 +792,7 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 		if r.err != nil {
 			err := runcStartError(r.err)
 			if errors.Is(err, fs.ErrNotExist) {
-				if refused := c.refusedInPath(pspec.Args[0], pspec.Env); refused != nil {
+				if refused := c.refusedInPath(pspec.Args[0], pspec.Env, pspec.Cwd); refused != nil {
 					err = refused
 				}
 			}
@@ -830,14 +830,15 @@ func runcStartError(err error) error {
 // refusedInPath is why a shell would not run program, a command runc
 // reported not found: files named so in the directories of env's $PATH in
 // the container, none of which may be run (runc's search passes over
-// them, a shell's refuses them: 126, not 127). nil if there are none.
-func (c *Container) refusedInPath(program string, env []string) error {
+// them, a shell's refuses them: 126, not 127), relative ones taken from
+// cwd. nil if there are none.
+func (c *Container) refusedInPath(program string, env []string, cwd string) error {
 	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", c.task.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
 	defer unix.Close(root)
-	_, err = execpath.Find(program, execpath.FromEnv(env), func(path string) (fs.FileInfo, error) {
+	_, err = execpath.Find(program, execpath.FromEnv(env), cwd, func(path string) (fs.FileInfo, error) {
 		// The container's path, its symlinks resolved in its root.
 		fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
 		if err != nil {

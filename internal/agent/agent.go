@@ -125,7 +125,7 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 	if len(x.Args) == 0 {
 		return 0, nil, errors.New("exec needs a command")
 	}
-	argv0, err := execpath.Find(x.Args[0], execpath.FromEnv(x.Env), os.Stat)
+	argv0, err := execpath.Find(x.Args[0], execpath.FromEnv(x.Env), x.Cwd, os.Stat)
 	if err != nil {
 		return 0, nil, err
 	}

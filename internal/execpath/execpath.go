@@ -33,16 +33,22 @@ func FromEnv(env []string) string {
 
 // Find returns where the command name is in the directories of path,
 // learning about each candidate from stat: the first executable regular
-// file. If there is none but a regular file was found, the error is an
-// *fs.PathError for the first such file with syscall.EACCES (matching
-// fs.ErrPermission); if there is no regular file, it matches ErrNotFound.
-// A name with a slash is returned as it is.
-func Find(name, path string, stat func(string) (fs.FileInfo, error)) (string, error) {
+// file. A relative directory of path ("." or "bin"; an empty one is ".")
+// is one of cwd, the working directory of the process to run, as in its
+// shell (relative to the caller's own if cwd is empty). If there is none
+// but a regular file was found, the error is an *fs.PathError for the
+// first such file with syscall.EACCES (matching fs.ErrPermission); if
+// there is no regular file, it matches ErrNotFound. A name with a slash
+// is returned as it is.
+func Find(name, path, cwd string, stat func(string) (fs.FileInfo, error)) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
 	var refused string
 	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(cwd, dir)
+		}
 		p := filepath.Join(dir, name)
 		st, err := stat(p)
 		if err != nil || !st.Mode().IsRegular() {

@@ -26,21 +26,21 @@ func TestFindAsAShellDoes(t *testing.T) {
 	require.NoError(t, os.Mkdir(filepath.Join(first, "dir"), 0o755))
 	path := first + ":" + second + ":" + third
 
-	found, err := Find("both", path, os.Stat)
+	found, err := Find("both", path, "", os.Stat)
 	require.NoError(t, err)
 	assert.Equal(t, filepath.Join(second, "both"), found)
 
-	_, err = Find("refused", path, os.Stat)
+	_, err = Find("refused", path, "", os.Stat)
 	assert.ErrorIs(t, err, fs.ErrPermission)
 	assert.EqualError(t, err, "exec "+filepath.Join(first, "refused")+": permission denied")
 
 	for _, name := range []string{"dir", "missing"} {
-		_, err = Find(name, path, os.Stat)
+		_, err = Find(name, path, "", os.Stat)
 		assert.ErrorIs(t, err, ErrNotFound, name)
 		assert.EqualError(t, err, "executable file not found: "+name+" in $PATH")
 	}
 
-	found, err = Find("./refused", path, os.Stat)
+	found, err = Find("./refused", path, "", os.Stat)
 	require.NoError(t, err)
 	assert.Equal(t, "./refused", found, "a name with a slash is not searched")
 }
@@ -49,4 +49,31 @@ func TestFindAsAShellDoes(t *testing.T) {
 func TestFromEnv(t *testing.T) {
 	assert.Equal(t, DefaultPath, FromEnv([]string{"HOME=/root"}))
 	assert.Equal(t, "/b", FromEnv([]string{"PATH=/a", "HOME=/root", "PATH=/b"}))
+}
+
+// TestFindTakesRelativeDirectoriesFromTheWorkingDirectory: ".", an empty
+// entry and "sub" are directories of the working directory of the process
+// to run, not of the process that searches, whose own directory holds
+// what would answer otherwise.
+func TestFindTakesRelativeDirectoriesFromTheWorkingDirectory(t *testing.T) {
+	work, own := t.TempDir(), t.TempDir()
+	t.Chdir(own)
+	write := func(dir, name string, mode os.FileMode) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode))
+	}
+	write(work, "refused", 0o644)
+	write(own, "refused", 0o755)
+	write(own, "elsewhere", 0o644)
+	require.NoError(t, os.Mkdir(filepath.Join(work, "sub"), 0o755))
+	write(filepath.Join(work, "sub"), "run", 0o755)
+
+	for _, path := range []string{".", "/nonexistent::/nonexistent"} {
+		_, err := Find("refused", path, work, os.Stat)
+		assert.EqualError(t, err, "exec "+filepath.Join(work, "refused")+": permission denied", path)
+		_, err = Find("elsewhere", path, work, os.Stat)
+		assert.ErrorIs(t, err, ErrNotFound, path)
+	}
+	found, err := Find("run", "sub", work, os.Stat)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(work, "sub", "run"), found)
 }
