@@ -66,7 +66,8 @@ type Managed struct {
 	stopCause string
 	// operatorTerm is the SIGTERM of an operator's stop that was
 	// interrupted before the container exited: an exit that comes of it is
-	// the operator's doing, one that does not is not.
+	// the operator's doing, one that does not is not. A signal the object
+	// sends later is the later word, and clears it.
 	operatorTerm bool
 	// objectSignal is the last signal the object sent the main process,
 	// and objectSignals every one it sent (bit n-1 for signal n): an exit
@@ -86,7 +87,8 @@ func (m *Managed) markStopRequested(cause string) {
 }
 
 // abandonStop records that the stop asked for was interrupted after its
-// SIGTERM: the next exit is the stop's doing only if it came of that.
+// SIGTERM, or while it was sent: the next exit is the stop's doing only if
+// it came of that.
 func (m *Managed) abandonStop() {
 	m.mu.Lock()
 	m.stopCause, m.operatorTerm = "", true
@@ -98,6 +100,7 @@ func (m *Managed) abandonStop() {
 func (m *Managed) NoteObjectSignal(sig syscall.Signal) {
 	m.mu.Lock()
 	m.objectSignal, m.objectSignalAt = sig, time.Now()
+	m.operatorTerm = false
 	if sig >= 1 && sig <= 64 {
 		m.objectSignals |= 1 << (sig - 1)
 	}
@@ -521,6 +524,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	// killed after the grace was destroyed, for the object too.
 	mc.markStopRequested("stopped by the operator")
 	if err := mc.Terminate(ctx); err != nil {
+		mc.abandonStop() // its SIGTERM may have gone
 		return err
 	}
 	select {

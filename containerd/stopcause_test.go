@@ -1,12 +1,14 @@
 package containerd
 
 import (
+	"context"
 	"log/slog"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -86,4 +88,66 @@ func TestInterruptedStopOwnsOnlyTheExitOfItsSigterm(t *testing.T) {
 	mc := exitedAfter(3)
 	mc.markStopRequested("stopped by the operator")
 	assert.Equal(t, "stopped by the operator", mc.StopCause(), "a stop that was not interrupted owns the exit")
+}
+
+// TestObjectsSignalAfterAnInterruptedStopOwnsTheExit: a signal the object
+// sends after an operator's interrupted stop is the later word: an exit
+// that came of it is the object's doing (a SIGTERM the process no longer
+// ignores: 143), and a clean exit after it (its SIGHUP trap) is not
+// credited to the operator's SIGTERM, which the process ignored. Both were
+// logged as "SIGTERM from the operator".
+func TestObjectsSignalAfterAnInterruptedStopOwnsTheExit(t *testing.T) {
+	for _, c := range []struct {
+		code uint32
+		sig  syscall.Signal
+		want string
+	}{
+		{143, syscall.SIGTERM, "SIGTERM from the object"},
+		{0, syscall.SIGHUP, ""},
+		{0, syscall.SIGINT, "SIGINT from the object"},
+	} {
+		mc := exitedAfter(c.code)
+		mc.markStopRequested("stopped by the operator")
+		mc.abandonStop()
+		mc.NoteObjectSignal(c.sig)
+		assert.Equal(t, c.want, mc.StopCause(), "exit %d after an interrupted stop, then the object's %v", c.code, c.sig)
+	}
+}
+
+// TestStopCutShortOwnsNoFailure: wharf stop cut short (its request ended:
+// Ctrl-C) during its grace, or before its signals were sent, leaves a
+// container that ignores SIGTERM running; its later failure is its own, not
+// "stopped by the operator" (which a stop whose SIGTERM failed left set).
+func TestStopCutShortOwnsNoFailure(t *testing.T) {
+	m, image := testManager(t)
+	spec := ContainerSpec{Image: image, Entrypoint: []string{"sh", "-c", "trap '' TERM; trap 'exit 3' USR1; touch /ready; while true; do sleep 0.1; done"}}
+	for object, stopCtx := range map[string]func() (context.Context, context.CancelFunc){
+		"grace": func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 300*time.Millisecond)
+		},
+		"before": func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		},
+	} {
+		mc, err := m.Start(context.Background(), "Box", object, spec, openPolicy(), 0)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { // its traps are set
+			code, _, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"test", "-e", "/ready"}})
+			return code == 0
+		}, 10*time.Second, 50*time.Millisecond)
+		ctx, cancel := stopCtx()
+		assert.Error(t, m.Stop(ctx, "Box", object, time.Minute), object)
+		cancel()
+		require.False(t, mc.Exited(), "%s: the container ignores SIGTERM", object)
+		require.NoError(t, mc.Signal(context.Background(), syscall.SIGUSR1))
+		wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code, err := mc.Wait(wait)
+		cancel()
+		require.NoError(t, err)
+		assert.Equal(t, uint32(3), code)
+		assert.Equal(t, "", mc.StopCause(), "%s: the container failed by itself after the stop was cut short", object)
+		require.NoError(t, m.Destroy(context.Background(), "Box", object))
+	}
 }
