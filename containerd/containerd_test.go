@@ -312,6 +312,20 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 			assert.Equal(t, want, code, "%s (terminal %v) exits as in a shell: %v %q", args, terminal, err, output.String())
 		}
 	}
+	// A program named relative to the exec's directory, whose #!
+	// interpreter is missing: the agent says so (it looked for the program
+	// in its own directory and said it did not exist).
+	var relOut strings.Builder
+	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"./nointerp"}, Cwd: "/tmp", Stdout: &relOut, Stderr: &relOut})
+	if ctr.agent != nil {
+		assert.Equal(t, 127, hostcontainers.ExecExitCode(err), "%v", err)
+		assert.ErrorContains(t, err, "the interpreter of its #! line, or the loader it needs, does not exist")
+	} else {
+		require.NoError(t, err)
+		exit, err := p.Wait(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, uint32(127), exit, relOut.String())
+	}
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"true"}, Env: path})
 	assert.Equal(t, uint32(0), code, "%s%s", out, errOut)
 	assert.Empty(t, out+errOut, "true ran from /bin, not from /tmp/path")
@@ -327,7 +341,7 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 	assert.Equal(t, 100000, strings.Count(errOut, "\n"))
 	assert.True(t, strings.HasSuffix(out, "\n100000\n") && strings.HasSuffix(errOut, "\n100000\n"))
 
-	p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sleep", "100"}})
+	p, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"sleep", "100"}})
 	require.NoError(t, err)
 	require.NoError(t, p.Kill(context.Background(), syscall.SIGTERM))
 	code, err = p.Wait(context.Background())

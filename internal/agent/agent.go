@@ -167,7 +167,11 @@ func (a *agent) start(x wire.Exec, files []*os.File, tty *os.File) (int, chan in
 	pid, err := syscall.ForkExec(argv0, x.Args, attr)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) {
-			if _, statErr := os.Stat(argv0); statErr == nil { // found: what it needs to run is not
+			program := argv0
+			if !filepath.IsAbs(program) { // the child ran it from the exec's directory
+				program = filepath.Join(x.Cwd, program)
+			}
+			if _, statErr := os.Stat(program); statErr == nil { // found: what it needs to run is not
 				return 0, nil, fmt.Errorf("starting %s: %w (the interpreter of its #! line, or the loader it needs, does not exist)", x.Args[0], err)
 			}
 			return 0, nil, fmt.Errorf("%w: %s", execpath.ErrNotFound, x.Args[0])
