@@ -207,27 +207,27 @@ func TestBuildNamesTheManifestAsGiven(t *testing.T) {
 // module holds the new code, and an unchanged rebuild gives the same bytes.
 func TestRebuildFollowsTheSources(t *testing.T) {
 	m := plugin(t, "package main\n\nfunc main() { println(\"first-version-marker\") }\n")
-	out, err := Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	first, err := os.ReadFile(out)
-	require.NoError(t, err)
+	first := buildModule(t, m)
 	require.Contains(t, string(first), "first-version-marker")
 
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir, "main.go"), []byte("package main\n\nfunc main() { println(\"second-version-marker\") }\n"), 0o644))
-	_, err = Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	second, err := os.ReadFile(out)
-	require.NoError(t, err)
+	second := buildModule(t, m)
 	assert.Contains(t, string(second), "second-version-marker")
 	assert.NotContains(t, string(second), "first-version-marker", "the last module was kept over the edit")
 
-	_, err = Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	again, err := os.ReadFile(out)
-	require.NoError(t, err)
-	assert.Equal(t, second, again)
-	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*.tmp"))
+	assert.Equal(t, second, buildModule(t, m))
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(m.WasmPath()), "*.tmp"))
 	assert.Empty(t, leftovers)
+}
+
+// buildModule builds m into its default output and returns the module.
+func buildModule(t *testing.T, m *Manifest) []byte {
+	t.Helper()
+	out, err := Build(context.Background(), m, "", io.Discard)
+	require.NoError(t, err)
+	module, err := os.ReadFile(out)
+	require.NoError(t, err)
+	return module
 }
 
 // TestRebuildReplacesADamagedModule: a module changed since its build (cut
@@ -236,19 +236,13 @@ func TestRebuildFollowsTheSources(t *testing.T) {
 // keep the damaged one for good.
 func TestRebuildReplacesADamagedModule(t *testing.T) {
 	m := plugin(t, "package main\n\nfunc main() { println(\"damage-probe\") }\n")
-	out, err := Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	good, err := os.ReadFile(out)
-	require.NoError(t, err)
+	good := buildModule(t, m)
 	require.True(t, builtIntact(good), "a module go build just wrote is not seen as intact: every rebuild would link")
 	flipped := bytes.Clone(good)
 	flipped[len(flipped)/2] ^= 0xff
 	for name, damaged := range map[string][]byte{"cut short": good[:len(good)/2], "a byte changed": flipped} {
-		require.NoError(t, os.WriteFile(out, damaged, 0o755))
-		_, err = Build(context.Background(), m, "", io.Discard)
-		require.NoError(t, err, name)
-		rebuilt, err := os.ReadFile(out)
-		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(m.WasmPath(), damaged, 0o755))
+		rebuilt := buildModule(t, m)
 		assert.True(t, bytes.Equal(good, rebuilt), "%s: the rebuild left %d bytes, not the %d of the module the sources make", name, len(rebuilt), len(good))
 	}
 }
@@ -259,15 +253,9 @@ func TestRebuildReplacesADamagedModule(t *testing.T) {
 // for its own: go build would keep a copy cut short there, build ID intact.
 func TestBuildRemovesALeftoverOfItsOwnPid(t *testing.T) {
 	m := plugin(t, "package main\n\nfunc main() { println(\"leftover-probe\") }\n")
-	out, err := Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	good, err := os.ReadFile(out)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(fmt.Sprintf("%s.%d.tmp", out, os.Getpid()), good[:len(good)/2], 0o755))
-	_, err = Build(context.Background(), m, "", io.Discard)
-	require.NoError(t, err)
-	rebuilt, err := os.ReadFile(out)
-	require.NoError(t, err)
+	good := buildModule(t, m)
+	require.NoError(t, os.WriteFile(fmt.Sprintf("%s.%d.tmp", m.WasmPath(), os.Getpid()), good[:len(good)/2], 0o755))
+	rebuilt := buildModule(t, m)
 	assert.True(t, bytes.Equal(good, rebuilt), "the build left %d bytes, not the %d of the module the sources make", len(rebuilt), len(good))
 }
 
