@@ -62,7 +62,7 @@ type Objects struct {
 	mu   sync.Mutex
 	live map[string]*Object // by liveKey
 	lru  *list.List         // idle objects, least recently used first
-	// Open databases are capped (each holds four descriptors): beyond the
+	// Open databases are capped (each holds three descriptors): beyond the
 	// cap, parked databases are closed first, then idle live objects close
 	// theirs, least recently used first, and reopen it on their next event.
 	openDBs   int
@@ -668,9 +668,9 @@ func (obj *Object) replaceStorage(data []byte) error {
 func (obj *Object) storagePath() string { return obj.ns.StoragePath(obj.id) }
 
 // MemoryOpenDatabases caps open object databases by memory: an open
-// SQLite connection to a small database holds about 91 KiB (measured: 37
-// KiB of SQLite's heap, the rest its WAL index mapping and Go's side), so
-// this many hold about 365 MiB.
+// SQLite connection to a small database holds about 100 KiB (measured: 76
+// KiB of SQLite's heap, with its WAL's index, the rest Go's side), so this
+// many hold about 400 MiB.
 const MemoryOpenDatabases = 4096
 
 // maxOpenDatabases is OpenDatabases under the process's descriptor limit.
@@ -683,14 +683,13 @@ func maxOpenDatabases() int {
 }
 
 // OpenDatabases is how many object databases may be open at once under a
-// descriptor limit of fileLimit: four descriptors each (the database, its
-// WAL and its shared memory, and the WAL again for the commit log) in half
-// the limit; at least 16, at most
-// MemoryOpenDatabases. The other half is for connections, containerd, logs
-// and the databases of busy objects past the cap (it is enforced by
-// closing idle objects' databases, after a new one opened).
+// descriptor limit of fileLimit: three descriptors each (the database, its
+// WAL, and the WAL again for the commit log) in half the limit; at least
+// 16, at most MemoryOpenDatabases. The other half is for connections,
+// containerd, logs and the databases of busy objects past the cap (it is
+// enforced by closing idle objects' databases, after a new one opened).
 func OpenDatabases(fileLimit uint64) int {
-	return min(max(int(min(fileLimit, 1<<30)/8), 16), MemoryOpenDatabases)
+	return min(max(int(min(fileLimit, 1<<30)/6), 16), MemoryOpenDatabases)
 }
 
 // evictOverflow asks the least recently used idle objects to retire while

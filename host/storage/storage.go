@@ -160,16 +160,30 @@ func (d *DB) connect() error {
 	// now and a later call finds it there.
 	d.unsynced = d.unsynced || created
 	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL") // the WAL is synced by Flush or SyncThen
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
+	// The host is an open database's only user. Exclusive locking takes
+	// the file's locks once, not six fcntl calls a commit, and, set before
+	// the file is first read in WAL mode, keeps the WAL's index in SQLite's
+	// heap instead of a -shm file: a descriptor and a mapping less per
+	// database. So the WAL mode is set after it, not in the DSN (whose
+	// journal mode SQLite's driver sets first).
+	q.Set("_locking_mode", "EXCLUSIVE")
 	db, err := sql.Open(driverName, "file:"+d.path+"?"+q.Encode())
 	if err != nil {
 		return err
 	}
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode = WAL").Scan(&mode); err != nil || mode != "wal" {
+		db.Close()
+		if err == nil {
+			err = fmt.Errorf("its journal mode stays %q, not WAL", mode)
+		}
+		return &OpenError{Path: d.path, Err: err}
+	}
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return &OpenError{Path: d.path, Err: err}
