@@ -107,11 +107,19 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if err != nil {
 		return "", fmt.Errorf("building %s needs the Go toolchain (go 1.26 or newer, as go.mod says) on PATH: %w", m.Name, err)
 	}
-	// go build writes next to out, which is replaced only by a module: a
-	// failed or cut build leaves the last good one in place.
+	// go build works in a directory of this process's next to out, which
+	// is replaced only by a module: a failed or cut build leaves the last
+	// good one in place. The directory holds the module go build writes
+	// and, as GOTMPDIR, its work directory, which go build removes only
+	// when it ends by itself (it handles no signal: SIGINT kills it as
+	// SIGKILL does). The next build removes what a killed wharf's left.
 	removeAbandoned(out)
-	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
-	defer os.Remove(tmp)
+	dir := buildDir(out, os.Getpid())
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("building %s: %w", m.Name, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, filepath.Base(out))
 	// go build does not link again when its output already holds what the
 	// sources make (the build ID in it says so): starting from the last
 	// module spares an unchanged plugin the link (most of a rebuild's
@@ -119,7 +127,7 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	copyModule(out, tmp)
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
 	cmd.Dir = pkg
-	cmd.Env = wasip1Env()
+	cmd.Env = append(wasip1Env(), "GOTMPDIR="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no build outlives a killed wharf
 	var output bytes.Buffer
 	// A log nobody reads any more (wharf serve 2>&1 | head -1) fails its
@@ -209,19 +217,24 @@ func builtIntact(module []byte) bool {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:15]) == string(id[slash+1:])
 }
 
+// buildDir is the directory a build of out by the process pid works in.
+func buildDir(out string, pid int) string { return fmt.Sprintf("%s.%d.tmp", out, pid) }
+
 // removeAbandoned removes what builds of out left when their wharf was
-// killed: the temporary files of processes that no longer run, and one of
-// this process's pid, which a killed wharf had before it (a container's
-// wharf is pid 1 at every start): go build must not start from it.
+// killed: the directories (or, from an older wharf, the files) of
+// processes that no longer run, and the one of this process's pid, which
+// a killed wharf had before it (a container's wharf is pid 1 at every
+// start): go build must not start from a module cut short there.
 func removeAbandoned(out string) {
-	tmps, _ := filepath.Glob(out + ".*.tmp")
-	for _, tmp := range tmps {
-		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(tmp, out+"."), ".tmp"))
-		if err != nil {
+	entries, _ := os.ReadDir(filepath.Dir(out))
+	for _, e := range entries {
+		path := filepath.Join(filepath.Dir(out), e.Name())
+		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(e.Name(), filepath.Base(out)+"."), ".tmp"))
+		if err != nil || path != buildDir(out, pid) {
 			continue
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid == os.Getpid() || errors.Is(err, fs.ErrNotExist) {
-			os.Remove(tmp)
+			os.RemoveAll(path)
 		}
 	}
 }

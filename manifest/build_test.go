@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,20 +131,28 @@ func TestBuildRefusesAPackageOtherThanMain(t *testing.T) {
 	leftovers, _ := filepath.Glob(out + ".*")
 	assert.Empty(t, leftovers)
 
-	// A build killed with its wharf (kill -9) left its temporary file; the
-	// next build removes it, and leaves a running build's alone.
+	// A build killed with its wharf (kill -9) left its directory (an older
+	// wharf's, its temporary file); the next build removes it, and leaves
+	// a running build's alone.
 	require.NoError(t, os.WriteFile(filepath.Join(m.Dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644))
-	dead := exec.Command("true")
-	require.NoError(t, dead.Run())
-	abandoned := fmt.Sprintf("%s.%d.tmp", out, dead.Process.Pid)
-	running := fmt.Sprintf("%s.%d.tmp", out, os.Getppid())
-	for _, f := range []string{abandoned, running} {
-		require.NoError(t, os.WriteFile(f, []byte("partial"), 0o644))
+	var abandoned []string
+	for range 2 {
+		dead := exec.Command("true")
+		require.NoError(t, dead.Run())
+		abandoned = append(abandoned, buildDir(out, dead.Process.Pid))
 	}
+	require.NoError(t, os.MkdirAll(filepath.Join(abandoned[0], "go-build1", "b001"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(abandoned[0], "go-build1", "b001", "_pkg_.a"), []byte("partial"), 0o644))
+	require.NoError(t, os.WriteFile(abandoned[1], []byte("partial"), 0o644))
+	running := buildDir(out, os.Getppid())
+	require.NoError(t, os.Mkdir(running, 0o700))
 	_, err = Build(context.Background(), m, "", io.Discard)
 	require.NoError(t, err)
-	assert.NoFileExists(t, abandoned)
-	assert.FileExists(t, running)
+	for _, path := range abandoned {
+		assert.NoFileExists(t, path)
+		assert.NoDirExists(t, path)
+	}
+	assert.DirExists(t, running)
 }
 
 // TestBuildIntoADirectory: -o naming a directory (existing, or ending in a
@@ -248,15 +257,94 @@ func TestRebuildReplacesADamagedModule(t *testing.T) {
 }
 
 // TestBuildRemovesALeftoverOfItsOwnPid: a wharf killed during a build
-// leaves its temporary file, named by its pid; a later wharf that got the
+// leaves its directory, named by its pid; a later wharf that got the
 // same pid (a container's wharf is pid 1 at every start) must not take it
 // for its own: go build would keep a copy cut short there, build ID intact.
 func TestBuildRemovesALeftoverOfItsOwnPid(t *testing.T) {
 	m := plugin(t, "package main\n\nfunc main() { println(\"leftover-probe\") }\n")
 	good := buildModule(t, m)
-	require.NoError(t, os.WriteFile(fmt.Sprintf("%s.%d.tmp", m.WasmPath(), os.Getpid()), good[:len(good)/2], 0o755))
+	dir := buildDir(m.WasmPath(), os.Getpid())
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(m.WasmPath())), good[:len(good)/2], 0o755))
 	rebuilt := buildModule(t, m)
 	assert.True(t, bytes.Equal(good, rebuilt), "the build left %d bytes, not the %d of the module the sources make", len(rebuilt), len(good))
+}
+
+// TestKilledBuildLeavesNoWorkDirectory: a wharf killed (SIGKILL) during a
+// build takes go build with it, which leaves its work directory, and its
+// compile, orphaned, goes on to write there; the next build removes it,
+// and none was made in TMPDIR.
+func TestKilledBuildLeavesNoWorkDirectory(t *testing.T) {
+	if path := os.Getenv("WHARF_TEST_KILLED_BUILD"); path != "" {
+		buildUntilKilled(t, path, os.Getenv("WHARF_TEST_KILLED_BUILD_OUT"))
+	}
+	m := plugin(t, "package main\n\nconst dir = "+`"`+filepath.ToSlash(t.TempDir())+`"`+"\n\nfunc main() { println(dir) }\n")
+	out := filepath.Join(t.TempDir(), "probe.wasm")
+	// The child's go build runs its compile of package main through
+	// toolexec, which holds it until the test lets it go on.
+	gate := t.TempDir()
+	toolexec := filepath.Join(gate, "toolexec")
+	require.NoError(t, os.WriteFile(toolexec, []byte(`#!/bin/sh
+case " $* " in *" -p main "*)
+	: > `+gate+`/started
+	i=0
+	while [ ! -e `+gate+`/go-on ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+	"$@"
+	status=$?
+	: > `+gate+`/ended
+	exit $status
+esac
+exec "$@"
+`), 0o755))
+	goOn := func() { os.WriteFile(filepath.Join(gate, "go-on"), nil, 0o644) }
+	t.Cleanup(goOn)
+
+	child := testutil.StartChildTest(t, "TestKilledBuildLeavesNoWorkDirectory",
+		"WHARF_TEST_KILLED_BUILD="+m.Path, "WHARF_TEST_KILLED_BUILD_OUT="+out,
+		"GOFLAGS="+os.Getenv("GOFLAGS")+" -toolexec="+toolexec)
+	require.True(t, child.Stdout.Scan(), "the child test ended before it said its TMPDIR")
+	tmpdir := child.Stdout.Text()
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(gate, "started")); return err == nil },
+		2*time.Minute, 50*time.Millisecond, "the child's go build never compiled package main")
+	child.Kill(t)
+	assert.NotEmpty(t, workDirs(t, filepath.Dir(out)), "the killed build's go build worked elsewhere than next to its output")
+
+	_, err := Build(context.Background(), m, out, io.Discard)
+	require.NoError(t, err)
+	goOn()
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(gate, "ended")); return err == nil },
+		time.Minute, 50*time.Millisecond, "the killed build's compile never ended")
+	for _, dir := range []string{filepath.Dir(out), tmpdir} {
+		assert.Empty(t, workDirs(t, dir), "go build work directories left under %s", dir)
+	}
+	left, err := os.ReadDir(filepath.Dir(out))
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	assert.Equal(t, "probe.wasm", left[0].Name())
+}
+
+// buildUntilKilled is the child of TestKilledBuildLeavesNoWorkDirectory: it
+// says its TMPDIR and builds the manifest at path into out until killed.
+func buildUntilKilled(t *testing.T, path, out string) {
+	fmt.Println(os.TempDir())
+	m, err := Load(path)
+	require.NoError(t, err)
+	_, err = Build(context.Background(), m, out, os.Stderr)
+	t.Fatalf("the build ended: %v", err)
+}
+
+// workDirs lists go build's work directories (go-build*) under dir.
+func workDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), "go-build") {
+			found = append(found, path)
+			return filepath.SkipDir
+		}
+		return err
+	}))
+	return found
 }
 
 // BenchmarkRebuildUnchanged measures wharf build of examples/hello with its
