@@ -154,8 +154,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	return out, os.Rename(tmp, out)
 }
 
-// copyModule copies the module at from to a new file to, keeping its mode;
-// it copies nothing if from is not a module as go build wrote it.
+// copyModule copies the module at from to a new file to, with the mode
+// go build gives a module it writes (0777 less the umask, as it gives an
+// executable), not from's: a rebuild go build keeps it for has the mode a
+// fresh one has. It copies nothing if from is not a module as go build
+// wrote it.
 func copyModule(from, to string) {
 	src, err := os.Open(from)
 	if err != nil {
@@ -170,7 +173,7 @@ func copyModule(from, to string) {
 	if err != nil || !builtIntact(module) {
 		return
 	}
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o777)
 	if err != nil {
 		return
 	}

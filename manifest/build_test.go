@@ -270,6 +270,28 @@ func TestBuildRemovesALeftoverOfItsOwnPid(t *testing.T) {
 	assert.True(t, bytes.Equal(good, rebuilt), "the build left %d bytes, not the %d of the module the sources make", len(rebuilt), len(good))
 }
 
+// TestRebuildHasAFreshBuildsMode: a rebuild go build keeps the last module
+// for (the sources unchanged) has the mode a fresh build gives, whatever
+// the user made the last module's.
+func TestRebuildHasAFreshBuildsMode(t *testing.T) {
+	m := plugin(t, "package main\n\nfunc main() { println(\"mode-probe\") }\n")
+	good := buildModule(t, m)
+	fresh := fileMode(t, m.WasmPath())
+	for _, perm := range []os.FileMode{0o600, 0o777} {
+		require.NoError(t, os.Chmod(m.WasmPath(), perm))
+		require.Equal(t, good, buildModule(t, m))
+		assert.Equal(t, fresh, fileMode(t, m.WasmPath()), "the rebuild of a module chmodded %v", perm)
+	}
+}
+
+// fileMode is the mode of the file at path.
+func fileMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	return st.Mode()
+}
+
 // TestKilledBuildLeavesNoWorkDirectory: a wharf killed (SIGKILL) during a
 // build takes go build with it, which leaves its work directory, and its
 // compile, orphaned, goes on to write there; the next build removes it,
