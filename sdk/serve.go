@@ -29,7 +29,9 @@ import (
 func Serve() {
 	fd, err := wharf.Serve()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "wharf: serve:", wharf.Within(err))
+		// The host's *Error says "wharf: " and its words, or without
+		// words the import ("serve: ") and what its status means.
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	events := bufio.NewReaderSize(os.NewFile(uintptr(fd), "wharf-events"), 64*abi.EventRecordSize)
