@@ -82,21 +82,21 @@ func TestBackgroundProcessesAcrossEvents(t *testing.T) {
 	var errs []string
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "bg", "BgErrors", nil)), &errs))
 	assert.Equal(t, []string{
-		`get unknown: [not-found] wharf: no background process "nope"`,
-		`kill unknown: [not-found] wharf: no background process "nope"`,
-		`kill signal 65: [invalid signal] wharf: signal out of range: signal must be from 1 to 64, got 65`,
-		`start nothing: [invalid] wharf: invalid argument: exec needs a command`,
-		`bad id: [invalid] wharf: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
-		`missing program: [exec-failed] wharf: the process could not be started: executable file not found: no-such-program in $PATH`,
-		`unknown user: [invalid] wharf: unknown user: user "ghost" does not exist in the image's /etc/passwd`,
-		`logs unknown: [not-found] wharf: no background process "nope"`,
-		`logs from sideways: [invalid] wharf: from must be "start" or "now", got "sideways"`,
-		`wait unknown: [not-found] wharf: waiting for background process "nope": no background process "nope"`,
-		`get a name with the words of an error: [not-found] wharf: no background process "the container is not running"`,
-		`an id with the words of an error: [invalid] wharf: a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "signal must be from 1 to 64"`,
+		`get unknown: [not-found] no background process "nope"`,
+		`kill unknown: [not-found] no background process "nope"`,
+		`kill signal 65: [invalid signal] signal out of range: signal must be from 1 to 64, got 65`,
+		`start nothing: [invalid] invalid argument: exec needs a command`,
+		`bad id: [invalid] a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "no spaces"`,
+		`missing program: [exec-failed] the process could not be started: executable file not found: no-such-program in $PATH`,
+		`unknown user: [invalid] unknown user: user "ghost" does not exist in the image's /etc/passwd`,
+		`logs unknown: [not-found] no background process "nope"`,
+		`logs from sideways: [invalid] from must be "start" or "now", got "sideways"`,
+		`wait unknown: [not-found] waiting for background process "nope": no background process "nope"`,
+		`get a name with the words of an error: [not-found] no background process "the container is not running"`,
+		`an id with the words of an error: [invalid] a process id is 1 to 64 letters, digits, '.', '_' or '-' (not first), got "signal must be from 1 to 64"`,
 	}, errs)
 
-	assert.Equal(t, `"64 started, then wharf: too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
+	assert.Equal(t, `"64 started, then too many background processes: 64 are running, the limit is 64 (too-large=true)"`,
 		w.mustCall(t, "BOX", "bg", "BgFill", nil), "the three exited processes are forgotten to make room for 64 running ones, then the cap")
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "bg", "Running", nil), "the object and its container keep serving")
 
@@ -181,7 +181,7 @@ func TestExecBeyondTheEventsCap(t *testing.T) {
 	fixture.ImportBusybox(t, data)
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
 	w.mustCall(t, "BOX", "cap", "Start", []string{"sleep", "3600"})
-	assert.Equal(t, `"65th: wharf: 64 processes are open in this event, the limit is 64 (too-large=true); after: \u003cnil\u003e"`,
+	assert.Equal(t, `"65th: 64 processes are open in this event, the limit is 64 (too-large=true); after: \u003cnil\u003e"`,
 		w.mustCall(t, "BOX", "cap", "ExecBeyondCap", nil))
 	assert.Equal(t, `"0\n"`, w.mustCall(t, "BOX", "cap", "Count", "sleep 60[01]"), "no sleep is left running")
 }

@@ -97,7 +97,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	code, body = w.call(t, "BOX", "b", "Start", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "the container is already running")
-	assert.Equal(t, `["empty command: wharf: invalid argument","combined without pipe: wharf: invalid argument","bad mode: wharf: invalid argument","missing binary: wharf: the process could not be started","NUL in an argument: wharf: invalid argument","relative cwd: wharf: invalid argument","signal 0: wharf: signal out of range"]`,
+	assert.Equal(t, `["empty command: invalid argument","combined without pipe: invalid argument","bad mode: invalid argument","missing binary: the process could not be started","NUL in an argument: invalid argument","relative cwd: invalid argument","signal 0: signal out of range"]`,
 		w.mustCall(t, "BOX", "b", "Errors", nil))
 	code, body = w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"/bin/nope"}})
 	assert.Equal(t, 500, code)
@@ -170,7 +170,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	assert.Contains(t, w.mustCall(t, "BOX", "b", "Monitor", nil), "the container is not running", "a destroyed container is gone")
 
 	// Ports: HTTP fetch, a raw connection, and a port nobody listens on.
-	assert.Equal(t, `"not running: wharf: the container is not running: waiting for port 8080"`,
+	assert.Equal(t, `"not running: the container is not running: waiting for port 8080"`,
 		w.mustCall(t, "BOX", "web", "WaitPort", map[string]any{"Port": 8080, "Timeout": "1s"}))
 	w.mustCall(t, "BOX", "web", "Start", []string{"sh", "-c", "sleep 0.5; exec httpd -f -p 8080 -h /etc"})
 	assert.Equal(t, `"ready"`, w.mustCall(t, "BOX", "web", "WaitPort", map[string]any{"Port": 8080, "Timeout": "10s"}),
@@ -182,7 +182,7 @@ func TestObjectDrivesItsContainer(t *testing.T) {
 	raw := w.mustCall(t, "BOX", "web", "Raw", 8080)
 	assert.Contains(t, raw, " 200 OK")
 	assert.Contains(t, raw, "app:x:1000")
-	assert.Contains(t, w.mustCall(t, "BOX", "web", "Raw", 9999), "refused: wharf: nothing listens on the container port: port 9999")
+	assert.Contains(t, w.mustCall(t, "BOX", "web", "Raw", 9999), "refused: nothing listens on the container port: port 9999")
 	code, body = w.call(t, "BOX", "web", "Fetch", map[string]any{"Port": 9999, "Path": "/x"})
 	assert.Equal(t, 500, code)
 	assert.Regexp(t, `Get .http://container/x.: nothing listens on the container port: [^"]*connection refused`, body,

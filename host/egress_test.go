@@ -329,7 +329,7 @@ func TestEgressHostListIsBounded(t *testing.T) {
 	// Interceptions too, across events: a target already intercepted is
 	// replaced, a new one past the limit refused.
 	assert.Equal(t, fmt.Sprintf(`"%d added"`, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules))
-	assert.Equal(t, fmt.Sprintf(`"%d added, then wharf: too many interceptions: the HTTP interceptions would be %d, the limit is %d (too-large=true)"`,
+	assert.Equal(t, fmt.Sprintf(`"%d added, then too many interceptions: the HTTP interceptions would be %d, the limit is %d (too-large=true)"`,
 		egresspolicy.MaxRules, egresspolicy.MaxRules+1, egresspolicy.MaxRules), w.mustCall(t, "BOX", "b", "InterceptMany", egresspolicy.MaxRules+1))
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "b", "Running", nil))
 }

@@ -299,7 +299,7 @@ func TestStorageAfterItsEventIsRefused(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "")
 	w.mustCall(t, "STORE", "late", "PutLater", map[string]any{"Key": "k", "MS": 20})
 	time.Sleep(300 * time.Millisecond) // the write is made between events (made during one, it acts for that one)
-	assert.Equal(t, `"put after the event: wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrTimeout: true)"`,
+	assert.Equal(t, `"put after the event: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrTimeout: true)"`,
 		w.mustCall(t, "STORE", "late", "Received", nil))
 	code, body := w.call(t, "STORE", "late", "Get", "k")
 	assert.NotEqual(t, 200, code)
@@ -316,7 +316,7 @@ func TestTransactionCommittedAfterItsEvent(t *testing.T) {
 	assert.Contains(t, body, "call TxLater: the object's event failed")
 	assert.Contains(t, w.logs.String(), "the event ended with a transaction still open; its writes were undone")
 	time.Sleep(300 * time.Millisecond)
-	assert.Equal(t, `"commit after the event: wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrEventOver: true)"`,
+	assert.Equal(t, `"commit after the event: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads) (ErrEventOver: true)"`,
 		w.mustCall(t, "STORE", "tx", "Received", nil))
 	code, body = w.call(t, "STORE", "tx", "Get", "k")
 	assert.NotEqual(t, 200, code)

@@ -41,6 +41,16 @@ var (
 	ErrPortRefused = wharf.ErrRefused
 )
 
+// Within is err to be put after words of your own that say what failed:
+// its message without the "wharf: " an SDK error begins with, so that the
+// whole does not say it in the middle ("starting the process: background
+// process \"dev\" is already running"). It matches all err matches
+// (errors.Is, errors.As); Within(nil) is nil.
+//
+//	http.Error(w, "starting the process: "+sdk.Within(err).Error(), http.StatusConflict)
+//	return fmt.Errorf("loading %s: %w", key, sdk.Within(err))
+func Within(err error) error { return wharf.Within(err) }
+
 // ErrEventOver is the error of a storage, alarm or container call made
 // while none of its object's events runs: from a goroutine an event
 // started, after that event ended. It matches ErrTimeout. Hand the work to

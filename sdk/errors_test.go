@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -204,4 +205,22 @@ func TestWharfIsSaidOnceInFront(t *testing.T) {
 	var pe *fs.PathError
 	assert.ErrorAs(t, pathError("read", "/work/nope.txt", missing), &pe, "Files' errors are *fs.PathError, as its doc says")
 	assert.Equal(t, "wharf: open /work/nope.txt: no such file or directory", missing.Error(), "alone, a host error says wharf in front")
+}
+
+// TestWithinPutsAnSDKErrorAfterYourWords: an SDK error after a plugin's own
+// words loses its "wharf: " (with fmt.Errorf's %w or as text) and still
+// matches its sentinel, status and *Error.
+func TestWithinPutsAnSDKErrorAfterYourWords(t *testing.T) {
+	busy := backgroundError(wharf.NewError("background_op", abi.StatusBusy, `BUSY: background process "dev" is already running`))
+	err := fmt.Errorf("starting the process: %w", Within(busy))
+	assert.EqualError(t, err, `starting the process: background process "dev" is already running`)
+	assert.ErrorIs(t, err, ErrBusy)
+	assert.ErrorIs(t, err, abi.StatusBusy)
+	var e *Error
+	assert.True(t, errors.As(err, &e))
+	assert.Equal(t, "timed out: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads)",
+		"timed out: "+Within(ErrEventOver).Error(), "an SDK error that is not the host's too")
+	assert.ErrorIs(t, Within(ErrEventOver), ErrTimeout)
+	assert.Equal(t, "no wharf here: not from the SDK", "no wharf here: "+Within(errors.New("not from the SDK")).Error())
+	assert.NoError(t, Within(nil))
 }

@@ -35,7 +35,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		err := c.Start(sdk.StartOptions{EnableInternet: false, Entrypoint: []string{"sleep", "infinity"}})
 		if err != nil {
-			http.Error(w, "starting the container: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "starting the container: "+sdk.Within(err).Error(), http.StatusServiceUnavailable)
 			return
 		}
 	}

@@ -65,7 +65,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The main process only keeps the container alive; scripts run
 		// through exec, servers as background processes.
 		if err := c.Start(sdk.StartOptions{Entrypoint: []string{"sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait; done"}}); err != nil {
-			http.Error(w, "starting the sandbox: "+err.Error(), http.StatusServiceUnavailable)
+			fail(w, "starting the sandbox", err, http.StatusServiceUnavailable)
 			return
 		}
 	}
@@ -81,7 +81,7 @@ func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
 	p, err := s.state.Container.Exec([]string{"sh", "-c", "mkdir -p /work && cd /work && exec sh -s"},
 		sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined})
 	if err != nil {
-		http.Error(w, "running the script: "+err.Error(), http.StatusInternalServerError)
+		fail(w, "running the script", err, http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -104,7 +104,7 @@ func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &exit):
 		fmt.Fprintf(w, "[exit status %d]\n", exit.Code)
 	case err != nil:
-		fmt.Fprintf(w, "[the script failed: %v]\n", err)
+		fmt.Fprintf(w, "[the script failed: %v]\n", sdk.Within(err))
 	}
 }
 
@@ -121,17 +121,17 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
+		fail(w, "uploading", err, fileStatus(err))
 		return
 	}
 	_, err = io.Copy(f, r.Body)
 	if err = errors.Join(err, f.Close()); err != nil {
-		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
+		fail(w, "uploading", err, fileStatus(err))
 		return
 	}
 	info, err := files.Stat(name)
 	if err != nil {
-		http.Error(w, "uploading: "+err.Error(), fileStatus(err))
+		fail(w, "uploading", err, fileStatus(err))
 		return
 	}
 	writeJSON(w, info)
@@ -142,13 +142,20 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 	f, err := s.state.Container.Files().Open("/" + r.PathValue("path"))
 	if err != nil {
-		http.Error(w, "downloading: "+err.Error(), fileStatus(err))
+		fail(w, "downloading", err, fileStatus(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	if _, err := sdk.Forward(w, f); err != nil {
-		http.Error(w, "downloading: "+err.Error(), http.StatusInternalServerError)
+		fail(w, "downloading", err, http.StatusInternalServerError)
 	}
+}
+
+// fail answers the request with status and the error: what failed, then
+// why. An SDK error's "wharf: " goes (sdk.Within): said after the
+// sandbox's words, it would be in the middle.
+func fail(w http.ResponseWriter, what string, err error, status int) {
+	http.Error(w, what+": "+sdk.Within(err).Error(), status)
 }
 
 // fileStatus is the HTTP status for a files API error.
@@ -168,13 +175,13 @@ func fileStatus(err error) int {
 func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
 	script, err := io.ReadAll(r.Body)
 	if err != nil {
-		http.Error(w, "starting the process: "+err.Error(), http.StatusBadRequest)
+		fail(w, "starting the process", err, http.StatusBadRequest)
 		return
 	}
 	p, err := s.state.Container.StartProcess([]string{"sh", "-c", string(script)},
 		sdk.ProcessOptions{ProcessID: r.PathValue("id"), Cwd: "/work"})
 	if err != nil {
-		http.Error(w, "starting the process: "+err.Error(), statusOf(err))
+		fail(w, "starting the process", err, statusOf(err))
 		return
 	}
 	writeJSON(w, p)
@@ -186,7 +193,7 @@ func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 	logs, err := s.state.Container.StreamProcessLogs(r.PathValue("id"), sdk.LogsFrom(r.URL.Query().Get("from")))
 	if err != nil {
-		http.Error(w, "following the log: "+err.Error(), statusOf(err))
+		fail(w, "following the log", err, statusOf(err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -195,7 +202,7 @@ func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 	// the session serves other requests while the client follows (an
 	// object's events never overlap).
 	if _, err := sdk.Forward(w, logs.Stream); err != nil {
-		http.Error(w, "following the log: "+err.Error(), http.StatusInternalServerError)
+		fail(w, "following the log", err, http.StatusInternalServerError)
 	}
 }
 
@@ -203,7 +210,7 @@ func (s *Sandbox) logs(w http.ResponseWriter, r *http.Request) {
 func (s *Sandbox) list(w http.ResponseWriter, r *http.Request) {
 	list, err := s.state.Container.ListProcesses()
 	if err != nil {
-		http.Error(w, "listing the processes: "+err.Error(), statusOf(err))
+		fail(w, "listing the processes", err, statusOf(err))
 		return
 	}
 	writeJSON(w, list)
@@ -216,13 +223,13 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c := s.state.Container
 	if err := c.KillProcess(id, sdk.SIGTERM); err != nil {
-		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
+		fail(w, "killing the process", err, statusOf(err))
 		return
 	}
 	for deadline := time.Now().Add(killGrace); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		p, err := c.GetProcess(id)
 		if err != nil {
-			http.Error(w, "killing the process: "+err.Error(), statusOf(err))
+			fail(w, "killing the process", err, statusOf(err))
 			return
 		}
 		if p.Status != sdk.ProcessRunning {
@@ -231,12 +238,12 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := c.KillProcess(id, sdk.SIGKILL); err != nil && !errors.Is(err, sdk.ErrNotFound) {
-		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
+		fail(w, "killing the process", err, statusOf(err))
 		return
 	}
 	p, err := c.WaitProcess(id)
 	if err != nil {
-		http.Error(w, "killing the process: "+err.Error(), statusOf(err))
+		fail(w, "killing the process", err, statusOf(err))
 		return
 	}
 	writeJSON(w, p)
@@ -251,7 +258,7 @@ func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.state.Container.Signal(sig); err != nil {
-		http.Error(w, "signalling the sandbox: "+err.Error(), statusOf(err))
+		fail(w, "signalling the sandbox", err, statusOf(err))
 		return
 	}
 	fmt.Fprintf(w, "sent SIG%s\n", name)
@@ -297,7 +304,7 @@ func init() {
 	forward := func(w http.ResponseWriter, r *http.Request) {
 		stub, err := sandboxes.GetByName(r.PathValue("session"))
 		if err != nil {
-			http.Error(w, "reaching the session: "+err.Error(), http.StatusInternalServerError)
+			fail(w, "reaching the session", err, http.StatusInternalServerError)
 			return
 		}
 		path := "/" + strings.SplitN(r.URL.Path, "/", 3)[1]
@@ -309,12 +316,12 @@ func init() {
 		u := url.URL{Scheme: "http", Host: "sandbox", Path: path, RawQuery: r.URL.RawQuery}
 		req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), r.Body)
 		if err != nil {
-			http.Error(w, "reaching the session: "+err.Error(), http.StatusBadRequest)
+			fail(w, "reaching the session", err, http.StatusBadRequest)
 			return
 		}
 		resp, err := stub.Fetch(req)
 		if err != nil {
-			http.Error(w, "reaching the session: "+err.Error(), http.StatusBadGateway)
+			fail(w, "reaching the session", err, http.StatusBadGateway)
 			return
 		}
 		sdk.WriteResponse(w, resp) // the host copies the body

@@ -266,7 +266,7 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 	assert.Contains(t, out, `"status":"running"`)
 	code, out = post("/start/s1/dev", "true")
 	assert.Equal(t, 409, code)
-	assert.Equal(t, "starting the process: wharf: background process \"dev\" is already running\n", out, "each error says what failed, then why")
+	assert.Equal(t, "starting the process: background process \"dev\" is already running\n", out, "each error says what failed, then why")
 
 	// The server outlived the request that started it.
 	_, out = post("/run/s1", "sleep 0.3; wget -q -O - http://127.0.0.1:8080/index.html")
@@ -343,8 +343,11 @@ func TestSandboxDevServerInBackground(t *testing.T) {
 
 	resp, err = http.Get(srv.URL + "/logs/s1/nope")
 	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	require.NoError(t, err)
 	assert.Equal(t, 404, resp.StatusCode)
+	assert.Equal(t, "following the log: no background process \"nope\"\n", string(body), "wharf: at most once, in front")
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 }

@@ -155,7 +155,7 @@ func (s *Store) PutLater(args struct {
 	go func() {
 		time.Sleep(time.Duration(args.MS) * time.Millisecond)
 		err := s.state.Storage.Put(args.Key, []byte("too late"))
-		s.later <- fmt.Sprintf("put after the event: %v (ErrTimeout: %t)", err, errors.Is(err, sdk.ErrTimeout))
+		s.later <- fmt.Sprintf("put after the event: %v (ErrTimeout: %t)", sdk.Within(err), errors.Is(err, sdk.ErrTimeout))
 	}()
 	return nil
 }
@@ -174,7 +174,7 @@ func (s *Store) TxLater(args struct {
 			time.Sleep(time.Duration(args.MS) * time.Millisecond)
 			return nil
 		})
-		s.later <- fmt.Sprintf("commit after the event: %v (ErrEventOver: %t)", err, errors.Is(err, sdk.ErrEventOver))
+		s.later <- fmt.Sprintf("commit after the event: %v (ErrEventOver: %t)", sdk.Within(err), errors.Is(err, sdk.ErrEventOver))
 	}()
 	return <-written
 }
@@ -428,7 +428,7 @@ func (b *Box) ExecBeyondCap() (string, error) {
 	if err == nil {
 		err = p.Wait()
 	}
-	return fmt.Sprintf("65th: %v (too-large=%v); after: %v", beyond, errors.Is(beyond, sdk.ErrTooLarge), err), nil
+	return fmt.Sprintf("65th: %v (too-large=%v); after: %v", sdk.Within(beyond), errors.Is(beyond, sdk.ErrTooLarge), sdk.Within(err)), nil
 }
 
 // ExecWait runs cmd and waits without reading its output.
@@ -550,11 +550,11 @@ func (b *Box) Errors() ([]string, error) {
 	check := func(what string, err error, sentinels ...error) {
 		for _, s := range sentinels {
 			if errors.Is(err, s) {
-				out = append(out, what+": "+s.Error())
+				out = append(out, what+": "+sdk.Within(s).Error())
 				return
 			}
 		}
-		out = append(out, fmt.Sprintf("%s: unexpected %v", what, err))
+		out = append(out, fmt.Sprintf("%s: unexpected %v", what, sdk.Within(err)))
 	}
 	_, err := c.Exec(nil, sdk.ExecOptions{})
 	check("empty command", err, sdk.ErrInvalidArgument)
@@ -610,9 +610,9 @@ func (b *Box) WaitPort(args struct {
 	case err == nil:
 		return "ready", nil
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout: " + err.Error(), nil
+		return "timeout: " + sdk.Within(err).Error(), nil
 	case errors.Is(err, sdk.ErrNotRunning):
-		return "not running: " + err.Error(), nil
+		return "not running: " + sdk.Within(err).Error(), nil
 	}
 	return "", err
 }
@@ -622,7 +622,7 @@ func (b *Box) Raw(port int) (string, error) {
 	conn, err := b.state.Container.GetTCPPort(port).Connect()
 	if err != nil {
 		if errors.Is(err, sdk.ErrPortRefused) {
-			return "refused: " + err.Error(), nil
+			return "refused: " + sdk.Within(err).Error(), nil
 		}
 		return "", err
 	}
@@ -691,7 +691,7 @@ func (b *Box) Intercept(a InterceptArgs) error {
 func (b *Box) InterceptMany(n int) (string, error) {
 	for i := range n {
 		if err := b.state.Container.InterceptOutboundHTTP(fmt.Sprintf("h%d.example.test", i), "other"); err != nil {
-			return fmt.Sprintf("%d added, then %v (too-large=%v)", i, err, errors.Is(err, sdk.ErrTooLarge)), nil
+			return fmt.Sprintf("%d added, then %v (too-large=%v)", i, sdk.Within(err), errors.Is(err, sdk.ErrTooLarge)), nil
 		}
 	}
 	return fmt.Sprintf("%d added", n), nil
@@ -1106,10 +1106,10 @@ type outcomes struct {
 func (o *outcomes) note(what string, err error) {
 	msg := "ok"
 	if err != nil {
-		msg = err.Error()
+		msg = sdk.Within(err).Error()
 		for _, e := range o.marks {
 			if errors.Is(err, e) {
-				msg = "[" + e.Error() + "] " + msg
+				msg = "[" + sdk.Within(e).Error() + "] " + msg
 			}
 		}
 	}
@@ -1242,7 +1242,7 @@ func (b *Box) ReadEndless(path string) (string, error) {
 	}
 	defer r.Close()
 	n, err := io.Copy(io.Discard, r)
-	return fmt.Sprintf("read %d bytes, then %v", n, err), nil
+	return fmt.Sprintf("read %d bytes, then %v", n, sdk.Within(err)), nil
 }
 
 // BgArgs carry the background process methods over RPC.
@@ -1345,7 +1345,7 @@ func (b *Box) BgErrors() ([]string, error) {
 				kinds = append(kinds, k.name)
 			}
 		}
-		out = append(out, fmt.Sprintf("%s: %v %v", what, kinds, err))
+		out = append(out, fmt.Sprintf("%s: %v %v", what, kinds, sdk.Within(err)))
 	}
 	_, err := c.GetProcess("nope")
 	note("get unknown", err)
@@ -1377,7 +1377,7 @@ func (b *Box) BgErrors() ([]string, error) {
 func (b *Box) BgFill() (string, error) {
 	for i := 0; ; i++ {
 		if _, err := b.state.Container.StartProcess([]string{"sleep", "3600"}, sdk.ProcessOptions{ProcessID: fmt.Sprint("fill-", i)}); err != nil {
-			return fmt.Sprintf("%d started, then %v (too-large=%v)", i, err, errors.Is(err, sdk.ErrTooLarge)), nil
+			return fmt.Sprintf("%d started, then %v (too-large=%v)", i, sdk.Within(err), errors.Is(err, sdk.ErrTooLarge)), nil
 		}
 	}
 }

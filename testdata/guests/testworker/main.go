@@ -332,7 +332,7 @@ func init() {
 		defer long.Stop()
 		ready, err := sdk.Select(-1, long, short)
 		if err != nil || len(ready) != 1 || ready[0] != sdk.Pollable(short) {
-			http.Error(w, fmt.Sprintf("select: %v %v", ready, err), 500)
+			http.Error(w, fmt.Sprintf("select: %v %v", ready, sdk.Within(err)), 500)
 			return
 		}
 		none, err := sdk.Select(0, long)
@@ -346,7 +346,7 @@ func init() {
 		req.Header.Set("X-From-Guest", "1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			http.Error(w, "fetch failed: "+err.Error(), http.StatusBadGateway)
+			http.Error(w, "fetch failed: "+sdk.Within(err).Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
@@ -482,7 +482,7 @@ func init() {
 
 		for range waits {
 			if _, err := sdk.Select(20*time.Microsecond, never); err != nil {
-				fmt.Fprintf(w, "wait failed: %v\n", err)
+				fmt.Fprintf(w, "wait failed: %v\n", sdk.Within(err))
 				return
 			}
 		}
