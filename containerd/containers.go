@@ -831,13 +831,19 @@ func runcStartError(err error) error {
 // reported not found: files named so in the directories of env's $PATH in
 // the container, none of which may be run (runc's search passes over
 // them, a shell's refuses them: 126, not 127), relative ones taken from
-// cwd. nil if there are none.
+// cwd. nil if there are none, or if the main process may be gone (its
+// pid then perhaps another process's).
 func (c *Container) refusedInPath(program string, env []string, cwd string) error {
-	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", c.task.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := openProcRoot(int(c.task.Pid()))
 	if err != nil {
 		return nil
 	}
 	defer unix.Close(root)
+	// An exit told by now was perhaps reaped before the root was opened,
+	// and the pid taken by another process: its root is not searched.
+	if c.Exited() {
+		return nil
+	}
 	_, err = execpath.Find(program, execpath.FromEnv(env), cwd, func(path string) (fs.FileInfo, error) {
 		// The container's path, its symlinks resolved in its root.
 		fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
@@ -852,6 +858,35 @@ func (c *Container) refusedInPath(program string, env []string, cwd string) erro
 		return nil
 	}
 	return err
+}
+
+// openProcRoot opens the root directory of process pid (/proc/PID/root)
+// as O_PATH, that of the process that had the pid when it was called: one
+// reaped and its pid reused meanwhile is an error, not the root of the
+// process that took the pid.
+func openProcRoot(pid int) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pidfd)
+	return openRootOf(pidfd, fmt.Sprintf("/proc/%d/root", pid))
+}
+
+// openRootOf opens procRoot, the root directory (/proc/PID/root) of the
+// process of pidfd, and checks that the process has not been reaped since:
+// its pid, the name of procRoot, was then still its, not reused by
+// another process whose root was opened instead.
+func openRootOf(pidfd int, procRoot string) (int, error) {
+	root, err := unix.Open(procRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		unix.Close(root)
+		return -1, fmt.Errorf("%s: its process may be gone, the pid another's: %w", procRoot, err)
+	}
+	return root, nil
 }
 
 // programKind is the kind of runc's words for why a program cannot run

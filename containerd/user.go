@@ -58,7 +58,7 @@ func resolveUser(pid uint32, user string) (specs.User, error) {
 // (through /proc/PID/root a link to /etc/shadow would lead to the host's),
 // and the open never waits (a named pipe is refused).
 func openInRoot(pid uint32, path string) (*os.File, error) {
-	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := openProcRoot(int(pid))
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: "/", Err: err}
 	}
