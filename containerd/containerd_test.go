@@ -333,6 +333,36 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 	// directory, not the container's root.
 	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"not-executable"}, Env: []string{"PATH=."}, Cwd: "/tmp/path"})
 	assert.Equal(t, 126, hostcontainers.ExecExitCode(err), "PATH=. in /tmp/path: %v", err)
+	// Files only root may run are refused to another user (126), as in a
+	// shell: runc ran them with the capabilities the program loses at its
+	// execve, so a binary ran and a script's interpreter could not read it
+	// (exit 2).
+	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", `mkdir /tmp/rootonly && cp /bin/busybox /tmp/rootonly/id &&
+printf '#!/bin/sh\necho ran\n' >/tmp/rootonly/script && chmod 700 /tmp/rootonly/id /tmp/rootonly/script`}})
+	require.Equal(t, uint32(0), code, "%s%s", out, errOut)
+	for _, program := range []string{"/tmp/rootonly/id", "/tmp/rootonly/script"} {
+		for _, terminal := range []bool{false, true} {
+			var output strings.Builder
+			spec := ExecSpec{Args: []string{program}, User: "app", Terminal: terminal, Stdout: &output, Stderr: &output}
+			in, inW := io.Pipe()
+			if terminal {
+				spec.Stdin = in
+			}
+			p, err := ctr.Exec(context.Background(), spec)
+			code := hostcontainers.ExecExitCode(err)
+			if err == nil {
+				exit, err := p.Wait(context.Background())
+				require.NoError(t, err)
+				code = int(exit)
+			}
+			inW.Close()
+			assert.Equal(t, 126, code, "%s as app (terminal %v): %v %q", program, terminal, err, output.String())
+		}
+	}
+	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"/tmp/rootonly/script"}})
+	assert.Equal(t, uint32(0), code, "root runs it: %s%s", out, errOut)
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "grep CapEff /proc/self/status"}})
+	assert.NotEqual(t, "CapEff:\t0000000000000000\n", out, "root keeps its capabilities")
 
 	// 100,000 lines on each of stdout and stderr, drained concurrently.
 	code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "seq 1 100000 & seq 1 100000 >&2; wait"}})

@@ -997,8 +997,9 @@ func (p *runcProcess) remove() {
 }
 
 // execProcess is the process spec runc runs spec with: the container's
-// environment, directory and user with spec's changes; and the user for the
-// agent (nil: the main process's).
+// environment, directory and user with spec's changes, and for a user not
+// root no effective or permitted capabilities; and the user for the agent
+// (nil: the main process's).
 func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Process, *wire.Cred, error) {
 	if err := checkExec(spec); err != nil {
 		return specs.Process{}, nil, err
@@ -1023,6 +1024,18 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 			return pspec, nil, err
 		}
 		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
+	}
+	if pspec.User.UID != 0 && pspec.Capabilities != nil {
+		// A process not root loses its effective and permitted
+		// capabilities at its execve (wharf gives none ambient), but
+		// runc would make the execve with them: CAP_DAC_OVERRIDE ran a
+		// program the user may not run (a root-only script's
+		// interpreter then could not read it and exited 2, where a
+		// shell and the agent refuse it: 126). As Docker does, they
+		// are dropped before.
+		caps := *pspec.Capabilities
+		caps.Effective, caps.Permitted = nil, nil
+		pspec.Capabilities = &caps
 	}
 	return pspec, user, nil
 }
