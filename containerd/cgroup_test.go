@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -31,9 +30,7 @@ func TestRemoveCgroupTreeKeepsOnlyWhatHoldsAProcess(t *testing.T) {
 			os.Remove(dir)
 		}
 	})
-	sleep := exec.Command("sleep", "60")
-	require.NoError(t, sleep.Start())
-	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	sleep := sleeper(t)
 	held := cgroupDirs(busy)[0]
 	require.NoError(t, os.WriteFile(filepath.Join(held, "cgroup.procs"), []byte(strconv.Itoa(sleep.Process.Pid)), 0o644))
 

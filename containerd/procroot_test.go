@@ -19,10 +19,7 @@ import (
 // process's by then (here /proc/self/root, a root that opens, stands for
 // that other process's). A live process's root opens.
 func TestOpenRootOfRefusesAReapedProcess(t *testing.T) {
-	live := exec.Command("sleep", "60")
-	require.NoError(t, live.Start())
-	defer live.Wait()
-	defer live.Process.Kill()
+	live := sleeper(t)
 	liveFd, err := unix.PidfdOpen(live.Process.Pid, 0)
 	require.NoError(t, err)
 	defer unix.Close(liveFd)
