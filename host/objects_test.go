@@ -666,9 +666,7 @@ func TestParkedDatabaseFileDeletedOnDisk(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return o.ParkedDatabases() == 1
 	}, 5*time.Second, 20*time.Millisecond, "d0 parks its database")
-	for _, p := range []string{file, file + "-wal", file + "-shm"} {
-		require.NoError(t, os.Remove(p))
-	}
+	require.NoError(t, storage.Remove(file)) // with its WAL
 	_, body := w.call(t, "STORE", "d0", "Get", "old")
 	assert.Contains(t, body, `no key "old"`, "the deleted file's data is gone")
 	w.mustCall(t, "STORE", "d0", "Put", map[string]string{"key": "new", "value": "2"})
@@ -712,9 +710,7 @@ func TestLiveDatabaseFileDeletedOnDisk(t *testing.T) {
 	w := startObjects(t, dir, "")
 	w.mustCall(t, "STORE", "live", "Put", map[string]string{"key": "old", "value": "1"})
 	file := onlyObjectDatabase(t, dir)
-	for _, p := range []string{file, file + "-wal", file + "-shm"} {
-		require.NoError(t, os.Remove(p))
-	}
+	require.NoError(t, storage.Remove(file)) // with its WAL
 	code, body := w.call(t, "STORE", "live", "Put", map[string]string{"key": "lost", "value": "2"})
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "storage commit failed: the database file was deleted or replaced on disk while open")

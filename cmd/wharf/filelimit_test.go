@@ -25,7 +25,7 @@ func TestServeUnderALowFileLimit(t *testing.T) {
 	s := testutil.StartServeUnder(t, lowLimit, filepath.Join(testutil.RepoRoot(), "examples", "counter"),
 		"--listen", freeAddr(t), "--data-dir", t.TempDir())
 	assert.Contains(t, s.Logs(), "open-file limit is low")
-	assert.Contains(t, s.Logs(), "limit=300 open_databases=37")
+	assert.Contains(t, s.Logs(), "limit=300 open_databases=50")
 
 	names := make(chan int)
 	var mu sync.Mutex
