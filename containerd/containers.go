@@ -1085,11 +1085,11 @@ func checkExec(spec ExecSpec) error {
 // bytes, its NUL and its pointer, against a quarter of the stack limit, at
 // most 6 MiB and at least 128 KiB (the kernel's bprm_stack_limits).
 func checkArgTotal(pid uint32, args, env []string) error {
-	var stack unix.Rlimit
-	if err := unix.Prlimit(int(pid), unix.RLIMIT_STACK, nil, &stack); err != nil {
+	stack, err := stackLimit(pid)
+	if err != nil {
 		return fmt.Errorf("reading the container's stack limit: %w", err)
 	}
-	limit := max(min(stack.Cur/4, 6<<20), 128<<10)
+	limit := max(min(stack/4, 6<<20), 128<<10)
 	var total uint64
 	for _, s := range slices.Concat(args, env) {
 		total += uint64(len(s)) + 1 + 8
@@ -1098,6 +1098,32 @@ func checkArgTotal(pid uint32, args, env []string) error {
 		return fmt.Errorf("%w: the arguments and environment are %d bytes, over the kernel's limit of %d", ErrBadExec, total, limit)
 	}
 	return nil
+}
+
+// stackLimit is the soft stack limit of process pid, read from
+// /proc/PID/limits, which anyone may read: prlimit(2) on a process of
+// another user (a main process not root) needs CAP_SYS_RESOURCE, which
+// wharf may not have (run in a container with Docker's capabilities).
+func stackLimit(pid uint32) (uint64, error) {
+	path := fmt.Sprintf("/proc/%d/limits", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Max stack size "); ok {
+			soft, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			if soft == "unlimited" {
+				return unix.RLIM_INFINITY, nil
+			}
+			n, err := strconv.ParseUint(soft, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: the stack size %q is not a number", path, soft)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%s has no line \"Max stack size\"", path)
 }
 
 // shownArgs is args as an error quotes them, cut after 200 bytes: a

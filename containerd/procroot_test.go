@@ -63,3 +63,19 @@ func TestRefusedInPathNotAfterTheExit(t *testing.T) {
 	close(c.exited)
 	assert.NoError(t, c.refusedInPath("prog", env, "/"), "the main process exited")
 }
+
+// TestStackLimitOfAnotherUsersProcess: the stack limit of a process of
+// another user (a main process not root) is read, though prlimit(2) on it
+// needs CAP_SYS_RESOURCE, which wharf may not have.
+func TestStackLimitOfAnotherUsersProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+	require.NoError(t, cmd.Start())
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	var own unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_STACK, &own))
+	limit, err := stackLimit(uint32(cmd.Process.Pid))
+	require.NoError(t, err)
+	assert.Equal(t, own.Cur, limit, "inherited from this process")
+}
