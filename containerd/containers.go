@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	contribapparmor "github.com/containerd/containerd/v2/contrib/apparmor"
 	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -241,7 +242,8 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		opts = append(opts, withInit(spec.Init, spec.AgentDir))
 	}
 	var process *specs.Process
-	opts = append(opts, captureProcess(&process)) // last: the process as containerd keeps it
+	opts = append(opts, withUserCapabilities, // for the process's user, the agent's if it runs
+		captureProcess(&process)) // last: the process as containerd keeps it
 	ctr, err := c.NewContainer(ctx, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
 		client.WithImage(img),
@@ -997,9 +999,9 @@ func (p *runcProcess) remove() {
 }
 
 // execProcess is the process spec runc runs spec with: the container's
-// environment, directory and user with spec's changes, and for a user not
-// root no effective or permitted capabilities; and the user for the agent
-// (nil: the main process's).
+// environment, directory and user with spec's changes, and that user's
+// capabilities (capabilitiesFor); and the user for the agent (nil: the
+// main process's).
 func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Process, *wire.Cred, error) {
 	if err := checkExec(spec); err != nil {
 		return specs.Process{}, nil, err
@@ -1025,19 +1027,36 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 		}
 		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
 	}
-	if pspec.User.UID != 0 && pspec.Capabilities != nil {
-		// A process not root loses its effective and permitted
-		// capabilities at its execve (wharf gives none ambient), but
-		// runc would make the execve with them: CAP_DAC_OVERRIDE ran a
-		// program the user may not run (a root-only script's
-		// interpreter then could not read it and exited 2, where a
-		// shell and the agent refuse it: 126). As Docker does, they
-		// are dropped before.
-		caps := *pspec.Capabilities
-		caps.Effective, caps.Permitted = nil, nil
-		pspec.Capabilities = &caps
-	}
+	pspec.Capabilities = capabilitiesFor(pspec.Capabilities, pspec.User.UID)
 	return pspec, user, nil
+}
+
+// capabilitiesFor is caps, a process spec's, for a process run as uid: a
+// user not root has no effective or permitted capabilities, root has its
+// bounding set (the container's capabilities), as in Docker (moby
+// #36587). A process not root loses them at its execve (wharf gives none
+// ambient), but runc would make the execve with them: CAP_DAC_OVERRIDE
+// ran a program the user may not run (a root-only script's interpreter
+// then could not read it and exited 2, where a shell and the agent refuse
+// it: 126). Root's are restored for an exec as root into a container
+// whose main process is not root.
+func capabilitiesFor(caps *specs.LinuxCapabilities, uid uint32) *specs.LinuxCapabilities {
+	if caps == nil {
+		return nil
+	}
+	c := *caps
+	c.Effective, c.Permitted = nil, nil
+	if uid == 0 {
+		c.Effective, c.Permitted = slices.Clone(c.Bounding), slices.Clone(c.Bounding)
+	}
+	return &c
+}
+
+// withUserCapabilities gives the spec's process the capabilities of its
+// user (see capabilitiesFor).
+func withUserCapabilities(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	s.Process.Capabilities = capabilitiesFor(s.Process.Capabilities, s.Process.User.UID)
+	return nil
 }
 
 // ErrBadExec is an exec the kernel cannot run as given (see
