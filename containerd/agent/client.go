@@ -341,13 +341,35 @@ func (p *Process) Signal(ctx context.Context, sig syscall.Signal) error {
 	err := wire.Send(p.conn, wire.Request{Signal: int(sig)})
 	if !stop() {
 		<-cut
+		p.conn.SetWriteDeadline(time.Time{})
 		if err != nil {
-			p.Close()
+			// A message cut short breaks the framing, and an agent that
+			// reads no more (its socket full) ends the process when it
+			// reads on: both hang up. A context that ended just as the
+			// send began, with room to write, sent nothing: the process
+			// goes on.
+			if !errors.Is(err, wire.ErrNothingSent) || !writable(p.conn) {
+				p.Close()
+			}
 			return fmt.Errorf("agent: %w", context.Cause(ctx))
 		}
-		p.conn.SetWriteDeadline(time.Time{}) // sent whole before the cut
 	}
 	return err
+}
+
+// writable reports whether conn has room to write now.
+func writable(conn *net.UnixConn) bool {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	room := false
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(fds, 0)
+		room = err == nil && n == 1 && fds[0].Revents&unix.POLLOUT != 0
+	})
+	return room
 }
 
 // Close kills the process if it still runs (the agent kills a process

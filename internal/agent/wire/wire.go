@@ -213,7 +213,12 @@ var ErrTooLarge = errors.New("agent message too large")
 // maxFiles bounds the descriptors sent with one message.
 const maxFiles = 8
 
-// Send writes v with files attached. The files stay open.
+// ErrNothingSent is a Send that failed before any byte of its message
+// was written: the connection's framing is intact.
+var ErrNothingSent = errors.New("nothing of the message was sent")
+
+// Send writes v with files attached. The files stay open. An error of a
+// write that wrote nothing is also ErrNothingSent.
 func Send(c *net.UnixConn, v any, files ...*os.File) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -236,6 +241,9 @@ func Send(c *net.UnixConn, v any, files ...*os.File) error {
 		oob = syscall.UnixRights(fds...)
 	}
 	n, _, err := c.WriteMsgUnix(msg, oob, nil)
+	if err != nil && n == 0 {
+		return errors.Join(ErrNothingSent, err)
+	}
 	if err == nil && n < len(msg) {
 		_, err = c.Write(msg[n:])
 	}

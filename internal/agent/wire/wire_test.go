@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,19 +16,42 @@ import (
 // Send with its size, and nothing is written (the agent would have hung
 // up on it, and wharf seen only a broken pipe). What HTML would escape
 // is sent as it is.
-func TestSendRefusesWhatReceiveWould(t *testing.T) {
+// connPair is the two ends of a connected Unix stream socket pair.
+func connPair(t *testing.T) [2]*net.UnixConn {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	require.NoError(t, err)
-	conns := make([]*net.UnixConn, 2)
+	var conns [2]*net.UnixConn
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "socket")
 		c, err := net.FileConn(f) // a copy of f's descriptor
 		f.Close()
 		require.NoError(t, err)
 		conns[i] = c.(*net.UnixConn)
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 	}
-	err = Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("x", MaxMessage)}})
+	return conns
+}
+
+// TestSendThatWroteNothingSaysSo: a send cut off before its first byte
+// (its deadline passed) is ErrNothingSent, and the connection still
+// carries the next message whole.
+func TestSendThatWroteNothingSaysSo(t *testing.T) {
+	conns := connPair(t)
+	require.NoError(t, conns[0].SetWriteDeadline(time.Now().Add(-time.Second)))
+	err := Send(conns[0], Request{Signal: 10})
+	assert.ErrorIs(t, err, ErrNothingSent)
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.NoError(t, conns[0].SetWriteDeadline(time.Time{}))
+	require.NoError(t, Send(conns[0], Request{Signal: 12}))
+	var got Request
+	_, err = Receive(conns[1], &got)
+	require.NoError(t, err)
+	assert.Equal(t, 12, got.Signal)
+}
+
+func TestSendRefusesWhatReceiveWould(t *testing.T) {
+	conns := connPair(t)
+	err := Send(conns[0], Request{File: &File{Op: FileStat, Path: "/" + strings.Repeat("x", MaxMessage)}})
 	assert.ErrorIs(t, err, ErrTooLarge)
 	assert.EqualError(t, err, "agent message too large: 4194337 bytes, over the limit of 4194304")
 	// "<", ">" and "&" take one byte each, not the six of HTML escaping.
