@@ -174,10 +174,6 @@ func (d *DB) Apply(seq uint64, commit []byte) error {
 		d.rollback()
 		return err
 	}
-	if err := d.durable(); err != nil {
-		d.rollback()
-		return err
-	}
 	return d.commitTx(true)
 }
 

@@ -156,9 +156,17 @@ func (d *DB) connect() error {
 	if err != nil {
 		return &OpenError{Path: d.path, Err: err}
 	}
-	// A file this call made stays to be synced, even if opening it fails
-	// now and a later call finds it there.
+	// A file this call made is synced before SQLite opens it: closing
+	// any descriptor of the file later would drop the process's POSIX
+	// locks on it, the exclusive lock SQLite holds from its first read
+	// on. One not synced (that failed) is synced by a later call.
 	d.unsynced = d.unsynced || created
+	if d.unsynced {
+		if err := syncNew(d.path); err != nil {
+			return &OpenError{Path: d.path, Err: err}
+		}
+		d.unsynced = false
+	}
 	q := url.Values{}
 	q.Set("_synchronous", "NORMAL") // the WAL is synced by Flush or SyncThen
 	q.Set("_busy_timeout", "5000")
@@ -374,10 +382,6 @@ func (d *DB) Commit() error {
 		d.rollback()
 		return ErrFileReplaced
 	}
-	if err := d.durable(); err != nil {
-		d.rollback()
-		return err
-	}
 	if err := d.replicate(); err != nil {
 		d.rollback()
 		return err
@@ -418,18 +422,6 @@ func (d *DB) noteFull(err error) error {
 		d.log.diskFull()
 	}
 	return err
-}
-
-// durable syncs the database's file before its first commit.
-func (d *DB) durable() error {
-	if !d.unsynced {
-		return nil
-	}
-	if err := syncNew(d.path); err != nil {
-		return err
-	}
-	d.unsynced = false
-	return nil
 }
 
 // BeginEvent starts one event. Its savepoint opens with its first

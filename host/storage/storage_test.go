@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -394,6 +396,47 @@ func TestAnOpenDatabaseHoldsLittleMemory(t *testing.T) {
 	perDB := (MemoryUsed() - before) / n
 	t.Logf("SQLite holds %d KiB per open database", perDB>>10)
 	assert.Less(t, perDB, int64(88<<10))
+}
+
+// TestAnOpenDatabaseIsLockedForOthers: wharf holds a lock on the file of
+// each database it has open, one made by its first statement too, after
+// its first commit synced the new file (closing any descriptor of a file
+// drops the process's POSIX locks on it, SQLite's exclusive lock with
+// them). SQLite's own connections in this process would not tell: it
+// keeps its locks' state per file for the whole process.
+func TestAnOpenDatabaseIsLockedForOthers(t *testing.T) {
+	root := t.TempDir()
+	l, err := OpenLog(filepath.Join(root, "log"), root)
+	require.NoError(t, err)
+	defer l.Close()
+	path := filepath.Join(root, "obj.sqlite")
+	for _, round := range []string{"a new database", "one there before"} {
+		d := Lazy(path, l)
+		d.BeginEvent()
+		require.NoError(t, d.Put([]byte("value"), []byte("1")), round)
+		require.NoError(t, d.EndEvent(false), round)
+		require.NoError(t, d.Flush(), round)
+		assert.True(t, lockedByThisProcess(t, path), round)
+		require.NoError(t, d.Close(), round)
+		assert.False(t, lockedByThisProcess(t, path), "%s, closed", round)
+	}
+}
+
+// lockedByThisProcess reports whether /proc/locks lists a lock of this
+// process on the file at path.
+func lockedByThisProcess(t *testing.T, path string) bool {
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Stat(path, &st))
+	locks, err := os.ReadFile("/proc/locks")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(locks)) {
+		// 1: POSIX  ADVISORY  WRITE PID MAJOR:MINOR:INODE START END
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[4] == strconv.Itoa(os.Getpid()) && strings.HasSuffix(f[5], ":"+strconv.FormatUint(st.Ino, 10)) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestAnOpenDatabaseHoldsThreeDescriptors: with exclusive locking SQLite
