@@ -128,7 +128,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
 	cmd.Dir = pkg
 	cmd.Env = append(wasip1Env(), "GOTMPDIR="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no build outlives a killed wharf
+	// No build outlives a killed wharf, and a cancelled one ends with the
+	// compiles it started (its process group), which would write on into
+	// the directory being removed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var output bytes.Buffer
 	// A log nobody reads any more (wharf serve 2>&1 | head -1) fails its
 	// writes: they are lost, not passed on, or the copy would stop and go

@@ -89,12 +89,15 @@ func newBuildCommand() *cobra.Command {
 			for _, w := range m.Warnings {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
-			path, err := manifest.Build(cmd.Context(), m, out, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), path)
-			return nil
+			// Ctrl-C stops go build, and the build removes what it wrote.
+			return untilInterrupted(cmd.Context(), func(ctx context.Context) error {
+				path, err := manifest.Build(ctx, m, out, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), path)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the module, or a directory to write <name>.wasm in (default <dir>/.wharf/build/<name>.wasm)")

@@ -61,16 +61,26 @@ func (f *registryFlags) load() (containerd.Registries, error) {
 // canceled", "cleaning up after an interrupted build: context canceled").
 func (f *backendFlags) run(fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		context.AfterFunc(ctx, stop)
-		cmd.SetContext(ctx)
-		err := f.runBackend(cmd, fn, args)
-		if err != nil && ctx.Err() != nil {
-			return fmt.Errorf("stopped: %v", context.Cause(ctx))
-		}
-		return err
+		return untilInterrupted(cmd.Context(), func(ctx context.Context) error {
+			cmd.SetContext(ctx)
+			return f.runBackend(cmd, fn, args)
+		})
 	}
+}
+
+// untilInterrupted runs fn with a context that ends at the first SIGINT
+// or SIGTERM (a second one kills wharf). A run cut short says "stopped:
+// interrupt signal received": the step it cut short fails with the
+// cancellation, which misleads.
+func untilInterrupted(ctx context.Context, fn func(context.Context) error) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	err := fn(ctx)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("stopped: %v", context.Cause(ctx))
+	}
+	return err
 }
 
 // runBackend calls fn with an open backend, closed after.

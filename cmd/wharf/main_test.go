@@ -58,6 +58,30 @@ func TestBuildWritesWasm(t *testing.T) {
 	assert.Equal(t, []byte("\x00asm"), data[:4])
 }
 
+// TestBuildInterruptedLeavesNothing: Ctrl-C during wharf build stops go
+// build and the compiles it started, says so, and removes the build's
+// directory (go build's work directory in it) beside the module, which it
+// left until the next build. A cold Go cache keeps the build going.
+func TestBuildInterruptedLeavesNothing(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(testutil.BuildWharf(t), "build", filepath.Join(testutil.RepoRoot(), "examples", "hello"), "-o", filepath.Join(out, "hello.wasm"))
+	cmd.Env = append(os.Environ(), "GOCACHE="+t.TempDir())
+	var log testutil.LogBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool {
+		entries, _ := os.ReadDir(out)
+		return len(entries) > 0 && len(testutil.Processes("/compile", out)) > 0
+	}, time.Minute, 10*time.Millisecond, "the build's directory, and compiles working in it")
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	require.Error(t, cmd.Wait())
+	assert.Contains(t, log.String(), "wharf: stopped: interrupt signal received\n")
+	entries, err := os.ReadDir(out)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "what the build wrote")
+	assert.Empty(t, testutil.Processes("/compile", out), "compiles of the build")
+}
+
 func TestServeRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, text string) string {
