@@ -614,7 +614,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 	var errs []error
 	if st, err := c.task.Status(ctx); err == nil && st.Status != client.Stopped {
 		if err := c.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("killing its task: %w", err))
 		}
 		select {
 		case <-c.exited:
@@ -623,12 +623,20 @@ func (c *Container) Destroy(ctx context.Context) error {
 		}
 	}
 	if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("deleting its task: %w", err))
 	}
-	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		errs = append(errs, err)
+	return errors.Join(append(errs, c.deleteContainer(ctx))...)
+}
+
+// deleteContainer deletes the container, which has no task left, with its
+// snapshot, and the directory of its agent's socket; what is gone already
+// is deleted.
+func (c *Container) deleteContainer(ctx context.Context) error {
+	err := c.ctr.Delete(ctx, client.WithSnapshotCleanup)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return errors.Join(fmt.Errorf("deleting the container and its snapshot: %w", err), removeAgentDir(c.agentDir))
 	}
-	return errors.Join(append(errs, removeAgentDir(c.agentDir))...)
+	return removeAgentDir(c.agentDir)
 }
 
 // adoptAgent connects to the agent of a container a previous run of wharf

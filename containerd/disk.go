@@ -102,12 +102,12 @@ func grow(image string, sizeMB int) error {
 // unmount unmounts the disk (if it is mounted) and removes its mount point
 // and, unless keepImage, its image.
 func (d disk) unmount(keepImage bool) error {
-	err := mount.UnmountAll(d.dir, 0)
+	err := unmountAll(d.dir, 0)
 	if errors.Is(err, unix.EBUSY) { // still held (a dying container): goes when released
-		err = mount.UnmountAll(d.dir, unix.MNT_DETACH)
+		err = unmountAll(d.dir, unix.MNT_DETACH)
 	}
 	if err != nil {
-		return fmt.Errorf("unmounting %s: %w", d.dir, err)
+		return err
 	}
 	errs := []error{os.RemoveAll(d.dir)}
 	if !keepImage {

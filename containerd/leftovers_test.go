@@ -1,9 +1,14 @@
 package containerd
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,4 +37,37 @@ func TestKillAndWaitTakesAZombieAsGone(t *testing.T) {
 	assert.True(t, exited(pid), "a zombie")
 	require.Error(t, sleep.Wait(), "killed")
 	assert.True(t, exited(pid), "reaped")
+}
+
+// TestRemoveBundleWhileContainerdRemovesIt: recovery kills a shim left
+// without its container (a destroy cut short in its task's deletion), and
+// the containerd that had loaded that shim then cleans up after it (its
+// Bundle.Delete: unmount and remove the rootfs, rename the bundle to a
+// hidden name and remove that) while recovery removes the same bundle. A
+// rootfs removed between mount.UnmountAll's look at it and its unmount
+// failed with a bare ENOENT, and wharf refused to start with "recovering
+// containers: no such file or directory". The race is narrow: it is run
+// often enough to be met many times over.
+func TestRemoveBundleWhileContainerdRemovesIt(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 2000 {
+		bundle := filepath.Join(dir, strconv.Itoa(i))
+		rootfs := filepath.Join(bundle, "rootfs")
+		require.NoError(t, os.MkdirAll(rootfs, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(bundle, "config.json"), nil, 0o600))
+		containerd := make(chan struct{})
+		go func() {
+			defer close(containerd)
+			mount.UnmountAll(rootfs, 0)
+			os.Remove(rootfs)
+			hidden := filepath.Join(dir, "."+filepath.Base(bundle))
+			if os.Rename(bundle, hidden) == nil {
+				os.RemoveAll(hidden)
+			}
+		}()
+		err := removeBundle(bundle)
+		<-containerd
+		require.NoError(t, err, "removal %d", i)
+		require.NoDirExists(t, bundle)
+	}
 }

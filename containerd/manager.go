@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -582,7 +581,10 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	if err == nil {
 		err = m.jnl.remove(id)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("destroying container %s: %w", id, err)
+	}
+	return nil
 }
 
 // policyPath is where a container's egress policy is kept, so rules and
@@ -736,7 +738,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	}
 	ctrs, err := m.b.Client.Containers(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("listing containerd's containers: %w", err)
 	}
 	// leave holds the containers neither adopted nor removed: another
 	// wharf's, and those that could not be looked at.
@@ -819,6 +821,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				adopted++
 				continue
 			}
+			m.life.log.Warn(Tag(labels[LabelClass], labels[LabelObject])+" not adopted: removed", "container", id, "err", err)
 		}
 		removals = append(removals, func() error {
 			c := &Container{c: m.b.Client, ctr: ctr}
@@ -829,7 +832,11 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				}
 			}
 			c.adoptAgent(ctx)
-			return errors.Join(c.destroyRecovered(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+			err := errors.Join(c.destroyRecovered(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+			if err != nil {
+				return fmt.Errorf("removing container %s: %w", id, err)
+			}
+			return nil
 		})
 	}
 	// Records without a container: a start cut short before its container
@@ -841,7 +848,10 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			if err == nil {
 				err = m.jnl.remove(id)
 			}
-			return err
+			if err != nil {
+				return fmt.Errorf("removing what the journal records of container %s: %w", id, err)
+			}
+			return nil
 		})
 	}
 	// The removals come after every adoption (which reserves its network
@@ -1013,20 +1023,36 @@ func (b *Backend) removeOrphanTasksIn(ns string, keep func(id string) bool) erro
 					errs = append(errs, killAndWait(pid))
 				}
 			}
-			bundle, ok := bundles[id]
-			if !ok {
-				return errors.Join(errs...)
+			if bundle, ok := bundles[id]; ok {
+				shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
+				shimDelete.Dir = bundle
+				shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
+				runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
+				runcDelete.Run() // best effort: runc may never have created it
+				errs = append(errs, removeBundle(bundle))
 			}
-			shimDelete := exec.Command("containerd-shim-runc-v2", "-namespace", ns, "-address", b.Address, "-id", id, "-bundle", bundle, "delete")
-			shimDelete.Dir = bundle
-			shimDelete.Run() // best effort: a bundle cut short may have no runtime options yet
-			runcDelete := exec.Command("runc", "--root", filepath.Join(b.RuncRoot, ns), "delete", "--force", id)
-			runcDelete.Run() // best effort: runc may never have created it
-			return errors.Join(append(errs, mount.UnmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH), os.RemoveAll(bundle))...)
+			if err := errors.Join(errs...); err != nil {
+				return fmt.Errorf("removing the orphaned task %s (containerd namespace %s): %w", id, ns, err)
+			}
+			return nil
 		})
 	}
 	_, err := inParallel(context.Background(), removals)
 	return err
+}
+
+// removeBundle unmounts a task bundle's rootfs and removes the bundle.
+// containerd does the same (in its Bundle.Delete) after a shim it knew of
+// died, as one removeOrphanTasksIn killed does: what it removed first is
+// gone, not an error.
+func removeBundle(bundle string) error {
+	if err := unmountAll(filepath.Join(bundle, "rootfs"), unix.MNT_DETACH); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		return fmt.Errorf("removing the task bundle: %w", err)
+	}
+	return nil
 }
 
 // removeSnapshot removes the rootfs snapshot of container id, if it exists.
@@ -1129,10 +1155,7 @@ func (c *Container) destroyRecovered(ctx context.Context) error {
 	if c.task != nil {
 		return c.Destroy(ctx)
 	}
-	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		return err
-	}
-	return removeAgentDir(c.agentDir)
+	return c.deleteContainer(ctx)
 }
 
 // endpoint is the network the record names.

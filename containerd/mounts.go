@@ -8,8 +8,21 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
 )
+
+// unmountAll unmounts every mount stacked at path (flags as for umount2),
+// if path exists. A path removed meanwhile is unmounted, not an error:
+// containerd, cleaning up after a shim that died, removes a task bundle's
+// rootfs while recovery unmounts it, and mount.UnmountAll, which looks
+// for the path before it unmounts, then fails with a bare ENOENT.
+func unmountAll(path string, flags int) error {
+	if err := mount.UnmountAll(path, flags); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unmounting %s: %w", path, err)
+	}
+	return nil
+}
 
 // MountsUnder lists the mount points at or below dir, deepest first (a
 // mount comes after the one it is mounted on in /proc/self/mountinfo).

@@ -333,7 +333,7 @@ func (ep *Endpoint) Teardown() error {
 	var errs []error
 	if link, err := netlink.LinkByName(ep.hostLink); err == nil {
 		if err := netlink.LinkDel(link); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("removing link %s: %w", ep.hostLink, err))
 		}
 	}
 	err := netns.DeleteNamed(ep.name)
