@@ -398,13 +398,16 @@ func TestAnOpenDatabaseHoldsLittleMemory(t *testing.T) {
 	assert.Less(t, perDB, int64(88<<10))
 }
 
-// TestAnOpenDatabaseIsLockedForOthers: wharf holds a lock on the file of
-// each database it has open, one made by its first statement too, after
-// its first commit synced the new file (closing any descriptor of a file
-// drops the process's POSIX locks on it, SQLite's exclusive lock with
-// them). SQLite's own connections in this process would not tell: it
-// keeps its locks' state per file for the whole process.
-func TestAnOpenDatabaseIsLockedForOthers(t *testing.T) {
+// TestAnOpenDatabaseIsLockedWithThreeDescriptors: wharf holds a lock on
+// the file of each database it has open, one made by its first statement
+// too (its new file is synced before SQLite opens it: closing any
+// descriptor of a file drops the process's POSIX locks on it, SQLite's
+// exclusive lock with them; SQLite's own connections in this process
+// would not tell, as it keeps its locks' state per file for the whole
+// process). With exclusive locking SQLite keeps the WAL's index in its
+// heap: no -shm file beside the database, and three descriptors for it
+// (its file, its WAL, and the WAL again for the commit log).
+func TestAnOpenDatabaseIsLockedWithThreeDescriptors(t *testing.T) {
 	root := t.TempDir()
 	l, err := OpenLog(filepath.Join(root, "log"), root)
 	require.NoError(t, err)
@@ -417,9 +420,25 @@ func TestAnOpenDatabaseIsLockedForOthers(t *testing.T) {
 		require.NoError(t, d.EndEvent(false), round)
 		require.NoError(t, d.Flush(), round)
 		assert.True(t, lockedByThisProcess(t, path), round)
+		assert.NoFileExists(t, path+"-shm", round)
+		assert.ElementsMatch(t, []string{path, path + "-wal", path + "-wal"}, descriptorsOn(t, path), round)
 		require.NoError(t, d.Close(), round)
 		assert.False(t, lockedByThisProcess(t, path), "%s, closed", round)
 	}
+}
+
+// descriptorsOn lists the files this process holds open whose path begins
+// with path.
+func descriptorsOn(t *testing.T, path string) []string {
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	var held []string
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, path) {
+			held = append(held, target)
+		}
+	}
+	return held
 }
 
 // lockedByThisProcess reports whether /proc/locks lists a lock of this
@@ -437,34 +456,6 @@ func lockedByThisProcess(t *testing.T, path string) bool {
 		}
 	}
 	return false
-}
-
-// TestAnOpenDatabaseHoldsThreeDescriptors: with exclusive locking SQLite
-// keeps the WAL's index in its heap, so an open database has no -shm file
-// beside it, and holds three descriptors: its file, its WAL, and the WAL
-// again for the commit log.
-func TestAnOpenDatabaseHoldsThreeDescriptors(t *testing.T) {
-	root := t.TempDir()
-	l, err := OpenLog(filepath.Join(root, "log"), root)
-	require.NoError(t, err)
-	defer l.Close()
-	path := filepath.Join(root, "obj.sqlite")
-	d := Lazy(path, l)
-	defer d.Close()
-	d.BeginEvent()
-	require.NoError(t, d.Put([]byte("value"), []byte("1")))
-	require.NoError(t, d.EndEvent(false))
-	require.NoError(t, d.Flush())
-	assert.NoFileExists(t, path+"-shm")
-	fds, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	var held []string
-	for _, fd := range fds {
-		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, path) {
-			held = append(held, target)
-		}
-	}
-	assert.ElementsMatch(t, []string{path, path + "-wal", path + "-wal"}, held)
 }
 
 // TestPageCachesStayWithinTheMemoryLimit reads 512 KiB from each of 80
