@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -88,6 +87,7 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 	// the module the user knows.
 	wasm := m.WasmPath()
 	next := filepath.Join(filepath.Dir(wasm), "next", filepath.Base(wasm))
+	defer os.RemoveAll(filepath.Dir(next)) // a build not served yet
 	stopCompile := func() {}
 	defer func() { stopCompile() }()
 	var compiled *atomic.Bool // the served build's compile succeeded; nil: it was loaded compiled
@@ -163,8 +163,8 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 					os.Remove(next)
 				}
 			}
-			if errors.Is(err, context.Canceled) {
-				return
+			if ctx.Err() != nil {
+				return // shutting down cut the build or its load short
 			}
 			if err != nil {
 				attrs := []any{"plugin", m.Name, "build", built, "serving", served, "err", err}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,33 @@ func TestDevReloadsOnSave(t *testing.T) {
 	assert.Equal(t, "kept", body)
 	slices.Sort(took)
 	t.Logf("%d requests; save to new code answering: median %s, max %s", served.Load(), took[len(took)/2], took[len(took)-1])
+}
+
+// TestDevInterruptedWhileRebuilding: Ctrl-C while wharf dev rebuilds
+// after a save shuts down without a "reload failed" (the build was cut
+// short, not broken) and leaves no unserved build behind.
+func TestDevInterruptedWhileRebuilding(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	require.True(t, srv.WaitLog("watching for changes", time.Minute), srv.Logs())
+	mainGo := filepath.Join(dir, "main.go")
+	source, err := os.ReadFile(mainGo)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, `fmt.Fprintln(w, "Hello, edit")`, 1)), 0o644))
+	require.True(t, srv.WaitLog(`msg=rebuilding`, time.Minute), srv.Logs())
+	require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGINT))
+	require.True(t, srv.WaitLog("shutting down", time.Minute), srv.Logs())
+	require.NoError(t, srv.Stop(time.Minute))
+	assert.NotContains(t, srv.Logs(), "reload failed")
+	assert.NotContains(t, srv.Logs(), "reloaded", "the save's build was served: the signal came too late to test")
+	entries, err := os.ReadDir(filepath.Join(dir, ".wharf", "build"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		assert.True(t, strings.HasSuffix(e.Name(), ".wasm") && e.Type().IsRegular(), "only the served module is left, not %s", e.Name())
+	}
 }
 
 // TestDevRefusesBuiltModule: wharf dev rebuilds from sources, so a
