@@ -312,6 +312,25 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 			assert.Equal(t, want, code, "%s (terminal %v) exits as in a shell: %v %q", args, terminal, err, output.String())
 		}
 	}
+	// A terminal gets TERM=xterm, as Docker's exec -t, unless the exec
+	// sets it; other execs get none.
+	for env, want := range map[string]string{"": "term=xterm\r\n", "TERM=vt100": "term=vt100\r\n"} {
+		var output strings.Builder
+		in, inW := io.Pipe()
+		spec := ExecSpec{Args: []string{"sh", "-c", "echo term=$TERM"}, Terminal: true, Stdin: in, Stdout: &output}
+		if env != "" {
+			spec.Env = []string{env}
+		}
+		p, err := ctr.Exec(context.Background(), spec)
+		require.NoError(t, err)
+		exit, err := p.Wait(context.Background())
+		require.NoError(t, err)
+		inW.Close()
+		assert.Equal(t, uint32(0), exit)
+		assert.Equal(t, want, output.String(), "a terminal's TERM (%q)", env)
+	}
+	_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "echo term=$TERM"}})
+	assert.Equal(t, "term=\n", out, "no terminal, no TERM")
 	// A program named relative to the exec's directory, whose #!
 	// interpreter is missing: the agent says so (it looked for the program
 	// in its own directory and said it did not exist).

@@ -1021,6 +1021,9 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 	pspec.Args = spec.Args
 	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)
+	if spec.Terminal && !slices.ContainsFunc(pspec.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		pspec.Env = append(pspec.Env, "TERM=xterm") // as Docker's exec -t: what draws on a terminal needs it
+	}
 	if err := checkArgTotal(c.task.Pid(), pspec.Args, pspec.Env); err != nil {
 		return pspec, nil, err
 	}
