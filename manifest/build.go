@@ -110,9 +110,10 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	// go build works in a directory of this process's next to out, which
 	// is replaced only by a module: a failed or cut build leaves the last
 	// good one in place. The directory holds the module go build writes
-	// and, as GOTMPDIR, its work directory, which go build removes only
-	// when it ends by itself (it handles no signal: SIGINT kills it as
-	// SIGKILL does). The next build removes what a killed wharf's left.
+	// and, as GOTMPDIR (but see below), its work directory, which go
+	// build removes only when it ends by itself (it handles no signal:
+	// SIGINT kills it as SIGKILL does). The next build removes what a
+	// killed wharf's left.
 	removeAbandoned(out)
 	dir := buildDir(out, os.Getpid())
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -127,7 +128,14 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	copyModule(out, tmp)
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
 	cmd.Dir = pkg
-	cmd.Env = append(wasip1Env(), "GOTMPDIR="+dir)
+	cmd.Env = wasip1Env()
+	// go build's work files name files a line each (importcfg): a work
+	// directory whose path holds a newline fails the link, so next to
+	// such an output go build works in the system's temporary directory,
+	// as by default.
+	if !strings.Contains(dir, "\n") {
+		cmd.Env = append(cmd.Env, "GOTMPDIR="+dir)
+	}
 	// No build outlives a killed wharf, and a cancelled one ends with the
 	// compiles it started (its process group), which would write on into
 	// the directory being removed.

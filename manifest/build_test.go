@@ -175,6 +175,25 @@ func TestBuildIntoADirectory(t *testing.T) {
 	assert.Empty(t, leftovers)
 }
 
+// TestBuildUnderAPathWithANewline: an output whose directory's path holds
+// a newline is built, as go build -o builds it: go build's work files name
+// files a line each (importcfg), so its work directory is not put next to
+// such an output, and nothing is left there.
+func TestBuildUnderAPathWithANewline(t *testing.T) {
+	// A package main of its own: go build compiles and links it, not
+	// taking both from its cache.
+	m := plugin(t, "package main\n\nconst dir = "+`"`+filepath.ToSlash(t.TempDir())+`"`+"\n\nfunc main() { println(dir) }\n")
+	dir := filepath.Join(t.TempDir(), "new\nline")
+	out, err := Build(context.Background(), m, dir+string(filepath.Separator), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "probe.wasm"), out)
+	assert.True(t, isWasm(out))
+	left, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	assert.Equal(t, "probe.wasm", left[0].Name())
+}
+
 // TestBuildKeepsWhatIsNotAModule: -o naming a file that is not a module
 // (a source file, by a slip) or no regular file at all (a FIFO, a device
 // such as /dev/null) is refused before the build, and the file is left as
