@@ -436,7 +436,15 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	if sources != nil {
 		logger.Info("watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads", "plugin", m.Name, "dir", m.Dir)
-		go sources.reloadOnChange(ctx, m, worker, logger)
+		// The watcher ends before the worker closes and wharf exits: a
+		// rebuild under way stops and removes its build directory.
+		reloadCtx, stopReloads := context.WithCancel(ctx)
+		reloads := make(chan struct{})
+		go func() {
+			defer close(reloads)
+			sources.reloadOnChange(reloadCtx, m, worker, logger)
+		}()
+		defer func() { stopReloads(); <-reloads }()
 	}
 	select {
 	case err := <-errc:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net/http"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +25,7 @@ import (
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testutil"
+	"github.com/wharfhq/wharf/manifest"
 )
 
 // helloLine is the line of the scaffold's main.go that TestDevReloadsOnSave
@@ -142,33 +143,6 @@ func TestDevReloadsOnSave(t *testing.T) {
 	assert.Equal(t, "kept", body)
 	slices.Sort(took)
 	t.Logf("%d requests; save to new code answering: median %s, max %s", served.Load(), took[len(took)/2], took[len(took)-1])
-}
-
-// TestDevInterruptedWhileRebuilding: Ctrl-C while wharf dev rebuilds
-// after a save shuts down without a "reload failed" (the build was cut
-// short, not broken) and leaves no unserved build behind.
-func TestDevInterruptedWhileRebuilding(t *testing.T) {
-	wharf := testutil.BuildWharf(t)
-	dir := filepath.Join(t.TempDir(), "app")
-	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
-	require.True(t, srv.WaitLog("watching for changes", time.Minute), srv.Logs())
-	mainGo := filepath.Join(dir, "main.go")
-	source, err := os.ReadFile(mainGo)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(mainGo, []byte(strings.Replace(string(source), helloLine, `fmt.Fprintln(w, "Hello, edit")`, 1)), 0o644))
-	require.True(t, srv.WaitLog(`msg=rebuilding`, time.Minute), srv.Logs())
-	require.NoError(t, syscall.Kill(srv.Pid(), syscall.SIGINT))
-	require.True(t, srv.WaitLog("shutting down", time.Minute), srv.Logs())
-	require.NoError(t, srv.Stop(time.Minute))
-	assert.NotContains(t, srv.Logs(), "reload failed")
-	assert.NotContains(t, srv.Logs(), "reloaded", "the save's build was served: the signal came too late to test")
-	entries, err := os.ReadDir(filepath.Join(dir, ".wharf", "build"))
-	require.NoError(t, err)
-	for _, e := range entries {
-		assert.True(t, strings.HasSuffix(e.Name(), ".wasm") && e.Type().IsRegular(), "only the served module is left, not %s", e.Name())
-	}
 }
 
 // TestDevRefusesBuiltModule: wharf dev rebuilds from sources, so a
@@ -392,4 +366,57 @@ func TestDevKillsAReplacedCompile(t *testing.T) {
 	require.Eventually(t, func() bool { return len(compiles()) == 0 }, 5*time.Second, 10*time.Millisecond,
 		"a compile dies with the wharf dev that started it")
 	assert.NotContains(t, srv.Logs(), "compiling the new build failed")
+}
+
+// TestDevStoppedDuringARebuildLeavesNothing: wharf dev stopped (SIGTERM,
+// as Ctrl-C) while go build compiles a save's rebuild stops it, waits for
+// the build to end and remove its directory (go build's work directory
+// in it) next to the module, and does not take the build it stopped for
+// a failed one.
+func TestDevStoppedDuringARebuildLeavesNothing(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	mainGo := filepath.Join(dir, "main.go")
+	source, err := os.ReadFile(mainGo)
+	require.NoError(t, err)
+	// Once hold exists, go build's compile of package main waits (up to a
+	// minute) for the test to stop wharf dev.
+	gate := t.TempDir()
+	toolexec := filepath.Join(gate, "toolexec")
+	require.NoError(t, os.WriteFile(toolexec, []byte(`#!/bin/sh
+case " $* " in *" -p main "*)
+	if [ -e `+gate+`/hold ]; then
+		: > `+gate+`/started
+		i=0
+		while [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+	fi
+esac
+exec "$@"
+`), 0o755))
+	t.Setenv("GOFLAGS", os.Getenv("GOFLAGS")+" -toolexec="+toolexec)
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	require.True(t, srv.WaitLog("watching for changes", time.Minute), srv.Logs())
+
+	require.NoError(t, os.WriteFile(filepath.Join(gate, "hold"), nil, 0o644))
+	edited := strings.Replace(string(source), `"Hello from app!"`, `"Hello, edit 1"`, 1)
+	require.NotEqual(t, string(source), edited)
+	require.NoError(t, os.WriteFile(mainGo, []byte(edited), 0o644))
+	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(gate, "started")); return err == nil },
+		2*time.Minute, 10*time.Millisecond, "the rebuild never compiled package main")
+	require.NoError(t, srv.Stop(30*time.Second), srv.Logs())
+
+	build := filepath.Join(dir, manifest.DefaultStateDir, "build")
+	var left []string
+	require.NoError(t, filepath.WalkDir(build, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".tmp") {
+			left = append(left, path)
+		}
+		return err
+	}))
+	assert.Empty(t, left, "what the stopped rebuild wrote")
+	assert.NoDirExists(t, filepath.Join(build, "next"), "the unserved build's directory")
+	assert.Empty(t, testutil.Processes(toolexec), "the stopped rebuild's compile")
+	assert.NotContains(t, srv.Logs(), "reload failed", "the rebuild stopped at shutdown was taken for a failed one")
 }
