@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -111,4 +113,42 @@ func TestAcknowledgedIncrementsSurviveKill9(t *testing.T) {
 	got, _ := strconv.ParseInt(body, 10, 64)
 	assert.GreaterOrEqual(t, got, highest.Load(), "an acknowledged increment was lost")
 	assert.GreaterOrEqual(t, got, acked.Load(), "fewer increments stored than acknowledged")
+}
+
+// TestCounterKeepsItsValueThroughAFailedRead: a counter whose stored value
+// cannot be read at its activation (another process holds its database
+// open: wharf's exclusive lock waits, then gives up) fails the call, and
+// goes on from the stored value once it can be read, not from 0.
+func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
+	data := t.TempDir()
+	srv := serveCounter(t, data)
+	for range 3 {
+		code, body, err := request("POST", srv.URL+"/counter/held")
+		require.NoError(t, err)
+		require.Equal(t, 200, code, body)
+	}
+	require.NoError(t, srv.Stop(15*time.Second))
+
+	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	// A reader of a database in WAL mode keeps a shared lock on its file
+	// while its connection is open.
+	reader, err := sql.Open("sqlite3", "file:"+files[0])
+	require.NoError(t, err)
+	defer reader.Close()
+	reader.SetMaxOpenConns(1)
+	var n int
+	require.NoError(t, reader.QueryRow("SELECT count(*) FROM _wharf_kv").Scan(&n))
+
+	srv = serveCounter(t, data)
+	code, body, err := request("POST", srv.URL+"/counter/held")
+	require.NoError(t, err)
+	require.Equal(t, 500, code, body)
+	assert.Contains(t, body, "database is locked")
+	require.NoError(t, reader.Close())
+	code, body, err = request("POST", srv.URL+"/counter/held")
+	require.NoError(t, err)
+	assert.Equal(t, 200, code, body)
+	assert.Equal(t, "4", body, "the increment went on from the stored value")
 }

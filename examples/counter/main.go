@@ -15,23 +15,42 @@ import (
 	"github.com/wharfhq/wharf/sdk"
 )
 
-// Counter is a Durable Object holding one number.
+// Counter is a Durable Object holding one number, read from its storage
+// by its first call.
 type Counter struct {
-	state *sdk.ObjectState
-	value int64
+	state  *sdk.ObjectState
+	value  int64
+	loaded bool
 }
 
-func newCounter(state *sdk.ObjectState) any {
-	c := &Counter{state: state}
-	if v, ok, err := state.Storage.Get("value"); err == nil && ok {
-		c.value, _ = strconv.ParseInt(string(v), 10, 64)
+func newCounter(state *sdk.ObjectState) any { return &Counter{state: state} }
+
+// load reads the stored value, once. A read that fails (the database
+// cannot be opened just now, say) fails the call, and the next call reads
+// again: a value taken for 0 would be written over by the next increment.
+func (c *Counter) load() error {
+	if c.loaded {
+		return nil
 	}
-	return c
+	v, ok, err := c.state.Storage.Get("value")
+	if err != nil {
+		return err
+	}
+	if ok {
+		if c.value, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return fmt.Errorf("the stored value %q: %w", v, err)
+		}
+	}
+	c.loaded = true
+	return nil
 }
 
 // Increment adds by to the value and stores it; the caller's answer waits
 // until the write is durable.
 func (c *Counter) Increment(by int64) (int64, error) {
+	if err := c.load(); err != nil {
+		return 0, err
+	}
 	next := c.value + by
 	if err := c.state.Storage.Put("value", []byte(strconv.FormatInt(next, 10))); err != nil {
 		return c.value, err // a failed write leaves the value as stored
@@ -41,10 +60,19 @@ func (c *Counter) Increment(by int64) (int64, error) {
 }
 
 // Get returns the value.
-func (c *Counter) Get() (int64, error) { return c.value, nil }
+func (c *Counter) Get() (int64, error) {
+	if err := c.load(); err != nil {
+		return 0, err
+	}
+	return c.value, nil
+}
 
 // ServeHTTP answers fetches sent to the object itself.
 func (c *Counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := c.load(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	fmt.Fprintf(w, "counter %s… = %d\n", c.state.ID[:12], c.value)
 }
 
