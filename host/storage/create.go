@@ -15,9 +15,10 @@ import (
 // A new object's database starts as a copy of an empty one made once per
 // process, renamed into place. Creating it through SQLite (the WAL switch,
 // the schema's commit and checkpoint) cost nine fsyncs, most of a new
-// object's activation; the copy is made durable (two fsyncs) only before
-// its first commit, so an object that never writes never waits for the
-// disk, and nothing acknowledged depends on a file that was not synced.
+// object's activation; the copy is made durable (two fsyncs) as it is
+// first opened, before SQLite takes its lock (see connect), so nothing
+// acknowledged depends on a file that was not synced. An object that
+// never uses its storage makes no file.
 var emptyDB struct {
 	once sync.Once
 	data []byte
@@ -53,9 +54,10 @@ func emptyDatabase() ([]byte, error) {
 }
 
 // create puts an empty database at path if no file is there, and reports
-// whether it did. The new file is not synced yet (see syncNew). A WAL or
-// shared-memory file left beside a missing database belongs to an earlier
-// one and is removed first: SQLite would replay it into the new file.
+// whether it did. The new file is not synced yet (see syncNew, which
+// connect calls before SQLite opens it). A WAL or shared-memory file left
+// beside a missing database belongs to an earlier one and is removed
+// first: SQLite would replay it into the new file.
 func create(path string) (bool, error) {
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 		return false, err // there (nil), or not knowable
