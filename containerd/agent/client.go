@@ -357,7 +357,10 @@ func (p *Process) Signal(ctx context.Context, sig syscall.Signal) error {
 	return err
 }
 
-// writable reports whether conn has room to write now.
+// writable reports whether conn has room to write now: the bytes it
+// holds unread are fewer than its send buffer, below which a write does
+// not wait. (POLLOUT tells less: a Unix socket reports it only while at
+// most a quarter of its buffer is taken, some 70 unread signals.)
 func writable(conn *net.UnixConn) bool {
 	raw, err := conn.SyscallConn()
 	if err != nil {
@@ -365,9 +368,12 @@ func writable(conn *net.UnixConn) bool {
 	}
 	room := false
 	raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(fds, 0)
-		room = err == nil && n == 1 && fds[0].Revents&unix.POLLOUT != 0
+		held, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		if err != nil {
+			return
+		}
+		size, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		room = err == nil && held < size
 	})
 	return room
 }

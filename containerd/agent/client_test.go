@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/agent/wire"
 )
@@ -131,6 +132,34 @@ func TestSignalSentWholeKeepsTheProcess(t *testing.T) {
 		}
 	}
 	t.Fatal("the connection was hung up before SIGUSR1")
+}
+
+// TestWritableUntilTheSocketIsFull: writable, which decides whether a
+// signal cut before its first byte hangs up (ending the process), finds
+// room in a socket half full of signals the agent has not read yet (a
+// Unix socket stops reporting POLLOUT at a quarter of its buffer), and
+// none in a full one.
+func TestWritableUntilTheSocketIsFull(t *testing.T) {
+	p, _ := startedProcess(t)
+	raw, err := p.conn.SyscallConn()
+	require.NoError(t, err)
+	var held, size int
+	measure := func() {
+		raw.Control(func(fd uintptr) {
+			held, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+			size, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		})
+	}
+	for measure(); held < size/2; measure() {
+		require.NoError(t, wire.Send(p.conn, wire.Request{Signal: int(syscall.SIGCONT)}))
+	}
+	assert.True(t, writable(p.conn), "a socket half full (%d of %d bytes) was taken for full", held, size)
+
+	p.conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	for wire.Send(p.conn, wire.Request{Signal: int(syscall.SIGCONT)}) == nil {
+	}
+	p.conn.SetWriteDeadline(time.Time{})
+	assert.False(t, writable(p.conn), "a full socket was taken for one with room")
 }
 
 // TestAnAgentNotReachedIsNoMissingProgram: an exec that cannot reach the
