@@ -305,6 +305,19 @@ func rssMiB(b *testing.B, pid int) float64 {
 	return kib / 1024
 }
 
+// newApp makes a plugin with wharf init and returns its directory, and
+// its main.go's path and text.
+func newApp(t *testing.T, wharf string) (dir, mainGo string, source []byte) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	mainGo = filepath.Join(dir, "main.go")
+	source, err = os.ReadFile(mainGo)
+	require.NoError(t, err)
+	return dir, mainGo, source
+}
+
 // TestDevKillsAReplacedCompile: wharf dev compiles a new build in a
 // process of its own, which the next save kills (an engine cannot stop a
 // compile half-way, and two would share the CPU), as does a kill -9 of
@@ -313,12 +326,7 @@ func rssMiB(b *testing.B, pid int) float64 {
 // up compiled, not interpreted for good.
 func TestDevKillsAReplacedCompile(t *testing.T) {
 	wharf := testutil.BuildWharf(t)
-	dir := filepath.Join(t.TempDir(), "app")
-	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	mainGo := filepath.Join(dir, "main.go")
-	source, err := os.ReadFile(mainGo)
-	require.NoError(t, err)
+	dir, mainGo, source := newApp(t, wharf)
 	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
 	compiles := func() []string { return testutil.Processes(dir, compileCommand) }
 	save := func(i int) {
@@ -375,12 +383,7 @@ func TestDevKillsAReplacedCompile(t *testing.T) {
 // a failed one.
 func TestDevStoppedDuringARebuildLeavesNothing(t *testing.T) {
 	wharf := testutil.BuildWharf(t)
-	dir := filepath.Join(t.TempDir(), "app")
-	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	mainGo := filepath.Join(dir, "main.go")
-	source, err := os.ReadFile(mainGo)
-	require.NoError(t, err)
+	dir, mainGo, source := newApp(t, wharf)
 	// Once hold exists, go build's compile of package main waits (up to a
 	// minute) for the test to stop wharf dev.
 	gate := t.TempDir()
