@@ -1036,7 +1036,7 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 		if err != nil {
 			return pspec, nil, err
 		}
-		pspec.User, user = u, &wire.Cred{UID: u.UID, GID: u.GID}
+		pspec.User, user = u, credOf(u)
 	}
 	pspec.Capabilities = capabilitiesFor(pspec.Capabilities, pspec.User.UID)
 	return pspec, user, nil

@@ -43,7 +43,7 @@ func (c *Container) fileOp(ctx context.Context, op wire.File, user string) (wire
 		if err != nil {
 			return wire.Reply{}, nil, err
 		}
-		op.User = &wire.Cred{UID: u.UID, GID: u.GID}
+		op.User = credOf(u)
 	}
 	return c.agent.File(ctx, op)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
@@ -85,6 +86,44 @@ func TestImageUserIsNotRoot(t *testing.T) {
 			code, out, errOut = execOut(t, ctr, ExecSpec{Args: []string{"/rootonly/busybox", "echo", "ran"}, User: "root"})
 			assert.Equal(t, uint32(0), code, errOut)
 			assert.Equal(t, "ran\n", out, "root runs it")
+		})
+	}
+}
+
+// TestUserGetsImageGroups: a process run as a user, by name or uid, has
+// the supplementary groups the image's /etc/group lists for that user name
+// (app is in staff, 50), with its primary group from /etc/passwd, as in
+// Docker: the entrypoint (the image's USER, app), an exec as the main
+// process's user, as app, as 1000 and as root, through runc and through
+// the agent alike, and the agent's file operations as app. An exec with a
+// user got the primary group only (and a uid its own number as group):
+// app could not read what its group may.
+func TestUserGetsImageGroups(t *testing.T) {
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, _, runcRoot := testRuntime(t)
+			archive, err := testimages.BusyboxApp(t.TempDir())
+			require.NoError(t, err)
+			imgs, err := ImportArchive(context.Background(), c, archive, "")
+			require.NoError(t, err)
+			ctr := startBusybox(t, c, imgs[0].Name, runcRoot, "groups", "id -G > /tmp/main-groups; exec sleep 3600", withInit)
+			require.Eventually(t, func() bool {
+				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-groups"}})
+				return out != ""
+			}, 5*time.Second, 20*time.Millisecond)
+			_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-groups"}})
+			assert.Equal(t, "1000 50\n", out, "the entrypoint's groups")
+			for user, want := range map[string]string{"": "1000 50", "app": "1000 50", "1000": "1000 50", "root": "0", "4242": "4242"} {
+				code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"id", "-G"}, User: user})
+				assert.Equal(t, uint32(0), code, errOut)
+				assert.Equal(t, want+"\n", out, "the groups of an exec as %q", user)
+			}
+			if withInit {
+				code, _, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", "mkdir -m 750 /staff && chgrp 50 /staff && touch /staff/f"}, User: "root"})
+				require.Equal(t, uint32(0), code, errOut)
+				_, err := ctr.Stat(context.Background(), "/staff/f", "app")
+				assert.NoError(t, err, "app reads a directory of its group staff")
+			}
 		})
 	}
 }

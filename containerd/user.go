@@ -4,53 +4,129 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // ErrUnknownUser is an exec user the image does not know.
 var ErrUnknownUser = hostcontainers.ErrUnknownUser
 
-// maxPasswd bounds how much of a container's /etc/passwd is read.
+// maxPasswd bounds how much of a container's /etc/passwd or /etc/group
+// is read.
 const maxPasswd = 4 << 20
 
 // noID is (uid_t)-1, which setuid and setgid take for "no change".
 const noID = 1<<32 - 1
 
 // resolveUser turns a user name or uid into ids using the container's own
-// /etc/passwd, read through the init process's root.
+// /etc/passwd and /etc/group, read through the init process's root, as
+// Docker does: a name, or a uid /etc/passwd lists, gets its primary group
+// from there and the groups /etc/group lists the name in as supplementary
+// ones. A uid /etc/passwd does not list (or without the file) runs with
+// its own number as group. AdditionalGids holds the primary group too, as
+// containerd gives the entrypoint's user, so both run with the same
+// groups.
 func resolveUser(pid uint32, user string) (specs.User, error) {
-	if uid, err := strconv.ParseUint(user, 10, 32); err == nil {
-		if uid == noID {
-			return specs.User{}, fmt.Errorf("%w: user %q: %d is the kernel's \"no id\" ((uid_t)-1), which no process can run as", ErrUnknownUser, user, noID)
-		}
-		return specs.User{UID: uint32(uid), GID: uint32(uid)}, nil
+	uid, err := strconv.ParseUint(user, 10, 32)
+	numeric := err == nil
+	if numeric && uid == noID {
+		return specs.User{}, fmt.Errorf("%w: user %q: %d is the kernel's \"no id\" ((uid_t)-1), which no process can run as", ErrUnknownUser, user, noID)
 	}
+	name, u, err := lookPasswd(pid, user, numeric, uid)
+	if err != nil {
+		return specs.User{}, err
+	}
+	u.AdditionalGids, err = supplementaryGroups(pid, name, u.GID)
+	return u, err
+}
+
+// lookPasswd finds user in the container's /etc/passwd, by its uid if
+// numeric, else by name, and returns its name and ids. A uid it does not
+// find (or without the file) is no error: it has no name, and its own
+// number as group.
+func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, specs.User, error) {
+	unnamed := specs.User{UID: uint32(uid), GID: uint32(uid)}
 	f, err := openInRoot(pid, "etc/passwd")
 	if err != nil {
-		return specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
+		if numeric {
+			return "", unnamed, nil
+		}
+		return "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
-		if len(fields) >= 4 && fields[0] == user {
-			uid, err1 := strconv.ParseUint(fields[2], 10, 32)
-			gid, err2 := strconv.ParseUint(fields[3], 10, 32)
-			if err1 != nil || err2 != nil || uid == noID || gid == noID {
-				return specs.User{}, fmt.Errorf("%w: user %q: malformed /etc/passwd entry", ErrUnknownUser, user)
-			}
-			return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil
+		if len(fields) < 4 {
+			continue
+		}
+		id, err1 := strconv.ParseUint(fields[2], 10, 32)
+		if numeric && (err1 != nil || id != uid) || !numeric && fields[0] != user {
+			continue
+		}
+		gid, err2 := strconv.ParseUint(fields[3], 10, 32)
+		if err1 != nil || err2 != nil || id == noID || gid == noID {
+			return "", specs.User{}, fmt.Errorf("%w: user %q: malformed /etc/passwd entry", ErrUnknownUser, user)
+		}
+		return fields[0], specs.User{UID: uint32(id), GID: uint32(gid)}, nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", specs.User{}, fmt.Errorf("%w: user %q: reading the image's /etc/passwd: %w", ErrUnknownUser, user, err)
+	}
+	if numeric {
+		return "", unnamed, nil
+	}
+	return "", specs.User{}, fmt.Errorf("%w: user %q does not exist in the image's /etc/passwd", ErrUnknownUser, user)
+}
+
+// supplementaryGroups is gid followed by the groups the container's
+// /etc/group lists name in (none without the file, or without a name).
+func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) {
+	gids := []uint32{gid}
+	if name == "" {
+		return gids, nil
+	}
+	f, err := openInRoot(pid, "etc/group")
+	if errors.Is(err, fs.ErrNotExist) {
+		return gids, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: user %q: the image's /etc/group: %w", ErrUnknownUser, name, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 4 || !slices.Contains(strings.Split(fields[3], ","), name) {
+			continue
+		}
+		g, err := strconv.ParseUint(fields[2], 10, 32)
+		if err != nil || g == noID {
+			return nil, fmt.Errorf("%w: user %q: malformed /etc/group entry of group %q", ErrUnknownUser, name, fields[0])
+		}
+		if !slices.Contains(gids, uint32(g)) {
+			gids = append(gids, uint32(g))
 		}
 	}
-	return specs.User{}, fmt.Errorf("%w: user %q does not exist in the image's /etc/passwd", ErrUnknownUser, user)
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: user %q: reading the image's /etc/group: %w", ErrUnknownUser, name, err)
+	}
+	return gids, nil
+}
+
+// credOf is the agent's credentials for u.
+func credOf(u specs.User) *wire.Cred {
+	return &wire.Cred{UID: u.UID, GID: u.GID, Groups: u.AdditionalGids}
 }
 
 // openInRoot opens the regular file path of the container whose init is

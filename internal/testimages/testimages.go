@@ -34,7 +34,7 @@ const busyboxPath = "/bin/busybox"
 
 // Busybox writes an image archive with a static busybox, its applets as
 // symlinks, the probe network client (/bin/probe), and users root (0) and
-// app (1000), and returns its path.
+// app (1000, also in the group staff, 50), and returns its path.
 func Busybox(dir string) (string, error) { return busybox(dir, BusyboxRef, "") }
 
 // BusyboxApp writes the archive of BusyboxAppRef.
@@ -61,7 +61,7 @@ func busybox(dir, refName, user string) (string, error) {
 	}
 	// In a fixed order, so the same inputs give the same digest.
 	files := []struct{ name, body string }{
-		{"etc/group", "root:x:0:\napp:x:1000:\n"},
+		{"etc/group", "root:x:0:\nstaff:x:50:app\napp:x:1000:\n"},
 		{"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"},
 	}
 	for _, f := range files {
