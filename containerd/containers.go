@@ -282,6 +282,9 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if err != nil {
 		ctr.Delete(ctx, client.WithSnapshotCleanup)
 		removeAgentDir(spec.AgentDir)
+		if refused := runcRefusedEntrypoint(spec, process, err); refused != nil {
+			return nil, refused
+		}
 		return nil, fmt.Errorf("creating task %s: %w", spec.ID, err)
 	}
 	cont := &Container{c: c, ctr: ctr, task: task, process: process}
@@ -296,15 +299,38 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	}
 	if err != nil {
 		cont.Destroy(context.Background())
+		if refused := runcRefusedEntrypoint(spec, process, err); refused != nil {
+			return nil, refused
+		}
 		return nil, fmt.Errorf("starting %s: %w", spec.ID, err)
 	}
 	if cont.agent != nil {
 		if err := cont.agent.Started(ctx, cont.exited); err != nil {
 			cont.Destroy(context.Background())
-			return nil, fmt.Errorf("%w: entrypoint %s: %w", ErrBadExec, shownArgs(entrypoint(process)), err)
+			return nil, badEntrypoint(process, err) // the agent tells only why it could not start it
 		}
 	}
 	return cont, nil
+}
+
+// badEntrypoint is err, why the entrypoint of p (the container's process)
+// could not be started, as ErrBadExec naming it.
+func badEntrypoint(p *specs.Process, err error) error {
+	return fmt.Errorf("%w: entrypoint %s: %w", ErrBadExec, shownArgs(entrypoint(p)), err)
+}
+
+// runcRefusedEntrypoint is err, a failure to create or start the task of
+// the container of spec (whose process is p), as badEntrypoint if runc
+// refused its entrypoint, read as an exec's refusal is (runcStartError:
+// it matches fs.ErrNotExist or fs.ErrPermission too); nil if err is not
+// that. With the agent, runc runs the agent, not the entrypoint: a
+// refusal there is not the entrypoint's.
+func runcRefusedEntrypoint(spec ContainerSpec, p *specs.Process, err error) error {
+	var refused kindError
+	if spec.Init != "" || !errors.As(runcStartError(err), &refused) {
+		return nil
+	}
+	return badEntrypoint(p, refused)
 }
 
 // DefaultLogMaxBytes is how much of a container's output is kept when

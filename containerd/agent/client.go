@@ -250,7 +250,8 @@ const maxStartError = 4 << 10
 
 // Started waits until the agent has started the container's main process
 // (it then listens) or has ended (exited closes). If the main process
-// could not start, it returns why, as the agent wrote it; a main process
+// could not start, it returns why, as the agent wrote it (an *Error of its
+// kind: fs.ErrNotExist for a program not found, say); a main process
 // that started and already exited is no error.
 func (c *Client) Started(ctx context.Context, exited <-chan struct{}) error {
 	deadline := time.Now().Add(dialWait)
@@ -265,11 +266,12 @@ func (c *Client) Started(ctx context.Context, exited <-chan struct{}) error {
 				return nil
 			}
 			defer f.Close()
-			msg, err := io.ReadAll(io.LimitReader(f, maxStartError))
+			b, err := io.ReadAll(io.LimitReader(f, maxStartError))
 			if err != nil {
 				return fmt.Errorf("reading why the entrypoint did not start: %w", err)
 			}
-			return errors.New(strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?"))
+			kind, msg, _ := strings.Cut(string(b), "\n")
+			return replyError(wire.Reply{Kind: kind, Error: strings.ToValidUTF8(strings.TrimSpace(msg), "?")})
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):

@@ -53,7 +53,8 @@ func Run(cfg Config) int {
 	if err != nil {
 		log.Printf("wharf-init: %v", err)
 		// wharf, waiting for the socket, reads why instead.
-		if werr := os.WriteFile(filepath.Join(filepath.Dir(cfg.Socket), wire.StartErrorName), []byte(err.Error()), 0o600); werr != nil {
+		r := errorReply(err)
+		if werr := os.WriteFile(filepath.Join(filepath.Dir(cfg.Socket), wire.StartErrorName), []byte(r.Kind+"\n"+r.Error), 0o600); werr != nil {
 			log.Printf("wharf-init: %v", werr)
 		}
 		return 127

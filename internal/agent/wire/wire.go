@@ -28,7 +28,8 @@ const (
 	SocketName = "agent.sock"
 	// StartErrorName is the file, next to the socket, where the agent
 	// says why the main process could not start before it exits (it then
-	// never listens).
+	// never listens): the error's kind (Reply.Kind), a newline and its
+	// message.
 	StartErrorName = "start-error"
 )
 
