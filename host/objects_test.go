@@ -94,8 +94,8 @@ func TestObjectStorageSurvivesRestart(t *testing.T) {
 }
 
 // TestObjectWithoutStorageHasNoFile: an object's database file is made by
-// its first storage call, so an object that never uses storage costs no
-// file; one that does keeps its data across eviction.
+// its first write, so an object that never uses storage, or only reads it,
+// costs no file; one that writes keeps its data across eviction.
 func TestObjectWithoutStorageHasNoFile(t *testing.T) {
 	dir := t.TempDir()
 	w := startObjects(t, dir, "[durable_objects]\nidle_timeout = \"1s\"\n")
@@ -110,6 +110,9 @@ func TestObjectWithoutStorageHasNoFile(t *testing.T) {
 		return out
 	}
 	assert.Equal(t, "0", w.mustCall(t, "STORE", "quiet", "Events", nil))
+	code, body := w.call(t, "STORE", "reader", "Get", "k")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "no key")
 	w.mustCall(t, "STORE", "writer", "Put", map[string]string{"key": "k", "value": "v"})
 	code, writer := get(t, w.url+"/id/STORE?name=writer")
 	require.Equal(t, 200, code, writer)

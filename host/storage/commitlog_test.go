@@ -248,9 +248,10 @@ func TestLogDoesNotReplayIntoANewDatabase(t *testing.T) {
 		require.NoError(t, os.RemoveAll(p))
 	}
 	d = Lazy(path, h.log)
-	_, ok, err := d.Get([]byte("old")) // creates the new file
+	_, ok, err := d.Get([]byte("old"))
 	require.NoError(t, err)
 	assert.False(t, ok)
+	h.put(t, d, "new", "1") // creates the new file
 	require.NoError(t, d.Close())
 	after := t.TempDir()
 	copyFiles(t, after, path)

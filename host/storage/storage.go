@@ -222,6 +222,21 @@ func (d *DB) connect() error {
 	return nil
 }
 
+// absent reports whether the database has no file yet and none open: its
+// reads find it empty, and deleting from it changes nothing, so they make
+// no file (an object that only reads its new storage costs no file and no
+// sync). A file that is there or not knowable is left to connect.
+func (d *DB) absent() (bool, error) {
+	if d.db != nil {
+		return false, nil
+	}
+	if d.log != nil && d.log.recovery.Unreplayed[d.path] != nil {
+		return false, ErrUnreplayed
+	}
+	_, err := os.Lstat(d.path)
+	return errors.Is(err, fs.ErrNotExist), nil
+}
+
 // Replaced reports whether the open database's file is no longer at its
 // path: deleted or replaced on disk since it was opened. Its writes would
 // go to a file nobody opens again.
@@ -501,6 +516,9 @@ func (d *DB) Get(key []byte) ([]byte, bool, error) {
 	if err := checkKey(key); err != nil {
 		return nil, false, err
 	}
+	if absent, err := d.absent(); absent || err != nil {
+		return nil, false, err
+	}
 	s, err := d.stmt("SELECT value FROM _wharf_kv WHERE key = ?")
 	if err != nil {
 		return nil, false, err
@@ -580,6 +598,9 @@ func (d *DB) Delete(key []byte) (bool, error) {
 	if err := checkKey(key); err != nil {
 		return false, err
 	}
+	if absent, err := d.absent(); absent || err != nil {
+		return false, err
+	}
 	r, err := d.write("DELETE FROM _wharf_kv WHERE key = ?", key)
 	if err != nil {
 		return false, err
@@ -650,6 +671,9 @@ func (d *DB) List(o ListOptions) ([]Pair, error) {
 	if o.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", o.Limit)
 	}
+	if absent, err := d.absent(); absent || err != nil {
+		return nil, err
+	}
 	tx, err := d.txn()
 	if err != nil {
 		return nil, err
@@ -685,6 +709,9 @@ func prefixEnd(p []byte) []byte {
 
 // DeleteAll removes every key-value pair, the alarm and every SQL table.
 func (d *DB) DeleteAll() error {
+	if absent, err := d.absent(); absent || err != nil {
+		return err
+	}
 	if _, err := d.write("DELETE FROM _wharf_kv"); err != nil {
 		return err
 	}
@@ -713,6 +740,9 @@ func (d *DB) DeleteAll() error {
 
 // Alarm returns the scheduled alarm time, if any.
 func (d *DB) Alarm() (time.Time, bool, error) {
+	if absent, err := d.absent(); absent || err != nil {
+		return time.Time{}, false, err
+	}
 	tx, err := d.txn()
 	if err != nil {
 		return time.Time{}, false, err
@@ -736,6 +766,9 @@ func (d *DB) SetAlarm(at time.Time) error {
 
 // DeleteAlarm cancels the alarm.
 func (d *DB) DeleteAlarm() error {
+	if absent, err := d.absent(); absent || err != nil {
+		return err
+	}
 	_, err := d.write("DELETE FROM _wharf_alarm")
 	return err
 }

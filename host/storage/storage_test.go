@@ -357,13 +357,70 @@ func TestLazyDatabaseOpensWithItsFirstStatement(t *testing.T) {
 	assert.Equal(t, "v", string(v), "the next lazy open reads what the first wrote")
 }
 
-// TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement: the error
-// says why, and names the file for the host (OpenError.Path), not in its
-// message, which reaches guests.
+// TestReadingANewDatabaseMakesNoFile: an object that only reads its new
+// storage (or deletes from it) finds it empty and costs no file and no
+// sync; a write in the same event makes the file, which the earlier reads
+// agree with.
+func TestReadingANewDatabaseMakesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "obj.sqlite")
+	d := lazy(path)
+	d.BeginEvent()
+	_, ok, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.False(t, ok)
+	pairs, err := d.GetMany([][]byte{[]byte("k"), []byte("l")})
+	require.NoError(t, err)
+	assert.Empty(t, pairs)
+	pairs, err = d.List(ListOptions{Prefix: []byte("k")})
+	require.NoError(t, err)
+	assert.Empty(t, pairs)
+	_, ok, err = d.Alarm()
+	require.NoError(t, err)
+	assert.False(t, ok)
+	existed, err := d.Delete([]byte("k"))
+	require.NoError(t, err)
+	assert.False(t, existed)
+	n, err := d.DeleteMany([][]byte{[]byte("k")})
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	require.NoError(t, d.DeleteAlarm())
+	require.NoError(t, d.DeleteAll())
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+	assert.False(t, d.Opened())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "reads and deletes of a new database leave no file")
+
+	d.BeginEvent()
+	_, ok, err = d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.False(t, ok)
+	require.NoError(t, d.Put([]byte("k"), []byte("v")))
+	v, ok, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "v", string(v))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Close())
+	assert.FileExists(t, path, "the first write made the file")
+
+	d = lazy(path)
+	defer d.Close()
+	v, _, err = d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v), "and it is read from there at the next open")
+	assert.True(t, d.Opened())
+}
+
+// TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement (a write: a
+// read finds a missing file empty): the error says why, and names the file
+// for the host (OpenError.Path), not in its message, which reaches guests.
 func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing-dir", "obj.sqlite")
 	d := lazy(path)
-	_, _, err := d.Get([]byte("k"))
+	err := d.Put([]byte("k"), []byte("v"))
 	require.Error(t, err)
 	assert.Equal(t, "opening the database: open: no such file or directory", err.Error())
 	oe, ok := errors.AsType[*OpenError](err)
