@@ -30,10 +30,10 @@ func (d *DB) logCommit() error {
 		if err != nil {
 			return err
 		}
-		d.walFile = wal
+		d.walFile, d.walReadsShort = wal, readsShort(wal)
 	}
 	buf := walReads.Get().(*[]byte)
-	pageSize, frames, err := readCommits(d.walFile, &d.walPos, (*buf)[:0])
+	pageSize, frames, err := readCommits(d.walFile, d.walReadsShort, &d.walPos, (*buf)[:0])
 	if err == nil {
 		err = d.log.append(d, pageSize, frames)
 	}

@@ -93,13 +93,15 @@ type DB struct {
 	// log makes commits durable (see commitlog.go). incarnation names
 	// the file (its application_id), seq is the number of its last commit
 	// (in _wharf_commit), walFile is its WAL from the first commit that
-	// wrote (the same file while the database is open) and walPos where
-	// the next commit begins in it.
-	log         *Log
-	incarnation uint32
-	seq         uint64
-	walFile     *os.File
-	walPos      walPosition
+	// wrote (the same file while the database is open), walReadsShort
+	// whether its filesystem may read it short (readsShort) and walPos
+	// where the next commit begins in it.
+	log           *Log
+	incarnation   uint32
+	seq           uint64
+	walFile       *os.File
+	walReadsShort bool
+	walPos        walPosition
 
 	// commits counts the commits that wrote since the database was
 	// opened, onDisk those known durable; syncs are SyncThen requests not

@@ -63,12 +63,32 @@ func (c walChecksum) add(order binary.ByteOrder, data []byte) walChecksum {
 	return c
 }
 
+// pread is one pread(2): one syscall, not os.File.ReadAt, which reads
+// again after a short read to be told of the end (see readCommits).
+var pread = unix.Pread
+
+// readsShort reports whether reads of f may end short of its end before
+// they reach it (network and FUSE filesystems do): true of every
+// filesystem but the local ones known to read a regular file whole.
+func readsShort(f *os.File) bool {
+	var st unix.Statfs_t
+	if unix.Fstatfs(int(f.Fd()), &st) != nil {
+		return true
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.OVERLAYFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return false
+	}
+	return true
+}
+
 // readCommits appends to buf the frames of the commits made in the WAL
 // since pos, as they are in the WAL, and moves pos past them: every valid
 // frame of the current generation from pos to its last commit frame. When
 // the generation has changed since, the frames are the whole of the new
-// one.
-func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, frames []byte, err error) {
+// one. A read short of what it asked is the WAL's end unless short reads
+// come sooner there (readsShort): then only a read of nothing is.
+func readCommits(wal *os.File, short bool, pos *walPosition, buf []byte) (pageSize int, frames []byte, err error) {
 	var hdr [walHeaderBytes]byte
 	if _, err := wal.ReadAt(hdr[:], 0); err != nil {
 		return 0, buf, fmt.Errorf("reading %s: %w", wal.Name(), err)
@@ -87,31 +107,31 @@ func readCommits(wal *os.File, pos *walPosition, buf []byte) (pageSize int, fram
 		pos.sum = walChecksum{binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[28:32])}
 	}
 	frameBytes := walFrameHeaderBytes + pageSize
-	const chunkFrames = 4
+	const chunk = 4 * 4096
 	start, committed := len(buf), len(buf) // committed: the end of the last commit frame
+	checked := start                       // the end of the frames checked
 	sum, committedSum := pos.sum, pos.sum
-	for at := pos.next; ; at += chunkFrames {
+	for at := walHeaderBytes + pos.next*int64(frameBytes); ; {
 		read := len(buf)
-		buf = slices.Grow(buf, chunkFrames*frameBytes)[:read+chunkFrames*frameBytes]
-		// One pread, not os.File.ReadAt, which reads again after a short
-		// read to be told of the end: a WAL is a regular file, read short
-		// only at its end (a syscall less per commit).
-		n, err := unix.Pread(int(wal.Fd()), buf[read:], walHeaderBytes+at*int64(frameBytes))
+		buf = slices.Grow(buf, chunk+frameBytes)[:read+chunk+frameBytes]
+		n, err := pread(int(wal.Fd()), buf[read:], at)
 		if err != nil {
 			return 0, buf[:start], fmt.Errorf("reading %s: %w", wal.Name(), err)
 		}
-		ended := n < chunkFrames*frameBytes
-		for f := buf[read : read+n]; len(f) >= frameBytes; f = f[frameBytes:] {
-			sum = sum.add(order, f[:8]).add(order, f[walFrameHeaderBytes:frameBytes])
+		buf, at = buf[:read+n], at+int64(n)
+		ended := n == 0
+		for ; !ended && len(buf)-checked >= frameBytes; checked += frameBytes {
+			f := buf[checked : checked+frameBytes]
+			sum = sum.add(order, f[:8]).add(order, f[walFrameHeaderBytes:])
 			if !bytes.Equal(f[8:16], pos.salts[:]) || sum.s0 != binary.BigEndian.Uint32(f[16:20]) || sum.s1 != binary.BigEndian.Uint32(f[20:24]) {
 				ended = true // the current generation's valid frames end
 				break
 			}
 			if binary.BigEndian.Uint32(f[4:8]) != 0 {
-				committed, committedSum = read+n-len(f)+frameBytes, sum
+				committed, committedSum = checked+frameBytes, sum
 			}
 		}
-		if ended {
+		if ended || n < chunk+frameBytes && !short {
 			break
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // toByteOrder rewrites a WAL's checksums in order (magic, header, chain).
@@ -61,7 +62,7 @@ func TestReadCommitsReadsEitherByteOrder(t *testing.T) {
 			f, err := os.Open(p + "-wal")
 			require.NoError(t, err)
 			var pos walPosition
-			_, frames, err := readCommits(f, &pos, nil)
+			_, frames, err := readCommits(f, readsShort(f), &pos, nil)
 			f.Close()
 			require.NoError(t, err)
 			pageSize := int(binary.BigEndian.Uint32(wal[8:]))
@@ -76,5 +77,36 @@ func TestReadCommitsReadsEitherByteOrder(t *testing.T) {
 			require.NoError(t, db.QueryRow("SELECT value FROM _wharf_kv WHERE key = x'6b39'").Scan(&v))
 			assert.Len(t, v, 9000)
 		})
+	}
+}
+
+// TestReadCommitsReadsOnAfterAShortRead: on a filesystem that answers
+// reads short before a file's end (FUSE, NFS: readsShort), every commit of
+// the WAL is read, not those up to the first short read.
+func TestReadCommitsReadsOnAfterAShortRead(t *testing.T) {
+	h, d, path := oneObject(t)
+	for i := range 10 {
+		h.put(t, d, fmt.Sprint("k", i), string(bytes.Repeat([]byte{byte(i)}, 9000)))
+	}
+	wal, err := os.ReadFile(path + "-wal")
+	require.NoError(t, err)
+	pageSize := int(binary.BigEndian.Uint32(wal[8:]))
+	nFrames := (len(wal) - walHeaderBytes) / (walFrameHeaderBytes + pageSize)
+	defer func(whole func(int, []byte, int64) (int, error)) { pread = whole }(pread)
+	for _, most := range []int{1000, walFrameHeaderBytes + pageSize, 3*pageSize + 7} {
+		var reads int
+		pread = func(fd int, p []byte, offset int64) (int, error) {
+			reads++
+			return unix.Pread(fd, p[:min(len(p), most)], offset)
+		}
+		f, err := os.Open(path + "-wal")
+		require.NoError(t, err)
+		var pos walPosition
+		_, frames, err := readCommits(f, true, &pos, nil)
+		f.Close()
+		require.NoError(t, err)
+		assert.Equal(t, int64(nFrames), pos.next, "frames read, %d bytes a read at most", most)
+		assert.True(t, bytes.Equal(wal[walHeaderBytes:], frames), "the frames as they are in the WAL, %d bytes a read at most", most)
+		assert.Greater(t, reads, len(wal)/most, "reads of %d bytes at most", most)
 	}
 }
