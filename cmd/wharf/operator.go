@@ -146,7 +146,9 @@ func operatorCommands() []*cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
-			return runStats(ctx, client(), cmd.OutOrStdout(), interval, noStream)
+			out := cmd.OutOrStdout()
+			f, isFile := out.(*os.File)
+			return runStats(ctx, client(), out, interval, noStream, isFile && term.IsTerminal(int(f.Fd())))
 		},
 	}
 	stats.Flags().BoolVar(&noStream, "no-stream", false, "print one table (CPU over one interval) and exit")
@@ -317,12 +319,15 @@ func objectRef(args []string) (binding, name string) {
 
 // runStats prints a table of every running container's use, with CPU as
 // a percentage of one core over the interval, until ctx ends (or once).
-func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.Duration, once bool) error {
+// On a terminal (tty) each table replaces the last, as top shows them;
+// elsewhere (a pipe, a file) they follow each other, a blank line between
+// two, with no terminal codes.
+func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.Duration, once, tty bool) error {
 	prev, err := c.Stats(ctx)
 	if err != nil {
 		return err
 	}
-	for {
+	for first := true; ; first = false {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -336,8 +341,11 @@ func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.D
 		for _, s := range prev {
 			before[s.Class+"/"+s.Object] = s
 		}
-		if !once {
+		switch {
+		case tty && !once:
 			fmt.Fprint(w, "\x1b[H\x1b[2J") // clear the screen, as top does
+		case !first:
+			fmt.Fprintln(w)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tCPU %\tMEM\tLIMIT\tMEM %\tPIDS\tREAD\tWRITTEN")

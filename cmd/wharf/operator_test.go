@@ -5,17 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/containerd"
@@ -420,4 +425,100 @@ func TestPsTableStaysAligned(t *testing.T) {
 	out.Reset()
 	require.NoError(t, printContainers(&out, list, true))
 	assert.Contains(t, out.String(), long+"  App", "--no-trunc: whole")
+}
+
+// TestStatsOutput runs wharf stats against a stand-in for a running
+// wharf's admin socket: on a terminal each table clears the screen before
+// it, as top does; to a pipe (wharf stats | cat, > file) the tables come
+// as plain text, a blank line between two.
+func TestStatsOutput(t *testing.T) {
+	data := t.TempDir()
+	l, err := net.Listen("unix", admin.SocketPath(data))
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode([]admin.ContainerStats{{Bindings: []string{"APP"}, Name: "alice", Class: "App",
+			Object: strings.Repeat("ab", 32), At: time.Now(), CPUNanos: uint64(time.Now().UnixNano()), MemoryBytes: 3 << 20,
+			MemoryLimitBytes: 1 << 30, Pids: 2}})
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	// stats runs until three tables are out, then Ctrl-C ends it.
+	stats := func(stdout *os.File, out func() string) {
+		cmd := exec.Command(testutil.BuildWharf(t), "stats", "--data-dir", data, "--interval", "50ms")
+		cmd.Stdout, cmd.Stderr = stdout, stdout
+		require.NoError(t, cmd.Start())
+		assert.Eventually(t, func() bool { return strings.Count(out(), "BINDING") >= 3 }, 10*time.Second, 20*time.Millisecond, "three tables")
+		require.NoError(t, cmd.Process.Signal(os.Interrupt))
+		require.NoError(t, cmd.Wait(), out())
+	}
+	table := regexp.MustCompile(`^BINDING\s+NAME\s+CLASS\s+OBJECT\s+CPU %\s+MEM\s+LIMIT\s+MEM %\s+PIDS\s+READ\s+WRITTEN\r?\n` +
+		`APP\s+alice\s+App\s+abababababababab\s+\d+\.\d\s+3\.0MiB\s+1\.0GiB\s+0\.3\s+2\s+0B\s+0B\r?\n$`)
+
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	piped, eof := readAll(r)
+	stats(w, piped)
+	w.Close()
+	<-eof
+	assert.NotContains(t, piped(), "\x1b", "no terminal codes in a pipe")
+	tables := strings.Split(piped(), "\n\n")
+	assert.GreaterOrEqual(t, len(tables), 3, piped())
+	for i, tb := range tables {
+		if i < len(tables)-1 {
+			tb += "\n"
+		}
+		assert.Regexp(t, table, tb, "table %d", i)
+	}
+
+	// A pseudo-terminal, as a terminal emulator gives.
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	require.NoError(t, err)
+	defer ptmx.Close()
+	require.NoError(t, unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0))
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	require.NoError(t, err)
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	require.NoError(t, err)
+	onTTY, eof := readAll(ptmx)
+	stats(pts, onTTY)
+	pts.Close()
+	<-eof // EIO once no one has the terminal open
+	tables = strings.Split(onTTY(), "\x1b[H\x1b[2J")
+	assert.Equal(t, "", tables[0], "the screen is cleared before the first table")
+	assert.GreaterOrEqual(t, len(tables), 4, onTTY())
+	for i, tb := range tables[1:] {
+		assert.Regexp(t, table, tb, "table %d", i)
+	}
+}
+
+// readAll reads r in the background until it fails (its end): read is
+// what was read so far, eof closes then.
+func readAll(r io.Reader) (read func() string, eof <-chan struct{}) {
+	var mu sync.Mutex
+	var buf []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 4096)
+		for {
+			n, err := r.Read(b)
+			mu.Lock()
+			buf = append(buf, b[:n]...)
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return string(buf)
+	}, done
 }
