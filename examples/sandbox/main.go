@@ -4,7 +4,8 @@
 // with a line "[exit status N]". Each session keeps its container (and
 // files) between runs: PUT /files/{session}/{path} uploads a file into
 // it (making the directories it lacks), GET /files/{session}/{path}
-// downloads one.
+// downloads one, and GET /files/{session}/{dir}/ lists a directory
+// (/files/{session} the container's root).
 //
 // A session also runs background processes that outlive the request that
 // started them, such as a dev server: POST its command to
@@ -54,6 +55,11 @@ func newSandbox(st *sdk.ObjectState) any {
 	s.mux.HandleFunc("POST /signal/{signal}", s.signal)
 	s.mux.HandleFunc("PUT /files/{path...}", s.upload)
 	s.mux.HandleFunc("GET /files/{path...}", s.download)
+	// /files/{session} and /files/{session}/ come as /files: the
+	// container's root directory (without these, the mux would redirect
+	// them to /files/, a URL of no session).
+	s.mux.HandleFunc("PUT /files", s.upload)
+	s.mux.HandleFunc("GET /files", s.download)
 	return s
 }
 
@@ -138,9 +144,24 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 }
 
 // download sends the container's file /{path}; the host copies it to the
-// client.
+// client. A path ending in "/" is a directory: the answer lists its
+// entries (JSON, as an upload describes its file).
 func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
-	f, err := s.state.Container.Files().Open("/" + r.PathValue("path"))
+	name := "/" + r.PathValue("path")
+	files := s.state.Container.Files()
+	if strings.HasSuffix(name, "/") {
+		list, err := files.List(path.Clean(name))
+		if err != nil {
+			fail(w, "listing", err, fileStatus(err))
+			return
+		}
+		if list == nil {
+			list = []sdk.FileInfo{} // an empty directory is [], not null
+		}
+		writeJSON(w, list)
+		return
+	}
+	f, err := files.Open(name)
 	if err != nil {
 		fail(w, "downloading", err, fileStatus(err))
 		return
@@ -331,7 +352,7 @@ func init() {
 	mux.HandleFunc("/{action}/{session}/{rest...}", forward)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "POST a shell script to /run/{session}: curl --data-binary 'echo hi; uname -a' http://HOST/run/demo")
-		fmt.Fprintln(w, "Files: PUT or GET /files/{session}/{path} (curl -T FILE, curl -o FILE)")
+		fmt.Fprintln(w, "Files: PUT or GET /files/{session}/{path} (curl -T FILE, curl -o FILE); GET /files/{session}/{dir}/ lists a directory")
 		fmt.Fprintln(w, "Background: POST a command to /start/{session}/{id}, GET /logs/{session}/{id}?from=start|now, GET /ps/{session}, POST /kill/{session}/{id}")
 		fmt.Fprintln(w, "Pause and resume: POST /signal/{session}/STOP, POST /signal/{session}/CONT (or TERM, KILL, HUP, INT, QUIT, USR1, USR2)")
 	})

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -127,6 +128,54 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 	assert.Equal(t, 200, code, "the session serves on")
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
+// TestSandboxListsDirectories: GET of a directory's URL with a final "/"
+// lists it; the session's URL alone, with or without the "/", is the
+// container's root (both were redirected to /files/, a URL of no
+// session).
+func TestSandboxListsDirectories(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	do := requests(t, srv.URL)
+	code, out := do("POST", "/run/s1", strings.NewReader("mkdir -p /work/sub/empty && echo hi > /work/sub/a.txt"))
+	require.Equal(t, 200, code, out)
+	type entry struct {
+		Path  string `json:"path"`
+		Name  string `json:"name"`
+		IsDir bool   `json:"is_dir"`
+	}
+	list := func(path string) []entry {
+		t.Helper()
+		code, out := do("GET", path, nil)
+		require.Equal(t, 200, code, "%s: %s", path, out)
+		var entries []entry
+		require.NoError(t, json.Unmarshal([]byte(out), &entries), "%s: %s", path, out)
+		return entries
+	}
+	assert.Equal(t, []entry{{Path: "/work/sub/a.txt", Name: "a.txt"}, {Path: "/work/sub/empty", Name: "empty", IsDir: true}},
+		list("/files/s1/work/sub/"))
+	code, out = do("GET", "/files/s1/work/sub/empty/", nil)
+	assert.Equal(t, 200, code, out)
+	assert.Equal(t, "[]\n", out)
+	for _, path := range []string{"/files/s1/", "/files/s1"} {
+		assert.Contains(t, list(path), entry{Path: "/work", Name: "work", IsDir: true}, path)
+	}
+
+	code, out = do("GET", "/files/s1/work/sub/a.txt", nil)
+	assert.Equal(t, 200, code, out)
+	assert.Equal(t, "hi\n", out, "a file's URL still downloads it")
+	code, out = do("GET", "/files/s1/work/nope/", nil)
+	assert.Equal(t, 404, code, out)
+	assert.Equal(t, "listing: list /work/nope: no such file or directory\n", out)
+	code, out = do("GET", "/files/s1/work/sub/a.txt/", nil)
+	assert.Equal(t, 400, code, out)
+	assert.Equal(t, "listing: list /work/sub/a.txt: not a directory\n", out)
+	code, out = do("PUT", "/files/s1", strings.NewReader("x"))
+	assert.Equal(t, 400, code, out)
+	assert.Equal(t, "uploading: write /: is a directory\n", out)
+	require.NoError(t, srv.Stop(30*time.Second))
 }
 
 // TestSandboxPauseAndResume: /signal/{session}/STOP pauses the session's
