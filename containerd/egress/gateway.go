@@ -217,7 +217,9 @@ func (g *Gateway) Detach(addr netip.Addr) error {
 	delete(g.attached, addr)
 	g.mu.Unlock()
 	if a != nil && a.internet {
-		return g.fw.allowForward(addr, false)
+		if err := g.fw.allowForward(addr, false); err != nil {
+			return fmt.Errorf("nft: no longer letting %s out (removing it from set %s of table %s): %w", addr, internetSet, g.fw.table.Name, err)
+		}
 	}
 	return nil
 }

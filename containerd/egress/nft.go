@@ -133,11 +133,14 @@ func (fw *firewall) allowForward(ip netip.Addr, on bool) error {
 // remove deletes the table with its chains, rules and set.
 func (fw *firewall) remove() error {
 	c, err := nftables.New()
-	if err != nil {
-		return err
+	if err == nil {
+		c.DelTable(fw.table)
+		err = c.Flush()
 	}
-	c.DelTable(fw.table)
-	return c.Flush()
+	if err != nil {
+		return fmt.Errorf("removing the nft table %s: %w", fw.table.Name, err)
+	}
+	return nil
 }
 
 // FirewallLeftovers lists the nft tables of the wharf whose scope tag is
