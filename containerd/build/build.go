@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/docker/cli/cli/config/configfile"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -196,7 +198,16 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	if err != nil {
 		return containerd.Image{}, err
 	}
+	df, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	local, err := findLocalImages(ctx, e.backend.Client, df)
+	if err != nil {
+		return containerd.Image{}, err
+	}
 	attrs := map[string]string{"filename": filepath.Base(dockerfile), "platform": Platform}
+	maps.Copy(attrs, local.attrs)
 	for k, v := range o.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}
@@ -209,6 +220,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": cfs, "dockerfile": dfs},
+		OCIStores:     map[string]content.Store{storeID: storeContent{e.backend.Client.ContentStore()}},
 		Exports: []bkclient.ExportEntry{{
 			Type:   bkclient.ExporterOCI,
 			Output: func(map[string]string) (io.WriteCloser, error) { return pw, nil },
@@ -246,7 +258,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		if solveErr != nil {
 			err = solveErr
 		}
-		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, err)
+		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, local, err)
 	}
 	if i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }); i >= 0 {
 		return imgs[i], nil
@@ -255,11 +267,15 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 }
 
 // buildError prints the Dockerfile lines an error points at and names the
-// first of them in the error. A registry's refusal of the credentials for
-// an image the Dockerfile pulls is explained as `wharf images pull`
-// explains it.
-func buildError(progress io.Writer, dockerfile string, auth *configfile.ConfigFile, err error) error {
+// first of them in the error. An image the Dockerfile names that could
+// not be pulled is said to be missing from wharf's store too (see
+// localImages.notPulled), and a registry's refusal of the credentials for
+// it is explained as `wharf images pull` explains it.
+func buildError(progress io.Writer, dockerfile string, auth *configfile.ConfigFile, local localImages, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "failed to solve: ")
+	if missing, ok := local.notPulled(msg); ok {
+		msg = missing
+	}
 	cause := errors.New(msg)
 	if strings.Contains(msg, ": 401 Unauthorized") || strings.Contains(msg, ": 403 Forbidden") {
 		cause = containerd.RefusedCredentials(auth, "an image the Dockerfile pulls", cause)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/config/types"
@@ -345,4 +347,78 @@ func TestStartRecoversFromAnAbandonedBuild(t *testing.T) {
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
 	_, err = e.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
 	require.NoError(t, err)
+}
+
+// unreachableRegistry is a loopback host:port nothing listens on: a
+// registry no pull can reach.
+func unreachableRegistry(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	host := l.Addr().String()
+	require.NoError(t, l.Close())
+	return host
+}
+
+// importAs imports the busybox test image into wharf's store under name,
+// as `wharf images import` of an archive naming it would, and returns the
+// image.
+func importAs(t *testing.T, b *containerd.Backend, name string) images.Image {
+	ctx := containerd.WithNamespace(context.Background())
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = containerd.ImportArchive(ctx, b.Client, archive, "")
+	require.NoError(t, err)
+	img, err := b.Client.ImageService().Get(ctx, testimages.BusyboxRef)
+	require.NoError(t, err)
+	img.Name = name
+	img, err = b.Client.ImageService().Create(ctx, img)
+	require.NoError(t, err)
+	return img
+}
+
+// TestBuildFromAnImportedImage: a FROM naming an image in wharf's store,
+// by tag or by digest, builds on it with no registry reachable, and the
+// result holds the base's layer and the new one. A stored image whose
+// name is a stage's ("stage" is docker.io/library/stage:latest) does not
+// replace that stage.
+func TestBuildFromAnImportedImage(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	repo := unreachableRegistry(t) + "/imported/busybox"
+	base := importAs(t, f.backend, repo+":1")
+	importAs(t, f.backend, "docker.io/library/stage:latest")
+	stored, err := f.backend.Client.GetImage(containerd.WithNamespace(ctx), base.Name)
+	require.NoError(t, err)
+	baseLayers, err := stored.RootFS(containerd.WithNamespace(ctx))
+	require.NoError(t, err)
+
+	for _, from := range []string{repo + ":1", repo + "@" + base.Target.Digest.String()} {
+		t.Run(from, func(t *testing.T) {
+			dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + from + " AS stage\n" +
+				"RUN echo built on the imported image > /new.txt\nFROM stage\n"})
+			var progress bytes.Buffer
+			img, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/on-imported:1", Progress: &progress})
+			require.NoError(t, err, progress.String())
+			spec, added := inspect(t, f.backend, img.Name, "new.txt")
+			assert.Equal(t, "built on the imported image\n", added)
+			_, passwd := inspect(t, f.backend, img.Name, "etc/passwd")
+			assert.Contains(t, passwd, "app:x:1000:1000:", "the base's files are there")
+			require.Len(t, spec.RootFS.DiffIDs, 2, "the base's layer and the RUN's")
+			assert.Equal(t, baseLayers[0], spec.RootFS.DiffIDs[0])
+		})
+	}
+}
+
+// TestBuildFromAMissingImageSaysSo: a FROM naming an image that is not in
+// wharf's store (the stored one has another tag) and that no registry
+// serves fails naming the image and the line.
+func TestBuildFromAMissingImageSaysSo(t *testing.T) {
+	f := start(t)
+	repo := unreachableRegistry(t) + "/imported/busybox"
+	importAs(t, f.backend, repo+":1")
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + repo + ":2\nRUN true\n"})
+	_, err := f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/on-missing:1"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":1: image "+repo+":2 is not in wharf's image store and could not be pulled: ")
+	assert.Contains(t, err.Error(), "connection refused")
 }
