@@ -253,6 +253,52 @@ func TestContainerLifecycleAndExec(t *testing.T) {
 	}
 }
 
+// TestTerminalExecInputEnds: an exec on a terminal whose input ends (none,
+// empty, or a line) exits with its own code and output through runc as
+// through the agent: the end of input leaves the terminal open, as Docker's
+// exec -t does, where runc's shim hung it up (exit 129, SIGHUP). A program
+// that reads the terminal after the input ended waits for more.
+func TestTerminalExecInputEnds(t *testing.T) {
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, image, runcRoot := testRuntime(t)
+			ctr := startBusybox(t, c, image, runcRoot, "ttyeof", "sleep 3600", withInit)
+			for _, tc := range []struct {
+				name, script string
+				stdin        io.Reader
+				code         uint32
+				out          string
+			}{
+				{"true, no input", "true", nil, 0, ""},
+				{"exit 3, empty input", "exit 3", strings.NewReader(""), 3, ""},
+				{"output after no input", "sleep 0.5; echo late; exit 3", nil, 3, "late\r\n"},
+				{"output after empty input", "sleep 0.5; echo late", strings.NewReader(""), 0, "late\r\n"},
+				{"a line, then the end", "read line; sleep 0.5; echo got $line; exit 3", strings.NewReader("typed\n"), 3, "typed\r\ngot typed\r\n"},
+			} {
+				var out strings.Builder
+				p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"sh", "-c", tc.script}, Terminal: true, Stdin: tc.stdin, Stdout: &out})
+				require.NoError(t, err, tc.name)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				code, err := p.Wait(ctx)
+				cancel()
+				require.NoError(t, err, tc.name)
+				assert.Equal(t, tc.code, code, "%s: %q", tc.name, out.String())
+				assert.Equal(t, tc.out, out.String(), tc.name)
+			}
+			p, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"cat"}, Terminal: true, Stdin: strings.NewReader("")})
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			_, err = p.Wait(ctx)
+			cancel()
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "cat on a terminal whose input ended waits for more")
+			require.NoError(t, p.Kill(context.Background(), syscall.SIGKILL))
+			code, err := p.Wait(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, uint32(137), code)
+		})
+	}
+}
+
 func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	assert.NotZero(t, ctr.Pid())
 
@@ -294,10 +340,6 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 		for _, terminal := range []bool{false, true} {
 			var output strings.Builder
 			spec := ExecSpec{Args: []string{args}, Env: path, Terminal: terminal, Stdout: &output, Stderr: &output}
-			in, inW := io.Pipe()
-			if terminal { // input open to the end: runc's shim hangs up a terminal whose input ended
-				spec.Stdin = in
-			}
 			p, err := ctr.Exec(context.Background(), spec)
 			code := hostcontainers.ExecExitCode(err) // a shell's 126 and 127 come from the kind
 			if err == nil {
@@ -308,7 +350,6 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 				require.NoError(t, err)
 				code = int(exit)
 			}
-			inW.Close()
 			assert.Equal(t, want, code, "%s (terminal %v) exits as in a shell: %v %q", args, terminal, err, output.String())
 		}
 	}
@@ -316,8 +357,7 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 	// sets it; other execs get none.
 	for env, want := range map[string]string{"": "term=xterm\r\n", "TERM=vt100": "term=vt100\r\n"} {
 		var output strings.Builder
-		in, inW := io.Pipe()
-		spec := ExecSpec{Args: []string{"sh", "-c", "echo term=$TERM"}, Terminal: true, Stdin: in, Stdout: &output}
+		spec := ExecSpec{Args: []string{"sh", "-c", "echo term=$TERM"}, Terminal: true, Stdout: &output}
 		if env != "" {
 			spec.Env = []string{env}
 		}
@@ -325,7 +365,6 @@ grep ' /dev/shm .*noexec' /proc/mounts`}})
 		require.NoError(t, err)
 		exit, err := p.Wait(context.Background())
 		require.NoError(t, err)
-		inW.Close()
 		assert.Equal(t, uint32(0), exit)
 		assert.Equal(t, want, output.String(), "a terminal's TERM (%q)", env)
 	}
@@ -363,10 +402,6 @@ printf '#!/bin/sh\necho ran\n' >/tmp/rootonly/script && chmod 700 /tmp/rootonly/
 		for _, terminal := range []bool{false, true} {
 			var output strings.Builder
 			spec := ExecSpec{Args: []string{program}, User: "app", Terminal: terminal, Stdout: &output, Stderr: &output}
-			in, inW := io.Pipe()
-			if terminal {
-				spec.Stdin = in
-			}
 			p, err := ctr.Exec(context.Background(), spec)
 			code := hostcontainers.ExecExitCode(err)
 			if err == nil {
@@ -374,7 +409,6 @@ printf '#!/bin/sh\necho ran\n' >/tmp/rootonly/script && chmod 700 /tmp/rootonly/
 				require.NoError(t, err)
 				code = int(exit)
 			}
-			inW.Close()
 			assert.Equal(t, 126, code, "%s as app (terminal %v): %v %q", program, terminal, err, output.String())
 		}
 	}

@@ -776,7 +776,15 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}
 	var in io.Reader = stdin
-	if spec.Stdin == nil && !spec.Terminal {
+	switch {
+	case spec.Terminal:
+		// The end of the input leaves the terminal open until the process
+		// exits, as the agent and Docker's exec -t do: told to close stdin,
+		// the shim closes the terminal's master, which hangs the session up
+		// (SIGHUP, exit 129) however the process would have ended. Without
+		// input the shim opens no stdin pipe at all.
+		in = spec.Stdin
+	case spec.Stdin == nil:
 		// No input: the shim opens no stdin pipe and the process reads
 		// /dev/null. A pipe closed at once raced the shim's opening of it,
 		// and a process left waiting for its EOF now and then hung a test.
@@ -1193,9 +1201,9 @@ func shownArgs(args []string) string {
 	return fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(s[:most], ""), len(s))
 }
 
-// stdinCloser feeds a process's stdin and, at the end of the input (at once
-// for no input), closes it so the process sees EOF: the shim keeps its stdin
-// pipe open until told.
+// stdinCloser feeds the stdin pipe of a process without a terminal and, at
+// the end of the input, closes it so the process sees EOF: the shim keeps
+// its stdin pipe open until told.
 type stdinCloser struct {
 	r       io.Reader
 	started chan client.Process
@@ -1203,10 +1211,6 @@ type stdinCloser struct {
 }
 
 func (s *stdinCloser) Read(p []byte) (int, error) {
-	if s.r == nil {
-		s.closeStdin()
-		return 0, io.EOF
-	}
 	n, err := s.r.Read(p)
 	if err != nil { // the end of the input, or its writer gave up: EOF either way
 		s.closeStdin()
