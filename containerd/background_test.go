@@ -193,6 +193,55 @@ func TestKillBackgroundReachesAPausedContainer(t *testing.T) {
 	assert.Equal(t, "1\n", ps, "the main process stays paused")
 }
 
+// TestBackgroundStatusFollowsPause: a background process of a paused
+// container (SIGSTOP) is told as paused, by Background and Backgrounds,
+// and as running again once the container goes on (SIGCONT); one started
+// during the pause runs, and so is running. A SIGSTOP of the process
+// alone pauses it too.
+func TestBackgroundStatusFollowsPause(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "bgstatus", "sleep 3600", true)
+	ctx := context.Background()
+	status := func(id string) string {
+		info, err := ctr.Background(ctx, id)
+		require.NoError(t, err)
+		return info.Status
+	}
+	eventually := func(id, want, why string) {
+		t.Helper()
+		assert.Eventually(t, func() bool { return status(id) == want }, 3*time.Second, 20*time.Millisecond, "%s: %s (status %s)", id, why, status(id))
+	}
+	_, err := ctr.StartBackground(ctx, ExecSpec{Args: []string{"sh", "-c", "while :; do sleep 0.05; done"}}, "server")
+	require.NoError(t, err)
+	assert.Equal(t, "running", status("server"))
+
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGSTOP))
+	defer ctr.Signal(ctx, syscall.SIGCONT)
+	eventually("server", "paused", "its container is paused")
+	_, err = ctr.StartBackground(ctx, ExecSpec{Args: []string{"sleep", "3600"}}, "late")
+	require.NoError(t, err)
+	assert.Equal(t, "running", status("late"), "started during the pause, it runs")
+	list, err := ctr.Backgrounds(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, []string{"paused", "running"}, []string{list[0].Status, list[1].Status}, "the list says so too")
+
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGCONT))
+	eventually("server", "running", "its container went on")
+
+	require.NoError(t, ctr.KillBackground(ctx, "late", int(syscall.SIGSTOP)))
+	eventually("late", "paused", "stopped by a signal of its own")
+	require.NoError(t, ctr.KillBackground(ctx, "late", int(syscall.SIGCONT)))
+	eventually("late", "running", "it went on")
+
+	for _, id := range []string{"server", "late"} {
+		require.NoError(t, ctr.KillBackground(ctx, id, int(syscall.SIGKILL)))
+		done, err := ctr.WaitBackground(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, "killed", done.Status, id)
+	}
+}
+
 // readLines reads n lines from r.
 func readLines(t *testing.T, r io.Reader, n int) []string {
 	t.Helper()

@@ -37,6 +37,7 @@ import (
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/execpath"
 	"github.com/wharfhq/wharf/internal/keptlog"
+	"github.com/wharfhq/wharf/internal/procstat"
 )
 
 // Resources are a container's limits: cgroup memory limit, CFS CPU quota
@@ -161,21 +162,21 @@ func (c *Container) Paused() bool {
 	}
 	pid := int(c.task.Pid())
 	if c.agent == nil {
-		return processState(pid) == 'T'
+		return procstat.Stopped(pid)
 	}
 	others, err := allButInit(pid)
 	if err != nil {
 		return false
 	}
-	var main procStat
+	var main procstat.Stat
 	mainPid := 0
 	for _, other := range others {
-		st := readProcStat(other)
-		if st.ppid == pid && (mainPid == 0 || st.start < main.start || st.start == main.start && other < mainPid) {
+		st := procstat.Read(other)
+		if st.PPid == pid && (mainPid == 0 || st.Start < main.Start || st.Start == main.Start && other < mainPid) {
 			main, mainPid = st, other
 		}
 	}
-	return main.state == 'T'
+	return main.State == 'T'
 }
 
 // Exited reports whether the main process has exited.
@@ -558,7 +559,7 @@ func stopAllButInit(initPid int) error {
 // startingExec reports whether pid is a child of the init initPid that
 // has not executed its program yet: it runs the init's binary, initExe.
 func startingExec(pid, initPid int, initExe os.FileInfo) bool {
-	if readProcStat(pid).ppid != initPid {
+	if procstat.Read(pid).PPid != initPid {
 		return false
 	}
 	exe, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))

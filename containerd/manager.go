@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -29,6 +28,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/egresspolicy"
 	"github.com/wharfhq/wharf/internal/keptlog"
+	"github.com/wharfhq/wharf/internal/procstat"
 	"golang.org/x/sys/unix"
 )
 
@@ -1090,37 +1090,9 @@ func exited(pid int) bool {
 	return state == 0 || state == 'Z' || state == 'X'
 }
 
-// processState is pid's state as /proc tells it ('R', 'S', 'T' for
-// stopped, 'Z' for a zombie...), 0 if it is gone.
-func processState(pid int) byte { return readProcStat(pid).state }
-
-// procStat is what /proc/<pid>/stat tells of a process.
-type procStat struct {
-	state byte   // 0 if it is gone
-	ppid  int    // its parent
-	start uint64 // its start, in clock ticks since boot
-}
-
-// readProcStat reads pid's /proc/<pid>/stat.
-func readProcStat(pid int) procStat {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}
-	}
-	// The fields follow the command name, in parentheses that may hold any
-	// character: state (3rd), ppid (4th), ..., starttime (22nd).
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return procStat{}
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 20 || len(fields[0]) != 1 {
-		return procStat{}
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	start, _ := strconv.ParseUint(fields[19], 10, 64)
-	return procStat{state: fields[0][0], ppid: ppid, start: start}
-}
+// processState is pid's state as /proc tells it (see procstat.Stat), 0 if
+// it is gone.
+func processState(pid int) byte { return procstat.Read(pid).State }
 
 // removeStrayDisks unmounts and removes the disks of containers that were
 // neither adopted nor left (a start or destroy cut short by a crash), and

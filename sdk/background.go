@@ -51,6 +51,7 @@ type ProcessStatus string
 // Statuses of a background process.
 const (
 	ProcessRunning   ProcessStatus = "running"
+	ProcessPaused    ProcessStatus = "paused"    // running, but stopped: its container paused (SIGSTOP), or it was stopped itself
 	ProcessCompleted ProcessStatus = "completed" // exited with code 0
 	ProcessFailed    ProcessStatus = "failed"    // exited with another code
 	ProcessKilled    ProcessStatus = "killed"    // ended after KillProcess

@@ -253,7 +253,7 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 			fail(w, "killing the process", err, statusOf(err))
 			return
 		}
-		if p.Status != sdk.ProcessRunning {
+		if p.ExitCode != nil { // exited (running or paused: not yet)
 			writeJSON(w, p)
 			return
 		}

@@ -180,8 +180,9 @@ func TestSandboxListsDirectories(t *testing.T) {
 
 // TestSandboxPauseAndResume: /signal/{session}/STOP pauses the session's
 // container (what runs in it stops, scripts still start) and wharf ps
-// says it is paused, not running; CONT lets it go on. A signal it does not
-// know is a bad request naming those it does.
+// says it is paused, not running, as /ps does of its background process;
+// CONT lets it go on. A signal it does not know is a bad request naming
+// those it does.
 func TestSandboxPauseAndResume(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -202,6 +203,8 @@ func TestSandboxPauseAndResume(t *testing.T) {
 	assert.Equal(t, "sent SIGSTOP\n", out)
 	assert.Eventually(t, func() bool { return regexp.MustCompile(`(?m)^SANDBOX\s+s1\s+.*\bpaused\b`).MatchString(ps()) },
 		2*time.Second, 100*time.Millisecond, "each process stops as its SIGSTOP reaches it")
+	assert.Eventually(t, func() bool { _, list := do("GET", "/ps/s1", nil); return strings.Contains(list, `"status":"paused"`) },
+		2*time.Second, 100*time.Millisecond, "/ps tells the background process paused")
 	_, before := post("/run/s1", "wc -l < /work/ticks")
 	time.Sleep(500 * time.Millisecond)
 	_, after := post("/run/s1", "wc -l < /work/ticks")
@@ -210,6 +213,8 @@ func TestSandboxPauseAndResume(t *testing.T) {
 	code, out = post("/signal/s1/sigcont", "")
 	require.Equal(t, 200, code, out)
 	assert.Regexp(t, `(?m)^SANDBOX\s+s1\s+.*\brunning\b`, ps())
+	_, list := do("GET", "/ps/s1", nil)
+	assert.Contains(t, list, `"status":"running"`, "/ps tells the background process running again")
 	assert.Eventually(t, func() bool { _, now := post("/run/s1", "wc -l < /work/ticks"); return now != after },
 		5*time.Second, 100*time.Millisecond, "it goes on")
 

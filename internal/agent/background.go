@@ -17,6 +17,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/procstat"
 )
 
 // validID is what a chosen id may be.
@@ -192,8 +193,13 @@ func (bg *backgrounds) infoOf(p *bgProcess) *wire.ProcessInfo {
 	return bg.infoLocked(p)
 }
 
+// infoLocked is infoOf with mu held. A running process that is stopped
+// (its container paused, or a SIGSTOP of its own) is told as paused.
 func (bg *backgrounds) infoLocked(p *bgProcess) *wire.ProcessInfo {
 	info := p.info
+	if info.Status == wire.StatusRunning && procstat.Stopped(info.Pid) {
+		info.Status = wire.StatusPaused
+	}
 	return &info
 }
 

@@ -131,6 +131,7 @@ const (
 // Status of a background process.
 const (
 	StatusRunning   = "running"
+	StatusPaused    = "paused"    // running, but stopped (SIGSTOP: its container paused)
 	StatusCompleted = "completed" // exited with code 0
 	StatusFailed    = "failed"    // exited with another code
 	StatusKilled    = "killed"    // ended after a BackgroundKill
