@@ -191,9 +191,7 @@ func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, sc
 		RuncRoot:   runcRoot,
 	}
 	if withInit {
-		init, err := FindInit()
-		require.NoError(t, err)
-		spec.Init, spec.AgentDir = init, filepath.Join(t.TempDir(), "agent")
+		withAgent(t, &spec)
 	}
 	ctr, err := StartContainer(context.Background(), c, spec)
 	require.NoError(t, err)
@@ -204,6 +202,26 @@ func startBusybox(t *testing.T, c *client.Client, image, runcRoot, id string, sc
 		}
 	})
 	return ctr
+}
+
+// withAgent has the container of spec run its main process under the
+// agent.
+func withAgent(t *testing.T, spec *ContainerSpec) {
+	t.Helper()
+	init, err := FindInit()
+	require.NoError(t, err)
+	spec.Init, spec.AgentDir = init, filepath.Join(t.TempDir(), "agent")
+}
+
+// importBusyboxApp imports the busybox image whose USER is app (1000) and
+// returns its name.
+func importBusyboxApp(t *testing.T, c *client.Client) string {
+	t.Helper()
+	archive, err := testimages.BusyboxApp(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), c, archive, "")
+	require.NoError(t, err)
+	return imgs[0].Name
 }
 
 // TestStartContainerUnpacksImageLeftPacked: wharf images import (or pull)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestRefusedEntrypointIsBadExec: an entrypoint the image does not have,
@@ -31,9 +29,7 @@ func TestRefusedEntrypointIsBadExec(t *testing.T) {
 			spec := ContainerSpec{ID: fmt.Sprintf("refused-%v-%d", withInit, i), Image: image, Entrypoint: bad.entrypoint, RuncRoot: runcRoot,
 				Resources: Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64}}
 			if withInit {
-				init, err := FindInit()
-				require.NoError(t, err)
-				spec.Init, spec.AgentDir = init, filepath.Join(t.TempDir(), "agent")
+				withAgent(t, &spec)
 			}
 			ctr, err := StartContainer(context.Background(), c, spec)
 			if err == nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
-	"github.com/wharfhq/wharf/internal/testimages"
 )
 
 // TestImageUserIsNotRoot: in a container of an image with a USER (app),
@@ -29,10 +28,7 @@ func TestImageUserIsNotRoot(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
 		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
 			c, _, runcRoot := testRuntime(t)
-			archive, err := testimages.BusyboxApp(t.TempDir())
-			require.NoError(t, err)
-			imgs, err := ImportArchive(context.Background(), c, archive, "")
-			require.NoError(t, err)
+			image := importBusyboxApp(t, c)
 			// Mounted at /rootonly: what only root may run.
 			dir := t.TempDir()
 			require.NoError(t, os.Chmod(dir, 0o755))
@@ -41,13 +37,11 @@ func TestImageUserIsNotRoot(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "busybox"), busybox, 0o700))
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "script"), []byte("#!/bin/sh\nsleep 3600\n"), 0o700))
 			start := func(id string, entrypoint ...string) (*Container, error) {
-				spec := ContainerSpec{ID: id, Image: imgs[0].Name, Entrypoint: entrypoint, RuncRoot: runcRoot,
+				spec := ContainerSpec{ID: id, Image: image, Entrypoint: entrypoint, RuncRoot: runcRoot,
 					Mounts:    []specs.Mount{{Destination: "/rootonly", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}}},
 					Resources: Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64}}
 				if withInit {
-					init, err := FindInit()
-					require.NoError(t, err)
-					spec.Init, spec.AgentDir = init, filepath.Join(t.TempDir(), "agent")
+					withAgent(t, &spec)
 				}
 				ctr, err := StartContainer(context.Background(), c, spec)
 				if err == nil {
@@ -102,11 +96,8 @@ func TestUserGetsImageGroups(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
 		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
 			c, _, runcRoot := testRuntime(t)
-			archive, err := testimages.BusyboxApp(t.TempDir())
-			require.NoError(t, err)
-			imgs, err := ImportArchive(context.Background(), c, archive, "")
-			require.NoError(t, err)
-			ctr := startBusybox(t, c, imgs[0].Name, runcRoot, "groups", "id -G > /tmp/main-groups; exec sleep 3600", withInit)
+			image := importBusyboxApp(t, c)
+			ctr := startBusybox(t, c, image, runcRoot, "groups", "id -G > /tmp/main-groups; exec sleep 3600", withInit)
 			require.Eventually(t, func() bool {
 				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-groups"}})
 				return out != ""

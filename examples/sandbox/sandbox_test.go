@@ -29,9 +29,7 @@ import (
 // runs, the session keeps its files, and nothing is left after shutdown.
 func TestSandboxStreamsScriptOutput(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	start := time.Now()
 	resp, err := http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader("echo one; sleep 1; echo two; echo oops >&2; touch /work/made-by-run-1"))
 	require.NoError(t, err)
@@ -70,8 +68,7 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 // exit code; files go in and out of a session through the files API.
 func TestSandboxExitCodesAndFiles(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	for script, want := range map[string]string{
 		"exit 3":            "[exit status 3]\n",
@@ -136,8 +133,7 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 // session).
 func TestSandboxListsDirectories(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	code, out := do("POST", "/run/s1", strings.NewReader("mkdir -p /work/sub/empty && echo hi > /work/sub/a.txt"))
 	require.Equal(t, 200, code, out)
@@ -185,8 +181,7 @@ func TestSandboxListsDirectories(t *testing.T) {
 // those it does.
 func TestSandboxPauseAndResume(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	post := func(path, body string) (int, string) { return do("POST", path, strings.NewReader(body)) }
 	ps := func() string {
@@ -232,8 +227,7 @@ func TestSandboxPauseAndResume(t *testing.T) {
 // as a bad request, not a failure of the Worker.
 func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	code, out := do("PUT", "/files/s1/tmp/a%3Fb", strings.NewReader("query"))
 	require.Equal(t, 200, code, out)
@@ -282,8 +276,7 @@ func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
 // the followed log ends with it.
 func TestSandboxDevServerInBackground(t *testing.T) {
 	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	srv := serveSandbox(t, data)
 	post := func(path, body string) (int, string) {
 		resp, err := http.Post(srv.URL+path, "text/plain", strings.NewReader(body))
 		require.NoError(t, err)
@@ -420,4 +413,12 @@ func requests(t *testing.T, url string) func(method, path string, body io.Reader
 		require.NoError(t, err)
 		return resp.StatusCode, string(out)
 	}
+}
+
+// serveSandbox serves examples/sandbox with busybox imported into its
+// data directory, data.
+func serveSandbox(t *testing.T, data string) *testutil.Serve {
+	t.Helper()
+	fixture.ImportBusybox(t, data)
+	return testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
 }
