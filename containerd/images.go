@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 )
 
@@ -133,6 +134,9 @@ func users(img images.Image) []string {
 func RemoveImage(ctx context.Context, c *client.Client, name string, force bool) error {
 	ctx = WithNamespace(ctx)
 	img, err := c.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		err = errdefs.ErrNotFound // containerd's words name the image again
+	}
 	if err != nil {
 		return fmt.Errorf("removing image %s: %w", name, err)
 	}

@@ -149,7 +149,7 @@ func TestImagesImportListRemove(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "removed wharf.test/busybox:latest\n", out)
 	_, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
-	assert.ErrorContains(t, err, "removing image wharf.test/busybox:latest")
+	assert.EqualError(t, err, "removing image wharf.test/busybox:latest: not found")
 	_, err = run(t, "images", "import", "/nonexistent.tar", "--data-dir", data)
 	assert.ErrorContains(t, err, "/nonexistent.tar")
 	_, err = run(t, "images", "ls", "--containerd-address", filepath.Join(t.TempDir(), "none.sock"))

@@ -124,6 +124,12 @@ func operatorCommands() []*cobra.Command {
 		},
 	}
 	exec.Flags().BoolVarP(&noTTY, "no-tty", "T", false, "no terminal even if stdin is one")
+	// docker exec's -i and -t, out of habit: stdin is always passed on,
+	// and the terminal follows stdin's.
+	for _, f := range [][2]string{{"interactive", "i"}, {"tty", "t"}} {
+		exec.Flags().BoolP(f[0], f[1], false, "accepted as docker exec's: stdin is always passed on, with a terminal when it is one")
+		exec.Flags().MarkHidden(f[0])
+	}
 	inspect := &cobra.Command{
 		Use:   "inspect " + objectArgs,
 		Short: "Print an object's full state as JSON: name, liveness, storage, container, labels, resource use",

@@ -126,9 +126,9 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Equal(t, 3, code, "the command's exit code is wharf's")
 	assert.Contains(t, out, string(page))
 	assert.Contains(t, out, "oops")
-	out, code = wharfCmd(t, "typed in\n", "exec", dd, "APP", "alice", "--", "cat")
+	out, code = wharfCmd(t, "typed in\n", "exec", "-it", dd, "APP", "alice", "--", "cat")
 	assert.Equal(t, 0, code)
-	assert.Equal(t, "typed in\n", out, "stdin reaches the command")
+	assert.Equal(t, "typed in\n", out, "stdin reaches the command (docker's -it is accepted: stdin is no terminal here)")
 	out, code = wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c",
 		`printf '#!/nonexistent/sh\n' >/tmp/nointerp; printf '\001\002\003\004\005\006\007\010' >/tmp/garbage; chmod 755 /tmp/nointerp /tmp/garbage`)
 	require.Equal(t, 0, code, out)
