@@ -22,8 +22,21 @@ import (
 var ErrUnknownUser = hostcontainers.ErrUnknownUser
 
 // maxPasswd bounds how much of a container's /etc/passwd or /etc/group
-// is read.
+// is read, and so one line of it: a group of many members makes a long
+// one.
 const maxPasswd = 4 << 20
+
+// maxGroups is the most groups a process may have (the kernel's
+// NGROUPS_MAX): setgroups refuses more.
+const maxGroups = 65536
+
+// scanPasswd reads the lines of f, a container's /etc/passwd or
+// /etc/group, up to maxPasswd bytes.
+func scanPasswd(f *os.File) *bufio.Scanner {
+	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
+	sc.Buffer(nil, maxPasswd)
+	return sc
+}
 
 // noID is (uid_t)-1, which setuid and setgid take for "no change".
 const noID = 1<<32 - 1
@@ -64,7 +77,7 @@ func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, spec
 		return "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
+	sc := scanPasswd(f)
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) < 4 {
@@ -104,7 +117,8 @@ func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) 
 		return nil, fmt.Errorf("%w: user %q: the image's /etc/group: %w", ErrUnknownUser, name, err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
+	seen := map[uint32]bool{gid: true}
+	sc := scanPasswd(f)
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if len(fields) < 4 || !slices.Contains(strings.Split(fields[3], ","), name) {
@@ -114,9 +128,14 @@ func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) 
 		if err != nil || g == noID {
 			return nil, fmt.Errorf("%w: user %q: malformed /etc/group entry of group %q", ErrUnknownUser, name, fields[0])
 		}
-		if !slices.Contains(gids, uint32(g)) {
-			gids = append(gids, uint32(g))
+		if seen[uint32(g)] {
+			continue
 		}
+		if len(gids) == maxGroups {
+			return nil, fmt.Errorf("%w: user %q is in more than %d groups in the image's /etc/group, the most a process may have", ErrUnknownUser, name, maxGroups)
+		}
+		seen[uint32(g)] = true
+		gids = append(gids, uint32(g))
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: user %q: reading the image's /etc/group: %w", ErrUnknownUser, name, err)
