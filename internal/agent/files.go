@@ -2,11 +2,15 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -81,17 +85,9 @@ func doFile(op wire.File) (wire.Reply, []*os.File) {
 		info := fileInfo(op.Path, st)
 		return wire.Reply{Info: &info}, nil
 	case wire.FileList:
-		entries, err := os.ReadDir(op.Path)
+		list, err := listDir(op.Path)
 		if err != nil {
 			return errorReply(err), nil
-		}
-		list := make([]wire.FileInfo, 0, len(entries))
-		for _, e := range entries {
-			st, err := e.Info()
-			if err != nil {
-				continue // removed meanwhile
-			}
-			list = append(list, fileInfo(filepath.Join(op.Path, e.Name()), st))
 		}
 		return wire.Reply{Entries: list}, nil
 	case wire.FileMkdir:
@@ -156,6 +152,47 @@ func openFile(op wire.File) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// listDir describes the entries of the directory at path, in name order.
+// A listing larger than a reply may be (wire.MaxMessage) is refused as it
+// grows, not once whole: the agent lives within the container's memory
+// limit, and made whole, 100000 entries took more than 64 MiB of it (the
+// kernel killed the agent, and so the container).
+func listDir(path string) ([]wire.FileInfo, error) {
+	d, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	list := []wire.FileInfo{}
+	size := 0
+	for {
+		entries, err := d.ReadDir(1024)
+		for _, e := range entries {
+			st, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			info := fileInfo(filepath.Join(path, e.Name()), st)
+			size += listedBytes + len(info.Path) + len(info.Name) + len(info.Target)
+			if size > wire.MaxMessage {
+				return nil, &kindError{wire.KindLimit, fmt.Errorf("listing %s: it has more entries than one answer holds (%d bytes of JSON)", path, wire.MaxMessage)}
+			}
+			list = append(list, info)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(list, func(a, b wire.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	return list, nil
+}
+
+// listedBytes is about the JSON of a wire.FileInfo but for its strings.
+const listedBytes = 100
 
 // notAFile is the error for a path that is a named pipe or a socket.
 func notAFile(path string) error {
