@@ -64,8 +64,13 @@ func newSandbox(st *sdk.ObjectState) any {
 }
 
 // ServeHTTP starts the session's container if it does not run, then
-// serves the request.
+// serves the request. A route the sandbox does not have is a 404 (a 405
+// for another method) without a container.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
 	c := s.state.Container
 	if !c.Running() {
 		// The main process only keeps the container alive; scripts run

@@ -189,9 +189,14 @@ func TestSandboxPauseAndResume(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 		return string(out)
 	}
-	code, out := post("/start/s1/ticker", "while :; do date +%s%N >> /work/ticks; sleep 0.05; done")
+	code, out := do("GET", "/nope/s9", nil)
+	assert.Equal(t, 404, code, out)
+	code, out = do("GET", "/run/s9", nil)
+	assert.Equal(t, 405, code, out)
+	code, out = post("/start/s1/ticker", "while :; do date +%s%N >> /work/ticks; sleep 0.05; done")
 	require.Equal(t, 200, code, out)
 	assert.Regexp(t, `(?m)^SANDBOX\s+s1\s+.*\brunning\b`, ps())
+	assert.NotContains(t, ps(), "s9", "a route the sandbox does not have starts no container")
 
 	code, out = post("/signal/s1/STOP", "")
 	require.Equal(t, 200, code, out)
