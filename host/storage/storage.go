@@ -151,7 +151,7 @@ func (d *DB) connect() error {
 	if d.db != nil {
 		return nil
 	}
-	if d.log != nil && d.log.recovery.Unreplayed[d.path] != nil {
+	if d.unreplayed() {
 		return ErrUnreplayed
 	}
 	created, err := create(d.path)
@@ -232,11 +232,17 @@ func (d *DB) absent() (bool, error) {
 	if d.db != nil {
 		return false, nil
 	}
-	if d.log != nil && d.log.recovery.Unreplayed[d.path] != nil {
+	if d.unreplayed() {
 		return false, ErrUnreplayed
 	}
 	_, err := os.Lstat(d.path)
 	return errors.Is(err, fs.ErrNotExist), nil
+}
+
+// unreplayed reports whether the log holds commits of the database that
+// its start could not replay into it (see ErrUnreplayed).
+func (d *DB) unreplayed() bool {
+	return d.log != nil && d.log.recovery.Unreplayed[d.path] != nil
 }
 
 // Replaced reports whether the open database's file is no longer at its
@@ -546,6 +552,9 @@ func (d *DB) GetMany(keys [][]byte) ([]Pair, error) {
 			return nil, err
 		}
 	}
+	if absent, err := d.absent(); absent || err != nil {
+		return nil, err // one look for the file, not one a key
+	}
 	var out []Pair
 	for _, k := range keys {
 		v, ok, err := d.Get(k)
@@ -620,6 +629,9 @@ func (d *DB) DeleteMany(keys [][]byte) (int, error) {
 		if err := checkKey(k); err != nil {
 			return 0, err
 		}
+	}
+	if absent, err := d.absent(); absent || err != nil {
+		return 0, err // one look for the file, not one a key
 	}
 	n := 0
 	for _, k := range keys {
