@@ -83,15 +83,22 @@ func untilInterrupted(ctx context.Context, fn func(context.Context) error) error
 	return err
 }
 
-// runBackend calls fn with an open backend, closed after.
+// runBackend calls fn with an open backend, closed after. A data
+// directory that a running wharf owns is reached through that wharf's
+// containerd, which serves the same image store.
 func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error, args []string) error {
 	if f.address == "" { // the embedded containerd lives in the data directory
 		lock, err := host.LockDataDir(f.dataDir)
 		if err != nil {
-			return withContainerdHint(err, f.dataDir)
+			sock, dir := runningContainerd(f.dataDir)
+			if !errors.Is(err, host.ErrDataDirInUse) || sock == "" {
+				return err
+			}
+			f.address, f.dataDir = sock, dir
+		} else {
+			defer lock.Unlock()
+			f.dataDir = lock.Path
 		}
-		defer lock.Unlock()
-		f.dataDir = lock.Path
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
@@ -102,26 +109,22 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 	return fn(cmd, b, args)
 }
 
-// withContainerdHint adds to the refusal of a data directory a running
-// wharf owns the way to reach that wharf's containerd, when it has one,
-// by its absolute path (which works from any directory).
-func withContainerdHint(err error, dataDir string) error {
-	abs, absErr := filepath.Abs(dataDir)
-	if !errors.Is(err, host.ErrDataDirInUse) || absErr != nil {
-		return err
+// runningContainerd is the socket of the containerd that a wharf serve
+// started for dataDir, if that socket exists, and dataDir resolved
+// through symlinks (the name that wharf locked); "" when there is none.
+func runningContainerd(dataDir string) (sock, resolved string) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", ""
 	}
-	resolved := abs
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		resolved = r
+	if resolved, err = filepath.EvalSymlinks(abs); err != nil {
+		return "", ""
 	}
-	sock := containerd.EmbeddedAddress(resolved)
-	if st, statErr := os.Stat(sock); statErr != nil || st.Mode().Type() != fs.ModeSocket {
-		return err
+	sock = containerd.EmbeddedAddress(resolved)
+	if st, err := os.Stat(sock); err != nil || st.Mode().Type() != fs.ModeSocket {
+		return "", ""
 	}
-	if sock == filepath.Join(resolved, "containerd", "containerd.sock") {
-		sock = filepath.Join(abs, "containerd", "containerd.sock") // symlinks kept, as the user wrote them
-	}
-	return fmt.Errorf("%w (while it runs, use its containerd: --containerd-address %s)", err, sock)
+	return sock, resolved
 }
 
 // ownDataDir makes sure this command owns the data directory, whose build

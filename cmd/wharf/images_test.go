@@ -140,9 +140,9 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	base := testimages.BusyboxBase(t)
 	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n")
 	data := t.TempDir()
-	// The CLI reaches the containerd of a running wharf serve by its
-	// address (the data directory itself is locked by serve).
-	shared := []string{"--data-dir", data, "--containerd-address", containerd.EmbeddedAddress(data)}
+	// The CLI reaches the containerd of a running wharf serve on its own
+	// (the data directory itself is locked by serve).
+	shared := []string{"--data-dir", data}
 
 	srv, first := servedBuild(t, plugin, data, true)
 	assert.Regexp(t, `^built-app:[0-9a-f]{12}$`, first)
