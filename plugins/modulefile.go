@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
@@ -113,18 +115,37 @@ func writeChecked(path string, data []byte) error {
 	return atomicfile.Write(path, append(data[:len(data):len(data)], sum...), 0o600, false)
 }
 
-// readChecked reads a file writeChecked wrote, without its checksum. A
-// file that fails the check is errDamaged.
-func readChecked(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+// mapChecked maps a file writeChecked wrote, read-only, and returns it
+// without its checksum and the function that unmaps it, after which the
+// bytes must not be used. A file that fails the check is errDamaged.
+// Mapped, a large file costs a start less than read: 14 MB took 70 ms to
+// read into fresh memory here (a first touch of a page is dear in a
+// virtual machine), 8–12 ms to map and check. writeChecked replaces a
+// file, never writes into it, so a mapping never sees it change.
+func mapChecked(path string) (data []byte, unmap func(), err error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Size() < 4 {
+		return nil, nil, fmt.Errorf("%s: %w", path, errDamaged)
+	}
+	data, err = unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "mmap", Path: path, Err: err}
+	}
+	unmap = func() { unix.Munmap(data) }
 	n := len(data) - 4
-	if n < 0 || crc32.Checksum(data[:n], castagnoli) != binary.LittleEndian.Uint32(data[n:]) {
-		return nil, fmt.Errorf("%s: %w", path, errDamaged)
+	if crc32.Checksum(data[:n], castagnoli) != binary.LittleEndian.Uint32(data[n:]) {
+		unmap()
+		return nil, nil, fmt.Errorf("%s: %w", path, errDamaged)
 	}
-	return data[:n], nil
+	return data[:n], unmap, nil
 }
 
 // fileChecksum is the CRC-32C of the file at path, read in pieces (a

@@ -122,10 +122,11 @@ func wazeroTypes(ts []ValueType) []api.ValueType {
 // Compile decodes and compiles the module (its compiled code may come from
 // wazero's cache).
 func (e *WazeroEngine) Compile(ctx context.Context, module *ModuleFile) (CompiledModule, error) {
-	wasm, err := e.instrumented(module)
+	wasm, release, err := e.instrumented(module)
 	if err != nil {
 		return nil, err
 	}
+	defer release() // wazero copies what it keeps of the module
 	cm, err := e.runtime.CompileModule(ctx, wasm)
 	if e.cache != nil && isDamagedEntry(err) {
 		// wazero checks the code it cached (a checksum), but then fails
@@ -183,33 +184,33 @@ func isFileError(err error) bool {
 // instrumented is the module with its interrupt checks (see
 // instrumentInterrupts) and its data segments merged (mergeDataSegments),
 // from the cache when this build of wharf made it before: rewriting a
-// 14 MB module costs a warm start about half a second.
-func (e *WazeroEngine) instrumented(module *ModuleFile) ([]byte, error) {
+// 14 MB module costs a warm start about half a second. The cached module
+// is mapped (see mapChecked) until release is called.
+func (e *WazeroEngine) instrumented(module *ModuleFile) (wasm []byte, release func(), err error) {
 	var cached string
 	if e.cacheDir != "" {
 		if exe, err := executableIdentity(); err == nil {
 			cached = filepath.Join(e.cacheDir, "instrumented", module.Digest+"-"+exe+".wasm")
-			wasm, err := readChecked(cached)
+			wasm, unmap, err := mapChecked(cached)
 			if err == nil {
-				return wasm, nil
+				return wasm, unmap, nil
 			}
 			if errors.Is(err, errDamaged) {
 				e.tell(e.damaged, err)
 			}
 		}
 	}
-	wasm, err := module.Bytes()
-	if err != nil {
-		return nil, err
+	if wasm, err = module.Bytes(); err != nil {
+		return nil, nil, err
 	}
 	if wasm, err = instrumentInterrupts(wasm); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	wasm = mergeDataSegments(wasm)
 	if cached != "" {
 		writeChecked(cached, wasm) // best effort: without it the next start instruments again
 	}
-	return wasm, nil
+	return wasm, func() {}, nil
 }
 
 // executableIdentity names this build of wharf (buildIdentity of its
