@@ -1,20 +1,62 @@
 package containerd
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/internal/testimages"
 )
+
+// importBusyboxAs imports, as ref, the busybox image with USER user (a
+// name or uid, with :group) and a layer of entries on top, and returns
+// its name.
+func importBusyboxAs(t *testing.T, c *client.Client, ref, user string, entries ...tar.Header) string {
+	t.Helper()
+	dir := t.TempDir()
+	archive, err := testimages.Busybox(dir)
+	require.NoError(t, err)
+	img, err := tarball.ImageFromPath(archive, nil)
+	require.NoError(t, err)
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	for _, h := range entries {
+		require.NoError(t, tw.WriteHeader(&h))
+	}
+	require.NoError(t, tw.Close())
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil })
+	require.NoError(t, err)
+	img, err = mutate.AppendLayers(img, l)
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	cf.Config.User = user
+	img, err = mutate.ConfigFile(img, cf)
+	require.NoError(t, err)
+	tag, err := name.NewTag(ref)
+	require.NoError(t, err)
+	path := filepath.Join(dir, "as.tar")
+	require.NoError(t, tarball.WriteToFile(path, tag, img))
+	imgs, err := ImportArchive(context.Background(), c, path, "")
+	require.NoError(t, err)
+	return imgs[0].Name
+}
 
 // TestImageUserIsNotRoot: in a container of an image with a USER (app),
 // through runc and through the agent, only root may do what only root may
@@ -90,8 +132,9 @@ func TestImageUserIsNotRoot(t *testing.T) {
 // Docker: the entrypoint (the image's USER, app), an exec as the main
 // process's user, as app, as 1000 and as root, through runc and through
 // the agent alike, and the agent's file operations as app. An exec with a
-// user got the primary group only (and a uid its own number as group):
-// app could not read what its group may.
+// user got the primary group only: app could not read what its group may.
+// A uid /etc/passwd does not list has group 0 (see
+// TestUnlistedUIDHasGroupRoot).
 func TestUserGetsImageGroups(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
 		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
@@ -104,7 +147,7 @@ func TestUserGetsImageGroups(t *testing.T) {
 			}, 5*time.Second, 20*time.Millisecond)
 			_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-groups"}})
 			assert.Equal(t, "1000 50\n", out, "the entrypoint's groups")
-			for user, want := range map[string]string{"": "1000 50", "app": "1000 50", "1000": "1000 50", "root": "0", "4242": "4242"} {
+			for user, want := range map[string]string{"": "1000 50", "app": "1000 50", "1000": "1000 50", "root": "0", "4242": "0"} {
 				code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"id", "-G"}, User: user})
 				assert.Equal(t, uint32(0), code, errOut)
 				assert.Equal(t, want+"\n", out, "the groups of an exec as %q", user)
@@ -114,6 +157,44 @@ func TestUserGetsImageGroups(t *testing.T) {
 				require.Equal(t, uint32(0), code, errOut)
 				_, err := ctr.Stat(context.Background(), "/staff/f", "app")
 				assert.NoError(t, err, "app reads a directory of its group staff")
+			}
+		})
+	}
+}
+
+// TestUnlistedUIDHasGroupRoot: a uid the image's /etc/passwd does not list
+// runs with group 0 and no other, as in Docker (`docker run --user 4242`
+// is uid=4242 gid=0), and with the group its USER names if it names one
+// (4242:55, as `--user 4242:55`): the entrypoint, an exec as the main
+// process's user and an exec as the uid agree, through runc and through
+// the agent. An exec as the uid had the uid's own number as group (4242),
+// where the entrypoint had 0.
+func TestUnlistedUIDHasGroupRoot(t *testing.T) {
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, _, runcRoot := testRuntime(t)
+			for user, want := range map[string]string{
+				"4242":    "uid=4242 gid=0(root) groups=0(root)\n",
+				"4242:55": "uid=4242 gid=55 groups=55\n",
+			} {
+				tag := strings.ReplaceAll(user, ":", "-")
+				image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
+				ctr := startBusybox(t, c, image, runcRoot, "unlisted-"+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
+				require.Eventually(t, func() bool {
+					_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+					return out != ""
+				}, 5*time.Second, 20*time.Millisecond)
+				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+				assert.Equal(t, want, out, "the entrypoint as USER %s", user)
+				execUsers := []string{""}
+				if user == "4242" {
+					execUsers = append(execUsers, "4242")
+				}
+				for _, as := range execUsers {
+					code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"id"}, User: as})
+					assert.Equal(t, uint32(0), code, errOut)
+					assert.Equal(t, want, out, "an exec as %q in a container whose USER is %s", as, user)
+				}
 			}
 		})
 	}

@@ -46,9 +46,10 @@ const noID = 1<<32 - 1
 // Docker does: a name, or a uid /etc/passwd lists, gets its primary group
 // from there and the groups /etc/group lists the name in as supplementary
 // ones. A uid /etc/passwd does not list (or without the file) runs with
-// its own number as group. AdditionalGids holds the primary group too, as
-// containerd gives the entrypoint's user, so both run with the same
-// groups.
+// group 0 and no other, as `docker run --user UID` and containerd's
+// entrypoint of an image whose USER is that uid. AdditionalGids holds the
+// primary group too, as containerd gives the entrypoint's user, so both
+// run with the same groups.
 func resolveUser(pid uint32, user string) (specs.User, error) {
 	uid, err := strconv.ParseUint(user, 10, 32)
 	numeric := err == nil
@@ -65,10 +66,9 @@ func resolveUser(pid uint32, user string) (specs.User, error) {
 
 // lookPasswd finds user in the container's /etc/passwd, by its uid if
 // numeric, else by name, and returns its name and ids. A uid it does not
-// find (or without the file) is no error: it has no name, and its own
-// number as group.
+// find (or without the file) is no error: it has no name, and group 0.
 func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, specs.User, error) {
-	unnamed := specs.User{UID: uint32(uid), GID: uint32(uid)}
+	unnamed := specs.User{UID: uint32(uid), GID: 0}
 	f, err := openInRoot(pid, "etc/passwd")
 	if err != nil {
 		if numeric {
