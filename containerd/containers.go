@@ -209,7 +209,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 			return nil, fmt.Errorf("unpacking %s: %w", spec.Image, err)
 		}
 	}
-	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
+	opts := []oci.SpecOpts{withRegularUserFiles, oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
 	if len(spec.Entrypoint) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
 	}
@@ -773,6 +773,9 @@ func (c *Container) exec(ctx context.Context, spec ExecSpec) (Process, error) {
 			return nil, fmt.Errorf("exec %s: %w", shownArgs(spec.Args), err)
 		}
 		return p, nil
+	}
+	if err := c.checkUserFilesForRunc(); err != nil {
+		return nil, err
 	}
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
 	stdin := &stdinCloser{r: spec.Stdin, started: make(chan client.Process, 1)}

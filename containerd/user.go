@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -70,10 +73,12 @@ func resolveUser(pid uint32, user string) (specs.User, error) {
 func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, specs.User, error) {
 	unnamed := specs.User{UID: uint32(uid), GID: 0}
 	f, err := openInRoot(pid, "etc/passwd")
-	if err != nil {
-		if numeric {
-			return "", unnamed, nil
-		}
+	switch {
+	case errors.Is(err, errNotAFile): // Docker fails on a directory (and waits on a named pipe forever)
+		return "", specs.User{}, fmt.Errorf("%w: user %q: %w", ErrUnknownUser, user, err)
+	case err != nil && numeric:
+		return "", unnamed, nil
+	case err != nil:
 		return "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	defer f.Close()
@@ -149,15 +154,23 @@ func credOf(u specs.User) *wire.Cred {
 }
 
 // openInRoot opens the regular file path of the container whose init is
-// pid, for reading. Its symbolic links resolve in the container's root
-// (through /proc/PID/root a link to /etc/shadow would lead to the host's),
-// and the open never waits (a named pipe is refused).
+// pid, for reading (see openUnder).
 func openInRoot(pid uint32, path string) (*os.File, error) {
 	root, err := openProcRoot(int(pid))
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: "/", Err: err}
 	}
 	defer unix.Close(root)
+	return openUnder(root, path)
+}
+
+// openUnder opens the regular file path under the directory root, for
+// reading. Its symbolic links resolve under root, as in a container whose
+// root it is (through /proc/PID/root a link to /etc/shadow would lead to
+// the host's), and the open never waits: a file there that is not a
+// regular one (a named pipe, whose open waits for a writer, a directory)
+// is errNotAFile.
+func openUnder(root int, path string) (*os.File, error) {
 	fd, err := unix.Openat2(root, path, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
@@ -169,9 +182,84 @@ func openInRoot(pid uint32, path string) (*os.File, error) {
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
 		f.Close()
 		if err == nil {
-			err = &fs.PathError{Op: "open", Path: "/" + path, Err: errors.New("not a regular file")}
+			err = &fs.PathError{Op: "open", Path: "/" + path, Err: notAFile(st.Mode())}
 		}
 		return nil, err
 	}
 	return f, nil
+}
+
+// errNotAFile is a file openUnder found, but not a regular one.
+var errNotAFile = errors.New("not a regular file")
+
+// notAFile is errNotAFile for a file of mode, saying what it is.
+func notAFile(mode fs.FileMode) error {
+	what := "a device"
+	switch {
+	case mode.IsDir():
+		what = "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		what = "a named pipe"
+	}
+	return fmt.Errorf("%w (%s)", errNotAFile, what)
+}
+
+// userFiles are the files that say who a container's users are, which
+// runc (up to 1.1) reads at every start and exec to set up the process's
+// user and groups, and containerd at a start for the image's user (its
+// USER, or root).
+var userFiles = []string{"etc/passwd", "etc/group"}
+
+// checkUserFiles refuses the user files of the root directory root if one
+// is there but not a regular file: containerd and runc open them with an
+// open that waits for a named pipe's writer forever (wharf's start, or
+// runc and the exec, hung), and fail on a directory, as moby/sys/user
+// (Docker) does. One missing, or that cannot be opened, they take as
+// none, as Docker does.
+func checkUserFiles(root int) error {
+	for _, path := range userFiles {
+		f, err := openUnder(root, path)
+		if errors.Is(err, errNotAFile) {
+			return err
+		}
+		if err == nil {
+			f.Close()
+		}
+	}
+	return nil
+}
+
+// checkUserFilesForRunc refuses, with checkUserFiles, an exec through runc
+// (which reads them for every exec) in a container whose user files are
+// not regular files. A container whose root cannot be opened (its init
+// has exited) is left to runc, which says so.
+func (c *Container) checkUserFilesForRunc() error {
+	root, err := openProcRoot(int(c.task.Pid()))
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(root)
+	if err := checkUserFiles(root); err != nil {
+		return fmt.Errorf("%w: runc reads the container's /etc/passwd and /etc/group to set up every exec's user: %w", ErrUnknownUser, err)
+	}
+	return nil
+}
+
+// withRegularUserFiles refuses, with checkUserFiles, an image whose user
+// files are not regular files, before containerd reads them for the
+// image's USER (oci.WithImageConfig): it reads the container's snapshot,
+// which must be prepared already (client.WithNewSnapshot).
+func withRegularUserFiles(ctx context.Context, client oci.Client, c *containers.Container, _ *oci.Spec) error {
+	mounts, err := client.SnapshotService(c.Snapshotter).Mounts(ctx, c.SnapshotKey)
+	if err != nil {
+		return fmt.Errorf("the mounts of snapshot %s: %w", c.SnapshotKey, err)
+	}
+	err = inSnapshot(mounts, checkUserFiles)
+	if errors.Is(err, errNotAFile) {
+		return fmt.Errorf("%w: the image's /etc/passwd and /etc/group say who its users are, and must be regular files: %w", ErrBadExec, err)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the image's /etc/passwd and /etc/group: %w", err)
+	}
+	return nil
 }
