@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
 // TestBackgroundProcesses drives background processes through the agent
@@ -259,4 +261,75 @@ func readLines(t *testing.T, r io.Reader, n int) []string {
 		line = append(line, b[0])
 	}
 	return lines
+}
+
+// TestBackgroundListOfLongCommands: the list of background processes
+// whose commands together are more than one answer of the agent holds
+// (wire.MaxMessage; here three of 1.9 MiB each) comes whole, in order,
+// each command as started. The agent could not send the list and hung up:
+// wharf said "the container stopped", and the guest got IO.
+func TestBackgroundListOfLongCommands(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "bglong", "sleep 3600", true)
+	ctx := context.Background()
+	var commands [][]string
+	for i := range 3 {
+		args := []string{"sh", "-c", "exec sleep 3600"}
+		for j := range 15 { // each within the kernel's 128 KiB, all within its 2 MiB
+			args = append(args, fmt.Sprintf("%d%s", i, strings.Repeat(string(rune('a'+j)), 127<<10)))
+		}
+		_, err := ctr.StartBackground(ctx, ExecSpec{Args: args}, fmt.Sprintf("long-%d", i))
+		require.NoError(t, err)
+		commands = append(commands, args)
+	}
+	list, err := ctr.Backgrounds(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	for i, p := range list {
+		assert.Equal(t, fmt.Sprintf("long-%d", i), p.ID)
+		assert.True(t, slices.Equal(commands[i], p.Command), "the command of long-%d, as started", i)
+	}
+}
+
+// TestBackgroundDescriptionTooLargeSaysSo: the answer to a wait for a
+// background process whose description is larger than an answer of the
+// agent may be is a refusal, ErrLimit, saying why, and the container
+// serves on. The process's command is as large as a request to the agent
+// may be (found by halving: the largest command wharf sends), and what
+// the answer carries besides (its id, status, exit code twice and times)
+// is more than the request did (the least environment). The agent hung up
+// instead: wharf said "the container stopped".
+func TestBackgroundDescriptionTooLargeSaysSo(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "bgedge", "sleep 3600", true)
+	ctx := context.Background()
+	env := []string{"PATH=", "IMAGE_VAR=", "FROM_START="} // the least environment the image's and the container's leave
+	start := func(n int) (ProcessInfo, error) {
+		// No PATH to search; a code of 3 digits, twice in the answer.
+		args := []string{"/bin/sh", "-c", "exit 255"}
+		for range 6 { // 6 bytes of JSON a byte (\u0001), within the kernel's limits
+			args = append(args, strings.Repeat("\x01", 113<<10))
+		}
+		return ctr.StartBackground(ctx, ExecSpec{Args: append(args, strings.Repeat("a", n)), Env: env}, "")
+	}
+	edge, err := start(0)
+	require.NoError(t, err)
+	lo, hi := 0, 64<<10 // sent, and too large to send
+	_, err = start(hi)
+	require.ErrorIs(t, err, ErrBadExec)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if info, err := start(mid); err == nil {
+			lo, edge = mid, info
+		} else {
+			require.ErrorIs(t, err, ErrBadExec)
+			hi = mid
+		}
+	}
+	_, err = ctr.WaitBackground(ctx, edge.ID)
+	require.ErrorIs(t, err, ErrBackgroundLimit, "wait")
+	assert.ErrorContains(t, err, "the answer does not fit in one message: agent message too large: ")
+	assert.ErrorContains(t, err, fmt.Sprintf(" bytes, over the limit of %d", wire.MaxMessage))
+	_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "alive"}})
+	assert.Equal(t, "alive\n", out, "the container serves on")
 }

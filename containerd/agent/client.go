@@ -194,7 +194,7 @@ func (c *Client) Exec(ctx context.Context, x wire.Exec, files ...*os.File) (*Pro
 		return nil, err
 	}
 	var r wire.Reply
-	got, err := request(ctx, conn, wire.Request{Exec: &x}, &r, files...)
+	got, err := request(ctx, conn, &wire.Request{Exec: &x}, &r, files...)
 	if err == nil && r.Error != "" {
 		err = replyError(r)
 	}
@@ -229,7 +229,7 @@ func (c *Client) File(ctx context.Context, op wire.File) (wire.Reply, []*os.File
 	}
 	defer conn.Close()
 	var r wire.Reply
-	files, err := request(ctx, conn, wire.Request{File: &op}, &r)
+	files, err := request(ctx, conn, &wire.Request{File: &op}, &r)
 	if err == nil && r.Error != "" {
 		err = replyError(r)
 	}
@@ -408,25 +408,35 @@ func (p *Process) Resize(cols, rows uint16) error {
 	return err
 }
 
-// Background runs a background operation that answers with one reply
-// (start, list, get, kill).
+// Background runs a background operation that answers with a reply
+// (start, get, kill), or with a list (list), whose parts it joins (see
+// wire.Reply.More).
 func (c *Client) Background(ctx context.Context, b wire.Background) (wire.Reply, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return wire.Reply{}, err
 	}
 	defer conn.Close()
-	return roundTrip(ctx, conn, b)
+	r, err := roundTrip(ctx, conn, &b)
+	for err == nil && r.More {
+		var part wire.Reply
+		part, err = roundTrip(ctx, conn, nil)
+		r.Processes, r.More = append(r.Processes, part.Processes...), part.More
+	}
+	return r, err
 }
 
-// request sends req (with files) on conn and reads the first reply into
-// r, or gives up when ctx ends: an agent that does not answer (a
-// container's process can make an operation block in it) holds no caller
-// past its deadline.
-func request(ctx context.Context, conn *net.UnixConn, req wire.Request, r *wire.Reply, files ...*os.File) ([]*os.File, error) {
+// request sends req (with files) on conn, unless it is nil, and reads the
+// next reply into r, or gives up when ctx ends: an agent that does not
+// answer (a container's process can make an operation block in it) holds
+// no caller past its deadline.
+func request(ctx context.Context, conn *net.UnixConn, req *wire.Request, r *wire.Reply, files ...*os.File) ([]*os.File, error) {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
-	err := wire.Send(conn, req, files...)
+	var err error
+	if req != nil {
+		err = wire.Send(conn, *req, files...)
+	}
 	var got []*os.File
 	if err == nil {
 		got, err = wire.Receive(conn, r)
@@ -444,10 +454,15 @@ func request(ctx context.Context, conn *net.UnixConn, req wire.Request, r *wire.
 	return got, err
 }
 
-// roundTrip sends a background request on conn and reads its first reply.
-func roundTrip(ctx context.Context, conn *net.UnixConn, b wire.Background) (wire.Reply, error) {
+// roundTrip sends a background request on conn, unless b is nil, and
+// reads its next reply.
+func roundTrip(ctx context.Context, conn *net.UnixConn, b *wire.Background) (wire.Reply, error) {
+	var req *wire.Request
+	if b != nil {
+		req = &wire.Request{Background: b}
+	}
 	var r wire.Reply
-	files, err := request(ctx, conn, wire.Request{Background: &b}, &r)
+	files, err := request(ctx, conn, req, &r)
 	closeFiles(files)
 	if errors.Is(err, io.EOF) {
 		err = errAgentGone
@@ -475,7 +490,7 @@ func (c *Client) Logs(ctx context.Context, id string, fromStart bool) (io.ReadCl
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := roundTrip(ctx, conn, wire.Background{Op: wire.BackgroundLogs, ID: id, FromStart: fromStart})
+	r, err := roundTrip(ctx, conn, &wire.Background{Op: wire.BackgroundLogs, ID: id, FromStart: fromStart})
 	if err != nil {
 		conn.Close()
 		return nil, 0, err
@@ -493,7 +508,7 @@ func (c *Client) WaitBackground(ctx context.Context, id string) (wire.ProcessInf
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	r, err := roundTrip(ctx, conn, wire.Background{Op: wire.BackgroundWait, ID: id})
+	r, err := roundTrip(ctx, conn, &wire.Background{Op: wire.BackgroundWait, ID: id})
 	if ctx.Err() != nil {
 		return wire.ProcessInfo{}, ctx.Err()
 	}

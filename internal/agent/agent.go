@@ -224,7 +224,7 @@ func fromHost(c *net.UnixConn) bool {
 func (a *agent) serve(c *net.UnixConn) {
 	defer c.Close()
 	if !fromHost(c) {
-		wire.Send(c, wire.Reply{Error: wire.ErrNotFromHost.Error(), Kind: wire.KindRefused})
+		reply(c, wire.Reply{Error: wire.ErrNotFromHost.Error(), Kind: wire.KindRefused})
 		return
 	}
 	var req wire.Request
@@ -245,8 +245,22 @@ func (a *agent) serve(c *net.UnixConn) {
 	case req.Background != nil:
 		a.background(c, *req.Background)
 	default:
-		wire.Send(c, wire.Reply{Error: "unknown request", Kind: wire.KindInvalid})
+		reply(c, wire.Reply{Error: "unknown request", Kind: wire.KindInvalid})
 	}
+}
+
+// reply sends r, with files, on c. A reply larger than a message may be
+// (wire.MaxMessage: a background process's description holds its command,
+// which may be megabytes) is sent as the refusal it is, of kind limit:
+// wharf would read only the end of the connection.
+func reply(c *net.UnixConn, r wire.Reply, files ...*os.File) error {
+	err := wire.Send(c, r, files...)
+	if errors.Is(err, wire.ErrTooLarge) {
+		if serr := wire.Send(c, errorReply(&kindError{wire.KindLimit, fmt.Errorf("the answer does not fit in one message: %w", err)})); serr != nil {
+			return serr
+		}
+	}
+	return err
 }
 
 // exec runs one process for wharf: it replies Started, forwards the
@@ -257,7 +271,7 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 	if x.Terminal {
 		var err error
 		if master, tty, err = openPty(x.Rows, x.Cols); err != nil {
-			wire.Send(c, wire.Reply{Error: err.Error()})
+			reply(c, wire.Reply{Error: err.Error()})
 			return
 		}
 		defer master.Close()
@@ -270,14 +284,14 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 		f.Close()
 	}
 	if err != nil {
-		wire.Send(c, errorReply(err))
+		reply(c, errorReply(err))
 		return
 	}
 	var send []*os.File
 	if master != nil {
 		send = append(send, master)
 	}
-	if err := wire.Send(c, wire.Reply{Started: true, Pid: pid}, send...); err != nil {
+	if err := reply(c, wire.Reply{Started: true, Pid: pid}, send...); err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if master != nil {
@@ -302,7 +316,7 @@ func (a *agent) exec(c *net.UnixConn, x wire.Exec, files []*os.File) {
 	}()
 	select {
 	case code := <-exit:
-		wire.Send(c, wire.Reply{Exited: true, Code: code})
+		reply(c, wire.Reply{Exited: true, Code: code})
 	case <-hangup: // nobody waits for it: it goes, with what it started
 		select {
 		case <-exit: // it had exited as wharf hung up: what it left runs on

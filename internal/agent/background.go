@@ -47,7 +47,8 @@ func (a *agent) background(c *net.UnixConn, b wire.Background) {
 	case wire.BackgroundStart:
 		r.Process, err = a.startBackground(b)
 	case wire.BackgroundList:
-		r.Processes = a.bg.list()
+		a.bg.replyList(c)
+		return
 	case wire.BackgroundGet:
 		var p *bgProcess
 		if p, err = a.bg.find(b.ID); err == nil {
@@ -67,7 +68,7 @@ func (a *agent) background(c *net.UnixConn, b wire.Background) {
 	if err != nil {
 		r = errorReply(err)
 	}
-	wire.Send(c, r)
+	reply(c, r)
 }
 
 // kindError is an error with the kind the reply gives it.
@@ -203,6 +204,24 @@ func (bg *backgrounds) infoLocked(p *bgProcess) *wire.ProcessInfo {
 	return &info
 }
 
+// replyList answers a list with a Reply per process kept, in the order
+// they started, More set on each but the last (none kept: one empty
+// Reply): a description holds the process's command, which may be
+// megabytes, so all of them in one Reply could be more than a message may
+// hold.
+func (bg *backgrounds) replyList(c *net.UnixConn) {
+	list := bg.list()
+	if len(list) == 0 {
+		reply(c, wire.Reply{})
+		return
+	}
+	for i := range list {
+		if reply(c, wire.Reply{Processes: list[i : i+1], More: i < len(list)-1}) != nil {
+			return
+		}
+	}
+}
+
 // list describes every process kept, in the order they started.
 func (bg *backgrounds) list() []wire.ProcessInfo {
 	bg.mu.Lock()
@@ -264,13 +283,13 @@ func hangup(c *net.UnixConn) <-chan struct{} {
 func (bg *backgrounds) wait(c *net.UnixConn, id string) {
 	p, err := bg.find(id)
 	if err != nil {
-		wire.Send(c, errorReply(err))
+		reply(c, errorReply(err))
 		return
 	}
 	select {
 	case <-p.exited:
 		info := bg.infoOf(p)
-		wire.Send(c, wire.Reply{Exited: true, Code: *info.ExitCode, Process: info})
+		reply(c, wire.Reply{Exited: true, Code: *info.ExitCode, Process: info})
 	case <-hangup(c):
 	}
 }
@@ -282,11 +301,11 @@ func (bg *backgrounds) wait(c *net.UnixConn, id string) {
 func (bg *backgrounds) logs(c *net.UnixConn, b wire.Background) {
 	p, err := bg.find(b.ID)
 	if err != nil {
-		wire.Send(c, errorReply(err))
+		reply(c, errorReply(err))
 		return
 	}
 	from, dropped := p.out.begin(b.FromStart)
-	if err := wire.Send(c, wire.Reply{Dropped: dropped}); err != nil {
+	if err := reply(c, wire.Reply{Dropped: dropped}); err != nil {
 		return
 	}
 	gone := hangup(c)

@@ -33,7 +33,7 @@ func (a *agent) file(c *net.UnixConn, op wire.File) {
 	var r wire.Reply
 	var send []*os.File
 	asUser(cred, func() { r, send = doFile(op) })
-	wire.Send(c, r, send...)
+	reply(c, r, send...)
 	for _, f := range send {
 		f.Close()
 	}

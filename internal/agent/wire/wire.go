@@ -115,10 +115,11 @@ type Background struct {
 	FromStart bool `json:",omitempty"`
 }
 
-// Background operations. Start, List, Get and Kill answer with one Reply;
-// Logs answers with a Reply (Dropped) and then the raw output on the same
-// connection until the output ends or wharf hangs up; Wait answers with a
-// Reply once the process has exited (Exited, Code).
+// Background operations. Start, Get and Kill answer with one Reply; List
+// with one or more (see Reply.More); Logs answers with a Reply (Dropped)
+// and then the raw output on the same connection until the output ends or
+// wharf hangs up; Wait answers with a Reply once the process has exited
+// (Exited, Code).
 const (
 	BackgroundStart = "start"
 	BackgroundList  = "list"
@@ -183,6 +184,9 @@ type Reply struct {
 	// Process and Processes answer BackgroundStart and Get, and List.
 	Process   *ProcessInfo  `json:",omitempty"`
 	Processes []ProcessInfo `json:",omitempty"`
+	// More is set on each Reply of a List but the last: their Processes,
+	// in order, make the list.
+	More bool `json:",omitempty"`
 	// Dropped is, for BackgroundLogs from the start, how many bytes of
 	// the output were overwritten in the buffer before the stream began.
 	Dropped int64 `json:",omitempty"`
