@@ -249,7 +249,9 @@ var (
 	// in an argument, the environment or the directory, an argument or
 	// environment entry (or all of them together) over the kernel's limit
 	// or the container agent's, a relative directory, an empty program
-	// name, or an entrypoint the agent could not start (not in the image).
+	// name, an entrypoint the agent could not start (not in the image), or
+	// an image whose /etc/passwd or /etc/group is there but not a regular
+	// file (a named pipe, a directory).
 	ErrBadExec = errors.New("bad exec")
 	// ErrNoAgent is a files operation on a container without wharf-init.
 	ErrNoAgent = errors.New("the container does not run wharf-init (init = false): files need it")
