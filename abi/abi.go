@@ -303,6 +303,14 @@ const (
 	ResponseStream uint32 = 1 << 0
 )
 
+// Flags of call_return, or'ed into its status.
+const (
+	// CallReturnRecord says that call_return's data is a CallError (its
+	// message and codes), not the message alone. Its status must be an
+	// error's.
+	CallReturnRecord uint32 = 1 << 16
+)
+
 // Flags for fetch.
 const (
 	// FetchBodyStream asks for a writable stream carrying the request body.
@@ -340,5 +348,8 @@ const (
 	// rule's handler runs and whose container sent the request.
 	FieldHandler = ":handler"
 	// FieldMessage is the first field of a log_record list: the message.
+	// It is the message of a CallError too.
 	FieldMessage = ":msg"
+	// FieldCode is one code of a CallError.
+	FieldCode = ":code"
 )

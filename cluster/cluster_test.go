@@ -645,3 +645,44 @@ func TestClusterHostLeavesWhenEtcdLosesItsData(t *testing.T) {
 	require.Error(t, err, "served %d", v)
 	assert.NotContains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "h1", "h1 did not rejoin")
 }
+
+// TestClusterForwardedCallKeepsSentinels: an object method's error that
+// wraps one of the SDK's errors matches it at a caller on another host of
+// the cluster, as on the owner, with the method's message.
+func TestClusterForwardedCallKeepsSentinels(t *testing.T) {
+	c := newTestCluster(t)
+	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
+	const manifest = `name = "objects"
+[[durable_objects.bindings]]
+name = "STORE"
+class_name = "Store"
+`
+	h1, h2 := c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
+	fail := func(h *testHost, name string) (matches, body string) {
+		resp, err := http.Post(h.serve.URL+"/call/STORE/k/Fail", "application/json", strings.NewReader(`{"Name":"`+name+`","Wrapped":true}`))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		assert.NotEqual(t, http.StatusOK, resp.StatusCode, string(b))
+		return resp.Header.Get("X-Matches"), string(b)
+	}
+	owner := func() string {
+		id := h1.get(t, "/store-id/k")
+		resp, err := c.client(t).Get(context.Background(), "wharf/objects/objects/Store/"+id)
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1, "k is placed")
+		return string(resp.Kvs[0].Value)
+	}
+	for _, c := range []struct{ name, matches, body string }{
+		{"ErrNotRunning", "ErrNotRunning", "call Fail: loading config: wharf: the container is not running\n"},
+		{"ErrEventOver", "ErrEventOver,ErrTimeout", "call Fail: loading config: wharf: the object's event has ended: storage, alarm and container calls act for a running event; hand the work to a later one (an alarm, a channel an event reads)\n"},
+		{"ErrBusy", "ErrBusy", "call Fail: loading config: wharf: already in use\n"},
+	} {
+		for _, h := range []*testHost{h1, h2} { // h1 places k, h2 forwards to it
+			matches, body := fail(h, c.name)
+			assert.Equal(t, c.matches, matches, "through %s", h.name)
+			assert.Equal(t, c.body, body, "through %s", h.name)
+		}
+	}
+	assert.Equal(t, "h1", owner(), "h2's calls went to h1")
+}

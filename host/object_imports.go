@@ -259,6 +259,11 @@ func importCallResult(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	v, err := p.Result()
 	if err != nil {
 		g.table.Remove(h)
+		if codes := objects.ErrorCodes(err); codes != nil {
+			// The codes of the object's error go with its status, if the
+			// buffer holds them (*n_out says their size either way).
+			_ = writeOut(mem, u32(a[1]), u32(a[2]), u32(a[3]), abi.CallError{Codes: codes}.Encode(nil))
+		}
 		return err
 	}
 	switch v := v.(type) {
@@ -299,7 +304,8 @@ func importCallRequest(_ context.Context, g *guest, mem plugins.Memory, a []uint
 }
 
 // importCallReturn is call_return(call, status, ptr, len): the result bytes
-// for status 0, else an error message.
+// for status 0, else an error message, or an abi.CallError with
+// abi.CallReturnRecord in status.
 func importCallReturn(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	obj, err := g.table.Lookup(handleArg(a[0]), abi.KindCall)
 	if err != nil {
@@ -309,7 +315,20 @@ func importCallReturn(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 	if err != nil {
 		return err
 	}
-	return obj.(*objects.Call).Return(abi.Status(u32(a[1])), data)
+	status := u32(a[1])
+	var codes []string
+	if status&abi.CallReturnRecord != 0 {
+		status &^= abi.CallReturnRecord
+		if status == uint32(abi.StatusOK) {
+			return fmt.Errorf("%w: call_return: an error record (flag %#x) needs an error status, not 0", abi.StatusInvalid, abi.CallReturnRecord)
+		}
+		rec, err := abi.DecodeCallError(data)
+		if err != nil {
+			return fmt.Errorf("%w: call_return's error record: %w", abi.StatusInvalid, err)
+		}
+		data, codes = []byte(rec.Message), rec.Codes
+	}
+	return obj.(*objects.Call).Return(abi.Status(status), data, codes)
 }
 
 // db returns the storage of the object the guest belongs to.

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/wharfhq/wharf/abi"
@@ -76,6 +77,64 @@ func wouldBlock(err error) error {
 		return ErrWouldBlock
 	}
 	return err
+}
+
+// travelling are the SDK's errors that keep their identity across an
+// object call: an error a method returns matches, at the caller of
+// Stub.Call, each of them it matched in the method. Each crosses as its
+// name, a code of the answer's abi.CallError.
+var travelling = []struct {
+	code string
+	err  error
+}{
+	{"ErrInvalidArgument", ErrInvalidArgument},
+	{"ErrNotFound", ErrNotFound},
+	{"ErrTooLarge", ErrTooLarge},
+	{"ErrTimeout", ErrTimeout},
+	{"ErrClosed", ErrClosed},
+	{"ErrAborted", ErrAborted},
+	{"ErrBusy", ErrBusy},
+	{"ErrPortRefused", ErrPortRefused},
+	{"ErrEventOver", ErrEventOver},
+	{"ErrWouldBlock", ErrWouldBlock},
+	{"ErrNotRunning", ErrNotRunning},
+	{"ErrSignalRange", ErrSignalRange},
+	{"ErrExecFailed", ErrExecFailed},
+	{"ErrEvicted", ErrEvicted},
+	{"ErrOutputAfterRead", ErrOutputAfterRead},
+}
+
+// errorCodes are the codes of the travelling errors err matches.
+func errorCodes(err error) []string {
+	var codes []string
+	for _, t := range travelling {
+		if errors.Is(err, t.err) {
+			codes = append(codes, t.code)
+		}
+	}
+	return codes
+}
+
+// travelled are the travelling errors of codes; a code it does not know
+// (a newer SDK's) is left out.
+func travelled(codes []string) []error {
+	var errs []error
+	for _, t := range travelling {
+		if slices.Contains(codes, t.code) {
+			errs = append(errs, t.err)
+		}
+	}
+	return errs
+}
+
+// callReturnError answers call with the error err of its method, status
+// st: its message, and the codes of the travelling errors it matches.
+func callReturnError(ev wharf.Event, call uint32, st abi.Status, err error) {
+	if codes := errorCodes(err); codes != nil {
+		ev.CallReturnError(call, st, abi.CallError{Message: err.Error(), Codes: codes})
+		return
+	}
+	ev.CallReturn(call, st, []byte(err.Error()))
 }
 
 // withSentinel is host error err, matching sentinel as well, said once:

@@ -27,7 +27,7 @@ func TestHostErrorsMatchTheirSentinel(t *testing.T) {
 		assert.Equal(t, "wharf: the host's words", err.Error(), "no ABI names in a message that has words")
 		assert.Equal(t, "wharf: storage_put: "+strings.TrimPrefix(sentinel.Error(), "wharf: "), wharf.NewError("storage_put", status, status.String()).Error(),
 			"without words, the import and what its status means")
-		remote := calleeError(wharf.NewError(abi.ImportCallResult, status, status.String()+": the callee's words"))
+		remote := calleeError(wharf.NewError(abi.ImportCallResult, status, status.String()+": the callee's words"), nil)
 		assert.ErrorIs(t, remote, sentinel, "a called object's error, %s", status)
 		assert.Equal(t, "the callee's words", remote.Error())
 	}

@@ -170,7 +170,7 @@ func (o *object) call(call uint32) (status int32) {
 	}
 	result, st, err := callMethod(withEvent(context.Background(), ev), o.value, method, args)
 	if err != nil {
-		ev.CallReturn(call, st, []byte(err.Error()))
+		callReturnError(ev, call, st, err)
 		return 0
 	}
 	ev.CallReturn(call, abi.StatusOK, result)
@@ -217,9 +217,7 @@ func invoke(ctx context.Context, obj any, method string, args []byte) ([]byte, a
 	m := reflect.ValueOf(obj).Method(rm.index)
 	out := m.Call(in)
 	if err, _ := out[len(out)-1].Interface().(error); err != nil {
-		status := abi.StatusIO
-		errors.As(err, &status) // a host error keeps its status for the caller
-		return nil, status, err
+		return nil, wharf.AnswerStatus(err), err // a host error or a sentinel keeps its status for the caller
 	}
 	if len(out) == 1 {
 		return []byte("null"), abi.StatusOK, nil
@@ -332,6 +330,14 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 // Call invokes an exported method of the object with args encoded as JSON
 // and decodes its result into result (which may be nil). It is CallContext
 // with context.Background().
+//
+// An error the method returns comes back as "call Method: " and its
+// message, and it matches (errors.Is) each error of this package it
+// matched in the method, returned as it is or wrapped
+// (fmt.Errorf("loading config: %w", sdk.ErrNotRunning)): ErrNotFound,
+// ErrNotRunning, ErrTimeout and every other exported Err* value, and the
+// abi.Status of a host error. Other values, your own sentinels and error
+// types among them, do not travel: their message does.
 func (s *Stub) Call(method string, args, result any) error {
 	return s.CallContext(context.Background(), method, args, result)
 }
@@ -353,6 +359,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 		return fmt.Errorf("call %s: %w", method, wharf.Within(err))
 	}
 	var out []byte
+	var codes []string
 	err = abi.StatusAgain // no answer yet
 	if e := eventOfRecord(rec[:]); e.kind != 0 {
 		// The object is idle on this instance: its event runs now, and the
@@ -362,7 +369,7 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 		// end stops the wait while the method runs on.
 		if ctx.Done() == nil {
 			e.run()
-			out, err = ev.CallResult(h) // answered as it ended, unless its writes are syncing
+			out, codes, err = ev.ObjectCallResult(h) // answered as it ended, unless its writes are syncing
 		} else {
 			dispatch(e)
 		}
@@ -372,10 +379,10 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 			ev.Close(h)
 			return fmt.Errorf("call %s: %w", method, wharf.Within(err))
 		}
-		out, err = ev.CallResult(h)
+		out, codes, err = ev.ObjectCallResult(h)
 	}
 	if err != nil {
-		return fmt.Errorf("call %s: %w", method, wharf.Within(calleeError(err)))
+		return fmt.Errorf("call %s: %w", method, wharf.Within(calleeError(err, codes)))
 	}
 	if result == nil {
 		return nil
@@ -387,25 +394,28 @@ func (s *Stub) CallContext(ctx context.Context, method string, args, result any)
 }
 
 // calleeError is what a failed call's result says: the called object's own
-// error text, not wrapped again in the name of the import that fetched it.
-func calleeError(err error) error {
+// error text, not wrapped again in the name of the import that fetched it,
+// matching its status and the travelling errors of its codes.
+func calleeError(err error, codes []string) error {
 	var e *wharf.Error
 	if !errors.As(err, &e) || e.Op != abi.ImportCallResult {
 		return err
 	}
-	return &remoteError{status: e.Status, msg: e.Message}
+	return &remoteError{status: e.Status, msg: e.Message, travelled: travelled(codes)}
 }
 
 // remoteError is an error returned by a called object.
 type remoteError struct {
-	status abi.Status
-	msg    string
+	status    abi.Status
+	msg       string
+	travelled []error // the SDK's errors it matched in the object
 }
 
 func (e *remoteError) Error() string { return e.msg }
 
-// Unwrap makes errors.Is(err, ErrTooLarge) and friends work.
-func (e *remoteError) Unwrap() []error { return wharf.Causes(e.status) }
+// Unwrap makes errors.Is(err, ErrTooLarge) and friends work: the status,
+// its sentinel and the errors that travelled.
+func (e *remoteError) Unwrap() []error { return append(wharf.Causes(e.status), e.travelled...) }
 
 // Storage is an object's durable storage: key-value pairs, SQL tables and
 // one alarm. Keys are at most 2 KiB, values at most 128 KiB.

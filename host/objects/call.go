@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -18,6 +19,7 @@ type Call struct {
 	answered bool
 	status   abi.Status
 	result   []byte
+	codes    []string // of an error answer (abi.CallError)
 	pending  *guestio.Pending
 }
 
@@ -34,9 +36,10 @@ func (c *Call) Method() string { return c.method }
 func (c *Call) Args() []byte { return c.args }
 
 // Return records the object's answer: the result bytes for StatusOK, else
-// an error message. A call is answered once. AGAIN is returned as IO:
+// an error message and the codes of its abi.CallError, which the caller
+// gets (ErrorCodes). A call is answered once. AGAIN is returned as IO:
 // call_result's AGAIN means the answer has not come yet.
-func (c *Call) Return(status abi.Status, data []byte) error {
+func (c *Call) Return(status abi.Status, data []byte, codes []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.answered {
@@ -45,7 +48,7 @@ func (c *Call) Return(status abi.Status, data []byte) error {
 	if status == abi.StatusAgain {
 		status = abi.StatusIO
 	}
-	c.answered, c.status, c.result = true, status, append([]byte(nil), data...)
+	c.answered, c.status, c.result, c.codes = true, status, append([]byte(nil), data...), codes
 	return nil
 }
 
@@ -59,30 +62,39 @@ func (c *Call) resolve(err error) {
 // settle hands the answer (or err) to the caller.
 func (c *Call) settle(err error) {
 	c.mu.Lock()
-	answered, status, result := c.answered, c.status, c.result
+	answered, status, result, codes := c.answered, c.status, c.result, c.codes
 	c.mu.Unlock()
 	switch {
-	case err != nil && answered && status != abi.StatusOK: // the guest said why
-		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
+	case answered && status != abi.StatusOK: // the guest said why, whether its event failed or not
+		c.pending.Resolve(nil, &statusError{status: status, msg: status.String() + ": " + string(result), codes: codes})
 	case err != nil: // TIMEOUT when the called event ran out of time
 		c.pending.Resolve(nil, fmt.Errorf("%w: %w", guestio.StatusOf(err), err))
 	case !answered:
 		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, c.method))
-	case status != abi.StatusOK:
-		c.pending.Resolve(nil, fmt.Errorf("%w: %s", status, result))
 	default:
 		c.pending.Resolve(result, nil)
 	}
 }
 
-// answer hands the caller the answer another host's object gave.
-func (c *Call) answer(status abi.Status, result []byte) {
+// answer hands the caller the answer another host's object gave: the
+// result, or the error's whole text and codes.
+func (c *Call) answer(status abi.Status, result []byte, codes []string) {
 	if status == abi.StatusOK {
 		c.pending.Resolve(result, nil)
 	} else {
-		c.pending.Resolve(nil, &peerError{status: status, msg: string(result)})
+		c.pending.Resolve(nil, &statusError{status: status, msg: string(result), codes: codes})
 	}
 	c.over()
+}
+
+// ErrorCodes are the codes of the abi.CallError an object answered a call
+// with, which err (the call's failure) carries: on this host or another.
+// Nil for any other error.
+func ErrorCodes(err error) []string {
+	if e, ok := errors.AsType[*statusError](err); ok {
+		return e.codes
+	}
+	return nil
 }
 
 // over releases the call's context.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -306,12 +307,12 @@ func (c *clusterRouting) forward(obj *Object, ev *objectEvent, owner string) {
 		}
 	}
 	c.metrics.forwardFailures.Inc()
-	if pe, ok := errors.AsType[*peerError](err); ok { // the owner's own words
+	if pe, ok := errors.AsType[*statusError](err); ok { // the owner's own words
 		switch ev.kind {
 		case fetchEvent:
 			ev.resp.deliverOnce(nil, pe)
 		case callEvent:
-			ev.call.answer(pe.status, []byte(pe.msg))
+			ev.call.answer(pe.status, []byte(pe.msg), pe.codes)
 		case alarmEvent:
 			ev.reply(pe)
 		}
@@ -379,7 +380,7 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	if resp.Header.Get(peerFailedHeader) != "" || (ev.kind != fetchEvent && resp.StatusCode != http.StatusOK) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		return false, &peerError{status: abi.StatusIO, msg: string(bytes.TrimSpace(msg))}
+		return false, &statusError{status: abi.StatusIO, msg: string(bytes.TrimSpace(msg))}
 	}
 	switch ev.kind {
 	case fetchEvent:
@@ -391,7 +392,7 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 			return false, rerr
 		}
 		status, _ := strconv.Atoi(resp.Header.Get(peerStatusHeader))
-		ev.call.answer(abi.Status(status), result)
+		ev.call.answer(abi.Status(status), result, strings.Fields(resp.Header.Get(peerCodesHeader)))
 	case alarmEvent:
 		resp.Body.Close()
 		var aerr error
@@ -409,20 +410,24 @@ const (
 	peerURLHeader    = "Wharf-Peer-Url"    // URL of a fetch
 	peerRetryHeader  = "Wharf-Peer-Retry"  // attempt number of an alarm
 	peerStatusHeader = "Wharf-Peer-Status" // ABI status of a call's answer
+	peerCodesHeader  = "Wharf-Peer-Codes"  // the codes of a call's error answer (abi.CallError), space-separated
 	peerFailedHeader = "Wharf-Peer-Failed" // set on a fetch the owner failed
 	peerFailedStatus = http.StatusBadGateway
 )
 
-// peerError is a call's failure on the host that ran it: its ABI status and
-// its message as that host wrote it.
-type peerError struct {
+// statusError is a failure with its ABI status and its whole text (what
+// last_error says of it): an object's error answer to a call, with the
+// codes of its abi.CallError, or an event's failure on the host that ran
+// it, as that host wrote it.
+type statusError struct {
 	status abi.Status
 	msg    string
+	codes  []string
 }
 
-func (e *peerError) Error() string { return e.msg }
+func (e *statusError) Error() string { return e.msg }
 
-func (e *peerError) Unwrap() error { return e.status }
+func (e *statusError) Unwrap() error { return e.status }
 
 // Drain moves this host's objects to the other hosts of the cluster: the
 // host takes no new object, each live object gives its placement up after

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
@@ -146,6 +147,9 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Nam
 			status = s
 		}
 		rw.Header().Set(peerStatusHeader, strconv.Itoa(int(status)))
+		if codes := ErrorCodes(err); len(codes) > 0 {
+			rw.Header().Set(peerCodesHeader, strings.Join(codes, " "))
+		}
 		io.WriteString(rw, err.Error())
 		return
 	}

@@ -14,7 +14,9 @@ import (
 
 // Call runs method on the object that name maps to in binding's namespace
 // with JSON args and returns its JSON result. An error the method returns
-// matches its abi.Status (abi.StatusIO for the method's own errors).
+// matches the abi.Status it was answered with (the Go SDK's: that of the
+// host error or SDK sentinel it wraps, else abi.StatusIO) and carries its
+// codes (ErrorCodes).
 func (o *Objects) Call(ctx context.Context, binding, name, method string, args []byte) ([]byte, error) {
 	ns, err := o.Namespace(binding)
 	if err != nil {

@@ -3,6 +3,8 @@ package wharf
 import (
 	"errors"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/wharfhq/wharf/abi"
@@ -55,6 +57,22 @@ var sentinels = map[abi.Status]error{
 	abi.StatusRefused:     ErrRefused,
 	abi.StatusDenied:      fs.ErrPermission,
 	abi.StatusUnsupported: errors.ErrUnsupported,
+}
+
+// AnswerStatus is the status an object answers a call with that failed
+// with err: the status of the host error err wraps, else that of the first
+// sentinel (by status) it matches, as ErrNotFound's NOTFOUND, else IO.
+func AnswerStatus(err error) abi.Status {
+	var s abi.Status
+	if errors.As(err, &s) {
+		return s
+	}
+	for _, s := range slices.Sorted(maps.Keys(sentinels)) {
+		if errors.Is(err, sentinels[s]) {
+			return s
+		}
+	}
+	return abi.StatusIO
 }
 
 // describe says what status s means: its sentinel's words, else its name.

@@ -53,9 +53,35 @@ func (ev Event) ObjectCall(ns, id, method string, args []byte) (pending uint32, 
 	return pending, rec, ev.check("object_call", st)
 }
 
-// CallResult takes the answer of a finished call.
+// CallResult takes the result of a finished call off the instance's
+// thread or container monitor.
 func (ev Event) CallResult(pending uint32) ([]byte, error) {
 	return ev.callResult("call_result", pending)
+}
+
+// ObjectCallResult takes the answer of a finished object call: its result,
+// or its error and the codes of the object's abi.CallError (nil if it gave
+// none, or if they do not decode: a newer host's).
+func (ev Event) ObjectCallResult(pending uint32) (result []byte, codes []string, err error) {
+	buf := make([]byte, 0, 512)
+	for {
+		var n uint32
+		st := callResult(uint32(ev), pending, ptr(buf[:cap(buf)]), uint32(cap(buf)), unsafe.Pointer(&n))
+		switch abi.Status(st) {
+		case abi.StatusOK:
+			return buf[:n], nil, nil
+		case abi.StatusBufferSmall:
+			buf = make([]byte, 0, n)
+			continue
+		}
+		err := ev.check(abi.ImportCallResult, st)
+		if n > 0 && int(n) <= cap(buf) { // the host wrote the codes with the error
+			if rec, derr := abi.DecodeCallError(buf[:n]); derr == nil {
+				codes = rec.Codes
+			}
+		}
+		return nil, codes, err
+	}
 }
 
 // callResult reads pending's result with call_result; op names the call in
@@ -77,6 +103,13 @@ func (ev Event) CallRequest(call uint32) ([]byte, error) {
 // with a message.
 func (ev Event) CallReturn(call uint32, status abi.Status, data []byte) error {
 	return ev.check("call_return", callReturn(uint32(ev), call, uint32(status), ptr(data), uint32(len(data))))
+}
+
+// CallReturnError answers a call with an error status and e, its message
+// and codes.
+func (ev Event) CallReturnError(call uint32, status abi.Status, e abi.CallError) error {
+	data := e.Encode(nil)
+	return ev.check("call_return", callReturn(uint32(ev), call, uint32(status)|abi.CallReturnRecord, ptr(data), uint32(len(data))))
 }
 
 // StorageGet reads a value; the error is abi.StatusNotFound if absent.

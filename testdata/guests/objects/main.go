@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,6 +222,74 @@ func (s *Store) GetAsNumber(args struct{ Name, Key string }) (string, error) {
 	}
 	var n int
 	return fmt.Sprint(stub.Call("Get", args.Key, &n)), nil
+}
+
+// sdkErrors are the SDK's exported errors, by name.
+var sdkErrors = map[string]error{
+	"ErrInvalidArgument": sdk.ErrInvalidArgument, "ErrNotFound": sdk.ErrNotFound, "ErrTooLarge": sdk.ErrTooLarge,
+	"ErrTimeout": sdk.ErrTimeout, "ErrClosed": sdk.ErrClosed, "ErrAborted": sdk.ErrAborted, "ErrBusy": sdk.ErrBusy,
+	"ErrPortRefused": sdk.ErrPortRefused, "ErrEventOver": sdk.ErrEventOver, "ErrWouldBlock": sdk.ErrWouldBlock,
+	"ErrNotRunning": sdk.ErrNotRunning, "ErrSignalRange": sdk.ErrSignalRange, "ErrExecFailed": sdk.ErrExecFailed,
+	"ErrEvicted": sdk.ErrEvicted, "ErrOutputAfterRead": sdk.ErrOutputAfterRead,
+}
+
+// matches names the SDK errors err matches, sorted and comma-separated.
+func matches(err error) string {
+	var names []string
+	for name, e := range sdkErrors {
+		if errors.Is(err, e) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
+
+// FailHow says what Fail returns: the SDK error named Name, as it is or
+// wrapped in words of the method's own.
+type FailHow struct {
+	Name    string
+	Wrapped bool
+}
+
+// Fail returns the SDK error how names.
+func (s *Store) Fail(how FailHow) error {
+	err := sdkErrors[how.Name]
+	if how.Wrapped {
+		return fmt.Errorf("loading config: %w", err)
+	}
+	return err
+}
+
+// instance names the instance the guest runs as.
+var instance = rand.Text()
+
+// Instance names the instance the object lives on.
+func (s *Store) Instance() (string, error) { return instance, nil }
+
+// FailSeen is what RelayFail's caller saw of Fail's error, and the
+// instances the caller and the callee ran on.
+type FailSeen struct {
+	Error, Matches string
+	Caller, Callee string
+}
+
+// RelayFail calls Fail on the object named Name with how.
+func (s *Store) RelayFail(ctx context.Context, args struct {
+	Name string
+	How  FailHow
+}) (FailSeen, error) {
+	stub, err := stores.GetByName(args.Name)
+	if err != nil {
+		return FailSeen{}, err
+	}
+	seen := FailSeen{Caller: instance}
+	if err := stub.CallContext(ctx, "Instance", nil, &seen.Callee); err != nil {
+		return FailSeen{}, err
+	}
+	err = stub.CallContext(ctx, "Fail", args.How, nil)
+	seen.Error, seen.Matches = fmt.Sprint(err), matches(err)
+	return seen, nil
 }
 
 // Spin computes forever without calling the host.
@@ -870,7 +939,8 @@ func init() {
 
 	mux := http.NewServeMux()
 	// POST /call/{binding}/{name}/{method} with JSON args in the body;
-	// ?timeout_ms= bounds the call by a context deadline.
+	// ?timeout_ms= bounds the call by a context deadline. A failed call's
+	// X-Matches names the SDK errors its error matches.
 	mux.HandleFunc("POST /call/{binding}/{name}/{method}", func(w http.ResponseWriter, r *http.Request) {
 		stub, err := stubFor(r)
 		if err != nil {
@@ -890,6 +960,7 @@ func init() {
 		}
 		var out any
 		if err := stub.CallContext(ctx, r.PathValue("method"), in, &out); err != nil {
+			w.Header().Set("X-Matches", matches(err))
 			code := 500
 			if errors.Is(err, sdk.ErrTimeout) {
 				code = 504 // the object's event exceeded its time limit
