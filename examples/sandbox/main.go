@@ -17,8 +17,9 @@
 // POST /signal/{session}/{signal} signals the session's container: STOP
 // pauses everything running in it (scripts still start), CONT lets it go
 // on; the others (TERM, KILL, HUP, INT, QUIT, USR1, USR2) end its main
-// shell, and so the container (the next request starts it again), a
-// paused one when it goes on, but KILL at once.
+// shell, and so the container (the next request of another route starts
+// it again), a paused one when it goes on, but KILL at once. A signal
+// starts no container: to one that does not run, it is a 409.
 package main
 
 import (
@@ -52,7 +53,7 @@ func newSandbox(st *sdk.ObjectState) any {
 	s.mux.HandleFunc("GET /logs/{id}", s.logs)
 	s.mux.HandleFunc("GET /ps", s.list)
 	s.mux.HandleFunc("POST /kill/{id}", s.kill)
-	s.mux.HandleFunc("POST /signal/{signal}", s.signal)
+	s.mux.HandleFunc(signalRoute, s.signal)
 	s.mux.HandleFunc("PUT /files/{path...}", s.upload)
 	s.mux.HandleFunc("GET /files/{path...}", s.download)
 	// /files/{session} and /files/{session}/ come as /files: the
@@ -63,11 +64,16 @@ func newSandbox(st *sdk.ObjectState) any {
 	return s
 }
 
+// signalRoute is the route of signal, which acts on the container as it
+// is: it starts none.
+const signalRoute = "POST /signal/{signal}"
+
 // ServeHTTP starts the session's container if it does not run, then
 // serves the request. A route the sandbox does not have is a 404 (a 405
-// for another method) without a container.
+// for another method) without a container, and a signal to a container
+// that does not run is a 409 without one.
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	if _, pattern := s.mux.Handler(r); pattern == "" || pattern == signalRoute {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
@@ -275,7 +281,9 @@ func (s *Sandbox) kill(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, p)
 }
 
-// signal sends the container the signal named in the path.
+// signal sends the container the signal named in the path; a container
+// that does not run (never started, or exited) is a 409, as the hosted
+// system's calls that need a running container throw.
 func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(strings.ToUpper(r.PathValue("signal")), "SIG")
 	sig, ok := signals[name]

@@ -225,6 +225,49 @@ func TestSandboxPauseAndResume(t *testing.T) {
 	assert.Equal(t, 200, code, "the session serves on")
 }
 
+// TestSandboxSignalStartsNoContainer: a signal to a session whose
+// container was never started, or has exited, is a 409 saying it is not
+// running, and starts no container; the session serves on (its next
+// script starts one).
+func TestSandboxSignalStartsNoContainer(t *testing.T) {
+	data := t.TempDir()
+	srv := serveSandbox(t, data)
+	do := requests(t, srv.URL)
+	post := func(path string) (int, string) { return do("POST", path, strings.NewReader("")) }
+	running := regexp.MustCompile(`(?m)^SANDBOX\s+s1\s`)
+	ps := func() string {
+		out, err := exec.Command(testutil.BuildWharf(t), "ps", "--data-dir", data).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return string(out)
+	}
+	const notRunning = "signalling the sandbox: the container is not running\n"
+
+	code, out := post("/signal/s1/TERM")
+	assert.Equal(t, 409, code)
+	assert.Equal(t, notRunning, out)
+	assert.NotRegexp(t, running, ps(), "a signal to a new session starts no container")
+
+	code, out = post("/run/s1")
+	require.Equal(t, 200, code, out)
+	require.Regexp(t, running, ps())
+	code, out = post("/signal/s1/TERM")
+	require.Equal(t, 200, code, out)
+	assert.Eventually(t, func() bool { return !running.MatchString(ps()) }, 10*time.Second, 100*time.Millisecond,
+		"TERM ends the container's main shell, and so the container")
+	for _, sig := range []string{"KILL", "HUP"} {
+		code, out = post("/signal/s1/" + sig)
+		assert.Equal(t, 409, code, sig)
+		assert.Equal(t, notRunning, out, sig)
+	}
+	assert.NotRegexp(t, running, ps(), "a signal to an exited container starts none")
+
+	code, out = do("POST", "/run/s1", strings.NewReader("echo again"))
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "again\n", out, "the next script starts a container")
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
 // TestSandboxFileNamesWithQueryCharacters: a file's name is the path
 // after /files/{session}, decoded: an escaped '?' or '#' is part of the
 // name (the Worker once passed the decoded path on as a URL, so
