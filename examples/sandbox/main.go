@@ -151,12 +151,12 @@ func (s *Sandbox) upload(w http.ResponseWriter, r *http.Request) {
 		fail(w, "uploading", err, fileStatus(err))
 		return
 	}
-	writeJSON(w, info)
+	writeJSON(w, describe(info))
 }
 
 // download sends the container's file /{path}; the host copies it to the
 // client. A path ending in "/" is a directory: the answer lists its
-// entries (JSON, as an upload describes its file).
+// entries (JSON, each as an upload describes its file).
 func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 	name := "/" + r.PathValue("path")
 	files := s.state.Container.Files()
@@ -166,10 +166,11 @@ func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 			fail(w, "listing", err, fileStatus(err))
 			return
 		}
-		if list == nil {
-			list = []sdk.FileInfo{} // an empty directory is [], not null
+		entries := []fileEntry{} // an empty directory is [], not null
+		for _, info := range list {
+			entries = append(entries, describe(info))
 		}
-		writeJSON(w, list)
+		writeJSON(w, entries)
 		return
 	}
 	f, err := files.Open(name)
@@ -181,6 +182,54 @@ func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 	if _, err := sdk.Forward(w, f); err != nil {
 		fail(w, "downloading", err, http.StatusInternalServerError)
 	}
+}
+
+// fileEntry describes a file of the container as the hosted Sandbox SDK's
+// listFiles does (its FileInfo's names and formats).
+type fileEntry struct {
+	Name         string `json:"name"`
+	AbsolutePath string `json:"absolutePath"`
+	// RelativePath is the path from the directory that holds it: the
+	// name, as a listing is one level deep.
+	RelativePath string `json:"relativePath"`
+	// Type is file, directory, symlink (not followed) or other (a device,
+	// a named pipe, a socket).
+	Type string `json:"type"`
+	Size int64  `json:"size"`
+	// ModifiedAt is the modification time in RFC 3339, UTC, to the
+	// millisecond (as JavaScript's toISOString writes it).
+	ModifiedAt string `json:"modifiedAt"`
+	// Mode is the nine permission bits as ls shows them, rwxr-xr-x.
+	Mode string `json:"mode"`
+	// Permissions are the owner's.
+	Permissions struct {
+		Readable   bool `json:"readable"`
+		Writable   bool `json:"writable"`
+		Executable bool `json:"executable"`
+	} `json:"permissions"`
+	// Target is a symbolic link's target.
+	Target string `json:"target,omitempty"`
+}
+
+// describe is info as the sandbox answers it.
+func describe(info sdk.FileInfo) fileEntry {
+	e := fileEntry{Name: info.Name, AbsolutePath: info.Path, RelativePath: info.Name, Size: info.Size,
+		ModifiedAt: info.Modified().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Mode:       info.Mode.Perm().String()[1:], // without the type's letter
+		Target:     info.Target}
+	switch {
+	case info.Mode.IsDir():
+		e.Type = "directory"
+	case info.Mode&fs.ModeSymlink != 0:
+		e.Type = "symlink"
+	case info.Mode.IsRegular():
+		e.Type = "file"
+	default:
+		e.Type = "other"
+	}
+	owner := info.Mode.Perm() >> 6
+	e.Permissions.Readable, e.Permissions.Writable, e.Permissions.Executable = owner&4 != 0, owner&2 != 0, owner&1 != 0
+	return e
 }
 
 // fail answers the request with status and the error: what failed, then

@@ -128,35 +128,62 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 }
 
 // TestSandboxListsDirectories: GET of a directory's URL with a final "/"
-// lists it; the session's URL alone, with or without the "/", is the
-// container's root (both were redirected to /files/, a URL of no
-// session).
+// lists it, each entry as the hosted Sandbox SDK's listFiles describes it
+// (its type apart, the permission bits as ls shows them); the session's
+// URL alone, with or without the "/", is the container's root (both were
+// redirected to /files/, a URL of no session).
 func TestSandboxListsDirectories(t *testing.T) {
 	data := t.TempDir()
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
-	code, out := do("POST", "/run/s1", strings.NewReader("mkdir -p /work/sub/empty && echo hi > /work/sub/a.txt"))
+	code, out := do("POST", "/run/s1", strings.NewReader("mkdir -p /work/sub/empty && echo hi > /work/sub/a.txt && "+
+		"chmod 640 /work/sub/a.txt && chmod 750 /work/sub/empty && ln -s a.txt /work/sub/link && mkfifo /work/sub/pipe"))
 	require.Equal(t, 200, code, out)
 	type entry struct {
-		Path  string `json:"path"`
-		Name  string `json:"name"`
-		IsDir bool   `json:"is_dir"`
+		Name         string `json:"name"`
+		AbsolutePath string `json:"absolutePath"`
+		RelativePath string `json:"relativePath"`
+		Type         string `json:"type"`
+		Mode         string `json:"mode"`
+		Permissions  struct {
+			Readable, Writable, Executable bool
+		} `json:"permissions"`
+		Target     string `json:"target"`
+		ModifiedAt string `json:"modifiedAt"`
 	}
+	// list lists path, and leaves out each entry's modifiedAt (RFC 3339)
+	// after checking that it is no later than now.
 	list := func(path string) []entry {
 		t.Helper()
 		code, out := do("GET", path, nil)
 		require.Equal(t, 200, code, "%s: %s", path, out)
 		var entries []entry
 		require.NoError(t, json.Unmarshal([]byte(out), &entries), "%s: %s", path, out)
+		for i, e := range entries {
+			modified, err := time.Parse(time.RFC3339, e.ModifiedAt)
+			require.NoError(t, err, "%s", e.Name)
+			assert.False(t, modified.After(time.Now()), "%s: %s", e.Name, e.ModifiedAt)
+			entries[i].ModifiedAt = ""
+		}
 		return entries
 	}
-	assert.Equal(t, []entry{{Path: "/work/sub/a.txt", Name: "a.txt"}, {Path: "/work/sub/empty", Name: "empty", IsDir: true}},
-		list("/files/s1/work/sub/"))
+	entries := list("/files/s1/work/sub/")
+	rwx := func(r, w, x bool) (p struct{ Readable, Writable, Executable bool }) {
+		p.Readable, p.Writable, p.Executable = r, w, x
+		return p
+	}
+	assert.Equal(t, []entry{
+		{Name: "a.txt", AbsolutePath: "/work/sub/a.txt", RelativePath: "a.txt", Type: "file", Mode: "rw-r-----", Permissions: rwx(true, true, false)},
+		{Name: "empty", AbsolutePath: "/work/sub/empty", RelativePath: "empty", Type: "directory", Mode: "rwxr-x---", Permissions: rwx(true, true, true)},
+		{Name: "link", AbsolutePath: "/work/sub/link", RelativePath: "link", Type: "symlink", Mode: "rwxrwxrwx", Permissions: rwx(true, true, true), Target: "a.txt"},
+		{Name: "pipe", AbsolutePath: "/work/sub/pipe", RelativePath: "pipe", Type: "other", Mode: "rw-r--r--", Permissions: rwx(true, true, false)},
+	}, entries)
 	code, out = do("GET", "/files/s1/work/sub/empty/", nil)
 	assert.Equal(t, 200, code, out)
 	assert.Equal(t, "[]\n", out)
 	for _, path := range []string{"/files/s1/", "/files/s1"} {
-		assert.Contains(t, list(path), entry{Path: "/work", Name: "work", IsDir: true}, path)
+		assert.Contains(t, list(path), entry{Name: "work", AbsolutePath: "/work", RelativePath: "work", Type: "directory", Mode: "rwxr-xr-x",
+			Permissions: rwx(true, true, true)}, path)
 	}
 
 	code, out = do("GET", "/files/s1/work/sub/a.txt", nil)
