@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/wharfhq/wharf/internal/ephemeral"
+	"github.com/wharfhq/wharf/internal/keptthread"
 )
 
 // Namespace is the containerd namespace wharf keeps everything in.
@@ -142,9 +143,10 @@ disabled_plugins = [%s]
 	cmd := exec.Command("containerd", "--config", configPath)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// Its own process group, so a Ctrl-C aimed at wharf does not stop it
-	// before wharf has cleaned up; and it goes when wharf dies.
+	// before wharf has cleaned up; and it goes when wharf dies (started
+	// from a kept thread: see package keptthread).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	if err := keptthread.StartProcess(cmd); err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}

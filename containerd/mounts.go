@@ -7,13 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/keptthread"
 )
 
 // unmountAll unmounts every mount stacked at path (flags as for umount2),
@@ -87,57 +88,30 @@ func inSnapshot(mounts []mount.Mount, fn func(root int) error) error {
 	}
 }
 
-// mountThread is the thread inMountNamespace runs on, started at its
-// first call.
-var mountThread struct {
-	once sync.Once
-	jobs chan func()
-	err  error
-}
+// mountThread is the thread inMountNamespace runs on, kept from its first
+// call on (package keptthread), with file-system attributes of its own: a
+// thread that changes its mount namespace must not share them.
+var mountThread = sync.OnceValues(func() (*keptthread.Thread, error) {
+	return keptthread.Start(func() error {
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return fmt.Errorf("a thread of wharf's own to mount on: %w", err)
+		}
+		return nil
+	})
+})
 
 // inMountNamespace runs fn in a mount namespace made for the call, private
 // (nothing mounted there reaches wharf's), and gone, with all mounted in
-// it, once fn returns or wharf ends, however it ends. It runs on a thread
-// kept for it, which is not the main one (whose namespace /proc/self
-// shows) and never ends: the end of a thread is the death its child
-// processes' Pdeathsig waits for (wharf's containerd would get SIGTERM).
+// it, once fn returns or wharf ends, however it ends. It runs on a kept
+// thread (mountThread), which is not the main one, whose namespace
+// /proc/self shows.
 func inMountNamespace(fn func() error) error {
-	mountThread.once.Do(func() {
-		mountThread.jobs = make(chan func())
-		started := make(chan error, 1)
-		go keepMountThread(mountThread.jobs, started)
-		mountThread.err = <-started
-	})
-	if mountThread.err != nil {
-		return mountThread.err
+	t, err := mountThread()
+	if err != nil {
+		return err
 	}
-	done := make(chan error, 1)
-	mountThread.jobs <- func() { done <- inNewMountNamespace(fn) }
-	return <-done
-}
-
-// keepMountThread locks its goroutine to a thread for good, not the main
-// one, gives the thread file-system attributes of its own (a thread that
-// changes its mount namespace must not share them), says so on started,
-// and runs jobs there.
-func keepMountThread(jobs <-chan func(), started chan<- error) {
-	runtime.LockOSThread()
-	if unix.Gettid() == unix.Getpid() { // the main thread: held until another is locked, so the other is not it
-		locked := make(chan error, 1)
-		go keepMountThread(jobs, locked)
-		started <- <-locked
-		runtime.UnlockOSThread()
-		return
-	}
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		runtime.UnlockOSThread() // as it was
-		started <- fmt.Errorf("a thread of wharf's own to mount on: %w", err)
-		return
-	}
-	started <- nil
-	for job := range jobs {
-		job()
-	}
+	t.Do(func() { err = inNewMountNamespace(fn) })
+	return err
 }
 
 // inNewMountNamespace runs fn in a new private mount namespace of the

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/wharfhq/wharf/internal/keptthread"
 )
 
 // DefaultStateDir is the directory, next to wharf.toml, that holds build
@@ -136,9 +138,10 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	if !strings.Contains(dir, "\n") {
 		cmd.Env = append(cmd.Env, "GOTMPDIR="+dir)
 	}
-	// No build outlives a killed wharf, and a cancelled one ends with the
-	// compiles it started (its process group), which would write on into
-	// the directory being removed.
+	// No build outlives a killed wharf (it is started from a kept thread:
+	// see package keptthread), and a cancelled one ends with the compiles
+	// it started (its process group), which would write on into the
+	// directory being removed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var output bytes.Buffer
@@ -147,7 +150,11 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	// build die of SIGPIPE at its next line, failing a good build.
 	cmd.Stdout = io.MultiWriter(&output, lossy{stderr})
 	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
+	err = keptthread.StartProcess(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		switch {
 		case strings.Contains(output.String(), "function main is undeclared"):
 			return "", fmt.Errorf("go build of %s failed: a plugin's package main needs `func main() { sdk.Serve() }` (register handlers before it, or in init)", pkg)

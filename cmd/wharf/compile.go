@@ -1,19 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/wharfhq/wharf/internal/keptthread"
 	"github.com/wharfhq/wharf/plugins"
 )
 
@@ -33,18 +34,21 @@ func compileApart(ctx context.Context, cfg plugins.Config) error {
 	// another build would key the code it compiles differently.
 	cmd := exec.CommandContext(ctx, "/proc/self/exe", compileCommand, "--engine", cmp.Or(cfg.Engine, plugins.EngineWazero),
 		"--cache-dir", cfg.CacheDir, "--memory-limit-bytes", strconv.FormatUint(cfg.MemoryLimitBytes, 10), "--name", cfg.Name, cfg.Path)
-	// It dies with wharf, even if wharf is killed. The kernel sends
-	// that when the thread that started it ends, so the thread stays locked
-	// to this goroutine until the compile is over. It is in a process group
+	// It dies with wharf, even if wharf is killed (it is started from a
+	// kept thread: see package keptthread). It is in a process group
 	// of its own: a terminal's Ctrl-C, sent to the foreground group, would
 	// kill it too, and wharf, finding it dead before its own context ended,
 	// would take that for a failed compile and compile in-process, for
 	// seconds that cannot be cut short. ctx's end stops it instead.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Args[0] = "wharf" // for ps, not "/proc/self/exe"
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	out, err := cmd.CombinedOutput()
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	err := keptthread.StartProcess(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	out := output.Bytes()
 	var exit *exec.ExitError
 	switch {
 	case err == nil || ctx.Err() != nil:

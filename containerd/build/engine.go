@@ -22,6 +22,7 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/internal/keptthread"
 )
 
 // Platform is the one platform wharf builds for.
@@ -107,9 +108,10 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 	// Its own process group, so a Ctrl-C aimed at wharf reaches it only
 	// through wharf. It is killed outright when wharf dies: asked to
 	// stop, it would wait for the containerd that died with wharf,
-	// holding its lock on root.
+	// holding its lock on root. (Started from a kept thread: see package
+	// keptthread.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := keptthread.StartProcess(cmd); err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("starting buildkitd: %w", err)
 	}
