@@ -327,7 +327,11 @@ type ExecOptions struct {
 	Cwd            string
 	// Env is added to, and overrides, the container's environment.
 	Env map[string]string
-	// User is a name from the image's /etc/passwd or a numeric uid.
+	// User is a name from the image's /etc/passwd or a numeric uid
+	// (not uid:gid). A name, or a uid /etc/passwd lists, runs with the
+	// primary group it has there and the groups /etc/group lists it in; a
+	// uid it does not list runs with group 0 and no other, as docker run
+	// --user UID. Default: the container's user (the image's).
 	User string
 }
 
