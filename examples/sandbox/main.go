@@ -175,6 +175,10 @@ func (s *Sandbox) download(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := files.Open(name)
 	if err != nil {
+		if info, statErr := files.Stat(name); statErr == nil && info.Mode.IsDir() {
+			http.Error(w, "downloading: "+name+" is a directory: end its URL with / to list it", http.StatusBadRequest)
+			return
+		}
 		fail(w, "downloading", err, fileStatus(err))
 		return
 	}
@@ -341,6 +345,9 @@ func (s *Sandbox) signal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.state.Container.Signal(sig); err != nil {
+		if errors.Is(err, sdk.ErrNotRunning) {
+			err = fmt.Errorf("%w: a request to another route (/run, say) starts one", sdk.Within(err))
+		}
 		fail(w, "signalling the sandbox", err, statusOf(err))
 		return
 	}

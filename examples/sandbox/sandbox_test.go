@@ -131,7 +131,8 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 // lists it, each entry as the hosted Sandbox SDK's listFiles describes it
 // (its type apart, the permission bits as ls shows them); the session's
 // URL alone, with or without the "/", is the container's root (both were
-// redirected to /files/, a URL of no session).
+// redirected to /files/, a URL of no session). A directory's URL without
+// the "/" is a 400 that says to add it.
 func TestSandboxListsDirectories(t *testing.T) {
 	data := t.TempDir()
 	srv := serveSandbox(t, data)
@@ -189,6 +190,9 @@ func TestSandboxListsDirectories(t *testing.T) {
 	code, out = do("GET", "/files/s1/work/sub/a.txt", nil)
 	assert.Equal(t, 200, code, out)
 	assert.Equal(t, "hi\n", out, "a file's URL still downloads it")
+	code, out = do("GET", "/files/s1/work/sub", nil)
+	assert.Equal(t, 400, code, out)
+	assert.Equal(t, "downloading: /work/sub is a directory: end its URL with / to list it\n", out)
 	code, out = do("GET", "/files/s1/work/nope/", nil)
 	assert.Equal(t, 404, code, out)
 	assert.Equal(t, "listing: list /work/nope: no such file or directory\n", out)
@@ -254,7 +258,7 @@ func TestSandboxPauseAndResume(t *testing.T) {
 
 // TestSandboxSignalStartsNoContainer: a signal to a session whose
 // container was never started, or has exited, is a 409 saying it is not
-// running, and starts no container; the session serves on (its next
+// running and what starts one, and starts no container; the session serves on (its next
 // script starts one).
 func TestSandboxSignalStartsNoContainer(t *testing.T) {
 	data := t.TempDir()
@@ -267,7 +271,7 @@ func TestSandboxSignalStartsNoContainer(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 		return string(out)
 	}
-	const notRunning = "signalling the sandbox: the container is not running\n"
+	const notRunning = "signalling the sandbox: the container is not running: a request to another route (/run, say) starts one\n"
 
 	code, out := post("/signal/s1/TERM")
 	assert.Equal(t, 409, code)
