@@ -28,7 +28,7 @@ type backendFlags struct {
 }
 
 func (f *backendFlags) register(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", ".wharf", "data directory (the embedded containerd lives under it)")
+	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", ".wharf", "data directory: the containerd of a wharf serve running on it is used, else one is started under it")
 	cmd.PersistentFlags().StringVar(&f.address, "containerd-address", "", "use the containerd at this socket instead of starting one")
 	f.registryFlags.register(cmd.PersistentFlags())
 }
@@ -266,6 +266,9 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 				return err
 			}
 			unlock, err := f.ownDataDir()
+			if errors.Is(err, host.ErrDataDirInUse) { // import, ls, rm and prune work then: say why build does not
+				return fmt.Errorf("images build cannot share the data directory's build engine with the wharf that owns it: %w", err)
+			}
 			if err != nil {
 				return err
 			}

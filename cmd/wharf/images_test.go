@@ -160,7 +160,8 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	_, err = run(t, append([]string{"images", "build", filepath.Join(plugin, "container"), "--tag", "wharf.test/meanwhile:1",
 		"--build-arg", "BASE=" + base}, shared...)...)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "the data directory "+data+" is in use by another wharf (pid ")
+	assert.Contains(t, err.Error(), "images build cannot share the data directory's build engine with the wharf that owns it: "+
+		"the data directory "+data+" is in use by another wharf (pid ")
 	stillServes(t, srv)
 	stopped(t, srv, data)
 
