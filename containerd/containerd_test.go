@@ -340,6 +340,9 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	assert.Equal(t, "4242\n", out)
 	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "nobody-here"})
 	assert.ErrorContains(t, err, `user "nobody-here" does not exist in the image's /etc/passwd`)
+	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "4242:55"})
+	assert.ErrorIs(t, err, ErrUnknownUser)
+	assert.ErrorContains(t, err, `user "4242:55": an exec's user is a name or a uid, not user:group`)
 	// Programs found but which the kernel refuses to run: a script whose
 	// interpreter does not exist (execve's ENOENT), bytes of no executable
 	// format (ENOEXEC), a script on a filesystem mounted noexec (EACCES).

@@ -54,6 +54,9 @@ const noID = 1<<32 - 1
 // primary group too, as containerd gives the entrypoint's user, so both
 // run with the same groups.
 func resolveUser(pid uint32, user string) (specs.User, error) {
+	if strings.Contains(user, ":") {
+		return specs.User{}, fmt.Errorf("%w: user %q: an exec's user is a name or a uid, not user:group (the groups come from the image's /etc/passwd and /etc/group)", ErrUnknownUser, user)
+	}
 	uid, err := strconv.ParseUint(user, 10, 32)
 	numeric := err == nil
 	if numeric && uid == noID {

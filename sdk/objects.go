@@ -334,7 +334,8 @@ func (s *Stub) Fetch(req *http.Request) (*http.Response, error) {
 // An error the method returns comes back as "call Method: " and its
 // message, and it matches (errors.Is) each error of this package it
 // matched in the method, returned as it is or wrapped
-// (fmt.Errorf("loading config: %w", sdk.ErrNotRunning)): ErrNotFound,
+// (fmt.Errorf("loading config: %w", sdk.Within(err)), where err is what
+// an Exec returned): ErrNotFound,
 // ErrNotRunning, ErrTimeout and every other exported Err* value, and the
 // abi.Status of a host error. Other values, your own sentinels and error
 // types among them, do not travel: their message does.

@@ -58,7 +58,7 @@ type Options struct {
 func Source(target, dockerfile string) (contextDir, df string, err error) {
 	st, err := os.Stat(target)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("the build context or Dockerfile: %w", err)
 	}
 	switch {
 	case dockerfile != "":
@@ -66,7 +66,7 @@ func Source(target, dockerfile string) (contextDir, df string, err error) {
 			return "", "", fmt.Errorf("%s is not a directory: with a Dockerfile given, name the build context", target)
 		}
 		if st, err := os.Stat(dockerfile); err != nil {
-			return "", "", err
+			return "", "", fmt.Errorf("the Dockerfile: %w", err)
 		} else if st.IsDir() {
 			return "", "", fmt.Errorf("%s is a directory, not a Dockerfile", dockerfile)
 		}
