@@ -370,20 +370,26 @@ func TestClusterDrainNeedsAHostOfTheSamePlugin(t *testing.T) {
 	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "other")
 }
 
-// TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
-// a host which no longer owns the object (it drained) is placed again and
-// sent to the new owner with its body whole: the sender keeps up to 256
-// KiB of a body it forwards. A bigger one is sent whole or the request
-// fails, never the rest of a body the old host was sent already.
-func TestClusterForwardedFetchKeepsItsBody(t *testing.T) {
-	c := newTestCluster(t)
+// objectsPair is a cluster of two hosts, h1 and h2, serving the objects
+// test guest's class Store (binding STORE).
+func objectsPair(t *testing.T) (c *testCluster, h1, h2 *testHost) {
+	c = newTestCluster(t)
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
 	const manifest = `name = "objects"
 [[durable_objects.bindings]]
 name = "STORE"
 class_name = "Store"
 `
-	h1, h2 := c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
+	return c, c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
+}
+
+// TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
+// a host which no longer owns the object (it drained) is placed again and
+// sent to the new owner with its body whole: the sender keeps up to 256
+// KiB of a body it forwards. A bigger one is sent whole or the request
+// fails, never the rest of a body the old host was sent already.
+func TestClusterForwardedFetchKeepsItsBody(t *testing.T) {
+	c, h1, h2 := objectsPair(t)
 	post := func(h *testHost, body string) (int, string) {
 		resp, err := http.Post(h.serve.URL+"/fetch/STORE/k/echo", "text/plain", strings.NewReader(body))
 		require.NoError(t, err)
@@ -650,14 +656,7 @@ func TestClusterHostLeavesWhenEtcdLosesItsData(t *testing.T) {
 // wraps one of the SDK's errors matches it at a caller on another host of
 // the cluster, as on the owner, with the method's message.
 func TestClusterForwardedCallKeepsSentinels(t *testing.T) {
-	c := newTestCluster(t)
-	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
-	const manifest = `name = "objects"
-[[durable_objects.bindings]]
-name = "STORE"
-class_name = "Store"
-`
-	h1, h2 := c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
+	c, h1, h2 := objectsPair(t)
 	fail := func(h *testHost, name string) (matches, body string) {
 		resp, err := http.Post(h.serve.URL+"/call/STORE/k/Fail", "application/json", strings.NewReader(`{"Name":"`+name+`","Wrapped":true}`))
 		require.NoError(t, err)
