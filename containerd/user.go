@@ -170,26 +170,36 @@ func openInRoot(pid uint32, path string) (*os.File, error) {
 // openUnder opens the regular file path under the directory root, for
 // reading. Its symbolic links resolve under root, as in a container whose
 // root it is (through /proc/PID/root a link to /etc/shadow would lead to
-// the host's), and the open never waits: a file there that is not a
-// regular one (a named pipe, whose open waits for a writer, a directory)
-// is errNotAFile.
+// the host's), and a file there that is not a regular one (a named pipe,
+// a directory, a device) is errNotAFile, found by looking at it, never
+// opened: the open of a named pipe waits for a writer, and that of a
+// device is its driver's to act on (a watchdog's starts the host's
+// countdown to a reboot), in wharf, on the host, with no device cgroup.
+// The open never waits for a lease either.
 func openUnder(root int, path string) (*os.File, error) {
 	fd, err := unix.Openat2(root, path, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC,
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), "/"+path)
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			err = &fs.PathError{Op: "open", Path: "/" + path, Err: notAFile(st.Mode())}
-		}
+	at := os.NewFile(uintptr(fd), "/"+path)
+	defer at.Close()
+	st, err := at.Stat()
+	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	if !st.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: notAFile(st.Mode())}
+	}
+	// The descriptor holds the file it looked at: opening it through
+	// /proc opens that file, whatever has been renamed meanwhile.
+	fd, err = unix.Open(fmt.Sprintf("/proc/thread-self/fd/%d", fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), "/"+path), nil
 }
 
 // errNotAFile is a file openUnder found, but not a regular one.
@@ -203,6 +213,8 @@ func notAFile(mode fs.FileMode) error {
 		what = "a directory"
 	case mode&fs.ModeNamedPipe != 0:
 		what = "a named pipe"
+	case mode&fs.ModeSocket != 0:
+		what = "a socket"
 	}
 	return fmt.Errorf("%w (%s)", errNotAFile, what)
 }

@@ -17,14 +17,40 @@ import (
 )
 
 // oddKinds are what a user file is instead of a regular file: the tar
-// type of an image's entry, the words of the error about it.
+// type of an image's entry, the words of the error about it. The device
+// is a character device of a number no driver has (see
+// unregisteredCharMajor), whose open fails: one that opened was refused,
+// this one was taken as no file, and both were opened, on the host.
 var oddKinds = []struct {
 	typeflag byte
 	what     string
-}{{tar.TypeFifo, "a named pipe"}, {tar.TypeDir, "a directory"}}
+}{{tar.TypeFifo, "a named pipe"}, {tar.TypeDir, "a directory"}, {tar.TypeChar, "a device"}}
+
+// unregisteredCharMajor is a major number of character devices that no
+// driver of this kernel has taken (/proc/devices), among those kept for
+// local use: opening a device of it fails (ENXIO) and does nothing.
+func unregisteredCharMajor(t *testing.T) int64 {
+	t.Helper()
+	devices, err := os.ReadFile("/proc/devices")
+	require.NoError(t, err)
+	chars, _, _ := strings.Cut(string(devices), "Block devices:")
+	taken := map[string]bool{}
+	for line := range strings.Lines(chars) {
+		if f := strings.Fields(line); len(f) == 2 {
+			taken[f[0]] = true
+		}
+	}
+	for _, major := range []int64{60, 61, 62, 63, 120, 121, 122, 123, 124, 125, 126, 127} {
+		if !taken[fmt.Sprint(major)] {
+			return major
+		}
+	}
+	t.Fatal("every character major kept for local use is taken")
+	return 0
+}
 
 // TestImageUserFilesThatAreNotFiles: an image whose /etc/passwd or
-// /etc/group is a named pipe or a directory does not start, at once, with
+// /etc/group is a named pipe, a directory or a device does not start, at once, with
 // an error that names the file, as Docker fails on a directory (moby's
 // user lookup reads it). The start of one with a named pipe hung in
 // wharf: containerd's open of it, for the image's USER, waited for a
@@ -32,10 +58,11 @@ var oddKinds = []struct {
 // runc and through the agent alike.
 func TestImageUserFilesThatAreNotFiles(t *testing.T) {
 	c, _, runcRoot := testRuntime(t)
+	major := unregisteredCharMajor(t)
 	for _, file := range userFiles {
 		for _, kind := range oddKinds {
 			name := strings.ReplaceAll(file, "/", "-") + "-" + strings.ReplaceAll(kind.what, " ", "-")
-			image := importBusyboxAs(t, c, "wharf.test/odd:"+name, "app", tar.Header{Typeflag: kind.typeflag, Name: file, Mode: 0o644})
+			image := importBusyboxAs(t, c, "wharf.test/odd:"+name, "app", tar.Header{Typeflag: kind.typeflag, Name: file, Mode: 0o644, Devmajor: major})
 			for _, withInit := range []bool{false, true} {
 				spec := ContainerSpec{ID: fmt.Sprintf("%s-%v", name, withInit), Image: image, Entrypoint: []string{"sleep", "3600"},
 					RuncRoot: runcRoot, Resources: Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64}}
@@ -87,7 +114,8 @@ func startOrUnblock(t *testing.T, c *client.Client, runcRoot, file string, spec 
 }
 
 // TestUserFilesThatAreNotFiles: a container whose /etc/passwd or
-// /etc/group its root made a named pipe or a directory answers every
+// /etc/group its root made a named pipe, a directory or a device (which
+// wharf opened on the host, where no device cgroup holds) answers every
 // exec at once. An exec that needs the file (as a name, or a uid with a
 // name; any through runc, which reads both for every exec) fails with an
 // error that names it, as Docker fails on a directory; one that does not
@@ -128,8 +156,8 @@ func TestUserFilesThatAreNotFiles(t *testing.T) {
 	}
 }
 
-// replaceInContainer makes the file at path of ctr's root a named pipe
-// or a directory, as the container's root could, and returns what puts
+// replaceInContainer makes the file at path of ctr's root a named pipe,
+// a directory or a device (see oddKinds), as the container's root could, and returns what puts
 // the file back (a writer opened on the pipe first lets go of an open
 // that waits on it).
 func replaceInContainer(t *testing.T, ctr *Container, path string, typeflag byte) (restore func()) {
@@ -138,9 +166,12 @@ func replaceInContainer(t *testing.T, ctr *Container, path string, typeflag byte
 	saved, err := os.ReadFile(full)
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(full))
-	if typeflag == tar.TypeFifo {
+	switch typeflag {
+	case tar.TypeFifo:
 		require.NoError(t, unix.Mkfifo(full, 0o644))
-	} else {
+	case tar.TypeChar:
+		require.NoError(t, unix.Mknod(full, unix.S_IFCHR|0o644, int(unix.Mkdev(uint32(unregisteredCharMajor(t)), 0))))
+	default:
 		require.NoError(t, os.Mkdir(full, 0o755))
 	}
 	return func() {
