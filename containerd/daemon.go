@@ -20,6 +20,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/keptthread"
@@ -50,6 +51,7 @@ type Daemon struct {
 	cmd      *exec.Cmd
 	done     chan error
 	logs     *os.File
+	logger   *slog.Logger
 }
 
 // CheckBinaries reports the first program the daemon needs that is not on
@@ -150,7 +152,7 @@ disabled_plugins = [%s]
 		logs.Close()
 		return nil, fmt.Errorf("starting containerd: %w", err)
 	}
-	d := &Daemon{Address: sock, RuncRoot: runcRoot(dir), dir: dir, cmd: cmd, done: make(chan error, 1), logs: logs}
+	d := &Daemon{Address: sock, RuncRoot: runcRoot(dir), dir: dir, cmd: cmd, done: make(chan error, 1), logs: logs, logger: logger}
 	go func() { d.done <- cmd.Wait() }()
 	if err := d.waitReady(ctx, 15*time.Second); err != nil {
 		d.Stop()
@@ -209,9 +211,14 @@ func AwaitDaemon(ctx context.Context, name string, done chan error, timeout, int
 // removes the temporary mounts containerd left: containerd exits without
 // waiting for the requests it serves, so a layer it was unpacking for a
 // client that gave up (an import or pull cut short by Ctrl-C, just before
-// Stop) stayed mounted under root/tmpmounts until its next start.
+// Stop) stayed mounted under root/tmpmounts until its next start. It
+// first waits, up to sharedWait, for the commands that use this daemon
+// through a Share (wharf images while wharf serve runs) to end.
 func (d *Daemon) Stop() error {
 	defer d.logs.Close()
+	if unshared := d.awaitShares(); unshared != nil {
+		defer unshared.Close() // until containerd is gone: a command waiting for a share then finds it stopped
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	var err error
 	select {
@@ -222,6 +229,91 @@ func (d *Daemon) Stop() error {
 		err = errors.New("containerd did not stop within 10 s and was killed")
 	}
 	return errors.Join(err, UnmountUnder(filepath.Join(d.dir, "root", "tmpmounts")), d.removeSockets())
+}
+
+// sharedWait is how long Stop waits for the commands that share the
+// daemon: an import takes seconds, but a wharf serve must stop even
+// under a pull that never ends.
+const sharedWait = time.Minute
+
+// sharesFile is the file, in a daemon's directory, that each Share holds
+// a shared lock on, and Stop an exclusive one.
+func sharesFile(dir string) string { return filepath.Join(dir, "shares.lock") }
+
+// awaitShares takes the exclusive lock on the daemon's shares file, once
+// no Share holds it or sharedWait has passed, and returns the file that
+// holds it (nil without one: the lock is best effort).
+func (d *Daemon) awaitShares() *os.File {
+	f, err := os.OpenFile(sharesFile(d.dir), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		d.logger.Warn("stopping containerd without waiting for the commands that use it", "err", err)
+		return nil
+	}
+	deadline := time.Now().Add(sharedWait)
+	for said := false; ; said = true {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			d.logger.Warn("stopping containerd under the wharf commands that still use it", "address", d.Address, "err", err)
+			return f
+		}
+		if !said {
+			d.logger.Warn("waiting for the wharf commands that use this containerd to end", "address", d.Address, "at_most", sharedWait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ErrNoEmbedded is a data directory without a running embedded
+// containerd: its owner uses another (wharf serve --containerd-address),
+// or it stopped.
+var ErrNoEmbedded = errors.New("no containerd of its own is running there")
+
+// ErrEmbeddedStopped is an embedded containerd that stopped while
+// ShareEmbedded waited for its owner to let it share it.
+var ErrEmbeddedStopped = errors.New("the containerd stopped")
+
+// Share is a use of the embedded containerd of a data directory that
+// another wharf started: that wharf's Stop waits until it is released.
+type Share struct {
+	// Address is the daemon's socket.
+	Address string
+	lock    *os.File
+}
+
+// ShareEmbedded takes a share of the embedded containerd of dataDir (an
+// absolute path, resolved through symlinks). It is ErrNoEmbedded if no
+// socket is there, ErrEmbeddedStopped if the daemon stopped while this
+// waited for the share (its owner was stopping it).
+func ShareEmbedded(dataDir string) (*Share, error) {
+	dir, sock := daemonDir(dataDir), EmbeddedAddress(dataDir)
+	if !isSocket(sock) {
+		return nil, ErrNoEmbedded
+	}
+	f, err := os.OpenFile(sharesFile(dir), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sharing the containerd at %s: %w", sock, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil { // waits while the owner stops it
+		f.Close()
+		return nil, fmt.Errorf("sharing the containerd at %s: %w", sock, err)
+	}
+	if !isSocket(sock) {
+		f.Close()
+		return nil, ErrEmbeddedStopped
+	}
+	return &Share{Address: sock, lock: f}, nil
+}
+
+// Release ends the share.
+func (s *Share) Release() { s.lock.Close() }
+
+// isSocket reports whether path is a unix socket.
+func isSocket(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().Type() == fs.ModeSocket
 }
 
 // removeSockets removes the ttrpc socket, which containerd leaves when it

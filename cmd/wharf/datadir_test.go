@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -98,4 +104,76 @@ func TestImagesNameTheDataDirAbsolute(t *testing.T) {
 	require.Error(t, err, "%s", out)
 	assert.Equal(t, "wharf: the data directory "+data+" is in use by another wharf (pid "+strconv.Itoa(os.Getpid())+
 		"); stop it or choose another --data-dir\n", string(out))
+}
+
+// TestImagesThroughAStaleSocket: wharf images on a data directory that
+// a wharf owns without a containerd of its own there (serve
+// --containerd-address), where the socket of a containerd that was
+// killed (or of one before a reboot) is left, is refused as the
+// directory in use, saying why: it said only "containerd at
+// <socket>: connection refused", a socket the user never named.
+func TestImagesThroughAStaleSocket(t *testing.T) {
+	data := t.TempDir()
+	lock, err := host.LockDataDir(data)
+	require.NoError(t, err)
+	defer lock.Unlock()
+	sock := containerd.EmbeddedAddress(data)
+	require.NoError(t, os.MkdirAll(filepath.Dir(sock), 0o700))
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	require.NoError(t, err)
+	l.SetUnlinkOnClose(false)
+	require.NoError(t, l.Close()) // its file stays, and nothing listens
+	defer os.Remove(sock)
+
+	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
+	assert.Equal(t, 1, code)
+	assert.Regexp(t, `^wharf: the data directory `+regexp.QuoteMeta(data)+` is in use by another wharf \(pid `+strconv.Itoa(os.Getpid())+
+		`\); stop it or choose another --data-dir \(its containerd does not answer: containerd at `+regexp.QuoteMeta(sock)+`: .*connection refused.*\)\n$`, out)
+}
+
+// TestImagesWhileTheOwnerStops: a wharf images command that goes through
+// the containerd of the wharf that owns the data directory (wharf serve,
+// or another wharf images command, which ends first) finishes, and that
+// containerd stops after it: it stopped under the command, whose import
+// failed halfway ("failed to ingest …: error reading from server: EOF").
+func TestImagesWhileTheOwnerStops(t *testing.T) {
+	data := t.TempDir()
+	lock, err := host.LockDataDir(data)
+	require.NoError(t, err)
+	defer lock.Unlock()
+	owner, err := containerd.OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+
+	cmd := exec.Command(testutil.BuildWharf(t), "images", "import", archive, "--data-dir", data)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	// The owner stops its containerd once the command holds its share of
+	// it (a shared lock, listed in /proc/locks).
+	require.Eventually(t, func() bool { return holdsSharedLock(t, cmd.Process.Pid) }, 10*time.Second, 5*time.Millisecond, "the command's share")
+	closed := make(chan error, 1)
+	go func() { closed <- owner.Close() }()
+	require.NoError(t, cmd.Wait(), out.String())
+	assert.Contains(t, out.String(), "imported wharf.test/busybox:latest")
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the owner's containerd did not stop once the command ended")
+	}
+}
+
+// holdsSharedLock reports whether process pid holds a shared flock.
+func holdsSharedLock(t *testing.T, pid int) bool {
+	locks, err := os.ReadFile("/proc/locks")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(locks)) {
+		f := strings.Fields(line) // 1: FLOCK  ADVISORY  READ  1234 fd:01:5678 0 EOF
+		if len(f) >= 5 && f[1] == "FLOCK" && f[3] == "READ" && f[4] == strconv.Itoa(pid) {
+			return true
+		}
+	}
+	return false
 }

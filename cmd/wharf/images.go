@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -85,16 +85,19 @@ func untilInterrupted(ctx context.Context, fn func(context.Context) error) error
 
 // runBackend calls fn with an open backend, closed after. A data
 // directory that a running wharf owns is reached through that wharf's
-// containerd, which serves the same image store.
+// containerd, which serves the same image store, and which that wharf
+// stops only once fn is done (containerd.ShareEmbedded).
 func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error, args []string) error {
+	// inUse names the data directory's owner, whose containerd this uses.
+	var inUse error
 	if f.address == "" { // the embedded containerd lives in the data directory
-		lock, err := host.LockDataDir(f.dataDir)
+		lock, share, err := lockOrShare(f.dataDir)
 		if err != nil {
-			sock, dir := runningContainerd(f.dataDir)
-			if !errors.Is(err, host.ErrDataDirInUse) || sock == "" {
-				return err
-			}
-			f.address, f.dataDir = sock, dir
+			return err
+		}
+		if share != nil {
+			defer share.Release()
+			inUse, f.address, f.dataDir = share.inUse, share.Address, share.dir
 		} else {
 			defer lock.Unlock()
 			f.dataDir = lock.Path
@@ -102,6 +105,9 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
+	if err != nil && inUse != nil { // a socket left by a containerd that was killed, say: the user named none
+		return fmt.Errorf("%w (its containerd does not answer: %w)", inUse, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -109,22 +115,45 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 	return fn(cmd, b, args)
 }
 
-// runningContainerd is the socket of the containerd that a wharf serve
-// started for dataDir, if that socket exists, and dataDir resolved
-// through symlinks (the name that wharf locked); "" when there is none.
-func runningContainerd(dataDir string) (sock, resolved string) {
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		return "", ""
+// ownerShare is a share of the containerd of the wharf that owns a data
+// directory: inUse is the refusal of the directory's lock, which names
+// that wharf, and dir the directory resolved through symlinks (the name
+// that wharf locked).
+type ownerShare struct {
+	*containerd.Share
+	inUse error
+	dir   string
+}
+
+// lockOrShare takes the lock of dataDir or, while a wharf that started
+// a containerd there owns it, a share of that containerd. That wharf may
+// be stopping it meanwhile (one wharf images command ending while another
+// began): the directory is then soon free, and taken.
+func lockOrShare(dataDir string) (*host.DataDirLock, *ownerShare, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for stopping := false; ; {
+		lock, err := host.LockDataDir(dataDir)
+		if !errors.Is(err, host.ErrDataDirInUse) {
+			return lock, nil, err
+		}
+		dir, rerr := filepath.EvalSymlinks(dataDir) // LockDataDir made it
+		if rerr != nil {
+			return nil, nil, err
+		}
+		if dir, rerr = filepath.Abs(dir); rerr != nil {
+			return nil, nil, err
+		}
+		share, serr := containerd.ShareEmbedded(dir)
+		if serr == nil {
+			return nil, &ownerShare{Share: share, inUse: err, dir: dir}, nil
+		}
+		stopping = stopping || errors.Is(serr, containerd.ErrEmbeddedStopped)
+		gone := errors.Is(serr, containerd.ErrNoEmbedded) || errors.Is(serr, containerd.ErrEmbeddedStopped)
+		if !stopping || !gone || time.Now().After(deadline) {
+			return nil, nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if resolved, err = filepath.EvalSymlinks(abs); err != nil {
-		return "", ""
-	}
-	sock = containerd.EmbeddedAddress(resolved)
-	if st, err := os.Stat(sock); err != nil || st.Mode().Type() != fs.ModeSocket {
-		return "", ""
-	}
-	return sock, resolved
 }
 
 // ownDataDir makes sure this command owns the data directory, whose build
