@@ -144,6 +144,36 @@ func TestImportListRemoveImage(t *testing.T) {
 	assert.Equal(t, []string{name}, pruned, "prune removes an image nothing uses")
 }
 
+// TestConcurrentImportsOfOneImage: imports of the same archive at the
+// same time, as two wharf images import through one containerd, all
+// succeed. containerd's import updates the image and creates it if that
+// found none, so one that another created in between failed with
+// `image "wharf.test/busybox:latest": already exists` (in one to four of
+// the four rounds). Each round takes seconds: the imports wait for each
+// other's lock on the same blobs, with containerd's growing backoff.
+func TestConcurrentImportsOfOneImage(t *testing.T) {
+	d := startDaemon(t)
+	c, err := Connect(context.Background(), d.Address)
+	require.NoError(t, err)
+	defer c.Close()
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	ctx := context.Background()
+	for round := range 4 {
+		errs := make(chan error, 4)
+		for range cap(errs) {
+			go func() {
+				_, err := ImportArchive(ctx, c, archivePath, "")
+				errs <- err
+			}()
+		}
+		for range cap(errs) {
+			assert.NoError(t, <-errs, "round %d", round)
+		}
+		require.NoError(t, RemoveImage(ctx, c, "wharf.test/busybox:latest", false))
+	}
+}
+
 func TestContainerIDFitsContainerd(t *testing.T) {
 	id := ContainerID("AVeryLongDurableObjectClassNameIndeed", strings.Repeat("ab", 32))
 	assert.LessOrEqual(t, len(id), 76)

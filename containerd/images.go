@@ -31,6 +31,11 @@ type Image struct {
 // ImportArchive imports an OCI or Docker image archive (a tar file) and
 // unpacks its images for this platform. Images without a name in the
 // archive get name.
+//
+// containerd's import updates each image, and creates it if the update
+// found none: an import of the same image at the same time (two wharf
+// images import through one containerd) that created it in between
+// makes that fail with "already exists". Once more, the update finds it.
 func ImportArchive(ctx context.Context, c *client.Client, path, name string) ([]Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -38,6 +43,11 @@ func ImportArchive(ctx context.Context, c *client.Client, path, name string) ([]
 	}
 	defer f.Close()
 	imgs, err := Import(ctx, c, f, name)
+	if errdefs.IsAlreadyExists(err) {
+		if _, err = f.Seek(0, io.SeekStart); err == nil {
+			imgs, err = Import(ctx, c, f, name)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("importing %s: %w", path, err)
 	}
