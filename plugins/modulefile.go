@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -107,7 +109,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errDamaged = errors.New("checksum mismatch")
 
 // writeChecked writes data to path atomically, followed by its CRC-32C
-// (4 bytes): readChecked then notices a file damaged on disk (a bit
+// (4 bytes): mapChecked then notices a file damaged on disk (a bit
 // flipped, or a power loss leaving zeros or a short file: writes are not
 // synced) rather than returning what is no longer what was written.
 func writeChecked(path string, data []byte) error {
@@ -116,13 +118,14 @@ func writeChecked(path string, data []byte) error {
 }
 
 // mapChecked maps a file writeChecked wrote, read-only, and returns it
-// without its checksum and the function that unmaps it, after which the
-// bytes must not be used. A file that fails the check is errDamaged.
-// Mapped, a large file costs a start less than read: 14 MB took 70 ms to
-// read into fresh memory here (a first touch of a page is dear in a
-// virtual machine), 8–12 ms to map and check. writeChecked replaces a
-// file, never writes into it, so a mapping never sees it change.
-func mapChecked(path string) (data []byte, unmap func(), err error) {
+// without its checksum and its mapping, which must be read through its
+// read method and unmapped after. A file that fails the check is
+// errDamaged. Mapped, a large file costs a start less than read: 14 MB
+// took 70 ms to read into fresh memory here (a first touch of a page is
+// dear in a virtual machine), 8–12 ms to map and check. writeChecked
+// replaces a file, never writes into it, so a mapping never sees it
+// change.
+func mapChecked(path string) (data []byte, m *mapping, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -135,18 +138,58 @@ func mapChecked(path string) (data []byte, unmap func(), err error) {
 	if st.Size() < 4 {
 		return nil, nil, fmt.Errorf("%s: %w", path, errDamaged)
 	}
-	data, err = unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	all, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
 	if err != nil {
 		return nil, nil, &os.PathError{Op: "mmap", Path: path, Err: err}
 	}
-	unmap = func() { unix.Munmap(data) }
-	n := len(data) - 4
-	if crc32.Checksum(data[:n], castagnoli) != binary.LittleEndian.Uint32(data[n:]) {
-		unmap()
-		return nil, nil, fmt.Errorf("%s: %w", path, errDamaged)
+	m = &mapping{path: path, data: all}
+	n := len(all) - 4
+	err = m.read(func() error {
+		if crc32.Checksum(all[:n], castagnoli) != binary.LittleEndian.Uint32(all[n:]) {
+			return fmt.Errorf("%s: %w", path, errDamaged)
+		}
+		return nil
+	})
+	if err != nil {
+		m.unmap()
+		return nil, nil, err
 	}
-	return data[:n], unmap, nil
+	return all[:n], m, nil
 }
+
+// mapping is a file mapped read-only (mapChecked).
+type mapping struct {
+	path string
+	data []byte
+}
+
+// read calls fn, which reads the mapping (on the calling goroutine). A
+// fault there, a SIGBUS that would end wharf (another program cut the
+// file short, or the disk could not read a page), is errDamaged instead.
+func (m *mapping) read(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if f, ok := r.(interface{ Addr() uintptr }); ok && m.holds(f.Addr()) {
+			err = fmt.Errorf("%s: %w: reading it faulted (cut short since it was mapped, or unreadable)", m.path, errDamaged)
+			return
+		}
+		panic(r)
+	}()
+	return fn()
+}
+
+// holds reports whether addr is in the mapping.
+func (m *mapping) holds(addr uintptr) bool {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
+	return addr >= start && addr < start+uintptr(len(m.data))
+}
+
+// unmap ends the mapping; its bytes must not be used after.
+func (m *mapping) unmap() { unix.Munmap(m.data) }
 
 // fileChecksum is the CRC-32C of the file at path, read in pieces (a
 // compiled module can be tens of MB).

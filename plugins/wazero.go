@@ -122,11 +122,32 @@ func wazeroTypes(ts []ValueType) []api.ValueType {
 // Compile decodes and compiles the module (its compiled code may come from
 // wazero's cache).
 func (e *WazeroEngine) Compile(ctx context.Context, module *ModuleFile) (CompiledModule, error) {
-	wasm, release, err := e.instrumented(module)
+	wasm, mapped, err := e.instrumented(module)
 	if err != nil {
 		return nil, err
 	}
-	defer release() // wazero copies what it keeps of the module
+	if mapped == nil {
+		return e.compile(ctx, wasm)
+	}
+	defer mapped.unmap() // wazero copies what it keeps of the module
+	var cm CompiledModule
+	err = mapped.read(func() error {
+		var err error
+		cm, err = e.compile(ctx, wasm)
+		return err
+	})
+	if errors.Is(err, errDamaged) { // the cached module faulted: the module's own bytes do not
+		e.tell(e.damaged, err)
+		if wasm, err = instrument(module, mapped.path); err != nil {
+			return nil, err
+		}
+		return e.compile(ctx, wasm)
+	}
+	return cm, err
+}
+
+// compile compiles the instrumented module wasm.
+func (e *WazeroEngine) compile(ctx context.Context, wasm []byte) (CompiledModule, error) {
 	cm, err := e.runtime.CompileModule(ctx, wasm)
 	if e.cache != nil && isDamagedEntry(err) {
 		// wazero checks the code it cached (a checksum), but then fails
@@ -185,32 +206,41 @@ func isFileError(err error) bool {
 // instrumentInterrupts) and its data segments merged (mergeDataSegments),
 // from the cache when this build of wharf made it before: rewriting a
 // 14 MB module costs a warm start about half a second. The cached module
-// is mapped (see mapChecked) until release is called.
-func (e *WazeroEngine) instrumented(module *ModuleFile) (wasm []byte, release func(), err error) {
+// is mapped (see mapChecked), to be read through mapped and unmapped
+// after; mapped is nil for a module instrumented now.
+func (e *WazeroEngine) instrumented(module *ModuleFile) (wasm []byte, mapped *mapping, err error) {
 	var cached string
 	if e.cacheDir != "" {
 		if exe, err := executableIdentity(); err == nil {
 			cached = filepath.Join(e.cacheDir, "instrumented", module.Digest+"-"+exe+".wasm")
-			wasm, unmap, err := mapChecked(cached)
+			wasm, mapped, err := mapChecked(cached)
 			if err == nil {
-				return wasm, unmap, nil
+				return wasm, mapped, nil
 			}
 			if errors.Is(err, errDamaged) {
 				e.tell(e.damaged, err)
 			}
 		}
 	}
-	if wasm, err = module.Bytes(); err != nil {
-		return nil, nil, err
+	wasm, err = instrument(module, cached)
+	return wasm, nil, err
+}
+
+// instrument instruments the module (see instrumented) and stores the
+// result at cached, unless that is "".
+func instrument(module *ModuleFile, cached string) ([]byte, error) {
+	wasm, err := module.Bytes()
+	if err != nil {
+		return nil, err
 	}
 	if wasm, err = instrumentInterrupts(wasm); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	wasm = mergeDataSegments(wasm)
 	if cached != "" {
 		writeChecked(cached, wasm) // best effort: without it the next start instruments again
 	}
-	return wasm, func() {}, nil
+	return wasm, nil
 }
 
 // executableIdentity names this build of wharf (buildIdentity of its
