@@ -1,12 +1,13 @@
 package containerd
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"slices"
 	"strconv"
@@ -25,21 +26,39 @@ import (
 var ErrUnknownUser = hostcontainers.ErrUnknownUser
 
 // maxPasswd bounds how much of a container's /etc/passwd or /etc/group
-// is read, and so one line of it: a group of many members makes a long
-// one.
+// is read (its root may make it as large as it likes), and so one line of
+// it: a group of many members makes a long one.
 const maxPasswd = 4 << 20
 
 // maxGroups is the most groups a process may have (the kernel's
 // NGROUPS_MAX): setgroups refuses more.
 const maxGroups = 65536
 
-// scanPasswd reads the lines of f, a container's /etc/passwd or
-// /etc/group, up to maxPasswd bytes.
-func scanPasswd(f *os.File) *bufio.Scanner {
-	sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
-	sc.Buffer(nil, maxPasswd)
-	return sc
+// userFileLines reads f, a container's /etc/passwd or /etc/group, up to
+// maxPasswd bytes, and returns the whole lines there, without their line
+// ends: the one the limit cuts is none of them (cut after
+// "app:x:1000:1", app's line gave it group 1). more says the file goes on
+// past them, so that what they do not say is not known.
+func userFileLines(f *os.File) (lines iter.Seq[string], more bool, err error) {
+	data, err := io.ReadAll(io.LimitReader(f, maxPasswd+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(data) > maxPasswd {
+		data, more = data[:bytes.LastIndexByte(data[:maxPasswd], '\n')+1], true
+	}
+	return func(yield func(string) bool) {
+		for line := range strings.Lines(string(data)) {
+			if !yield(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")) {
+				return
+			}
+		}
+	}, more, nil
 }
+
+// tooLarge is the words for a user file that userFileLines found more of
+// than it reads.
+var tooLarge = fmt.Sprintf("is larger than the %d MiB wharf reads of it", maxPasswd>>20)
 
 // noID is (uid_t)-1, which setuid and setgid take for "no change".
 const noID = 1<<32 - 1
@@ -85,9 +104,12 @@ func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, spec
 		return "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	defer f.Close()
-	sc := scanPasswd(f)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
+	lines, more, err := userFileLines(f)
+	if err != nil {
+		return "", specs.User{}, fmt.Errorf("%w: user %q: reading the image's /etc/passwd: %w", ErrUnknownUser, user, err)
+	}
+	for line := range lines {
+		fields := strings.Split(line, ":")
 		if len(fields) < 4 {
 			continue
 		}
@@ -101,8 +123,8 @@ func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, spec
 		}
 		return fields[0], specs.User{UID: uint32(id), GID: uint32(gid)}, nil
 	}
-	if err := sc.Err(); err != nil {
-		return "", specs.User{}, fmt.Errorf("%w: user %q: reading the image's /etc/passwd: %w", ErrUnknownUser, user, err)
+	if more { // not listed where it was read, maybe past (an unlisted uid would get group 0)
+		return "", specs.User{}, fmt.Errorf("%w: user %q: the image's /etc/passwd %s, and does not list it there", ErrUnknownUser, user, tooLarge)
 	}
 	if numeric {
 		return "", unnamed, nil
@@ -111,7 +133,8 @@ func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, spec
 }
 
 // supplementaryGroups is gid followed by the groups the container's
-// /etc/group lists name in (none without the file, or without a name).
+// /etc/group lists name in (none without the file, or without a name),
+// among the whole lines of its first maxPasswd bytes.
 func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) {
 	gids := []uint32{gid}
 	if name == "" {
@@ -125,10 +148,13 @@ func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) 
 		return nil, fmt.Errorf("%w: user %q: the image's /etc/group: %w", ErrUnknownUser, name, err)
 	}
 	defer f.Close()
+	lines, _, err := userFileLines(f) // groups listed past what it reads are left out: fewer, never others
+	if err != nil {
+		return nil, fmt.Errorf("%w: user %q: reading the image's /etc/group: %w", ErrUnknownUser, name, err)
+	}
 	seen := map[uint32]bool{gid: true}
-	sc := scanPasswd(f)
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
+	for line := range lines {
+		fields := strings.Split(line, ":")
 		if len(fields) < 4 || !slices.Contains(strings.Split(fields[3], ","), name) {
 			continue
 		}
@@ -144,9 +170,6 @@ func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) 
 		}
 		seen[uint32(g)] = true
 		gids = append(gids, uint32(g))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: user %q: reading the image's /etc/group: %w", ErrUnknownUser, name, err)
 	}
 	return gids, nil
 }
