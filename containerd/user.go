@@ -191,15 +191,31 @@ func openInRoot(pid uint32, path string) (*os.File, error) {
 }
 
 // openUnder opens the regular file path under the directory root, for
-// reading. Its symbolic links resolve under root, as in a container whose
-// root it is (through /proc/PID/root a link to /etc/shadow would lead to
-// the host's), and a file there that is not a regular one (a named pipe,
-// a directory, a device) is errNotAFile, found by looking at it, never
-// opened: the open of a named pipe waits for a writer, and that of a
-// device is its driver's to act on (a watchdog's starts the host's
-// countdown to a reboot), in wharf, on the host, with no device cgroup.
-// The open never waits for a lease either.
+// reading (see lookUnder). It opens the file lookUnder looked at,
+// whatever has been renamed meanwhile, and never waits for a lease.
 func openUnder(root int, path string) (*os.File, error) {
+	at, err := lookUnder(root, path)
+	if err != nil {
+		return nil, err
+	}
+	defer at.Close()
+	fd, err := unix.Open(fmt.Sprintf("/proc/thread-self/fd/%d", at.Fd()), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), "/"+path), nil
+}
+
+// lookUnder finds the regular file path under the directory root and
+// returns a descriptor of it that does not open it (O_PATH). Its symbolic
+// links resolve under root, as in a container whose root it is (through
+// /proc/PID/root a link to /etc/shadow would lead to the host's), and a
+// file there that is not a regular one (a named pipe, a directory, a
+// device) is errNotAFile, found by looking at it, never opened: the open
+// of a named pipe waits for a writer, and that of a device is its
+// driver's to act on (a watchdog's starts the host's countdown to a
+// reboot), in wharf, on the host, with no device cgroup.
+func lookUnder(root int, path string) (*os.File, error) {
 	fd, err := unix.Openat2(root, path, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
@@ -208,21 +224,15 @@ func openUnder(root int, path string) (*os.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: err}
 	}
 	at := os.NewFile(uintptr(fd), "/"+path)
-	defer at.Close()
 	st, err := at.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = &fs.PathError{Op: "open", Path: "/" + path, Err: notAFile(st.Mode())}
+	}
 	if err != nil {
+		at.Close()
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: notAFile(st.Mode())}
-	}
-	// The descriptor holds the file it looked at: opening it through
-	// /proc opens that file, whatever has been renamed meanwhile.
-	fd, err = unix.Open(fmt.Sprintf("/proc/thread-self/fd/%d", fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: "/" + path, Err: err}
-	}
-	return os.NewFile(uintptr(fd), "/"+path), nil
+	return at, nil
 }
 
 // errNotAFile is a file openUnder found, but not a regular one.
@@ -252,16 +262,17 @@ var userFiles = []string{"etc/passwd", "etc/group"}
 // is there but not a regular file: containerd and runc open them with an
 // open that waits for a named pipe's writer forever (wharf's start, or
 // runc and the exec, hung), and fail on a directory, as moby/sys/user
-// (Docker) does. One missing, or that cannot be opened, they take as
-// none, as Docker does.
+// (Docker) does. One missing, or that cannot be looked up, they take as
+// none, as Docker does. It only looks at them (lookUnder): every runc
+// exec does this.
 func checkUserFiles(root int) error {
 	for _, path := range userFiles {
-		f, err := openUnder(root, path)
+		at, err := lookUnder(root, path)
 		if errors.Is(err, errNotAFile) {
 			return err
 		}
 		if err == nil {
-			f.Close()
+			at.Close()
 		}
 	}
 	return nil
