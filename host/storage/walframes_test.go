@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -109,4 +111,48 @@ func TestReadCommitsReadsOnAfterAShortRead(t *testing.T) {
 		assert.True(t, bytes.Equal(wal[walHeaderBytes:], frames), "the frames as they are in the WAL, %d bytes a read at most", most)
 		assert.Greater(t, reads, len(wal)/most, "reads of %d bytes at most", most)
 	}
+}
+
+// TestCommitsReadTheWALHeaderOnlyForANewGeneration: a commit reads back
+// its frames with one read, not the WAL's header first (the header is read
+// again when a checkpoint has begun a new generation), and every commit of
+// every generation reaches the log: a power cut that lost the WAL puts
+// each back.
+func TestCommitsReadTheWALHeaderOnlyForANewGeneration(t *testing.T) {
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, path)
+	const commits = 1200 // 2 pages each: SQLite checkpoints every 1,000 pages
+	readsBefore := readSyscalls(t)
+	for i := range commits {
+		h.put(t, d, "k", fmt.Sprint(i))
+	}
+	reads := readSyscalls(t) - readsBefore
+	assert.Less(t, float64(reads)/commits, 1.5, "read syscalls a commit (%d in %d commits)", reads, commits)
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+	l := openLog(t, after)
+	assert.Equal(t, commits+1, l.Recovery().Commits, "every commit replayed")
+	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "k")
+	assert.True(t, ok)
+	assert.Equal(t, fmt.Sprint(commits-1), v)
+}
+
+// readSyscalls is how many read syscalls (read, pread and the like) this
+// process has made.
+func readSyscalls(t *testing.T) int {
+	t.Helper()
+	io, err := os.ReadFile("/proc/self/io")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(io)) {
+		if n, ok := strings.CutPrefix(line, "syscr: "); ok {
+			v, err := strconv.Atoi(strings.TrimSpace(n))
+			require.NoError(t, err)
+			return v
+		}
+	}
+	t.Fatal("no syscr in /proc/self/io")
+	return 0
 }
