@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,12 @@ import (
 	"syscall"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Snapshotter is the snapshotter wharf unpacks images with.
@@ -74,6 +77,37 @@ func Import(ctx context.Context, c *client.Client, r io.Reader, name string) ([]
 		out = append(out, describe(ctx, c, img))
 	}
 	return out, nil
+}
+
+// NameTheManifest points the image name, whose target is an index of a
+// single manifest (what a build exports), at that manifest. The index
+// records the moment it was exported, so a build that changed nothing
+// would otherwise be a new image, with a new digest, each time; the
+// manifest is the image itself. Other targets are left as they are.
+func NameTheManifest(ctx context.Context, c *client.Client, name string) (Image, error) {
+	ctx = WithNamespace(ctx)
+	img, err := c.ImageService().Get(ctx, name)
+	if err != nil {
+		return Image{}, err
+	}
+	if images.IsIndexType(img.Target.MediaType) {
+		raw, err := content.ReadBlob(ctx, c.ContentStore(), img.Target)
+		if err != nil {
+			return Image{}, fmt.Errorf("reading the index of %s: %w", name, err)
+		}
+		var index ocispec.Index
+		if err := json.Unmarshal(raw, &index); err != nil {
+			return Image{}, fmt.Errorf("reading the index of %s: %w", name, err)
+		}
+		if len(index.Manifests) == 1 && images.IsManifestType(index.Manifests[0].MediaType) {
+			m := index.Manifests[0]
+			img.Target = ocispec.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size}
+			if img, err = c.ImageService().Update(ctx, img, "target"); err != nil {
+				return Image{}, fmt.Errorf("naming the manifest of %s: %w", name, err)
+			}
+		}
+	}
+	return describe(ctx, c, img), nil
 }
 
 func describe(ctx context.Context, c *client.Client, img images.Image) Image {

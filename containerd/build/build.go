@@ -260,10 +260,10 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		}
 		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, local, err)
 	}
-	if i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }); i >= 0 {
-		return imgs[i], nil
+	if !slices.ContainsFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }) {
+		return containerd.Image{}, fmt.Errorf("building %s: the build produced no image named %s", dockerfile, o.Tag)
 	}
-	return containerd.Image{}, fmt.Errorf("building %s: the build produced no image named %s", dockerfile, o.Tag)
+	return containerd.NameTheManifest(ctx, e.backend.Client, o.Tag)
 }
 
 // buildError prints the Dockerfile lines an error points at and names the

@@ -141,6 +141,7 @@ func TestBuildMultiStageThenCached(t *testing.T) {
 	require.NoError(t, err, progress.String())
 	t.Logf("second build (cache): %v", time.Since(began).Round(time.Millisecond))
 	assert.Equal(t, img.Name, again.Name)
+	assert.Equal(t, img.Digest, again.Digest, "a build that changed nothing is the same image")
 	assert.Equal(t, 5, strings.Count(progress.String(), "CACHED"), "every RUN, COPY and WORKDIR step comes from the cache")
 }
 
