@@ -209,7 +209,11 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 			return nil, fmt.Errorf("unpacking %s: %w", spec.Image, err)
 		}
 	}
-	opts := []oci.SpecOpts{withRegularUserFiles, oci.WithImageConfig(img), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
+	config, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the configuration of %s: %w", spec.Image, err)
+	}
+	opts := []oci.SpecOpts{withRegularUserFiles, oci.WithImageConfig(img), withOnlyTheNamedGroup(config.Config.User), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
 	if len(spec.Entrypoint) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
 	}

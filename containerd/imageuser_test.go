@@ -199,3 +199,34 @@ func TestUnlistedUIDHasGroupRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestImageUserWithAGroupHasOnlyThatGroup: an image whose USER names a
+// group (app:app, 1000:0) runs its entrypoint, and execs as its user, with
+// that group and no other, as Docker does, through runc and through the
+// agent; containerd added the groups /etc/group lists the user in (app's
+// staff), as for a USER without a group.
+func TestImageUserWithAGroupHasOnlyThatGroup(t *testing.T) {
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, _, runcRoot := testRuntime(t)
+			for user, want := range map[string]string{
+				"app:app": "uid=1000(app) gid=1000(app) groups=1000(app)\n",
+				"1000:0":  "uid=1000(app) gid=0(root) groups=0(root)\n",
+				"app":     "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n",
+			} {
+				tag := strings.ReplaceAll(user, ":", "-")
+				image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
+				ctr := startBusybox(t, c, image, runcRoot, "grouped-"+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
+				require.Eventually(t, func() bool {
+					_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+					return out != ""
+				}, 5*time.Second, 20*time.Millisecond)
+				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+				assert.Equal(t, want, out, "the entrypoint as USER %s", user)
+				code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"id"}})
+				assert.Equal(t, uint32(0), code, errOut)
+				assert.Equal(t, want, out, "an exec in a container whose USER is %s", user)
+			}
+		})
+	}
+}

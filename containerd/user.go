@@ -312,3 +312,16 @@ func withRegularUserFiles(ctx context.Context, client oci.Client, c *containers.
 	}
 	return nil
 }
+
+// withOnlyTheNamedGroup gives the entrypoint of an image whose USER names
+// a group (user:group) that group and no other, as Docker does:
+// oci.WithImageConfig, before it, also gave it the groups /etc/group
+// lists the user in, as for a USER without a group.
+func withOnlyTheNamedGroup(imageUser string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if strings.Contains(imageUser, ":") {
+			s.Process.User.AdditionalGids = []uint32{s.Process.User.GID}
+		}
+		return nil
+	}
+}
