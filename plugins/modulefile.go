@@ -208,13 +208,16 @@ func fileChecksum(path string) (uint32, error) {
 // killed writer's: a live one writes it in well under a second.
 const staleTemp = time.Minute
 
-// sweepTemps removes the temporary files that writers killed mid-write
-// left in cacheDir's directories: atomicfile.Write's, and those of wazero's
-// compilation cache (<key>.<random>.tmp). wharf dev kills a compile at the
-// next save, which may be while it writes 50 MB of code; nothing reads
-// these files, but each would stay. Files younger than staleTemp may still
-// be written, by this process or another using the cache, and are kept.
-func sweepTemps(cacheDir string) {
+// sweepCache removes from cacheDir's directories what no reader should
+// open there: the temporary files that writers killed mid-write left
+// (atomicfile.Write's, and those of wazero's compilation cache,
+// <key>.<random>.tmp), and anything that is not a regular file (wharf
+// writes none): a named pipe at a cache path would block a start's open
+// forever. wharf dev kills a compile at the next save, which may be while
+// it writes 50 MB of code; nothing reads these files, but each would
+// stay. Temporary files younger than staleTemp may still be written, by
+// this process or another using the cache, and are kept.
+func sweepCache(cacheDir string) {
 	dirs, _ := os.ReadDir(cacheDir)
 	for _, d := range dirs {
 		if !d.IsDir() {
@@ -224,6 +227,10 @@ func sweepTemps(cacheDir string) {
 		files, _ := os.ReadDir(dir)
 		for _, f := range files {
 			name := f.Name()
+			if !f.Type().IsRegular() {
+				os.RemoveAll(filepath.Join(dir, name))
+				continue
+			}
 			temp := strings.HasPrefix(name, atomicfile.TempPrefix) ||
 				strings.HasPrefix(d.Name(), "wazero-") && strings.HasSuffix(name, ".tmp")
 			if info, err := f.Info(); temp && err == nil && time.Since(info.ModTime()) > staleTemp {

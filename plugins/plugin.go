@@ -172,7 +172,7 @@ func openEngine(ctx context.Context, cfg *Config) (Engine, *ModuleFile, error) {
 			}
 			cacheDir, cfg.CacheDir = "", ""
 		}
-		sweepTemps(cacheDir)
+		sweepCache(cacheDir)
 	}
 	wasm, err := OpenModule(cfg.Path, cacheDir)
 	if err != nil {

@@ -638,3 +638,45 @@ func TestMemoryLimitBelowTheModulesMinimum(t *testing.T) {
 		assert.NoError(t, launch(engine, 8<<20), "a limit it fits in")
 	})
 }
+
+// TestCacheEntriesThatAreNotFilesAreRemoved: a named pipe where the cache
+// keeps a module's digest, its instrumented code or its compiled code
+// (wharf writes none) does not block a start on opening it forever: a
+// load removes every entry of the cache that is not a regular file and
+// compiles again.
+func TestCacheEntriesThatAreNotFilesAreRemoved(t *testing.T) {
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+	  (func (export "_start"))
+	  (func (export "answer") (result i32) (i32.const 42)))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: t.TempDir()}
+		require.NoError(t, Precompile(context.Background(), cfg))
+		files, err := filepath.Glob(filepath.Join(cfg.CacheDir, "*", "*"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		for _, f := range files {
+			require.NoError(t, os.Remove(f))
+			require.NoError(t, unix.Mkfifo(f, 0o600))
+		}
+		loaded := make(chan uint64, 1)
+		go func() {
+			answer, _ := loadAndAnswer(t, cfg)
+			loaded <- answer
+		}()
+		select {
+		case answer := <-loaded:
+			assert.Equal(t, uint64(42), answer)
+		case <-time.After(time.Minute):
+			t.Fatal("the load is still waiting on a named pipe in the cache after a minute")
+		}
+		after, err := filepath.Glob(filepath.Join(cfg.CacheDir, "*", "*"))
+		require.NoError(t, err)
+		for _, f := range after {
+			st, err := os.Lstat(f)
+			require.NoError(t, err)
+			assert.True(t, st.Mode().IsRegular(), "%s is a %v", f, st.Mode().Type())
+		}
+	})
+}
