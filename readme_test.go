@@ -64,6 +64,7 @@ var readmeOutputs = map[string]string{
 	"wharf stats --no-stream":                     "\nAPP ",
 	"wharf logs APP alice":                        "serving session container",
 	"wharf exec APP alice -- cat /www/index.html": "session container",
+	"wharf exec -u app APP alice -- id":           "uid=1000(app)",
 
 	"examples/hello: curl http://127.0.0.1:8787/":                                             "Hello from wharf!\n",
 	"examples/hello: curl --data-binary @README.md http://127.0.0.1:8787/echo":                "\n## A minimal Worker\n",

@@ -89,10 +89,13 @@ type Object struct {
 
 // ExecRequest is the command `wharf exec` runs.
 type ExecRequest struct {
-	Cmd  []string `json:"cmd"`
-	TTY  bool     `json:"tty"`
-	Cols uint16   `json:"cols,omitempty"`
-	Rows uint16   `json:"rows,omitempty"`
+	Cmd []string `json:"cmd"`
+	// User runs it as this user instead of the container's, as
+	// containers.ExecSpec's User: a name or a uid.
+	User string `json:"user,omitempty"`
+	TTY  bool   `json:"tty"`
+	Cols uint16 `json:"cols,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
 }
 
 // Exec frames: after the upgrade both sides exchange frames of a type

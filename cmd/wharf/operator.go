@@ -96,6 +96,7 @@ func operatorCommands() []*cobra.Command {
 	}
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the container exits")
 	var noTTY bool
+	var user string
 	exec := &cobra.Command{
 		Use:   "exec " + objectArgs + " -- cmd [args...]",
 		Short: "Run a command in an object's container (with a TTY when the terminal is one)",
@@ -113,7 +114,7 @@ func operatorCommands() []*cobra.Command {
 			if strings.HasPrefix(args[0], "id:") {
 				binding, name, cmdArgs = anyBinding, args[0], args[1:]
 			}
-			code, err := runExec(cmd.Context(), client(), binding, name, cmdArgs, !noTTY)
+			code, err := runExec(cmd.Context(), client(), binding, name, admin.ExecRequest{Cmd: cmdArgs, User: user}, !noTTY)
 			if err != nil {
 				return err
 			}
@@ -124,6 +125,7 @@ func operatorCommands() []*cobra.Command {
 		},
 	}
 	exec.Flags().BoolVarP(&noTTY, "no-tty", "T", false, "no terminal even if stdin is one")
+	exec.Flags().StringVarP(&user, "user", "u", "", "run as this user of the image's /etc/passwd, by name or uid (default: the container's)")
 	// docker exec's -i and -t, out of habit: stdin is always passed on,
 	// and the terminal follows stdin's.
 	for _, f := range [][2]string{{"interactive", "i"}, {"tty", "t"}} {
@@ -195,14 +197,13 @@ func operatorCommands() []*cobra.Command {
 	return cmds
 }
 
-// runExec runs cmd, on a TTY (raw mode, resized with the terminal) when
+// runExec runs req, on a TTY (raw mode, resized with the terminal) when
 // stdin is a terminal and tty is allowed.
-func runExec(ctx context.Context, c *admin.Client, binding, name string, cmd []string, tty bool) (int, error) {
+func runExec(ctx context.Context, c *admin.Client, binding, name string, req admin.ExecRequest, tty bool) (int, error) {
 	fd := int(os.Stdin.Fd())
-	tty = tty && term.IsTerminal(fd)
-	req := admin.ExecRequest{Cmd: cmd, TTY: tty}
+	req.TTY = tty && term.IsTerminal(fd)
 	resize := make(chan [2]uint16, 1)
-	if tty {
+	if req.TTY {
 		if w, h, err := term.GetSize(fd); err == nil {
 			req.Cols, req.Rows = uint16(w), uint16(h)
 		}

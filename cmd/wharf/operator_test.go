@@ -298,6 +298,48 @@ func assertGoneClientEndsSleeps(t *testing.T, pattern, input string, client func
 	assert.Eventually(t, func() bool { return count() == "0" }, 5*time.Second, 100*time.Millisecond, "both sleeps are gone")
 }
 
+// TestOperatorExecAsAUser: wharf exec --user (-u, as docker exec's) runs
+// the command as a user of the image's /etc/passwd, by name or uid, with
+// the groups an object's exec as that user gets; a user the image does not
+// know, or a user:group, is refused with the reason and runs nothing. Only
+// a plugin could exec as another user.
+func TestOperatorExecAsAUser(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	dd := "--data-dir=" + data
+
+	for _, c := range []struct {
+		flags []string
+		id    string
+	}{
+		{nil, "uid=0(root) gid=0(root) groups=0(root)"},
+		{[]string{"--user", "app"}, "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"},
+		{[]string{"-u", "1000"}, "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"},
+		{[]string{"-u", "4321"}, "uid=4321 gid=0(root) groups=0(root)"},
+	} {
+		out, code := wharfCmd(t, "", append(append([]string{"exec", dd}, c.flags...), "APP", "alice", "--", "id")...)
+		assert.Equal(t, 0, code, "%q: %s", c.flags, out)
+		assert.Equal(t, c.id+"\n", out, "%q", c.flags)
+	}
+	for _, c := range []struct{ user, says string }{
+		{"nosuch", `user "nosuch" does not exist in the image's /etc/passwd`},
+		{"1000:50", `user "1000:50": an exec's user is a name or a uid, not user:group (the groups come from the image's /etc/passwd and /etc/group)`},
+	} {
+		out, code := wharfCmd(t, "", "exec", dd, "-u", c.user, "APP", "alice", "--", "touch", "/tmp/ran")
+		assert.Equal(t, 1, code, "%s: %s", c.user, out)
+		assert.Equal(t, "wharf: unknown user: "+c.says+"\n", out)
+	}
+	out, code := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "ls", "/tmp")
+	require.Equal(t, 0, code, out)
+	assert.NotContains(t, out, "ran", "a refused user runs nothing")
+	require.NoError(t, srv.Stop(30*time.Second))
+}
+
 // TestOperatorRefusesEmptyNames: an empty binding or name cannot be in the
 // admin API's paths (the answer was "404 page not found", "Method Not
 // Allowed" or an empty error), so the commands refuse it with the reason

@@ -443,7 +443,7 @@ func (s *Server) exec(rw http.ResponseWriter, r *http.Request) {
 	defer stdinR.Close() // input that arrives after the exit is dropped
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	proc, err := mc.Exec(ctx, containers.ExecSpec{Args: req.Cmd, Stdin: stdinR, Terminal: req.TTY,
+	proc, err := mc.Exec(ctx, containers.ExecSpec{Args: req.Cmd, User: req.User, Stdin: stdinR, Terminal: req.TTY,
 		Stdout: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStdout},
 		Stderr: admin.FrameWriter{W: conn, Mu: &mu, Typ: admin.FrameStderr}})
 	if err != nil {
