@@ -132,7 +132,7 @@ func TestImportListRemoveImage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list)
 	err = RemoveImage(ctx, c, "wharf.test/nope:1", false)
-	assert.EqualError(t, err, "removing image wharf.test/nope:1: not found")
+	assert.EqualError(t, err, "removing image wharf.test/nope:1: not found (`wharf images ls` lists the images)")
 
 	_, err = ImportArchive(ctx, c, "/nonexistent.tar", "")
 	assert.ErrorContains(t, err, "/nonexistent.tar")

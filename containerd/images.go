@@ -174,20 +174,21 @@ func users(img images.Image) []string {
 
 // RemoveImage deletes an image; its content and snapshots are garbage
 // collected by containerd. An image a loaded plugin uses is refused with
-// ErrImageInUse unless force.
+// ErrImageInUse unless force; a missing one (errdefs.ErrNotFound) points
+// at `wharf images ls`.
 func RemoveImage(ctx context.Context, c *client.Client, name string, force bool) error {
 	ctx = WithNamespace(ctx)
 	img, err := c.ImageService().Get(ctx, name)
-	if errdefs.IsNotFound(err) {
-		err = errdefs.ErrNotFound // containerd's words name the image again
+	if err == nil {
+		if u := users(img); len(u) > 0 && !force {
+			return fmt.Errorf("%w: %s is used by the loaded plugin %s; stop it first or pass --force", ErrImageInUse, name, strings.Join(u, ", "))
+		}
+		err = c.ImageService().Delete(ctx, name, images.SynchronousDelete())
+	}
+	if errdefs.IsNotFound(err) { // containerd's words name the image again
+		return fmt.Errorf("removing image %s: %w (`wharf images ls` lists the images)", name, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("removing image %s: %w", name, err)
-	}
-	if u := users(img); len(u) > 0 && !force {
-		return fmt.Errorf("%w: %s is used by the loaded plugin %s; stop it first or pass --force", ErrImageInUse, name, strings.Join(u, ", "))
-	}
-	if err := c.ImageService().Delete(ctx, name, images.SynchronousDelete()); err != nil {
 		return fmt.Errorf("removing image %s: %w", name, err)
 	}
 	return nil

@@ -148,8 +148,11 @@ func TestImagesImportListRemove(t *testing.T) {
 	out, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
 	require.NoError(t, err)
 	assert.Equal(t, "removed wharf.test/busybox:latest\n", out)
+	// A missing image points at the list of those there are.
 	_, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
-	assert.EqualError(t, err, "removing image wharf.test/busybox:latest: not found")
+	assert.EqualError(t, err, "removing image wharf.test/busybox:latest: not found (`wharf images ls` lists the images)")
+	_, err = run(t, "images", "rm", "nosuch:1", "--data-dir", data)
+	assert.EqualError(t, err, "removing image nosuch:1: not found (`wharf images ls` lists the images)")
 	_, err = run(t, "images", "import", "/nonexistent.tar", "--data-dir", data)
 	assert.ErrorContains(t, err, "/nonexistent.tar")
 	_, err = run(t, "images", "ls", "--containerd-address", filepath.Join(t.TempDir(), "none.sock"))
