@@ -171,15 +171,19 @@ func quoteAll(ss []string) string {
 }
 
 func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
-	return AwaitDaemon(ctx, "containerd", d.done, timeout, 20*time.Millisecond, func() error {
-		c, err := Connect(ctx, d.Address)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Version(ctx)
+	return AwaitDaemon(ctx, "containerd", d.done, timeout, 20*time.Millisecond, func() error { return Answers(ctx, d.Address) })
+}
+
+// Answers asks the containerd at address for its version: nil once it
+// serves.
+func Answers(ctx context.Context, address string) error {
+	c, err := Connect(ctx, address)
+	if err != nil {
 		return err
-	})
+	}
+	defer c.Close()
+	_, err = c.Version(ctx)
+	return err
 }
 
 // AwaitDaemon calls ready every interval until it succeeds, and fails with

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,8 +66,7 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 			return nil, fmt.Errorf("locking the data directory %s: %w", dir, err)
 		}
 		by := ""
-		owner, _ := os.ReadFile(pidFile)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(owner))); err == nil {
+		if pid, _ := DataDirOwner(path); pid > 0 {
 			by = fmt.Sprintf(" (pid %d)", pid)
 		}
 		return nil, fmt.Errorf("the data directory %s is %w%s; stop it or choose another --data-dir", dir, ErrDataDirInUse, by)
@@ -76,6 +76,24 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	return &DataDirLock{dir: d, Path: path}, nil
+}
+
+// DataDirOwner is what the owner of the data directory dir (resolved
+// through symlinks, as LockDataDir's Path) wrote there when it took it:
+// its pid, and when it took it; 0 and the zero time where that is not
+// known (the file was deleted).
+func DataDirOwner(dir string) (pid int, since time.Time) {
+	f, err := os.Open(filepath.Join(dir, dataDirPidFile))
+	if err != nil {
+		return 0, time.Time{}
+	}
+	defer f.Close()
+	owner, _ := io.ReadAll(io.LimitReader(f, 32))
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(owner)))
+	if fi, err := f.Stat(); err == nil {
+		since = fi.ModTime()
+	}
+	return pid, since
 }
 
 // Unlock gives the data directory up.

@@ -97,6 +97,7 @@ func TestImagesNameTheDataDirAbsolute(t *testing.T) {
 	lock, err := host.LockDataDir(data) // as a running wharf serve holds it
 	require.NoError(t, err)
 	defer lock.Unlock()
+	tookAWhileAgo(t, data)
 
 	cmd := exec.Command(testutil.BuildWharf(t), "images", "ls", "--data-dir", ".wharf")
 	cmd.Dir = dir
@@ -117,6 +118,7 @@ func TestImagesThroughAStaleSocket(t *testing.T) {
 	lock, err := host.LockDataDir(data)
 	require.NoError(t, err)
 	defer lock.Unlock()
+	tookAWhileAgo(t, data)
 	sock := containerd.EmbeddedAddress(data)
 	require.NoError(t, os.MkdirAll(filepath.Dir(sock), 0o700))
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -129,6 +131,38 @@ func TestImagesThroughAStaleSocket(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Regexp(t, `^wharf: the data directory `+regexp.QuoteMeta(data)+` is in use by another wharf \(pid `+strconv.Itoa(os.Getpid())+
 		`\); stop it or choose another --data-dir \(its containerd does not answer: containerd at `+regexp.QuoteMeta(sock)+`: .*connection refused.*\)\n$`, out)
+}
+
+// tookAWhileAgo makes the owner of the data directory data look as if it
+// took it an hour ago: a wharf images command does not wait for its
+// containerd to start then, and is refused at once.
+func tookAWhileAgo(t *testing.T, data string) {
+	then := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(data, "wharf.lock"), then, then))
+}
+
+// TestImagesStartedWithTheirOwner: a wharf images command started in the
+// same instant as the wharf serve that owns the data directory, once that
+// wharf took the directory but before its containerd's socket exists,
+// waits for that containerd and goes through it: it was refused as the
+// directory in use, and a retry worked.
+func TestImagesStartedWithTheirOwner(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
+	_, err := run(t, "build", app) // so that serve starts its containerd at once
+	require.NoError(t, err)
+	srv := testutil.LaunchServe(t, app, "--no-build", "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.Eventually(t, func() bool { pid, _ := host.DataDirOwner(data); return pid == srv.Pid() }, 30*time.Second, time.Millisecond,
+		"wharf serve takes the data directory:\n%s", srv.Logs())
+	_, err = os.Stat(containerd.EmbeddedAddress(data))
+	require.ErrorIs(t, err, os.ErrNotExist, "the command must start before serve's containerd listens")
+	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
+	assert.Equal(t, 0, code, out)
+	assert.Regexp(t, `^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\n$`, out)
+	assert.Contains(t, srv.Logs(), `msg="containerd started"`, "through serve's containerd")
+	srv.Stop(30 * time.Second) // still compiling the plugin, it says "stopped while starting"
+	assert.Empty(t, testutil.Processes("containerd", data))
 }
 
 // TestImagesWhileTheOwnerStops: a wharf images command that goes through

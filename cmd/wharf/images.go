@@ -91,7 +91,7 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 	// inUse names the data directory's owner, whose containerd this uses.
 	var inUse error
 	if f.address == "" { // the embedded containerd lives in the data directory
-		lock, share, err := lockOrShare(f.dataDir)
+		lock, share, err := lockOrShare(cmd.Context(), f.dataDir)
 		if err != nil {
 			return err
 		}
@@ -125,11 +125,21 @@ type ownerShare struct {
 	dir   string
 }
 
+// ownerStartWait is how long after a wharf took a data directory a
+// command on it waits for that wharf's containerd to answer: a wharf
+// serve started in the same instant as the command starts its containerd
+// only after it took the directory (and built the plugin). Past it, a
+// directory with no containerd that answers is refused at once.
+const ownerStartWait = 5 * time.Second
+
 // lockOrShare takes the lock of dataDir or, while a wharf that started
 // a containerd there owns it, a share of that containerd. That wharf may
 // be stopping it meanwhile (one wharf images command ending while another
-// began): the directory is then soon free, and taken.
-func lockOrShare(dataDir string) (*host.DataDirLock, *ownerShare, error) {
+// began): the directory is then soon free, and taken. It may also have
+// taken the directory just now, and not have its containerd answer yet
+// (none started, or one starting over the socket a killed one left): that
+// is waited for until ownerStartWait after it took the directory.
+func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *ownerShare, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for stopping := false; ; {
 		lock, err := host.LockDataDir(dataDir)
@@ -143,16 +153,25 @@ func lockOrShare(dataDir string) (*host.DataDirLock, *ownerShare, error) {
 		if dir, rerr = filepath.Abs(dir); rerr != nil {
 			return nil, nil, err
 		}
+		_, since := host.DataDirOwner(dir)
+		starting := time.Since(since) < ownerStartWait
 		share, serr := containerd.ShareEmbedded(dir)
-		if serr == nil {
+		if serr == nil && (!starting || containerd.Answers(ctx, share.Address) == nil) {
 			return nil, &ownerShare{Share: share, inUse: err, dir: dir}, nil
 		}
+		if serr == nil {
+			share.Release() // held while waiting, it would hold up its owner's stop
+		}
 		stopping = stopping || errors.Is(serr, containerd.ErrEmbeddedStopped)
-		gone := errors.Is(serr, containerd.ErrNoEmbedded) || errors.Is(serr, containerd.ErrEmbeddedStopped)
-		if !stopping || !gone || time.Now().After(deadline) {
+		gone := serr == nil || errors.Is(serr, containerd.ErrNoEmbedded) || errors.Is(serr, containerd.ErrEmbeddedStopped)
+		if !gone || !(starting || stopping && time.Now().Before(deadline)) {
 			return nil, nil, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
