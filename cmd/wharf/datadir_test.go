@@ -7,15 +7,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,6 +31,7 @@ import (
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
+	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -197,6 +205,75 @@ func TestImagesWhileTheOwnerStops(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the owner's containerd did not stop once the command ended")
 	}
+}
+
+// TestImagesWhenTheOwnerIsKilled: a wharf images command that goes
+// through the containerd of the wharf serve owning the data directory,
+// when that serve is killed (SIGKILL) during the command, and its
+// containerd with it, says so and leaves nothing running: it ended with
+// "rpc error: code = Unavailable desc = error reading from server: EOF".
+// The command pulls from a registry that holds the image's first blob
+// until the serve is gone.
+func TestImagesWhenTheOwnerIsKilled(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data) // serve checks its class's image
+	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
+	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	registry := testregistry.Start(t, "", "")
+	holding := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: registry.Host})
+		}}).ServeHTTP(w, r)
+	}))
+	defer holding.Close()
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	defer releaseAll() // before Close, which waits for the handlers
+
+	img, err := random.Image(1<<20, 1) // blobs the data directory does not hold
+	require.NoError(t, err)
+	pushed, err := name.ParseReference(registry.Host+"/x/random:v1", name.Insecure)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(pushed, img))
+	ref := strings.TrimPrefix(holding.URL, "http://") + "/x/random:v1"
+
+	cmd := exec.Command(testutil.BuildWharf(t), "images", "pull", ref, "--data-dir", data)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	select {
+	case <-asked:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the pull asked for no blob: %s", stderr.String())
+	}
+	srv.Kill()
+	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", data)) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"serve's containerd goes with it")
+	releaseAll() // the pull goes on, to a containerd that is gone
+	require.Error(t, cmd.Wait(), stdout.String())
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	assert.Equal(t, "wharf: the wharf that owned the data directory "+data+" (pid "+strconv.Itoa(srv.Pid())+
+		") went away during the command, and its containerd with it: the command did not finish", lines[len(lines)-1], stderr.String())
+	assert.Empty(t, testutil.Processes(data), "nothing runs on the data directory")
+	assert.Empty(t, containerd.MountsUnder(data))
+
+	// The directory is free and works: a next serve adopts what the
+	// killed one left.
+	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
+	assert.Equal(t, 0, code, out)
+	assert.NotContains(t, out, "x/random", "nothing was pulled")
+	srv = testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.HostLeftovers(data))
 }
 
 // holdsSharedLock reports whether process pid holds a shared flock.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
@@ -88,16 +89,16 @@ func untilInterrupted(ctx context.Context, fn func(context.Context) error) error
 // containerd, which serves the same image store, and which that wharf
 // stops only once fn is done (containerd.ShareEmbedded).
 func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command, b *containerd.Backend, args []string) error, args []string) error {
-	// inUse names the data directory's owner, whose containerd this uses.
-	var inUse error
+	// share is of the containerd of the data directory's owner.
+	var share *ownerShare
 	if f.address == "" { // the embedded containerd lives in the data directory
-		lock, share, err := lockOrShare(cmd.Context(), f.dataDir)
+		lock, s, err := lockOrShare(cmd.Context(), f.dataDir)
 		if err != nil {
 			return err
 		}
-		if share != nil {
+		if share = s; share != nil {
 			defer share.Release()
-			inUse, f.address, f.dataDir = share.inUse, share.Address, share.dir
+			f.address, f.dataDir = share.Address, share.dir
 		} else {
 			defer lock.Unlock()
 			f.dataDir = lock.Path
@@ -105,24 +106,63 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
-	if err != nil && inUse != nil { // a socket left by a containerd that was killed, say: the user named none
-		return fmt.Errorf("%w (its containerd does not answer: %w)", inUse, err)
+	if err != nil && share != nil { // a socket left by a containerd that was killed, say: the user named none
+		return fmt.Errorf("%w (its containerd does not answer: %w)", share.inUse, err)
 	}
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	return fn(cmd, b, args)
+	err = fn(cmd, b, args)
+	if err != nil && share != nil && share.ownerGone() { // its containerd went with it: the error is a bare EOF, say
+		return fmt.Errorf("the wharf that owned the data directory %s (pid %d) went away during the command, and its containerd with it: "+
+			"the command did not finish", share.dir, share.pid)
+	}
+	return err
 }
 
 // ownerShare is a share of the containerd of the wharf that owns a data
 // directory: inUse is the refusal of the directory's lock, which names
-// that wharf, and dir the directory resolved through symlinks (the name
-// that wharf locked).
+// that wharf, dir the directory resolved through symlinks (the name
+// that wharf locked), pid that wharf's process and owner a pidfd of it
+// (-1 if its pid is not known).
 type ownerShare struct {
 	*containerd.Share
 	inUse error
 	dir   string
+	pid   int
+	owner int
+}
+
+// newOwnerShare makes the ownerShare of share, of the containerd of the
+// wharf (of process pid) whose lock on dir refused this with inUse.
+func newOwnerShare(share *containerd.Share, inUse error, dir string, pid int) *ownerShare {
+	s := &ownerShare{Share: share, inUse: inUse, dir: dir, pid: pid, owner: -1}
+	if pid > 0 {
+		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+			s.owner = fd
+		}
+	}
+	return s
+}
+
+// ownerGone reports whether the owner has exited (its containerd, which
+// the kernel stops with it, with it).
+func (s *ownerShare) ownerGone() bool {
+	if s.owner < 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(s.owner), Events: unix.POLLIN}} // readable once the process exited
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
+// Release ends the share.
+func (s *ownerShare) Release() {
+	s.Share.Release()
+	if s.owner >= 0 {
+		unix.Close(s.owner)
+	}
 }
 
 // ownerStartWait is how long after a wharf took a data directory a
@@ -153,11 +193,11 @@ func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *owner
 		if dir, rerr = filepath.Abs(dir); rerr != nil {
 			return nil, nil, err
 		}
-		_, since := host.DataDirOwner(dir)
+		pid, since := host.DataDirOwner(dir)
 		starting := time.Since(since) < ownerStartWait
 		share, serr := containerd.ShareEmbedded(dir)
 		if serr == nil && (!starting || containerd.Answers(ctx, share.Address) == nil) {
-			return nil, &ownerShare{Share: share, inUse: err, dir: dir}, nil
+			return nil, newOwnerShare(share, err, dir, pid), nil
 		}
 		if serr == nil {
 			share.Release() // held while waiting, it would hold up its owner's stop
