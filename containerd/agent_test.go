@@ -528,6 +528,42 @@ func TestSignalAnExitedContainer(t *testing.T) {
 	}
 }
 
+// TestAgentCallsOfAnExitedContainer: a file or background process call
+// that meets the container's exit (its agent gone) is ErrExitedMeanwhile,
+// as an exec is, so that the object is told the container is not running;
+// it was the agent's connection error ("dial unix …: connection
+// refused"), an I/O failure.
+func TestAgentCallsOfAnExitedContainer(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	ctr := startBusybox(t, c, image, runcRoot, "gone-agent", "sleep 3600", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := ctr.Stat(ctx, "/etc/passwd", "")
+	require.NoError(t, err, "the agent serves while the container runs")
+	require.NoError(t, ctr.Signal(ctx, syscall.SIGKILL))
+	_, err = ctr.Wait(ctx)
+	require.NoError(t, err)
+	calls := map[string]func() error{
+		"stat":      func() error { _, err := ctr.Stat(ctx, "/etc/passwd", ""); return err },
+		"stat as":   func() error { _, err := ctr.Stat(ctx, "/etc/passwd", "root"); return err },
+		"list":      func() error { _, err := ctr.ListDir(ctx, "/", ""); return err },
+		"read":      func() error { _, err := ctr.OpenFile(ctx, "/etc/passwd", "", false, 0); return err },
+		"mkdir":     func() error { return ctr.MkdirAll(ctx, "/tmp/d", "") },
+		"watch":     func() error { _, err := ctr.Watch(ctx, "/tmp", ""); return err },
+		"processes": func() error { _, err := ctr.Backgrounds(ctx); return err },
+		"process":   func() error { _, err := ctr.Background(ctx, "p"); return err },
+		"kill":      func() error { return ctr.KillBackground(ctx, "p", 15) },
+		"logs":      func() error { _, _, err := ctr.BackgroundLogs(ctx, "p", true); return err },
+		"start": func() error {
+			_, err := ctr.StartBackground(ctx, ExecSpec{Args: []string{"true"}}, "p")
+			return err
+		},
+	}
+	for name, call := range calls {
+		assert.ErrorIs(t, call(), hostcontainers.ErrExitedMeanwhile, name)
+	}
+}
+
 // TestSignalStopPausesForkingProcesses: SIGSTOP stops every process but
 // the init of a container whose processes fork all the time, under its
 // CPU quota, also right after a SIGCONT. Each pause is checked from the

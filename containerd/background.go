@@ -24,12 +24,14 @@ var (
 )
 
 // background runs one operation of the container's agent on its
-// background processes.
+// background processes. One that failed as the main process exited is
+// hostcontainers.ErrExitedMeanwhile, whatever it met.
 func (c *Container) background(ctx context.Context, b wire.Background) (wire.Reply, error) {
 	if c.agent == nil {
 		return wire.Reply{}, ErrNoAgentBackground
 	}
-	return c.agent.Background(ctx, b)
+	r, err := c.agent.Background(ctx, b)
+	return r, c.exitedMeanwhile(err)
 }
 
 // StartBackground starts a process that the container's agent keeps until
@@ -45,7 +47,7 @@ func (c *Container) StartBackground(ctx context.Context, spec ExecSpec, id strin
 	}
 	pspec, user, err := c.execProcess(WithNamespace(ctx), spec)
 	if err != nil {
-		return ProcessInfo{}, err
+		return ProcessInfo{}, c.exitedMeanwhile(err)
 	}
 	r, err := c.background(ctx, wire.Background{Op: wire.BackgroundStart, ID: id,
 		Exec: &wire.Exec{Args: pspec.Args, Env: pspec.Env, Cwd: pspec.Cwd, User: user}})
@@ -88,7 +90,8 @@ func (c *Container) BackgroundLogs(ctx context.Context, id string, fromStart boo
 	if c.agent == nil {
 		return nil, 0, ErrNoAgentBackground
 	}
-	return c.agent.Logs(ctx, id, fromStart)
+	r, dropped, err := c.agent.Logs(ctx, id, fromStart)
+	return r, dropped, c.exitedMeanwhile(err)
 }
 
 // WaitBackground waits until background process id has exited and

@@ -728,27 +728,38 @@ var execSeq atomic.Uint64
 // is hostcontainers.ErrExitedMeanwhile, whatever it met.
 func (c *Container) Exec(ctx context.Context, spec ExecSpec) (Process, error) {
 	p, err := c.exec(ctx, spec)
-	if err != nil && c.exitedAsExecFailed(err) {
-		return nil, fmt.Errorf("%w: %w", hostcontainers.ErrExitedMeanwhile, err)
+	if err != nil {
+		return nil, c.exitedMeanwhile(err)
 	}
-	return p, err
+	return p, nil
 }
 
-// exitWait is how long a failed exec that lost the agent, init or runc
+// exitedMeanwhile is err, the failure of a call that needs the running
+// container (an exec, a call of its agent), as
+// hostcontainers.ErrExitedMeanwhile if it failed as the main process
+// exited (see exitedAsCallFailed), else err itself.
+func (c *Container) exitedMeanwhile(err error) error {
+	if err != nil && c.exitedAsCallFailed(err) {
+		return fmt.Errorf("%w: %w", hostcontainers.ErrExitedMeanwhile, err)
+	}
+	return err
+}
+
+// exitWait is how long a failed call that lost the agent, init or runc
 // waits to learn whether the main process exited (its exit is told a
 // moment after they are gone).
 const exitWait = 250 * time.Millisecond
 
-// exitedAsExecFailed reports whether the main process is gone, told or no
+// exitedAsCallFailed reports whether the main process is gone, told or no
 // longer in its namespaces (a zombie has none: runc says "cannot exec in a
-// stopped container"), or, if err is what an exec meets when the agent or
-// init go from under it (not an answer, such as a missing program), exits
-// within exitWait.
-func (c *Container) exitedAsExecFailed(err error) bool {
+// stopped container"), or, if err is what a call meets when the agent or
+// init go from under it (not an answer, such as a missing program or
+// file), exits within exitWait.
+func (c *Container) exitedAsCallFailed(err error) bool {
 	if _, statErr := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", c.task.Pid())); c.Exited() || errors.Is(statErr, fs.ErrNotExist) {
 		return true
 	}
-	lost := slices.ContainsFunc([]error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ESRCH, io.EOF, io.ErrUnexpectedEOF},
+	lost := slices.ContainsFunc([]error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE, syscall.ESRCH, io.EOF, io.ErrUnexpectedEOF, agent.ErrGone},
 		func(gone error) bool { return errors.Is(err, gone) })
 	if !lost {
 		return false

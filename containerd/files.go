@@ -28,7 +28,8 @@ var ErrNoAgent = hostcontainers.ErrNoAgent
 const maxPath = 4096
 
 // fileOp runs op through the agent as user (a name or uid of the image;
-// empty for the image's user).
+// empty for the image's user). One that failed as the main process exited
+// is hostcontainers.ErrExitedMeanwhile, whatever it met.
 func (c *Container) fileOp(ctx context.Context, op wire.File, user string) (wire.Reply, []*os.File, error) {
 	if c.agent == nil {
 		return wire.Reply{}, nil, ErrNoAgent
@@ -41,11 +42,12 @@ func (c *Container) fileOp(ctx context.Context, op wire.File, user string) (wire
 	if user != "" {
 		u, err := resolveUser(c.task.Pid(), user)
 		if err != nil {
-			return wire.Reply{}, nil, err
+			return wire.Reply{}, nil, c.exitedMeanwhile(err)
 		}
 		op.User = credOf(u)
 	}
-	return c.agent.File(ctx, op)
+	r, files, err := c.agent.File(ctx, op)
+	return r, files, c.exitedMeanwhile(err)
 }
 
 // OpenFile opens a file of the container for reading, or creates (or

@@ -465,7 +465,7 @@ func roundTrip(ctx context.Context, conn *net.UnixConn, b *wire.Background) (wir
 	files, err := request(ctx, conn, req, &r)
 	closeFiles(files)
 	if errors.Is(err, io.EOF) {
-		err = errAgentGone
+		err = ErrGone
 	}
 	if err == nil && r.Error != "" {
 		err = replyError(r)
@@ -473,8 +473,9 @@ func roundTrip(ctx context.Context, conn *net.UnixConn, b *wire.Background) (wir
 	return r, err
 }
 
-// errAgentGone is the agent hanging up: it ended, with its container.
-var errAgentGone = errors.New("the container stopped")
+// ErrGone is the agent hanging up on a request: it ended, with its
+// container.
+var ErrGone = errors.New("the container stopped")
 
 func closeFiles(files []*os.File) {
 	for _, f := range files {

@@ -19,7 +19,8 @@
 // on; the others (TERM, KILL, HUP, INT, QUIT, USR1, USR2) end its main
 // shell, and so the container (the next request of another route starts
 // it again), a paused one when it goes on, but KILL at once. A signal
-// starts no container: to one that does not run, it is a 409.
+// starts no container: to one that does not run, it is a 409, as is a
+// request of any route that meets the container exiting.
 package main
 
 import (
@@ -238,8 +239,15 @@ func describe(info sdk.FileInfo) fileEntry {
 
 // fail answers the request with status and the error: what failed, then
 // why. An SDK error's "wharf: " goes (sdk.Within): said after the
-// sandbox's words, it would be in the middle.
+// sandbox's words, it would be in the middle. Whatever the route, a call
+// that found the container not running (it exited after ServeHTTP saw it
+// run, or a signal ended it) is a 409, as the hosted system's calls that
+// need a running container throw; its error also matches sdk.ErrNotFound
+// (the host's status), which would say the path or process is missing.
 func fail(w http.ResponseWriter, what string, err error, status int) {
+	if errors.Is(err, sdk.ErrNotRunning) {
+		status = http.StatusConflict
+	}
 	http.Error(w, what+": "+sdk.Within(err).Error(), status)
 }
 
@@ -366,10 +374,8 @@ const killGrace = 5 * time.Second
 
 // statusOf is the HTTP status for a background process or signal error.
 func statusOf(err error) int {
-	switch {
-	// A stopped container's error matches sdk.ErrNotFound too (the host's
-	// status): it is asked first, so that it is a 409, not a 404.
-	case errors.Is(err, sdk.ErrBusy), errors.Is(err, sdk.ErrNotRunning):
+	switch { // a container that does not run is fail's
+	case errors.Is(err, sdk.ErrBusy):
 		return http.StatusConflict
 	case errors.Is(err, sdk.ErrNotFound):
 		return http.StatusNotFound

@@ -299,6 +299,60 @@ func TestSandboxSignalStartsNoContainer(t *testing.T) {
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 }
 
+// TestSandboxRequestMeetingTheExitIs409: a request that comes as the
+// session's container goes away (its main shell ended by a TERM just
+// before) is served by a new container, or is a 409 saying the container
+// is not running, whatever its route; it was a 500 of a script ("running
+// the script: the container is not running") or of the process list, and
+// a 400 of a file call with the agent's connection error ("connecting to
+// the agent: dial unix …: connection refused").
+func TestSandboxRequestMeetingTheExitIs409(t *testing.T) {
+	data := t.TempDir()
+	srv := serveSandbox(t, data)
+	do := requests(t, srv.URL)
+	type request struct {
+		method, path, body string
+		notRunning         []string // its answers when it meets the exit
+	}
+	// send sends r: it is served (200), or it met the container exiting
+	// and says so (409).
+	send := func(r request, round int) {
+		code, out := do(r.method, r.path, strings.NewReader(r.body))
+		if code != 200 {
+			assert.Equal(t, 409, code, "%s %s (round %d): %s", r.method, r.path, round, out)
+			assert.Contains(t, r.notRunning, out, "%s %s (round %d)", r.method, r.path, round)
+		}
+	}
+	script := request{"POST", "/run/s1", "echo hi", []string{"running the script: the container is not running\n"}}
+	term := request{"POST", "/signal/s1/TERM", "", []string{"signalling the sandbox: the container is not running: a request to another route (/run, say) starts one\n"}}
+	for round := range 3 {
+		for _, r := range []request{
+			script,
+			{"GET", "/files/s1/etc/passwd", "", []string{"downloading: read /etc/passwd: the container is not running\n"}},
+			// An upload meets it as it creates the file, or as it
+			// describes the file it wrote.
+			{"PUT", "/files/s1/tmp/up", "x", []string{"uploading: write /tmp/up: the container is not running\n",
+				"uploading: stat /tmp/up: the container is not running\n"}},
+			{"GET", "/files/s1/tmp/", "", []string{"listing: list /tmp: the container is not running\n"}},
+			{"GET", "/ps/s1", "", []string{"listing the processes: the container is not running\n"}},
+		} {
+			// A script starts a container (or meets the one the last
+			// TERM is ending); the TERM ends it, and r comes as it goes.
+			send(script, round)
+			send(term, round)
+			send(r, round)
+		}
+	}
+	// The last request may have met the container the last TERM ends:
+	// the next then starts one.
+	assert.Eventually(t, func() bool {
+		code, out := do("POST", "/run/s1", strings.NewReader("echo again"))
+		return code == 200 && out == "again\n"
+	}, 10*time.Second, 100*time.Millisecond, "the session serves on")
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
 // TestSandboxFileNamesWithQueryCharacters: a file's name is the path
 // after /files/{session}, decoded: an escaped '?' or '#' is part of the
 // name (the Worker once passed the decoded path on as a URL, so

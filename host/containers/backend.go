@@ -242,8 +242,9 @@ var (
 	ErrMaxInstances = errors.New("too many containers")
 	// ErrUnknownUser is an exec user the image does not know.
 	ErrUnknownUser = errors.New("unknown user")
-	// ErrExitedMeanwhile is an exec or a signal that failed because the
-	// container's main process exited as it went.
+	// ErrExitedMeanwhile is an exec, a signal, a file or a background
+	// process call that failed because the container's main process
+	// exited as it went: the object is told the container is not running.
 	ErrExitedMeanwhile = errors.New("the container's main process exited")
 	// ErrBadExec is an exec the kernel cannot run as given: a NUL byte
 	// in an argument, the environment or the directory, an argument or

@@ -17,6 +17,8 @@ import (
 // that exists (or should) to its status.
 func backgroundStatus(err error) error {
 	switch {
+	case errors.Is(err, ErrExitedMeanwhile):
+		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, fs.ErrExist): // the id's process runs, or holds its output still

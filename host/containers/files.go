@@ -29,6 +29,8 @@ func parseFileOptions(raw []byte) (abi.FileOptions, error) {
 // fileStatus maps a files error to its status.
 func fileStatus(err error) error {
 	switch {
+	case errors.Is(err, ErrExitedMeanwhile):
+		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, fs.ErrPermission):

@@ -33,3 +33,16 @@ func TestFileStatus(t *testing.T) {
 		assert.ErrorIs(t, err, c.err)
 	}
 }
+
+// TestCallsThatMeetTheExitAreNotRunning: a file or background process
+// call that failed as the container's main process exited is the
+// NOTFOUND "the container is not running" the SDK makes ErrNotRunning
+// (its words whole), not the agent's connection error as an I/O failure.
+func TestCallsThatMeetTheExitAreNotRunning(t *testing.T) {
+	exited := fmt.Errorf("%w: connecting to the agent: dial unix /proc/self/fd/11: %w", ErrExitedMeanwhile, syscall.ECONNREFUSED)
+	for name, status := range map[string]func(error) error{"file": fileStatus, "background": backgroundStatus, "start": startStatus} {
+		err := status(exited)
+		assert.ErrorIs(t, err, abi.StatusNotFound, name)
+		assert.EqualError(t, err, "NOTFOUND: "+abi.ContainerNotRunning, name)
+	}
+}
