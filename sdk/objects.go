@@ -402,7 +402,17 @@ func calleeError(err error, codes []string) error {
 	if !errors.As(err, &e) || e.Op != abi.ImportCallResult {
 		return err
 	}
-	return &remoteError{status: e.Status, msg: e.Message, travelled: travelled(codes)}
+	return MethodError(e.Status, e.Message, codes)
+}
+
+// MethodError is the error a Durable Object method's failure is at its
+// caller, for a caller outside a plugin that gets the answer's status,
+// message and codes (abi.CallError) from the host itself, as package
+// wharftest does: it says message and matches status, the status's
+// sentinel (ErrNotFound for NOTFOUND) and each of this package's errors
+// the codes name, as Stub.Call's error does.
+func MethodError(status abi.Status, message string, codes []string) error {
+	return &remoteError{status: status, msg: message, travelled: travelled(codes)}
 }
 
 // remoteError is an error returned by a called object.

@@ -33,9 +33,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
+	"github.com/wharfhq/wharf/host/objects"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testimages"
@@ -43,6 +45,7 @@ import (
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
+	"github.com/wharfhq/wharf/sdk"
 )
 
 // Options configure Start.
@@ -160,7 +163,11 @@ func (p *Plugin) Logs() string { return p.logs.String() }
 
 // Call runs method on the object that name maps to in the binding (as
 // sdk.GetNamespace(binding).GetByName(name) would) with args encoded as
-// JSON, and decodes its result into result unless result is nil.
+// JSON, and decodes its result into result unless result is nil. The
+// method's error matches (errors.Is) what it would at the caller of
+// sdk's Stub.Call: its status (abi.StatusNotFound), the status's sentinel
+// (sdk.ErrNotFound), and each of the SDK's errors it matched in the
+// method (sdk.ErrNotRunning, say), returned as it is or wrapped.
 func (p *Plugin) Call(binding, name, method string, args, result any) error {
 	objs := p.Worker.Objects()
 	if objs == nil {
@@ -171,14 +178,36 @@ func (p *Plugin) Call(binding, name, method string, args, result any) error {
 		return fmt.Errorf("arguments of %s: %w", method, err)
 	}
 	out, err := objs.Call(context.Background(), binding, name, method, data)
-	if err != nil || result == nil {
-		return err
+	if err != nil {
+		return asMethodError(err)
+	}
+	if result == nil {
+		return nil
 	}
 	if err := json.Unmarshal(out, result); err != nil {
 		return fmt.Errorf("call %s: decoding its result: %w", method, err)
 	}
 	return nil
 }
+
+// asMethodError is err, a failed call, matching also what the error of
+// sdk's Stub.Call would (sdk.MethodError): an error without a status (no
+// such binding) is left as it is.
+func asMethodError(err error) error {
+	var status abi.Status
+	if !errors.As(err, &status) {
+		return err
+	}
+	return methodError{err: err, sdk: sdk.MethodError(status, err.Error(), objects.ErrorCodes(err))}
+}
+
+// methodError is a failed call as the host told it (err, whose words it
+// says) and as the SDK sees it (sdk).
+type methodError struct{ err, sdk error }
+
+func (e methodError) Error() string { return e.err.Error() }
+
+func (e methodError) Unwrap() []error { return []error{e.err, e.sdk} }
 
 // Fetch sends req to the object that name maps to in the binding and
 // returns its response.
