@@ -214,8 +214,13 @@ func openUnder(root int, path string) (*os.File, error) {
 // device) is errNotAFile, found by looking at it, never opened: the open
 // of a named pipe waits for a writer, and that of a device is its
 // driver's to act on (a watchdog's starts the host's countdown to a
-// reboot), in wharf, on the host, with no device cgroup.
+// reboot), in wharf, on the host, with no device cgroup. So is a path
+// whose links lead into the runtime's directories (see inRuntimeDirs),
+// whatever root holds there.
 func lookUnder(root int, path string) (*os.File, error) {
+	if err := inRuntimeDirs(root, path); err != nil {
+		return nil, err
+	}
 	fd, err := unix.Openat2(root, path, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
@@ -233,6 +238,73 @@ func lookUnder(root int, path string) (*os.File, error) {
 		return nil, err
 	}
 	return at, nil
+}
+
+// runtimeDirs are the directories where the runtime mounts file systems
+// of its own in every container: the devices (a tmpfs of them), the
+// kernel's /proc and /sys. What a container reads there is not the
+// image's: /dev/zero reads without end, /proc/kmsg waits for the kernel's
+// next message.
+var runtimeDirs = []string{"dev", "proc", "sys"}
+
+// inRuntimeDirs refuses (errNotAFile) the path under root whose symbolic
+// links lead into runtimeDirs. An image's snapshot does not have what the
+// runtime mounts there: /etc/group linked to /dev/zero would be no file
+// there, and the container's device where runc reads it, in the container.
+func inRuntimeDirs(root int, path string) error {
+	to, err := resolveUnder(root, path)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: "/" + path, Err: err}
+	}
+	for _, dir := range runtimeDirs {
+		if to == "/"+dir || strings.HasPrefix(to, "/"+dir+"/") {
+			return &fs.PathError{Op: "open", Path: "/" + path,
+				Err: fmt.Errorf("%w (a link to %s: in a container, /%s is the runtime's, not the image's)", errNotAFile, to, dir)}
+		}
+	}
+	return nil
+}
+
+// maxLinks is how many symbolic links a path may go through, as the
+// kernel allows (ELOOP past them).
+const maxLinks = 40
+
+// resolveUnder is the path path leads to under the directory root, its
+// symbolic links resolved as lookUnder's open does (an absolute target
+// starts at root, ".." stops there), whether what it names exists or not.
+// It only reads links: each it asks for lies in directories it has found
+// are none.
+func resolveUnder(root int, path string) (string, error) {
+	var done []string // resolved: none is a link
+	todo := strings.Split(path, "/")
+	buf := make([]byte, unix.PathMax)
+	for links := 0; len(todo) > 0; {
+		name := todo[0]
+		todo = todo[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			if len(done) > 0 {
+				done = done[:len(done)-1]
+			}
+			continue
+		}
+		n, err := unix.Readlinkat(root, strings.Join(append(done, name), "/"), buf)
+		if err != nil { // not a link, or not there
+			done = append(done, name)
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", unix.ELOOP
+		}
+		target := string(buf[:n])
+		if strings.HasPrefix(target, "/") {
+			done = nil
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return "/" + strings.Join(done, "/"), nil
 }
 
 // errNotAFile is a file openUnder found, but not a regular one.
@@ -259,10 +331,11 @@ func notAFile(mode fs.FileMode) error {
 var userFiles = []string{"etc/passwd", "etc/group"}
 
 // checkUserFiles refuses the user files of the root directory root if one
-// is there but not a regular file: containerd and runc open them with an
+// is there but not a regular file, or leads into the runtime's
+// directories (see lookUnder): containerd and runc open them with an
 // open that waits for a named pipe's writer forever (wharf's start, or
 // runc and the exec, hung), and fail on a directory, as moby/sys/user
-// (Docker) does. One missing, or that cannot be looked up, they take as
+// (Docker) does; runc fails on /dev/zero and waits on /proc/kmsg. One missing, or that cannot be looked up, they take as
 // none, as Docker does. It only looks at them (lookUnder): every runc
 // exec does this.
 func checkUserFiles(root int) error {

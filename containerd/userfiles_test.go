@@ -182,3 +182,50 @@ func replaceInContainer(t *testing.T, ctr *Container, path string, typeflag byte
 		require.NoError(t, os.WriteFile(full, saved, 0o644))
 	}
 }
+
+// TestImageUserFilesLinkedToDevices: an image whose /etc/passwd or
+// /etc/group is a symbolic link into /dev, /proc or /sys (/dev/zero, say)
+// does not start, at once, with an error that names the file and where it
+// leads, through runc and through the agent alike. Such a link leads, in
+// the container where runc reads it, to what the runtime mounted there,
+// not to a file of the image: wharf looked in the image's snapshot, which
+// has no /dev/zero, took it for no file, and runc's read of /dev/zero
+// failed the start with "cannot start a stopped process" (of /proc/kmsg,
+// it waited forever). A link to a file of the image, or to none, still
+// starts.
+func TestImageUserFilesLinkedToDevices(t *testing.T) {
+	c, _, runcRoot := testRuntime(t)
+	start := func(id, image string, withInit bool) error {
+		spec := ContainerSpec{ID: id, Image: image, Entrypoint: []string{"sleep", "3600"}, RuncRoot: runcRoot,
+			Resources: Resources{VCPU: 0.5, MemoryBytes: 64 << 20, Pids: 64}}
+		if withInit {
+			withAgent(t, &spec)
+		}
+		return startOrUnblock(t, c, runcRoot, "etc/group", spec)
+	}
+	links := []struct{ target, to, dir string }{
+		{"/dev/zero", "/dev/zero", "dev"}, {"../dev/tty", "/dev/tty", "dev"}, {"/proc/self/environ", "/proc/self/environ", "proc"},
+		{"../../sys/kernel/notes", "/sys/kernel/notes", "sys"}}
+	for _, file := range userFiles {
+		for i, link := range links {
+			name := fmt.Sprintf("%s-%d", strings.ReplaceAll(file, "/", "-"), i)
+			image := importBusyboxAs(t, c, "wharf.test/linked:"+name, "", tar.Header{Typeflag: tar.TypeSymlink, Name: file, Linkname: link.target})
+			for _, withInit := range []bool{false, true} {
+				id := fmt.Sprintf("linked-%s-%v", name, withInit)
+				started := time.Now()
+				err := start(id, image, withInit)
+				assert.ErrorIs(t, err, ErrBadExec, "%s: %s", id, link.target)
+				assert.ErrorContains(t, err, fmt.Sprintf("open /%s: not a regular file (a link to %s: in a container, %s is the runtime's, not the image's)",
+					file, link.to, "/"+link.dir), id)
+				assert.Less(t, time.Since(started), 5*time.Second, "%s: refused at once", id)
+			}
+		}
+	}
+	image := importBusyboxAs(t, c, "wharf.test/linked:fine", "",
+		tar.Header{Typeflag: tar.TypeReg, Name: "lib/group", Mode: 0o644},
+		tar.Header{Typeflag: tar.TypeSymlink, Name: "etc/group", Linkname: "../lib/group"},
+		tar.Header{Typeflag: tar.TypeSymlink, Name: "etc/passwd", Linkname: "/nowhere/passwd"})
+	for _, withInit := range []bool{false, true} {
+		assert.NoError(t, start(fmt.Sprintf("linked-fine-%v", withInit), image, withInit), "a link to a file of the image, or to none")
+	}
+}

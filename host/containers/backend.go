@@ -252,7 +252,8 @@ var (
 	// or the container agent's, a relative directory, an empty program
 	// name, an entrypoint the agent could not start (not in the image), or
 	// an image whose /etc/passwd or /etc/group is there but not a regular
-	// file (a named pipe, a directory, a device).
+	// file (a named pipe, a directory, a device), or a link into /dev,
+	// /proc or /sys (in the container, the runtime's: /dev/zero).
 	ErrBadExec = errors.New("bad exec")
 	// ErrNoAgent is a files operation on a container without wharf-init.
 	ErrNoAgent = errors.New("the container does not run wharf-init (init = false): files need it")
