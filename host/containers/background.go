@@ -18,7 +18,7 @@ import (
 func backgroundStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrExitedMeanwhile):
-		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+		return errNotRunning
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, fs.ErrExist): // the id's process runs, or holds its output still

@@ -156,7 +156,7 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 		case badExec(err):
 			return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 		case errors.Is(err, ErrExitedMeanwhile):
-			return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+			return nil, errNotRunning
 		}
 		return nil, startFailed(err)
 	}

@@ -30,7 +30,7 @@ func parseFileOptions(raw []byte) (abi.FileOptions, error) {
 func fileStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrExitedMeanwhile):
-		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+		return errNotRunning
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	case errors.Is(err, fs.ErrPermission):

@@ -34,8 +34,10 @@ const NameLabel = "wharf.name"
 
 // Errors of ctx.container a guest can cause.
 var (
-	errNoContainer      = errors.New("this Durable Object class has no container ([[containers]] in wharf.toml)")
-	errNotRunning       = errors.New(abi.ContainerNotRunning)
+	errNoContainer = errors.New("this Durable Object class has no container ([[containers]] in wharf.toml)")
+	// errNotRunning is the NOTFOUND of a call that needs the container
+	// running (the SDK knows it by its message: ErrNotRunning).
+	errNotRunning       = fmt.Errorf("%w: %w", abi.StatusNotFound, errors.New(abi.ContainerNotRunning))
 	errAlreadyRunning   = errors.New("the container is already running")
 	errSignalOutOfRange = errors.New(abi.SignalOutOfRange)
 )
@@ -109,7 +111,7 @@ func (s *Service) Running(class, object string) (Container, error) {
 	}
 	c, ok := s.backend.Get(class, object)
 	if !ok || c.Exited() {
-		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+		return nil, errNotRunning
 	}
 	return c, nil
 }
@@ -217,7 +219,7 @@ func Signal(ctx context.Context, c Container, sig uint32) error {
 	c.NoteObjectSignal(syscall.Signal(sig)) // an exit the object caused is not a failure
 	switch err := c.Signal(ctx, syscall.Signal(sig)); {
 	case errors.Is(err, ErrExitedMeanwhile):
-		return fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+		return errNotRunning
 	case err != nil:
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
@@ -235,7 +237,7 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 	// so a monitor that comes late gets its exit code.
 	c, ok := s.backend.Get(class, object)
 	if !ok {
-		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, errNotRunning)
+		return nil, errNotRunning
 	}
 	return func() error {
 		code, reason, err := c.WaitExit()
