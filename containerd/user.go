@@ -335,9 +335,9 @@ var userFiles = []string{"etc/passwd", "etc/group"}
 // directories (see lookUnder): containerd and runc open them with an
 // open that waits for a named pipe's writer forever (wharf's start, or
 // runc and the exec, hung), and fail on a directory, as moby/sys/user
-// (Docker) does; runc fails on /dev/zero and waits on /proc/kmsg. One missing, or that cannot be looked up, they take as
-// none, as Docker does. It only looks at them (lookUnder): every runc
-// exec does this.
+// (Docker) does; runc fails on /dev/zero and waits on /proc/kmsg. One
+// missing, or that cannot be looked up, they take as none, as Docker
+// does. It only looks at them (lookUnder): every runc exec does this.
 func checkUserFiles(root int) error {
 	for _, path := range userFiles {
 		at, err := lookUnder(root, path)
