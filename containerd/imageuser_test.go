@@ -134,6 +134,21 @@ func TestImageUserIsNotRoot(t *testing.T) {
 // the agent alike, and the agent's file operations as app. An exec with a
 // user got the primary group only: app could not read what its group may.
 // A uid /etc/passwd does not list has group 0 (see
+// entrypointAs starts a container (its id prefix, then user) of busybox
+// with USER user, and returns it and what `id` said in its entrypoint.
+func entrypointAs(t *testing.T, c *client.Client, runcRoot, prefix, user string, withInit bool) (*Container, string) {
+	t.Helper()
+	tag := strings.ReplaceAll(user, ":", "-")
+	image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
+	ctr := startBusybox(t, c, image, runcRoot, prefix+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
+	var out string
+	require.Eventually(t, func() bool {
+		_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+		return out != ""
+	}, 5*time.Second, 20*time.Millisecond)
+	return ctr, out
+}
+
 // TestUnlistedUIDHasGroupRoot).
 func TestUserGetsImageGroups(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
@@ -177,14 +192,7 @@ func TestUnlistedUIDHasGroupRoot(t *testing.T) {
 				"4242":    "uid=4242 gid=0(root) groups=0(root)\n",
 				"4242:55": "uid=4242 gid=55 groups=55\n",
 			} {
-				tag := strings.ReplaceAll(user, ":", "-")
-				image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
-				ctr := startBusybox(t, c, image, runcRoot, "unlisted-"+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
-				require.Eventually(t, func() bool {
-					_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
-					return out != ""
-				}, 5*time.Second, 20*time.Millisecond)
-				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+				ctr, out := entrypointAs(t, c, runcRoot, "unlisted-", user, withInit)
 				assert.Equal(t, want, out, "the entrypoint as USER %s", user)
 				execUsers := []string{""}
 				if user == "4242" {
@@ -214,14 +222,7 @@ func TestImageUserWithAGroupHasOnlyThatGroup(t *testing.T) {
 				"1000:0":  "uid=1000(app) gid=0(root) groups=0(root)\n",
 				"app":     "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n",
 			} {
-				tag := strings.ReplaceAll(user, ":", "-")
-				image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
-				ctr := startBusybox(t, c, image, runcRoot, "grouped-"+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
-				require.Eventually(t, func() bool {
-					_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
-					return out != ""
-				}, 5*time.Second, 20*time.Millisecond)
-				_, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-id"}})
+				ctr, out := entrypointAs(t, c, runcRoot, "grouped-", user, withInit)
 				assert.Equal(t, want, out, "the entrypoint as USER %s", user)
 				code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"id"}})
 				assert.Equal(t, uint32(0), code, errOut)

@@ -1,16 +1,13 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,23 +93,6 @@ func BenchmarkCounterIncrements(b *testing.B) {
 	b.ReportMetric(testutil.Median(incs)/7500, "ratio_to_7500_target")
 }
 
-func rssBytes() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			var kb uint64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // BenchmarkObjectActivation measures activating objects that are not live
 // from 4 clients at once, against events of live objects: new objects that
 // do not use storage (placement, the constructor, then the event: Events),
@@ -172,14 +152,14 @@ func BenchmarkObjectActivation(b *testing.B) {
 	b.ReportMetric(testutil.Median(backP50s)/testutil.Median(warm), "ratio")
 
 	runtime.GC()
-	before := rssBytes()
+	before := testutil.SelfNumber(b, "status", "VmRSS") // KiB
 	live0 := w.Objects().LiveObjects()
 	next.Store(0)
 	burst(url, "mem", "Events", 10_000-live0, 4)
 	runtime.GC()
 	n := w.Objects().LiveObjects() - live0
 	b.ReportMetric(float64(w.Objects().LiveObjects()), "live_objects")
-	b.ReportMetric((float64(rssBytes())-float64(before))/float64(n)/1024, "KiB_per_idle_object") // negative when the GC gave back more than the objects took
+	b.ReportMetric(float64(testutil.SelfNumber(b, "status", "VmRSS")-before)/float64(n), "KiB_per_idle_object") // negative when the GC gave back more than the objects took
 }
 
 // BenchmarkDistinctCounters drives 1,000 counters of examples/counter with

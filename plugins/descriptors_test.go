@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,21 +238,6 @@ func TestPollOneoffWaitsForAbsoluteClockTimes(t *testing.T) {
 	}
 }
 
-// osThreads is the number of threads of this process.
-func osThreads(t *testing.T) int {
-	status, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			require.NoError(t, err)
-			return n
-		}
-	}
-	t.Fatal("no Threads line in /proc/self/status")
-	return 0
-}
-
 // TestWaitingInstancesHoldNoThreads: an instance waiting in poll_oneoff
 // keeps no OS thread of its own, on both engines. (On wasmtime a wait inside
 // a host function would hold one: Go locks a goroutine called back from C
@@ -265,7 +248,7 @@ func TestWaitingInstancesHoldNoThreads(t *testing.T) {
 	for _, engine := range Engines {
 		t.Run(engine, func(t *testing.T) {
 			p := loadDescriptors(t, wasm, engine, 0)
-			before := osThreads(t)
+			before := testutil.SelfNumber(t, "status", "Threads")
 			for i := range instances {
 				pipe := newCommandPipe()
 				_, out := launchOn(t, p, pipe)
@@ -273,7 +256,7 @@ func TestWaitingInstancesHoldNoThreads(t *testing.T) {
 				require.Eventually(t, func() bool { return out.String() == fmt.Sprintf("%d\n", i) }, 10*time.Second, time.Millisecond)
 			}
 			time.Sleep(100 * time.Millisecond) // all of them parked in poll_oneoff
-			assert.Less(t, osThreads(t)-before, instances/4, "threads added by %d waiting instances", instances)
+			assert.Less(t, testutil.SelfNumber(t, "status", "Threads")-before, instances/4, "threads added by %d waiting instances", instances)
 		})
 	}
 }

@@ -44,19 +44,26 @@ func wharfCmd(t *testing.T, stdin string, args ...string) (string, int) {
 	return string(out), code
 }
 
+// serveWebapp serves examples/webapp in a new data directory and starts
+// object alice's container with a request, whose page it returns.
+func serveWebapp(t *testing.T) (data string, srv *testutil.Serve, page []byte) {
+	data = t.TempDir()
+	fixture.ImportBusybox(t, data)
+	srv = testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	resp, err := http.Get(srv.URL + "/s/alice/index.html")
+	require.NoError(t, err)
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	return data, srv, page
+}
+
 // TestOperatorCLI runs examples/webapp and reaches its containers from the
 // terminal: ps, logs, exec (with stdin, an exit code and a TTY), stop,
 // destroy, the errors an operator can cause, and /metrics on the admin
 // socket.
 func TestOperatorCLI(t *testing.T) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	resp, err := http.Get(srv.URL + "/s/alice/index.html")
-	require.NoError(t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	data, srv, page := serveWebapp(t)
 	dd := "--data-dir=" + data
 	fi, err := os.Stat(admin.SocketPath(data))
 	require.NoError(t, err)
@@ -178,7 +185,7 @@ func TestOperatorCLI(t *testing.T) {
 	otherClass, stopOther := startTail("--class", "Other")
 	defer stopOther()
 	time.Sleep(2 * time.Second) // let them connect
-	resp, err = http.Get(srv.URL + "/s/bob/index.html")
+	resp, err := http.Get(srv.URL + "/s/bob/index.html")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Eventually(t, func() bool { return strings.Contains(byClass.String(), "container:App#") }, 30*time.Second, 50*time.Millisecond,
@@ -276,12 +283,7 @@ func TestOperatorTerminalExecEndsWithItsJobs(t *testing.T) {
 // with input, waits until the two sleeps whose arguments match pattern
 // run, kills the client and asserts the sleeps are gone.
 func assertGoneClientEndsSleeps(t *testing.T, pattern, input string, client func(dataDirFlag string) *exec.Cmd) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	resp, err := http.Get(srv.URL + "/s/alice/index.html")
-	require.NoError(t, err)
-	resp.Body.Close()
+	data, _, _ := serveWebapp(t)
 	dd := "--data-dir=" + data
 	count := func() string {
 		out, _ := wharfCmd(t, "", "exec", dd, "APP", "alice", "--", "sh", "-c", "ps -o args | grep -c '^sleep "+pattern+"$'")
@@ -304,13 +306,7 @@ func assertGoneClientEndsSleeps(t *testing.T, pattern, input string, client func
 // know, or a user:group, is refused with the reason and runs nothing. Only
 // a plugin could exec as another user.
 func TestOperatorExecAsAUser(t *testing.T) {
-	data := t.TempDir()
-	fixture.ImportBusybox(t, data)
-	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
-	resp, err := http.Get(srv.URL + "/s/alice/index.html")
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	data, srv, _ := serveWebapp(t)
 	dd := "--data-dir=" + data
 
 	for _, c := range []struct {

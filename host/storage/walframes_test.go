@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // toByteOrder rewrites a WAL's checksums in order (magic, header, chain).
@@ -123,11 +123,11 @@ func TestCommitsReadTheWALHeaderOnlyForANewGeneration(t *testing.T) {
 	then := t.TempDir()
 	copyFiles(t, then, path)
 	const commits = 1200 // 2 pages each: SQLite checkpoints every 1,000 pages
-	readsBefore := readSyscalls(t)
+	readsBefore := testutil.SelfNumber(t, "io", "syscr")
 	for i := range commits {
 		h.put(t, d, "k", fmt.Sprint(i))
 	}
-	reads := readSyscalls(t) - readsBefore
+	reads := testutil.SelfNumber(t, "io", "syscr") - readsBefore
 	assert.Less(t, float64(reads)/commits, 1.5, "read syscalls a commit (%d in %d commits)", reads, commits)
 	after := t.TempDir()
 	crash(t, h, then, after)
@@ -138,21 +138,4 @@ func TestCommitsReadTheWALHeaderOnlyForANewGeneration(t *testing.T) {
 	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "k")
 	assert.True(t, ok)
 	assert.Equal(t, fmt.Sprint(commits-1), v)
-}
-
-// readSyscalls is how many read syscalls (read, pread and the like) this
-// process has made.
-func readSyscalls(t *testing.T) int {
-	t.Helper()
-	io, err := os.ReadFile("/proc/self/io")
-	require.NoError(t, err)
-	for line := range strings.Lines(string(io)) {
-		if n, ok := strings.CutPrefix(line, "syscr: "); ok {
-			v, err := strconv.Atoi(strings.TrimSpace(n))
-			require.NoError(t, err)
-			return v
-		}
-	}
-	t.Fatal("no syscr in /proc/self/io")
-	return 0
 }
