@@ -416,17 +416,25 @@ func (d *DB) Commit() error {
 }
 
 // commitTx commits the open transaction; one that wrote is numbered and
-// handed to the log.
+// handed to the log. One that wrote nothing is rolled back: a statement
+// that failed may have spilled pages to the WAL before its savepoint put
+// them back, and a COMMIT would write them again, a commit the log never
+// saw. The next commit reads its frames from the WAL position after the
+// last one logged (readCommits), which that commit and a checkpoint after
+// it would make stale.
 func (d *DB) commitTx(wrote bool) error {
-	if wrote {
-		if _, err := d.exec(stampCommit, int64(d.seq+1)); err != nil {
-			d.rollback()
-			return d.noteFull(err)
-		}
+	if !wrote {
+		err := d.tx.Rollback()
+		d.txDone()
+		return err
+	}
+	if _, err := d.exec(stampCommit, int64(d.seq+1)); err != nil {
+		d.rollback()
+		return d.noteFull(err)
 	}
 	err := d.tx.Commit()
 	d.txDone()
-	if err != nil || !wrote {
+	if err != nil {
 		return d.noteFull(err)
 	}
 	d.seq++

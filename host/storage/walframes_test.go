@@ -139,3 +139,40 @@ func TestCommitsReadTheWALHeaderOnlyForANewGeneration(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, fmt.Sprint(commits-1), v)
 }
+// TestAFailedStatementsSpilledPagesAreNotCommitted: a statement larger than
+// the page cache spills pages to the WAL and, failing, its savepoint puts
+// them back; the event, which wrote nothing else, used to end with a
+// COMMIT that wrote those pages again, a commit the log never saw. When a
+// checkpoint followed it, the next commit began a new WAL generation and
+// the log recorded the unseen commit's frames in its stead (read where the
+// last logged commit ended): after a power cut the acknowledged write was
+// gone.
+func TestAFailedStatementsSpilledPagesAreNotCommitted(t *testing.T) {
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, path)
+	d.BeginEvent()
+	_, err := d.Exec("CREATE TABLE big (x)")
+	require.NoError(t, err)
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+	_, err = d.db.Exec("PRAGMA cache_size = 2") // the statement below spills
+	require.NoError(t, err)
+	_, err = d.db.Exec(fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", d.walPos.next+1)) // the next commit checkpoints
+	require.NoError(t, err)
+
+	d.BeginEvent()
+	_, err = d.Exec("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300) INSERT INTO big SELECT iif(n < 300, randomblob(3000), abs(-9223372036854775807 - 1)) FROM c")
+	require.ErrorContains(t, err, "integer overflow")
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Flush())
+	h.put(t, d, "a", "2")
+
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+	l := openLog(t, after)
+	v, _ := get(t, l, filepath.Join(after, "obj.sqlite"), "a")
+	assert.Equal(t, "2", v, "the last acknowledged commit")
+}
