@@ -141,6 +141,29 @@ func TestImagesThroughAStaleSocket(t *testing.T) {
 		`\); stop it or choose another --data-dir \(its containerd does not answer: containerd at `+regexp.QuoteMeta(sock)+`: .*connection refused.*\)\n$`, out)
 }
 
+// TestImagesOnALockDatedInTheFuture: a wharf images command on a data
+// directory whose owner has no containerd there, and whose lock is dated
+// in the future (the clock was set back since the owner took it, or the
+// file was touched), is refused once it has waited ownerStartWait for
+// that containerd: it waited until the clock reached the lock's time plus
+// ownerStartWait, an hour here.
+func TestImagesOnALockDatedInTheFuture(t *testing.T) {
+	data := t.TempDir()
+	lock, err := host.LockDataDir(data) // as a running wharf serve holds it
+	require.NoError(t, err)
+	defer lock.Unlock()
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(data, "wharf.lock"), later, later))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testutil.BuildWharf(t), "images", "ls", "--data-dir", data).CombinedOutput()
+	require.NoError(t, ctx.Err(), "wharf images ls still waited 30 s later")
+	require.Error(t, err, "%s", out)
+	assert.Equal(t, "wharf: the data directory "+data+" is in use by another wharf (pid "+strconv.Itoa(os.Getpid())+
+		"); stop it or choose another --data-dir\n", string(out))
+}
+
 // tookAWhileAgo makes the owner of the data directory data look as if it
 // took it an hour ago: a wharf images command does not wait for its
 // containerd to start then, and is refused at once.

@@ -178,9 +178,12 @@ const ownerStartWait = 5 * time.Second
 // began): the directory is then soon free, and taken. It may also have
 // taken the directory just now, and not have its containerd answer yet
 // (none started, or one starting over the socket a killed one left): that
-// is waited for until ownerStartWait after it took the directory.
+// is waited for until ownerStartWait after it took the directory, and
+// no longer than that from the call: a clock set back since (or a touch)
+// dates the directory's lock in the future.
 func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *ownerShare, error) {
-	deadline := time.Now().Add(5 * time.Second)
+	began := time.Now()
+	deadline := began.Add(5 * time.Second)
 	for stopping := false; ; {
 		lock, err := host.LockDataDir(dataDir)
 		if !errors.Is(err, host.ErrDataDirInUse) {
@@ -194,7 +197,7 @@ func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *owner
 			return nil, nil, err
 		}
 		pid, since := host.DataDirOwner(dir)
-		starting := time.Since(since) < ownerStartWait
+		starting := time.Since(since) < ownerStartWait && time.Since(began) < ownerStartWait
 		share, serr := containerd.ShareEmbedded(dir)
 		if serr == nil && (!starting || containerd.Answers(ctx, share.Address) == nil) {
 			return nil, newOwnerShare(share, err, dir, pid), nil
