@@ -17,12 +17,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -297,6 +299,64 @@ func TestImagesWhenTheOwnerIsKilled(t *testing.T) {
 	srv = testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
 	require.NoError(t, srv.Stop(30*time.Second))
 	assert.Empty(t, containerd.HostLeftovers(data))
+}
+
+// TestImagesImportWhenTheOwnerIsKilled: wharf images import commands
+// through the containerd of the wharf serve owning the data directory,
+// when that serve is killed (SIGKILL), end and say so, the one that waited
+// for a blob another import was writing too: it waited for ever,
+// containerd's content writer taking the gone server for the other writer
+// holding the blob, and retrying. The first import reads its archive from
+// a named pipe, which gives half the layer until the serve is gone.
+func TestImagesImportWhenTheOwnerIsKilled(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data) // serve checks its class's image
+	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
+	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	img, err := random.Image(1<<20, 1) // a layer the data directory does not hold
+	require.NoError(t, err)
+	archive := filepath.Join(t.TempDir(), "random.tar")
+	require.NoError(t, tarball.WriteToFile(archive, name.MustParseReference("wharf.test/random:1"), img))
+	whole, err := os.ReadFile(archive)
+	require.NoError(t, err)
+	pipe := filepath.Join(t.TempDir(), "random.tar")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o600))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := func(archive string) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.CommandContext(ctx, testutil.BuildWharf(t), "images", "import", archive, "--data-dir", data)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		return cmd, &out
+	}
+	writing, wrote := start(pipe)
+	w, err := os.OpenFile(pipe, os.O_WRONLY, 0) // once the command opens it, through serve's containerd
+	require.NoError(t, err)
+	defer w.Close()
+	_, err = w.Write(whole[:len(whole)/2])
+	require.NoError(t, err)
+	waiting, waited := start(archive)
+	time.Sleep(time.Second) // it meets the blob the first one is writing
+	srv.Kill()
+	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", data)) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"serve's containerd goes with it")
+	w.Write(whole[len(whole)/2:])
+	w.Close()
+
+	gone := "wharf: the wharf that owned the data directory " + data + " (pid " + strconv.Itoa(srv.Pid()) +
+		") went away during the command, and its containerd with it: the command did not finish\n"
+	for _, c := range []struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+	}{{writing, wrote}, {waiting, waited}} {
+		require.Error(t, c.cmd.Wait(), c.out.String())
+		require.NoError(t, ctx.Err(), "an import still waited a minute later: %s", c.out.String())
+		assert.Equal(t, gone, c.out.String())
+	}
+	assert.Empty(t, testutil.Processes(data), "nothing runs on the data directory")
+	assert.Empty(t, containerd.MountsUnder(data))
 }
 
 // holdsSharedLock reports whether process pid holds a shared flock.

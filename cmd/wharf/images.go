@@ -113,8 +113,13 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 		return err
 	}
 	defer b.Close()
+	if share != nil {
+		ctx, stop := share.untilOwnerGone(cmd.Context())
+		defer stop()
+		cmd.SetContext(ctx)
+	}
 	err = fn(cmd, b, args)
-	if err != nil && share != nil && share.ownerGone() { // its containerd went with it: the error is a bare EOF, say
+	if err != nil && share != nil && share.ownerGone(ownerExitLag) { // its containerd went with it: the error is a bare EOF, say
 		return fmt.Errorf("the wharf that owned the data directory %s (pid %d) went away during the command, and its containerd with it: "+
 			"the command did not finish", share.dir, share.pid)
 	}
@@ -146,15 +151,60 @@ func newOwnerShare(share *containerd.Share, inUse error, dir string, pid int) *o
 	return s
 }
 
-// ownerGone reports whether the owner has exited (its containerd, which
-// the kernel stops with it, with it).
-func (s *ownerShare) ownerGone() bool {
+// ownerExitLag is how long a command that failed waits for the owner to
+// have exited: its containerd, which the kernel stops as the owner exits,
+// may end, and fail the command, before the owner's exit is complete.
+const ownerExitLag = 200 * time.Millisecond
+
+// ownerGone reports whether the owner has exited, or does within wait
+// (its containerd, which the kernel stops with it, with it).
+func (s *ownerShare) ownerGone(wait time.Duration) bool {
 	if s.owner < 0 {
 		return false
 	}
 	fds := []unix.PollFd{{Fd: int32(s.owner), Events: unix.POLLIN}} // readable once the process exited
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0
+	for deadline := time.Now().Add(wait); ; {
+		n, err := unix.Poll(fds, int(max(time.Until(deadline), 0).Milliseconds()))
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
+	}
+}
+
+// untilOwnerGone is ctx, ended when the owner exits: a command whose
+// containerd went with it would otherwise wait for ever (containerd's
+// content writer takes a gone server for a blob another writer holds, and
+// tries again). stop ends the watch.
+func (s *ownerShare) untilOwnerGone(ctx context.Context) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	if s.owner < 0 {
+		return ctx, cancel
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return ctx, cancel
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer r.Close()
+		fds := []unix.PollFd{{Fd: int32(s.owner), Events: unix.POLLIN}, {Fd: int32(r.Fd()), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == nil && fds[0].Revents != 0 {
+				cancel()
+			}
+			return
+		}
+	}()
+	return ctx, func() {
+		w.Close() // ends the poll
+		<-done
+		cancel()
+	}
 }
 
 // Release ends the share.
