@@ -418,10 +418,8 @@ func (d *DB) Commit() error {
 // commitTx commits the open transaction; one that wrote is numbered and
 // handed to the log. One that wrote nothing is rolled back: a statement
 // that failed may have spilled pages to the WAL before its savepoint put
-// them back, and a COMMIT would write them again, a commit the log never
-// saw. The next commit reads its frames from the WAL position after the
-// last one logged (readCommits), which that commit and a checkpoint after
-// it would make stale.
+// them back, and a COMMIT would write them again, WAL frames of a commit
+// the log is not told of.
 func (d *DB) commitTx(wrote bool) error {
 	if !wrote {
 		err := d.tx.Rollback()

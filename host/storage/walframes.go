@@ -35,14 +35,11 @@ type walFrame struct {
 
 // walPosition is where a database's next commit begins in its WAL: frame
 // next (from 0) of the generation with these salts, whose frames before it
-// end with checksum sum. pageSize and order are the WAL header's, once
-// read (pageSize is 0 before).
+// end with checksum sum.
 type walPosition struct {
-	salts    [8]byte
-	next     int64
-	sum      walChecksum
-	pageSize int
-	order    binary.ByteOrder
+	salts [8]byte
+	next  int64
+	sum   walChecksum
 }
 
 // walChecksum is SQLite's running WAL checksum.
@@ -91,45 +88,25 @@ func readsShort(f *os.File) bool {
 // the generation has changed since, the frames are the whole of the new
 // one. A read short of what it asked is the WAL's end unless short reads
 // come sooner there (readsShort): then only a read of nothing is.
-//
-// The WAL's header is read only when no commit follows pos in the
-// generation known: a new generation (after a checkpoint) is rare, and
-// reading the header at every commit cost a syscall of each.
 func readCommits(wal *os.File, short bool, pos *walPosition, buf []byte) (pageSize int, frames []byte, err error) {
-	if pos.pageSize != 0 {
-		frames, err := readFrames(wal, short, pos, buf)
-		if err != nil || len(frames) > len(buf) {
-			return pos.pageSize, frames, err
-		}
-	}
 	var hdr [walHeaderBytes]byte
-	if n, err := pread(int(wal.Fd()), hdr[:], 0); err != nil {
+	if _, err := wal.ReadAt(hdr[:], 0); err != nil {
 		return 0, buf, fmt.Errorf("reading %s: %w", wal.Name(), err)
-	} else if n < len(hdr) {
-		return 0, buf, fmt.Errorf("reading %s: its header is cut short (%d bytes)", wal.Name(), n)
 	}
 	pageSize = int(binary.BigEndian.Uint32(hdr[8:12]))
 	if pageSize < 512 || pageSize > 65536 || pageSize&(pageSize-1) != 0 {
 		return 0, buf, fmt.Errorf("reading %s: page size %d", wal.Name(), pageSize)
 	}
-	pos.pageSize, pos.order = pageSize, binary.LittleEndian
+	var order binary.ByteOrder = binary.LittleEndian
 	if binary.BigEndian.Uint32(hdr[0:4]) == walMagicBigEndian {
-		pos.order = binary.BigEndian
+		order = binary.BigEndian
 	}
-	if bytes.Equal(hdr[16:24], pos.salts[:]) {
-		return pageSize, buf, nil // nothing new in this generation
+	if !bytes.Equal(hdr[16:24], pos.salts[:]) {
+		copy(pos.salts[:], hdr[16:24])
+		pos.next = 0
+		pos.sum = walChecksum{binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[28:32])}
 	}
-	copy(pos.salts[:], hdr[16:24])
-	pos.next = 0
-	pos.sum = walChecksum{binary.BigEndian.Uint32(hdr[24:28]), binary.BigEndian.Uint32(hdr[28:32])}
-	frames, err = readFrames(wal, short, pos, buf)
-	return pageSize, frames, err
-}
-
-// readFrames appends to buf the frames of the commits that follow pos in
-// its generation (pos.pageSize and pos.order set), and moves pos past them.
-func readFrames(wal *os.File, short bool, pos *walPosition, buf []byte) ([]byte, error) {
-	frameBytes := walFrameHeaderBytes + pos.pageSize
+	frameBytes := walFrameHeaderBytes + pageSize
 	const chunk = 4 * 4096
 	start, committed := len(buf), len(buf) // committed: the end of the last commit frame
 	checked := start                       // the end of the frames checked
@@ -139,13 +116,13 @@ func readFrames(wal *os.File, short bool, pos *walPosition, buf []byte) ([]byte,
 		buf = slices.Grow(buf, chunk+frameBytes)[:read+chunk+frameBytes]
 		n, err := pread(int(wal.Fd()), buf[read:], at)
 		if err != nil {
-			return buf[:start], fmt.Errorf("reading %s: %w", wal.Name(), err)
+			return 0, buf[:start], fmt.Errorf("reading %s: %w", wal.Name(), err)
 		}
 		buf, at = buf[:read+n], at+int64(n)
 		ended := n == 0
 		for ; !ended && len(buf)-checked >= frameBytes; checked += frameBytes {
 			f := buf[checked : checked+frameBytes]
-			sum = sum.add(pos.order, f[:8]).add(pos.order, f[walFrameHeaderBytes:])
+			sum = sum.add(order, f[:8]).add(order, f[walFrameHeaderBytes:])
 			if !bytes.Equal(f[8:16], pos.salts[:]) || sum.s0 != binary.BigEndian.Uint32(f[16:20]) || sum.s1 != binary.BigEndian.Uint32(f[20:24]) {
 				ended = true // the current generation's valid frames end
 				break
@@ -160,5 +137,5 @@ func readFrames(wal *os.File, short bool, pos *walPosition, buf []byte) ([]byte,
 	}
 	pos.next += int64((committed - start) / frameBytes)
 	pos.sum = committedSum
-	return buf[:committed], nil
+	return pageSize, buf[:committed], nil
 }
