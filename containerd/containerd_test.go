@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/wharfhq/wharf/egresspolicy"
 	"io"
 	"log/slog"
 	"net"
@@ -13,10 +12,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wharfhq/wharf/egresspolicy"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/opencontainers/image-spec/identity"
@@ -1198,4 +1200,50 @@ func TestMaxInstancesHoldsForConcurrentStarts(t *testing.T) {
 		}
 	}
 	assert.Equal(t, most, ok, "containers started of a class with max_instances = %d", most)
+}
+
+// TestNameTheManifestOfAnImportTheNameLeft: a build names its manifest
+// instead of the index its import made (NameTheManifest); when another
+// import took the name meanwhile (two builds of one tag at once), the
+// build still says its own manifest, and the name stays the other's.
+func TestNameTheManifestOfAnImportTheNameLeft(t *testing.T) {
+	d := startDaemon(t)
+	c, err := Connect(context.Background(), d.Address)
+	require.NoError(t, err)
+	defer c.Close()
+	// A build holds a lease on what it imports until it named it.
+	ctx, endLease, err := c.WithLease(WithNamespace(context.Background()))
+	require.NoError(t, err)
+	defer endLease(ctx)
+	const name = "wharf.test/built:1"
+	importAs := func(archive func(string) (string, error)) Image {
+		path, err := archive(t.TempDir())
+		require.NoError(t, err)
+		imgs, err := ImportArchive(ctx, c, path, name)
+		require.NoError(t, err)
+		i := slices.IndexFunc(imgs, func(img Image) bool { return img.Name == name })
+		require.GreaterOrEqual(t, i, 0, "%v", imgs)
+		return imgs[i]
+	}
+	first := importAs(testimages.Busybox)
+	second := importAs(testimages.BusyboxApp)
+	require.NotEqual(t, first.Digest, second.Digest)
+
+	mine, err := NameTheManifest(ctx, c, first)
+	require.NoError(t, err)
+	assert.NotEqual(t, first.Digest, mine.Digest, "the manifest, not the index")
+	assert.NotEqual(t, second.Digest, mine.Digest, "not the image that took the name")
+	list, err := ListImages(ctx, c)
+	require.NoError(t, err)
+	i := slices.IndexFunc(list, func(img Image) bool { return img.Name == name })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, second.Digest, list[i].Digest, "the name stays the later import's")
+
+	theirs, err := NameTheManifest(ctx, c, second)
+	require.NoError(t, err)
+	list, err = ListImages(ctx, c)
+	require.NoError(t, err)
+	i = slices.IndexFunc(list, func(img Image) bool { return img.Name == name })
+	assert.Equal(t, theirs.Digest, list[i].Digest, "the name is its own import's manifest")
+	assert.NotEqual(t, mine.Digest, theirs.Digest)
 }

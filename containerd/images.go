@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -79,35 +80,38 @@ func Import(ctx context.Context, c *client.Client, r io.Reader, name string) ([]
 	return out, nil
 }
 
-// NameTheManifest points the image name, whose target is an index of a
-// single manifest (what a build exports), at that manifest. The index
+// NameTheManifest points the name of imported, an image Import returned
+// whose target is an index of a single manifest (what a build exports),
+// at that manifest, and returns the image as that manifest. The index
 // records the moment it was exported, so a build that changed nothing
 // would otherwise be a new image, with a new digest, each time; the
-// manifest is the image itself. Other targets are left as they are.
-func NameTheManifest(ctx context.Context, c *client.Client, name string) (Image, error) {
+// manifest is the image itself. A name another import has taken since
+// (a build of the same tag at the same time) is left to it; other
+// targets are left as they are.
+func NameTheManifest(ctx context.Context, c *client.Client, imported Image) (Image, error) {
 	ctx = WithNamespace(ctx)
-	img, err := c.ImageService().Get(ctx, name)
+	raw, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: digest.Digest(imported.Digest)})
 	if err != nil {
-		return Image{}, err
+		return Image{}, fmt.Errorf("reading the index of %s: %w", imported.Name, err)
 	}
-	if images.IsIndexType(img.Target.MediaType) {
-		raw, err := content.ReadBlob(ctx, c.ContentStore(), img.Target)
-		if err != nil {
-			return Image{}, fmt.Errorf("reading the index of %s: %w", name, err)
-		}
-		var index ocispec.Index
-		if err := json.Unmarshal(raw, &index); err != nil {
-			return Image{}, fmt.Errorf("reading the index of %s: %w", name, err)
-		}
-		if len(index.Manifests) == 1 && images.IsManifestType(index.Manifests[0].MediaType) {
-			m := index.Manifests[0]
-			img.Target = ocispec.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size}
-			if img, err = c.ImageService().Update(ctx, img, "target"); err != nil {
-				return Image{}, fmt.Errorf("naming the manifest of %s: %w", name, err)
-			}
-		}
+	var index ocispec.Index
+	if err := json.Unmarshal(raw, &index); err != nil {
+		return Image{}, fmt.Errorf("reading the index of %s: %w", imported.Name, err)
 	}
-	return describe(ctx, c, img), nil
+	if index.MediaType != "" && !images.IsIndexType(index.MediaType) || len(index.Manifests) != 1 || !images.IsManifestType(index.Manifests[0].MediaType) {
+		return imported, nil
+	}
+	m := index.Manifests[0]
+	manifest := ocispec.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size}
+	img, err := c.ImageService().Get(ctx, imported.Name)
+	if err == nil && img.Target.Digest.String() == imported.Digest {
+		img.Target = manifest
+		_, err = c.ImageService().Update(ctx, img, "target")
+	}
+	if err != nil {
+		return Image{}, fmt.Errorf("naming the manifest of %s: %w", imported.Name, err)
+	}
+	return describe(ctx, c, images.Image{Name: imported.Name, Target: manifest}), nil
 }
 
 func describe(ctx context.Context, c *client.Client, img images.Image) Image {

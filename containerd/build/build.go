@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/docker/cli/cli/config/configfile"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -233,6 +234,17 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	if err != nil {
 		return containerd.Image{}, err
 	}
+	// A lease keeps what this build imports from containerd's garbage
+	// collector until it is named (containerd.NameTheManifest): a build of
+	// the same tag at the same time may take the name first and leave it
+	// unreferenced. It expires on its own after a kill. Only the import and
+	// the naming carry it, not the solve: buildkitd would look for it in
+	// its own namespace.
+	leased, endLease, err := e.backend.Client.WithLease(containerd.WithNamespace(ctx), leases.WithExpiration(time.Hour))
+	if err != nil {
+		return containerd.Image{}, fmt.Errorf("building %s: %w", dockerfile, err)
+	}
+	defer endLease(context.WithoutCancel(leased))
 	var imgs []containerd.Image
 	var solveErr error
 	status := make(chan *bkclient.SolveStatus)
@@ -250,7 +262,8 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	})
 	g.Go(func() error {
 		var err error
-		imgs, err = containerd.Import(gctx, e.backend.Client, pr, o.Tag)
+		lease, _ := leases.FromContext(leased)
+		imgs, err = containerd.Import(leases.WithLease(gctx, lease), e.backend.Client, pr, o.Tag)
 		pr.CloseWithError(err)
 		return err
 	})
@@ -260,10 +273,11 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		}
 		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, local, err)
 	}
-	if !slices.ContainsFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag }) {
+	i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag })
+	if i < 0 {
 		return containerd.Image{}, fmt.Errorf("building %s: the build produced no image named %s", dockerfile, o.Tag)
 	}
-	return containerd.NameTheManifest(ctx, e.backend.Client, o.Tag)
+	return containerd.NameTheManifest(leased, e.backend.Client, imgs[i])
 }
 
 // buildError prints the Dockerfile lines an error points at and names the
