@@ -307,7 +307,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if dataDir == "" {
 		dataDir = filepath.Join(m.Dir, manifest.DefaultStateDir)
 	}
-	lock, err := host.LockDataDir(dataDir) // before anything touches it
+	lock, err := lockForServe(ctx, dataDir, logger) // before anything touches it
 	if err != nil {
 		return err
 	}
@@ -469,4 +469,49 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	return nil
+}
+
+// lockForServe takes the lock of the data directory dataDir for serve. A
+// wharf images command that holds it (started a moment before, or
+// importing still) ends on its own: serve waits for it, and says so once,
+// rather than refuse to start. Another owner (a wharf serve) is refused.
+func lockForServe(ctx context.Context, dataDir string, logger *slog.Logger) (*host.DataDirLock, error) {
+	for said := false; ; {
+		lock, err := host.LockDataDir(dataDir)
+		if !errors.Is(err, host.ErrDataDirInUse) {
+			return lock, err
+		}
+		dir, rerr := filepath.EvalSymlinks(dataDir)
+		if rerr != nil {
+			return nil, err
+		}
+		pid, _ := host.DataDirOwner(dir)
+		command, ok := imagesCommand(pid)
+		if !ok {
+			return nil, err
+		}
+		if !said {
+			logger.Info("waiting for a wharf images command to finish with the data directory", "pid", pid, "command", command, "data_dir", dir)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// imagesCommand is the command line of process pid if it is a wharf
+// images command.
+func imagesCommand(pid int) (string, bool) {
+	if pid <= 0 {
+		return "", false
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	if err != nil || len(args) < 2 || args[1] != "images" {
+		return "", false
+	}
+	return "wharf " + strings.Join(args[1:], " "), true
 }

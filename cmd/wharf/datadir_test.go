@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -196,6 +197,43 @@ func TestImagesStartedWithTheirOwner(t *testing.T) {
 	assert.Contains(t, srv.Logs(), `msg="containerd started"`, "through serve's containerd")
 	srv.Stop(30 * time.Second) // still compiling the plugin, it says "stopped while starting"
 	assert.Empty(t, testutil.Processes("containerd", data))
+}
+
+// TestServeWaitsForAnImagesCommand: wharf serve started while a wharf
+// images command holds the data directory (an import under way, with the
+// containerd it started) waits for the command to end, saying so, and
+// then serves; it was refused as if another serve ran there.
+func TestServeWaitsForAnImagesCommand(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	whole, err := os.ReadFile(archive)
+	require.NoError(t, err)
+	pipe := filepath.Join(t.TempDir(), "busybox.tar")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	importing := exec.CommandContext(ctx, testutil.BuildWharf(t), "images", "import", pipe, "--data-dir", data)
+	var out bytes.Buffer
+	importing.Stdout, importing.Stderr = &out, &out
+	require.NoError(t, importing.Start())
+	w, err := os.OpenFile(pipe, os.O_WRONLY, 0) // once the command opens it, holding the directory
+	require.NoError(t, err)
+	defer w.Close()
+	pid, _ := host.DataDirOwner(data)
+	require.Equal(t, importing.Process.Pid, pid, "the import holds the data directory")
+
+	srv := testutil.LaunchServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.True(t, srv.WaitLog("waiting for a wharf images command to finish with the data directory", time.Minute), srv.Logs())
+	assert.Contains(t, srv.Logs(), fmt.Sprintf("pid=%d", pid))
+	_, err = w.Write(whole)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, importing.Wait(), out.String())
+	assert.Contains(t, out.String(), "imported wharf.test/busybox:latest")
+	require.True(t, srv.WaitLog("msg=serving", 5*time.Minute), srv.Logs())
+	require.NoError(t, srv.Stop(30*time.Second))
 }
 
 // TestImagesWhileTheOwnerStops: a wharf images command that goes through
