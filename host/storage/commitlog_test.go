@@ -142,6 +142,19 @@ func crash(t *testing.T, h *host, dbThen, after string) {
 	}
 }
 
+// crashAndOpen makes the copy of the host's data directory a power cut
+// would leave (see crash), with the database's files as they were in then,
+// ends the host and its database d, and opens the copy's log; it returns
+// the log and the copy.
+func crashAndOpen(t *testing.T, h *host, d *DB, then string) (*Log, string) {
+	t.Helper()
+	after := t.TempDir()
+	crash(t, h, then, after)
+	require.NoError(t, d.Close())
+	require.NoError(t, h.log.Close())
+	return openLog(t, after), after
+}
+
 func dbFiles(path string) []string { return []string{path, path + "-wal"} }
 
 // TestLogReplaysCommitsTheDatabaseLost: after a power cut that lost the
@@ -162,12 +175,7 @@ func TestLogReplaysCommitsTheDatabaseLost(t *testing.T) {
 				h.put(t, d, fmt.Sprint("k", i), fmt.Sprint(i))
 			}
 			h.put(t, d, "a", "2")
-			after := t.TempDir()
-			crash(t, h, then, after)
-			require.NoError(t, d.Close())
-			require.NoError(t, h.log.Close())
-
-			l := openLog(t, after)
+			l, after := crashAndOpen(t, h, d, then)
 			assert.Equal(t, 1, l.Recovery().Databases)
 			lacked := map[string]int{"last commits": 51, "whole WAL": 52}[lost]
 			assert.Equal(t, lacked, l.Recovery().Commits, "the commits the copy lacks")

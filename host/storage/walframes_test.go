@@ -122,11 +122,7 @@ func TestLogReplaysCommitsAcrossWALGenerations(t *testing.T) {
 	for i := range commits {
 		h.put(t, d, "k", fmt.Sprint(i))
 	}
-	after := t.TempDir()
-	crash(t, h, then, after)
-	require.NoError(t, d.Close())
-	require.NoError(t, h.log.Close())
-	l := openLog(t, after)
+	l, after := crashAndOpen(t, h, d, then)
 	assert.Equal(t, commits+1, l.Recovery().Commits, "every commit replayed")
 	v, ok := get(t, l, filepath.Join(after, "obj.sqlite"), "k")
 	assert.True(t, ok)
@@ -165,11 +161,7 @@ func TestAFailedStatementsSpilledPagesAreNotCommitted(t *testing.T) {
 	assert.Empty(t, frames, "the event that wrote nothing committed nothing")
 	h.put(t, d, "a", "2")
 
-	after := t.TempDir()
-	crash(t, h, then, after)
-	require.NoError(t, d.Close())
-	require.NoError(t, h.log.Close())
-	l := openLog(t, after)
+	l, after := crashAndOpen(t, h, d, then)
 	v, _ := get(t, l, filepath.Join(after, "obj.sqlite"), "a")
 	assert.Equal(t, "2", v, "the last acknowledged commit")
 }
