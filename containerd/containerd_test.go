@@ -59,11 +59,18 @@ func startDaemon(t *testing.T) *Daemon {
 	return d
 }
 
-func TestDaemonStartsAnswersAndStops(t *testing.T) {
+// startDaemonClient is startDaemon and a client of it, closed at cleanup.
+func startDaemonClient(t *testing.T) (*Daemon, *client.Client) {
+	t.Helper()
 	d := startDaemon(t)
 	c, err := Connect(context.Background(), d.Address)
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return d, c
+}
+
+func TestDaemonStartsAnswersAndStops(t *testing.T) {
+	d, c := startDaemonClient(t)
 	v, err := c.Version(context.Background())
 	require.NoError(t, err)
 	assert.NotEmpty(t, v.Version)
@@ -99,10 +106,7 @@ func TestMissingBinaryNamesPackage(t *testing.T) {
 }
 
 func TestImportListRemoveImage(t *testing.T) {
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
-	defer c.Close()
+	_, c := startDaemonClient(t)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 
@@ -154,10 +158,7 @@ func TestImportListRemoveImage(t *testing.T) {
 // the four rounds). Each round takes seconds: the imports wait for each
 // other's lock on the same blobs, with containerd's growing backoff.
 func TestConcurrentImportsOfOneImage(t *testing.T) {
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
-	defer c.Close()
+	_, c := startDaemonClient(t)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -195,9 +196,7 @@ func TestSocketPathStaysShort(t *testing.T) {
 // cleanup that nothing the test created is left.
 func testRuntime(t *testing.T) (*client.Client, string, string) {
 	t.Helper()
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
+	d, c := startDaemonClient(t)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), c, archivePath, "")
@@ -615,10 +614,7 @@ func TestContainerNetworkReachableFromHost(t *testing.T) {
 }
 
 func TestPullFromLoopbackRegistry(t *testing.T) {
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
-	defer c.Close()
+	_, c := startDaemonClient(t)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 	reg := testregistry.Start(t, "", "")
@@ -648,10 +644,7 @@ func writeDockerConfig(t *testing.T, host, user, password string) string {
 }
 
 func TestPullWithCredentials(t *testing.T) {
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
-	defer c.Close()
+	_, c := startDaemonClient(t)
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
 	reg := testregistry.Start(t, "puller", "s3cret")
@@ -1207,10 +1200,7 @@ func TestMaxInstancesHoldsForConcurrentStarts(t *testing.T) {
 // import took the name meanwhile (two builds of one tag at once), the
 // build still says its own manifest, and the name stays the other's.
 func TestNameTheManifestOfAnImportTheNameLeft(t *testing.T) {
-	d := startDaemon(t)
-	c, err := Connect(context.Background(), d.Address)
-	require.NoError(t, err)
-	defer c.Close()
+	_, c := startDaemonClient(t)
 	// A build holds a lease on what it imports until it named it.
 	ctx, endLease, err := c.WithLease(WithNamespace(context.Background()))
 	require.NoError(t, err)
