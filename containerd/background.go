@@ -96,13 +96,14 @@ func (c *Container) BackgroundLogs(ctx context.Context, id string, fromStart boo
 
 // WaitBackground waits until background process id has exited and
 // returns its description; canceling ctx stops waiting. A container that
-// stops meanwhile ends the wait with an error.
+// stops meanwhile ends the wait with hostcontainers.ErrExitedMeanwhile.
 func (c *Container) WaitBackground(ctx context.Context, id string) (ProcessInfo, error) {
 	if c.agent == nil {
 		return ProcessInfo{}, ErrNoAgentBackground
 	}
 	info, err := c.agent.WaitBackground(ctx, id)
 	if err != nil && !errors.Is(err, context.Canceled) {
+		err = c.exitedMeanwhile(err)
 		return info, fmt.Errorf("waiting for background process %q: %w", id, err)
 	}
 	return info, err

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/abi"
+	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 )
 
@@ -165,7 +166,8 @@ func TestBackgroundProcesses(t *testing.T) {
 	waitExit(t, ctr)
 	select {
 	case err := <-wait:
-		assert.ErrorContains(t, err, `waiting for background process "long": the container stopped`)
+		assert.ErrorContains(t, err, `waiting for background process "long": the container's main process exited`)
+		assert.ErrorIs(t, err, hostcontainers.ErrExitedMeanwhile, "told as the container's exit, which the guest gets as not running")
 	case <-time.After(10 * time.Second):
 		t.Fatal("the wait did not end with the container")
 	}
