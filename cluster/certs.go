@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -138,4 +139,34 @@ func writePair(dir, certName, keyName string, certPEM, keyPEM []byte) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, certName), certPEM, 0o644)
+}
+
+// EtcdTLS returns the TLS configuration a host reaches an etcd served over
+// https with: caFile is the CA certificate that signed etcd's server
+// certificate (empty: the system's roots), certFile and keyFile the
+// client certificate the host presents (both or neither; an etcd run with
+// --client-cert-auth refuses a client without one). Files are PEM.
+func EtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		caPEM, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd's CA certificate: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("etcd's CA certificate: %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("etcd's client certificate and its key go together: give both or neither")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd's client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,11 +33,15 @@ func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
 const ttl = 2 * time.Second
 
 type testCluster struct {
-	etcd  string
-	certs string
-	wasm  string
-	hosts map[string]*testHost
-	ttl   time.Duration // the hosts' --cluster-ttl
+	etcd string
+	// etcdTLS and etcdArgs are how a client and wharf reach an etcd served
+	// over https (nil without).
+	etcdTLS  *tls.Config
+	etcdArgs []string
+	certs    string
+	wasm     string
+	hosts    map[string]*testHost
+	ttl      time.Duration // the hosts' --cluster-ttl
 }
 
 type testHost struct {
@@ -48,7 +53,14 @@ type testHost struct {
 
 func newTestCluster(t testing.TB) *testCluster {
 	t.Helper()
-	c := &testCluster{etcd: testetcd.Start(t, 3), certs: t.TempDir(), hosts: map[string]*testHost{}, ttl: ttl}
+	return newTestClusterOn(t, testetcd.Start(t, 3), nil)
+}
+
+// newTestClusterOn is newTestCluster on the etcd at the URLs etcd, reached
+// with etcdTLS by the test and with etcdArgs by wharf.
+func newTestClusterOn(t testing.TB, etcd string, etcdTLS *tls.Config, etcdArgs ...string) *testCluster {
+	t.Helper()
+	c := &testCluster{etcd: etcd, etcdTLS: etcdTLS, etcdArgs: etcdArgs, certs: t.TempDir(), hosts: map[string]*testHost{}, ttl: ttl}
 	require.NoError(t, cluster.InitCA(c.certs))
 	c.wasm = testutil.BuildGuest(t, "examples/counter")
 	t.Cleanup(func() { c.checkNoKeysLeft(t) })
@@ -107,7 +119,7 @@ func (c *testCluster) serveArgs(t testing.TB, name, wasmPath, manifest string, e
 	h.peer = testutil.FreeLoopbackAddr(t)
 	return h, append([]string{dir, "--listen", "127.0.0.1:0", "--data-dir", h.dataDir,
 		"--cluster", "etcd=" + c.etcd, "--cluster-name", name, "--cluster-listen", h.peer,
-		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String()}, extra...)
+		"--cluster-certs", c.certs, "--cluster-ttl", c.ttl.String()}, append(c.etcdArgs, extra...)...)
 }
 
 // increment adds one to counter name through host h and returns the new
@@ -152,10 +164,23 @@ func (c *testCluster) owner(t testing.TB, name string) string {
 
 func (c *testCluster) client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second})
-	require.NoError(t, err)
+	cli := c.newClient(t)
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// newClient connects to the cluster's etcd; the caller closes it.
+func (c *testCluster) newClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), TLS: c.etcdTLS, DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	return cli
+}
+
+// status is what wharf cluster status says of the cluster.
+func (c *testCluster) status(t testing.TB) string {
+	t.Helper()
+	return c.wharf(t, append([]string{"cluster", "status", "--cluster", "etcd=" + c.etcd}, c.etcdArgs...)...)
 }
 
 func (c *testCluster) wharf(t testing.TB, args ...string) string {
@@ -173,8 +198,7 @@ func (c *testCluster) checkNoKeysLeft(t testing.TB) {
 			h.serve.Stop(30 * time.Second)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), DialTimeout: 5 * time.Second})
-	require.NoError(t, err)
+	cli := c.newClient(t)
 	defer cli.Close()
 	for _, p := range []string{"wharf/hosts/", "wharf/objects/"} {
 		resp, err := cli.Get(context.Background(), p, clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -199,7 +223,7 @@ func TestClusterServesEachObjectOnOneHost(t *testing.T) {
 	}
 	owner := c.owner(t, "shared")
 
-	status := c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd)
+	status := c.status(t)
 	for _, h := range hosts {
 		want := "0"
 		if h.name == owner {
@@ -207,6 +231,54 @@ func TestClusterServesEachObjectOnOneHost(t *testing.T) {
 		}
 		assert.Regexp(t, h.name+`\s+counter\s+[0-9a-f]{12}\s+127\.0\.0\.1:\d+\s+serving\s+[0-9a-f]+\s+\d+s\s+`+want+`\n`, status)
 	}
+}
+
+// TestClusterOnAnEtcdServedOverTLS: hosts reach an etcd that serves its
+// clients over https and accepts only those with a certificate of its CA
+// (--client-cert-auth) through the --cluster-etcd-* files: they join, the
+// object's commits go through it as it moves between them, and cluster
+// status reads it. TLS files that cannot work are refused, saying why
+// (wharf serve's, before it builds: TestServeReportsAnAddressInUseBeforeLoading),
+// and the hosts serve on.
+func TestClusterOnAnEtcdServedOverTLS(t *testing.T) {
+	etcd, files := testetcd.StartTLS(t)
+	etcdTLS, err := cluster.EtcdTLS(files.CA, files.Cert, files.Key)
+	require.NoError(t, err)
+	c := newTestClusterOn(t, etcd, etcdTLS, "--cluster-etcd-cacert", files.CA, "--cluster-etcd-cert", files.Cert, "--cluster-etcd-key", files.Key)
+	hosts := []*testHost{c.start(t, "h1"), c.start(t, "h2")}
+	increments := 0
+	incrementThroughEach := func() {
+		for _, h := range hosts {
+			v, err := h.increment("tls")
+			require.NoError(t, err)
+			increments++
+			require.Equal(t, int64(increments), v)
+		}
+	}
+	incrementThroughEach()
+	status := c.status(t)
+	for _, h := range hosts {
+		assert.Regexp(t, h.name+`\s+counter\s+[0-9a-f]{12}\s+127\.0\.0\.1:\d+\s+serving\s`, status)
+	}
+
+	plain := "etcd=" + strings.Replace(etcd, "https://", "http://", 1)
+	for _, refused := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cacert", files.CA}, "context deadline exceeded: " + etcd + ": TLS: remote error: tls: certificate required"},
+		{[]string{"--cluster", "etcd=" + etcd}, etcd + ": TLS: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
+		{[]string{"--cluster", plain, "--cluster-etcd-cacert", files.CA}, "--cluster-etcd-cacert, --cluster-etcd-cert and --cluster-etcd-key are for an etcd served over https: write its endpoints as https://host:port in --cluster"},
+		{[]string{"--cluster", "etcd=" + etcd + "," + strings.TrimPrefix(plain, "etcd="), "--cluster-etcd-cacert", files.CA}, "etcd's endpoints are all https:// or none"},
+		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cert", files.Cert}, "etcd's client certificate and its key go together: give both or neither"},
+		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cacert", files.Key}, files.Key + " holds no PEM certificate"},
+		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cacert", files.CA + ".gone"}, "etcd's CA certificate: open " + files.CA + ".gone: no such file or directory"},
+	} {
+		out, err := exec.Command(testutil.BuildWharf(t), append([]string{"cluster", "status"}, refused.args...)...).CombinedOutput()
+		assert.Error(t, err, "cluster status %q: %s", refused.args, out)
+		assert.Contains(t, string(out), refused.want, "cluster status %q", refused.args)
+	}
+	incrementThroughEach()
 }
 
 func TestClusterKeepsAcknowledgedWritesWhenTheOwnerIsKilled(t *testing.T) {
@@ -264,7 +336,7 @@ func TestClusterDrainMovesObjectsWithoutFailedRequests(t *testing.T) {
 		assert.Equal(t, "h2", c.ownerOf(t, n))
 		assert.Equal(t, strconv.Itoa(len(load.acked[n])+1), h1.get(t, "/counter/"+n), "h1 still answers, forwarding")
 	}
-	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "draining")
+	assert.Contains(t, c.status(t), "draining")
 }
 
 // TestClusterDrainingHostRefusesForwardedEventsQuietly: an event another
@@ -367,7 +439,7 @@ func TestClusterDrainNeedsAHostOfTheSamePlugin(t *testing.T) {
 	v, err := h1.increment("x")
 	require.NoError(t, err, "h1 keeps serving")
 	assert.Equal(t, int64(2), v)
-	assert.Contains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "other")
+	assert.Contains(t, c.status(t), "other")
 }
 
 // objectsPair is a cluster of two hosts, h1 and h2, serving the objects
@@ -553,7 +625,7 @@ func TestClusterShowsHostsServingAnotherBuild(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, int64(i+2), v)
 	}
-	status := c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd)
+	status := c.status(t)
 	assert.Regexp(t, `h1\s+counter\s+`+oldBuild+`\s`, status)
 	assert.Regexp(t, `h2\s+counter\s+`+oldBuild+`\s`, status)
 	assert.Regexp(t, `h3\s+counter\s+`+newBuild+`\s`, status)
@@ -600,7 +672,7 @@ func TestClusterRefusesADataDirectoryOfAnotherHistory(t *testing.T) {
 		"its etcd was wiped or replaced, or --cluster names another etcd", "--cluster-adopt", "move the data directory away"} {
 		assert.Contains(t, string(out), want)
 	}
-	assert.NotContains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "h1", "the refused host did not join")
+	assert.NotContains(t, c.status(t), "h1", "the refused host did not join")
 
 	// With --cluster-adopt it serves the new cluster's counter; its old
 	// databases are kept aside.
@@ -649,7 +721,7 @@ func TestClusterHostLeavesWhenEtcdLosesItsData(t *testing.T) {
 	assert.True(t, h1.serve.WaitLog("the cluster's etcd lost its data", 10*time.Second), h1.serve.Logs())
 	v, err := h1.increment("k")
 	require.Error(t, err, "served %d", v)
-	assert.NotContains(t, c.wharf(t, "cluster", "status", "--cluster", "etcd="+c.etcd), "h1", "h1 did not rejoin")
+	assert.NotContains(t, c.status(t), "h1", "h1 did not rejoin")
 }
 
 // TestClusterForwardedCallKeepsSentinels: an object method's error that

@@ -24,11 +24,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,10 @@ var (
 type Config struct {
 	// Endpoints are etcd's client URLs.
 	Endpoints []string
+	// EtcdTLS, if set, is how the host reaches etcd's https:// endpoints
+	// (see EtcdTLS); without it, they are reached with the system's roots
+	// and no client certificate.
+	EtcdTLS *tls.Config
 	// Name identifies the host; unique among every host on the etcd
 	// (CheckHostName says which names are valid).
 	Name string
@@ -176,7 +182,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cli, err := newClient(cfg.Endpoints)
+	cli, err := newClient(cfg.Endpoints, cfg.EtcdTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +194,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	defer cancel()
 	if m.clusterID, err = clusterID(jctx, cli); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
 	}
 	if cfg.CheckID != nil {
 		if err := cfg.CheckID(m.clusterID); err != nil {
@@ -212,7 +218,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		if errors.Is(err, errNameTaken) {
 			return nil, fmt.Errorf("a live host is already named %q (a host of that name that died less than %s ago would have let it go by now)", cfg.Name, cfg.TTL)
 		}
-		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), err)
+		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
 	}
 	kctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
@@ -687,16 +693,17 @@ type Status struct {
 	Objects map[string]int `json:"objects"`
 }
 
-// ReadStatus reads the cluster's status from etcd without joining it.
-func ReadStatus(ctx context.Context, endpoints []string) (*Status, error) {
-	cli, err := newClient(endpoints)
+// ReadStatus reads the cluster's status from etcd without joining it;
+// etcdTLS is as Config's EtcdTLS.
+func ReadStatus(ctx context.Context, endpoints []string, etcdTLS *tls.Config) (*Status, error) {
+	cli, err := newClient(endpoints, etcdTLS)
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
 	hosts, err := listHosts(ctx, cli, true)
 	if err != nil {
-		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), whyUnreachable(endpoints, etcdTLS, err))
 	}
 	counts, err := objectCounts(ctx, cli)
 	if err != nil {
@@ -725,16 +732,74 @@ func objectCounts(ctx context.Context, cli *clientv3.Client) (map[string]int, er
 	}
 }
 
-func newClient(endpoints []string) (*clientv3.Client, error) {
+func newClient(endpoints []string, etcdTLS *tls.Config) (*clientv3.Client, error) {
 	// Keepalive pings find a connection that stopped carrying packets (a
 	// partition) within seconds, so a healed host reconnects at once.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second}) // etcd refuses pings more often than every 5s
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
 	}
 	return cli, nil
 }
+
+// whyUnreachable adds to err, a call to etcd that failed, what a
+// connection to each endpoint meets, if that fails: gRPC retries a
+// refused connection or a failed TLS handshake until the call's deadline
+// and then says only that it passed.
+func whyUnreachable(endpoints []string, etcdTLS *tls.Config, err error) error {
+	var reasons []error
+	for _, e := range endpoints {
+		if why := probeEndpoint(e, etcdTLS); why != nil {
+			reasons = append(reasons, why)
+		}
+	}
+	if len(reasons) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, errors.Join(reasons...))
+}
+
+// probeEndpoint connects to etcd's endpoint e as its client does, with
+// TLS for https://, and returns what failed.
+func probeEndpoint(e string, etcdTLS *tls.Config) error {
+	scheme, hostPort, ok := strings.Cut(e, "://")
+	if !ok {
+		scheme, hostPort = "http", e
+	}
+	hostPort = strings.TrimSuffix(hostPort, "/")
+	conn, err := net.DialTimeout("tcp", hostPort, probeTimeout)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e, err)
+	}
+	defer conn.Close()
+	if scheme != "https" {
+		return nil
+	}
+	cfg := &tls.Config{}
+	if etcdTLS != nil {
+		cfg = etcdTLS.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(hostPort)
+	}
+	tc := tls.Client(conn, cfg)
+	tc.SetDeadline(time.Now().Add(probeTimeout))
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("%s: TLS: %w", e, err)
+	}
+	// In TLS 1.3 a server refuses the client's certificate, or its lack,
+	// after the handshake: the first read says so.
+	tc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var netErr net.Error
+	if _, err := tc.Read(make([]byte, 1)); err != nil && !(errors.As(err, &netErr) && netErr.Timeout()) {
+		return fmt.Errorf("%s: TLS: %w", e, err)
+	}
+	return nil
+}
+
+// probeTimeout bounds a probe's connection and its TLS handshake.
+const probeTimeout = 2 * time.Second
 
 // Close leaves the cluster: the lease is revoked, which releases every
 // object this host still owns.

@@ -25,9 +25,54 @@ import (
 	"github.com/wharfhq/wharf/manifest"
 )
 
+// etcdFlags say where the cluster's etcd is and, served over https, how
+// to reach it: wharf serve's and wharf cluster status's.
+type etcdFlags struct {
+	cluster string
+	// cacert, cert and key are the files of cluster.EtcdTLS.
+	cacert, cert, key string
+}
+
+// etcdTLSFlags are the names of the flags of etcd's TLS.
+var etcdTLSFlags = []string{"cluster-etcd-cacert", "cluster-etcd-cert", "cluster-etcd-key"}
+
+func (f *etcdFlags) register(fs *pflag.FlagSet, usage string) {
+	fs.StringVar(&f.cluster, "cluster", "", usage)
+	fs.StringVar(&f.cacert, etcdTLSFlags[0], "", "CA certificate (PEM) that signed the server certificate of an etcd served over https:// (default: the system's roots)")
+	fs.StringVar(&f.cert, etcdTLSFlags[1], "", "client certificate (PEM) to present to an etcd served over https:// that checks its clients (--client-cert-auth), with --cluster-etcd-key")
+	fs.StringVar(&f.key, etcdTLSFlags[2], "", "private key (PEM) of --cluster-etcd-cert")
+}
+
+// connection parses --cluster and loads etcd's TLS: nil for etcd served
+// over http. The TLS flags need https:// endpoints.
+func (f *etcdFlags) connection() (endpoints []string, etcdTLS *tls.Config, err error) {
+	if endpoints, err = f.endpoints(); err != nil {
+		return nil, nil, err
+	}
+	https := 0
+	for _, e := range endpoints {
+		if strings.HasPrefix(e, "https://") {
+			https++
+		}
+	}
+	if https == 0 {
+		if given := cmp.Or(f.cacert, f.cert, f.key); given != "" {
+			return nil, nil, fmt.Errorf("--cluster-etcd-cacert, --cluster-etcd-cert and --cluster-etcd-key are for an etcd served over https: write its endpoints as https://host:port in --cluster (got %q)", f.cluster)
+		}
+		return endpoints, nil, nil
+	}
+	if https < len(endpoints) {
+		return nil, nil, fmt.Errorf("--cluster: etcd's endpoints are all https:// or none (got %q)", f.cluster)
+	}
+	if etcdTLS, err = cluster.EtcdTLS(f.cacert, f.cert, f.key); err != nil {
+		return nil, nil, fmt.Errorf("--cluster-etcd-*: %w", err)
+	}
+	return endpoints, etcdTLS, nil
+}
+
 // clusterFlags are wharf serve's flags for joining a cluster.
 type clusterFlags struct {
-	cluster   string
+	etcdFlags
 	name      string
 	listen    string
 	advertise string
@@ -40,7 +85,7 @@ type clusterFlags struct {
 
 func (f *clusterFlags) register(fs *pflag.FlagSet) {
 	f.flags = fs
-	fs.StringVar(&f.cluster, "cluster", "", "join a cluster: etcd=<endpoint>[,<endpoint>...] (etcd's client URLs)")
+	f.etcdFlags.register(fs, "join a cluster: etcd=<endpoint>[,<endpoint>...] (etcd's client URLs)")
 	fs.StringVar(&f.name, "cluster-name", "", "this host's name in the cluster (default: the machine's hostname)")
 	fs.StringVar(&f.listen, "cluster-listen", ":7947", "address of the peer server other hosts forward requests to (mutual TLS)")
 	fs.StringVar(&f.advertise, "cluster-advertise", "", "host:port other hosts reach the peer server at (default: --cluster-listen's address, or this host's name if it names none)")
@@ -50,7 +95,7 @@ func (f *clusterFlags) register(fs *pflag.FlagSet) {
 }
 
 // endpoints parses --cluster.
-func (f *clusterFlags) endpoints() ([]string, error) {
+func (f *etcdFlags) endpoints() ([]string, error) {
 	v, ok := strings.CutPrefix(f.cluster, "etcd=")
 	if !ok || strings.TrimSpace(v) == "" {
 		return nil, fmt.Errorf("--cluster: want etcd=<endpoint>[,<endpoint>...], got %q", f.cluster)
@@ -93,14 +138,14 @@ type peerSetup struct {
 // the cluster's settings, without the peer address; nil without --cluster.
 func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if f.cluster == "" {
-		for _, name := range []string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"} {
+		for _, name := range append([]string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"}, etcdTLSFlags...) {
 			if f.flags.Changed(name) {
 				return nil, fmt.Errorf("--%s needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone", name)
 			}
 		}
 		return nil, nil
 	}
-	endpoints, err := f.endpoints()
+	endpoints, etcdTLS, err := f.connection()
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +161,7 @@ func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 			return nil, fmt.Errorf("--cluster-advertise %q: want host:port, the address other hosts reach this one's --cluster-listen at", f.advertise)
 		}
 	}
-	cfg := &cluster.Config{Endpoints: endpoints, Name: name, Plugin: plugin, TTL: f.ttl}
+	cfg := &cluster.Config{Endpoints: endpoints, EtcdTLS: etcdTLS, Name: name, Plugin: plugin, TTL: f.ttl}
 	return cfg, cfg.Check()
 }
 
@@ -288,20 +333,19 @@ func newClusterCommand() *cobra.Command {
 	for _, c := range []*cobra.Command{initCmd, certCmd} {
 		c.Flags().StringVar(&certs, "certs", "cluster-certs", "directory of the cluster's certificates")
 	}
-	var etcd string
+	var etcd etcdFlags
 	statusCmd := &cobra.Command{
 		Use:   "status",
 		Short: "List the cluster's hosts, the plugin build each serves, their leases and how many objects each owns",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := clusterFlags{cluster: etcd}
-			endpoints, err := f.endpoints()
+			endpoints, etcdTLS, err := etcd.connection()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			st, err := cluster.ReadStatus(ctx, endpoints)
+			st, err := cluster.ReadStatus(ctx, endpoints, etcdTLS)
 			if err != nil {
 				return err
 			}
@@ -314,7 +358,7 @@ func newClusterCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	statusCmd.Flags().StringVar(&etcd, "cluster", "", "the cluster: etcd=<endpoint>[,<endpoint>...]")
+	etcd.register(statusCmd.Flags(), "the cluster: etcd=<endpoint>[,<endpoint>...]")
 	var dataDir string
 	drainCmd := &cobra.Command{
 		Use:   "drain",

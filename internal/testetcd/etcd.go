@@ -2,16 +2,22 @@
 package testetcd
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/wharfhq/wharf/internal/pki"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
@@ -27,14 +33,26 @@ func Start(t testing.TB, n int) string {
 		members[i] = member{name: fmt.Sprintf("etcd%d", i), peer: "http://" + testutil.FreeLoopbackAddr(t), client: "http://" + testutil.FreeLoopbackAddr(t)}
 		initial = append(initial, members[i].name+"="+members[i].peer)
 	}
+	var configs []*embed.Config
 	var clients []string
-	started := make(chan *embed.Etcd, n)
-	errs := make(chan error, n)
 	for _, m := range members {
 		cfg := config(t, m.name, m.peer, m.client)
 		cfg.InitialCluster = strings.Join(initial, ",")
+		configs = append(configs, cfg)
 		clients = append(clients, m.client)
-		go func() { // members wait for each other: start them together
+	}
+	startMembers(t, configs)
+	return strings.Join(clients, ",")
+}
+
+// startMembers starts etcd's members together (they wait for each other)
+// and waits until they are ready. They stop at cleanup.
+func startMembers(t testing.TB, configs []*embed.Config) {
+	t.Helper()
+	started := make(chan *embed.Etcd, len(configs))
+	errs := make(chan error, len(configs))
+	for _, cfg := range configs {
+		go func() {
 			e, err := embed.StartEtcd(cfg)
 			if err != nil {
 				errs <- err
@@ -43,7 +61,7 @@ func Start(t testing.TB, n int) string {
 			started <- e
 		}()
 	}
-	for range n {
+	for range configs {
 		select {
 		case e := <-started:
 			t.Cleanup(e.Close)
@@ -56,7 +74,64 @@ func Start(t testing.TB, n int) string {
 			t.Fatalf("starting etcd: %v", err)
 		}
 	}
-	return strings.Join(clients, ",")
+}
+
+// TLSFiles are the PEM files of an etcd served over https: the CA that
+// signed its certificates, and a client certificate it accepts.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// StartTLS runs one etcd member inside the test process that serves its
+// clients over https on loopback and accepts only clients with a
+// certificate of its CA (--client-cert-auth). It returns its client URL
+// and the files a client needs. It stops at cleanup.
+func StartTLS(t testing.TB) (string, TLSFiles) {
+	t.Helper()
+	dir := t.TempDir()
+	caPEM, caKeyPEM, err := pki.NewCA(pkix.Name{CommonName: "test etcd CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, caKey, err := pki.Parse(caPEM, caKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "client.pem"), Key: filepath.Join(dir, "client-key.pem")}
+	server := TLSFiles{Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}
+	write := func(path string, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(files.CA, caPEM)
+	// etcd's gateway reaches etcd with the server's certificate: it is a
+	// client's too.
+	for _, c := range []struct {
+		to   TLSFiles
+		tmpl x509.Certificate
+	}{
+		{server, x509.Certificate{Subject: pkix.Name{CommonName: "etcd"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}},
+		{files, x509.Certificate{Subject: pkix.Name{CommonName: "wharf"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
+	} {
+		c.tmpl.NotBefore, c.tmpl.NotAfter, c.tmpl.KeyUsage = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), x509.KeyUsageDigitalSignature
+		der, key, err := pki.Sign(&c.tmpl, ca, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certPEM, keyPEM, err := pki.EncodePEM(der, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(c.to.Cert, certPEM)
+		write(c.to.Key, keyPEM)
+	}
+	client := "https://" + testutil.FreeLoopbackAddr(t)
+	cfg := config(t, "etcd", "http://"+testutil.FreeLoopbackAddr(t), client)
+	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: server.Cert, KeyFile: server.Key, TrustedCAFile: files.CA, ClientCertAuth: true}
+	startMembers(t, []*embed.Config{cfg})
+	return client, files
 }
 
 func config(t testing.TB, name, peerURL, clientURL string) *embed.Config {
