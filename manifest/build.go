@@ -128,29 +128,47 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	// module spares an unchanged plugin the link (most of a rebuild's
 	// second). Without a copy, go build links afresh.
 	copyModule(out, tmp)
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
-	cmd.Dir = pkg
-	cmd.Env = wasip1Env()
-	// go build's work files name files a line each (importcfg): a work
-	// directory whose path holds a newline fails the link, so next to
-	// such an output go build works in the system's temporary directory,
-	// as by default.
-	if !strings.Contains(dir, "\n") {
-		cmd.Env = append(cmd.Env, "GOTMPDIR="+dir)
+	var output bytes.Buffer
+	goBuild := func(attrs *syscall.SysProcAttr) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, ".")
+		cmd.Dir = pkg
+		cmd.Env = wasip1Env()
+		// go build's work files name files a line each (importcfg): a
+		// work directory whose path holds a newline fails the link, so
+		// next to such an output go build works in the system's temporary
+		// directory, as by default.
+		if !strings.Contains(dir, "\n") {
+			cmd.Env = append(cmd.Env, "GOTMPDIR="+dir)
+		}
+		cmd.SysProcAttr = attrs
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		// A log nobody reads any more (wharf serve 2>&1 | head -1) fails
+		// its writes: they are lost, not passed on, or the copy would stop
+		// and go build die of SIGPIPE at its next line, failing a good
+		// build.
+		cmd.Stdout = io.MultiWriter(&output, lossy{stderr})
+		cmd.Stderr = cmd.Stdout
+		return cmd
 	}
 	// No build outlives a killed wharf (it is started from a kept thread:
 	// see package keptthread), and a cancelled one ends with the compiles
 	// it started (its process group), which would write on into the
-	// directory being removed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var output bytes.Buffer
-	// A log nobody reads any more (wharf serve 2>&1 | head -1) fails its
-	// writes: they are lost, not passed on, or the copy would stop and go
-	// build die of SIGPIPE at its next line, failing a good build.
-	cmd.Stdout = io.MultiWriter(&output, lossy{stderr})
-	cmd.Stderr = cmd.Stdout
+	// directory being removed. Killed with wharf, go build cannot end
+	// them: as root it is the first process of a PID namespace of its
+	// own, whose end the kernel ends them with. Where no namespace can be
+	// made (not root), they finish on their own.
+	alone := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd := goBuild(alone)
+	if os.Geteuid() == 0 {
+		isolated := *alone
+		isolated.Cloneflags = syscall.CLONE_NEWPID
+		cmd = goBuild(&isolated)
+	}
 	err = keptthread.StartProcess(cmd)
+	if err != nil && cmd.SysProcAttr.Cloneflags != 0 { // no namespace allowed here (in a container, say)
+		cmd = goBuild(alone)
+		err = keptthread.StartProcess(cmd)
+	}
 	if err == nil {
 		err = cmd.Wait()
 	}

@@ -312,9 +312,10 @@ func fileMode(t *testing.T, path string) os.FileMode {
 }
 
 // TestKilledBuildLeavesNoWorkDirectory: a wharf killed (SIGKILL) during a
-// build takes go build with it, which leaves its work directory, and its
-// compile, orphaned, goes on to write there; the next build removes it,
-// and none was made in TMPDIR.
+// build takes go build with it, and the compile go build started (the
+// first process of a PID namespace of its own, go build's end ends it):
+// orphaned, it went on writing into the work directory go build left.
+// The next build removes that directory, and none was made in TMPDIR.
 func TestKilledBuildLeavesNoWorkDirectory(t *testing.T) {
 	if path := os.Getenv("WHARF_TEST_KILLED_BUILD"); path != "" {
 		buildUntilKilled(t, path, os.Getenv("WHARF_TEST_KILLED_BUILD_OUT"))
@@ -350,11 +351,12 @@ exec "$@"
 	child.Kill(t)
 	assert.NotEmpty(t, workDirs(t, filepath.Dir(out)), "the killed build's go build worked elsewhere than next to its output")
 
+	require.Eventually(t, func() bool { return len(processesWith(t, gate)) == 0 },
+		10*time.Second, 50*time.Millisecond, "the killed build's compile runs on")
+	goOn()
 	_, err := Build(context.Background(), m, out, io.Discard)
 	require.NoError(t, err)
-	goOn()
-	require.Eventually(t, func() bool { _, err := os.Stat(filepath.Join(gate, "ended")); return err == nil },
-		time.Minute, 50*time.Millisecond, "the killed build's compile never ended")
+	assert.NoFileExists(t, filepath.Join(gate, "ended"), "the killed build's compile went on")
 	for _, dir := range []string{filepath.Dir(out), tmpdir} {
 		assert.Empty(t, workDirs(t, dir), "go build work directories left under %s", dir)
 	}
@@ -362,6 +364,22 @@ exec "$@"
 	require.NoError(t, err)
 	require.Len(t, left, 1)
 	assert.Equal(t, "probe.wasm", left[0].Name())
+}
+
+// processesWith lists the pids of the processes whose command line holds
+// s.
+func processesWith(t *testing.T, s string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	var found []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), s) {
+			found = append(found, e.Name())
+		}
+	}
+	return found
 }
 
 // buildUntilKilled is the child of TestKilledBuildLeavesNoWorkDirectory: it
