@@ -305,7 +305,7 @@ func TestBackgroundDescriptionTooLargeSaysSo(t *testing.T) {
 	c, image, runcRoot := testRuntime(t)
 	ctr := startBusybox(t, c, image, runcRoot, "bgedge", "sleep 3600", true)
 	ctx := context.Background()
-	env := []string{"PATH=", "IMAGE_VAR=", "FROM_START="} // the least environment the image's and the container's leave
+	env := []string{"PATH=", "IMAGE_VAR=", "FROM_START=", "HOME="} // the least environment the image's and the container's leave (and HOME, or the user's is added)
 	start := func(n int) (ProcessInfo, error) {
 		// No PATH to search; a code of 3 digits, twice in the answer.
 		args := []string{"/bin/sh", "-c", "exit 255"}

@@ -372,8 +372,9 @@ func checkLifecycleAndExec(t *testing.T, ctr *Container) {
 	_, err := ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "nobody-here"})
 	assert.ErrorContains(t, err, `user "nobody-here" does not exist in the image's /etc/passwd`)
 	_, err = ctr.Exec(context.Background(), ExecSpec{Args: []string{"id"}, User: "4242:55"})
-	assert.ErrorIs(t, err, ErrUnknownUser)
-	assert.ErrorContains(t, err, `user "4242:55": an exec's user is a name or a uid, not user:group`)
+	assert.ErrorIs(t, err, ErrBadExec, "a user:group is no user the image lacks")
+	assert.NotErrorIs(t, err, ErrUnknownUser)
+	assert.ErrorContains(t, err, `user "4242:55": an exec's user is a name or a uid of the image's /etc/passwd, not user:group`)
 	// Programs found but which the kernel refuses to run: a script whose
 	// interpreter does not exist (execve's ENOENT), bytes of no executable
 	// format (ENOEXEC), a script on a filesystem mounted noexec (EACCES).

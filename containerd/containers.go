@@ -213,7 +213,8 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	if err != nil {
 		return nil, fmt.Errorf("reading the configuration of %s: %w", spec.Image, err)
 	}
-	opts := []oci.SpecOpts{withRegularUserFiles, oci.WithImageConfig(img), withOnlyTheNamedGroup(config.Config.User), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
+	var entrypointUser imageUser
+	opts := []oci.SpecOpts{withImage(img, config.Config.User, &entrypointUser), oci.WithHostname(shortID(spec.ID)), oci.WithCgroup(cgroupPath(spec.RuncRoot, spec.ID))}
 	if len(spec.Entrypoint) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Entrypoint...))
 	}
@@ -244,7 +245,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		if err := makeAgentDir(spec.AgentDir); err != nil {
 			return nil, fmt.Errorf("the agent's directory: %w", err)
 		}
-		opts = append(opts, withInit(spec.Init, spec.AgentDir))
+		opts = append(opts, withInit(spec.Init, spec.AgentDir, &entrypointUser.Home))
 	}
 	var process *specs.Process
 	opts = append(opts, withUserCapabilities, // for the process's user, the agent's if it runs
@@ -1062,7 +1063,8 @@ func (p *runcProcess) remove() {
 // execProcess is the process spec runc runs spec with: the container's
 // environment, directory and user with spec's changes, and that user's
 // capabilities (capabilitiesFor); and the user for the agent (nil: the
-// main process's).
+// main process's). Through the agent, an environment without HOME gets
+// the user's home directory, as runc gives its execs.
 func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Process, *wire.Cred, error) {
 	if err := checkExec(spec); err != nil {
 		return specs.Process{}, nil, err
@@ -1071,25 +1073,37 @@ func (c *Container) execProcess(ctx context.Context, spec ExecSpec) (specs.Proce
 	if err != nil {
 		return pspec, nil, err
 	}
+	mainUID := agentUID(pspec) // with the agent: read before the exec's args replace its
 	pspec.Args = spec.Args
 	pspec.Terminal = spec.Terminal
 	pspec.Env = mergeEnv(pspec.Env, spec.Env)
-	if spec.Terminal && !slices.ContainsFunc(pspec.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+	if spec.Terminal && !setsEnv(pspec.Env, "TERM") {
 		pspec.Env = append(pspec.Env, "TERM=xterm") // as Docker's exec -t: what draws on a terminal needs it
-	}
-	if err := checkArgTotal(c.task.Pid(), pspec.Args, pspec.Env); err != nil {
-		return pspec, nil, err
 	}
 	if spec.Cwd != "" {
 		pspec.Cwd = spec.Cwd
 	}
 	var user *wire.Cred
+	var home string
 	if spec.User != "" {
-		u, err := resolveUser(c.task.Pid(), spec.User)
+		u, h, err := resolveUser(c.task.Pid(), spec.User)
 		if err != nil {
 			return pspec, nil, err
 		}
-		pspec.User, user = u, credOf(u)
+		pspec.User, user, home = u, credOf(u), h
+	}
+	if c.agent != nil && !setsEnv(pspec.Env, "HOME") {
+		if user == nil {
+			// As the main process's user, the exec needs no user file: one
+			// that cannot be read leaves the home of a user it lacks.
+			if _, home, _, err = lookPasswd(inProcRoot(c.task.Pid()), strconv.FormatUint(uint64(mainUID), 10), true, uint64(mainUID)); err != nil {
+				home = defaultHome
+			}
+		}
+		pspec.Env = append(pspec.Env, "HOME="+home)
+	}
+	if err := checkArgTotal(c.task.Pid(), pspec.Args, pspec.Env); err != nil {
+		return pspec, nil, err
 	}
 	pspec.Capabilities = capabilitiesFor(pspec.Capabilities, pspec.User.UID)
 	return pspec, user, nil

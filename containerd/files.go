@@ -40,7 +40,7 @@ func (c *Container) fileOp(ctx context.Context, op wire.File, user string) (wire
 		}
 	}
 	if user != "" {
-		u, err := resolveUser(c.task.Pid(), user)
+		u, _, err := resolveUser(c.task.Pid(), user)
 		if err != nil {
 			return wire.Reply{}, nil, c.exitedMeanwhile(err)
 		}

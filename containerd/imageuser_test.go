@@ -138,7 +138,7 @@ func TestImageUserIsNotRoot(t *testing.T) {
 // with USER user, and returns it and what `id` said in its entrypoint.
 func entrypointAs(t *testing.T, c *client.Client, runcRoot, prefix, user string, withInit bool) (*Container, string) {
 	t.Helper()
-	tag := strings.ReplaceAll(user, ":", "-")
+	tag := strings.ReplaceAll(user, ":", "-g") // app: is app-g, a valid container id
 	image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+tag, user)
 	ctr := startBusybox(t, c, image, runcRoot, prefix+tag, "id > /tmp/main-id; exec sleep 3600", withInit)
 	var out string
@@ -209,18 +209,21 @@ func TestUnlistedUIDHasGroupRoot(t *testing.T) {
 }
 
 // TestImageUserWithAGroupHasOnlyThatGroup: an image whose USER names a
-// group (app:app, 1000:0) runs its entrypoint, and execs as its user, with
-// that group and no other, as Docker does, through runc and through the
-// agent; containerd added the groups /etc/group lists the user in (app's
-// staff), as for a USER without a group.
+// group (app:app, 1000:0, app:staff) runs its entrypoint, and execs as its
+// user, with that group and no other, as Docker does, through runc and
+// through the agent; containerd added the groups /etc/group lists the user
+// in (app's staff), as for a USER without a group. An empty group (app:)
+// is as none, as in Docker: containerd gave it group 0.
 func TestImageUserWithAGroupHasOnlyThatGroup(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
 		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
 			c, _, runcRoot := testRuntime(t)
 			for user, want := range map[string]string{
-				"app:app": "uid=1000(app) gid=1000(app) groups=1000(app)\n",
-				"1000:0":  "uid=1000(app) gid=0(root) groups=0(root)\n",
-				"app":     "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n",
+				"app:app":   "uid=1000(app) gid=1000(app) groups=1000(app)\n",
+				"1000:0":    "uid=1000(app) gid=0(root) groups=0(root)\n",
+				"app":       "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n",
+				"app:":      "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n",
+				"app:staff": "uid=1000(app) gid=50(staff) groups=50(staff)\n",
 			} {
 				ctr, out := entrypointAs(t, c, runcRoot, "grouped-", user, withInit)
 				assert.Equal(t, want, out, "the entrypoint as USER %s", user)
@@ -229,5 +232,60 @@ func TestImageUserWithAGroupHasOnlyThatGroup(t *testing.T) {
 				assert.Equal(t, want, out, "an exec in a container whose USER is %s", user)
 			}
 		})
+	}
+}
+
+// TestExecHasItsUsersHome: a process whose environment sets no HOME has
+// its user's home directory from the image's /etc/passwd, or / for a uid
+// it does not list, as runc's and Docker's execs: the entrypoint (the
+// image's USER, app), an exec as the main process's user, as app, as 1000,
+// as root and as 4242, through runc and through the agent; a HOME the exec
+// sets wins. Through the agent an exec had no HOME, and the entrypoint
+// root's (/root, runc's for the agent).
+func TestExecHasItsUsersHome(t *testing.T) {
+	for _, withInit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "runc", true: "agent"}[withInit], func(t *testing.T) {
+			c, _, runcRoot := testRuntime(t)
+			image := importBusyboxApp(t, c)
+			ctr := startBusybox(t, c, image, runcRoot, "home", `echo "$HOME" > /tmp/main-home; exec sleep 3600`, withInit)
+			var out string
+			require.Eventually(t, func() bool {
+				_, out, _ = execOut(t, ctr, ExecSpec{Args: []string{"cat", "/tmp/main-home"}})
+				return out != ""
+			}, 5*time.Second, 20*time.Millisecond)
+			assert.Equal(t, "/home/app\n", out, "the entrypoint's HOME")
+			for user, want := range map[string]string{"": "/home/app", "app": "/home/app", "1000": "/home/app", "root": "/root", "4242": "/"} {
+				code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", `echo "$HOME"`}, User: user})
+				assert.Equal(t, uint32(0), code, errOut)
+				assert.Equal(t, want+"\n", out, "the HOME of an exec as %q", user)
+			}
+			code, out, errOut := execOut(t, ctr, ExecSpec{Args: []string{"sh", "-c", `echo "$HOME"`}, User: "root", Env: []string{"HOME=/elsewhere"}})
+			assert.Equal(t, uint32(0), code, errOut)
+			assert.Equal(t, "/elsewhere\n", out, "an exec's own HOME")
+		})
+	}
+}
+
+// TestBadImageUserIsNamed: a container of an image whose USER the image's
+// /etc/passwd or /etc/group does not resolve is refused (ErrBadExec),
+// naming the image and its USER and saying what is missing, through runc
+// and through the agent. containerd said only "no users found" or "no
+// groups found".
+func TestBadImageUserIsNamed(t *testing.T) {
+	c, _, runcRoot := testRuntime(t)
+	for user, says := range map[string]string{
+		"nosuch:1":   `unknown user: user "nosuch" does not exist in the image's /etc/passwd`,
+		"app:nosuch": `group "nosuch" does not exist in the image's /etc/group`,
+	} {
+		image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+strings.ReplaceAll(user, ":", "-"), user)
+		for _, withInit := range []bool{false, true} {
+			spec := ContainerSpec{ID: "badimageuser", Image: image, Entrypoint: []string{"true"}, RuncRoot: runcRoot}
+			if withInit {
+				withAgent(t, &spec)
+			}
+			_, err := StartContainer(context.Background(), c, spec)
+			assert.ErrorIs(t, err, ErrBadExec, "USER %s", user)
+			assert.EqualError(t, err, fmt.Sprintf("creating container badimageuser: bad exec: image %s USER %q: %s", image, user, says))
+		}
 	}
 }

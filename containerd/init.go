@@ -46,13 +46,21 @@ func FindInit() (string, error) {
 	return p, nil
 }
 
+// uidFlag is the agent's argument that names the user it runs the
+// entrypoint, and execs without a user, as.
+const uidFlag = "--uid"
+
 // withInit makes the agent the container's PID 1: it runs as root with the
-// image's entrypoint as its child, run as the image's user. dir is the
-// host directory holding the agent's socket.
-func withInit(binary, dir string) oci.SpecOpts {
+// image's entrypoint as its child, run as the image's user, with *home as
+// HOME if the environment sets none (runc sets the agent's, root's). dir
+// is the host directory holding the agent's socket.
+func withInit(binary, dir string, home *string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 		u := s.Process.User
-		args := []string{wire.Binary, "--uid", strconv.FormatUint(uint64(u.UID), 10), "--gid", strconv.FormatUint(uint64(u.GID), 10)}
+		args := []string{wire.Binary, uidFlag, strconv.FormatUint(uint64(u.UID), 10), "--gid", strconv.FormatUint(uint64(u.GID), 10)}
+		if !setsEnv(s.Process.Env, "HOME") {
+			args = append(args, "--home", *home)
+		}
 		if len(u.AdditionalGids) > 0 {
 			gids := make([]string, len(u.AdditionalGids))
 			for i, g := range u.AdditionalGids {
@@ -76,6 +84,22 @@ func entrypoint(p *specs.Process) []string {
 		return p.Args[i+1:]
 	}
 	return p.Args
+}
+
+// setsEnv reports whether env sets the variable name.
+func setsEnv(env []string, name string) bool {
+	return slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+}
+
+// agentUID is the user the agent of p (a process withInit made) runs the
+// entrypoint, and execs without a user, as.
+func agentUID(p specs.Process) uint32 {
+	i := slices.Index(p.Args, uidFlag)
+	if i < 0 || i+1 >= len(p.Args) {
+		return 0
+	}
+	uid, _ := strconv.ParseUint(p.Args[i+1], 10, 32)
+	return uint32(uid)
 }
 
 // captureUser records the user the spec's process runs as (before withInit

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -71,42 +72,64 @@ const noID = 1<<32 - 1
 // group 0 and no other, as `docker run --user UID` and containerd's
 // entrypoint of an image whose USER is that uid. AdditionalGids holds the
 // primary group too, as containerd gives the entrypoint's user, so both
-// run with the same groups.
-func resolveUser(pid uint32, user string) (specs.User, error) {
+// run with the same groups. home is the user's home directory (see
+// lookPasswd).
+func resolveUser(pid uint32, user string) (u specs.User, home string, err error) {
 	if strings.Contains(user, ":") {
-		return specs.User{}, fmt.Errorf("%w: user %q: an exec's user is a name or a uid, not user:group (the groups come from the image's /etc/passwd and /etc/group)", ErrUnknownUser, user)
+		return specs.User{}, "", fmt.Errorf("%w: user %q: an exec's user is a name or a uid of the image's /etc/passwd, not user:group (the groups come from the image's /etc/passwd and /etc/group)", ErrBadExec, user)
 	}
+	return lookUser(inProcRoot(pid), user)
+}
+
+// lookUser is resolveUser's user, a name or uid, found in the user files
+// open opens, with its groups.
+func lookUser(open opener, user string) (specs.User, string, error) {
 	uid, err := strconv.ParseUint(user, 10, 32)
 	numeric := err == nil
 	if numeric && uid == noID {
-		return specs.User{}, fmt.Errorf("%w: user %q: %d is the kernel's \"no id\" ((uid_t)-1), which no process can run as", ErrUnknownUser, user, noID)
+		return specs.User{}, "", fmt.Errorf("%w: user %q: %d is the kernel's \"no id\" ((uid_t)-1), which no process can run as", ErrUnknownUser, user, noID)
 	}
-	name, u, err := lookPasswd(pid, user, numeric, uid)
+	name, home, u, err := lookPasswd(open, user, numeric, uid)
 	if err != nil {
-		return specs.User{}, err
+		return specs.User{}, "", err
 	}
-	u.AdditionalGids, err = supplementaryGroups(pid, name, u.GID)
-	return u, err
+	u.AdditionalGids, err = supplementaryGroups(open, name, u.GID)
+	return u, home, err
 }
 
+// opener opens a user file of a container (a path such as etc/passwd)
+// for reading: openInRoot's or openUnder's.
+type opener func(path string) (*os.File, error)
+
+// inProcRoot opens the files of the container whose init is pid.
+func inProcRoot(pid uint32) opener {
+	return func(path string) (*os.File, error) { return openInRoot(pid, path) }
+}
+
+// defaultHome is the home directory of a user /etc/passwd does not list,
+// or lists with none, as runc's (HOME for a process whose environment
+// sets none).
+const defaultHome = "/"
+
 // lookPasswd finds user in the container's /etc/passwd, by its uid if
-// numeric, else by name, and returns its name and ids. A uid it does not
-// find (or without the file) is no error: it has no name, and group 0.
-func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, specs.User, error) {
+// numeric, else by name, and returns its name, home directory and ids. A
+// uid it does not find (or without the file) is no error: it has no name,
+// group 0 and home defaultHome.
+func lookPasswd(open opener, user string, numeric bool, uid uint64) (name, home string, u specs.User, err error) {
 	unnamed := specs.User{UID: uint32(uid), GID: 0}
-	f, err := openInRoot(pid, "etc/passwd")
+	f, err := open("etc/passwd")
 	switch {
 	case errors.Is(err, errNotAFile): // Docker fails on a directory (and waits on a named pipe forever)
-		return "", specs.User{}, fmt.Errorf("%w: user %q: %w", ErrUnknownUser, user, err)
+		return "", "", specs.User{}, fmt.Errorf("%w: user %q: %w", ErrUnknownUser, user, err)
 	case err != nil && numeric:
-		return "", unnamed, nil
+		return "", defaultHome, unnamed, nil
 	case err != nil:
-		return "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
+		return "", "", specs.User{}, fmt.Errorf("%w: user %q: the image has no /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	defer f.Close()
 	lines, more, err := userFileLines(f)
 	if err != nil {
-		return "", specs.User{}, fmt.Errorf("%w: user %q: reading the image's /etc/passwd: %w", ErrUnknownUser, user, err)
+		return "", "", specs.User{}, fmt.Errorf("%w: user %q: reading the image's /etc/passwd: %w", ErrUnknownUser, user, err)
 	}
 	for line := range lines {
 		fields := strings.Split(line, ":")
@@ -119,28 +142,32 @@ func lookPasswd(pid uint32, user string, numeric bool, uid uint64) (string, spec
 		}
 		gid, err2 := strconv.ParseUint(fields[3], 10, 32)
 		if err1 != nil || err2 != nil || id == noID || gid == noID {
-			return "", specs.User{}, fmt.Errorf("%w: user %q: malformed /etc/passwd entry", ErrUnknownUser, user)
+			return "", "", specs.User{}, fmt.Errorf("%w: user %q: malformed /etc/passwd entry", ErrUnknownUser, user)
 		}
-		return fields[0], specs.User{UID: uint32(id), GID: uint32(gid)}, nil
+		home = defaultHome
+		if len(fields) > 5 && fields[5] != "" {
+			home = fields[5]
+		}
+		return fields[0], home, specs.User{UID: uint32(id), GID: uint32(gid)}, nil
 	}
 	if more { // not listed where it was read, maybe past (an unlisted uid would get group 0)
-		return "", specs.User{}, fmt.Errorf("%w: user %q: the image's /etc/passwd %s, and does not list it there", ErrUnknownUser, user, tooLarge)
+		return "", "", specs.User{}, fmt.Errorf("%w: user %q: the image's /etc/passwd %s, and does not list it there", ErrUnknownUser, user, tooLarge)
 	}
 	if numeric {
-		return "", unnamed, nil
+		return "", defaultHome, unnamed, nil
 	}
-	return "", specs.User{}, fmt.Errorf("%w: user %q does not exist in the image's /etc/passwd", ErrUnknownUser, user)
+	return "", "", specs.User{}, fmt.Errorf("%w: user %q does not exist in the image's /etc/passwd", ErrUnknownUser, user)
 }
 
 // supplementaryGroups is gid followed by the groups the container's
 // /etc/group lists name in (none without the file, or without a name),
 // among the whole lines of its first maxPasswd bytes.
-func supplementaryGroups(pid uint32, name string, gid uint32) ([]uint32, error) {
+func supplementaryGroups(open opener, name string, gid uint32) ([]uint32, error) {
 	gids := []uint32{gid}
 	if name == "" {
 		return gids, nil
 	}
-	f, err := openInRoot(pid, "etc/group")
+	f, err := open("etc/group")
 	if errors.Is(err, fs.ErrNotExist) {
 		return gids, nil
 	}
@@ -367,34 +394,107 @@ func (c *Container) checkUserFilesForRunc() error {
 	return nil
 }
 
-// withRegularUserFiles refuses, with checkUserFiles, an image whose user
-// files are not regular files, before containerd reads them for the
-// image's USER (oci.WithImageConfig): it reads the container's snapshot,
-// which must be prepared already (client.WithNewSnapshot).
-func withRegularUserFiles(ctx context.Context, client oci.Client, c *containers.Container, _ *oci.Spec) error {
-	mounts, err := client.SnapshotService(c.Snapshotter).Mounts(ctx, c.SnapshotKey)
-	if err != nil {
-		return fmt.Errorf("the mounts of snapshot %s: %w", c.SnapshotKey, err)
-	}
-	err = inSnapshot(mounts, checkUserFiles)
-	if errors.Is(err, errNotAFile) {
-		return fmt.Errorf("%w: the image's /etc/passwd and /etc/group say who its users are, and must be regular files: %w", ErrBadExec, err)
-	}
-	if err != nil {
-		return fmt.Errorf("reading the image's /etc/passwd and /etc/group: %w", err)
-	}
-	return nil
+// imageUser is the user an image's entrypoint runs as, which withImage
+// resolves: its ids and groups, and its home directory (HOME when the
+// container's environment sets none).
+type imageUser struct {
+	specs.User
+	Home string
 }
 
-// withOnlyTheNamedGroup gives the entrypoint of an image whose USER names
-// a group (user:group) that group and no other, as Docker does:
-// oci.WithImageConfig, before it, also gave it the groups /etc/group
-// lists the user in, as for a USER without a group.
-func withOnlyTheNamedGroup(imageUser string) oci.SpecOpts {
-	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		if strings.Contains(imageUser, ":") {
-			s.Process.User.AdditionalGids = []uint32{s.Process.User.GID}
+// withImage is oci.WithImageConfig(img), whose USER is user, with that
+// USER resolved by wharf in the container's snapshot (which must be
+// prepared already: client.WithNewSnapshot) as Docker does, into u: a
+// name or uid as an exec's user (lookUser), and with :group (a name of
+// /etc/group, or a gid) that group and no other; an empty group
+// (app:) is none. containerd gave app: group 0, and said of a user or
+// group the image lacks only "no users found". An image whose user files
+// are not regular files (see checkUserFiles) or whose USER they do not
+// resolve is refused, naming the USER and the image.
+func withImage(img client.Image, user string, u *imageUser) oci.SpecOpts {
+	return func(ctx context.Context, cl oci.Client, c *containers.Container, s *oci.Spec) error {
+		mounts, err := cl.SnapshotService(c.Snapshotter).Mounts(ctx, c.SnapshotKey)
+		if err != nil {
+			return fmt.Errorf("the mounts of snapshot %s: %w", c.SnapshotKey, err)
 		}
+		var notFiles, unresolved error
+		err = inSnapshot(mounts, func(root int) error {
+			if notFiles = checkUserFiles(root); notFiles == nil {
+				*u, unresolved = resolveImageUser(func(path string) (*os.File, error) { return openUnder(root, path) }, user)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("reading the image's /etc/passwd and /etc/group: %w", err)
+		case notFiles != nil:
+			return fmt.Errorf("%w: image %s: its /etc/passwd and /etc/group say who its users are, and must be regular files: %w", ErrBadExec, img.Name(), notFiles)
+		case unresolved != nil:
+			return fmt.Errorf("%w: image %s USER %q: %w", ErrBadExec, img.Name(), user, unresolved)
+		}
+		if err := oci.WithImageConfig(img)(ctx, cl, c, s); err != nil {
+			return err
+		}
+		s.Process.User = u.User
 		return nil
 	}
+}
+
+// resolveImageUser resolves an image's USER in the user files open opens
+// (see withImage); no USER is root.
+func resolveImageUser(open opener, user string) (imageUser, error) {
+	name, group, named := strings.Cut(user, ":")
+	if name == "" {
+		name = "0" // as Docker: the user of :group is root
+	}
+	u, home, err := lookUser(open, name)
+	if err != nil || !named || group == "" {
+		return imageUser{u, home}, err
+	}
+	gid, err := lookGroup(open, group)
+	if err != nil {
+		return imageUser{}, err
+	}
+	u.GID, u.AdditionalGids = gid, []uint32{gid}
+	return imageUser{u, home}, nil
+}
+
+// lookGroup finds group, a name or gid, in the container's /etc/group: a
+// gid it does not list is that gid, as in Docker.
+func lookGroup(open opener, group string) (uint32, error) {
+	gid, err := strconv.ParseUint(group, 10, 32)
+	numeric := err == nil
+	if numeric && gid == noID {
+		return 0, fmt.Errorf("group %q: %d is the kernel's \"no id\" ((gid_t)-1), which no process can run as", group, noID)
+	}
+	f, err := open("etc/group")
+	switch {
+	case err != nil && numeric:
+		return uint32(gid), nil
+	case err != nil:
+		return 0, fmt.Errorf("group %q: the image has no /etc/group: %w", group, err)
+	}
+	defer f.Close()
+	lines, more, err := userFileLines(f)
+	if err != nil {
+		return 0, fmt.Errorf("group %q: reading the image's /etc/group: %w", group, err)
+	}
+	for line := range lines {
+		fields := strings.Split(line, ":")
+		if len(fields) < 3 || fields[0] != group {
+			continue
+		}
+		g, err := strconv.ParseUint(fields[2], 10, 32)
+		if err != nil || g == noID {
+			return 0, fmt.Errorf("group %q: malformed /etc/group entry", group)
+		}
+		return uint32(g), nil
+	}
+	switch {
+	case numeric:
+		return uint32(gid), nil
+	case more:
+		return 0, fmt.Errorf("group %q: the image's /etc/group %s, and does not list it there", group, tooLarge)
+	}
+	return 0, fmt.Errorf("group %q does not exist in the image's /etc/group", group)
 }

@@ -1,7 +1,7 @@
 // Command wharf-init is the agent wharf runs as PID 1 in a container (see
 // internal/agent). wharf bind-mounts it read-only at /.wharf/init and runs
 //
-//	/.wharf/init --uid UID --gid GID [--groups G,G...] -- ENTRYPOINT...
+//	/.wharf/init --uid UID --gid GID [--groups G,G...] [--home DIR] -- ENTRYPOINT...
 //
 // It is also the keeper of a container's output (package keptlog): the
 // container's shim runs it on the host as its log binary, with
@@ -31,6 +31,7 @@ func main() {
 	uid := flag.Uint("uid", 0, "user id of the main process and of execs by default")
 	gid := flag.Uint("gid", 0, "group id of the main process and of execs by default")
 	groups := flag.String("groups", "", "supplementary group ids, comma-separated")
+	home := flag.String("home", "", "HOME of the main process (the user's home directory), in place of the agent's")
 	socket := flag.String("socket", wire.Socket, "path of the socket wharf connects to")
 	logPath := flag.String(strings.TrimPrefix(keptlog.Flag, "-"), "", "keep the output on descriptors 3 and 4 in this file (as a shim's log binary)")
 	logMax := flag.Int64(strings.TrimPrefix(keptlog.MaxFlag, "-"), 0, "with -log: the most bytes of output kept")
@@ -39,7 +40,7 @@ func main() {
 		os.Exit(keepLog(*logPath, *logMax))
 	}
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: wharf-init [--uid N] [--gid N] [--groups N,N] -- COMMAND [ARG...]")
+		fmt.Fprintln(os.Stderr, "usage: wharf-init [--uid N] [--gid N] [--groups N,N] [--home DIR] -- COMMAND [ARG...]")
 		os.Exit(2)
 	}
 	cred := wire.Cred{UID: uint32(*uid), GID: uint32(*gid)}
@@ -50,6 +51,9 @@ func main() {
 			os.Exit(2)
 		}
 		cred.Groups = append(cred.Groups, uint32(n))
+	}
+	if *home != "" {
+		os.Setenv("HOME", *home) // the main process's environment is the agent's
 	}
 	os.Exit(agent.Run(agent.Config{Socket: *socket, Main: flag.Args(), User: cred}))
 }

@@ -250,8 +250,10 @@ var (
 	// in an argument, the environment or the directory, an argument or
 	// environment entry (or all of them together) over the kernel's limit
 	// or the container agent's, a relative directory, an empty program
-	// name, an entrypoint the agent could not start (not in the image), or
-	// an image whose /etc/passwd or /etc/group is there but not a regular
+	// name, a user:group as an exec's (or a file operation's) user, an
+	// entrypoint the agent could not start (not in the image), an image
+	// whose USER its /etc/passwd or /etc/group does not resolve, or an
+	// image whose /etc/passwd or /etc/group is there but not a regular
 	// file (a named pipe, a directory, a device), or a link into /dev,
 	// /proc or /sys (in the container, the runtime's: /dev/zero).
 	ErrBadExec = errors.New("bad exec")

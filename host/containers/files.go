@@ -37,7 +37,7 @@ func fileStatus(err error) error {
 		return fmt.Errorf("%w: %w", abi.StatusDenied, err)
 	case errors.Is(err, ErrTooManyWatches), errors.Is(err, ErrLimit): // a listing too large for one answer
 		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
-	case errors.Is(err, ErrUnknownUser), errors.Is(err, ErrNoAgent),
+	case errors.Is(err, ErrUnknownUser), errors.Is(err, ErrBadExec), errors.Is(err, ErrNoAgent),
 		errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR), errors.Is(err, fs.ErrExist),
 		errors.Is(err, fs.ErrInvalid):
 		return fmt.Errorf("%w: %w", abi.StatusInvalid, err)

@@ -26,6 +26,7 @@ func TestFileStatus(t *testing.T) {
 		{fmt.Errorf("listing /big: it has more entries than one answer holds: %w", ErrLimit), abi.StatusTooLarge},
 		{syscall.ENOTDIR, abi.StatusInvalid},
 		{ErrUnknownUser, abi.StatusInvalid},
+		{fmt.Errorf("%w: user \"a:b\": a user:group", ErrBadExec), abi.StatusInvalid},
 		{errors.New("read unix @->/.wharf/agent.sock: EOF"), abi.StatusIO},
 	} {
 		err := fileStatus(c.err)
