@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -284,6 +285,20 @@ func (f *backendFlags) ownDataDir() (unlock func(), err error) {
 	return func() { lock.Unlock() }, nil
 }
 
+// nonEmptyArgs is check, then the refusal of an empty argument, saying
+// refusal: an empty image name was looked up, and "not found".
+func nonEmptyArgs(check cobra.PositionalArgs, refusal string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return err
+		}
+		if slices.Contains(args, "") {
+			return errors.New(refusal)
+		}
+		return nil
+	}
+}
+
 func newImagesCommand() *cobra.Command {
 	var f backendFlags
 	cmd := &cobra.Command{Use: "images", Short: "Manage the container images wharf runs"}
@@ -292,7 +307,7 @@ func newImagesCommand() *cobra.Command {
 	importCmd := &cobra.Command{
 		Use:   "import archive.tar",
 		Short: "Import an OCI or Docker image archive",
-		Args:  cobra.ExactArgs(1),
+		Args:  nonEmptyArgs(cobra.ExactArgs(1), "an archive path is required, not an empty one"),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			imgs, err := containerd.ImportArchive(cmd.Context(), b.Client, args[0], name)
 			if err != nil {
@@ -326,7 +341,7 @@ func newImagesCommand() *cobra.Command {
 	rmCmd := &cobra.Command{
 		Use:   "rm name...",
 		Short: "Remove images (not one a loaded plugin uses, unless --force)",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  nonEmptyArgs(cobra.MinimumNArgs(1), "an image name is required, not an empty one (`wharf images ls` lists the images)"),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			for _, n := range args {
 				if err := containerd.RemoveImage(cmd.Context(), b.Client, n, force); err != nil {
@@ -370,7 +385,7 @@ func newImagesCommand() *cobra.Command {
 	pullCmd := &cobra.Command{
 		Use:   "pull reference",
 		Short: "Pull an image from a registry, with progress on stderr",
-		Args:  cobra.ExactArgs(1),
+		Args:  nonEmptyArgs(cobra.ExactArgs(1), "an image reference is required, not an empty one (like docker.io/library/busybox:1.36)"),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			reg, err := f.load()
 			if err != nil {

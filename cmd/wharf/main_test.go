@@ -120,6 +120,28 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 }
 
+// TestImagesRefuseEmptyArguments: images rm, pull and import refuse an
+// empty name, reference or path before they start anything, saying that
+// one is required; rm said "removing image : not found".
+func TestImagesRefuseEmptyArguments(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"rm", ""}, "an image name is required, not an empty one (`wharf images ls` lists the images)"},
+		{[]string{"rm", "wharf.test/busybox:latest", ""}, "an image name is required, not an empty one (`wharf images ls` lists the images)"},
+		{[]string{"pull", ""}, "an image reference is required, not an empty one (like docker.io/library/busybox:1.36)"},
+		{[]string{"import", ""}, "an archive path is required, not an empty one"},
+	} {
+		_, err := run(t, append(append([]string{"images"}, c.args...), "--data-dir", data)...)
+		assert.EqualError(t, err, c.says, "images %q", c.args)
+	}
+	entries, err := os.ReadDir(data)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing started in the data directory")
+}
+
 func TestImagesImportListRemove(t *testing.T) {
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
