@@ -50,9 +50,9 @@ var readmeCovered = map[string]struct{ test, why string }{
 // (by "example: command" for the examples table), where README.md says
 // what it gives. Every curl needs an entry.
 var readmeOutputs = map[string]string{
-	"go run ./internal/testimages/mkimage /tmp/img":                                  "/tmp/img/busybox.tar",
-	"bin/wharf images import /tmp/img/busybox.tar --data-dir examples/webapp/.wharf": "imported wharf.test/busybox:latest",
-	"curl --retry-connrefused --retry 5 http://127.0.0.1:8788/s/alice/index.html":    "session container",
+	`go run ./internal/testimages/mkimage "$img"`:                                  "/busybox.tar",
+	`bin/wharf images import "$img/busybox.tar" --data-dir examples/webapp/.wharf`: "imported wharf.test/busybox:latest",
+	"curl --retry-connrefused --retry 5 http://127.0.0.1:8788/s/alice/index.html":  "session container",
 	"wharf init myplugin":                     "wrote a plugin in",
 	"curl http://127.0.0.1:8787/":             "Hello from myplugin!\n",
 	"wharf cluster init --certs certs":        "cluster CA created in certs",
@@ -85,8 +85,9 @@ var readmeOutputs = map[string]string{
 // a copy of the repository (make build writes bin/, examples write their
 // .wharf) inside a network namespace of its own, so the README's fixed
 // loopback ports are its own and its traffic stays there. `wharf` is the
-// copy's bin/wharf, /tmp/ is a temporary directory, and curl fails on an
-// HTTP error. Servers (make demo, wharf serve) run in the background
+// copy's bin/wharf, /tmp/ and TMPDIR a temporary directory, a shell
+// variable a line sets (img=$(mktemp -d)) is set for the lines after it,
+// as in the user's shell, and curl fails on an HTTP error. Servers (make demo, wharf serve) run in the background
 // until the next one starts; the commands that cannot run here are named
 // in readmeCovered with the test that covers them.
 func TestReadmeCommands(t *testing.T) {
@@ -253,7 +254,7 @@ func newReadmeSession(t *testing.T, checkout string) *readmeSession {
 	curlHome := filepath.Join(dir, "curl")
 	require.NoError(t, os.Mkdir(curlHome, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(curlHome, ".curlrc"), []byte("fail-with-body\nsilent\nshow-error\nmax-time = 120\n"), 0o644))
-	s.env = append(os.Environ(), "PATH="+filepath.Join(s.root, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome)
+	s.env = append(os.Environ(), "PATH="+filepath.Join(s.root, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome, "TMPDIR="+s.tmp)
 	t.Cleanup(s.stopServers)
 	return s
 }
@@ -327,6 +328,13 @@ func (s *readmeSession) do(c readmeCommand) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
+	if m := shellAssignment.FindStringSubmatch(c.text); m != nil { // kept for the lines after it
+		out, err := s.command(ctx, c.text+"\nprintf %s \"$"+m[1]+"\"").Output()
+		require.NoError(t, err, "README.md:%d: %s (in %s)", c.line, c.text, s.cwd)
+		s.env = append(s.env, m[1]+"="+string(out))
+		t.Logf("README.md:%d: %s: %s=%s", c.line, c.text, m[1], out)
+		return
+	}
 	out, err := s.command(ctx, c.text).CombinedOutput()
 	require.NoError(t, err, "README.md:%d: %s (in %s)\n%s%s", c.line, c.text, s.cwd, out, s.serverLogs())
 	t.Logf("README.md:%d: %s (%s)", c.line, c.text, time.Since(start).Round(time.Millisecond))
@@ -336,19 +344,23 @@ func (s *readmeSession) do(c readmeCommand) {
 	}
 }
 
+// shellAssignment is a line that sets a shell variable (its name) to a
+// command's output.
+var shellAssignment = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=\$\(.*\)$`)
+
 // isServer reports whether a command serves until stopped.
 func isServer(text string) bool {
 	return text == "make demo" || strings.Contains(text, "wharf serve") || strings.Contains(text, "wharf dev")
 }
 
 // serveExample serves an example of the table as the README says: its
-// containers' image imported first (the README's /tmp/img from mkimage).
+// containers' image imported first (the README's $img from mkimage).
 func (s *readmeSession) serveExample(c readmeCommand) {
 	example, server := c.example, c.server
 	manifest, err := os.ReadFile(filepath.Join(s.root, example, "wharf.toml"))
 	require.NoError(s.t, err)
 	if bytes.Contains(manifest, []byte("[[containers]]")) && server != "make demo" {
-		s.do(readmeCommand{line: c.line, text: "wharf images import /tmp/img/busybox.tar --data-dir " + example + "/.wharf"})
+		s.do(readmeCommand{line: c.line, text: `wharf images import "$img/busybox.tar" --data-dir ` + example + "/.wharf"})
 	}
 	s.serve(server, example)
 }
