@@ -639,25 +639,56 @@ func thawLeftFreeze(initPid int) {
 	}
 }
 
+// killWait is how long a destroy waits for the main process to exit after
+// SIGKILL.
+const killWait = 10 * time.Second
+
 // Destroy kills the container's processes and removes its task, container
-// and snapshot.
+// and snapshot. It returns when ctx is done, with what is left.
 func (c *Container) Destroy(ctx context.Context) error {
 	ctx = WithNamespace(ctx)
 	var errs []error
 	if st, err := c.task.Status(ctx); err == nil && st.Status != client.Stopped {
-		if err := c.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		err := c.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
+		if errdefs.IsNotFound(err) {
+			err = c.killInit()
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("killing its task: %w", err))
 		}
 		select {
 		case <-c.exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(killWait):
 			errs = append(errs, errors.New("the container did not exit after SIGKILL"))
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("waiting for the container to exit after SIGKILL: %w", ctx.Err()))
 		}
 	}
 	if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("deleting its task: %w", err))
 	}
 	return errors.Join(append(errs, c.deleteContainer(ctx))...)
+}
+
+// killInit sends SIGKILL to the container's init by its pid, which takes
+// every process of the container's pid namespace with it: containerd's
+// kill did not find the container, as runc's state of it was removed
+// under it (its state directory, or the data directory, deleted), and its
+// delete would wait for ever for an exit. The pid is killed only while it
+// is in the container's cgroup, so never another process that took it.
+func (c *Container) killInit() error {
+	pid := int(c.task.Pid())
+	dir, _, err := processCgroup(pid, "pids")
+	if errors.Is(err, fs.ErrNotExist) || err == nil && !strings.HasSuffix(dir, "-"+c.ctr.ID()) {
+		return nil // gone, or no longer the container's
+	}
+	if err != nil {
+		return fmt.Errorf("runc lost the container's state and its init's cgroup cannot be read: %w", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("runc lost the container's state and its init (pid %d) cannot be killed: %w", pid, err)
+	}
+	return nil
 }
 
 // deleteContainer deletes the container, which has no task left, with its

@@ -204,6 +204,9 @@ type Manager struct {
 	// cutShort is an interrupted Recover, which left the containers it
 	// had not reached (or removed) as they are.
 	cutShort bool
+	// stuck is a destroy of DestroyAll that was given up: its container
+	// may run on.
+	stuck bool
 }
 
 // ManagerOptions configure a Manager.
@@ -577,7 +580,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 		Destroying: true}); err != nil {
 		return fmt.Errorf("recording container %s: %w", id, err)
 	}
-	err := errors.Join(mc.Destroy(ctx), m.gw.Detach(ep.ContainerIP), ep.Teardown(), m.removeDisks(id))
+	err := errors.Join(mc.Destroy(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), m.gw.Detach(ep.ContainerIP), ep.Teardown(), m.removeDisks(id))
 	if err == nil {
 		err = m.jnl.remove(id)
 	}
@@ -653,8 +656,16 @@ func removeIfExists(path string) error {
 	return nil
 }
 
+// destroyWait bounds each destroy of a shutdown: the wait for the exit
+// after SIGKILL and the removals after it, with room to spare. A test
+// shortens it.
+var destroyWait = killWait + 20*time.Second
+
 // DestroyAll removes every container the manager runs, as on a clean
-// shutdown, several at a time.
+// shutdown, several at a time. A destroy that does not finish within
+// destroyWait (its shim does not answer, its process cannot be killed) is
+// given up and logged: its container may run on, and the next run's
+// Recover removes what is left (its journal record says so).
 func (m *Manager) DestroyAll(ctx context.Context) error {
 	m.mu.Lock()
 	var all []*Managed
@@ -667,20 +678,33 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 	var destroys []func() error
 	for _, mc := range all {
 		mc.SetDestroyReason("wharf is shutting down")
-		destroys = append(destroys, func() error { return m.Destroy(ctx, mc.Class, mc.Object) })
+		destroys = append(destroys, func() error {
+			ctx, cancel := context.WithTimeout(ctx, destroyWait)
+			defer cancel()
+			err := m.Destroy(ctx, mc.Class, mc.Object)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				m.mu.Lock()
+				m.stuck = true
+				m.mu.Unlock()
+				m.life.log.Warn(Tag(mc.Class, mc.Object)+" not removed on shutdown: gave up after "+destroyWait.String(),
+					"container", mc.ID(), "pid", mc.Pid(), "left", "its processes, task, container, snapshot and journal record: "+
+						"the next wharf serve on this data directory removes them once its shim answers", "err", err)
+			}
+			return err
+		})
 	}
 	_, err := inParallel(context.Background(), destroys)
 	return err
 }
 
 // Close removes every container and stops the egress gateway, as on a
-// clean shutdown. The gateway's firewall stays if Recover left containers
-// as they are (it could not look at them, or was interrupted): they may
-// run on, and it keeps them from the host.
+// clean shutdown. The gateway's firewall stays if containers were left as
+// they are (Recover could not look at them, or was interrupted; a destroy
+// was given up): they may run on, and it keeps them from the host.
 func (m *Manager) Close(ctx context.Context) error {
 	err := m.DestroyAll(ctx)
 	m.mu.Lock()
-	left := len(m.left) > 0 || m.cutShort
+	left := len(m.left) > 0 || m.cutShort || m.stuck
 	m.mu.Unlock()
 	if left {
 		return errors.Join(err, m.gw.CloseKeepingFirewall())

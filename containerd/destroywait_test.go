@@ -1,0 +1,110 @@
+package containerd
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/egresspolicy"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// returnsWithin runs f and returns its error and how long it took,
+// failing the test if it takes longer than limit; unblock (run then) lets
+// an f that hangs return.
+func returnsWithin(t *testing.T, limit time.Duration, unblock func(), f func() error) (error, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err, time.Since(start)
+	case <-time.After(limit):
+		t.Errorf("no return within %s", limit)
+		unblock()
+		return <-done, time.Since(start)
+	}
+}
+
+// TestShutdownKillsAContainerRuncLostTrackOf: runc's state of a running
+// container removed under wharf (its state directory deleted) made the
+// kill of a shutdown's destroy find no container, and the task's delete
+// waited for ever for an exit: wharf serve never exited on SIGINT. The
+// destroy kills the container's init by its pid instead.
+func TestShutdownKillsAContainerRuncLostTrackOf(t *testing.T) {
+	m, image := testManager(t)
+	mc, err := m.Start(context.Background(), "Sandbox", "obj", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
+	require.NoError(t, err)
+	pid := int(mc.Pid())
+	t.Cleanup(func() {
+		// What a destroy that failed left: once its init is killed, the
+		// manager's Close at testManager's cleanup removes the rest.
+		if processExists(pid) {
+			mc.killInit()
+			m.mu.Lock()
+			m.byID[mc.ID()] = mc
+			m.mu.Unlock()
+		}
+	})
+	require.NoError(t, os.RemoveAll(filepath.Join(m.b.RuncRoot, Namespace, mc.ID())))
+
+	err, took := returnsWithin(t, destroyWait, func() { mc.killInit() }, func() error { return m.DestroyAll(context.Background()) })
+	assert.NoError(t, err)
+	assert.Less(t, took, killWait, "the container exits at the kill")
+	assert.False(t, processExists(pid), "the container's init (pid %d) is gone", pid)
+}
+
+// TestShutdownGivesUpADestroyItsShimDoesNotAnswer: a destroy on shutdown
+// whose shim does not answer is given up after destroyWait, with a line
+// that names the container and what is left, and the firewall that keeps
+// the container from the host stays; the next run removes what is left.
+func TestShutdownGivesUpADestroyItsShimDoesNotAnswer(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	var logs testutil.LogBuffer
+	m1.life.log = slog.New(slog.NewTextHandler(&logs, nil))
+	mc, err := m1.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
+	require.NoError(t, err)
+	pid := int(mc.Pid())
+	t.Cleanup(func() { mc.killInit() }) // if the next run did not
+	shimPid := 0
+	for _, sh := range shims(b1.Address) {
+		if sh.id == mc.ID() {
+			shimPid = sh.pid
+		}
+	}
+	require.NotZero(t, shimPid, "the container's shim")
+	t.Cleanup(func() { syscall.Kill(shimPid, syscall.SIGCONT) })
+	was := destroyWait
+	destroyWait = 2 * time.Second
+	t.Cleanup(func() { destroyWait = was })
+
+	require.NoError(t, syscall.Kill(shimPid, syscall.SIGSTOP))
+	err, took := returnsWithin(t, destroyWait+10*time.Second, func() { syscall.Kill(shimPid, syscall.SIGCONT) }, func() error { return m1.Close(context.Background()) })
+	require.NoError(t, syscall.Kill(shimPid, syscall.SIGCONT))
+	assert.ErrorContains(t, err, "destroying container "+mc.ID())
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, destroyWait+5*time.Second)
+	assert.Contains(t, logs.String(), `level=WARN msg="container:Sandbox#obj not removed on shutdown: gave up after 2s" container=`+mc.ID())
+	assert.True(t, processExists(pid), "the container runs on")
+	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "the firewall that keeps it from the host stays")
+	require.NoError(t, b1.Close())
+
+	_, m2 := nextRun(t, data, logger)
+	adopted, removed, err := m2.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return openPolicy() })
+	require.NoError(t, err)
+	assert.Equal(t, 0, adopted, "a container whose destroy began is not adopted")
+	assert.Equal(t, 1, removed)
+	assert.False(t, processExists(pid), "the container's init (pid %d) is gone", pid)
+}
+
+// processExists reports whether pid is a process that has not exited.
+func processExists(pid int) bool { return !exited(pid) }
