@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -216,25 +217,39 @@ const staleTemp = time.Minute
 // forever. wharf dev kills a compile at the next save, which may be while
 // it writes 50 MB of code; nothing reads these files, but each would
 // stay. Temporary files younger than staleTemp may still be written, by
-// this process or another using the cache, and are kept.
+// this process or another using the cache, and are kept. A symbolic link
+// in place of one of the directories, which would take the cache's reads
+// and writes elsewhere, is removed, never what it names. Everything is
+// looked at and removed through an os.Root of cacheDir, so an entry
+// swapped for a link after it was listed cannot take a removal out of
+// the cache.
 func sweepCache(cacheDir string) {
-	dirs, _ := os.ReadDir(cacheDir)
+	root, err := os.OpenRoot(cacheDir)
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	dirs, _ := fs.ReadDir(root.FS(), ".")
 	for _, d := range dirs {
+		if d.Type()&fs.ModeSymlink != 0 {
+			root.Remove(d.Name())
+			continue
+		}
 		if !d.IsDir() {
 			continue
 		}
-		dir := filepath.Join(cacheDir, d.Name())
-		files, _ := os.ReadDir(dir)
+		files, _ := fs.ReadDir(root.FS(), d.Name())
 		for _, f := range files {
 			name := f.Name()
+			path := d.Name() + "/" + name
 			if !f.Type().IsRegular() {
-				os.RemoveAll(filepath.Join(dir, name))
+				root.RemoveAll(path)
 				continue
 			}
 			temp := strings.HasPrefix(name, atomicfile.TempPrefix) ||
 				strings.HasPrefix(d.Name(), "wazero-") && strings.HasSuffix(name, ".tmp")
-			if info, err := f.Info(); temp && err == nil && time.Since(info.ModTime()) > staleTemp {
-				os.Remove(filepath.Join(dir, name))
+			if info, err := root.Lstat(path); temp && err == nil && time.Since(info.ModTime()) > staleTemp {
+				root.Remove(path)
 			}
 		}
 	}

@@ -639,6 +639,74 @@ func TestMemoryLimitBelowTheModulesMinimum(t *testing.T) {
 	})
 }
 
+// TestCacheDirectoriesThatAreLinksAreRemoved: a symbolic link in place of
+// one of the cache's directories would take its reads and writes out of
+// the cache: a load removes the link, never what it names (a named pipe
+// there, which a sweep that followed it would remove), and compiles again
+// into a directory of the cache.
+func TestCacheDirectoriesThatAreLinksAreRemoved(t *testing.T) {
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+	  (func (export "_start"))
+	  (func (export "answer") (result i32) (i32.const 42)))`)
+	require.NoError(t, err)
+	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: t.TempDir()}
+		require.NoError(t, Precompile(context.Background(), cfg))
+		dirs, err := os.ReadDir(cfg.CacheDir)
+		require.NoError(t, err)
+		require.NotEmpty(t, dirs)
+		outside := t.TempDir()
+		var kept, pipes []string
+		for _, d := range dirs {
+			require.True(t, d.IsDir(), d.Name())
+			elsewhere := filepath.Join(outside, d.Name())
+			require.NoError(t, os.Rename(filepath.Join(cfg.CacheDir, d.Name()), elsewhere))
+			pipes = append(pipes, filepath.Join(elsewhere, "pipe"))
+			require.NoError(t, unix.Mkfifo(pipes[len(pipes)-1], 0o600))
+			require.NoError(t, os.Symlink(elsewhere, filepath.Join(cfg.CacheDir, d.Name())))
+			files, err := filepath.Glob(filepath.Join(elsewhere, "*"))
+			require.NoError(t, err)
+			kept = append(kept, files...)
+		}
+		type result struct {
+			answer uint64
+			log    string
+		}
+		loaded := make(chan result, 1)
+		go func() {
+			answer, log := loadAndAnswer(t, cfg)
+			loaded <- result{answer, log}
+		}()
+		var r result
+		select {
+		case r = <-loaded:
+		case <-time.After(time.Minute):
+			t.Error("the load, which went through the link, still waits on a named pipe there after a minute")
+			for _, p := range pipes { // what it waits on ends
+				if f, err := os.OpenFile(p, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+			}
+			r = <-loaded
+		}
+		assert.Equal(t, uint64(42), r.answer)
+		assert.Contains(t, r.log, "compiling", "the code is not read through the link")
+		for _, d := range dirs {
+			st, err := os.Lstat(filepath.Join(cfg.CacheDir, d.Name()))
+			if err == nil {
+				assert.True(t, st.IsDir(), "%s is a %v, not a directory of the cache", d.Name(), st.Mode().Type())
+			}
+		}
+		for _, f := range kept {
+			assert.FileExists(t, f, "what the link named is left as it was")
+		}
+		after, err := filepath.Glob(filepath.Join(outside, "*", "*"))
+		require.NoError(t, err)
+		assert.ElementsMatch(t, kept, after, "nothing was written through the link")
+	})
+}
+
 // TestCacheEntriesThatAreNotFilesAreRemoved: a named pipe where the cache
 // keeps a module's digest, its instrumented code or its compiled code
 // (wharf writes none) does not block a start on opening it forever: a
