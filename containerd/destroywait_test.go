@@ -108,3 +108,36 @@ func TestShutdownGivesUpADestroyItsShimDoesNotAnswer(t *testing.T) {
 
 // processExists reports whether pid is a process that has not exited.
 func processExists(pid int) bool { return !exited(pid) }
+
+// TestRecoveryLeavesARemovalItCannotFinish: Recover's removal of a
+// container of a crashed run (here: its class is no longer served) that
+// does not finish within destroyWait is given up and the container left
+// as one Recover could not look at: the start goes on, the firewall stays,
+// and the container's journal record stays for the next run, which
+// removes it. The record went even so, and the start failed.
+func TestRecoveryLeavesARemovalItCannotFinish(t *testing.T) {
+	data, logger, _, started, b2, m2 := crashedWithOneContainer(t)
+	pid := int(started.Pid())
+	was := destroyWait
+	destroyWait = time.Nanosecond // nothing finishes
+	unserved := func(string, bool) *egresspolicy.Policy { return nil }
+	adopted, removed, err := m2.Recover(context.Background(), unserved)
+	destroyWait = was
+	assert.True(t, OnlyUnexamined(err), "only left as it is: %v", err)
+	var left *UnexaminedError
+	require.ErrorAs(t, err, &left)
+	assert.Equal(t, started.ID(), left.ID)
+	assert.ErrorContains(t, err, "removing it: gave up after 1ns")
+	assert.Zero(t, adopted+removed)
+	assert.True(t, processExists(pid), "the container runs on")
+	require.NoError(t, m2.Close(context.Background()))
+	assert.NotEmpty(t, egress.FirewallLeftovers(Scope(data)), "the firewall that keeps it from the host stays")
+	require.NoError(t, b2.Close())
+
+	_, m3 := nextRun(t, data, logger)
+	adopted, removed, err = m3.Recover(context.Background(), unserved)
+	require.NoError(t, err)
+	assert.Zero(t, adopted)
+	assert.Equal(t, 1, removed)
+	assert.False(t, processExists(pid), "the container's init (pid %d) is gone", pid)
+}

@@ -656,9 +656,9 @@ func removeIfExists(path string) error {
 	return nil
 }
 
-// destroyWait bounds each destroy of a shutdown: the wait for the exit
-// after SIGKILL and the removals after it, with room to spare. A test
-// shortens it.
+// destroyWait bounds each destroy of a shutdown or a Recover: the wait
+// for the exit after SIGKILL and the removals after it, with room to
+// spare. A test shortens it.
 var destroyWait = killWait + 20*time.Second
 
 // DestroyAll removes every container the manager runs, as on a clean
@@ -856,7 +856,24 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				}
 			}
 			c.adoptAgent(ctx)
-			err := errors.Join(c.destroyRecovered(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)), m.jnl.remove(id))
+			// Bounded as a shutdown's destroy is; what could not be
+			// removed keeps its record, for the next run to remove.
+			dctx, cancel := context.WithTimeout(ctx, destroyWait)
+			defer cancel()
+			err := errors.Join(c.destroyRecovered(dctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), ep.Teardown(), m.removeDisks(id), removeIfExists(m.policyPath(id)))
+			if err == nil {
+				err = m.jnl.remove(id)
+			}
+			if err != nil && dctx.Err() != nil {
+				// Its shim does not answer: it may run on, left for the
+				// next run as one not looked at is (the firewall stays).
+				m.net.reserveSlot(ep.slot)
+				e := &UnexaminedError{ID: id, Err: fmt.Errorf("removing it: gave up after %s: %w", destroyWait, err)}
+				m.mu.Lock()
+				m.left[id] = e
+				m.mu.Unlock()
+				return e
+			}
 			if err != nil {
 				return fmt.Errorf("removing container %s: %w", id, err)
 			}
@@ -881,13 +898,19 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// The removals come after every adoption (which reserves its network
 	// slot), and run side by side: each mostly waits on containerd, runc
 	// and the kernel.
-	if removed, err = inParallel(stop, removals); err != nil {
+	removed, err = inParallel(stop, removals)
+	if err != nil && !OnlyUnexamined(err) {
 		if stop.Err() != nil {
 			m.recoveryCutShort()
 		}
 		return adopted, removed, errors.Join(append(unexamined, err)...)
 	}
-	return adopted, removed, errors.Join(append(unexamined, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
+	m.mu.Lock()
+	for id := range m.left { // removals given up too
+		leave[id] = true
+	}
+	m.mu.Unlock()
+	return adopted, removed, errors.Join(append(unexamined, err, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
 }
 
 // leftLocked is the error of a start or destroy of container id, which
