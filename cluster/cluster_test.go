@@ -266,7 +266,7 @@ func TestClusterOnAnEtcdServedOverTLS(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cacert", files.CA}, "context deadline exceeded: " + etcd + ": TLS: remote error: tls: certificate required"},
+		{[]string{"--cluster", "etcd=" + etcd, "--cluster-etcd-cacert", files.CA}, "etcd cannot be reached: " + etcd + ": TLS: remote error: tls: certificate required"},
 		{[]string{"--cluster", "etcd=" + etcd}, etcd + ": TLS: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 		{[]string{"--cluster", plain, "--cluster-etcd-cacert", files.CA}, "--cluster-etcd-cacert, --cluster-etcd-cert and --cluster-etcd-key are for an etcd served over https: write its endpoints as https://host:port in --cluster"},
 		{[]string{"--cluster", "etcd=" + etcd + "," + strings.TrimPrefix(plain, "etcd="), "--cluster-etcd-cacert", files.CA}, "etcd's endpoints are all https:// or none"},
@@ -278,6 +278,12 @@ func TestClusterOnAnEtcdServedOverTLS(t *testing.T) {
 		assert.Error(t, err, "cluster status %q: %s", refused.args, out)
 		assert.Contains(t, string(out), refused.want, "cluster status %q", refused.args)
 	}
+	// A host that etcd refuses waits for it as for an etcd that is not up
+	// yet, then says why.
+	_, args := c.serveArgs(t, "h3", c.wasm, counterManifest, "--cluster-etcd-cert", "", "--cluster-etcd-key", "")
+	out, err := exec.Command(testutil.BuildWharf(t), append([]string{"serve"}, args...)...).CombinedOutput()
+	assert.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "joining the cluster through etcd "+etcd+" (is etcd running there?): context deadline exceeded: "+etcd+": TLS: remote error: tls: certificate required")
 	incrementThroughEach()
 }
 

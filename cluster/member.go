@@ -696,6 +696,11 @@ type Status struct {
 // ReadStatus reads the cluster's status from etcd without joining it;
 // etcdTLS is as Config's EtcdTLS.
 func ReadStatus(ctx context.Context, endpoints []string, etcdTLS *tls.Config) (*Status, error) {
+	// Where no endpoint can be reached, say why at once: the client would
+	// wait out ctx.
+	if failed := probeEndpoints(endpoints, etcdTLS); len(failed) == len(endpoints) {
+		return nil, fmt.Errorf("etcd cannot be reached: %w", errors.Join(failed...))
+	}
 	cli, err := newClient(endpoints, etcdTLS)
 	if err != nil {
 		return nil, err
@@ -748,16 +753,23 @@ func newClient(endpoints []string, etcdTLS *tls.Config) (*clientv3.Client, error
 // refused connection or a failed TLS handshake until the call's deadline
 // and then says only that it passed.
 func whyUnreachable(endpoints []string, etcdTLS *tls.Config, err error) error {
-	var reasons []error
-	for _, e := range endpoints {
-		if why := probeEndpoint(e, etcdTLS); why != nil {
-			reasons = append(reasons, why)
-		}
-	}
+	reasons := probeEndpoints(endpoints, etcdTLS)
 	if len(reasons) == 0 {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, errors.Join(reasons...))
+}
+
+// probeEndpoints probes each of etcd's endpoints (probeEndpoint) and
+// returns what failed.
+func probeEndpoints(endpoints []string, etcdTLS *tls.Config) []error {
+	var failed []error
+	for _, e := range endpoints {
+		if why := probeEndpoint(e, etcdTLS); why != nil {
+			failed = append(failed, why)
+		}
+	}
+	return failed
 }
 
 // probeEndpoint connects to etcd's endpoint e as its client does, with
