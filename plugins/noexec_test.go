@@ -23,11 +23,7 @@ import (
 // Needs root (it mounts a tmpfs).
 func TestCacheOnANoexecFilesystemIsReported(t *testing.T) {
 	require.Zero(t, os.Geteuid(), "this test mounts a tmpfs: run it as root")
-	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-	  (func (export "_start"))
-	  (func (export "answer") (result i32) (i32.const 42)))`)
-	require.NoError(t, err)
-	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	path := answerModule(t)
 	mnt := t.TempDir()
 	require.NoError(t, unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_NOEXEC, "size=16m"))
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
@@ -37,6 +33,17 @@ func TestCacheOnANoexecFilesystemIsReported(t *testing.T) {
 		assert.Equal(t, uint64(42), got)
 		assert.Contains(t, log, `level=WARN msg="compiled code cannot be loaded from the cache: the module compiles at every start (the cache's filesystem is mounted noexec: give wharf a --data-dir on another)"`)
 	}
+}
+
+// answerModule writes a module whose export "answer" returns 42 and
+// returns its path.
+func answerModule(t *testing.T) string {
+	t.Helper()
+	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
+	  (func (export "_start"))
+	  (func (export "answer") (result i32) (i32.const 42)))`)
+	require.NoError(t, err)
+	return testutil.WriteFile(t, "answer.wasm", wasm)
 }
 
 // loadAndAnswer loads the plugin cfg describes and calls its export

@@ -16,9 +16,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // TestMain removes what the tests built (testutil.Run).
@@ -645,11 +646,7 @@ func TestMemoryLimitBelowTheModulesMinimum(t *testing.T) {
 // there, which a sweep that followed it would remove), and compiles again
 // into a directory of the cache.
 func TestCacheDirectoriesThatAreLinksAreRemoved(t *testing.T) {
-	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-	  (func (export "_start"))
-	  (func (export "answer") (result i32) (i32.const 42)))`)
-	require.NoError(t, err)
-	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	path := answerModule(t)
 	forEachEngine(t, func(t *testing.T, engine string) {
 		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: t.TempDir()}
 		require.NoError(t, Precompile(context.Background(), cfg))
@@ -713,11 +710,7 @@ func TestCacheDirectoriesThatAreLinksAreRemoved(t *testing.T) {
 // load removes every entry of the cache that is not a regular file and
 // compiles again.
 func TestCacheEntriesThatAreNotFilesAreRemoved(t *testing.T) {
-	wasm, err := wasmtime.Wat2Wasm(`(module (memory (export "memory") 1)
-	  (func (export "_start"))
-	  (func (export "answer") (result i32) (i32.const 42)))`)
-	require.NoError(t, err)
-	path := testutil.WriteFile(t, "answer.wasm", wasm)
+	path := answerModule(t)
 	forEachEngine(t, func(t *testing.T, engine string) {
 		cfg := Config{Name: "t", Path: path, Engine: engine, CacheDir: t.TempDir()}
 		require.NoError(t, Precompile(context.Background(), cfg))
