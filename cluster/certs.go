@@ -7,8 +7,11 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/internal/pki"
@@ -74,7 +77,7 @@ func IssueHost(dir, name string) error {
 // and reaches them with (the client's ServerName is set per peer), from
 // the certificates in dir.
 func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
-	caPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	caPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init)", err)
 	}
@@ -82,7 +85,7 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, nil, fmt.Errorf("cluster certificates: %s holds no certificate", filepath.Join(dir, caCertFile))
 	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, hostCertFile(name)), filepath.Join(dir, hostKeyFile(name)))
+	cert, err := loadKeyPair(filepath.Join(dir, hostCertFile(name)), filepath.Join(dir, hostKeyFile(name)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s)", name, err, name)
 	}
@@ -119,11 +122,11 @@ func checkHostCert(cert tls.Certificate, roots *x509.CertPool, name string) erro
 }
 
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	certPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
+	keyPEM, err := readPEMFile(filepath.Join(dir, caKeyFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
 	}
@@ -149,7 +152,7 @@ func writePair(dir, certName, keyName string, certPEM, keyPEM []byte) error {
 func EtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		caPEM, err := os.ReadFile(caFile)
+		caPEM, err := readPEMFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("etcd's CA certificate: %w", err)
 		}
@@ -162,11 +165,71 @@ func EtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("etcd's client certificate and its key go together: give both or neither")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		cert, err := loadKeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("etcd's client certificate: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// maxPEMFile bounds what is read of a certificate or key file: a bundle
+// of every public root CA is a few hundred KiB.
+const maxPEMFile = 1 << 20
+
+// readPEMFile reads the certificate or key file at path. What is not a
+// regular file is refused before it is read: a named pipe would block the
+// read for ever and a device such as /dev/zero would fill the memory, and
+// so is a file larger than maxPEMFile.
+func readPEMFile(path string) ([]byte, error) {
+	// Not blocking on a named pipe's open, which waits for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a PEM file", path, fileKind(st.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxPEMFile {
+		return nil, fmt.Errorf("%s is larger (%d bytes) than a PEM file of certificates or a key would be (at most %d)", path, st.Size(), maxPEMFile)
+	}
+	return data, nil
+}
+
+// fileKind names the kind of file of mode m that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
+// loadKeyPair is tls.LoadX509KeyPair, with the files read by readPEMFile.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := readPEMFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readPEMFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }

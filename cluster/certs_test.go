@@ -3,7 +3,9 @@ package cluster
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,4 +63,47 @@ func TestPeerTLSRefusesACertificateThatIsNotTheHosts(t *testing.T) {
 
 	_, _, err = PeerTLS(dir, "host-a")
 	assert.NoError(t, err, "the host's own certificate")
+}
+
+// TestEtcdTLSRefusesWhatIsNotAPEMFile: a --cluster-etcd-* path naming a
+// named pipe, a device, a directory or a file far too large for a
+// certificate is refused at once, saying what it is: a pipe blocked wharf
+// for ever, and /dev/zero filled its memory until it died.
+func TestEtcdTLSRefusesWhatIsNotAPEMFile(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, InitCA(dir))
+	require.NoError(t, IssueHost(dir, "h1"))
+	ca, cert, key := filepath.Join(dir, caCertFile), filepath.Join(dir, hostCertFile("h1")), filepath.Join(dir, hostKeyFile("h1"))
+	_, err := EtcdTLS(ca, cert, key)
+	require.NoError(t, err)
+
+	pipe := filepath.Join(dir, "pipe")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o600))
+	large := filepath.Join(dir, "large.pem")
+	require.NoError(t, os.WriteFile(large, nil, 0o600))
+	require.NoError(t, os.Truncate(large, 64<<20))
+	for _, c := range []struct {
+		ca, cert, key string
+		want          string
+	}{
+		{pipe, "", "", "etcd's CA certificate: " + pipe + " is a named pipe, not a PEM file"},
+		{ca, pipe, key, "etcd's client certificate: " + pipe + " is a named pipe, not a PEM file"},
+		{ca, cert, pipe, "etcd's client certificate: " + pipe + " is a named pipe, not a PEM file"},
+		{os.DevNull, "", "", "etcd's CA certificate: " + os.DevNull + " is a device, not a PEM file"},
+		{dir, "", "", "etcd's CA certificate: " + dir + " is a directory, not a PEM file"},
+		{large, "", "", "etcd's CA certificate: " + large + " is larger (67108864 bytes) than a PEM file"},
+		{ca, large, key, "etcd's client certificate: " + large + " is larger (67108864 bytes) than a PEM file"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := EtcdTLS(c.ca, c.cert, c.key)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			assert.ErrorContains(t, err, c.want)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("EtcdTLS(%q, %q, %q) still reading after 5s", c.ca, c.cert, c.key)
+		}
+	}
 }
