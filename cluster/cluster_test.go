@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -285,6 +286,53 @@ func TestClusterOnAnEtcdServedOverTLS(t *testing.T) {
 	assert.Error(t, err, "%s", out)
 	assert.Contains(t, string(out), "joining the cluster through etcd "+etcd+" (is etcd running there?): context deadline exceeded: "+etcd+": TLS: remote error: tls: certificate required")
 	incrementThroughEach()
+}
+
+// TestEtcdEndpointOfTheWrongSchemeIsNamed: an etcd endpoint written with
+// the scheme etcd does not serve there, or a port that answers neither
+// HTTP nor TLS, is named as such when etcd cannot be read (gRPC says only
+// that its deadline passed, or "EOF"), and no probe outlasts its bound.
+func TestEtcdEndpointOfTheWrongSchemeIsNamed(t *testing.T) {
+	overTLS, files := testetcd.StartTLS(t)
+	etcdTLS, err := cluster.EtcdTLS(files.CA, files.Cert, files.Key)
+	require.NoError(t, err)
+	plain := testetcd.Start(t, 1)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	go func() { // accepts, and never says a word
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	for _, c := range []struct {
+		endpoint string
+		tls      *tls.Config
+		want     string
+	}{
+		{strings.Replace(overTLS, "https://", "http://", 1), nil, "etcd serves TLS there: write the endpoint as " + overTLS},
+		{strings.TrimPrefix(overTLS, "https://"), nil, "etcd serves TLS there: write the endpoint as " + overTLS},
+		{strings.Replace(plain, "http://", "https://", 1), etcdTLS, "etcd serves plain HTTP there, not TLS: write the endpoint as " + plain},
+		{"https://" + silent.Addr().String(), etcdTLS, "https://" + silent.Addr().String() + ": TLS: no answer to the handshake within 2s (is this etcd's client port?)"},
+		{"http://" + silent.Addr().String(), nil, "http://" + silent.Addr().String() + ": no answer to HTTP within 2s (is this etcd's client port?)"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		start := time.Now()
+		_, err := cluster.ReadStatus(ctx, []string{c.endpoint}, c.tls)
+		cancel()
+		assert.ErrorContains(t, err, c.want, c.endpoint)
+		assert.Less(t, time.Since(start), 8*time.Second, c.endpoint)
+	}
 }
 
 func TestClusterKeepsAcknowledgedWritesWhenTheOwnerIsKilled(t *testing.T) {

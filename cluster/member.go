@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -773,7 +774,9 @@ func probeEndpoints(endpoints []string, etcdTLS *tls.Config) []error {
 }
 
 // probeEndpoint connects to etcd's endpoint e as its client does, with
-// TLS for https://, and returns what failed.
+// TLS for https://, and returns what failed. An endpoint written with the
+// scheme etcd does not serve there is named as such: gRPC's own failure
+// says nothing (http:// to TLS) or "EOF" (https:// to plain).
 func probeEndpoint(e string, etcdTLS *tls.Config) error {
 	scheme, hostPort, ok := strings.Cut(e, "://")
 	if !ok {
@@ -786,6 +789,12 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 	}
 	defer conn.Close()
 	if scheme != "https" {
+		switch {
+		case servesTLS(hostPort):
+			return fmt.Errorf("%s: etcd serves TLS there: write the endpoint as https://%s", e, hostPort)
+		case !servesPlainHTTP(hostPort):
+			return fmt.Errorf("%s: no answer to HTTP within %s (is this etcd's client port?)", e, probeTimeout)
+		}
 		return nil
 	}
 	cfg := &tls.Config{}
@@ -798,6 +807,13 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 	tc := tls.Client(conn, cfg)
 	tc.SetDeadline(time.Now().Add(probeTimeout))
 	if err := tc.Handshake(); err != nil {
+		var netErr net.Error
+		switch {
+		case errors.As(err, &netErr) && netErr.Timeout():
+			return fmt.Errorf("%s: TLS: no answer to the handshake within %s (is this etcd's client port?)", e, probeTimeout)
+		case servesPlainHTTP(hostPort):
+			return fmt.Errorf("%s: TLS: %w: etcd serves plain HTTP there, not TLS: write the endpoint as http://%s", e, err, hostPort)
+		}
 		return fmt.Errorf("%s: TLS: %w", e, err)
 	}
 	// In TLS 1.3 a server refuses the client's certificate, or its lack,
@@ -808,6 +824,38 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 		return fmt.Errorf("%s: TLS: %w", e, err)
 	}
 	return nil
+}
+
+// servesTLS reports whether the server at hostPort answers a TLS
+// handshake as a TLS server (whether or not the client would trust it).
+func servesTLS(hostPort string) bool {
+	conn, err := net.DialTimeout("tcp", hostPort, probeTimeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) // only asks whether it is TLS
+	tc.SetDeadline(time.Now().Add(probeTimeout))
+	var alert tls.AlertError
+	err = tc.Handshake()
+	return err == nil || errors.As(err, &alert)
+}
+
+// servesPlainHTTP reports whether the server at hostPort answers an HTTP
+// request sent without TLS (etcd's client port serves /version).
+func servesPlainHTTP(hostPort string) bool {
+	conn, err := net.DialTimeout("tcp", hostPort, probeTimeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(probeTimeout))
+	if _, err := io.WriteString(conn, "GET /version HTTP/1.1\r\nHost: "+hostPort+"\r\nConnection: close\r\n\r\n"); err != nil {
+		return false
+	}
+	head := make([]byte, len("HTTP/1."))
+	_, err = io.ReadFull(conn, head)
+	return err == nil && string(head) == "HTTP/1."
 }
 
 // probeTimeout bounds a probe's connection and its TLS handshake.
