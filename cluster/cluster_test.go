@@ -288,13 +288,20 @@ func TestClusterOnAnEtcdServedOverTLS(t *testing.T) {
 	incrementThroughEach()
 }
 
-// TestEtcdEndpointOfTheWrongSchemeIsNamed: an etcd endpoint written with
-// the scheme etcd does not serve there, or a port that answers neither
-// HTTP nor TLS, is named as such when etcd cannot be read (gRPC says only
-// that its deadline passed, or "EOF"), and no probe outlasts its bound.
-func TestEtcdEndpointOfTheWrongSchemeIsNamed(t *testing.T) {
+// TestEtcdUnreachableSaysWhy: an etcd endpoint written with the scheme
+// etcd does not serve there, a port that answers neither HTTP nor TLS, or
+// a client certificate of a CA etcd does not trust is named as such when
+// etcd cannot be read (gRPC says only that its deadline passed, or "EOF",
+// and etcd that a certificate is required, as the client sends none it
+// knows etcd would refuse), and no probe outlasts its bound.
+func TestEtcdUnreachableSaysWhy(t *testing.T) {
 	overTLS, files := testetcd.StartTLS(t)
 	etcdTLS, err := cluster.EtcdTLS(files.CA, files.Cert, files.Key)
+	require.NoError(t, err)
+	otherCA := t.TempDir()
+	require.NoError(t, cluster.InitCA(otherCA))
+	require.NoError(t, cluster.IssueHost(otherCA, "h1"))
+	otherCATLS, err := cluster.EtcdTLS(files.CA, filepath.Join(otherCA, "h1.pem"), filepath.Join(otherCA, "h1-key.pem"))
 	require.NoError(t, err)
 	plain := testetcd.Start(t, 1)
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -325,6 +332,7 @@ func TestEtcdEndpointOfTheWrongSchemeIsNamed(t *testing.T) {
 		{strings.Replace(plain, "http://", "https://", 1), etcdTLS, "etcd serves plain HTTP there, not TLS: write the endpoint as " + plain},
 		{"https://" + silent.Addr().String(), etcdTLS, "https://" + silent.Addr().String() + ": TLS: no answer to the handshake within 2s (is this etcd's client port?)"},
 		{"http://" + silent.Addr().String(), nil, "http://" + silent.Addr().String() + ": no answer to HTTP within 2s (is this etcd's client port?)"},
+		{overTLS, otherCATLS, "etcd does not accept the client certificate: chain is not signed by an acceptable CA (it takes those signed by the CA of its --trusted-ca-file)"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		start := time.Now()

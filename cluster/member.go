@@ -804,6 +804,23 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 	if cfg.ServerName == "" {
 		cfg.ServerName, _, _ = net.SplitHostPort(hostPort)
 	}
+	// A client certificate not signed by a CA etcd names in its request for
+	// one is not sent (etcd says "certificate required", as to none): the
+	// probe sends it and says why etcd would not take it.
+	var notAccepted error
+	if certs := cfg.Certificates; len(certs) > 0 && cfg.GetClientCertificate == nil {
+		cfg.Certificates = nil
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			notAccepted = cri.SupportsCertificate(&certs[0])
+			return &certs[0], nil
+		}
+	}
+	refused := func(err error) error {
+		if notAccepted != nil {
+			return fmt.Errorf("%s: TLS: %w: etcd does not accept the client certificate: %w (it takes those signed by the CA of its --trusted-ca-file)", e, err, notAccepted)
+		}
+		return fmt.Errorf("%s: TLS: %w", e, err)
+	}
 	tc := tls.Client(conn, cfg)
 	tc.SetDeadline(time.Now().Add(probeTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -814,14 +831,14 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 		case servesPlainHTTP(hostPort):
 			return fmt.Errorf("%s: TLS: %w: etcd serves plain HTTP there, not TLS: write the endpoint as http://%s", e, err, hostPort)
 		}
-		return fmt.Errorf("%s: TLS: %w", e, err)
+		return refused(err)
 	}
 	// In TLS 1.3 a server refuses the client's certificate, or its lack,
 	// after the handshake: the first read says so.
 	tc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	var netErr net.Error
 	if _, err := tc.Read(make([]byte, 1)); err != nil && !(errors.As(err, &netErr) && netErr.Timeout()) {
-		return fmt.Errorf("%s: TLS: %w", e, err)
+		return refused(err)
 	}
 	return nil
 }
