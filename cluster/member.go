@@ -195,7 +195,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	defer cancel()
 	if m.clusterID, err = clusterID(jctx, cli); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
+		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
 	}
 	if cfg.CheckID != nil {
 		if err := cfg.CheckID(m.clusterID); err != nil {
@@ -219,7 +219,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		if errors.Is(err, errNameTaken) {
 			return nil, fmt.Errorf("a live host is already named %q (a host of that name that died less than %s ago would have let it go by now)", cfg.Name, cfg.TTL)
 		}
-		return nil, fmt.Errorf("joining the cluster through etcd %s (is etcd running there?): %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
+		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
 	}
 	kctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
@@ -785,7 +785,7 @@ func probeEndpoint(e string, etcdTLS *tls.Config) error {
 	hostPort = strings.TrimSuffix(hostPort, "/")
 	conn, err := net.DialTimeout("tcp", hostPort, probeTimeout)
 	if err != nil {
-		return fmt.Errorf("%s: %w", e, err)
+		return fmt.Errorf("%s: %w (is etcd running there?)", e, err)
 	}
 	defer conn.Close()
 	if scheme != "https" {
