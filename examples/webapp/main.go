@@ -38,7 +38,7 @@ func newApp(st *sdk.ObjectState) any {
 		EnableInternet: &no,
 	}}
 	a.OnStart = func() error {
-		sdk.Logger.Info("session container ready", "object", st.ID[:8])
+		st.Logger.Info("session container ready") // tagged with the object's event: wharf tail --class App shows it
 		return nil
 	}
 	if err := a.Bind(st); err != nil {

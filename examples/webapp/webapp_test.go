@@ -67,6 +67,8 @@ func TestWebapp(t *testing.T) {
 	assert.True(t, strings.HasPrefix(woken, "session container "))
 	assert.NotEqual(t, cold, woken, "the next request wakes a new run")
 
+	assert.Regexp(t, `msg="session container ready" plugin=webapp request_id=App#[0-9a-f]{8}-\d+\n`, srv.Logs(),
+		"the object logs with its state.Logger, so wharf tail --class App and --object find the line")
 	assert.Regexp(t, `container:App#\S+ idle for sleep_after \(2s\): stopping`, srv.Logs())
 	assert.Regexp(t, `container:App#\S+ stop" .*exit_code=\d+ reason="SIGTERM from the object"`, srv.Logs(),
 		"the log says why the sleeping container exited")
