@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -88,7 +89,8 @@ func TestInitWritesAWorkingPlugin(t *testing.T) {
 }
 
 // TestInitWithContainer: the Container class variant passes its own tests
-// with a real container.
+// with a real container, and the commands its wharf.toml's comment gives
+// import the image (in a directory they remove) that wharf serve then runs.
 func TestInitWithContainer(t *testing.T) {
 	wharf := testutil.BuildWharf(t)
 	dir := filepath.Join(t.TempDir(), "app")
@@ -96,6 +98,34 @@ func TestInitWithContainer(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "wrote a plugin in "+dir+": `wharf serve "+dir+"` serves it once its image is imported (the comment in its wharf.toml shows how), `go test` there tests it\n", string(out))
 	offlineGoTest(t, dir)
+
+	manifest, err := os.ReadFile(filepath.Join(dir, "wharf.toml"))
+	require.NoError(t, err)
+	var script []string
+	for line := range strings.Lines(string(manifest)) {
+		if cmd, ok := strings.CutPrefix(line, "#   "); ok {
+			script = append(script, cmd)
+		}
+	}
+	require.Len(t, script, 2, "the import's commands in the comment of:\n%s", manifest)
+	tmp := t.TempDir()
+	sh := exec.Command("sh", "-ec", strings.Join(script, ""))
+	sh.Dir = dir
+	sh.Env = append(os.Environ(), "PATH="+filepath.Dir(wharf)+string(os.PathListSeparator)+os.Getenv("PATH"), "TMPDIR="+tmp, "GOPROXY=off", "GOFLAGS=")
+	out, err = sh.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "imported wharf.test/busybox:latest")
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "the image's directory is removed")
+
+	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0")
+	resp, err := http.Get(srv.URL + "/app/alice/passwd")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Contains(t, string(body), "root:x:0:0:", "the container's /etc/passwd")
 }
 
 func TestShellQuote(t *testing.T) {
