@@ -126,14 +126,6 @@ func TestImageUserIsNotRoot(t *testing.T) {
 	}
 }
 
-// TestUserGetsImageGroups: a process run as a user, by name or uid, has
-// the supplementary groups the image's /etc/group lists for that user name
-// (app is in staff, 50), with its primary group from /etc/passwd, as in
-// Docker: the entrypoint (the image's USER, app), an exec as the main
-// process's user, as app, as 1000 and as root, through runc and through
-// the agent alike, and the agent's file operations as app. An exec with a
-// user got the primary group only: app could not read what its group may.
-// A uid /etc/passwd does not list has group 0 (see
 // entrypointAs starts a container (its id prefix, then user) of busybox
 // with USER user, and returns it and what `id` said in its entrypoint.
 func entrypointAs(t *testing.T, c *client.Client, runcRoot, prefix, user string, withInit bool) (*Container, string) {
@@ -149,6 +141,14 @@ func entrypointAs(t *testing.T, c *client.Client, runcRoot, prefix, user string,
 	return ctr, out
 }
 
+// TestUserGetsImageGroups: a process run as a user, by name or uid, has
+// the supplementary groups the image's /etc/group lists for that user name
+// (app is in staff, 50), with its primary group from /etc/passwd, as in
+// Docker: the entrypoint (the image's USER, app), an exec as the main
+// process's user, as app, as 1000 and as root, through runc and through
+// the agent alike, and the agent's file operations as app. An exec with a
+// user got the primary group only: app could not read what its group may.
+// A uid /etc/passwd does not list has group 0 (see
 // TestUnlistedUIDHasGroupRoot).
 func TestUserGetsImageGroups(t *testing.T) {
 	for _, withInit := range []bool{false, true} {
@@ -288,4 +288,22 @@ func TestBadImageUserIsNamed(t *testing.T) {
 			assert.EqualError(t, err, fmt.Sprintf("creating container badimageuser: bad exec: image %s USER %q: %s", image, user, says))
 		}
 	}
+}
+
+// TestImageUserGroupThatIsANumberIsAGid: the group of an image's USER
+// user:group that is a number is that gid, whatever /etc/group lists, as
+// in Docker: a group named 4242 did not make USER app:4242 run with that
+// group's gid.
+func TestImageUserGroupThatIsANumberIsAGid(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(root, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "etc", "group"), []byte("4242:x:60:\nstaff:x:50:\n"), 0o644))
+	open := func(path string) (*os.File, error) { return os.Open(filepath.Join(root, path)) }
+	for group, want := range map[string]uint32{"4242": 4242, "60": 60, "staff": 50, "7": 7} {
+		gid, err := lookGroup(open, group)
+		require.NoError(t, err, group)
+		assert.Equal(t, want, gid, "group %s", group)
+	}
+	_, err := lookGroup(open, "nosuch")
+	assert.EqualError(t, err, `group "nosuch" does not exist in the image's /etc/group`)
 }

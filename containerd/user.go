@@ -459,19 +459,18 @@ func resolveImageUser(open opener, user string) (imageUser, error) {
 	return imageUser{u, home}, nil
 }
 
-// lookGroup finds group, a name or gid, in the container's /etc/group: a
-// gid it does not list is that gid, as in Docker.
+// lookGroup finds group, a name or gid, in the container's /etc/group. A
+// number is a gid, listed or not, even where a group is named so, as in
+// Docker (runc's user package).
 func lookGroup(open opener, group string) (uint32, error) {
-	gid, err := strconv.ParseUint(group, 10, 32)
-	numeric := err == nil
-	if numeric && gid == noID {
-		return 0, fmt.Errorf("group %q: %d is the kernel's \"no id\" ((gid_t)-1), which no process can run as", group, noID)
+	if gid, err := strconv.ParseUint(group, 10, 32); err == nil {
+		if gid == noID {
+			return 0, fmt.Errorf("group %q: %d is the kernel's \"no id\" ((gid_t)-1), which no process can run as", group, noID)
+		}
+		return uint32(gid), nil
 	}
 	f, err := open("etc/group")
-	switch {
-	case err != nil && numeric:
-		return uint32(gid), nil
-	case err != nil:
+	if err != nil {
 		return 0, fmt.Errorf("group %q: the image has no /etc/group: %w", group, err)
 	}
 	defer f.Close()
@@ -490,10 +489,7 @@ func lookGroup(open opener, group string) (uint32, error) {
 		}
 		return uint32(g), nil
 	}
-	switch {
-	case numeric:
-		return uint32(gid), nil
-	case more:
+	if more {
 		return 0, fmt.Errorf("group %q: the image's /etc/group %s, and does not list it there", group, tooLarge)
 	}
 	return 0, fmt.Errorf("group %q does not exist in the image's /etc/group", group)
