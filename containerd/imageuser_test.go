@@ -276,6 +276,9 @@ func TestBadImageUserIsNamed(t *testing.T) {
 	for user, says := range map[string]string{
 		"nosuch:1":   `unknown user: user "nosuch" does not exist in the image's /etc/passwd`,
 		"app:nosuch": `group "nosuch" does not exist in the image's /etc/group`,
+		// containerd refused them, naming neither the image nor ErrBadExec.
+		"3000000000":     "3000000000: uids and gids must be in range 0-2147483647, as in Docker",
+		"app:3000000000": "3000000000: uids and gids must be in range 0-2147483647, as in Docker",
 	} {
 		image := importBusyboxAs(t, c, "wharf.test/busybox-as:"+strings.ReplaceAll(user, ":", "-"), user)
 		for _, withInit := range []bool{false, true} {

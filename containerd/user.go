@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -446,6 +447,12 @@ func resolveImageUser(open opener, user string) (imageUser, error) {
 	name, group, named := strings.Cut(user, ":")
 	if name == "" {
 		name = "0" // as Docker: the user of :group is root
+	}
+	for _, id := range []string{name, group} {
+		// containerd refuses them too, without naming the image.
+		if n, err := strconv.ParseUint(id, 10, 64); err == nil && n > math.MaxInt32 {
+			return imageUser{}, fmt.Errorf("%s: uids and gids must be in range 0-%d, as in Docker", id, math.MaxInt32)
+		}
 	}
 	u, home, err := lookUser(open, name)
 	if err != nil || !named || group == "" {
