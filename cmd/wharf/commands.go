@@ -333,6 +333,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	// build.
 	ingress, err := web.ListenIngress(listen, m.Limits, logger)
 	if err != nil && f.listen != "" {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--listen: %w (another program listens there: stop it, or give --listen another address; make demo: LISTEN=host:port)", err)
+		}
 		return fmt.Errorf("--listen: %w", err)
 	}
 	if err != nil {

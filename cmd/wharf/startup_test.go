@@ -88,7 +88,7 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 	data := t.TempDir()
 	_, err = run(t, "serve", helloPlugin(t), "--listen", ln.Addr().String(), "--data-dir", data)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "--listen: listen tcp "+ln.Addr().String()+": bind: address already in use")
+	assert.Contains(t, err.Error(), "--listen: listen tcp "+ln.Addr().String()+": bind: address already in use (another program listens there: stop it, or give --listen another address; make demo: LISTEN=host:port)")
 	assert.NoDirExists(t, filepath.Join(data, "cache"), "nothing was compiled")
 
 	source := t.TempDir() // main is a Go package: refused before go build
