@@ -155,8 +155,10 @@ func Build(ctx context.Context, m *Manifest, out string, stderr io.Writer) (stri
 	// it started (its process group), which would write on into the
 	// directory being removed. Killed with wharf, go build cannot end
 	// them: as root it is the first process of a PID namespace of its
-	// own, whose end the kernel ends them with. Where no namespace can be
-	// made (not root), they finish on their own.
+	// own, whose end the kernel ends them with (/proc stays the host's:
+	// /proc/self is right, a pid the build's processes see is not the
+	// host's). Where no namespace can be made (not root), they finish on
+	// their own.
 	alone := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd := goBuild(alone)
 	if os.Geteuid() == 0 {
