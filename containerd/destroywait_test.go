@@ -141,3 +141,30 @@ func TestRecoveryLeavesARemovalItCannotFinish(t *testing.T) {
 	assert.Equal(t, 1, removed)
 	assert.False(t, processExists(pid), "the container's init (pid %d) is gone", pid)
 }
+
+// TestStopAllIsBoundedByItsGrace: the SIGTERM of a shutdown's StopAll to a
+// container whose shim does not answer (stopped) waited for ever, before
+// the bounded destroy, and wharf serve never exited on SIGINT. It is sent
+// within the grace, so StopAll returns once the grace is out.
+func TestStopAllIsBoundedByItsGrace(t *testing.T) {
+	m, image := testManager(t)
+	mc, err := m.Start(context.Background(), "Sandbox", "obj", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
+	require.NoError(t, err)
+	shimPid := 0
+	for _, sh := range shims(m.b.Address) {
+		if sh.id == mc.ID() {
+			shimPid = sh.pid
+		}
+	}
+	require.NotZero(t, shimPid, "the container's shim")
+	// Answering again, the shim lets testManager's cleanup remove it.
+	t.Cleanup(func() { syscall.Kill(shimPid, syscall.SIGCONT) })
+
+	require.NoError(t, syscall.Kill(shimPid, syscall.SIGSTOP))
+	const grace = time.Second
+	_, took := returnsWithin(t, grace+10*time.Second, func() { syscall.Kill(shimPid, syscall.SIGCONT) }, func() error {
+		m.StopAll(context.Background(), grace)
+		return nil
+	})
+	assert.Less(t, took, grace+2*time.Second, "StopAll returns once its grace is out")
+}

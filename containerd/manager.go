@@ -714,27 +714,29 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // StopAll sends SIGTERM to every running container and waits, up to
 // grace, for them all to exit (as before a shutdown: what has not exited
-// is then destroyed).
+// is then destroyed). The signals are sent side by side and within grace
+// too: one whose shim does not answer holds neither the others nor the
+// shutdown.
 func (m *Manager) StopAll(ctx context.Context, grace time.Duration) {
-	var signalled []*Managed
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	var wg sync.WaitGroup
 	for _, mc := range m.List() {
 		if mc.Exited() {
 			continue
 		}
 		mc.SetDestroyReason("wharf is shutting down")
 		mc.markStopRequested("wharf is shutting down")
-		if mc.Terminate(ctx) == nil {
-			signalled = append(signalled, mc)
-		}
+		wg.Go(func() {
+			if mc.Terminate(ctx) == nil {
+				select {
+				case <-mc.exited:
+				case <-ctx.Done():
+				}
+			}
+		})
 	}
-	deadline := time.After(grace)
-	for _, mc := range signalled {
-		select {
-		case <-mc.exited:
-		case <-deadline:
-			return
-		}
-	}
+	wg.Wait()
 }
 
 // Recover looks at what a previous run left, from containerd's containers
