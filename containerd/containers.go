@@ -651,7 +651,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 	if st, err := c.task.Status(ctx); err == nil && st.Status != client.Stopped {
 		err := c.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
 		if errdefs.IsNotFound(err) {
-			err = c.killInit()
+			err = c.killInit(ctx)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("killing its task: %w", err))
@@ -675,11 +675,21 @@ func (c *Container) Destroy(ctx context.Context) error {
 // kill did not find the container, as runc's state of it was removed
 // under it (its state directory, or the data directory, deleted), and its
 // delete would wait for ever for an exit. The pid is killed only while it
-// is in the container's cgroup, so never another process that took it.
-func (c *Container) killInit() error {
+// is in the container's cgroup, so never another process that took it:
+// not one of another wharf's container of the same id either (another
+// data directory serving the same objects), whose cgroup differs only by
+// its runc root's tag.
+func (c *Container) killInit(ctx context.Context) error {
+	spec, err := c.ctr.Spec(WithNamespace(ctx))
+	if err != nil {
+		return fmt.Errorf("runc lost the container's state and its cgroup cannot be learned: %w", err)
+	}
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return errors.New("runc lost the container's state and its spec names no cgroup")
+	}
 	pid := int(c.task.Pid())
 	dir, _, err := processCgroup(pid, "pids")
-	if errors.Is(err, fs.ErrNotExist) || err == nil && !strings.HasSuffix(dir, "-"+c.ctr.ID()) {
+	if errors.Is(err, fs.ErrNotExist) || err == nil && !strings.HasSuffix(dir, spec.Linux.CgroupsPath) {
 		return nil // gone, or no longer the container's
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestShutdownKillsAContainerRuncLostTrackOf(t *testing.T) {
 		// What a destroy that failed left: once its init is killed, the
 		// manager's Close at testManager's cleanup removes the rest.
 		if processExists(pid) {
-			mc.killInit()
+			mc.killInit(context.Background())
 			m.mu.Lock()
 			m.byID[mc.ID()] = mc
 			m.mu.Unlock()
@@ -57,10 +58,46 @@ func TestShutdownKillsAContainerRuncLostTrackOf(t *testing.T) {
 	})
 	require.NoError(t, os.RemoveAll(filepath.Join(m.b.RuncRoot, Namespace, mc.ID())))
 
-	err, took := returnsWithin(t, destroyWait, func() { mc.killInit() }, func() error { return m.DestroyAll(context.Background()) })
+	err, took := returnsWithin(t, destroyWait, func() { mc.killInit(context.Background()) }, func() error { return m.DestroyAll(context.Background()) })
 	assert.NoError(t, err)
 	assert.Less(t, took, killWait, "the container exits at the kill")
 	assert.False(t, processExists(pid), "the container's init (pid %d) is gone", pid)
+}
+
+// TestKillInitSparesAnotherWharfsContainerOfTheSameID: the pid of a
+// container whose runc state was lost, found in the cgroup of another
+// wharf's container of the same id (another data directory serving the
+// same objects: only the runc root's tag in the cgroup's name differs), is
+// not the container's init and is not killed; it was, as the cgroup's
+// name ended with the container's id.
+func TestKillInitSparesAnotherWharfsContainerOfTheSameID(t *testing.T) {
+	m, image := testManager(t)
+	mc, err := m.Start(context.Background(), "Sandbox", "obj", ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
+	require.NoError(t, err)
+	pid := int(mc.Pid())
+	own, _, err := processCgroup(pid, "pids")
+	require.NoError(t, err)
+	other := filepath.Join(filepath.Dir(own), "00000000-"+mc.ID())
+	require.NotEqual(t, own, other)
+	require.NoError(t, os.Mkdir(other, 0o755))
+	moveTo := func(dir string) error {
+		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	}
+	t.Cleanup(func() {
+		moveTo(own) // for the manager's Close at testManager's cleanup
+		syscall.Rmdir(other)
+	})
+	require.NoError(t, moveTo(other))
+	require.NoError(t, os.RemoveAll(filepath.Join(m.b.RuncRoot, Namespace, mc.ID())))
+
+	require.NoError(t, mc.killInit(context.Background()))
+	time.Sleep(100 * time.Millisecond)
+	assert.True(t, processExists(pid), "the process (pid %d) in another wharf's cgroup runs on", pid)
+
+	require.NoError(t, moveTo(own))
+	require.NoError(t, mc.killInit(context.Background()))
+	assert.Eventually(t, func() bool { return !processExists(pid) }, 5*time.Second, 20*time.Millisecond,
+		"the container's init (pid %d), back in its cgroup, is killed", pid)
 }
 
 // TestShutdownGivesUpADestroyItsShimDoesNotAnswer: a destroy on shutdown
@@ -74,7 +111,7 @@ func TestShutdownGivesUpADestroyItsShimDoesNotAnswer(t *testing.T) {
 	mc, err := m1.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
 	require.NoError(t, err)
 	pid := int(mc.Pid())
-	t.Cleanup(func() { mc.killInit() }) // if the next run did not
+	t.Cleanup(func() { mc.killInit(context.Background()) }) // if the next run did not
 	shimPid := 0
 	for _, sh := range shims(b1.Address) {
 		if sh.id == mc.ID() {
