@@ -688,7 +688,7 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 				m.mu.Unlock()
 				m.life.log.Warn(Tag(mc.Class, mc.Object)+" not removed on shutdown: gave up after "+destroyWait.String(),
 					"container", mc.ID(), "pid", mc.Pid(), "left", "its processes, task, container, snapshot and journal record: "+
-						"the next wharf serve on this data directory removes them once its shim answers", "err", err)
+						"the next wharf serve on this data directory removes them (or leaves them, saying so, if it cannot look at them)", "err", err)
 			}
 			return err
 		})
