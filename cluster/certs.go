@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/wharfhq/wharf/internal/filekind"
 	"github.com/wharfhq/wharf/internal/pki"
 )
 
@@ -194,7 +194,7 @@ func readPEMFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s, not a PEM file", path, fileKind(st.Mode()))
+		return nil, fmt.Errorf("%s is %s, not a PEM file", path, filekind.Of(st.Mode()))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
 	if err != nil {
@@ -204,21 +204,6 @@ func readPEMFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger (%d bytes) than a PEM file of certificates or a key would be (at most %d)", path, st.Size(), maxPEMFile)
 	}
 	return data, nil
-}
-
-// fileKind names the kind of file of mode m that is not a regular one.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "not a regular file"
 }
 
 // loadKeyPair is tls.LoadX509KeyPair, with the files read by readPEMFile.

@@ -22,6 +22,7 @@ import (
 
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/agent/wire"
+	"github.com/wharfhq/wharf/internal/filekind"
 )
 
 // ErrUnknownUser is an exec user the image does not know.
@@ -340,16 +341,7 @@ var errNotAFile = errors.New("not a regular file")
 
 // notAFile is errNotAFile for a file of mode, saying what it is.
 func notAFile(mode fs.FileMode) error {
-	what := "a device"
-	switch {
-	case mode.IsDir():
-		what = "a directory"
-	case mode&fs.ModeNamedPipe != 0:
-		what = "a named pipe"
-	case mode&fs.ModeSocket != 0:
-		what = "a socket"
-	}
-	return fmt.Errorf("%w (%s)", errNotAFile, what)
+	return fmt.Errorf("%w (%s)", errNotAFile, filekind.Of(mode))
 }
 
 // userFiles are the files that say who a container's users are, which
@@ -471,10 +463,7 @@ func resolveImageUser(open opener, user string) (imageUser, error) {
 // Docker (runc's user package).
 func lookGroup(open opener, group string) (uint32, error) {
 	if gid, err := strconv.ParseUint(group, 10, 32); err == nil {
-		if gid == noID {
-			return 0, fmt.Errorf("group %q: %d is the kernel's \"no id\" ((gid_t)-1), which no process can run as", group, noID)
-		}
-		return uint32(gid), nil
+		return uint32(gid), nil // resolveImageUser refused one out of range
 	}
 	f, err := open("etc/group")
 	if err != nil {
