@@ -678,7 +678,9 @@ func (c *Container) Destroy(ctx context.Context) error {
 // is in the container's cgroup, so never another process that took it:
 // not one of another wharf's container of the same id either (another
 // data directory serving the same objects), whose cgroup differs only by
-// its runc root's tag.
+// its runc root's tag. The pid is opened as a pidfd before its cgroup is
+// read and killed through it, so a process that takes the pid between the
+// two is not killed.
 func (c *Container) killInit(ctx context.Context) error {
 	spec, err := c.ctr.Spec(WithNamespace(ctx))
 	if err != nil {
@@ -688,6 +690,14 @@ func (c *Container) killInit(ctx context.Context) error {
 		return errors.New("runc lost the container's state and its spec names no cgroup")
 	}
 	pid := int(c.task.Pid())
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil // gone
+	}
+	if err != nil {
+		return fmt.Errorf("runc lost the container's state and its init (pid %d) cannot be opened: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
 	dir, _, err := processCgroup(pid, "pids")
 	if errors.Is(err, fs.ErrNotExist) || err == nil && !strings.HasSuffix(dir, spec.Linux.CgroupsPath) {
 		return nil // gone, or no longer the container's
@@ -695,7 +705,9 @@ func (c *Container) killInit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runc lost the container's state and its init's cgroup cannot be read: %w", err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	// Through the pidfd: the process whose cgroup was read if it still
+	// lives (its pid cannot have been reused), else no one.
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("runc lost the container's state and its init (pid %d) cannot be killed: %w", pid, err)
 	}
 	return nil
