@@ -701,6 +701,7 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 // clean shutdown. The gateway's firewall stays if containers were left as
 // they are (Recover could not look at them, or was interrupted; a destroy
 // was given up): they may run on, and it keeps them from the host.
+// A second Close returns nil and removes nothing (see egress.Gateway.Close).
 func (m *Manager) Close(ctx context.Context) error {
 	err := m.DestroyAll(ctx)
 	m.mu.Lock()

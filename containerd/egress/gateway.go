@@ -92,6 +92,7 @@ type Gateway struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	closing  sync.Once
 
 	mu       sync.RWMutex
 	attached map[netip.Addr]*attachment
@@ -290,6 +291,11 @@ func (a *attachment) newRefusal(name string, now time.Time) bool {
 
 // Close removes the nft table and stops the resolver and proxy, closing
 // every connection they hold.
+//
+// Only the first Close or CloseKeepingFirewall does anything; later ones
+// return nil and remove nothing: the table, by then, is gone or kept on
+// purpose, and one of the same name may be the next gateway's of the same
+// scope.
 func (g *Gateway) Close() error { return g.close(true) }
 
 // CloseKeepingFirewall is Close for containers that run on after wharf:
@@ -298,7 +304,12 @@ func (g *Gateway) Close() error { return g.close(true) }
 // gateway of the same scope replaces it.
 func (g *Gateway) CloseKeepingFirewall() error { return g.close(false) }
 
-func (g *Gateway) close(removeFirewall bool) error {
+func (g *Gateway) close(removeFirewall bool) (err error) {
+	g.closing.Do(func() { err = g.closeOnce(removeFirewall) })
+	return err
+}
+
+func (g *Gateway) closeOnce(removeFirewall bool) error {
 	g.cancel()
 	var errs []error
 	if g.fw != nil && removeFirewall {
