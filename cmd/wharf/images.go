@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -285,15 +285,51 @@ func (f *backendFlags) ownDataDir() (unlock func(), err error) {
 	return func() { lock.Unlock() }, nil
 }
 
-// nonEmptyArgs is check, then the refusal of an empty argument, saying
-// refusal: an empty image name was looked up, and "not found".
-func nonEmptyArgs(check cobra.PositionalArgs, refusal string) cobra.PositionalArgs {
+// argKind is what a command's arguments name (an image, a file), for the
+// refusal, before anything starts, of one that names nothing: empty, or
+// only whitespace (rm looked " " up: "removing image  : not found"; pull
+// handed it to a parser that spoke of "dummy:// "). A name or reference
+// with whitespace before or after it is refused too: none has any. A
+// path may have some (a file can be named so; one named only whitespace
+// is reached as "./ ").
+type argKind struct {
+	article, noun string // "an", "image name"
+	hint          string // after a refusal, as " (`wharf images ls` lists the images)"
+	path          bool
+	optional      bool // the argument may be left out
+}
+
+// check is the refusal of arg, or nil.
+func (k argKind) check(arg string) error {
+	trimmed := strings.TrimSpace(arg)
+	var not string
+	switch {
+	case arg == "":
+		not = "an empty one"
+	case trimmed == "":
+		not = strconv.Quote(arg)
+	case trimmed != arg && !k.path:
+		return fmt.Errorf("%s %q begins or ends with whitespace, which no %s does%s", k.noun, arg, k.noun, k.hint)
+	default:
+		return nil
+	}
+	if k.optional {
+		return fmt.Errorf("%s %s, if given, cannot be %s%s", k.article, k.noun, not, k.hint)
+	}
+	return fmt.Errorf("%s %s is required, not %s%s", k.article, k.noun, not, k.hint)
+}
+
+// argsOf is check, then the refusal (argKind.check) of the first argument
+// that cannot be of kind, before anything starts.
+func argsOf(check cobra.PositionalArgs, kind argKind) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
 			return err
 		}
-		if slices.Contains(args, "") {
-			return errors.New(refusal)
+		for _, a := range args {
+			if err := kind.check(a); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -307,7 +343,7 @@ func newImagesCommand() *cobra.Command {
 	importCmd := &cobra.Command{
 		Use:   "import archive.tar",
 		Short: "Import an OCI or Docker image archive",
-		Args:  nonEmptyArgs(cobra.ExactArgs(1), "an archive path is required, not an empty one"),
+		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "archive path", path: true}),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			imgs, err := containerd.ImportArchive(cmd.Context(), b.Client, args[0], name)
 			if err != nil {
@@ -341,7 +377,7 @@ func newImagesCommand() *cobra.Command {
 	rmCmd := &cobra.Command{
 		Use:   "rm name...",
 		Short: "Remove images (not one a loaded plugin uses, unless --force)",
-		Args:  nonEmptyArgs(cobra.MinimumNArgs(1), "an image name is required, not an empty one (`wharf images ls` lists the images)"),
+		Args:  argsOf(cobra.MinimumNArgs(1), argKind{article: "an", noun: "image name", hint: " (`wharf images ls` lists the images)"}),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			for _, n := range args {
 				if err := containerd.RemoveImage(cmd.Context(), b.Client, n, force); err != nil {
@@ -385,7 +421,7 @@ func newImagesCommand() *cobra.Command {
 	pullCmd := &cobra.Command{
 		Use:   "pull reference",
 		Short: "Pull an image from a registry, with progress on stderr",
-		Args:  nonEmptyArgs(cobra.ExactArgs(1), "an image reference is required, not an empty one (like docker.io/library/busybox:1.36)"),
+		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "image reference", hint: " (like docker.io/library/busybox:1.36)"}),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			reg, err := f.load()
 			if err != nil {
@@ -409,7 +445,8 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build [dir|Dockerfile]",
 		Short: "Build an image from a Dockerfile with BuildKit (no Docker daemon), progress on stderr",
-		Args:  cobra.MaximumNArgs(1),
+		Args: argsOf(cobra.MaximumNArgs(1), argKind{article: "a", noun: "build context or Dockerfile", path: true, optional: true,
+			hint: " (leave it out for the current directory)"}),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			if tag == "" {
 				return errors.New("--tag is required")

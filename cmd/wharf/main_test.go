@@ -120,19 +120,34 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 }
 
-// TestImagesRefuseEmptyArguments: images rm, pull and import refuse an
-// empty name, reference or path before they start anything, saying that
-// one is required; rm said "removing image : not found".
-func TestImagesRefuseEmptyArguments(t *testing.T) {
+// TestImagesRefuseEmptyOrBlankArguments: images rm, pull, import and
+// build refuse an empty or blank (whitespace only) name, reference or
+// path, and a name or reference with whitespace around it, before they
+// start anything, saying which; rm said "removing image : not found" (and
+// "removing image  : not found" for " "), pull " " a parse error about
+// "dummy:// ", build "" or " " "stat : no such file or directory".
+func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 	data := t.TempDir()
+	const ls = " (`wharf images ls` lists the images)"
+	const like = " (like docker.io/library/busybox:1.36)"
+	const dot = " (leave it out for the current directory)"
 	for _, c := range []struct {
 		args []string
 		says string
 	}{
-		{[]string{"rm", ""}, "an image name is required, not an empty one (`wharf images ls` lists the images)"},
-		{[]string{"rm", "wharf.test/busybox:latest", ""}, "an image name is required, not an empty one (`wharf images ls` lists the images)"},
-		{[]string{"pull", ""}, "an image reference is required, not an empty one (like docker.io/library/busybox:1.36)"},
+		{[]string{"rm", ""}, "an image name is required, not an empty one" + ls},
+		{[]string{"rm", "wharf.test/busybox:latest", ""}, "an image name is required, not an empty one" + ls},
+		{[]string{"rm", " "}, `an image name is required, not " "` + ls},
+		{[]string{"rm", "wharf.test/busybox:latest", "\t \n"}, `an image name is required, not "\t \n"` + ls},
+		{[]string{"rm", " wharf.test/busybox:latest"}, `image name " wharf.test/busybox:latest" begins or ends with whitespace, which no image name does` + ls},
+		{[]string{"rm", "wharf.test/busybox:latest", "busybox\n"}, `image name "busybox\n" begins or ends with whitespace, which no image name does` + ls},
+		{[]string{"pull", ""}, "an image reference is required, not an empty one" + like},
+		{[]string{"pull", " "}, `an image reference is required, not " "` + like},
+		{[]string{"pull", "busybox "}, `image reference "busybox " begins or ends with whitespace, which no image reference does` + like},
 		{[]string{"import", ""}, "an archive path is required, not an empty one"},
+		{[]string{"import", "  "}, `an archive path is required, not "  "`},
+		{[]string{"build", ""}, "a build context or Dockerfile, if given, cannot be an empty one" + dot},
+		{[]string{"build", " ", "--tag", "wharf.test/x:1"}, `a build context or Dockerfile, if given, cannot be " "` + dot},
 	} {
 		_, err := run(t, append(append([]string{"images"}, c.args...), "--data-dir", data)...)
 		assert.EqualError(t, err, c.says, "images %q", c.args)
@@ -140,6 +155,21 @@ func TestImagesRefuseEmptyArguments(t *testing.T) {
 	entries, err := os.ReadDir(data)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "nothing started in the data directory")
+
+	// A path may have whitespace around it: a file can be named so.
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	spaced := archivePath + " "
+	require.NoError(t, os.Rename(archivePath, spaced))
+	out, err := run(t, "images", "import", spaced, "--data-dir", data)
+	require.NoError(t, err)
+	assert.Contains(t, out, "imported wharf.test/busybox:latest (sha256:")
+	// rm refuses a blank name before it removes the names before it.
+	_, err = run(t, "images", "rm", "wharf.test/busybox:latest", " ", "--data-dir", data)
+	assert.EqualError(t, err, `an image name is required, not " "`+ls)
+	out, err = run(t, "images", "ls", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Contains(t, out, "\nwharf.test/busybox:latest ", "still there")
 }
 
 func TestImagesImportListRemove(t *testing.T) {
