@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -144,34 +144,90 @@ func writePair(dir, certName, keyName string, certPEM, keyPEM []byte) error {
 	return os.WriteFile(filepath.Join(dir, certName), certPEM, 0o644)
 }
 
+// EtcdFile is one of the files EtcdTLS loads.
+type EtcdFile int
+
+const (
+	EtcdCA   EtcdFile = iota // the CA certificate that signed etcd's
+	EtcdCert                 // the client certificate
+	EtcdKey                  // the client certificate's key
+)
+
+// EtcdFileError is an error of EtcdTLS about one of its files: one that
+// cannot be read or used, or the one missing of a client certificate and
+// its key.
+type EtcdFileError struct {
+	File EtcdFile
+	Err  error
+}
+
+func (e *EtcdFileError) Error() string { return e.Err.Error() }
+func (e *EtcdFileError) Unwrap() error { return e.Err }
+
 // EtcdTLS returns the TLS configuration a host reaches an etcd served over
 // https with: caFile is the CA certificate that signed etcd's server
 // certificate (empty: the system's roots), certFile and keyFile the
 // client certificate the host presents (both or neither; an etcd run with
-// --client-cert-auth refuses a client without one). Files are PEM.
+// --client-cert-auth refuses a client without one). Files are PEM. Its
+// errors are *EtcdFileError: a key that does not go with a certificate is
+// the key's.
 func EtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	fileErr := func(file EtcdFile, format string, a ...any) error {
+		return &EtcdFileError{File: file, Err: fmt.Errorf(format, a...)}
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		caPEM, err := readPEMFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("etcd's CA certificate: %w", err)
+			return nil, fileErr(EtcdCA, "etcd's CA certificate: %w", err)
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(caPEM) {
-			return nil, fmt.Errorf("etcd's CA certificate: %s holds no PEM certificate", caFile)
+			return nil, fileErr(EtcdCA, "etcd's CA certificate: %s holds no PEM certificate", caFile)
 		}
 	}
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("etcd's client certificate and its key go together: give both or neither")
-	}
-	if certFile != "" {
-		cert, err := loadKeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("etcd's client certificate: %w", err)
+		missing := EtcdCert
+		if keyFile == "" {
+			missing = EtcdKey
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		return nil, fileErr(missing, "etcd's client certificate and its key go together: give both or neither")
 	}
+	if certFile == "" {
+		return cfg, nil
+	}
+	certPEM, err := readPEMFile(certFile)
+	if err != nil {
+		return nil, fileErr(EtcdCert, "etcd's client certificate: %w", err)
+	}
+	keyPEM, err := readPEMFile(keyFile)
+	if err != nil {
+		return nil, fileErr(EtcdKey, "etcd's client key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		if !holdsCertificate(certPEM) {
+			return nil, fileErr(EtcdCert, "etcd's client certificate: %w", err)
+		}
+		return nil, fileErr(EtcdKey, "etcd's client key: %w", err)
+	}
+	cfg.Certificates = []tls.Certificate{cert}
 	return cfg, nil
+}
+
+// holdsCertificate reports whether the first certificate of the PEM data
+// parses (what tls.X509KeyPair looks at before the key).
+func holdsCertificate(data []byte) bool {
+	for {
+		var block *pem.Block
+		if block, data = pem.Decode(data); block == nil {
+			return false
+		}
+		if block.Type == "CERTIFICATE" {
+			_, err := x509.ParseCertificate(block.Bytes)
+			return err == nil
+		}
+	}
 }
 
 // maxPEMFile bounds what is read of a certificate or key file: a bundle

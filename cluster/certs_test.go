@@ -88,7 +88,7 @@ func TestEtcdTLSRefusesWhatIsNotAPEMFile(t *testing.T) {
 	}{
 		{pipe, "", "", "etcd's CA certificate: " + pipe + " is a named pipe, not a PEM file"},
 		{ca, pipe, key, "etcd's client certificate: " + pipe + " is a named pipe, not a PEM file"},
-		{ca, cert, pipe, "etcd's client certificate: " + pipe + " is a named pipe, not a PEM file"},
+		{ca, cert, pipe, "etcd's client key: " + pipe + " is a named pipe, not a PEM file"},
 		{os.DevNull, "", "", "etcd's CA certificate: " + os.DevNull + " is a device, not a PEM file"},
 		{dir, "", "", "etcd's CA certificate: " + dir + " is a directory, not a PEM file"},
 		{large, "", "", "etcd's CA certificate: " + large + " is larger (67108864 bytes) than a PEM file"},

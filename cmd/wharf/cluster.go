@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,14 +34,15 @@ type etcdFlags struct {
 	cacert, cert, key string
 }
 
-// etcdTLSFlags are the names of the flags of etcd's TLS.
-var etcdTLSFlags = []string{"cluster-etcd-cacert", "cluster-etcd-cert", "cluster-etcd-key"}
+// etcdTLSFlags are the names of the flags of etcd's TLS, by the file of
+// cluster.EtcdTLS each gives.
+var etcdTLSFlags = [...]string{cluster.EtcdCA: "cluster-etcd-cacert", cluster.EtcdCert: "cluster-etcd-cert", cluster.EtcdKey: "cluster-etcd-key"}
 
 func (f *etcdFlags) register(fs *pflag.FlagSet, usage string) {
 	fs.StringVar(&f.cluster, "cluster", "", usage)
-	fs.StringVar(&f.cacert, etcdTLSFlags[0], "", "CA certificate (PEM) that signed the server certificate of an etcd served over https:// (default: the system's roots)")
-	fs.StringVar(&f.cert, etcdTLSFlags[1], "", "client certificate (PEM) to present to an etcd served over https:// that checks its clients (--client-cert-auth), with --cluster-etcd-key")
-	fs.StringVar(&f.key, etcdTLSFlags[2], "", "private key (PEM) of --cluster-etcd-cert")
+	fs.StringVar(&f.cacert, etcdTLSFlags[cluster.EtcdCA], "", "CA certificate (PEM) that signed the server certificate of an etcd served over https:// (default: the system's roots)")
+	fs.StringVar(&f.cert, etcdTLSFlags[cluster.EtcdCert], "", "client certificate (PEM) to present to an etcd served over https:// that checks its clients (--client-cert-auth), with --cluster-etcd-key")
+	fs.StringVar(&f.key, etcdTLSFlags[cluster.EtcdKey], "", "private key (PEM) of --cluster-etcd-cert")
 }
 
 // connection parses --cluster and loads etcd's TLS: nil for etcd served
@@ -65,7 +67,11 @@ func (f *etcdFlags) connection() (endpoints []string, etcdTLS *tls.Config, err e
 		return nil, nil, fmt.Errorf("--cluster: etcd's endpoints are all https:// or none (got %q)", f.cluster)
 	}
 	if etcdTLS, err = cluster.EtcdTLS(f.cacert, f.cert, f.key); err != nil {
-		return nil, nil, fmt.Errorf("--cluster-etcd-*: %w", err)
+		var fileErr *cluster.EtcdFileError
+		if errors.As(err, &fileErr) {
+			return nil, nil, fmt.Errorf("--%s: %w", etcdTLSFlags[fileErr.File], err)
+		}
+		return nil, nil, err
 	}
 	return endpoints, etcdTLS, nil
 }
@@ -138,7 +144,7 @@ type peerSetup struct {
 // the cluster's settings, without the peer address; nil without --cluster.
 func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if f.cluster == "" {
-		for _, name := range append([]string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"}, etcdTLSFlags...) {
+		for _, name := range append([]string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"}, etcdTLSFlags[:]...) {
 			if f.flags.Changed(name) {
 				return nil, fmt.Errorf("--%s needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone", name)
 			}

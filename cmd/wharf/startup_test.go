@@ -135,7 +135,7 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 		{[]string{"--cluster-adopt"}, "--cluster-adopt needs --cluster"},
 		{[]string{"--cluster-etcd-key", "key.pem"}, "--cluster-etcd-key needs --cluster"},
 		{append(joining, "--cluster-etcd-cacert", "ca.pem"), "--cluster-etcd-cacert, --cluster-etcd-cert and --cluster-etcd-key are for an etcd served over https"},
-		{[]string{"--cluster", "etcd=https://127.0.0.1:1", "--cluster-etcd-cert", "cert.pem"}, "--cluster-etcd-*: etcd's client certificate and its key go together: give both or neither"},
+		{[]string{"--cluster", "etcd=https://127.0.0.1:1", "--cluster-etcd-cert", "cert.pem"}, "--cluster-etcd-key: etcd's client certificate and its key go together: give both or neither"},
 		{append(joining, "--cluster-name", "bad name"), `cluster host name "bad name": use letters`},
 		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
 		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},
