@@ -17,9 +17,12 @@ import (
 )
 
 // dataDirPidFile is the file in a data directory that names its owner's
-// pid, for the refusal message. The lock itself is on the directory, so
+// pid, for the refusal message, followed by noContainerdMark if that owner
+// runs no containerd there. The lock itself is on the directory, so
 // deleting this file changes nothing.
 const dataDirPidFile = "wharf.lock"
+
+const noContainerdMark = "no-containerd"
 
 // ErrDataDirInUse is returned by LockDataDir when another process owns the
 // data directory.
@@ -43,7 +46,21 @@ type DataDirLock struct {
 // cannot be removed while it holds wharf's state. Its errors name dir by
 // its absolute path (symlinks kept, as the user wrote them): a relative
 // --data-dir would mean nothing in another directory.
-func LockDataDir(dir string) (*DataDirLock, error) {
+//
+// The owner may start a containerd of its own in the directory, which
+// wharf images commands share: they wait a moment for it to answer
+// (DataDirOwner). One that never does says so with
+// LockDataDirWithoutContainerd.
+func LockDataDir(dir string) (*DataDirLock, error) { return lockDataDir(dir, true) }
+
+// LockDataDirWithoutContainerd is LockDataDir for an owner that starts no
+// containerd in the directory (a wharf serve of a plugin without
+// [[containers]], a wharf given --containerd-address): DataDirOwner says
+// so, and a wharf images command is refused at once rather than wait for
+// one.
+func LockDataDirWithoutContainerd(dir string) (*DataDirLock, error) { return lockDataDir(dir, false) }
+
+func lockDataDir(dir string, containerd bool) (*DataDirLock, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -66,34 +83,50 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 			return nil, fmt.Errorf("locking the data directory %s: %w", dir, err)
 		}
 		by := ""
-		if pid, _ := DataDirOwner(path); pid > 0 {
+		if pid := DataDirOwner(path).Pid; pid > 0 {
 			by = fmt.Sprintf(" (pid %d)", pid)
 		}
 		return nil, fmt.Errorf("the data directory %s is %w%s; stop it or choose another --data-dir", dir, ErrDataDirInUse, by)
 	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	owner := strconv.Itoa(os.Getpid())
+	if !containerd {
+		owner += " " + noContainerdMark
+	}
+	if err := os.WriteFile(pidFile, []byte(owner+"\n"), 0o644); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	return &DataDirLock{dir: d, Path: path}, nil
 }
 
+// DataDirOwnerInfo is what the owner of a data directory wrote there
+// when it took it (see DataDirOwner).
+type DataDirOwnerInfo struct {
+	Pid   int       // 0 where not known (the file was deleted)
+	Since time.Time // when it took it; zero where not known
+	// NoContainerd: it starts no containerd in the directory
+	// (LockDataDirWithoutContainerd).
+	NoContainerd bool
+}
+
 // DataDirOwner is what the owner of the data directory dir (resolved
-// through symlinks, as LockDataDir's Path) wrote there when it took it:
-// its pid, and when it took it; 0 and the zero time where that is not
-// known (the file was deleted).
-func DataDirOwner(dir string) (pid int, since time.Time) {
+// through symlinks, as LockDataDir's Path) wrote there when it took it.
+func DataDirOwner(dir string) DataDirOwnerInfo {
 	f, err := os.Open(filepath.Join(dir, dataDirPidFile))
 	if err != nil {
-		return 0, time.Time{}
+		return DataDirOwnerInfo{}
 	}
 	defer f.Close()
-	owner, _ := io.ReadAll(io.LimitReader(f, 32))
-	pid, _ = strconv.Atoi(strings.TrimSpace(string(owner)))
-	if fi, err := f.Stat(); err == nil {
-		since = fi.ModTime()
+	raw, _ := io.ReadAll(io.LimitReader(f, 64))
+	var o DataDirOwnerInfo
+	if fields := strings.Fields(string(raw)); len(fields) > 0 {
+		o.Pid, _ = strconv.Atoi(fields[0])
+		o.NoContainerd = len(fields) > 1 && fields[1] == noContainerdMark
 	}
-	return pid, since
+	if fi, err := f.Stat(); err == nil {
+		o.Since = fi.ModTime()
+	}
+	return o
 }
 
 // Unlock gives the data directory up.

@@ -307,7 +307,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if dataDir == "" {
 		dataDir = filepath.Join(m.Dir, manifest.DefaultStateDir)
 	}
-	lock, err := lockForServe(ctx, dataDir, logger) // before anything touches it
+	lock, err := lockForServe(ctx, dataDir, hostbackend.StartsContainerd(m, f.address), logger) // before anything touches it
 	if err != nil {
 		return err
 	}
@@ -474,13 +474,19 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	return nil
 }
 
-// lockForServe takes the lock of the data directory dataDir for serve. A
-// wharf images command that holds it (started a moment before, or
-// importing still) ends on its own: serve waits for it, and says so once,
-// rather than refuse to start. Another owner (a wharf serve) is refused.
-func lockForServe(ctx context.Context, dataDir string, logger *slog.Logger) (*host.DataDirLock, error) {
+// lockForServe takes the lock of the data directory dataDir for serve,
+// which starts a containerd there if startsContainerd (wharf images
+// commands, told it does not, do not wait for one). A wharf images command that
+// holds it (started a moment before, or importing still) ends on its own:
+// serve waits for it, and says so once, rather than refuse to start.
+// Another owner (a wharf serve) is refused.
+func lockForServe(ctx context.Context, dataDir string, startsContainerd bool, logger *slog.Logger) (*host.DataDirLock, error) {
+	lockDataDir := host.LockDataDirWithoutContainerd
+	if startsContainerd {
+		lockDataDir = host.LockDataDir
+	}
 	for said := false; ; {
-		lock, err := host.LockDataDir(dataDir)
+		lock, err := lockDataDir(dataDir)
 		if !errors.Is(err, host.ErrDataDirInUse) {
 			return lock, err
 		}
@@ -488,7 +494,7 @@ func lockForServe(ctx context.Context, dataDir string, logger *slog.Logger) (*ho
 		if rerr != nil {
 			return nil, err
 		}
-		pid, _ := host.DataDirOwner(dir)
+		pid := host.DataDirOwner(dir).Pid
 		command, ok := imagesCommand(pid)
 		if !ok {
 			return nil, err

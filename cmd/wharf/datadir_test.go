@@ -99,7 +99,7 @@ func TestSecondServeOnSameDataDirIsRefused(t *testing.T) {
 
 // TestImagesNameTheDataDirAbsolute: wharf images given a relative
 // --data-dir (the README's `--data-dir .wharf`) that a wharf owns without
-// a containerd of its own there (serve --containerd-address) is refused,
+// a containerd that listens there (its containerd was killed) is refused,
 // naming the directory by its absolute path, which works from any
 // directory: it said "the data directory .wharf is in use".
 func TestImagesNameTheDataDirAbsolute(t *testing.T) {
@@ -119,9 +119,8 @@ func TestImagesNameTheDataDirAbsolute(t *testing.T) {
 }
 
 // TestImagesThroughAStaleSocket: wharf images on a data directory that
-// a wharf owns without a containerd of its own there (serve
-// --containerd-address), where the socket of a containerd that was
-// killed (or of one before a reboot) is left, is refused as the
+// a wharf owns, where the socket of a containerd that was killed (or of
+// one before a reboot) is left, is refused as the
 // directory in use, saying why: it said only "containerd at
 // <socket>: connection refused", a socket the user never named.
 func TestImagesThroughAStaleSocket(t *testing.T) {
@@ -187,7 +186,7 @@ func TestImagesStartedWithTheirOwner(t *testing.T) {
 	_, err := run(t, "build", app) // so that serve starts its containerd at once
 	require.NoError(t, err)
 	srv := testutil.LaunchServe(t, app, "--no-build", "--listen", "127.0.0.1:0", "--data-dir", data)
-	require.Eventually(t, func() bool { pid, _ := host.DataDirOwner(data); return pid == srv.Pid() }, 30*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return host.DataDirOwner(data).Pid == srv.Pid() }, 30*time.Second, time.Millisecond,
 		"wharf serve takes the data directory:\n%s", srv.Logs())
 	_, err = os.Stat(containerd.EmbeddedAddress(data))
 	require.ErrorIs(t, err, os.ErrNotExist, "the command must start before serve's containerd listens")
@@ -196,6 +195,44 @@ func TestImagesStartedWithTheirOwner(t *testing.T) {
 	assert.Regexp(t, `^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\n$`, out)
 	assert.Contains(t, srv.Logs(), `msg="containerd started"`, "through serve's containerd")
 	srv.Stop(30 * time.Second) // still compiling the plugin, it says "stopped while starting"
+	assert.Empty(t, testutil.Processes("containerd", data))
+}
+
+// TestImagesBesideAServeWithoutContainers: a wharf images command on the
+// data directory of a wharf serve that runs no containerd there (its
+// plugin has no [[containers]]) is refused at once, saying why, also in
+// the first moments after that wharf took the directory: it waited until
+// ownerStartWait after, for a containerd that would never answer (4.6 s
+// seen). The serve serves on; once it stops, the directory is free.
+func TestImagesBesideAServeWithoutContainers(t *testing.T) {
+	data := t.TempDir()
+	app := helloPlugin(t)
+	testutil.BuildWharf(t) // not while serve's start is timed
+	srv := testutil.LaunchServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.Eventually(t, func() bool { return host.DataDirOwner(data).Pid == srv.Pid() }, 30*time.Second, time.Millisecond,
+		"wharf serve takes the data directory:\n%s", srv.Logs())
+	want := "wharf: the data directory " + data + " is in use by another wharf (pid " + strconv.Itoa(srv.Pid()) + "); stop it or choose another --data-dir " +
+		"(it runs no containerd there to share: a wharf serve of a plugin without [[containers]], or a wharf given --containerd-address)\n"
+	for _, args := range [][]string{{"ls"}, {"rm", "wharf.test/busybox:latest"}, {"prune"}} {
+		began := time.Now()
+		out, code := wharfCmd(t, "", append(append([]string{"images"}, args...), "--data-dir", data)...)
+		took := time.Since(began)
+		assert.Equal(t, 1, code)
+		assert.Equal(t, want, out, "images %q", args)
+		assert.Less(t, took, 2*time.Second, "images %q answers at once", args)
+	}
+	require.True(t, srv.WaitLog("msg=serving", time.Minute), srv.Logs())
+	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, want, out, "and while it serves")
+	_, err := os.Stat(filepath.Join(data, "containerd"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no command started a containerd there")
+	assert.NotContains(t, srv.Logs(), "level=ERROR")
+
+	require.NoError(t, srv.Stop(30*time.Second))
+	out, code = wharfCmd(t, "", "images", "ls", "--data-dir", data)
+	assert.Equal(t, 0, code, "the directory is free again: %s", out)
+	assert.Equal(t, "NAME  DIGEST  SIZE\n", out)
 	assert.Empty(t, testutil.Processes("containerd", data))
 }
 
@@ -221,7 +258,7 @@ func TestServeWaitsForAnImagesCommand(t *testing.T) {
 	w, err := os.OpenFile(pipe, os.O_WRONLY, 0) // once the command opens it, holding the directory
 	require.NoError(t, err)
 	defer w.Close()
-	pid, _ := host.DataDirOwner(data)
+	pid := host.DataDirOwner(data).Pid
 	require.Equal(t, importing.Process.Pid, pid, "the import holds the data directory")
 
 	srv := testutil.LaunchServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)

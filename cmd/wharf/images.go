@@ -231,7 +231,9 @@ const ownerStartWait = 5 * time.Second
 // (none started, or one starting over the socket a killed one left): that
 // is waited for until ownerStartWait after it took the directory, and
 // no longer than that from the call: a clock set back since (or a touch)
-// dates the directory's lock in the future.
+// dates the directory's lock in the future. An owner that starts no
+// containerd there (host.LockDataDirWithoutContainerd) is refused at once,
+// saying so: it was waited for like one whose containerd was starting.
 func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *ownerShare, error) {
 	began := time.Now()
 	deadline := began.Add(5 * time.Second)
@@ -247,8 +249,12 @@ func lockOrShare(ctx context.Context, dataDir string) (*host.DataDirLock, *owner
 		if dir, rerr = filepath.Abs(dir); rerr != nil {
 			return nil, nil, err
 		}
-		pid, since := host.DataDirOwner(dir)
-		starting := time.Since(since) < ownerStartWait && time.Since(began) < ownerStartWait
+		owner := host.DataDirOwner(dir)
+		if owner.NoContainerd { // nothing to wait for, or share
+			return nil, nil, fmt.Errorf("%w (it runs no containerd there to share: a wharf serve of a plugin without [[containers]], or a wharf given --containerd-address)", err)
+		}
+		pid := owner.Pid
+		starting := time.Since(owner.Since) < ownerStartWait && time.Since(began) < ownerStartWait
 		share, serr := containerd.ShareEmbedded(dir)
 		if serr == nil && (!starting || containerd.Answers(ctx, share.Address) == nil) {
 			return nil, newOwnerShare(share, err, dir, pid), nil
@@ -278,7 +284,7 @@ func (f *backendFlags) ownDataDir() (unlock func(), err error) {
 	if f.address == "" {
 		return func() {}, nil
 	}
-	lock, err := host.LockDataDir(f.dataDir)
+	lock, err := host.LockDataDirWithoutContainerd(f.dataDir)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,13 @@ type Options struct {
 	BuildOutput io.Writer
 }
 
+// StartsContainerd reports whether Open, for m and a --containerd-address
+// of address, starts wharf's own containerd in the data directory: it
+// does for [[containers]], unless given another's address.
+func StartsContainerd(m *manifest.Manifest, address string) bool {
+	return len(m.Containers) > 0 && address == ""
+}
+
 // Open connects to containerd (starting wharf's own unless an address is
 // given), builds the images of Dockerfile classes, checks every image is
 // there, starts the manager and adopts or removes the containers a
