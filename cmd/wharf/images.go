@@ -326,11 +326,20 @@ func (k argKind) check(arg string) error {
 }
 
 // argsOf is check, then the refusal (argKind.check) of the first argument
-// that cannot be of kind, before anything starts.
+// that cannot be of kind, before anything starts. A wrong count says what
+// is missing or what is too many (cobra said "accepts 1 arg(s), received
+// 0").
 func argsOf(check cobra.PositionalArgs, kind argKind) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return err
+			switch {
+			case len(args) == 0:
+				return fmt.Errorf("%s %s is required%s", kind.article, kind.noun, kind.hint)
+			case kind.optional:
+				return fmt.Errorf("%s takes at most one %s, got %d: %s", cmd.CommandPath(), kind.noun, len(args), quoteAll(args))
+			default:
+				return fmt.Errorf("%s takes one %s, got %d: %s", cmd.CommandPath(), kind.noun, len(args), quoteAll(args))
+			}
 		}
 		for _, a := range args {
 			if err := kind.check(a); err != nil {
@@ -339,6 +348,15 @@ func argsOf(check cobra.PositionalArgs, kind argKind) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// quoteAll is args quoted, separated by spaces.
+func quoteAll(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = strconv.Quote(a)
+	}
+	return strings.Join(q, " ")
 }
 
 func newImagesCommand() *cobra.Command {

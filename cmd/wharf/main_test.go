@@ -148,6 +148,13 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 		{[]string{"import", "  "}, `an archive path is required, not "  "`},
 		{[]string{"build", ""}, "a build context or Dockerfile, if given, cannot be an empty one" + dot},
 		{[]string{"build", " ", "--tag", "wharf.test/x:1"}, `a build context or Dockerfile, if given, cannot be " "` + dot},
+		// A missing or extra argument says which (cobra said "accepts 1 arg(s), received 0").
+		{[]string{"rm"}, "an image name is required" + ls},
+		{[]string{"pull"}, "an image reference is required" + like},
+		{[]string{"import"}, "an archive path is required"},
+		{[]string{"pull", "a:1", "b:1"}, `wharf images pull takes one image reference, got 2: "a:1" "b:1"`},
+		{[]string{"import", "a.tar", "b.tar"}, `wharf images import takes one archive path, got 2: "a.tar" "b.tar"`},
+		{[]string{"build", "a", "b", "--tag", "wharf.test/x:1"}, `wharf images build takes at most one build context or Dockerfile, got 2: "a" "b"`},
 	} {
 		_, err := run(t, append(append([]string{"images"}, c.args...), "--data-dir", data)...)
 		assert.EqualError(t, err, c.says, "images %q", c.args)
