@@ -79,7 +79,7 @@ func IssueHost(dir, name string) error {
 func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	caPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init)", err)
+		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init --certs %s, then wharf cluster cert %s --certs %s)", err, dir, name, dir)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
@@ -87,10 +87,10 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	}
 	cert, err := loadKeyPair(filepath.Join(dir, hostCertFile(name)), filepath.Join(dir, hostKeyFile(name)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s)", name, err, name)
+		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s --certs %s)", name, err, name, dir)
 	}
 	if err := checkHostCert(cert, pool, name); err != nil {
-		return nil, nil, fmt.Errorf("cluster certificate of host %q in %s: %w (make it with wharf cluster cert %s, with the cluster's CA)", name, dir, err, name)
+		return nil, nil, fmt.Errorf("cluster certificate of host %q in %s: %w (make it with wharf cluster cert %s --certs %s, with the cluster's CA)", name, dir, err, name, dir)
 	}
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
 	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}
@@ -124,11 +124,11 @@ func checkHostCert(cert tls.Certificate, roots *x509.CertPool, name string) erro
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	certPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
+		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init --certs %s, once per cluster)", err, dir)
 	}
 	keyPEM, err := readPEMFile(filepath.Join(dir, caKeyFile))
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init)", err)
+	if err != nil { // another cluster init would make another CA, which the hosts would not trust
+		return nil, nil, fmt.Errorf("cluster CA: %w (only the directory wharf cluster init made holds the CA's key: run wharf cluster cert there)", err)
 	}
 	cert, key, err := pki.Parse(certPEM, keyPEM)
 	if err != nil {

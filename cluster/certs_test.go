@@ -107,3 +107,30 @@ func TestEtcdTLSRefusesWhatIsNotAPEMFile(t *testing.T) {
 		}
 	}
 }
+
+// TestCertificateHintsNameTheDirectory: a missing certificate's hint is a
+// command that makes it where it is looked for. It said "make it with
+// wharf cluster cert host-c" to a host started with --cluster-certs certs:
+// that command looked in the default cluster-certs, said "make it with
+// wharf cluster init", and that made a second CA, which no host trusts.
+func TestCertificateHintsNameTheDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	_, _, err := PeerTLS(dir, "host-a")
+	assert.ErrorContains(t, err, "(make them with wharf cluster init --certs "+dir+", then wharf cluster cert host-a --certs "+dir+")")
+	err = IssueHost(dir, "host-a")
+	assert.ErrorContains(t, err, "(make it with wharf cluster init --certs "+dir+", once per cluster)")
+
+	require.NoError(t, InitCA(dir))
+	_, _, err = PeerTLS(dir, "host-c")
+	assert.ErrorContains(t, err, "(make it with wharf cluster cert host-c --certs "+dir+")")
+
+	// A host given only the CA's certificate (as it should be) cannot sign:
+	// another cluster init is not the way.
+	host := t.TempDir()
+	ca, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(host, caCertFile), ca, 0o644))
+	err = IssueHost(host, "host-c")
+	assert.ErrorContains(t, err, "(only the directory wharf cluster init made holds the CA's key: run wharf cluster cert there)")
+	assert.NotContains(t, err.Error(), "make it with wharf cluster init")
+}

@@ -327,7 +327,7 @@ func newClusterCommand() *cobra.Command {
 	certCmd := &cobra.Command{
 		Use:   "cert <host>",
 		Short: "Sign a certificate for a host with the cluster CA",
-		Args:  cobra.ExactArgs(1),
+		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "a", noun: "host name", hint: " (the --cluster-name that host serves with)"}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cluster.IssueHost(certs, args[0]); err != nil {
 				return err

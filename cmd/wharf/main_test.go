@@ -179,6 +179,22 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 	assert.Contains(t, out, "\nwharf.test/busybox:latest ", "still there")
 }
 
+// TestClusterCertSaysWhatToRun: wharf cluster cert without a host name
+// said "accepts 1 arg(s), received 0", and without a CA "make it with
+// wharf cluster init", a command that made it elsewhere than --certs.
+func TestClusterCertSaysWhatToRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	_, err := run(t, "cluster", "cert", "--certs", dir)
+	assert.EqualError(t, err, "a host name is required (the --cluster-name that host serves with)")
+	_, err = run(t, "cluster", "cert", "host-a", "--certs", dir)
+	assert.ErrorContains(t, err, "(make it with wharf cluster init --certs "+dir+", once per cluster)")
+	_, err = run(t, "cluster", "init", "--certs", dir)
+	require.NoError(t, err)
+	out, err := run(t, "cluster", "cert", "host-a", "--certs", dir)
+	require.NoError(t, err)
+	assert.Equal(t, "certificate of host-a written to "+dir+"\n", out)
+}
+
 func TestImagesImportListRemove(t *testing.T) {
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)

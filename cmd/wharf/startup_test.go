@@ -138,7 +138,7 @@ func TestServeReportsAnAddressInUseBeforeLoading(t *testing.T) {
 		{[]string{"--cluster", "etcd=https://127.0.0.1:1", "--cluster-etcd-cert", "cert.pem"}, "--cluster-etcd-key: etcd's client certificate and its key go together: give both or neither"},
 		{append(joining, "--cluster-name", "bad name"), `cluster host name "bad name": use letters`},
 		{append(joining, "--cluster-ttl", "1s"), "cluster lease TTL 1s: must be between 2s (etcd's minimum) and 1m0s"},
-		{joining, "ca.pem: no such file or directory (make them with wharf cluster init)"},
+		{joining, "ca.pem: no such file or directory (make them with wharf cluster init --certs " + certs + ", then wharf cluster cert h1 --certs " + certs + ")"},
 		{append(joining, "--cluster-listen", ln.Addr().String()), "--cluster-listen: listen tcp " + ln.Addr().String() + ": bind: address already in use"},
 		{append(joining, "--cluster-advertise", "peer-a"), `--cluster-advertise "peer-a": want host:port`},
 		{append(joining, "--cluster-advertise", "127.0.0.1:0"), `--cluster-advertise "127.0.0.1:0": want host:port`},
