@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -216,6 +217,19 @@ func TestImagesImportListRemove(t *testing.T) {
 	assert.Contains(t, out, ": 1 blobs", "progress lines (stderr shares the buffer here)")
 	_, err = run(t, "images", "rm", ref, "--data-dir", data)
 	require.NoError(t, err)
+	// A missing tag is said once, by the error: containerd's resolver also
+	// logged "fetch failed after status: 404 Not Found" at info, through
+	// logrus's standard logger (wharf's stderr), before it.
+	var logged bytes.Buffer
+	std := logrus.StandardLogger()
+	defer std.SetOutput(std.Out)
+	std.SetOutput(&logged)
+	missing := strings.TrimPrefix(reg.URL, "http://") + "/x/busybox:nope"
+	out, err = run(t, "images", "pull", missing, "--data-dir", data)
+	assert.ErrorContains(t, err, "pulling "+missing+": ")
+	assert.ErrorContains(t, err, "not found")
+	assert.NotContains(t, out, "fetch failed")
+	assert.NotContains(t, logged.String(), "fetch failed")
 
 	out, err = run(t, "images", "ls", "--data-dir", data)
 	require.NoError(t, err)
