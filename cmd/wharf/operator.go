@@ -165,7 +165,7 @@ func operatorCommands() []*cobra.Command {
 	var tailFormat string
 	tail := &cobra.Command{
 		Use:   "tail",
-		Short: "Follow the log of a running wharf live: Worker requests, object events, container lifecycle",
+		Short: "Follow the log of a running wharf live: what the Worker and objects log, container lifecycle (no line per request)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tailFormat != "text" && tailFormat != "json" {
