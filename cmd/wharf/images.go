@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -303,6 +304,10 @@ type argKind struct {
 	hint          string // after a refusal, as " (`wharf images ls` lists the images)"
 	path          bool
 	optional      bool // the argument may be left out
+	// reference: a registry reference, which cannot hold a control
+	// character (pull started containerd, then said "pulling a" and, on
+	// the next line, "b: failed to resolve reference ...").
+	reference bool
 }
 
 // check is the refusal of arg, or nil.
@@ -316,6 +321,8 @@ func (k argKind) check(arg string) error {
 		not = strconv.Quote(arg)
 	case trimmed != arg && !k.path:
 		return fmt.Errorf("%s %q begins or ends with whitespace, which no %s does%s", k.noun, arg, k.noun, k.hint)
+	case k.reference && strings.ContainsFunc(arg, unicode.IsControl):
+		return fmt.Errorf("%s %q has a control character (a tab, a newline), which no %s does%s", k.noun, arg, k.noun, k.hint)
 	default:
 		return nil
 	}
@@ -445,7 +452,7 @@ func newImagesCommand() *cobra.Command {
 	pullCmd := &cobra.Command{
 		Use:   "pull reference",
 		Short: "Pull an image from a registry, with progress on stderr",
-		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "image reference", hint: " (like docker.io/library/busybox:1.36)"}),
+		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "image reference", reference: true, hint: " (like docker.io/library/busybox:1.36)"}),
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			reg, err := f.load()
 			if err != nil {

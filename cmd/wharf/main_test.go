@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,23 @@ func TestServeRefusesBadInput(t *testing.T) {
 		_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--storage-memory-mb", mb)
 		assert.ErrorContains(t, err, "--storage-memory-mb must be 0 (no limit) or more, and fit in 64 bits as bytes, got "+mb)
 	}
+}
+
+// TestImagesPullRefusesAControlCharacter: wharf images pull given a
+// reference with a tab or a newline in it is refused before anything
+// starts, the reference quoted: it started containerd in the data
+// directory, then said "pulling a", and on the next line "b: failed to
+// resolve reference".
+func TestImagesPullRefusesAControlCharacter(t *testing.T) {
+	data := t.TempDir()
+	const like = " (like docker.io/library/busybox:1.36)"
+	for _, ref := range []string{"a\nb", "docker.io/library/busy\tbox:1.36", "busybox:1\x7f"} {
+		_, err := run(t, "images", "pull", ref, "--data-dir", data)
+		assert.EqualError(t, err, "image reference "+strconv.Quote(ref)+" has a control character (a tab, a newline), which no image reference does"+like)
+	}
+	entries, err := os.ReadDir(data)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing started in the data directory")
 }
 
 // TestImagesRefuseEmptyOrBlankArguments: images rm, pull, import and
