@@ -55,3 +55,17 @@ func TestCloseTwice(t *testing.T) {
 	assert.Empty(t, egress.FirewallLeftovers(scope), "the new manager's Close removes its table")
 	assert.NoError(t, m2.Close(context.Background()))
 }
+
+// TestStartAfterCloseIsRefused: Manager.Start once Close has begun is
+// refused: it started the container, which ran with the gateway's
+// firewall table removed (none left in the scope) until a second Close.
+func TestStartAfterCloseIsRefused(t *testing.T) {
+	m, image := testManager(t)
+	scope := Scope(m.b.DataDir)
+	require.NoError(t, m.Close(context.Background()))
+	spec := ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}
+	_, err := m.Start(context.Background(), "Sandbox", "late", spec, openPolicy(), 0)
+	require.ErrorIs(t, err, ErrManagerClosed)
+	assert.Empty(t, m.List(), "no container")
+	assert.Empty(t, egress.FirewallLeftovers(scope))
+}

@@ -198,6 +198,9 @@ type Manager struct {
 	// starting counts the starts under way of each class (their ids are
 	// reserved in byID, with no container yet), which max_instances counts.
 	starting map[string]int
+	// closed: Close began; Start is refused (a container started then ran
+	// with the gateway's firewall removed, and no Close destroyed it).
+	closed bool
 	// left are the containers Recover could not look at: they may run,
 	// so their ids are not started again until the next run.
 	left map[string]*UnexaminedError
@@ -303,6 +306,10 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		return nil, err
 	}
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("the container of %s %s is not started: %w", class, object, ErrManagerClosed)
+	}
 	if mc, ok := m.byID[id]; ok {
 		m.mu.Unlock()
 		if mc == nil {
@@ -697,12 +704,34 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 	return err
 }
 
+// ErrManagerClosed is a Start after the Manager's Close began.
+var ErrManagerClosed = errors.New("the container manager is closed (wharf is shutting down)")
+
 // Close removes every container and stops the egress gateway, as on a
 // clean shutdown. The gateway's firewall stays if containers were left as
 // they are (Recover could not look at them, or was interrupted; a destroy
 // was given up): they may run on, and it keeps them from the host.
 // A second Close returns nil and removes nothing (see egress.Gateway.Close).
+//
+// Start is refused from then on (ErrManagerClosed), and the starts under
+// way are waited for (as long as ctx allows) so that DestroyAll removes
+// their containers too: they ran on, outside the firewall.
 func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	for {
+		m.mu.Lock()
+		n := len(m.starting)
+		m.mu.Unlock()
+		if n == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	err := m.DestroyAll(ctx)
 	m.mu.Lock()
 	left := len(m.left) > 0 || m.cutShort || m.stuck
