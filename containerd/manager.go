@@ -714,17 +714,20 @@ var ErrManagerClosed = errors.New("the container manager is closed (wharf is shu
 // A second Close returns nil and removes nothing (see egress.Gateway.Close).
 //
 // Start is refused from then on (ErrManagerClosed), and the starts under
-// way are waited for (as long as ctx allows) so that DestroyAll removes
+// way are waited for (as long as ctx allows, and at most destroyWait: a
+// start stuck on a shim does not hold the shutdown, and keeps the
+// firewall) so that DestroyAll removes
 // their containers too: they ran on, outside the firewall.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
-	for {
+	unfinished := false // a start still under way: its container may run on
+	for giveUp := time.Now().Add(destroyWait); ; {
 		m.mu.Lock()
-		n := len(m.starting)
+		unfinished = len(m.starting) > 0
 		m.mu.Unlock()
-		if n == 0 || ctx.Err() != nil {
+		if !unfinished || ctx.Err() != nil || time.Now().After(giveUp) {
 			break
 		}
 		select {
@@ -734,7 +737,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	err := m.DestroyAll(ctx)
 	m.mu.Lock()
-	left := len(m.left) > 0 || m.cutShort || m.stuck
+	left := len(m.left) > 0 || m.cutShort || m.stuck || unfinished
 	m.mu.Unlock()
 	if left {
 		return errors.Join(err, m.gw.CloseKeepingFirewall())
