@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +80,7 @@ func IssueHost(dir, name string) error {
 func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	caPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init --certs %s, then wharf cluster cert %s --certs %s)", err, dir, name, dir)
+		return nil, nil, fmt.Errorf("cluster certificates: %w (make them with wharf cluster init --certs %s, then wharf cluster cert %s --certs %s)", err, ShellQuote(dir), ShellQuote(name), ShellQuote(dir))
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
@@ -87,10 +88,10 @@ func PeerTLS(dir, name string) (server, client *tls.Config, err error) {
 	}
 	cert, err := loadKeyPair(filepath.Join(dir, hostCertFile(name)), filepath.Join(dir, hostKeyFile(name)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s --certs %s)", name, err, name, dir)
+		return nil, nil, fmt.Errorf("cluster certificate of host %q: %w (make it with wharf cluster cert %s --certs %s)", name, err, ShellQuote(name), ShellQuote(dir))
 	}
 	if err := checkHostCert(cert, pool, name); err != nil {
-		return nil, nil, fmt.Errorf("cluster certificate of host %q in %s: %w (make it with wharf cluster cert %s --certs %s, with the cluster's CA)", name, dir, err, name, dir)
+		return nil, nil, fmt.Errorf("cluster certificate of host %q in %s: %w (make it with wharf cluster cert %s --certs %s, with the cluster's CA)", name, dir, err, ShellQuote(name), ShellQuote(dir))
 	}
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
 	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13}
@@ -124,7 +125,7 @@ func checkHostCert(cert tls.Certificate, roots *x509.CertPool, name string) erro
 func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	certPEM, err := readPEMFile(filepath.Join(dir, caCertFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init --certs %s, once per cluster)", err, dir)
+		return nil, nil, fmt.Errorf("cluster CA: %w (make it with wharf cluster init --certs %s, once per cluster)", err, ShellQuote(dir))
 	}
 	keyPEM, err := readPEMFile(filepath.Join(dir, caKeyFile))
 	if err != nil { // another cluster init would make another CA, which the hosts would not trust
@@ -273,4 +274,16 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// ShellQuote is s as a shell word, for the commands hints give to copy:
+// as it is if it holds only characters no shell treats specially, else in
+// single quotes (a --certs directory with a space in it was cut in two).
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:@%+=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

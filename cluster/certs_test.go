@@ -134,3 +134,22 @@ func TestCertificateHintsNameTheDirectory(t *testing.T) {
 	assert.ErrorContains(t, err, "(only the directory wharf cluster init made holds the CA's key: run wharf cluster cert there)")
 	assert.NotContains(t, err.Error(), "make it with wharf cluster init")
 }
+
+// TestCertificateHintsQuoteTheDirectory: the command a hint gives works
+// as copied when the --certs directory has a space (or a quote) in it: it
+// was written bare, "wharf cluster init --certs /tmp/my certs", which makes
+// the CA in /tmp/my (or is refused, given a second argument).
+func TestCertificateHintsQuoteTheDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my certs")
+	quoted := "'" + dir + "'"
+	_, _, err := PeerTLS(dir, "host-a")
+	assert.ErrorContains(t, err, "(make them with wharf cluster init --certs "+quoted+", then wharf cluster cert host-a --certs "+quoted+")")
+	err = IssueHost(dir, "host-a")
+	assert.ErrorContains(t, err, "(make it with wharf cluster init --certs "+quoted+", once per cluster)")
+	require.NoError(t, InitCA(dir))
+	_, _, err = PeerTLS(dir, "host-c")
+	assert.ErrorContains(t, err, "(make it with wharf cluster cert host-c --certs "+quoted+")")
+
+	assert.Equal(t, `'/tmp/it'\''s'`, ShellQuote("/tmp/it's"))
+	assert.Equal(t, "/tmp/certs-1", ShellQuote("/tmp/certs-1"), "bare when nothing needs quoting")
+}

@@ -320,7 +320,7 @@ func newClusterCommand() *cobra.Command {
 			if err := cluster.InitCA(certs); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cluster CA created in %s\nnext: wharf cluster cert <host> --certs %s, once per host, and copy %s/ca.pem, <host>.pem and <host>-key.pem to that host\n", certs, certs, certs)
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster CA created in %s\nnext: wharf cluster cert <host> --certs %s, once per host, and copy %s/ca.pem, <host>.pem and <host>-key.pem to that host\n", certs, cluster.ShellQuote(certs), certs)
 			return nil
 		},
 	}
