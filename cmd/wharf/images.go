@@ -374,7 +374,16 @@ func newImagesCommand() *cobra.Command {
 	importCmd := &cobra.Command{
 		Use:   "import archive.tar",
 		Short: "Import an OCI or Docker image archive",
-		Args:  argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "archive path", path: true}),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := argsOf(cobra.ExactArgs(1), argKind{article: "an", noun: "archive path", path: true})(cmd, args); err != nil {
+				return err
+			}
+			// An image named so broke the columns of wharf images ls.
+			if strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+				return fmt.Errorf("--name %q has whitespace or a control character, which no image name does", name)
+			}
+			return nil
+		},
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
 			imgs, err := containerd.ImportArchive(cmd.Context(), b.Client, args[0], name)
 			if err != nil {

@@ -122,6 +122,21 @@ func TestServeRefusesBadInput(t *testing.T) {
 	}
 }
 
+// TestImagesImportRefusesANameWithWhitespace: wharf images import --name
+// with whitespace or a control character in it is refused before anything
+// starts: "--name 'a<tab>b'" imported an image of that name, which broke
+// the columns of wharf images ls.
+func TestImagesImportRefusesANameWithWhitespace(t *testing.T) {
+	data := t.TempDir()
+	for _, n := range []string{"a\tb", "my app:1", " x:1", "x:1\n"} {
+		_, err := run(t, "images", "import", "busybox.tar", "--name", n, "--data-dir", data)
+		assert.EqualError(t, err, "--name "+strconv.Quote(n)+" has whitespace or a control character, which no image name does")
+	}
+	entries, err := os.ReadDir(data)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing started in the data directory")
+}
+
 // TestImagesPullRefusesAControlCharacter: wharf images pull given a
 // reference with a tab or a newline in it is refused before anything
 // starts, the reference quoted: it started containerd in the data
