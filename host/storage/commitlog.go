@@ -46,10 +46,13 @@ type Log struct {
 	recovery Recovery
 
 	mu sync.Mutex
-	// seg is the segment being written; err, when set, a failure that
-	// left the log unable to go on: every sync fails with it.
-	seg *segment
-	err error
+	// seg is the segment being written: nil once the log is closed (err
+	// says so, and every sync fails with it), or while a write failed and
+	// no segment could be begun after it (the disk was full): the next
+	// sync begins segment nextNum.
+	seg     *segment
+	err     error
+	nextNum uint64
 	// pending are records not yet written, and their commits; waiting,
 	// the callers the next sync answers.
 	pending        []byte
@@ -270,26 +273,41 @@ func (l *Log) syncWaiting() {
 	for {
 		l.mu.Lock()
 		batch, seg := l.waiting, l.seg
-		if len(batch) == 0 || seg == nil {
+		if len(batch) == 0 || l.err != nil {
 			l.waiting, l.syncing = nil, false
 			err := l.err
 			l.mu.Unlock()
-			for _, done := range batch { // the log failed or was closed
+			for _, done := range batch { // the log was closed
 				done(err)
 			}
 			return
 		}
 		buf, commits := l.pending, l.pendingCommits
 		l.pending, l.pendingCommits, l.waiting, l.spare = l.spare[:0], nil, nil, nil
+		num := l.nextNum
 		l.mu.Unlock()
-		err := seg.write(buf, commits)
+		var err error
+		if seg == nil { // see rotate: try again
+			if seg, err = newSegment(l.dir, num); err == nil {
+				l.mu.Lock()
+				l.seg = seg
+				l.mu.Unlock()
+			} else {
+				for _, c := range commits {
+					c.db.synced(c.target, err)
+				}
+			}
+		}
+		if err == nil {
+			err = seg.write(buf, commits)
+		}
 		l.mu.Lock()
 		l.spare = buf
 		l.mu.Unlock()
 		for _, done := range batch {
 			done(err)
 		}
-		if err != nil || seg.size >= l.segBytes {
+		if seg != nil && (err != nil || seg.size >= l.segBytes) {
 			l.rotate(seg, err != nil)
 		}
 	}
@@ -332,17 +350,17 @@ func (s *segment) write(buf []byte, commits []loggedCommit) error {
 // rotate begins a new segment after seg and removes seg once its
 // databases' WALs are durable. When no new segment can be begun, the log
 // goes on in seg, and tries again after its next write, unless a write to
-// seg failed (failed): what follows a record half written is not read.
+// seg failed (failed): what follows a record half written is not read, so
+// the log is left without a segment, and the next sync tries to begin one
+// (each sync until one can be: the disk was full, say, and has room once
+// seg is removed or its owner frees some), failing its commits meanwhile.
 func (l *Log) rotate(seg *segment, failed bool) {
 	next, err := newSegment(l.dir, seg.num+1)
 	if err != nil && !failed {
 		return
 	}
 	l.mu.Lock()
-	l.seg = next
-	if err != nil {
-		l.err = err
-	}
+	l.seg, l.nextNum = next, seg.num+1
 	l.mu.Unlock()
 	l.cleaning.Add(1)
 	go func() {

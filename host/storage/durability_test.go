@@ -322,6 +322,45 @@ func TestADatabaseOnAFullDiskTakesTheSpareSegment(t *testing.T) {
 	require.NoError(t, write(), "the next try has the spare's space")
 }
 
+// TestLogGoesOnOnceAFullDiskHasRoomAgain: a log write that finds the disk
+// full fails its commits, and the new segment begun after it cannot be
+// written either (its header finds the disk full too); once there is room
+// again, the next commit begins a segment and is durable. The log was left
+// with no segment and failed every later commit of the host, naming the
+// removed segment, until it restarted (seen with wharf serve whose objects
+// were on a 20 MiB tmpfs: every increment a 500 with 10 MiB free).
+func TestLogGoesOnOnceAFullDiskHasRoomAgain(t *testing.T) {
+	mnt := smallDisk(t)
+	root := t.TempDir() // the database is on another disk
+	l, err := OpenLog(filepath.Join(mnt, "log"), root)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	h := &host{root: root, log: l}
+	path := filepath.Join(root, "obj.sqlite")
+	d := Lazy(path, l)
+	h.put(t, d, "a", "1")
+	fillDisk(t, mnt)
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("a"), []byte(strings.Repeat("v", 64<<10))))
+	require.NoError(t, d.EndEvent(false))
+	err = d.Flush()
+	require.ErrorIs(t, err, ErrNotDurable)
+	require.ErrorIs(t, err, unix.ENOSPC)
+	require.ErrorIs(t, d.Close(), ErrNotDurable)
+
+	require.NoError(t, os.Remove(filepath.Join(mnt, "filler")))
+	d = Lazy(path, l)
+	h.put(t, d, "a", "2")
+	h.put(t, d, "a", "3")
+	require.NoError(t, d.Close())
+	require.NoError(t, l.Close())
+	l, err = OpenLog(filepath.Join(mnt, "log"), root)
+	require.NoError(t, err)
+	defer l.Close()
+	v, _ := get(t, l, path, "a")
+	assert.Equal(t, "3", v)
+}
+
 // smallDisk mounts a 4 MiB tmpfs for the test, with 1 MiB log segments.
 func smallDisk(t *testing.T) string {
 	old := segmentBytes
