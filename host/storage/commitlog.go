@@ -161,8 +161,9 @@ const spareName = "spare"
 func releaseSpare(dir string) bool { return os.Remove(filepath.Join(dir, spareName)) == nil }
 
 // diskFull is told by a database whose write found the disk full
-// (SQLite's FULL): the spare's blocks go to its next try, and the segment
-// being written is not kept as the spare once removed.
+// (SQLite's FULL): the spare's blocks go to its next try, and a sync
+// begun now rotates the segment being written, whose blocks go too (see
+// rotate).
 func (l *Log) diskFull() {
 	l.mu.Lock()
 	if l.seg != nil {
@@ -170,6 +171,7 @@ func (l *Log) diskFull() {
 	}
 	l.mu.Unlock()
 	releaseSpare(l.dir)
+	l.syncThen(func(error) {})
 }
 
 // dropOldSpare removes the spare if it is not of this format (a log
@@ -307,7 +309,7 @@ func (l *Log) syncWaiting() {
 		for _, done := range batch {
 			done(err)
 		}
-		if seg != nil && (err != nil || seg.size >= l.segBytes) {
+		if seg != nil && (err != nil || seg.size >= l.segBytes || seg.full.Load() && seg.size > segmentHeaderBytes) {
 			l.rotate(seg, err != nil)
 		}
 	}
@@ -354,7 +356,26 @@ func (s *segment) write(buf []byte, commits []loggedCommit) error {
 // the log is left without a segment, and the next sync tries to begin one
 // (each sync until one can be: the disk was full, say, and has room once
 // seg is removed or its owner frees some), failing its commits meanwhile.
+//
+// A segment that found the disk full (a write to it, or a database's while
+// it was written) is removed first, and the new one begun after: the disk
+// may have no block for it until seg's are free, and a segment that is
+// not written to never reaches segBytes, so its blocks would be held for
+// as long as the host runs while every commit fails for want of them.
 func (l *Log) rotate(seg *segment, failed bool) {
+	if seg.full.Load() {
+		l.mu.Lock()
+		l.seg, l.nextNum = nil, seg.num+1
+		l.mu.Unlock()
+		seg.remove()
+		next, err := newSegment(l.dir, seg.num+1)
+		if err == nil {
+			l.mu.Lock()
+			l.seg = next
+			l.mu.Unlock()
+		}
+		return
+	}
 	next, err := newSegment(l.dir, seg.num+1)
 	if err != nil && !failed {
 		return

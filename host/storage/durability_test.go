@@ -361,6 +361,60 @@ func TestLogGoesOnOnceAFullDiskHasRoomAgain(t *testing.T) {
 	assert.Equal(t, "3", v)
 }
 
+// TestADatabaseOnAFullDiskTakesTheLogsSegment: when SQLite finds the disk
+// full and the log has no spare, the segment being written goes: its
+// commits are made durable in their WALs, it is removed, and a new one is
+// begun, so the commit tried again has its blocks. The segment was kept
+// until it reached segmentBytes, which a log write that never got through
+// never did: every commit failed for as long as the host ran (seen with
+// wharf serve whose objects were on a 40 MiB tmpfs: the log's segment took
+// 15 MiB of it and every increment was a 500, "database or disk is full").
+func TestADatabaseOnAFullDiskTakesTheLogsSegment(t *testing.T) {
+	mnt := smallDisk(t)
+	root := filepath.Join(mnt, "objects")
+	require.NoError(t, os.Mkdir(root, 0o755))
+	logDir := filepath.Join(mnt, "log")
+	l, err := OpenLog(logDir, root)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	h := &host{root: root, log: l}
+	path := filepath.Join(root, "obj.sqlite")
+	d := Lazy(path, l)
+	t.Cleanup(func() { d.Close() })
+	for i := range 24 { // about 700 KiB of the segment's 1 MiB
+		h.put(t, d, fmt.Sprint("k", i%4), strings.Repeat("v", 64<<10))
+	}
+	nums, err := segmentNumbers(logDir)
+	require.NoError(t, err)
+	require.Len(t, nums, 1, "the log was rotated")
+	require.NoFileExists(t, filepath.Join(logDir, spareName))
+	fillDisk(t, mnt)
+	write := func() error {
+		d.BeginEvent()
+		if err := d.Put([]byte("full"), []byte(strings.Repeat("w", 100<<10))); err != nil {
+			d.EndEvent(true)
+			return err
+		}
+		if err := d.EndEvent(false); err != nil {
+			return err
+		}
+		return d.Flush()
+	}
+	require.ErrorContains(t, write(), "database or disk is full", "SQLite met the full disk first")
+	deadline := time.Now().Add(5 * time.Second) // the segment goes as the log's next sync ends
+	for err = write(); err != nil && time.Now().Before(deadline); err = write() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, err, "the commit never got the log segment's blocks")
+	require.NoError(t, d.Close())
+	require.NoError(t, l.Close())
+	l, err = OpenLog(logDir, root)
+	require.NoError(t, err)
+	defer l.Close()
+	v, _ := get(t, l, path, "full")
+	assert.Equal(t, strings.Repeat("w", 100<<10), v)
+}
+
 // smallDisk mounts a 4 MiB tmpfs for the test, with 1 MiB log segments.
 func smallDisk(t *testing.T) string {
 	old := segmentBytes
