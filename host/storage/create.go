@@ -17,8 +17,10 @@ import (
 // the schema's commit and checkpoint) cost nine fsyncs, most of a new
 // object's activation; the copy is made durable (two fsyncs) as it is
 // first opened, before SQLite takes its lock (see connect), so nothing
-// acknowledged depends on a file that was not synced. An object that
-// never uses its storage makes no file.
+// acknowledged depends on a file that was not synced: the file before it
+// is renamed into place, so that a crash never leaves a short file at an
+// object's path (an empty one is refused as damaged, see ErrEmptyFile),
+// and its name after. An object that never uses its storage makes no file.
 var emptyDB struct {
 	once sync.Once
 	data []byte
@@ -54,13 +56,14 @@ func emptyDatabase() ([]byte, error) {
 }
 
 // create puts an empty database at path if no file is there, and reports
-// whether it did. The new file is not synced yet (see syncNew, which
-// connect calls before SQLite opens it). A WAL or shared-memory file left
-// beside a missing database belongs to an earlier one and is removed
-// first: SQLite would replay it into the new file.
+// whether it did; a file there that is empty is ErrEmptyFile. The new file
+// is synced, but not its name yet (see syncNew, which connect calls before
+// SQLite opens it). A WAL or shared-memory file left beside a missing
+// database belongs to an earlier one and is removed first: SQLite would
+// replay it into the new file.
 func create(path string) (bool, error) {
-	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
-		return false, err // there (nil), or not knowable
+	if err := notEmpty(path); !errors.Is(err, fs.ErrNotExist) {
+		return false, err // there (nil), empty, or not knowable
 	}
 	data, err := emptyDatabase()
 	if err != nil {
@@ -69,18 +72,23 @@ func create(path string) (bool, error) {
 	if err := Remove(path); err != nil {
 		return false, err
 	}
-	return true, place(path, data, false)
+	return true, place(path, data, true)
 }
 
-// syncNew makes a database create made durable, with its name in its
+// notEmpty returns ErrEmptyFile if the file at path is a regular file of
+// 0 bytes, and Lstat's error.
+func notEmpty(path string) error {
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return ErrEmptyFile
+	}
+	return err
+}
+
+// syncNew makes the name of a database create made durable, in its
 // directory: SQLite's commits sync only the WAL, which without the file
 // would be thrown away at the next open.
-func syncNew(path string) error {
-	if err := syncPath(path); err != nil {
-		return err
-	}
-	return syncPath(filepath.Dir(path))
-}
+func syncNew(path string) error { return syncPath(filepath.Dir(path)) }
 
 // Remove removes the closed database at path with its WAL and shared
 // memory: a WAL left beside a database made there later would be replayed

@@ -173,8 +173,12 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 // database's record before and this one: otherwise it may have been
 // acknowledged.
 func replayInto(path string, records []logRecord) (replayed, dropped int, err error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, nil
+	}
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return 0, 0, ErrEmptyFile // SQLite would checkpoint a WAL beside it into it
 	}
 	incarnation, held, err := settle(path)
 	if err != nil {

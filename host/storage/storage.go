@@ -65,6 +65,10 @@ var (
 	// replaced on disk: its writes would have gone to a file nobody opens
 	// again.
 	ErrFileReplaced = errors.New("the database file was deleted or replaced on disk while open; the writes since the last commit were undone")
+	// ErrEmptyFile is a database file of 0 bytes, which wharf never leaves
+	// (create syncs a new database before it names it): it was truncated
+	// outside wharf, and SQLite would open it as a new, empty database.
+	ErrEmptyFile = errors.New("the database file is empty (0 bytes): it was truncated outside wharf, and is not opened, lest the object be served as new; restore it from a backup, or remove it to start the object afresh")
 )
 
 // DB is one object's database. It is used by one goroutine at a time.

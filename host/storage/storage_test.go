@@ -429,6 +429,55 @@ func TestLazyDatabaseReportsAnUnopenableFileAtItsFirstStatement(t *testing.T) {
 	assert.NoError(t, d.Close(), "nothing was opened")
 }
 
+// TestAnEmptyDatabaseFileIsNotServedAsANewDatabase: an object's file
+// truncated to 0 bytes outside wharf (a botched restore, say) is refused,
+// saying so, and left as it is, rather than opened by SQLite as a new empty
+// database: the object's values were read as absent (a counter of 7 served
+// 0), and its next write put a new database over what was left. wharf
+// never leaves such a file: create syncs a new database before it names it.
+func TestAnEmptyDatabaseFileIsNotServedAsANewDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "obj.sqlite")
+	d := lazy(path)
+	d.BeginEvent()
+	require.NoError(t, d.Put([]byte("count"), []byte("7")))
+	require.NoError(t, d.EndEvent(false))
+	require.NoError(t, d.Close())
+	require.NoError(t, os.Truncate(path, 0))
+
+	d = lazy(path)
+	defer d.Close()
+	d.BeginEvent()
+	_, ok, err := d.Get([]byte("count"))
+	assert.False(t, ok)
+	require.ErrorIs(t, err, ErrEmptyFile)
+	assert.Equal(t, "opening the database: "+ErrEmptyFile.Error(), err.Error())
+	require.ErrorIs(t, d.Put([]byte("count"), []byte("1")), ErrEmptyFile)
+	require.NoError(t, d.EndEvent(true))
+	require.NoError(t, d.Flush())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "the file was written to")
+
+	// Emptied after a crash that left its WAL, and commits of it in the
+	// log: not replayed into (SQLite would checkpoint the WAL's pages into
+	// it), and refused.
+	h, d, path := oneObject(t)
+	then := t.TempDir()
+	copyFiles(t, then, dbFiles(path)...)
+	require.FileExists(t, filepath.Join(then, filepath.Base(path)+"-wal"))
+	require.NoError(t, os.Truncate(filepath.Join(then, filepath.Base(path)), 0))
+	l, after := crashAndOpen(t, h, d, then)
+	path = filepath.Join(after, filepath.Base(path))
+	assert.ErrorIs(t, l.Recovery().Unreplayed[path], ErrEmptyFile)
+	d = Lazy(path, l)
+	defer d.Close()
+	_, _, err = d.Get([]byte("a"))
+	assert.ErrorIs(t, err, ErrUnreplayed)
+	fi, err = os.Stat(path)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "the file was written to")
+}
+
 func TestSQLiteIsConfiguredBeforeItsFirstConnection(t *testing.T) {
 	assert.NoError(t, configError, "connections would each allocate a bulk page cache or a lookaside")
 }
