@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -151,4 +152,38 @@ func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, code, body)
 	assert.Equal(t, "4", body, "the increment went on from the stored value")
+}
+
+// TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile: a counter whose file
+// was truncated to 0 bytes between runs is not served as a new counter of
+// 0: its calls fail saying why, and the host's log names the object and
+// its file (the client's message does not), so the operator can restore
+// it. Nothing was logged: only the client learnt of it.
+func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
+	data := t.TempDir()
+	srv := serveCounter(t, data)
+	for range 7 {
+		code, body, err := request("POST", srv.URL+"/counter/emptied")
+		require.NoError(t, err)
+		require.Equal(t, 200, code, body)
+	}
+	require.NoError(t, srv.Stop(15*time.Second))
+	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	require.NoError(t, os.Truncate(files[0], 0))
+
+	srv = serveCounter(t, data)
+	for _, method := range []string{"GET", "POST"} {
+		code, body, err := request(method, srv.URL+"/counter/emptied")
+		require.NoError(t, err)
+		assert.Equal(t, 500, code, body)
+		assert.Contains(t, body, "the database file is empty (0 bytes)")
+	}
+	assert.True(t, srv.WaitLog("file="+files[0], 5*time.Second), "the log does not name the file:\n%s", srv.Logs())
+	assert.Contains(t, srv.Logs(), "an object's database could not be opened")
+	require.NoError(t, srv.Stop(15*time.Second))
+	fi, err := os.Stat(files[0])
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "the file was written to")
 }

@@ -571,7 +571,7 @@ func (obj *Object) commitFailure(err error) error {
 // reach; the next event opens the file at the object's path.
 func (obj *Object) reopenStorage() {
 	obj.db.Close()
-	obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits)
+	obj.db = obj.lazyDB()
 }
 
 // closeStorage closes the object's database; its next event reopens it.
@@ -620,10 +620,10 @@ func (obj *Object) openStorage() {
 			return
 		}
 		o.closeParkedDB(p)
-		obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits) // takes p's place in openDBs
+		obj.db = obj.lazyDB() // takes p's place in openDBs
 		return
 	}
-	obj.db = storage.Lazy(obj.storagePath(), obj.objs.commits)
+	obj.db = obj.lazyDB()
 	o.openDBs++
 	var parked []*parkedDB
 	for o.openDBs > o.maxOpenDB && o.parkedLRU.Len() > 0 {
@@ -666,6 +666,17 @@ func (obj *Object) replaceStorage(data []byte) error {
 
 // storagePath is the object's database file.
 func (obj *Object) storagePath() string { return obj.ns.StoragePath(obj.id) }
+
+// lazyDB is the object's database, whose file opens with its first
+// statement; a failure to open it is logged naming the object and the
+// file (the error its event gets does not name the file).
+func (obj *Object) lazyDB() *storage.DB {
+	d := storage.Lazy(obj.storagePath(), obj.objs.commits)
+	d.OnOpenError(func(err *storage.OpenError) {
+		obj.objs.logger.Error("an object's database could not be opened: its events that use its storage fail", "class", obj.ns.class, "id", obj.id, "file", err.Path, "err", err.Err)
+	})
+	return d
+}
 
 // MemoryOpenDatabases caps open object databases by memory: an open
 // SQLite connection to a small database holds about 100 KiB (measured: 76

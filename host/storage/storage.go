@@ -114,6 +114,11 @@ type DB struct {
 	onDisk  atomic.Uint64
 	syncs   sync.WaitGroup
 	syncErr atomic.Pointer[error]
+
+	// onOpenError is told of failures to open the file (OnOpenError);
+	// openError is the message of the last one, told already.
+	onOpenError func(*OpenError)
+	openError   string
 }
 
 const schema = `BEGIN;
@@ -150,11 +155,31 @@ func (e *OpenError) Error() string {
 
 func (e *OpenError) Unwrap() error { return e.Err }
 
+// OnOpenError has f told of each failure to open the database's file
+// (damaged, emptied, unreadable, the disk full) unlike the one before, so
+// that the host's log names the file, which the error a guest gets does
+// not: the same failure again, at each later statement, is not told.
+func (d *DB) OnOpenError(f func(*OpenError)) { d.onOpenError = f }
+
 // connect opens the database's file if it is not open yet.
 func (d *DB) connect() error {
 	if d.db != nil {
 		return nil
 	}
+	err := d.connectFile()
+	var oe *OpenError
+	switch {
+	case err == nil:
+		d.openError = ""
+	case errors.As(err, &oe) && d.onOpenError != nil && err.Error() != d.openError:
+		d.openError = err.Error()
+		d.onOpenError(oe)
+	}
+	return err
+}
+
+// connectFile is connect, once the file is known not to be open.
+func (d *DB) connectFile() error {
 	if d.unreplayed() {
 		return ErrUnreplayed
 	}
