@@ -187,3 +187,52 @@ func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, fi.Size(), "the file was written to")
 }
+
+// TestCounterRefusesADamagedOrMissingNamespaceKey: the namespace's key,
+// which every object's id (and so its file's name) is made from, emptied
+// or removed between runs is refused at the start, saying so, and left as
+// it is, instead of replaced by a new key that served every counter as
+// new: all read 0, and the old key was written over.
+func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
+	data := t.TempDir()
+	srv := serveCounter(t, data)
+	for range 3 {
+		code, body, err := request("POST", srv.URL+"/counter/keyed")
+		require.NoError(t, err)
+		require.Equal(t, 200, code, body)
+	}
+	require.NoError(t, srv.Stop(15*time.Second))
+	keyFile := filepath.Join(data, "objects", "Counter", "namespace.key")
+	key, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
+	dir := filepath.Join(testutil.RepoRoot(), "examples", "counter")
+
+	for damage, want := range map[string]string{
+		"emptied": "namespace.key is 0 bytes, not 32",
+		"removed": "namespace.key is missing, but the namespace holds 1 object's database",
+	} {
+		if damage == "emptied" {
+			require.NoError(t, os.WriteFile(keyFile, nil, 0o600))
+		} else {
+			require.NoError(t, os.Remove(keyFile))
+		}
+		srv = testutil.LaunchServe(t, dir, "--no-build", "--listen", "127.0.0.1:0", "--data-dir", data)
+		assert.True(t, srv.WaitLog(want, 30*time.Second), "%s: %s", damage, srv.Logs())
+		assert.Error(t, srv.Stop(15*time.Second), "%s: wharf serve went on", damage)
+		assert.NotContains(t, srv.Logs(), "msg=serving", damage)
+		got, err := os.ReadFile(keyFile)
+		if damage == "emptied" {
+			require.NoError(t, err)
+			assert.Empty(t, got, "the damaged key was written over")
+		} else {
+			assert.ErrorIs(t, err, os.ErrNotExist, "a new key was made")
+		}
+	}
+
+	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
+	srv = serveCounter(t, data)
+	code, body, err := request("GET", srv.URL+"/counter/keyed")
+	require.NoError(t, err)
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "3", body, "the key put back reaches the counter again")
+}

@@ -43,25 +43,75 @@ func newIDs(key []byte) IDs {
 }
 
 // LoadIDs reads the namespace's secret key from path, creating it on first
-// use.
+// use, durably (synced, and its name in its directory) before any id is
+// made from it. A key file that is not 32 bytes is damaged, and refused
+// rather than replaced: every object's id, and so the name of its file,
+// is made from the key, so a new one would serve every object as new.
 func LoadIDs(path string) (IDs, error) {
 	key, err := os.ReadFile(path)
-	if err == nil && len(key) == 32 {
+	switch {
+	case err == nil && len(key) == 32:
 		return newIDs(key), nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	case err == nil:
+		return IDs{}, fmt.Errorf("%s is %d bytes, not 32: it is damaged, and every object's id is made from it (a new key would serve every object as new); restore it from a backup", path, len(key))
+	case !errors.Is(err, os.ErrNotExist):
 		return IDs{}, err
 	}
 	key = make([]byte, 32)
 	rand.Read(key)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return IDs{}, err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+	if err := writeSynced(tmp, key); err != nil {
 		return IDs{}, err
 	}
-	return newIDs(key), os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return IDs{}, err
+	}
+	return newIDs(key), syncDir(dir)
+}
+
+// writeSynced writes data to a new file at path, durably.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// syncDir makes the names in the directory at path durable.
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
+
+// keyKept returns an error if the key file of the namespace in dir is
+// missing while the namespace holds databases: their objects' ids were
+// made from it, and a new key would serve every one of them as new.
+func keyKept(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, "namespace.key")); !errors.Is(err, os.ErrNotExist) {
+		return nil // there, or LoadIDs says why not
+	}
+	dbs, err := filepath.Glob(filepath.Join(dir, "*.sqlite"))
+	if err != nil || len(dbs) == 0 {
+		return err
+	}
+	what := fmt.Sprintf("%d objects' databases", len(dbs))
+	if len(dbs) == 1 {
+		what = "1 object's database"
+	}
+	return fmt.Errorf("%s is missing, but the namespace holds %s, whose ids were made from it (a new key would serve every object as new); restore it from a backup, or move the databases away to start the namespace afresh", filepath.Join(dir, "namespace.key"), what)
 }
 
 // Key is the namespace's secret key.

@@ -201,6 +201,11 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 		ns := o.classes[b.ClassName]
 		if ns == nil {
 			dir := filepath.Join(root, b.ClassName)
+			if cc == nil { // a cluster's key replaces the host's
+				if err := keyKept(dir); err != nil {
+					return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
+				}
+			}
 			ids, err := LoadIDs(filepath.Join(dir, "namespace.key"))
 			if err != nil {
 				return nil, fmt.Errorf("namespace %s: %w", b.ClassName, err)
