@@ -601,6 +601,44 @@ func TestAlarmFiresAfterRestart(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond)
 }
 
+// TestAlarmsOutliveTheirIndex: an alarm index (alarms.sqlite) lost,
+// emptied or damaged between runs is rebuilt at the start from the
+// objects' own databases, which hold each alarm, so the alarms still fire;
+// a damaged one is moved aside, saying so. An emptied or deleted index was
+// opened as a new, empty one: every alarm was dropped without a word.
+func TestAlarmsOutliveTheirIndex(t *testing.T) {
+	for _, damage := range []string{"removed", "emptied", "garbled"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			w := startObjects(t, dir, "")
+			w.mustCall(t, "ALARMED", "r", "Schedule", []int{300, 0})
+			w.stop()
+			index := filepath.Join(dir, "objects", "alarms.sqlite")
+			for _, f := range []string{index + "-wal", index + "-shm"} {
+				require.NoError(t, os.RemoveAll(f))
+			}
+			switch damage {
+			case "removed":
+				require.NoError(t, os.Remove(index))
+			case "emptied":
+				require.NoError(t, os.Truncate(index, 0))
+			case "garbled":
+				require.NoError(t, os.WriteFile(index, bytes.Repeat([]byte("garbled!"), 512), 0o644))
+			}
+			w2 := startObjects(t, dir, "")
+			require.Eventually(t, func() bool {
+				return w2.mustCall(t, "ALARMED", "r", "Runs", nil) == `"0,"`
+			}, 5*time.Second, 50*time.Millisecond, "the alarm did not fire")
+			assert.Contains(t, w2.logs.String(), "rebuilt the alarm index")
+			if damage == "garbled" {
+				aside, err := filepath.Glob(index + ".damaged-*")
+				require.NoError(t, err)
+				assert.Len(t, aside, 1, "the damaged index was not kept aside")
+			}
+		})
+	}
+}
+
 func TestIdleObjectsAreEvicted(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "[durable_objects]\nmax_live = 4\nidle_timeout = \"200ms\"\n")
 	for i := 0; i < 12; i++ {

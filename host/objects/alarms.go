@@ -4,13 +4,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the index's database
+	"github.com/mattn/go-sqlite3" // the index's database
 )
 
 // Alarms. The truth is each object's own database; the scheduler keeps an
@@ -85,6 +87,110 @@ func OpenAlarms(path string, known func(class string) bool, deliver func(class, 
 	}
 	rows.Close()
 	return s, nil
+}
+
+// openAlarmIndex is OpenAlarms for a single host, whose objects' databases
+// under namespaces are the truth the index is kept from: an index that is
+// missing, empty (SQLite would open it as a new one) or damaged (moved
+// aside, with its WAL, to path.damaged-<time>) is rebuilt from them, so
+// that their alarms still fire, and the rebuild is logged. A database it
+// cannot read is logged: its alarm fires once its object sets one again.
+func openAlarmIndex(path string, namespaces map[string]*Namespace, known func(class string) bool, deliver func(class, id string, retry int, done func(error)) error, logger *slog.Logger) (*Alarms, error) {
+	companions := []string{"", "-wal", "-shm"}
+	rebuild := false
+	why := "missing"
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		rebuild = true
+	case err != nil:
+		return nil, fmt.Errorf("alarm index %s: %w", path, err)
+	case fi.Mode().IsRegular() && fi.Size() == 0:
+		rebuild, why = true, "empty"
+		for _, c := range companions { // a WAL beside it would be replayed into the new one
+			if err := os.Remove(path + c); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("alarm index %s: %w", path, err)
+			}
+		}
+	}
+	s, err := OpenAlarms(path, known, deliver, logger)
+	var se sqlite3.Error
+	if err != nil && !rebuild && errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+		for _, c := range companions {
+			if rerr := os.Rename(path+c, aside+c); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				return nil, fmt.Errorf("alarm index %s is damaged (%w), and could not be moved aside: %w", path, err, rerr)
+			}
+		}
+		logger.Warn("the alarm index is damaged: moved aside, and rebuilt from the objects' databases", "file", path, "aside", aside, "err", err)
+		rebuild, why = true, "damaged"
+		s, err = OpenAlarms(path, known, deliver, logger)
+	}
+	if err != nil || !rebuild {
+		return s, err
+	}
+	start := time.Now()
+	databases, alarms, err := s.rebuild(namespaces, logger)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("alarm index %s: rebuilding it: %w", path, err)
+	}
+	if databases > 0 || why != "missing" {
+		logger.Info("rebuilt the alarm index from the objects' databases", "file", path, "was", why, "databases", databases, "alarms", alarms, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return s, nil
+}
+
+// rebuild puts in the index the alarm each object's database under
+// namespaces holds, and says how many databases it read and how many
+// alarms it found. A database that cannot be read is logged and passed
+// over; a write to the index that fails ends it.
+func (s *Alarms) rebuild(namespaces map[string]*Namespace, logger *slog.Logger) (databases, alarms int, err error) {
+	for class, ns := range namespaces {
+		files, err := filepath.Glob(filepath.Join(ns.dir, "*.sqlite"))
+		if err != nil {
+			return databases, alarms, err
+		}
+		for _, f := range files {
+			if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+				continue // not a database an object opens (see storage.ErrEmptyFile)
+			}
+			databases++
+			at, ok, err := storedAlarm(f)
+			if err != nil {
+				logger.Warn("rebuilding the alarm index: an object's database could not be read; its alarm, if it has one, fires once the object sets one again", "class", class, "file", f, "err", err)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			k := alarmKey{class, strings.TrimSuffix(filepath.Base(f), ".sqlite")}
+			if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms", k.class, k.id, at); err != nil {
+				return databases, alarms, err
+			}
+			s.mu.Lock()
+			s.due[k] = time.UnixMilli(at)
+			s.mu.Unlock()
+			alarms++
+		}
+	}
+	return databases, alarms, nil
+}
+
+// storedAlarm reads the alarm of the object database at path (in
+// milliseconds), opening it as a start's replay of the commit log does:
+// SQLite recovers a WAL left beside it, and checkpoints it as it closes.
+func storedAlarm(path string) (atMs int64, ok bool, err error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=rw")
+	if err != nil {
+		return 0, false, err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	db.SetMaxOpenConns(1)
+	err = db.QueryRow("SELECT at_ms FROM _wharf_alarm WHERE id = 1").Scan(&atMs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return atMs, err == nil, err
 }
 
 // Start begins delivering alarms, those already due first. Until then

@@ -229,7 +229,12 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	logRecovery(logger, commits.Recovery())
 	o.commits = commits
 	known := func(class string) bool { _, ok := o.classes[class]; return ok }
-	alarms, err := OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
+	var alarms *Alarms
+	if cc == nil { // in a cluster, the databases here may be of objects another host owns
+		alarms, err = openAlarmIndex(filepath.Join(root, "alarms.sqlite"), o.classes, known, o.deliverAlarm, logger)
+	} else {
+		alarms, err = OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
+	}
 	if err != nil {
 		commits.Close()
 		return nil, err
