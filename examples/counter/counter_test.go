@@ -122,17 +122,7 @@ func TestAcknowledgedIncrementsSurviveKill9(t *testing.T) {
 // goes on from the stored value once it can be read, not from 0.
 func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
 	data := t.TempDir()
-	srv := serveCounter(t, data)
-	for range 3 {
-		code, body, err := request("POST", srv.URL+"/counter/held")
-		require.NoError(t, err)
-		require.Equal(t, 200, code, body)
-	}
-	require.NoError(t, srv.Stop(15*time.Second))
-
-	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
-	require.NoError(t, err)
-	require.Len(t, files, 1)
+	files := countedTo(t, data, "held", 3)
 	// A reader of a database in WAL mode keeps a shared lock on its file
 	// while its connection is open.
 	reader, err := sql.Open("sqlite3", "file:"+files[0])
@@ -142,7 +132,7 @@ func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
 	var n int
 	require.NoError(t, reader.QueryRow("SELECT count(*) FROM _wharf_kv").Scan(&n))
 
-	srv = serveCounter(t, data)
+	srv := serveCounter(t, data)
 	code, body, err := request("POST", srv.URL+"/counter/held")
 	require.NoError(t, err)
 	require.Equal(t, 500, code, body)
@@ -161,19 +151,10 @@ func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
 // it. Nothing was logged: only the client learnt of it.
 func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
 	data := t.TempDir()
-	srv := serveCounter(t, data)
-	for range 7 {
-		code, body, err := request("POST", srv.URL+"/counter/emptied")
-		require.NoError(t, err)
-		require.Equal(t, 200, code, body)
-	}
-	require.NoError(t, srv.Stop(15*time.Second))
-	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
-	require.NoError(t, err)
-	require.Len(t, files, 1)
+	files := countedTo(t, data, "emptied", 7)
 	require.NoError(t, os.Truncate(files[0], 0))
 
-	srv = serveCounter(t, data)
+	srv := serveCounter(t, data)
 	for _, method := range []string{"GET", "POST"} {
 		code, body, err := request(method, srv.URL+"/counter/emptied")
 		require.NoError(t, err)
@@ -195,13 +176,7 @@ func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
 // new: all read 0, and the old key was written over.
 func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
 	data := t.TempDir()
-	srv := serveCounter(t, data)
-	for range 3 {
-		code, body, err := request("POST", srv.URL+"/counter/keyed")
-		require.NoError(t, err)
-		require.Equal(t, 200, code, body)
-	}
-	require.NoError(t, srv.Stop(15*time.Second))
+	countedTo(t, data, "keyed", 3)
 	keyFile := filepath.Join(data, "objects", "Counter", "namespace.key")
 	key, err := os.ReadFile(keyFile)
 	require.NoError(t, err)
@@ -216,7 +191,7 @@ func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
 		} else {
 			require.NoError(t, os.Remove(keyFile))
 		}
-		srv = testutil.LaunchServe(t, dir, "--no-build", "--listen", "127.0.0.1:0", "--data-dir", data)
+		srv := testutil.LaunchServe(t, dir, "--no-build", "--listen", "127.0.0.1:0", "--data-dir", data)
 		assert.True(t, srv.WaitLog(want, 30*time.Second), "%s: %s", damage, srv.Logs())
 		assert.Error(t, srv.Stop(15*time.Second), "%s: wharf serve went on", damage)
 		assert.NotContains(t, srv.Logs(), "msg=serving", damage)
@@ -230,9 +205,26 @@ func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
 	}
 
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
-	srv = serveCounter(t, data)
+	srv := serveCounter(t, data)
 	code, body, err := request("GET", srv.URL+"/counter/keyed")
 	require.NoError(t, err)
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "3", body, "the key put back reaches the counter again")
+}
+
+// countedTo serves the counter name on data, increments it n times, stops
+// the server and returns the counter's database file, the only one.
+func countedTo(t *testing.T, data, name string, n int) (files []string) {
+	t.Helper()
+	srv := serveCounter(t, data)
+	for range n {
+		code, body, err := request("POST", srv.URL+"/counter/"+name)
+		require.NoError(t, err)
+		require.Equal(t, 200, code, body)
+	}
+	require.NoError(t, srv.Stop(15*time.Second))
+	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	return files
 }

@@ -304,19 +304,7 @@ func TestADatabaseOnAFullDiskTakesTheSpareSegment(t *testing.T) {
 	require.NoError(t, os.Mkdir(root, 0o755))
 	d, spare := databaseWithSpare(t, filepath.Join(mnt, "log"), root)
 	fillDisk(t, mnt)
-	write := func() error { // more pages than the WAL has room for
-		d.BeginEvent()
-		for i := range 4 {
-			if err := d.Put([]byte(fmt.Sprint("full", i)), []byte(strings.Repeat("w", 100<<10))); err != nil {
-				d.EndEvent(true)
-				return err
-			}
-		}
-		if err := d.EndEvent(false); err != nil {
-			return err
-		}
-		return d.Flush()
-	}
+	write := func() error { return writeDurably(d, 4) } // more pages than the WAL has room for
 	require.ErrorContains(t, write(), "database or disk is full", "SQLite met the full disk first")
 	assert.NoFileExists(t, spare)
 	require.NoError(t, write(), "the next try has the spare's space")
@@ -389,17 +377,7 @@ func TestADatabaseOnAFullDiskTakesTheLogsSegment(t *testing.T) {
 	require.Len(t, nums, 1, "the log was rotated")
 	require.NoFileExists(t, filepath.Join(logDir, spareName))
 	fillDisk(t, mnt)
-	write := func() error {
-		d.BeginEvent()
-		if err := d.Put([]byte("full"), []byte(strings.Repeat("w", 100<<10))); err != nil {
-			d.EndEvent(true)
-			return err
-		}
-		if err := d.EndEvent(false); err != nil {
-			return err
-		}
-		return d.Flush()
-	}
+	write := func() error { return writeDurably(d, 1) }
 	require.ErrorContains(t, write(), "database or disk is full", "SQLite met the full disk first")
 	deadline := time.Now().Add(5 * time.Second) // the segment goes as the log's next sync ends
 	for err = write(); err != nil && time.Now().Before(deadline); err = write() {
@@ -411,7 +389,7 @@ func TestADatabaseOnAFullDiskTakesTheLogsSegment(t *testing.T) {
 	l, err = OpenLog(logDir, root)
 	require.NoError(t, err)
 	defer l.Close()
-	v, _ := get(t, l, path, "full")
+	v, _ := get(t, l, path, "full0")
 	assert.Equal(t, strings.Repeat("w", 100<<10), v)
 }
 
@@ -463,4 +441,20 @@ func fillDisk(t *testing.T, dir string) {
 		}
 	}
 	require.NoError(t, filler.Close())
+}
+
+// writeDurably writes n values of 100 KiB to d in one event (keys full0,
+// full1, ...; undone if one fails) and flushes it.
+func writeDurably(d *DB, n int) error {
+	d.BeginEvent()
+	for i := range n {
+		if err := d.Put([]byte(fmt.Sprint("full", i)), []byte(strings.Repeat("w", 100<<10))); err != nil {
+			d.EndEvent(true)
+			return err
+		}
+	}
+	if err := d.EndEvent(false); err != nil {
+		return err
+	}
+	return d.Flush()
 }
