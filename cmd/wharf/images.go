@@ -339,14 +339,14 @@ func (k argKind) check(arg string) error {
 func argsOf(check cobra.PositionalArgs, kind argKind) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			switch {
-			case len(args) == 0:
+			if len(args) == 0 {
 				return fmt.Errorf("%s %s is required%s", kind.article, kind.noun, kind.hint)
-			case kind.optional:
-				return fmt.Errorf("%s takes at most one %s, got %d: %s", cmd.CommandPath(), kind.noun, len(args), quoteAll(args))
-			default:
-				return fmt.Errorf("%s takes one %s, got %d: %s", cmd.CommandPath(), kind.noun, len(args), quoteAll(args))
 			}
+			most := "one"
+			if kind.optional {
+				most = "at most one"
+			}
+			return fmt.Errorf("%s takes %s %s, got %d: %s", cmd.CommandPath(), most, kind.noun, len(args), quoteAll(args))
 		}
 		for _, a := range args {
 			if err := kind.check(a); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
 // Object ids are 32 bytes shown as 64 hex digits: 24 bytes that identify
@@ -59,41 +60,13 @@ func LoadIDs(path string) (IDs, error) {
 	}
 	key = make([]byte, 32)
 	rand.Read(key)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return IDs{}, err
 	}
-	tmp := path + ".tmp"
-	if err := writeSynced(tmp, key); err != nil {
+	if err := atomicfile.Write(path, key, 0o600, true); err != nil {
 		return IDs{}, err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return IDs{}, err
-	}
-	return newIDs(key), syncDir(dir)
-}
-
-// writeSynced writes data to a new file at path, durably.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	return errors.Join(err, f.Close())
-}
-
-// syncDir makes the names in the directory at path durable.
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
+	return newIDs(key), nil
 }
 
 // keyKept returns an error if the key file of the namespace in dir is
