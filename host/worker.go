@@ -26,6 +26,7 @@ import (
 	"github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/host/objects"
+	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/host/web"
 	"github.com/wharfhq/wharf/manifest"
 	"github.com/wharfhq/wharf/plugins"
@@ -66,6 +67,10 @@ type Config struct {
 	// plugin's instances is up, the others starting meanwhile, so the first
 	// request is answered sooner; by default they wait for every instance.
 	ServeEarly bool
+	// AcceptLostCommits opens an object's database that lacks commits the
+	// commit log has no whole record of at its commit before them, instead
+	// of failing its events (see storage.LogOptions).
+	AcceptLostCommits bool
 }
 
 // services is what the imports need beyond the guest itself.
@@ -138,7 +143,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, cfg.Cluster, cfg.Metrics, logger); err != nil {
+		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, storage.LogOptions{AcceptLostCommits: cfg.AcceptLostCommits}, cfg.Cluster, cfg.Metrics, logger); err != nil {
 			return fail(err)
 		}
 	}

@@ -123,6 +123,8 @@ type serveFlags struct {
 	stopGrace     time.Duration
 	engine        string
 	storageMB     int64
+	// acceptLostCommits: see host.Config.AcceptLostCommits.
+	acceptLostCommits bool
 	registryFlags
 	clusterFlags
 	// watch rebuilds and reloads the plugin when its sources change
@@ -197,6 +199,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "also serve Prometheus /metrics on this TCP address (it is always on the admin socket)")
 	cmd.Flags().StringVar(&f.engine, "engine", "", "Wasm engine, wazero or wasmtime (default: the manifest's [limits] engine, else wazero)")
 	cmd.Flags().Int64Var(&f.storageMB, "storage-memory-mb", storage.DefaultMemoryLimit>>20, "memory SQLite may cache for all Durable Object databases together (0: no limit)")
+	cmd.Flags().BoolVar(&f.acceptLostCommits, "accept-lost-commits", false, "open a Durable Object whose commits the commit log has no whole record of (damaged; the start logs them) at its commit before them, instead of failing its events: give it once, after deciding to lose them")
 	f.registryFlags.register(cmd.Flags())
 	f.clusterFlags.register(cmd.Flags())
 	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
@@ -408,7 +411,8 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return err
 	}
 	worker, err := host.NewWorker(ctx, host.Config{Manifest: m, WasmPath: wasm, DataDir: dataDir, Logger: logger,
-		Containers: ctrs, Metrics: metrics, StopGrace: f.stopGrace, Cluster: cc, CompileApart: compileApart, ServeEarly: true})
+		Containers: ctrs, Metrics: metrics, StopGrace: f.stopGrace, Cluster: cc, CompileApart: compileApart, ServeEarly: true,
+		AcceptLostCommits: f.acceptLostCommits})
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -210,6 +212,111 @@ func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "3", body, "the key put back reaches the counter again")
+}
+
+// TestCounterWithALostCommitIsRefusedUntilTheLossIsAccepted: a power cut
+// (here: kill -9, then the database's WAL removed, which the host leaves
+// unsynced, its commit log holding the commits) with a record of the
+// commit log damaged inside it leaves a counter that cannot be brought up
+// to date: its calls fail, the start's log says which file and how to go
+// on, and another counter serves. Started with --accept-lost-commits, the
+// host opens it at its commit before the damaged one, logs what it gave
+// up, and the counter goes on from there; the next plain start serves it
+// too. Before, nothing could bring such a counter back but deleting it.
+func TestCounterWithALostCommitIsRefusedUntilTheLossIsAccepted(t *testing.T) {
+	data := t.TempDir()
+	srv := serveCounter(t, data)
+	for i := range 4 {
+		code, body, err := request("POST", srv.URL+"/counter/torn")
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(i+1), body, code)
+	}
+	code, body, err := request("POST", srv.URL+"/counter/whole")
+	require.NoError(t, err)
+	require.Equal(t, "1", body, code)
+	srv.Kill()
+	torn := damageLastButOne(t, data)
+
+	srv = serveCounter(t, data)
+	code, body, err = request("GET", srv.URL+"/counter/torn")
+	require.NoError(t, err)
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "could not be brought up to date from the commit log")
+	assert.Contains(t, srv.Logs(), "file="+torn)
+	assert.Contains(t, srv.Logs(), "or the host is started once with --accept-lost-commits")
+	code, body, err = request("GET", srv.URL+"/counter/whole")
+	require.NoError(t, err)
+	assert.Equal(t, "1", body, code)
+	require.NoError(t, srv.Stop(15*time.Second))
+
+	dir := filepath.Join(testutil.RepoRoot(), "examples", "counter")
+	srv = testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data, "--accept-lost-commits")
+	assert.Contains(t, srv.Logs(), "was opened without its commits the commit log has no whole record of")
+	assert.Contains(t, srv.Logs(), "file="+torn)
+	code, body, err = request("POST", srv.URL+"/counter/torn")
+	require.NoError(t, err)
+	assert.Equal(t, "3", body, "the counter did not go on from its commit before the damaged one (2)")
+	require.NoError(t, srv.Stop(15*time.Second))
+
+	srv = serveCounter(t, data)
+	code, body, err = request("GET", srv.URL+"/counter/torn")
+	require.NoError(t, err)
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "3", body)
+	assert.NotContains(t, srv.Logs(), "commit log")
+}
+
+// damageLastButOne undoes, as a power cut would, what the WAL of the
+// counter at 4 (in data) held that its file did not, and damages the
+// commit log's record of its last commit but one; it returns the file.
+// Each record names its database's path before its pages (about 8 KB): a
+// byte 100 after the path is in the record's pages.
+func damageLastButOne(t *testing.T, data string) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(data, "objects", "Counter", "*.sqlite"))
+	require.NoError(t, err)
+	var file string
+	for _, f := range files {
+		db, err := sql.Open("sqlite3", "file:"+f+"?mode=ro")
+		require.NoError(t, err)
+		var n int
+		err = db.QueryRow("SELECT count(*) FROM _wharf_kv WHERE CAST(value AS TEXT) = '4'").Scan(&n)
+		require.NoError(t, errors.Join(err, db.Close()))
+		if n > 0 {
+			file = f
+		}
+	}
+	require.NotEmpty(t, file, "no counter holds 4")
+	for _, suffix := range []string{"-wal", "-shm"} {
+		require.NoError(t, os.Remove(file+suffix))
+	}
+	rel, err := filepath.Rel(filepath.Join(data, "objects"), file)
+	require.NoError(t, err)
+	segments, err := filepath.Glob(filepath.Join(data, "objects", "commit-log", "[0-9a-f]*"))
+	require.NoError(t, err)
+	var at []int
+	var in string
+	for _, seg := range segments {
+		b, err := os.ReadFile(seg)
+		require.NoError(t, err)
+		for off := 0; ; {
+			i := bytes.Index(b[off:], []byte(rel))
+			if i < 0 {
+				break
+			}
+			if in != seg {
+				in, at = seg, nil
+			}
+			at = append(at, off+i)
+			off += i + 1
+		}
+	}
+	require.GreaterOrEqual(t, len(at), 2, "the log holds fewer than two records of %s", rel)
+	b, err := os.ReadFile(in)
+	require.NoError(t, err)
+	b[at[len(at)-2]+len(rel)+100] ^= 1
+	require.NoError(t, os.WriteFile(in, b, 0o644))
+	return file
 }
 
 // countedTo serves the counter name on data, increments it n times, stops

@@ -185,10 +185,10 @@ type objectEvent struct {
 
 // New opens the Durable Objects of the plugin m describes: its
 // namespaces (their keys under dataDir, shared by the cluster cc joins
-// unless cc is nil) and its alarm index. The objects' events run on rt's
-// instances; reg registers the cluster's metrics (nil: none). StartAlarms
-// begins delivering alarms.
-func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
+// unless cc is nil), its commit log, opened with logOpts, and its alarm
+// index. The objects' events run on rt's instances; reg registers the
+// cluster's metrics (nil: none). StartAlarms begins delivering alarms.
+func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, logOpts storage.LogOptions, cc *ClusterConfig, reg prometheus.Registerer, logger *slog.Logger) (*Objects, error) {
 	o := &Objects{
 		rt: rt, logger: logger,
 		bindings: map[string]*Namespace{}, classes: map[string]*Namespace{},
@@ -222,7 +222,7 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 		}
 		o.bindings[b.Name] = ns
 	}
-	commits, err := storage.OpenLog(filepath.Join(root, "commit-log"), root)
+	commits, err := storage.OpenLog(filepath.Join(root, "commit-log"), root, logOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +258,15 @@ func logRecovery(logger *slog.Logger, r storage.Recovery) {
 	if r.Damaged > 0 {
 		logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)
 	}
+	for _, path := range slices.Sorted(maps.Keys(r.LostFrom)) {
+		lost := r.LostFrom[path]
+		logger.Warn("an object's database was opened without its commits the commit log has no whole record of (--accept-lost-commits)", "file", path, "from", lost.From, "through", lost.Through, "err", lost.Why)
+	}
 	for path, err := range r.Unreplayed {
+		if lost := (*storage.Lost)(nil); errors.As(err, &lost) {
+			logger.Error("the commit log has no whole record of an object's commits: its events fail until its file is restored from a copy that holds them, or the host is started once with --accept-lost-commits, which opens it at its commit before them", "file", path, "from", lost.From, "through", lost.Through, "err", err)
+			continue
+		}
 		logger.Error("the commit log could not be replayed into an object's database: its events fail until it is mended (its commits stay in the log; restart the host after)", "file", path, "err", err)
 	}
 }

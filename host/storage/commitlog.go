@@ -90,8 +90,8 @@ type segment struct {
 
 // OpenLog opens the commit log in dir for the databases under root: it
 // first replays into each database the commits of the log it lacks (see
-// above), then removes the old segments.
-func OpenLog(dir, root string) (*Log, error) {
+// above, and LogOptions), then removes the old segments.
+func OpenLog(dir, root string, opts LogOptions) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func OpenLog(dir, root string) (*Log, error) {
 	if err := dropOldSpare(dir); err != nil {
 		return nil, err
 	}
-	recovery, err := recoverSegments(dir, root, nums)
+	recovery, err := recoverSegments(dir, root, nums, opts)
 	if err != nil {
 		return nil, err
 	}

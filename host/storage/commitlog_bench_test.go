@@ -21,7 +21,7 @@ import (
 // before the log).
 func BenchmarkCommitsOfManyDatabases(b *testing.B) {
 	root := b.TempDir()
-	l, err := OpenLog(filepath.Join(root, "log"), root)
+	l, err := OpenLog(filepath.Join(root, "log"), root, LogOptions{})
 	require.NoError(b, err)
 	defer l.Close()
 	dbs := make([]*DB, 1000)

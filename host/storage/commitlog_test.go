@@ -30,7 +30,7 @@ func sharedLog() *Log {
 		if err != nil {
 			panic(err)
 		}
-		l, err := OpenLog(dir, "/")
+		l, err := OpenLog(dir, "/", LogOptions{})
 		if err != nil {
 			panic(err)
 		}
@@ -70,7 +70,7 @@ func openHost(t *testing.T, root string) *host {
 // does: closed when the test ends.
 func openLog(t *testing.T, root string) *Log {
 	t.Helper()
-	l, err := OpenLog(filepath.Join(root, "log"), root)
+	l, err := OpenLog(filepath.Join(root, "log"), root, LogOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	return l
@@ -510,7 +510,7 @@ func TestSegmentsOfTheFirstFormatAreRead(t *testing.T) {
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, spareName), b, 0o644))
-	l, err := OpenLog(dir, t.TempDir())
+	l, err := OpenLog(dir, t.TempDir(), LogOptions{})
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 	spare, err := os.ReadFile(filepath.Join(dir, spareName)) // the segment it closed
@@ -570,7 +570,7 @@ func TestLogDoesNotReplayIntoAnInstalledSnapshot(t *testing.T) {
 	after := t.TempDir() // killed: the log still holds the replaced file's commits
 	require.NoError(t, os.CopyFS(after, os.DirFS(h.root)))
 	require.NoError(t, h.log.Close())
-	l, err := OpenLog(filepath.Join(after, "log"), after)
+	l, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	v, _ := get(t, l, filepath.Join(after, "obj.sqlite"), "a")
@@ -683,7 +683,7 @@ func TestLogGoesOnInItsSegmentWhenNoNewOneCanBegin(t *testing.T) {
 	require.NoError(t, d.Close())
 	require.NoError(t, h.log.Close())
 
-	l, err := OpenLog(filepath.Join(h.root, "log"), h.root)
+	l, err := OpenLog(filepath.Join(h.root, "log"), h.root, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	v, _ := get(t, l, filepath.Join(h.root, "obj.sqlite"), "a")
@@ -709,7 +709,7 @@ func TestADatabaseThatCannotBeReplayedIntoStopsOnlyItself(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(after, "obj.sqlite"), []byte(strings.Repeat("damaged!", 512)), 0o644))
 
-	l, err := OpenLog(filepath.Join(after, "log"), after)
+	l, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{})
 	require.NoError(t, err, "one damaged database stopped the host")
 	damaged := filepath.Join(after, "obj.sqlite")
 	require.Contains(t, l.Recovery().Unreplayed, damaged)

@@ -320,7 +320,7 @@ func TestADatabaseOnAFullDiskTakesTheSpareSegment(t *testing.T) {
 func TestLogGoesOnOnceAFullDiskHasRoomAgain(t *testing.T) {
 	mnt := smallDisk(t)
 	root := t.TempDir() // the database is on another disk
-	l, err := OpenLog(filepath.Join(mnt, "log"), root)
+	l, err := OpenLog(filepath.Join(mnt, "log"), root, LogOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	h := &host{root: root, log: l}
@@ -342,7 +342,7 @@ func TestLogGoesOnOnceAFullDiskHasRoomAgain(t *testing.T) {
 	h.put(t, d, "a", "3")
 	require.NoError(t, d.Close())
 	require.NoError(t, l.Close())
-	l, err = OpenLog(filepath.Join(mnt, "log"), root)
+	l, err = OpenLog(filepath.Join(mnt, "log"), root, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	v, _ := get(t, l, path, "a")
@@ -362,7 +362,7 @@ func TestADatabaseOnAFullDiskTakesTheLogsSegment(t *testing.T) {
 	root := filepath.Join(mnt, "objects")
 	require.NoError(t, os.Mkdir(root, 0o755))
 	logDir := filepath.Join(mnt, "log")
-	l, err := OpenLog(logDir, root)
+	l, err := OpenLog(logDir, root, LogOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	h := &host{root: root, log: l}
@@ -386,7 +386,7 @@ func TestADatabaseOnAFullDiskTakesTheLogsSegment(t *testing.T) {
 	require.NoError(t, err, "the commit never got the log segment's blocks")
 	require.NoError(t, d.Close())
 	require.NoError(t, l.Close())
-	l, err = OpenLog(logDir, root)
+	l, err = OpenLog(logDir, root, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	v, _ := get(t, l, path, "full0")
@@ -413,7 +413,7 @@ func smallDisk(t *testing.T) string {
 // databaseWithSpare opens a log in logDir and a database under root, and
 // commits to it until the log keeps a segment as its spare.
 func databaseWithSpare(t *testing.T, logDir, root string) (d *DB, spare string) {
-	l, err := OpenLog(logDir, root)
+	l, err := OpenLog(logDir, root, LogOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	h := &host{root: root, log: l}

@@ -61,7 +61,7 @@ func (a attackHost) recoverFrom(t *testing.T, damage func(segment []byte) []byte
 	data, err := os.ReadFile(segment)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(segment, damage(data), 0o644))
-	l, err := OpenLog(filepath.Join(dir, "log"), dir)
+	l, err := OpenLog(filepath.Join(dir, "log"), dir, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	values := map[string]string{}

@@ -41,6 +41,36 @@ type Recovery struct {
 	// Unreplayed are the databases that could not be replayed into, and
 	// why (see ErrUnreplayed).
 	Unreplayed map[string]error
+	// LostFrom are the databases, by path, that lacked a commit the log
+	// has no whole record of (damaged or missing inside it) when the log
+	// was opened with LogOptions.AcceptLostCommits: each was brought up to
+	// the commit before it and opens without it and its later ones, which
+	// Lost says.
+	LostFrom map[string]Lost
+}
+
+// Lost are a database's commits the log cannot bring it up to: From, its
+// first the log has no whole record of, through Through, its last in the
+// log. It is the error a database is Unreplayed with, unless the log was
+// opened with LogOptions.AcceptLostCommits, which gives them up.
+type Lost struct {
+	From, Through uint64
+	// Why is what the log lacks.
+	Why string
+}
+
+// Error says what the log lacks.
+func (l *Lost) Error() string { return l.Why }
+
+// LogOptions are how OpenLog treats what it finds.
+type LogOptions struct {
+	// AcceptLostCommits opens a database lacking a commit that the log
+	// has no whole record of (damaged inside it, or missing) at its commit
+	// before that one, instead of refusing it (ErrUnreplayed) until the
+	// next start: such a commit cannot be recovered from the log, so an
+	// operator who has no copy to restore gives it, and the database's
+	// later commits in the log, up (see Recovery.LostFrom).
+	AcceptLostCommits bool
 }
 
 // recoverSegments replays into each database under root the commits of the
@@ -48,9 +78,9 @@ type Recovery struct {
 // database that cannot be replayed into (damaged, say) does not stop the
 // others: it is in the Recovery's Unreplayed, and the segments stay for
 // the next start, so its commits are not lost.
-func recoverSegments(dir, root string, nums []uint64) (r Recovery, err error) {
+func recoverSegments(dir, root string, nums []uint64, opts LogOptions) (r Recovery, err error) {
 	err = faultAsError(func() error {
-		r, err = readAndReplay(dir, root, nums)
+		r, err = readAndReplay(dir, root, nums, opts)
 		return err
 	})
 	return r, err
@@ -73,9 +103,9 @@ func faultAsError(f func() error) (err error) {
 }
 
 // readAndReplay is recoverSegments reading mapped segments.
-func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
+func readAndReplay(dir, root string, nums []uint64, opts LogOptions) (Recovery, error) {
 	start := time.Now()
-	r := Recovery{Segments: len(nums), DroppedFrom: map[string]int{}, Unreplayed: map[string]error{}}
+	r := Recovery{Segments: len(nums), DroppedFrom: map[string]int{}, Unreplayed: map[string]error{}, LostFrom: map[string]Lost{}}
 	byPath := map[string][]logRecord{}
 	var order []string
 	damageBefore := 0 // in the segments before
@@ -106,10 +136,13 @@ func readAndReplay(dir, root string, nums []uint64) (Recovery, error) {
 	}
 	for _, rel := range order {
 		path := filepath.Join(root, rel)
-		n, dropped, err := replayInto(path, byPath[rel])
+		n, dropped, lost, err := replayInto(path, byPath[rel], opts.AcceptLostCommits)
 		if err != nil {
 			r.Unreplayed[path] = err
 			continue
+		}
+		if lost != nil {
+			r.LostFrom[path] = *lost
 		}
 		if n > 0 {
 			r.Databases++
@@ -172,17 +205,21 @@ func mapSegment(path string) (data []byte, unmap func(), err error) {
 // when no damaged stretch of synced batches lies in the log between the
 // database's record before and this one: otherwise it may have been
 // acknowledged.
-func replayInto(path string, records []logRecord) (replayed, dropped int, err error) {
+//
+// With acceptLoss, a database lacking a commit the log has no whole
+// record of is brought up to the commit before it instead, and lost says
+// which of its commits it goes without.
+func replayInto(path string, records []logRecord, acceptLoss bool) (replayed, dropped int, lost *Lost, err error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, 0, nil
+		return 0, 0, nil, nil
 	}
 	if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
-		return 0, 0, ErrEmptyFile // SQLite would checkpoint a WAL beside it into it
+		return 0, 0, nil, ErrEmptyFile // SQLite would checkpoint a WAL beside it into it
 	}
 	incarnation, held, err := settle(path)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	var (
 		todo     []logRecord
@@ -201,12 +238,14 @@ func replayInto(path string, records []logRecord) (replayed, dropped int, err er
 			through = seq
 		}
 	}
+records:
 	for _, r := range records {
 		if r.incarnation != incarnation {
 			continue
 		}
 		before := prev
 		prev = r
+		var why string
 		switch {
 		case r.seq <= held: // held
 		case dropping && r.segment == droppedIn:
@@ -218,15 +257,28 @@ func replayInto(path string, records []logRecord) (replayed, dropped int, err er
 			dropping, droppedIn, through = true, r.segment, expected-1
 			dropTo(r.seq) // and those missing before it
 		case r.damaged:
-			return 0, 0, fmt.Errorf("the log's record of commit %d is damaged: the commit is lost", r.seq)
+			why = fmt.Sprintf("the log's record of commit %d is damaged: the commit is lost", r.seq)
 		default:
-			return 0, 0, fmt.Errorf("the log holds commit %d after %d: commits are missing", r.seq, expected-1)
+			why = fmt.Sprintf("the log holds commit %d after %d: commits are missing", r.seq, expected-1)
 		}
+		if why == "" {
+			continue
+		}
+		lost = &Lost{From: expected, Through: r.seq, Why: why}
+		for _, later := range records {
+			if later.incarnation == incarnation {
+				lost.Through = max(lost.Through, later.seq)
+			}
+		}
+		if !acceptLoss {
+			return 0, 0, nil, lost
+		}
+		break records
 	}
 	if len(todo) == 0 {
-		return 0, dropped, nil
+		return 0, dropped, lost, nil
 	}
-	return len(todo), dropped, writeReplayed(path, todo)
+	return len(todo), dropped, lost, writeReplayed(path, todo)
 }
 
 // writeReplayed writes the pages of records over a copy of the database at

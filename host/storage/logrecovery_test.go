@@ -238,6 +238,55 @@ func TestLogDamageInASyncedBatchStillStopsItsDatabase(t *testing.T) {
 	}
 }
 
+// TestLogAcceptLostCommitsOpensTheDatabaseWithoutThem: a database lacking
+// a commit the log has no whole record of is refused at every start, the
+// commit being lost for good, unless the log is opened accepting the loss:
+// then it opens at its commit before that one, the commits it goes
+// without are reported, and the log keeps no segment for it, so the next
+// start, without the option, opens it with the writes made since.
+func TestLogAcceptLostCommitsOpensTheDatabaseWithoutThem(t *testing.T) {
+	for where, message := range map[string]string{
+		"frames": "is damaged: the commit is lost",
+		"head":   "commits are missing",
+	} {
+		t.Run(where, func(t *testing.T) {
+			h := newBatchHost(t)
+			h.batch(t, "a", "b", "c")
+			h.batch(t, "a", "b")
+			after := h.crash(t)
+			damageRecord(t, after, "a", 1, where)
+			first, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{})
+			require.NoError(t, err)
+			var lost *Lost
+			require.ErrorAs(t, first.Recovery().Unreplayed[filepath.Join(after, "a.sqlite")], &lost)
+			require.NoError(t, first.Close())
+
+			l, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{AcceptLostCommits: true})
+			require.NoError(t, err)
+			r := l.Recovery()
+			a := filepath.Join(after, "a.sqlite")
+			assert.Empty(t, r.Unreplayed)
+			require.Contains(t, r.LostFrom, a)
+			assert.Equal(t, *lost, r.LostFrom[a], "the commits given up are not those refused")
+			assert.Equal(t, uint64(1), r.LostFrom[a].Through-r.LostFrom[a].From, "a's two commits after k=1 are not the ones lost")
+			assert.Contains(t, r.LostFrom[a].Why, message)
+			assert.Len(t, r.LostFrom, 1, "a database the log has whole was reported lost")
+			assert.Equal(t, "1", value(t, l, after, "a"))
+			assert.Equal(t, "3", value(t, l, after, "b"))
+			assert.Equal(t, "2", value(t, l, after, "c"))
+			d := Lazy(a, l)
+			(&host{root: after, log: l}).put(t, d, "k", "9")
+			d.Close()
+			require.NoError(t, l.Close())
+
+			again := openLog(t, after)
+			assert.Empty(t, again.Recovery().Unreplayed)
+			assert.Empty(t, again.Recovery().LostFrom)
+			assert.Equal(t, "9", value(t, again, after, "a"))
+		})
+	}
+}
+
 // TestLogTornBatchLosesTheCommitsAfterItsDamagedOne: a database with two
 // commits in the torn batch, the first damaged, opens at its commit before
 // both: the second cannot be replayed without the first.
@@ -320,7 +369,7 @@ func TestLogCommitsDroppedFromATornBatchStayDropped(t *testing.T) {
 	damageRecord(t, after, "a", 1, "frames")
 	require.NoError(t, os.WriteFile(filepath.Join(after, "c.sqlite"), []byte(strings.Repeat("damaged!", 512)), 0o644))
 
-	l, err := OpenLog(filepath.Join(after, "log"), after)
+	l, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{})
 	require.NoError(t, err)
 	require.Contains(t, l.Recovery().Unreplayed, filepath.Join(after, "c.sqlite"), "the segments are not kept")
 	assert.Equal(t, map[string]int{filepath.Join(after, "a.sqlite"): 2}, l.Recovery().DroppedFrom)

@@ -515,7 +515,7 @@ func TestAnOpenDatabaseHoldsLittleMemory(t *testing.T) {
 // (its file, its WAL, and the WAL again for the commit log).
 func TestAnOpenDatabaseIsLockedWithThreeDescriptors(t *testing.T) {
 	root := t.TempDir()
-	l, err := OpenLog(filepath.Join(root, "log"), root)
+	l, err := OpenLog(filepath.Join(root, "log"), root, LogOptions{})
 	require.NoError(t, err)
 	defer l.Close()
 	path := filepath.Join(root, "obj.sqlite")
