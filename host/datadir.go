@@ -92,7 +92,12 @@ func lockDataDir(dir string, containerd bool) (*DataDirLock, error) {
 	if !containerd {
 		owner += " " + noContainerdMark
 	}
-	if err := os.WriteFile(pidFile, []byte(owner+"\n"), 0o644); err != nil {
+	// Written through a new file renamed over the name, never through
+	// whatever is at it: a symlink planted there (the directory may be
+	// shared, or made by someone else) would have had its target
+	// overwritten with the pid. The lock is on the directory, not on this
+	// file, so replacing its inode takes nothing from anyone.
+	if err := atomicfile.Write(pidFile, []byte(owner+"\n"), 0o644, false); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -111,12 +116,17 @@ type DataDirOwnerInfo struct {
 
 // DataDirOwner is what the owner of the data directory dir (resolved
 // through symlinks, as LockDataDir's Path) wrote there when it took it.
+// Anything but a regular file there (a symlink, a fifo) is not one an
+// owner wrote, and is neither followed nor waited on.
 func DataDirOwner(dir string) DataDirOwnerInfo {
-	f, err := os.Open(filepath.Join(dir, dataDirPidFile))
+	f, err := os.OpenFile(filepath.Join(dir, dataDirPidFile), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return DataDirOwnerInfo{}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return DataDirOwnerInfo{}
+	}
 	raw, _ := io.ReadAll(io.LimitReader(f, 64))
 	var o DataDirOwnerInfo
 	if fields := strings.Fields(string(raw)); len(fields) > 0 {
