@@ -485,15 +485,14 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build [dir|Dockerfile]",
 		Short: "Build an image from a Dockerfile with BuildKit (no Docker daemon), progress on stderr",
-		Args: argsOf(cobra.MaximumNArgs(1), argKind{article: "a", noun: "build context or Dockerfile", path: true, optional: true,
-			hint: " (leave it out for the current directory)"}),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := argsOf(cobra.MaximumNArgs(1), argKind{article: "a", noun: "build context or Dockerfile", path: true, optional: true,
+				hint: " (leave it out for the current directory)"})(cmd, args); err != nil {
+				return err
+			}
+			return checkTag(tag)
+		},
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, args []string) error {
-			if tag == "" {
-				return errors.New("--tag is required")
-			}
-			if _, err := name.NewTag(tag); err != nil {
-				return fmt.Errorf("--tag %q is not an image name (like myapp:1 or registry.example/team/app:v2): %w", tag, err)
-			}
 			contextDir, df, err := build.Source(argOrDot(args), dockerfile)
 			if err != nil {
 				return err
@@ -532,6 +531,26 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&dockerfile, "file", "f", "", "Dockerfile (default <context>/Dockerfile)")
 	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "build argument K=V (repeatable)")
 	return cmd
+}
+
+// tagKind is what images build --tag names.
+var tagKind = argKind{article: "an", noun: "image name", reference: true, hint: " (like myapp:1 or registry.example/team/app:v2)"}
+
+// checkTag is the refusal of images build --tag tag, or nil, before
+// anything starts: a blank one (" ") got the image name parser's message,
+// "repository can only contain the characters ...", after containerd had
+// started in the data directory.
+func checkTag(tag string) error {
+	if tag == "" {
+		return errors.New("--tag is required")
+	}
+	if err := tagKind.check(tag); err != nil {
+		return fmt.Errorf("--tag: %w", err)
+	}
+	if _, err := name.NewTag(tag); err != nil {
+		return fmt.Errorf("--tag %q is not %s %s%s: %w", tag, tagKind.article, tagKind.noun, tagKind.hint, err)
+	}
+	return nil
 }
 
 func parseBuildArgs(kvs []string) (map[string]string, error) {

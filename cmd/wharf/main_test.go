@@ -165,6 +165,7 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 	const ls = " (`wharf images ls` lists the images)"
 	const like = " (like docker.io/library/busybox:1.36)"
 	const dot = " (leave it out for the current directory)"
+	const tag = " (like myapp:1 or registry.example/team/app:v2)"
 	for _, c := range []struct {
 		args []string
 		says string
@@ -182,6 +183,14 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 		{[]string{"import", "  "}, `an archive path is required, not "  "`},
 		{[]string{"build", ""}, "a build context or Dockerfile, if given, cannot be an empty one" + dot},
 		{[]string{"build", " ", "--tag", "wharf.test/x:1"}, `a build context or Dockerfile, if given, cannot be " "` + dot},
+		// images build --tag, blank or with whitespace around it, is
+		// refused so too: " " got the image name parser's "repository can
+		// only contain the characters ...", after containerd had started.
+		{[]string{"build", "--tag", " "}, `--tag: an image name is required, not " "` + tag},
+		{[]string{"build", "--tag", "\t\n"}, `--tag: an image name is required, not "\t\n"` + tag},
+		{[]string{"build", "--tag", " myapp:1"}, `--tag: image name " myapp:1" begins or ends with whitespace, which no image name does` + tag},
+		{[]string{"build", "--tag", "my\tapp:1"}, `--tag: image name "my\tapp:1" has a control character (a tab, a newline), which no image name does` + tag},
+		{[]string{"build"}, "--tag is required"},
 		// A missing or extra argument says which (cobra said "accepts 1 arg(s), received 0").
 		{[]string{"rm"}, "an image name is required" + ls},
 		{[]string{"pull"}, "an image reference is required" + like},
