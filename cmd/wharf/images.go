@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -294,9 +295,11 @@ func (f *backendFlags) ownDataDir() (unlock func(), err error) {
 
 // argKind is what a command's arguments name (an image, a file), for the
 // refusal, before anything starts, of one that names nothing: empty, or
-// only whitespace (rm looked " " up: "removing image  : not found"; pull
-// handed it to a parser that spoke of "dummy:// "). A name or reference
-// with whitespace before or after it is refused too: none has any. A
+// only whitespace or other invisible characters (rm looked " " up:
+// "removing image  : not found"; pull handed it to a parser that spoke of
+// "dummy:// "; a zero-width space got the same "removing image ​: not
+// found", which shows no name). A name or reference with whitespace or an
+// invisible character before or after it is refused too: none has any. A
 // path may have some (a file can be named so; one named only whitespace
 // is reached as "./ ").
 type argKind struct {
@@ -306,13 +309,52 @@ type argKind struct {
 	optional      bool // the argument may be left out
 	// reference: a registry reference, which cannot hold a control
 	// character (pull started containerd, then said "pulling a" and, on
-	// the next line, "b: failed to resolve reference ...").
+	// the next line, "b: failed to resolve reference ...") nor an
+	// invisible one anywhere.
 	reference bool
+}
+
+// invisible is the rule, shared by the checks of names wharf is given,
+// of a character that shows as nothing where it is printed: whitespace,
+// or a format character (Unicode category Cf: a zero-width space U+200B,
+// a byte order mark U+FEFF, a direction mark U+200E). A name that is only
+// such characters names nothing a user can see; one with them around it
+// looks like another name. Where whitespace is refused, these are too.
+func invisible(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }
+
+// formatChar is a format character (Unicode category Cf), which
+// unicode.IsSpace and unicode.IsControl leave out.
+func formatChar(r rune) bool { return unicode.Is(unicode.Cf, r) }
+
+// firstFormatChar is the first format character in s, or 0.
+func firstFormatChar(s string) rune {
+	if i := strings.IndexFunc(s, formatChar); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return r
+	}
+	return 0
+}
+
+// invisibleAround is the first invisible character arg begins or ends
+// with, described for a message ("whitespace", "an invisible character
+// (U+200B)"), or "".
+func invisibleAround(arg string) string {
+	r, _ := utf8.DecodeRuneInString(arg)
+	if !invisible(r) {
+		r, _ = utf8.DecodeLastRuneInString(arg)
+	}
+	switch {
+	case unicode.IsSpace(r):
+		return "whitespace"
+	case formatChar(r):
+		return fmt.Sprintf("an invisible character (%U)", r)
+	}
+	return ""
 }
 
 // check is the refusal of arg, or nil.
 func (k argKind) check(arg string) error {
-	trimmed := strings.TrimSpace(arg)
+	trimmed := strings.TrimFunc(arg, invisible)
 	var not string
 	switch {
 	case arg == "":
@@ -320,9 +362,11 @@ func (k argKind) check(arg string) error {
 	case trimmed == "":
 		not = strconv.Quote(arg)
 	case trimmed != arg && !k.path:
-		return fmt.Errorf("%s %q begins or ends with whitespace, which no %s does%s", k.noun, arg, k.noun, k.hint)
+		return fmt.Errorf("%s %q begins or ends with %s, which no %s does%s", k.noun, arg, invisibleAround(arg), k.noun, k.hint)
 	case k.reference && strings.ContainsFunc(arg, unicode.IsControl):
 		return fmt.Errorf("%s %q has a control character (a tab, a newline), which no %s does%s", k.noun, arg, k.noun, k.hint)
+	case k.reference && strings.ContainsFunc(arg, formatChar):
+		return fmt.Errorf("%s %q has an invisible character (%U), which no %s does%s", k.noun, arg, firstFormatChar(arg), k.noun, k.hint)
 	default:
 		return nil
 	}
@@ -381,6 +425,11 @@ func newImagesCommand() *cobra.Command {
 			// An image named so broke the columns of wharf images ls.
 			if strings.ContainsFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 				return fmt.Errorf("--name %q has whitespace or a control character, which no image name does", name)
+			}
+			// One with an invisible character looked, there, like
+			// another name, or like none.
+			if r := firstFormatChar(name); r != 0 {
+				return fmt.Errorf("--name %q has an invisible character (%U), which no image name does", name, r)
 			}
 			return nil
 		},

@@ -132,6 +132,12 @@ func TestImagesImportRefusesANameWithWhitespace(t *testing.T) {
 		_, err := run(t, "images", "import", "busybox.tar", "--name", n, "--data-dir", data)
 		assert.EqualError(t, err, "--name "+strconv.Quote(n)+" has whitespace or a control character, which no image name does")
 	}
+	// An invisible format character (Unicode Cf) made a name that ls
+	// showed as another one ("my\u200bapp:1" as "my​app:1").
+	for n, r := range map[string]string{"my\u200bapp:1": "U+200B", "\ufeffapp:1": "U+FEFF"} {
+		_, err := run(t, "images", "import", "busybox.tar", "--name", n, "--data-dir", data)
+		assert.EqualError(t, err, "--name "+strconv.Quote(n)+" has an invisible character ("+r+"), which no image name does")
+	}
 	entries, err := os.ReadDir(data)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "nothing started in the data directory")
@@ -191,6 +197,17 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 		{[]string{"build", "--tag", " myapp:1"}, `--tag: image name " myapp:1" begins or ends with whitespace, which no image name does` + tag},
 		{[]string{"build", "--tag", "my\tapp:1"}, `--tag: image name "my\tapp:1" has a control character (a tab, a newline), which no image name does` + tag},
 		{[]string{"build"}, "--tag is required"},
+		// A zero-width space or another invisible format character
+		// (Unicode Cf) counts as whitespace: rm "\u200b" said "removing
+		// image ​: not found", which shows no name.
+		{[]string{"rm", "\u200b"}, `an image name is required, not "\u200b"` + ls},
+		{[]string{"rm", " \ufeff"}, `an image name is required, not " \ufeff"` + ls},
+		{[]string{"rm", "\u200bwharf.test/busybox:latest"}, `image name "\u200bwharf.test/busybox:latest" begins or ends with an invisible character (U+200B), which no image name does` + ls},
+		{[]string{"pull", "\u200e"}, `an image reference is required, not "\u200e"` + like},
+		{[]string{"pull", "busy\u200bbox:1.36"}, `image reference "busy\u200bbox:1.36" has an invisible character (U+200B), which no image reference does` + like},
+		{[]string{"import", "\u200b"}, `an archive path is required, not "\u200b"`},
+		{[]string{"build", "--tag", "\u200b"}, `--tag: an image name is required, not "\u200b"` + tag},
+		{[]string{"build", "--tag", "myapp\u2060:1"}, `--tag: image name "myapp\u2060:1" has an invisible character (U+2060), which no image name does` + tag},
 		// A missing or extra argument says which (cobra said "accepts 1 arg(s), received 0").
 		{[]string{"rm"}, "an image name is required" + ls},
 		{[]string{"pull"}, "an image reference is required" + like},
