@@ -490,6 +490,9 @@ func newImagesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(removed) == 0 { // the output spoke of the build cache only, as if images had been left out
+				fmt.Fprintln(cmd.OutOrStdout(), "images: nothing to prune (a loaded plugin uses every image, or there is none)")
+			}
 			unlock, err := f.ownDataDir()
 			if errors.Is(err, host.ErrDataDirInUse) {
 				fmt.Fprintf(cmd.OutOrStdout(), "build cache: kept: %v\n", err)

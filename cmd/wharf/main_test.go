@@ -255,6 +255,28 @@ func TestClusterCertSaysWhatToRun(t *testing.T) {
 	assert.Equal(t, "certificate of host-a written to "+dir+"\n", out)
 }
 
+// TestImagesPruneSaysWhenNothingIsRemoved: wharf images prune that
+// removes no image says so; it said only "build cache: freed 0.0 MB", as
+// if images had not been looked at.
+func TestImagesPruneSaysWhenNothingIsRemoved(t *testing.T) {
+	const none = "images: nothing to prune (a loaded plugin uses every image, or there is none)\n"
+	data := t.TempDir()
+	out, err := run(t, "images", "prune", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Equal(t, none+"build cache: freed 0.0 MB\n", out)
+
+	archivePath, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	_, err = run(t, "images", "import", archivePath, "--data-dir", data)
+	require.NoError(t, err)
+	out, err = run(t, "images", "prune", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Equal(t, "removed wharf.test/busybox:latest\nbuild cache: freed 0.0 MB\n", out, "only what it removed")
+	out, err = run(t, "images", "prune", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Equal(t, none+"build cache: freed 0.0 MB\n", out)
+}
+
 func TestImagesImportListRemove(t *testing.T) {
 	archivePath, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
