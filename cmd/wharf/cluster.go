@@ -355,6 +355,14 @@ func newClusterCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(st.Hosts) == 0 { // a table of its header only said nothing
+				tlsFlags := ""
+				if cmp.Or(etcd.cacert, etcd.cert, etcd.key) != "" {
+					tlsFlags = " and the --cluster-etcd-* files of that host"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster %s%s\n", cluster.ShellQuote(etcd.cluster), tlsFlags)
+				return nil
+			}
 			slices.SortFunc(st.Hosts, func(a, b cluster.Host) int { return strings.Compare(a.Name, b.Name) })
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "HOST\tPLUGIN\tBUILD\tPEER ADDRESS\tSTATE\tLEASE\tTTL\tOBJECTS")

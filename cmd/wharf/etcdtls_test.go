@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/internal/testetcd"
 )
 
 // TestEtcdTLSErrorsNameTheFlag: a --cluster-etcd-cacert, -cert or -key
@@ -55,4 +56,20 @@ func TestEtcdTLSErrorsNameTheFlag(t *testing.T) {
 		_, err := run(t, args...)
 		assert.EqualError(t, err, c.says, "%q", args)
 	}
+}
+
+// TestClusterStatusSaysWhenNoHostIsIn: wharf cluster status on a cluster
+// no host has joined says so, and how one joins; it printed the table's
+// header alone.
+func TestClusterStatusSaysWhenNoHostIsIn(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	out, err := run(t, "cluster", "status", "--cluster", "etcd="+etcd)
+	require.NoError(t, err)
+	assert.Equal(t, "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster etcd="+etcd+"\n", out)
+
+	etcd, files := testetcd.StartTLS(t)
+	out, err = run(t, "cluster", "status", "--cluster", "etcd="+etcd,
+		"--cluster-etcd-cacert", files.CA, "--cluster-etcd-cert", files.Cert, "--cluster-etcd-key", files.Key)
+	require.NoError(t, err)
+	assert.Equal(t, "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster etcd="+etcd+" and the --cluster-etcd-* files of that host\n", out)
 }
