@@ -63,7 +63,7 @@ func operatorCommands() []*cobra.Command {
 	}
 	ps.Flags().BoolVarP(&all, "all", "a", false, "also show containers that exited")
 	ps.Flags().StringVar(&format, "format", "table", "table or json")
-	ps.Flags().BoolVar(&noTrunc, "no-trunc", false, "show names in full (the table cuts those over "+strconv.Itoa(maxNameCell)+" characters, --format json never does)")
+	ps.Flags().BoolVar(&noTrunc, "no-trunc", false, "show names and object ids in full (the table cuts names over "+strconv.Itoa(maxNameCell)+" characters and ids to their first "+strconv.Itoa(shortIDLen)+" hex digits, --format json never does)")
 	stop := &cobra.Command{
 		Use:   "stop " + objectArgs,
 		Short: "Stop an object's container (SIGTERM, then SIGKILL after 10s)",
@@ -300,7 +300,23 @@ func nameCell(name string, full bool) string {
 	return name
 }
 
-// printContainers prints ps's table of list, names cut unless noTrunc.
+// shortIDLen is how many hex digits of an object's id a table shows:
+// enough to tell the objects apart, and for id:HEX of a container's
+// object. wharf ps --no-trunc shows the whole id, which is the only
+// one that names an object without a container.
+const shortIDLen = 16
+
+// idCell is an object's id as a cell of a table: its first shortIDLen
+// hex digits unless full.
+func idCell(id string, full bool) string {
+	if full {
+		return id
+	}
+	return id[:min(shortIDLen, len(id))]
+}
+
+// printContainers prints ps's table of list, names and ids cut unless
+// noTrunc.
 func printContainers(w io.Writer, list []admin.Container, noTrunc bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BINDING\tNAME\tCLASS\tOBJECT\tSTATE\tAGE\tADDRESS\tPID\tLABELS")
@@ -310,7 +326,7 @@ func printContainers(w io.Writer, list []admin.Container, noTrunc bool) error {
 			labels = append(labels, k+"="+v)
 		}
 		slices.Sort(labels)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), nameCell(c.Name, noTrunc), c.Class, c.Object[:min(16, len(c.Object))],
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), nameCell(c.Name, noTrunc), c.Class, idCell(c.Object, noTrunc),
 			c.State, time.Since(c.Started).Round(time.Second), c.Address, c.Pid, strings.Join(labels, ","))
 	}
 	return tw.Flush()
@@ -366,7 +382,7 @@ func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.D
 				memPct = fmt.Sprintf("%.1f", float64(s.MemoryBytes)/float64(s.MemoryLimitBytes)*100)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), nameCell(s.Name, false), s.Class,
-				s.Object[:min(16, len(s.Object))], cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
+				idCell(s.Object, false), cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
 				bytesIEC(s.ReadBytes), bytesIEC(s.WriteBytes))
 		}
 		if err := tw.Flush(); err != nil || once {

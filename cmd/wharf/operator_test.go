@@ -466,6 +466,37 @@ func TestPsTableStaysAligned(t *testing.T) {
 	assert.Contains(t, out.String(), long+"  App", "--no-trunc: whole")
 }
 
+// TestPsNoTruncShowsTheWholeObjectID: wharf ps --no-trunc shows an
+// object's whole id (64 hex digits, the one that names an object without
+// a container in id:HEX), as docker ps --no-trunc shows whole ids; it
+// showed its first 16 digits, as ps does without it.
+func TestPsNoTruncShowsTheWholeObjectID(t *testing.T) {
+	data := t.TempDir()
+	l, err := net.Listen("unix", admin.SocketPath(data))
+	require.NoError(t, err)
+	id := strings.Repeat("0123456789abcdef", 4)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/containers" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode([]admin.Container{{Bindings: []string{"APP"}, Name: "alice", Class: "App", Object: id,
+			State: "running", Started: time.Now(), Address: "10.0.0.2", Pid: 11}})
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	out, err := run(t, "ps", "--data-dir", data, "--no-trunc")
+	require.NoError(t, err)
+	assert.Regexp(t, `\nAPP\s+alice\s+App\s+`+id+`\s+running\s`, out)
+	out, err = run(t, "ps", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Regexp(t, `\nAPP\s+alice\s+App\s+`+id[:16]+`\s+running\s`, out, "cut without it")
+	out, err = run(t, "ps", "--help")
+	require.NoError(t, err)
+	assert.Contains(t, out, "show names and object ids in full")
+}
+
 // TestStatsOutput runs wharf stats against a stand-in for a running
 // wharf's admin socket: on a terminal each table clears the screen before
 // it, as top does; to a pipe (wharf stats | cat, > file) the tables come
