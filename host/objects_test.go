@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -607,7 +608,7 @@ func TestAlarmFiresAfterRestart(t *testing.T) {
 // a damaged one is moved aside, saying so. An emptied or deleted index was
 // opened as a new, empty one: every alarm was dropped without a word.
 func TestAlarmsOutliveTheirIndex(t *testing.T) {
-	for _, damage := range []string{"removed", "emptied", "garbled"} {
+	for _, damage := range []string{"removed", "emptied", "garbled", "damaged partway", "a row not an alarm"} {
 		t.Run(damage, func(t *testing.T) {
 			dir := t.TempDir()
 			w := startObjects(t, dir, "")
@@ -624,19 +625,57 @@ func TestAlarmsOutliveTheirIndex(t *testing.T) {
 				require.NoError(t, os.Truncate(index, 0))
 			case "garbled":
 				require.NoError(t, os.WriteFile(index, bytes.Repeat([]byte("garbled!"), 512), 0o644))
+			case "damaged partway":
+				// Rows of a class sorted before the alarm's fill pages
+				// ahead of its own; one of those, garbled, fails the read
+				// partway, after the schema and the first rows read well.
+				// The load passed over the error: the alarm after it was
+				// dropped without a word.
+				fillAlarmIndex(t, index, "A", 3000)
+				f, err := os.OpenFile(index, os.O_RDWR, 0)
+				require.NoError(t, err)
+				fi, err := f.Stat()
+				require.NoError(t, err)
+				require.Greater(t, fi.Size(), int64(20*4096), "the index spans pages")
+				_, err = f.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), 10*4096)
+				require.NoError(t, err)
+				require.NoError(t, f.Close())
+			case "a row not an alarm":
+				fillAlarmIndex(t, index, "A", 1)
+				db, err := sql.Open("sqlite3", "file:"+index)
+				require.NoError(t, err)
+				_, err = db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES ('A', 'x', NULL)")
+				require.NoError(t, err)
+				require.NoError(t, db.Close())
 			}
 			w2 := startObjects(t, dir, "")
 			require.Eventually(t, func() bool {
 				return w2.mustCall(t, "ALARMED", "r", "Runs", nil) == `"0,"`
 			}, 5*time.Second, 50*time.Millisecond, "the alarm did not fire")
 			assert.Contains(t, w2.logs.String(), "rebuilt the alarm index")
-			if damage == "garbled" {
+			if damage != "removed" && damage != "emptied" {
 				aside, err := filepath.Glob(index + ".damaged-*")
 				require.NoError(t, err)
 				assert.Len(t, aside, 1, "the damaged index was not kept aside")
 			}
 		})
 	}
+}
+
+// fillAlarmIndex adds n alarms of class, far in the future, to the alarm
+// index at path.
+func fillAlarmIndex(t *testing.T, path, class string, n int) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	require.NoError(t, err)
+	defer db.Close()
+	tx, err := db.Begin()
+	require.NoError(t, err)
+	for i := range n {
+		_, err := tx.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?)", class, fmt.Sprintf("%064x", i), time.Now().Add(time.Hour).UnixMilli())
+		require.NoError(t, err)
+	}
+	require.NoError(t, tx.Commit())
 }
 
 func TestIdleObjectsAreEvicted(t *testing.T) {

@@ -56,7 +56,8 @@ type Alarms struct {
 // OpenAlarms opens the alarm index at path, keeping the alarms of the
 // classes known accepts. deliver runs an object's alarm (retry is how many
 // times it failed before) and calls done with its outcome, unless it
-// returns an error: then nothing was delivered.
+// returns an error: then nothing was delivered. An index that cannot be
+// read whole (damaged partway, a row that is not an alarm) is an error.
 func OpenAlarms(path string, known func(class string) bool, deliver func(class, id string, retry int, done func(error)) error, logger *slog.Logger) (*Alarms, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
@@ -71,28 +72,44 @@ func OpenAlarms(path string, known func(class string) bool, deliver func(class, 
 		return nil, fmt.Errorf("alarm index %s: %w", path, err)
 	}
 	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, sets: map[alarmKey]uint64{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
-	rows, err := db.Query("SELECT class, id, at_ms FROM alarms")
-	if err != nil {
+	if err := s.load(known); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("alarm index %s: reading its alarms: %w", path, err)
 	}
+	return s, nil
+}
+
+// errBadAlarmRow is a row of the alarm index that is not an alarm (a
+// NULL, a time that is not a number): the index is damaged.
+var errBadAlarmRow = errors.New("a row is not an alarm")
+
+// load reads the index's alarms of the classes known accepts. A read that
+// fails partway (a damaged page) or a row that is not an alarm fails it:
+// the alarms after it would be dropped without a word.
+func (s *Alarms) load(known func(class string) bool) error {
+	rows, err := s.db.Query("SELECT class, id, at_ms FROM alarms")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var k alarmKey
 		var ms int64
-		if err := rows.Scan(&k.class, &k.id, &ms); err == nil {
-			if known(k.class) {
-				s.due[k] = time.UnixMilli(ms)
-			}
+		if err := rows.Scan(&k.class, &k.id, &ms); err != nil {
+			return fmt.Errorf("%w: %w", errBadAlarmRow, err)
+		}
+		if known(k.class) {
+			s.due[k] = time.UnixMilli(ms)
 		}
 	}
-	rows.Close()
-	return s, nil
+	return rows.Err()
 }
 
 // openAlarmIndex is OpenAlarms for a single host, whose objects' databases
 // under namespaces are the truth the index is kept from: an index that is
-// missing, empty (SQLite would open it as a new one) or damaged (moved
-// aside, with its WAL, to path.damaged-<time>) is rebuilt from them, so
+// missing, empty (SQLite would open it as a new one) or damaged, at its
+// start or partway through its rows (moved aside, with its WAL, to
+// path.damaged-<time>) is rebuilt from them, so
 // that their alarms still fire, and the rebuild is logged. A database it
 // cannot read is logged: its alarm fires once its object sets one again.
 func openAlarmIndex(path string, namespaces map[string]*Namespace, known func(class string) bool, deliver func(class, id string, retry int, done func(error)) error, logger *slog.Logger) (*Alarms, error) {
@@ -114,7 +131,7 @@ func openAlarmIndex(path string, namespaces map[string]*Namespace, known func(cl
 	}
 	s, err := OpenAlarms(path, known, deliver, logger)
 	var se sqlite3.Error
-	if err != nil && !rebuild && errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+	if err != nil && !rebuild && (errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) || errors.Is(err, errBadAlarmRow)) {
 		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
 		for _, c := range companions {
 			if rerr := os.Rename(path+c, aside+c); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
