@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -830,6 +831,13 @@ func TestFailedSyncReopensTheDatabase(t *testing.T) {
 	}
 
 	failSync()
+	// The write the client was told may be lost landed in the file (SQLite
+	// committed it; the commit log could not be written): the log names
+	// the file, as it names one that cannot be opened, so that an operator
+	// can look. It named only the class and id.
+	file := onlyObjectDatabase(t, dir)
+	assert.Regexp(t, `level=ERROR msg="storage commit failed" class=Store id=[0-9a-f]{64} file=`+regexp.QuoteMeta(file)+` err="syncing the commit to disk failed: its writes may be lost: `, w.logs.String())
+	assert.Equal(t, `"2"`, w.mustCall(t, "STORE", "s0", "Get", "unsure"), "the write landed")
 	w.mustCall(t, "STORE", "s0", "Put", map[string]string{"key": "live", "value": "3"})
 
 	failSync()

@@ -574,11 +574,14 @@ func (obj *Object) retire() bool {
 	return true
 }
 
-// commitFailure logs a failed commit and returns the error its held
-// replies get, without the details that name the host's files (they are
-// in the log).
+// commitFailure logs a failed commit, naming the object's class, id and
+// database file, as a failure to open it is (lazyDB), and returns the
+// error its held replies get, without the details that name the host's
+// files (they are in the log). A commit whose sync failed
+// (storage.ErrNotDurable) may have landed in the file all the same: the
+// operator needs the file to see which.
 func (obj *Object) commitFailure(err error) error {
-	obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "err", err)
+	obj.objs.logger.Error("storage commit failed", "class", obj.ns.class, "id", obj.id, "file", obj.storagePath(), "err", err)
 	if errors.Is(err, storage.ErrNotDurable) {
 		err = storage.ErrNotDurable
 	}
