@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,11 +36,50 @@ const busyboxPath = "/bin/busybox"
 // Busybox writes an image archive with a static busybox, its applets as
 // symlinks, the probe network client (/bin/probe), and users root (0) and
 // app (1000, also in the group staff, 50), and returns its path.
-func Busybox(dir string) (string, error) { return busybox(dir, BusyboxRef, "") }
+func Busybox(dir string) (string, error) { return busyboxOnce(dir, BusyboxRef, "") }
 
 // BusyboxApp writes the archive of BusyboxAppRef.
-func BusyboxApp(dir string) (string, error) { return busybox(dir, BusyboxAppRef, "app") }
+func BusyboxApp(dir string) (string, error) { return busyboxOnce(dir, BusyboxAppRef, "app") }
 
+// built holds each archive busyboxOnce built, by reference, for the life
+// of the process: building one (a go build of the probe, a compressed
+// layer) takes seconds, and a test binary asks for the same bytes dozens
+// of times. The archive is reproducible (TestBusyboxIsReproducible builds
+// it afresh each time), so a copy is what a new build would write.
+var built struct {
+	sync.Mutex
+	archives map[string][]byte
+}
+
+// busyboxOnce writes into dir the archive of refName that busybox builds,
+// built once per process and copied after that.
+func busyboxOnce(dir, refName, user string) (string, error) {
+	built.Lock()
+	defer built.Unlock()
+	path := filepath.Join(dir, archiveName(refName))
+	if data, ok := built.archives[refName]; ok {
+		return path, os.WriteFile(path, data, 0o666)
+	}
+	if _, err := busybox(dir, refName, user); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if built.archives == nil {
+		built.archives = map[string][]byte{}
+	}
+	built.archives[refName] = data
+	return path, nil
+}
+
+// archiveName is the file name busybox writes the archive of refName as.
+func archiveName(refName string) string {
+	return strings.TrimPrefix(strings.Split(refName, ":")[0], "wharf.test/") + ".tar"
+}
+
+// busybox builds the archive of refName, run as user, into dir.
 func busybox(dir, refName, user string) (string, error) {
 	bin, err := os.ReadFile(busyboxPath)
 	if err != nil {
@@ -120,7 +160,7 @@ func busybox(dir, refName, user string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, strings.TrimPrefix(strings.Split(refName, ":")[0], "wharf.test/")+".tar")
+	path := filepath.Join(dir, archiveName(refName))
 	return path, tarball.WriteToFile(path, ref, img)
 }
 
