@@ -47,7 +47,7 @@ func TestCrashRecoveryChaos(t *testing.T) {
 			t.Logf("seed %d: failed while %s (the failure's message is above the logs)", seed, phase)
 		}
 	})
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
 	rng := rand.New(rand.NewPCG(seed, 0))

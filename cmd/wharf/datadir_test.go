@@ -44,7 +44,7 @@ import (
 // serving with its container and nft table. So are `wharf images`
 // commands that would start a second containerd there.
 func TestSecondServeOnSameDataDirIsRefused(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
 	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
@@ -241,7 +241,7 @@ func TestImagesBesideAServeWithoutContainers(t *testing.T) {
 // containerd it started) waits for the command to end, saying so, and
 // then serves; it was refused as if another serve ran there.
 func TestServeWaitsForAnImagesCommand(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	archive, err := testimages.Busybox(t.TempDir())
 	require.NoError(t, err)
@@ -315,7 +315,7 @@ func TestImagesWhileTheOwnerStops(t *testing.T) {
 // The command pulls from a registry that holds the image's first blob
 // until the serve is gone.
 func TestImagesWhenTheOwnerIsKilled(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data) // serve checks its class's image
 	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
 	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
@@ -384,7 +384,7 @@ func TestImagesWhenTheOwnerIsKilled(t *testing.T) {
 // holding the blob, and retrying. The first import reads its archive from
 // a named pipe, which gives half the layer until the serve is gone.
 func TestImagesImportWhenTheOwnerIsKilled(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data) // serve checks its class's image
 	app := filepath.Join(testutil.RepoRoot(), "examples", "webapp")
 	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)

@@ -23,7 +23,7 @@ import (
 func TestServeUnderALowFileLimit(t *testing.T) {
 	lowLimit := []string{"prlimit", "--nofile=300:300", "setpriv", "--inh-caps=-sys_resource", "--bounding-set=-sys_resource", "--"}
 	s := testutil.StartServeUnder(t, lowLimit, filepath.Join(testutil.RepoRoot(), "examples", "counter"),
-		"--listen", freeAddr(t), "--data-dir", t.TempDir())
+		"--listen", freeAddr(t), "--data-dir", testutil.CompiledDataDir(t))
 	assert.Contains(t, s.Logs(), "open-file limit is low")
 	assert.Contains(t, s.Logs(), "limit=300 open_databases=50")
 

@@ -139,7 +139,7 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	testutil.BuildBuildkitd(t)
 	base := testimages.BusyboxBase(t)
 	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n")
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	// The CLI reaches the containerd of a running wharf serve on its own
 	// (the data directory itself is locked by serve).
 	shared := []string{"--data-dir", data}

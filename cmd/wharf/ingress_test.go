@@ -29,7 +29,7 @@ func serveHello(t *testing.T, limits string) (*testutil.Serve, string) {
 	require.NoError(t, err)
 	manifest := "name = \"hello\"\nmain = \"hello.wasm\"\n[limits]\n" + limits
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(manifest), 0o644))
-	s := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	s := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", testutil.CompiledDataDir(t))
 	return s, strings.TrimPrefix(s.URL, "http://")
 }
 

@@ -47,7 +47,7 @@ func assertNothingLeft(t *testing.T, data string) {
 // SIGTERM still stops cleanly, removing its container, instead of being
 // ended by SIGPIPE at its next log line.
 func TestServeOutlivesItsLogReader(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	addr := freeAddr(t)
 	args := []string{"serve", filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", addr, "--data-dir", data}
@@ -93,7 +93,7 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 		fmt.Printf("wharf pid %d\n", srv.Pid())
 		select {} // until killed
 	}
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	child := testutil.StartChildTest(t, "TestKilledTestStopsItsWharf", "WHARF_TEST_KILLED_CHILD_DATA="+data)
 	var pid int
@@ -115,7 +115,7 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 // within a few seconds (not after the HTTP drain timeout plus the stop
 // grace), and leaves no container, shim, network or mount behind.
 func TestServeStopsPromptlyWithStreamsOpen(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
 	t.Cleanup(srv.Kill)
@@ -149,7 +149,7 @@ func TestServeStopsPromptlyWithStreamsOpen(t *testing.T) {
 // on its next start within seconds, having adopted or removed each of
 // them, and a clean stop then leaves nothing.
 func TestServeRecoversQuicklyAfterAKillDuringStarts(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
 	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)

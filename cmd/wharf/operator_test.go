@@ -47,7 +47,7 @@ func wharfCmd(t *testing.T, stdin string, args ...string) (string, int) {
 // serveWebapp serves examples/webapp in a new data directory and starts
 // object alice's container with a request, whose page it returns.
 func serveWebapp(t *testing.T) (data string, srv *testutil.Serve, page []byte) {
-	data = t.TempDir()
+	data = testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	srv = testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp"), "--listen", "127.0.0.1:0", "--data-dir", data)
 	resp, err := http.Get(srv.URL + "/s/alice/index.html")

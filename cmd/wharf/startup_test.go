@@ -400,7 +400,7 @@ func TestServeSaysAtOnceThatItStopsWhileCompiling(t *testing.T) {
 func TestServeAddsAPPerInstance(t *testing.T) {
 	dir := helloPlugin(t)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte("name = \"hello\"\nmain = \"hello.wasm\"\n[limits]\ninstances = 3\n"), 0o644))
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	gomaxprocs := func() string {
 		srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
 		defer srv.Stop(30 * time.Second)
