@@ -95,6 +95,7 @@ func TestKilledTestStopsItsWharf(t *testing.T) {
 	}
 	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
+	testutil.BuildWharf(t) // the child runs it, not a wharf of its own
 	child := testutil.StartChildTest(t, "TestKilledTestStopsItsWharf", "WHARF_TEST_KILLED_CHILD_DATA="+data)
 	var pid int
 	for pid == 0 && child.Stdout.Scan() {

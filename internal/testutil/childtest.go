@@ -15,7 +15,8 @@ import (
 // with env added to its environment, and is killed, if still running,
 // when the test ends. Its temporary directory is one of the test's, so
 // what it keeps there (its scratch, its tests' TempDirs), which a kill
-// leaves, goes when the test ends.
+// leaves, goes when the test ends. Its BuildWharf gives the wharf this
+// process built, if it has.
 type ChildTest struct {
 	Cmd *exec.Cmd
 	// Stdout reads the child's standard output, line by line.
@@ -29,6 +30,9 @@ func StartChildTest(t testing.TB, name string, env ...string) *ChildTest {
 	cmd.Env = append(os.Environ(), append(env, "TMPDIR="+t.TempDir())...)
 	if Engine != "" {
 		cmd.Env = append(cmd.Env, "WHARF_TEST_ENGINES="+Engine)
+	}
+	if bin, ok := builtWharf.Load().(string); ok {
+		cmd.Env = append(cmd.Env, builtWharfEnv+"="+bin)
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

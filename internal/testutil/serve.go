@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ var (
 func BuildWharf(t testing.TB) string {
 	t.Helper()
 	wharfOnce.Do(func() {
+		// A child test (StartChildTest) runs the wharf its parent built.
+		if bin := os.Getenv(builtWharfEnv); bin != "" {
+			wharfBin = bin
+			return
+		}
 		dir, err := ScratchDir("bin")
 		if err != nil {
 			wharfErr = err
@@ -48,8 +54,17 @@ func BuildWharf(t testing.TB) string {
 	if wharfErr != nil {
 		t.Fatalf("building wharf: %v\n%s", wharfErr, wharfBin)
 	}
+	builtWharf.Store(wharfBin)
 	return wharfBin
 }
+
+// builtWharfEnv names, in a child test's environment, the wharf binary
+// (with its agent beside it) its parent built: linking another takes
+// seconds.
+const builtWharfEnv = "WHARF_TEST_BUILT_WHARF"
+
+// builtWharf is the path BuildWharf returned, once it has.
+var builtWharf atomic.Value
 
 // Serve is a running `wharf serve` or `wharf dev` process.
 type Serve struct {
