@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,13 +41,34 @@ func TestVersion(t *testing.T) {
 	assert.Regexp(t, `^wharf dev \(ABI wharf_v2 v2, go1\.\d+`, out, "a test binary records no commit")
 
 	// make build stamps the version at link time.
-	bin := filepath.Join(t.TempDir(), "wharf")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=1a2b3c4-dirty", "-o", bin, ".")
-	out2, err := build.CombinedOutput()
-	require.NoError(t, err, string(out2))
+	bin := stampedWharf(t)
 	stamped, err := exec.Command(bin, "version").Output()
 	require.NoError(t, err)
 	assert.Regexp(t, `^wharf 1a2b3c4-dirty \(ABI wharf_v2 v2, go1\.\d+`, string(stamped))
+}
+
+var stamped struct {
+	sync.Mutex
+	bin string
+}
+
+// stampedWharf builds wharf as make build does, with the version
+// 1a2b3c4-dirty stamped at link time, once per test process (the link
+// takes 15-40 s; TestVersion runs once per engine), and returns its path.
+func stampedWharf(t *testing.T) string {
+	t.Helper()
+	stamped.Lock()
+	defer stamped.Unlock()
+	if stamped.bin != "" {
+		return stamped.bin
+	}
+	dir, err := testutil.ScratchDir("stamped")
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "wharf")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1a2b3c4-dirty", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	stamped.bin = bin
+	return bin
 }
 
 func TestBuildWritesWasm(t *testing.T) {
