@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -16,10 +17,24 @@ import (
 	"github.com/wharfhq/wharf/internal/testutil"
 )
 
-// offlineGoTest runs `go test` in dir with no module proxy: the go.mod and
-// go.sum wharf init wrote must be complete.
-func offlineGoTest(t *testing.T, dir string) {
+// offlineTested holds the wharf init arguments (but the directory) whose
+// plugin passed offlineGoTest in this test process.
+var offlineTested sync.Map
+
+// offlineGoTest runs `go test` in dir, a plugin wharf init wrote with the
+// arguments initArgs (but the directory), with no module proxy: the go.mod
+// and go.sum wharf init wrote must be complete. The plugin's tests run on
+// wharftest's engine, not this run's (testutil.Engine), and the same
+// wharf writes the same plugin: once they passed in this process, as on
+// the first engine's run, they are not run again (linking their test
+// binary and compiling the plugin take a minute on CI).
+func offlineGoTest(t *testing.T, dir string, initArgs ...string) {
 	t.Helper()
+	key := strings.Join(initArgs, " ")
+	if _, ok := offlineTested.Load(key); ok {
+		t.Logf("the plugin of %s passed its tests offline earlier in this process", strings.TrimSpace("wharf init "+key))
+		return
+	}
 	cmd := exec.Command("go", "test", "-count=1", "-v", "./...")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=")
@@ -27,6 +42,9 @@ func offlineGoTest(t *testing.T, dir string) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "--- PASS: TestNotes")
 	assert.NotContains(t, string(out), "SKIP", "this machine runs containers, so nothing is skipped")
+	if !t.Failed() {
+		offlineTested.Store(key, true)
+	}
 }
 
 // TestInitWritesAWorkingPlugin: `wharf init`, then `go test` offline and
@@ -97,7 +115,7 @@ func TestInitWithContainer(t *testing.T) {
 	out, err := exec.Command(wharf, "init", "--container", dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "wrote a plugin in "+dir+": `wharf serve "+dir+"` serves it once its image is imported (the comment in its wharf.toml shows how), `go test` there tests it\n", string(out))
-	offlineGoTest(t, dir)
+	offlineGoTest(t, dir, "--container")
 
 	manifest, err := os.ReadFile(filepath.Join(dir, "wharf.toml"))
 	require.NoError(t, err)
