@@ -193,7 +193,9 @@ func TestImagesStartedWithTheirOwner(t *testing.T) {
 	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
 	assert.Equal(t, 0, code, out)
 	assert.Regexp(t, `^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\n$`, out)
-	assert.Contains(t, srv.Logs(), `msg="containerd started"`, "through serve's containerd")
+	// serve logs the line once its containerd answers, which is when the
+	// command can go through it: the line may reach srv.Logs after.
+	assert.True(t, srv.WaitLog(`msg="containerd started"`, 10*time.Second), "through serve's containerd:\n%s", srv.Logs())
 	srv.Stop(30 * time.Second) // still compiling the plugin, it says "stopped while starting"
 	assert.Empty(t, testutil.Processes("containerd", data))
 }
