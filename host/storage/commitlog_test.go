@@ -751,7 +751,7 @@ func TestARecordWithoutACommitFrameIsNotReplayed(t *testing.T) {
 	before, err := os.ReadFile(path)
 	require.NoError(t, err)
 	page := make([]byte, 4096)
-	err = writeReplayed(path, []logRecord{{seq: 2, pageSize: 4096, frames: []walFrame{{pgno: 2, page: page}}}})
+	err = writeReplayed(path, []logRecord{{seq: 2, pageSize: 4096, frames: []walFrame{{pgno: 2, page: page}}}}, false)
 	assert.ErrorContains(t, err, "no commit frame")
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)

@@ -2,10 +2,12 @@ package storage
 
 import (
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -69,7 +71,9 @@ type LogOptions struct {
 	// before that one, instead of refusing it (ErrUnreplayed) until the
 	// next start: such a commit cannot be recovered from the log, so an
 	// operator who has no copy to restore gives it, and the database's
-	// later commits in the log, up (see Recovery.LostFrom).
+	// later commits in the log, up (see Recovery.LostFrom). The database
+	// gets a new incarnation: the log's records of it, which later starts
+	// read again while the segments stay, are no longer its.
 	AcceptLostCommits bool
 }
 
@@ -275,23 +279,33 @@ records:
 		}
 		break records
 	}
-	if len(todo) == 0 {
-		return 0, dropped, lost, nil
+	if lost != nil {
+		// The log's later starts may read these records again (its
+		// segments stay while another database is unreplayed): a new
+		// incarnation keeps them from being taken for this file's, which
+		// would refuse it again or, once it has commits of those numbers
+		// again, replay the old ones after them over its new writes.
+		return len(todo), dropped, lost, writeReplayed(path, todo, true)
 	}
-	return len(todo), dropped, lost, writeReplayed(path, todo)
+	if len(todo) == 0 {
+		return 0, dropped, nil, nil
+	}
+	return len(todo), dropped, nil, writeReplayed(path, todo, false)
 }
 
 // writeReplayed writes the pages of records over a copy of the database at
 // path (which SQLite settled: the file alone holds it) and puts the copy
 // in its place, so a crash while replaying leaves the database as it was
-// and the next start replays again.
-func writeReplayed(path string, records []logRecord) error {
+// and the next start replays again. With reincarnate the copy gets an
+// incarnation of its own (see place), so the log's records of the file as
+// it was are no longer replayed into it.
+func writeReplayed(path string, records []logRecord, reincarnate bool) error {
 	tmp := path + ".replay"
 	if err := copyFile(path, tmp); err != nil {
 		return err
 	}
 	defer os.Remove(tmp) // after a failure
-	f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
@@ -307,11 +321,18 @@ func writeReplayed(path string, records []logRecord) error {
 			}
 		}
 	}
-	if pages == 0 {
-		return errors.New("the log's commits hold no commit frame")
+	if len(records) > 0 {
+		if pages == 0 {
+			return errors.New("the log's commits hold no commit frame")
+		}
+		if err := f.Truncate(int64(pages) * int64(records[len(records)-1].pageSize)); err != nil {
+			return err
+		}
 	}
-	if err := f.Truncate(int64(pages) * int64(records[len(records)-1].pageSize)); err != nil {
-		return err
+	if reincarnate {
+		if err := newIncarnation(f); err != nil {
+			return err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return err
@@ -374,4 +395,22 @@ func settle(path string) (incarnation uint32, seq uint64, err error) {
 		return 0, 0, errors.New("its WAL could not be checkpointed: another process has it open")
 	}
 	return incarnation, seq, nil
+}
+
+// newIncarnation gives the database file f an incarnation of its own in
+// its header's application_id (bytes 68–71): random, non-zero and not the
+// one it had.
+func newIncarnation(f *os.File) error {
+	var id [4]byte
+	if _, err := f.ReadAt(id[:], 68); err != nil {
+		return err
+	}
+	old := binary.BigEndian.Uint32(id[:])
+	next := old
+	for next == 0 || next == old {
+		next = rand.Uint32()
+	}
+	binary.BigEndian.PutUint32(id[:], next)
+	_, err := f.WriteAt(id[:], 68)
+	return err
 }

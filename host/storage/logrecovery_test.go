@@ -481,3 +481,47 @@ func segmentOfBatches(batches [][]uint64) (b []byte, starts []int) {
 	}
 	return b, starts
 }
+
+// TestLogAcceptedLossIsNotUndoneWhileTheSegmentsStay: the log keeps its
+// segments while another database cannot be replayed into (c, damaged);
+// a database opened without its lost commits must not be given them back
+// by a later start, which reads those segments again: neither refused
+// again (the loss was accepted), nor given its old commits after the lost
+// one over the writes made since (a's old k=4 and k=5 over "again").
+func TestLogAcceptedLossIsNotUndoneWhileTheSegmentsStay(t *testing.T) {
+	for _, name := range []string{"no write since", "a write since"} {
+		t.Run(name, func(t *testing.T) {
+			h := newBatchHost(t)
+			h.batch(t, "a", "b")
+			h.batch(t, "a", "b")
+			h.batch(t, "a", "b")
+			h.batch(t, "a", "b")
+			h.batch(t, "b")
+			after := h.crash(t)
+			damageRecord(t, after, "a", 2, "frames") // a's k=3
+			require.NoError(t, os.WriteFile(filepath.Join(after, "c.sqlite"), []byte(strings.Repeat("damaged!", 512)), 0o644))
+			a := filepath.Join(after, "a.sqlite")
+
+			l, err := OpenLog(filepath.Join(after, "log"), after, LogOptions{AcceptLostCommits: true})
+			require.NoError(t, err)
+			require.Contains(t, l.Recovery().Unreplayed, filepath.Join(after, "c.sqlite"), "the segments are not kept")
+			require.Contains(t, l.Recovery().LostFrom, a)
+			assert.Equal(t, "2", value(t, l, after, "a"))
+			want := "2"
+			if name == "a write since" {
+				d := Lazy(a, l)
+				(&host{root: after, log: l}).put(t, d, "k", "again")
+				require.NoError(t, d.Close())
+				want = "again"
+			}
+			require.NoError(t, l.Close())
+			require.NotEmpty(t, must(segmentNumbers(filepath.Join(after, "log"))))
+
+			again := openLog(t, after)
+			assert.NotContains(t, again.Recovery().Unreplayed, a, "the accepted loss is refused again")
+			assert.Empty(t, again.Recovery().LostFrom)
+			assert.Equal(t, want, value(t, again, after, "a"))
+			assert.Equal(t, "6", value(t, again, after, "b"))
+		})
+	}
+}
