@@ -320,11 +320,35 @@ type argKind struct {
 // a byte order mark U+FEFF, a direction mark U+200E). A name that is only
 // such characters names nothing a user can see; one with them around it
 // looks like another name. Where whitespace is refused, these are too.
-func invisible(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }
+//
+// Some characters drawn as nothing are not format characters: the other
+// default-ignorable ones (a Hangul filler U+3164, which a terminal shows
+// as a blank, a combining grapheme joiner U+034F) and the variation
+// selectors (U+FE0F): rm "\u3164" said "removing image ㅤ: not found".
+// They count as format characters here.
+func invisible(r rune) bool { return unicode.IsSpace(r) || formatChar(r) }
 
 // formatChar is a format character (Unicode category Cf), which
-// unicode.IsSpace and unicode.IsControl leave out.
-func formatChar(r rune) bool { return unicode.Is(unicode.Cf, r) }
+// unicode.IsSpace and unicode.IsControl leave out, or another character
+// drawn as nothing (ignorable).
+func formatChar(r rune) bool { return unicode.Is(unicode.Cf, r) || ignorable(r) }
+
+// ignorable is a default-ignorable character that is not a format
+// character, or a variation selector: printable to strconv.Quote, which
+// leaves it as it is, so a quoted name holding one still hides it.
+func ignorable(r rune) bool {
+	return unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// quoteName is s quoted as %q does, with its ignorable characters
+// escaped too (then all its characters beyond ASCII, which no image name
+// has), so a refusal shows them.
+func quoteName(s string) string {
+	if strings.ContainsFunc(s, ignorable) {
+		return strconv.QuoteToASCII(s)
+	}
+	return strconv.Quote(s)
+}
 
 // firstFormatChar is the first format character in s, or 0.
 func firstFormatChar(s string) rune {
@@ -360,13 +384,13 @@ func (k argKind) check(arg string) error {
 	case arg == "":
 		not = "an empty one"
 	case trimmed == "":
-		not = strconv.Quote(arg)
+		not = quoteName(arg)
 	case trimmed != arg && !k.path:
-		return fmt.Errorf("%s %q begins or ends with %s, which no %s does%s", k.noun, arg, invisibleAround(arg), k.noun, k.hint)
+		return fmt.Errorf("%s %s begins or ends with %s, which no %s does%s", k.noun, quoteName(arg), invisibleAround(arg), k.noun, k.hint)
 	case k.reference && strings.ContainsFunc(arg, unicode.IsControl):
-		return fmt.Errorf("%s %q has a control character (a tab, a newline), which no %s does%s", k.noun, arg, k.noun, k.hint)
+		return fmt.Errorf("%s %s has a control character (a tab, a newline), which no %s does%s", k.noun, quoteName(arg), k.noun, k.hint)
 	case k.reference && strings.ContainsFunc(arg, formatChar):
-		return fmt.Errorf("%s %q has an invisible character (%U), which no %s does%s", k.noun, arg, firstFormatChar(arg), k.noun, k.hint)
+		return fmt.Errorf("%s %s has an invisible character (%U), which no %s does%s", k.noun, quoteName(arg), firstFormatChar(arg), k.noun, k.hint)
 	default:
 		return nil
 	}
@@ -429,7 +453,7 @@ func newImagesCommand() *cobra.Command {
 			// One with an invisible character looked, there, like
 			// another name, or like none.
 			if r := firstFormatChar(name); r != 0 {
-				return fmt.Errorf("--name %q has an invisible character (%U), which no image name does", name, r)
+				return fmt.Errorf("--name %s has an invisible character (%U), which no image name does", quoteName(name), r)
 			}
 			return nil
 		},

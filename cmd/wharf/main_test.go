@@ -156,9 +156,13 @@ func TestImagesImportRefusesANameWithWhitespace(t *testing.T) {
 	}
 	// An invisible format character (Unicode Cf) made a name that ls
 	// showed as another one ("my\u200bapp:1" as "my​app:1").
-	for n, r := range map[string]string{"my\u200bapp:1": "U+200B", "\ufeffapp:1": "U+FEFF"} {
+	// So did another character a terminal draws as nothing that is not
+	// one (default-ignorable: a Hangul filler U+3164, a combining
+	// grapheme joiner U+034F, a variation selector U+FE0F).
+	for n, r := range map[string]string{"my\u200bapp:1": "U+200B", "\ufeffapp:1": "U+FEFF",
+		"my\u3164app:1": "U+3164", "myapp:1\u034f": "U+034F", "my\ufe0fapp:1": "U+FE0F"} {
 		_, err := run(t, "images", "import", "busybox.tar", "--name", n, "--data-dir", data)
-		assert.EqualError(t, err, "--name "+strconv.Quote(n)+" has an invisible character ("+r+"), which no image name does")
+		assert.EqualError(t, err, "--name "+strconv.QuoteToASCII(n)+" has an invisible character ("+r+"), which no image name does")
 	}
 	entries, err := os.ReadDir(data)
 	require.NoError(t, err)
@@ -230,6 +234,14 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 		{[]string{"import", "\u200b"}, `an archive path is required, not "\u200b"`},
 		{[]string{"build", "--tag", "\u200b"}, `--tag: an image name is required, not "\u200b"` + tag},
 		{[]string{"build", "--tag", "myapp\u2060:1"}, `--tag: image name "myapp\u2060:1" has an invisible character (U+2060), which no image name does` + tag},
+		// So do the default-ignorable characters that are not format
+		// characters: rm "\u3164" (a Hangul filler) said "removing image
+		// ㅤ: not found", which shows no name either.
+		{[]string{"rm", "\u3164"}, `an image name is required, not "\u3164"` + ls},
+		{[]string{"rm", "\u115f\u034f"}, `an image name is required, not "\u115f\u034f"` + ls},
+		{[]string{"rm", "wharf.test/busybox:latest\ufe0f"}, `image name "wharf.test/busybox:latest\ufe0f" begins or ends with an invisible character (U+FE0F), which no image name does` + ls},
+		{[]string{"pull", "busy\uffa0box:1.36"}, `image reference "busy\uffa0box:1.36" has an invisible character (U+FFA0), which no image reference does` + like},
+		{[]string{"build", "--tag", "\u3164"}, `--tag: an image name is required, not "\u3164"` + tag},
 		// A missing or extra argument says which (cobra said "accepts 1 arg(s), received 0").
 		{[]string{"rm"}, "an image name is required" + ls},
 		{[]string{"pull"}, "an image reference is required" + like},
