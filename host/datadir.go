@@ -97,6 +97,10 @@ func lockDataDir(dir string, containerd bool) (*DataDirLock, error) {
 	// shared, or made by someone else) would have had its target
 	// overwritten with the pid. The lock is on the directory, not on this
 	// file, so replacing its inode takes nothing from anyone.
+	if fi, err := os.Lstat(pidFile); err == nil && fi.IsDir() { // the rename's error would name its temporary file
+		d.Close()
+		return nil, fmt.Errorf("data directory: %s is a directory, not wharf's pid file: remove it", pidFile)
+	}
 	if err := atomicfile.Write(pidFile, []byte(owner+"\n"), 0o644, false); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("data directory: %w", err)

@@ -53,3 +53,21 @@ func TestDataDirOwnerDoesNotFollowASymlink(t *testing.T) {
 	require.NoError(t, os.Symlink(other, filepath.Join(dir, dataDirPidFile)))
 	assert.Equal(t, DataDirOwnerInfo{}, DataDirOwner(dir))
 }
+
+// TestLockDataDirSaysWhenItsPidFileIsADirectory: a directory at
+// wharf.lock (a mistaken mkdir) stops the start with an error that names
+// it and says what it is; since the pid file is renamed into place, the
+// error spoke of a temporary file, "rename <dir>/.writing-4287106573
+// <dir>/wharf.lock: file exists".
+func TestLockDataDirSaysWhenItsPidFileIsADirectory(t *testing.T) {
+	data := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(data, dataDirPidFile), 0o755))
+	_, err := LockDataDirWithoutContainerd(data)
+	require.EqualError(t, err, "data directory: "+filepath.Join(data, dataDirPidFile)+" is a directory, not wharf's pid file: remove it")
+	left, err := filepath.Glob(filepath.Join(data, ".writing-*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temporary file is left")
+	lock, err := LockDataDirWithoutContainerd(data)
+	require.Error(t, err)
+	assert.Nil(t, lock)
+}
