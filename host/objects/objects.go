@@ -226,7 +226,7 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	if err != nil {
 		return nil, err
 	}
-	logRecovery(logger, commits.Recovery())
+	logRecovery(logger, commits.Recovery(), logOpts)
 	o.commits = commits
 	known := func(class string) bool { _, ok := o.classes[class]; return ok }
 	var alarms *Alarms
@@ -246,9 +246,12 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	return o, nil
 }
 
-// logRecovery logs what the commit log replayed at the start, r, when a
-// crash left it segments.
-func logRecovery(logger *slog.Logger, r storage.Recovery) {
+// logRecovery logs what the commit log, opened with opts, replayed at the
+// start, r, when a crash left it segments. --accept-lost-commits is for
+// one start: a start with it also says to leave it out of the next ones,
+// where it would give up a later loss without asking (a unit file keeps
+// the flags it was given).
+func logRecovery(logger *slog.Logger, r storage.Recovery, opts storage.LogOptions) {
 	if r.Segments > 0 {
 		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "dropped", r.Dropped, "took", r.Took.Round(time.Millisecond))
 	}
@@ -261,6 +264,9 @@ func logRecovery(logger *slog.Logger, r storage.Recovery) {
 	for _, path := range slices.Sorted(maps.Keys(r.LostFrom)) {
 		lost := r.LostFrom[path]
 		logger.Warn("an object's database was opened without its commits the commit log has no whole record of (--accept-lost-commits)", "file", path, "from", lost.From, "through", lost.Through, "err", lost.Why)
+	}
+	if opts.AcceptLostCommits {
+		logger.Warn("started with --accept-lost-commits: leave it out of the next starts, which would give up the commits of a later loss without asking", "objects_opened_without_commits", len(r.LostFrom))
 	}
 	for path, err := range r.Unreplayed {
 		if lost := (*storage.Lost)(nil); errors.As(err, &lost) {
