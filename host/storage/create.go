@@ -128,11 +128,8 @@ func Install(path string, data []byte) error {
 // path.
 func place(path string, data []byte, durable bool) error {
 	data = bytes.Clone(data)
-	id := binary.BigEndian.Uint32(data[68:72])
-	for old := id; id == 0 || id == old; {
-		id = rand.Uint32()
-	}
-	binary.BigEndian.PutUint32(data[68:72], id)
+	at := data[fileIncarnationAt : fileIncarnationAt+4]
+	binary.BigEndian.PutUint32(at, otherIncarnation(binary.BigEndian.Uint32(at)))
 	tmp := path + ".new"
 	err := os.WriteFile(tmp, data, 0o644)
 	if err == nil && durable {
@@ -143,4 +140,17 @@ func place(path string, data []byte, durable bool) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// fileIncarnationAt is where a database file's header holds its incarnation:
+// its application_id, 4 bytes, big-endian.
+const fileIncarnationAt = 68
+
+// otherIncarnation is a random incarnation, non-zero and not old.
+func otherIncarnation(old uint32) uint32 {
+	id := old
+	for id == 0 || id == old {
+		id = rand.Uint32()
+	}
+	return id
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -402,15 +401,10 @@ func settle(path string) (incarnation uint32, seq uint64, err error) {
 // one it had.
 func newIncarnation(f *os.File) error {
 	var id [4]byte
-	if _, err := f.ReadAt(id[:], 68); err != nil {
+	if _, err := f.ReadAt(id[:], fileIncarnationAt); err != nil {
 		return err
 	}
-	old := binary.BigEndian.Uint32(id[:])
-	next := old
-	for next == 0 || next == old {
-		next = rand.Uint32()
-	}
-	binary.BigEndian.PutUint32(id[:], next)
-	_, err := f.WriteAt(id[:], 68)
+	binary.BigEndian.PutUint32(id[:], otherIncarnation(binary.BigEndian.Uint32(id[:])))
+	_, err := f.WriteAt(id[:], fileIncarnationAt)
 	return err
 }
