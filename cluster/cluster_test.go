@@ -109,7 +109,7 @@ func (c *testCluster) serveArgs(t testing.TB, name, wasmPath, manifest string, e
 	h := c.hosts[name]
 	if h == nil {
 		require.NoError(t, cluster.IssueHost(c.certs, name))
-		h = &testHost{name: name, dataDir: t.TempDir()}
+		h = &testHost{name: name, dataDir: testutil.CompiledDataDir(t)}
 		c.hosts[name] = h
 	}
 	dir := t.TempDir()

@@ -41,7 +41,7 @@ func serveCounter(t *testing.T, dataDir string) *testutil.Serve {
 // TestCounterSurvivesRestart increments through the real wharf binary,
 // restarts it, and reads the value back.
 func TestCounterSurvivesRestart(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveCounter(t, data)
 	for i := 1; i <= 5; i++ {
 		code, body, err := request("POST", srv.URL+"/counter/visits")
@@ -72,7 +72,7 @@ func TestCounterSurvivesRestart(t *testing.T) {
 // kills the host with SIGKILL in the middle, and checks that every
 // increment a client saw acknowledged is still there after a restart.
 func TestAcknowledgedIncrementsSurviveKill9(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveCounter(t, data)
 	var highest atomic.Int64
 	var acked atomic.Int64
@@ -123,7 +123,7 @@ func TestAcknowledgedIncrementsSurviveKill9(t *testing.T) {
 // open: wharf's exclusive lock waits, then gives up) fails the call, and
 // goes on from the stored value once it can be read, not from 0.
 func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	files := countedTo(t, data, "held", 3)
 	// A reader of a database in WAL mode keeps a shared lock on its file
 	// while its connection is open.
@@ -152,7 +152,7 @@ func TestCounterKeepsItsValueThroughAFailedRead(t *testing.T) {
 // its file (the client's message does not), so the operator can restore
 // it. Nothing was logged: only the client learnt of it.
 func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	files := countedTo(t, data, "emptied", 7)
 	require.NoError(t, os.Truncate(files[0], 0))
 
@@ -177,7 +177,7 @@ func TestCounterRefusesAnEmptiedDatabaseAndLogsItsFile(t *testing.T) {
 // it is, instead of replaced by a new key that served every counter as
 // new: all read 0, and the old key was written over.
 func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	countedTo(t, data, "keyed", 3)
 	keyFile := filepath.Join(data, "objects", "Counter", "namespace.key")
 	key, err := os.ReadFile(keyFile)
@@ -224,7 +224,7 @@ func TestCounterRefusesADamagedOrMissingNamespaceKey(t *testing.T) {
 // up, and the counter goes on from there; the next plain start serves it
 // too. Before, nothing could bring such a counter back but deleting it.
 func TestCounterWithALostCommitIsRefusedUntilTheLossIsAccepted(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveCounter(t, data)
 	for i := range 4 {
 		code, body, err := request("POST", srv.URL+"/counter/torn")

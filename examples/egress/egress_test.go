@@ -20,7 +20,7 @@ import (
 // container's HTTP and HTTPS calls are answered by the Worker with an
 // injected header, a denied name does not resolve, and nothing is left.
 func TestEgressExample(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	// No name in this example is resolved upstream; the flag keeps the
 	// host's resolver out of the test all the same.

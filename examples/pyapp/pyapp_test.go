@@ -42,7 +42,7 @@ func serveApp(t testing.TB) *testutil.Serve {
 	text = strings.Replace(text, `image = "./container"`, `image = "`+filepath.Join(example, "container")+`"
 build_args = { BASE = "`+base+`" }`, 1)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(text), 0o644))
-	return testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	return testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", testutil.CompiledDataDir(t))
 }
 
 func call(t testing.TB, method, url, body string) (int, string) {

@@ -28,7 +28,7 @@ import (
 // binary with a real container: output arrives while the script still
 // runs, the session keeps its files, and nothing is left after shutdown.
 func TestSandboxStreamsScriptOutput(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	start := time.Now()
 	resp, err := http.Post(srv.URL+"/run/s1", "text/plain", strings.NewReader("echo one; sleep 1; echo two; echo oops >&2; touch /work/made-by-run-1"))
@@ -67,7 +67,7 @@ func TestSandboxStreamsScriptOutput(t *testing.T) {
 // TestSandboxExitCodesAndFiles: a failing script's output ends with its
 // exit code; files go in and out of a session through the files API.
 func TestSandboxExitCodesAndFiles(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	for script, want := range map[string]string{
@@ -134,7 +134,7 @@ func TestSandboxExitCodesAndFiles(t *testing.T) {
 // redirected to /files/, a URL of no session). A directory's URL without
 // the "/" is a 400 that says to add it.
 func TestSandboxListsDirectories(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	code, out := do("POST", "/run/s1", strings.NewReader("mkdir -p /work/sub/empty && echo hi > /work/sub/a.txt && "+
@@ -211,7 +211,7 @@ func TestSandboxListsDirectories(t *testing.T) {
 // CONT lets it go on. A signal it does not know is a bad request naming
 // those it does.
 func TestSandboxPauseAndResume(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	post := func(path, body string) (int, string) { return do("POST", path, strings.NewReader(body)) }
@@ -261,7 +261,7 @@ func TestSandboxPauseAndResume(t *testing.T) {
 // running and what starts one, and starts no container; the session serves on (its next
 // script starts one).
 func TestSandboxSignalStartsNoContainer(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	post := func(path string) (int, string) { return do("POST", path, strings.NewReader("")) }
@@ -307,7 +307,7 @@ func TestSandboxSignalStartsNoContainer(t *testing.T) {
 // a 400 of a file call with the agent's connection error ("connecting to
 // the agent: dial unix …: connection refused").
 func TestSandboxRequestMeetingTheExitIs409(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	type request struct {
@@ -359,7 +359,7 @@ func TestSandboxRequestMeetingTheExitIs409(t *testing.T) {
 // /files/s1/tmp/a%3Fb wrote /tmp/a), and a control character is refused
 // as a bad request, not a failure of the Worker.
 func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	do := requests(t, srv.URL)
 	code, out := do("PUT", "/files/s1/tmp/a%3Fb", strings.NewReader("query"))
@@ -381,7 +381,7 @@ func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
 // next start adopts the session's running container (its files are still
 // there), and a clean stop then removes everything.
 func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	dir := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
 	run := func(srv *testutil.Serve, script string) string {
@@ -408,7 +408,7 @@ func TestSandboxContainerSurvivesHostCrash(t *testing.T) {
 // follow its log from the start and from now, list it and kill it, and
 // the followed log ends with it.
 func TestSandboxDevServerInBackground(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	srv := serveSandbox(t, data)
 	post := func(path, body string) (int, string) {
 		resp, err := http.Post(srv.URL+path, "text/plain", strings.NewReader(body))

@@ -41,7 +41,7 @@ func state(t *testing.T, base, session string) string {
 // reach the same run, the container sleeps when idle, and the next request
 // wakes a new run.
 func TestWebapp(t *testing.T) {
-	data := t.TempDir()
+	data := testutil.CompiledDataDir(t)
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "webapp", "testdata", "wharf.toml"),
 		"--listen", "127.0.0.1:0", "--data-dir", data)
