@@ -320,7 +320,9 @@ func TestEgressHostListIsBounded(t *testing.T) {
 	code, body := w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "denied", "Edit": "add", "Hosts": hosts(300000)})
 	assert.Equal(t, 500, code)
 	assert.Equal(t, fmt.Sprintf("call EditHosts: too many hosts: the denied hosts would have 300000 entries, the limit is %d", egresspolicy.MaxHosts), strings.TrimSpace(body))
-	assert.Less(t, time.Since(start), 10*time.Second)
+	// The quadratic merge took minutes; the refusal (the guest encodes
+	// 300,000 names) took 15.4 s once under a load of 14.
+	assert.Less(t, time.Since(start), 30*time.Second)
 	code, body = w.call(t, "BOX", "b", "EditHosts", map[string]any{"List": "allowed", "Edit": "add", "Hosts": []string{"one-more.example.test"}})
 	assert.Equal(t, 500, code)
 	assert.Equal(t, fmt.Sprintf("call EditHosts: too many hosts: the allowed hosts would have %d entries, the limit is %d", egresspolicy.MaxHosts+1, egresspolicy.MaxHosts), strings.TrimSpace(body))
