@@ -2,8 +2,10 @@ package containerd
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +69,10 @@ func TestStopWaitsForShares(t *testing.T) {
 		}
 		asked <- err
 	}()
+	// Only once the share waits for the lock does the owner stop: asked
+	// after the socket is gone, it is rightly told there is no containerd.
+	require.Eventually(t, func() bool { return flockWaited(t, sharesFile(daemonDir(data))) }, 10*time.Second, 5*time.Millisecond,
+		"the share does not wait for the shares file's lock")
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	require.Eventually(t, func() bool { return !isSocket(d.Address) }, 10*time.Second, 10*time.Millisecond)
 	select {
@@ -82,4 +88,22 @@ func TestStopWaitsForShares(t *testing.T) {
 		t.Fatal("the share still waits once the owner is done")
 	}
 	require.NoError(t, d.Stop())
+}
+
+// flockWaited reports whether a process waits for a flock of the file at
+// path: /proc/locks lists a waiter as "N: -> FLOCK ..." with the file's
+// device and inode.
+func flockWaited(t *testing.T, path string) bool {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(path, &st))
+	inode := fmt.Sprintf(":%d ", st.Ino)
+	locks, err := os.ReadFile("/proc/locks")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(locks)) {
+		if strings.Contains(line, "-> FLOCK") && strings.Contains(line, inode) {
+			return true
+		}
+	}
+	return false
 }
