@@ -1,6 +1,7 @@
 package objects
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -74,6 +75,25 @@ func (c *Call) settle(err error) {
 	default:
 		c.pending.Resolve(result, nil)
 	}
+}
+
+// wait returns the call's answer once it comes, or the cause of ctx's end
+// if that comes first. An answer that came is returned even if ctx has
+// ended since: resolve releases the call's context (ctx, when the caller
+// made the pending with its cancel) right after answering.
+func (c *Call) wait(ctx context.Context) ([]byte, error) {
+	select {
+	case <-c.pending.Done():
+	case <-ctx.Done():
+		if !c.pending.Ready() {
+			return nil, context.Cause(ctx)
+		}
+	}
+	v, err := c.pending.Result()
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
 }
 
 // answer hands the caller the answer another host's object gave: the

@@ -131,12 +131,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Nam
 	if err := o.dispatch(ns, id, &objectEvent{kind: callEvent, ctx: ctx, call: c, forwarded: true}, nil); err != nil {
 		c.resolve(refusedHere(err))
 	}
-	select {
-	case <-c.pending.Done():
-	case <-r.Context().Done():
-		return
-	}
-	v, err := c.pending.Result()
+	v, err := c.wait(r.Context()) // an error to a caller gone is written nowhere
 	if err != nil {
 		if errors.Is(err, errNotOwner) {
 			peerFailure(rw, err)
@@ -154,7 +149,7 @@ func (o *Objects) servePeerCall(rw http.ResponseWriter, r *http.Request, ns *Nam
 		return
 	}
 	rw.Header().Set(peerStatusHeader, strconv.Itoa(int(abi.StatusOK)))
-	rw.Write(v.([]byte))
+	rw.Write(v)
 }
 
 func (o *Objects) servePeerAlarm(rw http.ResponseWriter, r *http.Request, ns *Namespace, id string) {

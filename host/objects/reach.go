@@ -26,16 +26,11 @@ func (o *Objects) Call(ctx context.Context, binding, name, method string, args [
 	defer cancel()
 	c := NewCall(method, args, guestio.NewPending(func() {}, cancel))
 	o.SendCall(ctx, ns, ns.IDFromName(name), c, nil)
-	select {
-	case <-c.pending.Done():
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-	v, err := c.pending.Result()
+	v, err := c.wait(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %s: %w", binding, name, method, err)
 	}
-	return v.([]byte), nil
+	return v, nil
 }
 
 // Fetch sends req to the object that name maps to in binding's namespace
