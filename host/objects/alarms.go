@@ -172,25 +172,61 @@ func (s *Alarms) rebuild(namespaces map[string]*Namespace, logger *slog.Logger) 
 				continue // not a database an object opens (see storage.ErrEmptyFile)
 			}
 			databases++
-			at, ok, err := storedAlarm(f)
+			found, err := s.indexStored(class, f, "rebuilding the alarm index", logger)
 			if err != nil {
-				logger.Warn("rebuilding the alarm index: an object's database could not be read; its alarm, if it has one, fires once the object sets one again", "class", class, "file", f, "err", err)
-				continue
-			}
-			if !ok {
-				continue
-			}
-			k := alarmKey{class, strings.TrimSuffix(filepath.Base(f), ".sqlite")}
-			if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms", k.class, k.id, at); err != nil {
 				return databases, alarms, err
 			}
-			s.mu.Lock()
-			s.due[k] = time.UnixMilli(at)
-			s.mu.Unlock()
-			alarms++
+			if found {
+				alarms++
+			}
 		}
 	}
 	return databases, alarms, nil
+}
+
+// restore puts in the index the alarm each object database in files
+// holds (by path, as storage.Recovery names them), of a class under
+// namespaces. A start calls it for the databases whose latest commits a
+// crash dropped or --accept-lost-commits gave up: brought back to an
+// earlier commit, one may hold again an alarm the index no longer has (it
+// ran, and its success removed the entry), which would never fire. An
+// entry whose database lacks its alarm needs nothing: alarmDue finds that
+// out when it fires. A failed write to the index is returned.
+func (s *Alarms) restore(files []string, namespaces map[string]*Namespace, logger *slog.Logger) error {
+	for _, f := range files {
+		dir := filepath.Dir(f)
+		class := filepath.Base(dir)
+		if ns := namespaces[class]; ns == nil || filepath.Clean(ns.dir) != dir {
+			continue
+		}
+		if _, err := s.indexStored(class, f, "restoring the alarm of an object brought back to an earlier commit", logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexStored puts in the index the alarm the database f of an object of
+// class holds, if it holds one, and says whether it did. A database that
+// cannot be read is logged, saying what was being done, and passed over; a
+// failed write to the index is returned.
+func (s *Alarms) indexStored(class, f, doing string, logger *slog.Logger) (bool, error) {
+	at, ok, err := storedAlarm(f)
+	if err != nil {
+		logger.Warn(doing+": an object's database could not be read; its alarm, if it has one, fires once the object sets one again", "class", class, "file", f, "err", err)
+		return false, nil
+	}
+	if !ok {
+		return false, nil
+	}
+	k := alarmKey{class, strings.TrimSuffix(filepath.Base(f), ".sqlite")}
+	if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms", k.class, k.id, at); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.due[k] = time.UnixMilli(at)
+	s.mu.Unlock()
+	return true, nil
 }
 
 // storedAlarm reads the alarm of the object database at path (in

@@ -1,9 +1,11 @@
 package objects
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/host/storage"
 )
 
 // TestAlarmsIndexAndDelivery: alarms wait for Start, are delivered when
@@ -245,5 +249,57 @@ func TestAlarmSetAgainForTheSameTime(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("run %d never came: the alarm set again was dropped", i)
 		}
+	}
+}
+
+// TestAlarmOfADatabaseBroughtBackIsRestored: a database a start brought
+// back to an earlier commit (its later ones dropped or given up) may hold
+// an alarm again that ran, whose success removed it from the index; the
+// start puts it back, so it fires. Before, it never fired until the
+// object set another. A database of a class not served here, or that
+// cannot be read, is passed over.
+func TestAlarmOfADatabaseBroughtBackIsRestored(t *testing.T) {
+	root := t.TempDir()
+	ns := &Namespace{class: "C", dir: filepath.Join(root, "C")}
+	require.NoError(t, os.MkdirAll(ns.dir, 0o700))
+	log, err := storage.OpenLog(filepath.Join(root, "commit-log"), root, storage.LogOptions{})
+	require.NoError(t, err)
+	at := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+	withAlarm := filepath.Join(ns.dir, "x.sqlite")
+	db := storage.Lazy(withAlarm, log)
+	db.BeginEvent()
+	require.NoError(t, db.SetAlarm(at))
+	require.NoError(t, db.EndEvent(false))
+	require.NoError(t, db.Flush())
+	require.NoError(t, db.Close())
+	require.NoError(t, log.Close())
+	unreadable := filepath.Join(ns.dir, "y.sqlite")
+	require.NoError(t, os.WriteFile(unreadable, bytes.Repeat([]byte("not sqlite "), 500), 0o600))
+	otherClass := filepath.Join(root, "D", "z.sqlite")
+
+	var logs bytes.Buffer
+	got := make(chan string, 3)
+	a, err := OpenAlarms(filepath.Join(root, "alarms.sqlite"), func(string) bool { return true },
+		func(class, id string, _ int, done func(error)) error {
+			got <- class + "/" + id
+			done(nil)
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	require.NoError(t, a.restore([]string{otherClass, withAlarm, unreadable}, map[string]*Namespace{"C": ns}, slog.New(slog.NewTextHandler(&logs, nil))))
+	assert.Contains(t, logs.String(), "restoring the alarm of an object brought back to an earlier commit: an object's database could not be read")
+	assert.Contains(t, logs.String(), "file="+unreadable)
+	a.Start()
+	select {
+	case fired := <-got:
+		assert.Equal(t, "C/x", fired)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the restored alarm did not fire")
+	}
+	select {
+	case fired := <-got:
+		t.Fatalf("an alarm fired that no database holds: %s", fired)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

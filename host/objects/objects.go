@@ -232,6 +232,12 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 	var alarms *Alarms
 	if cc == nil { // in a cluster, the databases here may be of objects another host owns
 		alarms, err = openAlarmIndex(filepath.Join(root, "alarms.sqlite"), o.classes, known, o.deliverAlarm, logger)
+		if err == nil {
+			if err = alarms.restore(commits.Recovery().BroughtBack(), o.classes, logger); err != nil {
+				alarms.Close()
+				err = fmt.Errorf("alarm index: %w", err)
+			}
+		}
 	} else {
 		alarms, err = OpenAlarms(filepath.Join(root, "alarms.sqlite"), known, o.deliverAlarm, logger)
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +50,20 @@ type Recovery struct {
 	// the commit before it and opens without it and its later ones, which
 	// Lost says.
 	LostFrom map[string]Lost
+}
+
+// BroughtBack are the databases, by path and sorted, that open at an
+// earlier commit than their last one in the log: those of DroppedFrom and
+// LostFrom.
+func (r Recovery) BroughtBack() []string {
+	paths := slices.Collect(maps.Keys(r.DroppedFrom))
+	for p := range r.LostFrom {
+		if _, ok := r.DroppedFrom[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	return paths
 }
 
 // Lost are a database's commits the log cannot bring it up to: From, its

@@ -525,3 +525,13 @@ func TestLogAcceptedLossIsNotUndoneWhileTheSegmentsStay(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryBroughtBackNamesEachDatabaseOnce: the databases a start
+// brings back to an earlier commit are those of a torn batch and those
+// whose loss was accepted, sorted, each once.
+func TestRecoveryBroughtBackNamesEachDatabaseOnce(t *testing.T) {
+	r := Recovery{DroppedFrom: map[string]int{"/d/C/b.sqlite": 1, "/d/C/a.sqlite": 2},
+		LostFrom: map[string]Lost{"/d/C/c.sqlite": {}, "/d/C/a.sqlite": {}}}
+	assert.Equal(t, []string{"/d/C/a.sqlite", "/d/C/b.sqlite", "/d/C/c.sqlite"}, r.BroughtBack())
+	assert.Empty(t, Recovery{}.BroughtBack())
+}
