@@ -63,7 +63,7 @@ func operatorCommands() []*cobra.Command {
 	}
 	ps.Flags().BoolVarP(&all, "all", "a", false, "also show containers that exited")
 	ps.Flags().StringVar(&format, "format", "table", "table or json")
-	ps.Flags().BoolVar(&noTrunc, "no-trunc", false, "show names and object ids in full (the table cuts names over "+strconv.Itoa(maxNameCell)+" characters and ids to their first "+strconv.Itoa(shortIDLen)+" hex digits, --format json never does)")
+	noTruncFlag(ps, &noTrunc, ", --format json never does")
 	stop := &cobra.Command{
 		Use:   "stop " + objectArgs,
 		Short: "Stop an object's container (SIGTERM, then SIGKILL after 10s)",
@@ -145,7 +145,7 @@ func operatorCommands() []*cobra.Command {
 			return printJSON(cmd.OutOrStdout(), obj)
 		},
 	}
-	var noStream bool
+	var noStream, statsNoTrunc bool
 	var interval time.Duration
 	stats := &cobra.Command{
 		Use:   "stats",
@@ -156,10 +156,11 @@ func operatorCommands() []*cobra.Command {
 			defer cancel()
 			out := cmd.OutOrStdout()
 			f, isFile := out.(*os.File)
-			return runStats(ctx, client(), out, interval, noStream, isFile && term.IsTerminal(int(f.Fd())))
+			return runStats(ctx, client(), out, interval, noStream, isFile && term.IsTerminal(int(f.Fd())), statsNoTrunc)
 		},
 	}
 	stats.Flags().BoolVar(&noStream, "no-stream", false, "print one table (CPU over one interval) and exit")
+	noTruncFlag(stats, &statsNoTrunc, "")
 	durationFlag(stats.Flags(), &interval, "interval", time.Second, false, "how often to refresh (and the CPU sampling window)")
 	var filter admin.TailFilter
 	var tailFormat string
@@ -300,9 +301,16 @@ func nameCell(name string, full bool) string {
 	return name
 }
 
+// noTruncFlag gives a table command (ps, stats) --no-trunc into noTrunc;
+// more ends its help.
+func noTruncFlag(cmd *cobra.Command, noTrunc *bool, more string) {
+	cmd.Flags().BoolVar(noTrunc, "no-trunc", false, "show names and object ids in full (the table cuts names over "+strconv.Itoa(maxNameCell)+
+		" characters and ids to their first "+strconv.Itoa(shortIDLen)+" hex digits"+more+")")
+}
+
 // shortIDLen is how many hex digits of an object's id a table shows:
 // enough to tell the objects apart, and for id:HEX of a container's
-// object. wharf ps --no-trunc shows the whole id, which is the only
+// object. --no-trunc (ps, stats) shows the whole id, which is the only
 // one that names an object without a container.
 const shortIDLen = 16
 
@@ -345,7 +353,7 @@ func objectRef(args []string) (binding, name string) {
 // On a terminal (tty) each table replaces the last, as top shows them;
 // elsewhere (a pipe, a file) they follow each other, a blank line between
 // two, with no terminal codes.
-func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.Duration, once, tty bool) error {
+func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.Duration, once, tty, noTrunc bool) error {
 	prev, err := c.Stats(ctx)
 	if err != nil {
 		return err
@@ -381,8 +389,8 @@ func runStats(ctx context.Context, c *admin.Client, w io.Writer, interval time.D
 			if s.MemoryLimitBytes > 0 && s.MemoryLimitBytes < 1<<62 {
 				memPct = fmt.Sprintf("%.1f", float64(s.MemoryBytes)/float64(s.MemoryLimitBytes)*100)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), nameCell(s.Name, false), s.Class,
-				idCell(s.Object, false), cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strings.Join(s.Bindings, ","), nameCell(s.Name, noTrunc), s.Class,
+				idCell(s.Object, noTrunc), cpu, bytesIEC(s.MemoryBytes), bytesIEC(s.MemoryLimitBytes), memPct, s.Pids,
 				bytesIEC(s.ReadBytes), bytesIEC(s.WriteBytes))
 		}
 		if err := tw.Flush(); err != nil || once {

@@ -497,6 +497,36 @@ func TestPsNoTruncShowsTheWholeObjectID(t *testing.T) {
 	assert.Contains(t, out, "show names and object ids in full")
 }
 
+// TestStatsNoTruncShowsWholeNamesAndIDs: wharf stats --no-trunc shows an
+// object's whole id and name, as ps --no-trunc does; stats had no such
+// flag, and cut both always.
+func TestStatsNoTruncShowsWholeNamesAndIDs(t *testing.T) {
+	data := t.TempDir()
+	l, err := net.Listen("unix", admin.SocketPath(data))
+	require.NoError(t, err)
+	id, name := strings.Repeat("0123456789abcdef", 4), strings.Repeat("session-", 6)+"last"
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode([]admin.ContainerStats{{Bindings: []string{"APP"}, Name: name, Class: "App", Object: id,
+			At: time.Now(), MemoryBytes: 3 << 20, MemoryLimitBytes: 1 << 30, Pids: 2}})
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	out, err := run(t, "stats", "--data-dir", data, "--no-stream", "--interval", "10ms", "--no-trunc")
+	require.NoError(t, err)
+	assert.Regexp(t, `\nAPP\s+`+name+`\s+App\s+`+id+`\s`, out)
+	out, err = run(t, "stats", "--data-dir", data, "--no-stream", "--interval", "10ms")
+	require.NoError(t, err)
+	assert.Regexp(t, `\nAPP\s+session-session-\S+…\s+App\s+`+id[:16]+`\s`, out, "cut without it")
+	out, err = run(t, "stats", "--help")
+	require.NoError(t, err)
+	assert.Contains(t, out, "show names and object ids in full")
+}
+
 // TestStatsOutput runs wharf stats against a stand-in for a running
 // wharf's admin socket: on a terminal each table clears the screen before
 // it, as top does; to a pipe (wharf stats | cat, > file) the tables come
