@@ -334,10 +334,12 @@ func invisible(r rune) bool { return unicode.IsSpace(r) || formatChar(r) }
 func formatChar(r rune) bool { return unicode.Is(unicode.Cf, r) || ignorable(r) }
 
 // ignorable is a default-ignorable character that is not a format
-// character, or a variation selector: printable to strconv.Quote, which
-// leaves it as it is, so a quoted name holding one still hides it.
+// character, a variation selector, or the blank braille pattern U+2800
+// (a symbol, but drawn as a blank cell and used as an invisible name):
+// printable to strconv.Quote, which leaves it as it is, so a quoted name
+// holding one still hides it.
 func ignorable(r rune) bool {
-	return unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+	return r == '\u2800' || unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 // quoteName is s quoted as %q does, with its ignorable characters

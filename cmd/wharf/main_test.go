@@ -242,6 +242,9 @@ func TestImagesRefuseEmptyOrBlankArguments(t *testing.T) {
 		{[]string{"rm", "wharf.test/busybox:latest\ufe0f"}, `image name "wharf.test/busybox:latest\ufe0f" begins or ends with an invisible character (U+FE0F), which no image name does` + ls},
 		{[]string{"pull", "busy\uffa0box:1.36"}, `image reference "busy\uffa0box:1.36" has an invisible character (U+FFA0), which no image reference does` + like},
 		{[]string{"build", "--tag", "\u3164"}, `--tag: an image name is required, not "\u3164"` + tag},
+		// The blank braille pattern is a symbol, but drawn as a blank.
+		{[]string{"rm", "\u2800"}, `an image name is required, not "\u2800"` + ls},
+		{[]string{"pull", "busy\u2800box:1.36"}, `image reference "busy\u2800box:1.36" has an invisible character (U+2800), which no image reference does` + like},
 		// A missing or extra argument says which (cobra said "accepts 1 arg(s), received 0").
 		{[]string{"rm"}, "an image name is required" + ls},
 		{[]string{"pull"}, "an image reference is required" + like},
