@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
-
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/guestio"
 	"github.com/wharfhq/wharf/host/objects"
@@ -349,7 +347,11 @@ func withDB(fn storageFunc) importFunc {
 		if err != nil {
 			return err
 		}
-		return fn(db, g, mem, a)
+		err = fn(db, g, mem, a)
+		if storage.HostFault(err) {
+			g.object.obj.StorageFailed(err)
+		}
+		return err
 	}
 }
 
@@ -374,8 +376,7 @@ func storageErr(err error) error {
 		errors.Is(err, storage.ErrBatchTooLarge), errors.Is(err, storage.ErrResultTooLarge):
 		return fmt.Errorf("%w: %w", abi.StatusTooLarge, err)
 	}
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrIoErr || se.Code == sqlite3.ErrFull || se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrCantOpen) {
+	if storage.HostFault(err) {
 		return fmt.Errorf("%w: %w", abi.StatusIO, err)
 	}
 	// The caller's mistake: a bad key, reserved name, SQLite's own message.

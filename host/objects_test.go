@@ -783,6 +783,48 @@ func TestDamagedDatabaseSaysSoWithoutTheHostsPath(t *testing.T) {
 	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
 }
 
+// TestDamagedPageIsLoggedWithItsFile: an object whose database opens
+// but has a damaged page fails the storage calls that read it with
+// SQLite's words (IO: the host's fault, not the caller's), and the host
+// logs it once, naming the object and the file; the other objects are
+// served. Only the client heard of it: the operator had nothing to find
+// the file by.
+func TestDamagedPageIsLoggedWithItsFile(t *testing.T) {
+	dir := t.TempDir()
+	w := startObjects(t, dir, "")
+	for batch := range 3 {
+		var kvs []map[string]string
+		for i := range 100 {
+			kvs = append(kvs, map[string]string{"key": fmt.Sprintf("k%d-%03d", batch, i), "value": strings.Repeat("v", 1000)})
+		}
+		w.mustCall(t, "STORE", "hurt", "PutMany", kvs)
+	}
+	file := onlyObjectDatabase(t, dir)
+	w.stop()
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	require.NoError(t, err)
+	fi, err := f.Stat()
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(40*4096), "the database spans pages")
+	for page := int64(10); page < 30; page++ { // leaves page 1, the header and the schema, whole
+		_, err = f.WriteAt(bytes.Repeat([]byte{0xa5}, 4096), page*4096)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+
+	w = startObjects(t, dir, "")
+	for range 2 {
+		code, body := w.call(t, "STORE", "hurt", "List", map[string]any{})
+		assert.Equal(t, 500, code)
+		assert.Contains(t, body, "database disk image is malformed")
+		assert.NotContains(t, body, dir, "the host's path stays on the host")
+	}
+	assert.Equal(t, 1, strings.Count(w.logs.String(), "an object's storage call failed: the database is damaged"), w.logs.String())
+	assert.Contains(t, w.logs.String(), "file="+file)
+	assert.Contains(t, w.logs.String(), "class=Store")
+	w.mustCall(t, "STORE", "other", "Put", map[string]string{"key": "k", "value": "v"})
+}
+
 // TestLiveDatabaseFileDeletedOnDisk: a live object whose file is deleted
 // on disk does not acknowledge writes that would go to the unlinked file;
 // it says why, and its next event uses the file at its path.

@@ -2,6 +2,7 @@ package objects
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -34,6 +35,19 @@ func (obj *Object) Egress() *containers.Policy { return obj.egress }
 
 // SetEgress sets the policy of the object's container (made on first use).
 func (obj *Object) SetEgress(p *containers.Policy) { obj.egress = p }
+
+// StorageFailed logs that a storage call of the object failed with err,
+// the host's fault (storage.HostFault): its client hears SQLite's words,
+// the operator needs the file. Once while the object is live: each of its
+// calls fails alike until the file is mended. A failure to open the file
+// is logged as it happens (lazyDB).
+func (obj *Object) StorageFailed(err error) {
+	if errors.As(err, new(*storage.OpenError)) || !obj.storageFailed.CompareAndSwap(false, true) {
+		return
+	}
+	obj.objs.logger.Error("an object's storage call failed: the database is damaged, or the disk failed or is full; its calls like it fail until that is mended",
+		"class", obj.ns.class, "id", obj.id, "file", obj.storagePath(), "err", err)
+}
 
 // ScheduleAlarm puts the object's alarm at at in the alarm index (the
 // object's own database holds the truth).

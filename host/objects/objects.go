@@ -116,6 +116,8 @@ type Object struct {
 	remote atomic.Pointer[string]
 	// owned mirrors place for other goroutines (Drain).
 	owned atomic.Bool
+	// storageFailed is set once StorageFailed logged.
+	storageFailed atomic.Bool
 	// chained are events the instance delivered as the previous one ended
 	// (guarded by mu), in order, for the run goroutine to finish; chainRoom
 	// is how many more it may deliver so before the group commit (maxBatch).

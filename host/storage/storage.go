@@ -472,6 +472,21 @@ func (d *DB) commitTx(wrote bool) error {
 	return nil
 }
 
+// HostFault reports whether err, of a storage call, is the host's fault,
+// not the caller's: the database is damaged or could not be opened, or
+// the disk failed or is full.
+func HostFault(err error) bool {
+	var e sqlite3.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case sqlite3.ErrIoErr, sqlite3.ErrFull, sqlite3.ErrCorrupt, sqlite3.ErrNotADB, sqlite3.ErrCantOpen:
+		return true
+	}
+	return false
+}
+
 // noteFull tells the log when err is SQLite's FULL (the disk is full), so
 // that its spare segment's blocks go to the next try, and returns err.
 func (d *DB) noteFull(err error) error {
