@@ -45,7 +45,8 @@ init = false
 `
 
 // TestContainersBackendLifecycle loads a manifest with [[containers]]: a
-// missing image is refused with what to do; with the image present the host
+// missing image is refused with what to do (for wharf's test image, how to
+// make it); with the image present the host
 // starts its own containerd and stops it on Close, leaving no process.
 func TestContainersBackendLifecycle(t *testing.T) {
 	data := t.TempDir()
@@ -58,6 +59,8 @@ func TestContainersBackendLifecycle(t *testing.T) {
 	_, err = newWorker(context.Background(), cfg, hostbackend.Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `wharf.toml: containers[0] (class Box): image "wharf.test/busybox:latest" is not in wharf's containerd: import it with `+"`wharf images import` or `wharf images pull`, with --data-dir "+data)
+	// No registry serves wharf's test image: the error says how to make it.
+	assert.Contains(t, err.Error(), "; it is wharf's test image, which no registry serves: `go run github.com/wharfhq/wharf/internal/testimages/mkimage DIR` (in wharf's checkout, or a plugin that wharf init made) writes DIR/busybox.tar to import")
 	assert.Empty(t, testutil.Processes("containerd --config", data), "the refused load stopped its containerd")
 
 	fixture.ImportBusybox(t, data)

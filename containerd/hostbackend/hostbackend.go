@@ -25,6 +25,21 @@ import (
 	"github.com/wharfhq/wharf/manifest"
 )
 
+// testImage is the busybox image wharf's examples and `wharf init
+// --container` name (internal/testimages.BusyboxRef).
+const testImage = "wharf.test/busybox:latest"
+
+// testImageHint says how to make wharf's test image, which no registry
+// serves (so `wharf images pull` cannot fetch it), for the error of a
+// missing image; "" for any other image.
+func testImageHint(image string) string {
+	if image != testImage {
+		return ""
+	}
+	return "; it is wharf's test image, which no registry serves: `go run github.com/wharfhq/wharf/internal/testimages/mkimage DIR` " +
+		"(in wharf's checkout, or a plugin that wharf init made) writes DIR/busybox.tar to import"
+}
+
 // Options configure Open.
 type Options struct {
 	// DataDir is the plugin's data directory (wharf's containerd, disks,
@@ -96,7 +111,7 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	for i, c := range m.Containers {
 		image := specs[c.ClassName].Image
 		if _, err := b.Client.GetImage(containerd.WithNamespace(ctx), image); err != nil {
-			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w, with %s", m.Path, i, c.ClassName, containerd.MissingImage(image), be.importWith)
+			return nil, fmt.Errorf("%s: containers[%d] (class %s): %w, with %s%s", m.Path, i, c.ClassName, containerd.MissingImage(image), be.importWith, testImageHint(image))
 		}
 		if err := containerd.MarkInUse(ctx, b.Client, image, m.Name); err != nil {
 			return nil, err
