@@ -562,6 +562,19 @@ func TestUnknownClassRefusedAtLoad(t *testing.T) {
 	assert.Contains(t, err.Error(), `durable object binding C: class "Countr" is not registered by the module (it registers: Store, Alarmed, Box, Broken, `)
 }
 
+// TestBindingOfAModuleWithoutClassesSaysNone: a manifest binding a class
+// of a module that registers none (a Worker pasted into a plugin wharf
+// init wrote, whose wharf.toml binds NOTES) says "none", not an empty list.
+func TestBindingOfAModuleWithoutClassesSaysNone(t *testing.T) {
+	wasm := testutil.BuildGuest(t, "testdata/guests/testworker")
+	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"NOTES\"\nclass_name = \"Notes\"\n"))
+	require.NoError(t, err)
+	_, err = NewWorker(context.Background(), Config{Manifest: m, WasmPath: wasm, DataDir: t.TempDir(),
+		CacheDir: filepath.Join(sharedDataDir, "cache"), Logger: discardLogger()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `durable object binding NOTES: class "Notes" is not registered by the module (it registers: none)`)
+}
+
 func TestUnknownBindingRefusedAtLoad(t *testing.T) {
 	wasm := testutil.BuildGuest(t, "testdata/guests/objects")
 	m, err := parseTestManifest([]byte("name = \"x\"\nmain = \"x.wasm\"\n[[durable_objects.bindings]]\nname = \"STORES\"\nclass_name = \"Store\"\n"))

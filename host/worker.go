@@ -265,7 +265,7 @@ func checkModule(in *instance, m *manifest.Manifest) error {
 	for _, b := range m.DurableObjects.Bindings {
 		if !slices.Contains(registered, b.ClassName) {
 			return fmt.Errorf("%s: durable object binding %s: class %q is not registered by the module (it registers: %s)",
-				m.Path, b.Name, b.ClassName, strings.Join(registered, ", "))
+				m.Path, b.Name, b.ClassName, cmp.Or(strings.Join(registered, ", "), "none"))
 		}
 	}
 	for _, name := range used {
