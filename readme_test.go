@@ -36,7 +36,7 @@ var readmeCovered = map[string]struct{ test, why string }{
 		"runs go test ./... offline in a new wharf init directory (its test builds the plugin and serves it in wharftest)"},
 	"wharf images build ./container --tag myapp:1 --build-arg VERSION=2 --data-dir .wharf": {"TestServeBuildsDockerfileImages",
 		"runs wharf images build --tag --build-arg (and -f) on a context whose FROM only a loopback registry can serve here"},
-	"go run ./internal/testimages/mkimage -debian-registry 127.0.0.1:5000 /var/tmp/wharf-debian &": {"TestPyapp",
+	`go run ./internal/testimages/mkimage -debian-registry 127.0.0.1:5000 "${TMPDIR:-/tmp}/wharf-debian-base" &`: {"TestPyapp",
 		"the Debian base takes mmdebstrap minutes; TestPyapp builds it once per machine and serves it from a loopback registry"},
 	"make build && bin/wharf serve examples/pyapp":            {"TestPyapp", "builds examples/pyapp's image from its Dockerfile at load and serves it"},
 	"curl -d 'first note' http://127.0.0.1:8787/t/acme/notes": {"TestPyapp", "posts and reads a tenant's notes"},
