@@ -14,6 +14,9 @@
 // list them with GET /ps/{session}, and stop one with POST
 // /kill/{session}/{id} (SIGTERM, then SIGKILL 5 s later).
 //
+// A script (of /run or /start) is read whole before it runs, and is at
+// most 1 MiB.
+//
 // POST /signal/{session}/{signal} signals the session's container: STOP
 // pauses everything running in it (scripts still start), CONT lets it go
 // on; the others (TERM, KILL, HUP, INT, QUIT, USR1, USR2) end its main
@@ -94,14 +97,29 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // failing script's output ends with "[exit status N]" (the status line left
 // with the first output, so the code comes last).
 func (s *Sandbox) run(w http.ResponseWriter, r *http.Request) {
+	// The whole script is read before any of it runs: a body cut short
+	// (the client gone, a malformed chunk) must not run as the script it
+	// begins, and a bounded read keeps one huge body from exhausting the
+	// memory of the instance, which serves other sessions too.
+	script, ok := readScript(w, r, "running the script")
+	if !ok {
+		return
+	}
 	// The script runs in /work, made again if an earlier script removed
 	// it (as the exec's Cwd, a removed /work would fail every later run).
 	p, err := s.state.Container.Exec([]string{"sh", "-c", "mkdir -p /work && cd /work && exec sh -s"},
-		sdk.ExecOptions{Stdin: r.Body, Stderr: sdk.StdioCombined})
+		sdk.ExecOptions{StdinPipe: true, Stderr: sdk.StdioCombined})
 	if err != nil {
 		fail(w, "running the script", err, http.StatusInternalServerError)
 		return
 	}
+	// The shell reads the script while its output is read below: written
+	// before that, a script printing more than the pipes hold would wait
+	// for its output to be read, and this write for the shell.
+	go func() {
+		p.Stdin.Write(script) // an error is a shell that exited before reading it all
+		p.Stdin.Close()
+	}()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	// Each piece of output goes to the client as soon as it is read.
 	buf := make([]byte, 64<<10)
@@ -251,6 +269,27 @@ func fail(w http.ResponseWriter, what string, err error, status int) {
 	http.Error(w, what+": "+sdk.Within(err).Error(), status)
 }
 
+// maxScript is the largest script /run and /start take (a command line
+// of /start fails past 128 KiB anyway); larger inputs go in as files.
+const maxScript = 1 << 20
+
+// readScript reads the whole request body as a script, answering a
+// failed or cut read with a 400 and a body over maxScript with a 413.
+func readScript(w http.ResponseWriter, r *http.Request, what string) ([]byte, bool) {
+	script, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxScript))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("%s: the script is over %d bytes: upload larger inputs with PUT /files/{session}/{path}", what, maxScript),
+			http.StatusRequestEntityTooLarge)
+		return nil, false
+	case err != nil:
+		fail(w, what+": reading the script", err, http.StatusBadRequest)
+		return nil, false
+	}
+	return script, true
+}
+
 // fileStatus is the HTTP status for a files API error.
 func fileStatus(err error) int {
 	switch {
@@ -266,9 +305,8 @@ func fileStatus(err error) int {
 // running after this request, until it exits, is killed or the container
 // stops.
 func (s *Sandbox) startProcess(w http.ResponseWriter, r *http.Request) {
-	script, err := io.ReadAll(r.Body)
-	if err != nil {
-		fail(w, "starting the process", err, http.StatusBadRequest)
+	script, ok := readScript(w, r, "starting the process")
+	if !ok {
 		return
 	}
 	p, err := s.state.Container.StartProcess([]string{"sh", "-c", string(script)},

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -375,6 +377,61 @@ func TestSandboxFileNamesWithQueryCharacters(t *testing.T) {
 	code, out = do("POST", "/start/s1/%0A", strings.NewReader("true"))
 	assert.Equal(t, 400, code, out)
 	require.NoError(t, srv.Stop(30*time.Second))
+}
+
+// TestSandboxRunsOnlyWholeScripts: a /run whose body is cut short (the
+// client left after part of it) runs nothing, where the shell used to run
+// the part that came, as it would any script ending there; a script over
+// maxScript is a 413, and a huge body to /start no longer exhausts the
+// instance's memory, ending another session's run with it.
+func TestSandboxRunsOnlyWholeScripts(t *testing.T) {
+	data := testutil.CompiledDataDir(t)
+	srv := serveSandbox(t, data)
+	do := requests(t, srv.URL)
+	code, out := do("POST", "/run/s1", strings.NewReader("rm -f /work/cut-ran"))
+	require.Equal(t, 200, code, out)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	require.NoError(t, err)
+	part := "touch /work/cut-ran\n" // of a script promised as 1000 bytes
+	_, err = fmt.Fprintf(conn, "POST /run/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n%s", part)
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond) // the part reaches the session's event
+	require.NoError(t, conn.Close())
+	time.Sleep(2 * time.Second) // what it would run has run
+	code, out = do("POST", "/run/s1", strings.NewReader("ls /work"))
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "", out, "the cut script did not run")
+
+	big := strings.Repeat("echo a\n", maxScript/7+1)
+	code, out = do("POST", "/run/s1", strings.NewReader(big))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
+	assert.True(t, strings.HasPrefix(out, "running the script: the script is over 1048576 bytes"), "%.200s", out)
+
+	// A long run of another session while a 400 MB body arrives: read
+	// whole, that body ended the instance (memory_mib 128), and the run with
+	// it (a 500).
+	other := make(chan string, 1)
+	go func() {
+		code, out := do("POST", "/run/s2", strings.NewReader("sleep 3; echo done"))
+		other <- fmt.Sprint(code, " ", out)
+	}()
+	time.Sleep(time.Second)
+	code, out = do("POST", "/start/s3/p", io.LimitReader(zeros{}, 400<<20))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code, out)
+	assert.Equal(t, "200 done\n", <-other)
+	require.NoError(t, srv.Stop(30*time.Second))
+	assert.Empty(t, containerd.NetworkLeftovers(data))
+}
+
+// zeros reads as endless spaces.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
 }
 
 // TestSandboxContainerSurvivesHostCrash kills wharf serve with SIGKILL; the
