@@ -47,3 +47,19 @@ func TestTailFilterLevel(t *testing.T) {
 	assert.False(t, f.Match([]byte(`{"level":"INFO","msg":"x"}`)))
 	assert.True(t, f.Match([]byte(`{"level":"ERROR","msg":"x"}`)))
 }
+
+// TestTailFilterClassAndObject: --class and --object keep an object's
+// event lines (request_id Class#<8 hex>-n) and container lines (class,
+// object) of that class and id prefix, and drop those of others.
+func TestTailFilterClassAndObject(t *testing.T) {
+	event := []byte(`{"level":"INFO","msg":"x","request_id":"App#3f9a2c11-4"}`)
+	ctr := []byte(`{"level":"INFO","msg":"x","class":"App","object":"3f9a2c11aa"}`)
+	for _, f := range []TailFilter{{Class: "App"}, {Object: "3f9a"}, {Class: "App", Object: "3f9a2c11aa"}} {
+		assert.True(t, f.Match(event), "%+v", f)
+		assert.True(t, f.Match(ctr), "%+v", f)
+	}
+	for _, f := range []TailFilter{{Class: "Other"}, {Object: "3f9b"}} {
+		assert.False(t, f.Match(event), "%+v", f)
+		assert.False(t, f.Match(ctr), "%+v", f)
+	}
+}

@@ -170,6 +170,9 @@ func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Co
 // client goes away.
 func (s *Server) tail(rw http.ResponseWriter, r *http.Request) {
 	f, err := admin.TailFilterFrom(r.URL.Query())
+	if err == nil {
+		err = s.checkTailFilter(f)
+	}
 	if err == nil && s.tap == nil {
 		err = errors.New("this host's log cannot be followed")
 	}
@@ -259,6 +262,33 @@ func (s *Server) bindingsOf(class string) []string {
 		}
 	}
 	return out
+}
+
+// checkTailFilter refuses a --class or --object no line can match, which
+// would otherwise follow the log showing nothing: a class the manifest
+// does not have (a typo, or a binding's name given for its class), an
+// object that is not the start of an id (a name, say).
+func (s *Server) checkTailFilter(f admin.TailFilter) error {
+	if f.Class != "" {
+		bindings := s.w.ObjectBindings()
+		if len(bindings) == 0 {
+			return fmt.Errorf("--class %q: this plugin has no Durable Objects", f.Class)
+		}
+		if !slices.ContainsFunc(bindings, func(b manifest.Binding) bool { return b.ClassName == f.Class }) {
+			var classes []string
+			for _, b := range bindings {
+				if !slices.Contains(classes, b.ClassName) {
+					classes = append(classes, b.ClassName)
+				}
+			}
+			slices.Sort(classes)
+			return fmt.Errorf("--class: no Durable Object class %q (the manifest has: %s)", f.Class, strings.Join(classes, ", "))
+		}
+	}
+	if o := f.Object; o != "" && (len(o) > abi.ObjectIDLen || strings.Trim(o, "0123456789abcdef") != "") {
+		return fmt.Errorf("--object %q is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", o, abi.ObjectIDLen)
+	}
+	return nil
 }
 
 // anyBinding in place of a binding lets an id prefix alone name an object

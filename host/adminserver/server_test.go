@@ -309,6 +309,35 @@ func TestOperatorErrors(t *testing.T) {
 	assert.Empty(t, be.recorded(), "no mistake reached the backend")
 }
 
+// TestTailRefusesFiltersThatMatchNothing: wharf tail --class of a class
+// the manifest lacks, or --object that is not the start of an id (a
+// name), is an error naming what would match, where it used to follow the
+// log showing nothing; filters that can match pass (this host's log is
+// not tapped, which is the next error).
+func TestTailRefusesFiltersThatMatchNothing(t *testing.T) {
+	w, _ := webapp()
+	c, _ := start(t, w, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		filter admin.TailFilter
+		want   string
+	}{
+		{admin.TailFilter{Class: "Ap"}, `--class: no Durable Object class "Ap" (the manifest has: App, Cache)`},
+		{admin.TailFilter{Class: "APP"}, `--class: no Durable Object class "APP" (the manifest has: App, Cache)`},
+		{admin.TailFilter{Object: "alice"}, `--object "alice" is not the start of an object id (64 lowercase hex digits, as wharf ps shows them)`},
+		{admin.TailFilter{Object: "A1"}, `--object "A1" is not the start of an object id (64 lowercase hex digits, as wharf ps shows them)`},
+		{admin.TailFilter{Object: strings.Repeat("a", 65)}, `--object "` + strings.Repeat("a", 65) + `" is not the start of an object id (64 lowercase hex digits, as wharf ps shows them)`},
+		{admin.TailFilter{Class: "App", Object: "a1"}, "this host's log cannot be followed"},
+		{admin.TailFilter{Class: "Cache", Object: idOf("a1")}, "this host's log cannot be followed"},
+	} {
+		err := c.Tail(ctx, tc.filter, io.Discard)
+		require.Error(t, err, "%+v", tc.filter)
+		assert.Equal(t, tc.want, err.Error(), "%+v", tc.filter)
+	}
+	c, _ = start(t, &fakeWorker{}, nil)
+	assert.EqualError(t, c.Tail(ctx, admin.TailFilter{Class: "App"}, io.Discard), `--class "App": this plugin has no Durable Objects`)
+}
+
 // TestWorkerWithoutObjectsOrContainers: a plugin with neither says so,
 // and still serves ps, stats and /metrics.
 func TestWorkerWithoutObjectsOrContainers(t *testing.T) {
