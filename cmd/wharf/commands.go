@@ -25,6 +25,7 @@ import (
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/cluster"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/adminserver"
@@ -202,7 +203,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.acceptLostCommits, "accept-lost-commits", false, "open a Durable Object whose commits the commit log has no whole record of (damaged; the start logs them) at its commit before them, instead of failing its events: give it once, after deciding to lose them")
 	f.registryFlags.register(cmd.Flags())
 	f.clusterFlags.register(cmd.Flags())
-	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port) for names containers may reach (default: the host's /etc/resolv.conf)")
+	cmd.Flags().StringSliceVar(&f.dnsUpstream, "dns-upstream", nil, "DNS servers (ip:port, or ip for port 53) for names containers may reach (default: the host's /etc/resolv.conf)")
 }
 
 // raiseGOMAXPROCS gives Go's scheduler a P per plugin instance on top of
@@ -295,6 +296,9 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		return fmt.Errorf("--storage-memory-mb must be 0 (no limit) or more, and fit in 64 bits as bytes, got %d", f.storageMB)
 	}
 	storage.SetMemoryLimit(f.storageMB << 20)
+	if f.dnsUpstream, err = egress.UpstreamAddrs(f.dnsUpstream); err != nil {
+		return fmt.Errorf("--dns-upstream: %w", err)
+	}
 	if f.engine != "" {
 		if err := plugins.CheckEngine(f.engine); err != nil {
 			return fmt.Errorf("--engine: %w", err)

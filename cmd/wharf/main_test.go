@@ -142,6 +142,10 @@ func TestServeRefusesBadInput(t *testing.T) {
 		_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--storage-memory-mb", mb)
 		assert.ErrorContains(t, err, "--storage-memory-mb must be 0 (no limit) or more, and fit in 64 bits as bytes, got "+mb)
 	}
+	// A DNS server without a port (or not an IP) was taken as it was, and
+	// every name containers may reach then failed to resolve, unsaid.
+	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--dns-upstream", "127.0.0.53,resolver.lan")
+	assert.EqualError(t, err, `--dns-upstream: DNS server "resolver.lan" is not an IP address with an optional port (1.1.1.1, 1.1.1.1:53 or [2606:4700::1111]:53)`)
 }
 
 // TestImagesImportRefusesANameWithWhitespace: wharf images import --name

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -57,6 +58,29 @@ var errDNSPort = &net.AddrError{Err: "no port free for both UDP and TCP", Addr: 
 
 func (g *Gateway) dnsPort() uint16 {
 	return uint16(g.dnsUDP.PacketConn.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// UpstreamAddrs checks DNS servers given as "ip:port" or a bare IP (port
+// 53), and returns them as "ip:port". A host name, a missing IP or port 0
+// is an error: such a server cannot be dialled, and every name the
+// containers may reach would fail to resolve, with nothing said.
+func UpstreamAddrs(servers []string) ([]string, error) {
+	out := make([]string, 0, len(servers))
+	for _, s := range servers {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			ip, ipErr := netip.ParseAddr(s)
+			if ipErr != nil || ip.Zone() != "" {
+				return nil, fmt.Errorf("DNS server %q is not an IP address with an optional port (1.1.1.1, 1.1.1.1:53 or [2606:4700::1111]:53)", s)
+			}
+			ap = netip.AddrPortFrom(ip, 53)
+		}
+		if ap.Port() == 0 {
+			return nil, fmt.Errorf("DNS server %q: port 0 is no server's", s)
+		}
+		out = append(out, ap.String())
+	}
+	return out, nil
 }
 
 // dialUpstreamDNS sends the host-side resolver's queries to the upstream

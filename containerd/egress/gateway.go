@@ -124,6 +124,8 @@ func Start(cfg Config) (g *Gateway, err error) {
 	}
 	if len(cfg.Upstream) == 0 {
 		cfg.Upstream = systemResolvers()
+	} else if cfg.Upstream, err = UpstreamAddrs(cfg.Upstream); err != nil {
+		return nil, err
 	}
 	ca, err := LoadCA(cfg.Dir)
 	if err != nil {
