@@ -191,15 +191,19 @@ func (w *FileWriter) ReadFrom(r io.Reader) (int64, error) {
 	return io.CopyBuffer(onlyWriter{w}, r, make([]byte, copyBufferSize))
 }
 
-// Close finishes the file and returns once it holds every byte written
-// (the stream itself ends asynchronously).
+// Close finishes the file and returns once it holds every byte written,
+// or with the error that kept some from it (its disk is full, say).
 func (w *FileWriter) Close() error {
-	if err := w.s.Close(); err != nil {
-		return err
-	}
 	for {
 		info, err := w.files.Stat(w.path)
 		if err != nil || info.Size >= w.written {
+			return errors.Join(err, w.s.Close())
+		}
+		// Bytes the host could not write never reach the file: an empty
+		// write tells whether the stream failed, else the file would be
+		// waited for until the event's deadline.
+		if _, err := w.s.TryWrite(nil); err != nil {
+			w.s.Close()
 			return err
 		}
 		time.Sleep(time.Millisecond)

@@ -424,6 +424,33 @@ func TestSandboxRunsOnlyWholeScripts(t *testing.T) {
 	assert.Empty(t, containerd.NetworkLeftovers(data))
 }
 
+// TestSandboxUploadToAFullDiskFailsAtOnce: an upload to a session whose
+// disk is full answers at once with the disk's error, where the files
+// API's Close waited for bytes that never came until the request's time
+// limit (a 504 "worker exceeded its time limit" 30 s later, for 100 KB).
+func TestSandboxUploadToAFullDiskFailsAtOnce(t *testing.T) {
+	data := testutil.CompiledDataDir(t)
+	srv := serveSandbox(t, data)
+	do := requests(t, srv.URL)
+	// basic's writable layer is 4000 MB: fill most of it without writing
+	// it, then the rest.
+	code, out := do("POST", "/run/s1", strings.NewReader("fallocate -l 3700M /work/fill; dd if=/dev/zero of=/work/rest bs=64k 2>/dev/null; df / | tail -1"))
+	require.Equal(t, 200, code, out)
+	require.Regexp(t, `\s100%\s`, out, "the disk is full")
+	start := time.Now()
+	code, out = do("PUT", "/files/s1/work/small.bin", bytes.NewReader(make([]byte, 100<<10)))
+	took := time.Since(start)
+	assert.NotEqual(t, 200, code, out)
+	assert.Contains(t, out, "no space left on device")
+	assert.Less(t, took, 10*time.Second, "answered at once, not at the time limit")
+	code, out = do("POST", "/run/s1", strings.NewReader("rm /work/fill /work/rest && echo freed"))
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "freed\n", out)
+	code, out = do("PUT", "/files/s1/work/small.bin", bytes.NewReader(make([]byte, 100<<10)))
+	assert.Equal(t, 200, code, out)
+	require.NoError(t, srv.Stop(30*time.Second))
+}
+
 // zeros reads as endless spaces.
 type zeros struct{}
 

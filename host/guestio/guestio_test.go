@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +232,35 @@ func TestWriteStream(t *testing.T) {
 	_, err = s.Write(context.Background(), []byte("late"), true)
 	assert.ErrorIs(t, err, abi.StatusBadHandle)
 	assert.ErrorIs(t, err, errStreamClosed)
+}
+
+// failingSink refuses every write, as a file on a full disk does.
+type failingSink struct{}
+
+func (failingSink) Write([]byte) error { return syscall.ENOSPC }
+func (failingSink) Finish() error      { return nil }
+func (failingSink) Abort(error)        {}
+
+// TestEmptyWriteReportsAFailedStream: bytes queued whole and then refused
+// by the sink (a full disk) are reported to an empty write, where it said
+// nothing, so that a writer which wrote everything can learn they never
+// arrived; on a stream that has not failed an empty write does nothing.
+func TestEmptyWriteReportsAFailedStream(t *testing.T) {
+	ok := NewWriteStream(&sink{}, func() {})
+	n, err := ok.Write(context.Background(), nil, true)
+	assert.NoError(t, err)
+	assert.Zero(t, n)
+
+	s := NewWriteStream(failingSink{}, func() {})
+	n, err = s.Write(context.Background(), []byte("all of it"), true)
+	require.NoError(t, err, "queued whole before the sink refused it")
+	require.Equal(t, 9, n)
+	require.Eventually(t, func() bool {
+		_, err = s.Write(context.Background(), nil, true)
+		return err != nil
+	}, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, err, abi.StatusClosed)
+	assert.ErrorIs(t, err, syscall.ENOSPC)
 }
 
 func TestWriteStreamBackpressureAndAbort(t *testing.T) {

@@ -410,7 +410,19 @@ func (s *WriteStream) check() error {
 
 // Write queues a copy of p. Blocking, it returns once all of p is queued;
 // non-blocking, it queues what fits and returns StatusAgain if nothing did.
+// An empty p queues nothing and reports only whether the stream has
+// failed: a writer learns so whether bytes it queued earlier could not be
+// delivered (a file's disk was full), which no later write of its would
+// tell it once it has written everything.
 func (s *WriteStream) Write(ctx context.Context, p []byte, nonBlocking bool) (int, error) {
+	if len(p) == 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err != nil {
+			return 0, fmt.Errorf("%w: %w", abi.StatusClosed, s.err)
+		}
+		return 0, nil
+	}
 	n := 0
 	for n < len(p) {
 		s.mu.Lock()
