@@ -145,7 +145,7 @@ func TestServeRefusesBadInput(t *testing.T) {
 	// A DNS server without a port (or not an IP) was taken as it was, and
 	// every name containers may reach then failed to resolve, unsaid.
 	_, err = run(t, "serve", write("ok.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n"), "--dns-upstream", "127.0.0.53,resolver.lan")
-	assert.EqualError(t, err, `--dns-upstream: DNS server "resolver.lan" is not an IP address with an optional port (1.1.1.1, 1.1.1.1:53 or [2606:4700::1111]:53)`)
+	assert.EqualError(t, err, `--dns-upstream: DNS server "resolver.lan" is not an IP address with an optional port (192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53)`)
 }
 
 // TestImagesImportRefusesANameWithWhitespace: wharf images import --name

@@ -71,7 +71,7 @@ func UpstreamAddrs(servers []string) ([]string, error) {
 		if err != nil {
 			ip, ipErr := netip.ParseAddr(s)
 			if ipErr != nil || ip.Zone() != "" {
-				return nil, fmt.Errorf("DNS server %q is not an IP address with an optional port (1.1.1.1, 1.1.1.1:53 or [2606:4700::1111]:53)", s)
+				return nil, fmt.Errorf("DNS server %q is not an IP address with an optional port (192.0.2.53, 192.0.2.53:53 or [2001:db8::53]:53)", s)
 			}
 			ap = netip.AddrPortFrom(ip, 53)
 		}
