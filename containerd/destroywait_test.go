@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -236,4 +237,45 @@ func TestStopAllIsBoundedByItsGrace(t *testing.T) {
 		return nil
 	})
 	assert.Less(t, took, grace+2*time.Second, "StopAll returns once its grace is out")
+}
+
+// TestStartWaitsForARemovalUnderWay: a start of an object's container
+// while its removal is under way (wharf destroy, then a request that
+// starts it again) waits for the removal and starts it; it was refused
+// with "is being started or removed: try again" (a 503 to the client).
+// One whose context ends first says so.
+func TestStartWaitsForARemovalUnderWay(t *testing.T) {
+	m, image := testManager(t)
+	spec := ContainerSpec{Image: image, Entrypoint: []string{"sleep", "3600"}}
+	first, err := m.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
+	require.NoError(t, err)
+	removing := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		mc, ok := m.byID[first.ID()]
+		return ok && mc == nil
+	}
+	destroyed := make(chan error, 1)
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // before the manager's Close, should the test end early
+	wg.Go(func() { destroyed <- m.Destroy(context.Background(), "Sandbox", "obj") })
+	require.Eventually(t, removing, 5*time.Second, time.Millisecond, "the removal is under way")
+	mc, err := m.Start(context.Background(), "Sandbox", "obj", spec, openPolicy(), 0)
+	require.NoError(t, err, "a start during the removal waits for it")
+	require.NoError(t, <-destroyed)
+	assert.False(t, mc.Exited(), "the new container runs")
+	assert.NotEqual(t, first.Pid(), mc.Pid())
+
+	require.NoError(t, m.Destroy(context.Background(), "Sandbox", "obj"))
+	m.mu.Lock()
+	m.byID[mc.ID()] = nil // as a start under way reserves it
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = m.Start(ctx, "Sandbox", "obj", spec, openPolicy(), 0)
+	assert.EqualError(t, err, "the container of Sandbox obj is being started or removed: context deadline exceeded")
+	m.mu.Lock()
+	delete(m.byID, mc.ID())
+	m.endReservationLocked()
+	m.mu.Unlock()
 }

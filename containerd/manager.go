@@ -195,6 +195,9 @@ type Manager struct {
 
 	mu   sync.Mutex
 	byID map[string]*Managed
+	// reservationEnded is closed, and replaced, as an id reserved in byID
+	// (nil: a start or a removal under way) gets its container or is freed.
+	reservationEnded chan struct{}
 	// starting counts the starts under way of each class (their ids are
 	// reserved in byID, with no container yet), which max_instances counts.
 	starting map[string]int
@@ -261,7 +264,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
 	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
-		byID: map[string]*Managed{}, starting: map[string]int{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
+		byID: map[string]*Managed{}, reservationEnded: make(chan struct{}), starting: map[string]int{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
 	}
@@ -294,7 +297,8 @@ func ContainerID(class, object string) string {
 // Start starts the object's container from spec (ID, labels, network and
 // runc root are filled in); policy governs its egress. It fails if one is
 // already running, or if maxPerClass (when positive) containers of the
-// class already run.
+// class already run. A start or a removal of the object's container under
+// way is waited for, as long as ctx allows.
 func (m *Manager) Start(ctx context.Context, class, object string, spec ContainerSpec, policy *egresspolicy.Policy, maxPerClass int) (*Managed, error) {
 	id := ContainerID(class, object)
 	// The entrypoint runs with wharf's stack limit, which the container's
@@ -306,16 +310,27 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		return nil, err
 	}
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, fmt.Errorf("the container of %s %s is not started: %w", class, object, ErrManagerClosed)
-	}
-	if mc, ok := m.byID[id]; ok {
-		m.mu.Unlock()
-		if mc == nil {
-			return nil, fmt.Errorf("the container of %s %s is being started or removed: try again", class, object)
+	for { // a start or a removal under way (a destroy just asked for) is waited for
+		if m.closed {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("the container of %s %s is not started: %w", class, object, ErrManagerClosed)
 		}
-		return nil, fmt.Errorf("the container of %s %s is already running", class, object)
+		mc, ok := m.byID[id]
+		if !ok {
+			break
+		}
+		if mc != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("the container of %s %s is already running", class, object)
+		}
+		ended := m.reservationEnded
+		m.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the container of %s %s is being started or removed: %w", class, object, context.Cause(ctx))
+		}
+		m.mu.Lock()
 	}
 	if err := m.leftLocked(class, object, id); err != nil {
 		m.mu.Unlock()
@@ -343,6 +358,7 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 	} else {
 		m.byID[id] = mc
 	}
+	m.endReservationLocked()
 	m.mu.Unlock()
 	if err != nil {
 		m.life.startFailed(class, object, err)
@@ -562,6 +578,13 @@ func (m *Manager) Get(class, object string) (*Managed, bool) {
 	return mc, mc != nil
 }
 
+// endReservationLocked wakes the starts waiting for a reservation in byID
+// to end (see Start), under mu.
+func (m *Manager) endReservationLocked() {
+	close(m.reservationEnded)
+	m.reservationEnded = make(chan struct{})
+}
+
 // Destroy removes the object's container and its network.
 func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	id := ContainerID(class, object)
@@ -578,6 +601,7 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 	defer func() {
 		m.mu.Lock()
 		delete(m.byID, id)
+		m.endReservationLocked()
 		m.mu.Unlock()
 	}()
 	mc.markStopRequested("destroyed")
