@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -626,6 +627,12 @@ func checkTag(tag string) error {
 		return fmt.Errorf("--tag: %w", err)
 	}
 	if _, err := name.NewTag(tag); err != nil {
+		return fmt.Errorf("--tag %q is not %s %s%s: %w", tag, tagKind.article, tagKind.noun, tagKind.hint, err)
+	}
+	// name.NewTag is lax: it took "a//b", "../x" and "-t", which
+	// wharf then stored under those names, names no Dockerfile's FROM,
+	// docker or a registry can write. Docker's own grammar decides.
+	if _, err := reference.ParseNormalizedNamed(tag); err != nil {
 		return fmt.Errorf("--tag %q is not %s %s%s: %w", tag, tagKind.article, tagKind.noun, tagKind.hint, err)
 	}
 	return nil

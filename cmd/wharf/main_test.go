@@ -190,6 +190,27 @@ func TestImagesPullRefusesAControlCharacter(t *testing.T) {
 	assert.Empty(t, entries, "nothing started in the data directory")
 }
 
+// TestImagesBuildRefusesTagsDockerCannotName: images build --tag refuses,
+// before it starts anything, a name docker's reference grammar refuses
+// (an empty path component, a component starting with "." or "-"); the
+// lax parser it used took "a//b", "../x" and "-t", built the image and
+// stored it under that name, which no FROM can name.
+func TestImagesBuildRefusesTagsDockerCannotName(t *testing.T) {
+	data := t.TempDir()
+	for _, tag := range []string{"a//b", "../x", "-t", "app/-x:1", "a/./b:1", "app_:1", "registry.example/team//app:v2"} {
+		_, err := run(t, "images", "build", "--tag", tag, "--data-dir", data)
+		require.Error(t, err, tag)
+		assert.EqualError(t, err, "--tag "+strconv.Quote(tag)+
+			" is not an image name (like myapp:1 or registry.example/team/app:v2): invalid reference format", tag)
+	}
+	entries, err := os.ReadDir(data)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing started in the data directory")
+	for _, tag := range []string{"myapp", "myapp:1", "registry.example/team/app:v2", "localhost:5000/a/b:c", "a__b/c-d.e:v1.2_3"} {
+		assert.NoError(t, checkTag(tag), tag)
+	}
+}
+
 // TestImagesRefuseEmptyOrBlankArguments: images rm, pull, import and
 // build refuse an empty or blank (whitespace only) name, reference or
 // path, and a name or reference with whitespace around it, before they
