@@ -27,6 +27,7 @@ const settle = 100 * time.Millisecond
 // directory or hidden directories, for changes to its sources.
 type sourceWatcher struct {
 	*fsnotify.Watcher
+	root string // the plugin's directory
 	skip string // the data directory
 }
 
@@ -35,7 +36,7 @@ func newSourceWatcher(dir, dataDir string) (*sourceWatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &sourceWatcher{Watcher: fw, skip: dataDir}
+	w := &sourceWatcher{Watcher: fw, root: filepath.Clean(dir), skip: dataDir}
 	if err := w.Add(dir); err != nil {
 		fw.Close()
 		return nil, fmt.Errorf("watching %s: %w", dir, err)
@@ -127,6 +128,14 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 				return
 			}
 			if ev.Has(fsnotify.Chmod) {
+				continue
+			}
+			if ev.Name == w.root && ev.Has(fsnotify.Rename|fsnotify.Remove) {
+				// The watch ended with the directory's name: saves in
+				// its new place (or in one made again under the old
+				// name) were ignored without a word.
+				logger.Error("the plugin's directory was moved or removed: saves no longer rebuild; the build loaded keeps serving until wharf dev is restarted where the plugin now is",
+					"plugin", m.Name, "dir", w.root, "serving", served)
 				continue
 			}
 			if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && ev.Has(fsnotify.Create) {

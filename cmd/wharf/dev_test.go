@@ -155,6 +155,26 @@ func TestDevRefusesBuiltModule(t *testing.T) {
 	assert.Contains(t, err.Error(), `names a built module (main = "x.wasm"): use wharf serve`)
 }
 
+// TestDevSaysItsDirectoryMoved: moving (or removing) the plugin's
+// directory under wharf dev ends its watch; wharf dev says so, and the
+// build loaded serves on. Saves in the moved directory, or in the
+// directory moved back, were ignored without a word.
+func TestDevSaysItsDirectoryMoved(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "app")
+	out, err := exec.Command(wharf, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	require.True(t, srv.WaitLog(`msg="watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads"`, time.Minute), srv.Logs())
+	moved := filepath.Join(parent, "moved")
+	require.NoError(t, os.Rename(dir, moved))
+	require.True(t, srv.WaitLog(`msg="the plugin's directory was moved or removed: saves no longer rebuild; the build loaded keeps serving until wharf dev is restarted where the plugin now is" plugin=app dir=`+dir+` serving=1`, 10*time.Second), srv.Logs())
+	code, body := getBody(srv.URL + "/")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "Hello from app!\n", body)
+}
+
 // BenchmarkDevSaveToServed measures, for a new plugin (wharf init), the
 // time from saving an edit to the new code answering under wharf dev,
 // against the same edit served by restarting wharf serve (build, compile,
