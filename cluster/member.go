@@ -392,10 +392,15 @@ func (m *Member) keepAlive(ctx context.Context) {
 			default:
 				if err := m.register(ctx); err != nil {
 					m.logger.Error("rejoining the cluster", "err", err)
+				} else { // the ERROR above was the last word on it
+					m.logger.Info("rejoined the cluster", "host", m.cfg.Name, "cluster", m.clusterID)
 				}
 			}
 		default:
-			m.logger.Warn("renewing the cluster lease", "err", err, "serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
+			// gRPC says only that the deadline passed: say what a
+			// connection to etcd meets (refused, no answer).
+			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Endpoints, ","), "err", whyUnreachable(m.cfg.Endpoints, m.cfg.EtcdTLS, err),
+				"serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
 			interval := interval / 4 // retry soon
 			select {
 			case <-ctx.Done():
