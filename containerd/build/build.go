@@ -165,6 +165,18 @@ func (o *Options) Hash(ctx context.Context) (string, error) {
 			return err
 		}
 		fmt.Fprintf(h, "file %q %o %d\n", path, info.Mode(), info.Size())
+		if info.Mode()&fs.ModeSymlink != 0 {
+			// The image holds the link, not what it points at: its
+			// target counts. Its size alone did not, so a link
+			// pointed at another name of the same length was "up to
+			// date" with the image of the old link.
+			target, err := os.Readlink(filepath.Join(o.Context, filepath.FromSlash(path)))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "link %q\n", target)
+			return nil
+		}
 		if !info.Mode().IsRegular() {
 			return nil
 		}

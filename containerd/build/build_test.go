@@ -256,6 +256,30 @@ func TestHashFollowsTheContext(t *testing.T) {
 	assert.NotEqual(t, h3, h4, "build arguments count")
 }
 
+// TestHashCountsASymlinksTarget: the image holds a symlink of the
+// context as a link, so pointing it elsewhere changes the image, and the
+// hash: it counted the link's size only, and a link pointed at another
+// name of the same length left a plugin's image "up to date".
+func TestHashCountsASymlinksTarget(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "a.txt": "a", "b.txt": "b"})
+	link := filepath.Join(dir, "current")
+	require.NoError(t, os.Symlink("a.txt", link))
+	opts := build.Options{Context: dir}
+	ctx := context.Background()
+	h1, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink("b.txt", link))
+	h2, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, h1, h2, "the link points elsewhere")
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink("a.txt", link))
+	h3, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, h1, h3, "the same link again")
+}
+
 // inspect returns an image's config and the content of one file of its
 // root filesystem, read through a snapshot view.
 func inspect(t *testing.T, b *containerd.Backend, name, file string) (spec ocispec.Image, content string) {
