@@ -500,6 +500,19 @@ func commitKey(object string, seq uint64) string {
 	return fmt.Sprintf("%s%016x", commitPrefix(object), seq)
 }
 
+// leaseRunOutError is a placement asked of a host whose cluster lease has
+// run out: it owns no object until it rejoins. It is ErrFenced to a
+// caller, whose words ("no longer owns the object") misled where this
+// host never owned it.
+type leaseRunOutError struct{}
+
+func (leaseRunOutError) Error() string {
+	return "this host's cluster lease has run out (etcd was not reached in time): it places no object until it rejoins the cluster"
+}
+
+// Is makes the error ErrFenced.
+func (leaseRunOutError) Is(target error) bool { return target == ErrFenced }
+
 // Place returns the object's owner, making this host the owner if it has
 // none (unless this host is draining).
 func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
@@ -518,7 +531,7 @@ func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
 		return m.placement(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, term), nil
 	}
 	if !m.Valid() {
-		return Placement{}, fmt.Errorf("%w: its cluster lease may have expired", ErrFenced)
+		return Placement{}, leaseRunOutError{}
 	}
 	resp, err := m.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
