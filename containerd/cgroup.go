@@ -142,9 +142,13 @@ func inUse(dir string) bool {
 
 // processCgroup is the directory of the cgroup the host's process pid is
 // in: in controller's hierarchy (cgroup v1), else in the unified hierarchy
-// (cgroup v2, which v2 reports).
+// (cgroup v2, which v2 reports). A process that is gone is fs.ErrNotExist,
+// also one reaped as its file was read (ESRCH).
 func processCgroup(pid int, controller string) (dir string, v2 bool, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if errors.Is(err, unix.ESRCH) {
+		err = fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
 	if err != nil {
 		return "", false, err
 	}

@@ -1,7 +1,9 @@
 package containerd
 
 import (
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -54,5 +56,25 @@ func TestRemoveCgroupTreeKeepsOnlyWhatHoldsAProcess(t *testing.T) {
 	for _, dir := range cgroupDirs(top) {
 		_, err := os.Stat(dir)
 		assert.ErrorIs(t, err, os.ErrNotExist, "once the process exited: %s", dir)
+	}
+}
+
+// TestProcessCgroupOfAProcessGoneIsNotExist: the cgroup of a process that
+// exits and is reaped as it is read is fs.ErrNotExist, as that of one gone
+// before. Read in the moment of its reaping, its file said ESRCH ("no such
+// process"), which a signal to a container whose main process was ending
+// returned to the object (TestSignalAsTheContainerExits failed so).
+func TestProcessCgroupOfAProcessGoneIsNotExist(t *testing.T) {
+	for range 50 {
+		cmd := exec.Command("/bin/true")
+		require.NoError(t, cmd.Start())
+		reaped := make(chan error, 1)
+		go func() { reaped <- cmd.Wait() }()
+		var err error
+		for err == nil {
+			_, _, err = processCgroup(cmd.Process.Pid, "pids")
+		}
+		require.NoError(t, <-reaped)
+		require.ErrorIs(t, err, fs.ErrNotExist)
 	}
 }
