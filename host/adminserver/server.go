@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -270,25 +271,31 @@ func (s *Server) bindingsOf(class string) []string {
 // object that is not the start of an id (a name, say).
 func (s *Server) checkTailFilter(f admin.TailFilter) error {
 	if f.Class != "" {
-		bindings := s.w.ObjectBindings()
-		if len(bindings) == 0 {
-			return fmt.Errorf("--class %q: this plugin has no Durable Objects", f.Class)
+		var classes []string
+		for _, b := range s.w.ObjectBindings() {
+			classes = append(classes, b.ClassName)
 		}
-		if !slices.ContainsFunc(bindings, func(b manifest.Binding) bool { return b.ClassName == f.Class }) {
-			var classes []string
-			for _, b := range bindings {
-				if !slices.Contains(classes, b.ClassName) {
-					classes = append(classes, b.ClassName)
-				}
-			}
+		switch {
+		case len(classes) == 0:
+			return fmt.Errorf("--class %q: this plugin has no Durable Objects", f.Class)
+		case !slices.Contains(classes, f.Class):
 			slices.Sort(classes)
-			return fmt.Errorf("--class: no Durable Object class %q (the manifest has: %s)", f.Class, strings.Join(classes, ", "))
+			return fmt.Errorf("--class: no Durable Object class %q (the manifest has: %s)", f.Class, strings.Join(slices.Compact(classes), ", "))
 		}
 	}
-	if o := f.Object; o != "" && (len(o) > abi.ObjectIDLen || strings.Trim(o, "0123456789abcdef") != "") {
-		return fmt.Errorf("--object %q is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", o, abi.ObjectIDLen)
+	if f.Object != "" {
+		return notIDPrefix(f.Object, "--object "+strconv.Quote(f.Object))
 	}
 	return nil
+}
+
+// notIDPrefix refuses s, shown as shown in the error, unless it is the
+// start of an object id.
+func notIDPrefix(s, shown string) error {
+	if s != "" && len(s) <= abi.ObjectIDLen && strings.Trim(s, "0123456789abcdef") == "" {
+		return nil
+	}
+	return fmt.Errorf("%s is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", shown, abi.ObjectIDLen)
 }
 
 // anyBinding in place of a binding lets an id prefix alone name an object
@@ -350,8 +357,8 @@ func (s *Server) idFromPrefix(class, prefix string) (string, string, error) {
 		id, err := s.w.ParseObjectID(class, prefix)
 		return class, id, err
 	}
-	if prefix == "" || len(prefix) > abi.ObjectIDLen || strings.Trim(prefix, "0123456789abcdef") != "" {
-		return "", "", fmt.Errorf("%q is not the start of an object id (%d lowercase hex digits, as wharf ps shows them)", "id:"+prefix, abi.ObjectIDLen)
+	if err := notIDPrefix(prefix, strconv.Quote("id:"+prefix)); err != nil {
+		return "", "", err
 	}
 	where := "any class"
 	if class != "" {
