@@ -226,6 +226,7 @@ type readmeSession struct {
 	netns   string // its path
 	env     []string
 	servers []*readmeServer
+	stopped []*readmeServer // the servers stopped, in order
 }
 
 func newReadmeSession(t *testing.T, checkout string) *readmeSession {
@@ -422,6 +423,7 @@ func (s *readmeSession) stopServers() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		<-sv.done
+		s.stopped = append(s.stopped, sv)
 		if s.t.Failed() {
 			s.t.Logf("%s output:\n%s", sv.what, sv.out.String())
 		}
@@ -439,11 +441,29 @@ func (s *readmeSession) serverLogs() string {
 }
 
 // checkNothingLeft checks that the stopped servers left nothing of their
-// containers behind in any data directory the commands used.
+// containers behind in any data directory the commands used. It looks
+// from the session's network namespace, where the servers made their
+// links and firewall (a look from the test's own would find another test
+// process's wharf whose scope tag is the same, and miss theirs). What a
+// server left is explained by the output of every server stopped.
 func (s *readmeSession) checkNothingLeft() {
 	dirs, _ := filepath.Glob(filepath.Join(s.root, "*", ".wharf"))
 	examples, _ := filepath.Glob(filepath.Join(s.root, "examples", "*", ".wharf"))
+	left := map[string][]string{}
+	ns, err := testnet.Do(filepath.Base(s.netns), func() {
+		for _, dir := range append(dirs, examples...) {
+			left[dir] = containerd.HostLeftovers(dir)
+		}
+	})
+	require.NoError(s.t, err)
+	ns.Close()
+	clean := true
 	for _, dir := range append(dirs, examples...) {
-		assert.Empty(s.t, containerd.HostLeftovers(dir), "left behind under %s", dir)
+		clean = assert.Empty(s.t, left[dir], "left behind under %s", dir) && clean
+	}
+	if !clean {
+		for _, sv := range s.stopped {
+			s.t.Logf("%s output:\n%s", sv.what, sv.out.String())
+		}
 	}
 }

@@ -420,7 +420,11 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	defer worker.Close(context.Background())
+	defer func() {
+		if err := worker.Close(context.Background()); err != nil {
+			logger.Warn("shutting down", "plugin", m.Name, "err", err)
+		}
+	}()
 	if ctx.Err() != nil { // stopped while the module loaded (a compile is not cut short)
 		return context.Cause(ctx)
 	}

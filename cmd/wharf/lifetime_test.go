@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -176,5 +177,24 @@ func TestServeRecoversQuicklyAfterAKillDuringStarts(t *testing.T) {
 	assert.Less(t, took, 12*time.Second, "wharf serve recovers promptly")
 	require.Equal(t, "ok\n", sandboxRun(t, srv.URL, "k0", "echo ok"))
 	require.NoError(t, srv.Stop(30*time.Second))
+	assertNothingLeft(t, data)
+}
+
+// TestServeLogsWhatItsShutdownCouldNotRemove: what wharf serve fails to
+// remove on its way out is logged, not dropped: here its firewall table,
+// which an operator's `nft flush ruleset` removed while it served.
+func TestServeLogsWhatItsShutdownCouldNotRemove(t *testing.T) {
+	data := testutil.CompiledDataDir(t)
+	fixture.ImportBusybox(t, data)
+	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
+	t.Cleanup(srv.Kill)
+	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "wharf-" + containerd.Scope(data)}
+	c, err := nftables.New()
+	require.NoError(t, err)
+	c.DelTable(table)
+	require.NoError(t, c.Flush(), "wharf serve's table is there to remove")
+
+	require.NoError(t, srv.Stop(time.Minute))
+	assert.Contains(t, srv.Logs(), "removing the nft table "+table.Name)
 	assertNothingLeft(t, data)
 }
