@@ -380,3 +380,38 @@ func TestEgressConnectionsPerContainerAreCapped(t *testing.T) {
 		return strings.Contains(out, "inject: GET http://api.internal.test/after")
 	}, 15*time.Second, 200*time.Millisecond)
 }
+
+// TestEgressConnectionsOfAllContainersAreCapped: containers each within
+// their own limit cannot together hold more connections open through the
+// proxy than the host-wide limit; the rest are closed at once, with one
+// warning, and connections are taken again once some closed.
+func TestEgressConnectionsOfAllContainersAreCapped(t *testing.T) {
+	inet := fakenet.Start(t)
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuestConfig(t, "testdata/guests/objects", containersManifest, data, func(c *Config, o *hostbackend.Options) {
+		o.DNSUpstream, c.Client, o.EgressMaxConns, o.EgressMaxConnsTotal = []string{inet.DNS}, inet.Client(), 8, 12
+	})
+	for _, box := range []string{"a", "b"} {
+		w.intercept(t, box, "http", "api.internal.test", "inject")
+		w.startBox(t, box, false)
+	}
+	// Eight clients in each container that connect and send nothing for
+	// 8 s (within the 10 s the proxy waits for a request).
+	for _, box := range []string{"a", "b"} {
+		_, errOut, code := w.run(t, box, "sh", "-c",
+			`for i in $(seq 8); do { sleep 8 | nc api.internal.test 80; } >/dev/null 2>&1 & done; sleep 1`)
+		require.Equal(t, 0, code, errOut)
+	}
+	assert.Eventually(t, func() bool {
+		return strings.Contains(w.logs.String(), "wharf has 12 connections of containers open through its egress proxy, the limit for all containers")
+	}, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 1, strings.Count(w.logs.String(), "the limit for all containers"), "said once")
+	assert.NotContains(t, w.logs.String(), "the container has 8 connections open through wharf", "neither container went past its own limit")
+
+	// Once they are closed, connections are taken again.
+	assert.Eventually(t, func() bool {
+		out, _, _ := w.run(t, "b", "probe", "get", "http://api.internal.test/after")
+		return strings.Contains(out, "inject: GET http://api.internal.test/after")
+	}, 15*time.Second, 200*time.Millisecond)
+}

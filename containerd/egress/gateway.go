@@ -7,17 +7,18 @@
 package egress
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,6 +71,12 @@ type Config struct {
 	// MaxConns is how many connections one container may have open
 	// through the proxy at once; 0 means MaxConnsPerContainer.
 	MaxConns int
+	// MaxConnsTotal is how many connections all containers together may
+	// have open through the proxy; 0 means a quarter of the process's
+	// open-file limit (each costs two descriptors once dialled out), so
+	// containers together cannot use up the descriptors ingress, object
+	// databases and containerd need.
+	MaxConnsTotal int
 	// Logger gets refused connections and errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +107,10 @@ type Gateway struct {
 	synthIP  map[netip.Addr]string
 	nextIP   netip.Addr // the next synthetic address to hand out
 	meta     sync.Map   // net.Conn → *connMeta, for the HTTP server
+	// conns counts all connections open through the proxy, at most
+	// maxConns (Config.MaxConnsTotal).
+	conns    connCount
+	maxConns int32
 }
 
 // attachment is one container known to the gateway.
@@ -111,10 +122,8 @@ type attachment struct {
 	names    map[netip.Addr]string // addresses its DNS answers gave, by name
 	refused  map[string]time.Time  // when a refused lookup of a name was last logged
 	// conns counts its connections open through the proxy
-	// (MaxConnsPerContainer); overLimit is set while the limit was
-	// said in the log.
-	conns     atomic.Int32
-	overLimit atomic.Bool
+	// (MaxConnsPerContainer).
+	conns connCount
 }
 
 // Start installs the nft table and starts the resolver and proxy.
@@ -138,7 +147,7 @@ func Start(cfg Config) (g *Gateway, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g = &Gateway{cfg: cfg, log: cfg.Logger, ca: ca, resolv: resolv, ctx: ctx, cancel: cancel,
 		attached: map[netip.Addr]*attachment{}, synth: map[string]netip.Addr{}, synthIP: map[netip.Addr]string{},
-		httpConn: make(chan net.Conn)}
+		httpConn: make(chan net.Conn), maxConns: int32(cmp.Or(cfg.MaxConnsTotal, maxConnsTotal()))}
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -338,4 +347,14 @@ func (g *Gateway) closeOnce(removeFirewall bool) error {
 // Ports are the proxy's and the resolver's listening ports.
 func (g *Gateway) Ports() (proxy, resolver uint16) {
 	return uint16(g.proxyLn.Addr().(*net.TCPAddr).Port), g.dnsPort()
+}
+
+// maxConnsTotal is the default Config.MaxConnsTotal: a quarter of the
+// open-file limit (at least 64, at most what an int32 counts).
+func maxConnsTotal() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return MaxConnsPerContainer
+	}
+	return int(max(min(lim.Cur/4, math.MaxInt32), 64))
 }

@@ -220,17 +220,21 @@ func (g *Gateway) handle(c *net.TCPConn) {
 		c.Close() // not a container of ours
 		return
 	}
-	limit := int32(cmp.Or(g.cfg.MaxConns, MaxConnsPerContainer))
-	if a.conns.Add(1) > limit {
-		a.conns.Add(-1)
+	if limit := int32(cmp.Or(g.cfg.MaxConns, MaxConnsPerContainer)); !a.conns.take(limit) {
 		c.Close()
-		if a.overLimit.CompareAndSwap(false, true) { // said once while it lasts
+		if a.conns.firstRefusal() {
 			g.log.Warn("egress refused", "class", a.src.Class, "object", a.src.Object, "why", fmt.Sprintf("the container has %d connections open through wharf, the limit", limit))
 		}
 		return
 	}
-	if a.conns.Load() <= limit/2 {
-		a.overLimit.Store(false)
+	if !g.conns.take(g.maxConns) {
+		a.conns.give()
+		c.Close()
+		if g.conns.firstRefusal() {
+			g.log.Warn("egress refused", "class", a.src.Class, "object", a.src.Object, "why",
+				fmt.Sprintf("wharf has %d connections of containers open through its egress proxy, the limit for all containers (a quarter of its open-file limit)", g.maxConns))
+		}
+		return
 	}
 	m := &connMeta{from: a, dst: dst, resolved: g.nameOf(a, dst.Addr())}
 	br := bufio.NewReader(c)
@@ -244,7 +248,7 @@ func (g *Gateway) handle(c *net.TCPConn) {
 		br.Peek(8) // a method and its space; a short request line ends at the deadline
 	}
 	c.SetReadDeadline(time.Time{})
-	pc := &peekedConn{TCPConn: c, r: br, from: a}
+	pc := &peekedConn{TCPConn: c, r: br, counts: []*connCount{&a.conns, &g.conns}}
 	switch {
 	case err == nil && first[0] == 0x16:
 		g.handleTLS(pc, m)
@@ -429,21 +433,50 @@ type onlyReader struct{ io.Reader }
 type peekedConn struct {
 	*net.TCPConn
 	r *bufio.Reader
-	// from counts the connection among its container's until it is
-	// closed (closed tells the first Close).
-	from   *attachment
+	// counts are its container's count of connections and the proxy's,
+	// which it is among until it is closed (closed tells the first Close).
+	counts []*connCount
 	closed atomic.Bool
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// Close closes the connection and counts it off its container's.
+// Close closes the connection and counts it off its container's and the
+// proxy's.
 func (c *peekedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.from.conns.Add(-1)
+		for _, n := range c.counts {
+			n.give()
+		}
 	}
 	return c.TCPConn.Close()
 }
+
+// connCount counts connections open through the proxy against a limit;
+// a refusal is logged once while the count stays above half the limit.
+type connCount struct {
+	n    atomic.Int32
+	said atomic.Bool // a refusal was logged
+}
+
+// take counts one more connection if that keeps within limit.
+func (c *connCount) take(limit int32) bool {
+	if c.n.Add(1) > limit {
+		c.n.Add(-1)
+		return false
+	}
+	if c.n.Load() <= limit/2 {
+		c.said.Store(false)
+	}
+	return true
+}
+
+// give counts one connection off.
+func (c *connCount) give() { c.n.Add(-1) }
+
+// firstRefusal tells whether a refusal is the first since the count was
+// last at half its limit or below (the one to log).
+func (c *connCount) firstRefusal() bool { return c.said.CompareAndSwap(false, true) }
 
 // replayConn reads the bytes a ClientHello parse consumed, then the rest.
 type replayConn struct {

@@ -58,6 +58,9 @@ type Options struct {
 	// EgressMaxConns is how many connections one container may have open
 	// through the egress proxy; 0 means egress.MaxConnsPerContainer.
 	EgressMaxConns int
+	// EgressMaxConnsTotal is how many connections all containers may
+	// have open through it; 0 means egress.Config's default.
+	EgressMaxConnsTotal int
 	// Registries are the credentials and plain-HTTP registries for
 	// builds of Dockerfile images.
 	Registries containerd.Registries
@@ -120,7 +123,7 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 	}
 	hooks := &containers.Hooks{}
 	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
-		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks, MaxConns: o.EgressMaxConns}, Logger: logger, Metrics: o.Metrics,
+		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks, MaxConns: o.EgressMaxConns, MaxConnsTotal: o.EgressMaxConnsTotal}, Logger: logger, Metrics: o.Metrics,
 		OnExit: hooks.Exited})
 	if err != nil {
 		return nil, err
