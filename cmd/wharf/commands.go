@@ -450,6 +450,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	markStarted()
 	logger.Info("serving", "plugin", m.Name, "url", "http://"+ingress.Addr().String(), "load_time", time.Since(start).Round(time.Millisecond))
 	if sources != nil {
+		removeUnservedBuild(m)
 		logger.Info("watching for changes: a save to a .go file, go.mod or go.sum rebuilds and reloads", "plugin", m.Name, "dir", m.Dir)
 		// The watcher ends before the worker closes and wharf exits: a
 		// rebuild under way stops and removes its build directory.

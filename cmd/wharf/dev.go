@@ -71,6 +71,17 @@ func isSource(path string) bool {
 	return strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum"
 }
 
+// nextBuild is where a build is written until it serves. It has the
+// module's own name, in a directory of its own, so that what its load
+// says (a refused binding, a trap) names the module the user knows.
+func nextBuild(m *manifest.Manifest) string {
+	return filepath.Join(filepath.Dir(m.WasmPath()), "next", filepath.Base(m.WasmPath()))
+}
+
+// removeUnservedBuild removes the directory of a build that a wharf dev
+// killed (kill -9) left before it served.
+func removeUnservedBuild(m *manifest.Manifest) { os.RemoveAll(filepath.Dir(nextBuild(m))) }
+
 // reloadOnChange rebuilds the plugin once its sources settle after a
 // change and reloads the Worker with the new build: interpreted at once,
 // then compiled in the background, in a process of its own that a newer
@@ -83,11 +94,7 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 	var timer <-chan time.Time
 	var changed string
 	manifestChanged := false
-	// The next build has the module's own name, in a directory of its
-	// own, so that what its load says (a refused binding, a trap) names
-	// the module the user knows.
-	wasm := m.WasmPath()
-	next := filepath.Join(filepath.Dir(wasm), "next", filepath.Base(wasm))
+	wasm, next := m.WasmPath(), nextBuild(m)
 	defer os.RemoveAll(filepath.Dir(next)) // a build not served yet
 	stopCompile := func() {}
 	defer func() { stopCompile() }()

@@ -443,3 +443,17 @@ exec "$@"
 	assert.Empty(t, testutil.Processes(toolexec), "the stopped rebuild's compile")
 	assert.NotContains(t, srv.Logs(), "reload failed", "the rebuild stopped at shutdown was taken for a failed one")
 }
+
+// TestDevRemovesTheBuildAKilledDevLeft: the directory of a build not
+// served yet, which a wharf dev killed with SIGKILL leaves next to the
+// module, is removed by the next wharf dev.
+func TestDevRemovesTheBuildAKilledDevLeft(t *testing.T) {
+	wharf := testutil.BuildWharf(t)
+	dir, _, _ := newApp(t, wharf)
+	next := filepath.Join(dir, manifest.DefaultStateDir, "build", "next")
+	require.NoError(t, os.MkdirAll(next, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(next, "app.wasm"), []byte("half a build"), 0o644))
+	srv := testutil.StartDev(t, dir, "--listen", "127.0.0.1:0")
+	require.True(t, srv.WaitLog("watching for changes", time.Minute), srv.Logs())
+	assert.NoDirExists(t, next)
+}
