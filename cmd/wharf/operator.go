@@ -70,7 +70,7 @@ func operatorCommands() []*cobra.Command {
 		Args:  objectArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			binding, name := objectRef(args)
-			return client().Stop(cmd.Context(), binding, name)
+			return echoOnSuccess(cmd, args, client().Stop(cmd.Context(), binding, name))
 		},
 	}
 	destroy := &cobra.Command{
@@ -79,7 +79,7 @@ func operatorCommands() []*cobra.Command {
 		Args:  objectArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			binding, name := objectRef(args)
-			return client().Destroy(cmd.Context(), binding, name)
+			return echoOnSuccess(cmd, args, client().Destroy(cmd.Context(), binding, name))
 		},
 	}
 	var follow bool
@@ -526,4 +526,13 @@ func jsonFields(data []byte, prefix string, fn func(field)) error {
 		return fmt.Errorf("not a whole JSON object")
 	}
 	return nil
+}
+
+// echoOnSuccess prints the object as the command named it (as docker stop
+// and docker rm do) if err is nil, and returns err.
+func echoOnSuccess(cmd *cobra.Command, args []string, err error) error {
+	if err == nil {
+		fmt.Fprintln(cmd.OutOrStdout(), strings.Join(args, " "))
+	}
+	return err
 }
