@@ -188,6 +188,8 @@ type Manager struct {
 	gw   *egress.Gateway
 	life *lifecycle
 	jnl  journal
+	// releaseScope gives back the manager's hold on its network scope.
+	releaseScope func()
 	// init is the agent binary, or why there is none.
 	init        string
 	initErr     error
@@ -248,7 +250,13 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	n := NewNetwork(o.Subnet, b.DataDir)
+	// The scope names the firewall table, links and namespaces: no other
+	// running wharf may have it (see claimScope).
+	tag, releaseScope, err := claimScope(b.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := newNetwork(o.Subnet, tag)
 	eg := o.Egress
 	eg.Dir = filepath.Join(b.DataDir, "egress")
 	eg.Scope, eg.LinkPrefix, eg.ListenAddr = n.scope, vethPrefix+n.scope, n.Gateway()
@@ -258,12 +266,13 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	}
 	gw, err := egress.Start(eg)
 	if err != nil {
+		releaseScope()
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
 	logSandbox(o.Logger)
 	life := newLifecycle(o.Logger, o.Metrics)
 	life.onExit = o.OnExit
-	m := &Manager{b: b, net: n, gw: gw, life: life, jnl: journalAt(b.DataDir),
+	m := &Manager{b: b, net: n, gw: gw, releaseScope: releaseScope, life: life, jnl: journalAt(b.DataDir),
 		byID: map[string]*Managed{}, reservationEnded: make(chan struct{}), starting: map[string]int{}, left: map[string]*UnexaminedError{}, init: o.Init, logMaxBytes: o.LogMaxBytes}
 	if m.init == "" {
 		m.init, m.initErr = FindInit()
@@ -763,6 +772,9 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	left := len(m.left) > 0 || m.cutShort || m.stuck || unfinished
 	m.mu.Unlock()
+	// The scope is given back either way: a new data directory never
+	// takes one that names a table or links on the host (claimScope).
+	defer m.releaseScope()
 	if left {
 		return errors.Join(err, m.gw.CloseKeepingFirewall())
 	}

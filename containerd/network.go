@@ -44,15 +44,15 @@ type Network struct {
 }
 
 // NewNetwork allocates container subnets from subnet (at least a /28) for
-// the wharf whose data lives at scope (any stable string).
-func NewNetwork(subnet netip.Prefix, scope string) *Network {
-	return &Network{subnet: subnet.Masked(), scope: Scope(scope), used: map[int]bool{}}
+// the wharf whose data lives at dataDir (any stable string), in its scope
+// (see Scope). It takes no hold of the scope, as a Manager does.
+func NewNetwork(subnet netip.Prefix, dataDir string) *Network {
+	return newNetwork(subnet, Scope(dataDir))
 }
 
-// Scope is the short tag names of the wharf at dir carry.
-func Scope(dir string) string {
-	sum := sha256.Sum256([]byte(dir))
-	return hex.EncodeToString(sum[:2])
+// newNetwork is a Network whose names carry scope tag.
+func newNetwork(subnet netip.Prefix, tag string) *Network {
+	return &Network{subnet: subnet.Masked(), scope: tag, used: map[int]bool{}}
 }
 
 // Endpoint is one container's network: its namespace and addresses.
@@ -351,10 +351,15 @@ func (ep *Endpoint) Teardown() error {
 }
 
 // NetworkLeftovers lists the network namespaces and veth links on the host
-// that the wharf with data at scope created.
-func NetworkLeftovers(scope string) []string {
+// that the wharf with data at dataDir created (those named with its Scope).
+func NetworkLeftovers(dataDir string) []string {
+	return networkNamesOf(Scope(dataDir))
+}
+
+// networkNamesOf lists the network namespaces and veth links on the host
+// named with scope tag.
+func networkNamesOf(tag string) []string {
 	var out []string
-	tag := Scope(scope)
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), netnsPrefix+tag) {

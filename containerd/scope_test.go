@@ -1,0 +1,240 @@
+package containerd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/testimages"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// pathScope is the scope wharf derived from a data directory's path before
+// it kept them: the first 2 bytes of sha256(path), in hex.
+func pathScope(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(sum[:2])
+}
+
+// dirHashedAlike makes a new directory whose path has the pathScope of
+// dir (about 65536 tries of sha256).
+func dirHashedAlike(t *testing.T, dir string) string {
+	t.Helper()
+	base := t.TempDir()
+	for i := 0; ; i++ {
+		d := filepath.Join(base, strconv.Itoa(i))
+		if pathScope(d) == pathScope(dir) {
+			require.NoError(t, os.Mkdir(d, 0o700))
+			return d
+		}
+	}
+}
+
+// scopedWharf is a backend and manager on data, checked for leftovers and
+// closed (the manager unless the test closed it) when the test ends.
+func scopedWharf(t *testing.T, data string, o ManagerOptions) (*Backend, *Manager) {
+	t.Helper()
+	o.Logger = slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), data, "", o.Logger)
+	require.NoError(t, err)
+	m, err := NewManager(b, o)
+	if err != nil {
+		b.Close()
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		assert.NoError(t, m.Close(context.Background()))
+		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+		assert.NoError(t, err)
+		assert.Empty(t, left, "left behind in %s", data)
+		b.Close()
+	})
+	return b, m
+}
+
+// TestTwoWharfsWhosePathsHashAlikeKeepTheirOwnFirewalls: every name a
+// wharf gives on the host carries its 16-bit scope, which was a hash of
+// its data directory's path. Two running wharfs whose paths hashed alike
+// shared the nft table wharf-<scope>: the second one's start replaced the
+// first one's table, and the first one's Close removed the second one's,
+// and with it the rules that keep its containers from the host (a test
+// of the suite found the table of another test's wharf). Now the second
+// one takes a scope of its own: each keeps its own table, and a container
+// of the second still cannot reach the host once the first has stopped.
+func TestTwoWharfsWhosePathsHashAlikeKeepTheirOwnFirewalls(t *testing.T) {
+	first := t.TempDir()
+	second := dirHashedAlike(t, first)
+	_, m1 := scopedWharf(t, first, ManagerOptions{})
+	b2, m2 := scopedWharf(t, second, ManagerOptions{Subnet: netip.MustParsePrefix("10.215.0.0/16")})
+	s1, s2 := Scope(first), Scope(second)
+	require.Equal(t, pathScope(first), s1, "the first takes the scope its path hashes to")
+	require.NotEqual(t, s1, s2, "the second takes another")
+	assert.Equal(t, s1, m1.net.scope)
+	assert.Equal(t, s2, m2.net.scope)
+	assert.Equal(t, []string{"nft table ip wharf-" + s1}, egress.FirewallLeftovers(s1), "the first one's table")
+	assert.Equal(t, []string{"nft table ip wharf-" + s2}, egress.FirewallLeftovers(s2), "the second one's table")
+
+	archive, err := testimages.Busybox(t.TempDir())
+	require.NoError(t, err)
+	imgs, err := ImportArchive(context.Background(), b2.Client, archive, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { RemoveImage(context.Background(), b2.Client, imgs[0].Name, false) })
+	mc, err := m2.Start(context.Background(), "Box", "obj", ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(mc.Endpoint.hostLink, "wh"+s2), "its link %s carries the second one's scope", mc.Endpoint.hostLink)
+
+	require.NoError(t, m1.Close(context.Background()))
+	assert.Empty(t, egress.FirewallLeftovers(s1), "the first one's Close removes its table")
+	assert.Equal(t, []string{"nft table ip wharf-" + s2}, egress.FirewallLeftovers(s2), "and leaves the second one's")
+
+	// A service on the host, at the host end of the container's link.
+	ep := mc.Endpoint
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ep.HostIP, 0).String())
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	// Its firewall sends the connection to the egress proxy, which
+	// refuses the host.
+	execOut(t, mc.Container, ExecSpec{Args: []string{"nc", "-w", "2", ep.HostIP.String(), fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)}})
+	select {
+	case <-accepted:
+		t.Error("a container of the second wharf reached a service on the host once the first had stopped")
+	case <-time.After(time.Second):
+	}
+}
+
+// TestADataDirAnOlderWharfRanOnKeepsItsScope: a data directory a wharf
+// that kept no scope ran on keeps the one derived from its path, though
+// the table and links its killed run left name it (which a new data
+// directory's scope never does): the containers that run is adopted, with
+// their network. The scope is kept from then on.
+func TestADataDirAnOlderWharfRanOnKeepsItsScope(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	require.Equal(t, pathScope(data), m1.net.scope, "the first run takes the scope its path hashes to")
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	// The wharf is killed: its containerd goes, its container, link and
+	// table stay, and the kernel releases its lock on the scope.
+	require.NoError(t, b1.Close())
+	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
+	m1.releaseScope()
+	require.NotEmpty(t, egress.FirewallLeftovers(pathScope(data)))
+	// As a wharf that kept no scope leaves its data directory.
+	require.NoError(t, os.Remove(scopeFile(data)))
+
+	b2, m2 := nextRun(t, data, logger)
+	adopted, removed, err := m2.Recover(context.Background(), offlinePolicy)
+	require.NoError(t, err)
+	assert.Equal(t, 1, adopted)
+	assert.Equal(t, 0, removed)
+	mc, ok := m2.Get("Sandbox", "obj1")
+	require.True(t, ok, "the container is adopted")
+	assert.Equal(t, started.Pid(), mc.Pid())
+	code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "ip -4 addr show eth0 | grep -c inet"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "1\n", out, "it keeps its network")
+	assert.Equal(t, pathScope(data), Scope(data))
+	kept, err := os.ReadFile(scopeFile(data))
+	require.NoError(t, err)
+	assert.Equal(t, pathScope(data)+"\n", string(kept), "the scope is kept")
+	require.NoError(t, m2.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b2.Client, spec.Image, false))
+}
+
+// TestACopyOfARunningWharfsDataDirIsRefused: a data directory whose kept
+// scope a running wharf holds (a copy of that wharf's data directory) is
+// refused, saying whose it is and what to do, and touches nothing of the
+// running wharf's. The lock goes with the wharf that held it, killed or
+// closed: its next run takes the scope back, and once that one is closed
+// the copy starts.
+func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
+	if data := os.Getenv("WHARF_TEST_SCOPE_CHILD_DATA"); data != "" {
+		runAndWaitToBeKilled(t, data)
+	}
+	original := t.TempDir()
+	testutil.LockDir(t, original) // no other test process reclaims it once its wharf is killed
+	child := testutil.StartChildTest(t, "TestACopyOfARunningWharfsDataDirIsRefused", "WHARF_TEST_SCOPE_CHILD_DATA="+original)
+	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
+	}
+	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	tag := Scope(original)
+	copied := t.TempDir()
+	keptAt := filepath.Join(copied, "containerd", "network-scope")
+	require.NoError(t, os.MkdirAll(filepath.Dir(keptAt), 0o700))
+	require.NoError(t, os.WriteFile(keptAt, []byte(tag+"\n"), 0o600)) // as a copy of the original has it
+	logger := slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), copied, "", logger)
+	require.NoError(t, err)
+	defer b.Close()
+	refused := func(holder string) {
+		t.Helper()
+		m, err := NewManager(b, ManagerOptions{Logger: logger})
+		if err == nil {
+			m.Close(context.Background())
+		}
+		require.Error(t, err)
+		assert.Equal(t, "the network scope "+tag+" of the data directory "+copied+" is in use by the wharf of the data directory "+original+" "+holder+
+			": two wharfs on one host must not share one (each would remove the other's firewall table wharf-"+tag+"); stop that wharf first, "+
+			"or, if this data directory is a copy of that one and none of its containers runs, remove "+keptAt+" to give it a scope of its own", err.Error())
+		assert.Equal(t, []string{"nft table ip wharf-" + tag}, egress.FirewallLeftovers(tag), "the running wharf's table stays")
+	}
+	refused(fmt.Sprintf("(pid %d)", child.Cmd.Process.Pid))
+	kept, err := os.ReadFile(filepath.Join(original, "containerd", "network-scope"))
+	require.NoError(t, err)
+	assert.Equal(t, tag+"\n", string(kept), "the original keeps its scope")
+	lockFile := "/run/wharf/scope-" + tag + ".lock"
+	assert.FileExists(t, lockFile)
+
+	// Killed, it leaves its table, and the lock to its next run.
+	child.Kill(t)
+	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+original+"/")) > 0; time.Sleep(50 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
+	}
+	_, m1 := scopedWharf(t, original, ManagerOptions{})
+	assert.Equal(t, tag, m1.net.scope, "the original's next run takes its scope back")
+	refused(fmt.Sprintf("(pid %d)", os.Getpid()))
+
+	require.NoError(t, m1.Close(context.Background()))
+	assert.NoFileExists(t, lockFile, "the lock is released")
+	m2, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err, "the copy starts once the original has stopped")
+	assert.Equal(t, tag, m2.net.scope)
+	require.NoError(t, m2.Close(context.Background()))
+	assert.Empty(t, egress.FirewallLeftovers(tag))
+	left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+}
+
+// runAndWaitToBeKilled is the child of the test above: a wharf's
+// containerd and manager on data, then nothing until killed.
+func runAndWaitToBeKilled(t *testing.T, data string) {
+	logger := slog.New(slog.DiscardHandler)
+	b, err := OpenBackend(context.Background(), data, "", logger)
+	require.NoError(t, err)
+	_, err = NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	fmt.Println("running")
+	select {}
+}
