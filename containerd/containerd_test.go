@@ -192,6 +192,28 @@ func TestSocketPathStaysShort(t *testing.T) {
 	assert.Equal(t, "/x/containerd.sock", SocketPath("/x", "containerd.sock"))
 }
 
+// TestSocketPathLeavesRoomForTTRPC: a data directory whose containerd.sock
+// path was 99 characters long (a test named with 53 characters whose
+// t.TempDir got a 10-digit suffix) kept it there, and containerd refused
+// to start: "containerd.sock.ttrpc": unix socket path too long (> 104).
+func TestSocketPathLeavesRoomForTTRPC(t *testing.T) {
+	dir := "/tmp/" + strings.Repeat("d", 99-len("/tmp/")-len("/containerd.sock"))
+	require.Len(t, filepath.Join(dir, "containerd.sock"), 99)
+	p := SocketPath(dir, "containerd.sock")
+	assert.LessOrEqual(t, len(p+".ttrpc"), 104, p)
+	dir = dir[:len(dir)-1] // 98: the ttrpc socket's 104 fit
+	assert.Equal(t, filepath.Join(dir, "containerd.sock"), SocketPath(dir, "containerd.sock"))
+
+	// And containerd starts there.
+	data := filepath.Join(t.TempDir(), "d")
+	require.Less(t, len(data), 99-len("/containerd/containerd.sock"), "TMPDIR is too long for this test")
+	data += strings.Repeat("d", 99-len(data)-len("/containerd/containerd.sock"))
+	require.Len(t, filepath.Join(daemonDir(data), "containerd.sock"), 99)
+	d, err := StartDaemon(context.Background(), daemonDir(data), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.NoError(t, d.Stop())
+}
+
 // testRuntime starts a daemon with the busybox image imported, and checks at
 // cleanup that nothing the test created is left.
 func testRuntime(t *testing.T) (*client.Client, string, string) {

@@ -79,10 +79,12 @@ var disabledPlugins = []string{
 
 // SocketPath puts the unix socket name under dir unless the path would be
 // too long for a unix socket, in which case it goes to a short directory in
-// /run or the temp dir named after dir.
+// /run or the temp dir named after dir. Too long is longer than
+// maxSocketPath with containerd's ".ttrpc" added: containerd opens its
+// ttrpc socket next to its gRPC one, and refuses to start if that name is.
 func SocketPath(dir, name string) string {
 	p := filepath.Join(dir, name)
-	if len(p) < 100 {
+	if len(p+ttrpcSuffix) <= maxSocketPath {
 		return p
 	}
 	sum := sha256.Sum256([]byte(dir))
@@ -92,6 +94,12 @@ func SocketPath(dir, name string) string {
 	}
 	return filepath.Join(base, "wharf-"+hex.EncodeToString(sum[:6]), name)
 }
+
+// maxSocketPath is the longest unix socket path containerd accepts.
+const maxSocketPath = 104
+
+// ttrpcSuffix names containerd's ttrpc socket after its gRPC one.
+const ttrpcSuffix = ".ttrpc"
 
 // EmbeddedAddress is the socket of the containerd that wharf serve starts
 // for the data directory dataDir (an absolute path).
@@ -133,7 +141,7 @@ disabled_plugins = [%s]
 
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), quoteAll(disabledPlugins), sock, sock+".ttrpc")
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), quoteAll(disabledPlugins), sock, sock+ttrpcSuffix)
 	configPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, err
@@ -325,7 +333,7 @@ func isSocket(path string) bool {
 // their own the sockets had outside dir (SocketPath), which would stay in
 // /run for every data directory with a long path.
 func (d *Daemon) removeSockets() error {
-	if err := os.Remove(d.Address + ".ttrpc"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(d.Address + ttrpcSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	if short := filepath.Dir(d.Address); short != d.dir {
