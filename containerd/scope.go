@@ -170,6 +170,7 @@ var scopes = struct {
 func claimScope(dataDir string) (tag string, release func(), err error) {
 	scopes.Lock()
 	defer scopes.Unlock()
+	sweepStaleLocks()
 	kept, err := readScope(dataDir)
 	if err != nil {
 		return "", nil, err
@@ -288,6 +289,25 @@ func lockScope(tag, dataDir string) error {
 		}
 		scopes.held[tag] = &heldScope{dataDir: dataDir, lock: f, refs: 1}
 		return nil
+	}
+}
+
+// sweepStaleLocks removes the lock files no process holds: their holder
+// exited without removing them (killed, say). A lock taken of a file
+// removed meanwhile is let go (see lockScope). scopes is locked; the
+// scopes this process holds are locked on files of their own, so they are
+// left.
+func sweepStaleLocks() {
+	paths, _ := filepath.Glob(filepath.Join(scopeLockDir, "scope-*.lock"))
+	for _, path := range paths {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && samePathAsFile(path, f) {
+			os.Remove(path)
+		}
+		f.Close()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages"
@@ -237,4 +238,34 @@ func runAndWaitToBeKilled(t *testing.T, data string) {
 	require.NoError(t, err)
 	fmt.Println("running")
 	select {}
+}
+
+// TestStaleScopeLocksAreSwept: the lock file of a scope whose holder
+// exited without releasing it (killed: the kernel releases the lock, the
+// file stays in /run/wharf) is removed by the next claim of any scope;
+// a scope held stays held.
+func TestStaleScopeLocksAreSwept(t *testing.T) {
+	held, releaseHeld, err := claimScope(t.TempDir())
+	require.NoError(t, err)
+	defer releaseHeld()
+	stale, _, err := claimScope(t.TempDir())
+	require.NoError(t, err)
+	// Its holder exits: the descriptor is closed, the file stays.
+	scopes.Lock()
+	scopes.held[stale].lock.Close()
+	delete(scopes.held, stale)
+	scopes.Unlock()
+	require.FileExists(t, scopeLockPath(stale))
+
+	tag, release, err := claimScope(t.TempDir())
+	require.NoError(t, err)
+	defer release()
+	if tag != stale {
+		assert.NoFileExists(t, scopeLockPath(stale), "the stale lock file is removed")
+	}
+	require.FileExists(t, scopeLockPath(held), "a held one stays")
+	f, err := os.Open(scopeLockPath(held))
+	require.NoError(t, err)
+	defer f.Close()
+	assert.ErrorIs(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK, "and stays locked")
 }
