@@ -31,6 +31,19 @@ func pathScope(dir string) string {
 	return hex.EncodeToString(sum[:2])
 }
 
+// dirOfAFreeScope is a new directory whose pathScope no running wharf
+// holds and nothing on the host carries (a killed wharf's table, say).
+func dirOfAFreeScope(t *testing.T) string {
+	t.Helper()
+	for {
+		d := t.TempDir()
+		_, err := os.Stat("/run/wharf/scope-" + pathScope(d) + ".lock")
+		if os.IsNotExist(err) && len(egress.FirewallLeftovers(pathScope(d))) == 0 && len(NetworkLeftovers(d)) == 0 {
+			return d
+		}
+	}
+}
+
 // dirHashedAlike makes a new directory whose path has the pathScope of
 // dir (about 65536 tries of sha256).
 func dirHashedAlike(t *testing.T, dir string) string {
@@ -77,7 +90,7 @@ func scopedWharf(t *testing.T, data string, o ManagerOptions) (*Backend, *Manage
 // one takes a scope of its own: each keeps its own table, and a container
 // of the second still cannot reach the host once the first has stopped.
 func TestTwoWharfsWhosePathsHashAlikeKeepTheirOwnFirewalls(t *testing.T) {
-	first := t.TempDir()
+	first := dirOfAFreeScope(t)
 	second := dirHashedAlike(t, first)
 	_, m1 := scopedWharf(t, first, ManagerOptions{})
 	b2, m2 := scopedWharf(t, second, ManagerOptions{Subnet: netip.MustParsePrefix("10.215.0.0/16")})

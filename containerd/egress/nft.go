@@ -50,7 +50,9 @@ type firewall struct {
 // installFirewall creates the table for links named linkPrefix*, sending
 // DNS to listen:dnsPort and TCP to listen:proxyPort and forwarding nothing
 // to internal.
-// A table left by a crashed run of the same scope is replaced.
+// A table left by a crashed run of the same scope is replaced: the caller
+// holds the scope, which no other running wharf shares (see
+// containerd.Scope), so such a table is never another one's.
 func installFirewall(scope, linkPrefix string, listen netip.Addr, dnsPort, proxyPort uint16, internal []netip.Prefix) (*firewall, error) {
 	c, err := nftables.New()
 	if err != nil {
