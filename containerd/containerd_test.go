@@ -706,6 +706,10 @@ func crashingHost(t *testing.T) (data string, logger *slog.Logger, b *Backend, m
 	require.NoError(t, err)
 	m, err = NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
+	// A test that crashes m closes its gateway and leaves it: its hold on
+	// the network scope, which the kernel would release with the process,
+	// goes when the test ends.
+	t.Cleanup(func() { m.releaseScope() })
 	return data, logger, b, m, ContainerSpec{Image: imgs[0].Name, Entrypoint: []string{"sleep", "3600"}, DiskMB: 16}
 }
 
