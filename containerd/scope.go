@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/atomicfile"
 )
 
 // A wharf's scope is the short tag (4 hex digits) every name it gives on
@@ -220,22 +221,10 @@ func claimScope(dataDir string) (tag string, release func(), err error) {
 
 // keepScope writes tag to dataDir's scope file.
 func keepScope(dataDir, tag string) error {
-	err := os.MkdirAll(daemonDir(dataDir), 0o700)
-	if err == nil {
-		err = writeFileAtomic(scopeFile(dataDir), []byte(tag+"\n"))
-	}
-	if err != nil {
+	if err := atomicfile.Write(scopeFile(dataDir), []byte(tag+"\n"), 0o600, true); err != nil {
 		return fmt.Errorf("keeping the data directory's network scope: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // namesOnHost reports whether something on the host carries scope tag:
