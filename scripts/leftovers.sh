@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # leftovers.sh --containers: lists the host's wharf container cgroups and
-# shims, one per line.
+# shims and wharfs' nft tables (of the host's network namespace), one per
+# line.
 # leftovers.sh [BEFORE]: run after the tests. Fails if a test process that
 # has ended left its scratch directories behind (internal/testutil/
 # scratch.go: every TestMain must remove them) or a registered data
-# directory not reclaimed, or if a container cgroup or shim outlived the
-# tests that is not in BEFORE (what --containers listed before them: a
+# directory not reclaimed, or if a container cgroup, shim or firewall
+# table outlived the tests that is not in BEFORE (what --containers listed before them: a
 # wharf serve running meanwhile is not the tests'). Each
 # test checks what its own wharf left, but a cgroup is named after its
 # containerd's runc root, which not every test's check knows.
@@ -20,6 +21,9 @@ containers() {
 	# Anchored at the command's start: unanchored, the pattern matched
 	# this script itself once BEFORE (its argument) listed a shim.
 	pgrep -a -f '^([^ ]*/)?containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' | sed 's/^/shim /' || true
+	# A wharf's table stays after a kill -9 for its next run to replace;
+	# a test's data directory has no next run.
+	go run ./scripts/nfttables
 }
 
 if [ "${1:-}" = --containers ]; then

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -148,21 +149,31 @@ func (fw *firewall) remove() error {
 // FirewallLeftovers lists the nft tables of the wharf whose scope tag is
 // scope (its set elements go with it).
 func FirewallLeftovers(scope string) []string {
+	all, err := Firewalls()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return slices.DeleteFunc(all, func(t string) bool { return t != "nft table ip "+tablePrefix+scope })
+}
+
+// Firewalls lists the nft tables of every wharf in this network namespace
+// ("nft table ip wharf-<scope>").
+func Firewalls() ([]string, error) {
 	c, err := nftables.New()
 	if err != nil {
-		return []string{"nftables: " + err.Error()}
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
-		return []string{"nftables: " + err.Error()}
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	var out []string
 	for _, t := range tables {
-		if t.Name == tablePrefix+scope {
+		if strings.HasPrefix(t.Name, tablePrefix) {
 			out = append(out, "nft table ip "+t.Name)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // enableForwarding turns on IPv4 forwarding, which NAT for containers with
