@@ -722,7 +722,7 @@ func (m *Manager) DestroyAll(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, destroyWait)
 			defer cancel()
 			err := m.Destroy(ctx, mc.Class, mc.Object)
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) { // one that finished just in time left nothing
 				m.mu.Lock()
 				m.stuck = true
 				m.mu.Unlock()
