@@ -454,7 +454,10 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 // as well as to the init, so a stopped container goes on whole.
 func (c *Container) Signal(ctx context.Context, sig syscall.Signal) error {
 	resumed := false // SIGCONT reached the container's processes
-	if c.agent != nil && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
+	// Once the main process has exited its pid may be another process's
+	// (and its task deleted, see Manager.release): the kill below says it
+	// is not found.
+	if c.agent != nil && !c.Exited() && (sig == syscall.SIGSTOP || sig == syscall.SIGCONT) {
 		var err error
 		if sig == syscall.SIGSTOP {
 			c.pauseMu.Lock()

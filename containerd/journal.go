@@ -28,6 +28,11 @@ type record struct {
 	Started bool `json:",omitempty"`
 	// Destroying is set before the container's resources are removed.
 	Destroying bool `json:",omitempty"`
+	// Released is set once the exited container's network (and its task,
+	// cgroup and disks) are gone and its slot may go to another
+	// container: what is left is its containerd container, snapshot and
+	// log (see Manager.release).
+	Released bool `json:",omitempty"`
 }
 
 // journalAt is the journal of the wharf whose data is at dataDir.

@@ -53,6 +53,7 @@ func TestContainerOutputIsCapped(t *testing.T) {
 	// The rest looks at the files at rest: the container is stopped (a
 	// reader slower than the writer skips what is rotated away twice
 	// between its reads, and mid-rotation the newest file is missing).
+	assert.Len(t, logKeepers(m.b.DataDir), 1, "the leftover check sees the running keeper")
 	mc, ok := m.Get("Spam", "obj")
 	require.True(t, ok)
 	require.NoError(t, mc.Signal(context.Background(), syscall.SIGKILL))
@@ -85,7 +86,6 @@ func TestContainerOutputIsCapped(t *testing.T) {
 	r.Close()
 	assert.Greater(t, prev, last/2, "the kept output is the newest")
 
-	assert.Len(t, logKeepers(m.b.DataDir), 1, "the leftover check sees the running keeper")
 	require.NoError(t, m.Destroy(context.Background(), "Spam", "obj"))
 	assert.NoFileExists(t, path, "destroy removes the log")
 	assert.NoFileExists(t, keptlog.Previous(path))

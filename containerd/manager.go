@@ -75,6 +75,14 @@ type Managed struct {
 	objectSignal   syscall.Signal
 	objectSignalAt time.Time
 	objectSignals  uint64
+	// relMu orders the release of what the exited container ran with
+	// (Manager.release) and its destroy: released says the release is
+	// done (its network, task, cgroup and disks are gone, its slot back in
+	// the pool), destroying that a destroy began, and nothing is released
+	// from then on.
+	relMu      sync.Mutex
+	released   bool
+	destroying bool
 }
 
 // markStopRequested records that the next exit was asked for, and by what
@@ -373,6 +381,7 @@ func (m *Manager) Start(ctx context.Context, class, object string, spec Containe
 		m.life.startFailed(class, object, err)
 	} else {
 		m.life.started(mc, time.Since(began))
+		m.releaseOnExit(mc)
 	}
 	return mc, err
 }
@@ -614,13 +623,21 @@ func (m *Manager) Destroy(ctx context.Context, class, object string) error {
 		m.mu.Unlock()
 	}()
 	mc.markStopRequested("destroyed")
+	// A release under way finishes first; none begins after this.
+	mc.relMu.Lock()
+	defer mc.relMu.Unlock()
+	mc.destroying = true
 	m.forgetPolicy(id, mc.Policy)
 	ep := mc.Endpoint
 	if err := m.jnl.put(id, record{Class: class, Object: object, Slot: ep.slot, HostIP: ep.HostIP, ContainerIP: ep.ContainerIP,
-		Destroying: true}); err != nil {
+		Destroying: true, Released: mc.released}); err != nil {
 		return fmt.Errorf("recording container %s: %w", id, err)
 	}
-	err := errors.Join(mc.Destroy(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), m.gw.Detach(ep.ContainerIP), ep.Teardown(), m.removeDisks(id))
+	detach := error(nil)
+	if !mc.released { // else its address may be another container's by now
+		detach = m.gw.Detach(ep.ContainerIP)
+	}
+	err := errors.Join(mc.Destroy(ctx), removeCgroup(cgroupPath(m.b.RuncRoot, id)), detach, ep.Teardown(), m.removeDisks(id))
 	if err == nil {
 		err = m.jnl.remove(id)
 	}
@@ -913,6 +930,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				m.byID[id] = mc
 				m.mu.Unlock()
 				m.life.watch(mc)
+				m.releaseOnExit(mc)
 				adopted++
 				continue
 			}
@@ -1252,6 +1270,7 @@ func (c *Container) destroyRecovered(ctx context.Context) error {
 func (r record) endpoint(n *Network, id string) *Endpoint {
 	ep := newEndpoint(n, id, r.Slot)
 	ep.HostIP, ep.ContainerIP = r.HostIP, r.ContainerIP
+	ep.released = r.Released // its slot went back to the pool: perhaps another's now
 	return ep
 }
 
