@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,6 +241,23 @@ func TestOperatorCLI(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	out, _ = wharfCmd(t, "", "ps", "-a", dd)
 	assert.Contains(t, out, "exited (code 0): stopped by the operator", "stopping an exited container leaves it (it removed it)")
+	// It runs with nothing any more (bob's was destroyed: alice's is the
+	// only container): no log keeper, network namespace or veth pair.
+	for deadline := time.Now().Add(20 * time.Second); len(containerd.NetworkLeftovers(data)) > 0 ||
+		slices.ContainsFunc(containerd.HostLeftovers(data), func(s string) bool { return strings.HasPrefix(s, "log keeper") }); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the exited container was not released: %q", containerd.HostLeftovers(data))
+		}
+	}
+	out, code = wharfCmd(t, "", "inspect", dd, "APP", "alice")
+	require.Equal(t, 0, code, out)
+	obj = admin.Object{}
+	require.NoError(t, json.Unmarshal([]byte(out), &obj), out)
+	require.NotNil(t, obj.Container)
+	assert.Equal(t, "exited (code 0): stopped by the operator", obj.Container.State)
+	assert.Equal(t, map[string]string{"example": "webapp"}, obj.Container.Labels, "its labels are kept with it")
+	out, _ = wharfCmd(t, "", "ps", "-a", dd)
+	assert.Regexp(t, `(?m)^APP\s+alice\s+App\s+.*exited \(code 0\): stopped by the operator.*example=webapp$`, out)
 	out, code = wharfCmd(t, "", "logs", dd, "APP", "alice")
 	assert.Equal(t, 0, code, out)
 	assert.Equal(t, "serving "+strings.TrimSpace(string(page))+" on :8080\n", out, "with its output")
