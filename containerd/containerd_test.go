@@ -697,6 +697,13 @@ func TestPullWithCredentials(t *testing.T) {
 // the same data), and the spec of a container that sleeps.
 func crashingHost(t *testing.T) (data string, logger *slog.Logger, b *Backend, m *Manager, sleeper ContainerSpec) {
 	t.Helper()
+	return crashingHostWith(t, ManagerOptions{})
+}
+
+// crashingHostWith is crashingHost with a manager made with o (its
+// Logger is set).
+func crashingHostWith(t *testing.T, o ManagerOptions) (data string, logger *slog.Logger, b *Backend, m *Manager, sleeper ContainerSpec) {
+	t.Helper()
 	data, logger = t.TempDir(), slog.New(slog.DiscardHandler)
 	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
@@ -704,7 +711,8 @@ func crashingHost(t *testing.T) (data string, logger *slog.Logger, b *Backend, m
 	require.NoError(t, err)
 	imgs, err := ImportArchive(context.Background(), b.Client, archivePath, "")
 	require.NoError(t, err)
-	m, err = NewManager(b, ManagerOptions{Logger: logger})
+	o.Logger = logger
+	m, err = NewManager(b, o)
 	require.NoError(t, err)
 	// A test that crashes m closes its gateway and leaves it: its hold on
 	// the network scope, which the kernel would release with the process,

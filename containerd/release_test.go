@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +21,14 @@ import (
 	hostcontainers "github.com/wharfhq/wharf/host/containers"
 	"github.com/wharfhq/wharf/internal/keptlog"
 )
+
+// ownSubnet is a /24 of its own (10.238.X.0/24, X at random) for a test
+// that counts on which /30 a start takes: other wharfs on the host (tests
+// side by side) take and free addresses of the default subnet at any
+// moment, and a start skips those on the host.
+func ownSubnet() netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 238, byte(rand.IntN(256)), 0}), 24)
+}
 
 // ranWith lists what the containers of m run with on the host: shims, log
 // keepers, task bundles, network namespaces and links, cgroups, disk
@@ -81,7 +91,7 @@ func readLog(t *testing.T, m *Manager, class, object string) string {
 // then leaves alone; a destroy and a start again of the object work, and
 // its persistent directories kept what it wrote.
 func TestExitedContainerReleasesWhatOnlyARunningOneNeeds(t *testing.T) {
-	m, image := testManager(t)
+	m, image := testManagerWith(t, ManagerOptions{Subnet: ownSubnet()})
 	ctx := context.Background()
 	persist := filepath.Join(m.b.DataDir, "objects", "Sandbox", "persist", "obj", "disk.img")
 	spec := ContainerSpec{Image: image, DiskMB: 16, Labels: map[string]string{"wharf.label.team": "a"},
@@ -164,6 +174,11 @@ func TestExitedContainerReleasesWhatOnlyARunningOneNeeds(t *testing.T) {
 	assert.Zero(t, code, "the persistent directory kept what the container wrote before it exited")
 	assert.NotContains(t, readLog(t, m, "Sandbox", "obj"), "out\n", "a new start, a new log")
 	require.NoError(t, m.Destroy(ctx, "Sandbox", "obj"))
+	// The kernel lets the persistent disk's loop device go once the
+	// container's mount namespace, which holds the disk's bind mount, is
+	// gone too: a moment after the destroy, under load.
+	assert.Eventually(t, func() bool { return len(loopDevicesOf(m.b.DataDir)) == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the loop devices go")
 }
 
 // TestReleaseRacesDestroyAndStart: a destroy right as the container
@@ -199,7 +214,8 @@ func TestReleaseRacesDestroyAndStart(t *testing.T) {
 func TestCrashInRelease(t *testing.T) {
 	for _, cutAt := range []string{"task", "network", "record", "slot", ""} {
 		t.Run(cmp.Or(cutAt, "after"), func(t *testing.T) { // short: containerd's socket path is at most 104 bytes
-			data, logger, b1, m1, spec := crashingHost(t)
+			subnet := ownSubnet()
+			data, logger, b1, m1, spec := crashingHostWith(t, ManagerOptions{Subnet: subnet})
 			reached := make(chan struct{})
 			var once sync.Once
 			releaseCut = func(step string) bool {
@@ -239,7 +255,7 @@ func TestCrashInRelease(t *testing.T) {
 				assert.Empty(t, left)
 				b2.Close()
 			}()
-			m2, err := NewManager(b2, ManagerOptions{Logger: logger})
+			m2, err := NewManager(b2, ManagerOptions{Logger: logger, Subnet: subnet})
 			require.NoError(t, err)
 			adopted, removed, err := m2.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return offlinePolicy("", false) })
 			require.NoError(t, err)
