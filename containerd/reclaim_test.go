@@ -170,6 +170,11 @@ func startAndWaitToBeKilled(t *testing.T, data string) {
 		Entrypoint: []string{"sleep", "3600"}}, openPolicy(), 0)
 	require.NoError(t, err)
 	fmt.Println("started")
+	// As Manager.Destroy begins: the exit that comes of it releases
+	// nothing (see Manager.release), the destroy removes it all.
+	mc.relMu.Lock()
+	mc.destroying = true
+	mc.relMu.Unlock()
 	require.NoError(t, mc.Container.Destroy(context.Background()))
 	fmt.Println("half-destroyed")
 	select {}
