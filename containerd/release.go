@@ -21,6 +21,14 @@ import (
 // labels on the containerd container, which stays with its snapshot (no
 // process: a directory and a few records) until the destroy.
 
+// Released reports whether what the exited container ran with was
+// released (see Manager.release): its address may be another container's.
+func (mc *Managed) Released() bool {
+	mc.relMu.Lock()
+	defer mc.relMu.Unlock()
+	return mc.released
+}
+
 // releaseOnExit releases what only a running container needs once mc's
 // main process has exited (see release).
 func (m *Manager) releaseOnExit(mc *Managed) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -264,6 +265,10 @@ func (be *backend) Close(ctx context.Context, grace time.Duration) error {
 type container struct{ *containerd.Managed }
 
 func (c container) Info() containers.Info {
-	return containers.Info{Class: c.Class, Object: c.Object, ID: c.ID(), Address: c.Endpoint.ContainerIP,
+	info := containers.Info{Class: c.Class, Object: c.Object, ID: c.ID(), Address: c.Endpoint.ContainerIP,
 		Started: c.Started, Policy: c.Policy}
+	if c.Released() { // its address went back to the pool
+		info.Address = netip.Addr{}
+	}
+	return info
 }

@@ -130,7 +130,8 @@ type Info struct {
 	Class, Object string
 	// ID is the backend's name for it.
 	ID string
-	// Address is the container's own address, where its ports are.
+	// Address is the container's own address, where its ports are; none
+	// once an exited container's network was released.
 	Address netip.Addr
 	// Started is when it started (for one adopted from a previous run,
 	// when it was created).
