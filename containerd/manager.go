@@ -884,6 +884,13 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
 			leave[id] = true // another wharf's, on a shared containerd
+			if !gone(dir) {
+				// Or, in a copy (cp -a) of dir, the container of the wharf
+				// of dir: the record of it here came with the copy, and
+				// names that wharf's network (the copy has its scope),
+				// which is not this one's to tear down.
+				delete(records, id)
+			}
 			continue
 		}
 		rec, recorded := records[id]
@@ -1000,6 +1007,12 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	}
 	m.mu.Unlock()
 	return adopted, removed, errors.Join(append(unexamined, err, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
+}
+
+// gone reports whether nothing is at path.
+func gone(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // leftLocked is the error of a start or destroy of container id, which
