@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wharfhq/wharf/containerd/egress"
 )
 
 // eth0Addresses is how many IPv4 addresses the container's eth0 has: 1
@@ -24,7 +26,11 @@ func eth0Addresses(t *testing.T, c *Container) string {
 // container is gone and tore down the network it names: the original's
 // container's veth link and network namespace (the scope is the same), so
 // the container ran on without a network and the original's next run
-// removed it (its gateway address found no link). Here the copy shares
+// removed it (its gateway address found no link); and the copy's clean
+// shutdown removed the firewall table, which is the original's too, so the
+// container, had it kept its network, could reach any service on the
+// host. The copy leaves the container, network, record and firewall, and
+// says whose it is. Here the copy shares
 // the original's containerd, where the containers are; a copy with its
 // own (copied) containerd sees them alike.
 func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
@@ -53,12 +59,17 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	adopted, removed, err := m2.Recover(context.Background(), offlinePolicy)
-	require.NoError(t, err)
+	assert.True(t, OnlyUnexamined(err), "%v", err)
+	why := "it is the container of the data directory " + data + ", which this one is a copy of: serve that one to adopt or remove it"
+	assert.ErrorContains(t, err, why)
 	assert.Equal(t, 0, adopted)
 	assert.Equal(t, 0, removed, "the original's container is not the copy's")
 	assert.Equal(t, "1\n", eth0Addresses(t, started.Container), "the original's container keeps its network")
+	_, err = m2.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	assert.ErrorContains(t, err, why, "the copy starts no second container of the object")
 	require.NoError(t, m2.Close(context.Background()))
 	b2.Close()
+	assert.NotEmpty(t, egress.FirewallLeftovers(m1.net.scope), "the firewall that keeps the original's container from the host stays")
 
 	// The original's next run adopts its container, network and all.
 	require.NoError(t, b1.Close())

@@ -883,14 +883,19 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			continue // not ours
 		}
 		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
-			leave[id] = true // another wharf's, on a shared containerd
-			if !gone(dir) {
-				// Or, in a copy (cp -a) of dir, the container of the wharf
-				// of dir: the record of it here came with the copy, and
-				// names that wharf's network (the copy has its scope),
-				// which is not this one's to tear down.
+			if _, recorded := records[id]; recorded && !gone(dir) {
+				// This data directory is a copy (cp -a) of dir, and this
+				// the container of dir's wharf: its record came with the
+				// copy, and names that wharf's network (the copy has its
+				// scope). Neither is this one's to tear down, nor is the
+				// firewall that keeps the container from the host: left
+				// as one not looked at is, Close keeps it.
+				leaveUnexamined(id, records[id].Slot, fmt.Errorf("it is the container of the data directory %s, which this one is a copy of: "+
+					"serve that one to adopt or remove it", dir))
 				delete(records, id)
+				continue
 			}
+			leave[id] = true // another wharf's, on a shared containerd
 			continue
 		}
 		rec, recorded := records[id]
