@@ -883,13 +883,15 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			continue // not ours
 		}
 		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
-			if _, recorded := records[id]; recorded && !gone(dir) {
+			if _, recorded := records[id]; recorded && !gone(journalAt(dir).path(id)) {
 				// This data directory is a copy (cp -a) of dir, and this
 				// the container of dir's wharf: its record came with the
 				// copy, and names that wharf's network (the copy has its
 				// scope). Neither is this one's to tear down, nor is the
 				// firewall that keeps the container from the host: left
-				// as one not looked at is, Close keeps it.
+				// as one not looked at is, Close keeps it. (Once dir's
+				// wharf has removed it, the record here names nothing of
+				// that wharf's: it goes as one without a container.)
 				leaveUnexamined(id, records[id].Slot, fmt.Errorf("it is the container of the data directory %s, which this one is a copy of: "+
 					"serve that one to adopt or remove it", dir))
 				delete(records, id)
