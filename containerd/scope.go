@@ -51,9 +51,18 @@ func Scope(dataDir string) string {
 
 // readScope reads the scope kept in dataDir: "" if none is.
 func readScope(dataDir string) (string, error) {
-	raw, err := os.ReadFile(scopeFile(dataDir))
+	// Not opened if it is no regular file: reading a FIFO would wait
+	// forever (holding scopes), and /dev/zero would never end.
+	info, err := os.Stat(scopeFile(dataDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
+	}
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%s is %s, not a file", scopeFile(dataDir), fileKind(info.Mode()))
+	}
+	var raw []byte
+	if err == nil {
+		raw, err = os.ReadFile(scopeFile(dataDir))
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading the data directory's network scope: %w", err)
@@ -63,6 +72,21 @@ func readScope(dataDir string) (string, error) {
 		return "", fmt.Errorf("%s holds %q, which is no network scope (4 lowercase hex digits)", scopeFile(dataDir), tag)
 	}
 	return tag, nil
+}
+
+// fileKind names the kind of a file that is no regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "no regular file"
 }
 
 func validScope(tag string) bool {

@@ -282,3 +282,36 @@ func TestStaleScopeLocksAreSwept(t *testing.T) {
 	defer f.Close()
 	assert.ErrorIs(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK, "and stays locked")
 }
+
+// TestAScopeFileThatIsNoFileIsRefused: a data directory's network-scope
+// that an operator replaced by something other than a file is refused,
+// saying what it is, and at once: a named pipe made the claim wait
+// forever (holding every claim of the process). (So would a link to
+// /dev/zero have read until memory ran out, which this test does not
+// try.)
+func TestAScopeFileThatIsNoFileIsRefused(t *testing.T) {
+	data := t.TempDir()
+	kept := scopeFile(data)
+	require.NoError(t, os.MkdirAll(filepath.Dir(kept), 0o700))
+	for what, create := range map[string]func() error{
+		"a named pipe": func() error { return unix.Mkfifo(kept, 0o600) },
+		"a directory":  func() error { return os.Mkdir(kept, 0o700) },
+	} {
+		require.NoError(t, create())
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := claimScope(data)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			assert.EqualError(t, err, "reading the data directory's network scope: "+kept+" is "+what+", not a file", what)
+		case <-time.After(10 * time.Second):
+			if f, err := os.OpenFile(kept, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+				f.Close() // the reader of a pipe gets its end
+			}
+			t.Fatalf("the claim of a data directory whose scope file is %s did not return", what)
+		}
+		require.NoError(t, os.Remove(kept))
+	}
+}
