@@ -16,6 +16,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/atomicfile"
+	"github.com/wharfhq/wharf/internal/filekind"
 )
 
 // A wharf's scope is the short tag (4 hex digits) every name it gives on
@@ -58,7 +59,7 @@ func readScope(dataDir string) (string, error) {
 		return "", nil
 	}
 	if err == nil && !info.Mode().IsRegular() {
-		err = fmt.Errorf("%s is %s, not a file", scopeFile(dataDir), fileKind(info.Mode()))
+		err = fmt.Errorf("%s is %s, not a file", scopeFile(dataDir), filekind.Of(info.Mode()))
 	}
 	var raw []byte
 	if err == nil {
@@ -72,21 +73,6 @@ func readScope(dataDir string) (string, error) {
 		return "", fmt.Errorf("%s holds %q, which is no network scope (4 lowercase hex digits)", scopeFile(dataDir), tag)
 	}
 	return tag, nil
-}
-
-// fileKind names the kind of a file that is no regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return "no regular file"
 }
 
 func validScope(tag string) bool {
