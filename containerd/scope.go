@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/atomicfile"
+	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/filekind"
 )
 
@@ -259,7 +261,7 @@ func lockScope(tag, dataDir string) error {
 		return fmt.Errorf("network scope lock: %w", err)
 	}
 	path := scopeLockPath(tag)
-	for {
+	for busy := 0; ; {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			return fmt.Errorf("network scope lock: %w", err)
@@ -270,6 +272,13 @@ func lockScope(tag, dataDir string) error {
 			raw, _ := os.ReadFile(path)
 			json.Unmarshal(raw, &holder)
 			f.Close()
+			if holder.PID > 0 && ephemeral.ProcessEnded(holder.PID) && busy < staleLockTries {
+				// The lock of a wharf that ended, which another process's
+				// sweepStaleLocks holds for a moment.
+				busy++
+				time.Sleep(time.Millisecond)
+				continue
+			}
 			return &ScopeInUseError{Scope: tag, DataDir: dataDir, Holder: holder, Kept: keptFile(dataDir)}
 		}
 		if err != nil {
@@ -290,6 +299,10 @@ func lockScope(tag, dataDir string) error {
 		return nil
 	}
 }
+
+// staleLockTries is how often lockScope tries again a lock whose holder
+// ended, a millisecond apart.
+const staleLockTries = 100
 
 // sweepStaleLocks removes the lock files no process holds: their holder
 // exited without removing them (killed, say). A lock taken of a file

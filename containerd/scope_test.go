@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -314,4 +316,29 @@ func TestAScopeFileThatIsNoFileIsRefused(t *testing.T) {
 		}
 		require.NoError(t, os.Remove(kept))
 	}
+}
+
+// TestAStaleLockASweepHoldsIsTakenOnceLetGo: a claim of a scope whose
+// lock file a killed wharf left, at the moment another process's
+// sweepStaleLocks holds its lock, waits for the sweep; it was refused as
+// in use by the killed wharf's pid.
+func TestAStaleLockASweepHoldsIsTakenOnceLetGo(t *testing.T) {
+	data := dirOfAFreeScope(t)
+	tag := pathScope(data)
+	require.NoError(t, keepScope(data, tag))
+	ended := exec.Command("true")
+	require.NoError(t, ended.Run())
+	raw, err := json.Marshal(scopeHolder{PID: ended.Process.Pid, DataDir: data})
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(scopeLockDir, 0o755))
+	require.NoError(t, os.WriteFile(scopeLockPath(tag), raw, 0o644))
+	sweep, err := os.Open(scopeLockPath(tag))
+	require.NoError(t, err)
+	require.NoError(t, unix.Flock(int(sweep.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+	time.AfterFunc(30*time.Millisecond, func() { sweep.Close() }) // as the sweep lets it go
+
+	got, release, err := claimScope(data)
+	require.NoError(t, err)
+	defer release()
+	assert.Equal(t, tag, got)
 }
