@@ -291,6 +291,10 @@ func lockScope(tag, dataDir string) error {
 			f.Close()
 			continue
 		}
+		if other := runningWharfWith(tag, dataDir); other != nil {
+			f.Close() // the file stays, for a sweep
+			return &ScopeInUseError{Scope: tag, DataDir: dataDir, Holder: *other, Kept: keptFile(dataDir)}
+		}
 		raw, _ := json.Marshal(scopeHolder{PID: os.Getpid(), DataDir: dataDir})
 		if err := f.Truncate(0); err == nil {
 			f.WriteAt(append(raw, '\n'), 0)
@@ -298,6 +302,30 @@ func lockScope(tag, dataDir string) error {
 		scopes.held[tag] = &heldScope{dataDir: dataDir, lock: f, refs: 1}
 		return nil
 	}
+}
+
+// runningWharfWith finds a running wharf, of a data directory other than
+// dataDir, that holds the lock of scope tag on a file no longer at its
+// path: a lock file removed while its wharf runs (rm -rf /run/wharf)
+// would otherwise no longer keep a copy of its data directory from its
+// scope, whose firewall table would replace its own. It looks for the
+// removed file among every process's open files, and returns nil if no
+// process has it open.
+func runningWharfWith(tag, dataDir string) *scopeHolder {
+	removed := scopeLockPath(tag) + " (deleted)"
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err != nil || target != removed {
+			continue
+		}
+		var holder scopeHolder
+		raw, _ := os.ReadFile(fd)
+		json.Unmarshal(raw, &holder)
+		if !sameDir(holder.DataDir, dataDir) {
+			return &holder
+		}
+	}
+	return nil
 }
 
 // staleLockTries is how often lockScope tries again a lock whose holder

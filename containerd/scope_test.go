@@ -200,11 +200,13 @@ func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Dir(keptAt), 0o700))
 	require.NoError(t, os.WriteFile(keptAt, []byte(tag+"\n"), 0o600)) // as a copy of the original has it
 	logger := slog.New(slog.DiscardHandler)
-	b, err := OpenBackend(context.Background(), copied, "", logger)
-	require.NoError(t, err)
-	defer b.Close()
+	// The copy's containerd runs only while it is tried, as that of a
+	// wharf serve refused does: a running one counts as its wharf's.
 	refused := func(holder string) {
 		t.Helper()
+		b, err := OpenBackend(context.Background(), copied, "", logger)
+		require.NoError(t, err)
+		defer b.Close()
 		m, err := NewManager(b, ManagerOptions{Logger: logger})
 		if err == nil {
 			m.Close(context.Background())
@@ -221,6 +223,11 @@ func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
 	assert.Equal(t, tag+"\n", string(kept), "the original keeps its scope")
 	lockFile := "/run/wharf/scope-" + tag + ".lock"
 	assert.FileExists(t, lockFile)
+	// Its lock file removed (rm -rf /run/wharf), the running wharf is
+	// found by the removed file it holds open.
+	require.NoError(t, os.Remove(lockFile))
+	refused(fmt.Sprintf("(pid %d)", child.Cmd.Process.Pid))
+	require.NoError(t, os.Remove(lockFile), "the lock file the refused claim made stays for a sweep")
 
 	// Killed, it leaves its table, and the lock to its next run.
 	child.Kill(t)
@@ -233,6 +240,9 @@ func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
 
 	require.NoError(t, m1.Close(context.Background()))
 	assert.NoFileExists(t, lockFile, "the lock is released")
+	b, err := OpenBackend(context.Background(), copied, "", logger)
+	require.NoError(t, err)
+	defer b.Close()
 	m2, err := NewManager(b, ManagerOptions{Logger: logger})
 	require.NoError(t, err, "the copy starts once the original has stopped")
 	assert.Equal(t, tag, m2.net.scope)
