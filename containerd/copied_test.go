@@ -47,12 +47,14 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 	require.NoError(t, b1.Close())
 	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
 	m1.releaseScope()
-	copied := filepath.Join(t.TempDir(), "copy")
-	out, err := exec.Command("cp", "-a", data, copied).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	t.Cleanup(func() { os.RemoveAll(copied) })
+	copied, second := filepath.Join(t.TempDir(), "copy"), filepath.Join(t.TempDir(), "second")
+	for _, dir := range []string{copied, second} {
+		out, err := exec.Command("cp", "-a", data, dir).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 
-	serveCopy := func() (adopted, removed int, err error) {
+	serveCopy := func(copied string) (adopted, removed int, err error) {
 		t.Helper()
 		b, err := OpenBackend(context.Background(), copied, "", logger)
 		require.NoError(t, err)
@@ -67,11 +69,22 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 		}
 		return adopted, removed, err
 	}
-	adopted, removed, err := serveCopy()
+	adopted, removed, err := serveCopy(copied)
 	assert.True(t, OnlyUnexamined(err), "%v", err)
 	assert.ErrorContains(t, err, "it is the container of the data directory "+data+", which this one is a copy of: serve that one to adopt or remove it")
 	assert.Equal(t, 0, adopted)
 	assert.Equal(t, 0, removed, "the original's container is not the copy's")
+	assert.Equal(t, network, networkNamesOf(tag), "the original's container keeps its network")
+
+	// A copy given a scope of its own (its network-scope removed) leaves
+	// nothing of its own on its clean stop: the original's container is
+	// behind the original's firewall, which stays, not the copy's.
+	require.NoError(t, os.Remove(filepath.Join(second, "containerd", "network-scope")))
+	_, _, err = serveCopy(second)
+	require.NoError(t, err)
+	own := Scope(second)
+	require.NotEqual(t, tag, own)
+	assert.Empty(t, egress.FirewallLeftovers(own), "the copy's table")
 	assert.Equal(t, network, networkNamesOf(tag), "the original's container keeps its network")
 	assert.NotEmpty(t, egress.FirewallLeftovers(tag), "the firewall that keeps the original's container from the host stays")
 
@@ -90,7 +103,7 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 
 	// Once the original has removed its container, the copy's record of
 	// it names nothing of the original's: it goes.
-	adopted, removed, err = serveCopy()
+	adopted, removed, err = serveCopy(copied)
 	require.NoError(t, err)
 	assert.Equal(t, 0, adopted)
 	assert.Equal(t, 1, removed)

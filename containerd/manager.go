@@ -883,10 +883,10 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			continue // not ours
 		}
 		if dir, ok := labels[labelDataDir]; ok && dir != m.b.DataDir {
-			if _, recorded := records[id]; recorded && !gone(journalAt(dir).path(id)) {
+			if _, recorded := records[id]; recorded && !gone(journalAt(dir).path(id)) && Scope(dir) == m.net.scope {
 				// This data directory is a copy (cp -a) of dir, and this
 				// the container of dir's wharf: its record came with the
-				// copy, and names that wharf's network (the copy has its
+				// copy, and names that wharf's network (the copy kept its
 				// scope). Neither is this one's to tear down, nor is the
 				// firewall that keeps the container from the host: left
 				// as one not looked at is, Close keeps it. (Once dir's
@@ -897,7 +897,12 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				delete(records, id)
 				continue
 			}
-			leave[id] = true // another wharf's, on a shared containerd
+			// Another wharf's, on a shared containerd, or, for a copy
+			// with a scope of its own, the original's, whose network and
+			// firewall carry the original's scope: the record the copy
+			// has of it names nothing of the original's, and goes as one
+			// without a container.
+			leave[id] = true
 			continue
 		}
 		rec, recorded := records[id]
