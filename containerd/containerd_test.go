@@ -769,14 +769,7 @@ func TestRecoveryAdoptsRunningAndRemovesUnknown(t *testing.T) {
 	require.NoError(t, b1.Close())
 	m1.Gateway().Close()
 
-	b2, err := OpenBackend(context.Background(), data, "", logger)
-	require.NoError(t, err)
-	defer func() {
-		left, err := Leftovers(context.Background(), b2.Client, b2.Address, b2.DataDir)
-		require.NoError(t, err)
-		assert.Empty(t, left)
-		b2.Close()
-	}()
+	b2 := reopened(t, data, logger)
 	m2, err := NewManager(b2, ManagerOptions{Logger: logger})
 	require.NoError(t, err)
 	adopted, removed, err := m2.Recover(context.Background(), func(class string, _ bool) *egresspolicy.Policy {
@@ -977,6 +970,16 @@ func crashedWithOneContainer(t *testing.T) (data string, logger *slog.Logger, sp
 // nextRun starts wharf's next run on data: its backend and manager, closed
 // when the test ends, after which nothing of the run may be left.
 func nextRun(t *testing.T, data string, logger *slog.Logger) (*Backend, *Manager) {
+	b := reopened(t, data, logger)
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return b, m
+}
+
+// reopened is the backend of data's next run after a crash, which, once
+// the test ends, must have nothing left and is closed.
+func reopened(t *testing.T, data string, logger *slog.Logger) *Backend {
 	b, err := OpenBackend(context.Background(), data, "", logger)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -985,10 +988,7 @@ func nextRun(t *testing.T, data string, logger *slog.Logger) (*Backend, *Manager
 		assert.Empty(t, left)
 		b.Close()
 	})
-	m, err := NewManager(b, ManagerOptions{Logger: logger})
-	require.NoError(t, err)
-	t.Cleanup(func() { m.Close(context.Background()) })
-	return b, m
+	return b
 }
 
 // failLabelsOf makes Recover's reading of container id's labels fail with

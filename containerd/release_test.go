@@ -247,14 +247,7 @@ func TestCrashInRelease(t *testing.T) {
 			require.NoError(t, b1.Close())
 			m1.Gateway().Close()
 
-			b2, err := OpenBackend(context.Background(), data, "", logger)
-			require.NoError(t, err)
-			defer func() {
-				left, err := Leftovers(context.Background(), b2.Client, b2.Address, b2.DataDir)
-				require.NoError(t, err)
-				assert.Empty(t, left)
-				b2.Close()
-			}()
+			b2 := reopened(t, data, logger)
 			m2, err := NewManager(b2, ManagerOptions{Logger: logger, Subnet: subnet})
 			require.NoError(t, err)
 			adopted, removed, err := m2.Recover(context.Background(), func(string, bool) *egresspolicy.Policy { return offlinePolicy("", false) })
