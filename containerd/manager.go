@@ -582,9 +582,16 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	return m.Destroy(ctx, class, object)
 }
 
-// Labels returns the container's labels.
+// Labels returns the container's labels; once its network was released
+// (see Manager.release), without those of its network, which may be
+// another container's by now.
 func (m *Managed) Labels(ctx context.Context) map[string]string {
 	labels, _ := m.ctr.Labels(WithNamespace(ctx))
+	if m.Released() {
+		for _, l := range []string{labelSlot, labelContainerIP, labelHostIP} {
+			delete(labels, l)
+		}
+	}
 	return labels
 }
 

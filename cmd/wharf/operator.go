@@ -334,8 +334,12 @@ func printContainers(w io.Writer, list []admin.Container, noTrunc bool) error {
 			labels = append(labels, k+"="+v)
 		}
 		slices.Sort(labels)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", strings.Join(c.Bindings, ","), nameCell(c.Name, noTrunc), c.Class, idCell(c.Object, noTrunc),
-			c.State, time.Since(c.Started).Round(time.Second), c.Address, c.Pid, strings.Join(labels, ","))
+		pid := "" // none: an exited container released
+		if c.Pid != 0 {
+			pid = strconv.Itoa(int(c.Pid))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(c.Bindings, ","), nameCell(c.Name, noTrunc), c.Class, idCell(c.Object, noTrunc),
+			c.State, time.Since(c.Started).Round(time.Second), c.Address, pid, strings.Join(labels, ","))
 	}
 	return tw.Flush()
 }

@@ -258,6 +258,7 @@ func TestOperatorCLI(t *testing.T) {
 	assert.Equal(t, map[string]string{"example": "webapp"}, obj.Container.Labels, "its labels are kept with it")
 	assert.Empty(t, obj.Container.Address, "its address went back to the pool: perhaps another container's now")
 	assert.Zero(t, obj.Container.Pid, "so did its pid")
+	assert.NotContains(t, obj.AllLabels, "wharf.net.ip", "and its network's labels")
 	out, _ = wharfCmd(t, "", "ps", "-a", dd)
 	assert.Regexp(t, `(?m)^APP\s+alice\s+App\s+.*exited \(code 0\): stopped by the operator.*example=webapp$`, out)
 	out, code = wharfCmd(t, "", "logs", dd, "APP", "alice")
