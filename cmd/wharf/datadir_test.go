@@ -434,6 +434,12 @@ func TestImagesImportWhenTheOwnerIsKilled(t *testing.T) {
 	}
 	assert.Empty(t, testutil.Processes(data), "nothing runs on the data directory")
 	assert.Empty(t, containerd.MountsUnder(data))
+
+	// The killed wharf's firewall table waits for its next run, which
+	// removes it when it stops.
+	next := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.NoError(t, next.Stop(time.Minute))
+	assertNothingLeft(t, data)
 }
 
 // holdsSharedLock reports whether process pid holds a shared flock.
