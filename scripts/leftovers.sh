@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # leftovers.sh --containers: lists the host's wharf container cgroups and
-# shims and wharfs' nft tables (of the host's network namespace), one per
-# line.
+# shims, container network namespaces, and wharfs' links and nft tables
+# (of the host's network namespace), one per line.
 # leftovers.sh [BEFORE]: run after the tests. Fails if a test process that
 # has ended left its scratch directories behind (internal/testutil/
 # scratch.go: every TestMain must remove them) or a registered data
-# directory not reclaimed, or if a container cgroup, shim or firewall
-# table outlived the tests that is not in BEFORE (what --containers listed before them: a
+# directory not reclaimed, or if a container cgroup, shim, network
+# namespace, link or firewall table outlived the tests that is not in BEFORE (what --containers listed before them: a
 # wharf serve running meanwhile is not the tests'). Each
 # test checks what its own wharf left, but a cgroup is named after its
 # containerd's runc root, which not every test's check knows.
@@ -24,6 +24,12 @@ containers() {
 	# A wharf's table stays after a kill -9 for its next run to replace;
 	# a test's data directory has no next run.
 	go run ./scripts/nfttables
+	# containerd/network.go: namespaces wharf-<scope><id hash>, host ends
+	# of the veth pairs wh<scope><id hash>.
+	for ns in /run/netns/wharf-*; do
+		[ -e "$ns" ] && echo "network namespace $ns"
+	done
+	ip -o link show | awk -F': ' '$2 ~ /^wh[0-9a-f]+(@|$)/ { sub(/@.*/, "", $2); print "link " $2 }'
 }
 
 if [ "${1:-}" = --containers ]; then
