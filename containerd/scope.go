@@ -151,7 +151,7 @@ func (e *ScopeInUseError) Error() string {
 		who = fmt.Sprintf("another wharf on this host (pid %d)", e.Holder.PID)
 	}
 	msg := fmt.Sprintf("the network scope %s of the data directory %s is in use by %s: two wharfs on one host must not share one "+
-		"(each would remove the other's firewall table wharf-%s); stop that wharf first", e.Scope, e.DataDir, who, e.Scope)
+		"(each would remove the other's firewall table %s); stop that wharf first", e.Scope, e.DataDir, who, egress.TableName(e.Scope))
 	if e.Kept != "" {
 		msg += fmt.Sprintf(", or, if this data directory is a copy of that one, remove %s to give it a scope of its own", e.Kept)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd"
+	"github.com/wharfhq/wharf/containerd/egress"
 	"github.com/wharfhq/wharf/internal/testimages/fixture"
 	"github.com/wharfhq/wharf/internal/testutil"
 )
@@ -188,7 +189,7 @@ func TestServeLogsWhatItsShutdownCouldNotRemove(t *testing.T) {
 	fixture.ImportBusybox(t, data)
 	srv := testutil.StartServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data)
 	t.Cleanup(srv.Kill)
-	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "wharf-" + containerd.Scope(data)}
+	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: egress.TableName(containerd.Scope(data))}
 	c, err := nftables.New()
 	require.NoError(t, err)
 	c.DelTable(table)

@@ -48,6 +48,10 @@ type firewall struct {
 	set   *nftables.Set
 }
 
+// TableName is the name of the nft table (family ip) of the wharf whose
+// scope tag is scope.
+func TableName(scope string) string { return tablePrefix + scope }
+
 // installFirewall creates the table for links named linkPrefix*, sending
 // DNS to listen:dnsPort and TCP to listen:proxyPort and forwarding nothing
 // to internal.
@@ -59,7 +63,7 @@ func installFirewall(scope, linkPrefix string, listen netip.Addr, dnsPort, proxy
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	fw := &firewall{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: tablePrefix + scope}}
+	fw := &firewall{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName(scope)}}
 	if old, err := c.ListTableOfFamily(fw.table.Name, fw.table.Family); err == nil && old != nil {
 		c.DelTable(fw.table)
 		if err := c.Flush(); err != nil {
@@ -153,7 +157,7 @@ func FirewallLeftovers(scope string) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	return slices.DeleteFunc(all, func(t string) bool { return t != "nft table ip "+tablePrefix+scope })
+	return slices.DeleteFunc(all, func(t string) bool { return t != "nft table ip "+TableName(scope) })
 }
 
 // Firewalls lists the nft tables of every wharf in this network namespace

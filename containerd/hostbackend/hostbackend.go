@@ -272,3 +272,12 @@ func (c container) Info() containers.Info {
 	}
 	return info
 }
+
+// Pid is 0 for an exited container released: its pid may be another
+// process's by now.
+func (c container) Pid() uint32 {
+	if c.Released() {
+		return 0
+	}
+	return c.Managed.Pid()
+}

@@ -163,14 +163,12 @@ func (s *Server) describe(ctx context.Context, mc containers.Container) admin.Co
 		}
 	}
 	info := mc.Info()
-	address, pid := "", mc.Pid()
+	address := "" // none: an exited container released
 	if info.Address.IsValid() {
 		address = info.Address.String()
-	} else {
-		pid = 0 // an exited container released: its pid may be another process's by now
 	}
 	return admin.Container{Bindings: s.bindingsOf(info.Class), Class: info.Class, Object: info.Object, Name: all[containers.NameLabel],
-		State: state, Started: info.Started, Address: address, Pid: pid, Labels: labels}
+		State: state, Started: info.Started, Address: address, Pid: mc.Pid(), Labels: labels}
 }
 
 // tail streams the log lines that pass the request's filter until the

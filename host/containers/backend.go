@@ -77,7 +77,8 @@ type Container interface {
 	Signal(ctx context.Context, sig syscall.Signal) error
 	// Paused reports whether SIGSTOP paused the running container.
 	Paused() bool
-	// Pid is the main process's pid on the host.
+	// Pid is the main process's pid on the host; 0 once an exited
+	// container was released.
 	Pid() uint32
 	// Labels are the container's labels.
 	Labels(ctx context.Context) map[string]string
