@@ -55,6 +55,9 @@ type instance struct {
 	memory   atomic.Uint32 // linear memory size when the last event ended
 	draining atomic.Bool
 	dead     atomic.Bool
+	// served is set once an event ended on the instance: one that ends
+	// without is failing on its own (see instanceSet.supervise).
+	served atomic.Bool
 }
 
 // guest is what an import acts for: one event, or the instance itself
@@ -192,6 +195,7 @@ func (g *guest) end(failure error) {
 		g.table.Remove(g.handle)
 	}
 	g.inst.events.Add(-1)
+	g.inst.served.Store(true)
 	close(g.done)
 }
 

@@ -37,9 +37,15 @@ type instanceSet struct {
 	closed    bool
 	retired   bool // replaced by new code: an instance that ends is not replaced
 	refilling bool
-	started   uint64
-	ended     uint64
-	wg        sync.WaitGroup
+	// unserved counts the instances in a row that ended before any event
+	// ended on them: each replacement waits longer (retryPause).
+	unserved int
+	// lastEnd is why the last instance ended, which a pick that finds
+	// none up tells.
+	lastEnd error
+	started uint64
+	ended   uint64
+	wg      sync.WaitGroup
 }
 
 // minInitTimeout is the least time an instance's main gets to call
@@ -193,19 +199,65 @@ func (rt *instanceSet) supervise(in *instance) {
 	}
 	closed := rt.closed || rt.retired
 	rt.ended++
+	rt.lastEnd = err
 	rt.notifyLocked()
+	var pause time.Duration
+	if in.served.Load() || len(failed) > 0 {
+		rt.unserved = 0
+	} else {
+		rt.unserved++
+		pause = retryPause(rt.unserved)
+	}
+	inARow := rt.unserved
 	rt.mu.Unlock()
 	if closed || plugins.Stopped(err) {
 		return
 	}
-	rt.logger.Error("plugin instance ended; replacing it", "plugin", rt.plugin.Name(), "err", err, "events_failed", failed)
+	if pause == 0 {
+		rt.logger.Error("plugin instance ended; replacing it", "plugin", rt.plugin.Name(), "err", err, "events_failed", failed)
+	} else {
+		rt.logger.Error("plugin instance ended before it served anything; replacing it after a pause", "plugin", rt.plugin.Name(),
+			"err", err, "pause", pause, "in_a_row", inARow)
+		if !rt.sleepInService(pause) {
+			return
+		}
+	}
 	rt.replace()
+}
+
+// retryPause is the pause before the nth try in a row after a failure:
+// 100 ms, doubling up to 10 s. An instance that ended before it served
+// anything fails on its own, not on what it was sent (its CPU slice is
+// too short for its Go runtime, say), so its replacement waits too, where
+// one that ended on an event is replaced at once.
+func retryPause(n int) time.Duration {
+	return min(100*time.Millisecond<<min(n-1, 7), 10*time.Second)
+}
+
+// sleepInService waits for d, or until the set is closed or retired; it
+// reports whether the set is still in service.
+func (rt *instanceSet) sleepInService(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		rt.mu.Lock()
+		out, changed := rt.closed || rt.retired, rt.changed
+		rt.mu.Unlock()
+		if out {
+			return false
+		}
+		select {
+		case <-t.C:
+			return true
+		case <-changed:
+		}
+	}
 }
 
 // replace launches a new instance, retrying with a growing pause while the
 // module keeps failing.
 func (rt *instanceSet) replace() {
-	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 10*time.Second) {
+	for failures := 1; ; failures++ {
 		rt.mu.Lock()
 		closed := rt.closed
 		rt.mu.Unlock()
@@ -218,7 +270,9 @@ func (rt *instanceSet) replace() {
 			return
 		}
 		rt.logger.Error("starting a plugin instance failed", "plugin", rt.plugin.Name(), "err", err)
-		time.Sleep(pause)
+		if !rt.sleepInService(retryPause(failures)) {
+			return
+		}
 	}
 }
 
@@ -267,7 +321,7 @@ func (rt *instanceSet) pick(ctx context.Context, rank loadRank) (*instance, erro
 			}
 		}
 		draining := len(rt.instances) - rt.countLive()
-		changed := rt.changed
+		changed, lastEnd := rt.changed, rt.lastEnd
 		rt.mu.Unlock()
 		if draining > 0 {
 			rt.refill()
@@ -278,6 +332,9 @@ func (rt *instanceSet) pick(ctx context.Context, rank loadRank) (*instance, erro
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			if lastEnd != nil {
+				return nil, fmt.Errorf("no plugin instance is up (the last one ended: %v): %w", lastEnd, context.Cause(ctx))
+			}
 			return nil, fmt.Errorf("no plugin instance is up: %w", context.Cause(ctx))
 		}
 	}
@@ -366,6 +423,7 @@ func (rt *instanceSet) close() error {
 		return nil
 	}
 	rt.closed = true
+	rt.notifyLocked() // wakes picks and paused replacements
 	// A copy: supervise removes each stopped instance from rt.instances,
 	// in place, while this loop is still stopping the others.
 	instances := slices.Clone(rt.instances)

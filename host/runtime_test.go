@@ -130,6 +130,29 @@ func TestCPUSliceIsCappedAtTheTimeout(t *testing.T) {
 	assert.Equal(t, `"v"`, w.mustCall(t, "STORE", "b", "Get", "k"))
 }
 
+// TestInstanceThatNeverServesIsReplacedAfterGrowingPauses: instances
+// that end on their own before any event (here a goroutine spins past the
+// CPU slice as soon as main calls serve) are replaced after a pause that
+// doubles each time, not at once in a loop; a request meanwhile is told
+// why none is up, and closing the host does not wait out a pause.
+func TestInstanceThatNeverServesIsReplacedAfterGrowingPauses(t *testing.T) {
+	w := serveGuest(t, "testdata/guests/spinner", "name = \"spinner\"\nmain = \"x.wasm\"\n[limits]\ninstances = 1\ntimeout = \"300ms\"\n", t.TempDir())
+	require.Eventually(t, func() bool { return strings.Contains(w.logs.String(), "pause=1.6s in_a_row=5") }, 30*time.Second, 5*time.Millisecond,
+		"the fifth instance in a row ended")
+	logs := w.logs.String()
+	for n, pause := range []string{"100ms", "200ms", "400ms", "800ms", "1.6s"} {
+		assert.Contains(t, logs, fmt.Sprintf(`msg="plugin instance ended before it served anything; replacing it after a pause" plugin=spinner `+
+			`err="guest computed without yielding for longer than its CPU slice (300ms: [limits] cpu_slice, at most timeout)" pause=%s in_a_row=%d`, pause, n+1))
+	}
+	assert.Equal(t, uint64(5), w.Instances().Started, "one instance per pause, none in between")
+	code, body := get(t, w.url+"/")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "worker unavailable: no plugin instance is up (the last one ended: guest computed without yielding for longer than its CPU slice "+
+		"(300ms: [limits] cpu_slice, at most timeout)): the event did not end within 300ms\n", body)
+	w.stopWithin(t, time.Second, "closing the host waited for the 1.6s pause")
+	assert.Equal(t, uint64(5), w.Instances().Started, "nothing started after the close")
+}
+
 // TestTenThousandLiveObjects keeps 10,000 objects live in one host.
 func TestTenThousandLiveObjects(t *testing.T) {
 	const n = 10_000
