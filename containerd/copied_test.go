@@ -66,11 +66,15 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 		if err != nil {
 			_, startErr := m.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
 			assert.ErrorContains(t, startErr, "which this one is a copy of", "the copy starts no second container of the object")
+			assert.ErrorContains(t, startErr, "remove "+scopeFile(copied)+" to give this copy a network scope of its own, "+
+				"or have that wharf remove the container, then restart this wharf", "what to do")
+			assert.NotContains(t, startErr.Error(), "look at it again", "restarting alone does not help")
 		}
 		return adopted, removed, err
 	}
 	adopted, removed, err := serveCopy(copied)
 	assert.True(t, OnlyUnexamined(err), "%v", err)
+	assert.True(t, OnlyCopied(err), "%v", err)
 	assert.ErrorContains(t, err, "it is the container of the data directory "+data+", which this one is a copy of: serve that one to adopt or remove it")
 	assert.Equal(t, 0, adopted)
 	assert.Equal(t, 0, removed, "the original's container is not the copy's")
@@ -108,5 +112,98 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 	assert.Equal(t, 0, adopted)
 	assert.Equal(t, 1, removed)
 	assert.Empty(t, journalAt(copied).leftovers())
+	assert.Empty(t, egress.FirewallLeftovers(tag))
+}
+
+// TestACopyStartsTheContainersItsOriginalRan: a copy (cp -a) of the data
+// directory of a running wharf has, in its containerd, the container
+// entries and task state of the original's containers. Served (with a
+// scope of its own while the original runs, with the original's once it
+// has stopped), it left those entries as another wharf's: the object's
+// next start in the copy failed with containerd's "already exists", for
+// good. Its containerd also took the task state that came with the copy
+// for its own: it connected to the original's shims and listed the
+// original's running container (the restarted one too: its shim's socket
+// is named after the original's containerd and the id) as its task. The
+// copy now starts the object's container afresh, and the original's
+// container runs on untouched.
+func TestACopyStartsTheContainersItsOriginalRan(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	first, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	tag := m1.net.scope
+	copies := map[string]string{}
+	for _, name := range []string{"own", "later", "same"} {
+		dir := filepath.Join(t.TempDir(), name)
+		out, err := exec.Command("cp", "-a", data, dir).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		copies[name] = dir
+	}
+	for _, name := range []string{"own", "later"} {
+		require.NoError(t, os.Remove(scopeFile(copies[name])), "given a scope of its own, as the refusal says")
+	}
+	// stillRuns checks that the original's container of obj1 runs on,
+	// with its network.
+	stillRuns := func(mc *Managed, what string) {
+		t.Helper()
+		got, ok := m1.Get("Sandbox", "obj1")
+		require.True(t, ok, what)
+		assert.Equal(t, mc.Pid(), got.Pid(), what)
+		assert.False(t, got.Exited(), what)
+		assert.Equal(t, "1\n", eth0Addresses(t, got.Container), "%s: with its network", what)
+	}
+	// serveCopy serves the copy dir, starts its container of obj1, and
+	// stops it, leaving nothing.
+	serveCopy := func(dir string) (removed int) {
+		t.Helper()
+		b, err := OpenBackend(context.Background(), dir, "", logger)
+		require.NoError(t, err)
+		defer b.Close()
+		m, err := NewManager(b, ManagerOptions{Logger: logger})
+		require.NoError(t, err)
+		defer func() {
+			require.NoError(t, m.Close(context.Background()))
+			require.NoError(t, RemoveImage(context.Background(), b.Client, spec.Image, false))
+			left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+			require.NoError(t, err)
+			assert.Empty(t, left, "the copy %s leaves nothing", dir)
+			assert.Empty(t, journalAt(dir).leftovers())
+		}()
+		adopted, removed, err := m.Recover(context.Background(), offlinePolicy)
+		require.NoError(t, err)
+		assert.Equal(t, 0, adopted, "the original's container is not the copy's")
+		mc, err := m.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+		require.NoError(t, err, "the copy starts the object's container")
+		code, out, _ := execOut(t, mc.Container, ExecSpec{Args: []string{"sh", "-c", "echo copy > /f && cat /f"}})
+		assert.Equal(t, uint32(0), code)
+		assert.Equal(t, "copy\n", out)
+		assert.Equal(t, "1\n", eth0Addresses(t, mc.Container), "with its network")
+		assert.NotEqual(t, first.Pid(), mc.Pid())
+		return removed
+	}
+
+	// A second wharf from a copy, while the original runs the object.
+	serveCopy(copies["own"])
+	stillRuns(first, "the original's container, after a copy served")
+
+	// The original restarts the object: the shim the copies' task state
+	// names is gone, and a new container has the same id.
+	require.NoError(t, m1.Destroy(context.Background(), "Sandbox", "obj1"))
+	second, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	serveCopy(copies["later"])
+	stillRuns(second, "the original's restarted container, after a copy made before the restart served")
+
+	// The original stops (removing its container); the copy that kept its
+	// scope is served, as a backup is.
+	require.NoError(t, m1.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b1.Client, spec.Image, false))
+	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	require.NoError(t, b1.Close())
+	assert.Equal(t, 1, serveCopy(copies["same"]), "the copy's record of the original's container")
 	assert.Empty(t, egress.FirewallLeftovers(tag))
 }

@@ -125,6 +125,9 @@ func StartDaemon(ctx context.Context, dir string, logger *slog.Logger) (*Daemon,
 	if err != nil {
 		return nil, err
 	}
+	if err := discardCopiedRuntimeState(dir, logger); err != nil {
+		return nil, err
+	}
 	sock := SocketPath(dir, "containerd.sock")
 	for _, d := range []string{filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Dir(sock)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

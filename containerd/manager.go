@@ -863,10 +863,10 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// wharf's, and those that could not be looked at.
 	leave := map[string]bool{}
 	var unexamined []error
-	leaveUnexamined := func(id string, slot int, err error) {
+	leaveUnexamined := func(id string, slot int, err error, copiedFrom string) {
 		leave[id] = true
 		m.net.reserveSlot(slot) // its address may be in use
-		e := &UnexaminedError{ID: id, Err: err}
+		e := &UnexaminedError{ID: id, CopiedFrom: copiedFrom, Err: err}
 		unexamined = append(unexamined, e)
 		m.mu.Lock()
 		m.left[id] = e
@@ -882,7 +882,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		labels, err := containerLabels(ctr, ctx)
 		if err != nil {
 			// Perhaps not ours, perhaps one that runs with a record.
-			leaveUnexamined(id, records[id].Slot, fmt.Errorf("reading its labels: %w", err))
+			leaveUnexamined(id, records[id].Slot, fmt.Errorf("reading its labels: %w", err), "")
 			delete(records, id)
 			continue
 		}
@@ -900,16 +900,45 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 				// wharf has removed it, the record here names nothing of
 				// that wharf's: it goes as one without a container.)
 				leaveUnexamined(id, records[id].Slot, fmt.Errorf("it is the container of the data directory %s, which this one is a copy of: "+
-					"serve that one to adopt or remove it", dir))
+					"serve that one to adopt or remove it", dir), dir)
 				delete(records, id)
 				continue
 			}
 			// Another wharf's, on a shared containerd, or, for a copy
-			// with a scope of its own, the original's, whose network and
-			// firewall carry the original's scope: the record the copy
-			// has of it names nothing of the original's, and goes as one
-			// without a container.
-			leave[id] = true
+			// with a scope of its own or one whose original has removed
+			// it, the original's: the record the copy has of it names
+			// nothing of the original's (its network and firewall carry
+			// the original's scope, or are gone), and goes as one without
+			// a container.
+			rec, recorded := records[id]
+			if m.b.daemon == nil || !recorded {
+				leave[id] = true
+				continue
+			}
+			// In the containerd of this data directory, with a record in
+			// its journal, the container is an entry of the copy's own
+			// metadata, which came with the copy as the record did: the
+			// original's containerd has its own. Left, it kept the object
+			// from starting here ("already exists"). It goes, with its
+			// snapshot and what the record names, if it has no task (the
+			// runtime state that came with the copy was discarded before
+			// its containerd started: see discardCopiedRuntimeState): one
+			// with a task may be the original's process, and is left.
+			if _, err := ctr.Task(ctx, nil); !errdefs.IsNotFound(err) {
+				leave[id] = true
+				continue
+			}
+			delete(records, id)
+			removals = append(removals, func() error {
+				err := errors.Join(ctr.Delete(ctx), m.removeSnapshot(ctx, id))
+				if err == nil {
+					err = m.removeRecorded(ctx, id, rec)
+				}
+				if err != nil {
+					return fmt.Errorf("removing container %s, which came with the copy of the data directory %s: %w", id, dir, err)
+				}
+				return nil
+			})
 			continue
 		}
 		rec, recorded := records[id]
@@ -920,7 +949,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 		}
 		task, running, err := recoveredTask(ctx, ctr)
 		if err != nil {
-			leaveUnexamined(id, ep.slot, err)
+			leaveUnexamined(id, ep.slot, err, "")
 			continue
 		}
 		// A container without a record was started before wharf kept one.
@@ -998,17 +1027,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	// Records without a container: a start cut short before its container
 	// existed, or a destroy after it was deleted.
 	for id, rec := range records {
-		removals = append(removals, func() error {
-			err := errors.Join(m.removeSnapshot(ctx, id), removeCgroup(cgroupPath(m.b.RuncRoot, id)), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
-				removeIfExists(m.policyPath(id)))
-			if err == nil {
-				err = m.jnl.remove(id)
-			}
-			if err != nil {
-				return fmt.Errorf("removing what the journal records of container %s: %w", id, err)
-			}
-			return nil
-		})
+		removals = append(removals, func() error { return m.removeRecorded(ctx, id, rec) })
 	}
 	// The removals come after every adoption (which reserves its network
 	// slot), and run side by side: each mostly waits on containerd, runc
@@ -1028,6 +1047,20 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 	return adopted, removed, errors.Join(append(unexamined, err, m.removeOrphanTasks(leave), m.removeStrayDisks(leave))...)
 }
 
+// removeRecorded removes what the journal record rec of container id
+// names, and then the record, for a record without a container.
+func (m *Manager) removeRecorded(ctx context.Context, id string, rec record) error {
+	err := errors.Join(m.removeSnapshot(ctx, id), removeCgroup(cgroupPath(m.b.RuncRoot, id)), rec.endpoint(m.net, id).Teardown(), m.removeDisks(id),
+		removeIfExists(m.policyPath(id)))
+	if err == nil {
+		err = m.jnl.remove(id)
+	}
+	if err != nil {
+		return fmt.Errorf("removing what the journal records of container %s: %w", id, err)
+	}
+	return nil
+}
+
 // gone reports whether nothing is at path.
 func gone(path string) bool {
 	_, err := os.Lstat(path)
@@ -1037,6 +1070,12 @@ func gone(path string) bool {
 // leftLocked is the error of a start or destroy of container id, which
 // Recover left as it is, or nil; under mu.
 func (m *Manager) leftLocked(class, object, id string) error {
+	if e := m.left[id]; e != nil && e.CopiedFrom != "" {
+		return fmt.Errorf("the container of %s %s is not started here: its container %s belongs to the data directory %s, which this one is a copy of "+
+			"(made while that one's wharf ran it), and may still run there on network names this copy shares with it: "+
+			"remove %s to give this copy a network scope of its own, or have that wharf remove the container, then restart this wharf",
+			class, object, id, e.CopiedFrom, scopeFile(m.b.DataDir))
+	}
 	if e := m.left[id]; e != nil {
 		return fmt.Errorf("the container of %s %s from a previous run may still run (%w): restart wharf to look at it again", class, object, e)
 	}
@@ -1092,15 +1131,38 @@ func recoveredTask(ctx context.Context, ctr client.Container) (client.Task, bool
 // the next run to look at again.
 type UnexaminedError struct {
 	// ID is the container's id.
-	ID  string
-	Err error
+	ID string
+	// CopiedFrom is, for a container this data directory has a record of
+	// because it is a copy of another, which may still run it, that
+	// other's data directory (see Recover).
+	CopiedFrom string
+	Err        error
 }
 
 func (e *UnexaminedError) Error() string {
+	if e.CopiedFrom != "" {
+		return "container " + e.ID + " left as it is: " + e.Err.Error()
+	}
 	return "container " + e.ID + " left as it is for the next run: " + e.Err.Error()
 }
 
 func (e *UnexaminedError) Unwrap() error { return e.Err }
+
+// OnlyCopied reports whether err, an error from Recover for which
+// OnlyUnexamined holds, is made of containers of the data directory this
+// one is a copy of only (see UnexaminedError.CopiedFrom).
+func OnlyCopied(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !OnlyCopied(e) {
+				return false
+			}
+		}
+		return len(joined.Unwrap()) > 0
+	}
+	e, ok := err.(*UnexaminedError)
+	return ok && e.CopiedFrom != ""
+}
 
 // OnlyUnexamined reports whether err, an error from Recover, is made of
 // *UnexaminedErrors only: recovery did all it could and the containers it

@@ -140,7 +140,12 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 		p, _ := containers.NewPolicy(c, internet) // checked above
 		return p
 	})
-	if containerd.OnlyUnexamined(err) {
+	if containerd.OnlyUnexamined(err) && containerd.OnlyCopied(err) {
+		// A copy of a data directory whose wharf was killed with them
+		// running: they are that one's.
+		logger.Warn("containers of the data directory this one is a copy of, which may still run them, are left to it: "+
+			"their objects are not started here until this copy has a network scope of its own or that data directory's wharf has removed them", "err", err)
+	} else if containerd.OnlyUnexamined(err) {
 		// The containers that could not be looked at run on untouched.
 		logger.Warn("containers from a previous run could not be looked at: left as they are for the next run", "err", err)
 	} else if err != nil {
