@@ -255,16 +255,17 @@ func New(ctx context.Context, rt Runtime, m *manifest.Manifest, dataDir string, 
 }
 
 // logRecovery logs what the commit log, opened with opts, replayed at the
-// start, r, when a crash left it segments. --accept-lost-commits is for
+// start, r, when a crash (or a copy of the data directory made while its
+// wharf ran) left it segments. --accept-lost-commits is for
 // one start: a start with it also says to leave it out of the next ones,
 // where it would give up a later loss without asking (a unit file keeps
 // the flags it was given).
 func logRecovery(logger *slog.Logger, r storage.Recovery, opts storage.LogOptions) {
 	if r.Segments > 0 {
-		logger.Info("commit log replayed after a crash", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "dropped", r.Dropped, "took", r.Took.Round(time.Millisecond))
+		logger.Info("commit log replayed: the last run on this data directory did not stop cleanly (a crash or a kill), or the directory was copied while its wharf ran", "segments", r.Segments, "databases", r.Databases, "commits", r.Commits, "dropped", r.Dropped, "took", r.Took.Round(time.Millisecond))
 	}
 	for _, path := range slices.Sorted(maps.Keys(r.DroppedFrom)) {
-		logger.Info("an object's commits in the commit log's last batch, torn by the crash before it was synced (none acknowledged), were dropped from its first damaged or missing one", "file", path, "commits", r.DroppedFrom[path])
+		logger.Info("an object's commits in the commit log's last batch, torn (by the crash, or by a copy made while it was written) before it was synced (none acknowledged), were dropped from its first damaged or missing one", "file", path, "commits", r.DroppedFrom[path])
 	}
 	if r.Damaged > 0 {
 		logger.Warn("the commit log was damaged inside: the commits of its damaged records are lost (an object missing one after its later ones are replayed is not opened)", "records", r.Damaged)

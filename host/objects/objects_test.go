@@ -19,8 +19,8 @@ func TestRecoveryLogSaysTheCommitsDroppedFromATornBatch(t *testing.T) {
 		Segments: 2, Databases: 2, Commits: 4, Dropped: 3,
 		DroppedFrom: map[string]int{"/data/objects/Box/b.sqlite": 1, "/data/objects/Box/a.sqlite": 2},
 	}, storage.LogOptions{})
-	assert.Regexp(t, `msg="commit log replayed after a crash" segments=2 databases=2 commits=4 dropped=3 `, logs.String())
-	assert.Regexp(t, `(?s)msg="an object's commits in the commit log's last batch, torn by the crash before it was synced \(none acknowledged\), were dropped from its first damaged or missing one" file=/data/objects/Box/a.sqlite commits=2\n`+
+	assert.Regexp(t, `msg="commit log replayed: the last run on this data directory did not stop cleanly \(a crash or a kill\), or the directory was copied while its wharf ran" segments=2 databases=2 commits=4 dropped=3 `, logs.String())
+	assert.Regexp(t, `(?s)msg="an object's commits in the commit log's last batch, torn \(by the crash, or by a copy made while it was written\) before it was synced \(none acknowledged\), were dropped from its first damaged or missing one" file=/data/objects/Box/a.sqlite commits=2\n`+
 		`.*msg="an object's commits .*" file=/data/objects/Box/b.sqlite commits=1\n`, logs.String())
 }
 
