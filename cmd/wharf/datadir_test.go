@@ -454,3 +454,42 @@ func holdsSharedLock(t *testing.T, pid int) bool {
 	}
 	return false
 }
+
+// TestACopyOfADataDirServesTheObjectsItsOriginalRan: a copy (cp -a) of a
+// running wharf's data directory, given a network scope of its own as the
+// refusal says, serves the objects whose containers the original runs:
+// their entries, which came with the copy into its containerd, answered
+// each start with "already exists", a 503 marked X-Wharf-Provisioning
+// that the SDK and curl --retry repeat forever. The original's container
+// runs on, and each wharf leaves nothing when it stops.
+func TestACopyOfADataDirServesTheObjectsItsOriginalRan(t *testing.T) {
+	data := testutil.CompiledDataDir(t)
+	fixture.ImportBusybox(t, data)
+	app := filepath.Join(testutil.RepoRoot(), "examples", "sandbox")
+	srv := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", data)
+	t.Cleanup(srv.Kill)
+	require.Equal(t, "ok\n", sandboxRun(t, srv.URL, "k0", "echo ok"))
+
+	copied := filepath.Join(t.TempDir(), "copy")
+	out, err := exec.Command("cp", "-a", data, copied).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, os.Remove(filepath.Join(copied, "containerd", "network-scope")))
+	second := testutil.StartServe(t, app, "--listen", "127.0.0.1:0", "--data-dir", copied)
+	t.Cleanup(second.Kill)
+	// Not sandboxRun, which would end the test here on a failure and
+	// kill both wharfs: they are stopped, and checked, either way.
+	resp, err := (&http.Client{Timeout: time.Minute}).Post(second.URL+"/run/k0", "text/plain", strings.NewReader("echo copy"))
+	if assert.NoError(t, err) {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+		assert.Equal(t, "copy\n", string(body))
+	}
+	assert.Contains(t, second.Logs(), "this data directory is a copy of another")
+	require.NoError(t, second.Stop(time.Minute))
+	assertNothingLeft(t, copied)
+
+	assert.Equal(t, "still\n", sandboxRun(t, srv.URL, "k0", "echo still"), "the original serves on")
+	require.NoError(t, srv.Stop(time.Minute))
+	assertNothingLeft(t, data)
+}
