@@ -5,8 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 // A copy (cp -a) of a data directory has, under containerd/, the state of
@@ -38,22 +39,17 @@ func copiedFrom(dir string) string {
 	if err != nil {
 		return ""
 	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		quoted, ok := strings.CutPrefix(line, "state = ")
-		if !ok {
-			continue
-		}
-		state, err := strconv.Unquote(quoted)
-		if err != nil || state == filepath.Join(dir, "state") {
-			return ""
-		}
-		original := filepath.Dir(state)
-		if _, err := os.Stat(original); err != nil || sameDir(original, dir) {
-			return ""
-		}
-		return original
+	var config struct {
+		State string `toml:"state"`
 	}
-	return ""
+	if toml.Unmarshal(raw, &config) != nil || config.State == "" || config.State == filepath.Join(dir, "state") {
+		return ""
+	}
+	original := filepath.Dir(config.State)
+	if _, err := os.Stat(original); err != nil || sameDir(original, dir) {
+		return ""
+	}
+	return original
 }
 
 // discardCopiedRuntimeState removes, before the containerd of the daemon
