@@ -1152,32 +1152,29 @@ func (e *UnexaminedError) Unwrap() error { return e.Err }
 // OnlyUnexamined holds, is made of containers of the data directory this
 // one is a copy of only (see UnexaminedError.CopiedFrom).
 func OnlyCopied(err error) bool {
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range joined.Unwrap() {
-			if !OnlyCopied(e) {
-				return false
-			}
-		}
-		return len(joined.Unwrap()) > 0
-	}
-	e, ok := err.(*UnexaminedError)
-	return ok && e.CopiedFrom != ""
+	return onlyUnexaminedWhere(err, func(e *UnexaminedError) bool { return e.CopiedFrom != "" })
 }
 
 // OnlyUnexamined reports whether err, an error from Recover, is made of
 // *UnexaminedErrors only: recovery did all it could and the containers it
 // could not look at run on untouched, so wharf can serve.
 func OnlyUnexamined(err error) bool {
+	return onlyUnexaminedWhere(err, func(*UnexaminedError) bool { return true })
+}
+
+// onlyUnexaminedWhere reports whether err is made of *UnexaminedErrors
+// for which match holds only.
+func onlyUnexaminedWhere(err error, match func(*UnexaminedError) bool) bool {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range joined.Unwrap() {
-			if !OnlyUnexamined(e) {
+			if !onlyUnexaminedWhere(e, match) {
 				return false
 			}
 		}
 		return len(joined.Unwrap()) > 0
 	}
-	_, ok := err.(*UnexaminedError)
-	return ok
+	e, ok := err.(*UnexaminedError)
+	return ok && match(e)
 }
 
 // maxParallelRemovals bounds how many containers' remains are removed at
