@@ -260,7 +260,7 @@ func NewManager(b *Backend, o ManagerOptions) (*Manager, error) {
 	}
 	// The scope names the firewall table, links and namespaces: no other
 	// running wharf may have it (see claimScope).
-	tag, releaseScope, err := claimScope(b.DataDir)
+	tag, releaseScope, err := claimScope(b.DataDir, o.Logger)
 	if err != nil {
 		return nil, err
 	}

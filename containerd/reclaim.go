@@ -111,8 +111,8 @@ func endedDataDirs() []string {
 		dir := dataDirOfBundle(bundle, ns)
 		if _, err := os.Stat(dir); err != nil {
 			// Gone (its test removed it while a killed wharf's container
-			// ran on): no containerd can be started there. The shim is
-			// left, for make test's leftover check to name.
+			// ran on): no containerd can be started there. The next
+			// claim of a scope removes it (see removeOrphan).
 			continue
 		}
 		if !slices.Contains(dirs, dir) && !daemonRuns(procs, dir) && !adoptable(dir) {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,11 +181,12 @@ var scopes = struct {
 // this process's exit): the kept scope, or for a data directory an older
 // wharf ran on the one derived from its path, or for a new one the first
 // free candidate, which it keeps. A scope another running wharf holds is
-// a *ScopeInUseError.
-func claimScope(dataDir string) (tag string, release func(), err error) {
+// a *ScopeInUseError. What killed wharfs whose data directories are gone
+// left is removed first, and logged to logger (see removeOrphan).
+func claimScope(dataDir string, logger *slog.Logger) (tag string, release func(), err error) {
 	scopes.Lock()
 	defer scopes.Unlock()
-	sweepStaleLocks()
+	sweepStaleLocks(dataDir, logger)
 	kept, err := readScope(dataDir)
 	if err != nil {
 		return "", nil, err
@@ -333,11 +336,14 @@ func runningWharfWith(tag, dataDir string) *scopeHolder {
 const staleLockTries = 100
 
 // sweepStaleLocks removes the lock files no process holds: their holder
-// exited without removing them (killed, say). A lock taken of a file
-// removed meanwhile is let go (see lockScope). scopes is locked; the
-// scopes this process holds are locked on files of their own, so they are
-// left.
-func sweepStaleLocks() {
+// exited without removing them (killed, say). If the data directory such
+// a file names is gone, what its wharf left on the host is removed first,
+// with the lock held, or the file is kept if that is left for now (see
+// removeOrphan; claiming is the data directory the sweep's claim is for).
+// A lock taken of a file removed meanwhile is let go (see lockScope).
+// scopes is locked; the scopes this process holds are locked on files of
+// their own, so they are left.
+func sweepStaleLocks(claiming string, logger *slog.Logger) {
 	paths, _ := filepath.Glob(filepath.Join(scopeLockDir, "scope-*.lock"))
 	for _, path := range paths {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -345,7 +351,15 @@ func sweepStaleLocks() {
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && samePathAsFile(path, f) {
-			os.Remove(path)
+			tag := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "scope-"), ".lock")
+			var holder scopeHolder
+			keep := false
+			if raw, err := io.ReadAll(io.LimitReader(f, 64<<10)); err == nil && validScope(tag) && json.Unmarshal(raw, &holder) == nil {
+				keep = removeOrphan(tag, holder, claiming, logger)
+			}
+			if !keep {
+				os.Remove(path)
+			}
 		}
 		f.Close()
 	}

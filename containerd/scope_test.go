@@ -253,10 +253,10 @@ func runAndWaitToBeKilled(t *testing.T, data string) {
 // file stays in /run/wharf) is removed by the next claim of any scope;
 // a scope held stays held.
 func TestStaleScopeLocksAreSwept(t *testing.T) {
-	held, releaseHeld, err := claimScope(t.TempDir())
+	held, releaseHeld, err := claimScope(t.TempDir(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer releaseHeld()
-	stale, _, err := claimScope(t.TempDir())
+	stale, _, err := claimScope(t.TempDir(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	// Its holder exits: the descriptor is closed, the file stays.
 	scopes.Lock()
@@ -265,7 +265,7 @@ func TestStaleScopeLocksAreSwept(t *testing.T) {
 	scopes.Unlock()
 	require.FileExists(t, scopeLockPath(stale))
 
-	tag, release, err := claimScope(t.TempDir())
+	tag, release, err := claimScope(t.TempDir(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer release()
 	if tag != stale {
@@ -295,7 +295,7 @@ func TestAScopeFileThatIsNoFileIsRefused(t *testing.T) {
 		require.NoError(t, create())
 		done := make(chan error, 1)
 		go func() {
-			_, _, err := claimScope(data)
+			_, _, err := claimScope(data, slog.New(slog.DiscardHandler))
 			done <- err
 		}()
 		select {
@@ -330,7 +330,7 @@ func TestAStaleLockASweepHoldsIsTakenOnceLetGo(t *testing.T) {
 	require.NoError(t, unix.Flock(int(sweep.Fd()), unix.LOCK_EX|unix.LOCK_NB))
 	time.AfterFunc(30*time.Millisecond, func() { sweep.Close() }) // as the sweep lets it go
 
-	got, release, err := claimScope(data)
+	got, release, err := claimScope(data, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer release()
 	assert.Equal(t, tag, got)

@@ -1,0 +1,286 @@
+package containerd
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/keptlog"
+)
+
+// A wharf killed (SIGKILL) while its containers run leaves them running,
+// with its firewall table, their network namespaces, links, shims,
+// mounts and cgroups, for its data directory's next run to adopt or
+// remove. If that data directory is then removed (a test's temporary
+// directory, an operator cleaning up), no next run comes: the next wharf
+// of any data directory removes them instead (orphanedScope,
+// removeOrphanedScope), found through the lock file the killed wharf left
+// in /run/wharf (see claimScope), which names its data directory.
+//
+// A lock file is all that tells whose a scope's names are: with none
+// (/run/wharf removed after the kill), the names are left, since a data
+// directory that still keeps their scope may exist anywhere, and a wharf
+// of a version that takes no lock may run with them.
+
+// orphanedScope reports why the scope tag, whose lock file names holder
+// and which no process holds (the caller holds the lock), is no data
+// directory's any more: "" if a next run of holder's data directory may
+// take it, or if that cannot be told. A data directory that no longer
+// exists is gone; so is one that keeps no scope and no record of a run
+// (an rm -rf of it leaves the mount points of the killed wharf's
+// containers, and nothing else): a next run there takes a new one. One
+// that keeps another scope is left: the wharf that ran there since may
+// have containers of its own at the same paths, for its next run.
+func orphanedScope(tag string, holder scopeHolder) string {
+	dir := holder.DataDir
+	if dir == "" || !filepath.IsAbs(dir) {
+		return "" // a lock taken a moment before it was killed
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return "its data directory no longer exists"
+	} else if err != nil {
+		return ""
+	}
+	if kept, err := readScope(dir); err != nil || kept != "" || ranBefore(dir) {
+		return ""
+	}
+	return "its data directory no longer holds its data"
+}
+
+// orphanOwner tells why what scope tag names must be left although its
+// lock file names a data directory dir that is gone: a process holds the
+// scope's lock on a file removed from /run/wharf (a running wharf, see
+// runningWharfWith), its containerd runs (a wharf of it runs after all;
+// unless dir is claiming, the data directory this process claims a scope
+// for: its containerd, just started, runs nothing yet), or a shim of its
+// containerd works in another directory (the data directory was moved,
+// not removed: it still keeps the scope, for its next run to adopt). ""
+// if nothing does.
+func orphanOwner(procs []process, tag, dir, claiming string) string {
+	removed := scopeLockPath(tag) + " (deleted)"
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == removed {
+			return "process " + strings.Split(fd, "/")[2] + " holds its scope's lock"
+		}
+	}
+	if dir != claiming && daemonRuns(procs, dir) {
+		return "its containerd runs"
+	}
+	for _, sh := range shims(EmbeddedAddress(dir)) {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", sh.pid))
+		if err == nil && !strings.HasPrefix(cwd, dir+"/") {
+			return fmt.Sprintf("its shim %d works in %s", sh.pid, cwd)
+		}
+	}
+	return ""
+}
+
+// removeOrphanedScope removes what the killed wharf of the data directory
+// dir, whose scope was tag, left on the host: the processes of its
+// containers and builds (by their cgroups), its shims and log keepers,
+// their mounts (in its containerd's directory and its build directory),
+// cgroups, network namespaces and links, its nft table, and its
+// containerd's socket directory in /run unless daemonRuns (a containerd
+// started for dir runs: the claim's own). It returns what it removed.
+func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, err error) {
+	var errs []error
+	runc := runcRoot(daemonDir(dir))
+	pids := map[int]string{}
+	for _, sh := range shims(EmbeddedAddress(dir)) {
+		pids[sh.pid] = "shim"
+	}
+	buildDir := BuildDir(dir)
+	for _, p := range processes() {
+		if strings.HasPrefix(argAfter(p.args, keptlog.Flag), dir+"/") {
+			pids[p.pid] = "log keeper"
+		}
+		if filepath.Base(p.args[0]) == "buildkitd" && strings.HasPrefix(argAfter(p.args, "--config"), buildDir+"/") {
+			pids[p.pid] = "buildkitd"
+		}
+	}
+	cgroups := cgroupsOf(runc)
+	for _, pid := range cgroupProcs(cgroups) {
+		pids[pid] = "container process"
+	}
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		removed = append(removed, pids[pid]+" "+strconv.Itoa(pid))
+	}
+	// The container processes that forked meanwhile are in the cgroups.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left := cgroupProcs(cgroups)
+		for pid := range pids {
+			if !exited(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			errs = append(errs, fmt.Errorf("processes %v did not exit after SIGKILL", left))
+			break
+		}
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, under := range []string{daemonDir(dir), buildDir} {
+		for _, m := range MountsUnder(under) {
+			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+			} else if err == nil && !slices.Contains(removed, "mount "+m) { // overlays stacked at a root filesystem
+				removed = append(removed, "mount "+m)
+			}
+		}
+	}
+	busyUntil := time.Now().Add(busyWait)
+	for _, top := range cgroups {
+		var dirs []string
+		filepath.WalkDir(top, func(d string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, d)
+			}
+			return nil
+		})
+		for _, d := range slices.Backward(dirs) {
+			errs = append(errs, removeCgroupDir(d, busyUntil))
+		}
+		// One per hierarchy (cgroup v1): named once.
+		name := "cgroup /" + Namespace + "/" + filepath.Base(top)
+		if _, err := os.Stat(top); errors.Is(err, fs.ErrNotExist) && !slices.Contains(removed, name) {
+			removed = append(removed, name)
+		}
+	}
+	ns, links := scopeNetwork(tag)
+	for _, name := range ns {
+		err := netns.DeleteNamed(name)
+		if errors.Is(err, unix.EINVAL) { // not mounted: a crash came between creating the file and mounting it
+			err = removeIfExists(filepath.Join("/var/run/netns", name))
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("network namespace %s: %w", name, err))
+		} else {
+			removed = append(removed, "network namespace "+name)
+		}
+	}
+	for _, name := range links {
+		// Most went with their network namespace.
+		if l, err := netlink.LinkByName(name); err == nil {
+			if err := netlink.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("removing link %s: %w", name, err))
+				continue
+			}
+		}
+		removed = append(removed, "link "+name)
+	}
+	if len(egress.FirewallLeftovers(tag)) > 0 {
+		c, err := nftables.New()
+		if err == nil {
+			c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: egress.TableName(tag)})
+			err = c.Flush()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("removing the nft table %s: %w", egress.TableName(tag), err))
+		} else {
+			removed = append(removed, "nft table "+egress.TableName(tag))
+		}
+	}
+	if sock := EmbeddedAddress(dir); !daemonRuns && filepath.Dir(sock) != daemonDir(dir) {
+		// Its own, named after the data directory (SocketPath).
+		os.Remove(sock)
+		os.Remove(sock + ttrpcSuffix)
+		if err := os.Remove(filepath.Dir(sock)); err == nil {
+			removed = append(removed, "socket directory "+filepath.Dir(sock))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// cgroupProcs lists the processes in the cgroup directories dirs and the
+// cgroups below them.
+func cgroupProcs(dirs []string) []int {
+	var pids []int
+	for _, top := range dirs {
+		filepath.WalkDir(top, func(d string, e fs.DirEntry, err error) error {
+			if err != nil || !e.IsDir() {
+				return nil
+			}
+			raw, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(raw)) {
+				if pid, err := strconv.Atoi(f); err == nil && !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
+			}
+			return nil
+		})
+	}
+	return pids
+}
+
+// scopeNetwork lists the network namespaces and host links that
+// newEndpoint names in scope tag: its prefix, the scope, 8 hex digits.
+func scopeNetwork(tag string) (namespaces, links []string) {
+	named := func(name, prefix string) bool {
+		rest, ok := strings.CutPrefix(name, prefix+tag)
+		return ok && len(rest) == 8 && validScope(rest[:4]) && validScope(rest[4:])
+	}
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if named(e.Name(), netnsPrefix) {
+			namespaces = append(namespaces, e.Name())
+		}
+	}
+	all, _ := netlink.LinkList()
+	for _, l := range all {
+		if named(l.Attrs().Name, vethPrefix) {
+			links = append(links, l.Attrs().Name)
+		}
+	}
+	return namespaces, links
+}
+
+// removeOrphan removes what the killed wharf holder of scope tag left if
+// its data directory is gone (see orphanedScope), and says so in one line
+// to logger; the caller holds the scope's lock, so no wharf takes the
+// scope meanwhile, and claims a scope for the data directory claiming.
+// It reports whether the lock file is to be kept: what it names was left
+// for now (see orphanOwner), for a later claim to look at again (a wharf
+// of that data directory starting meanwhile, say, which removes it).
+func removeOrphan(tag string, holder scopeHolder, claiming string, logger *slog.Logger) (keep bool) {
+	why := orphanedScope(tag, holder)
+	if why == "" {
+		return false
+	}
+	procs := processes()
+	if owner := orphanOwner(procs, tag, holder.DataDir, claiming); owner != "" {
+		logger.Debug("left what a killed wharf left, whose data directory seems gone", "data_dir", holder.DataDir, "scope", tag, "because", owner)
+		return true
+	}
+	removed, err := removeOrphanedScope(tag, holder.DataDir, daemonRuns(procs, holder.DataDir))
+	if len(removed) == 0 && err == nil {
+		return false
+	}
+	attrs := []any{"data_dir", holder.DataDir, "pid", holder.PID, "scope", tag, "why", why, "removed", strings.Join(removed, ", ")}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	logger.Warn("removed what a killed wharf whose data directory is gone left on this host", attrs...)
+	return false
+}

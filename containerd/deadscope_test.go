@@ -1,0 +1,98 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/testutil"
+)
+
+// syncBuffer is a buffer a logger may write to from any goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestAKilledWharfsTableGoesOnceItsDataDirIs: a wharf killed (SIGKILL)
+// leaves its nft table for its data directory's next run to replace. Once
+// that directory is removed, no next run comes, and the table stayed on
+// the host for good: the next wharf of any data directory removes it (and
+// the lock file that named the directory), and logs what it removed.
+func TestAKilledWharfsTableGoesOnceItsDataDirIs(t *testing.T) {
+	if data := os.Getenv("WHARF_TEST_DEADSCOPE_CHILD_DATA"); data != "" {
+		runAndWaitToBeKilled(t, data)
+	}
+	dead := t.TempDir()
+	testutil.LockDir(t, dead) // no other test process reclaims it once its wharf is killed
+	child := testutil.StartChildTest(t, "TestAKilledWharfsTableGoesOnceItsDataDirIs", "WHARF_TEST_DEADSCOPE_CHILD_DATA="+dead)
+	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
+	}
+	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	tag := Scope(dead)
+	table := egress.TableName(tag)
+	t.Cleanup(func() { // if it stayed
+		if len(egress.FirewallLeftovers(tag)) > 0 {
+			c, err := nftables.New()
+			require.NoError(t, err)
+			c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: table})
+			assert.NoError(t, c.Flush())
+		}
+	})
+	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag))
+	// The lock file the child leaves is held until this test's wharf
+	// claims a scope: the wharf of another test process that swept it
+	// first would remove the table itself.
+	lock, err := os.Open(scopeLockPath(tag))
+	require.NoError(t, err)
+	defer lock.Close()
+	child.Kill(t)
+	require.NoError(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB), "the killed wharf's lock is released")
+	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+dead+"/")) > 0; time.Sleep(50 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
+	}
+	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag), "the killed wharf's table stays")
+	require.FileExists(t, scopeLockPath(tag))
+	require.NoError(t, os.RemoveAll(dead))
+
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	b, err := OpenBackend(context.Background(), t.TempDir(), "", logger)
+	require.NoError(t, err)
+	defer b.Close()
+	lock.Close()
+	m, err := NewManager(b, ManagerOptions{Logger: logger})
+	require.NoError(t, err)
+	assert.NotEqual(t, tag, m.net.scope)
+	assert.Empty(t, egress.FirewallLeftovers(tag), "the killed wharf's table is removed")
+	assert.NoFileExists(t, scopeLockPath(tag), "and its lock file")
+	assert.Contains(t, logs.String(), `level=WARN msg="removed what a killed wharf whose data directory is gone left on this host" data_dir=`+dead+
+		` pid=`+strconv.Itoa(child.Cmd.Process.Pid)+` scope=`+tag+` why="its data directory no longer exists" removed="nft table `+table+`"`)
+	require.NoError(t, m.Close(context.Background()))
+	left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+}
