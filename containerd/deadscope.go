@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -191,13 +190,8 @@ func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, er
 		removed = append(removed, "link "+name)
 	}
 	if len(egress.FirewallLeftovers(tag)) > 0 {
-		c, err := nftables.New()
-		if err == nil {
-			c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: egress.TableName(tag)})
-			err = c.Flush()
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("removing the nft table %s: %w", egress.TableName(tag), err))
+		if err := egress.RemoveFirewall(tag); err != nil {
+			errs = append(errs, err)
 		} else {
 			removed = append(removed, "nft table "+egress.TableName(tag))
 		}
@@ -232,28 +226,6 @@ func cgroupProcs(dirs []string) []int {
 		})
 	}
 	return pids
-}
-
-// scopeNetwork lists the network namespaces and host links that
-// newEndpoint names in scope tag: its prefix, the scope, 8 hex digits.
-func scopeNetwork(tag string) (namespaces, links []string) {
-	named := func(name, prefix string) bool {
-		rest, ok := strings.CutPrefix(name, prefix+tag)
-		return ok && len(rest) == 8 && validScope(rest[:4]) && validScope(rest[4:])
-	}
-	entries, _ := os.ReadDir("/var/run/netns")
-	for _, e := range entries {
-		if named(e.Name(), netnsPrefix) {
-			namespaces = append(namespaces, e.Name())
-		}
-	}
-	all, _ := netlink.LinkList()
-	for _, l := range all {
-		if named(l.Attrs().Name, vethPrefix) {
-			links = append(links, l.Attrs().Name)
-		}
-	}
-	return namespaces, links
 }
 
 // removeOrphan removes what the killed wharf holder of scope tag left if

@@ -357,22 +357,39 @@ func NetworkLeftovers(dataDir string) []string {
 }
 
 // networkNamesOf lists the network namespaces and veth links on the host
-// named with scope tag.
+// of the wharf whose scope is tag, as leftovers are named.
 func networkNamesOf(tag string) []string {
+	namespaces, links := scopeNetwork(tag)
 	var out []string
-	entries, _ := os.ReadDir("/var/run/netns")
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), netnsPrefix+tag) {
-			out = append(out, "network namespace "+e.Name())
-		}
+	for _, name := range namespaces {
+		out = append(out, "network namespace "+name)
 	}
-	links, _ := netlink.LinkList()
-	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, vethPrefix+tag) {
-			out = append(out, "link "+l.Attrs().Name)
-		}
+	for _, name := range links {
+		out = append(out, "link "+name)
 	}
 	return out
+}
+
+// scopeNetwork lists the network namespaces and host links that
+// newEndpoint names in scope tag: its prefix, the scope, 8 hex digits.
+func scopeNetwork(tag string) (namespaces, links []string) {
+	named := func(name, prefix string) bool {
+		rest, ok := strings.CutPrefix(name, prefix+tag)
+		return ok && len(rest) == 8 && validScope(rest[:4]) && validScope(rest[4:])
+	}
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		if named(e.Name(), netnsPrefix) {
+			namespaces = append(namespaces, e.Name())
+		}
+	}
+	all, _ := netlink.LinkList()
+	for _, l := range all {
+		if named(l.Attrs().Name, vethPrefix) {
+			links = append(links, l.Attrs().Name)
+		}
+	}
+	return namespaces, links
 }
 
 func setLinkSysctls(link string) error {

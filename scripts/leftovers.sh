@@ -21,8 +21,9 @@ containers() {
 	# Anchored at the command's start: unanchored, the pattern matched
 	# this script itself once BEFORE (its argument) listed a shim.
 	pgrep -a -f '^([^ ]*/)?containerd-shim-runc-v2 -namespace (wharf|wharf-build) ' | sed 's/^/shim /' || true
-	# A wharf's table stays after a kill -9 for its next run to replace;
-	# a test's data directory has no next run.
+	# A wharf's table stays after a kill -9 for its next run to replace,
+	# or, once its data directory is removed, for the next wharf on the
+	# host (containerd/deadscope.go): a test must not count on either.
 	go run ./scripts/nfttables
 	# containerd/network.go: namespaces wharf-<scope><id hash>, host ends
 	# of the veth pairs wh<scope><id hash>.

@@ -232,9 +232,17 @@ func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, samePath bool) {
 			t.Logf("logged: %s", line)
 		}
 	}
-	assert.Contains(t, srv.Logs(), "data_dir="+killed.data)
-	assert.Contains(t, srv.Logs(), "removed what a killed wharf whose data directory is gone left on this host",
-		"(unless a wharf of another test process claimed a scope between the release of the lock and this one's claim)")
+	const removedLine = "removed what a killed wharf whose data directory is gone left on this host"
+	if samePath || strings.Contains(srv.Logs(), removedLine) {
+		assert.Contains(t, srv.Logs(), removedLine)
+		assert.Contains(t, srv.Logs(), "data_dir="+killed.data)
+	} else {
+		// A wharf of another test process that claimed a scope between the
+		// release of the lock and this one's claim removed it (and logged
+		// it). On the same path none can: it finds the killed data
+		// directory's containerd running again, and leaves it to this one.
+		t.Logf("another wharf on the host removed what the killed one left")
+	}
 	if !samePath {
 		require.NoError(t, os.RemoveAll(killed.data), "the data directory can be removed")
 	}

@@ -150,6 +150,12 @@ func (fw *firewall) remove() error {
 	return nil
 }
 
+// RemoveFirewall deletes the nft table of the wharf whose scope tag is
+// scope, one a killed wharf left (see containerd's removeOrphan).
+func RemoveFirewall(scope string) error {
+	return (&firewall{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName(scope)}}).remove()
+}
+
 // FirewallLeftovers lists the nft tables of the wharf whose scope tag is
 // scope (its set elements go with it).
 func FirewallLeftovers(scope string) []string {
