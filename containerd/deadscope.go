@@ -96,8 +96,10 @@ func orphanOwner(procs []process, tag, dir, claiming string) string {
 // their mounts (in its containerd's directory and its build directory),
 // cgroups, network namespaces and links, its nft table, and its
 // containerd's socket directory in /run unless daemonRuns (a containerd
-// started for dir runs: the claim's own). It returns what it removed.
-func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, err error) {
+// started for dir runs: the claim's own). It returns what it removed, and
+// what of the scope's it left because a process that is not the killed
+// wharf's runs in it.
+func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed, kept []string, err error) {
 	var errs []error
 	runc := runcRoot(daemonDir(dir))
 	pids := map[int]string{}
@@ -167,7 +169,26 @@ func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, er
 			removed = append(removed, name)
 		}
 	}
+	// A network namespace a process still runs in (all of the killed
+	// wharf's are gone by now) is another's of the same scope: a copy of
+	// a data directory keeps its original's scope, and its killed wharf's
+	// lock file names the copy, while the original's containers, which
+	// the copy left to the original, run on in namespaces of that scope
+	// behind its table. Those, their links and the table are left for the
+	// original's next run.
 	ns, links := scopeNetwork(tag)
+	used := namespacesInUse(ns)
+	for _, name := range used {
+		kept = append(kept, "network namespace "+name)
+	}
+	ns = slices.DeleteFunc(ns, func(name string) bool { return slices.Contains(used, name) })
+	links = slices.DeleteFunc(links, func(link string) bool {
+		if slices.Contains(used, netnsPrefix+strings.TrimPrefix(link, vethPrefix)) {
+			kept = append(kept, "link "+link)
+			return true
+		}
+		return false
+	})
 	for _, name := range ns {
 		err := netns.DeleteNamed(name)
 		if errors.Is(err, unix.EINVAL) { // not mounted: a crash came between creating the file and mounting it
@@ -189,7 +210,9 @@ func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, er
 		}
 		removed = append(removed, "link "+name)
 	}
-	if len(egress.FirewallLeftovers(tag)) > 0 {
+	if len(used) > 0 && len(egress.FirewallLeftovers(tag)) > 0 {
+		kept = append(kept, "nft table "+egress.TableName(tag))
+	} else if len(egress.FirewallLeftovers(tag)) > 0 {
 		if err := egress.RemoveFirewall(tag); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -204,7 +227,34 @@ func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed []string, er
 			removed = append(removed, "socket directory "+filepath.Dir(sock))
 		}
 	}
-	return removed, errors.Join(errs...)
+	return removed, kept, errors.Join(errs...)
+}
+
+// namespacesInUse lists those of the named network namespaces names (in
+// /var/run/netns) that a process runs in.
+func namespacesInUse(names []string) []string {
+	byInode := map[uint64]string{}
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join("/var/run/netns", name), &st) == nil {
+			byInode[st.Ino] = name
+		}
+	}
+	if len(byInode) == 0 {
+		return nil
+	}
+	var used []string
+	links, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, l := range links {
+		var st unix.Stat_t
+		if unix.Stat(l, &st) != nil {
+			continue
+		}
+		if name, ok := byInode[st.Ino]; ok && !slices.Contains(used, name) {
+			used = append(used, name)
+		}
+	}
+	return used
 }
 
 // cgroupProcs lists the processes in the cgroup directories dirs and the
@@ -245,11 +295,14 @@ func removeOrphan(tag string, holder scopeHolder, claiming string, logger *slog.
 		logger.Debug("left what a killed wharf left, whose data directory seems gone", "data_dir", holder.DataDir, "scope", tag, "because", owner)
 		return true
 	}
-	removed, err := removeOrphanedScope(tag, holder.DataDir, daemonRuns(procs, holder.DataDir))
+	removed, kept, err := removeOrphanedScope(tag, holder.DataDir, daemonRuns(procs, holder.DataDir))
 	if len(removed) == 0 && err == nil {
 		return false
 	}
 	attrs := []any{"data_dir", holder.DataDir, "pid", holder.PID, "scope", tag, "why", why, "removed", strings.Join(removed, ", ")}
+	if len(kept) > 0 {
+		attrs = append(attrs, "left_in_use", strings.Join(kept, ", "))
+	}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

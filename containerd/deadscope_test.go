@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -95,4 +97,75 @@ func TestAKilledWharfsTableGoesOnceItsDataDirIs(t *testing.T) {
 	left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
 	require.NoError(t, err)
 	assert.Empty(t, left)
+}
+
+// TestAKilledCopysSweepLeavesTheOriginalsNetwork: a copy (cp -a) of the
+// data directory of a wharf killed with its container running keeps the
+// original's scope, and its wharf leaves the original's container, network
+// and firewall to the original. Once the copy's wharf is killed too and
+// the copy removed, the lock file it left names the copy, and the next
+// claim of a scope on the host removed everything of the scope: the
+// network namespace and link of the original's container, which still
+// ran, and the nft table that keeps it from the host's services, although
+// the original's data directory is there for its next run to adopt them.
+// What a process that was not the copy's still runs in is left, with the
+// table; the original's next run adopts its container, network and all.
+func TestAKilledCopysSweepLeavesTheOriginalsNetwork(t *testing.T) {
+	if data := os.Getenv("WHARF_TEST_DEADCOPY_CHILD_DATA"); data != "" {
+		runAndWaitToBeKilled(t, data)
+	}
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	tag := m1.net.scope
+	network := networkNamesOf(tag)
+	require.Len(t, network, 2, "the container's link and network namespace")
+	require.NoError(t, b1.Close())
+	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
+	m1.releaseScope()
+
+	copied := filepath.Join(t.TempDir(), "copy")
+	out, err := exec.Command("cp", "-a", data, copied).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	testutil.LockDir(t, copied) // no other test process reclaims it once its wharf is killed
+	child := testutil.StartChildTest(t, "TestAKilledCopysSweepLeavesTheOriginalsNetwork", "WHARF_TEST_DEADCOPY_CHILD_DATA="+copied)
+	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
+	}
+	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	require.Equal(t, tag, Scope(copied), "the copy keeps the original's scope")
+	// Held until this test's claim (see TestAKilledWharfsTableGoesOnceItsDataDirIs).
+	lock, err := os.Open(scopeLockPath(tag))
+	require.NoError(t, err)
+	defer lock.Close()
+	child.Kill(t)
+	require.NoError(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB), "the killed wharf's lock is released")
+	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+copied+"/")) > 0; time.Sleep(50 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
+	}
+	require.NoError(t, os.RemoveAll(copied))
+
+	var logs syncBuffer
+	b2, err := OpenBackend(context.Background(), t.TempDir(), "", slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
+	defer b2.Close()
+	lock.Close()
+	m2, err := NewManager(b2, ManagerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.NoError(t, m2.Close(context.Background()))
+	t.Logf("logged: %s", logs.String())
+	assert.Equal(t, network, networkNamesOf(tag), "the original's container keeps its network")
+	assert.NotEmpty(t, egress.FirewallLeftovers(tag), "and the firewall that keeps it from the host")
+	assert.False(t, exited(int(started.Pid())), "its process runs")
+
+	b3, m3 := nextRun(t, data, logger)
+	adopted, removed, err := m3.Recover(context.Background(), offlinePolicy)
+	require.NoError(t, err)
+	assert.Equal(t, 1, adopted)
+	assert.Equal(t, 0, removed)
+	mc, ok := m3.Get("Sandbox", "obj1")
+	require.True(t, ok)
+	assert.Equal(t, "1\n", eth0Addresses(t, mc.Container), "with its network")
+	require.NoError(t, m3.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b3.Client, spec.Image, false))
 }
