@@ -41,13 +41,39 @@ func MountsUnder(dir string) []string {
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append(out, fields[4])
+		if len(fields) <= 4 {
+			continue
+		}
+		if point := unescapeMountPoint(fields[4]); point == dir || strings.HasPrefix(point, dir+"/") {
+			out = append(out, point)
 		}
 	}
 	slices.Reverse(out)
 	return out
 }
+
+// unescapeMountPoint is the path a mount point field of mountinfo names:
+// the kernel writes a space, tab, newline and backslash in it as an octal
+// escape (\040, \011, \012, \134), so a data directory whose path has a
+// space (/srv/my data) matched none of its mounts, and what was mounted
+// there was never unmounted (nor listed as left).
+func unescapeMountPoint(field string) string {
+	if !strings.Contains(field, `\`) {
+		return field
+	}
+	var b strings.Builder
+	for i := 0; i < len(field); i++ {
+		if field[i] == '\\' && i+3 < len(field) && isOctal(field[i+1]) && isOctal(field[i+2]) && isOctal(field[i+3]) {
+			b.WriteByte((field[i+1]-'0')<<6 | (field[i+2]-'0')<<3 | (field[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(field[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // UnmountUnder detaches every mount at or below dir, deepest first, and
 // removes the mount points below dir it left empty.

@@ -184,7 +184,7 @@ func (k *killedWharf) remove(t *testing.T) {
 // next run removed them, which never comes. The next wharf serve of any
 // data directory removes them, and says so.
 func TestServeRemovesWhatAKilledWharfWhoseDataDirIsGoneLeft(t *testing.T) {
-	serveAfterRemovingAKilledWharfsDataDir(t, false)
+	serveAfterRemovingAKilledWharfsDataDir(t, testutil.CompiledDataDir(t), false)
 }
 
 // TestServeOfARemovedDataDirRemovesWhatItsKilledRunLeft: as above, with
@@ -193,15 +193,29 @@ func TestServeRemovesWhatAKilledWharfWhoseDataDirIsGoneLeft(t *testing.T) {
 // killed one's in the directory, took another scope (one nothing on the
 // host carries) and left the killed one's to the host as well.
 func TestServeOfARemovedDataDirRemovesWhatItsKilledRunLeft(t *testing.T) {
-	serveAfterRemovingAKilledWharfsDataDir(t, true)
+	serveAfterRemovingAKilledWharfsDataDir(t, testutil.CompiledDataDir(t), true)
 }
 
-// serveAfterRemovingAKilledWharfsDataDir kills a wharf serve whose
-// container runs, removes its data directory (rm -rf) and serves a new
-// one (at the same path if samePath), which removes what the killed one
-// left, and serves.
-func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, samePath bool) {
-	killed := killWharfWithAContainer(t, testutil.CompiledDataDir(t))
+// TestServeRemovesWhatAKilledWharfLeftWhoseDataDirHasASpace: as
+// TestServeRemovesWhatAKilledWharfWhoseDataDirIsGoneLeft, for a data
+// directory whose path has a space. /proc/self/mountinfo writes it as
+// \040, so the mounts of the killed wharf's container (its root
+// filesystem and disk) were found by no one: they stayed, and so did the
+// data directory, which could not be removed (EBUSY).
+func TestServeRemovesWhatAKilledWharfLeftWhoseDataDirHasASpace(t *testing.T) {
+	compiled := testutil.CompiledDataDir(t)
+	data := filepath.Join(compiled, "data dir")
+	require.NoError(t, os.Mkdir(data, 0o700))
+	require.NoError(t, os.Rename(filepath.Join(compiled, "cache"), filepath.Join(data, "cache")))
+	serveAfterRemovingAKilledWharfsDataDir(t, data, false)
+}
+
+// serveAfterRemovingAKilledWharfsDataDir kills a wharf serve of the data
+// directory dead whose container runs, removes that directory (rm -rf)
+// and serves a new one (at the same path if samePath), which removes what
+// the killed one left, and serves.
+func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, dead string, samePath bool) {
+	killed := killWharfWithAContainer(t, dead)
 	// rm -rf fails on the mount points of the container's disk and root
 	// filesystem, and removes everything else.
 	require.Error(t, exec.Command("rm", "-rf", killed.data).Run())
@@ -235,7 +249,7 @@ func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, samePath bool) {
 	const removedLine = "removed what a killed wharf whose data directory is gone left on this host"
 	if samePath || strings.Contains(srv.Logs(), removedLine) {
 		assert.Contains(t, srv.Logs(), removedLine)
-		assert.Contains(t, srv.Logs(), "data_dir="+killed.data)
+		assert.Contains(t, srv.Logs(), "data_dir="+logged(killed.data))
 	} else {
 		// A wharf of another test process that claimed a scope between the
 		// release of the lock and this one's claim removed it (and logged
@@ -249,6 +263,14 @@ func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, samePath bool) {
 	require.Equal(t, "ok\n", sandboxRun(t, srv.URL, "k0", "echo ok"), "the new wharf serves")
 	require.NoError(t, srv.Stop(time.Minute))
 	assertNothingLeft(t, data)
+}
+
+// logged is how wharf's log writes the value v: quoted if it has a space.
+func logged(v string) string {
+	if strings.ContainsAny(v, " \t\"=") {
+		return strconv.Quote(v)
+	}
+	return v
 }
 
 // TestServeLeavesWhatAKilledWharfWhoseDataDirIsThereLeft: what a wharf
