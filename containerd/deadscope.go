@@ -70,18 +70,14 @@ func orphanedScope(tag string, holder scopeHolder) string {
 // containerd works in another directory (the data directory was moved,
 // not removed: it still keeps the scope, for its next run to adopt). ""
 // if nothing does.
-func orphanOwner(procs []process, tag, dir, claiming string) string {
-	removed := scopeLockPath(tag) + " (deleted)"
-	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
-	for _, fd := range fds {
-		if target, err := os.Readlink(fd); err == nil && target == removed {
-			return "process " + strings.Split(fd, "/")[2] + " holds its scope's lock"
-		}
+func orphanOwner(host *hostView, tag, dir, claiming string) string {
+	if pid, ok := host.removedLocks()[scopeLockPath(tag)+" (deleted)"]; ok {
+		return "process " + pid + " holds its scope's lock"
 	}
-	if dir != claiming && daemonRuns(procs, dir) {
+	if dir != claiming && daemonRuns(host.procs(), dir) {
 		return "its containerd runs"
 	}
-	for _, sh := range shims(EmbeddedAddress(dir)) {
+	for _, sh := range shimsAmong(host.procs(), EmbeddedAddress(dir)) {
 		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", sh.pid))
 		if err == nil && !strings.HasPrefix(cwd, dir+"/") {
 			return fmt.Sprintf("its shim %d works in %s", sh.pid, cwd)
@@ -99,15 +95,16 @@ func orphanOwner(procs []process, tag, dir, claiming string) string {
 // started for dir runs: the claim's own). It returns what it removed, and
 // what of the scope's it left because a process that is not the killed
 // wharf's runs in it.
-func removeOrphanedScope(tag, dir string, daemonRuns bool) (removed, kept []string, err error) {
+func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (removed, kept []string, err error) {
 	var errs []error
 	runc := runcRoot(daemonDir(dir))
 	pids := map[int]string{}
-	for _, sh := range shims(EmbeddedAddress(dir)) {
+	procs := host.procs()
+	for _, sh := range shimsAmong(procs, EmbeddedAddress(dir)) {
 		pids[sh.pid] = "shim"
 	}
 	buildDir := BuildDir(dir)
-	for _, p := range processes() {
+	for _, p := range procs {
 		if strings.HasPrefix(argAfter(p.args, keptlog.Flag), dir+"/") {
 			pids[p.pid] = "log keeper"
 		}
@@ -285,17 +282,18 @@ func cgroupProcs(dirs []string) []int {
 // It reports whether the lock file is to be kept: what it names was left
 // for now (see orphanOwner), for a later claim to look at again (a wharf
 // of that data directory starting meanwhile, say, which removes it).
-func removeOrphan(tag string, holder scopeHolder, claiming string, logger *slog.Logger) (keep bool) {
+func removeOrphan(host *hostView, tag string, holder scopeHolder, claiming string, logger *slog.Logger) (keep bool) {
 	why := orphanedScope(tag, holder)
 	if why == "" {
 		return false
 	}
-	procs := processes()
-	if owner := orphanOwner(procs, tag, holder.DataDir, claiming); owner != "" {
+	procs := host.procs()
+	if owner := orphanOwner(host, tag, holder.DataDir, claiming); owner != "" {
 		logger.Debug("left what a killed wharf left, whose data directory seems gone", "data_dir", holder.DataDir, "scope", tag, "because", owner)
 		return true
 	}
-	removed, kept, err := removeOrphanedScope(tag, holder.DataDir, daemonRuns(procs, holder.DataDir))
+	removed, kept, err := removeOrphanedScope(host, tag, holder.DataDir, daemonRuns(procs, holder.DataDir))
+	host.removed = host.removed || len(removed) > 0
 	if len(removed) == 0 && err == nil {
 		return false
 	}
@@ -308,4 +306,46 @@ func removeOrphan(tag string, holder scopeHolder, claiming string, logger *slog.
 	}
 	logger.Warn("removed what a killed wharf whose data directory is gone left on this host", attrs...)
 	return false
+}
+
+// hostView is what one sweep (sweepStaleLocks) reads of the host's
+// processes, once for all the lock files it looks at: each read of /proc
+// takes some 10 ms, and every lock file of a gone data directory read it
+// five times (some 100 ms each: 5 s for 50 of them, under scopes, at a
+// wharf's start). It is read again after a removal, and once it is
+// hostViewAge old: a wharf that starts meanwhile is seen.
+type hostView struct {
+	processes []process
+	locks     map[string]string // the lock files open, removed from /run/wharf: pid by "<path> (deleted)"
+	read      time.Time
+	removed   bool // a removal since the read
+}
+
+// hostViewAge is how long a hostView is used.
+const hostViewAge = 100 * time.Millisecond
+
+func (h *hostView) refresh() {
+	if !h.read.IsZero() && !h.removed && time.Since(h.read) < hostViewAge {
+		return
+	}
+	h.processes, h.locks, h.read, h.removed = processes(), map[string]string{}, time.Now(), false
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && strings.HasPrefix(target, scopeLockDir+"/") && strings.HasSuffix(target, " (deleted)") {
+			h.locks[target] = strings.Split(fd, "/")[2]
+		}
+	}
+}
+
+// procs lists the host's processes.
+func (h *hostView) procs() []process {
+	h.refresh()
+	return h.processes
+}
+
+// removedLocks are the lock files that processes hold open although they
+// were removed from /run/wharf (see runningWharfWith).
+func (h *hostView) removedLocks() map[string]string {
+	h.refresh()
+	return h.locks
 }

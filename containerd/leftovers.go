@@ -181,9 +181,13 @@ type shim struct {
 }
 
 // shims lists the shim processes serving the daemon at address.
-func shims(address string) []shim {
+func shims(address string) []shim { return shimsAmong(processes(), address) }
+
+// shimsAmong lists those of procs that are shims serving the daemon at
+// address.
+func shimsAmong(procs []process, address string) []shim {
 	var out []shim
-	for _, p := range processes() {
+	for _, p := range procs {
 		if !strings.Contains(p.args[0], "containerd-shim") || !slices.Contains(p.args, address) {
 			continue
 		}

@@ -345,6 +345,7 @@ const staleLockTries = 100
 // their own, so they are left.
 func sweepStaleLocks(claiming string, logger *slog.Logger) {
 	paths, _ := filepath.Glob(filepath.Join(scopeLockDir, "scope-*.lock"))
+	host := &hostView{}
 	for _, path := range paths {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
@@ -355,7 +356,7 @@ func sweepStaleLocks(claiming string, logger *slog.Logger) {
 			var holder scopeHolder
 			keep := false
 			if raw, err := io.ReadAll(io.LimitReader(f, 64<<10)); err == nil && validScope(tag) && json.Unmarshal(raw, &holder) == nil {
-				keep = removeOrphan(tag, holder, claiming, logger)
+				keep = removeOrphan(host, tag, holder, claiming, logger)
 			}
 			if !keep {
 				os.Remove(path)
