@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/keptthread"
@@ -31,49 +31,20 @@ func unmountAll(path string, flags int) error {
 
 // MountsUnder lists the mount points at or below dir, deepest first (a
 // mount comes after the one it is mounted on in /proc/self/mountinfo).
+// moby/sys/mountinfo (containerd's own reader) undoes the kernel's octal
+// escapes: a data directory whose path has a space (/srv/my data) matched
+// none of its mounts when they were compared as written.
 func MountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) <= 4 {
-			continue
-		}
-		if point := unescapeMountPoint(fields[4]); point == dir || strings.HasPrefix(point, dir+"/") {
-			out = append(out, point)
-		}
+	out := make([]string, 0, len(mounts))
+	for _, m := range slices.Backward(mounts) {
+		out = append(out, m.Mountpoint)
 	}
-	slices.Reverse(out)
 	return out
 }
-
-// unescapeMountPoint is the path a mount point field of mountinfo names:
-// the kernel writes a space, tab, newline and backslash in it as an octal
-// escape (\040, \011, \012, \134), so a data directory whose path has a
-// space (/srv/my data) matched none of its mounts, and what was mounted
-// there was never unmounted (nor listed as left).
-func unescapeMountPoint(field string) string {
-	if !strings.Contains(field, `\`) {
-		return field
-	}
-	var b strings.Builder
-	for i := 0; i < len(field); i++ {
-		if field[i] == '\\' && i+3 < len(field) && isOctal(field[i+1]) && isOctal(field[i+2]) && isOctal(field[i+3]) {
-			b.WriteByte((field[i+1]-'0')<<6 | (field[i+2]-'0')<<3 | (field[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(field[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // UnmountUnder detaches every mount at or below dir, deepest first, and
 // removes the mount points below dir it left empty.

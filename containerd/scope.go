@@ -347,8 +347,14 @@ func sweepStaleLocks(claiming string, logger *slog.Logger) {
 	paths, _ := filepath.Glob(filepath.Join(scopeLockDir, "scope-*.lock"))
 	host := &hostView{}
 	for _, path := range paths {
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		// Not blocking: a FIFO put there would hold the read below, and
+		// every wharf's start on the host with it, for good.
+		f, err := os.OpenFile(path, os.O_RDWR|unix.O_NONBLOCK, 0)
 		if err != nil {
+			continue
+		}
+		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+			f.Close() // not a lock file of wharf's
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && samePathAsFile(path, f) {
