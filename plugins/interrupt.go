@@ -23,7 +23,8 @@ import (
 //	  if interrupt { unreachable }
 //	}
 //
-// Every Go function body is a loop, so calls count too. The host sets the
+// Every Go function body is a loop, so calls count too; a function without
+// a loop (from other compilers) gets the check at its entry. The host sets the
 // interrupt flag from another goroutine when an event's context ends; the
 // guest traps within fuelPerYield loop iterations.
 
@@ -243,6 +244,9 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 }
 
 // instrumentFunction copies one body, adding check after each loop opcode.
+// A body without a loop gets check at its entry instead: a guest that
+// computes by recursion alone (a naive fib from C at -O0) then passes it
+// at every call, where it would otherwise never reach a safe point.
 func instrumentFunction(out, body, check []byte) ([]byte, error) {
 	r := &wasmReader{b: body}
 	locals := r.u32()
@@ -253,7 +257,8 @@ func instrumentFunction(out, body, check []byte) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	copied := 0
+	start, entry, copied := len(out), r.pos, 0
+	loops := false
 	for r.pos < len(r.b) && r.err == nil {
 		op := r.byte()
 		if err := r.skipImmediates(op); err != nil {
@@ -263,10 +268,16 @@ func instrumentFunction(out, body, check []byte) ([]byte, error) {
 			out = append(out, body[copied:r.pos]...)
 			out = append(out, check...)
 			copied = r.pos
+			loops = true
 		}
 	}
 	if r.err != nil {
 		return nil, r.err
+	}
+	if !loops {
+		out = append(out[:start], body[:entry]...)
+		out = append(out, check...)
+		return append(out, body[entry:]...), nil
 	}
 	return append(out, body[copied:]...), nil
 }
