@@ -358,3 +358,36 @@ func TestObjectLoggerNamesTheObject(t *testing.T) {
 	assert.Regexp(t, `msg="in the event" plugin=objects request_id=Store#[0-9a-f]{8}-\d+ word=w1`, logs)
 	assert.Regexp(t, `msg="after the event" plugin=objects class=Store object=[0-9a-f]{64} word=w1`, logs)
 }
+
+// TestInstanceGrownTooLargeIsDrainedAndReplaced: an event that grows its
+// instance's memory past three quarters of memory_mib marks it draining
+// (Wasm memory never shrinks): the event under way on it still ends well,
+// new requests go to a replacement, and the grown instance is stopped
+// once idle, without a failed request.
+func TestInstanceGrownTooLargeIsDrainedAndReplaced(t *testing.T) {
+	w := startWorker(t, "[limits]\ninstances = 1\nmemory_mib = 64\n")
+	w.assertServing(t)
+	grown := w.Instances().MemoryBytes
+	slow := make(chan string, 1)
+	go func() {
+		code, body := get(t, w.url+"/sleep?d=1500ms")
+		slow <- fmt.Sprint(code, " ", body)
+	}()
+	require.Eventually(t, func() bool { return w.Instances().Events == 1 }, 5*time.Second, time.Millisecond)
+	code, body := get(t, w.url+"/grow?mib=44")
+	require.Equal(t, 200, code, body)
+	assert.Greater(t, w.Instances().MemoryBytes, uint64(48<<20), "the instance grew past the threshold (from %d bytes)", grown)
+	for range 20 {
+		w.assertServing(t) // on the replacement, while the grown one ends its event
+	}
+	assert.Regexp(t, `^200 1[5-9]\d\d$`, <-slow, "the event under way on the drained instance ended well")
+	require.Eventually(t, func() bool {
+		w.assertServing(t) // a pick stops an idle drained instance
+		st := w.Instances()
+		return st.Ended == 1 && st.Live == 1
+	}, 10*time.Second, 50*time.Millisecond, "the grown instance is stopped once idle")
+	st := w.Instances()
+	assert.Equal(t, uint64(2), st.Started)
+	assert.Less(t, st.MemoryBytes, uint64(48<<20), "the replacement is small")
+	assert.Regexp(t, `level=INFO msg="plugin instance grew past its drain threshold \(3/4 of \[limits\] memory_mib\); it takes no new work and is replaced once idle" plugin=testworker memory_bytes=\d+ threshold_bytes=50331648`, w.logs.String())
+}

@@ -189,6 +189,17 @@ func init() {
 			spun += len(keep)
 		}
 	})
+	mux.HandleFunc("/grow", func(w http.ResponseWriter, r *http.Request) {
+		// Allocates and touches mib MiB, then lets it go: the linear
+		// memory it grew stays.
+		mib, _ := strconv.Atoi(r.URL.Query().Get("mib"))
+		b := make([]byte, mib<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		spun += int(b[len(b)-4096])
+		fmt.Fprint(w, "grown")
+	})
 	mux.HandleFunc("/logrecordbad", func(w http.ResponseWriter, r *http.Request) {
 		// log_record with lists the SDK never sends: one not starting with
 		// :msg, and one cut in the middle of a field.
