@@ -162,3 +162,41 @@ wait_fd bad pointer: 6
 `, body, "BADF, INVAL, TOOLARGE and FAULT where the ABI says; 5000 wait descriptors on an unfired timer are not ready")
 	w.assertServing(t)
 }
+
+// TestRawImportFuzz: a guest calls every wharf_v2 import thousands of
+// times with hostile arguments (pointers and lengths out of range or near
+// 2^32, made-up, closed and foreign handles, the previous event's handle),
+// from Worker events and from objects' events. Every call gets a status:
+// no import takes long (the event ends within its timeout), no instance
+// ends, nothing panics, and the host serves on.
+func TestRawImportFuzz(t *testing.T) {
+	w := serveGuest(t, "testdata/guests/abifuzz", "name = \"abifuzz\"\nmain = \"x.wasm\"\n[limits]\ninstances = 2\ntimeout = \"5s\"\n"+
+		"[[durable_objects.bindings]]\nname = \"FUZZ\"\nclass_name = \"Fuzz\"\n", t.TempDir())
+	for seed := range 25 {
+		for _, path := range []string{"/fuzz", "/object"} {
+			code, body := get(t, fmt.Sprintf("%s%s?seed=%d", w.url, path, seed))
+			t.Logf("%s seed %d: %d %.200s", path, seed, code, body)
+			assert.NotEqual(t, http.StatusGatewayTimeout, code, "%s seed %d", path, seed)
+			code, body = get(t, w.url+"/hello")
+			require.Equal(t, 200, code, "after %s seed %d: %s", path, seed, body)
+		}
+	}
+	assert.Equal(t, uint64(0), w.Instances().Ended, "an instance ended")
+	logs := w.logs.String()
+	assert.False(t, strings.Contains(logs, "panic"), "something panicked: see the host log")
+	assert.False(t, strings.Contains(logs, "slow import"), "an import took over 500ms: see the host log")
+}
+
+// TestHugeNamesCostTheHostLittle: a binding name of 64 MiB (object_id)
+// is refused at once with a short message: quoting it into the error, as
+// the host did, took seconds under the instance's lock and a string four
+// times its size, kept as the event's last error and logged whole.
+func TestHugeNamesCostTheHostLittle(t *testing.T) {
+	w := serveGuest(t, "testdata/guests/abifuzz", "name = \"abifuzz\"\nmain = \"x.wasm\"\n[limits]\ninstances = 1\nmemory_mib = 512\n"+
+		"[[durable_objects.bindings]]\nname = \"FUZZ\"\nclass_name = \"Fuzz\"\n", t.TempDir())
+	code, body := get(t, w.url+"/bigname?mib=64")
+	require.Equal(t, 200, code, body)
+	assert.Regexp(t, `^object_id: status=9 fast=true last_error_len=\d{2,3}\n$`, body)
+	code, body = get(t, w.url+"/hello")
+	assert.Equal(t, 200, code, body)
+}

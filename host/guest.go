@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/host/containers"
@@ -267,8 +268,27 @@ func releaseLate(v any) {
 
 // fail records err as the last error and returns its status.
 func (g *guest) fail(err error) abi.Status {
-	g.lastErr = err.Error()
+	g.lastErr = lastErrorText(err)
 	return guestio.StatusOf(err)
+}
+
+// maxLastError bounds the message last_error keeps: a message that
+// quotes what a guest passed must not cost the host the guest's size
+// again, kept with the event and logged with its failure.
+const maxLastError = 4096
+
+// lastErrorText is err's message, cut to maxLastError bytes at a rune's
+// start and marked.
+func lastErrorText(err error) string {
+	msg := err.Error()
+	if len(msg) <= maxLastError {
+		return msg
+	}
+	cut := maxLastError
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + " …[truncated]"
 }
 
 // scope finds what a call with event handle h acts for.

@@ -51,7 +51,7 @@ func hostFunc(name string, ps []plugins.ValueType, fn importFunc) plugins.HostFu
 			case err == nil:
 				stack[0] = 0
 			case g == nil:
-				in.self.lastErr = err.Error()
+				in.self.lastErr = lastErrorText(err)
 				stack[0] = uint64(uint32(guestio.StatusOf(err)))
 			case name == abi.ImportLastError: // keep the message being asked for
 				stack[0] = uint64(uint32(guestio.StatusOf(err)))

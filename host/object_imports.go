@@ -91,7 +91,7 @@ func (s *services) binding(mem plugins.Memory, ptr, n uint32) (*objects.Namespac
 	if err != nil {
 		return nil, err
 	}
-	ns, err := s.objects.Namespace(string(name))
+	ns, err := s.objects.NamespaceNamed(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", abi.StatusNotFound, err)
 	}

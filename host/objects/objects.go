@@ -289,11 +289,20 @@ func logRecovery(logger *slog.Logger, r storage.Recovery, opts storage.LogOption
 // StartAlarms begins delivering alarms (see Alarms.Start).
 func (o *Objects) StartAlarms() { o.alarms.Start() }
 
+// NamespaceNamed is Namespace for a name a guest passed, read where it
+// lies: a name of any size costs no copy.
+func (o *Objects) NamespaceNamed(binding []byte) (*Namespace, error) {
+	if ns, ok := o.bindings[string(binding)]; ok {
+		return ns, nil
+	}
+	return o.Namespace(string(binding[:min(len(binding), 81)]))
+}
+
 // Namespace is the namespace binding names in the manifest.
 func (o *Objects) Namespace(binding string) (*Namespace, error) {
 	ns, ok := o.bindings[binding]
 	if !ok {
-		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, binding)
+		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, truncate(binding, 80)) // a guest's name may be any size
 	}
 	return ns, nil
 }
