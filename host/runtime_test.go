@@ -391,3 +391,35 @@ func TestInstanceGrownTooLargeIsDrainedAndReplaced(t *testing.T) {
 	assert.Less(t, st.MemoryBytes, uint64(48<<20), "the replacement is small")
 	assert.Regexp(t, `level=INFO msg="plugin instance grew past its drain threshold \(3/4 of \[limits\] memory_mib\); it takes no new work and is replaced once idle" plugin=testworker memory_bytes=\d+ threshold_bytes=50331648`, w.logs.String())
 }
+
+// TestInstanceEndsOutsideItsEvents: a handler's os.Exit(0) and a goroutine
+// that allocates past memory_mib between events each end their instance:
+// the events it was serving fail with a 5xx naming a request id, the log
+// says why and which events failed, and a replacement serves.
+func TestInstanceEndsOutsideItsEvents(t *testing.T) {
+	w := startWorker(t, "[limits]\ninstances = 1\nmemory_mib = 64\n")
+	code, body := get(t, w.url+"/exit0")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "worker failed (request id ")
+	w.assertServing(t)
+
+	slow := make(chan string, 1)
+	go func() {
+		code, body := get(t, w.url+"/sleep?d=20s")
+		slow <- fmt.Sprint(code, " ", body)
+	}()
+	require.Eventually(t, func() bool { return w.Instances().Events == 1 }, 5*time.Second, time.Millisecond)
+	code, body = get(t, w.url+"/oom-background")
+	require.Equal(t, 200, code, body)
+	select {
+	case got := <-slow:
+		assert.Regexp(t, `^500 worker failed \(request id [0-9a-f]{8}-\d+\)`, got)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the event in flight did not fail when its instance ran out of memory")
+	}
+	w.assertServing(t)
+	logs := w.logs.String()
+	assert.Regexp(t, `msg="plugin instance ended; replacing it" plugin=testworker err="the plugin.s main returned, or it called os.Exit\(0\) [^"]*" events_failed=\[[0-9a-f]{8}-\d+\]`, logs, "os.Exit(0)")
+	assert.Regexp(t, `msg="plugin instance ended; replacing it" plugin=testworker err="[^"]*out of memory: the guest reached its memory limit[^"]*" events_failed=\[[0-9a-f]{8}-\d+\]`, logs)
+	assert.Equal(t, uint64(2), w.Instances().Ended)
+}

@@ -23,7 +23,9 @@ var (
 	ErrCPUSlice = errors.New("guest computed without yielding for longer than its CPU slice")
 	// ErrMainReturned is a guest whose main returned: it must end in
 	// sdk.Serve, which serves events forever.
-	ErrMainReturned = errors.New("the plugin's main returned (it must end by calling sdk.Serve())")
+	// Go's runtime exits with code 0 as main returns, so os.Exit(0) (in a
+	// handler, say) looks the same to the host and is named too.
+	ErrMainReturned = errors.New("the plugin's main returned, or it called os.Exit(0) (main must end by calling sdk.Serve(), which serves until the host stops it)")
 	// ErrStopped is an instance the host stopped (shutdown, replacement).
 	ErrStopped = errors.New("instance stopped")
 )

@@ -200,6 +200,19 @@ func init() {
 		spun += int(b[len(b)-4096])
 		fmt.Fprint(w, "grown")
 	})
+	mux.HandleFunc("/exit0", func(w http.ResponseWriter, r *http.Request) { os.Exit(0) })
+	mux.HandleFunc("/oom-background", func(w http.ResponseWriter, r *http.Request) {
+		// A goroutine outside any event allocates until the memory limit.
+		go func() {
+			var keep [][]byte
+			for {
+				keep = append(keep, make([]byte, 1<<20))
+				spun += len(keep)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		fmt.Fprint(w, "started")
+	})
 	mux.HandleFunc("/logrecordbad", func(w http.ResponseWriter, r *http.Request) {
 		// log_record with lists the SDK never sends: one not starting with
 		// :msg, and one cut in the middle of a field.
