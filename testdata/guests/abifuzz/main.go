@@ -170,6 +170,7 @@ func main() {
 	sdk.Handle(mux)
 	sdk.Serve()
 }
+
 //go:wasmimport wharf_v2 last_error
 func rawLastError(ev uint32, a0 uint32, a1 uint32, a2 uint32) int32
 
@@ -363,64 +364,126 @@ var imports = []rawImport{
 	{"last_error", "III", func(ev uint32, a []uint64) int32 { return rawLastError(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"log", "III", func(ev uint32, a []uint64) int32 { return rawLog(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"log_record", "III", func(ev uint32, a []uint64) int32 { return rawLogRecord(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"request_head", "IIII", func(ev uint32, a []uint64) int32 { return rawRequestHead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
+	{"request_head", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawRequestHead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
 	{"request_body", "II", func(ev uint32, a []uint64) int32 { return rawRequestBody(ev, uint32(a[0]), uint32(a[1])) }},
-	{"response_send", "IIIIIII", func(ev uint32, a []uint64) int32 { return rawResponseSend(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6])) }},
-	{"stream_read", "IIIII", func(ev uint32, a []uint64) int32 { return rawStreamRead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
-	{"stream_write", "IIIII", func(ev uint32, a []uint64) int32 { return rawStreamWrite(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
+	{"response_send", "IIIIIII", func(ev uint32, a []uint64) int32 {
+		return rawResponseSend(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6]))
+	}},
+	{"stream_read", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawStreamRead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
+	{"stream_write", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawStreamWrite(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
 	{"stream_abort", "III", func(ev uint32, a []uint64) int32 { return rawStreamAbort(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"forward", "III", func(ev uint32, a []uint64) int32 { return rawForward(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"poll", "IILII", func(ev uint32, a []uint64) int32 { return rawPoll(ev, uint32(a[0]), uint32(a[1]), a[2], uint32(a[3]), uint32(a[4])) }},
+	{"poll", "IILII", func(ev uint32, a []uint64) int32 {
+		return rawPoll(ev, uint32(a[0]), uint32(a[1]), a[2], uint32(a[3]), uint32(a[4]))
+	}},
 	{"wait_fd", "III", func(ev uint32, a []uint64) int32 { return rawWaitFd(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"wait_rebind", "III", func(ev uint32, a []uint64) int32 { return rawWaitRebind(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"serve", "I", func(ev uint32, a []uint64) int32 { return rawServe(ev, uint32(a[0])) }},
 	{"event_done", "I", func(ev uint32, a []uint64) int32 { return rawEventDone(ev, uint32(a[0])) }},
 	{"timer_start", "LI", func(ev uint32, a []uint64) int32 { return rawTimerStart(ev, a[0], uint32(a[1])) }},
 	{"close", "I", func(ev uint32, a []uint64) int32 { return rawClose(ev, uint32(a[0])) }},
-	{"fetch", "IIIII", func(ev uint32, a []uint64) int32 { return rawFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
+	{"fetch", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
 	{"fetch_result", "II", func(ev uint32, a []uint64) int32 { return rawFetchResult(ev, uint32(a[0]), uint32(a[1])) }},
-	{"response_head", "IIII", func(ev uint32, a []uint64) int32 { return rawResponseHead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
+	{"response_head", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawResponseHead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
 	{"response_body", "II", func(ev uint32, a []uint64) int32 { return rawResponseBody(ev, uint32(a[0]), uint32(a[1])) }},
 	{"file_open", "III", func(ev uint32, a []uint64) int32 { return rawFileOpen(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"file_op", "III", func(ev uint32, a []uint64) int32 { return rawFileOp(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"register_class", "II", func(ev uint32, a []uint64) int32 { return rawRegisterClass(ev, uint32(a[0]), uint32(a[1])) }},
 	{"use_binding", "II", func(ev uint32, a []uint64) int32 { return rawUseBinding(ev, uint32(a[0]), uint32(a[1])) }},
-	{"object_id", "IIIIII", func(ev uint32, a []uint64) int32 { return rawObjectId(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5])) }},
+	{"object_id", "IIIIII", func(ev uint32, a []uint64) int32 {
+		return rawObjectId(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]))
+	}},
 	{"object_self", "III", func(ev uint32, a []uint64) int32 { return rawObjectSelf(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"object_fetch", "IIIIIIII", func(ev uint32, a []uint64) int32 { return rawObjectFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6]), uint32(a[7])) }},
-	{"object_call", "IIIIIIIII", func(ev uint32, a []uint64) int32 { return rawObjectCall(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6]), uint32(a[7]), uint32(a[8])) }},
-	{"call_result", "IIII", func(ev uint32, a []uint64) int32 { return rawCallResult(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
-	{"call_request", "IIII", func(ev uint32, a []uint64) int32 { return rawCallRequest(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
-	{"call_return", "IIII", func(ev uint32, a []uint64) int32 { return rawCallReturn(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
-	{"storage_get", "IIIII", func(ev uint32, a []uint64) int32 { return rawStorageGet(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
-	{"storage_put", "IIII", func(ev uint32, a []uint64) int32 { return rawStoragePut(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
-	{"storage_delete", "III", func(ev uint32, a []uint64) int32 { return rawStorageDelete(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"storage_get_many", "IIIII", func(ev uint32, a []uint64) int32 { return rawStorageGetMany(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
+	{"object_fetch", "IIIIIIII", func(ev uint32, a []uint64) int32 {
+		return rawObjectFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6]), uint32(a[7]))
+	}},
+	{"object_call", "IIIIIIIII", func(ev uint32, a []uint64) int32 {
+		return rawObjectCall(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]), uint32(a[6]), uint32(a[7]), uint32(a[8]))
+	}},
+	{"call_result", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawCallResult(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
+	{"call_request", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawCallRequest(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
+	{"call_return", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawCallReturn(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
+	{"storage_get", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawStorageGet(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
+	{"storage_put", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawStoragePut(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
+	{"storage_delete", "III", func(ev uint32, a []uint64) int32 {
+		return rawStorageDelete(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"storage_get_many", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawStorageGetMany(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
 	{"storage_put_many", "II", func(ev uint32, a []uint64) int32 { return rawStoragePutMany(ev, uint32(a[0]), uint32(a[1])) }},
-	{"storage_delete_many", "III", func(ev uint32, a []uint64) int32 { return rawStorageDeleteMany(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"storage_list", "IIIII", func(ev uint32, a []uint64) int32 { return rawStorageList(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
+	{"storage_delete_many", "III", func(ev uint32, a []uint64) int32 {
+		return rawStorageDeleteMany(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"storage_list", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawStorageList(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
 	{"storage_delete_all", "", func(ev uint32, a []uint64) int32 { return rawStorageDeleteAll(ev) }},
 	{"storage_transaction", "I", func(ev uint32, a []uint64) int32 { return rawStorageTransaction(ev, uint32(a[0])) }},
-	{"sql_exec", "IIIII", func(ev uint32, a []uint64) int32 { return rawSqlExec(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
-	{"cursor_read", "IIII", func(ev uint32, a []uint64) int32 { return rawCursorRead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
+	{"sql_exec", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawSqlExec(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
+	{"cursor_read", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawCursorRead(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
 	{"alarm_set", "L", func(ev uint32, a []uint64) int32 { return rawAlarmSet(ev, a[0]) }},
 	{"alarm_get", "I", func(ev uint32, a []uint64) int32 { return rawAlarmGet(ev, uint32(a[0])) }},
 	{"alarm_delete", "", func(ev uint32, a []uint64) int32 { return rawAlarmDelete(ev) }},
-	{"background_op", "III", func(ev uint32, a []uint64) int32 { return rawBackgroundOp(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"background_logs", "III", func(ev uint32, a []uint64) int32 { return rawBackgroundLogs(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"background_wait", "III", func(ev uint32, a []uint64) int32 { return rawBackgroundWait(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"container_start", "III", func(ev uint32, a []uint64) int32 { return rawContainerStart(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
+	{"background_op", "III", func(ev uint32, a []uint64) int32 {
+		return rawBackgroundOp(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"background_logs", "III", func(ev uint32, a []uint64) int32 {
+		return rawBackgroundLogs(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"background_wait", "III", func(ev uint32, a []uint64) int32 {
+		return rawBackgroundWait(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"container_start", "III", func(ev uint32, a []uint64) int32 {
+		return rawContainerStart(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
 	{"container_running", "I", func(ev uint32, a []uint64) int32 { return rawContainerRunning(ev, uint32(a[0])) }},
-	{"container_destroy", "III", func(ev uint32, a []uint64) int32 { return rawContainerDestroy(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
+	{"container_destroy", "III", func(ev uint32, a []uint64) int32 {
+		return rawContainerDestroy(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
 	{"container_signal", "II", func(ev uint32, a []uint64) int32 { return rawContainerSignal(ev, uint32(a[0]), uint32(a[1])) }},
 	{"container_monitor", "I", func(ev uint32, a []uint64) int32 { return rawContainerMonitor(ev, uint32(a[0])) }},
-	{"container_exec", "III", func(ev uint32, a []uint64) int32 { return rawContainerExec(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
+	{"container_exec", "III", func(ev uint32, a []uint64) int32 {
+		return rawContainerExec(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
 	{"process_status", "II", func(ev uint32, a []uint64) int32 { return rawProcessStatus(ev, uint32(a[0]), uint32(a[1])) }},
 	{"process_kill", "III", func(ev uint32, a []uint64) int32 { return rawProcessKill(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
 	{"process_pid", "II", func(ev uint32, a []uint64) int32 { return rawProcessPid(ev, uint32(a[0]), uint32(a[1])) }},
 	{"container_connect", "II", func(ev uint32, a []uint64) int32 { return rawContainerConnect(ev, uint32(a[0]), uint32(a[1])) }},
-	{"container_config", "III", func(ev uint32, a []uint64) int32 { return rawContainerConfig(ev, uint32(a[0]), uint32(a[1]), uint32(a[2])) }},
-	{"container_fetch", "IIIIII", func(ev uint32, a []uint64) int32 { return rawContainerFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5])) }},
-	{"container_intercept", "IIIII", func(ev uint32, a []uint64) int32 { return rawContainerIntercept(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4])) }},
-	{"container_egress", "IIII", func(ev uint32, a []uint64) int32 { return rawContainerEgress(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])) }},
+	{"container_config", "III", func(ev uint32, a []uint64) int32 {
+		return rawContainerConfig(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]))
+	}},
+	{"container_fetch", "IIIIII", func(ev uint32, a []uint64) int32 {
+		return rawContainerFetch(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]), uint32(a[5]))
+	}},
+	{"container_intercept", "IIIII", func(ev uint32, a []uint64) int32 {
+		return rawContainerIntercept(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]), uint32(a[4]))
+	}},
+	{"container_egress", "IIII", func(ev uint32, a []uint64) int32 {
+		return rawContainerEgress(ev, uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3]))
+	}},
 }
