@@ -26,7 +26,16 @@ type UnknownOptionError struct {
 
 // Error reads e.g. `unknown exec option "entrypoint"`.
 func (e *UnknownOptionError) Error() string {
-	return fmt.Sprintf("unknown %s option %q", e.List, e.Name)
+	return fmt.Sprintf("unknown %s option %q", e.List, Excerpt(e.Name))
+}
+
+// Excerpt is s, or its first 80 bytes and "...": what a message quotes of
+// a name or value a guest passed, which may be as large as its memory.
+func Excerpt(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return s[:80] + "..."
 }
 
 // Is makes the error match ErrUnknownOption.
@@ -37,6 +46,10 @@ func (e *UnknownOptionError) Is(target error) bool { return target == ErrUnknown
 func decodeOptions(raw []byte, list string, set func(name, value string) (bool, error)) error {
 	var bad error
 	err := RangeFields(raw, func(n, v []byte) bool {
+		if len(n) > 80 { // no option's name is so long: refused without a copy
+			bad = &UnknownOptionError{List: list, Name: string(n[:81])}
+			return false
+		}
 		known, err := set(string(n), string(v))
 		switch {
 		case err != nil:

@@ -187,16 +187,20 @@ func TestRawImportFuzz(t *testing.T) {
 	assert.False(t, strings.Contains(logs, "slow import"), "an import took over 500ms: see the host log")
 }
 
-// TestHugeNamesCostTheHostLittle: a binding name of 64 MiB (object_id)
-// is refused at once with a short message: quoting it into the error, as
-// the host did, took seconds under the instance's lock and a string four
-// times its size, kept as the event's last error and logged whole.
+// TestHugeNamesCostTheHostLittle: a binding name of 64 MiB (object_id),
+// and an unknown option name as long (storage_list), are refused at once
+// with a short message: quoting them into the error, as the host did, took
+// seconds under the instance's lock and a string four times their size,
+// kept as the event's last error and logged whole.
 func TestHugeNamesCostTheHostLittle(t *testing.T) {
 	w := serveGuest(t, "testdata/guests/abifuzz", "name = \"abifuzz\"\nmain = \"x.wasm\"\n[limits]\ninstances = 1\nmemory_mib = 512\n"+
 		"[[durable_objects.bindings]]\nname = \"FUZZ\"\nclass_name = \"Fuzz\"\n", t.TempDir())
 	code, body := get(t, w.url+"/bigname?mib=64")
 	require.Equal(t, 200, code, body)
 	assert.Regexp(t, `^object_id: status=9 fast=true last_error_len=\d{2,3}\n$`, body)
+	code, body = get(t, w.url+"/bigoption?mib=64")
+	require.Equal(t, 200, code, body)
+	assert.Regexp(t, `^storage_list: status=2 fast=true last_error_len=\d{2,3} took=\S+$`, body, "an unknown option name of 64 MiB")
 	code, body = get(t, w.url+"/hello")
 	assert.Equal(t, 200, code, body)
 }

@@ -538,7 +538,7 @@ func decodeSQLArgs(raw []byte) ([]any, error) {
 		case abi.SQLBlob:
 			args = append(args, append([]byte{}, v...))
 		default:
-			bad = fmt.Errorf("%w: unknown SQL value type %q", abi.StatusInvalid, tag)
+			bad = fmt.Errorf("%w: unknown SQL value type %q", abi.StatusInvalid, abi.Excerpt(string(tag)))
 			return false
 		}
 		return true

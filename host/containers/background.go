@@ -92,7 +92,7 @@ func BackgroundOp(ctx context.Context, c Container, o abi.BackgroundOptions) ([]
 		}
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("%w: op must be start, list, get or kill, got %q", abi.StatusInvalid, o.Op)
+		return nil, fmt.Errorf("%w: op must be start, list, get or kill, got %q", abi.StatusInvalid, abi.Excerpt(o.Op))
 	}
 	return json.Marshal(result)
 }
@@ -101,7 +101,7 @@ func BackgroundOp(ctx context.Context, c Container, o abi.BackgroundOptions) ([]
 // asks, and says how many bytes from its start were dropped.
 func BackgroundLogs(ctx context.Context, c Container, o abi.BackgroundOptions) (io.ReadCloser, int64, error) {
 	if o.From != "" && o.From != "start" && o.From != "now" {
-		return nil, 0, fmt.Errorf("%w: from must be \"start\" or \"now\", got %q", abi.StatusInvalid, o.From)
+		return nil, 0, fmt.Errorf("%w: from must be \"start\" or \"now\", got %q", abi.StatusInvalid, abi.Excerpt(o.From))
 	}
 	r, n, err := c.BackgroundLogs(ctx, o.ID, o.From != "now")
 	if err != nil {

@@ -95,11 +95,11 @@ func Exec(ctx, base context.Context, c Container, raw []byte, exited func()) (*E
 	case len(spec.Args) == 0:
 		return nil, fmt.Errorf("%w: exec needs a command", abi.StatusInvalid)
 	case stdin != "" && stdin != "pipe":
-		return nil, fmt.Errorf("%w: stdin must be \"pipe\" or absent, got %q", abi.StatusInvalid, stdin)
+		return nil, fmt.Errorf("%w: stdin must be \"pipe\" or absent, got %q", abi.StatusInvalid, abi.Excerpt(stdin))
 	case stdout != "pipe" && stdout != "ignore":
-		return nil, fmt.Errorf("%w: stdout must be \"pipe\" or \"ignore\", got %q", abi.StatusInvalid, stdout)
+		return nil, fmt.Errorf("%w: stdout must be \"pipe\" or \"ignore\", got %q", abi.StatusInvalid, abi.Excerpt(stdout))
 	case stderr != "pipe" && stderr != "ignore" && stderr != "combined":
-		return nil, fmt.Errorf("%w: stderr must be \"pipe\", \"ignore\" or \"combined\", got %q", abi.StatusInvalid, stderr)
+		return nil, fmt.Errorf("%w: stderr must be \"pipe\", \"ignore\" or \"combined\", got %q", abi.StatusInvalid, abi.Excerpt(stderr))
 	case stderr == "combined" && stdout != "pipe":
 		return nil, fmt.Errorf("%w: stderr \"combined\" needs stdout \"pipe\"", abi.StatusInvalid)
 	}

@@ -74,7 +74,7 @@ func OpenFile(ctx context.Context, c Container, raw []byte) (r io.ReadCloser, w 
 		}
 		return r, nil, nil
 	}
-	return nil, nil, fmt.Errorf("%w: mode must be \"read\", \"write\" or \"watch\", got %q", abi.StatusInvalid, o.Mode)
+	return nil, nil, fmt.Errorf("%w: mode must be \"read\", \"write\" or \"watch\", got %q", abi.StatusInvalid, abi.Excerpt(o.Mode))
 }
 
 // FileOp runs the file operation file_op asks (raw are its options): stat
@@ -101,7 +101,7 @@ func FileOp(ctx context.Context, c Container, raw []byte) ([]byte, error) {
 		}
 		err = c.Rename(ctx, o.Path, o.To, o.User)
 	default:
-		return nil, fmt.Errorf("%w: op must be stat, list, mkdir, remove or rename, got %q", abi.StatusInvalid, o.Op)
+		return nil, fmt.Errorf("%w: op must be stat, list, mkdir, remove or rename, got %q", abi.StatusInvalid, abi.Excerpt(o.Op))
 	}
 	if err != nil {
 		return nil, fileStatus(err)

@@ -157,7 +157,7 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	spec.Entrypoint = append(spec.Entrypoint, opts.Entrypoint...)
 	for _, name := range opts.Secrets {
 		if !slices.Contains(cfg.Secrets, name) {
-			return nil, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, name)
+			return nil, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, abi.Excerpt(name))
 		}
 	}
 	for _, kv := range opts.Labels {
@@ -167,7 +167,7 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	for _, name := range cfg.Secrets { // every start gets them all; the SDK may only name them
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			return nil, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, name)
+			return nil, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, abi.Excerpt(name))
 		}
 		spec.Env = append(spec.Env, name+"="+v)
 	}

@@ -122,6 +122,26 @@ func (f *Fuzz) Run(ctx context.Context, seed int64) (string, error) {
 	return fuzz(sdk.EventHandle(ctx), seed, 2000), nil
 }
 
+// BigOption lists its storage with an option list whose one option has
+// an unknown name of mib MiB: how long the call takes and how long its
+// last_error is.
+func (f *Fuzz) BigOption(ctx context.Context, mib int) (string, error) {
+	ev := sdk.EventHandle(ctx)
+	b := abi.NewFieldsBuilder(nil)
+	name := make([]byte, mib<<20)
+	for i := range name {
+		name[i] = byte(i) | 0x80
+	}
+	b.Add(string(name), "v")
+	list := b.Bytes()
+	f.state.Storage.Put("k", []byte("v")) // the database is open before the timed call
+	start := time.Now()
+	st := rawStorageList(ev, uint32(uintptr(unsafe.Pointer(&list[0]))), uint32(len(list)), uint32(uintptr(unsafe.Pointer(&scratch[0]))), 16,
+		uint32(uintptr(unsafe.Pointer(&scratch[16]))))
+	took := time.Since(start)
+	return fmt.Sprintf("storage_list: status=%d fast=%v last_error_len=%d took=%s", st, took < 200*time.Millisecond, lastErrorLen(ev), took), nil
+}
+
 func main() {
 	sdk.RegisterClass("Fuzz", func(st *sdk.ObjectState) any { return &Fuzz{state: st} })
 	mux := http.NewServeMux()
@@ -139,6 +159,19 @@ func main() {
 		}
 		if err != nil {
 			http.Error(w, strings.ReplaceAll(err.Error(), "\n", " "), 500)
+			return
+		}
+		fmt.Fprint(w, out)
+	})
+	mux.HandleFunc("/bigoption", func(w http.ResponseWriter, r *http.Request) {
+		mib, _ := strconv.Atoi(r.URL.Query().Get("mib"))
+		stub, err := sdk.GetNamespace("FUZZ").GetByName("big")
+		var out string
+		if err == nil {
+			err = stub.Call("BigOption", mib, &out)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), 500)
 			return
 		}
 		fmt.Fprint(w, out)
