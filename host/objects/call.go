@@ -44,7 +44,7 @@ func (c *Call) Return(status abi.Status, data []byte, codes []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.answered {
-		return fmt.Errorf("%w: call %q was already answered", abi.StatusBusy, truncate(c.method, 80))
+		return fmt.Errorf("%w: call %q was already answered", abi.StatusBusy, abi.Excerpt(c.method))
 	}
 	if status == abi.StatusAgain {
 		status = abi.StatusIO
@@ -71,7 +71,7 @@ func (c *Call) settle(err error) {
 	case err != nil: // TIMEOUT when the called event ran out of time
 		c.pending.Resolve(nil, fmt.Errorf("%w: %w", guestio.StatusOf(err), err))
 	case !answered:
-		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, truncate(c.method, 80)))
+		c.pending.Resolve(nil, fmt.Errorf("%w: the object did not answer call %q", abi.StatusIO, abi.Excerpt(c.method)))
 	default:
 		c.pending.Resolve(result, nil)
 	}

@@ -130,19 +130,12 @@ func (c IDs) Unique() string {
 func (c IDs) Parse(s string) (string, error) {
 	raw, err := hex.DecodeString(s)
 	if err != nil || len(s) != abi.ObjectIDLen || s != hex.EncodeToString(raw) {
-		return "", fmt.Errorf("%w %q: must be %d lowercase hexadecimal digits", ErrMalformedID, truncate(s, 80), abi.ObjectIDLen)
+		return "", fmt.Errorf("%w %q: must be %d lowercase hexadecimal digits", ErrMalformedID, abi.Excerpt(s), abi.ObjectIDLen)
 	}
 	if !hmac.Equal(raw[idBodyLen:], c.mac("tag", string(raw[:idBodyLen]))[:idTagLen]) {
 		return "", fmt.Errorf("%w: %s was not made by this namespace", ErrForeignID, s)
 	}
 	return s, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // maxNames bounds how many names a namespace remembers for its ids.

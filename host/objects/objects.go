@@ -302,7 +302,7 @@ func (o *Objects) NamespaceNamed(binding []byte) (*Namespace, error) {
 func (o *Objects) Namespace(binding string) (*Namespace, error) {
 	ns, ok := o.bindings[binding]
 	if !ok {
-		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, truncate(binding, 80)) // a guest's name may be any size
+		return nil, fmt.Errorf("%w named %q in the manifest", ErrUnknownBinding, abi.Excerpt(binding)) // a guest's name may be any size
 	}
 	return ns, nil
 }
