@@ -42,13 +42,13 @@ func ModuleBytes(wasm []byte) *ModuleFile {
 // no longer has the digest it was opened with (rewritten since) is refused.
 func (f *ModuleFile) Bytes() ([]byte, error) {
 	if f.wasm != nil {
-		return f.wasm, nil
+		return f.wasm, checkNoStart(f.wasm)
 	}
 	wasm, err := os.ReadFile(f.path)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMagic(wasm); err != nil {
+	if err := errors.Join(checkMagic(wasm), checkNoStart(wasm)); err != nil {
 		return nil, err
 	}
 	if digestOf(wasm) != f.Digest {

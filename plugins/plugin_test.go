@@ -741,3 +741,27 @@ func TestCacheEntriesThatAreNotFilesAreRemoved(t *testing.T) {
 		}
 	})
 }
+
+// TestModuleWithAStartFunctionIsRefused: a start function runs as the
+// module is instantiated, outside any event, where neither engine stops
+// it: one that looped (loop br 0 end) hung wharf serve for good. Such a
+// module is refused as it is compiled, on both engines.
+func TestModuleWithAStartFunctionIsRefused(t *testing.T) {
+	section := func(id byte, body ...byte) []byte { return append([]byte{id, byte(len(body))}, body...) }
+	loop := []byte{0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b} // no locals; loop; br 0; end; end
+	wasm := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+	wasm = append(wasm, section(1, 0x01, 0x60, 0x00, 0x00)...) // type 0: () -> ()
+	wasm = append(wasm, section(3, 0x01, 0x00)...)             // function 0 of type 0
+	wasm = append(wasm, section(startSection, 0x00)...)        // start: function 0
+	wasm = append(wasm, section(10, append([]byte{0x01, byte(len(loop))}, loop...)...)...)
+	for _, engine := range Engines {
+		t.Run(engine, func(t *testing.T) {
+			e, err := NewEngine(context.Background(), engine, EngineConfig{})
+			require.NoError(t, err)
+			defer e.Close(context.Background())
+			_, err = e.Compile(context.Background(), ModuleBytes(wasm))
+			require.ErrorIs(t, err, ErrInvalidModule)
+			assert.Contains(t, err.Error(), "the module has a start function (a start section), which wharf does not run")
+		})
+	}
+}

@@ -24,6 +24,22 @@ func checkMagic(wasm []byte) error {
 	return nil
 }
 
+// startSection is the id of a module's start section.
+const startSection = 8
+
+// checkNoStart refuses a module with a start function: it runs as the
+// module is instantiated, before the module's main and outside any event,
+// where neither engine stops it (one that loops hung wharf serve, and each
+// replacement instance, for good). Go's wasip1 modules have none. A module
+// whose sections cannot be listed is left to the compiler to say why.
+func checkNoStart(wasm []byte) error {
+	if ss, err := splitSections(wasm); err == nil && hasSection(ss, startSection) {
+		return fmt.Errorf("%w: the module has a start function (a start section), which wharf does not run: "+
+			"a plugin is a WASI command built with GOOS=wasip1 GOARCH=wasm go build, whose main calls sdk.Serve()", ErrInvalidModule)
+	}
+	return nil
+}
+
 // validateModule checks a compiled module against the host's imports and the
 // exports a plugin must have.
 func validateModule(m CompiledModule, known map[string][]HostFunc, required []string) error {
