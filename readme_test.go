@@ -50,14 +50,14 @@ var readmeCovered = map[string]struct{ test, why string }{
 // (by "example: command" for the examples table), where README.md says
 // what it gives. Every curl needs an entry.
 var readmeOutputs = map[string]string{
-	`go run ./internal/testimages/mkimage "$img"`:                                  "/busybox.tar",
-	`bin/wharf images import "$img/busybox.tar" --data-dir examples/webapp/.wharf`: "imported wharf.test/busybox:latest",
-	"curl --retry-connrefused --retry 5 http://127.0.0.1:8788/s/alice/index.html":  "session container",
+	`go run ./internal/testimages/mkimage "$img"`:                                                     "/busybox.tar",
+	`bin/wharf images import "$img/busybox.tar" --data-dir examples/webapp/.wharf`:                    "imported wharf.test/busybox:latest",
+	"curl --retry-connrefused --retry 5 --retry-max-time 60 http://127.0.0.1:8788/s/alice/index.html": "session container",
 	"wharf init myplugin":                     "wrote a plugin in",
 	"curl http://127.0.0.1:8787/":             "Hello from myplugin!\n",
 	"wharf cluster init --certs certs":        "cluster CA created in certs",
 	"wharf cluster cert host-a --certs certs": "certificate of host-a written to certs",
-	"curl --retry-connrefused --retry 5 http://127.0.0.1:8787/s/alice/index.html": "session container",
+	"curl --retry-connrefused --retry 5 --retry-max-time 60 http://127.0.0.1:8787/s/alice/index.html": "session container",
 	"wharf ps":                                    "\nAPP ",
 	"wharf ps -a --format json":                   `"name": "alice"`,
 	"wharf inspect APP alice":                     `"state": "running"`,

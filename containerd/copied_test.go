@@ -66,8 +66,8 @@ func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
 		if err != nil {
 			_, startErr := m.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
 			assert.ErrorContains(t, startErr, "which this one is a copy of", "the copy starts no second container of the object")
-			assert.ErrorContains(t, startErr, "remove "+scopeFile(copied)+" to give this copy a network scope of its own, "+
-				"or have that wharf remove the container, then restart this wharf", "what to do")
+			assert.ErrorContains(t, startErr, "stop this wharf, remove "+scopeFile(copied)+" to give this copy a network scope of its own, "+
+				"and start it again: it then runs a container of its own for the object", "what to do")
 			assert.NotContains(t, startErr.Error(), "look at it again", "restarting alone does not help")
 		}
 		return adopted, removed, err

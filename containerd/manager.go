@@ -1073,7 +1073,8 @@ func (m *Manager) leftLocked(class, object, id string) error {
 	if e := m.left[id]; e != nil && e.CopiedFrom != "" {
 		return fmt.Errorf("the container of %s %s is not started here: its container %s belongs to the data directory %s, which this one is a copy of "+
 			"(made while that one's wharf ran it), and may still run there on network names this copy shares with it: "+
-			"remove %s to give this copy a network scope of its own, or have that wharf remove the container, then restart this wharf",
+			"stop this wharf, remove %s to give this copy a network scope of its own, and start it again: it then runs a container of its own "+
+			"for the object, and leaves that one to its data directory",
 			class, object, id, e.CopiedFrom, scopeFile(m.b.DataDir))
 	}
 	if e := m.left[id]; e != nil {

@@ -155,7 +155,8 @@ func (e *ScopeInUseError) Error() string {
 	msg := fmt.Sprintf("the network scope %s of the data directory %s is in use by %s: two wharfs on one host must not share one "+
 		"(each would remove the other's firewall table %s); stop that wharf first", e.Scope, e.DataDir, who, egress.TableName(e.Scope))
 	if e.Kept != "" {
-		msg += fmt.Sprintf(", or, if this data directory is a copy of that one, remove %s to give it a scope of its own", e.Kept)
+		msg += fmt.Sprintf(", or, if one of the two data directories is a copy of the other, remove the copy's %s (%s here) to give the copy "+
+			"a scope of its own, never the original's: the original's containers may run on that scope", filepath.Base(e.Kept), e.Kept)
 	}
 	return msg
 }

@@ -197,7 +197,8 @@ func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, "the network scope "+tag+" of the data directory "+copied+" is in use by the wharf of the data directory "+original+" "+holder+
 			": two wharfs on one host must not share one (each would remove the other's firewall table wharf-"+tag+"); stop that wharf first, "+
-			"or, if this data directory is a copy of that one, remove "+keptAt+" to give it a scope of its own", err.Error())
+			"or, if one of the two data directories is a copy of the other, remove the copy's network-scope ("+keptAt+" here) to give the copy "+
+			"a scope of its own, never the original's: the original's containers may run on that scope", err.Error())
 		assert.Equal(t, []string{"nft table ip wharf-" + tag}, egress.FirewallLeftovers(tag), "the running wharf's table stays")
 	}
 	refused(fmt.Sprintf("(pid %d)", child.Cmd.Process.Pid))

@@ -144,7 +144,7 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 		// A copy of a data directory whose wharf was killed with them
 		// running: they are that one's.
 		logger.Warn("containers of the data directory this one is a copy of, which may still run them, are left to it: "+
-			"their objects are not started here until this copy has a network scope of its own or that data directory's wharf has removed them", "err", err)
+			"their objects are not started here until this copy has a network scope of its own (stop this wharf, remove its containerd/network-scope, start it again)", "err", err)
 	} else if containerd.OnlyUnexamined(err) {
 		// The containers that could not be looked at run on untouched.
 		logger.Warn("containers from a previous run could not be looked at: left as they are for the next run", "err", err)
