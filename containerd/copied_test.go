@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,18 +36,8 @@ func eth0Addresses(t *testing.T, c *Container) string {
 // and firewall, and says whose it is, as long as the original records the
 // container.
 func TestRecoveryOfACopyLeavesTheOriginalsContainers(t *testing.T) {
-	data, logger, b1, m1, spec := crashingHost(t)
-	removeAllIfFailed(t, data, logger, spec)
-	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
-	require.NoError(t, err)
-	tag := m1.net.scope
-	network := networkNamesOf(tag)
-	require.Len(t, network, 2, "the container's link and network namespace")
-	// The wharf is killed: its containerd goes, its table and container
-	// stay, the kernel releases its scope. Then its data is copied.
-	require.NoError(t, b1.Close())
-	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
-	m1.releaseScope()
+	// The wharf is killed, then its data is copied.
+	data, logger, spec, started, tag, network := killedWithAContainer(t)
 	copied, second := filepath.Join(t.TempDir(), "copy"), filepath.Join(t.TempDir(), "second")
 	for _, dir := range []string{copied, second} {
 		out, err := exec.Command("cp", "-a", data, dir).CombinedOutput()
@@ -206,4 +197,24 @@ func TestACopyStartsTheContainersItsOriginalRan(t *testing.T) {
 	require.NoError(t, b1.Close())
 	assert.Equal(t, 1, serveCopy(copies["same"]), "the copy's record of the original's container")
 	assert.Empty(t, egress.FirewallLeftovers(tag))
+}
+
+// killedWithAContainer is a wharf killed (kill -9) while the container of
+// Sandbox obj1 ran: its containerd is gone, its firewall table and the
+// container with its network stay, and its scope is free. It returns the
+// host's data directory, logger and spec, the container, the scope and
+// the container's network names.
+func killedWithAContainer(t *testing.T) (data string, logger *slog.Logger, spec ContainerSpec, started *Managed, tag string, network []string) {
+	t.Helper()
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	tag = m1.net.scope
+	network = networkNamesOf(tag)
+	require.Len(t, network, 2, "the container's link and network namespace")
+	require.NoError(t, b1.Close())
+	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
+	m1.releaseScope()
+	return data, logger, spec, started, tag, network
 }

@@ -116,16 +116,7 @@ func TestAKilledCopysSweepLeavesTheOriginalsNetwork(t *testing.T) {
 	if data := os.Getenv("WHARF_TEST_DEADCOPY_CHILD_DATA"); data != "" {
 		runAndWaitToBeKilled(t, data)
 	}
-	data, logger, b1, m1, spec := crashingHost(t)
-	removeAllIfFailed(t, data, logger, spec)
-	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
-	require.NoError(t, err)
-	tag := m1.net.scope
-	network := networkNamesOf(tag)
-	require.Len(t, network, 2, "the container's link and network namespace")
-	require.NoError(t, b1.Close())
-	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
-	m1.releaseScope()
+	data, logger, spec, started, tag, network := killedWithAContainer(t)
 
 	copied := filepath.Join(t.TempDir(), "copy")
 	out, err := exec.Command("cp", "-a", data, copied).CombinedOutput()
