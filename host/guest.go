@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wharfhq/wharf/abi"
@@ -57,8 +58,10 @@ type instance struct {
 	draining atomic.Bool
 	dead     atomic.Bool
 	// served is set once an event ended on the instance: one that ends
-	// without is failing on its own (see instanceSet.supervise).
+	// without, soon after upAt (when it went into service), is failing on
+	// its own (see instanceSet.supervise).
 	served atomic.Bool
+	upAt   time.Time
 }
 
 // guest is what an import acts for: one event, or the instance itself

@@ -140,6 +140,7 @@ func (rt *instanceSet) launch(ctx context.Context) (*instance, error) {
 func (rt *instanceSet) add(in *instance) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	in.upAt = time.Now() // before supervise reads it
 	rt.instances = append(rt.instances, in)
 	rt.started++
 	rt.notifyLocked()
@@ -202,7 +203,7 @@ func (rt *instanceSet) supervise(in *instance) {
 	rt.lastEnd = err
 	rt.notifyLocked()
 	var pause time.Duration
-	if in.served.Load() || len(failed) > 0 {
+	if in.served.Load() || len(failed) > 0 || time.Since(in.upAt) >= unservedWithin {
 		rt.unserved = 0
 	} else {
 		rt.unserved++
@@ -224,6 +225,11 @@ func (rt *instanceSet) supervise(in *instance) {
 	}
 	rt.replace()
 }
+
+// unservedWithin is how soon after it went into service an instance
+// that ended unserved counts as failing on its own: one that ran longer
+// (idle, then ended) resets the pauses.
+var unservedWithin = time.Minute
 
 // retryPause is the pause before the nth try in a row after a failure:
 // 100 ms, doubling up to 10 s. An instance that ended before it served

@@ -149,8 +149,32 @@ func TestInstanceThatNeverServesIsReplacedAfterGrowingPauses(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Equal(t, "worker unavailable: no plugin instance is up (the last one ended: guest computed without yielding for longer than its CPU slice "+
 		"(300ms: [limits] cpu_slice, at most timeout)): the event did not end within 300ms\n", body)
+	var wg sync.WaitGroup
+	for range 10 { // within the second of the first one's line, and of the 1.6s pause
+		wg.Go(func() {
+			code, _ := get(t, w.url+"/")
+			assert.Equal(t, http.StatusServiceUnavailable, code)
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 1, strings.Count(w.logs.String(), `msg="no instance available"`), "one line a second, not one per request")
 	w.stopWithin(t, time.Second, "closing the host waited for the 1.6s pause")
 	assert.Equal(t, uint64(5), w.Instances().Started, "nothing started after the close")
+}
+
+// TestInstanceThatEndsUnservedAfterAWhileIsReplacedAtOnce: an instance that
+// ended without serving anything, but only after it had been in service a
+// while (here unservedWithin is 50 ms; the spinner lasts its 300 ms
+// slice), is not failing on its own: it is replaced at once, and the
+// pauses do not grow.
+func TestInstanceThatEndsUnservedAfterAWhileIsReplacedAtOnce(t *testing.T) {
+	defer func(d time.Duration) { unservedWithin = d }(unservedWithin)
+	unservedWithin = 50 * time.Millisecond
+	w := serveGuest(t, "testdata/guests/spinner", "name = \"spinner\"\nmain = \"x.wasm\"\n[limits]\ninstances = 1\ntimeout = \"300ms\"\n", t.TempDir())
+	require.Eventually(t, func() bool { return w.Instances().Ended >= 3 }, 30*time.Second, 5*time.Millisecond)
+	w.stopWithin(t, 5*time.Second, "closing the host")
+	assert.Contains(t, w.logs.String(), `msg="plugin instance ended; replacing it" plugin=spinner`)
+	assert.NotContains(t, w.logs.String(), "ended before it served anything")
 }
 
 // TestTenThousandLiveObjects keeps 10,000 objects live in one host.

@@ -95,6 +95,9 @@ type Worker struct {
 	idPrefix  string
 	nextID    atomic.Uint64
 	inFlight  atomic.Int64
+	// unavailable logs the requests that found no instance up: every
+	// request then fails alike, and traffic would flood the log.
+	unavailable throttledLog
 
 	reloadMu sync.Mutex     // guards the swap of sets and closed
 	closed   bool           // Close has begun: a Reload's new set is discarded
@@ -332,7 +335,7 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 	for attempt := 0; errors.Is(callErr, guestio.ErrNotStarted) && attempt < guestio.MaxDeliveries; attempt++ {
 		inst, err := w.sets.pick(ctx, requestRank)
 		if err != nil {
-			w.logger.Warn("no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
+			w.unavailable.warn(w.logger, "no instance available", "plugin", w.manifest.Name, "request_id", id.String(), "err", err)
 			http.Error(rw, "worker unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -396,4 +399,28 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request, kind abi.EventKi
 		g.Log().Warn("response body cut short", "err", streamErr)
 		panic(http.ErrAbortHandler) // close the connection so the client sees a cut body
 	}
+}
+
+// throttledLog logs a line at most once a second; the next line it logs
+// counts those it held back meanwhile (held_back).
+type throttledLog struct {
+	mu       sync.Mutex
+	last     time.Time
+	heldBack int
+}
+
+func (l *throttledLog) warn(logger *slog.Logger, msg string, args ...any) {
+	l.mu.Lock()
+	if !l.last.IsZero() && time.Since(l.last) < time.Second {
+		l.heldBack++
+		l.mu.Unlock()
+		return
+	}
+	held := l.heldBack
+	l.last, l.heldBack = time.Now(), 0
+	l.mu.Unlock()
+	if held > 0 {
+		args = append(args, "held_back", held)
+	}
+	logger.Warn(msg, args...)
 }
