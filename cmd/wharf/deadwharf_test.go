@@ -122,9 +122,8 @@ func (k *killedWharf) left() []string {
 		out = append(out, "mount "+m)
 	}
 	for _, pid := range k.pids {
-		if processRuns(pid) {
-			cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-			out = append(out, "process "+strconv.Itoa(pid)+": "+strings.ReplaceAll(strings.TrimSpace(string(cmd)), "\x00", " "))
+		if processRuns(pid) { // by pid alone: a command line changes as sh -c execs its command
+			out = append(out, "process "+strconv.Itoa(pid))
 		}
 	}
 	return out
