@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -52,32 +51,16 @@ func TestAKilledWharfsTableGoesOnceItsDataDirIs(t *testing.T) {
 	}
 	dead := t.TempDir()
 	testutil.LockDir(t, dead) // no other test process reclaims it once its wharf is killed
-	child := testutil.StartChildTest(t, "TestAKilledWharfsTableGoesOnceItsDataDirIs", "WHARF_TEST_DEADSCOPE_CHILD_DATA="+dead)
-	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
-	}
-	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	child := startWharfChild(t, "TestAKilledWharfsTableGoesOnceItsDataDirIs", "WHARF_TEST_DEADSCOPE_CHILD_DATA="+dead)
 	tag := Scope(dead)
 	table := egress.TableName(tag)
 	t.Cleanup(func() { // if it stayed
 		if len(egress.FirewallLeftovers(tag)) > 0 {
-			c, err := nftables.New()
-			require.NoError(t, err)
-			c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: table})
-			assert.NoError(t, c.Flush())
+			assert.NoError(t, egress.RemoveFirewall(tag))
 		}
 	})
 	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag))
-	// The lock file the child leaves is held until this test's wharf
-	// claims a scope: the wharf of another test process that swept it
-	// first would remove the table itself.
-	lock, err := os.Open(scopeLockPath(tag))
-	require.NoError(t, err)
-	defer lock.Close()
-	child.Kill(t)
-	require.NoError(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB), "the killed wharf's lock is released")
-	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+dead+"/")) > 0; time.Sleep(50 * time.Millisecond) {
-		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
-	}
+	lock := killHoldingItsLock(t, child, tag, dead)
 	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag), "the killed wharf's table stays")
 	require.FileExists(t, scopeLockPath(tag))
 	require.NoError(t, os.RemoveAll(dead))
@@ -122,20 +105,9 @@ func TestAKilledCopysSweepLeavesTheOriginalsNetwork(t *testing.T) {
 	out, err := exec.Command("cp", "-a", data, copied).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	testutil.LockDir(t, copied) // no other test process reclaims it once its wharf is killed
-	child := testutil.StartChildTest(t, "TestAKilledCopysSweepLeavesTheOriginalsNetwork", "WHARF_TEST_DEADCOPY_CHILD_DATA="+copied)
-	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
-	}
-	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	child := startWharfChild(t, "TestAKilledCopysSweepLeavesTheOriginalsNetwork", "WHARF_TEST_DEADCOPY_CHILD_DATA="+copied)
 	require.Equal(t, tag, Scope(copied), "the copy keeps the original's scope")
-	// Held until this test's claim (see TestAKilledWharfsTableGoesOnceItsDataDirIs).
-	lock, err := os.Open(scopeLockPath(tag))
-	require.NoError(t, err)
-	defer lock.Close()
-	child.Kill(t)
-	require.NoError(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB), "the killed wharf's lock is released")
-	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+copied+"/")) > 0; time.Sleep(50 * time.Millisecond) {
-		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
-	}
+	lock := killHoldingItsLock(t, child, tag, copied)
 	require.NoError(t, os.RemoveAll(copied))
 
 	var logs syncBuffer

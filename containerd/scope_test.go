@@ -173,10 +173,7 @@ func TestACopyOfARunningWharfsDataDirIsRefused(t *testing.T) {
 	}
 	original := t.TempDir()
 	testutil.LockDir(t, original) // no other test process reclaims it once its wharf is killed
-	child := testutil.StartChildTest(t, "TestACopyOfARunningWharfsDataDirIsRefused", "WHARF_TEST_SCOPE_CHILD_DATA="+original)
-	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
-	}
-	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	child := startWharfChild(t, "TestACopyOfARunningWharfsDataDirIsRefused", "WHARF_TEST_SCOPE_CHILD_DATA="+original)
 	tag := Scope(original)
 	copied := t.TempDir()
 	keptAt := filepath.Join(copied, "containerd", "network-scope")
@@ -247,6 +244,36 @@ func runAndWaitToBeKilled(t *testing.T, data string) {
 	require.NoError(t, err)
 	fmt.Println("running")
 	select {}
+}
+
+// startWharfChild runs test name again as a child whose wharf (see
+// runAndWaitToBeKilled) runs on the data directory env names, and returns
+// once it runs.
+func startWharfChild(t *testing.T, name string, env string) *testutil.ChildTest {
+	t.Helper()
+	child := testutil.StartChildTest(t, name, env)
+	for child.Stdout.Scan() && child.Stdout.Text() != "running" {
+	}
+	require.Equal(t, "running", child.Stdout.Text(), "the child test ended before it said so")
+	return child
+}
+
+// killHoldingItsLock kills child, whose wharf on data held scope tag, and
+// returns the scope's lock file, held by this test from the kill on (the
+// wharf of another test process that swept it first would remove what
+// the killed one left itself), once the child's containerd is gone. The
+// test closes it when its own claim is to sweep it.
+func killHoldingItsLock(t *testing.T, child *testutil.ChildTest, tag, data string) *os.File {
+	t.Helper()
+	lock, err := os.Open(scopeLockPath(tag))
+	require.NoError(t, err)
+	t.Cleanup(func() { lock.Close() })
+	child.Kill(t)
+	require.NoError(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB), "the killed wharf's lock is released")
+	for deadline := time.Now().Add(30 * time.Second); len(testutil.Processes("--config "+data+"/")) > 0; time.Sleep(50 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the killed test's containerd still runs")
+	}
+	return lock
 }
 
 // TestStaleScopeLocksAreSwept: the lock file of a scope whose holder
