@@ -173,4 +173,4 @@ func (m *testMemory) WriteUint32(off, v uint32) bool {
 	return m.Write(off, binary.LittleEndian.AppendUint32(nil, v))
 }
 
-func (m *testMemory) Size() uint32 { return uint32(len(m.b)) }
+func (m *testMemory) Size() uint64 { return uint64(len(m.b)) }

@@ -295,7 +295,7 @@ func importEventDone(_ context.Context, g *guest, mem plugins.Memory, a []uint64
 	in := g.inst
 	size := mem.Size()
 	in.memory.Store(size)
-	if in.drainAt > 0 && size > in.drainAt && in.draining.CompareAndSwap(false, true) { // Wasm memory never shrinks: replace the instance
+	if in.drainAt > 0 && size > uint64(in.drainAt) && in.draining.CompareAndSwap(false, true) { // Wasm memory never shrinks: replace the instance
 		in.base.Info("plugin instance grew past its drain threshold (3/4 of [limits] memory_mib); it takes no new work and is replaced once idle",
 			pluginKey, in.plugin, "memory_bytes", size, "threshold_bytes", in.drainAt)
 	}

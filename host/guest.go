@@ -54,7 +54,7 @@ type instance struct {
 	// work must not wait for it, only work for this instance.
 	events   atomic.Int64  // posted and not yet done
 	objects  atomic.Int64  // live objects placed here
-	memory   atomic.Uint32 // linear memory size when the last event ended
+	memory   atomic.Uint64 // linear memory size when the last event ended
 	draining atomic.Bool
 	dead     atomic.Bool
 	// served is set once an event ended on the instance: one that ends

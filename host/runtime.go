@@ -408,7 +408,7 @@ func (rt *instanceSet) stats() InstanceStats {
 	for _, in := range rt.instances {
 		st.Events += int(in.events.Load())
 		st.Objects += int(in.objects.Load())
-		st.MemoryBytes += uint64(in.memory.Load())
+		st.MemoryBytes += in.memory.Load()
 	}
 	return st
 }

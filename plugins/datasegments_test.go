@@ -44,7 +44,7 @@ func memoryAfterInstantiation(t *testing.T, wasm []byte) []byte {
 	mod, err := r.Instantiate(ctx, wasm)
 	require.NoError(t, err)
 	mem := mod.Memory()
-	b, ok := mem.Read(0, mem.Size())
+	b, ok := mem.Read(0, uint32(mem.Size()))
 	require.True(t, ok)
 	return append([]byte(nil), b...)
 }
@@ -108,7 +108,7 @@ func TestMergeDataSegmentsOfAGoModule(t *testing.T) {
 		inst, err := m.Instantiate(context.Background(), InstanceConfig{})
 		require.NoError(t, err)
 		defer inst.Close(context.Background())
-		b, ok := inst.Memory().Read(0, inst.Memory().Size())
+		b, ok := inst.Memory().Read(0, uint32(inst.Memory().Size()))
 		require.True(t, ok)
 		memory[engine] = append([]byte(nil), b...)
 	}

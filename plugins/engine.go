@@ -75,7 +75,9 @@ type Memory interface {
 	Write(offset uint32, data []byte) bool
 	ReadUint32(offset uint32) (uint32, bool)
 	WriteUint32(offset uint32, v uint32) bool
-	Size() uint32
+	// Size is the memory's length in bytes: up to 4 GiB, one more than
+	// a uint32 holds.
+	Size() uint64
 }
 
 // EngineConfig configures a runtime for one plugin.

@@ -8,6 +8,9 @@ import (
 // pageSize is the size of a Wasm memory page.
 const pageSize = 64 << 10
 
+// maxPages is the most pages a 32-bit memory has: 4 GiB.
+const maxPages = 65536
+
 // memoryTooSmall explains a module that cannot start under limit bytes of
 // linear memory because its memory's declared minimum is larger; nil when
 // it fits, when limit is 0 (none) or when wasm declares no memory of its
@@ -19,7 +22,7 @@ func memoryTooSmall(wasm []byte, limit uint64) error {
 		return nil
 	}
 	pages, ok := memoryMinimumPages(wasm)
-	limitPages := min(limit/pageSize, 65536) // as the engines round it
+	limitPages := min(limit/pageSize, maxPages) // as the engines round it
 	if !ok || pages <= limitPages {
 		return nil
 	}

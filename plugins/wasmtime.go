@@ -580,7 +580,7 @@ func (m *wasmtimeModule) Instantiate(ctx context.Context, cfg InstanceConfig) (M
 	store := wasmtime.NewStore(m.engine.engine)
 	limit := int64(-1)
 	if l := m.engine.cfg.MemoryLimitBytes; l > 0 {
-		limit = int64(min(l/65536, 65536) * 65536)
+		limit = int64(min(l/pageSize, maxPages) * pageSize)
 	}
 	store.Limiter(limit, -1, -1, -1, -1)
 	store.SetWasi(wasmtime.NewWasiConfig())
@@ -838,10 +838,11 @@ func (m *wasmtimeMemory) view() []byte {
 
 func (m *wasmtimeMemory) Read(off, n uint32) ([]byte, bool) {
 	d := m.view()
-	if uint64(off)+uint64(n) > uint64(len(d)) {
+	end := uint64(off) + uint64(n) // 4 GiB, the end of a full memory, wraps a uint32
+	if end > uint64(len(d)) {
 		return nil, false
 	}
-	return d[off : off+n : off+n], true
+	return d[off:end:end], true
 }
 
 func (m *wasmtimeMemory) Write(off uint32, b []byte) bool {
@@ -869,4 +870,4 @@ func (m *wasmtimeMemory) WriteUint32(off uint32, v uint32) bool {
 	return ok
 }
 
-func (m *wasmtimeMemory) Size() uint32 { return uint32(len(m.view())) }
+func (m *wasmtimeMemory) Size() uint64 { return uint64(len(m.view())) }

@@ -3,15 +3,18 @@ package plugins
 import (
 	"context"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -39,7 +42,7 @@ func NewWazeroEngine(ctx context.Context, cfg EngineConfig) (*WazeroEngine, erro
 		rc, cfg.CacheDir = wazero.NewRuntimeConfigInterpreter(), ""
 	}
 	if cfg.MemoryLimitBytes > 0 {
-		pages := uint32(min(cfg.MemoryLimitBytes/65536, 65536))
+		pages := uint32(min(cfg.MemoryLimitBytes/pageSize, maxPages))
 		rc = rc.WithMemoryLimitPages(pages)
 	}
 	e := &WazeroEngine{unwritable: cfg.CacheUnwritable, damaged: cfg.CacheDamaged}
@@ -431,10 +434,41 @@ func (i *wazeroInstance) Close(ctx context.Context) error { return i.mod.Close(c
 
 type wazeroMemory struct{ m api.Memory }
 
-func (w *wazeroMemory) Read(off, n uint32) ([]byte, bool)    { return w.m.Read(off, n) }
-func (w *wazeroMemory) Write(off uint32, b []byte) bool      { return w.m.Write(off, b) }
-func (w *wazeroMemory) ReadUint32(off uint32) (uint32, bool) { return w.m.ReadUint32Le(off) }
+// Read is wazero's, but for a range that ends at 4 GiB, the end of a full
+// memory: wazero computes that end as a uint32, which wraps to 0 and
+// panics.
+func (w *wazeroMemory) Read(off, n uint32) ([]byte, bool) {
+	end := uint64(off) + uint64(n)
+	if end <= math.MaxUint32 {
+		return w.m.Read(off, n)
+	}
+	first, ok := w.m.Read(0, 1) // the memory is one Go slice: reach the end from its start
+	if !ok || end > w.Size() {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(&first[0]), off)), n), true
+}
+
+func (w *wazeroMemory) Write(off uint32, b []byte) bool { return w.m.Write(off, b) }
+
+func (w *wazeroMemory) ReadUint32(off uint32) (uint32, bool) {
+	if off > math.MaxUint32-4 { // wazero's own read wraps there, as Read's
+		b, ok := w.Read(off, 4)
+		if !ok {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint32(b), true
+	}
+	return w.m.ReadUint32Le(off)
+}
+
 func (w *wazeroMemory) WriteUint32(off uint32, v uint32) bool {
 	return w.m.WriteUint32Le(off, v)
 }
-func (w *wazeroMemory) Size() uint32 { return w.m.Size() }
+func (w *wazeroMemory) Size() uint64 {
+	if size := w.m.Size(); size != 0 {
+		return uint64(size)
+	}
+	pages, _ := w.m.Grow(0) // 0 bytes, or 65,536 pages that wrap a uint32 to 0
+	return uint64(pages) * pageSize
+}
