@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,18 +24,16 @@ import (
 // containerd's cleanup runs the shim's delete, runc delete --force, in the
 // runc root the bundle names: the original's. So the runtime state a copy
 // came with is removed before its containerd starts
-// (discardCopiedRuntimeState), and the containers its metadata has of the
+// (discardForeignRuntimeState), and the containers its metadata has of the
 // original's (labelled with the original's data directory, recorded in
 // the copy's journal) are removed by Recover, unless the original may
 // still run them on the copy's network scope (see Recover).
 
-// copiedFrom is the daemon directory (see daemonDir) whose containerd's
-// runtime state the daemon directory dir holds, if not dir's own: the one
-// the config containerd was last started with names, as a copy of a data
-// directory has it. It is "" if dir has no config, if the config is dir's,
-// or if the directory it names is gone (dir was moved there, not copied:
-// its runtime state is its own).
-func copiedFrom(dir string) string {
+// configuredFrom is the daemon directory (see daemonDir) whose state the
+// config in the daemon directory dir names, the one its containerd was
+// last started with, if not dir's own: a copy of a data directory, or one
+// moved, has it. "" if dir has no config or the config is dir's.
+func configuredFrom(dir string) string {
 	raw, err := os.ReadFile(filepath.Join(dir, "config.toml"))
 	if err != nil {
 		return ""
@@ -45,21 +44,68 @@ func copiedFrom(dir string) string {
 	if toml.Unmarshal(raw, &config) != nil || config.State == "" || config.State == filepath.Join(dir, "state") {
 		return ""
 	}
-	original := filepath.Dir(config.State)
-	if _, err := os.Stat(original); err != nil || sameDir(original, dir) {
+	if from := filepath.Dir(config.State); !sameDir(from, dir) {
+		return from
+	}
+	return ""
+}
+
+// copiedFrom is the daemon directory whose containerd's runtime state the
+// daemon directory dir holds as a copy of it (see configuredFrom); "" if
+// it is dir's own, or if the directory the config names is gone (dir was
+// moved there, not copied).
+func copiedFrom(dir string) string {
+	original := configuredFrom(dir)
+	if original == "" {
+		return ""
+	}
+	if _, err := os.Stat(original); err != nil {
 		return ""
 	}
 	return original
 }
 
-// discardCopiedRuntimeState removes, before the containerd of the daemon
-// directory dir starts, the runtime state dir came with as a copy of
-// another data directory's (see copiedFrom): it names the processes of
-// the original's containers, not any of dir's. Nothing mounted is removed:
-// a copy's runtime state is plain files (what was mounted in the
-// original was copied through); if something is mounted under it, it is
-// left as it is, and said.
-func discardCopiedRuntimeState(dir string, logger *slog.Logger) error {
+// movedShims are the shims of the containerd of the daemon directory from
+// that work in the daemon directory dir: dir was moved (mv) from there
+// while they ran (a process's working directory moves with it), after its
+// wharf was killed. They still name from, which no longer holds their
+// containerd's socket and runc's state: their containers can be neither
+// adopted nor stopped through them.
+func movedShims(procs []process, from, dir string) []shim {
+	var moved []shim
+	for _, sh := range shimsAmong(procs, SocketPath(from, "containerd.sock")) {
+		if strings.HasPrefix(workDir(sh.pid), dir+"/") {
+			moved = append(moved, sh)
+		}
+	}
+	return moved
+}
+
+// discardForeignRuntimeState removes, before the containerd of the daemon
+// directory dir starts, runtime state dir holds of another directory's
+// containerd: as a copy of another data directory's (see copiedFrom), it
+// names the processes of the original's containers, not any of dir's; as
+// a data directory moved while the containers of its killed wharf ran
+// (see movedShims), it names them by a path that is gone, and they are
+// stopped first, with their shims (the objects start afresh). Nothing
+// mounted is removed from a copy: its runtime state is plain files (what
+// was mounted in the original was copied through); if something is
+// mounted under it, it is left as it is, and said.
+func discardForeignRuntimeState(dir string, logger *slog.Logger) error {
+	from := configuredFrom(dir)
+	if from == "" {
+		return nil
+	}
+	if procs := processes(); len(movedShims(procs, from, dir)) > 0 {
+		removed, errs := removeLeftProcesses(procs, filepath.Dir(from), filepath.Dir(dir))
+		logger.Warn("this data directory was moved from "+filepath.Dir(from)+" while the containers of the wharf killed there ran: "+
+			"they named the old path, so they could be neither adopted nor stopped, and were stopped now; their objects start afresh",
+			"moved_from", filepath.Dir(from), "removed", strings.Join(removed, ", "))
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("stopping the containers of the wharf killed before this data directory was moved from %s: %w", filepath.Dir(from), err)
+		}
+		return removeRuntimeState(dir, from)
+	}
 	original := copiedFrom(dir)
 	if original == "" {
 		return nil
@@ -75,12 +121,21 @@ func discardCopiedRuntimeState(dir string, logger *slog.Logger) error {
 				"unmount it, or remove %s, and start wharf again", filepath.Dir(original), state, strings.Join(mounted, ", "), state)
 		}
 	}
-	for _, state := range []string{filepath.Join(dir, "state"), runcRoot(dir)} {
-		if err := os.RemoveAll(state); err != nil {
-			return fmt.Errorf("removing the containerd runtime state copied from %s: %w", filepath.Dir(original), err)
-		}
+	if err := removeRuntimeState(dir, original); err != nil {
+		return err
 	}
 	logger.Info("this data directory is a copy of another: the state of that one's running containers, which came with the copy, was removed "+
 		"(their containers are that one's, not this one's)", "copied_from", filepath.Dir(original))
+	return nil
+}
+
+// removeRuntimeState removes the runtime state of the daemon directory
+// dir, which is that of the containerd of the daemon directory from.
+func removeRuntimeState(dir, from string) error {
+	for _, state := range []string{filepath.Join(dir, "state"), runcRoot(dir)} {
+		if err := os.RemoveAll(state); err != nil {
+			return fmt.Errorf("removing the containerd runtime state that came from %s: %w", filepath.Dir(from), err)
+		}
+	}
 	return nil
 }

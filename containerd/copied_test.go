@@ -2,6 +2,8 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -217,4 +219,51 @@ func killedWithAContainer(t *testing.T) (data string, logger *slog.Logger, spec 
 	require.NoError(t, m1.Gateway().CloseKeepingFirewall())
 	m1.releaseScope()
 	return data, logger, spec, started, tag, network
+}
+
+// TestAMovedDataDirsKilledContainersAreRemoved: the data directory of a
+// wharf killed with its container running, moved (mv) before its next
+// run. The container's shim kept working in it (a process's directory
+// moves with it) but names its containerd's socket and runc's state by
+// the old path: the container could be neither adopted nor stopped, ran
+// on for good, and its object never started again ("already exists").
+// With a directory made anew at the old path, the move was taken for a
+// copy of that one. The next run stops the container, with its shim, and
+// says so; its object starts afresh.
+func TestAMovedDataDirsKilledContainersAreRemoved(t *testing.T) {
+	for _, oldPathMadeAnew := range []bool{false, true} {
+		t.Run(fmt.Sprintf("old path made anew %v", oldPathMadeAnew), func(t *testing.T) {
+			data, _, spec, started, tag, _ := killedWithAContainer(t)
+			moved := filepath.Join(t.TempDir(), "moved")
+			require.NoError(t, os.Rename(data, moved))
+			if oldPathMadeAnew {
+				require.NoError(t, os.Mkdir(data, 0o700))
+			}
+			// The lock file of the killed wharf names the old path.
+			raw, err := json.Marshal(scopeHolder{PID: 1 << 22, DataDir: data})
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(scopeLockPath(tag), raw, 0o644))
+
+			var logs syncBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			b, m := nextRun(t, moved, logger)
+			adopted, removed, err := m.Recover(context.Background(), offlinePolicy)
+			require.NoError(t, err)
+			assert.Equal(t, 0, adopted)
+			assert.Equal(t, 1, removed)
+			assert.True(t, exited(int(started.Pid())), "the container's process is stopped")
+			assert.Empty(t, shimsAmong(processes(), EmbeddedAddress(data)), "and its shim")
+			assert.Contains(t, logs.String(), `level=WARN msg="this data directory was moved from `+data+` while the containers of the wharf killed there ran: `+
+				`they named the old path, so they could be neither adopted nor stopped, and were stopped now; their objects start afresh" moved_from=`+data+` removed="shim `)
+			assert.NotContains(t, logs.String(), "copy")
+
+			mc, err := m.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+			require.NoError(t, err, "the object starts afresh")
+			assert.Equal(t, "1\n", eth0Addresses(t, mc.Container), "with its network")
+			assert.Equal(t, tag, m.net.scope, "on the scope the data directory keeps")
+			require.NoError(t, m.Close(context.Background()))
+			assert.Empty(t, MountsUnder(moved))
+			require.NoError(t, RemoveImage(context.Background(), b.Client, spec.Image, false))
+		})
+	}
 }

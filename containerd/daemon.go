@@ -125,7 +125,7 @@ func StartDaemon(ctx context.Context, dir string, logger *slog.Logger) (*Daemon,
 	if err != nil {
 		return nil, err
 	}
-	if err := discardCopiedRuntimeState(dir, logger); err != nil {
+	if err := discardForeignRuntimeState(dir, logger); err != nil {
 		return nil, err
 	}
 	sock := SocketPath(dir, "containerd.sock")

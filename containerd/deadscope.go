@@ -78,41 +78,41 @@ func orphanOwner(host *hostView, tag, dir, claiming string) string {
 		return "its containerd runs"
 	}
 	for _, sh := range shimsAmong(host.procs(), EmbeddedAddress(dir)) {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", sh.pid))
-		if err == nil && !strings.HasPrefix(cwd, dir+"/") {
+		if cwd := workDir(sh.pid); cwd != "" && !strings.HasPrefix(cwd, dir+"/") {
 			return fmt.Sprintf("its shim %d works in %s", sh.pid, cwd)
 		}
 	}
 	return ""
 }
 
-// removeOrphanedScope removes what the killed wharf of the data directory
-// dir, whose scope was tag, left on the host: the processes of its
-// containers and builds (by their cgroups), its shims and log keepers,
-// their mounts (in its containerd's directory and its build directory),
-// cgroups, network namespaces and links, its nft table, and its
-// containerd's socket directory in /run unless daemonRuns (a containerd
-// started for dir runs: the claim's own). It returns what it removed, and
-// what of the scope's it left because a process that is not the killed
-// wharf's runs in it.
-func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (removed, kept []string, err error) {
-	var errs []error
-	runc := runcRoot(daemonDir(dir))
+// workDir is the working directory of process pid, "" if it cannot be
+// read.
+func workDir(pid int) string {
+	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	return cwd
+}
+
+// removeLeftProcesses removes what the processes of a killed wharf of the
+// data directory named left running: the processes of its containers and
+// builds (by their cgroups), its shims and log keepers, then their mounts
+// (in its containerd's directory and its build directory) and cgroups.
+// named is the data directory as those processes name it, at where it is
+// now: named, unless it was moved since (see discardForeignRuntimeState).
+// It returns what it removed.
+func removeLeftProcesses(procs []process, named, at string) (removed []string, errs []error) {
 	pids := map[int]string{}
-	procs := host.procs()
-	for _, sh := range shimsAmong(procs, EmbeddedAddress(dir)) {
+	for _, sh := range shimsAmong(procs, EmbeddedAddress(named)) {
 		pids[sh.pid] = "shim"
 	}
-	buildDir := BuildDir(dir)
 	for _, p := range procs {
-		if strings.HasPrefix(argAfter(p.args, keptlog.Flag), dir+"/") {
+		if strings.HasPrefix(argAfter(p.args, keptlog.Flag), named+"/") {
 			pids[p.pid] = "log keeper"
 		}
-		if filepath.Base(p.args[0]) == "buildkitd" && strings.HasPrefix(argAfter(p.args, "--config"), buildDir+"/") {
+		if filepath.Base(p.args[0]) == "buildkitd" && strings.HasPrefix(argAfter(p.args, "--config"), BuildDir(named)+"/") {
 			pids[p.pid] = "buildkitd"
 		}
 	}
-	cgroups := cgroupsOf(runc)
+	cgroups := cgroupsOf(runcRoot(daemonDir(named)))
 	for _, pid := range cgroupProcs(cgroups) {
 		pids[pid] = "container process"
 	}
@@ -139,7 +139,7 @@ func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (remo
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	for _, under := range []string{daemonDir(dir), buildDir} {
+	for _, under := range []string{daemonDir(at), BuildDir(at)} {
 		for _, m := range MountsUnder(under) {
 			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
@@ -166,6 +166,19 @@ func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (remo
 			removed = append(removed, name)
 		}
 	}
+	return removed, errs
+}
+
+// removeOrphanedScope removes what the killed wharf of the data directory
+// dir, whose scope was tag, left on the host: its processes, mounts and
+// cgroups (removeLeftProcesses), network namespaces and links, its nft
+// table, and its
+// containerd's socket directory in /run unless daemonRuns (a containerd
+// started for dir runs: the claim's own). It returns what it removed, and
+// what of the scope's it left because a process that is not the killed
+// wharf's runs in it.
+func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (removed, kept []string, err error) {
+	removed, errs := removeLeftProcesses(host.procs(), dir, dir)
 	// A network namespace a process still runs in (all of the killed
 	// wharf's are gone by now) is another's of the same scope: a copy of
 	// a data directory keeps its original's scope, and its killed wharf's

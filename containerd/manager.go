@@ -922,7 +922,7 @@ func (m *Manager) Recover(ctx context.Context, policy func(class string, interne
 			// from starting here ("already exists"). It goes, with its
 			// snapshot and what the record names, if it has no task (the
 			// runtime state that came with the copy was discarded before
-			// its containerd started: see discardCopiedRuntimeState): one
+			// its containerd started: see discardForeignRuntimeState): one
 			// with a task may be the original's process, and is left.
 			if _, err := ctr.Task(ctx, nil); !errdefs.IsNotFound(err) {
 				leave[id] = true
