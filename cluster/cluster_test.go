@@ -43,6 +43,10 @@ type testCluster struct {
 	wasm     string
 	hosts    map[string]*testHost
 	ttl      time.Duration // the hosts' --cluster-ttl
+
+	// etcdUser and etcdPassword are the user the test reaches an etcd
+	// with authentication enabled as ("" without).
+	etcdUser, etcdPassword string
 }
 
 type testHost struct {
@@ -173,7 +177,7 @@ func (c *testCluster) client(t testing.TB) *clientv3.Client {
 // newClient connects to the cluster's etcd; the caller closes it.
 func (c *testCluster) newClient(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), TLS: c.etcdTLS, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.etcd, ","), TLS: c.etcdTLS, Username: c.etcdUser, Password: c.etcdPassword, DialTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	return cli
 }
@@ -336,7 +340,7 @@ func TestEtcdUnreachableSaysWhy(t *testing.T) {
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		start := time.Now()
-		_, err := cluster.ReadStatus(ctx, []string{c.endpoint}, c.tls)
+		_, err := cluster.ReadStatus(ctx, cluster.Etcd{Endpoints: []string{c.endpoint}, TLS: c.tls})
 		cancel()
 		assert.ErrorContains(t, err, c.want, c.endpoint)
 		assert.Less(t, time.Since(start), 8*time.Second, c.endpoint)

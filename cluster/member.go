@@ -58,14 +58,56 @@ var (
 	ErrUnknownHost = errors.New("no such host in the cluster")
 )
 
-// Config says how a host joins the cluster.
-type Config struct {
+// Etcd says how to reach the cluster's etcd.
+type Etcd struct {
 	// Endpoints are etcd's client URLs.
 	Endpoints []string
-	// EtcdTLS, if set, is how the host reaches etcd's https:// endpoints
-	// (see EtcdTLS); without it, they are reached with the system's roots
-	// and no client certificate.
-	EtcdTLS *tls.Config
+	// TLS, if set, is how etcd's https:// endpoints are reached (see
+	// EtcdTLS); without it, they are reached with the system's roots and
+	// no client certificate.
+	TLS *tls.Config
+	// User and Password, if User is set, are the etcd user wharf
+	// authenticates as, to an etcd with authentication enabled (etcdctl
+	// auth enable); the client takes a token with them and takes a new one
+	// when etcd no longer accepts it. An etcd with authentication disabled
+	// accepts any, as etcdctl's --user. The user's role needs readwrite on
+	// the keys under Prefix (read for ReadStatus).
+	User, Password string
+}
+
+// Prefix is the prefix of every key wharf keeps in etcd: an etcd user's
+// role needs permission on it (etcdctl role grant-permission ROLE
+// --prefix=true readwrite wharf/).
+const Prefix = prefix
+
+// Errors of an etcd with authentication enabled that a user can cause:
+// errors of Join, of ReadStatus and of a host's lease renewals (logged)
+// are these (errors.Is) and say which user and permission they are of.
+var (
+	// ErrEtcdAuthFailed is etcd refusing Etcd.User or its password.
+	ErrEtcdAuthFailed = errors.New("etcd refused the user or its password")
+	// ErrEtcdNeedsUser is an etcd with authentication enabled reached
+	// without a user.
+	ErrEtcdNeedsUser = errors.New("etcd has authentication enabled and no user was given")
+	// ErrEtcdPermission is etcd refusing the user a request on wharf's
+	// keys: its role lacks a permission on Prefix.
+	ErrEtcdPermission = errors.New("etcd denied the user permission on wharf's keys")
+)
+
+// etcdAuthError is one of the errors above (kind), saying so in its own
+// words, around etcd's error.
+type etcdAuthError struct {
+	kind, err error
+	msg       string
+}
+
+func (e *etcdAuthError) Error() string   { return e.msg }
+func (e *etcdAuthError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// Config says how a host joins the cluster.
+type Config struct {
+	// Etcd is how the host reaches the cluster's etcd.
+	Etcd Etcd
 	// Name identifies the host; unique among every host on the etcd
 	// (CheckHostName says which names are valid).
 	Name string
@@ -183,19 +225,22 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cli, err := newClient(cfg.Endpoints, cfg.EtcdTLS)
-	if err != nil {
-		return nil, err
+	joinErr := func(err error) error {
+		return fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Etcd.Endpoints, ","), cfg.Etcd.explain(err, readWrite))
 	}
-	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting,
-		done: make(chan struct{}), watchDone: make(chan struct{})}
 	// A host restarted after a crash finds its old lease still alive for up
 	// to a TTL: it waits that long for the name before giving up.
 	jctx, cancel := context.WithTimeout(ctx, 10*time.Second+cfg.TTL)
 	defer cancel()
+	cli, err := connect(jctx, cfg.Etcd)
+	if err != nil {
+		return nil, joinErr(err)
+	}
+	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting,
+		done: make(chan struct{}), watchDone: make(chan struct{})}
 	if m.clusterID, err = clusterID(jctx, cli); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
+		return nil, joinErr(err)
 	}
 	if cfg.CheckID != nil {
 		if err := cfg.CheckID(m.clusterID); err != nil {
@@ -219,7 +264,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		if errors.Is(err, errNameTaken) {
 			return nil, fmt.Errorf("a live host is already named %q (a host of that name that died less than %s ago would have let it go by now)", cfg.Name, cfg.TTL)
 		}
-		return nil, fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Endpoints, ","), whyUnreachable(cfg.Endpoints, cfg.EtcdTLS, err))
+		return nil, joinErr(err)
 	}
 	kctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
@@ -399,7 +444,7 @@ func (m *Member) keepAlive(ctx context.Context) {
 		default:
 			// gRPC says only that the deadline passed: say what a
 			// connection to etcd meets (refused, no answer).
-			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Endpoints, ","), "err", whyUnreachable(m.cfg.Endpoints, m.cfg.EtcdTLS, err),
+			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Etcd.Endpoints, ","), "err", m.cfg.Etcd.explain(err, readWrite),
 				"serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
 			interval := interval / 4 // retry soon
 			select {
@@ -712,26 +757,28 @@ type Status struct {
 	Objects map[string]int `json:"objects"`
 }
 
-// ReadStatus reads the cluster's status from etcd without joining it;
-// etcdTLS is as Config's EtcdTLS.
-func ReadStatus(ctx context.Context, endpoints []string, etcdTLS *tls.Config) (*Status, error) {
+// ReadStatus reads the cluster's status from etcd without joining it.
+func ReadStatus(ctx context.Context, etcd Etcd) (*Status, error) {
 	// Where no endpoint can be reached, say why at once: the client would
 	// wait out ctx.
-	if failed := probeEndpoints(endpoints, etcdTLS); len(failed) == len(endpoints) {
+	if failed := probeEndpoints(etcd.Endpoints, etcd.TLS); len(failed) == len(etcd.Endpoints) {
 		return nil, fmt.Errorf("etcd cannot be reached: %w", errors.Join(failed...))
 	}
-	cli, err := newClient(endpoints, etcdTLS)
+	statusErr := func(err error) error {
+		return fmt.Errorf("etcd %s: %w", strings.Join(etcd.Endpoints, ","), etcd.explain(err, readOnly))
+	}
+	cli, err := newClient(etcd)
 	if err != nil {
-		return nil, err
+		return nil, statusErr(err)
 	}
 	defer cli.Close()
 	hosts, err := listHosts(ctx, cli, true)
 	if err != nil {
-		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), whyUnreachable(endpoints, etcdTLS, err))
+		return nil, statusErr(err)
 	}
 	counts, err := objectCounts(ctx, cli)
 	if err != nil {
-		return nil, err
+		return nil, statusErr(err)
 	}
 	return &Status{Hosts: hosts, Objects: counts}, nil
 }
@@ -756,15 +803,57 @@ func objectCounts(ctx context.Context, cli *clientv3.Client) (map[string]int, er
 	}
 }
 
-func newClient(endpoints []string, etcdTLS *tls.Config) (*clientv3.Client, error) {
+// newClient makes etcd's client. With a user, it authenticates at once:
+// it fails if etcd cannot be reached within 5 s or refuses the user.
+func newClient(etcd Etcd) (*clientv3.Client, error) {
 	// Keepalive pings find a connection that stopped carrying packets (a
 	// partition) within seconds, so a healed host reconnects at once.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	return clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints, TLS: etcd.TLS, Username: etcd.User, Password: etcd.Password,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second}) // etcd refuses pings more often than every 5s
-	if err != nil {
-		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+}
+
+// connect is newClient that waits for etcd until ctx is done, as a host
+// does at any start: without a user, the client connects lazily and the
+// first request waits; with one, authenticating fails after newClient's 5
+// s. etcd refusing the user is not waited out.
+func connect(ctx context.Context, etcd Etcd) (*clientv3.Client, error) {
+	for {
+		cli, err := newClient(etcd)
+		if err == nil || errors.Is(err, rpctypes.ErrAuthFailed) || ctx.Err() != nil {
+			return cli, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return cli, nil
+}
+
+// The permissions on Prefix an etcd user's role needs, for explain.
+const (
+	readOnly  = "read"
+	readWrite = "readwrite"
+)
+
+// explain says what err, a call to etcd that failed, means: etcd refusing
+// the user, or its role lacking need (readOnly or readWrite) on Prefix,
+// or, for none of those, what a connection to each endpoint meets
+// (whyUnreachable).
+func (e Etcd) explain(err error, need string) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return &etcdAuthError{kind: ErrEtcdAuthFailed, err: err, msg: fmt.Sprintf("etcd user %q: %v", e.User, err)}
+	case errors.Is(err, rpctypes.ErrUserEmpty):
+		return &etcdAuthError{kind: ErrEtcdNeedsUser, err: err, msg: fmt.Sprintf("etcd has authentication enabled (%v)", err)}
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		what := map[string]string{readOnly: "read", readWrite: "read and write"}[need]
+		return &etcdAuthError{kind: ErrEtcdPermission, err: err, msg: fmt.Sprintf(
+			"etcd user %q may not %s the keys under %s (%v): its role needs %s permission on the prefix %s: etcdctl role grant-permission ROLE --prefix=true %s %s",
+			e.User, what, Prefix, err, need, Prefix, need, Prefix)}
+	}
+	return whyUnreachable(e.Endpoints, e.TLS, err)
 }
 
 // whyUnreachable adds to err, a call to etcd that failed, what a

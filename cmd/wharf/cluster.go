@@ -26,28 +26,82 @@ import (
 	"github.com/wharfhq/wharf/manifest"
 )
 
-// etcdFlags say where the cluster's etcd is and, served over https, how
-// to reach it: wharf serve's and wharf cluster status's.
+// etcdFlags say where the cluster's etcd is and, served over https or
+// with authentication enabled, how to reach it: wharf serve's and wharf
+// cluster status's.
 type etcdFlags struct {
 	cluster string
 	// cacert, cert and key are the files of cluster.EtcdTLS.
 	cacert, cert, key string
+	// user and passwordFile are the etcd user and the file of its
+	// password (cluster.Etcd's User and Password).
+	user, passwordFile string
 }
 
 // etcdTLSFlags are the names of the flags of etcd's TLS, by the file of
 // cluster.EtcdTLS each gives.
 var etcdTLSFlags = [...]string{cluster.EtcdCA: "cluster-etcd-cacert", cluster.EtcdCert: "cluster-etcd-cert", cluster.EtcdKey: "cluster-etcd-key"}
 
+// The flags of etcd's user (etcd's authentication).
+const (
+	etcdUserFlag         = "cluster-etcd-user"
+	etcdPasswordFileFlag = "cluster-etcd-password-file"
+)
+
+// etcdAccessFlags are the names of the flags of how etcd is reached,
+// besides --cluster: each needs --cluster.
+var etcdAccessFlags = append(etcdTLSFlags[:], etcdUserFlag, etcdPasswordFileFlag)
+
 func (f *etcdFlags) register(fs *pflag.FlagSet, usage string) {
 	fs.StringVar(&f.cluster, "cluster", "", usage)
 	fs.StringVar(&f.cacert, etcdTLSFlags[cluster.EtcdCA], "", "CA certificate (PEM) that signed the server certificate of an etcd served over https:// (default: the system's roots)")
 	fs.StringVar(&f.cert, etcdTLSFlags[cluster.EtcdCert], "", "client certificate (PEM) to present to an etcd served over https:// that checks its clients (--client-cert-auth), with --cluster-etcd-key")
 	fs.StringVar(&f.key, etcdTLSFlags[cluster.EtcdKey], "", "private key (PEM) of --cluster-etcd-cert")
+	fs.StringVar(&f.user, etcdUserFlag, "", "etcd user to authenticate as, to an etcd with authentication enabled (its role needs readwrite on the prefix "+cluster.Prefix+"; read for wharf cluster status), with --"+etcdPasswordFileFlag)
+	fs.StringVar(&f.passwordFile, etcdPasswordFileFlag, "", "file holding the password of --"+etcdUserFlag+" (a trailing newline is not part of it)")
 }
 
-// connection parses --cluster and loads etcd's TLS: nil for etcd served
+// connection parses --cluster and reads how to reach etcd: its TLS (nil
+// for etcd served over http; the TLS flags need https:// endpoints) and
+// its user.
+func (f *etcdFlags) connection() (cluster.Etcd, error) {
+	endpoints, etcdTLS, err := f.transport()
+	if err != nil {
+		return cluster.Etcd{}, err
+	}
+	etcd := cluster.Etcd{Endpoints: endpoints, TLS: etcdTLS, User: f.user}
+	switch {
+	case f.user != "" && f.passwordFile == "":
+		return cluster.Etcd{}, fmt.Errorf("--%s needs --%s, a file holding the user's password (a password is not given on the command line, where ps shows it)", etcdUserFlag, etcdPasswordFileFlag)
+	case f.user == "" && f.passwordFile != "":
+		return cluster.Etcd{}, fmt.Errorf("--%s needs --%s, the etcd user whose password the file holds", etcdPasswordFileFlag, etcdUserFlag)
+	case f.user != "":
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return cluster.Etcd{}, fmt.Errorf("--%s: the password of etcd user %q: %w", etcdPasswordFileFlag, f.user, err)
+		}
+		if etcd.Password = strings.TrimRight(string(b), "\r\n"); etcd.Password == "" {
+			return cluster.Etcd{}, fmt.Errorf("--%s: the password of etcd user %q: %s is empty", etcdPasswordFileFlag, f.user, f.passwordFile)
+		}
+	}
+	return etcd, nil
+}
+
+// explain adds to an error of etcd that the flags can cause which of
+// them to look at.
+func (f *etcdFlags) explain(err error) error {
+	switch {
+	case errors.Is(err, cluster.ErrEtcdAuthFailed):
+		return fmt.Errorf("%w: check --%s and the password in --%s %s", err, etcdUserFlag, etcdPasswordFileFlag, f.passwordFile)
+	case errors.Is(err, cluster.ErrEtcdNeedsUser):
+		return fmt.Errorf("%w: give its user with --%s and the file of its password with --%s", err, etcdUserFlag, etcdPasswordFileFlag)
+	}
+	return err
+}
+
+// transport parses --cluster and loads etcd's TLS: nil for etcd served
 // over http. The TLS flags need https:// endpoints.
-func (f *etcdFlags) connection() (endpoints []string, etcdTLS *tls.Config, err error) {
+func (f *etcdFlags) transport() (endpoints []string, etcdTLS *tls.Config, err error) {
 	if endpoints, err = f.endpoints(); err != nil {
 		return nil, nil, err
 	}
@@ -137,6 +191,8 @@ type peerSetup struct {
 	config               cluster.Config
 	serverTLS, clientTLS *tls.Config
 	ln                   net.Listener
+	// etcd are the flags config.Etcd came from, which its errors name.
+	etcd *etcdFlags
 }
 
 // check refuses flags that cannot work, touching nothing: a --cluster-*
@@ -144,14 +200,14 @@ type peerSetup struct {
 // the cluster's settings, without the peer address; nil without --cluster.
 func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 	if f.cluster == "" {
-		for _, name := range append([]string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"}, etcdTLSFlags[:]...) {
+		for _, name := range append([]string{"cluster-name", "cluster-listen", "cluster-advertise", "cluster-certs", "cluster-ttl", "cluster-adopt"}, etcdAccessFlags...) {
 			if f.flags.Changed(name) {
 				return nil, fmt.Errorf("--%s needs --cluster etcd=<endpoint>[,<endpoint>...]: without it, this host serves alone", name)
 			}
 		}
 		return nil, nil
 	}
-	endpoints, etcdTLS, err := f.connection()
+	etcd, err := f.connection()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +223,7 @@ func (f *clusterFlags) check(plugin string) (*cluster.Config, error) {
 			return nil, fmt.Errorf("--cluster-advertise %q: want host:port, the address other hosts reach this one's --cluster-listen at", f.advertise)
 		}
 	}
-	cfg := &cluster.Config{Endpoints: endpoints, EtcdTLS: etcdTLS, Name: name, Plugin: plugin, TTL: f.ttl}
+	cfg := &cluster.Config{Etcd: etcd, Name: name, Plugin: plugin, TTL: f.ttl}
 	return cfg, cfg.Check()
 }
 
@@ -197,7 +253,7 @@ func (f *clusterFlags) prepare(cfg *cluster.Config) (*peerSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen: %w", err)
 	}
-	return &peerSetup{config: *cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln}, nil
+	return &peerSetup{config: *cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln, etcd: &f.etcdFlags}, nil
 }
 
 // join joins the cluster; nil without --cluster. The peer node it returns
@@ -210,7 +266,7 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 	cfg.Logger = logger
 	m, err := cluster.Join(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, s.etcd.explain(err)
 	}
 	peers := &http.Client{Transport: &http.Transport{
 		DialTLSContext:    peerDialer(m, s.clientTLS),
@@ -223,7 +279,7 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 	// log in its format, at debug: the sender says what failed.
 	srv := &http.Server{TLSConfig: s.serverTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	logger.Info("joined the cluster", "host", cfg.Name, "cluster", m.ClusterID(), "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Endpoints, ","))
+	logger.Info("joined the cluster", "host", cfg.Name, "cluster", m.ClusterID(), "peer_address", cfg.Advertise, "etcd", strings.Join(cfg.Etcd.Endpoints, ","))
 	return &peerNode{member: m, ln: s.ln, srv: srv, config: &objects.ClusterConfig{Member: m, Peers: peers}, advertise: cfg.Advertise}, nil
 }
 
@@ -345,22 +401,22 @@ func newClusterCommand() *cobra.Command {
 		Short: "List the cluster's hosts, the plugin build each serves, their leases and how many objects each owns",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			endpoints, etcdTLS, err := etcd.connection()
+			access, err := etcd.connection()
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			st, err := cluster.ReadStatus(ctx, endpoints, etcdTLS)
+			st, err := cluster.ReadStatus(ctx, access)
 			if err != nil {
-				return err
+				return etcd.explain(err)
 			}
 			if len(st.Hosts) == 0 { // a table of its header only said nothing
-				tlsFlags := ""
-				if cmp.Or(etcd.cacert, etcd.cert, etcd.key) != "" {
-					tlsFlags = " and the --cluster-etcd-* files of that host"
+				accessFlags := ""
+				if cmp.Or(etcd.cacert, etcd.cert, etcd.key, etcd.user) != "" {
+					accessFlags = " and the --cluster-etcd-* flags of that host"
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster %s%s\n", cluster.ShellQuote(etcd.cluster), tlsFlags)
+				fmt.Fprintf(cmd.OutOrStdout(), "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster %s%s\n", cluster.ShellQuote(etcd.cluster), accessFlags)
 				return nil
 			}
 			slices.SortFunc(st.Hosts, func(a, b cluster.Host) int { return strings.Compare(a.Name, b.Name) })

@@ -388,7 +388,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 		}
 		// The data directory's objects must hold this cluster's history.
 		setup.config.CheckID = func(id string) error {
-			where := "the cluster on etcd " + strings.Join(setup.config.Endpoints, ",")
+			where := "the cluster on etcd " + strings.Join(setup.config.Etcd.Endpoints, ",")
 			movedTo, err := host.CheckClusterHistory(dataDir, id, where, f.clusterFlags.adopt)
 			if movedTo != "" {
 				logger.Warn("--cluster-adopt: this host's object data of the cluster it joined before was moved aside (kept, not used); its objects restore from this cluster's log",

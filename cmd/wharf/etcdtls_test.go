@@ -71,5 +71,5 @@ func TestClusterStatusSaysWhenNoHostIsIn(t *testing.T) {
 	out, err = run(t, "cluster", "status", "--cluster", "etcd="+etcd,
 		"--cluster-etcd-cacert", files.CA, "--cluster-etcd-cert", files.Cert, "--cluster-etcd-key", files.Key)
 	require.NoError(t, err)
-	assert.Equal(t, "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster etcd="+etcd+" and the --cluster-etcd-* files of that host\n", out)
+	assert.Equal(t, "no host is in the cluster: a host joins it with wharf serve <plugin> --cluster etcd="+etcd+" and the --cluster-etcd-* flags of that host\n", out)
 }

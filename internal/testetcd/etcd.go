@@ -2,6 +2,7 @@
 package testetcd
 
 import (
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -166,4 +168,54 @@ func StartOne(t testing.TB, host string) string {
 		t.Fatal("etcd did not become ready")
 	}
 	return client
+}
+
+// User is an etcd user EnableAuth creates, with a role of its own name
+// that has Permission ("read", "write" or "readwrite"; "" for none) on
+// the keys under Prefix.
+type User struct {
+	Name, Password string
+	Permission     string
+	Prefix         string
+}
+
+// EnableAuth turns etcd's authentication on at the etcd at the URLs etcd
+// (joined by commas) as an operator does with etcdctl: user add root,
+// role add and grant-permission --prefix=true, user add and grant-role
+// for each user, auth enable. Root's password is rootPassword.
+func EnableAuth(t testing.TB, etcd, rootPassword string, users ...User) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(etcd, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", rootPassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+	}
+	for _, u := range users {
+		steps = append(steps,
+			func() error { _, err := cli.RoleAdd(ctx, u.Name); return err },
+			func() error { _, err := cli.UserAdd(ctx, u.Name, u.Password); return err },
+			func() error { _, err := cli.UserGrantRole(ctx, u.Name, u.Name); return err })
+		if u.Permission != "" {
+			perm, ok := map[string]clientv3.PermissionType{"read": clientv3.PermissionType(clientv3.PermRead), "write": clientv3.PermissionType(clientv3.PermWrite), "readwrite": clientv3.PermissionType(clientv3.PermReadWrite)}[u.Permission]
+			if !ok {
+				t.Fatalf("etcd permission %q", u.Permission)
+			}
+			steps = append(steps, func() error {
+				_, err := cli.RoleGrantPermission(ctx, u.Name, u.Prefix, clientv3.GetPrefixRangeEnd(u.Prefix), perm)
+				return err
+			})
+		}
+	}
+	steps = append(steps, func() error { _, err := cli.AuthEnable(ctx); return err })
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("enabling etcd's authentication: %v", err)
+		}
+	}
 }
