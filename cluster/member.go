@@ -444,9 +444,16 @@ func (m *Member) keepAlive(ctx context.Context) {
 		default:
 			// gRPC says only that the deadline passed: say what a
 			// connection to etcd meets (refused, no answer).
-			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Etcd.Endpoints, ","), "err", m.cfg.Etcd.explain(err, readWrite),
+			why := m.cfg.Etcd.explain(err, readWrite)
+			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Etcd.Endpoints, ","), "err", why,
 				"serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
 			interval := interval / 4 // retry soon
+			if errors.Is(why, ErrEtcdAuthFailed) {
+				// Not sooner than a renewal: a refused user fails at
+				// once, and each try costs etcd a password hash
+				// (bcrypt), from every host.
+				interval *= 4
+			}
 			select {
 			case <-ctx.Done():
 				return
