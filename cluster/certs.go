@@ -7,11 +7,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/wharfhq/wharf/internal/filekind"
@@ -235,32 +233,10 @@ func holdsCertificate(data []byte) bool {
 // of every public root CA is a few hundred KiB.
 const maxPEMFile = 1 << 20
 
-// readPEMFile reads the certificate or key file at path. What is not a
-// regular file is refused before it is read: a named pipe would block the
-// read for ever and a device such as /dev/zero would fill the memory, and
-// so is a file larger than maxPEMFile.
+// readPEMFile reads the certificate or key file at path (see
+// filekind.ReadSmall).
 func readPEMFile(path string) ([]byte, error) {
-	// Not blocking on a named pipe's open, which waits for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s, not a PEM file", path, filekind.Of(st.Mode()))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxPEMFile {
-		return nil, fmt.Errorf("%s is larger (%d bytes) than a PEM file of certificates or a key would be (at most %d)", path, st.Size(), maxPEMFile)
-	}
-	return data, nil
+	return filekind.ReadSmall(path, "a PEM file", maxPEMFile)
 }
 
 // loadKeyPair is tls.LoadX509KeyPair, with the files read by readPEMFile.

@@ -23,6 +23,7 @@ import (
 	"github.com/wharfhq/wharf/cluster"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/objects"
+	"github.com/wharfhq/wharf/internal/filekind"
 	"github.com/wharfhq/wharf/manifest"
 )
 
@@ -47,6 +48,9 @@ const (
 	etcdUserFlag         = "cluster-etcd-user"
 	etcdPasswordFileFlag = "cluster-etcd-password-file"
 )
+
+// maxPasswordFile bounds what is read of --cluster-etcd-password-file.
+const maxPasswordFile = 4 << 10
 
 // etcdAccessFlags are the names of the flags of how etcd is reached,
 // besides --cluster: each needs --cluster.
@@ -76,7 +80,7 @@ func (f *etcdFlags) connection() (cluster.Etcd, error) {
 	case f.user == "" && f.passwordFile != "":
 		return cluster.Etcd{}, fmt.Errorf("--%s needs --%s, the etcd user whose password the file holds", etcdPasswordFileFlag, etcdUserFlag)
 	case f.user != "":
-		b, err := os.ReadFile(f.passwordFile)
+		b, err := filekind.ReadSmall(f.passwordFile, "a password file", maxPasswordFile)
 		if err != nil {
 			return cluster.Etcd{}, fmt.Errorf("--%s: the password of etcd user %q: %w", etcdPasswordFileFlag, f.user, err)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/internal/testetcd"
 )
@@ -23,6 +24,10 @@ func TestEtcdUserErrorsNameTheFlag(t *testing.T) {
 	require.NoError(t, os.WriteFile(empty, nil, 0o600))
 	newline := filepath.Join(dir, "newline")
 	require.NoError(t, os.WriteFile(newline, []byte("\n"), 0o600))
+	pipe := filepath.Join(dir, "pipe")
+	require.NoError(t, unix.Mkfifo(pipe, 0o600))
+	large := filepath.Join(dir, "large")
+	require.NoError(t, os.WriteFile(large, make([]byte, 1<<20), 0o600))
 	for _, c := range []struct {
 		args []string
 		says string
@@ -30,7 +35,12 @@ func TestEtcdUserErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--cluster-etcd-user", "wharf"}, "--cluster-etcd-user needs --cluster-etcd-password-file, a file holding the user's password (a password is not given on the command line, where ps shows it)"},
 		{[]string{"--cluster-etcd-password-file", empty}, "--cluster-etcd-password-file needs --cluster-etcd-user, the etcd user whose password the file holds"},
 		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", gone}, `--cluster-etcd-password-file: the password of etcd user "wharf": open ` + gone + ": no such file or directory"},
-		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", dir}, `--cluster-etcd-password-file: the password of etcd user "wharf": read ` + dir + ": is a directory"},
+		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", dir}, `--cluster-etcd-password-file: the password of etcd user "wharf": ` + dir + " is a directory, not a password file"},
+		// Not read: a named pipe would hang the command, /dev/zero fill
+		// its memory.
+		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", pipe}, `--cluster-etcd-password-file: the password of etcd user "wharf": ` + pipe + " is a named pipe, not a password file"},
+		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", "/dev/zero"}, `--cluster-etcd-password-file: the password of etcd user "wharf": /dev/zero is a device, not a password file`},
+		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", large}, `--cluster-etcd-password-file: the password of etcd user "wharf": ` + large + " is larger (1048576 bytes) than a password file would be (at most 4096)"},
 		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", empty}, `--cluster-etcd-password-file: the password of etcd user "wharf": ` + empty + " is empty"},
 		{[]string{"--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", newline}, `--cluster-etcd-password-file: the password of etcd user "wharf": ` + newline + " is empty"},
 	} {
