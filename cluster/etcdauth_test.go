@@ -178,3 +178,12 @@ func TestJoinAsAUserWaitsForEtcd(t *testing.T) {
 	require.NoError(t, err)
 	m.Close()
 }
+
+// TestPasswordInClear: a user's password crosses a network unencrypted
+// over an http:// endpoint (or a bare host:port) to a host that is not
+// loopback; wharf serve warns of those at its join. Nothing is dialled.
+func TestPasswordInClear(t *testing.T) {
+	endpoints := []string{"http://etcd-a:2379", "etcd-b:2379", "https://etcd-c:2379", "http://127.0.0.1:2379", "localhost:2379", "http://[::1]:2379/", "http://192.0.2.1:2379"}
+	assert.Equal(t, []string{"http://etcd-a:2379", "etcd-b:2379", "http://192.0.2.1:2379"}, cluster.Etcd{Endpoints: endpoints, User: "wharf"}.InClear())
+	assert.Empty(t, cluster.Etcd{Endpoints: endpoints}.InClear(), "no user, no password")
+}

@@ -225,6 +225,9 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if clear := cfg.Etcd.InClear(); len(clear) > 0 {
+		cfg.Logger.Warn("etcd's password crosses the network in clear: serve etcd over https://", "user", cfg.Etcd.User, "endpoints", strings.Join(clear, ","))
+	}
 	joinErr := func(err error) error {
 		return fmt.Errorf("joining the cluster through etcd %s: %w", strings.Join(cfg.Etcd.Endpoints, ","), cfg.Etcd.explain(err, readWrite))
 	}
@@ -836,6 +839,30 @@ func connect(ctx context.Context, etcd Etcd) (*clientv3.Client, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// InClear lists the endpoints over which e's password crosses a network
+// unencrypted: those over http:// (a bare host:port is) to a host that is
+// not loopback. None without a user.
+func (e Etcd) InClear() []string {
+	if e.User == "" {
+		return nil
+	}
+	var clear []string
+	for _, endpoint := range e.Endpoints {
+		scheme, hostPort, isURL := strings.Cut(endpoint, "://")
+		if isURL && scheme != "http" {
+			continue
+		}
+		if !isURL {
+			hostPort = endpoint
+		}
+		host, _, _ := net.SplitHostPort(strings.TrimSuffix(hostPort, "/"))
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			clear = append(clear, endpoint)
+		}
+	}
+	return clear
 }
 
 // The permissions on Prefix an etcd user's role needs, for explain.
