@@ -102,9 +102,47 @@ func ExcludeInside(dir, path string) []string {
 	return []string{rel}
 }
 
-// excludes are the context's .dockerignore patterns and o.Exclude.
+// resolvedDockerfile is the Dockerfile's path with its symlinks
+// resolved: BuildKit receives the directory holding it and reads it by
+// name there, and a Dockerfile that is a link (app/Dockerfile ->
+// ../shared/Dockerfile) would reach it as the link alone ("failed to read
+// dockerfile: open Dockerfile: no such file or directory").
+func (o *Options) resolvedDockerfile() (string, error) {
+	df, err := filepath.EvalSymlinks(o.dockerfile())
+	if err != nil {
+		return "", fmt.Errorf("the Dockerfile: %w", err)
+	}
+	return df, nil
+}
+
+// ignoreFile is the ignore file of the build, as BuildKit's Dockerfile
+// frontend (and docker build) chooses it: <Dockerfile>.dockerignore next to
+// the Dockerfile (app.Dockerfile.dockerignore) if there is one, which then
+// replaces the context's .dockerignore, or else the context's
+// .dockerignore. The frontend applies its choice on its side too, so the
+// context must be filtered by the same file: with .dockerignore applied
+// here always, a file only it excluded was missing from the image, and
+// what only the Dockerfile's ignore file excluded still counted in Hash.
+func (o *Options) ignoreFile() (string, error) {
+	df, err := o.resolvedDockerfile()
+	if err != nil {
+		return "", err
+	}
+	own := df + ".dockerignore"
+	if _, err := os.Stat(own); err == nil {
+		return own, nil
+	}
+	return filepath.Join(o.Context, ".dockerignore"), nil
+}
+
+// excludes are the patterns of the build's ignore file (see ignoreFile)
+// and o.Exclude.
 func (o *Options) excludes() ([]string, error) {
-	f, err := os.Open(filepath.Join(o.Context, ".dockerignore"))
+	name, err := o.ignoreFile()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return o.Exclude, nil
 	}
@@ -207,11 +245,15 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	if err != nil {
 		return containerd.Image{}, err
 	}
-	dfs, err := fsutil.NewFS(filepath.Dir(dockerfile))
+	resolved, err := o.resolvedDockerfile()
 	if err != nil {
 		return containerd.Image{}, err
 	}
-	df, err := os.ReadFile(dockerfile)
+	dfs, err := fsutil.NewFS(filepath.Dir(resolved))
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	df, err := os.ReadFile(resolved)
 	if err != nil {
 		return containerd.Image{}, err
 	}
@@ -219,7 +261,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	if err != nil {
 		return containerd.Image{}, err
 	}
-	attrs := map[string]string{"filename": filepath.Base(dockerfile), "platform": Platform}
+	attrs := map[string]string{"filename": filepath.Base(resolved), "platform": Platform}
 	maps.Copy(attrs, local.attrs)
 	for k, v := range o.BuildArgs {
 		attrs["build-arg:"+k] = v

@@ -447,3 +447,64 @@ func TestBuildFromAMissingImageSaysSo(t *testing.T) {
 	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":1: image "+repo+":2 is not in wharf's image store and could not be pulled: ")
 	assert.Contains(t, err.Error(), "connection refused")
 }
+
+// TestBuildTakesTheDockerfilesOwnIgnoreFile: with app.Dockerfile.dockerignore
+// next to the Dockerfile, that file decides what the context holds, and
+// the context's .dockerignore does not count, as docker build and
+// BuildKit's frontend have it. wharf applied .dockerignore always, on top
+// of the frontend's choice: a file only .dockerignore excluded was missing
+// from the image, and the hash of a plugin's image counted what only the
+// Dockerfile's ignore file excluded.
+func TestBuildTakesTheDockerfilesOwnIgnoreFile(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{
+		"app.Dockerfile":              "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\nRUN ls -A /ctx > /listing\n",
+		"app.Dockerfile.dockerignore": "secret.txt\n",
+		".dockerignore":               "kept.txt\n",
+		"kept.txt":                    "kept",
+		"secret.txt":                  "secret",
+	})
+	opts := build.Options{Context: dir, Dockerfile: filepath.Join(dir, "app.Dockerfile"), Tag: "wharf.test/own-ignore:1",
+		BuildArgs: map[string]string{"BASE": f.base}}
+	var progress bytes.Buffer
+	opts.Progress = &progress
+	img, err := f.engine.Build(ctx, opts)
+	require.NoError(t, err, progress.String())
+	_, listing := inspect(t, f.backend, img.Name, "listing")
+	assert.Equal(t, []string{".dockerignore", "app.Dockerfile", "app.Dockerfile.dockerignore", "kept.txt"}, strings.Fields(listing))
+
+	h1, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("changed"), 0o644))
+	h2, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, h1, h2, "a file the Dockerfile's ignore file excludes does not count")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kept.txt"), []byte("changed"), 0o644))
+	h3, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, h1, h3, "a file the image holds counts")
+}
+
+// TestBuildFromASymlinkedDockerfile: a Dockerfile that is a link to one
+// elsewhere (app/Dockerfile -> ../shared/Dockerfile) builds; BuildKit got
+// the link alone and the build failed with "failed to read dockerfile:
+// open Dockerfile: no such file or directory", while wharf serve's hash
+// had read the file through the link.
+func TestBuildFromASymlinkedDockerfile(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	root := writeContext(t, map[string]string{
+		"shared/web.Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY hello.txt /hello.txt\n",
+		"app/hello.txt":         "hello",
+	})
+	require.NoError(t, os.Symlink("../shared/web.Dockerfile", filepath.Join(root, "app", "Dockerfile")))
+	contextDir, df, err := build.Source(filepath.Join(root, "app"), "")
+	require.NoError(t, err)
+	var progress bytes.Buffer
+	img, err := f.engine.Build(ctx, build.Options{Context: contextDir, Dockerfile: df, Tag: "wharf.test/linked:1",
+		BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
+	require.NoError(t, err, progress.String())
+	_, hello := inspect(t, f.backend, img.Name, "hello.txt")
+	assert.Equal(t, "hello", hello)
+}
