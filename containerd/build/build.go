@@ -92,14 +92,33 @@ func (o *Options) dockerfile() string {
 // ExcludeInside is the exclusion (for Options.Exclude) of path from a
 // build context at dir when it lies inside: a data directory must never be
 // sent to a build (it holds object storage and the egress CA).
+//
+// The two are compared as written and with their symlinks resolved: wharf
+// resolves its data directory's, so a context reached through a link
+// (wharf serve ~/app, ~/app a link, data directory ~/app/.wharf) held
+// the data directory under a name that did not begin with the context's,
+// and the whole of it was sent, hashed and copied into the image.
 func ExcludeInside(dir, path string) []string {
+	var out []string
+	inside := func(dir, path string) {
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || slices.Contains(out, rel) {
+			return
+		}
+		out = append(out, literalPattern(rel))
+	}
 	dir, err1 := filepath.Abs(dir)
 	path, err2 := filepath.Abs(path)
-	rel, err3 := filepath.Rel(dir, path)
-	if err1 != nil || err2 != nil || err3 != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+	if err1 != nil || err2 != nil {
 		return nil
 	}
-	return []string{rel}
+	inside(dir, path)
+	realDir, err1 := filepath.EvalSymlinks(dir)
+	realPath, err2 := filepath.EvalSymlinks(path)
+	if err1 == nil && err2 == nil {
+		inside(realDir, realPath)
+	}
+	return out
 }
 
 // resolvedDockerfile is the Dockerfile's path with its symlinks
@@ -133,6 +152,20 @@ func (o *Options) ignoreFile() (string, error) {
 		return own, nil
 	}
 	return filepath.Join(o.Context, ".dockerignore"), nil
+}
+
+// literalPattern is the .dockerignore pattern that matches path alone: a
+// data directory named "state[1]" or "!x" was a character class or an
+// exception to the patterns, which left it in the context.
+func literalPattern(path string) string {
+	var b strings.Builder
+	for i, r := range path {
+		if strings.ContainsRune(`*?[]\`, r) || i == 0 && r == '!' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // excludes are the patterns of the build's ignore file (see ignoreFile)

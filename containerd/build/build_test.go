@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -507,4 +508,45 @@ func TestBuildFromASymlinkedDockerfile(t *testing.T) {
 	require.NoError(t, err, progress.String())
 	_, hello := inspect(t, f.backend, img.Name, "hello.txt")
 	assert.Equal(t, "hello", hello)
+}
+
+// TestHashLeavesOutADataDirReachedThroughALink: a plugin directory
+// reached through a symlink (wharf serve ~/app, ~/app a link) holds its
+// data directory, which wharf resolves, under a name that does not begin
+// with the context's; ExcludeInside missed it and the whole data
+// directory (containerd's store, buildkitd's state, the egress CA, object
+// storage) was hashed, sent and copied into the image: `wharf images
+// build ~/app --data-dir ~/app/.wharf` built a 33 MB image of a
+// Dockerfile that copies one file. A data directory whose name holds
+// .dockerignore's special characters is left out too.
+func TestHashLeavesOutADataDirReachedThroughALink(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		throughLink bool
+	}{{".wharf", true}, {"state[1]", false}, {"!data", false}, {"a*b", false}, {"state[1]", true}} {
+		t.Run(fmt.Sprintf("%s/link=%v", tc.name, tc.throughLink), func(t *testing.T) {
+			real := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "a.txt": "a"})
+			link := real
+			if tc.throughLink {
+				link = filepath.Join(t.TempDir(), "app")
+				require.NoError(t, os.Symlink(real, link))
+			}
+			dataDir := filepath.Join(link, tc.name)
+			require.NoError(t, os.MkdirAll(dataDir, 0o700))
+			resolved, err := filepath.EvalSymlinks(dataDir) // as host.LockDataDir and wharf's commands have it
+			require.NoError(t, err)
+			opts := build.Options{Context: link, Exclude: build.ExcludeInside(link, resolved)}
+			ctx := context.Background()
+			h1, err := opts.Hash(ctx)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(resolved, "objects.db"), []byte("changed"), 0o600))
+			h2, err := opts.Hash(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, h1, h2, "the data directory is not part of the context")
+			require.NoError(t, os.WriteFile(filepath.Join(real, "a.txt"), []byte("changed"), 0o644))
+			h3, err := opts.Hash(ctx)
+			require.NoError(t, err)
+			assert.NotEqual(t, h1, h3, "the context's own files count")
+		})
+	}
 }
