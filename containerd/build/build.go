@@ -25,6 +25,7 @@ import (
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
@@ -187,6 +188,14 @@ func (o *Options) excludes() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
+	// A pattern that does not parse is named with its file here: the
+	// filter named neither ("invalid excludepatterns: [[]: syntax error
+	// in pattern").
+	for _, p := range patterns {
+		if _, err := patternmatcher.New([]string{p}); err != nil {
+			return nil, fmt.Errorf("%s: pattern %q: %w", f.Name(), p, err)
+		}
+	}
 	return append(patterns, o.Exclude...), nil
 }
 
@@ -205,7 +214,7 @@ func (o *Options) contextFS() (fsutil.FS, error) {
 
 // Hash is a digest of everything a build depends on locally: the
 // Dockerfile, the build arguments and every file of the context that
-// .dockerignore lets through (path, mode and content). Images a Dockerfile
+// the ignore file (see ignoreFile) lets through (path, mode and content). Images a Dockerfile
 // pulls are not part of it.
 func (o *Options) Hash(ctx context.Context) (string, error) {
 	h := sha256.New()

@@ -550,3 +550,13 @@ func TestHashLeavesOutADataDirReachedThroughALink(t *testing.T) {
 		})
 	}
 }
+
+// TestBadIgnorePatternIsNamed: a pattern of .dockerignore that does not
+// parse is named with its file, for wharf serve's hash and for a build;
+// the error said "invalid excludepatterns: [[]: syntax error in pattern",
+// naming neither.
+func TestBadIgnorePatternIsNamed(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", ".dockerignore": "# comment\nok.txt\n[\n"})
+	_, err := (&build.Options{Context: dir}).Hash(context.Background())
+	assert.EqualError(t, err, filepath.Join(dir, ".dockerignore")+`: pattern "[": syntax error in pattern`)
+}
