@@ -74,11 +74,16 @@ func Source(target, dockerfile string) (contextDir, df string, err error) {
 		}
 		return target, dockerfile, nil
 	case st.IsDir():
-		df = filepath.Join(target, "Dockerfile")
-		if _, err := os.Stat(df); err != nil {
-			return "", "", fmt.Errorf("%s has no Dockerfile", target)
+		// docker build takes a lowercase dockerfile when there is no
+		// Dockerfile (BuildKit's frontend does too); wharf said the
+		// directory had none.
+		for _, name := range []string{"Dockerfile", "dockerfile"} {
+			df = filepath.Join(target, name)
+			if st, err := os.Stat(df); err == nil && !st.IsDir() {
+				return target, df, nil
+			}
 		}
-		return target, df, nil
+		return "", "", fmt.Errorf("%s has no Dockerfile", target)
 	}
 	return filepath.Dir(target), target, nil
 }

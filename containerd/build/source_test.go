@@ -2,6 +2,7 @@ package build
 
 import (
 	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,4 +19,24 @@ func TestSourceSaysWhatIsMissing(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	_, _, err = Source(t.TempDir(), missing)
 	assert.EqualError(t, err, "the Dockerfile: stat "+missing+": no such file or directory")
+}
+
+// TestSourceTakesALowercaseDockerfile: a directory holding a lowercase
+// dockerfile and no Dockerfile is a build context, as for docker build;
+// wharf said it had no Dockerfile. Dockerfile wins when both are there.
+func TestSourceTakesALowercaseDockerfile(t *testing.T) {
+	dir := t.TempDir()
+	assert.NoError(t, os.WriteFile(filepath.Join(dir, "dockerfile"), []byte("FROM scratch\n"), 0o644))
+	contextDir, df, err := Source(dir, "")
+	assert.NoError(t, err)
+	assert.Equal(t, dir, contextDir)
+	assert.Equal(t, filepath.Join(dir, "dockerfile"), df)
+	assert.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	_, df, err = Source(dir, "")
+	assert.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "Dockerfile"), df)
+	empty := t.TempDir()
+	assert.NoError(t, os.Mkdir(filepath.Join(empty, "Dockerfile"), 0o755))
+	_, _, err = Source(empty, "")
+	assert.EqualError(t, err, empty+" has no Dockerfile")
 }
