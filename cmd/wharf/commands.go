@@ -330,6 +330,7 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 			return err
 		}
 		defer sources.Close()
+		sources.watchImages(ctx, m)
 	}
 	listen := f.listen
 	if listen == "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/wharfhq/wharf/containerd/build"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
@@ -27,8 +28,9 @@ const settle = 100 * time.Millisecond
 // directory or hidden directories, for changes to its sources.
 type sourceWatcher struct {
 	*fsnotify.Watcher
-	root string // the plugin's directory
-	skip string // the data directory
+	root   string // the plugin's directory
+	skip   string // the data directory
+	images []*builtImage
 }
 
 func newSourceWatcher(dir, dataDir string) (*sourceWatcher, error) {
@@ -65,6 +67,65 @@ func (w *sourceWatcher) addTree(dir string) (source string) {
 	return source
 }
 
+// builtImage is the image of a container class built from a Dockerfile,
+// and the hash of its context (build.Options.Hash) as it was last seen.
+type builtImage struct {
+	class string
+	opts  build.Options
+	hash  string
+}
+
+// watchImages notes the hash of every class image built from a
+// Dockerfile before the first build, so that a change to its context
+// under wharf dev is said to need a restart: the image is built at start
+// only, and an edited Dockerfile went on serving the old image without a
+// word. A class whose context cannot be hashed now is left to the build
+// to report.
+func (w *sourceWatcher) watchImages(ctx context.Context, m *manifest.Manifest) {
+	for _, c := range m.Containers {
+		src, ok := c.BuildSource(m.Dir)
+		if !ok {
+			continue
+		}
+		contextDir, dockerfile, err := build.Source(src, "")
+		if err != nil {
+			continue
+		}
+		o := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
+			Exclude: build.ExcludeInside(contextDir, w.skip)}
+		hash, err := o.Hash(ctx)
+		if err != nil {
+			continue
+		}
+		w.images = append(w.images, &builtImage{class: c.ClassName, opts: o, hash: hash})
+	}
+}
+
+// inImageContext reports whether path lies in the build context of a
+// class image (see watchImages).
+func (w *sourceWatcher) inImageContext(path string) bool {
+	for _, img := range w.images {
+		if rel, err := filepath.Rel(img.opts.Context, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
+}
+
+// warnChangedImages logs, once per change, each class image whose context
+// changed since wharf dev started.
+func (w *sourceWatcher) warnChangedImages(ctx context.Context, m *manifest.Manifest, logger *slog.Logger) {
+	for _, img := range w.images {
+		hash, err := img.opts.Hash(ctx)
+		if err != nil || hash == img.hash {
+			continue
+		}
+		img.hash = hash
+		logger.Warn("a container image's build context changed: restart wharf dev to rebuild it (its containers run the image built at start)",
+			"plugin", m.Name, "class", img.class, "context", img.opts.Context)
+	}
+}
+
 // isSource reports whether a change to path calls for a rebuild.
 func isSource(path string) bool {
 	name := filepath.Base(path)
@@ -93,7 +154,7 @@ func removeUnservedBuild(m *manifest.Manifest) { os.RemoveAll(filepath.Dir(nextB
 func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest, worker *host.Worker, logger *slog.Logger) {
 	var timer <-chan time.Time
 	var changed string
-	manifestChanged := false
+	manifestChanged, imageChanged := false, false
 	wasm, next := m.WasmPath(), nextBuild(m)
 	defer os.RemoveAll(filepath.Dir(next)) // a build not served yet
 	stopCompile := func() {}
@@ -145,6 +206,9 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 					"plugin", m.Name, "dir", w.root, "serving", served)
 				continue
 			}
+			if w.inImageContext(ev.Name) {
+				imageChanged, timer = true, time.After(settle)
+			}
 			if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && ev.Has(fsnotify.Create) {
 				// Files written with the directory came before its watch.
 				if src := w.addTree(ev.Name); src != "" {
@@ -163,6 +227,10 @@ func (w *sourceWatcher) reloadOnChange(ctx context.Context, m *manifest.Manifest
 			if manifestChanged {
 				manifestChanged = false
 				logger.Warn("wharf.toml changed: restart wharf dev to apply it (code changes reload by themselves)", "path", m.Path)
+			}
+			if imageChanged {
+				imageChanged = false
+				w.warnChangedImages(ctx, m, logger)
 			}
 			if changed == "" {
 				continue

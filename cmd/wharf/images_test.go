@@ -279,3 +279,27 @@ func TestImagesInterruptedWhileStartingSaysSo(t *testing.T) {
 	_, err := run(t, "images", "ls", "--data-dir", data) // the lock is free and the data directory works
 	assert.NoError(t, err)
 }
+
+// TestDevSaysAnImagesContextChanged: under wharf dev, an edit to the
+// build context of a class's image (its Dockerfile, a file it copies) is
+// said to need a restart, once per change, as an edit to wharf.toml is:
+// the image is built at start only, and the containers went on running
+// the old image without a word. The loaded plugin keeps serving.
+func TestDevSaysAnImagesContextChanged(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nCOPY note.txt /note.txt\n")
+	data := testutil.CompiledDataDir(t)
+	srv := testutil.StartDev(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.True(t, srv.WaitLog("watching for changes", time.Minute), srv.Logs())
+	stillServes(t, srv)
+	const said = `msg="a container image's build context changed: restart wharf dev to rebuild it (its containers run the image built at start)" plugin=built class=App context=`
+	require.NoError(t, os.WriteFile(filepath.Join(plugin, "container", "note.txt"), []byte("v2\n"), 0o644))
+	require.True(t, srv.WaitLog(said+filepath.Join(plugin, "container"), 10*time.Second), srv.Logs())
+	// The same content written again changes nothing the image holds.
+	require.NoError(t, os.WriteFile(filepath.Join(plugin, "container", "note.txt"), []byte("v2\n"), 0o644))
+	time.Sleep(time.Second)
+	assert.Equal(t, 1, strings.Count(srv.Logs(), said), srv.Logs())
+	stillServes(t, srv)
+	stopped(t, srv, data)
+}
