@@ -168,3 +168,87 @@ func processCgroup(pid int, controller string) (dir string, v2 bool, err error) 
 	}
 	return unified, true, nil
 }
+
+// DefaultBuildPids is how many processes and threads the RUN steps of a
+// data directory's builds may have together (see LimitBuilds).
+const DefaultBuildPids = 4096
+
+// LimitBuilds caps the processes and threads of all the build steps
+// BuildKit runs on this backend together at pids, in the pids controller of
+// BuildCgroupParent, which it makes: a RUN that forks without bound (a
+// fork bomb, make -j with no number) took every pid of the host, and with
+// them the wharfs serving on it. RemoveBuildLeftovers removes the cgroup
+// once no step is left in it.
+func (b *Backend) LimitBuilds(pids int) error {
+	dir, err := buildPidsDir(b.BuildCgroupParent(), true)
+	if err != nil {
+		return fmt.Errorf("limiting the processes of builds: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(pids)), 0); err != nil {
+		return fmt.Errorf("limiting the processes of builds: %w", err)
+	}
+	return nil
+}
+
+// BuildPids is what the builds' limit (LimitBuilds) has seen since it was
+// set: the most processes and threads the build steps had at once
+// (pids.peak) and the forks it refused (pids.events' max: on cgroup v1,
+// and v2 before Linux 6.13, these count in the step's own cgroup, gone by
+// then, so the peak tells that the limit was reached).
+func (b *Backend) BuildPids() (peak, refused int64) {
+	dir, err := buildPidsDir(b.BuildCgroupParent(), false)
+	if err != nil {
+		return 0, 0
+	}
+	if p, err := os.ReadFile(filepath.Join(dir, "pids.peak")); err == nil {
+		fmt.Sscan(string(p), &peak)
+	}
+	events, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+	if err != nil {
+		return peak, 0
+	}
+	for line := range strings.Lines(string(events)) {
+		if _, err := fmt.Sscanf(line, "max %d", &refused); err == nil {
+			break
+		}
+	}
+	return peak, refused
+}
+
+// buildPidsDir is the directory of the cgroup at path (below the root) in
+// the pids controller: in the unified hierarchy (cgroup v2), where make
+// also enables the controller on the way down, or in the v1 hierarchy
+// holding it. With make, it is made if missing.
+func buildPidsDir(path string, make bool) (string, error) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		dir := cgroupRoot
+		for _, part := range parts {
+			if make {
+				// Refused in a cgroup namespace's root that holds
+				// processes: pids.max below is then missing unless
+				// the controller was on already.
+				os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+pids"), 0)
+				if err := os.Mkdir(filepath.Join(dir, part), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+					return "", err
+				}
+			}
+			dir = filepath.Join(dir, part)
+		}
+		return dir, nil
+	}
+	hierarchies, _ := os.ReadDir(cgroupRoot)
+	for _, h := range hierarchies {
+		if !h.IsDir() || !slices.Contains(strings.Split(h.Name(), ","), "pids") {
+			continue
+		}
+		dir := filepath.Join(append([]string{cgroupRoot, h.Name()}, parts...)...)
+		if make {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", err
+			}
+		}
+		return dir, nil
+	}
+	return "", errors.New("no cgroup hierarchy has the pids controller")
+}

@@ -346,6 +346,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		return containerd.Image{}, fmt.Errorf("building %s: %w", dockerfile, err)
 	}
 	defer endLease(context.WithoutCancel(leased))
+	peak, refused := e.backend.BuildPids()
 	var imgs []containerd.Image
 	var solveErr error
 	status := make(chan *bkclient.SolveStatus)
@@ -372,7 +373,11 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		if solveErr != nil {
 			err = solveErr
 		}
-		return containerd.Image{}, buildError(progress, dockerfile, o.Auth, local, err)
+		err = buildError(progress, dockerfile, o.Auth, local, err)
+		if nowPeak, nowRefused := e.backend.BuildPids(); nowRefused > refused || peak < int64(e.pids) && nowPeak >= int64(e.pids) {
+			err = fmt.Errorf("%w (the build's steps reached wharf's limit of %d processes and threads, all RUN steps together: a step forked without bound)", err, e.pids)
+		}
+		return containerd.Image{}, err
 	}
 	i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag })
 	if i < 0 {

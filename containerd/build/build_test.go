@@ -73,6 +73,11 @@ func start(t *testing.T) *fixture { return startIn(t, t.TempDir()) }
 
 // startIn is start with the data directory dataDir.
 func startIn(t *testing.T, dataDir string) *fixture {
+	return startWith(t, dataDir, build.EngineOptions{})
+}
+
+// startWith is startIn with the engine's options opts.
+func startWith(t *testing.T, dataDir string, opts build.EngineOptions) *fixture {
 	testutil.BuildBuildkitd(t)
 	ctx := context.Background()
 	base := testimages.BusyboxBase(t)
@@ -84,7 +89,7 @@ func startIn(t *testing.T, dataDir string) *fixture {
 		assert.Empty(t, leftovers)
 		b.Close()
 	})
-	e, err := build.Start(ctx, b, build.EngineOptions{})
+	e, err := build.Start(ctx, b, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, e.Close())
@@ -559,4 +564,26 @@ func TestBadIgnorePatternIsNamed(t *testing.T) {
 	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", ".dockerignore": "# comment\nok.txt\n[\n"})
 	_, err := (&build.Options{Context: dir}).Hash(context.Background())
 	assert.EqualError(t, err, filepath.Join(dir, ".dockerignore")+`: pattern "[": syntax error in pattern`)
+}
+
+// TestBuildThatForksWithoutBoundIsStopped: the RUN steps of a data
+// directory's builds share a limit of processes and threads (4096 by
+// default, 64 here), so a step that forks without bound fails, saying it
+// reached that limit, instead of taking every pid of the host; the engine
+// builds on after it. Without the limit this step started its 200
+// processes and the build succeeded.
+func TestBuildThatForksWithoutBoundIsStopped(t *testing.T) {
+	f := startWith(t, t.TempDir(), build.EngineOptions{Pids: 64})
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
+		"RUN i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait\n"})
+	var progress bytes.Buffer
+	_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/forks:1",
+		BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
+	require.Error(t, err, progress.String())
+	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
+	assert.Contains(t, err.Error(), "(the build's steps reached wharf's limit of 64 processes and threads, all RUN steps together: a step forked without bound)")
+	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
+	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
+	require.NoError(t, err)
 }

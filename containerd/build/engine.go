@@ -40,6 +40,7 @@ type Engine struct {
 	logs    *os.File
 	dir     string
 	logger  *slog.Logger
+	pids    int // the limit of the build steps' processes (LimitBuilds)
 }
 
 // EngineOptions configure the buildkitd wharf starts.
@@ -49,6 +50,9 @@ type EngineOptions struct {
 	InsecureRegistries []string
 	// Logger receives the engine's start and stop.
 	Logger *slog.Logger
+	// Pids caps the processes and threads of all RUN steps together
+	// (0: containerd.DefaultBuildPids).
+	Pids int
 }
 
 // Binary finds buildkitd: next to the running program (where `make build`
@@ -93,6 +97,14 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		}
 	}
 	os.Remove(sock) // left by a killed run
+	pids := opts.Pids
+	if pids == 0 {
+		pids = containerd.DefaultBuildPids
+	}
+	if err := b.LimitBuilds(pids); err != nil {
+		// Builds without a limit rather than none.
+		logger.Warn("the build steps' processes are not limited", "err", err)
+	}
 	if err := os.WriteFile(conf, []byte(config(root, sock, b, opts.InsecureRegistries)), 0o600); err != nil {
 		return nil, err
 	}
@@ -115,7 +127,7 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		logs.Close()
 		return nil, fmt.Errorf("starting buildkitd: %w", err)
 	}
-	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger}
+	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger, pids: pids}
 	go func() { e.done <- cmd.Wait() }()
 	if err := e.connect(ctx, "unix://"+sock, 30*time.Second); err != nil {
 		e.Close()
