@@ -265,6 +265,13 @@ func (o *Options) Hash(ctx context.Context) (string, error) {
 		if !info.Mode().IsRegular() {
 			return nil
 		}
+		// fsutil sends a Unix socket as an empty file (it clears
+		// ModeSocket), and opening one fails (ENXIO): a socket left in
+		// a plugin's context stopped wharf serve with "open
+		// app.sock: no such device or address".
+		if st, err := os.Lstat(filepath.Join(o.Context, filepath.FromSlash(path))); err == nil && st.Mode()&fs.ModeSocket != 0 {
+			return nil
+		}
 		f, err := cfs.Open(path)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -586,4 +587,28 @@ func TestBuildThatForksWithoutBoundIsStopped(t *testing.T) {
 	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
 	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
 	require.NoError(t, err)
+}
+
+// TestHashTakesSocketsAndFIFOs: a Unix socket or a FIFO in the context
+// (a dev server's, left in the plugin's directory) is hashed as what the
+// build sends, not opened: a socket, which fsutil sends as an empty file,
+// stopped wharf serve with "hashing the build context D: open D/app.sock:
+// no such device or address".
+func TestHashTakesSocketsAndFIFOs(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "a.txt": "a"})
+	l, err := net.Listen("unix", filepath.Join(dir, "app.sock"))
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "app.fifo"), 0o644))
+	hashed := make(chan error, 1)
+	go func() {
+		_, err := (&build.Options{Context: dir}).Hash(context.Background())
+		hashed <- err
+	}()
+	select {
+	case err := <-hashed:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("hashing a context with a FIFO hung")
+	}
 }
