@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -410,8 +412,15 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var buildOutput io.Writer = os.Stderr
+	if f.logFormat == "json" {
+		// Every line of the log on stderr is a JSON record: the
+		// progress of an image build was written there as docker's
+		// plain text, between them.
+		buildOutput = &buildLog{logger: logger, plugin: m.Name}
+	}
 	ctrs, err := hostbackend.Open(ctx, m, hostbackend.Options{DataDir: dataDir, Address: f.address, Logger: logger,
-		Metrics: metrics, DNSUpstream: f.dnsUpstream, Registries: reg, BuildOutput: os.Stderr})
+		Metrics: metrics, DNSUpstream: f.dnsUpstream, Registries: reg, BuildOutput: buildOutput})
 	if err != nil {
 		return err
 	}
@@ -537,4 +546,31 @@ func imagesCommand(pid int) (string, bool) {
 		return "", false
 	}
 	return "wharf " + strings.Join(args[1:], " "), true
+}
+
+// buildLog logs each line of an image build's progress as a record of
+// wharf's log ("image build", its text in line), for --log-format json.
+// A line is logged once its newline is written; the build's last line
+// ends with one.
+type buildLog struct {
+	logger *slog.Logger
+	plugin string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *buildLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if line := strings.TrimRight(string(w.buf[:i]), "\r"); line != "" {
+			w.logger.Info("image build", "plugin", w.plugin, "line", line)
+		}
+		w.buf = w.buf[i+1:]
+	}
 }

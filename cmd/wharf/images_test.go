@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -302,4 +304,28 @@ func TestDevSaysAnImagesContextChanged(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(srv.Logs(), said), srv.Logs())
 	stillServes(t, srv)
 	stopped(t, srv, data)
+}
+
+// TestServeLogsJSONWhileBuilding: with --log-format json, every line
+// wharf serve writes on stderr is a JSON record, while it builds a class's
+// image too: the build's progress is logged line by line as "image build"
+// records. It was written there as docker's plain text, between them.
+func TestServeLogsJSONWhileBuilding(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN echo built-for-json > /built.txt\n")
+	data := testutil.CompiledDataDir(t)
+	srv := testutil.LaunchServe(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data, "--log-format", "json")
+	require.True(t, srv.WaitLog(`"msg":"serving"`, 5*time.Minute), srv.Logs())
+	stopped(t, srv, data)
+	var steps int
+	for line := range strings.Lines(srv.Logs()) {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "a line that is not JSON: %q", line)
+		if rec["msg"] == "image build" && strings.Contains(fmt.Sprint(rec["line"]), "RUN echo built-for-json") {
+			steps++
+			assert.Equal(t, "built", rec["plugin"])
+		}
+	}
+	assert.NotZero(t, steps, "the build's progress is in the log:\n%s", srv.Logs())
 }
