@@ -28,6 +28,7 @@ import (
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/tonistiigi/fsutil"
+	fstypes "github.com/tonistiigi/fsutil/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wharfhq/wharf/containerd"
@@ -214,7 +215,24 @@ func (o *Options) contextFS() (fsutil.FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fsutil.NewFilterFS(base, &fsutil.FilterOpt{ExcludePatterns: excludes})
+	return fsutil.NewFilterFS(base, &fsutil.FilterOpt{ExcludePatterns: excludes, Map: o.skipDataDirs})
+}
+
+// dataDirMarker is the file every wharf data directory holds (host's
+// dataDirPidFile, written when a wharf takes the directory).
+const dataDirMarker = "wharf.lock"
+
+// skipDataDirs leaves out of the context every wharf data directory in it,
+// not only the running wharf's (Exclude): one left from an earlier run
+// with another --data-dir, or another wharf's, holds object storage and
+// an egress CA's key too, and was hashed, sent and copied into the image.
+func (o *Options) skipDataDirs(path string, st *fstypes.Stat) fsutil.MapResult {
+	if st.IsDir() {
+		if _, err := os.Lstat(filepath.Join(o.Context, filepath.FromSlash(path), dataDirMarker)); err == nil {
+			return fsutil.MapResultSkipDir
+		}
+	}
+	return fsutil.MapResultKeep
 }
 
 // Hash is a digest of everything a build depends on locally: the

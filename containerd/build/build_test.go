@@ -27,6 +27,7 @@ import (
 
 	"github.com/wharfhq/wharf/containerd"
 	"github.com/wharfhq/wharf/containerd/build"
+	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/testimages"
 	"github.com/wharfhq/wharf/internal/testregistry"
 	"github.com/wharfhq/wharf/internal/testutil"
@@ -611,4 +612,30 @@ func TestHashTakesSocketsAndFIFOs(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("hashing a context with a FIFO hung")
 	}
+}
+
+// TestContextLeavesOutEveryDataDir: a wharf data directory in the context
+// that is not the running wharf's (one from an earlier run with another
+// --data-dir) is left out of the hash, and so of the build, which reads
+// the same filtered context: it was sent whole, with its object storage
+// and its egress CA's key, and any change in it rebuilt the image.
+func TestContextLeavesOutEveryDataDir(t *testing.T) {
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "a.txt": "a"})
+	old := filepath.Join(dir, "old-data")
+	lock, err := host.LockDataDir(old)
+	require.NoError(t, err)
+	require.NoError(t, lock.Unlock())
+	require.NoError(t, os.WriteFile(filepath.Join(old, "objects.db"), []byte("v1"), 0o600))
+	opts := build.Options{Context: dir}
+	ctx := context.Background()
+	h1, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(old, "objects.db"), []byte("v2"), 0o600))
+	h2, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, h1, h2, "another data directory is not part of the context")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("changed"), 0o644))
+	h3, err := opts.Hash(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, h1, h3)
 }
