@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -436,19 +437,34 @@ func buildError(progress io.Writer, dockerfile string, auth *configfile.ConfigFi
 
 // Tag names the image built for a plugin's class from a context whose Hash
 // is hash: <plugin>-<class>:<first 12 hex digits>, lowercased, with any
-// character a reference may not hold replaced by '-'.
+// character a reference may not hold replaced by '-', and each run of
+// separators that docker's grammar refuses (".." or "-_", say, or one at
+// either end: a class _Internal made "app-_internal", which no FROM could
+// name) made one '-'. Two names that differ only there get one tag for
+// one hash, which is the same build.
 func Tag(plugin, class, hash string) string {
-	clean := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			switch {
-			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-				return r
-			}
-			return '-'
-		}, strings.ToLower(s))
-	}
-	return clean(plugin) + "-" + clean(class) + ":" + hash[:12]
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, strings.ToLower(plugin+"-"+class))
+	name = separators.ReplaceAllStringFunc(name, func(run string) string {
+		if validSeparator.MatchString(run) {
+			return run
+		}
+		return "-"
+	})
+	return strings.Trim(name, "._-") + ":" + hash[:12]
 }
+
+// separators are the runs of separators in a name; validSeparator those
+// docker's reference grammar takes between two alphanumerics.
+var (
+	separators     = regexp.MustCompile(`[._-]+`)
+	validSeparator = regexp.MustCompile(`^(?:[._]|__|-+)$`)
+)
 
 // EnsureBuilt builds every target whose Tag is not in wharf's containerd
 // yet. buildkitd is started only if one is missing, and stopped after;

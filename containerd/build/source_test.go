@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/distribution/reference"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -39,4 +40,27 @@ func TestSourceTakesALowercaseDockerfile(t *testing.T) {
 	assert.NoError(t, os.Mkdir(filepath.Join(empty, "Dockerfile"), 0o755))
 	_, _, err = Source(empty, "")
 	assert.EqualError(t, err, empty+" has no Dockerfile")
+}
+
+// TestTagIsAReference: the tag of a class's image is a name docker's
+// reference grammar takes, whatever the plugin's and class's names; a
+// class _Internal made "app-_internal", X_ "app-x_" and a plugin a..b
+// "a..b-c", which no FROM could name. Names it took are kept.
+func TestTagIsAReference(t *testing.T) {
+	const hash = "0123456789abcdef"
+	for _, c := range []struct{ plugin, class, tag string }{
+		{"app", "Sandbox", "app-sandbox:0123456789ab"},
+		{"my.app", "Web_Server", "my.app-web_server:0123456789ab"},
+		{"app", "_Internal", "app-internal:0123456789ab"},
+		{"app", "X_", "app-x:0123456789ab"},
+		{"a..b", "C", "a-b-c:0123456789ab"},
+		{"app", "A__B", "app-a__b:0123456789ab"},
+		{"app", "A___B", "app-a-b:0123456789ab"},
+		{"-app.", "Ünï", "app-n:0123456789ab"},
+	} {
+		tag := Tag(c.plugin, c.class, hash)
+		assert.Equal(t, c.tag, tag, "%s %s", c.plugin, c.class)
+		_, err := reference.ParseNormalizedNamed(tag)
+		assert.NoError(t, err, tag)
+	}
 }
