@@ -113,15 +113,19 @@ func TestClusterOnAnEtcdWithAuthentication(t *testing.T) {
 // TestClusterHostWhoseEtcdPasswordChanges: a running host whose etcd
 // user's password is changed under it (its token goes with the old one)
 // keeps running: its lease renewals fail, logged with the user and etcd's
-// reason, it serves no object once its lease may have run out, and once
-// the password it was started with works again it rejoins and its object
-// serves the value it had acknowledged. (A new password is read only at
-// start: the host is restarted to take it.)
+// reason, it serves no object once its lease may have run out, saying
+// why, and it reads its password file again, no more often than it would
+// renew: a password etcd refuses too, or a file it cannot read, is logged
+// as such; the new password written to the file, it signs in with it,
+// rejoins, and its object serves the value it had acknowledged. A
+// password changed in etcd after it was written to the file (a rotation)
+// is taken within a renewal: the host keeps its lease and serves on.
 func TestClusterHostWhoseEtcdPasswordChanges(t *testing.T) {
 	etcd := testetcd.Start(t, 1)
 	testetcd.EnableAuth(t, etcd, "root-secret", testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix})
 	file := filepath.Join(t.TempDir(), "password")
-	require.NoError(t, os.WriteFile(file, []byte("wharf-secret\n"), 0o600))
+	writeFile := func(text string) { require.NoError(t, os.WriteFile(file, []byte(text), 0o600)) }
+	writeFile("wharf-secret\n")
 	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", file)
 	c.etcdUser, c.etcdPassword = "wharf", "wharf-secret"
 	h1 := c.start(t, "h1")
@@ -147,15 +151,51 @@ func TestClusterHostWhoseEtcdPasswordChanges(t *testing.T) {
 	// that does not answer: each costs etcd a password hash.
 	assert.LessOrEqual(t, strings.Count(h1.serve.Logs(), failed)-before, 2*3+1, "failed renewals in 2 TTLs")
 	_, err = h1.increment("k")
-	assert.Error(t, err, "served without a lease")
-	setPassword("wharf-secret")
+	require.Error(t, err, "served without a lease")
+	assert.Contains(t, err.Error(), "500 Internal Server Error: call Increment: the object's event could not run: this host's cluster lease may have run out (its log says why) (request id")
+	assert.True(t, h1.serve.WaitLog(`err="placing the object in the cluster: this host's cluster lease may have run out: renewing it failed: etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password: it places no object until it rejoins the cluster"`, 5*ttl), h1.serve.Logs())
+	assert.NotContains(t, h1.serve.Logs(), "read it again", "the file's password is the one etcd refused: no new client")
+
+	// A password etcd refuses too, then no file: logged, no more often
+	// than renewals.
+	writeFile("not-it\n")
+	refusedToo := `msg="etcd refused the etcd user's password read again too" user=wharf err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password"`
+	require.True(t, h1.serve.WaitLog(refusedToo, 10*ttl), h1.serve.Logs())
+	before = strings.Count(h1.serve.Logs(), refusedToo)
+	time.Sleep(ttl)
+	assert.LessOrEqual(t, strings.Count(h1.serve.Logs(), refusedToo)-before, 3+1, "passwords tried in a TTL")
+	require.NoError(t, os.Remove(file))
+	unreadable := `msg="reading the etcd user's password again, as etcd refused it" user=wharf err="--cluster-etcd-password-file: the password of etcd user \"wharf\": open ` + file + `: no such file or directory"`
+	require.True(t, h1.serve.WaitLog(unreadable, 10*ttl), h1.serve.Logs())
+
+	// The new password in the file: the host signs in with it and
+	// rejoins, without a restart.
+	writeFile("changed\n")
+	c.etcdPassword = "changed"
+	signedIn := `msg="etcd refused the etcd user's password: read it again and signed in with the new one" user=wharf`
+	require.True(t, h1.serve.WaitLog(signedIn, 10*ttl), h1.serve.Logs())
 	require.True(t, h1.serve.WaitLog(`msg="rejoined the cluster" host=h1 cluster=`, 10*ttl), h1.serve.Logs())
-	var v int64
-	assert.Eventually(t, func() bool {
-		v, err = h1.increment("k")
-		return err == nil
-	}, 10*ttl, 100*time.Millisecond)
-	assert.Equal(t, int64(4), v, "the acknowledged increments were kept")
+	assert.Equal(t, int64(4), incrementSoon(t, h1, "k"), "the acknowledged increments were kept")
+
+	// A rotation: the new password written to the file, then set in etcd.
+	// The host signs in with it at its next renewal, before its lease
+	// runs out.
+	writeFile("rotated\n")
+	failures := strings.Count(h1.serve.Logs(), failed)
+	signIns := strings.Count(h1.serve.Logs(), signedIn)
+	setPassword("rotated")
+	c.etcdPassword = "rotated"
+	require.Eventually(t, func() bool { return strings.Count(h1.serve.Logs(), signedIn) > signIns }, 10*ttl, 50*time.Millisecond, h1.serve.Logs())
+	for want := int64(5); want <= 7; want++ {
+		assert.Equal(t, want, incrementSoon(t, h1, "k"))
+	}
+	// The first renewal etcd refused was not logged as failed: it read the
+	// file and renewed as the new client.
+	assert.Equal(t, failures, strings.Count(h1.serve.Logs(), failed), "renewals failed for the password: %s", h1.serve.Logs())
+	// It leaves etcd as the user it is now (the cleanup sets the first
+	// password back).
+	h1.serve.Stop(30 * time.Second)
+	c.etcdPassword = "wharf-secret"
 }
 
 // TestJoinAsAUserWaitsForEtcd: a host given an etcd user waits for an
@@ -186,4 +226,108 @@ func TestPasswordInClear(t *testing.T) {
 	endpoints := []string{"http://etcd-a:2379", "etcd-b:2379", "https://etcd-c:2379", "http://127.0.0.1:2379", "localhost:2379", "http://[::1]:2379/", "http://192.0.2.1:2379"}
 	assert.Equal(t, []string{"http://etcd-a:2379", "etcd-b:2379", "http://192.0.2.1:2379"}, cluster.Etcd{Endpoints: endpoints, User: "wharf"}.InClear())
 	assert.Empty(t, cluster.Etcd{Endpoints: endpoints}.InClear(), "no user, no password")
+}
+
+// TestClusterHostWhoseEtcdUserLosesItsPermission: a host whose role
+// lost readwrite on wharf/ while it ran (etcd 3.7 then refuses to renew
+// its lease, whose keys the user may no longer write) logged a failed
+// renewal four times a renewal and, once its lease ran out, a lost lease
+// and a failed rejoin ("etcdserver: permission denied", naming no user)
+// each renewal for as long as it ran, and answered its objects' events
+// "failed"; an event sent to another host before the lease ran out was
+// forwarded to it and failed. Now it stops serving at once, logs once a
+// renewal naming the user and the permission, takes no lease until the
+// user may write (checking that without writing), and answers that it
+// may not write: another host, whose user may, takes the object with
+// every acknowledged write (an event sent there waits for it). Given the
+// permission back, it rejoins and serves again. A host whose user is
+// deleted fails its renewals, saying etcd refuses the user, and its
+// object moves as well.
+func TestClusterHostWhoseEtcdUserLosesItsPermission(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	testetcd.EnableAuth(t, etcd, "root-secret",
+		testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix},
+		testetcd.User{Name: "other", Password: "other-secret", Permission: "readwrite", Prefix: cluster.Prefix})
+	dir := t.TempDir()
+	password := func(name, text string) string {
+		file := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
+		return file
+	}
+	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", password("wharf", "wharf-secret\n"))
+	c.etcdUser, c.etcdPassword = "root", "root-secret"
+	h1 := c.start(t, "h1")
+	h2 := c.startModule(t, "h2", c.wasm, counterManifest, "--cluster-etcd-user", "other", "--cluster-etcd-password-file", password("other", "other-secret\n"))
+	for want := int64(1); want <= 3; want++ {
+		v, err := h1.increment("k")
+		require.NoError(t, err)
+		require.Equal(t, want, v)
+	}
+	require.Equal(t, "h1", c.owner(t, "k"))
+	root := c.client(t)
+	ctx := context.Background()
+	_, err := root.RoleRevokePermission(ctx, "wharf", cluster.Prefix, clientv3.GetPrefixRangeEnd(cluster.Prefix))
+	require.NoError(t, err)
+
+	denied := `level=ERROR msg="this host's etcd user may not write the cluster's keys: it serves no object and lets its cluster lease run out, so that hosts that may write take its objects; it serves again once the user may" user=wharf ` +
+		`err="etcd user \"wharf\" may not read and write the keys under wharf/ (etcdserver: permission denied): its role needs readwrite permission on the prefix wharf/: etcdctl role grant-permission ROLE --prefix=true readwrite wharf/"`
+	require.True(t, h1.serve.WaitLog(denied, 5*ttl), h1.serve.Logs())
+	rejoins := strings.Count(h1.serve.Logs(), "rejoined the cluster")
+	_, err = h1.increment("k")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "500 Internal Server Error: call Increment: the object's event could not run: this host may not write the cluster's keys in etcd now (its log says why) (request id")
+	assert.True(t, h1.serve.WaitLog(`err="placing the object in the cluster: this host may not write the cluster's keys in etcd (etcd user \"wharf\" may not read and write the keys under wharf/ (etcdserver: permission denied): its role needs readwrite permission on the prefix wharf/`, 5*ttl), h1.serve.Logs())
+	// Through h2, the event waits for h1's lease to run out and runs
+	// there, on the acknowledged value.
+	v, err := h2.increment("k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), v)
+	assert.Equal(t, "h2", c.owner(t, "k"))
+	// Logged once a renewal (a third of the TTL), not once an event.
+	before := strings.Count(h1.serve.Logs(), denied)
+	for range 20 {
+		h1.increment("k")
+	}
+	time.Sleep(ttl)
+	assert.LessOrEqual(t, strings.Count(h1.serve.Logs(), denied)-before, 3+1, "logged in a TTL")
+	assert.Equal(t, rejoins, strings.Count(h1.serve.Logs(), "rejoined the cluster"), "no lease taken while the user may not write")
+
+	// The permission back: h1 rejoins and serves (forwarding to h2).
+	_, err = root.RoleGrantPermission(ctx, "wharf", cluster.Prefix, clientv3.GetPrefixRangeEnd(cluster.Prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+	require.NoError(t, err)
+	require.True(t, h1.serve.WaitLog(`msg="this host's etcd user may write the cluster's keys again" user=wharf`, 5*ttl), h1.serve.Logs())
+	require.True(t, h1.serve.WaitLog(`msg="rejoined the cluster" host=h1`, 5*ttl), h1.serve.Logs())
+	assert.Equal(t, int64(5), incrementSoon(t, h1, "k"))
+
+	// The user deleted: h1's renewals fail, its object moves to h2.
+	for want := int64(1); want <= 2; want++ {
+		v, err := h1.increment("j")
+		require.NoError(t, err)
+		require.Equal(t, want, v)
+	}
+	_, err = root.UserDelete(ctx, "wharf")
+	require.NoError(t, err)
+	require.True(t, h1.serve.WaitLog(`msg="renewing the cluster lease" etcd=`+etcd+` err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password"`, 5*ttl), h1.serve.Logs())
+	// Until its lease runs out, h1 still owns j, and its commits fail
+	// (not acknowledged): as for an etcd it cannot reach.
+	time.Sleep(ttl)
+	assert.Equal(t, int64(3), incrementSoon(t, h2, "j"))
+	_, err = h1.increment("j")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the object's event could not run: this host's cluster lease may have run out (its log says why)")
+	assert.Equal(t, int64(6), incrementSoon(t, h2, "k"), "h2 serves on")
+}
+
+// incrementSoon increments counter name through h once it serves it (a
+// host loaded by other tests may miss a renewal and rejoin) and returns
+// the new value: an increment that failed was not acknowledged.
+func incrementSoon(t *testing.T, h *testHost, name string) int64 {
+	t.Helper()
+	var v int64
+	var err error
+	require.Eventually(t, func() bool {
+		v, err = h.increment(name)
+		return err == nil
+	}, 10*ttl, 100*time.Millisecond, "%v", err)
+	return v
 }

@@ -73,6 +73,11 @@ type Etcd struct {
 	// accepts any, as etcdctl's --user. The user's role needs readwrite on
 	// the keys under Prefix (read for ReadStatus).
 	User, Password string
+	// ReadPassword, if set, reads User's password again (from the file it
+	// came from): a running host whose user etcd refuses calls it, no more
+	// often than it renews its lease, and signs in with a password that
+	// changed.
+	ReadPassword func() (string, error)
 }
 
 // Prefix is the prefix of every key wharf keeps in etcd: an etcd user's
@@ -176,7 +181,9 @@ type Placement struct {
 
 // Member is this host's membership: its lease, kept alive until Close.
 type Member struct {
-	cli    *clientv3.Client
+	// cli is etcd's client: swapped for one signed in anew when the
+	// user's password changed (signInAgain).
+	cli    atomic.Pointer[clientv3.Client]
 	cfg    Config
 	logger *slog.Logger
 	ttl    int64 // seconds
@@ -188,6 +195,10 @@ type Member struct {
 	// validUntil (unix ns) is when the lease may expire at the earliest, as
 	// far as this host knows: it serves its objects only until then.
 	validUntil atomic.Int64
+	// denied is why this host serves nothing while its etcd user may not
+	// write wharf's keys (nil: it may); renewErr why its last renewal
+	// failed (nil: it did not).
+	denied, renewErr atomic.Pointer[error]
 	// onLost is called when the lease expired (the host's objects may run
 	// elsewhere now).
 	onLost atomic.Pointer[func()]
@@ -200,6 +211,9 @@ type Member struct {
 	done      chan struct{} // keepAlive returned
 	watchDone chan struct{} // watchBuilds returned
 }
+
+// client is etcd's client now.
+func (m *Member) client() *clientv3.Client { return m.cli.Load() }
 
 // Check refuses a host name or a lease TTL that Join would refuse, without
 // connecting to anything.
@@ -239,8 +253,9 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, joinErr(err)
 	}
-	m := &Member{cli: cli, cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting,
+	m := &Member{cfg: cfg, logger: cfg.Logger, ttl: int64((cfg.TTL + time.Second - 1) / time.Second), state: StateStarting,
 		done: make(chan struct{}), watchDone: make(chan struct{})}
+	m.cli.Store(cli)
 	if m.clusterID, err = clusterID(jctx, cli); err != nil {
 		cli.Close()
 		return nil, joinErr(err)
@@ -306,7 +321,7 @@ func clusterID(ctx context.Context, cli *clientv3.Client) (string, error) {
 
 // currentClusterID reads the cluster's identity ("" if there is none).
 func (m *Member) currentClusterID(ctx context.Context) (string, error) {
-	resp, err := m.cli.Get(ctx, clusterIDKey)
+	resp, err := m.client().Get(ctx, clusterIDKey)
 	if err != nil || len(resp.Kvs) == 0 {
 		return "", err
 	}
@@ -346,7 +361,7 @@ func (m *Member) setState(ctx context.Context, state string) error {
 	m.state = state
 	lease := m.lease
 	m.mu.Unlock()
-	_, err := m.cli.Put(ctx, prefix+"hosts/"+m.cfg.Name, m.record(), clientv3.WithLease(lease))
+	_, err := m.client().Put(ctx, prefix+"hosts/"+m.cfg.Name, m.record(), clientv3.WithLease(lease))
 	return err
 }
 
@@ -376,21 +391,21 @@ func CheckHostName(name string) error {
 // live host already has the name.
 func (m *Member) register(ctx context.Context) error {
 	start := time.Now()
-	g, err := m.cli.Grant(ctx, m.ttl)
+	g, err := m.client().Grant(ctx, m.ttl)
 	if err != nil {
 		return err
 	}
 	k := prefix + "hosts/" + m.cfg.Name
-	resp, err := m.cli.Txn(ctx).
+	resp, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, m.record(), clientv3.WithLease(g.ID))).
 		Commit()
 	if err != nil {
-		m.cli.Revoke(context.Background(), g.ID)
+		m.client().Revoke(context.Background(), g.ID)
 		return err
 	}
 	if !resp.Succeeded {
-		m.cli.Revoke(context.Background(), g.ID)
+		m.client().Revoke(context.Background(), g.ID)
 		return errNameTaken
 	}
 	m.mu.Lock()
@@ -403,23 +418,50 @@ func (m *Member) register(ctx context.Context) error {
 
 // keepAlive renews the lease every third of its TTL. If etcd cannot be
 // reached the host stops serving its objects when the lease may have run
-// out; if the lease expired, it takes a new one.
+// out; if the lease expired, it takes a new one. A host whose etcd user
+// may no longer write wharf's keys (etcd refuses its renewal, or a
+// placement or commit: noteDenied) serves nothing and lets its lease run
+// out, for hosts that may to take its objects, checking its permission
+// once a renewal (checkPermission) until it may again. etcd refusing the
+// user's password, the host reads it again (signInAgain).
 func (m *Member) keepAlive(ctx context.Context) {
 	defer close(m.done)
 	interval := time.Duration(m.ttl) * time.Second / 3
+	password := m.cfg.Etcd.Password // the client's
 	for {
 		m.mu.Lock()
 		lease := m.lease
 		m.mu.Unlock()
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, interval)
-		resp, err := m.cli.KeepAliveOnce(rctx, lease)
+		var resp *clientv3.LeaseKeepAliveResponse
+		var err error
+		// While the user may not write, the lease is not renewed: only
+		// checked again.
+		if m.denied.Load() != nil {
+			if err = m.checkPermission(rctx); err == nil {
+				m.denied.Store(nil)
+				m.logger.Info("this host's etcd user may write the cluster's keys again", "user", m.cfg.Etcd.User)
+			}
+		}
+		if err == nil {
+			resp, err = m.client().KeepAliveOnce(rctx, lease)
+		}
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err == nil:
-			m.validUntil.Store(start.Add(time.Duration(resp.TTL) * time.Second).UnixNano())
+			m.renewErr.Store(nil)
+			if m.denied.Load() == nil { // not since a commit was denied (noteDenied)
+				m.validUntil.Store(start.Add(time.Duration(resp.TTL) * time.Second).UnixNano())
+			}
+		case isDenied(err):
+			// It serves nothing from now on: what it would write, etcd
+			// refuses.
+			m.noteDenied(err)
+			m.logger.Error("this host's etcd user may not write the cluster's keys: it serves no object and lets its cluster lease run out, so that hosts that may write take its objects; it serves again once the user may",
+				"user", m.cfg.Etcd.User, "err", m.cfg.Etcd.explain(err, readWrite))
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			m.logger.Error("cluster lease expired: this host's objects may run elsewhere now; rejoining")
 			m.validUntil.Store(0)
@@ -439,8 +481,10 @@ func (m *Member) keepAlive(ctx context.Context) {
 				return
 			default:
 				if err := m.register(ctx); err != nil {
-					m.logger.Error("rejoining the cluster", "err", err)
+					m.noteDenied(err) // then checked once a renewal
+					m.logger.Error("rejoining the cluster", "err", m.cfg.Etcd.explain(err, readWrite))
 				} else { // the ERROR above was the last word on it
+					m.renewErr.Store(nil)
 					m.logger.Info("rejoined the cluster", "host", m.cfg.Name, "cluster", m.clusterID)
 				}
 			}
@@ -448,6 +492,11 @@ func (m *Member) keepAlive(ctx context.Context) {
 			// gRPC says only that the deadline passed: say what a
 			// connection to etcd meets (refused, no answer).
 			why := m.cfg.Etcd.explain(err, readWrite)
+			if errors.Is(why, ErrEtcdAuthFailed) && m.signInAgain(&password) {
+				continue // renew at once, as the new client
+			}
+			stored := error(&leaseRunOutError{why: fmt.Errorf("renewing it failed: %w", why)})
+			m.renewErr.Store(&stored)
 			m.logger.Warn("renewing the cluster lease", "etcd", strings.Join(m.cfg.Etcd.Endpoints, ","), "err", why,
 				"serving_until", time.Unix(0, m.validUntil.Load()).Format(time.RFC3339Nano))
 			interval := interval / 4 // retry soon
@@ -470,6 +519,62 @@ func (m *Member) keepAlive(ctx context.Context) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// isDenied reports whether err is etcd refusing the user (or, with
+// authentication enabled, its lack) a request on wharf's keys.
+func isDenied(err error) bool {
+	return errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrUserEmpty)
+}
+
+// permissionKey is a key checkPermission asks etcd to write, and etcd
+// never does.
+const permissionKey = prefix + "permission-check"
+
+// checkPermission asks etcd whether the host's user may read and write
+// wharf's keys, without touching its lease (which etcd renews only for a
+// user that may write its keys) or writing anything: etcd checks each
+// operation of a transaction, those of the branch it does not take too,
+// and this one's compare is never true.
+func (m *Member) checkPermission(ctx context.Context) error {
+	_, err := m.client().Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(permissionKey), "<", 0)).
+		Then(clientv3.OpPut(permissionKey, "")).
+		Else(clientv3.OpGet(prefix, clientv3.WithPrefix(), clientv3.WithLimit(1), clientv3.WithKeysOnly())).
+		Commit()
+	return err
+}
+
+// signInAgain, after etcd refused the user's password, reads it again
+// (Etcd.ReadPassword) and, if it is no longer the client's (*password),
+// replaces the client by one signed in with it: a client takes its
+// password when it is made. It reports whether it did.
+func (m *Member) signInAgain(password *string) bool {
+	read := m.cfg.Etcd.ReadPassword
+	if read == nil {
+		return false
+	}
+	p, err := read()
+	if err != nil {
+		m.logger.Warn("reading the etcd user's password again, as etcd refused it", "user", m.cfg.Etcd.User, "err", err)
+		return false
+	}
+	if p == *password {
+		return false
+	}
+	etcd := m.cfg.Etcd
+	etcd.Password = p
+	cli, err := newClient(etcd)
+	if err != nil {
+		m.logger.Warn("etcd refused the etcd user's password read again too", "user", m.cfg.Etcd.User, "err", etcd.explain(err, readWrite))
+		return false
+	}
+	// Every call on the old client fails: etcd revoked its token with the
+	// password.
+	m.cli.Swap(cli).Close()
+	*password = p
+	m.logger.Info("etcd refused the etcd user's password: read it again and signed in with the new one", "user", m.cfg.Etcd.User)
+	return true
 }
 
 // watchBuilds logs a warning when hosts serving this host's plugin serve
@@ -498,7 +603,7 @@ func (m *Member) watchBuilds(ctx context.Context) {
 	}
 	k := prefix + "hosts/"
 	for ctx.Err() == nil {
-		resp, err := m.cli.Get(ctx, k, clientv3.WithPrefix())
+		resp, err := m.client().Get(ctx, k, clientv3.WithPrefix())
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -517,7 +622,7 @@ func (m *Member) watchBuilds(ctx context.Context) {
 		// Until the watch fails (its revision was compacted, say): then
 		// list the hosts again.
 		wctx, cancel := context.WithCancel(ctx)
-		for wr := range m.cli.Watch(wctx, k, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+		for wr := range m.client().Watch(wctx, k, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
 			if wr.Err() != nil {
 				break
 			}
@@ -558,15 +663,61 @@ func commitKey(object string, seq uint64) string {
 // leaseRunOutError is a placement asked of a host whose cluster lease has
 // run out: it owns no object until it rejoins. It is ErrFenced to a
 // caller, whose words ("no longer owns the object") misled where this
-// host never owned it.
-type leaseRunOutError struct{}
+// host never owned it: a host that forwarded it tries again until the
+// object moved. why, if known, says why the lease was not renewed; denied
+// is a host whose etcd user may not write.
+type leaseRunOutError struct {
+	why    error
+	denied bool
+}
 
-func (leaseRunOutError) Error() string {
+func (e *leaseRunOutError) Error() string {
+	switch {
+	case e.denied:
+		return fmt.Sprintf("this host may not write the cluster's keys in etcd (%v): it places no object and lets its cluster lease run out until its etcd user may", e.why)
+	case e.why != nil:
+		return fmt.Sprintf("this host's cluster lease may have run out: %v: it places no object until it rejoins the cluster", e.why)
+	}
 	return "this host's cluster lease has run out (etcd was not reached in time): it places no object until it rejoins the cluster"
 }
 
+// Outcome says why in a few words, without etcd's details, to whoever
+// sent an event this failed (guestio.Failure).
+func (e *leaseRunOutError) Outcome() string {
+	if e.denied {
+		return "could not run: this host may not write the cluster's keys in etcd now (its log says why)"
+	}
+	return "could not run: this host's cluster lease may have run out (its log says why)"
+}
+
 // Is makes the error ErrFenced.
-func (leaseRunOutError) Is(target error) bool { return target == ErrFenced }
+func (*leaseRunOutError) Is(target error) bool { return target == ErrFenced }
+
+func (e *leaseRunOutError) Unwrap() error { return e.why }
+
+// noteDenied returns err, a request to etcd that failed; if etcd denied
+// the user the request, the host serves nothing from now on, as it will
+// once keepAlive checks its permission (and says so): its other objects'
+// commits would fail too.
+func (m *Member) noteDenied(err error) error {
+	if isDenied(err) {
+		why := error(&leaseRunOutError{why: m.cfg.Etcd.explain(err, readWrite), denied: true})
+		m.validUntil.Store(0)
+		m.denied.Store(&why)
+		return why
+	}
+	return err
+}
+
+// whyInvalid is why this host's lease is not certainly alive.
+func (m *Member) whyInvalid() error {
+	for _, p := range []*error{m.denied.Load(), m.renewErr.Load()} {
+		if p != nil {
+			return *p
+		}
+	}
+	return &leaseRunOutError{}
+}
 
 // Place returns the object's owner, making this host the owner if it has
 // none (unless this host is draining).
@@ -576,7 +727,7 @@ func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
 	m.mu.Unlock()
 	k := objectKey(object)
 	if draining {
-		resp, err := m.cli.Get(ctx, k)
+		resp, err := m.client().Get(ctx, k)
 		if err != nil {
 			return Placement{}, err
 		}
@@ -586,15 +737,15 @@ func (m *Member) Place(ctx context.Context, object string) (Placement, error) {
 		return m.placement(resp.Kvs[0].Value, resp.Kvs[0].CreateRevision, term), nil
 	}
 	if !m.Valid() {
-		return Placement{}, leaseRunOutError{}
+		return Placement{}, m.whyInvalid()
 	}
-	resp, err := m.cli.Txn(ctx).
+	resp, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, m.cfg.Name, clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return Placement{}, err
+		return Placement{}, m.noteDenied(err)
 	}
 	if resp.Succeeded {
 		return Placement{Owner: m.cfg.Name, Epoch: resp.Header.Revision, term: term}, nil
@@ -617,7 +768,7 @@ func (m *Member) placement(owner []byte, epoch int64, term uint64) Placement {
 // Release gives up an object this host owns, if p is still its placement.
 func (m *Member) Release(ctx context.Context, object string, p Placement) error {
 	k := objectKey(object)
-	_, err := m.cli.Txn(ctx).
+	_, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", p.Epoch)).
 		Then(clientv3.OpDelete(k)).
 		Commit()
@@ -631,13 +782,13 @@ func (m *Member) Append(ctx context.Context, object string, p Placement, seq uin
 		return ErrFenced
 	}
 	ck := commitKey(object, seq)
-	resp, err := m.cli.Txn(ctx).
+	resp, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(objectKey(object)), "=", p.Epoch),
 			clientv3.Compare(clientv3.CreateRevision(ck), "=", 0)).
 		Then(clientv3.OpPut(ck, fmt.Sprintf("%d %s\n%s", p.Epoch, m.cfg.Name, commit))).
 		Commit()
 	if err != nil {
-		return err
+		return m.noteDenied(err)
 	}
 	if !resp.Succeeded {
 		return ErrFenced
@@ -658,7 +809,7 @@ type Commit struct {
 
 // Commits returns the object's commits after seq, in order.
 func (m *Member) Commits(ctx context.Context, object string, after uint64) ([]Commit, error) {
-	return readCommits(ctx, m.cli, object, after)
+	return readCommits(ctx, m.client(), object, after)
 }
 
 // ReadCommits returns every replicated commit of an object (named
@@ -699,7 +850,7 @@ func readCommits(ctx context.Context, cli *clientv3.Client, object string, after
 // host proposed.
 func (m *Member) Shared(ctx context.Context, name string, proposed []byte) ([]byte, error) {
 	k := prefix + "secrets/" + name
-	resp, err := m.cli.Txn(ctx).
+	resp, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, string(proposed))).
 		Else(clientv3.OpGet(k)).
@@ -742,7 +893,7 @@ func (m *Member) Address(ctx context.Context, name string) (string, error) {
 	if a, ok := m.addrs.Load(name); ok {
 		return a.(string), nil
 	}
-	resp, err := m.cli.Get(ctx, prefix+"hosts/"+name)
+	resp, err := m.client().Get(ctx, prefix+"hosts/"+name)
 	if err != nil {
 		return "", err
 	}
@@ -1030,8 +1181,8 @@ func (m *Member) Close() error {
 	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := m.cli.Revoke(ctx, lease)
-	return errors.Join(err, m.cli.Close())
+	_, err := m.client().Revoke(ctx, lease)
+	return errors.Join(err, m.client().Close())
 }
 
 // Drain marks the host as draining: it takes no new objects, and Place
@@ -1049,7 +1200,7 @@ func (m *Member) Draining() bool {
 // plugin and takes new objects, chosen by the object's name so that the
 // choice is stable.
 func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
-	hosts, err := listHosts(ctx, m.cli, false)
+	hosts, err := listHosts(ctx, m.client(), false)
 	if err != nil {
 		return "", err
 	}
@@ -1091,12 +1242,12 @@ func (m *Member) SaveSnapshot(ctx context.Context, object string, p Placement, s
 	chunks := 0
 	for off := 0; off < len(data) || chunks == 0; off += snapshotChunk {
 		chunk := data[off:min(off+snapshotChunk, len(data))]
-		if _, err := m.cli.Put(ctx, fmt.Sprintf("%s%06d", snapshotChunks(object, seq), chunks), string(chunk)); err != nil {
+		if _, err := m.client().Put(ctx, fmt.Sprintf("%s%06d", snapshotChunks(object, seq), chunks), string(chunk)); err != nil {
 			return err
 		}
 		chunks++
 	}
-	resp, err := m.cli.Txn(ctx).
+	resp, err := m.client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(objectKey(object)), "=", p.Epoch)).
 		Then(clientv3.OpPut(snapshotKey(object), fmt.Sprintf("%d %d", seq, chunks)),
 			clientv3.OpDelete(commitKey(object, 1), clientv3.WithRange(commitKey(object, seq+1))),
@@ -1114,7 +1265,7 @@ func (m *Member) SaveSnapshot(ctx context.Context, object string, p Placement, s
 // LoadSnapshot returns the database of the object's snapshot seq.
 func (m *Member) LoadSnapshot(ctx context.Context, object string, seq uint64, chunks int) ([]byte, error) {
 	p := snapshotChunks(object, seq)
-	resp, err := m.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	resp, err := m.client().Get(ctx, p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return nil, err
 	}
@@ -1141,7 +1292,7 @@ type Log struct {
 // Log reads where the object's replicated log stands.
 func (m *Member) Log(ctx context.Context, object string) (Log, error) {
 	var l Log
-	resp, err := m.cli.Get(ctx, snapshotKey(object))
+	resp, err := m.client().Get(ctx, snapshotKey(object))
 	if err != nil {
 		return l, err
 	}
@@ -1150,7 +1301,7 @@ func (m *Member) Log(ctx context.Context, object string) (Log, error) {
 			return l, fmt.Errorf("malformed snapshot pointer of %s: %w", object, err)
 		}
 	}
-	resp, err = m.cli.Get(ctx, commitPrefix(object), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	resp, err = m.client().Get(ctx, commitPrefix(object), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
 	if err != nil {
 		return l, err
 	}

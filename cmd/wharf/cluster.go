@@ -62,7 +62,7 @@ func (f *etcdFlags) register(fs *pflag.FlagSet, usage string) {
 	fs.StringVar(&f.cert, etcdTLSFlags[cluster.EtcdCert], "", "client certificate (PEM) to present to an etcd served over https:// that checks its clients (--client-cert-auth), with --cluster-etcd-key")
 	fs.StringVar(&f.key, etcdTLSFlags[cluster.EtcdKey], "", "private key (PEM) of --cluster-etcd-cert")
 	fs.StringVar(&f.user, etcdUserFlag, "", "etcd user to authenticate as, to an etcd with authentication enabled (its role needs readwrite on the prefix "+cluster.Prefix+"; read for wharf cluster status), with --"+etcdPasswordFileFlag)
-	fs.StringVar(&f.passwordFile, etcdPasswordFileFlag, "", "file holding the password of --"+etcdUserFlag+" (a trailing newline is not part of it)")
+	fs.StringVar(&f.passwordFile, etcdPasswordFileFlag, "", "file holding the password of --"+etcdUserFlag+" (a trailing newline is not part of it; read again by a running host when etcd refuses the password)")
 }
 
 // connection parses --cluster and reads how to reach etcd: its TLS (nil
@@ -80,15 +80,25 @@ func (f *etcdFlags) connection() (cluster.Etcd, error) {
 	case f.user == "" && f.passwordFile != "":
 		return cluster.Etcd{}, fmt.Errorf("--%s needs --%s, the etcd user whose password the file holds", etcdPasswordFileFlag, etcdUserFlag)
 	case f.user != "":
-		b, err := filekind.ReadSmall(f.passwordFile, "a password file", maxPasswordFile)
-		if err != nil {
-			return cluster.Etcd{}, fmt.Errorf("--%s: the password of etcd user %q: %w", etcdPasswordFileFlag, f.user, err)
+		if etcd.Password, err = f.readPassword(); err != nil {
+			return cluster.Etcd{}, err
 		}
-		if etcd.Password = strings.TrimRight(string(b), "\r\n"); etcd.Password == "" {
-			return cluster.Etcd{}, fmt.Errorf("--%s: the password of etcd user %q: %s is empty", etcdPasswordFileFlag, f.user, f.passwordFile)
-		}
+		etcd.ReadPassword = f.readPassword // a running host's, when etcd refuses it
 	}
 	return etcd, nil
+}
+
+// readPassword reads --cluster-etcd-password-file.
+func (f *etcdFlags) readPassword() (string, error) {
+	b, err := filekind.ReadSmall(f.passwordFile, "a password file", maxPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("--%s: the password of etcd user %q: %w", etcdPasswordFileFlag, f.user, err)
+	}
+	password := strings.TrimRight(string(b), "\r\n")
+	if password == "" {
+		return "", fmt.Errorf("--%s: the password of etcd user %q: %s is empty", etcdPasswordFileFlag, f.user, f.passwordFile)
+	}
+	return password, nil
 }
 
 // explain adds to an error of etcd that the flags can cause which of

@@ -56,9 +56,19 @@ func (f *Failure) Error() string {
 // Unwrap is the failure's details.
 func (f *Failure) Unwrap() error { return f.Err }
 
+// Outcome is an error that says in a few words, without its details, how
+// an event it ended ended: what a Failure tells instead of "failed".
+type Outcome interface {
+	error
+	Outcome() string
+}
+
 // outcome says in a few words how an event ended, without its details.
 func outcome(err error) string {
+	var o Outcome
 	switch {
+	case errors.As(err, &o):
+		return o.Outcome()
 	case errors.Is(err, plugins.ErrDeadline):
 		return "exceeded its time limit"
 	case errors.Is(err, plugins.ErrCanceled):
