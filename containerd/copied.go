@@ -110,11 +110,6 @@ func discardForeignRuntimeState(dir string, logger *slog.Logger) error {
 	if original == "" {
 		return nil
 	}
-	// A copy whose kept scope its running original holds is refused that
-	// scope later on (NewManager): refused now, it keeps what it came with.
-	if err := checkKeptScopeFree(filepath.Dir(dir)); err != nil {
-		return err
-	}
 	for _, state := range []string{filepath.Join(dir, "state"), runcRoot(dir)} {
 		if mounted := MountsUnder(state); len(mounted) > 0 {
 			return fmt.Errorf("this data directory is a copy of %s, whose containerd's runtime state it holds in %s, but something is mounted there (%s): "+

@@ -235,23 +235,6 @@ func claimScope(dataDir string, logger *slog.Logger) (tag string, release func()
 	return "", nil, fmt.Errorf("no free network scope for the data directory %s after %d tries (the last in use: %v)", dataDir, scopeCandidates, inUse)
 }
 
-// checkKeptScopeFree returns the error claimScope would return for the
-// scope kept in dataDir, if a running wharf of another data directory
-// holds it, taking and giving back its lock otherwise.
-func checkKeptScopeFree(dataDir string) error {
-	scopes.Lock()
-	defer scopes.Unlock()
-	kept, err := readScope(dataDir)
-	if err != nil || kept == "" {
-		return err
-	}
-	if err := lockScope(kept, dataDir); err != nil {
-		return err
-	}
-	releaseLocked(kept)
-	return nil
-}
-
 // keepScope writes tag to dataDir's scope file.
 func keepScope(dataDir, tag string) error {
 	if err := atomicfile.Write(scopeFile(dataDir), []byte(tag+"\n"), 0o600, true); err != nil {
