@@ -253,28 +253,55 @@ var (
 
 // useInit builds the container agent once per test process, from the
 // plugin's own module in dir, and points WHARF_INIT at it, unless
-// WHARF_INIT already names one. The binary (a few MB) lives in a scratch
-// directory of the process, which the next test process using wharftest
-// removes once this one has ended.
+// WHARF_INIT already names one. The binary (a few MB) is kept in the
+// user's cache directory (initDir), one file that each test process
+// replaces, as Go keeps its build cache: in a scratch directory of the
+// process, it stayed in /tmp after the plugin's last test run.
 func useInit(dir string) error {
 	if os.Getenv(wire.InitEnv) != "" {
 		return nil
 	}
 	initOnce.Do(func() {
-		tmp, err := testutil.ScratchDir("init")
-		if err != nil {
-			initErr = err
-			return
-		}
-		out := filepath.Join(tmp, wire.InitName)
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/wharfhq/wharf/cmd/wharf-init")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("wharftest: building the container agent: %v\n%s", err, msg)
-			return
-		}
-		initErr = os.Setenv(wire.InitEnv, out)
+		initErr = buildInit(dir)
 	})
 	return initErr
+}
+
+// buildInit builds the container agent from the module in dir into
+// initDir and points WHARF_INIT at it. The new binary replaces the old by
+// a rename: a container of another test process that runs the old one
+// keeps it.
+func buildInit(dir string) error {
+	into, err := initDir()
+	if err != nil {
+		return fmt.Errorf("wharftest: the container agent's directory: %w", err)
+	}
+	tmp, err := os.MkdirTemp(into, ".build-")
+	if err != nil {
+		return fmt.Errorf("wharftest: the container agent's directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	built := filepath.Join(tmp, wire.InitName)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", built, "github.com/wharfhq/wharf/cmd/wharf-init")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("wharftest: building the container agent: %v\n%s", err, msg)
+	}
+	out := filepath.Join(into, wire.InitName)
+	if err := os.Rename(built, out); err != nil {
+		return fmt.Errorf("wharftest: the container agent: %w", err)
+	}
+	return os.Setenv(wire.InitEnv, out)
+}
+
+// initDir is where buildInit keeps the container agent: wharf/wharftest
+// in the user's cache directory, made if need be.
+func initDir() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, "wharf", "wharftest")
+	return dir, os.MkdirAll(dir, 0o755)
 }
