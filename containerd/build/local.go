@@ -162,5 +162,5 @@ func (l localImages) notPulled(msg string) (string, bool) {
 	if i := strings.LastIndexByte(ref, '@'); i >= 0 && l.digests[digest.Digest(ref[i+1:])] {
 		return "", false
 	}
-	return fmt.Sprintf("image %s is not in wharf's image store and could not be pulled: %s", ref, cause), true
+	return fmt.Sprintf("image %s is not in wharf's image store and could not be pulled: %s (`wharf images import` or `wharf images pull` of the same data directory puts it there)", ref, cause), true
 }

@@ -45,7 +45,7 @@ func TestOfferMatchesTheFrontendsNames(t *testing.T) {
 
 	missing, ok := local.notPulled("127.0.0.1:5/a:2: failed to resolve source metadata for 127.0.0.1:5/a:2: dial tcp: connection refused")
 	require.True(t, ok)
-	assert.Equal(t, "image 127.0.0.1:5/a:2 is not in wharf's image store and could not be pulled: dial tcp: connection refused", missing)
+	assert.Equal(t, "image 127.0.0.1:5/a:2 is not in wharf's image store and could not be pulled: dial tcp: connection refused (`wharf images import` or `wharf images pull` of the same data directory puts it there)", missing)
 	_, ok = local.notPulled("failed to resolve source metadata for docker.io/library/busybox@sha256:" + busybox + ": no match for platform in manifest")
 	assert.False(t, ok, "an image offered from the store failed otherwise")
 }
