@@ -247,21 +247,30 @@ func TestHashFollowsTheContext(t *testing.T) {
 		"ignored/x":     "x",
 	})
 	opts := build.Options{Context: dir}
+	h3 := assertHashCounts(t, opts, filepath.Join(dir, "ignored", "x"), filepath.Join(dir, "a.txt"))
+	opts.BuildArgs = map[string]string{"K": "V"}
+	h4, err := opts.Hash(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, h3, h4, "build arguments count")
+}
+
+// assertHashCounts asserts that a change to the file ignored leaves the
+// hash of opts's context as it was, and that one to the file counted
+// changes it; it returns the hash after both.
+func assertHashCounts(t *testing.T, opts build.Options, ignored, counted string) string {
+	t.Helper()
 	ctx := context.Background()
 	h1, err := opts.Hash(ctx)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ignored", "x"), []byte("changed"), 0o644))
+	require.NoError(t, os.WriteFile(ignored, []byte("changed"), 0o600))
 	h2, err := opts.Hash(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, h1, h2, "an ignored file does not count")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("changed"), 0o644))
+	assert.Equal(t, h1, h2, "%s does not count", ignored)
+	require.NoError(t, os.WriteFile(counted, []byte("changed"), 0o644))
 	h3, err := opts.Hash(ctx)
 	require.NoError(t, err)
-	assert.NotEqual(t, h1, h3)
-	opts.BuildArgs = map[string]string{"K": "V"}
-	h4, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	assert.NotEqual(t, h3, h4, "build arguments count")
+	assert.NotEqual(t, h1, h3, "%s counts", counted)
+	return h3
 }
 
 // TestHashCountsASymlinksTarget: the image holds a symlink of the
@@ -482,16 +491,7 @@ func TestBuildTakesTheDockerfilesOwnIgnoreFile(t *testing.T) {
 	_, listing := inspect(t, f.backend, img.Name, "listing")
 	assert.Equal(t, []string{".dockerignore", "app.Dockerfile", "app.Dockerfile.dockerignore", "kept.txt"}, strings.Fields(listing))
 
-	h1, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("changed"), 0o644))
-	h2, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, h1, h2, "a file the Dockerfile's ignore file excludes does not count")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "kept.txt"), []byte("changed"), 0o644))
-	h3, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	assert.NotEqual(t, h1, h3, "a file the image holds counts")
+	assertHashCounts(t, opts, filepath.Join(dir, "secret.txt"), filepath.Join(dir, "kept.txt"))
 }
 
 // TestBuildFromASymlinkedDockerfile: a Dockerfile that is a link to one
@@ -543,17 +543,7 @@ func TestHashLeavesOutADataDirReachedThroughALink(t *testing.T) {
 			resolved, err := filepath.EvalSymlinks(dataDir) // as host.LockDataDir and wharf's commands have it
 			require.NoError(t, err)
 			opts := build.Options{Context: link, Exclude: build.ExcludeInside(link, resolved)}
-			ctx := context.Background()
-			h1, err := opts.Hash(ctx)
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(resolved, "objects.db"), []byte("changed"), 0o600))
-			h2, err := opts.Hash(ctx)
-			require.NoError(t, err)
-			assert.Equal(t, h1, h2, "the data directory is not part of the context")
-			require.NoError(t, os.WriteFile(filepath.Join(real, "a.txt"), []byte("changed"), 0o644))
-			h3, err := opts.Hash(ctx)
-			require.NoError(t, err)
-			assert.NotEqual(t, h1, h3, "the context's own files count")
+			assertHashCounts(t, opts, filepath.Join(resolved, "objects.db"), filepath.Join(real, "a.txt"))
 		})
 	}
 }
@@ -626,16 +616,5 @@ func TestContextLeavesOutEveryDataDir(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, lock.Unlock())
 	require.NoError(t, os.WriteFile(filepath.Join(old, "objects.db"), []byte("v1"), 0o600))
-	opts := build.Options{Context: dir}
-	ctx := context.Background()
-	h1, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(old, "objects.db"), []byte("v2"), 0o600))
-	h2, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, h1, h2, "another data directory is not part of the context")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("changed"), 0o644))
-	h3, err := opts.Hash(ctx)
-	require.NoError(t, err)
-	assert.NotEqual(t, h1, h3)
+	assertHashCounts(t, build.Options{Context: dir}, filepath.Join(old, "objects.db"), filepath.Join(dir, "a.txt"))
 }
