@@ -238,6 +238,15 @@ func TestAMovedDataDirsKilledContainersAreRemoved(t *testing.T) {
 			require.NoError(t, os.Rename(data, moved))
 			if oldPathMadeAnew {
 				require.NoError(t, os.Mkdir(data, 0o700))
+				// While a wharf serves the old path, the moved one is
+				// refused: their containers share names and cgroups.
+				there, err := OpenBackend(context.Background(), data, "", slog.New(slog.DiscardHandler))
+				require.NoError(t, err)
+				_, err = OpenBackend(context.Background(), moved, "", slog.New(slog.DiscardHandler))
+				assert.EqualError(t, err, "this data directory was moved from "+data+" while the containers of the wharf killed there ran, and a wharf serves "+data+
+					" now, whose containers share their names: stop that wharf, start this one (it stops the containers that moved), then that one again")
+				assert.False(t, exited(int(started.Pid())), "the container is left to that decision")
+				require.NoError(t, there.Close())
 			}
 			// The lock file of the killed wharf names the old path.
 			raw, err := json.Marshal(scopeHolder{PID: 1 << 22, DataDir: data})
