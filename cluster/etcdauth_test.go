@@ -331,3 +331,95 @@ func incrementSoon(t *testing.T, h *testHost, name string) int64 {
 	}, 10*ttl, 100*time.Millisecond, "%v", err)
 	return v
 }
+
+// TestDrainAsARefusedEtcdUser: a drain etcd refuses (the host's user
+// lost its permission on wharf/, or its password was changed) says so,
+// naming the user and the permission, as the lease's errors do, and
+// leaves the host serving as before: it was left taking no new object
+// although etcd still listed it as serving and the drain had failed, and
+// the errors were etcd's alone ("etcdserver: permission denied").
+func TestDrainAsARefusedEtcdUser(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	testetcd.EnableAuth(t, etcd, "root-secret", testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix})
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}, Username: "root", Password: "root-secret", DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer root.Close()
+	m, err := cluster.Join(context.Background(), cluster.Config{Name: "h1", Plugin: "counter", Advertise: "127.0.0.1:1", TTL: ttl,
+		Etcd: cluster.Etcd{Endpoints: []string{etcd}, User: "wharf", Password: "wharf-secret"}})
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.Serving(context.Background()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	_, err = root.RoleRevokePermission(ctx, "wharf", cluster.Prefix, clientv3.GetPrefixRangeEnd(cluster.Prefix))
+	require.NoError(t, err)
+	err = m.Drain(ctx)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `etcd user "wharf" may not read and write the keys under wharf/ (etcdserver: permission denied): its role needs readwrite permission on the prefix wharf/: etcdctl role grant-permission ROLE --prefix=true readwrite wharf/`)
+	assert.False(t, m.Draining(), "a failed drain changes nothing")
+	_, err = m.PickHost(ctx, "k")
+	assert.ErrorContains(t, err, `etcd user "wharf" may not read the keys under wharf/ (etcdserver: permission denied): its role needs read permission on the prefix wharf/`)
+
+	_, err = root.RoleGrantPermission(ctx, "wharf", cluster.Prefix, clientv3.GetPrefixRangeEnd(cluster.Prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+	require.NoError(t, err)
+	_, err = root.UserChangePassword(ctx, "wharf", "changed")
+	require.NoError(t, err)
+	err = m.Drain(ctx)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `etcd user "wharf": etcdserver: authentication failed, invalid user ID or password`)
+	assert.False(t, m.Draining(), "a failed drain changes nothing")
+	// Back as it was, for Close to revoke the lease.
+	_, err = root.UserChangePassword(ctx, "wharf", "wharf-secret")
+	require.NoError(t, err)
+	require.NoError(t, m.Drain(ctx))
+	assert.True(t, m.Draining())
+}
+
+// TestClusterDrainAsARefusedEtcdUser: wharf cluster drain of a host whose
+// etcd user lost its permission on wharf/ says which user and permission
+// (it said "no host to move the objects to: etcdserver: permission
+// denied", or only etcd's words), and once the permission is back the
+// host takes new objects again: the drain etcd refused had left it
+// draining (forwarding every new object) although it failed.
+func TestClusterDrainAsARefusedEtcdUser(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	testetcd.EnableAuth(t, etcd, "root-secret",
+		testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix},
+		testetcd.User{Name: "other", Password: "other-secret", Permission: "readwrite", Prefix: cluster.Prefix})
+	dir := t.TempDir()
+	password := func(name, text string) string {
+		file := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
+		return file
+	}
+	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", password("wharf", "wharf-secret\n"))
+	c.etcdUser, c.etcdPassword = "root", "root-secret"
+	h1 := c.start(t, "h1")
+	c.startModule(t, "h2", c.wasm, counterManifest, "--cluster-etcd-user", "other", "--cluster-etcd-password-file", password("other", "other-secret\n"))
+	root := c.client(t)
+	ctx := context.Background()
+	prefixEnd := clientv3.GetPrefixRangeEnd(cluster.Prefix)
+	drain := func() string {
+		out, err := exec.Command(testutil.BuildWharf(t), "cluster", "drain", "--data-dir", h1.dataDir).CombinedOutput()
+		require.Error(t, err, "%s", out)
+		return string(out)
+	}
+
+	// Read only: the hosts are listed, the host's record is not written.
+	_, err := root.RoleRevokePermission(ctx, "wharf", cluster.Prefix, prefixEnd)
+	require.NoError(t, err)
+	_, err = root.RoleGrantPermission(ctx, "wharf", cluster.Prefix, prefixEnd, clientv3.PermissionType(clientv3.PermRead))
+	require.NoError(t, err)
+	assert.Contains(t, drain(), `marking the host as draining: etcd user "wharf" may not read and write the keys under wharf/ (etcdserver: permission denied): its role needs readwrite permission on the prefix wharf/`)
+	// No permission: the hosts are not listed.
+	_, err = root.RoleRevokePermission(ctx, "wharf", cluster.Prefix, prefixEnd)
+	require.NoError(t, err)
+	assert.Contains(t, drain(), `listing the hosts to move the objects to: etcd user "wharf" may not read the keys under wharf/ (etcdserver: permission denied): its role needs read permission on the prefix wharf/`)
+
+	// The permission back: h1 takes a new object itself.
+	_, err = root.RoleGrantPermission(ctx, "wharf", cluster.Prefix, prefixEnd, clientv3.PermissionType(clientv3.PermReadWrite))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), incrementSoon(t, h1, "fresh"))
+	assert.Equal(t, "h1", c.owner(t, "fresh"), "h1 is not draining")
+}

@@ -1187,7 +1187,32 @@ func (m *Member) Close() error {
 
 // Drain marks the host as draining: it takes no new objects, and Place
 // answers with the current owner or none.
-func (m *Member) Drain(ctx context.Context) error { return m.setState(ctx, StateDraining) }
+// If etcd is not told, the host serves on as before: the error says why,
+// naming the etcd user and the permission if etcd refused them.
+func (m *Member) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	was := m.state
+	m.mu.Unlock()
+	if err := m.setState(ctx, StateDraining); err != nil {
+		m.mu.Lock()
+		if m.state == StateDraining {
+			m.state = was
+		}
+		m.mu.Unlock()
+		return m.explainRefusal(err, readWrite)
+	}
+	return nil
+}
+
+// explainRefusal is err, a request to etcd that failed, explained
+// (Etcd.explain) if etcd refused the user or its permission; other
+// errors are returned as they are, without probing etcd's endpoints.
+func (m *Member) explainRefusal(err error, need string) error {
+	if isDenied(err) || errors.Is(err, rpctypes.ErrAuthFailed) {
+		return m.cfg.Etcd.explain(err, need)
+	}
+	return err
+}
 
 // Draining reports whether Drain was called.
 func (m *Member) Draining() bool {
@@ -1202,7 +1227,7 @@ func (m *Member) Draining() bool {
 func (m *Member) PickHost(ctx context.Context, object string) (string, error) {
 	hosts, err := listHosts(ctx, m.client(), false)
 	if err != nil {
-		return "", err
+		return "", m.explainRefusal(err, readOnly)
 	}
 	var names []string
 	for _, h := range hosts {

@@ -438,8 +438,10 @@ func (o *Objects) Drain(ctx context.Context) error {
 	if o == nil || o.cluster == nil {
 		return errors.New("this wharf is not in a cluster")
 	}
-	if _, err := o.cluster.Member.PickHost(ctx, ""); err != nil {
+	if _, err := o.cluster.Member.PickHost(ctx, ""); errors.Is(err, cluster.ErrUnknownHost) {
 		return fmt.Errorf("no host to move the objects to: %w", err)
+	} else if err != nil {
+		return fmt.Errorf("listing the hosts to move the objects to: %w", err)
 	}
 	if err := o.cluster.Member.Drain(ctx); err != nil {
 		return fmt.Errorf("marking the host as draining: %w", err)
