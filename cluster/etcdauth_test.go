@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -422,4 +423,35 @@ func TestClusterDrainAsARefusedEtcdUser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), incrementSoon(t, h1, "fresh"))
 	assert.Equal(t, "h1", c.owner(t, "fresh"), "h1 is not draining")
+}
+
+// TestHostWithoutAUserWhenEtcdEnablesAuthentication: a host given no etcd
+// user, running when etcd's authentication is enabled, serves nothing
+// (etcd refuses its requests) and says that it has no user: it logged
+// "this host's etcd user may not write the cluster's keys" with user="",
+// a user it does not have. Once authentication is disabled it serves
+// again.
+func TestHostWithoutAUserWhenEtcdEnablesAuthentication(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	var logs testutil.LogBuffer
+	m, err := cluster.Join(context.Background(), cluster.Config{Name: "h1", Plugin: "counter", Advertise: "127.0.0.1:1", TTL: ttl,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Etcd: cluster.Etcd{Endpoints: []string{etcd}}})
+	require.NoError(t, err)
+	defer m.Close()
+	testetcd.EnableAuth(t, etcd, "root-secret")
+	noUser := `level=ERROR msg="etcd has authentication enabled and this host was given no etcd user: it serves no object and lets its cluster lease run out, so that hosts that may write take its objects; it serves again once etcd's authentication is disabled, or restarted with an etcd user" err="etcd has authentication enabled (etcdserver: user name is empty)"`
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), noUser) }, 5*ttl, 50*time.Millisecond, "%s", &logs)
+	assert.NotContains(t, logs.String(), `user=""`)
+	_, err = m.Place(context.Background(), "k")
+	assert.ErrorIs(t, err, cluster.ErrFenced)
+
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}, Username: "root", Password: "root-secret", DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer root.Close()
+	_, err = root.AuthDisable(context.Background())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `msg="etcd takes this host's requests without a user again"`)
+	}, 5*ttl, 50*time.Millisecond, "%s", &logs)
+	require.Eventually(t, func() bool { _, err := m.Place(context.Background(), "k"); return err == nil }, 5*ttl, 50*time.Millisecond)
 }

@@ -441,7 +441,11 @@ func (m *Member) keepAlive(ctx context.Context) {
 		if m.denied.Load() != nil {
 			if err = m.checkPermission(rctx); err == nil {
 				m.denied.Store(nil)
-				m.logger.Info("this host's etcd user may write the cluster's keys again", "user", m.cfg.Etcd.User)
+				if m.cfg.Etcd.User == "" {
+					m.logger.Info("etcd takes this host's requests without a user again")
+				} else {
+					m.logger.Info("this host's etcd user may write the cluster's keys again", "user", m.cfg.Etcd.User)
+				}
 			}
 		}
 		if err == nil {
@@ -460,6 +464,11 @@ func (m *Member) keepAlive(ctx context.Context) {
 			// It serves nothing from now on: what it would write, etcd
 			// refuses.
 			m.noteDenied(err)
+			if m.cfg.Etcd.User == "" { // authentication enabled under it
+				m.logger.Error("etcd has authentication enabled and this host was given no etcd user: it serves no object and lets its cluster lease run out, so that hosts that may write take its objects; it serves again once etcd's authentication is disabled, or restarted with an etcd user",
+					"err", m.cfg.Etcd.explain(err, readWrite))
+				break
+			}
 			m.logger.Error("this host's etcd user may not write the cluster's keys: it serves no object and lets its cluster lease run out, so that hosts that may write take its objects; it serves again once the user may",
 				"user", m.cfg.Etcd.User, "err", m.cfg.Etcd.explain(err, readWrite))
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
