@@ -33,11 +33,7 @@ import (
 func TestClusterOnAnEtcdWithAuthentication(t *testing.T) {
 	etcd := testetcd.Start(t, 1)
 	dir := t.TempDir()
-	password := func(name, text string) string {
-		file := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
-		return file
-	}
+	password := func(name, text string) string { return writePassword(t, dir, name, text) }
 	wharfPassword := password("wharf", "wharf-secret\n")
 	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", wharfPassword)
 	early := c.start(t, "h1")
@@ -245,20 +241,7 @@ func TestPasswordInClear(t *testing.T) {
 // deleted fails its renewals, saying etcd refuses the user, and its
 // object moves as well.
 func TestClusterHostWhoseEtcdUserLosesItsPermission(t *testing.T) {
-	etcd := testetcd.Start(t, 1)
-	testetcd.EnableAuth(t, etcd, "root-secret",
-		testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix},
-		testetcd.User{Name: "other", Password: "other-secret", Permission: "readwrite", Prefix: cluster.Prefix})
-	dir := t.TempDir()
-	password := func(name, text string) string {
-		file := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
-		return file
-	}
-	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", password("wharf", "wharf-secret\n"))
-	c.etcdUser, c.etcdPassword = "root", "root-secret"
-	h1 := c.start(t, "h1")
-	h2 := c.startModule(t, "h2", c.wasm, counterManifest, "--cluster-etcd-user", "other", "--cluster-etcd-password-file", password("other", "other-secret\n"))
+	etcd, c, h1, h2 := twoUserCluster(t)
 	for want := int64(1); want <= 3; want++ {
 		v, err := h1.increment("k")
 		require.NoError(t, err)
@@ -384,20 +367,7 @@ func TestDrainAsARefusedEtcdUser(t *testing.T) {
 // host takes new objects again: the drain etcd refused had left it
 // draining (forwarding every new object) although it failed.
 func TestClusterDrainAsARefusedEtcdUser(t *testing.T) {
-	etcd := testetcd.Start(t, 1)
-	testetcd.EnableAuth(t, etcd, "root-secret",
-		testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix},
-		testetcd.User{Name: "other", Password: "other-secret", Permission: "readwrite", Prefix: cluster.Prefix})
-	dir := t.TempDir()
-	password := func(name, text string) string {
-		file := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
-		return file
-	}
-	c := newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", password("wharf", "wharf-secret\n"))
-	c.etcdUser, c.etcdPassword = "root", "root-secret"
-	h1 := c.start(t, "h1")
-	c.startModule(t, "h2", c.wasm, counterManifest, "--cluster-etcd-user", "other", "--cluster-etcd-password-file", password("other", "other-secret\n"))
+	_, c, h1, _ := twoUserCluster(t)
 	root := c.client(t)
 	ctx := context.Background()
 	prefixEnd := clientv3.GetPrefixRangeEnd(cluster.Prefix)
@@ -454,4 +424,28 @@ func TestHostWithoutAUserWhenEtcdEnablesAuthentication(t *testing.T) {
 		return strings.Contains(logs.String(), `msg="etcd takes this host's requests without a user again"`)
 	}, 5*ttl, 50*time.Millisecond, "%s", &logs)
 	require.Eventually(t, func() bool { _, err := m.Place(context.Background(), "k"); return err == nil }, 5*ttl, 50*time.Millisecond)
+}
+
+// twoUserCluster starts an etcd with authentication enabled and two
+// hosts: h1 as etcd user wharf, h2 as user other, both with readwrite on
+// wharf/; the cluster's own requests to etcd go as root.
+func twoUserCluster(t *testing.T) (etcd string, c *testCluster, h1, h2 *testHost) {
+	etcd = testetcd.Start(t, 1)
+	testetcd.EnableAuth(t, etcd, "root-secret",
+		testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix},
+		testetcd.User{Name: "other", Password: "other-secret", Permission: "readwrite", Prefix: cluster.Prefix})
+	dir := t.TempDir()
+	c = newTestClusterOn(t, etcd, nil, "--cluster-etcd-user", "wharf", "--cluster-etcd-password-file", writePassword(t, dir, "wharf", "wharf-secret\n"))
+	c.etcdUser, c.etcdPassword = "root", "root-secret"
+	h1 = c.start(t, "h1")
+	h2 = c.startModule(t, "h2", c.wasm, counterManifest, "--cluster-etcd-user", "other", "--cluster-etcd-password-file", writePassword(t, dir, "other", "other-secret\n"))
+	return etcd, c, h1, h2
+}
+
+// writePassword writes text to the file name in dir, a password file,
+// and returns its path.
+func writePassword(t *testing.T, dir, name, text string) string {
+	file := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
+	return file
 }
