@@ -15,6 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wharfhq/wharf/containerd/build"
+	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/internal/textlog"
 	"github.com/wharfhq/wharf/manifest"
@@ -83,16 +84,10 @@ type builtImage struct {
 // to report.
 func (w *sourceWatcher) watchImages(ctx context.Context, m *manifest.Manifest) {
 	for _, c := range m.Containers {
-		src, ok := c.BuildSource(m.Dir)
-		if !ok {
+		o, ok, err := hostbackend.ImageBuild(m, c, w.skip)
+		if err != nil || !ok {
 			continue
 		}
-		contextDir, dockerfile, err := build.Source(src, "")
-		if err != nil {
-			continue
-		}
-		o := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
-			Exclude: build.ExcludeInside(contextDir, w.skip)}
 		hash, err := o.Hash(ctx)
 		if err != nil {
 			continue

@@ -167,16 +167,14 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 func buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backend, o Options, specs map[string]manifest.Container, logger *slog.Logger) error {
 	var targets []build.Options
 	for i, c := range m.Containers {
-		src, ok := c.BuildSource(m.Dir)
-		if !ok {
-			continue
-		}
-		contextDir, dockerfile, err := build.Source(src, "")
+		bo, ok, err := ImageBuild(m, c, b.DataDir)
 		if err != nil {
 			return fmt.Errorf("%s: containers[%d] (class %s): %w", m.Path, i, c.ClassName, err)
 		}
-		bo := build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
-			Auth: o.Registries.Auth, Progress: o.BuildOutput, Exclude: build.ExcludeInside(contextDir, b.DataDir)}
+		if !ok {
+			continue
+		}
+		bo.Auth, bo.Progress = o.Registries.Auth, o.BuildOutput
 		hash, err := bo.Hash(ctx)
 		if err != nil {
 			return err
@@ -187,6 +185,22 @@ func buildImages(ctx context.Context, m *manifest.Manifest, b *containerd.Backen
 		specs[c.ClassName] = c
 	}
 	return build.EnsureBuilt(ctx, b, targets, build.EngineOptions{InsecureRegistries: o.Registries.Insecure, Logger: logger})
+}
+
+// ImageBuild is the build of class c's image if the manifest m builds it
+// from a Dockerfile (ok): its context and Dockerfile, its build
+// arguments, and the data directory dataDir left out of the context.
+func ImageBuild(m *manifest.Manifest, c manifest.Container, dataDir string) (o build.Options, ok bool, err error) {
+	src, ok := c.BuildSource(m.Dir)
+	if !ok {
+		return build.Options{}, false, nil
+	}
+	contextDir, dockerfile, err := build.Source(src, "")
+	if err != nil {
+		return build.Options{}, false, err
+	}
+	return build.Options{Context: contextDir, Dockerfile: dockerfile, BuildArgs: c.BuildArgs,
+		Exclude: build.ExcludeInside(contextDir, dataDir)}, true, nil
 }
 
 // Parts returns the manager and the containerd connection behind s, a
