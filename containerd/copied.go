@@ -92,6 +92,9 @@ func movedShims(procs []process, from, dir string) []shim {
 // was mounted in the original was copied through); if something is
 // mounted under it, it is left as it is, and said.
 func discardForeignRuntimeState(dir string, logger *slog.Logger) error {
+	if err := stopShimsMovedAway(dir, logger); err != nil {
+		return err
+	}
 	from := configuredFrom(dir)
 	if from == "" {
 		return nil
@@ -138,6 +141,70 @@ func removeRuntimeState(dir, from string) error {
 		if err := os.RemoveAll(state); err != nil {
 			return fmt.Errorf("removing the containerd runtime state that came from %s: %w", filepath.Dir(from), err)
 		}
+	}
+	return nil
+}
+
+// shimsMovedAway are the shims of the containerd of the daemon directory
+// dir that work in another directory, and the daemon directory they work
+// in: the data directory that was at dir's was moved (mv) while they ran,
+// and one was made anew at its path. They still name dir's containerd's
+// socket and runc's state, and so do the names they give on the host: the
+// socket of each shim (a hash of containerd's socket and the container's
+// id) and its container's cgroup (a hash of runc's state). The containers
+// of dir's containerd take those names, object by object: a start in dir
+// found the moved container's shim serving its socket and its cgroup
+// running, and the stop of its own container (runc kill --all, which
+// signals the whole cgroup) killed the moved one's processes, leaving
+// their mounts in the moved directory, which its next run then refused.
+func shimsMovedAway(procs []process, dir string) (moved []shim, to string) {
+	for _, sh := range shimsAmong(procs, SocketPath(dir, "containerd.sock")) {
+		cwd := workDir(sh.pid)
+		if cwd == "" || strings.HasPrefix(cwd, dir+"/") {
+			continue
+		}
+		moved = append(moved, sh)
+		if at, _, ok := strings.Cut(cwd, "/state/io.containerd.runtime.v2.task/"); ok && to == "" {
+			to = at
+		}
+	}
+	return moved, to
+}
+
+// stopShimsMovedAway stops, before the containerd of the daemon directory
+// dir starts, the shims of a data directory moved from dir's path while
+// the containers of its killed wharf ran (see shimsMovedAway), with their
+// containers, and unmounts what they left mounted where they work: they
+// take names dir's containers need, and neither wharf could adopt or stop
+// them through its containerd (their objects start afresh when the moved
+// directory is served). While a containerd of the moved data directory
+// still runs (a running wharf's data directory was moved) they are its
+// containers: dir is refused.
+func stopShimsMovedAway(dir string, logger *slog.Logger) error {
+	procs := processes()
+	moved, to := shimsMovedAway(procs, dir)
+	if len(moved) == 0 {
+		return nil
+	}
+	data, movedData := filepath.Dir(dir), filepath.Dir(to)
+	if to == "" {
+		movedData = "another directory (it may have been removed since)"
+	}
+	if daemonRuns(procs, data) {
+		return fmt.Errorf("the data directory that was at %s was moved to %s while its wharf ran, which still runs its containers under this path's names "+
+			"(its containerd's socket, its containers' shims and cgroups), which this one's containers would take: stop that wharf first", data, movedData)
+	}
+	at := movedData
+	if to == "" {
+		at = data // nothing of it is mounted anywhere found
+	}
+	removed, errs := removeLeftProcesses(procs, data, at)
+	logger.Warn("the data directory that was at "+data+" was moved to "+movedData+" while the containers of the wharf killed there ran: "+
+		"they still used this path's names (its containerd's socket, its containers' shims and cgroups), which this wharf's containers take, "+
+		"and were stopped now; their objects start afresh when "+movedData+" is served",
+		"moved_to", movedData, "removed", strings.Join(removed, ", "))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stopping the containers of the wharf killed before its data directory was moved from %s to %s: %w", data, movedData, err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/containerd/egress"
+	"github.com/wharfhq/wharf/internal/testimages"
 )
 
 // eth0Addresses is how many IPv4 addresses the container's eth0 has: 1
@@ -275,4 +276,66 @@ func TestAMovedDataDirsKilledContainersAreRemoved(t *testing.T) {
 			require.NoError(t, RemoveImage(context.Background(), b.Client, spec.Image, false))
 		})
 	}
+}
+
+// TestAMovedDataDirsOldPathServedFirst: the data directory of a wharf
+// killed with its container running, moved (mv), and a data directory
+// made anew at the old path and served before the moved one. The moved
+// container's shim and cgroup are named after the old path's containerd,
+// and so are those of the new wharf's container of the same object: its
+// start found the moved shim serving the socket, and its stop (runc kill
+// --all signals the whole cgroup) killed the moved container's processes,
+// leaving their mounts in the moved directory, whose next run was then
+// refused as a copy with something mounted. The wharf at the old path
+// stops the moved containers before its containerd starts, and says so;
+// both data directories then serve the object, and nothing is left.
+func TestAMovedDataDirsOldPathServedFirst(t *testing.T) {
+	data, _, spec, started, tag, _ := killedWithAContainer(t)
+	moved := filepath.Join(t.TempDir(), "moved")
+	require.NoError(t, os.Rename(data, moved))
+	require.NoError(t, os.Mkdir(data, 0o700))
+	removeAllIfFailed(t, moved, slog.New(slog.DiscardHandler), spec)
+	// The lock file of the killed wharf names the old path.
+	raw, err := json.Marshal(scopeHolder{PID: 1 << 22, DataDir: data})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(scopeLockPath(tag), raw, 0o644))
+
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	serve := func(dir string, removedWant int) {
+		t.Helper()
+		b, err := OpenBackend(context.Background(), dir, "", logger)
+		require.NoError(t, err)
+		defer b.Close()
+		archivePath, err := testimages.Busybox(t.TempDir())
+		require.NoError(t, err)
+		_, err = ImportArchive(context.Background(), b.Client, archivePath, "")
+		require.NoError(t, err)
+		m, err := NewManager(b, ManagerOptions{Logger: logger})
+		require.NoError(t, err)
+		adopted, removed, err := m.Recover(context.Background(), offlinePolicy)
+		require.NoError(t, err)
+		assert.Equal(t, 0, adopted)
+		assert.Equal(t, removedWant, removed)
+		assert.True(t, exited(int(started.Pid())), "the moved container's process is stopped")
+		assert.Empty(t, MountsUnder(moved), "and what it had mounted")
+		mc, err := m.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+		require.NoError(t, err, "%s serves the object", dir)
+		assert.Equal(t, "1\n", eth0Addresses(t, mc.Container), "with its network")
+		require.NoError(t, m.Close(context.Background()))
+		require.NoError(t, RemoveImage(context.Background(), b.Client, spec.Image, false))
+		left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
+		require.NoError(t, err)
+		assert.Empty(t, left)
+		assert.Empty(t, journalAt(dir).leftovers())
+		assert.Empty(t, MountsUnder(dir))
+	}
+	serve(data, 0)
+	assert.Contains(t, logs.String(), `level=WARN msg="the data directory that was at `+data+` was moved to `+moved+` while the containers of the wharf killed there ran: `+
+		`they still used this path's names (its containerd's socket, its containers' shims and cgroups), which this wharf's containers take, `+
+		`and were stopped now; their objects start afresh when `+moved+` is served" moved_to=`+moved+` removed="shim `)
+	serve(moved, 1)
+	assert.Empty(t, networkNamesOf(tag), "the moved container's network is gone")
+	assert.Empty(t, egress.FirewallLeftovers(tag))
+	assert.Empty(t, shimsAmong(processes(), EmbeddedAddress(data)))
 }
