@@ -339,3 +339,36 @@ func TestAMovedDataDirsOldPathServedFirst(t *testing.T) {
 	assert.Empty(t, egress.FirewallLeftovers(tag))
 	assert.Empty(t, shimsAmong(processes(), EmbeddedAddress(data)))
 }
+
+// TestTheOldPathOfARunningWharfsMovedDataDirIsRefused: the data directory
+// of a running wharf moved (mv), and one made anew at the old path before
+// that wharf linked it there (see cmd/wharf's followDataDirMove). Its
+// containers are the running wharf's, named after the old path: a wharf
+// of the new directory is refused rather than stop them or share their
+// names, and says why.
+func TestTheOldPathOfARunningWharfsMovedDataDirIsRefused(t *testing.T) {
+	data, logger, b1, m1, spec := crashingHost(t)
+	removeAllIfFailed(t, data, logger, spec)
+	started, err := m1.Start(context.Background(), "Sandbox", "obj1", spec, offlinePolicy("", false), 0)
+	require.NoError(t, err)
+	moved := filepath.Join(t.TempDir(), "moved")
+	require.NoError(t, os.Rename(data, moved))
+	require.NoError(t, os.Mkdir(data, 0o700))
+	b2, err := OpenBackend(context.Background(), data, "", logger)
+	if err == nil {
+		b2.Close()
+	}
+	assert.ErrorContains(t, err, "the data directory that was at "+data+" was moved to "+moved+" while its wharf ran, which still runs its containers "+
+		"under this path's names (its containerd's socket, its containers' shims and cgroups), which this one's containers would take: stop that wharf first")
+	assert.False(t, exited(int(started.Pid())), "the running wharf's container runs on")
+
+	// Moved back, the running wharf stops cleanly.
+	require.NoError(t, os.RemoveAll(data))
+	require.NoError(t, os.Rename(moved, data))
+	require.NoError(t, m1.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b1.Client, spec.Image, false))
+	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	require.NoError(t, b1.Close())
+}
