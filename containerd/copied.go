@@ -100,13 +100,6 @@ func discardForeignRuntimeState(dir string, logger *slog.Logger) error {
 		return nil
 	}
 	if procs := processes(); len(movedShims(procs, from, dir)) > 0 {
-		// A wharf serving a directory made anew at the old path has
-		// shims and containers of the same names and cgroups: none is
-		// stopped for it.
-		if daemonRuns(procs, filepath.Dir(from)) {
-			return fmt.Errorf("this data directory was moved from %s while the containers of the wharf killed there ran, and a wharf serves %s now, whose containers share their names: "+
-				"stop that wharf, start this one (it stops the containers that moved), then that one again", filepath.Dir(from), filepath.Dir(from))
-		}
 		removed, errs := removeLeftProcesses(procs, filepath.Dir(from), filepath.Dir(dir))
 		logger.Warn("this data directory was moved from "+filepath.Dir(from)+" while the containers of the wharf killed there ran: "+
 			"they named the old path, so they could be neither adopted nor stopped, and were stopped now; their objects start afresh",
