@@ -30,6 +30,9 @@ type Image struct {
 	Name   string
 	Digest string
 	Size   int64
+	// UsedBy are the plugins of running wharf serve processes that use
+	// the image (see MarkInUse).
+	UsedBy []string
 }
 
 // ImportArchive imports an OCI or Docker image archive (a tar file) and
@@ -116,7 +119,7 @@ func NameTheManifest(ctx context.Context, c *client.Client, imported Image) (Ima
 
 func describe(ctx context.Context, c *client.Client, img images.Image) Image {
 	size, _ := img.Size(ctx, c.ContentStore(), platforms.Default())
-	return Image{Name: img.Name, Digest: img.Target.Digest.String(), Size: size}
+	return Image{Name: img.Name, Digest: img.Target.Digest.String(), Size: size, UsedBy: users(img)}
 }
 
 // ListImages lists wharf's images.

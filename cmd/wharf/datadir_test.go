@@ -192,7 +192,7 @@ func TestImagesStartedWithTheirOwner(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "the command must start before serve's containerd listens")
 	out, code := wharfCmd(t, "", "images", "ls", "--data-dir", data)
 	assert.Equal(t, 0, code, out)
-	assert.Regexp(t, `^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\n$`, out)
+	assert.Regexp(t, `^NAME\s+DIGEST\s+SIZE\s+USED BY\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\s+-\n$`, out)
 	// serve logs the line once its containerd answers, which is when the
 	// command can go through it: the line may reach srv.Logs after.
 	assert.True(t, srv.WaitLog(`msg="containerd started"`, 10*time.Second), "through serve's containerd:\n%s", srv.Logs())
@@ -234,7 +234,7 @@ func TestImagesBesideAServeWithoutContainers(t *testing.T) {
 	require.NoError(t, srv.Stop(30*time.Second))
 	out, code = wharfCmd(t, "", "images", "ls", "--data-dir", data)
 	assert.Equal(t, 0, code, "the directory is free again: %s", out)
-	assert.Equal(t, "NAME  DIGEST  SIZE\n", out)
+	assert.Equal(t, "NAME  DIGEST  SIZE  USED BY\n", out)
 	assert.Empty(t, testutil.Processes("containerd", data))
 }
 

@@ -474,7 +474,7 @@ func newImagesCommand() *cobra.Command {
 	importCmd.Flags().StringVar(&name, "name", "", "name for images the archive leaves unnamed")
 	lsCmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List images",
+		Short: "List images, with the plugins of running wharf serves that use them",
 		Args:  cobra.NoArgs,
 		RunE: f.run(func(cmd *cobra.Command, b *containerd.Backend, _ []string) error {
 			imgs, err := containerd.ListImages(cmd.Context(), b.Client)
@@ -482,9 +482,13 @@ func newImagesCommand() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tDIGEST\tSIZE")
+			fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tUSED BY")
 			for _, img := range imgs {
-				fmt.Fprintf(w, "%s\t%s\t%.1f MB\n", img.Name, img.Digest, float64(img.Size)/1e6)
+				usedBy := "-"
+				if len(img.UsedBy) > 0 {
+					usedBy = strings.Join(img.UsedBy, ",")
+				}
+				fmt.Fprintf(w, "%s\t%s\t%.1f MB\t%s\n", img.Name, img.Digest, float64(img.Size)/1e6, usedBy)
 			}
 			return w.Flush()
 		}),

@@ -157,6 +157,9 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	_, err = run(t, "images", "rm", first, "--data-dir", data, "--containerd-address", relative)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "image in use: "+first+" is used by the loaded plugin built; stop it first or pass --force")
+	out, err := run(t, "images", "ls", "--data-dir", data)
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(first)+`\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\s+built$`, out, "ls names the plugin that uses it")
 	// The build engine's state belongs to the running wharf: a build
 	// through its containerd is refused.
 	_, err = run(t, append([]string{"images", "build", filepath.Join(plugin, "container"), "--tag", "wharf.test/meanwhile:1",
@@ -173,7 +176,7 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(plugin, "container", "note.txt"), []byte("v2\n"), 0o644))
 	srv, second := servedBuild(t, plugin, data, true)
 	assert.NotEqual(t, first, second, "a changed context gets a new tag")
-	out, err := run(t, append([]string{"images", "prune"}, shared...)...)
+	out, err = run(t, append([]string{"images", "prune"}, shared...)...)
 	require.NoError(t, err)
 	assert.Contains(t, out, "removed "+first)
 	assert.NotContains(t, out, "removed "+second, "the served image stays")

@@ -376,7 +376,7 @@ func TestImagesImportListRemove(t *testing.T) {
 
 	out, err = run(t, "images", "ls", "--data-dir", data)
 	require.NoError(t, err)
-	assert.Regexp(t, `(?m)^NAME\s+DIGEST\s+SIZE\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB$`, out)
+	assert.Regexp(t, `(?m)^NAME\s+DIGEST\s+SIZE\s+USED BY\nwharf.test/busybox:latest\s+sha256:[0-9a-f]{64}\s+[0-9.]+ MB\s+-$`, out)
 	out, err = run(t, "images", "rm", "wharf.test/busybox:latest", "--data-dir", data)
 	require.NoError(t, err)
 	assert.Equal(t, "removed wharf.test/busybox:latest\n", out)
