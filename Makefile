@@ -9,16 +9,21 @@ ENGINE  ?=
 # archive, maybe inside another repository, which git describe would name).
 VERSION ?= $(shell test -z "$$(git rev-parse --show-prefix 2>/dev/null || echo outside)" && git describe --tags --always --dirty 2>/dev/null || echo dev)
 export PATH := $(PATH):/usr/local/go/bin
+# CNI_PLUGINS are the CNI plugins of the build steps' network (see
+# containerd/build/network.go).
+CNI_PLUGINS := $(addprefix github.com/containernetworking/plugins/plugins/,main/ptp ipam/host-local main/loopback)
 
 .PHONY: build demo test bench lint deps clean
 
 # wharf-init, the agent wharf runs as PID 1 in containers, and buildkitd
 # (BuildKit, a tool of this module, which wharf starts to build images from
-# Dockerfiles) go next to wharf, where wharf looks for them. wharf-init is
-# static so any image can run it.
+# Dockerfiles) go next to wharf, where wharf looks for them, and the CNI
+# plugins that give each RUN step its network (tools too) in cni/ next to
+# buildkitd. wharf-init is static so any image can run it.
 build: deps
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/wharf
 	$(GO) build -o bin/buildkitd github.com/moby/buildkit/cmd/buildkitd
+	mkdir -p bin/cni && $(GO) build -o bin/cni/ $(CNI_PLUGINS)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(dir $(BIN))wharf-init ./cmd/wharf-init
 
 # deps installs what a fresh Debian machine lacks (needs root for apt).

@@ -29,8 +29,9 @@ const buildLeaseFilter = `labels."buildkit/lease.temporary"`
 // RemoveBuildLeftovers removes what a build cut short (wharf killed while
 // building) left in BuildNamespace: build containers with their tasks,
 // shims, bundles and runc state, BuildKit's temporary leases, whose
-// snapshots containerd then collects, and the build cgroups (under
-// BuildCgroupParent) left empty. The build cache stays. No build may
+// snapshots containerd then collects, the build cgroups (under
+// BuildCgroupParent) left empty, and the build steps' nft table (see
+// OpenBuildNetwork). The build cache stays. No build may
 // be running. On a containerd wharf did not start, which other builders
 // may share, it removes only the empty build cgroups: they are named after
 // this data directory, and runc removes only each step's own, which left
@@ -38,7 +39,7 @@ const buildLeaseFilter = `labels."buildkit/lease.temporary"`
 func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 	cgroups := "/" + b.BuildCgroupParent()
 	if b.daemon == nil {
-		return removeCgroupTree(cgroups)
+		return errors.Join(removeCgroupTree(cgroups), b.removeBuildFirewall())
 	}
 	ctx = namespaces.WithNamespace(ctx, BuildNamespace)
 	ctrs, err := b.Client.Containers(ctx)
@@ -60,7 +61,7 @@ func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(append(errs, removeCgroupTree(cgroups))...)
+	return errors.Join(append(errs, removeCgroupTree(cgroups), b.removeBuildFirewall())...)
 }
 
 // removeContainer kills a container's task, if it has one, and deletes

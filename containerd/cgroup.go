@@ -44,8 +44,13 @@ func cgroupTag(runcRoot string) string {
 // build left there could not be told apart. Container ids begin with
 // "wharf-", so it is no container's cgroup.
 func (b *Backend) BuildCgroupParent() string {
-	return Namespace + "/" + cgroupTag(b.RuncRoot) + "-build"
+	return Namespace + "/" + buildTag(b.RuncRoot)
 }
+
+// buildTag names what the builds of the containerd whose runc state is at
+// runcRoot have on the host: their cgroup (BuildCgroupParent) and their nft
+// table (OpenBuildNetwork).
+func buildTag(runcRoot string) string { return cgroupTag(runcRoot) + "-build" }
 
 // cgroupsOf lists the cgroup directories, in every hierarchy, of the
 // containers and builds of the containerd whose runc state is at runcRoot.

@@ -53,13 +53,14 @@ func Leftovers(ctx context.Context, c *client.Client, address, scope string) ([]
 }
 
 // HostLeftovers lists what the wharf with data at scope created outside
-// containerd that still exists: its nft table, egress policies, journal
+// containerd that still exists: its nft tables (its containers' and its
+// builds'), egress policies, journal
 // records, task bundles and runc containers (of the containerd it started),
 // the cgroups of its containers and builds, mounts, loop devices, log
 // keepers, network namespaces and veth links. It needs no containerd, so
 // it can check a host after wharf has stopped.
 func HostLeftovers(scope string) []string {
-	out := egress.FirewallLeftovers(Scope(scope))
+	out := append(egress.FirewallLeftovers(Scope(scope)), egress.FirewallLeftovers(buildTag(runcRoot(daemonDir(scope))))...)
 	policies, _ := filepath.Glob(filepath.Join(scope, "egress", "policies", "*.json"))
 	for _, p := range policies {
 		out = append(out, "egress policy "+p)

@@ -222,5 +222,5 @@ func reclaimLocked(ctx context.Context, dir string, logger *slog.Logger) error {
 	killed := KillProcesses(func(args []string) bool {
 		return filepath.Base(args[0]) == "buildkitd" && strings.HasPrefix(argAfter(args, "--config"), buildDir+"/")
 	})
-	return errors.Join(err, m.Close(ctx), killed, UnmountUnder(buildDir), b.RemoveBuildLeftovers(ctx), b.Close())
+	return errors.Join(err, m.Close(ctx), killed, UnmountBuild(buildDir), b.RemoveBuildLeftovers(ctx), b.Close())
 }

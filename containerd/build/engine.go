@@ -105,12 +105,22 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		// Builds without a limit rather than none.
 		logger.Warn("the build steps' processes are not limited", "err", err)
 	}
-	if err := os.WriteFile(conf, []byte(config(root, sock, b, opts.InsecureRegistries)), 0o600); err != nil {
+	cniBin, err := cniPlugins(bin)
+	if err != nil {
 		return nil, err
+	}
+	if err := os.WriteFile(cniConfigPath(dir), []byte(containerd.BuildCNIConfig()), 0o600); err != nil {
+		return nil, err
+	}
+	if err := b.OpenBuildNetwork(); err != nil {
+		return nil, fmt.Errorf("the build steps' network: %w", err)
+	}
+	if err := os.WriteFile(conf, []byte(config(root, sock, cniBin, cniConfigPath(dir), b, opts.InsecureRegistries)), 0o600); err != nil {
+		return nil, errors.Join(err, b.RemoveBuildLeftovers(ctx))
 	}
 	logs, err := os.OpenFile(filepath.Join(dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, b.RemoveBuildLeftovers(ctx))
 	}
 	cmd := exec.Command(bin, "--config", conf)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -125,7 +135,7 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := keptthread.StartProcess(cmd); err != nil {
 		logs.Close()
-		return nil, fmt.Errorf("starting buildkitd: %w", err)
+		return nil, errors.Join(fmt.Errorf("starting buildkitd: %w", err), b.RemoveBuildLeftovers(ctx))
 	}
 	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger, pids: pids}
 	go func() { e.done <- cmd.Wait() }()
@@ -138,9 +148,13 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 }
 
 // config is buildkitd's configuration: only the containerd worker, on
-// wharf's containerd, building for Platform with the host's network, its
-// build containers in the backend's cgroup for them.
-func config(root, sock string, backend *containerd.Backend, insecure []string) string {
+// wharf's containerd, building for Platform, each RUN step in a network
+// namespace of its own (the CNI network cniConfig at cniConf, with the
+// plugins in cniBin), its build containers in the backend's cgroup for
+// them. With the host's network (networkMode = "host"), a RUN reached
+// every service on the host's loopback: wharf's own port, an etcd, a
+// database.
+func config(root, sock, cniBin, cniConf string, backend *containerd.Backend, insecure []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `root = %q
 
@@ -156,10 +170,12 @@ func config(root, sock string, backend *containerd.Backend, insecure []string) s
   namespace = %q
   snapshotter = %q
   platforms = [%q]
-  networkMode = "host"
+  networkMode = "cni"
+  cniBinaryPath = %q
+  cniConfigPath = %q
   defaultCgroupParent = %q
   gc = true
-`, root, "unix://"+sock, backend.Address, containerd.BuildNamespace, containerd.Snapshotter, Platform, backend.BuildCgroupParent())
+`, root, "unix://"+sock, backend.Address, containerd.BuildNamespace, containerd.Snapshotter, Platform, cniBin, cniConf, backend.BuildCgroupParent())
 	for _, r := range insecure {
 		fmt.Fprintf(&b, "\n[registry.%q]\n  http = true\n", r)
 	}
@@ -181,6 +197,23 @@ func (e *Engine) connect(ctx context.Context, address string, timeout time.Durat
 	})
 }
 
+// cniPlugins is the directory of the CNI plugins of the build steps'
+// network (containerd.BuildCNIConfig) for the buildkitd at bin: cni/ next
+// to it, where `make build` puts them (tools of this module).
+func cniPlugins(bin string) (string, error) {
+	dir := filepath.Join(filepath.Dir(bin), "cni")
+	for _, name := range []string{"ptp", "host-local", "loopback"} { // loopback: BuildKit's, for each namespace's lo
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return "", fmt.Errorf("the CNI plugin %s, which the build steps' network needs, is not in %s: build it with `make build`: %w", name, dir, err)
+		}
+	}
+	return dir, nil
+}
+
+// cniConfigPath is where the CNI configuration of the buildkitd whose state
+// is at dir is written.
+func cniConfigPath(dir string) string { return filepath.Join(dir, "cni.conflist") }
+
 // configPath is where the configuration of the buildkitd whose state is at
 // dir is written; its command line names it.
 func configPath(dir string) string { return filepath.Join(dir, "buildkitd.toml") }
@@ -188,23 +221,24 @@ func configPath(dir string) string { return filepath.Join(dir, "buildkitd.toml")
 // RecoverKilled removes what the data directory's buildkitd left when
 // wharf was killed while building: the
 // process itself if it outlived wharf (it would hold its lock on its root,
-// so no new one could start), its mounts, and its build containers and
-// temporary leases (see containerd.RemoveBuildLeftovers). The caller owns
+// so no new one could start), its mounts and its steps' networks (see
+// containerd.UnmountBuild), and its build containers, temporary leases
+// and nft table (see containerd.RemoveBuildLeftovers). The caller owns
 // the data directory, so no buildkitd of it is in use.
 func RecoverKilled(ctx context.Context, b *containerd.Backend) error {
 	dir := Dir(b.DataDir)
 	err := containerd.KillProcesses(func(args []string) bool {
 		return filepath.Base(args[0]) == "buildkitd" && slices.Contains(args, configPath(dir))
 	})
-	if err = errors.Join(err, containerd.UnmountUnder(dir), b.RemoveBuildLeftovers(ctx)); err != nil {
+	if err = errors.Join(err, containerd.UnmountBuild(dir), b.RemoveBuildLeftovers(ctx)); err != nil {
 		return fmt.Errorf("cleaning up after an interrupted build: %w", err)
 	}
 	return nil
 }
 
-// Close stops buildkitd (it is killed after 10 s) and removes any mount it
-// left under its directory and the temporary leases it kept (see
-// containerd.RemoveBuildLeftovers).
+// Close stops buildkitd (it is killed after 10 s) and removes any mount or
+// network namespace it left under its directory, the temporary leases it
+// kept and the steps' nft table (see containerd.RemoveBuildLeftovers).
 func (e *Engine) Close() error {
 	if e.client != nil {
 		e.client.Close()
@@ -220,7 +254,7 @@ func (e *Engine) Close() error {
 		err = errors.New("buildkitd did not stop within 10 s and was killed")
 	}
 	e.logger.Info("buildkitd stopped")
-	return errors.Join(err, containerd.UnmountUnder(e.dir), e.backend.RemoveBuildLeftovers(context.Background()))
+	return errors.Join(err, containerd.UnmountBuild(e.dir), e.backend.RemoveBuildLeftovers(context.Background()))
 }
 
 // PruneCache removes BuildKit's whole build cache (buildkitd is started for

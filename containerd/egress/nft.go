@@ -105,7 +105,7 @@ func installFirewall(scope, linkPrefix string, listen netip.Addr, dnsPort, proxy
 	add(input, fromCtr, verdict(expr.VerdictDrop))
 
 	for _, p := range append([]netip.Prefix{SyntheticRange, linkLocal}, internal...) { // link-local: e.g. cloud metadata
-		add(fwd, fromCtr, daddrIn(p), verdict(expr.VerdictDrop))
+		add(fwd, fromCtr, daddrIn(p, expr.CmpOpEq), verdict(expr.VerdictDrop))
 	}
 	add(fwd, fromCtr, notToCtr, saddrInSet(fw.set), verdict(expr.VerdictAccept))
 	add(fwd, fromCtr, verdict(expr.VerdictDrop))
@@ -249,13 +249,65 @@ func saddrInSet(s *nftables.Set) []expr.Any {
 	}
 }
 
-func daddrIn(p netip.Prefix) []expr.Any {
+// daddrIn matches a destination address in p (op CmpOpEq) or outside it
+// (CmpOpNeq).
+func daddrIn(p netip.Prefix, op expr.CmpOp) []expr.Any { return addrIn(16, p, op) }
+
+// saddrIn matches a source address in p.
+func saddrIn(p netip.Prefix) []expr.Any { return addrIn(12, p, expr.CmpOpEq) }
+
+// addrIn compares the IPv4 address at offset of the network header (12:
+// source, 16: destination) with p.
+func addrIn(offset uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
 	mask := net.CIDRMask(p.Bits(), 32)
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+		&expr.Cmp{Op: op, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
 
 func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+// InstallBuildFirewall creates the nft table (TableName(scope)) of the
+// build steps whose network namespaces take their addresses from subnet,
+// replacing one a killed run left:
+//
+//	input:             from subnet only DNS (udp/tcp 53) and what belongs to
+//	                   the steps' own connections: no service of the host
+//	postrouting (nat): masquerade subnet leaving it
+//
+// and turns on IPv4 forwarding (see enableForwarding), so that a RUN
+// reaches the internet as docker build's does, and never the host.
+// RemoveFirewall removes it.
+func InstallBuildFirewall(scope string, subnet netip.Prefix) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: TableName(scope)}
+	if old, err := c.ListTableOfFamily(table.Name, table.Family); err == nil && old != nil {
+		c.DelTable(table)
+	}
+	c.AddTable(table)
+	input := c.AddChain(&nftables.Chain{Name: "input", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	add := func(ch *nftables.Chain, exprs ...[]expr.Any) {
+		c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: slices.Concat(exprs...)})
+	}
+	fromSteps := saddrIn(subnet)
+	add(input, fromSteps, established(), verdict(expr.VerdictAccept))
+	add(input, fromSteps, l4(unix.IPPROTO_UDP), dport(53), verdict(expr.VerdictAccept))
+	add(input, fromSteps, l4(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept))
+	add(input, fromSteps, verdict(expr.VerdictDrop))
+	add(post, fromSteps, daddrIn(subnet, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("installing the nft table %s: %w", table.Name, err)
+	}
+	if _, err := enableForwarding(); err != nil {
+		return errors.Join(RemoveFirewall(scope), err)
+	}
+	return nil
+}

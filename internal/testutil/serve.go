@@ -234,18 +234,33 @@ var (
 	buildkitdErr  error
 )
 
+// cniPlugins are the Makefile's CNI_PLUGINS: the CNI plugins of the build
+// steps' network.
+var cniPlugins = []string{
+	"github.com/containernetworking/plugins/plugins/main/ptp",
+	"github.com/containernetworking/plugins/plugins/ipam/host-local",
+	"github.com/containernetworking/plugins/plugins/main/loopback",
+}
+
 // BuildBuildkitd builds buildkitd (a tool of this module) next to the wharf
-// binary of BuildWharf, where wharf looks for it, once per test binary, and
-// puts that directory first on PATH for in-process builds. It returns the
-// directory.
+// binary of BuildWharf, where wharf looks for it, and the CNI plugins of
+// the build steps' network (tools too) in cni/ beside it, as `make build`
+// does, once per test binary, and puts that directory first on PATH for
+// in-process builds. It returns the directory.
 func BuildBuildkitd(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Dir(BuildWharf(t))
 	buildkitdOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "buildkitd"), "github.com/moby/buildkit/cmd/buildkitd")
-		cmd.Dir = RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildkitdErr = fmt.Errorf("%v\n%s", err, out)
+		for _, args := range [][]string{
+			{"-o", filepath.Join(dir, "buildkitd"), "github.com/moby/buildkit/cmd/buildkitd"},
+			append([]string{"-o", filepath.Join(dir, "cni") + "/"}, cniPlugins...),
+		} {
+			cmd := exec.Command("go", append([]string{"build"}, args...)...)
+			cmd.Dir = RepoRoot()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildkitdErr = fmt.Errorf("%v\n%s", err, out)
+				return
+			}
 		}
 	})
 	if buildkitdErr != nil {
