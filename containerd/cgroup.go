@@ -178,21 +178,90 @@ func processCgroup(pid int, controller string) (dir string, v2 bool, err error) 
 // data directory's builds may have together (see LimitBuilds).
 const DefaultBuildPids = 4096
 
+// DefaultBuildMemory is how much memory the RUN steps of a data
+// directory's builds may use together (see LimitBuilds): half of the
+// host's. A compiler or a bundler gets much of the host, while what runs
+// beside the build (wharf serving, its containers, the host's own
+// services) keeps the other half, and a step that allocates without
+// bound is killed in its cgroup instead of driving the host to its OOM
+// killer, which may pick any process.
+func DefaultBuildMemory() int64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil || si.Totalram == 0 {
+		return 4 << 30
+	}
+	return int64(si.Totalram) * int64(si.Unit) / 2
+}
+
 // LimitBuilds caps the processes and threads of all the build steps
 // BuildKit runs on this backend together at pids, in the pids controller of
 // BuildCgroupParent, which it makes: a RUN that forks without bound (a
 // fork bomb, make -j with no number) took every pid of the host, and with
-// them the wharfs serving on it. RemoveBuildLeftovers removes the cgroup
-// once no step is left in it.
-func (b *Backend) LimitBuilds(pids int) error {
-	dir, err := buildPidsDir(b.BuildCgroupParent(), true)
+// them the wharfs serving on it. It caps their memory together at memory
+// bytes, swap included, in the memory controller of the same cgroup: a
+// RUN that allocated without bound took the host's. RemoveBuildLeftovers
+// removes the cgroup once no step is left in it.
+func (b *Backend) LimitBuilds(pids int, memory int64) error {
+	dir, err := buildCgroupDir(b.BuildCgroupParent(), "pids", true)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(pids)), 0)
+	}
 	if err != nil {
 		return fmt.Errorf("limiting the processes of builds: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(pids)), 0); err != nil {
-		return fmt.Errorf("limiting the processes of builds: %w", err)
+	if dir, err = buildCgroupDir(b.BuildCgroupParent(), "memory", true); err == nil {
+		err = limitMemory(dir, memory)
+	}
+	if err != nil {
+		return fmt.Errorf("limiting the memory of builds: %w", err)
 	}
 	return nil
+}
+
+// limitMemory sets the memory limit of the cgroup at dir, with no swap
+// beyond it where the kernel accounts swap: on cgroup v2 memory.max and
+// memory.swap.max; on v1 memory.limit_in_bytes and
+// memory.memsw.limit_in_bytes, which may never be below it (so it is
+// lifted first).
+func limitMemory(dir string, limit int64) error {
+	v := []byte(fmt.Sprint(limit))
+	if _, err := os.Stat(filepath.Join(dir, "memory.max")); err == nil {
+		os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
+		return os.WriteFile(filepath.Join(dir, "memory.max"), v, 0)
+	}
+	memsw := filepath.Join(dir, "memory.memsw.limit_in_bytes")
+	os.WriteFile(memsw, []byte("-1"), 0)
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), v, 0); err != nil {
+		return err
+	}
+	os.WriteFile(memsw, v, 0)
+	return nil
+}
+
+// BuildMemory is what the builds' memory limit (LimitBuilds) has seen
+// since it was set: the processes the kernel killed for it, and the most
+// memory the build steps used at once. On cgroup v2 these are
+// memory.events' oom_kill, which counts those of the steps' own cgroups,
+// and memory.peak. On v1, which counts the kills only in the step's own
+// cgroup, gone by then, kills is -1, and peak is memory.max_usage_in_bytes.
+func (b *Backend) BuildMemory() (kills, peak int64) {
+	kills = -1
+	dir, err := buildCgroupDir(b.BuildCgroupParent(), "memory", false)
+	if err != nil {
+		return kills, 0
+	}
+	if events, err := os.ReadFile(filepath.Join(dir, "memory.events")); err == nil {
+		for line := range strings.Lines(string(events)) {
+			fmt.Sscanf(line, "oom_kill %d", &kills)
+		}
+	}
+	for _, name := range []string{"memory.peak", "memory.max_usage_in_bytes"} {
+		if v, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			fmt.Sscan(string(v), &peak)
+			break
+		}
+	}
+	return kills, peak
 }
 
 // BuildPids is what the builds' limit (LimitBuilds) has seen since it was
@@ -201,7 +270,7 @@ func (b *Backend) LimitBuilds(pids int) error {
 // and v2 before Linux 6.13, these count in the step's own cgroup, gone by
 // then, so the peak tells that the limit was reached).
 func (b *Backend) BuildPids() (peak, refused int64) {
-	dir, err := buildPidsDir(b.BuildCgroupParent(), false)
+	dir, err := buildCgroupDir(b.BuildCgroupParent(), "pids", false)
 	if err != nil {
 		return 0, 0
 	}
@@ -220,20 +289,20 @@ func (b *Backend) BuildPids() (peak, refused int64) {
 	return peak, refused
 }
 
-// buildPidsDir is the directory of the cgroup at path (below the root) in
-// the pids controller: in the unified hierarchy (cgroup v2), where make
-// also enables the controller on the way down, or in the v1 hierarchy
-// holding it. With make, it is made if missing.
-func buildPidsDir(path string, make bool) (string, error) {
+// buildCgroupDir is the directory of the cgroup at path (below the root)
+// in the controller (pids, memory): in the unified hierarchy (cgroup v2),
+// where make also enables the controller on the way down, or in the v1
+// hierarchy holding it. With make, it is made if missing.
+func buildCgroupDir(path, controller string, make bool) (string, error) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
 		dir := cgroupRoot
 		for _, part := range parts {
 			if make {
 				// Refused in a cgroup namespace's root that holds
-				// processes: pids.max below is then missing unless
-				// the controller was on already.
-				os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+pids"), 0)
+				// processes: the controller's files below are then
+				// missing unless it was on already.
+				os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+controller), 0)
 				if err := os.Mkdir(filepath.Join(dir, part), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 					return "", err
 				}
@@ -244,7 +313,7 @@ func buildPidsDir(path string, make bool) (string, error) {
 	}
 	hierarchies, _ := os.ReadDir(cgroupRoot)
 	for _, h := range hierarchies {
-		if !h.IsDir() || !slices.Contains(strings.Split(h.Name(), ","), "pids") {
+		if !h.IsDir() || !slices.Contains(strings.Split(h.Name(), ","), controller) {
 			continue
 		}
 		dir := filepath.Join(append([]string{cgroupRoot, h.Name()}, parts...)...)
@@ -255,5 +324,5 @@ func buildPidsDir(path string, make bool) (string, error) {
 		}
 		return dir, nil
 	}
-	return "", errors.New("no cgroup hierarchy has the pids controller")
+	return "", errors.New("no cgroup hierarchy has the " + controller + " controller")
 }

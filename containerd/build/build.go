@@ -373,6 +373,7 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 	}
 	defer endLease(context.WithoutCancel(leased))
 	peak, refused := e.backend.BuildPids()
+	kills, _ := e.backend.BuildMemory()
 	var imgs []containerd.Image
 	var solveErr error
 	status := make(chan *bkclient.SolveStatus)
@@ -402,6 +403,11 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		err = buildError(progress, dockerfile, o.Auth, local, err)
 		if nowPeak, nowRefused := e.backend.BuildPids(); nowRefused > refused || peak < int64(e.pids) && nowPeak >= int64(e.pids) {
 			err = fmt.Errorf("%w (the build's steps reached wharf's limit of %d processes and threads, all RUN steps together: a step forked without bound)", err, e.pids)
+		}
+		// Where the kernel does not count the kills (cgroup v1), a step
+		// killed (137: SIGKILL) once the steps had reached the limit.
+		if nowKills, peak := e.backend.BuildMemory(); nowKills > kills || nowKills < 0 && peak >= e.memory && strings.Contains(err.Error(), "exit code: 137") {
+			err = fmt.Errorf("%w (the build's steps reached wharf's limit of %d MiB of memory, all RUN steps together, and the kernel killed a process of the step)", err, e.memory>>20)
 		}
 		return containerd.Image{}, err
 	}

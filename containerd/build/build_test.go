@@ -580,6 +580,28 @@ func TestBuildThatForksWithoutBoundIsStopped(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestBuildThatTakesTooMuchMemoryIsStopped: the RUN steps of a data
+// directory's builds share a memory limit (half of the host's by default,
+// 64 MiB here), so a step that allocates more is killed in its cgroup and
+// the build fails, saying it reached that limit, instead of taking the
+// host's memory; the engine builds on after it. Without the limit the
+// step's 256 MiB buffer fit and the build succeeded.
+func TestBuildThatTakesTooMuchMemoryIsStopped(t *testing.T) {
+	f := startWith(t, t.TempDir(), build.EngineOptions{Memory: 64 << 20})
+	ctx := context.Background()
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
+		"RUN dd if=/dev/zero of=/dev/null bs=256M count=1\n"})
+	var progress bytes.Buffer
+	_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/memory:1",
+		BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
+	require.Error(t, err, progress.String())
+	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
+	assert.Contains(t, err.Error(), "(the build's steps reached wharf's limit of 64 MiB of memory, all RUN steps together, and the kernel killed a process of the step)")
+	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
+	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
+	require.NoError(t, err)
+}
+
 // TestHashTakesSocketsAndFIFOs: a Unix socket or a FIFO in the context
 // (a dev server's, left in the plugin's directory) is hashed as what the
 // build sends, not opened: a socket, which fsutil sends as an empty file,

@@ -40,7 +40,8 @@ type Engine struct {
 	logs    *os.File
 	dir     string
 	logger  *slog.Logger
-	pids    int // the limit of the build steps' processes (LimitBuilds)
+	pids    int   // the limit of the build steps' processes (LimitBuilds)
+	memory  int64 // the limit of their memory, in bytes (LimitBuilds)
 }
 
 // EngineOptions configure the buildkitd wharf starts.
@@ -53,6 +54,9 @@ type EngineOptions struct {
 	// Pids caps the processes and threads of all RUN steps together
 	// (0: containerd.DefaultBuildPids).
 	Pids int
+	// Memory caps the memory of all RUN steps together, in bytes (0:
+	// containerd.DefaultBuildMemory).
+	Memory int64
 }
 
 // Binary finds buildkitd: next to the running program (where `make build`
@@ -101,9 +105,13 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 	if pids == 0 {
 		pids = containerd.DefaultBuildPids
 	}
-	if err := b.LimitBuilds(pids); err != nil {
+	memory := opts.Memory
+	if memory == 0 {
+		memory = containerd.DefaultBuildMemory()
+	}
+	if err := b.LimitBuilds(pids, memory); err != nil {
 		// Builds without a limit rather than none.
-		logger.Warn("the build steps' processes are not limited", "err", err)
+		logger.Warn("the build steps' processes or memory are not limited", "err", err)
 	}
 	cniBin, err := cniPlugins(bin)
 	if err != nil {
@@ -137,7 +145,7 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 		logs.Close()
 		return nil, errors.Join(fmt.Errorf("starting buildkitd: %w", err), b.RemoveBuildLeftovers(ctx))
 	}
-	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger, pids: pids}
+	e := &Engine{backend: b, cmd: cmd, done: make(chan error, 1), logs: logs, dir: dir, logger: logger, pids: pids, memory: memory}
 	go func() { e.done <- cmd.Wait() }()
 	if err := e.connect(ctx, "unix://"+sock, 30*time.Second); err != nil {
 		e.Close()
