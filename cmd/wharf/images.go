@@ -588,7 +588,7 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 				return err
 			}
 			defer unlock()
-			bargs, err := parseBuildArgs(buildArgs)
+			bargs, err := parseBuildArgs(buildArgs, os.LookupEnv)
 			if err != nil {
 				return err
 			}
@@ -612,7 +612,7 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&tag, "tag", "t", "", "name of the image (required)")
 	cmd.Flags().StringVarP(&dockerfile, "file", "f", "", "Dockerfile (default <context>/Dockerfile)")
-	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "build argument K=V (repeatable)")
+	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "build argument K=V, or K for the environment variable K's value (repeatable)")
 	return cmd
 }
 
@@ -642,12 +642,21 @@ func checkTag(tag string) error {
 	return nil
 }
 
-func parseBuildArgs(kvs []string) (map[string]string, error) {
+// parseBuildArgs reads images build's --build-arg values as docker build
+// does: KEY=VALUE, or KEY alone for the value of the environment variable
+// KEY (looked up with lookup), and no value, the Dockerfile's default,
+// if there is no such variable. KEY alone was refused ("want KEY=VALUE").
+func parseBuildArgs(kvs []string, lookup func(string) (string, bool)) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE", kv)
+		if k == "" {
+			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE, or KEY for the value of the environment variable KEY", kv)
+		}
+		if !ok {
+			if v, ok = lookup(k); !ok {
+				continue
+			}
 		}
 		out[k] = v
 	}

@@ -332,3 +332,28 @@ func TestServeLogsJSONWhileBuilding(t *testing.T) {
 	}
 	assert.NotZero(t, steps, "the build's progress is in the log:\n%s", srv.Logs())
 }
+
+// TestImagesBuildArgFromTheEnvironment: --build-arg KEY, with no "=",
+// takes the environment variable KEY's value, and leaves the argument
+// unset (the Dockerfile's default) when there is no such variable, as
+// docker build does. It was refused: "--build-arg \"KEY\": want KEY=VALUE".
+func TestImagesBuildArgFromTheEnvironment(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\n"+
+		"ARG FROM_ENV=its-default\nARG NOT_IN_ENV=its-default\n"+
+		"RUN test \"$FROM_ENV\" = from-the-environment && test \"$NOT_IN_ENV\" = its-default\n"), 0o644))
+	t.Setenv("FROM_ENV", "from-the-environment")
+	t.Setenv("NOT_IN_ENV", "")
+	os.Unsetenv("NOT_IN_ENV")
+	data := t.TempDir()
+	t.Cleanup(func() { run(t, "images", "prune", "--data-dir", data) })
+	out, err := run(t, "images", "build", dir, "--tag", "wharf.test/env-args:1", "--build-arg", "BASE="+base,
+		"--build-arg", "FROM_ENV", "--build-arg", "NOT_IN_ENV", "--data-dir", data)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "built wharf.test/env-args:1")
+	_, err = run(t, "images", "build", dir, "--tag", "wharf.test/env-args:1", "--build-arg", "=x", "--data-dir", data)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `--build-arg "=x": want KEY=VALUE, or KEY for the value of the environment variable KEY`)
+}
