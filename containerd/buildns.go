@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // BuildNamespace is the containerd namespace the build engine (package
@@ -21,6 +22,27 @@ const BuildNamespace = "wharf-build"
 // BuildDir is where the build engine (package containerd/build) keeps its
 // state, buildkitd's, under the data directory dataDir.
 func BuildDir(dataDir string) string { return filepath.Join(dataDir, "buildkit") }
+
+// BuildDiskFull reports whether a file system the builds write to is full
+// (less than 64 MiB free): the build engine's state (BuildDir)
+// and, on the containerd wharf started, its snapshots. It returns the
+// directory on that file system.
+func (b *Backend) BuildDiskFull() (string, bool) {
+	dirs := []string{BuildDir(b.DataDir)}
+	if b.daemon != nil {
+		dirs = append(dirs, daemonDir(b.DataDir))
+	}
+	for _, dir := range dirs {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			continue
+		}
+		if st.Bavail*uint64(st.Bsize) < 64<<20 {
+			return dir, true
+		}
+	}
+	return "", false
+}
 
 // buildLeaseFilter selects the leases BuildKit holds only while it builds
 // (it deletes them itself when it starts).

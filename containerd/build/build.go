@@ -409,6 +409,9 @@ func (e *Engine) Build(ctx context.Context, o Options) (containerd.Image, error)
 		if nowKills, peak := e.backend.BuildMemory(); nowKills > kills || nowKills < 0 && peak >= e.memory && strings.Contains(err.Error(), "exit code: 137") {
 			err = fmt.Errorf("%w (the build's steps reached wharf's limit of %d MiB of memory, all RUN steps together, and the kernel killed a process of the step)", err, e.memory>>20)
 		}
+		if dir, full := e.backend.BuildDiskFull(); full {
+			err = fmt.Errorf("%w (the disk of %s is full: the failed step's writes go as the build engine stops, and the build cache stays until `wharf images prune` removes it)", err, dir)
+		}
 		return containerd.Image{}, err
 	}
 	i := slices.IndexFunc(imgs, func(img containerd.Image) bool { return img.Name == o.Tag })

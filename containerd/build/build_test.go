@@ -602,6 +602,46 @@ func TestBuildThatTakesTooMuchMemoryIsStopped(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestBuildThatFillsTheDiskSaysToPrune: a RUN step that fills the disk
+// of the data directory (a 128 MiB tmpfs here) fails, and the error says
+// the disk is full, that the step's writes go as the engine stops and that
+// the build cache stays until `wharf images prune`: it said only that the
+// step did not complete. So it is: the disk is free again once the engine
+// stopped, and the prune frees the cache.
+func TestBuildThatFillsTheDiskSaysToPrune(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	ctx := context.Background()
+	base := testimages.BusyboxBase(t)
+	disk := t.TempDir()
+	require.NoError(t, syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=128m"))
+	t.Cleanup(func() { assert.NoError(t, syscall.Unmount(disk, syscall.MNT_DETACH)) })
+	dataDir := filepath.Join(disk, "data")
+	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		leftovers, err := containerd.Leftovers(ctx, b.Client, b.Address, dataDir)
+		assert.NoError(t, err)
+		assert.Empty(t, leftovers)
+		b.Close()
+	})
+	e, err := build.Start(ctx, b, build.EngineOptions{})
+	require.NoError(t, err)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
+		"RUN dd if=/dev/zero of=/filler bs=1M count=512\n"})
+	var progress bytes.Buffer
+	_, err = e.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/disk:1",
+		BuildArgs: map[string]string{"BASE": base}, Progress: &progress})
+	require.NoError(t, e.Close())
+	require.Error(t, err, progress.String())
+	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
+	assert.Contains(t, err.Error(), "(the disk of "+build.Dir(dataDir)+" is full: the failed step's writes go as the build engine stops, and the build cache stays until `wharf images prune` removes it)")
+	_, full := b.BuildDiskFull()
+	assert.False(t, full, "the failed step's writes went with the engine")
+	freed, err := build.PruneCache(ctx, b)
+	require.NoError(t, err)
+	assert.Positive(t, freed)
+}
+
 // TestHashTakesSocketsAndFIFOs: a Unix socket or a FIFO in the context
 // (a dev server's, left in the plugin's directory) is hashed as what the
 // build sends, not opened: a socket, which fsutil sends as an empty file,
