@@ -157,7 +157,7 @@ func Start(ctx context.Context, b *containerd.Backend, opts EngineOptions) (*Eng
 
 // config is buildkitd's configuration: only the containerd worker, on
 // wharf's containerd, building for Platform, each RUN step in a network
-// namespace of its own (the CNI network cniConfig at cniConf, with the
+// namespace of its own (the CNI network containerd.BuildCNIConfig at cniConf, with the
 // plugins in cniBin), its build containers in the backend's cgroup for
 // them. With the host's network (networkMode = "host"), a RUN reached
 // every service on the host's loopback: wharf's own port, an etcd, a
