@@ -229,6 +229,15 @@ func removeOrphanedScope(host *hostView, tag, dir string, daemonRuns bool) (remo
 			removed = append(removed, "nft table "+egress.TableName(tag))
 		}
 	}
+	// The table of its build steps' network, had it been killed while
+	// building (named after its containerd's runc state: OpenBuildNetwork).
+	if build := buildTag(runcRoot(daemonDir(dir))); len(egress.FirewallLeftovers(build)) > 0 {
+		if err := egress.RemoveFirewall(build); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, "nft table "+egress.TableName(build))
+		}
+	}
 	if sock := EmbeddedAddress(dir); !daemonRuns && filepath.Dir(sock) != daemonDir(dir) {
 		// Its own, named after the data directory (SocketPath).
 		os.Remove(sock)

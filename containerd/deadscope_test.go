@@ -60,6 +60,14 @@ func TestAKilledWharfsTableGoesOnceItsDataDirIs(t *testing.T) {
 		}
 	})
 	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag))
+	// As its build steps' network, had it been killed while building.
+	build := buildTag(runcRoot(daemonDir(dead)))
+	require.NoError(t, egress.InstallBuildFirewall(build, BuildSubnet))
+	t.Cleanup(func() {
+		if len(egress.FirewallLeftovers(build)) > 0 {
+			assert.NoError(t, egress.RemoveFirewall(build))
+		}
+	})
 	lock := killHoldingItsLock(t, child, tag, dead)
 	require.Equal(t, []string{"nft table ip " + table}, egress.FirewallLeftovers(tag), "the killed wharf's table stays")
 	require.FileExists(t, scopeLockPath(tag))
@@ -75,9 +83,10 @@ func TestAKilledWharfsTableGoesOnceItsDataDirIs(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, tag, m.net.scope)
 	assert.Empty(t, egress.FirewallLeftovers(tag), "the killed wharf's table is removed")
+	assert.Empty(t, egress.FirewallLeftovers(build), "and its build steps' table")
 	assert.NoFileExists(t, scopeLockPath(tag), "and its lock file")
 	assert.Contains(t, logs.String(), `level=WARN msg="removed what a killed wharf whose data directory is gone left on this host" data_dir=`+dead+
-		` pid=`+strconv.Itoa(child.Cmd.Process.Pid)+` scope=`+tag+` why="its data directory no longer exists" removed="nft table `+table+`"`)
+		` pid=`+strconv.Itoa(child.Cmd.Process.Pid)+` scope=`+tag+` why="its data directory no longer exists" removed="nft table `+table+`, nft table `+egress.TableName(build)+`"`)
 	require.NoError(t, m.Close(context.Background()))
 	left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
 	require.NoError(t, err)
