@@ -394,6 +394,40 @@ func (s *services) containerExited(class, object string) {
 	if !ok {
 		return
 	}
+	if _, left := s.leaving.LoadAndDelete(containerKey(class, object)); left {
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.base, time.Minute)
 	s.objects.SendCall(ctx, ns, object, objects.NewCall(abi.MethodContainerExited, nil, guestio.NewPending(func() {}, cancel)), nil)
 }
+
+// leftReason is why the container of an object this host gave up was
+// destroyed (ps -a, the log's stop line).
+const leftReason = "its object left this host (drained, or placed on another host)"
+
+// objectLeft destroys the container of an object this host gave up in a
+// cluster (objects.ClusterConfig.Left), as the object's own Destroy
+// would: its next event, on whichever host, starts one there. Its exit is
+// not told to the object.
+func (s *services) objectLeft(class, object string) {
+	if _, ok := s.containers.Spec(class); !ok {
+		return
+	}
+	c, ok := s.containers.Backend().Get(class, object)
+	if !ok {
+		return
+	}
+	key := containerKey(class, object)
+	if !c.Exited() { // its exit is yet to be told
+		s.leaving.Store(key, struct{}{})
+	}
+	ctx, cancel := context.WithTimeout(s.base, time.Minute)
+	defer cancel()
+	if err := s.containers.Destroy(ctx, class, object, leftReason); err != nil {
+		s.leaving.Delete(key)
+		s.logger.Error("destroying the container of an object this host gave up", "class", class, "object", object, "err", err)
+	}
+}
+
+// containerKey names an object's container in services.leaving.
+func containerKey(class, object string) string { return class + "/" + object }

@@ -77,8 +77,13 @@ type Config struct {
 type services struct {
 	base       context.Context // lives as long as the host; parents fetches and forwards
 	client     *http.Client
+	logger     *slog.Logger
 	objects    *objects.Objects    // nil without Durable Object bindings
 	containers *containers.Service // nil without [[containers]]
+	// leaving holds the containers objectLeft destroys (by
+	// containerKey): their exit is not told to their objects, which run
+	// on another host now.
+	leaving sync.Map
 }
 
 // Worker serves HTTP requests as events of the plugin's long-running
@@ -123,7 +128,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("%s: the manifest declares [[containers]] and Config.Containers is nil (open it with package containerd/hostbackend)", m.Path)
 	}
 	base, cancel := context.WithCancel(context.Background())
-	s := &services{base: base, client: cfg.Client, containers: cfg.Containers}
+	s := &services{base: base, client: cfg.Client, logger: logger, containers: cfg.Containers}
 	var prefix [4]byte
 	rand.Read(prefix[:])
 	w := &Worker{cfg: cfg, manifest: m, stopGrace: cfg.StopGrace, logger: logger, services: s, cancel: cancel, idPrefix: hex.EncodeToString(prefix[:]),
@@ -146,7 +151,13 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	if len(m.DurableObjects.Bindings) > 0 {
-		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, storage.LogOptions{AcceptLostCommits: cfg.AcceptLostCommits}, cfg.Cluster, cfg.Metrics, logger); err != nil {
+		cc := cfg.Cluster
+		if cc != nil {
+			withLeft := *cc
+			withLeft.Left = s.objectLeft
+			cc = &withLeft
+		}
+		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, storage.LogOptions{AcceptLostCommits: cfg.AcceptLostCommits}, cc, cfg.Metrics, logger); err != nil {
 			return fail(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,13 @@ type ClusterConfig struct {
 	Member *cluster.Member
 	// Peers reaches the other hosts' peer servers (mutual TLS).
 	Peers *http.Client
+	// Left ends what an object held on this host besides its value and
+	// storage (its container) as the host gives the object up: it moves
+	// (a drain, a lost lease, a fenced commit) or gave its placement up
+	// idle. It returns once that has ended, before the placement is
+	// released, so that the object never holds it on two hosts. Package
+	// host sets it; nil: nothing to end.
+	Left func(class, id string)
 }
 
 // Errors of cluster routing.
@@ -241,12 +249,17 @@ func (c *clusterRouting) snapshot(obj *Object) error {
 
 // disown drops the object's value and storage after its placement ended
 // (or to end it: an idle object or a draining host gives it up).
+// What the object held here ends before the placement is released (Left),
+// and Drain counts it as owned until then.
 func (c *clusterRouting) disown(obj *Object) {
+	defer obj.owned.Store(false)
 	p := obj.place
 	obj.place = cluster.Placement{}
-	obj.owned.Store(false)
 	obj.deactivate()
 	obj.closeStorage()
+	if p.Owner != "" && c.Left != nil {
+		c.Left(obj.ns.class, obj.id)
+	}
 	if c.Member.Owns(p) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -432,8 +445,9 @@ func (e *statusError) Unwrap() error { return e.status }
 // Drain moves this host's objects to the other hosts of the cluster: the
 // host takes no new object, each live object gives its placement up after
 // the event under way, and their events are forwarded to the new owners.
-// It returns once no object is owned here (or ctx ends). A nil Objects is
-// in no cluster.
+// It returns once no object is owned here and what they held here ended
+// (ClusterConfig.Left), or ctx ends, naming those it waits for. A nil
+// Objects is in no cluster.
 func (o *Objects) Drain(ctx context.Context) error {
 	if o == nil || o.cluster == nil {
 		return errors.New("this wharf is not in a cluster")
@@ -453,22 +467,27 @@ func (o *Objects) Drain(ctx context.Context) error {
 			objs = append(objs, obj)
 		}
 		o.mu.Unlock()
-		owned := 0
+		var owned []string
 		for _, obj := range objs {
 			if obj.owned.Load() {
-				owned++
+				owned = append(owned, liveKey(obj.ns, obj.id))
 				obj.mu.Lock()
 				obj.evictNow = true
 				obj.mu.Unlock()
 				obj.wakeup.Notify()
 			}
 		}
-		if owned == 0 {
+		if len(owned) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d objects still owned here: %w", owned, ctx.Err())
+			n, more := len(owned), ""
+			slices.Sort(owned)
+			if n > 5 {
+				owned, more = owned[:5], fmt.Sprintf(" and %d more", n-5)
+			}
+			return fmt.Errorf("%d objects still owned here, or their containers still stopping (%s%s): %w", n, strings.Join(owned, ", "), more, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
