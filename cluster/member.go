@@ -355,17 +355,31 @@ func (m *Member) record() string {
 	return string(val)
 }
 
-// setState records the host's state in etcd.
+// setState records the host's state in etcd. The host is in it from the
+// start (a draining host takes no object while etcd is told); if etcd is
+// not told, the host is back in the state it was in (unless another state
+// was set meanwhile), and the error says why, naming the etcd user and the
+// permission if etcd refused them.
 func (m *Member) setState(ctx context.Context, state string) error {
 	m.mu.Lock()
+	was := m.state
 	m.state = state
 	lease := m.lease
 	m.mu.Unlock()
 	_, err := m.client().Put(ctx, prefix+"hosts/"+m.cfg.Name, m.record(), clientv3.WithLease(lease))
-	return err
+	if err != nil {
+		m.mu.Lock()
+		if m.state == state {
+			m.state = was
+		}
+		m.mu.Unlock()
+		return m.explainRefusal(err, readWrite)
+	}
+	return nil
 }
 
-// Serving marks the host as ready: its peer server answers.
+// Serving marks the host as ready: its peer server answers. If etcd is
+// not told, nothing changes (see setState).
 func (m *Member) Serving(ctx context.Context) error { return m.setState(ctx, StateServing) }
 
 // CheckHostName accepts names of letters, digits, '.' and '-', starting
@@ -1196,22 +1210,8 @@ func (m *Member) Close() error {
 
 // Drain marks the host as draining: it takes no new objects, and Place
 // answers with the current owner or none.
-// If etcd is not told, the host serves on as before: the error says why,
-// naming the etcd user and the permission if etcd refused them.
-func (m *Member) Drain(ctx context.Context) error {
-	m.mu.Lock()
-	was := m.state
-	m.mu.Unlock()
-	if err := m.setState(ctx, StateDraining); err != nil {
-		m.mu.Lock()
-		if m.state == StateDraining {
-			m.state = was
-		}
-		m.mu.Unlock()
-		return m.explainRefusal(err, readWrite)
-	}
-	return nil
-}
+// If etcd is not told, the host serves on as before (see setState).
+func (m *Member) Drain(ctx context.Context) error { return m.setState(ctx, StateDraining) }
 
 // explainRefusal is err, a request to etcd that failed, explained
 // (Etcd.explain) if etcd refused the user or its permission; other
