@@ -139,7 +139,9 @@ func TestClusterHostWhoseEtcdPasswordChanges(t *testing.T) {
 	}
 	setPassword("changed")
 	t.Cleanup(func() { setPassword("wharf-secret") }) // for the check that the host left etcd, even after a failure
-	failed := `msg="renewing the cluster lease" etcd=` + etcd + ` err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password"`
+	// The log says which flag and file to fix, as the start's errors do.
+	hint := `: check --cluster-etcd-user and the password in --cluster-etcd-password-file ` + file
+	failed := `msg="renewing the cluster lease" etcd=` + etcd + ` err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password` + hint + `"`
 	require.True(t, h1.serve.WaitLog(failed, 10*ttl), h1.serve.Logs())
 	before := strings.Count(h1.serve.Logs(), failed)
 	time.Sleep(2 * ttl) // the lease runs out
@@ -150,13 +152,13 @@ func TestClusterHostWhoseEtcdPasswordChanges(t *testing.T) {
 	_, err = h1.increment("k")
 	require.Error(t, err, "served without a lease")
 	assert.Contains(t, err.Error(), "500 Internal Server Error: call Increment: the object's event could not run: this host's cluster lease may have run out (its log says why) (request id")
-	assert.True(t, h1.serve.WaitLog(`err="placing the object in the cluster: this host's cluster lease may have run out: renewing it failed: etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password: it places no object until it rejoins the cluster"`, 5*ttl), h1.serve.Logs())
+	assert.True(t, h1.serve.WaitLog(`err="placing the object in the cluster: this host's cluster lease may have run out: renewing it failed: etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password`+hint+`: it places no object until it rejoins the cluster"`, 5*ttl), h1.serve.Logs())
 	assert.NotContains(t, h1.serve.Logs(), "read it again", "the file's password is the one etcd refused: no new client")
 
 	// A password etcd refuses too, then no file: logged, no more often
 	// than renewals.
 	writeFile("not-it\n")
-	refusedToo := `msg="etcd refused the etcd user's password read again too" user=wharf err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password"`
+	refusedToo := `msg="etcd refused the etcd user's password read again too" user=wharf err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password` + hint + `"`
 	require.True(t, h1.serve.WaitLog(refusedToo, 10*ttl), h1.serve.Logs())
 	before = strings.Count(h1.serve.Logs(), refusedToo)
 	time.Sleep(ttl)
@@ -291,7 +293,7 @@ func TestClusterHostWhoseEtcdUserLosesItsPermission(t *testing.T) {
 	}
 	_, err = root.UserDelete(ctx, "wharf")
 	require.NoError(t, err)
-	require.True(t, h1.serve.WaitLog(`msg="renewing the cluster lease" etcd=`+etcd+` err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password"`, 5*ttl), h1.serve.Logs())
+	require.True(t, h1.serve.WaitLog(`msg="renewing the cluster lease" etcd=`+etcd+` err="etcd user \"wharf\": etcdserver: authentication failed, invalid user ID or password: check --cluster-etcd-user and the password in --cluster-etcd-password-file `, 5*ttl), h1.serve.Logs())
 	// Until its lease runs out, h1 still owns j, and its commits fail
 	// (not acknowledged): as for an etcd it cannot reach.
 	time.Sleep(ttl)

@@ -78,6 +78,12 @@ type Etcd struct {
 	// often than it renews its lease, and signs in with a password that
 	// changed.
 	ReadPassword func() (string, error)
+	// Hint, if set, says what of the host's settings to check when etcd
+	// refuses the user or its password (kind ErrEtcdAuthFailed) or wants
+	// a user (ErrEtcdNeedsUser): the flags that give them, say. Every
+	// error and log line of etcd's refusal says it, a running host's as
+	// its start's.
+	Hint func(kind error) string
 }
 
 // Prefix is the prefix of every key wharf keeps in etcd: an etcd user's
@@ -1052,9 +1058,9 @@ const (
 func (e Etcd) explain(err error, need string) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrAuthFailed):
-		return &etcdAuthError{kind: ErrEtcdAuthFailed, err: err, msg: fmt.Sprintf("etcd user %q: %v", e.User, err)}
+		return &etcdAuthError{kind: ErrEtcdAuthFailed, err: err, msg: fmt.Sprintf("etcd user %q: %v", e.User, err) + e.hint(ErrEtcdAuthFailed)}
 	case errors.Is(err, rpctypes.ErrUserEmpty):
-		return &etcdAuthError{kind: ErrEtcdNeedsUser, err: err, msg: fmt.Sprintf("etcd has authentication enabled (%v)", err)}
+		return &etcdAuthError{kind: ErrEtcdNeedsUser, err: err, msg: fmt.Sprintf("etcd has authentication enabled (%v)", err) + e.hint(ErrEtcdNeedsUser)}
 	case errors.Is(err, rpctypes.ErrPermissionDenied):
 		what := map[string]string{readOnly: "read", readWrite: "read and write"}[need]
 		return &etcdAuthError{kind: ErrEtcdPermission, err: err, msg: fmt.Sprintf(
@@ -1062,6 +1068,17 @@ func (e Etcd) explain(err error, need string) error {
 			e.User, what, Prefix, err, need, Prefix, need, Prefix)}
 	}
 	return whyUnreachable(e.Endpoints, e.TLS, err)
+}
+
+// hint is Hint's words for kind, after a colon; empty without.
+func (e Etcd) hint(kind error) string {
+	if e.Hint == nil {
+		return ""
+	}
+	if h := e.Hint(kind); h != "" {
+		return ": " + h
+	}
+	return ""
 }
 
 // whyUnreachable adds to err, a call to etcd that failed, what a

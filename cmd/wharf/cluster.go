@@ -73,7 +73,7 @@ func (f *etcdFlags) connection() (cluster.Etcd, error) {
 	if err != nil {
 		return cluster.Etcd{}, err
 	}
-	etcd := cluster.Etcd{Endpoints: endpoints, TLS: etcdTLS, User: f.user}
+	etcd := cluster.Etcd{Endpoints: endpoints, TLS: etcdTLS, User: f.user, Hint: f.hint}
 	switch {
 	case f.user != "" && f.passwordFile == "":
 		return cluster.Etcd{}, fmt.Errorf("--%s needs --%s, a file holding the user's password (a password is not given on the command line, where ps shows it)", etcdUserFlag, etcdPasswordFileFlag)
@@ -101,16 +101,16 @@ func (f *etcdFlags) readPassword() (string, error) {
 	return password, nil
 }
 
-// explain adds to an error of etcd that the flags can cause which of
-// them to look at.
-func (f *etcdFlags) explain(err error) error {
-	switch {
-	case errors.Is(err, cluster.ErrEtcdAuthFailed):
-		return fmt.Errorf("%w: check --%s and the password in --%s %s", err, etcdUserFlag, etcdPasswordFileFlag, f.passwordFile)
-	case errors.Is(err, cluster.ErrEtcdNeedsUser):
-		return fmt.Errorf("%w: give its user with --%s and the file of its password with --%s", err, etcdUserFlag, etcdPasswordFileFlag)
+// hint says which flags to look at for an etcd refusal of kind that the
+// flags can cause (cluster.Etcd.Hint).
+func (f *etcdFlags) hint(kind error) string {
+	switch kind {
+	case cluster.ErrEtcdAuthFailed:
+		return fmt.Sprintf("check --%s and the password in --%s %s", etcdUserFlag, etcdPasswordFileFlag, f.passwordFile)
+	case cluster.ErrEtcdNeedsUser:
+		return fmt.Sprintf("give its user with --%s and the file of its password with --%s", etcdUserFlag, etcdPasswordFileFlag)
 	}
-	return err
+	return ""
 }
 
 // transport parses --cluster and loads etcd's TLS: nil for etcd served
@@ -205,8 +205,6 @@ type peerSetup struct {
 	config               cluster.Config
 	serverTLS, clientTLS *tls.Config
 	ln                   net.Listener
-	// etcd are the flags config.Etcd came from, which its errors name.
-	etcd *etcdFlags
 }
 
 // check refuses flags that cannot work, touching nothing: a --cluster-*
@@ -267,7 +265,7 @@ func (f *clusterFlags) prepare(cfg *cluster.Config) (*peerSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-listen: %w", err)
 	}
-	return &peerSetup{config: *cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln, etcd: &f.etcdFlags}, nil
+	return &peerSetup{config: *cfg, serverTLS: serverTLS, clientTLS: clientTLS, ln: ln}, nil
 }
 
 // join joins the cluster; nil without --cluster. The peer node it returns
@@ -280,7 +278,7 @@ func (s *peerSetup) join(ctx context.Context, logger *slog.Logger) (*peerNode, e
 	cfg.Logger = logger
 	m, err := cluster.Join(ctx, cfg)
 	if err != nil {
-		return nil, s.etcd.explain(err)
+		return nil, err
 	}
 	peers := &http.Client{Transport: &http.Transport{
 		DialTLSContext:    peerDialer(m, s.clientTLS),
@@ -423,7 +421,7 @@ func newClusterCommand() *cobra.Command {
 			defer cancel()
 			st, err := cluster.ReadStatus(ctx, access)
 			if err != nil {
-				return etcd.explain(err)
+				return err
 			}
 			if len(st.Hosts) == 0 { // a table of its header only said nothing
 				accessFlags := ""
