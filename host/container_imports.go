@@ -405,11 +405,21 @@ func (s *services) containerExited(class, object string) {
 // destroyed (ps -a, the log's stop line).
 const leftReason = "its object left this host (drained, or placed on another host)"
 
-// objectLeft destroys the container of an object this host gave up in a
-// cluster (objects.ClusterConfig.Left), as the object's own Destroy
-// would: its next event, on whichever host, starts one there. Its exit is
-// not told to the object.
-func (s *services) objectLeft(class, object string) {
+// containerHoldings are the objects' containers, what they hold on this
+// host in a cluster (objects.Holdings).
+type containerHoldings struct{ s *services }
+
+// Holds reports whether the object's container runs.
+func (h containerHoldings) Holds(class, object string) bool {
+	_, err := h.s.containers.Running(class, object)
+	return err == nil
+}
+
+// Leave destroys the container of an object this host gives up, as the
+// object's own Destroy would: its next event, on whichever host, starts
+// one there. Its exit is not told to the object.
+func (h containerHoldings) Leave(class, object string) {
+	s := h.s
 	if _, ok := s.containers.Spec(class); !ok {
 		return
 	}

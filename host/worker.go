@@ -80,7 +80,7 @@ type services struct {
 	logger     *slog.Logger
 	objects    *objects.Objects    // nil without Durable Object bindings
 	containers *containers.Service // nil without [[containers]]
-	// leaving holds the containers objectLeft destroys (by
+	// leaving holds the containers containerHoldings.Leave destroys (by
 	// containerKey): their exit is not told to their objects, which run
 	// on another host now.
 	leaving sync.Map
@@ -153,9 +153,9 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 	if len(m.DurableObjects.Bindings) > 0 {
 		cc := cfg.Cluster
 		if cc != nil {
-			withLeft := *cc
-			withLeft.Left = s.objectLeft
-			cc = &withLeft
+			withHoldings := *cc
+			withHoldings.Holdings = containerHoldings{s}
+			cc = &withHoldings
 		}
 		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, storage.LogOptions{AcceptLostCommits: cfg.AcceptLostCommits}, cc, cfg.Metrics, logger); err != nil {
 			return fail(err)

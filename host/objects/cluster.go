@@ -27,7 +27,8 @@ import (
 // the hosts' mutual-TLS channel. Every commit is appended to etcd under the
 // placement before it is committed locally, so a reply never leaves before
 // its writes would survive the loss of this host, and a host that lost the
-// placement can no longer write. An idle object gives its placement up.
+// placement can no longer write. An idle object gives its placement up,
+// unless it holds something on the host (Holdings).
 
 // ClusterConfig joins a Worker to a cluster.
 type ClusterConfig struct {
@@ -35,13 +36,50 @@ type ClusterConfig struct {
 	Member *cluster.Member
 	// Peers reaches the other hosts' peer servers (mutual TLS).
 	Peers *http.Client
-	// Left ends what an object held on this host besides its value and
-	// storage (its container) as the host gives the object up: it moves
-	// (a drain, a lost lease, a fenced commit) or gave its placement up
-	// idle. It returns once that has ended, before the placement is
-	// released, so that the object never holds it on two hosts. Package
-	// host sets it; nil: nothing to end.
-	Left func(class, id string)
+	// Holdings are what the objects hold on this host besides their
+	// values and storage (their containers); package host sets it. nil:
+	// nothing.
+	Holdings Holdings
+}
+
+// Holdings are what objects hold on their host besides their values and
+// storage: their containers. An object that holds something here keeps
+// its placement while idle, for as long as this host may keep it, and what
+// it holds ends as the host gives it up: it moves (a drain, a lease run
+// out, a fenced commit) or, idle and holding nothing, gives its placement
+// up. So an object holds nothing on two hosts at once.
+type Holdings interface {
+	// Holds reports whether the object holds something here now (its
+	// container runs).
+	Holds(class, id string) bool
+	// Leave ends what the object holds here (its container, running or
+	// exited), returning once it has ended, before the placement is
+	// released.
+	Leave(class, id string)
+}
+
+// holds reports whether the object holds something on this host now.
+func (c *clusterRouting) holds(obj *Object) bool {
+	return c.Holdings != nil && c.Holdings.Holds(obj.ns.class, obj.id)
+}
+
+// staysIdle reports whether an idle object stays live here: its
+// placement, if it has one, is still this host's, and it is not yet idle
+// for long (young) or holds something here. One whose placement this host
+// lost (its lease ran out, say) or gives up (it drains) goes at once,
+// ending what it holds.
+func (c *clusterRouting) staysIdle(obj *Object, young bool) bool {
+	if obj.place.Owner != "" && !c.owns(obj) {
+		return false
+	}
+	return young || c.holds(obj)
+}
+
+// idleCheck is how often an idle object checks whether it stays
+// (staysIdle): within a lease TTL of this host's lease running out, as
+// another host may take it after that.
+func (c *clusterRouting) idleCheck(idle time.Duration) time.Duration {
+	return min(idle, c.Member.TTL())
 }
 
 // Errors of cluster routing.
@@ -249,16 +287,16 @@ func (c *clusterRouting) snapshot(obj *Object) error {
 
 // disown drops the object's value and storage after its placement ended
 // (or to end it: an idle object or a draining host gives it up).
-// What the object held here ends before the placement is released (Left),
-// and Drain counts it as owned until then.
+// What the object held here ends before the placement is released
+// (Holdings.Leave), and Drain counts it as owned until then.
 func (c *clusterRouting) disown(obj *Object) {
 	defer obj.owned.Store(false)
 	p := obj.place
 	obj.place = cluster.Placement{}
 	obj.deactivate()
 	obj.closeStorage()
-	if p.Owner != "" && c.Left != nil {
-		c.Left(obj.ns.class, obj.id)
+	if p.Owner != "" && c.Holdings != nil {
+		c.Holdings.Leave(obj.ns.class, obj.id)
 	}
 	if c.Member.Owns(p) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -446,7 +484,7 @@ func (e *statusError) Unwrap() error { return e.status }
 // host takes no new object, each live object gives its placement up after
 // the event under way, and their events are forwarded to the new owners.
 // It returns once no object is owned here and what they held here ended
-// (ClusterConfig.Left), or ctx ends, naming those it waits for. A nil
+// (Holdings.Leave), or ctx ends, naming those it waits for. A nil
 // Objects is in no cluster.
 func (o *Objects) Drain(ctx context.Context) error {
 	if o == nil || o.cluster == nil {

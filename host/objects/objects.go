@@ -495,13 +495,22 @@ func (obj *Object) waitOrRetire() bool {
 	obj.mu.Lock()
 	obj.idle, obj.asleep = true, true
 	obj.mu.Unlock()
-	timer := time.NewTimer(o.idle)
+	check := o.idle // in a cluster, sooner (idleCheck)
+	if c := o.cluster; c != nil {
+		check = c.idleCheck(o.idle)
+	}
+	waitingSince := time.Now()
+	timer := time.NewTimer(check)
 	defer timer.Stop()
 	for {
 		select {
 		case <-obj.wakeup:
 			return obj.woke()
 		case <-timer.C:
+		}
+		if c := o.cluster; c != nil && c.staysIdle(obj, time.Since(waitingSince) < o.idle) {
+			timer.Reset(check)
+			continue
 		}
 		obj.mu.Lock()
 		claimed := !obj.idle
@@ -540,10 +549,13 @@ func (obj *Object) woke() bool {
 	}
 	o.mu.Unlock()
 	if closeDB && !evict && !closed {
-		obj.closeStorage()
 		if c := o.cluster; c != nil {
+			if c.holds(obj) { // closing it would give its placement up
+				return false
+			}
 			c.disown(obj) // its storage opens only with a placement
 		}
+		obj.closeStorage()
 		return false
 	}
 	if claimed || !evict && !closed {
