@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -450,4 +451,44 @@ func writePassword(t *testing.T, dir, name, text string) string {
 	file := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(file, []byte(text), 0o600))
 	return file
+}
+
+// TestSignInWithAPasswordReadAgainWhileEtcdIsGone: a host whose password
+// etcd refused reads it again, and etcd goes right then: its failed sign-in
+// with the new password is logged as etcd not reached, not as etcd
+// refusing that password too (which sent the operator to a password that
+// was right); once etcd is back, the host signs in with it.
+func TestSignInWithAPasswordReadAgainWhileEtcdIsGone(t *testing.T) {
+	etcd := testetcd.Start(t, 1)
+	testetcd.EnableAuth(t, etcd, "root-secret", testetcd.User{Name: "wharf", Password: "wharf-secret", Permission: "readwrite", Prefix: cluster.Prefix})
+	proxy := startEtcdProxy(t, strings.TrimPrefix(etcd, "http://"))
+	var goOnRead atomic.Bool // etcd goes as the host reads the password again
+	goOnRead.Store(true)
+	read := func() (string, error) {
+		if goOnRead.Load() {
+			proxy.stop()
+		}
+		return "changed", nil
+	}
+	var logs testutil.LogBuffer
+	m, err := cluster.Join(context.Background(), cluster.Config{Name: "h1", Plugin: "counter", Advertise: "127.0.0.1:1", TTL: ttl,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Etcd:   cluster.Etcd{Endpoints: []string{"http://" + proxy.addr}, User: "wharf", Password: "wharf-secret", ReadPassword: read}})
+	require.NoError(t, err)
+	defer m.Close()
+	root, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd}, Username: "root", Password: "root-secret", DialTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer root.Close()
+	_, err = root.UserChangePassword(context.Background(), "wharf", "changed")
+	require.NoError(t, err)
+
+	gone := `level=WARN msg="signing in to etcd with the etcd user's password read again failed; tried again once etcd refuses the password again" user=wharf err="context deadline exceeded: http://` + proxy.addr + `: dial tcp ` + proxy.addr + `: connect: connection refused (is etcd running there?)"`
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), gone) }, 10*ttl, 50*time.Millisecond, "%s", &logs)
+	assert.NotContains(t, logs.String(), "refused the etcd user's password read again too")
+
+	goOnRead.Store(false)
+	proxy.restart(t)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `msg="etcd refused the etcd user's password: read it again and signed in with the new one" user=wharf`)
+	}, 10*ttl, 50*time.Millisecond, "%s", &logs)
 }

@@ -595,7 +595,12 @@ func (m *Member) signInAgain(password *string) bool {
 	etcd.Password = p
 	cli, err := newClient(etcd)
 	if err != nil {
-		m.logger.Warn("etcd refused the etcd user's password read again too", "user", m.cfg.Etcd.User, "err", etcd.explain(err, readWrite))
+		why := etcd.explain(err, readWrite)
+		if errors.Is(why, ErrEtcdAuthFailed) {
+			m.logger.Warn("etcd refused the etcd user's password read again too", "user", m.cfg.Etcd.User, "err", why)
+		} else { // it went, say, right after refusing the password
+			m.logger.Warn("signing in to etcd with the etcd user's password read again failed; tried again once etcd refuses the password again", "user", m.cfg.Etcd.User, "err", why)
+		}
 		return false
 	}
 	// Every call on the old client fails: etcd revoked its token with the
