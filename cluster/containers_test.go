@@ -196,3 +196,30 @@ func TestClusterHostThatMayNotWriteEndsItsContainers(t *testing.T) {
 	assert.Len(t, h2.containers(t), 1)
 	assert.Empty(t, h1.containers(t))
 }
+
+// TestClusterHostRestartedAfterAKillEndsItsContainers: a host killed
+// (kill -9) while its object's container ran comes back without it: the
+// object's placement ended with the host's lease, so the container it
+// adopts is of an object another host may run; it destroys it, with a
+// warning, and the object's next request starts a new container. It ran
+// on, never stopped (until sleep_after, once its object next ran there).
+func TestClusterHostRestartedAfterAKillEndsItsContainers(t *testing.T) {
+	c := newTestCluster(t)
+	wasm := testutil.BuildGuest(t, "examples/webapp")
+	h1 := c.startWebapp(t, "h1", wasm, "")
+	h2 := c.startWebapp(t, "h2", wasm, "")
+	first := h1.page(t)
+	on1 := h1.containers(t)
+	require.Len(t, on1, 1)
+
+	h1.serve.Kill()
+	require.NoError(t, syscall.Kill(int(on1[0].Pid), 0), "the container runs on after its host was killed")
+	c.startModule(t, "h1", wasm, webappManifest)
+	assert.True(t, h1.serve.WaitLog(`msg="destroying the containers adopted from this host's previous run: their objects' placements ended with it" containers=1`, 5*time.Second), h1.serve.Logs())
+	assert.Empty(t, h1.containers(t))
+	assert.True(t, errors.Is(syscall.Kill(int(on1[0].Pid), 0), syscall.ESRCH), "the container's process still runs")
+
+	second := h2.page(t)
+	assert.NotEqual(t, first, second, "a new container serves")
+	assert.Equal(t, second, h1.page(t))
+}

@@ -403,7 +403,7 @@ func (s *services) containerExited(class, object string) {
 
 // leftReason is why the container of an object this host gave up was
 // destroyed (ps -a, the log's stop line).
-const leftReason = "its object left this host (drained, or placed on another host)"
+const leftReason = "its object left this host (drained, placed on another host, or this host restarted)"
 
 // containerHoldings are the objects' containers, what they hold on this
 // host in a cluster (objects.Holdings).
@@ -420,7 +420,7 @@ func (h containerHoldings) Holds(class, object string) bool {
 // one there. Its exit is not told to the object.
 func (h containerHoldings) Leave(class, object string) {
 	s := h.s
-	if _, ok := s.containers.Spec(class); !ok {
+	if s.containers == nil {
 		return
 	}
 	c, ok := s.containers.Backend().Get(class, object)
@@ -436,6 +436,22 @@ func (h containerHoldings) Leave(class, object string) {
 	if err := s.containers.Destroy(ctx, class, object, leftReason); err != nil {
 		s.leaving.Delete(key)
 		s.logger.Error("destroying the container of an object this host gave up", "class", class, "object", object, "err", err)
+	}
+}
+
+// leaveAdopted destroys the containers adopted from a previous run (the
+// host was killed), as Leave does: in a cluster this host owns none of
+// their objects, whose placements were under that run's lease, and another
+// host may run them by now.
+func (h containerHoldings) leaveAdopted() {
+	list := h.s.containers.Backend().List()
+	if len(list) == 0 {
+		return
+	}
+	h.s.logger.Warn("destroying the containers adopted from this host's previous run: their objects' placements ended with it", "containers", len(list))
+	for _, c := range list {
+		info := c.Info()
+		h.Leave(info.Class, info.Object)
 	}
 }
 

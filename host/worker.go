@@ -162,6 +162,11 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		}
 	}
 	if s.containers != nil {
+		if cfg.Cluster != nil {
+			// Containers adopted from a run that ended unclean are of
+			// placements that ended with its lease.
+			containerHoldings{s}.leaveAdopted()
+		}
 		// Exits of containers adopted before the objects existed reach
 		// them now, and intercepted requests are answered.
 		s.containers.Bind(s.containerExited, func(rw http.ResponseWriter, r *http.Request, class, object, handler string) {
