@@ -103,7 +103,7 @@ func TestClusterDrainEndsTheObjectsContainer(t *testing.T) {
 	assert.Empty(t, h2.containers(t))
 
 	start := time.Now()
-	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained: no object and none of their containers is left on this host")
 	t.Logf("drained in %s", time.Since(start))
 	assert.Empty(t, h1.containers(t), "the drained host's container is gone once the drain returns (ps -a)")
 	assert.True(t, errors.Is(syscall.Kill(pid, 0), syscall.ESRCH), "the container's process %d still runs", pid)

@@ -450,7 +450,7 @@ func newClusterCommand() *cobra.Command {
 			if err := admin.NewClient(dataDir).Drain(cmd.Context()); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "drained: no object is left on this host; it forwards requests until it stops")
+			fmt.Fprintln(cmd.OutOrStdout(), "drained: no object and none of their containers is left on this host; it forwards requests until it stops")
 			return nil
 		},
 	}

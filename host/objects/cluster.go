@@ -47,7 +47,9 @@ type ClusterConfig struct {
 // its placement while idle, for as long as this host may keep it, and what
 // it holds ends as the host gives it up: it moves (a drain, a lease run
 // out, a fenced commit) or, idle and holding nothing, gives its placement
-// up. So an object holds nothing on two hosts at once.
+// up. So what an object holds is on one host at a time, but for the
+// while a host whose lease ran out unnoticed takes to notice it
+// (idleCheck, or the object's next event).
 type Holdings interface {
 	// Holds reports whether the object holds something here now (its
 	// container runs).
