@@ -610,12 +610,39 @@ func (m *Manager) endReservationLocked() {
 	m.reservationEnded = make(chan struct{})
 }
 
-// Destroy removes the object's container and its network.
+// Destroy removes the object's container and its network, as
+// DestroyBecause does with no reason.
 func (m *Manager) Destroy(ctx context.Context, class, object string) error {
+	return m.DestroyBecause(ctx, class, object, "")
+}
+
+// DestroyBecause removes the object's container and its network; reason,
+// if not empty, is why, for WaitExit. A start of the object's container
+// under way is waited for (as long as ctx allows) and the container it
+// started removed, and so is a removal under way: it returns once the
+// object has no container.
+func (m *Manager) DestroyBecause(ctx context.Context, class, object, reason string) error {
 	id := ContainerID(class, object)
 	m.mu.Lock()
+	for {
+		mc, reserved := m.byID[id]
+		if !reserved || mc != nil {
+			break
+		}
+		ended := m.reservationEnded
+		m.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return fmt.Errorf("the container of %s %s is being started or removed: %w", class, object, context.Cause(ctx))
+		}
+		m.mu.Lock()
+	}
 	mc := m.byID[id]
 	if mc != nil {
+		if reason != "" {
+			mc.SetDestroyReason(reason)
+		}
 		m.byID[id] = nil // reserved until the names are free again
 	}
 	left := m.leftLocked(class, object, id)

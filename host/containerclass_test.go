@@ -98,7 +98,7 @@ func TestContainerClassStates(t *testing.T) {
 	// it and says so.
 	ns, err := w.Objects().Namespace("WEB")
 	require.NoError(t, err)
-	require.NoError(t, w.services.containers.Backend().Destroy(t.Context(), "Web", ns.IDs().FromName("a")))
+	require.NoError(t, w.services.containers.Backend().Destroy(t.Context(), "Web", ns.IDs().FromName("a"), ""))
 	require.Eventually(t, func() bool {
 		return strings.HasSuffix(w.callString(t, "WEB", "a", "Hooks", nil), "stop:-1:the container was removed\n")
 	}, 5*time.Second, 50*time.Millisecond)

@@ -453,3 +453,28 @@ func TestStartWithoutItsImage(t *testing.T) {
 	w.mustCall(t, "BOX", "a", "Start", []string{"sleep", "3600"})
 	assert.Equal(t, "true", w.mustCall(t, "BOX", "a", "Running", nil))
 }
+
+// TestDestroyDuringStart: an object that destroys its container while a
+// start of it (from another goroutine) is under way gets no container:
+// the destroy waits for the start and removes what it started. The destroy
+// found nothing yet, returned at once, and the container the start then
+// made ran on (Running true) although Destroy had returned without error.
+func TestDestroyDuringStart(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	for _, delay := range []string{"20ms", "100ms", "300ms"} { // a start takes some 450 ms
+		name := "d" + delay
+		assert.Equal(t, `"start=\u003cnil\u003e destroy=\u003cnil\u003e running=false"`,
+			w.mustCall(t, "BOX", name, "DestroyDuringStart", map[string]any{"Entrypoint": []string{"sleep", "3600"}, "Delay": delay}),
+			"destroyed after %s", delay)
+		assert.Empty(t, w.services.containers.Backend().List(), "no container is left after %s", delay)
+		// The object starts and uses its container again.
+		w.mustCall(t, "BOX", name, "Start", []string{"sleep", "3600"})
+		assert.Equal(t, `{"Code":0,"Stderr":"","Stdout":"ok\n"}`, w.mustCall(t, "BOX", name, "Exec", map[string]any{"Cmd": []string{"echo", "ok"}}))
+		w.mustCall(t, "BOX", name, "Destroy", "done")
+	}
+	assert.Regexp(t, `container:Box#\S+ stop" .*reason="during start"`, w.logs.String(), "the destroy's reason is the stop's")
+	w.stop()
+	assertNoLeftovers(t, data)
+}

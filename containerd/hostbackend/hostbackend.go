@@ -257,8 +257,8 @@ func (be *backend) Stop(ctx context.Context, class, object string, grace time.Du
 	return be.mgr.Stop(ctx, class, object, grace)
 }
 
-func (be *backend) Destroy(ctx context.Context, class, object string) error {
-	return be.mgr.Destroy(ctx, class, object)
+func (be *backend) Destroy(ctx context.Context, class, object, reason string) error {
+	return be.mgr.DestroyBecause(ctx, class, object, reason)
 }
 
 func (be *backend) LogPath(class, object string) string { return be.mgr.LogPath(class, object) }

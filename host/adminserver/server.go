@@ -401,9 +401,8 @@ func (s *Server) stop(rw http.ResponseWriter, r *http.Request) {
 func (s *Server) destroy(rw http.ResponseWriter, r *http.Request) {
 	mc, err := s.object(r)
 	if err == nil {
-		mc.SetDestroyReason("destroyed by the operator")
 		info := mc.Info()
-		err = s.w.ContainerBackend().Destroy(r.Context(), info.Class, info.Object)
+		err = s.w.ContainerBackend().Destroy(r.Context(), info.Class, info.Object, "destroyed by the operator")
 	}
 	answer(rw, err)
 }

@@ -110,8 +110,8 @@ func (b *fakeBackend) Stop(_ context.Context, class, object string, grace time.D
 	return nil
 }
 
-func (b *fakeBackend) Destroy(_ context.Context, class, object string) error {
-	b.record("destroy " + class + " " + object)
+func (b *fakeBackend) Destroy(_ context.Context, class, object, reason string) error {
+	b.record("destroy " + class + " " + object + ": " + reason)
 	return nil
 }
 
@@ -245,10 +245,7 @@ func TestStopDestroyDrain(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, c.Stop(ctx, "APP", "id:a1"))
 	require.NoError(t, c.Destroy(ctx, "*", "id:a2"))
-	assert.Equal(t, []string{"stop App " + idOf("a1") + " 10s", "destroy App " + idOf("a2")}, be.recorded())
-	be.list[1].mu.Lock()
-	assert.Equal(t, "destroyed by the operator", be.list[1].reason)
-	be.list[1].mu.Unlock()
+	assert.Equal(t, []string{"stop App " + idOf("a1") + " 10s", "destroy App " + idOf("a2") + ": destroyed by the operator"}, be.recorded())
 	require.NoError(t, c.Drain(ctx))
 	w.mu.Lock()
 	assert.Equal(t, 1, w.drained)

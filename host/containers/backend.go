@@ -30,8 +30,11 @@ type Backend interface {
 	// Stop sends SIGTERM to the object's container and destroys it if it
 	// has not exited after grace; an exited container is left as it is.
 	Stop(ctx context.Context, class, object string, grace time.Duration) error
-	// Destroy removes the object's container and its network.
-	Destroy(ctx context.Context, class, object string) error
+	// Destroy removes the object's container and its network; reason, if
+	// not empty, is why, for WaitExit. A start (or a removal) of the
+	// object's container under way is waited for first, so the object has
+	// no container once it returns.
+	Destroy(ctx context.Context, class, object, reason string) error
 	// LogPath is the file that keeps the output of the object's container.
 	LogPath(class, object string) string
 	// CountExec counts an exec into a container of class in the metrics.

@@ -179,7 +179,7 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	policy.SetInternet(opts.EnableInternet)
 	return func() error {
 		if running {
-			s.backend.Destroy(ctx, o.Class, o.ID) // an exited run makes room for the next
+			s.backend.Destroy(ctx, o.Class, o.ID, "") // an exited run makes room for the next
 		}
 		if _, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances); err != nil {
 			switch {
@@ -194,12 +194,11 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	}, nil
 }
 
-// Destroy removes the object's container, which exits for reason.
+// Destroy removes the object's container, which exits for reason; one
+// the object is starting meanwhile (from another goroutine) is removed
+// once started.
 func (s *Service) Destroy(ctx context.Context, class, object, reason string) error {
-	if c, ok := s.backend.Get(class, object); ok {
-		c.SetDestroyReason(reason)
-	}
-	if err := s.backend.Destroy(ctx, class, object); err != nil {
+	if err := s.backend.Destroy(ctx, class, object, reason); err != nil {
 		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
 	}
 	return nil

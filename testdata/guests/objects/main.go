@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -428,6 +429,23 @@ func (b *Box) AlarmRuns() (string, error) {
 
 func (b *Box) Destroy(reason string) error { return b.state.Container.Destroy(reason) }
 
+// DestroyDuringStart starts the container from a goroutine and destroys it
+// (reason "during start") after Delay, as the start may still be under
+// way; it reports both errors and Running once both returned.
+func (b *Box) DestroyDuringStart(a struct {
+	Entrypoint []string
+	Delay      string
+}) (string, error) {
+	d, _ := time.ParseDuration(a.Delay)
+	done := make(chan error, 1)
+	go func() { done <- b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint}) }()
+	runtime.Gosched() // the start is asked for, and waits off the instance's thread
+	time.Sleep(d)
+	derr := b.state.Container.Destroy("during start")
+	serr := <-done
+	return fmt.Sprintf("start=%v destroy=%v running=%v", serr, derr, b.state.Container.Running()), nil
+}
+
 func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
 
 func (b *Box) Monitor() (string, error) {
@@ -803,6 +821,16 @@ func outboundHandlers() {
 	}))
 	sdk.HandleOutbound("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "other: %s", r.URL)
+	}))
+	sdk.HandleOutbound("hang", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers
+	}))
+	sdk.HandleOutbound("panic", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic("outbound handler panics on purpose")
+	}))
+	sdk.HandleOutbound("slurp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "slurped %d bytes, err=%v", len(body), err)
 	}))
 	sdk.HandleOutbound("upstream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
