@@ -256,7 +256,8 @@ func TestSignalAndPortBeyond32Bits(t *testing.T) {
 
 // TestExecStdinClosedEarly: writing more input than a process reads before
 // it exits fails with what happened, not with the name of a host pipe, and
-// the object keeps serving.
+// so does a write after the object closed stdin itself; the object keeps
+// serving.
 func TestExecStdinClosedEarly(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -265,6 +266,10 @@ func TestExecStdinClosedEarly(t *testing.T) {
 	code, body := w.call(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"true"}, "Stdin": strings.Repeat("z", 4<<20)})
 	assert.Equal(t, 500, code)
 	assert.Equal(t, "call Exec: writing stdin: the process closed its stdin", strings.TrimSpace(body))
+	// A write after the object's own Close says so (ErrClosed), not that
+	// a handle it never heard of is not open.
+	assert.Equal(t, `"write=wharf: write to a stream after its Close or Abort (closed=true) out=\"\" err=\u003cnil\u003e"`,
+		w.mustCall(t, "BOX", "b", "ExecStdinEarly", []string{"cat"}))
 	var r map[string]any
 	require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"echo", "still serving"}})), &r))
 	assert.Equal(t, "still serving\n", r["Stdout"])

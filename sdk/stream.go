@@ -48,6 +48,9 @@ func (s *Stream) TryRead(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if s.closed {
+		return 0, errClosedStream("read from")
+	}
 	s.used = true
 	n, err := s.ev.StreamRead(s.handle, p, abi.StreamNonBlocking)
 	if errors.Is(err, abi.StatusEOF) {
@@ -77,6 +80,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 // TryWrite writes what fits without waiting; it returns ErrWouldBlock if
 // nothing did.
 func (s *Stream) TryWrite(p []byte) (int, error) {
+	if s.closed {
+		return 0, errClosedStream("write to")
+	}
 	n, err := s.ev.StreamWrite(s.handle, p, abi.StreamNonBlocking)
 	return n, wouldBlock(err)
 }
@@ -106,6 +112,13 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // ReadFrom copies r into the stream in large chunks; io.Copy uses it.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	return io.CopyBuffer(onlyWriter{s}, r, make([]byte, copyBufferSize))
+}
+
+// errClosedStream is a read or write of a stream after its own Close or
+// Abort, which released its handle (ErrClosed, as a write to a closed pipe
+// is): the host would only call the handle unknown.
+func errClosedStream(what string) error {
+	return wharf.NewError("stream", abi.StatusClosed, what+" a stream after its Close or Abort")
 }
 
 // onlyWriter hides ReadFrom so io.CopyBuffer does not recurse.

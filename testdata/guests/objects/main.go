@@ -482,6 +482,20 @@ func (b *Box) Exec(a ExecArgs) (ExecResult, error) {
 	return ExecResult{Stdout: string(out), Stderr: string(errOut), Code: p.ExitCode()}, exitOK(err)
 }
 
+// ExecStdinEarly starts cmd with a stdin pipe, closes stdin at once, then
+// writes to it: the write's error, whether it is ErrClosed, and the
+// output.
+func (b *Box) ExecStdinEarly(cmd []string) (string, error) {
+	p, err := b.state.Container.Exec(cmd, sdk.ExecOptions{StdinPipe: true})
+	if err != nil {
+		return "", err
+	}
+	p.Stdin.Close()
+	_, werr := io.WriteString(p.Stdin, "late")
+	out, _, err := p.Output()
+	return fmt.Sprintf("write=%v (closed=%v) out=%q err=%v", werr, errors.Is(werr, sdk.ErrClosed), out, err), nil
+}
+
 // exitOK drops the error of a non-zero exit code, which the caller reports
 // as the code.
 func exitOK(err error) error {
