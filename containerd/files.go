@@ -61,7 +61,26 @@ func (c *Container) OpenFile(ctx context.Context, path, user string, write bool,
 	if err != nil {
 		return nil, err
 	}
-	return files[0], nil
+	return renamed(files[0], path)
+}
+
+// renamed is f (which it closes) as a file named name: the errors of its
+// reads and writes name the container's file ("write /x: no space left
+// on device"), not the descriptor the agent passed ("agent-fd").
+func renamed(f *os.File, name string) (*os.File, error) {
+	defer f.Close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := raw.Control(func(old uintptr) { fd, err = unix.FcntlInt(old, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // Stat describes path (a symbolic link itself, not its target).

@@ -483,3 +483,33 @@ func TestDestroyDuringStart(t *testing.T) {
 	w.stop()
 	assertNoLeftovers(t, data)
 }
+
+// TestFilesWriteToAFullDisk: a file written through Files() into a
+// container whose disk (disk_mb) is full fails with an *fs.PathError
+// naming the file and the disk's error; the write said "write agent-fd:
+// no space left on device" (the name of the descriptor the agent passed)
+// and was no *fs.PathError. Execs and background processes still start
+// on the full disk, and the write succeeds once room is made.
+func TestFilesWriteToAFullDisk(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", strings.Replace(containersManifest, `instance_type = "basic"`,
+		`instance_type = { vcpu = 0.5, memory_mib = 256, disk_mb = 64 }`, 1), data)
+	w.mustCall(t, "BOX", "b", "Start", []string{"sleep", "3600"})
+	out, _, _ := w.run(t, "b", "sh", "-c", "dd if=/dev/zero of=/fill bs=1M 2>&1")
+	require.Contains(t, out, "No space left on device", "the disk is full")
+	want := "write /tmp/big: no space left on device"
+	assert.Equal(t, fmt.Sprintf(`"write=%s close=%s (path errors: true true)"`, want, want),
+		w.mustCall(t, "BOX", "b", "WriteBig", map[string]any{"Path": "/tmp/big", "MB": 4}))
+
+	out, _, code := w.run(t, "b", "echo", "exec on a full disk")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "exec on a full disk\n", out)
+	assert.Contains(t, w.mustCall(t, "BOX", "b", "BgStart", map[string]any{"Cmd": []string{"sleep", "60"}, "ID": "bg"}), `"status":"running"`)
+	_, _, code = w.run(t, "b", "rm", "/fill")
+	require.Equal(t, 0, code)
+	assert.Equal(t, `"write=\u003cnil\u003e close=\u003cnil\u003e (path errors: true true)"`,
+		w.mustCall(t, "BOX", "b", "WriteBig", map[string]any{"Path": "/tmp/big", "MB": 4}))
+	w.stop()
+	assertNoLeftovers(t, data)
+}

@@ -183,7 +183,7 @@ type FileWriter struct {
 func (w *FileWriter) Write(p []byte) (int, error) {
 	n, err := w.s.Write(p)
 	w.written += int64(n)
-	return n, err
+	return n, pathError("write", w.path, err)
 }
 
 // ReadFrom copies r into the file in large chunks; io.Copy uses it.
@@ -204,7 +204,7 @@ func (w *FileWriter) Close() error {
 		// waited for until the event's deadline.
 		if _, err := w.s.TryWrite(nil); err != nil {
 			w.s.Close()
-			return err
+			return pathError("write", w.path, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -231,6 +231,9 @@ func (f *Files) WriteFile(path string, r io.Reader) error {
 	}
 	if _, err := s.ReadFrom(r); err != nil {
 		s.Abort(err.Error())
+		if pe, ok := err.(*fs.PathError); ok && pe.Op == "write" && pe.Path == path { // the file's, not r's
+			return err
+		}
 		return pathError("write", path, err)
 	}
 	return s.Close()

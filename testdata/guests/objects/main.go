@@ -1171,6 +1171,27 @@ func (b *Box) FilesRoundTrip(args struct {
 		"WriteMBps": writeMBps, "ReadMBps": readMBps}, nil
 }
 
+// WriteBig writes MB MiB of zeros to Path through Files().Create: the
+// errors of the writes (the first that failed) and of Close, and whether
+// they are *fs.PathErrors.
+func (b *Box) WriteBig(a struct {
+	Path string
+	MB   int
+}) (string, error) {
+	w, err := b.state.Container.Files().Create(a.Path)
+	if err != nil {
+		return "", err
+	}
+	chunk := make([]byte, 1<<20)
+	var werr error
+	for i := 0; i < a.MB && werr == nil; i++ {
+		_, werr = w.Write(chunk)
+	}
+	cerr := w.Close()
+	var pe *fs.PathError
+	return fmt.Sprintf("write=%v close=%v (path errors: %v %v)", werr, cerr, werr == nil || errors.As(werr, &pe), cerr == nil || errors.As(cerr, &pe)), nil
+}
+
 // roundTripChunk is a MiB of FilesRoundTrip's content: MiB i of the file is
 // it with byte(i) first.
 func roundTripChunk() []byte {
