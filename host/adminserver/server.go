@@ -29,6 +29,7 @@ import (
 	"github.com/wharfhq/wharf/abi"
 	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/host/containers"
+	"github.com/wharfhq/wharf/internal/keptlog"
 	"github.com/wharfhq/wharf/internal/logtap"
 	"github.com/wharfhq/wharf/manifest"
 )
@@ -429,7 +430,8 @@ func (s *Server) logs(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := mc.Info()
-	f, err := os.Open(s.w.ContainerBackend().LogPath(info.Class, info.Object))
+	// The log and its previous file, read on across rotations.
+	f, err := keptlog.Open(s.w.ContainerBackend().LogPath(info.Class, info.Object))
 	if err != nil {
 		answer(rw, fmt.Errorf("no output recorded: %w", err))
 		return
