@@ -526,7 +526,11 @@ func newImagesCommand() *cobra.Command {
 			}
 			unlock, err := f.ownDataDir()
 			if errors.Is(err, host.ErrDataDirInUse) {
-				fmt.Fprintf(cmd.OutOrStdout(), "build cache: kept: %v\n", err)
+				// Its advice ("choose another --data-dir") is for a
+				// command that needs the directory; pruning another
+				// directory empties nothing of this one's cache.
+				why := strings.Replace(err.Error(), "; stop it or choose another --data-dir", "", 1)
+				fmt.Fprintf(cmd.OutOrStdout(), "build cache: kept: %s, which may be building; run `wharf images prune` again once it stopped to empty the build cache\n", why)
 				return nil
 			}
 			if err != nil {

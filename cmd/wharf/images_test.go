@@ -182,6 +182,9 @@ func TestServeBuildsDockerfileImages(t *testing.T) {
 	assert.NotContains(t, out, "removed "+second, "the served image stays")
 	assert.Contains(t, out, "build cache: kept: the data directory "+data+" is in use by another wharf (pid ",
 		"the running wharf's build engine state is left alone")
+	assert.Contains(t, out, "which may be building; run `wharf images prune` again once it stopped to empty the build cache\n",
+		"prune says how to empty the cache")
+	assert.NotContains(t, out, "choose another --data-dir", "pruning another data directory would not empty this one's cache")
 	assert.DirExists(t, filepath.Join(build.Dir(data), "root"))
 	stillServes(t, srv)
 	stopped(t, srv, data)
