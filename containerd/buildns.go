@@ -3,6 +3,7 @@ package containerd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -73,6 +74,7 @@ func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 		errs = append(errs, removeContainer(ctx, ctr))
 	}
 	errs = append(errs, b.removeOrphanTasksIn(BuildNamespace, func(string) bool { return false }))
+	errs = append(errs, killCgroupProcs(cgroupDirs(cgroups)))
 	ls := b.Client.LeasesService()
 	held, err := ls.List(ctx, buildLeaseFilter)
 	if err != nil {
@@ -84,6 +86,30 @@ func (b *Backend) RemoveBuildLeftovers(ctx context.Context) error {
 		}
 	}
 	return errors.Join(append(errs, removeCgroupTree(cgroups), b.removeBuildFirewall())...)
+}
+
+// killCgroupProcs kills every process in the cgroup directories dirs and
+// the cgroups below them, and waits until none is left (a process that
+// forked meanwhile leaves its child there). In the build cgroups these are
+// RUN steps that no container or runc state names any more (the data
+// directory removed, in part, after wharf was killed while building: its
+// shim went, the step ran on), so only their cgroup reaches them.
+func killCgroupProcs(dirs []string) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var left []int
+		for _, pid := range cgroupProcs(dirs) {
+			if !exited(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("build step processes %v did not exit after SIGKILL", left)
+		}
+	}
 }
 
 // removeContainer kills a container's task, if it has one, and deletes

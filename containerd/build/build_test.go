@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -679,4 +681,38 @@ func TestContextLeavesOutEveryDataDir(t *testing.T) {
 	require.NoError(t, lock.Unlock())
 	require.NoError(t, os.WriteFile(filepath.Join(old, "objects.db"), []byte("v1"), 0o600))
 	assertHashCounts(t, build.Options{Context: dir}, filepath.Join(old, "objects.db"), filepath.Join(dir, "a.txt"))
+}
+
+// TestStartKillsAStepThatLostItsContainer: a RUN step's process that no
+// container, shim or runc state names any more runs on in the build
+// cgroups; the next start on the data directory kills it and removes the
+// cgroup. That is what a wharf killed while building leaves once its data
+// directory was partly removed (`rm -rf` stops at the step's mounts): the
+// next wharf serve there killed the shim, and `sleep 300` of the step ran
+// on in /wharf/<hash>-build/buildkit/<id>, its cgroup kept.
+func TestStartKillsAStepThatLostItsContainer(t *testing.T) {
+	f := start(t)
+	step := exec.Command("sleep", "600")
+	require.NoError(t, step.Start())
+	ended := make(chan error, 1)
+	go func() { ended <- step.Wait() }()
+	t.Cleanup(func() { step.Process.Kill() })
+	cgroup := filepath.Join("/sys/fs/cgroup", f.backend.BuildCgroupParent(), "buildkit", "lost")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil { // cgroup v1
+		cgroup = filepath.Join("/sys/fs/cgroup/pids", f.backend.BuildCgroupParent(), "buildkit", "lost")
+	}
+	require.NoError(t, os.MkdirAll(cgroup, 0o755))
+	t.Cleanup(func() { os.Remove(cgroup) })
+	require.NoError(t, os.WriteFile(filepath.Join(cgroup, "cgroup.procs"), []byte(strconv.Itoa(step.Process.Pid)), 0o644))
+
+	e, err := build.Start(context.Background(), f.backend, build.EngineOptions{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, e.Close()) }()
+	select {
+	case err := <-ended:
+		assert.ErrorContains(t, err, "signal: killed", "the step's process was killed")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the step's process runs on in " + cgroup)
+	}
+	assert.NoDirExists(t, cgroup, "its cgroup is removed")
 }
