@@ -192,12 +192,7 @@ func TestACopyStartsTheContainersItsOriginalRan(t *testing.T) {
 
 	// The original stops (removing its container); the copy that kept its
 	// scope is served, as a backup is.
-	require.NoError(t, m1.Close(context.Background()))
-	require.NoError(t, RemoveImage(context.Background(), b1.Client, spec.Image, false))
-	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
-	require.NoError(t, err)
-	assert.Empty(t, left)
-	require.NoError(t, b1.Close())
+	closeLeavingNothing(t, b1, m1, spec)
 	assert.Equal(t, 1, serveCopy(copies["same"]), "the copy's record of the original's container")
 	assert.Empty(t, egress.FirewallLeftovers(tag))
 }
@@ -356,10 +351,17 @@ func TestTheOldPathOfARunningWharfsMovedDataDirIsRefused(t *testing.T) {
 	// Moved back, the running wharf stops cleanly.
 	require.NoError(t, os.RemoveAll(data))
 	require.NoError(t, os.Rename(moved, data))
-	require.NoError(t, m1.Close(context.Background()))
-	require.NoError(t, RemoveImage(context.Background(), b1.Client, spec.Image, false))
-	left, err := Leftovers(context.Background(), b1.Client, b1.Address, b1.DataDir)
+	closeLeavingNothing(t, b1, m1, spec)
+}
+
+// closeLeavingNothing closes m and b, removing spec's image, and checks
+// that nothing of them is left.
+func closeLeavingNothing(t *testing.T, b *Backend, m *Manager, spec ContainerSpec) {
+	t.Helper()
+	require.NoError(t, m.Close(context.Background()))
+	require.NoError(t, RemoveImage(context.Background(), b.Client, spec.Image, false))
+	left, err := Leftovers(context.Background(), b.Client, b.Address, b.DataDir)
 	require.NoError(t, err)
 	assert.Empty(t, left)
-	require.NoError(t, b1.Close())
+	require.NoError(t, b.Close())
 }

@@ -560,48 +560,40 @@ func TestBadIgnorePatternIsNamed(t *testing.T) {
 	assert.EqualError(t, err, filepath.Join(dir, ".dockerignore")+`: pattern "[": syntax error in pattern`)
 }
 
-// TestBuildThatForksWithoutBoundIsStopped: the RUN steps of a data
+// TestBuildThatExceedsALimitIsStopped: the RUN steps of a data
 // directory's builds share a limit of processes and threads (4096 by
-// default, 64 here), so a step that forks without bound fails, saying it
-// reached that limit, instead of taking every pid of the host; the engine
-// builds on after it. Without the limit this step started its 200
-// processes and the build succeeded.
-func TestBuildThatForksWithoutBoundIsStopped(t *testing.T) {
-	f := startWith(t, t.TempDir(), build.EngineOptions{Pids: 64})
-	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
-		"RUN i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait\n"})
-	var progress bytes.Buffer
-	_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/forks:1",
-		BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
-	require.Error(t, err, progress.String())
-	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
-	assert.Contains(t, err.Error(), "(the build's steps reached wharf's limit of 64 processes and threads, all RUN steps together: a step forked without bound)")
-	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
-	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
-	require.NoError(t, err)
-}
-
-// TestBuildThatTakesTooMuchMemoryIsStopped: the RUN steps of a data
-// directory's builds share a memory limit (half of the host's by default,
-// 64 MiB here), so a step that allocates more is killed in its cgroup and
-// the build fails, saying it reached that limit, instead of taking the
-// host's memory; the engine builds on after it. Without the limit the
-// step's 256 MiB buffer fit and the build succeeded.
-func TestBuildThatTakesTooMuchMemoryIsStopped(t *testing.T) {
-	f := startWith(t, t.TempDir(), build.EngineOptions{Memory: 64 << 20})
-	ctx := context.Background()
-	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
-		"RUN dd if=/dev/zero of=/dev/null bs=256M count=1\n"})
-	var progress bytes.Buffer
-	_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/memory:1",
-		BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
-	require.Error(t, err, progress.String())
-	assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
-	assert.Contains(t, err.Error(), "(the build's steps reached wharf's limit of 64 MiB of memory, all RUN steps together, and the kernel killed a process of the step)")
-	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
-	_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
-	require.NoError(t, err)
+// default, 64 here) and one of memory (half of the host's by default, 64
+// MiB here), so a step that forks without bound, or allocates more, fails
+// in its cgroup, saying which limit it reached, instead of taking every
+// pid or the memory of the host; the engine builds on after it. Without
+// the limits the step started its 200 processes, or its 256 MiB buffer
+// fit, and the build succeeded.
+func TestBuildThatExceedsALimitIsStopped(t *testing.T) {
+	for _, c := range []struct {
+		name, run string
+		opts      build.EngineOptions
+		says      string
+	}{
+		{"pids", "i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; wait", build.EngineOptions{Pids: 64},
+			"(the build's steps reached wharf's limit of 64 processes and threads, all RUN steps together: a step forked without bound)"},
+		{"memory", "dd if=/dev/zero of=/dev/null bs=256M count=1", build.EngineOptions{Memory: 64 << 20},
+			"(the build's steps reached wharf's limit of 64 MiB of memory, all RUN steps together, and the kernel killed a process of the step)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := startWith(t, t.TempDir(), c.opts)
+			ctx := context.Background()
+			dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN " + c.run + "\n"})
+			var progress bytes.Buffer
+			_, err := f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/" + c.name + ":1",
+				BuildArgs: map[string]string{"BASE": f.base}, Progress: &progress})
+			require.Error(t, err, progress.String())
+			assert.Contains(t, err.Error(), filepath.Join(dir, "Dockerfile")+":3: ")
+			assert.Contains(t, err.Error(), c.says)
+			dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo fine\n"})
+			_, err = f.engine.Build(ctx, build.Options{Context: dir, Tag: "wharf.test/fine:1", BuildArgs: map[string]string{"BASE": f.base}})
+			require.NoError(t, err)
+		})
+	}
 }
 
 // TestBuildThatFillsTheDiskSaysToPrune: a RUN step that fills the disk
