@@ -11,7 +11,7 @@ VERSION ?= $(shell test -z "$$(git rev-parse --show-prefix 2>/dev/null || echo o
 export PATH := $(PATH):/usr/local/go/bin
 # CNI_PLUGINS are the CNI plugins of the build steps' network (see
 # containerd/build/network.go).
-CNI_PLUGINS := $(addprefix github.com/containernetworking/plugins/plugins/,main/ptp ipam/host-local main/loopback)
+CNI_PLUGINS := $(addprefix github.com/containernetworking/plugins/plugins/,main/ptp ipam/host-local main/loopback meta/tuning)
 
 .PHONY: build demo test bench lint deps clean
 

@@ -19,6 +19,10 @@ import (
 // BuildSubnet; the data directory's nft table (OpenBuildNetwork)
 // masquerades what leaves and keeps the steps from the host. A step
 // reaches the internet, and never the host's loopback: lo is its own.
+// Its link has no IPv6 (the tuning plugin turns it off there): with the
+// link-local address every link gets, a step reached any service of the
+// host listening on all IPv6 addresses ([::]) through the host's end of
+// its veth pair, which the nft table (family ip) does not see.
 
 // BuildSubnet is where the build steps' network namespaces take their
 // addresses. It is one for every wharf on the host, whose builds share the
@@ -50,6 +54,9 @@ func BuildCNIConfig() string {
       "ranges": [[{"subnet": %q}]],
       "routes": [{"dst": "0.0.0.0/0"}]
     }
+  }, {
+    "type": "tuning",
+    "sysctl": {"net.ipv6.conf.IFNAME.disable_ipv6": "1"}
   }]
 }
 `, buildCNINetwork, buildIPAMDir, BuildSubnet)

@@ -210,7 +210,7 @@ func (e *Engine) connect(ctx context.Context, address string, timeout time.Durat
 // to it, where `make build` puts them (tools of this module).
 func cniPlugins(bin string) (string, error) {
 	dir := filepath.Join(filepath.Dir(bin), "cni")
-	for _, name := range []string{"ptp", "host-local", "loopback"} { // loopback: BuildKit's, for each namespace's lo
+	for _, name := range []string{"ptp", "host-local", "tuning", "loopback"} { // loopback: BuildKit's, for each namespace's lo
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return "", fmt.Errorf("the CNI plugin %s, which the build steps' network needs, is not in %s: build it with `make build`: %w", name, dir, err)
 		}

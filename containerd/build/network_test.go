@@ -54,3 +54,40 @@ func TestRunStepsHaveTheirOwnNetwork(t *testing.T) {
 	assert.Equal(t, "hello from the internet: "+internet.Addr.String()+" /from-a-build", fetched)
 	assert.Equal(t, int64(1), internet.Hits())
 }
+
+// TestRunStepsReachNoHostServiceOverIPv6: a RUN step that finds the host's
+// end of its link by IPv6 (a ping to all nodes on each of its links, then
+// their neighbours) does not reach a service of the host listening on all
+// IPv6 addresses (a listener the test opens on [::]). With IPv6 on the
+// steps' links, the step connected to it through the link-local address
+// of the host's end of its veth pair, which the nft table (family ip) of
+// the build steps does not see.
+func TestRunStepsReachNoHostServiceOverIPv6(t *testing.T) {
+	f := start(t)
+	ln, err := net.Listen("tcp6", "[::]:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	// sleep: the step's link-local address is tentative for its first
+	// second or so (duplicate address detection).
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG PORT\n" +
+		"RUN sleep 3; for i in $(ls /sys/class/net); do [ $i = lo ] && continue; ip addr show dev $i; ping -6 -c 2 ff02::1%$i; " +
+		"for a in $(ip -6 neigh show dev $i | cut -d' ' -f1); do if echo hi | nc -w 2 $a%$i $PORT; then echo reached the host at $a; exit 1; fi; done; done\n"})
+	var progress bytes.Buffer
+	_, err = f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/network-ipv6:1", Progress: &progress,
+		BuildArgs: map[string]string{"BASE": f.base, "PORT": fmt.Sprint(port)}})
+	require.NoError(t, err, progress.String())
+	assert.Zero(t, accepted.Load(), "a RUN step reached the host over IPv6")
+	assert.NotContains(t, progress.String(), "inet6 fe80:", "the step's link has an IPv6 address")
+}

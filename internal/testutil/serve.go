@@ -240,6 +240,7 @@ var cniPlugins = []string{
 	"github.com/containernetworking/plugins/plugins/main/ptp",
 	"github.com/containernetworking/plugins/plugins/ipam/host-local",
 	"github.com/containernetworking/plugins/plugins/main/loopback",
+	"github.com/containernetworking/plugins/plugins/meta/tuning",
 }
 
 // BuildBuildkitd builds buildkitd (a tool of this module) next to the wharf
