@@ -8,6 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/wharfhq/wharf/containerd/egress"
 )
@@ -66,8 +70,73 @@ func BuildCNIConfig() string {
 // steps (see egress.InstallBuildFirewall): they may reach the internet
 // through the host, and nothing of the host but DNS.
 // RemoveBuildLeftovers removes it.
+// It first releases the addresses of the host's build steps that are
+// lost (releaseLostAddresses).
 func (b *Backend) OpenBuildNetwork() error {
-	return egress.InstallBuildFirewall(buildTag(b.RuncRoot), BuildSubnet)
+	return errors.Join(releaseLostAddresses(time.Now()), egress.InstallBuildFirewall(buildTag(b.RuncRoot), BuildSubnet))
+}
+
+// lostAfter is how long after host-local recorded an address its step's
+// network is surely set up: ptp routes the address through the host's end
+// of its veth pair within the same CNI ADD, seconds at most.
+const lostAfter = time.Minute
+
+// releaseLostAddresses releases the addresses recorded in buildIPAMDir,
+// by any wharf of the host, whose step's network namespace is gone: the
+// host has no route to them (ptp's, through the host's end of the veth
+// pair, which goes with the namespace) and they were recorded more than
+// lostAfter before now. Such a record outlives its namespace when nothing
+// asks the plugins to remove it nor calls UnmountBuild on its data
+// directory: the data directory of a killed wharf removed (rm -rf) and its
+// steps swept by another wharf (removeOrphanedScope), or its processes
+// killed by hand. The address then stayed taken until a reboot. It holds
+// host-local's lock (the file "lock" there) meanwhile.
+func releaseLostAddresses(now time.Time) error {
+	dir := filepath.Join(buildIPAMDir, buildCNINetwork)
+	lock, err := os.Open(filepath.Join(dir, "lock"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no build ran since the host started
+	} else if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %s: %w", lock.Name(), err)
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing the host's routes: %w", err)
+	}
+	routed := map[netip.Addr]bool{}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones != 32 {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok {
+			routed[a] = true
+		}
+	}
+	taken, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range taken {
+		a, err := netip.ParseAddr(e.Name())
+		if err != nil || !BuildSubnet.Contains(a) || routed[a] {
+			continue // "lock", "last_reserved_ip.0", or in use
+		}
+		if info, err := e.Info(); err != nil || now.Sub(info.ModTime()) < lostAfter {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeBuildFirewall removes the nft table OpenBuildNetwork installed,

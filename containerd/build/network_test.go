@@ -3,11 +3,16 @@ package build_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,4 +95,63 @@ func TestRunStepsReachNoHostServiceOverIPv6(t *testing.T) {
 	require.NoError(t, err, progress.String())
 	assert.Zero(t, accepted.Load(), "a RUN step reached the host over IPv6")
 	assert.NotContains(t, progress.String(), "inet6 fe80:", "the step's link has an IPv6 address")
+}
+
+// TestLostStepAddressesAreReleased: host-local's record of an address whose
+// step's network namespace is gone (no route to it on the host) is
+// released when a build engine starts, once it is older than a minute: a
+// killed wharf's removed data directory, whose steps another wharf swept,
+// left its addresses taken until a reboot. The address of a step that runs
+// (another data directory's build, its record aged as a long step's is)
+// stays taken, and so does one just recorded, whose route may follow.
+func TestLostStepAddressesAreReleased(t *testing.T) {
+	f := start(t)
+	var conf struct {
+		Name    string
+		Plugins []struct{ IPAM struct{ DataDir string } }
+	}
+	require.NoError(t, json.Unmarshal([]byte(containerd.BuildCNIConfig()), &conf))
+	records := filepath.Join(conf.Plugins[0].IPAM.DataDir, conf.Name)
+
+	slow := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN sleep 15\n"})
+	built := make(chan error, 1)
+	go func() {
+		_, err := f.engine.Build(context.Background(), build.Options{Context: slow, Tag: "wharf.test/slow:1", BuildArgs: map[string]string{"BASE": f.base}})
+		built <- err
+	}()
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(f.leftovers(t), func(l string) bool { return strings.HasPrefix(l, "build task ") })
+	}, 2*time.Minute, 100*time.Millisecond, "the slow build's step never ran")
+	ours, err := os.ReadDir(filepath.Join(build.Dir(f.dataDir), "root", "net", "cni"))
+	require.NoError(t, err)
+	var live []string
+	taken, err := os.ReadDir(records)
+	require.NoError(t, err)
+	old := time.Now().Add(-2 * time.Minute)
+	for _, e := range taken {
+		p := filepath.Join(records, e.Name())
+		record, _ := os.ReadFile(p)
+		id, _, _ := strings.Cut(string(record), "\r\n") // host-local's lines end so
+		if slices.ContainsFunc(ours, func(n os.DirEntry) bool { return n.Name() == id }) {
+			live = append(live, p)
+			require.NoError(t, os.Chtimes(p, old, old))
+		}
+	}
+	require.NotEmpty(t, live, "the running step's address is recorded")
+
+	lost, fresh := filepath.Join(records, "10.218.255.250"), filepath.Join(records, "10.218.255.251")
+	for _, p := range []string{lost, fresh} {
+		require.NoFileExists(t, p)
+		require.NoError(t, os.WriteFile(p, []byte("wharf-test-gone\r\neth1"), 0o644))
+		t.Cleanup(func() { os.Remove(p) })
+	}
+	require.NoError(t, os.Chtimes(lost, old, old))
+
+	start(t) // another data directory's build engine
+	assert.NoFileExists(t, lost, "the lost address is released")
+	assert.FileExists(t, fresh, "an address just recorded stays taken")
+	for _, p := range live {
+		assert.FileExists(t, p, "the running step's address stays taken")
+	}
+	require.NoError(t, <-built)
 }
