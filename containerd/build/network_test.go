@@ -106,12 +106,7 @@ func TestRunStepsReachNoHostServiceOverIPv6(t *testing.T) {
 // stays taken, and so does one just recorded, whose route may follow.
 func TestLostStepAddressesAreReleased(t *testing.T) {
 	f := start(t)
-	var conf struct {
-		Name    string
-		Plugins []struct{ IPAM struct{ DataDir string } }
-	}
-	require.NoError(t, json.Unmarshal([]byte(containerd.BuildCNIConfig()), &conf))
-	records := filepath.Join(conf.Plugins[0].IPAM.DataDir, conf.Name)
+	records := stepRecords(t)
 
 	slow := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN sleep 15\n"})
 	built := make(chan error, 1)
@@ -122,22 +117,9 @@ func TestLostStepAddressesAreReleased(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return slices.ContainsFunc(f.leftovers(t), func(l string) bool { return strings.HasPrefix(l, "build task ") })
 	}, 2*time.Minute, 100*time.Millisecond, "the slow build's step never ran")
-	ours, err := os.ReadDir(filepath.Join(build.Dir(f.dataDir), "root", "net", "cni"))
-	require.NoError(t, err)
-	var live []string
-	taken, err := os.ReadDir(records)
-	require.NoError(t, err)
+	live := filepath.Join(records, stepAddress(t, f))
 	old := time.Now().Add(-2 * time.Minute)
-	for _, e := range taken {
-		p := filepath.Join(records, e.Name())
-		record, _ := os.ReadFile(p)
-		id, _, _ := strings.Cut(string(record), "\r\n") // host-local's lines end so
-		if slices.ContainsFunc(ours, func(n os.DirEntry) bool { return n.Name() == id }) {
-			live = append(live, p)
-			require.NoError(t, os.Chtimes(p, old, old))
-		}
-	}
-	require.NotEmpty(t, live, "the running step's address is recorded")
+	require.NoError(t, os.Chtimes(live, old, old))
 
 	lost, fresh := filepath.Join(records, "10.218.255.250"), filepath.Join(records, "10.218.255.251")
 	for _, p := range []string{lost, fresh} {
@@ -150,8 +132,67 @@ func TestLostStepAddressesAreReleased(t *testing.T) {
 	start(t) // another data directory's build engine
 	assert.NoFileExists(t, lost, "the lost address is released")
 	assert.FileExists(t, fresh, "an address just recorded stays taken")
-	for _, p := range live {
-		assert.FileExists(t, p, "the running step's address stays taken")
-	}
+	assert.FileExists(t, live, "the running step's address stays taken")
 	require.NoError(t, <-built)
+}
+
+// TestRunStepsReachNoOtherStep: a RUN step of one data directory's build
+// does not reach a service a RUN step of another data directory's build,
+// running at the same time, listens on (their addresses are of one
+// subnet, each routed through the host). The host forwarded between them:
+// one wharf's (one tenant's) build connected to another's.
+func TestRunStepsReachNoOtherStep(t *testing.T) {
+	listening := start(t)
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN timeout 30 nc -l -p 8000 > /got; cat /got; true\n"})
+	listened := make(chan error, 1)
+	var listenerProgress bytes.Buffer
+	go func() {
+		_, err := listening.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/listen:1", Progress: &listenerProgress,
+			BuildArgs: map[string]string{"BASE": listening.base}})
+		listened <- err
+	}()
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(listening.leftovers(t), func(l string) bool { return strings.HasPrefix(l, "build task ") })
+	}, 2*time.Minute, 100*time.Millisecond, "the listening step never ran")
+	addr := stepAddress(t, listening)
+
+	f := start(t)
+	dir = writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG STEP\n" +
+		"RUN sleep 1; if echo from-another-build | nc -w 3 $STEP 8000; then echo reached the other step; exit 1; fi\n"})
+	var progress bytes.Buffer
+	_, err := f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/connect:1", Progress: &progress,
+		BuildArgs: map[string]string{"BASE": f.base, "STEP": addr}})
+	require.NoError(t, err, progress.String())
+	require.NoError(t, <-listened)
+	assert.NotContains(t, listenerProgress.String(), "from-another-build")
+}
+
+// stepRecords is the directory of host-local's records of the build
+// steps' addresses, one file an address, as BuildCNIConfig names it.
+func stepRecords(t *testing.T) string {
+	var conf struct {
+		Name    string
+		Plugins []struct{ IPAM struct{ DataDir string } }
+	}
+	require.NoError(t, json.Unmarshal([]byte(containerd.BuildCNIConfig()), &conf))
+	return filepath.Join(conf.Plugins[0].IPAM.DataDir, conf.Name)
+}
+
+// stepAddress is the address of the RUN step f's build runs: the record
+// in stepRecords naming a network namespace of f's buildkitd.
+func stepAddress(t *testing.T, f *fixture) string {
+	records := stepRecords(t)
+	ours, err := os.ReadDir(filepath.Join(build.Dir(f.dataDir), "root", "net", "cni"))
+	require.NoError(t, err)
+	taken, err := os.ReadDir(records)
+	require.NoError(t, err)
+	for _, e := range taken {
+		record, _ := os.ReadFile(filepath.Join(records, e.Name()))
+		id, _, _ := strings.Cut(string(record), "\r\n") // host-local's lines end so
+		if slices.ContainsFunc(ours, func(n os.DirEntry) bool { return n.Name() == id }) {
+			return e.Name()
+		}
+	}
+	t.Fatal("the step's address is not recorded")
+	return ""
 }

@@ -275,6 +275,9 @@ func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Ki
 //
 //	input:             from subnet only DNS (udp/tcp 53) and what belongs to
 //	                   the steps' own connections: no service of the host
+//	forward:           nothing from subnet to subnet: no step reaches
+//	                   another (each is routed through the host), of its
+//	                   own build or another wharf's
 //	postrouting (nat): masquerade subnet leaving it
 //
 // and turns on IPv4 forwarding (see enableForwarding), so that a RUN
@@ -292,6 +295,8 @@ func InstallBuildFirewall(scope string, subnet netip.Prefix) error {
 	c.AddTable(table)
 	input := c.AddChain(&nftables.Chain{Name: "input", Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	add := func(ch *nftables.Chain, exprs ...[]expr.Any) {
@@ -302,6 +307,7 @@ func InstallBuildFirewall(scope string, subnet netip.Prefix) error {
 	add(input, fromSteps, l4(unix.IPPROTO_UDP), dport(53), verdict(expr.VerdictAccept))
 	add(input, fromSteps, l4(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept))
 	add(input, fromSteps, verdict(expr.VerdictDrop))
+	add(fwd, fromSteps, daddrIn(subnet, expr.CmpOpEq), verdict(expr.VerdictDrop))
 	add(post, fromSteps, daddrIn(subnet, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing the nft table %s: %w", table.Name, err)
