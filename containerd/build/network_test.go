@@ -31,21 +31,7 @@ import (
 func TestRunStepsHaveTheirOwnNetwork(t *testing.T) {
 	f := start(t)
 	internet := fakenet.Start(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port, accepted := countingListener(t, "tcp4", "127.0.0.1:0")
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG PORT\nARG INTERNET\n" +
 		"RUN ip -4 addr && if echo hi | nc -w 2 127.0.0.1 $PORT; then echo reached the host; exit 1; fi\n" +
 		"RUN wget -q -O /fetched http://$INTERNET/from-a-build\n"})
@@ -69,28 +55,14 @@ func TestRunStepsHaveTheirOwnNetwork(t *testing.T) {
 // the build steps does not see.
 func TestRunStepsReachNoHostServiceOverIPv6(t *testing.T) {
 	f := start(t)
-	ln, err := net.Listen("tcp6", "[::]:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port, accepted := countingListener(t, "tcp6", "[::]:0")
 	// sleep: the step's link-local address is tentative for its first
 	// second or so (duplicate address detection).
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG PORT\n" +
 		"RUN sleep 3; for i in $(ls /sys/class/net); do [ $i = lo ] && continue; ip addr show dev $i; ping -6 -c 2 ff02::1%$i; " +
 		"for a in $(ip -6 neigh show dev $i | cut -d' ' -f1); do if echo hi | nc -w 2 $a%$i $PORT; then echo reached the host at $a; exit 1; fi; done; done\n"})
 	var progress bytes.Buffer
-	_, err = f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/network-ipv6:1", Progress: &progress,
+	_, err := f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/network-ipv6:1", Progress: &progress,
 		BuildArgs: map[string]string{"BASE": f.base, "PORT": fmt.Sprint(port)}})
 	require.NoError(t, err, progress.String())
 	assert.Zero(t, accepted.Load(), "a RUN step reached the host over IPv6")
@@ -195,4 +167,24 @@ func stepAddress(t *testing.T, f *fixture) string {
 	}
 	t.Fatal("the step's address is not recorded")
 	return ""
+}
+
+// countingListener listens on address, closing each connection it
+// accepts, and returns its port and the count of those connections.
+func countingListener(t *testing.T, network, address string) (port int, accepted *atomic.Int64) {
+	ln, err := net.Listen(network, address)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	accepted = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, accepted
 }
