@@ -100,40 +100,6 @@ func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 	assert.Empty(t, containerd.HostLeftovers(data))
 }
 
-// TestAKilledBuildWhoseDataDirIsRemovedIsSwept: wharf serve killed
-// (SIGKILL) while a RUN step runs, its data directory then removed (rm -rf,
-// which the step's mounts stop half-way): no next run of that directory
-// comes, and the next wharf of the host sweeps what the build left: the
-// step's processes and shim, its mounts (so the directory's removal
-// completes), cgroups and the build's nft table. serve built before it
-// claimed its network scope, so no lock file named the directory and all
-// of it stayed for good.
-func TestAKilledBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
-	testutil.BuildBuildkitd(t)
-	base := testimages.BusyboxBase(t)
-	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 601\n")
-	data := t.TempDir()
-
-	srv := testutil.LaunchServe(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data)
-	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 601")) > 0 }, 3*time.Minute, 200*time.Millisecond,
-		"the slow build's step never ran:\n%s", srv.Logs())
-	srv.Kill()
-	os.RemoveAll(data) // EBUSY at the step's mounts
-	require.NotEmpty(t, testutil.Processes("sleep 601"), "the step outlives its wharf")
-
-	// (Another test process's wharf may sweep it first.)
-	b, err := containerd.OpenBackend(context.Background(), t.TempDir(), "", slog.Default())
-	require.NoError(t, err)
-	m, err := containerd.NewManager(b, containerd.ManagerOptions{})
-	require.NoError(t, err)
-	assert.Eventually(t, func() bool { return len(testutil.Processes("sleep 601")) == 0 }, 10*time.Second, 50*time.Millisecond,
-		"the step is stopped")
-	require.NoError(t, os.RemoveAll(data), "nothing mounted stops its removal now")
-	assert.Empty(t, containerd.HostLeftovers(data), "nothing of the build is left")
-	require.NoError(t, m.Close(context.Background()))
-	require.NoError(t, b.Close())
-}
-
 // builtPlugin writes a plugin running the webapp example's module whose
 // class's image is a directory holding dockerfile (and note.txt), built
 // with the build argument BASE=base, and returns its directory.
