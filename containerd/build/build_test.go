@@ -85,14 +85,7 @@ func startWith(t *testing.T, dataDir string, opts build.EngineOptions) *fixture 
 	testutil.BuildBuildkitd(t)
 	ctx := context.Background()
 	base := testimages.BusyboxBase(t)
-	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		leftovers, err := containerd.Leftovers(ctx, b.Client, b.Address, dataDir)
-		assert.NoError(t, err)
-		assert.Empty(t, leftovers)
-		b.Close()
-	})
+	b := openBackend(t, dataDir)
 	e, err := build.Start(ctx, b, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -101,6 +94,21 @@ func startWith(t *testing.T, dataDir string, opts build.EngineOptions) *fixture 
 		assert.Empty(t, testutil.Processes("buildkitd", build.Dir(dataDir)), "buildkitd still running")
 	})
 	return &fixture{backend: b, engine: e, base: base, dataDir: dataDir}
+}
+
+// openBackend runs wharf's containerd in dataDir, and checks when the
+// test ends that nothing of its containers is left there.
+func openBackend(t *testing.T, dataDir string) *containerd.Backend {
+	ctx := context.Background()
+	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		leftovers, err := containerd.Leftovers(ctx, b.Client, b.Address, dataDir)
+		assert.NoError(t, err)
+		assert.Empty(t, leftovers)
+		b.Close()
+	})
+	return b
 }
 
 func writeContext(t *testing.T, files map[string]string) string {
@@ -610,14 +618,7 @@ func TestBuildThatFillsTheDiskSaysToPrune(t *testing.T) {
 	require.NoError(t, syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=128m"))
 	t.Cleanup(func() { assert.NoError(t, syscall.Unmount(disk, syscall.MNT_DETACH)) })
 	dataDir := filepath.Join(disk, "data")
-	b, err := containerd.OpenBackend(ctx, dataDir, "", slog.Default())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		leftovers, err := containerd.Leftovers(ctx, b.Client, b.Address, dataDir)
-		assert.NoError(t, err)
-		assert.Empty(t, leftovers)
-		b.Close()
-	})
+	b := openBackend(t, dataDir)
 	e, err := build.Start(ctx, b, build.EngineOptions{})
 	require.NoError(t, err)
 	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\n" +
