@@ -109,7 +109,7 @@ func TestClusterDrainEndsTheObjectsContainer(t *testing.T) {
 	assert.True(t, errors.Is(syscall.Kill(pid, 0), syscall.ESRCH), "the container's process %d still runs", pid)
 	tag := containerd.Tag("App", on1[0].Object)
 	assert.True(t, h1.serve.WaitLog(tag+" stop", 5*time.Second), "the stop is logged: %s", h1.serve.Logs())
-	assert.Contains(t, h1.serve.Logs(), "its object left this host")
+	assert.Regexp(t, `stop" class=App object=\S+ exit_code=0 reason="its object left this host`, h1.serve.Logs(), "it got SIGTERM and the stop grace, and exited cleanly, as at a shutdown")
 
 	second := h2.page(t)
 	assert.NotEqual(t, first, second, "a new container serves on h2")
@@ -179,6 +179,7 @@ func TestClusterHostThatMayNotWriteEndsItsContainers(t *testing.T) {
 	}, 3*ttl, 50*time.Millisecond, "h1's container ended as h1 gave its object up")
 	t.Logf("h1's container ended %s after the permission was revoked", time.Since(start))
 	assert.True(t, h1.serve.WaitLog(containerd.Tag("App", on1[0].Object)+" stop", 5*time.Second), h1.serve.Logs())
+	assert.Regexp(t, `stop" class=App object=\S+ exit_code=137 reason="its object left this host`, h1.serve.Logs(), "killed at once: h2 may run the object already")
 
 	var second string
 	require.Eventually(t, func() bool { // once h1's lease ran out

@@ -552,9 +552,10 @@ func (m *Manager) List() []*Managed {
 }
 
 // Stop sends SIGTERM to the object's container and destroys it if it has
-// not exited after grace. A container that has exited already is left as
-// it is, with its output, for ps -a and logs (destroy removes it).
-func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Duration) error {
+// not exited after grace; reason is why, in the log's stop line, ps -a and
+// the object's monitor. A container that has exited already is left as it
+// is, with its output, for ps -a and logs (destroy removes it).
+func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Duration, reason string) error {
 	mc, ok := m.Get(class, object)
 	if !ok {
 		return fmt.Errorf("%s %s has no container", class, object)
@@ -565,7 +566,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 	// Its exit code is the object's to see (ExitCode 0 after a clean
 	// exit), with the stop as its cause in logs and ps; a container
 	// killed after the grace was destroyed, for the object too.
-	mc.markStopRequested("stopped by the operator")
+	mc.markStopRequested(reason)
 	if err := mc.Terminate(ctx); err != nil {
 		mc.abandonStop() // its SIGTERM may have gone
 		return err
@@ -578,7 +579,7 @@ func (m *Manager) Stop(ctx context.Context, class, object string, grace time.Dur
 		mc.abandonStop()
 		return ctx.Err()
 	}
-	mc.SetDestroyReason("stopped by the operator")
+	mc.SetDestroyReason(reason)
 	return m.Destroy(ctx, class, object)
 }
 

@@ -146,7 +146,7 @@ func TestExitedContainerReleasesWhatOnlyARunningOneNeeds(t *testing.T) {
 	assert.ErrorIs(t, err, hostcontainers.ErrExitedMeanwhile)
 	_, err = mc.Stats(ctx)
 	assert.Error(t, err)
-	assert.NoError(t, m.Stop(ctx, "Sandbox", "obj", time.Second), "a stop of an exited container does nothing")
+	assert.NoError(t, m.Stop(ctx, "Sandbox", "obj", time.Second, "stopped by the test"), "a stop of an exited container does nothing")
 	_, err = m.Start(ctx, "Sandbox", "obj", spec, openPolicy(), 0)
 	assert.ErrorContains(t, err, "already running", "the manager starts it again only once it is destroyed, as before")
 

@@ -138,7 +138,7 @@ func TestStopCutShortOwnsNoFailure(t *testing.T) {
 			return code == 0
 		}, 10*time.Second, 50*time.Millisecond)
 		ctx, cancel := stopCtx()
-		assert.Error(t, m.Stop(ctx, "Box", object, time.Minute), object)
+		assert.Error(t, m.Stop(ctx, "Box", object, time.Minute, "stopped by the test"), object)
 		cancel()
 		require.False(t, mc.Exited(), "%s: the container ignores SIGTERM", object)
 		require.NoError(t, mc.Signal(context.Background(), syscall.SIGUSR1))

@@ -407,7 +407,13 @@ const leftReason = "its object left this host (drained, placed on another host, 
 
 // containerHoldings are the objects' containers, what they hold on this
 // host in a cluster (objects.Holdings).
-type containerHoldings struct{ s *services }
+type containerHoldings struct {
+	s *services
+	// grace is how long a container of an object this host still owns
+	// gets to exit after SIGTERM when the object leaves (the host's stop
+	// grace).
+	grace time.Duration
+}
 
 // Holds reports whether the object's container runs.
 func (h containerHoldings) Holds(class, object string) bool {
@@ -417,8 +423,11 @@ func (h containerHoldings) Holds(class, object string) bool {
 
 // Leave destroys the container of an object this host gives up, as the
 // object's own Destroy would: its next event, on whichever host, starts
-// one there. Its exit is not told to the object.
-func (h containerHoldings) Leave(class, object string) {
+// one there. One whose object this host still owns gets SIGTERM and the
+// stop grace first, as at a shutdown; otherwise it is killed at once, as
+// another host may run the object's container already. Its exit is not
+// told to the object.
+func (h containerHoldings) Leave(class, object string, owned bool) {
 	s := h.s
 	if s.containers == nil {
 		return
@@ -431,8 +440,13 @@ func (h containerHoldings) Leave(class, object string) {
 	if !c.Exited() { // its exit is yet to be told
 		s.leaving.Store(key, struct{}{})
 	}
-	ctx, cancel := context.WithTimeout(s.base, time.Minute)
+	ctx, cancel := context.WithTimeout(s.base, h.grace+time.Minute)
 	defer cancel()
+	if owned && !c.Exited() {
+		if err := s.containers.Backend().Stop(ctx, class, object, h.grace, leftReason); err != nil {
+			s.logger.Warn("stopping the container of an object this host gives up; killing it", "class", class, "object", object, "err", err)
+		}
+	}
 	if err := s.containers.Destroy(ctx, class, object, leftReason); err != nil {
 		s.leaving.Delete(key)
 		s.logger.Error("destroying the container of an object this host gave up", "class", class, "object", object, "err", err)
@@ -451,7 +465,7 @@ func (h containerHoldings) leaveAdopted() {
 	h.s.logger.Warn("destroying the containers adopted from this host's previous run: their objects' placements ended with it", "containers", len(list))
 	for _, c := range list {
 		info := c.Info()
-		h.Leave(info.Class, info.Object)
+		h.Leave(info.Class, info.Object, false)
 	}
 }
 

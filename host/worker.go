@@ -154,7 +154,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		cc := cfg.Cluster
 		if cc != nil {
 			withHoldings := *cc
-			withHoldings.Holdings = containerHoldings{s}
+			withHoldings.Holdings = containerHoldings{s, cfg.StopGrace}
 			cc = &withHoldings
 		}
 		if s.objects, err = objects.New(ctx, objectRuntime{&w.sets}, m, cfg.DataDir, storage.LogOptions{AcceptLostCommits: cfg.AcceptLostCommits}, cc, cfg.Metrics, logger); err != nil {
@@ -165,7 +165,7 @@ func NewWorker(ctx context.Context, cfg Config) (*Worker, error) {
 		if cfg.Cluster != nil {
 			// Containers adopted from a run that ended unclean are of
 			// placements that ended with its lease.
-			containerHoldings{s}.leaveAdopted()
+			containerHoldings{s, cfg.StopGrace}.leaveAdopted()
 		}
 		// Exits of containers adopted before the objects existed reach
 		// them now, and intercepted requests are answered.

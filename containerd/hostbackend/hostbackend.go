@@ -253,8 +253,8 @@ func (be *backend) List() []containers.Container {
 	return out
 }
 
-func (be *backend) Stop(ctx context.Context, class, object string, grace time.Duration) error {
-	return be.mgr.Stop(ctx, class, object, grace)
+func (be *backend) Stop(ctx context.Context, class, object string, grace time.Duration, reason string) error {
+	return be.mgr.Stop(ctx, class, object, grace, reason)
 }
 
 func (be *backend) Destroy(ctx context.Context, class, object, reason string) error {

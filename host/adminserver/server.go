@@ -37,6 +37,10 @@ import (
 // operatorStopGrace is how long `wharf stop` waits after SIGTERM.
 const operatorStopGrace = 10 * time.Second
 
+// operatorStopReason is why a container `wharf stop` stopped exited (the
+// log's stop line, ps -a, the object's monitor).
+const operatorStopReason = "stopped by the operator"
+
 // Worker is what the operator API needs of the Worker it serves
 // (host.Worker implements it).
 type Worker interface {
@@ -394,7 +398,7 @@ func (s *Server) stop(rw http.ResponseWriter, r *http.Request) {
 	mc, err := s.object(r)
 	if err == nil {
 		info := mc.Info()
-		err = s.w.ContainerBackend().Stop(r.Context(), info.Class, info.Object, operatorStopGrace)
+		err = s.w.ContainerBackend().Stop(r.Context(), info.Class, info.Object, operatorStopGrace, operatorStopReason)
 	}
 	answer(rw, err)
 }

@@ -105,8 +105,8 @@ func (b *fakeBackend) record(call string) {
 	b.calls = append(b.calls, call)
 }
 
-func (b *fakeBackend) Stop(_ context.Context, class, object string, grace time.Duration) error {
-	b.record("stop " + class + " " + object + " " + grace.String())
+func (b *fakeBackend) Stop(_ context.Context, class, object string, grace time.Duration, reason string) error {
+	b.record("stop " + class + " " + object + " " + grace.String() + ": " + reason)
 	return nil
 }
 
@@ -245,7 +245,7 @@ func TestStopDestroyDrain(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, c.Stop(ctx, "APP", "id:a1"))
 	require.NoError(t, c.Destroy(ctx, "*", "id:a2"))
-	assert.Equal(t, []string{"stop App " + idOf("a1") + " 10s", "destroy App " + idOf("a2") + ": destroyed by the operator"}, be.recorded())
+	assert.Equal(t, []string{"stop App " + idOf("a1") + " 10s: stopped by the operator", "destroy App " + idOf("a2") + ": destroyed by the operator"}, be.recorded())
 	require.NoError(t, c.Drain(ctx))
 	w.mu.Lock()
 	assert.Equal(t, 1, w.drained)

@@ -28,8 +28,9 @@ type Backend interface {
 	// List returns every container.
 	List() []Container
 	// Stop sends SIGTERM to the object's container and destroys it if it
-	// has not exited after grace; an exited container is left as it is.
-	Stop(ctx context.Context, class, object string, grace time.Duration) error
+	// has not exited after grace; reason is why, for StopCause and
+	// WaitExit. An exited container is left as it is.
+	Stop(ctx context.Context, class, object string, grace time.Duration, reason string) error
 	// Destroy removes the object's container and its network; reason, if
 	// not empty, is why, for WaitExit. A start (or a removal) of the
 	// object's container under way is waited for first, so the object has

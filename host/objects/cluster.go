@@ -56,8 +56,10 @@ type Holdings interface {
 	Holds(class, id string) bool
 	// Leave ends what the object holds here (its container, running or
 	// exited), returning once it has ended, before the placement is
-	// released.
-	Leave(class, id string)
+	// released. owned says the placement is still this host's (a drain,
+	// an idle object giving it up), so what it holds may end gracefully;
+	// otherwise another host may have the object already.
+	Leave(class, id string, owned bool)
 }
 
 // holds reports whether the object holds something on this host now.
@@ -297,10 +299,11 @@ func (c *clusterRouting) disown(obj *Object) {
 	obj.place = cluster.Placement{}
 	obj.deactivate()
 	obj.closeStorage()
+	owned := c.Member.Owns(p)
 	if p.Owner != "" && c.Holdings != nil {
-		c.Holdings.Leave(obj.ns.class, obj.id)
+		c.Holdings.Leave(obj.ns.class, obj.id, owned)
 	}
-	if c.Member.Owns(p) {
+	if owned {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := c.Member.Release(ctx, c.objectName(obj), p); err != nil {
