@@ -6,10 +6,18 @@ import (
 	"strings"
 )
 
-// ContainerNotRunning is the whole message of the NOTFOUND a container
-// call gets when the object's container is not running; the SDK tells it
-// by this text from the NOTFOUND of a thing not found (a file, a process).
+// ContainerNotRunning is the message of the NOTFOUND a container call
+// gets when the object's container is not running, whole or followed by
+// ": " and why (its start failed: …); the SDK tells it by this text
+// (IsContainerNotRunning) from the NOTFOUND of a thing not found (a file,
+// a process).
 const ContainerNotRunning = "the container is not running"
+
+// IsContainerNotRunning reports whether msg, a NOTFOUND's message, says
+// the container is not running (see ContainerNotRunning).
+func IsContainerNotRunning(msg string) bool {
+	return msg == ContainerNotRunning || strings.HasPrefix(msg, ContainerNotRunning+": ")
+}
 
 // ProcessExited is the whole message of the NOTFOUND a kill of an exec'd
 // process gets once it has exited (the SDK says it too, once Wait has

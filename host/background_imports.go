@@ -20,33 +20,37 @@ func (s *services) backgroundImports() []plugins.HostFunc {
 	}
 }
 
-// backgroundCall returns the calling object's running container and the
-// options of a background import.
-func (s *services) backgroundCall(g *guest, mem plugins.Memory, ptr, n uint32) (containers.Container, abi.BackgroundOptions, error) {
-	c, err := s.running(g)
+// backgroundCall returns the calling object's container (see upcoming)
+// and the options of a background import.
+func (s *services) backgroundCall(g *guest, mem plugins.Memory, ptr, n uint32) (containers.Upcoming, abi.BackgroundOptions, error) {
+	u, err := s.upcoming(g)
 	if err != nil {
-		return nil, abi.BackgroundOptions{}, err
+		return u, abi.BackgroundOptions{}, err
 	}
 	raw, err := readMem(mem, ptr, n)
 	if err != nil {
-		return nil, abi.BackgroundOptions{}, err
+		return u, abi.BackgroundOptions{}, err
 	}
 	o, err := containers.ParseBackground(raw)
 	if err != nil {
-		return nil, o, err
+		return u, o, err
 	}
-	return c, o, nil
+	return u, o, nil
 }
 
 // importBackgroundOp is background_op(opts, len, pending_out):
 // call_result gives the JSON of start (the new process's description),
 // list (an array of them) and get (one); kill gives nothing.
 func (s *services) importBackgroundOp(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
+	u, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		out, err := containers.BackgroundOp(ctx, c, o)
 		return withData(out), err
 	})
@@ -56,11 +60,15 @@ func (s *services) importBackgroundOp(ctx context.Context, g *guest, mem plugins
 // call_result hands over a readable stream of a background process's
 // output, then how many bytes from its start were overwritten (a u64).
 func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
+	u, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		r, dropped, err := containers.BackgroundLogs(ctx, c, o)
 		if err != nil {
 			return nil, err
@@ -75,7 +83,7 @@ func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugi
 // pending result, read with call_result, ready when the process has
 // exited; its value is the process's JSON description.
 func (s *services) importBackgroundWait(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
+	u, o, err := s.backgroundCall(g, mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
 	}
@@ -85,6 +93,13 @@ func (s *services) importBackgroundWait(_ context.Context, g *guest, mem plugins
 		cancel()
 		return err
 	}
-	go func() { p.Resolve(containers.WaitBackground(ctx, c, o.ID)) }()
+	go func() {
+		c, err := u.Container(ctx)
+		if err != nil {
+			p.Resolve(nil, err)
+			return
+		}
+		p.Resolve(containers.WaitBackground(ctx, c, o.ID))
+	}()
 	return nil
 }

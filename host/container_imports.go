@@ -49,12 +49,14 @@ func (s *services) containerOf(g *guest) (manifest.Container, error) {
 	return s.containers.Config(g.object.obj.Class())
 }
 
-// running returns the calling object's running container.
-func (s *services) running(g *guest) (containers.Container, error) {
+// upcoming returns the calling object's container for a call that needs
+// it running: one a start the object asked for is starting is waited for
+// (off the instance's thread, by Upcoming.Container).
+func (s *services) upcoming(g *guest) (containers.Upcoming, error) {
 	if _, err := s.containerOf(g); err != nil {
-		return nil, err
+		return containers.Upcoming{}, err
 	}
-	return s.containers.Running(g.object.obj.Class(), g.object.obj.ID())
+	return s.containers.Upcoming(g.object.obj.Class(), g.object.obj.ID())
 }
 
 func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -76,14 +78,18 @@ func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugi
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) { return nil, start() })
+	err = offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) { return nil, start.Run() })
+	if err != nil {
+		start.Abandon()
+	}
+	return err
 }
 
 func (s *services) importContainerRunning(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	_, err := s.running(g)
-	if errors.Is(err, abi.StatusUnsupported) {
+	if _, err := s.containerOf(g); err != nil {
 		return err
 	}
+	_, err := s.containers.Running(g.object.obj.Class(), g.object.obj.ID())
 	return writeU32(mem, u32(a[0]), b2u(err == nil))
 }
 
@@ -107,11 +113,15 @@ func (s *services) importContainerSignal(ctx context.Context, g *guest, mem plug
 	if err := containers.CheckSignal(sig); err != nil {
 		return err
 	}
-	c, err := s.running(g)
+	u, err := s.upcoming(g)
 	if err != nil {
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		return nil, containers.Signal(ctx, c, sig)
 	})
 }
@@ -145,7 +155,7 @@ func (s *services) importContainerMonitor(_ context.Context, g *guest, mem plugi
 // call_result hands over the stdin, stdout, stderr and process handles
 // (0 for an unpiped stream).
 func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, err := s.running(g)
+	u, err := s.upcoming(g)
 	if err != nil {
 		return err
 	}
@@ -160,6 +170,11 @@ func (s *services) importContainerExec(ctx context.Context, g *guest, mem plugin
 		return err
 	}
 	err = offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			settle()
+			return nil, err
+		}
 		e, err := containers.Exec(ctx, s.base, c, raw, g.wake)
 		if err != nil {
 			settle()
@@ -296,15 +311,15 @@ func (s tcpSink) Abort(error) {
 	s.done()
 }
 
-// runningPort checks a port argument (first, so a bad port is INVAL
-// anywhere) and returns the running container.
-func (s *services) runningPort(g *guest, arg uint64) (containers.Container, uint32, error) {
+// upcomingPort checks a port argument (first, so a bad port is INVAL
+// anywhere) and returns the container (see upcoming).
+func (s *services) upcomingPort(g *guest, arg uint64) (containers.Upcoming, uint32, error) {
 	port := u32(arg)
 	if err := containers.CheckPort(port); err != nil {
-		return nil, 0, err
+		return containers.Upcoming{}, 0, err
 	}
-	c, err := s.running(g)
-	return c, port, err
+	u, err := s.upcoming(g)
+	return u, port, err
 }
 
 // importContainerConnect is container_connect(port, pending_out): a TCP
@@ -312,11 +327,15 @@ func (s *services) runningPort(g *guest, arg uint64) (containers.Container, uint
 // a readable and a writable stream. A port nobody listens on is
 // StatusRefused.
 func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, port, err := s.runningPort(g, a[0])
+	u, port, err := s.upcomingPort(g, a[0])
 	if err != nil {
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		conn, err := containers.Dial(ctx, c, port)
 		if err != nil {
 			return nil, err
@@ -350,40 +369,60 @@ var containerClient = &http.Client{
 // head's URL may be absolute (its host becomes the Host header) or just a
 // path.
 func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, port, err := s.runningPort(g, a[0])
+	u, port, err := s.upcomingPort(g, a[0])
 	if err != nil {
 		return err
 	}
 	anyURL := func(u *url.URL) bool { return u.Path != "" || u.Host != "" }
-	return s.startFetch(g, mem, a[1:], anyURL, "container_fetch needs a URL or a path", containerClient, func(req *http.Request) (func(*http.Response), error) {
+	return s.startFetch(g, mem, a[1:], anyURL, "container_fetch needs a URL or a path", func(req *http.Request) func() (*http.Response, error) {
 		if req.Host == "" {
 			req.Host = cmp.Or(req.URL.Host, "container")
 		}
-		req.URL.Scheme, req.URL.Host = "http", containers.Address(c, port)
-		if !web.WantsUpgrade(req.Header) {
-			return nil, nil
-		}
-		// A protocol switch (e.g. a WebSocket): the request body is what
-		// follows a 101 on the connection, not an HTTP body.
-		up := req.Body
-		req.Body, req.ContentLength = nil, 0
-		req.Header.Del("Transfer-Encoding")
-		req.Header.Del("Content-Length")
-		return func(resp *http.Response) {
-			rwc, ok := resp.Body.(io.ReadWriteCloser)
-			if resp.StatusCode != http.StatusSwitchingProtocols || !ok || up == nil {
-				if up != nil {
-					up.Close()
-				}
-				return
+		after := upgradeAfter(req)
+		return func() (*http.Response, error) {
+			c, err := u.Container(req.Context())
+			if err != nil {
+				return nil, err
 			}
-			go func() { // the client is done: so is the switched connection
-				io.Copy(rwc, up)
-				up.Close()
-				rwc.Close()
-			}()
-		}, nil
+			req.URL.Scheme, req.URL.Host = "http", containers.Address(c, port)
+			resp, err := containerClient.Do(req)
+			if err != nil {
+				return nil, fetchError(req, err)
+			}
+			if after != nil {
+				after(resp)
+			}
+			return resp, nil
+		}
 	})
+}
+
+// upgradeAfter readies req, a container_fetch, for a protocol switch it
+// asks for (a WebSocket, say): its body is what follows a 101 on the
+// connection, not an HTTP body. It returns what to do with the response
+// then; nil for a request that asks for no switch.
+func upgradeAfter(req *http.Request) func(*http.Response) {
+	if !web.WantsUpgrade(req.Header) {
+		return nil
+	}
+	up := req.Body
+	req.Body, req.ContentLength = nil, 0
+	req.Header.Del("Transfer-Encoding")
+	req.Header.Del("Content-Length")
+	return func(resp *http.Response) {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if resp.StatusCode != http.StatusSwitchingProtocols || !ok || up == nil {
+			if up != nil {
+				up.Close()
+			}
+			return
+		}
+		go func() { // the client is done: so is the switched connection
+			io.Copy(rwc, up)
+			up.Close()
+			rwc.Close()
+		}()
+	}
 }
 
 // containerExited tells the object its container's main process ended

@@ -513,3 +513,55 @@ func TestFilesWriteToAFullDisk(t *testing.T) {
 	w.stop()
 	assertNoLeftovers(t, data)
 }
+
+// TestCallsDuringStart: a signal, an exec, a monitor, a fetch, a raw
+// connection or a readiness wait that an object makes while a start of its
+// container (from another goroutine) is under way waits for the start and
+// acts on the container it started, as the hosted system's calls right
+// after an unawaited start() do; one whose start fails says the container
+// is not running and why. They all said "the container is not running"
+// at once.
+func TestCallsDuringStart(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	during := func(name string, args map[string]any) string {
+		t.Helper()
+		var out string
+		require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", name, "DuringStart", args)), &out))
+		return out
+	}
+	sleep := []string{"sleep", "3600"}
+	web := []string{"httpd", "-f", "-p", "8080", "-h", "/etc"}
+
+	assert.Equal(t, `running-before=false call="" err=<nil> (not-running=false) start=<nil>`,
+		during("signal", map[string]any{"Entrypoint": sleep, "Call": "signal"}))
+	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "signal", "Running", nil) == "false" }, 10*time.Second, 20*time.Millisecond,
+		"the SIGTERM reached the container the start started")
+
+	assert.Equal(t, `running-before=false call="ok\n" err=<nil> (not-running=false) start=<nil>`,
+		during("exec", map[string]any{"Entrypoint": sleep, "Call": "exec", "Cmd": []string{"echo", "ok"}}))
+
+	assert.Equal(t, `running-before=false call="" err=the container exited with code 3 (not-running=false) start=<nil>`,
+		during("monitor", map[string]any{"Entrypoint": []string{"sh", "-c", "sleep 0.2; exit 3"}, "Call": "monitor"}))
+
+	assert.Equal(t, `running-before=false call="ready" err=<nil> (not-running=false) start=<nil>`,
+		during("waitport", map[string]any{"Entrypoint": web, "Call": "waitport", "Port": 8080}))
+	// The server may not listen yet as the start ends: the fetch and the
+	// connection reach the container, answered or refused.
+	assert.Regexp(t, `^running-before=false call=("200 root:x:0:0.*" err=<nil>|"" err=.*nothing listens on the container port.*) \(not-running=false\) start=<nil>$`,
+		during("fetch", map[string]any{"Entrypoint": web, "Call": "fetch", "Port": 8080}))
+	assert.Regexp(t, `^running-before=false call="(HTTP/1.[01] 200 OK.*|refused: nothing listens on the container port: port 8080)" err=<nil> \(not-running=false\) start=<nil>$`,
+		during("connect", map[string]any{"Entrypoint": web, "Call": "connect", "Port": 8080}))
+
+	// A start that fails: the call says the container is not running, and
+	// why.
+	missing := []string{"/no/such/program"}
+	for _, call := range []string{"signal", "exec", "monitor", "connect"} {
+		assert.Equal(t, `running-before=false call="" err=wharf: the container is not running: its start failed: bad exec: entrypoint [/no/such/program]: `+
+			`executable file not found: /no/such/program (not-running=true) start=wharf: starting the container: bad exec: entrypoint [/no/such/program]: executable file not found: /no/such/program`,
+			during("bad-"+call, map[string]any{"Entrypoint": missing, "Call": call, "Cmd": []string{"true"}, "Port": 8080}), call)
+	}
+	w.stop()
+	assertNoLeftovers(t, data)
+}

@@ -22,7 +22,7 @@ func (s *services) fileImports() []plugins.HostFunc {
 // file it creates or truncates ("write"), or a readable stream of changes
 // as JSON lines ("watch").
 func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, err := s.running(g)
+	u, err := s.upcoming(g)
 	if err != nil {
 		return err
 	}
@@ -31,6 +31,10 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		r, w, err := containers.OpenFile(ctx, c, raw)
 		if err != nil {
 			return nil, err
@@ -46,7 +50,7 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 // JSON of stat and list (a FileInfo, an array of them); mkdir, remove and
 // rename give nothing.
 func (s *services) importFileOp(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
-	c, err := s.running(g)
+	u, err := s.upcoming(g)
 	if err != nil {
 		return err
 	}
@@ -55,6 +59,10 @@ func (s *services) importFileOp(ctx context.Context, g *guest, mem plugins.Memor
 		return err
 	}
 	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
 		out, err := containers.FileOp(ctx, c, raw)
 		return withData(out), err
 	})

@@ -460,15 +460,41 @@ func sameURL(written string, u *url.URL) bool {
 
 func (s *services) importFetch(_ context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	httpURL := func(u *url.URL) bool { return (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" }
-	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", s.client, nil)
+	return s.startFetch(g, mem, a, httpURL, "fetch needs an absolute http or https URL", func(req *http.Request) func() (*http.Response, error) {
+		return func() (*http.Response, error) {
+			resp, err := s.client.Do(req)
+			if err != nil {
+				return nil, fetchError(req, err)
+			}
+			return resp, nil
+		}
+	})
+}
+
+// fetchError is the guest's error of req, which an http.Client failed
+// with err: REFUSED if nothing listened, else IO; the cause alone, without
+// the client's *url.Error and its `Get "URL": `, as the guest's side names
+// the request once (its http.Client, or the SDK's Stub.Fetch and
+// Port.Fetch), but kept when it names a redirect's URL, which the guest
+// never saw.
+func fetchError(req *http.Request, err error) error {
+	status := abi.StatusIO
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		status = abi.StatusRefused
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && sameURL(ue.URL, req.URL) {
+		err = ue.Err
+	}
+	return fmt.Errorf("%w: %w", status, err)
 }
 
 // startFetch is fetch and container_fetch from a[0:5] (head, len, flags,
-// body_out, pending_out): check vets the URL, route (if set) may redirect
-// the request before client sends it and returns what to do with the
-// response.
-func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check func(*url.URL) bool, want string, client *http.Client,
-	route func(*http.Request) (func(*http.Response), error)) error {
+// body_out, pending_out): check vets the URL, route readies the request
+// on the instance's thread and returns how to send it, which runs off it
+// and words its errors for the guest (see fetchError).
+func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check func(*url.URL) bool, want string,
+	route func(*http.Request) (send func() (*http.Response, error))) error {
 	raw, err := readMem(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return err
@@ -480,38 +506,17 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 	if err != nil {
 		return err
 	}
-	var after func(*http.Response)
-	if route != nil {
-		if after, err = route(req); err != nil {
-			cancel()
-			return err
-		}
-	}
+	send := route(req)
 	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[4]), abi.KindPending, p); err != nil {
 		return err
 	}
 	go func() {
-		resp, err := client.Do(req)
+		resp, err := send()
 		if err != nil {
 			cancel()
-			status := abi.StatusIO
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				status = abi.StatusRefused
-			}
-			// The cause alone, without the client's *url.Error and its
-			// `Get "URL": `: the guest's side names the request once (its
-			// http.Client, or the SDK's Stub.Fetch and Port.Fetch). Kept
-			// when it names a redirect's URL, which the guest never saw.
-			var ue *url.Error
-			if errors.As(err, &ue) && sameURL(ue.URL, req.URL) {
-				err = ue.Err
-			}
-			p.Resolve(nil, fmt.Errorf("%w: %w", status, err))
+			p.Resolve(nil, err)
 			return
-		}
-		if after != nil {
-			after(resp)
 		}
 		p.Resolve(&fetchedResponse{resp: resp, cancel: cancel}, nil)
 	}()

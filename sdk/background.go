@@ -92,7 +92,7 @@ func backgroundError(err error) error {
 // that only contains those words.
 func notRunning(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Status == abi.StatusNotFound && e.Message == abi.ContainerNotRunning
+	return errors.As(err, &e) && e.Status == abi.StatusNotFound && abi.IsContainerNotRunning(e.Message)
 }
 
 // signalOutOfRange reports whether err is the host's INVAL for a signal

@@ -210,8 +210,9 @@ func (e *ExitError) ExitCode() int { return e.Code }
 
 // Monitor waits until the container exits: nil for exit code 0, otherwise
 // an *ExitError with the exit code or the reason given to Destroy. Called
-// in one of the object's events, it waits for the running container (and
-// returns at once if none runs). Called from a goroutine outside the
+// in one of the object's events, it waits for the running container, or
+// the one a Start under way (from another goroutine) starts, and returns
+// at once with ErrNotRunning if none runs (or that start failed). Called from a goroutine outside the
 // object's events (one started in the constructor, say), it waits for the
 // next exit the host reports to the object, whoever caused it (Destroy,
 // Signal, the process itself), and returns ErrEvicted if the object is
@@ -285,7 +286,7 @@ func (c *Container) endWatch(result func() error) {
 func (c *Container) monitorIn(ev wharf.Event) error {
 	h, err := ev.ContainerMonitor()
 	if err != nil {
-		return err
+		return containerError(err, ErrInvalidArgument)
 	}
 	if _, err := Select(-1, &Pending{ev: ev, handle: h}); err != nil {
 		return err
@@ -299,7 +300,7 @@ func (c *Container) monitorIn(ev wharf.Event) error {
 		}
 		return &ExitError{Code: -1, Reason: we.Message}
 	}
-	return err
+	return containerError(err, ErrInvalidArgument) // not running: none ran, or its start failed
 }
 
 // Stdio says what becomes of a process's stdout or stderr.

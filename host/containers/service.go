@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,13 +49,28 @@ type Service struct {
 	backend Backend
 	specs   map[string]manifest.Container
 	hooks   *Hooks
+
+	mu sync.Mutex
+	// starts are the starts the objects asked for that have not ended,
+	// by objectKey: a call of the object that needs its container waits
+	// for those asked before it (see Upcoming).
+	starts map[string][]*startUnderWay
 }
+
+// startUnderWay is a start of an object's container that has not ended.
+type startUnderWay struct {
+	done chan struct{}
+	err  error // why it failed, set before done is closed
+}
+
+// objectKey names an object in Service.starts.
+func objectKey(class, object string) string { return class + "/" + object }
 
 // New is the service of specs (the [[containers]] entries by class, their
 // Dockerfile images resolved to the tags built) over backend, which
 // reaches the host through hooks.
 func New(backend Backend, specs map[string]manifest.Container, hooks *Hooks) *Service {
-	return &Service{backend: backend, specs: specs, hooks: hooks}
+	return &Service{backend: backend, specs: specs, hooks: hooks, starts: map[string][]*startUnderWay{}}
 }
 
 // Bind has the service's hooks tell the host of exits (exited runs on a
@@ -109,11 +125,103 @@ func (s *Service) Running(class, object string) (Container, error) {
 	if _, err := s.Config(class); err != nil {
 		return nil, err
 	}
+	return s.running(class, object)
+}
+
+func (s *Service) running(class, object string) (Container, error) {
 	c, ok := s.backend.Get(class, object)
 	if !ok || c.Exited() {
 		return nil, errNotRunning
 	}
 	return c, nil
+}
+
+// Upcoming is the object's container as a call of the object (a signal,
+// an exec, a port) finds it: running, or being started by a Start the
+// object asked for before the call (from another goroutine), which the
+// call waits for, as the hosted system's calls right after an unawaited
+// start() act on the container it boots.
+type Upcoming struct {
+	s             *Service
+	class, object string
+	starts        []*startUnderWay
+}
+
+// Upcoming returns the object's container for a call made now, on the
+// instance's thread: UNSUPPORTED for a class without a container, NOTFOUND
+// (the container is not running) if none runs and none is being started.
+func (s *Service) Upcoming(class, object string) (Upcoming, error) {
+	if _, err := s.Config(class); err != nil {
+		return Upcoming{}, err
+	}
+	u := Upcoming{s: s, class: class, object: object, starts: s.startsUnderWay(class, object)}
+	if len(u.starts) == 0 {
+		if _, err := s.running(class, object); err != nil {
+			return Upcoming{}, err
+		}
+	}
+	return u, nil
+}
+
+// Container returns the running container once the starts under way when
+// Upcoming was called have ended (as long as ctx allows; slow: off the
+// instance's thread). If none runs then, it is NOTFOUND (the container is
+// not running), saying why the last start that failed did.
+func (u Upcoming) Container(ctx context.Context) (Container, error) {
+	failed, err := awaitStarts(ctx, u.starts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := u.s.running(u.class, u.object)
+	if err != nil && failed != nil {
+		return nil, failed
+	}
+	return c, err
+}
+
+// startsUnderWay returns the object's starts that have not ended.
+func (s *Service) startsUnderWay(class, object string) []*startUnderWay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.starts[objectKey(class, object)])
+}
+
+// awaitStarts waits until starts have ended, or ctx has (an error, as
+// Upcoming.Container returns it); failed is the error of the last that
+// failed (NOTFOUND: the container is not running, and why), if any.
+func awaitStarts(ctx context.Context, starts []*startUnderWay) (failed, err error) {
+	for _, st := range starts {
+		select {
+		case <-st.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the container's start: %w", context.Cause(ctx))
+		}
+		if st.err != nil {
+			failed = fmt.Errorf("%w: its start failed: %w", errNotRunning, st.err)
+		}
+	}
+	return failed, nil
+}
+
+// beginStart records a start of the object's container as under way; end
+// ends it with its error.
+func (s *Service) beginStart(class, object string) (end func(error)) {
+	key := objectKey(class, object)
+	st := &startUnderWay{done: make(chan struct{})}
+	s.mu.Lock()
+	s.starts[key] = append(s.starts[key], st)
+	s.mu.Unlock()
+	return func(err error) {
+		s.mu.Lock()
+		if left := slices.DeleteFunc(s.starts[key], func(o *startUnderWay) bool { return o == st }); len(left) > 0 {
+			s.starts[key] = left
+		} else {
+			delete(s.starts, key)
+		}
+		s.mu.Unlock()
+		st.err = err
+		close(st.done)
+	}
 }
 
 // Object is a Durable Object as the service sees it.
@@ -126,13 +234,40 @@ type Object struct {
 	PersistDir string
 }
 
+// Starting is a start of an object's container that Service.Start
+// checked: it is under way, for the object's calls (see Upcoming), until
+// Run or Abandon ends it.
+type Starting struct {
+	run func() error
+	end func(error)
+}
+
+// Run starts the container, which is slow: the caller runs it off the
+// instance's thread.
+func (st Starting) Run() error {
+	err := st.run()
+	st.end(err)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrMaxInstances):
+		return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+	case errors.Is(err, ErrBadExec):
+		return fmt.Errorf("%w: starting the container: %w", abi.StatusInvalid, err)
+	}
+	return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+}
+
+// Abandon ends a start that will not run.
+func (st Starting) Abandon() { st.end(errors.New("it was abandoned")) }
+
 // Start checks a start of the object's container with the options of
 // container_start (raw) and its egress policy, and returns the start
-// itself, which is slow: the caller runs it off the instance's thread.
-func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Policy) (func() error, error) {
+// itself, under way from now on: the caller runs or abandons it.
+func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Policy) (Starting, error) {
 	cfg, err := s.Config(o.Class)
 	if err != nil {
-		return nil, err
+		return Starting{}, err
 	}
 	spec := Spec{Image: cfg.Image, NoInit: !cfg.RunsInit(), Resources: Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024},
@@ -151,13 +286,13 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	}
 	opts, err := abi.DecodeStartOptions(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		return Starting{}, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	spec.Env = append(spec.Env, opts.Env...)
 	spec.Entrypoint = append(spec.Entrypoint, opts.Entrypoint...)
 	for _, name := range opts.Secrets {
 		if !slices.Contains(cfg.Secrets, name) {
-			return nil, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, abi.Excerpt(name))
+			return Starting{}, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, abi.Excerpt(name))
 		}
 	}
 	for _, kv := range opts.Labels {
@@ -167,31 +302,23 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	for _, name := range cfg.Secrets { // every start gets them all; the SDK may only name them
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			return nil, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, abi.Excerpt(name))
+			return Starting{}, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, abi.Excerpt(name))
 		}
 		spec.Env = append(spec.Env, name+"="+v)
 	}
 	spec.Labels = labels
 	c, running := s.backend.Get(o.Class, o.ID)
 	if running && !c.Exited() {
-		return nil, fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
+		return Starting{}, fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
 	}
 	policy.SetInternet(opts.EnableInternet)
-	return func() error {
+	return Starting{end: s.beginStart(o.Class, o.ID), run: func() error {
 		if running {
 			s.backend.Destroy(ctx, o.Class, o.ID, "") // an exited run makes room for the next
 		}
-		if _, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances); err != nil {
-			switch {
-			case errors.Is(err, ErrMaxInstances):
-				return fmt.Errorf("%w: %w", abi.StatusBusy, err)
-			case errors.Is(err, ErrBadExec):
-				return fmt.Errorf("%w: starting the container: %w", abi.StatusInvalid, err)
-			}
-			return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
-		}
-		return nil
-	}, nil
+		_, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances)
+		return err
+	}}, nil
 }
 
 // Destroy removes the object's container, which exits for reason; one
@@ -226,19 +353,28 @@ func Signal(ctx context.Context, c Container, sig uint32) error {
 }
 
 // Monitor returns a wait for the exit of the object's container (running
-// or exited): nil for exit code 0, else IO with the exit code or the
-// destroy reason.
+// or exited, or the one a start the object asked for, under way, starts):
+// nil for exit code 0, else IO with the exit code or the destroy reason,
+// or NOTFOUND (the container is not running) if that start failed.
 func (s *Service) Monitor(class, object string) (func() error, error) {
 	if _, err := s.Config(class); err != nil {
 		return nil, err
 	}
+	starts := s.startsUnderWay(class, object)
 	// An exited container is still known until the next start or destroy,
 	// so a monitor that comes late gets its exit code.
-	c, ok := s.backend.Get(class, object)
-	if !ok {
+	if _, ok := s.backend.Get(class, object); !ok && len(starts) == 0 {
 		return nil, errNotRunning
 	}
 	return func() error {
+		failed, _ := awaitStarts(context.Background(), starts) // each ends with its ctx
+		c, ok := s.backend.Get(class, object)
+		switch {
+		case !ok && failed != nil:
+			return failed
+		case !ok:
+			return errNotRunning
+		}
 		code, reason, err := c.WaitExit()
 		switch {
 		case err != nil:

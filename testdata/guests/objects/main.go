@@ -446,6 +446,54 @@ func (b *Box) DestroyDuringStart(a struct {
 	return fmt.Sprintf("start=%v destroy=%v running=%v", serr, derr, b.state.Container.Running()), nil
 }
 
+// DuringStart starts the container from a goroutine and makes Call while
+// the start is under way: "signal" (SIGTERM), "exec" (Cmd, its output),
+// "monitor", "fetch" (Port, Path "/passwd"), "connect" (Port, an HTTP/1.0
+// request by hand) or "waitport" (Port, 10 s). It reports whether the
+// container ran as the call was made, the call's outcome (and whether its
+// error is ErrNotRunning), and the start's error.
+func (b *Box) DuringStart(a struct {
+	Entrypoint []string
+	Call       string
+	Cmd        []string
+	Port       int
+}) (string, error) {
+	done := make(chan error, 1)
+	go func() { done <- b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint}) }()
+	runtime.Gosched() // the start is asked for, and waits off the instance's thread
+	before := b.state.Container.Running()
+	var out string
+	var err error
+	switch a.Call {
+	case "signal":
+		err = b.Signal(int(sdk.SIGTERM))
+	case "exec":
+		var p *sdk.Process
+		if p, err = b.state.Container.Exec(a.Cmd, sdk.ExecOptions{}); err == nil {
+			o, _, _ := p.Output()
+			out = string(o)
+		}
+	case "monitor":
+		err = b.state.Container.Monitor()
+	case "fetch":
+		out, err = b.Fetch(struct {
+			Port int
+			Path string
+		}{a.Port, "/passwd"})
+	case "connect":
+		out, err = b.Raw(a.Port)
+	case "waitport":
+		out, err = b.WaitPort(struct {
+			Port    int
+			Timeout string
+		}{a.Port, "10s"})
+	default:
+		return "", fmt.Errorf("no call %q", a.Call)
+	}
+	serr := <-done
+	return fmt.Sprintf("running-before=%v call=%q err=%v (not-running=%v) start=%v", before, out, err, errors.Is(err, sdk.ErrNotRunning), serr), nil
+}
+
 func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
 
 func (b *Box) Monitor() (string, error) {
