@@ -387,6 +387,9 @@ func (s *services) importContainerFetch(_ context.Context, g *guest, mem plugins
 			req.URL.Scheme, req.URL.Host = "http", containers.Address(c, port)
 			resp, err := containerClient.Do(req)
 			if err != nil {
+				if closed := containers.PortClosed(port, err); closed != nil {
+					return nil, closed
+				}
 				return nil, fetchError(req, err)
 			}
 			if after != nil {

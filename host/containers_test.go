@@ -565,3 +565,30 @@ func TestCallsDuringStart(t *testing.T) {
 	w.stop()
 	assertNoLeftovers(t, data)
 }
+
+// TestFetchOfAPortThatClosesTheConnection: a fetch to a container port
+// whose server accepts the connection and closes it without answering
+// (having read the request, or not: a reset) says so, naming the port, and
+// the host keeps serving the object. The guest got Go's bare "EOF" (or
+// "read tcp …: connection reset by peer").
+func TestFetchOfAPortThatClosesTheConnection(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	// Port 8080 reads the request's head and closes; 8081 closes at once.
+	w.mustCall(t, "BOX", "b", "Start", []string{"sh", "-c", `printf '%s\n' '#!/bin/sh' 'while read -r l && [ "$l" != "$(printf "\r")" ]; do :; done' >/tmp/h &&
+chmod +x /tmp/h && nc -ll -p 8081 -e true & exec nc -ll -p 8080 -e /tmp/h`})
+	for _, port := range []int{8080, 8081} {
+		require.Equal(t, `"ready"`, w.mustCall(t, "BOX", "b", "WaitPort", map[string]any{"Port": port, "Timeout": "10s"}))
+		for range 2 {
+			code, body := w.call(t, "BOX", "b", "Fetch", map[string]any{"Port": port, "Path": "/passwd"})
+			assert.Equal(t, 500, code)
+			assert.Equal(t, fmt.Sprintf(`call Fetch: Get "http://container/passwd": port %d of the container closed the connection without answering`, port),
+				strings.TrimSpace(body))
+		}
+	}
+	assert.Equal(t, `{"Code":0,"Stderr":"","Stdout":"ok\n"}`, w.mustCall(t, "BOX", "b", "Exec", map[string]any{"Cmd": []string{"echo", "ok"}}),
+		"the object and its container go on")
+	w.stop()
+	assertNoLeftovers(t, data)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -200,6 +201,17 @@ func Dial(ctx context.Context, c Container, port uint32) (*net.TCPConn, error) {
 		return nil, fmt.Errorf("%w: connecting to port %d: %w", abi.StatusIO, port, err)
 	}
 	return conn.(*net.TCPConn), nil
+}
+
+// PortClosed is the error of a request to port of the container whose
+// server closed the connection without answering (Go's http.Client says
+// only EOF, or that the peer reset it if the request was left unread), or
+// nil if err, the client's, is another.
+func PortClosed(port uint32, err error) error {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	return fmt.Errorf("%w: port %d of the container closed the connection without answering", abi.StatusIO, port)
 }
 
 // ExecExitCode is the exit code a shell gives a command that failed to
