@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,6 +46,32 @@ func TestRunStepsHaveTheirOwnNetwork(t *testing.T) {
 	_, fetched := inspect(t, f.backend, img.Name, "fetched")
 	assert.Equal(t, "hello from the internet: "+internet.Addr.String()+" /from-a-build", fetched)
 	assert.Equal(t, int64(1), internet.Hits())
+}
+
+// TestRunStepsReachNoLinkLocalServiceButDNS: a RUN step does not reach a
+// server at a link-local address (a fake internet the test creates, at an
+// address of 169.254.0.0/16 routed to it, as a cloud's metadata server,
+// 169.254.169.254, answers there with the host's credentials), but for its
+// DNS, as some clouds serve their resolver there. Steps reached it (as
+// docker build's do); wharf's containers never did.
+func TestRunStepsReachNoLinkLocalServiceButDNS(t *testing.T) {
+	f := start(t)
+	internet := fakenet.Start(t)
+	metadata := netip.MustParseAddr("169.254.77.77")
+	internet.AlsoAt(t, metadata)
+	resp, err := http.Get("http://" + metadata.String() + "/from-the-host")
+	require.NoError(t, err, "the host reaches the fake metadata server")
+	resp.Body.Close()
+	require.Equal(t, int64(1), internet.Hits())
+	dir := writeContext(t, map[string]string{"Dockerfile": "ARG BASE\nFROM ${BASE}\nARG METADATA\nARG NAME\n" +
+		"RUN nslookup $NAME $METADATA\n" +
+		"RUN if printf 'GET /from-a-build HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $METADATA 80; then echo reached the metadata server; exit 1; fi\n"})
+	var progress bytes.Buffer
+	_, err = f.engine.Build(context.Background(), build.Options{Context: dir, Tag: "wharf.test/link-local:1", Progress: &progress,
+		BuildArgs: map[string]string{"BASE": f.base, "METADATA": metadata.String(), "NAME": fakenet.Name("probe")}})
+	require.NoError(t, err, progress.String())
+	assert.Contains(t, progress.String(), internet.Addr.String(), "the step's DNS query to a link-local resolver was answered")
+	assert.Equal(t, int64(1), internet.Hits(), "a RUN step reached the link-local server")
 }
 
 // TestRunStepsReachNoHostServiceOverIPv6: a RUN step that finds the host's

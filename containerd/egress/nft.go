@@ -277,7 +277,10 @@ func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Ki
 //	                   the steps' own connections: no service of the host
 //	forward:           nothing from subnet to subnet: no step reaches
 //	                   another (each is routed through the host), of its
-//	                   own build or another wharf's
+//	                   own build or another wharf's; to link-local
+//	                   addresses (a cloud's metadata server and its
+//	                   credentials, 169.254.169.254) only DNS, which some
+//	                   clouds serve there
 //	postrouting (nat): masquerade subnet leaving it
 //
 // and turns on IPv4 forwarding (see enableForwarding), so that a RUN
@@ -304,10 +307,17 @@ func InstallBuildFirewall(scope string, subnet netip.Prefix) error {
 	}
 	fromSteps := saddrIn(subnet)
 	add(input, fromSteps, established(), verdict(expr.VerdictAccept))
-	add(input, fromSteps, l4(unix.IPPROTO_UDP), dport(53), verdict(expr.VerdictAccept))
-	add(input, fromSteps, l4(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept))
+	acceptDNS := func(ch *nftables.Chain, match ...[]expr.Any) {
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			add(ch, slices.Concat(match...), l4(proto), dport(53), verdict(expr.VerdictAccept))
+		}
+	}
+	acceptDNS(input, fromSteps)
 	add(input, fromSteps, verdict(expr.VerdictDrop))
 	add(fwd, fromSteps, daddrIn(subnet, expr.CmpOpEq), verdict(expr.VerdictDrop))
+	toLinkLocal := daddrIn(linkLocal, expr.CmpOpEq)
+	acceptDNS(fwd, fromSteps, toLinkLocal)
+	add(fwd, fromSteps, toLinkLocal, verdict(expr.VerdictDrop))
 	add(post, fromSteps, daddrIn(subnet, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing the nft table %s: %w", table.Name, err)

@@ -43,6 +43,8 @@ type Internet struct {
 	// CACertPEM is the certificate HTTPS clients must trust.
 	CACertPEM []byte
 	hits      atomic.Int64
+	// name names its namespace and the host's end of its link.
+	name string
 }
 
 // Hits is how many HTTP(S) requests reached the fake internet.
@@ -56,7 +58,7 @@ func Name(label string) string { return label + "." + Domain }
 func Start(t testing.TB) *Internet {
 	name := testnet.Name("fn") // the host's end of the link has the same name
 	hostAddr, addr := freeSubnet(t)
-	in := &Internet{Addr: addr, HostAddr: hostAddr, DNS: net.JoinHostPort(addr.String(), "53")}
+	in := &Internet{Addr: addr, HostAddr: hostAddr, DNS: net.JoinHostPort(addr.String(), "53"), name: name}
 
 	ns := testnet.InNamespace(t, name, func() {})
 	t.Cleanup(func() {
@@ -91,6 +93,28 @@ func Start(t testing.TB) *Internet {
 
 	in.serve(t, name)
 	return in
+}
+
+// AlsoAt has the fake internet's servers answer at a as well, routed from
+// the host through its link, as a cloud's metadata server answers at a
+// link-local address (169.254.169.254). a must be an address the host has
+// no route of its own to; address and route go when the test ends.
+func (in *Internet) AlsoAt(t testing.TB, a netip.Addr) {
+	ns, err := netns.GetFromName(in.name)
+	require.NoError(t, err)
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	require.NoError(t, err)
+	defer h.Close()
+	inner, err := h.LinkByName(in.name + "p")
+	require.NoError(t, err)
+	single := &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(32, 32)}
+	require.NoError(t, h.AddrAdd(inner, &netlink.Addr{IPNet: single}))
+	host, err := netlink.LinkByName(in.name)
+	require.NoError(t, err)
+	route := &netlink.Route{LinkIndex: host.Attrs().Index, Dst: single, Gw: net.IP(in.Addr.AsSlice())}
+	require.NoError(t, netlink.RouteAdd(route), "a route to %s on the host", a)
+	t.Cleanup(func() { netlink.RouteDel(route) })
 }
 
 func ipNet(a netip.Addr) *net.IPNet {
