@@ -13,7 +13,10 @@ import (
 // arguments (?) and returns its rows. Arguments may be nil, integers,
 // floats, bools, strings or []byte. Errors carry SQLite's own message.
 // Tables named _wharf_* and setting PRAGMA application_id are reserved,
-// and transactions go through Transaction, not BEGIN/COMMIT.
+// and transactions go through Transaction, not BEGIN/COMMIT. A statement
+// reaches only the object's own database: ATTACH, DETACH, VACUUM and the
+// PRAGMAs that act on the whole host (hard_heap_limit, soft_heap_limit,
+// temp_store_directory, data_store_directory, max_page_count) are refused.
 func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 	b := abi.NewFieldsBuilder(nil)
 	var num [8]byte

@@ -6,8 +6,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // MaxResultBytes bounds the rows one SQL statement may return at once.
@@ -21,6 +25,48 @@ var (
 	// keeps the file's incarnation (see create.go).
 	setAppID = regexp.MustCompile("(?is)\\bPRAGMA\\s+(?:[\\w\"`\\[\\]]+\\s*\\.\\s*)?[\"`\\[]?application_id[\"`\\]]?\\s*[=(]")
 )
+
+// deniedPragmas are the PRAGMAs an object's SQL may not run, as they act
+// beyond its own database: on the whole process's SQLite (its memory
+// limits: hard_heap_limit makes every object's database fail with "out of
+// memory"; where it writes temporary files), or, max_page_count, on the
+// host's commit log, which takes the "database or disk is full" it causes
+// for a full disk and gives up its spare segment.
+var deniedPragmas = map[string]bool{
+	"hard_heap_limit":      true,
+	"soft_heap_limit":      true,
+	"temp_store_directory": true,
+	"data_store_directory": true,
+	"max_page_count":       true,
+}
+
+// authorize is the SQLite authorizer of every connection to an object's
+// database, told whether the connection is in a transaction, where every
+// statement of an object runs: there it refuses, however the statement is
+// written, ATTACH and DETACH (a database at any path the host may open:
+// another object's, a file anywhere). Outside one, only wharf's own
+// statements run, a snapshot's VACUUM INTO, which attaches its copy. It
+// refuses the deniedPragmas everywhere: no statement of wharf's own uses
+// them. SQLite then fails the statement with "not authorized" (restated by
+// notAuthorized).
+func authorize(inTx bool, op int, arg1 string) int {
+	if inTx && (op == sqlite3.SQLITE_ATTACH || op == sqlite3.SQLITE_DETACH) ||
+		op == sqlite3.SQLITE_PRAGMA && deniedPragmas[strings.ToLower(arg1)] {
+		return sqlite3.SQLITE_DENY
+	}
+	return sqlite3.SQLITE_OK
+}
+
+// notAuthorized restates SQLite's "not authorized", an error of a statement
+// authorize refused, saying what is refused; it returns other errors as
+// they are.
+func notAuthorized(err error) error {
+	var e sqlite3.Error
+	if !errors.As(err, &e) || e.Code != sqlite3.ErrAuth {
+		return err
+	}
+	return fmt.Errorf("%w: ATTACH, DETACH and PRAGMA %s are not allowed", err, strings.Join(slices.Sorted(maps.Keys(deniedPragmas)), ", "))
+}
 
 // Errors of Exec a caller can cause.
 var (
@@ -53,45 +99,53 @@ func counted(n, thing string) string {
 	return n + " " + thing + "s"
 }
 
-// singleStatement reports whether q holds at most one statement: no ';'
-// outside literals, identifiers and comments except at the end.
-func singleStatement(q string) bool {
+// withoutComments returns q with each comment replaced by a space, as
+// SQLite's tokenizer reads it, so that the checks of ExecContext see the
+// statement's words however comments split or precede them ("/**/COMMIT",
+// "PRAGMA/**/application_id = 1"), and reports whether q holds more than
+// one statement: a ';' outside literals, identifiers and comments followed
+// by more than whitespace and ';'. A comment without its end runs to the end
+// of q; a literal or identifier without its end is left to SQLite to report.
+func withoutComments(q string) (text string, multiple bool) {
+	var b strings.Builder
 	end := len(strings.TrimRight(q, " \t\r\n;"))
-	for i := 0; i < end; i++ {
-		switch c := q[i]; c {
-		case '\'', '"', '`':
-			j := strings.IndexByte(q[i+1:], c)
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == '\'' || c == '"' || c == '`' || c == '[':
+			closing := c
+			if c == '[' {
+				closing = ']'
+			}
+			j := strings.IndexByte(q[i+1:], closing)
 			if j < 0 {
-				return true // unterminated: SQLite reports it
+				b.WriteString(q[i:])
+				return b.String(), multiple
 			}
+			b.WriteString(q[i : i+j+2])
 			i += j + 1
-		case '[':
-			j := strings.IndexByte(q[i+1:], ']')
+		case c == '-' && i+1 < len(q) && q[i+1] == '-':
+			j := strings.IndexByte(q[i:], '\n')
+			b.WriteByte(' ')
 			if j < 0 {
-				return true
+				return b.String(), multiple
 			}
-			i += j + 1
-		case '-':
-			if i+1 < end && q[i+1] == '-' {
-				j := strings.IndexByte(q[i:], '\n')
-				if j < 0 {
-					return true
-				}
-				i += j
+			i += j - 1 // the newline is kept
+		case c == '/' && i+1 < len(q) && q[i+1] == '*':
+			j := strings.Index(q[i+2:], "*/")
+			b.WriteByte(' ')
+			if j < 0 {
+				return b.String(), multiple
 			}
-		case '/':
-			if i+1 < end && q[i+1] == '*' {
-				j := strings.Index(q[i+2:], "*/")
-				if j < 0 {
-					return true
-				}
-				i += j + 3
+			i += j + 3
+		default:
+			if c == ';' && i < end {
+				multiple = true
 			}
-		case ';':
-			return false
+			b.WriteByte(c)
 		}
 	}
-	return true
+	return b.String(), multiple
 }
 
 // Result is what a SQL statement returned: column names and rows of
@@ -113,17 +167,18 @@ func (d *DB) Exec(query string, args ...any) (*Result, error) {
 // statement can run for ever: a recursive query without a bound); it then
 // fails with SQLite's "interrupted" and leaves no partial write.
 func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (*Result, error) {
+	text, multiple := withoutComments(query)
 	switch {
-	case !singleStatement(query):
+	case multiple:
 		return nil, ErrMultipleStatements
-	case txStatement.MatchString(query):
+	case txStatement.MatchString(text):
 		return nil, ErrTxStatement
-	case reservedName.MatchString(query):
+	case reservedName.MatchString(text):
 		return nil, ErrReserved
-	case setAppID.MatchString(query):
+	case setAppID.MatchString(text):
 		return nil, ErrReserved
-	case attachOrVac.MatchString(query):
-		return nil, fmt.Errorf("%s is not allowed", strings.Fields(query)[0])
+	case attachOrVac.MatchString(text):
+		return nil, fmt.Errorf("%s is not allowed", strings.ToUpper(strings.Fields(text)[0]))
 	}
 	tx, err := d.txn()
 	if err != nil {
@@ -137,12 +192,12 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (*Resul
 	if err != nil {
 		tx.Exec("ROLLBACK TO wharf_stmt")
 		tx.Exec("RELEASE wharf_stmt")
-		return nil, d.noteFull(err)
+		return nil, notAuthorized(d.noteFull(err))
 	}
 	if _, err := tx.Exec("RELEASE wharf_stmt"); err != nil {
 		return nil, err
 	}
-	if res.RowsWritten > 0 || !isReadOnly(query) {
+	if res.RowsWritten > 0 || !isReadOnly(text) {
 		d.dirty = true
 		if err := d.record(query, args); err != nil {
 			return nil, err

@@ -33,12 +33,14 @@ import (
 // cannot be returned beyond MaxResultBytes anyway.
 const MaxSQLValueBytes = MaxResultBytes
 
-// driverName is SQLite with MaxSQLValueBytes applied to every connection.
+// driverName is SQLite with MaxSQLValueBytes applied to every connection,
+// and authorize its authorizer.
 const driverName = "sqlite3_wharf"
 
 func init() {
 	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		c.SetLimit(sqlite3.SQLITE_LIMIT_LENGTH, MaxSQLValueBytes)
+		c.RegisterAuthorizer(func(op int, arg1, _, _ string) int { return authorize(!c.AutoCommit(), op, arg1) })
 		return nil
 	}})
 }

@@ -304,6 +304,56 @@ func TestSQL(t *testing.T) {
 	assert.Equal(t, int64(2), r.Rows[0][0])
 }
 
+// TestSQLReachesNothingBeyondItsDatabase: an object's SQL cannot open
+// another file (ATTACH: another object's database, or any path the host
+// may write), act on the host's transaction, or change what SQLite does
+// for the whole process or the commit log, however comments split or
+// precede its words.
+func TestSQLReachesNothingBeyondItsDatabase(t *testing.T) {
+	d, _ := open(t)
+	other, _ := open(t)
+	t.Cleanup(func() { other.db.Exec("PRAGMA hard_heap_limit = 0") }) // should a refusal fail
+	require.NoError(t, d.Put([]byte("k"), []byte("uncommitted")))
+
+	dir := t.TempDir()
+	for _, q := range []string{
+		"/**/ ATTACH DATABASE '" + filepath.Join(dir, "a.db") + "' AS y",
+		"-- a note\nATTACH '" + filepath.Join(dir, "b.db") + "' AS y",
+		"/* a note */ DETACH main",
+	} {
+		_, err := d.Exec(q)
+		assert.ErrorContains(t, err, "is not allowed", "%q", q)
+	}
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, ents, "no file is made outside the database")
+
+	for _, q := range []string{"/**/ COMMIT", "-- a note\nEND", "/**/ROLLBACK", "/**/ RELEASE wharf_event", "/**/ SAVEPOINT s"} {
+		_, err := d.Exec(q)
+		assert.ErrorIs(t, err, ErrTxStatement, "%q", q)
+	}
+	_, err = d.Exec("PRAGMA/**/application_id = 7")
+	assert.ErrorIs(t, err, ErrReserved)
+	for _, q := range []string{"PRAGMA hard_heap_limit = 100000", "PRAGMA /**/ soft_heap_limit = 0", "PRAGMA main.max_page_count = 1",
+		"PRAGMA temp_store_directory = '" + dir + "'"} {
+		_, err := d.Exec(q)
+		assert.ErrorContains(t, err, "not authorized: ATTACH, DETACH and PRAGMA", "%q", q)
+	}
+	// The host's transaction is whole: the write waits for its commit.
+	assert.True(t, d.Dirty())
+	require.NoError(t, d.Flush())
+	v, ok, err := d.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "uncommitted", string(v))
+	// Another object's database works as before.
+	_, err = other.Exec("CREATE TABLE t (x)")
+	require.NoError(t, err)
+	_, err = other.Exec("INSERT INTO t VALUES (randomblob(1000000))")
+	require.NoError(t, err)
+	require.NoError(t, other.Flush())
+}
+
 func TestAlarmAndDeleteAll(t *testing.T) {
 	d, _ := open(t)
 	_, ok, err := d.Alarm()
