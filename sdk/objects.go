@@ -534,7 +534,9 @@ func keyOpt(k string) []byte {
 	return []byte(k)
 }
 
-// List returns entries in key order (descending with Reverse).
+// List returns entries in key order (descending with Reverse). A list whose
+// keys and values exceed 32 MiB fails, saying so: list a large object in
+// parts (Limit, then StartAfter the last key).
 func (s *Storage) List(o ListOptions) ([]Entry, error) {
 	opts := abi.ListOptions{Start: keyOpt(o.Start), StartAfter: keyOpt(o.StartAfter), End: keyOpt(o.End),
 		Prefix: keyOpt(o.Prefix), Reverse: o.Reverse, Limit: max(o.Limit, 0)}

@@ -59,6 +59,10 @@ var (
 	ErrValueTooLarge = fmt.Errorf("value is larger than %d bytes", MaxValueBytes)
 	ErrEmptyKey      = errors.New("key is empty")
 	ErrBatchTooLarge = fmt.Errorf("a batch may hold at most %d keys", MaxBatch)
+	// ErrListTooLarge is a List whose pairs would take more than
+	// MaxResultBytes of the host's memory at once (and as much again in
+	// the instance's).
+	ErrListTooLarge  = fmt.Errorf("list result is larger than %d MiB; list fewer keys at a time (a limit, then start after the last key)", MaxResultBytes>>20)
 	ErrReserved      = errors.New("names starting with _wharf_, and setting PRAGMA application_id, are reserved")
 	ErrTxStatement   = errors.New("transaction statements are not allowed in SQL; use the transaction API")
 	ErrNoTransaction = errors.New("no transaction is open")
@@ -708,7 +712,8 @@ type ListOptions struct {
 	Limit      int // 0 = no limit
 }
 
-// List returns pairs in key order (reversed if asked) within the options.
+// List returns pairs in key order (reversed if asked) within the options,
+// at most MaxResultBytes of keys and values (else ErrListTooLarge).
 func (d *DB) List(o ListOptions) ([]Pair, error) {
 	var where []string
 	var args []any
@@ -750,10 +755,14 @@ func (d *DB) List(o ListOptions) ([]Pair, error) {
 	}
 	defer rows.Close()
 	var out []Pair
+	size := 0
 	for rows.Next() {
 		var p Pair
 		if err := rows.Scan(&p.Key, &p.Value); err != nil {
 			return nil, err
+		}
+		if size += len(p.Key) + len(p.Value); size > MaxResultBytes {
+			return nil, ErrListTooLarge
 		}
 		out = append(out, p)
 	}

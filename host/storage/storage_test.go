@@ -93,6 +93,30 @@ func TestList(t *testing.T) {
 	}
 }
 
+// TestListIsBounded: a list of every key of a large object is refused,
+// saying how to list it, rather than held whole in the host's memory; a
+// limit lists it in parts.
+func TestListIsBounded(t *testing.T) {
+	d, _ := open(t)
+	value := make([]byte, MaxValueBytes)
+	n := MaxResultBytes/MaxValueBytes + 1
+	for i := range n {
+		require.NoError(t, d.Put(fmt.Appendf(nil, "k%04d", i), value))
+	}
+	_, err := d.List(ListOptions{})
+	assert.ErrorIs(t, err, ErrListTooLarge)
+	assert.ErrorContains(t, err, "list result is larger than 32 MiB; list fewer keys at a time")
+	_, err = d.List(ListOptions{Reverse: true, Prefix: []byte("k")})
+	assert.ErrorIs(t, err, ErrListTooLarge)
+	first, err := d.List(ListOptions{Limit: n / 2})
+	require.NoError(t, err)
+	assert.Len(t, first, n/2)
+	rest, err := d.List(ListOptions{StartAfter: first[len(first)-1].Key})
+	require.NoError(t, err)
+	assert.Len(t, rest, n-n/2)
+	assert.Equal(t, fmt.Sprintf("k%04d", n-1), string(rest[len(rest)-1].Key))
+}
+
 func TestLimits(t *testing.T) {
 	d, _ := open(t)
 	assert.ErrorIs(t, d.Put(bytes.Repeat([]byte("k"), MaxKeyBytes+1), nil), ErrKeyTooLarge)
