@@ -604,6 +604,25 @@ func TestAlarmRunsAndRetries(t *testing.T) {
 	assert.Equal(t, `""`, w.mustCall(t, "ALARMED", "c", "Runs", nil), "a cancelled alarm never runs")
 }
 
+// TestAlarmGivenUpIsNotPending: an alarm whose handler fails every retry
+// is given up (after about a minute of backoff) and deleted from the
+// object's storage: the last failed event's rollback had put it back, so
+// GetAlarm reported an alarm that never fired, and a handler that sets one
+// only when none is pending never set one again. A new one then runs.
+func TestAlarmGivenUpIsNotPending(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	w.mustCall(t, "ALARMED", "g", "Schedule", []int{0, 100})
+	require.Eventually(t, func() bool {
+		return strings.Contains(w.logs.String(), "alarm failed too often; giving up")
+	}, 90*time.Second, 100*time.Millisecond)
+	assert.Equal(t, "false", w.mustCall(t, "ALARMED", "g", "Pending", nil), "the alarm given up is still pending")
+	w.mustCall(t, "ALARMED", "g", "Schedule", []int{0, 0})
+	require.Eventually(t, func() bool {
+		return w.mustCall(t, "ALARMED", "g", "Runs", nil) == `"0,"`
+	}, 5*time.Second, 50*time.Millisecond, "the next alarm runs")
+	assert.Equal(t, 7, strings.Count(w.logs.String(), "failing alarm run"), "the first run and six retries")
+}
+
 func TestAlarmFiresAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	w := startObjects(t, dir, "")

@@ -364,7 +364,10 @@ var ErrAlarmSkipped = errors.New("alarm not due")
 // is the number of the object's latest Set when the alarm was delivered. A
 // success keeps an alarm set since delivery (by its handler or a later
 // event), even for the same time; a failure's retry checks the object's
-// database, which has the alarm that counts.
+// database, which has the alarm that counts. Giving up after the last
+// retry (whose event deleted the alarm from the database) keeps an alarm
+// set since delivery too: a later event's is due at its time, and one the
+// failed handler set, undone, finds nothing in the database when it fires.
 func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
@@ -391,10 +394,13 @@ func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 		s.mu.Lock()
 		n := s.retries[k] + 1
 		if n > maxAlarmRetries {
+			delete(s.retries, k)
 			s.mu.Unlock()
 			s.logger.Error("alarm failed too often; giving up", "class", k.class, "id", k.id, "retries", maxAlarmRetries, "err", err)
-			s.removeLocked(k)
-			return
+			if !moved { // else the alarm set since delivery stays: it is due at its own time
+				s.removeLocked(k)
+			}
+			break
 		}
 		s.retries[k] = n
 		s.due[k] = time.Now().Add(firstRetryDelay << (n - 1))

@@ -114,6 +114,43 @@ func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
 	}
 }
 
+// TestAlarmSetWhileTheLastRetryFailsIsKept: an alarm set by another event
+// while the last retry of the one before fails (its failure recorded once
+// that event's batch committed) is due at its own time: giving up the old
+// one removed the new one from the index, and it never fired.
+func TestAlarmSetWhileTheLastRetryFailsIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alarms.sqlite")
+	got := make(chan func(error), 1)
+	a, err := OpenAlarms(path, func(string) bool { return true },
+		func(_, _ string, _ int, done func(error)) error {
+			got <- done
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer a.Close()
+	k := alarmKey{"C", "x"}
+	a.Start()
+	require.NoError(t, a.Set(k.class, k.id, time.Now()))
+	done := <-got
+	a.mu.Lock()
+	a.retries[k] = maxAlarmRetries // this delivery is the last retry
+	a.mu.Unlock()
+	next := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+	require.NoError(t, a.Set(k.class, k.id, next))
+	done(errors.New("the last retry failed"))
+
+	a.mu.Lock()
+	due, ok := a.due[k]
+	retries := a.retries[k]
+	a.mu.Unlock()
+	require.True(t, ok, "the alarm set meanwhile was given up with the old one")
+	assert.True(t, due.Equal(next))
+	assert.Zero(t, retries, "the new alarm starts its own count")
+	var ms int64
+	require.NoError(t, a.db.QueryRow("SELECT at_ms FROM alarms WHERE class = ? AND id = ?", k.class, k.id).Scan(&ms), "the index lost it")
+	assert.Equal(t, next.UnixMilli(), ms)
+}
+
 // TestAlarmHandlerThatSetsAnAlarmThenFails: a handler that sets the next
 // alarm and then fails (its writes, the new alarm with them, are undone)
 // is retried with a growing count, as any failing handler: its own Set

@@ -898,8 +898,28 @@ func (obj *Object) handle(ev *objectEvent) {
 			// from storage on the next event.
 			obj.deactivate()
 		}
+		if ev.kind == alarmEvent && ev.retry >= maxAlarmRetries && obj.db != nil {
+			obj.giveUpAlarm()
+		}
 	}
 	ev.finish(err)
+}
+
+// giveUpAlarm deletes the object's alarm after its last retry failed: the
+// scheduler gives it up (Alarms.finished), but the failed event's rollback
+// put it back in the database, where GetAlarm would report an alarm that
+// never fires (and a handler that sets one only when none is pending would
+// never set one again). Its write is committed with the event's batch,
+// before the scheduler hears of the failure.
+func (obj *Object) giveUpAlarm() {
+	obj.db.BeginEvent()
+	err := obj.db.DeleteAlarm()
+	if dberr := obj.db.EndEvent(err != nil); err == nil {
+		err = dberr
+	}
+	if err != nil {
+		obj.objs.logger.Error("deleting an alarm given up: GetAlarm reports it until the object sets or deletes its alarm", "class", obj.ns.class, "id", obj.id, "err", err)
+	}
 }
 
 // number gives ev its id.
