@@ -16,7 +16,8 @@ import (
 // and transactions go through Transaction, not BEGIN/COMMIT. A statement
 // reaches only the object's own database: ATTACH, DETACH, VACUUM and the
 // PRAGMAs that act on the whole host (hard_heap_limit, soft_heap_limit,
-// temp_store_directory, data_store_directory, max_page_count) are refused.
+// temp_store_directory, data_store_directory, temp_store, max_page_count)
+// are refused.
 func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 	b := abi.NewFieldsBuilder(nil)
 	var num [8]byte

@@ -29,14 +29,17 @@ var (
 // deniedPragmas are the PRAGMAs an object's SQL may not run, as they act
 // beyond its own database: on the whole process's SQLite (its memory
 // limits: hard_heap_limit makes every object's database fail with "out of
-// memory"; where it writes temporary files), or, max_page_count, on the
-// host's commit log, which takes the "database or disk is full" it causes
-// for a full disk and gives up its spare segment.
+// memory"; where it writes temporary files); on the host's memory beyond
+// those limits (temp_store = MEMORY holds a statement's temporary tables
+// and sorts in it: a DISTINCT over 300 MB of rows took 1.5 GB); or, with
+// max_page_count, on the host's commit log, which takes the "database or
+// disk is full" it causes for a full disk and gives up its spare segment.
 var deniedPragmas = map[string]bool{
 	"hard_heap_limit":      true,
 	"soft_heap_limit":      true,
 	"temp_store_directory": true,
 	"data_store_directory": true,
+	"temp_store":           true,
 	"max_page_count":       true,
 }
 

@@ -359,7 +359,7 @@ func TestSQLReachesNothingBeyondItsDatabase(t *testing.T) {
 	_, err = d.Exec("PRAGMA/**/application_id = 7")
 	assert.ErrorIs(t, err, ErrReserved)
 	for _, q := range []string{"PRAGMA hard_heap_limit = 100000", "PRAGMA /**/ soft_heap_limit = 0", "PRAGMA main.max_page_count = 1",
-		"PRAGMA temp_store_directory = '" + dir + "'"} {
+		"PRAGMA temp_store_directory = '" + dir + "'", "PRAGMA temp_store = MEMORY"} {
 		_, err := d.Exec(q)
 		assert.ErrorContains(t, err, "not authorized: ATTACH, DETACH and PRAGMA", "%q", q)
 	}
