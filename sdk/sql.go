@@ -17,7 +17,9 @@ import (
 // reaches only the object's own database: ATTACH, DETACH, VACUUM and the
 // PRAGMAs that act on the whole host (hard_heap_limit, soft_heap_limit,
 // temp_store_directory, data_store_directory, temp_store, max_page_count)
-// are refused.
+// are refused; those the host's rollback and durability rest on
+// (journal_mode, synchronous, locking_mode, writable_schema, query_only)
+// may be read, not set.
 func (s *Storage) Exec(query string, args ...any) (*Cursor, error) {
 	b := abi.NewFieldsBuilder(nil)
 	var num [8]byte

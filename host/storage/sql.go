@@ -43,6 +43,21 @@ var deniedPragmas = map[string]bool{
 	"max_page_count":       true,
 }
 
+// fixedPragmas are the settings wharf opens every object database with and
+// relies on: the WAL and when it is synced (journal_mode, synchronous: a
+// failed event's rollback, durability), the exclusive lock
+// (locking_mode), a schema only SQLite writes (writable_schema: an object
+// could rewrite wharf's own tables' definitions and leave its database
+// malformed) and a connection that writes (query_only: wharf's own commit
+// record would fail). An object's SQL may read them, not set them.
+var fixedPragmas = map[string]bool{
+	"journal_mode":    true,
+	"synchronous":     true,
+	"locking_mode":    true,
+	"writable_schema": true,
+	"query_only":      true,
+}
+
 // authorize is the SQLite authorizer of every connection to an object's
 // database, told whether the connection is in a transaction, where every
 // statement of an object runs: there it refuses, however the statement is
@@ -50,11 +65,13 @@ var deniedPragmas = map[string]bool{
 // another object's, a file anywhere). Outside one, only wharf's own
 // statements run, a snapshot's VACUUM INTO, which attaches its copy. It
 // refuses the deniedPragmas everywhere: no statement of wharf's own uses
-// them. SQLite then fails the statement with "not authorized" (restated by
-// notAuthorized).
-func authorize(inTx bool, op int, arg1 string) int {
+// them; and the setting of fixedPragmas (value, the PRAGMA's argument, not
+// empty) inside a transaction. SQLite then fails the statement with "not
+// authorized" (restated by notAuthorized).
+func authorize(inTx bool, op int, arg1, value string) int {
+	pragma := strings.ToLower(arg1)
 	if inTx && (op == sqlite3.SQLITE_ATTACH || op == sqlite3.SQLITE_DETACH) ||
-		op == sqlite3.SQLITE_PRAGMA && deniedPragmas[strings.ToLower(arg1)] {
+		op == sqlite3.SQLITE_PRAGMA && (deniedPragmas[pragma] || inTx && value != "" && fixedPragmas[pragma]) {
 		return sqlite3.SQLITE_DENY
 	}
 	return sqlite3.SQLITE_OK
@@ -68,7 +85,8 @@ func notAuthorized(err error) error {
 	if !errors.As(err, &e) || e.Code != sqlite3.ErrAuth {
 		return err
 	}
-	return fmt.Errorf("%w: ATTACH, DETACH and PRAGMA %s are not allowed", err, strings.Join(slices.Sorted(maps.Keys(deniedPragmas)), ", "))
+	return fmt.Errorf("%w: ATTACH, DETACH and PRAGMA %s are not allowed, and PRAGMA %s may be read, not set", err,
+		strings.Join(slices.Sorted(maps.Keys(deniedPragmas)), ", "), strings.Join(slices.Sorted(maps.Keys(fixedPragmas)), ", "))
 }
 
 // Errors of Exec a caller can cause.

@@ -363,6 +363,15 @@ func TestSQLReachesNothingBeyondItsDatabase(t *testing.T) {
 		_, err := d.Exec(q)
 		assert.ErrorContains(t, err, "not authorized: ATTACH, DETACH and PRAGMA", "%q", q)
 	}
+	for _, q := range []string{"PRAGMA query_only = 1", "PRAGMA writable_schema = ON", "PRAGMA main.synchronous = OFF",
+		"PRAGMA journal_mode = MEMORY", "PRAGMA locking_mode = NORMAL", "PRAGMA /**/ query_only(true)"} {
+		_, err := d.Exec(q)
+		assert.ErrorContains(t, err, "and PRAGMA journal_mode, locking_mode, query_only, synchronous, writable_schema may be read, not set", "%q", q)
+	}
+	for _, q := range []string{"PRAGMA query_only", "PRAGMA journal_mode", "PRAGMA foreign_keys = ON", "PRAGMA table_info(t)"} {
+		_, err := d.Exec(q)
+		assert.NoError(t, err, "%q", q)
+	}
 	// The host's transaction is whole: the write waits for its commit.
 	assert.True(t, d.Dirty())
 	require.NoError(t, d.Flush())
