@@ -235,6 +235,19 @@ func claimScope(dataDir string, logger *slog.Logger) (tag string, release func()
 	return "", nil, fmt.Errorf("no free network scope for the data directory %s after %d tries (the last in use: %v)", dataDir, scopeCandidates, inUse)
 }
 
+// HoldScope claims the network scope of the backend's data directory as
+// a manager does (see claimScope), for a command that runs no manager but
+// leaves on the host what a sweep of a dead scope removes: a build (`wharf
+// images build`), whose RUN steps' processes, shims, mounts, network
+// namespaces and nft table a kill (SIGKILL) leaves. The lock file names
+// the data directory: once it is removed too, the next wharf of the host
+// removes them (see removeOrphan); without it, they stayed for good.
+// release gives the scope back.
+func (b *Backend) HoldScope(logger *slog.Logger) (release func(), err error) {
+	_, release, err = claimScope(b.DataDir, logger)
+	return release, err
+}
+
 // keepScope writes tag to dataDir's scope file.
 func keepScope(dataDir, tag string) error {
 	if err := atomicfile.Write(scopeFile(dataDir), []byte(tag+"\n"), 0o600, true); err != nil {

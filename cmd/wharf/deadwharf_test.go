@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,33 +54,13 @@ func killWharfWithAContainer(t *testing.T, data string) *killedWharf {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	k := &killedWharf{data: data, scope: containerd.Scope(data)}
-	for _, l := range containerd.HostLeftovers(data) {
-		what, _, _ := strings.Cut(l, " ")
-		switch what {
-		case "nft", "network", "link":
-			k.names = append(k.names, l)
-		case "cgroup":
-			k.names = append(k.names, l)
-			procs, err := os.ReadFile(filepath.Join(strings.TrimPrefix(l, "cgroup "), "cgroup.procs"))
-			require.NoError(t, err)
-			for _, f := range strings.Fields(string(procs)) {
-				pid, err := strconv.Atoi(f)
-				require.NoError(t, err)
-				if !slices.Contains(k.pids, pid) { // in each cgroup v1 hierarchy
-					k.pids = append(k.pids, pid)
-				}
-			}
-		}
-	}
 	shims := testutil.ProcessIDs("containerd-shim", containerd.EmbeddedAddress(data))
 	require.NotEmpty(t, shims, "the container's shim runs")
-	k.pids = append(k.pids, shims...)
+	k := leftOnTheHost(t, data)
 	for _, prefix := range []string{"nft table ip " + egress.TableName(k.scope), "network namespace wharf-" + k.scope, "link wh" + k.scope, "cgroup "} {
 		require.True(t, slices.ContainsFunc(k.names, func(n string) bool { return strings.HasPrefix(n, prefix) }), "%s… before the kill: %q", prefix, k.names)
 	}
 	require.Greater(t, len(k.pids), len(shims), "the container's processes run: %v", k.pids)
-	t.Cleanup(func() { k.remove(t) })
 	lock, err := os.Open("/run/wharf/scope-" + k.scope + ".lock")
 	require.NoError(t, err)
 	srv.Kill()
@@ -92,6 +73,45 @@ func killWharfWithAContainer(t *testing.T, data string) *killedWharf {
 	t.Cleanup(k.release)
 	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", "--config", data)) == 0 }, 10*time.Second, 10*time.Millisecond,
 		"serve's containerd goes with it")
+	return k
+}
+
+// leftOnTheHost is what the wharf of the data directory data, about to
+// be killed, has on the host (see killedWharf): what is left of it is
+// removed when the test ends.
+func leftOnTheHost(t *testing.T, data string) *killedWharf {
+	t.Helper()
+	k := &killedWharf{data: data, scope: containerd.Scope(data)}
+	for _, l := range containerd.HostLeftovers(data) {
+		what, _, _ := strings.Cut(l, " ")
+		switch what {
+		case "nft", "network", "link":
+			k.names = append(k.names, l)
+		case "cgroup": // with the cgroups below it (a build's steps'), deepest last
+			require.NoError(t, filepath.WalkDir(strings.TrimPrefix(l, "cgroup "), func(dir string, e fs.DirEntry, err error) error {
+				if err != nil || !e.IsDir() {
+					return err
+				}
+				k.names = append(k.names, "cgroup "+dir)
+				procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+				if err != nil {
+					return err
+				}
+				for _, f := range strings.Fields(string(procs)) {
+					pid, err := strconv.Atoi(f)
+					if err != nil {
+						return err
+					}
+					if !slices.Contains(k.pids, pid) { // in each cgroup v1 hierarchy
+						k.pids = append(k.pids, pid)
+					}
+				}
+				return nil
+			}))
+		}
+	}
+	k.pids = append(k.pids, testutil.ProcessIDs("containerd-shim", containerd.EmbeddedAddress(data))...)
+	t.Cleanup(func() { k.remove(t) })
 	return k
 }
 
@@ -157,7 +177,7 @@ func (k *killedWharf) remove(t *testing.T) {
 		case "nft":
 			var c *nftables.Conn
 			if c, err = nftables.New(); err == nil {
-				c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: egress.TableName(k.scope)})
+				c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: strings.TrimPrefix(name, "table ip ")})
 				err = c.Flush()
 			}
 		case "network":
@@ -228,8 +248,16 @@ func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, dead string, samePath 
 	}
 	fixture.ImportBusybox(t, data)
 	srv := testutil.LaunchServe(t, filepath.Join(testutil.RepoRoot(), "examples", "sandbox"), "--listen", "127.0.0.1:0", "--data-dir", data, "--log-level", "debug")
-	require.True(t, srv.WaitLog("containerd started", time.Minute), srv.Logs())
-	killed.release() // for the new wharf's claim of a scope, which comes next
+	// The killed wharf's lock is let go (for the new wharf's claim of a
+	// scope, which sweeps it) once the new wharf's containerd runs: serve
+	// claims only once that containerd answers, and from then on the
+	// wharfs of other test processes leave what the killed one left to
+	// this one on the same path (its containerd runs again). Let go at
+	// "containerd started", it came after the claim, made first thing
+	// then, which found it held and swept nothing.
+	config := filepath.Join(data, "containerd", "config.toml")
+	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", "--config", config)) > 0 }, time.Minute, time.Millisecond, srv.Logs())
+	killed.release()
 	require.True(t, srv.WaitLog("msg=serving", 5*time.Minute), srv.Logs())
 	srv.URL = regexp.MustCompile(`msg=serving .*url=(http://\S+)`).FindStringSubmatch(srv.Logs())[1]
 	if containerd.Scope(data) == killed.scope {
@@ -253,7 +281,8 @@ func serveAfterRemovingAKilledWharfsDataDir(t *testing.T, dead string, samePath 
 		// A wharf of another test process that claimed a scope between the
 		// release of the lock and this one's claim removed it (and logged
 		// it). On the same path none can: it finds the killed data
-		// directory's containerd running again, and leaves it to this one.
+		// directory's containerd running again (the lock was let go only
+		// then), and leaves it to this one.
 		t.Logf("another wharf on the host removed what the killed one left")
 	}
 	if !samePath {

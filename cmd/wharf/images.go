@@ -108,8 +108,7 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 			f.dataDir = lock.Path
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, logger)
+	b, err := containerd.OpenBackend(cmd.Context(), f.dataDir, f.address, imagesLogger())
 	if err != nil && share != nil { // a socket left by a containerd that was killed, say: the user named none
 		return fmt.Errorf("%w (its containerd does not answer: %w)", share.inUse, err)
 	}
@@ -128,6 +127,12 @@ func (f *backendFlags) runBackend(cmd *cobra.Command, fn func(cmd *cobra.Command
 			"the command did not finish", share.dir, share.pid)
 	}
 	return err
+}
+
+// imagesLogger is the log of the wharf images commands: their warnings
+// and errors, on stderr.
+func imagesLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // ownerShare is a share of the containerd of the wharf that owns a data
@@ -600,6 +605,13 @@ func newImagesBuildCommand(f *backendFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// As wharf serve builds: killed, its data directory then
+			// removed, what the build left is the next wharf's to remove.
+			releaseScope, err := b.HoldScope(imagesLogger())
+			if err != nil {
+				return err
+			}
+			defer releaseScope()
 			e, err := build.Start(cmd.Context(), b, build.EngineOptions{InsecureRegistries: reg.Insecure})
 			if err != nil {
 				return err

@@ -100,6 +100,74 @@ func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 	assert.Empty(t, containerd.HostLeftovers(data))
 }
 
+// TestAKilledBuildWhoseDataDirIsRemovedIsSwept: wharf serve killed
+// (SIGKILL) while a RUN step runs, its data directory then removed (rm -rf,
+// which the step's mounts stop half-way): no next run of that directory
+// comes, and the next wharf of the host sweeps what the build left (see
+// sweptOnceRemoved). serve built before it claimed its network scope, so
+// no lock file named the directory and all of it stayed for good.
+func TestAKilledBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 601\n")
+	data := t.TempDir()
+
+	srv := testutil.LaunchServe(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data)
+	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 601")) > 0 }, 3*time.Minute, 200*time.Millisecond,
+		"the slow build's step never ran:\n%s", srv.Logs())
+	killed := leftOnTheHost(t, data)
+	srv.Kill()
+	sweptOnceRemoved(t, killed, "sleep 601")
+}
+
+// TestAKilledImagesBuildWhoseDataDirIsRemovedIsSwept: as
+// TestAKilledBuildWhoseDataDirIsRemovedIsSwept, for a `wharf images
+// build` killed while its RUN step runs: it claimed no network scope at
+// all, so what it left stayed for good.
+func TestAKilledImagesBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
+	testutil.BuildBuildkitd(t)
+	base := testimages.BusyboxBase(t)
+	dir, data := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nRUN sleep 602\n"), 0o644))
+	cmd := exec.Command(testutil.BuildWharf(t), "images", "build", dir, "--tag", "wharf.test/killed:1", "--build-arg", "BASE="+base, "--data-dir", data)
+	var out testutil.LogBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 602")) > 0 }, 3*time.Minute, 200*time.Millisecond,
+		"the slow build's step never ran:\n%s", &out)
+	killed := leftOnTheHost(t, data)
+	require.NoError(t, cmd.Process.Kill())
+	require.Error(t, cmd.Wait())
+	sweptOnceRemoved(t, killed, "sleep 602")
+}
+
+// sweptOnceRemoved removes the data directory of the wharf killed while
+// it built, whose RUN step runs the command step (rm -rf, which the
+// step's mounts stop half-way), and checks that the next wharf of the host
+// sweeps what the build left: the step's processes and shim, its mounts
+// (so the directory's removal completes), cgroups and the build's nft
+// table.
+func sweptOnceRemoved(t *testing.T, killed *killedWharf, step string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", "--config", killed.data)) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the killed wharf's containerd goes with it")
+	os.RemoveAll(killed.data) // EBUSY at the step's mounts
+	require.NotEmpty(t, testutil.Processes(step), "the step outlives its wharf")
+
+	// (Another test process's wharf may sweep it first.)
+	b, err := containerd.OpenBackend(context.Background(), t.TempDir(), "", slog.Default())
+	require.NoError(t, err)
+	m, err := containerd.NewManager(b, containerd.ManagerOptions{})
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool { return len(testutil.Processes(step)) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the step is stopped")
+	assert.NoError(t, os.RemoveAll(killed.data), "nothing mounted stops its removal now")
+	assert.Empty(t, containerd.HostLeftovers(killed.data), "nothing of the build is left")
+	assert.Empty(t, killed.left(), "nothing of the build is left")
+	require.NoError(t, m.Close(context.Background()))
+	require.NoError(t, b.Close())
+}
+
 // builtPlugin writes a plugin running the webapp example's module whose
 // class's image is a directory holding dockerfile (and note.txt), built
 // with the build argument BASE=base, and returns its directory.

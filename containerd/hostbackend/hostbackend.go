@@ -77,10 +77,11 @@ func StartsContainerd(m *manifest.Manifest, address string) bool {
 }
 
 // Open connects to containerd (starting wharf's own unless an address is
-// given), builds the images of Dockerfile classes, checks every image is
-// there, starts the manager and adopts or removes the containers a
-// previous run left. It returns nil for a manifest without [[containers]].
-// The service's Close (the host's, once given it) releases it all.
+// given), starts the manager (which claims the data directory's network
+// scope), builds the images of Dockerfile classes, checks every image is
+// there and adopts or removes the containers a previous run left. It
+// returns nil for a manifest without [[containers]]. The service's Close
+// (the host's, once given it) releases it all.
 func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.Service, err error) {
 	if len(m.Containers) == 0 {
 		return nil, nil
@@ -105,6 +106,23 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 			b.Close()
 		}
 	}()
+	hooks := &containers.Hooks{}
+	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
+		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks, MaxConns: o.EgressMaxConns, MaxConnsTotal: o.EgressMaxConnsTotal}, Logger: logger, Metrics: o.Metrics,
+		OnExit: hooks.Exited})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			mgr.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	// Built once the manager has claimed the data directory's network
+	// scope, whose lock file names the directory: a wharf killed while
+	// building whose data directory is then removed leaves its build (the
+	// RUN step, its shim, mounts and network) to the next wharf of the
+	// host, which sweeps a dead scope whose directory is gone.
 	if err := buildImages(ctx, m, b, o, specs, logger); err != nil {
 		return nil, err
 	}
@@ -121,13 +139,6 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 			return nil, err
 		}
 		be.images = append(be.images, image)
-	}
-	hooks := &containers.Hooks{}
-	mgr, err := containerd.NewManager(b, containerd.ManagerOptions{
-		Egress: egress.Config{Upstream: o.DNSUpstream, Interceptor: hooks, MaxConns: o.EgressMaxConns, MaxConnsTotal: o.EgressMaxConnsTotal}, Logger: logger, Metrics: o.Metrics,
-		OnExit: hooks.Exited})
-	if err != nil {
-		return nil, err
 	}
 	for class := range specs {
 		mgr.Track(class)
@@ -150,8 +161,8 @@ func Open(ctx context.Context, m *manifest.Manifest, o Options) (_ *containers.S
 		logger.Warn("containers from a previous run could not be looked at: left as they are for the next run", "err", err)
 	} else if err != nil {
 		// An interrupt (Ctrl-C) stops recovery between containers: the
-		// ones adopted are destroyed whole, the others left for the next run.
-		mgr.Close(context.WithoutCancel(ctx))
+		// ones adopted are destroyed whole (the manager closes), the
+		// others left for the next run.
 		return nil, fmt.Errorf("recovering containers: %w", err)
 	}
 	if adopted+removed > 0 {
