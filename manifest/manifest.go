@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -138,41 +136,10 @@ const (
 	DefaultConnIdle      = 30 * time.Second
 )
 
-// Upper bounds of [limits] settings.
-const (
-	// MaxMemoryMiB is the most memory_mib may be: 4 GiB, all a 32-bit Wasm
-	// memory addresses.
-	MaxMemoryMiB = 4096
-	// MaxInstances is the most instances may be: wharf serve gives Go's
-	// scheduler a P per instance (GOMAXPROCS), and 100000 of them exhaust
-	// Go's 10000 OS threads (a fatal error) before the first instance runs.
-	MaxInstances = 1024
-	// MaxMaxHeader is the most max_header_bytes may be: each of
-	// max_connections connections may hold a head that long in memory
-	// (1 GiB with the default 1024 connections).
-	MaxMaxHeader = 1 << 20
-	// MaxHeaderTimeout is the longest header_timeout may be: it is the
-	// defence against slowloris clients, which hold each of
-	// max_connections connections for that long without sending a head.
-	MaxHeaderTimeout = time.Minute
-	// MaxConnIdle is the longest limits.idle_timeout may be: an idle
-	// keep-alive connection holds one of max_connections that long.
-	MaxConnIdle = time.Hour
-)
-
-// MaxIdleTimeout is the longest durable_objects.idle_timeout may be: an
-// idle object keeps its memory in an instance, its database open and its
-// place under max_live until it is evicted.
-const MaxIdleTimeout = 24 * time.Hour
-
 // ShortCPUSlice is the CPU slice below which the manifest warns: a
 // guest's own garbage collection may run that long without calling the
 // host.
 const ShortCPUSlice = 100 * time.Millisecond
-
-// MinMaxHeader is the least max_header_bytes: net/http lets a head run
-// 4 KiB past the limit it is given, which must be at least 1.
-const MinMaxHeader = 4<<10 + 1
 
 // Duration is a time.Duration written as a string such as "30s".
 type Duration struct{ time.Duration }
@@ -247,42 +214,24 @@ func Parse(data []byte) (*Manifest, error) {
 	} else if _, err := net.LookupPort("tcp", port); err != nil {
 		return nil, fmt.Errorf("%s: port %q is neither a number from 0 to 65535 nor a service name, in %q", keyAt(data, "listen"), port, m.Listen)
 	}
-	l := &m.Limits
-	for _, c := range []struct {
-		key        string
-		v          *int
-		least, def int
-		most       int    // 0: no upper bound
-		mostWhy    string // what the upper bound is
-	}{
-		{"limits.memory_mib", &l.MemoryMiB, 1, DefaultMemoryMiB, MaxMemoryMiB, "the Wasm maximum"},
-		{"limits.instances", &l.Instances, 1, runtime.NumCPU(), MaxInstances, "wharf serve runs a scheduler thread per instance"},
-		{"limits.log_line_bytes", &l.LogLineBytes, 1, DefaultLogLineBytes, 0, ""},
-		{"limits.log_lines_per_second", &l.LogLinesPerSecond, 1, DefaultLogLines, 0, ""},
-		{"limits.log_burst", &l.LogBurst, 1, DefaultLogBurst, 0, ""},
-		{"limits.max_connections", &l.MaxConnections, 1, DefaultMaxConns, 0, ""},
-		{"limits.max_header_bytes", &l.MaxHeaderBytes, MinMaxHeader, DefaultMaxHeader, MaxMaxHeader, "each connection may hold a head that long in memory"},
-	} {
-		if err := atLeastOrDefault(data, c.key, c.v, c.least, c.def); err != nil {
+	for _, c := range counts {
+		if err := c.check(data, c.field(&m)); err != nil {
 			return nil, err
 		}
-		if c.most > 0 {
-			if err := atMost(data, c.key, *c.v, c.most, c.mostWhy); err != nil {
-				return nil, err
-			}
+	}
+	for _, d := range durations {
+		if err := d.check(data, d.field(&m)); err != nil {
+			return nil, err
 		}
 	}
+	l := &m.Limits
 	if _, set := valueAt(data, "limits.engine"); !set { // engine = "" is an error
 		l.Engine = plugins.EngineWazero
 	}
 	if err := plugins.CheckEngine(l.Engine); err != nil {
 		return nil, fmt.Errorf("%s: %w", keyAt(data, "limits.engine"), err)
 	}
-	if l.Timeout.Duration == 0 {
-		l.Timeout.Duration = DefaultTimeout
-	}
 	sliceAt, sliceSet := valueAt(data, "limits.cpu_slice")
-	l.CPUSlice.Duration = cmp.Or(l.CPUSlice.Duration, plugins.DefaultCPUSlice)
 	switch {
 	case sliceSet && l.CPUSlice.Duration > l.Timeout.Duration: // the default slice is capped silently
 		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: limits.cpu_slice: %s is longer than limits.timeout, which caps it: an instance computing %s without calling the host is stopped",
@@ -294,14 +243,6 @@ func Parse(data []byte) (*Manifest, error) {
 		}
 		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: an instance computing %s without calling the host is stopped and replaced, and a garbage collection alone may take that long (%s or more is safer)",
 			keyAt(data, key), l.InstanceCPUSlice(), ShortCPUSlice))
-	}
-	l.HeaderTimeout.Duration = cmp.Or(l.HeaderTimeout.Duration, DefaultHeaderTimeout)
-	if err := atMost(data, "limits.header_timeout", l.HeaderTimeout.Duration, MaxHeaderTimeout, "a slow client holds a connection that long"); err != nil {
-		return nil, err
-	}
-	l.IdleTimeout.Duration = cmp.Or(l.IdleTimeout.Duration, DefaultConnIdle)
-	if err := atMost(data, "limits.idle_timeout", l.IdleTimeout.Duration, MaxConnIdle, "an idle connection holds one of max_connections that long"); err != nil {
-		return nil, err
 	}
 	if err := m.DurableObjects.check(data); err != nil {
 		return nil, err
@@ -342,10 +283,13 @@ func describeTOMLError(data []byte, err error) error {
 	if errors.As(err, &de) {
 		row, col := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		key := strings.Join(de.Key(), ".")
 		if m := typeMismatch.FindStringSubmatch(msg); m != nil {
 			msg = fmt.Sprintf("expected %s, got %s", tomlTypeOf(m[2]), strings.ToLower(m[1]))
+		} else if numberTooLarge.MatchString(msg) && key != "" {
+			msg = outOfRange(data, key, fmt.Sprintf("%d:%d", row, col))
 		}
-		if key := strings.Join(de.Key(), "."); key != "" {
+		if key != "" {
 			msg = fmt.Sprintf("%s: %s", key, msg)
 		}
 		return fmt.Errorf("%d:%d: %s", row, col, msg)
@@ -365,13 +309,8 @@ func durationValueError(data []byte) error {
 		if manifestKeys[name] != reflect.TypeFor[Duration]() || v.Kind == unstable.String {
 			return nil
 		}
-		raw := p.Raw(v.Raw)
-		var problem string
-		if v.Kind != unstable.Integer {
-			problem = fmt.Sprintf("want a duration such as \"30s\" or a whole number of seconds, got %s", raw)
-		} else if _, err := abi.ParseDuration(string(raw)); err != nil {
-			problem = err.Error()
-		} else {
+		problem := durationProblem(string(p.Raw(v.Raw)), v.Kind == unstable.Integer)
+		if problem == "" {
 			return nil
 		}
 		return fmt.Errorf("%s: %s: %s", position(p, v), name, problem)
@@ -492,15 +431,6 @@ func tablesWith(key string) string {
 }
 
 func (d *DurableObjects) check(data []byte) error {
-	if err := atLeastOrDefault(data, "durable_objects.max_live", &d.MaxLive, 1, DefaultMaxLive); err != nil {
-		return err
-	}
-	if d.IdleTimeout.Duration == 0 {
-		d.IdleTimeout.Duration = DefaultIdleTimeout
-	}
-	if err := atMost(data, "durable_objects.idle_timeout", d.IdleTimeout.Duration, MaxIdleTimeout, "an idle object keeps its memory and database until it is evicted"); err != nil {
-		return err
-	}
 	seen := map[string]bool{}
 	for i, b := range d.Bindings {
 		where := fmt.Sprintf("%s: durable_objects.bindings[%d]", tableLine(data, "[[durable_objects.bindings]]", i), i)
@@ -554,28 +484,6 @@ func tomlTypeOf(goType string) string {
 		return "string"
 	}
 	return "table"
-}
-
-// atLeastOrDefault sets *v to def when the document leaves key out; a
-// value it sets must be at least least, which is 1 or more (an explicit 0
-// is not taken for the default, nor for "no limit").
-func atLeastOrDefault(data []byte, key string, v *int, least, def int) error {
-	if *v >= least {
-		return nil
-	}
-	if at, set := valueAt(data, key); set {
-		return fmt.Errorf("%s: %s: must be at least %d, got %d (leave it out for the default, %d)", at, key, least, *v, def)
-	}
-	*v = def
-	return nil
-}
-
-// atMost refuses a value of key above most, saying why that is the bound.
-func atMost[T int | time.Duration](data []byte, key string, v, most T, why string) error {
-	if v > most {
-		return fmt.Errorf("%s: must be at most %v (%s), got %v", keyAt(data, key), most, why, v)
-	}
-	return nil
 }
 
 // keyAt is "line:column: key" of the dotted key's value, to start an

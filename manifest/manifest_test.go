@@ -2,8 +2,10 @@ package manifest
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -85,7 +87,7 @@ func TestCPUSliceLongerThanTimeoutWarns(t *testing.T) {
 	assert.Equal(t, []string{path + `:5:13: limits.cpu_slice: 2s is longer than limits.timeout, which caps it: an instance computing 1.5s without calling the host is stopped`}, m.Warnings)
 
 	for text, want := range map[string]string{
-		"[limits]\ntimeout = \"1ms\"\n":                        "4:11: limits.timeout: an instance computing 1ms without calling the host is stopped and replaced, and a garbage collection alone may take that long (100ms or more is safer)",
+		"[limits]\ntimeout = \"10ms\"\n":                       "4:11: limits.timeout: an instance computing 10ms without calling the host is stopped and replaced, and a garbage collection alone may take that long (100ms or more is safer)",
 		"[limits]\ncpu_slice = \"20ms\"\n":                     "4:13: limits.cpu_slice: an instance computing 20ms without calling the host",
 		"[limits]\ntimeout = \"50ms\"\ncpu_slice = \"20ms\"\n": "5:13: limits.cpu_slice: an instance computing 20ms without calling the host",
 	} {
@@ -305,4 +307,118 @@ func TestListenErrorNamesWhereTheAddressIsSet(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualError(t, m.ListenError(inUse), ":3:10: listen: bind: address already in use (or pass --listen)")
 	assert.ErrorIs(t, m.ListenError(inUse), inUse)
+}
+
+// TestEveryCountAndDurationIsBounded: each whole-number and duration
+// setting outside [[containers]] accepts its bounds and refuses a value
+// past either, at the value's position, naming the key and why the bound
+// is there; a number too large for an int64 or a float64 (1e400) is
+// refused the same way, not with strconv's "value out of range". A new
+// such setting fails the test until it has a row.
+func TestEveryCountAndDurationIsBounded(t *testing.T) {
+	const durationWanted = `want a duration such as "30s" or a whole number of seconds, got 1e400`
+	const tooLong = `duration "99999999999999999999" is too long: at most 4294967295 seconds`
+	rows := []struct {
+		key  string
+		ok   []string
+		errs map[string]string // value: the problem after "line:column: key: "
+	}{
+		{"limits.memory_mib", []string{"1", "4096"}, map[string]string{
+			"0":                    "must be at least 1, got 0 (leave it out for the default, 128)",
+			"4097":                 "must be at most 4096 (the Wasm maximum), got 4097",
+			"99999999999999999999": "must be at most 4096 (the Wasm maximum), got 99999999999999999999",
+			"1e400":                "expected integer, got float",
+		}},
+		{"limits.instances", []string{"1", "1024"}, map[string]string{
+			"1025": "must be at most 1024 (wharf serve runs a scheduler thread per instance), got 1025",
+		}},
+		{"limits.log_line_bytes", []string{"1", "1048576"}, map[string]string{
+			"0":                     "must be at least 1, got 0 (leave it out for the default, 16384)",
+			"1048577":               "must be at most 1048576 (a line is held in memory and logged whole), got 1048577",
+			"9223372036854775807":   "must be at most 1048576 (a line is held in memory and logged whole), got 9223372036854775807",
+			"-99999999999999999999": "must be at least 1, got -99999999999999999999 (leave it out for the default, 16384)",
+		}},
+		{"limits.log_lines_per_second", []string{"1", "100000"}, map[string]string{
+			"100001": "must be at most 100000 (it keeps guest logs from filling the host's disk), got 100001",
+		}},
+		{"limits.log_burst", []string{"1", "1000000"}, map[string]string{
+			"1000001": "must be at most 1000000 (it keeps guest logs from filling the host's disk), got 1000001",
+		}},
+		{"limits.max_connections", []string{"1", "65536"}, map[string]string{
+			"0":                   "must be at least 1, got 0 (leave it out for the default, 1024)",
+			"65537":               "must be at most 65536 (each connection holds a file descriptor and up to max_header_bytes of memory), got 65537",
+			"9223372036854775807": "must be at most 65536 (each connection holds a file descriptor and up to max_header_bytes of memory), got 9223372036854775807",
+		}},
+		{"limits.max_header_bytes", []string{"4097", "1048576"}, map[string]string{
+			"4096":    "must be at least 4097, got 4096 (leave it out for the default, 65536)",
+			"1048577": "must be at most 1048576 (each connection may hold a head that long in memory), got 1048577",
+		}},
+		{"durable_objects.max_live", []string{"1", "1000000"}, map[string]string{
+			"1000001": "must be at most 1000000 (each live object holds its memory and its open database), got 1000001",
+			"1e400":   "expected integer, got float",
+		}},
+		{"limits.timeout", []string{`"10ms"`, "4294967295"}, map[string]string{
+			`"1ns"`:                "must be at least 10ms (it caps cpu_slice, whose watchdog wakes four times a slice), got 1ns",
+			`"9ms"`:                "must be at least 10ms (it caps cpu_slice, whose watchdog wakes four times a slice), got 9ms",
+			"4294967296":           `duration "4294967296" is too long: at most 4294967295 seconds`,
+			"1e400":                durationWanted,
+			"-1e400":               `want a duration such as "30s" or a whole number of seconds, got -1e400`,
+			"99999999999999999999": tooLong,
+		}},
+		{"limits.cpu_slice", []string{`"10ms"`, "4294967295"}, map[string]string{
+			`"3ns"`: "must be at least 10ms (the watchdog that enforces it wakes four times a slice), got 3ns",
+			"1e400": durationWanted,
+		}},
+		{"limits.header_timeout", []string{`"1s"`, `"1m"`}, map[string]string{
+			`"1ns"`:                 "must be at least 1s (a client on a slow network takes that long to send a request's head), got 1ns",
+			`"999ms"`:               "must be at least 1s (a client on a slow network takes that long to send a request's head), got 999ms",
+			`"1m0.000000001s"`:      "must be at most 1m0s (a slow client holds a connection that long), got 1m0.000000001s",
+			"1e400":                 durationWanted,
+			"99999999999999999999":  tooLong,
+			"-99999999999999999999": `duration "-99999999999999999999" must be positive`,
+		}},
+		{"limits.idle_timeout", []string{`"1s"`, `"1h"`}, map[string]string{
+			`"1ns"`:    "must be at least 1s (a client sends its next request on a keep-alive connection about then), got 1ns",
+			`"3601s"`:  "must be at most 1h0m0s (an idle connection holds one of max_connections that long), got 1h0m1s",
+			`"1e400s"`: `invalid duration "1e400s": use e.g. "30s", "5m", "1h" or a number of seconds`,
+		}},
+		{"durable_objects.idle_timeout", []string{`"1ns"`, `"24h"`}, map[string]string{
+			`"24h0m1s"`: "must be at most 24h0m0s (an idle object keeps its memory and database until it is evicted), got 24h0m1s",
+			"1e400":     durationWanted,
+		}},
+	}
+	covered := map[string]bool{}
+	for _, r := range rows {
+		covered[r.key] = true
+		table, leaf, _ := strings.Cut(r.key, ".")
+		text := func(v string) []byte {
+			return []byte("name = \"a\"\nmain = \".\"\n[" + table + "]\n" + leaf + " = " + v + "\n")
+		}
+		for _, v := range r.ok {
+			_, err := Parse(text(v))
+			assert.NoError(t, err, "%s = %s", r.key, v)
+		}
+		for v, want := range r.errs {
+			_, err := Parse(text(v))
+			assert.EqualError(t, err, fmt.Sprintf("4:%d: %s: %s", len(leaf)+4, r.key, want), "%s = %s", r.key, v)
+		}
+	}
+	for key, typ := range manifestKeys {
+		if (typ == reflect.TypeFor[int]() || typ == reflect.TypeFor[Duration]()) && !strings.HasPrefix(key, "containers.") {
+			assert.True(t, covered[key], "%s has no bounds in this test", key)
+		}
+	}
+}
+
+// TestOutOfRangeNumbersInContainers: a [[containers]] number too large
+// for go-toml is refused at its position without strconv's words.
+func TestOutOfRangeNumbersInContainers(t *testing.T) {
+	base := "name = \"x\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"S\"\nclass_name = \"Sandbox\"\n[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"
+	for extra, want := range map[string]string{
+		"max_instances = 1e400\n":                "9:17: containers.max_instances: expected integer, got float",
+		"persistent_mb = 99999999999999999999\n": "9:17: containers.persistent_mb: must be at most 9223372036854775807, got 99999999999999999999",
+	} {
+		_, err := Parse([]byte(base + extra))
+		assert.EqualError(t, err, want, extra)
+	}
 }

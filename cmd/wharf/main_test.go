@@ -127,6 +127,13 @@ func TestServeRefusesBadInput(t *testing.T) {
 		write("engine.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nengine = \"v8\"\n"):       `engine.toml:4:10: limits.engine: unknown engine "v8" (want wazero or wasmtime)`,
 		write("head.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nheader_timeout = \"5m\"\n"): `head.toml:4:18: limits.header_timeout: must be at most 1m0s (a slow client holds a connection that long), got 5m0s`,
 		write("long.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\ntimeout = \"10000000h\"\n"): `long.toml:4:11: limits.timeout: duration "10000000h" is too long: at most 4294967295 seconds`,
+		// Each was accepted: a server that closed every connection at once,
+		// an unbounded connection cap, a watchdog whose ticker panicked,
+		// strconv's "value out of range".
+		write("fast.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nheader_timeout = \"1ns\"\n"):               `fast.toml:4:18: limits.header_timeout: must be at least 1s (a client on a slow network takes that long to send a request's head), got 1ns`,
+		write("conns.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\nmax_connections = 9223372036854775807\n"): `conns.toml:4:19: limits.max_connections: must be at most 65536 (each connection holds a file descriptor and up to max_header_bytes of memory), got 9223372036854775807`,
+		write("slice.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\ncpu_slice = \"1ns\"\n"):                   `slice.toml:4:13: limits.cpu_slice: must be at least 10ms (the watchdog that enforces it wakes four times a slice), got 1ns`,
+		write("huge.toml", "name = \"x\"\nmain = \"plugin.wasm\"\n[limits]\ntimeout = 1e400\n"):                        `huge.toml:4:11: limits.timeout: want a duration such as "30s" or a whole number of seconds, got 1e400`,
 	}
 	for manifest, want := range cases {
 		_, err := run(t, "serve", manifest, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
