@@ -322,6 +322,11 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	}
 	defer lock.Unlock()
 	dataDir = lock.Path
+	// Object SQL's sorts and temporary tables spill there, not to the
+	// host's /tmp or /var/tmp.
+	if err := storage.SetTempDir(filepath.Join(dataDir, storage.TempDirName)); err != nil {
+		return err
+	}
 	if n := objects.OpenDatabases(fileLimit); n < objects.MemoryOpenDatabases/4 {
 		logger.Warn("the open-file limit is low and wharf may not raise it: fewer object databases stay open, so more objects reopen theirs on their next event; raise ulimit -n",
 			"limit", fileLimit, "open_databases", n)

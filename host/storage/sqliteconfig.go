@@ -2,6 +2,7 @@ package storage
 
 /*
 #include <stdint.h>
+#include <stdlib.h>
 
 // SQLite's own functions, compiled into github.com/mattn/go-sqlite3.
 extern int sqlite3_config(int, ...);
@@ -23,10 +24,42 @@ static int noBulkPageCache(void) {
 static int noLookaside(void) {
 	return sqlite3_config(13, 0, 0); // SQLITE_CONFIG_LOOKASIDE
 }
+
+extern char *sqlite3_temp_directory;
+extern char *sqlite3_mprintf(const char *, ...);
+extern void sqlite3_free(void *);
+extern void *sqlite3_mutex_alloc(int);
+extern void sqlite3_mutex_enter(void *);
+extern void sqlite3_mutex_leave(void *);
+
+// setTempDir makes dir (NULL: none) where SQLite writes temporary files.
+// The unix VFS reads sqlite3_temp_directory under this static mutex each
+// time it names a temporary file, so changing it there is safe while
+// databases are open.
+static int setTempDir(const char *dir) {
+	char *copy = 0;
+	if (dir) {
+		copy = sqlite3_mprintf("%s", dir);
+		if (!copy) {
+			return 7; // SQLITE_NOMEM
+		}
+	}
+	void *mu = sqlite3_mutex_alloc(11); // SQLITE_MUTEX_STATIC_TEMPDIR (VFS1)
+	sqlite3_mutex_enter(mu);
+	char *old = sqlite3_temp_directory;
+	sqlite3_temp_directory = copy;
+	sqlite3_mutex_leave(mu);
+	sqlite3_free(old);
+	return 0;
+}
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+	"unsafe"
+)
 
 // DefaultMemoryLimit is the memory SQLite may hold for all the databases of
 // a host together (see SetMemoryLimit): each open database may cache up to
@@ -62,3 +95,38 @@ func SetMemoryLimit(bytes int64) {
 
 // MemoryUsed is the memory SQLite holds now, for all databases.
 func MemoryUsed() int64 { return int64(C.sqlite3_memory_used()) }
+
+// TempDirName is the directory under a data directory where wharf serve
+// has SQLite write its temporary files (SetTempDir).
+const TempDirName = "sqlite-tmp"
+
+// SetTempDir makes dir the directory where SQLite writes the temporary
+// files of every database of the process: the sorts, DISTINCTs, GROUP BYs
+// and temporary tables of a statement that outgrow its cache, and its
+// statement journals. By default they go to $SQLITE_TMPDIR, $TMPDIR,
+// /var/tmp or /tmp, so an object's SQL could fill the host's root
+// filesystem; wharf serve gives SQLite a directory under its data
+// directory, whose disk object data fills anyway. SetTempDir empties dir
+// of what an earlier process left (SQLite unlinks a temporary file as it
+// opens it, so that is only what a crash left between the two) and creates
+// it, readable by its owner only: the files hold object data. "" gives
+// SQLite back its default. One directory serves the whole process: call it
+// once, at start.
+func SetTempDir(dir string) error {
+	if dir == "" {
+		C.setTempDir(nil)
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("SQLite's temporary directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("SQLite's temporary directory: %w", err)
+	}
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+	if rc := C.setTempDir(cdir); rc != 0 {
+		return fmt.Errorf("SQLite's temporary directory %s: error %d", dir, rc)
+	}
+	return nil
+}
