@@ -2,10 +2,10 @@ package manifest
 
 import (
 	"fmt"
-	"math"
 	"reflect"
 	"regexp"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -174,27 +174,29 @@ var numberTooLarge = regexp.MustCompile(`number is too large to fit|value out of
 func outOfRange(data []byte, key, at string) string {
 	var raw string
 	var isInt bool
-	_ = eachValue(data, func(p *unstable.Parser, name string, v *unstable.Node) error {
-		if name == key && position(p, v) == at {
-			raw, isInt = string(p.Raw(v.Raw)), v.Kind == unstable.Integer
+	_ = eachValue(data, func(p *unstable.Parser, _ string, v *unstable.Node) error {
+		if position(p, v) != at {
+			return nil
 		}
-		return nil
+		raw, isInt = string(p.Raw(v.Raw)), v.Kind == unstable.Integer
+		return errFound
 	})
-	if manifestKeys[key] == reflect.TypeFor[Duration]() {
+	switch typ := manifestKeys[key]; {
+	case raw == "": // in an array, which eachValue does not enter
+		return "number out of range"
+	case typ == reflect.TypeFor[Duration]():
 		return durationProblem(raw, isInt)
-	}
-	if !isInt {
+	case typ == reflect.TypeFor[int]() && !isInt:
 		return "expected integer, got float"
 	}
 	for _, c := range counts {
-		if c.key == key {
-			if raw[0] == '-' {
-				return c.tooSmall(raw)
-			}
+		if c.key == key && strings.HasPrefix(raw, "-") {
+			return c.tooSmall(raw)
+		} else if c.key == key {
 			return c.tooLarge(raw)
 		}
 	}
-	return fmt.Sprintf("must be at most %d, got %s", math.MaxInt64, raw)
+	return "number out of range, got " + raw
 }
 
 // durationProblem is what is wrong with a duration written as a number,

@@ -320,17 +320,19 @@ func durationValueError(data []byte) error {
 // valueAt is the "line:column" of the value of the dotted key, and whether
 // the document sets it.
 func valueAt(data []byte, key string) (string, bool) {
-	found := errors.New("found")
 	var at string
 	err := eachValue(data, func(p *unstable.Parser, name string, v *unstable.Node) error {
 		if name != key {
 			return nil
 		}
 		at = position(p, v)
-		return found
+		return errFound
 	})
-	return at, err == found
+	return at, err == errFound
 }
+
+// errFound ends a walk of eachValue that found what it looked for.
+var errFound = errors.New("found")
 
 // position is the "line:column" of a parsed node.
 func position(p *unstable.Parser, n *unstable.Node) string {

@@ -415,8 +415,10 @@ func TestEveryCountAndDurationIsBounded(t *testing.T) {
 func TestOutOfRangeNumbersInContainers(t *testing.T) {
 	base := "name = \"x\"\nmain = \".\"\n[[durable_objects.bindings]]\nname = \"S\"\nclass_name = \"Sandbox\"\n[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"
 	for extra, want := range map[string]string{
-		"max_instances = 1e400\n":                "9:17: containers.max_instances: expected integer, got float",
-		"persistent_mb = 99999999999999999999\n": "9:17: containers.persistent_mb: must be at most 9223372036854775807, got 99999999999999999999",
+		"max_instances = 1e400\n":                          "9:17: containers.max_instances: expected integer, got float",
+		"persistent_mb = -99999999999999999999\n":          "9:17: containers.persistent_mb: number out of range, got -99999999999999999999",
+		"instance_type = {vcpu = 1e400, memory_mib = 5}\n": "9:25: containers.instance_type: number out of range, got 1e400",
+		"ready_on = [{port = 99999999999999999999}]\n":     "9:21: containers.ready_on: number out of range",
 	} {
 		_, err := Parse([]byte(base + extra))
 		assert.EqualError(t, err, want, extra)
