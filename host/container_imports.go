@@ -89,8 +89,11 @@ func (s *services) importContainerRunning(_ context.Context, g *guest, mem plugi
 	if _, err := s.containerOf(g); err != nil {
 		return err
 	}
-	_, err := s.containers.Running(g.object.obj.Class(), g.object.obj.ID())
-	return writeU32(mem, u32(a[0]), b2u(err == nil))
+	running, err := s.containers.Running(g.object.obj.Class(), g.object.obj.ID())
+	if err != nil {
+		return err
+	}
+	return writeU32(mem, u32(a[0]), b2u(running))
 }
 
 func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
@@ -101,10 +104,15 @@ func (s *services) importContainerDestroy(ctx context.Context, g *guest, mem plu
 	if err != nil {
 		return err
 	}
-	class, id := g.object.obj.Class(), g.object.obj.ID()
-	return offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) {
-		return nil, s.containers.Destroy(ctx, class, id, string(reason))
-	})
+	destroy, err := s.containers.Destroy(ctx, g.object.obj.Class(), g.object.obj.ID(), string(reason))
+	if err != nil {
+		return err
+	}
+	err = offThread(ctx, g, mem, u32(a[2]), func(context.Context) (*outcome, error) { return nil, destroy.Run() })
+	if err != nil {
+		destroy.Abandon()
+	}
+	return err
 }
 
 // importContainerSignal is container_signal(sig, pending_out).
@@ -459,8 +467,8 @@ type containerHoldings struct {
 
 // Holds reports whether the object's container runs.
 func (h containerHoldings) Holds(class, object string) bool {
-	_, err := h.s.containers.Running(class, object)
-	return err == nil
+	running, _ := h.s.containers.Running(class, object)
+	return running
 }
 
 // Leave destroys the container of an object this host gives up, as the
@@ -489,7 +497,11 @@ func (h containerHoldings) Leave(class, object string, owned bool) {
 			s.logger.Warn("stopping the container of an object this host gives up; killing it", "class", class, "object", object, "err", err)
 		}
 	}
-	if err := s.containers.Destroy(ctx, class, object, leftReason); err != nil {
+	destroy, err := s.containers.Destroy(ctx, class, object, leftReason)
+	if err == nil {
+		err = destroy.Run()
+	}
+	if err != nil {
 		s.leaving.Delete(key)
 		s.logger.Error("destroying the container of an object this host gave up", "class", class, "object", object, "err", err)
 	}

@@ -464,12 +464,20 @@ func TestStartWithoutItsImage(t *testing.T) {
 // the destroy waits for the start and removes what it started. The destroy
 // found nothing yet, returned at once, and the container the start then
 // made ran on (Running true) although Destroy had returned without error.
+// So it did when the destroy came right after the start, before the
+// manager had reserved the container (at once, or while the start removed
+// the object's exited container first).
 func TestDestroyDuringStart(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
 	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
-	for _, delay := range []string{"20ms", "100ms", "300ms"} { // a start takes some 450 ms
+	for _, delay := range []string{"0s", "20ms", "100ms", "300ms", "exited"} { // a start takes some 450 ms
 		name := "d" + delay
+		if delay == "exited" { // the start removes the exited container first
+			w.mustCall(t, "BOX", name, "Start", []string{"true"})
+			require.Eventually(t, func() bool { return w.mustCall(t, "BOX", name, "Running", nil) == "false" }, 10*time.Second, 20*time.Millisecond)
+			delay = "0s"
+		}
 		assert.Equal(t, `"start=\u003cnil\u003e destroy=\u003cnil\u003e running=false"`,
 			w.mustCall(t, "BOX", name, "DestroyDuringStart", map[string]any{"Entrypoint": []string{"sleep", "3600"}, "Delay": delay}),
 			"destroyed after %s", delay)
@@ -520,7 +528,12 @@ func TestFilesWriteToAFullDisk(t *testing.T) {
 // acts on the container it started, as the hosted system's calls right
 // after an unawaited start() do; one whose start fails says the container
 // is not running and why. They all said "the container is not running"
-// at once.
+// at once. Running says true from the start's call (the hosted system's
+// running does; it said false until the start ended), a second start
+// meanwhile is BUSY, already running, as once the first has ended (it was
+// an IO error from the manager), and an exec made after an unawaited
+// destroy that follows the start finds no container (it raced the
+// destroy, and ran in the container the start made).
 func TestCallsDuringStart(t *testing.T) {
 	data := t.TempDir()
 	fixture.ImportBusybox(t, data)
@@ -534,33 +547,58 @@ func TestCallsDuringStart(t *testing.T) {
 	sleep := []string{"sleep", "3600"}
 	web := []string{"httpd", "-f", "-p", "8080", "-h", "/etc"}
 
-	assert.Equal(t, `running-before=false call="" err=<nil> (not-running=false) start=<nil>`,
+	assert.Equal(t, `running-before=true call="" err=<nil> (not-running=false) start=<nil>`,
 		during("signal", map[string]any{"Entrypoint": sleep, "Call": "signal"}))
 	assert.Eventually(t, func() bool { return w.mustCall(t, "BOX", "signal", "Running", nil) == "false" }, 10*time.Second, 20*time.Millisecond,
 		"the SIGTERM reached the container the start started")
 
-	assert.Equal(t, `running-before=false call="ok\n" err=<nil> (not-running=false) start=<nil>`,
+	assert.Equal(t, `running-before=true call="ok\n" err=<nil> (not-running=false) start=<nil>`,
 		during("exec", map[string]any{"Entrypoint": sleep, "Call": "exec", "Cmd": []string{"echo", "ok"}}))
 
-	assert.Equal(t, `running-before=false call="" err=the container exited with code 3 (not-running=false) start=<nil>`,
+	assert.Equal(t, `running-before=true call="" err=the container exited with code 3 (not-running=false) start=<nil>`,
 		during("monitor", map[string]any{"Entrypoint": []string{"sh", "-c", "sleep 0.2; exit 3"}, "Call": "monitor"}))
 
-	assert.Equal(t, `running-before=false call="ready" err=<nil> (not-running=false) start=<nil>`,
+	assert.Equal(t, `running-before=true call="ready" err=<nil> (not-running=false) start=<nil>`,
 		during("waitport", map[string]any{"Entrypoint": web, "Call": "waitport", "Port": 8080}))
 	// The server may not listen yet as the start ends: the fetch and the
 	// connection reach the container, answered or refused.
-	assert.Regexp(t, `^running-before=false call=("200 root:x:0:0.*" err=<nil>|"" err=.*nothing listens on the container port.*) \(not-running=false\) start=<nil>$`,
+	assert.Regexp(t, `^running-before=true call=("200 root:x:0:0.*" err=<nil>|"" err=.*nothing listens on the container port.*) \(not-running=false\) start=<nil>$`,
 		during("fetch", map[string]any{"Entrypoint": web, "Call": "fetch", "Port": 8080}))
-	assert.Regexp(t, `^running-before=false call="(HTTP/1.[01] 200 OK.*|refused: nothing listens on the container port: port 8080)" err=<nil> \(not-running=false\) start=<nil>$`,
+	assert.Regexp(t, `^running-before=true call="(HTTP/1.[01] 200 OK.*|refused: nothing listens on the container port: port 8080)" err=<nil> \(not-running=false\) start=<nil>$`,
 		during("connect", map[string]any{"Entrypoint": web, "Call": "connect", "Port": 8080}))
 
 	// A start that fails: the call says the container is not running, and
-	// why.
+	// why, also when the start failed (at once) before the call was made
+	// (then Running said false already); so do calls in later events, until
+	// the object starts or destroys its container again.
 	missing := []string{"/no/such/program"}
+	badExec := `bad exec: entrypoint [/no/such/program]: executable file not found: /no/such/program`
 	for _, call := range []string{"signal", "exec", "monitor", "connect"} {
-		assert.Equal(t, `running-before=false call="" err=wharf: the container is not running: its start failed: bad exec: entrypoint [/no/such/program]: `+
-			`executable file not found: /no/such/program (not-running=true) start=wharf: starting the container: bad exec: entrypoint [/no/such/program]: executable file not found: /no/such/program`,
+		assert.Regexp(t, `^running-before=(true|false) call="" err=`+regexp.QuoteMeta(`wharf: the container is not running: its start failed: `+badExec+
+			` (not-running=true) start=wharf: starting the container: `+badExec)+`$`,
 			during("bad-"+call, map[string]any{"Entrypoint": missing, "Call": call, "Cmd": []string{"true"}, "Port": 8080}), call)
+	}
+	assert.Equal(t, "false", w.mustCall(t, "BOX", "bad-signal", "Running", nil), "a failed start leaves no container")
+	code, body := w.call(t, "BOX", "bad-exec", "Exec", map[string]any{"Cmd": []string{"true"}})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, "call Exec: the container is not running: its start failed: "+badExec, strings.TrimSpace(body))
+	assert.Equal(t, fmt.Sprintf("%q", "wharf: the container is not running: its start failed: "+badExec), w.mustCall(t, "BOX", "bad-exec", "Monitor", nil))
+	w.mustCall(t, "BOX", "bad-exec", "Destroy", "")
+	code, body = w.call(t, "BOX", "bad-exec", "Exec", map[string]any{"Cmd": []string{"true"}})
+	assert.Equal(t, 500, code)
+	assert.Equal(t, "call Exec: the container is not running", strings.TrimSpace(body), "the destroy ends what the failed start left")
+
+	// A second start while the first is under way is BUSY, as once it
+	// has ended; the first goes on.
+	assert.Equal(t, `running-before=true call="busy=true" err=wharf: the container is already running (not-running=false) start=<nil>`,
+		during("twice", map[string]any{"Entrypoint": sleep, "Call": "start"}))
+	assert.Equal(t, `{"Code":0,"Stderr":"","Stdout":"ok\n"}`, w.mustCall(t, "BOX", "twice", "Exec", map[string]any{"Cmd": []string{"echo", "ok"}}))
+	// Start, destroy, exec: the exec comes after the destroy.
+	for i := range 3 {
+		name := fmt.Sprintf("destroy-exec-%d", i)
+		assert.Equal(t, `running-before=true call=" destroy=<nil>" err=wharf: the container is not running (not-running=true) start=<nil>`,
+			during(name, map[string]any{"Entrypoint": sleep, "Call": "destroy-exec", "Cmd": []string{"echo", "ok"}}))
+		assert.Equal(t, "false", w.mustCall(t, "BOX", name, "Running", nil))
 	}
 	w.stop()
 	assertNoLeftovers(t, data)

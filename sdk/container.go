@@ -116,7 +116,8 @@ const (
 )
 
 // Start starts the container. It returns once the container runs, without
-// waiting for anything inside it to be ready.
+// waiting for anything inside it to be ready. It fails with ErrBusy if the
+// container runs, or a Start of it is under way (see Running).
 func (c *Container) Start(opts StartOptions) error {
 	env, err := envPairs(opts.Env)
 	if err != nil {
@@ -130,8 +131,10 @@ func (c *Container) Start(opts StartOptions) error {
 		EnableInternet: opts.EnableInternet, Secrets: opts.Secrets, Labels: labelPairs(opts.Labels)}.Encode(nil))
 }
 
-// Running reports whether the container's main process runs. Asked
-// between the object's events, it cannot tell, and says false.
+// Running reports whether the container's main process runs, or a Start
+// of it is under way (from another goroutine; as the hosted system's
+// running is true from start()'s call) and no Destroy was called since.
+// Asked between the object's events, it cannot tell, and says false.
 func (c *Container) Running() bool {
 	ev, err := c.obj.current()
 	if err != nil {
@@ -142,7 +145,8 @@ func (c *Container) Running() bool {
 }
 
 // Destroy stops and removes the container; Monitor returns reason as its
-// error.
+// error. A Start under way (from another goroutine) is waited for, and
+// the container it starts removed.
 func (c *Container) Destroy(reason string) error {
 	ev, err := c.obj.current()
 	if err != nil {

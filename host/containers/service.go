@@ -51,26 +51,38 @@ type Service struct {
 	hooks   *Hooks
 
 	mu sync.Mutex
-	// starts are the starts the objects asked for that have not ended,
-	// by objectKey: a call of the object that needs its container waits
-	// for those asked before it (see Upcoming).
-	starts map[string][]*startUnderWay
+	// ops are the starts and destroys the objects asked for that have not
+	// ended, by objectKey, in the order asked: each waits for those before
+	// it, and a call of the object that needs its container waits for them
+	// all (see Upcoming).
+	ops map[string][]*opUnderWay
+	// failed says why the last start of an object failed, by objectKey,
+	// until the object asks for another start or a destroy: its calls that
+	// need the container say so (see whyNotRunning), however soon the
+	// start failed. At most maxFailedStarts are kept.
+	failed map[string]error
 }
 
-// startUnderWay is a start of an object's container that has not ended.
-type startUnderWay struct {
-	done chan struct{}
-	err  error // why it failed, set before done is closed
+// maxFailedStarts bounds Service.failed: beyond it, the reason of some
+// other object's failed start is forgotten (its calls then say only that
+// the container is not running).
+const maxFailedStarts = 4096
+
+// opUnderWay is a start or a destroy of an object's container that has
+// not ended.
+type opUnderWay struct {
+	destroy bool
+	done    chan struct{}
 }
 
-// objectKey names an object in Service.starts.
+// objectKey names an object in Service.ops.
 func objectKey(class, object string) string { return class + "/" + object }
 
 // New is the service of specs (the [[containers]] entries by class, their
 // Dockerfile images resolved to the tags built) over backend, which
 // reaches the host through hooks.
 func New(backend Backend, specs map[string]manifest.Container, hooks *Hooks) *Service {
-	return &Service{backend: backend, specs: specs, hooks: hooks, starts: map[string][]*startUnderWay{}}
+	return &Service{backend: backend, specs: specs, hooks: hooks, ops: map[string][]*opUnderWay{}, failed: map[string]error{}}
 }
 
 // Bind has the service's hooks tell the host of exits (exited runs on a
@@ -120,12 +132,26 @@ func (s *Service) Config(class string) (manifest.Container, error) {
 	return c, nil
 }
 
-// Running returns the object's running container.
-func (s *Service) Running(class, object string) (Container, error) {
+// Running reports whether the object's container runs as the object's
+// calls so far leave it: a start it asked for is under way (the hosted
+// system's running is true from start()'s call), or none is and the
+// container's main process runs; a destroy under way leaves none.
+func (s *Service) Running(class, object string) (bool, error) {
 	if _, err := s.Config(class); err != nil {
-		return nil, err
+		return false, err
 	}
-	return s.running(class, object)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runsLocked(class, object), nil
+}
+
+// runsLocked is Running, under mu.
+func (s *Service) runsLocked(class, object string) bool {
+	if ops := s.ops[objectKey(class, object)]; len(ops) > 0 {
+		return !ops[len(ops)-1].destroy
+	}
+	_, err := s.running(class, object)
+	return err == nil
 }
 
 func (s *Service) running(class, object string) (Container, error) {
@@ -137,91 +163,118 @@ func (s *Service) running(class, object string) (Container, error) {
 }
 
 // Upcoming is the object's container as a call of the object (a signal,
-// an exec, a port) finds it: running, or being started by a Start the
-// object asked for before the call (from another goroutine), which the
-// call waits for, as the hosted system's calls right after an unawaited
+// an exec, a port) finds it once the starts and destroys the object asked
+// for before the call (from other goroutines) have ended, which the call
+// waits for, as the hosted system's calls right after an unawaited
 // start() act on the container it boots.
 type Upcoming struct {
 	s             *Service
 	class, object string
-	starts        []*startUnderWay
+	ops           []*opUnderWay
 }
 
 // Upcoming returns the object's container for a call made now, on the
 // instance's thread: UNSUPPORTED for a class without a container, NOTFOUND
-// (the container is not running) if none runs and none is being started.
+// (the container is not running) if none runs and no start or destroy is
+// under way.
 func (s *Service) Upcoming(class, object string) (Upcoming, error) {
 	if _, err := s.Config(class); err != nil {
 		return Upcoming{}, err
 	}
-	u := Upcoming{s: s, class: class, object: object, starts: s.startsUnderWay(class, object)}
-	if len(u.starts) == 0 {
+	u := Upcoming{s: s, class: class, object: object, ops: s.opsUnderWay(class, object)}
+	if len(u.ops) == 0 {
 		if _, err := s.running(class, object); err != nil {
-			return Upcoming{}, err
+			return Upcoming{}, s.whyNotRunning(class, object)
 		}
 	}
 	return u, nil
 }
 
-// Container returns the running container once the starts under way when
-// Upcoming was called have ended (as long as ctx allows; slow: off the
-// instance's thread). If none runs then, it is NOTFOUND (the container is
-// not running), saying why the last start that failed did.
+// Container returns the running container once the starts and destroys
+// under way when Upcoming was called have ended (as long as ctx allows;
+// slow: off the instance's thread). If none runs then, it is NOTFOUND (the
+// container is not running; see whyNotRunning).
 func (u Upcoming) Container(ctx context.Context) (Container, error) {
-	failed, err := awaitStarts(ctx, u.starts)
-	if err != nil {
+	if err := awaitOps(ctx, u.ops); err != nil {
 		return nil, err
 	}
 	c, err := u.s.running(u.class, u.object)
-	if err != nil && failed != nil {
-		return nil, failed
+	if err != nil {
+		return nil, u.s.whyNotRunning(u.class, u.object)
 	}
-	return c, err
+	return c, nil
 }
 
-// startsUnderWay returns the object's starts that have not ended.
-func (s *Service) startsUnderWay(class, object string) []*startUnderWay {
+// whyNotRunning is the NOTFOUND of a call that finds the object's
+// container not running: the container is not running, and why if the
+// last start the object asked for failed (and nothing since).
+func (s *Service) whyNotRunning(class, object string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.starts[objectKey(class, object)])
+	if err := s.failed[objectKey(class, object)]; err != nil {
+		return fmt.Errorf("%w: its start failed: %w", errNotRunning, err)
+	}
+	return errNotRunning
 }
 
-// awaitStarts waits until starts have ended, or ctx has (an error, as
-// Upcoming.Container returns it); failed is the error of the last that
-// failed (NOTFOUND: the container is not running, and why), if any.
-func awaitStarts(ctx context.Context, starts []*startUnderWay) (failed, err error) {
-	for _, st := range starts {
+// opsUnderWay returns the object's starts and destroys that have not
+// ended.
+func (s *Service) opsUnderWay(class, object string) []*opUnderWay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ops[objectKey(class, object)])
+}
+
+// awaitOps waits until ops have ended, or ctx has (an error, as
+// Upcoming.Container returns it).
+func awaitOps(ctx context.Context, ops []*opUnderWay) error {
+	for _, op := range ops {
 		select {
-		case <-st.done:
+		case <-op.done:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the container's start: %w", context.Cause(ctx))
-		}
-		if st.err != nil {
-			failed = fmt.Errorf("%w: its start failed: %w", errNotRunning, st.err)
+			return fmt.Errorf("waiting for the container's start or destroy: %w", context.Cause(ctx))
 		}
 	}
-	return failed, nil
+	return nil
 }
 
-// beginStart records a start of the object's container as under way; end
-// ends it with its error.
-func (s *Service) beginStart(class, object string) (end func(error)) {
+// begin records a start (or a destroy) of the object's container as under
+// way, after the ones under way before it, unless refuse (under mu) says
+// why not; end ends it with its error.
+func (s *Service) begin(class, object string, destroy bool, refuse func() error) (before []*opUnderWay, end func(error), err error) {
 	key := objectKey(class, object)
-	st := &startUnderWay{done: make(chan struct{})}
+	op := &opUnderWay{destroy: destroy, done: make(chan struct{})}
 	s.mu.Lock()
-	s.starts[key] = append(s.starts[key], st)
+	if refuse != nil {
+		if err := refuse(); err != nil {
+			s.mu.Unlock()
+			return nil, nil, err
+		}
+	}
+	before = slices.Clone(s.ops[key])
+	s.ops[key] = append(s.ops[key], op)
+	delete(s.failed, key)
 	s.mu.Unlock()
-	return func(err error) {
+	return before, func(err error) {
 		s.mu.Lock()
-		if left := slices.DeleteFunc(s.starts[key], func(o *startUnderWay) bool { return o == st }); len(left) > 0 {
-			s.starts[key] = left
+		ops := s.ops[key]
+		if last := ops[len(ops)-1] == op; last && !destroy && err != nil {
+			if len(s.failed) >= maxFailedStarts {
+				for k := range s.failed {
+					delete(s.failed, k)
+					break
+				}
+			}
+			s.failed[key] = err
+		}
+		if left := slices.DeleteFunc(ops, func(o *opUnderWay) bool { return o == op }); len(left) > 0 {
+			s.ops[key] = left
 		} else {
-			delete(s.starts, key)
+			delete(s.ops, key)
 		}
 		s.mu.Unlock()
-		st.err = err
-		close(st.done)
-	}
+		close(op.done)
+	}, nil
 }
 
 // Object is a Durable Object as the service sees it.
@@ -234,40 +287,39 @@ type Object struct {
 	PersistDir string
 }
 
-// Starting is a start of an object's container that Service.Start
-// checked: it is under way, for the object's calls (see Upcoming), until
-// Run or Abandon ends it.
-type Starting struct {
-	run func() error
-	end func(error)
+// Op is a start or a destroy of an object's container that the object
+// asked for (Service.Start, Service.Destroy): under way from then on, for
+// the object's later calls (see Upcoming), until Run or Abandon ends it.
+type Op struct {
+	run    func() error
+	status func(error) error // the abi status and words of run's error
+	end    func(error)
 }
 
-// Run starts the container, which is slow: the caller runs it off the
-// instance's thread.
-func (st Starting) Run() error {
-	err := st.run()
-	st.end(err)
-	switch {
-	case err == nil:
+// Run waits for the starts and destroys the object asked for before this
+// one, then does it (as long as the ctx it was asked with allows), which
+// is slow: the caller runs it off the instance's thread.
+func (op Op) Run() error {
+	err := op.run()
+	op.end(err)
+	if err == nil {
 		return nil
-	case errors.Is(err, ErrMaxInstances):
-		return fmt.Errorf("%w: %w", abi.StatusBusy, err)
-	case errors.Is(err, ErrBadExec):
-		return fmt.Errorf("%w: starting the container: %w", abi.StatusInvalid, err)
 	}
-	return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+	return op.status(err)
 }
 
-// Abandon ends a start that will not run.
-func (st Starting) Abandon() { st.end(errors.New("it was abandoned")) }
+// Abandon ends an op that will not run.
+func (op Op) Abandon() { op.end(errors.New("it was abandoned")) }
 
 // Start checks a start of the object's container with the options of
 // container_start (raw) and its egress policy, and returns the start
-// itself, under way from now on: the caller runs or abandons it.
-func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Policy) (Starting, error) {
+// itself, under way from now on: the caller runs or abandons it. It is
+// BUSY if the container runs as the object's calls so far leave it (see
+// Running): started, or being started.
+func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Policy) (Op, error) {
 	cfg, err := s.Config(o.Class)
 	if err != nil {
-		return Starting{}, err
+		return Op{}, err
 	}
 	spec := Spec{Image: cfg.Image, NoInit: !cfg.RunsInit(), Resources: Resources{
 		VCPU: cfg.Resources.VCPU, MemoryBytes: uint64(cfg.Resources.MemoryMiB) << 20, Pids: 1024},
@@ -286,13 +338,13 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	}
 	opts, err := abi.DecodeStartOptions(raw)
 	if err != nil {
-		return Starting{}, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
+		return Op{}, fmt.Errorf("%w: %w", abi.StatusInvalid, err)
 	}
 	spec.Env = append(spec.Env, opts.Env...)
 	spec.Entrypoint = append(spec.Entrypoint, opts.Entrypoint...)
 	for _, name := range opts.Secrets {
 		if !slices.Contains(cfg.Secrets, name) {
-			return Starting{}, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, abi.Excerpt(name))
+			return Op{}, fmt.Errorf("%w: secret %q is not declared: list it in secrets of the class's [[containers]] in wharf.toml", abi.StatusInvalid, abi.Excerpt(name))
 		}
 	}
 	for _, kv := range opts.Labels {
@@ -302,18 +354,26 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	for _, name := range cfg.Secrets { // every start gets them all; the SDK may only name them
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			return Starting{}, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, abi.Excerpt(name))
+			return Op{}, fmt.Errorf("%w: secret %q is not set: export it in the environment of wharf serve", abi.StatusInvalid, abi.Excerpt(name))
 		}
 		spec.Env = append(spec.Env, name+"="+v)
 	}
 	spec.Labels = labels
-	c, running := s.backend.Get(o.Class, o.ID)
-	if running && !c.Exited() {
-		return Starting{}, fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
+	before, end, err := s.begin(o.Class, o.ID, false, func() error {
+		if s.runsLocked(o.Class, o.ID) {
+			return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
+		}
+		return nil
+	})
+	if err != nil {
+		return Op{}, err
 	}
 	policy.SetInternet(opts.EnableInternet)
-	return Starting{end: s.beginStart(o.Class, o.ID), run: func() error {
-		if running {
+	return Op{end: end, status: startFailure, run: func() error {
+		if err := awaitOps(ctx, before); err != nil {
+			return err
+		}
+		if _, exited := s.backend.Get(o.Class, o.ID); exited { // not running, as Start checked
 			s.backend.Destroy(ctx, o.Class, o.ID, "") // an exited run makes room for the next
 		}
 		_, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances)
@@ -321,14 +381,35 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 	}}, nil
 }
 
-// Destroy removes the object's container, which exits for reason; one
-// the object is starting meanwhile (from another goroutine) is removed
-// once started.
-func (s *Service) Destroy(ctx context.Context, class, object, reason string) error {
-	if err := s.backend.Destroy(ctx, class, object, reason); err != nil {
-		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
+// startFailure is the abi status and words of a failed start.
+func startFailure(err error) error {
+	switch {
+	case errors.Is(err, ErrMaxInstances):
+		return fmt.Errorf("%w: %w", abi.StatusBusy, err)
+	case errors.Is(err, ErrBadExec):
+		return fmt.Errorf("%w: starting the container: %w", abi.StatusInvalid, err)
 	}
-	return nil
+	return fmt.Errorf("%w: starting the container: %w", abi.StatusIO, err)
+}
+
+// Destroy returns a destroy of the object's container, which exits for
+// reason, under way from now on: the caller runs or abandons it. It waits
+// for the starts (and destroys) the object asked for before it, so the
+// container a start under way (from another goroutine) boots is removed
+// once started.
+func (s *Service) Destroy(ctx context.Context, class, object, reason string) (Op, error) {
+	if _, err := s.Config(class); err != nil {
+		return Op{}, err
+	}
+	before, end, _ := s.begin(class, object, true, nil)
+	return Op{end: end, status: func(err error) error {
+		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
+	}, run: func() error {
+		if err := awaitOps(ctx, before); err != nil {
+			return err
+		}
+		return s.backend.Destroy(ctx, class, object, reason)
+	}}, nil
 }
 
 // CheckSignal refuses a signal number out of range (INVALID).
@@ -353,27 +434,26 @@ func Signal(ctx context.Context, c Container, sig uint32) error {
 }
 
 // Monitor returns a wait for the exit of the object's container (running
-// or exited, or the one a start the object asked for, under way, starts):
-// nil for exit code 0, else IO with the exit code or the destroy reason,
-// or NOTFOUND (the container is not running) if that start failed.
+// or exited, or as the starts and destroys the object asked for, under
+// way, leave it once they have ended): nil for exit code 0, else IO with
+// the exit code or the destroy reason, or NOTFOUND (the container is not
+// running) if none is left, saying why if the last of them was a start
+// that failed.
 func (s *Service) Monitor(class, object string) (func() error, error) {
 	if _, err := s.Config(class); err != nil {
 		return nil, err
 	}
-	starts := s.startsUnderWay(class, object)
+	ops := s.opsUnderWay(class, object)
 	// An exited container is still known until the next start or destroy,
 	// so a monitor that comes late gets its exit code.
-	if _, ok := s.backend.Get(class, object); !ok && len(starts) == 0 {
-		return nil, errNotRunning
+	if _, ok := s.backend.Get(class, object); !ok && len(ops) == 0 {
+		return nil, s.whyNotRunning(class, object)
 	}
 	return func() error {
-		failed, _ := awaitStarts(context.Background(), starts) // each ends with its ctx
+		awaitOps(context.Background(), ops) // each ends with its ctx
 		c, ok := s.backend.Get(class, object)
-		switch {
-		case !ok && failed != nil:
-			return failed
-		case !ok:
-			return errNotRunning
+		if !ok {
+			return s.whyNotRunning(class, object)
 		}
 		code, reason, err := c.WaitExit()
 		switch {

@@ -449,7 +449,9 @@ func (b *Box) DestroyDuringStart(a struct {
 // DuringStart starts the container from a goroutine and makes Call while
 // the start is under way: "signal" (SIGTERM), "exec" (Cmd, its output),
 // "monitor", "fetch" (Port, Path "/passwd"), "connect" (Port, an HTTP/1.0
-// request by hand) or "waitport" (Port, 10 s). It reports whether the
+// request by hand), "waitport" (Port, 10 s), "start" (another start: its
+// output says whether the error is ErrBusy) or "destroy-exec" (a destroy
+// from another goroutine, then an exec of Cmd). It reports whether the
 // container ran as the call was made, the call's outcome (and whether its
 // error is ErrNotRunning), and the start's error.
 func (b *Box) DuringStart(a struct {
@@ -487,6 +489,19 @@ func (b *Box) DuringStart(a struct {
 			Port    int
 			Timeout string
 		}{a.Port, "10s"})
+	case "start":
+		err = b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint})
+		out = fmt.Sprintf("busy=%v", errors.Is(err, sdk.ErrBusy))
+	case "destroy-exec":
+		destroyed := make(chan error, 1)
+		go func() { destroyed <- b.state.Container.Destroy("during start") }()
+		runtime.Gosched() // the destroy is asked for, and waits off the instance's thread
+		var p *sdk.Process
+		if p, err = b.state.Container.Exec(a.Cmd, sdk.ExecOptions{}); err == nil {
+			o, _, _ := p.Output()
+			out = string(o)
+		}
+		out += fmt.Sprintf(" destroy=%v", <-destroyed)
 	default:
 		return "", fmt.Errorf("no call %q", a.Call)
 	}
