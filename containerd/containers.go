@@ -260,34 +260,41 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	)
 	if err != nil {
 		// The snapshot may exist even though the container does not.
-		c.SnapshotService(Snapshotter).Remove(ctx, spec.ID+"-rootfs")
+		cleanup, cancel := cleanupContext(ctx)
+		c.SnapshotService(Snapshotter).Remove(cleanup, spec.ID+"-rootfs")
+		cancel()
 		removeAgentDir(spec.AgentDir)
 		return nil, fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
 	if err := chownTo(user, spec.OwnedDirs); err != nil {
-		ctr.Delete(ctx, client.WithSnapshotCleanup)
-		removeAgentDir(spec.AgentDir)
+		removeUnstarted(ctx, ctr, spec.AgentDir)
 		return nil, err
 	}
 	creator, err := outputTo(spec)
 	if err != nil {
-		ctr.Delete(ctx, client.WithSnapshotCleanup)
-		removeAgentDir(spec.AgentDir)
+		removeUnstarted(ctx, ctr, spec.AgentDir)
 		return nil, err
 	}
 	var taskOpts []client.NewTaskOpts
 	if spec.WritableDir != "" {
 		rootfs, err := writableOn(ctx, c, spec.ID+"-rootfs", spec.WritableDir)
 		if err != nil {
-			ctr.Delete(ctx, client.WithSnapshotCleanup)
+			removeUnstarted(ctx, ctr, spec.AgentDir)
 			return nil, err
 		}
 		taskOpts = append(taskOpts, client.WithRootFS(rootfs))
 	}
-	task, err := ctr.NewTask(ctx, creator, taskOpts...)
+	// The task is made whole even if ctx ends meanwhile: containerd cut
+	// short leaves the shim's state directory, on which the next start
+	// fails ("failed to start shim: mkdir …: file exists").
+	create, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTaskWait)
+	task, err := ctr.NewTask(create, creator, taskOpts...)
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
 	if err != nil {
-		ctr.Delete(ctx, client.WithSnapshotCleanup)
-		removeAgentDir(spec.AgentDir)
+		removeUnstarted(ctx, ctr, spec.AgentDir)
 		if refused := runcRefusedEntrypoint(spec, process, err); refused != nil {
 			return nil, refused
 		}
@@ -317,6 +324,30 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		}
 	}
 	return cont, nil
+}
+
+// cleanupContext is ctx (its namespace) without its cancellation, for at
+// most killWait: what a start made is removed even when the start was
+// canceled (its caller went away), as its next try would find it ("snapshot
+// … already exists").
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), killWait)
+}
+
+// createTaskWait bounds the making of a container's task.
+const createTaskWait = time.Minute
+
+// removeUnstarted removes ctr, a container StartContainer made but did not
+// start, with the task it may have made, its snapshot and the agent's
+// directory.
+func removeUnstarted(ctx context.Context, ctr client.Container, agentDir string) {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		task.Delete(ctx, client.WithProcessKill)
+	}
+	ctr.Delete(ctx, client.WithSnapshotCleanup)
+	removeAgentDir(agentDir)
 }
 
 // badEntrypoint is err, why the entrypoint of p (the container's process)

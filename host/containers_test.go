@@ -1,12 +1,15 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -599,6 +602,41 @@ func TestCallsDuringStart(t *testing.T) {
 		assert.Equal(t, `running-before=true call=" destroy=<nil>" err=wharf: the container is not running (not-running=true) start=<nil>`,
 			during(name, map[string]any{"Entrypoint": sleep, "Call": "destroy-exec", "Cmd": []string{"echo", "ok"}}))
 		assert.Equal(t, "false", w.mustCall(t, "BOX", name, "Running", nil))
+	}
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
+// TestCallsDuringStartWhenTheClientLeaves: a client that goes away while
+// its event's calls wait for a start of the object's container (an exec,
+// a signal, a monitor, a destroy) leaves nothing waiting: the goroutines
+// that waited end with the event, and the object starts, uses and
+// destroys its container afterwards as before (no start or destroy is
+// left under way, which would keep later starts BUSY).
+func TestCallsDuringStartWhenTheClientLeaves(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	waiting := func() int {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 2)
+		return strings.Count(b.String(), "host/containers.awaitOps(")
+	}
+	for _, call := range []string{"exec", "signal", "monitor", "destroy-exec"} {
+		for _, after := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond} {
+			name := fmt.Sprint("left-", call, after)
+			ctx, cancel := context.WithTimeout(context.Background(), after)
+			body, _ := json.Marshal(map[string]any{"Entrypoint": []string{"sleep", "3600"}, "Call": call, "Cmd": []string{"sleep", "3600"}})
+			req, _ := http.NewRequestWithContext(ctx, "POST", w.url+"/call/BOX/"+name+"/DuringStart", bytes.NewReader(body))
+			_, err := http.DefaultClient.Do(req)
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded, "%s: the client left during the start", name)
+			assert.Eventually(t, func() bool { return waiting() == 0 }, 20*time.Second, 20*time.Millisecond, "%s: nothing waits for the start", name)
+			w.mustCall(t, "BOX", name, "Destroy", "")
+			w.mustCall(t, "BOX", name, "Start", []string{"sleep", "3600"})
+			assert.Equal(t, `{"Code":0,"Stderr":"","Stdout":"ok\n"}`, w.mustCall(t, "BOX", name, "Exec", map[string]any{"Cmd": []string{"echo", "ok"}}), name)
+			w.mustCall(t, "BOX", name, "Destroy", "done")
+		}
 	}
 	w.stop()
 	assertNoLeftovers(t, data)
