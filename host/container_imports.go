@@ -472,8 +472,8 @@ func (h containerHoldings) Holds(class, object string) bool {
 }
 
 // Leave destroys the container of an object this host gives up, as the
-// object's own Destroy would: its next event, on whichever host, starts
-// one there. One whose object this host still owns gets SIGTERM and the
+// object's own Destroy would (also one a start under way boots): its next
+// event, on whichever host, starts one there. One whose object this host still owns gets SIGTERM and the
 // stop grace first, as at a shutdown; otherwise it is killed at once, as
 // another host may run the object's container already. Its exit is not
 // told to the object.
@@ -482,16 +482,22 @@ func (h containerHoldings) Leave(class, object string, owned bool) {
 	if s.containers == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(s.base, h.grace+time.Minute)
+	defer cancel()
 	c, ok := s.containers.Backend().Get(class, object)
-	if !ok {
-		return
+	if !ok { // none, unless a start of the object's is under way: its container
+		u, err := s.containers.Upcoming(class, object)
+		if err != nil {
+			return
+		}
+		if c, err = u.Container(ctx); err != nil {
+			return
+		}
 	}
 	key := containerKey(class, object)
 	if !c.Exited() { // its exit is yet to be told
 		s.leaving.Store(key, struct{}{})
 	}
-	ctx, cancel := context.WithTimeout(s.base, h.grace+time.Minute)
-	defer cancel()
 	if owned && !c.Exited() {
 		if err := s.containers.Backend().Stop(ctx, class, object, h.grace, leftReason); err != nil {
 			s.logger.Warn("stopping the container of an object this host gives up; killing it", "class", class, "object", object, "err", err)

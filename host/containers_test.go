@@ -642,6 +642,39 @@ func TestCallsDuringStartWhenTheClientLeaves(t *testing.T) {
 	assertNoLeftovers(t, data)
 }
 
+// TestLeaveDuringStart: an object this host gives up (a cluster drains
+// it) while a start of its container is under way loses that container
+// too: the leave waits for the start and removes what it started. Leave
+// found no container yet and returned, and the one the start then made
+// ran on for an object that had left (Running true, as the object's start
+// under way now counts as running for the cluster's Holds).
+func TestLeaveDuringStart(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	ns, err := w.Objects().Namespace("BOX")
+	require.NoError(t, err)
+	holdings := containerHoldings{w.services, 0}
+	for i := range 3 {
+		name := fmt.Sprint("leave", i)
+		id := ns.IDFromName(name)
+		started := make(chan string, 1)
+		go func() {
+			code, body := w.call(t, "BOX", name, "Start", []string{"sleep", "3600"})
+			started <- fmt.Sprint(code, " ", body)
+		}()
+		require.Eventually(t, func() bool { return holdings.Holds("Box", id) }, 10*time.Second, time.Millisecond, "the start is asked for")
+		_, booted := w.services.containers.Backend().Get("Box", id)
+		holdings.Leave("Box", id, true)
+		assert.Equal(t, "200 null", <-started, name)
+		assert.False(t, holdings.Holds("Box", id), "%s: the container it started is gone (it had booted as Leave began: %v)", name, booted)
+		_, left := w.services.containers.Backend().Get("Box", id)
+		assert.False(t, left, name)
+	}
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
 // TestFetchOfAPortThatClosesTheConnection: a fetch to a container port
 // whose server accepts the connection and closes it without answering
 // (having read the request, or not: a reset) says so, naming the port, and
