@@ -603,6 +603,14 @@ func TestCallsDuringStart(t *testing.T) {
 			during(name, map[string]any{"Entrypoint": sleep, "Call": "destroy-exec", "Cmd": []string{"echo", "ok"}}))
 		assert.Equal(t, "false", w.mustCall(t, "BOX", name, "Running", nil))
 	}
+	// Start, destroy, start again, exec: the exec runs in the second
+	// container.
+	assert.Equal(t, `running-before=true call="ok\n start-again=<nil> destroy=<nil>" err=<nil> (not-running=false) start=<nil>`,
+		during("again", map[string]any{"Entrypoint": sleep, "Call": "destroy-start-exec", "Cmd": []string{"echo", "ok"}}))
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "again", "Running", nil))
+	ns, err := w.Objects().Namespace("BOX")
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(w.logs.String(), `msg="container:Box#`+ns.IDFromName("again")[:8]+` start"`), "two containers started")
 	w.stop()
 	assertNoLeftovers(t, data)
 }

@@ -75,7 +75,7 @@ type opUnderWay struct {
 	done    chan struct{}
 }
 
-// objectKey names an object in Service.ops.
+// objectKey names an object in Service.ops and Service.failed.
 func objectKey(class, object string) string { return class + "/" + object }
 
 // New is the service of specs (the [[containers]] entries by class, their

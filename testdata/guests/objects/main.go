@@ -437,21 +437,39 @@ func (b *Box) DestroyDuringStart(a struct {
 	Delay      string
 }) (string, error) {
 	d, _ := time.ParseDuration(a.Delay)
-	done := make(chan error, 1)
-	go func() { done <- b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint}) }()
-	runtime.Gosched() // the start is asked for, and waits off the instance's thread
+	done := b.startAside(a.Entrypoint)
 	time.Sleep(d)
 	derr := b.state.Container.Destroy("during start")
 	serr := <-done
 	return fmt.Sprintf("start=%v destroy=%v running=%v", serr, derr, b.state.Container.Running()), nil
 }
 
+// startAside starts the container with entrypoint from a goroutine, which
+// asks for the start (and waits for it off the instance's thread) before
+// startAside returns; the start's error comes on the channel.
+func (b *Box) startAside(entrypoint []string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- b.state.Container.Start(sdk.StartOptions{Entrypoint: entrypoint}) }()
+	yield()
+	return done
+}
+
+// yield lets the goroutines just started run until they wait, on a host
+// call: a few yields, as one alone did not always let them run first (the
+// scheduler now and then takes the yielding goroutine back at once).
+func yield() {
+	for range 3 {
+		runtime.Gosched()
+	}
+}
+
 // DuringStart starts the container from a goroutine and makes Call while
 // the start is under way: "signal" (SIGTERM), "exec" (Cmd, its output),
 // "monitor", "fetch" (Port, Path "/passwd"), "connect" (Port, an HTTP/1.0
 // request by hand), "waitport" (Port, 10 s), "start" (another start: its
-// output says whether the error is ErrBusy) or "destroy-exec" (a destroy
-// from another goroutine, then an exec of Cmd). It reports whether the
+// output says whether the error is ErrBusy), "destroy-exec" (a destroy
+// from another goroutine, then an exec of Cmd) or "destroy-start-exec" (a
+// destroy from another goroutine, another start, then an exec of Cmd). It reports whether the
 // container ran as the call was made, the call's outcome (and whether its
 // error is ErrNotRunning), and the start's error.
 func (b *Box) DuringStart(a struct {
@@ -460,9 +478,7 @@ func (b *Box) DuringStart(a struct {
 	Cmd        []string
 	Port       int
 }) (string, error) {
-	done := make(chan error, 1)
-	go func() { done <- b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint}) }()
-	runtime.Gosched() // the start is asked for, and waits off the instance's thread
+	done := b.startAside(a.Entrypoint)
 	before := b.state.Container.Running()
 	var out string
 	var err error
@@ -492,10 +508,21 @@ func (b *Box) DuringStart(a struct {
 	case "start":
 		err = b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint})
 		out = fmt.Sprintf("busy=%v", errors.Is(err, sdk.ErrBusy))
+	case "destroy-start-exec":
+		destroyed := make(chan error, 1)
+		go func() { destroyed <- b.state.Container.Destroy("during start") }()
+		yield() // the destroy is asked for
+		serr := b.state.Container.Start(sdk.StartOptions{Entrypoint: a.Entrypoint})
+		var p *sdk.Process
+		if p, err = b.state.Container.Exec(a.Cmd, sdk.ExecOptions{}); err == nil {
+			o, _, _ := p.Output()
+			out = string(o)
+		}
+		out += fmt.Sprintf(" start-again=%v destroy=%v", serr, <-destroyed)
 	case "destroy-exec":
 		destroyed := make(chan error, 1)
 		go func() { destroyed <- b.state.Container.Destroy("during start") }()
-		runtime.Gosched() // the destroy is asked for, and waits off the instance's thread
+		yield() // the destroy is asked for
 		var p *sdk.Process
 		if p, err = b.state.Container.Exec(a.Cmd, sdk.ExecOptions{}); err == nil {
 			o, _, _ := p.Output()
