@@ -473,10 +473,10 @@ func (h containerHoldings) Holds(class, object string) bool {
 
 // Leave destroys the container of an object this host gives up, as the
 // object's own Destroy would (also one a start under way boots): its next
-// event, on whichever host, starts one there. One whose object this host still owns gets SIGTERM and the
-// stop grace first, as at a shutdown; otherwise it is killed at once, as
-// another host may run the object's container already. Its exit is not
-// told to the object.
+// event, on whichever host, starts one there. One whose object this host
+// still owns gets SIGTERM and the stop grace first, as at a shutdown;
+// otherwise it is killed at once, as another host may run the object's
+// container already. Its exit is not told to the object.
 func (h containerHoldings) Leave(class, object string, owned bool) {
 	s := h.s
 	if s.containers == nil {
