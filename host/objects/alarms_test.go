@@ -74,20 +74,27 @@ func TestAlarmsIndexAndDelivery(t *testing.T) {
 	a.Close()
 }
 
-// TestAlarmSetAsTheLastOneSucceeds sets an object's next alarm while its
-// last one's success is being recorded, as a handler's caller may once the
-// last alarm's writes are visible: the new alarm is kept, in memory and in
-// the index, whichever goes first.
-func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.sqlite")
-	got := make(chan func(error), 1)
-	a, err := OpenAlarms(path, func(string) bool { return true },
+// alarmsHandingOverDone opens an alarm index, closed when the test ends,
+// whose delivery hands each alarm's done over on got, for the test to say
+// when and how the alarm's event ended.
+func alarmsHandingOverDone(t *testing.T) (a *Alarms, got chan func(error)) {
+	got = make(chan func(error), 1)
+	a, err := OpenAlarms(filepath.Join(t.TempDir(), "alarms.sqlite"), func(string) bool { return true },
 		func(_, _ string, _ int, done func(error)) error {
 			got <- done
 			return nil
 		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	defer a.Close()
+	t.Cleanup(a.Close)
+	return a, got
+}
+
+// TestAlarmSetAsTheLastOneSucceeds sets an object's next alarm while its
+// last one's success is being recorded, as a handler's caller may once the
+// last alarm's writes are visible: the new alarm is kept, in memory and in
+// the index, whichever goes first.
+func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
+	a, got := alarmsHandingOverDone(t)
 	a.Start()
 	k := alarmKey{"C", "x"}
 	for i := range 100 {
@@ -119,15 +126,7 @@ func TestAlarmSetAsTheLastOneSucceeds(t *testing.T) {
 // that event's batch committed) is due at its own time: giving up the old
 // one removed the new one from the index, and it never fired.
 func TestAlarmSetWhileTheLastRetryFailsIsKept(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.sqlite")
-	got := make(chan func(error), 1)
-	a, err := OpenAlarms(path, func(string) bool { return true },
-		func(_, _ string, _ int, done func(error)) error {
-			got <- done
-			return nil
-		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	defer a.Close()
+	a, got := alarmsHandingOverDone(t)
 	k := alarmKey{"C", "x"}
 	a.Start()
 	require.NoError(t, a.Set(k.class, k.id, time.Now()))
