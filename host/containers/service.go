@@ -373,7 +373,7 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 		if err := awaitOps(ctx, before); err != nil {
 			return err
 		}
-		if _, exited := s.backend.Get(o.Class, o.ID); exited { // not running, as Start checked
+		if _, ok := s.backend.Get(o.Class, o.ID); ok { // exited: Start found none running
 			s.backend.Destroy(ctx, o.Class, o.ID, "") // an exited run makes room for the next
 		}
 		_, err := s.backend.Start(ctx, o.Class, o.ID, spec, policy, cfg.MaxInstances)
