@@ -109,15 +109,17 @@ func TestServeRecoversFromAKillDuringABuild(t *testing.T) {
 func TestAKilledBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
 	testutil.BuildBuildkitd(t)
 	base := testimages.BusyboxBase(t)
-	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 601\n")
+	// A sleep no other test runs: the step is told by its command line,
+	// and the host package's tests run sleep 600-602 in their containers.
+	plugin := builtPlugin(t, base, "ARG BASE\nFROM ${BASE}\nRUN sleep 7201\n")
 	data := t.TempDir()
 
 	srv := testutil.LaunchServe(t, plugin, "--listen", "127.0.0.1:0", "--data-dir", data)
-	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 601")) > 0 }, 3*time.Minute, 200*time.Millisecond,
+	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 7201")) > 0 }, 3*time.Minute, 200*time.Millisecond,
 		"the slow build's step never ran:\n%s", srv.Logs())
 	killed := leftOnTheHost(t, data)
 	srv.Kill()
-	sweptOnceRemoved(t, killed, "sleep 601")
+	sweptOnceRemoved(t, killed, "sleep 7201")
 }
 
 // TestAKilledImagesBuildWhoseDataDirIsRemovedIsSwept: as
@@ -128,17 +130,17 @@ func TestAKilledImagesBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
 	testutil.BuildBuildkitd(t)
 	base := testimages.BusyboxBase(t)
 	dir, data := t.TempDir(), t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nRUN sleep 602\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG BASE\nFROM ${BASE}\nRUN sleep 7202\n"), 0o644))
 	cmd := exec.Command(testutil.BuildWharf(t), "images", "build", dir, "--tag", "wharf.test/killed:1", "--build-arg", "BASE="+base, "--data-dir", data)
 	var out testutil.LogBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
-	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 602")) > 0 }, 3*time.Minute, 200*time.Millisecond,
+	require.Eventually(t, func() bool { return len(testutil.Processes("sleep 7202")) > 0 }, 3*time.Minute, 200*time.Millisecond,
 		"the slow build's step never ran:\n%s", &out)
 	killed := leftOnTheHost(t, data)
 	require.NoError(t, cmd.Process.Kill())
 	require.Error(t, cmd.Wait())
-	sweptOnceRemoved(t, killed, "sleep 602")
+	sweptOnceRemoved(t, killed, "sleep 7202")
 }
 
 // sweptOnceRemoved removes the data directory of the wharf killed while
@@ -146,7 +148,8 @@ func TestAKilledImagesBuildWhoseDataDirIsRemovedIsSwept(t *testing.T) {
 // step's mounts stop half-way), and checks that the next wharf of the host
 // sweeps what the build left: the step's processes and shim, its mounts
 // (so the directory's removal completes), cgroups and the build's nft
-// table.
+// table. step is told by its command line alone: no other test may run
+// it (the host package's run sleep 600 to 602 in their containers).
 func sweptOnceRemoved(t *testing.T, killed *killedWharf, step string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return len(testutil.Processes("containerd", "--config", killed.data)) == 0 }, 10*time.Second, 10*time.Millisecond,
