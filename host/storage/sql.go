@@ -59,7 +59,7 @@ var fixedPragmas = map[string]bool{
 }
 
 // authorize is the SQLite authorizer of every connection to an object's
-// database, told whether the connection is in a transaction, where every
+// database, conn, which tells whether it is in a transaction, where every
 // statement of an object runs: there it refuses, however the statement is
 // written, ATTACH and DETACH (a database at any path the host may open:
 // another object's, a file anywhere). Outside one, only wharf's own
@@ -67,12 +67,20 @@ var fixedPragmas = map[string]bool{
 // refuses the deniedPragmas everywhere: no statement of wharf's own uses
 // them; and the setting of fixedPragmas (value, the PRAGMA's argument, not
 // empty) inside a transaction. SQLite then fails the statement with "not
-// authorized" (restated by notAuthorized).
-func authorize(inTx bool, op int, arg1, value string) int {
-	pragma := strings.ToLower(arg1)
-	if inTx && (op == sqlite3.SQLITE_ATTACH || op == sqlite3.SQLITE_DETACH) ||
-		op == sqlite3.SQLITE_PRAGMA && (deniedPragmas[pragma] || inTx && value != "" && fixedPragmas[pragma]) {
-		return sqlite3.SQLITE_DENY
+// authorized" (restated by notAuthorized). SQLite asks it of every action
+// of every statement it prepares (each event's savepoints too): the others
+// pass at once.
+func authorize(conn interface{ AutoCommit() bool }, op int, arg1, value string) int {
+	switch op {
+	case sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH:
+		if !conn.AutoCommit() {
+			return sqlite3.SQLITE_DENY
+		}
+	case sqlite3.SQLITE_PRAGMA:
+		pragma := strings.ToLower(arg1)
+		if deniedPragmas[pragma] || value != "" && fixedPragmas[pragma] && !conn.AutoCommit() {
+			return sqlite3.SQLITE_DENY
+		}
 	}
 	return sqlite3.SQLITE_OK
 }

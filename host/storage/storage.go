@@ -40,7 +40,7 @@ const driverName = "sqlite3_wharf"
 func init() {
 	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		c.SetLimit(sqlite3.SQLITE_LIMIT_LENGTH, MaxSQLValueBytes)
-		c.RegisterAuthorizer(func(op int, arg1, arg2, _ string) int { return authorize(!c.AutoCommit(), op, arg1, arg2) })
+		c.RegisterAuthorizer(func(op int, arg1, arg2, _ string) int { return authorize(c, op, arg1, arg2) })
 		return nil
 	}})
 }
