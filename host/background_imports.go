@@ -46,11 +46,7 @@ func (s *services) importBackgroundOp(ctx context.Context, g *guest, mem plugins
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[2]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		out, err := containers.BackgroundOp(ctx, c, o)
 		return withData(out), err
 	})
@@ -64,11 +60,7 @@ func (s *services) importBackgroundLogs(ctx context.Context, g *guest, mem plugi
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[2]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		r, dropped, err := containers.BackgroundLogs(ctx, c, o)
 		if err != nil {
 			return nil, err

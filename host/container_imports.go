@@ -59,6 +59,20 @@ func (s *services) upcoming(g *guest) (containers.Upcoming, error) {
 	return s.containers.Upcoming(g.object.obj.Class(), g.object.obj.ID())
 }
 
+// inContainer is offThread for work on the calling object's container, u,
+// once the starts and destroys the object asked for before the call have
+// ended (Upcoming.Container).
+func inContainer(ctx context.Context, g *guest, mem plugins.Memory, out uint32, u containers.Upcoming,
+	work func(context.Context, containers.Container) (*outcome, error)) error {
+	return offThread(ctx, g, mem, out, func(ctx context.Context) (*outcome, error) {
+		c, err := u.Container(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return work(ctx, c)
+	})
+}
+
 func (s *services) importContainerStart(ctx context.Context, g *guest, mem plugins.Memory, a []uint64) error {
 	if _, err := s.containerOf(g); err != nil {
 		return err
@@ -125,11 +139,7 @@ func (s *services) importContainerSignal(ctx context.Context, g *guest, mem plug
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[1]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		return nil, containers.Signal(ctx, c, sig)
 	})
 }
@@ -339,11 +349,7 @@ func (s *services) importContainerConnect(ctx context.Context, g *guest, mem plu
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[1]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[1]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		conn, err := containers.Dial(ctx, c, port)
 		if err != nil {
 			return nil, err

@@ -30,11 +30,7 @@ func (s *services) importFileOpen(ctx context.Context, g *guest, mem plugins.Mem
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[2]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		r, w, err := containers.OpenFile(ctx, c, raw)
 		if err != nil {
 			return nil, err
@@ -58,11 +54,7 @@ func (s *services) importFileOp(ctx context.Context, g *guest, mem plugins.Memor
 	if err != nil {
 		return err
 	}
-	return offThread(ctx, g, mem, u32(a[2]), func(ctx context.Context) (*outcome, error) {
-		c, err := u.Container(ctx)
-		if err != nil {
-			return nil, err
-		}
+	return inContainer(ctx, g, mem, u32(a[2]), u, func(ctx context.Context, c containers.Container) (*outcome, error) {
 		out, err := containers.FileOp(ctx, c, raw)
 		return withData(out), err
 	})

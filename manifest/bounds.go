@@ -116,8 +116,12 @@ func (c count) tooSmall(got any) string {
 }
 
 // tooLarge says a value, got, is above the bound and why that is it.
-func (c count) tooLarge(got any) string {
-	return fmt.Sprintf("must be at most %d (%s), got %v", c.most, c.why, got)
+func (c count) tooLarge(got any) string { return beyond("at most", c.most, c.why, got) }
+
+// beyond says a value, got, is past a bound ("at least" or "at most"
+// bound) and why that is the bound.
+func beyond(side string, bound any, why string, got any) string {
+	return fmt.Sprintf("must be %s %v (%s), got %v", side, bound, why, got)
 }
 
 // span is a duration setting: its bounds (abi.ParseDuration's, positive
@@ -156,9 +160,9 @@ func (s span) check(data []byte, d *Duration) error {
 	case !set:
 		d.Duration = s.def
 	case d.Duration < s.least:
-		return fmt.Errorf("%s: %s: must be at least %v (%s), got %v", at, s.key, s.least, s.leastWhy, d.Duration)
+		return fmt.Errorf("%s: %s: %s", at, s.key, beyond("at least", s.least, s.leastWhy, d.Duration))
 	case s.most > 0 && d.Duration > s.most:
-		return fmt.Errorf("%s: %s: must be at most %v (%s), got %v", at, s.key, s.most, s.mostWhy, d.Duration)
+		return fmt.Errorf("%s: %s: %s", at, s.key, beyond("at most", s.most, s.mostWhy, d.Duration))
 	}
 	return nil
 }

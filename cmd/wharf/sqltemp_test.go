@@ -31,12 +31,7 @@ func TestObjectSQLSpillsIntoTheDataDir(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(tmp, "etilqs_left"), []byte("a crash's"), 0o600))
 	srv := testutil.StartServe(t, dir, "--listen", "127.0.0.1:0", "--data-dir", data)
 
-	st, err := os.Stat(tmp)
-	require.NoError(t, err)
-	assert.Equal(t, os.ModeDir|0o700, st.Mode())
-	ents, err := os.ReadDir(tmp)
-	require.NoError(t, err)
-	assert.Empty(t, ents, "what an earlier run left")
+	testutil.CheckFreshTempDir(t, tmp)
 
 	call := func(query string) string {
 		t.Helper()
@@ -49,13 +44,9 @@ func TestObjectSQLSpillsIntoTheDataDir(t *testing.T) {
 	}
 	var got string
 	held := testutil.FilesHeldDuring(srv.Pid(), func() {
-		got = call("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) SELECT count(DISTINCT randomblob(200) || i) FROM n")
+		got = call(testutil.SpillingSQL)
 	})
 	assert.Equal(t, "[[100000]]", got)
-	temps := testutil.SQLiteTempFiles(held)
-	require.NotEmpty(t, temps, "SQLite's temporary file, held open while the statement ran (all wharf held: %q)", held)
-	for _, p := range temps {
-		assert.True(t, strings.HasPrefix(p, tmp+"/"), "a temporary file in %s, got %s", tmp, p)
-	}
+	testutil.CheckTempFilesIn(t, held, tmp)
 	assert.Equal(t, "[[1]]", call("SELECT 1"), "wharf serves on")
 }

@@ -722,30 +722,18 @@ func TestTemporaryFilesGoToTheTempDir(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(tmp, "etilqs_left"), 0o755))
 	require.NoError(t, SetTempDir(tmp))
 	t.Cleanup(func() { require.NoError(t, SetTempDir("")) })
-	st, err := os.Stat(tmp)
-	require.NoError(t, err)
-	assert.Equal(t, os.ModeDir|0o700, st.Mode())
-	ents, err := os.ReadDir(tmp)
-	require.NoError(t, err)
-	assert.Empty(t, ents, "what an earlier run left")
+	testutil.CheckFreshTempDir(t, tmp)
 
 	d, _ := open(t)
 	var res *Result
+	var err error
 	held := testutil.FilesHeldDuring(os.Getpid(), func() {
-		res, err = d.Exec(bigDistinct)
+		res, err = d.Exec(testutil.SpillingSQL)
 	})
 	require.NoError(t, err)
 	assert.Equal(t, [][]any{{int64(100000)}}, res.Rows)
-	temps := testutil.SQLiteTempFiles(held)
-	require.NotEmpty(t, temps, "SQLite's temporary file, held open while the statement ran (all it held: %q)", held)
-	for _, p := range temps {
-		assert.True(t, strings.HasPrefix(p, tmp+"/"), "a temporary file in %s, got %s", tmp, p)
-	}
-	ents, err = os.ReadDir(tmp)
+	testutil.CheckTempFilesIn(t, held, tmp)
+	ents, err := os.ReadDir(tmp)
 	require.NoError(t, err)
 	assert.Empty(t, ents, "SQLite leaves no temporary file")
 }
-
-// bigDistinct is a statement whose DISTINCT, 100,000 values of 200 bytes,
-// outgrows SQLite's cache (2 MB) and spills to a temporary file.
-const bigDistinct = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) SELECT count(DISTINCT randomblob(200) || i) FROM n"

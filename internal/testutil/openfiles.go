@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -43,10 +44,47 @@ func FilesHeldDuring(pid int, during func()) []string {
 	return <-seen
 }
 
-// SQLiteTempFiles are those of paths (as FilesHeldDuring gives them) that
+// SpillingSQL is a statement whose DISTINCT, 100,000 values of 200 bytes,
+// outgrows SQLite's cache (2 MB) and spills to a temporary file.
+const SpillingSQL = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) SELECT count(DISTINCT randomblob(200) || i) FROM n"
+
+// CheckFreshTempDir checks that dir, a directory for SQLite's temporary
+// files just set up, is its owner's only (0700) and empty: what an earlier
+// run left there is gone.
+func CheckFreshTempDir(t testing.TB, dir string) {
+	t.Helper()
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode() != os.ModeDir|0o700 {
+		t.Errorf("%s: mode %v, want %v", dir, st.Mode(), os.ModeDir|0o700)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+		t.Errorf("%s holds what an earlier run left: %v %v", dir, ents, err)
+	}
+}
+
+// CheckTempFilesIn checks that held, the files a process held open while
+// a statement ran (FilesHeldDuring), include SQLite's temporary files, all
+// in dir.
+func CheckTempFilesIn(t testing.TB, held []string, dir string) {
+	t.Helper()
+	temps := sqliteTempFiles(held)
+	if len(temps) == 0 {
+		t.Fatalf("no SQLite temporary file was held open while the statement ran (all held: %q)", held)
+	}
+	for _, p := range temps {
+		if !strings.HasPrefix(p, dir+"/") {
+			t.Errorf("a temporary file in %s, got %s", dir, p)
+		}
+	}
+}
+
+// sqliteTempFiles are those of paths (as FilesHeldDuring gives them) that
 // are SQLite's temporary files: unlinked, named etilqs_ or, made with
 // O_TMPFILE, #INODE.
-func SQLiteTempFiles(paths []string) []string {
+func sqliteTempFiles(paths []string) []string {
 	var temps []string
 	for _, p := range paths {
 		if name, ok := strings.CutSuffix(filepath.Base(p), " (deleted)"); ok && (strings.HasPrefix(name, "etilqs_") || strings.HasPrefix(name, "#")) {
