@@ -48,6 +48,9 @@ type Alarms struct {
 	setSeq  uint64
 	retries map[alarmKey]int
 	running map[alarmKey]bool
+	// waiting orders the alarms of due that are not running by time
+	// (queueLocked keeps it so): the timer is armed for its first.
+	waiting alarmQueue
 	timer   *time.Timer
 	closed  bool
 	wg      sync.WaitGroup
@@ -100,6 +103,7 @@ func (s *Alarms) load(known func(class string) bool) error {
 		}
 		if known(k.class) {
 			s.due[k] = time.UnixMilli(ms)
+			s.queueLocked(k)
 		}
 	}
 	return rows.Err()
@@ -225,6 +229,7 @@ func (s *Alarms) indexStored(class, f, doing string, logger *slog.Logger) (bool,
 	}
 	s.mu.Lock()
 	s.due[k] = time.UnixMilli(at)
+	s.queueLocked(k)
 	s.mu.Unlock()
 	return true, nil
 }
@@ -276,6 +281,7 @@ func (s *Alarms) Set(class, id string, t time.Time) error {
 		// fail, which undoes it: its outcome (finished) settles the count.
 		delete(s.retries, k)
 	}
+	s.queueLocked(k)
 	s.mu.Unlock()
 	s.reschedule()
 	return nil
@@ -295,23 +301,30 @@ func (s *Alarms) removeLocked(k alarmKey) {
 	delete(s.due, k)
 	delete(s.sets, k)
 	delete(s.retries, k)
+	s.queueLocked(k)
 	s.mu.Unlock()
 }
 
-// reschedule arms the timer for the earliest alarm that is not running.
+// queueLocked puts k among the alarms waiting for their time if it is due
+// and not running, or takes it out, under mu: every change to due or
+// running calls it (finished, under indexMu, once it is done with k).
+func (s *Alarms) queueLocked(k alarmKey) {
+	if at, ok := s.due[k]; ok && !s.running[k] {
+		s.waiting.put(k, at)
+	} else {
+		s.waiting.drop(k)
+	}
+}
+
+// reschedule arms the timer for the earliest alarm that is not running
+// (the first waiting).
 func (s *Alarms) reschedule() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.timer == nil { // not started: start fires what is due
 		return
 	}
-	var next time.Time
-	for k, t := range s.due {
-		if !s.running[k] && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	if !next.IsZero() {
+	if _, next, ok := s.waiting.first(); ok {
 		s.timer.Reset(max(time.Until(next), 0))
 	}
 }
@@ -321,11 +334,14 @@ func (s *Alarms) fire() {
 	now := time.Now()
 	s.mu.Lock()
 	var ready []alarmKey
-	for k, t := range s.due {
-		if !s.running[k] && !t.After(now) {
-			s.running[k] = true
-			ready = append(ready, k)
+	for {
+		k, at, ok := s.waiting.first()
+		if !ok || at.After(now) {
+			break
 		}
+		s.running[k] = true
+		s.queueLocked(k)
+		ready = append(ready, k)
 	}
 	closed := s.closed
 	s.mu.Unlock()
@@ -352,6 +368,7 @@ func (s *Alarms) run(k alarmKey) {
 		s.wg.Done()
 		s.mu.Lock()
 		delete(s.running, k)
+		s.queueLocked(k)
 		s.mu.Unlock()
 	}
 }
@@ -372,6 +389,8 @@ func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
 	s.mu.Lock()
+	// k waits again (queueLocked) only once its outcome is recorded: a
+	// fire meanwhile must not deliver it again at its old time.
 	delete(s.running, k)
 	moved := s.sets[k] != set
 	s.mu.Unlock()
@@ -407,6 +426,9 @@ func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 		s.mu.Unlock()
 		s.logger.Warn("alarm failed; retrying", "class", k.class, "id", k.id, "retry", n, "err", err)
 	}
+	s.mu.Lock()
+	s.queueLocked(k)
+	s.mu.Unlock()
 	s.reschedule()
 }
 
