@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"github.com/wharfhq/wharf/containerd/hostbackend"
 	"github.com/wharfhq/wharf/host"
 	"github.com/wharfhq/wharf/host/objects"
+	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/agent/wire"
 	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testimages"
@@ -53,7 +55,8 @@ type Options struct {
 	// Dir is the plugin's directory or its wharf.toml; default "." (the
 	// directory `go test` runs a package's tests in).
 	Dir string
-	// DataDir holds storage and containerd's state; default a new
+	// DataDir holds storage, SQLite's temporary files (in sqlite-tmp,
+	// as with wharf serve) and containerd's state; default a new
 	// temporary directory, removed after the test.
 	DataDir string
 	// Images are OCI or Docker image archives imported before the plugin
@@ -118,6 +121,9 @@ func Start(t testing.TB, opts Options) *Plugin {
 	if len(opts.Images) > 0 {
 		fixture.ImportArchives(t, p.DataDir, opts.Images...)
 	}
+	if err := useSQLiteTempDir(t, p.DataDir); err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(textlog.New(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctrs, err := hostbackend.Open(context.Background(), m, hostbackend.Options{DataDir: p.DataDir, Logger: logger,
 		DNSUpstream: opts.DNSUpstream})
@@ -151,6 +157,50 @@ func Start(t testing.TB, opts Options) *Plugin {
 		}
 	})
 	return p
+}
+
+// sqliteTemp says where SQLite writes the temporary files of the test
+// process's databases (storage.SetTempDir; one directory serves the whole
+// process), as wharf serve has it: in <data-dir>/sqlite-tmp of the plugin
+// that started last of those whose tests still run (dirs, in the order
+// they started; SQLite's default, /var/tmp or $TMPDIR, once none runs).
+var sqliteTemp struct {
+	sync.Mutex
+	dirs []string
+}
+
+// useSQLiteTempDir has SQLite write its temporary files in the
+// sqlite-tmp directory of dataDir, a plugin's data directory, emptied
+// first, until t ends; then in that of the plugin started last of those
+// whose tests still run (see sqliteTemp).
+func useSQLiteTempDir(t testing.TB, dataDir string) error {
+	dir := filepath.Join(dataDir, storage.TempDirName)
+	sqliteTemp.Lock()
+	defer sqliteTemp.Unlock()
+	if err := storage.SetTempDir(dir); err != nil {
+		return err
+	}
+	sqliteTemp.dirs = append(sqliteTemp.dirs, dir)
+	// Registered before Start's cleanup, this runs after it: the plugin's
+	// databases are closed by then, and its data directory is still there.
+	t.Cleanup(func() {
+		sqliteTemp.Lock()
+		defer sqliteTemp.Unlock()
+		dirs := sqliteTemp.dirs
+		i := slices.Index(dirs, dir)
+		sqliteTemp.dirs = slices.Delete(dirs, i, i+1)
+		if i < len(sqliteTemp.dirs) { // not the one in use
+			return
+		}
+		next := ""
+		if len(sqliteTemp.dirs) > 0 {
+			next = sqliteTemp.dirs[len(sqliteTemp.dirs)-1]
+		}
+		if err := storage.UseTempDir(next); err != nil {
+			t.Errorf("wharftest: %v", err)
+		}
+	})
+	return nil
 }
 
 // Stop shuts the plugin down (its containers too), as the end of the test

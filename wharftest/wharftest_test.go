@@ -1,6 +1,7 @@
 package wharftest_test
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/host/storage"
 	"github.com/wharfhq/wharf/internal/ephemeral"
 	"github.com/wharfhq/wharf/internal/testutil"
 	"github.com/wharfhq/wharf/sdk"
@@ -40,11 +42,7 @@ func TestPassingTestLeavesNoRegisteredDataDir(t *testing.T) {
 // (abi.StatusNotFound, not sdk.ErrNotFound nor sdk.ErrNotRunning). An
 // error of the method's own matches none of them.
 func TestCallErrorsMatchTheSDKs(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(fmt.Sprintf(
-		"name = \"objects\"\nmain = %q\n[[durable_objects.bindings]]\nname = \"STORE\"\nclass_name = \"Store\"\n",
-		filepath.Join(testutil.RepoRoot(), "testdata", "guests", "objects"))), 0o644))
-	p := wharftest.Start(t, wharftest.Options{Dir: dir})
+	p := wharftest.Start(t, wharftest.Options{Dir: objectsPlugin(t)})
 	fail := func(name string, wrapped bool) error {
 		return p.Call("STORE", "s", "Fail", map[string]any{"Name": name, "Wrapped": wrapped}, nil)
 	}
@@ -68,4 +66,59 @@ func TestCallErrorsMatchTheSDKs(t *testing.T) {
 		assert.NotErrorIs(t, err, sentinel, "an error of the host's own")
 	}
 	assert.EqualError(t, p.Call("NONE", "s", "Fail", nil, nil), `no Durable Object binding named "NONE" in the manifest`)
+}
+
+// objectsPlugin writes the wharf.toml of testdata/guests/objects, its
+// class Store bound as STORE, and returns its directory.
+func objectsPlugin(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(fmt.Sprintf(
+		"name = \"objects\"\nmain = %q\n[[durable_objects.bindings]]\nname = \"STORE\"\nclass_name = \"Store\"\n",
+		filepath.Join(testutil.RepoRoot(), "testdata", "guests", "objects"))), 0o644))
+	return dir
+}
+
+// TestObjectSQLSpillsIntoTheDataDir: as in wharf serve, an object's
+// statement that outgrows SQLite's cache spills to a temporary file in
+// <data-dir>/sqlite-tmp, new and its owner's only, of the plugin started
+// last whose test still runs, then of the one before; once none runs,
+// SQLite's default again. It went to /var/tmp (or $TMPDIR): wharftest set
+// no directory.
+func TestObjectSQLSpillsIntoTheDataDir(t *testing.T) {
+	spillsInto := func(p *wharftest.Plugin, dir string) {
+		t.Helper()
+		var got [][]int64
+		held := testutil.FilesHeldDuring(os.Getpid(), func() {
+			require.NoError(t, p.Call("STORE", "big", "SQL", []string{testutil.SpillingSQL}, &got))
+		})
+		assert.Equal(t, [][]int64{{100000}}, got)
+		testutil.CheckTempFilesIn(t, held, dir)
+	}
+	var firstTemp string
+	t.Run("plugins", func(t *testing.T) {
+		first := wharftest.Start(t, wharftest.Options{Dir: objectsPlugin(t)})
+		firstTemp = filepath.Join(first.DataDir, storage.TempDirName)
+		testutil.CheckFreshTempDir(t, firstTemp)
+		spillsInto(first, firstTemp)
+		t.Run("another", func(t *testing.T) {
+			second := wharftest.Start(t, wharftest.Options{Dir: objectsPlugin(t)})
+			secondTemp := filepath.Join(second.DataDir, storage.TempDirName)
+			testutil.CheckFreshTempDir(t, secondTemp)
+			spillsInto(second, secondTemp)
+			spillsInto(first, secondTemp) // one directory serves the process
+		})
+		spillsInto(first, firstTemp)
+	})
+
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "plain.sqlite"))
+	require.NoError(t, err)
+	defer db.Close()
+	var n int64
+	held := testutil.FilesHeldDuring(os.Getpid(), func() {
+		require.NoError(t, db.QueryRow(testutil.SpillingSQL).Scan(&n), "SQLite's temporary directory is gone with the last plugin's test")
+	})
+	assert.Equal(t, int64(100000), n)
+	for _, f := range held {
+		assert.NotContains(t, f, firstTemp)
+	}
 }

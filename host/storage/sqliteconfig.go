@@ -110,18 +110,29 @@ const TempDirName = "sqlite-tmp"
 // of what an earlier process left (SQLite unlinks a temporary file as it
 // opens it, so that is only what a crash left between the two) and creates
 // it, readable by its owner only: the files hold object data. "" gives
-// SQLite back its default. One directory serves the whole process: call it
-// once, at start.
+// SQLite back its default. One directory serves the whole process at a
+// time: wharf serve calls it once, at start.
 func SetTempDir(dir string) error {
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("SQLite's temporary directory: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("SQLite's temporary directory: %w", err)
+		}
+	}
+	return UseTempDir(dir)
+}
+
+// UseTempDir makes dir, which SetTempDir made earlier, the directory where
+// SQLite writes its temporary files again, as it is: a process that moved
+// them elsewhere since (wharftest, one plugin's data directory after
+// another's) goes back without emptying it, where a statement may be
+// writing. "" gives SQLite back its default.
+func UseTempDir(dir string) error {
 	if dir == "" {
 		C.setTempDir(nil)
 		return nil
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("SQLite's temporary directory: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return fmt.Errorf("SQLite's temporary directory: %w", err)
 	}
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
