@@ -14,8 +14,9 @@ import (
 	"github.com/wharfhq/wharf/plugins"
 )
 
-// Bounds of [limits] and [durable_objects] settings; counts and durations
-// lists them with why each is the bound.
+// Bounds of [limits], [durable_objects] and [[containers]] settings;
+// counts and durations list those outside [[containers]] with why each is
+// the bound.
 const (
 	// MaxMemoryMiB is the most memory_mib may be: 4 GiB, all a 32-bit Wasm
 	// memory addresses.
@@ -65,10 +66,21 @@ const (
 	// MaxConnIdle is the longest limits.idle_timeout may be: an idle
 	// keep-alive connection holds one of max_connections that long.
 	MaxConnIdle = time.Hour
+	// MinIdleTimeout is the shortest durable_objects.idle_timeout may be:
+	// a few milliseconds already evict an object between its events, as a
+	// test that checks its state survives eviction wants (wharf's own use
+	// 2 and 3 ms); a shorter one is a unit mistaken.
+	MinIdleTimeout = time.Millisecond
 	// MaxIdleTimeout is the longest durable_objects.idle_timeout may be:
 	// an idle object keeps its memory in an instance, its database open
 	// and its place under max_live until it is evicted.
 	MaxIdleTimeout = 24 * time.Hour
+
+	// MaxContainerInstances is the most a [[containers]] max_instances
+	// may be: a host gives each container a /30 of its container subnet
+	// (containerd.DefaultSubnet, a /16, whose first it leaves alone), so
+	// it never runs more, and a larger cap would never bind. 0 is no cap.
+	MaxContainerInstances = 1<<14 - 1
 )
 
 // count is a whole-number setting: its bounds, and its default when the
@@ -148,8 +160,8 @@ var durations = []span{
 		"a client on a slow network takes that long to send a request's head", "a slow client holds a connection that long"},
 	{"limits.idle_timeout", func(m *Manifest) *Duration { return &m.Limits.IdleTimeout }, DefaultConnIdle, MinConnIdle, MaxConnIdle,
 		"a client sends its next request on a keep-alive connection about then", "an idle connection holds one of max_connections that long"},
-	{"durable_objects.idle_timeout", func(m *Manifest) *Duration { return &m.DurableObjects.IdleTimeout }, DefaultIdleTimeout, 0, MaxIdleTimeout,
-		"", "an idle object keeps its memory and database until it is evicted"},
+	{"durable_objects.idle_timeout", func(m *Manifest) *Duration { return &m.DurableObjects.IdleTimeout }, DefaultIdleTimeout, MinIdleTimeout, MaxIdleTimeout,
+		"a few milliseconds already evict an object between its events", "an idle object keeps its memory and database until it is evicted"},
 }
 
 // check sets *d to the default when the document leaves the key out, and

@@ -143,6 +143,9 @@ func (m *Manifest) checkContainers(data []byte) error {
 			return fmt.Errorf("%s: class %s: missing required key \"image\"", where, c.ClassName)
 		case c.MaxInstances < 0:
 			return fmt.Errorf("%s: containers[%d]: class %s: max_instances must not be negative, got %d", entryValueAt(data, "containers", i, "max_instances"), i, c.ClassName, c.MaxInstances)
+		case c.MaxInstances > MaxContainerInstances:
+			return fmt.Errorf("%s: containers[%d]: class %s: max_instances %s", entryValueAt(data, "containers", i, "max_instances"), i, c.ClassName,
+				beyond("at most", MaxContainerInstances, "a host has addresses for that many containers; 0 is no cap", c.MaxInstances))
 		case seen[c.ClassName]:
 			return fmt.Errorf("%s: class %s has two [[containers]] entries", where, c.ClassName)
 		}

@@ -173,12 +173,16 @@ func TestManifestBounds(t *testing.T) {
 		"[limits]\ntimeout = \"1193046h28m16s\"\n":               `4:11: limits.timeout: duration "1193046h28m16s" is too long: at most 4294967295 seconds`,
 		"[limits]\nheader_timeout = \"99999999999999999999s\"\n": `4:18: limits.header_timeout: duration "99999999999999999999s" is too long: at most 4294967295 seconds`,
 		"[durable_objects]\nidle_timeout = \"-10000000h\"\n":     `4:16: durable_objects.idle_timeout: duration "-10000000h" must be positive`,
+		"[durable_objects]\nidle_timeout = \"500us\"\n":          `4:16: durable_objects.idle_timeout: must be at least 1ms (a few milliseconds already evict an object between its events), got 500µs`,
 	} {
 		_, err := Parse([]byte("name = \"a\"\nmain = \".\"\n" + text))
 		assert.EqualError(t, err, want, text)
 	}
 	m, err := Parse([]byte("name = \"a\"\nmain = \".\"\n[limits]\ntimeout = \"1193046h28m15s\"\nmax_header_bytes = 1048576\nheader_timeout = 60\nidle_timeout = \"1h\"\n[durable_objects]\nidle_timeout = \"24h\"\n"))
 	require.NoError(t, err)
+	shortest, err := Parse([]byte("name = \"a\"\nmain = \".\"\n[durable_objects]\nidle_timeout = \"1ms\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, MinIdleTimeout, shortest.DurableObjects.IdleTimeout.Duration)
 	assert.Equal(t, 4294967295*time.Second, m.Limits.Timeout.Duration)
 	assert.Equal(t, MaxMaxHeader, m.Limits.MaxHeaderBytes)
 	assert.Equal(t, MaxHeaderTimeout, m.Limits.HeaderTimeout.Duration)
@@ -217,6 +221,11 @@ func TestManifestContainers(t *testing.T) {
 	require.Len(t, m.Containers, 1)
 	assert.Equal(t, InstanceType{VCPU: 0.5, MemoryMiB: 4096, DiskMB: 8000}, m.Containers[0].Resources)
 	assert.Equal(t, 3, m.Containers[0].MaxInstances)
+	for _, most := range []int{0, MaxContainerInstances} { // no cap, and the highest
+		m, err = Parse([]byte(base + fmt.Sprintf("[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = %d\n", most)))
+		require.NoError(t, err)
+		assert.Equal(t, most, m.Containers[0].MaxInstances)
+	}
 
 	m, err = Parse([]byte(base + "[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\n"))
 	require.NoError(t, err)
@@ -239,6 +248,8 @@ func TestManifestContainers(t *testing.T) {
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = 1 }\n":                                                  "a custom instance type needs vcpu and memory_mib",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { cpus = 1 }\n":                                                  `unknown key "cpus"`,
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = -1\n":                                                            "9:17: containers[0]: class Sandbox: max_instances must not be negative, got -1",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = 16384\n":                                                         "9:17: containers[0]: class Sandbox: max_instances must be at most 16383 (a host has addresses for that many containers; 0 is no cap), got 16384",
+		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\nmax_instances = 9223372036854775807\n":                                           "9:17: containers[0]: class Sandbox: max_instances must be at most 16383 (a host has addresses for that many containers; 0 is no cap), got 9223372036854775807",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = -5\n":                                                            "9:17: containers[0]: class Sandbox: persistent_mb must be between 0 and 1073741824, got -5",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\npersistent_mb = 9223372036854775807\n":                                           "class Sandbox: persistent_mb must be between 0 and 1073741824, got 9223372036854775807",
 		"[[containers]]\nclass_name = \"Sandbox\"\nimage = \"i\"\ninstance_type = { vcpu = nan, memory_mib = 512 }\n":                              "vcpu must be a number above 0 and at most 1024, got NaN",
@@ -382,7 +393,9 @@ func TestEveryCountAndDurationIsBounded(t *testing.T) {
 			`"3601s"`:  "must be at most 1h0m0s (an idle connection holds one of max_connections that long), got 1h0m1s",
 			`"1e400s"`: `invalid duration "1e400s": use e.g. "30s", "5m", "1h" or a number of seconds`,
 		}},
-		{"durable_objects.idle_timeout", []string{`"1ns"`, `"24h"`}, map[string]string{
+		{"durable_objects.idle_timeout", []string{`"1ms"`, `"24h"`}, map[string]string{
+			`"1ns"`:     "must be at least 1ms (a few milliseconds already evict an object between its events), got 1ns",
+			`"999us"`:   "must be at least 1ms (a few milliseconds already evict an object between its events), got 999µs",
 			`"24h0m1s"`: "must be at most 24h0m0s (an idle object keeps its memory and database until it is evicted), got 24h0m1s",
 			"1e400":     durationWanted,
 		}},
