@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wharfhq/wharf/host/storage"
-	"github.com/wharfhq/wharf/internal/testutil"
 )
 
 // TestAlarmsIndexAndDelivery: alarms wait for Start, are delivered when
@@ -341,36 +340,6 @@ func TestAlarmOfADatabaseBroughtBackIsRestored(t *testing.T) {
 		t.Fatalf("an alarm fired that no database holds: %s", fired)
 	case <-time.After(100 * time.Millisecond):
 	}
-}
-
-// TestAlarmSchedulingIgnoresHowManyWait: finding the next alarm to arm the
-// timer for, as each Set and each firing does, costs the same with
-// 100,000 alarms pending as with 100. Before, it scanned every alarm: a
-// Set with 100,000 pending took milliseconds more (see
-// BenchmarkAlarmSetWithManyPending).
-func TestAlarmSchedulingIgnoresHowManyWait(t *testing.T) {
-	perFire := func(pending int) time.Duration {
-		path := filepath.Join(t.TempDir(), "alarms.sqlite")
-		fillAlarmIndex(t, path, pending, time.Now().Add(time.Hour))
-		a, err := OpenAlarms(path, func(string) bool { return true },
-			func(class, id string, _ int, _ func(error)) error {
-				t.Errorf("alarm %s/%s delivered: none is due", class, id)
-				return errors.New("not due")
-			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		require.NoError(t, err)
-		defer a.Close()
-		a.Start()
-		var took []float64
-		for range 200 {
-			start := time.Now()
-			a.fire() // nothing is due: it only finds the next alarm and arms the timer
-			took = append(took, float64(time.Since(start)))
-		}
-		return time.Duration(testutil.Median(took))
-	}
-	few, many := perFire(100), perFire(100_000)
-	t.Logf("fire with 100 pending: %v, with 100,000: %v", few, many)
-	assert.Less(t, many, 20*few+50*time.Microsecond, "firing with 100,000 alarms pending costs far more than with 100")
 }
 
 // fillAlarmIndex writes n alarms, of class C and ids 0 to n-1, due at at,
