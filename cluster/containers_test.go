@@ -122,6 +122,28 @@ func TestClusterDrainEndsTheObjectsContainer(t *testing.T) {
 	assert.NotContains(t, strings.ToLower(h2.serve.Logs()), "level=error")
 }
 
+// TestClusterOwnerKnowsTheNameOfAForwardedObject: an object whose
+// requests reach its host only forwarded (here through a draining host,
+// which places nothing and hands the object on) has its name there as on
+// the host the name was given to: wharf ps and inspect of its container
+// name it, not "-".
+func TestClusterOwnerKnowsTheNameOfAForwardedObject(t *testing.T) {
+	c := newTestCluster(t)
+	wasm := testutil.BuildGuest(t, "examples/webapp")
+	h1 := c.startWebapp(t, "h1", wasm, "")
+	h2 := c.startWebapp(t, "h2", wasm, "")
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+
+	h1.page(t) // session alice, named on h1 only
+	require.Equal(t, "h2", c.placedOn(t))
+	assert.Empty(t, h1.containers(t))
+	on2 := h2.containers(t)
+	require.Len(t, on2, 1)
+	assert.Equal(t, "alice", on2[0].Name, "the container's name on its host")
+	assert.Regexp(t, `(?m)^APP\s+alice\s+App\s+`+on2[0].Object[:16]+`\s+running\s`, c.wharf(t, "ps", "--data-dir", h2.dataDir))
+	assert.Contains(t, c.wharf(t, "inspect", "id:"+on2[0].Object, "--data-dir", h2.dataDir), `"name": "alice"`)
+}
+
 // TestClusterIdleObjectKeepsItsContainerAndPlacement: an idle object
 // whose container runs keeps its placement past idle_timeout, so its
 // requests through any host reach that container until sleep_after; it

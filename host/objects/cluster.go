@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -417,6 +418,10 @@ func (c *clusterRouting) send(obj *Object, ev *objectEvent, owner string) (retry
 	case alarmEvent:
 		req.Header.Set(peerRetryHeader, strconv.Itoa(ev.retry))
 	}
+	req.Header.Del(peerNameHeader) // a client's, in a fetch's head
+	if name, ok := obj.Name(); ok && len(name) <= maxPeerName {
+		req.Header.Set(peerNameHeader, url.QueryEscape(name))
+	}
 	resp, err := c.Peers.Do(req)
 	if err != nil {
 		if opErr, ok := errors.AsType[*net.OpError](err); ok && opErr.Op == "dial" && ev.bodyResendable() {
@@ -468,8 +473,16 @@ const (
 	peerStatusHeader = "Wharf-Peer-Status" // ABI status of a call's answer
 	peerCodesHeader  = "Wharf-Peer-Codes"  // the codes of a call's error answer (abi.CallError), space-separated
 	peerFailedHeader = "Wharf-Peer-Failed" // set on a fetch the owner failed
+	// peerNameHeader is the name the object's id was made from, when the
+	// sender knows it (query-escaped): the owner's ps and inspect show it.
+	peerNameHeader   = "Wharf-Peer-Name"
 	peerFailedStatus = http.StatusBadGateway
 )
+
+// maxPeerName bounds the name sent with a forwarded event
+// (peerNameHeader): a longer one, which would make its head too big for
+// the peer server, is not sent.
+const maxPeerName = 4 << 10
 
 // statusError is a failure with its ABI status and its whole text (what
 // last_error says of it): an object's error answer to a call, with the

@@ -69,3 +69,23 @@ func TestIDFromNameRemembers(t *testing.T) {
 		}
 	}
 }
+
+// TestLearnNameTakesOnlyTheIDsOwnName: a name another host sends with an
+// object's event (a client's header may pose as it) is remembered only if
+// the id was made from it.
+func TestLearnNameTakesOnlyTheIDsOwnName(t *testing.T) {
+	ids, err := LoadIDs(filepath.Join(t.TempDir(), "a.key"))
+	require.NoError(t, err)
+	ns := &Namespace{class: "C", ids: ids}
+	alice, unique := ids.FromName("alice"), ids.Unique()
+	ns.learnName(alice, "bob")
+	ns.learnName(unique, "alice")
+	for _, id := range []string{alice, unique} {
+		_, known := ns.Name(id)
+		assert.False(t, known, "a name the id was not made from")
+	}
+	ns.learnName(alice, "alice")
+	name, known := ns.Name(alice)
+	assert.True(t, known)
+	assert.Equal(t, "alice", name)
+}

@@ -29,5 +29,14 @@ func (ns *Namespace) IDFromName(name string) string {
 // Name is the name the object id was made from, if the host saw it.
 func (ns *Namespace) Name(id string) (string, bool) { return ns.names.Name(id) }
 
+// learnName remembers name for id if id was made from it: the name
+// another host sends with the object's events it forwards here (which
+// carry a client's headers too, so it is checked).
+func (ns *Namespace) learnName(id, name string) {
+	if _, ok := ns.names.Name(id); !ok && ns.ids.FromName(name) == id {
+		ns.names.Note(id, name)
+	}
+}
+
 // StoragePath is the database file of the object with the given id.
 func (ns *Namespace) StoragePath(id string) string { return filepath.Join(ns.dir, id+".sqlite") }

@@ -39,6 +39,11 @@ func (o *Objects) PeerHandler() http.Handler {
 			http.Error(rw, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if names := r.Header.Values(peerNameHeader); len(names) == 1 {
+			if name, err := url.QueryUnescape(names[0]); err == nil {
+				ns.learnName(id, name)
+			}
+		}
 		switch r.PathValue("kind") {
 		case "fetch":
 			o.servePeerFetch(rw, r, ns, id)
@@ -83,6 +88,7 @@ func (o *Objects) servePeerFetch(rw http.ResponseWriter, r *http.Request, ns *Na
 	req.Method, req.URL, req.RequestURI, req.Host = r.Header.Get(peerMethodHeader), u, u.RequestURI(), u.Host
 	req.Header.Del(peerMethodHeader)
 	req.Header.Del(peerURLHeader)
+	req.Header.Del(peerNameHeader)
 	got := make(chan struct{})
 	var resp *http.Response
 	out := NewResponse(func(res *http.Response, e error) {
