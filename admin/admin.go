@@ -303,10 +303,20 @@ func (c *Client) Destroy(ctx context.Context, binding, name string) error {
 }
 
 // Drain moves the host's Durable Objects to the other hosts of its
-// cluster and returns when none is left on it.
-func (c *Client) Drain(ctx context.Context) error {
-	return c.post(ctx, "/v1/cluster/drain")
+// cluster and returns when none is left on it, or, with a timeout (0:
+// none), once that has passed, saying which objects are left: the host
+// drains on.
+func (c *Client) Drain(ctx context.Context, timeout time.Duration) error {
+	path := "/v1/cluster/drain"
+	if timeout > 0 {
+		path += "?" + url.Values{DrainTimeout: {timeout.String()}}.Encode()
+	}
+	return c.post(ctx, path)
 }
+
+// DrainTimeout is the query parameter of a drain's timeout, a Go
+// duration.
+const DrainTimeout = "timeout"
 
 func (c *Client) post(ctx context.Context, path string) error {
 	resp, err := c.do(ctx, "POST", path, nil)

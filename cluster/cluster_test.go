@@ -521,6 +521,52 @@ class_name = "Store"
 	return c, c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
 }
 
+// TestClusterDrainTimeoutSaysWhatIsLeft: a drain given --timeout that
+// passes while an object's event runs on (it moves only after it) fails,
+// naming the object left, and the host serves on, draining: the event
+// ends well, the object moves once it has, a request through the host
+// reaches it there, and a drain again returns once it has moved.
+func TestClusterDrainTimeoutSaysWhatIsLeft(t *testing.T) {
+	c, h1, _ := objectsPair(t)
+	call := func(h *testHost, name, method, args string) (int, string) {
+		resp, err := http.Post(h.serve.URL+"/call/STORE/"+name+"/"+method, "application/json", strings.NewReader(args))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	code, body := call(h1, "slow", "Events", "")
+	require.Equal(t, http.StatusOK, code, body)
+	id := h1.get(t, "/store-id/slow")
+	owner := func() string {
+		resp, err := c.client(t).Get(context.Background(), "wharf/objects/objects/Store/"+id)
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1, "placed")
+		return string(resp.Kvs[0].Value)
+	}
+	require.Equal(t, "h1", owner())
+	slept := make(chan string, 1)
+	go func() {
+		code, body := call(h1, "slow", "Sleep", "5000")
+		slept <- fmt.Sprint(code, " ", body)
+	}()
+	time.Sleep(time.Second) // the event runs
+
+	start := time.Now()
+	out, err := exec.Command(testutil.BuildWharf(t), "cluster", "drain", "--data-dir", h1.dataDir, "--timeout", "1s").CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Less(t, time.Since(start), 3*time.Second, "it gave up at its timeout")
+	assert.Equal(t, "wharf: not drained within 1s; this host drains on (it takes no object, and forwards their requests), and wharf cluster drain again waits for the rest: "+
+		"1 object still owned here, or its container still stopping (Store/"+id+"): context deadline exceeded\n", string(out))
+
+	assert.Equal(t, "200 null", <-slept, "the event under way ended well")
+	code, body = call(h1, "slow", "Events", "")
+	assert.Equal(t, http.StatusOK, code, "the host serves on: %s", body)
+	assert.Equal(t, "h2", owner(), "the object moved, and h1 forwards to it")
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+	assert.Contains(t, c.status(t), "draining")
+}
+
 // TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
 // a host which no longer owns the object (it drained) is placed again and
 // sent to the new owner with its body whole: the sender keeps up to 256

@@ -442,12 +442,13 @@ func newClusterCommand() *cobra.Command {
 	}
 	etcd.register(statusCmd.Flags(), "the cluster: etcd=<endpoint>[,<endpoint>...]")
 	var dataDir string
+	var drainTimeout time.Duration
 	drainCmd := &cobra.Command{
 		Use:   "drain",
 		Short: "Move a running host's objects to the other hosts (before maintenance); returns when none is left",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := admin.NewClient(dataDir).Drain(cmd.Context()); err != nil {
+			if err := admin.NewClient(dataDir).Drain(cmd.Context(), drainTimeout); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "drained: no object and none of their containers is left on this host; it forwards requests until it stops")
@@ -455,6 +456,7 @@ func newClusterCommand() *cobra.Command {
 		},
 	}
 	drainCmd.Flags().StringVar(&dataDir, "data-dir", manifest.DefaultStateDir, "data directory of the running wharf serve")
+	durationFlag(drainCmd.Flags(), &drainTimeout, "timeout", 0, true, "give up waiting after this long, saying which objects are left (the host drains on); 0: wait until none is")
 	cmd.AddCommand(initCmd, certCmd, statusCmd, drainCmd)
 	return cmd
 }

@@ -413,8 +413,26 @@ func (s *Server) destroy(rw http.ResponseWriter, r *http.Request) {
 }
 
 // drain moves the host's objects to the other hosts of its cluster.
+// drain drains the host, until its timeout if it has one: then it
+// answers which objects are left, and the host drains on.
 func (s *Server) drain(rw http.ResponseWriter, r *http.Request) {
-	answer(rw, s.w.Drain(r.Context()))
+	ctx := r.Context()
+	var timeout time.Duration
+	if v := r.URL.Query().Get(admin.DrainTimeout); v != "" {
+		var err error
+		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
+			http.Error(rw, fmt.Sprintf("drain: %s=%q: want a positive duration", admin.DrainTimeout, v), http.StatusBadRequest)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	err := s.w.Drain(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		err = fmt.Errorf("not drained within %s; this host drains on (it takes no object, and forwards their requests), and wharf cluster drain again waits for the rest: %w", timeout, err)
+	}
+	answer(rw, err)
 }
 
 func answer(rw http.ResponseWriter, err error) {

@@ -246,7 +246,7 @@ func TestStopDestroyDrain(t *testing.T) {
 	require.NoError(t, c.Stop(ctx, "APP", "id:a1"))
 	require.NoError(t, c.Destroy(ctx, "*", "id:a2"))
 	assert.Equal(t, []string{"stop App " + idOf("a1") + " 10s: stopped by the operator", "destroy App " + idOf("a2") + ": destroyed by the operator"}, be.recorded())
-	require.NoError(t, c.Drain(ctx))
+	require.NoError(t, c.Drain(ctx, 0))
 	w.mu.Lock()
 	assert.Equal(t, 1, w.drained)
 	w.mu.Unlock()

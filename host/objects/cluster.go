@@ -543,7 +543,11 @@ func (o *Objects) Drain(ctx context.Context) error {
 			if n > 5 {
 				owned, more = owned[:5], fmt.Sprintf(" and %d more", n-5)
 			}
-			return fmt.Errorf("%d objects still owned here, or their containers still stopping (%s%s): %w", n, strings.Join(owned, ", "), more, ctx.Err())
+			left := fmt.Sprintf("%d objects still owned here, or their containers still stopping", n)
+			if n == 1 {
+				left = "1 object still owned here, or its container still stopping"
+			}
+			return fmt.Errorf("%s (%s%s): %w", left, strings.Join(owned, ", "), more, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
