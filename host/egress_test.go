@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -414,4 +415,47 @@ func TestEgressConnectionsOfAllContainersAreCapped(t *testing.T) {
 		out, _, _ := w.run(t, "b", "probe", "get", "http://api.internal.test/after")
 		return strings.Contains(out, "inject: GET http://api.internal.test/after")
 	}, 15*time.Second, 200*time.Millisecond)
+}
+
+// TestEgressInterceptedBodyStreams sends intercepted requests whose bodies
+// are larger than the Worker's guest memory (memory_mib = 64): the body
+// streams to the outbound handler, so one that reads it through counts
+// every byte while neither the host's heap nor the guest holds it. One
+// that reads it whole (io.ReadAll) runs its instance out of memory: the
+// container gets a 500 naming the request id, the instance is replaced,
+// and the host serves on (the next intercepted request, the object).
+func TestEgressInterceptedBodyStreams(t *testing.T) {
+	w, _, _ := egressWorker(t, containersManifest+"[limits]\nmemory_mib = 64\n")
+	w.intercept(t, "big", "http", "count.test", "count")
+	w.intercept(t, "big", "http", "slurp.test", "slurp")
+	w.startBox(t, "big", false)
+	// post sends size bytes to host with busybox nc (the basic instance
+	// type's quarter of a CPU sends about 10 MB/s) and returns the answer.
+	// nc's input stays open a while after the body, as net/http takes a
+	// client's half-close for its going away.
+	post := func(host string, size int) string {
+		t.Helper()
+		out, errOut, code := w.run(t, "big", "sh", "-c", fmt.Sprintf(
+			`{ printf 'POST /up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n'; head -c %d /dev/zero; sleep 2; } | nc -w 20 %s 80`,
+			host, size, size, host))
+		require.Equal(t, 0, code, errOut)
+		return out
+	}
+	const size = 96 << 20
+	runtime.GC()
+	before := heapInUse()
+	peak := sampleHeap()
+	out := post("count.test", size)
+	grown := int64(peak()) - int64(before)
+	assert.Contains(t, out, "200 OK")
+	assert.Contains(t, out, fmt.Sprintf("counted %d bytes, err=<nil>", size))
+	t.Logf("host heap grew by %d MiB during the %d MiB body", grown>>20, size>>20)
+	assert.Less(t, grown, int64(48<<20), "the host held the body")
+
+	out = post("slurp.test", size)
+	assert.Contains(t, out, "500 Internal Server Error")
+	assert.Regexp(t, `worker failed \(request id [0-9a-f]+-[0-9]+\)`, out)
+	assert.Contains(t, w.logs.String(), "the guest reached its memory limit")
+	assert.Contains(t, post("count.test", 1<<20), "counted 1048576 bytes, err=<nil>", "the host serves on")
+	assert.Equal(t, "true", w.mustCall(t, "BOX", "big", "Running", nil))
 }

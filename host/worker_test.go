@@ -196,7 +196,23 @@ func echo(t *testing.T, url string, size int64) uint64 {
 	t.Helper()
 	want := crc32.NewIEEE()
 	io.Copy(want, &patternReader{n: size})
-	var peak uint64
+	peak := sampleHeap()
+	resp, err := http.Post(url, "application/octet-stream", &patternReader{n: size})
+	require.NoError(t, err)
+	got := crc32.NewIEEE()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	heap := peak()
+	require.NoError(t, err)
+	require.Equal(t, size, n)
+	require.Equal(t, want.Sum32(), got.Sum32(), "echoed bytes differ")
+	return heap
+}
+
+// sampleHeap samples the host's heap in use every 50 ms until the
+// returned func is called, which returns the peak.
+func sampleHeap() (peak func() uint64) {
+	var most uint64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -204,7 +220,7 @@ func echo(t *testing.T, url string, size int64) uint64 {
 		var ms runtime.MemStats
 		for {
 			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
+			most = max(most, ms.HeapInuse)
 			select {
 			case <-stop:
 				return
@@ -212,17 +228,11 @@ func echo(t *testing.T, url string, size int64) uint64 {
 			}
 		}
 	}()
-	resp, err := http.Post(url, "application/octet-stream", &patternReader{n: size})
-	require.NoError(t, err)
-	got := crc32.NewIEEE()
-	n, err := io.Copy(got, resp.Body)
-	resp.Body.Close()
-	close(stop)
-	<-sampled
-	require.NoError(t, err)
-	require.Equal(t, size, n)
-	require.Equal(t, want.Sum32(), got.Sum32(), "echoed bytes differ")
-	return peak
+	return func() uint64 {
+		close(stop)
+		<-sampled
+		return most
+	}
 }
 
 func TestEchoStreamsOneGiBInBoundedMemory(t *testing.T) {

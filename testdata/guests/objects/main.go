@@ -915,7 +915,8 @@ func (b *Box) EditHosts(a EditArgs) error {
 }
 
 // Outbound handlers for intercepted container requests: inject and other
-// answer themselves; upstream fetches the original URL with a secret added
+// answer themselves; count reads the body through, slurp holds it whole;
+// upstream fetches the original URL with a secret added
 // and streams the answer back from the host side.
 func outboundHandlers() {
 	sdk.HandleOutbound("inject", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -935,6 +936,10 @@ func outboundHandlers() {
 	sdk.HandleOutbound("slurp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "slurped %d bytes, err=%v", len(body), err)
+	}))
+	sdk.HandleOutbound("count", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "counted %d bytes, err=%v", n, err)
 	}))
 	sdk.HandleOutbound("upstream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
