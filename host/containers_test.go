@@ -495,6 +495,44 @@ func TestDestroyDuringStart(t *testing.T) {
 	assertNoLeftovers(t, data)
 }
 
+// TestMonitorDuringDestroy calls Monitor while a Destroy of the object's
+// container (from another goroutine) is under way: it reports the exit the
+// destroy causes, the destroy's reason as its error (the hosted system's
+// destroy(error) sends it to monitor()'s error callback), or the exit code
+// without one; so it does when an unawaited Start came before the
+// destroy. It said "the container is not running" once the destroy had
+// removed the container it waited for. A destroy that finds no container
+// leaves the monitor nothing to report.
+func TestMonitorDuringDestroy(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	sleeper := []string{"sleep", "3600"}
+	for _, tc := range []struct {
+		name, reason string
+		started      bool     // Start was awaited before
+		entrypoint   []string // an unawaited Start comes before the destroy
+		want         string
+	}{
+		{"running", "bye", true, nil, "monitor=bye exit=true destroy=<nil>"},
+		{"no-reason", "", true, nil, "monitor=the container exited with code 137 exit=true destroy=<nil>"},
+		{"starting", "bye", false, sleeper, "monitor=bye exit=true destroy=<nil>"},
+		{"none", "bye", false, nil, "monitor=wharf: the container is not running exit=false destroy=<nil>"},
+	} {
+		if tc.started {
+			w.mustCall(t, "BOX", tc.name, "Start", sleeper)
+		}
+		var got string
+		require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", tc.name, "MonitorDuringDestroy",
+			map[string]any{"Reason": tc.reason, "Entrypoint": tc.entrypoint})), &got))
+		assert.Equal(t, tc.want, got, tc.name)
+		assert.Equal(t, "false", w.mustCall(t, "BOX", tc.name, "Running", nil), tc.name)
+	}
+	assert.Empty(t, w.services.containers.Backend().List(), "no container is left")
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
 // TestFilesWriteToAFullDisk: a file written through Files() into a
 // container whose disk (disk_mb) is full fails with an *fs.PathError
 // naming the file and the disk's error; the write said "write agent-fd:

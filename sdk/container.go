@@ -216,7 +216,10 @@ func (e *ExitError) ExitCode() int { return e.Code }
 // an *ExitError with the exit code or the reason given to Destroy. Called
 // in one of the object's events, it waits for the running container, or
 // the one a Start under way (from another goroutine) starts, and returns
-// at once with ErrNotRunning if none runs (or that start failed). Called from a goroutine outside the
+// at once with ErrNotRunning if none runs (or that start failed); while a
+// Destroy is under way (from another goroutine), it returns the exit that
+// destroy causes: the reason given to it, or the exit code (137) without
+// one. Called from a goroutine outside the
 // object's events (one started in the constructor, say), it waits for the
 // next exit the host reports to the object, whoever caused it (Destroy,
 // Signal, the process itself), and returns ErrEvicted if the object is

@@ -73,6 +73,9 @@ const maxFailedStarts = 4096
 type opUnderWay struct {
 	destroy bool
 	done    chan struct{}
+	// removed is the container a destroy found and removed (running or
+	// exited), or nil; set before done is closed.
+	removed Container
 }
 
 // objectKey names an object in Service.ops and Service.failed.
@@ -241,21 +244,21 @@ func awaitOps(ctx context.Context, ops []*opUnderWay) error {
 // begin records a start (or a destroy) of the object's container as under
 // way, after the ones under way before it, unless refuse (under mu) says
 // why not; end ends it with its error.
-func (s *Service) begin(class, object string, destroy bool, refuse func() error) (before []*opUnderWay, end func(error), err error) {
+func (s *Service) begin(class, object string, destroy bool, refuse func() error) (op *opUnderWay, before []*opUnderWay, end func(error), err error) {
 	key := objectKey(class, object)
-	op := &opUnderWay{destroy: destroy, done: make(chan struct{})}
+	op = &opUnderWay{destroy: destroy, done: make(chan struct{})}
 	s.mu.Lock()
 	if refuse != nil {
 		if err := refuse(); err != nil {
 			s.mu.Unlock()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	before = slices.Clone(s.ops[key])
 	s.ops[key] = append(s.ops[key], op)
 	delete(s.failed, key)
 	s.mu.Unlock()
-	return before, func(err error) {
+	return op, before, func(err error) {
 		s.mu.Lock()
 		ops := s.ops[key]
 		if last := ops[len(ops)-1] == op; last && !destroy && err != nil {
@@ -359,7 +362,7 @@ func (s *Service) Start(ctx context.Context, o Object, raw []byte, policy *Polic
 		spec.Env = append(spec.Env, name+"="+v)
 	}
 	spec.Labels = labels
-	before, end, err := s.begin(o.Class, o.ID, false, func() error {
+	_, before, end, err := s.begin(o.Class, o.ID, false, func() error {
 		if s.runsLocked(o.Class, o.ID) {
 			return fmt.Errorf("%w: %w", abi.StatusBusy, errAlreadyRunning)
 		}
@@ -401,13 +404,14 @@ func (s *Service) Destroy(ctx context.Context, class, object, reason string) (Op
 	if _, err := s.Config(class); err != nil {
 		return Op{}, err
 	}
-	before, end, _ := s.begin(class, object, true, nil)
+	op, before, end, _ := s.begin(class, object, true, nil)
 	return Op{end: end, status: func(err error) error {
 		return fmt.Errorf("%w: destroying the container: %w", abi.StatusIO, err)
 	}, run: func() error {
 		if err := awaitOps(ctx, before); err != nil {
 			return err
 		}
+		op.removed, _ = s.backend.Get(class, object) // for a monitor (see Monitor)
 		return s.backend.Destroy(ctx, class, object, reason)
 	}}, nil
 }
@@ -438,7 +442,10 @@ func Signal(ctx context.Context, c Container, sig uint32) error {
 // way, leave it once they have ended): nil for exit code 0, else IO with
 // the exit code or the destroy reason, or NOTFOUND (the container is not
 // running) if none is left, saying why if the last of them was a start
-// that failed.
+// that failed. If the last of them is a destroy, the container it removes
+// is the one monitored, as the hosted system's monitor() of a container
+// being destroyed ends with the destroy (its reason, as destroy(error)
+// sends it to the monitor's error callback).
 func (s *Service) Monitor(class, object string) (func() error, error) {
 	if _, err := s.Config(class); err != nil {
 		return nil, err
@@ -452,6 +459,9 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 	return func() error {
 		awaitOps(context.Background(), ops) // each ends with its ctx
 		c, ok := s.backend.Get(class, object)
+		if n := len(ops); n > 0 && ops[n-1].removed != nil {
+			c, ok = ops[n-1].removed, true
+		}
 		if !ok {
 			return s.whyNotRunning(class, object)
 		}

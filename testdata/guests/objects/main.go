@@ -536,6 +536,27 @@ func (b *Box) DuringStart(a struct {
 	return fmt.Sprintf("running-before=%v call=%q err=%v (not-running=%v) start=%v", before, out, err, errors.Is(err, sdk.ErrNotRunning), serr), nil
 }
 
+// MonitorDuringDestroy destroys the container (for Reason) from a
+// goroutine and calls Monitor while that destroy is under way; with
+// Entrypoint, an unawaited Start of it comes first. It reports what
+// Monitor returned, whether that is an *sdk.ExitError, and the destroy's
+// error.
+func (b *Box) MonitorDuringDestroy(a struct {
+	Reason     string
+	Entrypoint []string
+}) (string, error) {
+	c := b.state.Container
+	if len(a.Entrypoint) > 0 {
+		b.startAside(a.Entrypoint)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Destroy(a.Reason) }()
+	yield() // the destroy is asked for
+	err := c.Monitor()
+	var exit *sdk.ExitError
+	return fmt.Sprintf("monitor=%v exit=%v destroy=%v", err, errors.As(err, &exit), <-done), nil
+}
+
 func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
 
 func (b *Box) Monitor() (string, error) {
