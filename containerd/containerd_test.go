@@ -301,6 +301,45 @@ func TestStartContainerUnpacksImageLeftPacked(t *testing.T) {
 	assert.Equal(t, "ran\n", out)
 }
 
+// TestStartContainerCanceledAsTheContainerIsCreated: a start whose
+// context ends while containerd creates its container (the object's event
+// failed, or its instance trapped, meanwhile) failed with the context's
+// error although containerd went on to make the container (or its
+// snapshot). StartContainer removed only the snapshot, maybe before
+// containerd made it: the container (or the snapshot) stayed, and every
+// later start of the object failed with `container "…": already exists`.
+// Now the container is made whole and then removed: nothing is left
+// (testRuntime's check) and the next start of the same id runs.
+func TestStartContainerCanceledAsTheContainerIsCreated(t *testing.T) {
+	c, image, runcRoot := testRuntime(t)
+	real := newContainer
+	t.Cleanup(func() { newContainer = real })
+	ctx, cancel := context.WithCancel(context.Background())
+	// As containerd answers a call whose context ended meanwhile: it made
+	// the container; the client returns the context's error.
+	newContainer = func(c *client.Client, ctx context.Context, id string, opts ...client.NewContainerOpts) (client.Container, error) {
+		cancel()
+		ctr, err := real(c, context.WithoutCancel(ctx), id, opts...)
+		if err == nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return ctr, err
+	}
+	spec := ContainerSpec{ID: "canceled", Image: image, Entrypoint: []string{"sleep", "30"}, RuncRoot: runcRoot}
+	withAgent(t, &spec)
+	_, err := StartContainer(WithNamespace(ctx), c, spec)
+	require.ErrorIs(t, err, context.Canceled)
+	newContainer = real
+	ctrs, err := c.Containers(WithNamespace(context.Background()))
+	require.NoError(t, err)
+	assert.Empty(t, ctrs, "the container containerd made is removed")
+	assert.NoDirExists(t, spec.AgentDir)
+	ctr := startBusybox(t, c, image, runcRoot, "canceled", "sleep 30", true)
+	code, out, _ := execOut(t, ctr, ExecSpec{Args: []string{"echo", "ran"}})
+	assert.Equal(t, uint32(0), code)
+	assert.Equal(t, "ran\n", out)
+}
+
 func execOut(t *testing.T, ctr *Container, spec ExecSpec) (uint32, string, string) {
 	t.Helper()
 	var stdout, stderr strings.Builder

@@ -250,7 +250,12 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	var process *specs.Process
 	opts = append(opts, withUserCapabilities, // for the process's user, the agent's if it runs
 		captureProcess(&process)) // last: the process as containerd keeps it
-	ctr, err := c.NewContainer(ctx, spec.ID,
+	// The container is made whole even if ctx ends meanwhile, as its task
+	// is below: containerd may make it (and its snapshot) although the
+	// call returns ctx's error, which left them for every later start of
+	// the object to find ("already exists").
+	create, cancel := context.WithTimeout(context.WithoutCancel(ctx), createWait)
+	ctr, err := newContainer(c, create, spec.ID,
 		client.WithRuntime(plugins.RuntimeRuncV2, &options.Options{Root: spec.RuncRoot}),
 		client.WithImage(img),
 		client.WithSnapshotter(Snapshotter),
@@ -258,6 +263,11 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 		client.WithContainerLabels(spec.Labels),
 		client.WithNewSpec(opts...),
 	)
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		removeUnstarted(ctx, ctr, spec.AgentDir)
+		return nil, fmt.Errorf("creating container %s: %w", spec.ID, context.Cause(ctx))
+	}
 	if err != nil {
 		// The snapshot may exist even though the container does not.
 		cleanup, cancel := cleanupContext(ctx)
@@ -287,7 +297,7 @@ func StartContainer(ctx context.Context, c *client.Client, spec ContainerSpec) (
 	// The task is made whole even if ctx ends meanwhile: containerd cut
 	// short leaves the shim's state directory, on which the next start
 	// fails ("failed to start shim: mkdir …: file exists").
-	create, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTaskWait)
+	create, cancel = context.WithTimeout(context.WithoutCancel(ctx), createWait)
 	task, err := ctr.NewTask(create, creator, taskOpts...)
 	cancel()
 	if err == nil && ctx.Err() != nil {
@@ -334,8 +344,12 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), killWait)
 }
 
-// createTaskWait bounds the making of a container's task.
-const createTaskWait = time.Minute
+// createWait bounds the making of a container, and that of its task.
+const createWait = time.Minute
+
+// newContainer is the call StartContainer creates a container with; a
+// test swaps it to end the start's context as containerd answers.
+var newContainer = (*client.Client).NewContainer
 
 // removeUnstarted removes ctr, a container StartContainer made but did not
 // start, with the task it may have made, its snapshot and the agent's

@@ -495,6 +495,46 @@ func TestDestroyDuringStart(t *testing.T) {
 	assertNoLeftovers(t, data)
 }
 
+// TestEndDuringStart ends the object's event while a start of its
+// container (from another goroutine) is under way: the instance traps, the
+// event panics, or it fails. The start is canceled with the event; once it
+// has ended nothing of it is left (containerd's containers, tasks and
+// snapshots, shims, network, disks, journal: containerd.Leftovers, but the
+// running wharf's own firewall table), and the object's next Start works.
+// Canceled as containerd created the container, the start left that
+// container (TestStartContainerCanceledAsTheContainerIsCreated), and every
+// later start of the object failed ("already exists").
+func TestEndDuringStart(t *testing.T) {
+	data := t.TempDir()
+	fixture.ImportBusybox(t, data)
+	w := serveGuest(t, "testdata/guests/objects", containersManifest, data)
+	_, b := hostbackend.Parts(w.services.containers)
+	left := func() []string {
+		l, err := containerd.Leftovers(context.Background(), b.Client, b.Address, data)
+		require.NoError(t, err)
+		own := egress.FirewallLeftovers(containerd.Scope(data))
+		return slices.DeleteFunc(l, func(s string) bool { return slices.Contains(own, s) })
+	}
+	sleeper := []string{"sleep", "3600"}
+	for _, end := range []string{"trap", "panic", "error"} {
+		for _, delay := range []string{"0s", "20ms", "40ms", "60ms"} { // a start takes 150 ms or more
+			name := "end-" + end + delay
+			code, body := w.call(t, "BOX", name, "EndDuringStart", map[string]any{"Entrypoint": sleeper, "End": end, "Delay": delay})
+			require.Equal(t, 500, code, "%s: %s", name, body)
+			assert.Eventually(t, func() bool {
+				return w.mustCall(t, "BOX", name, "Running", nil) == "false" && len(w.services.containers.Backend().List()) == 0 && len(left()) == 0
+			}, 10*time.Second, 20*time.Millisecond, "%s: the start ended, and left nothing", name)
+			assert.Empty(t, left(), name)
+			w.mustCall(t, "BOX", name, "Start", sleeper)
+			assert.Equal(t, `{"Code":0,"Stderr":"","Stdout":"ok\n"}`, w.mustCall(t, "BOX", name, "Exec", map[string]any{"Cmd": []string{"echo", "ok"}}), name)
+			w.mustCall(t, "BOX", name, "Destroy", "")
+		}
+	}
+	assert.Contains(t, w.logs.String(), "trapped during a start on purpose", "the instance trapped")
+	w.stop()
+	assertNoLeftovers(t, data)
+}
+
 // TestMonitorDuringDestroy calls Monitor while a Destroy of the object's
 // container (from another goroutine) is under way: it reports the exit the
 // destroy causes, the destroy's reason as its error (the hosted system's

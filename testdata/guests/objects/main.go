@@ -536,6 +536,30 @@ func (b *Box) DuringStart(a struct {
 	return fmt.Sprintf("running-before=%v call=%q err=%v (not-running=%v) start=%v", before, out, err, errors.Is(err, sdk.ErrNotRunning), serr), nil
 }
 
+// EndDuringStart starts the container from a goroutine and, after Delay,
+// ends the event while the start may be under way, as End says: "trap" (a
+// goroutine panics: the instance ends), "panic" (the event panics) or
+// "error" (the event fails).
+func (b *Box) EndDuringStart(a struct {
+	Entrypoint []string
+	End        string
+	Delay      string
+}) (string, error) {
+	d, _ := time.ParseDuration(a.Delay)
+	b.startAside(a.Entrypoint)
+	time.Sleep(d)
+	switch a.End {
+	case "trap":
+		go func() { panic("trapped during a start on purpose") }()
+		select {}
+	case "panic":
+		panic("panicked during a start on purpose")
+	case "error":
+		return "", errors.New("failed during a start on purpose")
+	}
+	return "", fmt.Errorf("no end %q", a.End)
+}
+
 // MonitorDuringDestroy destroys the container (for Reason) from a
 // goroutine and calls Monitor while that destroy is under way; with
 // Entrypoint, an unawaited Start of it comes first. It reports what
