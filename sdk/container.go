@@ -117,7 +117,10 @@ const (
 
 // Start starts the container. It returns once the container runs, without
 // waiting for anything inside it to be ready. It fails with ErrBusy if the
-// container runs, or a Start of it is under way (see Running).
+// container runs, or a Start of it is under way (see Running). A Start
+// belongs to the event that calls it: if the event ends first (it returns
+// while a goroutine's Start waits, fails, or its instance traps), the
+// start is canceled and leaves nothing.
 func (c *Container) Start(opts StartOptions) error {
 	env, err := envPairs(opts.Env)
 	if err != nil {
