@@ -550,21 +550,25 @@ func TestMonitorDuringDestroy(t *testing.T) {
 	sleeper := []string{"sleep", "3600"}
 	for _, tc := range []struct {
 		name, reason string
+		again        string   // a second destroy's reason, asked for after the first
 		started      bool     // Start was awaited before
 		entrypoint   []string // an unawaited Start comes before the destroy
 		want         string
 	}{
-		{"running", "bye", true, nil, "monitor=bye exit=true destroy=<nil>"},
-		{"no-reason", "", true, nil, "monitor=the container exited with code 137 exit=true destroy=<nil>"},
-		{"starting", "bye", false, sleeper, "monitor=bye exit=true destroy=<nil>"},
-		{"none", "bye", false, nil, "monitor=wharf: the container is not running exit=false destroy=<nil>"},
+		{"running", "bye", "", true, nil, "monitor=bye exit=true destroy=<nil>"},
+		{"no-reason", "", "", true, nil, "monitor=the container exited with code 137 exit=true destroy=<nil>"},
+		{"starting", "bye", "", false, sleeper, "monitor=bye exit=true destroy=<nil>"},
+		{"none", "bye", "", false, nil, "monitor=wharf: the container is not running exit=false destroy=<nil>"},
+		// The first destroy removes the container, the second finds none.
+		{"twice", "bye", "again", true, nil, "monitor=bye exit=true destroy=<nil> again=<nil>"},
+		{"starting-twice", "bye", "again", false, sleeper, "monitor=bye exit=true destroy=<nil> again=<nil>"},
 	} {
 		if tc.started {
 			w.mustCall(t, "BOX", tc.name, "Start", sleeper)
 		}
 		var got string
 		require.NoError(t, json.Unmarshal([]byte(w.mustCall(t, "BOX", tc.name, "MonitorDuringDestroy",
-			map[string]any{"Reason": tc.reason, "Entrypoint": tc.entrypoint})), &got))
+			map[string]any{"Reason": tc.reason, "Again": tc.again, "Entrypoint": tc.entrypoint})), &got))
 		assert.Equal(t, tc.want, got, tc.name)
 		assert.Equal(t, "false", w.mustCall(t, "BOX", tc.name, "Running", nil), tc.name)
 	}

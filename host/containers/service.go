@@ -442,8 +442,9 @@ func Signal(ctx context.Context, c Container, sig uint32) error {
 // way, leave it once they have ended): nil for exit code 0, else IO with
 // the exit code or the destroy reason, or NOTFOUND (the container is not
 // running) if none is left, saying why if the last of them was a start
-// that failed. If the last of them is a destroy, the container it removes
-// is the one monitored, as the hosted system's monitor() of a container
+// that failed. If the last of them is a destroy, the container it (or a
+// destroy just before it, when it found none) removes is the one
+// monitored, as the hosted system's monitor() of a container
 // being destroyed ends with the destroy (its reason, as destroy(error)
 // sends it to the monitor's error callback).
 func (s *Service) Monitor(class, object string) (func() error, error) {
@@ -459,8 +460,13 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 	return func() error {
 		awaitOps(context.Background(), ops) // each ends with its ctx
 		c, ok := s.backend.Get(class, object)
-		if n := len(ops); n > 0 && ops[n-1].removed != nil {
-			c, ok = ops[n-1].removed, true
+		// The destroys the ops end with: the first removed the container
+		// (the others found none), whose exit they caused.
+		for i := len(ops) - 1; i >= 0 && ops[i].destroy; i-- {
+			if ops[i].removed != nil {
+				c, ok = ops[i].removed, true
+				break
+			}
 		}
 		if !ok {
 			return s.whyNotRunning(class, object)

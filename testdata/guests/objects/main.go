@@ -564,10 +564,12 @@ func (b *Box) EndDuringStart(a struct {
 // goroutine and calls Monitor while that destroy is under way; with
 // Entrypoint, an unawaited Start of it comes first. It reports what
 // Monitor returned, whether that is an *sdk.ExitError, and the destroy's
-// error.
+// error. With Again, a second destroy (for Again, from another goroutine)
+// is asked for after the first, before the Monitor; its error is reported
+// too.
 func (b *Box) MonitorDuringDestroy(a struct {
-	Reason     string
-	Entrypoint []string
+	Reason, Again string
+	Entrypoint    []string
 }) (string, error) {
 	c := b.state.Container
 	if len(a.Entrypoint) > 0 {
@@ -576,9 +578,18 @@ func (b *Box) MonitorDuringDestroy(a struct {
 	done := make(chan error, 1)
 	go func() { done <- c.Destroy(a.Reason) }()
 	yield() // the destroy is asked for
+	again := make(chan error, 1)
+	if a.Again != "" {
+		go func() { again <- c.Destroy(a.Again) }()
+		yield()
+	}
 	err := c.Monitor()
 	var exit *sdk.ExitError
-	return fmt.Sprintf("monitor=%v exit=%v destroy=%v", err, errors.As(err, &exit), <-done), nil
+	out := fmt.Sprintf("monitor=%v exit=%v destroy=%v", err, errors.As(err, &exit), <-done)
+	if a.Again != "" {
+		out += fmt.Sprintf(" again=%v", <-again)
+	}
+	return out, nil
 }
 
 func (b *Box) Signal(n int) error { return b.state.Container.Signal(sdk.Signal(n)) }
