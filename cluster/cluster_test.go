@@ -521,6 +521,44 @@ class_name = "Store"
 	return c, c.startModule(t, "h1", wasm, manifest), c.startModule(t, "h2", wasm, manifest)
 }
 
+// TestClusterStopIsNotHeldByAForwardedEvent: a host stopped while it runs
+// a long event forwarded to it by another host stops within the ingress's
+// grace (10 s), as it does with a long event of its own client: its peer
+// server is shut down with the ingress, and closing it cancels the event.
+// The peer server stopped only after the worker had closed, which waited
+// for the event to reach its time limit (30 s). The forwarded call ends,
+// and the object is served by the other host after.
+func TestClusterStopIsNotHeldByAForwardedEvent(t *testing.T) {
+	_, h1, h2 := objectsPair(t)
+	call := func(h *testHost, name, method, args string) (int, string) {
+		resp, err := http.Post(h.serve.URL+"/call/STORE/"+name+"/"+method, "application/json", strings.NewReader(args))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	code, body := call(h1, "slow", "Events", "")
+	require.Equal(t, http.StatusOK, code, body) // placed on h1
+	slept := make(chan string, 1)
+	go func() {
+		code, body := call(h2, "slow", "Sleep", "60000")
+		slept <- fmt.Sprint(code, " ", body)
+	}()
+	time.Sleep(time.Second) // the event runs on h1
+	start := time.Now()
+	require.NoError(t, h1.serve.Stop(60*time.Second))
+	took := time.Since(start)
+	assert.Less(t, took, 20*time.Second, "the stop waited for the forwarded event")
+	select {
+	case got := <-slept:
+		t.Logf("the forwarded call ended after %v: %s", time.Since(start), got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarded call did not end with its host")
+	}
+	code, body = call(h2, "slow", "Events", "")
+	assert.Equal(t, http.StatusOK, code, "the object is served on h2: %s", body)
+}
+
 // TestClusterDrainTimeoutSaysWhatIsLeft: a drain given --timeout that
 // passes while an object's event runs on (it moves only after it) fails,
 // naming the object left, and the host serves on, draining: the event

@@ -365,6 +365,24 @@ func (p *peerNode) reachesItself(ctx context.Context) error {
 	return fmt.Errorf("this host's peer address %s does not reach it (set --cluster-advertise to an address of this host's --cluster-listen that other hosts reach): %w", p.advertise, err)
 }
 
+// stopServing shuts the peer server down with the ingress, as a stopping
+// host begins its stop: it tells the other hosts (HTTP/2 GOAWAY) to send
+// their next events elsewhere (a refused one is sent again, placed anew
+// once close releases the host's objects) and finishes the answers under
+// way until ctx ends; then it closes the connections left, which cancels
+// their events as closing the ingress cancels a client's request. A
+// forwarded event held the stop until its own time limit: the worker
+// closes (waiting for its events) before close, and only the ingress's
+// requests were cut.
+func (p *peerNode) stopServing(ctx context.Context) {
+	if p == nil {
+		return
+	}
+	if err := p.srv.Shutdown(ctx); err != nil {
+		p.srv.Close()
+	}
+}
+
 // peerShutdownGrace bounds how long a stopping host waits for the answers
 // its peer server is still sending.
 const peerShutdownGrace = 5 * time.Second

@@ -490,9 +490,12 @@ func serve(ctx context.Context, target string, f serveFlags) error {
 	go func() { stopped <- worker.StopContainers(context.Background()) }()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	peerStopped := make(chan struct{})
+	go func() { defer close(peerStopped); peer.stopServing(sctx) }() // forwarded requests drain alike
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
+	<-peerStopped
 	if err := <-stopped; err != nil {
 		logger.Warn("stopping containers", "plugin", m.Name, "err", err)
 	}
