@@ -383,25 +383,15 @@ func (p *peerNode) stopServing(ctx context.Context) {
 	}
 }
 
-// peerShutdownGrace bounds how long a stopping host waits for the answers
-// its peer server is still sending.
-const peerShutdownGrace = 5 * time.Second
-
 // close leaves the cluster (releasing every object still placed here) and
-// stops the peer server gracefully: it tells the other hosts (HTTP/2
-// GOAWAY) to send their next events elsewhere and finishes the answers
-// under way. Closing its connections at once cut an answer being written,
-// and the sender's client got an error for an event that had run.
+// closes the peer server (stopServing shut it down gracefully first, on a
+// stop).
 func (p *peerNode) close() {
 	if p == nil {
 		return
 	}
 	p.member.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), peerShutdownGrace)
-	defer cancel()
-	if err := p.srv.Shutdown(ctx); err != nil {
-		p.srv.Close()
-	}
+	p.srv.Close()
 	p.ln.Close()
 }
 
