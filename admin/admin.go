@@ -318,6 +318,12 @@ func (c *Client) Drain(ctx context.Context, timeout time.Duration) error {
 // duration.
 const DrainTimeout = "timeout"
 
+// ErrDrainNotBegun is matched by the error of a drain that failed before
+// it marked the host draining (its timeout passed while it looked for a
+// host to move the objects to, say): nothing changed, the host serves on
+// as before.
+var ErrDrainNotBegun = errors.New("the host was not marked draining: it serves on as before")
+
 func (c *Client) post(ctx context.Context, path string) error {
 	resp, err := c.do(ctx, "POST", path, nil)
 	if err != nil {

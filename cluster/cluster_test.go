@@ -605,6 +605,21 @@ func TestClusterDrainTimeoutSaysWhatIsLeft(t *testing.T) {
 	assert.Contains(t, c.status(t), "draining")
 }
 
+// TestClusterDrainTimeoutBeforeMarkingSaysTheHostServesOn: a drain whose
+// --timeout passes before it marked the host draining (here at once)
+// says the host serves on as before, not that it drains on, and it does:
+// status shows it serving, and a drain again drains it.
+func TestClusterDrainTimeoutBeforeMarkingSaysTheHostServesOn(t *testing.T) {
+	c, h1, _ := objectsPair(t)
+	out, err := exec.Command(testutil.BuildWharf(t), "cluster", "drain", "--data-dir", h1.dataDir, "--timeout", "1ns").CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Regexp(t, `^wharf: not drained within 1ns, which passed before the host was marked draining: it serves on as before, and wharf cluster drain again drains it: `+
+		`(listing the hosts to move the objects to|marking the host as draining): context deadline exceeded\n$`, string(out))
+	assert.NotContains(t, c.status(t), "draining", "the host serves on")
+	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
+	assert.Contains(t, c.status(t), "draining")
+}
+
 // TestClusterForwardedFetchKeepsItsBody: a fetch with a body that reaches
 // a host which no longer owns the object (it drained) is placed again and
 // sent to the new owner with its body whole: the sender keeps up to 256

@@ -414,7 +414,8 @@ func (s *Server) destroy(rw http.ResponseWriter, r *http.Request) {
 
 // drain moves the host's objects to the other hosts of its cluster.
 // drain drains the host, until its timeout if it has one: then it
-// answers which objects are left, and the host drains on.
+// answers which objects are left, and the host drains on (or, if the
+// timeout passed before the host was marked draining, that it serves on).
 func (s *Server) drain(rw http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var timeout time.Duration
@@ -429,7 +430,11 @@ func (s *Server) drain(rw http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	err := s.w.Drain(ctx)
-	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+	switch {
+	case !errors.Is(err, context.DeadlineExceeded) || r.Context().Err() != nil:
+	case errors.Is(err, admin.ErrDrainNotBegun):
+		err = fmt.Errorf("not drained within %s, which passed before the host was marked draining: it serves on as before, and wharf cluster drain again drains it: %w", timeout, err)
+	default:
 		err = fmt.Errorf("not drained within %s; this host drains on (it takes no object, and forwards their requests), and wharf cluster drain again waits for the rest: %w", timeout, err)
 	}
 	answer(rw, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wharfhq/wharf/abi"
+	"github.com/wharfhq/wharf/admin"
 	"github.com/wharfhq/wharf/cluster"
 )
 
@@ -498,12 +499,21 @@ func (e *statusError) Error() string { return e.msg }
 
 func (e *statusError) Unwrap() error { return e.status }
 
+// drainNotBegun is the error of a Drain that failed before it marked the
+// host draining: it matches admin.ErrDrainNotBegun as well as its cause.
+type drainNotBegun struct{ err error }
+
+func (e *drainNotBegun) Error() string { return e.err.Error() }
+
+func (e *drainNotBegun) Unwrap() []error { return []error{e.err, admin.ErrDrainNotBegun} }
+
 // Drain moves this host's objects to the other hosts of the cluster: the
 // host takes no new object, each live object gives its placement up after
 // the event under way, and their events are forwarded to the new owners.
 // It returns once no object is owned here and what they held here ended
-// (Holdings.Leave), or ctx ends, naming those it waits for. A nil
-// Objects is in no cluster.
+// (Holdings.Leave), or ctx ends, naming those it waits for; an error
+// before the host is marked draining matches admin.ErrDrainNotBegun. A
+// nil Objects is in no cluster.
 func (o *Objects) Drain(ctx context.Context) error {
 	if o == nil || o.cluster == nil {
 		return errors.New("this wharf is not in a cluster")
@@ -511,10 +521,10 @@ func (o *Objects) Drain(ctx context.Context) error {
 	if _, err := o.cluster.Member.PickHost(ctx, ""); errors.Is(err, cluster.ErrUnknownHost) {
 		return fmt.Errorf("no host to move the objects to: %w", err)
 	} else if err != nil {
-		return fmt.Errorf("listing the hosts to move the objects to: %w", err)
+		return &drainNotBegun{fmt.Errorf("listing the hosts to move the objects to: %w", err)}
 	}
 	if err := o.cluster.Member.Drain(ctx); err != nil {
-		return fmt.Errorf("marking the host as draining: %w", err)
+		return &drainNotBegun{fmt.Errorf("marking the host as draining: %w", err)}
 	}
 	for {
 		o.mu.Lock()
