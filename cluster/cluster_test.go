@@ -137,6 +137,16 @@ func (h *testHost) increment(name string) (int64, error) {
 	return readValue(resp)
 }
 
+// call calls method of the objects plugin's STORE object name through h
+// with the JSON args: the status and the body, trimmed.
+func (h *testHost) call(t testing.TB, name, method, args string) (int, string) {
+	resp, err := http.Post(h.serve.URL+"/call/STORE/"+name+"/"+method, "application/json", strings.NewReader(args))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
 // readValue reads a counter's value from a response.
 func readValue(resp *http.Response) (int64, error) {
 	defer resp.Body.Close()
@@ -530,18 +540,11 @@ class_name = "Store"
 // and the object is served by the other host after.
 func TestClusterStopIsNotHeldByAForwardedEvent(t *testing.T) {
 	_, h1, h2 := objectsPair(t)
-	call := func(h *testHost, name, method, args string) (int, string) {
-		resp, err := http.Post(h.serve.URL+"/call/STORE/"+name+"/"+method, "application/json", strings.NewReader(args))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
-	}
-	code, body := call(h1, "slow", "Events", "")
+	code, body := h1.call(t, "slow", "Events", "")
 	require.Equal(t, http.StatusOK, code, body) // placed on h1
 	slept := make(chan string, 1)
 	go func() {
-		code, body := call(h2, "slow", "Sleep", "60000")
+		code, body := h2.call(t, "slow", "Sleep", "60000")
 		slept <- fmt.Sprint(code, " ", body)
 	}()
 	time.Sleep(time.Second) // the event runs on h1
@@ -555,7 +558,7 @@ func TestClusterStopIsNotHeldByAForwardedEvent(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the forwarded call did not end with its host")
 	}
-	code, body = call(h2, "slow", "Events", "")
+	code, body = h2.call(t, "slow", "Events", "")
 	assert.Equal(t, http.StatusOK, code, "the object is served on h2: %s", body)
 }
 
@@ -566,14 +569,7 @@ func TestClusterStopIsNotHeldByAForwardedEvent(t *testing.T) {
 // reaches it there, and a drain again returns once it has moved.
 func TestClusterDrainTimeoutSaysWhatIsLeft(t *testing.T) {
 	c, h1, _ := objectsPair(t)
-	call := func(h *testHost, name, method, args string) (int, string) {
-		resp, err := http.Post(h.serve.URL+"/call/STORE/"+name+"/"+method, "application/json", strings.NewReader(args))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
-	}
-	code, body := call(h1, "slow", "Events", "")
+	code, body := h1.call(t, "slow", "Events", "")
 	require.Equal(t, http.StatusOK, code, body)
 	id := h1.get(t, "/store-id/slow")
 	owner := func() string {
@@ -585,7 +581,7 @@ func TestClusterDrainTimeoutSaysWhatIsLeft(t *testing.T) {
 	require.Equal(t, "h1", owner())
 	slept := make(chan string, 1)
 	go func() {
-		code, body := call(h1, "slow", "Sleep", "5000")
+		code, body := h1.call(t, "slow", "Sleep", "5000")
 		slept <- fmt.Sprint(code, " ", body)
 	}()
 	time.Sleep(time.Second) // the event runs
@@ -598,7 +594,7 @@ func TestClusterDrainTimeoutSaysWhatIsLeft(t *testing.T) {
 		"1 object still owned here, or its container still stopping (Store/"+id+"): context deadline exceeded\n", string(out))
 
 	assert.Equal(t, "200 null", <-slept, "the event under way ended well")
-	code, body = call(h1, "slow", "Events", "")
+	code, body = h1.call(t, "slow", "Events", "")
 	assert.Equal(t, http.StatusOK, code, "the host serves on: %s", body)
 	assert.Equal(t, "h2", owner(), "the object moved, and h1 forwards to it")
 	assert.Contains(t, c.wharf(t, "cluster", "drain", "--data-dir", h1.dataDir), "drained")
