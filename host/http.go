@@ -409,8 +409,9 @@ func (r *fetchedResponse) close() {
 // outboundRequest builds the request of fetch or object_fetch from a guest
 // head: method (default GET), an absolute URL that check accepts, headers,
 // and, with withBody, a writable body stream registered at bodyOut. The
-// request's context is a child of the host's, canceled by the returned func.
-func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, withBody bool, bodyOut uint32, check func(*url.URL) bool, want string) (*http.Request, context.CancelFunc, error) {
+// request's context is a child of base (the host's, or an object call's:
+// see callContext), canceled by the returned func.
+func (s *services) outboundRequest(base context.Context, g *guest, mem plugins.Memory, raw []byte, withBody bool, bodyOut uint32, check func(*url.URL) bool, want string) (*http.Request, context.CancelFunc, error) {
 	var method, rawURL string
 	header := http.Header{}
 	if err := web.DecodeHead(raw, map[string]*string{abi.FieldMethod: &method, abi.FieldURL: &rawURL}, header); err != nil {
@@ -426,7 +427,7 @@ func (s *services) outboundRequest(g *guest, mem plugins.Memory, raw []byte, wit
 	if err != nil || !check(u) {
 		return nil, nil, fmt.Errorf("%w: %s, got %q", abi.StatusInvalid, want, rawURL)
 	}
-	ctx, cancel := context.WithCancel(s.base)
+	ctx, cancel := context.WithCancel(base)
 	req, err := http.NewRequestWithContext(web.WithDialBound(ctx), method, u.String(), nil)
 	if err != nil {
 		cancel()
@@ -502,7 +503,7 @@ func (s *services) startFetch(g *guest, mem plugins.Memory, a []uint64, check fu
 	if err := writeU32(mem, u32(a[4]), 0); err != nil {
 		return err
 	}
-	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[2])&abi.FetchBodyStream != 0, u32(a[3]), check, want)
+	req, cancel, err := s.outboundRequest(s.base, g, mem, raw, u32(a[2])&abi.FetchBodyStream != 0, u32(a[3]), check, want)
 	if err != nil {
 		return err
 	}

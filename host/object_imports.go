@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wharfhq/wharf/abi"
@@ -162,17 +163,72 @@ func importObjectSelf(_ context.Context, g *guest, mem plugins.Memory, a []uint6
 // target reads the (binding, binding_len, id) arguments that start
 // object_fetch and object_call.
 // An event calling its own object is refused at once: the call would wait
-// for an event queued behind the caller's own, until the deadline.
+// for an event queued behind the caller's own, until the deadline. So is
+// a call to an object whose event waits for this one, through the calls
+// that led here (A calls B, which calls A): each would wait for the other.
 func (s *services) target(g *guest, mem plugins.Memory, a []uint64) (*objects.Namespace, string, error) {
 	ns, err := s.binding(mem, u32(a[0]), u32(a[1]))
 	if err != nil {
 		return nil, "", err
 	}
 	id, err := objectIDArg(mem, ns, u32(a[2]))
-	if err == nil && g.object != nil && g.object.obj.Class() == ns.Class() && g.object.obj.ID() == id {
-		err = fmt.Errorf("%w: %s#%s called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly", abi.StatusInvalid, ns.Class(), id[:8])
+	if err != nil || g.object == nil {
+		return ns, id, err
 	}
-	return ns, id, err
+	if g.object.obj.Class() == ns.Class() && g.object.obj.ID() == id {
+		return ns, id, fmt.Errorf("%w: %s#%s called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly", abi.StatusInvalid, ns.Class(), id[:8])
+	}
+	path := []string{objectName(g.object.obj.Class(), g.object.obj.ID())}
+	for w := waitingCaller(g.ctx); w != nil; w = w.next {
+		path = append(path, objectName(w.class, w.id))
+		if w.class == ns.Class() && w.id == id && !w.ended() {
+			slices.Reverse(path)
+			return ns, id, fmt.Errorf("%w: %s called %s, whose event waits for this one (%s): an object's events run one at a time, so each would wait for the other until the time limit",
+				abi.StatusInvalid, path[len(path)-1], path[0], strings.Join(append(path, path[0]), " -> "))
+		}
+	}
+	return ns, id, nil
+}
+
+// objectName names an object in errors: its class and the start of its id.
+func objectName(class, id string) string { return class + "#" + id[:8] }
+
+// waiter is an object whose event waits for an object call or fetch, which
+// carries it in its context (callContext); next is the waiter that object's
+// own event was called by, if any.
+type waiter struct {
+	class, id string
+	done      <-chan struct{} // closed when the waiting event ends
+	next      *waiter
+}
+
+// ended reports whether the waiting event is over (it no longer waits).
+func (w *waiter) ended() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+type waiterKey struct{}
+
+// waitingCaller is the object whose event waits for the event ctx belongs
+// to (the caller of an object's call or fetch event), or nil.
+func waitingCaller(ctx context.Context) *waiter {
+	w, _ := ctx.Value(waiterKey{}).(*waiter)
+	return w
+}
+
+// callContext is the host's context, carrying the chain of objects whose
+// events wait for a call or fetch g makes: g's object (if any) and those
+// waiting for g. The called object's event context derives from it.
+func (s *services) callContext(g *guest) context.Context {
+	if g.object == nil {
+		return s.base
+	}
+	return context.WithValue(s.base, waiterKey{}, &waiter{class: g.object.obj.Class(), id: g.object.obj.ID(), done: g.done, next: waitingCaller(g.ctx)})
 }
 
 // objectFetch is object_fetch(ns, ns_len, id, head, head_len, flags,
@@ -189,7 +245,7 @@ func (s *services) importObjectFetch(_ context.Context, g *guest, mem plugins.Me
 	if err := writeU32(mem, u32(a[7]), 0); err != nil {
 		return err
 	}
-	req, cancel, err := s.outboundRequest(g, mem, raw, u32(a[5])&abi.FetchBodyStream != 0, u32(a[6]), (*url.URL).IsAbs, "an object fetch needs an absolute URL")
+	req, cancel, err := s.outboundRequest(s.callContext(g), g, mem, raw, u32(a[5])&abi.FetchBodyStream != 0, u32(a[6]), (*url.URL).IsAbs, "an object fetch needs an absolute URL")
 	if err != nil {
 		return err
 	}
@@ -229,7 +285,7 @@ func (s *services) importObjectCall(_ context.Context, g *guest, mem plugins.Mem
 	if _, err := readMem(mem, recOut, abi.EventRecordSize); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(s.base)
+	ctx, cancel := context.WithCancel(s.callContext(g))
 	p := guestio.NewPending(g.wake, cancel)
 	if err := g.newHandle(mem, u32(a[7]), abi.KindPending, p); err != nil {
 		return err

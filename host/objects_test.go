@@ -457,7 +457,7 @@ func TestObjectBadCalls(t *testing.T) {
 	w := startObjects(t, t.TempDir(), "")
 	code, body := w.call(t, "STORE", "x", "Nope", nil)
 	assert.Equal(t, 500, code)
-	assert.Contains(t, body, `*main.Store has no method "Nope" that can be called (it has: CallSelf, Delete, DeleteAll`)
+	assert.Contains(t, body, `*main.Store has no method "Nope" that can be called (it has: CallSelf, Chain, Delete, DeleteAll`)
 	code, body = w.call(t, "STORE", "x", "ServeHTTP", nil)
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, `has no method "ServeHTTP" that can be called`)

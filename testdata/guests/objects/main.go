@@ -214,6 +214,22 @@ func (s *Store) CallSelf(ctx context.Context, name string) (int, error) {
 	return n, err
 }
 
+// Chain calls Chain on the Store named names[0] with the rest of names,
+// and returns the event count of the last one: a chain of calls from
+// object to object (names may come back to an object on the way).
+func (s *Store) Chain(ctx context.Context, names []string) (int, error) {
+	if len(names) == 0 {
+		return s.events, nil
+	}
+	stub, err := stores.GetByName(names[0])
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = stub.CallContext(ctx, "Chain", names[1:], &n)
+	return n, err
+}
+
 // GetAsNumber calls Get on the object named Name and decodes its string
 // result into an int, and returns the error that gives.
 func (s *Store) GetAsNumber(args struct{ Name, Key string }) (string, error) {
