@@ -68,9 +68,15 @@ func (in *incoming) writeHead() {
 	}
 }
 
+// newIncoming makes the incoming request r, answered through rw. A
+// client's request to switch protocols gets the pipe its connection feeds
+// once switched; not one with a body, though (curl --http2 asks to switch
+// to h2c on a POST): that body is the request's (a server switches only
+// after reading it whole, RFC 9110 7.8), and the Worker reading it would
+// wait for a 101 that never comes, until its time limit.
 func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
 	in := &incoming{r: r, rw: rw, rc: http.NewResponseController(rw)}
-	if _, ok := rw.(http.Hijacker); ok && web.WantsUpgrade(r.Header) {
+	if _, ok := rw.(http.Hijacker); ok && web.WantsUpgrade(r.Header) && (r.Body == nil || r.Body == http.NoBody) {
 		pr, pw := io.Pipe()
 		in.upgrade = &upgrade{r: pr, w: pw}
 	}
@@ -324,10 +330,13 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		return err
 	}
 	status, err := strconv.Atoi(statusText)
-	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && web.WantsUpgrade(in.r.Header)
+	// A client's connection switches only for an Upgrade request without a
+	// body (in.upgrade, see newIncoming); an object's 101 goes to its caller.
+	_, client := in.rw.(http.Hijacker)
+	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && web.WantsUpgrade(in.r.Header) && (in.upgrade != nil || !client)
 	if (err != nil || status < 200 || status > 599) && !switchProto {
 		clear(dst)
-		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request)", abi.StatusInvalid, statusText)
+		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request without a body)", abi.StatusInvalid, statusText)
 	}
 	if len(body) > 0 && dst.Get("Content-Type") == "" {
 		dst.Set("Content-Type", http.DetectContentType(body)) // as net/http would, natively rather than in the guest

@@ -633,6 +633,29 @@ func TestUnreadRequestBodyKeepsConnection(t *testing.T) {
 	assert.NotContains(t, w.logs.String(), "panic")
 }
 
+// TestUpgradeRequestWithBodyServesItsBody: a request asking to switch
+// protocols with a body (curl --http2 asks for h2c on a POST), sized or
+// chunked, is an ordinary request to a Worker that does not switch: it
+// reads the body at once, not what the connection would carry after a
+// 101 that never comes (it waited for its time limit, then got a 504).
+func TestUpgradeRequestWithBodyServesItsBody(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"10s\"\n")
+	conn, br := w.dial(t)
+	for _, framing := range []string{"Content-Length: 3\r\n\r\nabc", "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"} {
+		for _, upgrade := range []string{"h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings", "websocket\r\nConnection: Upgrade"} {
+			start := time.Now()
+			fmt.Fprintf(conn, "POST /echo HTTP/1.1\r\nHost: x\r\nUpgrade: %s\r\n%s", upgrade, framing)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, 200, resp.StatusCode, "%s", b)
+			assert.Equal(t, "abc", string(b))
+			assert.Less(t, time.Since(start), 5*time.Second)
+		}
+	}
+}
+
 // TestRefusedUploadNeverServesItsBody refuses an upload that is still
 // arriving (the handler reads a byte and answers 413). The rest of the body
 // is a request's text: it must be read as body, never served as a request
