@@ -89,38 +89,40 @@ func TestObjectCallingItselfIsRefused(t *testing.T) {
 // TestObjectCallCycleIsRefused: a calls b, which calls a (or through c):
 // a's event waits for b's, b's call for a's event to end. The call closing
 // the cycle is refused at once, naming it; each object serves on, and a
-// chain without a cycle (or coming back to an object whose event ended)
-// is served.
+// chain without a cycle is served. With several instances and with one
+// (where the calls run inline).
 func TestObjectCallCycleIsRefused(t *testing.T) {
-	w := startObjects(t, t.TempDir(), "[limits]\ntimeout = \"10s\"\n")
-	store := map[string]string{}
-	for _, name := range []string{"a", "b", "c"} {
-		code, id := get(t, w.url+"/store-id/"+name)
-		require.Equal(t, 200, code, id)
-		store[name] = "Store#" + id[:8]
-	}
-	for _, tc := range []struct {
-		chain []string
-		cycle []string // the calls' path, from the object called again
-	}{
-		{[]string{"b", "a"}, []string{"a", "b", "a"}},
-		{[]string{"b", "c", "a"}, []string{"a", "b", "c", "a"}},
-		{[]string{"b", "c", "b"}, []string{"b", "c", "b"}},
-	} {
-		start := time.Now()
-		code, body := w.call(t, "STORE", "a", "Chain", tc.chain)
-		assert.Less(t, time.Since(start), 5*time.Second, "refused at once, not at the time limit")
-		assert.Equal(t, http.StatusInternalServerError, code, body)
-		var path []string
-		for _, name := range tc.cycle {
-			path = append(path, store[name])
+	for _, limits := range []string{"instances = 4\n", "instances = 1\n"} { // one instance: the calls run inline
+		w := startObjects(t, t.TempDir(), "[limits]\ntimeout = \"10s\"\n"+limits)
+		store := map[string]string{}
+		for _, name := range []string{"a", "b", "c"} {
+			code, id := get(t, w.url+"/store-id/"+name)
+			require.Equal(t, 200, code, id)
+			store[name] = "Store#" + id[:8]
 		}
-		last, again := path[len(path)-2], path[0]
-		assert.True(t, strings.HasSuffix(body, ": "+last+" called "+again+", whose event waits for this one ("+strings.Join(path, " -> ")+
-			"): an object's events run one at a time, so each would wait for the other until the time limit"), body)
+		for _, tc := range []struct {
+			chain []string
+			cycle []string // the calls' path, from the object called again
+		}{
+			{[]string{"b", "a"}, []string{"a", "b", "a"}},
+			{[]string{"b", "c", "a"}, []string{"a", "b", "c", "a"}},
+			{[]string{"b", "c", "b"}, []string{"b", "c", "b"}},
+		} {
+			start := time.Now()
+			code, body := w.call(t, "STORE", "a", "Chain", tc.chain)
+			assert.Less(t, time.Since(start), 5*time.Second, "%s: refused at once, not at the time limit", limits)
+			assert.Equal(t, http.StatusInternalServerError, code, "%s: %s", limits, body)
+			var path []string
+			for _, name := range tc.cycle {
+				path = append(path, store[name])
+			}
+			last, again := path[len(path)-2], path[0]
+			assert.True(t, strings.HasSuffix(body, ": "+last+" called "+again+", whose event waits for this one ("+strings.Join(path, " -> ")+
+				"): an object's events run one at a time, so each would wait for the other until the time limit"), "%s: %s", limits, body)
+		}
+		assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"b", "c"}), "%s: a chain without a cycle", limits)
+		assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"c"}), "%s: each object serves on", limits)
 	}
-	assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"b", "c"}), "a chain without a cycle")
-	assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"c"}), "each object serves on")
 }
 
 // stalledClient pipelines n requests for path on one connection with a tiny
