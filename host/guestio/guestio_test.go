@@ -293,6 +293,61 @@ func TestWriteStreamBackpressureAndAbort(t *testing.T) {
 	assert.True(t, s.Ready(), "a failed stream does not block")
 }
 
+// oneByteAtATime is an endless source that returns a byte per Read, as a
+// client trickling its body does.
+type oneByteAtATime struct{}
+
+func (oneByteAtATime) Read(p []byte) (int, error) { p[0] = 'x'; return 1, nil }
+func (oneByteAtATime) Close() error               { return nil }
+
+// TestStreamsBufferBytesNotPieces: a stream's limit bounds its memory
+// whatever the size of the pieces it gets, read from its source or written
+// by the guest a byte at a time: small pieces share a buffer (before,
+// each took a 64 KiB chunk, and 256 Ki one-byte pieces fit the limit).
+func TestStreamsBufferBytesNotPieces(t *testing.T) {
+	maxChunks := streamBufferLimit/ChunkSize + 1
+	r := NewReadStream(oneByteAtATime{}, func() {})
+	defer r.Close()
+	_, err := r.Read(context.Background(), nil, true) // starts the pump
+	require.ErrorIs(t, err, abi.StatusAgain)
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.queued >= streamBufferLimit
+	}, 10*time.Second, time.Millisecond, "the source fills the stream")
+	r.mu.Lock()
+	assert.LessOrEqual(t, len(r.chunks), maxChunks, "buffers queued for %d bytes", r.queued)
+	r.mu.Unlock()
+	got := make([]byte, 3)
+	n, err := r.Read(context.Background(), got, true)
+	require.NoError(t, err)
+	assert.Equal(t, "xxx", string(got[:n]))
+
+	k := &sink{gate: make(chan struct{}), entered: NewSignal()}
+	w := NewWriteStream(k, func() {})
+	defer w.Abort(errors.New("done"))
+	for i := 0; ; i++ {
+		_, err := w.Write(context.Background(), []byte{byte(i)}, true)
+		if errors.Is(err, abi.StatusAgain) {
+			break
+		}
+		require.NoError(t, err)
+	}
+	w.mu.Lock()
+	assert.Equal(t, streamBufferLimit, w.queued)
+	assert.LessOrEqual(t, len(w.chunks), maxChunks, "buffers queued for %d bytes", w.queued)
+	var queued []byte
+	for _, c := range w.chunks {
+		queued = append(queued, c.data...)
+	}
+	for i := 1; i < len(queued); i++ {
+		if queued[i] != queued[i-1]+1 {
+			t.Fatalf("bytes out of order at %d: %d after %d", i, queued[i], queued[i-1])
+		}
+	}
+	w.mu.Unlock()
+}
+
 func TestForward(t *testing.T) {
 	data := bytes.Repeat([]byte("forward "), streamBufferLimit/4)
 	src := &source{Reader: bytes.NewReader(data)}

@@ -68,9 +68,23 @@ func newQueue(wake func()) queue {
 	return queue{data: NewSignal(), space: NewSignal(), wake: wake}
 }
 
+// pushLocked queues c. A chunk that fits in the room left in the last
+// one's buffer is copied there: each holds a whole pooled buffer, and
+// the limit counts bytes, so a source read a byte at a time (a client
+// trickling its body, a guest writing bytes one by one) would otherwise
+// queue a 64 KiB buffer per byte, up to 16 GiB per stream. Every queued
+// buffer but the last is then at least half full once c is at most half
+// a chunk, and holds more than half a chunk otherwise.
 func (q *queue) pushLocked(c chunk) {
-	q.chunks = append(q.chunks, c)
 	q.queued += len(c.data)
+	if k := len(q.chunks) - 1; k >= 0 {
+		if last := &q.chunks[k]; cap(last.data)-len(last.data) >= len(c.data) {
+			last.data = append(last.data, c.data...) // in last's own buffer: pooled chunks own theirs
+			c.release()
+			return
+		}
+	}
+	q.chunks = append(q.chunks, c)
 }
 
 // popInto copies queued bytes into p. Callers hold q.mu.
