@@ -122,6 +122,16 @@ func TestObjectCallCycleIsRefused(t *testing.T) {
 		}
 		assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"b", "c"}), "%s: a chain without a cycle", limits)
 		assert.Equal(t, "0", w.mustCall(t, "STORE", "a", "Chain", []string{"c"}), "%s: each object serves on", limits)
+
+		// The same through fetches (stub.Fetch): a fetches from b, which
+		// fetches from a.
+		start := time.Now()
+		code, body := get(t, w.url+"/fetch/STORE/a/chain/b/a/")
+		assert.Less(t, time.Since(start), 5*time.Second, "%s: refused at once, not at the time limit", limits)
+		assert.Equal(t, http.StatusBadGateway, code, "%s: %s", limits, body)
+		assert.Contains(t, body, store["b"]+" called "+store["a"]+", whose event waits for this one ("+store["a"]+" -> "+store["b"]+" -> "+store["a"]+")", limits)
+		code, body = get(t, w.url+"/fetch/STORE/a/chain/b/c/")
+		assert.Equal(t, 200, code, "%s: %s", limits, body)
 	}
 }
 

@@ -318,10 +318,11 @@ func (s *Store) Spin() error {
 	}
 }
 
-// ServeHTTP echoes the request body with the object's id; /stream streams
-// a response after a write, in flushed pieces; /answer-early ends its
-// answer, then works on and writes; /stream-panic panics once its head is
-// flushed.
+// ServeHTTP echoes the request body with the object's id; /chain/b/c
+// fetches /chain/c from the Store named b (/chain/ answers with the event
+// count); /stream streams a response after a write, in flushed pieces;
+// /answer-early ends its answer, then works on and writes; /stream-panic
+// panics once its head is flushed.
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/stream" {
 		s.state.Storage.Put("streamed", []byte("yes"))
@@ -339,6 +340,26 @@ func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		time.Sleep(300 * time.Millisecond) // its caller has finished by now
 		s.state.Storage.Put("lingered", []byte("yes"))
+		return
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/chain/"); ok { // /chain/b/c: fetch /chain/c from Store b
+		if rest == "" {
+			fmt.Fprint(w, s.events)
+			return
+		}
+		name, next, _ := strings.Cut(rest, "/")
+		stub, err := stores.GetByName(name)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", "http://object/chain/"+next, nil)
+		resp, err := stub.Fetch(req)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		sdk.WriteResponse(w, resp)
 		return
 	}
 	if r.URL.Path == "/stream-panic" {
