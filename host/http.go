@@ -83,6 +83,35 @@ func newIncoming(rw http.ResponseWriter, r *http.Request) *incoming {
 	return in
 }
 
+// upgradeBody is the request body of a client's request to switch
+// protocols: what the client sends once switched. Host-side readers of it
+// (a forward to an object or a container) wait for the Worker's answer;
+// the Worker reading it itself before it answers cannot wait for a 101 it
+// has not sent, so that read ends the body (see readByGuest).
+type upgradeBody struct {
+	*io.PipeReader
+	in *incoming
+}
+
+// readByGuest is called when the guest reads the body itself: before it
+// answered, the request is an ordinary one with an empty body (as net/http
+// gives a handler), which a 101 can no longer answer.
+func (b upgradeBody) readByGuest() {
+	if !b.in.responded {
+		b.in.dropUpgrade()
+	}
+}
+
+// dropUpgrade makes a client's request to switch protocols, which will not
+// switch, an ordinary request: its body, which the connection would feed
+// after a 101, ends (EOF).
+func (in *incoming) dropUpgrade() {
+	if in.upgrade != nil {
+		in.upgrade.w.Close()
+		in.upgrade = nil
+	}
+}
+
 // switchProtocols answers 101 on the client's own connection and starts
 // feeding what the client sends into the request body.
 func (in *incoming) switchProtocols(h http.Header) error {
@@ -144,7 +173,7 @@ func importRequestBody(_ context.Context, g *guest, mem plugins.Memory, a []uint
 	var src io.ReadCloser
 	switch {
 	case in.upgrade != nil: // what the client sends after a 101
-		src = in.upgrade.r
+		src = upgradeBody{in.upgrade.r, in}
 	case in.r.Body != nil && in.r.Body != http.NoBody && in.r.ContentLength != 0:
 		// A body net/http serves has read deadlines (see requestBody).
 		served := in.rc.SetReadDeadline(time.Time{}) == nil
@@ -331,12 +360,13 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 	}
 	status, err := strconv.Atoi(statusText)
 	// A client's connection switches only for an Upgrade request without a
-	// body (in.upgrade, see newIncoming); an object's 101 goes to its caller.
+	// body that the Worker did not read before answering (in.upgrade, see
+	// newIncoming and upgradeBody); an object's 101 goes to its caller.
 	_, client := in.rw.(http.Hijacker)
 	switchProto := err == nil && status == http.StatusSwitchingProtocols && streaming && web.WantsUpgrade(in.r.Header) && (in.upgrade != nil || !client)
 	if (err != nil || status < 200 || status > 599) && !switchProto {
 		clear(dst)
-		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request without a body)", abi.StatusInvalid, statusText)
+		return fmt.Errorf("%w: response status %q is not a number from 200 to 599 (or 101 with a streamed body, answering an Upgrade request without a body, which the worker did not read before answering)", abi.StatusInvalid, statusText)
 	}
 	if len(body) > 0 && dst.Get("Content-Type") == "" {
 		dst.Set("Content-Type", http.DetectContentType(body)) // as net/http would, natively rather than in the guest
@@ -345,6 +375,9 @@ func importResponseSend(ctx context.Context, g *guest, mem plugins.Memory, a []u
 		dst["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
 	in.responded, in.status = true, status
+	if !switchProto {
+		in.dropUpgrade() // no switch: the body ends, and whatever reads it (a forward) with it
+	}
 	if switchProto && in.upgrade != nil { // the client's connection: take it over
 		if err := in.switchProtocols(dst); err != nil {
 			return fmt.Errorf("%w: switching protocols: %w", abi.StatusClosed, err)

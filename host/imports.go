@@ -217,7 +217,11 @@ func importStreamRead(ctx context.Context, g *guest, mem plugins.Memory, a []uin
 	if len(buf) == 0 {
 		return fmt.Errorf("%w: read buffer has length 0", abi.StatusInvalid)
 	}
-	n, err := obj.(*guestio.ReadStream).Read(ctx, buf, true) // never blocks the instance: wait with wait_fd
+	rs := obj.(*guestio.ReadStream)
+	if b, ok := rs.Source().(upgradeBody); ok {
+		b.readByGuest()
+	}
+	n, err := rs.Read(ctx, buf, true) // never blocks the instance: wait with wait_fd
 	if n > 0 {
 		return writeU32(mem, u32(a[4]), uint32(n))
 	}

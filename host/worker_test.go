@@ -656,6 +656,28 @@ func TestUpgradeRequestWithBodyServesItsBody(t *testing.T) {
 	}
 }
 
+// TestUpgradeRequestReadBeforeAnswerIsEmpty: a GET asking to switch
+// protocols (curl --http2 asks for h2c; a WebSocket handshake) to a
+// handler that reads the body before it answers is an ordinary request
+// with an empty body: the read ends at once (it waited for the bytes of a
+// switch the Worker had not made, until its time limit: a 504), and the
+// connection serves the next request.
+func TestUpgradeRequestReadBeforeAnswerIsEmpty(t *testing.T) {
+	w := startWorker(t, "[limits]\ntimeout = \"10s\"\n")
+	conn, br := w.dial(t)
+	for _, upgrade := range []string{"h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings", "websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="} {
+		start := time.Now()
+		fmt.Fprintf(conn, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: %s\r\n\r\n", upgrade)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, "%s", b)
+		assert.Empty(t, string(b))
+		assert.Less(t, time.Since(start), 5*time.Second)
+	}
+}
+
 // TestRefusedUploadNeverServesItsBody refuses an upload that is still
 // arriving (the handler reads a byte and answers 413). The rest of the body
 // is a request's text: it must be read as body, never served as a request

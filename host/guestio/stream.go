@@ -157,6 +157,9 @@ func NewReadStream(src io.ReadCloser, wake func()) *ReadStream {
 	return s
 }
 
+// Source is the stream's source, as NewReadStream got it.
+func (s *ReadStream) Source() io.ReadCloser { return s.src }
+
 func (s *ReadStream) startLocked() {
 	if !s.started {
 		s.started = true
