@@ -451,21 +451,29 @@ func (s *Service) Monitor(class, object string) (func() error, error) {
 	if _, err := s.Config(class); err != nil {
 		return nil, err
 	}
-	ops := s.opsUnderWay(class, object)
-	// An exited container is still known until the next start or destroy,
-	// so a monitor that comes late gets its exit code.
-	if _, ok := s.backend.Get(class, object); !ok && len(ops) == 0 {
+	// With nothing under way, the container now is the one to wait for
+	// (under mu: no start or destroy begins meanwhile), even if a destroy
+	// begun later removes it before the wait runs. An exited container is
+	// still known until the next start or destroy, so a monitor that comes
+	// late gets its exit code.
+	s.mu.Lock()
+	ops := slices.Clone(s.ops[objectKey(class, object)])
+	c, ok := s.backend.Get(class, object)
+	s.mu.Unlock()
+	if !ok && len(ops) == 0 {
 		return nil, s.whyNotRunning(class, object)
 	}
 	return func() error {
-		awaitOps(context.Background(), ops) // each ends with its ctx
-		c, ok := s.backend.Get(class, object)
-		// The destroys the ops end with: the first removed the container
-		// (the others found none), whose exit they caused.
-		for i := len(ops) - 1; i >= 0 && ops[i].destroy; i-- {
-			if ops[i].removed != nil {
-				c, ok = ops[i].removed, true
-				break
+		if len(ops) > 0 {
+			awaitOps(context.Background(), ops) // each ends with its ctx
+			c, ok = s.backend.Get(class, object)
+			// The destroys the ops end with: the first removed the
+			// container (the others found none), whose exit they caused.
+			for i := len(ops) - 1; i >= 0 && ops[i].destroy; i-- {
+				if ops[i].removed != nil {
+					c, ok = ops[i].removed, true
+					break
+				}
 			}
 		}
 		if !ok {
