@@ -604,6 +604,35 @@ func TestAlarmRunsAndRetries(t *testing.T) {
 	assert.Equal(t, `""`, w.mustCall(t, "ALARMED", "c", "Runs", nil), "a cancelled alarm never runs")
 }
 
+// TestAlarmSetWhileAwaitingRetryReplacesIt: an alarm set by another event
+// after a failed run (as soon as that run is over, while its failure may
+// still be being recorded, or later, while its retry waits) replaces the
+// retry, as setAlarm replaces an object's one alarm in the reference: it
+// runs at its own time as a first run (retry 0), and the retry never runs.
+// Deleting the alarm then cancels the retry. Before, an alarm set before
+// the failure was recorded was moved to the retry's time, and ran as a
+// retry.
+func TestAlarmSetWhileAwaitingRetryReplacesIt(t *testing.T) {
+	w := startObjects(t, t.TempDir(), "")
+	failed := func(n int) func() bool {
+		return func() bool { return strings.Count(w.logs.String(), "failing alarm run 0 on purpose") == n }
+	}
+	w.mustCall(t, "ALARMED", "s", "Schedule", []int{0, 100})
+	require.Eventually(t, failed(1), 5*time.Second, time.Millisecond)
+	w.mustCall(t, "ALARMED", "s", "Schedule", []int{100, 0}) // queued behind the failed run
+	require.Eventually(t, func() bool {
+		return w.mustCall(t, "ALARMED", "s", "Runs", nil) != `""`
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, `"0,"`, w.mustCall(t, "ALARMED", "s", "Runs", nil), "the alarm set meanwhile ran as a retry")
+
+	w.mustCall(t, "ALARMED", "d", "Schedule", []int{0, 100})
+	require.Eventually(t, failed(2), 5*time.Second, time.Millisecond)
+	w.mustCall(t, "ALARMED", "d", "Cancel", nil)
+	time.Sleep(2 * time.Second) // past the retry's backoff (1 s)
+	assert.NotContains(t, w.logs.String(), "failing alarm run 1 on purpose", "the deleted alarm was retried")
+	assert.Equal(t, "false", w.mustCall(t, "ALARMED", "d", "Pending", nil))
+}
+
 // TestAlarmGivenUpIsNotPending: an alarm whose handler fails every retry
 // is given up (after about a minute of backoff) and deleted from the
 // object's storage: the last failed event's rollback had put it back, so

@@ -21,7 +21,11 @@ import (
 // written before the object's commit, so it may name an alarm that was never
 // committed or has moved; the object's database is checked before the alarm
 // runs. Delivery is at least once: a failed alarm is retried with
-// exponential backoff.
+// exponential backoff, unless another event of the object sets its alarm
+// meanwhile: that alarm replaces the retry, due at its own time with a
+// count of 0 (as in the reference, where setAlarm replaces the one alarm an
+// object has). One deleted meanwhile finds nothing in the database when its
+// retry fires, and is not delivered.
 
 const (
 	maxAlarmRetries = 6
@@ -44,8 +48,13 @@ type Alarms struct {
 	due     map[alarmKey]time.Time
 	// sets numbers each object's latest Set (from setSeq): an alarm set
 	// while the last one ran moved it, even to the very same time.
-	sets    map[alarmKey]uint64
-	setSeq  uint64
+	sets   map[alarmKey]uint64
+	setSeq uint64
+	// since is, for each running alarm, the number in sets its outcome
+	// compares with: the latest Set when it was delivered, or when its
+	// failed event's writes were undone (undone), which undid its
+	// handler's Sets too.
+	since   map[alarmKey]uint64
 	retries map[alarmKey]int
 	running map[alarmKey]bool
 	// waiting orders the alarms of due that are not running by time
@@ -74,7 +83,7 @@ func OpenAlarms(path string, known func(class string) bool, deliver func(class, 
 		db.Close()
 		return nil, fmt.Errorf("alarm index %s: %w", path, err)
 	}
-	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, sets: map[alarmKey]uint64{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
+	s := &Alarms{deliver: deliver, logger: logger, db: db, due: map[alarmKey]time.Time{}, sets: map[alarmKey]uint64{}, since: map[alarmKey]uint64{}, retries: map[alarmKey]int{}, running: map[alarmKey]bool{}}
 	if err := s.load(known); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("alarm index %s: reading its alarms: %w", path, err)
@@ -357,17 +366,18 @@ func (s *Alarms) fire() {
 func (s *Alarms) run(k alarmKey) {
 	s.mu.Lock()
 	retry := s.retries[k]
-	set := s.sets[k]
+	s.since[k] = s.sets[k]
 	s.mu.Unlock()
 	s.wg.Add(1)
 	done := func(err error) {
 		defer s.wg.Done()
-		s.finished(k, set, err)
+		s.finished(k, err)
 	}
 	if err := s.deliver(k.class, k.id, retry, done); err != nil {
 		s.wg.Done()
 		s.mu.Lock()
 		delete(s.running, k)
+		delete(s.since, k)
 		s.queueLocked(k)
 		s.mu.Unlock()
 	}
@@ -377,22 +387,37 @@ func (s *Alarms) run(k alarmKey) {
 // in the object's database (which fixed the index with Set or Remove).
 var ErrAlarmSkipped = errors.New("alarm not due")
 
-// finished records an alarm's outcome: done, moved, or retried later. set
-// is the number of the object's latest Set when the alarm was delivered. A
+// undone records that the running alarm of the object failed and its
+// event's writes were rolled back, its handler's SetAlarm among them (the
+// object calls it as that event ends, before any later event of the object
+// runs): an alarm set after this is a later event's, which replaces the
+// retry (finished).
+func (s *Alarms) undone(class, id string) {
+	k := alarmKey{class, id}
+	s.mu.Lock()
+	if s.running[k] {
+		s.since[k] = s.sets[k]
+	}
+	s.mu.Unlock()
+}
+
+// finished records an alarm's outcome: done, moved, or retried later. A
 // success keeps an alarm set since delivery (by its handler or a later
-// event), even for the same time; a failure's retry checks the object's
-// database, which has the alarm that counts. Giving up after the last
-// retry (whose event deleted the alarm from the database) keeps an alarm
-// set since delivery too: a later event's is due at its time, and one the
-// failed handler set, undone, finds nothing in the database when it fires.
-func (s *Alarms) finished(k alarmKey, set uint64, err error) {
+// event), even for the same time. A failure keeps an alarm a later event
+// set since its event's writes were undone (see since): it replaces the
+// retry, due at its own time with its count at 0; else the alarm is
+// retried after a backoff, and the retry checks the object's database,
+// which has the alarm that counts. Giving up after the last retry (whose
+// event deleted the alarm from the database) keeps such an alarm too.
+func (s *Alarms) finished(k alarmKey, err error) {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
 	s.mu.Lock()
 	// k waits again (queueLocked) only once its outcome is recorded: a
 	// fire meanwhile must not deliver it again at its old time.
 	delete(s.running, k)
-	moved := s.sets[k] != set
+	moved := s.sets[k] != s.since[k]
+	delete(s.since, k)
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrAlarmSkipped):
@@ -409,6 +434,13 @@ func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 		} else {
 			s.removeLocked(k)
 		}
+	case moved:
+		// Set by a later event: that alarm replaces the retry, due at its
+		// own time (Set put it in due and the index), with its own count.
+		s.mu.Lock()
+		delete(s.retries, k)
+		s.mu.Unlock()
+		s.logger.Warn("alarm failed; not retried, as the object set its alarm again", "class", k.class, "id", k.id, "err", err)
 	default:
 		s.mu.Lock()
 		n := s.retries[k] + 1
@@ -416,9 +448,7 @@ func (s *Alarms) finished(k alarmKey, set uint64, err error) {
 			delete(s.retries, k)
 			s.mu.Unlock()
 			s.logger.Error("alarm failed too often; giving up", "class", k.class, "id", k.id, "retries", maxAlarmRetries, "err", err)
-			if !moved { // else the alarm set since delivery stays: it is due at its own time
-				s.removeLocked(k)
-			}
+			s.removeLocked(k)
 			break
 		}
 		s.retries[k] = n

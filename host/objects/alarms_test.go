@@ -136,6 +136,7 @@ func TestAlarmSetWhileTheLastRetryFailsIsKept(t *testing.T) {
 	a.mu.Lock()
 	a.retries[k] = maxAlarmRetries // this delivery is the last retry
 	a.mu.Unlock()
+	a.undone(k.class, k.id) // its event failed, before the other ran
 	next := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
 	require.NoError(t, a.Set(k.class, k.id, next))
 	done(errors.New("the last retry failed"))
@@ -165,6 +166,7 @@ func TestAlarmHandlerThatSetsAnAlarmThenFails(t *testing.T) {
 			go func() {
 				retries <- retry
 				assert.NoError(t, a.Set(class, id, time.Now().Add(time.Hour))) // the handler's next alarm
+				a.undone(class, id)                                            // its event failed: rolled back
 				done(errors.New("failed after setting the next alarm"))
 			}()
 			return nil
@@ -186,6 +188,49 @@ func TestAlarmHandlerThatSetsAnAlarmThenFails(t *testing.T) {
 		defer a.mu.Unlock()
 		return a.retries[alarmKey{"C", "x"}] == 2 && !a.running[alarmKey{"C", "x"}]
 	}, 5*time.Second, time.Millisecond, "the second failure counts as the second")
+}
+
+// TestAlarmSetAfterAFailedRunReplacesTheRetry: an alarm another event sets
+// after a failed run (its writes undone), before its failure is recorded
+// (once that event's batch committed), replaces the retry, as setAlarm
+// replaces an object's one alarm in the reference: it fires at its own
+// time, earlier than the retry's, with a count of 0. Before, the retry's
+// time replaced it, and it fired late, as a retry. A handler's own alarm,
+// undone with its failed run, does not (TestAlarmHandlerThatSetsAnAlarmThenFails).
+func TestAlarmSetAfterAFailedRunReplacesTheRetry(t *testing.T) {
+	type delivery struct {
+		retry int
+		done  func(error)
+	}
+	got := make(chan delivery, 10)
+	a, err := OpenAlarms(filepath.Join(t.TempDir(), "alarms.sqlite"), func(string) bool { return true },
+		func(_, _ string, retry int, done func(error)) error {
+			got <- delivery{retry, done}
+			return nil
+		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	k := alarmKey{"C", "x"}
+	a.Start()
+	require.NoError(t, a.Set(k.class, k.id, time.Now()))
+	d := <-got
+	a.undone(k.class, k.id) // the handler failed: its event's writes are undone
+	next := time.UnixMilli(time.Now().Add(100 * time.Millisecond).UnixMilli())
+	require.NoError(t, a.Set(k.class, k.id, next)) // another event, before the failure is recorded
+	start := time.Now()
+	d.done(errors.New("the handler failed"))
+	var ms int64
+	require.NoError(t, a.db.QueryRow("SELECT at_ms FROM alarms WHERE class = ? AND id = ?", k.class, k.id).Scan(&ms), "the index lost it")
+	assert.Equal(t, next.UnixMilli(), ms, "the index has the alarm set meanwhile")
+	select {
+	case d = <-got:
+		assert.Zero(t, d.retry, "the alarm set meanwhile is not a retry")
+		assert.Less(t, time.Since(start), firstRetryDelay/2, "it fired at the retry's time, not its own")
+		assert.False(t, time.Now().Before(next), "it fired before its time")
+		d.done(nil)
+	case <-time.After(5 * firstRetryDelay):
+		t.Fatal("neither the alarm set meanwhile nor a retry fired")
+	}
 }
 
 // TestAlarmsUnderConcurrentSetAndRemove sets and removes alarms of a few

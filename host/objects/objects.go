@@ -898,8 +898,13 @@ func (obj *Object) handle(ev *objectEvent) {
 			// from storage on the next event.
 			obj.deactivate()
 		}
-		if ev.kind == alarmEvent && ev.retry >= maxAlarmRetries && obj.db != nil {
-			obj.giveUpAlarm()
+		if ev.kind == alarmEvent {
+			// Its writes were undone: an alarm set from now on is a later
+			// event's, which replaces the retry.
+			obj.objs.alarms.undone(obj.ns.class, obj.id)
+			if ev.retry >= maxAlarmRetries && obj.db != nil {
+				obj.giveUpAlarm()
+			}
 		}
 	}
 	ev.finish(err)
