@@ -233,7 +233,7 @@ func (s *Alarms) indexStored(class, f, doing string, logger *slog.Logger) (bool,
 		return false, nil
 	}
 	k := alarmKey{class, strings.TrimSuffix(filepath.Base(f), ".sqlite")}
-	if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms", k.class, k.id, at); err != nil {
+	if err := s.index(k, time.UnixMilli(at)); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
@@ -277,8 +277,7 @@ func (s *Alarms) Set(class, id string, t time.Time) error {
 	k := alarmKey{class, id}
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
-	if _, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms",
-		k.class, k.id, t.UnixMilli()); err != nil {
+	if err := s.index(k, t); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -294,6 +293,13 @@ func (s *Alarms) Set(class, id string, t time.Time) error {
 	s.mu.Unlock()
 	s.reschedule()
 	return nil
+}
+
+// index writes in the index that k's alarm is due at t.
+func (s *Alarms) index(k alarmKey, t time.Time) error {
+	_, err := s.db.Exec("INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms",
+		k.class, k.id, t.UnixMilli())
+	return err
 }
 
 // Remove forgets the object's alarm.
@@ -451,10 +457,17 @@ func (s *Alarms) finished(k alarmKey, err error) {
 			s.removeLocked(k)
 			break
 		}
+		at := time.Now().Add(firstRetryDelay << (n - 1))
 		s.retries[k] = n
-		s.due[k] = time.Now().Add(firstRetryDelay << (n - 1))
+		s.due[k] = at
 		s.mu.Unlock()
 		s.logger.Warn("alarm failed; retrying", "class", k.class, "id", k.id, "retry", n, "err", err)
+		// The index may have a time the failed handler set, undone: a
+		// restart would wait for it. (If this fails, it waits: the
+		// alarm is not lost.)
+		if err := s.index(k, at); err != nil {
+			s.logger.Error("writing an alarm's retry in the alarm index: after a restart, it runs at the time the index had", "class", k.class, "id", k.id, "err", err)
+		}
 	}
 	s.mu.Lock()
 	s.queueLocked(k)

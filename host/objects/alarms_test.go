@@ -156,7 +156,7 @@ func TestAlarmSetWhileTheLastRetryFailsIsKept(t *testing.T) {
 // TestAlarmHandlerThatSetsAnAlarmThenFails: a handler that sets the next
 // alarm and then fails (its writes, the new alarm with them, are undone)
 // is retried with a growing count, as any failing handler: its own Set
-// does not start the count again.
+// does not start the count again, and the index has the retry's time.
 func TestAlarmHandlerThatSetsAnAlarmThenFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alarms.sqlite")
 	retries := make(chan int, 10)
@@ -188,6 +188,11 @@ func TestAlarmHandlerThatSetsAnAlarmThenFails(t *testing.T) {
 		defer a.mu.Unlock()
 		return a.retries[alarmKey{"C", "x"}] == 2 && !a.running[alarmKey{"C", "x"}]
 	}, 5*time.Second, time.Millisecond, "the second failure counts as the second")
+	require.Eventually(t, func() bool { // written as the failure is recorded
+		var ms int64
+		require.NoError(t, a.db.QueryRow("SELECT at_ms FROM alarms WHERE class = 'C' AND id = 'x'").Scan(&ms))
+		return ms < time.Now().Add(time.Minute).UnixMilli()
+	}, 5*time.Second, time.Millisecond, "the index has the undone alarm's time, not the retry's: a restart would wait for it")
 }
 
 // TestAlarmSetAfterAFailedRunReplacesTheRetry: an alarm another event sets
