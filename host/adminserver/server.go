@@ -412,10 +412,10 @@ func (s *Server) destroy(rw http.ResponseWriter, r *http.Request) {
 	answer(rw, err)
 }
 
-// drain moves the host's objects to the other hosts of its cluster.
-// drain drains the host, until its timeout if it has one: then it
-// answers which objects are left, and the host drains on (or, if the
-// timeout passed before the host was marked draining, that it serves on).
+// drain moves the host's objects to the other hosts of its cluster, until
+// its timeout if it has one: then it answers which objects are left, and
+// the host drains on (or, if the timeout passed before the host was marked
+// draining, that it serves on).
 func (s *Server) drain(rw http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var timeout time.Duration
