@@ -178,16 +178,28 @@ func (s *services) target(g *guest, mem plugins.Memory, a []uint64) (*objects.Na
 	if g.object.obj.Class() == ns.Class() && g.object.obj.ID() == id {
 		return ns, id, fmt.Errorf("%w: %s#%s called itself: an object's events run one at a time, so the call would wait for this one to end; call the method directly", abi.StatusInvalid, ns.Class(), id[:8])
 	}
-	path := []string{objectName(g.object.obj.Class(), g.object.obj.ID())}
 	for w := waitingCaller(g.ctx); w != nil; w = w.next {
-		path = append(path, objectName(w.class, w.id))
 		if w.class == ns.Class() && w.id == id && !w.ended() {
-			slices.Reverse(path)
-			return ns, id, fmt.Errorf("%w: %s called %s, whose event waits for this one (%s): an object's events run one at a time, so each would wait for the other until the time limit",
-				abi.StatusInvalid, path[len(path)-1], path[0], strings.Join(append(path, path[0]), " -> "))
+			return ns, id, cycleError(g, waitingCaller(g.ctx), w)
 		}
 	}
 	return ns, id, nil
+}
+
+// cycleError says that g's object called the object of last, which waits
+// for it through the waiters from first to last: the cycle, named only once
+// found (every object call checks for one).
+func cycleError(g *guest, first, last *waiter) error {
+	path := []string{objectName(g.object.obj.Class(), g.object.obj.ID())}
+	for w := first; ; w = w.next {
+		path = append(path, objectName(w.class, w.id))
+		if w == last {
+			break
+		}
+	}
+	slices.Reverse(path)
+	return fmt.Errorf("%w: %s called %s, whose event waits for this one (%s): an object's events run one at a time, so each would wait for the other until the time limit",
+		abi.StatusInvalid, path[len(path)-1], path[0], strings.Join(append(path, path[0]), " -> "))
 }
 
 // objectName names an object in errors: its class and the start of its id.
